@@ -1,0 +1,1 @@
+/* conf.c — TODO: implementation pending. */

@@ -1,0 +1,59 @@
+/* conf.h — main.cf: Postfix syntax (comments, continuation lines starting with whitespace,
+ * "name = value"), $name / ${name} / ${name?{a}:{b}} / ${name:{a}} expansion at lookup time, and
+ * per-listener overrides "<listener>/<name> = value" (e.g. "submission/smtpd_tls_security_level =
+ * encrypt"), which replace master.cf -o options.
+ *
+ * The file is found at $POSTERN_CONFIG if set, else POSTERN_SYSCONFDIR "/main.cf". A missing
+ * file is not an error (all defaults apply). Unknown parameters are warnings; invalid values are
+ * errors. Every message reads "<file>:<line>: <parameter>: <what is wrong>".
+ *
+ * Lookups return expanded values owned by the Conf (valid until conf_free or conf_set).
+ * Typed getters assume conf_load validated the value; they fall back to the default otherwise. */
+#pragma once
+
+#include <stdbool.h>
+#include "../basic/macro.h"
+
+typedef struct Conf Conf;
+
+/* Reads a main.cf. path NULL means the default location. On success returns 0 (or 0 with
+ * warnings); on an invalid value returns -EINVAL. Either way *ret_messages (if non-NULL) receives a
+ * NULL-terminated strv of warning/error lines (possibly empty) for the caller to print or log.
+ * *ret is set only on success. */
+int conf_load(const char *path, Conf **ret, char ***ret_messages);
+/* An empty configuration (all defaults), for tests and tools. */
+int conf_new(Conf **ret);
+Conf *conf_free(Conf *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Conf *, conf_free);
+#define _cleanup_conf_free_ _cleanup_(conf_freep)
+
+/* The path the configuration was read from (or would have been). */
+const char *conf_path(const Conf *c);
+
+/* Sets a value as if it appeared in main.cf (name may carry a "listener/" prefix). Returns
+ * -EINVAL with *ret_reason on an invalid value, -ENOENT for an unknown parameter. */
+int conf_set(Conf *c, const char *name, const char *value, char **ret_reason);
+
+/* The expanded value of a parameter (the listener's override first when listener is non-NULL).
+ * Unknown parameters that were set in main.cf are returned too (Postfix allows user-defined
+ * parameters for $expansion); entirely unknown names return NULL. */
+const char *conf_get(Conf *c, const char *name);
+const char *conf_get_listener(Conf *c, const char *listener, const char *name);
+long long conf_get_int(Conf *c, const char *listener, const char *name);
+bool conf_get_bool(Conf *c, const char *listener, const char *name);
+/* TIME parameters in seconds. */
+long long conf_get_time(Conf *c, const char *listener, const char *name);
+/* LIST parameters split on whitespace and commas; caller frees with strv_free(). Entries of the
+ * form "{ text with spaces }" keep their inner text as one element. */
+char **conf_get_list(Conf *c, const char *listener, const char *name);
+/* The raw (unexpanded) text and whether it was set explicitly (for posternctl config -n). */
+const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit);
+/* Calls fn for each explicitly set name (including listener/name forms), in file order. */
+void conf_foreach_explicit(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud);
+
+/* Rewrites main.cf at path, setting name = value (replacing an existing line or appending),
+ * keeping comments and other lines. Used by `posternctl config name=value`. */
+int conf_edit_file(const char *path, const char *name, const char *value);
+
+/* Splits a list value like conf_get_list does (exported for table and restriction parsing). */
+char **conf_split_list(const char *value);

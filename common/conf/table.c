@@ -1,0 +1,1 @@
+/* table.c — TODO: implementation pending. */

@@ -1,0 +1,40 @@
+/* table.h — Postfix-style lookup tables named "type:name".
+ *   inline:{ key=value, { key = value with spaces } }
+ *   static:value (or static:{value with spaces})
+ *   texthash:/path and hash:/path — both read the *source text* (an existing /etc/postfix/virtual
+ *     or /etc/aliases works without postmap); "key value" per line, "#" comments, continuation
+ *     lines starting with whitespace; for files named *aliases* (or when opened with TABLE_ALIASES)
+ *     aliases(5) syntax "name: value, value" applies. Keys compare case-insensitively.
+ *     The file is re-read when its mtime/size/inode changes (checked at most once a second).
+ *   unix:passwd.byname — getpwnam(); the value is the passwd line.
+ * A lookup answers found (1), not found (0) or a temporary error (negative errno, e.g. a file
+ * that cannot be read), so callers can answer 4xx rather than guess. */
+#pragma once
+
+#include "../basic/macro.h"
+
+typedef struct Table Table;
+
+typedef enum TableFlags {
+        TABLE_ALIASES = 1 << 0,  /* parse source text as aliases(5): "key: value" */
+} TableFlags;
+
+/* Opens a table from its "type:name" spec. Unknown type: -EPROTONOSUPPORT with *ret_reason. */
+int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reason);
+Table *table_free(Table *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Table *, table_free);
+#define _cleanup_table_free_ _cleanup_(table_freep)
+const char *table_spec(const Table *t);
+
+/* Looks key up. Returns 1 and *ret_value (caller frees) when found, 0 when not, <0 on error. */
+int table_lookup(Table *t, const char *key, char **ret_value);
+
+/* A list of tables searched in order (e.g. alias_maps = hash:/etc/aliases, texthash:/x). */
+typedef struct TableList TableList;
+int table_list_open(const char *specs, TableFlags flags, TableList **ret, char **ret_reason);
+TableList *table_list_free(TableList *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TableList *, table_list_free);
+#define _cleanup_table_list_free_ _cleanup_(table_list_freep)
+/* First table that has key wins. Same return convention as table_lookup. */
+int table_list_lookup(TableList *l, const char *key, char **ret_value);
+size_t table_list_size(const TableList *l);

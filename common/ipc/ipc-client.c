@@ -1,0 +1,1 @@
+/* ipc-client.c — TODO: implementation pending. */

@@ -1,0 +1,1 @@
+/* ipc-record.c — TODO: implementation pending. */

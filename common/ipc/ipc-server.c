@@ -1,0 +1,1 @@
+/* ipc-server.c — TODO: implementation pending. */

@@ -1,0 +1,93 @@
+/* ipc.h — the attribute protocol between Postern's roles (DESIGN.md §3).
+ *
+ * A record is lines "name=value\n" with values xtext-encoded (RFC 3461), ended by an empty line.
+ * A request carries "request=<verb>" first; every reply carries "status=" (ok, error, or a
+ * verb-specific word). Unknown attributes are ignored by receivers; a missing required attribute
+ * is answered with status=error and reason=. A record larger than IPC_RECORD_MAX is an error.
+ * Repeated items use indexed names: "rcpt.0=", "rcpt.1=" ...
+ *
+ * Three layers:
+ *   IpcRecord + ipc_record_format()/IpcParser — the codec, no I/O;
+ *   ipc_call() — a blocking request/reply for tools (posternctl, sendmail, tests);
+ *   IpcServer / ipc_client_call_async() — non-blocking use inside an sd-event loop. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <systemd/sd-event.h>
+#include "../basic/strbuf.h"
+
+#define IPC_RECORD_MAX (1024 * 1024)
+#define IPC_ATTR_NAME_MAX 64
+
+typedef struct IpcAttr { char *name; char *value; } IpcAttr;
+typedef struct IpcRecord { IpcAttr *attrs; size_t n, cap; } IpcRecord;
+#define IPC_RECORD_INIT { NULL, 0, 0 }
+
+void ipc_record_done(IpcRecord *r);
+static inline void ipc_record_donep(IpcRecord *r) { ipc_record_done(r); }
+#define _cleanup_ipc_record_ _cleanup_(ipc_record_donep)
+int ipc_record_add(IpcRecord *r, const char *name, const char *value);
+int ipc_record_addf(IpcRecord *r, const char *name, const char *fmt, ...) _printf_(3, 4);
+/* name built with printf, e.g. ipc_record_add_indexed(r, "rcpt", i, value) -> "rcpt.<i>". */
+int ipc_record_add_indexed(IpcRecord *r, const char *name, size_t index, const char *value);
+/* The first value for name, or NULL. */
+const char *ipc_record_get(const IpcRecord *r, const char *name);
+const char *ipc_record_get_indexed(const IpcRecord *r, const char *name, size_t index);
+/* Parses a decimal attribute; -ENOENT if missing, -EINVAL if malformed. */
+int ipc_record_get_int(const IpcRecord *r, const char *name, long long *ret);
+/* Appends the wire form (with the terminating empty line) to out. */
+int ipc_record_format(const IpcRecord *r, StrBuf *out);
+
+/* Incremental parser: feed bytes as they arrive. */
+typedef struct IpcParser { StrBuf line; IpcRecord cur; size_t size; } IpcParser;
+#define IPC_PARSER_INIT { STRBUF_INIT, IPC_RECORD_INIT, 0 }
+void ipc_parser_done(IpcParser *p);
+/* Consumes bytes from data; returns 1 when a record is complete (moved into *ret, which must be
+ * empty; *ret_consumed says how many bytes were used), 0 when all bytes were used and more are
+ * needed, -EMSGSIZE for an oversized record, -EBADMSG for a line without '=' or a bad escape. */
+int ipc_parser_feed(IpcParser *p, const char *data, size_t n, size_t *ret_consumed, IpcRecord *ret);
+
+/* Blocking: connect to the AF_UNIX stream socket at path, send req, read one reply record.
+ * timeout_usec 0 = 30 s. */
+int ipc_call(const char *path, const IpcRecord *req, IpcRecord *ret_reply, usec_t timeout_usec);
+/* Blocking helpers on a connected fd, for multi-record conversations. */
+int ipc_send(int fd, const IpcRecord *r);
+int ipc_recv(int fd, IpcRecord *ret, usec_t timeout_usec);
+
+/* --- non-blocking server inside sd-event --- */
+typedef struct IpcServer IpcServer;
+typedef struct IpcConn IpcConn;
+/* Called for each request record. The handler replies now or later with ipc_conn_reply();
+ * one request is outstanding per connection (the next is not read until the reply is sent).
+ * Return <0 to drop the connection. */
+typedef int (*IpcHandler)(IpcConn *c, const IpcRecord *req, void *userdata);
+
+/* Serves a listening AF_UNIX stream socket (takes ownership of listen_fd). */
+int ipc_server_new(sd_event *e, int listen_fd, IpcHandler handler, void *userdata, IpcServer **ret);
+IpcServer *ipc_server_free(IpcServer *s);
+size_t ipc_server_connections(const IpcServer *s);
+/* Sends a reply (formats and queues it, writes as the socket allows). */
+int ipc_conn_reply(IpcConn *c, const IpcRecord *reply);
+/* Convenience: reply status=error reason=<text>. */
+int ipc_conn_reply_error(IpcConn *c, const char *reason);
+/* Credentials of the peer (SO_PEERCRED). */
+int ipc_conn_peer_uid(const IpcConn *c, uid_t *ret);
+/* Takes a reference so the connection survives until a delayed reply; unref when done. A closed
+ * peer makes ipc_conn_reply() fail with -ECONNRESET instead of crashing. */
+IpcConn *ipc_conn_ref(IpcConn *c);
+IpcConn *ipc_conn_unref(IpcConn *c);
+
+/* --- non-blocking client inside sd-event --- */
+/* Called once with the reply (error 0) or a failure (error < 0, reply NULL). */
+typedef void (*IpcReplyHandler)(int error, const IpcRecord *reply, void *userdata);
+typedef struct IpcCall IpcCall;
+/* Connects to path, sends req, waits for one reply up to timeout_usec (0 = none). The IpcCall is
+ * freed automatically after the handler ran; ipc_call_cancel() before that drops it silently. */
+int ipc_client_call_async(sd_event *e, const char *path, const IpcRecord *req, usec_t timeout_usec,
+                          IpcReplyHandler handler, void *userdata, IpcCall **ret);
+void ipc_call_cancel(IpcCall *c);
+
+/* Sends a one-way wake-up datagram-free record ("request=wakeup") without waiting for a reply;
+ * failures are returned but callers may ignore them (lost wake-ups only delay mail). Non-blocking. */
+int ipc_send_oneway(const char *path, const IpcRecord *req);

@@ -1,0 +1,1 @@
+/* queue-id.c — TODO: implementation pending. */

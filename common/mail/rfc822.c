@@ -1,0 +1,1 @@
+/* rfc822.c — TODO: implementation pending. */

@@ -1,0 +1,1 @@
+/* xtext.c — TODO: implementation pending. */

@@ -1,0 +1,1 @@
+/* queue.c — TODO: implementation pending. */

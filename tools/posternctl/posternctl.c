@@ -1,0 +1,41 @@
+/* posternctl.c — Postern's administration command: dispatches to one verb per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "log/log.h"
+#include "posternctl.h"
+
+static const struct {
+        const char *name;
+        int (*fn)(int argc, char *argv[]);
+        const char *help;
+} verbs[] = {
+        { "config", verb_config, "config [-n|-d] [name...] [name=value...]  show or edit main.cf parameters" },
+        { "check",  verb_check,  "check                                    validate main.cf, tables and directories" },
+        { "queue",  verb_queue,  "queue                                    list queued messages (like mailq)" },
+};
+
+static int help(void) {
+        printf("Usage: posternctl VERB [ARGS...]\n\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %s\n", verbs[i].help);
+        printf("\nposternctl %s. main.cf is read from $POSTERN_CONFIG or %s/main.cf.\n",
+               POSTERN_VERSION, POSTERN_SYSCONFDIR);
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        log_open("posternctl");
+        if (argc < 2)
+                return help(), 2;
+        if (streq(argv[1], "help") || streq(argv[1], "--help") || streq(argv[1], "-h"))
+                return help();
+        if (streq(argv[1], "--version"))
+                return printf("posternctl %s\n", POSTERN_VERSION), 0;
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[1], verbs[i].name))
+                        return verbs[i].fn(argc - 1, argv + 1);
+        fprintf(stderr, "posternctl: unknown verb \"%s\"; try \"posternctl help\".\n", argv[1]);
+        return 2;
+}

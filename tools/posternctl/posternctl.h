@@ -1,0 +1,7 @@
+/* posternctl.h — the verbs of posternctl, one file each (posternctl-<verb>.c). Each gets argv
+ * starting at the verb's name and returns a process exit code. */
+#pragma once
+
+int verb_config(int argc, char *argv[]);  /* posternctl-config.c */
+int verb_check(int argc, char *argv[]);   /* posternctl-check.c */
+int verb_queue(int argc, char *argv[]);   /* posternctl-queue.c */
