@@ -1,0 +1,41 @@
+"""pytest fixtures for Postern's integration tests: `local_users` and `postern`."""
+
+import os
+import shutil
+
+import pytest
+
+import postern_harness
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        pytest.exit("Postern's integration tests need root (delivery switches users).", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def local_users():
+    """The test users ptest1..ptest3 (created on first use), as {name: passwd entry}."""
+    return postern_harness.ensure_test_users()
+
+
+@pytest.fixture
+def postern(local_users, request):
+    """A Postern instance in a fresh root; stopped at teardown, which also fails the test when a
+    daemon's log shows a sanitizer report."""
+    postern_harness.clean_test_homes()
+    p = postern_harness.Postern()
+    yield p
+    p.close()
+    reports = p.sanitizer_reports()
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    if not failed and not reports and not os.environ.get("POSTERN_KEEP_ROOT"):
+        shutil.rmtree(p.root, ignore_errors=True)
+    assert not reports, "sanitizer reports:\n" + "\n".join(reports)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)

@@ -1,0 +1,364 @@
+"""postern_harness — runs Postern's real daemons the way systemd does, for integration tests.
+
+The harness owns the listening sockets and passes them to each daemon with LISTEN_FDS,
+LISTEN_FDNAMES and LISTEN_PID (socket activation), and waits for READY=1 on a NOTIFY_SOCKET of
+its own. A daemon killed with SIGKILL and restarted gets the very same sockets back, so clients
+wait in the backlog meanwhile, as under systemd. Everything (config, queue, spool, sockets, logs)
+lives in a fresh root directory under /var/tmp (world-traversable, so the delivery children that
+run as the test users can reach the spool). See README.md in this directory for the API.
+"""
+
+import fcntl
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+SOURCE_DIR = pathlib.Path(os.environ.get("POSTERN_SOURCE_DIR",
+                                         pathlib.Path(__file__).resolve().parents[2]))
+BUILD_DIR = pathlib.Path(os.environ.get("POSTERN_BUILD_DIR", SOURCE_DIR / "build")).resolve()
+TEST_USERS = ("ptest1", "ptest2", "ptest3")
+TEST_HOME_BASE = pathlib.Path("/var/tmp/postern-test-home")
+HOSTNAME = "postern.test"
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+BINARIES = {
+    "smtpd": "daemons/smtpd/postern-smtpd",
+    "qmgr": "daemons/qmgr/postern-qmgr",
+    "local": "daemons/local/postern-local",
+}
+
+
+def binary(rel):
+    """Absolute path of a built program, e.g. binary('tools/posternctl/posternctl')."""
+    return str(BUILD_DIR / rel)
+
+
+def ensure_test_users():
+    """Creates the test users (idempotent); returns their passwd entries."""
+    TEST_HOME_BASE.mkdir(parents=True, exist_ok=True)
+    os.chmod(TEST_HOME_BASE, 0o755)
+    entries = {}
+    for user in TEST_USERS:
+        try:
+            entries[user] = pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--home-dir", str(TEST_HOME_BASE / user),
+                            "--shell", "/usr/sbin/nologin", "--comment", f"Postern Test {user}",
+                            user], check=True)
+            entries[user] = pwd.getpwnam(user)
+    return entries
+
+
+class DaemonProcess:
+    def __init__(self, name, proc, log_path):
+        self.name, self.proc, self.log_path = name, proc, log_path
+
+
+class Postern:
+    """One Postern instance in its own root. Not started until start()."""
+
+    def __init__(self, root=None):
+        self.root = pathlib.Path(root or tempfile.mkdtemp(prefix="postern-it-", dir="/var/tmp"))
+        os.chmod(self.root, 0o755)
+        self.etc_dir = self.root / "etc"
+        self.queue_dir = self.root / "spool"
+        self.spool_dir = self.root / "mail"
+        self.socket_dir = self.root / "run"
+        self.log_dir = self.root / "log"
+        for d, mode in ((self.etc_dir, 0o755), (self.queue_dir, 0o750), (self.spool_dir, 0o1777),
+                        (self.socket_dir, 0o755), (self.log_dir, 0o755)):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, mode)
+        self.config_path = self.etc_dir / "main.cf"
+        self.aliases_path = self.etc_dir / "aliases"
+        self.aliases_path.write_text("")
+        self.submit_path = self.socket_dir / "submit"
+        self.settings = {
+            "myhostname": HOSTNAME,
+            "mydestination": "$myhostname, localhost",
+            "mynetworks": "127.0.0.0/8",
+            "queue_directory": str(self.queue_dir),
+            "mail_spool_directory": str(self.spool_dir),
+            "postern_socket_directory": str(self.socket_dir),
+            "alias_maps": f"texthash:{self.aliases_path}",
+            "alias_database": f"texthash:{self.aliases_path}",
+        }
+        self.daemons = {}
+        self.listeners = {}
+        self._write_config()
+        self._open_listeners()
+
+    # --- configuration ---------------------------------------------------------------------
+    def configure(self, **params):
+        """Sets main.cf parameters (listener overrides: configure(**{'submit/x': 'y'}))."""
+        self.settings.update({k: str(v) for k, v in params.items()})
+        self._write_config()
+
+    def set_aliases(self, text):
+        self.aliases_path.write_text(text)
+
+    def _write_config(self):
+        lines = ["# written by tests/integration/postern_harness.py"]
+        lines += [f"{k} = {v}" for k, v in self.settings.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        os.chmod(self.config_path, 0o644)
+
+    # --- sockets -----------------------------------------------------------------------------
+    def _tcp_listener(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(4096)
+        return s
+
+    def _unix_listener(self, path, mode=0o666):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(str(path))
+        os.chmod(path, mode)
+        s.listen(4096)
+        return s
+
+    def _open_listeners(self):
+        self.listeners = {
+            "smtpd": [("smtp", self._tcp_listener()), ("submission", self._tcp_listener()),
+                      ("submit", self._unix_listener(self.submit_path, 0o666))],
+            "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o600))],
+            "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600))],
+        }
+        self.smtp_port = self.listeners["smtpd"][0][1].getsockname()[1]
+        self.submission_port = self.listeners["smtpd"][1][1].getsockname()[1]
+
+    # --- processes ---------------------------------------------------------------------------
+    def env(self, extra=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
+        env.update({"POSTERN_CONFIG": str(self.config_path), "POSTERN_LOG_STDERR": "1",
+                    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+                    "UBSAN_OPTIONS": "print_stacktrace=1"})
+        env.update(extra or {})
+        return env
+
+    def start(self, *names, timeout=15):
+        """Starts the named daemons (default: smtpd, qmgr, local) and waits for READY=1."""
+        for name in names or ("smtpd", "qmgr", "local"):
+            self._spawn(name, timeout)
+
+    def _spawn(self, name, timeout):
+        if name in self.daemons and self.daemons[name].proc.poll() is None:
+            raise RuntimeError(f"{name} is already running")
+        exe = binary(BINARIES[name])
+        if not os.access(exe, os.X_OK):
+            raise RuntimeError(f"{exe} is not built")
+        fds = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 200) for _, s in self.listeners[name]]
+        names = ":".join(n for n, _ in self.listeners[name])
+        notify_path = self.socket_dir / f"notify-{name}"
+        try:
+            os.unlink(notify_path)
+        except FileNotFoundError:
+            pass
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(notify_path))
+
+        def place_fds():
+            for i, fd in enumerate(fds):
+                os.dup2(fd, 3 + i, inheritable=True)
+
+        log_path = self.log_dir / f"{name}.log"
+        log = open(log_path, "ab")
+        env = self.env({"LISTEN_FDS": str(len(fds)), "LISTEN_FDNAMES": names,
+                        "NOTIFY_SOCKET": str(notify_path)})
+        # LISTEN_PID must be the daemon's own pid: a shell sets it and execs in place.
+        proc = subprocess.Popen(["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"',
+                                 exe], env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, close_fds=False, preexec_fn=place_fds)
+        log.close()
+        for fd in fds:
+            os.close(fd)
+        self.daemons[name] = DaemonProcess(name, proc, log_path)
+        try:
+            notify.settimeout(0.2)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    msg = notify.recv(4096).decode(errors="replace")
+                except socket.timeout:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode} before READY=1:\n"
+                                           + self.log(name))
+                    continue
+                if "READY=1" in msg.split("\n"):
+                    return
+            raise RuntimeError(f"{name} did not send READY=1 within {timeout}s:\n" + self.log(name))
+        finally:
+            notify.close()
+
+    def pid(self, name):
+        return self.daemons[name].proc.pid
+
+    def running(self, name):
+        return name in self.daemons and self.daemons[name].proc.poll() is None
+
+    def kill(self, name, sig=signal.SIGKILL):
+        d = self.daemons[name]
+        d.proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            d.proc.wait(timeout=10)
+
+    def restart(self, name, timeout=15):
+        if self.running(name):
+            self.kill(name, signal.SIGTERM)
+        self._spawn(name, timeout)
+
+    def reload(self, name):
+        self.daemons[name].proc.send_signal(signal.SIGHUP)
+
+    def stop(self):
+        """SIGTERM every daemon; returns {name: exit code}."""
+        codes = {}
+        for name, d in self.daemons.items():
+            if d.proc.poll() is None:
+                d.proc.send_signal(signal.SIGTERM)
+        for name, d in self.daemons.items():
+            try:
+                codes[name] = d.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                codes[name] = d.proc.wait()
+        return codes
+
+    def close(self):
+        self.stop()
+        for lst in self.listeners.values():
+            for _, s in lst:
+                s.close()
+
+    def sanitizer_reports(self):
+        """Sanitizer findings in any daemon log (an ASan build of a daemon must produce none)."""
+        found = []
+        for name in self.daemons:
+            text = self.log(name)
+            if any(m in text for m in SANITIZER_MARKERS):
+                found.append(f"--- {name} ---\n{text[-6000:]}")
+        return found
+
+    # --- observation -------------------------------------------------------------------------
+    def log(self, name):
+        p = self.log_dir / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def wait_log(self, name, pattern, timeout=10, count=1):
+        """Waits until regex pattern occurs count times in the daemon's log; returns the last match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            matches = list(rx.finditer(self.log(name)))
+            if len(matches) >= count:
+                return matches[count - 1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/{pattern}/ x{count} not in {name} log after {timeout}s:\n"
+                                     + self.log(name)[-4000:])
+            time.sleep(0.05)
+
+    def wait_for(self, predicate, timeout=10, what="condition"):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.05)
+
+    def queue_rows(self, sql, params=()):
+        db = self.queue_dir / "queue.db"
+        if not db.exists():
+            return []
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def queue_count(self):
+        try:
+            return self.queue_rows("SELECT COUNT(*) FROM messages")[0][0]
+        except (sqlite3.OperationalError, IndexError):
+            return 0
+
+    def wait_queue_empty(self, timeout=20):
+        self.wait_for(lambda: self.queue_count() == 0, timeout, "an empty queue")
+
+    def mailbox(self, user):
+        p = self.spool_dir / user
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def wait_mailbox(self, user, pattern, timeout=10, count=1):
+        self.wait_for(lambda: len(re.findall(pattern, self.mailbox(user))) >= count, timeout,
+                      f"{count}x /{pattern}/ in {user}'s mailbox")
+        return self.mailbox(user)
+
+    # --- clients -----------------------------------------------------------------------------
+    def smtp(self, source_address=None, timeout=10):
+        """An smtplib.SMTP connected to the smtp listener (optionally from 127.0.0.2 etc.)."""
+        s = smtplib.SMTP(timeout=timeout, local_hostname="client.test",
+                         source_address=(source_address, 0) if source_address else None)
+        s.connect("127.0.0.1", self.smtp_port)
+        return s
+
+    def send(self, sender, rcpts, msg, source_address=None):
+        """Sends one message over SMTP; returns the (code, text) of the reply to DATA."""
+        with self.smtp(source_address) as s:
+            s.ehlo()
+            code, text = s.mail(sender)
+            assert code == 250, (code, text)
+            for r in rcpts:
+                code, text = s.rcpt(r)
+                assert code == 250, (r, code, text)
+            code, text = s.data(msg)
+            return code, text.decode(errors="replace")
+
+    def _as_user(self, user):
+        if user is None:
+            return None
+        pw = pwd.getpwnam(user)
+
+        def drop():
+            os.initgroups(user, pw.pw_gid)
+            os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+            os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+        return drop
+
+    def sendmail(self, args, input=b"", user=None, check=True, timeout=30):
+        """Runs the built postern-sendmail (as user, if given) with this instance's config."""
+        r = subprocess.run([binary("tools/sendmail/postern-sendmail")] + list(args), input=input,
+                           env=self.env(), capture_output=True, preexec_fn=self._as_user(user),
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"sendmail {args} exited {r.returncode}: {r.stderr.decode()}")
+        return r
+
+    def posternctl(self, *args, user=None, check=False, timeout=30):
+        return subprocess.run([binary("tools/posternctl/posternctl")] + list(args), env=self.env(),
+                              capture_output=True, text=True, preexec_fn=self._as_user(user),
+                              timeout=timeout, check=check)
+
+
+def clean_test_homes():
+    """Removes Maildirs and dotfiles the previous test left in the test users' homes."""
+    for user in TEST_USERS:
+        home = TEST_HOME_BASE / user
+        if home.is_dir():
+            for entry in home.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
