@@ -1,0 +1,91 @@
+"""Nothing answered with 250 is lost, and nothing is delivered twice, when postern-smtpd,
+postern-qmgr or postern-local are killed with SIGKILL at arbitrary moments and restarted with the
+same sockets (as systemd does with Restart=)."""
+
+import pathlib
+import pwd
+import random
+import re
+import smtplib
+import threading
+import time
+
+
+def maildir_message_ids(user):
+    home = postern_home(user)
+    ids = []
+    for sub in ("new", "cur"):
+        d = home / "Maildir" / sub
+        if d.is_dir():
+            for f in d.iterdir():
+                m = re.search(r"^Message-ID: <([^>]+)>", f.read_text(errors="replace"), re.M | re.I)
+                if m:
+                    ids.append(m.group(1))
+    return ids
+
+
+def postern_home(user):
+    return pathlib.Path(pwd.getpwnam(user).pw_dir)
+
+
+def sender_thread(postern, count, accepted, stop):
+    """Sends count messages one at a time, recording the Message-IDs answered with 250."""
+    for i in range(count):
+        if stop.is_set():
+            return
+        mid = f"durability-{i}@client.test"
+        msg = f"Message-ID: <{mid}>\r\nSubject: durability {i}\r\n\r\nbody {i}\r\n".encode()
+        for attempt in range(50):
+            try:
+                with postern.smtp(timeout=10) as s:
+                    s.ehlo()
+                    s.mail("sender@example.org")
+                    s.rcpt("ptest1@localhost")
+                    code, _ = s.data(msg)
+                if code == 250:
+                    accepted.append(mid)
+                break
+            except (smtplib.SMTPException, OSError):
+                time.sleep(0.05)  # the daemon was killed mid-session; try again like a client would
+
+
+def test_kill9_of_every_daemon_loses_nothing_and_duplicates_nothing(postern):
+    postern.configure(home_mailbox="Maildir/", minimal_backoff_time="1s",
+                      maximal_backoff_time="2s", queue_run_delay="1s")
+    postern.start()
+    accepted, stop = [], threading.Event()
+    t = threading.Thread(target=sender_thread, args=(postern, 150, accepted, stop))
+    t.start()
+    rng = random.Random(4711)
+    kills = {"smtpd": 0, "qmgr": 0, "local": 0}
+    try:
+        while t.is_alive():
+            time.sleep(rng.uniform(0.05, 0.4))
+            victim = rng.choice(sorted(kills))
+            postern.kill(victim)
+            kills[victim] += 1
+            postern.restart(victim)
+    finally:
+        stop.set()
+        t.join(timeout=120)
+    assert all(n > 0 for n in kills.values()), kills
+    assert len(accepted) > 50, f"only {len(accepted)} messages accepted"
+
+    postern.wait_queue_empty(timeout=60)
+    delivered = maildir_message_ids("ptest1")
+    missing = set(accepted) - set(delivered)
+    assert not missing, f"answered 250 but never delivered: {sorted(missing)[:10]}"
+    dups = {m for m in delivered if delivered.count(m) > 1}
+    assert not dups, f"delivered more than once: {sorted(dups)[:10]}"
+
+
+def test_message_survives_kill9_of_smtpd_right_after_250(postern):
+    postern.start("smtpd")
+    code, _ = postern.send("a@example.org", ["ptest2@localhost"],
+                           b"Message-ID: <survivor@client.test>\r\n\r\nstill here\r\n")
+    assert code == 250
+    postern.kill("smtpd")
+    # Delivery machinery comes up only now: the message must be in the durable queue.
+    postern.start("qmgr", "local")
+    postern.wait_mailbox("ptest2", r"still here")
+    postern.wait_queue_empty()
