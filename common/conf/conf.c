@@ -1,1 +1,1059 @@
-/* conf.c — TODO: implementation pending. */
+/* conf.c — main.cf reader (Postfix syntax), $expansion at lookup time, per-listener overrides,
+ * validation against the parameter registry, and in-place editing for `posternctl config`.
+ *
+ * Syntax: a logical line is "name = value"; physical lines that begin with whitespace continue
+ * the previous logical line; blank lines and lines whose first non-blank character is "#" are
+ * skipped (they do not end a logical line). Names are [A-Za-z0-9_]+, optionally prefixed by a
+ * listener (fd name) and "/". The last setting of a name wins.
+ *
+ * Expansion: $name, ${name}, $(name), $$ (a literal $), ${name?text} / ${name?{text}} (text when
+ * name is non-empty), ${name:text} / ${name:{text}} (text when name is empty or unset) and
+ * ${name?{a}:{b}}. Undefined names expand to nothing. Expansion is recursive with a depth limit;
+ * loops are reported with the chain of names. Results are cached per (listener, name) until the
+ * next conf_set. In a listener's context every $name prefers that listener's override, just as a
+ * master.cf -o option changes the parameter for the whole process.
+ *
+ * Diagnostics read "<file>:<line>: <name>: <problem>" (no line for defaults). */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "../basic/strbuf.h"
+#include "conf.h"
+#include "params.h"
+#include "strmap.h"
+
+#define CONF_MAX_DEPTH 32               /* nested $name references */
+#define CONF_MAX_NESTING 64             /* nested ${...} expressions within one value */
+#define CONF_MAX_EXPANDED (1024 * 1024) /* one expanded value, bytes */
+#define CONF_MAX_LINE (1024 * 1024)     /* one logical line, bytes */
+#define CONF_SHOW_VALUE 200             /* value bytes quoted in a diagnostic */
+
+typedef struct ConfEntry {
+        char *name;     /* as written: "name" or "listener/name" */
+        char *raw;
+        unsigned line;
+} ConfEntry;
+
+struct Conf {
+        char *path;
+        char *config_dir;
+        ConfEntry **order;      /* explicit settings in file order (owned) */
+        size_t n_order, cap_order;
+        StrMap *entries;        /* name -> ConfEntry* (borrowed from order) */
+        StrMap *cache;          /* "name" or "listener/name" -> expanded char* (owned) */
+};
+
+typedef struct ConfExpand {
+        Conf *c;
+        const char *listener;
+        const char *stack[CONF_MAX_DEPTH];
+        unsigned depth;         /* entries in stack */
+        unsigned nesting;
+        StrBuf *err;            /* the reason of the first failure */
+} ConfExpand;
+
+static int conf_expand_text(ConfExpand *x, const char *text, size_t len, StrBuf *out);
+
+/* A growing strv for diagnostics. */
+typedef struct ConfMessages {
+        char **v;
+        size_t n, cap;
+        bool oom;
+} ConfMessages;
+
+static void conf_messages_add(ConfMessages *m, const char *fmt, ...) _printf_(2, 3);
+static void conf_messages_add(ConfMessages *m, const char *fmt, ...) {
+        if (m->n + 2 > m->cap) {
+                size_t ncap = m->cap ? m->cap * 2 : 8;
+                char **nv = realloc(m->v, ncap * sizeof(char *));
+                if (!nv) {
+                        m->oom = true;
+                        return;
+                }
+                m->v = nv;
+                m->cap = ncap;
+        }
+        va_list ap;
+        va_start(ap, fmt);
+        char *s = NULL;
+        if (vasprintf(&s, fmt, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        if (!s) {
+                m->oom = true;
+                return;
+        }
+        m->v[m->n++] = s;
+        m->v[m->n] = NULL;
+}
+
+static char **conf_messages_steal(ConfMessages *m) {
+        if (!m->v)
+                return calloc(1, sizeof(char *));
+        char **v = m->v;
+        *m = (ConfMessages) {};
+        return v;
+}
+
+static bool conf_name_char(char ch) {
+        return isalnum((unsigned char) ch) || ch == '_';
+}
+
+static bool conf_listener_char(char ch) {
+        return isalnum((unsigned char) ch) || ch == '_' || ch == '-' || ch == '.';
+}
+
+/* "name" or "listener/name"; on success *ret_base points at name. */
+static bool conf_name_valid(const char *name, const char **ret_base) {
+        const char *slash = strchr(name, '/');
+        const char *base = slash ? slash + 1 : name;
+        if (slash) {
+                if (slash == name)
+                        return false;
+                for (const char *s = name; s < slash; s++)
+                        if (!conf_listener_char(*s))
+                                return false;
+        }
+        if (*base == '\0' || strlen(name) > 256)
+                return false;
+        for (const char *s = base; *s; s++)
+                if (!conf_name_char(*s))
+                        return false;
+        if (ret_base)
+                *ret_base = base;
+        return true;
+}
+
+static void conf_entry_free(ConfEntry *e) {
+        if (!e)
+                return;
+        free(e->name);
+        free(e->raw);
+        free(e);
+}
+
+Conf *conf_free(Conf *c) {
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < c->n_order; i++)
+                conf_entry_free(c->order[i]);
+        free(c->order);
+        strmap_free(c->entries);
+        strmap_free(c->cache);
+        free(c->path);
+        free(c->config_dir);
+        free(c);
+        return NULL;
+}
+
+static const char *conf_default_path(void) {
+        const char *e = getenv("POSTERN_CONFIG");
+        return !isempty(e) ? e : POSTERN_SYSCONFDIR "/main.cf";
+}
+
+static int conf_new_at(const char *path, Conf **ret) {
+        _cleanup_conf_free_ Conf *c = calloc(1, sizeof(Conf));
+        if (!c)
+                return -ENOMEM;
+        c->path = strdup(path ? path : conf_default_path());
+        c->entries = strmap_new(NULL);
+        c->cache = strmap_new(free);
+        if (!c->path || !c->entries || !c->cache)
+                return -ENOMEM;
+        _cleanup_free_ char *copy = strdup(c->path);
+        if (!copy)
+                return -ENOMEM;
+        c->config_dir = strdup(dirname(copy));
+        if (!c->config_dir)
+                return -ENOMEM;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* An empty configuration (all defaults). */
+int conf_new(Conf **ret) {
+        return conf_new_at(NULL, ret);
+}
+
+/* The file the configuration came from (or would have). */
+const char *conf_path(const Conf *c) {
+        return c->path;
+}
+
+/* Records name = raw; replaces an earlier setting in place. *ret_previous gets the old line. */
+static int conf_store(Conf *c, const char *name, const char *raw, unsigned line, unsigned *ret_previous) {
+        ConfEntry *e = strmap_get(c->entries, name);
+        if (e) {
+                char *v = strdup(raw);
+                if (!v)
+                        return -ENOMEM;
+                if (ret_previous)
+                        *ret_previous = e->line;
+                free(e->raw);
+                e->raw = v;
+                e->line = line;
+                return 0;
+        }
+        if (c->n_order == c->cap_order) {
+                size_t ncap = c->cap_order ? c->cap_order * 2 : 32;
+                ConfEntry **n = realloc(c->order, ncap * sizeof(ConfEntry *));
+                if (!n)
+                        return -ENOMEM;
+                c->order = n;
+                c->cap_order = ncap;
+        }
+        e = calloc(1, sizeof(ConfEntry));
+        if (!e)
+                return -ENOMEM;
+        e->name = strdup(name);
+        e->raw = strdup(raw);
+        e->line = line;
+        if (!e->name || !e->raw || strmap_put(c->entries, name, e) < 0) {
+                conf_entry_free(e);
+                return -ENOMEM;
+        }
+        c->order[c->n_order++] = e;
+        return 0;
+}
+
+static void conf_remove_entry(Conf *c, ConfEntry *e) {
+        /* Rare (only a failed conf_set of a new name): rebuild the index. */
+        for (size_t i = 0; i < c->n_order; i++)
+                if (c->order[i] == e) {
+                        memmove(c->order + i, c->order + i + 1, (c->n_order - i - 1) * sizeof(ConfEntry *));
+                        c->n_order--;
+                        break;
+                }
+        strmap_clear(c->entries);
+        for (size_t i = 0; i < c->n_order; i++)
+                (void) strmap_put(c->entries, c->order[i]->name, c->order[i]);
+        conf_entry_free(e);
+}
+
+/* ---- expansion ---------------------------------------------------------------------------- */
+
+static void conf_expand_fail(ConfExpand *x, const char *fmt, ...) _printf_(2, 3);
+static void conf_expand_fail(ConfExpand *x, const char *fmt, ...) {
+        if (!x->err || x->err->len > 0)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        (void) strbuf_vprintf(x->err, fmt, ap);
+        va_end(ap);
+}
+
+/* The unexpanded text for name in x's context, or NULL when it is undefined. Computed defaults
+ * that depend on other parameters (mydomain, config_directory) are produced in *ret_computed. */
+static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_explicit) {
+        Conf *c = x->c;
+        ConfEntry *e = NULL;
+        *ret_explicit = false;
+        if (x->listener) {
+                char key[600];
+                if (snprintf(key, sizeof key, "%s/%s", x->listener, name) < (int) sizeof key)
+                        e = strmap_get(c->entries, key);
+        }
+        if (!e)
+                e = strmap_get(c->entries, name);
+        if (e) {
+                *ret_explicit = true;
+                return e->raw;
+        }
+        const ParamDef *p = param_lookup(name);
+        if (!p)
+                return NULL;
+        if (streq(name, "config_directory"))
+                return c->config_dir;
+        return param_default(p);
+}
+
+static int conf_expand_name(ConfExpand *x, const char *name, StrBuf *out) {
+        char key[600];
+        if (snprintf(key, sizeof key, "%s%s%s", x->listener ? x->listener : "", x->listener ? "/" : "", name) >= (int) sizeof key) {
+                conf_expand_fail(x, "parameter name too long");
+                return -ENAMETOOLONG;
+        }
+        const char *cached = strmap_get(x->c->cache, key);
+        if (cached)
+                return strbuf_puts(out, cached);
+
+        for (unsigned i = 0; i < x->depth; i++)
+                if (streq(x->stack[i], name)) {
+                        _cleanup_strbuf_ StrBuf chain = STRBUF_INIT;
+                        for (unsigned j = i; j < x->depth; j++)
+                                (void) strbuf_printf(&chain, "$%s -> ", x->stack[j]);
+                        (void) strbuf_printf(&chain, "$%s", name);
+                        conf_expand_fail(x, "parameter expansion loop: %s", strempty(chain.data));
+                        return -ELOOP;
+                }
+        if (x->depth >= CONF_MAX_DEPTH) {
+                conf_expand_fail(x, "parameter expansion nested more than %d levels deep", CONF_MAX_DEPTH);
+                return -ELOOP;
+        }
+
+        bool expl;
+        const char *raw = conf_raw_for(x, name, &expl);
+        if (!raw)
+                return 0;   /* undefined: expands to nothing */
+
+        _cleanup_strbuf_ StrBuf v = STRBUF_INIT;
+        v.limit = CONF_MAX_EXPANDED;
+        x->stack[x->depth++] = name;
+        int r;
+        if (!expl && streq(name, "mydomain")) {
+                /* Postfix: myhostname minus its first label. */
+                r = conf_expand_name(x, "myhostname", &v);
+                if (r >= 0) {
+                        const char *dot = v.data ? strchr(v.data, '.') : NULL;
+                        _cleanup_free_ char *d = strdup(dot && dot[1] ? dot + 1 : "localdomain");
+                        strbuf_reset(&v);
+                        r = d ? strbuf_puts(&v, d) : -ENOMEM;
+                }
+        } else
+                r = conf_expand_text(x, raw, strlen(raw), &v);
+        x->depth--;
+        if (r == -EMSGSIZE)
+                conf_expand_fail(x, "expansion of $%s is longer than %d bytes", name, CONF_MAX_EXPANDED);
+        if (r < 0)
+                return r;
+
+        char *val = strdup(strempty(v.data));
+        if (!val)
+                return -ENOMEM;
+        if (strmap_put(x->c->cache, key, val) < 0) {
+                free(val);
+                return -ENOMEM;
+        }
+        return strbuf_puts(out, val);
+}
+
+/* Index of the bracket closing the one opened just before text[i], or len when none. */
+static size_t conf_find_close(const char *text, size_t i, size_t len, char close) {
+        int depth = 0;
+        for (; i < len; i++) {
+                char ch = text[i];
+                if (depth == 0 && ch == close)
+                        return i;
+                if (ch == '{' || ch == '(')
+                        depth++;
+                else if ((ch == '}' || ch == ')') && depth > 0)
+                        depth--;
+        }
+        return len;
+}
+
+static size_t conf_skip_space(const char *text, size_t i, size_t len) {
+        while (i < len && isspace((unsigned char) text[i]))
+                i++;
+        return i;
+}
+
+static int conf_unterminated(ConfExpand *x, const char *name, char close, char op) {
+        conf_expand_fail(x, "missing '%c' in \"$%c%s%c...\"", close, close == '}' ? '{' : '(', name, op);
+        return -EINVAL;
+}
+
+/* Parses "${name?...}" etc. starting at text[i] == '{' or '('; *ret_end is past the closer. */
+static int conf_expand_braced(ConfExpand *x, const char *text, size_t i, size_t len, StrBuf *out, size_t *ret_end) {
+        char close = text[i] == '{' ? '}' : ')';
+        size_t start = ++i;
+        while (i < len && conf_name_char(text[i]))
+                i++;
+        size_t nlen = i - start;
+        if (nlen == 0 || nlen > 255) {
+                conf_expand_fail(x, "bad parameter name in \"$%c...\"", close == '}' ? '{' : '(');
+                return -EINVAL;
+        }
+        char name[256];
+        memcpy(name, text + start, nlen);
+        name[nlen] = '\0';
+
+        if (i < len && text[i] == close) {
+                *ret_end = i + 1;
+                return conf_expand_name(x, name, out);
+        }
+        i = conf_skip_space(text, i, len);
+        if (i >= len || (text[i] != '?' && text[i] != ':')) {
+                conf_expand_fail(x, "missing '%c' after \"$%c%s\"", close, close == '}' ? '{' : '(', name);
+                return -EINVAL;
+        }
+
+        /* Conditional: find the "when set" and "when empty" texts. */
+        const char *t_set = NULL, *t_empty = NULL;
+        size_t l_set = 0, l_empty = 0;
+        char op = text[i++];
+        size_t j = conf_skip_space(text, i, len);
+        if (j < len && text[j] == '{') {
+                /* ${name?{a}:{b}}, ${name?{a}}, ${name:{b}} */
+                size_t e = conf_find_close(text, j + 1, len, '}');
+                if (e >= len)
+                        return conf_unterminated(x, name, close, op);
+                if (op == '?')
+                        t_set = text + j + 1, l_set = e - j - 1;
+                else
+                        t_empty = text + j + 1, l_empty = e - j - 1;
+                j = conf_skip_space(text, e + 1, len);
+                if (op == '?' && j < len && text[j] == ':') {
+                        j = conf_skip_space(text, j + 1, len);
+                        if (j >= len || text[j] != '{') {
+                                conf_expand_fail(x, "expected '{' after ':' in \"${%s?{...}:\"", name);
+                                return -EINVAL;
+                        }
+                        e = conf_find_close(text, j + 1, len, '}');
+                        if (e >= len)
+                                return conf_unterminated(x, name, close, op);
+                        t_empty = text + j + 1, l_empty = e - j - 1;
+                        j = conf_skip_space(text, e + 1, len);
+                }
+                if (j >= len || text[j] != close) {
+                        conf_expand_fail(x, "missing '%c' after the {text} of \"$%c%s%c\"", close, close == '}' ? '{' : '(', name, op);
+                        return -EINVAL;
+                }
+                *ret_end = j + 1;
+        } else {
+                /* ${name?text}, ${name:text} */
+                size_t e = conf_find_close(text, i, len, close);
+                if (e >= len)
+                        return conf_unterminated(x, name, close, op);
+                if (op == '?')
+                        t_set = text + i, l_set = e - i;
+                else
+                        t_empty = text + i, l_empty = e - i;
+                *ret_end = e + 1;
+        }
+
+        _cleanup_strbuf_ StrBuf v = STRBUF_INIT;
+        v.limit = CONF_MAX_EXPANDED;
+        int r = conf_expand_name(x, name, &v);
+        if (r < 0)
+                return r;
+        bool set = v.len > 0;
+        if (set && t_set)
+                return conf_expand_text(x, t_set, l_set, out);
+        if (!set && t_empty)
+                return conf_expand_text(x, t_empty, l_empty, out);
+        return 0;
+}
+
+static int conf_expand_text(ConfExpand *x, const char *text, size_t len, StrBuf *out) {
+        if (x->nesting >= CONF_MAX_NESTING) {
+                conf_expand_fail(x, "expressions nested more than %d levels deep", CONF_MAX_NESTING);
+                return -ELOOP;
+        }
+        x->nesting++;
+        int r = 0;
+        size_t i = 0;
+        while (i < len && r >= 0) {
+                const char *dollar = memchr(text + i, '$', len - i);
+                size_t lit = dollar ? (size_t) (dollar - (text + i)) : len - i;
+                r = strbuf_append(out, text + i, lit);
+                i += lit;
+                if (r < 0 || i >= len)
+                        break;
+                i++;    /* the '$' */
+                if (i >= len) {
+                        r = strbuf_putc(out, '$');
+                        break;
+                }
+                char ch = text[i];
+                if (ch == '$') {
+                        r = strbuf_putc(out, '$');
+                        i++;
+                } else if (ch == '{' || ch == '(') {
+                        size_t end = len;
+                        r = conf_expand_braced(x, text, i, len, out, &end);
+                        i = end;
+                } else if (conf_name_char(ch)) {
+                        size_t start = i;
+                        while (i < len && conf_name_char(text[i]))
+                                i++;
+                        char name[256];
+                        if (i - start >= sizeof name) {
+                                conf_expand_fail(x, "parameter name too long after '$'");
+                                r = -EINVAL;
+                                break;
+                        }
+                        memcpy(name, text + start, i - start);
+                        name[i - start] = '\0';
+                        r = conf_expand_name(x, name, out);
+                } else
+                        r = strbuf_putc(out, '$');   /* a lone '$' stays literal */
+        }
+        x->nesting--;
+        if (r == -EMSGSIZE)
+                conf_expand_fail(x, "expanded value is longer than %d bytes", CONF_MAX_EXPANDED);
+        return r;
+}
+
+/* Expands text in a listener's context into *ret (caller frees); on failure *ret_reason. */
+static int conf_expand_string(Conf *c, const char *listener, const char *self, const char *text,
+                              char **ret, char **ret_reason) {
+        _cleanup_strbuf_ StrBuf err = STRBUF_INIT;
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+        out.limit = CONF_MAX_EXPANDED;
+        ConfExpand x = { .c = c, .listener = listener, .err = &err };
+        if (self)
+                x.stack[x.depth++] = self;
+        int r = conf_expand_text(&x, text, strlen(text), &out);
+        if (r < 0) {
+                if (ret_reason)
+                        *ret_reason = strdup(err.len ? err.data : strerror(-r));
+                return r == -ENOMEM ? r : -EINVAL;
+        }
+        char *s = strbuf_steal(&out);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+/* The expanded value of name in listener's context; cached in c. */
+static const char *conf_lookup(Conf *c, const char *listener, const char *name) {
+        if (!name)
+                return NULL;
+        const char *slash = strchr(name, '/');
+        char lbuf[256];
+        if (slash) {
+                size_t l = (size_t) (slash - name);
+                if (l >= sizeof lbuf)
+                        return NULL;
+                memcpy(lbuf, name, l);
+                lbuf[l] = '\0';
+                listener = lbuf;
+                name = slash + 1;
+        }
+        if (!conf_name_valid(name, NULL) || (listener && strlen(listener) > 255))
+                return NULL;
+        char key[600];
+        snprintf(key, sizeof key, "%s%s%s", listener ? listener : "", listener ? "/" : "", name);
+        const char *v = strmap_get(c->cache, key);
+        if (v)
+                return v;   /* the common case: a daemon asking again */
+
+        ConfExpand probe = { .c = c, .listener = listener };
+        bool expl;
+        const char *raw = conf_raw_for(&probe, name, &expl);
+        if (!raw)
+                return NULL;
+
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+        out.limit = CONF_MAX_EXPANDED;
+        ConfExpand x = { .c = c, .listener = listener };
+        if (conf_expand_name(&x, name, &out) < 0)
+                return raw;   /* conf_load reports such values; never crash a lookup */
+        v = strmap_get(c->cache, key);
+        return v ? v : raw;
+}
+
+/* The expanded value of a parameter. */
+const char *conf_get(Conf *c, const char *name) {
+        return conf_lookup(c, NULL, name);
+}
+
+/* The expanded value, with listener's override first. */
+const char *conf_get_listener(Conf *c, const char *listener, const char *name) {
+        return conf_lookup(c, listener, name);
+}
+
+static long long conf_int_default(const ParamDef *p) {
+        long long v = 0;
+        if (p->type == PARAM_TIME)
+                (void) param_parse_time(param_default(p), p->time_unit, &v);
+        else {
+                char *end;
+                v = strtoll(param_default(p), &end, 10);
+        }
+        return v;
+}
+
+/* An INT or SIZE parameter; falls back to the default when the value does not parse. */
+long long conf_get_int(Conf *c, const char *listener, const char *name) {
+        const ParamDef *p = param_lookup(name);
+        const char *v = conf_lookup(c, listener, name);
+        char reason[160];
+        if (v && (!p || param_validate(p, v, reason, sizeof reason) == 0)) {
+                char *end;
+                errno = 0;
+                long long n = strtoll(v, &end, 10);
+                if (errno == 0 && end != v && *end == '\0')
+                        return n;
+        }
+        return p ? conf_int_default(p) : 0;
+}
+
+/* A BOOL parameter; falls back to the default. */
+bool conf_get_bool(Conf *c, const char *listener, const char *name) {
+        const ParamDef *p = param_lookup(name);
+        const char *v = conf_lookup(c, listener, name);
+        bool b = false;
+        if (v && param_parse_bool(v, &b) == 0)
+                return b;
+        if (p && param_parse_bool(param_default(p), &b) == 0)
+                return b;
+        return false;
+}
+
+/* A TIME parameter in seconds; falls back to the default. */
+long long conf_get_time(Conf *c, const char *listener, const char *name) {
+        const ParamDef *p = param_lookup(name);
+        const char *v = conf_lookup(c, listener, name);
+        char unit = p && p->time_unit ? p->time_unit : 's';
+        long long s;
+        if (v && param_parse_time(v, unit, &s) == 0 && (!p || s >= p->min))
+                return s;
+        return p ? conf_int_default(p) : 0;
+}
+
+/* A LIST parameter, split; NULL only on ENOMEM (an unset name gives an empty list). */
+char **conf_get_list(Conf *c, const char *listener, const char *name) {
+        return conf_split_list(strempty(conf_lookup(c, listener, name)));
+}
+
+/* Splits on whitespace and commas outside braces; "{ a b }" becomes "a b". */
+char **conf_split_list(const char *value) {
+        size_t n = 0, cap = 8;
+        char **v = calloc(cap, sizeof(char *));
+        if (!v)
+                return NULL;
+        const char *s = strempty(value);
+        for (;;) {
+                while (*s && (isspace((unsigned char) *s) || *s == ','))
+                        s++;
+                if (!*s)
+                        break;
+                const char *start = s;
+                int depth = 0;
+                while (*s && (depth > 0 || !(isspace((unsigned char) *s) || *s == ','))) {
+                        if (*s == '{')
+                                depth++;
+                        else if (*s == '}' && depth > 0)
+                                depth--;
+                        s++;
+                }
+                const char *a = start, *b = s;
+                if (*a == '{' && b - a >= 2 && b[-1] == '}' &&
+                    conf_find_close(a, 1, (size_t) (b - a), '}') == (size_t) (b - a - 1)) {
+                        a++, b--;
+                        while (a < b && isspace((unsigned char) *a))
+                                a++;
+                        while (b > a && isspace((unsigned char) b[-1]))
+                                b--;
+                }
+                if (n + 2 > cap) {
+                        cap *= 2;
+                        char **nv = realloc(v, cap * sizeof(char *));
+                        if (!nv)
+                                return strv_free(v);
+                        v = nv;
+                }
+                v[n] = strndup(a, (size_t) (b - a));
+                if (!v[n])
+                        return strv_free(v);
+                v[++n] = NULL;
+        }
+        return v;
+}
+
+/* The raw text (explicit setting, else default) and whether it was set. */
+const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit) {
+        if (!name)
+                return NULL;
+        ConfEntry *e = strmap_get(c->entries, name);
+        if (ret_explicit)
+                *ret_explicit = !!e;
+        if (e)
+                return e->raw;
+        const char *base = strchr(name, '/');
+        base = base ? base + 1 : name;
+        const ParamDef *p = param_lookup(base);
+        if (!p)
+                return NULL;
+        if (base != name)   /* "listener/name" without an override: the global text */
+                return conf_get_raw(c, base, NULL);
+        if (streq(name, "config_directory"))
+                return c->config_dir;
+        if (streq(name, "mydomain"))
+                return conf_get(c, "mydomain");
+        return param_default(p);
+}
+
+/* Calls fn for each explicit setting in file order. */
+void conf_foreach_explicit(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud) {
+        for (size_t i = 0; i < c->n_order; i++)
+                fn(c->order[i]->name, c->order[i]->raw, ud);
+}
+
+static const char *conf_split_listener(const char *name, char *lbuf, size_t lsz, const char **ret_listener) {
+        const char *slash = strchr(name, '/');
+        *ret_listener = NULL;
+        if (!slash)
+                return name;
+        snprintf(lbuf, lsz, "%.*s", (int) (slash - name), name);
+        *ret_listener = lbuf;
+        return slash + 1;
+}
+
+/* Expands and validates one setting; fills reason on failure. */
+static int conf_check_entry(Conf *c, const char *name, char **ret_reason) {
+        char lbuf[260];
+        const char *listener;
+        const char *base = conf_split_listener(name, lbuf, sizeof lbuf, &listener);
+        ConfExpand probe = { .c = c, .listener = listener };
+        bool expl;
+        const char *raw = conf_raw_for(&probe, base, &expl);
+        if (!raw)
+                return 0;
+        _cleanup_free_ char *value = NULL;
+        int r = conf_expand_string(c, listener, base, raw, &value, ret_reason);
+        if (r < 0)
+                return r;
+        const ParamDef *p = param_lookup(base);
+        if (!p)
+                return 0;
+        char why[256];
+        if (param_validate(p, value, why, sizeof why) < 0) {
+                size_t l = strlen(value);
+                if (asprintf(ret_reason, "invalid value \"%.*s%s\": %s", CONF_SHOW_VALUE, value,
+                             l > CONF_SHOW_VALUE ? "..." : "", why) < 0)
+                        *ret_reason = NULL;
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Sets a value as if it were in main.cf, after validating it. */
+int conf_set(Conf *c, const char *name, const char *value, char **ret_reason) {
+        const char *base;
+        if (!name || !value || !conf_name_valid(name, &base)) {
+                if (ret_reason)
+                        *ret_reason = strdup("invalid parameter name");
+                return -EINVAL;
+        }
+        if (!param_lookup(base)) {
+                if (ret_reason)
+                        *ret_reason = strdup("unknown parameter");
+                return -ENOENT;
+        }
+        ConfEntry *old = strmap_get(c->entries, name);
+        _cleanup_free_ char *saved = NULL;
+        unsigned saved_line = 0;
+        if (old) {
+                saved = strdup(old->raw);
+                if (!saved)
+                        return -ENOMEM;
+                saved_line = old->line;
+        }
+        int r = conf_store(c, name, value, 0, NULL);
+        if (r < 0)
+                return r;
+        strmap_clear(c->cache);
+        _cleanup_free_ char *reason = NULL;
+        r = conf_check_entry(c, name, &reason);
+        if (r < 0) {
+                if (old) {
+                        free(old->raw);
+                        old->raw = TAKE_PTR(saved);
+                        old->line = saved_line;
+                } else
+                        conf_remove_entry(c, strmap_get(c->entries, name));
+                strmap_clear(c->cache);
+                if (ret_reason)
+                        *ret_reason = TAKE_PTR(reason);
+                return r == -ENOMEM ? r : -EINVAL;
+        }
+        return 0;
+}
+
+/* Whether raw mentions $name / ${name / $(name. */
+static bool conf_text_references(const char *raw, const char *name) {
+        size_t l = strlen(name);
+        for (const char *s = strchr(raw, '$'); s; s = strchr(s + 1, '$')) {
+                const char *n = s + 1;
+                if (*n == '{' || *n == '(')
+                        n++;
+                if (strncmp(n, name, l) == 0 && !conf_name_char(n[l]))
+                        return true;
+        }
+        return false;
+}
+
+static bool conf_is_referenced(Conf *c, const char *name) {
+        for (size_t i = 0; i < c->n_order; i++)
+                if (conf_text_references(c->order[i]->raw, name))
+                        return true;
+        for (size_t i = 0; i < param_table_size; i++)
+                if (param_table[i].def && conf_text_references(param_table[i].def, name))
+                        return true;
+        return false;
+}
+
+static char *conf_trim(char *s) {
+        while (isspace((unsigned char) *s))
+                s++;
+        size_t l = strlen(s);
+        while (l > 0 && isspace((unsigned char) s[l - 1]))
+                s[--l] = '\0';
+        return s;
+}
+
+/* Handles one logical line; returns -EINVAL on a syntax error (reported in m). */
+static int conf_parse_logical(Conf *c, const char *file, unsigned line, char *text, ConfMessages *m) {
+        char *eq = strchr(text, '=');
+        if (!eq) {
+                conf_messages_add(m, "%s:%u: syntax error: expected \"name = value\", got \"%.60s%s\"",
+                                  file, line, text, strlen(text) > 60 ? "..." : "");
+                return -EINVAL;
+        }
+        *eq = '\0';
+        char *name = conf_trim(text);
+        char *value = conf_trim(eq + 1);
+        if (!conf_name_valid(name, NULL)) {
+                conf_messages_add(m, "%s:%u: \"%.60s\": invalid parameter name", file, line, name);
+                return -EINVAL;
+        }
+        unsigned previous = 0;
+        int r = conf_store(c, name, value, line, &previous);
+        if (r < 0)
+                return r;
+        if (previous)
+                conf_messages_add(m, "%s:%u: %s: overrides the setting at line %u", file, line, name, previous);
+        return 0;
+}
+
+static int conf_read_file(Conf *c, FILE *f, ConfMessages *m) {
+        _cleanup_free_ char *buf = NULL;
+        size_t bufsz = 0;
+        _cleanup_strbuf_ StrBuf logical = STRBUF_INIT;
+        logical.limit = CONF_MAX_LINE;
+        unsigned lineno = 0, start = 0;
+        bool have = false, too_long = false;
+        int ret = 0;
+
+        for (;;) {
+                ssize_t n = getline(&buf, &bufsz, f);
+                bool eof = n < 0;
+                if (!eof)
+                        lineno++;
+                char *s = eof ? NULL : buf;
+                if (s) {
+                        size_t l = strlen(s);   /* a NUL byte ends the line */
+                        while (l > 0 && isspace((unsigned char) s[l - 1]))
+                                s[--l] = '\0';
+                        const char *first = s + strspn(s, " \t\r\f\v");
+                        if (*first == '\0' || *first == '#')
+                                continue;
+                        if (isspace((unsigned char) s[0])) {
+                                if (!have) {
+                                        conf_messages_add(m, "%s:%u: line starts with whitespace but continues nothing; ignored",
+                                                          c->path, lineno);
+                                        continue;
+                                }
+                                if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, first) < 0)
+                                        too_long = true;
+                                continue;
+                        }
+                }
+                if (have) {
+                        if (too_long) {
+                                conf_messages_add(m, "%s:%u: logical line longer than %d bytes", c->path, start, CONF_MAX_LINE);
+                                ret = -EINVAL;
+                        } else {
+                                int r = conf_parse_logical(c, c->path, start, logical.data, m);
+                                if (r == -ENOMEM)
+                                        return r;
+                                if (r < 0)
+                                        ret = r;
+                        }
+                }
+                if (eof)
+                        break;
+                strbuf_reset(&logical);
+                too_long = strbuf_puts(&logical, s) < 0;
+                have = true;
+                start = lineno;
+        }
+        if (ferror(f)) {
+                conf_messages_add(m, "%s: read error: %m", c->path);
+                return -EIO;
+        }
+        return ret;
+}
+
+static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
+        for (size_t i = 0; i < c->n_order; i++) {
+                ConfEntry *e = c->order[i];
+                const char *base;
+                if (!conf_name_valid(e->name, &base))
+                        continue;
+                if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)))
+                        conf_messages_add(m, "%s:%u: %s: unknown parameter", c->path, e->line, e->name);
+                _cleanup_free_ char *reason = NULL;
+                int r = conf_check_entry(c, e->name, &reason);
+                if (r < 0) {
+                        conf_messages_add(m, "%s:%u: %s: %s", c->path, e->line, e->name,
+                                          reason ? reason : strerror(-r));
+                        *ret = -EINVAL;
+                }
+        }
+        /* Defaults can reference explicit settings ($myhostname in smtpd_banner, ...); when an
+         * explicit setting is already wrong, its knock-on effects would only add noise. */
+        if (*ret < 0)
+                return;
+        for (size_t i = 0; i < param_table_size; i++) {
+                const char *name = param_table[i].name;
+                if (strmap_get(c->entries, name))
+                        continue;
+                _cleanup_free_ char *reason = NULL;
+                if (conf_check_entry(c, name, &reason) < 0) {
+                        conf_messages_add(m, "%s: %s: default value: %s", c->path, name, reason ? reason : "invalid");
+                        *ret = -EINVAL;
+                }
+        }
+}
+
+/* Reads and validates a main.cf. */
+int conf_load(const char *path, Conf **ret, char ***ret_messages) {
+        _cleanup_conf_free_ Conf *c = NULL;
+        ConfMessages m = {};
+        int r = conf_new_at(path, &c);
+        if (r < 0)
+                return r;
+
+        _cleanup_fclose_ FILE *f = fopen(c->path, "re");
+        if (!f && errno != ENOENT) {
+                r = -errno;
+                conf_messages_add(&m, "%s: cannot open: %s", c->path, strerror(-r));
+                goto finish;
+        }
+        if (f) {
+                r = conf_read_file(c, f, &m);
+                if (r == -ENOMEM)
+                        goto finish;
+        }
+        conf_validate_all(c, &m, &r);
+        strmap_clear(c->cache);   /* drop expansions of values that failed */
+
+finish:
+        if (m.oom && r >= 0)
+                r = -ENOMEM;
+        if (ret_messages)
+                *ret_messages = conf_messages_steal(&m);
+        else
+                strv_free(m.v);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* ---- editing ------------------------------------------------------------------------------ */
+
+/* Whether a physical line starts the logical line "name = ...". */
+static bool conf_line_sets(const char *line, const char *name) {
+        size_t l = strlen(name);
+        if (strncmp(line, name, l) != 0)
+                return false;
+        const char *s = line + l;
+        while (*s == ' ' || *s == '\t')
+                s++;
+        return *s == '=';
+}
+
+static bool conf_line_continues(const char *line) {
+        if (line[0] != ' ' && line[0] != '\t')
+                return false;
+        const char *s = line + strspn(line, " \t\r\n\f\v");
+        return *s != '\0';
+}
+
+/* Rewrites main.cf with name = value, keeping everything else. */
+int conf_edit_file(const char *path, const char *name, const char *value) {
+        if (!path || !name || !value || !conf_name_valid(name, NULL) || strpbrk(value, "\n\r"))
+                return -EINVAL;
+
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+        struct stat st = { .st_mode = 0644 };
+        bool found = false, skipping = false, exists = false;
+        int r;
+
+        _cleanup_free_ char *trimmed_value = strdup(value);
+        if (!trimmed_value)
+                return -ENOMEM;
+        const char *v = conf_trim(trimmed_value);
+
+        /* Edit the file a symlink points to rather than replacing the link. */
+        _cleanup_free_ char *real = realpath(path, NULL);
+        if (real)
+                path = real;
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f && errno != ENOENT)
+                return -errno;
+        if (f) {
+                exists = true;
+                if (fstat(fileno(f), &st) < 0)
+                        return -errno;
+                _cleanup_free_ char *buf = NULL;
+                size_t bufsz = 0;
+                ssize_t n;
+                while ((n = getline(&buf, &bufsz, f)) >= 0) {
+                        if (skipping && conf_line_continues(buf))
+                                continue;
+                        skipping = false;
+                        if (conf_line_sets(buf, name)) {
+                                skipping = true;
+                                if (found)
+                                        continue;   /* a later duplicate would win: drop it */
+                                found = true;
+                                r = strbuf_printf(&out, "%s = %s\n", name, v);
+                        } else
+                                r = strbuf_append(&out, buf, (size_t) n);
+                        if (r < 0)
+                                return r;
+                }
+                if (ferror(f))
+                        return -EIO;
+        }
+        if (!found) {
+                if (out.len > 0 && out.data[out.len - 1] != '\n' && (r = strbuf_putc(&out, '\n')) < 0)
+                        return r;
+                if ((r = strbuf_printf(&out, "%s = %s\n", name, v)) < 0)
+                        return r;
+        }
+
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+                return -ENOMEM;
+        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        r = 0;
+        if (fchmod(fd, st.st_mode & 07777) < 0)
+                r = -errno;
+        if (r == 0 && exists && geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) < 0)
+                r = -errno;
+        for (size_t done = 0; r == 0 && done < out.len;) {
+                ssize_t w = write(fd, out.data + done, out.len - done);
+                if (w < 0) {
+                        if (errno != EINTR)
+                                r = -errno;
+                        continue;
+                }
+                done += (size_t) w;
+        }
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
+}

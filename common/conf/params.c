@@ -1,1 +1,456 @@
-/* params.c — TODO: implementation pending. */
+/* params.c — the registry of every main.cf parameter Postern supports (param_table), kept in
+ * alphabetical order, with Postfix's names and defaults, plus the value checks conf.c applies
+ * after $expansion. A few defaults are computed at run time (def == NULL): config_directory,
+ * mail_version, myhostname and mydomain; param_default() computes and caches them.
+ *
+ * To add a parameter: add one line below (keep the order), then regenerate docs/parameters.md
+ * with `posternctl config --markdown > docs/parameters.md` (a meson test checks it). */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "../basic/macro.h"
+#include "params.h"
+
+#define P_STR(n, d, desc)              { n, PARAM_STRING, d, 0, 0, 0, NULL, desc }
+#define P_LIST(n, d, desc)             { n, PARAM_LIST, d, 0, 0, 0, NULL, desc }
+#define P_INT(n, d, lo, hi, desc)      { n, PARAM_INT, d, lo, hi, 0, NULL, desc }
+#define P_BOOL(n, d, desc)             { n, PARAM_BOOL, d, 0, 0, 0, NULL, desc }
+#define P_TIME(n, d, u, lo, hi, desc)  { n, PARAM_TIME, d, lo, hi, u, NULL, desc }
+#define P_SIZE(n, d, lo, hi, desc)     { n, PARAM_SIZE, d, lo, hi, 0, NULL, desc }
+#define P_ENUM(n, d, vals, desc)       { n, PARAM_ENUM, d, 0, 0, 0, vals, desc }
+
+const ParamDef param_table[] = {
+        P_STR("2bounce_notice_recipient", "postmaster",
+              "Who receives notices about undeliverable bounces (double bounces)."),
+        P_LIST("alias_database", "hash:/etc/aliases",
+               "Alias files that newaliases checks; Postern reads their source text directly, so no database is built."),
+        P_LIST("alias_maps", "hash:/etc/aliases",
+               "Alias tables the local delivery agent consults (aliases(5) syntax for file tables)."),
+        P_LIST("allow_mail_to_commands", "alias, forward",
+               "Where local delivery may pipe mail into commands: alias, forward and/or include."),
+        P_LIST("allow_mail_to_files", "alias, forward",
+               "Where local delivery may append mail to files: alias, forward and/or include."),
+        P_BOOL("allow_untrusted_routing", "no",
+               "Whether to relay addresses with sender-specified routing (user%domain@host, user!host, @a:b@c) from untrusted clients."),
+        P_BOOL("always_add_missing_headers", "no",
+               "Add missing From:, Date:, Message-ID: (and To: when there is none) to mail from remote clients too, not only local submissions."),
+        P_BOOL("biff", "no",
+               "Notify the local comsat (biff) service of new mail. Not implemented: Postern never sends these notifications."),
+        P_STR("bounce_notice_recipient", "postmaster",
+              "Who receives postmaster copies of bounces when notify_classes includes bounce."),
+        P_TIME("bounce_queue_lifetime", "5d", 'd', 0, 0,
+               "How long a bounce message may stay queued before it is given up (bare numbers are days)."),
+        P_SIZE("bounce_size_limit", "50000", 1, 0,
+               "How many bytes of the original message a bounce includes at most."),
+        P_STR("compatibility_level", "3.6",
+              "The Postfix compatibility level whose defaults this configuration expects."),
+        P_STR("config_directory", NULL,
+              "The directory holding main.cf (computed: the directory of the file that was read)."),
+        P_TIME("daemon_timeout", "18000s", 's', 1, 0,
+               "How long a daemon may work on one request before it gives up."),
+        P_INT("default_destination_concurrency_limit", "20", 1, 0,
+              "How many parallel deliveries to one destination a transport makes by default."),
+        P_STR("default_privs", "nobody",
+              "The user local delivery runs as for deliveries to files and commands from aliases owned by nobody in particular."),
+        P_INT("default_process_limit", "100", 1, 0,
+              "The default limit on parallel delivery requests per transport."),
+        P_STR("default_transport", "smtp",
+              "Transport for destinations that are neither local, virtual nor relay domains."),
+        P_INT("delay_logging_resolution_limit", "2", 0, 6,
+              "Decimal places shown in the delay= and delays= fields of delivery log lines."),
+        P_TIME("delay_warning_time", "0h", 'h', 0, 0,
+               "After how long the sender is warned that mail is still delayed; 0 turns warnings off (bare numbers are hours)."),
+        P_BOOL("disable_vrfy_command", "yes",
+               "Refuse the SMTP VRFY command. Postern defaults to yes (Postfix: no) so addresses cannot be harvested."),
+        P_STR("double_bounce_sender", "double-bounce",
+              "Sender address of postmaster notices; mail to it is discarded, so notices cannot loop."),
+        P_STR("empty_address_recipient", "MAILER-DAEMON",
+              "Recipient used for mail whose recipient address is empty."),
+        P_SIZE("header_size_limit", "102400", 1, 0,
+               "Maximum bytes of one message header (with its continuation lines); the excess is dropped."),
+        P_STR("home_mailbox", "",
+              "Mailbox path relative to the user's home; ending in / means Maildir (e.g. Maildir/); empty means mail_spool_directory."),
+        P_INT("hopcount_limit", "50", 1, 0,
+              "Mail with more Received: headers than this is bounced as looping."),
+        P_LIST("inet_interfaces", "all",
+               "Addresses the mail system regards as its own; the listening sockets themselves are set in the systemd socket units."),
+        P_LIST("inet_protocols", "all",
+               "Address families used for network mail: all, ipv4, ipv6 or ipv4, ipv6."),
+        P_TIME("ipc_timeout", "3600s", 's', 1, 0,
+               "Time limit for one exchange with another Postern role over its IPC socket."),
+        P_INT("line_length_limit", "2048", 80, 0,
+              "Longest SMTP command or message line accepted; longer message lines are split."),
+        P_INT("local_destination_concurrency_limit", "2", 1, 0,
+              "Parallel deliveries to one local recipient at most."),
+        P_LIST("local_header_rewrite_clients", "permit_inet_interfaces",
+               "Clients whose mail gets incomplete header addresses completed with $myorigin / $mydomain."),
+        P_LIST("local_recipient_maps", "unix:passwd.byname $alias_maps",
+               "Tables of valid local recipients; unknown ones are rejected at RCPT TO. Empty accepts every local address."),
+        P_STR("local_transport", "local:$myhostname",
+              "Transport (and next hop) for domains listed in mydestination."),
+        P_STR("luser_relay", "",
+              "Where to send mail for unknown local users instead of bouncing it; empty bounces."),
+        P_STR("mail_name", "Postern",
+              "The name of the mail system, used in the SMTP greeting and in bounces."),
+        P_STR("mail_owner", "postern",
+              "The unprivileged user that owns the queue and runs the daemons (created by sysusers.d)."),
+        P_STR("mail_spool_directory", "/var/mail",
+              "Where local delivery keeps mbox mailboxes (one file per user) when home_mailbox is empty."),
+        P_STR("mail_version", NULL,
+              "The Postern version (computed at build time)."),
+        P_LIST("mailbox_delivery_lock", "fcntl, dotlock",
+               "How mbox files are locked during delivery: fcntl and/or dotlock."),
+        P_SIZE("mailbox_size_limit", "51200000", 0, 0,
+               "Largest a mailbox or Maildir file may grow; 0 means no limit."),
+        P_TIME("maximal_backoff_time", "4000s", 's', 1, 0,
+               "Longest wait between two delivery attempts for deferred mail."),
+        P_TIME("maximal_queue_lifetime", "5d", 'd', 0, 0,
+               "How long deferred mail stays queued before it bounces (bare numbers are days)."),
+        P_STR("message_reject_characters", "",
+              "Characters that make the SMTP server reject a message that contains them (e.g. \\0)."),
+        P_SIZE("message_size_limit", "10240000", 0, 0,
+               "Largest message accepted, in bytes, including the envelope; 0 means no limit."),
+        P_TIME("minimal_backoff_time", "300s", 's', 1, 0,
+               "Shortest wait between two delivery attempts for deferred mail."),
+        P_LIST("mydestination", "$myhostname, localhost.$mydomain, localhost",
+               "Domains delivered locally by local_transport."),
+        P_STR("mydomain", NULL,
+              "This system's internet domain (computed: myhostname without its first label, or localdomain)."),
+        P_STR("myhostname", NULL,
+              "This system's fully qualified host name (computed: the host name, qualified via the resolver when it has no dot)."),
+        P_LIST("mynetworks", "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128",
+               "Trusted client networks that may relay (permit_mynetworks). Postern defaults to loopback only, whatever mynetworks_style says."),
+        P_STR("myorigin", "$myhostname",
+              "Domain appended to unqualified sender and recipient addresses of locally posted mail."),
+        P_LIST("notify_classes", "resource, software",
+               "Which problems are reported to the postmaster: bounce, 2bounce, delay, policy, protocol, resource, software."),
+        P_BOOL("owner_request_special", "yes",
+               "Treat owner-list and list-request addresses specially when delivering to aliases."),
+        P_STR("postern_socket_directory", "/run/postern",
+              "Postern only: the directory holding the roles' IPC sockets (qmgr, local, ...)."),
+        P_LIST("propagate_unmatched_extensions", "canonical, virtual",
+               "Lookups that carry an address extension over when the full address is not matched."),
+        P_INT("qmgr_message_active_limit", "20000", 1, 0,
+              "How many messages the queue manager works on at once at most."),
+        P_STR("queue_directory", "/var/spool/postern",
+              "Directory of the queue database queue.db (and verify.db)."),
+        P_TIME("queue_run_delay", "300s", 's', 1, 0,
+               "How often the queue manager scans for deferred mail that is due."),
+        P_STR("recipient_delimiter", "",
+              "Characters that separate a user name from an address extension (e.g. + for user+ext); empty disables extensions."),
+        P_LIST("relay_domains", "",
+               "Remote domains this system relays mail to from anyone (Postfix 3 default: none)."),
+        P_STR("relay_transport", "relay",
+              "Transport for domains listed in relay_domains."),
+        P_STR("relayhost", "",
+              "Next hop for remote mail instead of the recipient domain's MX: host, [host]:port or [address]; empty sends directly."),
+        P_STR("smtpd_banner", "$myhostname ESMTP $mail_name",
+              "Text after 220 in the SMTP greeting; it must start with $myhostname."),
+        P_BOOL("smtpd_client_port_logging", "no",
+               "Log the client's TCP port along with its address."),
+        P_LIST("smtpd_client_restrictions", "",
+               "Access restrictions applied to the client's address and name."),
+        P_LIST("smtpd_data_restrictions", "",
+               "Access restrictions applied at the DATA command."),
+        P_BOOL("smtpd_delay_reject", "yes",
+               "Evaluate client, HELO and sender restrictions only at RCPT TO, so rejections name the recipient."),
+        P_TIME("smtpd_error_sleep_time", "1s", 's', 0, 0,
+               "Pause before answering an error once a client reaches smtpd_soft_error_limit."),
+        P_ENUM("smtpd_forbid_bare_newline", "normalize", "normalize|yes",
+               "Handling of lines ending in a bare LF: normalize stores them as ordinary lines, yes rejects them (no is not offered)."),
+        P_LIST("smtpd_forbid_bare_newline_exclusions", "$mynetworks",
+               "Clients to which smtpd_forbid_bare_newline = yes does not apply."),
+        P_INT("smtpd_hard_error_limit", "20", 1, 0,
+              "Errors a client may cause before the SMTP server disconnects."),
+        P_BOOL("smtpd_helo_required", "no",
+               "Require HELO or EHLO before MAIL FROM."),
+        P_LIST("smtpd_helo_restrictions", "",
+               "Access restrictions applied to the HELO/EHLO name."),
+        P_INT("smtpd_junk_command_limit", "100", 1, 0,
+              "NOOP, RSET, VRFY, ETRN and HELP commands a client may send before they count as errors."),
+        P_BOOL("smtpd_peername_lookup", "yes",
+               "Look up the client's host name in DNS (otherwise it is logged as unknown)."),
+        P_INT("smtpd_recipient_limit", "1000", 1, 0,
+              "Recipients accepted per message at most."),
+        P_LIST("smtpd_recipient_restrictions", "",
+               "Access restrictions applied at RCPT TO, after smtpd_relay_restrictions."),
+        P_BOOL("smtpd_reject_unlisted_recipient", "yes",
+               "Reject recipients that are not in the maps of their address class (local_recipient_maps for local domains)."),
+        P_LIST("smtpd_relay_restrictions", "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+               "Relay control at RCPT TO; mail may be relayed only when these permit it."),
+        P_LIST("smtpd_sender_restrictions", "",
+               "Access restrictions applied to the MAIL FROM address."),
+        P_INT("smtpd_soft_error_limit", "10", 1, 0,
+              "Errors after which the SMTP server pauses smtpd_error_sleep_time before each reply."),
+        P_TIME("smtpd_timeout", "300s", 's', 1, 0,
+               "How long the SMTP server waits for a client to send a command or data before it disconnects."),
+        P_BOOL("smtputf8_enable", "yes",
+               "Offer SMTPUTF8 (RFC 6531) and accept UTF-8 addresses and headers."),
+        P_BOOL("soft_bounce", "no",
+               "Turn permanent (5xx) failures into temporary ones, for safe testing of a new configuration."),
+        P_BOOL("strict_rfc821_envelopes", "no",
+               "Require <> around MAIL FROM / RCPT TO addresses and reject comments and phrases in them."),
+        P_STR("syslog_name", "postern",
+              "Accepted and ignored: Postern logs to the journal as postern/<role>, so the identifier is fixed."),
+        P_INT("unknown_local_recipient_reject_code", "550", 400, 599,
+              "SMTP code for a rejected unknown local recipient (450 while testing)."),
+};
+
+const size_t param_table_size = ELEMENTSOF(param_table);
+
+static int param_compare(const void *key, const void *elem) {
+        return strcmp(key, ((const ParamDef *) elem)->name);
+}
+
+/* Looks a parameter up by name (the table is sorted, see test-params.c). */
+const ParamDef *param_lookup(const char *name) {
+        if (!name)
+                return NULL;
+        return bsearch(name, param_table, param_table_size, sizeof(ParamDef), param_compare);
+}
+
+/* The host name, made fully qualified. getaddrinfo_a() with a short deadline keeps a slow or
+ * absent resolver from stalling a daemon's start. */
+static char param_hostname[256];
+static char param_domain[256];
+static pthread_once_t param_hostname_once = PTHREAD_ONCE_INIT;
+
+static bool param_canonical_name(const char *host, char *buf, size_t bufsz) {
+        /* Static: a lookup that outlives the deadline keeps using these after we return. */
+        static char name[256];
+        static struct addrinfo hints;
+        static struct gaicb req;
+        static struct gaicb *list[1];
+
+        snprintf(name, sizeof name, "%s", host);
+        hints = (struct addrinfo) { .ai_family = AF_UNSPEC, .ai_flags = AI_CANONNAME };
+        req = (struct gaicb) { .ar_name = name, .ar_request = &hints };
+        list[0] = &req;
+        if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0)
+                return false;
+
+        struct timespec deadline, now;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += 1;
+        for (;;) {
+                int r = gai_error(&req);
+                if (r != EAI_INPROGRESS)
+                        break;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                long long left = (deadline.tv_sec - now.tv_sec) * 1000000000LL + (deadline.tv_nsec - now.tv_nsec);
+                if (left <= 0) {
+                        gai_cancel(&req);
+                        return false;
+                }
+                struct timespec ts = { left / 1000000000LL, left % 1000000000LL };
+                const struct gaicb *wait[1] = { &req };
+                (void) gai_suspend(wait, 1, &ts);
+        }
+        if (gai_error(&req) != 0)
+                return false;
+        bool ok = false;
+        struct addrinfo *ai = req.ar_result;
+        if (ai && ai->ai_canonname && strchr(ai->ai_canonname, '.') &&
+            strlen(ai->ai_canonname) < bufsz) {
+                snprintf(buf, bufsz, "%s", ai->ai_canonname);
+                ok = true;
+        }
+        freeaddrinfo(req.ar_result);
+        req.ar_result = NULL;
+        return ok;
+}
+
+static void param_compute_hostname(void) {
+        char h[256] = "";
+        if (gethostname(h, sizeof h - 1) < 0 || h[0] == '\0')
+                snprintf(h, sizeof h, "localhost");
+        h[sizeof h - 1] = '\0';
+
+        if (strchr(h, '.'))
+                snprintf(param_hostname, sizeof param_hostname, "%s", h);
+        else if (!param_canonical_name(h, param_hostname, sizeof param_hostname))
+                /* Like Postfix: an unqualified name gets the default domain. */
+                snprintf(param_hostname, sizeof param_hostname, "%.200s.localdomain", h);
+
+        const char *dot = strchr(param_hostname, '.');
+        snprintf(param_domain, sizeof param_domain, "%s", dot && dot[1] ? dot + 1 : "localdomain");
+}
+
+/* The default text for p, computing the dynamic ones once. */
+const char *param_default(const ParamDef *p) {
+        if (p->def)
+                return p->def;
+        if (streq(p->name, "config_directory"))
+                return POSTERN_SYSCONFDIR;
+        if (streq(p->name, "mail_version"))
+                return POSTERN_VERSION;
+        if (streq(p->name, "myhostname") || streq(p->name, "mydomain")) {
+                pthread_once(&param_hostname_once, param_compute_hostname);
+                return streq(p->name, "myhostname") ? param_hostname : param_domain;
+        }
+        return "";
+}
+
+static int param_parse_ll(const char *value, long long *ret) {
+        if (isempty(value))
+                return -EINVAL;
+        const char *s = value;
+        if (*s == '+' || *s == '-')
+                s++;
+        if (!isdigit((unsigned char) *s))
+                return -EINVAL;
+        errno = 0;
+        char *end;
+        long long v = strtoll(value, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end != '\0')
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* Parses a yes/no value (yes/no, true/false, on/off, 1/0; any case). */
+int param_parse_bool(const char *value, bool *ret) {
+        static const char *const yes[] = { "yes", "true", "on", "1" };
+        static const char *const no[] = { "no", "false", "off", "0" };
+        if (!value)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (strcaseeq(value, yes[i]))
+                        return *ret = true, 0;
+                if (strcaseeq(value, no[i]))
+                        return *ret = false, 0;
+        }
+        return -EINVAL;
+}
+
+static long long param_unit_seconds(char unit) {
+        switch (tolower((unsigned char) unit)) {
+        case 's': return 1;
+        case 'm': return 60;
+        case 'h': return 3600;
+        case 'd': return 86400;
+        case 'w': return 604800;
+        default: return 0;
+        }
+}
+
+/* Parses "<number>[s|m|h|d|w]" into seconds; a bare number uses default_unit. */
+int param_parse_time(const char *value, char default_unit, long long *ret_seconds) {
+        if (isempty(value) || !isdigit((unsigned char) value[0]))
+                return -EINVAL;
+        errno = 0;
+        char *end;
+        long long n = strtoll(value, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        char unit = default_unit ? default_unit : 's';
+        if (*end != '\0') {
+                if (end[1] != '\0')
+                        return -EINVAL;
+                unit = *end;
+        }
+        long long mult = param_unit_seconds(unit);
+        if (mult == 0)
+                return -EINVAL;
+        if (n > LLONG_MAX / mult)
+                return -ERANGE;
+        *ret_seconds = n * mult;
+        return 0;
+}
+
+static bool param_braces_balanced(const char *value) {
+        long depth = 0;
+        for (const char *s = value; *s; s++) {
+                if (*s == '{')
+                        depth++;
+                else if (*s == '}' && --depth < 0)
+                        return false;
+        }
+        return depth == 0;
+}
+
+static int param_check_range(const ParamDef *p, long long v, const char *unit, char *buf, size_t bufsz) {
+        if (v < p->min) {
+                snprintf(buf, bufsz, "must be at least %lld%s", p->min, unit);
+                return -EINVAL;
+        }
+        if (p->max != 0 && v > p->max) {
+                snprintf(buf, bufsz, "must be at most %lld%s", p->max, unit);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Checks an expanded value against p's type and limits; the reason goes to buf. */
+int param_validate(const ParamDef *p, const char *value, char *buf, size_t bufsz) {
+        long long v;
+        bool b;
+
+        if (!value) {
+                snprintf(buf, bufsz, "must not be missing");
+                return -EINVAL;
+        }
+        switch (p->type) {
+        case PARAM_STRING:
+                return 0;
+        case PARAM_LIST:
+                if (!param_braces_balanced(value)) {
+                        snprintf(buf, bufsz, "must have matching { and } braces");
+                        return -EINVAL;
+                }
+                return 0;
+        case PARAM_BOOL:
+                if (param_parse_bool(value, &b) < 0) {
+                        snprintf(buf, bufsz, "must be yes or no");
+                        return -EINVAL;
+                }
+                return 0;
+        case PARAM_INT:
+        case PARAM_SIZE:
+                if (param_parse_ll(value, &v) < 0) {
+                        snprintf(buf, bufsz, "must be %s",
+                                 p->type == PARAM_SIZE ? "a number of bytes" : "a whole number");
+                        return -EINVAL;
+                }
+                return param_check_range(p, v, "", buf, bufsz);
+        case PARAM_TIME:
+                if (param_parse_time(value, p->time_unit, &v) < 0) {
+                        snprintf(buf, bufsz, "must be a time: a number with an optional unit s, m, h, d or w (default %c)",
+                                 p->time_unit ? p->time_unit : 's');
+                        return -EINVAL;
+                }
+                return param_check_range(p, v, "s", buf, bufsz);
+        case PARAM_ENUM: {
+                const char *vals = strempty(p->enum_values);
+                size_t n = strlen(value);
+                for (const char *s = vals; *s;) {
+                        const char *bar = strchrnul(s, '|');
+                        if ((size_t) (bar - s) == n && strncmp(s, value, n) == 0)
+                                return 0;
+                        s = *bar ? bar + 1 : bar;
+                }
+                /* "one of: a, b" */
+                int k = snprintf(buf, bufsz, "must be one of: ");
+                for (const char *s = vals; *s && k >= 0 && (size_t) k < bufsz;) {
+                        const char *bar = strchrnul(s, '|');
+                        k += snprintf(buf + k, bufsz - k, "%s%.*s", s == vals ? "" : ", ", (int) (bar - s), s);
+                        s = *bar ? bar + 1 : bar;
+                }
+                return -EINVAL;
+        }
+        }
+        snprintf(buf, bufsz, "has an unknown type");
+        return -EINVAL;
+}

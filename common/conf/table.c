@@ -1,1 +1,638 @@
-/* table.c — TODO: implementation pending. */
+/* table.c — Postfix-style lookup tables: inline:, static:, texthash: and hash: (and the other
+ * indexed types btree:, lmdb:, cdb:, dbm:, sdbm:, all read from their source text), regexp: and
+ * cidr: (rule lists, see table-pattern.c), unionmap:{a, b} (all results joined with commas),
+ * pipemap:{a, b} (a's result is b's key), randmap:{v1, v2} (a random value), and
+ * unix:passwd.byname / unix:group.byname. A "proxy:" prefix is accepted and ignored, so Postfix
+ * settings like proxy:unix:passwd.byname keep working.
+ *
+ * File tables are parsed into an in-memory hash table. Before a lookup the file is stat()ed at
+ * most once a second; a changed inode, size, mtime or ctime makes the next lookup re-read it.
+ * When the file can no longer be read the lookup answers the error (so callers can defer) and the
+ * old contents are kept for when it comes back unchanged.
+ *
+ * Keys are folded to lower case (as Postfix does for these tables); the first of duplicate keys
+ * wins (as postmap does). Source syntax: "key value" lines, or with aliases(5) syntax
+ * "key: value, value"; a key may be written in double quotes; "#" comment lines and blank lines
+ * are skipped; lines that begin with whitespace continue the previous entry. Values are kept as
+ * written (quotes included), because the local delivery agent parses alias values itself. */
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../basic/strbuf.h"
+#include "conf.h"
+#include "strmap.h"
+#include "table-pattern.h"
+#include "table.h"
+
+#define TABLE_RECHECK_USEC USEC_PER_SEC
+#define TABLE_MAX_LINE (1024 * 1024)
+
+typedef enum TableKind {
+        TABLE_KIND_INLINE,
+        TABLE_KIND_STATIC,
+        TABLE_KIND_FILE,
+        TABLE_KIND_PASSWD,
+        TABLE_KIND_GROUP,
+        TABLE_KIND_REGEXP,
+        TABLE_KIND_CIDR,
+        TABLE_KIND_UNION,
+        TABLE_KIND_PIPE,
+        TABLE_KIND_RAND,
+} TableKind;
+
+struct Table {
+        char *spec;
+        TableKind kind;
+        bool aliases;
+        char *value;            /* static: */
+        StrMap *map;            /* inline: and file tables: lower-case key -> char* */
+        TablePatterns *patterns; /* regexp:, cidr: */
+        TableList *members;     /* unionmap:, pipemap: */
+        char **choices;         /* randmap: */
+        char *path;
+        bool loaded;            /* file tables: read at least once */
+        struct stat st;         /* of the file as last read */
+        usec_t last_check;
+};
+
+struct TableList {
+        Table **tables;
+        size_t n;
+};
+
+static const char *const table_file_types[] = { "texthash", "hash", "btree", "lmdb", "cdb", "dbm", "sdbm" };
+
+static void table_reason(char **ret_reason, const char *fmt, ...) _printf_(2, 3);
+static void table_reason(char **ret_reason, const char *fmt, ...) {
+        if (!ret_reason)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(ret_reason, fmt, ap) < 0)
+                *ret_reason = NULL;
+        va_end(ap);
+}
+
+static void table_lower(char *s) {
+        for (; *s; s++)
+                *s = (char) tolower((unsigned char) *s);
+}
+
+static char *table_trim(char *s) {
+        while (isspace((unsigned char) *s))
+                s++;
+        size_t l = strlen(s);
+        while (l > 0 && isspace((unsigned char) s[l - 1]))
+                s[--l] = '\0';
+        return s;
+}
+
+/* Adds key -> value unless key is present; key is lower-cased in place. */
+static int table_add(StrMap *map, char *key, const char *value) {
+        table_lower(key);
+        if (strmap_get(map, key))
+                return 0;
+        char *v = strdup(value);
+        if (!v)
+                return -ENOMEM;
+        int r = strmap_put(map, key, v);
+        if (r < 0)
+                free(v);
+        return r;
+}
+
+/* Splits one logical line into key and value; returns false for a line that is not an entry. */
+static bool table_split_entry(char *line, bool aliases, char **ret_key, char **ret_value) {
+        char *key, *rest;
+        if (*line == '"') {
+                /* "quoted key" */
+                char *w = line, *r = line + 1;
+                for (; *r && *r != '"'; r++) {
+                        if (*r == '\\' && r[1])
+                                r++;
+                        *w++ = *r;
+                }
+                if (*r != '"')
+                        return false;
+                *w = '\0';
+                key = line;
+                rest = r + 1;
+        } else {
+                key = line;
+                rest = line + strcspn(line, aliases ? ":" : " \t");
+        }
+        if (aliases) {
+                rest += strspn(rest, " \t");
+                if (*rest != ':')
+                        return false;
+                *rest++ = '\0';
+                key = table_trim(key);
+        } else {
+                if (*rest != '\0' && *rest != ' ' && *rest != '\t')
+                        return false;
+                if (*rest)
+                        *rest++ = '\0';
+        }
+        char *value = table_trim(rest);
+        if (*key == '\0' || *value == '\0')
+                return false;
+        *ret_key = key;
+        *ret_value = value;
+        return true;
+}
+
+static int table_parse_stream(FILE *f, bool aliases, StrMap *map) {
+        _cleanup_free_ char *buf = NULL;
+        size_t bufsz = 0;
+        _cleanup_strbuf_ StrBuf logical = STRBUF_INIT;
+        logical.limit = TABLE_MAX_LINE;
+        bool have = false, too_long = false;
+
+        for (;;) {
+                ssize_t n = getline(&buf, &bufsz, f);
+                if (n >= 0) {
+                        size_t l = strlen(buf);
+                        while (l > 0 && isspace((unsigned char) buf[l - 1]))
+                                buf[--l] = '\0';
+                        const char *first = buf + strspn(buf, " \t\r\f\v");
+                        if (*first == '\0' || *first == '#')
+                                continue;
+                        if (isspace((unsigned char) buf[0])) {
+                                if (have && (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, first) < 0))
+                                        too_long = true;
+                                continue;
+                        }
+                }
+                if (have && !too_long && logical.data) {
+                        char *key, *value;
+                        if (table_split_entry(logical.data, aliases, &key, &value)) {
+                                int r = table_add(map, key, value);
+                                if (r < 0)
+                                        return r;
+                        }
+                }
+                if (n < 0)
+                        break;
+                strbuf_reset(&logical);
+                too_long = strbuf_puts(&logical, buf) < 0;
+                have = true;
+        }
+        return ferror(f) ? -EIO : 0;
+}
+
+/* (Re)reads a file table; on failure the old contents stay. */
+static int table_load_file(Table *t, char **ret_reason) {
+        _cleanup_fclose_ FILE *f = fopen(t->path, "re");
+        if (!f) {
+                int r = -errno;
+                table_reason(ret_reason, "%s: cannot open %s: %s", t->spec, t->path, strerror(-r));
+                return r;
+        }
+        struct stat st;
+        if (fstat(fileno(f), &st) < 0) {
+                int r = -errno;
+                table_reason(ret_reason, "%s: cannot stat %s: %s", t->spec, t->path, strerror(-r));
+                return r;
+        }
+        if (S_ISDIR(st.st_mode)) {
+                table_reason(ret_reason, "%s: %s is a directory", t->spec, t->path);
+                return -EISDIR;
+        }
+        int r;
+        if (t->kind == TABLE_KIND_REGEXP || t->kind == TABLE_KIND_CIDR) {
+                TablePatterns *p = NULL;
+                _cleanup_free_ char *why = NULL;
+                r = table_patterns_parse(f, t->kind == TABLE_KIND_CIDR, t->path, &p, &why);
+                if (r < 0) {
+                        table_reason(ret_reason, "%s: %s", t->spec, why ? why : strerror(-r));
+                        return r;
+                }
+                table_patterns_free(t->patterns);
+                t->patterns = p;
+        } else {
+                _cleanup_(strmap_freep) StrMap *map = strmap_new(free);
+                if (!map)
+                        return -ENOMEM;
+                r = table_parse_stream(f, t->aliases, map);
+                if (r < 0) {
+                        table_reason(ret_reason, "%s: cannot read %s: %s", t->spec, t->path, strerror(-r));
+                        return r;
+                }
+                strmap_free(t->map);
+                t->map = TAKE_PTR(map);
+        }
+        t->loaded = true;
+        t->st = st;
+        t->last_check = now_usec(CLOCK_MONOTONIC);
+        return 0;
+}
+
+static bool table_stat_changed(const struct stat *a, const struct stat *b) {
+        return a->st_ino != b->st_ino || a->st_dev != b->st_dev || a->st_size != b->st_size ||
+               a->st_mtim.tv_sec != b->st_mtim.tv_sec || a->st_mtim.tv_nsec != b->st_mtim.tv_nsec ||
+               a->st_ctim.tv_sec != b->st_ctim.tv_sec || a->st_ctim.tv_nsec != b->st_ctim.tv_nsec;
+}
+
+static int table_refresh(Table *t) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        if (t->loaded && now - t->last_check < TABLE_RECHECK_USEC)
+                return 0;
+        struct stat st;
+        if (stat(t->path, &st) < 0)
+                return -errno;
+        t->last_check = now;
+        if (t->loaded && !table_stat_changed(&st, &t->st))
+                return 0;
+        return table_load_file(t, NULL);
+}
+
+static int table_open_inline(Table *t, const char *name, char **ret_reason) {
+        size_t l = strlen(name);
+        if (l < 2 || name[0] != '{' || name[l - 1] != '}') {
+                table_reason(ret_reason, "%s: expected inline:{ key=value, ... }", t->spec);
+                return -EINVAL;
+        }
+        _cleanup_free_ char *inner = strndup(name + 1, l - 2);
+        if (!inner)
+                return -ENOMEM;
+        _cleanup_strv_free_ char **items = conf_split_list(inner);
+        if (!items)
+                return -ENOMEM;
+        t->map = strmap_new(free);
+        if (!t->map)
+                return -ENOMEM;
+        for (char **i = items; *i; i++) {
+                char *eq = strchr(*i, '=');
+                if (!eq) {
+                        table_reason(ret_reason, "%s: entry \"%s\" has no '='", t->spec, *i);
+                        return -EINVAL;
+                }
+                *eq = '\0';
+                char *key = table_trim(*i);
+                if (*key == '\0') {
+                        table_reason(ret_reason, "%s: entry with an empty key", t->spec);
+                        return -EINVAL;
+                }
+                int r = table_add(t->map, key, table_trim(eq + 1));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int table_open_static(Table *t, const char *name) {
+        size_t l = strlen(name);
+        _cleanup_free_ char *v = NULL;
+        if (l >= 2 && name[0] == '{' && name[l - 1] == '}') {
+                v = strndup(name + 1, l - 2);
+                if (!v)
+                        return -ENOMEM;
+                t->value = strdup(table_trim(v));
+        } else
+                t->value = strdup(name);
+        return t->value ? 0 : -ENOMEM;
+}
+
+/* unionmap:{ a, b }, pipemap:{ a, b }, randmap:{ a, b } */
+static int table_open_composite(Table *t, const char *name, TableFlags flags, char **ret_reason) {
+        size_t l = strlen(name);
+        if (l < 2 || name[0] != '{' || name[l - 1] != '}') {
+                table_reason(ret_reason, "%s: expected a list in braces, e.g. {type:name, type:name}", t->spec);
+                return -EINVAL;
+        }
+        _cleanup_free_ char *inner = strndup(name + 1, l - 2);
+        if (!inner)
+                return -ENOMEM;
+        if (t->kind == TABLE_KIND_RAND) {
+                t->choices = conf_split_list(inner);
+                if (!t->choices)
+                        return -ENOMEM;
+                if (!t->choices[0]) {
+                        table_reason(ret_reason, "%s: needs at least one value", t->spec);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        int r = table_list_open(inner, flags, &t->members, ret_reason);
+        if (r < 0)
+                return r;
+        if (table_list_size(t->members) == 0) {
+                table_reason(ret_reason, "%s: needs at least one table", t->spec);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static bool table_name_is_aliases(const char *path) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        size_t l = strlen(base);
+        return l >= 7 && streq(base + l - 7, "aliases");
+}
+
+/* Opens "type:name". */
+int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reason) {
+        if (isempty(spec)) {
+                table_reason(ret_reason, "empty lookup table name");
+                return -EINVAL;
+        }
+        const char *s = spec;
+        const char *p;
+        while ((p = startswith(s, "proxy:")))
+                s = p;
+        const char *colon = strchr(s, ':');
+        if (!colon || colon == s) {
+                table_reason(ret_reason, "\"%s\": a lookup table must be written type:name", spec);
+                return -EINVAL;
+        }
+        _cleanup_free_ char *type = strndup(s, (size_t) (colon - s));
+        if (!type)
+                return -ENOMEM;
+        const char *name = colon + 1;
+
+        _cleanup_(table_freep) Table *t = calloc(1, sizeof(Table));
+        if (!t)
+                return -ENOMEM;
+        t->spec = strdup(spec);
+        if (!t->spec)
+                return -ENOMEM;
+
+        int r;
+        bool file = false;
+        for (size_t i = 0; i < ELEMENTSOF(table_file_types); i++)
+                if (streq(type, table_file_types[i]))
+                        file = true;
+
+        if (streq(type, "inline")) {
+                t->kind = TABLE_KIND_INLINE;
+                r = table_open_inline(t, name, ret_reason);
+        } else if (streq(type, "static")) {
+                t->kind = TABLE_KIND_STATIC;
+                r = table_open_static(t, name);
+        } else if (streq(type, "unix")) {
+                if (streq(name, "passwd.byname"))
+                        t->kind = TABLE_KIND_PASSWD;
+                else if (streq(name, "group.byname"))
+                        t->kind = TABLE_KIND_GROUP;
+                else {
+                        table_reason(ret_reason, "%s: unknown unix: table (use unix:passwd.byname or unix:group.byname)", spec);
+                        return -EINVAL;
+                }
+                r = 0;
+        } else if (streq(type, "unionmap") || streq(type, "pipemap") || streq(type, "randmap")) {
+                t->kind = streq(type, "unionmap") ? TABLE_KIND_UNION :
+                          streq(type, "pipemap") ? TABLE_KIND_PIPE : TABLE_KIND_RAND;
+                r = table_open_composite(t, name, flags, ret_reason);
+        } else if (file || streq(type, "regexp") || streq(type, "cidr")) {
+                if (*name == '\0') {
+                        table_reason(ret_reason, "%s: missing file name", spec);
+                        return -EINVAL;
+                }
+                t->kind = file ? TABLE_KIND_FILE : streq(type, "regexp") ? TABLE_KIND_REGEXP : TABLE_KIND_CIDR;
+                t->path = strdup(name);
+                if (!t->path)
+                        return -ENOMEM;
+                t->aliases = (flags & TABLE_ALIASES) || table_name_is_aliases(name);
+                r = table_load_file(t, ret_reason);
+        } else {
+                table_reason(ret_reason,
+                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, cidr, unionmap, pipemap, randmap and unix)",
+                             spec, type);
+                return -EPROTONOSUPPORT;
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+Table *table_free(Table *t) {
+        if (!t)
+                return NULL;
+        strmap_free(t->map);
+        table_patterns_free(t->patterns);
+        table_list_free(t->members);
+        strv_free(t->choices);
+        free(t->spec);
+        free(t->value);
+        free(t->path);
+        free(t);
+        return NULL;
+}
+
+/* The spec the table was opened with. */
+const char *table_spec(const Table *t) {
+        return t->spec;
+}
+
+static int table_lookup_unix(Table *t, const char *key, char **ret_value) {
+        long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
+        size_t bufsz = sz > 0 ? (size_t) sz : 16384;
+        for (;;) {
+                _cleanup_free_ char *buf = malloc(bufsz);
+                if (!buf)
+                        return -ENOMEM;
+                int r;
+                char *line = NULL;
+                if (t->kind == TABLE_KIND_PASSWD) {
+                        struct passwd pw, *res = NULL;
+                        r = getpwnam_r(key, &pw, buf, bufsz, &res);
+                        if (r == 0 && !res)
+                                return 0;
+                        if (r == 0 && asprintf(&line, "%s:%s:%u:%u:%s:%s:%s", pw.pw_name, strempty(pw.pw_passwd),
+                                               (unsigned) pw.pw_uid, (unsigned) pw.pw_gid, strempty(pw.pw_gecos),
+                                               strempty(pw.pw_dir), strempty(pw.pw_shell)) < 0)
+                                return -ENOMEM;
+                } else {
+                        struct group gr, *res = NULL;
+                        r = getgrnam_r(key, &gr, buf, bufsz, &res);
+                        if (r == 0 && !res)
+                                return 0;
+                        if (r == 0) {
+                                _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+                                int q = strbuf_printf(&b, "%s:%s:%u:", gr.gr_name, strempty(gr.gr_passwd), (unsigned) gr.gr_gid);
+                                for (char **m = gr.gr_mem; q >= 0 && m && *m; m++)
+                                        q = strbuf_printf(&b, "%s%s", m == gr.gr_mem ? "" : ",", *m);
+                                if (q < 0 || !(line = strbuf_steal(&b)))
+                                        return -ENOMEM;
+                        }
+                }
+                if (r == ERANGE && bufsz < 1024 * 1024) {
+                        bufsz *= 2;
+                        continue;
+                }
+                if (r == ENOENT || r == ESRCH)   /* some NSS modules say "no such entry" this way */
+                        return 0;
+                if (r != 0)
+                        return -r;
+                *ret_value = line;
+                return 1;
+        }
+}
+
+/* A private xorshift generator, so randmap: neither uses nor disturbs random()'s state. */
+static size_t table_random(void) {
+        static uint64_t state;
+        if (state == 0)
+                state = (now_usec(CLOCK_REALTIME) ^ ((uint64_t) getpid() << 32)) | 1;
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return (size_t) (state >> 11);
+}
+
+static int table_lookup_union(TableList *l, const char *key, char **ret_value) {
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+        bool found = false;
+        for (size_t i = 0; i < l->n; i++) {
+                _cleanup_free_ char *v = NULL;
+                int r = table_lookup(l->tables[i], key, &v);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        continue;
+                if ((found && strbuf_putc(&b, ',') < 0) || strbuf_puts(&b, v) < 0)
+                        return -ENOMEM;
+                found = true;
+        }
+        if (!found)
+                return 0;
+        if (ret_value && !(*ret_value = strbuf_steal(&b)))
+                return -ENOMEM;
+        return 1;
+}
+
+static int table_lookup_pipe(TableList *l, const char *key, char **ret_value) {
+        _cleanup_free_ char *cur = strdup(key);
+        if (!cur)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n; i++) {
+                char *next = NULL;
+                int r = table_lookup(l->tables[i], cur, &next);
+                if (r <= 0)
+                        return r;
+                free(cur);
+                cur = next;
+        }
+        if (ret_value)
+                *ret_value = TAKE_PTR(cur);
+        return 1;
+}
+
+/* Looks key up (case-insensitively). */
+int table_lookup(Table *t, const char *key, char **ret_value) {
+        if (!t || !key)
+                return -EINVAL;
+        _cleanup_free_ char *k = strdup(key);
+        if (!k)
+                return -ENOMEM;
+        table_lower(k);
+
+        const char *v = NULL;
+        int r;
+        switch (t->kind) {
+        case TABLE_KIND_STATIC:
+                v = t->value;
+                break;
+        case TABLE_KIND_FILE:
+                r = table_refresh(t);
+                if (r < 0)
+                        return r;
+                __attribute__((fallthrough));
+        case TABLE_KIND_INLINE:
+                v = strmap_get(t->map, k);
+                if (!v)
+                        return 0;
+                break;
+        case TABLE_KIND_PASSWD:
+        case TABLE_KIND_GROUP:
+                r = table_lookup_unix(t, k, ret_value);
+                if (r == 0 && !streq(k, key))
+                        r = table_lookup_unix(t, key, ret_value);
+                return r;
+        case TABLE_KIND_REGEXP:
+        case TABLE_KIND_CIDR:
+                r = table_refresh(t);
+                if (r < 0)
+                        return r;
+                /* patterns see the key as given: regexp matching is case-insensitive itself */
+                return table_patterns_lookup(t->patterns, key, ret_value);
+        case TABLE_KIND_UNION:
+                return table_lookup_union(t->members, key, ret_value);
+        case TABLE_KIND_PIPE:
+                return table_lookup_pipe(t->members, key, ret_value);
+        case TABLE_KIND_RAND: {
+                size_t n = 0;
+                while (t->choices[n])
+                        n++;
+                v = t->choices[table_random() % n];
+                break;
+        }
+        }
+        if (ret_value) {
+                char *copy = strdup(v);
+                if (!copy)
+                        return -ENOMEM;
+                *ret_value = copy;
+        }
+        return 1;
+}
+
+/* Opens every table in a list such as "hash:/etc/aliases, texthash:/x". */
+int table_list_open(const char *specs, TableFlags flags, TableList **ret, char **ret_reason) {
+        _cleanup_strv_free_ char **v = conf_split_list(strempty(specs));
+        if (!v)
+                return -ENOMEM;
+        _cleanup_(table_list_freep) TableList *l = calloc(1, sizeof(TableList));
+        if (!l)
+                return -ENOMEM;
+        size_t n = 0;
+        while (v[n])
+                n++;
+        l->tables = calloc(n + 1, sizeof(Table *));
+        if (!l->tables)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                int r = table_open(v[i], flags, &l->tables[l->n], ret_reason);
+                if (r < 0)
+                        return r;
+                l->n++;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+TableList *table_list_free(TableList *l) {
+        if (!l)
+                return NULL;
+        for (size_t i = 0; i < l->n; i++)
+                table_free(l->tables[i]);
+        free(l->tables);
+        free(l);
+        return NULL;
+}
+
+/* The first table that has key answers; an error stops the search. */
+int table_list_lookup(TableList *l, const char *key, char **ret_value) {
+        for (size_t i = 0; i < l->n; i++) {
+                int r = table_lookup(l->tables[i], key, ret_value);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* How many tables the list holds. */
+size_t table_list_size(const TableList *l) {
+        return l ? l->n : 0;
+}

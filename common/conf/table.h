@@ -3,10 +3,15 @@
  *   static:value (or static:{value with spaces})
  *   texthash:/path and hash:/path — both read the *source text* (an existing /etc/postfix/virtual
  *     or /etc/aliases works without postmap); "key value" per line, "#" comments, continuation
- *     lines starting with whitespace; for files named *aliases* (or when opened with TABLE_ALIASES)
+ *     lines starting with whitespace; for files whose name ends in "aliases" (or when opened with TABLE_ALIASES)
  *     aliases(5) syntax "name: value, value" applies. Keys compare case-insensitively.
  *     The file is re-read when its mtime/size/inode changes (checked at most once a second).
- *   unix:passwd.byname — getpwnam(); the value is the passwd line.
+ *   regexp:/path — POSIX ERE rules "/pattern/flags result" with $1.., !/pattern/, if/endif.
+ *   cidr:/path — "network/prefix result" rules (IPv4 and IPv6), !network, if/endif.
+ *   unionmap:{ t1, t2 } (every result, comma-joined), pipemap:{ t1, t2 } (t1's result is t2's
+ *     key), randmap:{ v1, v2 } (one value at random).
+ *   unix:passwd.byname — getpwnam(); the value is the passwd line (unix:group.byname likewise).
+ *   btree:, lmdb:, cdb:, dbm:, sdbm: read their source text like hash:; "proxy:" is ignored.
  * A lookup answers found (1), not found (0) or a temporary error (negative errno, e.g. a file
  * that cannot be read), so callers can answer 4xx rather than guess. */
 #pragma once

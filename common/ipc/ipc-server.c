@@ -1,1 +1,401 @@
-/* ipc-server.c — TODO: implementation pending. */
+/* ipc-server.c — the non-blocking attribute-protocol server inside sd-event.
+ *
+ * One IpcServer serves one listening AF_UNIX stream socket. Each accepted connection is an
+ * IpcConn with its own io source, idle timer, parser and output buffer. A connection carries
+ * one request at a time: once a record is complete the server stops reading (the request's
+ * remaining bytes stay in the kernel, which gives natural back-pressure) until the handler's
+ * reply is queued, immediately or later through a reference taken with ipc_conn_ref().
+ * Input is peeked and consumed exactly up to the end of each record, so no per-connection
+ * input buffer beyond the parser's (bounded by IPC_RECORD_MAX) is needed.
+ *
+ * Per-connection failures (EOF, ECONNRESET, EPIPE, a malformed or oversized record, a handler
+ * returning <0, idle timeout) close that connection and never surface as an error from an
+ * sd-event callback, which would disable the source. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "ipc.h"
+
+#define IPC_ACCEPT_BURST 64
+#define IPC_RECORDS_PER_WAKEUP 16
+#define IPC_ACCEPT_RETRY_USEC (100ULL * USEC_PER_MSEC)
+
+struct IpcConn {
+        unsigned n_ref;
+        IpcServer *server;          /* NULL once closed */
+        int fd;
+        sd_event_source *io, *timer;
+        IpcParser parser;
+        StrBuf out;
+        struct ucred cred;
+        bool have_cred;
+        bool busy;                  /* a request is outstanding */
+        bool closed;
+        usec_t last_activity;
+        IpcConn *prev, *next;
+};
+
+struct IpcServer {
+        sd_event *event;
+        int fd;
+        sd_event_source *listen_source, *accept_retry;
+        IpcHandler handler;
+        void *userdata;
+        usec_t idle_timeout;
+        IpcConn *conns;
+        size_t n_conns;
+};
+
+static void ipc_conn_close(IpcConn *c);
+
+static void ipc_conn_free(IpcConn *c) {
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->timer);
+        safe_close(c->fd);
+        ipc_parser_done(&c->parser);
+        strbuf_done(&c->out);
+        free(c);
+}
+
+/* Takes a reference (for a delayed reply). */
+IpcConn *ipc_conn_ref(IpcConn *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
+/* Drops a reference; the connection is freed with the last one. */
+IpcConn *ipc_conn_unref(IpcConn *c) {
+        if (!c)
+                return NULL;
+        if (--c->n_ref == 0) {
+                ipc_conn_close(c);
+                ipc_conn_free(c);
+        }
+        return NULL;
+}
+
+/* Closes the socket and detaches from the server; the server's reference is dropped by the
+ * caller (ipc_conn_drop). Holders of other references see -ECONNRESET on reply. */
+static void ipc_conn_close(IpcConn *c) {
+        if (c->closed)
+                return;
+        c->closed = true;
+        c->io = sd_event_source_disable_unref(c->io);
+        c->timer = sd_event_source_disable_unref(c->timer);
+        c->fd = safe_close(c->fd);
+        ipc_parser_done(&c->parser);
+        strbuf_done(&c->out);
+        IpcServer *s = c->server;
+        if (s) {
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        s->conns = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                c->prev = c->next = NULL;
+                s->n_conns--;
+                c->server = NULL;
+        }
+}
+
+/* Closes and drops the server's reference. */
+static void ipc_conn_drop(IpcConn *c) {
+        if (c->closed)
+                return;
+        ipc_conn_close(c);
+        ipc_conn_unref(c);
+}
+
+static void ipc_conn_update_events(IpcConn *c) {
+        if (c->closed)
+                return;
+        /* read the next request only when the previous reply is out: one reply buffered at most */
+        uint32_t ev = c->out.len > 0 ? EPOLLOUT : c->busy ? 0 : EPOLLIN;
+        if (sd_event_source_set_io_events(c->io, ev) < 0)
+                ipc_conn_drop(c);
+}
+
+static void ipc_conn_touch(IpcConn *c) {
+        uint64_t n;
+        if (c->server && sd_event_now(c->server->event, CLOCK_MONOTONIC, &n) >= 0)
+                c->last_activity = n;
+}
+
+/* Writes as much of the output as the socket takes; closes on a hard error. Returns <0 when
+ * the connection was closed. */
+static int ipc_conn_flush(IpcConn *c) {
+        while (c->out.len > 0) {
+                ssize_t k = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        ipc_conn_drop(c);
+                        return -ECONNRESET;
+                }
+                strbuf_consume(&c->out, (size_t) k);
+                ipc_conn_touch(c);
+        }
+        if (c->out.len == 0)
+                strbuf_done(&c->out);   /* idle connections hold no buffer */
+        ipc_conn_update_events(c);
+        return c->closed ? -ECONNRESET : 0;
+}
+
+/* Reads and dispatches requests. */
+static void ipc_conn_read(IpcConn *c) {
+        IpcServer *s = c->server;
+
+        for (int rounds = 0; rounds < IPC_RECORDS_PER_WAKEUP && !c->closed && !c->busy && c->out.len == 0;
+             rounds++) {
+                char buf[16384];
+                ssize_t k = recv(c->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+                if (k < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return;
+                        ipc_conn_drop(c);
+                        return;
+                }
+                if (k == 0) {
+                        ipc_conn_drop(c);   /* EOF, possibly mid-request */
+                        return;
+                }
+                ipc_conn_touch(c);
+
+                _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
+                size_t used = 0;
+                int r = ipc_parser_feed(&c->parser, buf, (size_t) k, &used, &req);
+                /* consume exactly the bytes the parser used; the rest stays queued */
+                if (used > 0 && recv(c->fd, buf, used, MSG_DONTWAIT) != (ssize_t) used) {
+                        ipc_conn_drop(c);
+                        return;
+                }
+                if (r < 0) {
+                        /* malformed or oversized: tell the peer if we can, then close */
+                        c->busy = true;
+                        (void) ipc_conn_reply_error(c, r == -EMSGSIZE ? "record too large" : "malformed record");
+                        ipc_conn_drop(c);
+                        return;
+                }
+                if (r == 0)
+                        continue;
+
+                c->busy = true;
+                ipc_conn_update_events(c);
+                if (c->closed)
+                        return;
+                ipc_conn_ref(c);
+                r = s->handler ? s->handler(c, &req, s->userdata) : -EOPNOTSUPP;
+                if (r < 0)
+                        ipc_conn_drop(c);
+                bool gone = c->closed;
+                ipc_conn_unref(c);
+                if (gone)
+                        return;
+        }
+}
+
+static int ipc_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        IpcConn *c = userdata;
+
+        ipc_conn_ref(c);
+        if (revents & EPOLLOUT)
+                (void) ipc_conn_flush(c);
+        if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+                if (!c->busy && c->out.len == 0)
+                        ipc_conn_read(c);
+                else if (revents & (EPOLLHUP | EPOLLERR))
+                        ipc_conn_drop(c);   /* peer gone while its request is outstanding */
+        }
+        ipc_conn_unref(c);
+        return 0;
+}
+
+static int ipc_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        IpcConn *c = userdata;
+        IpcServer *s = c->server;
+
+        if (!s || s->idle_timeout == 0)
+                return 0;
+        if (!c->busy && c->out.len == 0 && usec >= c->last_activity + s->idle_timeout) {
+                ipc_conn_drop(c);
+                return 0;
+        }
+        usec_t next = MAX(c->last_activity, usec) + s->idle_timeout;
+        if (c->busy || c->out.len > 0)
+                next = usec + s->idle_timeout;
+        (void) sd_event_source_set_time(src, next);
+        (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+static int ipc_conn_new(IpcServer *s, int fd) {
+        IpcConn *c = calloc(1, sizeof *c);
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->n_ref = 1;
+        c->fd = fd;
+        c->server = s;
+        c->out.limit = IPC_RECORD_MAX + 1;
+        socklen_t l = sizeof c->cred;
+        c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &l) >= 0;
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+        ipc_conn_touch(c);
+
+        int r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, ipc_conn_io, c);
+        if (r >= 0 && s->idle_timeout > 0)
+                r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
+                                      c->last_activity + s->idle_timeout, USEC_PER_SEC,
+                                      ipc_conn_timer, c);
+        if (r < 0) {
+                ipc_conn_drop(c);
+                return r;
+        }
+        return 0;
+}
+
+static int ipc_server_accept_retry(sd_event_source *src, uint64_t usec, void *userdata) {
+        IpcServer *s = userdata;
+        (void) sd_event_source_set_enabled(s->listen_source, SD_EVENT_ON);
+        return 0;
+}
+
+static int ipc_server_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        IpcServer *s = userdata;
+
+        for (int i = 0; i < IPC_ACCEPT_BURST; i++) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                /* out of resources: pause accepting instead of spinning */
+                                uint64_t n;
+                                (void) sd_event_source_set_enabled(s->listen_source, SD_EVENT_OFF);
+                                if (sd_event_now(s->event, CLOCK_MONOTONIC, &n) >= 0) {
+                                        if (!s->accept_retry)
+                                                (void) sd_event_add_time(s->event, &s->accept_retry, CLOCK_MONOTONIC,
+                                                                         n + IPC_ACCEPT_RETRY_USEC, 0,
+                                                                         ipc_server_accept_retry, s);
+                                        else {
+                                                (void) sd_event_source_set_time(s->accept_retry, n + IPC_ACCEPT_RETRY_USEC);
+                                                (void) sd_event_source_set_enabled(s->accept_retry, SD_EVENT_ONESHOT);
+                                        }
+                                }
+                        }
+                        return 0;   /* EAGAIN, ECONNABORTED, EINTR, ...: nothing to do now */
+                }
+                (void) ipc_conn_new(s, cfd);
+        }
+        return 0;
+}
+
+/* Serves listen_fd (owned from now on, even on failure). */
+int ipc_server_new(sd_event *e, int listen_fd, IpcHandler handler, void *userdata, IpcServer **ret) {
+        if (!e || listen_fd < 0 || !ret) {
+                safe_close(listen_fd);
+                return -EINVAL;
+        }
+        IpcServer *s = calloc(1, sizeof *s);
+        if (!s) {
+                safe_close(listen_fd);
+                return -ENOMEM;
+        }
+        s->event = sd_event_ref(e);
+        s->fd = listen_fd;
+        /* sockets passed by systemd are blocking; accept() must never block the loop */
+        int fl = fcntl(listen_fd, F_GETFL);
+        if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+                int r = -errno;
+                ipc_server_free(s);
+                return r;
+        }
+        s->handler = handler;
+        s->userdata = userdata;
+        s->idle_timeout = IPC_IDLE_TIMEOUT_USEC;
+
+        int r = sd_event_add_io(e, &s->listen_source, listen_fd, EPOLLIN, ipc_server_accept, s);
+        if (r < 0) {
+                ipc_server_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+/* Closes the listener and every connection; handlers holding references keep their IpcConn
+ * (replies then fail with -ECONNRESET). */
+IpcServer *ipc_server_free(IpcServer *s) {
+        if (!s)
+                return NULL;
+        while (s->conns)
+                ipc_conn_drop(s->conns);
+        sd_event_source_disable_unref(s->listen_source);
+        sd_event_source_disable_unref(s->accept_retry);
+        safe_close(s->fd);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+/* Number of open connections. */
+size_t ipc_server_connections(const IpcServer *s) {
+        return s ? s->n_conns : 0;
+}
+
+/* Changes the idle timeout for connections accepted from now on. */
+int ipc_server_set_idle_timeout(IpcServer *s, usec_t usec) {
+        if (!s)
+                return -EINVAL;
+        s->idle_timeout = usec;
+        return 0;
+}
+
+/* Queues a reply to the outstanding request and writes what the socket takes. */
+int ipc_conn_reply(IpcConn *c, const IpcRecord *reply) {
+        if (!c || !reply)
+                return -EINVAL;
+        if (c->closed)
+                return -ECONNRESET;
+        if (!c->busy)
+                return -EBADE;   /* no request outstanding */
+        int r = ipc_record_format(reply, &c->out);
+        if (r < 0)
+                return r;
+        c->busy = false;
+        ipc_conn_touch(c);
+        return ipc_conn_flush(c);
+}
+
+/* Replies status=error reason=<reason>. */
+int ipc_conn_reply_error(IpcConn *c, const char *reason) {
+        _cleanup_ipc_record_ IpcRecord r = IPC_RECORD_INIT;
+        int k = ipc_record_add(&r, "status", "error");
+        if (k >= 0)
+                k = ipc_record_add(&r, "reason", reason ? reason : "error");
+        if (k < 0)
+                return k;
+        return ipc_conn_reply(c, &r);
+}
+
+/* The peer's uid from SO_PEERCRED. */
+int ipc_conn_peer_uid(const IpcConn *c, uid_t *ret) {
+        if (!c || !ret)
+                return -EINVAL;
+        if (!c->have_cred)
+                return -ENODATA;
+        *ret = c->cred.uid;
+        return 0;
+}

@@ -14,11 +14,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 #include "../basic/strbuf.h"
 
 #define IPC_RECORD_MAX (1024 * 1024)
 #define IPC_ATTR_NAME_MAX 64
+#define IPC_RECORD_ATTRS_MAX 65536   /* attributes per record (bounds parser memory) */
 
 typedef struct IpcAttr { char *name; char *value; } IpcAttr;
 typedef struct IpcRecord { IpcAttr *attrs; size_t n, cap; } IpcRecord;
@@ -67,6 +69,10 @@ typedef int (*IpcHandler)(IpcConn *c, const IpcRecord *req, void *userdata);
 int ipc_server_new(sd_event *e, int listen_fd, IpcHandler handler, void *userdata, IpcServer **ret);
 IpcServer *ipc_server_free(IpcServer *s);
 size_t ipc_server_connections(const IpcServer *s);
+/* Connections idle (no request outstanding, nothing to write) this long are closed; 0 = never.
+ * The default is IPC_IDLE_TIMEOUT_USEC. */
+int ipc_server_set_idle_timeout(IpcServer *s, usec_t usec);
+#define IPC_IDLE_TIMEOUT_USEC (300ULL * 1000000ULL)
 /* Sends a reply (formats and queues it, writes as the socket allows). */
 int ipc_conn_reply(IpcConn *c, const IpcRecord *reply);
 /* Convenience: reply status=error reason=<text>. */

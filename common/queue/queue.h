@@ -88,7 +88,11 @@ int queue_commit(Queue *q);      /* returns 0 only when the transaction is durab
 int queue_rollback(Queue *q);
 
 /* Inserts one message with its recipients and content (must be inside a transaction). Fills
- * rcpts[i].id. m->queue_id must be set (queue_id_new()). */
+ * rcpts[i].id. m->queue_id must be set (queue_id_new()).
+ * A failure undoes this message only (-EEXIST duplicate id, -EINVAL bad input), except that
+ * SQLite rolls the whole transaction back on some errors (-ENOSPC, -ENOMEM, -EIO): then every
+ * later write and queue_commit() fail with that error, and no message of it may be accepted.
+ * Outside a transaction the insert runs (and commits) in one of its own. */
 int queue_insert_message(Queue *q, const QueueMessage *m, QueueRecipient *rcpts, size_t n,
                          const void *content, size_t content_len);
 

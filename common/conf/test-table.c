@@ -1,0 +1,478 @@
+/* test-table.c — unit tests for lookup tables: inline:, static:, texthash:/hash: (plain and
+ * aliases(5) syntax, continuation lines, quoted keys and values, comments, key folding, first
+ * duplicate wins, reload when the file changes), regexp:, cidr:, unionmap:, pipemap:, randmap:,
+ * unix:passwd.byname, lists and bad specs. */
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "table.h"
+#include "basic/tests.h"
+
+static char tmpdir[] = "/tmp/test-table-XXXXXX";
+
+static void write_file(const char *path, const char *text) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        FILE *f = fopen(tmp, "we");
+        CHECK(f);
+        fputs(text, f);
+        CHECK(fclose(f) == 0);
+        CHECK(rename(tmp, path) == 0);
+}
+
+typedef struct Expect {
+        const char *key;
+        const char *value;   /* NULL = not found */
+} Expect;
+
+static void check_lookups(Table *t, const Expect *e, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char *v = NULL;
+                int r = table_lookup(t, e[i].key, &v);
+                if (r != (e[i].value ? 1 : 0) || (e[i].value && !streq(v, e[i].value))) {
+                        fprintf(stderr, "%s: lookup \"%s\": r=%d value=\"%s\", expected \"%s\"\n",
+                                table_spec(t), e[i].key, r, strna(v), strna(e[i].value));
+                        exit(1);
+                }
+                free(v);
+        }
+}
+
+static void test_inline_static(void) {
+        static const struct {
+                const char *spec;
+                Expect e[4];
+        } cases[] = {
+                { "inline:{ a=1, B=two , { c = with spaces } }",
+                  { { "a", "1" }, { "b", "two" }, { "C", "with spaces" }, { "d", NULL } } },
+                { "inline:{}", { { "a", NULL } } },
+                { "static:OK", { { "anything", "OK" }, { "", "OK" } } },
+                { "static:{ some text }", { { "x", "some text" } } },
+                { "proxy:static:x", { { "y", "x" } } },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Table *t = NULL;
+                char *reason = NULL;
+                CHECK_INT(table_open(cases[i].spec, 0, &t, &reason), 0);
+                CHECK_STR(table_spec(t), cases[i].spec);
+                size_t n = 0;
+                while (n < ELEMENTSOF(cases[i].e) && cases[i].e[n].key)
+                        n++;
+                check_lookups(t, cases[i].e, n);
+                table_free(t);
+        }
+}
+
+static void test_bad_specs(void) {
+        static const struct {
+                const char *spec;
+                int r;
+                const char *reason;
+        } cases[] = {
+                { "ldap:/etc/postfix/ldap.cf", -EPROTONOSUPPORT, "unsupported lookup table type \"ldap\"" },
+                { "nocolon", -EINVAL, "type:name" },
+                { ":x", -EINVAL, "type:name" },
+                { "", -EINVAL, "empty" },
+                { "inline:a=b", -EINVAL, "expected inline:{" },
+                { "inline:{ a }", -EINVAL, "has no '='" },
+                { "inline:{ =b }", -EINVAL, "empty key" },
+                { "hash:/nonexistent/aliases", -ENOENT, "cannot open /nonexistent/aliases" },
+                { "texthash:", -EINVAL, "missing file name" },
+                { "unix:shadow.byname", -EINVAL, "unknown unix: table" },
+                { "hash:/tmp", -EISDIR, "is a directory" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Table *t = NULL;
+                char *reason = NULL;
+                CHECK_INT(table_open(cases[i].spec, 0, &t, &reason), cases[i].r);
+                CHECK(t == NULL);
+                CHECK(reason);
+                if (!strstr(reason, cases[i].reason)) {
+                        fprintf(stderr, "case %zu: reason \"%s\"\n", i, reason);
+                        CHECK(false);
+                }
+                free(reason);
+        }
+}
+
+static void test_texthash(void) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/virtual", tmpdir);
+        write_file(path,
+                   "   orphan continuation\n"
+                   "# virtual alias table\n"
+                   "info@example.org    alice\n"
+                   "Sales@Example.org\tbob, carol\n"
+                   "\n"
+                   "long@example.org   first,\n"
+                   "    second,\n"
+                   "# comment inside\n"
+                   "\tthird\n"
+                   "info@example.org    duplicate-ignored\n"
+                   "\"quoted key\"   quoted value\n"
+                   "nokeyvalue\n"
+                   "trailing@example.org   x   \r\n");
+        static const Expect e[] = {
+                { "info@example.org", "alice" },
+                { "INFO@EXAMPLE.ORG", "alice" },
+                { "sales@example.org", "bob, carol" },
+                { "long@example.org", "first, second, third" },
+                { "quoted key", "quoted value" },
+                { "nokeyvalue", NULL },
+                { "orphan", NULL },
+                { "trailing@example.org", "x" },
+                { "missing@example.org", NULL },
+        };
+        for (int hash = 0; hash < 2; hash++) {
+                snprintf(spec, sizeof spec, "%s:%s", hash ? "hash" : "texthash", path);
+                Table *t = NULL;
+                CHECK_INT(table_open(spec, 0, &t, NULL), 0);
+                check_lookups(t, e, ELEMENTSOF(e));
+                table_free(t);
+        }
+}
+
+static void test_aliases(void) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/aliases", tmpdir);
+        write_file(path,
+                   "# /etc/aliases\n"
+                   "postmaster:    root\n"
+                   "MAILER-DAEMON: postmaster\n"
+                   "staff: alice,\n"
+                   "  bob,\n"
+                   "\tcarol\n"
+                   "pipe: \"|/usr/bin/procmail -d x\"\n"
+                   "\"odd name\": root\n"
+                   "nospace:root\n"
+                   "spaced   :   root  \n"
+                   "broken line without colon\n"
+                   "file: /var/log/mail.archive\n");
+        static const Expect e[] = {
+                { "postmaster", "root" },
+                { "mailer-daemon", "postmaster" },
+                { "staff", "alice, bob, carol" },
+                { "pipe", "\"|/usr/bin/procmail -d x\"" },
+                { "odd name", "root" },
+                { "nospace", "root" },
+                { "spaced", "root" },
+                { "broken line without colon", NULL },
+                { "broken", NULL },
+                { "file", "/var/log/mail.archive" },
+        };
+        /* file name ends in "aliases": aliases(5) syntax without the flag */
+        snprintf(spec, sizeof spec, "hash:%s", path);
+        Table *t = NULL;
+        CHECK_INT(table_open(spec, 0, &t, NULL), 0);
+        check_lookups(t, e, ELEMENTSOF(e));
+        table_free(t);
+
+        /* another name needs TABLE_ALIASES */
+        char other[4200];
+        snprintf(other, sizeof other, "%s/local-list", tmpdir);
+        CHECK(link(path, other) == 0);
+        snprintf(spec, sizeof spec, "texthash:%s", other);
+        CHECK_INT(table_open(spec, TABLE_ALIASES, &t, NULL), 0);
+        check_lookups(t, e, ELEMENTSOF(e));
+        table_free(t);
+        CHECK_INT(table_open(spec, 0, &t, NULL), 0);
+        static const Expect plain[] = { { "postmaster:", "root" }, { "postmaster", NULL } };
+        check_lookups(t, plain, ELEMENTSOF(plain));
+        table_free(t);
+        unlink(other);
+}
+
+static void test_reload(void) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/reload", tmpdir);
+        write_file(path, "a 1\n");
+        snprintf(spec, sizeof spec, "texthash:%s", path);
+        Table *t = NULL;
+        CHECK_INT(table_open(spec, 0, &t, NULL), 0);
+        static const Expect before[] = { { "a", "1" }, { "b", NULL } };
+        static const Expect after[] = { { "a", "2" }, { "b", "3" } };
+        check_lookups(t, before, ELEMENTSOF(before));
+
+        write_file(path, "a 2\nb 3\n");
+        /* checked at most once a second: still the old contents right away */
+        check_lookups(t, before, ELEMENTSOF(before));
+        usleep(1100 * 1000);
+        check_lookups(t, after, ELEMENTSOF(after));
+
+        /* a vanished file is a temporary error, not "not found" */
+        CHECK(unlink(path) == 0);
+        usleep(1100 * 1000);
+        char *v = NULL;
+        CHECK_INT(table_lookup(t, "a", &v), -ENOENT);
+        write_file(path, "a 4\n");
+        static const Expect back[] = { { "a", "4" }, { "b", NULL } };
+        check_lookups(t, back, ELEMENTSOF(back));
+        table_free(t);
+}
+
+static void test_large(void) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/large", tmpdir);
+        FILE *f = fopen(path, "we");
+        CHECK(f);
+        for (int i = 0; i < 100000; i++)
+                fprintf(f, "user%d@example.org user%d\n", i, i);
+        CHECK(fclose(f) == 0);
+        snprintf(spec, sizeof spec, "hash:%s", path);
+        Table *t = NULL;
+        CHECK_INT(table_open(spec, 0, &t, NULL), 0);
+        static const Expect e[] = { { "user0@example.org", "user0" }, { "user99999@example.org", "user99999" },
+                                    { "user100000@example.org", NULL } };
+        check_lookups(t, e, ELEMENTSOF(e));
+        table_free(t);
+
+        /* hostile: an enormous continued line, binary junk; must not crash */
+        f = fopen(path, "we");
+        CHECK(f);
+        fputs("big ", f);
+        for (int i = 0; i < 200000; i++)
+                fputs(" xxxxxxxxxxxxxxxxxxxx\n", f);
+        fputs("k\001\002\377 v\n", f);
+        CHECK(fclose(f) == 0);
+        CHECK_INT(table_open(spec, 0, &t, NULL), 0);
+        static const Expect h[] = { { "big", NULL }, { "k\001\002\377", "v" } };
+        check_lookups(t, h, ELEMENTSOF(h));
+        table_free(t);
+        unlink(path);
+}
+
+static void test_regexp(void) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/regexp", tmpdir);
+        write_file(path,
+                   "# header checks style\n"
+                   "/^(.*)@example\\.org$/     local:$1\n"
+                   "/^postmaster@/            OK\n"
+                   "/^CaseSensitive$/i        case-sensitive-hit\n"
+                   "if /@lists\\./\n"
+                   "!/^owner-/                list-member\n"
+                   "/^owner-(.*)@(.*)$/       owner of ${1} at $2, costs $$5\n"
+                   "endif\n"
+                   "/a\\/b/                   slash\n"
+                   "#/^never/                 commented\n"
+                   "/^multi/\n"
+                   "    continued result\n");
+        static const Expect e[] = {
+                { "alice@example.org", "local:alice" },
+                { "ALICE@EXAMPLE.ORG", "local:ALICE" },
+                { "postmaster@else.where", "OK" },
+                { "CaseSensitive", "case-sensitive-hit" },
+                { "casesensitive", NULL },
+                { "bob@lists.example.net", "list-member" },
+                { "owner-x@lists.example.net", "owner of x at lists.example.net, costs $5" },
+                { "owner-x@other.example.net", NULL },
+                { "a/b", "slash" },
+                { "never", NULL },
+                { "multiline", "continued result" },
+        };
+        snprintf(spec, sizeof spec, "regexp:%s", path);
+        Table *t = NULL;
+        char *reason = NULL;
+        CHECK_INT(table_open(spec, 0, &t, &reason), 0);
+        check_lookups(t, e, ELEMENTSOF(e));
+        table_free(t);
+
+        static const struct {
+                const char *text, *reason;
+        } bad[] = {
+                { "/(a/ x\n", ":1: invalid regular expression" },
+                { "# c\n/a/ $1\n", ":2: refers to a group" },
+                { "/a/q x\n", ":1: unknown pattern flag" },
+                { "/a x\n", ":1: missing the closing delimiter" },
+                { "/a/\n", ":1: missing the result" },
+                { "if /a/\n/b/ c\n", "if without endif" },
+                { "endif\n", ":1: endif without if" },
+                { "abc def\n", ":1: expected /pattern/" },
+                { "!/(a)/ $1\n", ":1: refers to a group" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                write_file(path, bad[i].text);
+                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
+                if (!strstr(reason, bad[i].reason)) {
+                        fprintf(stderr, "regexp case %zu: reason \"%s\"\n", i, reason);
+                        CHECK(false);
+                }
+                free(reason);
+        }
+}
+
+static void test_cidr(void) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/cidr", tmpdir);
+        write_file(path,
+                   "127.0.0.1        loopback-host\n"
+                   "127.0.0.0/8      loopback-net\n"
+                   "192.168.0.0/16   lan\n"
+                   "[::1]            v6-loopback\n"
+                   "2001:db8::/32    doc\n"
+                   "if 10.0.0.0/8\n"
+                   "!10.1.0.0/16     ten-not-one\n"
+                   "endif\n"
+                   "0.0.0.0/0        everyone-v4\n");
+        static const Expect e[] = {
+                { "127.0.0.1", "loopback-host" },
+                { "127.0.0.2", "loopback-net" },
+                { "192.168.44.1", "lan" },
+                { "::1", "v6-loopback" },
+                { "[::1]", "v6-loopback" },
+                { "2001:db8:1::5", "doc" },
+                { "2001:db9::5", NULL },
+                { "::ffff:192.168.1.1", "lan" },
+                { "10.2.3.4", "ten-not-one" },
+                { "10.1.3.4", "everyone-v4" },
+                { "8.8.8.8", "everyone-v4" },
+                { "not-an-address", NULL },
+                { "", NULL },
+        };
+        snprintf(spec, sizeof spec, "cidr:%s", path);
+        Table *t = NULL;
+        char *reason = NULL;
+        CHECK_INT(table_open(spec, 0, &t, &reason), 0);
+        check_lookups(t, e, ELEMENTSOF(e));
+        table_free(t);
+
+        static const struct {
+                const char *text, *reason;
+        } bad[] = {
+                { "10.0.0.1/8 x\n", ":1: address has bits set outside the prefix" },
+                { "10.0.0.0/33 x\n", ":1: bad prefix length" },
+                { "10.0.0.0/ x\n", ":1: bad prefix length" },
+                { "ten x\n", ":1: bad network address" },
+                { "\n\n10.0.0.0/8\n", ":3: missing the result" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                write_file(path, bad[i].text);
+                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
+                if (!strstr(reason, bad[i].reason)) {
+                        fprintf(stderr, "cidr case %zu: reason \"%s\"\n", i, reason);
+                        CHECK(false);
+                }
+                free(reason);
+        }
+}
+
+static void test_composite(void) {
+        static const struct {
+                const char *spec;
+                Expect e[3];
+        } cases[] = {
+                { "unionmap:{ inline:{a=1, b=2}, inline:{a=3}, static:s }",
+                  { { "a", "1,3,s" }, { "b", "2,s" }, { "c", "s" } } },
+                { "unionmap:{ inline:{a=1}, inline:{a=3} }", { { "a", "1,3" }, { "z", NULL } } },
+                { "pipemap:{ inline:{a=b, x=y}, inline:{b=final} }", { { "a", "final" }, { "x", NULL }, { "q", NULL } } },
+                { "randmap:{ only }", { { "anything", "only" } } },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Table *t = NULL;
+                char *reason = NULL;
+                int r = table_open(cases[i].spec, 0, &t, &reason);
+                if (r < 0)
+                        fprintf(stderr, "%s: %s\n", cases[i].spec, strna(reason));
+                CHECK_INT(r, 0);
+                size_t n = 0;
+                while (n < ELEMENTSOF(cases[i].e) && cases[i].e[n].key)
+                        n++;
+                check_lookups(t, cases[i].e, n);
+                table_free(t);
+        }
+        Table *t = NULL;
+        CHECK_INT(table_open("randmap:{ a, b, c }", 0, &t, NULL), 0);
+        bool seen[3] = {};
+        for (int i = 0; i < 200; i++) {
+                char *v = NULL;
+                CHECK_INT(table_lookup(t, "k", &v), 1);
+                CHECK(strlen(v) == 1 && v[0] >= 'a' && v[0] <= 'c');
+                seen[v[0] - 'a'] = true;
+                free(v);
+        }
+        CHECK(seen[0] && seen[1] && seen[2]);
+        table_free(t);
+
+        static const char *const bad[] = { "unionmap:inline:{a=1}", "pipemap:{}", "randmap:{ }", "unionmap:{ nis:x }" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char *reason = NULL;
+                CHECK(table_open(bad[i], 0, &t, &reason) < 0);
+                CHECK(reason);
+                free(reason);
+        }
+}
+
+static void test_unix(void) {
+        Table *t = NULL;
+        CHECK_INT(table_open("unix:passwd.byname", 0, &t, NULL), 0);
+        char *v = NULL;
+        CHECK_INT(table_lookup(t, "root", &v), 1);
+        CHECK(strncmp(v, "root:", 5) == 0);
+        CHECK(strstr(v, ":0:0:"));
+        free(v);
+        CHECK_INT(table_lookup(t, "ROOT", &v), 1);
+        free(v);
+        CHECK_INT(table_lookup(t, "no-such-user-xyzzy", &v), 0);
+        table_free(t);
+
+        CHECK_INT(table_open("proxy:unix:group.byname", 0, &t, NULL), 0);
+        CHECK_INT(table_lookup(t, "root", &v), 1);
+        CHECK(strncmp(v, "root:", 5) == 0);
+        free(v);
+        table_free(t);
+}
+
+static void test_list(void) {
+        char path[4200], specs[9000];
+        snprintf(path, sizeof path, "%s/aliases", tmpdir);
+        write_file(path, "postmaster: root\nalice: bob\n");
+        snprintf(specs, sizeof specs, "inline:{ alice=override }, hash:%s,\n static:fallback", path);
+        TableList *l = NULL;
+        CHECK_INT(table_list_open(specs, 0, &l, NULL), 0);
+        CHECK_INT(table_list_size(l), 3);
+        static const struct { const char *k, *v; } cases[] = {
+                { "alice", "override" }, { "postmaster", "root" }, { "nobody", "fallback" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *v = NULL;
+                CHECK_INT(table_list_lookup(l, cases[i].k, &v), 1);
+                CHECK_STR(v, cases[i].v);
+                free(v);
+        }
+        table_list_free(l);
+
+        CHECK_INT(table_list_open("", 0, &l, NULL), 0);
+        CHECK_INT(table_list_size(l), 0);
+        char *v = NULL;
+        CHECK_INT(table_list_lookup(l, "x", &v), 0);
+        table_list_free(l);
+
+        char *reason = NULL;
+        CHECK_INT(table_list_open("static:x, nis:mail.aliases", 0, &l, &reason), -EPROTONOSUPPORT);
+        CHECK(strstr(reason, "nis"));
+        free(reason);
+        unlink(path);
+}
+
+int main(void) {
+        CHECK(mkdtemp(tmpdir));
+        test_inline_static();
+        test_bad_specs();
+        test_texthash();
+        test_aliases();
+        test_reload();
+        test_large();
+        test_regexp();
+        test_cidr();
+        test_composite();
+        test_unix();
+        test_list();
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        (void) !system(cmd);
+        return 0;
+}

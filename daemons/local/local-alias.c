@@ -1,0 +1,544 @@
+/* local-alias.c — recipient resolution for postern-local: main.cf settings, the Delivered-To
+ * loop set, alias_maps expansion and the passwd lookup.
+ *
+ * A recipient "Local+Ext@domain" is looked up lower-cased, first with its extension and then
+ * without (recipient_delimiter), in alias_maps. Alias values ("a, b@remote, \user, |cmd, /file")
+ * expand recursively: local names and addresses in mydestination recurse, other addresses become
+ * forward targets (sender owner-<alias> when that alias exists), an alias that reaches a name
+ * already being expanded delivers to the user of that name. Duplicates are suppressed. What is
+ * left is a user found with getpwnam(): an mbox in mail_spool_directory, or home_mailbox in the
+ * home directory (Maildir when it ends in "/"). Every outcome is a Target; failures are Targets
+ * with a preset result, so resolution itself only fails on out-of-memory. */
+#include <ctype.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "local.h"
+#include "conf/params.h"
+#include "log/log.h"
+#include "mail/address.h"
+#include "mail/rfc822.h"
+
+char *local_ascii_lower(char *s) {
+        for (char *p = s; p && *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        return s;
+}
+
+static int settings_str(Conf *c, const char *name, const char *def, char **ret) {
+        const char *v = conf_get(c, name);
+        *ret = strdup(v ? v : def);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int settings_list(Conf *c, const char *name, const char *def, char ***ret) {
+        const char *v = conf_get(c, name);
+        *ret = conf_split_list(v ? v : def);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static long long settings_number(Conf *c, const char *name, long long def, bool is_time) {
+        const char *v = conf_get(c, name);
+        long long n;
+        if (isempty(v))
+                return def;
+        if (is_time)
+                return param_parse_time(v, 's', &n) < 0 ? def : n;
+        char *end = NULL;
+        errno = 0;
+        n = strtoll(v, &end, 10);
+        return errno || !end || *end || n < 0 ? def : n;
+}
+
+/* Reads the parameters postern-local uses, with Postfix's defaults when the registry lacks one. */
+int local_settings_load(Conf *c, LocalSettings *ret) {
+        _cleanup_strv_free_ char **locks = NULL, **specs = NULL;
+        LocalSettings s = {};
+        char *reason = NULL;
+        int r;
+
+        if ((r = settings_str(c, "queue_directory", "/var/spool/postern", &s.queue_directory)) < 0 ||
+            (r = settings_str(c, "mail_spool_directory", "/var/mail", &s.mail_spool_directory)) < 0 ||
+            (r = settings_str(c, "home_mailbox", "", &s.home_mailbox)) < 0 ||
+            (r = settings_str(c, "recipient_delimiter", "", &s.recipient_delimiter)) < 0 ||
+            (r = settings_str(c, "myhostname", "localhost", &s.myhostname)) < 0 ||
+            (r = settings_str(c, "myorigin", s.myhostname, &s.myorigin)) < 0 ||
+            (r = settings_str(c, "default_privs", "nobody", &s.default_privs)) < 0 ||
+            (r = settings_list(c, "mydestination", "$myhostname, localhost", &s.mydestination)) < 0 ||
+            (r = settings_list(c, "allow_mail_to_commands", "alias, forward", &s.allow_mail_to_commands)) < 0 ||
+            (r = settings_list(c, "allow_mail_to_files", "alias, forward", &s.allow_mail_to_files)) < 0 ||
+            (r = settings_list(c, "mailbox_delivery_lock", "fcntl, dotlock", &locks)) < 0)
+                goto fail;
+        /* myorigin's default is $myhostname; an unexpanded reference means the registry lacks it. */
+        if (isempty(s.myorigin) || s.myorigin[0] == '$') {
+                free(s.myorigin);
+                if (!(s.myorigin = strdup(s.myhostname))) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        for (char **l = locks; *l; l++) {
+                if (strcaseeq(*l, "fcntl"))
+                        s.lock_methods |= LOCAL_LOCK_FCNTL;
+                else if (strcaseeq(*l, "dotlock"))
+                        s.lock_methods |= LOCAL_LOCK_DOTLOCK;
+                else if (strcaseeq(*l, "flock"))
+                        s.lock_methods |= LOCAL_LOCK_FLOCK;
+                else
+                        log_warning("mailbox_delivery_lock: ignoring unknown lock method \"%s\"", *l);
+        }
+        s.mailbox_size_limit = settings_number(c, "mailbox_size_limit", 51200000, false);
+        s.lock_attempts = settings_number(c, "deliver_lock_attempts", 20, false);
+        s.lock_delay = settings_number(c, "deliver_lock_delay", 1, true);
+        s.stale_lock_time = settings_number(c, "stale_lock_time", 500, true);
+        if (s.lock_attempts < 1)
+                s.lock_attempts = 1;
+
+        const char *maps = conf_get(c, "alias_maps");
+        if (!maps)
+                maps = "hash:/etc/aliases";
+        specs = conf_split_list(maps);
+        if (!specs) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (specs[0]) {
+                r = table_list_open(maps, TABLE_ALIASES, &s.aliases, &reason);
+                if (r < 0) {
+                        log_error_errno(r, "alias_maps = %s: %s", maps, reason ? reason : "cannot open: %m");
+                        free(reason);
+                        goto fail;
+                }
+        }
+        *ret = s;
+        return 0;
+fail:
+        local_settings_done(&s);
+        return r;
+}
+
+void local_settings_done(LocalSettings *s) {
+        free(s->queue_directory);
+        free(s->mail_spool_directory);
+        free(s->home_mailbox);
+        free(s->recipient_delimiter);
+        free(s->myhostname);
+        free(s->myorigin);
+        strv_free(s->mydestination);
+        free(s->default_privs);
+        strv_free(s->allow_mail_to_commands);
+        strv_free(s->allow_mail_to_files);
+        table_list_free(s->aliases);
+        *s = (LocalSettings) {};
+}
+
+Target *target_free(Target *t) {
+        if (!t)
+                return NULL;
+        free(t->address);
+        free(t->path);
+        free(t->user);
+        free(t->home);
+        free(t->sender);
+        free(t->via);
+        free(t->diag);
+        sd_event_source_disable_unref(t->child_source);
+        safe_close(t->result_fd);
+        free(t);
+        return NULL;
+}
+
+int target_set_result(Target *t, const char *dsn, const char *fmt, ...) {
+        char *diag = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&diag, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        free(t->diag);
+        t->diag = diag;
+        snprintf(t->dsn, sizeof(t->dsn), "%s", dsn);
+        t->done = true;
+        return 0;
+}
+
+/* --- Delivered-To set --- */
+
+static char *trim_span(const char *p, size_t n) {
+        while (n > 0 && isspace((unsigned char) *p))
+                p++, n--;
+        while (n > 0 && isspace((unsigned char) p[n - 1]))
+                n--;
+        return strndup(p, n);
+}
+
+/* Collects every Delivered-To: header value, unfolded, lower-cased. */
+int delivered_set_load(const char *content, size_t len, DeliveredSet *ret) {
+        DeliveredSet s = {};
+        size_t pos = 0;
+        Rfc822Header h;
+        int r;
+
+        while ((r = rfc822_next_header(content, len, &pos, &h)) > 0) {
+                if (h.name_len != strlen("Delivered-To") || strncasecmp(h.name, "Delivered-To", h.name_len) != 0)
+                        continue;
+                char *v = trim_span(h.value, h.value_len);
+                if (!v)
+                        goto oom;
+                /* Unfold: drop line breaks inside the value. */
+                char *w = v;
+                for (char *p = v; *p; p++)
+                        if (*p != '\r' && *p != '\n')
+                                *w++ = *p;
+                *w = '\0';
+                char **nv = realloc(s.values, (s.n + 2) * sizeof(char *));
+                if (!nv) {
+                        free(v);
+                        goto oom;
+                }
+                s.values = nv;
+                s.values[s.n++] = local_ascii_lower(v);
+                s.values[s.n] = NULL;
+        }
+        /* A malformed header section still gets the values found so far. */
+        *ret = s;
+        return 0;
+oom:
+        delivered_set_done(&s);
+        return -ENOMEM;
+}
+
+void delivered_set_done(DeliveredSet *s) {
+        for (size_t i = 0; i < s->n; i++)
+                free(s->values[i]);
+        free(s->values);
+        *s = (DeliveredSet) {};
+}
+
+bool delivered_set_has(const DeliveredSet *s, const char *address) {
+        for (size_t i = 0; i < s->n; i++) {
+                const char *v = s->values[i];
+                size_t l = strlen(v);
+                /* Accept "<addr>" as well as the plain form Postfix writes. */
+                if (l >= 2 && v[0] == '<' && v[l - 1] == '>') {
+                        if (strlen(address) == l - 2 && strncasecmp(v + 1, address, l - 2) == 0)
+                                return true;
+                } else if (strcaseeq(v, address))
+                        return true;
+        }
+        return false;
+}
+
+/* --- expansion --- */
+
+typedef struct Expander {
+        const LocalSettings *s;
+        const DeliveredSet *delivered;
+        Target **targets;
+        size_t n;
+        char **seen;            /* dedup keys: "u:<user>", "f:<address>" */
+        size_t n_seen;
+        const char *chain[LOCAL_MAX_DEPTH + 2];   /* alias names being expanded */
+        size_t n_chain;
+} Expander;
+
+static int add_target(Expander *e, Target *t) {
+        if (e->n >= LOCAL_MAX_TARGETS) {
+                target_free(t);
+                return 0;
+        }
+        Target **nt = realloc(e->targets, (e->n + 1) * sizeof(Target *));
+        if (!nt) {
+                target_free(t);
+                return -ENOMEM;
+        }
+        e->targets = nt;
+        e->targets[e->n++] = t;
+        return 0;
+}
+
+static Target *target_new(TargetKind kind, const char *address) {
+        Target *t = calloc(1, sizeof(Target));
+        if (!t)
+                return NULL;
+        t->kind = kind;
+        t->result_fd = -1;
+        t->address = strdup(address);
+        if (!t->address)
+                return target_free(t);
+        return t;
+}
+
+static int add_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) _printf_(4, 5);
+static int add_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) {
+        Target *t = target_new(TARGET_RESULT, address);
+        char *diag = NULL;
+        va_list ap;
+        if (!t)
+                return -ENOMEM;
+        va_start(ap, fmt);
+        int r = vasprintf(&diag, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                target_free(t);
+                return -ENOMEM;
+        }
+        t->diag = diag;
+        snprintf(t->dsn, sizeof(t->dsn), "%s", dsn);
+        t->done = true;
+        return add_target(e, t);
+}
+
+/* Returns 1 when key was seen before, else remembers it and returns 0. */
+static int seen_before(Expander *e, const char *prefix, const char *key) {
+        _cleanup_free_ char *k = NULL;
+        if (asprintf(&k, "%s%s", prefix, key) < 0)
+                return -ENOMEM;
+        local_ascii_lower(k);
+        for (size_t i = 0; i < e->n_seen; i++)
+                if (streq(e->seen[i], k))
+                        return 1;
+        char **ns = realloc(e->seen, (e->n_seen + 1) * sizeof(char *));
+        if (!ns)
+                return -ENOMEM;
+        e->seen = ns;
+        e->seen[e->n_seen++] = TAKE_PTR(k);
+        return 0;
+}
+
+static bool is_local_domain(const LocalSettings *s, const char *domain) {
+        if (isempty(domain))
+                return true;
+        for (char **d = s->mydestination; d && *d; d++)
+                if (strcaseeq(*d, domain))
+                        return true;
+        return strcaseeq(domain, s->myhostname);
+}
+
+static bool list_has(char **l, const char *word) {
+        for (; l && *l; l++)
+                if (strcaseeq(*l, word))
+                        return true;
+        return false;
+}
+
+/* Splits "local+ext" at the first recipient_delimiter character (not at position 0). */
+static size_t base_length(const LocalSettings *s, const char *local) {
+        if (isempty(s->recipient_delimiter))
+                return strlen(local);
+        size_t l = strcspn(local + (local[0] ? 1 : 0), s->recipient_delimiter) + (local[0] ? 1 : 0);
+        return l;
+}
+
+static int deliver_user(Expander *e, const char *name, const char *address) {
+        struct passwd pwbuf, *pw = NULL;
+        char buf[4096];
+        _cleanup_free_ char *lname = strdup(name);
+        int r;
+
+        if (!lname)
+                return -ENOMEM;
+        local_ascii_lower(lname);
+        r = getpwnam_r(lname, &pwbuf, buf, sizeof(buf), &pw);
+        if (r != 0 && r != ENOENT && r != ESRCH)
+                return add_result(e, address, "4.3.0", "user lookup failure for \"%s\": %s", lname, strerror(r));
+        if (!pw)
+                return add_result(e, address, "5.1.1", "unknown user: \"%s\"", lname);
+
+        r = seen_before(e, "u:", pw->pw_name);
+        if (r != 0)
+                return r < 0 ? r : 0;
+
+        const LocalSettings *s = e->s;
+        bool maildir = !isempty(s->home_mailbox) && s->home_mailbox[strlen(s->home_mailbox) - 1] == '/';
+        Target *t = target_new(maildir ? TARGET_MAILDIR : TARGET_MBOX, address);
+        if (!t)
+                return -ENOMEM;
+        t->uid = pw->pw_uid;
+        t->gid = pw->pw_gid;
+        t->user = strdup(pw->pw_name);
+        t->home = strdup(pw->pw_dir);
+        if (isempty(s->home_mailbox))
+                r = asprintf(&t->path, "%s/%s", s->mail_spool_directory, pw->pw_name);
+        else
+                r = asprintf(&t->path, "%s/%s", streq(pw->pw_dir, "/") ? "" : pw->pw_dir, s->home_mailbox);
+        if (r < 0 || !t->user || !t->home) {
+                t->path = NULL;
+                target_free(t);
+                return -ENOMEM;
+        }
+        return add_target(e, t);
+}
+
+static int expand_address(Expander *e, const char *local, const char *domain, const char *address,
+                          const char *sender, unsigned depth);
+
+/* Parses and follows one alias value (comma/space separated, "double quotes" protect). */
+static int expand_value(Expander *e, const char *key, const char *value, const char *alias_address,
+                        const char *domain, const char *sender, unsigned depth) {
+        const char *p = value;
+        int r;
+
+        for (;;) {
+                while (*p && (*p == ',' || isspace((unsigned char) *p)))
+                        p++;
+                if (!*p)
+                        break;
+                _cleanup_strbuf_ StrBuf tok = STRBUF_INIT;
+                bool quoted = false;
+                for (; *p; p++) {
+                        if (*p == '"') {
+                                quoted = !quoted;
+                                continue;
+                        }
+                        if (!quoted && (*p == ',' || isspace((unsigned char) *p)))
+                                break;
+                        if (*p == '\\' && quoted && p[1])
+                                p++;
+                        if ((r = strbuf_putc(&tok, *p)) < 0)
+                                return r;
+                }
+                const char *t = tok.data ? tok.data : "";
+                if (!*t)
+                        continue;
+
+                if (t[0] == '|' || startswith_no_case(t, ":include:") || t[0] == '/') {
+                        bool command = t[0] == '|';
+                        bool include = t[0] == ':';
+                        char **allow = command ? e->s->allow_mail_to_commands : e->s->allow_mail_to_files;
+                        if (!include && !list_has(allow, "alias"))
+                                r = add_result(e, alias_address, "5.7.1", "mail to %s is restricted",
+                                               command ? "command" : "file");
+                        else
+                                r = add_result(e, alias_address, "5.3.0", "mail to %s is not supported (%s)",
+                                               command ? "commands" : include ? ":include: files" : "files", t);
+                } else if (t[0] == '\\') {
+                        /* "\user": deliver to the user's mailbox, no further alias expansion. */
+                        _cleanup_free_ char *a = NULL;
+                        if (asprintf(&a, "%s@%s", t + 1, domain) < 0)
+                                return -ENOMEM;
+                        r = deliver_user(e, t + 1, local_ascii_lower(a));
+                } else {
+                        const char *at = strrchr(t, '@');
+                        _cleanup_free_ char *lp = at ? strndup(t, (size_t) (at - t)) : strdup(t);
+                        const char *dom = at ? at + 1 : e->s->myorigin;
+                        if (!lp)
+                                return -ENOMEM;
+                        if (is_local_domain(e->s, dom)) {
+                                _cleanup_free_ char *a = NULL;
+                                if (asprintf(&a, "%s@%s", lp, dom) < 0)
+                                        return -ENOMEM;
+                                r = expand_address(e, lp, dom, a, sender, depth + 1);
+                        } else {
+                                r = seen_before(e, "f:", t);
+                                if (r == 0) {
+                                        Target *f = target_new(TARGET_FORWARD, t);
+                                        if (!f || !(f->sender = strdup(sender)) || !(f->via = strdup(alias_address))) {
+                                                target_free(f);
+                                                return -ENOMEM;
+                                        }
+                                        r = add_target(e, f);
+                                }
+                        }
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int expand_address(Expander *e, const char *local, const char *domain, const char *address,
+                          const char *sender, unsigned depth) {
+        const LocalSettings *s = e->s;
+        _cleanup_free_ char *lower = strdup(local), *base = NULL, *value = NULL;
+        const char *key = NULL;
+        int r;
+
+        if (!lower)
+                return -ENOMEM;
+        local_ascii_lower(lower);
+        base = strndup(lower, base_length(s, lower));
+        if (!base)
+                return -ENOMEM;
+
+        if (delivered_set_has(e->delivered, address))
+                return add_result(e, address, "5.4.6", "mail forwarding loop for %s", address);
+        if (depth > LOCAL_MAX_DEPTH)
+                return add_result(e, address, "5.4.6", "alias expansion depth limit exceeded for %s", address);
+
+        /* An alias that reaches a name already being expanded means "deliver to that user". */
+        for (size_t i = 0; i < e->n_chain; i++)
+                if (streq(e->chain[i], lower) || streq(e->chain[i], base))
+                        return deliver_user(e, base, address);
+
+        if (s->aliases) {
+                r = table_list_lookup(s->aliases, lower, &value);
+                key = lower;
+                if (r == 0 && !streq(lower, base)) {
+                        r = table_list_lookup(s->aliases, base, &value);
+                        key = base;
+                }
+                if (r < 0)
+                        return add_result(e, address, "4.3.0", "alias_maps lookup failure for \"%s\": %s",
+                                          lower, strerror(-r));
+                if (r > 0) {
+                        /* Errors about an alias list go to its owner, as in Postfix. */
+                        _cleanup_free_ char *owner_key = NULL, *owner = NULL, *owner_sender = NULL;
+                        if (asprintf(&owner_key, "owner-%s", key) < 0)
+                                return -ENOMEM;
+                        r = table_list_lookup(s->aliases, owner_key, &owner);
+                        if (r > 0 && asprintf(&owner_sender, "%s@%s", owner_key, domain) < 0)
+                                return -ENOMEM;
+                        if (e->n_chain >= ELEMENTSOF(e->chain))
+                                return add_result(e, address, "5.4.6", "alias expansion depth limit exceeded for %s",
+                                                  address);
+                        e->chain[e->n_chain++] = key;
+                        r = expand_value(e, key, value, address, domain,
+                                         owner_sender ? owner_sender : sender, depth);
+                        e->n_chain--;
+                        return r;
+                }
+        }
+        return deliver_user(e, base, address);
+}
+
+int local_resolve(const LocalSettings *s, const char *recipient, const char *orig_sender,
+                  const DeliveredSet *delivered, Target ***ret, size_t *ret_n) {
+        Expander e = { .s = s, .delivered = delivered };
+        _cleanup_free_ char *local = NULL, *domain = NULL, *address = NULL;
+        _cleanup_address_free_ Address *a = NULL;
+        const char *reason = NULL;
+        int r;
+
+        if (address_parse(recipient, ADDRESS_ALLOW_NO_DOMAIN | ADDRESS_SMTPUTF8, &a, &reason) >= 0 && a) {
+                local = strdup(a->local);
+                domain = strdup(a->domain ? a->domain : s->myorigin);
+        } else {
+                const char *at = strrchr(recipient, '@');
+                local = at ? strndup(recipient, (size_t) (at - recipient)) : strdup(recipient);
+                domain = strdup(at ? at + 1 : s->myorigin);
+        }
+        address = strdup(recipient);
+        if (!local || !domain || !address)
+                return -ENOMEM;
+        local_ascii_lower(address);
+
+        r = expand_address(&e, local, domain, address, orig_sender, 0);
+        if (r >= 0 && e.n == 0)
+                /* Everything was a duplicate or over the limit: nothing left to do is a success. */
+                r = add_result(&e, address, "2.0.0", "delivered (duplicate suppressed)");
+        for (size_t i = 0; i < e.n_seen; i++)
+                free(e.seen[i]);
+        free(e.seen);
+        if (r < 0) {
+                for (size_t i = 0; i < e.n; i++)
+                        target_free(e.targets[i]);
+                free(e.targets);
+                return r;
+        }
+        *ret = e.targets;
+        *ret_n = e.n;
+        return 0;
+}

@@ -1,0 +1,242 @@
+/* local-child.c — the forked delivery child of postern-local.
+ *
+ * local_child_spawn() forks; the child
+ *   1. opens and flock()s the delivery marker <queue_directory>/local/<queue id>.<rcpt id> (as root;
+ *      the marker directory is Postern's own) and stops with success when the mailbox is already
+ *      listed there — this is what makes a redelivery after a crash (kill -9 of postern-local, or
+ *      of the parent while this child still writes) deliver exactly once;
+ *   2. for a mailbox in a directory the user cannot create files in (a /var/mail that is neither
+ *      world- nor group-writable) creates the empty mailbox 0600 for the user, and keeps the
+ *      directory's group as a supplementary group when it is group-writable (Debian: 2775
+ *      root:mail), so the dotlock can be made as the user;
+ *   3. switches to the recipient (initgroups, setresgid, setresuid) before opening any mailbox
+ *      file, applies mailbox_size_limit as RLIMIT_FSIZE, and writes the mailbox;
+ *   4. records the mailbox in the marker after the mailbox was fsynced, and writes one line
+ *      "<dsn>\t<diag>\n" to the result pipe.
+ * The parent reaps it from sd-event (sd_event_add_child) and reads the pipe with
+ * local_child_collect(). */
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "local.h"
+
+static const char *success_diag(const Target *t) {
+        return t->kind == TARGET_MAILDIR ? "delivered to maildir" : "delivered to mailbox";
+}
+
+/* Whether the marker file lists path (one path per line). */
+static bool marker_has(int fd, const char *path) {
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+        char buf[4096];
+        ssize_t n;
+        off_t off = 0;
+        while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+                if (strbuf_append(&b, buf, (size_t) n) < 0)
+                        return false;
+                off += n;
+        }
+        size_t l = strlen(path);
+        for (const char *p = b.data; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t ll = nl ? (size_t) (nl - p) : strlen(p);
+                if (ll == l && memcmp(p, path, l) == 0)
+                        return true;
+                p = nl ? nl + 1 : p + ll;
+        }
+        return false;
+}
+
+static int drop_privileges(const Target *t, gid_t extra_gid) {
+        if (geteuid() != 0)
+                /* Not root (a test run by hand): only the same user can be served. */
+                return geteuid() == t->uid ? 0 : -EPERM;
+        if (initgroups(t->user, t->gid) < 0)
+                return -errno;
+        if (extra_gid != (gid_t) -1) {
+                gid_t groups[NGROUPS_MAX + 1];
+                int n = getgroups(NGROUPS_MAX, groups);
+                if (n < 0)
+                        return -errno;
+                groups[n++] = extra_gid;
+                if (setgroups((size_t) n, groups) < 0)
+                        return -errno;
+        }
+        if (setresgid(t->gid, t->gid, t->gid) < 0)
+                return -errno;
+        if (setresuid(t->uid, t->uid, t->uid) < 0)
+                return -errno;
+        uid_t ru, eu, su;
+        if (getresuid(&ru, &eu, &su) < 0 || ru != t->uid || eu != t->uid || su != t->uid)
+                return -EPERM;
+        (void) prctl(PR_SET_DUMPABLE, 0);
+        return 0;
+}
+
+/* Decides, as root, how the mailbox directory can be used by the user: whether a dotlock is
+ * possible and which group to keep. May create the missing mailbox for the user. */
+static void prepare_mbox_dir(const Target *t, bool *ret_may_dotlock, gid_t *ret_extra_gid) {
+        _cleanup_free_ char *dir = strdup(t->path);
+        struct stat st;
+
+        *ret_may_dotlock = true;
+        *ret_extra_gid = (gid_t) -1;
+        if (!dir)
+                return;
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+                return;
+        if (slash == dir)
+                slash[1] = '\0';
+        else
+                *slash = '\0';
+        if (stat(dir, &st) < 0)
+                return;   /* the open will report it */
+
+        bool writable = (st.st_mode & S_IWOTH) ||
+                        (st.st_uid == t->uid && (st.st_mode & S_IWUSR)) ||
+                        (st.st_gid == t->gid && (st.st_mode & S_IWGRP));
+        if (!writable && (st.st_mode & S_IWGRP) && st.st_gid != 0 && geteuid() == 0) {
+                *ret_extra_gid = st.st_gid;
+                writable = true;
+        }
+        if (writable)
+                return;
+
+        *ret_may_dotlock = false;
+        if (geteuid() != 0)
+                return;
+        /* Create the empty mailbox for the user, as Postfix does in a root-owned spool. */
+        int fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+                if (fchown(fd, t->uid, t->gid) < 0 || fchmod(fd, 0600) < 0)
+                        (void) unlink(t->path);
+                close(fd);
+        }
+}
+
+static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
+                          const Target *t, DeliveryResult *res) {
+        _cleanup_close_ int mfd = -1;
+        bool may_dotlock = true;
+        gid_t extra_gid = (gid_t) -1;
+        int r;
+
+        if (marker_dirfd >= 0) {
+                char name[64];
+                snprintf(name, sizeof(name), "%s.%lld", in->queue_id, in->rcpt_id);
+                mfd = openat(marker_dirfd, name, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (mfd >= 0) {
+                        while (flock(mfd, LOCK_EX) < 0 && errno == EINTR)
+                                ;
+                        if (marker_has(mfd, t->path)) {
+                                delivery_result_set(res, "2.0.0", "%s", success_diag(t));
+                                return;
+                        }
+                }
+        }
+
+        if (t->kind == TARGET_MBOX)
+                prepare_mbox_dir(t, &may_dotlock, &extra_gid);
+
+        r = drop_privileges(t, extra_gid);
+        if (r < 0) {
+                delivery_result_set(res, "4.3.0", "cannot switch to user %s (uid %u): %s", t->user,
+                                    (unsigned) t->uid, strerror(-r));
+                return;
+        }
+        if (s->mailbox_size_limit > 0) {
+                struct rlimit rl = { (rlim_t) s->mailbox_size_limit, (rlim_t) s->mailbox_size_limit };
+                (void) setrlimit(RLIMIT_FSIZE, &rl);
+        }
+
+        if (t->kind == TARGET_MAILDIR)
+                local_maildir_deliver(s, in, t->path, res);
+        else
+                local_mbox_deliver(s, in, t->path, may_dotlock, res);
+
+        if (res->dsn[0] == '2' && mfd >= 0) {
+                char line[4096];
+                int n = snprintf(line, sizeof(line), "%s\n", t->path);
+                if (n > 0 && (size_t) n < sizeof(line) && write(mfd, line, (size_t) n) == n)
+                        (void) fdatasync(mfd);
+        }
+}
+
+int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd, Target *t) {
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                close(fds[0]);
+                close(fds[1]);
+                return r;
+        }
+        if (pid == 0) {
+                DeliveryResult res = {};
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                signal(SIGXFSZ, SIG_IGN);
+                signal(SIGPIPE, SIG_IGN);
+                /* A stop of the service must not cut a mailbox write in half: finish, then exit. */
+                signal(SIGTERM, SIG_IGN);
+                signal(SIGINT, SIG_IGN);
+                signal(SIGHUP, SIG_IGN);
+                close(fds[0]);
+                child_deliver(s, in, marker_dirfd, t, &res);
+                char line[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
+                int n = snprintf(line, sizeof(line), "%s\t%s\n", res.dsn[0] ? res.dsn : "4.3.0",
+                                 res.diag[0] ? res.diag : "delivery child produced no result");
+                if (n > 0)
+                        (void) !write(fds[1], line, MIN((size_t) n, sizeof(line) - 1));
+                _exit(EXIT_SUCCESS);
+        }
+        close(fds[1]);
+        t->pid = pid;
+        t->result_fd = fds[0];
+        return 0;
+}
+
+void local_child_collect(Target *t, int code, int status) {
+        char buf[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
+        size_t have = 0;
+
+        if (t->result_fd >= 0) {
+                (void) fcntl(t->result_fd, F_SETFL, O_NONBLOCK);
+                for (;;) {
+                        ssize_t n = read(t->result_fd, buf + have, sizeof(buf) - 1 - have);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0)
+                                break;
+                        have += (size_t) n;
+                        if (have >= sizeof(buf) - 1)
+                                break;
+                }
+                t->result_fd = safe_close(t->result_fd);
+        }
+        buf[have] = '\0';
+        char *tab = strchr(buf, '\t');
+        char *nl = strchr(buf, '\n');
+        if (tab && nl && tab < nl && tab - buf < LOCAL_DSN_MAX && (buf[0] == '2' || buf[0] == '4' || buf[0] == '5')) {
+                *tab = '\0';
+                *nl = '\0';
+                (void) target_set_result(t, buf, "%s", tab + 1);
+                return;
+        }
+        if (code == CLD_EXITED)
+                (void) target_set_result(t, "4.3.0", "delivery child exited with status %d and no result",
+                                         status);
+        else
+                (void) target_set_result(t, "4.3.0", "delivery child killed by signal %d", status);
+}

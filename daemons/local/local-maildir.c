@@ -1,0 +1,162 @@
+/* local-maildir.c — writing one message into a Maildir, in a delivery child that already runs as
+ * the recipient.
+ *
+ * <dir>/{tmp,new,cur} are created 0700 when missing. The file is written in tmp/ under a unique
+ * name "<sec>.M<usec>P<pid>Q<queue id>R<rcpt id>.<host>", fsynced, renamed into new/, and new/ is
+ * fsynced. Because the name carries the queue id and the recipient id, a redelivery after a crash
+ * finds the earlier copy in new/ or cur/ and reports success without writing a second one. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include "local.h"
+
+static int write_all(int fd, const char *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+static int mkdir_if_missing(const char *path) {
+        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* 1 when a file for this queue id and recipient id is already in sub/, 0 if not, <0 on error. */
+static int already_delivered(const char *dir, const char *sub, const char *tag) {
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s%s", dir, sub) < 0)
+                return -ENOMEM;
+        DIR *d = opendir(path);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        int found = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (strstr(de->d_name, tag)) {
+                        found = 1;
+                        break;
+                }
+        closedir(d);
+        return found;
+}
+
+/* Host name for file names: '/' and ':' are not allowed there (maildir convention escapes them). */
+static void safe_hostname(const char *h, char *buf, size_t n) {
+        size_t o = 0;
+        for (; *h && o + 5 < n; h++) {
+                if (*h == '/')
+                        o += (size_t) snprintf(buf + o, n - o, "\\057");
+                else if (*h == ':')
+                        o += (size_t) snprintf(buf + o, n - o, "\\072");
+                else
+                        buf[o++] = *h;
+        }
+        buf[o] = '\0';
+}
+
+void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, const char *dir,
+                           DeliveryResult *res) {
+        _cleanup_free_ char *tmp = NULL, *new = NULL, *sub = NULL, *newdir = NULL, *tag = NULL;
+        _cleanup_strbuf_ StrBuf head = STRBUF_INIT;
+        char host[256];
+        int r;
+
+        /* dir ends in '/'. */
+        const char *subs[] = { "", "tmp", "new", "cur" };
+        for (size_t i = 0; i < ELEMENTSOF(subs); i++) {
+                free(sub);
+                if (asprintf(&sub, "%s%s", dir, subs[i]) < 0) {
+                        sub = NULL;
+                        delivery_result_set(res, "4.3.0", "out of memory");
+                        return;
+                }
+                r = mkdir_if_missing(sub);
+                if (r < 0) {
+                        delivery_result_set(res, local_errno_dsn(r), "cannot create maildir directory %s: %s",
+                                            sub, strerror(-r));
+                        return;
+                }
+        }
+
+        if (asprintf(&tag, "Q%sR%lld.", in->queue_id, in->rcpt_id) < 0) {
+                tag = NULL;
+                delivery_result_set(res, "4.3.0", "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < 2; i++) {
+                r = already_delivered(dir, i == 0 ? "new" : "cur", tag);
+                if (r < 0) {
+                        delivery_result_set(res, local_errno_dsn(r), "cannot read maildir %s: %s", dir, strerror(-r));
+                        return;
+                }
+                if (r > 0) {
+                        delivery_result_set(res, "2.0.0", "delivered to maildir");
+                        return;
+                }
+        }
+
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        safe_hostname(in->hostname, host, sizeof(host));
+        if (asprintf(&tmp, "%stmp/%lld.M%ldP%dQ%sR%lld.%s", dir, (long long) tv.tv_sec, (long) tv.tv_usec,
+                     (int) getpid(), in->queue_id, in->rcpt_id, host) < 0 ||
+            asprintf(&new, "%snew/%lld.M%ldP%dQ%sR%lld.%s", dir, (long long) tv.tv_sec, (long) tv.tv_usec,
+                     (int) getpid(), in->queue_id, in->rcpt_id, host) < 0 ||
+            asprintf(&newdir, "%snew", dir) < 0) {
+                delivery_result_set(res, "4.3.0", "out of memory");
+                return;
+        }
+
+        if (strbuf_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n", in->sender, in->delivered_to) < 0) {
+                delivery_result_set(res, "4.3.0", "out of memory");
+                return;
+        }
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                delivery_result_set(res, local_errno_dsn(r), "cannot create maildir file %s: %s", tmp, strerror(-r));
+                return;
+        }
+        r = write_all(fd, head.data, head.len);
+        if (r == 0)
+                r = write_all(fd, in->content, in->content_len);
+        if (r == 0 && in->content_len > 0 && in->content[in->content_len - 1] != '\n')
+                r = write_all(fd, "\n", 1);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r == 0 && close(TAKE_FD(fd)) < 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, new) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void) unlink(tmp);
+                delivery_result_set(res, local_errno_dsn(r), "cannot update maildir %s: error writing message: %s",
+                                    dir, strerror(-r));
+                return;
+        }
+        _cleanup_close_ int dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) < 0) {
+                r = -errno;
+                /* The file is in new/ but maybe not durable: a retry finds it and does not duplicate. */
+                delivery_result_set(res, local_errno_dsn(r), "cannot sync maildir %s: %s", newdir, strerror(-r));
+                return;
+        }
+        delivery_result_set(res, "2.0.0", "delivered to maildir");
+}

@@ -1,0 +1,262 @@
+/* local-mbox.c — appending one message to a UNIX mbox file, in a delivery child that already
+ * runs as the recipient.
+ *
+ * Locks per mailbox_delivery_lock (dotlock "<mbox>.lock" created with O_EXCL, then fcntl and/or
+ * flock on the open file), each tried deliver_lock_attempts times deliver_lock_delay apart; a
+ * dotlock older than stale_lock_time is removed. When the user may not create files in the
+ * mailbox's directory the dotlock is skipped and the kernel locks alone serialise deliveries
+ * (every Postern delivery takes them). The message is written as "From sender  date", Return-Path:,
+ * Delivered-To:, the content with ">From " quoting, and an empty line; any write or fsync error
+ * truncates the file back to its previous size, so no partial message is ever left behind.
+ * mailbox_size_limit is applied by the caller as RLIMIT_FSIZE (writes then fail with EFBIG). */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "local.h"
+
+void delivery_result_set(DeliveryResult *r, const char *dsn, const char *fmt, ...) {
+        va_list ap;
+        snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+        va_start(ap, fmt);
+        vsnprintf(r->diag, sizeof(r->diag), fmt, ap);
+        va_end(ap);
+}
+
+const char *local_errno_dsn(int e) {
+        switch (abs(e)) {
+        case EDQUOT:
+        case EFBIG:
+                return "5.2.2";   /* mailbox full / over mailbox_size_limit */
+        case ENOSPC:
+                return "4.3.1";   /* mail system full */
+        case EIO:
+        case ENOMEM:
+        case EMFILE:
+        case ENFILE:
+                return "4.3.0";
+        default:
+                return "4.2.0";   /* mailbox unavailable for now */
+        }
+}
+
+static void sleep_seconds(long long s) {
+        struct timespec ts = { .tv_sec = s > 0 ? s : 0, .tv_nsec = s > 0 ? 0 : 200 * 1000 * 1000 };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* Creates <path>.lock; 0, -EACCES/-EPERM/-EROFS when the directory is not ours to write, -EAGAIN
+ * when still held by someone after all attempts, other negative errno on failure. */
+static int dotlock_acquire(const LocalSettings *s, const char *lock) {
+        for (long long i = 0; i < s->lock_attempts; i++) {
+                int fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd >= 0) {
+                        char pid[32];
+                        int n = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
+                        (void) !write(fd, pid, (size_t) n);
+                        close(fd);
+                        return 0;
+                }
+                if (errno != EEXIST)
+                        return -errno;
+                struct stat st;
+                if (lstat(lock, &st) == 0 && time(NULL) - st.st_mtime > s->stale_lock_time) {
+                        (void) unlink(lock);
+                        continue;
+                }
+                if (i + 1 < s->lock_attempts)
+                        sleep_seconds(s->lock_delay);
+        }
+        return -EAGAIN;
+}
+
+static int kernel_lock(const LocalSettings *s, int fd, unsigned methods) {
+        for (long long i = 0; i < s->lock_attempts; i++) {
+                int r = 0;
+                if (methods & LOCAL_LOCK_FCNTL) {
+                        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+                        if (fcntl(fd, F_SETLK, &fl) < 0)
+                                r = -errno;
+                }
+                if (r == 0 && (methods & LOCAL_LOCK_FLOCK) && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                        r = -errno;
+                        if (methods & LOCAL_LOCK_FCNTL) {
+                                struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
+                                (void) fcntl(fd, F_SETLK, &fl);
+                        }
+                }
+                if (r == 0)
+                        return 0;
+                if (r != -EAGAIN && r != -EACCES && r != -EWOULDBLOCK)
+                        return r;
+                if (i + 1 < s->lock_attempts)
+                        sleep_seconds(s->lock_delay);
+        }
+        return -EAGAIN;
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+/* The message as it goes into the mbox: From_ line, headers we add, quoted content, blank line. */
+static int mbox_format(const DeliveryInput *in, StrBuf *out) {
+        char date[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        int r;
+
+        if (!asctime_r(localtime_r(&now, &tm), date))
+                snprintf(date, sizeof(date), "Thu Jan  1 00:00:00 1970\n");
+        if ((r = strbuf_printf(out, "From %s  %s", isempty(in->sender) ? "MAILER-DAEMON" : in->sender, date)) < 0 ||
+            (r = strbuf_printf(out, "Return-Path: <%s>\n", in->sender)) < 0 ||
+            (r = strbuf_printf(out, "Delivered-To: %s\n", in->delivered_to)) < 0)
+                return r;
+        const char *p = in->content, *end = in->content + in->content_len;
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t l = nl ? (size_t) (nl - p) + 1 : (size_t) (end - p);
+                if (l >= 5 && memcmp(p, "From ", 5) == 0 && (r = strbuf_putc(out, '>')) < 0)
+                        return r;
+                if ((r = strbuf_append(out, p, l)) < 0)
+                        return r;
+                p += l;
+        }
+        if (in->content_len > 0 && in->content[in->content_len - 1] != '\n' && (r = strbuf_putc(out, '\n')) < 0)
+                return r;
+        return strbuf_putc(out, '\n');
+}
+
+/* Opens (creating 0600 when missing) the mailbox for appending, refusing links and non-files. */
+static int mbox_open(const char *path, int *ret_fd, const char **ret_problem) {
+        for (int attempt = 0; attempt < 3; attempt++) {
+                int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+                if (fd < 0 && errno == ENOENT)
+                        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+                if (fd < 0) {
+                        if (errno == EEXIST)
+                                continue;
+                        if (errno == ELOOP) {
+                                *ret_problem = "mailbox is a symbolic link";
+                                return -ELOOP;
+                        }
+                        return -errno;
+                }
+                struct stat st;
+                if (fstat(fd, &st) < 0) {
+                        int r = -errno;
+                        close(fd);
+                        return r;
+                }
+                *ret_problem = !S_ISREG(st.st_mode) ? "mailbox is not a regular file" :
+                               st.st_nlink != 1 ? "mailbox has more than one hard link" :
+                               st.st_uid != geteuid() ? "mailbox is not owned by the recipient" : NULL;
+                if (*ret_problem) {
+                        close(fd);
+                        return -EPERM;
+                }
+                (void) fcntl(fd, F_SETFL, O_WRONLY | O_APPEND);
+                *ret_fd = fd;
+                return 0;
+        }
+        return -EAGAIN;
+}
+
+void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,
+                        bool may_dotlock, DeliveryResult *res) {
+        _cleanup_free_ char *lock = NULL;
+        _cleanup_close_ int fd = -1;
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+        const char *user_hint = in->delivered_to;
+        const char *problem = NULL;
+        bool have_dotlock = false;
+        int r;
+
+        if ((r = mbox_format(in, &out)) < 0) {
+                delivery_result_set(res, "4.3.0", "cannot format message: %s", strerror(-r));
+                return;
+        }
+        if (asprintf(&lock, "%s.lock", path) < 0) {
+                lock = NULL;
+                delivery_result_set(res, "4.3.0", "out of memory");
+                return;
+        }
+
+        if ((s->lock_methods & LOCAL_LOCK_DOTLOCK) && may_dotlock) {
+                r = dotlock_acquire(s, lock);
+                if (r == 0)
+                        have_dotlock = true;
+                else if (r != -EACCES && r != -EPERM && r != -EROFS) {
+                        delivery_result_set(res, local_errno_dsn(r),
+                                            "cannot update mailbox %s for %s. unable to create lock file %s: %s",
+                                            path, user_hint, lock,
+                                            r == -EAGAIN ? "lock file is held by another process" : strerror(-r));
+                        return;
+                }
+                /* else: the directory is not writable for the user; fcntl/flock protect us. */
+        }
+
+        r = mbox_open(path, &fd, &problem);
+        if (r < 0) {
+                delivery_result_set(res, problem ? "5.2.0" : local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
+                                    path, user_hint, problem ? problem : strerror(-r));
+                goto unlock;
+        }
+
+        /* Kernel locks are always taken: they also serialise against deliveries without dotlock. */
+        unsigned kl = s->lock_methods & (LOCAL_LOCK_FCNTL | LOCAL_LOCK_FLOCK);
+        if (!kl)
+                kl = LOCAL_LOCK_FCNTL;
+        r = kernel_lock(s, fd, kl);
+        if (r < 0) {
+                delivery_result_set(res, local_errno_dsn(r),
+                                    "cannot update mailbox %s for %s. unable to lock for exclusive access: %s",
+                                    path, user_hint, strerror(-r));
+                goto unlock;
+        }
+
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                delivery_result_set(res, local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
+                                    path, user_hint, strerror(-r));
+                goto unlock;
+        }
+        r = write_all(fd, out.data, out.len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0) {
+                /* No partial message stays behind. */
+                if (ftruncate(fd, st.st_size) == 0)
+                        (void) fsync(fd);
+                delivery_result_set(res, local_errno_dsn(r), "cannot update mailbox %s for %s. error writing message: %s",
+                                    path, user_hint, strerror(-r));
+                goto unlock;
+        }
+        delivery_result_set(res, "2.0.0", "delivered to mailbox");
+
+unlock:
+        if (fd >= 0) {
+                struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
+                (void) fcntl(fd, F_SETLK, &fl);
+                (void) flock(fd, LOCK_UN);
+        }
+        if (have_dotlock)
+                (void) unlink(lock);
+}

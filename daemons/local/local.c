@@ -1,0 +1,578 @@
+/* local.c — postern-local, the local delivery agent (Postfix's local(8)).
+ *
+ * Serves request=deliver on the "local" socket (docs/architecture.md): loads the message from
+ * the queue, resolves each recipient (local-alias.c), queues forwarded copies for remote alias
+ * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
+ * with one result per recipient, same indexes, once every child has reported. The event loop
+ * never waits for a mailbox lock or an fsync; children are reaped with sd_event_add_child().
+ * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target. */
+#include <fcntl.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "local.h"
+#include "daemon/daemon.h"
+#include "ipc/ipc.h"
+#include "log/log.h"
+
+#define LOCAL_MAX_RCPT 10000
+#define MARKER_DIR "local-delivered"
+#define MARKER_MAX_AGE_SEC (7 * 24 * 3600LL)
+
+typedef struct Local {
+        Daemon *daemon;
+        sd_event *event;
+        LocalSettings settings;
+        Queue *queue;
+        IpcServer *server;
+        int marker_dirfd;
+        sd_event_source *cleanup_timer;
+        struct LocalRequest *requests;   /* in progress, for the cleanup at exit */
+        size_t n_requests;
+        size_t n_children;
+} Local;
+
+typedef struct LocalRcpt {
+        long long id;
+        char *address;
+        Target **targets;
+        size_t n_targets;
+} LocalRcpt;
+
+typedef struct LocalRequest {
+        Local *local;
+        struct LocalRequest *prev, *next;
+        IpcConn *conn;
+        char queue_id[QUEUE_ID_MAX];
+        char *sender;
+        QueueMessage msg;
+        bool have_msg;
+        char *content;
+        size_t content_len;
+        usec_t arrival, active, received;
+        LocalRcpt *rcpts;
+        size_t n_rcpts;
+        size_t pending;
+} LocalRequest;
+
+static LocalRequest *request_free(LocalRequest *r) {
+        if (!r)
+                return NULL;
+        for (size_t i = 0; i < r->n_rcpts; i++) {
+                for (size_t j = 0; j < r->rcpts[i].n_targets; j++)
+                        target_free(r->rcpts[i].targets[j]);
+                free(r->rcpts[i].targets);
+                free(r->rcpts[i].address);
+        }
+        free(r->rcpts);
+        if (r->have_msg)
+                queue_message_done(&r->msg);
+        free(r->content);
+        free(r->sender);
+        if (r->conn)
+                ipc_conn_unref(r->conn);
+        if (r->local) {
+                r->local->n_requests--;
+                if (r->prev)
+                        r->prev->next = r->next;
+                else
+                        r->local->requests = r->next;
+                if (r->next)
+                        r->next->prev = r->prev;
+        }
+        free(r);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(LocalRequest *, request_free);
+
+/* Postfix's delay format: two significant digits at most, "0" below 10 ms. */
+static const char *format_delay(usec_t u, char buf[32]) {
+        double d = (double) u / USEC_PER_SEC;
+        if (d < 0.01)
+                snprintf(buf, 32, "0");
+        else if (d < 1)
+                snprintf(buf, 32, "%.2g", d);
+        else if (d < 10)
+                snprintf(buf, 32, "%.1f", d);
+        else
+                snprintf(buf, 32, "%.0f", d);
+        return buf;
+}
+
+static usec_t usec_sub(usec_t a, usec_t b) {
+        return a > b ? a - b : 0;
+}
+
+static void log_target(LocalRequest *req, LocalRcpt *rc, Target *t) {
+        char d0[32], d1[32], d2[32], d3[32], d4[32];
+        usec_t end = t->end_usec ? t->end_usec : now_usec(CLOCK_REALTIME);
+        usec_t start = t->start_usec ? t->start_usec : end;
+        const char *status = t->dsn[0] == '2' ? "sent" : t->dsn[0] == '5' ? "bounced" : "deferred";
+        _cleanup_free_ char *orig = NULL;
+
+        if (!strcaseeq(t->address, rc->address) && asprintf(&orig, ", orig_to=<%s>", rc->address) < 0)
+                orig = NULL;
+        log_fields(LOG_INFO, &((LogFields) { .queue_id = req->queue_id, .sender = req->sender,
+                                             .recipient = t->address, .relay = "local",
+                                             .dsn = t->dsn, .status = status }),
+                   "%s: to=<%s>%s, relay=local, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                   req->queue_id, t->address, strempty(orig),
+                   format_delay(usec_sub(end, req->arrival), d0),
+                   format_delay(usec_sub(req->active, req->arrival), d1),
+                   format_delay(usec_sub(req->received, req->active), d2),
+                   format_delay(usec_sub(start, req->received), d3),
+                   format_delay(usec_sub(end, start), d4),
+                   t->dsn, status, strna(t->diag));
+}
+
+/* The recipient's answer: any deferral wins (the whole recipient is retried; mailboxes already
+ * written are skipped through the delivery marker), then a bounce, else delivered. */
+static const Target *rcpt_outcome(const LocalRcpt *rc) {
+        const Target *delivered = NULL, *bounced = NULL;
+        for (size_t i = 0; i < rc->n_targets; i++) {
+                const Target *t = rc->targets[i];
+                if (t->dsn[0] == '4' || !t->done)
+                        return t;
+                if (t->dsn[0] == '5' && !bounced)
+                        bounced = t;
+                if (t->dsn[0] == '2' && !delivered)
+                        delivered = t;
+        }
+        return bounced ? bounced : delivered;
+}
+
+static void request_finish(LocalRequest *req) {
+        _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
+        int r;
+
+        if ((r = ipc_record_add(&reply, "status", "ok")) < 0 ||
+            (r = ipc_record_addf(&reply, "count", "%zu", req->n_rcpts)) < 0)
+                goto fail;
+        for (size_t i = 0; i < req->n_rcpts; i++) {
+                const Target *t = rcpt_outcome(&req->rcpts[i]);
+                char idx[32], id[32];
+                snprintf(id, sizeof(id), "%lld", req->rcpts[i].id);
+                const char *dsn = t && t->done ? t->dsn : "4.3.0";
+                const char *action = dsn[0] == '2' ? "delivered" : dsn[0] == '5' ? "bounced" : "deferred";
+                const char *diag = t && t->done ? strna(t->diag) : "internal error: no result";
+                (void) idx;
+                if ((r = ipc_record_add_indexed(&reply, "rcpt_id", i, id)) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "action", i, action)) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "dsn", i, dsn)) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "diag", i, diag)) < 0)
+                        goto fail;
+        }
+        r = ipc_conn_reply(req->conn, &reply);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot send delivery results to the queue manager: %m", req->queue_id);
+        request_free(req);
+        return;
+fail:
+        log_error_errno(r, "%s: cannot build reply: %m", req->queue_id);
+        (void) ipc_conn_reply_error(req->conn, "out of memory");
+        request_free(req);
+}
+
+static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        Target *t = userdata;
+        LocalRequest *req = t->request;
+
+        local_child_collect(t, si->si_code, si->si_status);
+        t->end_usec = now_usec(CLOCK_REALTIME);
+        t->child_source = sd_event_source_disable_unref(t->child_source);
+        t->pid = 0;
+        req->local->n_children--;
+        log_target(req, &req->rcpts[t->rcpt_index], t);
+        if (--req->pending == 0)
+                request_finish(req);
+        return 0;
+}
+
+/* --- delivery markers (parent side: forwards) --- */
+
+static int marker_open(Local *l, const char *queue_id, long long rcpt_id) {
+        char name[64];
+        if (l->marker_dirfd < 0)
+                return -EBADF;
+        snprintf(name, sizeof(name), "%s.%lld", queue_id, rcpt_id);
+        int fd = openat(l->marker_dirfd, name, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+        return fd < 0 ? -errno : fd;
+}
+
+static bool marker_has_line(int fd, const char *line) {
+        char buf[8192];
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        size_t l = strlen(line);
+        for (const char *p = buf; (p = strstr(p, line)); p += l)
+                if ((p == buf || p[-1] == '\n') && p[l] == '\n')
+                        return true;
+        return false;
+}
+
+static void marker_dir_open(Local *l) {
+        if (l->marker_dirfd >= 0)
+                return;
+        _cleanup_close_ int qfd = open(l->settings.queue_directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (qfd < 0)
+                return;
+        if (mkdirat(qfd, MARKER_DIR, 0700) < 0 && errno != EEXIST) {
+                log_warning_errno(-errno, "Cannot create %s/%s, redeliveries after a crash may duplicate mail: %m",
+                                  l->settings.queue_directory, MARKER_DIR);
+                return;
+        }
+        l->marker_dirfd = openat(qfd, MARKER_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* Removes markers of messages that are long gone (qmgr keeps no message that long). */
+static int on_cleanup(sd_event_source *s, uint64_t usec, void *userdata) {
+        Local *l = userdata;
+        marker_dir_open(l);
+        if (l->marker_dirfd >= 0) {
+                int fd = dup(l->marker_dirfd);
+                DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+                if (!d)
+                        safe_close(fd);
+                else {
+                        struct dirent *de;
+                        time_t now = time(NULL);
+                        rewinddir(d);
+                        while ((de = readdir(d))) {
+                                struct stat st;
+                                if (de->d_name[0] == '.')
+                                        continue;
+                                if (fstatat(l->marker_dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                                    now - st.st_mtime > MARKER_MAX_AGE_SEC)
+                                        (void) unlinkat(l->marker_dirfd, de->d_name, 0);
+                        }
+                        closedir(d);
+                }
+        }
+        (void) sd_event_source_set_time(s, now_usec(CLOCK_MONOTONIC) + 3600 * USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
+/* --- requests --- */
+
+static int ensure_queue(Local *l) {
+        if (l->queue)
+                return 0;
+        int r = queue_open(l->settings.queue_directory, 0, &l->queue);
+        if (r < 0)
+                log_error_errno(r, "Cannot open the queue in %s: %m", l->settings.queue_directory);
+        return r;
+}
+
+/* Answers every recipient with the same temporary failure (queue trouble). */
+static int reply_all_deferred(IpcConn *c, const IpcRecord *req, size_t count, const char *diag) {
+        _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
+        int r;
+        if ((r = ipc_record_add(&reply, "status", "ok")) < 0 ||
+            (r = ipc_record_addf(&reply, "count", "%zu", count)) < 0)
+                return ipc_conn_reply_error(c, "out of memory");
+        for (size_t i = 0; i < count; i++)
+                if ((r = ipc_record_add_indexed(&reply, "rcpt_id", i, ipc_record_get_indexed(req, "rcpt_id", i))) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "action", i, "deferred")) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "dsn", i, "4.3.0")) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "diag", i, diag)) < 0)
+                        return ipc_conn_reply_error(c, "out of memory");
+        return ipc_conn_reply(c, &reply);
+}
+
+static int parse_usec(const IpcRecord *req, const char *name, usec_t def, usec_t *ret) {
+        long long v;
+        int r = ipc_record_get_int(req, name, &v);
+        if (r == -ENOENT) {
+                *ret = def;
+                return 0;
+        }
+        if (r < 0 || v < 0)
+                return -EINVAL;
+        *ret = (usec_t) v;
+        return 0;
+}
+
+static void forward_targets(Local *l, LocalRequest *req, LocalRcpt *rc) {
+        bool any = false;
+        _cleanup_close_ int mfd = -1;
+
+        for (size_t j = 0; j < rc->n_targets; j++)
+                if (rc->targets[j]->kind == TARGET_FORWARD)
+                        any = true;
+        if (!any)
+                return;
+        mfd = marker_open(l, req->queue_id, rc->id);
+        if (mfd >= 0) {
+                /* Held only by a delivery child of an earlier (crashed) run for this recipient:
+                 * never wait for it in the event loop; try again later. */
+                if (flock(mfd, LOCK_EX | LOCK_NB) < 0) {
+                        for (size_t j = 0; j < rc->n_targets; j++)
+                                if (rc->targets[j]->kind == TARGET_FORWARD && !rc->targets[j]->done)
+                                        (void) target_set_result(rc->targets[j], "4.3.0",
+                                                                 "earlier delivery attempt still in progress");
+                        return;
+                }
+                for (size_t j = 0; j < rc->n_targets; j++) {
+                        Target *t = rc->targets[j];
+                        _cleanup_free_ char *line = NULL;
+                        if (t->kind != TARGET_FORWARD || asprintf(&line, "forward:%s", t->address) < 0)
+                                continue;
+                        if (marker_has_line(mfd, line))
+                                (void) target_set_result(t, "2.0.0", "forwarded (already queued earlier)");
+                }
+        }
+        if (local_forward(&l->settings, l->queue, &req->msg, req->content, req->content_len,
+                          rc->targets, rc->n_targets) > 0) {
+                _cleanup_free_ char *qmgr = daemon_socket_path(daemon_conf(l->daemon), "qmgr");
+                _cleanup_ipc_record_ IpcRecord wake = IPC_RECORD_INIT;
+                if (qmgr && ipc_record_add(&wake, "request", "wakeup") >= 0)
+                        (void) ipc_send_oneway(qmgr, &wake);
+        }
+        for (size_t j = 0; j < rc->n_targets; j++) {
+                Target *t = rc->targets[j];
+                if (t->kind != TARGET_FORWARD)
+                        continue;
+                if (mfd >= 0 && t->dsn[0] == '2' && startswith(strna(t->diag), "forwarded as")) {
+                        _cleanup_free_ char *line = NULL;
+                        if (asprintf(&line, "forward:%s\n", t->address) >= 0 &&
+                            write(mfd, line, strlen(line)) == (ssize_t) strlen(line))
+                                (void) fdatasync(mfd);
+                }
+        }
+}
+
+static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
+        Local *l = userdata;
+        _cleanup_(request_freep) LocalRequest *req = NULL;
+        _cleanup_(delivered_set_done) DeliveredSet delivered = {};
+        QueueRecipient *qr = NULL;
+        size_t nqr = 0;
+        long long count;
+        int r;
+
+        const char *verb = ipc_record_get(rec, "request");
+        if (!verb || !streq(verb, "deliver"))
+                return ipc_conn_reply_error(c, "unknown request"), 0;
+        const char *queue_id = ipc_record_get(rec, "queue_id");
+        if (!queue_id || !queue_id_valid(queue_id))
+                return ipc_conn_reply_error(c, "missing or invalid queue_id"), 0;
+        r = ipc_record_get_int(rec, "count", &count);
+        if (r < 0 || count < 1 || count > LOCAL_MAX_RCPT)
+                return ipc_conn_reply_error(c, "missing or invalid count"), 0;
+        for (long long i = 0; i < count; i++) {
+                const char *a = ipc_record_get_indexed(rec, "rcpt", (size_t) i);
+                const char *id = ipc_record_get_indexed(rec, "rcpt_id", (size_t) i);
+                char *end = NULL;
+                if (isempty(a) || isempty(id) || (strtoll(id, &end, 10), !end || *end))
+                        return ipc_conn_reply_error(c, "missing or invalid rcpt/rcpt_id"), 0;
+        }
+
+        req = calloc(1, sizeof(LocalRequest));
+        if (!req)
+                return ipc_conn_reply_error(c, "out of memory"), 0;
+        req->local = l;
+        l->n_requests++;
+        req->next = l->requests;
+        if (l->requests)
+                l->requests->prev = req;
+        l->requests = req;
+        req->conn = ipc_conn_ref(c);
+        snprintf(req->queue_id, sizeof(req->queue_id), "%s", queue_id);
+        req->received = now_usec(CLOCK_REALTIME);
+
+        if (ensure_queue(l) < 0)
+                return reply_all_deferred(c, rec, (size_t) count, "queue database unavailable"), 0;
+        r = queue_load_message(l->queue, queue_id, &req->msg, &qr, &nqr);
+        if (r == -ENOENT) {
+                log_warning("%s: delivery request for a message that is not in the queue", queue_id);
+                return ipc_conn_reply_error(c, "no such message"), 0;
+        }
+        if (r >= 0) {
+                req->have_msg = true;
+                queue_recipients_free(qr, nqr);
+                r = queue_load_content(l->queue, queue_id, &req->content, &req->content_len);
+                if (r == -ENOENT)
+                        return ipc_conn_reply_error(c, "no such message"), 0;
+        }
+        if (r < 0) {
+                log_error_errno(r, "%s: cannot read message from the queue: %s", queue_id, queue_last_error(l->queue));
+                l->queue = queue_close(l->queue);   /* reopened by the next request */
+                return reply_all_deferred(c, rec, (size_t) count, "queue read error"), 0;
+        }
+
+        const char *sender = ipc_record_get(rec, "sender");
+        req->sender = strdup(sender ? sender : strempty(req->msg.sender));
+        if (!req->sender ||
+            parse_usec(rec, "arrival", req->msg.arrival_usec, &req->arrival) < 0 ||
+            parse_usec(rec, "active", req->received, &req->active) < 0)
+                return ipc_conn_reply_error(c, req->sender ? "invalid arrival/active" : "out of memory"), 0;
+
+        r = delivered_set_load(req->content, req->content_len, &delivered);
+        if (r < 0)
+                return ipc_conn_reply_error(c, "out of memory"), 0;
+
+        req->rcpts = calloc((size_t) count, sizeof(LocalRcpt));
+        if (!req->rcpts)
+                return ipc_conn_reply_error(c, "out of memory"), 0;
+        req->n_rcpts = (size_t) count;
+        for (size_t i = 0; i < req->n_rcpts; i++) {
+                LocalRcpt *rc = &req->rcpts[i];
+                rc->id = strtoll(ipc_record_get_indexed(rec, "rcpt_id", i), NULL, 10);
+                rc->address = strdup(ipc_record_get_indexed(rec, "rcpt", i));
+                if (!rc->address)
+                        return ipc_conn_reply_error(c, "out of memory"), 0;
+                r = local_resolve(&l->settings, rc->address, req->sender, &delivered, &rc->targets, &rc->n_targets);
+                if (r < 0)
+                        return log_oom(), ipc_conn_reply_error(c, "out of memory"), 0;
+                for (size_t j = 0; j < rc->n_targets; j++) {
+                        rc->targets[j]->request = req;
+                        rc->targets[j]->rcpt_index = i;
+                }
+        }
+
+        marker_dir_open(l);
+        for (size_t i = 0; i < req->n_rcpts; i++) {
+                LocalRcpt *rc = &req->rcpts[i];
+                forward_targets(l, req, rc);
+                for (size_t j = 0; j < rc->n_targets; j++) {
+                        Target *t = rc->targets[j];
+                        if (t->done) {
+                                log_target(req, rc, t);
+                                continue;
+                        }
+                        if (t->kind != TARGET_MBOX && t->kind != TARGET_MAILDIR) {
+                                (void) target_set_result(t, "4.3.0", "internal error: unexpected target");
+                                log_target(req, rc, t);
+                                continue;
+                        }
+                        _cleanup_free_ char *dt = strdup(t->address);
+                        if (!dt) {
+                                (void) target_set_result(t, "4.3.0", "out of memory");
+                                log_target(req, rc, t);
+                                continue;
+                        }
+                        DeliveryInput in = {
+                                .queue_id = req->queue_id,
+                                .rcpt_id = rc->id,
+                                .sender = req->sender,
+                                .delivered_to = local_ascii_lower(dt),
+                                .content = req->content,
+                                .content_len = req->content_len,
+                                .hostname = l->settings.myhostname,
+                        };
+                        t->start_usec = now_usec(CLOCK_REALTIME);
+                        r = local_child_spawn(&l->settings, &in, l->marker_dirfd, t);
+                        if (r < 0) {
+                                (void) target_set_result(t, "4.3.0", "cannot fork delivery process: %s", strerror(-r));
+                                log_target(req, rc, t);
+                                continue;
+                        }
+                        r = sd_event_add_child(l->event, &t->child_source, t->pid, WEXITED, on_child, t);
+                        if (r < 0) {
+                                /* Rare: wait for it here rather than lose track of a mailbox write. */
+                                siginfo_t si = {};
+                                log_warning_errno(r, "Cannot watch delivery child %d, waiting for it: %m", (int) t->pid);
+                                while (waitid(P_PID, (id_t) t->pid, &si, WEXITED) < 0 && errno == EINTR)
+                                        ;
+                                local_child_collect(t, si.si_code, si.si_status);
+                                t->end_usec = now_usec(CLOCK_REALTIME);
+                                log_target(req, rc, t);
+                                continue;
+                        }
+                        l->n_children++;
+                        req->pending++;
+                }
+        }
+
+        if (req->pending == 0)
+                request_finish(TAKE_PTR(req));
+        else
+                TAKE_PTR(req);   /* finished by on_child() */
+        return 0;
+}
+
+static int on_reload(Daemon *d, Conf *conf, void *userdata) {
+        Local *l = userdata;
+        LocalSettings ns;
+        int r = local_settings_load(conf, &ns);
+        if (r < 0)
+                return r;
+        bool moved = !streq(ns.queue_directory, l->settings.queue_directory);
+        local_settings_done(&l->settings);
+        l->settings = ns;
+        if (moved) {
+                l->queue = queue_close(l->queue);
+                l->marker_dirfd = safe_close(l->marker_dirfd);
+        }
+        return 0;
+}
+
+static int run(void) {
+        _cleanup_daemon_free_ Daemon *d = NULL;
+        Local l = { .marker_dirfd = -1 };
+        int r;
+
+        r = daemon_new("local", &d);
+        if (r < 0)
+                return EXIT_FAILURE;
+        l.daemon = d;
+        l.event = daemon_event(d);
+
+        /* sd_event_add_child() needs SIGCHLD blocked before any child exists. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = local_settings_load(daemon_conf(d), &l.settings);
+        if (r < 0) {
+                log_error_errno(r, "Cannot load settings: %m");
+                return EXIT_FAILURE;
+        }
+        int fd = daemon_take_fd(d, "local");
+        if (fd < 0) {
+                log_error_errno(fd, "No \"local\" socket was passed (run from postern-local.socket): %m");
+                local_settings_done(&l.settings);
+                return EXIT_FAILURE;
+        }
+        r = ipc_server_new(l.event, fd, on_request, &l, &l.server);
+        if (r < 0) {
+                log_error_errno(r, "Cannot serve the local socket: %m");
+                local_settings_done(&l.settings);
+                return EXIT_FAILURE;
+        }
+        daemon_set_reload(d, on_reload, &l);
+
+        /* The queue may not exist yet (qmgr creates it); requests reopen it lazily. */
+        (void) ensure_queue(&l);
+        marker_dir_open(&l);
+        r = sd_event_add_time(l.event, &l.cleanup_timer, CLOCK_MONOTONIC,
+                              now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC, USEC_PER_SEC, on_cleanup, &l);
+        if (r < 0)
+                log_warning_errno(r, "Cannot arm the marker cleanup timer: %m");
+
+        r = daemon_run(d);
+
+        if (l.n_children > 0)
+                log_info("exiting with %zu delivery children still running; they finish on their own",
+                         l.n_children);
+        l.cleanup_timer = sd_event_source_disable_unref(l.cleanup_timer);
+        while (l.requests)
+                request_free(l.requests);
+        ipc_server_free(l.server);
+        queue_close(l.queue);
+        safe_close(l.marker_dirfd);
+        local_settings_done(&l.settings);
+        return r;
+}
+
+int main(int argc, char **argv) {
+        return run();
+}

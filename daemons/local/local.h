@@ -1,0 +1,150 @@
+/* local.h — internal interfaces of postern-local, the local delivery agent.
+ *
+ * The parent process (local.c) serves request=deliver on the "local" IPC socket, loads the
+ * message from the queue, resolves every recipient into delivery targets (local-alias.c),
+ * forwards remote alias members through a new queue message (local-forward.c) and forks one
+ * child per mailbox target (local-child.c). The child switches to the recipient user, takes the
+ * per-recipient delivery marker lock and writes the mailbox (local-mbox.c, local-maildir.c);
+ * its result comes back through a pipe. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "basic/macro.h"
+#include "basic/strbuf.h"
+#include "conf/conf.h"
+#include "conf/table.h"
+#include "queue/queue.h"
+
+#define LOCAL_DSN_MAX 16
+#define LOCAL_DIAG_MAX 512
+#define LOCAL_MAX_TARGETS 1000   /* per recipient, after alias expansion */
+#define LOCAL_MAX_DEPTH 20       /* nested alias levels */
+
+/* Lock methods of mailbox_delivery_lock. */
+enum {
+        LOCAL_LOCK_FCNTL = 1 << 0,
+        LOCAL_LOCK_DOTLOCK = 1 << 1,
+        LOCAL_LOCK_FLOCK = 1 << 2,
+};
+
+/* Settings derived from main.cf; rebuilt on reload. */
+typedef struct LocalSettings {
+        char *queue_directory;
+        char *mail_spool_directory;
+        char *home_mailbox;
+        char *recipient_delimiter;
+        char *myhostname;
+        char *myorigin;
+        char **mydestination;
+        char *default_privs;
+        char **allow_mail_to_commands;
+        char **allow_mail_to_files;
+        unsigned lock_methods;
+        long long mailbox_size_limit;
+        long long lock_attempts;
+        long long lock_delay;         /* seconds */
+        long long stale_lock_time;    /* seconds */
+        TableList *aliases;           /* NULL when alias_maps is empty */
+} LocalSettings;
+
+int local_settings_load(Conf *c, LocalSettings *ret);
+void local_settings_done(LocalSettings *s);
+
+typedef enum TargetKind {
+        TARGET_RESULT,    /* resolved to a final answer without delivery (bounce, defer) */
+        TARGET_MBOX,      /* mbox file (spool or home) */
+        TARGET_MAILDIR,   /* Maildir/ in the home directory */
+        TARGET_FORWARD,   /* remote address: re-queued */
+} TargetKind;
+
+/* One place a recipient's copy goes to, with its own outcome. */
+typedef struct Target {
+        TargetKind kind;
+        char *address;        /* address at this level, logged as to= and used for Delivered-To */
+        char *path;           /* mailbox file or Maildir directory (with trailing '/') */
+        char *user;
+        uid_t uid;
+        gid_t gid;
+        char *home;
+        char *sender;         /* TARGET_FORWARD: envelope sender of the forwarded copy */
+        char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it */
+        /* outcome */
+        bool done;
+        char dsn[LOCAL_DSN_MAX];
+        char *diag;
+        /* child bookkeeping (parent side) */
+        pid_t pid;
+        int result_fd;
+        sd_event_source *child_source;
+        usec_t start_usec;
+        usec_t end_usec;
+        struct LocalRequest *request;
+        size_t rcpt_index;
+} Target;
+
+Target *target_free(Target *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Target *, target_free);
+/* Sets a target's final outcome (dsn "2.0.0", "4.2.0", "5.1.1" ...). */
+int target_set_result(Target *t, const char *dsn, const char *fmt, ...) _printf_(3, 4);
+
+/* Delivered-To: values found in the message header, lower-cased. */
+typedef struct DeliveredSet {
+        char **values;
+        size_t n;
+} DeliveredSet;
+
+int delivered_set_load(const char *content, size_t len, DeliveredSet *ret);
+void delivered_set_done(DeliveredSet *s);
+bool delivered_set_has(const DeliveredSet *s, const char *address);
+
+/* Resolves one envelope recipient (in a local domain) into delivery targets: aliases expanded,
+ * users looked up, loops by Delivered-To detected. Always yields at least one target. */
+int local_resolve(const LocalSettings *s, const char *recipient, const char *orig_sender,
+                  const DeliveredSet *delivered, Target ***ret, size_t *ret_n);
+
+/* Input of one mailbox write, shared by the mbox and Maildir writers. */
+typedef struct DeliveryInput {
+        const char *queue_id;
+        long long rcpt_id;
+        const char *sender;           /* "" for the null sender */
+        const char *delivered_to;     /* Delivered-To: value (lower-cased) */
+        const char *content;          /* LF form */
+        size_t content_len;
+        const char *hostname;
+} DeliveryInput;
+
+typedef struct DeliveryResult {
+        char dsn[LOCAL_DSN_MAX];
+        char diag[LOCAL_DIAG_MAX];
+} DeliveryResult;
+
+void delivery_result_set(DeliveryResult *r, const char *dsn, const char *fmt, ...) _printf_(3, 4);
+/* The enhanced status for a failed write/lock with errno e (negative or positive). */
+const char *local_errno_dsn(int e);
+
+/* Appends to an mbox file with locking; truncates back on failure; fsyncs. Runs as the user. */
+void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,
+                        bool may_dotlock, DeliveryResult *res);
+/* Writes one message into a Maildir (tmp/ then new/), fsyncs file and directory. */
+void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, const char *dir,
+                           DeliveryResult *res);
+
+/* Forks a delivery child for target t; fills t->pid and t->result_fd. */
+int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
+                      Target *t);
+/* Reads the child's result line from t->result_fd after the child exited (si_code/si_status
+ * from its siginfo: code, status) and sets t's result; a child without a result line means deferred. */
+void local_child_collect(Target *t, int code, int status);
+
+/* Creates new queue messages (one per envelope sender and alias) for the TARGET_FORWARD entries
+ * among targets, with "Delivered-To: <alias address>" prepended, and sets their results.
+ * Returns the number of messages queued (the caller wakes qmgr when > 0). */
+int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, const char *content,
+                  size_t content_len, Target **targets, size_t n);
+
+/* Lower-cases s in place (ASCII). */
+char *local_ascii_lower(char *s);

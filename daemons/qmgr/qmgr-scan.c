@@ -1,0 +1,255 @@
+/* qmgr-scan.c — the active set, queue scans and their timer.
+ *
+ * A scan asks the queue for messages with a pending recipient or a deferred one that is due
+ * (oldest first), skips those already in the in-memory active set (so nothing is handed out
+ * twice), and activates at most QMGR_SCAN_BATCH new ones while the active set stays below
+ * qmgr_message_active_limit. Scans run at start, on wake-ups (coalesced: many wake-ups in a row
+ * give one scan, at most one per QMGR_SCAN_MIN_INTERVAL_USEC), after a notification was queued,
+ * and on one timer: the earlier of queue_run_delay and the next deferred recipient's retry time.
+ * A flush makes the next scan treat every deferred recipient as due.
+ *
+ * The sweep (at start, and after a completion failed) walks the whole queue for messages whose
+ * recipients are all final but which were not removed, and completes them. */
+#include <search.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "log/log.h"
+#include "qmgr.h"
+
+/* Both keys and tree nodes start with the queue id string. */
+static int compare_id(const void *a, const void *b) {
+        return strcmp((const char *) a, (const char *) b);
+}
+
+static QmgrMessage *active_find(Qmgr *q, const char *id) {
+        void **n = tfind(id, &q->active, compare_id);
+        return n ? *n : NULL;
+}
+
+static void message_free(void *p) {
+        QmgrMessage *m = p;
+        if (!m)
+                return;
+        queue_message_done(&m->msg);
+        queue_recipients_free(m->rcpts, m->n_rcpts);
+        free(m);
+}
+
+/* Removes a message from the active set and frees it. */
+void qmgr_message_release(Qmgr *q, QmgrMessage *m) {
+        bool was_full = q->n_active >= q->s.active_limit;
+        if (tdelete(m, &q->active, compare_id))
+                q->n_active--;
+        message_free(m);
+        if (was_full)
+                qmgr_schedule_scan(q, 0);   /* room for messages the last scan had to leave */
+}
+
+static int activate(Qmgr *q, const char *id, bool force) {
+        if (active_find(q, id))
+                return 0;
+        QmgrMessage *m = calloc(1, sizeof(QmgrMessage));
+        if (!m)
+                return log_oom();
+        snprintf(m->queue_id, sizeof(m->queue_id), "%s", id);
+        int r = queue_load_message(q->queue, id, &m->msg, &m->rcpts, &m->n_rcpts);
+        if (r < 0) {
+                free(m);
+                if (r == -ENOENT)
+                        return 0;
+                return log_error_errno(r, "%s: cannot load the message: %s", id,
+                                       queue_last_error(q->queue));
+        }
+        m->active_usec = now_usec(CLOCK_REALTIME);
+        if (!tsearch(m, &q->active, compare_id)) {
+                message_free(m);
+                return log_oom();
+        }
+        q->n_active++;
+        qmgr_deliver_message(q, m, force);
+        return 1;
+}
+
+typedef struct IdList {
+        char **ids;
+        size_t n, cap;
+} IdList;
+
+static void id_list_done(IdList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                free(l->ids[i]);
+        free(l->ids);
+        *l = (IdList) {};
+}
+
+static int id_list_add(const char *id, void *userdata) {
+        IdList *l = userdata;
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 64;
+                char **n = realloc(l->ids, cap * sizeof(char *));
+                if (!n)
+                        return -ENOMEM;
+                l->ids = n;
+                l->cap = cap;
+        }
+        if (!(l->ids[l->n] = strdup(id)))
+                return -ENOMEM;
+        l->n++;
+        return 0;
+}
+
+static int sweep_one(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *userdata) {
+        for (size_t i = 0; i < n; i++)
+                if (rcpts[i].state == QUEUE_RCPT_PENDING || rcpts[i].state == QUEUE_RCPT_DEFERRED)
+                        return 0;
+        return id_list_add(m->queue_id, userdata);
+}
+
+static void sweep(Qmgr *q) {
+        _cleanup_(id_list_done) IdList l = {};
+        int r = queue_list(q->queue, sweep_one, &l);
+        if (r < 0) {
+                log_error_errno(r, "Cannot list the queue to find finished messages: %s",
+                                queue_last_error(q->queue));
+                q->sweep_needed = true;
+                return;
+        }
+        for (size_t i = 0; i < l.n; i++)
+                (void) activate(q, l.ids[i], false);
+}
+
+static void scan(Qmgr *q) {
+        _cleanup_(id_list_done) IdList l = {};
+        bool force = q->scan_force;
+        usec_t now = now_usec(CLOCK_REALTIME);
+        size_t activated = 0;
+        bool more = false;
+        int r;
+
+        q->scan_force = false;
+        if (q->sweep_needed) {
+                q->sweep_needed = false;
+                sweep(q);
+        }
+
+        if (q->n_active < q->s.active_limit) {
+                r = queue_scan_due(q->queue, force ? (usec_t) INT64_MAX : now, q->s.active_limit,
+                                   id_list_add, &l);
+                if (r < 0)
+                        log_error_errno(r, "Queue scan failed: %s", queue_last_error(q->queue));
+                for (size_t i = 0; i < l.n; i++) {
+                        if (active_find(q, l.ids[i]))
+                                continue;
+                        if (q->n_active >= q->s.active_limit || activated >= QMGR_SCAN_BATCH) {
+                                more = true;
+                                break;
+                        }
+                        if (activate(q, l.ids[i], force) > 0)
+                                activated++;
+                }
+        }
+        if (more && force)
+                q->scan_force = true;   /* the flush goes on with the next batch */
+        if (more && q->n_active < q->s.active_limit)
+                qmgr_schedule_scan(q, 0);
+        /* When the active set is full, qmgr_message_release() asks for the next scan. */
+
+        usec_t delay = q->s.queue_run_delay, due = 0;
+        if (queue_next_due(q->queue, &due) >= 0 && due > now)
+                delay = MIN(delay, due - now);
+        qmgr_schedule_scan(q, delay);
+
+        if (activated > 0)
+                log_debug("scan: %zu activated, %zu active, %zu requests in flight", activated,
+                          q->n_active, q->n_in_flight);
+        daemon_status(q->daemon, "%zu messages active, %zu delivery requests in flight",
+                      q->n_active, q->n_in_flight);
+}
+
+static int on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Qmgr *q = userdata;
+        q->last_scan_mono = usec;
+        scan(q);
+        return 0;
+}
+
+/* Asks for a scan after delay_usec (coalesced with any earlier request). */
+void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec) {
+        uint64_t now = 0, cur = 0;
+        int enabled = SD_EVENT_OFF;
+
+        if (!q->scan_timer)
+                return;
+        if (sd_event_now(q->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_usec(CLOCK_MONOTONIC);
+        usec_t target = delay_usec > UINT64_MAX / 2 ? UINT64_MAX / 2 : now + delay_usec;
+        if (q->last_scan_mono && target < q->last_scan_mono + QMGR_SCAN_MIN_INTERVAL_USEC)
+                target = q->last_scan_mono + QMGR_SCAN_MIN_INTERVAL_USEC;
+        (void) sd_event_source_get_enabled(q->scan_timer, &enabled);
+        if (enabled != SD_EVENT_OFF && sd_event_source_get_time(q->scan_timer, &cur) >= 0 && cur <= target)
+                return;
+        int r = sd_event_source_set_time(q->scan_timer, target);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(q->scan_timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_error_errno(r, "Cannot arm the scan timer: %m");
+}
+
+/* Schedules a scan at a CLOCK_REALTIME time (e.g. a deferred recipient's next attempt). */
+void qmgr_schedule_scan_at(Qmgr *q, usec_t realtime_usec) {
+        usec_t now = now_usec(CLOCK_REALTIME);
+        qmgr_schedule_scan(q, realtime_usec > now ? realtime_usec - now : 0);
+}
+
+static int on_checkpoint_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Qmgr *q = userdata;
+        int r = queue_checkpoint(q->queue);
+        if (r < 0)
+                log_warning_errno(r, "WAL checkpoint failed: %s", queue_last_error(q->queue));
+        else
+                log_debug("WAL checkpoint after %zu removals", q->removed_since_checkpoint);
+        q->removed_since_checkpoint = 0;
+        return 0;
+}
+
+/* Asks for a passive WAL checkpoint soon (after removals). */
+void qmgr_schedule_checkpoint(Qmgr *q) {
+        int enabled = SD_EVENT_OFF;
+        uint64_t now;
+        if (!q->checkpoint_timer)
+                return;
+        (void) sd_event_source_get_enabled(q->checkpoint_timer, &enabled);
+        if (enabled != SD_EVENT_OFF)
+                return;
+        if (sd_event_now(q->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_usec(CLOCK_MONOTONIC);
+        if (sd_event_source_set_time(q->checkpoint_timer, now + USEC_PER_SEC) >= 0)
+                (void) sd_event_source_set_enabled(q->checkpoint_timer, SD_EVENT_ONESHOT);
+}
+
+/* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
+int qmgr_scan_setup(Qmgr *q) {
+        int r = sd_event_add_time(q->event, &q->scan_timer, CLOCK_MONOTONIC, 0, 0, on_scan_timer, q);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the scan timer: %m");
+        (void) sd_event_source_set_description(q->scan_timer, "qmgr-scan");
+        r = sd_event_add_time(q->event, &q->checkpoint_timer, CLOCK_MONOTONIC, 0, 0,
+                              on_checkpoint_timer, q);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the checkpoint timer: %m");
+        (void) sd_event_source_set_enabled(q->checkpoint_timer, SD_EVENT_OFF);
+        q->sweep_needed = true;
+        /* time 0: the first scan runs as soon as the loop starts */
+        return 0;
+}
+
+/* Frees every active message and job (shutdown). */
+void qmgr_scan_done(Qmgr *q) {
+        qmgr_jobs_free(q);
+        tdestroy(q->active, message_free);
+        q->active = NULL;
+        q->n_active = 0;
+        q->scan_timer = sd_event_source_disable_unref(q->scan_timer);
+        q->checkpoint_timer = sd_event_source_disable_unref(q->checkpoint_timer);
+}

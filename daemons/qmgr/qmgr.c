@@ -1,0 +1,193 @@
+/* qmgr.c — postern-qmgr: the queue manager (Postfix's qmgr, with bounce and flush built in).
+ *
+ * Runs on the common/daemon skeleton (Type=notify, watchdog, SIGHUP reload). Serves the "qmgr"
+ * socket with the attribute protocol:
+ *   request=wakeup   new mail was committed: scan soon (many wake-ups make one scan)
+ *   request=flush    retry every deferred recipient now
+ * Without a "qmgr" socket (run by hand) it works from its timer alone. Scanning, delivery and
+ * bounces live in qmgr-scan.c, qmgr-deliver.c and qmgr-bounce.c (see qmgr.h).
+ *
+ * Parameters: queue_directory, myhostname, mydestination, queue_run_delay,
+ * minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime, bounce_queue_lifetime,
+ * qmgr_message_active_limit, default_process_limit, local_destination_concurrency_limit,
+ * bounce_size_limit,
+ * postern_socket_directory. A reload applies all but queue_directory. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "qmgr.h"
+
+static const char *param_or(Conf *c, const char *name, const char *fallback) {
+        const char *v = conf_get(c, name);
+        return isempty(v) ? fallback : v;
+}
+
+/* A TIME/INT parameter, or fallback when the registry does not know it and main.cf lacks it. */
+static long long time_or(Conf *c, const char *name, long long fallback) {
+        return conf_get(c, name) ? conf_get_time(c, NULL, name) : fallback;
+}
+
+static long long int_or(Conf *c, const char *name, long long fallback) {
+        return conf_get(c, name) ? conf_get_int(c, NULL, name) : fallback;
+}
+
+/* Frees what qmgr_settings_load() allocated. */
+void qmgr_settings_done(QmgrSettings *s) {
+        free(s->queue_directory);
+        free(s->myhostname);
+        strv_free(s->mydestination);
+        for (size_t i = 0; i < s->n_mydestination_tables; i++)
+                table_free(s->mydestination_tables[i]);
+        free(s->mydestination_tables);
+        free(s->local_socket);
+        *s = (QmgrSettings) {};
+}
+
+/* Reads the parameters qmgr uses from c into s (replacing its contents). */
+int qmgr_settings_load(QmgrSettings *s, Conf *c) {
+        _cleanup_(qmgr_settings_done) QmgrSettings n = {};
+        _cleanup_strv_free_ char **dest = NULL;
+        size_t n_names = 0, n_entries = 0;
+
+        n.queue_directory = strdup(param_or(c, "queue_directory", "/var/spool/postern"));
+        n.myhostname = strdup(param_or(c, "myhostname", "localhost"));
+        n.local_socket = daemon_socket_path(c, "local");
+        dest = conf_get_list(c, NULL, "mydestination");
+        if (!n.queue_directory || !n.myhostname || !n.local_socket || !dest)
+                return log_oom();
+
+        for (char **d = dest; *d; d++)
+                n_entries++;
+        n.mydestination = calloc(n_entries + 1, sizeof(char *));
+        n.mydestination_tables = calloc(n_entries + 1, sizeof(Table *));
+        if (!n.mydestination || !n.mydestination_tables)
+                return log_oom();
+        for (char **d = dest; *d; d++) {
+                if ((*d)[0] != '[' && (*d)[0] != '/' && strchr(*d, ':')) {
+                        _cleanup_free_ char *reason = NULL;
+                        Table *t = NULL;
+                        int r = table_open(*d, 0, &t, &reason);
+                        if (r < 0)
+                                return log_error_errno(r, "mydestination: cannot open table %s: %s", *d,
+                                                       reason ? reason : "%m");
+                        n.mydestination_tables[n.n_mydestination_tables++] = t;
+                } else
+                        n.mydestination[n_names++] = TAKE_PTR(*d);
+        }
+
+        n.queue_run_delay = (usec_t) time_or(c, "queue_run_delay", 300) * USEC_PER_SEC;
+        n.minimal_backoff = (usec_t) time_or(c, "minimal_backoff_time", 300) * USEC_PER_SEC;
+        n.maximal_backoff = (usec_t) time_or(c, "maximal_backoff_time", 4000) * USEC_PER_SEC;
+        n.maximal_queue_lifetime = (usec_t) time_or(c, "maximal_queue_lifetime", 5 * 86400) * USEC_PER_SEC;
+        n.bounce_queue_lifetime = (usec_t) time_or(c, "bounce_queue_lifetime", 5 * 86400) * USEC_PER_SEC;
+        n.active_limit = (size_t) MAX(int_or(c, "qmgr_message_active_limit", 20000), 1);
+        n.process_limit = (size_t) MAX(int_or(c, "default_process_limit", 100), 1);
+        n.rcpt_concurrency = (size_t) MAX(int_or(c, "local_destination_concurrency_limit", 2), 1);
+        n.bounce_size_limit = (size_t) MAX(int_or(c, "bounce_size_limit", 50000), 1);
+        if (n.queue_run_delay == 0)
+                n.queue_run_delay = USEC_PER_SEC;
+        if (n.minimal_backoff == 0)
+                n.minimal_backoff = USEC_PER_SEC;
+        if (n.maximal_backoff < n.minimal_backoff) {
+                log_warning("maximal_backoff_time is below minimal_backoff_time; using %llu s",
+                            n.minimal_backoff / USEC_PER_SEC);
+                n.maximal_backoff = n.minimal_backoff;
+        }
+
+        qmgr_settings_done(s);
+        *s = n;
+        n = (QmgrSettings) {};
+        return 0;
+}
+
+static int on_reload(Daemon *d, Conf *c, void *userdata) {
+        Qmgr *q = userdata;
+        _cleanup_free_ char *old_dir = strdup(q->s.queue_directory);
+        int r = qmgr_settings_load(&q->s, c);
+        if (r < 0)
+                return r;
+        if (old_dir && !streq(old_dir, q->s.queue_directory)) {
+                log_warning("queue_directory changed to %s; restart postern-qmgr to use it "
+                            "(still using %s)", q->s.queue_directory, old_dir);
+                free(q->s.queue_directory);
+                q->s.queue_directory = TAKE_PTR(old_dir);
+        }
+        qmgr_schedule_scan(q, 0);
+        qmgr_dispatch(q);   /* default_process_limit may have grown */
+        return 0;
+}
+
+static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
+        Qmgr *q = userdata;
+        const char *verb = ipc_record_get(req, "request");
+        _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
+
+        if (verb && streq(verb, "wakeup")) {
+                qmgr_schedule_scan(q, 0);
+        } else if (verb && streq(verb, "flush")) {
+                log_info("flush requested: retrying every deferred recipient");
+                q->scan_force = true;
+                qmgr_schedule_scan(q, 0);
+        } else {
+                (void) ipc_conn_reply_error(c, verb ? "unknown request" : "missing request");
+                return 0;
+        }
+        if (ipc_record_add(&reply, "status", "ok") < 0 || ipc_conn_reply(c, &reply) < 0)
+                return -ECONNRESET;   /* drop this connection only */
+        return 0;
+}
+
+static int run(void) {
+        _cleanup_daemon_free_ Daemon *d = NULL;
+        Qmgr q = {};
+        int r;
+
+        r = daemon_new("qmgr", &d);
+        if (r < 0)
+                return EXIT_FAILURE;
+        q.daemon = d;
+        q.event = daemon_event(d);
+
+        r = qmgr_settings_load(&q.s, daemon_conf(d));
+        if (r < 0)
+                return EXIT_FAILURE;
+
+        r = queue_open(q.s.queue_directory, QUEUE_OPEN_CREATE, &q.queue);
+        if (r < 0) {
+                log_error_errno(r, "Cannot open the queue in %s: %m", q.s.queue_directory);
+                qmgr_settings_done(&q.s);
+                return EXIT_FAILURE;
+        }
+
+        int fd = daemon_take_fd(d, "qmgr");
+        if (fd >= 0) {
+                r = ipc_server_new(q.event, fd, on_request, &q, &q.server);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot serve the qmgr socket: %m");
+                        goto finish;
+                }
+        } else
+                log_info("no \"qmgr\" socket passed; working from the timer alone");
+
+        r = qmgr_scan_setup(&q);
+        if (r < 0)
+                goto finish;
+        daemon_set_reload(d, on_reload, &q);
+
+        log_info("started: queue %s, local delivery agent at %s", q.s.queue_directory,
+                 q.s.local_socket);
+        r = daemon_run(d);
+
+finish:
+        qmgr_scan_done(&q);
+        ipc_server_free(q.server);
+        queue_close(q.queue);
+        qmgr_settings_done(&q.s);
+        return r < 0 ? EXIT_FAILURE : r;
+}
+
+int main(int argc, char *argv[]) {
+        return run();
+}

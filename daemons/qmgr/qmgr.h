@@ -1,0 +1,188 @@
+/* qmgr.h — postern-qmgr's internal interface, shared by its files (not by other roles).
+ *
+ *   qmgr.c          main(): settings, the "qmgr" IPC socket (wakeup, flush), reload
+ *   qmgr-scan.c     the active set, queue scans and the scan timer, the startup sweep
+ *   qmgr-route.c    which transport a recipient goes to (local, or none yet)
+ *   qmgr-deliver.c  delivery requests to postern-local, recording results, backoff, expiry
+ *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
+ *
+ * A message enters the in-memory active set when a scan finds it due; its due recipients are
+ * routed, qmgr's own deferrals are recorded at once, local ones are handed to postern-local in
+ * jobs of at most QMGR_LOCAL_RCPT_LIMIT recipients. Every result is committed as soon as it
+ * arrives. When the last job of the message is done it leaves the active set; if no recipient is
+ * pending or deferred any more, the same transaction that records the last result also inserts
+ * the bounce (if one is due) and deletes the message. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "basic/macro.h"
+#include "conf/conf.h"
+#include "conf/table.h"
+#include "daemon/daemon.h"
+#include "ipc/ipc.h"
+#include "queue/queue.h"
+
+/* Recipients per request to postern-local (Postfix's local agent takes one; batching a message's
+ * local recipients saves a round trip per recipient and the agent still reports each). */
+#define QMGR_LOCAL_RCPT_LIMIT 50
+/* How long qmgr waits for postern-local to answer one request. */
+#define QMGR_LOCAL_TIMEOUT_USEC (600 * USEC_PER_SEC)
+/* At most this many messages are activated per scan; the rest wait for the next scan, which is
+ * scheduled at once, so the event loop (and the watchdog) never stalls on a large queue. */
+#define QMGR_SCAN_BATCH 500
+/* How far down the wait queue dispatching looks for a job whose recipients are not busy. */
+#define QMGR_DISPATCH_LOOKAHEAD 5000
+/* Wake-ups arriving faster than this are folded into one scan. */
+#define QMGR_SCAN_MIN_INTERVAL_USEC (20 * USEC_PER_MSEC)
+
+typedef struct Qmgr Qmgr;
+
+typedef struct QmgrSettings {
+        char *queue_directory;
+        char *myhostname;
+        char **mydestination;          /* plain domain names */
+        Table **mydestination_tables;  /* "type:name" entries of mydestination */
+        size_t n_mydestination_tables;
+        char *local_socket;            /* daemon_socket_path(conf, "local") */
+        usec_t queue_run_delay;
+        usec_t minimal_backoff;
+        usec_t maximal_backoff;
+        usec_t maximal_queue_lifetime;
+        usec_t bounce_queue_lifetime;
+        size_t active_limit;           /* qmgr_message_active_limit */
+        size_t process_limit;          /* default_process_limit: requests in flight to local */
+        size_t rcpt_concurrency;       /* local_destination_concurrency_limit, per recipient */
+        size_t bounce_size_limit;
+} QmgrSettings;
+
+typedef struct QmgrMessage {
+        char queue_id[QUEUE_ID_MAX];   /* first member: the active set compares it as a string */
+        QueueMessage msg;
+        QueueRecipient *rcpts;
+        size_t n_rcpts;
+        usec_t active_usec;            /* CLOCK_REALTIME when it entered the active set */
+        unsigned jobs;                 /* delivery jobs queued or in flight */
+        bool expired;                  /* a recipient was returned because the message expired */
+        bool broken;                   /* recording a result failed: never complete in memory */
+} QmgrMessage;
+
+typedef struct QmgrJob QmgrJob;
+struct QmgrJob {
+        Qmgr *qmgr;
+        QmgrMessage *m;
+        size_t *idx;                   /* indexes into m->rcpts */
+        size_t n;
+        IpcCall *call;
+        bool counted;                  /* its recipients are counted in Qmgr.busy */
+        QmgrJob *next;                 /* in the wait queue or the in-flight list */
+};
+
+struct Qmgr {
+        Daemon *daemon;
+        sd_event *event;
+        Queue *queue;
+        QmgrSettings s;
+        IpcServer *server;
+
+        sd_event_source *scan_timer;   /* CLOCK_MONOTONIC, one shot */
+        sd_event_source *checkpoint_timer;
+        usec_t last_scan_mono;
+        bool scan_force;               /* next scan treats every deferred recipient as due (flush) */
+        bool sweep_needed;             /* look for finished messages that were not removed */
+        size_t removed_since_checkpoint;
+
+        void *active;                  /* tsearch tree of QmgrMessage, by queue id */
+        size_t n_active;
+
+        QmgrJob *wait_head, *wait_tail; /* jobs waiting for a connection slot */
+        QmgrJob *in_flight;
+        size_t n_in_flight;
+        void *busy;                    /* tsearch tree: recipient address -> requests in flight */
+};
+
+/* A result for one recipient (by index into m->rcpts), as reported or decided. */
+typedef struct QmgrResult {
+        size_t idx;
+        QueueRcptState state;          /* DELIVERED, DEFERRED or BOUNCED */
+        const char *dsn;
+        const char *diag;
+        bool log_deferral;             /* qmgr decided it: log the relay=none line */
+} QmgrResult;
+
+typedef enum QmgrRoute {
+        QMGR_ROUTE_LOCAL,
+        QMGR_ROUTE_UNAVAILABLE,        /* remote: no SMTP client yet */
+} QmgrRoute;
+
+/* qmgr.c */
+/* Reads the parameters qmgr uses from c into s (replacing its contents). */
+int qmgr_settings_load(QmgrSettings *s, Conf *c);
+/* Frees what qmgr_settings_load() allocated. */
+void qmgr_settings_done(QmgrSettings *s);
+
+/* qmgr-route.c */
+/* The domain of an external-form address, or NULL when it has none. */
+const char *qmgr_address_domain(const char *address);
+/* Routes one recipient address. */
+QmgrRoute qmgr_route(const QmgrSettings *s, const char *address);
+
+/* qmgr-scan.c */
+/* Asks for a scan after delay_usec (coalesced with any earlier request). */
+void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec);
+/* Schedules a scan at a CLOCK_REALTIME time (e.g. a deferred recipient's next attempt). */
+void qmgr_schedule_scan_at(Qmgr *q, usec_t realtime_usec);
+/* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
+int qmgr_scan_setup(Qmgr *q);
+/* Removes a message from the active set and frees it. */
+void qmgr_message_release(Qmgr *q, QmgrMessage *m);
+/* Frees every active message and job (shutdown). */
+void qmgr_scan_done(Qmgr *q);
+/* Asks for a passive WAL checkpoint soon (after removals). */
+void qmgr_schedule_checkpoint(Qmgr *q);
+
+/* qmgr-deliver.c */
+/* Routes the due recipients of a freshly activated message and queues its delivery jobs. */
+void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force);
+/* Starts queued jobs while connection slots are free. */
+void qmgr_dispatch(Qmgr *q);
+/* Records results (one transaction); completes or releases the message when no job is left. */
+void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n);
+/* Retry delay after the given number of attempts: minimal_backoff doubling, capped. */
+usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts);
+/* Whether a message is past its queue lifetime (bounce_queue_lifetime for notifications). */
+bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t now);
+/* Formats a delay like Postfix's log does: "0", "0.04", "1.2", "73". */
+void qmgr_format_delay(usec_t d, char *buf, size_t bufsz);
+/* Cancels and frees every job (shutdown). */
+void qmgr_jobs_free(Qmgr *q);
+
+/* qmgr-bounce.c */
+typedef struct QmgrBounceRcpt {
+        const char *address;
+        const char *orcpt;             /* "rfc822;addr" or NULL */
+        const char *dsn;
+        const char *diag;
+        const char *diag_type;         /* "x-unix", "x-postern" */
+} QmgrBounceRcpt;
+
+typedef struct QmgrBounceInput {
+        const char *myhostname;
+        const char *bounce_id;         /* queue id of the notification (for Message-ID, boundary) */
+        const QueueMessage *orig;
+        const QmgrBounceRcpt *rcpts;
+        size_t n_rcpts;
+        const char *content;           /* the original message, LF form */
+        size_t content_len;
+        size_t size_limit;             /* bounce_size_limit */
+        time_t now;
+} QmgrBounceInput;
+
+/* Builds an RFC 3464 report in LF form; *ret_8bit says whether it contains 8-bit text. */
+int qmgr_bounce_build(const QmgrBounceInput *in, StrBuf *out, bool *ret_8bit);
+/* Inside an open transaction: inserts the notification for the bounced recipients of m (when
+ * one is due) and deletes m. ret_bounce_id receives the notification's id or "". */
+int qmgr_complete_in_transaction(Qmgr *q, QmgrMessage *m, char ret_bounce_id[QUEUE_ID_MAX]);

@@ -1,0 +1,346 @@
+/* smtpd-data.c — the DATA phase: turns the client's dot-stuffed CRLF text into the LF-form
+ * content the queue stores (docs/architecture.md), then hands the message to the committer.
+ *
+ * End of data: only a line "." that ended in CRLF and whose preceding line also ended in CRLF
+ * (or that is the first line). With smtpd_forbid_bare_newline = normalize a line ending in a
+ * bare LF is an ordinary line; a "." line next to a bare LF is content and is stored as "." (a
+ * lone dot is not unstuffed, since the client did not stuff it), so \n.\n, \r\n.\n and \n.\r\n
+ * can never end a message early (no SMTP smuggling). With = yes a bare LF is answered
+ * "521 5.5.2 <host> Error: bare <LF> received" and the session ends, as Postfix 3.9 does.
+ *
+ * Lines longer than line_length_limit are not an error in DATA (as in Postfix): they are
+ * buffered in pieces and stored whole. The message size is counted as it arrives; beyond
+ * message_size_limit the content is dropped but reading continues to the end, then 552 5.3.4.
+ * The header section ends at the first empty line, at the first line that is not a header, or
+ * once it exceeds header_size_limit (the rest is then body; no message is refused for it).
+ * Missing From:/Date:/Message-ID: (local submissions) are added at the end of the headers. */
+#include <pwd.h>
+#include <stdio.h>
+#include <strings.h>
+#include <time.h>
+
+#include "smtpd.h"
+#include "log/log.h"
+#include "mail/rfc822.h"
+#include "queue/queue.h"
+
+#define MESSAGE_ID_LOG_MAX 256
+
+void data_state_free(DataState *d) {
+        if (!d)
+                return;
+        strbuf_done(&d->content);
+        free(d->message_id);
+        free(d);
+}
+
+int data_begin(Session *s) {
+        DataState *d = calloc(1, sizeof(DataState));
+        char date[128];
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        d->in_headers = true;
+        d->prev_crlf = true;
+        rfc822_date(time(NULL), date, sizeof(date));
+
+        if (s->listener->kind == LISTENER_SUBMIT)
+                r = strbuf_printf(&d->content, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
+                                  s->settings->myhostname, (long) (int) s->uid, s->queue_id, date);
+        else {
+                r = strbuf_printf(&d->content, "Received: from %s (%s [%s])\n\tby %s (Postern) with %s id %s",
+                                  s->helo ? s->helo : s->name, s->name, s->addr, s->settings->myhostname,
+                                  s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
+                if (r >= 0 && s->n_rcpts == 1)
+                        r = strbuf_printf(&d->content, "\n\tfor <%s>", s->rcpts[0]);
+                if (r >= 0)
+                        r = strbuf_printf(&d->content, "; %s\n", date);
+        }
+        if (r < 0) {
+                data_state_free(d);
+                return r;
+        }
+        data_state_free(s->data);
+        s->data = d;
+        return 0;
+}
+
+static void note_header(DataState *d, const char *p, size_t n) {
+        const char *colon = memchr(p, ':', n);
+        size_t nl = colon ? (size_t) (colon - p) : 0;
+
+        /* "Name :" with space before the colon is obsolete syntax but still a header. */
+        while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
+                nl--;
+        if (!colon || nl == 0 || !rfc822_header_name_valid(p, nl)) {
+                d->in_headers = false;   /* the body starts here, without an empty line */
+                return;
+        }
+        d->seen_header = true;
+        if (nl == 4 && strncasecmp(p, "From", 4) == 0)
+                d->has_from = true;
+        else if (nl == 4 && strncasecmp(p, "Date", 4) == 0)
+                d->has_date = true;
+        else if (nl == 10 && strncasecmp(p, "Message-ID", 10) == 0) {
+                d->has_message_id = true;
+                if (!d->message_id) {
+                        const char *v = colon + 1, *end = p + n;
+                        while (v < end && (*v == ' ' || *v == '\t'))
+                                v++;
+                        while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                                end--;
+                        size_t vl = MIN((size_t) (end - v), (size_t) MESSAGE_ID_LOG_MAX);
+                        d->message_id = strndup(v, vl);
+                        for (char *c = d->message_id; c && *c; c++)
+                                if ((unsigned char) *c < 0x20 || (unsigned char) *c == 0x7f)
+                                        *c = '?';
+                }
+        }
+}
+
+/* One line (or a piece of an overlong one when partial) without its line end. */
+static void data_line(Session *s, const char *p, size_t n, bool partial) {
+        DataState *d = s->data;
+        bool at_start = !d->mid_line;
+        uint64_t limit = s->settings->message_size_limit;
+
+        if (at_start && n > 1 && p[0] == '.') {
+                p++;
+                n--;
+        }
+        d->mid_line = partial;
+        d->bytes += n + (partial ? 0 : 1);
+        if (limit && d->bytes > limit) {
+                if (!d->too_big) {
+                        d->too_big = true;
+                        strbuf_done(&d->content);
+                }
+        }
+        if (d->too_big)
+                return;
+
+        if (d->in_headers) {
+                d->header_bytes += n + (partial ? 0 : 1);
+                if (at_start) {
+                        if (d->header_bytes > s->settings->header_size_limit)
+                                d->in_headers = false;
+                        else if (n == 0) {
+                                d->in_headers = false;
+                                d->blank_after_headers = true;
+                        } else if ((p[0] == ' ' || p[0] == '\t') && d->seen_header)
+                                ;   /* folded continuation */
+                        else
+                                note_header(d, p, n);
+                        if (!d->in_headers)
+                                d->hdr_end = d->content.len;
+                }
+        }
+        if (strbuf_append(&d->content, p, n) < 0 || (!partial && strbuf_putc(&d->content, '\n') < 0)) {
+                log_oom();
+                d->too_big = true;   /* answered like an oversized message; nothing is lost silently */
+                strbuf_done(&d->content);
+        }
+}
+
+static int format_from(Session *s, StrBuf *out) {
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        const char *gecos = NULL, *user = NULL;
+
+        if (getpwuid_r(s->uid, &pw, buf, sizeof(buf), &res) == 0 && res) {
+                gecos = res->pw_gecos;
+                user = res->pw_name;
+        }
+        _cleanup_free_ char *sender = NULL;
+        if (!isempty(s->sender))
+                sender = strdup(s->sender);
+        else if (asprintf(&sender, "%s@%s", user ? user : "MAILER-DAEMON", s->settings->myorigin) < 0)
+                sender = NULL;
+        if (!sender)
+                return -ENOMEM;
+
+        size_t gl = gecos ? strcspn(gecos, ",") : 0;
+        if (gl == 0)
+                return strbuf_printf(out, "From: %s\n", sender);
+
+        int r = strbuf_puts(out, "From: \"");
+        for (size_t i = 0; r >= 0 && i < gl; i++) {
+                char c = gecos[i];
+                if ((unsigned char) c < 0x20)
+                        continue;
+                if (c == '"' || c == '\\')
+                        r = strbuf_putc(out, '\\');
+                if (r >= 0)
+                        r = strbuf_putc(out, c);
+        }
+        if (r >= 0)
+                r = strbuf_printf(out, "\" <%s>\n", sender);
+        return r;
+}
+
+/* Adds missing headers (local submissions) and the empty line that separates a body which
+ * started without one, at the end of the header section. */
+static int finish_headers(Session *s) {
+        DataState *d = s->data;
+        _cleanup_strbuf_ StrBuf add = STRBUF_INIT;
+        int r = 0;
+
+        if (d->in_headers) {
+                d->hdr_end = d->content.len;
+                d->in_headers = false;
+        }
+        if (s->listener->kind == LISTENER_SUBMIT) {
+                if (!d->has_from)
+                        r = format_from(s, &add);
+                if (r >= 0 && !d->has_date) {
+                        char date[128];
+                        rfc822_date(time(NULL), date, sizeof(date));
+                        r = strbuf_printf(&add, "Date: %s\n", date);
+                }
+                if (r >= 0 && !d->has_message_id) {
+                        _cleanup_strbuf_ StrBuf id = STRBUF_INIT;
+                        r = rfc822_message_id(s->queue_id, s->settings->myhostname, &id);
+                        if (r >= 0)
+                                r = strbuf_printf(&add, "Message-ID: %s\n", strempty(id.data));
+                        if (r >= 0 && !d->message_id)
+                                d->message_id = strdup(strempty(id.data));
+                }
+        }
+        if (r >= 0 && !d->blank_after_headers && d->hdr_end < d->content.len)
+                r = strbuf_putc(&add, '\n');
+        if (r < 0)
+                return r;
+        if (add.len == 0)
+                return 0;
+
+        StrBuf n = STRBUF_INIT;
+        if ((r = strbuf_append(&n, d->content.data, d->hdr_end)) < 0 ||
+            (r = strbuf_append(&n, add.data, add.len)) < 0 ||
+            (r = strbuf_append(&n, d->content.data + d->hdr_end, d->content.len - d->hdr_end)) < 0) {
+                strbuf_done(&n);
+                return r;
+        }
+        strbuf_done(&d->content);
+        d->content = n;
+        return 0;
+}
+
+static CommitJob *make_job(Session *s) {
+        DataState *d = s->data;
+        CommitJob *j = calloc(1, sizeof(CommitJob));
+        QueueMessage *m = calloc(1, sizeof(QueueMessage));
+        QueueRecipient *rc = calloc(s->n_rcpts, sizeof(QueueRecipient));
+        bool fail = !j || !m || !rc;
+
+        if (fail) {
+                free(j);
+                free(m);
+                free(rc);
+                return NULL;
+        }
+        j->message = m;
+        j->rcpts = rc;
+        j->n_rcpts = s->n_rcpts;
+        memcpy(j->queue_id, s->queue_id, QUEUE_ID_MAX);
+        memcpy(m->queue_id, s->queue_id, QUEUE_ID_MAX);
+        m->sender = strdup(strempty(s->sender));
+        m->arrival_usec = now_usec(CLOCK_REALTIME);
+        m->size = d->content.len;
+        bool local = s->listener->kind == LISTENER_SUBMIT;
+        m->client_address = local ? NULL : strdup(s->addr);
+        m->client_name = strdup(s->name);
+        m->helo = s->helo ? strdup(s->helo) : NULL;
+        m->protocol = strdup(local ? "LOCAL" : s->esmtp ? "ESMTP" : "SMTP");
+        m->body_type = s->body_type ? strdup(s->body_type) : NULL;
+        fail = !m->sender || (!local && !m->client_address) || !m->client_name ||
+                (s->helo && !m->helo) || !m->protocol || (s->body_type && !m->body_type);
+        for (size_t i = 0; i < s->n_rcpts; i++) {
+                rc[i].address = strdup(s->rcpts[i]);
+                rc[i].state = QUEUE_RCPT_PENDING;
+                fail = fail || !rc[i].address;
+        }
+        j->content_len = d->content.len;
+        j->content = strbuf_steal(&d->content);
+        if (fail || !j->content) {
+                commit_job_free(j);
+                return NULL;
+        }
+        return j;
+}
+
+static void data_end(Session *s) {
+        DataState *d = s->data;
+        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
+                        .sender = s->sender };
+
+        s->phase = PHASE_COMMAND;
+        if (d->too_big) {
+                session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+                log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 552 5.3.4 Message size exceeds "
+                           "fixed limit; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
+                           strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
+                command_reset_transaction(s);
+                return;
+        }
+        CommitJob *j = NULL;
+        if (finish_headers(s) >= 0)
+                j = make_job(s);
+        if (!j) {
+                log_oom();
+                session_reply(s, "451 4.3.0 Error: queue file write error");
+                command_reset_transaction(s);
+                return;
+        }
+        if (d->message_id)
+                log_fields(LOG_INFO, &f, "%s: message-id=%s", s->queue_id, d->message_id);
+
+        j->session = s;
+        s->job = j;
+        s->phase = PHASE_COMMIT;
+        command_reset_transaction(s);
+        committer_submit(s->server->committer, j);
+}
+
+void data_process(Session *s) {
+        DataState *d = s->data;
+        size_t pos = 0, chunk = MAX(s->settings->line_length_limit, (size_t) 2048);
+
+        while (s->phase == PHASE_DATA && pos < s->in.len) {
+                const char *start = s->in.data + pos;
+                size_t avail = s->in.len - pos;
+                const char *nl = memchr(start, '\n', avail);
+
+                if (!nl) {
+                        if (avail <= chunk)
+                                break;
+                        /* An overlong line: store a piece now, keep a trailing CR for its LF. */
+                        size_t take = avail - (start[avail - 1] == '\r' ? 1 : 0);
+                        data_line(s, start, take, true);
+                        pos += take;
+                        break;
+                }
+                size_t llen = (size_t) (nl - start);
+                bool crlf = llen > 0 && start[llen - 1] == '\r';
+                size_t clen = llen - (crlf ? 1 : 0);
+
+                if (!crlf && s->settings->bare_newline == BARE_NEWLINE_YES) {
+                        session_reply(s, "521 5.5.2 %s Error: bare <LF> received", s->settings->myhostname);
+                        log_info("disconnect: bare <LF> received from %s", s->id_text);
+                        command_reset_transaction(s);
+                        strbuf_reset(&s->in);
+                        session_close_after_flush(s);
+                        return;
+                }
+                if (!d->mid_line && crlf && d->prev_crlf && clen == 1 && start[0] == '.') {
+                        pos += llen + 1;
+                        strbuf_consume(&s->in, pos);
+                        data_end(s);
+                        return;
+                }
+                data_line(s, start, clen, false);
+                d->prev_crlf = crlf;
+                pos += llen + 1;
+        }
+        strbuf_consume(&s->in, pos);
+}

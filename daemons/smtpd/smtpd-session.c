@@ -1,0 +1,376 @@
+/* smtpd-session.c — one SMTP client connection inside the event loop.
+ *
+ * A session reads whatever the socket has into its input buffer, runs every complete command
+ * (or DATA line) it finds, collects all replies in its output buffer and writes them in one
+ * write() — so a pipelined batch is answered in one segment. While output is pending (the
+ * client does not read) or while its message is being committed, input is paused. Buffers are
+ * allocated on demand and released when empty, so an idle session costs a few hundred bytes.
+ *
+ * Client names: postern-smtpd does no DNS lookups yet (sd-resolve is not public on Debian 12
+ * and a blocking resolver must not run in the loop): loopback clients are "localhost", all
+ * others "unknown", as Postfix names a client whose name does not verify. */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "smtpd.h"
+#include "log/log.h"
+
+#define READ_CHUNK 16384
+#define OUTPUT_HIGH_WATER (64 * 1024)
+
+static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata);
+
+/* Restarts the idle timer (a fired one-shot timer source must be re-enabled too). */
+static void session_touch(Session *s) {
+        if (!s->timer)
+                return;
+        (void) sd_event_source_set_time_relative(s->timer, s->settings->timeout_usec);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+static void session_describe_peer(Session *s) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        if (s->listener->kind == LISTENER_SUBMIT) {
+                struct ucred cred;
+                socklen_t cl = sizeof(cred);
+                s->uid = (uid_t) -1;
+                if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+                        s->uid = cred.uid;
+                snprintf(s->name, sizeof(s->name), "local");
+                s->addr[0] = '\0';
+                snprintf(s->id_text, sizeof(s->id_text), "local[uid=%ld]", (long) (int) s->uid);
+                return;
+        }
+
+        snprintf(s->addr, sizeof(s->addr), "unknown");
+        if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0) {
+                if (ss.ss_family == AF_INET) {
+                        struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+                        s->family = AF_INET;
+                        memcpy(s->addr_bytes, &in->sin_addr, 4);
+                } else if (ss.ss_family == AF_INET6) {
+                        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+                        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+                                s->family = AF_INET;
+                                memcpy(s->addr_bytes, in6->sin6_addr.s6_addr + 12, 4);
+                        } else {
+                                s->family = AF_INET6;
+                                memcpy(s->addr_bytes, &in6->sin6_addr, 16);
+                        }
+                }
+                if (s->family)
+                        inet_ntop(s->family, s->addr_bytes, s->addr, sizeof(s->addr));
+        }
+        bool loopback = (s->family == AF_INET && s->addr_bytes[0] == 127) ||
+                (s->family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((struct in6_addr *) s->addr_bytes));
+        snprintf(s->name, sizeof(s->name), "%s", loopback ? "localhost" : "unknown");
+        snprintf(s->id_text, sizeof(s->id_text), "%s[%s]", s->name, s->addr);
+}
+
+int session_new(Listener *l, int fd) {
+        Server *srv = l->server;
+        Session *s = calloc(1, sizeof(Session));
+        int r;
+
+        if (!s) {
+                safe_close(fd);
+                return log_oom();
+        }
+        s->server = srv;
+        s->listener = l;
+        s->fd = fd;
+        s->settings = smtpd_settings_ref(l->settings);
+        s->phase = PHASE_COMMAND;
+        s->last_cmd = "CONNECT";
+        s->in.limit = 0;
+        session_describe_peer(s);
+
+        s->next = srv->sessions;
+        if (srv->sessions)
+                srv->sessions->prev = s;
+        srv->sessions = s;
+        srv->n_sessions++;
+
+        r = sd_event_add_io(srv->event, &s->io, fd, EPOLLIN, on_io, s);
+        if (r >= 0)
+                r = sd_event_add_time_relative(srv->event, &s->timer, CLOCK_MONOTONIC,
+                                               s->settings->timeout_usec, USEC_PER_SEC, on_timer, s);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to set up session for %s: %m", s->id_text);
+                session_free(s);
+                return r;
+        }
+
+        log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
+                   "connect from %s", s->id_text);
+        session_reply(s, "220 %s", s->settings->banner);
+        (void) session_flush(s);
+        return 0;
+}
+
+void session_free(Session *s) {
+        if (!s)
+                return;
+        Server *srv = s->server;
+
+        command_log_disconnect(s);
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                srv->sessions = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        srv->n_sessions--;
+
+        if (s->job)
+                s->job->session = NULL;   /* the committer finishes it and frees it */
+        sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->timer);
+        safe_close(s->fd);
+        strbuf_done(&s->in);
+        strbuf_done(&s->out);
+        command_reset_transaction(s);
+        free(s->helo);
+        smtpd_settings_unref(s->settings);
+        free(s);
+}
+
+void session_reply_raw(Session *s, const char *text) {
+        if (strbuf_puts(&s->out, text) < 0) {
+                log_oom();
+                s->phase = PHASE_CLOSING;
+        }
+}
+
+void session_reply(Session *s, const char *fmt, ...) {
+        char buf[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        int n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        size_t len = MIN((size_t) n, sizeof(buf) - 3);
+        /* Never let client-supplied text break the reply framing. */
+        for (size_t i = 0; i < len; i++)
+                if (buf[i] == '\r' || buf[i] == '\n' || buf[i] == '\0')
+                        buf[i] = ' ';
+        buf[len++] = '\r';
+        buf[len++] = '\n';
+        buf[len] = '\0';
+        s->last_code = atoi(buf);
+        if (s->last_code >= 400)
+                s->error_count++;
+        session_reply_raw(s, buf);
+}
+
+static void session_update_events(Session *s) {
+        uint32_t ev = 0;
+        if (s->want_write)
+                ev = EPOLLOUT;
+        else if (s->phase == PHASE_COMMAND || s->phase == PHASE_DATA)
+                ev = EPOLLIN;
+        (void) sd_event_source_set_io_events(s->io, ev);
+}
+
+bool session_flush(Session *s) {
+        while (s->out.len > 0) {
+                ssize_t n = write(s->fd, s->out.data, s->out.len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                                s->want_write = true;
+                                session_update_events(s);
+                                return true;
+                        }
+                        log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                        session_free(s);
+                        return false;
+                }
+                strbuf_consume(&s->out, (size_t) n);
+        }
+        strbuf_done(&s->out);
+        s->want_write = false;
+        if (s->phase == PHASE_CLOSING) {
+                session_free(s);
+                return false;
+        }
+        session_update_events(s);
+        return true;
+}
+
+void session_close_after_flush(Session *s) {
+        s->phase = PHASE_CLOSING;
+}
+
+static void session_take_line(Session *s, size_t eol) {
+        /* eol indexes the '\n'; the command is [0, eol) without a trailing '\r'. */
+        size_t len = eol;
+        bool crlf = len > 0 && s->in.data[len - 1] == '\r';
+        if (crlf)
+                len--;
+        if (!crlf && s->settings->bare_newline == BARE_NEWLINE_YES) {
+                session_reply(s, "521 5.5.2 %s Error: bare <LF> received", s->settings->myhostname);
+                log_info("disconnect: bare <LF> received from %s", s->id_text);
+                strbuf_reset(&s->in);
+                session_close_after_flush(s);
+                return;
+        }
+        _cleanup_free_ char *line = malloc(len + 1);
+        if (!line) {
+                log_oom();
+                session_close_after_flush(s);
+                return;
+        }
+        memcpy(line, s->in.data, len);
+        line[len] = '\0';
+        strbuf_consume(&s->in, eol + 1);
+        command_execute(s, line, len);
+}
+
+void session_process_input(Session *s) {
+        for (;;) {
+                if (s->out.len > OUTPUT_HIGH_WATER) {
+                        s->output_full = true;   /* write first; session_run() comes back */
+                        return;
+                }
+
+                if (s->phase == PHASE_DATA) {
+                        data_process(s);
+                        if (s->phase == PHASE_DATA)
+                                return;
+                        continue;
+                }
+                if (s->phase != PHASE_COMMAND || s->in.len == 0)
+                        return;
+
+                char *nl = memchr(s->in.data, '\n', s->in.len);
+                if (s->skip_line) {
+                        if (!nl) {
+                                strbuf_reset(&s->in);
+                                return;
+                        }
+                        strbuf_consume(&s->in, (size_t) (nl - s->in.data) + 1);
+                        s->skip_line = false;
+                        continue;
+                }
+                if (s->error_count >= s->settings->hard_error_limit) {
+                        log_info("too many errors after %s from %s", s->last_cmd, s->id_text);
+                        session_reply(s, "421 4.7.0 %s Error: too many errors", s->settings->myhostname);
+                        session_close_after_flush(s);
+                        return;
+                }
+                if (!nl) {
+                        if (s->in.len > s->settings->line_length_limit) {
+                                s->cmd_total[CMD_UNKNOWN]++;
+                                session_reply(s, "500 5.5.0 Error: line too long");
+                                strbuf_reset(&s->in);
+                                s->skip_line = true;
+                        }
+                        return;
+                }
+                size_t eol = (size_t) (nl - s->in.data);
+                if (eol > s->settings->line_length_limit) {
+                        s->cmd_total[CMD_UNKNOWN]++;
+                        session_reply(s, "500 5.5.0 Error: line too long");
+                        strbuf_consume(&s->in, eol + 1);
+                        continue;
+                }
+                session_take_line(s, eol);
+        }
+}
+
+/* Processes input and writes replies until the input is used up, the session pauses, or the
+ * client stops reading. May free the session. */
+static void session_run(Session *s) {
+        for (;;) {
+                s->output_full = false;
+                session_process_input(s);
+                bool full = s->output_full;
+                if (!session_flush(s))
+                        return;
+                if (!full || s->want_write)
+                        return;
+        }
+}
+
+void session_resume(Session *s) {
+        session_touch(s);
+        session_run(s);
+}
+
+static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Session *s = userdata;
+
+        if (s->want_write && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+                if (!session_flush(s))
+                        return 0;
+                if (s->want_write)
+                        return 0;
+                /* Output drained: continue with input that was left waiting. */
+                session_run(s);
+                return 0;
+        }
+        if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                return 0;
+        if (s->phase != PHASE_COMMAND && s->phase != PHASE_DATA) {
+                /* Paused (commit in progress): only a dead peer matters. */
+                if (revents & (EPOLLHUP | EPOLLERR)) {
+                        log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                        session_free(s);
+                }
+                return 0;
+        }
+
+        char buf[READ_CHUNK];
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                session_free(s);
+                return 0;
+        }
+        if (n == 0) {
+                log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                session_free(s);
+                return 0;
+        }
+        if (s->skip_line && s->phase == PHASE_COMMAND && !memchr(buf, '\n', (size_t) n)) {
+                /* Still inside an overlong line: drop it without buffering. */
+        } else if (strbuf_append(&s->in, buf, (size_t) n) < 0) {
+                log_oom();
+                session_free(s);
+                return 0;
+        }
+        session_touch(s);
+        session_run(s);
+        return 0;
+}
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        Session *s = userdata;
+
+        if (s->phase == PHASE_COMMIT || s->phase == PHASE_CLOSING) {
+                /* Our own work (a commit) or a final flush is not the client's idleness. */
+                session_touch(s);
+                if (s->phase == PHASE_CLOSING && s->want_write) {
+                        session_free(s);   /* the client stopped reading our last words */
+                }
+                return 0;
+        }
+        log_info("timeout after %s from %s", s->last_cmd, s->id_text);
+        session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->settings->myhostname);
+        session_close_after_flush(s);
+        (void) session_flush(s);
+        return 0;
+}

@@ -1,0 +1,439 @@
+"""postern-qmgr against a scripted delivery agent: the test plays postern-local on the "local"
+socket (the harness's listener), injects messages straight into queue.db, and checks what qmgr
+asks, records, logs, bounces and removes — independent of postern-smtpd and postern-local."""
+
+import email
+import email.policy
+import os
+import random
+import signal
+import socket
+import sqlite3
+import string
+import threading
+import time
+
+import pytest
+
+
+# --- the attribute protocol (xtext values) --------------------------------------------------
+
+def xtext_encode(s):
+    out = []
+    for b in s.encode():
+        if b < 33 or b > 126 or b in (ord("+"), ord("=")):
+            out.append("+%02X" % b)
+        else:
+            out.append(chr(b))
+    return "".join(out)
+
+
+def xtext_decode(s):
+    out, i = bytearray(), 0
+    while i < len(s):
+        if s[i] == "+":
+            out.append(int(s[i + 1:i + 3], 16))
+            i += 3
+        else:
+            out += s[i].encode()
+            i += 1
+    return out.decode(errors="replace")
+
+
+def read_record(f):
+    rec = {}
+    while True:
+        line = f.readline()
+        if not line:
+            return None
+        line = line.rstrip(b"\n").decode()
+        if line == "":
+            return rec
+        name, _, value = line.partition("=")
+        rec.setdefault(name, xtext_decode(value))
+
+
+def format_record(rec):
+    return "".join(f"{k}={xtext_encode(str(v))}\n" for k, v in rec.items()) + "\n"
+
+
+def call(path, rec, timeout=5):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(format_record(rec).encode())
+        return read_record(s.makefile("rb"))
+
+
+class FakeLocal:
+    """Accepts delivery requests on the harness's "local" listener and answers them with
+    policy(rcpt) -> (action, dsn, diag), or None to hang up without an answer."""
+
+    def __init__(self, postern, policy=None, hold=None, hold_when=None):
+        self.sock = postern.listeners["local"][0][1]
+        self.policy = policy or (lambda rcpt: ("delivered", "2.0.0", "delivered to mailbox"))
+        self.hold = hold            # a threading.Event: requests wait for it before answering
+        self.hold_when = hold_when or (lambda req: True)
+        self.requests = []
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.sock.settimeout(0.1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            f = conn.makefile("rb")
+            while True:
+                req = read_record(f)
+                if req is None:
+                    return
+                with self.lock:
+                    self.requests.append(req)
+                if self.hold is not None and self.hold_when(req):
+                    self.hold.wait()
+                count = int(req.get("count", 0))
+                reply = {"status": "ok", "count": count}
+                hang_up = False
+                for i in range(count):
+                    res = self.policy(req[f"rcpt.{i}"])
+                    if res is None:
+                        hang_up = True
+                        break
+                    action, dsn, diag = res
+                    reply.update({f"rcpt_id.{i}": req[f"rcpt_id.{i}"], f"action.{i}": action,
+                                  f"dsn.{i}": dsn, f"diag.{i}": diag})
+                if hang_up:
+                    return
+                try:
+                    conn.sendall(format_record(reply).encode())
+                except OSError:
+                    return
+
+    def rcpts(self):
+        with self.lock:
+            return [r[f"rcpt.{i}"] for r in self.requests for i in range(int(r["count"]))]
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join(timeout=2)
+
+
+@pytest.fixture
+def fake_local(postern):
+    agents = []
+
+    def make(**kw):
+        a = FakeLocal(postern, **kw)
+        agents.append(a)
+        return a
+    yield make
+    for a in agents:
+        if a.hold is not None:
+            a.hold.set()
+        a.stop()
+
+
+# --- the queue ----------------------------------------------------------------------------
+
+def new_queue_id():
+    return "T" + "".join(random.choice(string.digits + string.ascii_uppercase) for _ in range(12))
+
+
+def inject(postern, sender, rcpts, body=None, arrival=None, is_bounce=False, states=None, ret=0):
+    """Inserts one message as postern-smtpd would; returns its queue id."""
+    qid = new_queue_id()
+    if body is None:
+        body = (f"Received: by client.test\nFrom: <{sender}>\nSubject: test {qid}\n"
+                f"Message-ID: <{qid}@client.test>\n\nHello {qid}.\n")
+    data = body.encode()
+    arrival = arrival if arrival is not None else int(time.time() * 1e6)
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
+    try:
+        with con:
+            cur = con.execute(
+                "INSERT INTO messages (queue_id, sender, arrival_usec, size, protocol, ret, is_bounce)"
+                " VALUES (?, ?, ?, ?, 'ESMTP', ?, ?)", (qid, sender, arrival, len(data), ret,
+                                                        1 if is_bounce else 0))
+            mid = cur.lastrowid
+            for i, r in enumerate(rcpts):
+                state = states[i] if states else 0
+                con.execute("INSERT INTO recipients (message_id, address, state) VALUES (?, ?, ?)",
+                            (mid, r, state))
+            con.execute("INSERT INTO content (message_id, data) VALUES (?, ?)", (mid, data))
+    finally:
+        con.close()
+    return qid
+
+
+def wakeup(postern):
+    return call(postern.socket_dir / "qmgr", {"request": "wakeup"})
+
+
+def rcpt_rows(postern, qid):
+    return postern.queue_rows(
+        "SELECT r.address, r.state, r.attempts, r.next_attempt_usec, r.dsn_status, r.diag "
+        "FROM recipients r JOIN messages m ON m.id = r.message_id WHERE m.queue_id = ?", (qid,))
+
+
+def content_of(postern, qid):
+    rows = postern.queue_rows("SELECT c.data FROM content c JOIN messages m ON m.id = c.message_id "
+                              "WHERE m.queue_id = ?", (qid,))
+    return rows[0][0] if rows else None
+
+
+def start_qmgr(postern, **conf):
+    postern.configure(**conf)
+    postern.start("qmgr")   # creates queue.db (QUEUE_OPEN_CREATE)
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+def test_delivered_message_is_removed(postern, fake_local):
+    agent = fake_local()
+    start_qmgr(postern, queue_run_delay="300s")
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test", "ptest2@localhost"])
+    assert wakeup(postern)["status"] == "ok"
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    log = postern.log("qmgr")
+    assert f"{qid}: from=<alice@example.org>, size=" in log
+    assert "nrcpt=2 (queue active)" in log
+    assert postern.queue_count() == 0
+    # both local recipients went in one request, with the fields docs/architecture.md lists
+    reqs = [r for r in agent.requests if r["queue_id"] == qid]
+    assert len(reqs) == 1
+    r = reqs[0]
+    assert r["request"] == "deliver" and r["sender"] == "alice@example.org"
+    assert r["count"] == "2" and r["nexthop"] == "postern.test"
+    assert {r["rcpt.0"], r["rcpt.1"]} == {"ptest1@postern.test", "ptest2@localhost"}
+    assert int(r["active"]) >= int(r["arrival"]) > 0
+
+
+def test_unknown_request_is_an_error(postern):
+    start_qmgr(postern)
+    reply = call(postern.socket_dir / "qmgr", {"request": "frobnicate"})
+    assert reply["status"] == "error"
+    assert wakeup(postern)["status"] == "ok"
+
+
+def test_remote_recipient_is_deferred_with_clear_reason(postern, fake_local):
+    agent = fake_local()
+    start_qmgr(postern, minimal_backoff_time="700s", maximal_backoff_time="4000s")
+    before = time.time()
+    qid = inject(postern, "alice@example.org", ["bob@remote.example", "ptest1@postern.test"])
+    wakeup(postern)
+    m = postern.wait_log("qmgr", rf"{qid}: to=<bob@remote\.example>, relay=none, delay=[0-9.]+, "
+                                 rf"delays=[0-9.]+/[0-9.]+/0/0, dsn=4\.3\.0, status=deferred \((.*)\)")
+    assert "remote domains" in m.group(1)
+    postern.wait_for(lambda: [r for r in rcpt_rows(postern, qid) if r[1] != 0 and
+                              r[0] == "bob@remote.example"], what="the deferral recorded")
+    rows = {r[0]: r for r in rcpt_rows(postern, qid)}
+    _, state, attempts, next_attempt, dsn, diag = rows["bob@remote.example"]
+    assert (state, attempts, dsn) == (1, 1, "4.3.0")
+    assert before + 700 - 5 < next_attempt / 1e6 < time.time() + 700 + 5
+    postern.wait_for(lambda: {r[0]: r[1] for r in rcpt_rows(postern, qid)}.get("ptest1@postern.test") == 2,
+                     what="the local recipient delivered")
+    assert agent.rcpts() == ["ptest1@postern.test"]   # remote never went to local
+    assert f"{qid}: removed" not in postern.log("qmgr")
+
+
+def test_expired_recipient_bounces_to_sender(postern, fake_local):
+    agent = fake_local()
+    start_qmgr(postern, maximal_queue_lifetime="1s", minimal_backoff_time="1s",
+               maximal_backoff_time="1s", queue_run_delay="1s")
+    qid = inject(postern, "ptest1@postern.test", ["bob@remote.example"])
+    wakeup(postern)
+    m = postern.wait_log("qmgr", rf"{qid}: sender non-delivery notification: ([0-9A-Z]+)", timeout=15)
+    bounce_id = m.group(1)
+    log = postern.log("qmgr")
+    assert f"{qid}: from=<ptest1@postern.test>, status=expired, returned to sender" in log
+    assert f"{qid}: removed" in log
+    # the notification is new mail for the sender, delivered by "local"
+    postern.wait_log("qmgr", rf"{bounce_id}: removed")
+    reqs = [r for r in agent.requests if r["queue_id"] == bounce_id]
+    assert reqs and reqs[0]["sender"] == "" and reqs[0]["rcpt.0"] == "ptest1@postern.test"
+
+
+def test_bounce_is_rfc3464_and_parses(postern, fake_local):
+    hold = threading.Event()   # keep the bounce in the queue so its content can be read
+    agent = fake_local(policy=lambda rcpt: ("bounced", "5.1.1", f'unknown user: "{rcpt}"')
+                       if rcpt.startswith("nobody") else ("delivered", "2.0.0", "ok"),
+                       hold=hold, hold_when=lambda req: req["sender"] == "")
+    start_qmgr(postern)
+    body = ("From: Alice <ptest1@postern.test>\nSubject: report me\nMessage-ID: <orig@x>\n\n"
+            "original body\n")
+    qid = inject(postern, "ptest1@postern.test", ["nobody@postern.test", "ptest2@postern.test"],
+                 body=body)
+    wakeup(postern)
+    m = postern.wait_log("qmgr", rf"{qid}: sender non-delivery notification: ([0-9A-Z]+)")
+    bounce_id = m.group(1)
+    raw = content_of(postern, bounce_id)
+    hold.set()
+    assert raw is not None
+    rows = postern.queue_rows("SELECT sender, is_bounce FROM messages WHERE queue_id = ?", (bounce_id,))
+    assert rows == [("", 1)]
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    assert msg["To"] == "ptest1@postern.test"
+    assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert "MAILER-DAEMON@postern.test" in msg["From"]
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status",
+                                                     "message/rfc822"]
+    assert "nobody@postern.test" in parts[0].get_content()
+    assert "ptest2" not in parts[0].get_content()
+    status = parts[1].get_payload()
+    assert status[0]["Reporting-MTA"] == "dns; postern.test"
+    assert status[1]["Final-Recipient"] == "rfc822; nobody@postern.test"
+    assert status[1]["Action"] == "failed"
+    assert status[1]["Status"] == "5.1.1"
+    assert "unknown user" in status[1]["Diagnostic-Code"]
+    orig = parts[2].get_payload()[0]
+    assert orig["Message-ID"] == "<orig@x>"
+    postern.wait_log("qmgr", rf"{bounce_id}: removed")
+
+
+def test_bounce_of_a_bounce_is_discarded(postern, fake_local):
+    agent = fake_local(policy=lambda rcpt: ("bounced", "5.1.1", "unknown user"))
+    start_qmgr(postern)
+    qid = inject(postern, "", ["nobody@postern.test"], is_bounce=True)
+    wakeup(postern)
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    assert "non-delivery notification" not in postern.log("qmgr")
+    assert "discarded" in postern.log("qmgr")
+    time.sleep(0.5)
+    assert postern.queue_count() == 0
+    assert len(agent.requests) == 1
+
+
+def test_chain_unknown_sender_bounces_once_then_stops(postern, fake_local):
+    agent = fake_local(policy=lambda rcpt: ("bounced", "5.1.1", "unknown user"))
+    start_qmgr(postern)
+    qid = inject(postern, "ghost@postern.test", ["nobody@postern.test"])
+    wakeup(postern)
+    m = postern.wait_log("qmgr", rf"{qid}: sender non-delivery notification: ([0-9A-Z]+)")
+    postern.wait_log("qmgr", rf"{m.group(1)}: removed")
+    time.sleep(0.5)
+    assert postern.log("qmgr").count("non-delivery notification") == 1
+    assert postern.queue_count() == 0
+    assert len(agent.requests) == 2
+
+
+def test_agent_unavailable_defers_with_backoff(postern, fake_local):
+    agent = fake_local(policy=lambda rcpt: None)   # hangs up without an answer
+    start_qmgr(postern, minimal_backoff_time="500s")
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    wakeup(postern)
+    m = postern.wait_log("qmgr", rf"{qid}: to=<ptest1@postern\.test>, relay=none, .*dsn=4\.3\.0, "
+                                 rf"status=deferred \((delivery agent unavailable[^)]*)\)")
+    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    row = rcpt_rows(postern, qid)[0]
+    assert row[2] == 1 and row[3] / 1e6 > time.time() + 400
+    time.sleep(0.5)
+    wakeup(postern)
+    time.sleep(0.5)
+    assert len(agent.requests) == 1   # not retried before its time
+
+
+def test_agent_deferral_then_flush_retries_now(postern, fake_local):
+    answers = iter([("deferred", "4.2.2", "mailbox full"), ("delivered", "2.0.0", "ok")])
+    agent = fake_local(policy=lambda rcpt: next(answers))
+    start_qmgr(postern, minimal_backoff_time="600s")
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    wakeup(postern)
+    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    row = rcpt_rows(postern, qid)[0]
+    assert row[4:] == ("4.2.2", "mailbox full")
+    # local logs its own deferrals; qmgr does not repeat them
+    assert f"{qid}: to=<" not in postern.log("qmgr")
+    assert call(postern.socket_dir / "qmgr", {"request": "flush"})["status"] == "ok"
+    postern.wait_log("qmgr", rf"{qid}: removed", timeout=5)
+    assert len(agent.requests) == 2
+
+
+def test_wakeup_makes_delivery_fast(postern, fake_local):
+    fake_local()
+    start_qmgr(postern, queue_run_delay="300s")
+    time.sleep(0.3)   # the startup scan is over
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    t0 = time.monotonic()
+    wakeup(postern)
+    postern.wait_log("qmgr", rf"{qid}: removed", timeout=5)
+    assert time.monotonic() - t0 < 2
+
+
+def test_finished_but_not_removed_message_is_swept_at_start(postern):
+    postern.start("qmgr")
+    postern.kill("qmgr")
+    qid = inject(postern, "alice@example.org", ["a@postern.test", "b@postern.test"], states=[2, 2])
+    postern.restart("qmgr")
+    postern.wait_log("qmgr", rf"{qid}: removed")
+
+
+def test_many_recipients_are_split_into_requests(postern, fake_local):
+    agent = fake_local()
+    start_qmgr(postern)
+    rcpts = [f"user{i}@postern.test" for i in range(120)]
+    qid = inject(postern, "alice@example.org", rcpts)
+    wakeup(postern)
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    counts = sorted(int(r["count"]) for r in agent.requests)
+    assert counts == [20, 50, 50]
+    assert sorted(agent.rcpts()) == sorted(rcpts)
+
+
+def test_kill9_with_requests_in_flight_loses_nothing(postern, fake_local):
+    """Results recorded before the kill are never asked for again; requests without a recorded
+    result are asked again after the restart (the agent must then deliver idempotently)."""
+    hold = threading.Event()
+    answered = []
+
+    def policy(rcpt):
+        answered.append(rcpt)
+        return ("delivered", "2.0.0", "ok")
+    agent = fake_local(policy=policy)
+    start_qmgr(postern, default_process_limit="1")
+    first = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    wakeup(postern)
+    postern.wait_log("qmgr", rf"{first}: removed")
+    agent.hold = hold   # the next requests hang in the "agent"
+    ids = [inject(postern, "alice@example.org", [f"u{i}@postern.test"]) for i in range(5)]
+    wakeup(postern)
+    postern.wait_for(lambda: len(agent.requests) >= 2, what="a request in flight")
+    postern.kill("qmgr")
+    hold.set()
+    postern.restart("qmgr")
+    for qid in ids:
+        postern.wait_log("qmgr", rf"{qid}: removed")
+    assert agent.rcpts().count("ptest1@postern.test") == 1
+    for i in range(5):
+        assert agent.rcpts().count(f"u{i}@postern.test") >= 1
+    # only the one request in flight at the kill (default_process_limit=1) may be asked twice
+    assert len(agent.rcpts()) <= 1 + 5 + 1
+
+
+def test_reload_applies_new_parameters(postern, fake_local):
+    fake_local(policy=lambda rcpt: ("deferred", "4.2.2", "mailbox full"))
+    start_qmgr(postern, minimal_backoff_time="600s")
+    postern.configure(minimal_backoff_time="1000s")
+    postern.reload("qmgr")
+    postern.wait_log("qmgr", r"reload")
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    wakeup(postern)
+    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    assert rcpt_rows(postern, qid)[0][3] / 1e6 > time.time() + 900
+
+
+def test_sigterm_exits_cleanly(postern):
+    postern.start("qmgr")
+    assert postern.stop()["qmgr"] == 0

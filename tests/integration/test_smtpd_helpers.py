@@ -1,0 +1,111 @@
+"""Helpers for the postern-smtpd integration tests: a raw SMTP client that sends exact bytes
+(pipelined batches, bare LFs, NUL bytes, overlong lines) and reads replies one at a time.
+No tests live here; the test_smtpd_*.py modules import it."""
+
+import socket
+import time
+
+
+class Raw:
+    """A byte-exact SMTP client on a TCP port or an AF_UNIX path."""
+
+    def __init__(self, port=None, source=None, path=None, sock=None, timeout=10):
+        if sock is not None:
+            self.s = sock
+        elif path is not None:
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.s.connect(str(path))
+        else:
+            self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if source:
+                self.s.bind((source, 0))
+            self.s.connect(("127.0.0.1", port))
+        self.s.settimeout(timeout)
+        self.buf = b""
+        self.greeting = self.reply()
+
+    def close(self):
+        self.s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.s.sendall(data)
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError("connection closed; pending: %r" % self.buf)
+            self.buf += d
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode(errors="replace")
+
+    def reply(self):
+        """Returns (code, [lines of text]) of one (possibly multi-line) reply."""
+        lines = []
+        while True:
+            line = self._line()
+            lines.append(line[4:])
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), lines
+
+    def text(self):
+        code, lines = self.reply()
+        return f"{code} " + "\n".join(lines)
+
+    def cmd(self, line):
+        """Sends one command line (CRLF added) and returns its reply as 'CODE text'."""
+        self.send(line.encode() + b"\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.text()
+
+    def is_closed(self, timeout=5):
+        """True when the server closed the connection (after any pending bytes)."""
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                d = self.s.recv(65536)
+                if not d:
+                    return True
+                self.buf += d
+        except (socket.timeout, TimeoutError):
+            return False
+        except ConnectionResetError:
+            return True
+
+
+def raw(postern, source=None, **kw):
+    return Raw(port=postern.smtp_port, source=source, **kw)
+
+
+def start_smtpd(postern, **params):
+    if params:
+        postern.configure(**params)
+    postern.start("smtpd")
+
+
+def queue_ids(postern):
+    return [r[0] for r in postern.queue_rows("SELECT queue_id FROM messages ORDER BY id")]
+
+
+def content_of(postern, queue_id):
+    rows = postern.queue_rows("SELECT c.data FROM content c JOIN messages m ON m.id = c.message_id "
+                              "WHERE m.queue_id = ?", (queue_id,))
+    assert rows, f"no content for {queue_id}"
+    data = rows[0][0]
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def wait_until(pred, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
