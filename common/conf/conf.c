@@ -141,6 +141,7 @@ static void conf_entry_free(ConfEntry *e) {
         free(e);
 }
 
+/* Frees the configuration and every value it handed out; accepts NULL. */
 Conf *conf_free(Conf *c) {
         if (!c)
                 return NULL;

@@ -27,6 +27,7 @@ static uint64_t strmap_hash(const char *s) {
         return h;
 }
 
+/* An empty map. */
 StrMap *strmap_new(void (*free_value)(void *v)) {
         StrMap *m = calloc(1, sizeof(StrMap));
         if (m)
@@ -34,6 +35,7 @@ StrMap *strmap_new(void (*free_value)(void *v)) {
         return m;
 }
 
+/* Removes (and frees) every entry. */
 void strmap_clear(StrMap *m) {
         if (!m)
                 return;
@@ -48,6 +50,7 @@ void strmap_clear(StrMap *m) {
         m->n = 0;
 }
 
+/* Frees the map and its entries; accepts NULL. */
 StrMap *strmap_free(StrMap *m) {
         if (!m)
                 return NULL;
@@ -87,6 +90,7 @@ static int strmap_grow(StrMap *m) {
         return 0;
 }
 
+/* Inserts or replaces a value. */
 int strmap_put(StrMap *m, const char *key, void *value) {
         StrMapSlot *s = strmap_find(m, key);
         if (s && s->key) {
@@ -111,11 +115,13 @@ int strmap_put(StrMap *m, const char *key, void *value) {
         return 0;
 }
 
+/* The value for key, or NULL. */
 void *strmap_get(const StrMap *m, const char *key) {
         StrMapSlot *s = strmap_find(m, key);
         return s && s->key ? s->value : NULL;
 }
 
+/* Number of entries. */
 size_t strmap_size(const StrMap *m) {
         return m->n;
 }

@@ -66,6 +66,7 @@ static void pattern_reason(char **ret_reason, const char *fmt, ...) {
         va_end(ap);
 }
 
+/* Frees the rules; accepts NULL. */
 TablePatterns *table_patterns_free(TablePatterns *p) {
         if (!p)
                 return NULL;

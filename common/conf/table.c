@@ -1,6 +1,6 @@
 /* table.c — Postfix-style lookup tables: inline:, static:, texthash: and hash: (and the other
  * indexed types btree:, lmdb:, cdb:, dbm:, sdbm:, all read from their source text), regexp: and
- * cidr: (rule lists, see table-pattern.c), unionmap:{a, b} (all results joined with commas),
+ * cidr: (rule lists, see table-pattern.c), sqlite: (table-sqlite.c), unionmap:{a, b} (all results joined with commas),
  * pipemap:{a, b} (a's result is b's key), randmap:{v1, v2} (a random value), and
  * unix:passwd.byname / unix:group.byname. A "proxy:" prefix is accepted and ignored, so Postfix
  * settings like proxy:unix:passwd.byname keep working.
@@ -32,6 +32,7 @@
 #include "conf.h"
 #include "strmap.h"
 #include "table-pattern.h"
+#include "table-sqlite.h"
 #include "table.h"
 
 #define TABLE_RECHECK_USEC USEC_PER_SEC
@@ -48,6 +49,7 @@ typedef enum TableKind {
         TABLE_KIND_UNION,
         TABLE_KIND_PIPE,
         TABLE_KIND_RAND,
+        TABLE_KIND_SQLITE,
 } TableKind;
 
 struct Table {
@@ -59,6 +61,7 @@ struct Table {
         TablePatterns *patterns; /* regexp:, cidr: */
         TableList *members;     /* unionmap:, pipemap: */
         char **choices;         /* randmap: */
+        TableSqlite *sqlite;    /* sqlite: */
         char *path;
         bool loaded;            /* file tables: read at least once */
         struct stat st;         /* of the file as last read */
@@ -389,6 +392,12 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                         return -EINVAL;
                 }
                 r = 0;
+        } else if (streq(type, "sqlite")) {
+                t->kind = TABLE_KIND_SQLITE;
+                _cleanup_free_ char *why = NULL;
+                r = table_sqlite_open(name, &t->sqlite, &why);
+                if (r < 0)
+                        table_reason(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
         } else if (streq(type, "unionmap") || streq(type, "pipemap") || streq(type, "randmap")) {
                 t->kind = streq(type, "unionmap") ? TABLE_KIND_UNION :
                           streq(type, "pipemap") ? TABLE_KIND_PIPE : TABLE_KIND_RAND;
@@ -406,7 +415,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 r = table_load_file(t, ret_reason);
         } else {
                 table_reason(ret_reason,
-                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, cidr, unionmap, pipemap, randmap and unix)",
+                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, cidr, sqlite, unionmap, pipemap, randmap and unix)",
                              spec, type);
                 return -EPROTONOSUPPORT;
         }
@@ -416,6 +425,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
         return 0;
 }
 
+/* Closes a table; accepts NULL. */
 Table *table_free(Table *t) {
         if (!t)
                 return NULL;
@@ -423,6 +433,7 @@ Table *table_free(Table *t) {
         table_patterns_free(t->patterns);
         table_list_free(t->members);
         strv_free(t->choices);
+        table_sqlite_free(t->sqlite);
         free(t->spec);
         free(t->value);
         free(t->path);
@@ -567,6 +578,8 @@ int table_lookup(Table *t, const char *key, char **ret_value) {
                         return r;
                 /* patterns see the key as given: regexp matching is case-insensitive itself */
                 return table_patterns_lookup(t->patterns, key, ret_value);
+        case TABLE_KIND_SQLITE:
+                return table_sqlite_lookup(t->sqlite, k, ret_value);
         case TABLE_KIND_UNION:
                 return table_lookup_union(t->members, key, ret_value);
         case TABLE_KIND_PIPE:
@@ -612,6 +625,7 @@ int table_list_open(const char *specs, TableFlags flags, TableList **ret, char *
         return 0;
 }
 
+/* Closes every table of a list; accepts NULL. */
 TableList *table_list_free(TableList *l) {
         if (!l)
                 return NULL;

@@ -8,6 +8,7 @@
  *     The file is re-read when its mtime/size/inode changes (checked at most once a second).
  *   regexp:/path — POSIX ERE rules "/pattern/flags result" with $1.., !/pattern/, if/endif.
  *   cidr:/path — "network/prefix result" rules (IPv4 and IPv6), !network, if/endif.
+ *   sqlite:/path.cf — dbpath, query ('%s' etc.), result_format, domain, as Postfix sqlite_table.
  *   unionmap:{ t1, t2 } (every result, comma-joined), pipemap:{ t1, t2 } (t1's result is t2's
  *     key), randmap:{ v1, v2 } (one value at random).
  *   unix:passwd.byname — getpwnam(); the value is the passwd line (unix:group.byname likewise).

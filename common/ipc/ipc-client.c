@@ -123,8 +123,14 @@ static int ipc_recv_deadline(int fd, IpcRecord *ret, usec_t deadline) {
                         if (k < 0 && errno == ENOTSOCK)
                                 peek = false;
                 }
-                if (!peek)
-                        k = read(fd, buf, 1);   /* not a socket: one byte at a time */
+                if (!peek) {
+                        /* not a socket: one byte at a time, waiting first so a blocking fd
+                         * still honours the deadline */
+                        int w = ipc_wait(fd, POLLIN, deadline);
+                        if (w < 0)
+                                return w;
+                        k = read(fd, buf, 1);
+                }
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;

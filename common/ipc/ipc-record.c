@@ -251,7 +251,11 @@ int ipc_parser_feed(IpcParser *p, const char *data, size_t n, size_t *ret_consum
                         *ret = p->cur;
                         p->cur = (IpcRecord) IPC_RECORD_INIT;
                         p->size = 0;
-                        strbuf_reset(&p->line);
+                        /* don't keep a big record's line buffer around on an idle connection */
+                        if (p->line.cap > 65536)
+                                strbuf_done(&p->line);
+                        else
+                                strbuf_reset(&p->line);
                         if (ret_consumed)
                                 *ret_consumed = i;
                         return 1;

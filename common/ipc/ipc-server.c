@@ -193,9 +193,13 @@ static void ipc_conn_read(IpcConn *c) {
                 if (c->closed)
                         return;
                 ipc_conn_ref(c);
+                unsigned refs = c->n_ref;
                 r = s->handler ? s->handler(c, &req, s->userdata) : -EOPNOTSUPP;
                 if (r < 0)
                         ipc_conn_drop(c);
+                else if (c->busy && !c->closed && c->n_ref <= refs)
+                        /* neither replied nor kept a reference: nobody ever will */
+                        (void) ipc_conn_reply_error(c, "request not answered");
                 bool gone = c->closed;
                 ipc_conn_unref(c);
                 if (gone)

@@ -9,7 +9,19 @@
  * Three layers:
  *   IpcRecord + ipc_record_format()/IpcParser — the codec, no I/O;
  *   ipc_call() — a blocking request/reply for tools (posternctl, sendmail, tests);
- *   IpcServer / ipc_client_call_async() — non-blocking use inside an sd-event loop. */
+ *   IpcServer / ipc_client_call_async() — non-blocking use inside an sd-event loop.
+ *
+ * Details every role relies on:
+ *   - names are 1..IPC_ATTR_NAME_MAX bytes of [A-Za-z0-9_.-]; ipc_record_add() refuses others
+ *     with -EINVAL. Decoded values never contain NUL: "+00" on the wire is -EBADMSG.
+ *   - a record's wire form is at most IPC_RECORD_MAX bytes and IPC_RECORD_ATTRS_MAX attributes;
+ *     ipc_record_format() refuses bigger ones with -EMSGSIZE, the parser with -EMSGSIZE.
+ *   - EOF before a complete record is -ECONNRESET for the blocking calls and the async client.
+ *   - the server answers a malformed or oversized record with status=error and closes; it reads
+ *     the next request of a connection only after the previous reply was written out, so a
+ *     connection holds at most one parsed request and one reply.
+ *   - the IpcRecord a handler gets is borrowed for the duration of the call; a handler that
+ *     replies later copies what it needs and keeps the IpcConn with ipc_conn_ref(). */
 #pragma once
 
 #include <stdbool.h>
@@ -53,16 +65,17 @@ int ipc_parser_feed(IpcParser *p, const char *data, size_t n, size_t *ret_consum
 /* Blocking: connect to the AF_UNIX stream socket at path, send req, read one reply record.
  * timeout_usec 0 = 30 s. */
 int ipc_call(const char *path, const IpcRecord *req, IpcRecord *ret_reply, usec_t timeout_usec);
-/* Blocking helpers on a connected fd, for multi-record conversations. */
+/* Blocking helpers on a connected fd, for multi-record conversations. ipc_recv() never reads
+ * past the record it returns; timeout_usec 0 = 30 s, -ETIMEDOUT when it passes. */
 int ipc_send(int fd, const IpcRecord *r);
 int ipc_recv(int fd, IpcRecord *ret, usec_t timeout_usec);
 
 /* --- non-blocking server inside sd-event --- */
 typedef struct IpcServer IpcServer;
 typedef struct IpcConn IpcConn;
-/* Called for each request record. The handler replies now or later with ipc_conn_reply();
- * one request is outstanding per connection (the next is not read until the reply is sent).
- * Return <0 to drop the connection. */
+/* Called for each request record (borrowed: valid during the call only). The handler replies
+ * now or later with ipc_conn_reply(); one request is outstanding per connection (the next is
+ * not read until the reply is sent). Return <0 to drop the connection. */
 typedef int (*IpcHandler)(IpcConn *c, const IpcRecord *req, void *userdata);
 
 /* Serves a listening AF_UNIX stream socket (takes ownership of listen_fd). */
@@ -89,7 +102,9 @@ IpcConn *ipc_conn_unref(IpcConn *c);
 typedef void (*IpcReplyHandler)(int error, const IpcRecord *reply, void *userdata);
 typedef struct IpcCall IpcCall;
 /* Connects to path, sends req, waits for one reply up to timeout_usec (0 = none). The IpcCall is
- * freed automatically after the handler ran; ipc_call_cancel() before that drops it silently. */
+ * freed automatically after the handler ran; ipc_call_cancel() before that drops it silently.
+ * A negative return (e.g. -ENOENT, -ECONNREFUSED) means the handler will never be called; a
+ * listener whose backlog is full is retried every 10 ms until the timeout. */
 int ipc_client_call_async(sd_event *e, const char *path, const IpcRecord *req, usec_t timeout_usec,
                           IpcReplyHandler handler, void *userdata, IpcCall **ret);
 void ipc_call_cancel(IpcCall *c);

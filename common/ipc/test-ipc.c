@@ -3,6 +3,7 @@
  * AF_UNIX socket driven both by a forked child with the blocking API (echo, pipelining, delayed
  * reply, malformed and oversized records, mid-request disconnects, one-way wake-ups, idle
  * timeout) and by ipc_client_call_async() in the server's own sd-event loop. */
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <signal.h>
@@ -72,6 +73,43 @@ static void test_codec(void) {
         CHECK_INT(ipc_parser_feed(&p, two.data + used, two.len - used, &used, &r2), 1);
         CHECK_STR(ipc_record_get(&r2, "b"), "2");
         CHECK(ipc_record_get(&r2, "a") == NULL);
+}
+
+/* ipc_send/ipc_recv also work on pipes (byte-wise reads, nothing read past a record) */
+static void test_pipe(void) {
+        int p[2];
+        CHECK(pipe(p) == 0);
+        for (int i = 0; i < 2; i++) {
+                _cleanup_ipc_record_ IpcRecord r = IPC_RECORD_INIT;
+                CHECK_INT(ipc_record_addf(&r, "n", "%d", i), 0);
+                CHECK_INT(ipc_send(p[1], &r), 0);
+        }
+        close(p[1]);
+        for (int i = 0; i < 2; i++) {
+                _cleanup_ipc_record_ IpcRecord r = IPC_RECORD_INIT;
+                long long n;
+                CHECK_INT(ipc_recv(p[0], &r, USEC_PER_SEC), 0);
+                CHECK_INT(ipc_record_get_int(&r, "n", &n), 0);
+                CHECK_INT(n, i);
+        }
+        IpcRecord r = IPC_RECORD_INIT;
+        CHECK_INT(ipc_recv(p[0], &r, USEC_PER_SEC), -ECONNRESET);
+        close(p[0]);
+
+        /* a blocking pipe without data times out */
+        CHECK(pipe(p) == 0);
+        CHECK(write(p[1], "a=", 2) == 2);
+        CHECK_INT(ipc_recv(p[0], &r, 100 * USEC_PER_MSEC), -ETIMEDOUT);
+        close(p[0]);
+        close(p[1]);
+
+        /* a socket that never answers times out */
+        int sp[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0);
+        CHECK(write(sp[1], "a=1\n", 4) == 4);
+        CHECK_INT(ipc_recv(sp[0], &r, 100 * USEC_PER_MSEC), -ETIMEDOUT);
+        close(sp[0]);
+        close(sp[1]);
 }
 
 static const struct { const char *name; int expect; } names[] = {
@@ -278,6 +316,8 @@ static int handler(IpcConn *c, const IpcRecord *req, void *userdata) {
                 (void) ipc_conn_reply(c, &rep);   /* the peer may be gone already */
                 return 0;
         }
+        if (streq(verb, "forget"))
+                return 0;   /* neither replies nor keeps a reference */
         if (streq(verb, "drop"))
                 return -EPROTO;
         return ipc_conn_reply_error(c, "unknown request");
@@ -339,6 +379,15 @@ static int child_main(const char *path) {
                 IpcRecord empty = IPC_RECORD_INIT;
                 CHECK_INT(ipc_call(path, &empty, &rep2, 0), 0);
                 CHECK_STR(ipc_record_get(&rep2, "status"), "error");
+        }
+
+        /* a handler that forgets to answer does not hang the client */
+        {
+                _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT, rep = IPC_RECORD_INIT;
+                CHECK_INT(ipc_record_add(&req, "request", "forget"), 0);
+                CHECK_INT(ipc_call(path, &req, &rep, 5 * USEC_PER_SEC), 0);
+                CHECK_STR(ipc_record_get(&rep, "status"), "error");
+                CHECK_STR(ipc_record_get(&rep, "reason"), "request not answered");
         }
 
         /* peer credentials */
@@ -538,8 +587,17 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         exit(1);
 }
 
+static int count_fds(void) {
+        int n = 0;
+        for (int fd = 0; fd < 4096; fd++)
+                if (fcntl(fd, F_GETFD) >= 0)
+                        n++;
+        return n;
+}
+
 static void test_server(void) {
         Ctx ctx = {};
+        int fds_before = count_fds();
         char dir[] = "/tmp/test-ipc-XXXXXX";
         CHECK(mkdtemp(dir));
         snprintf(ctx.path, sizeof ctx.path, "%s/sock", dir);
@@ -605,6 +663,7 @@ static void test_server(void) {
         ipc_conn_unref(ctx.never);
 
         sd_event_unref(ctx.event);
+        CHECK_INT(count_fds(), fds_before);   /* no connection, listener or epoll fd leaked */
         unlink(ctx.path);
         rmdir(dir);
 }
@@ -651,6 +710,7 @@ static void test_random(void) {
 int main(void) {
         test_random();
         test_codec();
+        test_pipe();
         test_limits();
         test_server();
         return 0;

@@ -92,6 +92,7 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
         s.lock_attempts = settings_number(c, "deliver_lock_attempts", 20, false);
         s.lock_delay = settings_number(c, "deliver_lock_delay", 1, true);
         s.stale_lock_time = settings_number(c, "stale_lock_time", 500, true);
+        s.command_time_limit = settings_number(c, "command_time_limit", 1000, true);
         if (s.lock_attempts < 1)
                 s.lock_attempts = 1;
 
@@ -375,6 +376,36 @@ static int deliver_user(Expander *e, const char *name, const char *address) {
 static int expand_address(Expander *e, const char *local, const char *domain, const char *address,
                           const char *sender, unsigned depth);
 
+/* A command or file destination of an alias: run with the rights of default_privs (the alias
+ * database has no user context), never as root. */
+static int deliver_privileged(Expander *e, TargetKind kind, const char *dest, const char *address) {
+        struct passwd pwbuf, *pw = NULL;
+        char buf[4096];
+        int r;
+
+        r = seen_before(e, kind == TARGET_COMMAND ? "c:" : "F:", dest);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = getpwnam_r(e->s->default_privs, &pwbuf, buf, sizeof(buf), &pw);
+        if (r != 0 || !pw)
+                return add_result(e, address, "4.3.5", "default_privs user \"%s\" not found", e->s->default_privs);
+        if (pw->pw_uid == 0)
+                return add_result(e, address, "4.3.5", "default_privs must not be a privileged user");
+        Target *t = target_new(kind, address);
+        if (!t)
+                return -ENOMEM;
+        t->uid = pw->pw_uid;
+        t->gid = pw->pw_gid;
+        t->user = strdup(pw->pw_name);
+        t->home = strdup(pw->pw_dir);
+        t->path = strdup(dest);
+        if (!t->user || !t->home || !t->path) {
+                target_free(t);
+                return -ENOMEM;
+        }
+        return add_target(e, t);
+}
+
 /* Parses and follows one alias value (comma/space separated, "double quotes" protect). */
 static int expand_value(Expander *e, const char *key, const char *value, const char *alias_address,
                         const char *domain, const char *sender, unsigned depth) {
@@ -404,16 +435,16 @@ static int expand_value(Expander *e, const char *key, const char *value, const c
                 if (!*t)
                         continue;
 
-                if (t[0] == '|' || startswith_no_case(t, ":include:") || t[0] == '/') {
+                if (startswith_no_case(t, ":include:")) {
+                        r = add_result(e, alias_address, "5.3.0", "mail to :include: files is not supported (%s)", t);
+                } else if (t[0] == '|' || t[0] == '/') {
                         bool command = t[0] == '|';
-                        bool include = t[0] == ':';
                         char **allow = command ? e->s->allow_mail_to_commands : e->s->allow_mail_to_files;
-                        if (!include && !list_has(allow, "alias"))
+                        if (!list_has(allow, "alias"))
                                 r = add_result(e, alias_address, "5.7.1", "mail to %s is restricted",
                                                command ? "command" : "file");
                         else
-                                r = add_result(e, alias_address, "5.3.0", "mail to %s is not supported (%s)",
-                                               command ? "commands" : include ? ":include: files" : "files", t);
+                                r = deliver_privileged(e, command ? TARGET_COMMAND : TARGET_FILE, t, alias_address);
                 } else if (t[0] == '\\') {
                         /* "\user": deliver to the user's mailbox, no further alias expansion. */
                         _cleanup_free_ char *a = NULL;

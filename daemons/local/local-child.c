@@ -14,7 +14,8 @@
  *   4. records the mailbox in the marker after the mailbox was fsynced, and writes one line
  *      "<dsn>\t<diag>\n" to the result pipe.
  * The parent reaps it from sd-event (sd_event_add_child) and reads the pipe with
- * local_child_collect(). */
+ * local_child_collect(). The child closes every descriptor it does not need right after the
+ * fork, the journal socket included: it must not log (its result line is what gets logged). */
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -28,8 +29,14 @@
 
 #include "local.h"
 
-static const char *success_diag(const Target *t) {
-        return t->kind == TARGET_MAILDIR ? "delivered to maildir" : "delivered to mailbox";
+static void success_result(const Target *t, DeliveryResult *res) {
+        if (t->kind == TARGET_COMMAND)
+                delivery_result_set(res, "2.0.0", "delivered to command: %s", t->path + 1);
+        else if (t->kind == TARGET_FILE)
+                delivery_result_set(res, "2.0.0", "delivered to file: %s", t->path);
+        else
+                delivery_result_set(res, "2.0.0", "%s",
+                                    t->kind == TARGET_MAILDIR ? "delivered to maildir" : "delivered to mailbox");
 }
 
 /* Whether the marker file lists path (one path per line). */
@@ -137,7 +144,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                         while (flock(mfd, LOCK_EX) < 0 && errno == EINTR)
                                 ;
                         if (marker_has(mfd, t->path)) {
-                                delivery_result_set(res, "2.0.0", "%s", success_diag(t));
+                                success_result(t, res);
                                 return;
                         }
                 }
@@ -153,14 +160,29 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                 return;
         }
         if (s->mailbox_size_limit > 0) {
-                struct rlimit rl = { (rlim_t) s->mailbox_size_limit, (rlim_t) s->mailbox_size_limit };
+                /* Soft limit only: a "|command" may raise it again (the limit is for mailboxes). */
+                struct rlimit rl = { (rlim_t) s->mailbox_size_limit, RLIM_INFINITY };
                 (void) setrlimit(RLIMIT_FSIZE, &rl);
         }
 
-        if (t->kind == TARGET_MAILDIR)
+        switch (t->kind) {
+        case TARGET_MAILDIR:
                 local_maildir_deliver(s, in, t->path, res);
-        else
-                local_mbox_deliver(s, in, t->path, may_dotlock, res);
+                break;
+        case TARGET_COMMAND:
+                local_command_deliver(s, in, t->path + 1, res);
+                break;
+        case TARGET_FILE:
+                if (t->path[strlen(t->path) - 1] == '/')
+                        local_maildir_deliver(s, in, t->path, res);
+                else
+                        local_mbox_deliver(s, in, t->path, false, false, res);
+                if (res->dsn[0] == '2')
+                        success_result(t, res);
+                break;
+        default:
+                local_mbox_deliver(s, in, t->path, may_dotlock, true, res);
+        }
 
         if (res->dsn[0] == '2' && mfd >= 0) {
                 char line[4096];
@@ -168,6 +190,24 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                 if (n > 0 && (size_t) n < sizeof(line) && write(mfd, line, (size_t) n) == n)
                         (void) fdatasync(mfd);
         }
+}
+
+/* Closes every descriptor from 3 up except a and b (the daemon's sockets, the queue database and
+ * other children's pipes have no business in a process running as a user). */
+static void close_all_but(int a, int b) {
+        int lo = MIN(a, b), hi = MAX(a, b);
+        int next = 3;
+        if (lo >= next) {
+                if (lo > next)
+                        (void) close_range((unsigned) next, (unsigned) lo - 1, 0);
+                next = lo + 1;
+        }
+        if (hi >= next) {
+                if (hi > next)
+                        (void) close_range((unsigned) next, (unsigned) hi - 1, 0);
+                next = hi + 1;
+        }
+        (void) close_range((unsigned) next, ~0U, 0);
 }
 
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd, Target *t) {
@@ -192,7 +232,7 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marke
                 signal(SIGTERM, SIG_IGN);
                 signal(SIGINT, SIG_IGN);
                 signal(SIGHUP, SIG_IGN);
-                close(fds[0]);
+                close_all_but(fds[1], marker_dirfd);
                 child_deliver(s, in, marker_dirfd, t, &res);
                 char line[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
                 int n = snprintf(line, sizeof(line), "%s\t%s\n", res.dsn[0] ? res.dsn : "4.3.0",

@@ -144,7 +144,7 @@ static int mbox_format(const DeliveryInput *in, StrBuf *out) {
 }
 
 /* Opens (creating 0600 when missing) the mailbox for appending, refusing links and non-files. */
-static int mbox_open(const char *path, int *ret_fd, const char **ret_problem) {
+static int mbox_open(const char *path, bool owner_check, int *ret_fd, const char **ret_problem) {
         for (int attempt = 0; attempt < 3; attempt++) {
                 int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
                 if (fd < 0 && errno == ENOENT)
@@ -166,7 +166,7 @@ static int mbox_open(const char *path, int *ret_fd, const char **ret_problem) {
                 }
                 *ret_problem = !S_ISREG(st.st_mode) ? "mailbox is not a regular file" :
                                st.st_nlink != 1 ? "mailbox has more than one hard link" :
-                               st.st_uid != geteuid() ? "mailbox is not owned by the recipient" : NULL;
+                               owner_check && st.st_uid != geteuid() ? "mailbox is not owned by the recipient" : NULL;
                 if (*ret_problem) {
                         close(fd);
                         return -EPERM;
@@ -179,7 +179,7 @@ static int mbox_open(const char *path, int *ret_fd, const char **ret_problem) {
 }
 
 void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,
-                        bool may_dotlock, DeliveryResult *res) {
+                        bool may_dotlock, bool owner_check, DeliveryResult *res) {
         _cleanup_free_ char *lock = NULL;
         _cleanup_close_ int fd = -1;
         _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
@@ -212,9 +212,10 @@ void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const c
                 /* else: the directory is not writable for the user; fcntl/flock protect us. */
         }
 
-        r = mbox_open(path, &fd, &problem);
+        r = mbox_open(path, owner_check, &fd, &problem);
         if (r < 0) {
-                delivery_result_set(res, problem ? "5.2.0" : local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
+                /* A mailbox an admin must look at (link, wrong owner): keep the mail queued. */
+                delivery_result_set(res, problem ? "4.2.0" : local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
                                     path, user_hint, problem ? problem : strerror(-r));
                 goto unlock;
         }

@@ -5,7 +5,14 @@
  * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
  * with one result per recipient, same indexes, once every child has reported. The event loop
  * never waits for a mailbox lock or an fsync; children are reaped with sd_event_add_child().
- * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target. */
+ * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target.
+ *
+ * Exactly once across crashes: <queue_directory>/local-delivered/<queue id>.<rcpt id> (0600,
+ * root) lists the mailboxes, files, commands and forwards a recipient was already delivered to;
+ * the child checks and extends it under flock(), so a request repeated after a kill -9 (of this
+ * process, whose children finish their writes on their own, or of qmgr before it recorded the
+ * result) skips what was done. An hourly sweep removes the files of messages that left the
+ * queue. */
 #include <fcntl.h>
 #include <dirent.h>
 #include <signal.h>
@@ -22,6 +29,7 @@
 #define LOCAL_MAX_RCPT 10000
 #define MARKER_DIR "local-delivered"
 #define MARKER_MAX_AGE_SEC (7 * 24 * 3600LL)
+#define MARKER_MIN_AGE_SEC 3600LL   /* qmgr has recorded the result long before */
 
 typedef struct Local {
         Daemon *daemon;
@@ -89,14 +97,18 @@ static LocalRequest *request_free(LocalRequest *r) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(LocalRequest *, request_free);
 
-/* Postfix's delay format: two significant digits at most, "0" below 10 ms. */
+/* Postfix's delay format: at most two digits after the point (delay_logging_resolution_limit),
+ * two significant digits, "0" below 10 ms. */
 static const char *format_delay(usec_t u, char buf[32]) {
         double d = (double) u / USEC_PER_SEC;
         if (d < 0.01)
                 snprintf(buf, 32, "0");
-        else if (d < 1)
-                snprintf(buf, 32, "%.2g", d);
-        else if (d < 10)
+        else if (d < 1) {
+                snprintf(buf, 32, "%.2f", d);
+                size_t l = strlen(buf);
+                if (buf[l - 1] == '0')
+                        buf[l - 1] = '\0';
+        } else if (d < 10)
                 snprintf(buf, 32, "%.1f", d);
         else
                 snprintf(buf, 32, "%.0f", d);
@@ -192,6 +204,15 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         return 0;
 }
 
+static int ensure_queue(Local *l) {
+        if (l->queue)
+                return 0;
+        int r = queue_open(l->settings.queue_directory, 0, &l->queue);
+        if (r < 0)
+                log_error_errno(r, "Cannot open the queue in %s: %m", l->settings.queue_directory);
+        return r;
+}
+
 /* --- delivery markers (parent side: forwards) --- */
 
 static int marker_open(Local *l, const char *queue_id, long long rcpt_id) {
@@ -230,10 +251,31 @@ static void marker_dir_open(Local *l) {
         l->marker_dirfd = openat(qfd, MARKER_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
-/* Removes markers of messages that are long gone (qmgr keeps no message that long). */
+/* Whether the message a marker file belongs to has left the queue. */
+static bool marker_message_gone(Local *l, const char *name) {
+        char qid[QUEUE_ID_MAX];
+        size_t n = strcspn(name, ".");
+        QueueMessage m = {};
+        QueueRecipient *rcpts = NULL;
+        size_t nr = 0;
+
+        if (n == 0 || n >= sizeof(qid) || !l->queue)
+                return false;
+        memcpy(qid, name, n);
+        qid[n] = '\0';
+        int r = queue_load_message(l->queue, qid, &m, &rcpts, &nr);
+        if (r < 0)
+                return r == -ENOENT;
+        queue_message_done(&m);
+        queue_recipients_free(rcpts, nr);
+        return false;
+}
+
+/* Removes the markers of messages that left the queue (and any older than a week). */
 static int on_cleanup(sd_event_source *s, uint64_t usec, void *userdata) {
         Local *l = userdata;
         marker_dir_open(l);
+        (void) ensure_queue(l);
         if (l->marker_dirfd >= 0) {
                 int fd = dup(l->marker_dirfd);
                 DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -247,8 +289,10 @@ static int on_cleanup(sd_event_source *s, uint64_t usec, void *userdata) {
                                 struct stat st;
                                 if (de->d_name[0] == '.')
                                         continue;
-                                if (fstatat(l->marker_dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                                    now - st.st_mtime > MARKER_MAX_AGE_SEC)
+                                if (fstatat(l->marker_dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                                    now - st.st_mtime < MARKER_MIN_AGE_SEC)
+                                        continue;
+                                if (now - st.st_mtime > MARKER_MAX_AGE_SEC || marker_message_gone(l, de->d_name))
                                         (void) unlinkat(l->marker_dirfd, de->d_name, 0);
                         }
                         closedir(d);
@@ -260,15 +304,6 @@ static int on_cleanup(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* --- requests --- */
-
-static int ensure_queue(Local *l) {
-        if (l->queue)
-                return 0;
-        int r = queue_open(l->settings.queue_directory, 0, &l->queue);
-        if (r < 0)
-                log_error_errno(r, "Cannot open the queue in %s: %m", l->settings.queue_directory);
-        return r;
-}
 
 /* Answers every recipient with the same temporary failure (queue trouble). */
 static int reply_all_deferred(IpcConn *c, const IpcRecord *req, size_t count, const char *diag) {
@@ -447,7 +482,8 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                                 log_target(req, rc, t);
                                 continue;
                         }
-                        if (t->kind != TARGET_MBOX && t->kind != TARGET_MAILDIR) {
+                        if (t->kind != TARGET_MBOX && t->kind != TARGET_MAILDIR && t->kind != TARGET_COMMAND &&
+                            t->kind != TARGET_FILE) {
                                 (void) target_set_result(t, "4.3.0", "internal error: unexpected target");
                                 log_target(req, rc, t);
                                 continue;
@@ -551,7 +587,8 @@ static int run(void) {
         daemon_set_reload(d, on_reload, &l);
 
         /* The queue may not exist yet (qmgr creates it); requests reopen it lazily. */
-        (void) ensure_queue(&l);
+        if (queue_open(l.settings.queue_directory, 0, &l.queue) < 0)
+                l.queue = NULL;
         marker_dir_open(&l);
         r = sd_event_add_time(l.event, &l.cleanup_timer, CLOCK_MONOTONIC,
                               now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC, USEC_PER_SEC, on_cleanup, &l);

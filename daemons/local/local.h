@@ -48,6 +48,7 @@ typedef struct LocalSettings {
         long long lock_attempts;
         long long lock_delay;         /* seconds */
         long long stale_lock_time;    /* seconds */
+        long long command_time_limit; /* seconds */
         TableList *aliases;           /* NULL when alias_maps is empty */
 } LocalSettings;
 
@@ -59,13 +60,15 @@ typedef enum TargetKind {
         TARGET_MBOX,      /* mbox file (spool or home) */
         TARGET_MAILDIR,   /* Maildir/ in the home directory */
         TARGET_FORWARD,   /* remote address: re-queued */
+        TARGET_COMMAND,   /* "|command" alias destination, run as default_privs */
+        TARGET_FILE,      /* "/file" (mbox style) or "/dir/" (Maildir) alias destination */
 } TargetKind;
 
 /* One place a recipient's copy goes to, with its own outcome. */
 typedef struct Target {
         TargetKind kind;
         char *address;        /* address at this level, logged as to= and used for Delivered-To */
-        char *path;           /* mailbox file or Maildir directory (with trailing '/') */
+        char *path;           /* mailbox file, Maildir directory (with trailing '/'), "|command" */
         char *user;
         uid_t uid;
         gid_t gid;
@@ -126,9 +129,13 @@ void delivery_result_set(DeliveryResult *r, const char *dsn, const char *fmt, ..
 /* The enhanced status for a failed write/lock with errno e (negative or positive). */
 const char *local_errno_dsn(int e);
 
-/* Appends to an mbox file with locking; truncates back on failure; fsyncs. Runs as the user. */
+/* Appends to an mbox file with locking; truncates back on failure; fsyncs. Runs as the user.
+ * owner_check: refuse a mailbox not owned by the user (off for "/file" alias destinations). */
 void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,
-                        bool may_dotlock, DeliveryResult *res);
+                        bool may_dotlock, bool owner_check, DeliveryResult *res);
+/* Runs command with /bin/sh -c, the message on stdin; maps its exit status per sysexits.h. */
+void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
+                           DeliveryResult *res);
 /* Writes one message into a Maildir (tmp/ then new/), fsyncs file and directory. */
 void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, const char *dir,
                            DeliveryResult *res);

@@ -287,8 +287,9 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
                                 any_bounced = true;
                 LogFields f = { .queue_id = m->queue_id, .sender = m->msg.sender };
                 if (m->expired)
-                        log_fields(LOG_INFO, &f, "%s: from=<%s>, status=expired, returned to sender",
-                                   m->queue_id, m->msg.sender);
+                        log_fields(LOG_INFO, &f, "%s: from=<%s>, status=expired%s",
+                                   m->queue_id, m->msg.sender,
+                                   bounce_id[0] ? ", returned to sender" : "");
                 if (bounce_id[0])
                         log_fields(LOG_INFO, &f, "%s: sender non-delivery notification: %s",
                                    m->queue_id, bounce_id);
@@ -302,6 +303,22 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
                 qmgr_schedule_checkpoint(q);
                 if (bounce_id[0])
                         qmgr_schedule_scan(q, 0);   /* the notification is new mail */
+        } else if (m->delete_requested && !m->broken) {
+                int r = queue_begin(q->queue);
+                if (r >= 0)
+                        r = queue_delete_message(q->queue, m->queue_id);
+                if (r >= 0)
+                        r = queue_commit(q->queue);
+                if (r < 0) {
+                        (void) queue_rollback(q->queue);
+                        log_error_errno(r, "%s: cannot remove the message: %s", m->queue_id,
+                                        queue_last_error(q->queue));
+                } else {
+                        log_fields(LOG_INFO, &(const LogFields) { .queue_id = m->queue_id },
+                                   "%s: removed", m->queue_id);
+                        q->removed_since_checkpoint++;
+                        qmgr_schedule_checkpoint(q);
+                }
         } else if (!m->broken) {
                 /* Come back when the earliest deferred recipient is due. */
                 usec_t next = 0;
@@ -570,6 +587,31 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
 
         qmgr_apply_results(q, m, defer, n_defer);   /* completes or releases m if no job is left */
         qmgr_dispatch(q);
+}
+
+/* Drops the jobs of m that have not started yet (finalizing m when none is left). */
+void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
+        QmgrJob **pp = &q->wait_head, *prev = NULL;
+        size_t dropped = 0;
+
+        while (*pp) {
+                QmgrJob *j = *pp;
+                if (j->m != m) {
+                        prev = j;
+                        pp = &j->next;
+                        continue;
+                }
+                *pp = j->next;
+                if (q->wait_tail == j)
+                        q->wait_tail = prev;
+                job_free(j);
+                dropped++;
+        }
+        if (dropped == 0)
+                return;
+        m->jobs -= (unsigned) dropped;
+        if (m->jobs == 0)
+                qmgr_apply_results(q, m, NULL, 0);
 }
 
 /* Cancels and frees every job (shutdown). */

@@ -22,7 +22,8 @@ static int compare_id(const void *a, const void *b) {
         return strcmp((const char *) a, (const char *) b);
 }
 
-static QmgrMessage *active_find(Qmgr *q, const char *id) {
+/* The active message with this queue id, or NULL. */
+QmgrMessage *qmgr_active_find(Qmgr *q, const char *id) {
         void **n = tfind(id, &q->active, compare_id);
         return n ? *n : NULL;
 }
@@ -47,7 +48,7 @@ void qmgr_message_release(Qmgr *q, QmgrMessage *m) {
 }
 
 static int activate(Qmgr *q, const char *id, bool force) {
-        if (active_find(q, id))
+        if (qmgr_active_find(q, id))
                 return 0;
         QmgrMessage *m = calloc(1, sizeof(QmgrMessage));
         if (!m)
@@ -139,7 +140,7 @@ static void scan(Qmgr *q) {
                 if (r < 0)
                         log_error_errno(r, "Queue scan failed: %s", queue_last_error(q->queue));
                 for (size_t i = 0; i < l.n; i++) {
-                        if (active_find(q, l.ids[i]))
+                        if (qmgr_active_find(q, l.ids[i]))
                                 continue;
                         if (q->n_active >= q->s.active_limit || activated >= QMGR_SCAN_BATCH) {
                                 more = true;

@@ -4,6 +4,7 @@
  * socket with the attribute protocol:
  *   request=wakeup   new mail was committed: scan soon (many wake-ups make one scan)
  *   request=flush    retry every deferred recipient now
+ *   request=hold|release|delete|requeue queue_id=<id>|ALL   (qmgr-control.c, for posternctl)
  * Without a "qmgr" socket (run by hand) it works from its timer alone. Scanning, delivery and
  * bounces live in qmgr-scan.c, qmgr-deliver.c and qmgr-bounce.c (see qmgr.h).
  *
@@ -130,6 +131,9 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                 log_info("flush requested: retrying every deferred recipient");
                 q->scan_force = true;
                 qmgr_schedule_scan(q, 0);
+        } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||
+                            streq(verb, "requeue"))) {
+                return qmgr_control(q, c, verb, req) < 0 ? -ECONNRESET : 0;
         } else {
                 (void) ipc_conn_reply_error(c, verb ? "unknown request" : "missing request");
                 return 0;

@@ -5,6 +5,7 @@
  *   qmgr-route.c    which transport a recipient goes to (local, or none yet)
  *   qmgr-deliver.c  delivery requests to postern-local, recording results, backoff, expiry
  *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
+ *   qmgr-control.c  hold, release, delete, requeue (for posternctl)
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
  * routed, qmgr's own deferrals are recorded at once, local ones are handed to postern-local in
@@ -68,6 +69,7 @@ typedef struct QmgrMessage {
         unsigned jobs;                 /* delivery jobs queued or in flight */
         bool expired;                  /* a recipient was returned because the message expired */
         bool broken;                   /* recording a result failed: never complete in memory */
+        bool delete_requested;         /* an administrator deleted it during delivery */
 } QmgrMessage;
 
 typedef struct QmgrJob QmgrJob;
@@ -137,6 +139,8 @@ void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec);
 void qmgr_schedule_scan_at(Qmgr *q, usec_t realtime_usec);
 /* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
 int qmgr_scan_setup(Qmgr *q);
+/* The active message with this queue id, or NULL. */
+QmgrMessage *qmgr_active_find(Qmgr *q, const char *queue_id);
 /* Removes a message from the active set and frees it. */
 void qmgr_message_release(Qmgr *q, QmgrMessage *m);
 /* Frees every active message and job (shutdown). */
@@ -157,8 +161,14 @@ usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts);
 bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t now);
 /* Formats a delay like Postfix's log does: "0", "0.04", "1.2", "73". */
 void qmgr_format_delay(usec_t d, char *buf, size_t bufsz);
+/* Drops the jobs of m that have not started yet (finalizing m when none is left). */
+void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m);
 /* Cancels and frees every job (shutdown). */
 void qmgr_jobs_free(Qmgr *q);
+
+/* qmgr-control.c */
+/* Runs an administrative verb (hold, release, delete, requeue); replies on c. */
+int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req);
 
 /* qmgr-bounce.c */
 typedef struct QmgrBounceRcpt {

@@ -187,7 +187,8 @@ static bool cmd_mail(Session *s, char *arg) {
                 return false;
         }
 
-        for (char *p = strtok(params, " "); p; p = strtok(NULL, " ")) {
+        char *save = NULL;
+        for (char *p = strtok_r(params, " \t", &save); p; p = strtok_r(NULL, " \t", &save)) {
                 const char *v;
                 if ((v = startswith_no_case(p, "SIZE="))) {
                         char *end = NULL;

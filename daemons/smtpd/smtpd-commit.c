@@ -141,6 +141,8 @@ static void complete_job(CommitJob *j) {
                 log_fields(LOG_INFO, &f, "%s: from=<%s>, size=%llu, nrcpt=%zu", j->queue_id, m->sender,
                            (unsigned long long) m->size, j->n_rcpts);
         }
+        if (j->result >= 0 && s)
+                s->server->n_queued++;
         if (!s)
                 return;   /* the client left; the message is queued (or not) all the same */
         s->job = NULL;

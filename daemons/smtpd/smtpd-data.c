@@ -49,8 +49,9 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&d->content, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
                                   s->settings->myhostname, (long) (int) s->uid, s->queue_id, date);
         else {
-                r = strbuf_printf(&d->content, "Received: from %s (%s [%s])\n\tby %s (Postern) with %s id %s",
-                                  s->helo ? s->helo : s->name, s->name, s->addr, s->settings->myhostname,
+                r = strbuf_printf(&d->content, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
+                                  s->helo ? s->helo : s->name, s->name,
+                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr, s->settings->myhostname,
                                   s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
                 if (r >= 0 && s->n_rcpts == 1)
                         r = strbuf_printf(&d->content, "\n\tfor <%s>", s->rcpts[0]);

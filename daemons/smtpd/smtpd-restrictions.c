@@ -1,6 +1,8 @@
 /* smtpd-restrictions.c — relay control and recipient validation at RCPT time.
  *
- * smtpd_relay_restrictions, then smtpd_recipient_restrictions, are evaluated in order; each
+ * smtpd_client_restrictions, smtpd_helo_restrictions and smtpd_sender_restrictions (all at RCPT
+ * time, as with Postfix's default smtpd_delay_reject = yes), then smtpd_relay_restrictions and
+ * smtpd_recipient_restrictions, are evaluated in order; each
  * element either decides (permit ends that list, reject/defer answer the client) or passes to
  * the next. Supported: permit_mynetworks, permit_sasl_authenticated (never true without SASL),
  * reject_unauth_destination, defer_unauth_destination, reject_unlisted_recipient, permit,
@@ -265,7 +267,13 @@ static int check_local_recipient(Session *s, const char *local, const char *exte
         return 1;
 }
 
-static Verdict eval_list(Session *s, char **list, const char *local, const char *domain,
+/* What a list's own reject/defer refers to: "<%s>: Client host rejected" and so on. */
+typedef struct Stage {
+        const char *entity;
+        const char *label;
+} Stage;
+
+static Verdict eval_list(Session *s, char **list, const Stage *stage, const char *local, const char *domain,
                          const char *external, bool *checked_local, char **ret_reply) {
         for (char **i = list; i && *i; i++) {
                 const char *e = *i;
@@ -315,13 +323,13 @@ static Verdict eval_list(Session *s, char **list, const char *local, const char 
                 } else if (strcaseeq(e, "permit")) {
                         return VERDICT_PERMIT;
                 } else if (strcaseeq(e, "reject")) {
-                        if (asprintf(ret_reply, "554 5.7.1 <%s>: Recipient address rejected: Access denied",
-                                     external) < 0)
+                        if (asprintf(ret_reply, "554 5.7.1 <%s>: %s rejected: Access denied",
+                                     stage->entity, stage->label) < 0)
                                 *ret_reply = NULL;
                         return VERDICT_REPLY;
                 } else if (strcaseeq(e, "defer")) {
-                        if (asprintf(ret_reply, "450 4.7.1 <%s>: Recipient address rejected: Access denied",
-                                     external) < 0)
+                        if (asprintf(ret_reply, "450 4.7.1 <%s>: %s rejected: Access denied",
+                                     stage->entity, stage->label) < 0)
                                 *ret_reply = NULL;
                         return VERDICT_REPLY;
                 } else {
@@ -346,12 +354,21 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
                 *ret_reply = strdup("451 4.3.5 Server configuration error");
                 return 1;
         }
-        if (eval_list(s, st->relay_restrictions, local, domain, external, &checked_local, ret_reply) ==
-            VERDICT_REPLY)
-                return 1;
-        if (eval_list(s, st->recipient_restrictions, local, domain, external, &checked_local, ret_reply) ==
-            VERDICT_REPLY)
-                return 1;
+        /* smtpd_delay_reject = yes: client, HELO and sender restrictions are decided here too,
+         * in Postfix's order; a permit in one list ends only that list. */
+        const Stage stages[] = {
+                { s->id_text, "Client host" },
+                { strempty(s->helo), "Helo command" },
+                { strempty(s->sender), "Sender address" },
+                { external, "Recipient address" },
+                { external, "Recipient address" },
+        };
+        char **lists[] = { st->client_restrictions, st->helo_restrictions, st->sender_restrictions,
+                           st->relay_restrictions, st->recipient_restrictions };
+        for (size_t i = 0; i < ELEMENTSOF(lists); i++)
+                if (eval_list(s, lists[i], &stages[i], local, domain, external, &checked_local, ret_reply) ==
+                    VERDICT_REPLY)
+                        return 1;
 
         if (st->reject_unlisted_recipient && !checked_local) {
                 int err = 0;

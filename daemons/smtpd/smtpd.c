@@ -34,6 +34,9 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         free(s->myorigin);
         free(s->banner);
         free(s->recipient_delimiter);
+        strv_free(s->client_restrictions);
+        strv_free(s->helo_restrictions);
+        strv_free(s->sender_restrictions);
         strv_free(s->relay_restrictions);
         strv_free(s->recipient_restrictions);
         free(s->mynetworks);
@@ -53,6 +56,13 @@ static long long int_param(Conf *c, const char *listener, const char *name, long
         if (!conf_get_listener(c, listener, name))
                 return fallback;
         return conf_get_int(c, listener, name);
+}
+
+/* A list parameter; an empty list when the registry does not know it. */
+static char **list_param(Conf *c, const char *listener, const char *name) {
+        if (!conf_get_listener(c, listener, name))
+                return calloc(1, sizeof(char *));
+        return conf_get_list(c, listener, name);
 }
 
 int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
@@ -93,20 +103,27 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         const char *bn = conf_get_listener(c, listener, "smtpd_forbid_bare_newline");
         s->bare_newline = bn && strcaseeq(bn, "yes") ? BARE_NEWLINE_YES : BARE_NEWLINE_NORMALIZE;
 
-        s->relay_restrictions = conf_get_list(c, listener, "smtpd_relay_restrictions");
-        s->recipient_restrictions = conf_get_list(c, listener, "smtpd_recipient_restrictions");
-        if (!s->relay_restrictions || !s->recipient_restrictions)
+        s->relay_restrictions = list_param(c, listener, "smtpd_relay_restrictions");
+        s->recipient_restrictions = list_param(c, listener, "smtpd_recipient_restrictions");
+        s->client_restrictions = list_param(c, listener, "smtpd_client_restrictions");
+        s->helo_restrictions = list_param(c, listener, "smtpd_helo_restrictions");
+        s->sender_restrictions = list_param(c, listener, "smtpd_sender_restrictions");
+        if (!s->relay_restrictions || !s->recipient_restrictions || !s->client_restrictions ||
+            !s->helo_restrictions || !s->sender_restrictions)
                 return log_oom();
+        _cleanup_strv_free_ char **data_r = list_param(c, listener, "smtpd_data_restrictions");
+        if (data_r && data_r[0])
+                log_warning("%s: smtpd_data_restrictions is not supported yet and is ignored.", listener);
 
-        _cleanup_strv_free_ char **nets = conf_get_list(c, listener, "mynetworks");
+        _cleanup_strv_free_ char **nets = list_param(c, listener, "mynetworks");
         if (!nets)
                 return log_oom();
         r = smtpd_parse_mynetworks(nets, &s->mynetworks, &s->n_mynetworks);
         if (r < 0)
                 return r;
 
-        _cleanup_strv_free_ char **dest = conf_get_list(c, listener, "mydestination");
-        _cleanup_strv_free_ char **relay = conf_get_list(c, listener, "relay_domains");
+        _cleanup_strv_free_ char **dest = list_param(c, listener, "mydestination");
+        _cleanup_strv_free_ char **relay = list_param(c, listener, "relay_domains");
         if (!dest || !relay)
                 return log_oom();
         strip_proxy(dest);
@@ -118,7 +135,7 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         if (r < 0)
                 return r;
 
-        _cleanup_strv_free_ char **maps = conf_get_list(c, listener, "local_recipient_maps");
+        _cleanup_strv_free_ char **maps = list_param(c, listener, "local_recipient_maps");
         if (!maps)
                 return log_oom();
         strip_proxy(maps);
@@ -210,7 +227,20 @@ static int reload(Daemon *d, Conf *nc, void *userdata) {
         return 0;
 }
 
+#define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
+
+/* Keeps `systemctl status` informative without a notify message per connection. */
+static int on_status_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        Server *srv = userdata;
+        daemon_status(srv->daemon, "%zu session(s), %llu message(s) queued since start",
+                      srv->n_sessions, (unsigned long long) srv->n_queued);
+        (void) sd_event_source_set_time_relative(src, STATUS_INTERVAL_USEC);
+        (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        return 0;
+}
+
 static void server_done(Server *srv) {
+        srv->status_timer = sd_event_source_disable_unref(srv->status_timer);
         while (srv->sessions)
                 session_free(srv->sessions);
         for (size_t i = 0; i < srv->n_listeners; i++) {
@@ -283,6 +313,10 @@ static int run(void) {
         if (r < 0)
                 goto finish;
 
+        r = sd_event_add_time_relative(srv.event, &srv.status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
+                                       USEC_PER_SEC, on_status_timer, &srv);
+        if (r < 0)
+                log_warning_errno(r, "Failed to set up the status timer: %m");
         daemon_set_reload(d, reload, &srv);
         daemon_status(d, "Accepting connections on %zu listener(s)", srv.n_listeners);
         r = daemon_run(d);

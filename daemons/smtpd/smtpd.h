@@ -69,6 +69,9 @@ typedef struct SmtpdSettings {
         int bare_newline;
         int unknown_local_code;
         char *recipient_delimiter;
+        char **client_restrictions;
+        char **helo_restrictions;
+        char **sender_restrictions;
         char **relay_restrictions;
         char **recipient_restrictions;
         NetEntry *mynetworks;
@@ -108,6 +111,8 @@ struct Server {
         Committer *committer;
         Session *sessions;           /* all live sessions, freed at shutdown */
         size_t n_sessions;
+        uint64_t n_queued;           /* messages committed since start */
+        sd_event_source *status_timer;
 };
 
 /* The fingerprint counters, in Postfix's logging order. */

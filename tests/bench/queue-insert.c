@@ -1,6 +1,7 @@
 /* queue-insert.c — measures the queue module: durable inserts per second (one message per commit
  * versus several per commit, 4 KiB content, synchronous=FULL), then the scheduler queries
- * (queue_scan_due, queue_next_due) on a large queue, all-due and mostly-deferred.
+ * (queue_scan_due, queue_next_due) on a large queue, all due, half due and mostly deferred,
+ * and a full queue_list.
  *
  * Not a unit test. Build by hand, e.g.:
  *   gcc -O2 -std=gnu11 -D_GNU_SOURCE -Icommon -Ibuild tests/bench/queue-insert.c \
@@ -65,6 +66,11 @@ static double run_inserts(Queue *q, size_t n, size_t batch, const char *content,
 }
 
 static int count_cb(const char *queue_id, void *ud) {
+        (*(size_t *) ud)++;
+        return 0;
+}
+
+static int list_cb(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *ud) {
         (*(size_t *) ud)++;
         return 0;
 }
@@ -162,6 +168,13 @@ int main(int argc, char **argv) {
         time_scan(q, "1% deferred-due, 99% deferred later:", now + 1000000, 1000);
         time_scan(q, "1% deferred-due, 99% deferred later:", now + 1000000, 0);
         time_scan(q, "nothing due:", now - 1, 0);
+
+        size_t listed = 0;
+        double t0 = now_sec();
+        r = queue_list(q, list_cb, &listed);
+        if (r < 0)
+                die("list", r, q);
+        printf("  queue_list: %zu messages with recipients in %.0f ms\n", listed, (now_sec() - t0) * 1e3);
 
         queue_close(q);
         if (argc <= 1 || !argv[1][0]) {

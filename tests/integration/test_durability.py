@@ -28,9 +28,9 @@ def postern_home(user):
     return pathlib.Path(pwd.getpwnam(user).pw_dir)
 
 
-def sender_thread(postern, count, accepted, stop):
-    """Sends count messages one at a time, recording the Message-IDs answered with 250."""
-    for i in range(count):
+def sender_thread(postern, accepted, stop, limit=2000):
+    """Sends messages one at a time until stop is set, recording the Message-IDs answered 250."""
+    for i in range(limit):
         if stop.is_set():
             return
         mid = f"durability-{i}@client.test"
@@ -54,22 +54,23 @@ def test_kill9_of_every_daemon_loses_nothing_and_duplicates_nothing(postern):
                       maximal_backoff_time="2s", queue_run_delay="1s")
     postern.start()
     accepted, stop = [], threading.Event()
-    t = threading.Thread(target=sender_thread, args=(postern, 150, accepted, stop))
+    t = threading.Thread(target=sender_thread, args=(postern, accepted, stop))
     t.start()
     rng = random.Random(4711)
-    kills = {"smtpd": 0, "qmgr": 0, "local": 0}
+    # Every daemon is killed four times, in a shuffled order, at random moments of the stream.
+    schedule = ["smtpd", "qmgr", "local"] * 4
+    rng.shuffle(schedule)
     try:
-        while t.is_alive():
-            time.sleep(rng.uniform(0.05, 0.4))
-            victim = rng.choice(sorted(kills))
+        for victim in schedule:
+            time.sleep(rng.uniform(0.1, 0.5))
+            assert t.is_alive(), "the sender stopped before the kills were done"
             postern.kill(victim)
-            kills[victim] += 1
             postern.restart(victim)
+        time.sleep(0.5)
     finally:
         stop.set()
         t.join(timeout=120)
-    assert all(n > 0 for n in kills.values()), kills
-    assert len(accepted) > 50, f"only {len(accepted)} messages accepted"
+    assert len(accepted) > 20, f"only {len(accepted)} messages accepted"
 
     postern.wait_queue_empty(timeout=60)
     delivered = maildir_message_ids("ptest1")

@@ -159,13 +159,16 @@ def test_maildir_delivery(local):
     assert results(deliver(p, qid, [(f"ptest2@{HOST}", rid)])) == \
         [("delivered", "2.0.0", "delivered to maildir")]
     md = home("ptest2") / "Maildir"
-    files = list((md / "new").iterdir())
+
+    def ours(sub):   # the test homes are shared: look only at this message's files
+        return [f for f in (md / sub).iterdir() if f"Q{qid}R" in f.name]
+    files = ours("new")
     assert len(files) == 1, files
     uid = pwd.getpwnam("ptest2").pw_uid
     for d in ("tmp", "new", "cur"):
         assert (md / d).stat().st_uid == uid
         assert stat.S_IMODE((md / d).stat().st_mode) == 0o700
-    assert list((md / "tmp").iterdir()) == []
+    assert ours("tmp") == []
     f = files[0]
     assert f.stat().st_uid == uid
     assert f"Q{qid}R{rid}." in f.name
@@ -176,7 +179,7 @@ def test_maildir_delivery(local):
     # A repeated request finds the earlier file (also when the user moved it to cur/).
     f.rename(md / "cur" / (f.name + ":2,S"))
     assert results(deliver(p, qid, [(f"ptest2@{HOST}", rid)]))[0][0] == "delivered"
-    assert list((md / "new").iterdir()) == []
+    assert ours("new") == []
     p.wait_log("local", rf"{qid}: to=<ptest2@{re.escape(HOST)}>.*status=sent \(delivered to maildir\)")
 
 
@@ -291,12 +294,43 @@ def test_extension_alias(local):
     assert "Message-ID: <ext-alias@example.org>" in p.mailbox("ptest3")
 
 
-def test_commands_and_files_refused(local):
-    local.set_aliases('cmd: "|/bin/cat"\nfile: /tmp/postern-should-not-exist\n')
+def test_alias_commands_and_files(local):
+    drop = local.root / "drop"
+    drop.mkdir()
+    os.chmod(drop, 0o1777)
+    local.set_aliases(f'cmd: "|/bin/cat > {drop}/cmd.out; id -un > {drop}/cmd.user"\n'
+                      f"file: {drop}/file.mbox\n"
+                      'tempfail: "|exit 75"\nnouser: "|exit 67"\nweird: "|echo oops; exit 3"\n'
+                      'include: :include:/etc/nothing\n')
     p = start(local)
-    qid, ids = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("cmd"))
-    r = results(deliver(p, qid, [(f"cmd@{HOST}", ids[0]), (f"file@{HOST}", ids[0] + 1000)]))
-    assert [x[:2] for x in r] == [("bounced", "5.3.0"), ("bounced", "5.3.0")], r
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"],
+                                message("cmd", "From here\nbody\n"))
+    r = results(deliver(p, qid, [(f"cmd@{HOST}", rid), (f"file@{HOST}", rid + 1),
+                                 (f"tempfail@{HOST}", rid + 2), (f"nouser@{HOST}", rid + 3),
+                                 (f"weird@{HOST}", rid + 4), (f"include@{HOST}", rid + 5)]))
+    assert r[0] == ("delivered", "2.0.0", f"delivered to command: /bin/cat > {drop}/cmd.out; "
+                                          f"id -un > {drop}/cmd.user"), r
+    assert r[1] == ("delivered", "2.0.0", f"delivered to file: {drop}/file.mbox"), r
+    assert r[2][:2] == ("deferred", "4.3.0"), r
+    assert r[3][:2] == ("bounced", "5.1.1"), r
+    assert r[4][:2] == ("bounced", "5.3.0") and "oops" in r[4][2], r
+    assert r[5][:2] == ("bounced", "5.3.0"), r
+    out = (drop / "cmd.out").read_text()
+    assert out.startswith("From sender@example.org  ")
+    assert f"\nDelivered-To: cmd@{HOST}\n" in out and "\nFrom here\n" in out
+    assert (drop / "cmd.user").read_text().strip() == "nobody"
+    mbox = (drop / "file.mbox").read_text()
+    assert "\n>From here\n" in mbox and mbox.endswith("\n\n")
+    assert (drop / "file.mbox").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+
+
+def test_alias_commands_restricted(local):
+    local.configure(allow_mail_to_commands="forward", allow_mail_to_files="forward")
+    local.set_aliases('cmd: "|/bin/true"\nfile: /tmp/postern-should-not-exist\n')
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("restricted"))
+    r = results(deliver(p, qid, [(f"cmd@{HOST}", rid), (f"file@{HOST}", rid + 1)]))
+    assert [x[:2] for x in r] == [("bounced", "5.7.1"), ("bounced", "5.7.1")], r
     assert not os.path.exists("/tmp/postern-should-not-exist")
 
 
@@ -398,6 +432,30 @@ def test_root_owned_spool(local):
     assert results(deliver(p, qid, [(f"ptest2@{HOST}", rid)]))[0][:2] == ("delivered", "2.0.0")
     st = os.stat(local.spool_dir / "ptest2")
     assert st.st_uid == pwd.getpwnam("ptest2").pw_uid and stat.S_IMODE(st.st_mode) == 0o600
+
+
+def test_mailbox_symlink_refused(local):
+    p = start(local)
+    victim = local.root / "victim"
+    victim.write_text("untouched\n")
+    os.symlink(victim, p.spool_dir / "ptest3")
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest3@{HOST}"], message("symlink"))
+    (action, dsn, diag), = results(deliver(p, qid, [(f"ptest3@{HOST}", rid)]))
+    assert (action, dsn) == ("deferred", "4.2.0"), diag
+    assert "symbolic link" in diag
+    assert victim.read_text() == "untouched\n"
+
+
+def test_reload_switches_to_maildir(local):
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest3@{HOST}"], message("before reload"))
+    assert results(deliver(p, qid, [(f"ptest3@{HOST}", rid)]))[0][2] == "delivered to mailbox"
+    local.configure(home_mailbox="Maildir/")
+    p.reload("local")
+    p.wait_log("local", r"reload -- configuration")
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest3@{HOST}"], message("after reload"))
+    assert results(deliver(p, qid, [(f"ptest3@{HOST}", rid)]))[0][2] == "delivered to maildir"
+    assert [f for f in (home("ptest3") / "Maildir" / "new").iterdir() if f"Q{qid}R" in f.name]
 
 
 def test_kill9_exactly_once(postern):

@@ -437,3 +437,98 @@ def test_reload_applies_new_parameters(postern, fake_local):
 def test_sigterm_exits_cleanly(postern):
     postern.start("qmgr")
     assert postern.stop()["qmgr"] == 0
+
+
+def test_per_recipient_concurrency_limit(postern, fake_local):
+    hold = threading.Event()
+    agent = fake_local(hold=hold)
+    start_qmgr(postern, local_destination_concurrency_limit="2", default_process_limit="10")
+    same = [inject(postern, "alice@example.org", ["ptest1@postern.test"]) for _ in range(5)]
+    other = inject(postern, "alice@example.org", ["ptest2@postern.test"])
+    wakeup(postern)
+    # two requests for ptest1 (the limit) and the one for ptest2, which is not held up behind them
+    postern.wait_for(lambda: len(agent.requests) >= 3, what="three requests")
+    time.sleep(0.5)
+    assert sorted(agent.rcpts()) == ["ptest1@postern.test"] * 2 + ["ptest2@postern.test"]
+    hold.set()
+    for qid in same + [other]:
+        postern.wait_log("qmgr", rf"{qid}: removed")
+    assert agent.rcpts().count("ptest1@postern.test") == 5
+
+
+def control(postern, verb, qid):
+    return call(postern.socket_dir / "qmgr", {"request": verb, "queue_id": qid})
+
+
+def test_hold_and_release(postern, fake_local):
+    agent = fake_local()
+    start_qmgr(postern, queue_run_delay="300s")
+    time.sleep(0.3)
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    assert control(postern, "hold", qid) == {"status": "ok", "count": "1"}
+    wakeup(postern)
+    time.sleep(0.5)
+    assert agent.requests == []
+    assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
+    assert control(postern, "release", qid)["status"] == "ok"
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    log = postern.log("qmgr")
+    assert f"{qid}: placed on hold" in log and f"{qid}: released from hold" in log
+
+
+def test_delete_all_removes_without_bounce(postern, fake_local):
+    fake_local()
+    start_qmgr(postern)
+    ids = [inject(postern, "alice@example.org", ["bob@remote.example"]) for _ in range(3)]
+    wakeup(postern)
+    for qid in ids:
+        postern.wait_log("qmgr", rf"{qid}: to=<bob@remote\.example>.*status=deferred")
+    assert control(postern, "delete", "ALL") == {"status": "ok", "count": "3"}
+    assert postern.queue_count() == 0
+    for qid in ids:
+        assert f"{qid}: removed" in postern.log("qmgr")
+    assert "non-delivery" not in postern.log("qmgr")
+
+
+def test_requeue_retries_now_and_unknown_id_is_an_error(postern, fake_local):
+    answers = iter([("deferred", "4.2.2", "mailbox full"), ("delivered", "2.0.0", "ok")])
+    agent = fake_local(policy=lambda rcpt: next(answers))
+    start_qmgr(postern, minimal_backoff_time="600s")
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    wakeup(postern)
+    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    assert control(postern, "requeue", qid) == {"status": "ok", "count": "1"}
+    postern.wait_log("qmgr", rf"{qid}: removed", timeout=5)
+    assert len(agent.requests) == 2
+    reply = control(postern, "requeue", "NOSUCHID")
+    assert reply["status"] == "error" and "no such message" in reply["reason"]
+
+
+def test_delete_during_delivery_drops_unstarted_requests(postern, fake_local):
+    hold = threading.Event()
+    agent = fake_local(hold=hold)
+    start_qmgr(postern, default_process_limit="1")
+    qid = inject(postern, "alice@example.org", [f"user{i}@postern.test" for i in range(120)])
+    wakeup(postern)
+    postern.wait_for(lambda: len(agent.requests) == 1, what="the first request")
+    assert control(postern, "delete", qid)["status"] == "ok"
+    hold.set()
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    time.sleep(0.3)
+    assert len(agent.requests) == 1
+    assert postern.queue_count() == 0
+    assert "non-delivery" not in postern.log("qmgr")
+
+
+def test_sigterm_with_requests_in_flight(postern, fake_local):
+    hold = threading.Event()
+    agent = fake_local(hold=hold)
+    start_qmgr(postern)
+    ids = [inject(postern, "alice@example.org", [f"u{i}@postern.test", "bob@remote.example"])
+           for i in range(4)]
+    wakeup(postern)
+    postern.wait_for(lambda: len(agent.requests) == 4, what="four requests in flight")
+    assert postern.stop()["qmgr"] == 0
+    hold.set()
+    # nothing was recorded for them: they are all still queued, to be delivered after a restart
+    assert postern.queue_count() == 4

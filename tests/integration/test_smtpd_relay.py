@@ -203,3 +203,79 @@ def test_submission_listener_override(postern):
         c.cmd("EHLO client.test")
         c.cmd("MAIL FROM:<s@example.org>")
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
+
+
+def test_client_helo_sender_restrictions_at_rcpt(postern):
+    start_relay(postern, smtpd_client_restrictions="permit_mynetworks, reject",
+                smtpd_helo_restrictions="", smtpd_sender_restrictions="")
+    with raw(postern, source="127.0.0.2") as c:
+        c.cmd("EHLO client.test")
+        assert c.cmd("MAIL FROM:<s@example.org>") == "250 2.1.0 Ok"   # smtpd_delay_reject
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == \
+            "554 5.7.1 <localhost[127.0.0.2]>: Client host rejected: Access denied"
+    with raw(postern, source="127.0.0.1") as c:
+        c.cmd("EHLO client.test")
+        c.cmd("MAIL FROM:<s@example.org>")
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
+
+
+def test_sender_and_helo_restrictions(postern):
+    start_relay(postern, smtpd_sender_restrictions="defer", smtpd_helo_restrictions="permit_mynetworks, reject")
+    with raw(postern, source="127.0.0.2") as c:
+        c.cmd("EHLO bad.helo")
+        c.cmd("MAIL FROM:<s@example.org>")
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == \
+            "554 5.7.1 <bad.helo>: Helo command rejected: Access denied"
+    with raw(postern, source="127.0.0.1") as c:
+        c.cmd("EHLO good.helo")
+        c.cmd("MAIL FROM:<s@example.org>")
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == \
+            "450 4.7.1 <s@example.org>: Sender address rejected: Access denied"
+
+
+def ipv6_listener(postern):
+    """Swaps the harness's IPv4 smtp listener for one on [::1] (before start)."""
+    import socket
+    s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s6.bind(("::1", 0))
+    s6.listen(128)
+    lst = postern.listeners["smtpd"]
+    lst[0][1].close()
+    lst[0] = ("smtp", s6)
+    return s6.getsockname()[1]
+
+
+def v6_client(port):
+    import socket
+    from test_smtpd_helpers import Raw
+    s = socket.create_connection(("::1", port))
+    return Raw(sock=s)
+
+
+def test_ipv6_client_in_mynetworks(postern):
+    port = ipv6_listener(postern)
+    start_relay(postern, mynetworks="127.0.0.1/32, [::1]/128")
+    with v6_client(port) as c:
+        c.cmd("EHLO client.test")
+        c.cmd("MAIL FROM:<s@example.org>")
+        assert c.cmd("RCPT TO:<u@remote.test>") == "250 2.1.5 Ok"
+        c.cmd("DATA")
+        c.send(b"Subject: v6\r\n\r\nx\r\n.\r\n")
+        reply = c.text()
+        assert reply.startswith("250 2.0.0 Ok: queued as ")
+    qid = reply.rsplit(" ", 1)[1]
+    from test_smtpd_helpers import content_of
+    assert content_of(postern, qid).startswith("Received: from client.test (localhost [IPv6:::1])\n")
+    assert postern.queue_rows("SELECT client_address FROM messages") == [("::1",)]
+    postern.wait_log("smtpd", r"connect from localhost\[::1\]")
+
+
+def test_ipv6_client_outside_mynetworks(postern):
+    port = ipv6_listener(postern)
+    start_relay(postern, mynetworks="127.0.0.0/8, [::2]/128")
+    with v6_client(port) as c:
+        c.cmd("EHLO client.test")
+        c.cmd("MAIL FROM:<s@example.org>")
+        assert c.cmd("RCPT TO:<u@remote.test>") == "554 5.7.1 <u@remote.test>: Relay access denied"
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"

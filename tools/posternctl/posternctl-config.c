@@ -107,6 +107,13 @@ static int config_markdown(void) {
                "`{ text }` for an element containing either. Times are a number with an optional unit\n"
                "`s`, `m`, `h`, `d` or `w`.\n"
                "\n"
+               "Lookup tables (`alias_maps`, `local_recipient_maps`, access maps) are written `type:name`:\n"
+               "`inline:{ key=value, ... }`, `static:value`, `texthash:/file` and `hash:/file` (both read the\n"
+               "text file itself, so no postmap or newaliases step is needed; `btree:`, `lmdb:` and `cdb:` are\n"
+               "read the same way), `regexp:/file`, `cidr:/file`, `sqlite:/file.cf`, `unionmap:{...}`, `pipemap:{...}`,\n"
+               "`randmap:{...}` and `unix:passwd.byname`. Files named `...aliases` use aliases(5) syntax.\n"
+               "Tables are re-read when their file changes; keys match case-insensitively.\n"
+               "\n"
                "| Parameter | Type | Default | Description |\n"
                "|---|---|---|---|\n");
         for (size_t i = 0; i < param_table_size; i++) {

@@ -1,0 +1,229 @@
+/* local-command.c — "|command" alias destinations, in a delivery child that already runs as the
+ * default_privs user.
+ *
+ * The command runs as /bin/sh -c <command> in its own process group, with the message on stdin
+ * ("From sender  date" line, Return-Path:, Delivered-To:, then the content unquoted, as Postfix
+ * does for commands), a small environment (HOME USER LOGNAME SHELL PATH SENDER RECIPIENT LOCAL
+ * DOMAIN EXTENSION), and command_time_limit (default 1000 s) to finish. Its exit status maps to a
+ * DSN per sysexits.h; the first line of its output becomes the diagnostic of a failure. */
+#include <fcntl.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include "local.h"
+
+#define OUTPUT_MAX 512
+
+static const struct { int code; const char *dsn; const char *text; } sysexits_map[] = {
+        { EX_USAGE, "5.3.0", "command line usage error" },
+        { EX_DATAERR, "5.6.0", "data format error" },
+        { EX_NOINPUT, "5.3.0", "cannot open input" },
+        { EX_NOUSER, "5.1.1", "user unknown" },
+        { EX_NOHOST, "5.1.2", "host name unknown" },
+        { EX_UNAVAILABLE, "5.3.0", "service unavailable" },
+        { EX_SOFTWARE, "5.3.0", "internal software error" },
+        { EX_OSERR, "4.3.0", "system resource problem" },
+        { EX_OSFILE, "5.3.0", "critical OS file missing" },
+        { EX_CANTCREAT, "5.2.0", "can't create user output file" },
+        { EX_IOERR, "5.3.0", "input/output error" },
+        { EX_TEMPFAIL, "4.3.0", "temporary failure" },
+        { EX_PROTOCOL, "5.5.0", "remote error in protocol" },
+        { EX_NOPERM, "5.7.0", "permission denied" },
+        { EX_CONFIG, "5.3.5", "local configuration error" },
+};
+
+static int format_input(const DeliveryInput *in, StrBuf *out) {
+        char date[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        int r;
+        if (!asctime_r(localtime_r(&now, &tm), date))
+                snprintf(date, sizeof(date), "Thu Jan  1 00:00:00 1970\n");
+        if ((r = strbuf_printf(out, "From %s  %s", isempty(in->sender) ? "MAILER-DAEMON" : in->sender, date)) < 0 ||
+            (r = strbuf_printf(out, "Return-Path: <%s>\nDelivered-To: %s\n", in->sender, in->delivered_to)) < 0 ||
+            (r = strbuf_append(out, in->content, in->content_len)) < 0)
+                return r;
+        return 0;
+}
+
+static char *env_entry(const char *name, const char *value) {
+        char *e = NULL;
+        return asprintf(&e, "%s=%s", name, strempty(value)) < 0 ? NULL : e;
+}
+
+/* Runs command with input on stdin; collects up to OUTPUT_MAX bytes of its output. */
+static void run_command(const LocalSettings *s, const char *command, const char *const *envp,
+                        const StrBuf *input, DeliveryResult *res) {
+        int in[2], out[2];
+        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+                delivery_result_set(res, "4.3.0", "cannot run command: %s", strerror(errno));
+                return;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                delivery_result_set(res, "4.3.0", "cannot run command: %s", strerror(errno));
+                close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+                return;
+        }
+        if (pid == 0) {
+                struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
+                (void) setrlimit(RLIMIT_FSIZE, &unlimited);
+                (void) setpgid(0, 0);
+                signal(SIGPIPE, SIG_DFL);
+                signal(SIGTERM, SIG_DFL);
+                signal(SIGINT, SIG_DFL);
+                signal(SIGHUP, SIG_DFL);
+                signal(SIGXFSZ, SIG_DFL);
+                if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
+                    dup2(out[1], STDERR_FILENO) < 0)
+                        _exit(EX_OSERR);
+                /* Nothing of the daemon (sockets, the queue database) reaches the command. */
+                (void) close_range(3, ~0U, 0);
+                execle("/bin/sh", "sh", "-c", command, (char *) NULL, envp);
+                _exit(EX_OSERR);
+        }
+        close(in[0]);
+        close(out[1]);
+        (void) fcntl(in[1], F_SETFL, O_NONBLOCK);
+        (void) fcntl(out[0], F_SETFL, O_NONBLOCK);
+
+        char output[OUTPUT_MAX + 1];
+        size_t have = 0, sent = 0;
+        bool timed_out = false;
+        long long limit = s->command_time_limit > 0 ? s->command_time_limit : 1000;
+        usec_t deadline = now_usec(CLOCK_MONOTONIC) + (usec_t) limit * USEC_PER_SEC;
+        int wfd = in[1], rfd = out[0];
+        if (input->len == 0)
+                wfd = safe_close(wfd);
+        while (rfd >= 0 || wfd >= 0) {
+                struct pollfd p[2];
+                int np = 0;
+                if (wfd >= 0)
+                        p[np++] = (struct pollfd) { .fd = wfd, .events = POLLOUT };
+                if (rfd >= 0)
+                        p[np++] = (struct pollfd) { .fd = rfd, .events = POLLIN };
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= deadline) {
+                        timed_out = true;
+                        break;
+                }
+                int k = poll(p, (nfds_t) np, (int) MIN((deadline - now) / USEC_PER_MSEC + 1, 60000ULL));
+                if (k < 0 && errno != EINTR)
+                        break;
+                for (int i = 0; i < np && k > 0; i++) {
+                        if (!p[i].revents)
+                                continue;
+                        if (p[i].fd == wfd) {
+                                ssize_t n = write(wfd, input->data + sent, input->len - sent);
+                                if (n > 0)
+                                        sent += (size_t) n;
+                                if ((n < 0 && errno != EAGAIN && errno != EINTR) || sent >= input->len)
+                                        wfd = safe_close(wfd);   /* EPIPE: the command stopped reading */
+                        } else {
+                                char buf[4096];
+                                ssize_t n = read(rfd, buf, sizeof(buf));
+                                if (n > 0 && have < OUTPUT_MAX) {
+                                        size_t c = MIN((size_t) n, OUTPUT_MAX - have);
+                                        memcpy(output + have, buf, c);
+                                        have += c;
+                                }
+                                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                                        rfd = safe_close(rfd);
+                        }
+                }
+        }
+        safe_close(wfd);
+        safe_close(rfd);
+        if (timed_out)
+                (void) kill(-pid, SIGKILL), (void) kill(pid, SIGKILL);
+
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        output[have] = '\0';
+        /* The first line of output, printable only, explains a failure. */
+        char *nl = strpbrk(output, "\r\n");
+        if (nl)
+                *nl = '\0';
+        for (char *c = output; *c; c++)
+                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
+                        *c = '?';
+
+        if (timed_out) {
+                delivery_result_set(res, "5.3.0", "command time limit exceeded: \"%s\"", command);
+                return;
+        }
+        if (WIFSIGNALED(status)) {
+                delivery_result_set(res, "4.3.0", "command died with signal %d: \"%s\"", WTERMSIG(status), command);
+                return;
+        }
+        int code = WEXITSTATUS(status);
+        if (code == 0) {
+                delivery_result_set(res, "2.0.0", "delivered to command: %s", command);
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(sysexits_map); i++)
+                if (sysexits_map[i].code == code) {
+                        delivery_result_set(res, sysexits_map[i].dsn, "%s", *output ? output : sysexits_map[i].text);
+                        return;
+                }
+        delivery_result_set(res, "5.3.0", "command died with status %d: \"%s\"%s%s", code, command,
+                            *output ? ". Command output: " : "", output);
+}
+
+void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
+                           DeliveryResult *res) {
+        _cleanup_strbuf_ StrBuf input = STRBUF_INIT;
+        _cleanup_free_ char *local = NULL, *ext = NULL;
+        struct passwd *pw = getpwuid(geteuid());
+        const char *at = strrchr(in->delivered_to, '@');
+        const char *delim = s->recipient_delimiter;
+
+        if (format_input(in, &input) < 0) {
+                delivery_result_set(res, "4.3.0", "out of memory");
+                return;
+        }
+        local = at ? strndup(in->delivered_to, (size_t) (at - in->delivered_to)) : strdup(in->delivered_to);
+        if (!local) {
+                delivery_result_set(res, "4.3.0", "out of memory");
+                return;
+        }
+        if (!isempty(delim) && local[0]) {
+                char *d = local + 1 + strcspn(local + 1, delim);
+                if (*d) {
+                        ext = strdup(d + 1);
+                        *d = '\0';
+                }
+        }
+        const char *home = pw ? pw->pw_dir : "/";
+        if (chdir(home) < 0)
+                (void) !chdir("/");
+        char *envp[] = {
+                env_entry("HOME", home),
+                env_entry("USER", pw ? pw->pw_name : ""),
+                env_entry("LOGNAME", pw ? pw->pw_name : ""),
+                env_entry("SHELL", "/bin/sh"),
+                env_entry("PATH", "/usr/bin:/bin"),
+                env_entry("SENDER", in->sender),
+                env_entry("RECIPIENT", in->delivered_to),
+                env_entry("LOCAL", local),
+                env_entry("DOMAIN", at ? at + 1 : ""),
+                env_entry("EXTENSION", ext),
+                NULL,
+        };
+        bool ok = true;
+        for (size_t i = 0; i + 1 < ELEMENTSOF(envp); i++)
+                ok = ok && envp[i];
+        if (ok)
+                run_command(s, command, (const char *const *) envp, &input, res);
+        else
+                delivery_result_set(res, "4.3.0", "out of memory");
+        for (size_t i = 0; i + 1 < ELEMENTSOF(envp); i++)
+                free(envp[i]);
+}
