@@ -359,6 +359,6 @@ def clean_test_homes():
         if home.is_dir():
             for entry in home.iterdir():
                 if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
+                    shutil.rmtree(entry, ignore_errors=True)
                 else:
-                    entry.unlink()
+                    entry.unlink(missing_ok=True)
