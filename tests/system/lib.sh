@@ -174,19 +174,17 @@ container_poweroff() {
 }
 
 # Inside the container: what a fresh Debian system would have that the empty /etc lacks
-# (/etc/aliases), optional port overrides for the SMTP sockets, then postern.target enabled
-# and started. $1 = SMTP port, $2 = submission port.
+# (/etc/aliases), drop-ins that put the SMTP sockets on 127.0.0.1:$1 and 127.0.0.1:$2, then
+# postern.target enabled and started.
 container_start_postern() {
         local smtp_port=${1:-25} sub_port=${2:-587}
         printf 'postmaster: root\nmailer-daemon: postmaster\n' | cin_write /etc/aliases
-        if [ "$smtp_port" != 25 ]; then
-                printf '[Socket]\nListenStream=\nListenStream=%s\n' "$smtp_port" |
-                        cin_write /etc/systemd/system/postern-smtpd.socket.d/port.conf
-        fi
-        if [ "$sub_port" != 587 ]; then
-                printf '[Socket]\nListenStream=\nListenStream=%s\n' "$sub_port" |
-                        cin_write /etc/systemd/system/postern-submission.socket.d/port.conf
-        fi
+        # The container shares the host's network: listen on loopback only (drop-ins in the
+        # container's own /etc, gone with it).
+        printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$smtp_port" |
+                cin_write /etc/systemd/system/postern-smtpd.socket.d/loopback.conf
+        printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$sub_port" |
+                cin_write /etc/systemd/system/postern-submission.socket.d/loopback.conf
         cin systemctl daemon-reload &&
                 cin systemctl enable --now postern.target
 }
