@@ -38,20 +38,7 @@ static int settings_list(Conf *c, const char *name, const char *def, char ***ret
         return *ret ? 0 : -ENOMEM;
 }
 
-static long long settings_number(Conf *c, const char *name, long long def, bool is_time) {
-        const char *v = conf_get(c, name);
-        long long n;
-        if (isempty(v))
-                return def;
-        if (is_time)
-                return param_parse_time(v, 's', &n) < 0 ? def : n;
-        char *end = NULL;
-        errno = 0;
-        n = strtoll(v, &end, 10);
-        return errno || !end || *end || n < 0 ? def : n;
-}
-
-/* Reads the parameters postern-local uses, with Postfix's defaults when the registry lacks one. */
+/* Reads the parameters postern-local uses from the configuration. */
 int local_settings_load(Conf *c, LocalSettings *ret) {
         _cleanup_strv_free_ char **locks = NULL, **specs = NULL;
         LocalSettings s = {};
@@ -88,11 +75,11 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
                 else
                         log_warning("mailbox_delivery_lock: ignoring unknown lock method \"%s\"", *l);
         }
-        s.mailbox_size_limit = settings_number(c, "mailbox_size_limit", 51200000, false);
-        s.lock_attempts = settings_number(c, "deliver_lock_attempts", 20, false);
-        s.lock_delay = settings_number(c, "deliver_lock_delay", 1, true);
-        s.stale_lock_time = settings_number(c, "stale_lock_time", 500, true);
-        s.command_time_limit = settings_number(c, "command_time_limit", 1000, true);
+        s.mailbox_size_limit = conf_get_int(c, NULL, "mailbox_size_limit");
+        s.lock_attempts = conf_get_int(c, NULL, "deliver_lock_attempts");
+        s.lock_delay = conf_get_time(c, NULL, "deliver_lock_delay");
+        s.stale_lock_time = conf_get_time(c, NULL, "stale_lock_time");
+        s.command_time_limit = conf_get_time(c, NULL, "command_time_limit");
         if (s.lock_attempts < 1)
                 s.lock_attempts = 1;
 

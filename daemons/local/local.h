@@ -52,7 +52,9 @@ typedef struct LocalSettings {
         TableList *aliases;           /* NULL when alias_maps is empty */
 } LocalSettings;
 
+/* Reads the settings (and opens alias_maps); Postfix's defaults for parameters not registered. */
 int local_settings_load(Conf *c, LocalSettings *ret);
+/* Frees what local_settings_load() allocated. */
 void local_settings_done(LocalSettings *s);
 
 typedef enum TargetKind {
@@ -89,6 +91,7 @@ typedef struct Target {
         size_t rcpt_index;
 } Target;
 
+/* Frees a target (disabling its child watch and closing its pipe); accepts NULL. */
 Target *target_free(Target *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Target *, target_free);
 /* Sets a target's final outcome (dsn "2.0.0", "4.2.0", "5.1.1" ...). */
@@ -100,8 +103,11 @@ typedef struct DeliveredSet {
         size_t n;
 } DeliveredSet;
 
+/* Collects the Delivered-To: values of a message's header section. */
 int delivered_set_load(const char *content, size_t len, DeliveredSet *ret);
+/* Frees the values. */
 void delivered_set_done(DeliveredSet *s);
+/* Whether the message was already delivered to address (case-insensitive, <> optional). */
 bool delivered_set_has(const DeliveredSet *s, const char *address);
 
 /* Resolves one envelope recipient (in a local domain) into delivery targets: aliases expanded,
@@ -125,6 +131,7 @@ typedef struct DeliveryResult {
         char diag[LOCAL_DIAG_MAX];
 } DeliveryResult;
 
+/* Sets a child's result (dsn and printf-style diagnostic, truncated to LOCAL_DIAG_MAX). */
 void delivery_result_set(DeliveryResult *r, const char *dsn, const char *fmt, ...) _printf_(3, 4);
 /* The enhanced status for a failed write/lock with errno e (negative or positive). */
 const char *local_errno_dsn(int e);
@@ -143,8 +150,8 @@ void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, cons
 /* Forks a delivery child for target t; fills t->pid and t->result_fd. */
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
                       Target *t);
-/* Reads the child's result line from t->result_fd after the child exited (si_code/si_status
- * from its siginfo: code, status) and sets t's result; a child without a result line means deferred. */
+/* Reads the child's result line from t->result_fd after the child exited (code and status from
+ * its siginfo) and sets t's result; a child without a result line means deferred. */
 void local_child_collect(Target *t, int code, int status);
 
 /* Creates new queue messages (one per envelope sender and alias) for the TARGET_FORWARD entries

@@ -28,14 +28,16 @@ def postern_home(user):
     return pathlib.Path(pwd.getpwnam(user).pw_dir)
 
 
-def sender_thread(postern, accepted, stop, limit=2000):
+def sender_thread(postern, accepted, stop, limit=1000000):
     """Sends messages one at a time until stop is set, recording the Message-IDs answered 250."""
     for i in range(limit):
         if stop.is_set():
             return
-        mid = f"durability-{i}@client.test"
-        msg = f"Message-ID: <{mid}>\r\nSubject: durability {i}\r\n\r\nbody {i}\r\n".encode()
         for attempt in range(50):
+            # A fresh Message-ID per attempt: when smtpd dies between its commit and the 250, the
+            # client's retry is a second message (RFC 1047), and must not count as a duplicate.
+            mid = f"durability-{i}.{attempt}@client.test"
+            msg = f"Message-ID: <{mid}>\r\nSubject: durability {i}\r\n\r\nbody {i}\r\n".encode()
             try:
                 with postern.smtp(timeout=10) as s:
                     s.ehlo()

@@ -105,9 +105,12 @@ container_boot() {
                 # in into supervisor/ and payload/; give each container a cgroup of its own so
                 # two containers (a system test and a quick start) never share one.
                 container_own_cgroup "postern-$CONTAINER_NAME-$BASHPID"
+                # systemd.condition-first-boot=false: the empty /etc would otherwise count as
+                # a first boot and `systemctl preset-all` would enable (and start) every unit of
+                # the host's /usr — postern.target included, before our drop-ins exist.
                 exec systemd-nspawn -D / --volatile=yes -b --register=no --keep-unit \
                         --machine="$CONTAINER_NAME" --console=read-only \
-                        -- systemd.firstboot=off systemd.show_status=0
+                        -- systemd.firstboot=off systemd.condition-first-boot=false systemd.show_status=0
         ) </dev/null >"$CONTAINER_LOG" 2>&1 &
         CONTAINER_NSPAWN_PID=$!
         local i state
@@ -186,6 +189,7 @@ container_start_postern() {
         printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$sub_port" |
                 cin_write /etc/systemd/system/postern-submission.socket.d/loopback.conf
         cin systemctl daemon-reload &&
+                cin systemctl try-restart postern-smtpd.socket postern-submission.socket &&
                 cin systemctl enable --now postern.target
 }
 
