@@ -25,6 +25,7 @@
 #include "daemon/daemon.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
+#include "mail/delay.h"
 
 #define LOCAL_MAX_RCPT 10000
 #define MARKER_DIR "local-delivered"
@@ -97,28 +98,6 @@ static LocalRequest *request_free(LocalRequest *r) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(LocalRequest *, request_free);
 
-/* Postfix's delay format: at most two digits after the point (delay_logging_resolution_limit),
- * two significant digits, "0" below 10 ms. */
-static const char *format_delay(usec_t u, char buf[32]) {
-        double d = (double) u / USEC_PER_SEC;
-        if (d < 0.01)
-                snprintf(buf, 32, "0");
-        else if (d < 1) {
-                snprintf(buf, 32, "%.2f", d);
-                size_t l = strlen(buf);
-                if (buf[l - 1] == '0')
-                        buf[l - 1] = '\0';
-        } else if (d < 10)
-                snprintf(buf, 32, "%.1f", d);
-        else
-                snprintf(buf, 32, "%.0f", d);
-        return buf;
-}
-
-static usec_t usec_sub(usec_t a, usec_t b) {
-        return a > b ? a - b : 0;
-}
-
 static void log_target(LocalRequest *req, LocalRcpt *rc, Target *t) {
         char d0[32], d1[32], d2[32], d3[32], d4[32];
         usec_t end = t->end_usec ? t->end_usec : now_usec(CLOCK_REALTIME);
@@ -133,11 +112,11 @@ static void log_target(LocalRequest *req, LocalRcpt *rc, Target *t) {
                                              .dsn = t->dsn, .status = status }),
                    "%s: to=<%s>%s, relay=local, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
                    req->queue_id, t->address, strempty(orig),
-                   format_delay(usec_sub(end, req->arrival), d0),
-                   format_delay(usec_sub(req->active, req->arrival), d1),
-                   format_delay(usec_sub(req->received, req->active), d2),
-                   format_delay(usec_sub(start, req->received), d3),
-                   format_delay(usec_sub(end, start), d4),
+                   delay_format(delay_between(end, req->arrival), d0, sizeof(d0)),
+                   delay_format(delay_between(req->active, req->arrival), d1, sizeof(d1)),
+                   delay_format(delay_between(req->received, req->active), d2, sizeof(d2)),
+                   delay_format(delay_between(start, req->received), d3, sizeof(d3)),
+                   delay_format(delay_between(end, start), d4, sizeof(d4)),
                    t->dsn, status, strna(t->diag));
 }
 

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "log/log.h"
+#include "mail/delay.h"
 #include "qmgr.h"
 
 #define REMOTE_DIAG "mail transport unavailable: Postern cannot deliver to remote domains yet " \
@@ -41,29 +42,6 @@ bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t n
         usec_t lifetime = (m->is_bounce || isempty(m->sender)) ? s->bounce_queue_lifetime
                                                                 : s->maximal_queue_lifetime;
         return now >= m->arrival_usec && now - m->arrival_usec >= lifetime;
-}
-
-/* Formats a delay like Postfix's log does: "0", "0.04", "1.2", "73". */
-void qmgr_format_delay(usec_t d, char *buf, size_t bufsz) {
-        double s = (double) d / (double) USEC_PER_SEC;
-        if (d < 10 * USEC_PER_MSEC) {
-                snprintf(buf, bufsz, "0");
-                return;
-        }
-        if (s >= 10) {
-                snprintf(buf, bufsz, "%.0f", s);
-                return;
-        }
-        snprintf(buf, bufsz, s >= 1 ? "%.1f" : "%.2f", s);
-        /* "0.10" → "0.1", "2.0" → "2" */
-        char *dot = strchr(buf, '.');
-        if (dot) {
-                char *e = buf + strlen(buf);
-                while (e > dot + 1 && e[-1] == '0')
-                        *--e = '\0';
-                if (e == dot + 1)
-                        *dot = '\0';
-        }
 }
 
 typedef struct Busy {
@@ -153,9 +131,9 @@ static void job_free(QmgrJob *j) {
 static void log_deferral(Qmgr *q, QmgrMessage *m, const QueueRecipient *rc, usec_t now) {
         char delay[32], a[32], b[32];
         usec_t arrival = m->msg.arrival_usec;
-        qmgr_format_delay(now > arrival ? now - arrival : 0, delay, sizeof(delay));
-        qmgr_format_delay(m->active_usec > arrival ? m->active_usec - arrival : 0, a, sizeof(a));
-        qmgr_format_delay(now > m->active_usec ? now - m->active_usec : 0, b, sizeof(b));
+        delay_format(delay_between(now, arrival), delay, sizeof(delay));
+        delay_format(delay_between(m->active_usec, arrival), a, sizeof(a));
+        delay_format(delay_between(now, m->active_usec), b, sizeof(b));
 
         const char *orig = NULL;
         if (rc->orcpt) {

@@ -159,8 +159,6 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
 usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts);
 /* Whether a message is past its queue lifetime (bounce_queue_lifetime for notifications). */
 bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t now);
-/* Formats a delay like Postfix's log does: "0", "0.04", "1.2", "73". */
-void qmgr_format_delay(usec_t d, char *buf, size_t bufsz);
 /* Drops the jobs of m that have not started yet (finalizing m when none is left). */
 void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m);
 /* Cancels and frees every job (shutdown). */

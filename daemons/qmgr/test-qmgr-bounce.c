@@ -36,20 +36,6 @@ static void test_expired(void) {
         CHECK(!qmgr_message_expired(&s, &m, 10 * SEC));
 }
 
-static void test_format_delay(void) {
-        static const struct { usec_t d; const char *expect; } t[] = {
-                { 0, "0" }, { 9 * USEC_PER_MSEC, "0" }, { 40 * USEC_PER_MSEC, "0.04" },
-                { 100 * USEC_PER_MSEC, "0.1" }, { 123 * USEC_PER_MSEC, "0.12" },
-                { 1200 * USEC_PER_MSEC, "1.2" }, { 2 * SEC, "2" }, { 73 * SEC, "73" },
-                { 3600 * SEC + 400 * USEC_PER_MSEC, "3600" },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
-                char buf[32];
-                qmgr_format_delay(t[i].d, buf, sizeof(buf));
-                CHECK_STR(buf, t[i].expect);
-        }
-}
-
 static void test_route(void) {
         char *names[] = { (char *) "postern.test", (char *) "localhost", NULL };
         QmgrSettings s = { .mydestination = names };
@@ -172,7 +158,6 @@ static void test_bounce(void) {
 int main(void) {
         test_backoff();
         test_expired();
-        test_format_delay();
         test_route();
         test_bounce();
         return 0;

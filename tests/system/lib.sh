@@ -37,16 +37,17 @@ apt_install() {
 
 # Builds the tree in $1 into build dir $2 with prefix $POSTERN_PREFIX and installs it.
 postern_install() {
-        local src=$1 build=$2
+        local src=$1 build=$2 logs=$2.logs
+        mkdir -p "$logs"
         if [ ! -f "$build/build.ninja" ]; then
                 meson setup "$build" "$src" --prefix="$POSTERN_PREFIX" \
-                        -Dbuildtype=debugoptimized >"$build.setup.log" 2>&1 ||
-                        { cat "$build.setup.log" >&2; return 1; }
+                        -Dbuildtype=debugoptimized >"$logs/setup.log" 2>&1 ||
+                        { cat "$logs/setup.log" >&2; return 1; }
         fi
-        meson compile -C "$build" >"$build.compile.log" 2>&1 ||
-                { tail -50 "$build.compile.log" >&2; return 1; }
-        meson install -C "$build" --quiet >"$build.install.log" 2>&1 ||
-                { tail -50 "$build.install.log" >&2; return 1; }
+        meson compile -C "$build" >"$logs/compile.log" 2>&1 ||
+                { tail -50 "$logs/compile.log" >&2; return 1; }
+        meson install -C "$build" --quiet >"$logs/install.log" 2>&1 ||
+                { tail -50 "$logs/install.log" >&2; return 1; }
 }
 
 # Whether TCP port $1 is free on the host (the container shares the host's network).

@@ -689,9 +689,12 @@ int main(int argc, char *argv[]) {
 
         base = base ? base + 1 : (argv[0] ? argv[0] : "postern-sendmail");
         program = base;
-        if (strstr(base, "mailq"))
+        if (strstr(base, "mailq")) {
+                /* mailq's own arguments (--json, ...) belong to posternctl queue. */
                 o.mode = MODE_LIST;
-        else if (strstr(base, "newaliases"))
+                o.args = argv + 1;
+                return do_list(&o);
+        } else if (strstr(base, "newaliases"))
                 o.mode = MODE_ALIASES;
 
         if (parse_options(argc, argv, &o) < 0)

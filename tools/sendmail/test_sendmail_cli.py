@@ -1,0 +1,123 @@
+"""test_sendmail_cli.py — postern-sendmail, postern-mailq and `posternctl queue` against the real
+daemons (started by tests/integration/postern_harness.py with passed sockets, as root).
+
+Covers what a user of the command line sees: -t with display names, groups and Bcc:, -bs,
+-bv, -q, -bi, the sysexits codes of every refusal (nothing is dropped silently), and the mailq
+listing of a deferred message in text and --json form. Run by `meson test --suite integration`.
+"""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "integration"))
+import postern_harness as h  # noqa: E402
+
+EX_USAGE, EX_DATAERR, EX_TEMPFAIL = 64, 65, 75
+
+
+@pytest.fixture(scope="module")
+def users():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (delivery switches users)")
+    return h.ensure_test_users()
+
+
+@pytest.fixture
+def postern(users):
+    h.clean_test_homes()
+    p = h.Postern()
+    p.configure(mydestination="localhost, $myhostname", message_size_limit="20000")
+    yield p
+    p.close()
+    assert not p.sanitizer_reports()
+
+
+def test_t_extracts_lists_and_removes_bcc(postern):
+    postern.start()
+    msg = (b'To: "Doe, Jane" <ptest1@localhost>, friends: ptest2 (second);\n'
+           b"Bcc: Hidden <ptest3@localhost>\nSubject: lists\n\nhello lists\n")
+    r = postern.sendmail(["-t", "-v"], input=msg, user="ptest1")
+    assert re.search(rb"queued as [0-9A-Z]+", r.stderr)
+    for user in ("ptest1", "ptest2", "ptest3"):
+        box = postern.wait_mailbox(user, r"hello lists")
+        assert not re.search(r"(?mi)^Bcc:", box)
+        assert '"Doe, Jane" <ptest1@localhost>' in box
+
+
+def test_bs_relays_smtp(postern):
+    postern.start()
+    r = postern.sendmail(["-bs"], user="ptest2", input=(
+        b"EHLO me\r\nMAIL FROM:<ptest2@localhost>\r\nRCPT TO:<ptest1@localhost>\r\nDATA\r\n"
+        b"Subject: bs\r\n\r\nvia -bs\r\n.\r\nQUIT\r\n"))
+    out = r.stdout.decode()
+    assert out.startswith("220 ") and "queued as" in out and "221 " in out
+    postern.wait_mailbox("ptest1", r"via -bs")
+
+
+def test_bv_reports_each_address(postern):
+    postern.start()
+    r = postern.sendmail(["-bv", "ptest1", "ptest2@localhost"], user="ptest1")
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == 2 and all("deliverable" in l for l in lines)
+    assert postern.queue_count() == 0
+
+
+def test_refusals_have_sysexits_codes_and_say_not_sent(postern):
+    postern.start()
+    big = b"Subject: big\n\n" + b"x" * 30000 + b"\n"
+    cases = [
+        (["ptest1"], big, EX_DATAERR),
+        ([], b"Subject: none\n\nx\n", EX_USAGE),
+        (["-t"], b"Subject: no header recipients\n\nx\n", EX_USAGE),
+        (["bad@@address"], b"Subject: x\n\nx\n", EX_DATAERR),
+        (["-f"], b"", EX_USAGE),
+    ]
+    for args, data, code in cases:
+        r = postern.sendmail(args, input=data, user="ptest1", check=False)
+        assert r.returncode == code, (args, r.returncode, r.stderr)
+        assert r.stderr, args
+    assert postern.queue_count() == 0
+
+
+def test_no_server_is_a_temporary_failure(postern, tmp_path):
+    cf = tmp_path / "main.cf"
+    cf.write_text(f"postern_socket_directory = {tmp_path}/nothing-here\n")
+    r = subprocess.run([h.binary("tools/sendmail/postern-sendmail"), "ptest1"], input=b"x\n",
+                       env=dict(postern.env(), POSTERN_CONFIG=str(cf)), capture_output=True)
+    assert r.returncode == EX_TEMPFAIL
+    assert b"not sent" in r.stderr
+
+
+def test_flush_and_newaliases(postern):
+    postern.start()
+    assert postern.sendmail(["-q"]).returncode == 0
+    r = postern.sendmail(["-bi"])
+    assert b"alias_maps" in r.stdout
+
+
+def test_mailq_lists_a_deferred_message(postern):
+    postern.start()
+    # Remote mail is deferred (no SMTP client yet), so it stays in the queue with a reason.
+    postern.sendmail(["someone@remote.example"], input=b"Subject: wait\n\nx\n", user="ptest1")
+    postern.wait_for(lambda: postern.queue_rows(
+        "SELECT COUNT(*) FROM recipients WHERE state = 1")[0][0] == 1, 20, "a deferred recipient")
+    ctl = h.binary("tools/posternctl/posternctl")
+    mailq = pathlib.Path(postern.root) / "postern-mailq"
+    mailq.symlink_to(h.binary("tools/sendmail/postern-sendmail"))
+    env = dict(postern.env(), POSTERN_POSTERNCTL=ctl)
+    text = subprocess.run([str(mailq)], env=env, capture_output=True, text=True, check=True).stdout
+    assert text.startswith("-Queue ID-")
+    assert re.search(r"(?m)^\s+\(.+\)$", text)               # the deferral reason
+    assert re.search(r"(?m)^\s+someone@remote\.example$", text)
+    assert re.search(r"(?m)^-- \d+ Kbytes in 1 Request\.$", text)
+    js = subprocess.run([str(mailq), "--json"], env=env, capture_output=True, text=True,
+                        check=True).stdout.splitlines()
+    m = json.loads(js[0])
+    assert m["sender"].startswith("ptest1@") and m["recipients"][0]["state"] == "deferred"
+    assert m["recipients"][0]["reason"]
