@@ -39,17 +39,8 @@ static const struct { int code; const char *dsn; const char *text; } sysexits_ma
 };
 
 static int format_input(const DeliveryInput *in, StrBuf *out) {
-        char date[64];
-        time_t now = time(NULL);
-        struct tm tm;
-        int r;
-        if (!asctime_r(localtime_r(&now, &tm), date))
-                snprintf(date, sizeof(date), "Thu Jan  1 00:00:00 1970\n");
-        if ((r = strbuf_printf(out, "From %s  %s", isempty(in->sender) ? "MAILER-DAEMON" : in->sender, date)) < 0 ||
-            (r = strbuf_printf(out, "Return-Path: <%s>\nDelivered-To: %s\n", in->sender, in->delivered_to)) < 0 ||
-            (r = strbuf_append(out, in->content, in->content_len)) < 0)
-                return r;
-        return 0;
+        int r = local_format_envelope(in, out);
+        return r < 0 ? r : strbuf_append(out, in->content, in->content_len);
 }
 
 static char *env_entry(const char *name, const char *value) {

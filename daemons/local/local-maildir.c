@@ -11,23 +11,8 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include "basic/io-util.h"
 #include "local.h"
-
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
 
 static int mkdir_if_missing(const char *path) {
         if (mkdir(path, 0700) < 0 && errno != EEXIST)
@@ -134,11 +119,11 @@ void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, cons
                 delivery_result_set(res, local_errno_dsn(r), "cannot create maildir file %s: %s", tmp, strerror(-r));
                 return;
         }
-        r = write_all(fd, head.data, head.len);
+        r = loop_write(fd, head.data, head.len);
         if (r == 0)
-                r = write_all(fd, in->content, in->content_len);
+                r = loop_write(fd, in->content, in->content_len);
         if (r == 0 && in->content_len > 0 && in->content[in->content_len - 1] != '\n')
-                r = write_all(fd, "\n", 1);
+                r = loop_write(fd, "\n", 1);
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
         if (r == 0 && close(TAKE_FD(fd)) < 0)

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "basic/io-util.h"
 #include "local.h"
 
 void delivery_result_set(DeliveryResult *r, const char *dsn, const char *fmt, ...) {
@@ -99,24 +100,9 @@ static int kernel_lock(const LocalSettings *s, int fd, unsigned methods) {
         return -EAGAIN;
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
-/* The message as it goes into the mbox: From_ line, headers we add, quoted content, blank line. */
-static int mbox_format(const DeliveryInput *in, StrBuf *out) {
+/* The envelope lines that start a message handed to a mailbox or a command: the From_ line,
+ * Return-Path: and Delivered-To:. */
+int local_format_envelope(const DeliveryInput *in, StrBuf *out) {
         char date[64];
         time_t now = time(NULL);
         struct tm tm;
@@ -125,8 +111,15 @@ static int mbox_format(const DeliveryInput *in, StrBuf *out) {
         if (!asctime_r(localtime_r(&now, &tm), date))
                 snprintf(date, sizeof(date), "Thu Jan  1 00:00:00 1970\n");
         if ((r = strbuf_printf(out, "From %s  %s", isempty(in->sender) ? "MAILER-DAEMON" : in->sender, date)) < 0 ||
-            (r = strbuf_printf(out, "Return-Path: <%s>\n", in->sender)) < 0 ||
-            (r = strbuf_printf(out, "Delivered-To: %s\n", in->delivered_to)) < 0)
+            (r = strbuf_printf(out, "Return-Path: <%s>\n", in->sender)) < 0)
+                return r;
+        return strbuf_printf(out, "Delivered-To: %s\n", in->delivered_to);
+}
+
+/* The message as it goes into the mbox: envelope lines, quoted content, blank line. */
+static int mbox_format(const DeliveryInput *in, StrBuf *out) {
+        int r = local_format_envelope(in, out);
+        if (r < 0)
                 return r;
         const char *p = in->content, *end = in->content + in->content_len;
         while (p < end) {
@@ -239,7 +232,7 @@ void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const c
                                     path, user_hint, strerror(-r));
                 goto unlock;
         }
-        r = write_all(fd, out.data, out.len);
+        r = loop_write(fd, out.data, out.len);
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
         if (r < 0) {

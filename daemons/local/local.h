@@ -136,6 +136,9 @@ void delivery_result_set(DeliveryResult *r, const char *dsn, const char *fmt, ..
 /* The enhanced status for a failed write/lock with errno e (negative or positive). */
 const char *local_errno_dsn(int e);
 
+/* Appends the From_ line, Return-Path: and Delivered-To: that precede a delivered message. */
+int local_format_envelope(const DeliveryInput *in, StrBuf *out);
+
 /* Appends to an mbox file with locking; truncates back on failure; fsyncs. Runs as the user.
  * owner_check: refuse a mailbox not owned by the user (off for "/file" alias destinations). */
 void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,

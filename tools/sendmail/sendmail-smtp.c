@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "basic/io-util.h"
 #include "sendmail.h"
 
 #define SMTP_REPLY_MAX (64 * 1024)
@@ -24,18 +25,8 @@ void smtp_client_done(SmtpClient *c) {
 }
 
 int smtp_write_all(int fd, const void *buf, size_t n) {
-        const char *p = buf;
-        while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
+        int r = loop_write(fd, buf, n);
+        return r == -EAGAIN ? -ETIMEDOUT : r;   /* SO_SNDTIMEO expired */
 }
 
 int smtp_client_connect(SmtpClient *c, const char *path, unsigned timeout_sec) {

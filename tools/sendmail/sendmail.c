@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "basic/io-util.h"
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "daemon/daemon.h"
@@ -579,20 +580,8 @@ static int do_smtp(Conf *c) {
                         ssize_t k = read(s.fd, buf, sizeof buf);
                         if (k <= 0)
                                 return k == 0 ? EX_OK : EX_IOERR;
-                        if (smtp_write_all(STDOUT_FILENO, buf, (size_t) k) < 0) {
-                                /* stdout may be a pipe, not a socket: fall back to write(). */
-                                const char *q = buf;
-                                size_t n = (size_t) k;
-                                while (n > 0) {
-                                        ssize_t w = write(STDOUT_FILENO, q, n);
-                                        if (w < 0 && errno == EINTR)
-                                                continue;
-                                        if (w <= 0)
-                                                return EX_IOERR;
-                                        q += w;
-                                        n -= (size_t) w;
-                                }
-                        }
+                        if (loop_write(STDOUT_FILENO, buf, (size_t) k) < 0)
+                                return EX_IOERR;
                 }
                 if (in_open && p[1].revents) {
                         ssize_t k = read(STDIN_FILENO, buf, sizeof buf);
