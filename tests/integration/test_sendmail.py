@@ -7,35 +7,22 @@ listing of a deferred message in text and --json form. Run by `meson test --suit
 """
 
 import json
-import os
 import pathlib
 import re
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "integration"))
-import postern_harness as h  # noqa: E402
+import postern_harness as h
+
 
 EX_USAGE, EX_DATAERR, EX_TEMPFAIL = 64, 65, 75
 
 
-@pytest.fixture(scope="module")
-def users():
-    if os.geteuid() != 0:
-        pytest.skip("needs root (delivery switches users)")
-    return h.ensure_test_users()
-
-
 @pytest.fixture
-def postern(users):
-    h.clean_test_homes()
-    p = h.Postern()
-    p.configure(mydestination="localhost, $myhostname", message_size_limit="20000")
-    yield p
-    p.close()
-    assert not p.sanitizer_reports()
+def postern(postern):
+    postern.configure(message_size_limit="20000")
+    return postern
 
 
 def test_t_extracts_lists_and_removes_bcc(postern):
