@@ -40,7 +40,7 @@ static int settings_list(Conf *c, const char *name, const char *def, char ***ret
 
 /* Reads the parameters postern-local uses from the configuration. */
 int local_settings_load(Conf *c, LocalSettings *ret) {
-        _cleanup_strv_free_ char **locks = NULL, **specs = NULL;
+        _cleanup_strv_free_ char **locks = NULL, **specs = NULL, **dest = NULL;
         LocalSettings s = {};
         char *reason = NULL;
         int r;
@@ -52,7 +52,7 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
             (r = settings_str(c, "myhostname", "localhost", &s.myhostname)) < 0 ||
             (r = settings_str(c, "myorigin", s.myhostname, &s.myorigin)) < 0 ||
             (r = settings_str(c, "default_privs", "nobody", &s.default_privs)) < 0 ||
-            (r = settings_list(c, "mydestination", "$myhostname, localhost", &s.mydestination)) < 0 ||
+            (r = settings_list(c, "mydestination", "$myhostname, localhost", &dest)) < 0 ||
             (r = settings_list(c, "allow_mail_to_commands", "alias, forward", &s.allow_mail_to_commands)) < 0 ||
             (r = settings_list(c, "allow_mail_to_files", "alias, forward", &s.allow_mail_to_files)) < 0 ||
             (r = settings_list(c, "mailbox_delivery_lock", "fcntl, dotlock", &locks)) < 0)
@@ -64,6 +64,12 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
                         r = -ENOMEM;
                         goto fail;
                 }
+        }
+        r = domain_list_init(&s.mydestination, dest, false, &reason);
+        if (r < 0) {
+                log_error_errno(r, "mydestination: %s", reason ? reason : "out of memory");
+                free(reason);
+                goto fail;
         }
         for (char **l = locks; *l; l++) {
                 if (strcaseeq(*l, "fcntl"))
@@ -113,7 +119,7 @@ void local_settings_done(LocalSettings *s) {
         free(s->recipient_delimiter);
         free(s->myhostname);
         free(s->myorigin);
-        strv_free(s->mydestination);
+        domain_list_done(&s->mydestination);
         free(s->default_privs);
         strv_free(s->allow_mail_to_commands);
         strv_free(s->allow_mail_to_files);
@@ -297,12 +303,7 @@ static int seen_before(Expander *e, const char *prefix, const char *key) {
 }
 
 static bool is_local_domain(const LocalSettings *s, const char *domain) {
-        if (isempty(domain))
-                return true;
-        for (char **d = s->mydestination; d && *d; d++)
-                if (strcaseeq(*d, domain))
-                        return true;
-        return strcaseeq(domain, s->myhostname);
+        return isempty(domain) || domain_list_match((DomainList *) &s->mydestination, domain) > 0;
 }
 
 static bool list_has(char **l, const char *word) {

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "mail/domain-list.h"
 #include "basic/macro.h"
 #include "basic/strbuf.h"
 #include "conf/conf.h"
@@ -39,7 +40,7 @@ typedef struct LocalSettings {
         char *recipient_delimiter;
         char *myhostname;
         char *myorigin;
-        char **mydestination;
+        DomainList mydestination;
         char *default_privs;
         char **allow_mail_to_commands;
         char **allow_mail_to_files;

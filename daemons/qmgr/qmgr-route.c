@@ -24,19 +24,10 @@ const char *qmgr_address_domain(const char *address) {
         return at + 1;
 }
 
+/* A table error must not send mail elsewhere: a domain whose lookup failed is not local, and
+ * every non-local recipient is deferred today, which is the right answer to a temporary failure. */
 static bool domain_matches(const QmgrSettings *s, const char *domain) {
-        for (char **d = s->mydestination; d && *d; d++)
-                if (strcaseeq(*d, domain))
-                        return true;
-        for (size_t i = 0; i < s->n_mydestination_tables; i++) {
-                _cleanup_free_ char *value = NULL;
-                int r = table_lookup(s->mydestination_tables[i], domain, &value);
-                /* A table error must not send mail elsewhere; today every non-local recipient is
-                 * deferred, which is the right answer to a temporary lookup failure too. */
-                if (r > 0)
-                        return true;
-        }
-        return false;
+        return domain_list_match((DomainList *) &s->mydestination, domain) > 0;
 }
 
 /* Routes one recipient address. */

@@ -38,10 +38,7 @@ static long long int_or(Conf *c, const char *name, long long fallback) {
 void qmgr_settings_done(QmgrSettings *s) {
         free(s->queue_directory);
         free(s->myhostname);
-        strv_free(s->mydestination);
-        for (size_t i = 0; i < s->n_mydestination_tables; i++)
-                table_free(s->mydestination_tables[i]);
-        free(s->mydestination_tables);
+        domain_list_done(&s->mydestination);
         free(s->local_socket);
         *s = (QmgrSettings) {};
 }
@@ -50,7 +47,6 @@ void qmgr_settings_done(QmgrSettings *s) {
 int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         _cleanup_(qmgr_settings_done) QmgrSettings n = {};
         _cleanup_strv_free_ char **dest = NULL;
-        size_t n_names = 0, n_entries = 0;
 
         n.queue_directory = strdup(param_or(c, "queue_directory", "/var/spool/postern"));
         n.myhostname = strdup(param_or(c, "myhostname", "localhost"));
@@ -59,24 +55,10 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         if (!n.queue_directory || !n.myhostname || !n.local_socket || !dest)
                 return log_oom();
 
-        for (char **d = dest; *d; d++)
-                n_entries++;
-        n.mydestination = calloc(n_entries + 1, sizeof(char *));
-        n.mydestination_tables = calloc(n_entries + 1, sizeof(Table *));
-        if (!n.mydestination || !n.mydestination_tables)
-                return log_oom();
-        for (char **d = dest; *d; d++) {
-                if ((*d)[0] != '[' && (*d)[0] != '/' && strchr(*d, ':')) {
-                        _cleanup_free_ char *reason = NULL;
-                        Table *t = NULL;
-                        int r = table_open(*d, 0, &t, &reason);
-                        if (r < 0)
-                                return log_error_errno(r, "mydestination: cannot open table %s: %s", *d,
-                                                       reason ? reason : "%m");
-                        n.mydestination_tables[n.n_mydestination_tables++] = t;
-                } else
-                        n.mydestination[n_names++] = TAKE_PTR(*d);
-        }
+        _cleanup_free_ char *why = NULL;
+        int r = domain_list_init(&n.mydestination, dest, false, &why);
+        if (r < 0)
+                return log_error_errno(r, "mydestination: %s", why ? why : "out of memory");
 
         n.queue_run_delay = (usec_t) time_or(c, "queue_run_delay", 300) * USEC_PER_SEC;
         n.minimal_backoff = (usec_t) time_or(c, "minimal_backoff_time", 300) * USEC_PER_SEC;

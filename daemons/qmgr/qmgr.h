@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "mail/domain-list.h"
 #include "basic/macro.h"
 #include "conf/conf.h"
 #include "conf/table.h"
@@ -45,9 +46,7 @@ typedef struct Qmgr Qmgr;
 typedef struct QmgrSettings {
         char *queue_directory;
         char *myhostname;
-        char **mydestination;          /* plain domain names */
-        Table **mydestination_tables;  /* "type:name" entries of mydestination */
-        size_t n_mydestination_tables;
+        DomainList mydestination;
         char *local_socket;            /* daemon_socket_path(conf, "local") */
         usec_t queue_run_delay;
         usec_t minimal_backoff;

@@ -11,15 +11,6 @@
 #include "smtpd.h"
 #include "log/log.h"
 
-static void strip_proxy(char **list) {
-        /* Postfix's proxy: prefix only routes through proxymap; tables are local here. */
-        for (char **i = list; i && *i; i++) {
-                const char *rest = startswith(*i, "proxy:");
-                if (rest)
-                        memmove(*i, rest, strlen(rest) + 1);
-        }
-}
-
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s) {
         if (s)
                 s->n_ref++;
@@ -126,19 +117,17 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         _cleanup_strv_free_ char **relay = list_param(c, listener, "relay_domains");
         if (!dest || !relay)
                 return log_oom();
-        strip_proxy(dest);
-        strip_proxy(relay);
-        r = domain_list_init(&s->mydestination, dest, false);
+        _cleanup_free_ char *why = NULL;
+        r = domain_list_init(&s->mydestination, dest, false, &why);
         if (r < 0)
-                return r;
-        r = domain_list_init(&s->relay_domains, relay, true);
+                return log_error_errno(r, "mydestination: %s", why ? why : "out of memory");
+        r = domain_list_init(&s->relay_domains, relay, true, &why);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "relay_domains: %s", why ? why : "out of memory");
 
         _cleanup_strv_free_ char **maps = list_param(c, listener, "local_recipient_maps");
         if (!maps)
                 return log_oom();
-        strip_proxy(maps);
         if (maps[0]) {
                 _cleanup_free_ char *joined = NULL, *reason = NULL;
                 size_t len = 1;

@@ -21,6 +21,7 @@
 #include "basic/strbuf.h"
 #include "conf/conf.h"
 #include "conf/table.h"
+#include "mail/domain-list.h"
 #include "daemon/daemon.h"
 #include "mail/queue-id.h"
 
@@ -37,14 +38,6 @@ typedef struct NetEntry {
         unsigned prefix;
         bool negate;
 } NetEntry;
-
-/* A domain list (mydestination, relay_domains): plain names and lookup tables. */
-typedef struct DomainList {
-        char **names;         /* lower case; a leading '.' only matches subdomains */
-        Table **tables;
-        size_t n_tables;
-        bool parent_matches;  /* "example.org" also matches "sub.example.org" */
-} DomainList;
 
 enum { BARE_NEWLINE_NORMALIZE, BARE_NEWLINE_YES };
 
@@ -208,10 +201,6 @@ void command_log_disconnect(Session *s);
 
 /* smtpd-restrictions.c */
 int smtpd_parse_mynetworks(char **list, NetEntry **ret, size_t *ret_n);
-int domain_list_init(DomainList *dl, char **entries, bool parent_matches);
-void domain_list_done(DomainList *dl);
-/* 1 = listed, 0 = not, <0 = table error. */
-int domain_list_match(DomainList *dl, const char *domain);
 bool smtpd_client_in_mynetworks(Session *s);
 /* Checks one recipient; returns 0 when accepted, or sets *ret_reply (allocated) and returns 1. */
 int smtpd_check_recipient(Session *s, const char *local, const char *domain, const char *external,

@@ -1,0 +1,52 @@
+/* test-domain-list.c — unit tests for mydestination/relay_domains matching. */
+#include "domain-list.h"
+#include "../basic/tests.h"
+
+static void check(char **entries, bool parent, const char *domain, int expect) {
+        DomainList dl = {};
+        _cleanup_free_ char *reason = NULL;
+        CHECK_INT(domain_list_init(&dl, entries, parent, &reason), 0);
+        int r = domain_list_match(&dl, domain);
+        if (r != expect) {
+                fprintf(stderr, "domain %s (parent=%d): got %d, expected %d\n", domain, parent, r, expect);
+                exit(1);
+        }
+        domain_list_done(&dl);
+}
+
+int main(void) {
+        char *dest[] = { (char *) "Example.ORG.", (char *) "localhost", (char *) ".sub.test",
+                         (char *) "inline:{ table.test=yes }", NULL };
+        static const struct { const char *domain; bool parent; int expect; } t[] = {
+                { "example.org", false, 1 },
+                { "EXAMPLE.org", false, 1 },
+                { "example.org.", false, 1 },       /* trailing dot on either side */
+                { "mail.example.org", false, 0 },
+                { "mail.example.org", true, 1 },    /* relay_domains: parents match */
+                { "badexample.org", true, 0 },      /* not a parent, just a suffix */
+                { "localhost", false, 1 },
+                { "sub.test", false, 0 },           /* ".sub.test" is subdomains only */
+                { "a.sub.test", false, 1 },
+                { "table.test", false, 1 },
+                { "x.table.test", false, 0 },
+                { "x.table.test", true, 1 },
+                { "[127.0.0.1]", false, 0 },        /* address literals never match */
+                { "", false, 0 },
+                { "elsewhere.net", true, 0 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                check(dest, t[i].parent, t[i].domain, t[i].expect);
+
+        DomainList dl = {};
+        char *reason = NULL;
+        char *file[] = { (char *) "/etc/postern/domains", NULL };
+        CHECK_INT(domain_list_init(&dl, file, false, &reason), -EOPNOTSUPP);
+        CHECK(reason && strstr(reason, "/etc/postern/domains"));
+        free(reason);
+        reason = NULL;
+        char *bad[] = { (char *) "nosuchtype:/x", NULL };
+        CHECK(domain_list_init(&dl, bad, false, &reason) < 0);
+        CHECK(reason && strstr(reason, "nosuchtype:/x"));
+        free(reason);
+        return 0;
+}
