@@ -6,7 +6,9 @@
  * while one batch waits for its fsync, the next one gathers. Only after queue_commit() returned
  * 0 does the session answer "250 2.0.0 Ok: queued as ID". If a batch fails, each of its
  * messages is retried in a transaction of its own, so one bad message cannot fail the others.
- * After a successful commit qmgr gets a wake-up (request=wakeup; failures only delay mail). */
+ * After a successful commit, and after the results were posted back (the 250s do not wait for
+ * it), qmgr gets a wake-up (request=wakeup; failures only delay mail). At shutdown,
+ * committer_drain() commits whatever is pending and answers those sessions before they close. */
 #include <pthread.h>
 #include <sys/eventfd.h>
 
@@ -39,6 +41,8 @@ void commit_job_free(CommitJob *j) {
         }
         queue_recipients_free(j->rcpts, j->n_rcpts);
         free(j->content);
+        if (j->server)
+                j->server->data_in_use -= j->charged;
         free(j);
 }
 
@@ -110,6 +114,16 @@ static void *committer_thread(void *userdata) {
                         any = any || j->result >= 0;
                         last = j;
                 }
+
+                /* Answers first: the clients' 250s must not wait for qmgr's socket. */
+                pthread_mutex_lock(&c->lock);
+                *c->done_tail = batch;
+                c->done_tail = &last->next;
+                pthread_mutex_unlock(&c->lock);
+                uint64_t one = 1;
+                if (write(c->efd, &one, sizeof(one)) < 0)
+                        log_debug_errno(-errno, "eventfd write failed: %m");
+
                 if (any && wake) {
                         _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
                         int r = ipc_record_add(&req, "request", "wakeup");
@@ -119,14 +133,6 @@ static void *committer_thread(void *userdata) {
                                 log_debug_errno(r, "Wake-up to qmgr at %s failed: %m", wake);
                 }
                 free(wake);
-
-                pthread_mutex_lock(&c->lock);
-                *c->done_tail = batch;
-                c->done_tail = &last->next;
-                pthread_mutex_unlock(&c->lock);
-                uint64_t one = 1;
-                if (write(c->efd, &one, sizeof(one)) < 0)
-                        log_debug_errno(-errno, "eventfd write failed: %m");
         }
         return NULL;
 }
@@ -153,14 +159,15 @@ static void complete_job(CommitJob *j) {
                 session_reply(s, "250 2.0.0 Ok: queued as %s", j->queue_id);
         } else
                 session_reply(s, "451 4.3.0 Error: queue file write error");
+        if (s->server->stopping) {
+                /* Shutting down: the answer is flushed by server_done(); no further input. */
+                session_close_after_flush(s);
+                return;
+        }
         session_resume(s);
 }
 
-static int on_done(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        Committer *c = userdata;
-        uint64_t v;
-
-        (void) read(fd, &v, sizeof(v));
+static void complete_done(Committer *c) {
         pthread_mutex_lock(&c->lock);
         CommitJob *list = c->done;
         c->done = NULL;
@@ -173,7 +180,32 @@ static int on_done(sd_event_source *src, int fd, uint32_t revents, void *userdat
                 complete_job(j);
                 commit_job_free(j);
         }
+}
+
+static int on_done(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        Committer *c = userdata;
+        uint64_t v;
+
+        (void) read(fd, &v, sizeof(v));
+        complete_done(c);
         return 0;
+}
+
+static void committer_stop_thread(Committer *c) {
+        if (!c->thread_started)
+                return;
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_cond_signal(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        /* The thread leaves only once nothing is pending: every submitted job is committed. */
+        pthread_join(c->thread, NULL);
+        c->thread_started = false;
+}
+
+void committer_drain(Committer *c) {
+        committer_stop_thread(c);
+        complete_done(c);
 }
 
 int committer_new(Server *srv, const char *queue_dir, const char *wakeup_path, Committer **ret) {
@@ -222,13 +254,7 @@ int committer_new(Server *srv, const char *queue_dir, const char *wakeup_path, C
 Committer *committer_free(Committer *c) {
         if (!c)
                 return NULL;
-        if (c->thread_started) {
-                pthread_mutex_lock(&c->lock);
-                c->stop = true;
-                pthread_cond_signal(&c->cond);
-                pthread_mutex_unlock(&c->lock);
-                pthread_join(c->thread, NULL);
-        }
+        committer_stop_thread(c);
         /* Whatever finished but was not delivered to sessions any more. */
         for (CommitJob *j = c->done, *n; j; j = n) {
                 n = j->next;

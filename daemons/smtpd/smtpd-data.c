@@ -6,14 +6,20 @@
  * bare LF is an ordinary line; a "." line next to a bare LF is content and is stored as "." (a
  * lone dot is not unstuffed, since the client did not stuff it), so \n.\n, \r\n.\n and \n.\r\n
  * can never end a message early (no SMTP smuggling). With = yes a bare LF is answered
- * "521 5.5.2 <host> Error: bare <LF> received" and the session ends, as Postfix 3.9 does.
+ * "521 5.5.2 <host> Error: bare <LF> received" and the session ends, as Postfix 3.9 does (clients
+ * in smtpd_forbid_bare_newline_exclusions get normalize; "no" is normalize too).
  *
  * Lines longer than line_length_limit are not an error in DATA (as in Postfix): they are
  * buffered in pieces and stored whole. The message size is counted as it arrives; beyond
  * message_size_limit the content is dropped but reading continues to the end, then 552 5.3.4.
  * The header section ends at the first empty line, at the first line that is not a header, or
  * once it exceeds header_size_limit (the rest is then body; no message is refused for it).
- * Missing From:/Date:/Message-ID: (local submissions) are added at the end of the headers. */
+ * Missing From:/Date:/Message-ID: (local submissions) are added at the end of the headers, when
+ * the header section ends, so the content is built in place and never copied whole.
+ *
+ * Memory: all sessions together buffer at most Server.data_budget bytes of content (the
+ * allocations, including messages waiting for the commit thread). Over budget a message is read
+ * to its end with its content discarded and answered "452 4.3.1 Insufficient system storage". */
 #include <pwd.h>
 #include <stdio.h>
 #include <strings.h>
@@ -26,44 +32,135 @@
 
 #define MESSAGE_ID_LOG_MAX 256
 
+#define DATA_BUDGET_MAX (1ULL << 30)
+
+/* Half of the memory limit of our own cgroup (cgroup v2), or 0 when there is none. */
+static uint64_t cgroup_memory_half(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/cgroup", "re");
+        char line[4096], path[4200], val[64];
+
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f)) {
+                if (!startswith(line, "0::"))
+                        continue;
+                line[strcspn(line, "\n")] = '\0';
+                snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", line + 3);
+                _cleanup_fclose_ FILE *m = fopen(path, "re");
+                if (!m || !fgets(val, sizeof(val), m))
+                        return 0;
+                char *end = NULL;
+                errno = 0;
+                unsigned long long v = strtoull(val, &end, 10);
+                if (errno || end == val || (*end && *end != '\n'))
+                        return 0;   /* "max": no limit */
+                return v / 2;
+        }
+        return 0;
+}
+
+uint64_t data_budget_default(const char **ret_source) {
+        const char *e = getenv("POSTERN_SMTPD_DATA_BUDGET");
+        if (!isempty(e)) {
+                char *end = NULL;
+                errno = 0;
+                unsigned long long v = strtoull(e, &end, 10);
+                if (!errno && *end == '\0' && v > 0) {
+                        *ret_source = "$POSTERN_SMTPD_DATA_BUDGET";
+                        return v;
+                }
+                log_warning("Ignoring invalid POSTERN_SMTPD_DATA_BUDGET=%s", e);
+        }
+        uint64_t half = cgroup_memory_half();
+        if (half > 0 && half < DATA_BUDGET_MAX) {
+                *ret_source = "half of the cgroup's memory.max";
+                return half;
+        }
+        *ret_source = "1 GiB default";
+        return DATA_BUDGET_MAX;
+}
+
+/* Drops the content (oversized or over budget) and gives its bytes back to the budget. */
+static void content_drop(DataState *d) {
+        strbuf_done(&d->content);
+        d->server->data_in_use -= d->charged;
+        d->charged = 0;
+}
+
 void data_state_free(DataState *d) {
         if (!d)
                 return;
-        strbuf_done(&d->content);
+        content_drop(d);
         free(d->message_id);
         free(d);
 }
 
+/* Appends to the content within the global data budget. The budget is charged with the
+ * allocation (strbuf doubles its capacity, mirrored here), so the sum over all sessions bounds
+ * what smtpd really holds. Over budget (or out of memory) the content is dropped and the
+ * message is answered 452 4.3.1 at its end; the rest of it is still read and counted. */
+static void content_add(Session *s, const void *p, size_t n) {
+        DataState *d = s->data;
+        Server *srv = d->server;
+
+        if (d->too_big || d->no_storage)
+                return;
+        size_t need = d->content.len + n + 1, cap = d->content.cap;
+        if (need > cap) {
+                cap = cap ? cap : 256;
+                while (cap < need && cap <= SIZE_MAX / 2)
+                        cap *= 2;
+        }
+        uint64_t extra = cap - d->charged;
+        bool fits = srv->data_in_use + extra <= srv->data_budget;
+        if (!fits || strbuf_append(&d->content, p, n) < 0) {
+                if (fits)
+                        log_oom();
+                else
+                        log_warning("%s: message data budget of %llu bytes exhausted; discarding the content "
+                                    "from %s, answering 452 4.3.1", s->queue_id,
+                                    (unsigned long long) srv->data_budget, s->id_text);
+                d->no_storage = true;
+                content_drop(d);
+                return;
+        }
+        srv->data_in_use += d->content.cap - d->charged;
+        d->charged = d->content.cap;
+}
+
 int data_begin(Session *s) {
+        _cleanup_strbuf_ StrBuf rcvd = STRBUF_INIT;
         DataState *d = calloc(1, sizeof(DataState));
         char date[128];
         int r;
 
         if (!d)
                 return -ENOMEM;
+        d->server = s->server;
         d->in_headers = true;
         d->prev_crlf = true;
         rfc822_date(time(NULL), date, sizeof(date));
 
         if (s->listener->kind == LISTENER_SUBMIT)
-                r = strbuf_printf(&d->content, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
+                r = strbuf_printf(&rcvd, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
                                   s->settings->myhostname, (long) (int) s->uid, s->queue_id, date);
         else {
-                r = strbuf_printf(&d->content, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
+                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
                                   s->helo ? s->helo : s->name, s->name,
                                   s->family == AF_INET6 ? "IPv6:" : "", s->addr, s->settings->myhostname,
                                   s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
                 if (r >= 0 && s->n_rcpts == 1)
-                        r = strbuf_printf(&d->content, "\n\tfor <%s>", s->rcpts[0]);
+                        r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->rcpts[0]);
                 if (r >= 0)
-                        r = strbuf_printf(&d->content, "; %s\n", date);
+                        r = strbuf_printf(&rcvd, "; %s\n", date);
         }
         if (r < 0) {
-                data_state_free(d);
+                free(d);
                 return r;
         }
         data_state_free(s->data);
         s->data = d;
+        content_add(s, rcvd.data, rcvd.len);
         return 0;
 }
 
@@ -100,6 +197,8 @@ static void note_header(DataState *d, const char *p, size_t n) {
         }
 }
 
+static int add_missing_headers(Session *s, bool at_end);
+
 /* One line (or a piece of an overlong one when partial) without its line end. */
 static void data_line(Session *s, const char *p, size_t n, bool partial) {
         DataState *d = s->data;
@@ -112,14 +211,12 @@ static void data_line(Session *s, const char *p, size_t n, bool partial) {
         }
         d->mid_line = partial;
         d->bytes += n + (partial ? 0 : 1);
-        if (limit && d->bytes > limit) {
-                if (!d->too_big) {
-                        d->too_big = true;
-                        strbuf_done(&d->content);
-                }
+        if (limit && d->bytes > limit && !d->too_big) {
+                d->too_big = true;
+                content_drop(d);
         }
-        if (d->too_big)
-                return;
+        if (d->too_big || d->no_storage)
+                return;   /* refused at the end; only the size is still counted */
 
         if (d->in_headers) {
                 d->header_bytes += n + (partial ? 0 : 1);
@@ -133,15 +230,22 @@ static void data_line(Session *s, const char *p, size_t n, bool partial) {
                                 ;   /* folded continuation */
                         else
                                 note_header(d, p, n);
-                        if (!d->in_headers)
+                        if (!d->in_headers) {
+                                /* The header section ends here: what Postern adds goes in now,
+                                 * so the content is built in place (never copied). */
                                 d->hdr_end = d->content.len;
+                                if (add_missing_headers(s, false) < 0) {
+                                        log_oom();
+                                        d->no_storage = true;
+                                        content_drop(d);
+                                        return;
+                                }
+                        }
                 }
         }
-        if (strbuf_append(&d->content, p, n) < 0 || (!partial && strbuf_putc(&d->content, '\n') < 0)) {
-                log_oom();
-                d->too_big = true;   /* answered like an oversized message; nothing is lost silently */
-                strbuf_done(&d->content);
-        }
+        content_add(s, p, n);
+        if (!partial)
+                content_add(s, "\n", 1);
 }
 
 static int format_from(Session *s, StrBuf *out) {
@@ -180,17 +284,14 @@ static int format_from(Session *s, StrBuf *out) {
         return r;
 }
 
-/* Adds missing headers (local submissions) and the empty line that separates a body which
- * started without one, at the end of the header section. */
-static int finish_headers(Session *s) {
+/* Adds missing headers (local submissions) and, unless the message ends inside its header
+ * section, the empty line that separates a body which started without one. Called once, when
+ * the header section ends (its last byte is the last byte of the content so far). */
+static int add_missing_headers(Session *s, bool at_end) {
         DataState *d = s->data;
         _cleanup_strbuf_ StrBuf add = STRBUF_INIT;
         int r = 0;
 
-        if (d->in_headers) {
-                d->hdr_end = d->content.len;
-                d->in_headers = false;
-        }
         if (s->listener->kind == LISTENER_SUBMIT) {
                 if (!d->has_from)
                         r = format_from(s, &add);
@@ -208,22 +309,12 @@ static int finish_headers(Session *s) {
                                 d->message_id = strdup(strempty(id.data));
                 }
         }
-        if (r >= 0 && !d->blank_after_headers && d->hdr_end < d->content.len)
+        if (r >= 0 && !at_end && !d->blank_after_headers)
                 r = strbuf_putc(&add, '\n');
         if (r < 0)
                 return r;
-        if (add.len == 0)
-                return 0;
-
-        StrBuf n = STRBUF_INIT;
-        if ((r = strbuf_append(&n, d->content.data, d->hdr_end)) < 0 ||
-            (r = strbuf_append(&n, add.data, add.len)) < 0 ||
-            (r = strbuf_append(&n, d->content.data + d->hdr_end, d->content.len - d->hdr_end)) < 0) {
-                strbuf_done(&n);
-                return r;
-        }
-        strbuf_done(&d->content);
-        d->content = n;
+        if (add.len > 0)
+                content_add(s, add.data, add.len);
         return 0;
 }
 
@@ -261,8 +352,11 @@ static CommitJob *make_job(Session *s) {
                 rc[i].state = QUEUE_RCPT_PENDING;
                 fail = fail || !rc[i].address;
         }
+        j->server = s->server;
         j->content_len = d->content.len;
         j->content = strbuf_steal(&d->content);
+        j->charged = d->charged;   /* the budget stays charged until the job is freed */
+        d->charged = 0;
         if (fail || !j->content) {
                 commit_job_free(j);
                 return NULL;
@@ -284,9 +378,23 @@ static void data_end(Session *s) {
                 command_reset_transaction(s);
                 return;
         }
-        CommitJob *j = NULL;
-        if (finish_headers(s) >= 0)
-                j = make_job(s);
+        if (d->in_headers) {
+                d->in_headers = false;
+                d->hdr_end = d->content.len;
+                if (add_missing_headers(s, true) < 0) {
+                        d->no_storage = true;
+                        content_drop(d);
+                }
+        }
+        if (d->no_storage) {
+                session_reply(s, "452 4.3.1 Insufficient system storage");
+                log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 452 4.3.1 Insufficient system "
+                           "storage; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
+                           strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
+                command_reset_transaction(s);
+                return;
+        }
+        CommitJob *j = make_job(s);
         if (!j) {
                 log_oom();
                 session_reply(s, "451 4.3.0 Error: queue file write error");
@@ -325,7 +433,7 @@ void data_process(Session *s) {
                 bool crlf = llen > 0 && start[llen - 1] == '\r';
                 size_t clen = llen - (crlf ? 1 : 0);
 
-                if (!crlf && s->settings->bare_newline == BARE_NEWLINE_YES) {
+                if (!crlf && s->bare_newline == BARE_NEWLINE_YES) {
                         session_reply(s, "521 5.5.2 %s Error: bare <LF> received", s->settings->myhostname);
                         log_info("disconnect: bare <LF> received from %s", s->id_text);
                         command_reset_transaction(s);

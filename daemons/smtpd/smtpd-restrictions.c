@@ -6,8 +6,14 @@
  * element either decides (permit ends that list, reject/defer answer the client) or passes to
  * the next. Supported: permit_mynetworks, permit_sasl_authenticated (never true without SASL),
  * reject_unauth_destination, defer_unauth_destination, reject_unlisted_recipient, permit,
- * reject, defer. An unknown element is a server configuration error (451 4.3.5), as in Postfix,
- * and so is a configuration in which neither list can ever refuse relaying.
+ * reject, defer. The lists are compiled into enum arrays when the settings are built: an unknown
+ * element is a configuration error at start or reload (Postfix answers 451 4.3.5 at run time
+ * instead). A configuration in which neither list can ever refuse relaying answers 451 4.3.5.
+ *
+ * Address lists (mynetworks, smtpd_forbid_bare_newline_exclusions) take addresses,
+ * address/prefix, [ipv6]/prefix and type:table entries (looked up with the client address, e.g.
+ * cidr:), each optionally negated with "!"; the first matching entry decides. Anything else
+ * (host names, /file patterns, garbage) is a configuration error, never silently dropped.
  *
  * An "authorised destination" is a domain listed in mydestination (exact, case-insensitive) or
  * in relay_domains (also its subdomains: Postfix's parent_domain_matches_subdomains default).
@@ -88,42 +94,88 @@ static bool net_match(const NetEntry *n, int family, const uint8_t *addr) {
         return (n->addr[i] & mask) == (addr[i] & mask);
 }
 
-int smtpd_parse_mynetworks(char **list, NetEntry **ret, size_t *ret_n) {
-        size_t n = 0, cap = 0;
-        NetEntry *v = NULL;
+/* An entry Postfix would read as a host or domain name (matched against the client's name),
+ * or as a file of patterns: Postern has no client names yet and reads no pattern files. */
+static const char *unsupported_why(const char *entry) {
+        if (entry[0] == '/')
+                return "pattern files are not supported; list the networks or use a cidr: table";
+        return "not an address, address/prefix, [ipv6]/prefix or type:table "
+               "(host and domain names are not supported: Postern does no client name lookups)";
+}
+
+int smtpd_netlist_parse(const char *param, char **list, NetList *ret) {
+        NetList l = {};
+        int r = 0;
 
         for (char **i = list; i && *i; i++) {
-                NetEntry e;
-                if (parse_net(*i, &e) < 0) {
-                        log_warning("mynetworks: ignoring unsupported entry \"%s\" "
-                                    "(only address and address/prefix forms are supported)", *i);
-                        continue;
-                }
-                if (n == cap) {
-                        cap = cap ? cap * 2 : 8;
-                        NetEntry *nv = realloc(v, cap * sizeof(NetEntry));
-                        if (!nv) {
-                                free(v);
-                                return log_oom();
+                NetEntry e = {};
+                const char *p = *i;
+                bool neg = *p == '!';
+                const char *colon = strchr(p, ':');
+
+                /* An address first (so "dead:beef::1" is not read as a table), then
+                 * "type:name" (the type is lower-case letters only). */
+                if (parse_net(p, &e) >= 0)
+                        ;
+                else if (colon && colon > p + neg &&
+                         strspn(p + neg, "abcdefghijklmnopqrstuvwxyz") == (size_t) (colon - p - neg)) {
+                        _cleanup_free_ char *why = NULL;
+                        r = table_open(p + neg, 0, &e.table, &why);
+                        if (r < 0) {
+                                log_error_errno(r, "%s: cannot open table \"%s\": %s", param, *i,
+                                                why ? why : "failed");
+                                break;
                         }
-                        v = nv;
+                        e.negate = neg;
+                } else {
+                        r = log_error_errno(-EINVAL, "%s: unsupported entry \"%s\": %s", param, *i,
+                                            unsupported_why(p + neg));
+                        break;
                 }
-                v[n++] = e;
+                NetEntry *nv = reallocarray(l.v, l.n + 1, sizeof(NetEntry));
+                if (!nv) {
+                        table_free(e.table);
+                        r = log_oom();
+                        break;
+                }
+                l.v = nv;
+                l.v[l.n++] = e;
         }
-        *ret = v;
-        *ret_n = n;
+        if (r < 0) {
+                smtpd_netlist_done(&l);
+                return r;
+        }
+        *ret = l;
         return 0;
 }
 
-bool smtpd_client_in_mynetworks(Session *s) {
+void smtpd_netlist_done(NetList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                table_free(l->v[i].table);
+        free(l->v);
+        *l = (NetList) {};
+}
+
+/* First matching entry decides, as in Postfix's match lists ("!" makes it a non-match). */
+int smtpd_netlist_match(const NetList *l, Session *s) {
         if (!s->family)
-                return false;
-        for (size_t i = 0; i < s->settings->n_mynetworks; i++) {
-                const NetEntry *n = &s->settings->mynetworks[i];
-                if (net_match(n, s->family, s->addr_bytes))
+                return 0;
+        for (size_t i = 0; i < l->n; i++) {
+                const NetEntry *n = &l->v[i];
+                if (n->table) {
+                        _cleanup_free_ char *v = NULL;
+                        int r = table_lookup(n->table, s->addr, &v);
+                        if (r < 0) {
+                                log_warning_errno(r, "Lookup of %s in %s failed: %m", s->addr,
+                                                  table_spec(n->table));
+                                return r;
+                        }
+                        if (r > 0)
+                                return !n->negate;
+                } else if (net_match(n, s->family, s->addr_bytes))
                         return !n->negate;
         }
-        return false;
+        return 0;
 }
 
 bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error) {
@@ -162,11 +214,53 @@ int smtpd_local_user_known(Session *s, const char *local) {
 
 typedef enum Verdict { VERDICT_DUNNO, VERDICT_PERMIT, VERDICT_REPLY } Verdict;
 
-static bool list_can_refuse(char **l) {
-        for (char **i = l; i && *i; i++)
-                if (strcaseeq(*i, "reject_unauth_destination") || strcaseeq(*i, "defer_unauth_destination") ||
-                    strcaseeq(*i, "reject") || strcaseeq(*i, "defer") || strcaseeq(*i, "defer_if_permit"))
+static const char *const restriction_names[] = {
+        [RESTRICT_PERMIT_MYNETWORKS] = "permit_mynetworks",
+        [RESTRICT_PERMIT_SASL_AUTHENTICATED] = "permit_sasl_authenticated",
+        [RESTRICT_REJECT_UNAUTH_DESTINATION] = "reject_unauth_destination",
+        [RESTRICT_DEFER_UNAUTH_DESTINATION] = "defer_unauth_destination",
+        [RESTRICT_REJECT_UNLISTED_RECIPIENT] = "reject_unlisted_recipient",
+        [RESTRICT_PERMIT] = "permit",
+        [RESTRICT_REJECT] = "reject",
+        [RESTRICT_DEFER] = "defer",
+};
+
+int smtpd_restrictions_compile(const char *param, char **names, RestrictionList *ret) {
+        size_t n = 0;
+        for (char **i = names; i && *i; i++)
+                n++;
+        Restriction *v = calloc(n ? n : 1, sizeof(Restriction));
+        if (!v)
+                return log_oom();
+        for (size_t k = 0; k < n; k++) {
+                size_t j = 0;
+                while (j < ELEMENTSOF(restriction_names) && !strcaseeq(names[k], restriction_names[j]))
+                        j++;
+                if (j == ELEMENTSOF(restriction_names)) {
+                        free(v);
+                        return log_error_errno(-EINVAL, "%s: unknown restriction \"%s\" (supported: "
+                                               "permit_mynetworks, permit_sasl_authenticated, "
+                                               "reject_unauth_destination, defer_unauth_destination, "
+                                               "reject_unlisted_recipient, permit, reject, defer)",
+                                               param, names[k]);
+                }
+                v[k] = (Restriction) j;
+        }
+        *ret = (RestrictionList) { .v = v, .n = n };
+        return 0;
+}
+
+bool smtpd_restrictions_can_refuse(const RestrictionList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                switch (l->v[i]) {
+                case RESTRICT_REJECT_UNAUTH_DESTINATION:
+                case RESTRICT_DEFER_UNAUTH_DESTINATION:
+                case RESTRICT_REJECT:
+                case RESTRICT_DEFER:
                         return true;
+                default:
+                        break;
+                }
         return false;
 }
 
@@ -195,31 +289,41 @@ typedef struct Stage {
         const char *label;
 } Stage;
 
-static Verdict eval_list(Session *s, char **list, const Stage *stage, const char *local, const char *domain,
-                         const char *external, bool *checked_local, char **ret_reply) {
-        for (char **i = list; i && *i; i++) {
-                const char *e = *i;
-                int err = 0;
+static Verdict reply_lookup_failure(const char *external, char **ret_reply) {
+        if (asprintf(ret_reply, "451 4.3.0 <%s>: Temporary lookup failure", external) < 0)
+                *ret_reply = NULL;
+        return VERDICT_REPLY;
+}
 
-                if (strcaseeq(e, "permit_mynetworks")) {
-                        if (smtpd_client_in_mynetworks(s))
+static Verdict eval_list(Session *s, const RestrictionList *list, const Stage *stage, const char *local,
+                         const char *domain, const char *external, bool *checked_local, char **ret_reply) {
+        for (size_t i = 0; i < list->n; i++) {
+                Restriction e = list->v[i];
+                int err = 0, r;
+
+                switch (e) {
+                case RESTRICT_PERMIT_MYNETWORKS:
+                        r = smtpd_netlist_match(&s->settings->mynetworks, s);
+                        if (r < 0)
+                                return reply_lookup_failure(external, ret_reply);
+                        if (r > 0)
                                 return VERDICT_PERMIT;
-                } else if (strcaseeq(e, "permit_sasl_authenticated")) {
-                        continue;
-                } else if (strcaseeq(e, "reject_unauth_destination") || strcaseeq(e, "defer_unauth_destination")) {
-                        bool defer = e[0] == 'd' || e[0] == 'D';
+                        break;
+                case RESTRICT_PERMIT_SASL_AUTHENTICATED:
+                        break;
+                case RESTRICT_REJECT_UNAUTH_DESTINATION:
+                case RESTRICT_DEFER_UNAUTH_DESTINATION: {
+                        bool defer = e == RESTRICT_DEFER_UNAUTH_DESTINATION;
                         bool ok = smtpd_domain_is_local(s, domain, &err);
                         if (!ok && err == 0) {
-                                int r = domain_list_match(&s->settings->relay_domains, domain);
+                                r = domain_list_match(&s->settings->relay_domains, domain);
                                 if (r < 0)
                                         err = r;
                                 ok = r > 0;
                         }
                         if (err < 0) {
                                 log_warning_errno(err, "Domain lookup for %s failed: %m", domain);
-                                if (asprintf(ret_reply, "451 4.3.0 <%s>: Temporary lookup failure", external) < 0)
-                                        *ret_reply = NULL;
-                                return VERDICT_REPLY;
+                                return reply_lookup_failure(external, ret_reply);
                         }
                         if (!ok) {
                                 if (asprintf(ret_reply, defer ? "454 4.7.1 <%s>: Relay access denied" :
@@ -227,37 +331,32 @@ static Verdict eval_list(Session *s, char **list, const Stage *stage, const char
                                         *ret_reply = NULL;
                                 return VERDICT_REPLY;
                         }
-                } else if (strcaseeq(e, "reject_unlisted_recipient")) {
+                        break;
+                }
+                case RESTRICT_REJECT_UNLISTED_RECIPIENT: {
                         if (*checked_local)
-                                continue;
+                                break;
                         bool local_dom = smtpd_domain_is_local(s, domain, &err);
-                        if (err < 0) {
-                                if (asprintf(ret_reply, "451 4.3.0 <%s>: Temporary lookup failure", external) < 0)
-                                        *ret_reply = NULL;
-                                return VERDICT_REPLY;
-                        }
+                        if (err < 0)
+                                return reply_lookup_failure(external, ret_reply);
                         if (local_dom) {
                                 *checked_local = true;
-                                int r = check_local_recipient(s, local, external, ret_reply);
-                                if (r != 0)
+                                if (check_local_recipient(s, local, external, ret_reply) != 0)
                                         return VERDICT_REPLY;
                         }
-                } else if (strcaseeq(e, "permit")) {
+                        break;
+                }
+                case RESTRICT_PERMIT:
                         return VERDICT_PERMIT;
-                } else if (strcaseeq(e, "reject")) {
+                case RESTRICT_REJECT:
                         if (asprintf(ret_reply, "554 5.7.1 <%s>: %s rejected: Access denied",
                                      stage->entity, stage->label) < 0)
                                 *ret_reply = NULL;
                         return VERDICT_REPLY;
-                } else if (strcaseeq(e, "defer")) {
+                case RESTRICT_DEFER:
                         if (asprintf(ret_reply, "450 4.7.1 <%s>: %s rejected: Access denied",
                                      stage->entity, stage->label) < 0)
                                 *ret_reply = NULL;
-                        return VERDICT_REPLY;
-                } else {
-                        log_warning("Unknown smtpd restriction \"%s\" in %s; answering 451 4.3.5", e,
-                                    s->settings->listener);
-                        *ret_reply = strdup("451 4.3.5 Server configuration error");
                         return VERDICT_REPLY;
                 }
         }
@@ -270,7 +369,7 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
         bool checked_local = false;
 
         *ret_reply = NULL;
-        if (!list_can_refuse(st->relay_restrictions) && !list_can_refuse(st->recipient_restrictions)) {
+        if (!st->can_refuse_relay) {
                 log_warning("Neither smtpd_relay_restrictions nor smtpd_recipient_restrictions can refuse "
                             "relaying (add reject_unauth_destination); refusing mail (451 4.3.5)");
                 *ret_reply = strdup("451 4.3.5 Server configuration error");
@@ -285,8 +384,9 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
                 { external, "Recipient address" },
                 { external, "Recipient address" },
         };
-        char **lists[] = { st->client_restrictions, st->helo_restrictions, st->sender_restrictions,
-                           st->relay_restrictions, st->recipient_restrictions };
+        const RestrictionList *lists[] = { &st->client_restrictions, &st->helo_restrictions,
+                                           &st->sender_restrictions, &st->relay_restrictions,
+                                           &st->recipient_restrictions };
         for (size_t i = 0; i < ELEMENTSOF(lists); i++)
                 if (eval_list(s, lists[i], &stages[i], local, domain, external, &checked_local, ret_reply) ==
                     VERDICT_REPLY)

@@ -91,6 +91,10 @@ int session_new(Listener *l, int fd) {
         s->last_cmd = "CONNECT";
         s->in.limit = 0;
         session_describe_peer(s);
+        s->bare_newline = s->settings->bare_newline;
+        if (s->bare_newline == BARE_NEWLINE_YES &&
+            smtpd_netlist_match(&s->settings->bare_newline_exclusions, s) > 0)
+                s->bare_newline = BARE_NEWLINE_NORMALIZE;   /* smtpd_forbid_bare_newline_exclusions */
 
         s->next = srv->sessions;
         if (srv->sessions)
@@ -218,7 +222,7 @@ static void session_take_line(Session *s, size_t eol) {
         bool crlf = len > 0 && s->in.data[len - 1] == '\r';
         if (crlf)
                 len--;
-        if (!crlf && s->settings->bare_newline == BARE_NEWLINE_YES) {
+        if (!crlf && s->bare_newline == BARE_NEWLINE_YES) {
                 session_reply(s, "521 5.5.2 %s Error: bare <LF> received", s->settings->myhostname);
                 log_info("disconnect: bare <LF> received from %s", s->id_text);
                 strbuf_reset(&s->in);

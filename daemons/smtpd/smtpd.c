@@ -1,9 +1,12 @@
 /* smtpd.c — postern-smtpd's main(): takes the "smtp", "submission" and "submit" sockets from
- * systemd (common/daemon), builds one settings snapshot per listener, accepts connections in
- * the sd-event loop until EAGAIN and starts a Session for each, owns the commit worker, and
- * rebuilds the settings on SIGHUP (existing sessions keep the snapshot they started with). */
+ * systemd (common/daemon), builds the settings snapshots (one shared by every listener without
+ * overrides in main.cf, one each for the others), accepts connections in the sd-event loop until
+ * EAGAIN and starts a Session for each, owns the commit worker, rebuilds the settings on SIGHUP
+ * (existing sessions keep the snapshot they started with; a reload that fails changes nothing)
+ * and on SIGTERM answers every message in the commit path before closing (server_done). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -25,12 +28,13 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         free(s->myorigin);
         free(s->banner);
         free(s->recipient_delimiter);
-        strv_free(s->client_restrictions);
-        strv_free(s->helo_restrictions);
-        strv_free(s->sender_restrictions);
-        strv_free(s->relay_restrictions);
-        strv_free(s->recipient_restrictions);
-        free(s->mynetworks);
+        free(s->client_restrictions.v);
+        free(s->helo_restrictions.v);
+        free(s->sender_restrictions.v);
+        free(s->relay_restrictions.v);
+        free(s->recipient_restrictions.v);
+        smtpd_netlist_done(&s->mynetworks);
+        smtpd_netlist_done(&s->bare_newline_exclusions);
         domain_list_done(&s->mydestination);
         domain_list_done(&s->relay_domains);
         table_list_free(s->local_recipient_maps);
@@ -38,22 +42,24 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         return NULL;
 }
 
-static char *dup_param(Conf *c, const char *listener, const char *name, const char *fallback) {
-        const char *v = conf_get_listener(c, listener, name);
-        return strdup(v ? v : fallback);
+/* The registry knows every parameter used here, so conf_get_listener() never returns NULL for
+ * them and the typed getters return the registry defaults themselves. */
+static char *dup_param(Conf *c, const char *listener, const char *name) {
+        return strdup(strempty(conf_get_listener(c, listener, name)));
 }
 
-static long long int_param(Conf *c, const char *listener, const char *name, long long fallback) {
-        if (!conf_get_listener(c, listener, name))
-                return fallback;
-        return conf_get_int(c, listener, name);
+static int restrictions_param(Conf *c, const char *listener, const char *name, RestrictionList *ret) {
+        _cleanup_strv_free_ char **names = conf_get_list(c, listener, name);
+        if (!names)
+                return log_oom();
+        return smtpd_restrictions_compile(name, names, ret);
 }
 
-/* A list parameter; an empty list when the registry does not know it. */
-static char **list_param(Conf *c, const char *listener, const char *name) {
-        if (!conf_get_listener(c, listener, name))
-                return calloc(1, sizeof(char *));
-        return conf_get_list(c, listener, name);
+static int netlist_param(Conf *c, const char *listener, const char *name, NetList *ret) {
+        _cleanup_strv_free_ char **entries = conf_get_list(c, listener, name);
+        if (!entries)
+                return log_oom();
+        return smtpd_netlist_parse(name, entries, ret);
 }
 
 int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
@@ -63,58 +69,50 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         if (!s)
                 return log_oom();
         s->n_ref = 1;
-        s->listener = strdup(listener);
-        s->myhostname = dup_param(c, listener, "myhostname", "localhost");
-        s->myorigin = dup_param(c, listener, "myorigin", s->myhostname ? s->myhostname : "localhost");
-        s->recipient_delimiter = dup_param(c, listener, "recipient_delimiter", "");
-        if (!s->listener || !s->myhostname || !s->myorigin || !s->recipient_delimiter)
-                return log_oom();
-        const char *banner = conf_get_listener(c, listener, "smtpd_banner");
-        if (asprintf(&s->banner, "%s", banner ? banner : s->myhostname) < 0)
+        s->listener = strdup(listener ? listener : "smtpd");
+        s->myhostname = dup_param(c, listener, "myhostname");
+        s->myorigin = dup_param(c, listener, "myorigin");
+        s->recipient_delimiter = dup_param(c, listener, "recipient_delimiter");
+        s->banner = dup_param(c, listener, "smtpd_banner");
+        if (!s->listener || !s->myhostname || !s->myorigin || !s->recipient_delimiter || !s->banner)
                 return log_oom();
 
-        s->message_size_limit = (uint64_t) MAX(0, int_param(c, listener, "message_size_limit", 10240000));
-        s->header_size_limit = (uint64_t) MAX(1, int_param(c, listener, "header_size_limit", 102400));
-        s->line_length_limit = (size_t) MAX(80, int_param(c, listener, "line_length_limit", 2048));
-        s->recipient_limit = (unsigned) MAX(1, int_param(c, listener, "smtpd_recipient_limit", 1000));
-        s->hard_error_limit = (unsigned) MAX(1, int_param(c, listener, "smtpd_hard_error_limit", 20));
-        s->junk_command_limit = (unsigned) MAX(1, int_param(c, listener, "smtpd_junk_command_limit", 100));
-        s->unknown_local_code = (int) int_param(c, listener, "unknown_local_recipient_reject_code", 550);
+        s->message_size_limit = (uint64_t) MAX(0, conf_get_int(c, listener, "message_size_limit"));
+        s->header_size_limit = (uint64_t) MAX(1, conf_get_int(c, listener, "header_size_limit"));
+        s->line_length_limit = (size_t) MAX(80, conf_get_int(c, listener, "line_length_limit"));
+        s->recipient_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_recipient_limit"));
+        s->hard_error_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_hard_error_limit"));
+        s->junk_command_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_junk_command_limit"));
+        s->unknown_local_code = (int) conf_get_int(c, listener, "unknown_local_recipient_reject_code");
         if (s->unknown_local_code < 400 || s->unknown_local_code > 599)
                 s->unknown_local_code = 550;
-        long long t = conf_get_listener(c, listener, "smtpd_timeout") ?
-                conf_get_time(c, listener, "smtpd_timeout") : 300;
-        s->timeout_usec = (usec_t) MAX(1, t) * USEC_PER_SEC;
-        s->disable_vrfy = conf_get_listener(c, listener, "disable_vrfy_command") ?
-                conf_get_bool(c, listener, "disable_vrfy_command") : true;
-        s->helo_required = conf_get_listener(c, listener, "smtpd_helo_required") ?
-                conf_get_bool(c, listener, "smtpd_helo_required") : false;
-        s->reject_unlisted_recipient = conf_get_listener(c, listener, "smtpd_reject_unlisted_recipient") ?
-                conf_get_bool(c, listener, "smtpd_reject_unlisted_recipient") : true;
+        s->timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_timeout")) * USEC_PER_SEC;
+        s->disable_vrfy = conf_get_bool(c, listener, "disable_vrfy_command");
+        s->helo_required = conf_get_bool(c, listener, "smtpd_helo_required");
+        s->reject_unlisted_recipient = conf_get_bool(c, listener, "smtpd_reject_unlisted_recipient");
+        /* "no" (Postfix's old default) is treated as normalize: the end of DATA stays CRLF.CRLF. */
         const char *bn = conf_get_listener(c, listener, "smtpd_forbid_bare_newline");
         s->bare_newline = bn && strcaseeq(bn, "yes") ? BARE_NEWLINE_YES : BARE_NEWLINE_NORMALIZE;
 
-        s->relay_restrictions = list_param(c, listener, "smtpd_relay_restrictions");
-        s->recipient_restrictions = list_param(c, listener, "smtpd_recipient_restrictions");
-        s->client_restrictions = list_param(c, listener, "smtpd_client_restrictions");
-        s->helo_restrictions = list_param(c, listener, "smtpd_helo_restrictions");
-        s->sender_restrictions = list_param(c, listener, "smtpd_sender_restrictions");
-        if (!s->relay_restrictions || !s->recipient_restrictions || !s->client_restrictions ||
-            !s->helo_restrictions || !s->sender_restrictions)
-                return log_oom();
-        _cleanup_strv_free_ char **data_r = list_param(c, listener, "smtpd_data_restrictions");
+        if ((r = restrictions_param(c, listener, "smtpd_relay_restrictions", &s->relay_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_recipient_restrictions", &s->recipient_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_client_restrictions", &s->client_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_helo_restrictions", &s->helo_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_sender_restrictions", &s->sender_restrictions)) < 0)
+                return r;
+        s->can_refuse_relay = smtpd_restrictions_can_refuse(&s->relay_restrictions) ||
+                smtpd_restrictions_can_refuse(&s->recipient_restrictions);
+        _cleanup_strv_free_ char **data_r = conf_get_list(c, listener, "smtpd_data_restrictions");
         if (data_r && data_r[0])
-                log_warning("%s: smtpd_data_restrictions is not supported yet and is ignored.", listener);
+                log_warning("%s: smtpd_data_restrictions is not supported yet and is ignored.", s->listener);
 
-        _cleanup_strv_free_ char **nets = list_param(c, listener, "mynetworks");
-        if (!nets)
-                return log_oom();
-        r = smtpd_parse_mynetworks(nets, &s->mynetworks, &s->n_mynetworks);
-        if (r < 0)
+        if ((r = netlist_param(c, listener, "mynetworks", &s->mynetworks)) < 0 ||
+            (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
+                               &s->bare_newline_exclusions)) < 0)
                 return r;
 
-        _cleanup_strv_free_ char **dest = list_param(c, listener, "mydestination");
-        _cleanup_strv_free_ char **relay = list_param(c, listener, "relay_domains");
+        _cleanup_strv_free_ char **dest = conf_get_list(c, listener, "mydestination");
+        _cleanup_strv_free_ char **relay = conf_get_list(c, listener, "relay_domains");
         if (!dest || !relay)
                 return log_oom();
         _cleanup_free_ char *why = NULL;
@@ -125,7 +123,7 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         if (r < 0)
                 return log_error_errno(r, "relay_domains: %s", why ? why : "out of memory");
 
-        _cleanup_strv_free_ char **maps = list_param(c, listener, "local_recipient_maps");
+        _cleanup_strv_free_ char **maps = conf_get_list(c, listener, "local_recipient_maps");
         if (!maps)
                 return log_oom();
         if (maps[0]) {
@@ -152,6 +150,63 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         }
 
         *ret = TAKE_PTR(s);
+        return 0;
+}
+
+typedef struct OverrideScan {
+        char *const *names;
+        size_t n;
+        bool *has;
+} OverrideScan;
+
+static void note_override(const char *name, const char *raw, void *userdata) {
+        OverrideScan *o = userdata;
+        const char *slash = strchr(name, '/');
+        if (!slash)
+                return;
+        for (size_t i = 0; i < o->n; i++)
+                if (strlen(o->names[i]) == (size_t) (slash - name) && strncmp(name, o->names[i], slash - name) == 0)
+                        o->has[i] = true;
+}
+
+int smtpd_settings_build(Conf *c, char *const *names, size_t n, SmtpdSettings **ret) {
+        _cleanup_free_ bool *has = calloc(n + 1, sizeof(bool));
+        _cleanup_(smtpd_settings_unrefp) SmtpdSettings *shared = NULL;
+        SmtpdSettings **v = calloc(n + 1, sizeof(SmtpdSettings *));
+        int r = 0;
+
+        if (!has || !v) {
+                free(v);
+                return log_oom();
+        }
+        /* A listener with any "<listener>/<name>" override in main.cf gets a snapshot of its
+         * own; all others share one, so their tables are opened (and kept) once. */
+        conf_foreach_explicit(c, note_override, &(OverrideScan) { names, n, has });
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                if (has[i])
+                        r = smtpd_settings_new(c, names[i], &v[i]);
+                else {
+                        if (!shared)
+                                r = smtpd_settings_new(c, NULL, &shared);
+                        v[i] = smtpd_settings_ref(shared);
+                }
+        }
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        smtpd_settings_unref(v[i]);
+                free(v);
+                return r;
+        }
+        size_t distinct = 0;
+        for (size_t i = 0; i < n; i++) {
+                bool seen = false;
+                for (size_t k = 0; k < i; k++)
+                        seen = seen || v[k] == v[i];
+                distinct += !seen;
+                ret[i] = v[i];
+        }
+        free(v);
+        log_info("%zu settings snapshot(s) for %zu listener(s)", distinct, n);
         return 0;
 }
 
@@ -187,29 +242,29 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
         }
 }
 
+static int build_all(Server *srv, Conf *c, SmtpdSettings **ret) {
+        _cleanup_free_ char **names = calloc(srv->n_listeners + 1, sizeof(char *));
+        if (!names)
+                return log_oom();
+        for (size_t i = 0; i < srv->n_listeners; i++)
+                names[i] = srv->listeners[i].name;
+        return smtpd_settings_build(c, names, srv->n_listeners, ret);
+}
+
 static int reload(Daemon *d, Conf *nc, void *userdata) {
         Server *srv = userdata;
-        SmtpdSettings **fresh = calloc(srv->n_listeners + 1, sizeof(SmtpdSettings *));
-        int r = 0;
+        _cleanup_free_ SmtpdSettings **fresh = calloc(srv->n_listeners + 1, sizeof(SmtpdSettings *));
+        int r;
 
         if (!fresh)
                 return log_oom();
-        for (size_t i = 0; i < srv->n_listeners; i++) {
-                r = smtpd_settings_new(nc, srv->listeners[i].name, &fresh[i]);
-                if (r < 0)
-                        break;
-        }
-        if (r < 0) {
-                for (size_t i = 0; i < srv->n_listeners; i++)
-                        smtpd_settings_unref(fresh[i]);
-                free(fresh);
-                return r;
-        }
+        r = build_all(srv, nc, fresh);
+        if (r < 0)
+                return r;   /* logged; the daemon keeps the old configuration */
         for (size_t i = 0; i < srv->n_listeners; i++) {
                 smtpd_settings_unref(srv->listeners[i].settings);
                 srv->listeners[i].settings = fresh[i];
         }
-        free(fresh);
         _cleanup_free_ char *wake = daemon_socket_path(nc, "qmgr");
         if (wake)
                 committer_set_wakeup_path(srv->committer, wake);
@@ -228,15 +283,52 @@ static int on_status_timer(sd_event_source *src, uint64_t usec, void *userdata) 
         return 0;
 }
 
+#define SHUTDOWN_FLUSH_USEC (2 * USEC_PER_SEC)
+
+/* Writes what the remaining sessions have buffered (the answers to their commits), waiting at
+ * most until deadline for clients that read slowly. */
+static void flush_before_exit(Server *srv, usec_t deadline) {
+        for (Session *s = srv->sessions; s; s = s->next) {
+                while (s->out.len > 0) {
+                        ssize_t n = write(s->fd, s->out.data, s->out.len);
+                        if (n > 0) {
+                                strbuf_consume(&s->out, (size_t) n);
+                                continue;
+                        }
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        usec_t now = now_usec(CLOCK_MONOTONIC);
+                        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || now >= deadline)
+                                break;
+                        struct pollfd p = { .fd = s->fd, .events = POLLOUT };
+                        (void) poll(&p, 1, (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
+                }
+        }
+}
+
+/* SIGTERM: stop accepting; every message already handed to the writer thread is committed and
+ * its client gets the answer (250 or 451) before the connection closes, so a client never sees
+ * a queued message go unanswered (and sends it again). Sessions without a message in commit
+ * get 421 and are closed: nothing of theirs was queued. */
 static void server_done(Server *srv) {
         srv->status_timer = sd_event_source_disable_unref(srv->status_timer);
+        srv->stopping = true;
+        for (size_t i = 0; i < srv->n_listeners; i++) {
+                Listener *l = &srv->listeners[i];
+                l->io = sd_event_source_disable_unref(l->io);
+                l->retry = sd_event_source_disable_unref(l->retry);
+                l->fd = safe_close(l->fd);
+        }
+        for (Session *s = srv->sessions; s; s = s->next)
+                if (s->phase != PHASE_COMMIT && s->phase != PHASE_CLOSING)
+                        session_reply(s, "421 4.3.2 %s Service shutting down", s->settings->myhostname);
+        if (srv->committer)
+                committer_drain(srv->committer);
+        flush_before_exit(srv, now_usec(CLOCK_MONOTONIC) + SHUTDOWN_FLUSH_USEC);
         while (srv->sessions)
                 session_free(srv->sessions);
         for (size_t i = 0; i < srv->n_listeners; i++) {
                 Listener *l = &srv->listeners[i];
-                sd_event_source_disable_unref(l->io);
-                sd_event_source_disable_unref(l->retry);
-                safe_close(l->fd);
                 smtpd_settings_unref(l->settings);
                 free(l->name);
         }
@@ -252,6 +344,7 @@ static int run(void) {
         };
         _cleanup_daemon_free_ Daemon *d = NULL;
         _cleanup_free_ char *wake = NULL;
+        _cleanup_free_ SmtpdSettings **settings = NULL;
         Server srv = {};
         int r;
 
@@ -282,23 +375,37 @@ static int run(void) {
                         r = log_oom();
                         goto finish;
                 }
-                r = smtpd_settings_new(daemon_conf(d), l->name, &l->settings);
-                if (r < 0)
-                        goto finish;
-                r = sd_event_add_io(srv.event, &l->io, fd, EPOLLIN, on_accept, l);
-                if (r < 0) {
-                        log_error_errno(r, "Failed to watch the %s socket: %m", l->name);
-                        goto finish;
-                }
         }
         if (srv.n_listeners == 0) {
                 r = log_error_errno(-ENOENT, "None of the sockets smtp, submission, submit was passed; nothing to do.");
                 goto finish;
         }
+        settings = calloc(srv.n_listeners + 1, sizeof(SmtpdSettings *));
+        if (!settings) {
+                r = log_oom();
+                goto finish;
+        }
+        r = build_all(&srv, daemon_conf(d), settings);
+        if (r < 0) {
+                log_error("Fatal configuration error, refusing to start.");
+                goto finish;
+        }
+        for (size_t i = 0; i < srv.n_listeners; i++) {
+                Listener *l = &srv.listeners[i];
+                l->settings = settings[i];
+                r = sd_event_add_io(srv.event, &l->io, l->fd, EPOLLIN, on_accept, l);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to watch the %s socket: %m", l->name);
+                        goto finish;
+                }
+        }
+        const char *budget_source = NULL;
+        srv.data_budget = data_budget_default(&budget_source);
+        log_info("message data budget: %llu bytes (%s)", (unsigned long long) srv.data_budget, budget_source);
 
         const char *qdir = conf_get(daemon_conf(d), "queue_directory");
         wake = daemon_socket_path(daemon_conf(d), "qmgr");
-        r = committer_new(&srv, qdir ? qdir : "/var/spool/postern", wake, &srv.committer);
+        r = committer_new(&srv, strempty(qdir), wake, &srv.committer);
         if (r < 0)
                 goto finish;
 

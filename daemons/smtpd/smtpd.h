@@ -31,18 +31,44 @@ typedef enum ListenerKind {
         LISTENER_SUBMIT,      /* AF_UNIX from sendmail: uid from SO_PEERCRED, no restrictions */
 } ListenerKind;
 
-/* One mynetworks entry: an address family, network bytes and a prefix length. */
+/* One entry of an address list (mynetworks, smtpd_forbid_bare_newline_exclusions): a network
+ * (family, bytes, prefix length) or a lookup table keyed by the client address, maybe negated. */
 typedef struct NetEntry {
         int family;
         uint8_t addr[16];
         unsigned prefix;
         bool negate;
+        Table *table;            /* "type:name" entries; NULL for networks */
 } NetEntry;
 
+typedef struct NetList {
+        NetEntry *v;
+        size_t n;
+} NetList;
+
+/* smtpd_forbid_bare_newline: "no" is accepted for Postfix compatibility and behaves like
+ * normalize (CRLF.CRLF stays the only end of DATA in every mode). */
 enum { BARE_NEWLINE_NORMALIZE, BARE_NEWLINE_YES };
 
-/* The per-listener configuration snapshot; sessions keep a reference so a reload affects only
- * new sessions. */
+/* Restriction elements, compiled from their names when the settings are built. */
+typedef enum Restriction {
+        RESTRICT_PERMIT_MYNETWORKS,
+        RESTRICT_PERMIT_SASL_AUTHENTICATED,
+        RESTRICT_REJECT_UNAUTH_DESTINATION,
+        RESTRICT_DEFER_UNAUTH_DESTINATION,
+        RESTRICT_REJECT_UNLISTED_RECIPIENT,
+        RESTRICT_PERMIT,
+        RESTRICT_REJECT,
+        RESTRICT_DEFER,
+} Restriction;
+
+typedef struct RestrictionList {
+        Restriction *v;
+        size_t n;
+} RestrictionList;
+
+/* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
+ * keep a reference so a reload affects only new sessions. */
 typedef struct SmtpdSettings {
         unsigned n_ref;
         char *listener;       /* "smtp", "submission", "submit" */
@@ -62,13 +88,14 @@ typedef struct SmtpdSettings {
         int bare_newline;
         int unknown_local_code;
         char *recipient_delimiter;
-        char **client_restrictions;
-        char **helo_restrictions;
-        char **sender_restrictions;
-        char **relay_restrictions;
-        char **recipient_restrictions;
-        NetEntry *mynetworks;
-        size_t n_mynetworks;
+        RestrictionList client_restrictions;
+        RestrictionList helo_restrictions;
+        RestrictionList sender_restrictions;
+        RestrictionList relay_restrictions;
+        RestrictionList recipient_restrictions;
+        bool can_refuse_relay;             /* relay or recipient list holds a refusing element */
+        NetList mynetworks;
+        NetList bare_newline_exclusions;   /* clients that get normalize instead of "yes" */
         DomainList mydestination;
         DomainList relay_domains;
         TableList *local_recipient_maps;   /* NULL: check disabled */
@@ -78,8 +105,12 @@ typedef struct SmtpdSettings {
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s);
 SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpdSettings *, smtpd_settings_unref);
-/* Builds the settings of one listener from a configuration (logs its own errors). */
+/* Builds the settings of one listener (NULL: the main.cf values without listener overrides)
+ * from a configuration; logs its own errors, naming parameter and offending entry. */
 int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret);
+/* Builds the settings of every listener, sharing one snapshot among listeners without
+ * overrides in main.cf. ret[i] belongs to names[i]; all or nothing. */
+int smtpd_settings_build(Conf *c, char *const *names, size_t n, SmtpdSettings **ret);
 
 typedef struct Server Server;
 typedef struct Session Session;
@@ -106,6 +137,9 @@ struct Server {
         size_t n_sessions;
         uint64_t n_queued;           /* messages committed since start */
         sd_event_source *status_timer;
+        uint64_t data_budget;        /* bytes of message content all sessions may buffer */
+        uint64_t data_in_use;        /* bytes buffered now: DATA in progress + awaiting commit */
+        bool stopping;               /* SIGTERM: answer commits, read no further input */
 };
 
 /* The fingerprint counters, in Postfix's logging order. */
@@ -123,7 +157,9 @@ typedef enum SessionPhase {
 
 /* The DATA phase state (allocated at DATA, freed at its end). */
 typedef struct DataState {
+        Server *server;          /* whose data budget the content is charged to */
         StrBuf content;          /* LF form, starting with our Received: header */
+        size_t charged;          /* bytes of the budget this content holds (its allocation) */
         uint64_t bytes;          /* message bytes received (without our headers) */
         size_t hdr_end;          /* offset in content where the header section ends */
         size_t header_bytes;
@@ -134,6 +170,7 @@ typedef struct DataState {
         bool prev_crlf;          /* the previous line ended in CRLF */
         bool mid_line;           /* a long line was split; the next bytes continue it */
         bool too_big;
+        bool no_storage;         /* the data budget ran out: content dropped, answer 452 4.3.1 */
         char *message_id;
 } DataState;
 
@@ -153,6 +190,7 @@ struct Session {
         int family;
         uint8_t addr_bytes[16];
         uid_t uid;               /* submit only */
+        int bare_newline;        /* smtpd_forbid_bare_newline after its exclusions */
 
         StrBuf in, out;
         bool skip_line;          /* discarding the rest of an overlong command line */
@@ -200,8 +238,14 @@ void command_reset_transaction(Session *s);
 void command_log_disconnect(Session *s);
 
 /* smtpd-restrictions.c */
-int smtpd_parse_mynetworks(char **list, NetEntry **ret, size_t *ret_n);
-bool smtpd_client_in_mynetworks(Session *s);
+/* Parses an address list; any entry it cannot honour is an error (logged with param). */
+int smtpd_netlist_parse(const char *param, char **list, NetList *ret);
+void smtpd_netlist_done(NetList *l);
+/* 1 when the session's client matches the list, 0 when not, <0 on a table lookup error. */
+int smtpd_netlist_match(const NetList *l, Session *s);
+/* Compiles restriction names; an unknown name is an error (logged with param and word). */
+int smtpd_restrictions_compile(const char *param, char **names, RestrictionList *ret);
+bool smtpd_restrictions_can_refuse(const RestrictionList *l);
 /* Checks one recipient; returns 0 when accepted, or sets *ret_reply (allocated) and returns 1. */
 int smtpd_check_recipient(Session *s, const char *local, const char *domain, const char *external,
                           char **ret_reply);
@@ -210,6 +254,9 @@ int smtpd_local_user_known(Session *s, const char *local);
 bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error);
 
 /* smtpd-data.c */
+/* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the
+ * cgroup's memory.max), else 1 GiB. */
+uint64_t data_budget_default(const char **ret_source);
 int data_begin(Session *s);
 /* Consumes DATA bytes from s->in; returns when more input is needed or the message ended. */
 void data_process(Session *s);
@@ -218,6 +265,8 @@ void data_state_free(DataState *d);
 /* smtpd-commit.c */
 struct CommitJob {
         CommitJob *next;
+        Server *server;
+        size_t charged;          /* data budget bytes held by content, released when freed */
         Session *session;        /* NULL once the client went away */
         char queue_id[QUEUE_ID_MAX];
         void *message;           /* QueueMessage */
@@ -230,6 +279,9 @@ struct CommitJob {
 int committer_new(Server *srv, const char *queue_dir, const char *wakeup_path, Committer **ret);
 Committer *committer_free(Committer *c);
 void committer_set_wakeup_path(Committer *c, const char *path);
+/* Shutdown: lets the writer thread finish every job it has, then answers their sessions
+ * (replies are only queued in their output buffers) and stops the thread. */
+void committer_drain(Committer *c);
 /* Hands a job to the writer thread (takes ownership). */
 void committer_submit(Committer *c, CommitJob *job);
 void commit_job_free(CommitJob *j);

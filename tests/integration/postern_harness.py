@@ -135,7 +135,7 @@ class Postern:
         self.listeners = {
             "smtpd": [("smtp", self._tcp_listener()), ("submission", self._tcp_listener()),
                       ("submit", self._unix_listener(self.submit_path, 0o666))],
-            "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o600))],
+            "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o666))],
             "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600))],
         }
         self.smtp_port = self.listeners["smtpd"][0][1].getsockname()[1]
@@ -289,10 +289,19 @@ class Postern:
             con.close()
 
     def queue_count(self):
-        try:
-            return self.queue_rows("SELECT COUNT(*) FROM messages")[0][0]
-        except (sqlite3.OperationalError, IndexError):
+        """Messages in the queue. A database that does not exist yet holds none; any other error
+        is raised, so that wait_queue_empty() can never pass because the count failed."""
+        if not (self.queue_dir / "queue.db").exists():
             return 0
+        for attempt in range(50):
+            try:
+                return self.queue_rows("SELECT COUNT(*) FROM messages")[0][0]
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e):
+                    return 0
+                last = e
+                time.sleep(0.1)
+        raise last
 
     def wait_queue_empty(self, timeout=20):
         self.wait_for(lambda: self.queue_count() == 0, timeout, "an empty queue")

@@ -114,7 +114,7 @@ def test_bare_lf_lines_normalised(postern):
 
 
 def test_forbid_bare_newline_yes(postern):
-    start_smtpd(postern, smtpd_forbid_bare_newline="yes")
+    start_smtpd(postern, smtpd_forbid_bare_newline="yes", smtpd_forbid_bare_newline_exclusions="")
     with raw(postern) as c:
         open_data(c)
         c.send(b"Subject: lf\nbody\r\n.\r\n")
@@ -122,6 +122,49 @@ def test_forbid_bare_newline_yes(postern):
         assert c.is_closed()
     assert queue_ids(postern) == []
     with raw(postern) as c:
+        c.send(b"NOOP\n")
+        assert c.text() == "521 5.5.2 postern.test Error: bare <LF> received"
+
+
+def test_forbid_bare_newline_no_behaves_like_normalize(postern):
+    """Postfix's "no" is accepted (it used to stop every daemon from starting); Postern treats
+    it as normalize: bare LFs are stored as line ends and only CRLF.CRLF ends the message."""
+    start_smtpd(postern, smtpd_forbid_bare_newline="no")
+    with raw(postern) as c:
+        open_data(c)
+        c.send(b"Subject: lf\nbare\n.\nnot the end\r\n.\n.\r\nstill not\r\n.\r\n")
+        qid = queued_id(c.text())
+        assert c.cmd("NOOP") == "250 2.0.0 Ok"
+    body = content_of(postern, qid)
+    assert body.split("\n", 3)[3] == "Subject: lf\n\nbare\n.\nnot the end\n.\n.\nstill not\n"
+    assert queue_ids(postern) == [qid]
+
+
+def test_forbid_bare_newline_exclusions(postern):
+    """With yes, clients matching smtpd_forbid_bare_newline_exclusions (default $mynetworks)
+    get normalize; everyone else gets 521."""
+    start_smtpd(postern, smtpd_forbid_bare_newline="yes", mynetworks="127.0.0.1/32",
+                smtpd_relay_restrictions="permit_mynetworks, reject_unauth_destination")
+    with raw(postern, source="127.0.0.1") as c:
+        open_data(c)
+        c.send(b"Subject: lf\nbody\r\n.\r\n")
+        qid = queued_id(c.text())
+    assert content_of(postern, qid).split("\n", 3)[3] == "Subject: lf\n\nbody\n"
+    with raw(postern, source="127.0.0.2") as c:
+        open_data(c)
+        c.send(b"Subject: lf\nbody\r\n.\r\n")
+        assert c.text() == "521 5.5.2 postern.test Error: bare <LF> received"
+        assert c.is_closed()
+    assert queue_ids(postern) == [qid]
+
+
+def test_forbid_bare_newline_exclusions_explicit(postern):
+    start_smtpd(postern, smtpd_forbid_bare_newline="yes", mynetworks="127.0.0.1/32",
+                smtpd_forbid_bare_newline_exclusions="127.0.0.3")
+    with raw(postern, source="127.0.0.3") as c:
+        c.send(b"NOOP\n")
+        assert c.text() == "250 2.0.0 Ok"
+    with raw(postern, source="127.0.0.1") as c:
         c.send(b"NOOP\n")
         assert c.text() == "521 5.5.2 postern.test Error: bare <LF> received"
 
