@@ -26,45 +26,38 @@ char *local_ascii_lower(char *s) {
         return s;
 }
 
-static int settings_str(Conf *c, const char *name, const char *def, char **ret) {
-        const char *v = conf_get(c, name);
-        *ret = strdup(v ? v : def);
+/* Parameters come with the registry's defaults (common/conf/params.c): no fallbacks here. */
+static int settings_str(Conf *c, const char *name, char **ret) {
+        *ret = strdup(strempty(conf_get(c, name)));
         return *ret ? 0 : -ENOMEM;
 }
 
-static int settings_list(Conf *c, const char *name, const char *def, char ***ret) {
-        const char *v = conf_get(c, name);
-        *ret = conf_split_list(v ? v : def);
+static int settings_list(Conf *c, const char *name, char ***ret) {
+        *ret = conf_get_list(c, NULL, name);
         return *ret ? 0 : -ENOMEM;
 }
 
 /* Reads the parameters postern-local uses from the configuration. */
 int local_settings_load(Conf *c, LocalSettings *ret) {
         _cleanup_strv_free_ char **locks = NULL, **specs = NULL, **dest = NULL;
+        _cleanup_free_ char *maps = NULL;
         LocalSettings s = {};
         char *reason = NULL;
         int r;
 
-        if ((r = settings_str(c, "queue_directory", "/var/spool/postern", &s.queue_directory)) < 0 ||
-            (r = settings_str(c, "mail_spool_directory", "/var/mail", &s.mail_spool_directory)) < 0 ||
-            (r = settings_str(c, "home_mailbox", "", &s.home_mailbox)) < 0 ||
-            (r = settings_str(c, "recipient_delimiter", "", &s.recipient_delimiter)) < 0 ||
-            (r = settings_str(c, "myhostname", "localhost", &s.myhostname)) < 0 ||
-            (r = settings_str(c, "myorigin", s.myhostname, &s.myorigin)) < 0 ||
-            (r = settings_str(c, "default_privs", "nobody", &s.default_privs)) < 0 ||
-            (r = settings_list(c, "mydestination", "$myhostname, localhost", &dest)) < 0 ||
-            (r = settings_list(c, "allow_mail_to_commands", "alias, forward", &s.allow_mail_to_commands)) < 0 ||
-            (r = settings_list(c, "allow_mail_to_files", "alias, forward", &s.allow_mail_to_files)) < 0 ||
-            (r = settings_list(c, "mailbox_delivery_lock", "fcntl, dotlock", &locks)) < 0)
+        if ((r = settings_str(c, "queue_directory", &s.queue_directory)) < 0 ||
+            (r = settings_str(c, "mail_spool_directory", &s.mail_spool_directory)) < 0 ||
+            (r = settings_str(c, "home_mailbox", &s.home_mailbox)) < 0 ||
+            (r = settings_str(c, "recipient_delimiter", &s.recipient_delimiter)) < 0 ||
+            (r = settings_str(c, "myhostname", &s.myhostname)) < 0 ||
+            (r = settings_str(c, "myorigin", &s.myorigin)) < 0 ||
+            (r = settings_str(c, "default_privs", &s.default_privs)) < 0 ||
+            (r = settings_str(c, "alias_maps", &maps)) < 0 ||
+            (r = settings_list(c, "mydestination", &dest)) < 0 ||
+            (r = settings_list(c, "allow_mail_to_commands", &s.allow_mail_to_commands)) < 0 ||
+            (r = settings_list(c, "allow_mail_to_files", &s.allow_mail_to_files)) < 0 ||
+            (r = settings_list(c, "mailbox_delivery_lock", &locks)) < 0)
                 goto fail;
-        /* myorigin's default is $myhostname; an unexpanded reference means the registry lacks it. */
-        if (isempty(s.myorigin) || s.myorigin[0] == '$') {
-                free(s.myorigin);
-                if (!(s.myorigin = strdup(s.myhostname))) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
         r = domain_list_init(&s.mydestination, dest, false, &reason);
         if (r < 0) {
                 log_error_errno(r, "mydestination: %s", reason ? reason : "out of memory");
@@ -89,9 +82,6 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
         if (s.lock_attempts < 1)
                 s.lock_attempts = 1;
 
-        const char *maps = conf_get(c, "alias_maps");
-        if (!maps)
-                maps = "hash:/etc/aliases";
         specs = conf_split_list(maps);
         if (!specs) {
                 r = -ENOMEM;
@@ -349,7 +339,8 @@ static int deliver_user(Expander *e, const char *name, const char *address) {
         t->gid = pw->pw_gid;
         t->user = strdup(pw->pw_name);
         t->home = strdup(pw->pw_dir);
-        if (isempty(s->home_mailbox))
+        t->spool = isempty(s->home_mailbox);
+        if (t->spool)
                 r = asprintf(&t->path, "%s/%s", s->mail_spool_directory, pw->pw_name);
         else
                 r = asprintf(&t->path, "%s/%s", streq(pw->pw_dir, "/") ? "" : pw->pw_dir, s->home_mailbox);

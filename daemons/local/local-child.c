@@ -1,14 +1,17 @@
 /* local-child.c — the forked delivery child of postern-local.
  *
  * local_child_spawn() forks; the child
- *   1. opens and flock()s the delivery marker <queue_directory>/local/<queue id>.<rcpt id> (as root;
- *      the marker directory is Postern's own) and stops with success when the mailbox is already
- *      listed there — this is what makes a redelivery after a crash (kill -9 of postern-local, or
- *      of the parent while this child still writes) deliver exactly once;
- *   2. for a mailbox in a directory the user cannot create files in (a /var/mail that is neither
- *      world- nor group-writable) creates the empty mailbox 0600 for the user, and keeps the
- *      directory's group as a supplementary group when it is group-writable (Debian: 2775
- *      root:mail), so the dotlock can be made as the user;
+ *   1. opens and flock()s the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id>
+ *      (as root, through the directory descriptor the parent verified; local-marker.c refuses a
+ *      marker that is not a plain root-owned file) and stops with success when the mailbox is
+ *      already listed there — this is what makes a redelivery after a crash (kill -9 of
+ *      postern-local, or of the parent while this child still writes) deliver exactly once;
+ *   2. for a mailbox in mail_spool_directory that the user cannot create (a /var/mail that is
+ *      neither world- nor group-writable) creates the empty mailbox 0600 for the user — through
+ *      a descriptor of the spool directory, never by path, and nowhere else: a mailbox under a
+ *      home directory is only ever touched after the switch to the user — and keeps the spool's
+ *      group as a supplementary group when it is group-writable (Debian: 2775 root:mail), so the
+ *      dotlock can be made as the user;
  *   3. switches to the recipient (initgroups, setresgid, setresuid) before opening any mailbox
  *      file, applies mailbox_size_limit as RLIMIT_FSIZE, and writes the mailbox;
  *   4. records the mailbox in the marker after the mailbox was fsynced, and writes one line
@@ -39,28 +42,6 @@ static void success_result(const Target *t, DeliveryResult *res) {
                                     t->kind == TARGET_MAILDIR ? "delivered to maildir" : "delivered to mailbox");
 }
 
-/* Whether the marker file lists path (one path per line). */
-static bool marker_has(int fd, const char *path) {
-        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
-        char buf[4096];
-        ssize_t n;
-        off_t off = 0;
-        while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
-                if (strbuf_append(&b, buf, (size_t) n) < 0)
-                        return false;
-                off += n;
-        }
-        size_t l = strlen(path);
-        for (const char *p = b.data; p && *p;) {
-                const char *nl = strchr(p, '\n');
-                size_t ll = nl ? (size_t) (nl - p) : strlen(p);
-                if (ll == l && memcmp(p, path, l) == 0)
-                        return true;
-                p = nl ? nl + 1 : p + ll;
-        }
-        return false;
-}
-
 static int drop_privileges(const Target *t, gid_t extra_gid) {
         if (geteuid() != 0)
                 /* Not root (a test run by hand): only the same user can be served. */
@@ -87,30 +68,30 @@ static int drop_privileges(const Target *t, gid_t extra_gid) {
         return 0;
 }
 
-/* Decides, as root, how the mailbox directory can be used by the user: whether a dotlock is
- * possible and which group to keep. May create the missing mailbox for the user. */
-static void prepare_mbox_dir(const Target *t, bool *ret_may_dotlock, gid_t *ret_extra_gid) {
-        _cleanup_free_ char *dir = strdup(t->path);
+/* Decides, as root, how the spool directory can be used by the user: whether a dotlock is
+ * possible and which group to keep; creates the missing mailbox for the user when the user may
+ * not. Only for mailboxes in mail_spool_directory: that directory is the admin's, so it is
+ * resolved once and then used through a descriptor; the mailbox name is the user name. */
+static void prepare_spool(const LocalSettings *s, const Target *t, bool *ret_may_dotlock,
+                          gid_t *ret_extra_gid) {
         struct stat st;
 
         *ret_may_dotlock = true;
         *ret_extra_gid = (gid_t) -1;
+        if (geteuid() != 0 || !t->spool || isempty(t->user) || strchr(t->user, '/') ||
+            streq(t->user, ".") || streq(t->user, ".."))
+                return;   /* the open as the user reports any problem */
+        _cleanup_free_ char *dir = realpath(s->mail_spool_directory, NULL);
         if (!dir)
                 return;
-        char *slash = strrchr(dir, '/');
-        if (!slash)
-                return;
-        if (slash == dir)
-                slash[1] = '\0';
-        else
-                *slash = '\0';
-        if (stat(dir, &st) < 0)
-                return;   /* the open will report it */
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0 || fstat(dfd, &st) < 0 || st.st_uid != 0)
+                return;   /* not root's: nothing is done as root there */
 
         bool writable = (st.st_mode & S_IWOTH) ||
                         (st.st_uid == t->uid && (st.st_mode & S_IWUSR)) ||
                         (st.st_gid == t->gid && (st.st_mode & S_IWGRP));
-        if (!writable && (st.st_mode & S_IWGRP) && st.st_gid != 0 && geteuid() == 0) {
+        if (!writable && (st.st_mode & S_IWGRP) && st.st_gid != 0) {
                 *ret_extra_gid = st.st_gid;
                 writable = true;
         }
@@ -118,13 +99,11 @@ static void prepare_mbox_dir(const Target *t, bool *ret_may_dotlock, gid_t *ret_
                 return;
 
         *ret_may_dotlock = false;
-        if (geteuid() != 0)
-                return;
         /* Create the empty mailbox for the user, as Postfix does in a root-owned spool. */
-        int fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+        int fd = openat(dfd, t->user, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
         if (fd >= 0) {
                 if (fchown(fd, t->uid, t->gid) < 0 || fchmod(fd, 0600) < 0)
-                        (void) unlink(t->path);
+                        (void) unlinkat(dfd, t->user, 0);
                 close(fd);
         }
 }
@@ -136,22 +115,25 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
         gid_t extra_gid = (gid_t) -1;
         int r;
 
-        if (marker_dirfd >= 0) {
-                char name[64];
-                snprintf(name, sizeof(name), "%s.%lld", in->queue_id, in->rcpt_id);
-                mfd = openat(marker_dirfd, name, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
-                if (mfd >= 0) {
-                        while (flock(mfd, LOCK_EX) < 0 && errno == EINTR)
-                                ;
-                        if (marker_has(mfd, t->path)) {
-                                success_result(t, res);
-                                return;
-                        }
-                }
+        const char *problem = NULL;
+        mfd = local_marker_open(marker_dirfd, in->queue_id, in->rcpt_id, &problem);
+        /* The user's process has no business with the marker directory. */
+        safe_close(marker_dirfd);
+        if (mfd < 0) {
+                /* Without a trustworthy marker a retry could deliver twice: keep the mail queued. */
+                delivery_result_set(res, "4.3.0", "%s (%s/%s/%s.%lld)", problem ? problem : strerror(-mfd),
+                                    s->queue_directory, LOCAL_MARKER_DIR, in->queue_id, in->rcpt_id);
+                return;
+        }
+        while (flock(mfd, LOCK_EX) < 0 && errno == EINTR)
+                ;
+        if (local_marker_has(mfd, t->path)) {
+                success_result(t, res);
+                return;
         }
 
         if (t->kind == TARGET_MBOX)
-                prepare_mbox_dir(t, &may_dotlock, &extra_gid);
+                prepare_spool(s, t, &may_dotlock, &extra_gid);
 
         r = drop_privileges(t, extra_gid);
         if (r < 0) {
@@ -184,12 +166,8 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                 local_mbox_deliver(s, in, t->path, may_dotlock, true, res);
         }
 
-        if (res->dsn[0] == '2' && mfd >= 0) {
-                char line[4096];
-                int n = snprintf(line, sizeof(line), "%s\n", t->path);
-                if (n > 0 && (size_t) n < sizeof(line) && write(mfd, line, (size_t) n) == n)
-                        (void) fdatasync(mfd);
-        }
+        if (res->dsn[0] == '2')
+                (void) local_marker_add(mfd, t->path);
 }
 
 /* Closes every descriptor from 3 up except a and b (the daemon's sockets, the queue database and

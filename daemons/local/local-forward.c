@@ -3,15 +3,55 @@
  * "Delivered-To: <alias address>" prepended (so a loop back to us is detected), envelope sender
  * owner-<alias> when that alias exists (errors go to the list owner), else the original sender.
  * One message is made for each (sender, alias) group of forward targets, committed before the
- * targets are reported delivered ("forwarded as <new id>"). */
+ * targets are reported delivered ("forwarded as <new id>").
+ *
+ * Runs in postern-local's event loop (one short queue transaction per group; see local.c). The
+ * new message's queue id is not random: it is a hash of the original queue id, the recipient id,
+ * the sender, the alias and the forwarded addresses, so when a crash lost the marker line that
+ * records a finished forward, the retry's insert fails with -EEXIST on the same id and counts as
+ * "already forwarded" instead of queueing a second copy. */
+#include <gnutls/crypto.h>
 #include <stdio.h>
 #include <time.h>
 
 #include "local.h"
 #include "log/log.h"
 
-static int forward_group(Queue *q, const QueueMessage *orig, const char *content, size_t content_len,
-                         Target **targets, size_t n, Target *first, char ret_id[QUEUE_ID_MAX]) {
+static int address_compare(const void *a, const void *b) {
+        return strcmp(((const QueueRecipient *) a)->address, ((const QueueRecipient *) b)->address);
+}
+
+/* 16 characters of [0-9A-V] (80 bits of SHA-256) over everything that defines the forwarded copy;
+ * the same shape as queue_id_new()'s ids. */
+static int forward_queue_id(const QueueMessage *orig, long long rcpt_id, const Target *first,
+                            const QueueRecipient *rcpts, size_t n, char ret[QUEUE_ID_MAX]) {
+        static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUV";
+        _cleanup_strbuf_ StrBuf key = STRBUF_INIT;
+        unsigned char hash[32];
+        int r;
+
+        /* Netstring-like "<length>:<text>," fields: no two different inputs give the same key. */
+        if ((r = strbuf_printf(&key, "postern-local-forward,%zu:%s,%lld,%zu:%s,%zu:%s,", strlen(orig->queue_id),
+                               orig->queue_id, rcpt_id, strlen(first->sender), first->sender,
+                               strlen(first->via), first->via)) < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if ((r = strbuf_printf(&key, "%zu:%s,", strlen(rcpts[i].address), rcpts[i].address)) < 0)
+                        return r;
+        if (gnutls_hash_fast(GNUTLS_DIG_SHA256, key.data, key.len, hash) < 0)
+                return -EIO;
+        for (size_t i = 0; i < 16; i++) {
+                size_t bit = i * 5;
+                unsigned v = ((unsigned) hash[bit / 8] << 8 | hash[bit / 8 + 1]) >> (11 - bit % 8);
+                ret[i] = digits[v & 31];
+        }
+        ret[16] = '\0';
+        return 0;
+}
+
+static int forward_group(Queue *q, const QueueMessage *orig, long long rcpt_id, const char *content,
+                         size_t content_len, Target **targets, size_t n, Target *first,
+                         char ret_id[QUEUE_ID_MAX], bool *ret_existed) {
         _cleanup_strbuf_ StrBuf body = STRBUF_INIT;
         QueueRecipient *rcpts = NULL;
         size_t nr = 0;
@@ -39,9 +79,10 @@ static int forward_group(Queue *q, const QueueMessage *orig, const char *content
                 .body_type = orig->body_type,
                 .smtputf8 = orig->smtputf8,
         };
-        queue_id_new(m.queue_id);
-
-        r = queue_begin(q);
+        qsort(rcpts, nr, sizeof(QueueRecipient), address_compare);
+        r = forward_queue_id(orig, rcpt_id, first, rcpts, nr, m.queue_id);
+        if (r >= 0)
+                r = queue_begin(q);
         if (r >= 0) {
                 r = queue_insert_message(q, &m, rcpts, nr, body.data, body.len);
                 if (r >= 0)
@@ -50,22 +91,25 @@ static int forward_group(Queue *q, const QueueMessage *orig, const char *content
                         (void) queue_rollback(q);
         }
         free(rcpts);   /* the addresses belong to the targets */
-        if (r < 0)
+        *ret_existed = r == -EEXIST;   /* queued by an earlier attempt whose marker line was lost */
+        if (r < 0 && r != -EEXIST)
                 return r;
         memcpy(ret_id, m.queue_id, QUEUE_ID_MAX);
         return 0;
 }
 
-int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, const char *content,
-                  size_t content_len, Target **targets, size_t n) {
+int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, long long rcpt_id,
+                  const char *content, size_t content_len, Target **targets, size_t n) {
         int queued = 0;
 
         for (size_t i = 0; i < n; i++) {
                 Target *first = targets[i];
                 char id[QUEUE_ID_MAX];
+                bool existed = false;
                 if (first->kind != TARGET_FORWARD || first->done)
                         continue;
-                int r = q ? forward_group(q, orig, content, content_len, targets, n, first, id) : -ENOTCONN;
+                int r = q ? forward_group(q, orig, rcpt_id, content, content_len, targets, n, first, id, &existed)
+                          : -ENOTCONN;
                 for (size_t j = i; j < n; j++) {
                         Target *t = targets[j];
                         if (t->kind != TARGET_FORWARD || t->done || !streq(t->sender, first->sender) ||
@@ -75,10 +119,13 @@ int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, co
                                 (void) target_set_result(t, "4.3.0", "cannot forward: queue write failed: %s",
                                                          q ? queue_last_error(q) : "queue unavailable");
                         else
-                                (void) target_set_result(t, "2.0.0", "forwarded as %s", id);
+                                (void) target_set_result(t, "2.0.0", "forwarded as %s%s", id,
+                                                         existed ? " (queued by an earlier attempt)" : "");
                 }
                 if (r < 0)
                         log_error_errno(r, "%s: cannot queue forwarded copy: %m", orig->queue_id);
+                else if (existed)
+                        log_info("%s: forwarded copy %s was already queued by an earlier attempt", orig->queue_id, id);
                 else {
                         log_info("%s: forwarded to new message %s (sender=<%s>)", orig->queue_id, id, first->sender);
                         queued++;

@@ -3,9 +3,9 @@
  *
  * <dir>/{tmp,new,cur} are created 0700 when missing. The file is written in tmp/ under a unique
  * name "<sec>.M<usec>P<pid>Q<queue id>R<rcpt id>.<host>", fsynced, renamed into new/, and new/ is
- * fsynced. Because the name carries the queue id and the recipient id, a redelivery after a crash
- * finds the earlier copy in new/ or cur/ and reports success without writing a second one. */
-#include <dirent.h>
+ * fsynced. A redelivery after a crash is recognised by the delivery marker (local-child.c), not
+ * by scanning new/ and cur/ (which grow with the mailbox); the queue id and recipient id in the
+ * name are for people reading the Maildir. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -21,25 +21,6 @@ static int mkdir_if_missing(const char *path) {
         if (lstat(path, &st) < 0)
                 return -errno;
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-}
-
-/* 1 when a file for this queue id and recipient id is already in sub/, 0 if not, <0 on error. */
-static int already_delivered(const char *dir, const char *sub, const char *tag) {
-        _cleanup_free_ char *path = NULL;
-        if (asprintf(&path, "%s%s", dir, sub) < 0)
-                return -ENOMEM;
-        DIR *d = opendir(path);
-        if (!d)
-                return errno == ENOENT ? 0 : -errno;
-        int found = 0;
-        struct dirent *de;
-        while ((de = readdir(d)))
-                if (strstr(de->d_name, tag)) {
-                        found = 1;
-                        break;
-                }
-        closedir(d);
-        return found;
 }
 
 /* Host name for file names: '/' and ':' are not allowed there (maildir convention escapes them). */
@@ -58,7 +39,7 @@ static void safe_hostname(const char *h, char *buf, size_t n) {
 
 void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, const char *dir,
                            DeliveryResult *res) {
-        _cleanup_free_ char *tmp = NULL, *new = NULL, *sub = NULL, *newdir = NULL, *tag = NULL;
+        _cleanup_free_ char *tmp = NULL, *new = NULL, *sub = NULL, *newdir = NULL;
         _cleanup_strbuf_ StrBuf head = STRBUF_INIT;
         char host[256];
         int r;
@@ -76,23 +57,6 @@ void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, cons
                 if (r < 0) {
                         delivery_result_set(res, local_errno_dsn(r), "cannot create maildir directory %s: %s",
                                             sub, strerror(-r));
-                        return;
-                }
-        }
-
-        if (asprintf(&tag, "Q%sR%lld.", in->queue_id, in->rcpt_id) < 0) {
-                tag = NULL;
-                delivery_result_set(res, "4.3.0", "out of memory");
-                return;
-        }
-        for (size_t i = 0; i < 2; i++) {
-                r = already_delivered(dir, i == 0 ? "new" : "cur", tag);
-                if (r < 0) {
-                        delivery_result_set(res, local_errno_dsn(r), "cannot read maildir %s: %s", dir, strerror(-r));
-                        return;
-                }
-                if (r > 0) {
-                        delivery_result_set(res, "2.0.0", "delivered to maildir");
                         return;
                 }
         }
@@ -139,7 +103,7 @@ void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, cons
         _cleanup_close_ int dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0 || fsync(dfd) < 0) {
                 r = -errno;
-                /* The file is in new/ but maybe not durable: a retry finds it and does not duplicate. */
+                /* The file is in new/ but maybe not durable: the retry writes it again. */
                 delivery_result_set(res, local_errno_dsn(r), "cannot sync maildir %s: %s", newdir, strerror(-r));
                 return;
         }

@@ -4,15 +4,23 @@
  * the queue, resolves each recipient (local-alias.c), queues forwarded copies for remote alias
  * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
  * with one result per recipient, same indexes, once every child has reported. The event loop
- * never waits for a mailbox lock or an fsync; children are reaped with sd_event_add_child().
+ * never waits for a mailbox lock or a mailbox fsync (children are reaped with
+ * sd_event_add_child()); it does wait for the queue when it forwards, see below.
  * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target.
  *
  * Exactly once across crashes: <queue_directory>/local-delivered/<queue id>.<rcpt id> (0600,
- * root) lists the mailboxes, files, commands and forwards a recipient was already delivered to;
- * the child checks and extends it under flock(), so a request repeated after a kill -9 (of this
- * process, whose children finish their writes on their own, or of qmgr before it recorded the
- * result) skips what was done. An hourly sweep removes the files of messages that left the
- * queue. */
+ * root; local-marker.c) lists the mailboxes, files, commands and forwards a recipient was already
+ * delivered to; the child checks and extends it under flock(), so a request repeated after a
+ * kill -9 (of this process, whose children finish their writes on their own, or of qmgr before it
+ * recorded the result) skips what was done. Without a trustworthy marker directory deliveries are
+ * deferred. A sweep shortly after start and then hourly removes the markers of messages that
+ * left the queue — only those: a marker must outlive every retry of its message.
+ *
+ * Forwarding (local-forward.c) runs here in the event loop, not in a child: one queue
+ * transaction per forwarded group — BEGIN IMMEDIATE (which waits up to the queue's 10 s busy
+ * timeout while another role writes), insert, commit with fsync — during which no other request
+ * is served. It only happens for alias members in remote domains; moving it into a child with
+ * its own Queue handle would remove the stall. */
 #include <fcntl.h>
 #include <dirent.h>
 #include <signal.h>
@@ -28,8 +36,6 @@
 #include "mail/delay.h"
 
 #define LOCAL_MAX_RCPT 10000
-#define MARKER_DIR "local-delivered"
-#define MARKER_MAX_AGE_SEC (7 * 24 * 3600LL)
 #define MARKER_MIN_AGE_SEC 3600LL   /* qmgr has recorded the result long before */
 
 typedef struct Local {
@@ -145,12 +151,11 @@ static void request_finish(LocalRequest *req) {
                 goto fail;
         for (size_t i = 0; i < req->n_rcpts; i++) {
                 const Target *t = rcpt_outcome(&req->rcpts[i]);
-                char idx[32], id[32];
+                char id[32];
                 snprintf(id, sizeof(id), "%lld", req->rcpts[i].id);
                 const char *dsn = t && t->done ? t->dsn : "4.3.0";
                 const char *action = dsn[0] == '2' ? "delivered" : dsn[0] == '5' ? "bounced" : "deferred";
                 const char *diag = t && t->done ? strna(t->diag) : "internal error: no result";
-                (void) idx;
                 if ((r = ipc_record_add_indexed(&reply, "rcpt_id", i, id)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "action", i, action)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "dsn", i, dsn)) < 0 ||
@@ -192,91 +197,110 @@ static int ensure_queue(Local *l) {
         return r;
 }
 
-/* --- delivery markers (parent side: forwards) --- */
-
-static int marker_open(Local *l, const char *queue_id, long long rcpt_id) {
-        char name[64];
-        if (l->marker_dirfd < 0)
-                return -EBADF;
-        snprintf(name, sizeof(name), "%s.%lld", queue_id, rcpt_id);
-        int fd = openat(l->marker_dirfd, name, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
-        return fd < 0 ? -errno : fd;
-}
-
-static bool marker_has_line(int fd, const char *line) {
-        char buf[8192];
-        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-        if (n <= 0)
-                return false;
-        buf[n] = '\0';
-        size_t l = strlen(line);
-        for (const char *p = buf; (p = strstr(p, line)); p += l)
-                if ((p == buf || p[-1] == '\n') && p[l] == '\n')
-                        return true;
-        return false;
-}
+/* --- delivery markers (parent side: the directory, forwards, the sweep) --- */
 
 static void marker_dir_open(Local *l) {
         if (l->marker_dirfd >= 0)
                 return;
-        _cleanup_close_ int qfd = open(l->settings.queue_directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (qfd < 0)
-                return;
-        if (mkdirat(qfd, MARKER_DIR, 0700) < 0 && errno != EEXIST) {
-                log_warning_errno(-errno, "Cannot create %s/%s, redeliveries after a crash may duplicate mail: %m",
-                                  l->settings.queue_directory, MARKER_DIR);
+        int fd = local_marker_dir_open(l->settings.queue_directory);
+        l->marker_dirfd = fd >= 0 ? fd : -1;
+}
+
+static int marker_name_compare(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* The names of the markers older than MARKER_MIN_AGE_SEC, sorted (so one message's markers are
+ * adjacent). */
+static int marker_list(Local *l, char ***ret, size_t *ret_n) {
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0, cap = 0;
+        time_t now = time(NULL);
+        int fd = dup(l->marker_dirfd);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        struct dirent *de;
+
+        if (!d) {
+                safe_close(fd);
+                return -errno;
+        }
+        rewinddir(d);
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (de->d_name[0] == '.' ||
+                    fstatat(l->marker_dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    now - st.st_mtime < MARKER_MIN_AGE_SEC)
+                        continue;
+                if (n + 1 >= cap) {
+                        size_t nc = cap ? cap * 2 : 64;
+                        char **nn = realloc(names, nc * sizeof(char *));
+                        if (!nn) {
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        names = nn;
+                        cap = nc;
+                }
+                if (!(names[n] = strdup(de->d_name))) {
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                names[++n] = NULL;
+        }
+        closedir(d);
+        if (n > 0)
+                qsort(names, n, sizeof(char *), marker_name_compare);
+        *ret = TAKE_PTR(names);
+        *ret_n = n;
+        return 0;
+}
+
+/* Removes the markers of messages that left the queue, looking each message up once. A marker
+ * of a message still queued stays however old it is: a retry must still find it. */
+static void marker_sweep(Local *l) {
+        _cleanup_strv_free_ char **names = NULL;
+        char last[QUEUE_ID_MAX] = "";
+        bool gone = false;
+        size_t n = 0, removed = 0;
+        int r;
+
+        r = marker_list(l, &names, &n);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot list %s/%s: %m", l->settings.queue_directory, LOCAL_MARKER_DIR);
                 return;
         }
-        l->marker_dirfd = openat(qfd, MARKER_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        for (size_t i = 0; i < n; i++) {
+                char qid[QUEUE_ID_MAX];
+                size_t k = strcspn(names[i], ".");
+                if (k == 0 || k >= sizeof(qid) || names[i][k] != '.')
+                        continue;
+                memcpy(qid, names[i], k);
+                qid[k] = '\0';
+                if (!queue_id_valid(qid))
+                        continue;
+                if (!streq(qid, last)) {
+                        size_t unfinished;
+                        r = queue_count_unfinished(l->queue, qid, &unfinished);
+                        if (r < 0 && r != -ENOENT) {
+                                log_warning_errno(r, "Cannot check the queue for old delivery markers: %s",
+                                                  queue_last_error(l->queue));
+                                break;
+                        }
+                        gone = r == -ENOENT;
+                        memcpy(last, qid, sizeof(qid));
+                }
+                if (gone && unlinkat(l->marker_dirfd, names[i], 0) >= 0)
+                        removed++;
+        }
+        if (removed > 0)
+                log_info("removed %zu delivery markers of messages that left the queue", removed);
 }
 
-/* Whether the message a marker file belongs to has left the queue. */
-static bool marker_message_gone(Local *l, const char *name) {
-        char qid[QUEUE_ID_MAX];
-        size_t n = strcspn(name, ".");
-        QueueMessage m = {};
-        QueueRecipient *rcpts = NULL;
-        size_t nr = 0;
-
-        if (n == 0 || n >= sizeof(qid) || !l->queue)
-                return false;
-        memcpy(qid, name, n);
-        qid[n] = '\0';
-        int r = queue_load_message(l->queue, qid, &m, &rcpts, &nr);
-        if (r < 0)
-                return r == -ENOENT;
-        queue_message_done(&m);
-        queue_recipients_free(rcpts, nr);
-        return false;
-}
-
-/* Removes the markers of messages that left the queue (and any older than a week). */
 static int on_cleanup(sd_event_source *s, uint64_t usec, void *userdata) {
         Local *l = userdata;
         marker_dir_open(l);
-        (void) ensure_queue(l);
-        if (l->marker_dirfd >= 0) {
-                int fd = dup(l->marker_dirfd);
-                DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-                if (!d)
-                        safe_close(fd);
-                else {
-                        struct dirent *de;
-                        time_t now = time(NULL);
-                        rewinddir(d);
-                        while ((de = readdir(d))) {
-                                struct stat st;
-                                if (de->d_name[0] == '.')
-                                        continue;
-                                if (fstatat(l->marker_dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-                                    now - st.st_mtime < MARKER_MIN_AGE_SEC)
-                                        continue;
-                                if (now - st.st_mtime > MARKER_MAX_AGE_SEC || marker_message_gone(l, de->d_name))
-                                        (void) unlinkat(l->marker_dirfd, de->d_name, 0);
-                        }
-                        closedir(d);
-                }
-        }
+        if (l->marker_dirfd >= 0 && ensure_queue(l) >= 0)
+                marker_sweep(l);
         (void) sd_event_source_set_time(s, now_usec(CLOCK_MONOTONIC) + 3600 * USEC_PER_SEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
@@ -314,35 +338,37 @@ static int parse_usec(const IpcRecord *req, const char *name, usec_t def, usec_t
 }
 
 static void forward_targets(Local *l, LocalRequest *req, LocalRcpt *rc) {
-        bool any = false;
         _cleanup_close_ int mfd = -1;
+        const char *problem = NULL;
+        bool any = false;
 
         for (size_t j = 0; j < rc->n_targets; j++)
-                if (rc->targets[j]->kind == TARGET_FORWARD)
+                if (rc->targets[j]->kind == TARGET_FORWARD && !rc->targets[j]->done)
                         any = true;
         if (!any)
                 return;
-        mfd = marker_open(l, req->queue_id, rc->id);
-        if (mfd >= 0) {
-                /* Held only by a delivery child of an earlier (crashed) run for this recipient:
-                 * never wait for it in the event loop; try again later. */
-                if (flock(mfd, LOCK_EX | LOCK_NB) < 0) {
-                        for (size_t j = 0; j < rc->n_targets; j++)
-                                if (rc->targets[j]->kind == TARGET_FORWARD && !rc->targets[j]->done)
-                                        (void) target_set_result(rc->targets[j], "4.3.0",
-                                                                 "earlier delivery attempt still in progress");
-                        return;
-                }
-                for (size_t j = 0; j < rc->n_targets; j++) {
-                        Target *t = rc->targets[j];
-                        _cleanup_free_ char *line = NULL;
-                        if (t->kind != TARGET_FORWARD || asprintf(&line, "forward:%s", t->address) < 0)
-                                continue;
-                        if (marker_has_line(mfd, line))
-                                (void) target_set_result(t, "2.0.0", "forwarded (already queued earlier)");
-                }
+        mfd = local_marker_open(l->marker_dirfd, req->queue_id, rc->id, &problem);
+        if (mfd < 0 || flock(mfd, LOCK_EX | LOCK_NB) < 0) {
+                /* No marker: a retry could forward twice. A lock held by a delivery child of an
+                 * earlier (crashed) run for this recipient: never wait for it in the event loop. */
+                const char *why = mfd < 0 ? problem : "earlier delivery attempt still in progress";
+                if (mfd < 0)
+                        log_error("%s: %s (%s/%s/%s.%lld)", req->queue_id, problem, l->settings.queue_directory,
+                                  LOCAL_MARKER_DIR, req->queue_id, rc->id);
+                for (size_t j = 0; j < rc->n_targets; j++)
+                        if (rc->targets[j]->kind == TARGET_FORWARD && !rc->targets[j]->done)
+                                (void) target_set_result(rc->targets[j], "4.3.0", "%s", why);
+                return;
         }
-        if (local_forward(&l->settings, l->queue, &req->msg, req->content, req->content_len,
+        for (size_t j = 0; j < rc->n_targets; j++) {
+                Target *t = rc->targets[j];
+                _cleanup_free_ char *line = NULL;
+                if (t->kind != TARGET_FORWARD || t->done || asprintf(&line, "forward:%s", t->address) < 0)
+                        continue;
+                if (local_marker_has(mfd, line))
+                        (void) target_set_result(t, "2.0.0", "forwarded (already queued earlier)");
+        }
+        if (local_forward(&l->settings, l->queue, &req->msg, rc->id, req->content, req->content_len,
                           rc->targets, rc->n_targets) > 0) {
                 _cleanup_free_ char *qmgr = daemon_socket_path(daemon_conf(l->daemon), "qmgr");
                 _cleanup_ipc_record_ IpcRecord wake = IPC_RECORD_INIT;
@@ -351,14 +377,12 @@ static void forward_targets(Local *l, LocalRequest *req, LocalRcpt *rc) {
         }
         for (size_t j = 0; j < rc->n_targets; j++) {
                 Target *t = rc->targets[j];
-                if (t->kind != TARGET_FORWARD)
+                _cleanup_free_ char *line = NULL;
+                if (t->kind != TARGET_FORWARD || t->dsn[0] != '2' || !startswith(strna(t->diag), "forwarded as"))
                         continue;
-                if (mfd >= 0 && t->dsn[0] == '2' && startswith(strna(t->diag), "forwarded as")) {
-                        _cleanup_free_ char *line = NULL;
-                        if (asprintf(&line, "forward:%s\n", t->address) >= 0 &&
-                            write(mfd, line, strlen(line)) == (ssize_t) strlen(line))
-                                (void) fdatasync(mfd);
-                }
+                /* If this is lost, the retry's insert finds the same queue id (local-forward.c). */
+                if (asprintf(&line, "forward:%s", t->address) >= 0)
+                        (void) local_marker_add(mfd, line);
         }
 }
 
@@ -366,8 +390,6 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         Local *l = userdata;
         _cleanup_(request_freep) LocalRequest *req = NULL;
         _cleanup_(delivered_set_done) DeliveredSet delivered = {};
-        QueueRecipient *qr = NULL;
-        size_t nqr = 0;
         long long count;
         int r;
 
@@ -403,14 +425,13 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
 
         if (ensure_queue(l) < 0)
                 return reply_all_deferred(c, rec, (size_t) count, "queue database unavailable"), 0;
-        r = queue_load_message(l->queue, queue_id, &req->msg, &qr, &nqr);
+        r = queue_load_message(l->queue, queue_id, &req->msg, NULL, NULL);   /* the envelope is enough */
         if (r == -ENOENT) {
                 log_warning("%s: delivery request for a message that is not in the queue", queue_id);
                 return ipc_conn_reply_error(c, "no such message"), 0;
         }
         if (r >= 0) {
                 req->have_msg = true;
-                queue_recipients_free(qr, nqr);
                 r = queue_load_content(l->queue, queue_id, &req->content, &req->content_len);
                 if (r == -ENOENT)
                         return ipc_conn_reply_error(c, "no such message"), 0;
@@ -570,7 +591,7 @@ static int run(void) {
                 l.queue = NULL;
         marker_dir_open(&l);
         r = sd_event_add_time(l.event, &l.cleanup_timer, CLOCK_MONOTONIC,
-                              now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC, USEC_PER_SEC, on_cleanup, &l);
+                              now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC, USEC_PER_SEC, on_cleanup, &l);
         if (r < 0)
                 log_warning_errno(r, "Cannot arm the marker cleanup timer: %m");
 

@@ -53,7 +53,7 @@ typedef struct LocalSettings {
         TableList *aliases;           /* NULL when alias_maps is empty */
 } LocalSettings;
 
-/* Reads the settings (and opens alias_maps); Postfix's defaults for parameters not registered. */
+/* Reads the settings (and opens alias_maps); defaults are the parameter registry's. */
 int local_settings_load(Conf *c, LocalSettings *ret);
 /* Frees what local_settings_load() allocated. */
 void local_settings_done(LocalSettings *s);
@@ -76,6 +76,7 @@ typedef struct Target {
         uid_t uid;
         gid_t gid;
         char *home;
+        bool spool;           /* TARGET_MBOX in mail_spool_directory (root may create it there) */
         char *sender;         /* TARGET_FORWARD: envelope sender of the forwarded copy */
         char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it */
         /* outcome */
@@ -151,6 +152,19 @@ void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, cons
 void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, const char *dir,
                            DeliveryResult *res);
 
+/* The marker directory's name inside queue_directory. */
+#define LOCAL_MARKER_DIR "local-delivered"
+/* Opens <queue_directory>/local-delivered (creating it 0700), only if it is a directory owned by
+ * root with mode 0700; an untrusted one is moved aside and replaced. Logs; returns fd or <0. */
+int local_marker_dir_open(const char *queue_directory);
+/* Opens (creating) the marker of queue_id/rcpt_id in dirfd; refuses anything but a regular file
+ * owned by root with one link (-EPERM). On failure *ret_problem says why (for a diagnostic). */
+int local_marker_open(int dirfd, const char *queue_id, long long rcpt_id, const char **ret_problem);
+/* Whether the marker lists line. */
+bool local_marker_has(int fd, const char *line);
+/* Appends line to the marker and syncs it. */
+int local_marker_add(int fd, const char *line);
+
 /* Forks a delivery child for target t; fills t->pid and t->result_fd. */
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
                       Target *t);
@@ -159,10 +173,12 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marke
 void local_child_collect(Target *t, int code, int status);
 
 /* Creates new queue messages (one per envelope sender and alias) for the TARGET_FORWARD entries
- * among targets, with "Delivered-To: <alias address>" prepended, and sets their results.
+ * among the targets of recipient rcpt_id, with "Delivered-To: <alias address>" prepended, and
+ * sets their results; the new queue ids derive from (orig, rcpt_id, sender, alias, addresses), so
+ * a repeated call finds its earlier copy (-EEXIST) and reports it forwarded.
  * Returns the number of messages queued (the caller wakes qmgr when > 0). */
-int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, const char *content,
-                  size_t content_len, Target **targets, size_t n);
+int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, long long rcpt_id,
+                  const char *content, size_t content_len, Target **targets, size_t n);
 
 /* Lower-cases s in place (ASCII). */
 char *local_ascii_lower(char *s);

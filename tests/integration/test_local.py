@@ -10,9 +10,11 @@ import os
 import pathlib
 import pwd
 import re
+import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -505,3 +507,203 @@ def test_kill9_exactly_once(postern, maildir):
         [x for x in set(ids) if ids.count(x) > 1]
     if not maildir:
         assert text.count("\nFrom sender@example.org  ") + text.startswith("From sender@") == n
+
+
+# --- review fixes: root and the files it touches, markers, forwards ---------------------------
+def marker_dir(p):
+    return p.queue_dir / "local-delivered"
+
+
+def test_home_mailbox_symlink_not_followed_as_root(local):
+    """home_mailbox = Mail/inbox with ~/Mail a symlink to a directory only root may write: root
+    creates nothing there (it creates files only in mail_spool_directory); the delivery, made as
+    the user, is deferred with the reason."""
+    target = pathlib.Path(tempfile.mkdtemp(prefix="postern-it-target-", dir="/var/tmp"))
+    try:
+        os.chmod(target, 0o755)
+        local.configure(home_mailbox="Mail/inbox")
+        link = home("ptest1") / "Mail"
+        os.symlink(target, link)
+        os.lchown(link, pwd.getpwnam("ptest1").pw_uid, pwd.getpwnam("ptest1").pw_gid)
+        p = start(local)
+        qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("symlinked home"))
+        (action, dsn, diag), = results(deliver(p, qid, [(f"ptest1@{HOST}", rid)]))
+        assert action == "deferred" and dsn.startswith("4."), (action, dsn, diag)
+        assert f"{link}/inbox" in diag and "Permission denied" in diag, diag
+        assert list(target.iterdir()) == []
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_spool_directory_symlink_resolved(local):
+    """mail_spool_directory may itself be a symlink (the admin's choice): a root-only spool behind
+    it still gets the user's mailbox created."""
+    real = local.root / "realspool"
+    real.mkdir()
+    os.chmod(real, 0o755)
+    link = local.root / "spoollink"
+    os.symlink(real, link)
+    local.configure(mail_spool_directory=str(link))
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest2@{HOST}"], message("spool link"))
+    assert results(deliver(p, qid, [(f"ptest2@{HOST}", rid)]))[0][:2] == ("delivered", "2.0.0")
+    st = os.stat(real / "ptest2")
+    assert st.st_uid == pwd.getpwnam("ptest2").pw_uid and stat.S_IMODE(st.st_mode) == 0o600
+    assert "Message-ID: <spool-link@example.org>" in (real / "ptest2").read_text()
+
+
+def test_untrusted_marker_directory_replaced(local):
+    """A marker directory someone else made (the queue directory is postern's) is not used: its
+    planted "already delivered" marker must not swallow the mail."""
+    qid, (rid,) = queue_message(local, "sender@example.org", [f"ptest1@{HOST}"], message("planted"))
+    md = marker_dir(local)
+    md.mkdir(mode=0o700)
+    (md / f"{qid}.{rid}").write_text(f"{local.spool_dir}/ptest1\n")
+    uid = pwd.getpwnam("ptest1").pw_uid
+    os.chown(md / f"{qid}.{rid}", uid, uid)
+    os.chown(md, uid, uid)
+    p = start(local)
+    p.wait_log("local", r"local-delivered is not owned by root; refusing to use it: moved it to "
+                        r"local-delivered\.untrusted-\d+")
+    assert results(deliver(p, qid, [(f"ptest1@{HOST}", rid)]))[0][:2] == ("delivered", "2.0.0")
+    assert p.mailbox("ptest1").count("Message-ID: <planted@example.org>") == 1
+    st = os.stat(md, follow_symlinks=False)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700
+    assert [d for d in p.queue_dir.iterdir() if d.name.startswith("local-delivered.untrusted-")]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "mode0755"])
+def test_marker_directory_symlink_or_wrong_mode_replaced(local, kind):
+    elsewhere = local.root / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    if kind == "symlink":
+        os.symlink(elsewhere, marker_dir(local))
+        why = "is a symbolic link or not a directory"
+    else:
+        marker_dir(local).mkdir()
+        os.chmod(marker_dir(local), 0o755)
+        why = "does not have mode 0700"
+    p = start(local)
+    p.wait_log("local", rf"local-delivered {why}; refusing to use it")
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("md link"))
+    assert results(deliver(p, qid, [(f"ptest1@{HOST}", rid)]))[0][0] == "delivered"
+    assert list(elsewhere.iterdir()) == []
+    st = os.stat(marker_dir(p), follow_symlinks=False)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700
+    assert (marker_dir(p) / f"{qid}.{rid}").exists()
+
+
+def test_marker_hardlink_or_symlink_refused(local):
+    """A marker that is a hard link or a symlink is never read or appended to: the delivery is
+    deferred (nothing written, the linked file untouched)."""
+    local.set_aliases("fwd: friend@remote.example\n")
+    p = start(local)
+    q1, (r1,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("hardlinked"))
+    q2, (r2,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("symlinked"))
+    q3, (r3,) = queue_message(p, "sender@example.org", [f"fwd@{HOST}"], message("fwd symlinked"))
+    victim = p.root / "victim"
+    victim.write_text(f"{p.spool_dir}/ptest1\nforward:friend@remote.example\n")
+    os.chmod(victim, 0o600)
+    os.link(victim, marker_dir(p) / f"{q1}.{r1}")
+    os.symlink(victim, marker_dir(p) / f"{q2}.{r2}")
+    os.symlink(victim, marker_dir(p) / f"{q3}.{r3}")
+    (a1, d1, g1), = results(deliver(p, q1, [(f"ptest1@{HOST}", r1)]))
+    assert (a1, d1) == ("deferred", "4.3.0") and "more than one hard link" in g1, g1
+    (a2, d2, g2), = results(deliver(p, q2, [(f"ptest1@{HOST}", r2)]))
+    assert (a2, d2) == ("deferred", "4.3.0") and "symbolic link" in g2, g2
+    (a3, d3, g3), = results(deliver(p, q3, [(f"fwd@{HOST}", r3)]))
+    assert (a3, d3) == ("deferred", "4.3.0") and "symbolic link" in g3, g3
+    assert p.mailbox("ptest1") == ""
+    assert victim.read_text() == f"{p.spool_dir}/ptest1\nforward:friend@remote.example\n"
+    assert p.queue_rows("SELECT COUNT(*) FROM messages")[0][0] == 3
+
+
+def test_forward_not_repeated_when_marker_lost(local):
+    """kill -9 between the forwarded copy's commit and its marker line: the retry must not queue a
+    second copy (the copy's queue id is derived from the original, so the insert finds it)."""
+    local.set_aliases("fwd: ptest1, friend@remote.example, other@remote.example\n")
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"fwd@{HOST}"], message("fwd once"))
+    r = results(deliver(p, qid, [(f"fwd@{HOST}", rid)]))
+    assert r[0][:2] == ("delivered", "2.0.0"), r
+    rows = p.queue_rows("SELECT queue_id FROM messages WHERE queue_id != ?", (qid,))
+    assert len(rows) == 1, rows
+    new_id = rows[0][0]
+    assert re.fullmatch(r"[0-9A-V]{16}", new_id)
+    marker = marker_dir(p) / f"{qid}.{rid}"
+    for _ in range(2):
+        # As if the process died after the commit, before the marker line.
+        lines = marker.read_text().splitlines(keepends=True)
+        assert [ln for ln in lines if ln.startswith("forward:")], lines
+        marker.write_text("".join(ln for ln in lines if not ln.startswith("forward:")))
+        r = results(deliver(p, qid, [(f"fwd@{HOST}", rid)]))
+        assert r[0][:2] == ("delivered", "2.0.0"), r
+        assert p.queue_rows("SELECT COUNT(*) FROM messages")[0][0] == 2
+    p.wait_log("local", rf"{qid}: to=<friend@remote\.example>.*status=sent \(forwarded as {new_id} "
+                        r"\(queued by an earlier attempt\)\)")
+    assert p.queue_rows("SELECT COUNT(*) FROM recipients r JOIN messages m ON m.id = r.message_id "
+                        "WHERE m.queue_id = ?", (new_id,))[0][0] == 2
+    assert p.mailbox("ptest1").count("Message-ID: <fwd-once@example.org>") == 1
+
+
+def test_marker_sweep_only_for_messages_gone(local):
+    """Markers stay as long as their message is queued (however old); those of messages that
+    left the queue go, each message looked up once."""
+    p = start(local)
+    qid, rids = queue_message(p, "sender@example.org", [f"ptest1@{HOST}", f"ptest2@{HOST}"],
+                              message("old marker"))
+    r = deliver(p, qid, [(f"ptest1@{HOST}", rids[0]), (f"ptest2@{HOST}", rids[1])])
+    assert [x[0] for x in results(r)] == ["delivered", "delivered"]
+    old = time.time() - 30 * 24 * 3600
+    for i in rids:
+        os.utime(marker_dir(p) / f"{qid}.{i}", (old, old))
+    gone = [marker_dir(p) / "0000GONE0000000.7", marker_dir(p) / "0000GONE0000000.8"]
+    for g in gone:
+        g.write_text("/nowhere\n")
+        os.chmod(g, 0o600)
+        os.utime(g, (time.time() - 7200,) * 2)
+    fresh = marker_dir(p) / "0000GONE0000001.1"   # too young to judge
+    fresh.write_text("/nowhere\n")
+    p.restart("local")   # sweeps a second after start
+    p.wait_log("local", r"removed 2 delivery markers of messages that left the queue")
+    assert not any(g.exists() for g in gone)
+    assert fresh.exists()
+    assert all((marker_dir(p) / f"{qid}.{i}").exists() for i in rids)
+    # The retry of a month-old message still finds its marker.
+    r = deliver(p, qid, [(f"ptest1@{HOST}", rids[0]), (f"ptest2@{HOST}", rids[1])])
+    assert [x[0] for x in results(r)] == ["delivered", "delivered"]
+    for u in ("ptest1", "ptest2"):
+        assert p.mailbox(u).count("Message-ID: <old-marker@example.org>") == 1
+
+
+def test_maildir_trusts_marker_not_directory_scan(local):
+    """Maildir redelivery is decided by the marker: a file in cur/ that merely carries the queue
+    id and recipient id (the user can name files as they like) does not swallow the message."""
+    local.configure(home_mailbox="Maildir/")
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest2@{HOST}"], message("no scan"))
+    pw = pwd.getpwnam("ptest2")
+    md = home("ptest2") / "Maildir"
+    for d in (md, md / "tmp", md / "new", md / "cur"):
+        d.mkdir(mode=0o700)
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+    planted = md / "cur" / f"1.M1P1Q{qid}R{rid}.elsewhere:2,S"
+    planted.write_text("not this message\n")
+    assert results(deliver(p, qid, [(f"ptest2@{HOST}", rid)]))[0] == \
+        ("delivered", "2.0.0", "delivered to maildir")
+    files = [f for f in (md / "new").iterdir() if f"Q{qid}R{rid}." in f.name]
+    assert len(files) == 1 and "Message-ID: <no-scan@example.org>" in files[0].read_text()
+
+
+def test_parameter_registry_defaults(local):
+    """Parameters not set in main.cf take the registry's defaults (mydestination includes
+    localhost.$mydomain), not local's own copies."""
+    del local.settings["mydestination"]
+    local.configure()
+    local.set_aliases("team: ptest2@localhost.test\n")
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"team@{HOST}"], message("registry"))
+    assert results(deliver(p, qid, [(f"team@{HOST}", rid)]))[0] == \
+        ("delivered", "2.0.0", "delivered to mailbox")
+    assert "Message-ID: <registry@example.org>" in p.mailbox("ptest2")
+    assert p.queue_rows("SELECT COUNT(*) FROM messages")[0][0] == 1
