@@ -425,6 +425,9 @@ static int address_parse_span(const char *s, size_t n, AddressFlags flags, Addre
         if (i >= n) {
                 if (!(flags & ADDRESS_ALLOW_NO_DOMAIN))
                         R("Missing domain");
+                /* A bare "" would be the null address in disguise (RCPT TO:<""> queued for <>). */
+                if (lp[0] == '\0' && !(flags & ADDRESS_ALLOW_EMPTY))
+                        R("Empty address");
         } else {
                 /* s[i] == '@' */
                 r = domain_normalise_n(s + i + 1, n - i - 1, utf8, &domain, ret_reason);

@@ -82,6 +82,10 @@ static const struct {
         { "<u@>", 0, NULL, NULL, NULL, NULL, "Missing domain" },
         { "<u>", 0, NULL, NULL, NULL, NULL, "Missing domain" },
         { "<postmaster>", ADDRESS_ALLOW_NO_DOMAIN, "postmaster", "postmaster", "-", "", NULL },
+        /* fuzz-address: an empty quoted local part without a domain was the null address */
+        { "<\"\">", ADDRESS_ALLOW_NO_DOMAIN, NULL, NULL, NULL, NULL, "Empty address" },
+        { "\"\"", ADDRESS_ALLOW_NO_DOMAIN | ADDRESS_ALLOW_NO_BRACKETS, NULL, NULL, NULL, NULL, "Empty address" },
+        { "<\"\">", ADDRESS_ALLOW_NO_DOMAIN | E, "", "", "-", "", NULL },
         { "<.u@x>", 0, NULL, NULL, NULL, NULL, "Local part starts with '.'" },
         { "<u.@x>", 0, NULL, NULL, NULL, NULL, "Local part ends with '.'" },
         { "<u..v@x>", 0, NULL, NULL, NULL, NULL, "Consecutive dots in local part" },

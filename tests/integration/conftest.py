@@ -11,6 +11,7 @@ import postern_harness
 def pytest_configure(config):
     if os.geteuid() != 0:
         pytest.exit("Postern's integration tests need root (delivery switches users).", returncode=4)
+    postern_harness.isolate_test_homes()
 
 
 @pytest.fixture(scope="session")

@@ -42,8 +42,24 @@ def binary(rel):
     return str(BUILD_DIR / rel)
 
 
+def isolate_test_homes():
+    """Gives this process (and the daemons it starts) a private view of the test users' homes:
+    a new mount namespace with a tmpfs over TEST_HOME_BASE, so two test runs on one machine never
+    see, or wipe, each other's mailboxes. Call it while the process is still single-threaded."""
+    import ctypes
+    CLONE_NEWNS = 0x00020000
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    TEST_HOME_BASE.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=512m", "postern-test-homes",
+                    str(TEST_HOME_BASE)], check=True)
+
+
 def ensure_test_users():
-    """Creates the test users (idempotent); returns their passwd entries."""
+    """Creates the test users and their home directories (idempotent); returns their passwd
+    entries."""
     TEST_HOME_BASE.mkdir(parents=True, exist_ok=True)
     os.chmod(TEST_HOME_BASE, 0o755)
     entries = {}
@@ -51,10 +67,13 @@ def ensure_test_users():
         try:
             entries[user] = pwd.getpwnam(user)
         except KeyError:
-            subprocess.run(["useradd", "--create-home", "--home-dir", str(TEST_HOME_BASE / user),
+            subprocess.run(["useradd", "--no-create-home", "--home-dir", str(TEST_HOME_BASE / user),
                             "--shell", "/usr/sbin/nologin", "--comment", f"Postern Test {user}",
                             user], check=True)
             entries[user] = pwd.getpwnam(user)
+        home = pathlib.Path(entries[user].pw_dir)
+        home.mkdir(mode=0o700, exist_ok=True)
+        os.chown(home, entries[user].pw_uid, entries[user].pw_gid)
     return entries
 
 
