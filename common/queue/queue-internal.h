@@ -29,6 +29,7 @@ typedef enum QueueStmtId {
         QUEUE_STMT_DELETE_MESSAGE,
         QUEUE_STMT_SET_HOLD,
         QUEUE_STMT_LIST_MESSAGES,
+        QUEUE_STMT_SCAN_FINISHED,
         _QUEUE_STMT_MAX,
 } QueueStmtId;
 

@@ -1,6 +1,7 @@
 /* queue-message.c — the message operations of the queue module: insert, load, scan for due
- * work, record delivery results, hold, delete and list. All SQL is in queue.c's statement
- * table; every statement here is a cached one, reset (and its bindings cleared) on scope exit.
+ * work and for finished messages, record delivery results, hold, delete and list. All SQL is in
+ * queue.c's statement table; every statement here is a cached one, reset (and its bindings
+ * cleared) on scope exit.
  *
  * Writes are atomic per call: inside the caller's transaction a failed insert is undone with a
  * savepoint, so one bad message never spoils the others of a group commit; outside one, the
@@ -487,6 +488,70 @@ int queue_scan_due(Queue *q, usec_t now, size_t limit,
                         return r;
         }
         return 0;
+}
+
+/* One query per call: walks at most window messages in queue-id order after cursor, keeps the
+ * finished ones (at most limit), and calls fn after the statement is reset, so that fn may write
+ * (complete and delete the message) through the same connection. */
+int queue_scan_finished(Queue *q, char cursor[QUEUE_ID_MAX], size_t window, size_t limit,
+                        int (*fn)(const char *queue_id, void *ud), void *ud) {
+        typedef char QueueIdBuf[QUEUE_ID_MAX];
+        _cleanup_free_ QueueIdBuf *ids = NULL;
+        char last[QUEUE_ID_MAX];
+        size_t n = 0, allocated = 0, seen = 0;
+        bool more = false;
+        int rc, r;
+
+        if (!q || !cursor || !fn || strnlen(cursor, QUEUE_ID_MAX) >= QUEUE_ID_MAX)
+                return -EINVAL;
+        snprintf(last, sizeof last, "%s", cursor);
+
+        {
+                _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
+
+                r = queue_stmt(q, QUEUE_STMT_SCAN_FINISHED, &st);
+                if (r < 0)
+                        return r;
+                queue_bind_text(st, 1, cursor);
+                sqlite3_bind_int64(st, 2, window == 0 || window > INT64_MAX ? -1 : (sqlite3_int64) window);
+
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        const char *qid = (const char *) sqlite3_column_text(st, 0);
+
+                        seen++;
+                        if (!qid || strlen(qid) >= QUEUE_ID_MAX)
+                                continue;   /* not ours; never hand out a truncated id */
+                        strcpy(last, qid);
+                        if (!sqlite3_column_int(st, 1))
+                                continue;
+                        if (n == allocated) {
+                                size_t k = allocated ? allocated * 2 : 64;
+                                QueueIdBuf *l = reallocarray(ids, k, sizeof *l);
+                                if (!l)
+                                        return -ENOMEM;
+                                ids = l;
+                                allocated = k;
+                        }
+                        strcpy(ids[n++], qid);
+                        if (limit > 0 && n >= limit) {
+                                more = true;
+                                break;
+                        }
+                }
+                if (!more && rc != SQLITE_DONE)
+                        return queue_error(q, rc);
+                /* Only with progress: a window of ids too long to be ours must not loop. */
+                if (window > 0 && seen >= window && !streq(last, cursor))
+                        more = true;
+        }
+
+        for (size_t i = 0; i < n; i++) {
+                r = fn(ids[i], ud);
+                if (r < 0)
+                        return r;
+        }
+        memcpy(cursor, last, QUEUE_ID_MAX);
+        return more;
 }
 
 /* The earliest retry time of a deferred recipient of a message not on hold. */

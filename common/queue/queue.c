@@ -155,6 +155,13 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
                 " is_bounce FROM messages"
                 " WHERE (arrival_usec, id) > (?1, ?2)"
                 " ORDER BY arrival_usec, id LIMIT ?3",
+        /* The sweep's window: the next ?2 messages after queue id ?1, each with whether it still
+         * has a pending or deferred recipient (probed in recipients_message). */
+        [QUEUE_STMT_SCAN_FINISHED] =
+                "SELECT m.queue_id, NOT EXISTS (SELECT 1 FROM recipients r"
+                "   WHERE r.message_id = m.id AND r.state IN (0, 1))"
+                " FROM messages m WHERE m.queue_id > ?1"
+                " ORDER BY m.queue_id LIMIT ?2",
 };
 
 static int map_sqlite_error(Queue *q, int sqlite_rc) {

@@ -107,6 +107,15 @@ int queue_load_content(Queue *q, const char *queue_id, char **ret, size_t *ret_l
  * fn returning <0 stops the scan and is returned. */
 int queue_scan_due(Queue *q, usec_t now_usec, size_t limit,
                    int (*fn)(const char *queue_id, void *ud), void *ud);
+/* Finds finished messages (every recipient delivered or bounced, or none at all: they should
+ * have been removed) for qmgr's sweep, a bounded piece at a time. Looks at the messages after
+ * cursor in queue-id order ("" = from the start), at most window of them (0 = no bound), and
+ * calls fn with the id of each finished one, at most limit (0 = no limit); fn may write to the
+ * queue (complete and delete the message). Then moves cursor to the last id looked at and
+ * returns 1 when messages may remain after it, 0 when the end of the queue was reached.
+ * fn returning <0 stops the scan and is returned; on any failure cursor is left unchanged. */
+int queue_scan_finished(Queue *q, char cursor[QUEUE_ID_MAX], size_t window, size_t limit,
+                        int (*fn)(const char *queue_id, void *ud), void *ud);
 /* The earliest next attempt time among deferred recipients of messages not on hold, or 0 with
  * -ENOENT when there is none. */
 int queue_next_due(Queue *q, usec_t *ret_usec);

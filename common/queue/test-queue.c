@@ -1,6 +1,7 @@
 /* test-queue.c — unit tests for the queue module: open/create/reopen, schema migration and
  * refusal of newer schemas, envelope/recipient/content round trips (NULLs, NUL bytes, 10 MB),
  * scheduling queries (scan_due with both of its plans against a brute-force model, next_due),
+ * the sweep's paged search for finished messages (scan_finished, against the same kind of model),
  * results, hold, delete cascade, list, read-only opens beside a writer, busy waits and -EBUSY,
  * rollbacks, group commits with one bad message or a full disk, query plans (no table scans),
  * file modes, concurrent creators and writers in several processes, and -wal/-shm ownership
@@ -584,6 +585,7 @@ static void test_pragmas(Queue *q) {
                 { QUEUE_STMT_SET_HOLD, "sqlite_autoindex_messages_1" },
                 { QUEUE_STMT_LIST_MESSAGES, "messages_arrival" },
                 { QUEUE_STMT_UPDATE_RECIPIENT, "INTEGER PRIMARY KEY" },
+                { QUEUE_STMT_SCAN_FINISHED, "recipients_message" },
         };
         for (size_t i = 0; i < ELEMENTSOF(plans); i++) {
                 char sql[2048];
@@ -861,6 +863,120 @@ static void test_scan_plans(Queue *q) {
         for (size_t i = 0; i < N; i++)
                 CHECK_INT(queue_delete_message(q, msgs[i].m.queue_id), 0);
         CHECK_INT(queue_commit(q), 0);
+        free(want);
+        free(got.ids);
+}
+
+static int compare_ids(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+static int finished_fail(const char *queue_id, void *ud) {
+        return -EIO;
+}
+
+/* queue_scan_finished against a brute-force model: every mix of recipient states, messages
+ * without recipients, held ones; paged by window and limit it finds each finished message once,
+ * in id order, never more than limit a call, and fn may delete what it is given. */
+static void test_scan_finished(Queue *q) {
+        enum { N = 400 };
+        static struct {
+                QueueMessage m;
+                QueueRecipient r[3];
+                size_t n;
+                bool finished;
+        } msgs[N];
+        char (*want)[QUEUE_ID_MAX] = calloc(N, QUEUE_ID_MAX);
+        IdList got = { .ids = calloc(N, QUEUE_ID_MAX), .max = N };
+        char cursor[QUEUE_ID_MAX] = "";
+        size_t nwant = 0;
+        unsigned seed = 4242;
+
+        CHECK(want && got.ids);
+        CHECK_INT(queue_scan_finished(q, cursor, 0, 0, idlist_add, &got), 0);
+        CHECK_INT(got.n, 0);
+        CHECK_STR(cursor, "");
+
+        CHECK_INT(queue_begin(q), 0);
+        for (size_t i = 0; i < N; i++) {
+                make_message(&msgs[i].m, 2000000 + i);
+                msgs[i].m.hold = rand_r(&seed) % 7 == 0;
+                msgs[i].n = rand_r(&seed) % 4;   /* 0..3 recipients */
+                msgs[i].finished = true;
+                for (size_t j = 0; j < msgs[i].n; j++) {
+                        /* mostly final, so that about a third of the messages are finished */
+                        int k = rand_r(&seed) % 10;
+                        QueueRcptState st = k < 1 ? QUEUE_RCPT_PENDING : k < 2 ? QUEUE_RCPT_DEFERRED :
+                                            k < 6 ? QUEUE_RCPT_DELIVERED : QUEUE_RCPT_BOUNCED;
+                        msgs[i].r[j] = (QueueRecipient) { .address = (char *) "bob@example.net",
+                                                          .state = st };
+                        if (st == QUEUE_RCPT_PENDING || st == QUEUE_RCPT_DEFERRED)
+                                msgs[i].finished = false;
+                }
+                CHECK_INT(queue_insert_message(q, &msgs[i].m, msgs[i].r, msgs[i].n, "x", 1), 0);
+                if (msgs[i].finished)
+                        strcpy(want[nwant++], msgs[i].m.queue_id);
+        }
+        CHECK_INT(queue_commit(q), 0);
+        qsort(want, nwant, QUEUE_ID_MAX, compare_ids);
+        CHECK(nwant > 50 && nwant < N - 50);
+
+        /* Unbounded: everything at once, then the cursor sits on the last id of the queue. */
+        CHECK_INT(queue_scan_finished(q, cursor, 0, 0, idlist_add, &got), 0);
+        CHECK_INT(got.n, nwant);
+        for (size_t i = 0; i < nwant; i++)
+                CHECK_STR(got.ids[i], want[i]);
+        CHECK(cursor[0]);
+        CHECK_INT(queue_scan_finished(q, cursor, 0, 0, idlist_add, &got), 0);
+        CHECK_INT(got.n, nwant);   /* nothing after the end */
+
+        /* Paged: small windows and limits, resumed from the cursor. */
+        static const struct { size_t window, limit; } pages[] = {
+                { 1, 0 }, { 7, 3 }, { 50, 1 }, { 0, 5 }, { 64, 0 }, { N, 1000 },
+        };
+        for (size_t p = 0; p < ELEMENTSOF(pages); p++) {
+                size_t calls = 0;
+                int r;
+
+                cursor[0] = '\0';
+                got.n = 0;
+                do {
+                        size_t before = got.n;
+                        CHECK(++calls <= 2 * N + 2);
+                        r = queue_scan_finished(q, cursor, pages[p].window, pages[p].limit,
+                                                idlist_add, &got);
+                        CHECK(r == 0 || r == 1);
+                        if (pages[p].limit)
+                                CHECK(got.n - before <= pages[p].limit);
+                } while (r == 1);
+                CHECK_INT(got.n, nwant);
+                for (size_t i = 0; i < nwant; i++)
+                        CHECK_STR(got.ids[i], want[i]);
+        }
+
+        /* fn's failure is returned and the cursor stays where it was. */
+        cursor[0] = '\0';
+        CHECK_INT(queue_scan_finished(q, cursor, 0, 0, finished_fail, NULL), -EIO);
+        CHECK_STR(cursor, "");
+        memset(cursor, 'A', sizeof cursor);   /* no terminating NUL */
+        CHECK_INT(queue_scan_finished(q, cursor, 0, 0, idlist_add, &got), -EINVAL);
+
+        /* fn may delete the message it is given (what qmgr's completion does). */
+        DeleteCtx d = { .q = q };
+        int r;
+        cursor[0] = '\0';
+        do
+                r = queue_scan_finished(q, cursor, 16, 4, scan_delete, &d);
+        while (r == 1);
+        CHECK_INT(r, 0);
+        CHECK_INT(d.n, nwant);
+        CHECK_INT(raw_int("SELECT count(*) FROM messages"), N - nwant);
+        got.n = 0;
+        cursor[0] = '\0';
+        CHECK_INT(queue_scan_finished(q, cursor, 0, 0, idlist_add, &got), 0);
+        CHECK_INT(got.n, 0);
+
+        raw_exec("PRAGMA foreign_keys = ON; DELETE FROM messages", SQLITE_OPEN_READWRITE);
         free(want);
         free(got.ids);
 }
@@ -1220,6 +1336,7 @@ int main(void) {
         test_content(q);
         test_schedule(q);
         test_scan_plans(q);
+        test_scan_finished(q);
         test_list(q);
         test_transactions(q);
         test_readonly(q);

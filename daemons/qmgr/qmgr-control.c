@@ -6,11 +6,18 @@
  *   request=delete   queue_id=<id>|ALL   remove without notifying anyone
  *   request=requeue  queue_id=<id>|ALL   retry every deferred recipient now
  *
+ * Only root and mail_owner (SO_PEERCRED of the connection; the uid is looked up when settings
+ * load) may use them, as only they may run Postfix's postsuper; anyone may ask for wakeup and
+ * flush (sendmail -q, postqueue -f), which qmgr.c serves. A refused request is answered
+ * status=error reason="permission denied: only root or <mail_owner> may <verb> queued mail"
+ * and logged with the peer's uid.
+ *
  * Replies: status=ok count=<messages affected>, or status=error reason=... (e.g. an unknown id).
  * A message being delivered right now finishes the requests already handed to postern-local;
  * a delete then removes it instead of recording its next attempt, and a hold keeps later scans
  * away from it. Each action is logged as "<id>: placed on hold", "released from hold",
  * "removed" or "requeued". */
+#include <stdio.h>
 #include <string.h>
 
 #include "log/log.h"
@@ -111,6 +118,14 @@ static int act(Qmgr *q, const char *verb, const char *id) {
         return 0;
 }
 
+static bool peer_allowed(Qmgr *q, IpcConn *c, uid_t *ret_uid) {
+        uid_t uid = (uid_t) -1;
+        if (ipc_conn_peer_uid(c, &uid) < 0)
+                return false;   /* no credentials: nobody we know */
+        *ret_uid = uid;
+        return uid == 0 || (q->s.mail_owner_known && uid == q->s.mail_owner_uid);
+}
+
 /* Runs an administrative verb; replies status=ok count=N or status=error. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req) {
         _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
@@ -118,7 +133,24 @@ int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req) {
         _cleanup_strv_free_ char **ids = NULL;
         const char *id = ipc_record_get(req, "queue_id");
         size_t count = 0;
+        uid_t uid = (uid_t) -1;
         int r;
+
+        if (!peer_allowed(q, c, &uid)) {
+                char reason[256];
+                /* Anyone may connect: log only what cannot forge a log line. */
+                if (id && !streq(id, "ALL") && !queue_id_valid(id))
+                        id = "(invalid id)";
+                snprintf(reason, sizeof reason, "permission denied: only root or %s may %s queued mail",
+                         q->s.mail_owner, verb);
+                if (uid == (uid_t) -1)
+                        log_warning("refused %s %s from a peer without credentials: %s", verb,
+                                    strna(id), reason);
+                else
+                        log_warning("refused %s %s from uid %u: %s", verb, strna(id), (unsigned) uid,
+                                    reason);
+                return ipc_conn_reply_error(c, reason);
+        }
 
         if (isempty(id))
                 return ipc_conn_reply_error(c, "missing queue_id");

@@ -8,8 +8,12 @@
  * and on one timer: the earlier of queue_run_delay and the next deferred recipient's retry time.
  * A flush makes the next scan treat every deferred recipient as due.
  *
- * The sweep (at start, and after a completion failed) walks the whole queue for messages whose
- * recipients are all final but which were not removed, and completes them. */
+ * The sweep (at start, and after a completion failed) looks for messages whose recipients are
+ * all final but which were not removed (a crash or a failed commit between the last result and
+ * the removal), and completes each through the usual path (bounce if due, then removal). It
+ * never holds the loop for long: batches of one query over QMGR_SWEEP_WINDOW messages and at
+ * most QMGR_SWEEP_BATCH completions run from their own timer, with other events in between, so
+ * a backlog of 100,000 messages at start does not starve requests or the watchdog. */
 #include <search.h>
 #include <stdint.h>
 #include <string.h>
@@ -100,24 +104,63 @@ static int id_list_add(const char *id, void *userdata) {
         return 0;
 }
 
-static int sweep_one(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *userdata) {
-        for (size_t i = 0; i < n; i++)
-                if (rcpts[i].state == QUEUE_RCPT_PENDING || rcpts[i].state == QUEUE_RCPT_DEFERRED)
-                        return 0;
-        return id_list_add(m->queue_id, userdata);
+/* Activating a finished message runs the usual completion in qmgr_deliver_message(): the
+ * bounce when a recipient bounced, and the removal, in one transaction. */
+static int sweep_complete(const char *id, void *userdata) {
+        Qmgr *q = userdata;
+        if (activate(q, id, false) > 0)
+                q->sweep_found++;
+        return 0;
 }
 
-static void sweep(Qmgr *q) {
-        _cleanup_(id_list_done) IdList l = {};
-        int r = queue_list(q->queue, sweep_one, &l);
+static int arm_sweep(Qmgr *q, usec_t delay_usec) {
+        uint64_t now = 0;
+        if (sd_event_now(q->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_usec(CLOCK_MONOTONIC);
+        int r = sd_event_source_set_time(q->sweep_timer, now + delay_usec);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(q->sweep_timer, SD_EVENT_ONESHOT);
+        return r;
+}
+
+/* One batch of the sweep: one query over the next QMGR_SWEEP_WINDOW messages, at most
+ * QMGR_SWEEP_BATCH completions; then the loop gets its turn before the next batch. */
+static int on_sweep_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Qmgr *q = userdata;
+        int r = queue_scan_finished(q->queue, q->sweep_cursor, QMGR_SWEEP_WINDOW, QMGR_SWEEP_BATCH,
+                                    sweep_complete, q);
         if (r < 0) {
-                log_error_errno(r, "Cannot list the queue to find finished messages: %s",
+                log_error_errno(r, "Cannot search the queue for finished messages: %s",
                                 queue_last_error(q->queue));
+                q->sweeping = false;
+                q->sweep_needed = true;   /* tried again with a later scan */
+                return 0;
+        }
+        if (r > 0) {
+                r = arm_sweep(q, QMGR_SWEEP_GAP_USEC);
+                if (r >= 0)
+                        return 0;
+                log_error_errno(r, "Cannot arm the sweep timer: %m");
+                q->sweep_needed = true;
+        }
+        q->sweeping = false;
+        if (q->sweep_found > 0)
+                log_info("sweep: %zu finished message%s found (each completed or logged why not)",
+                         q->sweep_found, q->sweep_found == 1 ? "" : "s");
+        return 0;
+}
+
+/* Starts a sweep from the beginning of the queue; its batches run from the sweep timer. */
+static void sweep_start(Qmgr *q) {
+        q->sweep_cursor[0] = '\0';
+        q->sweep_found = 0;
+        int r = arm_sweep(q, 0);
+        if (r < 0) {
+                log_error_errno(r, "Cannot arm the sweep timer: %m");
                 q->sweep_needed = true;
                 return;
         }
-        for (size_t i = 0; i < l.n; i++)
-                (void) activate(q, l.ids[i], false);
+        q->sweeping = true;
 }
 
 static void scan(Qmgr *q) {
@@ -129,9 +172,11 @@ static void scan(Qmgr *q) {
         int r;
 
         q->scan_force = false;
-        if (q->sweep_needed) {
+        /* A sweep asked for while one runs starts after it (from a later scan), so a completion
+         * that keeps failing is retried at the pace of scans, not in a loop. */
+        if (q->sweep_needed && !q->sweeping) {
                 q->sweep_needed = false;
-                sweep(q);
+                sweep_start(q);
         }
 
         if (q->n_active < q->s.active_limit) {
@@ -240,6 +285,12 @@ int qmgr_scan_setup(Qmgr *q) {
         if (r < 0)
                 return log_error_errno(r, "Cannot create the checkpoint timer: %m");
         (void) sd_event_source_set_enabled(q->checkpoint_timer, SD_EVENT_OFF);
+        /* Accuracy 1 us: the default (250 ms) would stretch a sweep of many batches to minutes. */
+        r = sd_event_add_time(q->event, &q->sweep_timer, CLOCK_MONOTONIC, 0, 1, on_sweep_timer, q);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the sweep timer: %m");
+        (void) sd_event_source_set_description(q->sweep_timer, "qmgr-sweep");
+        (void) sd_event_source_set_enabled(q->sweep_timer, SD_EVENT_OFF);
         q->sweep_needed = true;
         /* time 0: the first scan runs as soon as the loop starts */
         return 0;
@@ -253,4 +304,6 @@ void qmgr_scan_done(Qmgr *q) {
         q->n_active = 0;
         q->scan_timer = sd_event_source_disable_unref(q->scan_timer);
         q->checkpoint_timer = sd_event_source_disable_unref(q->checkpoint_timer);
+        q->sweep_timer = sd_event_source_disable_unref(q->sweep_timer);
+        q->sweeping = false;
 }

@@ -3,16 +3,19 @@
  * Runs on the common/daemon skeleton (Type=notify, watchdog, SIGHUP reload). Serves the "qmgr"
  * socket with the attribute protocol:
  *   request=wakeup   new mail was committed: scan soon (many wake-ups make one scan)
- *   request=flush    retry every deferred recipient now
- *   request=hold|release|delete|requeue queue_id=<id>|ALL   (qmgr-control.c, for posternctl)
+ *   request=flush    retry every deferred recipient now (anyone: sendmail -q, posternctl flush)
+ *   request=hold|release|delete|requeue queue_id=<id>|ALL   (qmgr-control.c, for posternctl;
+ *                    root and mail_owner only, by the peer's SO_PEERCRED uid)
  * Without a "qmgr" socket (run by hand) it works from its timer alone. Scanning, delivery and
  * bounces live in qmgr-scan.c, qmgr-deliver.c and qmgr-bounce.c (see qmgr.h).
  *
  * Parameters: queue_directory, myhostname, mydestination, queue_run_delay,
  * minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime, bounce_queue_lifetime,
  * qmgr_message_active_limit, default_process_limit, local_destination_concurrency_limit,
- * bounce_size_limit,
+ * bounce_size_limit, mail_owner,
  * postern_socket_directory. A reload applies all but queue_directory. */
+#include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,26 +23,13 @@
 #include "log/log.h"
 #include "qmgr.h"
 
-static const char *param_or(Conf *c, const char *name, const char *fallback) {
-        const char *v = conf_get(c, name);
-        return isempty(v) ? fallback : v;
-}
-
-/* A TIME/INT parameter, or fallback when the registry does not know it and main.cf lacks it. */
-static long long time_or(Conf *c, const char *name, long long fallback) {
-        return conf_get(c, name) ? conf_get_time(c, NULL, name) : fallback;
-}
-
-static long long int_or(Conf *c, const char *name, long long fallback) {
-        return conf_get(c, name) ? conf_get_int(c, NULL, name) : fallback;
-}
-
 /* Frees what qmgr_settings_load() allocated. */
 void qmgr_settings_done(QmgrSettings *s) {
         free(s->queue_directory);
         free(s->myhostname);
         domain_list_done(&s->mydestination);
         free(s->local_socket);
+        free(s->mail_owner);
         *s = (QmgrSettings) {};
 }
 
@@ -48,11 +38,22 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         _cleanup_(qmgr_settings_done) QmgrSettings n = {};
         _cleanup_strv_free_ char **dest = NULL;
 
-        n.queue_directory = strdup(param_or(c, "queue_directory", "/var/spool/postern"));
-        n.myhostname = strdup(param_or(c, "myhostname", "localhost"));
+        /* conf_get() and its typed forms give the registry's default for anything main.cf does
+         * not set (and for invalid values, which conf_load() already reported). */
+        const char *queue_directory = conf_get(c, "queue_directory");
+        const char *myhostname = conf_get(c, "myhostname");
+        const char *mail_owner = conf_get(c, "mail_owner");
+        if (isempty(queue_directory) || isempty(myhostname) || isempty(mail_owner))
+                return log_error_errno(-EINVAL, "%s must not be empty",
+                                       isempty(queue_directory) ? "queue_directory" :
+                                       isempty(myhostname) ? "myhostname" : "mail_owner");
+
+        n.queue_directory = strdup(queue_directory);
+        n.myhostname = strdup(myhostname);
+        n.mail_owner = strdup(mail_owner);
         n.local_socket = daemon_socket_path(c, "local");
         dest = conf_get_list(c, NULL, "mydestination");
-        if (!n.queue_directory || !n.myhostname || !n.local_socket || !dest)
+        if (!n.queue_directory || !n.myhostname || !n.mail_owner || !n.local_socket || !dest)
                 return log_oom();
 
         _cleanup_free_ char *why = NULL;
@@ -60,19 +61,26 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         if (r < 0)
                 return log_error_errno(r, "mydestination: %s", why ? why : "out of memory");
 
-        n.queue_run_delay = (usec_t) time_or(c, "queue_run_delay", 300) * USEC_PER_SEC;
-        n.minimal_backoff = (usec_t) time_or(c, "minimal_backoff_time", 300) * USEC_PER_SEC;
-        n.maximal_backoff = (usec_t) time_or(c, "maximal_backoff_time", 4000) * USEC_PER_SEC;
-        n.maximal_queue_lifetime = (usec_t) time_or(c, "maximal_queue_lifetime", 5 * 86400) * USEC_PER_SEC;
-        n.bounce_queue_lifetime = (usec_t) time_or(c, "bounce_queue_lifetime", 5 * 86400) * USEC_PER_SEC;
-        n.active_limit = (size_t) MAX(int_or(c, "qmgr_message_active_limit", 20000), 1);
-        n.process_limit = (size_t) MAX(int_or(c, "default_process_limit", 100), 1);
-        n.rcpt_concurrency = (size_t) MAX(int_or(c, "local_destination_concurrency_limit", 2), 1);
-        n.bounce_size_limit = (size_t) MAX(int_or(c, "bounce_size_limit", 50000), 1);
-        if (n.queue_run_delay == 0)
-                n.queue_run_delay = USEC_PER_SEC;
-        if (n.minimal_backoff == 0)
-                n.minimal_backoff = USEC_PER_SEC;
+        /* The administrative verbs are for root and mail_owner; looked up once per load. */
+        errno = 0;
+        struct passwd *pw = getpwnam(n.mail_owner);
+        if (pw) {
+                n.mail_owner_uid = pw->pw_uid;
+                n.mail_owner_known = true;
+        } else
+                log_warning("mail_owner %s: %s; only root may hold, release, delete or requeue mail",
+                            n.mail_owner, errno ? strerror(errno) : "no such user");
+
+        n.queue_run_delay = (usec_t) conf_get_time(c, NULL, "queue_run_delay") * USEC_PER_SEC;
+        n.minimal_backoff = (usec_t) conf_get_time(c, NULL, "minimal_backoff_time") * USEC_PER_SEC;
+        n.maximal_backoff = (usec_t) conf_get_time(c, NULL, "maximal_backoff_time") * USEC_PER_SEC;
+        n.maximal_queue_lifetime = (usec_t) conf_get_time(c, NULL, "maximal_queue_lifetime") * USEC_PER_SEC;
+        n.bounce_queue_lifetime = (usec_t) conf_get_time(c, NULL, "bounce_queue_lifetime") * USEC_PER_SEC;
+        /* The registry's minimum for these is 1; conf_get_int() never returns less. */
+        n.active_limit = (size_t) conf_get_int(c, NULL, "qmgr_message_active_limit");
+        n.process_limit = (size_t) conf_get_int(c, NULL, "default_process_limit");
+        n.rcpt_concurrency = (size_t) conf_get_int(c, NULL, "local_destination_concurrency_limit");
+        n.bounce_size_limit = (size_t) conf_get_int(c, NULL, "bounce_size_limit");
         if (n.maximal_backoff < n.minimal_backoff) {
                 log_warning("maximal_backoff_time is below minimal_backoff_time; using %llu s",
                             n.minimal_backoff / USEC_PER_SEC);
@@ -110,7 +118,12 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
         if (verb && streq(verb, "wakeup")) {
                 qmgr_schedule_scan(q, 0);
         } else if (verb && streq(verb, "flush")) {
-                log_info("flush requested: retrying every deferred recipient");
+                uid_t uid;
+                if (ipc_conn_peer_uid(c, &uid) >= 0)
+                        log_info("flush requested by uid %u: retrying every deferred recipient",
+                                 (unsigned) uid);
+                else
+                        log_info("flush requested: retrying every deferred recipient");
                 q->scan_force = true;
                 qmgr_schedule_scan(q, 0);
         } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||

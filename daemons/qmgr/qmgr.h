@@ -1,11 +1,11 @@
 /* qmgr.h — postern-qmgr's internal interface, shared by its files (not by other roles).
  *
  *   qmgr.c          main(): settings, the "qmgr" IPC socket (wakeup, flush), reload
- *   qmgr-scan.c     the active set, queue scans and the scan timer, the startup sweep
+ *   qmgr-scan.c     the active set, queue scans and the scan timer, the sweep (in batches)
  *   qmgr-route.c    which transport a recipient goes to (local, or none yet)
  *   qmgr-deliver.c  delivery requests to postern-local, recording results, backoff, expiry
  *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
- *   qmgr-control.c  hold, release, delete, requeue (for posternctl)
+ *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
  * routed, qmgr's own deferrals are recorded at once, local ones are handed to postern-local in
@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include "mail/domain-list.h"
@@ -40,6 +41,13 @@
 #define QMGR_DISPATCH_LOOKAHEAD 5000
 /* Wake-ups arriving faster than this are folded into one scan. */
 #define QMGR_SCAN_MIN_INTERVAL_USEC (20 * USEC_PER_MSEC)
+/* The sweep for finished messages runs in batches between other events: each batch looks at
+ * most QMGR_SWEEP_WINDOW messages (one query) and completes at most QMGR_SWEEP_BATCH of them
+ * (one commit each), then yields to the event loop for QMGR_SWEEP_GAP_USEC, so requests and the
+ * watchdog are answered however large the queue is. */
+#define QMGR_SWEEP_WINDOW 5000
+#define QMGR_SWEEP_BATCH 50
+#define QMGR_SWEEP_GAP_USEC (1 * USEC_PER_MSEC)
 
 typedef struct Qmgr Qmgr;
 
@@ -48,6 +56,9 @@ typedef struct QmgrSettings {
         char *myhostname;
         DomainList mydestination;
         char *local_socket;            /* daemon_socket_path(conf, "local") */
+        char *mail_owner;              /* may use the administrative verbs, besides root */
+        uid_t mail_owner_uid;
+        bool mail_owner_known;         /* getpwnam(mail_owner) found it */
         usec_t queue_run_delay;
         usec_t minimal_backoff;
         usec_t maximal_backoff;
@@ -94,6 +105,10 @@ struct Qmgr {
         usec_t last_scan_mono;
         bool scan_force;               /* next scan treats every deferred recipient as due (flush) */
         bool sweep_needed;             /* look for finished messages that were not removed */
+        sd_event_source *sweep_timer;  /* CLOCK_MONOTONIC, one shot: the next sweep batch */
+        bool sweeping;                 /* a sweep is under way (sweep_cursor is its position) */
+        char sweep_cursor[QUEUE_ID_MAX];
+        size_t sweep_found;
         size_t removed_since_checkpoint;
 
         void *active;                  /* tsearch tree of QmgrMessage, by queue id */
@@ -164,7 +179,8 @@ void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m);
 void qmgr_jobs_free(Qmgr *q);
 
 /* qmgr-control.c */
-/* Runs an administrative verb (hold, release, delete, requeue); replies on c. */
+/* Runs an administrative verb (hold, release, delete, requeue) for a peer that is root or
+ * mail_owner, or answers "permission denied"; replies on c. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req);
 
 /* qmgr-bounce.c */

@@ -4,12 +4,16 @@ asks, records, logs, bounces and removes — independent of postern-smtpd and po
 
 import email
 import email.policy
+import json
 import os
+import pwd
 import random
 import signal
 import socket
 import sqlite3
 import string
+import subprocess
+import sys
 import threading
 import time
 
@@ -380,6 +384,86 @@ def test_finished_but_not_removed_message_is_swept_at_start(postern):
     postern.wait_log("qmgr", rf"{qid}: removed")
 
 
+def inject_finished(postern, n, sender="alice@example.org"):
+    """Inserts n messages whose recipients are all delivered (as after a crash between the last
+    result and the removal), in one transaction; returns their queue ids."""
+    ids = []
+    now = int(time.time() * 1e6)
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
+    try:
+        with con:
+            for i in range(n):
+                qid = new_queue_id()
+                cur = con.execute("INSERT INTO messages (queue_id, sender, arrival_usec, size, protocol)"
+                                  " VALUES (?, ?, ?, 5, 'ESMTP')", (qid, sender, now + i))
+                mid = cur.lastrowid
+                for r in ("a@postern.test", "b@postern.test"):
+                    con.execute("INSERT INTO recipients (message_id, address, state, dsn_status)"
+                                " VALUES (?, ?, 2, '2.0.0')", (mid, r))
+                con.execute("INSERT INTO content (message_id, data) VALUES (?, ?)", (mid, b"hello"))
+                ids.append(qid)
+    finally:
+        con.close()
+    return ids
+
+
+def finished_count(postern):
+    return postern.queue_rows(
+        "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM recipients r"
+        " WHERE r.message_id = m.id AND r.state IN (0, 1))")[0][0]
+
+
+def test_startup_sweep_of_a_large_backlog_keeps_answering(postern, fake_local):
+    """The sweep for finished messages runs in batches: requests are answered while it goes on
+    (a sweep of the whole queue inside one event would starve them and the watchdog), and each
+    finished message still goes through the completion (bounce if a recipient bounced)."""
+    agent = fake_local()
+    postern.start("qmgr")
+    postern.kill("qmgr")
+    n = 3000
+    ids = inject_finished(postern, n)
+    bounced = inject(postern, "ptest1@postern.test", ["gone@postern.test", "ok@postern.test"],
+                     states=[3, 2])
+    pending = inject(postern, "alice@example.org", ["ptest2@postern.test"])
+    postern.restart("qmgr")
+    t0 = time.monotonic()
+    reply = wakeup(postern)
+    latency = time.monotonic() - t0
+    left = finished_count(postern)
+    assert reply["status"] == "ok"
+    assert left > 0, "the request was answered only after the whole sweep"
+    assert latency < 2, latency
+    postern.wait_for(lambda: finished_count(postern) == 0, timeout=120, what="the sweep to finish")
+    postern.wait_log("qmgr", rf"{bounced}: sender non-delivery notification: [0-9A-Z]+")
+    postern.wait_log("qmgr", rf"{pending}: removed")
+    postern.wait_log("qmgr", rf"sweep: {n + 1} finished messages found")
+    log = postern.log("qmgr")
+    for qid in ids[:: n // 30]:
+        assert f"{qid}: removed" in log
+    assert log.count(": removed") >= n + 2
+    assert "ptest2@postern.test" in agent.rcpts()
+
+
+def test_sweep_skips_messages_whose_completion_fails(postern, fake_local):
+    """A finished message that cannot be completed (here: its bounce cannot be built, the content
+    is gone) must not stop the sweep from reaching the messages after it."""
+    fake_local()
+    postern.start("qmgr")
+    postern.kill("qmgr")
+    broken = inject(postern, "ptest1@postern.test", ["gone@postern.test"], states=[3])
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
+    with con:
+        con.execute("DELETE FROM content WHERE message_id = (SELECT id FROM messages WHERE queue_id = ?)",
+                    (broken,))
+    con.close()
+    ids = inject_finished(postern, 120)
+    postern.restart("qmgr")
+    postern.wait_for(lambda: finished_count(postern) == 1, timeout=30, what="the others swept")
+    assert postern.queue_rows("SELECT queue_id FROM messages") == [(broken,)]
+    for qid in ids:
+        assert f"{qid}: removed" in postern.log("qmgr")
+
+
 def test_many_recipients_are_split_into_requests(postern, fake_local):
     agent = fake_local()
     start_qmgr(postern)
@@ -532,3 +616,97 @@ def test_sigterm_with_requests_in_flight(postern, fake_local):
     hold.set()
     # nothing was recorded for them: they are all still queued, to be delivered after a restart
     assert postern.queue_count() == 4
+
+
+# --- who may do what on the qmgr socket ------------------------------------------------------
+
+CALL_AS_SCRIPT = """
+import json, socket, sys
+path, rec = sys.argv[1], json.loads(sys.argv[2])
+def enc(v):
+    return "".join(c if 33 <= ord(c) <= 126 and c not in "+=" else "+%02X" % ord(c) for c in v)
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.settimeout(5)
+    try:
+        s.connect(path)
+    except OSError as e:
+        print(json.dumps({"connect_error": e.strerror}))
+        sys.exit(0)
+    s.sendall(("".join(f"{k}={enc(str(v))}\\n" for k, v in rec.items()) + "\\n").encode())
+    f = s.makefile("rb")
+    out = {}
+    for line in f:
+        line = line.rstrip(b"\\n").decode()
+        if not line:
+            break
+        k, _, v = line.partition("=")
+        out[k] = v
+print(json.dumps(out))
+"""
+
+
+def call_as(postern, user, rec):
+    """Sends one request to qmgr from a process running as user; returns the reply (values
+    still xtext-encoded; fine for the words checked here)."""
+    pw = pwd.getpwnam(user)
+
+    def drop():
+        os.setgroups([])
+        os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+        os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+    r = subprocess.run([sys.executable, "-c", CALL_AS_SCRIPT, str(postern.socket_dir / "qmgr"),
+                        json.dumps(rec)], capture_output=True, text=True, preexec_fn=drop,
+                       timeout=30, check=True)
+    reply = json.loads(r.stdout)
+    return {k: xtext_decode(v) for k, v in reply.items()}
+
+
+def test_ordinary_user_may_flush_but_not_administer(postern, fake_local, local_users):
+    answers = iter([("deferred", "4.2.2", "mailbox full"), ("delivered", "2.0.0", "ok")])
+    agent = fake_local(policy=lambda rcpt: next(answers))
+    start_qmgr(postern, minimal_backoff_time="600s")
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    wakeup(postern)
+    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    uid = local_users["ptest1"].pw_uid
+
+    for verb in ("delete", "hold", "release", "requeue"):
+        reply = call_as(postern, "ptest1", {"request": verb, "queue_id": qid})
+        assert reply.get("status") == "error", (verb, reply)
+        assert reply["reason"] == f"permission denied: only root or postern may {verb} queued mail"
+        postern.wait_log("qmgr", rf"refused {verb} {qid} from uid {uid}: permission denied")
+    reply = call_as(postern, "ptest1", {"request": "delete", "queue_id": "ALL"})
+    assert reply["status"] == "error"
+    assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(0,)]
+    assert len(agent.requests) == 1
+    assert f"{qid}: removed" not in postern.log("qmgr")
+
+    # wakeup and flush are for anyone (sendmail -q, postqueue -f)
+    assert call_as(postern, "ptest1", {"request": "wakeup"}) == {"status": "ok"}
+    assert call_as(postern, "ptest1", {"request": "flush"}) == {"status": "ok"}
+    postern.wait_log("qmgr", rf"flush requested by uid {uid}")
+    postern.wait_log("qmgr", rf"{qid}: removed", timeout=5)
+    assert len(agent.requests) == 2
+
+
+def test_mail_owner_may_administer(postern, fake_local, local_users):
+    fake_local()
+    start_qmgr(postern, mail_owner="ptest2", queue_run_delay="300s")
+    time.sleep(0.3)
+    qid = inject(postern, "alice@example.org", ["bob@remote.example"])
+    assert call_as(postern, "ptest2", {"request": "hold", "queue_id": qid}) == {"status": "ok",
+                                                                                "count": "1"}
+    reply = call_as(postern, "ptest1", {"request": "delete", "queue_id": qid})
+    assert reply["reason"] == "permission denied: only root or ptest2 may delete queued mail"
+    assert call_as(postern, "ptest2", {"request": "delete", "queue_id": qid})["status"] == "ok"
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    assert postern.queue_count() == 0
+
+
+def test_unknown_mail_owner_leaves_root_only(postern, fake_local, local_users):
+    fake_local()
+    start_qmgr(postern, mail_owner="no-such-postern-user", queue_run_delay="300s")
+    assert "mail_owner no-such-postern-user: no such user" in postern.log("qmgr")
+    qid = inject(postern, "alice@example.org", ["bob@remote.example"])
+    assert call_as(postern, "ptest1", {"request": "hold", "queue_id": qid})["status"] == "error"
+    assert control(postern, "hold", qid) == {"status": "ok", "count": "1"}

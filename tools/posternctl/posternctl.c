@@ -14,6 +14,11 @@ static const struct {
         { "config", verb_config, "config [-n|-d] [name...] [name=value...]  show or edit main.cf parameters" },
         { "check",  verb_check,  "check                                    validate main.cf, tables and directories" },
         { "queue",  verb_queue,  "queue                                    list queued messages (like mailq)" },
+        { "flush",  verb_flush,  "flush [DOMAIN]                           retry deferred mail now (any user)" },
+        { "hold",   verb_control, "hold ID...|ALL                           keep messages out of delivery" },
+        { "release", verb_control, "release ID...|ALL                        undo hold, deliver now" },
+        { "delete", verb_control, "delete ID...|ALL                         remove messages, notify nobody" },
+        { "requeue", verb_control, "requeue ID...|ALL                        retry deferred recipients now" },
 };
 
 static int help(void) {

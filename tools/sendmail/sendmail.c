@@ -658,7 +658,7 @@ static int do_flush(Conf *c, Options *o) {
         r = ipc_call(path, &req, &reply, 30 * USEC_PER_SEC);
         if (r < 0) {
                 fprintf(stderr, "%s: cannot ask the queue manager at %s to flush: %s%s\n", program,
-                        path, strerror(-r), r == -EACCES ? " (only root and postern may)" : "");
+                        path, strerror(-r), r == -EACCES ? " (the socket's mode does not allow this user)" : "");
                 return EX_UNAVAILABLE;
         }
         const char *st = ipc_record_get(&reply, "status");

@@ -1,0 +1,169 @@
+"""posternctl flush/hold/release/delete/requeue against the real postern-qmgr (and postern-local
+for the deliveries): what the queue, the mailboxes and qmgr's log show afterwards, who may run
+what, and the messages and exit codes when something is wrong."""
+
+import random
+import re
+import sqlite3
+import string
+import time
+
+EX_USAGE, EX_UNAVAILABLE, EX_NOPERM = 64, 69, 77
+
+
+def inject(postern, sender, rcpts, subject="posternctl test"):
+    """Inserts one message into queue.db as postern-smtpd would; returns its queue id."""
+    qid = "P" + "".join(random.choice(string.digits + "ABCDEFGHIJKLMNOPQRSTUV") for _ in range(12))
+    body = (f"Received: by client.test\nFrom: <{sender}>\nSubject: {subject}\n"
+            f"Message-ID: <{qid}@client.test>\n\nHello {qid}.\n").encode()
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
+    try:
+        with con:
+            mid = con.execute("INSERT INTO messages (queue_id, sender, arrival_usec, size, protocol)"
+                              " VALUES (?, ?, ?, ?, 'ESMTP')",
+                              (qid, sender, int(time.time() * 1e6), len(body))).lastrowid
+            for r in rcpts:
+                con.execute("INSERT INTO recipients (message_id, address) VALUES (?, ?)", (mid, r))
+            con.execute("INSERT INTO content (message_id, data) VALUES (?, ?)", (mid, body))
+    finally:
+        con.close()
+    return qid
+
+
+def attempts(postern, qid):
+    rows = postern.queue_rows("SELECT r.attempts FROM recipients r JOIN messages m"
+                              " ON m.id = r.message_id WHERE m.queue_id = ?", (qid,))
+    return rows[0][0] if rows else None
+
+
+def start(postern, **conf):
+    """qmgr and local, with scans only on request: injected mail waits for a wake-up."""
+    postern.configure(queue_run_delay="300s", minimal_backoff_time="600s", **conf)
+    postern.start("qmgr", "local")
+    time.sleep(0.3)   # past the startup scan
+
+
+def ctl(postern, *args, user=None):
+    return postern.posternctl(*args, user=user)
+
+
+def test_hold_shows_bang_and_keeps_the_message_release_delivers_it(postern):
+    start(postern)
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    r = ctl(postern, "hold", qid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "posternctl: Placed on hold: 1 message\n"
+    postern.wait_log("qmgr", rf"{qid}: placed on hold")
+
+    assert ctl(postern, "flush").returncode == 0   # a scan: held mail must stay
+    time.sleep(0.5)
+    assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
+    assert f"{qid}: from=<" not in postern.log("qmgr")
+    assert postern.mailbox("ptest1") == ""
+    q = ctl(postern, "queue")
+    assert re.search(rf"^{qid}!\s+\d+ ", q.stdout, re.M), q.stdout
+
+    # the id as posternctl queue shows it, "!" included, is accepted
+    r = ctl(postern, "release", qid + "!")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "posternctl: Released from hold: 1 message\n"
+    postern.wait_log("qmgr", rf"{qid}: released from hold")
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    assert f"Message-ID: <{qid}@client.test>" in postern.mailbox("ptest1")
+    assert ctl(postern, "queue").stdout == "Mail queue is empty\n"
+
+
+def test_hold_all_and_release_all(postern):
+    start(postern)
+    ids = [inject(postern, "alice@example.org", ["ptest2@postern.test"]) for _ in range(3)]
+    r = ctl(postern, "hold", "ALL")
+    assert (r.returncode, r.stdout) == (0, "posternctl: Placed on hold: 3 messages\n"), r.stderr
+    q = ctl(postern, "queue").stdout
+    for qid in ids:
+        assert f"{qid}!" in q
+    r = ctl(postern, "release", "ALL")
+    assert (r.returncode, r.stdout) == (0, "posternctl: Released from hold: 3 messages\n")
+    postern.wait_queue_empty()
+    box = postern.mailbox("ptest2")
+    for qid in ids:
+        assert box.count(f"Message-ID: <{qid}@client.test>") == 1
+
+
+def test_delete_removes_and_logs(postern):
+    start(postern)
+    qid = inject(postern, "alice@example.org", ["bob@remote.example"])
+    keep = inject(postern, "alice@example.org", ["carol@remote.example"])
+    assert ctl(postern, "flush").returncode == 0
+    postern.wait_for(lambda: attempts(postern, qid) == 1, what="the first deferral")
+    r = ctl(postern, "delete", qid)
+    assert (r.returncode, r.stdout) == (0, "posternctl: Deleted: 1 message\n"), r.stderr
+    postern.wait_log("qmgr", rf"{qid}: removed")
+    assert postern.queue_rows("SELECT queue_id FROM messages") == [(keep,)]
+    assert "non-delivery" not in postern.log("qmgr")
+    assert qid not in ctl(postern, "queue").stdout
+
+    # gone already: said so, exit 1, and the summary counts nothing
+    r = ctl(postern, "delete", qid)
+    assert r.returncode == 1
+    assert f"posternctl delete {qid}: no such message in the queue" in r.stderr
+    assert r.stdout == "posternctl: Deleted: 0 messages\n"
+
+    r = ctl(postern, "delete", "ALL")
+    assert (r.returncode, r.stdout) == (0, "posternctl: Deleted: 1 message\n")
+    postern.wait_log("qmgr", rf"{keep}: removed")
+    assert postern.queue_count() == 0
+
+
+def test_requeue_and_flush_retry_deferred_mail_now(postern):
+    start(postern)
+    qid = inject(postern, "alice@example.org", ["bob@remote.example"])
+    assert ctl(postern, "flush").returncode == 0
+    postern.wait_for(lambda: attempts(postern, qid) == 1, what="the first deferral")
+    # next attempt in 600 s: only requeue or flush bring it back now
+    r = ctl(postern, "requeue", qid)
+    assert (r.returncode, r.stdout) == (0, "posternctl: Requeued: 1 message\n"), r.stderr
+    postern.wait_log("qmgr", rf"{qid}: requeued")
+    postern.wait_for(lambda: attempts(postern, qid) == 2, timeout=5, what="the requeued attempt")
+    r = ctl(postern, "flush")
+    assert r.returncode == 0 and "flush requested" in r.stdout
+    postern.wait_for(lambda: attempts(postern, qid) == 3, timeout=5, what="the flushed attempt")
+    assert len(re.findall(rf"{qid}: to=<bob@remote\.example>.*status=deferred", postern.log("qmgr"))) == 3
+
+
+def test_ordinary_user_may_flush_but_not_delete(postern, local_users):
+    start(postern)
+    qid = inject(postern, "alice@example.org", ["bob@remote.example"])
+    r = ctl(postern, "flush", user="ptest1")
+    assert r.returncode == 0, r.stderr
+    postern.wait_for(lambda: attempts(postern, qid) == 1, what="the flushed attempt")
+    postern.wait_log("qmgr", rf"flush requested by uid {local_users['ptest1'].pw_uid}")
+
+    for verb in ("delete", "hold", "release", "requeue"):
+        r = ctl(postern, verb, qid, user="ptest1")
+        assert r.returncode == EX_NOPERM, (verb, r.stderr)
+        assert r.stderr == (f"posternctl {verb} {qid}: permission denied: only root or postern "
+                            f"may {verb} queued mail\n")
+    assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(0,)]
+    assert f"{qid}: removed" not in postern.log("qmgr")
+
+
+def test_qmgr_not_running_and_usage_errors(postern):
+    (postern.socket_dir / "qmgr").unlink()   # no listener at all, as when the unit is stopped
+    path = postern.socket_dir / "qmgr"
+    for args in (("flush",), ("hold", "ALL"), ("delete", "ABCDEF123")):
+        r = ctl(postern, *args)
+        assert r.returncode == EX_UNAVAILABLE, (args, r.stderr)
+        assert r.stderr == (f"posternctl: qmgr is not running (connect {path}: "
+                            "No such file or directory)\n")
+
+    r = ctl(postern, "hold")
+    assert r.returncode == EX_USAGE and "expected a queue id or ALL" in r.stderr
+    r = ctl(postern, "release", "ALL", "ABC")
+    assert r.returncode == EX_USAGE and "ALL stands alone" in r.stderr
+    r = ctl(postern, "flush", "a.example", "b.example")
+    assert r.returncode == EX_USAGE
+    r = ctl(postern, "delete", "not/an-id")
+    assert r.returncode == 1 and '"not/an-id" is not a queue id' in r.stderr
+    r = ctl(postern, "help")
+    for verb in ("flush", "hold", "release", "delete", "requeue"):
+        assert re.search(rf"^  {verb} ", r.stdout, re.M), r.stdout
