@@ -73,6 +73,10 @@ static inline const char *startswith(const char *s, const char *prefix) {
 }
 const char *startswith_no_case(const char *s, const char *prefix);
 
+/* Sets *ret_reason (when ret_reason is non-NULL) to an allocated, formatted explanation of an
+ * error, or NULL when memory runs out. For functions that report "why" beside an errno. */
+void reason_printf(char **ret_reason, const char *fmt, ...) _printf_(2, 3);
+
 /* Microseconds, as sd-event counts them. */
 typedef unsigned long long usec_t;
 #define USEC_PER_SEC 1000000ULL

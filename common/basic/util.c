@@ -1,4 +1,6 @@
 /* util.c — the few out-of-line helpers declared in macro.h. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <strings.h>
 #include <time.h>
 
@@ -13,4 +15,14 @@ usec_t now_usec(int clock_id) {
         struct timespec ts;
         clock_gettime(clock_id, &ts);
         return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+void reason_printf(char **ret_reason, const char *fmt, ...) {
+        if (!ret_reason)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(ret_reason, fmt, ap) < 0)
+                *ret_reason = NULL;
+        va_end(ap);
 }

@@ -55,17 +55,6 @@ struct TablePatterns {
         size_t n, cap;
 };
 
-static void pattern_reason(char **ret_reason, const char *fmt, ...) _printf_(2, 3);
-static void pattern_reason(char **ret_reason, const char *fmt, ...) {
-        if (!ret_reason)
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_reason, fmt, ap) < 0)
-                *ret_reason = NULL;
-        va_end(ap);
-}
-
 /* Frees the rules; accepts NULL. */
 TablePatterns *table_patterns_free(TablePatterns *p) {
         if (!p)
@@ -290,7 +279,7 @@ int table_patterns_parse(FILE *f, bool cidr, const char *path, TablePatterns **r
                                 continue;
                         if (isspace((unsigned char) buf[0]) && have) {
                                 if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, first) < 0) {
-                                        pattern_reason(ret_reason, "%s:%u: rule too long", path, start);
+                                        reason_printf(ret_reason, "%s:%u: rule too long", path, start);
                                         return -EINVAL;
                                 }
                                 continue;
@@ -302,7 +291,7 @@ int table_patterns_parse(FILE *f, bool cidr, const char *path, TablePatterns **r
                         if (r == -ENOMEM)
                                 return r;
                         if (r < 0) {
-                                pattern_reason(ret_reason, "%s:%u: %s", path, start, why);
+                                reason_printf(ret_reason, "%s:%u: %s", path, start, why);
                                 return r;
                         }
                 }
@@ -317,7 +306,7 @@ int table_patterns_parse(FILE *f, bool cidr, const char *path, TablePatterns **r
         if (ferror(f))
                 return -EIO;
         if (depth > 0) {
-                pattern_reason(ret_reason, "%s: if without endif", path);
+                reason_printf(ret_reason, "%s: if without endif", path);
                 return -EINVAL;
         }
         *ret = TAKE_PTR(t);

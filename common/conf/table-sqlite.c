@@ -46,17 +46,6 @@ TableSqlite *table_sqlite_free(TableSqlite *s) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(TableSqlite *, table_sqlite_free);
 
-static void sqlite_reason(char **ret_reason, const char *fmt, ...) _printf_(2, 3);
-static void sqlite_reason(char **ret_reason, const char *fmt, ...) {
-        if (!ret_reason)
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_reason, fmt, ap) < 0)
-                *ret_reason = NULL;
-        va_end(ap);
-}
-
 static char *sqlite_trim(char *s) {
         while (isspace((unsigned char) *s))
                 s++;
@@ -71,7 +60,7 @@ static int sqlite_read_config(TableSqlite *s, const char *path, char **ret_dbpat
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         if (!f) {
                 int r = -errno;
-                sqlite_reason(ret_reason, "cannot open %s: %s", path, strerror(-r));
+                reason_printf(ret_reason, "cannot open %s: %s", path, strerror(-r));
                 return r;
         }
         _cleanup_free_ char *buf = NULL;
@@ -89,7 +78,7 @@ static int sqlite_read_config(TableSqlite *s, const char *path, char **ret_dbpat
                                 continue;
                         if (isspace((unsigned char) buf[0]) && have) {
                                 if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, sqlite_trim(first)) < 0) {
-                                        sqlite_reason(ret_reason, "%s:%u: line too long", path, start);
+                                        reason_printf(ret_reason, "%s:%u: line too long", path, start);
                                         return -EINVAL;
                                 }
                                 continue;
@@ -98,7 +87,7 @@ static int sqlite_read_config(TableSqlite *s, const char *path, char **ret_dbpat
                 if (have) {
                         char *eq = strchr(logical.data, '=');
                         if (!eq) {
-                                sqlite_reason(ret_reason, "%s:%u: expected \"name = value\"", path, start);
+                                reason_printf(ret_reason, "%s:%u: expected \"name = value\"", path, start);
                                 return -EINVAL;
                         }
                         *eq = '\0';
@@ -118,11 +107,11 @@ static int sqlite_read_config(TableSqlite *s, const char *path, char **ret_dbpat
                                 char *end;
                                 s->expansion_limit = strtol(value, &end, 10);
                                 if (*end || s->expansion_limit < 0) {
-                                        sqlite_reason(ret_reason, "%s:%u: expansion_limit: not a number", path, start);
+                                        reason_printf(ret_reason, "%s:%u: expansion_limit: not a number", path, start);
                                         return -EINVAL;
                                 }
                         } else {
-                                sqlite_reason(ret_reason, "%s:%u: %s: unknown or unsupported setting", path, start, name);
+                                reason_printf(ret_reason, "%s:%u: %s: unknown or unsupported setting", path, start, name);
                                 return -EINVAL;
                         }
                 }
@@ -147,13 +136,13 @@ int table_sqlite_open(const char *path, TableSqlite **ret, char **ret_reason) {
         if (r < 0)
                 return r;
         if (!dbpath || !s->query) {
-                sqlite_reason(ret_reason, "%s: needs both dbpath and query", path);
+                reason_printf(ret_reason, "%s: needs both dbpath and query", path);
                 return -EINVAL;
         }
         if (!s->result_format && !(s->result_format = strdup("%s")))
                 return -ENOMEM;
         if (sqlite3_open_v2(dbpath, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-                sqlite_reason(ret_reason, "%s: cannot open database %s: %s", path, dbpath,
+                reason_printf(ret_reason, "%s: cannot open database %s: %s", path, dbpath,
                               s->db ? sqlite3_errmsg(s->db) : "out of memory");
                 return -EIO;
         }

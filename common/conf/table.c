@@ -75,17 +75,6 @@ struct TableList {
 
 static const char *const table_file_types[] = { "texthash", "hash", "btree", "lmdb", "cdb", "dbm", "sdbm" };
 
-static void table_reason(char **ret_reason, const char *fmt, ...) _printf_(2, 3);
-static void table_reason(char **ret_reason, const char *fmt, ...) {
-        if (!ret_reason)
-                return;
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret_reason, fmt, ap) < 0)
-                *ret_reason = NULL;
-        va_end(ap);
-}
-
 static void table_lower(char *s) {
         for (; *s; s++)
                 *s = (char) tolower((unsigned char) *s);
@@ -198,17 +187,17 @@ static int table_load_file(Table *t, char **ret_reason) {
         _cleanup_fclose_ FILE *f = fopen(t->path, "re");
         if (!f) {
                 int r = -errno;
-                table_reason(ret_reason, "%s: cannot open %s: %s", t->spec, t->path, strerror(-r));
+                reason_printf(ret_reason, "%s: cannot open %s: %s", t->spec, t->path, strerror(-r));
                 return r;
         }
         struct stat st;
         if (fstat(fileno(f), &st) < 0) {
                 int r = -errno;
-                table_reason(ret_reason, "%s: cannot stat %s: %s", t->spec, t->path, strerror(-r));
+                reason_printf(ret_reason, "%s: cannot stat %s: %s", t->spec, t->path, strerror(-r));
                 return r;
         }
         if (S_ISDIR(st.st_mode)) {
-                table_reason(ret_reason, "%s: %s is a directory", t->spec, t->path);
+                reason_printf(ret_reason, "%s: %s is a directory", t->spec, t->path);
                 return -EISDIR;
         }
         int r;
@@ -217,7 +206,7 @@ static int table_load_file(Table *t, char **ret_reason) {
                 _cleanup_free_ char *why = NULL;
                 r = table_patterns_parse(f, t->kind == TABLE_KIND_CIDR, t->path, &p, &why);
                 if (r < 0) {
-                        table_reason(ret_reason, "%s: %s", t->spec, why ? why : strerror(-r));
+                        reason_printf(ret_reason, "%s: %s", t->spec, why ? why : strerror(-r));
                         return r;
                 }
                 table_patterns_free(t->patterns);
@@ -228,7 +217,7 @@ static int table_load_file(Table *t, char **ret_reason) {
                         return -ENOMEM;
                 r = table_parse_stream(f, t->aliases, map);
                 if (r < 0) {
-                        table_reason(ret_reason, "%s: cannot read %s: %s", t->spec, t->path, strerror(-r));
+                        reason_printf(ret_reason, "%s: cannot read %s: %s", t->spec, t->path, strerror(-r));
                         return r;
                 }
                 strmap_free(t->map);
@@ -262,7 +251,7 @@ static int table_refresh(Table *t) {
 static int table_open_inline(Table *t, const char *name, char **ret_reason) {
         size_t l = strlen(name);
         if (l < 2 || name[0] != '{' || name[l - 1] != '}') {
-                table_reason(ret_reason, "%s: expected inline:{ key=value, ... }", t->spec);
+                reason_printf(ret_reason, "%s: expected inline:{ key=value, ... }", t->spec);
                 return -EINVAL;
         }
         _cleanup_free_ char *inner = strndup(name + 1, l - 2);
@@ -277,13 +266,13 @@ static int table_open_inline(Table *t, const char *name, char **ret_reason) {
         for (char **i = items; *i; i++) {
                 char *eq = strchr(*i, '=');
                 if (!eq) {
-                        table_reason(ret_reason, "%s: entry \"%s\" has no '='", t->spec, *i);
+                        reason_printf(ret_reason, "%s: entry \"%s\" has no '='", t->spec, *i);
                         return -EINVAL;
                 }
                 *eq = '\0';
                 char *key = table_trim(*i);
                 if (*key == '\0') {
-                        table_reason(ret_reason, "%s: entry with an empty key", t->spec);
+                        reason_printf(ret_reason, "%s: entry with an empty key", t->spec);
                         return -EINVAL;
                 }
                 int r = table_add(t->map, key, table_trim(eq + 1));
@@ -310,7 +299,7 @@ static int table_open_static(Table *t, const char *name) {
 static int table_open_composite(Table *t, const char *name, TableFlags flags, char **ret_reason) {
         size_t l = strlen(name);
         if (l < 2 || name[0] != '{' || name[l - 1] != '}') {
-                table_reason(ret_reason, "%s: expected a list in braces, e.g. {type:name, type:name}", t->spec);
+                reason_printf(ret_reason, "%s: expected a list in braces, e.g. {type:name, type:name}", t->spec);
                 return -EINVAL;
         }
         _cleanup_free_ char *inner = strndup(name + 1, l - 2);
@@ -321,7 +310,7 @@ static int table_open_composite(Table *t, const char *name, TableFlags flags, ch
                 if (!t->choices)
                         return -ENOMEM;
                 if (!t->choices[0]) {
-                        table_reason(ret_reason, "%s: needs at least one value", t->spec);
+                        reason_printf(ret_reason, "%s: needs at least one value", t->spec);
                         return -EINVAL;
                 }
                 return 0;
@@ -330,7 +319,7 @@ static int table_open_composite(Table *t, const char *name, TableFlags flags, ch
         if (r < 0)
                 return r;
         if (table_list_size(t->members) == 0) {
-                table_reason(ret_reason, "%s: needs at least one table", t->spec);
+                reason_printf(ret_reason, "%s: needs at least one table", t->spec);
                 return -EINVAL;
         }
         return 0;
@@ -346,7 +335,7 @@ static bool table_name_is_aliases(const char *path) {
 /* Opens "type:name". */
 int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reason) {
         if (isempty(spec)) {
-                table_reason(ret_reason, "empty lookup table name");
+                reason_printf(ret_reason, "empty lookup table name");
                 return -EINVAL;
         }
         const char *s = spec;
@@ -355,7 +344,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 s = p;
         const char *colon = strchr(s, ':');
         if (!colon || colon == s) {
-                table_reason(ret_reason, "\"%s\": a lookup table must be written type:name", spec);
+                reason_printf(ret_reason, "\"%s\": a lookup table must be written type:name", spec);
                 return -EINVAL;
         }
         _cleanup_free_ char *type = strndup(s, (size_t) (colon - s));
@@ -388,7 +377,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 else if (streq(name, "group.byname"))
                         t->kind = TABLE_KIND_GROUP;
                 else {
-                        table_reason(ret_reason, "%s: unknown unix: table (use unix:passwd.byname or unix:group.byname)", spec);
+                        reason_printf(ret_reason, "%s: unknown unix: table (use unix:passwd.byname or unix:group.byname)", spec);
                         return -EINVAL;
                 }
                 r = 0;
@@ -397,14 +386,14 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 _cleanup_free_ char *why = NULL;
                 r = table_sqlite_open(name, &t->sqlite, &why);
                 if (r < 0)
-                        table_reason(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
+                        reason_printf(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
         } else if (streq(type, "unionmap") || streq(type, "pipemap") || streq(type, "randmap")) {
                 t->kind = streq(type, "unionmap") ? TABLE_KIND_UNION :
                           streq(type, "pipemap") ? TABLE_KIND_PIPE : TABLE_KIND_RAND;
                 r = table_open_composite(t, name, flags, ret_reason);
         } else if (file || streq(type, "regexp") || streq(type, "cidr")) {
                 if (*name == '\0') {
-                        table_reason(ret_reason, "%s: missing file name", spec);
+                        reason_printf(ret_reason, "%s: missing file name", spec);
                         return -EINVAL;
                 }
                 t->kind = file ? TABLE_KIND_FILE : streq(type, "regexp") ? TABLE_KIND_REGEXP : TABLE_KIND_CIDR;
@@ -414,7 +403,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 t->aliases = (flags & TABLE_ALIASES) || table_name_is_aliases(name);
                 r = table_load_file(t, ret_reason);
         } else {
-                table_reason(ret_reason,
+                reason_printf(ret_reason,
                              "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, cidr, sqlite, unionmap, pipemap, randmap and unix)",
                              spec, type);
                 return -EPROTONOSUPPORT;

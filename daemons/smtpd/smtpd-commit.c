@@ -32,20 +32,6 @@ struct Committer {
         sd_event_source *src;
 };
 
-void commit_job_free(CommitJob *j) {
-        if (!j)
-                return;
-        if (j->message) {
-                queue_message_done(j->message);
-                free(j->message);
-        }
-        queue_recipients_free(j->rcpts, j->n_rcpts);
-        free(j->content);
-        if (j->server)
-                j->server->data_in_use -= j->charged;
-        free(j);
-}
-
 static int insert_job(Queue *q, CommitJob *j) {
         return queue_insert_message(q, j->message, j->rcpts, j->n_rcpts, j->content, j->content_len);
 }

@@ -95,6 +95,21 @@ void data_state_free(DataState *d) {
         free(d);
 }
 
+/* Frees a finished or abandoned commit job and returns its share of the data budget. */
+void commit_job_free(CommitJob *j) {
+        if (!j)
+                return;
+        if (j->message) {
+                queue_message_done(j->message);
+                free(j->message);
+        }
+        queue_recipients_free(j->rcpts, j->n_rcpts);
+        free(j->content);
+        if (j->server)
+                j->server->data_in_use -= j->charged;
+        free(j);
+}
+
 /* Appends to the content within the global data budget. The budget is charged with the
  * allocation (strbuf doubles its capacity, mirrored here), so the sum over all sessions bounds
  * what smtpd really holds. Over budget (or out of memory) the content is dropped and the

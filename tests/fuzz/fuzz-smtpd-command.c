@@ -31,20 +31,6 @@
 static CommitJob *pending_job;
 static bool fail_commits;
 
-void commit_job_free(CommitJob *j) {
-        if (!j)
-                return;
-        if (j->message) {
-                queue_message_done(j->message);
-                free(j->message);
-        }
-        queue_recipients_free(j->rcpts, j->n_rcpts);
-        free(j->content);
-        if (j->server)
-                j->server->data_in_use -= j->charged;
-        free(j);
-}
-
 int committer_new(Server *srv, const char *queue_dir, const char *wakeup_path, Committer **ret) {
         return -EOPNOTSUPP;
 }
