@@ -73,6 +73,10 @@ static inline const char *startswith(const char *s, const char *prefix) {
 }
 const char *startswith_no_case(const char *s, const char *prefix);
 
+/* Copies n bytes that need not be NUL-terminated into a new NUL-terminated string (unlike
+ * strndup(), it never looks past n bytes and keeps embedded NULs). NULL on ENOMEM. */
+char *memdup_suffix0(const void *p, size_t n);
+
 /* Sets *ret_reason (when ret_reason is non-NULL) to an allocated, formatted explanation of an
  * error, or NULL when memory runs out. For functions that report "why" beside an errno. */
 void reason_printf(char **ret_reason, const char *fmt, ...) _printf_(2, 3);

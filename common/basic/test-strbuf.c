@@ -24,5 +24,14 @@ int main(void) {
         CHECK(l.data == NULL);
         free(s);
         strbuf_done(&l);
+
+        /* memdup_suffix0 copies exactly n bytes of an unterminated buffer */
+        static const char raw[4] = { 'a', '\0', 'b', 'c' };
+        char *m = memdup_suffix0(raw, 4);
+        CHECK(m && memcmp(m, raw, 4) == 0 && m[4] == '\0');
+        free(m);
+        m = memdup_suffix0(raw + 2, 2);
+        CHECK_STR(m, "bc");
+        free(m);
         return 0;
 }

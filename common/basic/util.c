@@ -1,5 +1,6 @@
 /* util.c — the few out-of-line helpers declared in macro.h. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <strings.h>
 #include <time.h>
@@ -25,4 +26,15 @@ void reason_printf(char **ret_reason, const char *fmt, ...) {
         if (vasprintf(ret_reason, fmt, ap) < 0)
                 *ret_reason = NULL;
         va_end(ap);
+}
+
+char *memdup_suffix0(const void *p, size_t n) {
+        if (n == SIZE_MAX)
+                return NULL;
+        char *d = malloc(n + 1);
+        if (!d)
+                return NULL;
+        memcpy(d, p, n);
+        d[n] = '\0';
+        return d;
 }

@@ -201,7 +201,7 @@ static int ipc_parser_line(IpcParser *p, const char *line, size_t len) {
                 free(value);
                 return -EBADMSG;
         }
-        char *name = strndup(line, (size_t) (eq - line));
+        char *name = memdup_suffix0(line, (size_t) (eq - line));
         if (!name) {
                 free(value);
                 return -ENOMEM;
