@@ -380,6 +380,47 @@ class Postern:
                               timeout=timeout, check=check)
 
 
+# --- the attribute protocol (common/ipc), from the test side ------------------------------------
+def xtext_encode(s):
+    """RFC 3461 xtext of a str (as UTF-8)."""
+    return "".join("+%02X" % b if b < 33 or b > 126 or b in (0x2B, 0x3D) else chr(b)
+                   for b in str(s).encode())
+
+
+def xtext_decode(s):
+    return re.sub(rb"\+([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                  s.encode()).decode(errors="replace")
+
+
+def format_record(rec):
+    """Wire form of a record given as a dict or a list of (name, value) pairs."""
+    items = rec.items() if isinstance(rec, dict) else rec
+    return "".join(f"{k}={xtext_encode(v)}\n" for k, v in items) + "\n"
+
+
+def read_record(f):
+    """Reads one record from a binary file object; a dict (first value wins), or None at EOF."""
+    rec = {}
+    while True:
+        line = f.readline()
+        if not line:
+            return None
+        line = line.rstrip(b"\n").decode(errors="replace")
+        if line == "":
+            return rec
+        name, _, value = line.partition("=")
+        rec.setdefault(name, xtext_decode(value))
+
+
+def ipc_call(path, rec, timeout=30):
+    """One request/reply on a Postern IPC socket; returns the reply as a dict ({} on EOF)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(format_record(rec).encode())
+        return read_record(s.makefile("rb")) or {}
+
+
 def clean_test_homes():
     """Removes Maildirs and dotfiles the previous test left in the test users' homes."""
     for user in TEST_USERS:

@@ -11,7 +11,6 @@ import pathlib
 import pwd
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -21,43 +20,9 @@ import time
 import pytest
 
 import postern_harness
+from postern_harness import ipc_call
 
 HOST = "postern.test"
-
-
-# --- the attribute protocol, from the test side ----------------------------------------------
-def xtext(s):
-    out = []
-    for b in s.encode():
-        if b < 33 or b > 126 or b in (ord("+"), ord("=")):
-            out.append("+%02X" % b)
-        else:
-            out.append(chr(b))
-    return "".join(out)
-
-
-def unxtext(s):
-    return re.sub(rb"\+([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]),
-                  s.encode()).decode(errors="replace")
-
-
-def ipc_call(path, attrs, timeout=60):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall("".join(f"{k}={xtext(str(v))}\n" for k, v in attrs).encode() + b"\n")
-        buf = b""
-        while b"\n\n" not in buf and not buf.startswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    reply = {}
-    for line in buf.split(b"\n\n")[0].decode().split("\n"):
-        if "=" in line:
-            k, v = line.split("=", 1)
-            reply.setdefault(k, unxtext(v))
-    return reply
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -85,7 +50,7 @@ def deliver(p, qid, rcpts, sender="sender@example.org"):
              ("count", len(rcpts))]
     for i, (addr, rid) in enumerate(rcpts):
         attrs += [(f"rcpt.{i}", addr), (f"rcpt_id.{i}", rid)]
-    return ipc_call(p.socket_dir / "local", attrs)
+    return ipc_call(p.socket_dir / "local", attrs, timeout=60)
 
 
 def results(reply):

@@ -8,7 +8,6 @@ import json
 import os
 import pwd
 import random
-import signal
 import socket
 import sqlite3
 import string
@@ -19,54 +18,7 @@ import time
 
 import pytest
 
-
-# --- the attribute protocol (xtext values) --------------------------------------------------
-
-def xtext_encode(s):
-    out = []
-    for b in s.encode():
-        if b < 33 or b > 126 or b in (ord("+"), ord("=")):
-            out.append("+%02X" % b)
-        else:
-            out.append(chr(b))
-    return "".join(out)
-
-
-def xtext_decode(s):
-    out, i = bytearray(), 0
-    while i < len(s):
-        if s[i] == "+":
-            out.append(int(s[i + 1:i + 3], 16))
-            i += 3
-        else:
-            out += s[i].encode()
-            i += 1
-    return out.decode(errors="replace")
-
-
-def read_record(f):
-    rec = {}
-    while True:
-        line = f.readline()
-        if not line:
-            return None
-        line = line.rstrip(b"\n").decode()
-        if line == "":
-            return rec
-        name, _, value = line.partition("=")
-        rec.setdefault(name, xtext_decode(value))
-
-
-def format_record(rec):
-    return "".join(f"{k}={xtext_encode(str(v))}\n" for k, v in rec.items()) + "\n"
-
-
-def call(path, rec, timeout=5):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(format_record(rec).encode())
-        return read_record(s.makefile("rb"))
+from postern_harness import format_record, ipc_call, read_record, xtext_decode
 
 
 class FakeLocal:
@@ -179,7 +131,7 @@ def inject(postern, sender, rcpts, body=None, arrival=None, is_bounce=False, sta
 
 
 def wakeup(postern):
-    return call(postern.socket_dir / "qmgr", {"request": "wakeup"})
+    return ipc_call(postern.socket_dir / "qmgr", {"request": "wakeup"})
 
 
 def rcpt_rows(postern, qid):
@@ -223,7 +175,7 @@ def test_delivered_message_is_removed(postern, fake_local):
 
 def test_unknown_request_is_an_error(postern):
     start_qmgr(postern)
-    reply = call(postern.socket_dir / "qmgr", {"request": "frobnicate"})
+    reply = ipc_call(postern.socket_dir / "qmgr", {"request": "frobnicate"})
     assert reply["status"] == "error"
     assert wakeup(postern)["status"] == "ok"
 
@@ -360,7 +312,7 @@ def test_agent_deferral_then_flush_retries_now(postern, fake_local):
     assert row[4:] == ("4.2.2", "mailbox full")
     # local logs its own deferrals; qmgr does not repeat them
     assert f"{qid}: to=<" not in postern.log("qmgr")
-    assert call(postern.socket_dir / "qmgr", {"request": "flush"})["status"] == "ok"
+    assert ipc_call(postern.socket_dir / "qmgr", {"request": "flush"})["status"] == "ok"
     postern.wait_log("qmgr", rf"{qid}: removed", timeout=5)
     assert len(agent.requests) == 2
 
@@ -541,7 +493,7 @@ def test_per_recipient_concurrency_limit(postern, fake_local):
 
 
 def control(postern, verb, qid):
-    return call(postern.socket_dir / "qmgr", {"request": verb, "queue_id": qid})
+    return ipc_call(postern.socket_dir / "qmgr", {"request": verb, "queue_id": qid})
 
 
 def test_hold_and_release(postern, fake_local):
