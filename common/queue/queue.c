@@ -344,6 +344,12 @@ static int check_version(Queue *q, int version) {
         return 0;
 }
 
+/* Reads PRAGMA user_version and refuses a schema newer than this code knows. */
+static int read_checked_version(Queue *q, int *ret) {
+        int r = read_user_version(q, ret);
+        return r < 0 ? r : check_version(q, *ret);
+}
+
 /* Brings the schema to QUEUE_SCHEMA_VERSION in one write transaction. The version is read again
  * under the write lock: another process may have migrated while we waited for it. */
 static int migrate(Queue *q, bool create) {
@@ -354,10 +360,7 @@ static int migrate(Queue *q, bool create) {
         if (r < 0)
                 return r;
 
-        r = read_user_version(q, &version);
-        if (r < 0)
-                goto fail;
-        r = check_version(q, version);
+        r = read_checked_version(q, &version);
         if (r < 0)
                 goto fail;
         if (version == 0 && !create) {
@@ -453,10 +456,7 @@ static int setup_connection(Queue *q, QueueOpenFlags flags) {
                 return r;
 
         /* Fast path: no write lock taken when the schema is already current. */
-        r = read_user_version(q, &version);
-        if (r < 0)
-                return r;
-        r = check_version(q, version);
+        r = read_checked_version(q, &version);
         if (r < 0)
                 return r;
         if (version == QUEUE_SCHEMA_VERSION)
