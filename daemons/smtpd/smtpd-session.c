@@ -10,6 +10,7 @@
  * and a blocking resolver must not run in the loop): loopback clients are "localhost", all
  * others "unknown", as Postfix names a client whose name does not verify. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -135,6 +136,8 @@ void session_free(Session *s) {
 
         if (s->job)
                 s->job->session = NULL;   /* the committer finishes it and frees it */
+        if (s->phase == PHASE_WAIT && s->wait_cancel)
+                s->wait_cancel(s->wait_userdata);   /* the operation forgets the session */
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
         safe_close(s->fd);
@@ -312,6 +315,28 @@ void session_resume(Session *s) {
         session_run(s);
 }
 
+void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
+        assert(s->phase != PHASE_WAIT);
+        s->wait_prev = s->phase;
+        s->wait_cancel = cancel;
+        s->wait_userdata = userdata;
+        s->phase = PHASE_WAIT;
+        session_update_events(s);
+}
+
+void session_wait_done(Session *s) {
+        assert(s->phase == PHASE_WAIT);
+        s->phase = s->wait_prev;
+        s->wait_cancel = NULL;
+        s->wait_userdata = NULL;
+        if (s->server->stopping) {
+                session_close_after_flush(s);
+                (void) session_flush(s);
+                return;
+        }
+        session_resume(s);
+}
+
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         Session *s = userdata;
 
@@ -364,8 +389,9 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         Session *s = userdata;
 
-        if (s->phase == PHASE_COMMIT || s->phase == PHASE_CLOSING) {
-                /* Our own work (a commit) or a final flush is not the client's idleness. */
+        if (s->phase == PHASE_COMMIT || s->phase == PHASE_WAIT || s->phase == PHASE_CLOSING) {
+                /* Our own work (a commit, a lookup) or a final flush is not the client's
+                 * idleness; lookups bound their own time. */
                 session_touch(s);
                 if (s->phase == PHASE_CLOSING && s->want_write) {
                         session_free(s);   /* the client stopped reading our last words */

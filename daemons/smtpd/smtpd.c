@@ -321,6 +321,8 @@ static void server_done(Server *srv) {
         }
         for (Session *s = srv->sessions; s; s = s->next)
                 if (s->phase != PHASE_COMMIT && s->phase != PHASE_CLOSING)
+                        /* Includes PHASE_WAIT: the waiting command gets no answer of its own;
+                         * session_free() cancels its operation. */
                         session_reply(s, "421 4.3.2 %s Service shutting down", s->settings->myhostname);
         if (srv->committer)
                 committer_drain(srv->committer);

@@ -152,6 +152,8 @@ typedef enum SessionPhase {
         PHASE_COMMAND,
         PHASE_DATA,
         PHASE_COMMIT,    /* message handed to the committer; input paused until it answers */
+        PHASE_WAIT,      /* waiting for an asynchronous answer (DNS, policy, anvil, SASL, ...):
+                          * input paused until session_wait_done(); see session_wait() */
         PHASE_CLOSING,   /* flush output, then close */
 } SessionPhase;
 
@@ -208,6 +210,9 @@ struct Session {
         char queue_id[QUEUE_ID_MAX];
         DataState *data;
         CommitJob *job;          /* while PHASE_COMMIT */
+        SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
+        void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
+        void *wait_userdata;
 
         unsigned error_count;
         unsigned junk_count;
@@ -231,6 +236,15 @@ void session_close_after_flush(Session *s);
 void session_resume(Session *s);
 /* Processes buffered input until it runs out or the session pauses. */
 void session_process_input(Session *s);
+/* Asynchronous work inside a command (a DNS lookup, a policy or anvil query, a SASL step):
+ * the command handler starts the operation, calls session_wait() and returns without a reply.
+ * Input stays paused (pipelined commands wait in the buffer) and the idle timer does not run.
+ * The operation's completion callback appends the reply and calls session_wait_done(), which
+ * returns to the previous phase and goes on with buffered input. If the session ends first
+ * (client gone, shutdown), cancel(userdata) is called once so the operation drops its pointer to
+ * the session; the completion callback must then not run for it. Only one wait at a time. */
+void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata);
+void session_wait_done(Session *s);
 
 /* smtpd-command.c */
 void command_execute(Session *s, char *line, size_t len);
