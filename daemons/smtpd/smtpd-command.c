@@ -37,6 +37,17 @@ void command_reset_transaction(Session *s) {
         s->queue_id[0] = '\0';
         data_state_free(s->data);
         s->data = NULL;
+        message_actions_reset(&s->actions);
+}
+
+void message_actions_reset(MessageActions *a) {
+        free(a->hold);
+        free(a->discard);
+        free(a->redirect);
+        free(a->filter);
+        strv_free(a->bcc);
+        strbuf_done(&a->prepend);
+        *a = (MessageActions) {};
 }
 
 void command_log_disconnect(Session *s) {

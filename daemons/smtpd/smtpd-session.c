@@ -145,6 +145,8 @@ void session_free(Session *s) {
         strbuf_done(&s->out);
         command_reset_transaction(s);
         free(s->helo);
+        free(s->sasl_username);
+        free(s->sasl_method);
         smtpd_settings_unref(s->settings);
         free(s);
 }

@@ -157,6 +157,19 @@ typedef enum SessionPhase {
         PHASE_CLOSING,   /* flush output, then close */
 } SessionPhase;
 
+/* What access(5) restrictions and header/body checks decided for the message of the current
+ * transaction, applied when it is committed (smtpd-commit.c) and reset with the transaction.
+ * Restrictions (smtpd-restrictions.c) and content checks (smtpd-data.c) only set fields here. */
+typedef struct MessageActions {
+        char *hold;              /* HOLD [text]: queued on hold; the text ("" if none) is logged */
+        char *discard;           /* DISCARD [text]: answered 250 as if queued, nothing queued */
+        char *redirect;          /* REDIRECT addr: the message goes to addr instead of all rcpts */
+        char *filter;            /* FILTER transport:destination: content_filter for this message */
+        char **bcc;              /* BCC addr: extra recipients (NULL-terminated, may be NULL) */
+        StrBuf prepend;          /* PREPEND header lines, each ending in "\n", put at the top */
+} MessageActions;
+void message_actions_reset(MessageActions *a);
+
 /* The DATA phase state (allocated at DATA, freed at its end). */
 typedef struct DataState {
         Server *server;          /* whose data budget the content is charged to */
@@ -200,6 +213,8 @@ struct Session {
         bool output_full;        /* processing stopped at the output high-water mark */
 
         char *helo;
+        char *sasl_username;     /* set by a successful AUTH (smtpd-auth.c), else NULL */
+        char *sasl_method;
         bool esmtp;
         bool in_mail;
         char *sender;
@@ -209,6 +224,7 @@ struct Session {
         size_t rcpt_attempts;    /* RCPT commands in this transaction */
         char queue_id[QUEUE_ID_MAX];
         DataState *data;
+        MessageActions actions;  /* this transaction's access/content-check decisions */
         CommitJob *job;          /* while PHASE_COMMIT */
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
         void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
@@ -266,6 +282,34 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
 /* VRFY: 1 known, 0 unknown, <0 lookup error. */
 int smtpd_local_user_known(Session *s, const char *local);
 bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error);
+
+/* Asynchronous restriction elements (DNSBL/RHSBL lookups, unknown-domain and client-name
+ * checks, policy delegation). The restriction engine (smtpd-restrictions.c) starts one with
+ * the element's argument and the address being checked, calls session_wait(), and continues
+ * the restriction list when done() is called. done() gets the element's result as an access(5)
+ * action text — NULL or "DUNNO" to go on, else e.g. "OK", "REJECT text", "DEFER text",
+ * "DEFER_IF_PERMIT text", "450 4.7.1 text", "554 5.7.1 text", "PREPEND hdr: v", "HOLD text" —
+ * which the engine applies exactly as if check_*_access had found it in a table. done() is
+ * never called from inside the start function (results known at once are delivered from a
+ * deferred event). smtpd_check_cancel() stops an operation whose session went away; done() is
+ * then not called. An operation bounds its own time (DNS, policy timeouts). */
+typedef struct SmtpdCheck SmtpdCheck;
+typedef void (*SmtpdCheckDone)(Session *s, const char *action, void *userdata);
+/* smtpd-dnsbl.c. what: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",
+ * "reject_rhsbl_helo", "reject_rhsbl_recipient", "reject_rhsbl_reverse_client",
+ * "permit_dnswl_client", "reject_unknown_sender_domain", "reject_unknown_recipient_domain",
+ * "reject_unknown_helo_hostname", "reject_unknown_client_hostname",
+ * "reject_unknown_reverse_client_hostname"; arg: the element's argument ("zone[=d.d.d.d]" for
+ * the DNS lists, NULL otherwise); subject: the address or name checked (sender, recipient,
+ * HELO name; NULL for client checks, which use the session). */
+int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const char *subject,
+                          SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
+/* smtpd-policy.c: check_policy_service SERVICE (unix:path, inet:host:port or a path), with the
+ * protocol state ("RCPT", "DATA", "END-OF-MESSAGE", ...) and the sender/recipient in question. */
+int smtpd_check_policy_start(Session *s, const char *service, const char *protocol_state,
+                             const char *sender, const char *recipient,
+                             SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
+void smtpd_check_cancel(SmtpdCheck *op);
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the
