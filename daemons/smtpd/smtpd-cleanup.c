@@ -138,8 +138,9 @@ static void content_truncate(DataState *d, size_t len) {
 
 /* Looks line up in checks and applies the action. The line is content[start..content.len)
  * without its final "\n" (n bytes). Message-wide actions go to s->actions; IGNORE, REPLACE and
- * PREPEND rewrite the tail. */
-static void check_line(Session *s, HeaderChecks *checks, size_t start, size_t n, bool header) {
+ * PREPEND rewrite the tail. Returns where the original line now starts, SIZE_MAX when it is
+ * gone (IGNORE, REPLACE). */
+static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t n, bool header) {
         DataState *d = s->data;
         const char *what = header ? "header" : "body";
         _cleanup_free_ char *line = strndup(d->content.data + start, n), *raw = NULL;
@@ -149,26 +150,27 @@ static void check_line(Session *s, HeaderChecks *checks, size_t start, size_t n,
 
         if (!line) {
                 log_oom();
-                return;
+                return start;
         }
         r = header_checks_match(checks, line, header, &a, &raw, &why);
         if (r == -EINVAL) {
                 /* A bad entry is the admin's error: warn and go on, as Postfix does. */
                 log_warning("%s: %s_checks %s: \"%s\": %s; ignoring it", s->queue_id, what,
                             header_checks_spec(checks), strempty(raw), strna(why));
-                return;
+                return start;
         }
         if (r < 0) {
                 /* A table that cannot be read: refuse for now rather than skip the policy. */
                 log_warning_errno(r, "%s: %s_checks lookup failed: %m", s->queue_id, what);
                 if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
                         log_oom();
-                return;
+                return start;
         }
         if (r == 0 || a.type == HEADER_CHECK_DUNNO) {
                 header_check_action_done(&a);
-                return;
+                return start;
         }
+        size_t now = start;
 
         const char *name = header_check_type_name(a.type);
         switch (a.type) {
@@ -197,10 +199,12 @@ static void check_line(Session *s, HeaderChecks *checks, size_t start, size_t n,
                 break;
         case HEADER_CHECK_IGNORE:
                 content_truncate(d, start);
+                now = SIZE_MAX;
                 break;
         case HEADER_CHECK_REPLACE:
                 log_action(s, name, what, line, n, a.text);
                 content_truncate(d, start);
+                now = SIZE_MAX;
                 data_content_add(s, a.text, strlen(a.text));
                 data_content_add(s, "\n", 1);
                 break;
@@ -209,6 +213,7 @@ static void check_line(Session *s, HeaderChecks *checks, size_t start, size_t n,
                 content_truncate(d, start);
                 data_content_add(s, a.text, strlen(a.text));
                 data_content_add(s, "\n", 1);
+                now = start + strlen(a.text) + 1;
                 data_content_add(s, line, n);
                 data_content_add(s, "\n", 1);
                 break;
@@ -230,6 +235,7 @@ static void check_line(Session *s, HeaderChecks *checks, size_t start, size_t n,
         if (r < 0)
                 log_oom();
         header_check_action_done(&a);
+        return now;
 }
 
 void cleanup_header_begin(Session *s) {
@@ -268,24 +274,18 @@ void cleanup_header_end(Session *s) {
                 log_warning("%s: message rejected: hopcount exceeded", s->queue_id);
         }
 
-        if (set->header_checks && !d->reject)
-                check_line(s, set->header_checks, start, n, true);
+        bool drop = false;
+        for (char **h = set->drop_headers; nl > 0 && h && *h && !drop; h++)
+                drop = header_is(p, nl, *h);
 
-        /* message_drop_headers apply after header_checks (as in Postfix); a header that
-         * header_checks removed or replaced is no longer at start with its old name. */
-        if (d->content.len > start && d->content.data) {
-                p = d->content.data + start;
-                n = d->content.len - start;
-                colon = memchr(p, ':', n);
-                nl = colon ? (size_t) (colon - p) : 0;
-                while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
-                        nl--;
-                for (char **h = set->drop_headers; nl > 0 && h && *h; h++)
-                        if (header_is(p, nl, *h)) {
-                                content_truncate(d, start);
-                                break;
-                        }
-        }
+        size_t orig = start;
+        if (set->header_checks && !d->reject)
+                orig = check_line(s, set->header_checks, start, n, true);
+
+        /* message_drop_headers apply after header_checks (as in Postfix), to the original
+         * header wherever a PREPEND moved it; a removed or replaced one is gone already. */
+        if (drop && orig != SIZE_MAX)
+                content_truncate(d, orig);
         if (start == 0)
                 d->rcvd_end = d->content.len;   /* our Received: (or what became of it) ends here */
 }
@@ -306,7 +306,7 @@ bool cleanup_body_line(Session *s, const char *p, size_t n) {
         data_content_add(s, "\n", 1);
         if (d->too_big || d->no_storage)
                 return false;
-        check_line(s, set->body_checks, start, n, false);
+        (void) check_line(s, set->body_checks, start, n, false);
         return false;   /* stored (or dropped) here */
 }
 

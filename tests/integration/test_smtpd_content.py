@@ -236,3 +236,12 @@ def test_undisclosed_recipients_header_setting(postern):
     start(postern, always_add_missing_headers="yes", undisclosed_recipients_header="To: list:;")
     qid = queued(send(postern, "Subject: s\n\nbody"))
     assert "To: list:;" in headers_of(postern, qid).split("\n")
+
+
+def test_drop_header_after_prepend(postern):
+    # message_drop_headers apply after header_checks, to the original header only.
+    start(postern, header="/^Bcc:/ PREPEND X-Had-Bcc: yes\n")
+    qid = queued(send(postern, "Bcc: hidden@example.net\nSubject: s\n\nbody"))
+    lines = headers_of(postern, qid).split("\n")
+    assert "X-Had-Bcc: yes" in lines and "Subject: s" in lines
+    assert not any(l.startswith("Bcc:") for l in lines), lines
