@@ -245,3 +245,19 @@ def test_drop_header_after_prepend(postern):
     lines = headers_of(postern, qid).split("\n")
     assert "X-Had-Bcc: yes" in lines and "Subject: s" in lines
     assert not any(l.startswith("Bcc:") for l in lines), lines
+
+
+def test_smtplib_client_and_local_submission(postern, local_users):
+    # A real client library, and a local submission through sendmail: both pass the checks.
+    start(postern, header="/^Subject: hold me/ HOLD\n/^X-Copy:/ BCC ptest2@localhost\n")
+    code, text = postern.send(SENDER, [RCPT], b"Subject: hold me\r\nX-Copy: 1\r\n\r\nbody\r\n")
+    assert code == 250, text
+    qid = re.search(r"queued as ([0-9A-Z]+)", text).group(1)
+    assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
+    assert [r[0] for r in rcpts_of(postern, qid)] == [RCPT, "ptest2@localhost"]
+
+    r = postern.sendmail(["-t"], input=b"To: ptest1@localhost\nSubject: hold me too\n\nbody\n", user="ptest1")
+    assert r.returncode == 0, r.stderr
+    postern.wait_log("smtpd", r"[0-9A-Z]+: hold: header Subject: hold me too from local\[uid=\d+\]; "
+                              r"from=<ptest1@\S+> to=<ptest1@localhost> proto=LOCAL")
+    assert postern.queue_rows("SELECT count(*) FROM messages WHERE hold = 1") == [(2,)]
