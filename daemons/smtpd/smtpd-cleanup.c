@@ -286,8 +286,6 @@ void cleanup_header_end(Session *s) {
          * header wherever a PREPEND moved it; a removed or replaced one is gone already. */
         if (drop && orig != SIZE_MAX)
                 content_truncate(d, orig);
-        if (start == 0)
-                d->rcvd_end = d->content.len;   /* our Received: (or what became of it) ends here */
 }
 
 bool cleanup_body_line(Session *s, const char *p, size_t n) {

@@ -185,6 +185,7 @@ int data_begin(Session *s) {
         cleanup_header_begin(s);
         content_add(s, rcvd.data, rcvd.len);
         cleanup_header_end(s);
+        d->rcvd_end = d->content.len;   /* after our Received: (or what header_checks made of it) */
         if (s->actions.prepend.len > 0) {
                 content_add(s, s->actions.prepend.data, s->actions.prepend.len);
                 strbuf_reset(&s->actions.prepend);
