@@ -68,8 +68,16 @@ def test_header_reject(postern):
     assert queue_ids(postern) == []
     postern.wait_log("smtpd", r"[0-9A-Z]+: reject: header Subject: best casino" + LOG_TAIL +
                      r": 550 5\.7\.1 No gambling here")
-    # Without text: Postfix's default wording. The session goes on for the next message.
+    # The session goes on for the next message.
     assert queued(send(postern, "Subject: fine\n\nbody"))
+    # mime/nested_header_checks default to $header_checks: no warning about them.
+    assert "mime_header_checks" not in postern.log("smtpd")
+
+
+def test_mime_header_checks_different_is_reported(postern):
+    start(postern, header="/^X:/ WARN\n", mime_header_checks="")
+    postern.wait_log("smtpd", r"mime_header_checks differs from header_checks; Postern does not parse "
+                              r"MIME parts and ignores it")
 
 
 def test_header_reject_default_text_and_folded_header(postern):
@@ -225,6 +233,9 @@ def test_always_add_missing_headers_yes(postern):
     assert "To: undisclosed-recipients:;" in lines
     assert any(re.fullmatch(r"Date: \w{3}, .*", l) for l in lines), lines
     assert any(re.fullmatch(r"Message-ID: <.+@postern\.test>", l) for l in lines), lines
+    # The null sender gives MAILER-DAEMON@$myorigin.
+    qid = queued(send(postern, "Subject: bounce\n\nbody", sender=""))
+    assert "From: MAILER-DAEMON@postern.test" in headers_of(postern, qid).split("\n")
     # Present headers are not added twice; Cc: counts as a recipient header.
     qid = queued(send(postern, "From: me@x\nCc: c@x\nDate: Sat, 1 Jan 2000 00:00:00 +0000\n"
                                "Message-ID: <1@x>\n\nbody"))
