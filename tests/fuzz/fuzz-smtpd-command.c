@@ -66,14 +66,16 @@ static const char *const base_settings[] = {
 static const char *const variant_settings[4][24] = {
         { NULL },
         { "smtpd_forbid_bare_newline", "yes", "disable_vrfy_command", "no",
-          "smtpd_forbid_bare_newline_exclusions", "192.0.2.0/24", NULL },
+          "smtpd_forbid_bare_newline_exclusions", "192.0.2.0/24", "smtputf8_enable", "no", NULL },
         { "line_length_limit", "80", "message_size_limit", "600", "header_size_limit", "120",
           "smtpd_recipient_limit", "2", "smtpd_helo_required", "yes", "disable_vrfy_command", "no",
           "smtpd_hard_error_limit", "8", "smtpd_junk_command_limit", "4", NULL },
         { "submission/smtpd_relay_restrictions", "", "submission/smtpd_recipient_restrictions",
           "permit_mynetworks, reject_unlisted_recipient, reject_unauth_destination",
           "smtp/smtpd_relay_restrictions", "permit", "disable_vrfy_command", "no",
-          "smtpd_client_restrictions", "permit_mynetworks, reject", NULL },
+          "smtpd_client_restrictions", "permit_mynetworks, reject",
+          "smtpd_discard_ehlo_keywords", "dsn, enhancedstatuscodes, size",
+          "smtpd_discard_ehlo_keyword_address_maps", "inline:{ { 192.0.2.1 = chunking silent-discard } }", NULL },
 };
 
 static const char *const listener_names[] = { "smtp", "submission", "submit", "smtp" };
@@ -173,12 +175,15 @@ static bool run(Session *s) {
                         continue;
                 break;
         }
-        FUZZ_CHECK(s->phase == PHASE_COMMAND || s->phase == PHASE_DATA);
+        FUZZ_CHECK(s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT);
         FUZZ_CHECK(s->server->data_in_use <= s->server->data_budget);
         if (s->phase == PHASE_COMMAND && !s->skip_line)
                 FUZZ_CHECK(s->in.len <= s->settings->line_length_limit);
         if (s->phase == PHASE_DATA)
                 FUZZ_CHECK(s->in.len <= MAX(s->settings->line_length_limit, (size_t) 2048));
+        if (s->phase == PHASE_BDAT)   /* chunk bytes are consumed as they come; the carry is bounded */
+                FUZZ_CHECK(s->in.len == 0 && (!s->data || s->data->carry.len <=
+                           MAX(s->settings->line_length_limit, (size_t) 2048) + 1));
         return true;
 }
 
