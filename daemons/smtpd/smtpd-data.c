@@ -27,6 +27,7 @@
 
 #include "smtpd.h"
 #include "log/log.h"
+#include "mail/address.h"
 #include "mail/rfc822.h"
 #include "queue/queue.h"
 
@@ -243,6 +244,8 @@ void data_content_line(Session *s, const char *p, size_t n, bool partial) {
                                 ;   /* folded continuation */
                         else
                                 note_header(d, p, n);
+                        if (d->in_headers && !partial && s->smtputf8 && !utf8_is_valid(p, n))
+                                d->bad_utf8_header = true;   /* RFC 6532 headers must be UTF-8 */
                         if (!d->in_headers) {
                                 /* The header section ends here: what Postern adds goes in now,
                                  * so the content is built in place (never copied). */
@@ -394,6 +397,14 @@ void data_finish(Session *s) {
                 session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
                 log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 552 5.3.4 Message size exceeds "
                            "fixed limit; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
+                           strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
+                command_reset_transaction(s);
+                return;
+        }
+        if (d->bad_utf8_header) {
+                session_reply(s, "554 5.6.0 Malformed UTF-8 in message header");
+                log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 554 5.6.0 Malformed UTF-8 in "
+                           "message header; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
                            strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
                 command_reset_transaction(s);
                 return;

@@ -208,6 +208,7 @@ typedef struct DataState {
         bool mid_line;           /* a long line was split; the next bytes continue it */
         bool too_big;
         bool no_storage;         /* the data budget ran out: content dropped, answer 452 4.3.1 */
+        bool bad_utf8_header;    /* SMTPUTF8 message with malformed UTF-8 in a header: 554 5.6.0 */
         bool bdat;               /* content arrives in BDAT chunks (no dot-stuffing) */
         uint64_t bdat_bytes;     /* BDAT: bytes of all chunks so far, as sent */
         StrBuf carry;            /* BDAT: the start of a line whose end is in a later read/chunk */

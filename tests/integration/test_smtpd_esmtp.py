@@ -233,6 +233,36 @@ def test_malformed_utf8_is_refused_everywhere(postern):
     assert queue_ids(postern) == []
 
 
+def test_malformed_utf8_header_in_smtputf8_message(postern):
+    # RFC 6532: an SMTPUTF8 message's header section is UTF-8. Without SMTPUTF8, 8-bit header
+    # bytes (legacy charsets) are accepted and stored unchanged, as Postfix does.
+    start_smtpd(postern)
+    for via_bdat in (False, True):
+        with raw(postern) as c:
+            transaction(c, mail_params=" SMTPUTF8")
+            msg = b"Subject: ok \xc3\xa9\r\nX-Bad: \xed\xa0\x80\r\n\r\nbody \xff is not checked\r\n"
+            if via_bdat:
+                reply = bdat(c, msg, last=True)
+            else:
+                assert c.cmd("DATA").startswith("354 ")
+                c.send(msg + b".\r\n")
+                reply = c.text()
+            assert reply == "554 5.6.0 Malformed UTF-8 in message header"
+            assert c.cmd("NOOP") == "250 2.0.0 Ok"
+    assert queue_ids(postern) == []
+    with raw(postern) as c:
+        transaction(c, mail_params=" SMTPUTF8")
+        qid = queued_id(bdat(c, b"Subject: caf\xc3\xa9\r\n\r\nbody \xff\r\n", last=True))
+        transaction(c)
+        qid2 = queued_id(bdat(c, b"Subject: latin-1 caf\xe9\r\n\r\nx\r\n", last=True))
+    rows = dict(postern.queue_rows("SELECT queue_id, smtputf8 FROM messages"))
+    assert rows == {qid: 1, qid2: 0}
+    data = postern.queue_rows("SELECT c.data FROM content c JOIN messages m ON m.id = c.message_id "
+                              "WHERE m.queue_id = ?", (qid2,))[0][0]
+    data = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
+    assert b"Subject: latin-1 caf\xe9\n" in data
+
+
 def test_ulabel_and_alabel_match_mydestination(postern):
     # mydestination written with a U-label matches the A-label and the U-label in RCPT TO.
     start_smtpd(postern, mydestination="localhost, b\u00fccher.example")
