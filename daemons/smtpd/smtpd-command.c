@@ -308,21 +308,16 @@ enum { DSN_RET_FULL = 1, DSN_RET_HDRS = 2 };   /* QueueMessage.ret */
 #define DSN_ENVID_MAX 100    /* RFC 3461 §4.4 */
 #define DSN_ORCPT_MAX 500    /* RFC 3461 §4.2, the encoded parameter */
 
-/* Decodes an xtext value that must be printable US-ASCII once decoded (ENVID, ORCPT address;
- * with utf8 also UTF-8 as RFC 6533 allows in SMTPUTF8 transactions). */
-static int dsn_decode(const char *v, bool utf8, char **ret) {
+/* Decodes an xtext value that must be printable US-ASCII once decoded (ENVID, ORCPT rfc822). */
+static int dsn_decode(const char *v, char **ret) {
         _cleanup_free_ char *d = NULL;
         size_t n = 0;
 
         if (!*v || xtext_decode(v, strlen(v), &d, &n) < 0)
                 return -EINVAL;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char) d[i];
-                if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8))
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) d[i] < 0x20 || (unsigned char) d[i] >= 0x7f)
                         return -EINVAL;
-        }
-        if (utf8 && !utf8_is_valid(d, n))
-                return -EINVAL;
         *ret = TAKE_PTR(d);
         return 0;
 }
@@ -383,7 +378,7 @@ static bool mail_params(Session *s, char *params, const char **ret_body) {
                                         session_reply(s, "501 5.5.4 Duplicate ENVID parameter");
                                         return false;
                                 }
-                                if (strlen(v) > DSN_ENVID_MAX * 3 || dsn_decode(v, false, &s->dsn_envid) < 0 ||
+                                if (strlen(v) > DSN_ENVID_MAX * 3 || dsn_decode(v, &s->dsn_envid) < 0 ||
                                     strlen(s->dsn_envid) > DSN_ENVID_MAX) {
                                         free(s->dsn_envid);
                                         s->dsn_envid = NULL;
@@ -498,7 +493,18 @@ static int dsn_orcpt_parse(Session *s, const char *v, char **ret) {
         bool utf8 = (semi - v == 5 && strncasecmp(v, "utf-8", 5) == 0);
         if (utf8 && !s->smtputf8)
                 return -EINVAL;
-        if (dsn_decode(semi + 1, utf8, &addr) < 0)
+        if (utf8) {
+                /* RFC 6533 utf-8-addr-xtext: UTF-8 characters stand for themselves. */
+                const char *a = semi + 1;
+                if (!*a || !utf8_is_valid(a, strlen(a)))
+                        return -EINVAL;
+                for (const char *c = a; *c; c++)
+                        if ((unsigned char) *c <= ' ' || *c == 0x7f)
+                                return -EINVAL;
+                addr = strdup(a);
+                if (!addr)
+                        return -ENOMEM;
+        } else if (dsn_decode(semi + 1, &addr) < 0)
                 return -EINVAL;
         if (asprintf(ret, "%.*s;%s", (int) (semi - v), v, addr) < 0)
                 return -ENOMEM;

@@ -306,6 +306,18 @@ def test_dsn_parameters_are_stored(postern):
     ]
 
 
+def test_utf8_orcpt_in_smtputf8_transaction(postern):
+    # RFC 6533: ORCPT=utf-8;... carries UTF-8 as is; only in an SMTPUTF8 transaction.
+    start_smtpd(postern)
+    with raw(postern) as c:
+        transaction(c, rcpts=(), mail_params=" SMTPUTF8")
+        assert c.cmd("RCPT TO:<ptest1@localhost> ORCPT=utf-8;j\u00f6rg@b\u00fccher.example".encode()) == \
+            "250 2.1.5 Ok"
+        assert c.cmd(b"RCPT TO:<ptest2@localhost> ORCPT=utf-8;j\xc0\xafrg@x") == "500 5.5.2 Error: bad UTF-8 syntax"
+        queued_id(bdat(c, b"Subject: o\r\n\r\nx\r\n", last=True))
+    assert postern.queue_rows("SELECT orcpt FROM recipients") == [("utf-8;j\u00f6rg@b\u00fccher.example",)]
+
+
 def test_dsn_parameter_errors(postern):
     start_smtpd(postern, smtpd_hard_error_limit="100")
     with raw(postern) as c:
