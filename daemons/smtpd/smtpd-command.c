@@ -1,6 +1,8 @@
 /* smtpd-command.c — the SMTP command state machine (RFC 5321): EHLO/HELO, MAIL, RCPT, DATA,
  * RSET, NOOP, QUIT, HELP, VRFY, and refusals for the extensions not offered yet (STARTTLS, AUTH,
- * BDAT, ETRN). Reply texts follow Postfix's so that clients and log tools see familiar words;
+ * ETRN). BDAT is smtpd-bdat.c. The EHLO keywords come from one table (ehlo_keywords[]) that
+ * smtpd_discard_ehlo_keywords filters; MAIL/RCPT parse the ESMTP parameters SIZE, BODY,
+ * SMTPUTF8, RET, ENVID, NOTIFY and ORCPT. Reply texts follow Postfix's so that clients and log tools see familiar words;
  * every reply carries an enhanced status code. Each command is counted for the session
  * fingerprint logged at disconnect ("ehlo=1 mail=1 rcpt=0/1 ... commands=3/4"). */
 #include <ctype.h>
