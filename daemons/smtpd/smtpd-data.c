@@ -165,7 +165,7 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
                                   s->helo ? s->helo : s->name, s->name,
                                   s->family == AF_INET6 ? "IPv6:" : "", s->addr, s->settings->myhostname,
-                                  s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
+                                  s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
                 if (r >= 0 && s->n_rcpts == 1)
                         r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->rcpts[0]);
                 if (r >= 0)

@@ -257,6 +257,9 @@ def test_malformed_utf8_header_in_smtputf8_message(postern):
         qid2 = queued_id(bdat(c, b"Subject: latin-1 caf\xe9\r\n\r\nx\r\n", last=True))
     rows = dict(postern.queue_rows("SELECT queue_id, smtputf8 FROM messages"))
     assert rows == {qid: 1, qid2: 0}
+    # RFC 6531 §3.7.3: the Received: header names the protocol UTF8SMTP
+    assert "\tby postern.test (Postern) with UTF8SMTP id " + qid in content_of(postern, qid)
+    assert "\tby postern.test (Postern) with ESMTP id " + qid2 in content_of(postern, qid2)
     data = postern.queue_rows("SELECT c.data FROM content c JOIN messages m ON m.id = c.message_id "
                               "WHERE m.queue_id = ?", (qid2,))[0][0]
     data = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
