@@ -273,6 +273,12 @@ def test_ulabel_and_alabel_match_mydestination(postern):
         s.ehlo("client.test")
         s.sendmail("a@example.org", ["ptest1@xn--bcher-kva.example", "ptest2@b\u00fccher.example"],
                    b"Subject: idn\r\n\r\nx\r\n", mail_options=["SMTPUTF8"])
+        # The domain is local in both spellings: unknown users are refused (not relayed).
+        s.ehlo("client.test")
+        s.mail("a@example.org", ["SMTPUTF8"])
+        for domain in ("xn--bcher-kva.example", "b\u00fccher.example", "B\u00dcCHER.example"):
+            code, text = s.rcpt("nosuchuser@" + domain)
+            assert code == 550 and b"User unknown in local recipient table" in text, (domain, code, text)
     assert sorted(postern.queue_rows("SELECT address FROM recipients")) == \
         [("ptest1@xn--bcher-kva.example",), ("ptest2@xn--bcher-kva.example",)]
 
