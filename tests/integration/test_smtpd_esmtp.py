@@ -199,6 +199,14 @@ def test_smtputf8_message_is_flagged_and_delivered(postern):
     assert "Subject: Gr\u00fc\u00dfe \u2603" in postern.mailbox("ptest1")
 
 
+def test_sendmail_utf8_sender_is_flagged(postern):
+    # The local sendmail sees SMTPUTF8 on the submit socket and declares it for a UTF-8 sender.
+    start_smtpd(postern)
+    postern.sendmail(["-f", UTF8_SENDER, "ptest1"], input="Subject: s\n\nK\u00f6rper\n".encode())
+    assert postern.queue_rows("SELECT sender, smtputf8, protocol FROM messages") == \
+        [("j\u00f6rg@xn--bcher-kva.example", 1, "LOCAL")]
+
+
 def test_unicode_address_needs_smtputf8(postern):
     start_smtpd(postern)
     with raw(postern) as c:
