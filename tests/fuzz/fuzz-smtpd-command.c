@@ -1,7 +1,9 @@
 /* fuzz-smtpd-command — postern-smtpd's SMTP command state machine and DATA phase, without a
  * socket. A Session is built by hand around the real per-listener settings (smtpd.c), the input
  * is appended to its input buffer the way on_io() does, and session_process_input() runs the real
- * code of smtpd-session.c, smtpd-command.c, smtpd-restrictions.c and smtpd-data.c. The commit
+ * code of smtpd-session.c, smtpd-command.c, smtpd-restrictions.c, smtpd-data.c and smtpd-bdat.c.
+ * Variant 1 also turns smtputf8_enable off; variant 3 discards EHLO keywords (globally and, for
+ * 192.0.2.1, through smtpd_discard_ehlo_keyword_address_maps). The commit
  * worker (smtpd-commit.c, a thread and SQLite) is replaced by stubs below that answer the way
  * complete_job() does, immediately.
  *
@@ -15,7 +17,7 @@
  * Checked: every reply is one or more "NNN[ -]text\r\n" lines without stray CR/LF; a committed
  * message is LF-form text starting with our Received: header, and none of its recipients is the
  * null address; buffered input stays bounded (line_length_limit in the command phase, one piece
- * in DATA); the data budget is never exceeded and is fully given back at the end; no leaks
+ * in DATA, nothing but a bounded line carry in BDAT); the data budget is never exceeded and is fully given back at the end; no leaks
  * (LeakSanitizer).
  * FUZZ_TRACE=1 prints the replies and committed messages; FUZZ_VERBOSE=1 keeps smtpd's log. */
 #include <arpa/inet.h>
