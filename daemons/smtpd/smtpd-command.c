@@ -2,8 +2,8 @@
  * RSET, NOOP, QUIT, HELP, VRFY, and refusals for the extensions not offered yet (STARTTLS, AUTH,
  * ETRN). BDAT is smtpd-bdat.c. The EHLO keywords come from one table (ehlo_keywords[]) that
  * smtpd_discard_ehlo_keywords filters; MAIL/RCPT parse the ESMTP parameters SIZE, BODY,
- * SMTPUTF8, RET, ENVID, NOTIFY and ORCPT. Reply texts follow Postfix's so that clients and log tools see familiar words;
- * every reply carries an enhanced status code. Each command is counted for the session
+ * SMTPUTF8, RET, ENVID, NOTIFY and ORCPT. Reply texts follow Postfix's so that clients and log
+ * tools see familiar words; every reply carries an enhanced status code. Each command is counted for the session
  * fingerprint logged at disconnect ("ehlo=1 mail=1 rcpt=0/1 ... commands=3/4"). */
 #include <ctype.h>
 #include <stdio.h>
@@ -149,7 +149,9 @@ static bool ehlo_vrfy_offered(Session *s) {
 }
 
 static bool ehlo_never(Session *s) {
-        return false;   /* ETRN is not implemented: named only so it can be listed as discarded */
+        /* not offered yet (ETRN, STARTTLS, AUTH): listed so smtpd_discard_ehlo_keywords knows
+         * the names; the STARTTLS/AUTH work gives them an offered() of their own */
+        return false;
 }
 
 static bool ehlo_smtputf8_offered(Session *s) {
