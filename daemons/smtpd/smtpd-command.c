@@ -4,7 +4,8 @@
  * smtpd_discard_ehlo_keywords filters; MAIL/RCPT parse the ESMTP parameters SIZE, BODY,
  * SMTPUTF8, RET, ENVID, NOTIFY and ORCPT. Reply texts follow Postfix's so that clients and log
  * tools see familiar words; every reply carries an enhanced status code. Each command is
- * counted for the session fingerprint logged at disconnect ("ehlo=1 mail=1 rcpt=0/1 ... commands=3/4"). */
+ * counted for the session fingerprint logged at disconnect
+ * ("ehlo=1 mail=1 rcpt=0/1 ... commands=3/4"). */
 #include <ctype.h>
 #include <stdio.h>
 #include <strings.h>
