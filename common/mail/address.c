@@ -72,6 +72,17 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
         return len;
 }
 
+bool utf8_is_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s;
+        for (size_t i = 0; i < n;) {
+                size_t l = utf8_seq(p + i, n - i);
+                if (l == 0)
+                        return false;
+                i += l;
+        }
+        return true;
+}
+
 /* Checks n bytes for control characters and non-ASCII use. */
 static int check_bytes(const char *s, size_t n, bool allow_utf8, const char **ret_reason) {
         const unsigned char *p = (const unsigned char *) s;

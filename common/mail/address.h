@@ -57,5 +57,9 @@ int domain_normalise(const char *domain, bool allow_utf8, char **ret, const char
 /* Quotes a local part for external form when it is not a dot-atom. */
 char *address_quote_local(const char *local);
 
+/* True when the n bytes at s are strictly valid UTF-8 (no overlongs, surrogates, code points
+ * above U+10FFFF or stray continuation bytes); ASCII is valid UTF-8. */
+bool utf8_is_valid(const char *s, size_t n);
+
 /* Case-insensitive comparison of a domain against a list entry (exact match). */
 bool domain_equal(const char *a, const char *b);

@@ -4,6 +4,31 @@
 #include <strings.h>
 
 #include "domain-list.h"
+#include "address.h"
+
+/* Entries written with U-labels ("bücher.example", ".bücher.example") are kept as A-labels,
+ * the form address.c gives every domain, so both spellings of a domain match. */
+static int domain_list_alabel(char **name) {
+        char *d = *name;
+        bool ascii = true;
+        for (const char *p = d; *p; p++)
+                if ((unsigned char) *p >= 0x80)
+                        ascii = false;
+        if (ascii)
+                return 0;
+        bool dot = d[0] == '.';
+        _cleanup_free_ char *norm = NULL;
+        const char *why = NULL;
+        int r = domain_normalise(d + dot, true, &norm, &why);
+        if (r < 0)
+                return r;
+        char *out = NULL;
+        if (asprintf(&out, "%s%s", dot ? "." : "", norm) < 0)
+                return -ENOMEM;
+        free(d);
+        *name = out;
+        return 0;
+}
 
 int domain_list_init(DomainList *dl, char **entries, bool parent_matches, char **ret_reason) {
         DomainList n = { .parent_matches = parent_matches };
@@ -49,6 +74,14 @@ int domain_list_init(DomainList *dl, char **entries, bool parent_matches, char *
                 size_t l = strlen(d);
                 if (l > 1 && d[l - 1] == '.')
                         d[l - 1] = '\0';
+                r = domain_list_alabel(&d);
+                if (r < 0) {
+                        if (ret_reason && asprintf(ret_reason, "%s: bad internationalised domain name", *i) < 0)
+                                *ret_reason = NULL;
+                        free(d);
+                        domain_list_done(&n);
+                        return r;
+                }
                 n.names[nn++] = d;
         }
         *dl = n;

@@ -252,7 +252,29 @@ static void check_random(void) {
         CHECK(ok > 1000);   /* the generator does reach the success paths */
 }
 
+static const struct { const char *s; bool valid; } utf8[] = {
+        { "", true },
+        { "MAIL FROM:<a@b>", true },
+        { "j\xc3\xb6rg \xe2\x82\xac \xf0\x9f\x98\x80", true },   /* 2, 3 and 4 byte forms */
+        { "\xf4\x8f\xbf\xbf", true },                            /* U+10FFFF */
+        { "\xc0\xaf", false },                                     /* overlong '/' */
+        { "\xe0\x80\xaf", false },                                 /* overlong, 3 bytes */
+        { "\xf0\x80\x80\xaf", false },                             /* overlong, 4 bytes */
+        { "\xed\xa0\x80", false },                                 /* surrogate U+D800 */
+        { "\xf4\x90\x80\x80", false },                             /* above U+10FFFF */
+        { "a\x80" "b", false },                                       /* bare continuation byte */
+        { "\xc3", false },                                         /* truncated */
+        { "\xe2\x82", false },
+        { "\xc3\x28", false },                                     /* bad continuation */
+        { "\xff", false },
+};
+
 int main(void) {
+        for (size_t i = 0; i < ELEMENTSOF(utf8); i++)
+                if (utf8_is_valid(utf8[i].s, strlen(utf8[i].s)) != utf8[i].valid) {
+                        fprintf(stderr, "utf8_is_valid(case %zu): expected %d\n", i, utf8[i].valid);
+                        return 1;
+                }
         check_random();
         for (size_t i = 0; i < ELEMENTSOF(paths); i++)
                 check_path(i);

@@ -16,7 +16,8 @@ static void check(char **entries, bool parent, const char *domain, int expect) {
 
 int main(void) {
         char *dest[] = { (char *) "Example.ORG.", (char *) "localhost", (char *) ".sub.test",
-                         (char *) "inline:{ table.test=yes }", NULL };
+                         (char *) "inline:{ table.test=yes }", (char *) "b\xc3\xbc" "cher.example",
+                         (char *) ".caf\xc3\xa9.test", NULL };
         static const struct { const char *domain; bool parent; int expect; } t[] = {
                 { "example.org", false, 1 },
                 { "EXAMPLE.org", false, 1 },
@@ -33,6 +34,11 @@ int main(void) {
                 { "[127.0.0.1]", false, 0 },        /* address literals never match */
                 { "", false, 0 },
                 { "elsewhere.net", true, 0 },
+                /* U-label entries are kept as A-labels, the form addresses are normalised to */
+                { "xn--bcher-kva.example", false, 1 },
+                { "XN--BCHER-KVA.example", false, 1 },
+                { "a.xn--caf-dma.test", false, 1 },
+                { "xn--caf-dma.test", false, 0 },
         };
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
                 check(dest, t[i].parent, t[i].domain, t[i].expect);

@@ -1,8 +1,11 @@
 /* smtpd-command.c — the SMTP command state machine (RFC 5321): EHLO/HELO, MAIL, RCPT, DATA,
  * RSET, NOOP, QUIT, HELP, VRFY, and refusals for the extensions not offered yet (STARTTLS, AUTH,
- * BDAT, ETRN). Reply texts follow Postfix's so that clients and log tools see familiar words;
- * every reply carries an enhanced status code. Each command is counted for the session
- * fingerprint logged at disconnect ("ehlo=1 mail=1 rcpt=0/1 ... commands=3/4"). */
+ * ETRN). BDAT is smtpd-bdat.c. The EHLO keywords come from one table (ehlo_keywords[]) that
+ * smtpd_discard_ehlo_keywords filters; MAIL/RCPT parse the ESMTP parameters SIZE, BODY,
+ * SMTPUTF8, RET, ENVID, NOTIFY and ORCPT. Reply texts follow Postfix's so that clients and log
+ * tools see familiar words; every reply carries an enhanced status code. Each command is
+ * counted for the session fingerprint logged at disconnect
+ * ("ehlo=1 mail=1 rcpt=0/1 ... commands=3/4"). */
 #include <ctype.h>
 #include <stdio.h>
 #include <strings.h>
@@ -10,6 +13,8 @@
 #include "smtpd.h"
 #include "log/log.h"
 #include "mail/address.h"
+#include "mail/xtext.h"
+#include "queue/queue.h"
 
 static const char *const cmd_names[_CMD_MAX] = {
         [CMD_HELO] = "helo", [CMD_EHLO] = "ehlo", [CMD_STARTTLS] = "starttls", [CMD_AUTH] = "auth",
@@ -27,10 +32,21 @@ void command_reset_transaction(Session *s) {
         s->sender = NULL;
         free(s->body_type);
         s->body_type = NULL;
-        for (size_t i = 0; i < s->n_rcpts; i++)
+        free(s->dsn_envid);
+        s->dsn_envid = NULL;
+        s->dsn_ret = 0;
+        s->smtputf8 = false;
+        s->bdat_active = false;
+        for (size_t i = 0; i < s->n_rcpts; i++) {
                 free(s->rcpts[i]);
+                free(s->rcpt_orcpts[i]);
+        }
         free(s->rcpts);
         s->rcpts = NULL;
+        free(s->rcpt_orcpts);
+        s->rcpt_orcpts = NULL;
+        free(s->rcpt_notify);
+        s->rcpt_notify = NULL;
         s->n_rcpts = 0;
         s->rcpt_attempts = 0;
         s->in_mail = false;
@@ -120,24 +136,133 @@ static bool set_helo(Session *s, char *arg, const char *cmd) {
         return true;
 }
 
+/* The EHLO keywords in Postfix's order. offered() (NULL: always) says whether this session
+ * gets the keyword at all; arg() (NULL: none) appends its argument. Add a line to offer more. */
+typedef struct EhloKeyword {
+        const char *name;        /* as announced; lower case in smtpd_discard_ehlo_keywords */
+        unsigned bit;
+        bool (*offered)(Session *s);
+        void (*arg)(Session *s, char *buf, size_t n);
+} EhloKeyword;
+
+static bool ehlo_vrfy_offered(Session *s) {
+        return !s->settings->disable_vrfy;
+}
+
+static bool ehlo_never(Session *s) {
+        /* not offered yet (ETRN, STARTTLS, AUTH): listed so smtpd_discard_ehlo_keywords knows
+         * the names; the STARTTLS/AUTH work gives them an offered() of their own */
+        return false;
+}
+
+static bool ehlo_smtputf8_offered(Session *s) {
+        return s->settings->smtputf8_enable;
+}
+
+static void ehlo_size_arg(Session *s, char *buf, size_t n) {
+        if (s->settings->message_size_limit)
+                snprintf(buf, n, " %llu", (unsigned long long) s->settings->message_size_limit);
+}
+
+static const EhloKeyword ehlo_keywords[] = {
+        { "PIPELINING", EHLO_PIPELINING, NULL, NULL },
+        { "SIZE", EHLO_SIZE, NULL, ehlo_size_arg },
+        { "VRFY", EHLO_VRFY, ehlo_vrfy_offered, NULL },
+        { "ETRN", EHLO_ETRN, ehlo_never, NULL },
+        { "STARTTLS", EHLO_STARTTLS, ehlo_never, NULL },
+        { "AUTH", EHLO_AUTH, ehlo_never, NULL },
+        { "ENHANCEDSTATUSCODES", EHLO_ENHANCEDSTATUSCODES, NULL, NULL },
+        { "8BITMIME", EHLO_8BITMIME, NULL, NULL },
+        { "DSN", EHLO_DSN, NULL, NULL },
+        { "SMTPUTF8", EHLO_SMTPUTF8, ehlo_smtputf8_offered, NULL },
+        { "CHUNKING", EHLO_CHUNKING, NULL, NULL },
+};
+
+unsigned command_ehlo_mask(char **words) {
+        unsigned mask = 0;
+
+        for (char **w = words; w && *w; w++) {
+                bool found = false;
+                if (strcaseeq(*w, "silent-discard")) {
+                        mask |= EHLO_SILENT_DISCARD;
+                        continue;
+                }
+                for (size_t i = 0; i < ELEMENTSOF(ehlo_keywords); i++)
+                        if (strcaseeq(*w, ehlo_keywords[i].name)) {
+                                mask |= ehlo_keywords[i].bit;
+                                found = true;
+                        }
+                if (!found)
+                        log_warning("smtpd_discard_ehlo_keywords: unknown EHLO keyword \"%s\" ignored", *w);
+        }
+        return mask;
+}
+
+#define EHLO_DISCARD_KNOWN (1u << 31)   /* s->ehlo_discard has been computed */
+
+unsigned command_ehlo_discard(Session *s) {
+        if (s->ehlo_discard & EHLO_DISCARD_KNOWN)
+                return s->ehlo_discard & ~EHLO_DISCARD_KNOWN;
+        unsigned mask = s->settings->ehlo_discard;
+        if (s->settings->ehlo_discard_maps && s->addr[0]) {
+                _cleanup_free_ char *v = NULL;
+                int r = table_list_lookup(s->settings->ehlo_discard_maps, s->addr, &v);
+                if (r < 0)
+                        log_warning("smtpd_discard_ehlo_keyword_address_maps: lookup of %s failed; "
+                                    "using smtpd_discard_ehlo_keywords", s->addr);
+                else if (r > 0) {
+                        /* the table's value replaces the global list for this client, as in Postfix */
+                        _cleanup_strv_free_ char **w = conf_split_list(v);
+                        if (w)
+                                mask = command_ehlo_mask(w);
+                }
+        }
+        s->ehlo_discard = mask | EHLO_DISCARD_KNOWN;
+        return mask;
+}
+
+static bool ehlo_hidden(Session *s, unsigned bit) {
+        return command_ehlo_discard(s) & bit;
+}
+
 static bool cmd_ehlo(Session *s, char *arg) {
         if (!set_helo(s, arg, "EHLO"))
                 return false;
         s->esmtp = true;
 
-        char buf[512];
-        char size[48] = "";
-        if (s->settings->message_size_limit)
-                snprintf(size, sizeof(size), " %llu", (unsigned long long) s->settings->message_size_limit);
-        snprintf(buf, sizeof(buf),
-                 "250-%s\r\n"
-                 "250-PIPELINING\r\n"
-                 "250-SIZE%s\r\n"
-                 "%s"
-                 "250-ENHANCEDSTATUSCODES\r\n"
-                 "250 8BITMIME\r\n",
-                 s->settings->myhostname, size, s->settings->disable_vrfy ? "" : "250-VRFY\r\n");
-        session_reply_raw(s, buf);
+        unsigned discard = command_ehlo_discard(s);
+        char hidden[256] = "";
+        size_t hl = 0;
+        const EhloKeyword *last = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(ehlo_keywords); i++) {
+                const EhloKeyword *k = &ehlo_keywords[i];
+                if (k->offered && !k->offered(s))
+                        continue;
+                if (discard & k->bit) {
+                        if (hl < sizeof(hidden))
+                                hl += (size_t) snprintf(hidden + hl, sizeof(hidden) - hl, "%s%s",
+                                                        hl ? " " : "", k->name);
+                        continue;
+                }
+                last = k;
+        }
+        if (hidden[0] && !(discard & EHLO_SILENT_DISCARD))
+                log_info("discarding EHLO keywords: %s", hidden);
+
+        session_reply_raw(s, "250");
+        session_reply_raw(s, last ? "-" : " ");
+        session_reply_raw(s, s->settings->myhostname);
+        session_reply_raw(s, "\r\n");
+        for (size_t i = 0; i < ELEMENTSOF(ehlo_keywords) && last; i++) {
+                const EhloKeyword *k = &ehlo_keywords[i];
+                char line[128], argbuf[64] = "";
+                if ((k->offered && !k->offered(s)) || (discard & k->bit))
+                        continue;
+                if (k->arg)
+                        k->arg(s, argbuf, sizeof(argbuf));
+                snprintf(line, sizeof(line), "250%c%s%s\r\n", k == last ? ' ' : '-', k->name, argbuf);
+                session_reply_raw(s, line);
+        }
         s->last_code = 250;
         return true;
 }
@@ -176,32 +301,41 @@ static int parse_path(Session *s, char *arg, AddressFlags flags, Address **ret, 
         return 0;
 }
 
-static bool cmd_mail(Session *s, char *arg) {
-        _cleanup_address_free_ Address *a = NULL;
-        const char *reason = NULL;
-        char *params = NULL;
-        const char *body = NULL;
+/* True when the path text [p, end) holds non-ASCII bytes (a UTF-8 local part or U-label). */
+static bool has_8bit(const char *p, const char *end) {
+        for (; p < end && *p; p++)
+                if ((unsigned char) *p >= 0x80)
+                        return true;
+        return false;
+}
 
-        if (need_helo(s))
-                return false;
-        if (s->in_mail) {
-                session_reply(s, "503 5.5.1 Error: nested MAIL command");
-                return false;
-        }
-        char *rest = (char *) startswith_no_case(arg, "FROM:");
-        if (!rest) {
-                session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-                return false;
-        }
-        if (parse_path(s, rest, ADDRESS_ALLOW_EMPTY, &a, &params, &reason) < 0) {
-                session_reply(s, "501 5.1.7 Bad sender address syntax: %s", strna(reason));
-                return false;
-        }
+enum { DSN_RET_FULL = 1, DSN_RET_HDRS = 2 };   /* QueueMessage.ret */
+#define DSN_ENVID_MAX 100    /* RFC 3461 §4.4 */
+#define DSN_ORCPT_MAX 500    /* RFC 3461 §4.2, the encoded parameter */
 
+/* Decodes an xtext value that must be printable US-ASCII once decoded (ENVID, ORCPT rfc822). */
+static int dsn_decode(const char *v, char **ret) {
+        _cleanup_free_ char *d = NULL;
+        size_t n = 0;
+
+        if (!*v || xtext_decode(v, strlen(v), &d, &n) < 0)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) d[i] < 0x20 || (unsigned char) d[i] >= 0x7f)
+                        return -EINVAL;
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+/* MAIL FROM parameters (RFC 1870 SIZE, 6152 BODY, 6531 SMTPUTF8, 3461 RET/ENVID). Returns
+ * false after replying. */
+static bool mail_params(Session *s, char *params, const char **ret_body) {
         char *save = NULL;
+        bool seen_utf8 = false;
+
         for (char *p = strtok_r(params, " \t", &save); p; p = strtok_r(NULL, " \t", &save)) {
                 const char *v;
-                if ((v = startswith_no_case(p, "SIZE="))) {
+                if ((v = startswith_no_case(p, "SIZE=")) && !ehlo_hidden(s, EHLO_SIZE)) {
                         char *end = NULL;
                         errno = 0;
                         unsigned long long n = strtoull(v, &end, 10);
@@ -213,19 +347,94 @@ static bool cmd_mail(Session *s, char *arg) {
                                 session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
                                 return false;
                         }
-                } else if ((v = startswith_no_case(p, "BODY="))) {
+                } else if ((v = startswith_no_case(p, "BODY=")) && !ehlo_hidden(s, EHLO_8BITMIME)) {
                         if (strcaseeq(v, "7BIT"))
-                                body = "7BIT";
+                                *ret_body = "7BIT";
                         else if (strcaseeq(v, "8BITMIME"))
-                                body = "8BITMIME";
+                                *ret_body = "8BITMIME";
                         else {
                                 session_reply(s, "501 5.5.4 Unsupported BODY parameter: %.64s", v);
                                 return false;
+                        }
+                } else if (strcaseeq(p, "SMTPUTF8") && s->settings->smtputf8_enable &&
+                           !ehlo_hidden(s, EHLO_SMTPUTF8)) {
+                        seen_utf8 = true;
+                } else if ((v = startswith_no_case(p, "RET=")) || (v = startswith_no_case(p, "ENVID="))) {
+                        bool ret = toupper((unsigned char) p[0]) == 'R';
+                        if (ehlo_hidden(s, EHLO_DSN)) {
+                                session_reply(s, "501 5.7.1 DSN support is disabled");
+                                return false;
+                        }
+                        if (ret) {
+                                if (s->dsn_ret) {
+                                        session_reply(s, "501 5.5.4 Duplicate RET parameter");
+                                        return false;
+                                }
+                                if (strcaseeq(v, "FULL"))
+                                        s->dsn_ret = DSN_RET_FULL;
+                                else if (strcaseeq(v, "HDRS"))
+                                        s->dsn_ret = DSN_RET_HDRS;
+                                else {
+                                        session_reply(s, "501 5.5.4 Bad RET parameter syntax");
+                                        return false;
+                                }
+                        } else {
+                                if (s->dsn_envid) {
+                                        session_reply(s, "501 5.5.4 Duplicate ENVID parameter");
+                                        return false;
+                                }
+                                if (strlen(v) > DSN_ENVID_MAX * 3 || dsn_decode(v, &s->dsn_envid) < 0 ||
+                                    strlen(s->dsn_envid) > DSN_ENVID_MAX) {
+                                        free(s->dsn_envid);
+                                        s->dsn_envid = NULL;
+                                        session_reply(s, "501 5.5.4 Bad ENVID parameter syntax");
+                                        return false;
+                                }
                         }
                 } else {
                         session_reply(s, "555 5.5.4 Unsupported option: %.64s", p);
                         return false;
                 }
+        }
+        s->smtputf8 = seen_utf8;
+        return true;
+}
+
+static bool cmd_mail(Session *s, char *arg) {
+        _cleanup_address_free_ Address *a = NULL;
+        const char *reason = NULL;
+        char *params = NULL;
+        const char *body = NULL;
+
+        if (need_helo(s))
+                return false;
+        if (s->bdat_active) {
+                session_reply(s, "503 5.5.1 Error: MAIL after BDAT");
+                return false;
+        }
+        if (s->in_mail) {
+                session_reply(s, "503 5.5.1 Error: nested MAIL command");
+                return false;
+        }
+        char *rest = (char *) startswith_no_case(arg, "FROM:");
+        if (!rest) {
+                session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
+                return false;
+        }
+        AddressFlags utf8 = s->settings->smtputf8_enable ? ADDRESS_SMTPUTF8 : 0;
+        if (parse_path(s, rest, ADDRESS_ALLOW_EMPTY | utf8, &a, &params, &reason) < 0) {
+                session_reply(s, "501 5.1.7 Bad sender address syntax: %s", strna(reason));
+                return false;
+        }
+        bool unicode = has_8bit(rest, params);
+        if (!mail_params(s, params, &body)) {
+                command_reset_transaction(s);
+                return false;
+        }
+        if (unicode && !s->smtputf8) {
+                command_reset_transaction(s);
+                session_reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+                return false;
         }
 
         s->sender = strdup(a->external);
@@ -249,15 +458,119 @@ static void log_reject(Session *s, const char *cmd, const char *reply, const cha
                    strempty(s->sender), rcpt, protocol_name(s), strempty(s->helo));
 }
 
+/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (each once); 0 when malformed. */
+static unsigned dsn_notify_parse(const char *v) {
+        unsigned bits = 0;
+
+        while (*v) {
+                size_t l = strcspn(v, ",");
+                unsigned b = 0;
+                if (l == 5 && strncasecmp(v, "NEVER", 5) == 0)
+                        b = QUEUE_NOTIFY_NEVER;
+                else if (l == 7 && strncasecmp(v, "SUCCESS", 7) == 0)
+                        b = QUEUE_NOTIFY_SUCCESS;
+                else if (l == 7 && strncasecmp(v, "FAILURE", 7) == 0)
+                        b = QUEUE_NOTIFY_FAILURE;
+                else if (l == 5 && strncasecmp(v, "DELAY", 5) == 0)
+                        b = QUEUE_NOTIFY_DELAY;
+                if (!b || (bits & b))
+                        return 0;
+                bits |= b;
+                v += l;
+                if (*v == ',' && !*++v)
+                        return 0;   /* trailing comma */
+        }
+        if ((bits & QUEUE_NOTIFY_NEVER) && bits != QUEUE_NOTIFY_NEVER)
+                return 0;
+        return bits;
+}
+
+/* ORCPT=addr-type;xtext: returns "type;address" decoded, or NULL with errno-style r<0. */
+static int dsn_orcpt_parse(Session *s, const char *v, char **ret) {
+        const char *semi = strchr(v, ';');
+        _cleanup_free_ char *addr = NULL;
+
+        if (!semi || semi == v || strlen(v) > DSN_ORCPT_MAX)
+                return -EINVAL;
+        for (const char *c = v; c < semi; c++)   /* addr-type is an atom */
+                if (!isalnum((unsigned char) *c) && *c != '-')
+                        return -EINVAL;
+        bool utf8 = (semi - v == 5 && strncasecmp(v, "utf-8", 5) == 0);
+        if (utf8 && !s->smtputf8)
+                return -EINVAL;
+        if (utf8) {
+                /* RFC 6533 utf-8-addr-xtext: UTF-8 characters stand for themselves. */
+                const char *a = semi + 1;
+                if (!*a || !utf8_is_valid(a, strlen(a)))
+                        return -EINVAL;
+                for (const char *c = a; *c; c++)
+                        if ((unsigned char) *c <= ' ' || *c == 0x7f)
+                                return -EINVAL;
+                addr = strdup(a);
+                if (!addr)
+                        return -ENOMEM;
+        } else if (dsn_decode(semi + 1, &addr) < 0)
+                return -EINVAL;
+        if (asprintf(ret, "%.*s;%s", (int) (semi - v), v, addr) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* RCPT TO parameters (RFC 3461 NOTIFY, ORCPT). Returns false after replying. */
+static bool rcpt_params(Session *s, char *params, unsigned *ret_notify, char **ret_orcpt) {
+        char *save = NULL;
+
+        for (char *p = strtok_r(params, " \t", &save); p; p = strtok_r(NULL, " \t", &save)) {
+                const char *v;
+                bool notify = (v = startswith_no_case(p, "NOTIFY="));
+                if (!notify && !(v = startswith_no_case(p, "ORCPT="))) {
+                        session_reply(s, "555 5.5.4 Unsupported option: %.64s", p);
+                        return false;
+                }
+                if (ehlo_hidden(s, EHLO_DSN)) {
+                        session_reply(s, "501 5.7.1 DSN support is disabled");
+                        return false;
+                }
+                if (notify) {
+                        if (*ret_notify) {
+                                session_reply(s, "501 5.5.4 Error: Duplicate NOTIFY parameter");
+                                return false;
+                        }
+                        *ret_notify = dsn_notify_parse(v);
+                        if (!*ret_notify) {
+                                session_reply(s, "501 5.5.4 Error: Bad NOTIFY parameter syntax");
+                                return false;
+                        }
+                } else {
+                        if (*ret_orcpt) {
+                                session_reply(s, "501 5.5.4 Error: Duplicate ORCPT parameter");
+                                return false;
+                        }
+                        int r = dsn_orcpt_parse(s, v, ret_orcpt);
+                        if (r < 0) {
+                                session_reply(s, r == -ENOMEM ? "451 4.3.0 Error: out of memory"
+                                              : "501 5.5.4 Error: Bad ORCPT parameter syntax");
+                                return false;
+                        }
+                }
+        }
+        return true;
+}
+
 static bool cmd_rcpt(Session *s, char *arg) {
         _cleanup_address_free_ Address *a = NULL;
-        _cleanup_free_ char *reply = NULL;
+        _cleanup_free_ char *reply = NULL, *orcpt = NULL;
         const char *reason = NULL;
         char *params = NULL;
+        unsigned notify = 0;
         int r;
 
         if (need_helo(s))
                 return false;
+        if (s->bdat_active) {
+                session_reply(s, "503 5.5.1 Error: RCPT after BDAT");
+                return false;
+        }
         if (!s->in_mail) {
                 session_reply(s, "503 5.5.1 Error: need MAIL command");
                 return false;
@@ -268,18 +581,17 @@ static bool cmd_rcpt(Session *s, char *arg) {
                 return false;
         }
         s->rcpt_attempts++;
-        if (parse_path(s, rest, 0, &a, &params, &reason) < 0) {
+        AddressFlags utf8 = s->settings->smtputf8_enable ? ADDRESS_SMTPUTF8 : 0;
+        if (parse_path(s, rest, utf8, &a, &params, &reason) < 0) {
                 session_reply(s, "501 5.1.3 Bad recipient address syntax: %s", strna(reason));
                 return false;
         }
-        params = skip_spaces(params);
-        if (*params) {
-                char *sp = strchr(params, ' ');
-                if (sp)
-                        *sp = '\0';
-                session_reply(s, "555 5.5.4 Unsupported option: %.64s", params);
+        if (has_8bit(rest, params) && !s->smtputf8) {
+                session_reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
                 return false;
         }
+        if (!rcpt_params(s, params, &notify, &orcpt))
+                return false;
         if (s->n_rcpts >= s->settings->recipient_limit) {
                 session_reply(s, "452 4.5.3 Error: too many recipients");
                 return false;
@@ -299,13 +611,22 @@ static bool cmd_rcpt(Session *s, char *arg) {
         }
 
         char **n = realloc(s->rcpts, (s->n_rcpts + 1) * sizeof(char *));
-        if (!n) {
+        if (n)
+                s->rcpts = n;
+        char **o = n ? realloc(s->rcpt_orcpts, (s->n_rcpts + 1) * sizeof(char *)) : NULL;
+        if (o)
+                s->rcpt_orcpts = o;
+        unsigned *nt = o ? realloc(s->rcpt_notify, (s->n_rcpts + 1) * sizeof(unsigned)) : NULL;
+        if (!nt) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return false;
         }
-        s->rcpts = n;
+        s->rcpt_notify = nt;
+        s->rcpt_notify[s->n_rcpts] = notify;
+        s->rcpt_orcpts[s->n_rcpts] = TAKE_PTR(orcpt);
         s->rcpts[s->n_rcpts] = strdup(a->external);
         if (!s->rcpts[s->n_rcpts]) {
+                free(s->rcpt_orcpts[s->n_rcpts]);
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return false;
         }
@@ -330,6 +651,10 @@ static bool cmd_data(Session *s, char *arg) {
                 return false;
         if (*skip_spaces(arg)) {
                 session_reply(s, "501 5.5.4 Syntax: DATA");
+                return false;
+        }
+        if (s->bdat_active) {
+                session_reply(s, "503 5.5.1 Error: DATA after BDAT");
                 return false;
         }
         if (!s->in_mail || (s->n_rcpts == 0 && s->rcpt_attempts == 0)) {
@@ -371,7 +696,7 @@ static bool cmd_quit(Session *s, char *arg) {
 }
 
 static bool cmd_help(Session *s, char *arg) {
-        session_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP%s",
+        session_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP%s",
                       s->settings->disable_vrfy ? "" : " VRFY");
         return true;
 }
@@ -381,7 +706,7 @@ static bool cmd_vrfy(Session *s, char *arg) {
         _cleanup_free_ char *reply = NULL;
         const char *reason = NULL, *params = NULL;
 
-        if (s->settings->disable_vrfy) {
+        if (s->settings->disable_vrfy || ehlo_hidden(s, EHLO_VRFY)) {
                 session_reply(s, "502 5.5.1 VRFY command is disabled");
                 return false;
         }
@@ -451,7 +776,7 @@ static const CommandDef commands[] = {
         { "ETRN", CMD_ETRN, cmd_not_implemented, true },
         { "STARTTLS", CMD_STARTTLS, cmd_not_implemented, false },
         { "AUTH", CMD_AUTH, cmd_auth, false },
-        { "BDAT", CMD_BDAT, cmd_not_implemented, false },
+        { "BDAT", CMD_BDAT, bdat_command, false },
 };
 
 void command_execute(Session *s, char *line, size_t len) {
@@ -459,6 +784,12 @@ void command_execute(Session *s, char *line, size_t len) {
                 s->cmd_total[CMD_UNKNOWN]++;
                 s->last_cmd = "UNKNOWN";
                 session_reply(s, "500 5.5.2 Error: bad syntax (NUL character in command)");
+                return;
+        }
+        if (s->settings->smtputf8_enable && !utf8_is_valid(line, len)) {
+                s->cmd_total[CMD_UNKNOWN]++;
+                s->last_cmd = "UNKNOWN";
+                session_reply(s, "500 5.5.2 Error: bad UTF-8 syntax");
                 return;
         }
         char *verb = skip_spaces(line);

@@ -208,7 +208,7 @@ static void complete_job(CommitJob *j) {
         s->job = NULL;
         s->phase = PHASE_COMMAND;
         if (j->result >= 0) {
-                s->cmd_ok[CMD_DATA]++;
+                s->cmd_ok[j->cmd]++;
                 s->junk_count = 0;
                 session_reply(s, "250 2.0.0 Ok: queued as %s", j->queue_id);
         } else

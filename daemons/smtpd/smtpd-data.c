@@ -27,6 +27,7 @@
 
 #include "smtpd.h"
 #include "log/log.h"
+#include "mail/address.h"
 #include "mail/rfc822.h"
 #include "queue/queue.h"
 
@@ -91,6 +92,7 @@ void data_state_free(DataState *d) {
         if (!d)
                 return;
         content_drop(d);
+        strbuf_done(&d->carry);
         free(d->message_id);
         free(d->reject);
         free(d);
@@ -168,7 +170,7 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
                                   s->helo ? s->helo : s->name, s->name,
                                   s->family == AF_INET6 ? "IPv6:" : "", s->addr, s->settings->myhostname,
-                                  s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
+                                  s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
                 if (r >= 0 && s->n_rcpts == 1)
                         r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->rcpts[0]);
                 if (r >= 0)
@@ -228,16 +230,13 @@ static void note_header(DataState *d, const char *p, size_t n) {
 
 static int add_missing_headers(Session *s, bool at_end);
 
-/* One line (or a piece of an overlong one when partial) without its line end. */
-static void data_line(Session *s, const char *p, size_t n, bool partial) {
+/* One line (or a piece of an overlong one when partial) without its line end and without
+ * dot-stuffing: the content processing DATA and BDAT share. */
+void data_content_line(Session *s, const char *p, size_t n, bool partial) {
         DataState *d = s->data;
         bool at_start = !d->mid_line;
         uint64_t limit = s->settings->message_size_limit;
 
-        if (at_start && n > 1 && p[0] == '.') {
-                p++;
-                n--;
-        }
         d->mid_line = partial;
         d->bytes += n + (partial ? 0 : 1);
         if (limit && d->bytes > limit && !d->too_big) {
@@ -265,6 +264,8 @@ static void data_line(Session *s, const char *p, size_t n, bool partial) {
                                 ;   /* folded continuation */
                         else
                                 note_header(d, p, n);
+                        if (d->in_headers && !partial && s->smtputf8 && !utf8_is_valid(p, n))
+                                d->bad_utf8_header = true;   /* RFC 6532 headers must be UTF-8 */
                         if (!d->in_headers) {
                                 /* The header section ends here: what Postern adds goes in now,
                                  * so the content is built in place (never copied). */
@@ -390,13 +391,20 @@ static CommitJob *make_job(Session *s) {
         m->helo = s->helo ? strdup(s->helo) : NULL;
         m->protocol = strdup(local ? "LOCAL" : s->esmtp ? "ESMTP" : "SMTP");
         m->body_type = s->body_type ? strdup(s->body_type) : NULL;
+        m->smtputf8 = s->smtputf8;
+        m->ret = s->dsn_ret;
+        m->envid = s->dsn_envid ? strdup(s->dsn_envid) : NULL;
         fail = !m->sender || (!local && !m->client_address) || !m->client_name ||
-                (s->helo && !m->helo) || !m->protocol || (s->body_type && !m->body_type);
+                (s->helo && !m->helo) || !m->protocol || (s->body_type && !m->body_type) ||
+                (s->dsn_envid && !m->envid);
         for (size_t i = 0; i < s->n_rcpts; i++) {
                 rc[i].address = strdup(s->rcpts[i]);
                 rc[i].state = QUEUE_RCPT_PENDING;
-                fail = fail || !rc[i].address;
+                rc[i].notify = s->rcpt_notify[i];
+                rc[i].orcpt = s->rcpt_orcpts[i] ? strdup(s->rcpt_orcpts[i]) : NULL;
+                fail = fail || !rc[i].address || (s->rcpt_orcpts[i] && !rc[i].orcpt);
         }
+        j->cmd = d->bdat ? CMD_BDAT : CMD_DATA;
         j->server = s->server;
         j->content_len = d->content.len;
         j->content = strbuf_steal(&d->content);
@@ -409,7 +417,7 @@ static CommitJob *make_job(Session *s) {
         return j;
 }
 
-static void data_end(Session *s) {
+void data_finish(Session *s) {
         DataState *d = s->data;
         LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
                         .sender = s->sender };
@@ -419,6 +427,14 @@ static void data_end(Session *s) {
                 session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
                 log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 552 5.3.4 Message size exceeds "
                            "fixed limit; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
+                           strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
+                command_reset_transaction(s);
+                return;
+        }
+        if (d->bad_utf8_header) {
+                session_reply(s, "554 5.6.0 Malformed UTF-8 in message header");
+                log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 554 5.6.0 Malformed UTF-8 in "
+                           "message header; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
                            strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
                 command_reset_transaction(s);
                 return;
@@ -474,6 +490,16 @@ static void data_end(Session *s) {
         committer_submit(s->server->committer, j);
 }
 
+/* Removes the dot a DATA client stuffed before a line starting with "." (a lone "." that is
+ * not the end of data stays: the client did not stuff it). */
+static void dot_line(Session *s, const char *p, size_t n, bool partial) {
+        if (!s->data->mid_line && n > 1 && p[0] == '.') {
+                p++;
+                n--;
+        }
+        data_content_line(s, p, n, partial);
+}
+
 void data_process(Session *s) {
         DataState *d = s->data;
         size_t pos = 0, chunk = MAX(s->settings->line_length_limit, (size_t) 2048);
@@ -488,7 +514,7 @@ void data_process(Session *s) {
                                 break;
                         /* An overlong line: store a piece now, keep a trailing CR for its LF. */
                         size_t take = avail - (start[avail - 1] == '\r' ? 1 : 0);
-                        data_line(s, start, take, true);
+                        dot_line(s, start, take, true);
                         pos += take;
                         break;
                 }
@@ -507,10 +533,10 @@ void data_process(Session *s) {
                 if (!d->mid_line && crlf && d->prev_crlf && clen == 1 && start[0] == '.') {
                         pos += llen + 1;
                         strbuf_consume(&s->in, pos);
-                        data_end(s);
+                        data_finish(s);
                         return;
                 }
-                data_line(s, start, clen, false);
+                dot_line(s, start, clen, false);
                 d->prev_crlf = crlf;
                 pos += llen + 1;
         }

@@ -11,6 +11,7 @@
  * others "unknown", as Postfix names a client whose name does not verify. */
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -168,6 +169,16 @@ void session_reply(Session *s, const char *fmt, ...) {
         if (n < 0)
                 return;
         size_t len = MIN((size_t) n, sizeof(buf) - 3);
+        if (len > 4 && (command_ehlo_discard(s) & EHLO_ENHANCEDSTATUSCODES)) {
+                /* ENHANCEDSTATUSCODES is hidden: "250 2.1.0 Ok" goes out as "250 Ok". */
+                size_t code = 4;
+                while (code < len && (isdigit((unsigned char) buf[code]) || buf[code] == '.'))
+                        code++;
+                if (code > 4 && code < len && buf[code] == ' ' && memchr(buf + 4, '.', code - 4)) {
+                        memmove(buf + 4, buf + code + 1, len - code - 1);
+                        len -= code - 3;
+                }
+        }
         /* Never let client-supplied text break the reply framing. */
         for (size_t i = 0; i < len; i++)
                 if (buf[i] == '\r' || buf[i] == '\n' || buf[i] == '\0')
@@ -185,7 +196,7 @@ static void session_update_events(Session *s) {
         uint32_t ev = 0;
         if (s->want_write)
                 ev = EPOLLOUT;
-        else if (s->phase == PHASE_COMMAND || s->phase == PHASE_DATA)
+        else if (s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT)
                 ev = EPOLLIN;
         (void) sd_event_source_set_io_events(s->io, ev);
 }
@@ -256,6 +267,12 @@ void session_process_input(Session *s) {
                 if (s->phase == PHASE_DATA) {
                         data_process(s);
                         if (s->phase == PHASE_DATA)
+                                return;
+                        continue;
+                }
+                if (s->phase == PHASE_BDAT) {
+                        bdat_process(s);
+                        if (s->phase == PHASE_BDAT)
                                 return;
                         continue;
                 }
@@ -353,7 +370,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         }
         if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 return 0;
-        if (s->phase != PHASE_COMMAND && s->phase != PHASE_DATA) {
+        if (s->phase != PHASE_COMMAND && s->phase != PHASE_DATA && s->phase != PHASE_BDAT) {
                 /* Paused (commit in progress): only a dead peer matters. */
                 if (revents & (EPOLLHUP | EPOLLERR)) {
                         log_info("lost connection after %s from %s", s->last_cmd, s->id_text);

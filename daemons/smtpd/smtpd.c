@@ -39,6 +39,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         domain_list_done(&s->relay_domains);
         table_list_free(s->local_recipient_maps);
         smtpd_cleanup_settings_done(s);
+        table_list_free(s->ehlo_discard_maps);
         free(s);
         return NULL;
 }
@@ -94,6 +95,19 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         /* "no" (Postfix's old default) is treated as normalize: the end of DATA stays CRLF.CRLF. */
         const char *bn = conf_get_listener(c, listener, "smtpd_forbid_bare_newline");
         s->bare_newline = bn && strcaseeq(bn, "yes") ? BARE_NEWLINE_YES : BARE_NEWLINE_NORMALIZE;
+        s->smtputf8_enable = conf_get_bool(c, listener, "smtputf8_enable");
+        _cleanup_strv_free_ char **discard = conf_get_list(c, listener, "smtpd_discard_ehlo_keywords");
+        if (!discard)
+                return log_oom();
+        s->ehlo_discard = command_ehlo_mask(discard);
+        const char *dmaps = conf_get_listener(c, listener, "smtpd_discard_ehlo_keyword_address_maps");
+        if (!isempty(dmaps)) {
+                _cleanup_free_ char *reason = NULL;
+                r = table_list_open(dmaps, 0, &s->ehlo_discard_maps, &reason);
+                if (r < 0)
+                        return log_error_errno(r, "smtpd_discard_ehlo_keyword_address_maps = %s: %s", dmaps,
+                                               reason ? reason : "cannot open table");
+        }
 
         if ((r = restrictions_param(c, listener, "smtpd_relay_restrictions", &s->relay_restrictions)) < 0 ||
             (r = restrictions_param(c, listener, "smtpd_recipient_restrictions", &s->recipient_restrictions)) < 0 ||

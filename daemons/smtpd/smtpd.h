@@ -5,6 +5,7 @@
  *   smtpd-command.c      the SMTP command state machine (EHLO ... QUIT) and the fingerprint
  *   smtpd-restrictions.c mynetworks, relay control and the local recipient check at RCPT
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
+ *   smtpd-bdat.c         BDAT (RFC 3030 CHUNKING): exact-count chunks into the same content code
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
  *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step)
  *
@@ -51,6 +52,23 @@ typedef struct NetList {
 /* smtpd_forbid_bare_newline: "no" is accepted for Postfix compatibility and behaves like
  * normalize (CRLF.CRLF stays the only end of DATA in every mode). */
 enum { BARE_NEWLINE_NORMALIZE, BARE_NEWLINE_YES };
+
+/* EHLO keywords (smtpd-command.c's ehlo_keywords[] table): smtpd_discard_ehlo_keywords hides
+ * them, and the command or parameter of a hidden keyword is then refused. */
+enum {
+        EHLO_PIPELINING = 1 << 0,
+        EHLO_SIZE = 1 << 1,
+        EHLO_VRFY = 1 << 2,
+        EHLO_ETRN = 1 << 3,
+        EHLO_STARTTLS = 1 << 4,
+        EHLO_AUTH = 1 << 5,
+        EHLO_ENHANCEDSTATUSCODES = 1 << 6,
+        EHLO_8BITMIME = 1 << 7,
+        EHLO_DSN = 1 << 8,
+        EHLO_SMTPUTF8 = 1 << 9,
+        EHLO_CHUNKING = 1 << 10,
+        EHLO_SILENT_DISCARD = 1 << 30,   /* "silent-discard": do not log what was hidden */
+};
 
 /* Restriction elements, compiled from their names when the settings are built. */
 typedef enum Restriction {
@@ -110,6 +128,9 @@ typedef struct SmtpdSettings {
         unsigned hopcount_limit;
         bool always_add_missing_headers;
         char *undisclosed_recipients_header;
+        bool smtputf8_enable;
+        unsigned ehlo_discard;             /* EHLO_* bits from smtpd_discard_ehlo_keywords */
+        TableList *ehlo_discard_maps;      /* smtpd_discard_ehlo_keyword_address_maps, or NULL */
 } SmtpdSettings;
 
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s);
@@ -161,6 +182,7 @@ typedef enum SmtpCmd {
 typedef enum SessionPhase {
         PHASE_COMMAND,
         PHASE_DATA,
+        PHASE_BDAT,      /* reading the bytes of a BDAT chunk (smtpd-bdat.c) */
         PHASE_COMMIT,    /* message handed to the committer; input paused until it answers */
         PHASE_WAIT,      /* waiting for an asynchronous answer (DNS, policy, anvil, SASL, ...):
                           * input paused until session_wait_done(); see session_wait() */
@@ -196,6 +218,10 @@ typedef struct DataState {
         bool mid_line;           /* a long line was split; the next bytes continue it */
         bool too_big;
         bool no_storage;         /* the data budget ran out: content dropped, answer 452 4.3.1 */
+        bool bad_utf8_header;    /* SMTPUTF8 message with malformed UTF-8 in a header: 554 5.6.0 */
+        bool bdat;               /* content arrives in BDAT chunks (no dot-stuffing) */
+        uint64_t bdat_bytes;     /* BDAT: bytes of all chunks so far, as sent */
+        StrBuf carry;            /* BDAT: the start of a line whose end is in a later read/chunk */
         char *message_id;
         /* content checks (smtpd-cleanup.c) */
         size_t hdr_start;        /* content offset of the logical header being collected */
@@ -238,11 +264,21 @@ struct Session {
         bool in_mail;
         char *sender;
         char *body_type;
+        bool smtputf8;           /* MAIL FROM ... SMTPUTF8 */
+        int dsn_ret;             /* RET=: 0 none, 1 FULL, 2 HDRS */
+        char *dsn_envid;         /* ENVID= (decoded), or NULL */
         char **rcpts;
+        char **rcpt_orcpts;      /* per recipient: ORCPT "type;addr" (decoded) or NULL */
+        unsigned *rcpt_notify;   /* per recipient: QUEUE_NOTIFY_* bits, 0 when not given */
         size_t n_rcpts;
         size_t rcpt_attempts;    /* RCPT commands in this transaction */
         char queue_id[QUEUE_ID_MAX];
         DataState *data;
+        uint64_t bdat_left;      /* bytes of the current BDAT chunk still to read */
+        bool bdat_last;          /* the current chunk is BDAT ... LAST */
+        bool bdat_active;        /* this transaction received BDAT chunks: DATA/MAIL/RCPT refused */
+        const char *bdat_error;  /* the current chunk is discarded and answered with this */
+        unsigned ehlo_discard;   /* EHLO_* bits hidden for this client */
         MessageActions actions;  /* this transaction's access/content-check decisions */
         CommitJob *job;          /* while PHASE_COMMIT */
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
@@ -282,6 +318,10 @@ void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata);
 void session_wait_done(Session *s);
 
 /* smtpd-command.c */
+/* The EHLO_* bits hidden for this session (smtpd_discard_ehlo_keywords and the address maps). */
+unsigned command_ehlo_discard(Session *s);
+/* EHLO_* bits for a list of keyword names (case-insensitive; unknown names are logged). */
+unsigned command_ehlo_mask(char **words);
 void command_execute(Session *s, char *line, size_t len);
 void command_reset_transaction(Session *s);
 void command_log_disconnect(Session *s);
@@ -338,6 +378,17 @@ int data_begin(Session *s);
 /* Consumes DATA bytes from s->in; returns when more input is needed or the message ended. */
 void data_process(Session *s);
 void data_state_free(DataState *d);
+/* The content processing DATA and BDAT share: one line without its line end (or, partial, a
+ * piece of an overlong one; the next call continues it), already un-dot-stuffed. */
+void data_content_line(Session *s, const char *p, size_t n, bool partial);
+/* The end of the message: answers 552/452 or hands the message to the committer. */
+void data_finish(Session *s);
+
+/* smtpd-bdat.c */
+/* BDAT count [LAST]: validates, then reads the chunk (PHASE_BDAT) and answers once it is read. */
+bool bdat_command(Session *s, char *arg);
+/* Consumes chunk bytes from s->in; returns when more input is needed or the chunk ended. */
+void bdat_process(Session *s);
 
 /* Appends content bytes within the data budget (used by the content checks). */
 void data_content_add(Session *s, const void *p, size_t n);
@@ -375,6 +426,7 @@ struct CommitJob {
         char *content;
         size_t content_len;
         int result;
+        SmtpCmd cmd;             /* CMD_DATA or CMD_BDAT: counted ok in the fingerprint when queued */
 };
 int committer_new(Server *srv, const char *queue_dir, const char *wakeup_path, Committer **ret);
 Committer *committer_free(Committer *c);

@@ -1,7 +1,9 @@
 /* fuzz-smtpd-command — postern-smtpd's SMTP command state machine and DATA phase, without a
  * socket. A Session is built by hand around the real per-listener settings (smtpd.c), the input
  * is appended to its input buffer the way on_io() does, and session_process_input() runs the real
- * code of smtpd-session.c, smtpd-command.c, smtpd-restrictions.c and smtpd-data.c. The commit
+ * code of smtpd-session.c, smtpd-command.c, smtpd-restrictions.c, smtpd-data.c and smtpd-bdat.c.
+ * Variant 1 also turns smtputf8_enable off; variant 3 discards EHLO keywords (globally and, for
+ * 192.0.2.1, through smtpd_discard_ehlo_keyword_address_maps). The commit
  * worker (smtpd-commit.c, a thread and SQLite) is replaced by stubs below that answer the way
  * complete_job() does, immediately.
  *
@@ -15,7 +17,7 @@
  * Checked: every reply is one or more "NNN[ -]text\r\n" lines without stray CR/LF; a committed
  * message is LF-form text starting with our Received: header, and none of its recipients is the
  * null address; buffered input stays bounded (line_length_limit in the command phase, one piece
- * in DATA); the data budget is never exceeded and is fully given back at the end; no leaks
+ * in DATA, nothing but a bounded line carry in BDAT); the data budget is never exceeded and is fully given back at the end; no leaks
  * (LeakSanitizer).
  * FUZZ_TRACE=1 prints the replies and committed messages; FUZZ_VERBOSE=1 keeps smtpd's log. */
 #include <arpa/inet.h>
@@ -71,14 +73,16 @@ static const char *const base_settings[] = {
 static const char *const variant_settings[4][24] = {
         { NULL },
         { "smtpd_forbid_bare_newline", "yes", "disable_vrfy_command", "no",
-          "smtpd_forbid_bare_newline_exclusions", "192.0.2.0/24", NULL },
+          "smtpd_forbid_bare_newline_exclusions", "192.0.2.0/24", "smtputf8_enable", "no", NULL },
         { "line_length_limit", "80", "message_size_limit", "600", "header_size_limit", "120",
           "smtpd_recipient_limit", "2", "smtpd_helo_required", "yes", "disable_vrfy_command", "no",
           "smtpd_hard_error_limit", "8", "smtpd_junk_command_limit", "4", NULL },
         { "submission/smtpd_relay_restrictions", "", "submission/smtpd_recipient_restrictions",
           "permit_mynetworks, reject_unlisted_recipient, reject_unauth_destination",
           "smtp/smtpd_relay_restrictions", "permit", "disable_vrfy_command", "no",
-          "smtpd_client_restrictions", "permit_mynetworks, reject", NULL },
+          "smtpd_client_restrictions", "permit_mynetworks, reject",
+          "smtpd_discard_ehlo_keywords", "dsn, enhancedstatuscodes, size",
+          "smtpd_discard_ehlo_keyword_address_maps", "inline:{ { 192.0.2.1 = chunking silent-discard } }", NULL },
 };
 
 static const char *const listener_names[] = { "smtp", "submission", "submit", "smtp" };
@@ -178,12 +182,15 @@ static bool run(Session *s) {
                         continue;
                 break;
         }
-        FUZZ_CHECK(s->phase == PHASE_COMMAND || s->phase == PHASE_DATA);
+        FUZZ_CHECK(s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT);
         FUZZ_CHECK(s->server->data_in_use <= s->server->data_budget);
         if (s->phase == PHASE_COMMAND && !s->skip_line)
                 FUZZ_CHECK(s->in.len <= s->settings->line_length_limit);
         if (s->phase == PHASE_DATA)
                 FUZZ_CHECK(s->in.len <= MAX(s->settings->line_length_limit, (size_t) 2048));
+        if (s->phase == PHASE_BDAT)   /* chunk bytes are consumed as they come; the carry is bounded */
+                FUZZ_CHECK(s->in.len == 0 && (!s->data || s->data->carry.len <=
+                           MAX(s->settings->line_length_limit, (size_t) 2048) + 1));
         return true;
 }
 

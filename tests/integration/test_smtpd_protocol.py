@@ -17,9 +17,9 @@ def test_greeting_and_ehlo_keywords(postern):
         assert code == 250
         assert lines[0] == "postern.test"
         kws = [l.split()[0] for l in lines[1:]]
-        assert kws == ["PIPELINING", "SIZE", "ENHANCEDSTATUSCODES", "8BITMIME"]
+        assert kws == ["PIPELINING", "SIZE", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
         assert "SIZE 10240000" in lines
-        for absent in ("VRFY", "ETRN", "CHUNKING", "DSN", "SMTPUTF8", "STARTTLS", "AUTH"):
+        for absent in ("VRFY", "ETRN", "STARTTLS", "AUTH"):
             assert absent not in kws
         assert c.cmd("QUIT") == "221 2.0.0 Bye"
         assert c.is_closed()
@@ -78,7 +78,9 @@ def test_unknown_and_empty_commands(postern):
         assert c.cmd("FROB nicate") == "500 5.5.2 Error: command not recognized"
         assert c.cmd("") == "500 5.5.2 Error: bad syntax"
         assert c.cmd("   ") == "500 5.5.2 Error: bad syntax"
-        assert c.cmd("\x01\x02\xff garbage".encode("latin-1")) == "500 5.5.2 Error: command not recognized"
+        assert c.cmd("\x01\x02 garbage".encode("latin-1")) == "500 5.5.2 Error: command not recognized"
+        # smtputf8_enable = yes: malformed UTF-8 is refused before the verb is looked at (Postfix).
+        assert c.cmd("\x01\x02\xff garbage".encode("latin-1")) == "500 5.5.2 Error: bad UTF-8 syntax"
         assert c.cmd("NOOP") == "250 2.0.0 Ok"
 
 
@@ -89,7 +91,6 @@ def test_not_offered_extensions(postern):
         assert c.cmd("STARTTLS") == "502 5.5.1 Error: command not implemented"
         assert c.cmd("AUTH PLAIN AGFAYg==") == "503 5.5.1 Error: authentication not enabled"
         assert c.cmd("ETRN example.org") == "502 5.5.1 Error: command not implemented"
-        assert c.cmd("BDAT 0 LAST") == "502 5.5.1 Error: command not implemented"
         assert c.cmd("HELP").startswith("214 2.0.0 ")
 
 
@@ -103,10 +104,10 @@ def test_mail_parameters(postern):
             "501 5.5.4 Bad message size syntax"
         assert c.cmd("MAIL FROM:<a@example.org> BODY=BINARYMIME").startswith("501 5.5.4 ")
         assert c.cmd("MAIL FROM:<a@example.org> FOO=bar") == "555 5.5.4 Unsupported option: FOO=bar"
-        assert c.cmd("MAIL FROM:<a@example.org> SMTPUTF8") == "555 5.5.4 Unsupported option: SMTPUTF8"
+        assert c.cmd("MAIL FROM:<a@example.org> SMTPUTF8=yes") == "555 5.5.4 Unsupported option: SMTPUTF8=yes"
         assert c.cmd("MAIL FROM:<a@example.org> SIZE=100000 BODY=8bitmime") == "250 2.1.0 Ok"
-        assert c.cmd("RCPT TO:<ptest1@localhost> NOTIFY=NEVER") == \
-            "555 5.5.4 Unsupported option: NOTIFY=NEVER"
+        assert c.cmd("RCPT TO:<ptest1@localhost> FOO=NEVER") == \
+            "555 5.5.4 Unsupported option: FOO=NEVER"
         assert c.cmd("RSET") == "250 2.0.0 Ok"
         assert c.cmd("MAIL FROM:<>") == "250 2.1.0 Ok"
 
