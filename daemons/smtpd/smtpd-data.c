@@ -379,6 +379,8 @@ static CommitJob *make_job(Session *s) {
         return j;
 }
 
+static void data_end_checked(Session *s, const char *rcpt, bool accepted);
+
 static void data_end(Session *s) {
         DataState *d = s->data;
         LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
@@ -409,6 +411,19 @@ static void data_end(Session *s) {
                 command_reset_transaction(s);
                 return;
         }
+        /* smtpd_end_of_data_restrictions: the commit goes on in data_end_checked(). */
+        smtpd_check_run(s, STAGE_EOD, s->n_rcpts == 1 ? s->rcpts[0] : NULL, data_end_checked);
+}
+
+static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
+        DataState *d = s->data;
+        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
+                        .sender = s->sender };
+
+        if (!accepted) {
+                command_reset_transaction(s);
+                return;
+        }
         CommitJob *j = make_job(s);
         if (!j) {
                 log_oom();
@@ -421,7 +436,7 @@ static void data_end(Session *s) {
 
         j->session = s;
         s->job = j;
-        s->phase = PHASE_COMMIT;
+        smtpd_check_set_phase(s, PHASE_COMMIT);
         command_reset_transaction(s);
         committer_submit(s->server->committer, j);
 }
