@@ -563,6 +563,8 @@ void command_greet(Session *s) {
 }
 
 void command_execute(Session *s, char *line, size_t len) {
+        if (forbid_pipelining(s, line, len))
+                return;
         if (memchr(line, '\0', len)) {
                 s->cmd_total[CMD_UNKNOWN]++;
                 s->last_cmd = "UNKNOWN";
@@ -592,8 +594,6 @@ void command_execute(Session *s, char *line, size_t len) {
 
         s->last_cmd = def->name;
         s->cmd_total[def->id]++;
-        if (forbid_pipelining(s, line, len))
-                return;
         if (s->access_denied && def->id != CMD_QUIT) {
                 session_reply(s, "503 5.7.0 Error: access denied for %s", s->id_text);
                 return;

@@ -144,7 +144,14 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         s->non_fqdn_code = code_param(c, listener, "non_fqdn_reject_code", 504);
         s->invalid_hostname_code = code_param(c, listener, "invalid_hostname_reject_code", 501);
         s->null_access_key = dup_param(c, listener, "smtpd_null_access_lookup_key");
-        s->reject_footer = dup_param(c, listener, "smtpd_reject_footer");
+        /* Unexpanded: $client_address and friends are filled in per reply (smtpd-access.c). */
+        _cleanup_free_ char *footer_name = NULL;
+        const char *footer = NULL;
+        if (listener && asprintf(&footer_name, "%s/smtpd_reject_footer", listener) >= 0)
+                footer = conf_get_raw(c, footer_name, NULL);
+        if (!footer)
+                footer = conf_get_raw(c, "smtpd_reject_footer", NULL);
+        s->reject_footer = strdup(strempty(footer));
         if (!s->null_access_key || !s->reject_footer)
                 return log_oom();
         _cleanup_strv_free_ char **pdms = conf_get_list(c, listener, "parent_domain_matches_subdomains");
