@@ -229,8 +229,10 @@ void smtpd_reply_reject(Session *s, CheckStage stage, const char *rcpt, const ch
 
 static int actions_add_bcc(MessageActions *a, const char *addr) {
         size_t n = 0;
-        while (a->bcc && a->bcc[n])
-                n++;
+        /* With smtpd_delay_reject the client/HELO/sender lists run at every RCPT: once is enough. */
+        for (; a->bcc && a->bcc[n]; n++)
+                if (strcaseeq(a->bcc[n], addr))
+                        return 0;
         char **v = reallocarray(a->bcc, n + 2, sizeof(char *));
         if (!v)
                 return -ENOMEM;
@@ -239,6 +241,21 @@ static int actions_add_bcc(MessageActions *a, const char *addr) {
                 return -ENOMEM;
         v[n + 1] = NULL;
         return 0;
+}
+
+/* Appends "text\n" unless the same line is there already (see actions_add_bcc). */
+static int prepend_once(StrBuf *b, const char *text) {
+        size_t len = strlen(text);
+        for (size_t i = 0; b->data && i + len < b->len; ) {
+                if (strncmp(b->data + i, text, len) == 0 && b->data[i + len] == '\n')
+                        return 0;
+                const char *nl = memchr(b->data + i, '\n', b->len - i);
+                if (!nl)
+                        break;
+                i = (size_t) (nl - b->data) + 1;
+        }
+        int r = strbuf_puts(b, text);
+        return r < 0 ? r : strbuf_puts(b, "\n");
 }
 
 static int set_text(char **field, const char *text) {
@@ -316,9 +333,7 @@ AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt,
                 case 3: r = set_text(&s->actions.redirect, text); break;
                 case 4: r = actions_add_bcc(&s->actions, text); break;
                 case 5:
-                        r = strbuf_puts(&s->actions.prepend, text);
-                        if (r >= 0)
-                                r = strbuf_puts(&s->actions.prepend, "\n");
+                        r = prepend_once(&s->actions.prepend, text);
                         break;
                 }
                 if (r < 0)
