@@ -238,6 +238,12 @@ const ParamDef param_table[] = {
                "Require <> around MAIL FROM / RCPT TO addresses and reject comments and phrases in them."),
         P_STR("syslog_name", "postern",
               "Accepted and ignored: Postern logs to the journal as postern/<role>, so the identifier is fixed."),
+        P_INT("unknown_address_reject_code", "450", 400, 599,
+              "SMTP code for reject_unknown_sender_domain and reject_unknown_recipient_domain when the domain does not resolve."),
+        P_INT("unknown_client_reject_code", "450", 400, 599,
+              "SMTP code for reject_unknown_client_hostname."),
+        P_INT("unknown_hostname_reject_code", "450", 400, 599,
+              "SMTP code for reject_unknown_helo_hostname."),
         P_INT("unknown_local_recipient_reject_code", "550", 400, 599,
               "SMTP code for a rejected unknown local recipient (450 while testing)."),
 };

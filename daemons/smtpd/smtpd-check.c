@@ -709,6 +709,11 @@ static void eval_done(SmtpdEval *e) {
         }
         if (!e->reply && e->stage == STAGE_RCPT && s->deferred_permit)
                 e->reply = strdup(s->deferred_permit);
+        if (e->reply && e->reply[0] == '5' && s->settings->soft_bounce) {
+                e->reply[0] = '4';   /* soft_bounce: "5.x.y" follows the reply code */
+                if (strlen(e->reply) > 4 && e->reply[4] == '5')
+                        e->reply[4] = '4';
+        }
         if (e->reply)
                 smtpd_reply_reject(s, e->stage, e->rcpt, e->reply);
         _cleanup_free_ char *rcpt = TAKE_PTR(e->rcpt);

@@ -136,6 +136,7 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         s->delay_reject = conf_get_bool(c, listener, "smtpd_delay_reject");
         s->reject_unlisted_sender = conf_get_bool(c, listener, "smtpd_reject_unlisted_sender");
         s->forbid_unauth_pipelining = conf_get_bool(c, listener, "smtpd_forbid_unauth_pipelining");
+        s->soft_bounce = conf_get_bool(c, listener, "soft_bounce");
         s->reject_code = code_param(c, listener, "reject_code", 554);
         s->defer_code = code_param(c, listener, "defer_code", 450);
         s->relay_code = code_param(c, listener, "relay_domains_reject_code", 554);

@@ -139,6 +139,7 @@ typedef struct SmtpdSettings {
         bool delay_reject;
         bool reject_unlisted_sender;
         bool forbid_unauth_pipelining;
+        bool soft_bounce;                  /* the engine's 5xx refusals become 4xx */
         bool parent_matches_access;        /* smtpd_access_maps in parent_domain_matches_subdomains */
         int reject_code, defer_code, relay_code, access_reject_code, access_defer_code;
         int non_fqdn_code, invalid_hostname_code;

@@ -629,3 +629,9 @@ def test_open_relay_forms_with_swaks(postern, to, reply):
     assert r.returncode != 0
     assert "<~  " + reply in r.stdout or "<** " + reply in r.stdout, r.stdout
     assert queue_ids(postern) == []
+
+
+def test_soft_bounce_turns_refusals_into_deferrals(postern):
+    start(postern, soft_bounce="yes")
+    with session(postern) as c:
+        assert c.cmd("RCPT TO:<u@remote.test>") == "454 4.7.1 <u@remote.test>: Relay access denied"
