@@ -775,7 +775,8 @@ static SmtpdEval *eval_new(Session *s, CheckStage stage, const char *rcpt) {
         case STAGE_RCPT:
                 if (st->delay_reject) {
                         e->classes[n++] = CLASS_CLIENT;
-                        e->classes[n++] = CLASS_HELO;
+                        if (s->helo)   /* as in Postfix: no HELO, no HELO restrictions */
+                                e->classes[n++] = CLASS_HELO;
                         e->classes[n++] = CLASS_SENDER;
                 }
                 e->classes[n++] = CLASS_RELAY;

@@ -635,3 +635,11 @@ def test_soft_bounce_turns_refusals_into_deferrals(postern):
     start(postern, soft_bounce="yes")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "454 4.7.1 <u@remote.test>: Relay access denied"
+
+
+def test_helo_restrictions_skipped_without_helo(postern):
+    start(postern, smtpd_helo_restrictions="reject")
+    with session(postern, helo=None) as c:
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
+    with session(postern) as c:
+        assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <client.test>: Helo command")
