@@ -1,7 +1,10 @@
 /* smtpd-checks-placeholder.c — stands in for smtpd-dnsbl.c and smtpd-policy.c (written in
  * parallel) so the restriction engine's asynchronous path builds and is tested: every DNS and
- * policy check answers "DUNNO", from a deferred event as the real ones do. The lead deletes
- * this file when the real implementations are merged. */
+ * policy check answers "DUNNO", from a deferred event as the real ones do (after
+ * $POSTERN_TEST_CHECK_DELAY_MS milliseconds when set, so tests can see a session wait). The lead
+ * deletes this file when the real implementations are merged. */
+#include <stdlib.h>
+
 #include "smtpd.h"
 #include "log/log.h"
 
@@ -24,12 +27,19 @@ static int on_defer(sd_event_source *src, void *userdata) {
         return 0;
 }
 
+static int on_time(sd_event_source *src, uint64_t usec, void *userdata) {
+        return on_defer(src, userdata);
+}
+
 static int start(Session *s, SmtpdCheckDone done, void *userdata, SmtpdCheck **ret) {
+        const char *delay = getenv("POSTERN_TEST_CHECK_DELAY_MS");
         SmtpdCheck *op = calloc(1, sizeof(SmtpdCheck));
         if (!op)
                 return -ENOMEM;
         *op = (SmtpdCheck) { .session = s, .done = done, .userdata = userdata };
-        int r = sd_event_add_defer(s->server->event, &op->source, on_defer, op);
+        int r = delay ? sd_event_add_time_relative(s->server->event, &op->source, CLOCK_MONOTONIC,
+                                                   (uint64_t) atoi(delay) * 1000, 0, on_time, op) :
+                sd_event_add_defer(s->server->event, &op->source, on_defer, op);
         if (r < 0) {
                 free(op);
                 return r;

@@ -643,3 +643,31 @@ def test_helo_restrictions_skipped_without_helo(postern):
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <client.test>: Helo command")
+
+
+def test_slow_check_holds_pipelined_commands(postern, monkeypatch):
+    monkeypatch.setenv("POSTERN_TEST_CHECK_DELAY_MS", "300")
+    start(postern, smtpd_recipient_restrictions="check_policy_service unix:private/policy, "
+          "check_recipient_access inline:{ptest2@localhost=REJECT}")
+    with session(postern, source="127.0.0.1") as c:
+        t0 = time.monotonic()
+        c.send("RCPT TO:<ptest1@localhost>\r\nRCPT TO:<ptest2@localhost>\r\nRSET\r\n")
+        assert c.text() == "250 2.1.5 Ok"
+        assert c.text().startswith("554 5.7.1 <ptest2@localhost>")
+        assert c.text() == "250 2.0.0 Ok"
+        assert time.monotonic() - t0 >= 0.55   # two checks, one after the other
+
+
+def test_client_gone_while_check_waits_cancels_it(postern, monkeypatch):
+    monkeypatch.setenv("POSTERN_TEST_CHECK_DELAY_MS", "500")
+    start(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example")
+    for _ in range(5):
+        c = session(postern)
+        c.send("RCPT TO:<ptest1@localhost>\r\n")
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()   # RST: the session ends while its check is pending
+    time.sleep(1)
+    assert postern.running("smtpd")
+    with session(postern) as c:
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
+    postern.wait_log("smtpd", r"lost connection after RCPT from localhost\[127\.0\.0\.2\]")
