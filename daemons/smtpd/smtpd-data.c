@@ -412,7 +412,10 @@ static void data_end(Session *s) {
                 return;
         }
         /* smtpd_end_of_data_restrictions: the commit goes on in data_end_checked(). */
-        smtpd_check_run(s, STAGE_EOD, s->n_rcpts == 1 ? s->rcpts[0] : NULL, data_end_checked);
+        if (s->listener->kind == LISTENER_SUBMIT)
+                data_end_checked(s, NULL, true);
+        else
+                smtpd_check_run(s, STAGE_EOD, s->n_rcpts == 1 ? s->rcpts[0] : NULL, data_end_checked);
 }
 
 static void data_end_checked(Session *s, const char *rcpt, bool accepted) {

@@ -671,3 +671,16 @@ def test_client_gone_while_check_waits_cancels_it(postern, monkeypatch):
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
     postern.wait_log("smtpd", r"lost connection after RCPT from localhost\[127\.0\.0\.2\]")
+
+
+def test_submit_listener_has_no_restrictions(postern):
+    start(postern, smtpd_client_restrictions="reject", smtpd_recipient_restrictions="reject",
+          smtpd_data_restrictions="reject", smtpd_end_of_data_restrictions="reject")
+    with Raw(path=postern.submit_path) as c:
+        assert c.greeting[0] == 220
+        assert c.cmd("EHLO localhost").startswith("250")
+        assert c.cmd("MAIL FROM:<ptest1@localhost>") == "250 2.1.0 Ok"
+        assert c.cmd("RCPT TO:<u@remote.test>") == "250 2.1.5 Ok"
+        assert c.cmd("DATA").startswith("354")
+        assert c.cmd("Subject: x\r\n\r\nbody\r\n.").startswith("250 2.0.0 Ok")
+    assert len(queue_ids(postern)) == 1
