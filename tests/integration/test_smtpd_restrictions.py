@@ -684,3 +684,27 @@ def test_submit_listener_has_no_restrictions(postern):
         assert c.cmd("DATA").startswith("354")
         assert c.cmd("Subject: x\r\n\r\nbody\r\n.").startswith("250 2.0.0 Ok")
     assert len(queue_ids(postern)) == 1
+
+
+def test_no_delay_reject_defer_if_permit_answers_at_rcpt(postern):
+    start(postern, smtpd_delay_reject="no", smtpd_client_restrictions="defer_if_permit")
+    with session(postern) as c:   # greeting, EHLO and MAIL pass
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == \
+            "450 4.7.1 <localhost[127.0.0.2]>: Client host rejected: Access denied"
+
+
+def test_reverse_client_hostname_access(postern):
+    start(postern, smtpd_client_restrictions="check_reverse_client_hostname_access inline:{ {localhost=REJECT by name}, "
+          "127.0.0.2=OK}")
+    with session(postern) as c:
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == \
+            "554 5.7.1 <localhost[127.0.0.2]>: Client host rejected: by name"
+
+
+def test_dnswl_permit_answer_and_unknown_checks_are_resumable(postern):
+    start(postern, smtpd_client_restrictions="permit_dnswl_client list.dnswl.example, reject_unknown_client_hostname, "
+          "reject_unknown_reverse_client_hostname, reject_rhsbl_client dbl.example, "
+          "reject_rhsbl_reverse_client dbl.example, reject_rhsbl_helo dbl.example, reject_unknown_helo_hostname",
+          smtpd_sender_restrictions="reject_unknown_sender_domain, warn_if_reject, reject_rbl_client zen.example, reject")
+    with session(postern) as c:
+        assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <s@example.org>: Sender address rejected")
