@@ -347,8 +347,9 @@ void smtpd_restrictions_done(RestrictionList *l);
 int smtpd_restriction_classes_build(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_restriction_classes_free(SmtpdSettings *s);
 bool smtpd_restrictions_can_refuse(const RestrictionList *l);
-/* Checks one recipient synchronously (VRFY; no asynchronous elements): 0 when accepted, or
- * sets *ret_reply (allocated) and returns 1. */
+/* smtpd-check.c: checks one recipient synchronously against the relay and recipient lists
+ * (VRFY; asynchronous elements are skipped): 0 when accepted, or sets *ret_reply (allocated)
+ * and returns 1. */
 int smtpd_check_recipient(Session *s, const char *local, const char *domain, const char *external,
                           char **ret_reply);
 /* VRFY: 1 known, 0 unknown, <0 lookup error. */
