@@ -216,6 +216,10 @@ static char **keys_address(SmtpdEval *e, const Address *a, bool null_sender) {
                         ok = keys_domain(e, &keys, &n, a->domain, "");
                 if (ok)
                         ok = key_add(&keys, &n, a->local, "@", "");
+                if (ok && cut > 0 && a->local[cut]) {
+                        _cleanup_free_ char *base = strndup(a->local, cut);
+                        ok = base && key_add(&keys, &n, base, "@", "");
+                }
         }
         if (!ok) {
                 strv_free(keys);

@@ -708,3 +708,17 @@ def test_dnswl_permit_answer_and_unknown_checks_are_resumable(postern):
           smtpd_sender_restrictions="reject_unknown_sender_domain, warn_if_reject, reject_rbl_client zen.example, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <s@example.org>: Sender address rejected")
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("user+tag@example.org REJECT full\nuser@example.org REJECT base\n", "full"),
+    ("user@example.org REJECT base\nexample.org REJECT domain\n", "base"),
+    ("user+tag@ REJECT local\nuser@ REJECT local base\n", "local"),
+    ("user@ REJECT local base\n", "local base"),
+])
+def test_recipient_delimiter_lookup_order(postern, text, expect):
+    t = table(postern, "senders", text)
+    start(postern, recipient_delimiter="+", smtpd_sender_restrictions=f"check_sender_access {t}")
+    with session(postern, sender="user+tag@example.org") as c:
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == \
+            f"554 5.7.1 <user+tag@example.org>: Sender address rejected: {expect}"
