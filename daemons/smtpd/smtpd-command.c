@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "smtpd.h"
 #include "log/log.h"
@@ -54,6 +55,9 @@ void command_reset_transaction(Session *s) {
         data_state_free(s->data);
         s->data = NULL;
         message_actions_reset(&s->actions);
+        s->rcpt_pending_notify = 0;
+        free(s->rcpt_pending_orcpt);
+        s->rcpt_pending_orcpt = NULL;
 }
 
 void message_actions_reset(MessageActions *a) {
@@ -225,9 +229,12 @@ static bool ehlo_hidden(Session *s, unsigned bit) {
         return command_ehlo_discard(s) & bit;
 }
 
-static bool cmd_ehlo(Session *s, char *arg) {
-        if (!set_helo(s, arg, "EHLO"))
-                return false;
+static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
+        if (!accepted) {
+                free(s->helo);   /* a refused name is not remembered, as in Postfix */
+                s->helo = NULL;
+                return;
+        }
         s->esmtp = true;
 
         unsigned discard = command_ehlo_discard(s);
@@ -264,15 +271,40 @@ static bool cmd_ehlo(Session *s, char *arg) {
                 session_reply_raw(s, line);
         }
         s->last_code = 250;
-        return true;
+        s->cmd_ok[CMD_EHLO]++;
+}
+
+static bool cmd_ehlo(Session *s, char *arg) {
+        if (!set_helo(s, arg, "EHLO"))
+                return false;
+        s->esmtp = true;
+        if (s->listener->kind == LISTENER_SUBMIT)
+                ehlo_finish(s, NULL, true);
+        else
+                smtpd_check_run(s, STAGE_HELO, NULL, ehlo_finish);
+        return false;   /* counted by ehlo_finish */
+}
+
+static void helo_finish(Session *s, const char *rcpt, bool accepted) {
+        if (!accepted) {
+                free(s->helo);
+                s->helo = NULL;
+                return;
+        }
+        s->esmtp = false;
+        session_reply(s, "250 %s", s->settings->myhostname);
+        s->cmd_ok[CMD_HELO]++;
 }
 
 static bool cmd_helo(Session *s, char *arg) {
         if (!set_helo(s, arg, "HELO"))
                 return false;
         s->esmtp = false;
-        session_reply(s, "250 %s", s->settings->myhostname);
-        return true;
+        if (s->listener->kind == LISTENER_SUBMIT)
+                helo_finish(s, NULL, true);
+        else
+                smtpd_check_run(s, STAGE_HELO, NULL, helo_finish);
+        return false;   /* counted by helo_finish */
 }
 
 /* Parses the path after FROM:/TO: and qualifies a bare local part with $myorigin. */
@@ -307,6 +339,16 @@ static bool has_8bit(const char *p, const char *end) {
                 if ((unsigned char) *p >= 0x80)
                         return true;
         return false;
+}
+
+static void mail_finish(Session *s, const char *rcpt, bool accepted) {
+        if (!accepted) {
+                command_reset_transaction(s);
+                return;
+        }
+        s->in_mail = true;
+        session_reply(s, "250 2.1.0 Ok");
+        s->cmd_ok[CMD_MAIL]++;
 }
 
 enum { DSN_RET_FULL = 1, DSN_RET_HDRS = 2 };   /* QueueMessage.ret */
@@ -444,9 +486,11 @@ static bool cmd_mail(Session *s, char *arg) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return false;
         }
-        s->in_mail = true;
-        session_reply(s, "250 2.1.0 Ok");
-        return true;
+        if (s->listener->kind == LISTENER_SUBMIT)
+                mail_finish(s, NULL, true);
+        else
+                smtpd_check_run(s, STAGE_MAIL, NULL, mail_finish);
+        return false;   /* counted by mail_finish */
 }
 
 static void log_reject(Session *s, const char *cmd, const char *reply, const char *rcpt) {
@@ -557,13 +601,56 @@ static bool rcpt_params(Session *s, char *params, unsigned *ret_notify, char **r
         return true;
 }
 
+static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
+        _cleanup_free_ char *orcpt = TAKE_PTR(s->rcpt_pending_orcpt);
+        unsigned notify = s->rcpt_pending_notify;
+
+        s->rcpt_pending_notify = 0;
+        if (!accepted)
+                return;
+        char **n = realloc(s->rcpts, (s->n_rcpts + 1) * sizeof(char *));
+        if (n)
+                s->rcpts = n;
+        char **o = n ? realloc(s->rcpt_orcpts, (s->n_rcpts + 1) * sizeof(char *)) : NULL;
+        if (o)
+                s->rcpt_orcpts = o;
+        unsigned *nt = o ? realloc(s->rcpt_notify, (s->n_rcpts + 1) * sizeof(unsigned)) : NULL;
+        if (!nt) {
+                session_reply(s, "451 4.3.0 Error: out of memory");
+                return;
+        }
+        s->rcpt_notify = nt;
+        s->rcpt_notify[s->n_rcpts] = notify;
+        s->rcpt_orcpts[s->n_rcpts] = TAKE_PTR(orcpt);
+        s->rcpts[s->n_rcpts] = strdup(rcpt);
+        if (!s->rcpts[s->n_rcpts]) {
+                free(s->rcpt_orcpts[s->n_rcpts]);
+                session_reply(s, "451 4.3.0 Error: out of memory");
+                return;
+        }
+        s->n_rcpts++;
+
+
+        if (!s->queue_id[0]) {
+                queue_id_new(s->queue_id);
+                LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
+                                .sender = s->sender };
+                if (s->listener->kind == LISTENER_SUBMIT)
+                        log_fields(LOG_INFO, &f, "%s: uid=%ld from=<%s>", s->queue_id,
+                                   (long) (int) s->uid, s->sender);
+                else
+                        log_fields(LOG_INFO, &f, "%s: client=%s", s->queue_id, s->id_text);
+        }
+        session_reply(s, "250 2.1.5 Ok");
+        s->cmd_ok[CMD_RCPT]++;
+}
+
 static bool cmd_rcpt(Session *s, char *arg) {
         _cleanup_address_free_ Address *a = NULL;
-        _cleanup_free_ char *reply = NULL, *orcpt = NULL;
+        _cleanup_free_ char *orcpt = NULL;
         const char *reason = NULL;
         char *params = NULL;
         unsigned notify = 0;
-        int r;
 
         if (need_helo(s))
                 return false;
@@ -597,53 +684,26 @@ static bool cmd_rcpt(Session *s, char *arg) {
                 return false;
         }
 
-        if (s->listener->kind != LISTENER_SUBMIT) {
-                r = smtpd_check_recipient(s, a->local, a->domain, a->external, &reply);
-                if (r != 0) {
-                        if (!reply) {
-                                session_reply(s, "451 4.3.0 Error: out of memory");
-                                return false;
-                        }
-                        session_reply(s, "%s", reply);
-                        log_reject(s, "RCPT", reply, a->external);
-                        return false;
-                }
-        }
+        /* NOTIFY/ORCPT wait with the session until the recipient restrictions have answered. */
+        s->rcpt_pending_notify = notify;
+        free(s->rcpt_pending_orcpt);
+        s->rcpt_pending_orcpt = TAKE_PTR(orcpt);
+        if (s->listener->kind == LISTENER_SUBMIT)
+                rcpt_finish(s, a->external, true);
+        else
+                smtpd_check_run(s, STAGE_RCPT, a->external, rcpt_finish);
+        return false;   /* counted by rcpt_finish */
+}
 
-        char **n = realloc(s->rcpts, (s->n_rcpts + 1) * sizeof(char *));
-        if (n)
-                s->rcpts = n;
-        char **o = n ? realloc(s->rcpt_orcpts, (s->n_rcpts + 1) * sizeof(char *)) : NULL;
-        if (o)
-                s->rcpt_orcpts = o;
-        unsigned *nt = o ? realloc(s->rcpt_notify, (s->n_rcpts + 1) * sizeof(unsigned)) : NULL;
-        if (!nt) {
+static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
+        if (!accepted)
+                return;
+        if (data_begin(s) < 0) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
-                return false;
+                return;
         }
-        s->rcpt_notify = nt;
-        s->rcpt_notify[s->n_rcpts] = notify;
-        s->rcpt_orcpts[s->n_rcpts] = TAKE_PTR(orcpt);
-        s->rcpts[s->n_rcpts] = strdup(a->external);
-        if (!s->rcpts[s->n_rcpts]) {
-                free(s->rcpt_orcpts[s->n_rcpts]);
-                session_reply(s, "451 4.3.0 Error: out of memory");
-                return false;
-        }
-        s->n_rcpts++;
-
-        if (!s->queue_id[0]) {
-                queue_id_new(s->queue_id);
-                LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
-                                .sender = s->sender };
-                if (s->listener->kind == LISTENER_SUBMIT)
-                        log_fields(LOG_INFO, &f, "%s: uid=%ld from=<%s>", s->queue_id,
-                                   (long) (int) s->uid, s->sender);
-                else
-                        log_fields(LOG_INFO, &f, "%s: client=%s", s->queue_id, s->id_text);
-        }
-        session_reply(s, "250 2.1.5 Ok");
-        return true;
+        session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+        smtpd_check_set_phase(s, PHASE_DATA);
 }
 
 static bool cmd_data(Session *s, char *arg) {
@@ -665,12 +725,10 @@ static bool cmd_data(Session *s, char *arg) {
                 session_reply(s, "554 5.5.1 Error: no valid recipients");
                 return false;
         }
-        if (data_begin(s) < 0) {
-                session_reply(s, "451 4.3.0 Error: out of memory");
-                return false;
-        }
-        session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-        s->phase = PHASE_DATA;
+        if (s->listener->kind == LISTENER_SUBMIT)
+                data_cmd_finish(s, NULL, true);
+        else
+                smtpd_check_run(s, STAGE_DATA, s->n_rcpts == 1 ? s->rcpts[0] : NULL, data_cmd_finish);
         return false;   /* counted as ok when the message is queued */
 }
 
@@ -779,7 +837,72 @@ static const CommandDef commands[] = {
         { "BDAT", CMD_BDAT, bdat_command, false },
 };
 
+/* RFC 2920: these commands end a pipelined group; input after them, or any pipelining by a client
+ * that was not offered PIPELINING (no EHLO yet, or HELO), is "unauthorised pipelining". */
+static bool ends_group(SmtpCmd id) {
+        switch (id) {
+        case CMD_EHLO: case CMD_HELO: case CMD_DATA: case CMD_VRFY: case CMD_NOOP: case CMD_QUIT:
+        case CMD_STARTTLS: case CMD_AUTH: case CMD_ETRN:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* smtpd_forbid_unauth_pipelining: answers 554 and disconnects; true when it did. */
+static bool forbid_pipelining(Session *s, const char *pending, size_t len) {
+        if (!s->ill_pipelining || !s->settings->forbid_unauth_pipelining || s->listener->kind == LISTENER_SUBMIT)
+                return false;
+        size_t show = strcspn(pending, "\r\n");
+        log_info("improper command pipelining after %s from %s: %.*s", s->ill_after, s->id_text,
+                 (int) MIN(MIN(show, len), (size_t) 100), pending);
+        session_reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
+        command_reset_transaction(s);
+        strbuf_reset(&s->in);
+        session_close_after_flush(s);
+        return true;
+}
+
+static void note_pipelining(Session *s, const CommandDef *def) {
+        if (s->ill_pipelining || s->listener->kind == LISTENER_SUBMIT || s->in.len == 0 || def->id == CMD_QUIT)
+                return;
+        if (!ends_group(def->id) && s->esmtp)
+                return;
+        s->ill_pipelining = true;
+        s->ill_after = def->name;
+        /* Message content sent before the 354 reply is checked here: nothing follows to trip
+         * the check at the next command. */
+        if (def->id == CMD_DATA && s->phase == PHASE_DATA)
+                (void) forbid_pipelining(s, s->in.data, s->in.len);
+}
+
+static void greet_finish(Session *s, const char *rcpt, bool accepted) {
+        if (!accepted) {
+                /* Client restrictions refused the client at connect (smtpd_delay_reject = no). */
+                free(s->access_denied);
+                s->access_denied = strdup("denied");
+                return;
+        }
+        session_reply(s, "220 %s", s->settings->banner);
+}
+
+void command_greet(Session *s) {
+        char c;
+        if (s->listener->kind == LISTENER_SUBMIT) {
+                greet_finish(s, NULL, true);
+                return;
+        }
+        /* Input before the greeting is the first pipelining violation a client can commit. */
+        if (recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+                s->ill_pipelining = true;
+                s->ill_after = "CONNECT";
+        }
+        smtpd_check_run(s, STAGE_CONNECT, NULL, greet_finish);
+}
+
 void command_execute(Session *s, char *line, size_t len) {
+        if (forbid_pipelining(s, line, len))
+                return;
         if (memchr(line, '\0', len)) {
                 s->cmd_total[CMD_UNKNOWN]++;
                 s->last_cmd = "UNKNOWN";
@@ -815,6 +938,10 @@ void command_execute(Session *s, char *line, size_t len) {
 
         s->last_cmd = def->name;
         s->cmd_total[def->id]++;
+        if (s->access_denied && def->id != CMD_QUIT) {
+                session_reply(s, "503 5.7.0 Error: access denied for %s", s->id_text);
+                return;
+        }
         if (def->junk && ++s->junk_count > s->settings->junk_command_limit) {
                 log_info("too many junk commands after %s from %s", def->name, s->id_text);
                 session_reply(s, "421 4.7.0 %s Error: too many errors", s->settings->myhostname);
@@ -823,4 +950,5 @@ void command_execute(Session *s, char *line, size_t len) {
         }
         if (def->fn(s, arg))
                 s->cmd_ok[def->id]++;
+        note_pipelining(s, def);
 }

@@ -417,6 +417,8 @@ static CommitJob *make_job(Session *s) {
         return j;
 }
 
+static void data_end_checked(Session *s, const char *rcpt, bool accepted);
+
 void data_finish(Session *s) {
         DataState *d = s->data;
         LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
@@ -460,6 +462,22 @@ void data_finish(Session *s) {
                 command_reset_transaction(s);
                 return;
         }
+        /* smtpd_end_of_data_restrictions: the commit goes on in data_end_checked(). */
+        if (s->listener->kind == LISTENER_SUBMIT)
+                data_end_checked(s, NULL, true);
+        else
+                smtpd_check_run(s, STAGE_EOD, s->n_rcpts == 1 ? s->rcpts[0] : NULL, data_end_checked);
+}
+
+static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
+        DataState *d = s->data;
+        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
+                        .sender = s->sender };
+
+        if (!accepted) {
+                command_reset_transaction(s);
+                return;
+        }
         CommitJob *j = make_job(s);
         int ra = j ? commit_apply_actions(s, j) : -ENOMEM;
         if (ra < 0) {
@@ -476,8 +494,8 @@ void data_finish(Session *s) {
                 log_fields(LOG_INFO, &f, "%s: message-id=%s", s->queue_id, d->message_id);
         if (ra == 1) {
                 /* DISCARD: the client is told it was queued; nothing is stored. */
+                s->cmd_ok[j->cmd]++;
                 commit_job_free(j);
-                s->cmd_ok[CMD_DATA]++;
                 session_reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
                 command_reset_transaction(s);
                 return;
@@ -485,7 +503,7 @@ void data_finish(Session *s) {
 
         j->session = s;
         s->job = j;
-        s->phase = PHASE_COMMIT;
+        smtpd_check_set_phase(s, PHASE_COMMIT);
         command_reset_transaction(s);
         committer_submit(s->server->committer, j);
 }

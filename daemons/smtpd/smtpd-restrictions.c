@@ -1,14 +1,12 @@
-/* smtpd-restrictions.c — relay control and recipient validation at RCPT time.
+/* smtpd-restrictions.c — compiling the restriction lists, and the address and domain tests
+ * they share.
  *
- * smtpd_client_restrictions, smtpd_helo_restrictions and smtpd_sender_restrictions (all at RCPT
- * time, as with Postfix's default smtpd_delay_reject = yes), then smtpd_relay_restrictions and
- * smtpd_recipient_restrictions, are evaluated in order; each
- * element either decides (permit ends that list, reject/defer answer the client) or passes to
- * the next. Supported: permit_mynetworks, permit_sasl_authenticated (never true without SASL),
- * reject_unauth_destination, defer_unauth_destination, reject_unlisted_recipient, permit,
- * reject, defer. The lists are compiled into enum arrays when the settings are built: an unknown
- * element is a configuration error at start or reload (Postfix answers 451 4.3.5 at run time
- * instead). A configuration in which neither list can ever refuse relaying answers 451 4.3.5.
+ * Each smtpd_*_restrictions parameter (and each class named in smtpd_restriction_classes) is
+ * compiled once, when the settings are built, into an array of elements: the element kind, its
+ * argument (check_*_access opens its table here; DNS zones and policy services are kept as
+ * text) or a reference to a named class. An unknown word or a missing argument is a
+ * configuration error naming parameter and word, at start or reload (Postfix answers 451 4.3.5
+ * at run time instead). Evaluation is in smtpd-check.c, access(5) actions in smtpd-access.c.
  *
  * Address lists (mynetworks, smtpd_forbid_bare_newline_exclusions) take addresses,
  * address/prefix, [ipv6]/prefix and type:table entries (looked up with the client address, e.g.
@@ -19,7 +17,8 @@
  * in relay_domains (also its subdomains: Postfix's parent_domain_matches_subdomains default).
  * Address literals ([127.0.0.1]) are never local here, so they are relayed only for clients
  * that may relay anyway. Routing syntax inside local parts (user%host, host!user, "user@host")
- * is never interpreted: such addresses are local parts that fail the local recipient check. */
+ * is never interpreted (allow_percent_hack, swap_bangpath and resolve_dequoted_address in their
+ * safe settings): such addresses are local parts that fail the local recipient check. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -212,202 +211,200 @@ int smtpd_local_user_known(Session *s, const char *local) {
         return r;
 }
 
-typedef enum Verdict { VERDICT_DUNNO, VERDICT_PERMIT, VERDICT_REPLY } Verdict;
 
-static const char *const restriction_names[] = {
-        [RESTRICT_PERMIT_MYNETWORKS] = "permit_mynetworks",
-        [RESTRICT_PERMIT_SASL_AUTHENTICATED] = "permit_sasl_authenticated",
-        [RESTRICT_REJECT_UNAUTH_DESTINATION] = "reject_unauth_destination",
-        [RESTRICT_DEFER_UNAUTH_DESTINATION] = "defer_unauth_destination",
-        [RESTRICT_REJECT_UNLISTED_RECIPIENT] = "reject_unlisted_recipient",
-        [RESTRICT_PERMIT] = "permit",
-        [RESTRICT_REJECT] = "reject",
-        [RESTRICT_DEFER] = "defer",
+typedef enum ArgType { ARG_NONE, ARG_TABLE, ARG_TEXT } ArgType;
+
+typedef struct ElementDef {
+        const char *name;
+        Restriction kind;
+        ArgType arg;
+} ElementDef;
+
+static const ElementDef elements[] = {
+        { "permit_mynetworks", RESTRICT_PERMIT_MYNETWORKS, ARG_NONE },
+        { "permit_sasl_authenticated", RESTRICT_PERMIT_SASL_AUTHENTICATED, ARG_NONE },
+        { "reject_unauth_destination", RESTRICT_REJECT_UNAUTH_DESTINATION, ARG_NONE },
+        { "defer_unauth_destination", RESTRICT_DEFER_UNAUTH_DESTINATION, ARG_NONE },
+        { "permit_auth_destination", RESTRICT_PERMIT_AUTH_DESTINATION, ARG_NONE },
+        { "reject_unlisted_recipient", RESTRICT_REJECT_UNLISTED_RECIPIENT, ARG_NONE },
+        { "check_recipient_maps", RESTRICT_REJECT_UNLISTED_RECIPIENT, ARG_NONE },
+        { "reject_unlisted_sender", RESTRICT_REJECT_UNLISTED_SENDER, ARG_NONE },
+        { "permit", RESTRICT_PERMIT, ARG_NONE },
+        { "reject", RESTRICT_REJECT, ARG_NONE },
+        { "defer", RESTRICT_DEFER, ARG_NONE },
+        { "defer_if_permit", RESTRICT_DEFER_IF_PERMIT, ARG_NONE },
+        { "defer_if_reject", RESTRICT_DEFER_IF_REJECT, ARG_NONE },
+        { "warn_if_reject", RESTRICT_WARN_IF_REJECT, ARG_NONE },
+        { "reject_non_fqdn_helo_hostname", RESTRICT_REJECT_NON_FQDN_HELO, ARG_NONE },
+        { "reject_non_fqdn_hostname", RESTRICT_REJECT_NON_FQDN_HELO, ARG_NONE },
+        { "reject_invalid_helo_hostname", RESTRICT_REJECT_INVALID_HELO, ARG_NONE },
+        { "reject_invalid_hostname", RESTRICT_REJECT_INVALID_HELO, ARG_NONE },
+        { "reject_non_fqdn_sender", RESTRICT_REJECT_NON_FQDN_SENDER, ARG_NONE },
+        { "reject_non_fqdn_recipient", RESTRICT_REJECT_NON_FQDN_RECIPIENT, ARG_NONE },
+        { "check_client_access", RESTRICT_CHECK_CLIENT_ACCESS, ARG_TABLE },
+        { "check_reverse_client_hostname_access", RESTRICT_CHECK_REVERSE_CLIENT_ACCESS, ARG_TABLE },
+        { "check_helo_access", RESTRICT_CHECK_HELO_ACCESS, ARG_TABLE },
+        { "check_sender_access", RESTRICT_CHECK_SENDER_ACCESS, ARG_TABLE },
+        { "check_recipient_access", RESTRICT_CHECK_RECIPIENT_ACCESS, ARG_TABLE },
+        { "reject_sender_login_mismatch", RESTRICT_SENDER_LOGIN_MISMATCH, ARG_NONE },
+        { "reject_authenticated_sender_login_mismatch", RESTRICT_AUTH_SENDER_LOGIN_MISMATCH, ARG_NONE },
+        { "reject_known_sender_login_mismatch", RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH, ARG_NONE },
+        { "reject_unauthenticated_sender_login_mismatch", RESTRICT_UNAUTH_SENDER_LOGIN_MISMATCH, ARG_NONE },
+        { "reject_unauth_pipelining", RESTRICT_REJECT_UNAUTH_PIPELINING, ARG_NONE },
+        { "reject_rbl_client", RESTRICT_DNS, ARG_TEXT },
+        { "reject_rhsbl_client", RESTRICT_DNS, ARG_TEXT },
+        { "reject_rhsbl_reverse_client", RESTRICT_DNS, ARG_TEXT },
+        { "reject_rhsbl_sender", RESTRICT_DNS, ARG_TEXT },
+        { "reject_rhsbl_helo", RESTRICT_DNS, ARG_TEXT },
+        { "reject_rhsbl_recipient", RESTRICT_DNS, ARG_TEXT },
+        { "permit_dnswl_client", RESTRICT_DNS, ARG_TEXT },
+        { "reject_unknown_sender_domain", RESTRICT_DNS, ARG_NONE },
+        { "reject_unknown_recipient_domain", RESTRICT_DNS, ARG_NONE },
+        { "reject_unknown_helo_hostname", RESTRICT_DNS, ARG_NONE },
+        { "reject_unknown_client_hostname", RESTRICT_DNS, ARG_NONE },
+        { "reject_unknown_client", RESTRICT_DNS, ARG_NONE },
+        { "reject_unknown_reverse_client_hostname", RESTRICT_DNS, ARG_NONE },
+        { "check_policy_service", RESTRICT_POLICY, ARG_TEXT },
 };
 
-int smtpd_restrictions_compile(const char *param, char **names, RestrictionList *ret) {
-        size_t n = 0;
-        for (char **i = names; i && *i; i++)
-                n++;
-        Restriction *v = calloc(n ? n : 1, sizeof(Restriction));
-        if (!v)
-                return log_oom();
-        for (size_t k = 0; k < n; k++) {
-                size_t j = 0;
-                while (j < ELEMENTSOF(restriction_names) && !strcaseeq(names[k], restriction_names[j]))
-                        j++;
-                if (j == ELEMENTSOF(restriction_names)) {
-                        free(v);
-                        return log_error_errno(-EINVAL, "%s: unknown restriction \"%s\" (supported: "
-                                               "permit_mynetworks, permit_sasl_authenticated, "
-                                               "reject_unauth_destination, defer_unauth_destination, "
-                                               "reject_unlisted_recipient, permit, reject, defer)",
-                                               param, names[k]);
-                }
-                v[k] = (Restriction) j;
+void smtpd_restrictions_done(RestrictionList *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                free(l->v[i].arg);
+                table_free(l->v[i].table);
         }
-        *ret = (RestrictionList) { .v = v, .n = n };
+        free(l->v);
+        *l = (RestrictionList) {};
+}
+
+static int compile_word(const char *param, char **words, size_t *k, const RestrictionClass *classes,
+                        size_t n_classes, RestrictionElem *ret) {
+        const char *w = words[*k];
+        RestrictionElem e = {};
+
+        for (size_t c = 0; c < n_classes; c++)
+                if (streq(w, classes[c].name)) {
+                        e.kind = RESTRICT_CLASS;
+                        e.name = classes[c].name;
+                        e.class_index = c;
+                        *ret = e;
+                        return 0;
+                }
+        const ElementDef *d = NULL;
+        for (size_t j = 0; j < ELEMENTSOF(elements); j++)
+                if (strcaseeq(w, elements[j].name)) {
+                        d = &elements[j];
+                        break;
+                }
+        if (!d)
+                return log_error_errno(-EINVAL, "%s: unknown restriction \"%s\"", param, w);
+        e.kind = d->kind;
+        e.name = d->name;
+        if (d->arg != ARG_NONE) {
+                const char *arg = words[*k + 1];
+                if (!arg)
+                        return log_error_errno(-EINVAL, "%s: restriction \"%s\" needs an argument",
+                                               param, w);
+                (*k)++;
+                if (d->arg == ARG_TABLE) {
+                        _cleanup_free_ char *why = NULL;
+                        int r = table_open(arg, 0, &e.table, &why);
+                        if (r < 0)
+                                return log_error_errno(r, "%s: %s: cannot open table \"%s\": %s", param,
+                                                       w, arg, why ? why : "failed");
+                } else if (!(e.arg = strdup(arg)))
+                        return log_oom();
+        }
+        *ret = e;
         return 0;
 }
 
+int smtpd_restrictions_compile(const char *param, char **words, const RestrictionClass *classes,
+                               size_t n_classes, RestrictionList *ret) {
+        RestrictionList l = {};
+        size_t n = 0;
+        int r = 0;
+
+        for (char **i = words; i && *i; i++)
+                n++;
+        l.v = calloc(n ? n : 1, sizeof(RestrictionElem));
+        if (!l.v)
+                return log_oom();
+        for (size_t k = 0; k < n; k++) {
+                r = compile_word(param, words, &k, classes, n_classes, &l.v[l.n]);
+                if (r < 0)
+                        break;
+                l.n++;
+        }
+        if (r < 0) {
+                smtpd_restrictions_done(&l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+void smtpd_restriction_classes_free(SmtpdSettings *s) {
+        for (size_t i = 0; i < s->n_classes; i++) {
+                free(s->classes[i].name);
+                smtpd_restrictions_done(&s->classes[i].list);
+        }
+        free(s->classes);
+        s->classes = NULL;
+        s->n_classes = 0;
+}
+
+int smtpd_restriction_classes_build(Conf *c, const char *listener, SmtpdSettings *s) {
+        _cleanup_strv_free_ char **names = conf_get_list(c, listener, "smtpd_restriction_classes");
+        size_t n = 0;
+        int r;
+
+        if (!names)
+                return log_oom();
+        for (char **i = names; *i; i++)
+                n++;
+        if (n == 0)
+                return 0;
+        s->classes = calloc(n, sizeof(RestrictionClass));
+        if (!s->classes)
+                return log_oom();
+        /* All names first, so classes may refer to each other. */
+        for (size_t i = 0; i < n; i++) {
+                for (const ElementDef *d = elements; d < elements + ELEMENTSOF(elements); d++)
+                        if (strcaseeq(names[i], d->name))
+                                return log_error_errno(-EINVAL, "smtpd_restriction_classes: \"%s\" is the "
+                                                       "name of a restriction", names[i]);
+                if (!(s->classes[i].name = strdup(names[i])))
+                        return log_oom();
+                s->n_classes++;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const char *raw = conf_get_raw(c, names[i], NULL);
+                if (!raw)
+                        return log_error_errno(-EINVAL, "smtpd_restriction_classes: class \"%s\" has no "
+                                               "definition in main.cf", names[i]);
+                _cleanup_strv_free_ char **words = conf_get_list(c, listener, names[i]);
+                if (!words)
+                        return log_oom();
+                r = smtpd_restrictions_compile(names[i], words, s->classes, s->n_classes,
+                                               &s->classes[i].list);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Postfix's safety net: relay control needs one of these in the relay or recipient list. */
 bool smtpd_restrictions_can_refuse(const RestrictionList *l) {
         for (size_t i = 0; i < l->n; i++)
-                switch (l->v[i]) {
+                switch (l->v[i].kind) {
                 case RESTRICT_REJECT_UNAUTH_DESTINATION:
                 case RESTRICT_DEFER_UNAUTH_DESTINATION:
                 case RESTRICT_REJECT:
                 case RESTRICT_DEFER:
+                case RESTRICT_DEFER_IF_PERMIT:
                         return true;
                 default:
                         break;
                 }
         return false;
-}
-
-static int check_local_recipient(Session *s, const char *local, const char *external, char **ret_reply) {
-        int r = smtpd_local_user_known(s, local), k;
-        if (r > 0)
-                return 0;
-        if (r < 0) {
-                log_warning_errno(r, "local_recipient_maps lookup of \"%s\" failed: %m", local);
-                k = asprintf(ret_reply, "451 4.3.0 <%s>: Temporary lookup failure", external);
-        } else {
-                int code = s->settings->unknown_local_code;
-                k = asprintf(ret_reply, "%d %d.1.1 <%s>: Recipient address rejected: User unknown in local "
-                             "recipient table", code, code / 100, external);
-        }
-        if (k < 0) {
-                *ret_reply = NULL;
-                return -ENOMEM;
-        }
-        return 1;
-}
-
-/* What a list's own reject/defer refers to: "<%s>: Client host rejected" and so on. */
-typedef struct Stage {
-        const char *entity;
-        const char *label;
-} Stage;
-
-static Verdict reply_lookup_failure(const char *external, char **ret_reply) {
-        if (asprintf(ret_reply, "451 4.3.0 <%s>: Temporary lookup failure", external) < 0)
-                *ret_reply = NULL;
-        return VERDICT_REPLY;
-}
-
-static Verdict eval_list(Session *s, const RestrictionList *list, const Stage *stage, const char *local,
-                         const char *domain, const char *external, bool *checked_local, char **ret_reply) {
-        for (size_t i = 0; i < list->n; i++) {
-                Restriction e = list->v[i];
-                int err = 0, r;
-
-                switch (e) {
-                case RESTRICT_PERMIT_MYNETWORKS:
-                        r = smtpd_netlist_match(&s->settings->mynetworks, s);
-                        if (r < 0)
-                                return reply_lookup_failure(external, ret_reply);
-                        if (r > 0)
-                                return VERDICT_PERMIT;
-                        break;
-                case RESTRICT_PERMIT_SASL_AUTHENTICATED:
-                        break;
-                case RESTRICT_REJECT_UNAUTH_DESTINATION:
-                case RESTRICT_DEFER_UNAUTH_DESTINATION: {
-                        bool defer = e == RESTRICT_DEFER_UNAUTH_DESTINATION;
-                        bool ok = smtpd_domain_is_local(s, domain, &err);
-                        if (!ok && err == 0) {
-                                r = domain_list_match(&s->settings->relay_domains, domain);
-                                if (r < 0)
-                                        err = r;
-                                ok = r > 0;
-                        }
-                        if (err < 0) {
-                                log_warning_errno(err, "Domain lookup for %s failed: %m", domain);
-                                return reply_lookup_failure(external, ret_reply);
-                        }
-                        if (!ok) {
-                                if (asprintf(ret_reply, defer ? "454 4.7.1 <%s>: Relay access denied" :
-                                             "554 5.7.1 <%s>: Relay access denied", external) < 0)
-                                        *ret_reply = NULL;
-                                return VERDICT_REPLY;
-                        }
-                        break;
-                }
-                case RESTRICT_REJECT_UNLISTED_RECIPIENT: {
-                        if (*checked_local)
-                                break;
-                        bool local_dom = smtpd_domain_is_local(s, domain, &err);
-                        if (err < 0)
-                                return reply_lookup_failure(external, ret_reply);
-                        if (local_dom) {
-                                *checked_local = true;
-                                if (check_local_recipient(s, local, external, ret_reply) != 0)
-                                        return VERDICT_REPLY;
-                        }
-                        break;
-                }
-                case RESTRICT_PERMIT:
-                        return VERDICT_PERMIT;
-                case RESTRICT_REJECT:
-                        if (asprintf(ret_reply, "554 5.7.1 <%s>: %s rejected: Access denied",
-                                     stage->entity, stage->label) < 0)
-                                *ret_reply = NULL;
-                        return VERDICT_REPLY;
-                case RESTRICT_DEFER:
-                        if (asprintf(ret_reply, "450 4.7.1 <%s>: %s rejected: Access denied",
-                                     stage->entity, stage->label) < 0)
-                                *ret_reply = NULL;
-                        return VERDICT_REPLY;
-                }
-        }
-        return VERDICT_DUNNO;
-}
-
-int smtpd_check_recipient(Session *s, const char *local, const char *domain, const char *external,
-                          char **ret_reply) {
-        SmtpdSettings *st = s->settings;
-        bool checked_local = false;
-
-        *ret_reply = NULL;
-        if (!st->can_refuse_relay) {
-                log_warning("Neither smtpd_relay_restrictions nor smtpd_recipient_restrictions can refuse "
-                            "relaying (add reject_unauth_destination); refusing mail (451 4.3.5)");
-                *ret_reply = strdup("451 4.3.5 Server configuration error");
-                return 1;
-        }
-        /* smtpd_delay_reject = yes: client, HELO and sender restrictions are decided here too,
-         * in Postfix's order; a permit in one list ends only that list. */
-        const Stage stages[] = {
-                { s->id_text, "Client host" },
-                { strempty(s->helo), "Helo command" },
-                { strempty(s->sender), "Sender address" },
-                { external, "Recipient address" },
-                { external, "Recipient address" },
-        };
-        const RestrictionList *lists[] = { &st->client_restrictions, &st->helo_restrictions,
-                                           &st->sender_restrictions, &st->relay_restrictions,
-                                           &st->recipient_restrictions };
-        for (size_t i = 0; i < ELEMENTSOF(lists); i++)
-                if (eval_list(s, lists[i], &stages[i], local, domain, external, &checked_local, ret_reply) ==
-                    VERDICT_REPLY)
-                        return 1;
-
-        if (st->reject_unlisted_recipient && !checked_local) {
-                int err = 0;
-                bool local_dom = smtpd_domain_is_local(s, domain, &err);
-                if (err < 0) {
-                        if (asprintf(ret_reply, "451 4.3.0 <%s>: Temporary lookup failure", external) < 0)
-                                *ret_reply = NULL;
-                        return 1;
-                }
-                if (local_dom) {
-                        int r = check_local_recipient(s, local, external, ret_reply);
-                        if (r != 0) {
-                                if (r < 0)
-                                        *ret_reply = NULL;
-                                return 1;
-                        }
-                }
-        }
-        return 0;
 }

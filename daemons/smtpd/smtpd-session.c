@@ -116,7 +116,7 @@ int session_new(Listener *l, int fd) {
 
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
                    "connect from %s", s->id_text);
-        session_reply(s, "220 %s", s->settings->banner);
+        command_greet(s);
         (void) session_flush(s);
         return 0;
 }
@@ -148,6 +148,7 @@ void session_free(Session *s) {
         free(s->helo);
         free(s->sasl_username);
         free(s->sasl_method);
+        smtpd_check_session_done(s);
         smtpd_settings_unref(s->settings);
         free(s);
 }

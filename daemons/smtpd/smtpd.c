@@ -28,11 +28,18 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         free(s->myorigin);
         free(s->banner);
         free(s->recipient_delimiter);
-        free(s->client_restrictions.v);
-        free(s->helo_restrictions.v);
-        free(s->sender_restrictions.v);
-        free(s->relay_restrictions.v);
-        free(s->recipient_restrictions.v);
+        smtpd_restrictions_done(&s->client_restrictions);
+        smtpd_restrictions_done(&s->helo_restrictions);
+        smtpd_restrictions_done(&s->sender_restrictions);
+        smtpd_restrictions_done(&s->relay_restrictions);
+        smtpd_restrictions_done(&s->recipient_restrictions);
+        smtpd_restrictions_done(&s->data_restrictions);
+        smtpd_restrictions_done(&s->end_of_data_restrictions);
+        smtpd_restriction_classes_free(s);
+        free(s->null_access_key);
+        free(s->reject_footer);
+        table_list_free(s->reject_footer_maps);
+        table_list_free(s->sender_login_maps);
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
         domain_list_done(&s->mydestination);
@@ -50,11 +57,43 @@ static char *dup_param(Conf *c, const char *listener, const char *name) {
         return strdup(strempty(conf_get_listener(c, listener, name)));
 }
 
-static int restrictions_param(Conf *c, const char *listener, const char *name, RestrictionList *ret) {
+static int restrictions_param(Conf *c, const char *listener, const char *name, SmtpdSettings *s,
+                              RestrictionList *ret) {
         _cleanup_strv_free_ char **names = conf_get_list(c, listener, name);
         if (!names)
                 return log_oom();
-        return smtpd_restrictions_compile(name, names, ret);
+        return smtpd_restrictions_compile(name, names, s->classes, s->n_classes, ret);
+}
+
+/* A list of tables (NULL when the parameter is empty); failing to open one is an error. */
+static int tables_param(Conf *c, const char *listener, const char *name, TableList **ret) {
+        _cleanup_strv_free_ char **specs = conf_get_list(c, listener, name);
+        _cleanup_free_ char *joined = NULL, *reason = NULL;
+        size_t len = 1;
+
+        if (!specs)
+                return log_oom();
+        if (!specs[0])
+                return 0;
+        for (char **i = specs; *i; i++)
+                len += strlen(*i) + 1;
+        joined = calloc(1, len);
+        if (!joined)
+                return log_oom();
+        for (char **i = specs; *i; i++) {
+                if (i != specs)
+                        strcat(joined, " ");
+                strcat(joined, *i);
+        }
+        int r = table_list_open(joined, 0, ret, &reason);
+        if (r < 0)
+                return log_error_errno(r, "%s = %s: %s", name, joined, reason ? reason : "cannot open table");
+        return 0;
+}
+
+static int code_param(Conf *c, const char *listener, const char *name, int dflt) {
+        long long v = conf_get_int(c, listener, name);
+        return v >= 400 && v <= 599 ? (int) v : dflt;
 }
 
 static int netlist_param(Conf *c, const char *listener, const char *name, NetList *ret) {
@@ -109,17 +148,47 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
                                                reason ? reason : "cannot open table");
         }
 
-        if ((r = restrictions_param(c, listener, "smtpd_relay_restrictions", &s->relay_restrictions)) < 0 ||
-            (r = restrictions_param(c, listener, "smtpd_recipient_restrictions", &s->recipient_restrictions)) < 0 ||
-            (r = restrictions_param(c, listener, "smtpd_client_restrictions", &s->client_restrictions)) < 0 ||
-            (r = restrictions_param(c, listener, "smtpd_helo_restrictions", &s->helo_restrictions)) < 0 ||
-            (r = restrictions_param(c, listener, "smtpd_sender_restrictions", &s->sender_restrictions)) < 0)
+        s->delay_reject = conf_get_bool(c, listener, "smtpd_delay_reject");
+        s->reject_unlisted_sender = conf_get_bool(c, listener, "smtpd_reject_unlisted_sender");
+        s->forbid_unauth_pipelining = conf_get_bool(c, listener, "smtpd_forbid_unauth_pipelining");
+        s->soft_bounce = conf_get_bool(c, listener, "soft_bounce");
+        s->reject_code = code_param(c, listener, "reject_code", 554);
+        s->defer_code = code_param(c, listener, "defer_code", 450);
+        s->relay_code = code_param(c, listener, "relay_domains_reject_code", 554);
+        s->access_reject_code = code_param(c, listener, "access_map_reject_code", 554);
+        s->access_defer_code = code_param(c, listener, "access_map_defer_code", 450);
+        s->non_fqdn_code = code_param(c, listener, "non_fqdn_reject_code", 504);
+        s->invalid_hostname_code = code_param(c, listener, "invalid_hostname_reject_code", 501);
+        s->null_access_key = dup_param(c, listener, "smtpd_null_access_lookup_key");
+        /* Unexpanded: $client_address and friends are filled in per reply (smtpd-access.c). */
+        _cleanup_free_ char *footer_name = NULL;
+        const char *footer = NULL;
+        if (listener && asprintf(&footer_name, "%s/smtpd_reject_footer", listener) >= 0)
+                footer = conf_get_raw(c, footer_name, NULL);
+        if (!footer)
+                footer = conf_get_raw(c, "smtpd_reject_footer", NULL);
+        s->reject_footer = strdup(strempty(footer));
+        if (!s->null_access_key || !s->reject_footer)
+                return log_oom();
+        _cleanup_strv_free_ char **pdms = conf_get_list(c, listener, "parent_domain_matches_subdomains");
+        for (char **i = pdms; i && *i; i++)
+                s->parent_matches_access = s->parent_matches_access || streq(*i, "smtpd_access_maps");
+        if ((r = tables_param(c, listener, "smtpd_reject_footer_maps", &s->reject_footer_maps)) < 0 ||
+            (r = tables_param(c, listener, "smtpd_sender_login_maps", &s->sender_login_maps)) < 0)
+                return r;
+
+        if ((r = smtpd_restriction_classes_build(c, listener, s)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_relay_restrictions", s, &s->relay_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_recipient_restrictions", s, &s->recipient_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_client_restrictions", s, &s->client_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_helo_restrictions", s, &s->helo_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_sender_restrictions", s, &s->sender_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_data_restrictions", s, &s->data_restrictions)) < 0 ||
+            (r = restrictions_param(c, listener, "smtpd_end_of_data_restrictions", s,
+                                    &s->end_of_data_restrictions)) < 0)
                 return r;
         s->can_refuse_relay = smtpd_restrictions_can_refuse(&s->relay_restrictions) ||
                 smtpd_restrictions_can_refuse(&s->recipient_restrictions);
-        _cleanup_strv_free_ char **data_r = conf_get_list(c, listener, "smtpd_data_restrictions");
-        if (data_r && data_r[0])
-                log_warning("%s: smtpd_data_restrictions is not supported yet and is ignored.", s->listener);
 
         if ((r = netlist_param(c, listener, "mynetworks", &s->mynetworks)) < 0 ||
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",

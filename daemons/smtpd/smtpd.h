@@ -3,7 +3,9 @@
  *   smtpd.c              main(): listeners, accept loop, per-listener settings, SIGHUP reload
  *   smtpd-session.c      one client connection: buffers, reading, replying, timeouts, closing
  *   smtpd-command.c      the SMTP command state machine (EHLO ... QUIT) and the fingerprint
- *   smtpd-restrictions.c mynetworks, relay control and the local recipient check at RCPT
+ *   smtpd-restrictions.c compiling restriction lists; mynetworks, local domains and users
+ *   smtpd-check.c        the resumable restriction evaluator (all classes, async elements)
+ *   smtpd-access.c       access(5) actions, refusal replies with footers, their log lines
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-bdat.c         BDAT (RFC 3030 CHUNKING): exact-count chunks into the same content code
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
@@ -70,7 +72,8 @@ enum {
         EHLO_SILENT_DISCARD = 1 << 30,   /* "silent-discard": do not log what was hidden */
 };
 
-/* Restriction elements, compiled from their names when the settings are built. */
+/* Restriction elements, compiled from their names when the settings are built
+ * (smtpd-restrictions.c); evaluated by smtpd-check.c. */
 typedef enum Restriction {
         RESTRICT_PERMIT_MYNETWORKS,
         RESTRICT_PERMIT_SASL_AUTHENTICATED,
@@ -80,12 +83,48 @@ typedef enum Restriction {
         RESTRICT_PERMIT,
         RESTRICT_REJECT,
         RESTRICT_DEFER,
+        RESTRICT_DEFER_IF_PERMIT,
+        RESTRICT_DEFER_IF_REJECT,
+        RESTRICT_WARN_IF_REJECT,
+        RESTRICT_PERMIT_AUTH_DESTINATION,
+        RESTRICT_REJECT_UNLISTED_SENDER,
+        RESTRICT_REJECT_NON_FQDN_HELO,
+        RESTRICT_REJECT_INVALID_HELO,
+        RESTRICT_REJECT_NON_FQDN_SENDER,
+        RESTRICT_REJECT_NON_FQDN_RECIPIENT,
+        RESTRICT_CHECK_CLIENT_ACCESS,
+        RESTRICT_CHECK_REVERSE_CLIENT_ACCESS,
+        RESTRICT_CHECK_HELO_ACCESS,
+        RESTRICT_CHECK_SENDER_ACCESS,
+        RESTRICT_CHECK_RECIPIENT_ACCESS,
+        RESTRICT_SENDER_LOGIN_MISMATCH,
+        RESTRICT_AUTH_SENDER_LOGIN_MISMATCH,
+        RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH,
+        RESTRICT_UNAUTH_SENDER_LOGIN_MISMATCH,
+        RESTRICT_REJECT_UNAUTH_PIPELINING,
+        RESTRICT_DNS,            /* asynchronous: smtpd_check_dns_start(name, arg) */
+        RESTRICT_POLICY,         /* asynchronous: smtpd_check_policy_start(arg) */
+        RESTRICT_CLASS,          /* a name from smtpd_restriction_classes */
 } Restriction;
 
+typedef struct RestrictionElem {
+        Restriction kind;
+        const char *name;        /* the element's name as Postfix spells it (static) */
+        char *arg;               /* DNS zone, policy service, class name; NULL if none */
+        Table *table;            /* check_*_access */
+        size_t class_index;      /* RESTRICT_CLASS: index into SmtpdSettings.classes */
+} RestrictionElem;
+
 typedef struct RestrictionList {
-        Restriction *v;
+        RestrictionElem *v;
         size_t n;
 } RestrictionList;
+
+/* smtpd_restriction_classes: a name that stands for a restriction list. */
+typedef struct RestrictionClass {
+        char *name;
+        RestrictionList list;
+} RestrictionClass;
 
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
  * keep a reference so a reload affects only new sessions. */
@@ -113,6 +152,21 @@ typedef struct SmtpdSettings {
         RestrictionList sender_restrictions;
         RestrictionList relay_restrictions;
         RestrictionList recipient_restrictions;
+        RestrictionList data_restrictions;
+        RestrictionList end_of_data_restrictions;
+        RestrictionClass *classes;         /* smtpd_restriction_classes */
+        size_t n_classes;
+        bool delay_reject;
+        bool reject_unlisted_sender;
+        bool forbid_unauth_pipelining;
+        bool soft_bounce;                  /* the engine's 5xx refusals become 4xx */
+        bool parent_matches_access;        /* smtpd_access_maps in parent_domain_matches_subdomains */
+        int reject_code, defer_code, relay_code, access_reject_code, access_defer_code;
+        int non_fqdn_code, invalid_hostname_code;
+        char *null_access_key;             /* smtpd_null_access_lookup_key */
+        char *reject_footer;               /* smtpd_reject_footer */
+        TableList *reject_footer_maps;
+        TableList *sender_login_maps;
         bool can_refuse_relay;             /* relay or recipient list holds a refusing element */
         NetList mynetworks;
         NetList bare_newline_exclusions;   /* clients that get normalize instead of "yes" */
@@ -280,10 +334,20 @@ struct Session {
         const char *bdat_error;  /* the current chunk is discarded and answered with this */
         unsigned ehlo_discard;   /* EHLO_* bits hidden for this client */
         MessageActions actions;  /* this transaction's access/content-check decisions */
+        unsigned rcpt_pending_notify;   /* RCPT's NOTIFY/ORCPT while its restrictions run */
+        char *rcpt_pending_orcpt;
         CommitJob *job;          /* while PHASE_COMMIT */
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
         void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
         void *wait_userdata;
+
+        struct SmtpdEval *eval;  /* a restriction evaluation in progress (smtpd-check.c) */
+        char *deferred_permit;   /* smtpd_delay_reject = no: a DEFER_IF_PERMIT reply of the
+                                  * client/HELO/sender stage, applied when a recipient passes */
+        char *access_denied;     /* client restrictions refused at connect: every command but
+                                  * QUIT gets 503 */
+        bool ill_pipelining;     /* the client sent commands ahead of time where not allowed */
+        const char *ill_after;   /* the command after which it did */
 
         unsigned error_count;
         unsigned junk_count;
@@ -323,6 +387,8 @@ unsigned command_ehlo_discard(Session *s);
 /* EHLO_* bits for a list of keyword names (case-insensitive; unknown names are logged). */
 unsigned command_ehlo_mask(char **words);
 void command_execute(Session *s, char *line, size_t len);
+/* Sends the greeting (or, with smtpd_delay_reject = no, the client restrictions' refusal). */
+void command_greet(Session *s);
 void command_reset_transaction(Session *s);
 void command_log_disconnect(Session *s);
 
@@ -332,10 +398,19 @@ int smtpd_netlist_parse(const char *param, char **list, NetList *ret);
 void smtpd_netlist_done(NetList *l);
 /* 1 when the session's client matches the list, 0 when not, <0 on a table lookup error. */
 int smtpd_netlist_match(const NetList *l, Session *s);
-/* Compiles restriction names; an unknown name is an error (logged with param and word). */
-int smtpd_restrictions_compile(const char *param, char **names, RestrictionList *ret);
+/* Compiles a restriction list (words from conf_split_list(): names and their arguments); an
+ * unknown name or a missing argument is an error logged with param and word. classes may be
+ * NULL (no named classes known yet). */
+int smtpd_restrictions_compile(const char *param, char **words, const RestrictionClass *classes,
+                               size_t n_classes, RestrictionList *ret);
+void smtpd_restrictions_done(RestrictionList *l);
+/* Builds smtpd_restriction_classes into s (each name is itself a parameter). */
+int smtpd_restriction_classes_build(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_restriction_classes_free(SmtpdSettings *s);
 bool smtpd_restrictions_can_refuse(const RestrictionList *l);
-/* Checks one recipient; returns 0 when accepted, or sets *ret_reply (allocated) and returns 1. */
+/* smtpd-check.c: checks one recipient synchronously against the relay and recipient lists
+ * (VRFY; asynchronous elements are skipped): 0 when accepted, or sets *ret_reply (allocated)
+ * and returns 1. */
 int smtpd_check_recipient(Session *s, const char *local, const char *domain, const char *external,
                           char **ret_reply);
 /* VRFY: 1 known, 0 unknown, <0 lookup error. */
@@ -369,6 +444,40 @@ int smtpd_check_policy_start(Session *s, const char *service, const char *protoc
                              const char *sender, const char *recipient,
                              SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
 void smtpd_check_cancel(SmtpdCheck *op);
+
+/* smtpd-check.c: the resumable restriction evaluator. */
+typedef enum CheckStage {
+        STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
+} CheckStage;
+/* Called once with the outcome (accepted or not; a refusal was already answered and logged).
+ * May run from the event loop after an asynchronous element; the session is then in
+ * PHASE_WAIT and goes on with buffered input after finish returns. */
+typedef void (*SmtpdCheckFinish)(Session *s, const char *rcpt, bool accepted);
+/* Evaluates the restrictions of stage (rcpt: the recipient at STAGE_RCPT, else NULL). */
+void smtpd_check_run(Session *s, CheckStage stage, const char *rcpt, SmtpdCheckFinish finish);
+/* Sets the phase the session goes on in; correct inside a finish callback too. */
+void smtpd_check_set_phase(Session *s, SessionPhase phase);
+void smtpd_check_session_done(Session *s);
+
+/* smtpd-access.c: access(5) actions, reply building and reject footers. */
+typedef enum AccessVerdict {
+        ACCESS_DUNNO, ACCESS_OK, ACCESS_REJECT, ACCESS_DEFER_IF_PERMIT, ACCESS_DEFER_IF_REJECT,
+        ACCESS_LIST,             /* the value is a restriction list: *ret_text holds it */
+} AccessVerdict;
+/* Applies an access(5) value found for entity (e.g. "user@example.org") in a lookup of class
+ * label ("Sender address"). Sets *ret_text (allocated) to the reply for REJECT/DEFER_IF_*, or
+ * to the list for ACCESS_LIST. Message-wide actions (HOLD, BCC, ...) go to s->actions. */
+AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt, const char *value,
+                                 const char *entity, const char *label, char **ret_text);
+/* "554 5.7.1 text": builds a reply; the enhanced code from text if it starts with one
+ * (its class forced to the code's), else dsn. NULL when out of memory. */
+char *smtpd_reply_build(int code, const char *dsn, const char *fmt, ...) _printf_(3, 4);
+/* Sends a 4xx/5xx reply with smtpd_reject_footer(_maps) and logs it as Postfix does
+ * ("NOQUEUE: reject: RCPT from ...; from=<> to=<> proto=ESMTP helo=<>"). */
+void smtpd_reply_reject(Session *s, CheckStage stage, const char *rcpt, const char *reply);
+/* Logs an action ("hold", "warn", "info", "discard", "reject_warning", ...) the same way. */
+void smtpd_log_action(Session *s, CheckStage stage, const char *rcpt, const char *what,
+                      const char *text);
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the

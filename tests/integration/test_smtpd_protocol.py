@@ -280,7 +280,7 @@ def test_random_garbage_does_not_hurt(postern):
 
 
 def test_pipelining_replies_in_order(postern):
-    start_smtpd(postern)
+    start_smtpd(postern, smtpd_forbid_unauth_pipelining="no")   # EHLO, DATA pipelined on purpose
     with raw(postern) as c:
         c.send("EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<ptest1@localhost>\r\n"
                "RCPT TO:<nosuchuser@localhost>\r\nRCPT TO:<ptest2@localhost>\r\nDATA\r\n")
@@ -308,7 +308,8 @@ def test_pipelining_replies_in_order(postern):
 
 def test_fingerprint_all_rejected(postern):
     postern.configure(mynetworks="127.0.0.1/32",
-                      smtpd_relay_restrictions="permit_mynetworks, reject_unauth_destination")
+                      smtpd_relay_restrictions="permit_mynetworks, reject_unauth_destination",
+                      smtpd_forbid_unauth_pipelining="no")   # EHLO, DATA pipelined on purpose
     postern.start("smtpd")
     with raw(postern, source="127.0.0.2") as c:
         c.send("EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<x@remote.test>\r\n"
@@ -333,7 +334,7 @@ def test_connect_and_lost_connection_logged(postern):
 def test_client_that_does_not_read_replies(postern):
     """A client that pipelines a flood and never reads must not make smtpd buffer without bound
     or block other sessions."""
-    start_smtpd(postern, smtpd_junk_command_limit="100000000")
+    start_smtpd(postern, smtpd_junk_command_limit="100000000", smtpd_forbid_unauth_pipelining="no")
     flood = socket.create_connection(("127.0.0.1", postern.smtp_port))
     flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     flood.setblocking(False)
@@ -383,7 +384,7 @@ def test_many_concurrent_sessions(postern):
 
 def test_large_pipelined_batch(postern):
     """More replies than the output high-water mark: all arrive, in order."""
-    start_smtpd(postern, smtpd_junk_command_limit="1000000")
+    start_smtpd(postern, smtpd_junk_command_limit="1000000", smtpd_forbid_unauth_pipelining="no")
     n = 20000
     with raw(postern, timeout=30) as c:
         c.send(b"NOOP\r\n" * n + b"QUIT\r\n")

@@ -1,0 +1,842 @@
+/* smtpd-check.c — the restriction engine: evaluates the compiled restriction classes of one
+ * SMTP stage, resumably, so that an asynchronous element (DNS list, unknown-domain check,
+ * policy service) can pause the session and the list continues where it stopped.
+ *
+ * Postfix's rules: the classes of a stage are evaluated in order (with smtpd_delay_reject = yes,
+ * RCPT runs client, HELO, sender, relay, recipient; otherwise each runs at its own command);
+ * in a class the first element that decides wins: OK/permit ends only that class, a refusal
+ * ends the evaluation. DEFER_IF_PERMIT is remembered and answers if nothing refuses by the end;
+ * DEFER_IF_REJECT turns a later 5xx refusal into its 4xx; warn_if_reject makes the next
+ * element's refusal a logged "reject_warning". A table value may itself be a restriction list,
+ * and a word of smtpd_restriction_classes stands for its list (nested up to MAX_DEPTH).
+ *
+ * smtpd_check_run() always ends in finish(s, rcpt, accepted), either before it returns or,
+ * after an asynchronous element, from the event loop while the session waits (session_wait):
+ * the refusal, if any, has then already been answered (with its footer) and logged. */
+#include <ctype.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "smtpd.h"
+#include "log/log.h"
+#include "mail/address.h"
+
+#define MAX_DEPTH 8
+
+typedef enum ClassKind {
+        CLASS_CLIENT, CLASS_HELO, CLASS_SENDER, CLASS_RELAY, CLASS_RECIPIENT, CLASS_DATA, CLASS_EOD,
+} ClassKind;
+
+typedef enum Result { RES_DUNNO, RES_OK, RES_REJECT, RES_ASYNC } Result;
+
+typedef struct Frame {
+        const RestrictionList *list;
+        size_t i;
+        RestrictionList owned;   /* a list found in a table, freed with the frame */
+} Frame;
+
+typedef struct SmtpdEval {
+        Session *s;
+        CheckStage stage;
+        SmtpdCheckFinish finish;
+        bool sync;               /* VRFY: no asynchronous elements, reply returned, not sent */
+        bool waiting;            /* session_wait() was called */
+        char *rcpt;
+        Address *rcpt_addr;
+        Address *sender_addr;
+        ClassKind classes[5];
+        size_t n_classes, ci;
+        ClassKind cur;
+        bool in_class;
+        Frame stack[MAX_DEPTH];
+        size_t depth;
+        char *reply;
+        char *defer_if_permit, *defer_if_reject;
+        bool warn_next, warn_async;
+        bool checked_local, checked_sender;
+        SmtpdCheck *op;
+        const RestrictionElem *op_elem;
+} SmtpdEval;
+
+static const char *const class_labels[] = {
+        [CLASS_CLIENT] = "Client host", [CLASS_HELO] = "Helo command", [CLASS_SENDER] = "Sender address",
+        [CLASS_RELAY] = "Recipient address", [CLASS_RECIPIENT] = "Recipient address",
+        [CLASS_DATA] = "Data command", [CLASS_EOD] = "End-of-data",
+};
+
+static const RestrictionList *class_list(const SmtpdSettings *st, ClassKind k) {
+        switch (k) {
+        case CLASS_CLIENT:    return &st->client_restrictions;
+        case CLASS_HELO:      return &st->helo_restrictions;
+        case CLASS_SENDER:    return &st->sender_restrictions;
+        case CLASS_RELAY:     return &st->relay_restrictions;
+        case CLASS_RECIPIENT: return &st->recipient_restrictions;
+        case CLASS_DATA:      return &st->data_restrictions;
+        case CLASS_EOD:       return &st->end_of_data_restrictions;
+        }
+        return NULL;
+}
+
+static const char *class_entity(SmtpdEval *e, ClassKind k) {
+        Session *s = e->s;
+        switch (k) {
+        case CLASS_CLIENT:    return s->id_text;
+        case CLASS_HELO:      return strempty(s->helo);
+        case CLASS_SENDER:    return strempty(s->sender);
+        case CLASS_RELAY:
+        case CLASS_RECIPIENT: return strempty(e->rcpt);
+        case CLASS_DATA:      return "DATA";
+        case CLASS_EOD:       return "END-OF-MESSAGE";
+        }
+        return "";
+}
+
+static void eval_free(SmtpdEval *e) {
+        if (!e)
+                return;
+        if (e->op)
+                smtpd_check_cancel(e->op);
+        while (e->depth > 0)
+                smtpd_restrictions_done(&e->stack[--e->depth].owned);
+        if (e->s && e->s->eval == e)
+                e->s->eval = NULL;
+        free(e->rcpt);
+        address_free(e->rcpt_addr);
+        address_free(e->sender_addr);
+        free(e->reply);
+        free(e->defer_if_permit);
+        free(e->defer_if_reject);
+        free(e);
+}
+
+static void set_reply(SmtpdEval *e, char *reply) {
+        free(e->reply);
+        e->reply = reply ? reply : strdup("451 4.3.0 Error: out of memory");
+}
+
+static void reply_fmt(SmtpdEval *e, int code, const char *dsn, const char *entity, const char *label,
+                      const char *text) {
+        set_reply(e, smtpd_reply_build(code, dsn, "<%s>: %s rejected: %s", entity, label, text));
+}
+
+static void lookup_failure(SmtpdEval *e, const char *entity) {
+        set_reply(e, smtpd_reply_build(451, "4.3.0", "<%s>: Temporary lookup failure", entity));
+}
+
+static bool push(SmtpdEval *e, const RestrictionList *l, RestrictionList owned) {
+        if (e->depth >= MAX_DEPTH) {
+                log_warning("restriction lists nested deeper than %d levels; answering 451 4.3.5", MAX_DEPTH);
+                smtpd_restrictions_done(&owned);
+                set_reply(e, strdup("451 4.3.5 Server configuration error"));
+                return false;
+        }
+        Frame *f = &e->stack[e->depth++];
+        *f = (Frame) { .owned = owned };
+        f->list = owned.v ? &f->owned : l;
+        return true;
+}
+
+/* ---- lookups ----------------------------------------------------------------------------- */
+
+/* Adds key (lower-cased) to a NULL-terminated key vector; false when out of memory. */
+static bool key_add(char ***keys, size_t *n, const char *a, const char *sep, const char *b) {
+        char *k = NULL;
+        if (asprintf(&k, "%s%s%s", a, sep, b) < 0)
+                return false;
+        for (char *p = k; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        char **v = reallocarray(*keys, *n + 2, sizeof(char *));
+        if (!v) {
+                free(k);
+                return false;
+        }
+        v[(*n)++] = k;
+        v[*n] = NULL;
+        *keys = v;
+        return true;
+}
+
+/* A domain and its parents: "a.b.c", then "b.c", "c" (or ".b.c", ".c" when smtpd_access_maps is
+ * not in parent_domain_matches_subdomains). */
+static bool keys_domain(SmtpdEval *e, char ***keys, size_t *n, const char *domain, const char *prefix) {
+        bool parent = e->s->settings->parent_matches_access;
+        if (!key_add(keys, n, prefix, "", domain))
+                return false;
+        if (domain[0] == '[')
+                return true;
+        for (const char *d = strchr(domain, '.'); d && d[1]; d = strchr(d + 1, '.'))
+                if (!key_add(keys, n, prefix, "", parent ? d + 1 : d))
+                        return false;
+        return true;
+}
+
+static char **keys_client(SmtpdEval *e, bool name_only) {
+        Session *s = e->s;
+        char **keys = NULL;
+        size_t n = 0;
+        bool ok = true;
+
+        if (!streq(s->name, "unknown"))
+                ok = keys_domain(e, &keys, &n, s->name, "");
+        if (ok && !name_only && s->family) {
+                ok = key_add(&keys, &n, s->addr, "", "");
+                _cleanup_free_ char *a = strdup(s->addr);
+                char sep = s->family == AF_INET ? '.' : ':';
+                for (char *p; ok && a && (p = strrchr(a, sep)) && p > a;) {
+                        *p = '\0';
+                        if (p[-1] == ':')
+                                continue;   /* "::" would make a meaningless key */
+                        ok = key_add(&keys, &n, a, "", "");
+                }
+        }
+        if (!ok) {
+                strv_free(keys);
+                return NULL;
+        }
+        return keys ? keys : calloc(1, sizeof(char *));
+}
+
+static char **keys_address(SmtpdEval *e, const Address *a, bool null_sender) {
+        const SmtpdSettings *st = e->s->settings;
+        char **keys = NULL;
+        size_t n = 0;
+        bool ok = true;
+
+        if (null_sender)
+                ok = key_add(&keys, &n, st->null_access_key, "", "");
+        else if (a) {
+                ok = key_add(&keys, &n, a->external, "", "");
+                const char *delim = st->recipient_delimiter;
+                size_t cut = isempty(delim) ? 0 : strcspn(a->local, delim);
+                if (ok && cut > 0 && a->local[cut] && a->domain) {
+                        _cleanup_free_ char *base = strndup(a->local, cut);
+                        ok = base && key_add(&keys, &n, base, "@", a->domain);
+                }
+                if (ok && a->domain)
+                        ok = keys_domain(e, &keys, &n, a->domain, "");
+                if (ok)
+                        ok = key_add(&keys, &n, a->local, "@", "");
+                if (ok && cut > 0 && a->local[cut]) {
+                        _cleanup_free_ char *base = strndup(a->local, cut);
+                        ok = base && key_add(&keys, &n, base, "@", "");
+                }
+        }
+        if (!ok) {
+                strv_free(keys);
+                return NULL;
+        }
+        return keys ? keys : calloc(1, sizeof(char *));
+}
+
+static Result apply_value(SmtpdEval *e, const char *value, const char *entity, const char *label);
+
+static Result check_access(SmtpdEval *e, Table *t, char **keys, const char *entity, const char *label) {
+        if (!keys) {
+                set_reply(e, NULL);
+                return RES_REJECT;
+        }
+        for (char **k = keys; *k; k++) {
+                _cleanup_free_ char *v = NULL;
+                int r = table_lookup(t, *k, &v);
+                if (r < 0) {
+                        log_warning_errno(r, "%s: lookup of \"%s\" failed: %m", table_spec(t), *k);
+                        lookup_failure(e, entity);
+                        strv_free(keys);
+                        return RES_REJECT;
+                }
+                if (r > 0) {
+                        strv_free(keys);
+                        return apply_value(e, v, entity, label);
+                }
+        }
+        strv_free(keys);
+        return RES_DUNNO;
+}
+
+static Result apply_value(SmtpdEval *e, const char *value, const char *entity, const char *label) {
+        _cleanup_free_ char *text = NULL;
+        switch (smtpd_access_apply(e->s, e->stage, e->rcpt, value, entity, label, &text)) {
+        case ACCESS_OK:
+                return RES_OK;
+        case ACCESS_DUNNO:
+                return RES_DUNNO;
+        case ACCESS_REJECT:
+                set_reply(e, TAKE_PTR(text));
+                return RES_REJECT;
+        case ACCESS_DEFER_IF_PERMIT:
+                if (!e->defer_if_permit)
+                        e->defer_if_permit = TAKE_PTR(text);
+                return RES_DUNNO;
+        case ACCESS_DEFER_IF_REJECT:
+                if (!e->defer_if_reject)
+                        e->defer_if_reject = TAKE_PTR(text);
+                return RES_DUNNO;
+        case ACCESS_LIST: {
+                _cleanup_strv_free_ char **words = conf_split_list(text);
+                RestrictionList l = {};
+                const SmtpdSettings *st = e->s->settings;
+                if (!words || smtpd_restrictions_compile("access table result", words, st->classes,
+                                                         st->n_classes, &l) < 0 || l.n == 0) {
+                        log_warning("access table result \"%s\" for <%s> is not a valid action or restriction "
+                                    "list", text, entity);
+                        smtpd_restrictions_done(&l);
+                        set_reply(e, strdup("451 4.3.5 Server configuration error"));
+                        return RES_REJECT;
+                }
+                return push(e, NULL, l) ? RES_DUNNO : RES_REJECT;
+        }
+        }
+        return RES_DUNNO;
+}
+
+/* ---- the synchronous elements -------------------------------------------------------------- */
+
+static bool domain_authorised(SmtpdEval *e, const char *domain, int *ret_err) {
+        int err = 0;
+        bool ok = smtpd_domain_is_local(e->s, domain, &err);
+        if (!ok && err == 0) {
+                int r = domain_list_match(&e->s->settings->relay_domains, domain);
+                if (r < 0)
+                        err = r;
+                ok = r > 0;
+        }
+        *ret_err = err;
+        return ok;
+}
+
+/* reject_unlisted_recipient / _sender: local domains only (Postern has no virtual or relay
+ * recipient maps). */
+static Result check_unlisted(SmtpdEval *e, const Address *a, bool sender) {
+        int err = 0;
+        if (!a || !a->domain)
+                return RES_DUNNO;
+        bool local = smtpd_domain_is_local(e->s, a->domain, &err);
+        if (err < 0) {
+                lookup_failure(e, a->external);
+                return RES_REJECT;
+        }
+        if (!local)
+                return RES_DUNNO;
+        int r = smtpd_local_user_known(e->s, a->local);
+        if (r > 0)
+                return RES_DUNNO;
+        if (r < 0) {
+                log_warning_errno(r, "local_recipient_maps lookup of \"%s\" failed: %m", a->local);
+                lookup_failure(e, a->external);
+                return RES_REJECT;
+        }
+        int code = e->s->settings->unknown_local_code;
+        reply_fmt(e, code, sender ? "5.1.0" : "5.1.1", a->external, sender ? "Sender address" : "Recipient address",
+                  "User unknown in local recipient table");
+        return RES_REJECT;
+}
+
+static bool hostname_valid(const char *h) {
+        if (h[0] == '[') {
+                _cleanup_free_ char *n = NULL;
+                const char *why = NULL;
+                return domain_normalise(h, false, &n, &why) >= 0;
+        }
+        size_t len = strlen(h);
+        if (len == 0 || len > 255)
+                return false;
+        size_t label = 0;
+        for (const char *p = h; *p; p++) {
+                if (*p == '.') {
+                        if (label == 0 && p[1])
+                                return false;
+                        label = 0;
+                } else if (isalnum((unsigned char) *p) || *p == '-' || *p == '_') {
+                        if (++label > 63)
+                                return false;
+                } else
+                        return false;
+        }
+        return !(h[0] == '-');
+}
+
+static bool hostname_fqdn(const char *h) {
+        if (h[0] == '[')
+                return true;
+        const char *dot = strchr(h, '.');
+        return dot && dot > h && dot[1];
+}
+
+static bool address_fqdn(const Address *a) {
+        return a->domain && (a->domain[0] == '[' || hostname_fqdn(a->domain));
+}
+
+static Result check_login_mismatch(SmtpdEval *e, Restriction k) {
+        Session *s = e->s;
+        const SmtpdSettings *st = s->settings;
+        const Address *a = e->sender_addr;
+
+        if (!a || isempty(a->external) || !st->sender_login_maps)
+                return RES_DUNNO;
+        _cleanup_free_ char *owners = NULL;
+        int r = table_list_lookup(st->sender_login_maps, a->external, &owners);
+        if (r == 0 && a->domain) {
+                _cleanup_free_ char *at = NULL;
+                if (asprintf(&at, "@%s", a->domain) >= 0)
+                        r = table_list_lookup(st->sender_login_maps, at, &owners);
+        }
+        if (r < 0) {
+                lookup_failure(e, a->external);
+                return RES_REJECT;
+        }
+        bool known = r > 0, owned = false;
+        if (known && s->sasl_username) {
+                _cleanup_strv_free_ char **v = conf_split_list(owners);
+                for (char **i = v; i && *i && !owned; i++)
+                        owned = strcaseeq(*i, s->sasl_username);
+        }
+        bool check_auth = k == RESTRICT_SENDER_LOGIN_MISMATCH || k == RESTRICT_AUTH_SENDER_LOGIN_MISMATCH ||
+                (k == RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH && known);
+        bool check_unauth = k == RESTRICT_SENDER_LOGIN_MISMATCH || k == RESTRICT_UNAUTH_SENDER_LOGIN_MISMATCH ||
+                k == RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH;
+        if (s->sasl_username && check_auth && !owned) {
+                _cleanup_free_ char *t = NULL;
+                if (asprintf(&t, "not owned by user %s", s->sasl_username) < 0)
+                        t = NULL;
+                reply_fmt(e, 553, "5.7.1", a->external, "Sender address", t ? t : "not owned by user");
+                return RES_REJECT;
+        }
+        if (!s->sasl_username && check_unauth && known) {
+                reply_fmt(e, 553, "5.7.1", a->external, "Sender address", "not logged in");
+                return RES_REJECT;
+        }
+        return RES_DUNNO;
+}
+
+/* ---- asynchronous elements ----------------------------------------------------------------- */
+
+static void eval_resume(SmtpdEval *e);
+static void handle_result(SmtpdEval *e, Result r, bool warn);
+
+static void on_check_done(Session *s, const char *action, void *userdata) {
+        SmtpdEval *e = userdata;
+        const RestrictionElem *el = e->op_elem;
+        Result r = RES_DUNNO;
+
+        e->op = NULL;
+        if (action && !strcaseeq(action, "DUNNO")) {
+                const char *entity = class_entity(e, e->cur), *label = class_labels[e->cur];
+                if (el->kind == RESTRICT_DNS) {
+                        if (strstr(el->name, "client") || strstr(el->name, "dnswl"))
+                                entity = s->id_text, label = "Client host";
+                        else if (strstr(el->name, "sender"))
+                                entity = strempty(s->sender), label = "Sender address";
+                        else if (strstr(el->name, "helo"))
+                                entity = strempty(s->helo), label = "Helo command";
+                        else if (strstr(el->name, "recipient"))
+                                entity = strempty(e->rcpt), label = "Recipient address";
+                }
+                r = apply_value(e, action, entity, label);
+        }
+        handle_result(e, r, e->warn_async);
+        eval_resume(e);
+}
+
+static void on_wait_cancel(void *userdata) {
+        SmtpdEval *e = userdata;
+        e->s = NULL;   /* the session is going away */
+        eval_free(e);
+}
+
+static Result start_async(SmtpdEval *e, const RestrictionElem *el) {
+        Session *s = e->s;
+        const char *subject = NULL;
+        int r;
+
+        if (e->sync)
+                return RES_DUNNO;
+        if (el->kind == RESTRICT_DNS) {
+                if (strstr(el->name, "sender")) {
+                        if (!e->sender_addr || isempty(e->sender_addr->external))
+                                return RES_DUNNO;
+                        subject = e->sender_addr->external;
+                } else if (strstr(el->name, "recipient")) {
+                        if (!e->rcpt)
+                                return RES_DUNNO;
+                        subject = e->rcpt;
+                } else if (strstr(el->name, "helo")) {
+                        if (!s->helo)
+                                return RES_DUNNO;
+                        subject = s->helo;
+                }
+                r = smtpd_check_dns_start(s, el->name, el->arg, subject, on_check_done, e, &e->op);
+        } else {
+                static const char *const states[] = {
+                        [STAGE_CONNECT] = "CONNECT", [STAGE_HELO] = "HELO", [STAGE_MAIL] = "MAIL",
+                        [STAGE_RCPT] = "RCPT", [STAGE_DATA] = "DATA", [STAGE_EOD] = "END-OF-MESSAGE",
+                };
+                r = smtpd_check_policy_start(s, el->arg, states[e->stage], s->sender, e->rcpt,
+                                             on_check_done, e, &e->op);
+        }
+        if (r < 0) {
+                log_warning_errno(r, "%s %s: cannot start the check: %m", el->name, strempty(el->arg));
+                e->op = NULL;
+                lookup_failure(e, class_entity(e, e->cur));
+                return RES_REJECT;
+        }
+        e->op_elem = el;
+        if (!e->waiting) {
+                e->waiting = true;
+                s->eval = e;
+                session_wait(s, on_wait_cancel, e);
+        }
+        return RES_ASYNC;
+}
+
+/* ---- the evaluation loop ------------------------------------------------------------------- */
+
+static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
+        Session *s = e->s;
+        const SmtpdSettings *st = s->settings;
+        const char *entity = class_entity(e, e->cur), *label = class_labels[e->cur];
+        int err = 0, r;
+
+        switch (el->kind) {
+        case RESTRICT_PERMIT:
+                return RES_OK;
+        case RESTRICT_REJECT:
+                reply_fmt(e, st->reject_code, "5.7.1", entity, label, "Access denied");
+                return RES_REJECT;
+        case RESTRICT_DEFER:
+                reply_fmt(e, st->defer_code, "4.7.1", entity, label, "Access denied");
+                return RES_REJECT;
+        case RESTRICT_DEFER_IF_PERMIT:
+                if (!e->defer_if_permit)
+                        e->defer_if_permit = smtpd_reply_build(st->defer_code, "4.7.1", "<%s>: %s rejected: %s",
+                                                               entity, label, "Access denied");
+                return RES_DUNNO;
+        case RESTRICT_DEFER_IF_REJECT:
+                if (!e->defer_if_reject)
+                        e->defer_if_reject = smtpd_reply_build(st->defer_code, "4.7.1", "<%s>: %s rejected: %s",
+                                                               entity, label, "Access denied");
+                return RES_DUNNO;
+        case RESTRICT_WARN_IF_REJECT:
+                e->warn_next = true;
+                return RES_DUNNO;
+        case RESTRICT_PERMIT_MYNETWORKS:
+                r = smtpd_netlist_match(&st->mynetworks, s);
+                if (r < 0) {
+                        lookup_failure(e, entity);
+                        return RES_REJECT;
+                }
+                return r > 0 ? RES_OK : RES_DUNNO;
+        case RESTRICT_PERMIT_SASL_AUTHENTICATED:
+                return s->sasl_username ? RES_OK : RES_DUNNO;
+        case RESTRICT_REJECT_UNAUTH_DESTINATION:
+        case RESTRICT_DEFER_UNAUTH_DESTINATION:
+        case RESTRICT_PERMIT_AUTH_DESTINATION: {
+                if (!e->rcpt_addr || !e->rcpt_addr->domain)
+                        return RES_DUNNO;
+                bool ok = domain_authorised(e, e->rcpt_addr->domain, &err);
+                if (err < 0) {
+                        log_warning_errno(err, "Domain lookup for %s failed: %m", e->rcpt_addr->domain);
+                        lookup_failure(e, e->rcpt);
+                        return RES_REJECT;
+                }
+                if (el->kind == RESTRICT_PERMIT_AUTH_DESTINATION)
+                        return ok ? RES_OK : RES_DUNNO;
+                if (ok)
+                        return RES_DUNNO;
+                if (el->kind == RESTRICT_DEFER_UNAUTH_DESTINATION)
+                        set_reply(e, smtpd_reply_build(454, "4.7.1", "<%s>: Relay access denied", e->rcpt));
+                else
+                        set_reply(e, smtpd_reply_build(st->relay_code, "5.7.1", "<%s>: Relay access denied", e->rcpt));
+                return RES_REJECT;
+        }
+        case RESTRICT_REJECT_UNLISTED_RECIPIENT:
+                if (!e->rcpt_addr || e->checked_local)
+                        return RES_DUNNO;
+                e->checked_local = true;
+                return check_unlisted(e, e->rcpt_addr, false);
+        case RESTRICT_REJECT_UNLISTED_SENDER:
+                if (!e->sender_addr || e->checked_sender)
+                        return RES_DUNNO;
+                e->checked_sender = true;
+                return check_unlisted(e, e->sender_addr, true);
+        case RESTRICT_REJECT_NON_FQDN_HELO:
+                if (!s->helo || hostname_fqdn(s->helo))
+                        return RES_DUNNO;
+                reply_fmt(e, st->non_fqdn_code, "5.5.2", s->helo, "Helo command", "need fully-qualified hostname");
+                return RES_REJECT;
+        case RESTRICT_REJECT_INVALID_HELO:
+                if (!s->helo || hostname_valid(s->helo))
+                        return RES_DUNNO;
+                reply_fmt(e, st->invalid_hostname_code, "5.5.2", s->helo, "Helo command", "Invalid name");
+                return RES_REJECT;
+        case RESTRICT_REJECT_NON_FQDN_SENDER:
+                if (!e->sender_addr || isempty(e->sender_addr->external) || address_fqdn(e->sender_addr))
+                        return RES_DUNNO;
+                reply_fmt(e, st->non_fqdn_code, "5.5.2", e->sender_addr->external, "Sender address",
+                          "need fully-qualified address");
+                return RES_REJECT;
+        case RESTRICT_REJECT_NON_FQDN_RECIPIENT:
+                if (!e->rcpt_addr || address_fqdn(e->rcpt_addr))
+                        return RES_DUNNO;
+                reply_fmt(e, st->non_fqdn_code, "5.5.2", e->rcpt, "Recipient address", "need fully-qualified address");
+                return RES_REJECT;
+        case RESTRICT_CHECK_CLIENT_ACCESS:
+                if (!s->family)
+                        return RES_DUNNO;
+                return check_access(e, el->table, keys_client(e, false), s->id_text, "Client host");
+        case RESTRICT_CHECK_REVERSE_CLIENT_ACCESS:
+                if (!s->family)
+                        return RES_DUNNO;
+                return check_access(e, el->table, keys_client(e, true), s->id_text, "Client host");
+        case RESTRICT_CHECK_HELO_ACCESS: {
+                if (!s->helo)
+                        return RES_DUNNO;
+                char **keys = NULL;
+                size_t n = 0;
+                if (!keys_domain(e, &keys, &n, s->helo, "")) {
+                        strv_free(keys);
+                        keys = NULL;
+                }
+                return check_access(e, el->table, keys, s->helo, "Helo command");
+        }
+        case RESTRICT_CHECK_SENDER_ACCESS:
+                if (!s->sender)
+                        return RES_DUNNO;
+                return check_access(e, el->table, keys_address(e, e->sender_addr, isempty(s->sender)),
+                                    s->sender, "Sender address");
+        case RESTRICT_CHECK_RECIPIENT_ACCESS:
+                if (!e->rcpt_addr)
+                        return RES_DUNNO;
+                return check_access(e, el->table, keys_address(e, e->rcpt_addr, false), e->rcpt,
+                                    "Recipient address");
+        case RESTRICT_SENDER_LOGIN_MISMATCH:
+        case RESTRICT_AUTH_SENDER_LOGIN_MISMATCH:
+        case RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH:
+        case RESTRICT_UNAUTH_SENDER_LOGIN_MISMATCH:
+                return check_login_mismatch(e, el->kind);
+        case RESTRICT_REJECT_UNAUTH_PIPELINING:
+                if (!s->ill_pipelining)
+                        return RES_DUNNO;
+                reply_fmt(e, 503, "5.5.0", entity, label, "Improper use of SMTP command pipelining");
+                return RES_REJECT;
+        case RESTRICT_DNS:
+        case RESTRICT_POLICY:
+                return start_async(e, el);
+        case RESTRICT_CLASS:
+                return push(e, &st->classes[el->class_index].list, (RestrictionList) {}) ? RES_DUNNO : RES_REJECT;
+        }
+        return RES_DUNNO;
+}
+
+static void handle_result(SmtpdEval *e, Result r, bool warn) {
+        switch (r) {
+        case RES_OK:
+                while (e->depth > 0)
+                        smtpd_restrictions_done(&e->stack[--e->depth].owned);
+                break;
+        case RES_REJECT:
+                if (warn && e->reply && !e->sync) {
+                        smtpd_log_action(e->s, e->stage, e->rcpt, "reject_warning", e->reply);
+                        free(e->reply);
+                        e->reply = NULL;
+                } else if (e->defer_if_reject && e->reply && e->reply[0] == '5') {
+                        free(e->reply);
+                        e->reply = TAKE_PTR(e->defer_if_reject);
+                }
+                break;
+        default:
+                break;
+        }
+}
+
+/* Implicit checks at the end of a class: smtpd_reject_unlisted_sender / _recipient. */
+static void class_end(SmtpdEval *e) {
+        const SmtpdSettings *st = e->s->settings;
+        if (e->cur == CLASS_SENDER && st->reject_unlisted_sender && !e->checked_sender && e->sender_addr) {
+                e->checked_sender = true;
+                handle_result(e, check_unlisted(e, e->sender_addr, true), false);
+        }
+        if (e->cur == CLASS_RECIPIENT && st->reject_unlisted_recipient && !e->checked_local && e->rcpt_addr) {
+                e->checked_local = true;
+                handle_result(e, check_unlisted(e, e->rcpt_addr, false), false);
+        }
+}
+
+/* Runs until the evaluation ends (true) or waits for an asynchronous element (false). */
+static bool eval_loop(SmtpdEval *e) {
+        for (;;) {
+                if (e->reply)
+                        return true;
+                if (e->depth == 0) {
+                        if (e->in_class) {
+                                e->in_class = false;
+                                class_end(e);
+                                continue;
+                        }
+                        if (e->ci == e->n_classes)
+                                return true;
+                        e->cur = e->classes[e->ci++];
+                        e->in_class = true;
+                        (void) push(e, class_list(e->s->settings, e->cur), (RestrictionList) {});
+                        continue;
+                }
+                Frame *f = &e->stack[e->depth - 1];
+                if (f->i >= f->list->n) {
+                        smtpd_restrictions_done(&f->owned);
+                        e->depth--;
+                        continue;
+                }
+                const RestrictionElem *el = &f->list->v[f->i++];
+                bool warn = e->warn_next;
+                e->warn_next = false;
+                Result r = eval_element(e, el);
+                if (r == RES_ASYNC) {
+                        e->warn_async = warn;
+                        return false;
+                }
+                handle_result(e, r, warn);
+        }
+}
+
+/* The evaluation ended: answer a refusal, call finish, and end a wait. */
+static void eval_done(SmtpdEval *e) {
+        Session *s = e->s;
+        bool waiting = e->waiting;
+        SmtpdCheckFinish finish = e->finish;
+        bool early = e->stage == STAGE_CONNECT || e->stage == STAGE_HELO || e->stage == STAGE_MAIL;
+
+        if (!e->reply && e->defer_if_permit) {
+                if (early) {
+                        free(s->deferred_permit);
+                        s->deferred_permit = TAKE_PTR(e->defer_if_permit);
+                } else
+                        e->reply = TAKE_PTR(e->defer_if_permit);
+        }
+        if (!e->reply && e->stage == STAGE_RCPT && s->deferred_permit)
+                e->reply = strdup(s->deferred_permit);
+        if (e->reply && e->reply[0] == '5' && s->settings->soft_bounce) {
+                e->reply[0] = '4';   /* soft_bounce: "5.x.y" follows the reply code */
+                if (strlen(e->reply) > 4 && e->reply[4] == '5')
+                        e->reply[4] = '4';
+        }
+        if (e->reply)
+                smtpd_reply_reject(s, e->stage, e->rcpt, e->reply);
+        _cleanup_free_ char *rcpt = TAKE_PTR(e->rcpt);
+        bool accepted = !e->reply;
+        eval_free(e);
+        if (finish)
+                finish(s, rcpt, accepted);
+        if (waiting)
+                session_wait_done(s);
+}
+
+static void eval_resume(SmtpdEval *e) {
+        if (eval_loop(e))
+                eval_done(e);
+}
+
+void smtpd_check_set_phase(Session *s, SessionPhase phase) {
+        if (s->phase == PHASE_WAIT)
+                s->wait_prev = phase;
+        else
+                s->phase = phase;
+}
+
+static SmtpdEval *eval_new(Session *s, CheckStage stage, const char *rcpt) {
+        const SmtpdSettings *st = s->settings;
+        SmtpdEval *e = calloc(1, sizeof(SmtpdEval));
+        const char *why = NULL;
+
+        if (!e)
+                return NULL;
+        e->s = s;
+        e->stage = stage;
+        if (rcpt) {
+                if (!(e->rcpt = strdup(rcpt))) {
+                        free(e);
+                        return NULL;
+                }
+                (void) address_parse(rcpt, ADDRESS_SMTPUTF8, &e->rcpt_addr, &why);
+        }
+        if (!isempty(s->sender))
+                (void) address_parse(s->sender, ADDRESS_SMTPUTF8, &e->sender_addr, &why);
+        else if (s->sender)
+                (void) address_new("", NULL, &e->sender_addr);
+
+        size_t n = 0;
+        switch (stage) {
+        case STAGE_CONNECT:
+                if (!st->delay_reject)
+                        e->classes[n++] = CLASS_CLIENT;
+                break;
+        case STAGE_HELO:
+                if (!st->delay_reject)
+                        e->classes[n++] = CLASS_HELO;
+                break;
+        case STAGE_MAIL:
+                if (!st->delay_reject)
+                        e->classes[n++] = CLASS_SENDER;
+                break;
+        case STAGE_RCPT:
+                if (st->delay_reject) {
+                        e->classes[n++] = CLASS_CLIENT;
+                        if (s->helo)   /* as in Postfix: no HELO, no HELO restrictions */
+                                e->classes[n++] = CLASS_HELO;
+                        e->classes[n++] = CLASS_SENDER;
+                }
+                e->classes[n++] = CLASS_RELAY;
+                e->classes[n++] = CLASS_RECIPIENT;
+                break;
+        case STAGE_DATA:
+                e->classes[n++] = CLASS_DATA;
+                break;
+        case STAGE_EOD:
+                e->classes[n++] = CLASS_EOD;
+                break;
+        }
+        e->n_classes = n;
+        return e;
+}
+
+void smtpd_check_run(Session *s, CheckStage stage, const char *rcpt, SmtpdCheckFinish finish) {
+        SmtpdEval *e = eval_new(s, stage, rcpt);
+
+        if (!e) {
+                log_oom();
+                session_reply(s, "451 4.3.0 Error: out of memory");
+                finish(s, rcpt, false);
+                return;
+        }
+        e->finish = finish;
+        if (stage == STAGE_RCPT && !s->settings->can_refuse_relay) {
+                log_warning("Neither smtpd_relay_restrictions nor smtpd_recipient_restrictions can refuse "
+                            "relaying (add reject_unauth_destination); refusing mail (451 4.3.5)");
+                set_reply(e, strdup("451 4.3.5 Server configuration error"));
+        }
+        eval_resume(e);
+}
+
+int smtpd_check_recipient(Session *s, const char *local, const char *domain, const char *external,
+                          char **ret_reply) {
+        SmtpdEval *e = eval_new(s, STAGE_RCPT, external);
+        *ret_reply = NULL;
+        if (!e)
+                return -ENOMEM;
+        e->sync = true;
+        /* VRFY: only relay control and the recipient list; asynchronous elements are skipped. */
+        e->classes[0] = CLASS_RELAY;
+        e->classes[1] = CLASS_RECIPIENT;
+        e->n_classes = 2;
+        if (!s->settings->can_refuse_relay)
+                set_reply(e, strdup("451 4.3.5 Server configuration error"));
+        (void) eval_loop(e);
+        *ret_reply = TAKE_PTR(e->reply);
+        eval_free(e);
+        return *ret_reply ? 1 : 0;
+}
+
+void smtpd_check_session_done(Session *s) {
+        free(s->deferred_permit);
+        s->deferred_permit = NULL;
+        free(s->access_denied);
+        s->access_denied = NULL;
+}
