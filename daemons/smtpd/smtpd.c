@@ -38,6 +38,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         domain_list_done(&s->mydestination);
         domain_list_done(&s->relay_domains);
         table_list_free(s->local_recipient_maps);
+        smtpd_check_settings_done(s);
         free(s);
         return NULL;
 }
@@ -148,6 +149,12 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
                         s->local_recipient_maps_error = r;
                 }
         }
+
+        r = smtpd_dnsbl_settings_load(c, listener, s);
+        if (r >= 0)
+                r = smtpd_policy_settings_load(c, listener, s);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(s);
         return 0;
@@ -336,6 +343,7 @@ static void server_done(Server *srv) {
         }
         free(srv->listeners);
         committer_free(srv->committer);
+        srv->resolver = dns_resolver_free(srv->resolver);
 }
 
 static int run(void) {
@@ -410,6 +418,11 @@ static int run(void) {
         r = committer_new(&srv, strempty(qdir), wake, &srv.committer);
         if (r < 0)
                 goto finish;
+        r = dns_resolver_new(srv.event, 0, 0, &srv.resolver);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the DNS resolver: %m");
+                goto finish;
+        }
 
         r = sd_event_add_time_relative(srv.event, &srv.status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
                                        USEC_PER_SEC, on_status_timer, &srv);

@@ -3,7 +3,7 @@
 Used three ways:
   * conftest.py starts one `DnsZone` per pytest run (inside the run's private mount namespace)
     and bind-mounts a resolv.conf naming it over /etc/resolv.conf, so every daemon under test
-    resolves through it: 127.0.0.1 <-> localhost and ::1 <-> localhost answer at once, every
+    resolves through it: 127.0.0.1 <-> localhost and ::1 <-> localhost (also 127.0.0.2-4) answer at once, every
     other name is NXDOMAIN, and nothing reaches the machine's real resolver.
   * the `dns_zone` fixture lets a test add records (host/mx/txt/ptr/raw dnsmasq options); they
     are served until the test ends.
@@ -26,7 +26,9 @@ import time
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 BLACK_HOLE = "127.0.0.9"
-BASE_OPTIONS = ["--host-record=localhost,127.0.0.1,::1"]
+# localhost <-> 127.0.0.1..4 and ::1 (the client addresses the existing tests use); 127.0.0.5 and
+# up are free for tests to name (or leave without a name: "unknown").
+BASE_OPTIONS = ["--host-record=localhost,::1"] + ["--host-record=localhost,127.0.0.%d" % i for i in range(1, 5)]
 
 
 def _free_address():
@@ -63,7 +65,8 @@ class DnsZone:
 
     def host(self, name, *addrs):
         """A/AAAA records; dnsmasq also answers the matching PTRs (address -> name)."""
-        self.add("--host-record=%s,%s" % (name, ",".join(addrs)))
+        # one option per address: dnsmasq keeps a single IPv4/IPv6 address per --host-record
+        self.add(*("--host-record=%s,%s" % (name, a) for a in addrs))
 
     def mx(self, domain, host, preference=10):
         self.add("--mx-host=%s,%s,%d" % (domain, host, preference))
@@ -81,7 +84,7 @@ class DnsZone:
 
     def _argv(self):
         return [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-                "--no-hosts", "--no-negcache", "--cache-size=0", "--pid-file=",
+                "--no-hosts", "--pid-file=",
                 "--user=root", "--group=root", "--bind-interfaces",
                 "--listen-address=" + self.address, "--port=53", "--log-facility=" +
                 os.path.join(self.dir, "dnsmasq.log"),
@@ -127,7 +130,8 @@ class DnsZone:
 
     def close(self):
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("POSTERN_KEEP_ROOT"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def unshare_mounts():
