@@ -71,8 +71,9 @@ class DnsZone:
     def mx(self, domain, host, preference=10):
         self.add("--mx-host=%s,%s,%d" % (domain, host, preference))
 
-    def txt(self, name, text):
-        self.add("--txt-record=%s,\"%s\"" % (name, text.replace('"', '')))
+    def txt(self, name, *strings):
+        """A TXT record of one or more character-strings (no commas inside one)."""
+        self.add("--txt-record=%s,%s" % (name, ",".join(strings)))
 
     def ptr(self, addr, name):
         """A PTR record for an IPv4 or IPv6 address."""
