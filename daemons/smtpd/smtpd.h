@@ -6,6 +6,9 @@
  *   smtpd-restrictions.c mynetworks, relay control and the local recipient check at RCPT
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
+ *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
+ *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (asynchronous)
+ *   smtpd-policy.c       check_policy_service: the policy delegation protocol (asynchronous)
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
