@@ -124,6 +124,7 @@ int main(int argc, char *argv[]) {
         run_next();
         int r = sd_event_loop(event);
         smtpd_check_cancel(current);
+        smtpd_policy_shutdown();
         srv.resolver = dns_resolver_free(srv.resolver);
         smtpd_check_settings_done(&set);
         free(set.myhostname);

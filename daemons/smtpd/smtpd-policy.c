@@ -458,6 +458,11 @@ int smtpd_check_policy_start(Session *s, const char *service, const char *protoc
         return 0;
 }
 
+void smtpd_policy_shutdown(void) {
+        while (idle_conns)
+                conn_free(idle_conns);
+}
+
 int smtpd_policy_settings_load(Conf *c, const char *listener, SmtpdSettings *s) {
         s->policy_default_action = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_default_action")));
         s->policy_context = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_policy_context")));

@@ -344,6 +344,7 @@ static void server_done(Server *srv) {
         free(srv->listeners);
         committer_free(srv->committer);
         srv->resolver = dns_resolver_free(srv->resolver);
+        smtpd_policy_shutdown();
 }
 
 static int run(void) {

@@ -338,6 +338,8 @@ int smtpd_check_policy_start(Session *s, const char *service, const char *protoc
                              const char *sender, const char *recipient,
                              SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
 void smtpd_check_cancel(SmtpdCheck *op);
+/* smtpd-policy.c: closes the policy connections kept for reuse (shutdown). */
+void smtpd_policy_shutdown(void);
 
 /* smtpd-peername.c: looks the client's name up (PTR, then forward-confirmed) before the
  * greeting, when smtpd_peername_lookup is on. Returns 1 when a lookup runs (the session waits;
