@@ -6,9 +6,8 @@
  * client does not read) or while its message is being committed, input is paused. Buffers are
  * allocated on demand and released when empty, so an idle session costs a few hundred bytes.
  *
- * Client names: postern-smtpd does no DNS lookups yet (sd-resolve is not public on Debian 12
- * and a blocking resolver must not run in the loop): loopback clients are "localhost", all
- * others "unknown", as Postfix names a client whose name does not verify. */
+ * Client names: set to "unknown" here; smtpd-peername.c looks them up before the greeting
+ * (loopback clients are "localhost" without smtpd_peername_lookup). */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
@@ -73,6 +72,8 @@ static void session_describe_peer(Session *s) {
         bool loopback = (s->family == AF_INET && s->addr_bytes[0] == 127) ||
                 (s->family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((struct in6_addr *) s->addr_bytes));
         snprintf(s->name, sizeof(s->name), "%s", loopback ? "localhost" : "unknown");
+        snprintf(s->reverse_name, sizeof(s->reverse_name), "%s", s->name);
+        s->name_status = s->reverse_name_status = loopback ? SMTPD_PEER_OK : SMTPD_PEER_PERM;
         snprintf(s->id_text, sizeof(s->id_text), "%s[%s]", s->name, s->addr);
 }
 
@@ -114,11 +115,17 @@ int session_new(Listener *l, int fd) {
                 return r;
         }
 
+        if (smtpd_peername_start(s) > 0)
+                return 0;   /* greeted when the client's name is known */
+        session_greet(s);
+        (void) session_flush(s);
+        return 0;
+}
+
+void session_greet(Session *s) {
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
                    "connect from %s", s->id_text);
         command_greet(s);
-        (void) session_flush(s);
-        return 0;
 }
 
 void session_free(Session *s) {
@@ -344,11 +351,16 @@ void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
         session_update_events(s);
 }
 
-void session_wait_done(Session *s) {
+void session_wait_end(Session *s) {
         assert(s->phase == PHASE_WAIT);
         s->phase = s->wait_prev;
         s->wait_cancel = NULL;
         s->wait_userdata = NULL;
+        session_update_events(s);
+}
+
+void session_wait_done(Session *s) {
+        session_wait_end(s);
         if (s->server->stopping) {
                 session_close_after_flush(s);
                 (void) session_flush(s);

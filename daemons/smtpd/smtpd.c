@@ -47,6 +47,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         table_list_free(s->local_recipient_maps);
         smtpd_cleanup_settings_done(s);
         table_list_free(s->ehlo_discard_maps);
+        smtpd_check_settings_done(s);
         free(s);
         return NULL;
 }
@@ -234,6 +235,9 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         }
 
         r = smtpd_cleanup_settings(c, listener, s);
+        r = smtpd_dnsbl_settings_load(c, listener, s);
+        if (r >= 0)
+                r = smtpd_policy_settings_load(c, listener, s);
         if (r < 0)
                 return r;
 
@@ -424,6 +428,8 @@ static void server_done(Server *srv) {
         }
         free(srv->listeners);
         committer_free(srv->committer);
+        srv->resolver = dns_resolver_free(srv->resolver);
+        smtpd_policy_shutdown();
 }
 
 static int run(void) {
@@ -498,6 +504,11 @@ static int run(void) {
         r = committer_new(&srv, strempty(qdir), wake, &srv.committer);
         if (r < 0)
                 goto finish;
+        r = dns_resolver_new(srv.event, 0, 0, &srv.resolver);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the DNS resolver: %m");
+                goto finish;
+        }
 
         r = sd_event_add_time_relative(srv.event, &srv.status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
                                        USEC_PER_SEC, on_status_timer, &srv);

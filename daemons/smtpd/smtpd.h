@@ -10,6 +10,9 @@
  *   smtpd-bdat.c         BDAT (RFC 3030 CHUNKING): exact-count chunks into the same content code
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
  *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step)
+ *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
+ *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (asynchronous)
+ *   smtpd-policy.c       check_policy_service: the policy delegation protocol (asynchronous)
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -28,6 +31,7 @@
 #include "mail/domain-list.h"
 #include "mail/header-checks.h"
 #include "daemon/daemon.h"
+#include "dns/dns.h"
 #include "mail/queue-id.h"
 
 typedef enum ListenerKind {
@@ -185,6 +189,17 @@ typedef struct SmtpdSettings {
         bool smtputf8_enable;
         unsigned ehlo_discard;             /* EHLO_* bits from smtpd_discard_ehlo_keywords */
         TableList *ehlo_discard_maps;      /* smtpd_discard_ehlo_keyword_address_maps, or NULL */
+        /* DNS checks and client names (smtpd-dnsbl.c, smtpd-peername.c) */
+        bool peername_lookup;
+        int maps_rbl_reject_code, unknown_address_reject_code;
+        int unknown_client_reject_code, unknown_hostname_reject_code;
+        char *default_rbl_reply;           /* unexpanded: $rbl_* are filled in per hit */
+        char *unknown_address_tempfail_action, *unknown_helo_hostname_tempfail_action;
+        TableList *rbl_reply_maps;
+        /* policy delegation (smtpd-policy.c) */
+        char *policy_default_action, *policy_context;
+        usec_t policy_timeout_usec, policy_max_idle_usec, policy_max_ttl_usec, policy_retry_delay_usec;
+        unsigned policy_request_limit, policy_try_limit;
 } SmtpdSettings;
 
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s);
@@ -193,6 +208,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpdSettings *, smtpd_settings_unref);
 /* Builds the settings of one listener (NULL: the main.cf values without listener overrides)
  * from a configuration; logs its own errors, naming parameter and offending entry. */
 int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret);
+/* smtpd-dnsbl.c / smtpd-policy.c: their part of the settings (called by smtpd_settings_new;
+ * freed by smtpd_check_settings_done from smtpd_settings_unref). */
+int smtpd_dnsbl_settings_load(Conf *c, const char *listener, SmtpdSettings *s);
+int smtpd_policy_settings_load(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_check_settings_done(SmtpdSettings *s);
 /* Builds the settings of every listener, sharing one snapshot among listeners without
  * overrides in main.cf. ret[i] belongs to names[i]; all or nothing. */
 int smtpd_settings_build(Conf *c, char *const *names, size_t n, SmtpdSettings **ret);
@@ -218,6 +238,7 @@ struct Server {
         Listener *listeners;
         size_t n_listeners;
         Committer *committer;
+        DnsResolver *resolver;       /* client names, DNS lists, unknown-domain checks */
         Session *sessions;           /* all live sessions, freed at shutdown */
         size_t n_sessions;
         uint64_t n_queued;           /* messages committed since start */
@@ -299,8 +320,10 @@ struct Session {
         SessionPhase phase;
 
         char addr[64];           /* "127.0.0.2", or "" for a local submission */
-        char name[64];           /* "localhost", "unknown", or "local" */
-        char id_text[136];       /* "name[addr]" for logs; "local uid=1000" for submit */
+        char name[DNS_NAME_MAX]; /* verified client name, "unknown", or "local" */
+        char reverse_name[DNS_NAME_MAX];   /* the PTR name even if it does not verify, or "unknown" */
+        int name_status, reverse_name_status;   /* SMTPD_PEER_*: why a name is "unknown" */
+        char id_text[DNS_NAME_MAX + 72];   /* "name[addr]" for logs; "local uid=1000" for submit */
         int family;
         uint8_t addr_bytes[16];
         uid_t uid;               /* submit only */
@@ -356,8 +379,13 @@ struct Session {
         int last_code;
 };
 
+/* How a client name lookup ended (Postfix: name_status / reverse_name_status). */
+enum { SMTPD_PEER_OK, SMTPD_PEER_TEMP, SMTPD_PEER_PERM, SMTPD_PEER_FORGED };
+
 /* smtpd-session.c */
 int session_new(Listener *l, int fd);
+/* Logs "connect from" and queues the 220 greeting (after the client name is known). */
+void session_greet(Session *s);
 void session_free(Session *s);
 /* Appends one reply line ("250 2.0.0 Ok"); counts 4xx/5xx replies as errors. */
 void session_reply(Session *s, const char *fmt, ...) _printf_(2, 3);
@@ -380,6 +408,9 @@ void session_process_input(Session *s);
  * the session; the completion callback must then not run for it. Only one wait at a time. */
 void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata);
 void session_wait_done(Session *s);
+/* Ends the wait without processing input (the caller then replies, may start another wait,
+ * and calls session_resume() when it did not). */
+void session_wait_end(Session *s);
 
 /* smtpd-command.c */
 /* The EHLO_* bits hidden for this session (smtpd_discard_ehlo_keywords and the address maps). */
@@ -444,6 +475,13 @@ int smtpd_check_policy_start(Session *s, const char *service, const char *protoc
                              const char *sender, const char *recipient,
                              SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
 void smtpd_check_cancel(SmtpdCheck *op);
+/* smtpd-policy.c: closes the policy connections kept for reuse (shutdown). */
+void smtpd_policy_shutdown(void);
+
+/* smtpd-peername.c: looks the client's name up (PTR, then forward-confirmed) before the
+ * greeting, when smtpd_peername_lookup is on. Returns 1 when a lookup runs (the session waits;
+ * the greeting follows its end), 0 when the names are final now. */
+int smtpd_peername_start(Session *s);
 
 /* smtpd-check.c: the resumable restriction evaluator. */
 typedef enum CheckStage {

@@ -5,13 +5,37 @@ import shutil
 
 import pytest
 
+import dnszone
 import postern_harness
+
+_dns = None   # the run's dnsmasq (dnszone.DnsZone), serving localhost and what tests add
 
 
 def pytest_configure(config):
     if os.geteuid() != 0:
         pytest.exit("Postern's integration tests need root (delivery switches users).", returncode=4)
     postern_harness.isolate_test_homes()
+    # Every daemon resolves through a dnsmasq of this run (smtpd looks up client names):
+    # fast, deterministic, and never the machine's resolver. Only this namespace sees it.
+    global _dns
+    _dns = dnszone.DnsZone()
+    _dns.start()
+    _dns.bind_resolv_conf()
+
+
+def pytest_unconfigure(config):
+    if _dns:
+        _dns.close()
+
+
+@pytest.fixture
+def dns_zone():
+    """The run's DNS server: add records (host/mx/txt/ptr/add), then apply(); they are served
+    until the test ends. Names under slow.test time out (a temporary failure after ~1 s)."""
+    yield _dns
+    if _dns.options:
+        _dns.reset()
+        _dns.apply()
 
 
 @pytest.fixture(scope="session")

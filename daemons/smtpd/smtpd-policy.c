@@ -1,0 +1,478 @@
+/* smtpd-policy.c — check_policy_service: Postfix's SMTPD policy delegation protocol.
+ *
+ * A request is "name=value" lines (request=smtpd_access_policy, protocol_state, sender,
+ * recipient, client_address, ...) ended by an empty line; the server answers "action=..." and
+ * an empty line, and the action is handed to the restriction engine like an access(5) result.
+ * Connections (unix:/path or inet:host:port, numeric host or localhost) are non-blocking on
+ * sd-event and kept per service for reuse: at most one request at a time on each, closed after
+ * smtpd_policy_service_max_idle unused, smtpd_policy_service_max_ttl after opening, or
+ * smtpd_policy_service_request_limit requests. Each attempt may take
+ * smtpd_policy_service_timeout; a failed attempt (cannot connect, closed, timeout, an answer
+ * without action=) is retried after smtpd_policy_service_retry_delay up to
+ * smtpd_policy_service_try_limit times, then smtpd_policy_service_default_action applies. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smtpd-check.h"
+#include "log/log.h"
+#include "config.h"
+
+#define POLICY_ANSWER_MAX 8192
+
+typedef struct PolicyRequest PolicyRequest;
+
+typedef struct PolicyConn {
+        struct PolicyConn *next;
+        char *service;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *idle_timer;
+        usec_t opened;
+        unsigned n_requests;
+        bool connected;
+        PolicyRequest *req;        /* NULL while idle */
+        size_t out_off;
+        StrBuf in;
+} PolicyConn;
+
+struct PolicyRequest {
+        SmtpdCheck base;
+        Session *session;
+        SmtpdCheckDone done;
+        void *userdata;
+        char *service;
+        char *text;                /* the request record */
+        unsigned attempts;
+        PolicyConn *conn;
+        sd_event_source *timer;    /* attempt timeout or retry delay */
+};
+
+static PolicyConn *idle_conns;     /* reusable connections of all services */
+
+static usec_t now(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+static void conn_free(PolicyConn *c) {
+        if (!c)
+                return;
+        for (PolicyConn **p = &idle_conns; *p; p = &(*p)->next)
+                if (*p == c) {
+                        *p = c->next;
+                        break;
+                }
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->idle_timer);
+        safe_close(c->fd);
+        strbuf_done(&c->in);
+        free(c->service);
+        free(c);
+}
+
+static void request_free(PolicyRequest *r) {
+        if (!r)
+                return;
+        if (r->conn) {
+                r->conn->req = NULL;
+                conn_free(r->conn);   /* an answer may still come: never reuse this one */
+        }
+        sd_event_source_disable_unref(r->timer);
+        free(r->service);
+        free(r->text);
+        free(r);
+}
+
+static void request_cancel(SmtpdCheck *op) {
+        request_free((PolicyRequest *) op);
+}
+
+static void request_finish(PolicyRequest *r, const char *action) {
+        Session *s = r->session;
+        SmtpdCheckDone done = r->done;
+        void *userdata = r->userdata;
+        _cleanup_free_ char *copy = action ? strdup(action) : NULL;
+
+        request_free(r);
+        done(s, copy, userdata);
+}
+
+static void attempt(PolicyRequest *r);
+
+static int on_retry(sd_event_source *src, uint64_t usec, void *userdata) {
+        PolicyRequest *r = userdata;
+        r->timer = sd_event_source_disable_unref(r->timer);
+        attempt(r);
+        return 0;
+}
+
+/* One attempt failed: drop its connection, retry or give up with the default action. */
+static void attempt_failed(PolicyRequest *r, const char *why) {
+        const SmtpdSettings *set = r->session->settings;
+
+        if (r->conn) {
+                r->conn->req = NULL;
+                conn_free(r->conn);
+                r->conn = NULL;
+        }
+        r->timer = sd_event_source_disable_unref(r->timer);
+        log_warning("problem talking to server %s: %s", r->service, why);
+        if (r->attempts < set->policy_try_limit &&
+            sd_event_add_time_relative(r->session->server->event, &r->timer, CLOCK_MONOTONIC,
+                                       set->policy_retry_delay_usec, 1000, on_retry, r) >= 0)
+                return;
+        log_warning("%s: policy service %s unavailable after %u attempt(s); using "
+                    "smtpd_policy_service_default_action", r->session->id_text, r->service, r->attempts);
+        request_finish(r, set->policy_default_action);
+}
+
+static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+        attempt_failed(userdata, "timeout");
+        return 0;
+}
+
+static int on_idle_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
+        conn_free(userdata);
+        return 0;
+}
+
+/* The answer is complete (ends in an empty line): find action=. */
+static void answer_done(PolicyRequest *r, PolicyConn *c) {
+        const SmtpdSettings *set = r->session->settings;
+        _cleanup_free_ char *action = NULL;
+        char *save = NULL;
+
+        for (char *line = strtok_r(c->in.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                size_t n = strlen(line);
+                if (n && line[n - 1] == '\r')
+                        line[n - 1] = '\0';
+                const char *v = startswith(line, "action=");
+                if (v && !action)
+                        action = strdup(v);
+        }
+        strbuf_reset(&c->in);
+        if (!action || !*action) {
+                attempt_failed(r, "policy server answer without action= attribute");
+                return;
+        }
+        /* Keep the connection for the next request, unless it has served its time. */
+        r->conn = NULL;
+        c->req = NULL;
+        c->n_requests++;
+        if ((set->policy_request_limit > 0 && c->n_requests >= set->policy_request_limit) ||
+            now() - c->opened >= set->policy_max_ttl_usec ||
+            sd_event_source_set_io_events(c->io, EPOLLIN) < 0 ||
+            sd_event_add_time_relative(r->session->server->event, &c->idle_timer, CLOCK_MONOTONIC,
+                                       set->policy_max_idle_usec, USEC_PER_SEC, on_idle_timeout, c) < 0)
+                conn_free(c);
+        else {
+                c->next = idle_conns;
+                idle_conns = c;
+        }
+        request_finish(r, action);
+}
+
+static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        PolicyConn *c = userdata;
+        PolicyRequest *r = c->req;
+        char buf[2048];
+
+        if (!r) {   /* idle: the server closed it (or sent junk); forget it */
+                conn_free(c);
+                return 0;
+        }
+        if (!c->connected && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+                int err = 0;
+                socklen_t len = sizeof(err);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+                        attempt_failed(r, strerror(err ? err : errno));
+                        return 0;
+                }
+                c->connected = true;
+        }
+        if (c->connected && c->out_off < strlen(r->text) && (revents & EPOLLOUT)) {
+                ssize_t n = send(fd, r->text + c->out_off, strlen(r->text) - c->out_off, MSG_NOSIGNAL);
+                if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                        attempt_failed(r, strerror(errno));
+                        return 0;
+                }
+                if (n > 0)
+                        c->out_off += (size_t) n;
+                if (c->out_off >= strlen(r->text))
+                        (void) sd_event_source_set_io_events(c->io, EPOLLIN);
+        }
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return 0;
+                if (n <= 0) {
+                        attempt_failed(r, n == 0 ? "connection closed by server" : strerror(errno));
+                        return 0;
+                }
+                if (c->in.len + (size_t) n > POLICY_ANSWER_MAX) {
+                        attempt_failed(r, "policy server answer too long");
+                        return 0;
+                }
+                if (strbuf_append(&c->in, buf, (size_t) n) < 0) {
+                        attempt_failed(r, "out of memory");
+                        return 0;
+                }
+                const char *d = c->in.data;
+                size_t l = c->in.len;
+                if ((l >= 2 && d[l - 2] == '\n' && d[l - 1] == '\n') ||
+                    (l == 1 && d[0] == '\n') ||
+                    (l >= 4 && memcmp(d + l - 4, "\r\n\r\n", 4) == 0) || (l >= 3 && memcmp(d + l - 3, "\n\r\n", 3) == 0))
+                        answer_done(r, c);
+        }
+        return 0;
+}
+
+/* Opens a non-blocking connection to unix:/path, inet:host:port or a plain path. */
+static int conn_open(const char *service, int *ret_fd, bool *ret_connected) {
+        struct sockaddr_storage ss = { 0 };
+        socklen_t sl;
+        int fd;
+        const char *rest;
+
+        if ((rest = startswith(service, "inet:"))) {
+                _cleanup_free_ char *host = NULL;
+                const char *colon = strrchr(rest, ':');
+                if (!colon || !colon[1])
+                        return -EINVAL;
+                host = rest[0] == '[' ? strndup(rest + 1, (size_t) (colon - rest - 2)) : strndup(rest, (size_t) (colon - rest));
+                if (!host)
+                        return -ENOMEM;
+                char *end;
+                unsigned long port = strtoul(colon + 1, &end, 10);
+                if (*end || port == 0 || port > 65535)
+                        return -EINVAL;
+                struct sockaddr_in *in4 = (struct sockaddr_in *) &ss;
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+                if (streq(host, "localhost") || inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+                        if (streq(host, "localhost"))
+                                in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                        in4->sin_family = AF_INET;
+                        in4->sin_port = htons((uint16_t) port);
+                        sl = sizeof(*in4);
+                } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+                        in6->sin6_family = AF_INET6;
+                        in6->sin6_port = htons((uint16_t) port);
+                        sl = sizeof(*in6);
+                } else
+                        return -EADDRNOTAVAIL;   /* host names would need a blocking lookup */
+        } else {
+                struct sockaddr_un *un = (struct sockaddr_un *) &ss;
+                const char *path = startswith(service, "unix:") ? service + 5 : service;
+                if (strlen(path) >= sizeof(un->sun_path) || !*path)
+                        return -EINVAL;
+                un->sun_family = AF_UNIX;
+                strcpy(un->sun_path, path);
+                sl = sizeof(*un);
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (ss.ss_family != AF_UNIX)
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int) { 1 }, sizeof(int));
+        if (connect(fd, (struct sockaddr *) &ss, sl) < 0 && errno != EINPROGRESS) {
+                int e = -errno;
+                safe_close(fd);
+                return e;
+        }
+        *ret_connected = false;   /* learnt from EPOLLOUT + SO_ERROR */
+        *ret_fd = fd;
+        return 0;
+}
+
+static void attempt(PolicyRequest *r) {
+        const SmtpdSettings *set = r->session->settings;
+        Server *srv = r->session->server;
+        PolicyConn *c = NULL;
+        int k;
+
+        r->attempts++;
+        /* A reusable connection of this service, if one is still young enough. */
+        for (PolicyConn **p = &idle_conns; *p; ) {
+                PolicyConn *i = *p;
+                if (streq(i->service, r->service)) {
+                        *p = i->next;
+                        i->next = NULL;
+                        if (now() - i->opened < set->policy_max_ttl_usec) {
+                                c = i;
+                                break;
+                        }
+                        conn_free(i);
+                        continue;
+                }
+                p = &i->next;
+        }
+        if (c) {
+                c->idle_timer = sd_event_source_disable_unref(c->idle_timer);
+        } else {
+                c = calloc(1, sizeof(PolicyConn));
+                if (!c || !(c->service = strdup(r->service))) {
+                        free(c);
+                        attempt_failed(r, "out of memory");
+                        return;
+                }
+                c->fd = -1;
+                c->opened = now();
+                k = conn_open(r->service, &c->fd, &c->connected);
+                if (k >= 0)
+                        k = sd_event_add_io(srv->event, &c->io, c->fd, EPOLLOUT, on_conn_io, c);
+                if (k < 0) {
+                        conn_free(c);
+                        attempt_failed(r, strerror(-k));
+                        return;
+                }
+        }
+        c->req = r;
+        c->out_off = 0;
+        strbuf_reset(&c->in);
+        r->conn = c;
+        if (c->connected)
+                (void) sd_event_source_set_io_events(c->io, EPOLLIN | EPOLLOUT);
+        k = sd_event_add_time_relative(srv->event, &r->timer, CLOCK_MONOTONIC, set->policy_timeout_usec,
+                                       1000, on_timeout, r);
+        if (k < 0)
+                attempt_failed(r, strerror(-k));
+}
+
+/* Appends "name=value\n" with line breaks in the value replaced (they would end the record). */
+static void attr(StrBuf *b, const char *name, const char *value) {
+        (void) strbuf_puts(b, name);
+        (void) strbuf_puts(b, "=");
+        size_t start = b->len;
+        (void) strbuf_puts(b, strempty(value));
+        for (size_t i = start; i < b->len; i++)
+                if (b->data[i] == '\n' || b->data[i] == '\r')
+                        b->data[i] = ' ';
+        (void) strbuf_puts(b, "\n");
+}
+
+static void attr_num(StrBuf *b, const char *name, unsigned long long v) {
+        char t[32];
+        snprintf(t, sizeof(t), "%llu", v);
+        attr(b, name, t);
+}
+
+static char *build_request(Session *s, const char *state, const char *sender, const char *recipient) {
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char host[INET6_ADDRSTRLEN] = "", instance[64];
+        unsigned port = 0, client_port = 0;
+
+        if (s->fd >= 0 && getsockname(s->fd, (struct sockaddr *) &ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
+                void *a = ss.ss_family == AF_INET ? (void *) &((struct sockaddr_in *) &ss)->sin_addr
+                                                  : (void *) &((struct sockaddr_in6 *) &ss)->sin6_addr;
+                inet_ntop(ss.ss_family, a, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in *) &ss)->sin_port);   /* same offset in both */
+                sl = sizeof(ss);
+                if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0)
+                        client_port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
+        }
+        /* One value for all requests of a mail transaction (Postfix: instance). */
+        snprintf(instance, sizeof(instance), "%lx.%lx.%s", (unsigned long) getpid(),
+                 (unsigned long) (uintptr_t) s, s->queue_id[0] ? s->queue_id : "0");
+
+        attr(&b, "request", "smtpd_access_policy");
+        attr(&b, "protocol_state", state);
+        attr(&b, "protocol_name", s->esmtp ? "ESMTP" : "SMTP");
+        attr(&b, "helo_name", s->helo);
+        attr(&b, "queue_id", s->queue_id);
+        attr(&b, "sender", sender);
+        attr(&b, "recipient", recipient);
+        attr_num(&b, "recipient_count", s->n_rcpts);
+        attr(&b, "client_address", s->addr);
+        attr(&b, "client_name", s->name);
+        attr(&b, "reverse_client_name", s->reverse_name);
+        attr(&b, "instance", instance);
+        attr(&b, "sasl_method", s->sasl_method);
+        attr(&b, "sasl_username", s->sasl_username);
+        attr(&b, "sasl_sender", "");
+        attr_num(&b, "size", s->data ? s->data->bytes : 0);
+        attr(&b, "ccert_subject", "");
+        attr(&b, "ccert_issuer", "");
+        attr(&b, "ccert_fingerprint", "");
+        attr(&b, "ccert_pubkey_fingerprint", "");
+        attr(&b, "encryption_protocol", "");
+        attr(&b, "encryption_cipher", "");
+        attr(&b, "encryption_keysize", "0");
+        attr(&b, "etrn_domain", "");
+        attr(&b, "stress", "");
+        attr(&b, "server_address", host);
+        if (port)
+                attr_num(&b, "server_port", port);
+        else
+                attr(&b, "server_port", "");
+        if (client_port)
+                attr_num(&b, "client_port", client_port);
+        else
+                attr(&b, "client_port", "");
+        attr(&b, "policy_context", s->settings->policy_context);
+        attr(&b, "compatibility_level", "3.6");
+        attr(&b, "mail_version", POSTERN_VERSION);
+        if (strbuf_puts(&b, "\n") < 0)
+                return NULL;
+        return TAKE_PTR(b.data);
+}
+
+int smtpd_check_policy_start(Session *s, const char *service, const char *protocol_state,
+                             const char *sender, const char *recipient,
+                             SmtpdCheckDone done, void *userdata, SmtpdCheck **ret) {
+        if (isempty(service) || !done)
+                return -EINVAL;
+        PolicyRequest *r = calloc(1, sizeof(PolicyRequest));
+        if (!r)
+                return -ENOMEM;
+        r->base.cancel = request_cancel;
+        r->session = s;
+        r->done = done;
+        r->userdata = userdata;
+        r->service = strdup(service);
+        r->text = build_request(s, protocol_state, sender, recipient);
+        if (!r->service || !r->text) {
+                request_free(r);
+                return -ENOMEM;
+        }
+        /* Connecting and sending only start from the loop (connect may fail at once). */
+        r->attempts = 0;
+        int k = sd_event_add_time_relative(s->server->event, &r->timer, CLOCK_MONOTONIC, 0, 1, on_retry, r);
+        if (k < 0) {
+                request_free(r);
+                return k;
+        }
+        *ret = &r->base;
+        return 0;
+}
+
+void smtpd_policy_shutdown(void) {
+        while (idle_conns)
+                conn_free(idle_conns);
+}
+
+int smtpd_policy_settings_load(Conf *c, const char *listener, SmtpdSettings *s) {
+        s->policy_default_action = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_default_action")));
+        s->policy_context = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_policy_context")));
+        if (!s->policy_default_action || !s->policy_context)
+                return log_oom();
+        s->policy_timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_timeout")) * USEC_PER_SEC;
+        s->policy_max_idle_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_max_idle")) * USEC_PER_SEC;
+        s->policy_max_ttl_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_max_ttl")) * USEC_PER_SEC;
+        s->policy_retry_delay_usec = (usec_t) MAX(0, conf_get_time(c, listener, "smtpd_policy_service_retry_delay")) * USEC_PER_SEC;
+        s->policy_request_limit = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_policy_service_request_limit"));
+        s->policy_try_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_policy_service_try_limit"));
+        return 0;
+}
