@@ -235,7 +235,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         }
 
         r = smtpd_cleanup_settings(c, listener, s);
-        r = smtpd_dnsbl_settings_load(c, listener, s);
+        if (r >= 0)
+                r = smtpd_dnsbl_settings_load(c, listener, s);
         if (r >= 0)
                 r = smtpd_policy_settings_load(c, listener, s);
         if (r < 0)
