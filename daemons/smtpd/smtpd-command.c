@@ -134,9 +134,11 @@ static bool cmd_ehlo(Session *s, char *arg) {
                  "250-PIPELINING\r\n"
                  "250-SIZE%s\r\n"
                  "%s"
+                 "%s"
                  "250-ENHANCEDSTATUSCODES\r\n"
                  "250 8BITMIME\r\n",
-                 s->settings->myhostname, size, s->settings->disable_vrfy ? "" : "250-VRFY\r\n");
+                 s->settings->myhostname, size, s->settings->disable_vrfy ? "" : "250-VRFY\r\n",
+                 smtpd_tls_offer(s) ? "250-STARTTLS\r\n" : "");
         session_reply_raw(s, buf);
         s->last_code = 250;
         return true;
@@ -183,6 +185,8 @@ static bool cmd_mail(Session *s, char *arg) {
         const char *body = NULL;
 
         if (need_helo(s))
+                return false;
+        if (smtpd_tls_required(s))
                 return false;
         if (s->in_mail) {
                 session_reply(s, "503 5.5.1 Error: nested MAIL command");
@@ -449,7 +453,7 @@ static const CommandDef commands[] = {
         { "HELP", CMD_HELP, cmd_help, true },
         { "VRFY", CMD_VRFY, cmd_vrfy, true },
         { "ETRN", CMD_ETRN, cmd_not_implemented, true },
-        { "STARTTLS", CMD_STARTTLS, cmd_not_implemented, false },
+        { "STARTTLS", CMD_STARTTLS, smtpd_tls_starttls, false },
         { "AUTH", CMD_AUTH, cmd_auth, false },
         { "BDAT", CMD_BDAT, cmd_not_implemented, false },
 };

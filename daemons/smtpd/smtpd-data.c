@@ -160,10 +160,14 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&rcvd, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
                                   s->settings->myhostname, (long) (int) s->uid, s->queue_id, date);
         else {
-                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
+                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])",
                                   s->helo ? s->helo : s->name, s->name,
-                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr, s->settings->myhostname,
-                                  s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
+                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr);
+                if (r >= 0)
+                        r = smtpd_tls_received_clause(s, &rcvd);   /* (using TLSv1.3 with cipher ...) */
+                if (r >= 0)
+                        r = strbuf_printf(&rcvd, "\n\tby %s (Postern) with %s%s id %s", s->settings->myhostname,
+                                          s->esmtp ? "ESMTP" : "SMTP", s->tls_active ? "S" : "", s->queue_id);
                 if (r >= 0 && s->n_rcpts == 1)
                         r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->rcpts[0]);
                 if (r >= 0)

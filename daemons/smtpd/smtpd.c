@@ -38,6 +38,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         domain_list_done(&s->mydestination);
         domain_list_done(&s->relay_domains);
         table_list_free(s->local_recipient_maps);
+        tls_server_unref(s->tls);
         free(s);
         return NULL;
 }
@@ -93,6 +94,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         /* "no" (Postfix's old default) is treated as normalize: the end of DATA stays CRLF.CRLF. */
         const char *bn = conf_get_listener(c, listener, "smtpd_forbid_bare_newline");
         s->bare_newline = bn && strcaseeq(bn, "yes") ? BARE_NEWLINE_YES : BARE_NEWLINE_NORMALIZE;
+        if ((r = smtpd_tls_settings(c, listener, s)) < 0)
+                return r;
 
         if ((r = restrictions_param(c, listener, "smtpd_relay_restrictions", &s->relay_restrictions)) < 0 ||
             (r = restrictions_param(c, listener, "smtpd_recipient_restrictions", &s->recipient_restrictions)) < 0 ||
@@ -290,15 +293,15 @@ static int on_status_timer(sd_event_source *src, uint64_t usec, void *userdata) 
 static void flush_before_exit(Server *srv, usec_t deadline) {
         for (Session *s = srv->sessions; s; s = s->next) {
                 while (s->out.len > 0) {
-                        ssize_t n = write(s->fd, s->out.data, s->out.len);
+                        ssize_t n = smtpd_io_write(s, s->out.data, s->out.len);
                         if (n > 0) {
                                 strbuf_consume(&s->out, (size_t) n);
                                 continue;
                         }
-                        if (n < 0 && errno == EINTR)
+                        if (n == -EINTR)
                                 continue;
                         usec_t now = now_usec(CLOCK_MONOTONIC);
-                        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || now >= deadline)
+                        if (n == 0 || (n != -EAGAIN && n != -EWOULDBLOCK) || now >= deadline)
                                 break;
                         struct pollfd p = { .fd = s->fd, .events = POLLOUT };
                         (void) poll(&p, 1, (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
@@ -343,6 +346,7 @@ static int run(void) {
                 { "smtp", LISTENER_SMTP },
                 { "submission", LISTENER_SUBMISSION },
                 { "submit", LISTENER_SUBMIT },
+                { "submissions", LISTENER_SUBMISSIONS },
         };
         _cleanup_daemon_free_ Daemon *d = NULL;
         _cleanup_free_ char *wake = NULL;
