@@ -61,7 +61,7 @@ static void test_protocols(void) {
         }
         char *p = NULL;
         CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_2 | TLS_PROTO_TLSv1_3, TLS_GRADE_MEDIUM, &p), 0);
-        CHECK_STR(p, "NORMAL:-VERS-ALL:+VERS-TLS1.2:+VERS-TLS1.3");
+        CHECK_STR(p, "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.2:+VERS-TLS1.3");
         free(p);
 }
 

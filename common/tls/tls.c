@@ -102,7 +102,7 @@ int tls_priority_string(unsigned set, TlsGrade grade, char **ret) {
         char buf[256];
         size_t len = 0;
 
-        len += (size_t) snprintf(buf, sizeof(buf), "%s:-VERS-ALL",
+        len += (size_t) snprintf(buf, sizeof(buf), "%s:%%SERVER_PRECEDENCE:-VERS-ALL",
                                  grade == TLS_GRADE_HIGH ?
                                  "NORMAL:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-256-CCM:+AES-256-CBC" :
                                  "NORMAL");

@@ -229,7 +229,8 @@ struct Session {
         char *sasl_method;
         TlsConn *tls;            /* the TLS session once STARTTLS (or implicit TLS) began */
         bool tls_active;         /* the handshake completed: all I/O is inside TLS */
-        bool tls_new_session;    /* full handshake (not resumed from a ticket) */
+        bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
+                                  * event is reported in tls_established() (smtpd-tls.c) */
         bool esmtp;
         bool in_mail;
         char *sender;

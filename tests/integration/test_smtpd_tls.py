@@ -30,7 +30,9 @@ def _certtool(*args, cwd):
 def _leaf(d, name, keyargs, dns):
     _certtool("--generate-privkey", *keyargs, "--outfile", f"{name}.key", cwd=d)
     (d / f"{name}.tmpl").write_text(f"cn = {dns[0]}\n" + "".join(f"dns_name = {n}\n" for n in dns)
-                                    + "expiration_days = 30\ntls_www_server\nsigning_key\nencryption_key\n")
+                                    + "ip_address = 127.0.0.1\n"
+                                    + "crl_dist_points = http://127.0.0.1/ca.crl\n"
+                                    + "expiration_days = 365\ntls_www_server\nsigning_key\nencryption_key\n")
     _certtool("--generate-certificate", "--load-privkey", f"{name}.key", "--load-ca-certificate", "ca.crt",
               "--load-ca-privkey", "ca.key", "--template", f"{name}.tmpl", "--outfile", f"{name}.crt", cwd=d)
     # A chain file: the private key, then the certificate chain (leaf first).
@@ -44,7 +46,7 @@ def _leaf(d, name, keyargs, dns):
 def certs():
     d = pathlib.Path(tempfile.mkdtemp(prefix="postern-tls-", dir="/var/tmp"))
     _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", "ca.key", cwd=d)
-    (d / "ca.tmpl").write_text("cn = Postern Test CA\nca\ncert_signing_key\nexpiration_days = 30\n")
+    (d / "ca.tmpl").write_text("cn = Postern Test CA\nca\ncert_signing_key\nexpiration_days = 365\n")
     _certtool("--generate-self-signed", "--load-privkey", "ca.key", "--template", "ca.tmpl",
               "--outfile", "ca.crt", cwd=d)
     c = {
@@ -256,6 +258,31 @@ def test_old_protocols_refused(postern, certs):
     postern.wait_log("smtpd", r"TLSv1\.2 with cipher TLS_ECDHE_")
 
 
+def test_mandatory_protocols_and_ciphers_apply_at_encrypt(postern, certs):
+    """smtpd_tls_mandatory_* apply where TLS is required (587 at encrypt), smtpd_tls_* elsewhere."""
+    postern.configure(**tls_params(certs, smtpd_tls_mandatory_protocols="TLSv1.3",
+                                   smtpd_tls_mandatory_ciphers="high"))
+    postern.configure(**{"submission/smtpd_tls_security_level": "encrypt"})
+    postern.start("smtpd")
+    tls12 = "NORMAL:-VERS-ALL:+VERS-TLS1.2"
+    aes128 = "NORMAL:-CIPHER-ALL:+AES-128-GCM"
+    r = gnutls_cli(postern.smtp_port, certs, "--priority", tls12, input=b"QUIT\r\n")
+    assert b"221 2.0.0 Bye" in r.stdout
+    r = gnutls_cli(postern.submission_port, certs, "--priority", tls12, input=b"QUIT\r\n")
+    assert b"221" not in r.stdout
+    r = gnutls_cli(postern.submission_port, certs, "--priority", aes128, input=b"QUIT\r\n")
+    assert b"221" not in r.stdout
+    r = gnutls_cli(postern.submission_port, certs, input=b"QUIT\r\n")
+    assert b"221 2.0.0 Bye" in r.stdout
+    postern.wait_log("smtpd", r"TLSv1\.3 with cipher TLS_(AES_256_GCM_SHA384|CHACHA20_POLY1305_SHA256) \(256/256 bits\)")
+    # A protocol list that leaves nothing enabled is a configuration error: the reload keeps
+    # the old settings.
+    postern.configure(smtpd_tls_protocols="!TLSv1.2, !TLSv1.3, !TLSv1, !TLSv1.1")
+    postern.reload("smtpd")
+    postern.wait_log("smtpd", r"smtpd_tls_protocols = .*leaves no protocol enabled")
+    r = gnutls_cli(postern.smtp_port, certs, input=b"QUIT\r\n")
+    assert b"221 2.0.0 Bye" in r.stdout
+
 def test_swaks_tls_and_tlsc(postern, certs):
     start_smtpd(postern, **tls_params(certs))
     for args, port in ((["--tls"], postern.smtp_port), (["--tlsc"], postern.submissions_port)):
@@ -291,3 +318,28 @@ def test_handshake_does_not_block_and_times_out(postern, certs):
     assert half.is_closed()
     idle.close()
     half.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("testssl"), reason="needs testssl.sh (Debian's testssl)")
+def test_testssl_finds_nothing_high_or_critical(postern, certs):
+    """testssl.sh against implicit TLS (465) and STARTTLS on the smtp port: no finding of
+    severity HIGH or CRITICAL. Slow (minutes); offline and local: no DNS, only 127.0.0.1."""
+    start_smtpd(postern, **tls_params(certs, smtpd_tls_loglevel="0"))
+    findings = []
+    outdir = pathlib.Path(tempfile.mkdtemp(prefix="postern-testssl-"))
+    for label, port, extra in (("submissions", postern.submissions_port, []),
+                               ("smtp+STARTTLS", postern.smtp_port, ["-t", "smtp"])):
+        out = outdir / f"testssl-{label}.json"
+        r = subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--nodns", "none",
+                            "--ip", "127.0.0.1", "--add-ca", str(certs["ca"]), "--connect-timeout", "10",
+                            "--openssl-timeout", "10", "--jsonfile", str(out), *extra, f"127.0.0.1:{port}"],
+                           capture_output=True, timeout=900)
+        assert out.exists(), r.stdout.decode(errors="replace")[-3000:] + r.stderr.decode(errors="replace")
+        entries = json.loads(out.read_text())
+        assert len(entries) > 20, entries       # it really ran its checks
+        assert not [e for e in entries if e.get("severity") == "FATAL"], entries
+        findings += [(label, e["id"], e["severity"], e.get("finding")) for e in entries
+                     if e.get("severity") in ("HIGH", "CRITICAL")]
+    shutil.rmtree(outdir, ignore_errors=True)
+    assert not findings, "\n".join(map(str, findings))
