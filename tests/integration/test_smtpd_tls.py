@@ -343,3 +343,32 @@ def test_testssl_finds_nothing_high_or_critical(postern, certs):
                      if e.get("severity") in ("HIGH", "CRITICAL")]
     shutil.rmtree(outdir, ignore_errors=True)
     assert not findings, "\n".join(map(str, findings))
+
+
+def test_ticket_resumption_and_key_rotation_on_reload(postern, certs):
+    """Session tickets resume (logged at loglevel 2, tls_new_session false); SIGHUP builds new
+    settings with a new ticket key, so older tickets give a full handshake."""
+    start_smtpd(postern, **tls_params(certs, smtpd_tls_loglevel="2"))
+    ctx = ssl.create_default_context(cafile=str(certs["ca"]))
+
+    def connect(session=None):
+        s = socket.create_connection(("127.0.0.1", postern.submissions_port))
+        t = ctx.wrap_socket(s, server_hostname="postern.test", session=session)
+        c = raw_on(t)
+        assert c.text().startswith("220 ")          # the tickets arrive with the first read
+        assert c.cmd("QUIT") == "221 2.0.0 Bye"
+        reused, sess = t.session_reused, t.session
+        t.close()
+        return reused, sess
+
+    reused, first = connect()
+    assert not reused
+    reused, _ = connect(first)
+    assert reused
+    reused, _ = connect(first)                       # the same ticket again: still resumes
+    assert reused
+    postern.wait_log("smtpd", r"reusing TLS session \(resumed from a ticket\)")
+    postern.reload("smtpd")
+    postern.wait_log("smtpd", r"reload -- configuration")
+    reused, _ = connect(first)
+    assert not reused
