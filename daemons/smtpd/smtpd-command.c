@@ -154,8 +154,7 @@ static bool ehlo_vrfy_offered(Session *s) {
 }
 
 static bool ehlo_never(Session *s) {
-        /* not offered yet (ETRN, STARTTLS, AUTH): listed so smtpd_discard_ehlo_keywords knows
-         * the names; the STARTTLS/AUTH work gives them an offered() of their own */
+        /* not offered (ETRN): listed so smtpd_discard_ehlo_keywords knows the name */
         return false;
 }
 
@@ -173,7 +172,7 @@ static const EhloKeyword ehlo_keywords[] = {
         { "SIZE", EHLO_SIZE, NULL, ehlo_size_arg },
         { "VRFY", EHLO_VRFY, ehlo_vrfy_offered, NULL },
         { "ETRN", EHLO_ETRN, ehlo_never, NULL },
-        { "STARTTLS", EHLO_STARTTLS, ehlo_never, NULL },
+        { "STARTTLS", EHLO_STARTTLS, smtpd_tls_offer, NULL },
         { "AUTH", EHLO_AUTH, ehlo_never, NULL },
         { "ENHANCEDSTATUSCODES", EHLO_ENHANCEDSTATUSCODES, NULL, NULL },
         { "8BITMIME", EHLO_8BITMIME, NULL, NULL },
@@ -449,6 +448,8 @@ static bool cmd_mail(Session *s, char *arg) {
         const char *body = NULL;
 
         if (need_helo(s))
+                return false;
+        if (smtpd_tls_required(s))
                 return false;
         if (s->bdat_active) {
                 session_reply(s, "503 5.5.1 Error: MAIL after BDAT");
@@ -832,7 +833,7 @@ static const CommandDef commands[] = {
         { "HELP", CMD_HELP, cmd_help, true },
         { "VRFY", CMD_VRFY, cmd_vrfy, true },
         { "ETRN", CMD_ETRN, cmd_not_implemented, true },
-        { "STARTTLS", CMD_STARTTLS, cmd_not_implemented, false },
+        { "STARTTLS", CMD_STARTTLS, smtpd_tls_starttls, false },
         { "AUTH", CMD_AUTH, cmd_auth, false },
         { "BDAT", CMD_BDAT, bdat_command, false },
 };

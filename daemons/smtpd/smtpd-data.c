@@ -150,10 +150,18 @@ void data_content_add(Session *s, const void *p, size_t n) {
         content_add(s, p, n);
 }
 
+/* The "with" word of our Received: header (RFC 3848): SMTP, ESMTP or UTF8SMTP (RFC 6531), then
+ * S under TLS and A after AUTH. */
+static const char *received_protocol(Session *s, char *buf, size_t n) {
+        snprintf(buf, n, "%s%s%s", s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+                 s->tls_active ? "S" : "", s->sasl_username ? "A" : "");
+        return buf;
+}
+
 int data_begin(Session *s) {
         _cleanup_strbuf_ StrBuf rcvd = STRBUF_INIT;
         DataState *d = calloc(1, sizeof(DataState));
-        char date[128];
+        char date[128], proto[16];
         int r;
 
         if (!d)
@@ -167,10 +175,14 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&rcvd, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
                                   s->settings->myhostname, (long) (int) s->uid, s->queue_id, date);
         else {
-                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
+                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])",
                                   s->helo ? s->helo : s->name, s->name,
-                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr, s->settings->myhostname,
-                                  s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
+                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr);
+                if (r >= 0)
+                        r = smtpd_tls_received_clause(s, &rcvd);   /* (using TLSv1.3 with cipher ...) */
+                if (r >= 0)
+                        r = strbuf_printf(&rcvd, "\n\tby %s (Postern) with %s id %s", s->settings->myhostname,
+                                          received_protocol(s, proto, sizeof(proto)), s->queue_id);
                 if (r >= 0 && s->n_rcpts == 1)
                         r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->rcpts[0]);
                 if (r >= 0)

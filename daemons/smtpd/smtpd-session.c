@@ -117,15 +117,20 @@ int session_new(Listener *l, int fd) {
 
         if (smtpd_peername_start(s) > 0)
                 return 0;   /* greeted when the client's name is known */
-        session_greet(s);
-        (void) session_flush(s);
+        if (session_greet(s))
+                (void) session_flush(s);
         return 0;
 }
 
-void session_greet(Session *s) {
+bool session_greet(Session *s) {
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
                    "connect from %s", s->id_text);
+        if (s->listener->kind == LISTENER_SUBMISSIONS) {
+                s->phase = PHASE_TLS;   /* implicit TLS: the greeting follows the handshake */
+                return smtpd_tls_start(s);   /* false: the handshake failed, s is freed */
+        }
         command_greet(s);
+        return true;
 }
 
 void session_free(Session *s) {
@@ -148,6 +153,9 @@ void session_free(Session *s) {
                 s->wait_cancel(s->wait_userdata);   /* the operation forgets the session */
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
+        if (s->tls && s->tls_active)
+                tls_conn_bye(s->tls);   /* close_notify if the socket takes it now */
+        tls_conn_free(s->tls);
         safe_close(s->fd);
         strbuf_done(&s->in);
         strbuf_done(&s->out);
@@ -206,16 +214,18 @@ static void session_update_events(Session *s) {
                 ev = EPOLLOUT;
         else if (s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT)
                 ev = EPOLLIN;
+        else if (s->phase == PHASE_TLS && s->tls)
+                ev = tls_conn_want_write(s->tls) ? EPOLLOUT : EPOLLIN;   /* handshake */
         (void) sd_event_source_set_io_events(s->io, ev);
 }
 
 bool session_flush(Session *s) {
         while (s->out.len > 0) {
-                ssize_t n = write(s->fd, s->out.data, s->out.len);
+                ssize_t n = smtpd_io_write(s, s->out.data, s->out.len);
                 if (n < 0) {
-                        if (errno == EINTR)
+                        if (n == -EINTR)
                                 continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        if (n == -EAGAIN || n == -EWOULDBLOCK) {
                                 s->want_write = true;
                                 session_update_events(s);
                                 return true;
@@ -232,6 +242,8 @@ bool session_flush(Session *s) {
                 session_free(s);
                 return false;
         }
+        if (s->phase == PHASE_TLS && !s->tls)
+                return smtpd_tls_start(s);   /* the 220 to STARTTLS is out */
         session_update_events(s);
         return true;
 }
@@ -381,6 +393,10 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 session_run(s);
                 return 0;
         }
+        if (s->phase == PHASE_TLS) {
+                smtpd_tls_on_io(s);   /* handshake step; may free the session */
+                return 0;
+        }
         if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 return 0;
         if (s->phase != PHASE_COMMAND && s->phase != PHASE_DATA && s->phase != PHASE_BDAT) {
@@ -393,9 +409,9 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         }
 
         char buf[READ_CHUNK];
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n = smtpd_io_read(s, buf, sizeof(buf));
         if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR)
+                if (n == -EAGAIN || n == -EINTR)
                         return 0;
                 log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
                 session_free(s);
@@ -413,6 +429,17 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 session_free(s);
                 return 0;
         }
+        /* GnuTLS may hold the rest of a record it decrypted; the socket will not announce it. */
+        while (s->tls && tls_conn_pending(s->tls) > 0) {
+                n = smtpd_io_read(s, buf, sizeof(buf));
+                if (n <= 0)
+                        break;
+                if (strbuf_append(&s->in, buf, (size_t) n) < 0) {
+                        log_oom();
+                        session_free(s);
+                        return 0;
+                }
+        }
         session_touch(s);
         session_run(s);
         return 0;
@@ -421,6 +448,10 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         Session *s = userdata;
 
+        if (s->phase == PHASE_TLS) {
+                smtpd_tls_timeout(s);   /* smtpd_starttls_timeout */
+                return 0;
+        }
         if (s->phase == PHASE_COMMIT || s->phase == PHASE_WAIT || s->phase == PHASE_CLOSING) {
                 /* Our own work (a commit, a lookup) or a final flush is not the client's
                  * idleness; lookups bound their own time. */

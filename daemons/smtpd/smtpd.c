@@ -48,6 +48,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_cleanup_settings_done(s);
         table_list_free(s->ehlo_discard_maps);
         smtpd_check_settings_done(s);
+        tls_server_unref(s->tls);
         free(s);
         return NULL;
 }
@@ -148,6 +149,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
                         return log_error_errno(r, "smtpd_discard_ehlo_keyword_address_maps = %s: %s", dmaps,
                                                reason ? reason : "cannot open table");
         }
+        if ((r = smtpd_tls_settings(c, listener, s)) < 0)
+                return r;
 
         s->delay_reject = conf_get_bool(c, listener, "smtpd_delay_reject");
         s->reject_unlisted_sender = conf_get_bool(c, listener, "smtpd_reject_unlisted_sender");
@@ -383,15 +386,15 @@ static int on_status_timer(sd_event_source *src, uint64_t usec, void *userdata) 
 static void flush_before_exit(Server *srv, usec_t deadline) {
         for (Session *s = srv->sessions; s; s = s->next) {
                 while (s->out.len > 0) {
-                        ssize_t n = write(s->fd, s->out.data, s->out.len);
+                        ssize_t n = smtpd_io_write(s, s->out.data, s->out.len);
                         if (n > 0) {
                                 strbuf_consume(&s->out, (size_t) n);
                                 continue;
                         }
-                        if (n < 0 && errno == EINTR)
+                        if (n == -EINTR)
                                 continue;
                         usec_t now = now_usec(CLOCK_MONOTONIC);
-                        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || now >= deadline)
+                        if (n == 0 || (n != -EAGAIN && n != -EWOULDBLOCK) || now >= deadline)
                                 break;
                         struct pollfd p = { .fd = s->fd, .events = POLLOUT };
                         (void) poll(&p, 1, (int) ((deadline - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
@@ -438,6 +441,7 @@ static int run(void) {
                 { "smtp", LISTENER_SMTP },
                 { "submission", LISTENER_SUBMISSION },
                 { "submit", LISTENER_SUBMIT },
+                { "submissions", LISTENER_SUBMISSIONS },
         };
         _cleanup_daemon_free_ Daemon *d = NULL;
         _cleanup_free_ char *wake = NULL;

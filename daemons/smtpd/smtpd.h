@@ -13,6 +13,7 @@
  *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
  *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (asynchronous)
  *   smtpd-policy.c       check_policy_service: the policy delegation protocol (asynchronous)
+ *   smtpd-tls.c          STARTTLS and implicit TLS: settings, handshake, record I/O, logging
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -33,11 +34,13 @@
 #include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "mail/queue-id.h"
+#include "tls/tls.h"
 
 typedef enum ListenerKind {
         LISTENER_SMTP,        /* port 25: relay restrictions apply */
         LISTENER_SUBMISSION,  /* port 587: same code, its own listener overrides */
         LISTENER_SUBMIT,      /* AF_UNIX from sendmail: uid from SO_PEERCRED, no restrictions */
+        LISTENER_SUBMISSIONS, /* port 465: like submission, TLS from the first byte (RFC 8314) */
 } ListenerKind;
 
 /* One entry of an address list (mynetworks, smtpd_forbid_bare_newline_exclusions): a network
@@ -200,7 +203,15 @@ typedef struct SmtpdSettings {
         char *policy_default_action, *policy_context;
         usec_t policy_timeout_usec, policy_max_idle_usec, policy_max_ttl_usec, policy_retry_delay_usec;
         unsigned policy_request_limit, policy_try_limit;
+        /* TLS (smtpd-tls.c) */
+        int tls_level;                     /* TLS_LEVEL_* (smtpd_tls_security_level) */
+        TlsServer *tls;                    /* NULL: TLS not available (level none, or failed) */
+        int tls_loglevel;
+        bool tls_received_header;
+        usec_t starttls_timeout_usec;
 } SmtpdSettings;
+
+enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
 
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s);
 SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s);
@@ -262,6 +273,7 @@ typedef enum SessionPhase {
         PHASE_WAIT,      /* waiting for an asynchronous answer (DNS, policy, anvil, SASL, ...):
                           * input paused until session_wait_done(); see session_wait() */
         PHASE_CLOSING,   /* flush output, then close */
+        PHASE_TLS,       /* TLS handshake in progress (smtpd-tls.c); no SMTP input */
 } SessionPhase;
 
 /* What access(5) restrictions and header/body checks decided for the message of the current
@@ -337,6 +349,10 @@ struct Session {
         char *helo;
         char *sasl_username;     /* set by a successful AUTH (smtpd-auth.c), else NULL */
         char *sasl_method;
+        TlsConn *tls;            /* the TLS session once STARTTLS (or implicit TLS) began */
+        bool tls_active;         /* the handshake completed: all I/O is inside TLS */
+        bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
+                                  * event is reported in tls_established() (smtpd-tls.c) */
         bool esmtp;
         bool in_mail;
         char *sender;
@@ -384,8 +400,9 @@ enum { SMTPD_PEER_OK, SMTPD_PEER_TEMP, SMTPD_PEER_PERM, SMTPD_PEER_FORGED };
 
 /* smtpd-session.c */
 int session_new(Listener *l, int fd);
-/* Logs "connect from" and queues the 220 greeting (after the client name is known). */
-void session_greet(Session *s);
+/* Logs "connect from" and queues the 220 greeting, or starts the handshake of implicit TLS
+ * (after the client name is known). False when the session was freed. */
+bool session_greet(Session *s);
 void session_free(Session *s);
 /* Appends one reply line ("250 2.0.0 Ok"); counts 4xx/5xx replies as errors. */
 void session_reply(Session *s, const char *fmt, ...) _printf_(2, 3);
@@ -411,6 +428,29 @@ void session_wait_done(Session *s);
 /* Ends the wait without processing input (the caller then replies, may start another wait,
  * and calls session_resume() when it did not). */
 void session_wait_end(Session *s);
+
+/* smtpd-tls.c */
+/* Fills the TLS fields of a settings snapshot from main.cf; a credential failure is logged and
+ * leaves TLS unavailable (STARTTLS answers 454) rather than failing the snapshot. */
+int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s);
+/* Whether STARTTLS is offered now (level may/encrypt, credentials loaded, not yet active). */
+bool smtpd_tls_offer(Session *s);
+/* Level encrypt without TLS yet: answers 530 5.7.0 and returns true. */
+bool smtpd_tls_required(Session *s);
+/* The STARTTLS command. */
+bool smtpd_tls_starttls(Session *s, char *arg);
+/* Starts the handshake (after the 220 to STARTTLS went out, or at connect on submissions);
+ * false when the session was freed. */
+bool smtpd_tls_start(Session *s);
+/* Handshake progress on socket events (PHASE_TLS). */
+void smtpd_tls_on_io(Session *s);
+/* Plain or TLS record I/O on the session's socket: bytes, 0 at EOF, or -errno (-EAGAIN). */
+ssize_t smtpd_io_read(Session *s, void *buf, size_t n);
+ssize_t smtpd_io_write(Session *s, const void *buf, size_t n);
+/* The Received: clause "\n\t(using TLSv1.3 with cipher ... (256/256 bits))", or nothing. */
+int smtpd_tls_received_clause(Session *s, StrBuf *b);
+/* The handshake timeout or the TLS session went wrong: logs, closes. */
+void smtpd_tls_timeout(Session *s);
 
 /* smtpd-command.c */
 /* The EHLO_* bits hidden for this session (smtpd_discard_ehlo_keywords and the address maps). */

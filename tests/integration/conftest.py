@@ -12,6 +12,7 @@ _dns = None   # the run's dnsmasq (dnszone.DnsZone), serving localhost and what 
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes (e.g. testssl.sh); still part of the suite")
     if os.geteuid() != 0:
         pytest.exit("Postern's integration tests need root (delivery switches users).", returncode=4)
     postern_harness.isolate_test_homes()

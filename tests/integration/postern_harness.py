@@ -153,12 +153,14 @@ class Postern:
     def _open_listeners(self):
         self.listeners = {
             "smtpd": [("smtp", self._tcp_listener()), ("submission", self._tcp_listener()),
-                      ("submit", self._unix_listener(self.submit_path, 0o666))],
+                      ("submit", self._unix_listener(self.submit_path, 0o666)),
+                      ("submissions", self._tcp_listener())],
             "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o666))],
             "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600))],
         }
         self.smtp_port = self.listeners["smtpd"][0][1].getsockname()[1]
         self.submission_port = self.listeners["smtpd"][1][1].getsockname()[1]
+        self.submissions_port = self.listeners["smtpd"][3][1].getsockname()[1]   # implicit TLS
 
     # --- processes ---------------------------------------------------------------------------
     def env(self, extra=None):

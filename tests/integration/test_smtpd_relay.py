@@ -296,7 +296,7 @@ def count_opens(path):
 
 def test_listeners_share_settings_without_overrides(postern):
     """Tables and lists are built once for all listeners that have no overrides: the
-    recipient table is read once, not once per listener (smtp, submission, submit)."""
+    recipient table is read once, not once per listener (smtp, submission, submit, submissions)."""
     table = postern.etc_dir / "recipients"
     table.write_text("ptest1 ok\n")
     postern.configure(local_recipient_maps=f"texthash:{table}")
@@ -304,12 +304,12 @@ def test_listeners_share_settings_without_overrides(postern):
     try:
         postern.start("smtpd")
         assert opens() == 1   # READY=1 came after the settings were built
-        postern.wait_log("smtpd", r"1 settings snapshot\(s\) for 3 listener\(s\)")
+        postern.wait_log("smtpd", r"1 settings snapshot\(s\) for 4 listener\(s\)")
         postern.configure(**{"submission/smtpd_relay_restrictions": "reject"})
         postern.reload("smtpd")
-        postern.wait_log("smtpd", r"2 settings snapshot\(s\) for 3 listener\(s\)")
+        postern.wait_log("smtpd", r"2 settings snapshot\(s\) for 4 listener\(s\)")
         postern.wait_log("smtpd", r"reload -- configuration")
-        assert opens() == 3   # one shared snapshot (smtp, submit) and submission's own
+        assert opens() == 3   # one shared snapshot (smtp, submit, submissions) and submission's own
     finally:
         opens.close()
     with raw(postern) as c:

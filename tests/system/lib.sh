@@ -181,10 +181,10 @@ container_poweroff() {
 }
 
 # Inside the container: what a fresh Debian system would have that the empty /etc lacks
-# (/etc/aliases), drop-ins that put the SMTP sockets on 127.0.0.1:$1 and 127.0.0.1:$2, then
-# postern.target enabled and started.
+# (/etc/aliases), drop-ins that put the SMTP sockets on 127.0.0.1:$1, 127.0.0.1:$2 and (the
+# implicit-TLS submissions socket) 127.0.0.1:$3, then postern.target enabled and started.
 container_start_postern() {
-        local smtp_port=${1:-25} sub_port=${2:-587}
+        local smtp_port=${1:-25} sub_port=${2:-587} subs_port=${3:-465}
         printf 'postmaster: root\nmailer-daemon: postmaster\n' | cin_write /etc/aliases
         # The container shares the host's network: listen on loopback only (drop-ins in the
         # container's own /etc, gone with it).
@@ -192,8 +192,11 @@ container_start_postern() {
                 cin_write /etc/systemd/system/postern-smtpd.socket.d/loopback.conf
         printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$sub_port" |
                 cin_write /etc/systemd/system/postern-submission.socket.d/loopback.conf
+        printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$subs_port" |
+                cin_write /etc/systemd/system/postern-submissions.socket.d/loopback.conf
         cin systemctl daemon-reload &&
-                cin systemctl try-restart postern-smtpd.socket postern-submission.socket &&
+                cin systemctl try-restart postern-smtpd.socket postern-submission.socket \
+                        postern-submissions.socket &&
                 cin systemctl enable --now postern.target
 }
 

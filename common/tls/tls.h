@@ -1,0 +1,95 @@
+/* tls.h — a small GnuTLS wrapper shared by Postern's TLS servers (postern-smtpd) and, later, its
+ * SMTP client.
+ *
+ * A TlsServer holds what every server session shares: the certificate credentials (a
+ * cert/key pair and/or several "chain files", each holding a private key followed by its
+ * certificate chain, e.g. one RSA and one ECDSA — GnuTLS picks by the client's signature
+ * algorithms), the priority string compiled from Postfix-style protocol and cipher settings, a
+ * session-ticket key generated at creation and kept in memory only (a new TlsServer, e.g. after
+ * SIGHUP, means a new key), and optional SNI credentials from a lookup table whose values list
+ * chain files. A TlsConn is one non-blocking server session on a socket: drive the handshake
+ * with tls_conn_handshake() until it returns 0, then read and write records; -EAGAIN means
+ * "wait for the direction tls_conn_want_write() tells". The info functions give the strings
+ * Postern logs and writes into Received: ("TLSv1.3", the IANA cipher suite name, bits).
+ *
+ * Library code: nothing here logs; errors come back as negative errno plus a reason text. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "basic/macro.h"
+
+typedef struct TlsServer TlsServer;
+typedef struct TlsConn TlsConn;
+
+/* Protocol versions as bits (SSLv2 and SSLv3 are parsed so they can be excluded, never enabled). */
+enum {
+        TLS_PROTO_SSLv2 = 1 << 0,
+        TLS_PROTO_SSLv3 = 1 << 1,
+        TLS_PROTO_TLSv1 = 1 << 2,
+        TLS_PROTO_TLSv1_1 = 1 << 3,
+        TLS_PROTO_TLSv1_2 = 1 << 4,
+        TLS_PROTO_TLSv1_3 = 1 << 5,
+        TLS_PROTO_ALL = (1 << 6) - 1,
+};
+
+/* Cipher grades (Postfix's smtpd_tls_ciphers values that Postern supports). */
+typedef enum TlsGrade {
+        TLS_GRADE_MEDIUM,   /* GnuTLS NORMAL: 128-bit and stronger AEAD/CBC suites */
+        TLS_GRADE_HIGH,     /* only 256-bit ciphers (AES-256, ChaCha20) */
+} TlsGrade;
+
+typedef struct TlsServerConfig {
+        const char *cert_file;       /* PEM certificate chain; with key_file ("" or NULL: none) */
+        const char *key_file;        /* PEM private key (NULL or "": cert_file) */
+        char **chain_files;          /* NULL-terminated; each: key + certificate chain in PEM */
+        const char *protocols;       /* Postfix syntax: ">=TLSv1.2", "!SSLv3, !TLSv1", "TLSv1.3" */
+        TlsGrade grade;
+        const char *sni_maps;        /* "type:name ..." tables: server name -> chain file list */
+} TlsServerConfig;
+
+/* Parses Postfix protocol syntax into TLS_PROTO_* bits. Unknown names: -EINVAL with reason. */
+int tls_protocols_parse(const char *text, unsigned *ret, char **ret_reason);
+/* The GnuTLS priority string for a protocol set and grade (caller frees). */
+int tls_priority_string(unsigned protocols, TlsGrade grade, char **ret);
+
+/* Loads credentials and builds the shared server state; *ret_reason says what failed. */
+int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reason);
+TlsServer *tls_server_ref(TlsServer *s);
+TlsServer *tls_server_unref(TlsServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TlsServer *, tls_server_unref);
+
+/* Starts a server session on a connected non-blocking socket (the fd stays the caller's). */
+int tls_conn_new_server(TlsServer *srv, int fd, TlsConn **ret);
+/* Ends the session object without a close_notify (the caller closes the fd). Accepts NULL. */
+TlsConn *tls_conn_free(TlsConn *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TlsConn *, tls_conn_free);
+
+/* One handshake step: 0 done, -EAGAIN wait (see tls_conn_want_write), other <0 failed. */
+int tls_conn_handshake(TlsConn *c);
+/* Whether the last -EAGAIN waits for writability (else readability). */
+bool tls_conn_want_write(TlsConn *c);
+/* Decrypted bytes (>0), 0 at the peer's close_notify or EOF, -EAGAIN, or another -errno. */
+ssize_t tls_conn_read(TlsConn *c, void *buf, size_t n);
+/* Bytes taken from buf (>0) or -EAGAIN/-errno. After -EAGAIN call again with the same bytes
+ * at the front of buf (more may follow them): the record is already encrypted and pending. */
+ssize_t tls_conn_write(TlsConn *c, const void *buf, size_t n);
+/* Decrypted bytes GnuTLS holds that the socket's readiness will not announce. */
+size_t tls_conn_pending(TlsConn *c);
+/* Sends close_notify if the socket takes it now; never waits. */
+void tls_conn_bye(TlsConn *c);
+/* The text of the last error a function above returned (GnuTLS's words). */
+const char *tls_conn_error(TlsConn *c);
+
+/* "TLSv1.3", "TLSv1.2", ... */
+const char *tls_conn_protocol(TlsConn *c);
+/* The cipher suite, IANA name ("TLS_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"). */
+const char *tls_conn_cipher(TlsConn *c);
+/* Secret bits of the cipher (as both numbers of Postfix's "(256/256 bits)"). */
+int tls_conn_cipher_bits(TlsConn *c);
+/* Whether the handshake resumed an earlier session (a ticket) instead of a full one. */
+bool tls_conn_resumed(TlsConn *c);
+/* The server name the client asked for (SNI), or NULL. */
+const char *tls_conn_server_name(TlsConn *c);

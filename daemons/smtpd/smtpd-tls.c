@@ -1,0 +1,248 @@
+/* smtpd-tls.c — TLS in postern-smtpd: the smtpd_tls_* settings of a snapshot, STARTTLS
+ * (RFC 3207) and implicit TLS on the submissions listener (RFC 8314), the non-blocking handshake
+ * inside the event loop (PHASE_TLS, bounded by smtpd_starttls_timeout), record I/O for
+ * smtpd-session.c, and the log line and Received: clause that name version and cipher.
+ *
+ * After "220 2.0.0 Ready to start TLS" everything the client sent in plaintext behind STARTTLS
+ * is discarded (CVE-2011-0411), and once the handshake completes the SMTP state is reset (HELO,
+ * transaction, authentication) as RFC 3207 requires. The GnuTLS work is in common/tls. */
+#include <errno.h>
+#include <stdio.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "smtpd.h"
+#include "log/log.h"
+
+static bool is_implicit(Session *s) {
+        return s->listener->kind == LISTENER_SUBMISSIONS;
+}
+
+int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
+        const char *level = conf_get_listener(c, listener, "smtpd_tls_security_level");
+        _cleanup_strv_free_ char **chains = conf_get_list(c, listener, "smtpd_tls_chain_files");
+        _cleanup_strv_free_ char **sni = conf_get_list(c, listener, "tls_server_sni_maps");
+        _cleanup_free_ char *why = NULL, *sni_joined = NULL;
+        unsigned set;
+        int r;
+
+        if (!chains || !sni)
+                return log_oom();
+        s->tls_level = level && strcaseeq(level, "encrypt") ? TLS_LEVEL_ENCRYPT :
+                level && strcaseeq(level, "may") ? TLS_LEVEL_MAY : TLS_LEVEL_NONE;
+        s->tls_loglevel = (int) conf_get_int(c, listener, "smtpd_tls_loglevel");
+        s->tls_received_header = conf_get_bool(c, listener, "smtpd_tls_received_header");
+        s->starttls_timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_starttls_timeout")) *
+                USEC_PER_SEC;
+
+        /* Mandatory TLS (encrypt) uses the mandatory protocol and cipher lists, as in Postfix. */
+        bool mandatory = s->tls_level == TLS_LEVEL_ENCRYPT;
+        const char *pname = mandatory ? "smtpd_tls_mandatory_protocols" : "smtpd_tls_protocols";
+        const char *cname = mandatory ? "smtpd_tls_mandatory_ciphers" : "smtpd_tls_ciphers";
+        const char *protocols = conf_get_listener(c, listener, pname);
+        const char *grade = conf_get_listener(c, listener, cname);
+        r = tls_protocols_parse(protocols, &set, &why);
+        if (r < 0)
+                return log_error_errno(r, "%s = %s: %s", pname, strempty(protocols), why ? why : "out of memory");
+
+        const char *cert = conf_get_listener(c, listener, "smtpd_tls_cert_file");
+        bool configured = !isempty(cert) || chains[0];
+        /* Credentials are loaded whenever some are configured, even at level none: the
+         * submissions listener may share this snapshot and always needs them. */
+        if (!configured) {
+                if (s->tls_level != TLS_LEVEL_NONE)
+                        log_warning("%s: smtpd_tls_security_level = %s but neither smtpd_tls_chain_files nor "
+                                    "smtpd_tls_cert_file is set: TLS not available", s->listener, level);
+                return 0;
+        }
+        if (sni[0]) {
+                size_t len = 1;
+                for (char **i = sni; *i; i++)
+                        len += strlen(*i) + 1;
+                sni_joined = calloc(1, len);
+                if (!sni_joined)
+                        return log_oom();
+                for (char **i = sni; *i; i++) {
+                        if (i != sni)
+                                strcat(sni_joined, " ");
+                        strcat(sni_joined, *i);
+                }
+        }
+        TlsServerConfig cfg = {
+                .cert_file = cert,
+                .key_file = conf_get_listener(c, listener, "smtpd_tls_key_file"),
+                .chain_files = chains,
+                .protocols = protocols,
+                .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
+                .sni_maps = sni_joined,
+        };
+        r = tls_server_new(&cfg, &s->tls, &why);
+        if (r < 0)
+                /* Like Postfix: a key or certificate problem disables TLS (STARTTLS answers 454)
+                 * instead of stopping all mail. */
+                log_error_errno(r, "%s: cannot load TLS credentials: %s; TLS not available", s->listener,
+                                why ? why : "out of memory");
+        return 0;
+}
+
+bool smtpd_tls_offer(Session *s) {
+        return s->settings->tls && s->settings->tls_level != TLS_LEVEL_NONE && !s->tls &&
+                s->listener->kind != LISTENER_SUBMIT;
+}
+
+bool smtpd_tls_required(Session *s) {
+        if (s->settings->tls_level != TLS_LEVEL_ENCRYPT || s->tls_active || s->listener->kind == LISTENER_SUBMIT)
+                return false;
+        session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return true;
+}
+
+bool smtpd_tls_starttls(Session *s, char *arg) {
+        while (*arg == ' ' || *arg == '\t')
+                arg++;
+        if (*arg) {
+                session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+                return false;
+        }
+        if (s->tls) {
+                session_reply(s, "554 5.5.1 Error: TLS already active");
+                return false;
+        }
+        if (s->settings->tls_level == TLS_LEVEL_NONE || s->listener->kind == LISTENER_SUBMIT ||
+            (command_ehlo_discard(s) & EHLO_STARTTLS)) {
+                session_reply(s, "502 5.5.1 Error: command not implemented");
+                return false;
+        }
+        if (!s->settings->tls) {
+                session_reply(s, "454 4.7.0 TLS not available due to local problem");
+                return false;
+        }
+        if (s->in_mail) {
+                session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+                return false;
+        }
+        session_reply(s, "220 2.0.0 Ready to start TLS");
+        if (s->in.len > 0) {
+                /* Commands pipelined behind STARTTLS were sent in plaintext: never run them
+                 * inside TLS (CVE-2011-0411). */
+                log_info("improper command pipelining after STARTTLS from %s", s->id_text);
+                strbuf_done(&s->in);
+        }
+        s->skip_line = false;
+        s->phase = PHASE_TLS;   /* session_flush() calls smtpd_tls_start() once the 220 is out */
+        return true;
+}
+
+static void set_timer(Session *s, usec_t usec) {
+        (void) sd_event_source_set_time_relative(s->timer, usec);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+static void tls_established(Session *s) {
+        s->tls_active = true;
+        s->tls_new_session = !tls_conn_resumed(s->tls);
+        /* Hook point for anvil: report the "newtls" event here when s->tls_new_session is true
+         * (smtpd_client_new_tls_session_rate_limit counts full handshakes only). */
+        if (s->settings->tls_loglevel >= 2 && !s->tls_new_session)
+                log_info("%s: reusing TLS session (resumed from a ticket)", s->id_text);
+        if (s->settings->tls_loglevel >= 1) {
+                int bits = tls_conn_cipher_bits(s->tls);
+                log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
+                           "Anonymous TLS connection established from %s: %s with cipher %s (%d/%d bits)",
+                           s->id_text, tls_conn_protocol(s->tls), tls_conn_cipher(s->tls), bits, bits);
+        }
+
+        /* RFC 3207 4.2: forget everything learned from the client before TLS. */
+        free(s->helo);
+        s->helo = NULL;
+        free(s->sasl_username);
+        s->sasl_username = NULL;
+        free(s->sasl_method);
+        s->sasl_method = NULL;
+        s->esmtp = false;
+        command_reset_transaction(s);
+
+        s->phase = PHASE_COMMAND;
+        set_timer(s, s->settings->timeout_usec);
+        if (is_implicit(s))
+                command_greet(s);   /* the 220, or the connect restrictions' refusal */
+}
+
+/* One handshake step; false when the session was freed. */
+static bool tls_step(Session *s) {
+        int r = tls_conn_handshake(s->tls);
+        if (r == -EAGAIN) {
+                (void) sd_event_source_set_io_events(s->io, tls_conn_want_write(s->tls) ? EPOLLOUT : EPOLLIN);
+                return true;
+        }
+        if (r < 0) {
+                log_info("SSL_accept error from %s: %s", s->id_text, tls_conn_error(s->tls));
+                log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                session_free(s);
+                return false;
+        }
+        tls_established(s);
+        return session_flush(s);
+}
+
+/* Called by session_flush() when PHASE_TLS has no TLS session yet; false when freed. */
+bool smtpd_tls_start(Session *s) {
+        int r;
+
+        if (!s->settings->tls) {
+                /* Only the submissions listener gets here without credentials. */
+                log_warning("%s: TLS not available (no usable certificate), closing connection from %s",
+                            s->listener->name, s->id_text);
+                session_free(s);
+                return false;
+        }
+        r = tls_conn_new_server(s->settings->tls, s->fd, &s->tls);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot start TLS for %s: %m", s->id_text);
+                session_free(s);
+                return false;
+        }
+        if (s->settings->tls_loglevel >= 2)
+                log_info("setting up TLS connection from %s", s->id_text);
+        set_timer(s, s->settings->starttls_timeout_usec);
+        return tls_step(s);
+}
+
+void smtpd_tls_on_io(Session *s) {
+        if (s->tls)
+                (void) tls_step(s);
+}
+
+void smtpd_tls_timeout(Session *s) {
+        log_info("SSL_accept error from %s: handshake timeout", s->id_text);
+        log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+        session_free(s);
+}
+
+ssize_t smtpd_io_read(Session *s, void *buf, size_t n) {
+        if (s->tls) {
+                if (!s->tls_active)
+                        return -EAGAIN;
+                return tls_conn_read(s->tls, buf, n);
+        }
+        ssize_t r = read(s->fd, buf, n);
+        return r < 0 ? -errno : r;
+}
+
+ssize_t smtpd_io_write(Session *s, const void *buf, size_t n) {
+        if (s->tls) {
+                if (!s->tls_active)
+                        return -EPIPE;   /* nothing plaintext may follow a started handshake */
+                return tls_conn_write(s->tls, buf, n);
+        }
+        ssize_t r = write(s->fd, buf, n);
+        return r < 0 ? -errno : r;
+}
+
+int smtpd_tls_received_clause(Session *s, StrBuf *b) {
+        if (!s->tls_active || !s->settings->tls_received_header)
+                return 0;
+        int bits = tls_conn_cipher_bits(s->tls);
+        return strbuf_printf(b, "\n\t(using %s with cipher %s (%d/%d bits))", tls_conn_protocol(s->tls),
+                             tls_conn_cipher(s->tls), bits, bits);
+}
