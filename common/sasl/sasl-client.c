@@ -328,7 +328,9 @@ static int handle_line(SaslClient *c, char *line) {
                 SaslRequest *r = find_request(c, argv[1]);
                 if (!r)
                         return 0;
-                (void) sd_event_source_set_time_relative(r->timer, c->timeout_usec);
+                /* The client's think time is not Dovecot's: the timer runs again once the
+                 * response goes out. */
+                (void) sd_event_source_set_enabled(r->timer, SD_EVENT_OFF);
                 r->fn(r, SASL_STATUS_CONTINUE, argc > 2 ? argv[2] : "", r->userdata);
                 return 0;
         }
@@ -383,12 +385,10 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         return 0;
 }
 
-int sasl_client_connect(SaslClient *c) {
+static int try_connect(SaslClient *c) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int r;
 
-        if (c->fd >= 0)
-                return 0;
         if (strlen(c->path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, c->path);
@@ -410,15 +410,21 @@ int sasl_client_connect(SaslClient *c) {
         return 0;
 }
 
+int sasl_client_connect(SaslClient *c) {
+        if (c->fd >= 0)
+                return 0;
+        int r = try_connect(c);
+        if (r < 0)
+                schedule_retry(c);   /* keep trying in the background, backing off */
+        return r;
+}
+
 static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         SaslClient *c = userdata;
         c->retry = sd_event_source_disable_unref(c->retry);
         int r = sasl_client_connect(c);
-        if (r < 0) {
-                if (c->state_fn)
-                        c->state_fn(c, r, c->state_userdata);
-                schedule_retry(c);
-        }
+        if (r < 0 && c->state_fn)
+                c->state_fn(c, r, c->state_userdata);
         return 0;
 }
 
@@ -485,6 +491,8 @@ int sasl_request_continue(SaslRequest *r, const char *response) {
                 return -EINVAL;
         if (r->client->fd < 0)
                 return -ENOTCONN;
+        (void) sd_event_source_set_time_relative(r->timer, r->client->timeout_usec);
+        (void) sd_event_source_set_enabled(r->timer, SD_EVENT_ONESHOT);
         return send_line(r->client, "CONT\t%u\t%s\n", r->id, response);
 }
 

@@ -14,7 +14,8 @@
  * request that cannot be sent (Dovecot unreachable) fails synchronously with a negative errno.
  * After the connection is lost, every pending request gets SASL_STATUS_TEMPFAIL, and the client
  * reconnects (at the next request, and from a backoff timer); the last mechanism list received
- * stays known meanwhile. Each request has a timeout. Lines are bounded (SASL_LINE_MAX); a longer
+ * stays known meanwhile. Each request has a timeout, which runs only while Dovecot has to answer
+ * (not while a CONTINUE waits for the client). Lines are bounded (SASL_LINE_MAX); a longer
  * line from the server is a protocol error that drops the connection. The library never logs:
  * connection events reach the owner through the state callback. */
 #pragma once
@@ -76,7 +77,9 @@ SaslClient *sasl_client_free(SaslClient *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(SaslClient *, sasl_client_free);
 void sasl_client_set_state_callback(SaslClient *c, SaslStateFn fn, void *userdata);
 const char *sasl_client_path(SaslClient *c);
-/* Connects unless connected; 0 or a negative errno from socket()/connect(). */
+/* Connects unless connected; 0 or a negative errno from socket()/connect(), after which
+ * retries run in the background (1 s, doubling up to 60 s; each failure reaches the state
+ * callback). */
 int sasl_client_connect(SaslClient *c);
 /* True once Dovecot's handshake (up to DONE) completed on the current connection. */
 bool sasl_client_ready(SaslClient *c);

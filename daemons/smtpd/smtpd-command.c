@@ -125,8 +125,9 @@ static bool cmd_ehlo(Session *s, char *arg) {
                 return false;
         s->esmtp = true;
 
-        char buf[512];
+        char buf[1024];
         char size[48] = "";
+        _cleanup_free_ char *auth = smtpd_auth_ehlo_lines(s);
         if (s->settings->message_size_limit)
                 snprintf(size, sizeof(size), " %llu", (unsigned long long) s->settings->message_size_limit);
         snprintf(buf, sizeof(buf),
@@ -134,9 +135,11 @@ static bool cmd_ehlo(Session *s, char *arg) {
                  "250-PIPELINING\r\n"
                  "250-SIZE%s\r\n"
                  "%s"
+                 "%s"
                  "250-ENHANCEDSTATUSCODES\r\n"
                  "250 8BITMIME\r\n",
-                 s->settings->myhostname, size, s->settings->disable_vrfy ? "" : "250-VRFY\r\n");
+                 s->settings->myhostname, size, s->settings->disable_vrfy ? "" : "250-VRFY\r\n",
+                 strempty(auth));
         session_reply_raw(s, buf);
         s->last_code = 250;
         return true;
@@ -222,6 +225,9 @@ static bool cmd_mail(Session *s, char *arg) {
                                 session_reply(s, "501 5.5.4 Unsupported BODY parameter: %.64s", v);
                                 return false;
                         }
+                } else if ((v = startswith_no_case(p, "AUTH="))) {
+                        if (!smtpd_auth_mail_param(s, v))
+                                return false;
                 } else {
                         session_reply(s, "555 5.5.4 Unsupported option: %.64s", p);
                         return false;
@@ -318,6 +324,9 @@ static bool cmd_rcpt(Session *s, char *arg) {
                 if (s->listener->kind == LISTENER_SUBMIT)
                         log_fields(LOG_INFO, &f, "%s: uid=%ld from=<%s>", s->queue_id,
                                    (long) (int) s->uid, s->sender);
+                else if (s->sasl_username)
+                        log_fields(LOG_INFO, &f, "%s: client=%s, sasl_method=%s, sasl_username=%s",
+                                   s->queue_id, s->id_text, s->sasl_method, s->sasl_username);
                 else
                         log_fields(LOG_INFO, &f, "%s: client=%s", s->queue_id, s->id_text);
         }
@@ -425,11 +434,6 @@ static bool cmd_not_implemented(Session *s, char *arg) {
         return false;
 }
 
-static bool cmd_auth(Session *s, char *arg) {
-        session_reply(s, "503 5.5.1 Error: authentication not enabled");
-        return false;
-}
-
 typedef struct CommandDef {
         const char *name;
         SmtpCmd id;
@@ -450,11 +454,15 @@ static const CommandDef commands[] = {
         { "VRFY", CMD_VRFY, cmd_vrfy, true },
         { "ETRN", CMD_ETRN, cmd_not_implemented, true },
         { "STARTTLS", CMD_STARTTLS, cmd_not_implemented, false },
-        { "AUTH", CMD_AUTH, cmd_auth, false },
+        { "AUTH", CMD_AUTH, smtpd_auth_command, false },
         { "BDAT", CMD_BDAT, cmd_not_implemented, false },
 };
 
 void command_execute(Session *s, char *line, size_t len) {
+        if (s->auth) {
+                smtpd_auth_response(s, line, len);   /* the client's answer to a 334 challenge */
+                return;
+        }
         if (memchr(line, '\0', len)) {
                 s->cmd_total[CMD_UNKNOWN]++;
                 s->last_cmd = "UNKNOWN";

@@ -160,10 +160,14 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&rcvd, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
                                   s->settings->myhostname, (long) (int) s->uid, s->queue_id, date);
         else {
-                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])\n\tby %s (Postern) with %s id %s",
+                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])",
                                   s->helo ? s->helo : s->name, s->name,
-                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr, s->settings->myhostname,
-                                  s->esmtp ? "ESMTP" : "SMTP", s->queue_id);
+                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr);
+                if (r >= 0 && s->sasl_username && s->settings->sasl_authenticated_header)
+                        r = strbuf_printf(&rcvd, "\n\t(Authenticated sender: %s)", s->sasl_username);
+                if (r >= 0)
+                        r = strbuf_printf(&rcvd, "\n\tby %s (Postern) with %s id %s", s->settings->myhostname,
+                                          smtpd_auth_protocol(s), s->queue_id);
                 if (r >= 0 && s->n_rcpts == 1)
                         r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->rcpts[0]);
                 if (r >= 0)
@@ -360,7 +364,8 @@ static CommitJob *make_job(Session *s) {
         m->helo = s->helo ? strdup(s->helo) : NULL;
         m->protocol = strdup(local ? "LOCAL" : s->esmtp ? "ESMTP" : "SMTP");
         m->body_type = s->body_type ? strdup(s->body_type) : NULL;
-        fail = !m->sender || (!local && !m->client_address) || !m->client_name ||
+        m->sasl_user = s->sasl_username ? strdup(s->sasl_username) : NULL;
+        fail = (s->sasl_username && !m->sasl_user) || !m->sender || (!local && !m->client_address) || !m->client_name ||
                 (s->helo && !m->helo) || !m->protocol || (s->body_type && !m->body_type);
         for (size_t i = 0; i < s->n_rcpts; i++) {
                 rc[i].address = strdup(s->rcpts[i]);

@@ -310,6 +310,8 @@ static Verdict eval_list(Session *s, const RestrictionList *list, const Stage *s
                                 return VERDICT_PERMIT;
                         break;
                 case RESTRICT_PERMIT_SASL_AUTHENTICATED:
+                        if (s->sasl_username)
+                                return VERDICT_PERMIT;
                         break;
                 case RESTRICT_REJECT_UNAUTH_DESTINATION:
                 case RESTRICT_DEFER_UNAUTH_DESTINATION: {

@@ -6,6 +6,7 @@
  *   smtpd-restrictions.c mynetworks, relay control and the local recipient check at RCPT
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
+ *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -24,6 +25,7 @@
 #include "mail/domain-list.h"
 #include "daemon/daemon.h"
 #include "mail/queue-id.h"
+#include "sasl/sasl-client.h"
 
 typedef enum ListenerKind {
         LISTENER_SMTP,        /* port 25: relay restrictions apply */
@@ -100,6 +102,16 @@ typedef struct SmtpdSettings {
         DomainList relay_domains;
         TableList *local_recipient_maps;   /* NULL: check disabled */
         int local_recipient_maps_error;    /* <0: the tables failed to open */
+        /* SMTP AUTH (smtpd-auth.c) */
+        bool sasl_enable;
+        bool tls_auth_only;
+        bool sasl_authenticated_header;
+        bool broken_sasl_auth_clients;
+        unsigned sasl_exclude, sasl_require;          /* SaslMechFlags, without TLS */
+        unsigned sasl_tls_exclude, sasl_tls_require;  /* ... and under TLS */
+        size_t sasl_response_limit;
+        char *sasl_service;
+        SaslClient *sasl;                  /* this snapshot's Dovecot connection; NULL: AUTH off */
 } SmtpdSettings;
 
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s);
@@ -116,6 +128,7 @@ typedef struct Server Server;
 typedef struct Session Session;
 typedef struct CommitJob CommitJob;
 typedef struct Committer Committer;
+typedef struct SmtpdAuth SmtpdAuth;
 
 typedef struct Listener {
         Server *server;
@@ -215,6 +228,7 @@ struct Session {
         char *helo;
         char *sasl_username;     /* set by a successful AUTH (smtpd-auth.c), else NULL */
         char *sasl_method;
+        SmtpdAuth *auth;         /* an AUTH exchange in progress (smtpd-auth.c), else NULL */
         bool esmtp;
         bool in_mail;
         char *sender;
@@ -310,6 +324,26 @@ int smtpd_check_policy_start(Session *s, const char *service, const char *protoc
                              const char *sender, const char *recipient,
                              SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
 void smtpd_check_cancel(SmtpdCheck *op);
+
+/* smtpd-auth.c */
+/* Reads the AUTH parameters into s and opens the Dovecot connection; logs its own errors. */
+int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_auth_settings_done(SmtpdSettings *s);
+/* Whether AUTH is offered in this session (enabled, not the submit socket, and TLS active
+ * unless smtpd_tls_auth_only = no). */
+bool smtpd_auth_offered(Session *s);
+/* The EHLO lines ("250-AUTH PLAIN LOGIN\r\n", maybe also "250-AUTH=..."), or NULL. */
+char *smtpd_auth_ehlo_lines(Session *s);
+bool smtpd_auth_command(Session *s, char *arg);
+/* While s->auth is set the next input line is an AUTH response, not a command. */
+void smtpd_auth_response(Session *s, char *line, size_t len);
+size_t smtpd_auth_line_limit(Session *s);
+void smtpd_auth_line_too_long(Session *s);
+void smtpd_auth_session_done(Session *s);
+/* MAIL FROM's AUTH= parameter; replies and returns false when it is refused. */
+bool smtpd_auth_mail_param(Session *s, const char *value);
+/* "ESMTPA" for an authenticated ESMTP session (RFC 3848), else "ESMTP"/"SMTP". */
+const char *smtpd_auth_protocol(Session *s);
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the
