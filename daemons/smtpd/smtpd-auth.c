@@ -225,11 +225,19 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
         }
 
         switch (st) {
-        case SASL_STATUS_CONTINUE:
+        case SASL_STATUS_CONTINUE: {
+                /* Challenges may be long (GSSAPI): written whole, not through session_reply()'s
+                 * line buffer. Anything but base64 would break the reply framing. */
                 a->req = r;
-                session_reply(s, "334 %s", text);
+                if (!base64_valid(text) || strbuf_printf(&s->out, "334 %s\r\n", text) < 0) {
+                        log_auth_failure(s, a->mech, "bad challenge from the authentication server");
+                        session_reply(s, "454 4.7.0 Temporary authentication failure");
+                        break;
+                }
+                s->last_code = 334;
                 session_wait_done(s);   /* the next input line is the client's response */
                 return;
+        }
         case SASL_STATUS_OK: {
                 a->req = NULL;
                 char *user = clean_username(text);

@@ -301,3 +301,36 @@ def test_unsupported_sasl_type_is_a_config_error(postern, dovecot):
         postern.start("smtpd", timeout=5)
     assert "smtpd_sasl_type = cyrus: unsupported SASL type; Postern supports only dovecot" in \
         postern.log("smtpd")
+
+
+def test_per_listener_enable(postern, dovecot):
+    """AUTH on the submission listener only (submission/smtpd_sasl_auth_enable)."""
+    from test_smtpd_helpers import Raw
+    postern.configure(mynetworks="127.0.0.1/32", smtpd_relay_restrictions=RELAY,
+                      smtpd_tls_auth_only="no", smtpd_sasl_path=str(dovecot.auth_path),
+                      **{"submission/smtpd_sasl_auth_enable": "yes"})
+    postern.start("smtpd")
+    postern.wait_log("smtpd", r"SASL: connected to")
+    with raw(postern, source="127.0.0.2") as c:
+        assert not any(l.startswith("AUTH") for l in ehlo(c))
+        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "503 5.5.1 Error: authentication not enabled"
+    with Raw(port=postern.submission_port, source="127.0.0.2") as c:
+        assert "AUTH PLAIN LOGIN" in ehlo(c)
+        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "235 2.7.0 Authentication successful"
+
+
+def test_reload_keeps_auth_working(postern, dovecot):
+    """SIGHUP builds new settings with their own Dovecot connection; a session that started
+    before keeps the old one until it ends."""
+    start(postern, dovecot)
+    with raw(postern, source="127.0.0.2") as old:
+        ehlo(old)
+        assert old.cmd("AUTH LOGIN") == "334 VXNlcm5hbWU6"
+        postern.configure(smtpd_sasl_authenticated_header="yes")
+        postern.reload("smtpd")
+        postern.wait_log("smtpd", r"SASL: connected to .*mechanisms: PLAIN LOGIN", count=2)
+        assert old.cmd(b64("alice")) == "334 UGFzc3dvcmQ6"
+        assert old.cmd(b64("secret")) == "235 2.7.0 Authentication successful"
+    with raw(postern, source="127.0.0.2") as c:
+        ehlo(c)
+        assert c.cmd("AUTH PLAIN " + b64("\0bob\0hunter2")) == "235 2.7.0 Authentication successful"
