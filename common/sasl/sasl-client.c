@@ -35,6 +35,7 @@ struct SaslClient {
         uint64_t retry_usec;
         bool handshake_done;
         bool version_ok;
+        unsigned generation;        /* counts connections: a callback may reconnect */
         StrBuf in, out;
         SaslMech *mechs;            /* the last complete list */
         size_t n_mechs;
@@ -106,6 +107,7 @@ int sasl_client_new(sd_event *event, const char *path, uint64_t request_timeout_
 }
 
 static void disconnect(SaslClient *c) {
+        c->generation++;
         c->io = sd_event_source_disable_unref(c->io);
         c->fd = safe_close(c->fd);
         strbuf_done(&c->in);
@@ -363,8 +365,8 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         }
         /* Each line is handled from a copy: a callback may start new requests or tear the
          * connection down (which frees the input buffer). */
-        int gen_fd = c->fd;
-        while (c->fd == gen_fd && c->in.len > 0) {
+        unsigned gen = c->generation;
+        while (c->generation == gen && c->in.len > 0) {
                 char *nl = memchr(c->in.data, '\n', c->in.len);
                 if (!nl)
                         break;
