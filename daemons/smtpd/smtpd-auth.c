@@ -201,8 +201,9 @@ static void log_auth_failure(Session *s, const char *mech, const char *reason) {
                    "%s: SASL %s authentication failed: %s", s->id_text, mech, reason);
 }
 
-/* Dovecot's user names go into logs, Received: and the queue: keep them printable. */
-static char *clean_username(const char *u) {
+/* Dovecot's user names and reasons go into logs, replies, Received: and the queue: keep them
+ * printable and short. */
+static char *printable_copy(const char *u) {
         char *c = strndup(strempty(u), 255);
         if (c)
                 for (char *p = c; *p; p++)
@@ -214,6 +215,10 @@ static char *clean_username(const char *u) {
 static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *userdata) {
         SmtpdAuth *a = userdata;
         Session *s = a->session;
+        _cleanup_free_ char *why = st == SASL_STATUS_FAIL || st == SASL_STATUS_TEMPFAIL ?
+                printable_copy(text) : NULL;
+        if (why)
+                text = why;
 
         if (s->phase != PHASE_WAIT) {
                 /* The connection to Dovecot broke while the client still owes its response to a
@@ -240,7 +245,7 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
         }
         case SASL_STATUS_OK: {
                 a->req = NULL;
-                char *user = clean_username(text);
+                char *user = printable_copy(text);
                 char *method = strdup(a->mech);
                 if (!user || !method) {
                         free(user);

@@ -108,8 +108,8 @@ def test_plain_initial_response_and_challenge_forms(postern, dovecot):
         assert c.cmd(b64("\0bob\0hunter2")) == "235 2.7.0 Authentication successful"
     with raw(postern, source="127.0.0.2") as c:
         ehlo(c)
-        assert c.cmd("AUTH PLAIN =") == "535 5.7.8 Error: authentication failed: authentication failure" \
-            or c  # an empty response is Dovecot's to judge; it must not be accepted
+        r = c.cmd("AUTH PLAIN =")   # an empty initial response reaches Dovecot, which refuses it
+        assert r.startswith("535 5.7.8 Error: authentication failed: "), r
     with raw(postern, source="127.0.0.2") as c:
         ehlo(c)
         assert c.cmd("auth login") == "334 VXNlcm5hbWU6"
