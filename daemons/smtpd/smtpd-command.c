@@ -125,7 +125,7 @@ static bool cmd_ehlo(Session *s, char *arg) {
                 return false;
         s->esmtp = true;
 
-        char buf[1024];
+        char buf[2048];   /* AUTH lines: up to ~800 bytes */
         char size[48] = "";
         _cleanup_free_ char *auth = smtpd_auth_ehlo_lines(s);
         if (s->settings->message_size_limit)
