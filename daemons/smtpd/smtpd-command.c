@@ -1,6 +1,6 @@
 /* smtpd-command.c — the SMTP command state machine (RFC 5321): EHLO/HELO, MAIL, RCPT, DATA,
- * RSET, NOOP, QUIT, HELP, VRFY, and refusals for the extensions not offered yet (STARTTLS, AUTH,
- * ETRN). BDAT is smtpd-bdat.c. The EHLO keywords come from one table (ehlo_keywords[]) that
+ * RSET, NOOP, QUIT, HELP, VRFY, ETRN (STARTTLS is in smtpd-tls.c, AUTH in smtpd-auth.c, BDAT in
+ * smtpd-bdat.c). The EHLO keywords come from one table (ehlo_keywords[]) that
  * smtpd_discard_ehlo_keywords filters; MAIL/RCPT parse the ESMTP parameters SIZE, BODY,
  * SMTPUTF8, RET, ENVID, NOTIFY and ORCPT. Reply texts follow Postfix's so that clients and log
  * tools see familiar words; every reply carries an enhanced status code. Each command is
@@ -173,7 +173,8 @@ static const EhloKeyword ehlo_keywords[] = {
         { "VRFY", EHLO_VRFY, ehlo_vrfy_offered, NULL },
         { "ETRN", EHLO_ETRN, ehlo_never, NULL },
         { "STARTTLS", EHLO_STARTTLS, smtpd_tls_offer, NULL },
-        { "AUTH", EHLO_AUTH, ehlo_never, NULL },
+        { "AUTH", EHLO_AUTH, smtpd_auth_ehlo_offered, smtpd_auth_ehlo_arg },
+        { "AUTH=", EHLO_AUTH, smtpd_auth_ehlo_broken_offered, smtpd_auth_ehlo_broken_arg },
         { "ENHANCEDSTATUSCODES", EHLO_ENHANCEDSTATUSCODES, NULL, NULL },
         { "8BITMIME", EHLO_8BITMIME, NULL, NULL },
         { "DSN", EHLO_DSN, NULL, NULL },
@@ -261,7 +262,7 @@ static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
         session_reply_raw(s, "\r\n");
         for (size_t i = 0; i < ELEMENTSOF(ehlo_keywords) && last; i++) {
                 const EhloKeyword *k = &ehlo_keywords[i];
-                char line[128], argbuf[64] = "";
+                char line[SMTPD_EHLO_ARG_MAX + 64], argbuf[SMTPD_EHLO_ARG_MAX] = "";
                 if ((k->offered && !k->offered(s)) || (discard & k->bit))
                         continue;
                 if (k->arg)
@@ -432,6 +433,9 @@ static bool mail_params(Session *s, char *params, const char **ret_body) {
                                         return false;
                                 }
                         }
+                } else if ((v = startswith_no_case(p, "AUTH="))) {
+                        if (!smtpd_auth_mail_param(s, v))
+                                return false;
                 } else {
                         session_reply(s, "555 5.5.4 Unsupported option: %.64s", p);
                         return false;
@@ -639,6 +643,9 @@ static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
                 if (s->listener->kind == LISTENER_SUBMIT)
                         log_fields(LOG_INFO, &f, "%s: uid=%ld from=<%s>", s->queue_id,
                                    (long) (int) s->uid, s->sender);
+                else if (s->sasl_username)
+                        log_fields(LOG_INFO, &f, "%s: client=%s, sasl_method=%s, sasl_username=%s",
+                                   s->queue_id, s->id_text, s->sasl_method, s->sasl_username);
                 else
                         log_fields(LOG_INFO, &f, "%s: client=%s", s->queue_id, s->id_text);
         }
@@ -809,11 +816,6 @@ static bool cmd_not_implemented(Session *s, char *arg) {
         return false;
 }
 
-static bool cmd_auth(Session *s, char *arg) {
-        session_reply(s, "503 5.5.1 Error: authentication not enabled");
-        return false;
-}
-
 typedef struct CommandDef {
         const char *name;
         SmtpCmd id;
@@ -834,7 +836,7 @@ static const CommandDef commands[] = {
         { "VRFY", CMD_VRFY, cmd_vrfy, true },
         { "ETRN", CMD_ETRN, cmd_not_implemented, true },
         { "STARTTLS", CMD_STARTTLS, smtpd_tls_starttls, false },
-        { "AUTH", CMD_AUTH, cmd_auth, false },
+        { "AUTH", CMD_AUTH, smtpd_auth_command, false },
         { "BDAT", CMD_BDAT, bdat_command, false },
 };
 
@@ -904,6 +906,10 @@ void command_greet(Session *s) {
 void command_execute(Session *s, char *line, size_t len) {
         if (forbid_pipelining(s, line, len))
                 return;
+        if (s->auth) {
+                smtpd_auth_response(s, line, len);   /* the client's answer to a 334 challenge */
+                return;
+        }
         if (memchr(line, '\0', len)) {
                 s->cmd_total[CMD_UNKNOWN]++;
                 s->last_cmd = "UNKNOWN";

@@ -180,6 +180,8 @@ int data_begin(Session *s) {
                                   s->family == AF_INET6 ? "IPv6:" : "", s->addr);
                 if (r >= 0)
                         r = smtpd_tls_received_clause(s, &rcvd);   /* (using TLSv1.3 with cipher ...) */
+                if (r >= 0 && s->sasl_username && s->settings->sasl_authenticated_header)
+                        r = strbuf_printf(&rcvd, "\n\t(Authenticated sender: %s)", s->sasl_username);
                 if (r >= 0)
                         r = strbuf_printf(&rcvd, "\n\tby %s (Postern) with %s id %s", s->settings->myhostname,
                                           received_protocol(s, proto, sizeof(proto)), s->queue_id);
@@ -406,9 +408,10 @@ static CommitJob *make_job(Session *s) {
         m->smtputf8 = s->smtputf8;
         m->ret = s->dsn_ret;
         m->envid = s->dsn_envid ? strdup(s->dsn_envid) : NULL;
+        m->sasl_user = s->sasl_username ? strdup(s->sasl_username) : NULL;
         fail = !m->sender || (!local && !m->client_address) || !m->client_name ||
                 (s->helo && !m->helo) || !m->protocol || (s->body_type && !m->body_type) ||
-                (s->dsn_envid && !m->envid);
+                (s->dsn_envid && !m->envid) || (s->sasl_username && !m->sasl_user);
         for (size_t i = 0; i < s->n_rcpts; i++) {
                 rc[i].address = strdup(s->rcpts[i]);
                 rc[i].state = QUEUE_RCPT_PENDING;

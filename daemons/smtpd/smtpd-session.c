@@ -159,6 +159,7 @@ void session_free(Session *s) {
         safe_close(s->fd);
         strbuf_done(&s->in);
         strbuf_done(&s->out);
+        smtpd_auth_session_done(s);
         command_reset_transaction(s);
         free(s->helo);
         free(s->sasl_username);
@@ -277,6 +278,15 @@ static void session_take_line(Session *s, size_t eol) {
         command_execute(s, line, len);
 }
 
+static void session_line_too_long(Session *s) {
+        if (s->auth) {
+                smtpd_auth_line_too_long(s);   /* ends the AUTH exchange */
+                return;
+        }
+        s->cmd_total[CMD_UNKNOWN]++;
+        session_reply(s, "500 5.5.0 Error: line too long");
+}
+
 void session_process_input(Session *s) {
         for (;;) {
                 if (s->out.len > OUTPUT_HIGH_WATER) {
@@ -315,19 +325,18 @@ void session_process_input(Session *s) {
                         session_close_after_flush(s);
                         return;
                 }
+                size_t limit = s->auth ? smtpd_auth_line_limit(s) : s->settings->line_length_limit;
                 if (!nl) {
-                        if (s->in.len > s->settings->line_length_limit) {
-                                s->cmd_total[CMD_UNKNOWN]++;
-                                session_reply(s, "500 5.5.0 Error: line too long");
+                        if (s->in.len > limit) {
+                                session_line_too_long(s);
                                 strbuf_reset(&s->in);
                                 s->skip_line = true;
                         }
                         return;
                 }
                 size_t eol = (size_t) (nl - s->in.data);
-                if (eol > s->settings->line_length_limit) {
-                        s->cmd_total[CMD_UNKNOWN]++;
-                        session_reply(s, "500 5.5.0 Error: line too long");
+                if (eol > limit) {
+                        session_line_too_long(s);
                         strbuf_consume(&s->in, eol + 1);
                         continue;
                 }

@@ -49,6 +49,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         table_list_free(s->ehlo_discard_maps);
         smtpd_check_settings_done(s);
         tls_server_unref(s->tls);
+        smtpd_auth_settings_done(s);
         free(s);
         return NULL;
 }
@@ -242,6 +243,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
                 r = smtpd_dnsbl_settings_load(c, listener, s);
         if (r >= 0)
                 r = smtpd_policy_settings_load(c, listener, s);
+        if (r >= 0)
+                r = smtpd_auth_settings(c, listener, s);
         if (r < 0)
                 return r;
 

@@ -14,6 +14,7 @@
  *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (asynchronous)
  *   smtpd-policy.c       check_policy_service: the policy delegation protocol (asynchronous)
  *   smtpd-tls.c          STARTTLS and implicit TLS: settings, handshake, record I/O, logging
+ *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -35,6 +36,7 @@
 #include "dns/dns.h"
 #include "mail/queue-id.h"
 #include "tls/tls.h"
+#include "sasl/sasl-client.h"
 
 typedef enum ListenerKind {
         LISTENER_SMTP,        /* port 25: relay restrictions apply */
@@ -209,6 +211,16 @@ typedef struct SmtpdSettings {
         int tls_loglevel;
         bool tls_received_header;
         usec_t starttls_timeout_usec;
+        /* SMTP AUTH (smtpd-auth.c) */
+        bool sasl_enable;
+        bool tls_auth_only;
+        bool sasl_authenticated_header;
+        bool broken_sasl_auth_clients;
+        unsigned sasl_exclude, sasl_require;          /* SaslMechFlags, without TLS */
+        unsigned sasl_tls_exclude, sasl_tls_require;  /* ... and under TLS */
+        size_t sasl_response_limit;
+        char *sasl_service;
+        SaslClient *sasl;                  /* this snapshot's Dovecot connection; NULL: AUTH off */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -232,6 +244,7 @@ typedef struct Server Server;
 typedef struct Session Session;
 typedef struct CommitJob CommitJob;
 typedef struct Committer Committer;
+typedef struct SmtpdAuth SmtpdAuth;
 
 typedef struct Listener {
         Server *server;
@@ -353,6 +366,7 @@ struct Session {
         bool tls_active;         /* the handshake completed: all I/O is inside TLS */
         bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
                                   * event is reported in tls_established() (smtpd-tls.c) */
+        SmtpdAuth *auth;         /* an AUTH exchange in progress (smtpd-auth.c), else NULL */
         bool esmtp;
         bool in_mail;
         char *sender;
@@ -556,6 +570,29 @@ void smtpd_reply_reject(Session *s, CheckStage stage, const char *rcpt, const ch
 /* Logs an action ("hold", "warn", "info", "discard", "reject_warning", ...) the same way. */
 void smtpd_log_action(Session *s, CheckStage stage, const char *rcpt, const char *what,
                       const char *text);
+
+/* smtpd-auth.c */
+/* Reads the AUTH parameters into s and opens the Dovecot connection; logs its own errors. */
+int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_auth_settings_done(SmtpdSettings *s);
+/* Whether AUTH is offered in this session (enabled, not the submit socket, and TLS active
+ * unless smtpd_tls_auth_only = no). */
+bool smtpd_auth_offered(Session *s);
+/* EHLO keyword table hooks: "AUTH PLAIN LOGIN" when mechanisms are offered, and
+ * "AUTH=PLAIN LOGIN" too with broken_sasl_auth_clients. */
+#define SMTPD_EHLO_ARG_MAX 512
+bool smtpd_auth_ehlo_offered(Session *s);
+bool smtpd_auth_ehlo_broken_offered(Session *s);
+void smtpd_auth_ehlo_arg(Session *s, char *buf, size_t n);
+void smtpd_auth_ehlo_broken_arg(Session *s, char *buf, size_t n);
+bool smtpd_auth_command(Session *s, char *arg);
+/* While s->auth is set the next input line is an AUTH response, not a command. */
+void smtpd_auth_response(Session *s, char *line, size_t len);
+size_t smtpd_auth_line_limit(Session *s);
+void smtpd_auth_line_too_long(Session *s);
+void smtpd_auth_session_done(Session *s);
+/* MAIL FROM's AUTH= parameter; replies and returns false when it is refused. */
+bool smtpd_auth_mail_param(Session *s, const char *value);
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the

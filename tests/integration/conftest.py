@@ -1,4 +1,4 @@
-"""pytest fixtures for Postern's integration tests: `local_users` and `postern`."""
+"""pytest fixtures for Postern's integration tests: `local_users`, `postern` and `dovecot`."""
 
 import os
 import shutil
@@ -65,3 +65,14 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def dovecot():
+    """A private Dovecot (peers.Dovecot): auth socket at dovecot.auth_path, users alice/secret
+    and bob/hunter2, mechanisms PLAIN and LOGIN; stopped and removed at teardown."""
+    import peers
+    d = peers.Dovecot()
+    d.start()
+    yield d
+    d.close(keep=bool(os.environ.get("POSTERN_KEEP_ROOT")))
