@@ -176,6 +176,16 @@ static int parse_path(Session *s, char *arg, AddressFlags flags, Address **ret, 
         return 0;
 }
 
+/* MAIL after postern-anvil counted it (smtpd_client_message_rate_limit). */
+static void mail_after_anvil(Session *s, bool allowed, void *userdata) {
+        if (!allowed) {
+                command_reset_transaction(s);   /* refused: 450 4.7.1 is already replied */
+                return;
+        }
+        s->cmd_ok[CMD_MAIL]++;
+        session_reply(s, "250 2.1.0 Ok");
+}
+
 static bool cmd_mail(Session *s, char *arg) {
         _cleanup_address_free_ Address *a = NULL;
         const char *reason = NULL;
@@ -236,6 +246,8 @@ static bool cmd_mail(Session *s, char *arg) {
                 return false;
         }
         s->in_mail = true;
+        if (smtpd_anvil_message(s, mail_after_anvil, NULL, NULL))
+                return false;   /* answered when postern-anvil has counted it */
         session_reply(s, "250 2.1.0 Ok");
         return true;
 }
@@ -249,12 +261,14 @@ static void log_reject(Session *s, const char *cmd, const char *reply, const cha
                    strempty(s->sender), rcpt, protocol_name(s), strempty(s->helo));
 }
 
+static bool rcpt_accept(Session *s, Address *a);
+static void rcpt_after_anvil(Session *s, bool allowed, void *userdata);
+static void rcpt_address_free(void *userdata);
+
 static bool cmd_rcpt(Session *s, char *arg) {
         _cleanup_address_free_ Address *a = NULL;
-        _cleanup_free_ char *reply = NULL;
         const char *reason = NULL;
         char *params = NULL;
-        int r;
 
         if (need_helo(s))
                 return false;
@@ -284,6 +298,18 @@ static bool cmd_rcpt(Session *s, char *arg) {
                 session_reply(s, "452 4.5.3 Error: too many recipients");
                 return false;
         }
+
+        if (smtpd_anvil_recipient(s, rcpt_after_anvil, a, rcpt_address_free)) {
+                a = NULL;   /* the anvil request owns it until it answers */
+                return false;
+        }
+        return rcpt_accept(s, a);
+}
+
+/* The recipient checks and acceptance of one RCPT, after the rate check. */
+static bool rcpt_accept(Session *s, Address *a) {
+        _cleanup_free_ char *reply = NULL;
+        int r;
 
         if (s->listener->kind != LISTENER_SUBMIT) {
                 r = smtpd_check_recipient(s, a->local, a->domain, a->external, &reply);
@@ -323,6 +349,18 @@ static bool cmd_rcpt(Session *s, char *arg) {
         }
         session_reply(s, "250 2.1.5 Ok");
         return true;
+}
+
+static void rcpt_address_free(void *userdata) {
+        address_free(userdata);
+}
+
+/* RCPT after postern-anvil counted it (smtpd_client_recipient_rate_limit). */
+static void rcpt_after_anvil(Session *s, bool allowed, void *userdata) {
+        Address *a = userdata;
+        if (allowed && rcpt_accept(s, a))
+                s->cmd_ok[CMD_RCPT]++;
+        address_free(a);
 }
 
 static bool cmd_data(Session *s, char *arg) {

@@ -75,6 +75,12 @@ static void session_describe_peer(Session *s) {
         snprintf(s->id_text, sizeof(s->id_text), "%s[%s]", s->name, s->addr);
 }
 
+/* The greeting, once postern-anvil allowed the connection (smtpd_anvil_connect). */
+static void session_greet(Session *s, bool allowed, void *userdata) {
+        if (allowed)
+                session_reply(s, "220 %s", s->settings->banner);
+}
+
 int session_new(Listener *l, int fd) {
         Server *srv = l->server;
         Session *s = calloc(1, sizeof(Session));
@@ -115,7 +121,9 @@ int session_new(Listener *l, int fd) {
 
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
                    "connect from %s", s->id_text);
-        session_reply(s, "220 %s", s->settings->banner);
+        if (smtpd_anvil_connect(s, session_greet, NULL))
+                return 0;   /* greeted (or refused) when anvil answers */
+        session_greet(s, true, NULL);
         (void) session_flush(s);
         return 0;
 }
@@ -126,6 +134,7 @@ void session_free(Session *s) {
         Server *srv = s->server;
 
         command_log_disconnect(s);
+        smtpd_anvil_disconnect(s);
         if (s->prev)
                 s->prev->next = s->next;
         else

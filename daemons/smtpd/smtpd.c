@@ -38,6 +38,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         domain_list_done(&s->mydestination);
         domain_list_done(&s->relay_domains);
         table_list_free(s->local_recipient_maps);
+        smtpd_anvil_settings_done(&s->anvil);
         free(s);
         return NULL;
 }
@@ -109,6 +110,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         if ((r = netlist_param(c, listener, "mynetworks", &s->mynetworks)) < 0 ||
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
                                &s->bare_newline_exclusions)) < 0)
+                return r;
+        if ((r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0)
                 return r;
 
         _cleanup_strv_free_ char **dest = conf_get_list(c, listener, "mydestination");
@@ -268,6 +271,8 @@ static int reload(Daemon *d, Conf *nc, void *userdata) {
         _cleanup_free_ char *wake = daemon_socket_path(nc, "qmgr");
         if (wake)
                 committer_set_wakeup_path(srv->committer, wake);
+        _cleanup_free_ char *anvil_path = daemon_socket_path(nc, "anvil");
+        smtpd_anvil_set_path(srv->anvil, anvil_path);
         return 0;
 }
 
@@ -336,6 +341,7 @@ static void server_done(Server *srv) {
         }
         free(srv->listeners);
         committer_free(srv->committer);
+        srv->anvil = smtpd_anvil_free(srv->anvil);
 }
 
 static int run(void) {
@@ -345,7 +351,7 @@ static int run(void) {
                 { "submit", LISTENER_SUBMIT },
         };
         _cleanup_daemon_free_ Daemon *d = NULL;
-        _cleanup_free_ char *wake = NULL;
+        _cleanup_free_ char *wake = NULL, *anvil_path = NULL;
         _cleanup_free_ SmtpdSettings **settings = NULL;
         Server srv = {};
         int r;
@@ -408,6 +414,10 @@ static int run(void) {
         const char *qdir = conf_get(daemon_conf(d), "queue_directory");
         wake = daemon_socket_path(daemon_conf(d), "qmgr");
         r = committer_new(&srv, strempty(qdir), wake, &srv.committer);
+        if (r < 0)
+                goto finish;
+        anvil_path = daemon_socket_path(daemon_conf(d), "anvil");
+        r = smtpd_anvil_new(&srv, anvil_path, &srv.anvil);
         if (r < 0)
                 goto finish;
 

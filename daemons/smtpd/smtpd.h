@@ -6,6 +6,7 @@
  *   smtpd-restrictions.c mynetworks, relay control and the local recipient check at RCPT
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
+ *   smtpd-anvil.c        client connection/rate limits through postern-anvil
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -67,6 +68,17 @@ typedef struct RestrictionList {
         size_t n;
 } RestrictionList;
 
+/* smtpd_client_*_limit (0 = off) and smtpd_client_event_limit_exceptions (smtpd-anvil.c). */
+typedef struct SmtpdAnvilLimits {
+        unsigned connection_count;
+        unsigned connection_rate;
+        unsigned message_rate;
+        unsigned recipient_rate;
+        unsigned newtls_rate;
+        unsigned auth_rate;
+        NetList exceptions;
+} SmtpdAnvilLimits;
+
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
  * keep a reference so a reload affects only new sessions. */
 typedef struct SmtpdSettings {
@@ -100,6 +112,7 @@ typedef struct SmtpdSettings {
         DomainList relay_domains;
         TableList *local_recipient_maps;   /* NULL: check disabled */
         int local_recipient_maps_error;    /* <0: the tables failed to open */
+        SmtpdAnvilLimits anvil;
 } SmtpdSettings;
 
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s);
@@ -116,6 +129,7 @@ typedef struct Server Server;
 typedef struct Session Session;
 typedef struct CommitJob CommitJob;
 typedef struct Committer Committer;
+typedef struct SmtpdAnvil SmtpdAnvil;
 
 typedef struct Listener {
         Server *server;
@@ -140,6 +154,7 @@ struct Server {
         uint64_t data_budget;        /* bytes of message content all sessions may buffer */
         uint64_t data_in_use;        /* bytes buffered now: DATA in progress + awaiting commit */
         bool stopping;               /* SIGTERM: answer commits, read no further input */
+        SmtpdAnvil *anvil;           /* the connection to postern-anvil (smtpd-anvil.c) */
 };
 
 /* The fingerprint counters, in Postfix's logging order. */
@@ -233,6 +248,7 @@ struct Session {
         unsigned error_count;
         unsigned junk_count;
         unsigned cmd_ok[_CMD_MAX], cmd_total[_CMD_MAX];
+        unsigned anvil_generation; /* anvil connection that counted this session (0: none) */
         const char *last_cmd;    /* for "timeout after X" */
         int last_code;
 };
@@ -310,6 +326,33 @@ int smtpd_check_policy_start(Session *s, const char *service, const char *protoc
                              const char *sender, const char *recipient,
                              SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
 void smtpd_check_cancel(SmtpdCheck *op);
+
+/* smtpd-anvil.c: client limits through postern-anvil (one shared connection, see the file).
+ * Each smtpd_anvil_<event>() reports an event of the session's client; it returns true when the
+ * session now waits for anvil's answer (session_wait() was called): done(s, allowed, userdata)
+ * then runs later, followed by session_wait_done(). When allowed is false the refusal has been
+ * replied and logged in Postfix's words (and for connect/newtls the session is closing); when
+ * true the caller goes on. false means no wait (exempt client, limit off, anvil unavailable):
+ * the caller goes on at once and done is not called. If the session ends while waiting,
+ * free_userdata(userdata) is called instead of done (either may be NULL). */
+typedef void (*SmtpdAnvilDone)(Session *s, bool allowed, void *userdata);
+int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *ret);
+void smtpd_anvil_settings_done(SmtpdAnvilLimits *l);
+int smtpd_anvil_new(Server *srv, const char *path, SmtpdAnvil **ret);
+SmtpdAnvil *smtpd_anvil_free(SmtpdAnvil *a);
+void smtpd_anvil_set_path(SmtpdAnvil *a, const char *path);
+/* Session start: connection count and rate (421 4.7.0 ... too many connections). */
+bool smtpd_anvil_connect(Session *s, SmtpdAnvilDone done, void *userdata);
+/* Session end: no answer awaited. */
+void smtpd_anvil_disconnect(Session *s);
+/* MAIL: 450 4.7.1 Error: too much mail from ADDR. */
+bool smtpd_anvil_message(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* RCPT: 452 4.7.1 Error: too many recipients from ADDR. */
+bool smtpd_anvil_recipient(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* After a new (not resumed) TLS handshake: 421 4.7.0 ... too many new TLS sessions (closes). */
+bool smtpd_anvil_newtls(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* AUTH: 450 4.7.1 Error: too many AUTH commands from ADDR. */
+bool smtpd_anvil_auth(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the
