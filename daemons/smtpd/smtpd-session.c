@@ -134,7 +134,6 @@ void session_free(Session *s) {
         Server *srv = s->server;
 
         command_log_disconnect(s);
-        smtpd_anvil_disconnect(s);
         if (s->prev)
                 s->prev->next = s->next;
         else
@@ -147,6 +146,7 @@ void session_free(Session *s) {
                 s->job->session = NULL;   /* the committer finishes it and frees it */
         if (s->phase == PHASE_WAIT && s->wait_cancel)
                 s->wait_cancel(s->wait_userdata);   /* the operation forgets the session */
+        smtpd_anvil_disconnect(s);   /* after the cancel: it may resume other sessions */
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
         safe_close(s->fd);

@@ -3,6 +3,7 @@ rates, exemptions, limits per client address, anvil killed and restarted, the st
 line, and anvil's answers to malformed requests."""
 
 import re
+import signal
 import socket
 import time
 
@@ -293,3 +294,25 @@ def test_protocol_and_malformed_requests(postern):
         time.sleep(0.05)
     assert postern.running("anvil")
     assert "statistics: max" not in postern.log("anvil")   # nothing logged before the interval
+
+
+def test_anvil_stopped_times_out(postern):
+    """An anvil that does not answer (SIGSTOP) costs a session at most smtpd's short timeout."""
+    start(postern, smtpd_client_message_rate_limit=1)
+    assert mails(postern, "127.0.0.2", 1) == ["250 2.1.0 Ok"]
+    postern.kill("anvil", signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        assert mails(postern, "127.0.0.2", 3) == ["250 2.1.0 Ok"] * 3
+        assert time.monotonic() - t0 < 3
+        postern.wait_log("smtpd", WARNING + "timeout")
+    finally:
+        postern.kill("anvil", signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while True:
+        got = mails(postern, "127.0.0.2", 2)
+        if got[1].startswith("450") or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert got[1] == "450 4.7.1 Error: too much mail from 127.0.0.2", got
+    assert len(re.findall(WARNING, postern.log("smtpd"))) == 1
