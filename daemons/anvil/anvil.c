@@ -10,6 +10,7 @@
  *   request=recipient   RCPT: count= rate=<recipients/unit>
  *   request=newtls      a new (not resumed) TLS session: count= rate=
  *   request=auth        AUTH: count= rate=
+ *   request=newtls_status  before STARTTLS: count= rate=<new TLS sessions> without counting
  *   request=lookup      nothing changes: count= rate= message_rate= recipient_rate=
  *                       newtls_rate= auth_rate=  (for tests and troubleshooting)
  *
@@ -129,6 +130,11 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                 AnvilResult res;
                 anvil_table_disconnect(&a->table, key, c, now, &res);
                 return reply_counts(c, res.count, NULL, NULL, true) < 0 ? -ECONNRESET : 0;
+        }
+        if (streq(verb, "newtls_status")) {
+                unsigned count, rates[_ANVIL_EVENT_MAX];
+                anvil_table_lookup(&a->table, key, now, &count, rates);
+                return reply_counts(c, count, &rates[ANVIL_NEWTLS], NULL, true) < 0 ? -ECONNRESET : 0;
         }
         if (streq(verb, "lookup")) {
                 unsigned count, rates[_ANVIL_EVENT_MAX];

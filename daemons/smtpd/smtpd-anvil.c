@@ -39,12 +39,14 @@ typedef enum AnvilKind {
         ANVIL_KIND_RECIPIENT,
         ANVIL_KIND_NEWTLS,
         ANVIL_KIND_AUTH,
+        ANVIL_KIND_NEWTLS_STATUS,
 } AnvilKind;
 
 static const char *const kind_verb[] = {
         [ANVIL_KIND_CONNECT] = "connect", [ANVIL_KIND_DISCONNECT] = "disconnect",
         [ANVIL_KIND_MESSAGE] = "message", [ANVIL_KIND_RECIPIENT] = "recipient",
         [ANVIL_KIND_NEWTLS] = "newtls", [ANVIL_KIND_AUTH] = "auth",
+        [ANVIL_KIND_NEWTLS_STATUS] = "newtls_status",
 };
 
 typedef struct AnvilRequest AnvilRequest;
@@ -193,6 +195,15 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
                                             rate, s->id_text, svc);
                                 session_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s",
                                               host, s->addr);
+                                allowed = false;
+                        }
+                        break;
+                case ANVIL_KIND_NEWTLS_STATUS:
+                        /* Not counted yet: refuse when one more new session would exceed. */
+                        if (l->newtls_rate && rate >= l->newtls_rate) {
+                                log_warning("New TLS session rate limit exceeded: %lld from %s for service %s",
+                                            rate, s->id_text, svc);
+                                session_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s", s->addr);
                                 allowed = false;
                         }
                         break;
@@ -449,6 +460,10 @@ bool smtpd_anvil_recipient(Session *s, SmtpdAnvilDone done, void *userdata, void
 
 bool smtpd_anvil_newtls(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {
         return rate_event(s, ANVIL_KIND_NEWTLS, s->settings->anvil.newtls_rate, done, userdata, free_userdata);
+}
+
+bool smtpd_anvil_newtls_status(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {
+        return rate_event(s, ANVIL_KIND_NEWTLS_STATUS, s->settings->anvil.newtls_rate, done, userdata, free_userdata);
 }
 
 bool smtpd_anvil_auth(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {

@@ -351,6 +351,9 @@ bool smtpd_anvil_message(Session *s, SmtpdAnvilDone done, void *userdata, void (
 bool smtpd_anvil_recipient(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
 /* After a new (not resumed) TLS handshake: 421 4.7.0 ... too many new TLS sessions (closes). */
 bool smtpd_anvil_newtls(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* STARTTLS, before the handshake (nothing counted): 454 4.7.0 Error: too many new TLS sessions
+ * from ADDR when the client already reached the limit; the session goes on without TLS. */
+bool smtpd_anvil_newtls_status(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
 /* AUTH: 450 4.7.1 Error: too many AUTH commands from ADDR. */
 bool smtpd_anvil_auth(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
 

@@ -232,6 +232,9 @@ def test_protocol_and_malformed_requests(postern):
     for verb in ("message", "recipient", "newtls", "auth"):
         r = call(path, {"request": verb, **ok})
         assert r == {"status": "ok", "count": "0", "rate": "1"}, (verb, r)
+    # newtls_status (before STARTTLS) reports without counting
+    for _ in range(2):
+        assert call(path, {"request": "newtls_status", **ok}) == {"status": "ok", "count": "0", "rate": "1"}
     r = call(path, {"request": "lookup", **ok})
     assert r == {"status": "ok", "count": "0", "rate": "0", "message_rate": "1",
                  "recipient_rate": "1", "newtls_rate": "1", "auth_rate": "1"}, r
