@@ -4,12 +4,13 @@ line, and anvil's answers to malformed requests."""
 
 import re
 import signal
+import subprocess
 import socket
 import time
 
 import pytest
 
-from postern_harness import format_record, ipc_call, read_record
+from postern_harness import binary, format_record, ipc_call, read_record
 
 HOST = "postern.test"
 
@@ -319,3 +320,23 @@ def test_anvil_stopped_times_out(postern):
         time.sleep(0.3)
     assert got[1] == "450 4.7.1 Error: too much mail from 127.0.0.2", got
     assert len(re.findall(WARNING, postern.log("smtpd"))) == 1
+
+
+def test_tls_and_auth_hooks(postern):
+    """smtpd_anvil_auth / _newtls_status / _newtls (for the STARTTLS and AUTH code) on a real
+    session against a real anvil: daemons/smtpd/test-smtpd-anvil.c does the SMTP side."""
+    postern.start("anvil")
+    run = subprocess.run([binary("daemons/smtpd/test-smtpd-anvil"), str(postern.socket_dir)],
+                         capture_output=True, text=True, timeout=60, env=postern.env())
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "warning: AUTH command rate limit exceeded: 3 from localhost[127.0.0.2] for service smtp" \
+        in run.stderr
+    assert "warning: New TLS session rate limit exceeded: 1 from localhost[127.0.0.2] for service smtp" \
+        in run.stderr
+    r = call(postern.socket_dir / "anvil", {"request": "lookup", "service": "smtp", "address": "127.0.0.2"})
+    assert (r["auth_rate"], r["newtls_rate"], r["rate"]) == ("3", "2", "1"), r
+    deadline = time.monotonic() + 5
+    while call(postern.socket_dir / "anvil",
+               {"request": "lookup", "service": "smtp", "address": "127.0.0.2"})["count"] != "0":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
