@@ -32,6 +32,7 @@ void queue_message_done(QueueMessage *m) {
         free(m->sasl_user);
         free(m->body_type);
         free(m->envid);
+        free(m->filter);
         memset(m, 0, sizeof *m);
 }
 
@@ -141,6 +142,7 @@ static int insert_rows(Queue *q, const QueueMessage *m, QueueRecipient *rcpts, s
                 BIND(sqlite3_bind_int(st, 14, m->requiretls));
                 BIND(sqlite3_bind_int(st, 15, m->hold));
                 BIND(sqlite3_bind_int(st, 16, m->is_bounce));
+                BIND(queue_bind_text(st, 17, m->filter));
                 rc = sqlite3_step(st);
                 if (rc != SQLITE_DONE)
                         return queue_error(q, rc);
@@ -248,6 +250,7 @@ static int read_envelope(Queue *q, sqlite3_stmt *st, QueueMessage *m, int64_t *r
                 { 9, &m->sasl_user },
                 { 10, &m->body_type },
                 { 11, &m->envid },
+                { 17, &m->filter },
         };
         for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
                 r = queue_column_strdup(st, strings[i].col, strings[i].field);

@@ -75,6 +75,9 @@ static const char *const migrations[] = {
         "  message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
         "  data BLOB NOT NULL"
         ");",
+        /* 1 -> 2: a per-message content filter (FILTER transport:destination from access(5) or
+         * header/body checks); NULL when none. qmgr routes by it. */
+        "ALTER TABLE messages ADD COLUMN filter TEXT;",
 };
 
 _Static_assert(ELEMENTSOF(migrations) == QUEUE_SCHEMA_VERSION,
@@ -90,8 +93,8 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_INSERT_MESSAGE] =
                 "INSERT INTO messages (queue_id, sender, arrival_usec, size, client_address,"
                 " client_name, helo, protocol, sasl_user, body_type, envid, ret, smtputf8,"
-                " requiretls, hold, is_bounce)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                " requiretls, hold, is_bounce, filter)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         [QUEUE_STMT_INSERT_RECIPIENT] =
                 "INSERT INTO recipients (message_id, address, orcpt, notify, state, attempts,"
                 " next_attempt_usec, dsn_status, diag)"
@@ -101,7 +104,7 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_LOAD_MESSAGE] =
                 "SELECT id, queue_id, sender, arrival_usec, size, client_address, client_name,"
                 " helo, protocol, sasl_user, body_type, envid, ret, smtputf8, requiretls, hold,"
-                " is_bounce FROM messages WHERE queue_id = ?1",
+                " is_bounce, filter FROM messages WHERE queue_id = ?1",
         [QUEUE_STMT_LOAD_RECIPIENTS] =
                 "SELECT id, address, orcpt, notify, state, attempts, next_attempt_usec,"
                 " dsn_status, diag FROM recipients WHERE message_id = ?1 ORDER BY id",
@@ -152,7 +155,7 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_LIST_MESSAGES] =
                 "SELECT id, queue_id, sender, arrival_usec, size, client_address, client_name,"
                 " helo, protocol, sasl_user, body_type, envid, ret, smtputf8, requiretls, hold,"
-                " is_bounce FROM messages"
+                " is_bounce, filter FROM messages"
                 " WHERE (arrival_usec, id) > (?1, ?2)"
                 " ORDER BY arrival_usec, id LIMIT ?3",
         /* The sweep's window: the next ?2 messages after queue id ?1, each with whether it still

@@ -191,6 +191,38 @@ static void test_migration(void) {
         dir_clean(dir);
 }
 
+/* Schema 1 -> 2 adds messages.filter: a version-1 queue keeps its messages (filter NULL) and
+ * takes filters afterwards. */
+static void test_migration_filter(void) {
+        Queue *q = NULL;
+        QueueMessage m, l;
+
+        dir_clean(dir);
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
+        insert_simple(q, &m, 1000, 1, NULL);
+        q = queue_close(q);
+        /* Turn it back into a version-1 database, as an older Postern left it. */
+        raw_exec("ALTER TABLE messages DROP COLUMN filter; PRAGMA user_version = 1;", SQLITE_OPEN_READWRITE);
+        CHECK_INT(raw_int("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'filter'"), 0);
+
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
+        CHECK_INT(raw_int("PRAGMA user_version"), 2);
+        CHECK_INT(queue_load_message(q, m.queue_id, &l, NULL, NULL), 0);
+        CHECK(l.filter == NULL);
+        queue_message_done(&l);
+
+        QueueMessage f;
+        QueueRecipient r = { .address = (char *) "bob@example.net" };
+        make_message(&f, 2000);
+        f.filter = (char *) "scan:[127.0.0.1]:10025";
+        CHECK_INT(queue_insert_message(q, &f, &r, 1, "x", 1), 0);
+        CHECK_INT(queue_load_message(q, f.queue_id, &l, NULL, NULL), 0);
+        CHECK_STR(l.filter, "scan:[127.0.0.1]:10025");
+        queue_message_done(&l);
+        q = queue_close(q);
+        dir_clean(dir);
+}
+
 static void check_str_or_null(const char *a, const char *b) {
         if (!b)
                 CHECK(!a);
@@ -1328,6 +1360,7 @@ int main(void) {
 
         test_open();
         test_migration();
+        test_migration_filter();
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
         CHECK_INT(raw_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);

@@ -32,6 +32,74 @@ struct Committer {
         sd_event_source *src;
 };
 
+/* Inserts the PREPEND headers after our Received: header (those decided before DATA are
+ * already in place; this handles what was added later). */
+static int job_prepend(CommitJob *j, size_t at, const StrBuf *add) {
+        if (at > j->content_len)
+                at = j->content_len;
+        char *c = realloc(j->content, j->content_len + add->len + 1);
+        if (!c)
+                return -ENOMEM;
+        memmove(c + at + add->len, c + at, j->content_len - at + 1);
+        memcpy(c + at, add->data, add->len);
+        j->content = c;
+        j->content_len += add->len;
+        ((QueueMessage *) j->message)->size = j->content_len;
+        return 0;
+}
+
+static bool job_has_rcpt(const CommitJob *j, const char *addr) {
+        const QueueRecipient *rc = j->rcpts;
+        for (size_t i = 0; i < j->n_rcpts; i++)
+                if (strcaseeq(rc[i].address, addr))
+                        return true;
+        return false;
+}
+
+int commit_apply_actions(Session *s, CommitJob *j) {
+        MessageActions *a = &s->actions;
+        QueueMessage *m = j->message;
+        int r;
+
+        if (a->discard)
+                return 1;
+        if (a->hold)
+                m->hold = true;
+        if (a->filter && !(m->filter = strdup(a->filter)))
+                return -ENOMEM;
+        if (a->redirect) {
+                /* REDIRECT replaces every recipient, BCC ones included (as Postfix's redirect). */
+                QueueRecipient *rc = calloc(1, sizeof(QueueRecipient));
+                if (!rc || !(rc->address = strdup(a->redirect))) {
+                        free(rc);
+                        return -ENOMEM;
+                }
+                rc->state = QUEUE_RCPT_PENDING;
+                queue_recipients_free(j->rcpts, j->n_rcpts);
+                j->rcpts = rc;
+                j->n_rcpts = 1;
+        } else
+                for (char **b = a->bcc; b && *b; b++) {
+                        if (job_has_rcpt(j, *b))
+                                continue;   /* duplicates are ignored */
+                        QueueRecipient *rc = realloc(j->rcpts, (j->n_rcpts + 1) * sizeof(QueueRecipient));
+                        if (!rc)
+                                return -ENOMEM;
+                        j->rcpts = rc;
+                        rc[j->n_rcpts] = (QueueRecipient) { .state = QUEUE_RCPT_PENDING,
+                                                            .notify = QUEUE_NOTIFY_NEVER };
+                        if (!(rc[j->n_rcpts].address = strdup(*b)))
+                                return -ENOMEM;
+                        j->n_rcpts++;
+                }
+        if (a->prepend.len > 0) {
+                r = job_prepend(j, s->data ? s->data->rcvd_end : 0, &a->prepend);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int insert_job(Queue *q, CommitJob *j) {
         return queue_insert_message(q, j->message, j->rcpts, j->n_rcpts, j->content, j->content_len);
 }

@@ -92,6 +92,7 @@ void data_state_free(DataState *d) {
                 return;
         content_drop(d);
         free(d->message_id);
+        free(d->reject);
         free(d);
 }
 
@@ -143,6 +144,10 @@ static void content_add(Session *s, const void *p, size_t n) {
         d->charged = d->content.cap;
 }
 
+void data_content_add(Session *s, const void *p, size_t n) {
+        content_add(s, p, n);
+}
+
 int data_begin(Session *s) {
         _cleanup_strbuf_ StrBuf rcvd = STRBUF_INIT;
         DataState *d = calloc(1, sizeof(DataState));
@@ -175,7 +180,16 @@ int data_begin(Session *s) {
         }
         data_state_free(s->data);
         s->data = d;
+        /* Our Received: is the first header the content checks see (as in Postfix); PREPEND
+         * headers decided before DATA (access(5)) follow it. */
+        cleanup_header_begin(s);
         content_add(s, rcvd.data, rcvd.len);
+        cleanup_header_end(s);
+        d->rcvd_end = d->content.len;   /* after our Received: (or what header_checks made of it) */
+        if (s->actions.prepend.len > 0) {
+                content_add(s, s->actions.prepend.data, s->actions.prepend.len);
+                strbuf_reset(&s->actions.prepend);
+        }
         return 0;
 }
 
@@ -233,14 +247,20 @@ static void data_line(Session *s, const char *p, size_t n, bool partial) {
         if (d->too_big || d->no_storage)
                 return;   /* refused at the end; only the size is still counted */
 
+        bool separator = false;   /* the empty line that ends the header section */
         if (d->in_headers) {
                 d->header_bytes += n + (partial ? 0 : 1);
                 if (at_start) {
+                        bool folded = n > 0 && (p[0] == ' ' || p[0] == '\t') && d->seen_header &&
+                                d->header_bytes <= s->settings->header_size_limit;
+                        if (!folded)
+                                cleanup_header_end(s);   /* the previous logical header is complete */
                         if (d->header_bytes > s->settings->header_size_limit)
                                 d->in_headers = false;
                         else if (n == 0) {
                                 d->in_headers = false;
                                 d->blank_after_headers = true;
+                                separator = true;
                         } else if ((p[0] == ' ' || p[0] == '\t') && d->seen_header)
                                 ;   /* folded continuation */
                         else
@@ -255,9 +275,13 @@ static void data_line(Session *s, const char *p, size_t n, bool partial) {
                                         content_drop(d);
                                         return;
                                 }
-                        }
+                        } else if (!folded)
+                                cleanup_header_begin(s);
                 }
         }
+        /* body_checks see complete lines; pieces of an overlong line are stored unchecked. */
+        if (!d->in_headers && !separator && at_start && !partial && !cleanup_body_line(s, p, n))
+                return;
         content_add(s, p, n);
         if (!partial)
                 content_add(s, "\n", 1);
@@ -307,9 +331,13 @@ static int add_missing_headers(Session *s, bool at_end) {
         _cleanup_strbuf_ StrBuf add = STRBUF_INIT;
         int r = 0;
 
-        if (s->listener->kind == LISTENER_SUBMIT) {
-                if (!d->has_from)
+        bool local = s->listener->kind == LISTENER_SUBMIT;
+        if (local || s->settings->always_add_missing_headers) {
+                if (!d->has_from && local)
                         r = format_from(s, &add);
+                else if (!d->has_from)
+                        r = isempty(s->sender) ? strbuf_printf(&add, "From: MAILER-DAEMON@%s\n", s->settings->myorigin)
+                                               : strbuf_printf(&add, "From: %s\n", s->sender);
                 if (r >= 0 && !d->has_date) {
                         char date[128];
                         rfc822_date(time(NULL), date, sizeof(date));
@@ -323,6 +351,8 @@ static int add_missing_headers(Session *s, bool at_end) {
                         if (r >= 0 && !d->message_id)
                                 d->message_id = strdup(strempty(id.data));
                 }
+                if (r >= 0)
+                        r = cleanup_missing_to(s, &add);
         }
         if (r >= 0 && !at_end && !d->blank_after_headers)
                 r = strbuf_putc(&add, '\n');
@@ -394,6 +424,7 @@ static void data_end(Session *s) {
                 return;
         }
         if (d->in_headers) {
+                cleanup_header_end(s);
                 d->in_headers = false;
                 d->hdr_end = d->content.len;
                 if (add_missing_headers(s, true) < 0) {
@@ -409,7 +440,16 @@ static void data_end(Session *s) {
                 command_reset_transaction(s);
                 return;
         }
+        if (cleanup_end_of_data(s)) {
+                command_reset_transaction(s);
+                return;
+        }
         CommitJob *j = make_job(s);
+        int ra = j ? commit_apply_actions(s, j) : -ENOMEM;
+        if (ra < 0) {
+                commit_job_free(j);
+                j = NULL;
+        }
         if (!j) {
                 log_oom();
                 session_reply(s, "451 4.3.0 Error: queue file write error");
@@ -418,6 +458,14 @@ static void data_end(Session *s) {
         }
         if (d->message_id)
                 log_fields(LOG_INFO, &f, "%s: message-id=%s", s->queue_id, d->message_id);
+        if (ra == 1) {
+                /* DISCARD: the client is told it was queued; nothing is stored. */
+                commit_job_free(j);
+                s->cmd_ok[CMD_DATA]++;
+                session_reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+                command_reset_transaction(s);
+                return;
+        }
 
         j->session = s;
         s->job = j;

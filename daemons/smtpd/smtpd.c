@@ -39,6 +39,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         domain_list_done(&s->relay_domains);
         table_list_free(s->local_recipient_maps);
         smtpd_anvil_settings_done(&s->anvil);
+        smtpd_cleanup_settings_done(s);
         free(s);
         return NULL;
 }
@@ -151,6 +152,10 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
                         s->local_recipient_maps_error = r;
                 }
         }
+
+        r = smtpd_cleanup_settings(c, listener, s);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(s);
         return 0;

@@ -7,6 +7,7 @@
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
  *   smtpd-anvil.c        client connection/rate limits through postern-anvil
+ *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step)
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -23,6 +24,7 @@
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "mail/domain-list.h"
+#include "mail/header-checks.h"
 #include "daemon/daemon.h"
 #include "mail/queue-id.h"
 
@@ -113,6 +115,14 @@ typedef struct SmtpdSettings {
         TableList *local_recipient_maps;   /* NULL: check disabled */
         int local_recipient_maps_error;    /* <0: the tables failed to open */
         SmtpdAnvilLimits anvil;
+        /* content checks (smtpd-cleanup.c) */
+        HeaderChecks *header_checks;       /* NULL: none */
+        HeaderChecks *body_checks;
+        uint64_t body_checks_size_limit;
+        char **drop_headers;               /* message_drop_headers */
+        unsigned hopcount_limit;
+        bool always_add_missing_headers;
+        char *undisclosed_recipients_header;
 } SmtpdSettings;
 
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s);
@@ -202,6 +212,15 @@ typedef struct DataState {
         bool too_big;
         bool no_storage;         /* the data budget ran out: content dropped, answer 452 4.3.1 */
         char *message_id;
+        /* content checks (smtpd-cleanup.c) */
+        size_t hdr_start;        /* content offset of the logical header being collected */
+        bool hdr_pending;        /* content[hdr_start..] is a header not checked yet */
+        size_t rcvd_end;         /* end of our Received: header (MessageActions.prepend goes here) */
+        bool has_to;             /* a To:, Cc: or Bcc: header was seen */
+        unsigned hops;           /* Received: headers, ours included */
+        bool hops_exceeded;
+        uint64_t body_bytes;     /* body bytes seen by body_checks */
+        char *reject;            /* "550 5.7.1 text" from a REJECT action: refused at end of data */
 } DataState;
 
 struct Session {
@@ -366,7 +385,30 @@ int data_begin(Session *s);
 void data_process(Session *s);
 void data_state_free(DataState *d);
 
+/* Appends content bytes within the data budget (used by the content checks). */
+void data_content_add(Session *s, const void *p, size_t n);
+
+/* smtpd-cleanup.c: the content checks, called from the content path of smtpd-data.c. */
+int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_cleanup_settings_done(SmtpdSettings *s);
+/* A logical header starts at the current end of the content. */
+void cleanup_header_begin(Session *s);
+/* The header that began last is complete: hop count, header_checks, message_drop_headers. */
+void cleanup_header_end(Session *s);
+/* One complete body line: true when the caller stores it, false when it was stored (or
+ * dropped) by body_checks. */
+bool cleanup_body_line(Session *s, const char *p, size_t n);
+/* Appends undisclosed_recipients_header when no To:/Cc:/Bcc: was seen. */
+int cleanup_missing_to(Session *s, StrBuf *add);
+/* At end of data: true when header/body checks or the hop count refused the message (the
+ * reply is queued; the caller resets the transaction). */
+bool cleanup_end_of_data(Session *s);
+
 /* smtpd-commit.c */
+/* Applies s->actions to the job built from s's message: hold, filter, redirect (replaces all
+ * recipients), bcc (adds recipients, NOTIFY=NEVER), prepend (after our Received:). Returns 1
+ * when the message is to be discarded (answered 250, not queued), 0, or -ENOMEM. */
+int commit_apply_actions(Session *s, CommitJob *j);
 struct CommitJob {
         CommitJob *next;
         Server *server;

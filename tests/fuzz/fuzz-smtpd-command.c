@@ -45,6 +45,11 @@ void committer_set_wakeup_path(Committer *c, const char *path) {
 void committer_drain(Committer *c) {
 }
 
+/* No message actions are set without restrictions or content checks configured. */
+int commit_apply_actions(Session *s, CommitJob *j) {
+        return s->actions.discard ? 1 : 0;
+}
+
 void committer_submit(Committer *c, CommitJob *job) {
         FUZZ_CHECK(!pending_job);
         FUZZ_CHECK(job && job->session && job->session->job == job);

@@ -1,0 +1,330 @@
+/* smtpd-cleanup.c — the content checks of the queueing step (Postfix's cleanup(8) inside smtpd):
+ * header_checks on each logical header (folded lines are one string), body_checks on each body
+ * line (up to body_checks_size_limit bytes of body), message_drop_headers, hopcount_limit and the
+ * To: header of always_add_missing_headers/undisclosed_recipients_header.
+ *
+ * smtpd-data.c calls the hooks from its content path: cleanup_header_begin() where a header
+ * starts, cleanup_header_end() when it is complete (the next header starts or the header section
+ * ends), cleanup_body_line() for each body line, cleanup_end_of_data() before the commit. The
+ * header being checked is always the tail of the content buffer, so IGNORE, REPLACE and PREPEND
+ * rewrite the tail in place and the message is never copied. Actions that concern the whole
+ * message (HOLD, DISCARD, BCC, REDIRECT, FILTER) are recorded in s->actions and applied at the
+ * commit (smtpd-commit.c); REJECT and the hop count refuse the message at end of data. Each
+ * action is logged in Postfix's words:
+ *   ID: reject: header Subject: xxx from NAME[ADDR]; from=<a> to=<b> proto=ESMTP helo=<h>: 550 5.7.1 text */
+#include <strings.h>
+
+#include "smtpd.h"
+#include "log/log.h"
+#include "mail/header-checks.h"
+#include "mail/rfc822.h"
+
+#define CLEANUP_LOG_TEXT_MAX 200
+#define HOPS_REPLY "554 5.4.0 Error: too many hops"
+
+static int open_checks(Conf *c, const char *listener, const char *param, HeaderChecks **ret) {
+        _cleanup_strv_free_ char **v = conf_get_list(c, listener, param);
+        _cleanup_strbuf_ StrBuf joined = STRBUF_INIT;
+        _cleanup_free_ char *reason = NULL;
+
+        if (!v)
+                return log_oom();
+        for (char **i = v; *i; i++)
+                if (strbuf_printf(&joined, "%s%s", i == v ? "" : " ", *i) < 0)
+                        return log_oom();
+        int r = header_checks_open(strempty(joined.data), ret, &reason);
+        if (r < 0)
+                return log_error_errno(r, "%s = %s: %s", param, strempty(joined.data),
+                                       reason ? reason : "cannot open table");
+        return 0;
+}
+
+int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
+        int r;
+
+        if ((r = open_checks(c, listener, "header_checks", &s->header_checks)) < 0 ||
+            (r = open_checks(c, listener, "body_checks", &s->body_checks)) < 0)
+                return r;
+        s->drop_headers = conf_get_list(c, listener, "message_drop_headers");
+        const char *u = conf_get_listener(c, listener, "undisclosed_recipients_header");
+        s->undisclosed_recipients_header = strdup(strempty(u));
+        if (!s->drop_headers || !s->undisclosed_recipients_header)
+                return log_oom();
+        s->body_checks_size_limit = (uint64_t) MAX(0, conf_get_int(c, listener, "body_checks_size_limit"));
+        s->hopcount_limit = (unsigned) MAX(1, conf_get_int(c, listener, "hopcount_limit"));
+        s->always_add_missing_headers = conf_get_bool(c, listener, "always_add_missing_headers");
+        /* mime_header_checks and nested_header_checks default to $header_checks; without MIME
+         * parsing only the top-level header section is checked, so a different value cannot
+         * be honoured. */
+        _cleanup_strv_free_ char **hc = conf_get_list(c, listener, "header_checks");
+        static const char *const unused[] = { "mime_header_checks", "nested_header_checks" };
+        for (size_t i = 0; hc && i < ELEMENTSOF(unused); i++) {
+                _cleanup_strv_free_ char **v = conf_get_list(c, listener, unused[i]);
+                bool same = v != NULL;
+                size_t k = 0;
+                for (; same && v[k] && hc[k]; k++)
+                        same = streq(v[k], hc[k]);
+                if (!same || (v && (v[k] || hc[k])))
+                        log_warning("%s: %s differs from header_checks; Postern does not parse MIME parts "
+                                    "and ignores it", s->listener, unused[i]);
+        }
+        return 0;
+}
+
+void smtpd_cleanup_settings_done(SmtpdSettings *s) {
+        header_checks_free(s->header_checks);
+        header_checks_free(s->body_checks);
+        strv_free(s->drop_headers);
+        free(s->undisclosed_recipients_header);
+}
+
+/* Logs one action: "ID: hold: header Subject: x from NAME[ADDR]; from=<a> to=<b> proto=P
+ * helo=<h>: text". what is "header" or "body"; the line is cut and made printable. */
+static void log_action(Session *s, const char *action, const char *what, const char *line, size_t n,
+                       const char *text) {
+        char shown[CLEANUP_LOG_TEXT_MAX + 1];
+        size_t k = 0;
+
+        for (size_t i = 0; i < n && k < CLEANUP_LOG_TEXT_MAX; i++) {
+                unsigned char c = (unsigned char) line[i];
+                if (c == '\n')
+                        continue;   /* a folded header is logged as one line */
+                shown[k++] = c < 0x20 || c == 0x7f ? ' ' : (char) c;
+        }
+        shown[k] = '\0';
+        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
+                        .sender = s->sender, .recipient = s->n_rcpts > 0 ? s->rcpts[0] : NULL };
+        log_fields(streq(action, "warning") ? LOG_WARNING : LOG_INFO, &f,
+                   "%s: %s: %s %s from %s; from=<%s> to=<%s> proto=%s helo=<%s>%s%s",
+                   s->queue_id, action, what, shown, s->id_text, strempty(s->sender),
+                   s->n_rcpts > 0 ? s->rcpts[0] : "",
+                   s->listener->kind == LISTENER_SUBMIT ? "LOCAL" : s->esmtp ? "ESMTP" : "SMTP",
+                   strempty(s->helo), isempty(text) ? "" : ": ", strempty(text));
+}
+
+static int set_text(char **field, const char *text) {
+        char *t = strdup(strempty(text));
+        if (!t)
+                return -ENOMEM;
+        free(*field);
+        *field = t;
+        return 0;
+}
+
+static int add_bcc(MessageActions *a, const char *addr) {
+        size_t n = 0;
+        while (a->bcc && a->bcc[n])
+                n++;
+        for (size_t i = 0; i < n; i++)
+                if (strcaseeq(a->bcc[i], addr))
+                        return 0;   /* duplicates are ignored, as in Postfix */
+        char **v = realloc(a->bcc, (n + 2) * sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        a->bcc = v;
+        if (!(v[n] = strdup(addr)))
+                return -ENOMEM;
+        v[n + 1] = NULL;
+        return 0;
+}
+
+/* Cuts the content back to len (the header or line being replaced or dropped). */
+static void content_truncate(DataState *d, size_t len) {
+        if (d->content.data && len <= d->content.len) {
+                d->content.len = len;
+                d->content.data[len] = '\0';
+        }
+}
+
+/* Looks line up in checks and applies the action. The line is content[start..content.len)
+ * without its final "\n" (n bytes). Message-wide actions go to s->actions; IGNORE, REPLACE and
+ * PREPEND rewrite the tail. Returns where the original line now starts, SIZE_MAX when it is
+ * gone (IGNORE, REPLACE). */
+static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t n, bool header) {
+        DataState *d = s->data;
+        const char *what = header ? "header" : "body";
+        _cleanup_free_ char *line = strndup(d->content.data + start, n), *raw = NULL;
+        HeaderCheckAction a = {};
+        const char *why = NULL;
+        int r = 0;
+
+        if (!line) {
+                log_oom();
+                return start;
+        }
+        r = header_checks_match(checks, line, header, &a, &raw, &why);
+        if (r == -EINVAL) {
+                /* A bad entry is the admin's error: warn and go on, as Postfix does. */
+                log_warning("%s: %s_checks %s: \"%s\": %s; ignoring it", s->queue_id, what,
+                            header_checks_spec(checks), strempty(raw), strna(why));
+                return start;
+        }
+        if (r < 0) {
+                /* A table that cannot be read: refuse for now rather than skip the policy. */
+                log_warning_errno(r, "%s: %s_checks lookup failed: %m", s->queue_id, what);
+                if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                        log_oom();
+                return start;
+        }
+        if (r == 0 || a.type == HEADER_CHECK_DUNNO) {
+                header_check_action_done(&a);
+                return start;
+        }
+        size_t now = start;
+
+        const char *name = header_check_type_name(a.type);
+        switch (a.type) {
+        case HEADER_CHECK_REJECT:
+                if (!d->reject) {
+                        _cleanup_free_ char *reply = NULL;
+                        if (asprintf(&reply, "550 5.7.1 %s", a.text ? a.text : "Message content rejected") < 0)
+                                r = -ENOMEM;
+                        else {
+                                log_action(s, name, what, line, n, reply);
+                                d->reject = TAKE_PTR(reply);
+                        }
+                }
+                break;
+        case HEADER_CHECK_DISCARD:
+                log_action(s, name, what, line, n, a.text);
+                r = set_text(&s->actions.discard, a.text);
+                break;
+        case HEADER_CHECK_HOLD:
+                log_action(s, name, what, line, n, a.text);
+                r = set_text(&s->actions.hold, a.text);
+                break;
+        case HEADER_CHECK_WARN:
+        case HEADER_CHECK_INFO:
+                log_action(s, name, what, line, n, a.text);
+                break;
+        case HEADER_CHECK_IGNORE:
+                content_truncate(d, start);
+                now = SIZE_MAX;
+                break;
+        case HEADER_CHECK_REPLACE:
+                log_action(s, name, what, line, n, a.text);
+                content_truncate(d, start);
+                now = SIZE_MAX;
+                data_content_add(s, a.text, strlen(a.text));
+                data_content_add(s, "\n", 1);
+                break;
+        case HEADER_CHECK_PREPEND:
+                log_action(s, name, what, line, n, a.text);
+                content_truncate(d, start);
+                data_content_add(s, a.text, strlen(a.text));
+                data_content_add(s, "\n", 1);
+                now = start + strlen(a.text) + 1;
+                data_content_add(s, line, n);
+                data_content_add(s, "\n", 1);
+                break;
+        case HEADER_CHECK_BCC:
+                log_action(s, name, what, line, n, a.text);
+                r = add_bcc(&s->actions, a.text);
+                break;
+        case HEADER_CHECK_REDIRECT:
+                log_action(s, name, what, line, n, a.text);
+                r = set_text(&s->actions.redirect, a.text);
+                break;
+        case HEADER_CHECK_FILTER:
+                log_action(s, name, what, line, n, a.text);
+                r = set_text(&s->actions.filter, a.text);
+                break;
+        default:
+                break;
+        }
+        if (r < 0)
+                log_oom();
+        header_check_action_done(&a);
+        return now;
+}
+
+void cleanup_header_begin(Session *s) {
+        DataState *d = s->data;
+        d->hdr_start = d->content.len;
+        d->hdr_pending = true;
+}
+
+static bool header_is(const char *p, size_t nl, const char *name) {
+        return strlen(name) == nl && strncasecmp(p, name, nl) == 0;
+}
+
+void cleanup_header_end(Session *s) {
+        DataState *d = s->data;
+        SmtpdSettings *set = s->settings;
+
+        if (!d->hdr_pending)
+                return;
+        d->hdr_pending = false;
+        if (d->too_big || d->no_storage || !d->content.data || d->hdr_start >= d->content.len)
+                return;
+
+        size_t start = d->hdr_start, n = d->content.len - start;
+        const char *p = d->content.data + start;
+        if (n > 0 && p[n - 1] == '\n')
+                n--;
+        const char *colon = memchr(p, ':', n);
+        size_t nl = colon ? (size_t) (colon - p) : 0;
+        while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
+                nl--;
+
+        if (header_is(p, nl, "To") || header_is(p, nl, "Cc") || header_is(p, nl, "Bcc"))
+                d->has_to = true;
+        if (header_is(p, nl, "Received") && ++d->hops >= set->hopcount_limit && !d->hops_exceeded) {
+                d->hops_exceeded = true;
+                log_warning("%s: message rejected: hopcount exceeded", s->queue_id);
+        }
+
+        bool drop = false;
+        for (char **h = set->drop_headers; nl > 0 && h && *h && !drop; h++)
+                drop = header_is(p, nl, *h);
+
+        size_t orig = start;
+        if (set->header_checks && !d->reject)
+                orig = check_line(s, set->header_checks, start, n, true);
+
+        /* message_drop_headers apply after header_checks (as in Postfix), to the original
+         * header wherever a PREPEND moved it; a removed or replaced one is gone already. */
+        if (drop && orig != SIZE_MAX)
+                content_truncate(d, orig);
+}
+
+bool cleanup_body_line(Session *s, const char *p, size_t n) {
+        DataState *d = s->data;
+        SmtpdSettings *set = s->settings;
+
+        if (!set->body_checks || d->reject)
+                return true;
+        uint64_t seen = d->body_bytes;
+        d->body_bytes += n + 1;
+        if (seen >= set->body_checks_size_limit)
+                return true;
+        /* The line is appended, then checked as the tail, like a header. */
+        size_t start = d->content.len;
+        data_content_add(s, p, n);
+        data_content_add(s, "\n", 1);
+        if (d->too_big || d->no_storage)
+                return false;
+        (void) check_line(s, set->body_checks, start, n, false);
+        return false;   /* stored (or dropped) here */
+}
+
+int cleanup_missing_to(Session *s, StrBuf *add) {
+        DataState *d = s->data;
+        const char *h = s->settings->undisclosed_recipients_header;
+
+        if (d->has_to || isempty(h))
+                return 0;
+        return strbuf_printf(add, "%s\n", h);
+}
+
+bool cleanup_end_of_data(Session *s) {
+        DataState *d = s->data;
+        const char *reply = d->hops_exceeded ? HOPS_REPLY : d->reject;
+
+        if (!reply)
+                return false;
+        /* Already logged where it was decided (the "reject: header/body ..." line or the hop
+         * count warning), as Postfix's cleanup does; smtpd adds no second line. */
+        session_reply(s, "%s", reply);
+        return true;
+}

@@ -1,0 +1,175 @@
+"""tests/bench/benchlib.py — what the benchmarks share: a Postern from the build tree (through the
+integration harness) and a private, side-by-side Debian Postfix.
+
+PrivatePostfix runs `postfix -c DIR` with its own main.cf/master.cf, queue, data and mail
+directories under /var/tmp and smtpd on a free loopback port; the host's /etc/postfix is read
+only for its master.cf service list and never changed."""
+
+import contextlib
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SOURCE_DIR = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(SOURCE_DIR / "tests" / "integration"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def rss_kib(pid):
+    """Resident set size of one process in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pss_kib(pid):
+    """Proportional set size in KiB: shared pages divided among the processes sharing them, so
+    the PSS of many processes can be summed."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+@contextlib.contextmanager
+def postern(build_dir, **conf):
+    """A started Postern (smtpd, qmgr, local) from build_dir; yields the harness object."""
+    os.environ.setdefault("POSTERN_BUILD_DIR", str(pathlib.Path(build_dir).resolve()))
+    import postern_harness as h
+    h.ensure_test_users()
+    p = h.Postern()
+    p.configure(**({"mydestination": "localhost, $myhostname", "mynetworks": "127.0.0.0/8"} | conf))
+    try:
+        yield p
+    finally:
+        p.close()
+        if not os.environ.get("POSTERN_KEEP_ROOT"):
+            shutil.rmtree(p.root, ignore_errors=True)
+
+
+def postfix_master_cf(port, smtpd_options=()):
+    """Debian's master.cf with smtpd on 127.0.0.1:port (plus -o options) and every service out
+    of chroot."""
+    out = []
+    for line in pathlib.Path("/etc/postfix/master.cf").read_text().splitlines():
+        f = line.split()
+        if line[:1] not in ("", "#", " ", "\t") and len(f) >= 8:
+            is_smtpd = f[0] == "smtp" and f[1] == "inet"
+            if is_smtpd:
+                f[0] = f"127.0.0.1:{port}"
+            f[4] = "n"
+            line = " ".join(f[:8]) + ("  " + " ".join(f[8:]) if len(f) > 8 else "")
+            if is_smtpd:
+                line += "".join(f"\n  -o {o}" for o in smtpd_options)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+class PrivatePostfix:
+    """Debian's Postfix with a private configuration; use as a context manager."""
+
+    def __init__(self, extra_main_cf="", smtpd_options=()):
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-postfix-", dir="/var/tmp"))
+        os.chmod(self.root, 0o755)
+        self.etc, self.queue = self.root / "etc", self.root / "queue"
+        self.data, self.mail = self.root / "data", self.root / "mail"
+        self.port = free_port()
+        self.extra_main_cf = extra_main_cf
+        self.smtpd_options = smtpd_options
+        self.env = dict(os.environ, MAIL_CONFIG=str(self.etc))
+        self.pf = ["postfix", "-c", str(self.etc)]
+
+    def __enter__(self):
+        for d in (self.etc, self.queue, self.data, self.mail):
+            d.mkdir()
+        shutil.chown(self.data, "postfix")
+        os.chmod(self.mail, 0o1777)
+        (self.etc / "main.cf").write_text(f"""# private Postfix for tests/bench; nothing here touches /etc/postfix
+compatibility_level = 3.6
+queue_directory = {self.queue}
+data_directory = {self.data}
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+myhostname = postfix-bench.test
+mydestination = localhost, $myhostname
+mynetworks = 127.0.0.0/8
+mail_spool_directory = {self.mail}
+alias_maps =
+alias_database =
+smtputf8_enable = no
+biff = no
+maillog_file = {self.root}/maillog
+{self.extra_main_cf}
+""")
+        (self.etc / "master.cf").write_text(postfix_master_cf(self.port, self.smtpd_options))
+        r = subprocess.run(self.pf + ["start"], capture_output=True, text=True, env=self.env)
+        if r.returncode != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise RuntimeError(f"postfix -c {self.etc} start failed: "
+                               f"{(r.stdout + r.stderr).strip()[-1500:]}")
+        wait_port(self.port)
+        return self
+
+    def queue_empty(self):
+        q = subprocess.run(["postqueue", "-c", str(self.etc), "-j"], capture_output=True,
+                           text=True, env=self.env)
+        return q.returncode == 0 and q.stdout.strip() == ""
+
+    def master_pid(self):
+        try:
+            return int((self.data / "master.lock").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def process_pids(self, name):
+        """PIDs of this instance's processes called name (e.g. "smtpd"): children of master."""
+        master = self.master_pid()
+        pids = []
+        for d in pathlib.Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue
+            if comm == name and ppid == master:
+                pids.append(int(d.name))
+        return pids
+
+    def __exit__(self, *exc):
+        subprocess.run(self.pf + ["stop"], capture_output=True, env=self.env)
+        time.sleep(1)
+        if not os.environ.get("POSTERN_KEEP_ROOT"):
+            shutil.rmtree(self.root, ignore_errors=True)
+        return False
