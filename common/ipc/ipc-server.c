@@ -45,6 +45,7 @@ struct IpcServer {
         int fd;
         sd_event_source *listen_source, *accept_retry;
         IpcHandler handler;
+        IpcCloseHandler close_handler;
         void *userdata;
         usec_t idle_timeout;
         IpcConn *conns;
@@ -93,6 +94,8 @@ static void ipc_conn_close(IpcConn *c) {
         strbuf_done(&c->out);
         IpcServer *s = c->server;
         if (s) {
+                if (s->close_handler)
+                        s->close_handler(c, s->userdata);
                 if (c->prev)
                         c->prev->next = c->next;
                 else
@@ -357,6 +360,12 @@ IpcServer *ipc_server_free(IpcServer *s) {
 /* Number of open connections. */
 size_t ipc_server_connections(const IpcServer *s) {
         return s ? s->n_conns : 0;
+}
+
+/* Sets the handler told about each closing connection. */
+void ipc_server_set_close_handler(IpcServer *s, IpcCloseHandler fn) {
+        if (s)
+                s->close_handler = fn;
 }
 
 /* Changes the idle timeout for connections accepted from now on. */

@@ -82,6 +82,11 @@ typedef int (*IpcHandler)(IpcConn *c, const IpcRecord *req, void *userdata);
 int ipc_server_new(sd_event *e, int listen_fd, IpcHandler handler, void *userdata, IpcServer **ret);
 IpcServer *ipc_server_free(IpcServer *s);
 size_t ipc_server_connections(const IpcServer *s);
+/* Called once when a connection closes (EOF, error, idle timeout, ipc_server_free), so a server
+ * can drop state it keeps per connection (postern-anvil's counts). The IpcConn pointer is only an
+ * identity here: it must not be replied to. */
+typedef void (*IpcCloseHandler)(IpcConn *c, void *userdata);
+void ipc_server_set_close_handler(IpcServer *s, IpcCloseHandler fn);
 /* Connections idle (no request outstanding, nothing to write) this long are closed; 0 = never.
  * The default is IPC_IDLE_TIMEOUT_USEC. */
 int ipc_server_set_idle_timeout(IpcServer *s, usec_t usec);

@@ -247,8 +247,17 @@ typedef struct Ctx {
         int async_done, async_expected;
         bool child_done;
         int child_status;
+        int closes;                 /* connections the close handler was told about */
+        bool never_closed;
         char path[108];
 } Ctx;
+
+static void on_conn_close(IpcConn *c, void *userdata) {
+        Ctx *ctx = userdata;
+        ctx->closes++;
+        if (c == ctx->never)
+                ctx->never_closed = true;
+}
 
 static int delayed_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         Ctx *ctx = userdata;
@@ -617,6 +626,7 @@ static void test_server(void) {
         CHECK(sd_event_new(&ctx.event) >= 0);
         CHECK_INT(ipc_server_new(ctx.event, lfd, handler, &ctx, &ctx.server), 0);
         CHECK_INT(ipc_server_set_idle_timeout(ctx.server, 300 * USEC_PER_MSEC), 0);
+        ipc_server_set_close_handler(ctx.server, on_conn_close);
 
         pid_t pid = fork();
         CHECK(pid >= 0);
@@ -656,7 +666,12 @@ static void test_server(void) {
         /* the connection of the "never" request: a late reply after the server is gone fails */
         CHECK(ctx.never);
         CHECK(ipc_server_connections(ctx.server) <= 1);
+        int closes = ctx.closes;
+        CHECK(closes >= 101);   /* the async calls' connections, at least */
+        size_t open_conns = ipc_server_connections(ctx.server);
         ipc_server_free(ctx.server);
+        CHECK_INT(ctx.closes, closes + (int) open_conns);   /* told about those closed by free too */
+        CHECK(ctx.never_closed);
         _cleanup_ipc_record_ IpcRecord late = IPC_RECORD_INIT;
         CHECK_INT(ipc_record_add(&late, "status", "ok"), 0);
         CHECK_INT(ipc_conn_reply(ctx.never, &late), -ECONNRESET);

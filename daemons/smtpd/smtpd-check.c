@@ -723,10 +723,14 @@ static void eval_done(SmtpdEval *e) {
         _cleanup_free_ char *rcpt = TAKE_PTR(e->rcpt);
         bool accepted = !e->reply;
         eval_free(e);
+        /* The wait ends before finish(), which may start another one (postern-anvil at MAIL and
+         * RCPT, the connect restrictions after the name lookup). */
+        if (waiting)
+                session_wait_end(s);
         if (finish)
                 finish(s, rcpt, accepted);
-        if (waiting)
-                session_wait_done(s);
+        if (waiting && s->phase != PHASE_WAIT)
+                session_continue(s);
 }
 
 static void eval_resume(SmtpdEval *e) {

@@ -341,12 +341,24 @@ static bool has_8bit(const char *p, const char *end) {
         return false;
 }
 
+/* MAIL after postern-anvil counted it (smtpd_client_message_rate_limit). */
+static void mail_after_anvil(Session *s, bool allowed, void *userdata) {
+        if (!allowed) {
+                command_reset_transaction(s);   /* refused: 450 4.7.1 is already replied */
+                return;
+        }
+        s->cmd_ok[CMD_MAIL]++;
+        session_reply(s, "250 2.1.0 Ok");
+}
+
 static void mail_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
                 command_reset_transaction(s);
                 return;
         }
         s->in_mail = true;
+        if (smtpd_anvil_message(s, mail_after_anvil, NULL, NULL))
+                return;   /* answered when postern-anvil has counted it */
         session_reply(s, "250 2.1.0 Ok");
         s->cmd_ok[CMD_MAIL]++;
 }
@@ -653,6 +665,32 @@ static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
         s->cmd_ok[CMD_RCPT]++;
 }
 
+/* The recipient restrictions (not for local submissions), then rcpt_finish(). */
+static void rcpt_check(Session *s, const char *rcpt) {
+        if (s->listener->kind == LISTENER_SUBMIT)
+                rcpt_finish(s, rcpt, true);
+        else
+                smtpd_check_run(s, STAGE_RCPT, rcpt, rcpt_finish);
+}
+
+static void rcpt_address_free(void *userdata) {
+        address_free(userdata);
+}
+
+/* RCPT after postern-anvil counted it (smtpd_client_recipient_rate_limit): refused with its
+ * 452 already replied, or on to the restrictions. */
+static void rcpt_after_anvil(Session *s, bool allowed, void *userdata) {
+        Address *a = userdata;
+        if (allowed)
+                rcpt_check(s, a->external);
+        else {
+                free(s->rcpt_pending_orcpt);
+                s->rcpt_pending_orcpt = NULL;
+                s->rcpt_pending_notify = 0;
+        }
+        address_free(a);
+}
+
 static bool cmd_rcpt(Session *s, char *arg) {
         _cleanup_address_free_ Address *a = NULL;
         _cleanup_free_ char *orcpt = NULL;
@@ -696,10 +734,11 @@ static bool cmd_rcpt(Session *s, char *arg) {
         s->rcpt_pending_notify = notify;
         free(s->rcpt_pending_orcpt);
         s->rcpt_pending_orcpt = TAKE_PTR(orcpt);
-        if (s->listener->kind == LISTENER_SUBMIT)
-                rcpt_finish(s, a->external, true);
-        else
-                smtpd_check_run(s, STAGE_RCPT, a->external, rcpt_finish);
+        if (smtpd_anvil_recipient(s, rcpt_after_anvil, a, rcpt_address_free)) {
+                a = NULL;   /* the anvil request owns it until it answers */
+                return false;
+        }
+        rcpt_check(s, a->external);
         return false;   /* counted by rcpt_finish */
 }
 

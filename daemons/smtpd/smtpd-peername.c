@@ -50,10 +50,9 @@ static void finish(PeerLookup *p, const char *name, int name_status, const char 
         set_id(s);
         lookup_free(p);
         session_wait_end(s);
-        if (!session_greet(s))   /* may start the connect-stage restrictions: a new wait */
-                return;          /* implicit TLS failed at once: the session is gone */
-        if (s->phase == PHASE_COMMAND)   /* not waiting again, not in an implicit-TLS handshake */
-                session_resume(s);
+        session_start(s);   /* anvil, then the greeting: either may wait again */
+        if (s->phase != PHASE_WAIT)
+                session_continue(s);
 }
 
 static int status_of(DnsStatus st) {

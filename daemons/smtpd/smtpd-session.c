@@ -117,20 +117,30 @@ int session_new(Listener *l, int fd) {
 
         if (smtpd_peername_start(s) > 0)
                 return 0;   /* greeted when the client's name is known */
-        if (session_greet(s))
+        session_start(s);
+        if (s->phase != PHASE_WAIT)
                 (void) session_flush(s);
         return 0;
 }
 
-bool session_greet(Session *s) {
+/* The greeting once postern-anvil allowed the connection (smtpd_anvil_connect; when it refused,
+ * it has replied 421 and the session is closing). Implicit TLS: the handshake starts at the next
+ * session_flush(), and the greeting follows it. */
+static void session_after_anvil(Session *s, bool allowed, void *userdata) {
+        if (!allowed)
+                return;
+        if (s->listener->kind == LISTENER_SUBMISSIONS) {
+                s->phase = PHASE_TLS;
+                return;
+        }
+        command_greet(s);   /* the 220, or the connect restrictions' refusal; may wait */
+}
+
+void session_start(Session *s) {
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
                    "connect from %s", s->id_text);
-        if (s->listener->kind == LISTENER_SUBMISSIONS) {
-                s->phase = PHASE_TLS;   /* implicit TLS: the greeting follows the handshake */
-                return smtpd_tls_start(s);   /* false: the handshake failed, s is freed */
-        }
-        command_greet(s);
-        return true;
+        if (!smtpd_anvil_connect(s, session_after_anvil, NULL))
+                session_after_anvil(s, true, NULL);
 }
 
 void session_free(Session *s) {
@@ -151,6 +161,7 @@ void session_free(Session *s) {
                 s->job->session = NULL;   /* the committer finishes it and frees it */
         if (s->phase == PHASE_WAIT && s->wait_cancel)
                 s->wait_cancel(s->wait_userdata);   /* the operation forgets the session */
+        smtpd_anvil_disconnect(s);   /* after the cancel: it may resume other sessions */
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
         if (s->tls && s->tls_active)
@@ -382,6 +393,10 @@ void session_wait_end(Session *s) {
 
 void session_wait_done(Session *s) {
         session_wait_end(s);
+        session_continue(s);
+}
+
+void session_continue(Session *s) {
         if (s->server->stopping) {
                 session_close_after_flush(s);
                 (void) session_flush(s);

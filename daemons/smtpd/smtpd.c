@@ -45,6 +45,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         domain_list_done(&s->mydestination);
         domain_list_done(&s->relay_domains);
         table_list_free(s->local_recipient_maps);
+        smtpd_anvil_settings_done(&s->anvil);
         smtpd_cleanup_settings_done(s);
         table_list_free(s->ehlo_discard_maps);
         smtpd_check_settings_done(s);
@@ -198,6 +199,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         if ((r = netlist_param(c, listener, "mynetworks", &s->mynetworks)) < 0 ||
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
                                &s->bare_newline_exclusions)) < 0)
+                return r;
+        if ((r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0)
                 return r;
 
         _cleanup_strv_free_ char **dest = conf_get_list(c, listener, "mydestination");
@@ -367,6 +370,8 @@ static int reload(Daemon *d, Conf *nc, void *userdata) {
         _cleanup_free_ char *wake = daemon_socket_path(nc, "qmgr");
         if (wake)
                 committer_set_wakeup_path(srv->committer, wake);
+        _cleanup_free_ char *anvil_path = daemon_socket_path(nc, "anvil");
+        smtpd_anvil_set_path(srv->anvil, anvil_path);
         return 0;
 }
 
@@ -437,6 +442,7 @@ static void server_done(Server *srv) {
         committer_free(srv->committer);
         srv->resolver = dns_resolver_free(srv->resolver);
         smtpd_policy_shutdown();
+        srv->anvil = smtpd_anvil_free(srv->anvil);
 }
 
 static int run(void) {
@@ -447,7 +453,7 @@ static int run(void) {
                 { "submissions", LISTENER_SUBMISSIONS },
         };
         _cleanup_daemon_free_ Daemon *d = NULL;
-        _cleanup_free_ char *wake = NULL;
+        _cleanup_free_ char *wake = NULL, *anvil_path = NULL;
         _cleanup_free_ SmtpdSettings **settings = NULL;
         Server srv = {};
         int r;
@@ -517,6 +523,10 @@ static int run(void) {
                 log_error_errno(r, "Failed to start the DNS resolver: %m");
                 goto finish;
         }
+        anvil_path = daemon_socket_path(daemon_conf(d), "anvil");
+        r = smtpd_anvil_new(&srv, anvil_path, &srv.anvil);
+        if (r < 0)
+                goto finish;
 
         r = sd_event_add_time_relative(srv.event, &srv.status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
                                        USEC_PER_SEC, on_status_timer, &srv);

@@ -9,6 +9,7 @@
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-bdat.c         BDAT (RFC 3030 CHUNKING): exact-count chunks into the same content code
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
+ *   smtpd-anvil.c        client connection/rate limits through postern-anvil
  *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step)
  *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
  *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (asynchronous)
@@ -134,6 +135,16 @@ typedef struct RestrictionClass {
         char *name;
         RestrictionList list;
 } RestrictionClass;
+/* smtpd_client_*_limit (0 = off) and smtpd_client_event_limit_exceptions (smtpd-anvil.c). */
+typedef struct SmtpdAnvilLimits {
+        unsigned connection_count;
+        unsigned connection_rate;
+        unsigned message_rate;
+        unsigned recipient_rate;
+        unsigned newtls_rate;
+        unsigned auth_rate;
+        NetList exceptions;
+} SmtpdAnvilLimits;
 
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
  * keep a reference so a reload affects only new sessions. */
@@ -183,6 +194,7 @@ typedef struct SmtpdSettings {
         DomainList relay_domains;
         TableList *local_recipient_maps;   /* NULL: check disabled */
         int local_recipient_maps_error;    /* <0: the tables failed to open */
+        SmtpdAnvilLimits anvil;
         /* content checks (smtpd-cleanup.c) */
         HeaderChecks *header_checks;       /* NULL: none */
         HeaderChecks *body_checks;
@@ -245,6 +257,7 @@ typedef struct Session Session;
 typedef struct CommitJob CommitJob;
 typedef struct Committer Committer;
 typedef struct SmtpdAuth SmtpdAuth;
+typedef struct SmtpdAnvil SmtpdAnvil;
 
 typedef struct Listener {
         Server *server;
@@ -270,6 +283,7 @@ struct Server {
         uint64_t data_budget;        /* bytes of message content all sessions may buffer */
         uint64_t data_in_use;        /* bytes buffered now: DATA in progress + awaiting commit */
         bool stopping;               /* SIGTERM: answer commits, read no further input */
+        SmtpdAnvil *anvil;           /* the connection to postern-anvil (smtpd-anvil.c) */
 };
 
 /* The fingerprint counters, in Postfix's logging order. */
@@ -405,6 +419,7 @@ struct Session {
         unsigned error_count;
         unsigned junk_count;
         unsigned cmd_ok[_CMD_MAX], cmd_total[_CMD_MAX];
+        unsigned anvil_generation; /* anvil connection that counted this session (0: none) */
         const char *last_cmd;    /* for "timeout after X" */
         int last_code;
 };
@@ -414,9 +429,11 @@ enum { SMTPD_PEER_OK, SMTPD_PEER_TEMP, SMTPD_PEER_PERM, SMTPD_PEER_FORGED };
 
 /* smtpd-session.c */
 int session_new(Listener *l, int fd);
-/* Logs "connect from" and queues the 220 greeting, or starts the handshake of implicit TLS
- * (after the client name is known). False when the session was freed. */
-bool session_greet(Session *s);
+/* After the client name is known: logs "connect from", asks postern-anvil whether the client
+ * may connect, then queues the 220 greeting (through the connect restrictions) or, for implicit
+ * TLS, sets PHASE_TLS so that the next session_flush() starts the handshake. May leave the
+ * session waiting (PHASE_WAIT). */
+void session_start(Session *s);
 void session_free(Session *s);
 /* Appends one reply line ("250 2.0.0 Ok"); counts 4xx/5xx replies as errors. */
 void session_reply(Session *s, const char *fmt, ...) _printf_(2, 3);
@@ -442,6 +459,8 @@ void session_wait_done(Session *s);
 /* Ends the wait without processing input (the caller then replies, may start another wait,
  * and calls session_resume() when it did not). */
 void session_wait_end(Session *s);
+/* Goes on with buffered input after session_wait_end() (or closes when shutting down). */
+void session_continue(Session *s);
 
 /* smtpd-tls.c */
 /* Fills the TLS fields of a settings snapshot from main.cf; a credential failure is logged and
@@ -593,6 +612,36 @@ void smtpd_auth_line_too_long(Session *s);
 void smtpd_auth_session_done(Session *s);
 /* MAIL FROM's AUTH= parameter; replies and returns false when it is refused. */
 bool smtpd_auth_mail_param(Session *s, const char *value);
+
+/* smtpd-anvil.c: client limits through postern-anvil (one shared connection, see the file).
+ * Each smtpd_anvil_<event>() reports an event of the session's client; it returns true when the
+ * session now waits for anvil's answer (session_wait() was called): done(s, allowed, userdata)
+ * then runs later, followed by session_wait_done(). When allowed is false the refusal has been
+ * replied and logged in Postfix's words (and for connect/newtls the session is closing); when
+ * true the caller goes on. false means no wait (exempt client, limit off, anvil unavailable):
+ * the caller goes on at once and done is not called. If the session ends while waiting,
+ * free_userdata(userdata) is called instead of done (either may be NULL). */
+typedef void (*SmtpdAnvilDone)(Session *s, bool allowed, void *userdata);
+int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *ret);
+void smtpd_anvil_settings_done(SmtpdAnvilLimits *l);
+int smtpd_anvil_new(Server *srv, const char *path, SmtpdAnvil **ret);
+SmtpdAnvil *smtpd_anvil_free(SmtpdAnvil *a);
+void smtpd_anvil_set_path(SmtpdAnvil *a, const char *path);
+/* Session start: connection count and rate (421 4.7.0 ... too many connections). */
+bool smtpd_anvil_connect(Session *s, SmtpdAnvilDone done, void *userdata);
+/* Session end: no answer awaited. */
+void smtpd_anvil_disconnect(Session *s);
+/* MAIL: 450 4.7.1 Error: too much mail from ADDR. */
+bool smtpd_anvil_message(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* RCPT: 452 4.7.1 Error: too many recipients from ADDR. */
+bool smtpd_anvil_recipient(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* After a new (not resumed) TLS handshake: 421 4.7.0 ... too many new TLS sessions (closes). */
+bool smtpd_anvil_newtls(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* STARTTLS, before the handshake (nothing counted): 454 4.7.0 Error: too many new TLS sessions
+ * from ADDR when the client already reached the limit; the session goes on without TLS. */
+bool smtpd_anvil_newtls_status(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
+/* AUTH: 450 4.7.1 Error: too many AUTH commands from ADDR. */
+bool smtpd_anvil_auth(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the

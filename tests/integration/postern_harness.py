@@ -34,6 +34,7 @@ BINARIES = {
     "smtpd": "daemons/smtpd/postern-smtpd",
     "qmgr": "daemons/qmgr/postern-qmgr",
     "local": "daemons/local/postern-local",
+    "anvil": "daemons/anvil/postern-anvil",
 }
 
 
@@ -172,7 +173,8 @@ class Postern:
         return env
 
     def start(self, *names, timeout=15):
-        """Starts the named daemons (default: smtpd, qmgr, local) and waits for READY=1."""
+        """Starts the named daemons (default: smtpd, qmgr, local; "anvil" on request) and waits
+        for READY=1."""
         for name in names or ("smtpd", "qmgr", "local"):
             self._spawn(name, timeout)
 
@@ -182,6 +184,10 @@ class Postern:
         exe = binary(BINARIES[name])
         if not os.access(exe, os.X_OK):
             raise RuntimeError(f"{exe} is not built")
+        if name == "anvil" and name not in self.listeners:
+            # Only tests that start anvil get its socket: without one, smtpd warns once and
+            # serves without client limits (no connection waits for an absent anvil).
+            self.listeners["anvil"] = [("anvil", self._unix_listener(self.socket_dir / "anvil", 0o600))]
         fds = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 200) for _, s in self.listeners[name]]
         names = ":".join(n for n, _ in self.listeners[name])
         notify_path = self.socket_dir / f"notify-{name}"
