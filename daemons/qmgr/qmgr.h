@@ -68,6 +68,13 @@ typedef struct QmgrSettings {
         size_t process_limit;          /* default_process_limit: requests in flight to local */
         size_t rcpt_concurrency;       /* local_destination_concurrency_limit, per recipient */
         size_t bounce_size_limit;
+        /* routing (qmgr-route.c) */
+        char *socket_directory;        /* postern_socket_directory: agent sockets by transport */
+        char *local_transport, *relay_transport, *default_transport;
+        char *relayhost;
+        DomainList relay_domains;
+        bool relay_domains_set;
+        TableList *transport_maps;     /* NULL when empty */
 } QmgrSettings;
 
 typedef struct QmgrMessage {
@@ -90,6 +97,8 @@ struct QmgrJob {
         size_t n;
         IpcCall *call;
         bool counted;                  /* its recipients are counted in Qmgr.busy */
+        char *transport;               /* the agent: "local", "smtp", "lmtp" */
+        char *nexthop;
         QmgrJob *next;                 /* in the wait queue or the in-flight list */
 };
 
@@ -131,7 +140,7 @@ typedef struct QmgrResult {
 
 typedef enum QmgrRoute {
         QMGR_ROUTE_LOCAL,
-        QMGR_ROUTE_UNAVAILABLE,        /* remote: no SMTP client yet */
+        QMGR_ROUTE_UNAVAILABLE,        /* not a local domain (see qmgr_route_transport) */
 } QmgrRoute;
 
 /* qmgr.c */
@@ -145,6 +154,10 @@ void qmgr_settings_done(QmgrSettings *s);
 const char *qmgr_address_domain(const char *address);
 /* Routes one recipient address. */
 QmgrRoute qmgr_route(const QmgrSettings *s, const char *address);
+/* Picks transport ("local", "smtp", "lmtp", "error", "discard", ...) and next hop for a
+ * recipient (caller frees both); <0 when a table lookup failed. */
+int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_transport,
+                         char **ret_nexthop);
 
 /* qmgr-scan.c */
 /* Asks for a scan after delay_usec (coalesced with any earlier request). */
