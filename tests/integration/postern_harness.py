@@ -34,6 +34,7 @@ BINARIES = {
     "smtpd": "daemons/smtpd/postern-smtpd",
     "qmgr": "daemons/qmgr/postern-qmgr",
     "local": "daemons/local/postern-local",
+    "smtp": "daemons/smtp/postern-smtp",
 }
 
 
@@ -156,6 +157,8 @@ class Postern:
                       ("submit", self._unix_listener(self.submit_path, 0o666))],
             "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o666))],
             "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600))],
+            "smtp": [("smtp", self._unix_listener(self.socket_dir / "smtp", 0o600)),
+                     ("lmtp", self._unix_listener(self.socket_dir / "lmtp", 0o600))],
         }
         self.smtp_port = self.listeners["smtpd"][0][1].getsockname()[1]
         self.submission_port = self.listeners["smtpd"][1][1].getsockname()[1]
@@ -170,8 +173,8 @@ class Postern:
         return env
 
     def start(self, *names, timeout=15):
-        """Starts the named daemons (default: smtpd, qmgr, local) and waits for READY=1."""
-        for name in names or ("smtpd", "qmgr", "local"):
+        """Starts the named daemons (default: smtpd, qmgr, local, smtp) and waits for READY=1."""
+        for name in names or ("smtpd", "qmgr", "local", "smtp"):
             self._spawn(name, timeout)
 
     def _spawn(self, name, timeout):
