@@ -3,7 +3,8 @@
  * qmgr_deliver_message() routes the due recipients of an activated message (qmgr-route.c):
  * recipients with the same transport and next hop become jobs of up to QMGR_LOCAL_RCPT_LIMIT
  * recipients (one "request=deliver" each to the agent's socket, <postern_socket_directory>/
- * <transport>, see docs/architecture.md); "error:" and "discard:" routes and table failures are
+ * <transport>, see docs/architecture.md); "error:", "retry:" and "discard:" routes and table
+ * failures are
  * decided by qmgr itself and logged (relay=none). qmgr_dispatch() keeps at most
  * default_process_limit requests in flight over all agents (one connection each; the
  * per-destination scheduler of Postfix is not there yet), and at most
@@ -585,8 +586,14 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                 if (streq(transport[i], "error")) {
                         route_text_dsn(nexthop[i], dsn[i], "5.0.0", &text);
                         decided[n_decided++] = (QmgrResult) {
-                                .idx = i, .state = dsn[i][0] == '4' ? QUEUE_RCPT_DEFERRED : QUEUE_RCPT_BOUNCED,
+                                .idx = i, .state = QUEUE_RCPT_BOUNCED,
                                 .dsn = dsn[i], .diag = isempty(text) ? "mail transport unavailable" : text,
+                                .log_deferral = true };
+                } else if (streq(transport[i], "retry")) {
+                        route_text_dsn(nexthop[i], dsn[i], "4.3.0", &text);
+                        decided[n_decided++] = (QmgrResult) {
+                                .idx = i, .state = QUEUE_RCPT_DEFERRED, .dsn = dsn[i],
+                                .diag = isempty(text) ? "delivery temporarily suspended" : text,
                                 .log_deferral = true };
                 } else if (streq(transport[i], "discard")) {
                         route_text_dsn(nexthop[i], dsn[i], "2.0.0", &text);

@@ -11,8 +11,8 @@
  * the recipient domain when relayhost is empty. transport_maps overrides that: looked up with
  * the full address, then the domain, then ".parent" domains, then "*"; its "transport:nexthop"
  * replaces either part that is not empty. Transports: "local", "smtp" ("relay" is smtp, as in
- * Postfix's stock master.cf), "lmtp", "error" (bounce with the text) and "discard" (delivered,
- * nothing sent); any other name is sent to the agent socket of that name. A table that fails
+ * Postfix's stock master.cf), "lmtp", "error" (bounce with the text), "retry" (defer with the
+ * text, Postfix's retry(8)) and "discard" (delivered, nothing sent); any other name is sent to the agent socket of that name. A table that fails
  * defers the recipient (4.3.0) rather than guess. */
 #include <ctype.h>
 #include <errno.h>
