@@ -209,7 +209,7 @@ static void session_failed(SmtpSession *s, const char *fmt, ...) {
         }
         bool connect_phase = s->state == ST_CONNECT || s->state == ST_GREETING;
         if (d && (!connect_phase || d->next_target >= d->n_targets))
-                smtp_all_result(d, false, "4.4.2", "%s", diag);
+                smtp_all_result(d, false, s->state == ST_CONNECT ? "4.4.1" : "4.4.2", "%s", diag);
         delivery_release(s, connect_phase);
         session_free(s);
 }

@@ -117,6 +117,7 @@ class Scripted:
     def _session(self, conn):
         f = conn.makefile("rb")
         accepted = []
+        mail_ok = False
         try:
             if not self._reply(conn, "greeting"):
                 time.sleep(3600)
@@ -127,6 +128,12 @@ class Scripted:
                 cmd = line.decode(errors="replace").rstrip("\r\n")
                 self.commands.append(cmd)
                 verb = cmd.split(" ", 1)[0].split(":", 1)[0].upper()
+                if verb in ("RCPT", "DATA") and not mail_ok:
+                    conn.sendall(b"503 5.5.1 Error: need MAIL command\r\n")
+                    continue
+                if verb == "DATA" and not accepted:
+                    conn.sendall(b"554 5.5.1 Error: no valid recipients\r\n")
+                    continue
                 if verb == "RCPT":
                     addr = cmd[cmd.index("<") + 1:cmd.index(">")]
                     r = self.replies["RCPT"]
@@ -135,8 +142,11 @@ class Scripted:
                     if rep.startswith("2"):
                         accepted.append(addr)
                     continue
-                if verb == "MAIL":
+                if verb in ("MAIL", "RSET"):
                     accepted = []
+                    mail_ok = False
+                if verb == "MAIL":
+                    mail_ok = self.replies["MAIL"].startswith("2")
                 if verb == "DATA":
                     if not self._reply(conn, "DATA"):
                         time.sleep(3600)
@@ -145,10 +155,13 @@ class Scripted:
                     data = b""
                     while True:
                         l = f.readline()
-                        if not l or l == b".\r\n":
+                        if not l:
+                            return
+                        if l == b".\r\n":
                             break
                         data += l
                     self.messages.append(data)
+                    mail_ok = False
                     r = self.replies["DOT"]
                     if callable(r):
                         r = r(accepted)
@@ -160,7 +173,8 @@ class Scripted:
                 if verb in self.replies:
                     if not self._reply(conn, verb):
                         time.sleep(3600)
-                    if verb == "QUIT":
+                    r = self.replies[verb]
+                    if verb == "QUIT" or (isinstance(r, str) and r.startswith("421")):
                         return
                 else:
                     conn.sendall(b"502 5.5.2 unknown command\r\n")
