@@ -109,7 +109,20 @@ static void busy_adjust(Qmgr *q, const char *address, bool up) {
                 busy_free(b);
 }
 
+/* Remote jobs are limited per destination (transport and next hop, Postfix's
+ * default_destination_concurrency_limit), local ones per recipient. */
+static char *job_dest_key(const QmgrJob *j) {
+        char *k = NULL;
+        if (asprintf(&k, "\001%s:%s", j->transport, j->nexthop) < 0)
+                return NULL;
+        return k;
+}
+
 static bool job_startable(Qmgr *q, const QmgrJob *j) {
+        if (!streq(j->transport, "local")) {
+                _cleanup_free_ char *k = job_dest_key(j);
+                return !k || busy_count(q, k) < q->s.dest_concurrency;
+        }
         for (size_t i = 0; i < j->n; i++)
                 if (busy_count(q, j->m->rcpts[j->idx[i]].address) >= q->s.rcpt_concurrency)
                         return false;
@@ -120,6 +133,13 @@ static bool job_startable(Qmgr *q, const QmgrJob *j) {
 static void job_count(Qmgr *q, QmgrJob *j, bool up) {
         if (j->counted == up)
                 return;
+        if (!streq(j->transport, "local")) {
+                _cleanup_free_ char *k = job_dest_key(j);
+                if (k)
+                        busy_adjust(q, k, up);
+                j->counted = up;
+                return;
+        }
         for (size_t i = 0; i < j->n; i++)
                 busy_adjust(q, j->m->rcpts[j->idx[i]].address, up);
         j->counted = up;
@@ -236,8 +256,8 @@ static void set_text(char **field, const char *value) {
         *field = c;
 }
 
-/* Records results (one transaction); completes or releases the message when no job is left. */
-void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+/* The results in memory (and the relay=none log lines qmgr owes). */
+static void update_memory(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
         usec_t now = now_usec(CLOCK_REALTIME);
         bool expired = qmgr_message_expired(&q->s, &m->msg, now);
 
@@ -258,15 +278,11 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
                 } else if (res[i].log_deferral)
                         log_deferral(q, m, rc, now);   /* error: and discard: routes */
         }
+}
 
-        bool complete = m->jobs == 0 && !m->broken && !message_unfinished(m);
-        char bounce_id[QUEUE_ID_MAX] = "";
-        if (!m->broken && (n > 0 || complete) && record(q, m, res, n, &complete, bounce_id) < 0)
-                /* The database is the truth: forget this activation once its jobs are done. */
-                m->broken = true;
-        if (m->jobs > 0)
-                return;
-
+/* After the last job of m was recorded: logs the completion, or schedules the next attempt;
+ * releases m. */
+static void after_last_job(Qmgr *q, QmgrMessage *m, bool complete, const char *bounce_id) {
         if (complete) {
                 bool any_bounced = false;
                 for (size_t i = 0; i < m->n_rcpts; i++)
@@ -317,6 +333,132 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
                         qmgr_schedule_scan_at(q, next);
         }
         qmgr_message_release(q, m);
+}
+
+static void batch_flush(Qmgr *q);
+
+/* Records results (one transaction); completes or releases the message when no job is left. */
+void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+        /* Earlier results first: a pending one may be for m, which this call may release. */
+        batch_flush(q);
+        update_memory(q, m, res, n);
+        bool complete = m->jobs == 0 && !m->broken && !message_unfinished(m);
+        char bounce_id[QUEUE_ID_MAX] = "";
+        if (!m->broken && (n > 0 || complete) && record(q, m, res, n, &complete, bounce_id) < 0)
+                /* The database is the truth: forget this activation once its jobs are done. */
+                m->broken = true;
+        if (m->jobs > 0)
+                return;
+        after_last_job(q, m, complete, bounce_id);
+}
+
+/* --- group commit of agent results ---
+ * Agents' replies arrive in bursts (hundreds of deliveries in flight); committing each one
+ * alone costs an fsync per delivery and limited relaying to a few hundred messages per second.
+ * Replies are applied in memory at once and written in one transaction per
+ * QMGR_BATCH_DELAY_USEC (or QMGR_BATCH_MAX replies). If that transaction fails, each reply is
+ * recorded on its own, as before. A qmgr killed before the commit forgets those results, which
+ * is the same as being killed just before a reply arrived: the deliveries are repeated. */
+
+typedef struct QmgrPending {
+        QmgrMessage *m;
+        QmgrResult *res;               /* only .idx is used: the values are in m->rcpts */
+        size_t n;
+        bool last;                     /* the last job of m: finish m after the commit */
+        bool complete;
+        char bounce_id[QUEUE_ID_MAX];
+        struct QmgrPending *next;
+} QmgrPending;
+
+static int batch_write(Qmgr *q, QmgrPending *list) {
+        int r = queue_begin(q->queue);
+        for (QmgrPending *p = list; r >= 0 && p; p = p->next) {
+                if (p->m->broken || (p->n == 0 && !p->complete))
+                        continue;
+                r = write_results(q, p->m, p->res, p->n);
+                if (r >= 0 && p->complete) {
+                        size_t left = 0;
+                        r = queue_count_unfinished(q->queue, p->m->queue_id, &left);
+                        if (r >= 0 && left > 0)
+                                p->complete = false;
+                        else if (r >= 0)
+                                r = qmgr_complete_in_transaction(q, p->m, p->bounce_id);
+                }
+        }
+        if (r >= 0)
+                r = queue_commit(q->queue);
+        if (r < 0)
+                (void) queue_rollback(q->queue);
+        return r;
+}
+
+static void batch_flush(Qmgr *q) {
+        QmgrPending *list = q->pending_head;
+        q->pending_head = q->pending_tail = NULL;
+        q->n_pending = 0;
+        if (!list)
+                return;
+        int r = batch_write(q, list);
+        for (QmgrPending *p = list; r < 0 && p; p = p->next) {
+                /* One by one, with record()'s own fallbacks. */
+                p->bounce_id[0] = '\0';
+                p->complete = p->last && !p->m->broken && !message_unfinished(p->m);
+                if (!p->m->broken && (p->n > 0 || p->complete) &&
+                    record(q, p->m, p->res, p->n, &p->complete, p->bounce_id) < 0)
+                        p->m->broken = true;
+        }
+        while (list) {
+                QmgrPending *p = list;
+                list = p->next;
+                if (p->last)
+                        after_last_job(q, p->m, p->complete && !p->m->broken, p->bounce_id);
+                free(p->res);
+                free(p);
+        }
+}
+
+static int on_batch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Qmgr *q = userdata;
+        batch_flush(q);
+        qmgr_dispatch(q);
+        return 0;
+}
+
+/* Like qmgr_apply_results(), with the database write joining the next group commit. */
+static void apply_results_batched(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+        QmgrPending *p = calloc(1, sizeof(QmgrPending));
+        QmgrResult *copy = calloc(n + 1, sizeof(QmgrResult));
+        if (!p || !copy) {
+                free(p);
+                free(copy);
+                qmgr_apply_results(q, m, res, n);
+                return;
+        }
+        update_memory(q, m, res, n);
+        for (size_t i = 0; i < n; i++)
+                copy[i].idx = res[i].idx;
+        *p = (QmgrPending) { .m = m, .res = copy, .n = n, .last = m->jobs == 0 };
+        p->complete = p->last && !m->broken && !message_unfinished(m);
+        if (q->pending_tail)
+                q->pending_tail->next = p;
+        else
+                q->pending_head = p;
+        q->pending_tail = p;
+        if (++q->n_pending >= QMGR_BATCH_MAX) {
+                batch_flush(q);
+                return;
+        }
+        if (q->n_pending == 1) {
+                usec_t when = now_usec(CLOCK_MONOTONIC) + QMGR_BATCH_DELAY_USEC;
+                if (!q->batch_timer) {
+                        if (sd_event_add_time(q->event, &q->batch_timer, CLOCK_MONOTONIC, when, 0,
+                                              on_batch_timer, q) < 0)
+                                batch_flush(q);
+                } else {
+                        (void) sd_event_source_set_time(q->batch_timer, when);
+                        (void) sd_event_source_set_enabled(q->batch_timer, SD_EVENT_ONESHOT);
+                }
+        }
 }
 
 static void defer_job(Qmgr *q, QmgrJob *j, const char *diag) {
@@ -405,7 +547,7 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                                         "for this recipient",
                                 .log_deferral = true };
         m->jobs--;
-        qmgr_apply_results(q, m, res, j->n);
+        apply_results_batched(q, m, res, j->n);
 }
 
 static void unlink_in_flight(Qmgr *q, QmgrJob *j) {
@@ -678,6 +820,8 @@ void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
 
 /* Cancels and frees every job (shutdown). */
 void qmgr_jobs_free(Qmgr *q) {
+        batch_flush(q);   /* results already received are kept */
+        q->batch_timer = sd_event_source_disable_unref(q->batch_timer);
         while (q->in_flight) {
                 QmgrJob *j = q->in_flight;
                 q->in_flight = j->next;

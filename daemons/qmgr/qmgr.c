@@ -14,7 +14,8 @@
  * qmgr_message_active_limit, default_process_limit, local_destination_concurrency_limit,
  * bounce_size_limit, mail_owner,
  * postern_socket_directory, and for routing local_transport, relay_transport,
- * default_transport, relayhost, relay_domains, transport_maps. A reload applies all but queue_directory. */
+ * default_transport, relayhost, relay_domains, transport_maps,
+ * default_destination_concurrency_limit (per remote next hop). A reload applies all but queue_directory. */
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -89,6 +90,7 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         n.active_limit = (size_t) conf_get_int(c, NULL, "qmgr_message_active_limit");
         n.process_limit = (size_t) conf_get_int(c, NULL, "default_process_limit");
         n.rcpt_concurrency = (size_t) conf_get_int(c, NULL, "local_destination_concurrency_limit");
+        n.dest_concurrency = (size_t) conf_get_int(c, NULL, "default_destination_concurrency_limit");
 
         n.socket_directory = strdup(strempty(conf_get(c, "postern_socket_directory")));
         n.local_transport = strdup(strempty(conf_get(c, "local_transport")));

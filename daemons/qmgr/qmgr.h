@@ -48,6 +48,9 @@
 #define QMGR_SWEEP_WINDOW 5000
 #define QMGR_SWEEP_BATCH 50
 #define QMGR_SWEEP_GAP_USEC (1 * USEC_PER_MSEC)
+/* Agent results are committed in groups: at most this long after the first, or this many. */
+#define QMGR_BATCH_DELAY_USEC (2 * USEC_PER_MSEC)
+#define QMGR_BATCH_MAX 256
 
 typedef struct Qmgr Qmgr;
 
@@ -67,6 +70,7 @@ typedef struct QmgrSettings {
         size_t active_limit;           /* qmgr_message_active_limit */
         size_t process_limit;          /* default_process_limit: requests in flight to local */
         size_t rcpt_concurrency;       /* local_destination_concurrency_limit, per recipient */
+        size_t dest_concurrency;       /* default_destination_concurrency_limit, per remote next hop */
         size_t bounce_size_limit;
         /* routing (qmgr-route.c) */
         char *socket_directory;        /* postern_socket_directory: agent sockets by transport */
@@ -127,6 +131,10 @@ struct Qmgr {
         QmgrJob *in_flight;
         size_t n_in_flight;
         void *busy;                    /* tsearch tree: recipient address -> requests in flight */
+
+        struct QmgrPending *pending_head, *pending_tail; /* agent results awaiting the group commit */
+        size_t n_pending;
+        sd_event_source *batch_timer;
 };
 
 /* A result for one recipient (by index into m->rcpts), as reported or decided. */
