@@ -6,8 +6,8 @@
  * <transport>, see docs/architecture.md); "error:", "retry:" and "discard:" routes and table
  * failures are
  * decided by qmgr itself and logged (relay=none). qmgr_dispatch() keeps at most
- * default_process_limit requests in flight over all agents (one connection each; the
- * per-destination scheduler of Postfix is not there yet), and at most
+ * default_process_limit requests in flight over all agents (one connection each), at most
+ * default_destination_concurrency_limit per remote transport and next hop, and at most
  * local_destination_concurrency_limit of them
  * for any one recipient address (Postfix's local destination is the recipient), so deliveries
  * to one mailbox do not pile up on its lock; a job whose recipients are all busy waits while
@@ -15,6 +15,12 @@
  * arrives, so a restarted qmgr never repeats a recorded delivery. A failed connection, a timeout
  * or a status=error reply defers every recipient of the request with 4.3.0 (and the usual
  * backoff, so a dead agent is not hammered).
+ *
+ * Not yet Postfix's full scheduler: no per-transport process limits or
+ * <transport>_destination_concurrency_limit, no concurrency feedback (slow start, backing off
+ * a destination after failures), no dead-destination cache, no
+ * <transport>_destination_recipient_limit (jobs carry up to QMGR_LOCAL_RCPT_LIMIT recipients
+ * for every transport), and no fairness between messages beyond the FIFO wait queue.
  *
  * A deferred recipient waits minimal_backoff_time, doubled for every further attempt, at most
  * maximal_backoff_time. A deferral of a message older than maximal_queue_lifetime

@@ -2,8 +2,8 @@
  *
  *   qmgr.c          main(): settings, the "qmgr" IPC socket (wakeup, flush), reload
  *   qmgr-scan.c     the active set, queue scans and the scan timer, the sweep (in batches)
- *   qmgr-route.c    which transport a recipient goes to (local, or none yet)
- *   qmgr-deliver.c  delivery requests to postern-local, recording results, backoff, expiry
+ *   qmgr-route.c    which transport and next hop a recipient goes to (transport_maps, relayhost)
+ *   qmgr-deliver.c  delivery requests to the agents (local, smtp, lmtp), recording results, backoff, expiry
  *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
  *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
  *
