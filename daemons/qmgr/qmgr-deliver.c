@@ -1,16 +1,26 @@
-/* qmgr-deliver.c — handing recipients to postern-local and recording what happened.
+/* qmgr-deliver.c — handing recipients to the delivery agents and recording what happened.
  *
- * qmgr_deliver_message() routes the due recipients of an activated message: local ones become
- * jobs of up to QMGR_LOCAL_RCPT_LIMIT recipients (one "request=deliver" each, see
- * docs/architecture.md), the others are deferred by qmgr itself with 4.3.0 and logged
- * (relay=none). qmgr_dispatch() keeps at most default_process_limit requests in flight to
- * postern-local (one connection each), and at most local_destination_concurrency_limit of them
+ * qmgr_deliver_message() routes the due recipients of an activated message (qmgr-route.c):
+ * recipients with the same transport and next hop become jobs of up to QMGR_LOCAL_RCPT_LIMIT
+ * recipients (one "request=deliver" each to the agent's socket, <postern_socket_directory>/
+ * <transport>, see docs/architecture.md); "error:", "retry:" and "discard:" routes and table
+ * failures are
+ * decided by qmgr itself and logged (relay=none). qmgr_dispatch() keeps at most
+ * default_process_limit requests in flight over all agents (one connection each), at most
+ * default_destination_concurrency_limit per remote transport and next hop, and at most
+ * local_destination_concurrency_limit of them
  * for any one recipient address (Postfix's local destination is the recipient), so deliveries
  * to one mailbox do not pile up on its lock; a job whose recipients are all busy waits while
  * later jobs go ahead. Each reply is recorded in one transaction by qmgr_apply_results() as soon as it
  * arrives, so a restarted qmgr never repeats a recorded delivery. A failed connection, a timeout
  * or a status=error reply defers every recipient of the request with 4.3.0 (and the usual
  * backoff, so a dead agent is not hammered).
+ *
+ * Not yet Postfix's full scheduler: no per-transport process limits or
+ * <transport>_destination_concurrency_limit, no concurrency feedback (slow start, backing off
+ * a destination after failures), no dead-destination cache, no
+ * <transport>_destination_recipient_limit (jobs carry up to QMGR_LOCAL_RCPT_LIMIT recipients
+ * for every transport), and no fairness between messages beyond the FIFO wait queue.
  *
  * A deferred recipient waits minimal_backoff_time, doubled for every further attempt, at most
  * maximal_backoff_time. A deferral of a message older than maximal_queue_lifetime
@@ -26,8 +36,8 @@
 #include "mail/delay.h"
 #include "qmgr.h"
 
-#define REMOTE_DIAG "mail transport unavailable: Postern cannot deliver to remote domains yet " \
-                    "(no SMTP client, postern-smtp, is available); the message stays queued"
+/* SMTP deliveries may take the sum of the smtp_*_timeout settings; qmgr waits longer. */
+#define QMGR_REMOTE_TIMEOUT_USEC (3600 * USEC_PER_SEC)
 
 /* Retry delay after the given number of attempts: minimal_backoff doubling, capped. */
 usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts) {
@@ -105,7 +115,20 @@ static void busy_adjust(Qmgr *q, const char *address, bool up) {
                 busy_free(b);
 }
 
+/* Remote jobs are limited per destination (transport and next hop, Postfix's
+ * default_destination_concurrency_limit), local ones per recipient. */
+static char *job_dest_key(const QmgrJob *j) {
+        char *k = NULL;
+        if (asprintf(&k, "\001%s:%s", j->transport, j->nexthop) < 0)
+                return NULL;
+        return k;
+}
+
 static bool job_startable(Qmgr *q, const QmgrJob *j) {
+        if (!streq(j->transport, "local")) {
+                _cleanup_free_ char *k = job_dest_key(j);
+                return !k || busy_count(q, k) < q->s.dest_concurrency;
+        }
         for (size_t i = 0; i < j->n; i++)
                 if (busy_count(q, j->m->rcpts[j->idx[i]].address) >= q->s.rcpt_concurrency)
                         return false;
@@ -116,6 +139,13 @@ static bool job_startable(Qmgr *q, const QmgrJob *j) {
 static void job_count(Qmgr *q, QmgrJob *j, bool up) {
         if (j->counted == up)
                 return;
+        if (!streq(j->transport, "local")) {
+                _cleanup_free_ char *k = job_dest_key(j);
+                if (k)
+                        busy_adjust(q, k, up);
+                j->counted = up;
+                return;
+        }
         for (size_t i = 0; i < j->n; i++)
                 busy_adjust(q, j->m->rcpts[j->idx[i]].address, up);
         j->counted = up;
@@ -125,6 +155,8 @@ static void job_free(QmgrJob *j) {
         if (!j)
                 return;
         free(j->idx);
+        free(j->transport);
+        free(j->nexthop);
         free(j);
 }
 
@@ -145,13 +177,15 @@ static void log_deferral(Qmgr *q, QmgrMessage *m, const QueueRecipient *rc, usec
                         orig = NULL;
         }
         const char *dsn = strna(rc->dsn_status);
+        const char *status = rc->state == QUEUE_RCPT_DELIVERED ? "sent" :
+                             rc->state == QUEUE_RCPT_BOUNCED ? "bounced" : "deferred";
         LogFields f = { .queue_id = m->queue_id, .sender = m->msg.sender, .recipient = rc->address,
-                        .relay = "none", .dsn = dsn, .status = "deferred" };
+                        .relay = "none", .dsn = dsn, .status = status };
         log_fields(LOG_INFO, &f,
                    "%s: to=<%s>,%s%s%s relay=none, delay=%s, delays=%s/%s/0/0, dsn=%s, "
-                   "status=deferred (%s)",
+                   "status=%s (%s)",
                    m->queue_id, rc->address, orig ? " orig_to=<" : "", orig ? orig : "",
-                   orig ? ">," : "", delay, a, b, dsn, strna(rc->diag));
+                   orig ? ">," : "", delay, a, b, dsn, status, strna(rc->diag));
 }
 
 static bool message_unfinished(const QmgrMessage *m) {
@@ -228,8 +262,8 @@ static void set_text(char **field, const char *value) {
         *field = c;
 }
 
-/* Records results (one transaction); completes or releases the message when no job is left. */
-void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+/* The results in memory (and the relay=none log lines qmgr owes). */
+static void update_memory(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
         usec_t now = now_usec(CLOCK_REALTIME);
         bool expired = qmgr_message_expired(&q->s, &m->msg, now);
 
@@ -247,17 +281,14 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
                                 rc->state = QUEUE_RCPT_BOUNCED;
                                 m->expired = true;
                         }
-                }
+                } else if (res[i].log_deferral)
+                        log_deferral(q, m, rc, now);   /* error: and discard: routes */
         }
+}
 
-        bool complete = m->jobs == 0 && !m->broken && !message_unfinished(m);
-        char bounce_id[QUEUE_ID_MAX] = "";
-        if (!m->broken && (n > 0 || complete) && record(q, m, res, n, &complete, bounce_id) < 0)
-                /* The database is the truth: forget this activation once its jobs are done. */
-                m->broken = true;
-        if (m->jobs > 0)
-                return;
-
+/* After the last job of m was recorded: logs the completion, or schedules the next attempt;
+ * releases m. */
+static void after_last_job(Qmgr *q, QmgrMessage *m, bool complete, const char *bounce_id) {
         if (complete) {
                 bool any_bounced = false;
                 for (size_t i = 0; i < m->n_rcpts; i++)
@@ -308,6 +339,132 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
                         qmgr_schedule_scan_at(q, next);
         }
         qmgr_message_release(q, m);
+}
+
+static void batch_flush(Qmgr *q);
+
+/* Records results (one transaction); completes or releases the message when no job is left. */
+void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+        /* Earlier results first: a pending one may be for m, which this call may release. */
+        batch_flush(q);
+        update_memory(q, m, res, n);
+        bool complete = m->jobs == 0 && !m->broken && !message_unfinished(m);
+        char bounce_id[QUEUE_ID_MAX] = "";
+        if (!m->broken && (n > 0 || complete) && record(q, m, res, n, &complete, bounce_id) < 0)
+                /* The database is the truth: forget this activation once its jobs are done. */
+                m->broken = true;
+        if (m->jobs > 0)
+                return;
+        after_last_job(q, m, complete, bounce_id);
+}
+
+/* --- group commit of agent results ---
+ * Agents' replies arrive in bursts (hundreds of deliveries in flight); committing each one
+ * alone costs an fsync per delivery and limited relaying to a few hundred messages per second.
+ * Replies are applied in memory at once and written in one transaction per
+ * QMGR_BATCH_DELAY_USEC (or QMGR_BATCH_MAX replies). If that transaction fails, each reply is
+ * recorded on its own, as before. A qmgr killed before the commit forgets those results, which
+ * is the same as being killed just before a reply arrived: the deliveries are repeated. */
+
+typedef struct QmgrPending {
+        QmgrMessage *m;
+        QmgrResult *res;               /* only .idx is used: the values are in m->rcpts */
+        size_t n;
+        bool last;                     /* the last job of m: finish m after the commit */
+        bool complete;
+        char bounce_id[QUEUE_ID_MAX];
+        struct QmgrPending *next;
+} QmgrPending;
+
+static int batch_write(Qmgr *q, QmgrPending *list) {
+        int r = queue_begin(q->queue);
+        for (QmgrPending *p = list; r >= 0 && p; p = p->next) {
+                if (p->m->broken || (p->n == 0 && !p->complete))
+                        continue;
+                r = write_results(q, p->m, p->res, p->n);
+                if (r >= 0 && p->complete) {
+                        size_t left = 0;
+                        r = queue_count_unfinished(q->queue, p->m->queue_id, &left);
+                        if (r >= 0 && left > 0)
+                                p->complete = false;
+                        else if (r >= 0)
+                                r = qmgr_complete_in_transaction(q, p->m, p->bounce_id);
+                }
+        }
+        if (r >= 0)
+                r = queue_commit(q->queue);
+        if (r < 0)
+                (void) queue_rollback(q->queue);
+        return r;
+}
+
+static void batch_flush(Qmgr *q) {
+        QmgrPending *list = q->pending_head;
+        q->pending_head = q->pending_tail = NULL;
+        q->n_pending = 0;
+        if (!list)
+                return;
+        int r = batch_write(q, list);
+        for (QmgrPending *p = list; r < 0 && p; p = p->next) {
+                /* One by one, with record()'s own fallbacks. */
+                p->bounce_id[0] = '\0';
+                p->complete = p->last && !p->m->broken && !message_unfinished(p->m);
+                if (!p->m->broken && (p->n > 0 || p->complete) &&
+                    record(q, p->m, p->res, p->n, &p->complete, p->bounce_id) < 0)
+                        p->m->broken = true;
+        }
+        while (list) {
+                QmgrPending *p = list;
+                list = p->next;
+                if (p->last)
+                        after_last_job(q, p->m, p->complete && !p->m->broken, p->bounce_id);
+                free(p->res);
+                free(p);
+        }
+}
+
+static int on_batch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Qmgr *q = userdata;
+        batch_flush(q);
+        qmgr_dispatch(q);
+        return 0;
+}
+
+/* Like qmgr_apply_results(), with the database write joining the next group commit. */
+static void apply_results_batched(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+        QmgrPending *p = calloc(1, sizeof(QmgrPending));
+        QmgrResult *copy = calloc(n + 1, sizeof(QmgrResult));
+        if (!p || !copy) {
+                free(p);
+                free(copy);
+                qmgr_apply_results(q, m, res, n);
+                return;
+        }
+        update_memory(q, m, res, n);
+        for (size_t i = 0; i < n; i++)
+                copy[i].idx = res[i].idx;
+        *p = (QmgrPending) { .m = m, .res = copy, .n = n, .last = m->jobs == 0 };
+        p->complete = p->last && !m->broken && !message_unfinished(m);
+        if (q->pending_tail)
+                q->pending_tail->next = p;
+        else
+                q->pending_head = p;
+        q->pending_tail = p;
+        if (++q->n_pending >= QMGR_BATCH_MAX) {
+                batch_flush(q);
+                return;
+        }
+        if (q->n_pending == 1) {
+                usec_t when = now_usec(CLOCK_MONOTONIC) + QMGR_BATCH_DELAY_USEC;
+                if (!q->batch_timer) {
+                        if (sd_event_add_time(q->event, &q->batch_timer, CLOCK_MONOTONIC, when, 0,
+                                              on_batch_timer, q) < 0)
+                                batch_flush(q);
+                } else {
+                        (void) sd_event_source_set_time(q->batch_timer, when);
+                        (void) sd_event_source_set_enabled(q->batch_timer, SD_EVENT_ONESHOT);
+                }
+        }
 }
 
 static void defer_job(Qmgr *q, QmgrJob *j, const char *diag) {
@@ -389,11 +546,14 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                 if (!got[i])
                         res[i] = (QmgrResult) {
                                 .idx = j->idx[i], .state = QUEUE_RCPT_DEFERRED, .dsn = "4.3.0",
-                                .diag = "delivery agent unavailable: postern-local returned no result "
+                                .diag = streq(j->transport, "local") ?
+                                        "delivery agent unavailable: postern-local returned no result "
+                                        "for this recipient" :
+                                        "delivery agent unavailable: the agent returned no result "
                                         "for this recipient",
                                 .log_deferral = true };
         m->jobs--;
-        qmgr_apply_results(q, m, res, j->n);
+        apply_results_batched(q, m, res, j->n);
 }
 
 static void unlink_in_flight(Qmgr *q, QmgrJob *j) {
@@ -417,11 +577,12 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                 char diag[256];
                 if (error == -ETIMEDOUT)
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: no reply from "
-                                 "postern-local within %llu s", QMGR_LOCAL_TIMEOUT_USEC / USEC_PER_SEC);
+                                 "postern-%s within %llu s", j->transport,
+                                 (streq(j->transport, "local") ? QMGR_LOCAL_TIMEOUT_USEC : QMGR_REMOTE_TIMEOUT_USEC) / USEC_PER_SEC);
                 else
-                        snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-local: %s",
-                                 strerror(-error));
-                log_warning("%s: delivery request to %s failed: %s", j->m->queue_id, q->s.local_socket,
+                        snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s: %s",
+                                 j->transport, strerror(-error));
+                log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, j->transport,
                             strerror(-error));
                 defer_job(q, j, diag);
         } else {
@@ -429,10 +590,10 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                 if (!status || !streq(status, "ok")) {
                         const char *reason = ipc_record_get(reply, "reason");
                         char diag[512];
-                        snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-local "
-                                 "refused the request: %s", reason ? reason : strna(status));
-                        log_warning("%s: postern-local answered status=%s: %s", j->m->queue_id,
-                                    strna(status), strna(reason));
+                        snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s "
+                                 "refused the request: %s", j->transport, reason ? reason : strna(status));
+                        log_warning("%s: postern-%s answered status=%s: %s", j->m->queue_id,
+                                    j->transport, strna(status), strna(reason));
                         defer_job(q, j, diag);
                 } else
                         apply_reply(q, j, reply);
@@ -451,7 +612,7 @@ static int job_request(Qmgr *q, QmgrJob *j, IpcRecord *req) {
             (r = ipc_record_add(req, "sender", m->msg.sender)) < 0 ||
             (r = ipc_record_addf(req, "arrival", "%llu", m->msg.arrival_usec)) < 0 ||
             (r = ipc_record_addf(req, "active", "%llu", m->active_usec)) < 0 ||
-            (r = ipc_record_add(req, "nexthop", q->s.myhostname)) < 0 ||
+            (r = ipc_record_add(req, "nexthop", j->nexthop)) < 0 ||
             (r = ipc_record_addf(req, "count", "%zu", j->n)) < 0)
                 return r;
         for (size_t i = 0; i < j->n; i++) {
@@ -484,14 +645,22 @@ void qmgr_dispatch(Qmgr *q) {
                 j->next = NULL;
 
                 _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
+                _cleanup_free_ char *path = NULL;
+                bool local = streq(j->transport, "local");
                 int r = job_request(q, j, &req);
+                if (r >= 0 && !local && asprintf(&path, "%s/%s", q->s.socket_directory, j->transport) < 0) {
+                        path = NULL;
+                        r = -ENOMEM;
+                }
                 if (r >= 0)
-                        r = ipc_client_call_async(q->event, q->s.local_socket, &req,
-                                                  QMGR_LOCAL_TIMEOUT_USEC, on_reply, j, &j->call);
+                        r = ipc_client_call_async(q->event, local ? q->s.local_socket : path, &req,
+                                                  local ? QMGR_LOCAL_TIMEOUT_USEC : QMGR_REMOTE_TIMEOUT_USEC,
+                                                  on_reply, j, &j->call);
                 if (r < 0) {
                         char diag[512];
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: cannot connect to "
-                                 "postern-local at %s: %s", q->s.local_socket, strerror(-r));
+                                 "postern-%s at %s: %s", j->transport, local ? q->s.local_socket : strna(path),
+                                 strerror(-r));
                         log_warning("%s: %s", j->m->queue_id, diag);
                         defer_job(q, j, diag);
                         job_free(j);
@@ -513,14 +682,35 @@ static void enqueue(Qmgr *q, QmgrJob *j) {
         q->wait_tail = j;
 }
 
+/* An error:/discard: route's text: "5.1.1 text" keeps its status (class forced), else dflt. */
+static const char *route_text_dsn(const char *text, char dsn[16], const char *dflt, const char **ret_text) {
+        const char *t = strempty(text);
+        size_t n = strspn(t, "0123456789.");
+        if (n >= 5 && n < 12 && t[1] == '.' && (t[n] == ' ' || t[n] == '\0') && t[0] == dflt[0]) {
+                snprintf(dsn, 16, "%.*s", (int) n, t);
+                t += n;
+                while (*t == ' ')
+                        t++;
+        } else
+                snprintf(dsn, 16, "%s", dflt);
+        *ret_text = t;
+        return dsn;
+}
+
 /* Routes the due recipients of a freshly activated message and queues its delivery jobs. */
 void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
         usec_t now = m->active_usec;
-        _cleanup_free_ QmgrResult *defer = calloc(m->n_rcpts + 1, sizeof(QmgrResult));
-        _cleanup_free_ size_t *local = calloc(m->n_rcpts + 1, sizeof(size_t));
-        size_t n_defer = 0, n_local = 0;
+        size_t nr = m->n_rcpts + 1;
+        _cleanup_free_ QmgrResult *decided = calloc(nr, sizeof(QmgrResult));
+        _cleanup_free_ size_t *due = calloc(nr, sizeof(size_t));
+        _cleanup_free_ size_t *idx = calloc(nr, sizeof(size_t));
+        _cleanup_free_ char **transport = calloc(nr, sizeof(char *));
+        _cleanup_free_ char **nexthop = calloc(nr, sizeof(char *));
+        _cleanup_free_ char (*dsn)[16] = calloc(nr, 16);
+        _cleanup_free_ bool *taken = calloc(nr, sizeof(bool));
+        size_t n_decided = 0, n_due = 0;
 
-        if (!defer || !local) {
+        if (!decided || !due || !idx || !transport || !nexthop || !dsn || !taken) {
                 log_oom();
                 qmgr_message_release(q, m);
                 return;
@@ -531,39 +721,81 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                         continue;
                 if (rc->state == QUEUE_RCPT_DEFERRED && !force && rc->next_attempt_usec > now)
                         continue;
-                if (qmgr_route(&q->s, rc->address) == QMGR_ROUTE_LOCAL)
-                        local[n_local++] = i;
-                else
-                        defer[n_defer++] = (QmgrResult) { .idx = i, .state = QUEUE_RCPT_DEFERRED,
-                                                          .dsn = "4.3.0", .diag = REMOTE_DIAG,
-                                                          .log_deferral = true };
+                int r = qmgr_route_transport(&q->s, rc->address, &transport[i], &nexthop[i]);
+                if (r < 0) {
+                        decided[n_decided++] = (QmgrResult) {
+                                .idx = i, .state = QUEUE_RCPT_DEFERRED, .dsn = "4.3.0",
+                                .diag = r == -ENOMEM ? "out of memory while routing" :
+                                        "transport_maps or domain table lookup failure",
+                                .log_deferral = true };
+                        continue;
+                }
+                const char *text;
+                if (streq(transport[i], "error")) {
+                        route_text_dsn(nexthop[i], dsn[i], "5.0.0", &text);
+                        decided[n_decided++] = (QmgrResult) {
+                                .idx = i, .state = QUEUE_RCPT_BOUNCED,
+                                .dsn = dsn[i], .diag = isempty(text) ? "mail transport unavailable" : text,
+                                .log_deferral = true };
+                } else if (streq(transport[i], "retry")) {
+                        route_text_dsn(nexthop[i], dsn[i], "4.3.0", &text);
+                        decided[n_decided++] = (QmgrResult) {
+                                .idx = i, .state = QUEUE_RCPT_DEFERRED, .dsn = dsn[i],
+                                .diag = isempty(text) ? "delivery temporarily suspended" : text,
+                                .log_deferral = true };
+                } else if (streq(transport[i], "discard")) {
+                        route_text_dsn(nexthop[i], dsn[i], "2.0.0", &text);
+                        decided[n_decided++] = (QmgrResult) {
+                                .idx = i, .state = QUEUE_RCPT_DELIVERED, .dsn = dsn[i],
+                                .diag = isempty(text) ? "discarded" : text, .log_deferral = true };
+                } else
+                        due[n_due++] = i;
         }
 
         LogFields f = { .queue_id = m->queue_id, .sender = m->msg.sender };
-        if (n_local + n_defer > 0)
+        if (n_due + n_decided > 0)
                 log_fields(LOG_INFO, &f, "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu (queue active)",
                            m->queue_id, m->msg.sender, m->msg.size, m->n_rcpts);
 
-        /* Queue the jobs first: while m->jobs > 0 recording the deferrals cannot release m. */
-        for (size_t off = 0; off < n_local; off += QMGR_LOCAL_RCPT_LIMIT) {
-                size_t k = MIN(n_local - off, (size_t) QMGR_LOCAL_RCPT_LIMIT);
+        /* Queue the jobs first: while m->jobs > 0 recording the decided results cannot release m.
+         * One job: recipients with the same transport and next hop, in queue order. */
+        for (size_t a = 0; a < n_due && !m->broken; a++) {
+                size_t i = due[a], k = 0;
+                if (taken[a])
+                        continue;
+                for (size_t b = a; b < n_due && k < QMGR_LOCAL_RCPT_LIMIT; b++) {
+                        size_t x = due[b];
+                        if (!taken[b] && streq(transport[x], transport[i]) &&
+                            strcaseeq(nexthop[x], nexthop[i])) {
+                                taken[b] = true;
+                                idx[k++] = x;
+                        }
+                }
                 QmgrJob *j = calloc(1, sizeof(QmgrJob));
-                size_t *idx = calloc(k, sizeof(size_t));
-                if (!j || !idx) {
+                size_t *jidx = calloc(k, sizeof(size_t));
+                char *jt = strdup(transport[i]), *jn = strdup(nexthop[i]);
+                if (!j || !jidx || !jt || !jn) {
                         /* The rest stay pending and are found again by a later scan. */
                         free(j);
-                        free(idx);
+                        free(jidx);
+                        free(jt);
+                        free(jn);
                         log_oom();
                         m->broken = true;
                         break;
                 }
-                memcpy(idx, local + off, k * sizeof(size_t));
-                *j = (QmgrJob) { .qmgr = q, .m = m, .idx = idx, .n = k };
+                memcpy(jidx, idx, k * sizeof(size_t));
+                *j = (QmgrJob) { .qmgr = q, .m = m, .idx = jidx, .n = k, .transport = jt, .nexthop = jn };
                 m->jobs++;
                 enqueue(q, j);
         }
 
-        qmgr_apply_results(q, m, defer, n_defer);   /* completes or releases m if no job is left */
+        size_t n_rcpts = m->n_rcpts;   /* m may be gone after qmgr_apply_results() */
+        qmgr_apply_results(q, m, decided, n_decided);   /* completes or releases m if no job is left */
+        for (size_t i = 0; i < n_rcpts; i++) {
+                free(transport[i]);
+                free(nexthop[i]);
+        }
         qmgr_dispatch(q);
 }
 
@@ -594,6 +826,8 @@ void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
 
 /* Cancels and frees every job (shutdown). */
 void qmgr_jobs_free(Qmgr *q) {
+        batch_flush(q);   /* results already received are kept */
+        q->batch_timer = sd_event_source_disable_unref(q->batch_timer);
         while (q->in_flight) {
                 QmgrJob *j = q->in_flight;
                 q->in_flight = j->next;

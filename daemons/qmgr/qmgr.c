@@ -13,7 +13,9 @@
  * minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime, bounce_queue_lifetime,
  * qmgr_message_active_limit, default_process_limit, local_destination_concurrency_limit,
  * bounce_size_limit, mail_owner,
- * postern_socket_directory. A reload applies all but queue_directory. */
+ * postern_socket_directory, and for routing local_transport, relay_transport,
+ * default_transport, relayhost, relay_domains, transport_maps,
+ * default_destination_concurrency_limit (per remote next hop). A reload applies all but queue_directory. */
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -30,6 +32,14 @@ void qmgr_settings_done(QmgrSettings *s) {
         domain_list_done(&s->mydestination);
         free(s->local_socket);
         free(s->mail_owner);
+        free(s->socket_directory);
+        free(s->local_transport);
+        free(s->relay_transport);
+        free(s->default_transport);
+        free(s->relayhost);
+        if (s->relay_domains_set)
+                domain_list_done(&s->relay_domains);
+        table_list_free(s->transport_maps);
         *s = (QmgrSettings) {};
 }
 
@@ -80,6 +90,31 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         n.active_limit = (size_t) conf_get_int(c, NULL, "qmgr_message_active_limit");
         n.process_limit = (size_t) conf_get_int(c, NULL, "default_process_limit");
         n.rcpt_concurrency = (size_t) conf_get_int(c, NULL, "local_destination_concurrency_limit");
+        n.dest_concurrency = (size_t) conf_get_int(c, NULL, "default_destination_concurrency_limit");
+
+        n.socket_directory = strdup(strempty(conf_get(c, "postern_socket_directory")));
+        n.local_transport = strdup(strempty(conf_get(c, "local_transport")));
+        n.relay_transport = strdup(strempty(conf_get(c, "relay_transport")));
+        n.default_transport = strdup(strempty(conf_get(c, "default_transport")));
+        n.relayhost = strdup(strempty(conf_get(c, "relayhost")));
+        if (!n.socket_directory || !n.local_transport || !n.relay_transport || !n.default_transport ||
+            !n.relayhost)
+                return log_oom();
+        _cleanup_strv_free_ char **relay = conf_get_list(c, NULL, "relay_domains");
+        if (relay && relay[0]) {
+                _cleanup_free_ char *rwhy = NULL;
+                r = domain_list_init(&n.relay_domains, relay, true, &rwhy);
+                if (r < 0)
+                        return log_error_errno(r, "relay_domains: %s", rwhy ? rwhy : "out of memory");
+                n.relay_domains_set = true;
+        }
+        const char *tmaps = conf_get(c, "transport_maps");
+        if (!isempty(tmaps)) {
+                _cleanup_free_ char *twhy = NULL;
+                r = table_list_open(tmaps, 0, &n.transport_maps, &twhy);
+                if (r < 0)
+                        return log_error_errno(r, "transport_maps: %s", twhy ? twhy : "cannot open");
+        }
         n.bounce_size_limit = (size_t) conf_get_int(c, NULL, "bounce_size_limit");
         if (n.maximal_backoff < n.minimal_backoff) {
                 log_warning("maximal_backoff_time is below minimal_backoff_time; using %llu s",

@@ -2,8 +2,8 @@
  *
  *   qmgr.c          main(): settings, the "qmgr" IPC socket (wakeup, flush), reload
  *   qmgr-scan.c     the active set, queue scans and the scan timer, the sweep (in batches)
- *   qmgr-route.c    which transport a recipient goes to (local, or none yet)
- *   qmgr-deliver.c  delivery requests to postern-local, recording results, backoff, expiry
+ *   qmgr-route.c    which transport and next hop a recipient goes to (transport_maps, relayhost)
+ *   qmgr-deliver.c  delivery requests to the agents (local, smtp, lmtp), recording results, backoff, expiry
  *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
  *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
  *
@@ -48,6 +48,9 @@
 #define QMGR_SWEEP_WINDOW 5000
 #define QMGR_SWEEP_BATCH 50
 #define QMGR_SWEEP_GAP_USEC (1 * USEC_PER_MSEC)
+/* Agent results are committed in groups: at most this long after the first, or this many. */
+#define QMGR_BATCH_DELAY_USEC (2 * USEC_PER_MSEC)
+#define QMGR_BATCH_MAX 256
 
 typedef struct Qmgr Qmgr;
 
@@ -67,7 +70,15 @@ typedef struct QmgrSettings {
         size_t active_limit;           /* qmgr_message_active_limit */
         size_t process_limit;          /* default_process_limit: requests in flight to local */
         size_t rcpt_concurrency;       /* local_destination_concurrency_limit, per recipient */
+        size_t dest_concurrency;       /* default_destination_concurrency_limit, per remote next hop */
         size_t bounce_size_limit;
+        /* routing (qmgr-route.c) */
+        char *socket_directory;        /* postern_socket_directory: agent sockets by transport */
+        char *local_transport, *relay_transport, *default_transport;
+        char *relayhost;
+        DomainList relay_domains;
+        bool relay_domains_set;
+        TableList *transport_maps;     /* NULL when empty */
 } QmgrSettings;
 
 typedef struct QmgrMessage {
@@ -90,6 +101,8 @@ struct QmgrJob {
         size_t n;
         IpcCall *call;
         bool counted;                  /* its recipients are counted in Qmgr.busy */
+        char *transport;               /* the agent: "local", "smtp", "lmtp" */
+        char *nexthop;
         QmgrJob *next;                 /* in the wait queue or the in-flight list */
 };
 
@@ -118,6 +131,10 @@ struct Qmgr {
         QmgrJob *in_flight;
         size_t n_in_flight;
         void *busy;                    /* tsearch tree: recipient address -> requests in flight */
+
+        struct QmgrPending *pending_head, *pending_tail; /* agent results awaiting the group commit */
+        size_t n_pending;
+        sd_event_source *batch_timer;
 };
 
 /* A result for one recipient (by index into m->rcpts), as reported or decided. */
@@ -131,7 +148,7 @@ typedef struct QmgrResult {
 
 typedef enum QmgrRoute {
         QMGR_ROUTE_LOCAL,
-        QMGR_ROUTE_UNAVAILABLE,        /* remote: no SMTP client yet */
+        QMGR_ROUTE_UNAVAILABLE,        /* not a local domain (see qmgr_route_transport) */
 } QmgrRoute;
 
 /* qmgr.c */
@@ -145,6 +162,10 @@ void qmgr_settings_done(QmgrSettings *s);
 const char *qmgr_address_domain(const char *address);
 /* Routes one recipient address. */
 QmgrRoute qmgr_route(const QmgrSettings *s, const char *address);
+/* Picks transport ("local", "smtp", "lmtp", "error", "discard", ...) and next hop for a
+ * recipient (caller frees both); <0 when a table lookup failed. */
+int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_transport,
+                         char **ret_nexthop);
 
 /* qmgr-scan.c */
 /* Asks for a scan after delay_usec (coalesced with any earlier request). */

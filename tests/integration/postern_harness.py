@@ -35,6 +35,7 @@ BINARIES = {
     "qmgr": "daemons/qmgr/postern-qmgr",
     "local": "daemons/local/postern-local",
     "anvil": "daemons/anvil/postern-anvil",
+    "smtp": "daemons/smtp/postern-smtp",
 }
 
 
@@ -158,6 +159,8 @@ class Postern:
                       ("submissions", self._tcp_listener())],
             "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o666))],
             "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600))],
+            "smtp": [("smtp", self._unix_listener(self.socket_dir / "smtp", 0o600)),
+                     ("lmtp", self._unix_listener(self.socket_dir / "lmtp", 0o600))],
         }
         self.smtp_port = self.listeners["smtpd"][0][1].getsockname()[1]
         self.submission_port = self.listeners["smtpd"][1][1].getsockname()[1]
@@ -173,9 +176,9 @@ class Postern:
         return env
 
     def start(self, *names, timeout=15):
-        """Starts the named daemons (default: smtpd, qmgr, local; "anvil" on request) and waits
-        for READY=1."""
-        for name in names or ("smtpd", "qmgr", "local"):
+        """Starts the named daemons (default: smtpd, qmgr, local, smtp; "anvil" on request) and
+        waits for READY=1."""
+        for name in names or ("smtpd", "qmgr", "local", "smtp"):
             self._spawn(name, timeout)
 
     def _spawn(self, name, timeout):

@@ -1,5 +1,5 @@
 """postern-qmgr with the real postern-smtpd and postern-local: delivery and removal, deferral of
-remote recipients, expiry and the RFC 3464 bounce, no bounce of a bounce, kill -9, wake-ups."""
+remote recipients (no resolver yet), expiry and the RFC 3464 bounce, no bounce of a bounce, kill -9, wake-ups."""
 
 import email
 import email.policy
@@ -57,16 +57,18 @@ def test_remote_recipient_deferred_with_backoff(postern):
     code, text = postern.send("ptest1@postern.test", ["someone@remote.example"], msg("remote-1@test"))
     assert code == 250
     qid = queue_id(text)
-    m = postern.wait_log("qmgr", rf"{qid}: to=<someone@remote\.example>, relay=none, delay=[0-9.]+, "
-                                 rf"delays=[0-9.]+/[0-9.]+/0/0, dsn=(4\.\d\.\d), status=deferred \((.+)\)")
-    assert m.group(1) == "4.3.0"
-    assert "remote domains" in m.group(2)
+    # postern-smtp cannot look names up until common/dns is merged: 4.4.3, "no resolver".
+    m = postern.wait_log("smtp", rf"{qid}: to=<someone@remote\.example>, relay=none, delay=[0-9.]+, "
+                                 rf"delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=(4\.\d\.\d), "
+                                 rf"status=deferred \((.+)\)")
+    assert m.group(1) == "4.4.3"
+    assert "no resolver" in m.group(2)
     postern.wait_for(lambda: (rcpt_row(postern, qid, "someone@remote.example") or (0,))[0] == 1,
                      what="the deferral in the queue")
     state, attempts, next_attempt, dsn, diag = rcpt_row(postern, qid, "someone@remote.example")
-    assert (attempts, dsn) == (1, "4.3.0")
+    assert (attempts, dsn) == (1, "4.4.3")
     assert before + 900 - 5 < next_attempt / 1e6 < time.time() + 900 + 5
-    assert "remote domains" in diag
+    assert "no resolver" in diag
     assert postern.queue_count() == 1
 
 
@@ -99,8 +101,8 @@ def test_expired_recipient_bounces_to_local_sender(postern):
     assert per_msg["Reporting-MTA"] == "dns; postern.test"
     assert per_rcpt["Final-Recipient"] == "rfc822; someone@remote.example"
     assert per_rcpt["Action"] == "failed"
-    assert re.fullmatch(r"4\.3\.0", per_rcpt["Status"])   # an expired recipient keeps its 4.x.x
-    assert "remote domains" in per_rcpt["Diagnostic-Code"]
+    assert re.fullmatch(r"4\.4\.3", per_rcpt["Status"])   # an expired recipient keeps its 4.x.x
+    assert "no resolver" in per_rcpt["Diagnostic-Code"]
     assert types[2] in ("message/rfc822", "text/rfc822-headers")
     assert "expire-1@test" in parts[2].as_string()
     # the bounce came with the null sender

@@ -1,0 +1,833 @@
+/* smtp-session.c — one outbound SMTP or LMTP connection, driven by the event loop.
+ *
+ * connect (non-blocking, smtp_connect_timeout) → greeting → EHLO (HELO after a 5xx; LHLO for
+ * LMTP) → [RSET when reused] MAIL FROM, RCPT TO..., DATA — all in one write when the server
+ * offers PIPELINING, else one at a time — → the message, CRLF and dot-stuffed, with the final
+ * "." in the same write → one reply (SMTP) or one per accepted recipient (LMTP). Every reply
+ * that is not a success becomes the result of the recipients it concerns, in Postfix's wording
+ * ("host X[Y] said: 550 5.1.1 ... (in reply to RCPT TO command)"); timeouts and lost
+ * connections defer with 4.4.2 and say what was going on.
+ *
+ * After a transaction the connection is kept (Smtp.idle) for the next delivery to the same next
+ * hop, for at most smtp_connection_cache_time_limit idle, smtp_connection_reuse_time_limit since
+ * it was opened and smtp_connection_reuse_count_limit transactions. A reused connection starts
+ * with RSET; if it turns out dead before anything was recorded, the delivery is retried once on
+ * a fresh connection. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "log/log.h"
+#include "mail/xtext.h"
+#include "smtp.h"
+
+typedef enum SessionState {
+        ST_CONNECT,
+        ST_GREETING,
+        ST_EHLO,
+        ST_HELO,
+        ST_TXN,       /* RSET/MAIL/RCPT/DATA replies */
+        ST_DOT,       /* message sent, waiting for the end-of-data reply (replies for LMTP) */
+        ST_IDLE,      /* in the cache */
+} SessionState;
+
+typedef enum CmdKind { CMD_RSET, CMD_MAIL, CMD_RCPT, CMD_DATA } CmdKind;
+
+typedef struct Cmd {
+        CmdKind kind;
+        size_t rcpt;         /* CMD_RCPT: index into d->rcpts */
+        size_t start, end;   /* its bytes in SmtpSession.cmdtext */
+} Cmd;
+
+struct SmtpSession {
+        Smtp *smtp;
+        SmtpSession *next;           /* Smtp.idle */
+        int fd;
+        sd_event_source *io, *timer;
+        SmtpTarget target;
+        char relay[400];
+        char *key;                   /* "smtp:<nexthop>" / "lmtp:<nexthop>" */
+        bool lmtp;
+        SessionState state;
+        StrBuf in, out;
+        SmtpReply reply;
+        bool pipelining, dsn, eightbitmime;
+        uint64_t size_limit;         /* 0: none announced */
+        unsigned uses;
+        usec_t created;
+        SmtpDelivery *d;
+        bool reused;                 /* this transaction runs on a cached connection */
+        const char *phase;           /* for "timed out while ..." / "lost connection ... while" */
+        /* the current transaction */
+        StrBuf cmdtext;
+        Cmd *cmds;
+        size_t n_cmds, sent, replied;
+        bool mail_ok, rset_ok;
+        size_t *accepted;            /* rcpt indexes in RCPT order (LMTP replies come in it) */
+        size_t n_accepted, dot_replies;
+        bool *alive;                 /* set to false when freed (reply handlers may free it) */
+};
+
+static void session_free(SmtpSession *s);
+static void session_failed(SmtpSession *s, const char *fmt, ...) _printf_(2, 3);
+static void transaction_start(SmtpSession *s);
+
+static void session_unlink_idle(SmtpSession *s) {
+        for (SmtpSession **p = &s->smtp->idle; *p; p = &(*p)->next)
+                if (*p == s) {
+                        *p = s->next;
+                        break;
+                }
+        s->next = NULL;
+}
+
+static void session_free(SmtpSession *s) {
+        if (!s)
+                return;
+        session_unlink_idle(s);
+        if (s->alive)
+                *s->alive = false;
+        if (s->d)
+                s->d->session = NULL;
+        sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->timer);
+        safe_close(s->fd);
+        strbuf_done(&s->in);
+        strbuf_done(&s->out);
+        strbuf_done(&s->cmdtext);
+        smtp_reply_reset(&s->reply);
+        free(s->cmds);
+        free(s->accepted);
+        free(s->key);
+        s->smtp->n_sessions--;
+        free(s);
+}
+
+static void session_quit(SmtpSession *s) {
+        /* Best effort, no waiting for the 221 (Postfix's smtp_skip_quit_response). */
+        if (s->fd >= 0 && s->state != ST_CONNECT && s->out.len == 0)
+                (void) !write(s->fd, "QUIT\r\n", 6);
+        session_free(s);
+}
+
+static int on_timer(sd_event_source *es, uint64_t usec, void *userdata);
+
+static void set_timer(SmtpSession *s, usec_t timeout, const char *phase) {
+        usec_t when = now_usec(CLOCK_MONOTONIC) + timeout;
+        s->phase = phase;
+        if (!s->timer) {
+                if (sd_event_add_time(s->smtp->event, &s->timer, CLOCK_MONOTONIC, when, 0, on_timer, s) < 0)
+                        log_warning("cannot arm a timer for %s", s->relay);
+                return;
+        }
+        (void) sd_event_source_set_time(s->timer, when);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+static void update_events(SmtpSession *s) {
+        if (s->io)
+                (void) sd_event_source_set_io_events(s->io, EPOLLIN | (s->out.len ? EPOLLOUT : 0));
+}
+
+static int flush(SmtpSession *s) {
+        while (s->out.len > 0) {
+                ssize_t k = write(s->fd, s->out.data, s->out.len);
+                if (k < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        return -errno;
+                }
+                strbuf_consume(&s->out, (size_t) k);
+        }
+        update_events(s);
+        return 0;
+}
+
+static int send_text(SmtpSession *s, const char *p, size_t n) {
+        return strbuf_append(&s->out, p, n);
+}
+
+/* --- results --- */
+
+static void said(SmtpSession *s, bool accepted_only, const char *in_reply_to) {
+        char dsn[16];
+        smtp_reply_dsn(&s->reply, dsn);
+        smtp_all_result(s->d, accepted_only, dsn, "host %s said: %s (in reply to %s)", s->relay,
+                        s->reply.text, in_reply_to);
+}
+
+/* The session is over for its delivery: finish it (when every recipient has a result) or move
+ * on to the next address. */
+static void delivery_release(SmtpSession *s, bool try_next) {
+        SmtpDelivery *d = s->d;
+        if (!d)
+                return;
+        s->d = NULL;
+        d->session = NULL;
+        bool open = false;
+        for (size_t i = 0; i < d->n_rcpts; i++)
+                if (!d->rcpts[i].done)
+                        open = true;
+        if (open && try_next && d->next_target < d->n_targets) {
+                smtp_session_start(d);
+                return;
+        }
+        if (open)
+                smtp_all_result(d, false, "4.3.0", "internal error: delivery ended without a result");
+        smtp_delivery_finish(d);
+}
+
+/* The connection broke (timeout, lost, protocol error): defer what has no result, or retry a
+ * reused connection once on a fresh one. */
+static void session_failed(SmtpSession *s, const char *fmt, ...) {
+        SmtpDelivery *d = s->d;
+        char diag[700];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag, sizeof(diag), fmt, ap);
+        va_end(ap);
+
+        if (d && s->reused && !d->retried && !s->rset_ok && s->state == ST_TXN) {
+                log_info("%s: cached connection to %s failed (%s); retrying on a new connection",
+                         d->queue_id, s->relay, diag);
+                d->retried = true;
+                d->next_target = 0;
+                s->d = NULL;
+                d->session = NULL;
+                session_free(s);
+                smtp_session_start(d);
+                return;
+        }
+        bool connect_phase = s->state == ST_CONNECT || s->state == ST_GREETING;
+        if (d && (!connect_phase || d->next_target >= d->n_targets))
+                smtp_all_result(d, false, s->state == ST_CONNECT ? "4.4.1" : "4.4.2", "%s", diag);
+        delivery_release(s, connect_phase);
+        session_free(s);
+}
+
+/* --- the transaction --- */
+
+static const char *cmd_phase(const Cmd *c) {
+        switch (c->kind) {
+        case CMD_RSET: return "sending RSET";
+        case CMD_MAIL: return "sending MAIL FROM";
+        case CMD_RCPT: return "sending RCPT TO";
+        default: return "sending DATA command";
+        }
+}
+
+static usec_t cmd_timeout(const SmtpSession *s, const Cmd *c) {
+        const SmtpSettings *st = &s->smtp->s;
+        switch (c->kind) {
+        case CMD_RSET: return st->rset_timeout;
+        case CMD_MAIL: return st->mail_timeout;
+        case CMD_RCPT: return st->rcpt_timeout;
+        default: return st->data_init_timeout;
+        }
+}
+
+/* Sends the next command (without PIPELINING) or all of them (with). */
+static void send_commands(SmtpSession *s) {
+        while (s->sent < s->n_cmds && (s->pipelining || s->sent == s->replied)) {
+                Cmd *c = &s->cmds[s->sent];
+                if (c->kind == CMD_DATA && !s->pipelining && (!s->mail_ok || s->n_accepted == 0))
+                        break;   /* nothing to send DATA for */
+                if (send_text(s, s->cmdtext.data + c->start, c->end - c->start) < 0) {
+                        session_failed(s, "out of memory while %s", cmd_phase(c));
+                        return;
+                }
+                s->sent++;
+        }
+        if (s->replied < s->n_cmds)
+                set_timer(s, cmd_timeout(s, &s->cmds[s->replied]), cmd_phase(&s->cmds[s->replied]));
+        int r = flush(s);
+        if (r < 0)
+                session_failed(s, "lost connection with %s while %s", s->relay, strna(s->phase));
+}
+
+static bool reuse_allowed(const SmtpSession *s) {
+        const SmtpSettings *st = &s->smtp->s;
+        if (st->reuse_count_limit > 0 && s->uses >= st->reuse_count_limit)
+                return false;
+        return now_usec(CLOCK_MONOTONIC) - s->created < st->reuse_time_limit;
+}
+
+/* The transaction is over: hand the results back, then cache or close the connection. */
+static void transaction_end(SmtpSession *s, bool clean) {
+        delivery_release(s, false);
+        s->uses++;
+        if (!clean || !reuse_allowed(s) || s->smtp->s.cache_time_limit == 0) {
+                session_quit(s);
+                return;
+        }
+        s->state = ST_IDLE;
+        s->reused = false;
+        s->next = s->smtp->idle;
+        s->smtp->idle = s;
+        set_timer(s, s->smtp->s.cache_time_limit, "idle");
+}
+
+static int append_body(StrBuf *out, const char *p, size_t n) {
+        size_t i = 0;
+        int r = 0;
+        while (i < n && r >= 0) {
+                const char *nl = memchr(p + i, '\n', n - i);
+                size_t len = nl ? (size_t) (nl - (p + i)) : n - i;
+                if (p[i] == '.')
+                        r = strbuf_putc(out, '.');
+                if (r >= 0)
+                        r = strbuf_append(out, p + i, len);
+                if (r >= 0)
+                        r = strbuf_append(out, "\r\n", 2);
+                i += len + (nl ? 1 : 0);
+        }
+        if (r >= 0)
+                r = strbuf_append(out, ".\r\n", 3);
+        return r;
+}
+
+static void send_message(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        if (append_body(&s->out, d->content, d->content_len) < 0) {
+                smtp_all_result(d, false, "4.3.0", "out of memory while sending the message to %s", s->relay);
+                transaction_end(s, false);
+                return;
+        }
+        s->state = ST_DOT;
+        s->dot_replies = 0;
+        set_timer(s, s->smtp->s.data_xfer_timeout, "sending message body");
+        int r = flush(s);
+        if (r < 0) {
+                session_failed(s, "lost connection with %s while sending message body", s->relay);
+                return;
+        }
+        if (s->out.len == 0)
+                set_timer(s, s->smtp->s.data_done_timeout,
+                          "sending end of data -- message may be sent more than once");
+}
+
+static int add_cmd(SmtpSession *s, CmdKind kind, size_t rcpt, const char *fmt, ...) _printf_(4, 5);
+static int add_cmd(SmtpSession *s, CmdKind kind, size_t rcpt, const char *fmt, ...) {
+        va_list ap;
+        size_t start = s->cmdtext.len;
+        va_start(ap, fmt);
+        int r = strbuf_vprintf(&s->cmdtext, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        s->cmds[s->n_cmds++] = (Cmd) { .kind = kind, .rcpt = rcpt, .start = start, .end = s->cmdtext.len };
+        return 0;
+}
+
+static int append_xtext_param(StrBuf *b, const char *name, const char *value) {
+        int r = strbuf_printf(b, " %s=", name);
+        return r < 0 ? r : xtext_encode(value, strlen(value), b);
+}
+
+static int build_mail(SmtpSession *s, StrBuf *b) {
+        SmtpDelivery *d = s->d;
+        int r = strbuf_printf(b, "MAIL FROM:<%s>", strempty(d->msg.sender));
+        if (r >= 0 && s->size_limit != UINT64_MAX)
+                r = strbuf_printf(b, " SIZE=%llu", (unsigned long long) d->content_len);
+        if (r >= 0 && d->eightbit && s->eightbitmime)
+                r = strbuf_puts(b, " BODY=8BITMIME");
+        if (r >= 0 && s->dsn && d->msg.ret)
+                r = strbuf_puts(b, d->msg.ret == 1 ? " RET=FULL" : " RET=HDRS");
+        if (r >= 0 && s->dsn && !isempty(d->msg.envid))
+                r = append_xtext_param(b, "ENVID", d->msg.envid);
+        return r >= 0 ? strbuf_puts(b, "\r\n") : r;
+}
+
+static int build_rcpt(SmtpSession *s, StrBuf *b, const SmtpRcpt *rc) {
+        int r = strbuf_printf(b, "RCPT TO:<%s>", rc->address);
+        if (r >= 0 && s->dsn && rc->notify) {
+                if (rc->notify & QUEUE_NOTIFY_NEVER)
+                        r = strbuf_puts(b, " NOTIFY=NEVER");
+                else
+                        r = strbuf_printf(b, " NOTIFY=%s%s%s",
+                                          rc->notify & QUEUE_NOTIFY_SUCCESS ? "SUCCESS" : "",
+                                          (rc->notify & QUEUE_NOTIFY_SUCCESS) && (rc->notify & (QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY)) ? "," : "",
+                                          (rc->notify & QUEUE_NOTIFY_FAILURE) && (rc->notify & QUEUE_NOTIFY_DELAY) ? "FAILURE,DELAY" :
+                                          rc->notify & QUEUE_NOTIFY_FAILURE ? "FAILURE" :
+                                          rc->notify & QUEUE_NOTIFY_DELAY ? "DELAY" : "");
+        }
+        if (r >= 0 && s->dsn && rc->orcpt) {
+                const char *semi = strchr(rc->orcpt, ';');
+                if (semi && semi > rc->orcpt) {
+                        r = strbuf_printf(b, " ORCPT=%.*s;", (int) (semi - rc->orcpt), rc->orcpt);
+                        if (r >= 0)
+                                r = xtext_encode(semi + 1, strlen(semi + 1), b);
+                }
+        }
+        return r >= 0 ? strbuf_puts(b, "\r\n") : r;
+}
+
+static void transaction_start(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        _cleanup_(strbuf_donep) StrBuf line = STRBUF_INIT;
+        int r = 0;
+
+        d->conn_usec = now_usec(CLOCK_REALTIME);
+        snprintf(d->relay, sizeof(d->relay), "%s", s->relay);
+        if (s->size_limit > 0 && s->size_limit != UINT64_MAX && d->content_len > s->size_limit) {
+                smtp_all_result(d, false, "5.3.4", "message size %zu exceeds size limit %llu of server %s",
+                                d->content_len, (unsigned long long) s->size_limit, s->relay);
+                transaction_end(s, !s->reused);
+                return;
+        }
+        if (d->eightbit && !s->eightbitmime) {
+                smtp_all_result(d, false, "4.6.3", "host %s does not announce 8BITMIME and the message "
+                                "has 8-bit content (conversion to quoted-printable is not implemented)",
+                                s->relay);
+                transaction_end(s, !s->reused);
+                return;
+        }
+
+        free(s->cmds);
+        free(s->accepted);
+        s->cmds = calloc(d->n_rcpts + 3, sizeof(Cmd));
+        s->accepted = calloc(d->n_rcpts + 1, sizeof(size_t));
+        if (!s->cmds || !s->accepted) {
+                smtp_all_result(d, false, "4.3.0", "out of memory");
+                transaction_end(s, false);
+                return;
+        }
+        strbuf_reset(&s->cmdtext);
+        s->n_cmds = s->sent = s->replied = s->n_accepted = 0;
+        s->mail_ok = false;
+        s->rset_ok = !s->reused;
+        s->state = ST_TXN;
+        if (s->reused)
+                r = add_cmd(s, CMD_RSET, 0, "RSET\r\n");
+        if (r >= 0 && (r = build_mail(s, &line)) >= 0)
+                r = add_cmd(s, CMD_MAIL, 0, "%s", line.data);
+        for (size_t i = 0; r >= 0 && i < d->n_rcpts; i++) {
+                if (d->rcpts[i].done)
+                        continue;
+                strbuf_reset(&line);
+                if ((r = build_rcpt(s, &line, &d->rcpts[i])) >= 0)
+                        r = add_cmd(s, CMD_RCPT, i, "%s", line.data);
+        }
+        if (r >= 0)
+                r = add_cmd(s, CMD_DATA, 0, "DATA\r\n");
+        if (r < 0) {
+                smtp_all_result(d, false, "4.3.0", "out of memory");
+                transaction_end(s, false);
+                return;
+        }
+        send_commands(s);
+}
+
+/* A reply to the command cmds[replied]. */
+static void txn_reply(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        Cmd *c = &s->cmds[s->replied++];
+        int cls = s->reply.code / 100;
+
+        switch (c->kind) {
+        case CMD_RSET:
+                if (cls != 2) {
+                        session_failed(s, "host %s said: %s (in reply to RSET command)", s->relay, s->reply.text);
+                        return;
+                }
+                s->rset_ok = true;
+                break;
+        case CMD_MAIL:
+                s->rset_ok = true;
+                if (cls == 2)
+                        s->mail_ok = true;
+                else
+                        said(s, false, "MAIL FROM command");
+                break;
+        case CMD_RCPT:
+                if (!s->mail_ok)
+                        break;
+                if (cls == 2) {
+                        d->rcpts[c->rcpt].accepted = true;
+                        s->accepted[s->n_accepted++] = c->rcpt;
+                } else {
+                        char dsn[16];
+                        smtp_reply_dsn(&s->reply, dsn);
+                        smtp_rcpt_result(d, c->rcpt, dsn, "host %s said: %s (in reply to RCPT TO command)",
+                                         s->relay, s->reply.text);
+                }
+                break;
+        case CMD_DATA:
+                if (!s->mail_ok || s->n_accepted == 0) {
+                        /* The pipelined DATA of a transaction without recipients: its 503/554 is
+                         * expected and means nothing; RSET makes the connection usable again. */
+                        transaction_end(s, cls != 2 && cls != 3);
+                        return;
+                }
+                if (s->reply.code == 354) {
+                        send_message(s);
+                        return;
+                }
+                said(s, true, "DATA command");
+                transaction_end(s, true);
+                return;
+        }
+        if (s->replied == s->sent && s->sent < s->n_cmds &&
+            s->cmds[s->sent].kind == CMD_DATA && (!s->mail_ok || s->n_accepted == 0)) {
+                transaction_end(s, true);   /* not pipelining: nothing accepted, DATA not sent */
+                return;
+        }
+        send_commands(s);
+}
+
+static void dot_reply(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        char dsn[16];
+        smtp_reply_dsn(&s->reply, dsn);
+        if (!s->lmtp) {
+                if (s->reply.code / 100 == 2)
+                        smtp_all_result(d, true, dsn, "%s", s->reply.text);
+                else
+                        said(s, true, "end of DATA command");
+                transaction_end(s, true);
+                return;
+        }
+        size_t i = s->accepted[s->dot_replies++];
+        if (s->reply.code / 100 == 2)
+                smtp_rcpt_result(d, i, dsn, "%s", s->reply.text);
+        else
+                smtp_rcpt_result(d, i, dsn, "host %s said: %s (in reply to end of DATA command)", s->relay,
+                                 s->reply.text);
+        if (s->dot_replies == s->n_accepted)
+                transaction_end(s, true);
+        else
+                set_timer(s, s->smtp->s.data_done_timeout, "sending end of data -- message may be sent more than once");
+}
+
+/* --- handshake --- */
+
+static bool names_me(const SmtpSession *s, const char *text) {
+        size_t n = strcspn(text, " \t");
+        const char *me = s->smtp->s.myhostname;
+        return n > 0 && strlen(me) == n && strncasecmp(text, me, n) == 0;
+}
+
+static void loops_back(SmtpSession *s) {
+        smtp_all_result(s->d, false, "5.4.6", "mail for %s loops back to myself", s->d->nexthop);
+        delivery_release(s, false);
+        session_quit(s);
+}
+
+static void send_hello(SmtpSession *s, const char *verb) {
+        char buf[600];
+        int n = snprintf(buf, sizeof(buf), "%s %s\r\n", verb, s->smtp->s.helo_name);
+        if (send_text(s, buf, (size_t) MIN(n, (int) sizeof(buf) - 1)) < 0) {
+                session_failed(s, "out of memory while sending %s", verb);
+                return;
+        }
+        set_timer(s, s->smtp->s.helo_timeout,
+                  streq(verb, "EHLO") ? "performing the EHLO handshake" :
+                  streq(verb, "LHLO") ? "performing the LHLO handshake" : "performing the HELO handshake");
+        if (flush(s) < 0)
+                session_failed(s, "lost connection with %s while %s", s->relay, s->phase);
+}
+
+static void parse_ehlo(SmtpSession *s) {
+        s->pipelining = s->dsn = s->eightbitmime = false;
+        s->size_limit = UINT64_MAX;   /* no SIZE keyword */
+        for (size_t i = 1; i < s->reply.n_lines; i++) {
+                const char *k = s->reply.lines[i];
+                if (strcaseeq(k, "PIPELINING"))
+                        s->pipelining = true;
+                else if (strcaseeq(k, "DSN"))
+                        s->dsn = true;
+                else if (strcaseeq(k, "8BITMIME"))
+                        s->eightbitmime = true;
+                else if (strncasecmp(k, "SIZE", 4) == 0 && (k[4] == '\0' || k[4] == ' '))
+                        s->size_limit = k[4] ? strtoull(k + 5, NULL, 10) : 0;
+        }
+}
+
+static void handle_reply(SmtpSession *s) {
+        int cls = s->reply.code / 100;
+
+        switch (s->state) {
+        case ST_GREETING:
+                if (cls != 2) {
+                        /* A 5xx greeting only means "not this server" (smtp_skip_5xx_greeting). */
+                        char dsn[16];
+                        smtp_reply_dsn(&s->reply, dsn);
+                        dsn[0] = '4';
+                        if (s->d->next_target >= s->d->n_targets)
+                                smtp_all_result(s->d, false, dsn, "host %s refused to talk to me: %s",
+                                                s->relay, s->reply.text);
+                        delivery_release(s, true);
+                        session_quit(s);
+                        return;
+                }
+                if (names_me(s, s->reply.first_line))
+                        return loops_back(s);
+                s->state = ST_EHLO;
+                send_hello(s, s->lmtp ? "LHLO" : "EHLO");
+                return;
+        case ST_EHLO:
+        case ST_HELO:
+                if (cls != 2) {
+                        if (s->state == ST_EHLO && !s->lmtp && cls == 5) {
+                                s->state = ST_HELO;
+                                send_hello(s, "HELO");
+                                return;
+                        }
+                        said(s, false, s->state == ST_HELO ? "HELO command" :
+                                       s->lmtp ? "LHLO command" : "EHLO command");
+                        delivery_release(s, false);
+                        session_quit(s);
+                        return;
+                }
+                if (names_me(s, s->reply.first_line))
+                        return loops_back(s);
+                if (s->state == ST_EHLO)
+                        parse_ehlo(s);
+                else {
+                        s->pipelining = s->dsn = s->eightbitmime = false;
+                        s->size_limit = UINT64_MAX;
+                }
+                transaction_start(s);
+                return;
+        case ST_TXN:
+                txn_reply(s);
+                return;
+        case ST_DOT:
+                dot_reply(s);
+                return;
+        default:
+                /* A reply nobody asked for: an idle connection being closed by the server (421). */
+                session_free(s);
+                return;
+        }
+}
+
+/* --- I/O --- */
+
+static void on_readable(SmtpSession *s) {
+        char buf[16384];
+        ssize_t k = read(s->fd, buf, sizeof(buf));
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (k <= 0) {
+                if (s->state == ST_IDLE) {
+                        session_free(s);
+                        return;
+                }
+                session_failed(s, "lost connection with %s while %s", s->relay, strna(s->phase));
+                return;
+        }
+        if (strbuf_append(&s->in, buf, (size_t) k) < 0) {
+                session_failed(s, "out of memory while %s", strna(s->phase));
+                return;
+        }
+        for (;;) {
+                char *nl = s->in.data ? memchr(s->in.data, '\n', s->in.len) : NULL;
+                if (!nl) {
+                        if (s->in.len > SMTP_LINE_MAX)
+                                session_failed(s, "host %s sent a reply line longer than %d bytes while %s",
+                                               s->relay, SMTP_LINE_MAX, strna(s->phase));
+                        return;
+                }
+                size_t len = (size_t) (nl - s->in.data);
+                size_t consumed = len + 1;
+                if (len > 0 && s->in.data[len - 1] == '\r')
+                        len--;
+                if (s->state == ST_IDLE || s->state == ST_CONNECT) {
+                        session_free(s);
+                        return;
+                }
+                int r = smtp_reply_feed(&s->reply, s->in.data, len);
+                if (r < 0) {
+                        char bad[80];
+                        snprintf(bad, sizeof(bad), "%.*s", (int) MIN(len, (size_t) 60), s->in.data);
+                        session_failed(s, "host %s sent a malformed reply while %s: \"%s\"", s->relay,
+                                       strna(s->phase), bad);
+                        return;
+                }
+                strbuf_consume(&s->in, consumed);
+                if (r == 0)
+                        continue;
+                /* The handler may free s (several replies can arrive in one read: PIPELINING). */
+                bool alive = true;
+                s->alive = &alive;
+                handle_reply(s);
+                if (!alive)
+                        return;
+                s->alive = NULL;
+                smtp_reply_reset(&s->reply);
+        }
+}
+
+static void connected(SmtpSession *s) {
+        int one = 1;
+        (void) setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        s->state = ST_GREETING;
+        set_timer(s, s->smtp->s.helo_timeout, "receiving the initial server greeting");
+}
+
+static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        SmtpSession *s = userdata;
+
+        if (s->state == ST_CONNECT) {
+                int err = 0;
+                socklen_t l = sizeof(err);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+                        err = errno;
+                if (err != 0) {
+                        session_failed(s, "connect to %s: %s", s->relay, strerror(err));
+                        return 0;
+                }
+                connected(s);
+                update_events(s);
+                return 0;
+        }
+        if (revents & EPOLLOUT) {
+                if (flush(s) < 0) {
+                        session_failed(s, "lost connection with %s while %s", s->relay, strna(s->phase));
+                        return 0;
+                }
+                if (s->state == ST_DOT && s->out.len == 0)
+                        set_timer(s, s->smtp->s.data_done_timeout,
+                                  "sending end of data -- message may be sent more than once");
+        }
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                on_readable(s);
+        return 0;
+}
+
+static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        SmtpSession *s = userdata;
+        if (s->state == ST_IDLE) {
+                session_quit(s);
+                return 0;
+        }
+        if (s->state == ST_CONNECT)
+                session_failed(s, "connect to %s: Connection timed out", s->relay);
+        else
+                session_failed(s, "conversation with %s timed out while %s", s->relay, strna(s->phase));
+        return 0;
+}
+
+static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **ret) {
+        Smtp *smtp = d->smtp;
+        SmtpSession *s = calloc(1, sizeof(SmtpSession));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        smtp->n_sessions++;
+        s->smtp = smtp;
+        s->fd = -1;
+        s->target = *t;
+        s->lmtp = d->lmtp;
+        s->created = now_usec(CLOCK_MONOTONIC);
+        s->state = ST_CONNECT;
+        smtp_target_relay(t, s->relay, sizeof(s->relay));
+        if (asprintf(&s->key, "%s:%s", d->lmtp ? "lmtp" : "smtp", d->nexthop) < 0) {
+                s->key = NULL;
+                session_free(s);
+                return -ENOMEM;
+        }
+        s->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s->fd < 0) {
+                r = -errno;
+                session_free(s);
+                return r;
+        }
+        if (t->sa.ss_family != AF_UNIX && !isempty(smtp->s.bind_address)) {
+                struct addrinfo hints = { .ai_family = t->sa.ss_family, .ai_socktype = SOCK_STREAM,
+                                          .ai_flags = AI_NUMERICHOST | AI_PASSIVE };
+                struct addrinfo *res = NULL;
+                if (getaddrinfo(smtp->s.bind_address, NULL, &hints, &res) == 0 && res) {
+                        if (bind(s->fd, res->ai_addr, res->ai_addrlen) < 0)
+                                log_warning("smtp_bind_address %s: cannot bind: %m", smtp->s.bind_address);
+                        freeaddrinfo(res);
+                }
+        }
+        r = sd_event_add_io(smtp->event, &s->io, s->fd, EPOLLOUT, on_io, s);
+        if (r < 0) {
+                session_free(s);
+                return r;
+        }
+        *ret = s;
+        if (connect(s->fd, (const struct sockaddr *) &t->sa, t->salen) < 0 && errno != EINPROGRESS) {
+                /* Reported like any other connect failure, from the event loop's point of view. */
+                r = errno;
+                s->d = d;
+                d->session = s;
+                session_failed(s, "connect to %s: %s", s->relay, strerror(r));
+                *ret = NULL;
+                return 0;
+        }
+        set_timer(s, smtp->s.connect_timeout, "connecting");
+        return 0;
+}
+
+/* Starts delivery d: reuses an idle connection to its next hop or connects to the next target. */
+void smtp_session_start(SmtpDelivery *d) {
+        Smtp *smtp = d->smtp;
+        _cleanup_free_ char *key = NULL;
+
+        if (!d->retried && d->next_target == 0 && asprintf(&key, "%s:%s", d->lmtp ? "lmtp" : "smtp", d->nexthop) >= 0)
+                for (SmtpSession *s = smtp->idle; s; s = s->next) {
+                        if (!streq(s->key, key))
+                                continue;
+                        if (!reuse_allowed(s))
+                                continue;
+                        session_unlink_idle(s);
+                        s->d = d;
+                        d->session = s;
+                        s->reused = true;
+                        d->next_target = d->n_targets;   /* a failure here is final or retried */
+                        transaction_start(s);
+                        return;
+                }
+
+        while (d->next_target < d->n_targets) {
+                SmtpSession *s = NULL;
+                const SmtpTarget *t = &d->targets[d->next_target++];
+                int r = session_connect(d, t, &s);
+                if (r < 0) {
+                        char relay[400];
+                        smtp_target_relay(t, relay, sizeof(relay));
+                        if (d->next_target >= d->n_targets) {
+                                smtp_all_result(d, false, "4.4.1", "connect to %s: %s", relay, strerror(-r));
+                                smtp_delivery_finish(d);
+                                return;
+                        }
+                        continue;
+                }
+                if (s) {
+                        s->d = d;
+                        d->session = s;
+                }
+                return;   /* either connecting, or session_failed() moved on already */
+        }
+        smtp_all_result(d, false, "4.4.1", "no address to connect to for %s", d->nexthop);
+        smtp_delivery_finish(d);
+}
+
+/* Detaches d from its session (which is closed). */
+void smtp_session_abort(SmtpDelivery *d) {
+        if (d->session) {
+                d->session->d = NULL;
+                session_free(d->session);
+                d->session = NULL;
+        }
+}
+
+/* Frees every cached connection (shutdown). */
+void smtp_sessions_done(Smtp *smtp) {
+        while (smtp->idle)
+                session_quit(smtp->idle);
+}

@@ -1,0 +1,389 @@
+/* smtp.c — postern-smtp, the SMTP and LMTP delivery agent (Postfix's smtp(8)/lmtp(8)).
+ *
+ * Serves request=deliver (docs/architecture.md "IPC verbs") on the "smtp" socket and, when
+ * passed, the "lmtp" socket: loads the envelope and content from the queue, resolves the next
+ * hop (smtp-nexthop.c), runs the conversation on a new or cached connection (smtp-session.c) and
+ * answers with one result per recipient, same indexes, as postern-local does. Logs Postfix's
+ * "<id>: to=<...>, relay=host[addr]:port, delay=..., delays=a/b/c/d, dsn=..., status=..." line
+ * for each recipient. Everything runs in one sd-event loop; many deliveries at once.
+ *
+ * Parameters: myhostname, queue_directory, smtp_helo_name, smtp_bind_address, the smtp_*_timeout
+ * family, smtp_connection_cache_time_limit, smtp_connection_reuse_time_limit and
+ * smtp_connection_reuse_count_limit (LMTP uses the same ones). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/daemon.h"
+#include "log/log.h"
+#include "mail/delay.h"
+#include "smtp.h"
+
+typedef struct SmtpListener {
+        Smtp *smtp;
+        bool lmtp;
+        IpcServer *server;
+} SmtpListener;
+
+static void settings_done(SmtpSettings *s) {
+        free(s->queue_directory);
+        free(s->myhostname);
+        free(s->helo_name);
+        free(s->bind_address);
+        *s = (SmtpSettings) {};
+}
+
+static usec_t conf_usec(Conf *c, const char *name) {
+        return (usec_t) conf_get_time(c, NULL, name) * USEC_PER_SEC;
+}
+
+static int settings_load(Conf *c, SmtpSettings *ret) {
+        SmtpSettings n = {};
+        const char *helo = conf_get(c, "smtp_helo_name");
+        n.queue_directory = strdup(strempty(conf_get(c, "queue_directory")));
+        n.myhostname = strdup(strempty(conf_get(c, "myhostname")));
+        n.helo_name = strdup(isempty(helo) ? strempty(conf_get(c, "myhostname")) : helo);
+        n.bind_address = strdup(strempty(conf_get(c, "smtp_bind_address")));
+        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address) {
+                settings_done(&n);
+                return log_oom();
+        }
+        n.connect_timeout = conf_usec(c, "smtp_connect_timeout");
+        n.helo_timeout = conf_usec(c, "smtp_helo_timeout");
+        n.mail_timeout = conf_usec(c, "smtp_mail_timeout");
+        n.rcpt_timeout = conf_usec(c, "smtp_rcpt_timeout");
+        n.data_init_timeout = conf_usec(c, "smtp_data_init_timeout");
+        n.data_xfer_timeout = conf_usec(c, "smtp_data_xfer_timeout");
+        n.data_done_timeout = conf_usec(c, "smtp_data_done_timeout");
+        n.rset_timeout = conf_usec(c, "smtp_rset_timeout");
+        n.quit_timeout = conf_usec(c, "smtp_quit_timeout");
+        n.cache_time_limit = conf_usec(c, "smtp_connection_cache_time_limit");
+        n.reuse_time_limit = conf_usec(c, "smtp_connection_reuse_time_limit");
+        n.reuse_count_limit = (unsigned) conf_get_int(c, NULL, "smtp_connection_reuse_count_limit");
+        *ret = n;
+        return 0;
+}
+
+static void delivery_free(SmtpDelivery *d) {
+        if (!d)
+                return;
+        smtp_session_abort(d);
+        for (size_t i = 0; i < d->n_rcpts; i++) {
+                free(d->rcpts[i].address);
+                free(d->rcpts[i].orcpt);
+                free(d->rcpts[i].diag);
+        }
+        free(d->rcpts);
+        free(d->targets);
+        free(d->nexthop);
+        free(d->content);
+        if (d->have_msg)
+                queue_message_done(&d->msg);
+        if (d->conn)
+                ipc_conn_unref(d->conn);
+        if (d->smtp) {
+                if (d->prev)
+                        d->prev->next = d->next;
+                else
+                        d->smtp->deliveries = d->next;
+                if (d->next)
+                        d->next->prev = d->prev;
+        }
+        free(d);
+}
+
+static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) {
+        if (rc->done)
+                return;
+        char *diag = NULL;
+        if (vasprintf(&diag, fmt, ap) < 0)
+                diag = NULL;
+        snprintf(rc->dsn, sizeof(rc->dsn), "%s", dsn);
+        free(rc->diag);
+        rc->diag = diag;
+        rc->done = true;
+}
+
+/* Records a result for recipient i unless it has one. */
+void smtp_rcpt_result(SmtpDelivery *d, size_t i, const char *dsn, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        rcpt_vresult(&d->rcpts[i], dsn, fmt, ap);
+        va_end(ap);
+}
+
+/* Records a result for every recipient without one (accepted_only: only those accepted). */
+void smtp_all_result(SmtpDelivery *d, bool accepted_only, const char *dsn, const char *fmt, ...) {
+        for (size_t i = 0; i < d->n_rcpts; i++) {
+                if (accepted_only && !d->rcpts[i].accepted)
+                        continue;
+                va_list ap;
+                va_start(ap, fmt);
+                rcpt_vresult(&d->rcpts[i], dsn, fmt, ap);
+                va_end(ap);
+        }
+}
+
+static void log_rcpt(SmtpDelivery *d, const SmtpRcpt *rc, usec_t end) {
+        char d0[32], d1[32], d2[32], d3[32], d4[32];
+        usec_t conn = d->conn_usec ? d->conn_usec : end;
+        const char *status = rc->dsn[0] == '2' ? "sent" : rc->dsn[0] == '5' ? "bounced" : "deferred";
+        const char *relay = d->relay[0] ? d->relay : "none";
+        const char *orig = NULL;
+        if (rc->orcpt) {
+                const char *semi = strchr(rc->orcpt, ';');
+                orig = semi ? semi + 1 : NULL;
+                if (orig && strcaseeq(orig, rc->address))
+                        orig = NULL;
+        }
+        log_fields(LOG_INFO, &((LogFields) { .queue_id = d->queue_id, .sender = d->msg.sender,
+                                             .recipient = rc->address, .relay = relay,
+                                             .dsn = rc->dsn, .status = status }),
+                   "%s: to=<%s>%s%s%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                   d->queue_id, rc->address, orig ? ", orig_to=<" : "", orig ? orig : "", orig ? ">" : "",
+                   relay,
+                   delay_format(delay_between(end, d->arrival), d0, sizeof(d0)),
+                   delay_format(delay_between(d->active, d->arrival), d1, sizeof(d1)),
+                   delay_format(delay_between(d->received, d->active), d2, sizeof(d2)),
+                   delay_format(delay_between(conn, d->received), d3, sizeof(d3)),
+                   delay_format(delay_between(end, conn), d4, sizeof(d4)),
+                   rc->dsn, status, strna(rc->diag));
+}
+
+/* Replies to qmgr and frees d. */
+void smtp_delivery_finish(SmtpDelivery *d) {
+        _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
+        usec_t end = now_usec(CLOCK_REALTIME);
+        int r;
+
+        d->session = NULL;
+        if ((r = ipc_record_add(&reply, "status", "ok")) < 0 ||
+            (r = ipc_record_addf(&reply, "count", "%zu", d->n_rcpts)) < 0)
+                goto fail;
+        for (size_t i = 0; i < d->n_rcpts; i++) {
+                SmtpRcpt *rc = &d->rcpts[i];
+                char id[32];
+                if (!rc->done)
+                        smtp_rcpt_result(d, i, "4.3.0", "internal error: no result");
+                log_rcpt(d, rc, end);
+                snprintf(id, sizeof(id), "%" PRId64, rc->id);
+                const char *action = rc->dsn[0] == '2' ? "delivered" : rc->dsn[0] == '5' ? "bounced" : "deferred";
+                if ((r = ipc_record_add_indexed(&reply, "rcpt_id", i, id)) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "action", i, action)) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "dsn", i, rc->dsn)) < 0 ||
+                    (r = ipc_record_add_indexed(&reply, "diag", i, strna(rc->diag))) < 0)
+                        goto fail;
+        }
+        r = ipc_conn_reply(d->conn, &reply);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot send delivery results to the queue manager: %m", d->queue_id);
+        delivery_free(d);
+        return;
+fail:
+        log_error_errno(r, "%s: cannot build reply: %m", d->queue_id);
+        (void) ipc_conn_reply_error(d->conn, "out of memory");
+        delivery_free(d);
+}
+
+static void on_resolved(const char *dsn, const char *diag, SmtpTarget *targets, size_t n, void *userdata) {
+        SmtpDelivery *d = userdata;
+        if (dsn || n == 0) {
+                free(targets);
+                smtp_all_result(d, false, dsn ? dsn : "4.4.3", "%s", diag ? diag : "no address for next hop");
+                smtp_delivery_finish(d);
+                return;
+        }
+        d->targets = targets;
+        d->n_targets = n;
+        smtp_session_start(d);
+}
+
+static int ensure_queue(Smtp *s) {
+        if (s->queue)
+                return 0;
+        int r = queue_open(s->s.queue_directory, 0, &s->queue);
+        if (r < 0)
+                log_error_errno(r, "Cannot open the queue in %s: %m", s->s.queue_directory);
+        return r;
+}
+
+static bool has_8bit(const char *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) p[i] >= 0x80)
+                        return true;
+        return false;
+}
+
+static int reply_error(IpcConn *c, const char *reason) {
+        (void) ipc_conn_reply_error(c, reason);
+        return 0;
+}
+
+static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
+        SmtpListener *l = userdata;
+        Smtp *smtp = l->smtp;
+        long long count;
+        int r;
+
+        const char *verb = ipc_record_get(rec, "request");
+        if (!verb || !streq(verb, "deliver"))
+                return reply_error(c, "unknown request");
+        const char *queue_id = ipc_record_get(rec, "queue_id");
+        if (!queue_id || !queue_id_valid(queue_id))
+                return reply_error(c, "missing or invalid queue_id");
+        const char *nexthop = ipc_record_get(rec, "nexthop");
+        if (isempty(nexthop))
+                return reply_error(c, "missing nexthop");
+        r = ipc_record_get_int(rec, "count", &count);
+        if (r < 0 || count < 1 || count > SMTP_MAX_RCPT)
+                return reply_error(c, "missing or invalid count");
+        for (long long i = 0; i < count; i++) {
+                const char *a = ipc_record_get_indexed(rec, "rcpt", (size_t) i);
+                const char *id = ipc_record_get_indexed(rec, "rcpt_id", (size_t) i);
+                char *end = NULL;
+                if (isempty(a) || isempty(id) || (strtoll(id, &end, 10), !end || *end))
+                        return reply_error(c, "missing or invalid rcpt/rcpt_id");
+        }
+
+        SmtpDelivery *d = calloc(1, sizeof(SmtpDelivery));
+        if (!d)
+                return reply_error(c, "out of memory");
+        d->smtp = smtp;
+        d->next = smtp->deliveries;
+        if (smtp->deliveries)
+                smtp->deliveries->prev = d;
+        smtp->deliveries = d;
+        d->conn = ipc_conn_ref(c);
+        d->lmtp = l->lmtp;
+        snprintf(d->queue_id, sizeof(d->queue_id), "%s", queue_id);
+        d->received = now_usec(CLOCK_REALTIME);
+        d->nexthop = strdup(nexthop);
+        d->rcpts = calloc((size_t) count, sizeof(SmtpRcpt));
+        if (!d->nexthop || !d->rcpts) {
+                delivery_free(d);
+                return reply_error(c, "out of memory");
+        }
+        d->n_rcpts = (size_t) count;
+        for (size_t i = 0; i < d->n_rcpts; i++) {
+                SmtpRcpt *rc = &d->rcpts[i];
+                const char *orcpt = ipc_record_get_indexed(rec, "orcpt", i);
+                rc->id = strtoll(ipc_record_get_indexed(rec, "rcpt_id", i), NULL, 10);
+                rc->address = strdup(ipc_record_get_indexed(rec, "rcpt", i));
+                rc->orcpt = orcpt ? strdup(orcpt) : NULL;
+                if (!rc->address || (orcpt && !rc->orcpt)) {
+                        delivery_free(d);
+                        return reply_error(c, "out of memory");
+                }
+        }
+
+        QueueRecipient *qr = NULL;
+        size_t n_qr = 0;
+        r = ensure_queue(smtp);
+        if (r >= 0)
+                r = queue_load_message(smtp->queue, queue_id, &d->msg, &qr, &n_qr);
+        if (r == -ENOENT) {
+                log_warning("%s: delivery request for a message that is not in the queue", queue_id);
+                delivery_free(d);
+                return reply_error(c, "no such message");
+        }
+        if (r >= 0) {
+                d->have_msg = true;
+                r = queue_load_content(smtp->queue, queue_id, &d->content, &d->content_len);
+        }
+        if (r < 0) {
+                if (smtp->queue)
+                        log_error_errno(r, "%s: cannot read message from the queue: %s", queue_id,
+                                        queue_last_error(smtp->queue));
+                smtp->queue = queue_close(smtp->queue);   /* reopened by the next request */
+                queue_recipients_free(qr, n_qr);
+                smtp_all_result(d, false, "4.3.0", "queue read error");
+                smtp_delivery_finish(d);
+                return 0;
+        }
+        /* NOTIFY= lives in the queue's recipient rows, not in the request. */
+        for (size_t i = 0; i < d->n_rcpts; i++)
+                for (size_t k = 0; k < n_qr; k++)
+                        if (qr[k].id == d->rcpts[i].id)
+                                d->rcpts[i].notify = qr[k].notify;
+        queue_recipients_free(qr, n_qr);
+
+        long long v;
+        d->arrival = ipc_record_get_int(rec, "arrival", &v) >= 0 && v >= 0 ? (usec_t) v : d->msg.arrival_usec;
+        d->active = ipc_record_get_int(rec, "active", &v) >= 0 && v >= 0 ? (usec_t) v : d->received;
+        d->eightbit = has_8bit(d->content, d->content_len);
+
+        r = smtp_resolve(smtp->event, d->nexthop, d->lmtp, on_resolved, d);
+        if (r < 0) {
+                smtp_all_result(d, false, "4.3.0", "cannot resolve %s: %s", d->nexthop, strerror(-r));
+                smtp_delivery_finish(d);
+        }
+        return 0;
+}
+
+static int on_reload(Daemon *dm, Conf *conf, void *userdata) {
+        Smtp *s = userdata;
+        SmtpSettings n;
+        int r = settings_load(conf, &n);
+        if (r < 0)
+                return r;
+        bool moved = !streq(n.queue_directory, s->s.queue_directory);
+        settings_done(&s->s);
+        s->s = n;
+        if (moved)
+                s->queue = queue_close(s->queue);
+        return 0;
+}
+
+static int run(void) {
+        _cleanup_daemon_free_ Daemon *dm = NULL;
+        Smtp smtp = {};
+        SmtpListener listeners[2] = { { .smtp = &smtp, .lmtp = false }, { .smtp = &smtp, .lmtp = true } };
+        int r, served = 0;
+
+        r = daemon_new("smtp", &dm);
+        if (r < 0)
+                return EXIT_FAILURE;
+        smtp.event = daemon_event(dm);
+        r = settings_load(daemon_conf(dm), &smtp.s);
+        if (r < 0)
+                return EXIT_FAILURE;
+        for (size_t i = 0; i < 2; i++) {
+                const char *name = listeners[i].lmtp ? "lmtp" : "smtp";
+                int fd = daemon_take_fd(dm, name);
+                if (fd < 0)
+                        continue;
+                r = ipc_server_new(smtp.event, fd, on_request, &listeners[i], &listeners[i].server);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot serve the %s socket: %m", name);
+                        settings_done(&smtp.s);
+                        return EXIT_FAILURE;
+                }
+                served++;
+        }
+        if (served == 0) {
+                log_error("No \"smtp\" or \"lmtp\" socket was passed (run from postern-smtp.socket)");
+                settings_done(&smtp.s);
+                return EXIT_FAILURE;
+        }
+        daemon_set_reload(dm, on_reload, &smtp);
+        if (queue_open(smtp.s.queue_directory, 0, &smtp.queue) < 0)
+                smtp.queue = NULL;   /* qmgr creates it; reopened lazily */
+
+        r = daemon_run(dm);
+
+        while (smtp.deliveries)
+                delivery_free(smtp.deliveries);
+        smtp_sessions_done(&smtp);
+        for (size_t i = 0; i < 2; i++)
+                ipc_server_free(listeners[i].server);
+        queue_close(smtp.queue);
+        settings_done(&smtp.s);
+        return r;
+}
+
+int main(int argc, char **argv) {
+        return run();
+}

@@ -1,0 +1,143 @@
+/* smtp.h — postern-smtp's internal interface (Postfix's smtp(8) and lmtp(8) in one binary).
+ *
+ *   smtp.c          main(): settings, the "smtp" and "lmtp" IPC sockets, delivery requests,
+ *                   per-recipient results and the to=<...> log lines
+ *   smtp-nexthop.c  a next hop ("[192.0.2.1]:25", "unix:/path", ...) to an ordered address list:
+ *                   the plug where the DNS resolver (MX lookups) goes
+ *   smtp-session.c  one outbound SMTP/LMTP connection: connect, EHLO/LHLO, MAIL/RCPT/DATA with
+ *                   PIPELINING, end of data, RSET/QUIT; the cache of idle connections for reuse
+ *   smtp-reply.c    parsing server replies and turning them into DSN status and diagnostics
+ *
+ * A delivery (one qmgr request) runs on one session at a time; many sessions share the event
+ * loop, nothing blocks. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <systemd/sd-event.h>
+
+#include "basic/macro.h"
+#include "basic/strbuf.h"
+#include "conf/conf.h"
+#include "ipc/ipc.h"
+#include "queue/queue.h"
+
+/* A reply longer than this (all lines) is cut; the session is dropped beyond SMTP_LINE_MAX. */
+#define SMTP_REPLY_TEXT_MAX 4096
+#define SMTP_LINE_MAX 8192
+#define SMTP_MAX_RCPT 10000
+
+typedef struct SmtpSettings {
+        char *queue_directory;
+        char *myhostname;
+        char *helo_name;              /* smtp_helo_name (also LHLO) */
+        char *bind_address;           /* smtp_bind_address, "" = any */
+        usec_t connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout,
+               data_xfer_timeout, data_done_timeout, rset_timeout, quit_timeout;
+        usec_t cache_time_limit;      /* smtp_connection_cache_time_limit: idle connections */
+        usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
+        unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
+} SmtpSettings;
+
+/* One address to try for a next hop. */
+typedef struct SmtpTarget {
+        struct sockaddr_storage sa;
+        socklen_t salen;
+        char host[256];               /* name for logs: the literal itself, or the socket path */
+        char addr[128];               /* numeric address or socket path */
+        unsigned port;                /* 0 for AF_UNIX */
+} SmtpTarget;
+
+/* smtp-nexthop.c */
+/* Called once with the ordered targets (caller frees the array) or with a failure described by
+ * dsn ("4.4.3", "5.1.2") and diag. */
+typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget *targets,
+                                   size_t n, void *userdata);
+/* Turns a next hop into addresses. Asynchronous interface (today's numeric-only version answers
+ * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
+int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
+                 void *userdata);
+/* "host[addr]:port" or "host[path]" for logs and diagnostics. */
+void smtp_target_relay(const SmtpTarget *t, char *buf, size_t size);
+
+/* smtp-reply.c */
+typedef struct SmtpReply {
+        int code;                     /* 0 until complete */
+        char text[SMTP_REPLY_TEXT_MAX]; /* "250 2.0.0 Ok" with continuation lines joined by ' ' */
+        size_t len;
+        char first_line[512];         /* text of the first line after the code (EHLO hostname) */
+        char **lines;                 /* each line's text after "250-" (for EHLO keywords) */
+        size_t n_lines;
+} SmtpReply;
+/* Feeds one line (without CRLF). Returns 1 when the reply is complete, 0 when more lines
+ * follow, -EBADMSG for a line that is not a reply line. */
+int smtp_reply_feed(SmtpReply *r, const char *line, size_t len);
+void smtp_reply_reset(SmtpReply *r);
+/* The enhanced status for a reply: its own d.d.d (class forced to the reply's) or X.0.0. */
+void smtp_reply_dsn(const SmtpReply *r, char dsn[16]);
+
+/* The result for one recipient. */
+typedef struct SmtpRcpt {
+        int64_t id;
+        char *address;
+        char *orcpt;                  /* "rfc822;addr" or NULL */
+        unsigned notify;
+        bool done;
+        bool accepted;                /* RCPT TO answered 2xx in the current transaction */
+        char dsn[16];
+        char *diag;
+} SmtpRcpt;
+
+typedef struct Smtp Smtp;
+typedef struct SmtpSession SmtpSession;
+
+/* One delivery request from qmgr. */
+typedef struct SmtpDelivery {
+        Smtp *smtp;
+        IpcConn *conn;
+        bool lmtp;
+        char queue_id[QUEUE_ID_MAX];
+        char *nexthop;
+        QueueMessage msg;
+        bool have_msg;
+        char *content;                /* LF form */
+        size_t content_len;
+        bool eightbit;                /* the content has bytes >= 0x80 */
+        usec_t arrival, active, received, conn_usec;
+        SmtpRcpt *rcpts;
+        size_t n_rcpts;
+        SmtpTarget *targets;
+        size_t n_targets, next_target;
+        char relay[400];              /* of the session in use, "none" before */
+        bool retried;                 /* a reused connection failed and a fresh one was tried */
+        SmtpSession *session;
+        struct SmtpDelivery *prev, *next;
+} SmtpDelivery;
+
+struct Smtp {
+        sd_event *event;
+        SmtpSettings s;
+        Queue *queue;
+        SmtpDelivery *deliveries;
+        SmtpSession *idle;            /* cached connections, most recent first */
+        size_t n_sessions;
+};
+
+/* smtp.c */
+/* Records a result for recipient i unless it has one. */
+void smtp_rcpt_result(SmtpDelivery *d, size_t i, const char *dsn, const char *fmt, ...) _printf_(4, 5);
+/* Records a result for every recipient without one (accepted_only: only those accepted). */
+void smtp_all_result(SmtpDelivery *d, bool accepted_only, const char *dsn, const char *fmt, ...) _printf_(4, 5);
+/* Called by the session layer when the delivery has a result for every recipient (or must be
+ * finished as it is): replies to qmgr and frees d. */
+void smtp_delivery_finish(SmtpDelivery *d);
+
+/* smtp-session.c */
+/* Starts delivery d: reuses an idle connection to its next hop or connects to the next target. */
+void smtp_session_start(SmtpDelivery *d);
+/* Frees every cached connection and detaches sessions (shutdown). */
+void smtp_sessions_done(Smtp *s);
+/* Detaches d from its session (which is closed). */
+void smtp_session_abort(SmtpDelivery *d);

@@ -1,0 +1,188 @@
+"""Real SMTP/LMTP peers for the postern-smtp tests: Postfix's smtp-sink (counting and dumping
+what it receives), aiosmtpd servers with scripted replies, and a small scripted line server for
+the stages aiosmtpd cannot fail (greeting, DATA itself, silence, per-recipient LMTP replies)."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+
+
+def free_port(host="127.0.0.1"):
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(host, port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
+class Sink:
+    """smtp-sink on host:port dumping each message into its own file under dump_dir."""
+
+    def __init__(self, dump_dir, host="127.0.0.1", port=None, extra=()):
+        self.host = host
+        self.port = port or free_port(host)
+        self.dump_dir = pathlib.Path(dump_dir)
+        self.dump_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dump_dir, 0o777)
+        self.proc = subprocess.Popen(["smtp-sink", "-u", "nobody", "-d", f"{self.dump_dir}/%M.",
+                                      *extra, f"{host}:{self.port}", "1000"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(host, self.port)
+        self.probe_connections = 1
+
+    def messages(self):
+        files = sorted(p for p in self.dump_dir.rglob("*") if p.is_file())
+        return [f.read_bytes() for f in files]
+
+    def wait_count(self, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.messages()) >= n:
+                return self.messages()
+            time.sleep(0.05)
+        raise AssertionError(f"smtp-sink got {len(self.messages())} messages, expected {n}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+
+
+class Scripted:
+    """A line-based SMTP (or LMTP) server on TCP or a UNIX socket. `replies` maps a stage
+    ("greeting", "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "DOT", "RSET") to the reply
+    text; "RCPT" and "DOT" may be callables taking the recipient (or the list of accepted
+    recipients for LMTP "DOT") and returning one reply (or a list of replies). A reply of None
+    means: say nothing and keep the connection open (to provoke timeouts)."""
+
+    EHLO = "250-scripted\r\n250-PIPELINING\r\n250-SIZE {size}\r\n250-8BITMIME\r\n250 DSN"
+
+    def __init__(self, replies=None, unix_path=None, size=10240000, lmtp=False, ehlo=None):
+        self.replies = {"greeting": "220 scripted ESMTP", "EHLO": ehlo or self.EHLO.format(size=size),
+                        "LHLO": ehlo or self.EHLO.format(size=size), "HELO": "250 scripted",
+                        "MAIL": "250 2.1.0 Ok", "RCPT": "250 2.1.5 Ok", "DATA": "354 go ahead",
+                        "DOT": "250 2.0.0 Ok: queued as SCRIPTED", "RSET": "250 2.0.0 Ok",
+                        "QUIT": "221 2.0.0 Bye"}
+        self.replies.update(replies or {})
+        self.lmtp = lmtp
+        self.connections = 0
+        self.commands = []          # every command line received, in order
+        self.messages = []          # message bodies as received (dot-stuffed wire form)
+        if unix_path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(str(unix_path))
+            self.address = str(unix_path)
+        else:
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+        self.sock.listen(100)
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _reply(self, conn, stage, arg=None):
+        r = self.replies.get(stage)
+        if callable(r):
+            r = r(arg)
+        if r is None:
+            return False
+        for line in (r if isinstance(r, list) else [r]):
+            conn.sendall(line.encode() + b"\r\n")
+        return True
+
+    def _serve(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        f = conn.makefile("rb")
+        accepted = []
+        mail_ok = False
+        try:
+            if not self._reply(conn, "greeting"):
+                time.sleep(3600)
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.decode(errors="replace").rstrip("\r\n")
+                self.commands.append(cmd)
+                verb = cmd.split(" ", 1)[0].split(":", 1)[0].upper()
+                if verb in ("RCPT", "DATA") and not mail_ok:
+                    conn.sendall(b"503 5.5.1 Error: need MAIL command\r\n")
+                    continue
+                if verb == "DATA" and not accepted:
+                    conn.sendall(b"554 5.5.1 Error: no valid recipients\r\n")
+                    continue
+                if verb == "RCPT":
+                    addr = cmd[cmd.index("<") + 1:cmd.index(">")]
+                    r = self.replies["RCPT"]
+                    rep = r(addr) if callable(r) else r
+                    conn.sendall(rep.encode() + b"\r\n")
+                    if rep.startswith("2"):
+                        accepted.append(addr)
+                    continue
+                if verb in ("MAIL", "RSET"):
+                    accepted = []
+                    mail_ok = False
+                if verb == "MAIL":
+                    mail_ok = self.replies["MAIL"].startswith("2")
+                if verb == "DATA":
+                    if not self._reply(conn, "DATA"):
+                        time.sleep(3600)
+                    if not self.replies["DATA"].startswith("354"):
+                        continue
+                    data = b""
+                    while True:
+                        l = f.readline()
+                        if not l:
+                            return
+                        if l == b".\r\n":
+                            break
+                        data += l
+                    self.messages.append(data)
+                    mail_ok = False
+                    r = self.replies["DOT"]
+                    if callable(r):
+                        r = r(accepted)
+                    if r is None:
+                        time.sleep(3600)
+                    for rep in (r if isinstance(r, list) else [r] * (len(accepted) if self.lmtp else 1)):
+                        conn.sendall(rep.encode() + b"\r\n")
+                    continue
+                if verb in self.replies:
+                    if not self._reply(conn, verb):
+                        time.sleep(3600)
+                    r = self.replies[verb]
+                    if verb == "QUIT" or (isinstance(r, str) and r.startswith("421")):
+                        return
+                else:
+                    conn.sendall(b"502 5.5.2 unknown command\r\n")
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
