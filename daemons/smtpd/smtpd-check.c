@@ -413,25 +413,42 @@ static Result check_login_mismatch(SmtpdEval *e, Restriction k) {
 static void eval_resume(SmtpdEval *e);
 static void handle_result(SmtpdEval *e, Result r, bool warn);
 
+/* A DNS check's result is final wording (see smtpd.h): "OK", a complete reply to send as it
+ * is, or "DEFER_IF_PERMIT " and a complete reply to keep until the end of the evaluation. */
+static Result apply_dns_result(SmtpdEval *e, const char *result) {
+        if (strcaseeq(result, "OK"))
+                return RES_OK;
+        const char *deferred = startswith(result, "DEFER_IF_PERMIT ");
+        const char *reply = deferred ? deferred : result;
+        if (!((reply[0] == '4' || reply[0] == '5') && isdigit((unsigned char) reply[1]) &&
+              isdigit((unsigned char) reply[2]) && reply[3] == ' ')) {
+                log_warning("%s: unexpected DNS check result \"%s\"; answering 451 4.3.5", e->op_elem->name, result);
+                set_reply(e, strdup("451 4.3.5 Server configuration error"));
+                return RES_REJECT;
+        }
+        if (deferred) {
+                if (!e->defer_if_permit && !(e->defer_if_permit = strdup(reply))) {
+                        set_reply(e, NULL);
+                        return RES_REJECT;
+                }
+                return RES_DUNNO;
+        }
+        set_reply(e, strdup(reply));
+        return RES_REJECT;
+}
+
 static void on_check_done(Session *s, const char *action, void *userdata) {
         SmtpdEval *e = userdata;
         const RestrictionElem *el = e->op_elem;
         Result r = RES_DUNNO;
 
+        (void) s;
         e->op = NULL;
         if (action && !strcaseeq(action, "DUNNO")) {
-                const char *entity = class_entity(e, e->cur), *label = class_labels[e->cur];
-                if (el->kind == RESTRICT_DNS) {
-                        if (strstr(el->name, "client") || strstr(el->name, "dnswl"))
-                                entity = s->id_text, label = "Client host";
-                        else if (strstr(el->name, "sender"))
-                                entity = strempty(s->sender), label = "Sender address";
-                        else if (strstr(el->name, "helo"))
-                                entity = strempty(s->helo), label = "Helo command";
-                        else if (strstr(el->name, "recipient"))
-                                entity = strempty(e->rcpt), label = "Recipient address";
-                }
-                r = apply_value(e, action, entity, label);
+                if (el->kind == RESTRICT_DNS)
+                        r = apply_dns_result(e, action);
+                else   /* policy: an access(5) action for the entity of the class */
+                        r = apply_value(e, action, class_entity(e, e->cur), class_labels[e->cur]);
         }
         handle_result(e, r, e->warn_async);
         eval_resume(e);

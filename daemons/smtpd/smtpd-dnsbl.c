@@ -7,9 +7,11 @@
  *   reject_unknown_helo_hostname          no A, AAAA or MX
  *   reject_unknown_client_hostname / _reverse_client_hostname   from the session's lookup
  *
- * Each check runs as an SmtpdCheck (see smtpd.h) and ends with an access(5) action text: NULL
- * to go on, "OK", or a reply ("554 5.7.1 Service unavailable; ..."), "DEFER_IF_PERMIT 4.1.8 ..."
- * for temporary DNS failures. A list hit's reply comes from rbl_reply_maps (keyed by zone) or
+ * Each check runs as an SmtpdCheck (see smtpd.h) and ends with a result in its final wording,
+ * which the restriction engine sends as it is (no "<entity>: ... rejected:" decoration): NULL to
+ * go on, "OK" (DNSWL hit), a complete reply ("554 5.7.1 Service unavailable; ..."), or
+ * "DEFER_IF_PERMIT " and a complete reply ("DEFER_IF_PERMIT 450 4.1.8 <a@b>: Sender address
+ * rejected: Domain not found") for temporary DNS failures. A list hit's reply comes from rbl_reply_maps (keyed by zone) or
  * default_rbl_reply, with $rbl_code, $rbl_domain, $rbl_class, $rbl_what, $rbl_reason, $rbl_txt
  * (the zone's TXT record), $client_address, $client_name, $helo_name, $sender, ... expanded.
  * A DNS list that fails temporarily counts as "not listed" (as in Postfix). */
@@ -73,7 +75,7 @@ typedef struct DnsCheck {
         int step;                 /* unknown domain/helo: which record type is being asked */
         DnsQuery *query;
         sd_event_source *defer;   /* delivers results that were known at once */
-        char *result;             /* the action text for done(), NULL = DUNNO */
+        char *result;             /* the result for done(), NULL = DUNNO */
 } DnsCheck;
 
 static void check_free(DnsCheck *c) {
@@ -130,7 +132,7 @@ static void set_result(DnsCheck *c, const char *fmt, ...) {
                 c->result = NULL;
         va_end(ap);
         if (!c->result)
-                c->result = strdup("DEFER_IF_PERMIT 4.3.0 Server out of memory");
+                c->result = strdup("451 4.3.0 Error: out of memory");
 }
 
 /* ---- $-expansion of rbl reply templates ---- */
@@ -436,8 +438,10 @@ static int start_list(DnsCheck *c, const char *arg) {
 
 /* ---- unknown domains and HELO names ---- */
 
-static const char *tempfail_keyword(const char *action) {
-        return action && streq(action, "defer") ? "DEFER" : "DEFER_IF_PERMIT";
+/* unknown_*_tempfail_action: "defer" refuses at once, "defer_if_permit" only if nothing else
+ * refuses (the engine keeps the reply until the end of the evaluation). */
+static const char *tempfail_prefix(const char *action) {
+        return action && streq(action, "defer") ? "" : "DEFER_IF_PERMIT ";
 }
 
 static void unknown_reply(DnsCheck *c, bool temporary) {
@@ -446,8 +450,8 @@ static void unknown_reply(DnsCheck *c, bool temporary) {
 
         if (c->kind == CK_UNKNOWN_HELO_HOSTNAME) {
                 if (temporary)
-                        set_result(c, "%s 4.7.1 <%s>: Helo command rejected: Host not found",
-                                   tempfail_keyword(set->unknown_helo_hostname_tempfail_action), c->subject);
+                        set_result(c, "%s450 4.7.1 <%s>: Helo command rejected: Host not found",
+                                   tempfail_prefix(set->unknown_helo_hostname_tempfail_action), c->subject);
                 else
                         set_result(c, "%d %c.7.1 <%s>: Helo command rejected: Host not found",
                                    set->unknown_hostname_reject_code, set->unknown_hostname_reject_code / 100 + '0',
@@ -457,8 +461,8 @@ static void unknown_reply(DnsCheck *c, bool temporary) {
         const char *what = sender ? "Sender" : "Recipient";
         char detail = sender ? '8' : '2';
         if (temporary)
-                set_result(c, "%s 4.1.%c <%s>: %s address rejected: Domain not found",
-                           tempfail_keyword(set->unknown_address_tempfail_action), detail, c->subject, what);
+                set_result(c, "%s450 4.1.%c <%s>: %s address rejected: Domain not found",
+                           tempfail_prefix(set->unknown_address_tempfail_action), detail, c->subject, what);
         else
                 set_result(c, "%d %c.1.%c <%s>: %s address rejected: Domain not found",
                            set->unknown_address_reject_code, set->unknown_address_reject_code / 100 + '0',
@@ -547,7 +551,7 @@ static void client_name_check(DnsCheck *c) {
         if (!s->family || status == SMTPD_PEER_OK)
                 return;
         if (status == SMTPD_PEER_TEMP)
-                set_result(c, "DEFER_IF_PERMIT 4.7.25 Client host rejected: cannot find your %s, [%s]", which, s->addr);
+                set_result(c, "DEFER_IF_PERMIT 450 4.7.25 Client host rejected: cannot find your %s, [%s]", which, s->addr);
         else
                 set_result(c, "%d %c.7.25 Client host rejected: cannot find your %s, [%s]",
                            s->settings->unknown_client_reject_code,

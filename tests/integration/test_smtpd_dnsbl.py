@@ -83,3 +83,43 @@ def test_reject_rhsbl_helo(postern, listed):
     start(postern, smtpd_helo_restrictions="reject_rhsbl_helo rhsbl.test")
     code, text = rcpt_reply(postern, "127.0.0.6", helo="bad.example")
     assert code == 554 and "Helo command [bad.example] blocked using rhsbl.test" in text
+
+
+# The DNS checks deliver complete replies; the engine sends them as they are (it used to
+# decorate them a second time: "<x>: Helo command rejected: <x>: Helo command rejected: ...").
+
+def test_reject_unknown_helo_hostname_wording(postern, listed):
+    start(postern, smtpd_helo_restrictions="reject_unknown_helo_hostname")
+    code, text = rcpt_reply(postern, "127.0.0.6", helo="nohost.example")
+    assert (code, text) == (450, "4.7.1 <nohost.example>: Helo command rejected: Host not found")
+    postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from mail\.client\.test\[127\.0\.0\.6\]: 450 4\.7\.1 "
+                     r"<nohost\.example>: Helo command rejected: Host not found;")
+    code, _ = rcpt_reply(postern, "127.0.0.6", helo="mail.client.test")
+    assert code == 250
+
+
+def test_unknown_sender_domain_tempfail_defers_if_permit(postern, listed):
+    # x.slow.test times out (dnszone.py): unknown_address_tempfail_action = defer_if_permit
+    # keeps the 450 until the end, so a later refusal wins and a permit defers.
+    start(postern, smtpd_sender_restrictions="reject_unknown_sender_domain",
+          smtpd_recipient_restrictions="check_recipient_access inline:{ptest2@localhost=REJECT}, "
+          "permit_mynetworks, reject_unauth_destination")
+    code, text = rcpt_reply(postern, "127.0.0.6", sender="a@x.slow.test")
+    assert (code, text) == (450, "4.1.8 <a@x.slow.test>: Sender address rejected: Domain not found")
+    code, text = rcpt_reply(postern, "127.0.0.6", sender="a@x.slow.test", rcpt="ptest2@localhost")
+    assert (code, text) == (554, "5.7.1 <ptest2@localhost>: Recipient address rejected: Access denied")
+
+
+def test_unknown_sender_domain_tempfail_defer(postern, listed):
+    start(postern, smtpd_sender_restrictions="reject_unknown_sender_domain, permit",
+          unknown_address_tempfail_action="defer")
+    code, text = rcpt_reply(postern, "127.0.0.6", sender="a@x.slow.test")
+    assert (code, text) == (450, "4.1.8 <a@x.slow.test>: Sender address rejected: Domain not found")
+
+
+def test_unknown_client_hostname_tempfail_defers_if_permit(postern, listed):
+    listed.add("--server=/7.0.0.127.in-addr.arpa/127.0.0.9")   # the PTR lookup times out
+    listed.apply()
+    start(postern, smtpd_client_restrictions="reject_unknown_client_hostname")
+    code, text = rcpt_reply(postern, "127.0.0.7")
+    assert (code, text) == (450, "4.7.25 Client host rejected: cannot find your hostname, [127.0.0.7]")

@@ -3,6 +3,7 @@
 No tests live here; the test_smtpd_*.py modules import it."""
 
 import socket
+import threading
 import time
 
 
@@ -109,3 +110,79 @@ def wait_until(pred, timeout=5):
             return True
         time.sleep(0.05)
     return pred()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ScriptedPolicy:
+    """A policy server on a unix or TCP socket. `answers` is a list consumed per request:
+    "action=..." text to answer, "close" (hang up), "garbage" (an answer without action=),
+    "slow" (never answer), "huge" (an endless answer). Every answer waits `delay` seconds first
+    (a slow but working server)."""
+
+    def __init__(self, tmp_path, answers, unix=False, delay=0):
+        self.answers = list(answers)
+        self.delay = delay
+        self.requests = []
+        self.connections = 0
+        if unix:
+            self.path = str(tmp_path / "policy.sock")
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.bind(self.path)
+            self.service = "unix:" + self.path
+        else:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.service = "inet:127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.sock.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn):
+        f = conn.makefile("rb")
+        with conn:
+            while True:
+                req = {}
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    line = line.decode().rstrip("\n")
+                    if line == "":
+                        break
+                    k, _, v = line.partition("=")
+                    req[k] = v
+                self.requests.append(req)
+                ans = self.answers.pop(0) if self.answers else "action=DUNNO"
+                if self.delay:
+                    time.sleep(self.delay)
+                if ans == "close":
+                    return
+                if ans == "slow":
+                    time.sleep(5)
+                    return
+                if ans == "garbage":
+                    conn.sendall(b"hello there\nwhat=ever\n\n")
+                elif ans == "huge":
+                    try:
+                        conn.sendall(b"x" * 100000)
+                    except OSError:
+                        pass
+                    return
+                else:
+                    conn.sendall(ans.encode() + b"\n\n")
+
+    def close(self):
+        self.sock.close()

@@ -42,5 +42,7 @@ def test_postgrey_greylisting(postern, postgrey):  # noqa: F811
 
 def test_policy_server_down(postern):
     start(postern, "inet:127.0.0.1:%d" % free_port())
-    assert rcpt(postern) == (451, "4.3.5 Server configuration problem")
+    # The default action is an access(5) action like any answer (Postfix: check_table_result).
+    assert rcpt(postern) == (451, "4.3.5 <ptest1@localhost>: Recipient address rejected: "
+                             "Server configuration problem")
     postern.wait_log("smtpd", r"problem talking to server inet:127\.0\.0\.1:\d+: Connection refused")

@@ -11,15 +11,10 @@ import time
 import pytest
 
 import postern_harness
+from test_smtpd_helpers import ScriptedPolicy, free_port  # noqa: F401 (re-exported)
 
 DRIVER = postern_harness.binary("daemons/smtpd/smtpd-check-driver")
 POSTGREY = "/usr/sbin/postgrey"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_checks(tmp_path, *checks, conf="", sender="a@example.org", client="127.0.0.2"):
@@ -29,72 +24,6 @@ def run_checks(tmp_path, *checks, conf="", sender="a@example.org", client="127.0
                        + list(checks), capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     return [line.split(": ", 1)[1] for line in p.stdout.splitlines()], p.stderr
-
-
-class ScriptedPolicy:
-    """A policy server on a unix or TCP socket. `answers` is a list consumed per request:
-    "action=..." text to answer, "close" (hang up), "garbage" (an answer without action=),
-    "slow" (never answer), "huge" (an endless answer)."""
-
-    def __init__(self, tmp_path, answers, unix=False):
-        self.answers = list(answers)
-        self.requests = []
-        self.connections = 0
-        if unix:
-            self.path = str(tmp_path / "policy.sock")
-            self.sock = socket.socket(socket.AF_UNIX)
-            self.sock.bind(self.path)
-            self.service = "unix:" + self.path
-        else:
-            self.sock = socket.socket()
-            self.sock.bind(("127.0.0.1", 0))
-            self.service = "inet:127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.sock.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
-
-    def _client(self, conn):
-        f = conn.makefile("rb")
-        with conn:
-            while True:
-                req = {}
-                while True:
-                    line = f.readline()
-                    if not line:
-                        return
-                    line = line.decode().rstrip("\n")
-                    if line == "":
-                        break
-                    k, _, v = line.partition("=")
-                    req[k] = v
-                self.requests.append(req)
-                ans = self.answers.pop(0) if self.answers else "action=DUNNO"
-                if ans == "close":
-                    return
-                if ans == "slow":
-                    time.sleep(5)
-                    return
-                if ans == "garbage":
-                    conn.sendall(b"hello there\nwhat=ever\n\n")
-                elif ans == "huge":
-                    try:
-                        conn.sendall(b"x" * 100000)
-                    except OSError:
-                        pass
-                    return
-                else:
-                    conn.sendall(ans.encode() + b"\n\n")
-
-    def close(self):
-        self.sock.close()
 
 
 def test_request_attributes_and_action(tmp_path):

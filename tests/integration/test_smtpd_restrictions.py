@@ -1,6 +1,7 @@
 """postern-smtpd's restriction engine: every restriction class and element, access(5) actions,
-smtpd_delay_reject, reject footers, the pipelining rules and the asynchronous path (through the
-DNS/policy placeholder, which answers DUNNO from a deferred event). Clients connect from
+smtpd_delay_reject, reject footers, the pipelining rules and the asynchronous path (real DNS
+lists against the run's dnsmasq, where nothing is listed unless a test adds it and names under
+slow.test time out, and scripted policy servers). Clients connect from
 127.0.0.2 (outside mynetworks = 127.0.0.1/32) unless a test says otherwise."""
 
 import os
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from test_smtpd_helpers import Raw, raw, queue_ids, wait_until
+from test_smtpd_helpers import Raw, ScriptedPolicy, raw, queue_ids, wait_until
 
 RELAY = "permit_mynetworks, reject_unauth_destination"
 OUTSIDE = "127.0.0.2"
@@ -425,15 +426,18 @@ def test_end_of_data_permit_queues(postern):
     assert len(queue_ids(postern)) == 1
 
 
-# ---- asynchronous elements (through the placeholder) ----------------------------------------
+# ---- asynchronous elements -----------------------------------------------------------------
 
-def test_async_elements_resume_the_list(postern):
+def test_async_elements_resume_the_list(postern, tmp_path):
+    policy = ScriptedPolicy(tmp_path, [])   # answers DUNNO
     start(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example, "
-          "check_policy_service unix:private/policy, reject_rhsbl_sender dbl.example, "
+          f"check_policy_service {policy.service}, reject_rhsbl_sender dbl.example, "
           "reject_unknown_recipient_domain, check_recipient_access inline:{ptest2@localhost=OK}, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <ptest1@localhost>: Recipient")
         assert c.cmd("RCPT TO:<ptest2@localhost>") == "250 2.1.5 Ok"
+    assert [r["recipient"] for r in policy.requests] == ["ptest1@localhost", "ptest2@localhost"]
+    policy.close()
 
 
 def test_async_elements_keep_pipelined_order(postern):
@@ -645,9 +649,9 @@ def test_helo_restrictions_skipped_without_helo(postern):
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <client.test>: Helo command")
 
 
-def test_slow_check_holds_pipelined_commands(postern, monkeypatch):
-    monkeypatch.setenv("POSTERN_TEST_CHECK_DELAY_MS", "300")
-    start(postern, smtpd_recipient_restrictions="check_policy_service unix:private/policy, "
+def test_slow_check_holds_pipelined_commands(postern, tmp_path):
+    policy = ScriptedPolicy(tmp_path, [], delay=0.3)   # DUNNO after 300 ms
+    start(postern, smtpd_recipient_restrictions=f"check_policy_service {policy.service}, "
           "check_recipient_access inline:{ptest2@localhost=REJECT}")
     with session(postern, source="127.0.0.1") as c:
         t0 = time.monotonic()
@@ -656,17 +660,20 @@ def test_slow_check_holds_pipelined_commands(postern, monkeypatch):
         assert c.text().startswith("554 5.7.1 <ptest2@localhost>")
         assert c.text() == "250 2.0.0 Ok"
         assert time.monotonic() - t0 >= 0.55   # two checks, one after the other
+    assert len(policy.requests) == 2
+    policy.close()
 
 
-def test_client_gone_while_check_waits_cancels_it(postern, monkeypatch):
-    monkeypatch.setenv("POSTERN_TEST_CHECK_DELAY_MS", "500")
-    start(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example")
+def test_client_gone_while_check_waits_cancels_it(postern):
+    # Names under slow.test time out (about 1 s): each session leaves while its lookup runs.
+    start(postern, smtpd_recipient_restrictions="reject_rbl_client slow.test, permit_mynetworks, "
+          "reject_unauth_destination")
     for _ in range(5):
         c = session(postern)
         c.send("RCPT TO:<ptest1@localhost>\r\n")
         c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         c.close()   # RST: the session ends while its check is pending
-    time.sleep(1)
+    time.sleep(1.5)   # the lookups end after their sessions did
     assert postern.running("smtpd")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
@@ -701,7 +708,11 @@ def test_reverse_client_hostname_access(postern):
             "554 5.7.1 <localhost[127.0.0.2]>: Client host rejected: by name"
 
 
-def test_dnswl_permit_answer_and_unknown_checks_are_resumable(postern):
+def test_dnswl_permit_answer_and_unknown_checks_are_resumable(postern, dns_zone):
+    dns_zone.host("client.test", "127.0.0.40")   # the HELO name exists
+    dns_zone.mx("example.org", "mail.example.org")
+    dns_zone.host("mail.example.org", "127.0.0.41")
+    dns_zone.apply()
     start(postern, smtpd_client_restrictions="permit_dnswl_client list.dnswl.example, reject_unknown_client_hostname, "
           "reject_unknown_reverse_client_hostname, reject_rhsbl_client dbl.example, "
           "reject_rhsbl_reverse_client dbl.example, reject_rhsbl_helo dbl.example, reject_unknown_helo_hostname",
