@@ -522,15 +522,19 @@ int smtpd_local_user_known(Session *s, const char *local);
 bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error);
 
 /* Asynchronous restriction elements (DNSBL/RHSBL lookups, unknown-domain and client-name
- * checks, policy delegation). The restriction engine (smtpd-restrictions.c) starts one with
- * the element's argument and the address being checked, calls session_wait(), and continues
- * the restriction list when done() is called. done() gets the element's result as an access(5)
- * action text — NULL or "DUNNO" to go on, else e.g. "OK", "REJECT text", "DEFER text",
- * "DEFER_IF_PERMIT text", "450 4.7.1 text", "554 5.7.1 text", "PREPEND hdr: v", "HOLD text" —
- * which the engine applies exactly as if check_*_access had found it in a table. done() is
- * never called from inside the start function (results known at once are delivered from a
- * deferred event). smtpd_check_cancel() stops an operation whose session went away; done() is
- * then not called. An operation bounds its own time (DNS, policy timeouts). */
+ * checks, policy delegation). The restriction engine (smtpd-check.c) starts one with the
+ * element's argument and the address being checked, calls session_wait(), and continues the
+ * restriction list when done() is called. What done() gets differs by kind:
+ *   - DNS checks (smtpd_check_dns_start) give their final wording, sent as it is: NULL or
+ *     "DUNNO" to go on, "OK" (a DNSWL hit), a complete reply ("554 5.7.1 Service unavailable;
+ *     Client host [a] blocked using zone", "450 4.1.8 <a@b>: Sender address rejected: Domain not
+ *     found"), or "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures.
+ *   - Policy servers (smtpd_check_policy_start) give an access(5) action ("DUNNO", "OK",
+ *     "REJECT text", "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...), applied
+ *     exactly as a check_*_access table value, with the decoration of the restriction class.
+ * done() is never called from inside the start function (results known at once are delivered
+ * from a deferred event). smtpd_check_cancel() stops an operation whose session went away; done()
+ * is then not called. An operation bounds its own time (DNS, policy timeouts). */
 typedef struct SmtpdCheck SmtpdCheck;
 typedef void (*SmtpdCheckDone)(Session *s, const char *action, void *userdata);
 /* smtpd-dnsbl.c. what: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",

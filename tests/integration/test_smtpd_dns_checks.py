@@ -133,13 +133,13 @@ def test_unknown_sender_and_recipient_domain(dns_zone, tmp_path):
         "550 5.7.27 <a@nullmx.example>: Sender address rejected: Domain nullmx.example does not accept mail (nullMX)",
         "450 4.1.2 <b@nowhere.example>: Recipient address rejected: Domain not found",
         "556 5.1.10 <b@nullmx.example>: Recipient address rejected: Domain nullmx.example does not accept mail (nullMX)",
-        "DEFER_IF_PERMIT 4.1.8 <a@x.slow.test>: Sender address rejected: Domain not found",
-        "DEFER_IF_PERMIT 4.1.2 <b@x.slow.test>: Recipient address rejected: Domain not found"]
+        "DEFER_IF_PERMIT 450 4.1.8 <a@x.slow.test>: Sender address rejected: Domain not found",
+        "DEFER_IF_PERMIT 450 4.1.2 <b@x.slow.test>: Recipient address rejected: Domain not found"]
     res = run_checks(tmp_path, "reject_unknown_sender_domain||a@nowhere.example",
                      "reject_unknown_sender_domain||a@x.slow.test",
                      conf="unknown_address_reject_code = 550\nunknown_address_tempfail_action = defer\n")
     assert res == ["550 5.1.8 <a@nowhere.example>: Sender address rejected: Domain not found",
-                   "DEFER 4.1.8 <a@x.slow.test>: Sender address rejected: Domain not found"]
+                   "450 4.1.8 <a@x.slow.test>: Sender address rejected: Domain not found"]
 
 
 def test_unknown_helo_hostname(dns_zone, tmp_path):
@@ -153,7 +153,7 @@ def test_unknown_helo_hostname(dns_zone, tmp_path):
                       "reject_unknown_helo_hostname||x.slow.test") == [
         "DUNNO", "DUNNO", "DUNNO",
         "450 4.7.1 <nohost.example>: Helo command rejected: Host not found",
-        "DEFER_IF_PERMIT 4.7.1 <x.slow.test>: Helo command rejected: Host not found"]
+        "DEFER_IF_PERMIT 450 4.7.1 <x.slow.test>: Helo command rejected: Host not found"]
 
 
 def test_unknown_client_hostname(tmp_path):
@@ -170,7 +170,7 @@ def test_unknown_client_hostname(tmp_path):
                     "450 4.7.25 Client host rejected: cannot find your reverse hostname, [127.0.0.9]"]
     temp = run_checks(tmp_path, "reject_unknown_reverse_client_hostname", client="127.0.0.9",
                       name="unknown:temp", reverse="unknown:temp")
-    assert temp == ["DEFER_IF_PERMIT 4.7.25 Client host rejected: cannot find your reverse hostname, [127.0.0.9]"]
+    assert temp == ["DEFER_IF_PERMIT 450 4.7.25 Client host rejected: cannot find your reverse hostname, [127.0.0.9]"]
 
 
 def test_unknown_check_name_is_an_error(tmp_path):
