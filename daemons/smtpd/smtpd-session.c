@@ -77,6 +77,23 @@ static void session_describe_peer(Session *s) {
         snprintf(s->id_text, sizeof(s->id_text), "%s[%s]", s->name, s->addr);
 }
 
+/* Closes the connection so that the client reads our last reply: unread input (a pipelined
+ * command after QUIT, a TLS record) would make the kernel answer close() with a reset, and a
+ * reset discards what the client has not read yet. So: no more writes (FIN), then drop what has
+ * arrived, then close. Bounded: at most a few reads of what is already there. */
+static void session_close_socket(Session *s) {
+        char buf[4096];
+
+        if (s->fd < 0)
+                return;
+        if (s->listener->kind != LISTENER_SUBMIT) {
+                (void) shutdown(s->fd, SHUT_WR);
+                for (int i = 0; i < 16 && recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
+                        ;
+        }
+        s->fd = safe_close(s->fd);
+}
+
 int session_new(Listener *l, int fd) {
         Server *srv = l->server;
         Session *s = calloc(1, sizeof(Session));
@@ -167,7 +184,7 @@ void session_free(Session *s) {
         if (s->tls && s->tls_active)
                 tls_conn_bye(s->tls);   /* close_notify if the socket takes it now */
         tls_conn_free(s->tls);
-        safe_close(s->fd);
+        session_close_socket(s);
         strbuf_done(&s->in);
         strbuf_done(&s->out);
         smtpd_auth_session_done(s);
