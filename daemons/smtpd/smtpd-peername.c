@@ -131,6 +131,13 @@ int smtpd_peername_start(Session *s) {
         if (s->listener->kind == LISTENER_SUBMIT || !s->family || !s->settings->peername_lookup ||
             !s->server->resolver)
                 return 0;
+        /* 127.0.0.1 and ::1 are "localhost" (session_describe_peer), as every hosts file says:
+         * Postfix asks the system resolver, which reads /etc/hosts first, while our lookups go to
+         * DNS only — and a host without DNS must not wait a resolver timeout per local client. */
+        static const uint8_t v6_loopback[16] = { [15] = 1 };
+        if ((s->family == AF_INET && memcmp(s->addr_bytes, (const uint8_t[]) { 127, 0, 0, 1 }, 4) == 0) ||
+            (s->family == AF_INET6 && memcmp(s->addr_bytes, v6_loopback, 16) == 0))
+                return 0;
         /* Until the answer: unknown (also what a failed lookup leaves). */
         snprintf(s->name, sizeof(s->name), "unknown");
         snprintf(s->reverse_name, sizeof(s->reverse_name), "unknown");
