@@ -52,6 +52,7 @@ class DnsZone:
     def __init__(self, address=None):
         self.address = address or _free_address()
         self.options = []
+        self.base = list(BASE_OPTIONS)   # a test may drop base records; reset() restores them
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="postern-dns-")
         self.resolv_conf = os.path.join(self.dir, "resolv.conf")
@@ -82,6 +83,7 @@ class DnsZone:
 
     def reset(self):
         self.options = []
+        self.base = list(BASE_OPTIONS)
 
     def _argv(self):
         return [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
@@ -89,7 +91,7 @@ class DnsZone:
                 "--user=root", "--group=root", "--bind-interfaces",
                 "--listen-address=" + self.address, "--port=53", "--log-facility=" +
                 os.path.join(self.dir, "dnsmasq.log"),
-                "--local=/#/", "--server=/slow.test/" + BLACK_HOLE] + BASE_OPTIONS + self.options
+                "--local=/#/", "--server=/slow.test/" + BLACK_HOLE] + self.base + self.options
 
     def start(self):
         self.stop()

@@ -238,10 +238,11 @@ def test_greeting_waits_for_slow_dns_bounded(postern, dns_zone):
 
 
 def test_localhost_is_not_looked_up(postern, dns_zone):
-    """127.0.0.1 is localhost without DNS (the hosts file says so), even when DNS for it would
-    time out: a host without working DNS must not wait a resolver timeout per local client (the
-    benchmarks ran at 10 msg/s that way)."""
-    dns_zone.add("--server=/1.0.0.127.in-addr.arpa/127.0.0.9")
+    """127.0.0.1 is localhost without DNS (the hosts file says so), whatever DNS says — a host
+    without working DNS must not wait a resolver timeout per local client (the benchmarks ran
+    at 10 msg/s that way). Here DNS would name it otherwise."""
+    dns_zone.base = [o for o in dns_zone.base if not o.endswith(",127.0.0.1")]
+    dns_zone.add("--server=/1.0.0.127.in-addr.arpa/127.0.0.9")   # reverse lookups time out
     dns_zone.apply()
     postern.start("smtpd")
     start = time.monotonic()
