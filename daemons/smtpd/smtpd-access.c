@@ -229,23 +229,7 @@ void smtpd_reply_reject(Session *s, CheckStage stage, const char *rcpt, const ch
         s->error_count++;
 }
 
-static int actions_add_bcc(MessageActions *a, const char *addr) {
-        size_t n = 0;
-        /* With smtpd_delay_reject the client/HELO/sender lists run at every RCPT: once is enough. */
-        for (; a->bcc && a->bcc[n]; n++)
-                if (strcaseeq(a->bcc[n], addr))
-                        return 0;
-        char **v = reallocarray(a->bcc, n + 2, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        a->bcc = v;
-        if (!(v[n] = strdup(addr)))
-                return -ENOMEM;
-        v[n + 1] = NULL;
-        return 0;
-}
-
-/* Appends "text\n" unless the same line is there already (see actions_add_bcc). */
+/* Appends "text\n" unless the same line is there already (see message_actions_add_bcc). */
 static int prepend_once(StrBuf *b, const char *text) {
         size_t len = strlen(text);
         for (size_t i = 0; b->data && i + len < b->len; ) {
@@ -333,7 +317,7 @@ AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt,
                 case 1: r = set_text(&s->actions.discard, text); break;
                 case 2: r = set_text(&s->actions.filter, text); break;
                 case 3: r = set_text(&s->actions.redirect, text); break;
-                case 4: r = actions_add_bcc(&s->actions, text); break;
+                case 4: r = message_actions_add_bcc(&s->actions, text); break;
                 case 5:
                         r = prepend_once(&s->actions.prepend, text);
                         break;

@@ -111,23 +111,6 @@ static int set_text(char **field, const char *text) {
         return 0;
 }
 
-static int add_bcc(MessageActions *a, const char *addr) {
-        size_t n = 0;
-        while (a->bcc && a->bcc[n])
-                n++;
-        for (size_t i = 0; i < n; i++)
-                if (strcaseeq(a->bcc[i], addr))
-                        return 0;   /* duplicates are ignored, as in Postfix */
-        char **v = realloc(a->bcc, (n + 2) * sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        a->bcc = v;
-        if (!(v[n] = strdup(addr)))
-                return -ENOMEM;
-        v[n + 1] = NULL;
-        return 0;
-}
-
 /* Cuts the content back to len (the header or line being replaced or dropped). */
 static void content_truncate(DataState *d, size_t len) {
         if (d->content.data && len <= d->content.len) {
@@ -219,7 +202,7 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
                 break;
         case HEADER_CHECK_BCC:
                 log_action(s, name, what, line, n, a.text);
-                r = add_bcc(&s->actions, a.text);
+                r = message_actions_add_bcc(&s->actions, a.text);
                 break;
         case HEADER_CHECK_REDIRECT:
                 log_action(s, name, what, line, n, a.text);

@@ -60,6 +60,23 @@ void command_reset_transaction(Session *s) {
         s->rcpt_pending_orcpt = NULL;
 }
 
+int message_actions_add_bcc(MessageActions *a, const char *addr) {
+        size_t n = 0;
+        /* Once per address (case-insensitive), as in Postfix: with smtpd_delay_reject the
+         * client/HELO/sender lists run at every RCPT, and header checks may match repeatedly. */
+        for (; a->bcc && a->bcc[n]; n++)
+                if (strcaseeq(a->bcc[n], addr))
+                        return 0;
+        char **v = reallocarray(a->bcc, n + 2, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        a->bcc = v;
+        if (!(v[n] = strdup(addr)))
+                return -ENOMEM;
+        v[n + 1] = NULL;
+        return 0;
+}
+
 void message_actions_reset(MessageActions *a) {
         free(a->hold);
         free(a->discard);

@@ -315,6 +315,8 @@ typedef struct MessageActions {
         StrBuf prepend;          /* PREPEND header lines, each ending in "\n", put at the top */
 } MessageActions;
 void message_actions_reset(MessageActions *a);
+/* BCC addr: adds an extra recipient unless it is there already. */
+int message_actions_add_bcc(MessageActions *a, const char *addr);
 
 /* The DATA phase state (allocated at DATA, freed at its end). */
 typedef struct DataState {
