@@ -296,10 +296,10 @@ static void auth_send_failed(Session *s, SmtpdAuth *a, int error) {
         auth_free(a);
 }
 
-bool smtpd_auth_command(Session *s, char *arg) {
-        const SaslMech *mech = NULL;
-        int r;
+static bool auth_start(Session *s, char *arg);
+static void auth_after_anvil(Session *s, bool allowed, void *userdata);
 
+bool smtpd_auth_command(Session *s, char *arg) {
         if (!smtpd_auth_offered(s)) {
                 session_reply(s, "503 5.5.1 Error: authentication not enabled");
                 return false;
@@ -316,7 +316,29 @@ bool smtpd_auth_command(Session *s, char *arg) {
                 session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
                 return false;
         }
+        /* smtpd_client_auth_rate_limit: postern-anvil counts the AUTH before any SASL step. */
+        char *copy = strdup(arg);
+        if (!copy) {
+                session_reply(s, "454 4.7.0 Temporary authentication failure: out of memory");
+                return false;
+        }
+        if (smtpd_anvil_auth(s, auth_after_anvil, copy, free))
+                return false;   /* goes on in auth_after_anvil() */
+        free(copy);
+        return auth_start(s, arg);
+}
 
+/* AUTH after postern-anvil counted it: refused with its 450 already replied, or on. */
+static void auth_after_anvil(Session *s, bool allowed, void *userdata) {
+        if (allowed)
+                (void) auth_start(s, userdata);
+        free(userdata);
+}
+
+/* The AUTH command once it may proceed: mechanism, initial response, the request to Dovecot. */
+static bool auth_start(Session *s, char *arg) {
+        const SaslMech *mech = NULL;
+        int r;
         char *save = NULL;
         char *name = strtok_r(arg, " \t", &save);
         char *init = name ? strtok_r(NULL, " \t", &save) : NULL;

@@ -97,6 +97,9 @@ bool smtpd_tls_required(Session *s) {
         return true;
 }
 
+static void starttls_after_anvil(Session *s, bool allowed, void *userdata);
+static void starttls_go(Session *s);
+
 bool smtpd_tls_starttls(Session *s, char *arg) {
         while (*arg == ' ' || *arg == '\t')
                 arg++;
@@ -121,6 +124,22 @@ bool smtpd_tls_starttls(Session *s, char *arg) {
                 session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
                 return false;
         }
+        /* smtpd_client_new_tls_session_rate_limit: ask postern-anvil before the handshake; over
+         * the limit it answers 454 4.7.0 and the session goes on without TLS. */
+        if (smtpd_anvil_newtls_status(s, starttls_after_anvil, NULL, NULL))
+                return false;
+        starttls_go(s);
+        return true;
+}
+
+static void starttls_after_anvil(Session *s, bool allowed, void *userdata) {
+        if (allowed) {
+                s->cmd_ok[CMD_STARTTLS]++;
+                starttls_go(s);
+        }
+}
+
+static void starttls_go(Session *s) {
         session_reply(s, "220 2.0.0 Ready to start TLS");
         if (s->in.len > 0) {
                 /* Commands pipelined behind STARTTLS were sent in plaintext: never run them
@@ -130,7 +149,6 @@ bool smtpd_tls_starttls(Session *s, char *arg) {
         }
         s->skip_line = false;
         s->phase = PHASE_TLS;   /* session_flush() calls smtpd_tls_start() once the 220 is out */
-        return true;
 }
 
 static void set_timer(Session *s, usec_t usec) {
@@ -138,11 +156,11 @@ static void set_timer(Session *s, usec_t usec) {
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
+static void tls_after_anvil(Session *s, bool allowed, void *userdata);
+
 static void tls_established(Session *s) {
         s->tls_active = true;
         s->tls_new_session = !tls_conn_resumed(s->tls);
-        /* Hook point for anvil: report the "newtls" event here when s->tls_new_session is true
-         * (smtpd_client_new_tls_session_rate_limit counts full handshakes only). */
         if (s->settings->tls_loglevel >= 2 && !s->tls_new_session)
                 log_info("%s: reusing TLS session (resumed from a ticket)", s->id_text);
         if (s->settings->tls_loglevel >= 1) {
@@ -164,7 +182,15 @@ static void tls_established(Session *s) {
 
         s->phase = PHASE_COMMAND;
         set_timer(s, s->settings->timeout_usec);
-        if (is_implicit(s))
+        /* smtpd_client_new_tls_session_rate_limit counts full handshakes (not resumptions):
+         * over the limit anvil answers 421 4.7.0 and the session closes. */
+        if (s->tls_new_session && smtpd_anvil_newtls(s, tls_after_anvil, NULL, NULL))
+                return;
+        tls_after_anvil(s, true, NULL);
+}
+
+static void tls_after_anvil(Session *s, bool allowed, void *userdata) {
+        if (allowed && is_implicit(s))
                 command_greet(s);   /* the 220, or the connect restrictions' refusal */
 }
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from postern_harness import binary, format_record, ipc_call, read_record
+from test_smtpd_tls import certs, tls_params   # noqa: F401 — the certificate fixture
 
 HOST = "postern.test"
 
@@ -341,3 +342,53 @@ def test_tls_and_auth_hooks(postern):
                {"request": "lookup", "service": "smtp", "address": "127.0.0.2"})["count"] != "0":
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_new_tls_session_rate_limit(postern, certs):
+    """Full TLS handshakes are counted; once a client has had the limit, STARTTLS is refused with
+    454 4.7.0 and the session goes on in plaintext."""
+    import smtplib
+    import ssl
+    start(postern, smtpd_client_new_tls_session_rate_limit=2, **tls_params(certs))
+    ctx = ssl.create_default_context(cafile=str(certs["ca"]))
+    ctx.check_hostname = False
+    for i in range(3):
+        s = smtplib.SMTP("127.0.0.1", postern.smtp_port, source_address=("127.0.0.2", 0), timeout=10)
+        s.ehlo("client.test")
+        if i < 2:
+            code, _ = s.starttls(context=ctx)
+            assert code == 220
+            s.ehlo("client.test")
+            assert s.noop()[0] == 250
+        else:
+            with pytest.raises(smtplib.SMTPResponseException) as e:
+                s.starttls(context=ctx)
+            assert e.value.smtp_code == 454
+            assert b"too many new TLS sessions from 127.0.0.2" in e.value.smtp_error
+            assert s.noop()[0] == 250   # still served, in plaintext
+        s.quit()
+    postern.wait_log("smtpd", r"warning: New TLS session rate limit exceeded: 2 from "
+                     r"localhost\[127\.0\.0\.2\] for service smtp")
+    # another client is not limited
+    s = smtplib.SMTP("127.0.0.1", postern.smtp_port, source_address=("127.0.0.3", 0), timeout=10)
+    s.ehlo("client.test")
+    assert s.starttls(context=ctx)[0] == 220
+    s.quit()
+
+
+def test_auth_rate_limit(postern, dovecot):
+    """AUTH commands are counted before any SASL step: over the limit, 450 4.7.1."""
+    start(postern, smtpd_client_auth_rate_limit=2, smtpd_sasl_auth_enable="yes",
+          smtpd_sasl_path=str(dovecot.auth_path), smtpd_tls_auth_only="no")
+    postern.wait_log("smtpd", r"SASL: connected to .*mechanisms: PLAIN LOGIN")
+    bad = "AUTH PLAIN AGFsaWNlAHdyb25n"   # \0alice\0wrong
+    replies = []
+    for _ in range(3):
+        c, _ = greet(postern, "127.0.0.2")
+        c.cmd("EHLO client.test")
+        replies.append(c.cmd(bad).split(" ", 2)[:2])
+        c.close()
+    assert replies[0][0] == replies[1][0] == "535", replies
+    assert replies[2] == ["450", "4.7.1"], replies
+    postern.wait_log("smtpd", r"warning: AUTH command rate limit exceeded: 3 from "
+                     r"localhost\[127\.0\.0\.2\] for service smtp")
