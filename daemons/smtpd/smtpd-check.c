@@ -176,8 +176,10 @@ static char **keys_client(SmtpdEval *e, bool name_only) {
         size_t n = 0;
         bool ok = true;
 
-        if (!streq(s->name, "unknown"))
-                ok = keys_domain(e, &keys, &n, s->name, "");
+        /* check_reverse_client_hostname_access: the PTR name, verified or not. */
+        const char *name = name_only ? s->reverse_name : s->name;
+        if (!isempty(name) && !streq(name, "unknown"))
+                ok = keys_domain(e, &keys, &n, name, "");
         if (ok && !name_only && s->family) {
                 ok = key_add(&keys, &n, s->addr, "", "");
                 _cleanup_free_ char *a = strdup(s->addr);
