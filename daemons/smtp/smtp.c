@@ -368,6 +368,12 @@ static int run(void) {
                 settings_done(&smtp.s);
                 return EXIT_FAILURE;
         }
+        r = smtp_resolve_init(smtp.event);
+        if (r < 0) {
+                log_error_errno(r, "Cannot start the DNS resolver: %m");
+                settings_done(&smtp.s);
+                return EXIT_FAILURE;
+        }
         daemon_set_reload(dm, on_reload, &smtp);
         if (queue_open(smtp.s.queue_directory, 0, &smtp.queue) < 0)
                 smtp.queue = NULL;   /* qmgr creates it; reopened lazily */
@@ -377,6 +383,7 @@ static int run(void) {
         while (smtp.deliveries)
                 delivery_free(smtp.deliveries);
         smtp_sessions_done(&smtp);
+        smtp_resolve_done();
         for (size_t i = 0; i < 2; i++)
                 ipc_server_free(listeners[i].server);
         queue_close(smtp.queue);

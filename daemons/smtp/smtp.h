@@ -59,6 +59,9 @@ typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget
  * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata);
+/* Creates / frees the process's DNS resolver. */
+int smtp_resolve_init(sd_event *e);
+void smtp_resolve_done(void);
 /* "host[addr]:port" or "host[path]" for logs and diagnostics. */
 void smtp_target_relay(const SmtpTarget *t, char *buf, size_t size);
 
