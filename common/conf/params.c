@@ -202,6 +202,8 @@ const ParamDef param_table[] = {
               "Next hop for remote mail instead of the recipient domain's MX: host, [host]:port or [address]; empty sends directly."),
         P_STR("smtp_bind_address", "",
               "Local IPv4 address the SMTP client binds to before connecting (empty: chosen by the kernel)."),
+        P_INT("smtp_tcp_port", "25", 1, 65535,
+              "TCP port of the SMTP client's destinations found by MX or A/AAAA lookup, and of [host] next hops without a port."),
         P_TIME("smtp_connect_timeout", "30s", 's', 1, 0,
                "How long the SMTP client waits for a TCP connection to be established."),
         P_TIME("smtp_connection_cache_time_limit", "2s", 's', 0, 0,

@@ -25,6 +25,13 @@ int smtp_resolve_init(sd_event *e) {
         return dns_resolver_new(e, 0, 0, &resolver);
 }
 
+static unsigned smtp_port = 25;
+
+/* smtp_tcp_port: the SMTP port when the next hop names none. */
+void smtp_resolve_set_port(unsigned port) {
+        smtp_port = port ? port : 25;
+}
+
 /* Stops the resolver (shutdown). */
 void smtp_resolve_done(void) {
         resolver = dns_resolver_free(resolver);
@@ -309,7 +316,7 @@ static int resolve_name(const char *host, unsigned port, bool mx, SmtpResolveHan
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata) {
         char host[256];
-        unsigned port = lmtp ? 24 : 25;
+        unsigned port = lmtp ? 24 : smtp_port;
         bool literal;
         const char *hp = nexthop;
 

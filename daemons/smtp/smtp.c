@@ -52,6 +52,7 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
                 return log_oom();
         }
         n.connect_timeout = conf_usec(c, "smtp_connect_timeout");
+        n.tcp_port = (unsigned) conf_get_int(c, NULL, "smtp_tcp_port");
         n.helo_timeout = conf_usec(c, "smtp_helo_timeout");
         n.mail_timeout = conf_usec(c, "smtp_mail_timeout");
         n.rcpt_timeout = conf_usec(c, "smtp_rcpt_timeout");
@@ -332,6 +333,7 @@ static int on_reload(Daemon *dm, Conf *conf, void *userdata) {
         bool moved = !streq(n.queue_directory, s->s.queue_directory);
         settings_done(&s->s);
         s->s = n;
+        smtp_resolve_set_port(n.tcp_port);
         if (moved)
                 s->queue = queue_close(s->queue);
         return 0;
@@ -374,6 +376,7 @@ static int run(void) {
                 settings_done(&smtp.s);
                 return EXIT_FAILURE;
         }
+        smtp_resolve_set_port(smtp.s.tcp_port);
         daemon_set_reload(dm, on_reload, &smtp);
         if (queue_open(smtp.s.queue_directory, 0, &smtp.queue) < 0)
                 smtp.queue = NULL;   /* qmgr creates it; reopened lazily */
