@@ -26,10 +26,29 @@ int smtp_resolve_init(sd_event *e) {
 }
 
 static unsigned smtp_port = 25;
+static char self_name[256];          /* $myhostname */
+static char self_addrs[1024];        /* numeric entries of $inet_interfaces, space-separated */
 
-/* smtp_tcp_port: the SMTP port when the next hop names none. */
-void smtp_resolve_set_port(unsigned port) {
+/* smtp_tcp_port, $myhostname and $inet_interfaces (our own addresses for loop detection). */
+void smtp_resolve_configure(unsigned port, const char *myhostname, const char *inet_interfaces) {
         smtp_port = port ? port : 25;
+        snprintf(self_name, sizeof(self_name), "%s", strempty(myhostname));
+        self_addrs[0] = '\0';
+        char buf[1024], *save = NULL;
+        snprintf(buf, sizeof(buf), "%s", strempty(inet_interfaces));
+        for (char *w = strtok_r(buf, " ,\t", &save); w; w = strtok_r(NULL, " ,\t", &save)) {
+                uint8_t a[16];
+                if (inet_pton(AF_INET, w, a) != 1 && inet_pton(AF_INET6, w, a) != 1)
+                        continue;   /* "all", "loopback-only": not known addresses */
+                size_t l = strlen(self_addrs);
+                snprintf(self_addrs + l, sizeof(self_addrs) - l, " %s ", w);
+        }
+}
+
+static bool is_self_addr(const char *addr) {
+        char pat[140];
+        snprintf(pat, sizeof(pat), " %s ", addr);
+        return !isempty(addr) && strstr(self_addrs, pat);
 }
 
 /* Stops the resolver (shutdown). */
@@ -140,6 +159,20 @@ static void lookup_free(Lookup *l) {
 
 static void lookup_finish(Lookup *l) {
         size_t n = 0;
+        /* Hosts from the first one that is us on are not tried (Postfix's smtp_find_self). */
+        for (size_t i = 0; i < l->n_hosts; i++)
+                for (size_t k = 0; k < l->n_found[i]; k++)
+                        if (is_self_addr(l->found[i][k].addr)) {
+                                for (size_t j = i; j < l->n_hosts; j++)
+                                        l->n_found[j] = 0;
+                                if (i == 0) {
+                                        fail(l->handler, l->userdata, "5.4.6", "mail for %s loops back to myself",
+                                             l->domain);
+                                        return lookup_free(l);
+                                }
+                                goto done_self;
+                        }
+done_self:
         for (size_t i = 0; i < l->n_hosts; i++)
                 n += l->n_found[i];
         if (n == 0) {
@@ -243,10 +276,19 @@ static void on_mx(DnsQuery *q, const DnsResult *res, void *userdata) {
                              "Domain %s has null MX (RFC 7505)", l->domain);
                         return lookup_free(l);
                 }
-                /* Sorted by preference; shuffle runs of equal preference. */
+                /* Sorted by preference; shuffle runs of equal preference. MX hosts at or
+                 * above our own preference are dropped; when we are the best: a loop. */
                 for (size_t i = 0; i < res->n_records && l->n_hosts < MX_HOSTS_MAX; i++) {
                         if (isempty(res->records[i].text) || streq(res->records[i].text, "."))
                                 continue;
+                        if (self_name[0] && strcaseeq(res->records[i].text, self_name)) {
+                                if (l->n_hosts == 0) {
+                                        fail(l->handler, l->userdata, "5.4.6", "mail for %s loops back to myself",
+                                             l->domain);
+                                        return lookup_free(l);
+                                }
+                                break;
+                        }
                         snprintf(l->hosts[l->n_hosts++], sizeof(l->hosts[0]), "%s", res->records[i].text);
                 }
                 for (size_t i = 0; i < l->n_hosts;) {

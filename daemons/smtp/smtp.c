@@ -33,6 +33,7 @@ static void settings_done(SmtpSettings *s) {
         free(s->myhostname);
         free(s->helo_name);
         free(s->bind_address);
+        free(s->inet_interfaces);
         *s = (SmtpSettings) {};
 }
 
@@ -47,7 +48,8 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
         n.myhostname = strdup(strempty(conf_get(c, "myhostname")));
         n.helo_name = strdup(isempty(helo) ? strempty(conf_get(c, "myhostname")) : helo);
         n.bind_address = strdup(strempty(conf_get(c, "smtp_bind_address")));
-        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address) {
+        n.inet_interfaces = strdup(strempty(conf_get(c, "inet_interfaces")));
+        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address || !n.inet_interfaces) {
                 settings_done(&n);
                 return log_oom();
         }
@@ -333,7 +335,7 @@ static int on_reload(Daemon *dm, Conf *conf, void *userdata) {
         bool moved = !streq(n.queue_directory, s->s.queue_directory);
         settings_done(&s->s);
         s->s = n;
-        smtp_resolve_set_port(n.tcp_port);
+        smtp_resolve_configure(n.tcp_port, n.myhostname, n.inet_interfaces);
         if (moved)
                 s->queue = queue_close(s->queue);
         return 0;
@@ -376,7 +378,7 @@ static int run(void) {
                 settings_done(&smtp.s);
                 return EXIT_FAILURE;
         }
-        smtp_resolve_set_port(smtp.s.tcp_port);
+        smtp_resolve_configure(smtp.s.tcp_port, smtp.s.myhostname, smtp.s.inet_interfaces);
         daemon_set_reload(dm, on_reload, &smtp);
         if (queue_open(smtp.s.queue_directory, 0, &smtp.queue) < 0)
                 smtp.queue = NULL;   /* qmgr creates it; reopened lazily */

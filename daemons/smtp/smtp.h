@@ -38,6 +38,7 @@ typedef struct SmtpSettings {
                data_xfer_timeout, data_done_timeout, rset_timeout, quit_timeout;
         usec_t cache_time_limit;      /* smtp_connection_cache_time_limit: idle connections */
         unsigned tcp_port;            /* smtp_tcp_port: MX/A destinations, "[host]" */
+        char *inet_interfaces;        /* our own addresses (loop detection) */
         usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
 } SmtpSettings;
@@ -63,8 +64,8 @@ int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
 void smtp_resolve_done(void);
-/* smtp_tcp_port: the SMTP port when the next hop names none. */
-void smtp_resolve_set_port(unsigned port);
+/* smtp_tcp_port, $myhostname and $inet_interfaces (to find ourselves among MX hosts). */
+void smtp_resolve_configure(unsigned port, const char *myhostname, const char *inet_interfaces);
 /* "host[addr]:port" or "host[path]" for logs and diagnostics. */
 void smtp_target_relay(const SmtpTarget *t, char *buf, size_t size);
 

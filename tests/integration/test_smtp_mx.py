@@ -126,3 +126,33 @@ def test_bracketed_name_skips_mx(postern, dns_zone, sinks):
     qid = queue_id(text)
     good.wait_count(1)
     postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, relay=relay\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
+
+
+def test_mx_naming_myhostname_loops_back(postern, dns_zone):
+    dns_zone.mx("loop.test", "postern.test", 10)
+    dns_zone.host("postern.test", "127.0.0.8")
+    dns_zone.apply()
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@loop.test"], msg("loop-name@test"))
+    qid = queue_id(text)
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@loop\.test>, relay=none, .*dsn=5\.4\.6, status=bounced \((.*)\)")
+    assert m.group(1) == "mail for loop.test loops back to myself"
+
+
+def test_mx_with_our_address_loops_back_or_uses_better_host(postern, dns_zone, sinks):
+    port = free_port("127.0.0.6")
+    good = sinks("127.0.0.6", port)
+    dns_zone.mx("selfaddr.test", "us.selfaddr.test", 10)
+    dns_zone.host("us.selfaddr.test", "127.0.0.8")
+    dns_zone.mx("better.test", "them.better.test", 5)
+    dns_zone.mx("better.test", "us.selfaddr.test", 10)
+    dns_zone.host("them.better.test", "127.0.0.6")
+    dns_zone.apply()
+    postern.configure(inet_interfaces="127.0.0.8, 127.0.0.1", smtp_tcp_port=str(port))
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@selfaddr.test", "carol@better.test"], msg("loop-addr@test"))
+    qid = queue_id(text)
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@selfaddr\.test>, relay=none, .*dsn=5\.4\.6, status=bounced \((.*)\)")
+    assert m.group(1) == "mail for selfaddr.test loops back to myself"
+    good.wait_count(1)
+    postern.wait_log("smtp", rf"{qid}: to=<carol@better\.test>, relay=them\.better\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
