@@ -228,6 +228,8 @@ const ParamDef param_table[] = {
                "How long the SMTP client waits for the reply to RCPT TO."),
         P_TIME("smtp_rset_timeout", "20s", 's', 1, 0,
                "How long the SMTP client waits for the reply to RSET on a reused connection."),
+        P_INT("smtp_tcp_port", "25", 1, 65535,
+              "TCP port of the SMTP client's destinations found by MX or A/AAAA lookup, and of [host] next hops without a port."),
         P_STR("smtpd_banner", "$myhostname ESMTP $mail_name",
               "Text after 220 in the SMTP greeting; it must start with $myhostname."),
         P_INT("smtpd_client_auth_rate_limit", "0", 0, 0,

@@ -15,7 +15,46 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "dns/dns.h"
 #include "smtp.h"
+
+static DnsResolver *resolver;   /* one per process: smtp_resolve_init() */
+
+/* Creates the process's resolver (worker threads, completions on e). */
+int smtp_resolve_init(sd_event *e) {
+        return dns_resolver_new(e, 0, 0, &resolver);
+}
+
+static unsigned smtp_port = 25;
+static char self_name[256];          /* $myhostname */
+static char self_addrs[1024];        /* numeric entries of $inet_interfaces, space-separated */
+
+/* smtp_tcp_port, $myhostname and $inet_interfaces (our own addresses for loop detection). */
+void smtp_resolve_configure(unsigned port, const char *myhostname, const char *inet_interfaces) {
+        smtp_port = port ? port : 25;
+        snprintf(self_name, sizeof(self_name), "%s", strempty(myhostname));
+        self_addrs[0] = '\0';
+        char buf[1024], *save = NULL;
+        snprintf(buf, sizeof(buf), "%s", strempty(inet_interfaces));
+        for (char *w = strtok_r(buf, " ,\t", &save); w; w = strtok_r(NULL, " ,\t", &save)) {
+                uint8_t a[16];
+                if (inet_pton(AF_INET, w, a) != 1 && inet_pton(AF_INET6, w, a) != 1)
+                        continue;   /* "all", "loopback-only": not known addresses */
+                size_t l = strlen(self_addrs);
+                snprintf(self_addrs + l, sizeof(self_addrs) - l, " %s ", w);
+        }
+}
+
+static bool is_self_addr(const char *addr) {
+        char pat[140];
+        snprintf(pat, sizeof(pat), " %s ", addr);
+        return !isempty(addr) && strstr(self_addrs, pat);
+}
+
+/* Stops the resolver (shutdown). */
+void smtp_resolve_done(void) {
+        resolver = dns_resolver_free(resolver);
+}
 
 /* "host[addr]:port" or "host[path]" for logs and diagnostics. */
 void smtp_target_relay(const SmtpTarget *t, char *buf, size_t size) {
@@ -91,11 +130,235 @@ static void resolve_unix(const char *path, SmtpResolveHandler handler, void *use
         handler(NULL, NULL, t, 1, userdata);
 }
 
+#define MX_HOSTS_MAX 16
+
+/* One name lookup in progress: MX, then A and AAAA of each host, all in flight at once. */
+typedef struct Lookup {
+        SmtpResolveHandler handler;
+        void *userdata;
+        char domain[256];
+        unsigned port;
+        size_t n_hosts;
+        char hosts[MX_HOSTS_MAX][256];
+        SmtpTarget *found[MX_HOSTS_MAX];
+        size_t n_found[MX_HOSTS_MAX];
+        bool tempfail;
+        unsigned pending;
+} Lookup;
+
+typedef struct AddrQuery {
+        Lookup *l;
+        size_t host;
+} AddrQuery;
+
+static void lookup_free(Lookup *l) {
+        for (size_t i = 0; i < l->n_hosts; i++)
+                free(l->found[i]);
+        free(l);
+}
+
+static void lookup_finish(Lookup *l) {
+        size_t n = 0;
+        /* Hosts from the first one that is us on are not tried (Postfix's smtp_find_self). */
+        for (size_t i = 0; i < l->n_hosts; i++)
+                for (size_t k = 0; k < l->n_found[i]; k++)
+                        if (is_self_addr(l->found[i][k].addr)) {
+                                for (size_t j = i; j < l->n_hosts; j++)
+                                        l->n_found[j] = 0;
+                                if (i == 0) {
+                                        fail(l->handler, l->userdata, "5.4.6", "mail for %s loops back to myself",
+                                             l->domain);
+                                        return lookup_free(l);
+                                }
+                                goto done_self;
+                        }
+done_self:
+        for (size_t i = 0; i < l->n_hosts; i++)
+                n += l->n_found[i];
+        if (n == 0) {
+                if (l->tempfail)
+                        fail(l->handler, l->userdata, "4.4.3", "Host or domain name not found. Name service error "
+                             "for name=%s type=A: Host not found, try again", l->hosts[0]);
+                else
+                        fail(l->handler, l->userdata, "5.4.4", "Host or domain name not found. Name service error "
+                             "for name=%s type=A: Host not found", l->hosts[0]);
+                return lookup_free(l);
+        }
+        SmtpTarget *t = calloc(n, sizeof(SmtpTarget));
+        if (!t) {
+                fail(l->handler, l->userdata, "4.3.0", "out of memory");
+                return lookup_free(l);
+        }
+        n = 0;
+        for (size_t i = 0; i < l->n_hosts; i++)
+                for (size_t k = 0; k < l->n_found[i]; k++)
+                        t[n++] = l->found[i][k];
+        SmtpResolveHandler h = l->handler;
+        void *u = l->userdata;
+        lookup_free(l);
+        h(NULL, NULL, t, n, u);
+}
+
+static void on_addr(DnsQuery *q, const DnsResult *res, void *userdata) {
+        AddrQuery *aq = userdata;
+        Lookup *l = aq->l;
+        size_t h = aq->host;
+        (void) q;
+        free(aq);
+        if (res->status == DNS_TEMPFAIL)
+                l->tempfail = true;
+        else if (res->status == DNS_FOUND) {
+                SmtpTarget *t = reallocarray(l->found[h], l->n_found[h] + res->n_records, sizeof(SmtpTarget));
+                if (t) {
+                        l->found[h] = t;
+                        for (size_t i = 0; i < res->n_records; i++) {
+                                const DnsRecord *rr = &res->records[i];
+                                SmtpTarget *x = &t[l->n_found[h]];
+                                memset(x, 0, sizeof(*x));
+                                if (rr->type == DNS_TYPE_A) {
+                                        struct sockaddr_in *in = (struct sockaddr_in *) &x->sa;
+                                        in->sin_family = AF_INET;
+                                        in->sin_port = htons((uint16_t) l->port);
+                                        memcpy(&in->sin_addr, rr->addr, 4);
+                                        x->salen = sizeof(*in);
+                                } else if (rr->type == DNS_TYPE_AAAA) {
+                                        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &x->sa;
+                                        in6->sin6_family = AF_INET6;
+                                        in6->sin6_port = htons((uint16_t) l->port);
+                                        memcpy(&in6->sin6_addr, rr->addr, 16);
+                                        x->salen = sizeof(*in6);
+                                } else
+                                        continue;
+                                x->port = l->port;
+                                snprintf(x->addr, sizeof(x->addr), "%s", rr->text ? rr->text : "");
+                                snprintf(x->host, sizeof(x->host), "%s", l->hosts[h]);
+                                l->n_found[h]++;
+                        }
+                } else
+                        l->tempfail = true;
+        }
+        if (--l->pending == 0)
+                lookup_finish(l);
+}
+
+/* Asks A and AAAA for every host of l. */
+static void lookup_addresses(Lookup *l) {
+        static const int types[] = { DNS_TYPE_A, DNS_TYPE_AAAA };
+        l->pending = 1;   /* held until every query is started */
+        for (size_t i = 0; i < l->n_hosts; i++)
+                for (size_t k = 0; k < ELEMENTSOF(types); k++) {
+                        AddrQuery *aq = calloc(1, sizeof(AddrQuery));
+                        if (!aq) {
+                                l->tempfail = true;
+                                continue;
+                        }
+                        aq->l = l;
+                        aq->host = i;
+                        if (dns_query(resolver, l->hosts[i], types[k], on_addr, aq, NULL) < 0) {
+                                free(aq);
+                                l->tempfail = true;
+                                continue;
+                        }
+                        l->pending++;
+                }
+        if (--l->pending == 0)
+                lookup_finish(l);
+}
+
+static void on_mx(DnsQuery *q, const DnsResult *res, void *userdata) {
+        Lookup *l = userdata;
+        (void) q;
+        switch (res->status) {
+        case DNS_FOUND:
+                if (res->n_records == 1 && res->records[0].preference == 0 &&
+                    (isempty(res->records[0].text) || streq(res->records[0].text, "."))) {
+                        fail(l->handler, l->userdata, "5.1.10", "Host or domain name not found. "
+                             "Domain %s has null MX (RFC 7505)", l->domain);
+                        return lookup_free(l);
+                }
+                /* Sorted by preference; shuffle runs of equal preference. MX hosts at or
+                 * above our own preference are dropped; when we are the best: a loop. */
+                for (size_t i = 0; i < res->n_records && l->n_hosts < MX_HOSTS_MAX; i++) {
+                        if (isempty(res->records[i].text) || streq(res->records[i].text, "."))
+                                continue;
+                        if (self_name[0] && strcaseeq(res->records[i].text, self_name)) {
+                                if (l->n_hosts == 0) {
+                                        fail(l->handler, l->userdata, "5.4.6", "mail for %s loops back to myself",
+                                             l->domain);
+                                        return lookup_free(l);
+                                }
+                                break;
+                        }
+                        snprintf(l->hosts[l->n_hosts++], sizeof(l->hosts[0]), "%s", res->records[i].text);
+                }
+                for (size_t i = 0; i < l->n_hosts;) {
+                        size_t j = i + 1;
+                        while (j < l->n_hosts && res->records[j].preference == res->records[i].preference)
+                                j++;
+                        for (size_t k = j - 1; k > i; k--) {
+                                size_t r = i + (size_t) random() % (k - i + 1);
+                                char tmp[256];
+                                memcpy(tmp, l->hosts[k], sizeof(tmp));
+                                memcpy(l->hosts[k], l->hosts[r], sizeof(tmp));
+                                memcpy(l->hosts[r], tmp, sizeof(tmp));
+                        }
+                        i = j;
+                }
+                if (l->n_hosts == 0) {
+                        fail(l->handler, l->userdata, "5.1.10", "Host or domain name not found. "
+                             "Domain %s has null MX (RFC 7505)", l->domain);
+                        return lookup_free(l);
+                }
+                return lookup_addresses(l);
+        case DNS_NODATA:
+                /* RFC 5321 5.1: no MX, the domain itself is the host. */
+                snprintf(l->hosts[0], sizeof(l->hosts[0]), "%s", l->domain);
+                l->n_hosts = 1;
+                return lookup_addresses(l);
+        case DNS_NXDOMAIN:
+        case DNS_INVALID:
+                fail(l->handler, l->userdata, "5.4.4", "Host or domain name not found. Name service error "
+                     "for name=%s type=MX: Host not found", l->domain);
+                return lookup_free(l);
+        case DNS_TEMPFAIL:
+        default:
+                fail(l->handler, l->userdata, "4.4.3", "Host or domain name not found. Name service error "
+                     "for name=%s type=MX: Host not found, try again", l->domain);
+                return lookup_free(l);
+        }
+}
+
+/* A name: MX first unless literal (or LMTP), then A/AAAA. Answers later, from the loop. */
+static int resolve_name(const char *host, unsigned port, bool mx, SmtpResolveHandler handler, void *userdata) {
+        if (!resolver)
+                return -ENXIO;
+        Lookup *l = calloc(1, sizeof(Lookup));
+        if (!l)
+                return -ENOMEM;
+        l->handler = handler;
+        l->userdata = userdata;
+        l->port = port;
+        if (dns_name_to_alabel(host, l->domain, sizeof(l->domain)) < 0)
+                snprintf(l->domain, sizeof(l->domain), "%s", host);
+        if (!mx) {
+                snprintf(l->hosts[0], sizeof(l->hosts[0]), "%s", l->domain);
+                l->n_hosts = 1;
+                lookup_addresses(l);
+                return 0;
+        }
+        int r = dns_query(resolver, l->domain, DNS_TYPE_MX, on_mx, l, NULL);
+        if (r < 0) {
+                free(l);
+                return r;
+        }
+        return 0;
+}
+
 /* Turns a next hop into addresses (see the top of the file). */
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata) {
         char host[256];
-        unsigned port = lmtp ? 24 : 25;
+        unsigned port = lmtp ? 24 : smtp_port;
         bool literal;
         const char *hp = nexthop;
 
@@ -117,11 +380,13 @@ int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
         struct addrinfo *res = NULL;
         char portstr[8];
+        int r;
         snprintf(portstr, sizeof(portstr), "%u", port);
         if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res) {
-                /* A name: it needs DNS (A/AAAA for literals and LMTP, MX first for SMTP). */
-                fail(handler, userdata, "4.4.3", "Host or domain name not found: %s: no resolver "
-                     "(postern-smtp resolves only numeric addresses until DNS support is merged)", host);
+                /* A name: MX first for "host" and "host:port" (SMTP), A/AAAA only otherwise. */
+                r = resolve_name(host, port, !literal && !lmtp, handler, userdata);
+                if (r < 0)
+                        fail(handler, userdata, "4.3.0", "cannot look up %s: %s", host, strerror(-r));
                 return 0;
         }
         size_t n = 0;

@@ -33,6 +33,7 @@ static void settings_done(SmtpSettings *s) {
         free(s->myhostname);
         free(s->helo_name);
         free(s->bind_address);
+        free(s->inet_interfaces);
         *s = (SmtpSettings) {};
 }
 
@@ -47,11 +48,13 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
         n.myhostname = strdup(strempty(conf_get(c, "myhostname")));
         n.helo_name = strdup(isempty(helo) ? strempty(conf_get(c, "myhostname")) : helo);
         n.bind_address = strdup(strempty(conf_get(c, "smtp_bind_address")));
-        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address) {
+        n.inet_interfaces = strdup(strempty(conf_get(c, "inet_interfaces")));
+        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address || !n.inet_interfaces) {
                 settings_done(&n);
                 return log_oom();
         }
         n.connect_timeout = conf_usec(c, "smtp_connect_timeout");
+        n.tcp_port = (unsigned) conf_get_int(c, NULL, "smtp_tcp_port");
         n.helo_timeout = conf_usec(c, "smtp_helo_timeout");
         n.mail_timeout = conf_usec(c, "smtp_mail_timeout");
         n.rcpt_timeout = conf_usec(c, "smtp_rcpt_timeout");
@@ -332,6 +335,7 @@ static int on_reload(Daemon *dm, Conf *conf, void *userdata) {
         bool moved = !streq(n.queue_directory, s->s.queue_directory);
         settings_done(&s->s);
         s->s = n;
+        smtp_resolve_configure(n.tcp_port, n.myhostname, n.inet_interfaces);
         if (moved)
                 s->queue = queue_close(s->queue);
         return 0;
@@ -368,6 +372,13 @@ static int run(void) {
                 settings_done(&smtp.s);
                 return EXIT_FAILURE;
         }
+        r = smtp_resolve_init(smtp.event);
+        if (r < 0) {
+                log_error_errno(r, "Cannot start the DNS resolver: %m");
+                settings_done(&smtp.s);
+                return EXIT_FAILURE;
+        }
+        smtp_resolve_configure(smtp.s.tcp_port, smtp.s.myhostname, smtp.s.inet_interfaces);
         daemon_set_reload(dm, on_reload, &smtp);
         if (queue_open(smtp.s.queue_directory, 0, &smtp.queue) < 0)
                 smtp.queue = NULL;   /* qmgr creates it; reopened lazily */
@@ -377,6 +388,7 @@ static int run(void) {
         while (smtp.deliveries)
                 delivery_free(smtp.deliveries);
         smtp_sessions_done(&smtp);
+        smtp_resolve_done();
         for (size_t i = 0; i < 2; i++)
                 ipc_server_free(listeners[i].server);
         queue_close(smtp.queue);

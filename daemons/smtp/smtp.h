@@ -37,6 +37,8 @@ typedef struct SmtpSettings {
         usec_t connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout,
                data_xfer_timeout, data_done_timeout, rset_timeout, quit_timeout;
         usec_t cache_time_limit;      /* smtp_connection_cache_time_limit: idle connections */
+        unsigned tcp_port;            /* smtp_tcp_port: MX/A destinations, "[host]" */
+        char *inet_interfaces;        /* our own addresses (loop detection) */
         usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
 } SmtpSettings;
@@ -59,6 +61,11 @@ typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget
  * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata);
+/* Creates / frees the process's DNS resolver. */
+int smtp_resolve_init(sd_event *e);
+void smtp_resolve_done(void);
+/* smtp_tcp_port, $myhostname and $inet_interfaces (to find ourselves among MX hosts). */
+void smtp_resolve_configure(unsigned port, const char *myhostname, const char *inet_interfaces);
 /* "host[addr]:port" or "host[path]" for logs and diagnostics. */
 void smtp_target_relay(const SmtpTarget *t, char *buf, size_t size);
 

@@ -1,7 +1,7 @@
 """postern-smtp, the SMTP client, with qmgr routing to it: relayhost and transport_maps next
 hops, delivery to Postfix's smtp-sink (content, CRLF, dot-stuffing, DSN parameters, connection
 reuse), per-stage 4xx/5xx answers from aiosmtpd and a scripted server mapped to the queue and to
-the sender's bounce, timeouts, SIZE, 8BITMIME, mail loops and unresolvable names."""
+the sender's bounce, timeouts, SIZE, 8BITMIME, mail loops and unknown relay names."""
 
 import asyncio
 import re
@@ -309,14 +309,13 @@ def test_8bit_body_with_8bitmime_is_declared(postern, scripted):
     assert "Grüße".encode() in s.messages[0]
 
 
-def test_name_without_resolver_is_deferred(postern):
+def test_unknown_relay_name_bounces(postern):
     postern.configure(relayhost="relay.example:2525")
     postern.start()
     code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("noresolver@test"))
     qid = queue_id(text)
-    st, dsn, diag = wait_rcpt(postern, qid, "bob@remote.example", 1)
-    assert dsn == "4.4.3"
-    assert diag.startswith("Host or domain name not found: relay.example: no resolver")
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, relay=none, .*dsn=5\.4\.4, status=bounced \((.*)\)")
+    assert m.group(1) == "Host or domain name not found. Name service error for name=relay.example type=MX: Host not found"
 
 
 # --- DSN parameters ----------------------------------------------------------------------------

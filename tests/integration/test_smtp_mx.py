@@ -1,0 +1,158 @@
+"""postern-smtp's next-hop lookups through common/dns against the run's dnsmasq (dns_zone):
+MX hosts in preference order (the next one when the best refuses), no MX → the domain's A
+record, null MX, NXDOMAIN and a timing-out zone. MX destinations use smtp_tcp_port so that
+the receivers can listen on test ports of 127.0.0.x."""
+
+import email
+import email.policy
+import re
+
+import pytest
+
+from smtp_peers import Sink, free_port
+
+
+def msg(mid):
+    return (f"From: <ptest1@postern.test>\r\nTo: <bob@x>\r\nSubject: mx test\r\n"
+            f"Message-ID: <{mid}>\r\n\r\nHello.\r\n").encode()
+
+
+def queue_id(text):
+    m = re.search(r"queued as ([0-9A-Z]+)", text)
+    assert m, text
+    return m.group(1)
+
+
+@pytest.fixture
+def sinks(postern):
+    made = []
+
+    def make(host, port):
+        s = Sink(postern.root / f"sink-{host}", host=host, port=port)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.stop()
+
+
+def bounce(postern, qid):
+    postern.wait_mailbox("ptest1", "Undelivered Mail Returned to Sender", timeout=20)
+    text = postern.mailbox("ptest1")
+    return email.message_from_string(text[text.index("\n") + 1:] if text.startswith("From ") else text,
+                                     policy=email.policy.default)
+
+
+def status_part(m):
+    for part in m.walk():
+        if part.get_content_type() == "message/delivery-status":
+            return str(part)
+    raise AssertionError("no delivery-status part")
+
+
+def test_mx_preference_order_next_host_when_best_refuses(postern, dns_zone, sinks):
+    port = free_port("127.0.0.6")
+    good = sinks("127.0.0.6", port)
+    dns_zone.mx("mxorder.test", "mx1.mxorder.test", 10)
+    dns_zone.mx("mxorder.test", "mx2.mxorder.test", 20)
+    dns_zone.mx("mxorder.test", "mx3.mxorder.test", 30)
+    dns_zone.host("mx1.mxorder.test", "127.0.0.5")     # nothing listens there: refused
+    dns_zone.host("mx2.mxorder.test", "127.0.0.6")
+    dns_zone.host("mx3.mxorder.test", "127.0.0.7")
+    dns_zone.apply()
+    postern.configure(smtp_tcp_port=str(port))
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@mxorder.test"], msg("mx-order@test"))
+    qid = queue_id(text)
+    assert len(good.wait_count(1)) == 1
+    postern.wait_log("smtp", rf"{qid}: to=<bob@mxorder\.test>, relay=mx2\.mxorder\.test\[127\.0\.0\.6\]:{port}, "
+                     r".*status=sent")
+
+
+def test_no_mx_falls_back_to_address(postern, dns_zone, sinks):
+    port = free_port("127.0.0.6")
+    good = sinks("127.0.0.6", port)
+    dns_zone.host("nomx.test", "127.0.0.6")
+    dns_zone.apply()
+    postern.configure(smtp_tcp_port=str(port))
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@nomx.test"], msg("no-mx@test"))
+    qid = queue_id(text)
+    good.wait_count(1)
+    postern.wait_log("smtp", rf"{qid}: to=<bob@nomx\.test>, relay=nomx\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
+
+
+def test_null_mx_bounces(postern, dns_zone):
+    dns_zone.add("--mx-host=nullmx.test,.,0")
+    dns_zone.apply()
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@nullmx.test"], msg("null-mx@test"))
+    qid = queue_id(text)
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@nullmx\.test>, relay=none, .*dsn=5\.1\.10, status=bounced \((.*)\)")
+    assert m.group(1) == "Host or domain name not found. Domain nullmx.test has null MX (RFC 7505)"
+    st = status_part(bounce(postern, qid))
+    assert "Status: 5.1.10" in st and "Final-Recipient: rfc822; bob@nullmx.test" in st
+
+
+def test_nxdomain_bounces(postern, dns_zone):
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@nosuch.test"], msg("nx@test"))
+    qid = queue_id(text)
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@nosuch\.test>, relay=none, .*dsn=5\.4\.4, status=bounced \((.*)\)")
+    assert m.group(1) == ("Host or domain name not found. Name service error for name=nosuch.test type=MX: "
+                          "Host not found")
+    assert "Status: 5.4.4" in status_part(bounce(postern, qid))
+
+
+def test_timing_out_zone_defers(postern, dns_zone):
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@x.slow.test"], msg("slow@test"))
+    qid = queue_id(text)
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@x\.slow\.test>, relay=none, .*dsn=4\.4\.3, status=deferred \((.*)\)",
+                         timeout=30)
+    assert m.group(1) == ("Host or domain name not found. Name service error for name=x.slow.test type=MX: "
+                          "Host not found, try again")
+
+
+def test_bracketed_name_skips_mx(postern, dns_zone, sinks):
+    port = free_port("127.0.0.6")
+    good = sinks("127.0.0.6", port)
+    dns_zone.mx("relay.test", "elsewhere.test", 10)      # must not be used for [relay.test]
+    dns_zone.host("relay.test", "127.0.0.6")
+    dns_zone.apply()
+    postern.configure(relayhost=f"[relay.test]:{port}")
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("bracket@test"))
+    qid = queue_id(text)
+    good.wait_count(1)
+    postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, relay=relay\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
+
+
+def test_mx_naming_myhostname_loops_back(postern, dns_zone):
+    dns_zone.mx("loop.test", "postern.test", 10)
+    dns_zone.host("postern.test", "127.0.0.8")
+    dns_zone.apply()
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@loop.test"], msg("loop-name@test"))
+    qid = queue_id(text)
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@loop\.test>, relay=none, .*dsn=5\.4\.6, status=bounced \((.*)\)")
+    assert m.group(1) == "mail for loop.test loops back to myself"
+
+
+def test_mx_with_our_address_loops_back_or_uses_better_host(postern, dns_zone, sinks):
+    port = free_port("127.0.0.6")
+    good = sinks("127.0.0.6", port)
+    dns_zone.mx("selfaddr.test", "us.selfaddr.test", 10)
+    dns_zone.host("us.selfaddr.test", "127.0.0.8")
+    dns_zone.mx("better.test", "them.better.test", 5)
+    dns_zone.mx("better.test", "us.selfaddr.test", 10)
+    dns_zone.host("them.better.test", "127.0.0.6")
+    dns_zone.apply()
+    postern.configure(inet_interfaces="127.0.0.8, 127.0.0.1", smtp_tcp_port=str(port))
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@selfaddr.test", "carol@better.test"], msg("loop-addr@test"))
+    qid = queue_id(text)
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@selfaddr\.test>, relay=none, .*dsn=5\.4\.6, status=bounced \((.*)\)")
+    assert m.group(1) == "mail for selfaddr.test loops back to myself"
+    good.wait_count(1)
+    postern.wait_log("smtp", rf"{qid}: to=<carol@better\.test>, relay=them\.better\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
