@@ -40,6 +40,7 @@ void qmgr_settings_done(QmgrSettings *s) {
         if (s->relay_domains_set)
                 domain_list_done(&s->relay_domains);
         table_list_free(s->transport_maps);
+        qmgr_dsn_settings_done(s);
         *s = (QmgrSettings) {};
 }
 
@@ -116,6 +117,8 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                         return log_error_errno(r, "transport_maps: %s", twhy ? twhy : "cannot open");
         }
         n.bounce_size_limit = (size_t) conf_get_int(c, NULL, "bounce_size_limit");
+        if ((r = qmgr_dsn_settings_load(&n, c)) < 0)
+                return r;
         if (n.maximal_backoff < n.minimal_backoff) {
                 log_warning("maximal_backoff_time is below minimal_backoff_time; using %llu s",
                             n.minimal_backoff / USEC_PER_SEC);

@@ -489,6 +489,9 @@ static void dot_reply(SmtpSession *s) {
         char dsn[16];
         smtp_reply_dsn(&s->reply, dsn);
         if (!s->lmtp) {
+                for (size_t i = 0; s->reply.code / 100 == 2 && i < d->n_rcpts; i++)
+                        if (d->rcpts[i].accepted && !d->rcpts[i].done)
+                                d->rcpts[i].relayed = !s->dsn;   /* for Action: relayed */
                 if (s->reply.code / 100 == 2)
                         smtp_all_result(d, true, dsn, "%s", s->reply.text);
                 else
@@ -497,6 +500,8 @@ static void dot_reply(SmtpSession *s) {
                 return;
         }
         size_t i = s->accepted[s->dot_replies++];
+        if (s->reply.code / 100 == 2 && !d->rcpts[i].done)
+                d->rcpts[i].relayed = !s->dsn;
         if (s->reply.code / 100 == 2)
                 smtp_rcpt_result(d, i, dsn, "%s", s->reply.text);
         else

@@ -174,10 +174,16 @@ void smtp_delivery_finish(SmtpDelivery *d) {
                 log_rcpt(d, rc, end);
                 snprintf(id, sizeof(id), "%" PRId64, rc->id);
                 const char *action = rc->dsn[0] == '2' ? "delivered" : rc->dsn[0] == '5' ? "bounced" : "deferred";
+                /* DSN: the server took it without offering DSN, and the sender asked for SUCCESS. */
+                if (rc->dsn[0] == '2' && rc->relayed && (rc->notify & QUEUE_NOTIFY_SUCCESS))
+                        action = "relayed";
                 if ((r = ipc_record_add_indexed(&reply, "rcpt_id", i, id)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "action", i, action)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "dsn", i, rc->dsn)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "diag", i, strna(rc->diag))) < 0)
+                        goto fail;
+                if (d->relay[0] && !streq(d->relay, "none") &&
+                    (r = ipc_record_add_indexed(&reply, "relay", i, d->relay)) < 0)
                         goto fail;
         }
         r = ipc_conn_reply(d->conn, &reply);

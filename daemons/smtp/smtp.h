@@ -93,6 +93,7 @@ typedef struct SmtpRcpt {
         unsigned notify;
         bool done;
         bool accepted;                /* RCPT TO answered 2xx in the current transaction */
+        bool relayed;                 /* delivered to a server that did not offer DSN */
         char dsn[16];
         char *diag;
 } SmtpRcpt;
