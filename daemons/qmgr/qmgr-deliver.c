@@ -546,7 +546,7 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                         if (!diag)
                                 diag = "";
                         const char *action = ipc_record_get_indexed(reply, "action", (size_t) k);
-                        qmgr_dsn_filter(&q->s, m->queue_id, j->transport, &dsn, &diag, fdsn[i],
+                        qmgr_dsn_filter(&q->s, m->queue_id, j->transport, &st, &dsn, &diag, fdsn[i],
                                         &owned[2 * i]);
                         owned[2 * i + 1] = qmgr_dsn_relay_host(ipc_record_get_indexed(reply, "relay", (size_t) k));
                         res[i] = (QmgrResult) { .idx = j->idx[i], .state = st, .dsn = dsn,

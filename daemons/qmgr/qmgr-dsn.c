@@ -87,10 +87,12 @@ static TableList *filter_for(const QmgrSettings *s, const char *transport) {
         return s->status_filter_default;
 }
 
-/* Applies the transport's delivery status filter to *dsn and *diag. New strings go to
- * ret_dsn (16 bytes) and *ret_diag_owned (caller frees); the pointers are redirected to them. */
+/* Applies the transport's delivery status filter to *dsn and *diag (and *state, when the class
+ * changes between 4 and 5). New strings go to ret_dsn (16 bytes) and *ret_diag_owned (caller
+ * frees); the pointers are redirected to them. */
 void qmgr_dsn_filter(const QmgrSettings *s, const char *queue_id, const char *transport,
-                     const char **dsn, const char **diag, char ret_dsn[16], char **ret_diag_owned) {
+                     QueueRcptState *state, const char **dsn, const char **diag, char ret_dsn[16],
+                     char **ret_diag_owned) {
         TableList *t = filter_for(s, transport);
         _cleanup_free_ char *key = NULL, *value = NULL;
 
@@ -135,6 +137,10 @@ void qmgr_dsn_filter(const QmgrSettings *s, const char *queue_id, const char *tr
         *ret_diag_owned = d;
         *dsn = ret_dsn;
         *diag = d;
+        if (value[0] == '4' && *state == QUEUE_RCPT_BOUNCED)
+                *state = QUEUE_RCPT_DEFERRED;
+        else if (value[0] == '5' && *state == QUEUE_RCPT_DEFERRED)
+                *state = QUEUE_RCPT_BOUNCED;
 }
 
 /* soft_bounce = yes: turns a bounce into a deferral with status class 4 (in place). */

@@ -216,10 +216,12 @@ void qmgr_jobs_free(Qmgr *q);
 int qmgr_dsn_settings_load(QmgrSettings *s, Conf *c);
 /* Frees what qmgr_dsn_settings_load() allocated. */
 void qmgr_dsn_settings_done(QmgrSettings *s);
-/* Applies the transport's delivery status filter to *dsn and *diag. New strings go to
- * ret_dsn (16 bytes) and *ret_diag_owned (caller frees); the pointers are redirected to them. */
+/* Applies the transport's delivery status filter to *dsn and *diag (and *state, when the class
+ * changes between 4 and 5). New strings go to ret_dsn (16 bytes) and *ret_diag_owned (caller
+ * frees); the pointers are redirected to them. */
 void qmgr_dsn_filter(const QmgrSettings *s, const char *queue_id, const char *transport,
-                     const char **dsn, const char **diag, char ret_dsn[16], char **ret_diag_owned);
+                     QueueRcptState *state, const char **dsn, const char **diag, char ret_dsn[16],
+                     char **ret_diag_owned);
 /* soft_bounce = yes: turns a bounce into a deferral with status class 4 (in place). */
 void qmgr_dsn_soft_bounce(const QmgrSettings *s, QueueRcptState *state, char **dsn_status);
 /* The host name in an agent's relay attribute ("host[addr]:port"), or NULL (caller frees). */

@@ -266,19 +266,30 @@ static void test_status_filter(void) {
         CHECK_INT(table_list_open(spec, 0, &s.status_filter_smtp, NULL), 0);
         CHECK_INT(table_list_open(spec, 0, &s.status_filter_default, NULL), 0);
 
-        static const struct { const char *transport, *dsn, *diag, *want_dsn, *want_diag; } t[] = {
-                { "smtp", "5.1.1", "host x said: 550 mailbox full", "4.1.1", "host x said: 550 mailbox full" },
-                { "smtp", "5.1.1", "host x said: 550 no such user", "5.1.1", "host x said: 550 no such user" },
-                { "pipe", "2.0.0", "delivered to file: /var/x", "2.0.0", "delivered to file" },
-                { "smtp", "4.4.1", "connection refused", "4.4.1", "connection refused" },
-                { "smtp", "4.4.2", "lost connection", "4.4.2", "lost connection" },
-                { "local", "5.1.1", "mailbox full", "5.1.1", "mailbox full" },   /* no local filter */
+#define B QUEUE_RCPT_BOUNCED
+#define D QUEUE_RCPT_DEFERRED
+#define OK QUEUE_RCPT_DELIVERED
+        static const struct {
+                const char *transport, *dsn, *diag, *want_dsn, *want_diag;
+                QueueRcptState st, want_st;
+        } t[] = {
+                { "smtp", "5.1.1", "host x said: 550 mailbox full", "4.1.1", "host x said: 550 mailbox full", B, D },
+                { "smtp", "5.1.1", "host x said: 550 no such user", "5.1.1", "host x said: 550 no such user", B, B },
+                { "pipe", "2.0.0", "delivered to file: /var/x", "2.0.0", "delivered to file", OK, OK },
+                { "smtp", "4.4.1", "connection refused", "4.4.1", "connection refused", D, D },
+                { "smtp", "4.4.2", "lost connection", "4.4.2", "lost connection", D, D },
+                { "local", "5.1.1", "mailbox full", "5.1.1", "mailbox full", B, B },   /* no local filter */
         };
+#undef B
+#undef D
+#undef OK
         for (size_t i = 0; i < ELEMENTSOF(t); i++) {
                 const char *dsn = t[i].dsn, *diag = t[i].diag;
+                QueueRcptState st = t[i].st;
                 char buf[16];
                 _cleanup_free_ char *owned = NULL;
-                qmgr_dsn_filter(&s, "TESTID", t[i].transport, &dsn, &diag, buf, &owned);
+                qmgr_dsn_filter(&s, "TESTID", t[i].transport, &st, &dsn, &diag, buf, &owned);
+                CHECK(st == t[i].want_st);
                 CHECK_STR(dsn, t[i].want_dsn);
                 CHECK_STR(diag, t[i].want_diag);
         }
