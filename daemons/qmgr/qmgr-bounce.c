@@ -1,19 +1,25 @@
-/* qmgr-bounce.c — non-delivery notifications (RFC 3464) and the completion transaction.
+/* qmgr-bounce.c — delivery status notifications (RFC 3464) and the completion transaction.
  *
- * qmgr_bounce_build() turns a message and its failed recipients into a multipart/report
- * (report-type=delivery-status) in LF form: a plain-text part naming each failed recipient and
- * why, a message/delivery-status part (Reporting-MTA, Arrival-Date, then per recipient
- * Final-Recipient, Original-Recipient, Action: failed, Status, Diagnostic-Code,
- * Last-Attempt-Date), and the original message as message/rfc822 — or only its header section as
- * text/rfc822-headers when the sender asked for RET=HDRS or the message is larger than
- * bounce_size_limit. The notification comes from MAILER-DAEMON@$myhostname with the null sender
- * and is marked is_bounce, so it is never bounced again.
+ * qmgr_bounce_build() turns a message and some of its recipients into a multipart/report
+ * (report-type=delivery-status) in LF form: a plain-text part naming each recipient and what
+ * happened, a message/delivery-status part (Reporting-MTA, Original-Envelope-Id, Arrival-Date,
+ * then per recipient Final-Recipient, Original-Recipient, Action, Status, Remote-MTA,
+ * Diagnostic-Code, Last-Attempt-Date, Will-Retry-Until for delays), and the original message
+ * as message/rfc822 or only its header section as text/rfc822-headers. The kind of notice
+ * decides Subject, Action and what is attached: a failure returns what RET asked for (default
+ * the message), a delay warning the headers, a success notice the message only with RET=FULL;
+ * anything larger than bounce_size_limit is cut to its headers. Notices come from
+ * MAILER-DAEMON@$myhostname and are marked is_bounce.
  *
- * qmgr_complete_in_transaction() inserts that notification (when a recipient bounced, the message
- * is not itself a notification, and its sender is not null) and deletes the message, inside the
- * caller's transaction. Recipients that asked for NOTIFY=NEVER, or NOTIFY without FAILURE, are
- * left out of the report. An expired recipient keeps its last 4.x.x status (Action: failed), as
- * Postfix does. */
+ * qmgr_complete_in_transaction() inserts the notices due when a message is finished and deletes
+ * it, inside the caller's transaction: a failure notice to the sender for bounced recipients
+ * that want one (NOTIFY not given, or with FAILURE); when the message is itself a notification
+ * (or has the null sender), a notice to 2bounce_notice_recipient instead, sent from
+ * double_bounce_sender — and nothing at all when the message came from double_bounce_sender,
+ * so no notice ever loops; and a success notice for delivered recipients that asked for
+ * NOTIFY=SUCCESS (Action: relayed when the agent said so) or, with confirm_delay_cleared, were
+ * named in the delay warning. An expired recipient keeps its last 4.x.x status (Action: failed),
+ * as Postfix does. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>

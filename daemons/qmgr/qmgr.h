@@ -4,7 +4,9 @@
  *   qmgr-scan.c     the active set, queue scans and the scan timer, the sweep (in batches)
  *   qmgr-route.c    which transport and next hop a recipient goes to (transport_maps, relayhost)
  *   qmgr-deliver.c  delivery requests to the agents (local, smtp, lmtp), recording results, backoff, expiry
- *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
+ *   qmgr-bounce.c   RFC 3464 notices (failure, delay, success, postmaster) and the completion transaction
+ *   qmgr-dsn.c      DSN settings; delivery status filters and soft_bounce applied to agent results
+ *   qmgr-delay.c    the one delay warning per message (delay_warning_time)
  *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
