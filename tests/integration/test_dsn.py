@@ -233,7 +233,10 @@ def test_delay_warning_once_then_cleared(postern, local_users, aiosmtpd_server):
     postern.wait_log("qmgr", rf"{qid}: sender delay notification: ")
     assert postern.queue_rows("SELECT delay_warned FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
 
-    # More attempts, still deferred: no second warning.
+    # More attempts, still deferred, and a qmgr killed and restarted in between: the warning is
+    # recorded in the queue, so there is no second one.
+    postern.kill("qmgr")
+    postern.restart("qmgr")
     attempts = lambda: postern.queue_rows(
         "SELECT max(r.attempts) FROM recipients r JOIN messages m ON m.id = r.message_id "
         "WHERE m.queue_id = ?", (qid,))[0][0]
@@ -348,3 +351,21 @@ def test_delivery_status_filter(postern, local_users, aiosmtpd_server, tmp_path)
     # The success text was rewritten by the filter; the notice waits for the full recipient.
     ok = rows()["ok@remote.example"]
     assert ok[1] == "2.0.0" and ok[2].endswith("2.0.0 taken"), ok
+
+
+def test_no_delay_warning_for_null_sender_or_notify_never(postern, local_users, aiosmtpd_server):
+    h, port = aiosmtpd_server(rcpt=lambda a: "450 4.2.0 try again later")
+    postern.configure(relayhost=f"[127.0.0.1]:{port}", delay_warning_time="1s",
+                      minimal_backoff_time="1s", maximal_backoff_time="1s", queue_run_delay="1s")
+    start(postern)
+    null = send(postern, [("late@remote.example", [])], msg("null@test"), sender="")
+    never = send(postern, [("late@remote.example", ["NOTIFY=NEVER"])], msg("never@test"))
+    attempts = lambda qid: postern.queue_rows(
+        "SELECT max(r.attempts) FROM recipients r JOIN messages m ON m.id = r.message_id "
+        "WHERE m.queue_id = ?", (qid,))[0][0]
+    postern.wait_for(lambda: attempts(null) >= 3 and attempts(never) >= 3, 20, "three attempts each")
+    assert "delay notification" not in postern.log("qmgr")
+    assert postern.queue_count() == 2
+    assert notices(postern, "ptest1") == []
+    # The NOTIFY=NEVER message was looked at (nothing to say) and is not looked at again.
+    assert postern.queue_rows("SELECT delay_warned FROM messages WHERE queue_id = ?", (never,)) == [(1,)]
