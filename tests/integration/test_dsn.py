@@ -137,6 +137,7 @@ def test_success_notice_local(postern, local_users):
     fields, rcpts, attached = report(n)
     assert fields["Original-Envelope-Id"] == "env-success-1"
     assert fields["Reporting-MTA"] == f"dns; {HOST}"
+    assert fields["X-Postern-Queue-ID"] == qid
     assert fields["Arrival-Date"]
     # ptest3 gave no NOTIFY: no success notice for it (RFC 3461 default is FAILURE,DELAY).
     assert list(by_rcpt(rcpts)) == [f"ptest2@{HOST}"]
