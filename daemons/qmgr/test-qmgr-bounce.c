@@ -279,6 +279,8 @@ static void test_status_filter(void) {
                 { "smtp", "4.4.1", "connection refused", "4.4.1", "connection refused", D, D },
                 { "smtp", "4.4.2", "lost connection", "4.4.2", "lost connection", D, D },
                 { "local", "5.1.1", "mailbox full", "5.1.1", "mailbox full", B, B },   /* no local filter */
+                { "lmtp", "5.1.1", "mailbox full", "5.1.1", "mailbox full", B, B },    /* nor lmtp */
+                { "relay2", "5.1.1", "x mailbox full", "4.1.1", "x mailbox full", B, D }, /* default */
         };
 #undef B
 #undef D

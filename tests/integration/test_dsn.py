@@ -15,7 +15,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from smtp_peers import Sink, free_port
+from smtp_peers import Scripted, Sink, free_port
 
 HOST = "postern.test"
 SENDER = f"ptest1@{HOST}"
@@ -370,3 +370,43 @@ def test_no_delay_warning_for_null_sender_or_notify_never(postern, local_users, 
     assert notices(postern, "ptest1") == []
     # The NOTIFY=NEVER message was looked at (nothing to say) and is not looked at again.
     assert postern.queue_rows("SELECT delay_warned FROM messages WHERE queue_id = ?", (never,)) == [(1,)]
+
+
+def test_lmtp_per_recipient_relayed_and_filtered(postern, local_users):
+    """LMTP without DSN: per-recipient end-of-data replies; the one that asked for SUCCESS is
+    reported relayed; lmtp_delivery_status_filter turns a 5.2.2 quota reply into a deferral."""
+    rules = postern.etc_dir / "lmtp_dsn_filter"
+    rules.write_text("/^5(\\.2\\.2 .*over quota.*)/ 4$1\n")
+    s = Scripted(lmtp=True, ehlo="250-scripted\r\n250-PIPELINING\r\n250 8BITMIME", replies={
+        "DOT": lambda accepted: ["552 5.2.2 <%s> over quota" % a if a.startswith("full")
+                                 else "250 2.0.0 <%s> ok" % a for a in accepted]})
+    try:
+        postern.configure(transport_maps=f"inline:{{ lmtp.example=lmtp:inet:127.0.0.1:{s.port} }}",
+                          lmtp_delivery_status_filter=f"regexp:{rules}", minimal_backoff_time="600s")
+        start(postern)
+        qid = send(postern, [("ok@lmtp.example", ["NOTIFY=SUCCESS"]), ("plain@lmtp.example", []),
+                             ("full@lmtp.example", [])], msg("lmtp-dsn@test"))
+        rows = lambda: {a: (st, d) for a, st, d in postern.queue_rows(
+            "SELECT r.address, r.state, r.dsn_status FROM recipients r JOIN messages m "
+            "ON m.id = r.message_id WHERE m.queue_id = ?", (qid,))}
+        postern.wait_for(lambda: rows().get("full@lmtp.example", (0,))[0] == 1, 20, "full deferred")
+        assert rows() == {"ok@lmtp.example": (2, "2.0.0"), "plain@lmtp.example": (2, "2.0.0"),
+                          "full@lmtp.example": (1, "4.2.2")}
+        assert not any("NOTIFY=" in c for c in s.commands)   # the server offered no DSN
+        # The message is not finished (full waits 600 s): no notice yet; the relayed flag waits
+        # in the queue for the success notice.
+        flags = dict(postern.queue_rows("SELECT address, flags FROM recipients"))
+        assert flags["ok@lmtp.example"] & 1 and not flags["plain@lmtp.example"] & 1
+        assert notices(postern, "ptest1") == []
+        # The quota clears; a flush retries now and the finished message sends its notice,
+        # naming the one recipient that asked, as relayed (from the flag kept in the queue).
+        s.replies["DOT"] = lambda accepted: ["250 2.0.0 <%s> ok" % a for a in accepted]
+        assert postern.posternctl("flush").returncode == 0
+        (n,) = wait_notices(postern, "ptest1", "Successful Mail Delivery Report")
+        _, rcpts, _ = report(n)
+        assert list(by_rcpt(rcpts)) == ["ok@lmtp.example"]
+        assert rcpts[0]["Action"] == "relayed"
+        assert rcpts[0]["Remote-MTA"] == "dns; 127.0.0.1"
+        postern.wait_queue_empty()
+    finally:
+        s.stop()
