@@ -303,14 +303,14 @@ static void after_last_job(Qmgr *q, QmgrMessage *m, bool complete, const char *b
                 if (bounce_id[0])
                         log_fields(LOG_INFO, &f, "%s: %s non-delivery notification: %s",
                                    m->queue_id, m->postmaster_notice ? "postmaster" : "sender", bounce_id);
-                if (m->success_id[0])
-                        log_fields(LOG_INFO, &f, "%s: sender delivery status notification: %s",
-                                   m->queue_id, m->success_id);
                 else if (any_bounced && (m->msg.is_bounce || isempty(m->msg.sender)))
                         log_fields(LOG_NOTICE, &f, "%s: %s undeliverable, discarded "
                                    "(a notification is never returned)",
                                    m->queue_id, m->msg.is_bounce ? "delivery status notification"
                                                                  : "null-sender message");
+                if (m->success_id[0])
+                        log_fields(LOG_INFO, &f, "%s: sender delivery status notification: %s",
+                                   m->queue_id, m->success_id);
                 log_fields(LOG_INFO, &f, "%s: removed", m->queue_id);
                 q->removed_since_checkpoint++;
                 qmgr_schedule_checkpoint(q);

@@ -272,6 +272,7 @@ def test_bounce_of_a_bounce_goes_to_postmaster_once(postern, fake_local):
     postern.wait_log("qmgr", rf"{m.group(1)}: delivery status notification undeliverable, discarded")
     time.sleep(0.5)
     assert postern.log("qmgr").count("non-delivery notification") == 1
+    assert postern.log("qmgr").count("discarded") == 1   # the postmaster notice only
     assert postern.queue_count() == 0
     assert [r["rcpt.0"] for r in agent.requests] == ["nobody@postern.test", "postmaster"]
     assert agent.requests[1]["sender"] == "double-bounce@postern.test"
