@@ -27,6 +27,7 @@
 #include <netinet/tcp.h>
 
 #include "log/log.h"
+#include "mail/mime-downgrade.h"
 #include "mail/xtext.h"
 #include "smtp.h"
 
@@ -420,12 +421,23 @@ static void transaction_start(SmtpSession *s) {
                 transaction_end(s, !s->reused);
                 return;
         }
-        if (d->eightbit && !s->eightbitmime) {
-                smtp_all_result(d, false, "4.6.3", "host %s does not announce 8BITMIME and the message "
-                                "has 8-bit content (conversion to quoted-printable is not implemented)",
-                                s->relay);
-                transaction_end(s, !s->reused);
-                return;
+        if (d->eightbit && !s->eightbitmime && !d->downgraded) {
+                /* RFC 6152 3: 8-bit bodies become quoted-printable for this server (and stay so
+                 * for any later one: 7-bit content is good everywhere). */
+                _cleanup_(strbuf_donep) StrBuf conv = STRBUF_INIT;
+                if (mime_downgrade(d->content, d->content_len, &conv) < 0) {
+                        smtp_all_result(d, false, "4.3.0", "out of memory");
+                        transaction_end(s, false);
+                        return;
+                }
+                d->downgraded = true;
+                if (conv.len > 0) {
+                        free(d->content);
+                        d->content_len = conv.len;
+                        d->content = strbuf_steal(&conv);
+                        log_info("%s: converted 8-bit content to quoted-printable for %s (no 8BITMIME)",
+                                 d->queue_id, s->relay);
+                }
         }
         if (!check_smtputf8(s)) {
                 transaction_end(s, !s->reused);

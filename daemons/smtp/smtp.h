@@ -114,6 +114,7 @@ typedef struct SmtpDelivery {
         char *content;                /* LF form */
         size_t content_len;
         bool eightbit;                /* the content has bytes >= 0x80 */
+        bool downgraded;              /* content converted to 7-bit MIME (mime_downgrade) */
         usec_t arrival, active, received, conn_usec;
         SmtpRcpt *rcpts;
         size_t n_rcpts;
