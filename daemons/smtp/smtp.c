@@ -66,6 +66,11 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
         n.cache_time_limit = conf_usec(c, "smtp_connection_cache_time_limit");
         n.reuse_time_limit = conf_usec(c, "smtp_connection_reuse_time_limit");
         n.reuse_count_limit = (unsigned) conf_get_int(c, NULL, "smtp_connection_reuse_count_limit");
+        int r = smtp_resolve_load(c);
+        if (r < 0) {
+                settings_done(&n);
+                return r;
+        }
         *ret = n;
         return 0;
 }
