@@ -172,9 +172,7 @@ int tls_conn_new_client(TlsClient *cl, int fd, const char *servername, const cha
         return 0;
 }
 
-/* Whether certificate name cert (possibly "*.x.y") matches pattern (a host name, or ".domain"
- * for any name below domain). */
-static bool name_matches(const char *cert, const char *pattern) {
+bool tls_name_matches(const char *cert, const char *pattern) {
         if (isempty(cert) || isempty(pattern))
                 return false;
         if (pattern[0] == '.') {
@@ -258,7 +256,7 @@ TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_re
                 return TLS_TRUST_TRUSTED;
         for (char *const *m = match; *m; m++)
                 for (size_t i = 0; i < n_names; i++)
-                        if (name_matches(names[i], *m))
+                        if (tls_name_matches(names[i], *m))
                                 return TLS_TRUST_VERIFIED;
         size_t l = (size_t) snprintf(c->reason, sizeof(c->reason), "certificate names (");
         for (size_t i = 0; i < n_names && l < sizeof(c->reason); i++)

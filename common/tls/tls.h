@@ -1,5 +1,5 @@
-/* tls.h — a small GnuTLS wrapper shared by Postern's TLS servers (postern-smtpd) and, later, its
- * SMTP client.
+/* tls.h — a small GnuTLS wrapper shared by Postern's TLS servers (postern-smtpd) and its SMTP
+ * client (postern-smtp; the client side is in tls-client.c).
  *
  * A TlsServer holds what every server session shares: the certificate credentials (a
  * cert/key pair and/or several "chain files", each holding a private key followed by its
@@ -131,6 +131,8 @@ int tls_conn_new_client(TlsClient *cl, int fd, const char *servername, const cha
  * starting with "." matches any name below it ("dot-nexthop"). *ret_reason (static or owned by
  * c) says why the result is less than asked for. */
 TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_reason);
+/* Whether certificate name cert_name (possibly "*.x.y") matches pattern (see above). */
+bool tls_name_matches(const char *cert_name, const char *pattern);
 /* The subject CN of the peer's certificate (for logs), or NULL. */
 const char *tls_conn_peer_cn(TlsConn *c);
 /* Text of a TlsTrust: "Untrusted", "Trusted", "Verified". */

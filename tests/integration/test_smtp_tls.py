@@ -366,3 +366,14 @@ def test_plaintext_connection_not_reused_for_tls_level(postern, pki, peer, tmp_p
     qid = send(postern, "key-2@test")
     assert "queued as TLS2T" in sent(postern, qid).group(1)
     assert p.connections == 2
+
+
+def test_tls_session_resumed_on_new_connection(postern, pki, peer, tls_host):
+    p = peer()
+    start(postern, pki, f"[{HOST}]:{p.port}", smtp_tls_security_level="verify",
+          smtp_connection_cache_time_limit="0")   # no connection reuse: a new handshake each time
+    for i in range(2):
+        qid = send(postern, f"resume-{i}@test")
+        assert f"queued as TLS{i + 1}T" in sent(postern, qid).group(1)
+    assert p.connections == 2
+    assert p.resumed == [False, True]

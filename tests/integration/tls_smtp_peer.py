@@ -19,6 +19,7 @@ class TlsSmtpServer:
         self.break_handshake, self.inject, self.name = break_handshake, inject, name
         self.connections = 0
         self.tls_connections = 0
+        self.resumed = []            # per TLS handshake: whether it resumed an earlier session
         self.sni = []                # server names seen in ClientHellos
         self.commands = []           # (tls?, command line)
         self.messages = []           # (tls?, message bytes)
@@ -46,6 +47,7 @@ class TlsSmtpServer:
         conn.settimeout(10)
         t = self.ctx.wrap_socket(conn, server_side=True)
         self.tls_connections += 1
+        self.resumed.append(t.session_reused)
         return t
 
     def _session(self, conn):
