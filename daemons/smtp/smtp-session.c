@@ -740,7 +740,7 @@ static void starttls_reply(SmtpSession *s) {
                 char dsn[16];
                 smtp_reply_dsn(&s->reply, dsn);
                 dsn[0] = '4';
-                tls_failed(s, dsn, "host %s said: %s (in reply to STARTTLS command)", s->relay, s->reply.text);
+                tls_failed(s, dsn, "TLS is required, but host %s refused to start TLS: %s", s->relay, s->reply.text);
                 return;
         }
         if (s->in.len > 0) {

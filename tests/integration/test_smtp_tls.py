@@ -148,6 +148,14 @@ def test_no_tls_by_default(postern, pki, peer):
     assert "STARTTLS" not in [c for _, c in p.commands]
 
 
+def test_may_continues_in_plaintext_when_starttls_refused(postern, pki, peer):
+    p = peer(refuse="454 4.7.0 TLS not available due to local problem")
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="may")
+    qid = send(postern, "may-5@test")
+    assert "queued as TLS1P" in sent(postern, qid).group(1)
+    assert p.connections == 1
+
+
 # --- encrypt -----------------------------------------------------------------------------------
 
 def test_encrypt_not_offered_defers(postern, pki, peer):
@@ -167,6 +175,17 @@ def test_encrypt_handshake_failure_defers_without_plaintext(postern, pki, peer):
     m = deferred(postern, qid)
     assert m.group(1) == "4.7.5" and m.group(2) == "Cannot start TLS: handshake failure"
     assert p.connections == 1 and p.messages == []
+
+
+def test_encrypt_starttls_refused_defers(postern, pki, peer):
+    p = peer(refuse="554 5.7.0 no TLS for you")
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="encrypt")
+    qid = send(postern, "enc-4@test")
+    m = deferred(postern, qid)
+    assert m.group(1) == "4.7.0"
+    assert m.group(2) == (f"TLS is required, but host 127.0.0.1[127.0.0.1]:{p.port} refused to start TLS: "
+                          "554 5.7.0 no TLS for you")
+    assert p.messages == []
 
 
 def test_encrypt_untrusted_cert_is_enough(postern, pki, peer):
@@ -237,6 +256,24 @@ def test_secure_rejects_mx_host_outside_nexthop(postern, pki, peer, dns_zone, tl
     m = deferred(postern, qid)
     assert m.group(2) == "Server certificate not verified"
     assert "do not match elsewhere.test, .elsewhere.test" in postern.log("smtp")
+
+
+def test_verify_failure_moves_on_to_next_mx(postern, pki, peer, dns_zone, tls_host):
+    port = free_port("127.0.0.7")
+    bad = peer(host="127.0.0.7", port=port)      # its certificate names mail.tls.test, not mx1
+    good = peer(host="127.0.0.1", port=port)
+    dns_zone.mx("tlsmx.test", "mx1.tlsmx.test", 10)
+    dns_zone.mx("tlsmx.test", HOST, 20)
+    dns_zone.host("mx1.tlsmx.test", "127.0.0.7")
+    dns_zone.apply()
+    start(postern, pki, f"tlsmx.test:{port}", smtp_tls_security_level="verify")
+    qid = send(postern, "mx-1@test")
+    assert "queued as TLS1T" in sent(postern, qid).group(1)
+    assert bad.tls_connections == 1 and bad.messages == []
+    assert len(good.messages) == 1
+    log = postern.log("smtp")
+    assert f"server certificate verification failed for mx1.tlsmx.test[127.0.0.7]:{port}" in log
+    assert "Server certificate not verified; trying the next address" in log
 
 
 # --- policy maps -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A real SMTP server with TLS for the postern-smtp TLS tests (Python's ssl, i.e. OpenSSL, as
 the peer of Postern's GnuTLS client): STARTTLS offered or not, implicit TLS (wrappermode, port
 465 style), a STARTTLS that breaks the handshake, and the plaintext-injection case where the
-220 to STARTTLS and a fake reply arrive in one write. It records per connection whether TLS
+220 to STARTTLS and a fake reply arrive in one write, or a refused STARTTLS. It records per connection whether TLS
 was on, the SNI the client sent, the commands and messages."""
 
 import socket
@@ -11,12 +11,13 @@ import threading
 
 class TlsSmtpServer:
     def __init__(self, cert, key, starttls=True, wrapper=False, break_handshake=False,
-                 inject=False, name="tls-peer"):
+                 inject=False, refuse=None, name="tls-peer", host="127.0.0.1", port=0):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
         self.ctx.sni_callback = self._sni
         self.starttls, self.wrapper = starttls, wrapper
         self.break_handshake, self.inject, self.name = break_handshake, inject, name
+        self.refuse = refuse         # a reply to STARTTLS instead of 220
         self.connections = 0
         self.tls_connections = 0
         self.resumed = []            # per TLS handshake: whether it resumed an earlier session
@@ -25,7 +26,7 @@ class TlsSmtpServer:
         self.messages = []           # (tls?, message bytes)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.port = self.sock.getsockname()[1]
         self.sock.listen(50)
         self.stopped = False
@@ -75,6 +76,8 @@ class TlsSmtpServer:
                     lines = [self.name] + kw
                     conn.sendall("".join(f"250{'-' if i < len(lines) - 1 else ' '}{l}\r\n"
                                          for i, l in enumerate(lines)).encode())
+                elif verb == "STARTTLS" and self.starttls and not tls and self.refuse:
+                    conn.sendall(self.refuse.encode() + b"\r\n")
                 elif verb == "STARTTLS" and self.starttls and not tls:
                     if self.inject:
                         # One write: the 220 and a reply the client must never take as one.
