@@ -111,6 +111,20 @@ def test_may_uses_starttls_when_offered(postern, pki, peer):
     assert after_tls(p)[:4] == ["EHLO", "MAIL", "RCPT", "DATA"]
 
 
+def test_large_message_over_tls(postern, pki, peer):
+    """Several MB through TLS records: partial writes (GnuTLS's EAGAIN) must resume exactly."""
+    p = peer()
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="encrypt")
+    line = "".join(chr(0x41 + i % 26) for i in range(76))
+    body = "".join(f"{i:06d} {line}\r\n" for i in range(40000))   # ~3.3 MB
+    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"],
+                              msg("big-1@test").replace(b"Hello over TLS.\r\n", body.encode()))
+    qid = queue_id(text)
+    assert "queued as TLS1T" in sent(postern, qid).group(1)
+    got = p.messages[0][1]
+    assert got.endswith(body.encode())
+
+
 def test_may_plaintext_when_not_offered(postern, pki, peer):
     p = peer(starttls=False)
     start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="may")
