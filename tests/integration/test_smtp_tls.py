@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+import postern_harness
+
 from smtp_peers import free_port, wait_port
 from test_smtpd_tls import CERTTOOL, _certtool, _leaf
 from tls_smtp_peer import TlsSmtpServer
@@ -428,3 +430,39 @@ def test_tls_session_resumed_on_new_connection(postern, pki, peer, tls_host):
         assert f"queued as TLS{i + 1}T" in sent(postern, qid).group(1)
     assert p.connections == 2
     assert p.resumed == [False, True]
+
+
+def test_reload_keeps_cached_tls_connection_usable(postern, pki, peer, tls_host):
+    p = peer()
+    start(postern, pki, f"[{HOST}]:{p.port}", smtp_tls_security_level="verify",
+          smtp_connection_cache_time_limit="10s")
+    sent(postern, send(postern, "hup-1@test"))
+    postern.reload("smtp")   # new TLS settings snapshot; the cached connection keeps its own
+    time.sleep(0.5)
+    sent(postern, send(postern, "hup-2@test"))
+    assert p.connections == 1 and len(p.messages) == 2
+    postern.wait_log("smtp", r"Verified TLS connection reused to ")
+
+
+@pytest.fixture
+def receiver(pki):
+    """A second Postern whose smtpd offers STARTTLS with the mail.tls.test certificate and
+    discards what it accepts: GnuTLS client against GnuTLS server, both Postern's."""
+    r = postern_harness.Postern()
+    r.configure(myhostname="sink.tls.test", mynetworks="127.0.0.0/8", smtpd_tls_chain_files=str(pki["pem"]),
+                smtpd_tls_security_level="may", smtpd_tls_loglevel="1", transport_maps="static:{discard:tls sink}")
+    r.start("smtpd", "qmgr")
+    yield r
+    r.close()
+    shutil.rmtree(r.root, ignore_errors=True)
+
+
+def test_postern_to_postern_verified(postern, pki, receiver, tls_host):
+    start(postern, pki, f"[{HOST}]:{receiver.smtp_port}", smtp_tls_security_level="verify",
+          smtp_tls_servername="hostname")
+    qid = send(postern, "p2p-1@test")
+    sent(postern, qid)
+    postern.wait_log("smtp", rf"Verified TLS connection established to {re.escape(HOST)}\[127\.0\.0\.1\]:"
+                             rf"{receiver.smtp_port}: TLSv1\.3 with cipher")
+    receiver.wait_log("smtpd", r"Anonymous TLS connection established from .*: TLSv1\.3 with cipher")
+    receiver.wait_log("qmgr", r": removed", timeout=20)
