@@ -242,6 +242,8 @@ const ParamDef param_table[] = {
                "Cipher grade of the SMTP client when TLS is mandatory (security level encrypt and stronger)."),
         P_LIST("smtp_tls_mandatory_protocols", ">=TLSv1",
                "TLS versions the SMTP client accepts when TLS is mandatory (encrypt and stronger), in Postfix syntax (\">=TLSv1.2\", \"!TLSv1, !TLSv1.1\")."),
+        P_BOOL("smtp_tls_note_starttls_offer", "no",
+               "Log \"Host offered STARTTLS: [name]\" when a server offers STARTTLS and the SMTP client does not use TLS with it."),
         P_LIST("smtp_tls_policy_maps", "",
                "Tables of per-destination TLS policy, keyed by next-hop domain or [host]:port: a level (none, may, encrypt, verify, secure) and optional match=name:name and servername=name attributes."),
         P_LIST("smtp_tls_protocols", ">=TLSv1",

@@ -706,8 +706,13 @@ static void tls_start(SmtpSession *s) {
 
 /* After EHLO/HELO: STARTTLS when the policy wants TLS. True when it took the session over. */
 static bool tls_before_mail(SmtpSession *s) {
-        if (s->lmtp || s->tls || s->level == SMTP_TLS_NONE)
+        if (s->lmtp || s->tls)
                 return false;
+        if (s->level == SMTP_TLS_NONE) {
+                if (s->starttls && smtp_tls_note_starttls_offer(s->smtp->s.tls))
+                        log_info("Host offered STARTTLS: [%s]", s->target.host);
+                return false;
+        }
         if (!smtp_tls_client(s->smtp->s.tls, s->level)) {
                 if (s->level == SMTP_TLS_MAY)
                         return false;

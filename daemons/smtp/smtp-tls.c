@@ -23,6 +23,7 @@ struct SmtpTls {
         char *policy_maps_spec;
         TlsClient *opportunistic, *mandatory;
         bool wrappermode;
+        bool note_starttls_offer;
         int loglevel;
         usec_t timeout;
         char *servername;
@@ -93,6 +94,7 @@ int smtp_tls_load(Conf *c, SmtpTls **ret) {
         if (level_parse(level, &t->level) < 0)
                 log_warning("smtp_tls_security_level = %s is not supported; using none", level);
         t->wrappermode = conf_get_bool(c, NULL, "smtp_tls_wrappermode");
+        t->note_starttls_offer = conf_get_bool(c, NULL, "smtp_tls_note_starttls_offer");
         t->loglevel = (int) conf_get_int(c, NULL, "smtp_tls_loglevel");
         t->timeout = (usec_t) conf_get_time(c, NULL, "smtp_starttls_timeout") * USEC_PER_SEC;
         t->servername = strdup(strempty(conf_get(c, "smtp_tls_servername")));
@@ -124,6 +126,10 @@ TlsClient *smtp_tls_client(SmtpTls *t, SmtpTlsLevel level) {
 
 bool smtp_tls_wrappermode(SmtpTls *t) {
         return t->wrappermode;
+}
+
+bool smtp_tls_note_starttls_offer(SmtpTls *t) {
+        return t->note_starttls_offer;
 }
 
 int smtp_tls_loglevel(SmtpTls *t) {
@@ -163,7 +169,7 @@ static char **strv_copy(char **v) {
 }
 
 /* "level [match=a:b] [servername=x]" from a policy table. */
-static int policy_parse(SmtpTls *t, const char *value, SmtpTlsPolicy *p, char *diag, size_t diag_size) {
+static int policy_parse(const char *value, SmtpTlsPolicy *p, char *diag, size_t diag_size) {
         _cleanup_strv_free_ char **w = conf_split_list(value);
         if (!w)
                 return -ENOMEM;
@@ -232,7 +238,7 @@ int smtp_tls_policy(SmtpTls *t, const char *nexthop, SmtpTlsPolicy *ret, const c
                         snprintf(diag, diag_size, "TLS policy lookup for %s: table lookup error", nexthop);
                         return r;
                 }
-                if (r > 0 && (r = policy_parse(t, value, &p, why, sizeof(why))) < 0) {
+                if (r > 0 && (r = policy_parse(value, &p, why, sizeof(why))) < 0) {
                         smtp_tls_policy_done(&p);
                         *ret_dsn = r == -ENOMEM ? "4.3.0" : "4.7.5";
                         snprintf(diag, diag_size, "TLS policy lookup for %s: %s", nexthop,

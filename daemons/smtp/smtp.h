@@ -130,6 +130,7 @@ const char *smtp_tls_level_name(SmtpTlsLevel l);
  * credentials could not be set up. */
 struct TlsClient *smtp_tls_client(SmtpTls *t, SmtpTlsLevel level);
 bool smtp_tls_wrappermode(SmtpTls *t);
+bool smtp_tls_note_starttls_offer(SmtpTls *t);
 int smtp_tls_loglevel(SmtpTls *t);
 usec_t smtp_tls_timeout(SmtpTls *t);
 /* The names a certificate must match (NULL-terminated, caller frees) for host (the MX host),

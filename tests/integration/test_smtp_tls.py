@@ -158,10 +158,12 @@ def test_may_falls_back_to_plaintext_when_handshake_fails(postern, pki, peer):
 
 def test_no_tls_by_default(postern, pki, peer):
     p = peer()
-    start(postern, pki, f"[127.0.0.1]:{p.port}")   # smtp_tls_security_level empty = none
+    # smtp_tls_security_level empty = none
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_note_starttls_offer="yes")
     qid = send(postern, "none-1@test")
     assert "queued as TLS1P" in sent(postern, qid).group(1)
     assert "STARTTLS" not in [c for _, c in p.commands]
+    postern.wait_log("smtp", r"Host offered STARTTLS: \[127\.0\.0\.1\]")
 
 
 def test_may_continues_in_plaintext_when_starttls_refused(postern, pki, peer):
@@ -201,6 +203,17 @@ def test_encrypt_starttls_refused_defers(postern, pki, peer):
     assert m.group(1) == "4.7.0"
     assert m.group(2) == (f"TLS is required, but host 127.0.0.1[127.0.0.1]:{p.port} refused to start TLS: "
                           "554 5.7.0 no TLS for you")
+    assert p.messages == []
+
+
+def test_tls_engine_unavailable(postern, pki, peer):
+    p = peer()
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="encrypt",
+          smtp_tls_CAfile=str(pki["dir"] / "no-such-ca.crt"))
+    qid = send(postern, "enc-5@test")
+    m = deferred(postern, qid)
+    assert m.group(1) == "4.7.5" and m.group(2) == "TLS is required, but our TLS engine is unavailable"
+    assert "no-such-ca.crt" in postern.log("smtp")
     assert p.messages == []
 
 
