@@ -721,12 +721,12 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                         continue;
                 if (rc->state == QUEUE_RCPT_DEFERRED && !force && rc->next_attempt_usec > now)
                         continue;
-                int r = qmgr_route_transport(&q->s, rc->address, &transport[i], &nexthop[i]);
+                int r = qmgr_route_transport(&q->s, &m->msg, rc->address, &transport[i], &nexthop[i]);
                 if (r < 0) {
                         decided[n_decided++] = (QmgrResult) {
                                 .idx = i, .state = QUEUE_RCPT_DEFERRED, .dsn = "4.3.0",
                                 .diag = r == -ENOMEM ? "out of memory while routing" :
-                                        "transport_maps or domain table lookup failure",
+                                        "transport_maps, sender_dependent_*_maps or domain table lookup failure",
                                 .log_deferral = true };
                         continue;
                 }

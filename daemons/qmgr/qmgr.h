@@ -79,6 +79,10 @@ typedef struct QmgrSettings {
         DomainList relay_domains;
         bool relay_domains_set;
         TableList *transport_maps;     /* NULL when empty */
+        TableList *sender_relayhost_maps;          /* sender_dependent_relayhost_maps */
+        TableList *sender_default_transport_maps;  /* sender_dependent_default_transport_maps */
+        char *empty_relayhost_key;                 /* empty_address_relayhost_maps_lookup_key */
+        char *empty_default_transport_key;         /* empty_address_default_transport_maps_lookup_key */
 } QmgrSettings;
 
 typedef struct QmgrMessage {
@@ -163,9 +167,10 @@ const char *qmgr_address_domain(const char *address);
 /* Routes one recipient address. */
 QmgrRoute qmgr_route(const QmgrSettings *s, const char *address);
 /* Picks transport ("local", "smtp", "lmtp", "error", "discard", ...) and next hop for a
- * recipient (caller frees both); <0 when a table lookup failed. */
-int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_transport,
-                         char **ret_nexthop);
+ * recipient of msg (its sender and content filter count; msg may be NULL) (caller frees both);
+ * <0 when a table lookup failed. */
+int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const char *address,
+                         char **ret_transport, char **ret_nexthop);
 
 /* qmgr-scan.c */
 /* Asks for a scan after delay_usec (coalesced with any earlier request). */

@@ -35,6 +35,7 @@
 #include <netinet/tcp.h>
 
 #include "log/log.h"
+#include "mail/mime-downgrade.h"
 #include "mail/xtext.h"
 #include "smtp.h"
 #include "tls/tls.h"
@@ -71,7 +72,7 @@ struct SmtpSession {
         SessionState state;
         StrBuf in, out;
         SmtpReply reply;
-        bool pipelining, dsn, eightbitmime;
+        bool pipelining, dsn, eightbitmime, smtputf8;
         uint64_t size_limit;         /* 0: none announced */
         unsigned uses;
         usec_t created;
@@ -380,6 +381,8 @@ static int build_mail(SmtpSession *s, StrBuf *b) {
                 r = strbuf_printf(b, " SIZE=%llu", (unsigned long long) d->content_len);
         if (r >= 0 && d->eightbit && s->eightbitmime)
                 r = strbuf_puts(b, " BODY=8BITMIME");
+        if (r >= 0 && d->msg.smtputf8 && s->smtputf8)
+                r = strbuf_puts(b, " SMTPUTF8");
         if (r >= 0 && s->dsn && d->msg.ret)
                 r = strbuf_puts(b, d->msg.ret == 1 ? " RET=FULL" : " RET=HDRS");
         if (r >= 0 && s->dsn && !isempty(d->msg.envid))
@@ -411,6 +414,40 @@ static int build_rcpt(SmtpSession *s, StrBuf *b, const SmtpRcpt *rc) {
         return r >= 0 ? strbuf_puts(b, "\r\n") : r;
 }
 
+static bool has_non_ascii(const char *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) p[i] >= 0x80)
+                        return true;
+        return false;
+}
+
+/* RFC 6531 3.2: a message that needs SMTPUTF8 is not sent to a server without it. The sender or
+ * a header with UTF-8 needs it for every recipient; otherwise only recipients whose own address
+ * is UTF-8 do (the others go as plain SMTP). A message marked SMTPUTF8 that is all ASCII goes
+ * out without the parameter. Returns whether a recipient is left to send to. */
+static bool check_smtputf8(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        if (!d->msg.smtputf8 || s->smtputf8)
+                return true;
+        const char *hdr_end = d->content_len >= 1 && d->content[0] == '\n' ? d->content :
+                              memmem(d->content, d->content_len, "\n\n", 2);
+        size_t hdr_len = hdr_end ? (size_t) (hdr_end - d->content) : d->content_len;
+        bool all = has_non_ascii(strempty(d->msg.sender), strlen(strempty(d->msg.sender))) ||
+                   has_non_ascii(d->content, hdr_len);
+        bool left = false;
+        for (size_t i = 0; i < d->n_rcpts; i++) {
+                SmtpRcpt *rc = &d->rcpts[i];
+                if (rc->done)
+                        continue;
+                if (all || has_non_ascii(rc->address, strlen(rc->address)))
+                        smtp_rcpt_result(d, i, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s",
+                                         s->relay);
+                else
+                        left = true;
+        }
+        return left;
+}
+
 static void transaction_start(SmtpSession *s) {
         SmtpDelivery *d = s->d;
         _cleanup_(strbuf_donep) StrBuf line = STRBUF_INIT;
@@ -424,10 +461,25 @@ static void transaction_start(SmtpSession *s) {
                 transaction_end(s, !s->reused);
                 return;
         }
-        if (d->eightbit && !s->eightbitmime) {
-                smtp_all_result(d, false, "4.6.3", "host %s does not announce 8BITMIME and the message "
-                                "has 8-bit content (conversion to quoted-printable is not implemented)",
-                                s->relay);
+        if (d->eightbit && !s->eightbitmime && !d->downgraded) {
+                /* RFC 6152 3: 8-bit bodies become quoted-printable for this server (and stay so
+                 * for any later one: 7-bit content is good everywhere). */
+                _cleanup_(strbuf_donep) StrBuf conv = STRBUF_INIT;
+                if (mime_downgrade(d->content, d->content_len, &conv) < 0) {
+                        smtp_all_result(d, false, "4.3.0", "out of memory");
+                        transaction_end(s, false);
+                        return;
+                }
+                d->downgraded = true;
+                if (conv.len > 0) {
+                        free(d->content);
+                        d->content_len = conv.len;
+                        d->content = strbuf_steal(&conv);
+                        log_info("%s: converted 8-bit content to quoted-printable for %s (no 8BITMIME)",
+                                 d->queue_id, s->relay);
+                }
+        }
+        if (!check_smtputf8(s)) {
                 transaction_end(s, !s->reused);
                 return;
         }
@@ -577,7 +629,7 @@ static void send_hello(SmtpSession *s, const char *verb) {
 }
 
 static void parse_ehlo(SmtpSession *s) {
-        s->pipelining = s->dsn = s->eightbitmime = s->starttls = false;
+        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
         s->size_limit = UINT64_MAX;   /* no SIZE keyword */
         for (size_t i = 1; i < s->reply.n_lines; i++) {
                 const char *k = s->reply.lines[i];
@@ -589,6 +641,8 @@ static void parse_ehlo(SmtpSession *s) {
                         s->eightbitmime = true;
                 else if (strcaseeq(k, "STARTTLS"))
                         s->starttls = true;
+                else if (strcaseeq(k, "SMTPUTF8"))
+                        s->smtputf8 = true;
                 else if (strncasecmp(k, "SIZE", 4) == 0 && (k[4] == '\0' || k[4] == ' '))
                         s->size_limit = k[4] ? strtoull(k + 5, NULL, 10) : 0;
         }
@@ -797,7 +851,7 @@ static void handle_reply(SmtpSession *s) {
                 if (s->state == ST_EHLO)
                         parse_ehlo(s);
                 else {
-                        s->pipelining = s->dsn = s->eightbitmime = s->starttls = false;
+                        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
                         s->size_limit = UINT64_MAX;
                 }
                 if (tls_before_mail(s))

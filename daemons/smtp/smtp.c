@@ -71,6 +71,11 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
                 settings_done(&n);
                 return -ENOMEM;
         }
+        int r = smtp_resolve_load(c);
+        if (r < 0) {
+                settings_done(&n);
+                return r;
+        }
         *ret = n;
         return 0;
 }

@@ -65,6 +65,8 @@ typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget
  * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata);
+/* Reads smtp_dns_support_level and smtp_mx_address_limit; <0 (logged) on a bad value. */
+int smtp_resolve_load(Conf *c);
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
 void smtp_resolve_done(void);
@@ -153,6 +155,7 @@ typedef struct SmtpDelivery {
         char *content;                /* LF form */
         size_t content_len;
         bool eightbit;                /* the content has bytes >= 0x80 */
+        bool downgraded;              /* content converted to 7-bit MIME (mime_downgrade) */
         usec_t arrival, active, received, conn_usec;
         SmtpRcpt *rcpts;
         size_t n_rcpts;
