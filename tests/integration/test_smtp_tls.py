@@ -156,6 +156,28 @@ def test_may_falls_back_to_plaintext_when_handshake_fails(postern, pki, peer):
     assert [c for _, c in p.commands].count("STARTTLS") == 1   # not again on the retry
 
 
+def test_may_falls_back_when_handshake_times_out(postern, pki, peer):
+    p = peer(stall=True)   # the first connection never answers the ClientHello
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="may", smtp_starttls_timeout="1s")
+    qid = send(postern, "may-6@test")
+    assert "queued as TLS1P" in sent(postern, qid).group(1)
+    assert f"SSL_connect error to 127.0.0.1[127.0.0.1]:{p.port}: handshake timeout" in postern.log("smtp")
+    assert p.connections == 2
+
+
+@pytest.mark.parametrize("level,param", [("may", "smtp_tls_protocols"),
+                                         ("encrypt", "smtp_tls_mandatory_protocols")])
+def test_protocol_settings_per_level(postern, pki, peer, level, param):
+    p = peer()
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level=level, **{param: "<=TLSv1.2"},
+          smtp_tls_loglevel="2")
+    qid = send(postern, f"proto-{level}@test")
+    assert "queued as TLS1T" in sent(postern, qid).group(1)
+    log = postern.log("smtp")
+    assert re.search(rf"TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:{p.port}: TLSv1\.2 with", log)
+    assert f"setting up TLS connection to 127.0.0.1[127.0.0.1]:{p.port}" in log
+
+
 def test_no_tls_by_default(postern, pki, peer):
     p = peer()
     # smtp_tls_security_level empty = none

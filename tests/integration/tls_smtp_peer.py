@@ -7,17 +7,19 @@ was on, the SNI the client sent, the commands and messages."""
 import socket
 import ssl
 import threading
+import time
 
 
 class TlsSmtpServer:
     def __init__(self, cert, key, starttls=True, wrapper=False, break_handshake=False,
-                 inject=False, refuse=None, name="tls-peer", host="127.0.0.1", port=0):
+                 inject=False, refuse=None, stall=False, name="tls-peer", host="127.0.0.1", port=0):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
         self.ctx.sni_callback = self._sni
         self.starttls, self.wrapper = starttls, wrapper
         self.break_handshake, self.inject, self.name = break_handshake, inject, name
         self.refuse = refuse         # a reply to STARTTLS instead of 220
+        self.stall = stall           # after the 220 to STARTTLS: silence (a handshake that hangs)
         self.connections = 0
         self.tls_connections = 0
         self.resumed = []            # per TLS handshake: whether it resumed an earlier session
@@ -84,6 +86,9 @@ class TlsSmtpServer:
                         conn.sendall(b"220 2.0.0 Ready to start TLS\r\n250 injected\r\n")
                     else:
                         conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+                    if self.stall and self.connections == 1:
+                        time.sleep(5)
+                        return
                     if self.break_handshake:
                         conn.sendall(b"this is not a TLS record\r\n" * 4)
                         return
