@@ -109,6 +109,7 @@ static void delivery_free(SmtpDelivery *d) {
         free(d);
 }
 
+static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) _printf_(3, 0);
 static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) {
         if (rc->done)
                 return;
