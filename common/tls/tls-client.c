@@ -250,6 +250,8 @@ TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_re
                         gnutls_free(out.data);
                 } else
                         snprintf(c->reason, sizeof(c->reason), "certificate verification failed");
+                for (size_t l = strlen(c->reason); l > 0 && c->reason[l - 1] == ' '; l--)
+                        c->reason[l - 1] = '\0';   /* GnuTLS ends its sentences with a space */
                 return TLS_TRUST_UNTRUSTED;
         }
         if (!match || !match[0])

@@ -705,6 +705,8 @@ static void tls_established(SmtpSession *s) {
                 tls_failed(s, "4.7.5", "Server certificate not verified");
                 return;
         }
+        if (smtp_tls_loglevel(t) >= 2 && !isempty(why))
+                log_info("certificate verification for %s: %s", s->relay, why);   /* why not Verified */
         if (smtp_tls_loglevel(t) >= 1)
                 log_tls(s, "established");
         if (s->wrapper) {
@@ -918,8 +920,8 @@ static bool process_lines(SmtpSession *s) {
         }
 }
 
-/* Reads what there is; false when s was freed. With TLS, reads until GnuTLS has nothing left:
- * decrypted bytes it buffers are not announced by the socket. */
+/* Reads what there is; false when s was freed. With TLS, also what GnuTLS already decrypted and
+ * holds: the socket does not announce those bytes. */
 static bool on_readable(SmtpSession *s) {
         char buf[16384];
         for (;;) {
@@ -942,8 +944,8 @@ static bool on_readable(SmtpSession *s) {
                 }
                 if (!process_lines(s))
                         return false;
-                if (!s->tls)
-                        return true;
+                if (!s->tls || !s->tls_up || tls_conn_pending(s->tls) == 0)
+                        return true;   /* the socket announces the rest (one record per read) */
         }
 }
 
