@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include "daemon/daemon.h"
 #include "log/log.h"
@@ -70,6 +71,13 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
         if (smtp_tls_load(c, &n.tls) < 0) {
                 settings_done(&n);
                 return -ENOMEM;
+        }
+        unsigned char ab[16];
+        if (!isempty(n.bind_address) && inet_pton(AF_INET, n.bind_address, ab) != 1 &&
+            inet_pton(AF_INET6, n.bind_address, ab) != 1) {
+                log_error("smtp_bind_address = %s: not a numeric IPv4 or IPv6 address", n.bind_address);
+                settings_done(&n);
+                return -EINVAL;
         }
         int r = smtp_resolve_load(c);
         if (r < 0) {
