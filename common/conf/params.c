@@ -244,6 +244,8 @@ const ParamDef param_table[] = {
                "How long the SMTP client waits for the reply to MAIL FROM."),
         P_INT("smtp_mx_address_limit", "5", 0, 1000,
               "At most this many IP addresses from an MX lookup (all MX hosts together) are tried per delivery; 0: no limit."),
+        P_INT("smtp_mx_session_limit", "2", 0, 1000,
+              "At most this many SMTP sessions (ones that got past EHLO) per delivery attempt; a 4xx from one server moves on to the next address until then (0: no limit)."),
         P_TIME("smtp_quit_timeout", "300s", 's', 1, 0,
                "How long the SMTP client waits for the reply to QUIT (Postern does not wait for it)."),
         P_TIME("smtp_rcpt_timeout", "300s", 's', 1, 0,
