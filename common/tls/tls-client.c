@@ -33,27 +33,14 @@ struct TlsClient {
 
 int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reason) {
         _cleanup_(tls_client_unrefp) TlsClient *cl = calloc(1, sizeof(TlsClient));
-        _cleanup_free_ char *prio = NULL;
-        const char *err = NULL;
-        unsigned set;
         int r;
 
         if (!cl)
                 return -ENOMEM;
         cl->n_ref = 1;
-        r = tls_protocols_parse(cfg->protocols, &set, ret_reason);
+        r = tls_priority_new(cfg->protocols, cfg->grade, &cl->priority, ret_reason);
         if (r < 0)
                 return r;
-        r = tls_priority_string(set, cfg->grade, &prio);
-        if (r < 0)
-                return r;
-        r = gnutls_priority_init(&cl->priority, prio, &err);
-        if (r < 0) {
-                cl->priority = NULL;
-                reason_printf(ret_reason, "priority \"%s\" rejected at \"%s\": %s", prio, strna(err),
-                              gnutls_strerror(r));
-                return -EINVAL;
-        }
         if (gnutls_certificate_allocate_credentials(&cl->cred) < 0) {
                 cl->cred = NULL;
                 return -ENOMEM;

@@ -155,29 +155,36 @@ static int cred_from_files(const char *files, gnutls_certificate_credentials_t *
         return 0;
 }
 
-int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reason) {
-        _cleanup_(tls_server_unrefp) TlsServer *s = calloc(1, sizeof(TlsServer));
+int tls_priority_new(const char *protos, TlsGrade grade, gnutls_priority_t *ret, char **ret_reason) {
         _cleanup_free_ char *prio = NULL;
         const char *err = NULL;
         unsigned set;
+        int r = tls_protocols_parse(protos, &set, ret_reason);
+        if (r < 0)
+                return r;
+        r = tls_priority_string(set, grade, &prio);
+        if (r < 0)
+                return r;
+        r = gnutls_priority_init(ret, prio, &err);
+        if (r < 0) {
+                *ret = NULL;
+                reason_printf(ret_reason, "priority \"%s\" rejected at \"%s\": %s", prio, strna(err),
+                              gnutls_strerror(r));
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reason) {
+        _cleanup_(tls_server_unrefp) TlsServer *s = calloc(1, sizeof(TlsServer));
         int r;
 
         if (!s)
                 return -ENOMEM;
         s->n_ref = 1;
-        r = tls_protocols_parse(cfg->protocols, &set, ret_reason);
+        r = tls_priority_new(cfg->protocols, cfg->grade, &s->priority, ret_reason);
         if (r < 0)
                 return r;
-        r = tls_priority_string(set, cfg->grade, &prio);
-        if (r < 0)
-                return r;
-        r = gnutls_priority_init(&s->priority, prio, &err);
-        if (r < 0) {
-                s->priority = NULL;
-                reason_printf(ret_reason, "priority \"%s\" rejected at \"%s\": %s", prio, strna(err),
-                              gnutls_strerror(r));
-                return -EINVAL;
-        }
 
         r = cred_new(&s->cred);
         if (r < 0)

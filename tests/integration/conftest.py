@@ -1,4 +1,5 @@
-"""pytest fixtures for Postern's integration tests: `local_users`, `postern` and `dovecot`."""
+"""pytest fixtures for Postern's integration tests: `local_users`, `postern`, `dovecot` and
+`aiosmtpd_server` (scripted aiosmtpd receivers, smtp_peers.Handler)."""
 
 import os
 import shutil
@@ -76,3 +77,23 @@ def dovecot():
     d.start()
     yield d
     d.close(keep=bool(os.environ.get("POSTERN_KEEP_ROOT")))
+
+
+@pytest.fixture
+def aiosmtpd_server():
+    """make(host="127.0.0.1", port=None, utf8=False, mail=..., rcpt=..., data=...) starts an
+    aiosmtpd server with a smtp_peers.Handler; returns (handler, port). Stopped at teardown."""
+    from aiosmtpd.controller import Controller
+    from smtp_peers import Handler, free_port
+    controllers = []
+
+    def make(host="127.0.0.1", port=None, utf8=False, **kw):
+        h = Handler(**kw)
+        c = Controller(h, hostname=host, port=port or free_port(host), enable_SMTPUTF8=utf8)
+        c.start()
+        controllers.append(c)
+        return h, c.port
+    yield make
+    for c in controllers:
+        c.stop()
+

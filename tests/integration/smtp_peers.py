@@ -186,3 +186,36 @@ class Scripted:
     def stop(self):
         self.stopped = True
         self.sock.close()
+
+
+class Handler:
+    """aiosmtpd handler answering MAIL, RCPT and end of data as told: mail/data are fixed
+    replies, rcpt(address) returns a reply or None (None: accept); records what it accepted."""
+
+    def __init__(self, mail=None, rcpt=None, data=None):
+        self.mail, self.rcpt, self.data = mail, rcpt, data
+        self.envelopes = []
+        self.peers = []        # client address of each EHLO
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.peers.append(session.peer[0])
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail:
+            return self.mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = (self.rcpt(address) if self.rcpt else None) or "250 2.1.5 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return self.data or "250 2.0.0 accepted"
+

@@ -13,9 +13,8 @@ import re
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from smtp_peers import Scripted, Sink, free_port
+from smtp_peers import Scripted, Sink
 
 HOST = "postern.test"
 SENDER = f"ptest1@{HOST}"
@@ -76,40 +75,6 @@ def report(m):
 
 def by_rcpt(rcpts):
     return {r["Final-Recipient"].split(";", 1)[1].strip(): r for r in rcpts}
-
-
-class Handler:
-    """aiosmtpd (no DSN extension): RCPT answered by rcpt(address), None = accept."""
-
-    def __init__(self, rcpt=None):
-        self.rcpt = rcpt
-        self.envelopes = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.rcpt(address) if self.rcpt else None
-        if reply:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 2.0.0 accepted"
-
-
-@pytest.fixture
-def aiosmtpd_server():
-    controllers = []
-
-    def make(**kw):
-        h = Handler(**kw)
-        c = Controller(h, hostname="127.0.0.1", port=free_port())
-        c.start()
-        controllers.append(c)
-        return h, c.port
-    yield make
-    for c in controllers:
-        c.stop()
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ hops, delivery to Postfix's smtp-sink (content, CRLF, dot-stuffing, DSN paramete
 reuse), per-stage 4xx/5xx answers from aiosmtpd and a scripted server mapped to the queue and to
 the sender's bounce, timeouts, SIZE, 8BITMIME (and conversion to quoted-printable), mail loops and unknown relay names."""
 
-import asyncio
 import email
 import email.policy
 import re
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from smtp_peers import Scripted, Sink, free_port
 
@@ -74,47 +72,7 @@ def test_relay_to_sink_content_crlf_and_dot_stuffing(postern, sink):
     postern.wait_queue_empty()
 
 
-# --- aiosmtpd with scripted answers at MAIL, RCPT and end of data ------------------------------
-
-class Handler:
-    """aiosmtpd handler answering MAIL, RCPT and end of data as told (None: accept)."""
-
-    def __init__(self, mail=None, rcpt=None, data=None):
-        self.mail, self.rcpt, self.data = mail, rcpt, data
-        self.envelopes = []
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if self.mail:
-            return self.mail
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.rcpt(address) if self.rcpt else "250 2.1.5 OK"
-        if reply.startswith("250"):
-            envelope.rcpt_tos.append(address)
-        return reply
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return self.data or "250 2.0.0 accepted"
-
-
-@pytest.fixture
-def aiosmtpd_server():
-    controllers = []
-
-    def make(**kw):
-        h = Handler(**kw)
-        c = Controller(h, hostname="127.0.0.1", port=free_port())
-        c.start()
-        controllers.append(c)
-        return h, c.port
-    yield make
-    for c in controllers:
-        c.stop()
-
+# --- aiosmtpd with scripted answers at MAIL, RCPT and end of data (conftest: aiosmtpd_server) ---
 
 def bounce_for(postern, user, qid):
     """The text of the non-delivery notification for qid in user's mailbox."""
@@ -462,31 +420,13 @@ def test_transport_maps_routes(postern, sink):
     assert "Final-Recipient: rfc822; b@gone.example" in bounce_for(postern, "ptest1", qid)
 
 
-class PeerRecorder(Handler):
-    """Handler that also records the client address of each session."""
-
-    def __init__(self):
-        super().__init__()
-        self.peers = []
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        self.peers.append(session.peer[0])
-        session.host_name = hostname
-        return responses
-
-
 @pytest.mark.parametrize("bind", ["127.0.0.3", ""])
-def test_smtp_bind_address(postern, bind):
-    h = PeerRecorder()
-    c = Controller(h, hostname="127.0.0.1", port=free_port())
-    c.start()
-    try:
-        relay_to(postern, c.port, smtp_bind_address=bind)
-        code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("bind@test"))
-        postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
-        assert h.peers == [bind or "127.0.0.1"]
-    finally:
-        c.stop()
+def test_smtp_bind_address(postern, aiosmtpd_server, bind):
+    h, port = aiosmtpd_server()
+    relay_to(postern, port, smtp_bind_address=bind)
+    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("bind@test"))
+    postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+    assert h.peers == [bind or "127.0.0.1"]
 
 
 def test_smtp_bind_address_must_be_numeric(postern):

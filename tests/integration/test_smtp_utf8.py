@@ -6,26 +6,6 @@ without SMTPUTF8."""
 
 import re
 
-import pytest
-from aiosmtpd.controller import Controller
-
-from smtp_peers import free_port
-from test_smtp_client import Handler
-
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def make(utf8):
-        h = Handler()
-        c = Controller(h, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=utf8)
-        c.start()
-        made.append(c)
-        return h, c.port
-    yield make
-    for c in made:
-        c.stop()
 
 
 def send_utf8(postern, sender, rcpts, subject="plain"):
@@ -42,8 +22,8 @@ def qid_of(postern, rcpt):
     return m.group(1)
 
 
-def test_utf8_recipient_bounces_only_itself_without_server_support(postern, receiver):
-    h, port = receiver(False)
+def test_utf8_recipient_bounces_only_itself_without_server_support(postern, aiosmtpd_server):
+    h, port = aiosmtpd_server(utf8=False)
     postern.configure(relayhost=f"[127.0.0.1]:{port}")
     postern.start()
     send_utf8(postern, "ptest1@postern.test", ["jörg@remote.example", "bob@remote.example"])
@@ -58,8 +38,8 @@ def test_utf8_recipient_bounces_only_itself_without_server_support(postern, rece
     postern.wait_mailbox("ptest1", r"Undelivered Mail Returned to Sender", timeout=20)
 
 
-def test_utf8_header_needs_smtputf8_for_everyone(postern, receiver):
-    h, port = receiver(False)
+def test_utf8_header_needs_smtputf8_for_everyone(postern, aiosmtpd_server):
+    h, port = aiosmtpd_server(utf8=False)
     postern.configure(relayhost=f"[127.0.0.1]:{port}")
     postern.start()
     send_utf8(postern, "ptest1@postern.test", ["bob@remote.example"], subject="Grüße")
@@ -68,8 +48,8 @@ def test_utf8_header_needs_smtputf8_for_everyone(postern, receiver):
     assert h.envelopes == []
 
 
-def test_server_with_smtputf8_gets_the_parameter(postern, receiver):
-    h, port = receiver(True)
+def test_server_with_smtputf8_gets_the_parameter(postern, aiosmtpd_server):
+    h, port = aiosmtpd_server(utf8=True)
     postern.configure(relayhost=f"[127.0.0.1]:{port}")
     postern.start()
     send_utf8(postern, "ptest1@postern.test", ["jörg@remote.example", "bob@remote.example"], subject="Grüße")
