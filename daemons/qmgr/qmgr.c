@@ -15,7 +15,8 @@
  * bounce_size_limit, mail_owner,
  * postern_socket_directory, and for routing local_transport, relay_transport,
  * default_transport, relayhost, relay_domains, transport_maps,
- * default_destination_concurrency_limit (per remote next hop). A reload applies all but queue_directory. */
+ * default_destination_concurrency_limit (per remote next hop), and the scheduler's parameters
+ * (qmgr-sched.c). A reload applies all but queue_directory. */
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ void qmgr_settings_done(QmgrSettings *s) {
         if (s->relay_domains_set)
                 domain_list_done(&s->relay_domains);
         table_list_free(s->transport_maps);
+        qmgr_sched_settings_done(&s->sched);
         *s = (QmgrSettings) {};
 }
 
@@ -116,6 +118,9 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                         return log_error_errno(r, "transport_maps: %s", twhy ? twhy : "cannot open");
         }
         n.bounce_size_limit = (size_t) conf_get_int(c, NULL, "bounce_size_limit");
+        r = qmgr_sched_settings_load(&n.sched, c);   /* per-transport scheduling limits */
+        if (r < 0)
+                return r;
         if (n.maximal_backoff < n.minimal_backoff) {
                 log_warning("maximal_backoff_time is below minimal_backoff_time; using %llu s",
                             n.minimal_backoff / USEC_PER_SEC);

@@ -4,6 +4,8 @@
  *   qmgr-scan.c     the active set, queue scans and the scan timer, the sweep (in batches)
  *   qmgr-route.c    which transport and next hop a recipient goes to (transport_maps, relayhost)
  *   qmgr-deliver.c  delivery requests to the agents (local, smtp, lmtp), recording results, backoff, expiry
+ *   qmgr-sched.c    per-destination queues of remote jobs: concurrency windows, dead destinations,
+ *                   per-transport limits, round-robin dispatch
  *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
  *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
  *
@@ -53,6 +55,40 @@
 #define QMGR_BATCH_MAX 256
 
 typedef struct Qmgr Qmgr;
+typedef struct QmgrDest QmgrDest;
+
+/* A feedback amount (Postfix syntax): "1", "0.5", "1/4" or "1/concurrency" (per_concurrency:
+ * the amount is num divided by the destination's current concurrency). */
+typedef struct QmgrFeedback {
+        double num;
+        bool per_concurrency;
+} QmgrFeedback;
+
+/* Scheduling limits of one transport (name NULL: the default_* values). */
+typedef struct QmgrTransportLimits {
+        char *name;
+        size_t dest_concurrency;       /* <transport>_destination_concurrency_limit */
+        size_t rcpt_limit;             /* <transport>_destination_recipient_limit */
+        size_t process_limit;          /* <transport>_process_limit */
+        size_t initial;                /* <transport>_initial_destination_concurrency */
+        size_t cohort_limit;           /* <transport>_destination_concurrency_failed_cohort_limit */
+        QmgrFeedback pos, neg;         /* <transport>_destination_concurrency_{positive,negative}_feedback */
+} QmgrTransportLimits;
+
+typedef struct QmgrSchedSettings {
+        QmgrTransportLimits dflt;
+        QmgrTransportLimits *t;
+        size_t n;
+} QmgrSchedSettings;
+
+/* The scheduler's state (qmgr-sched.c). */
+typedef struct QmgrSched {
+        void *dests;                   /* tsearch tree of QmgrDest, by "transport:nexthop" */
+        QmgrDest *ring;                /* every destination, circular; dispatch starts here */
+        size_t n_dests;
+        struct QmgrTransportBusy *busy;/* requests in flight per transport */
+        size_t n_busy;
+} QmgrSched;
 
 typedef struct QmgrSettings {
         char *queue_directory;
@@ -79,6 +115,7 @@ typedef struct QmgrSettings {
         DomainList relay_domains;
         bool relay_domains_set;
         TableList *transport_maps;     /* NULL when empty */
+        QmgrSchedSettings sched;       /* per-transport limits (qmgr-sched.c) */
 } QmgrSettings;
 
 typedef struct QmgrMessage {
@@ -103,6 +140,7 @@ struct QmgrJob {
         bool counted;                  /* its recipients are counted in Qmgr.busy */
         char *transport;               /* the agent: "local", "smtp", "lmtp" */
         char *nexthop;
+        QmgrDest *dest;                /* remote jobs: the destination queue (qmgr-sched.c) */
         QmgrJob *next;                 /* in the wait queue or the in-flight list */
 };
 
@@ -132,6 +170,7 @@ struct Qmgr {
         size_t n_in_flight;
         void *busy;                    /* tsearch tree: recipient address -> requests in flight */
 
+        QmgrSched sched;               /* remote destinations (qmgr-sched.c) */
         struct QmgrPending *pending_head, *pending_tail; /* agent results awaiting the group commit */
         size_t n_pending;
         sd_event_source *batch_timer;
@@ -198,6 +237,50 @@ bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t n
 void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m);
 /* Cancels and frees every job (shutdown). */
 void qmgr_jobs_free(Qmgr *q);
+/* Sends j to its agent and puts it in flight; on failure defers and frees j (returns <0). */
+int qmgr_job_start(Qmgr *q, QmgrJob *j);
+/* Defers every recipient of a job that is not in flight (with dsn and diag) and frees it. */
+void qmgr_job_defer(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag);
+/* Frees a job (not its message). */
+void qmgr_job_free(QmgrJob *j);
+
+/* qmgr-sched.c */
+/* Reads the per-transport scheduling parameters into s (replacing its contents). */
+int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c);
+/* Frees what qmgr_sched_settings_load() allocated. */
+void qmgr_sched_settings_done(QmgrSchedSettings *s);
+/* The limits for a transport (the defaults for one not named in the configuration). */
+const QmgrTransportLimits *qmgr_sched_limits(const QmgrSettings *s, const char *transport);
+/* Parses a feedback value ("1", "0.5", "1/4", "1/concurrency"); -EINVAL when invalid. */
+int qmgr_feedback_parse(const char *text, QmgrFeedback *ret);
+
+/* A destination's concurrency window (pure arithmetic, unit-tested). */
+typedef struct QmgrWindow {
+        size_t window;                 /* deliveries allowed in parallel now, >= 1 */
+        double success, failure;       /* feedback accumulated towards the next step */
+        double fail_cohorts;           /* pseudo-cohorts of failures since the last success */
+} QmgrWindow;
+void qmgr_window_init(QmgrWindow *w, const QmgrTransportLimits *t);
+/* A delivery finished without a connection or handshake failure. */
+void qmgr_window_success(QmgrWindow *w, const QmgrTransportLimits *t);
+/* A delivery failed to connect or handshake; true when the destination is now dead. */
+bool qmgr_window_failure(QmgrWindow *w, const QmgrTransportLimits *t);
+
+/* Queues a remote job on its destination (does not start it). <0: out of memory. */
+int qmgr_sched_enqueue(Qmgr *q, QmgrJob *j);
+/* Starts remote jobs, one per destination in turn, while windows and process limits allow. */
+void qmgr_sched_dispatch(Qmgr *q);
+/* Whether another request may go to this transport (its process limit). */
+bool qmgr_sched_transport_free(Qmgr *q, const char *transport);
+/* Counts a request to transport in flight (up) or finished. */
+void qmgr_sched_transport_count(Qmgr *q, const char *transport, bool up);
+/* Feedback from a finished remote job: reply NULL means the agent failed (no feedback). Call
+ * after the job's results were applied; may defer the destination's waiting jobs. */
+void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply);
+/* Drops m's waiting remote jobs; returns how many (the caller adjusts m->jobs). */
+size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m);
+/* Frees every destination and its waiting jobs (shutdown). */
+void qmgr_sched_free(Qmgr *q);
 
 /* qmgr-control.c */
 /* Runs an administrative verb (hold, release, delete, requeue) for a peer that is root or
