@@ -104,9 +104,9 @@ typedef struct QmgrSettings {
         usec_t maximal_queue_lifetime;
         usec_t bounce_queue_lifetime;
         size_t active_limit;           /* qmgr_message_active_limit */
-        size_t process_limit;          /* default_process_limit: requests in flight to local */
+        size_t process_limit;          /* default_process_limit (unused: see sched.t[].process_limit) */
         size_t rcpt_concurrency;       /* local_destination_concurrency_limit, per recipient */
-        size_t dest_concurrency;       /* default_destination_concurrency_limit, per remote next hop */
+        size_t dest_concurrency;       /* default_destination_concurrency_limit (unused: see sched) */
         size_t bounce_size_limit;
         /* routing (qmgr-route.c) */
         char *socket_directory;        /* postern_socket_directory: agent sockets by transport */
