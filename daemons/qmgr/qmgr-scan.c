@@ -207,8 +207,14 @@ static void scan(Qmgr *q) {
         /* When the active set is full, qmgr_message_release() asks for the next scan. */
 
         usec_t delay = q->s.queue_run_delay, due = 0;
-        if (queue_next_due(q->queue, &due) >= 0 && due > now)
-                delay = MIN(delay, due - now);
+        if (queue_next_due(q->queue, &due) >= 0) {
+                if (due > now)
+                        delay = MIN(delay, due - now);
+                else if (q->n_active > 0)
+                        /* The earliest retry is one of an active message: it hides the next
+                         * one in the future, so look again when active messages leave. */
+                        q->scan_backlog = true;
+        }
         qmgr_schedule_scan(q, delay);
 
         if (activated > 0)

@@ -430,7 +430,8 @@ static bool dest_idle(Qmgr *q, QmgrDest *d, usec_t now) {
 /* One step for one destination: defer its jobs when dead, else start one job if its window and
  * its transport's process limit allow. Returns whether a job was started. d may be freed. */
 static bool dest_step(Qmgr *q, QmgrDest *d, usec_t now) {
-        if (d->dead && now >= d->dead_until) {
+        /* A retry scheduled for the same moment (by the same backoff) may come a little early. */
+        if (d->dead && now + QMGR_SCAN_MIN_INTERVAL_USEC >= d->dead_until) {
                 d->dead = false;
                 d->probe = true;
                 d->w.window = 1;
