@@ -17,8 +17,8 @@
  * failed the EHLO/HELO/LHLO handshake. Other outcomes, even 4xx after MAIL, count as success: the
  * site answered.
  *
- * qmgr_sched_dispatch() visits the destinations in a ring, starting one job per destination per
- * round, so a saturated or slow destination never holds back others; <transport>_process_limit
+ * qmgr_sched_dispatch() visits the destinations that have waiting jobs in a ring, starting one
+ * job per destination per round, so a saturated or slow destination never holds back others; <transport>_process_limit
  * (default_process_limit) caps the requests in flight per transport (local included). */
 #include <ctype.h>
 #include <errno.h>
@@ -49,7 +49,9 @@ struct QmgrDest {
         usec_t dead_until;             /* CLOCK_MONOTONIC */
         char dsn[16];                  /* the last failure */
         char reason[512];
-        QmgrDest *prev, *next;         /* the ring */
+        QmgrDest *prev, *next;         /* the ready ring (destinations with waiting jobs) */
+        bool in_ring;
+        QmgrDest *all_prev, *all_next; /* every destination (for the idle sweep) */
 };
 
 /* --- settings --- */
@@ -326,11 +328,26 @@ static int compare_dest(const void *a, const void *b) {
         return strcmp(((const QmgrDest *) a)->key, ((const QmgrDest *) b)->key);
 }
 
-static void dest_free(Qmgr *q, QmgrDest *d) {
-        QmgrSched *S = &q->sched;
-        if (!d)
+/* The ready ring holds the destinations with waiting jobs: dispatch visits only those. */
+static void ring_insert(QmgrSched *S, QmgrDest *d) {
+        if (d->in_ring)
                 return;
-        tdelete(d, &S->dests, compare_dest);
+        if (S->ring) {
+                d->next = S->ring;
+                d->prev = S->ring->prev;
+                d->prev->next = d;
+                S->ring->prev = d;
+        } else {
+                d->next = d->prev = d;
+                S->ring = d;
+        }
+        d->in_ring = true;
+        S->n_ring++;
+}
+
+static void ring_remove(QmgrSched *S, QmgrDest *d) {
+        if (!d->in_ring)
+                return;
         if (d->next == d)
                 S->ring = NULL;
         else {
@@ -339,11 +356,51 @@ static void dest_free(Qmgr *q, QmgrDest *d) {
                 if (S->ring == d)
                         S->ring = d->next;
         }
-        S->n_dests--;
+        d->next = d->prev = NULL;
+        d->in_ring = false;
+        S->n_ring--;
+}
+
+static void dest_destroy(QmgrDest *d) {
         free(d->key);
         free(d->transport);
         free(d->nexthop);
         free(d);
+}
+
+static void dest_free(Qmgr *q, QmgrDest *d) {
+        QmgrSched *S = &q->sched;
+        tdelete(d, &S->dests, compare_dest);
+        ring_remove(S, d);
+        if (d->all_prev)
+                d->all_prev->all_next = d->all_next;
+        else
+                S->all = d->all_next;
+        if (d->all_next)
+                d->all_next->all_prev = d->all_prev;
+        S->n_dests--;
+        dest_destroy(d);
+}
+
+/* An idle destination is forgotten (its window with it), except while dead or waiting for a
+ * probe (for at most maximal_backoff_time after it could revive). */
+static bool dest_idle(Qmgr *q, const QmgrDest *d, usec_t now) {
+        if (d->wait_head || d->busy > 0)
+                return false;
+        return (!d->dead && !d->probe) || now >= d->dead_until + q->s.maximal_backoff;
+}
+
+/* Frees the idle destinations kept for their dead/probe state (at most once a second). */
+static void dest_sweep(Qmgr *q, usec_t now) {
+        QmgrSched *S = &q->sched;
+        if (now < S->last_sweep + USEC_PER_SEC)
+                return;
+        S->last_sweep = now;
+        for (QmgrDest *d = S->all, *next; d; d = next) {
+                next = d->all_next;
+                if (!d->in_ring && dest_idle(q, d, now))
+                        dest_free(q, d);
+        }
 }
 
 static QmgrDest *dest_get(Qmgr *q, const char *transport, const char *nexthop) {
@@ -365,22 +422,14 @@ static QmgrDest *dest_get(Qmgr *q, const char *transport, const char *nexthop) {
         d->nexthop = strdup(nexthop);
         d->key = TAKE_PTR(key);
         if (!d->transport || !d->nexthop || !tsearch(d, &S->dests, compare_dest)) {
-                free(d->transport);
-                free(d->nexthop);
-                free(d->key);
-                free(d);
+                dest_destroy(d);
                 return NULL;
         }
         qmgr_window_init(&d->w, qmgr_sched_limits(&q->s, transport));
-        if (S->ring) {
-                d->next = S->ring;
-                d->prev = S->ring->prev;
-                d->prev->next = d;
-                S->ring->prev = d;
-        } else {
-                d->next = d->prev = d;
-                S->ring = d;
-        }
+        d->all_next = S->all;
+        if (S->all)
+                S->all->all_prev = d;
+        S->all = d;
         S->n_dests++;
         return d;
 }
@@ -397,6 +446,7 @@ int qmgr_sched_enqueue(Qmgr *q, QmgrJob *j) {
         else
                 d->wait_head = j;
         d->wait_tail = j;
+        ring_insert(&q->sched, d);
         return 0;
 }
 
@@ -419,17 +469,21 @@ static void dest_defer_waiting(Qmgr *q, QmgrDest *d) {
                 qmgr_job_defer(q, j, d->dsn, diag);
 }
 
-/* An idle destination is forgotten (its window with it), except while dead or waiting for a
- * probe (for at most maximal_backoff_time after it revived). */
-static bool dest_idle(Qmgr *q, QmgrDest *d, usec_t now) {
-        if (d->wait_head || d->busy > 0 || d->dead)
-                return false;
-        return !d->probe || now >= d->dead_until + q->s.maximal_backoff;
+/* After d's wait queue or in-flight count shrank: out of the ready ring when nothing waits,
+ * forgotten when idle. d may be freed. */
+static void dest_settle(Qmgr *q, QmgrDest *d, usec_t now) {
+        if (d->wait_head)
+                return;
+        ring_remove(&q->sched, d);
+        if (dest_idle(q, d, now))
+                dest_free(q, d);
 }
 
-/* One step for one destination: defer its jobs when dead, else start one job if its window and
- * its transport's process limit allow. Returns whether a job was started. d may be freed. */
+/* One step for one destination in the ready ring: defer its jobs when dead, else start one job
+ * if its window and its transport's process limit allow (the next round then starts after it).
+ * Returns whether a job was started. d may be freed. */
 static bool dest_step(Qmgr *q, QmgrDest *d, usec_t now) {
+        QmgrSched *S = &q->sched;
         /* A retry scheduled for the same moment (by the same backoff) may come a little early. */
         if (d->dead && now + QMGR_SCAN_MIN_INTERVAL_USEC >= d->dead_until) {
                 d->dead = false;
@@ -437,12 +491,8 @@ static bool dest_step(Qmgr *q, QmgrDest *d, usec_t now) {
                 d->w.window = 1;
         }
         if (d->dead) {
-                if (d->wait_head)
-                        dest_defer_waiting(q, d);
-                return false;
-        }
-        if (dest_idle(q, d, now)) {
-                dest_free(q, d);
+                dest_defer_waiting(q, d);
+                dest_settle(q, d, now);
                 return false;
         }
         const QmgrTransportLimits *t = qmgr_sched_limits(&q->s, d->transport);
@@ -451,10 +501,14 @@ static bool dest_step(Qmgr *q, QmgrDest *d, usec_t now) {
                 return false;
         QmgrJob *j = dest_pop(d);
         d->busy++;
+        if (d->wait_head)
+                S->ring = d->next;   /* round-robin: the next round starts after d */
         if (qmgr_job_start(q, j) < 0) {   /* deferred and freed */
                 d->busy--;
+                dest_settle(q, d, now);
                 return false;
         }
+        dest_settle(q, d, now);
         return true;
 }
 
@@ -466,19 +520,16 @@ void qmgr_sched_dispatch(Qmgr *q) {
 
         while (progress && S->ring) {
                 progress = false;
-                size_t n = S->n_dests;
+                size_t n = S->n_ring;
                 QmgrDest *d = S->ring;
                 for (size_t i = 0; i < n && d; i++) {
                         QmgrDest *next = d->next == d ? NULL : d->next;
-                        if (dest_step(q, d, now)) {
+                        if (dest_step(q, d, now))
                                 progress = true;
-                                S->ring = d->next;   /* the next round starts after it */
-                        }
-                        d = next;
-                        if (!S->ring)
-                                break;
+                        d = S->ring ? next : NULL;
                 }
         }
+        dest_sweep(q, now);
 }
 
 static bool site_failure(const char *dsn, const char *diag) {
@@ -503,8 +554,11 @@ void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
         j->dest = NULL;
         if (d->busy > 0)
                 d->busy--;
-        if (!reply || ipc_record_get_int(reply, "count", &count) < 0 || count <= 0)
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        if (!reply || ipc_record_get_int(reply, "count", &count) < 0 || count <= 0) {
+                dest_settle(q, d, now);
                 return;
+        }
 
         const QmgrTransportLimits *t = qmgr_sched_limits(&q->s, d->transport);
         bool failed = true;
@@ -527,28 +581,34 @@ void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                         qmgr_window_init(&d->w, t);
                 } else
                         qmgr_window_success(&d->w, t);
+                dest_settle(q, d, now);
                 return;
         }
 
         snprintf(d->dsn, sizeof(d->dsn), "%s", dsn0 && dsn0[0] == '4' ? dsn0 : "4.4.1");
         snprintf(d->reason, sizeof(d->reason), "%s", isempty(diag0) ? "destination unavailable" : diag0);
         bool dead = qmgr_window_failure(&d->w, t) || d->probe;
-        if (!dead || d->dead)
+        if (!dead || d->dead) {
+                dest_settle(q, d, now);
                 return;
+        }
         d->dead = true;
         d->probe = false;
         d->w.window = 1;
-        d->dead_until = now_usec(CLOCK_MONOTONIC) + q->s.minimal_backoff;
+        d->dead_until = now + q->s.minimal_backoff;
         log_info("%s: delivery to %s suspended for %llu s: %s", d->transport, d->nexthop,
                  (unsigned long long) (q->s.minimal_backoff / USEC_PER_SEC), d->reason);
         dest_defer_waiting(q, d);
+        dest_settle(q, d, now);
 }
 
 /* Drops m's waiting remote jobs; returns how many (the caller adjusts m->jobs). */
 size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m) {
-        size_t dropped = 0;
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        size_t dropped = 0, n = q->sched.n_ring;
         QmgrDest *d = q->sched.ring;
-        for (size_t i = 0; d && i < q->sched.n_dests; i++, d = d->next) {
+        for (size_t i = 0; d && i < n; i++) {
+                QmgrDest *next = d->next == d ? NULL : d->next;
                 QmgrJob **pp = &d->wait_head, *prev = NULL;
                 while (*pp) {
                         QmgrJob *j = *pp;
@@ -563,6 +623,8 @@ size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m) {
                         qmgr_job_free(j);
                         dropped++;
                 }
+                dest_settle(q, d, now);
+                d = q->sched.ring ? next : NULL;
         }
         return dropped;
 }
@@ -571,10 +633,7 @@ static void dest_node_free(void *p) {
         QmgrDest *d = p;
         for (QmgrJob *j; (j = dest_pop(d)); )
                 qmgr_job_free(j);
-        free(d->key);
-        free(d->transport);
-        free(d->nexthop);
-        free(d);
+        dest_destroy(d);
 }
 
 /* Frees every destination and its waiting jobs (shutdown). */

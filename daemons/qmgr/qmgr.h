@@ -84,8 +84,11 @@ typedef struct QmgrSchedSettings {
 /* The scheduler's state (qmgr-sched.c). */
 typedef struct QmgrSched {
         void *dests;                   /* tsearch tree of QmgrDest, by "transport:nexthop" */
-        QmgrDest *ring;                /* every destination, circular; dispatch starts here */
+        QmgrDest *ring;                /* destinations with waiting jobs, circular; dispatch starts here */
+        size_t n_ring;
+        QmgrDest *all;                 /* every destination (list) */
         size_t n_dests;
+        usec_t last_sweep;             /* CLOCK_MONOTONIC: idle destinations were last freed */
         struct QmgrTransportBusy *busy;/* requests in flight per transport */
         size_t n_busy;
 } QmgrSched;

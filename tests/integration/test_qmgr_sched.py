@@ -12,7 +12,7 @@ import time
 import pytest
 
 from smtp_peers import Sink, free_port
-from test_qmgr_agent import inject, rcpt_rows, wakeup
+from test_qmgr_agent import control, inject, rcpt_rows, wakeup
 
 
 class Stats:
@@ -258,17 +258,32 @@ def test_dead_destination_is_probed_after_backoff_and_revives(postern, servers):
 
 
 def test_slow_destination_does_not_delay_a_fast_one(postern, servers):
-    slow = servers(delay=2.0)
+    slow = servers(delay=4.0)
     fast = servers()
     start(postern, {"slow.test": f"[127.0.0.1]:{slow.port}", "fast.test": f"[127.0.0.1]:{fast.port}"},
           smtp_destination_concurrency_limit="2", initial_destination_concurrency="2")
     inject_many(postern, [[f"s{i}@slow.test"] for i in range(20)])
+    postern.wait_for(lambda: slow.stats.current == 2, timeout=10, what="slow.test saturated")
     t0 = time.monotonic()
     inject_many(postern, [[f"f{i}@fast.test"] for i in range(10)])
+    # Waiting behind the slow destination's 20 jobs would take 40 s.
     postern.wait_for(lambda: fast.stats.done == 10, timeout=10, what="fast deliveries")
-    assert time.monotonic() - t0 < 3.0
-    assert slow.stats.done <= 4        # the slow one is still at its first rounds
+    assert time.monotonic() - t0 < 6.0
+    assert slow.stats.done <= 4
     assert slow.stats.max == 2
+
+
+def test_delete_drops_jobs_waiting_for_a_destination(postern, servers):
+    s = servers(delay=1.5)
+    start(postern, {"busy.test": f"[127.0.0.1]:{s.port}"}, smtp_destination_concurrency_limit="1")
+    first, second = inject_many(postern, [["a@busy.test"], [f"b{i}@busy.test" for i in range(3)]])
+    postern.wait_for(lambda: s.stats.current == 1, timeout=10, what="the first delivery")
+    assert control(postern, "delete", second)["status"] == "ok"
+    postern.wait_log("qmgr", rf"{second}: removed")
+    postern.wait_log("qmgr", rf"{first}: removed")
+    time.sleep(0.3)
+    assert s.stats.done == 1 and s.stats.rcpt_counts == [1]
+    assert queue_size(postern) == 0
 
 
 def test_transport_process_limit(postern, servers):
