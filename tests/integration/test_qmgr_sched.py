@@ -286,6 +286,18 @@ def test_delete_drops_jobs_waiting_for_a_destination(postern, servers):
     assert queue_size(postern) == 0
 
 
+def test_reload_raises_the_concurrency_limit(postern, servers):
+    s = servers(delay=0.3)
+    start(postern, {"grow.test": f"[127.0.0.1]:{s.port}"}, smtp_destination_concurrency_limit="1")
+    inject_many(postern, [[f"g{i}@grow.test"] for i in range(30)])
+    postern.wait_for(lambda: s.stats.done >= 3, timeout=10, what="three deliveries")
+    assert s.stats.max == 1
+    postern.configure(smtp_destination_concurrency_limit="3")
+    postern.reload("qmgr")
+    postern.wait_for(lambda: s.stats.done == 30, timeout=30, what="30 deliveries")
+    assert s.stats.max == 3            # the window grew to the new limit, not beyond
+
+
 def test_transport_process_limit(postern, servers):
     s = servers(hosts=("127.0.0.1", "127.0.0.2", "127.0.0.3"), delay=0.3)
     start(postern, {f"d{k}.test": f"[127.0.0.{k + 1}]:{s.ports[k]}" for k in range(3)},
