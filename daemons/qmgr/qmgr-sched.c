@@ -585,7 +585,10 @@ void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                 return;
         }
 
-        snprintf(d->dsn, sizeof(d->dsn), "%s", dsn0 && dsn0[0] == '4' ? dsn0 : "4.4.1");
+        /* The agent's status is recorded for later recipients: only a well-formed 4.x.y. */
+        bool dsn_ok = dsn0 && strlen(dsn0) < sizeof(d->dsn) && dsn0[0] == '4' && dsn0[1] == '.' &&
+                      strspn(dsn0, "0123456789.") == strlen(dsn0);
+        snprintf(d->dsn, sizeof(d->dsn), "%s", dsn_ok ? dsn0 : "4.4.1");
         snprintf(d->reason, sizeof(d->reason), "%s", isempty(diag0) ? "destination unavailable" : diag0);
         bool dead = qmgr_window_failure(&d->w, t) || d->probe;
         if (!dead || d->dead) {

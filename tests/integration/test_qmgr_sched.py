@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from postern_harness import format_record, read_record
 from smtp_peers import Sink, free_port
 from test_qmgr_agent import control, inject, rcpt_rows, wakeup
 
@@ -148,11 +149,51 @@ def servers():
         s.stop()
 
 
-def start(postern, routes, **conf):
+class FakeSmtp:
+    """Plays postern-smtp on the harness's "smtp" listener: answers each delivery request with
+    reply(request) -> a dict of reply attributes (status, count, action.N, ...)."""
+
+    def __init__(self, postern, reply):
+        self.sock = postern.listeners["smtp"][0][1]
+        self.sock.settimeout(0.1)
+        self.reply = reply
+        self.requests = []
+        self.stopped = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            f = conn.makefile("rb")
+            while (req := read_record(f)) is not None:
+                self.requests.append(req)
+                try:
+                    conn.sendall(format_record(self.reply(req)).encode())
+                except OSError:
+                    return
+
+
+def agent_reply(req, action, dsn, diag):
+    n = int(req["count"])
+    r = {"status": "ok", "count": str(n)}
+    for i in range(n):
+        r.update({f"rcpt_id.{i}": req[f"rcpt_id.{i}"], f"action.{i}": action, f"dsn.{i}": dsn,
+                  f"diag.{i}": diag})
+    return r
+
+
+def start(postern, routes, daemons=("qmgr", "smtp"), **conf):
     """qmgr and smtp only; routes maps a domain to an smtp next hop."""
     maps = ", ".join(f"{d}=smtp:{hop}" for d, hop in routes.items())
     postern.configure(transport_maps=f"inline:{{ {maps} }}", queue_run_delay="300s", **conf)
-    postern.start("qmgr", "smtp")
+    postern.start(*daemons)
 
 
 def inject_many(postern, rcpts_per_msg):
@@ -255,6 +296,48 @@ def test_dead_destination_is_probed_after_backoff_and_revives(postern, servers):
     postern.wait_for(lambda: s.stats.done == 4, timeout=20, what="all four delivered")
     assert s.stats.max_before_first_done == 1
     postern.wait_queue_empty()
+
+
+@pytest.mark.parametrize("dsn,recorded", [("4.4.1", "4.4.1"), ("4.4.2x<junk>", "4.4.1"),
+                                          ("4.4.2222222222222222222", "4.4.1")])
+def test_failure_feedback_from_the_agent(postern, dsn, recorded):
+    """Deterministic: the agent reports every attempt as a connection failure. From the initial
+    window of 5, four failures make a pseudo-cohort at concurrency 1: five requests at most,
+    the rest deferred by qmgr itself, with a well-formed status whatever the agent sent."""
+    agent = FakeSmtp(postern, lambda req: (time.sleep(0.2),
+                                           agent_reply(req, "deferred", dsn, "connect to mx.test[192.0.2.1]:25: Connection refused"))[1])
+    start(postern, {"fail.test": "mx.test"}, daemons=("qmgr",), minimal_backoff_time="100s",
+          maximal_backoff_time="200s")
+    ids = inject_many(postern, [[f"f{i}@fail.test"] for i in range(8)])
+    postern.wait_log("qmgr", r"smtp: delivery to mx\.test suspended for 100 s: connect to mx\.test")
+    for qid in ids:
+        postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, timeout=10, what=f"{qid} deferred")
+    assert len(agent.requests) == 5
+    suspended = [rcpt_rows(postern, q)[0] for q in ids]
+    suspended = [r for r in suspended if r[5].startswith("delivery temporarily suspended: ")]
+    assert len(suspended) == 3
+    assert all(r[4] == recorded and r[5] == "delivery temporarily suspended: connect to "
+               "mx.test[192.0.2.1]:25: Connection refused" for r in suspended)
+
+
+def test_malformed_agent_replies_give_no_feedback(postern):
+    """Replies without results, or with results qmgr cannot match, defer the recipients
+    ("the agent returned no result") without counting as a connection failure or crashing."""
+    replies = iter([{"status": "ok"}, {"status": "ok", "count": "x"},
+                    {"status": "ok", "count": "1", "rcpt_id.0": "nope"},
+                    {"status": "error", "reason": "malformed request"}] * 3)
+    agent = FakeSmtp(postern, lambda req: next(replies))
+    start(postern, {"odd.test": "mx.odd.test"}, daemons=("qmgr",), minimal_backoff_time="100s",
+          maximal_backoff_time="200s")
+    ids = inject_many(postern, [[f"o{i}@odd.test"] for i in range(8)])
+    for qid in ids:
+        postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, timeout=10, what=f"{qid} deferred")
+    assert len(agent.requests) == 8      # nothing suspended: every message was tried
+    assert "suspended" not in postern.log("qmgr")
+    diags = {rcpt_rows(postern, q)[0][5] for q in ids}
+    assert diags == {"delivery agent unavailable: the agent returned no result for this recipient",
+                     "delivery agent unavailable: postern-smtp refused the request: malformed request"}
+    assert postern.daemons["qmgr"].proc.poll() is None
 
 
 def test_slow_destination_does_not_delay_a_fast_one(postern, servers):
