@@ -64,6 +64,7 @@ const char *dns_type_to_string(int type) {
         case DNS_TYPE_MX:   return "MX";
         case DNS_TYPE_TXT:  return "TXT";
         case DNS_TYPE_PTR:  return "PTR";
+        case DNS_TYPE_HOST: return "host";
         }
         return NULL;
 }
@@ -269,7 +270,51 @@ bad:
         res->status = DNS_TEMPFAIL;
 }
 
+/* DNS_TYPE_HOST: getaddrinfo(), addresses as A/AAAA records in the order it gives them. */
+static void run_host_lookup(DnsResult *res) {
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+        struct addrinfo *ai = NULL;
+        int e = getaddrinfo(res->name, NULL, &hints, &ai);
+        if (e != 0) {
+                res->status = e == EAI_NONAME ? DNS_NXDOMAIN :
+#ifdef EAI_NODATA
+                              e == EAI_NODATA ? DNS_NODATA :
+#endif
+                              DNS_TEMPFAIL;
+                return;
+        }
+        size_t n = 0;
+        for (struct addrinfo *p = ai; p; p = p->ai_next)
+                n++;
+        res->records = calloc(n, sizeof(DnsRecord));
+        if (!res->records) {
+                freeaddrinfo(ai);
+                res->status = DNS_TEMPFAIL;
+                return;
+        }
+        for (struct addrinfo *p = ai; p; p = p->ai_next) {
+                DnsRecord *rec = &res->records[res->n_records];
+                char text[INET6_ADDRSTRLEN];
+                if (p->ai_family == AF_INET) {
+                        rec->type = DNS_TYPE_A;
+                        memcpy(rec->addr, &((struct sockaddr_in *) p->ai_addr)->sin_addr, 4);
+                } else if (p->ai_family == AF_INET6) {
+                        rec->type = DNS_TYPE_AAAA;
+                        memcpy(rec->addr, &((struct sockaddr_in6 *) p->ai_addr)->sin6_addr, 16);
+                } else
+                        continue;
+                inet_ntop(p->ai_family, rec->addr, text, sizeof(text));
+                if (!(rec->text = strdup(text)))
+                        break;
+                res->n_records++;
+        }
+        freeaddrinfo(ai);
+        res->status = res->n_records > 0 ? DNS_FOUND : DNS_NODATA;
+}
+
 static void run_query(struct __res_state *st, unsigned char *answer, DnsResult *res) {
+        if (res->type == DNS_TYPE_HOST)
+                return run_host_lookup(res);
         int len = res_nquery(st, res->name, ns_c_in, res->type, answer, ANSWER_MAX);
         if (len < 0) {
                 switch (st->res_h_errno) {

@@ -26,6 +26,9 @@ enum {
         DNS_TYPE_MX = 15,
         DNS_TYPE_TXT = 16,
         DNS_TYPE_AAAA = 28,
+        /* Not a DNS type: the system's own host lookup (getaddrinfo: /etc/hosts, then DNS, as
+         * nsswitch.conf says), answered as A and AAAA records. */
+        DNS_TYPE_HOST = 0x10000,
 };
 
 typedef enum DnsStatus {

@@ -30,6 +30,7 @@ typedef enum QueueStmtId {
         QUEUE_STMT_SET_HOLD,
         QUEUE_STMT_LIST_MESSAGES,
         QUEUE_STMT_SCAN_FINISHED,
+        QUEUE_STMT_SET_DELAY_WARNED,
         _QUEUE_STMT_MAX,
 } QueueStmtId;
 

@@ -45,6 +45,7 @@ void queue_recipients_free(QueueRecipient *r, size_t n) {
                 free(r[i].orcpt);
                 free(r[i].dsn_status);
                 free(r[i].diag);
+                free(r[i].remote_mta);
         }
         free(r);
 }
@@ -240,6 +241,7 @@ static int read_envelope(Queue *q, sqlite3_stmt *st, QueueMessage *m, int64_t *r
         m->requiretls = sqlite3_column_int(st, 14);
         m->hold = sqlite3_column_int(st, 15);
         m->is_bounce = sqlite3_column_int(st, 16);
+        m->delay_warned = sqlite3_column_int(st, 18);
 
         struct { int col; char **field; } strings[] = {
                 { 2, &m->sender },
@@ -296,12 +298,14 @@ static int read_recipients(Queue *q, int64_t message_id, QueueRecipient **ret, s
                         .state = (QueueRcptState) sqlite3_column_int(st, 4),
                         .attempts = (uint32_t) sqlite3_column_int64(st, 5),
                         .next_attempt_usec = queue_column_usec(st, 6),
+                        .flags = (unsigned) sqlite3_column_int64(st, 9),
                 };
                 n++;   /* counted now so that a failure below frees what was copied */
                 if ((r = queue_column_strdup(st, 1, &rcpt->address)) < 0 ||
                     (r = queue_column_strdup(st, 2, &rcpt->orcpt)) < 0 ||
                     (r = queue_column_strdup(st, 7, &rcpt->dsn_status)) < 0 ||
-                    (r = queue_column_strdup(st, 8, &rcpt->diag)) < 0)
+                    (r = queue_column_strdup(st, 8, &rcpt->diag)) < 0 ||
+                    (r = queue_column_strdup(st, 10, &rcpt->remote_mta)) < 0)
                         goto fail;
         }
         if (rc != SQLITE_DONE) {
@@ -601,6 +605,8 @@ int queue_update_recipient(Queue *q, const QueueRecipient *rcpt) {
         BIND(queue_bind_usec(st, 4, rcpt->next_attempt_usec));
         BIND(queue_bind_text(st, 5, rcpt->dsn_status));
         BIND(queue_bind_text(st, 6, rcpt->diag));
+        BIND(sqlite3_bind_int64(st, 7, rcpt->flags));
+        BIND(queue_bind_text(st, 8, rcpt->remote_mta));
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 return queue_error(q, rc);
@@ -659,6 +665,11 @@ static int write_by_queue_id(Queue *q, QueueStmtId id, const char *queue_id, int
 /* Deletes a message; its recipients and content go with it (ON DELETE CASCADE). */
 int queue_delete_message(Queue *q, const char *queue_id) {
         return write_by_queue_id(q, QUEUE_STMT_DELETE_MESSAGE, queue_id, 0);
+}
+
+/* Marks the message's delay warning as sent (it is sent once). */
+int queue_set_delay_warned(Queue *q, const char *queue_id) {
+        return write_by_queue_id(q, QUEUE_STMT_SET_DELAY_WARNED, queue_id, 0);
 }
 
 /* Puts a message on hold (never scanned as due) or releases it. */

@@ -78,6 +78,13 @@ static const char *const migrations[] = {
         /* 1 -> 2: a per-message content filter (FILTER transport:destination from access(5) or
          * header/body checks); NULL when none. qmgr routes by it. */
         "ALTER TABLE messages ADD COLUMN filter TEXT;",
+        /* 2 -> 3: delivery status notifications. messages.delay_warned: the one delay warning
+         * (delay_warning_time) was sent. recipients.flags: QUEUE_RCPT_F_* (relayed to a server
+         * without DSN, named in a delay warning); recipients.remote_mta: the server that gave the
+         * last result, for Remote-MTA. */
+        "ALTER TABLE messages ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE recipients ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE recipients ADD COLUMN remote_mta TEXT;",
 };
 
 _Static_assert(ELEMENTSOF(migrations) == QUEUE_SCHEMA_VERSION,
@@ -104,10 +111,10 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_LOAD_MESSAGE] =
                 "SELECT id, queue_id, sender, arrival_usec, size, client_address, client_name,"
                 " helo, protocol, sasl_user, body_type, envid, ret, smtputf8, requiretls, hold,"
-                " is_bounce, filter FROM messages WHERE queue_id = ?1",
+                " is_bounce, filter, delay_warned FROM messages WHERE queue_id = ?1",
         [QUEUE_STMT_LOAD_RECIPIENTS] =
                 "SELECT id, address, orcpt, notify, state, attempts, next_attempt_usec,"
-                " dsn_status, diag FROM recipients WHERE message_id = ?1 ORDER BY id",
+                " dsn_status, diag, flags, remote_mta FROM recipients WHERE message_id = ?1 ORDER BY id",
         [QUEUE_STMT_LOAD_CONTENT] =
                 "SELECT c.data FROM content c JOIN messages m ON m.id = c.message_id"
                 " WHERE m.queue_id = ?1",
@@ -144,18 +151,19 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
                 " ORDER BY r.next_attempt_usec LIMIT 1",
         [QUEUE_STMT_UPDATE_RECIPIENT] =
                 "UPDATE recipients SET state = ?2, attempts = ?3, next_attempt_usec = ?4,"
-                " dsn_status = ?5, diag = ?6 WHERE id = ?1",
+                " dsn_status = ?5, diag = ?6, flags = ?7, remote_mta = ?8 WHERE id = ?1",
         [QUEUE_STMT_COUNT_UNFINISHED] =
                 "SELECT (SELECT count(*) FROM recipients r"
                 "         WHERE r.message_id = m.id AND r.state IN (0, 1))"
                 " FROM messages m WHERE m.queue_id = ?1",
         [QUEUE_STMT_DELETE_MESSAGE] = "DELETE FROM messages WHERE queue_id = ?1",
         [QUEUE_STMT_SET_HOLD] = "UPDATE messages SET hold = ?2 WHERE queue_id = ?1",
+        [QUEUE_STMT_SET_DELAY_WARNED] = "UPDATE messages SET delay_warned = 1 WHERE queue_id = ?1",
         /* Keyset paging for queue_list: (arrival_usec, id) after the last one seen. */
         [QUEUE_STMT_LIST_MESSAGES] =
                 "SELECT id, queue_id, sender, arrival_usec, size, client_address, client_name,"
                 " helo, protocol, sasl_user, body_type, envid, ret, smtputf8, requiretls, hold,"
-                " is_bounce, filter FROM messages"
+                " is_bounce, filter, delay_warned FROM messages"
                 " WHERE (arrival_usec, id) > (?1, ?2)"
                 " ORDER BY arrival_usec, id LIMIT ?3",
         /* The sweep's window: the next ?2 messages after queue id ?1, each with whether it still

@@ -202,11 +202,13 @@ static void test_migration_filter(void) {
         insert_simple(q, &m, 1000, 1, NULL);
         q = queue_close(q);
         /* Turn it back into a version-1 database, as an older Postern left it. */
-        raw_exec("ALTER TABLE messages DROP COLUMN filter; PRAGMA user_version = 1;", SQLITE_OPEN_READWRITE);
+        raw_exec("ALTER TABLE messages DROP COLUMN filter; ALTER TABLE messages DROP COLUMN delay_warned;"
+                 "ALTER TABLE recipients DROP COLUMN flags; ALTER TABLE recipients DROP COLUMN remote_mta;"
+                 "PRAGMA user_version = 1;", SQLITE_OPEN_READWRITE);
         CHECK_INT(raw_int("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'filter'"), 0);
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
-        CHECK_INT(raw_int("PRAGMA user_version"), 2);
+        CHECK_INT(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
         CHECK_INT(queue_load_message(q, m.queue_id, &l, NULL, NULL), 0);
         CHECK(l.filter == NULL);
         queue_message_done(&l);
@@ -219,6 +221,51 @@ static void test_migration_filter(void) {
         CHECK_INT(queue_load_message(q, f.queue_id, &l, NULL, NULL), 0);
         CHECK_STR(l.filter, "scan:[127.0.0.1]:10025");
         queue_message_done(&l);
+        q = queue_close(q);
+        dir_clean(dir);
+}
+
+/* Version 2 -> 3: the DSN columns (delay_warned, recipient flags and remote MTA) are added with
+ * their defaults, and queue_update_recipient()/queue_set_delay_warned() store them. */
+static void test_migration_dsn(void) {
+        Queue *q = NULL;
+        QueueMessage m, l;
+        QueueRecipient r[1], *lr = NULL;
+        size_t n = 0;
+
+        dir_clean(dir);
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
+        insert_simple(q, &m, 1000, 1, r);
+        q = queue_close(q);
+        raw_exec("ALTER TABLE messages DROP COLUMN delay_warned;"
+                 "ALTER TABLE recipients DROP COLUMN flags; ALTER TABLE recipients DROP COLUMN remote_mta;"
+                 "PRAGMA user_version = 2;", SQLITE_OPEN_READWRITE);
+
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
+        CHECK_INT(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
+        CHECK_INT(queue_load_message(q, m.queue_id, &l, &lr, &n), 0);
+        CHECK(n == 1);
+        CHECK(!l.delay_warned);
+        CHECK_INT((int) lr[0].flags, 0);
+        CHECK(lr[0].remote_mta == NULL);
+        queue_message_done(&l);
+
+        lr[0].flags = QUEUE_RCPT_F_RELAYED | QUEUE_RCPT_F_DELAY_WARNED;
+        free(lr[0].remote_mta);
+        lr[0].remote_mta = strdup("mx.example.net");
+        lr[0].state = QUEUE_RCPT_DELIVERED;
+        CHECK_INT(queue_update_recipient(q, &lr[0]), 0);
+        CHECK_INT(queue_set_delay_warned(q, m.queue_id), 0);
+        CHECK_INT(queue_set_delay_warned(q, "NOSUCHID"), -ENOENT);
+        queue_recipients_free(lr, n);
+        lr = NULL;
+
+        CHECK_INT(queue_load_message(q, m.queue_id, &l, &lr, &n), 0);
+        CHECK(l.delay_warned);
+        CHECK_INT((int) lr[0].flags, QUEUE_RCPT_F_RELAYED | QUEUE_RCPT_F_DELAY_WARNED);
+        CHECK_STR(lr[0].remote_mta, "mx.example.net");
+        queue_message_done(&l);
+        queue_recipients_free(lr, n);
         q = queue_close(q);
         dir_clean(dir);
 }
@@ -1361,6 +1408,7 @@ int main(void) {
         test_open();
         test_migration();
         test_migration_filter();
+        test_migration_dsn();
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
         CHECK_INT(raw_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);

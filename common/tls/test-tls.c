@@ -1,6 +1,8 @@
 /* test-tls.c — unit tests for common/tls: Postfix protocol syntax, priority strings, credential
  * errors, and real non-blocking handshakes over a socketpair against a GnuTLS client (full,
- * then resumed with the ticket; RSA and ECDSA chain files; a TLS 1.1-only client refused).
+ * then resumed with the ticket; RSA and ECDSA chain files; a TLS 1.1-only client refused), and
+ * the client side (TlsClient against TlsServer: SNI, Untrusted/Trusted/Verified, name patterns,
+ * resumption from the client's cache).
  * Keys and certificates are made with certtool at run time; without certtool: skipped (77). */
 #include <errno.h>
 #include <fcntl.h>
@@ -261,6 +263,130 @@ static void test_sessions(void) {
         free(why);
 }
 
+static void test_name_matches(void) {
+        static const struct { const char *cert, *pattern; bool ok; } t[] = {
+                { "mx.example.com", "mx.example.com", true },
+                { "MX.Example.COM", "mx.example.com", true },
+                { "mx.example.com", "example.com", false },
+                { "mx.example.com", ".example.com", true },
+                { "a.b.example.com", ".example.com", true },
+                { "example.com", ".example.com", false },
+                { "badexample.com", ".example.com", false },
+                { "*.example.com", "mx.example.com", true },
+                { "*.example.com", "a.mx.example.com", false },
+                { "*.example.com", "example.com", false },
+                { "*.example.com", ".example.com", true },
+                { "mx.example.com", "", false },
+                { "", "mx.example.com", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++)
+                if (tls_name_matches(t[i].cert, t[i].pattern) != t[i].ok) {
+                        fprintf(stderr, "tls_name_matches(%s, %s) != %d\n", t[i].cert, t[i].pattern, t[i].ok);
+                        CHECK(false);
+                }
+}
+
+/* Both ends are TlsConns on a socketpair: steps both handshakes until done or one fails. */
+static int pair_handshake(TlsConn *srv, TlsConn *cli) {
+        int rs = -EAGAIN, rc = -EAGAIN;
+        for (int i = 0; i < 1000 && (rs == -EAGAIN || rc == -EAGAIN); i++) {
+                if (rs == -EAGAIN)
+                        rs = tls_conn_handshake(srv);
+                if (rc == -EAGAIN)
+                        rc = tls_conn_handshake(cli);
+                if (rs < 0 && rs != -EAGAIN)
+                        return rs;
+                if (rc < 0 && rc != -EAGAIN)
+                        return rc;
+                poll(NULL, 0, 1);
+        }
+        return rs == 0 && rc == 0 ? 0 : -ETIMEDOUT;
+}
+
+/* One client session: handshake, trust check against match, a byte from the server (which
+ * carries TLS 1.3 tickets to the client). Returns the trust; *ret_resumed from the server side. */
+static TlsTrust client_once(TlsServer *srv, TlsClient *cl, const char *sni, char *const *match, bool *ret_resumed) {
+        int sv[2];
+        TlsConn *s = NULL, *c = NULL;
+        const char *why = NULL;
+        char buf[4];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+        set_nonblock(sv[0]);
+        set_nonblock(sv[1]);
+        CHECK_INT(tls_conn_new_server(srv, sv[0], &s), 0);
+        CHECK_INT(tls_conn_new_client(cl, sv[1], sni, "peer-1", &c), 0);
+        CHECK_INT(pair_handshake(s, c), 0);
+        if (sni)
+                CHECK_STR(strna(tls_conn_server_name(s)), sni);
+        else
+                CHECK(tls_conn_server_name(s) == NULL);
+        TlsTrust t = tls_conn_peer_trust(c, match, &why);
+        CHECK(why);
+        if (t == TLS_TRUST_UNTRUSTED || (t == TLS_TRUST_TRUSTED && match))
+                CHECK(why[0] != '\0');   /* says why it is less than asked for */
+        *ret_resumed = tls_conn_resumed(s);
+        CHECK(tls_conn_write(s, "x", 1) == 1);
+        ssize_t k = -EAGAIN;
+        for (int i = 0; i < 1000 && k == -EAGAIN; i++) {
+                k = tls_conn_read(c, buf, sizeof(buf));
+                if (k == -EAGAIN)
+                        poll(NULL, 0, 1);
+        }
+        CHECK(k == 1);
+        tls_conn_free(c);   /* stores the session in cl's cache */
+        tls_conn_free(s);
+        close(sv[0]);
+        close(sv[1]);
+        return t;
+}
+
+static void test_client(void) {
+        char mx[256], mxcrt[256], rsacrt[256];
+        make_chain("mx.example.com", "--key-type=ecdsa --curve=secp256r1");
+        snprintf(mx, sizeof(mx), "%s/mx.example.com.pem", dir);
+        snprintf(mxcrt, sizeof(mxcrt), "%s/mx.example.com.crt", dir);
+        snprintf(rsacrt, sizeof(rsacrt), "%s/rsa.crt", dir);
+        char *chains[] = { mx, NULL };
+        TlsServerConfig scfg = { .chain_files = chains, .protocols = ">=TLSv1.2" };
+        TlsServer *srv = NULL;
+        char *why = NULL;
+        CHECK_INT(tls_server_new(&scfg, &srv, &why), 0);
+
+        TlsClientConfig ccfg = { .ca_file = mxcrt, .protocols = ">=TLSv1" };
+        TlsClient *cl = NULL;
+        CHECK_INT(tls_client_new(&ccfg, &cl, &why), 0);
+        char *host[] = { "mx.example.com", NULL };
+        char *dot[] = { "example.com", ".example.com", NULL };
+        char *wrong[] = { "other.example.com", NULL };
+        bool resumed;
+        CHECK_INT(client_once(srv, cl, "mx.example.com", host, &resumed), TLS_TRUST_VERIFIED);
+        CHECK(!resumed);
+        /* the session stored under "peer-1" is resumed */
+        CHECK_INT(client_once(srv, cl, NULL, dot, &resumed), TLS_TRUST_VERIFIED);
+        CHECK(resumed);
+        CHECK_INT(client_once(srv, cl, NULL, wrong, &resumed), TLS_TRUST_TRUSTED);
+        CHECK_INT(client_once(srv, cl, NULL, NULL, &resumed), TLS_TRUST_TRUSTED);
+        tls_client_unref(cl);
+
+        /* A trust anchor that did not sign the server's certificate. */
+        TlsClientConfig other = { .ca_file = rsacrt, .protocols = ">=TLSv1.2" };
+        cl = NULL;
+        CHECK_INT(tls_client_new(&other, &cl, &why), 0);
+        CHECK_INT(client_once(srv, cl, NULL, host, &resumed), TLS_TRUST_UNTRUSTED);
+        tls_client_unref(cl);
+
+        /* A CA file that does not load is an error naming it. */
+        char missing[300];
+        snprintf(missing, sizeof(missing), "%s/missing-ca.crt", dir);
+        TlsClientConfig bad = { .ca_file = missing, .protocols = ">=TLSv1.2" };
+        cl = NULL;
+        CHECK(tls_client_new(&bad, &cl, &why) < 0);
+        CHECK(cl == NULL && why && strstr(why, "missing-ca.crt"));
+        free(why);
+        tls_server_unref(srv);
+        CHECK_STR(tls_trust_name(TLS_TRUST_VERIFIED), "Verified");
+}
+
 int main(void) {
         test_protocols();
         if (system("certtool --version >/dev/null 2>&1") != 0) {
@@ -269,6 +395,8 @@ int main(void) {
         }
         CHECK(mkdtemp(dir));
         test_sessions();
+        test_name_matches();
+        test_client();
         remove_dir();
         return 0;
 }

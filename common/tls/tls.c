@@ -12,8 +12,7 @@
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "tls/tls.h"
-
-#define SNI_NAME_MAX 256
+#include "tls/tls-internal.h"
 
 typedef struct SniCred {
         char *files;                              /* the table value, as the cache key */
@@ -30,14 +29,6 @@ struct TlsServer {
         size_t n_sni;
 };
 
-struct TlsConn {
-        gnutls_session_t session;
-        TlsServer *server;
-        bool want_write;
-        int last_error;                           /* a GnuTLS error code, 0 if none */
-        char server_name[SNI_NAME_MAX];
-        char protocol[16];
-};
 
 static const struct {
         const char *name;
@@ -338,6 +329,8 @@ int tls_conn_new_server(TlsServer *srv, int fd, TlsConn **ret) {
 TlsConn *tls_conn_free(TlsConn *c) {
         if (!c)
                 return NULL;
+        if (c->client)
+                tls_client_conn_done(c);
         if (c->session)
                 gnutls_deinit(c->session);
         tls_server_unref(c->server);
@@ -346,7 +339,7 @@ TlsConn *tls_conn_free(TlsConn *c) {
 }
 
 /* Maps a GnuTLS result to Postern's convention, remembering the error for tls_conn_error(). */
-static int map_error(TlsConn *c, int r) {
+int tls_map_error(TlsConn *c, int r) {
         if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
                 c->want_write = gnutls_record_get_direction(c->session) == 1;
                 return -EAGAIN;
@@ -367,11 +360,13 @@ static int map_error(TlsConn *c, int r) {
 int tls_conn_handshake(TlsConn *c) {
         for (;;) {
                 int r = gnutls_handshake(c->session);
-                if (r >= 0)
+                if (r >= 0) {
+                        c->established = true;
                         return 0;
+                }
                 if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED && !gnutls_error_is_fatal(r))
                         continue;   /* a warning alert: go on */
-                return map_error(c, r);
+                return tls_map_error(c, r);
         }
 }
 
@@ -392,7 +387,7 @@ ssize_t tls_conn_read(TlsConn *c, void *buf, size_t n) {
                 }
                 if (r != GNUTLS_E_AGAIN && r != GNUTLS_E_INTERRUPTED && !gnutls_error_is_fatal((int) r))
                         continue;
-                return map_error(c, (int) r);
+                return tls_map_error(c, (int) r);
         }
 }
 
@@ -400,7 +395,7 @@ ssize_t tls_conn_write(TlsConn *c, const void *buf, size_t n) {
         ssize_t r = gnutls_record_send(c->session, buf, n);
         if (r >= 0)
                 return r;
-        return map_error(c, (int) r);
+        return tls_map_error(c, (int) r);
 }
 
 size_t tls_conn_pending(TlsConn *c) {

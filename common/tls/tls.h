@@ -1,5 +1,5 @@
-/* tls.h — a small GnuTLS wrapper shared by Postern's TLS servers (postern-smtpd) and, later, its
- * SMTP client.
+/* tls.h — a small GnuTLS wrapper shared by Postern's TLS servers (postern-smtpd) and its SMTP
+ * client (postern-smtp; the client side is in tls-client.c).
  *
  * A TlsServer holds what every server session shares: the certificate credentials (a
  * cert/key pair and/or several "chain files", each holding a private key followed by its
@@ -22,6 +22,7 @@
 #include "basic/macro.h"
 
 typedef struct TlsServer TlsServer;
+typedef struct TlsClient TlsClient;
 typedef struct TlsConn TlsConn;
 
 /* Protocol versions as bits (SSLv2 and SSLv3 are parsed so they can be excluded, never enabled). */
@@ -93,3 +94,46 @@ int tls_conn_cipher_bits(TlsConn *c);
 bool tls_conn_resumed(TlsConn *c);
 /* The server name the client asked for (SNI), or NULL. */
 const char *tls_conn_server_name(TlsConn *c);
+
+/* --- the client side ---
+ *
+ * A TlsClient holds what every client session shares: the trust anchors (a CA file, or the
+ * system trust store when none is named), the priority string and a small bounded cache of
+ * session data for resumption, keyed by whatever the caller names a peer by (e.g.
+ * "host[addr]:port SNI"). A client TlsConn is driven exactly like a server one; after the
+ * handshake tls_conn_peer_trust() checks the certificate chain and names. */
+
+typedef struct TlsClientConfig {
+        const char *ca_file;         /* PEM trust anchors; NULL or "": the system trust store */
+        const char *protocols;       /* Postfix syntax, as for the server */
+        TlsGrade grade;
+} TlsClientConfig;
+
+/* What the peer's certificate proved, in Postfix's words. */
+typedef enum TlsTrust {
+        TLS_TRUST_UNTRUSTED,         /* "Untrusted": the chain does not verify */
+        TLS_TRUST_TRUSTED,           /* "Trusted": the chain verifies, the name was not matched */
+        TLS_TRUST_VERIFIED,          /* "Verified": the chain verifies and a name matches */
+} TlsTrust;
+
+int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reason);
+TlsClient *tls_client_ref(TlsClient *c);
+TlsClient *tls_client_unref(TlsClient *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TlsClient *, tls_client_unref);
+
+/* Starts a client session on a connected non-blocking socket (the fd stays the caller's).
+ * servername: SNI to send (NULL or "": none). cache_key: resume a session stored under this key
+ * and store this one under it when it is freed (NULL: no resumption). */
+int tls_conn_new_client(TlsClient *cl, int fd, const char *servername, const char *cache_key, TlsConn **ret);
+/* After the handshake: checks the peer's chain against the trust anchors and, when match is a
+ * non-empty NULL-terminated list, its DNS names against the list. A pattern matches a
+ * certificate name equal to it (a "*." wildcard in the certificate covers one label); a pattern
+ * starting with "." matches any name below it ("dot-nexthop"). *ret_reason (static or owned by
+ * c) says why the result is less than asked for. */
+TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_reason);
+/* Whether certificate name cert_name (possibly "*.x.y") matches pattern (see above). */
+bool tls_name_matches(const char *cert_name, const char *pattern);
+/* The subject CN of the peer's certificate (for logs), or NULL. */
+const char *tls_conn_peer_cn(TlsConn *c);
+/* Text of a TlsTrust: "Untrusted", "Trusted", "Verified". */
+const char *tls_trust_name(TlsTrust t);

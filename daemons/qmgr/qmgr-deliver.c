@@ -259,7 +259,8 @@ static void update_memory(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t
                 set_text(&rc->dsn_status, res[i].dsn);
                 set_text(&rc->diag, res[i].diag);
                 rc->state = res[i].state;
-                if (res[i].state == QUEUE_RCPT_DEFERRED) {
+                qmgr_dsn_note_result(q, rc, &res[i]);   /* soft_bounce may defer it */
+                if (rc->state == QUEUE_RCPT_DEFERRED) {
                         rc->attempts++;
                         rc->next_attempt_usec = now + qmgr_backoff(&q->s, rc->attempts);
                         if (res[i].log_deferral)
@@ -287,17 +288,20 @@ static void after_last_job(Qmgr *q, QmgrMessage *m, bool complete, const char *b
                                    m->queue_id, m->msg.sender,
                                    bounce_id[0] ? ", returned to sender" : "");
                 if (bounce_id[0])
-                        log_fields(LOG_INFO, &f, "%s: sender non-delivery notification: %s",
-                                   m->queue_id, bounce_id);
+                        log_fields(LOG_INFO, &f, "%s: %s non-delivery notification: %s",
+                                   m->queue_id, m->postmaster_notice ? "postmaster" : "sender", bounce_id);
                 else if (any_bounced && (m->msg.is_bounce || isempty(m->msg.sender)))
                         log_fields(LOG_NOTICE, &f, "%s: %s undeliverable, discarded "
                                    "(a notification is never returned)",
                                    m->queue_id, m->msg.is_bounce ? "delivery status notification"
                                                                  : "null-sender message");
+                if (m->success_id[0])
+                        log_fields(LOG_INFO, &f, "%s: sender delivery status notification: %s",
+                                   m->queue_id, m->success_id);
                 log_fields(LOG_INFO, &f, "%s: removed", m->queue_id);
                 q->removed_since_checkpoint++;
                 qmgr_schedule_checkpoint(q);
-                if (bounce_id[0])
+                if (bounce_id[0] || m->success_id[0])
                         qmgr_schedule_scan(q, 0);   /* the notification is new mail */
         } else if (m->delete_requested && !m->broken) {
                 int r = queue_begin(q->queue);
@@ -316,6 +320,7 @@ static void after_last_job(Qmgr *q, QmgrMessage *m, bool complete, const char *b
                         qmgr_schedule_checkpoint(q);
                 }
         } else if (!m->broken) {
+                qmgr_delay_warning(q, m);
                 /* Come back when the earliest deferred recipient is due. */
                 usec_t next = 0;
                 for (size_t i = 0; i < m->n_rcpts; i++)
@@ -474,7 +479,7 @@ static void defer_job(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag) {
 }
 
 static QueueRcptState parse_action(const char *action) {
-        if (action && streq(action, "delivered"))
+        if (action && (streq(action, "delivered") || streq(action, "relayed")))
                 return QUEUE_RCPT_DELIVERED;
         if (action && streq(action, "bounced"))
                 return QUEUE_RCPT_BOUNCED;
@@ -495,9 +500,11 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
         QmgrMessage *m = j->m;
         _cleanup_free_ QmgrResult *res = calloc(j->n, sizeof(QmgrResult));
         _cleanup_free_ bool *got = calloc(j->n, sizeof(bool));
+        _cleanup_free_ char **owned = calloc(2 * j->n + 1, sizeof(char *));
+        _cleanup_free_ char (*fdsn)[16] = calloc(j->n + 1, 16);
         long long count = 0;
 
-        if (!res || !got) {
+        if (!res || !got || !owned || !fdsn) {
                 log_oom();
                 m->broken = true;
                 m->jobs--;
@@ -523,8 +530,15 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                                 dsn = st == QUEUE_RCPT_DELIVERED ? "2.0.0" :
                                       st == QUEUE_RCPT_BOUNCED ? "5.0.0" : "4.0.0";
                         const char *diag = ipc_record_get_indexed(reply, "diag", (size_t) k);
+                        if (!diag)
+                                diag = "";
+                        const char *action = ipc_record_get_indexed(reply, "action", (size_t) k);
+                        qmgr_dsn_filter(&q->s, m->queue_id, j->transport, &st, &dsn, &diag, fdsn[i],
+                                        &owned[2 * i]);
+                        owned[2 * i + 1] = qmgr_dsn_relay_host(ipc_record_get_indexed(reply, "relay", (size_t) k));
                         res[i] = (QmgrResult) { .idx = j->idx[i], .state = st, .dsn = dsn,
-                                                .diag = diag ? diag : "" };
+                                                .diag = diag, .relayed = action && streq(action, "relayed"),
+                                                .remote_mta = owned[2 * i + 1] };
                         got[i] = true;
                         break;
                 }
@@ -541,6 +555,8 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                                 .log_deferral = true };
         m->jobs--;
         apply_results_batched(q, m, res, j->n);
+        for (size_t i = 0; i < 2 * j->n; i++)
+                free(owned[i]);
 }
 
 static void unlink_in_flight(Qmgr *q, QmgrJob *j) {
@@ -725,12 +741,12 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                         continue;
                 if (rc->state == QUEUE_RCPT_DEFERRED && !force && rc->next_attempt_usec > now)
                         continue;
-                int r = qmgr_route_transport(&q->s, rc->address, &transport[i], &nexthop[i]);
+                int r = qmgr_route_transport(&q->s, &m->msg, rc->address, &transport[i], &nexthop[i]);
                 if (r < 0) {
                         decided[n_decided++] = (QmgrResult) {
                                 .idx = i, .state = QUEUE_RCPT_DEFERRED, .dsn = "4.3.0",
                                 .diag = r == -ENOMEM ? "out of memory while routing" :
-                                        "transport_maps or domain table lookup failure",
+                                        "transport_maps, sender_dependent_*_maps or domain table lookup failure",
                                 .log_deferral = true };
                         continue;
                 }

@@ -12,8 +12,21 @@
  * the full address, then the domain, then ".parent" domains, then "*"; its "transport:nexthop"
  * replaces either part that is not empty. Transports: "local", "smtp" ("relay" is smtp, as in
  * Postfix's stock master.cf), "lmtp", "error" (bounce with the text), "retry" (defer with the
- * text, Postfix's retry(8)) and "discard" (delivered, nothing sent); any other name is sent to the agent socket of that name. A table that fails
- * defers the recipient (4.3.0) rather than guess. */
+ * text, Postfix's retry(8)) and "discard" (delivered, nothing sent); any other name is sent to
+ * the agent socket of that name. A table that fails defers the recipient (4.3.0) rather than
+ * guess. A randmap:{...} among transport_maps picks one of its values at random (load balancing).
+ *
+ * Sender-dependent routing (Postfix's sender_dependent_*_maps), for remote recipients only:
+ * sender_dependent_default_transport_maps replaces $default_transport (not $relay_transport) and
+ * sender_dependent_relayhost_maps replaces $relayhost (for relay and default routes whose
+ * transport names no next hop); both are searched with the envelope sender, then "@domain" (the
+ * null sender uses the empty_address_*_lookup_key); a result of DUNNO ends the search without an
+ * override. transport_maps still wins over both.
+ *
+ * A message with a content filter (messages.filter, from a FILTER action: "transport:nexthop")
+ * goes there for every recipient, local or not; "transport:" without a next hop keeps the next
+ * hop normal routing picks and only replaces the transport (Postfix 2.7's sender reputation
+ * form, seed 003). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -92,9 +105,61 @@ static int transport_lookup(const QmgrSettings *s, const char *address, const ch
         return r;
 }
 
+/* A sender_dependent_*_maps lookup: the sender (or the null-sender key), then "@domain".
+ * 1 with *ret_value when found (DUNNO counts as not found), 0 when not, <0 on a table error. */
+static int sender_lookup(TableList *maps, const char *sender, const char *empty_key, char **ret_value) {
+        if (!maps)
+                return 0;
+        _cleanup_free_ char *key = strdup(isempty(sender) ? strempty(empty_key) : sender);
+        if (!key)
+                return -ENOMEM;
+        for (char *p = key; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        _cleanup_free_ char *value = NULL;
+        int r = isempty(key) ? 0 : table_list_lookup(maps, key, &value);
+        const char *at = isempty(sender) ? NULL : strrchr(key, '@');
+        if (r == 0 && at)
+                r = table_list_lookup(maps, at, &value);
+        if (r <= 0)
+                return r;
+        /* Values may carry blanks around them. */
+        char *v = value;
+        while (isspace((unsigned char) *v))
+                v++;
+        size_t l = strlen(v);
+        while (l > 0 && isspace((unsigned char) v[l - 1]))
+                l--;
+        if (l == 0 || (l == 5 && strncasecmp(v, "DUNNO", 5) == 0))
+                return 0;
+        char *out = strndup(v, l);
+        if (!out)
+                return -ENOMEM;
+        *ret_value = out;
+        return 1;
+}
+
 /* Picks transport and next hop for a recipient (see the top of the file); <0 on a table error. */
-int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_transport,
-                         char **ret_nexthop) {
+int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const char *address,
+                         char **ret_transport, char **ret_nexthop) {
+        const char *sender = msg ? msg->sender : NULL;
+        const char *filter = msg ? msg->filter : NULL;
+        if (!isempty(filter) && strchr(filter, ':') && strchr(filter, ':')[1] != '\0') {
+                /* "transport:nexthop" overrides every other routing decision. */
+                _cleanup_free_ char *ft = NULL, *fn = NULL;
+                int r = split_route(filter, &ft, &fn);
+                if (r < 0)
+                        return r;
+                if (!isempty(ft)) {
+                        if (streq(ft, "relay")) {
+                                free(ft);
+                                if (!(ft = strdup("smtp")))
+                                        return -ENOMEM;
+                        }
+                        *ret_transport = TAKE_PTR(ft);
+                        *ret_nexthop = TAKE_PTR(fn);
+                        return 0;
+                }
+        }
         const char *domain = qmgr_address_domain(address);
         int m = domain ? domain_list_match((DomainList *) &s->mydestination, domain) : 1;
         if (m < 0)
@@ -107,13 +172,28 @@ int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_
                         return -EIO;
         }
         const char *def = local ? s->local_transport : rm > 0 ? s->relay_transport : s->default_transport;
-        _cleanup_free_ char *t = NULL, *n = NULL, *value = NULL;
-        int r = split_route(def, &t, &n);
+        _cleanup_free_ char *t = NULL, *n = NULL, *value = NULL, *sdt = NULL, *sdr = NULL;
+        int r;
+        if (!local && rm == 0) {
+                r = sender_lookup(s->sender_default_transport_maps, sender,
+                                  s->empty_default_transport_key, &sdt);
+                if (r < 0)
+                        return r == -ENOMEM ? r : -EIO;
+                if (r > 0)
+                        def = sdt;
+        }
+        r = split_route(def, &t, &n);
         if (r < 0)
                 return r;
+        if (isempty(n) && !local) {
+                r = sender_lookup(s->sender_relayhost_maps, sender, s->empty_relayhost_key, &sdr);
+                if (r < 0)
+                        return r == -ENOMEM ? r : -EIO;
+        }
+        const char *relayhost = sdr ? sdr : s->relayhost;
         if (isempty(n)) {
                 free(n);
-                n = strdup(local ? s->myhostname : !isempty(s->relayhost) ? s->relayhost : domain ? domain : s->myhostname);
+                n = strdup(local ? s->myhostname : !isempty(relayhost) ? relayhost : domain ? domain : s->myhostname);
                 if (!n)
                         return -ENOMEM;
         }
@@ -132,7 +212,7 @@ int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_
                         if (isempty(mn) && was_local != streq(t, "local")) {
                                 free(n);
                                 n = strdup(streq(t, "local") ? s->myhostname :
-                                           !isempty(s->relayhost) ? s->relayhost : domain ? domain : s->myhostname);
+                                           !isempty(relayhost) ? relayhost : domain ? domain : s->myhostname);
                                 if (!n)
                                         return -ENOMEM;
                         }
@@ -140,6 +220,16 @@ int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_
                 if (!isempty(mn)) {
                         free(n);
                         n = TAKE_PTR(mn);
+                }
+        }
+        if (!isempty(filter)) {
+                /* "transport:" (no next hop): that transport, the next hop routing chose. */
+                _cleanup_free_ char *ft = NULL, *fn = NULL;
+                if ((r = split_route(filter, &ft, &fn)) < 0)
+                        return r;
+                if (!isempty(ft)) {
+                        free(t);
+                        t = TAKE_PTR(ft);
                 }
         }
         if (streq(t, "relay")) {

@@ -19,6 +19,7 @@
  * (qmgr-sched.c). A reload applies all but queue_directory. */
 #include <errno.h>
 #include <pwd.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,6 +43,11 @@ void qmgr_settings_done(QmgrSettings *s) {
                 domain_list_done(&s->relay_domains);
         table_list_free(s->transport_maps);
         qmgr_sched_settings_done(&s->sched);
+        qmgr_dsn_settings_done(s);
+        table_list_free(s->sender_relayhost_maps);
+        table_list_free(s->sender_default_transport_maps);
+        free(s->empty_relayhost_key);
+        free(s->empty_default_transport_key);
         *s = (QmgrSettings) {};
 }
 
@@ -117,9 +123,31 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                 if (r < 0)
                         return log_error_errno(r, "transport_maps: %s", twhy ? twhy : "cannot open");
         }
+        static const struct {
+                const char *name;
+                size_t offset;
+        } sender_maps[] = {
+                { "sender_dependent_relayhost_maps", offsetof(QmgrSettings, sender_relayhost_maps) },
+                { "sender_dependent_default_transport_maps", offsetof(QmgrSettings, sender_default_transport_maps) },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(sender_maps); i++) {
+                const char *spec = conf_get(c, sender_maps[i].name);
+                if (isempty(spec))
+                        continue;
+                _cleanup_free_ char *swhy = NULL;
+                r = table_list_open(spec, 0, (TableList **) ((char *) &n + sender_maps[i].offset), &swhy);
+                if (r < 0)
+                        return log_error_errno(r, "%s: %s", sender_maps[i].name, swhy ? swhy : "cannot open");
+        }
+        n.empty_relayhost_key = strdup(strempty(conf_get(c, "empty_address_relayhost_maps_lookup_key")));
+        n.empty_default_transport_key = strdup(strempty(conf_get(c, "empty_address_default_transport_maps_lookup_key")));
+        if (!n.empty_relayhost_key || !n.empty_default_transport_key)
+                return log_oom();
         n.bounce_size_limit = (size_t) conf_get_int(c, NULL, "bounce_size_limit");
         r = qmgr_sched_settings_load(&n.sched, c);   /* per-transport scheduling limits */
         if (r < 0)
+                return r;
+        if ((r = qmgr_dsn_settings_load(&n, c)) < 0)
                 return r;
         if (n.maximal_backoff < n.minimal_backoff) {
                 log_warning("maximal_backoff_time is below minimal_backoff_time; using %llu s",

@@ -6,7 +6,9 @@
  *   qmgr-deliver.c  delivery requests to the agents (local, smtp, lmtp), recording results, backoff, expiry
  *   qmgr-sched.c    per-destination queues of remote jobs: concurrency windows, dead destinations,
  *                   per-transport limits, round-robin dispatch
- *   qmgr-bounce.c   RFC 3464 non-delivery reports and the completion transaction
+ *   qmgr-bounce.c   RFC 3464 notices (failure, delay, success, postmaster) and the completion transaction
+ *   qmgr-dsn.c      DSN settings; delivery status filters and soft_bounce applied to agent results
+ *   qmgr-delay.c    the one delay warning per message (delay_warning_time)
  *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
@@ -119,6 +121,18 @@ typedef struct QmgrSettings {
         bool relay_domains_set;
         TableList *transport_maps;     /* NULL when empty */
         QmgrSchedSettings sched;       /* per-transport limits (qmgr-sched.c) */
+        /* delivery status notifications (qmgr-bounce.c, qmgr-dsn.c) */
+        char *double_bounce_sender;
+        char *bounce_notice_recipient; /* 2bounce_notice_recipient */
+        bool confirm_delay_cleared;
+        bool soft_bounce;
+        usec_t delay_warning_time;     /* 0: no delay warnings */
+        TableList *status_filter_default, *status_filter_smtp, *status_filter_lmtp,
+                  *status_filter_local; /* *_delivery_status_filter, NULL when empty */
+        TableList *sender_relayhost_maps;          /* sender_dependent_relayhost_maps */
+        TableList *sender_default_transport_maps;  /* sender_dependent_default_transport_maps */
+        char *empty_relayhost_key;                 /* empty_address_relayhost_maps_lookup_key */
+        char *empty_default_transport_key;         /* empty_address_default_transport_maps_lookup_key */
 } QmgrSettings;
 
 typedef struct QmgrMessage {
@@ -131,6 +145,8 @@ typedef struct QmgrMessage {
         bool expired;                  /* a recipient was returned because the message expired */
         bool broken;                   /* recording a result failed: never complete in memory */
         bool delete_requested;         /* an administrator deleted it during delivery */
+        char success_id[QUEUE_ID_MAX]; /* the success notice queued at completion, or "" */
+        bool postmaster_notice;        /* the failure notice went to the postmaster */
 } QmgrMessage;
 
 typedef struct QmgrJob QmgrJob;
@@ -187,6 +203,8 @@ typedef struct QmgrResult {
         const char *dsn;
         const char *diag;
         bool log_deferral;             /* qmgr decided it: log the relay=none line */
+        bool relayed;                  /* the agent said "relayed" (the server lacked DSN) */
+        const char *remote_mta;        /* host name of the server that answered, or NULL */
 } QmgrResult;
 
 typedef enum QmgrRoute {
@@ -206,9 +224,10 @@ const char *qmgr_address_domain(const char *address);
 /* Routes one recipient address. */
 QmgrRoute qmgr_route(const QmgrSettings *s, const char *address);
 /* Picks transport ("local", "smtp", "lmtp", "error", "discard", ...) and next hop for a
- * recipient (caller frees both); <0 when a table lookup failed. */
-int qmgr_route_transport(const QmgrSettings *s, const char *address, char **ret_transport,
-                         char **ret_nexthop);
+ * recipient of msg (its sender and content filter count; msg may be NULL) (caller frees both);
+ * <0 when a table lookup failed. */
+int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const char *address,
+                         char **ret_transport, char **ret_nexthop);
 
 /* qmgr-scan.c */
 /* Asks for a scan after delay_usec (coalesced with any earlier request). */
@@ -286,18 +305,50 @@ size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m);
 /* Frees every destination and its waiting jobs (shutdown). */
 void qmgr_sched_free(Qmgr *q);
 
+/* qmgr-dsn.c */
+/* Reads the DSN parameters into s (a fresh QmgrSettings being loaded). */
+int qmgr_dsn_settings_load(QmgrSettings *s, Conf *c);
+/* Frees what qmgr_dsn_settings_load() allocated. */
+void qmgr_dsn_settings_done(QmgrSettings *s);
+/* Applies the transport's delivery status filter to *dsn and *diag (and *state, when the class
+ * changes between 4 and 5). New strings go to ret_dsn (16 bytes) and *ret_diag_owned (caller
+ * frees); the pointers are redirected to them. */
+void qmgr_dsn_filter(const QmgrSettings *s, const char *queue_id, const char *transport,
+                     QueueRcptState *state, const char **dsn, const char **diag, char ret_dsn[16],
+                     char **ret_diag_owned);
+/* soft_bounce = yes: turns a bounce into a deferral with status class 4 (in place). */
+void qmgr_dsn_soft_bounce(const QmgrSettings *s, QueueRcptState *state, char **dsn_status);
+/* The host name in an agent's relay attribute ("host[addr]:port"), or NULL (caller frees). */
+char *qmgr_dsn_relay_host(const char *relay);
+/* Applies soft_bounce and keeps the DSN facts of a result (relayed, Remote-MTA) in rc. */
+void qmgr_dsn_note_result(Qmgr *q, QueueRecipient *rc, const QmgrResult *res);
+
+/* qmgr-delay.c */
+/* After an attempt left m with deferred recipients: sends the one delay warning when
+ * delay_warning_time has passed since arrival (its own transaction). */
+void qmgr_delay_warning(Qmgr *q, QmgrMessage *m);
+
 /* qmgr-control.c */
 /* Runs an administrative verb (hold, release, delete, requeue) for a peer that is root or
  * mail_owner, or answers "permission denied"; replies on c. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req);
 
 /* qmgr-bounce.c */
+typedef enum QmgrNoticeKind {
+        QMGR_NOTICE_FAILURE,           /* to the sender: Action: failed */
+        QMGR_NOTICE_DELAY,             /* to the sender: Action: delayed (delay_warning_time) */
+        QMGR_NOTICE_SUCCESS,           /* to the sender: Action: delivered/relayed (NOTIFY=SUCCESS) */
+        QMGR_NOTICE_POSTMASTER,        /* an undeliverable notification, to 2bounce_notice_recipient */
+} QmgrNoticeKind;
+
 typedef struct QmgrBounceRcpt {
         const char *address;
         const char *orcpt;             /* "rfc822;addr" or NULL */
         const char *dsn;
         const char *diag;
-        const char *diag_type;         /* "x-unix", "x-postern" */
+        const char *diag_type;         /* "x-unix", "x-postern", "smtp" */
+        const char *action;            /* NULL: the kind's ("failed", "delayed", "delivered") */
+        const char *remote_mta;        /* host name for Remote-MTA, or NULL */
 } QmgrBounceRcpt;
 
 typedef struct QmgrBounceInput {
@@ -310,10 +361,19 @@ typedef struct QmgrBounceInput {
         size_t content_len;
         size_t size_limit;             /* bounce_size_limit */
         time_t now;
+        QmgrNoticeKind kind;
+        const char *to;                /* the notice's To: (NULL: the original sender) */
+        time_t retry_until;            /* Will-Retry-Until of a delay warning (0: none) */
 } QmgrBounceInput;
 
 /* Builds an RFC 3464 report in LF form; *ret_8bit says whether it contains 8-bit text. */
 int qmgr_bounce_build(const QmgrBounceInput *in, StrBuf *out, bool *ret_8bit);
-/* Inside an open transaction: inserts the notification for the bounced recipients of m (when
- * one is due) and deletes m. ret_bounce_id receives the notification's id or "". */
+/* Inside an open transaction: inserts the notifications due for m and deletes m.
+ * ret_bounce_id receives the failure notice's id (to the sender, or to the postmaster for an
+ * undeliverable notification) or ""; m->success_id the success notice's. */
 int qmgr_complete_in_transaction(Qmgr *q, QmgrMessage *m, char ret_bounce_id[QUEUE_ID_MAX]);
+/* Builds and queues one notice of the given kind about m (inside the caller's transaction).
+ * ret_id is "" when no recipient belongs in it. */
+int qmgr_notice_insert(Qmgr *q, QmgrMessage *m, QmgrNoticeKind kind, char ret_id[QUEUE_ID_MAX]);
+/* Whether sender is the double_bounce_sender address (ours: no domain or $myhostname). */
+bool qmgr_is_double_bounce_sender(const QmgrSettings *s, const char *sender);

@@ -1,6 +1,9 @@
 /* test-qmgr-bounce.c — table-driven unit tests for qmgr's pure logic: backoff arithmetic,
  * expiry, delay formatting, routing, and the RFC 3464 report builder. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "basic/tests.h"
 #include "qmgr.h"
@@ -161,10 +164,166 @@ static void test_bounce(void) {
         free(t);
 }
 
+static char *build_kind(const QueueMessage *m, const QmgrBounceRcpt *r, size_t n, QmgrNoticeKind kind,
+                        const char *to, time_t retry_until) {
+        StrBuf out = STRBUF_INIT;
+        QmgrBounceInput in = {
+                .myhostname = "postern.test", .bounce_id = "4QF2K1C0X7BNC", .orig = m,
+                .rcpts = r, .n_rcpts = n, .content = CONTENT, .content_len = strlen(CONTENT),
+                .size_limit = 50000, .now = 1800000000, .kind = kind, .to = to,
+                .retry_until = retry_until,
+        };
+        CHECK_INT(qmgr_bounce_build(&in, &out, NULL), 0);
+        return strbuf_steal(&out);
+}
+
+static void expect_all(const char *text, const char *const *parts, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!strstr(text, parts[i])) {
+                        fprintf(stderr, "missing:\n%s\nin:\n%s\n", parts[i], text);
+                        CHECK(false);
+                }
+}
+
+/* Delay warnings, success notices and postmaster notices: their Action, Status (a status of
+ * the wrong class falls back to the kind's x.0.0), Remote-MTA, Will-Retry-Until, what is
+ * attached per RET, and who they are addressed to. */
+static void test_notice_kinds(void) {
+        QueueMessage m = { .queue_id = "4QF2K1C0X7ABZ", .sender = (char *) "alice@example.org",
+                           .arrival_usec = 1799990000ULL * SEC, .envid = (char *) "env-42", .ret = 1 };
+        QmgrBounceRcpt delayed[] = {
+                { .address = "bob@remote.example", .dsn = "4.4.1", .diag = "connect to mx: refused",
+                  .diag_type = "x-postern", .remote_mta = "mx.remote.example" },
+                { .address = "carol@remote.example", .dsn = "5.1.1", .diag = "odd" },
+        };
+        char *d = build_kind(&m, delayed, ELEMENTSOF(delayed), QMGR_NOTICE_DELAY, NULL, 1800400000);
+        static const char *const expect_delay[] = {
+                "To: alice@example.org\n",
+                "Subject: Delayed Mail (still being retried)\n",
+                "Original-Envelope-Id: env-42\n",
+                "Final-Recipient: rfc822; bob@remote.example\nAction: delayed\nStatus: 4.4.1\n"
+                "Remote-MTA: dns; mx.remote.example\nDiagnostic-Code: x-postern; connect to mx: refused\n",
+                "Will-Retry-Until: ",
+                "Final-Recipient: rfc822; carol@remote.example\nAction: delayed\nStatus: 4.0.0\n",
+                "Content-Type: text/rfc822-headers\n\nReceived: from client",
+        };
+        expect_all(d, expect_delay, ELEMENTSOF(expect_delay));
+        CHECK(!strstr(d, "Body line"));   /* headers only, even with RET=FULL */
+        free(d);
+
+        QmgrBounceRcpt ok[] = {
+                { .address = "bob@remote.example", .orcpt = "rfc822;Bob@Remote.Example", .dsn = "2.0.0",
+                  .diag = "250 2.0.0 queued", .diag_type = "smtp", .action = "relayed",
+                  .remote_mta = "mx.remote.example" },
+                { .address = "dave@postern.test", .dsn = "2.1.5", .diag = "delivered to mailbox" },
+        };
+        char *s = build_kind(&m, ok, ELEMENTSOF(ok), QMGR_NOTICE_SUCCESS, NULL, 0);
+        static const char *const expect_ok[] = {
+                "Subject: Successful Mail Delivery Report\n",
+                "Final-Recipient: rfc822; bob@remote.example\nOriginal-Recipient: rfc822; Bob@Remote.Example\n"
+                "Action: relayed\nStatus: 2.0.0\nRemote-MTA: dns; mx.remote.example\n"
+                "Diagnostic-Code: smtp; 250 2.0.0 queued\n",
+                "Final-Recipient: rfc822; dave@postern.test\nAction: delivered\nStatus: 2.1.5\n",
+                "Content-Type: message/rfc822\n\nReceived: from client",   /* RET=FULL */
+        };
+        expect_all(s, expect_ok, ELEMENTSOF(expect_ok));
+        CHECK(!strstr(s, "Will-Retry-Until"));
+        free(s);
+        m.ret = 0;   /* success notices return the headers unless RET=FULL */
+        s = build_kind(&m, ok, ELEMENTSOF(ok), QMGR_NOTICE_SUCCESS, NULL, 0);
+        CHECK(strstr(s, "Content-Type: text/rfc822-headers\n"));
+        free(s);
+
+        m.sender = (char *) "";
+        QmgrBounceRcpt failed[] = { { .address = "alice@example.org", .dsn = "5.1.1", .diag = "unknown" } };
+        char *p = build_kind(&m, failed, 1, QMGR_NOTICE_POSTMASTER, "postmaster", 0);
+        static const char *const expect_pm[] = {
+                "To: postmaster\n",
+                "Subject: Undeliverable Delivery Status Notification\n",
+                "Action: failed\nStatus: 5.1.1\n",
+                "Content-Type: message/rfc822\n",
+        };
+        expect_all(p, expect_pm, ELEMENTSOF(expect_pm));
+        free(p);
+}
+
+/* The delivery status filter: a found "d.d.d text" replaces status and text; results that
+ * are not "d.d.d text" or would turn a success into a failure (or back) are ignored. */
+static void test_status_filter(void) {
+        char path[] = "/tmp/test-qmgr-dsn-XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        static const char rules[] =
+                "/^5(\\.1\\.1 .*mailbox full.*)/ 4$1\n"
+                "/^2\\.0\\.0 (delivered to file).*/ 2.0.0 $1\n"
+                "/^4\\.4\\.1 .*/ 2.0.0 sneaky\n"
+                "/^4\\.4\\.2 .*/ bad result\n";
+        CHECK(write(fd, rules, strlen(rules)) == (ssize_t) strlen(rules));
+        close(fd);
+        _cleanup_free_ char *spec = NULL;
+        CHECK(asprintf(&spec, "regexp:%s", path) > 0);
+        QmgrSettings s = {};
+        CHECK_INT(table_list_open(spec, 0, &s.status_filter_smtp, NULL), 0);
+        CHECK_INT(table_list_open(spec, 0, &s.status_filter_default, NULL), 0);
+
+#define B QUEUE_RCPT_BOUNCED
+#define D QUEUE_RCPT_DEFERRED
+#define OK QUEUE_RCPT_DELIVERED
+        static const struct {
+                const char *transport, *dsn, *diag, *want_dsn, *want_diag;
+                QueueRcptState st, want_st;
+        } t[] = {
+                { "smtp", "5.1.1", "host x said: 550 mailbox full", "4.1.1", "host x said: 550 mailbox full", B, D },
+                { "smtp", "5.1.1", "host x said: 550 no such user", "5.1.1", "host x said: 550 no such user", B, B },
+                { "pipe", "2.0.0", "delivered to file: /var/x", "2.0.0", "delivered to file", OK, OK },
+                { "smtp", "4.4.1", "connection refused", "4.4.1", "connection refused", D, D },
+                { "smtp", "4.4.2", "lost connection", "4.4.2", "lost connection", D, D },
+                { "local", "5.1.1", "mailbox full", "5.1.1", "mailbox full", B, B },   /* no local filter */
+                { "lmtp", "5.1.1", "mailbox full", "5.1.1", "mailbox full", B, B },    /* nor lmtp */
+                { "relay2", "5.1.1", "x mailbox full", "4.1.1", "x mailbox full", B, D }, /* default */
+        };
+#undef B
+#undef D
+#undef OK
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                const char *dsn = t[i].dsn, *diag = t[i].diag;
+                QueueRcptState st = t[i].st;
+                char buf[16];
+                _cleanup_free_ char *owned = NULL;
+                qmgr_dsn_filter(&s, "TESTID", t[i].transport, &st, &dsn, &diag, buf, &owned);
+                CHECK(st == t[i].want_st);
+                CHECK_STR(dsn, t[i].want_dsn);
+                CHECK_STR(diag, t[i].want_diag);
+        }
+        s.status_filter_smtp = table_list_free(s.status_filter_smtp);
+        s.status_filter_default = table_list_free(s.status_filter_default);
+        unlink(path);
+
+        /* soft_bounce: bounces become deferrals of class 4; other states are left alone. */
+        s.soft_bounce = true;
+        QueueRcptState st = QUEUE_RCPT_BOUNCED;
+        char *dsn = strdup("5.7.1");
+        qmgr_dsn_soft_bounce(&s, &st, &dsn);
+        CHECK(st == QUEUE_RCPT_DEFERRED);
+        CHECK_STR(dsn, "4.7.1");
+        st = QUEUE_RCPT_DELIVERED;
+        qmgr_dsn_soft_bounce(&s, &st, &dsn);
+        CHECK(st == QUEUE_RCPT_DELIVERED);
+        free(dsn);
+
+        char *h = qmgr_dsn_relay_host("mx.example.net[192.0.2.1]:25");
+        CHECK_STR(h, "mx.example.net");
+        free(h);
+        CHECK(!qmgr_dsn_relay_host("none"));
+        CHECK(!qmgr_dsn_relay_host(NULL));
+}
+
 int main(void) {
         test_backoff();
         test_expired();
         test_route();
         test_bounce();
+        test_notice_kinds();
+        test_status_filter();
         return 0;
 }

@@ -1,11 +1,16 @@
 /* smtp-nexthop.c — from a next hop to the addresses to try, in order.
  *
- * SMTP: "[host]:port" or "[host]" (no MX lookup; port 25 by default), and "host:port"/"host"
- * (MX lookup first). LMTP: "unix:/path", "inet:host:port", "inet:[host]:port" (port 24 by
- * default), or a bare "host:port". Only numeric addresses are resolved today (getaddrinfo with
- * AI_NUMERICHOST, never a blocking DNS query in the event loop): any other name is answered
- * "4.4.3 ... no resolver" until common/dns (asynchronous, with MX) replaces the body of
- * smtp_resolve(). The interface is already asynchronous: the handler may run later. */
+ * SMTP: "[host]:port" or "[host]" (no MX lookup; port smtp_tcp_port by default), and
+ * "host:port"/"host" (MX lookup first, then each MX host's A/AAAA; the domain's own A/AAAA when
+ * it has no MX). LMTP: "unix:/path", "inet:host:port", "inet:[host]:port" (port 24 by default),
+ * or a bare "host:port". Numeric addresses are used as they are; names go through common/dns
+ * (worker threads, answers in the event loop), so the handler usually runs later.
+ *
+ * smtp_dns_support_level: "enabled" (or empty, the default) as above; "disabled" makes no MX
+ * lookups and resolves host names the system's way (getaddrinfo: /etc/hosts, then DNS per
+ * nsswitch.conf), as Postfix's "native" lookups; "dnssec" is accepted and behaves as "enabled"
+ * (Postern has no DANE, the only use Postfix makes of validated answers). smtp_mx_address_limit
+ * caps the addresses an MX lookup yields (0: no limit). */
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -16,6 +21,7 @@
 #include <netinet/in.h>
 
 #include "dns/dns.h"
+#include "log/log.h"
 #include "smtp.h"
 
 static DnsResolver *resolver;   /* one per process: smtp_resolve_init() */
@@ -26,6 +32,20 @@ int smtp_resolve_init(sd_event *e) {
 }
 
 static unsigned smtp_port = 25;
+static bool dns_enabled = true;      /* smtp_dns_support_level != disabled */
+static unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
+
+/* Reads smtp_dns_support_level and smtp_mx_address_limit (a bad level: -EINVAL, logged). */
+int smtp_resolve_load(Conf *c) {
+        const char *level = strempty(conf_get(c, "smtp_dns_support_level"));
+        if (!isempty(level) && !streq(level, "enabled") && !streq(level, "disabled") && !streq(level, "dnssec")) {
+                log_error("smtp_dns_support_level = %s: expected disabled, enabled or dnssec (or empty)", level);
+                return -EINVAL;
+        }
+        dns_enabled = !streq(level, "disabled");
+        mx_address_limit = (unsigned) conf_get_int(c, NULL, "smtp_mx_address_limit");
+        return 0;
+}
 static char self_name[256];          /* $myhostname */
 static char self_addrs[1024];        /* numeric entries of $inet_interfaces, space-separated */
 
@@ -144,6 +164,7 @@ typedef struct Lookup {
         size_t n_found[MX_HOSTS_MAX];
         bool tempfail;
         unsigned pending;
+        bool mx;                     /* the hosts came from an MX lookup (or its A fallback) */
 } Lookup;
 
 typedef struct AddrQuery {
@@ -193,6 +214,8 @@ done_self:
         for (size_t i = 0; i < l->n_hosts; i++)
                 for (size_t k = 0; k < l->n_found[i]; k++)
                         t[n++] = l->found[i][k];
+        if (l->mx && mx_address_limit > 0 && n > mx_address_limit)
+                n = mx_address_limit;
         SmtpResolveHandler h = l->handler;
         void *u = l->userdata;
         lookup_free(l);
@@ -243,10 +266,12 @@ static void on_addr(DnsQuery *q, const DnsResult *res, void *userdata) {
 
 /* Asks A and AAAA for every host of l. */
 static void lookup_addresses(Lookup *l) {
-        static const int types[] = { DNS_TYPE_A, DNS_TYPE_AAAA };
+        static const int dns_types[] = { DNS_TYPE_A, DNS_TYPE_AAAA }, native[] = { DNS_TYPE_HOST };
+        const int *types = dns_enabled ? dns_types : native;
+        size_t n_types = dns_enabled ? ELEMENTSOF(dns_types) : ELEMENTSOF(native);
         l->pending = 1;   /* held until every query is started */
         for (size_t i = 0; i < l->n_hosts; i++)
-                for (size_t k = 0; k < ELEMENTSOF(types); k++) {
+                for (size_t k = 0; k < n_types; k++) {
                         AddrQuery *aq = calloc(1, sizeof(AddrQuery));
                         if (!aq) {
                                 l->tempfail = true;
@@ -340,7 +365,8 @@ static int resolve_name(const char *host, unsigned port, bool mx, SmtpResolveHan
         l->port = port;
         if (dns_name_to_alabel(host, l->domain, sizeof(l->domain)) < 0)
                 snprintf(l->domain, sizeof(l->domain), "%s", host);
-        if (!mx) {
+        l->mx = mx;
+        if (!mx || !dns_enabled) {
                 snprintf(l->hosts[0], sizeof(l->hosts[0]), "%s", l->domain);
                 l->n_hosts = 1;
                 lookup_addresses(l);

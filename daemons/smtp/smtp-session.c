@@ -12,7 +12,15 @@
  * hop, for at most smtp_connection_cache_time_limit idle, smtp_connection_reuse_time_limit since
  * it was opened and smtp_connection_reuse_count_limit transactions. A reused connection starts
  * with RSET; if it turns out dead before anything was recorded, the delivery is retried once on
- * a fresh connection. */
+ * a fresh connection.
+ *
+ * TLS (smtp_tls_security_level, smtp_tls_policy_maps; settings in smtp-tls.c): after EHLO, when
+ * the policy asks for it, STARTTLS; whatever the server sent behind its 220 in plaintext is
+ * discarded (STARTTLS injection), the handshake runs in the loop (ST_TLS), the certificate is
+ * checked, and EHLO is sent again so that only the keywords announced inside TLS count. With
+ * smtp_tls_wrappermode the handshake comes first and the greeting is read inside TLS. At level
+ * may a failed handshake is retried on the same address in plaintext, as Postfix does; the
+ * cache key includes the TLS level so a plaintext connection never carries a "verify" delivery. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -27,14 +35,18 @@
 #include <netinet/tcp.h>
 
 #include "log/log.h"
+#include "mail/mime-downgrade.h"
 #include "mail/xtext.h"
 #include "smtp.h"
+#include "tls/tls.h"
 
 typedef enum SessionState {
         ST_CONNECT,
         ST_GREETING,
         ST_EHLO,
         ST_HELO,
+        ST_STARTTLS,  /* STARTTLS sent, waiting for its 220 */
+        ST_TLS,       /* TLS handshake in progress (after STARTTLS, or at connect in wrappermode) */
         ST_TXN,       /* RSET/MAIL/RCPT/DATA replies */
         ST_DOT,       /* message sent, waiting for the end-of-data reply (replies for LMTP) */
         ST_IDLE,      /* in the cache */
@@ -60,7 +72,7 @@ struct SmtpSession {
         SessionState state;
         StrBuf in, out;
         SmtpReply reply;
-        bool pipelining, dsn, eightbitmime;
+        bool pipelining, dsn, eightbitmime, smtputf8;
         uint64_t size_limit;         /* 0: none announced */
         unsigned uses;
         usec_t created;
@@ -75,6 +87,14 @@ struct SmtpSession {
         size_t *accepted;            /* rcpt indexes in RCPT order (LMTP replies come in it) */
         size_t n_accepted, dot_replies;
         bool *alive;                 /* set to false when freed (reply handlers may free it) */
+        /* TLS */
+        SmtpTlsLevel level;          /* the delivery's policy, or none after a failed "may" handshake */
+        bool wrapper;                /* smtp_tls_wrappermode: TLS from connect */
+        bool starttls;               /* the last EHLO reply offered STARTTLS */
+        TlsConn *tls;
+        bool tls_up;                 /* handshake completed */
+        TlsTrust trust;
+        size_t target_index;         /* in d->targets, for the plaintext retry */
 };
 
 static void session_free(SmtpSession *s);
@@ -100,6 +120,7 @@ static void session_free(SmtpSession *s) {
                 s->d->session = NULL;
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
+        tls_conn_free(s->tls);
         safe_close(s->fd);
         strbuf_done(&s->in);
         strbuf_done(&s->out);
@@ -114,8 +135,14 @@ static void session_free(SmtpSession *s) {
 
 static void session_quit(SmtpSession *s) {
         /* Best effort, no waiting for the 221 (Postfix's smtp_skip_quit_response). */
-        if (s->fd >= 0 && s->state != ST_CONNECT && s->out.len == 0)
-                (void) !write(s->fd, "QUIT\r\n", 6);
+        if (s->fd >= 0 && s->state != ST_CONNECT && s->out.len == 0) {
+                if (!s->tls)
+                        (void) !write(s->fd, "QUIT\r\n", 6);
+                else if (s->tls_up) {
+                        (void) tls_conn_write(s->tls, "QUIT\r\n", 6);
+                        tls_conn_bye(s->tls);
+                }
+        }
         session_free(s);
 }
 
@@ -138,13 +165,27 @@ static void update_events(SmtpSession *s) {
                 (void) sd_event_source_set_io_events(s->io, EPOLLIN | (s->out.len ? EPOLLOUT : 0));
 }
 
+static ssize_t io_write(SmtpSession *s, const void *p, size_t n) {
+        if (s->tls)
+                return s->tls_up ? tls_conn_write(s->tls, p, n) : -EPIPE;
+        ssize_t k = write(s->fd, p, n);
+        return k < 0 ? -errno : k;
+}
+
+static ssize_t io_read(SmtpSession *s, void *p, size_t n) {
+        if (s->tls)
+                return s->tls_up ? tls_conn_read(s->tls, p, n) : -EAGAIN;
+        ssize_t k = read(s->fd, p, n);
+        return k < 0 ? -errno : k;
+}
+
 static int flush(SmtpSession *s) {
         while (s->out.len > 0) {
-                ssize_t k = write(s->fd, s->out.data, s->out.len);
+                ssize_t k = io_write(s, s->out.data, s->out.len);
                 if (k < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
+                        if (k == -EAGAIN || k == -EINTR)
                                 break;
-                        return -errno;
+                        return (int) k;
                 }
                 strbuf_consume(&s->out, (size_t) k);
         }
@@ -340,6 +381,8 @@ static int build_mail(SmtpSession *s, StrBuf *b) {
                 r = strbuf_printf(b, " SIZE=%llu", (unsigned long long) d->content_len);
         if (r >= 0 && d->eightbit && s->eightbitmime)
                 r = strbuf_puts(b, " BODY=8BITMIME");
+        if (r >= 0 && d->msg.smtputf8 && s->smtputf8)
+                r = strbuf_puts(b, " SMTPUTF8");
         if (r >= 0 && s->dsn && d->msg.ret)
                 r = strbuf_puts(b, d->msg.ret == 1 ? " RET=FULL" : " RET=HDRS");
         if (r >= 0 && s->dsn && !isempty(d->msg.envid))
@@ -371,6 +414,40 @@ static int build_rcpt(SmtpSession *s, StrBuf *b, const SmtpRcpt *rc) {
         return r >= 0 ? strbuf_puts(b, "\r\n") : r;
 }
 
+static bool has_non_ascii(const char *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) p[i] >= 0x80)
+                        return true;
+        return false;
+}
+
+/* RFC 6531 3.2: a message that needs SMTPUTF8 is not sent to a server without it. The sender or
+ * a header with UTF-8 needs it for every recipient; otherwise only recipients whose own address
+ * is UTF-8 do (the others go as plain SMTP). A message marked SMTPUTF8 that is all ASCII goes
+ * out without the parameter. Returns whether a recipient is left to send to. */
+static bool check_smtputf8(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        if (!d->msg.smtputf8 || s->smtputf8)
+                return true;
+        const char *hdr_end = d->content_len >= 1 && d->content[0] == '\n' ? d->content :
+                              memmem(d->content, d->content_len, "\n\n", 2);
+        size_t hdr_len = hdr_end ? (size_t) (hdr_end - d->content) : d->content_len;
+        bool all = has_non_ascii(strempty(d->msg.sender), strlen(strempty(d->msg.sender))) ||
+                   has_non_ascii(d->content, hdr_len);
+        bool left = false;
+        for (size_t i = 0; i < d->n_rcpts; i++) {
+                SmtpRcpt *rc = &d->rcpts[i];
+                if (rc->done)
+                        continue;
+                if (all || has_non_ascii(rc->address, strlen(rc->address)))
+                        smtp_rcpt_result(d, i, "5.6.7", "SMTPUTF8 is required, but was not offered by host %s",
+                                         s->relay);
+                else
+                        left = true;
+        }
+        return left;
+}
+
 static void transaction_start(SmtpSession *s) {
         SmtpDelivery *d = s->d;
         _cleanup_(strbuf_donep) StrBuf line = STRBUF_INIT;
@@ -384,10 +461,25 @@ static void transaction_start(SmtpSession *s) {
                 transaction_end(s, !s->reused);
                 return;
         }
-        if (d->eightbit && !s->eightbitmime) {
-                smtp_all_result(d, false, "4.6.3", "host %s does not announce 8BITMIME and the message "
-                                "has 8-bit content (conversion to quoted-printable is not implemented)",
-                                s->relay);
+        if (d->eightbit && !s->eightbitmime && !d->downgraded) {
+                /* RFC 6152 3: 8-bit bodies become quoted-printable for this server (and stay so
+                 * for any later one: 7-bit content is good everywhere). */
+                _cleanup_(strbuf_donep) StrBuf conv = STRBUF_INIT;
+                if (mime_downgrade(d->content, d->content_len, &conv) < 0) {
+                        smtp_all_result(d, false, "4.3.0", "out of memory");
+                        transaction_end(s, false);
+                        return;
+                }
+                d->downgraded = true;
+                if (conv.len > 0) {
+                        free(d->content);
+                        d->content_len = conv.len;
+                        d->content = strbuf_steal(&conv);
+                        log_info("%s: converted 8-bit content to quoted-printable for %s (no 8BITMIME)",
+                                 d->queue_id, s->relay);
+                }
+        }
+        if (!check_smtputf8(s)) {
                 transaction_end(s, !s->reused);
                 return;
         }
@@ -489,6 +581,9 @@ static void dot_reply(SmtpSession *s) {
         char dsn[16];
         smtp_reply_dsn(&s->reply, dsn);
         if (!s->lmtp) {
+                for (size_t i = 0; s->reply.code / 100 == 2 && i < d->n_rcpts; i++)
+                        if (d->rcpts[i].accepted && !d->rcpts[i].done)
+                                d->rcpts[i].relayed = !s->dsn;   /* for Action: relayed */
                 if (s->reply.code / 100 == 2)
                         smtp_all_result(d, true, dsn, "%s", s->reply.text);
                 else
@@ -497,6 +592,8 @@ static void dot_reply(SmtpSession *s) {
                 return;
         }
         size_t i = s->accepted[s->dot_replies++];
+        if (s->reply.code / 100 == 2 && !d->rcpts[i].done)
+                d->rcpts[i].relayed = !s->dsn;
         if (s->reply.code / 100 == 2)
                 smtp_rcpt_result(d, i, dsn, "%s", s->reply.text);
         else
@@ -537,7 +634,7 @@ static void send_hello(SmtpSession *s, const char *verb) {
 }
 
 static void parse_ehlo(SmtpSession *s) {
-        s->pipelining = s->dsn = s->eightbitmime = false;
+        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
         s->size_limit = UINT64_MAX;   /* no SIZE keyword */
         for (size_t i = 1; i < s->reply.n_lines; i++) {
                 const char *k = s->reply.lines[i];
@@ -547,9 +644,177 @@ static void parse_ehlo(SmtpSession *s) {
                         s->dsn = true;
                 else if (strcaseeq(k, "8BITMIME"))
                         s->eightbitmime = true;
+                else if (strcaseeq(k, "STARTTLS"))
+                        s->starttls = true;
+                else if (strcaseeq(k, "SMTPUTF8"))
+                        s->smtputf8 = true;
                 else if (strncasecmp(k, "SIZE", 4) == 0 && (k[4] == '\0' || k[4] == ' '))
                         s->size_limit = k[4] ? strtoull(k + 5, NULL, 10) : 0;
         }
+}
+
+/* --- TLS --- */
+
+static bool on_readable(SmtpSession *s);
+
+/* This address cannot be used (TLS missing, failed or not verified): the result when it was the
+ * last one, else on to the next address. */
+static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) _printf_(3, 4);
+static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) {
+        SmtpDelivery *d = s->d;
+        char diag[700];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag, sizeof(diag), fmt, ap);
+        va_end(ap);
+        if (d && d->next_target >= d->n_targets)
+                smtp_all_result(d, false, dsn, "%s", diag);
+        else if (d)
+                log_info("%s: %s; trying the next address", d->queue_id, diag);
+        delivery_release(s, true);
+        session_quit(s);
+}
+
+static void log_tls(SmtpSession *s, const char *how) {
+        int bits = tls_conn_cipher_bits(s->tls);
+        log_info("%s TLS connection %s to %s: %s with cipher %s (%d/%d bits)", tls_trust_name(s->trust), how,
+                 s->relay, tls_conn_protocol(s->tls), tls_conn_cipher(s->tls), bits, bits);
+}
+
+/* The handshake failed or timed out: at level may the same address again in plaintext (as
+ * Postfix does), otherwise this address is unusable. */
+static void tls_handshake_failed(SmtpSession *s, const char *why) {
+        SmtpDelivery *d = s->d;
+        log_info("SSL_connect error to %s: %s", s->relay, why);
+        if (d && s->level == SMTP_TLS_MAY && !s->wrapper && s->target_index < d->n_targets) {
+                log_info("%s: TLS handshake with %s failed; trying again without TLS", d->queue_id, s->relay);
+                d->targets[s->target_index].no_tls = true;
+                d->next_target = s->target_index;
+                delivery_release(s, true);
+                session_free(s);
+                return;
+        }
+        tls_failed(s, "4.7.5", "Cannot start TLS: handshake failure");
+}
+
+static void tls_established(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        SmtpTls *t = s->smtp->s.tls;
+        _cleanup_strv_free_ char **match = smtp_tls_match_names(&d->tls, s->target.host, d->nexthop);
+        const char *why = NULL;
+
+        s->tls_up = true;
+        s->trust = tls_conn_peer_trust(s->tls, match, &why);
+        if (s->level >= SMTP_TLS_VERIFY && s->trust != TLS_TRUST_VERIFIED) {
+                log_info("server certificate verification failed for %s: %s", s->relay, strna(why));
+                tls_failed(s, "4.7.5", "Server certificate not verified");
+                return;
+        }
+        if (smtp_tls_loglevel(t) >= 2 && !isempty(why))
+                log_info("certificate verification for %s: %s", s->relay, why);   /* why not Verified */
+        if (smtp_tls_loglevel(t) >= 1)
+                log_tls(s, "established");
+        if (s->wrapper) {
+                s->state = ST_GREETING;
+                set_timer(s, s->smtp->s.helo_timeout, "receiving the initial server greeting");
+                update_events(s);
+                (void) on_readable(s);   /* the greeting may already sit in GnuTLS's buffer */
+                return;
+        }
+        /* RFC 3207 4.2: forget the plaintext EHLO; only what the server says inside TLS counts. */
+        s->state = ST_EHLO;
+        update_events(s);
+        send_hello(s, "EHLO");
+}
+
+/* One handshake step (the session may be freed). */
+static void tls_step(SmtpSession *s) {
+        int r = tls_conn_handshake(s->tls);
+        if (r == -EAGAIN) {
+                if (s->io)
+                        (void) sd_event_source_set_io_events(s->io, tls_conn_want_write(s->tls) ? EPOLLOUT : EPOLLIN);
+                return;
+        }
+        if (r < 0) {
+                tls_handshake_failed(s, tls_conn_error(s->tls));
+                return;
+        }
+        tls_established(s);
+}
+
+static void tls_start(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        SmtpTls *t = s->smtp->s.tls;
+        _cleanup_free_ char *sni = smtp_tls_sni(t, &d->tls, s->target.host, d->nexthop);
+        char cache_key[800];
+        int r;
+
+        /* Sessions are resumed only toward the same address, name and protocol settings. */
+        snprintf(cache_key, sizeof(cache_key), "%s %s %s", s->relay, strempty(sni),
+                 s->level >= SMTP_TLS_ENCRYPT ? "mandatory" : "opportunistic");
+        r = tls_conn_new_client(smtp_tls_client(t, s->level), s->fd, sni, cache_key, &s->tls);
+        if (r < 0) {
+                s->tls = NULL;
+                tls_failed(s, "4.3.0", "Cannot start TLS: %s", strerror(-r));
+                return;
+        }
+        if (smtp_tls_loglevel(t) >= 2)
+                log_info("setting up TLS connection to %s%s%s", s->relay, sni ? " with SNI " : "", strempty(sni));
+        s->state = ST_TLS;
+        set_timer(s, smtp_tls_timeout(t), "performing the TLS handshake");
+        tls_step(s);
+}
+
+/* After EHLO/HELO: STARTTLS when the policy wants TLS. True when it took the session over. */
+static bool tls_before_mail(SmtpSession *s) {
+        if (s->lmtp || s->tls)
+                return false;
+        if (s->level == SMTP_TLS_NONE) {
+                if (s->starttls && smtp_tls_note_starttls_offer(s->smtp->s.tls))
+                        log_info("Host offered STARTTLS: [%s]", s->target.host);
+                return false;
+        }
+        if (!smtp_tls_client(s->smtp->s.tls, s->level)) {
+                if (s->level == SMTP_TLS_MAY)
+                        return false;
+                tls_failed(s, "4.7.5", "TLS is required, but our TLS engine is unavailable");
+                return true;
+        }
+        if (!s->starttls) {
+                if (s->level == SMTP_TLS_MAY)
+                        return false;
+                tls_failed(s, "4.7.4", "TLS is required, but was not offered by host %s", s->relay);
+                return true;
+        }
+        if (send_text(s, "STARTTLS\r\n", 10) < 0) {
+                session_failed(s, "out of memory while sending STARTTLS");
+                return true;
+        }
+        s->state = ST_STARTTLS;
+        set_timer(s, s->smtp->s.helo_timeout, "sending STARTTLS");
+        if (flush(s) < 0)
+                session_failed(s, "lost connection with %s while %s", s->relay, s->phase);
+        return true;
+}
+
+static void starttls_reply(SmtpSession *s) {
+        if (s->reply.code / 100 != 2) {
+                if (s->level == SMTP_TLS_MAY) {
+                        transaction_start(s);   /* opportunistic: on in plaintext */
+                        return;
+                }
+                char dsn[16];
+                smtp_reply_dsn(&s->reply, dsn);
+                dsn[0] = '4';
+                tls_failed(s, dsn, "TLS is required, but host %s refused to start TLS: %s", s->relay, s->reply.text);
+                return;
+        }
+        if (s->in.len > 0) {
+                /* Plaintext behind the 220 would otherwise be read as if it came inside TLS. */
+                log_info("host %s sent %zu bytes after its reply to STARTTLS; discarded", s->relay, s->in.len);
+                strbuf_reset(&s->in);
+        }
+        tls_start(s);
 }
 
 static void handle_reply(SmtpSession *s) {
@@ -593,10 +858,15 @@ static void handle_reply(SmtpSession *s) {
                 if (s->state == ST_EHLO)
                         parse_ehlo(s);
                 else {
-                        s->pipelining = s->dsn = s->eightbitmime = false;
+                        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
                         s->size_limit = UINT64_MAX;
                 }
+                if (tls_before_mail(s))
+                        return;
                 transaction_start(s);
+                return;
+        case ST_STARTTLS:
+                starttls_reply(s);
                 return;
         case ST_TXN:
                 txn_reply(s);
@@ -613,38 +883,25 @@ static void handle_reply(SmtpSession *s) {
 
 /* --- I/O --- */
 
-static void on_readable(SmtpSession *s) {
-        char buf[16384];
-        ssize_t k = read(s->fd, buf, sizeof(buf));
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (k <= 0) {
-                if (s->state == ST_IDLE) {
-                        session_free(s);
-                        return;
-                }
-                session_failed(s, "lost connection with %s while %s", s->relay, strna(s->phase));
-                return;
-        }
-        if (strbuf_append(&s->in, buf, (size_t) k) < 0) {
-                session_failed(s, "out of memory while %s", strna(s->phase));
-                return;
-        }
+/* Splits s->in into reply lines and handles them. False when s was freed. */
+static bool process_lines(SmtpSession *s) {
         for (;;) {
                 char *nl = s->in.data ? memchr(s->in.data, '\n', s->in.len) : NULL;
                 if (!nl) {
-                        if (s->in.len > SMTP_LINE_MAX)
+                        if (s->in.len > SMTP_LINE_MAX) {
                                 session_failed(s, "host %s sent a reply line longer than %d bytes while %s",
                                                s->relay, SMTP_LINE_MAX, strna(s->phase));
-                        return;
+                                return false;
+                        }
+                        return true;
                 }
                 size_t len = (size_t) (nl - s->in.data);
                 size_t consumed = len + 1;
                 if (len > 0 && s->in.data[len - 1] == '\r')
                         len--;
-                if (s->state == ST_IDLE || s->state == ST_CONNECT) {
+                if (s->state == ST_IDLE || s->state == ST_CONNECT || s->state == ST_TLS) {
                         session_free(s);
-                        return;
+                        return false;
                 }
                 int r = smtp_reply_feed(&s->reply, s->in.data, len);
                 if (r < 0) {
@@ -652,7 +909,7 @@ static void on_readable(SmtpSession *s) {
                         snprintf(bad, sizeof(bad), "%.*s", (int) MIN(len, (size_t) 60), s->in.data);
                         session_failed(s, "host %s sent a malformed reply while %s: \"%s\"", s->relay,
                                        strna(s->phase), bad);
-                        return;
+                        return false;
                 }
                 strbuf_consume(&s->in, consumed);
                 if (r == 0)
@@ -662,15 +919,48 @@ static void on_readable(SmtpSession *s) {
                 s->alive = &alive;
                 handle_reply(s);
                 if (!alive)
-                        return;
+                        return false;
                 s->alive = NULL;
                 smtp_reply_reset(&s->reply);
+        }
+}
+
+/* Reads what there is; false when s was freed. With TLS, also what GnuTLS already decrypted and
+ * holds: the socket does not announce those bytes. */
+static bool on_readable(SmtpSession *s) {
+        char buf[16384];
+        for (;;) {
+                if (s->tls && !s->tls_up)
+                        return true;   /* the handshake reads for itself */
+                ssize_t k = io_read(s, buf, sizeof(buf));
+                if (k == -EAGAIN || k == -EINTR)
+                        return true;
+                if (k <= 0) {
+                        if (s->state == ST_IDLE) {
+                                session_free(s);
+                                return false;
+                        }
+                        session_failed(s, "lost connection with %s while %s", s->relay, strna(s->phase));
+                        return false;
+                }
+                if (strbuf_append(&s->in, buf, (size_t) k) < 0) {
+                        session_failed(s, "out of memory while %s", strna(s->phase));
+                        return false;
+                }
+                if (!process_lines(s))
+                        return false;
+                if (!s->tls || !s->tls_up || tls_conn_pending(s->tls) == 0)
+                        return true;   /* the socket announces the rest (one record per read) */
         }
 }
 
 static void connected(SmtpSession *s) {
         int one = 1;
         (void) setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (s->wrapper) {
+                tls_start(s);   /* SMTPS: TLS first, the greeting comes inside it */
+                return;
+        }
         s->state = ST_GREETING;
         set_timer(s, s->smtp->s.helo_timeout, "receiving the initial server greeting");
 }
@@ -687,8 +977,16 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) 
                         session_failed(s, "connect to %s: %s", s->relay, strerror(err));
                         return 0;
                 }
+                if (s->wrapper) {
+                        connected(s);   /* may free s */
+                        return 0;
+                }
                 connected(s);
                 update_events(s);
+                return 0;
+        }
+        if (s->state == ST_TLS) {
+                tls_step(s);
                 return 0;
         }
         if (revents & EPOLLOUT) {
@@ -701,7 +999,7 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) 
                                   "sending end of data -- message may be sent more than once");
         }
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                on_readable(s);
+                (void) on_readable(s);
         return 0;
 }
 
@@ -711,10 +1009,22 @@ static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 session_quit(s);
                 return 0;
         }
-        if (s->state == ST_CONNECT)
+        if (s->state == ST_TLS)
+                tls_handshake_failed(s, "handshake timeout");
+        else if (s->state == ST_CONNECT)
                 session_failed(s, "connect to %s: Connection timed out", s->relay);
         else
                 session_failed(s, "conversation with %s timed out while %s", s->relay, strna(s->phase));
+        return 0;
+}
+
+/* The cache key: transport, next hop and TLS level (a plaintext connection must not carry a
+ * delivery that requires TLS, nor a merely encrypted one a "verify" delivery). */
+static int session_key(const SmtpDelivery *d, char **ret) {
+        if (asprintf(ret, "%s:%s:%s", d->lmtp ? "lmtp" : "smtp", d->nexthop, smtp_tls_level_name(d->tls.level)) < 0) {
+                *ret = NULL;
+                return -ENOMEM;
+        }
         return 0;
 }
 
@@ -733,7 +1043,10 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
         s->created = now_usec(CLOCK_MONOTONIC);
         s->state = ST_CONNECT;
         smtp_target_relay(t, s->relay, sizeof(s->relay));
-        if (asprintf(&s->key, "%s:%s", d->lmtp ? "lmtp" : "smtp", d->nexthop) < 0) {
+        s->level = t->no_tls ? SMTP_TLS_NONE : d->tls.level;
+        s->wrapper = !d->lmtp && smtp_tls_wrappermode(smtp->s.tls);
+        s->target_index = (size_t) (t - d->targets);
+        if (session_key(d, &s->key) < 0) {
                 s->key = NULL;
                 session_free(s);
                 return -ENOMEM;
@@ -778,7 +1091,20 @@ void smtp_session_start(SmtpDelivery *d) {
         Smtp *smtp = d->smtp;
         _cleanup_free_ char *key = NULL;
 
-        if (!d->retried && d->next_target == 0 && asprintf(&key, "%s:%s", d->lmtp ? "lmtp" : "smtp", d->nexthop) >= 0)
+        if (!d->tls_loaded) {
+                const char *dsn = "4.3.0";
+                char diag[700];
+                d->tls_loaded = true;
+                if (!d->lmtp && smtp_tls_policy(smtp->s.tls, d->nexthop, &d->tls, &dsn, diag, sizeof(diag)) < 0) {
+                        smtp_all_result(d, false, dsn, "%s", diag);
+                        smtp_delivery_finish(d);
+                        return;
+                }
+                /* SMTPS has no plaintext to fall back to. */
+                if (!d->lmtp && smtp_tls_wrappermode(smtp->s.tls) && d->tls.level < SMTP_TLS_ENCRYPT)
+                        d->tls.level = SMTP_TLS_ENCRYPT;
+        }
+        if (!d->retried && d->next_target == 0 && session_key(d, &key) >= 0)
                 for (SmtpSession *s = smtp->idle; s; s = s->next) {
                         if (!streq(s->key, key))
                                 continue;
@@ -789,6 +1115,8 @@ void smtp_session_start(SmtpDelivery *d) {
                         d->session = s;
                         s->reused = true;
                         d->next_target = d->n_targets;   /* a failure here is final or retried */
+                        if (s->tls_up && smtp_tls_loglevel(smtp->s.tls) >= 1)
+                                log_tls(s, "reused");
                         transaction_start(s);
                         return;
                 }

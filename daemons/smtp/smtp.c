@@ -9,7 +9,7 @@
  *
  * Parameters: myhostname, queue_directory, smtp_helo_name, smtp_bind_address, the smtp_*_timeout
  * family, smtp_connection_cache_time_limit, smtp_connection_reuse_time_limit and
- * smtp_connection_reuse_count_limit (LMTP uses the same ones). */
+ * smtp_connection_reuse_count_limit (LMTP uses the same ones); smtp_tls_* in smtp-tls.c. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -34,6 +34,7 @@ static void settings_done(SmtpSettings *s) {
         free(s->helo_name);
         free(s->bind_address);
         free(s->inet_interfaces);
+        smtp_tls_free(s->tls);
         *s = (SmtpSettings) {};
 }
 
@@ -66,6 +67,15 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
         n.cache_time_limit = conf_usec(c, "smtp_connection_cache_time_limit");
         n.reuse_time_limit = conf_usec(c, "smtp_connection_reuse_time_limit");
         n.reuse_count_limit = (unsigned) conf_get_int(c, NULL, "smtp_connection_reuse_count_limit");
+        if (smtp_tls_load(c, &n.tls) < 0) {
+                settings_done(&n);
+                return -ENOMEM;
+        }
+        int r = smtp_resolve_load(c);
+        if (r < 0) {
+                settings_done(&n);
+                return r;
+        }
         *ret = n;
         return 0;
 }
@@ -81,6 +91,7 @@ static void delivery_free(SmtpDelivery *d) {
         }
         free(d->rcpts);
         free(d->targets);
+        smtp_tls_policy_done(&d->tls);
         free(d->nexthop);
         free(d->content);
         if (d->have_msg)
@@ -98,6 +109,7 @@ static void delivery_free(SmtpDelivery *d) {
         free(d);
 }
 
+static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) _printf_(3, 0);
 static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) {
         if (rc->done)
                 return;
@@ -174,10 +186,16 @@ void smtp_delivery_finish(SmtpDelivery *d) {
                 log_rcpt(d, rc, end);
                 snprintf(id, sizeof(id), "%" PRId64, rc->id);
                 const char *action = rc->dsn[0] == '2' ? "delivered" : rc->dsn[0] == '5' ? "bounced" : "deferred";
+                /* DSN: the server took it without offering DSN, and the sender asked for SUCCESS. */
+                if (rc->dsn[0] == '2' && rc->relayed && (rc->notify & QUEUE_NOTIFY_SUCCESS))
+                        action = "relayed";
                 if ((r = ipc_record_add_indexed(&reply, "rcpt_id", i, id)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "action", i, action)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "dsn", i, rc->dsn)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "diag", i, strna(rc->diag))) < 0)
+                        goto fail;
+                if (d->relay[0] && !streq(d->relay, "none") &&
+                    (r = ipc_record_add_indexed(&reply, "relay", i, d->relay)) < 0)
                         goto fail;
         }
         r = ipc_conn_reply(d->conn, &reply);

@@ -7,6 +7,8 @@
  *   smtp-session.c  one outbound SMTP/LMTP connection: connect, EHLO/LHLO, MAIL/RCPT/DATA with
  *                   PIPELINING, end of data, RSET/QUIT; the cache of idle connections for reuse
  *   smtp-reply.c    parsing server replies and turning them into DSN status and diagnostics
+ *   smtp-tls.c      the smtp_tls_* settings, per-destination TLS policy (smtp_tls_policy_maps),
+ *                   certificate name matching lists, SNI, and the "TLS connection" log lines
  *
  * A delivery (one qmgr request) runs on one session at a time; many sessions share the event
  * loop, nothing blocks. */
@@ -41,6 +43,7 @@ typedef struct SmtpSettings {
         char *inet_interfaces;        /* our own addresses (loop detection) */
         usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
+        struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */
 } SmtpSettings;
 
 /* One address to try for a next hop. */
@@ -50,6 +53,7 @@ typedef struct SmtpTarget {
         char host[256];               /* name for logs: the literal itself, or the socket path */
         char addr[128];               /* numeric address or socket path */
         unsigned port;                /* 0 for AF_UNIX */
+        bool no_tls;                  /* TLS failed here at level may: plaintext (smtp-session.c) */
 } SmtpTarget;
 
 /* smtp-nexthop.c */
@@ -61,6 +65,8 @@ typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget
  * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata);
+/* Reads smtp_dns_support_level and smtp_mx_address_limit; <0 (logged) on a bad value. */
+int smtp_resolve_load(Conf *c);
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
 void smtp_resolve_done(void);
@@ -93,12 +99,50 @@ typedef struct SmtpRcpt {
         unsigned notify;
         bool done;
         bool accepted;                /* RCPT TO answered 2xx in the current transaction */
+        bool relayed;                 /* delivered to a server that did not offer DSN */
         char dsn[16];
         char *diag;
 } SmtpRcpt;
 
 typedef struct Smtp Smtp;
 typedef struct SmtpSession SmtpSession;
+
+/* smtp-tls.c */
+typedef enum SmtpTlsLevel {
+        SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT, SMTP_TLS_VERIFY, SMTP_TLS_SECURE,
+} SmtpTlsLevel;
+
+/* The TLS policy of one delivery (its next hop). */
+typedef struct SmtpTlsPolicy {
+        SmtpTlsLevel level;
+        char **match;                 /* verify/secure: strategies or names to match, else NULL */
+        char *servername;             /* SNI setting: NULL/"" none, "hostname", "nexthop", a name */
+} SmtpTlsPolicy;
+
+typedef struct SmtpTls SmtpTls;
+/* Reads the smtp_tls_* parameters (TLS credentials, policy tables). Errors are logged. */
+int smtp_tls_load(Conf *c, SmtpTls **ret);
+SmtpTls *smtp_tls_free(SmtpTls *t);
+/* The policy for a next hop: smtp_tls_policy_maps, else smtp_tls_security_level. On a failed
+ * or invalid lookup returns <0 with *ret_dsn and a diagnostic in diag. */
+int smtp_tls_policy(SmtpTls *t, const char *nexthop, SmtpTlsPolicy *ret, const char **ret_dsn,
+                    char *diag, size_t diag_size);
+void smtp_tls_policy_done(SmtpTlsPolicy *p);
+const char *smtp_tls_level_name(SmtpTlsLevel l);
+/* The TlsClient for a level (mandatory or opportunistic protocols/ciphers); NULL when TLS
+ * credentials could not be set up. */
+struct TlsClient *smtp_tls_client(SmtpTls *t, SmtpTlsLevel level);
+bool smtp_tls_wrappermode(SmtpTls *t);
+bool smtp_tls_note_starttls_offer(SmtpTls *t);
+int smtp_tls_loglevel(SmtpTls *t);
+usec_t smtp_tls_timeout(SmtpTls *t);
+/* The names a certificate must match (NULL-terminated, caller frees) for host (the MX host),
+ * next hop domain, or NULL when the level does not check names. */
+char **smtp_tls_match_names(const SmtpTlsPolicy *p, const char *host, const char *nexthop);
+/* The SNI to send for host / nexthop (NULL: none; IP literals never). Caller frees. */
+char *smtp_tls_sni(SmtpTls *t, const SmtpTlsPolicy *p, const char *host, const char *nexthop);
+/* The domain part of a next hop: "[host]:port" → "host", "domain:port" → "domain". */
+void smtp_nexthop_domain(const char *nexthop, char *buf, size_t size);
 
 /* One delivery request from qmgr. */
 typedef struct SmtpDelivery {
@@ -112,6 +156,7 @@ typedef struct SmtpDelivery {
         char *content;                /* LF form */
         size_t content_len;
         bool eightbit;                /* the content has bytes >= 0x80 */
+        bool downgraded;              /* content converted to 7-bit MIME (mime_downgrade) */
         usec_t arrival, active, received, conn_usec;
         SmtpRcpt *rcpts;
         size_t n_rcpts;
@@ -119,6 +164,8 @@ typedef struct SmtpDelivery {
         size_t n_targets, next_target;
         char relay[400];              /* of the session in use, "none" before */
         bool retried;                 /* a reused connection failed and a fresh one was tried */
+        SmtpTlsPolicy tls;            /* loaded by smtp_session_start() */
+        bool tls_loaded;
         SmtpSession *session;
         struct SmtpDelivery *prev, *next;
 } SmtpDelivery;

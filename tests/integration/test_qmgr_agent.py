@@ -261,17 +261,21 @@ def test_bounce_is_rfc3464_and_parses(postern, fake_local):
     postern.wait_log("qmgr", rf"{bounce_id}: removed")
 
 
-def test_bounce_of_a_bounce_is_discarded(postern, fake_local):
+def test_bounce_of_a_bounce_goes_to_postmaster_once(postern, fake_local):
     agent = fake_local(policy=lambda rcpt: ("bounced", "5.1.1", "unknown user"))
     start_qmgr(postern)
     qid = inject(postern, "", ["nobody@postern.test"], is_bounce=True)
     wakeup(postern)
+    m = postern.wait_log("qmgr", rf"{qid}: postmaster non-delivery notification: ([0-9A-Z]+)")
     postern.wait_log("qmgr", rf"{qid}: removed")
-    assert "non-delivery notification" not in postern.log("qmgr")
-    assert "discarded" in postern.log("qmgr")
+    # The postmaster notice bounces too (the fake agent bounces everything): it is dropped.
+    postern.wait_log("qmgr", rf"{m.group(1)}: delivery status notification undeliverable, discarded")
     time.sleep(0.5)
+    assert postern.log("qmgr").count("non-delivery notification") == 1
+    assert postern.log("qmgr").count("discarded") == 1   # the postmaster notice only
     assert postern.queue_count() == 0
-    assert len(agent.requests) == 1
+    assert [r["rcpt.0"] for r in agent.requests] == ["nobody@postern.test", "postmaster"]
+    assert agent.requests[1]["sender"] == "double-bounce@postern.test"
 
 
 def test_chain_unknown_sender_bounces_once_then_stops(postern, fake_local):
@@ -281,10 +285,13 @@ def test_chain_unknown_sender_bounces_once_then_stops(postern, fake_local):
     wakeup(postern)
     m = postern.wait_log("qmgr", rf"{qid}: sender non-delivery notification: ([0-9A-Z]+)")
     postern.wait_log("qmgr", rf"{m.group(1)}: removed")
+    # message -> bounce to ghost (fails) -> postmaster notice (fails, dropped): three attempts.
+    postern.wait_log("qmgr", rf"{m.group(1)}: postmaster non-delivery notification: ")
+    postern.wait_for(lambda: postern.queue_count() == 0)
     time.sleep(0.5)
-    assert postern.log("qmgr").count("non-delivery notification") == 1
+    assert postern.log("qmgr").count("non-delivery notification") == 2
     assert postern.queue_count() == 0
-    assert len(agent.requests) == 2
+    assert len(agent.requests) == 3
 
 
 def test_agent_unavailable_defers_with_backoff(postern, fake_local):

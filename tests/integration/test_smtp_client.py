@@ -1,9 +1,11 @@
 """postern-smtp, the SMTP client, with qmgr routing to it: relayhost and transport_maps next
 hops, delivery to Postfix's smtp-sink (content, CRLF, dot-stuffing, DSN parameters, connection
 reuse), per-stage 4xx/5xx answers from aiosmtpd and a scripted server mapped to the queue and to
-the sender's bounce, timeouts, SIZE, 8BITMIME, mail loops and unknown relay names."""
+the sender's bounce, timeouts, SIZE, 8BITMIME (and conversion to quoted-printable), mail loops and unknown relay names."""
 
 import asyncio
+import email
+import email.policy
 import re
 import time
 
@@ -287,15 +289,35 @@ def test_mail_loop_is_detected(postern, scripted):
     assert m.group(1) == f"mail for [127.0.0.1]:{s.port} loops back to myself"
 
 
-def test_8bit_body_to_server_without_8bitmime_is_deferred(postern, scripted):
-    s = scripted(ehlo="250-scripted\r\n250 PIPELINING")
-    relay_to(postern, s.port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"],
-                              msg("8bit@test", body="Gr\u00fc\u00dfe\r\n").replace(b"", b"") if False else
-                              "From: <a@b>\r\nSubject: 8bit\r\n\r\nGr\u00fc\u00dfe\r\n".encode())
-    qid = queue_id(text)
-    st, dsn, diag = wait_rcpt(postern, qid, "bob@remote.example", 1)
-    assert dsn == "4.6.3" and "does not announce 8BITMIME" in diag
+def test_8bit_body_to_server_without_8bitmime_is_converted(postern):
+    # smtp-sink -8 does not announce 8BITMIME: the 8-bit part becomes quoted-printable (RFC 6152
+    # 3), the ASCII part and the MIME structure stay, and the decoded text is what was sent.
+    sink = Sink(postern.root / "sink8", extra=("-8",))
+    try:
+        relay_to(postern, sink.port)
+        text_part = "Grüße aus Köln = 100 % échte Umlaute \r\n" + "ä" * 120 + "\r\n"
+        m = ("From: <a@b>\r\nSubject: 8bit\r\nMIME-Version: 1.0\r\n"
+             "Content-Type: multipart/mixed; boundary=\"xyz\"\r\n\r\n"
+             "--xyz\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+             + text_part +
+             "--xyz\r\nContent-Type: text/plain\r\n\r\nascii part\r\n--xyz--\r\n")
+        code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], m.encode())
+        qid = queue_id(text)
+        got = sink.wait_count(1)[0]
+        postern.wait_log("smtp", rf"{qid}: converted 8-bit content to quoted-printable for 127\.0\.0\.1")
+        postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
+        body = got.split(b"\n\n", 1)[1] if got.startswith(b"X-") else got
+        assert max(body) < 0x80, "8-bit bytes reached a server without 8BITMIME"
+        assert all(len(line) <= 76 for line in got.split(b"\n") if not line.startswith(b"X-"))
+        parsed = email.message_from_bytes(got[got.index(b"From: <a@b>"):], policy=email.policy.default)
+        parts = list(parsed.iter_parts())
+        assert parts[0]["Content-Transfer-Encoding"] == "quoted-printable"
+        # (the line break before a delimiter belongs to the delimiter, RFC 2046 5.1.1)
+        assert parts[0].get_content() == text_part.replace("\r\n", "\n")[:-1]
+        assert parts[1].get_content() == "ascii part"
+        assert "Content-Transfer-Encoding" not in parts[1]
+    finally:
+        sink.stop()
 
 
 def test_8bit_body_with_8bitmime_is_declared(postern, scripted):

@@ -156,3 +156,69 @@ def test_mx_with_our_address_loops_back_or_uses_better_host(postern, dns_zone, s
     assert m.group(1) == "mail for selfaddr.test loops back to myself"
     good.wait_count(1)
     postern.wait_log("smtp", rf"{qid}: to=<carol@better\.test>, relay=them\.better\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
+
+
+def test_dns_support_level_disabled_uses_host_lookup_without_mx(postern, dns_zone, sinks):
+    # nat.test has an MX (127.0.0.6) and an A record of its own (127.0.0.7): with DNS support
+    # disabled there is no MX lookup, the domain's address comes from the system's host lookup.
+    port = free_port("127.0.0.6")
+    via_mx, via_host = sinks("127.0.0.6", port), sinks("127.0.0.7", port)
+    dns_zone.mx("nat.test", "mx.nat.test", 10)
+    dns_zone.host("mx.nat.test", "127.0.0.6")
+    dns_zone.host("nat.test", "127.0.0.7")
+    dns_zone.apply()
+    postern.configure(smtp_tcp_port=str(port), smtp_dns_support_level="disabled")
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@nat.test"], msg("native@test"))
+    qid = queue_id(text)
+    via_host.wait_count(1)
+    postern.wait_log("smtp", rf"{qid}: to=<bob@nat\.test>, relay=nat\.test\[127\.0\.0\.7\]:{port}, .*status=sent")
+    assert via_mx.messages() == []
+    # The same mail with DNS enabled goes to the MX host.
+    postern.stop()
+    postern.configure(smtp_dns_support_level="enabled")
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@nat.test"], msg("dns@test"))
+    via_mx.wait_count(1)
+    postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@nat\.test>, relay=mx\.nat\.test\[127\.0\.0\.6\]:{port}, "
+                     r".*status=sent")
+
+
+def test_dns_support_level_disabled_unknown_name(postern, dns_zone):
+    postern.configure(smtp_dns_support_level="disabled")
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@nowhere.test"], msg("native-nx@test"))
+    qid = queue_id(text)
+    postern.wait_log("smtp", rf"{qid}: to=<bob@nowhere\.test>, relay=none, .*dsn=5\.4\.4, status=bounced "
+                     r"\(Host or domain name not found\. Name service error for name=nowhere\.test type=A: "
+                     r"Host not found\)", timeout=20)
+
+
+def test_bad_dns_support_level_is_refused(postern):
+    postern.configure(smtp_dns_support_level="sometimes")
+    with pytest.raises(RuntimeError, match=r"smtp_dns_support_level = sometimes: expected disabled, "
+                                           r"enabled or dnssec"):
+        postern.start("smtp")
+
+
+def test_mx_address_limit(postern, dns_zone, sinks):
+    port = free_port("127.0.0.6")
+    good = sinks("127.0.0.6", port)
+    dns_zone.mx("limit.test", "mx1.limit.test", 10)
+    dns_zone.mx("limit.test", "mx2.limit.test", 20)
+    dns_zone.host("mx1.limit.test", "127.0.0.5")     # refused
+    dns_zone.host("mx2.limit.test", "127.0.0.6")
+    dns_zone.apply()
+    postern.configure(smtp_tcp_port=str(port), smtp_mx_address_limit="1")
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@limit.test"], msg("limit-1@test"))
+    qid = queue_id(text)
+    # One address only: mx1's refusal is final for this attempt; mx2 is never tried.
+    postern.wait_log("smtp", rf"{qid}: to=<bob@limit\.test>, relay=none, .*dsn=4\.4\.1, status=deferred "
+                     rf"\(connect to mx1\.limit\.test\[127\.0\.0\.5\]:{port}: Connection refused\)")
+    assert good.messages() == []
+    postern.stop()
+    postern.configure(smtp_mx_address_limit="2")
+    postern.start()
+    postern.posternctl("flush")
+    good.wait_count(1)

@@ -1,0 +1,279 @@
+/* tls-client.c — the client side of common/tls: shared trust anchors and priorities
+ * (TlsClient), client sessions with SNI and resumption from a small bounded cache, and the
+ * check of the peer's certificate (chain, then names) that gives Postfix's
+ * Untrusted/Trusted/Verified. See tls.h. Library code: nothing here logs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "tls/tls.h"
+#include "tls/tls-internal.h"
+
+#define TLS_CACHE_SIZE 64           /* sessions kept for resumption, per TlsClient */
+#define TLS_PEER_NAMES_MAX 64       /* certificate names looked at */
+
+typedef struct CachedSession {
+        char *key;
+        gnutls_datum_t data;
+        unsigned long long stamp;   /* last use, for replacement */
+} CachedSession;
+
+struct TlsClient {
+        unsigned n_ref;
+        gnutls_certificate_credentials_t cred;
+        gnutls_priority_t priority;
+        CachedSession cache[TLS_CACHE_SIZE];
+        unsigned long long clock;
+};
+
+int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reason) {
+        _cleanup_(tls_client_unrefp) TlsClient *cl = calloc(1, sizeof(TlsClient));
+        _cleanup_free_ char *prio = NULL;
+        const char *err = NULL;
+        unsigned set;
+        int r;
+
+        if (!cl)
+                return -ENOMEM;
+        cl->n_ref = 1;
+        r = tls_protocols_parse(cfg->protocols, &set, ret_reason);
+        if (r < 0)
+                return r;
+        r = tls_priority_string(set, cfg->grade, &prio);
+        if (r < 0)
+                return r;
+        r = gnutls_priority_init(&cl->priority, prio, &err);
+        if (r < 0) {
+                cl->priority = NULL;
+                reason_printf(ret_reason, "priority \"%s\" rejected at \"%s\": %s", prio, strna(err),
+                              gnutls_strerror(r));
+                return -EINVAL;
+        }
+        if (gnutls_certificate_allocate_credentials(&cl->cred) < 0) {
+                cl->cred = NULL;
+                return -ENOMEM;
+        }
+        if (!isempty(cfg->ca_file)) {
+                r = gnutls_certificate_set_x509_trust_file(cl->cred, cfg->ca_file, GNUTLS_X509_FMT_PEM);
+                if (r <= 0) {
+                        reason_printf(ret_reason, "%s: %s", cfg->ca_file,
+                                      r < 0 ? gnutls_strerror(r) : "no certificate found");
+                        return -EINVAL;
+                }
+        } else
+                /* No trust store on the machine only means nothing verifies: not an error. */
+                (void) gnutls_certificate_set_x509_system_trust(cl->cred);
+        *ret = TAKE_PTR(cl);
+        return 0;
+}
+
+TlsClient *tls_client_ref(TlsClient *cl) {
+        if (cl)
+                cl->n_ref++;
+        return cl;
+}
+
+TlsClient *tls_client_unref(TlsClient *cl) {
+        if (!cl || --cl->n_ref > 0)
+                return NULL;
+        if (cl->cred)
+                gnutls_certificate_free_credentials(cl->cred);
+        if (cl->priority)
+                gnutls_priority_deinit(cl->priority);
+        for (size_t i = 0; i < TLS_CACHE_SIZE; i++) {
+                free(cl->cache[i].key);
+                gnutls_free(cl->cache[i].data.data);
+        }
+        free(cl);
+        return NULL;
+}
+
+static CachedSession *cache_find(TlsClient *cl, const char *key) {
+        for (size_t i = 0; i < TLS_CACHE_SIZE; i++)
+                if (cl->cache[i].key && streq(cl->cache[i].key, key))
+                        return &cl->cache[i];
+        return NULL;
+}
+
+/* Stores the session data under c->cache_key, replacing the least recently used entry. */
+void tls_client_conn_done(TlsConn *c) {
+        TlsClient *cl = c->client;
+        gnutls_datum_t data = {};
+
+        if (c->established && c->cache_key && gnutls_session_get_data2(c->session, &data) >= 0 && data.size > 0) {
+                CachedSession *e = cache_find(cl, c->cache_key);
+                if (!e) {
+                        e = &cl->cache[0];
+                        for (size_t i = 1; i < TLS_CACHE_SIZE && e->key; i++)
+                                if (!cl->cache[i].key || cl->cache[i].stamp < e->stamp)
+                                        e = &cl->cache[i];
+                        free(e->key);
+                        e->key = strdup(c->cache_key);
+                }
+                gnutls_free(e->data.data);
+                e->data = (gnutls_datum_t) {};
+                if (e->key) {
+                        e->data = data;
+                        e->stamp = ++cl->clock;
+                        data.data = NULL;
+                }
+        }
+        gnutls_free(data.data);
+        free(c->cache_key);
+        c->cache_key = NULL;
+        c->client = tls_client_unref(cl);
+}
+
+int tls_conn_new_client(TlsClient *cl, int fd, const char *servername, const char *cache_key, TlsConn **ret) {
+        TlsConn *c = calloc(1, sizeof(TlsConn));
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        r = gnutls_init(&c->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
+        if (r < 0) {
+                free(c);
+                return -ENOMEM;
+        }
+        c->client = tls_client_ref(cl);
+        gnutls_session_set_ptr(c->session, c);
+        if ((r = gnutls_priority_set(c->session, cl->priority)) < 0 ||
+            (r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, cl->cred)) < 0) {
+                tls_conn_free(c);
+                return -EINVAL;
+        }
+        if (!isempty(servername)) {
+                snprintf(c->server_name, sizeof(c->server_name), "%s", servername);
+                if (gnutls_server_name_set(c->session, GNUTLS_NAME_DNS, servername, strlen(servername)) < 0) {
+                        tls_conn_free(c);
+                        return -EINVAL;
+                }
+        }
+        if (cache_key) {
+                c->cache_key = strdup(cache_key);
+                if (!c->cache_key) {
+                        tls_conn_free(c);
+                        return -ENOMEM;
+                }
+                CachedSession *e = cache_find(cl, cache_key);
+                if (e && e->data.data) {
+                        (void) gnutls_session_set_data(c->session, e->data.data, e->data.size);
+                        e->stamp = ++cl->clock;
+                }
+        }
+        gnutls_handshake_set_timeout(c->session, 0);   /* the caller's event loop times it */
+        gnutls_transport_set_int(c->session, fd);
+        *ret = c;
+        return 0;
+}
+
+bool tls_name_matches(const char *cert, const char *pattern) {
+        if (isempty(cert) || isempty(pattern))
+                return false;
+        if (pattern[0] == '.') {
+                /* "*.example.com" covers names below example.com: compare ".example.com". */
+                const char *c = startswith(cert, "*.") ? cert + 1 : cert;
+                size_t lc = strlen(c), lp = strlen(pattern);
+                return lc >= lp && strcasecmp(c + lc - lp, pattern) == 0 && (lc > lp || c[0] == '.');
+        }
+        if (strcasecmp(cert, pattern) == 0)
+                return true;
+        if (startswith(cert, "*.")) {
+                const char *dot = strchr(pattern, '.');
+                return dot && dot != pattern && strcasecmp(cert + 1, dot) == 0;
+        }
+        return false;
+}
+
+/* The DNS names of the peer's certificate: subjectAltName dNSName entries, or the subject CN
+ * when there are none (RFC 6125 fallback). Also fills c->peer_cn. */
+static size_t peer_names(TlsConn *c, gnutls_x509_crt_t crt, char names[][256], size_t max) {
+        size_t n = 0;
+        char buf[256];
+        size_t size = sizeof(buf) - 1;
+
+        if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &size) >= 0) {
+                buf[MIN(size, sizeof(buf) - 1)] = '\0';
+                snprintf(c->peer_cn, sizeof(c->peer_cn), "%s", buf);
+        }
+        for (unsigned i = 0; n < max; i++) {
+                unsigned critical;
+                size = sizeof(names[n]) - 1;
+                int t = gnutls_x509_crt_get_subject_alt_name(crt, i, names[n], &size, &critical);
+                if (t == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                        break;
+                if (t == GNUTLS_SAN_DNSNAME && size < sizeof(names[n])) {
+                        names[n][size] = '\0';
+                        n++;
+                } else if (t < 0 && t != GNUTLS_E_SHORT_MEMORY_BUFFER)
+                        break;
+        }
+        if (n == 0 && c->peer_cn[0] && max > 0)
+                snprintf(names[n++], sizeof(names[0]), "%s", c->peer_cn);
+        return n;
+}
+
+TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_reason) {
+        const gnutls_datum_t *chain;
+        unsigned n_chain = 0, status = 0;
+        gnutls_x509_crt_t crt = NULL;
+
+        c->reason[0] = '\0';
+        *ret_reason = c->reason;
+        chain = gnutls_certificate_get_peers(c->session, &n_chain);
+        if (!chain || n_chain == 0) {
+                snprintf(c->reason, sizeof(c->reason), "the server sent no certificate");
+                return TLS_TRUST_UNTRUSTED;
+        }
+        if (gnutls_x509_crt_init(&crt) < 0 || gnutls_x509_crt_import(crt, &chain[0], GNUTLS_X509_FMT_DER) < 0) {
+                if (crt)
+                        gnutls_x509_crt_deinit(crt);
+                snprintf(c->reason, sizeof(c->reason), "the server's certificate cannot be parsed");
+                return TLS_TRUST_UNTRUSTED;
+        }
+        char names[TLS_PEER_NAMES_MAX][256];
+        size_t n_names = peer_names(c, crt, names, TLS_PEER_NAMES_MAX);
+        gnutls_x509_crt_deinit(crt);
+
+        int r = gnutls_certificate_verify_peers2(c->session, &status);
+        if (r < 0 || status != 0) {
+                gnutls_datum_t out = {};
+                if (r < 0)
+                        snprintf(c->reason, sizeof(c->reason), "%s", gnutls_strerror(r));
+                else if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >= 0) {
+                        snprintf(c->reason, sizeof(c->reason), "%s", (const char *) out.data);
+                        gnutls_free(out.data);
+                } else
+                        snprintf(c->reason, sizeof(c->reason), "certificate verification failed");
+                for (size_t l = strlen(c->reason); l > 0 && c->reason[l - 1] == ' '; l--)
+                        c->reason[l - 1] = '\0';   /* GnuTLS ends its sentences with a space */
+                return TLS_TRUST_UNTRUSTED;
+        }
+        if (!match || !match[0])
+                return TLS_TRUST_TRUSTED;
+        for (char *const *m = match; *m; m++)
+                for (size_t i = 0; i < n_names; i++)
+                        if (tls_name_matches(names[i], *m))
+                                return TLS_TRUST_VERIFIED;
+        size_t l = (size_t) snprintf(c->reason, sizeof(c->reason), "certificate names (");
+        for (size_t i = 0; i < n_names && l < sizeof(c->reason); i++)
+                l += (size_t) snprintf(c->reason + l, sizeof(c->reason) - l, "%s%s", i ? ", " : "", names[i]);
+        if (l < sizeof(c->reason))
+                l += (size_t) snprintf(c->reason + l, sizeof(c->reason) - l, ") do not match ");
+        for (char *const *m = match; *m && l < sizeof(c->reason); m++)
+                l += (size_t) snprintf(c->reason + l, sizeof(c->reason) - l, "%s%s", m == match ? "" : ", ", *m);
+        return TLS_TRUST_TRUSTED;
+}
+
+const char *tls_conn_peer_cn(TlsConn *c) {
+        return c->peer_cn[0] ? c->peer_cn : NULL;
+}
+
+const char *tls_trust_name(TlsTrust t) {
+        return t == TLS_TRUST_VERIFIED ? "Verified" : t == TLS_TRUST_TRUSTED ? "Trusted" : "Untrusted";
+}

@@ -1,0 +1,30 @@
+/* tls-internal.h — what tls.c (server side, record I/O) and tls-client.c share: the session
+ * object and the error mapping. Not for use outside common/tls. */
+#pragma once
+
+#include <stdbool.h>
+
+#include <gnutls/gnutls.h>
+
+#include "tls/tls.h"
+
+#define SNI_NAME_MAX 256
+
+struct TlsConn {
+        gnutls_session_t session;
+        TlsServer *server;                        /* server sessions */
+        TlsClient *client;                        /* client sessions */
+        char *cache_key;                          /* client: where to store the session data */
+        bool want_write;
+        bool established;                         /* client: handshake completed */
+        int last_error;                           /* a GnuTLS error code, 0 if none */
+        char server_name[SNI_NAME_MAX];
+        char protocol[16];
+        char peer_cn[256];
+        char reason[512];                         /* tls_conn_peer_trust()'s explanation */
+};
+
+/* Maps a GnuTLS result to -errno, remembering it for tls_conn_error(). */
+int tls_map_error(TlsConn *c, int r);
+/* A client session is being freed: keep its session data for resumption, drop the ref. */
+void tls_client_conn_done(TlsConn *c);

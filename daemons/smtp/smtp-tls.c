@@ -1,0 +1,311 @@
+/* smtp-tls.c — TLS policy for postern-smtp: the smtp_tls_* settings of a configuration
+ * snapshot (two TlsClients: opportunistic and mandatory protocols/ciphers), the per-destination
+ * policy from smtp_tls_policy_maps (Postfix's tls_policy(5) keys and the level plus match= and
+ * servername= attributes), the list of names a server certificate must match
+ * (smtp_tls_verify_cert_match / smtp_tls_secure_cert_match strategies: hostname, nexthop,
+ * dot-nexthop, literal names) and the SNI to send. The conversation itself (STARTTLS, the
+ * handshake, record I/O) is in smtp-session.c; the GnuTLS work in common/tls. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+
+#include "conf/table.h"
+#include "log/log.h"
+#include "smtp.h"
+#include "tls/tls.h"
+
+struct SmtpTls {
+        SmtpTlsLevel level;                 /* smtp_tls_security_level */
+        TableList *policy_maps;
+        char *policy_maps_spec;
+        TlsClient *opportunistic, *mandatory;
+        bool wrappermode;
+        bool note_starttls_offer;
+        int loglevel;
+        usec_t timeout;
+        char *servername;
+        char **verify_match, **secure_match;
+};
+
+static const char *const level_names[] = {
+        [SMTP_TLS_NONE] = "none", [SMTP_TLS_MAY] = "may", [SMTP_TLS_ENCRYPT] = "encrypt",
+        [SMTP_TLS_VERIFY] = "verify", [SMTP_TLS_SECURE] = "secure",
+};
+
+const char *smtp_tls_level_name(SmtpTlsLevel l) {
+        return l < ELEMENTSOF(level_names) ? level_names[l] : "unknown";
+}
+
+static int level_parse(const char *s, SmtpTlsLevel *ret) {
+        if (isempty(s)) {
+                *ret = SMTP_TLS_NONE;
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
+                if (strcasecmp(s, level_names[i]) == 0) {
+                        *ret = (SmtpTlsLevel) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+SmtpTls *smtp_tls_free(SmtpTls *t) {
+        if (!t)
+                return NULL;
+        table_list_free(t->policy_maps);
+        free(t->policy_maps_spec);
+        tls_client_unref(t->opportunistic);
+        tls_client_unref(t->mandatory);
+        free(t->servername);
+        strv_free(t->verify_match);
+        strv_free(t->secure_match);
+        free(t);
+        return NULL;
+}
+
+static TlsClient *client_new(Conf *c, const char *protocols_param, const char *ciphers_param) {
+        const char *grade = conf_get(c, ciphers_param);
+        TlsClientConfig cfg = {
+                .ca_file = conf_get(c, "smtp_tls_CAfile"),
+                .protocols = conf_get(c, protocols_param),
+                .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
+        };
+        _cleanup_free_ char *why = NULL;
+        TlsClient *cl = NULL;
+        int r = tls_client_new(&cfg, &cl, &why);
+        if (r < 0) {
+                /* Like Postfix: a local TLS problem makes "may" plaintext and defers mandatory TLS. */
+                log_error_errno(r, "SMTP client TLS (%s, smtp_tls_CAfile): %s; TLS not available", protocols_param,
+                                why ? why : "out of memory");
+                return NULL;
+        }
+        return cl;
+}
+
+int smtp_tls_load(Conf *c, SmtpTls **ret) {
+        SmtpTls *t = calloc(1, sizeof(SmtpTls));
+        const char *level = conf_get(c, "smtp_tls_security_level");
+
+        if (!t)
+                return log_oom();
+        if (level_parse(level, &t->level) < 0)
+                log_warning("smtp_tls_security_level = %s is not supported; using none", level);
+        t->wrappermode = conf_get_bool(c, NULL, "smtp_tls_wrappermode");
+        t->note_starttls_offer = conf_get_bool(c, NULL, "smtp_tls_note_starttls_offer");
+        t->loglevel = (int) conf_get_int(c, NULL, "smtp_tls_loglevel");
+        t->timeout = (usec_t) conf_get_time(c, NULL, "smtp_starttls_timeout") * USEC_PER_SEC;
+        t->servername = strdup(strempty(conf_get(c, "smtp_tls_servername")));
+        t->verify_match = conf_get_list(c, NULL, "smtp_tls_verify_cert_match");
+        t->secure_match = conf_get_list(c, NULL, "smtp_tls_secure_cert_match");
+        t->policy_maps_spec = strdup(strempty(conf_get(c, "smtp_tls_policy_maps")));
+        if (!t->servername || !t->verify_match || !t->secure_match || !t->policy_maps_spec) {
+                smtp_tls_free(t);
+                return log_oom();
+        }
+        if (!isempty(t->policy_maps_spec)) {
+                _cleanup_free_ char *why = NULL;
+                /* An unusable table defers every delivery (below) rather than send in the clear. */
+                if (table_list_open(t->policy_maps_spec, 0, &t->policy_maps, &why) < 0)
+                        log_error("smtp_tls_policy_maps = %s: %s", t->policy_maps_spec, why ? why : "cannot open");
+        }
+        /* Credentials only when some TLS can happen (a table may ask for it at any level). */
+        if (t->level != SMTP_TLS_NONE || t->policy_maps || t->wrappermode) {
+                t->opportunistic = client_new(c, "smtp_tls_protocols", "smtp_tls_ciphers");
+                t->mandatory = client_new(c, "smtp_tls_mandatory_protocols", "smtp_tls_mandatory_ciphers");
+        }
+        *ret = t;
+        return 0;
+}
+
+TlsClient *smtp_tls_client(SmtpTls *t, SmtpTlsLevel level) {
+        return level >= SMTP_TLS_ENCRYPT ? t->mandatory : t->opportunistic;
+}
+
+bool smtp_tls_wrappermode(SmtpTls *t) {
+        return t->wrappermode;
+}
+
+bool smtp_tls_note_starttls_offer(SmtpTls *t) {
+        return t->note_starttls_offer;
+}
+
+int smtp_tls_loglevel(SmtpTls *t) {
+        return t->loglevel;
+}
+
+usec_t smtp_tls_timeout(SmtpTls *t) {
+        return t->timeout;
+}
+
+void smtp_nexthop_domain(const char *nexthop, char *buf, size_t size) {
+        const char *p = nexthop;
+        size_t n;
+        if (*p == '[') {
+                p++;
+                n = strcspn(p, "]");
+        } else
+                n = strcspn(p, ":");
+        snprintf(buf, size, "%.*s", (int) n, p);
+}
+
+void smtp_tls_policy_done(SmtpTlsPolicy *p) {
+        p->match = strv_free(p->match);
+        free(p->servername);
+        p->servername = NULL;
+}
+
+static char **strv_copy(char **v) {
+        size_t n = 0;
+        while (v && v[n])
+                n++;
+        char **c = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; c && i < n; i++)
+                if (!(c[i] = strdup(v[i])))
+                        return strv_free(c);
+        return c;
+}
+
+/* "level [match=a:b] [servername=x]" from a policy table. */
+static int policy_parse(const char *value, SmtpTlsPolicy *p, char *diag, size_t diag_size) {
+        _cleanup_strv_free_ char **w = conf_split_list(value);
+        if (!w)
+                return -ENOMEM;
+        if (!w[0] || level_parse(w[0], &p->level) < 0) {
+                snprintf(diag, diag_size, "invalid TLS security level \"%s\"", w[0] ? w[0] : "");
+                return -EINVAL;
+        }
+        for (char **a = w + 1; *a; a++) {
+                const char *v;
+                if ((v = startswith(*a, "match="))) {
+                        if (isempty(v)) {
+                                snprintf(diag, diag_size, "empty \"match\" attribute");
+                                return -EINVAL;
+                        }
+                        strv_free(p->match);
+                        p->match = calloc(strlen(v) / 2 + 2, sizeof(char *));
+                        if (!p->match)
+                                return -ENOMEM;
+                        size_t n = 0;
+                        for (const char *s = v; *s;) {
+                                size_t l = strcspn(s, ":");
+                                if (l > 0 && !(p->match[n++] = strndup(s, l)))
+                                        return -ENOMEM;
+                                s += l + (s[l] == ':');
+                        }
+                } else if ((v = startswith(*a, "servername="))) {
+                        free(p->servername);
+                        if (!(p->servername = strdup(v)))
+                                return -ENOMEM;
+                } else {
+                        snprintf(diag, diag_size, "unsupported attribute \"%s\"", *a);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+/* Looks up the next hop as given, without its port, then its parent domains as ".domain". */
+static int policy_lookup(SmtpTls *t, const char *nexthop, char **ret) {
+        char domain[256], key[300];
+        int r = table_list_lookup(t->policy_maps, nexthop, ret);
+        if (r != 0 || nexthop[0] == '[')
+                return r;
+        smtp_nexthop_domain(nexthop, domain, sizeof(domain));
+        if (!streq(domain, nexthop) && (r = table_list_lookup(t->policy_maps, domain, ret)) != 0)
+                return r;
+        for (const char *d = strchr(domain, '.'); d; d = strchr(d + 1, '.')) {
+                snprintf(key, sizeof(key), "%s", d);
+                if ((r = table_list_lookup(t->policy_maps, key, ret)) != 0)
+                        return r;
+        }
+        return 0;
+}
+
+int smtp_tls_policy(SmtpTls *t, const char *nexthop, SmtpTlsPolicy *ret, const char **ret_dsn,
+                    char *diag, size_t diag_size) {
+        SmtpTlsPolicy p = { .level = t->level };
+        char why[300] = "";
+        int r = 0;
+
+        if (!isempty(t->policy_maps_spec)) {
+                _cleanup_free_ char *value = NULL;
+                r = t->policy_maps ? policy_lookup(t, nexthop, &value) : -EIO;
+                if (r < 0) {
+                        *ret_dsn = "4.3.0";
+                        snprintf(diag, diag_size, "TLS policy lookup for %s: table lookup error", nexthop);
+                        return r;
+                }
+                if (r > 0 && (r = policy_parse(value, &p, why, sizeof(why))) < 0) {
+                        smtp_tls_policy_done(&p);
+                        *ret_dsn = r == -ENOMEM ? "4.3.0" : "4.7.5";
+                        snprintf(diag, diag_size, "TLS policy lookup for %s: %s", nexthop,
+                                 r == -ENOMEM ? "out of memory" : why);
+                        return r;
+                }
+        }
+        if (!p.match && (p.level == SMTP_TLS_VERIFY || p.level == SMTP_TLS_SECURE)) {
+                p.match = strv_copy(p.level == SMTP_TLS_VERIFY ? t->verify_match : t->secure_match);
+                if (!p.match) {
+                        *ret_dsn = "4.3.0";
+                        snprintf(diag, diag_size, "out of memory");
+                        return -ENOMEM;
+                }
+        }
+        if (!p.servername && !(p.servername = strdup(t->servername))) {
+                smtp_tls_policy_done(&p);
+                *ret_dsn = "4.3.0";
+                snprintf(diag, diag_size, "out of memory");
+                return -ENOMEM;
+        }
+        *ret = p;
+        return 0;
+}
+
+char **smtp_tls_match_names(const SmtpTlsPolicy *p, const char *host, const char *nexthop) {
+        char domain[256];
+        size_t n = 0;
+
+        if (p->level < SMTP_TLS_VERIFY || !p->match)
+                return NULL;
+        smtp_nexthop_domain(nexthop, domain, sizeof(domain));
+        while (p->match[n])
+                n++;
+        char **v = calloc(n + 1, sizeof(char *));
+        if (!v)
+                return NULL;
+        n = 0;
+        for (char **m = p->match; *m; m++) {
+                char *s;
+                if (strcaseeq(*m, "hostname"))
+                        s = strdup(host);
+                else if (strcaseeq(*m, "nexthop"))
+                        s = strdup(domain);
+                else if (strcaseeq(*m, "dot-nexthop"))
+                        s = asprintf(&s, ".%s", domain) < 0 ? NULL : s;
+                else
+                        s = strdup(*m);
+                if (!s)
+                        return strv_free(v);
+                v[n++] = s;
+        }
+        return v;
+}
+
+char *smtp_tls_sni(SmtpTls *t, const SmtpTlsPolicy *p, const char *host, const char *nexthop) {
+        const char *how = p->servername ? p->servername : t->servername;
+        char domain[256];
+        unsigned char buf[16];
+        const char *name;
+
+        if (isempty(how))
+                return NULL;
+        smtp_nexthop_domain(nexthop, domain, sizeof(domain));
+        name = strcaseeq(how, "hostname") ? host : strcaseeq(how, "nexthop") ? domain : how;
+        /* RFC 6066 3: no address literals in SNI. */
+        if (isempty(name) || inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1)
+                return NULL;
+        return strdup(name);
+}
