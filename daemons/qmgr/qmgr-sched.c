@@ -17,6 +17,10 @@
  * failed the EHLO/HELO/LHLO handshake. Other outcomes, even 4xx after MAIL, count as success: the
  * site answered.
  *
+ * With <transport>_destination_rate_delay (default_destination_rate_delay) above zero, a
+ * destination gets one delivery at a time and the next one starts that long after the previous
+ * one finished (a timer dispatches again).
+ *
  * qmgr_sched_dispatch() visits the destinations that have waiting jobs in a ring, starting one
  * job per destination per round, so a saturated or slow destination never holds back others; <transport>_process_limit
  * (default_process_limit) caps the requests in flight per transport (local included). */
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/params.h"
 #include "log/log.h"
 #include "qmgr.h"
 
@@ -47,6 +52,7 @@ struct QmgrDest {
         bool dead;                     /* suspended until dead_until */
         bool probe;                    /* revived: one delivery decides */
         usec_t dead_until;             /* CLOCK_MONOTONIC */
+        usec_t next_start;             /* CLOCK_MONOTONIC: the rate delay ends */
         char dsn[16];                  /* the last failure */
         char reason[512];
         QmgrDest *prev, *next;         /* the ready ring (destinations with waiting jobs) */
@@ -60,6 +66,7 @@ static const char *const suffixes[] = {
         "_destination_concurrency_limit", "_destination_recipient_limit", "_process_limit",
         "_initial_destination_concurrency", "_destination_concurrency_failed_cohort_limit",
         "_destination_concurrency_positive_feedback", "_destination_concurrency_negative_feedback",
+        "_destination_rate_delay",
 };
 
 /* Parses a feedback value ("1", "0.5", "1/4", "1/concurrency"); -EINVAL when invalid. */
@@ -139,6 +146,27 @@ static QmgrFeedback get_feedback(Conf *c, const char *transport, const char *suf
         return f;
 }
 
+static usec_t get_time(Conf *c, const char *transport, const char *suffix, const char *dflt_name,
+                       usec_t dflt) {
+        _cleanup_free_ char *name = NULL;
+        const char *v;
+        if (transport) {
+                if (asprintf(&name, "%s%s", transport, suffix) < 0)
+                        return dflt;
+                v = conf_get(c, name);
+        } else
+                v = conf_get(c, dflt_name);
+        long long sec;
+        if (!v)
+                return dflt;
+        if (param_parse_time(v, 's', &sec) < 0 || sec < 0 || sec > 86400) {
+                log_warning("%s = %s: not a time from 0 to 1d; using the default",
+                            name ? name : dflt_name, v);
+                return dflt;
+        }
+        return (usec_t) sec * USEC_PER_SEC;
+}
+
 static void limits_read(QmgrTransportLimits *t, Conf *c, const QmgrTransportLimits *d) {
         const char *n = t->name;
         t->dest_concurrency = get_size(c, n, suffixes[0], "default_destination_concurrency_limit",
@@ -156,6 +184,8 @@ static void limits_read(QmgrTransportLimits *t, Conf *c, const QmgrTransportLimi
                               d ? d->pos : (QmgrFeedback) { .num = 1 });
         t->neg = get_feedback(c, n, suffixes[6], "default_destination_concurrency_negative_feedback",
                               d ? d->neg : (QmgrFeedback) { .num = 1 });
+        t->rate_delay = get_time(c, n, suffixes[7], "default_destination_rate_delay",
+                                 d ? d->rate_delay : 0);
 }
 
 typedef struct NameList {
@@ -385,7 +415,7 @@ static void dest_free(Qmgr *q, QmgrDest *d) {
 /* An idle destination is forgotten (its window with it), except while dead or waiting for a
  * probe (for at most maximal_backoff_time after it could revive). */
 static bool dest_idle(Qmgr *q, const QmgrDest *d, usec_t now) {
-        if (d->wait_head || d->busy > 0)
+        if (d->wait_head || d->busy > 0 || now < d->next_start)
                 return false;
         return (!d->dead && !d->probe) || now >= d->dead_until + q->s.maximal_backoff;
 }
@@ -479,6 +509,37 @@ static void dest_settle(Qmgr *q, QmgrDest *d, usec_t now) {
                 dest_free(q, d);
 }
 
+static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        qmgr_dispatch(userdata);
+        return 0;
+}
+
+/* Dispatch again at when (CLOCK_MONOTONIC), unless an earlier wake-up is armed. */
+static void rate_wakeup(Qmgr *q, usec_t when) {
+        QmgrSched *S = &q->sched;
+        int enabled = SD_EVENT_OFF;
+        uint64_t cur;
+        int r;
+
+        if (!S->rate_timer) {
+                r = sd_event_add_time(q->event, &S->rate_timer, CLOCK_MONOTONIC, when, USEC_PER_MSEC,
+                                      on_rate_timer, q);
+                if (r < 0)
+                        log_error_errno(r, "Cannot create the rate delay timer: %m");
+                else
+                        (void) sd_event_source_set_description(S->rate_timer, "qmgr-rate-delay");
+                return;
+        }
+        (void) sd_event_source_get_enabled(S->rate_timer, &enabled);
+        if (enabled != SD_EVENT_OFF && sd_event_source_get_time(S->rate_timer, &cur) >= 0 && cur <= when)
+                return;
+        r = sd_event_source_set_time(S->rate_timer, when);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(S->rate_timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_error_errno(r, "Cannot arm the rate delay timer: %m");
+}
+
 /* One step for one destination in the ready ring: defer its jobs when dead, else start one job
  * if its window and its transport's process limit allow (the next round then starts after it).
  * Returns whether a job was started. d may be freed. */
@@ -496,7 +557,11 @@ static bool dest_step(Qmgr *q, QmgrDest *d, usec_t now) {
                 return false;
         }
         const QmgrTransportLimits *t = qmgr_sched_limits(&q->s, d->transport);
-        size_t limit = d->probe ? 1 : MIN(d->w.window, t->dest_concurrency);
+        size_t limit = d->probe || t->rate_delay > 0 ? 1 : MIN(d->w.window, t->dest_concurrency);
+        if (t->rate_delay > 0 && d->busy == 0 && now < d->next_start) {
+                rate_wakeup(q, d->next_start);
+                return false;
+        }
         if (!d->wait_head || d->busy >= limit || !qmgr_sched_transport_free(q, d->transport))
                 return false;
         QmgrJob *j = dest_pop(d);
@@ -555,6 +620,9 @@ void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
         if (d->busy > 0)
                 d->busy--;
         usec_t now = now_usec(CLOCK_MONOTONIC);
+        usec_t delay = qmgr_sched_limits(&q->s, d->transport)->rate_delay;
+        if (delay > 0)
+                d->next_start = now + delay;   /* measured from the end of this delivery */
         if (!reply || ipc_record_get_int(reply, "count", &count) < 0 || count <= 0) {
                 dest_settle(q, d, now);
                 return;
@@ -643,6 +711,7 @@ static void dest_node_free(void *p) {
 void qmgr_sched_free(Qmgr *q) {
         QmgrSched *S = &q->sched;
         tdestroy(S->dests, dest_node_free);
+        S->rate_timer = sd_event_source_disable_unref(S->rate_timer);
         for (size_t i = 0; i < S->n_busy; i++)
                 free(S->busy[i].name);
         free(S->busy);

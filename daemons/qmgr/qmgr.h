@@ -74,6 +74,7 @@ typedef struct QmgrTransportLimits {
         size_t process_limit;          /* <transport>_process_limit */
         size_t initial;                /* <transport>_initial_destination_concurrency */
         size_t cohort_limit;           /* <transport>_destination_concurrency_failed_cohort_limit */
+        usec_t rate_delay;             /* <transport>_destination_rate_delay (0: none) */
         QmgrFeedback pos, neg;         /* <transport>_destination_concurrency_{positive,negative}_feedback */
 } QmgrTransportLimits;
 
@@ -91,6 +92,7 @@ typedef struct QmgrSched {
         QmgrDest *all;                 /* every destination (list) */
         size_t n_dests;
         usec_t last_sweep;             /* CLOCK_MONOTONIC: idle destinations were last freed */
+        sd_event_source *rate_timer;   /* dispatch again when a rate delay ends */
         struct QmgrTransportBusy *busy;/* requests in flight per transport */
         size_t n_busy;
 } QmgrSched;

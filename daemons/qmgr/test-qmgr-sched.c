@@ -109,7 +109,9 @@ static void test_settings(void) {
                 "initial_destination_concurrency = 2\n"
                 "slowsmtp_destination_concurrency_limit = 1\n"
                 "slowsmtp_process_limit = 4\n"
-                "relay_destination_concurrency_positive_feedback = 1/concurrency\n";
+                "relay_destination_concurrency_positive_feedback = 1/concurrency\n"
+                "smtp_destination_rate_delay = 2s\n"
+                "slowsmtp_destination_rate_delay = 1m\n";
         CHECK(write(fd, text, strlen(text)) == (ssize_t) strlen(text));
         close(fd);
         Conf *c = NULL;
@@ -128,6 +130,9 @@ static void test_settings(void) {
         CHECK_INT(slow->dest_concurrency, 1);
         CHECK_INT(slow->process_limit, 4);
         CHECK_INT(slow->rcpt_limit, 50);
+        CHECK_INT(slow->rate_delay, 60 * USEC_PER_SEC);
+        CHECK_INT(smtp->rate_delay, 2 * USEC_PER_SEC);
+        CHECK_INT(qmgr_sched_limits(&s, "lmtp")->rate_delay, 0);
         CHECK(qmgr_sched_limits(&s, "relay")->pos.per_concurrency);
         CHECK(!smtp->pos.per_concurrency);
         const QmgrTransportLimits *other = qmgr_sched_limits(&s, "unknown");

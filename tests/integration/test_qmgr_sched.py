@@ -27,6 +27,7 @@ class Stats:
         self.max_before_first_done = 0
         self.done = 0
         self.rcpt_counts = []       # recipients per completed transaction
+        self.starts = []            # time.monotonic() of each MAIL
 
 
 class CountingServer:
@@ -93,6 +94,7 @@ class CountingServer:
                         st = self.stats
                         st.current += 1
                         st.max = max(st.max, st.current)
+                        st.starts.append(time.monotonic())
                         if st.done == 0:
                             st.max_before_first_done = max(st.max_before_first_done, st.current)
                     in_txn, rcpts = True, 0
@@ -379,6 +381,17 @@ def test_reload_raises_the_concurrency_limit(postern, servers):
     postern.reload("qmgr")
     postern.wait_for(lambda: s.stats.done == 30, timeout=30, what="30 deliveries")
     assert s.stats.max == 3            # the window grew to the new limit, not beyond
+
+
+def test_rate_delay_spaces_deliveries(postern, servers):
+    s = servers()
+    start(postern, {"paced.test": f"[127.0.0.1]:{s.port}"}, smtp_destination_rate_delay="1s")
+    inject_many(postern, [[f"r{i}@paced.test"] for i in range(4)])
+    postern.wait_for(lambda: s.stats.done == 4, timeout=20, what="four deliveries")
+    gaps = [b - a for a, b in zip(s.stats.starts, s.stats.starts[1:])]
+    assert s.stats.max == 1
+    assert all(0.9 <= g < 3.0 for g in gaps), gaps
+    postern.wait_queue_empty()
 
 
 def test_transport_process_limit(postern, servers):
