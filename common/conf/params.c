@@ -280,6 +280,8 @@ const ParamDef param_table[] = {
                "How long the SMTP client waits for the reply to MAIL FROM."),
         P_INT("smtp_mx_address_limit", "5", 0, 1000,
               "At most this many IP addresses from an MX lookup (all MX hosts together) are tried per delivery; 0: no limit."),
+        P_INT("smtp_mx_session_limit", "2", 0, 1000,
+              "At most this many SMTP sessions (ones that got past EHLO) per delivery attempt; a 4xx from one server moves on to the next address until then (0: no limit)."),
         P_INT("smtp_process_limit", "$default_process_limit", 1, 0,
               "How many delivery requests to the smtp transport may be in flight at once (Postern's replacement for master.cf's maxproc)."),
         P_TIME("smtp_quit_timeout", "300s", 's', 1, 0,

@@ -206,6 +206,14 @@ static void said(SmtpSession *s, bool accepted_only, const char *in_reply_to) {
                         s->reply.text, in_reply_to);
 }
 
+/* Whether another address may still be tried for d: one is left, and fewer than
+ * smtp_mx_session_limit transactions were started (sessions that never got that far, refused
+ * connections and greetings, do not count, as in Postfix). */
+static bool more_servers(const SmtpDelivery *d) {
+        unsigned limit = d->smtp->s.mx_session_limit;
+        return d->next_target < d->n_targets && (limit == 0 || d->sessions < limit);
+}
+
 /* The session is over for its delivery: finish it (when every recipient has a result) or move
  * on to the next address. */
 static void delivery_release(SmtpSession *s, bool try_next) {
@@ -214,14 +222,22 @@ static void delivery_release(SmtpSession *s, bool try_next) {
                 return;
         s->d = NULL;
         d->session = NULL;
-        bool open = false;
+        bool open = false, soft = false;
         for (size_t i = 0; i < d->n_rcpts; i++)
-                if (!d->rcpts[i].done)
+                if (!d->rcpts[i].done) {
                         open = true;
-        if (open && try_next && d->next_target < d->n_targets) {
+                        soft = soft || d->rcpts[i].soft;
+                }
+        /* Connection-level failures move on to the next address; soft (4xx) results of a
+         * transaction do so too, within smtp_mx_session_limit. */
+        if (open && (try_next || soft) && more_servers(d)) {
                 smtp_session_start(d);
                 return;
         }
+        d->provisional = false;
+        for (size_t i = 0; i < d->n_rcpts; i++)
+                if (!d->rcpts[i].done && d->rcpts[i].soft)
+                        d->rcpts[i].done = true;   /* the last server's 4xx is final */
         if (open)
                 smtp_all_result(d, false, "4.3.0", "internal error: delivery ended without a result");
         smtp_delivery_finish(d);
@@ -249,6 +265,8 @@ static void session_failed(SmtpSession *s, const char *fmt, ...) {
                 return;
         }
         bool connect_phase = s->state == ST_CONNECT || s->state == ST_GREETING;
+        if (d && s->state == ST_DOT)
+                d->provisional = false;   /* the message went out: never again elsewhere */
         if (d && (!connect_phase || d->next_target >= d->n_targets))
                 smtp_all_result(d, false, s->state == ST_CONNECT ? "4.4.1" : "4.4.2", "%s", diag);
         delivery_release(s, connect_phase);
@@ -455,6 +473,10 @@ static void transaction_start(SmtpSession *s) {
 
         d->conn_usec = now_usec(CLOCK_REALTIME);
         snprintf(d->relay, sizeof(d->relay), "%s", s->relay);
+        d->sessions++;
+        d->provisional = more_servers(d);
+        for (size_t i = 0; i < d->n_rcpts; i++)
+                d->rcpts[i].accepted = false;
         if (s->size_limit > 0 && s->size_limit != UINT64_MAX && d->content_len > s->size_limit) {
                 smtp_all_result(d, false, "5.3.4", "message size %zu exceeds size limit %llu of server %s",
                                 d->content_len, (unsigned long long) s->size_limit, s->relay);
@@ -847,6 +869,8 @@ static void handle_reply(SmtpSession *s) {
                                 send_hello(s, "HELO");
                                 return;
                         }
+                        /* Not a session yet (smtp_mx_session_limit): a 4xx moves on. */
+                        s->d->provisional = more_servers(s->d);
                         said(s, false, s->state == ST_HELO ? "HELO command" :
                                        s->lmtp ? "LHLO command" : "EHLO command");
                         delivery_release(s, false);
@@ -1088,6 +1112,7 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
 
 /* Starts delivery d: reuses an idle connection to its next hop or connects to the next target. */
 void smtp_session_start(SmtpDelivery *d) {
+        d->provisional = false;   /* set again by the transaction (or EHLO) that may defer softly */
         Smtp *smtp = d->smtp;
         _cleanup_free_ char *key = NULL;
 

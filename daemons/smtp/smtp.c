@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include "daemon/daemon.h"
 #include "log/log.h"
@@ -67,9 +68,17 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
         n.cache_time_limit = conf_usec(c, "smtp_connection_cache_time_limit");
         n.reuse_time_limit = conf_usec(c, "smtp_connection_reuse_time_limit");
         n.reuse_count_limit = (unsigned) conf_get_int(c, NULL, "smtp_connection_reuse_count_limit");
+        n.mx_session_limit = (unsigned) conf_get_int(c, NULL, "smtp_mx_session_limit");
         if (smtp_tls_load(c, &n.tls) < 0) {
                 settings_done(&n);
                 return -ENOMEM;
+        }
+        unsigned char ab[16];
+        if (!isempty(n.bind_address) && inet_pton(AF_INET, n.bind_address, ab) != 1 &&
+            inet_pton(AF_INET6, n.bind_address, ab) != 1) {
+                log_error("smtp_bind_address = %s: not a numeric IPv4 or IPv6 address", n.bind_address);
+                settings_done(&n);
+                return -EINVAL;
         }
         int r = smtp_resolve_load(c);
         if (r < 0) {
@@ -87,6 +96,7 @@ static void delivery_free(SmtpDelivery *d) {
         for (size_t i = 0; i < d->n_rcpts; i++) {
                 free(d->rcpts[i].address);
                 free(d->rcpts[i].orcpt);
+                free(d->rcpts[i].relay);
                 free(d->rcpts[i].diag);
         }
         free(d->rcpts);
@@ -109,8 +119,10 @@ static void delivery_free(SmtpDelivery *d) {
         free(d);
 }
 
-static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) _printf_(3, 0);
-static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) {
+/* A 4xx while d->provisional (another server follows) is kept as the recipient's soft result:
+ * the next server is tried, and the last soft result is what the recipient gets if none takes it. */
+static void rcpt_vresult(SmtpRcpt *rc, bool provisional, const char *dsn, const char *fmt, va_list ap) _printf_(4, 0);
+static void rcpt_vresult(SmtpRcpt *rc, bool provisional, const char *dsn, const char *fmt, va_list ap) {
         if (rc->done)
                 return;
         char *diag = NULL;
@@ -119,15 +131,27 @@ static void rcpt_vresult(SmtpRcpt *rc, const char *dsn, const char *fmt, va_list
         snprintf(rc->dsn, sizeof(rc->dsn), "%s", dsn);
         free(rc->diag);
         rc->diag = diag;
-        rc->done = true;
+        rc->soft = provisional && dsn[0] == '4';
+        rc->done = !rc->soft;
+}
+
+/* The server a recipient's result came from (results of one delivery may come from several). */
+static void rcpt_set_relay(SmtpDelivery *d, SmtpRcpt *rc) {
+        if (rc->done || rc->soft) {
+                free(rc->relay);
+                rc->relay = d->relay[0] ? strdup(d->relay) : NULL;
+        }
 }
 
 /* Records a result for recipient i unless it has one. */
 void smtp_rcpt_result(SmtpDelivery *d, size_t i, const char *dsn, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        rcpt_vresult(&d->rcpts[i], dsn, fmt, ap);
+        bool had = d->rcpts[i].done;
+        rcpt_vresult(&d->rcpts[i], d->provisional, dsn, fmt, ap);
         va_end(ap);
+        if (!had)
+                rcpt_set_relay(d, &d->rcpts[i]);
 }
 
 /* Records a result for every recipient without one (accepted_only: only those accepted). */
@@ -137,8 +161,11 @@ void smtp_all_result(SmtpDelivery *d, bool accepted_only, const char *dsn, const
                         continue;
                 va_list ap;
                 va_start(ap, fmt);
-                rcpt_vresult(&d->rcpts[i], dsn, fmt, ap);
+                bool had = d->rcpts[i].done;
+                rcpt_vresult(&d->rcpts[i], d->provisional, dsn, fmt, ap);
                 va_end(ap);
+                if (!had)
+                        rcpt_set_relay(d, &d->rcpts[i]);
         }
 }
 
@@ -146,7 +173,7 @@ static void log_rcpt(SmtpDelivery *d, const SmtpRcpt *rc, usec_t end) {
         char d0[32], d1[32], d2[32], d3[32], d4[32];
         usec_t conn = d->conn_usec ? d->conn_usec : end;
         const char *status = rc->dsn[0] == '2' ? "sent" : rc->dsn[0] == '5' ? "bounced" : "deferred";
-        const char *relay = d->relay[0] ? d->relay : "none";
+        const char *relay = rc->relay ? rc->relay : d->relay[0] ? d->relay : "none";
         const char *orig = NULL;
         if (rc->orcpt) {
                 const char *semi = strchr(rc->orcpt, ';');
@@ -181,6 +208,9 @@ void smtp_delivery_finish(SmtpDelivery *d) {
         for (size_t i = 0; i < d->n_rcpts; i++) {
                 SmtpRcpt *rc = &d->rcpts[i];
                 char id[32];
+                if (!rc->done && rc->soft)
+                        rc->done = true;   /* a soft result no other server replaced */
+                d->provisional = false;
                 if (!rc->done)
                         smtp_rcpt_result(d, i, "4.3.0", "internal error: no result");
                 log_rcpt(d, rc, end);
@@ -194,8 +224,9 @@ void smtp_delivery_finish(SmtpDelivery *d) {
                     (r = ipc_record_add_indexed(&reply, "dsn", i, rc->dsn)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "diag", i, strna(rc->diag))) < 0)
                         goto fail;
-                if (d->relay[0] && !streq(d->relay, "none") &&
-                    (r = ipc_record_add_indexed(&reply, "relay", i, d->relay)) < 0)
+                const char *rrelay = rc->relay ? rc->relay : d->relay;
+                if (rrelay[0] && !streq(rrelay, "none") &&
+                    (r = ipc_record_add_indexed(&reply, "relay", i, rrelay)) < 0)
                         goto fail;
         }
         r = ipc_conn_reply(d->conn, &reply);

@@ -43,6 +43,7 @@ typedef struct SmtpSettings {
         char *inet_interfaces;        /* our own addresses (loop detection) */
         usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
+        unsigned mx_session_limit;    /* smtp_mx_session_limit, 0 = no limit */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */
 } SmtpSettings;
 
@@ -99,9 +100,12 @@ typedef struct SmtpRcpt {
         unsigned notify;
         bool done;
         bool accepted;                /* RCPT TO answered 2xx in the current transaction */
+        bool soft;                    /* dsn/diag hold a 4xx from a server that was not the last
+                                       * one to try: provisional, not done */
         bool relayed;                 /* delivered to a server that did not offer DSN */
         char dsn[16];
         char *diag;
+        char *relay;                  /* the server its result came from (NULL: the delivery's) */
 } SmtpRcpt;
 
 typedef struct Smtp Smtp;
@@ -164,6 +168,8 @@ typedef struct SmtpDelivery {
         size_t n_targets, next_target;
         char relay[400];              /* of the session in use, "none" before */
         bool retried;                 /* a reused connection failed and a fresh one was tried */
+        unsigned sessions;            /* transactions started (smtp_mx_session_limit counts them) */
+        bool provisional;             /* 4xx results now are soft: another server follows */
         SmtpTlsPolicy tls;            /* loaded by smtp_session_start() */
         bool tls_loaded;
         SmtpSession *session;

@@ -460,3 +460,36 @@ def test_transport_maps_routes(postern, sink):
     postern.wait_mailbox("ptest2", "tmaps@test")
     postern.wait_log("qmgr", rf"{qid}: removed")
     assert "Final-Recipient: rfc822; b@gone.example" in bounce_for(postern, "ptest1", qid)
+
+
+class PeerRecorder(Handler):
+    """Handler that also records the client address of each session."""
+
+    def __init__(self):
+        super().__init__()
+        self.peers = []
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.peers.append(session.peer[0])
+        session.host_name = hostname
+        return responses
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.3", ""])
+def test_smtp_bind_address(postern, bind):
+    h = PeerRecorder()
+    c = Controller(h, hostname="127.0.0.1", port=free_port())
+    c.start()
+    try:
+        relay_to(postern, c.port, smtp_bind_address=bind)
+        code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("bind@test"))
+        postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+        assert h.peers == [bind or "127.0.0.1"]
+    finally:
+        c.stop()
+
+
+def test_smtp_bind_address_must_be_numeric(postern):
+    postern.configure(smtp_bind_address="mail.example.org")
+    with pytest.raises(RuntimeError, match=r"smtp_bind_address = mail\.example\.org: not a numeric IPv4 or IPv6 address"):
+        postern.start("smtp")

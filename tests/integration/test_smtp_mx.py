@@ -222,3 +222,104 @@ def test_mx_address_limit(postern, dns_zone, sinks):
     postern.start()
     postern.posternctl("flush")
     good.wait_count(1)
+
+
+class Answers:
+    """aiosmtpd handler: MAIL answered `mail`, RCPT per address from `rcpt` (default 250)."""
+
+    def __init__(self, mail=None, rcpt=None):
+        self.mail, self.rcpt = mail, rcpt or {}
+        self.envelopes = []
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail:
+            return self.mail
+        envelope.mail_from = address
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.rcpt.get(address, "250 2.1.5 Ok")
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 2.0.0 Ok"
+
+
+@pytest.fixture
+def answering(postern):
+    from aiosmtpd.controller import Controller
+    made = []
+
+    def make(host, port, **kw):
+        h = Answers(**kw)
+        c = Controller(h, hostname=host, port=port)
+        c.start()
+        made.append(c)
+        return h
+    yield make
+    for c in made:
+        c.stop()
+
+
+def soft_zone(dns_zone, name):
+    dns_zone.mx(name, f"mx1.{name}", 10)
+    dns_zone.mx(name, f"mx2.{name}", 20)
+    dns_zone.host(f"mx1.{name}", "127.0.0.5")
+    dns_zone.host(f"mx2.{name}", "127.0.0.6")
+    dns_zone.apply()
+
+
+def test_4xx_moves_on_to_the_next_mx(postern, dns_zone, answering):
+    port = free_port("127.0.0.5")
+    first = answering("127.0.0.5", port, mail="451 4.3.2 try later")
+    second = answering("127.0.0.6", port)
+    soft_zone(dns_zone, "soft.test")
+    postern.configure(smtp_tcp_port=str(port))
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@soft.test"], msg("soft-1@test"))
+    qid = queue_id(text)
+    postern.wait_log("smtp", rf"{qid}: to=<bob@soft\.test>, relay=mx2\.soft\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
+    assert first.envelopes == [] and len(second.envelopes) == 1
+
+
+def test_rcpt_4xx_only_that_recipient_moves_on(postern, dns_zone, answering):
+    port = free_port("127.0.0.5")
+    first = answering("127.0.0.5", port, rcpt={"carol@rsoft.test": "450 4.2.1 mailbox busy"})
+    second = answering("127.0.0.6", port)
+    soft_zone(dns_zone, "rsoft.test")
+    postern.configure(smtp_tcp_port=str(port))
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@rsoft.test", "carol@rsoft.test"], msg("soft-2@test"))
+    qid = queue_id(text)
+    postern.wait_log("smtp", rf"{qid}: to=<bob@rsoft\.test>, relay=mx1\.rsoft\.test\[127\.0\.0\.5\]:{port}, .*status=sent")
+    postern.wait_log("smtp", rf"{qid}: to=<carol@rsoft\.test>, relay=mx2\.rsoft\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
+    assert [e.rcpt_tos for e in first.envelopes] == [["bob@rsoft.test"]]
+    assert [e.rcpt_tos for e in second.envelopes] == [["carol@rsoft.test"]]
+
+
+def test_5xx_does_not_move_on(postern, dns_zone, answering):
+    port = free_port("127.0.0.5")
+    answering("127.0.0.5", port, mail="550 5.7.1 go away")
+    second = answering("127.0.0.6", port)
+    soft_zone(dns_zone, "hard.test")
+    postern.configure(smtp_tcp_port=str(port))
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@hard.test"], msg("hard-1@test"))
+    postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@hard\.test>, .*dsn=5\.7\.1, status=bounced")
+    assert second.envelopes == []
+
+
+def test_mx_session_limit_one_keeps_the_first_4xx(postern, dns_zone, answering):
+    port = free_port("127.0.0.5")
+    answering("127.0.0.5", port, mail="451 4.3.2 try later")
+    second = answering("127.0.0.6", port)
+    soft_zone(dns_zone, "limit1.test")
+    postern.configure(smtp_tcp_port=str(port), smtp_mx_session_limit="1")
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["bob@limit1.test"], msg("limit-s@test"))
+    postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@limit1\.test>, relay=mx1\.limit1\.test\[127\.0\.0\.5\]:{port}, "
+                     r".*dsn=4\.3\.2, status=deferred \(host .* said: 451 4\.3\.2 try later \(in reply to MAIL FROM command\)\)")
+    assert second.envelopes == []
