@@ -2,12 +2,13 @@
  *
  * qmgr_deliver_message() routes the due recipients of an activated message (qmgr-route.c):
  * recipients with the same transport and next hop become jobs of up to QMGR_LOCAL_RCPT_LIMIT
- * recipients (one "request=deliver" each to the agent's socket, <postern_socket_directory>/
+ * recipients for local delivery, <transport>_destination_recipient_limit for the others (one
+ * "request=deliver" each to the agent's socket, <postern_socket_directory>/
  * <transport>, see docs/architecture.md); "error:", "retry:" and "discard:" routes and table
  * failures are
- * decided by qmgr itself and logged (relay=none). qmgr_dispatch() keeps at most
- * default_process_limit requests in flight over all agents (one connection each), at most
- * default_destination_concurrency_limit per remote transport and next hop, and at most
+ * decided by qmgr itself and logged (relay=none). Remote jobs wait in per-destination queues of
+ * qmgr-sched.c (concurrency windows, dead destinations, round-robin); qmgr_dispatch() starts
+ * local jobs from the wait queue here, at most <transport>_process_limit in flight, and at most
  * local_destination_concurrency_limit of them
  * for any one recipient address (Postfix's local destination is the recipient), so deliveries
  * to one mailbox do not pile up on its lock; a job whose recipients are all busy waits while
@@ -16,11 +17,8 @@
  * or a status=error reply defers every recipient of the request with 4.3.0 (and the usual
  * backoff, so a dead agent is not hammered).
  *
- * Not yet Postfix's full scheduler: no per-transport process limits or
- * <transport>_destination_concurrency_limit, no concurrency feedback (slow start, backing off
- * a destination after failures), no dead-destination cache, no
- * <transport>_destination_recipient_limit (jobs carry up to QMGR_LOCAL_RCPT_LIMIT recipients
- * for every transport), and no fairness between messages beyond the FIFO wait queue.
+ * Not yet Postfix's full scheduler: no preemption between messages (in-flight and waiting jobs
+ * of one destination are served in FIFO order).
  *
  * A deferred recipient waits minimal_backoff_time, doubled for every further attempt, at most
  * maximal_backoff_time. A deferral of a message older than maximal_queue_lifetime
@@ -115,20 +113,10 @@ static void busy_adjust(Qmgr *q, const char *address, bool up) {
                 busy_free(b);
 }
 
-/* Remote jobs are limited per destination (transport and next hop, Postfix's
- * default_destination_concurrency_limit), local ones per recipient. */
-static char *job_dest_key(const QmgrJob *j) {
-        char *k = NULL;
-        if (asprintf(&k, "\001%s:%s", j->transport, j->nexthop) < 0)
-                return NULL;
-        return k;
-}
-
+/* Local jobs are limited per recipient; remote ones per destination in qmgr-sched.c. */
 static bool job_startable(Qmgr *q, const QmgrJob *j) {
-        if (!streq(j->transport, "local")) {
-                _cleanup_free_ char *k = job_dest_key(j);
-                return !k || busy_count(q, k) < q->s.dest_concurrency;
-        }
+        if (!streq(j->transport, "local"))
+                return true;
         for (size_t i = 0; i < j->n; i++)
                 if (busy_count(q, j->m->rcpts[j->idx[i]].address) >= q->s.rcpt_concurrency)
                         return false;
@@ -139,10 +127,8 @@ static bool job_startable(Qmgr *q, const QmgrJob *j) {
 static void job_count(Qmgr *q, QmgrJob *j, bool up) {
         if (j->counted == up)
                 return;
+        qmgr_sched_transport_count(q, j->transport, up);
         if (!streq(j->transport, "local")) {
-                _cleanup_free_ char *k = job_dest_key(j);
-                if (k)
-                        busy_adjust(q, k, up);
                 j->counted = up;
                 return;
         }
@@ -151,7 +137,8 @@ static void job_count(Qmgr *q, QmgrJob *j, bool up) {
         j->counted = up;
 }
 
-static void job_free(QmgrJob *j) {
+/* Frees a job (not its message). */
+void qmgr_job_free(QmgrJob *j) {
         if (!j)
                 return;
         free(j->idx);
@@ -472,7 +459,7 @@ static void apply_results_batched(Qmgr *q, QmgrMessage *m, const QmgrResult *res
         }
 }
 
-static void defer_job(Qmgr *q, QmgrJob *j, const char *diag) {
+static void defer_job(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag) {
         _cleanup_free_ QmgrResult *res = calloc(j->n, sizeof(QmgrResult));
         QmgrMessage *m = j->m;
 
@@ -486,7 +473,7 @@ static void defer_job(Qmgr *q, QmgrJob *j, const char *diag) {
         }
         for (size_t i = 0; i < j->n; i++)
                 res[i] = (QmgrResult) { .idx = j->idx[i], .state = QUEUE_RCPT_DEFERRED,
-                                        .dsn = "4.3.0", .diag = diag, .log_deferral = true };
+                                        .dsn = dsn, .diag = diag, .log_deferral = true };
         m->jobs--;
         qmgr_apply_results(q, m, res, j->n);
 }
@@ -600,7 +587,8 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                                  j->transport, strerror(-error));
                 log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, j->transport,
                             strerror(-error));
-                defer_job(q, j, diag);
+                defer_job(q, j, "4.3.0", diag);
+                qmgr_sched_job_done(q, j, NULL);
         } else {
                 const char *status = ipc_record_get(reply, "status");
                 if (!status || !streq(status, "ok")) {
@@ -610,11 +598,14 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                                  "refused the request: %s", j->transport, reason ? reason : strna(status));
                         log_warning("%s: postern-%s answered status=%s: %s", j->m->queue_id,
                                     j->transport, strna(status), strna(reason));
-                        defer_job(q, j, diag);
-                } else
+                        defer_job(q, j, "4.3.0", diag);
+                        qmgr_sched_job_done(q, j, NULL);
+                } else {
                         apply_reply(q, j, reply);
+                        qmgr_sched_job_done(q, j, reply);   /* may defer the destination's jobs */
+                }
         }
-        job_free(j);
+        qmgr_job_free(j);
         qmgr_dispatch(q);
 }
 
@@ -643,12 +634,50 @@ static int job_request(Qmgr *q, QmgrJob *j, IpcRecord *req) {
         return 0;
 }
 
-/* Starts queued jobs while connection slots are free. */
+/* Sends j to its agent and puts it in flight; on failure defers and frees j (returns <0). */
+int qmgr_job_start(Qmgr *q, QmgrJob *j) {
+        _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
+        _cleanup_free_ char *path = NULL;
+        bool local = streq(j->transport, "local");
+        int r = job_request(q, j, &req);
+        if (r >= 0 && !local && asprintf(&path, "%s/%s", q->s.socket_directory, j->transport) < 0) {
+                path = NULL;
+                r = -ENOMEM;
+        }
+        if (r >= 0)
+                r = ipc_client_call_async(q->event, local ? q->s.local_socket : path, &req,
+                                          local ? QMGR_LOCAL_TIMEOUT_USEC : QMGR_REMOTE_TIMEOUT_USEC,
+                                          on_reply, j, &j->call);
+        if (r < 0) {
+                char diag[512];
+                snprintf(diag, sizeof(diag), "delivery agent unavailable: cannot connect to "
+                         "postern-%s at %s: %s", j->transport, local ? q->s.local_socket : strna(path),
+                         strerror(-r));
+                log_warning("%s: %s", j->m->queue_id, diag);
+                defer_job(q, j, "4.3.0", diag);
+                qmgr_job_free(j);
+                return r;
+        }
+        job_count(q, j, true);
+        j->next = q->in_flight;
+        q->in_flight = j;
+        q->n_in_flight++;
+        return 0;
+}
+
+/* Defers every recipient of a job that is not in flight (with dsn and diag) and frees it. */
+void qmgr_job_defer(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag) {
+        defer_job(q, j, dsn, diag);
+        qmgr_job_free(j);
+}
+
+/* Starts queued jobs while connection slots are free: local ones from the wait queue (in queue
+ * order, skipping jobs whose recipients are busy), remote ones through qmgr-sched.c. */
 void qmgr_dispatch(Qmgr *q) {
         QmgrJob **pp = &q->wait_head, *prev = NULL;
         size_t looked = 0;
 
-        while (*pp && q->n_in_flight < q->s.process_limit && looked++ < QMGR_DISPATCH_LOOKAHEAD) {
+        while (*pp && qmgr_sched_transport_free(q, "local") && looked++ < QMGR_DISPATCH_LOOKAHEAD) {
                 QmgrJob *j = *pp;
                 if (!job_startable(q, j)) {
                         prev = j;
@@ -659,34 +688,9 @@ void qmgr_dispatch(Qmgr *q) {
                 if (q->wait_tail == j)
                         q->wait_tail = prev;
                 j->next = NULL;
-
-                _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
-                _cleanup_free_ char *path = NULL;
-                bool local = streq(j->transport, "local");
-                int r = job_request(q, j, &req);
-                if (r >= 0 && !local && asprintf(&path, "%s/%s", q->s.socket_directory, j->transport) < 0) {
-                        path = NULL;
-                        r = -ENOMEM;
-                }
-                if (r >= 0)
-                        r = ipc_client_call_async(q->event, local ? q->s.local_socket : path, &req,
-                                                  local ? QMGR_LOCAL_TIMEOUT_USEC : QMGR_REMOTE_TIMEOUT_USEC,
-                                                  on_reply, j, &j->call);
-                if (r < 0) {
-                        char diag[512];
-                        snprintf(diag, sizeof(diag), "delivery agent unavailable: cannot connect to "
-                                 "postern-%s at %s: %s", j->transport, local ? q->s.local_socket : strna(path),
-                                 strerror(-r));
-                        log_warning("%s: %s", j->m->queue_id, diag);
-                        defer_job(q, j, diag);
-                        job_free(j);
-                        continue;
-                }
-                job_count(q, j, true);
-                j->next = q->in_flight;
-                q->in_flight = j;
-                q->n_in_flight++;
+                (void) qmgr_job_start(q, j);
         }
+        qmgr_sched_dispatch(q);
 }
 
 static void enqueue(Qmgr *q, QmgrJob *j) {
@@ -779,7 +783,9 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                 size_t i = due[a], k = 0;
                 if (taken[a])
                         continue;
-                for (size_t b = a; b < n_due && k < QMGR_LOCAL_RCPT_LIMIT; b++) {
+                size_t limit = streq(transport[i], "local") ? QMGR_LOCAL_RCPT_LIMIT :
+                               qmgr_sched_limits(&q->s, transport[i])->rcpt_limit;
+                for (size_t b = a; b < n_due && k < limit; b++) {
                         size_t x = due[b];
                         if (!taken[b] && streq(transport[x], transport[i]) &&
                             strcaseeq(nexthop[x], nexthop[i])) {
@@ -802,8 +808,15 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                 }
                 memcpy(jidx, idx, k * sizeof(size_t));
                 *j = (QmgrJob) { .qmgr = q, .m = m, .idx = jidx, .n = k, .transport = jt, .nexthop = jn };
+                if (!streq(jt, "local") && qmgr_sched_enqueue(q, j) < 0) {
+                        qmgr_job_free(j);
+                        log_oom();
+                        m->broken = true;
+                        break;
+                }
                 m->jobs++;
-                enqueue(q, j);
+                if (streq(jt, "local"))
+                        enqueue(q, j);
         }
 
         size_t n_rcpts = m->n_rcpts;   /* m may be gone after qmgr_apply_results() */
@@ -830,9 +843,10 @@ void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
                 *pp = j->next;
                 if (q->wait_tail == j)
                         q->wait_tail = prev;
-                job_free(j);
+                qmgr_job_free(j);
                 dropped++;
         }
+        dropped += qmgr_sched_cancel_message(q, m);
         if (dropped == 0)
                 return;
         m->jobs -= (unsigned) dropped;
@@ -848,15 +862,16 @@ void qmgr_jobs_free(Qmgr *q) {
                 QmgrJob *j = q->in_flight;
                 q->in_flight = j->next;
                 ipc_call_cancel(j->call);
-                job_free(j);
+                qmgr_job_free(j);
         }
         q->n_in_flight = 0;
         while (q->wait_head) {
                 QmgrJob *j = q->wait_head;
                 q->wait_head = j->next;
-                job_free(j);
+                qmgr_job_free(j);
         }
         q->wait_tail = NULL;
+        qmgr_sched_free(q);
         tdestroy(q->busy, busy_free);
         q->busy = NULL;
 }

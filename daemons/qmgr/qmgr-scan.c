@@ -47,8 +47,11 @@ void qmgr_message_release(Qmgr *q, QmgrMessage *m) {
         if (tdelete(m, &q->active, compare_id))
                 q->n_active--;
         message_free(m);
-        if (was_full)
-                qmgr_schedule_scan(q, 0);   /* room for messages the last scan had to leave */
+        /* Room for messages the last scan had to leave. The active set may also have shrunk
+         * during that scan (an activation flushes pending results, which releases messages),
+         * so "was full" alone would miss it and leave the backlog waiting for queue_run_delay. */
+        if (was_full || q->scan_backlog)
+                qmgr_schedule_scan(q, 0);
 }
 
 static int activate(Qmgr *q, const char *id, bool force) {
@@ -195,6 +198,8 @@ static void scan(Qmgr *q) {
                                 activated++;
                 }
         }
+        /* A full answer means more may be due than the active set could take. */
+        q->scan_backlog = more || l.n >= q->s.active_limit;
         if (more && force)
                 q->scan_force = true;   /* the flush goes on with the next batch */
         if (more && q->n_active < q->s.active_limit)
@@ -202,8 +207,14 @@ static void scan(Qmgr *q) {
         /* When the active set is full, qmgr_message_release() asks for the next scan. */
 
         usec_t delay = q->s.queue_run_delay, due = 0;
-        if (queue_next_due(q->queue, &due) >= 0 && due > now)
-                delay = MIN(delay, due - now);
+        if (queue_next_due(q->queue, &due) >= 0) {
+                if (due > now)
+                        delay = MIN(delay, due - now);
+                else if (q->n_active > 0)
+                        /* The earliest retry is one of an active message: it hides the next
+                         * one in the future, so look again when active messages leave. */
+                        q->scan_backlog = true;
+        }
         qmgr_schedule_scan(q, delay);
 
         if (activated > 0)
@@ -276,7 +287,10 @@ void qmgr_schedule_checkpoint(Qmgr *q) {
 
 /* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
 int qmgr_scan_setup(Qmgr *q) {
-        int r = sd_event_add_time(q->event, &q->scan_timer, CLOCK_MONOTONIC, 0, 0, on_scan_timer, q);
+        /* Accuracy 1 ms: the default (250 ms) would make every refill of a full active set wait
+         * that long (a backlog drains in rounds of qmgr_message_active_limit messages). */
+        int r = sd_event_add_time(q->event, &q->scan_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
+                                  on_scan_timer, q);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the scan timer: %m");
         (void) sd_event_source_set_description(q->scan_timer, "qmgr-scan");

@@ -15,7 +15,8 @@
  * bounce_size_limit, mail_owner,
  * postern_socket_directory, and for routing local_transport, relay_transport,
  * default_transport, relayhost, relay_domains, transport_maps,
- * default_destination_concurrency_limit (per remote next hop). A reload applies all but queue_directory. */
+ * default_destination_concurrency_limit (per remote next hop), and the scheduler's parameters
+ * (qmgr-sched.c). A reload applies all but queue_directory. */
 #include <errno.h>
 #include <pwd.h>
 #include <stddef.h>
@@ -41,6 +42,7 @@ void qmgr_settings_done(QmgrSettings *s) {
         if (s->relay_domains_set)
                 domain_list_done(&s->relay_domains);
         table_list_free(s->transport_maps);
+        qmgr_sched_settings_done(&s->sched);
         qmgr_dsn_settings_done(s);
         table_list_free(s->sender_relayhost_maps);
         table_list_free(s->sender_default_transport_maps);
@@ -142,6 +144,9 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         if (!n.empty_relayhost_key || !n.empty_default_transport_key)
                 return log_oom();
         n.bounce_size_limit = (size_t) conf_get_int(c, NULL, "bounce_size_limit");
+        r = qmgr_sched_settings_load(&n.sched, c);   /* per-transport scheduling limits */
+        if (r < 0)
+                return r;
         if ((r = qmgr_dsn_settings_load(&n, c)) < 0)
                 return r;
         if (n.maximal_backoff < n.minimal_backoff) {

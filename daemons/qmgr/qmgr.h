@@ -4,6 +4,8 @@
  *   qmgr-scan.c     the active set, queue scans and the scan timer, the sweep (in batches)
  *   qmgr-route.c    which transport and next hop a recipient goes to (transport_maps, relayhost)
  *   qmgr-deliver.c  delivery requests to the agents (local, smtp, lmtp), recording results, backoff, expiry
+ *   qmgr-sched.c    per-destination queues of remote jobs: concurrency windows, dead destinations,
+ *                   per-transport limits, round-robin dispatch
  *   qmgr-bounce.c   RFC 3464 notices (failure, delay, success, postmaster) and the completion transaction
  *   qmgr-dsn.c      DSN settings; delivery status filters and soft_bounce applied to agent results
  *   qmgr-delay.c    the one delay warning per message (delay_warning_time)
@@ -55,6 +57,45 @@
 #define QMGR_BATCH_MAX 256
 
 typedef struct Qmgr Qmgr;
+typedef struct QmgrDest QmgrDest;
+
+/* A feedback amount (Postfix syntax): "1", "0.5", "1/4" or "1/concurrency" (per_concurrency:
+ * the amount is num divided by the destination's current concurrency). */
+typedef struct QmgrFeedback {
+        double num;
+        bool per_concurrency;
+} QmgrFeedback;
+
+/* Scheduling limits of one transport (name NULL: the default_* values). */
+typedef struct QmgrTransportLimits {
+        char *name;
+        size_t dest_concurrency;       /* <transport>_destination_concurrency_limit */
+        size_t rcpt_limit;             /* <transport>_destination_recipient_limit */
+        size_t process_limit;          /* <transport>_process_limit */
+        size_t initial;                /* <transport>_initial_destination_concurrency */
+        size_t cohort_limit;           /* <transport>_destination_concurrency_failed_cohort_limit */
+        usec_t rate_delay;             /* <transport>_destination_rate_delay (0: none) */
+        QmgrFeedback pos, neg;         /* <transport>_destination_concurrency_{positive,negative}_feedback */
+} QmgrTransportLimits;
+
+typedef struct QmgrSchedSettings {
+        QmgrTransportLimits dflt;
+        QmgrTransportLimits *t;
+        size_t n;
+} QmgrSchedSettings;
+
+/* The scheduler's state (qmgr-sched.c). */
+typedef struct QmgrSched {
+        void *dests;                   /* tsearch tree of QmgrDest, by "transport:nexthop" */
+        QmgrDest *ring;                /* destinations with waiting jobs, circular; dispatch starts here */
+        size_t n_ring;
+        QmgrDest *all;                 /* every destination (list) */
+        size_t n_dests;
+        usec_t last_sweep;             /* CLOCK_MONOTONIC: idle destinations were last freed */
+        sd_event_source *rate_timer;   /* dispatch again when a rate delay ends */
+        struct QmgrTransportBusy *busy;/* requests in flight per transport */
+        size_t n_busy;
+} QmgrSched;
 
 typedef struct QmgrSettings {
         char *queue_directory;
@@ -70,9 +111,9 @@ typedef struct QmgrSettings {
         usec_t maximal_queue_lifetime;
         usec_t bounce_queue_lifetime;
         size_t active_limit;           /* qmgr_message_active_limit */
-        size_t process_limit;          /* default_process_limit: requests in flight to local */
+        size_t process_limit;          /* default_process_limit (unused: see sched.t[].process_limit) */
         size_t rcpt_concurrency;       /* local_destination_concurrency_limit, per recipient */
-        size_t dest_concurrency;       /* default_destination_concurrency_limit, per remote next hop */
+        size_t dest_concurrency;       /* default_destination_concurrency_limit (unused: see sched) */
         size_t bounce_size_limit;
         /* routing (qmgr-route.c) */
         char *socket_directory;        /* postern_socket_directory: agent sockets by transport */
@@ -81,6 +122,7 @@ typedef struct QmgrSettings {
         DomainList relay_domains;
         bool relay_domains_set;
         TableList *transport_maps;     /* NULL when empty */
+        QmgrSchedSettings sched;       /* per-transport limits (qmgr-sched.c) */
         /* delivery status notifications (qmgr-bounce.c, qmgr-dsn.c) */
         char *double_bounce_sender;
         char *bounce_notice_recipient; /* 2bounce_notice_recipient */
@@ -119,6 +161,7 @@ struct QmgrJob {
         bool counted;                  /* its recipients are counted in Qmgr.busy */
         char *transport;               /* the agent: "local", "smtp", "lmtp" */
         char *nexthop;
+        QmgrDest *dest;                /* remote jobs: the destination queue (qmgr-sched.c) */
         QmgrJob *next;                 /* in the wait queue or the in-flight list */
 };
 
@@ -133,6 +176,7 @@ struct Qmgr {
         sd_event_source *checkpoint_timer;
         usec_t last_scan_mono;
         bool scan_force;               /* next scan treats every deferred recipient as due (flush) */
+        bool scan_backlog;             /* the last scan may have left due messages behind */
         bool sweep_needed;             /* look for finished messages that were not removed */
         sd_event_source *sweep_timer;  /* CLOCK_MONOTONIC, one shot: the next sweep batch */
         bool sweeping;                 /* a sweep is under way (sweep_cursor is its position) */
@@ -148,6 +192,7 @@ struct Qmgr {
         size_t n_in_flight;
         void *busy;                    /* tsearch tree: recipient address -> requests in flight */
 
+        QmgrSched sched;               /* remote destinations (qmgr-sched.c) */
         struct QmgrPending *pending_head, *pending_tail; /* agent results awaiting the group commit */
         size_t n_pending;
         sd_event_source *batch_timer;
@@ -217,6 +262,50 @@ bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t n
 void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m);
 /* Cancels and frees every job (shutdown). */
 void qmgr_jobs_free(Qmgr *q);
+/* Sends j to its agent and puts it in flight; on failure defers and frees j (returns <0). */
+int qmgr_job_start(Qmgr *q, QmgrJob *j);
+/* Defers every recipient of a job that is not in flight (with dsn and diag) and frees it. */
+void qmgr_job_defer(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag);
+/* Frees a job (not its message). */
+void qmgr_job_free(QmgrJob *j);
+
+/* qmgr-sched.c */
+/* Reads the per-transport scheduling parameters into s (replacing its contents). */
+int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c);
+/* Frees what qmgr_sched_settings_load() allocated. */
+void qmgr_sched_settings_done(QmgrSchedSettings *s);
+/* The limits for a transport (the defaults for one not named in the configuration). */
+const QmgrTransportLimits *qmgr_sched_limits(const QmgrSettings *s, const char *transport);
+/* Parses a feedback value ("1", "0.5", "1/4", "1/concurrency"); -EINVAL when invalid. */
+int qmgr_feedback_parse(const char *text, QmgrFeedback *ret);
+
+/* A destination's concurrency window (pure arithmetic, unit-tested). */
+typedef struct QmgrWindow {
+        size_t window;                 /* deliveries allowed in parallel now, >= 1 */
+        double success, failure;       /* feedback accumulated towards the next step */
+        double fail_cohorts;           /* pseudo-cohorts of failures since the last success */
+} QmgrWindow;
+void qmgr_window_init(QmgrWindow *w, const QmgrTransportLimits *t);
+/* A delivery finished without a connection or handshake failure. */
+void qmgr_window_success(QmgrWindow *w, const QmgrTransportLimits *t);
+/* A delivery failed to connect or handshake; true when the destination is now dead. */
+bool qmgr_window_failure(QmgrWindow *w, const QmgrTransportLimits *t);
+
+/* Queues a remote job on its destination (does not start it). <0: out of memory. */
+int qmgr_sched_enqueue(Qmgr *q, QmgrJob *j);
+/* Starts remote jobs, one per destination in turn, while windows and process limits allow. */
+void qmgr_sched_dispatch(Qmgr *q);
+/* Whether another request may go to this transport (its process limit). */
+bool qmgr_sched_transport_free(Qmgr *q, const char *transport);
+/* Counts a request to transport in flight (up) or finished. */
+void qmgr_sched_transport_count(Qmgr *q, const char *transport, bool up);
+/* Feedback from a finished remote job: reply NULL means the agent failed (no feedback). Call
+ * after the job's results were applied; may defer the destination's waiting jobs. */
+void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply);
+/* Drops m's waiting remote jobs; returns how many (the caller adjusts m->jobs). */
+size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m);
+/* Frees every destination and its waiting jobs (shutdown). */
+void qmgr_sched_free(Qmgr *q);
 
 /* qmgr-dsn.c */
 /* Reads the DSN parameters into s (a fresh QmgrSettings being loaded). */
