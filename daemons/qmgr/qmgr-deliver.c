@@ -640,7 +640,9 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
         _cleanup_free_ char *path = NULL;
         bool local = streq(j->transport, "local");
         int r = job_request(q, j, &req);
-        if (r >= 0 && !local && asprintf(&path, "%s/%s", q->s.socket_directory, j->transport) < 0) {
+        /* "relay" is postern-smtp under another name (Postfix's master.cf: relay ... smtp). */
+        const char *agent = streq(j->transport, "relay") ? "smtp" : j->transport;
+        if (r >= 0 && !local && asprintf(&path, "%s/%s", q->s.socket_directory, agent) < 0) {
                 path = NULL;
                 r = -ENOMEM;
         }

@@ -78,8 +78,8 @@ static size_t status_length(const char *s) {
 }
 
 static TableList *filter_for(const QmgrSettings *s, const char *transport) {
-        if (streq(transport, "smtp"))
-                return s->status_filter_smtp;
+        if (streq(transport, "smtp") || streq(transport, "relay"))
+                return s->status_filter_smtp;   /* relay is an smtp client too */
         if (streq(transport, "lmtp"))
                 return s->status_filter_lmtp;
         if (streq(transport, "local"))

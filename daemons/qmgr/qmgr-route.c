@@ -10,8 +10,8 @@
  * $relay_transport, everything else to $default_transport; a remote next hop is $relayhost, or
  * the recipient domain when relayhost is empty. transport_maps overrides that: looked up with
  * the full address, then the domain, then ".parent" domains, then "*"; its "transport:nexthop"
- * replaces either part that is not empty. Transports: "local", "smtp" ("relay" is smtp, as in
- * Postfix's stock master.cf), "lmtp", "error" (bounce with the text), "retry" (defer with the
+ * replaces either part that is not empty. Transports: "local", "smtp", "relay" (delivered
+ * by postern-smtp, as in Postfix's stock master.cf, with its own relay_* scheduler limits), "lmtp", "error" (bounce with the text), "retry" (defer with the
  * text, Postfix's retry(8)) and "discard" (delivered, nothing sent); any other name is sent to
  * the agent socket of that name. A table that fails defers the recipient (4.3.0) rather than
  * guess. A randmap:{...} among transport_maps picks one of its values at random (load balancing).
@@ -150,11 +150,6 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
                 if (r < 0)
                         return r;
                 if (!isempty(ft)) {
-                        if (streq(ft, "relay")) {
-                                free(ft);
-                                if (!(ft = strdup("smtp")))
-                                        return -ENOMEM;
-                        }
                         *ret_transport = TAKE_PTR(ft);
                         *ret_nexthop = TAKE_PTR(fn);
                         return 0;
@@ -231,11 +226,6 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
                         free(t);
                         t = TAKE_PTR(ft);
                 }
-        }
-        if (streq(t, "relay")) {
-                free(t);
-                if (!(t = strdup("smtp")))
-                        return -ENOMEM;
         }
         *ret_transport = TAKE_PTR(t);
         *ret_nexthop = TAKE_PTR(n);

@@ -156,3 +156,19 @@ def test_filter_without_nexthop_keeps_the_routed_nexthop(postern, sinks):
     c.wait_count(1)
     postern.wait_log("qmgr", rf"{qid_plain}: to=<x@remote\.example>, relay=none, .*status=deferred")
     assert ids_at(c) == ["bulk"]
+
+
+def test_relay_transport_has_its_own_limits(postern, sinks):
+    # relay_domains mail goes through the "relay" transport (postern-smtp), scheduled with the
+    # relay_* limits: 5 recipients at relay_destination_recipient_limit=2 are 3 transactions,
+    # while the same 5 for a default-routed domain are one (smtp_ limit 50).
+    c = sinks("c")
+    postern.configure(relayhost=hop(c), relay_domains="relayed.example",
+                      relay_destination_recipient_limit="2")
+    postern.start()
+    queued(postern.send("s@example.org", [f"r{i}@relayed.example" for i in range(5)], msg("relay-split")))
+    queued(postern.send("s@example.org", [f"r{i}@other.example" for i in range(5)], msg("smtp-whole")))
+    dumps = c.wait_count(4)
+    postern.wait_queue_empty()
+    counts = sorted(d.count(b"X-Rcpt-Args:") for d in dumps)
+    assert counts == [1, 2, 2, 5]
