@@ -246,6 +246,8 @@ const ParamDef param_table[] = {
                "Lookup tables keyed by envelope sender, then @domain: a transport[:nexthop] replacing default_transport for that sender's remote mail (DUNNO: no override); transport_maps wins."),
         P_LIST("sender_dependent_relayhost_maps", "",
                "Lookup tables keyed by envelope sender, then @domain: a next hop replacing relayhost for that sender's remote mail (DUNNO: no override); transport_maps and a transport's own next hop win."),
+        P_STR("smtp_address_verify_target", "rcpt",
+              "The stage that decides an address probe (request=verify): rcpt, or data for servers that reject recipients only at DATA (the connection is then dropped in DATA mode)."),
         P_STR("smtp_bind_address", "",
               "Local IPv4 address the SMTP client binds to before connecting (empty: chosen by the kernel)."),
         P_TIME("smtp_connect_timeout", "30s", 's', 1, 0,

@@ -531,7 +531,8 @@ static void transaction_start(SmtpSession *s) {
                 if ((r = build_rcpt(s, &line, &d->rcpts[i])) >= 0)
                         r = add_cmd(s, CMD_RCPT, i, "%s", line.data);
         }
-        if (r >= 0)
+        /* An address probe stops at RCPT, or at DATA with smtp_address_verify_target = data. */
+        if (r >= 0 && (!d->probe || s->smtp->s.verify_target_data))
                 r = add_cmd(s, CMD_DATA, 0, "DATA\r\n");
         if (r < 0) {
                 smtp_all_result(d, false, "4.3.0", "out of memory");
@@ -568,6 +569,9 @@ static void txn_reply(SmtpSession *s) {
                 if (cls == 2) {
                         d->rcpts[c->rcpt].accepted = true;
                         s->accepted[s->n_accepted++] = c->rcpt;
+                        if (d->probe && !s->smtp->s.verify_target_data)
+                                smtp_rcpt_result(d, c->rcpt, "2.1.5", "host %s said: %s (in reply to RCPT TO command)",
+                                                 s->relay, s->reply.text);
                 } else {
                         char dsn[16];
                         smtp_reply_dsn(&s->reply, dsn);
@@ -582,12 +586,25 @@ static void txn_reply(SmtpSession *s) {
                         transaction_end(s, cls != 2 && cls != 3);
                         return;
                 }
+                if (s->reply.code == 354 && d->probe) {
+                        /* Deliverable; the connection in DATA mode is dropped, never ended with
+                         * "." (that would deliver an empty message). */
+                        smtp_all_result(d, true, "2.0.0", "host %s said: %s (in reply to DATA command)",
+                                        s->relay, s->reply.text);
+                        delivery_release(s, false);
+                        session_free(s);
+                        return;
+                }
                 if (s->reply.code == 354) {
                         send_message(s);
                         return;
                 }
                 said(s, true, "DATA command");
                 transaction_end(s, true);
+                return;
+        }
+        if (d->probe && s->replied == s->n_cmds) {
+                transaction_end(s, true);   /* a probe without DATA: every RCPT answered */
                 return;
         }
         if (s->replied == s->sent && s->sent < s->n_cmds &&

@@ -69,6 +69,13 @@ static int settings_load(Conf *c, SmtpSettings *ret) {
         n.reuse_time_limit = conf_usec(c, "smtp_connection_reuse_time_limit");
         n.reuse_count_limit = (unsigned) conf_get_int(c, NULL, "smtp_connection_reuse_count_limit");
         n.mx_session_limit = (unsigned) conf_get_int(c, NULL, "smtp_mx_session_limit");
+        const char *target = strempty(conf_get(c, "smtp_address_verify_target"));
+        if (!streq(target, "rcpt") && !streq(target, "data")) {
+                log_error("smtp_address_verify_target = %s: expected rcpt or data", target);
+                settings_done(&n);
+                return -EINVAL;
+        }
+        n.verify_target_data = streq(target, "data");
         if (smtp_tls_load(c, &n.tls) < 0) {
                 settings_done(&n);
                 return -ENOMEM;
@@ -172,7 +179,8 @@ void smtp_all_result(SmtpDelivery *d, bool accepted_only, const char *dsn, const
 static void log_rcpt(SmtpDelivery *d, const SmtpRcpt *rc, usec_t end) {
         char d0[32], d1[32], d2[32], d3[32], d4[32];
         usec_t conn = d->conn_usec ? d->conn_usec : end;
-        const char *status = rc->dsn[0] == '2' ? "sent" : rc->dsn[0] == '5' ? "bounced" : "deferred";
+        const char *status = rc->dsn[0] == '2' ? (d->probe ? "deliverable" : "sent") :
+                             rc->dsn[0] == '5' ? (d->probe ? "undeliverable" : "bounced") : "deferred";
         const char *relay = rc->relay ? rc->relay : d->relay[0] ? d->relay : "none";
         const char *orig = NULL;
         if (rc->orcpt) {
@@ -215,7 +223,8 @@ void smtp_delivery_finish(SmtpDelivery *d) {
                         smtp_rcpt_result(d, i, "4.3.0", "internal error: no result");
                 log_rcpt(d, rc, end);
                 snprintf(id, sizeof(id), "%" PRId64, rc->id);
-                const char *action = rc->dsn[0] == '2' ? "delivered" : rc->dsn[0] == '5' ? "bounced" : "deferred";
+                const char *action = rc->dsn[0] == '2' ? (d->probe ? "deliverable" : "delivered") :
+                                     rc->dsn[0] == '5' ? (d->probe ? "undeliverable" : "bounced") : "deferred";
                 /* DSN: the server took it without offering DSN, and the sender asked for SUCCESS. */
                 if (rc->dsn[0] == '2' && rc->relayed && (rc->notify & QUEUE_NOTIFY_SUCCESS))
                         action = "relayed";
@@ -274,6 +283,29 @@ static int reply_error(IpcConn *c, const char *reason) {
         return 0;
 }
 
+/* request=verify (an address probe, Postfix's verify(8) asking smtp(8)): the envelope comes in
+ * the request, nothing is read from the queue and no message is sent; each recipient is
+ * "deliverable" (2.x.x: accepted at RCPT, or at DATA with smtp_address_verify_target = data),
+ * "undeliverable" (5.x.x) or "deferred" (4.x.x), with the server's words. */
+static int probe_start(SmtpDelivery *d, const IpcRecord *rec) {
+        d->probe = true;
+        d->have_msg = true;
+        d->msg.sender = strdup(strempty(ipc_record_get(rec, "sender")));
+        d->content = strdup("");
+        if (!d->msg.sender || !d->content) {
+                smtp_all_result(d, false, "4.3.0", "out of memory");
+                smtp_delivery_finish(d);
+                return 0;
+        }
+        d->arrival = d->active = d->received;
+        int r = smtp_resolve(d->smtp->event, d->nexthop, d->lmtp, on_resolved, d);
+        if (r < 0) {
+                smtp_all_result(d, false, "4.3.0", "cannot resolve %s: %s", d->nexthop, strerror(-r));
+                smtp_delivery_finish(d);
+        }
+        return 0;
+}
+
 static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         SmtpListener *l = userdata;
         Smtp *smtp = l->smtp;
@@ -281,10 +313,13 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         int r;
 
         const char *verb = ipc_record_get(rec, "request");
-        if (!verb || !streq(verb, "deliver"))
+        if (!verb || (!streq(verb, "deliver") && !streq(verb, "verify")))
                 return reply_error(c, "unknown request");
+        bool probe = streq(verb, "verify");
         const char *queue_id = ipc_record_get(rec, "queue_id");
-        if (!queue_id || !queue_id_valid(queue_id))
+        if (probe && !queue_id)
+                queue_id = "NOQUEUE";
+        else if (!queue_id || !queue_id_valid(queue_id))
                 return reply_error(c, "missing or invalid queue_id");
         const char *nexthop = ipc_record_get(rec, "nexthop");
         if (isempty(nexthop))
@@ -330,6 +365,9 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                         return reply_error(c, "out of memory");
                 }
         }
+
+        if (probe)
+                return probe_start(d, rec);
 
         QueueRecipient *qr = NULL;
         size_t n_qr = 0;

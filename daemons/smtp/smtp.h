@@ -44,6 +44,7 @@ typedef struct SmtpSettings {
         usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
         unsigned mx_session_limit;    /* smtp_mx_session_limit, 0 = no limit */
+        bool verify_target_data;      /* smtp_address_verify_target = data (else rcpt) */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */
 } SmtpSettings;
 
@@ -161,6 +162,7 @@ typedef struct SmtpDelivery {
         size_t content_len;
         bool eightbit;                /* the content has bytes >= 0x80 */
         bool downgraded;              /* content converted to 7-bit MIME (mime_downgrade) */
+        bool probe;                   /* request=verify: an address probe, nothing delivered */
         usec_t arrival, active, received, conn_usec;
         SmtpRcpt *rcpts;
         size_t n_rcpts;
