@@ -830,9 +830,9 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
         qmgr_dispatch(q);
 }
 
-/* Drops the jobs of m that have not started yet (finalizing m when none is left). */
-void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
-        QmgrJob **pp = &q->wait_head, *prev = NULL;
+/* Frees the jobs of m in the list head..tail (a wait queue); returns how many. */
+size_t qmgr_jobs_drop_message(QmgrJob **head, QmgrJob **tail, QmgrMessage *m) {
+        QmgrJob **pp = head, *prev = NULL;
         size_t dropped = 0;
 
         while (*pp) {
@@ -843,11 +843,17 @@ void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
                         continue;
                 }
                 *pp = j->next;
-                if (q->wait_tail == j)
-                        q->wait_tail = prev;
+                if (*tail == j)
+                        *tail = prev;
                 qmgr_job_free(j);
                 dropped++;
         }
+        return dropped;
+}
+
+/* Drops the jobs of m that have not started yet (finalizing m when none is left). */
+void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
+        size_t dropped = qmgr_jobs_drop_message(&q->wait_head, &q->wait_tail, m);
         dropped += qmgr_sched_cancel_message(q, m);
         if (dropped == 0)
                 return;

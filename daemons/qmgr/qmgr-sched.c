@@ -102,16 +102,23 @@ int qmgr_feedback_parse(const char *text, QmgrFeedback *ret) {
         return 0;
 }
 
+/* The value of "<transport><suffix>" (*ret_name: that name, for warnings), or of the default
+ * parameter when transport is NULL; NULL when unset (or out of memory). */
+static const char *setting(Conf *c, const char *transport, const char *suffix, const char *dflt_name,
+                           char **ret_name) {
+        if (!transport)
+                return conf_get(c, dflt_name);
+        if (asprintf(ret_name, "%s%s", transport, suffix) < 0) {
+                *ret_name = NULL;
+                return NULL;
+        }
+        return conf_get(c, *ret_name);
+}
+
 static size_t get_size(Conf *c, const char *transport, const char *suffix, const char *dflt_name,
                        size_t dflt, size_t min) {
         _cleanup_free_ char *name = NULL;
-        const char *v = NULL;
-        if (transport) {
-                if (asprintf(&name, "%s%s", transport, suffix) < 0)
-                        return dflt;
-                v = conf_get(c, name);
-        } else
-                v = conf_get(c, dflt_name);
+        const char *v = setting(c, transport, suffix, dflt_name, &name);
         if (!v)
                 return dflt;
         char *end;
@@ -128,13 +135,7 @@ static size_t get_size(Conf *c, const char *transport, const char *suffix, const
 static QmgrFeedback get_feedback(Conf *c, const char *transport, const char *suffix,
                                  const char *dflt_name, QmgrFeedback dflt) {
         _cleanup_free_ char *name = NULL;
-        const char *v;
-        if (transport) {
-                if (asprintf(&name, "%s%s", transport, suffix) < 0)
-                        return dflt;
-                v = conf_get(c, name);
-        } else
-                v = conf_get(c, dflt_name);
+        const char *v = setting(c, transport, suffix, dflt_name, &name);
         QmgrFeedback f;
         if (!v)
                 return dflt;
@@ -149,13 +150,7 @@ static QmgrFeedback get_feedback(Conf *c, const char *transport, const char *suf
 static usec_t get_time(Conf *c, const char *transport, const char *suffix, const char *dflt_name,
                        usec_t dflt) {
         _cleanup_free_ char *name = NULL;
-        const char *v;
-        if (transport) {
-                if (asprintf(&name, "%s%s", transport, suffix) < 0)
-                        return dflt;
-                v = conf_get(c, name);
-        } else
-                v = conf_get(c, dflt_name);
+        const char *v = setting(c, transport, suffix, dflt_name, &name);
         long long sec;
         if (!v)
                 return dflt;
@@ -680,20 +675,7 @@ size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m) {
         QmgrDest *d = q->sched.ring;
         for (size_t i = 0; d && i < n; i++) {
                 QmgrDest *next = d->next == d ? NULL : d->next;
-                QmgrJob **pp = &d->wait_head, *prev = NULL;
-                while (*pp) {
-                        QmgrJob *j = *pp;
-                        if (j->m != m) {
-                                prev = j;
-                                pp = &j->next;
-                                continue;
-                        }
-                        *pp = j->next;
-                        if (d->wait_tail == j)
-                                d->wait_tail = prev;
-                        qmgr_job_free(j);
-                        dropped++;
-                }
+                dropped += qmgr_jobs_drop_message(&d->wait_head, &d->wait_tail, m);
                 dest_settle(q, d, now);
                 d = q->sched.ring ? next : NULL;
         }

@@ -258,6 +258,8 @@ void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n
 usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts);
 /* Whether a message is past its queue lifetime (bounce_queue_lifetime for notifications). */
 bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t now);
+/* Frees the jobs of m in the wait queue head..tail; returns how many. */
+size_t qmgr_jobs_drop_message(QmgrJob **head, QmgrJob **tail, QmgrMessage *m);
 /* Drops the jobs of m that have not started yet (finalizing m when none is left). */
 void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m);
 /* Cancels and frees every job (shutdown). */
