@@ -17,6 +17,7 @@ def pytest_configure(config):
     if os.geteuid() != 0:
         pytest.exit("Postern's integration tests need root (delivery switches users).", returncode=4)
     postern_harness.isolate_test_homes()
+    postern_harness.isolate_network()
     # Every daemon resolves through a dnsmasq of this run (smtpd looks up client names):
     # fast, deterministic, and never the machine's resolver. Only this namespace sees it.
     global _dns

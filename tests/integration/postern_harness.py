@@ -59,6 +59,19 @@ def isolate_test_homes():
                     str(TEST_HOME_BASE)], check=True)
 
 
+def isolate_network():
+    """Gives this process (and everything it starts) a network namespace of its own with only a
+    loopback interface: the tests' traffic (all on 127.0.0.0/8 and ::1) can reach nothing else,
+    and ports bound by a test never clash with the machine's services or another test run.
+    Call it while the process is still single-threaded."""
+    import ctypes
+    CLONE_NEWNET = 0x40000000
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
 def ensure_test_users():
     """Creates the test users and their home directories (idempotent); returns their passwd
     entries."""

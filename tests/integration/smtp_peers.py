@@ -61,7 +61,33 @@ class Sink:
         self.proc.wait(timeout=5)
 
 
-class Scripted:
+class ThreadedListener:
+    """The accept loop the scripted servers share: a listening socket, one thread per
+    connection running self._session(conn), a connection count, stop()."""
+
+    def _listen(self, sock, backlog=100):
+        self.sock = sock
+        self.sock.listen(backlog)
+        self.connections = 0
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+
+
+class Scripted(ThreadedListener):
     """A line-based SMTP (or LMTP) server on TCP or a UNIX socket. `replies` maps a stage
     ("greeting", "EHLO", "HELO", "LHLO", "MAIL", "RCPT", "DATA", "DOT", "RSET") to the reply
     text; "RCPT" and "DOT" may be callables taking the recipient (or the list of accepted
@@ -78,22 +104,18 @@ class Scripted:
                         "QUIT": "221 2.0.0 Bye"}
         self.replies.update(replies or {})
         self.lmtp = lmtp
-        self.connections = 0
         self.commands = []          # every command line received, in order
         self.messages = []          # message bodies as received (dot-stuffed wire form)
         if unix_path:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.bind(str(unix_path))
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(str(unix_path))
             self.address = str(unix_path)
         else:
-            self.sock = socket.socket()
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind(("127.0.0.1", 0))
-            self.port = self.sock.getsockname()[1]
-        self.sock.listen(100)
-        self.stopped = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self._listen(sock)
 
     def _reply(self, conn, stage, arg=None):
         r = self.replies.get(stage)
@@ -104,15 +126,6 @@ class Scripted:
         for line in (r if isinstance(r, list) else [r]):
             conn.sendall(line.encode() + b"\r\n")
         return True
-
-    def _serve(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def _session(self, conn):
         f = conn.makefile("rb")
@@ -183,9 +196,6 @@ class Scripted:
         finally:
             conn.close()
 
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
 
 
 class Handler:

@@ -6,11 +6,12 @@ was on, the SNI the client sent, the commands and messages."""
 
 import socket
 import ssl
-import threading
 import time
 
+from smtp_peers import ThreadedListener
 
-class TlsSmtpServer:
+
+class TlsSmtpServer(ThreadedListener):
     def __init__(self, cert, key, starttls=True, wrapper=False, break_handshake=False,
                  inject=False, refuse=None, stall=False, name="tls-peer", host="127.0.0.1", port=0):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -20,31 +21,19 @@ class TlsSmtpServer:
         self.break_handshake, self.inject, self.name = break_handshake, inject, name
         self.refuse = refuse         # a reply to STARTTLS instead of 220
         self.stall = stall           # after the 220 to STARTTLS: silence (a handshake that hangs)
-        self.connections = 0
         self.tls_connections = 0
         self.resumed = []            # per TLS handshake: whether it resumed an earlier session
         self.sni = []                # server names seen in ClientHellos
         self.commands = []           # (tls?, command line)
         self.messages = []           # (tls?, message bytes)
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.port = self.sock.getsockname()[1]
-        self.sock.listen(50)
-        self.stopped = False
-        threading.Thread(target=self._serve, daemon=True).start()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        self.port = sock.getsockname()[1]
+        self._listen(sock, 50)
 
     def _sni(self, sslobj, server_name, ctx):
         self.sni.append(server_name)
-
-    def _serve(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def _wrap(self, conn):
         conn.settimeout(10)
@@ -123,6 +112,3 @@ class TlsSmtpServer:
             except OSError:
                 pass
 
-    def stop(self):
-        self.stopped = True
-        self.sock.close()
