@@ -322,26 +322,36 @@ fail:
         return r;
 }
 
+/* Runs statement id for queue_id up to its first row (*st is the caller's to reset): 0 on a
+ * row, -ENOENT ("no <what> <queue_id> in the queue") when there is none, <0 on an error. */
+static int step_queue_id(Queue *q, QueueStmtId id, const char *queue_id, const char *what,
+                         sqlite3_stmt **st) {
+        int r = queue_stmt(q, id, st);
+        if (r < 0)
+                return r;
+        queue_bind_text(*st, 1, queue_id);
+        int rc = sqlite3_step(*st);
+        if (rc == SQLITE_DONE)
+                return queue_errorf(q, -ENOENT, "no %s %s in the queue", what, queue_id);
+        if (rc != SQLITE_ROW)
+                return queue_error(q, rc);
+        return 0;
+}
+
 static int load_message_locked(Queue *q, const char *queue_id, QueueMessage *ret,
                                QueueRecipient **ret_rcpts, size_t *ret_n) {
         QueueMessage m = {};
         QueueRecipient *rcpts = NULL;
         size_t n = 0;
         int64_t id;
-        int rc, r;
+        int r;
 
         {
                 _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
 
-                r = queue_stmt(q, QUEUE_STMT_LOAD_MESSAGE, &st);
+                r = step_queue_id(q, QUEUE_STMT_LOAD_MESSAGE, queue_id, "message", &st);
                 if (r < 0)
                         return r;
-                queue_bind_text(st, 1, queue_id);
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_DONE)
-                        return queue_errorf(q, -ENOENT, "no message %s in the queue", queue_id);
-                if (rc != SQLITE_ROW)
-                        return queue_error(q, rc);
                 r = read_envelope(q, st, &m, &id);
                 if (r < 0)
                         return r;
@@ -386,20 +396,14 @@ int queue_load_content(Queue *q, const char *queue_id, char **ret, size_t *ret_l
         const void *data;
         size_t len;
         char *buf;
-        int rc, r;
+        int r;
 
         if (!q || !queue_id || !ret)
                 return -EINVAL;
 
-        r = queue_stmt(q, QUEUE_STMT_LOAD_CONTENT, &st);
+        r = step_queue_id(q, QUEUE_STMT_LOAD_CONTENT, queue_id, "content for", &st);
         if (r < 0)
                 return r;
-        queue_bind_text(st, 1, queue_id);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return queue_errorf(q, -ENOENT, "no content for %s in the queue", queue_id);
-        if (rc != SQLITE_ROW)
-                return queue_error(q, rc);
 
         data = sqlite3_column_blob(st, 0);
         len = (size_t) sqlite3_column_bytes(st, 0);
@@ -618,20 +622,14 @@ int queue_update_recipient(Queue *q, const QueueRecipient *rcpt) {
 /* Counts the message's recipients still pending or deferred; -ENOENT if the message is gone. */
 int queue_count_unfinished(Queue *q, const char *queue_id, size_t *ret) {
         _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
-        int rc, r;
+        int r;
 
         if (!q || !queue_id || !ret)
                 return -EINVAL;
 
-        r = queue_stmt(q, QUEUE_STMT_COUNT_UNFINISHED, &st);
+        r = step_queue_id(q, QUEUE_STMT_COUNT_UNFINISHED, queue_id, "message", &st);
         if (r < 0)
                 return r;
-        queue_bind_text(st, 1, queue_id);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return queue_errorf(q, -ENOENT, "no message %s in the queue", queue_id);
-        if (rc != SQLITE_ROW)
-                return queue_error(q, rc);
         *ret = (size_t) sqlite3_column_int64(st, 0);
         return 0;
 }

@@ -20,6 +20,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 
 SOURCE_DIR = pathlib.Path(os.environ.get("POSTERN_SOURCE_DIR",
@@ -443,6 +444,53 @@ def ipc_call(path, rec, timeout=30):
         s.connect(str(path))
         s.sendall(format_record(rec).encode())
         return read_record(s.makefile("rb")) or {}
+
+
+class FakeAgent:
+    """Plays a delivery agent on one of the harness's agent listeners ("local", "smtp"): each
+    request on a connection is recorded and answered with answer(request) -> a reply dict, or
+    None to hang up without answering. Requests wait for `hold` (a threading.Event) first when
+    hold_when(request) says so."""
+
+    def __init__(self, postern, listener, answer, hold=None, hold_when=None):
+        self.sock = postern.listeners[listener][0][1]
+        self.answer = answer
+        self.hold = hold
+        self.hold_when = hold_when or (lambda req: True)
+        self.requests = []
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.sock.settimeout(0.1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            f = conn.makefile("rb")
+            while (req := read_record(f)) is not None:
+                with self.lock:
+                    self.requests.append(req)
+                if self.hold is not None and self.hold_when(req):
+                    self.hold.wait()
+                reply = self.answer(req)
+                if reply is None:
+                    return
+                try:
+                    conn.sendall(format_record(reply).encode())
+                except OSError:
+                    return
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join(timeout=2)
 
 
 def clean_test_homes():

@@ -8,7 +8,6 @@ import json
 import os
 import pwd
 import random
-import socket
 import sqlite3
 import string
 import subprocess
@@ -18,69 +17,33 @@ import time
 
 import pytest
 
-from postern_harness import format_record, ipc_call, read_record, xtext_decode
+from postern_harness import FakeAgent, ipc_call, xtext_decode
 
 
-class FakeLocal:
+class FakeLocal(FakeAgent):
     """Accepts delivery requests on the harness's "local" listener and answers them with
     policy(rcpt) -> (action, dsn, diag), or None to hang up without an answer."""
 
     def __init__(self, postern, policy=None, hold=None, hold_when=None):
-        self.sock = postern.listeners["local"][0][1]
         self.policy = policy or (lambda rcpt: ("delivered", "2.0.0", "delivered to mailbox"))
-        self.hold = hold            # a threading.Event: requests wait for it before answering
-        self.hold_when = hold_when or (lambda req: True)
-        self.requests = []
-        self.lock = threading.Lock()
-        self.stopped = False
-        self.sock.settimeout(0.1)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(postern, "local", self._answer, hold, hold_when)
 
-    def _run(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        with conn:
-            f = conn.makefile("rb")
-            while True:
-                req = read_record(f)
-                if req is None:
-                    return
-                with self.lock:
-                    self.requests.append(req)
-                if self.hold is not None and self.hold_when(req):
-                    self.hold.wait()
-                count = int(req.get("count", 0))
-                reply = {"status": "ok", "count": count}
-                hang_up = False
-                for i in range(count):
-                    res = self.policy(req[f"rcpt.{i}"])
-                    if res is None:
-                        hang_up = True
-                        break
-                    action, dsn, diag = res
-                    reply.update({f"rcpt_id.{i}": req[f"rcpt_id.{i}"], f"action.{i}": action,
-                                  f"dsn.{i}": dsn, f"diag.{i}": diag})
-                if hang_up:
-                    return
-                try:
-                    conn.sendall(format_record(reply).encode())
-                except OSError:
-                    return
+    def _answer(self, req):
+        count = int(req.get("count", 0))
+        reply = {"status": "ok", "count": count}
+        for i in range(count):
+            res = self.policy(req[f"rcpt.{i}"])
+            if res is None:
+                return None
+            action, dsn, diag = res
+            reply.update({f"rcpt_id.{i}": req[f"rcpt_id.{i}"], f"action.{i}": action,
+                          f"dsn.{i}": dsn, f"diag.{i}": diag})
+        return reply
 
     def rcpts(self):
         with self.lock:
             return [r[f"rcpt.{i}"] for r in self.requests for i in range(int(r["count"]))]
 
-    def stop(self):
-        self.stopped = True
-        self.thread.join(timeout=2)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from postern_harness import format_record, read_record
+from postern_harness import FakeAgent
 from smtp_peers import Sink, free_port
 from test_qmgr_agent import control, inject, rcpt_rows, wakeup
 
@@ -151,35 +151,12 @@ def servers():
         s.stop()
 
 
-class FakeSmtp:
+class FakeSmtp(FakeAgent):
     """Plays postern-smtp on the harness's "smtp" listener: answers each delivery request with
     reply(request) -> a dict of reply attributes (status, count, action.N, ...)."""
 
     def __init__(self, postern, reply):
-        self.sock = postern.listeners["smtp"][0][1]
-        self.sock.settimeout(0.1)
-        self.reply = reply
-        self.requests = []
-        self.stopped = False
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        with conn:
-            f = conn.makefile("rb")
-            while (req := read_record(f)) is not None:
-                self.requests.append(req)
-                try:
-                    conn.sendall(format_record(self.reply(req)).encode())
-                except OSError:
-                    return
+        super().__init__(postern, "smtp", reply)
 
 
 def agent_reply(req, action, dsn, diag):
