@@ -234,13 +234,7 @@ static void delivery_release(SmtpSession *s, bool try_next) {
                 smtp_session_start(d);
                 return;
         }
-        d->provisional = false;
-        for (size_t i = 0; i < d->n_rcpts; i++)
-                if (!d->rcpts[i].done && d->rcpts[i].soft)
-                        d->rcpts[i].done = true;   /* the last server's 4xx is final */
-        if (open)
-                smtp_all_result(d, false, "4.3.0", "internal error: delivery ended without a result");
-        smtp_delivery_finish(d);
+        smtp_delivery_finish(d);   /* the last server's 4xx is final there */
 }
 
 /* The connection broke (timeout, lost, protocol error): defer what has no result, or retry a

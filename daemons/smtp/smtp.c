@@ -126,10 +126,12 @@ static void delivery_free(SmtpDelivery *d) {
         free(d);
 }
 
-/* A 4xx while d->provisional (another server follows) is kept as the recipient's soft result:
- * the next server is tried, and the last soft result is what the recipient gets if none takes it. */
-static void rcpt_vresult(SmtpRcpt *rc, bool provisional, const char *dsn, const char *fmt, va_list ap) _printf_(4, 0);
-static void rcpt_vresult(SmtpRcpt *rc, bool provisional, const char *dsn, const char *fmt, va_list ap) {
+/* Records a result for rc unless it has one, with the server it came from (results of one
+ * delivery may come from several). A 4xx while d->provisional (another server follows) is kept
+ * as the recipient's soft result: the next server is tried, and the last soft result is what
+ * the recipient gets if none takes it. */
+static void rcpt_vresult(SmtpDelivery *d, SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) _printf_(4, 0);
+static void rcpt_vresult(SmtpDelivery *d, SmtpRcpt *rc, const char *dsn, const char *fmt, va_list ap) {
         if (rc->done)
                 return;
         char *diag = NULL;
@@ -138,27 +140,18 @@ static void rcpt_vresult(SmtpRcpt *rc, bool provisional, const char *dsn, const 
         snprintf(rc->dsn, sizeof(rc->dsn), "%s", dsn);
         free(rc->diag);
         rc->diag = diag;
-        rc->soft = provisional && dsn[0] == '4';
+        rc->soft = d->provisional && dsn[0] == '4';
         rc->done = !rc->soft;
-}
-
-/* The server a recipient's result came from (results of one delivery may come from several). */
-static void rcpt_set_relay(SmtpDelivery *d, SmtpRcpt *rc) {
-        if (rc->done || rc->soft) {
-                free(rc->relay);
-                rc->relay = d->relay[0] ? strdup(d->relay) : NULL;
-        }
+        free(rc->relay);
+        rc->relay = d->relay[0] ? strdup(d->relay) : NULL;
 }
 
 /* Records a result for recipient i unless it has one. */
 void smtp_rcpt_result(SmtpDelivery *d, size_t i, const char *dsn, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        bool had = d->rcpts[i].done;
-        rcpt_vresult(&d->rcpts[i], d->provisional, dsn, fmt, ap);
+        rcpt_vresult(d, &d->rcpts[i], dsn, fmt, ap);
         va_end(ap);
-        if (!had)
-                rcpt_set_relay(d, &d->rcpts[i]);
 }
 
 /* Records a result for every recipient without one (accepted_only: only those accepted). */
@@ -168,11 +161,8 @@ void smtp_all_result(SmtpDelivery *d, bool accepted_only, const char *dsn, const
                         continue;
                 va_list ap;
                 va_start(ap, fmt);
-                bool had = d->rcpts[i].done;
-                rcpt_vresult(&d->rcpts[i], d->provisional, dsn, fmt, ap);
+                rcpt_vresult(d, &d->rcpts[i], dsn, fmt, ap);
                 va_end(ap);
-                if (!had)
-                        rcpt_set_relay(d, &d->rcpts[i]);
         }
 }
 
@@ -210,6 +200,7 @@ void smtp_delivery_finish(SmtpDelivery *d) {
         int r;
 
         d->session = NULL;
+        d->provisional = false;
         if ((r = ipc_record_add(&reply, "status", "ok")) < 0 ||
             (r = ipc_record_addf(&reply, "count", "%zu", d->n_rcpts)) < 0)
                 goto fail;
@@ -218,7 +209,6 @@ void smtp_delivery_finish(SmtpDelivery *d) {
                 char id[32];
                 if (!rc->done && rc->soft)
                         rc->done = true;   /* a soft result no other server replaced */
-                d->provisional = false;
                 if (!rc->done)
                         smtp_rcpt_result(d, i, "4.3.0", "internal error: no result");
                 log_rcpt(d, rc, end);

@@ -9,7 +9,6 @@ import contextlib
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,21 +18,12 @@ SOURCE_DIR = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "integration"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from smtp_peers import free_port  # noqa: E402  (one port picker for tests and benches)
+import smtp_peers  # noqa: E402
 
 
 def wait_port(port, timeout=10, host="127.0.0.1"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
+    smtp_peers.wait_port(host, port, timeout)
 
 
 def rss_kib(pid):
