@@ -15,10 +15,9 @@
 #include <sys/un.h>
 #include <time.h>
 
-#include "ipc.h"
+#include "ipc-internal.h"
 
 #define IPC_DEFAULT_TIMEOUT_USEC (30ULL * USEC_PER_SEC)
-#define IPC_CONNECT_RETRY_USEC (10ULL * USEC_PER_MSEC)
 
 static int ipc_sockaddr(const char *path, struct sockaddr_un *sa, socklen_t *ret_len) {
         size_t l;
@@ -32,9 +31,8 @@ static int ipc_sockaddr(const char *path, struct sockaddr_un *sa, socklen_t *ret
         return 0;
 }
 
-/* Starts a non-blocking connect. Returns the fd, or -EAGAIN when the listener's backlog is
- * full (retry later), or another negative errno. */
-static int ipc_connect_nonblock(const char *path) {
+/* Starts a non-blocking connect (see ipc-internal.h). */
+int ipc_connect_nonblock(const char *path) {
         struct sockaddr_un sa;
         socklen_t salen;
         int r = ipc_sockaddr(path, &sa, &salen);
@@ -218,19 +216,6 @@ int ipc_send_oneway(const char *path, const IpcRecord *req) {
 
 /* --- asynchronous client --- */
 
-struct IpcCall {
-        sd_event *event;
-        char *path;
-        int fd;
-        sd_event_source *io, *timer, *retry;
-        StrBuf out;
-        IpcParser parser;
-        IpcReplyHandler handler;
-        void *userdata;
-        usec_t deadline;     /* 0 = none */
-        bool dispatching, cancelled;
-};
-
 static void ipc_call_free(IpcCall *c) {
         if (!c)
                 return;
@@ -401,5 +386,8 @@ fail:
 void ipc_call_cancel(IpcCall *c) {
         if (!c || c->dispatching)
                 return;
-        ipc_call_free(c);
+        if (c->mux)
+                ipc_mux_call_cancel(c);
+        else
+                ipc_call_free(c);
 }

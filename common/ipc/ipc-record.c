@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ipc.h"
+#include "ipc-internal.h"
 #include "../mail/xtext.h"
 
 static bool ipc_name_valid(const char *name, size_t len) {
@@ -174,6 +174,22 @@ int ipc_record_format(const IpcRecord *r, StrBuf *out) {
                 return ret;
         }
         return 0;
+}
+
+/* The wire form of r with "id=<id>" added last (a shallow copy of the attribute list). */
+int ipc_record_format_tagged(const IpcRecord *r, const char *id, StrBuf *out) {
+        if (r->n >= IPC_RECORD_ATTRS_MAX)
+                return -EMSGSIZE;
+        IpcAttr *a = malloc((r->n + 1) * sizeof(IpcAttr));
+        if (!a)
+                return -ENOMEM;
+        if (r->n > 0)
+                memcpy(a, r->attrs, r->n * sizeof(IpcAttr));
+        a[r->n] = (IpcAttr) { (char *) "id", (char *) id };
+        IpcRecord tagged = { a, r->n + 1, r->n + 1 };
+        int ret = ipc_record_format(&tagged, out);
+        free(a);
+        return ret;
 }
 
 /* Frees the parser's buffers; it may be reused afterwards. */

@@ -8,6 +8,13 @@
  * Input is peeked and consumed exactly up to the end of each record, so no per-connection
  * input buffer beyond the parser's (bounded by IPC_RECORD_MAX) is needed.
  *
+ * A server set up with ipc_server_set_multiplex() also takes pipelined requests tagged "id=" (from
+ * an IpcMux): each gets its own IpcConn, a lightweight child holding a reference to the
+ * connection, whose reply is tagged with the same id and queued on the connection in whatever
+ * order replies come. Reading goes on while fewer than max_outstanding tagged requests are
+ * unanswered and less than IPC_RECORD_MAX of replies wait to be written. An untagged request on
+ * such a connection is handled one at a time as above.
+ *
  * Per-connection failures (EOF, ECONNRESET, EPIPE, a malformed or oversized record, a handler
  * returning <0, idle timeout) close that connection and never surface as an error from an
  * sd-event callback, which would disable the source. */
@@ -19,7 +26,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "ipc.h"
+#include "ipc-internal.h"
 
 #define IPC_ACCEPT_BURST 64
 #define IPC_RECORDS_PER_WAKEUP 16
@@ -38,6 +45,11 @@ struct IpcConn {
         bool closed;
         usec_t last_activity;
         IpcConn *prev, *next;
+        size_t max_outstanding;     /* >0: tagged requests are taken concurrently */
+        size_t n_outstanding;       /* tagged requests not answered yet */
+        /* a tagged request (child): replies go to parent, tagged with id; no fd of its own */
+        IpcConn *parent;
+        char *id;
 };
 
 struct IpcServer {
@@ -48,13 +60,25 @@ struct IpcServer {
         IpcCloseHandler close_handler;
         void *userdata;
         usec_t idle_timeout;
+        size_t max_outstanding;
         IpcConn *conns;
         size_t n_conns;
 };
 
 static void ipc_conn_close(IpcConn *c);
+static void ipc_conn_update_events(IpcConn *c);
 
 static void ipc_conn_free(IpcConn *c) {
+        if (c->parent) {
+                if (c->busy) {   /* never answered: the slot is free again */
+                        c->parent->n_outstanding--;
+                        ipc_conn_update_events(c->parent);
+                }
+                ipc_conn_unref(c->parent);
+                free(c->id);
+                free(c);
+                return;
+        }
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->timer);
         safe_close(c->fd);
@@ -84,7 +108,7 @@ IpcConn *ipc_conn_unref(IpcConn *c) {
 /* Closes the socket and detaches from the server; the server's reference is dropped by the
  * caller (ipc_conn_drop). Holders of other references see -ECONNRESET on reply. */
 static void ipc_conn_close(IpcConn *c) {
-        if (c->closed)
+        if (c->closed || c->parent)
                 return;
         c->closed = true;
         c->io = sd_event_source_disable_unref(c->io);
@@ -116,11 +140,21 @@ static void ipc_conn_drop(IpcConn *c) {
         ipc_conn_unref(c);
 }
 
+/* Whether the next request may be read: untagged requests are read only when the previous reply
+ * is out (one reply buffered at most); a multiplexed connection reads on while it has free slots
+ * and its peer keeps reading replies. */
+static bool ipc_conn_can_read(const IpcConn *c) {
+        if (c->closed || c->busy)
+                return false;
+        if (c->max_outstanding == 0)
+                return c->out.len == 0;
+        return c->n_outstanding < c->max_outstanding && c->out.len < IPC_RECORD_MAX;
+}
+
 static void ipc_conn_update_events(IpcConn *c) {
         if (c->closed)
                 return;
-        /* read the next request only when the previous reply is out: one reply buffered at most */
-        uint32_t ev = c->out.len > 0 ? EPOLLOUT : c->busy ? 0 : EPOLLIN;
+        uint32_t ev = (c->out.len > 0 ? EPOLLOUT : 0) | (ipc_conn_can_read(c) ? EPOLLIN : 0);
         if (sd_event_source_set_io_events(c->io, ev) < 0)
                 ipc_conn_drop(c);
 }
@@ -153,12 +187,34 @@ static int ipc_conn_flush(IpcConn *c) {
         return c->closed ? -ECONNRESET : 0;
 }
 
+/* Hands a tagged request to the handler as a child connection of c (the caller holds a
+ * reference on c). */
+static void ipc_conn_dispatch_tagged(IpcConn *c, const char *id, const IpcRecord *req) {
+        IpcServer *s = c->server;
+        IpcConn *rq = calloc(1, sizeof *rq);
+        if (!rq || !(rq->id = strdup(id))) {
+                free(rq);
+                ipc_conn_drop(c);
+                return;
+        }
+        rq->n_ref = 1;
+        rq->fd = -1;
+        rq->busy = true;
+        rq->parent = ipc_conn_ref(c);
+        c->n_outstanding++;
+        int r = s->handler ? s->handler(rq, req, s->userdata) : -EOPNOTSUPP;
+        if (r < 0)
+                ipc_conn_drop(c);
+        else if (rq->busy && !c->closed && rq->n_ref <= 1)
+                (void) ipc_conn_reply_error(rq, "request not answered");
+        ipc_conn_unref(rq);
+}
+
 /* Reads and dispatches requests. */
 static void ipc_conn_read(IpcConn *c) {
         IpcServer *s = c->server;
 
-        for (int rounds = 0; rounds < IPC_RECORDS_PER_WAKEUP && !c->closed && !c->busy && c->out.len == 0;
-             rounds++) {
+        for (int rounds = 0; rounds < IPC_RECORDS_PER_WAKEUP && ipc_conn_can_read(c); rounds++) {
                 char buf[16384];
                 ssize_t k = recv(c->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
                 if (k < 0) {
@@ -191,6 +247,17 @@ static void ipc_conn_read(IpcConn *c) {
                 if (r == 0)
                         continue;
 
+                const char *id = c->max_outstanding > 0 ? ipc_record_get(&req, "id") : NULL;
+                if (id) {
+                        ipc_conn_ref(c);
+                        ipc_conn_dispatch_tagged(c, id, &req);
+                        bool gone = c->closed;
+                        ipc_conn_unref(c);
+                        if (gone)
+                                return;
+                        ipc_conn_update_events(c);
+                        continue;
+                }
                 c->busy = true;
                 ipc_conn_update_events(c);
                 if (c->closed)
@@ -217,7 +284,7 @@ static int ipc_conn_io(sd_event_source *src, int fd, uint32_t revents, void *use
         if (revents & EPOLLOUT)
                 (void) ipc_conn_flush(c);
         if (!c->closed && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-                if (!c->busy && c->out.len == 0)
+                if (ipc_conn_can_read(c))
                         ipc_conn_read(c);
                 else if (revents & (EPOLLHUP | EPOLLERR))
                         ipc_conn_drop(c);   /* peer gone while its request is outstanding */
@@ -232,12 +299,13 @@ static int ipc_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 
         if (!s || s->idle_timeout == 0)
                 return 0;
-        if (!c->busy && c->out.len == 0 && usec >= c->last_activity + s->idle_timeout) {
+        bool idle = !c->busy && c->n_outstanding == 0 && c->out.len == 0;
+        if (idle && usec >= c->last_activity + s->idle_timeout) {
                 ipc_conn_drop(c);
                 return 0;
         }
         usec_t next = MAX(c->last_activity, usec) + s->idle_timeout;
-        if (c->busy || c->out.len > 0)
+        if (!idle)
                 next = usec + s->idle_timeout;
         (void) sd_event_source_set_time(src, next);
         (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
@@ -253,7 +321,9 @@ static int ipc_conn_new(IpcServer *s, int fd) {
         c->n_ref = 1;
         c->fd = fd;
         c->server = s;
-        c->out.limit = IPC_RECORD_MAX + 1;
+        c->max_outstanding = s->max_outstanding;
+        /* a multiplexed connection may queue a reply per outstanding request */
+        c->out.limit = c->max_outstanding > 0 ? 0 : IPC_RECORD_MAX + 1;
         socklen_t l = sizeof c->cred;
         c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &l) >= 0;
         c->next = s->conns;
@@ -376,10 +446,36 @@ int ipc_server_set_idle_timeout(IpcServer *s, usec_t usec) {
         return 0;
 }
 
+/* Lets connections accepted from now on carry up to max_outstanding tagged requests at once. */
+int ipc_server_set_multiplex(IpcServer *s, size_t max_outstanding) {
+        if (!s)
+                return -EINVAL;
+        s->max_outstanding = max_outstanding;
+        return 0;
+}
+
+/* A tagged request's reply: tagged with its id and queued on the connection. */
+static int ipc_conn_reply_tagged(IpcConn *rq, const IpcRecord *reply) {
+        IpcConn *c = rq->parent;
+        if (c->closed)
+                return -ECONNRESET;
+        if (!rq->busy)
+                return -EBADE;
+        int r = ipc_record_format_tagged(reply, rq->id, &c->out);
+        if (r < 0)
+                return r;
+        rq->busy = false;
+        c->n_outstanding--;
+        ipc_conn_touch(c);
+        return ipc_conn_flush(c);
+}
+
 /* Queues a reply to the outstanding request and writes what the socket takes. */
 int ipc_conn_reply(IpcConn *c, const IpcRecord *reply) {
         if (!c || !reply)
                 return -EINVAL;
+        if (c->parent)
+                return ipc_conn_reply_tagged(c, reply);
         if (c->closed)
                 return -ECONNRESET;
         if (!c->busy)
@@ -407,6 +503,8 @@ int ipc_conn_reply_error(IpcConn *c, const char *reason) {
 int ipc_conn_peer_uid(const IpcConn *c, uid_t *ret) {
         if (!c || !ret)
                 return -EINVAL;
+        if (c->parent)
+                c = c->parent;
         if (!c->have_cred)
                 return -ENODATA;
         *ret = c->cred.uid;

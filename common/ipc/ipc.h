@@ -9,7 +9,8 @@
  * Three layers:
  *   IpcRecord + ipc_record_format()/IpcParser — the codec, no I/O;
  *   ipc_call() — a blocking request/reply for tools (posternctl, sendmail, tests);
- *   IpcServer / ipc_client_call_async() — non-blocking use inside an sd-event loop.
+ *   IpcServer / ipc_client_call_async() — non-blocking use inside an sd-event loop;
+ *   IpcMux — many concurrent calls over one connection, for a server that multiplexes.
  *
  * Details every role relies on:
  *   - names are 1..IPC_ATTR_NAME_MAX bytes of [A-Za-z0-9_.-]; ipc_record_add() refuses others
@@ -19,7 +20,9 @@
  *   - EOF before a complete record is -ECONNRESET for the blocking calls and the async client.
  *   - the server answers a malformed or oversized record with status=error and closes; it reads
  *     the next request of a connection only after the previous reply was written out, so a
- *     connection holds at most one parsed request and one reply.
+ *     connection holds at most one parsed request and one reply — unless the server multiplexes
+ *     (ipc_server_set_multiplex) and the request carries "id=": then requests are read on while
+ *     others are outstanding, and each reply carries the request's "id=", in any order.
  *   - the IpcRecord a handler gets is borrowed for the duration of the call; a handler that
  *     replies later copies what it needs and keeps the IpcConn with ipc_conn_ref(). */
 #pragma once
@@ -91,6 +94,11 @@ void ipc_server_set_close_handler(IpcServer *s, IpcCloseHandler fn);
  * The default is IPC_IDLE_TIMEOUT_USEC. */
 int ipc_server_set_idle_timeout(IpcServer *s, usec_t usec);
 #define IPC_IDLE_TIMEOUT_USEC (300ULL * 1000000ULL)
+/* Lets each connection accepted from now on carry up to max_outstanding concurrent requests
+ * tagged "id=" (see IpcMux); 0 = one request at a time (the default). The handler gets a
+ * separate IpcConn for each tagged request, used exactly like a connection: reply, ref/unref,
+ * peer uid; its reply is tagged with the request's id. */
+int ipc_server_set_multiplex(IpcServer *s, size_t max_outstanding);
 /* Sends a reply (formats and queues it, writes as the socket allows). */
 int ipc_conn_reply(IpcConn *c, const IpcRecord *reply);
 /* Convenience: reply status=error reason=<text>. */
@@ -113,6 +121,30 @@ typedef struct IpcCall IpcCall;
 int ipc_client_call_async(sd_event *e, const char *path, const IpcRecord *req, usec_t timeout_usec,
                           IpcReplyHandler handler, void *userdata, IpcCall **ret);
 void ipc_call_cancel(IpcCall *c);
+
+/* --- multiplexed client inside sd-event --- */
+/* One connection to path carrying any number of concurrent calls: each request is tagged
+ * "id=<n>" and matched with the reply that carries the same id, in whatever order replies come.
+ * The server must multiplex (ipc_server_set_multiplex); a reply without a known "id=" format is
+ * a protocol error. Calls follow ipc_client_call_async()'s contract: the handler runs once with
+ * the reply or an error, ipc_call_cancel() drops a call silently, a negative return means the
+ * handler never runs. When the connection fails, every call sent on it fails with the error
+ * (-ECONNRESET for EOF, -EPROTO for a reply that does not belong); the next call opens a new
+ * connection. The connection opens on the first call and closes after IPC_MUX_IDLE_USEC without
+ * calls, well inside the server's IPC_IDLE_TIMEOUT_USEC. */
+typedef struct IpcMux IpcMux;
+#define IPC_MUX_IDLE_USEC (60ULL * 1000000ULL)
+int ipc_mux_new(sd_event *e, const char *path, IpcMux **ret);
+/* Closes the connection; pending calls are dropped without their handlers, so a caller that
+ * keeps IpcCall pointers cancels or forgets them first. Not from inside a call's handler. */
+IpcMux *ipc_mux_free(IpcMux *m);
+const char *ipc_mux_path(const IpcMux *m);
+/* Calls waiting for their reply. */
+size_t ipc_mux_pending(const IpcMux *m);
+/* Whether the connection is open (for tests and statistics). */
+bool ipc_mux_connected(const IpcMux *m);
+int ipc_mux_call_async(IpcMux *m, const IpcRecord *req, usec_t timeout_usec, IpcReplyHandler handler,
+                       void *userdata, IpcCall **ret);
 
 /* Sends a one-way wake-up datagram-free record ("request=wakeup") without waiting for a reply;
  * failures are returned but callers may ignore them (lost wake-ups only delay mail). Non-blocking. */

@@ -634,7 +634,27 @@ static int job_request(Qmgr *q, QmgrJob *j, IpcRecord *req) {
         return 0;
 }
 
-/* Sends j to its agent and puts it in flight; on failure defers and frees j (returns <0). */
+/* The multiplexed connection to the remote agent at path (postern-smtp holds thousands of
+ * deliveries: one descriptor for all of them instead of one per request). */
+static int agent_mux(Qmgr *q, const char *path, IpcMux **ret) {
+        for (size_t i = 0; i < q->n_agents; i++)
+                if (streq(ipc_mux_path(q->agents[i]), path)) {
+                        *ret = q->agents[i];
+                        return 0;
+                }
+        IpcMux **a = realloc(q->agents, (q->n_agents + 1) * sizeof(IpcMux *));
+        if (!a)
+                return -ENOMEM;
+        q->agents = a;
+        int r = ipc_mux_new(q->event, path, &a[q->n_agents]);
+        if (r < 0)
+                return r;
+        *ret = a[q->n_agents++];
+        return 0;
+}
+
+/* Sends j to its agent and puts it in flight; on failure defers and frees j (returns <0).
+ * postern-local gets a connection per request; remote agents share one per socket. */
 int qmgr_job_start(Qmgr *q, QmgrJob *j) {
         _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
         _cleanup_free_ char *path = NULL;
@@ -646,10 +666,12 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
                 path = NULL;
                 r = -ENOMEM;
         }
-        if (r >= 0)
-                r = ipc_client_call_async(q->event, local ? q->s.local_socket : path, &req,
-                                          local ? QMGR_LOCAL_TIMEOUT_USEC : QMGR_REMOTE_TIMEOUT_USEC,
+        IpcMux *mux = NULL;
+        if (r >= 0 && local)
+                r = ipc_client_call_async(q->event, q->s.local_socket, &req, QMGR_LOCAL_TIMEOUT_USEC,
                                           on_reply, j, &j->call);
+        else if (r >= 0 && (r = agent_mux(q, path, &mux)) >= 0)
+                r = ipc_mux_call_async(mux, &req, QMGR_REMOTE_TIMEOUT_USEC, on_reply, j, &j->call);
         if (r < 0) {
                 char diag[512];
                 snprintf(diag, sizeof(diag), "delivery agent unavailable: cannot connect to "
@@ -873,6 +895,11 @@ void qmgr_jobs_free(Qmgr *q) {
                 qmgr_job_free(j);
         }
         q->n_in_flight = 0;
+        for (size_t i = 0; i < q->n_agents; i++)
+                ipc_mux_free(q->agents[i]);
+        free(q->agents);
+        q->agents = NULL;
+        q->n_agents = 0;
         while (q->wait_head) {
                 QmgrJob *j = q->wait_head;
                 q->wait_head = j->next;

@@ -190,6 +190,8 @@ struct Qmgr {
         QmgrJob *wait_head, *wait_tail; /* jobs waiting for a connection slot */
         QmgrJob *in_flight;
         size_t n_in_flight;
+        IpcMux **agents;               /* one multiplexed connection per remote agent socket */
+        size_t n_agents;
         void *busy;                    /* tsearch tree: recipient address -> requests in flight */
 
         QmgrSched sched;               /* remote destinations (qmgr-sched.c) */

@@ -437,6 +437,9 @@ static int run(void) {
                 if (fd < 0)
                         continue;
                 r = ipc_server_new(smtp.event, fd, on_request, &listeners[i], &listeners[i].server);
+                /* qmgr multiplexes its deliveries over one connection (IpcMux) */
+                if (r >= 0)
+                        r = ipc_server_set_multiplex(listeners[i].server, SMTP_MAX_OUTSTANDING);
                 if (r < 0) {
                         log_error_errno(r, "Cannot serve the %s socket: %m", name);
                         settings_done(&smtp.s);

@@ -30,6 +30,9 @@
 #define SMTP_REPLY_TEXT_MAX 4096
 #define SMTP_LINE_MAX 8192
 #define SMTP_MAX_RCPT 10000
+/* Deliveries one qmgr connection may have outstanding (qmgr's smtp_process_limit is the real
+ * bound; this only caps what a misbehaving peer can make us hold). */
+#define SMTP_MAX_OUTSTANDING 65536
 
 typedef struct SmtpSettings {
         char *queue_directory;

@@ -448,9 +448,10 @@ def ipc_call(path, rec, timeout=30):
 
 class FakeAgent:
     """Plays a delivery agent on one of the harness's agent listeners ("local", "smtp"): each
-    request on a connection is recorded and answered with answer(request) -> a reply dict, or
-    None to hang up without answering. Requests wait for `hold` (a threading.Event) first when
-    hold_when(request) says so."""
+    request is recorded and answered with answer(request) -> a reply dict, or None to hang up
+    without answering. Requests wait for `hold` (a threading.Event) first when hold_when(request)
+    says so. Like postern-smtp, it multiplexes: a request tagged "id=" is answered in its own
+    thread, while later ones are read, and the reply carries the same id (DESIGN.md §3)."""
 
     def __init__(self, postern, listener, answer, hold=None, hold_when=None):
         self.sock = postern.listeners[listener][0][1]
@@ -458,6 +459,7 @@ class FakeAgent:
         self.hold = hold
         self.hold_when = hold_when or (lambda req: True)
         self.requests = []
+        self.connections = 0    # accepted so far
         self.lock = threading.Lock()
         self.stopped = False
         self.sock.settimeout(0.1)
@@ -470,23 +472,46 @@ class FakeAgent:
                 conn, _ = self.sock.accept()
             except (socket.timeout, OSError):
                 continue
+            with self.lock:
+                self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    def _handle(self, conn, req, send_lock):
+        """Answers one request; False when the connection was hung up."""
+        if self.hold is not None and self.hold_when(req):
+            self.hold.wait()
+        reply = self.answer(req)
+        if reply is None:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return False
+        if "id" in req:
+            reply = {**reply, "id": req["id"]}
+        try:
+            with send_lock:
+                conn.sendall(format_record(reply).encode())
+        except OSError:
+            return False
+        return True
+
     def _serve(self, conn):
+        send_lock = threading.Lock()
         with conn:
             f = conn.makefile("rb")
+            workers = []
             while (req := read_record(f)) is not None:
                 with self.lock:
                     self.requests.append(req)
-                if self.hold is not None and self.hold_when(req):
-                    self.hold.wait()
-                reply = self.answer(req)
-                if reply is None:
+                if "id" in req:
+                    t = threading.Thread(target=self._handle, args=(conn, req, send_lock), daemon=True)
+                    t.start()
+                    workers.append(t)
+                elif not self._handle(conn, req, send_lock):
                     return
-                try:
-                    conn.sendall(format_record(reply).encode())
-                except OSError:
-                    return
+            for t in workers:
+                t.join()
 
     def stop(self):
         self.stopped = True

@@ -3,7 +3,8 @@ per-destination concurrency limit, the recipient limit (Postfix's smtp-sink coun
 transactions), dead destinations (nothing listening, 421 greeting) suspended without further
 connections while other destinations keep receiving, revival by a probe, fairness towards a fast
 destination while a slow one is saturated, the per-transport process limit, and
-qmgr_message_active_limit with a queue twenty times larger."""
+qmgr_message_active_limit with a queue twenty times larger; all remote deliveries in flight share
+one multiplexed connection to the agent, and an agent that hangs up defers exactly them."""
 
 import socket
 import threading
@@ -155,8 +156,8 @@ class FakeSmtp(FakeAgent):
     """Plays postern-smtp on the harness's "smtp" listener: answers each delivery request with
     reply(request) -> a dict of reply attributes (status, count, action.N, ...)."""
 
-    def __init__(self, postern, reply):
-        super().__init__(postern, "smtp", reply)
+    def __init__(self, postern, reply, hold=None):
+        super().__init__(postern, "smtp", reply, hold)
 
 
 def agent_reply(req, action, dsn, diag):
@@ -392,3 +393,60 @@ def test_active_limit_holds_with_a_large_queue(postern, servers):
     assert s.stats.max >= 5
     postern.wait_queue_empty(timeout=20)
     assert queue_size(postern) == 0
+
+
+def test_deliveries_in_flight_share_one_agent_connection(postern):
+    """qmgr multiplexes its remote delivery requests over one connection: postern-smtp spends a
+    descriptor per outbound session, not two."""
+    hold = threading.Event()
+    agent = FakeSmtp(postern, lambda req: agent_reply(req, "delivered", "2.0.0", "250 ok"), hold=hold)
+    try:
+        start(postern, {f"d{i}.test": f"[127.0.0.1]:{2500 + i}" for i in range(12)}, daemons=("qmgr",))
+        ids = inject_many(postern, [[f"u@d{i}.test"] for i in range(12)])
+        postern.wait_for(lambda: len(agent.requests) == 12, timeout=10, what="12 requests in flight")
+        assert agent.connections == 1
+        assert sorted(r["id"] for r in agent.requests) == sorted({r["id"] for r in agent.requests})
+    finally:
+        hold.set()
+    for qid in ids:
+        postern.wait_log("qmgr", rf"{qid}: removed")
+    assert agent.connections == 1
+
+
+def test_agent_hangup_defers_the_deliveries_on_its_connection(postern):
+    """When the agent's connection breaks, every delivery in flight on it is deferred with the
+    reason, nothing is lost, and the next queue run reconnects and delivers."""
+    all_in, release = threading.Event(), threading.Event()
+    hang_up = [True]
+
+    def answer(req):
+        if not hang_up[0]:
+            return agent_reply(req, "delivered", "2.0.0", "250 ok")
+        if req["nexthop"] == "[127.0.0.1]:2600":
+            all_in.wait(10)
+            return None             # hangs up the connection the five requests share
+        release.wait(10)            # the others are still being worked on
+        return agent_reply(req, "delivered", "2.0.0", "250 ok")
+
+    agent = FakeSmtp(postern, answer)
+    try:
+        start(postern, {f"h{i}.test": f"[127.0.0.1]:{2600 + i}" for i in range(5)}, daemons=("qmgr",),
+              minimal_backoff_time="100s", maximal_backoff_time="200s")
+        ids = inject_many(postern, [[f"u@h{i}.test"] for i in range(5)])
+        postern.wait_for(lambda: len(agent.requests) == 5, timeout=10, what="5 requests in flight")
+        all_in.set()
+        for qid in ids:
+            postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, timeout=10, what=f"{qid} deferred")
+        diags = {rcpt_rows(postern, q)[0][5] for q in ids}
+        assert diags == {"delivery agent unavailable: postern-smtp: Connection reset by peer"}
+        assert agent.connections == 1
+    finally:
+        release.set()
+
+    hang_up[0] = False
+    for qid in ids:
+        assert control(postern, "requeue", qid)["status"] == "ok"
+    for qid in ids:
+        postern.wait_log("qmgr", rf"{qid}: removed")
+    assert agent.connections == 2
+    assert postern.daemons["qmgr"].proc.poll() is None

@@ -2,19 +2,28 @@
 service asks; Postfix's verify(8) → smtp(8)): MAIL and RCPT against the real next hop, nothing
 delivered; smtp_address_verify_target = rcpt (the default: RCPT decides) or data (DATA decides,
 for servers that reject recipients only then; the connection is dropped in DATA mode, so no
-message is ever sent). Peers: aiosmtpd and the scripted line server."""
+message is ever sent). Peers: aiosmtpd and the scripted line server. Also the agent's side of
+multiplexing: tagged requests on one connection answered as each finishes."""
+
+import socket
+import time
 
 import pytest
 
-from postern_harness import ipc_call
+from postern_harness import format_record, ipc_call, read_record
 from smtp_peers import Scripted
 
 
-def probe(postern, port, rcpts, sender="probe@postern.test"):
+def probe_record(port, rcpts, sender="probe@postern.test"):
     rec = [("request", "verify"), ("sender", sender), ("nexthop", f"[127.0.0.1]:{port}"),
            ("count", str(len(rcpts)))]
     for i, r in enumerate(rcpts):
         rec += [(f"rcpt.{i}", r), (f"rcpt_id.{i}", str(i + 1))]
+    return rec
+
+
+def probe(postern, port, rcpts, sender="probe@postern.test"):
+    rec = probe_record(port, rcpts, sender)
     reply = ipc_call(postern.socket_dir / "smtp", rec)
     assert reply.get("status") == "ok", reply
     return [(reply[f"action.{i}"], reply[f"dsn.{i}"], reply[f"diag.{i}"]) for i in range(len(rcpts))]
@@ -77,3 +86,28 @@ def test_bad_verify_target_is_refused(postern):
     postern.configure(smtp_address_verify_target="header")
     with pytest.raises(RuntimeError, match=r"smtp_address_verify_target = header: expected rcpt or data"):
         postern.start("smtp")
+
+
+def test_tagged_requests_on_one_connection_are_answered_as_they_finish(postern, aiosmtpd_server):
+    """What qmgr does (common/ipc/ipc-mux.c): several requests tagged id= on one connection; the
+    agent works on them at once and each reply carries its request's id, the fast one first."""
+    _, slow = aiosmtpd_server(rcpt=lambda a: time.sleep(1.5))
+    _, fast = aiosmtpd_server()
+    postern.start("smtp")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect(str(postern.socket_dir / "smtp"))
+        s.sendall(format_record(probe_record(slow, ["a@slow.example"]) + [("id", "slow-1")]).encode() +
+                  format_record(probe_record(fast, ["b@fast.example"]) + [("id", "fast-2")]).encode())
+        f = s.makefile("rb")
+        t0 = time.monotonic()
+        first = read_record(f)
+        took = time.monotonic() - t0
+        second = read_record(f)
+        assert (first["id"], first["action.0"]) == ("fast-2", "deliverable")
+        assert took < 1.2   # not behind the slow one
+        assert (second["id"], second["action.0"]) == ("slow-1", "deliverable")
+        # an untagged request on the same connection is answered untagged
+        s.sendall(format_record(probe_record(fast, ["c@fast.example"])).encode())
+        third = read_record(f)
+        assert third["status"] == "ok" and "id" not in third
