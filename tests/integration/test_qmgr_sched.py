@@ -450,3 +450,29 @@ def test_agent_hangup_defers_the_deliveries_on_its_connection(postern):
         postern.wait_log("qmgr", rf"{qid}: removed")
     assert agent.connections == 2
     assert postern.daemons["qmgr"].proc.poll() is None
+
+
+def test_kill9_of_postern_smtp_defers_what_was_in_flight_and_loses_nothing(postern, servers):
+    """postern-smtp killed with ten deliveries waiting for the server's end-of-data reply: qmgr
+    sees the shared connection break, defers all ten with the reason, and after the agent is
+    back and the queue is run again every message goes out."""
+    s = servers(delay=20)   # holds the reply to each message's final "."
+    start(postern, {"held.test": f"[127.0.0.1]:{s.port}"}, initial_destination_concurrency="10",
+          minimal_backoff_time="100s", maximal_backoff_time="200s")
+    ids = inject_many(postern, [[f"k{i}@held.test"] for i in range(10)])
+    postern.wait_for(lambda: s.stats.current == 10, timeout=15, what="10 transactions in progress")
+    postern.kill("smtp")
+    for qid in ids:
+        postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, timeout=10, what=f"{qid} deferred")
+    assert {rcpt_rows(postern, q)[0][5] for q in ids} == {
+        "delivery agent unavailable: postern-smtp: Connection reset by peer"}
+    assert s.stats.done == 0
+
+    s.delay = 0
+    postern.restart("smtp")
+    for qid in ids:
+        assert control(postern, "requeue", qid)["status"] == "ok"
+    for qid in ids:
+        postern.wait_log("qmgr", rf"{qid}: removed", timeout=20)
+    assert s.stats.done >= 10
+    assert postern.daemons["qmgr"].proc.poll() is None
