@@ -361,7 +361,7 @@ int ipc_client_call_async(sd_event *e, const char *path, const IpcRecord *req, u
                 r = sd_event_now(e, CLOCK_MONOTONIC, &n);
                 if (r >= 0)
                         r = sd_event_add_time(e, &c->retry, CLOCK_MONOTONIC, n + IPC_CONNECT_RETRY_USEC,
-                                              0, ipc_call_retry, c);
+                                              USEC_PER_MSEC, ipc_call_retry, c);
                 if (r < 0)
                         goto fail;
         } else if (fd < 0) {

@@ -16,11 +16,12 @@ struct IpcCall {
         usec_t deadline;     /* 0 = none */
         bool dispatching, cancelled;
 
+        StrBuf out;                   /* the request, until it is written */
+
         /* a call on its own connection (ipc_client_call_async) */
         char *path;
         int fd;
         sd_event_source *io, *retry;
-        StrBuf out;
         IpcParser parser;
 
         /* a call on a multiplexed connection (ipc_mux_call_async) */
@@ -36,7 +37,8 @@ struct IpcCall {
 int ipc_connect_nonblock(const char *path);
 
 /* Appends r's wire form with "id=<id>" added as its last attribute; -EMSGSIZE when the result
- * would exceed IPC_RECORD_MAX. out is unchanged on failure. */
+ * would exceed IPC_RECORD_MAX, -EINVAL when r has an "id" of its own. out is unchanged on
+ * failure. */
 int ipc_record_format_tagged(const IpcRecord *r, const char *id, StrBuf *out);
 
 /* Drops a multiplexed call without running its handler (ipc_call_cancel for mux calls). */

@@ -6,32 +6,42 @@
  * matched to its reply by the id the server echoes (ipc_server_set_multiplex).
  *
  * Pending calls sit in a list, oldest first, and in a table by id (ids are sequential, so the
- * low bits index it evenly). Each connection has a generation; a call remembers the one it was
- * sent on. When a connection fails, the calls of its generation fail with the error, oldest
- * first; their handlers may start new calls, which go out on a fresh connection (a newer
- * generation, appended after them), or cancel calls not yet failed. A timed-out or cancelled
- * call is forgotten and its late reply, if one comes, ignored.
+ * low bits index it evenly). Each call keeps its request's bytes until they are written; the
+ * writer goes down the list from send_next (the first call not fully written), so a call that
+ * is cancelled or times out before its request went out never reaches the agent — only the end
+ * of a request already partly written is kept (in rest) to keep the stream whole.
  *
- * Nothing is written from ipc_mux_call_async(): requests are queued and written by the io
- * callback, so a write error never tears the connection down under a handler's feet. */
+ * Each connection has a generation; a call remembers the one it was sent on. When a connection
+ * fails, replies already received are dispatched first, then the calls of its generation fail
+ * with the error, oldest first; their handlers may start new calls, which go out on a fresh
+ * connection (a newer generation, appended after them), or cancel calls not yet failed. A
+ * timed-out or cancelled call is forgotten and its late reply, if one comes, ignored.
+ *
+ * Nothing is written from ipc_mux_call_async(): requests are written by the io callback, so a
+ * write error never tears the connection down under a handler's feet. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "ipc-internal.h"
 
 #define IPC_MUX_TABLE_MIN 64
 #define IPC_MUX_READS_PER_WAKEUP 16
+#define IPC_MUX_IOV 64
 
 struct IpcMux {
         sd_event *event;
         char *path;
         int fd;                        /* -1: no connection (or waiting to retry the connect) */
         sd_event_source *io, *retry, *idle;
-        StrBuf out;                    /* requests not yet written */
+        StrBuf rest;                   /* the unwritten end of a request whose call is gone */
+        IpcCall *send_next;            /* the first call whose request is not fully written */
+        size_t send_off;               /* bytes of send_next's request written already */
+        bool broken;                   /* rest could not be kept: the stream is unusable */
         IpcParser parser;
         uint64_t generation;           /* of the current connection */
         uint64_t next_id;
@@ -72,8 +82,16 @@ static IpcCall *mux_find(IpcMux *m, uint64_t id) {
         return NULL;
 }
 
-/* Takes c out of the table and the list. */
+/* Takes c out of the table and the list; its request is not written any more (the end of a
+ * partly written one is, to keep the stream whole). */
 static void mux_forget(IpcMux *m, IpcCall *c) {
+        if (c == m->send_next) {
+                if (m->send_off > 0 &&
+                    strbuf_append(&m->rest, c->out.data + m->send_off, c->out.len - m->send_off) < 0)
+                        m->broken = true;
+                m->send_next = c->next;
+                m->send_off = 0;
+        }
         IpcCall **pp = &m->table[c->id & (m->table_size - 1)];
         while (*pp && *pp != c)
                 pp = &(*pp)->hash_next;
@@ -95,6 +113,7 @@ static void mux_forget(IpcMux *m, IpcCall *c) {
 
 static void mux_call_free(IpcCall *c) {
         sd_event_source_disable_unref(c->timer);
+        strbuf_done(&c->out);
         sd_event_unref(c->event);
         free(c);
 }
@@ -118,7 +137,10 @@ static void mux_disconnect(IpcMux *m) {
         m->io = sd_event_source_disable_unref(m->io);
         m->retry = sd_event_source_disable_unref(m->retry);
         m->fd = safe_close(m->fd);
-        strbuf_done(&m->out);
+        strbuf_done(&m->rest);
+        m->send_next = NULL;
+        m->send_off = 0;
+        m->broken = false;
         ipc_parser_done(&m->parser);
         m->generation++;
 }
@@ -134,9 +156,8 @@ static void mux_fail(IpcMux *m, int error) {
         }
 }
 
-static void mux_update_events(IpcMux *m) {
-        if (m->io && sd_event_source_set_io_events(m->io, EPOLLIN | (m->out.len > 0 ? EPOLLOUT : 0)) < 0)
-                mux_fail(m, -ENOMEM);
+static bool mux_unwritten(const IpcMux *m) {
+        return m->rest.len > 0 || m->send_next;
 }
 
 /* Matches a reply to its call. Returns <0 for a reply that cannot belong to this connection. */
@@ -157,51 +178,21 @@ static int mux_dispatch(IpcMux *m, const IpcRecord *rec) {
         return 0;
 }
 
-/* What a failed send() or recv() means: 1 try again, 0 wait for the next event, -1 the
- * connection failed (and its calls with it). */
-static int mux_io_errno(IpcMux *m) {
-        if (errno == EINTR)
-                return 1;
-        if (errno == EAGAIN || errno == ENOTCONN)
-                return 0;
-        mux_fail(m, -errno);
-        return -1;
-}
-
-static int mux_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        IpcMux *m = userdata;
+/* Reads and dispatches replies, at most max_rounds reads (0: until none is left). Returns <0
+ * when the connection failed (its calls have failed then). */
+static int mux_read(IpcMux *m, int fd, int max_rounds) {
         uint64_t gen = m->generation;
 
-        while (m->out.len > 0 && (revents & EPOLLOUT)) {
-                ssize_t k = send(fd, m->out.data, m->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (k < 0) {
-                        int e = mux_io_errno(m);
-                        if (e > 0)
-                                continue;
-                        if (e < 0)
-                                return 0;
-                        break;
-                }
-                strbuf_consume(&m->out, (size_t) k);
-        }
-        if (m->out.len == 0)
-                strbuf_done(&m->out);
-
-        for (int rounds = 0; rounds < IPC_MUX_READS_PER_WAKEUP && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR));
-             rounds++) {
+        for (int rounds = 0; max_rounds == 0 || rounds < max_rounds; rounds++) {
                 char buf[16384];
                 ssize_t k = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-                if (k < 0) {
-                        int e = mux_io_errno(m);
-                        if (e > 0)
-                                continue;
-                        if (e < 0)
-                                return 0;
-                        break;
-                }
-                if (k == 0) {
-                        mux_fail(m, -ECONNRESET);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && errno == EAGAIN)
                         return 0;
+                if (k <= 0) {
+                        mux_fail(m, k < 0 ? -errno : -ECONNRESET);
+                        return -1;
                 }
                 for (size_t off = 0; off < (size_t) k;) {
                         _cleanup_ipc_record_ IpcRecord rec = IPC_RECORD_INIT;
@@ -212,13 +203,75 @@ static int mux_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) 
                                 r = mux_dispatch(m, &rec);
                         if (r < 0) {
                                 mux_fail(m, r);
-                                return 0;
+                                return -1;
                         }
                         if (m->generation != gen)
-                                return 0;
+                                return -1;
                 }
         }
-        mux_update_events(m);
+        return 0;
+}
+
+/* Writes rest, then the requests from send_next on, as far as the socket takes them. Returns
+ * <0 (an errno) when the connection cannot be written to. */
+static int mux_write(IpcMux *m, int fd) {
+        while (mux_unwritten(m)) {
+                struct iovec iov[IPC_MUX_IOV];
+                size_t n = 0, off = m->send_off;
+                if (m->rest.len > 0)
+                        iov[n++] = (struct iovec) { m->rest.data, m->rest.len };
+                for (IpcCall *c = m->send_next; c && n < IPC_MUX_IOV; c = c->next, off = 0)
+                        iov[n++] = (struct iovec) { c->out.data + off, c->out.len - off };
+                struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
+                ssize_t k = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return errno == EAGAIN ? 0 : -errno;
+                size_t left = (size_t) k;
+                if (m->rest.len > 0) {
+                        size_t t = MIN(left, m->rest.len);
+                        strbuf_consume(&m->rest, t);
+                        left -= t;
+                        if (m->rest.len == 0)
+                                strbuf_done(&m->rest);
+                }
+                while (left > 0 && m->send_next) {
+                        IpcCall *c = m->send_next;
+                        size_t remain = c->out.len - m->send_off;
+                        if (left < remain) {
+                                m->send_off += left;
+                                break;
+                        }
+                        left -= remain;
+                        strbuf_done(&c->out);   /* written: the bytes are not needed any more */
+                        m->send_next = c->next;
+                        m->send_off = 0;
+                }
+        }
+        return 0;
+}
+
+static int mux_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        IpcMux *m = userdata;
+
+        if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && mux_read(m, fd, IPC_MUX_READS_PER_WAKEUP) < 0)
+                return 0;
+        if (m->broken) {
+                mux_fail(m, -ENOMEM);
+                return 0;
+        }
+        if (revents & EPOLLOUT) {
+                int r = mux_write(m, fd);
+                if (r < 0) {
+                        /* the peer may have answered before it went away: take those replies first */
+                        if (mux_read(m, fd, 0) >= 0)
+                                mux_fail(m, r);
+                        return 0;
+                }
+        }
+        if (sd_event_source_set_io_events(m->io, EPOLLIN | (mux_unwritten(m) ? EPOLLOUT : 0)) < 0)
+                mux_fail(m, -ENOMEM);
         return 0;
 }
 
@@ -227,6 +280,10 @@ static int mux_connect(IpcMux *m);
 static int mux_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         IpcMux *m = userdata;
         m->retry = sd_event_source_disable_unref(m->retry);
+        if (m->n_pending == 0) {
+                mux_disconnect(m);   /* nobody waits any more: stop trying */
+                return 0;
+        }
         int r = mux_connect(m);
         if (r < 0)
                 mux_fail(m, r);
@@ -238,7 +295,7 @@ static int mux_connect(IpcMux *m) {
         int fd = ipc_connect_nonblock(m->path);
         if (fd == -EAGAIN)
                 return sd_event_add_time(m->event, &m->retry, CLOCK_MONOTONIC,
-                                         mux_now(m) + IPC_CONNECT_RETRY_USEC, 0, mux_retry, m);
+                                         mux_now(m) + IPC_CONNECT_RETRY_USEC, USEC_PER_MSEC, mux_retry, m);
         if (fd < 0)
                 return fd;
         m->fd = fd;
@@ -252,9 +309,14 @@ static int mux_connect(IpcMux *m) {
 
 static int mux_idle(sd_event_source *s, uint64_t usec, void *userdata) {
         IpcMux *m = userdata;
-        if (m->n_pending == 0 && m->fd >= 0 && usec >= m->last_activity + IPC_MUX_IDLE_USEC)
+        bool idle = m->n_pending == 0 && m->fd >= 0;
+        if (idle && usec >= m->last_activity + IPC_MUX_IDLE_USEC) {
                 mux_disconnect(m);
-        (void) sd_event_source_set_time(s, MAX(usec, m->last_activity) + IPC_MUX_IDLE_USEC);
+                idle = false;
+        }
+        /* an idle connection is looked at again when its time is up, anything else a period later */
+        usec_t next = idle ? m->last_activity + IPC_MUX_IDLE_USEC : usec + IPC_MUX_IDLE_USEC;
+        (void) sd_event_source_set_time(s, MAX(next, usec + USEC_PER_SEC));
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
 }
@@ -318,12 +380,6 @@ int ipc_mux_call_async(IpcMux *m, const IpcRecord *req, usec_t timeout_usec, Ipc
                        void *userdata, IpcCall **ret) {
         if (!m || !req)
                 return -EINVAL;
-        int r;
-        if (m->n_pending >= m->table_size && (r = mux_table_grow(m)) < 0)
-                return r;
-        if (m->fd < 0 && !m->retry && (r = mux_connect(m)) < 0)
-                return r;
-
         IpcCall *c = calloc(1, sizeof *c);
         if (!c)
                 return -ENOMEM;
@@ -332,20 +388,24 @@ int ipc_mux_call_async(IpcMux *m, const IpcRecord *req, usec_t timeout_usec, Ipc
         c->event = sd_event_ref(m->event);
         c->handler = handler;
         c->userdata = userdata;
-        c->id = m->next_id++;   /* used up even on failure: the request may be queued already */
-        c->generation = m->generation;
+        c->id = m->next_id++;
         char id[24];
         snprintf(id, sizeof id, "%" PRIu64, c->id);
-        r = ipc_record_format_tagged(req, id, &m->out);
+        c->out.limit = IPC_RECORD_MAX + 1;
+        int r = ipc_record_format_tagged(req, id, &c->out);
+        if (r >= 0 && m->n_pending >= m->table_size)
+                r = mux_table_grow(m);
+        if (r >= 0 && m->fd < 0 && !m->retry)
+                r = mux_connect(m);
         if (r >= 0 && timeout_usec > 0) {
                 c->deadline = mux_now(m) + timeout_usec;
                 r = sd_event_add_time(m->event, &c->timer, CLOCK_MONOTONIC, c->deadline, 0, mux_call_timeout, c);
         }
         if (r < 0) {
-                /* the request may be queued already: its reply will find no call */
                 mux_call_free(c);
                 return r;
         }
+        c->generation = m->generation;
         size_t i = (size_t) (c->id & (m->table_size - 1));
         c->hash_next = m->table[i];
         m->table[i] = c;
@@ -355,6 +415,8 @@ int ipc_mux_call_async(IpcMux *m, const IpcRecord *req, usec_t timeout_usec, Ipc
         else
                 m->head = c;
         m->tail = c;
+        if (!m->send_next)
+                m->send_next = c;
         m->n_pending++;
         m->last_activity = mux_now(m);
         if (m->io)

@@ -180,6 +180,8 @@ int ipc_record_format(const IpcRecord *r, StrBuf *out) {
 int ipc_record_format_tagged(const IpcRecord *r, const char *id, StrBuf *out) {
         if (r->n >= IPC_RECORD_ATTRS_MAX)
                 return -EMSGSIZE;
+        if (ipc_record_get(r, "id"))
+                return -EINVAL;   /* the tag would not be the only "id" */
         IpcAttr *a = malloc((r->n + 1) * sizeof(IpcAttr));
         if (!a)
                 return -ENOMEM;

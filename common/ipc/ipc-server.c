@@ -47,6 +47,7 @@ struct IpcConn {
         IpcConn *prev, *next;
         size_t max_outstanding;     /* >0: tagged requests are taken concurrently */
         size_t n_outstanding;       /* tagged requests not answered yet */
+        unsigned n_children;        /* tagged requests alive (each holds a reference) */
         /* a tagged request (child): replies go to parent, tagged with id; no fd of its own */
         IpcConn *parent;
         char *id;
@@ -70,10 +71,14 @@ static void ipc_conn_update_events(IpcConn *c);
 
 static void ipc_conn_free(IpcConn *c) {
         if (c->parent) {
-                if (c->busy) {   /* never answered: the slot is free again */
+                /* dropped unanswered: tell the peer, which would otherwise wait for its timeout */
+                if (c->busy)
+                        (void) ipc_conn_reply_error(c, "request not answered");
+                if (c->busy) {   /* the connection is gone: just free the slot */
                         c->parent->n_outstanding--;
                         ipc_conn_update_events(c->parent);
                 }
+                c->parent->n_children--;
                 ipc_conn_unref(c->parent);
                 free(c->id);
                 free(c);
@@ -201,6 +206,7 @@ static void ipc_conn_dispatch_tagged(IpcConn *c, const char *id, const IpcRecord
         rq->fd = -1;
         rq->busy = true;
         rq->parent = ipc_conn_ref(c);
+        c->n_children++;
         c->n_outstanding++;
         int r = s->handler ? s->handler(rq, req, s->userdata) : -EOPNOTSUPP;
         if (r < 0)
@@ -263,11 +269,12 @@ static void ipc_conn_read(IpcConn *c) {
                 if (c->closed)
                         return;
                 ipc_conn_ref(c);
-                unsigned refs = c->n_ref;
+                /* references the handler holds, not counting tagged requests' */
+                unsigned refs = c->n_ref - c->n_children;
                 r = s->handler ? s->handler(c, &req, s->userdata) : -EOPNOTSUPP;
                 if (r < 0)
                         ipc_conn_drop(c);
-                else if (c->busy && !c->closed && c->n_ref <= refs)
+                else if (c->busy && !c->closed && c->n_ref - c->n_children <= refs)
                         /* neither replied nor kept a reference: nobody ever will */
                         (void) ipc_conn_reply_error(c, "request not answered");
                 bool gone = c->closed;
@@ -299,14 +306,15 @@ static int ipc_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 
         if (!s || s->idle_timeout == 0)
                 return 0;
+        /* idle, or replies waiting that the peer has not read for as long: close */
         bool idle = !c->busy && c->n_outstanding == 0 && c->out.len == 0;
-        if (idle && usec >= c->last_activity + s->idle_timeout) {
+        bool watched = idle || c->out.len > 0;
+        if (watched && usec >= c->last_activity + s->idle_timeout) {
                 ipc_conn_drop(c);
                 return 0;
         }
-        usec_t next = MAX(c->last_activity, usec) + s->idle_timeout;
-        if (!idle)
-                next = usec + s->idle_timeout;
+        usec_t next = watched ? MAX(c->last_activity + s->idle_timeout, usec + USEC_PER_SEC)
+                              : usec + s->idle_timeout;
         (void) sd_event_source_set_time(src, next);
         (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
         return 0;

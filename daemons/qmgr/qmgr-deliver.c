@@ -654,7 +654,9 @@ static int agent_mux(Qmgr *q, const char *path, IpcMux **ret) {
 }
 
 /* Sends j to its agent and puts it in flight; on failure defers and frees j (returns <0).
- * postern-local gets a connection per request; remote agents share one per socket. */
+ * postern-smtp's sockets (smtp, lmtp; relay is smtp) take every request over one multiplexed
+ * connection; postern-local and any other agent socket get a connection per request, which
+ * every IPC server understands. */
 int qmgr_job_start(Qmgr *q, QmgrJob *j) {
         _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
         _cleanup_free_ char *path = NULL;
@@ -667,9 +669,12 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
                 r = -ENOMEM;
         }
         IpcMux *mux = NULL;
+        bool multiplexed = streq(agent, "smtp") || streq(agent, "lmtp");
         if (r >= 0 && local)
                 r = ipc_client_call_async(q->event, q->s.local_socket, &req, QMGR_LOCAL_TIMEOUT_USEC,
                                           on_reply, j, &j->call);
+        else if (r >= 0 && !multiplexed)
+                r = ipc_client_call_async(q->event, path, &req, QMGR_REMOTE_TIMEOUT_USEC, on_reply, j, &j->call);
         else if (r >= 0 && (r = agent_mux(q, path, &mux)) >= 0)
                 r = ipc_mux_call_async(mux, &req, QMGR_REMOTE_TIMEOUT_USEC, on_reply, j, &j->call);
         if (r < 0) {
