@@ -520,6 +520,7 @@ static bool cmd_mail(Session *s, char *arg) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return false;
         }
+        s->transaction = ++s->server->n_transactions;
         if (s->listener->kind == LISTENER_SUBMIT)
                 mail_finish(s, NULL, true);
         else

@@ -383,9 +383,9 @@ static char *build_request(Session *s, const char *state, const char *sender, co
                 if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0)
                         client_port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
         }
-        /* One value for all requests of a mail transaction (Postfix: instance). */
-        snprintf(instance, sizeof(instance), "%lx.%lx.%s", (unsigned long) getpid(),
-                 (unsigned long) (uintptr_t) s, s->queue_id[0] ? s->queue_id : "0");
+        /* One value for all requests of a mail transaction (Postfix: instance); not the queue ID,
+         * which the first accepted recipient brings. */
+        snprintf(instance, sizeof(instance), "%lx.%" PRIx64, (unsigned long) getpid(), s->transaction);
 
         attr(&b, "request", "smtpd_access_policy");
         attr(&b, "protocol_state", state);

@@ -279,6 +279,7 @@ struct Server {
         Session *sessions;           /* all live sessions, freed at shutdown */
         size_t n_sessions;
         uint64_t n_queued;           /* messages committed since start */
+        uint64_t n_transactions;     /* MAIL commands taken since start (Session.transaction) */
         sd_event_source *status_timer;
         uint64_t data_budget;        /* bytes of message content all sessions may buffer */
         uint64_t data_in_use;        /* bytes buffered now: DATA in progress + awaiting commit */
@@ -396,6 +397,7 @@ struct Session {
         size_t n_rcpts;
         size_t rcpt_attempts;    /* RCPT commands in this transaction */
         char queue_id[QUEUE_ID_MAX];
+        uint64_t transaction;    /* this transaction's number (from MAIL on; policy "instance") */
         DataState *data;
         uint64_t bdat_left;      /* bytes of the current BDAT chunk still to read */
         bool bdat_last;          /* the current chunk is BDAT ... LAST */
