@@ -1,8 +1,8 @@
 """postern-smtp's LMTP side reads the lmtp_* parameters (Postfix's lmtp(8)), its SMTP side the
 smtp_* ones, in the same process and the same run: lmtp_lhlo_name (seen by Dovecot's LMTP and a
 scripted LMTP server while an SMTP server sees smtp_helo_name), lmtp_data_done_timeout and
-lmtp_lhlo_timeout against stalling servers, lmtp_tls_security_level = encrypt (and STARTTLS with
-Dovecot, lmtp_tls_CAfile), lmtp_tcp_port for "inet:host" without a port, SIGHUP reloading both
+lmtp_lhlo_timeout against stalling servers, lmtp_tls_security_level = encrypt against a plaintext
+server and = verify with Dovecot's STARTTLS (lmtp_tls_CAfile), lmtp_tcp_port for "inet:host" without a port, SIGHUP reloading both
 sides, and invalid lmtp_* values refused at start naming the parameter."""
 
 import re
@@ -12,6 +12,8 @@ import pytest
 
 from smtp_peers import Scripted, free_port
 from test_lmtp_dovecot import maildir_messages, start_dovecot_lmtp
+from test_smtp_tls import HOST, pki, tls_host   # noqa: F401 (fixtures: a private CA, mail.tls.test)
+from test_smtpd_tls import CERTTOOL
 
 
 def msg(mid, to="alice@mail.example"):
@@ -146,6 +148,36 @@ def test_lmtp_tls_encrypt_defers_lmtp_while_smtp_goes_out(postern, dovecot_lmtp,
     postern.wait_log("smtp", rf"{qid}: to=<bob@relay\.example>, .*status=sent", timeout=20)
     assert len(smtp.messages) == 1
     assert maildir_messages(d, "alice") == []
+
+
+@pytest.fixture
+def dovecot_lmtp_tls(pki):
+    d = start_dovecot_lmtp(ssl_config=f"ssl = yes\nssl_cert = <{pki['crt']}\nssl_key = <{pki['key']}\n")
+    yield d
+    d.close()
+
+
+@pytest.mark.skipif(not CERTTOOL, reason="needs gnutls-bin (certtool)")
+def test_lmtp_tls_verify_with_dovecot_starttls(postern, dovecot_lmtp_tls, pki, tls_host, scripted):
+    """lmtp_tls_security_level = verify with lmtp_tls_CAfile: STARTTLS with Dovecot's LMTP, the
+    certificate verified for the next hop's host name, delivered; the SMTP side (no smtp_tls_*
+    set) stays plaintext."""
+    d = dovecot_lmtp_tls
+    smtp = scripted()
+    postern.configure(transport_maps=f"inline:{{ mail.example=lmtp:inet:{tls_host}:{d.lmtp_port}, "
+                                     f"relay.example=smtp:[127.0.0.1]:{smtp.port} }}",
+                      lmtp_tls_security_level="verify", lmtp_tls_CAfile=pki["ca"], lmtp_tls_loglevel=1)
+    postern.start()
+    code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
+                              msg("lmtp-starttls@test"))
+    qid = queue_id(text)
+    relay = rf"{re.escape(HOST)}\[127\.0\.0\.1\]:{d.lmtp_port}"
+    postern.wait_log("smtp", rf"Verified TLS connection established to {relay}: TLSv1\.[23] with cipher ")
+    postern.wait_log("smtp", rf"{qid}: to=<alice@mail\.example>, relay={relay}, .*status=sent", timeout=20)
+    postern.wait_log("smtp", rf"{qid}: to=<bob@relay\.example>, .*status=sent", timeout=20)
+    assert len(maildir_messages(d, "alice")) == 1
+    assert "STARTTLS" not in smtp.commands
+    assert len(re.findall(r"TLS connection established", postern.log("smtp"))) == 1
 
 
 def test_lmtp_tcp_port_for_inet_host_without_port(postern, dovecot_lmtp):
