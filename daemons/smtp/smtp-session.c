@@ -20,7 +20,10 @@
  * checked, and EHLO is sent again so that only the keywords announced inside TLS count. With
  * smtp_tls_wrappermode the handshake comes first and the greeting is read inside TLS. At level
  * may a failed handshake is retried on the same address in plaintext, as Postfix does; the
- * cache key includes the TLS level so a plaintext connection never carries a "verify" delivery. */
+ * cache key includes the TLS level so a plaintext connection never carries a "verify" delivery.
+ *
+ * The smtp_* names above are those of the SMTP side; an LMTP session reads the same settings
+ * from the lmtp_* twins (cfg(): its side of Smtp.side[]). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>

@@ -7,7 +7,7 @@
  *   smtp-session.c  one outbound SMTP/LMTP connection: connect, EHLO/LHLO, MAIL/RCPT/DATA with
  *                   PIPELINING, end of data, RSET/QUIT; the cache of idle connections for reuse
  *   smtp-reply.c    parsing server replies and turning them into DSN status and diagnostics
- *   smtp-tls.c      the smtp_tls_* settings, per-destination TLS policy (smtp_tls_policy_maps),
+ *   smtp-tls.c      the smtp_tls_* (lmtp_tls_*) settings, per-destination TLS policy (*_tls_policy_maps),
  *                   certificate name matching lists, SNI, and the "TLS connection" log lines
  *
  * A delivery (one qmgr request) runs on one session at a time; many sessions share the event

@@ -64,15 +64,17 @@ def routes(lmtp_nexthop, smtp_port):
                               f"relay.example=smtp:[127.0.0.1]:{smtp_port} }}"}
 
 
-def test_lhlo_name_differs_from_helo_name(postern, dovecot_lmtp, scripted):
-    """Dovecot records the LHLO name in its Received: header; the SMTP server sees smtp_helo_name."""
+def test_lhlo_name_and_bind_address_differ_from_smtp_ones(postern, dovecot_lmtp, scripted):
+    """Dovecot records the LHLO name and the client address in its Received: header; a scripted
+    LMTP server sees them too, the SMTP server smtp_helo_name and smtp_bind_address."""
     d = dovecot_lmtp
     smtp = scripted()
     lmtp = scripted(lmtp=True)
     postern.configure(transport_maps=f"inline:{{ mail.example=lmtp:inet:[127.0.0.1]:{d.lmtp_port}, "
                                      f"scripted.example=lmtp:inet:[127.0.0.1]:{lmtp.port}, "
                                      f"relay.example=smtp:[127.0.0.1]:{smtp.port} }}",
-                      smtp_helo_name="smtp-side.postern.test", lmtp_lhlo_name="lmtp-side.postern.test")
+                      smtp_helo_name="smtp-side.postern.test", lmtp_lhlo_name="lmtp-side.postern.test",
+                      smtp_bind_address="127.0.0.2", lmtp_bind_address="127.0.0.3")
     postern.start()
     code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example",
                                                       "carol@scripted.example"], msg("lhlo-1@test"))
@@ -82,11 +84,12 @@ def test_lhlo_name_differs_from_helo_name(postern, dovecot_lmtp, scripted):
     got = maildir_messages(d, "alice")
     assert len(got) == 1
     received = got[0].split(b"\n\n", 1)[0].replace(b"\n\t", b" ")
-    assert re.search(rb"Received: from lmtp-side\.postern\.test \(", received), received
+    assert re.search(rb"Received: from lmtp-side\.postern\.test \(\[127\.0\.0\.3\]\)", received), received
     assert "LHLO lmtp-side.postern.test" in lmtp.commands
     assert not any(c.startswith(("EHLO", "HELO")) for c in lmtp.commands)
     assert "EHLO smtp-side.postern.test" in smtp.commands
     assert not any("lmtp-side" in c for c in smtp.commands)
+    assert (lmtp.peers, smtp.peers) == (["127.0.0.3"], ["127.0.0.2"])
 
 
 def test_lmtp_data_done_timeout_not_smtp_one(postern, scripted):
