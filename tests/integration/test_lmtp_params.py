@@ -205,27 +205,36 @@ def test_lmtp_tcp_port_default_is_24(postern):
     assert diag == "connect to 127.0.0.1[127.0.0.1]:24: Connection refused"
 
 
-def test_sighup_reloads_lmtp_side(postern, scripted):
+def test_sighup_reloads_both_sides(postern, scripted):
+    """SIGHUP: an invalid lmtp_ value keeps the old settings of both sides; a valid change of
+    lmtp_lhlo_name and smtp_helo_name applies to each side's next connection."""
     lmtp = scripted(lmtp=True)
-    postern.configure(transport_maps=f"inline:{{ mail.example=lmtp:inet:[127.0.0.1]:{lmtp.port} }}",
-                      lmtp_lhlo_name="before.postern.test", lmtp_connection_cache_time_limit="0s")
+    smtp = scripted()
+    postern.configure(**routes(f"inet:[127.0.0.1]:{lmtp.port}", smtp.port),
+                      lmtp_lhlo_name="before.lmtp.test", smtp_helo_name="before.smtp.test",
+                      lmtp_connection_cache_time_limit="0s", smtp_connection_cache_time_limit="0s")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example"], msg("reload-1@test"))
-    postern.wait_log("smtp", rf"{queue_id(text)}: to=<alice@mail\.example>, .*status=sent", timeout=20)
-    # An invalid lmtp_ value on reload is refused and the old settings stay.
-    postern.configure(lmtp_lhlo_name="after.postern.test", lmtp_bind_address="not-an-address")
+
+    def deliver(mid):
+        code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example"], msg(mid))
+        for rcpt in (r"alice@mail\.example", r"bob@relay\.example"):
+            postern.wait_log("smtp", rf"{queue_id(text)}: to=<{rcpt}>, .*status=sent", timeout=20)
+
+    deliver("reload-1@test")
+    postern.configure(lmtp_lhlo_name="after.lmtp.test", smtp_helo_name="after.smtp.test",
+                      lmtp_bind_address="not-an-address")
     postern.reload("smtp")
     postern.wait_log("smtp", r"lmtp_bind_address = not-an-address: not a numeric IPv4 or IPv6 address")
     postern.wait_log("smtp", r"Applying the new configuration failed, keeping the old one")
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example"], msg("reload-2@test"))
-    postern.wait_log("smtp", rf"{queue_id(text)}: to=<alice@mail\.example>, .*status=sent", timeout=20)
+    deliver("reload-2@test")
     postern.configure(lmtp_bind_address="")
     postern.reload("smtp")
     postern.wait_log("smtp", r"reload -- configuration")
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example"], msg("reload-3@test"))
-    postern.wait_log("smtp", rf"{queue_id(text)}: to=<alice@mail\.example>, .*status=sent", timeout=20)
-    hello = [c for c in lmtp.commands if c.startswith("LHLO")]
-    assert hello == ["LHLO before.postern.test", "LHLO before.postern.test", "LHLO after.postern.test"]
+    deliver("reload-3@test")
+    assert [c for c in lmtp.commands if c.startswith("LHLO")] == [
+        "LHLO before.lmtp.test", "LHLO before.lmtp.test", "LHLO after.lmtp.test"]
+    assert [c for c in smtp.commands if c.startswith("EHLO")] == [
+        "EHLO before.smtp.test", "EHLO before.smtp.test", "EHLO after.smtp.test"]
 
 
 @pytest.mark.parametrize("param,value,error", [
