@@ -2,15 +2,17 @@
  *
  * SMTP: "[host]:port" or "[host]" (no MX lookup; port smtp_tcp_port by default), and
  * "host:port"/"host" (MX lookup first, then each MX host's A/AAAA; the domain's own A/AAAA when
- * it has no MX). LMTP: "unix:/path", "inet:host:port", "inet:[host]:port" (port 24 by default),
- * or a bare "host:port". Numeric addresses are used as they are; names go through common/dns
- * (worker threads, answers in the event loop), so the handler usually runs later.
+ * it has no MX). LMTP: "unix:/path", "inet:host:port", "inet:[host]:port", or a bare
+ * "host:port"; without a port, lmtp_tcp_port (24). Numeric addresses are used as they are; names
+ * go through common/dns (worker threads, answers in the event loop), so the handler usually runs
+ * later.
  *
  * smtp_dns_support_level: "enabled" (or empty, the default) as above; "disabled" makes no MX
  * lookups and resolves host names the system's way (getaddrinfo: /etc/hosts, then DNS per
  * nsswitch.conf), as Postfix's "native" lookups; "dnssec" is accepted and behaves as "enabled"
  * (Postern has no DANE, the only use Postfix makes of validated answers). smtp_mx_address_limit
- * caps the addresses an MX lookup yields (0: no limit). */
+ * caps the addresses an MX lookup yields (0: no limit). LMTP next hops follow
+ * lmtp_dns_support_level. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -31,27 +33,36 @@ int smtp_resolve_init(sd_event *e) {
         return dns_resolver_new(e, 0, 0, &resolver);
 }
 
-static unsigned smtp_port = 25;
-static bool dns_enabled = true;      /* smtp_dns_support_level != disabled */
-static unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
+/* What each side (SMTP, LMTP) resolves with: smtp_resolve_configure() sets it. */
+typedef struct ResolveSide {
+        unsigned port;               /* smtp_tcp_port / lmtp_tcp_port: a next hop without one */
+        bool dns_enabled;            /* *_dns_support_level != disabled */
+        unsigned mx_address_limit;   /* smtp_mx_address_limit, 0 = none (LMTP has no MX lookups) */
+} ResolveSide;
+static ResolveSide sides[2] = { { .port = 25, .dns_enabled = true }, { .port = 24, .dns_enabled = true } };
 
-/* Reads smtp_dns_support_level and smtp_mx_address_limit (a bad level: -EINVAL, logged). */
-int smtp_resolve_load(Conf *c) {
-        const char *level = strempty(conf_get(c, "smtp_dns_support_level"));
+/* Reads <prefix>_dns_support_level and smtp_mx_address_limit into s (a bad level: -EINVAL,
+ * logged); smtp_resolve_configure() applies them. */
+int smtp_resolve_load(Conf *c, const char *prefix, SmtpSettings *s) {
+        const char *level = strempty(smtp_conf_get(c, prefix, "dns_support_level"));
         if (!isempty(level) && !streq(level, "enabled") && !streq(level, "disabled") && !streq(level, "dnssec")) {
-                log_error("smtp_dns_support_level = %s: expected disabled, enabled or dnssec (or empty)", level);
+                log_error("%s_dns_support_level = %s: expected disabled, enabled or dnssec (or empty)", prefix, level);
                 return -EINVAL;
         }
-        dns_enabled = !streq(level, "disabled");
-        mx_address_limit = (unsigned) conf_get_int(c, NULL, "smtp_mx_address_limit");
+        s->dns_enabled = !streq(level, "disabled");
+        s->mx_address_limit = streq(prefix, "smtp") ? (unsigned) smtp_conf_int(c, prefix, "mx_address_limit") : 0;
         return 0;
 }
 static char self_name[256];          /* $myhostname */
 static char self_addrs[1024];        /* numeric entries of $inet_interfaces, space-separated */
 
-/* smtp_tcp_port, $myhostname and $inet_interfaces (our own addresses for loop detection). */
-void smtp_resolve_configure(unsigned port, const char *myhostname, const char *inet_interfaces) {
-        smtp_port = port ? port : 25;
+/* Each side's port and DNS settings, $myhostname and $inet_interfaces (our own addresses for
+ * loop detection). */
+void smtp_resolve_configure(const SmtpSettings *smtp, const SmtpSettings *lmtp) {
+        const char *myhostname = smtp->myhostname, *inet_interfaces = smtp->inet_interfaces;
+        sides[0] = (ResolveSide) { .port = smtp->tcp_port ? smtp->tcp_port : 25, .dns_enabled = smtp->dns_enabled,
+                                   .mx_address_limit = smtp->mx_address_limit };
+        sides[1] = (ResolveSide) { .port = lmtp->tcp_port ? lmtp->tcp_port : 24, .dns_enabled = lmtp->dns_enabled };
         snprintf(self_name, sizeof(self_name), "%s", strempty(myhostname));
         self_addrs[0] = '\0';
         char buf[1024], *save = NULL;
@@ -165,6 +176,7 @@ typedef struct Lookup {
         bool tempfail;
         unsigned pending;
         bool mx;                     /* the hosts came from an MX lookup (or its A fallback) */
+        const ResolveSide *side;
 } Lookup;
 
 typedef struct AddrQuery {
@@ -214,8 +226,8 @@ done_self:
         for (size_t i = 0; i < l->n_hosts; i++)
                 for (size_t k = 0; k < l->n_found[i]; k++)
                         t[n++] = l->found[i][k];
-        if (l->mx && mx_address_limit > 0 && n > mx_address_limit)
-                n = mx_address_limit;
+        if (l->mx && l->side->mx_address_limit > 0 && n > l->side->mx_address_limit)
+                n = l->side->mx_address_limit;
         SmtpResolveHandler h = l->handler;
         void *u = l->userdata;
         lookup_free(l);
@@ -267,8 +279,8 @@ static void on_addr(DnsQuery *q, const DnsResult *res, void *userdata) {
 /* Asks A and AAAA for every host of l. */
 static void lookup_addresses(Lookup *l) {
         static const int dns_types[] = { DNS_TYPE_A, DNS_TYPE_AAAA }, native[] = { DNS_TYPE_HOST };
-        const int *types = dns_enabled ? dns_types : native;
-        size_t n_types = dns_enabled ? ELEMENTSOF(dns_types) : ELEMENTSOF(native);
+        const int *types = l->side->dns_enabled ? dns_types : native;
+        size_t n_types = l->side->dns_enabled ? ELEMENTSOF(dns_types) : ELEMENTSOF(native);
         l->pending = 1;   /* held until every query is started */
         for (size_t i = 0; i < l->n_hosts; i++)
                 for (size_t k = 0; k < n_types; k++) {
@@ -354,7 +366,8 @@ static void on_mx(DnsQuery *q, const DnsResult *res, void *userdata) {
 }
 
 /* A name: MX first unless literal (or LMTP), then A/AAAA. Answers later, from the loop. */
-static int resolve_name(const char *host, unsigned port, bool mx, SmtpResolveHandler handler, void *userdata) {
+static int resolve_name(const ResolveSide *side, const char *host, unsigned port, bool mx,
+                        SmtpResolveHandler handler, void *userdata) {
         if (!resolver)
                 return -ENXIO;
         Lookup *l = calloc(1, sizeof(Lookup));
@@ -363,10 +376,11 @@ static int resolve_name(const char *host, unsigned port, bool mx, SmtpResolveHan
         l->handler = handler;
         l->userdata = userdata;
         l->port = port;
+        l->side = side;
         if (dns_name_to_alabel(host, l->domain, sizeof(l->domain)) < 0)
                 snprintf(l->domain, sizeof(l->domain), "%s", host);
         l->mx = mx;
-        if (!mx || !dns_enabled) {
+        if (!mx || !side->dns_enabled) {
                 snprintf(l->hosts[0], sizeof(l->hosts[0]), "%s", l->domain);
                 l->n_hosts = 1;
                 lookup_addresses(l);
@@ -384,7 +398,8 @@ static int resolve_name(const char *host, unsigned port, bool mx, SmtpResolveHan
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata) {
         char host[256];
-        unsigned port = lmtp ? 24 : smtp_port;
+        const ResolveSide *side = &sides[lmtp ? 1 : 0];
+        unsigned port = side->port;
         bool literal;
         const char *hp = nexthop;
 
@@ -410,7 +425,7 @@ int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler
         snprintf(portstr, sizeof(portstr), "%u", port);
         if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res) {
                 /* A name: MX first for "host" and "host:port" (SMTP), A/AAAA only otherwise. */
-                r = resolve_name(host, port, !literal && !lmtp, handler, userdata);
+                r = resolve_name(side, host, port, !literal && !lmtp, handler, userdata);
                 if (r < 0)
                         fail(handler, userdata, "4.3.0", "cannot look up %s: %s", host, strerror(-r));
                 return 0;

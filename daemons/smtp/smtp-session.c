@@ -20,7 +20,10 @@
  * checked, and EHLO is sent again so that only the keywords announced inside TLS count. With
  * smtp_tls_wrappermode the handshake comes first and the greeting is read inside TLS. At level
  * may a failed handshake is retried on the same address in plaintext, as Postfix does; the
- * cache key includes the TLS level so a plaintext connection never carries a "verify" delivery. */
+ * cache key includes the TLS level so a plaintext connection never carries a "verify" delivery.
+ *
+ * The smtp_* names above are those of the SMTP side; an LMTP session reads the same settings
+ * from the lmtp_* twins (cfg(): its side of Smtp.side[]). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -96,6 +99,17 @@ struct SmtpSession {
         TlsTrust trust;
         size_t target_index;         /* in d->targets, for the plaintext retry */
 };
+
+/* The settings of the session's side (smtp_* or lmtp_*). */
+static SmtpSettings *cfg(const SmtpSession *s) {
+        return smtp_settings(s->smtp, s->lmtp);
+}
+
+/* The next hop as TLS policy, names and SNI see it: an LMTP "inet:host:port" without "inet:". */
+static const char *tls_nexthop(const SmtpDelivery *d) {
+        const char *p = d->lmtp ? startswith(d->nexthop, "inet:") : NULL;
+        return p ? p : d->nexthop;
+}
 
 static void session_free(SmtpSession *s);
 static void session_failed(SmtpSession *s, const char *fmt, ...) _printf_(2, 3);
@@ -210,7 +224,7 @@ static void said(SmtpSession *s, bool accepted_only, const char *in_reply_to) {
  * smtp_mx_session_limit transactions were started (sessions that never got that far, refused
  * connections and greetings, do not count, as in Postfix). */
 static bool more_servers(const SmtpDelivery *d) {
-        unsigned limit = d->smtp->s.mx_session_limit;
+        unsigned limit = smtp_settings(d->smtp, d->lmtp)->mx_session_limit;
         return d->next_target < d->n_targets && (limit == 0 || d->sessions < limit);
 }
 
@@ -279,7 +293,7 @@ static const char *cmd_phase(const Cmd *c) {
 }
 
 static usec_t cmd_timeout(const SmtpSession *s, const Cmd *c) {
-        const SmtpSettings *st = &s->smtp->s;
+        const SmtpSettings *st = cfg(s);
         switch (c->kind) {
         case CMD_RSET: return st->rset_timeout;
         case CMD_MAIL: return st->mail_timeout;
@@ -308,7 +322,7 @@ static void send_commands(SmtpSession *s) {
 }
 
 static bool reuse_allowed(const SmtpSession *s) {
-        const SmtpSettings *st = &s->smtp->s;
+        const SmtpSettings *st = cfg(s);
         if (st->reuse_count_limit > 0 && s->uses >= st->reuse_count_limit)
                 return false;
         return now_usec(CLOCK_MONOTONIC) - s->created < st->reuse_time_limit;
@@ -318,7 +332,7 @@ static bool reuse_allowed(const SmtpSession *s) {
 static void transaction_end(SmtpSession *s, bool clean) {
         delivery_release(s, false);
         s->uses++;
-        if (!clean || !reuse_allowed(s) || s->smtp->s.cache_time_limit == 0) {
+        if (!clean || !reuse_allowed(s) || cfg(s)->cache_time_limit == 0) {
                 session_quit(s);
                 return;
         }
@@ -326,7 +340,7 @@ static void transaction_end(SmtpSession *s, bool clean) {
         s->reused = false;
         s->next = s->smtp->idle;
         s->smtp->idle = s;
-        set_timer(s, s->smtp->s.cache_time_limit, "idle");
+        set_timer(s, cfg(s)->cache_time_limit, "idle");
 }
 
 static int append_body(StrBuf *out, const char *p, size_t n) {
@@ -357,14 +371,14 @@ static void send_message(SmtpSession *s) {
         }
         s->state = ST_DOT;
         s->dot_replies = 0;
-        set_timer(s, s->smtp->s.data_xfer_timeout, "sending message body");
+        set_timer(s, cfg(s)->data_xfer_timeout, "sending message body");
         int r = flush(s);
         if (r < 0) {
                 session_failed(s, "lost connection with %s while sending message body", s->relay);
                 return;
         }
         if (s->out.len == 0)
-                set_timer(s, s->smtp->s.data_done_timeout,
+                set_timer(s, cfg(s)->data_done_timeout,
                           "sending end of data -- message may be sent more than once");
 }
 
@@ -526,7 +540,7 @@ static void transaction_start(SmtpSession *s) {
                         r = add_cmd(s, CMD_RCPT, i, "%s", line.data);
         }
         /* An address probe stops at RCPT, or at DATA with smtp_address_verify_target = data. */
-        if (r >= 0 && (!d->probe || s->smtp->s.verify_target_data))
+        if (r >= 0 && (!d->probe || cfg(s)->verify_target_data))
                 r = add_cmd(s, CMD_DATA, 0, "DATA\r\n");
         if (r < 0) {
                 smtp_all_result(d, false, "4.3.0", "out of memory");
@@ -563,7 +577,7 @@ static void txn_reply(SmtpSession *s) {
                 if (cls == 2) {
                         d->rcpts[c->rcpt].accepted = true;
                         s->accepted[s->n_accepted++] = c->rcpt;
-                        if (d->probe && !s->smtp->s.verify_target_data)
+                        if (d->probe && !cfg(s)->verify_target_data)
                                 smtp_rcpt_result(d, c->rcpt, "2.1.5", "host %s said: %s (in reply to RCPT TO command)",
                                                  s->relay, s->reply.text);
                 } else {
@@ -635,14 +649,14 @@ static void dot_reply(SmtpSession *s) {
         if (s->dot_replies == s->n_accepted)
                 transaction_end(s, true);
         else
-                set_timer(s, s->smtp->s.data_done_timeout, "sending end of data -- message may be sent more than once");
+                set_timer(s, cfg(s)->data_done_timeout, "sending end of data -- message may be sent more than once");
 }
 
 /* --- handshake --- */
 
 static bool names_me(const SmtpSession *s, const char *text) {
         size_t n = strcspn(text, " \t");
-        const char *me = s->smtp->s.myhostname;
+        const char *me = cfg(s)->myhostname;
         return n > 0 && strlen(me) == n && strncasecmp(text, me, n) == 0;
 }
 
@@ -654,12 +668,12 @@ static void loops_back(SmtpSession *s) {
 
 static void send_hello(SmtpSession *s, const char *verb) {
         char buf[600];
-        int n = snprintf(buf, sizeof(buf), "%s %s\r\n", verb, s->smtp->s.helo_name);
+        int n = snprintf(buf, sizeof(buf), "%s %s\r\n", verb, cfg(s)->helo_name);
         if (send_text(s, buf, (size_t) MIN(n, (int) sizeof(buf) - 1)) < 0) {
                 session_failed(s, "out of memory while sending %s", verb);
                 return;
         }
-        set_timer(s, s->smtp->s.helo_timeout,
+        set_timer(s, cfg(s)->helo_timeout,
                   streq(verb, "EHLO") ? "performing the EHLO handshake" :
                   streq(verb, "LHLO") ? "performing the LHLO handshake" : "performing the HELO handshake");
         if (flush(s) < 0)
@@ -732,8 +746,8 @@ static void tls_handshake_failed(SmtpSession *s, const char *why) {
 
 static void tls_established(SmtpSession *s) {
         SmtpDelivery *d = s->d;
-        SmtpTls *t = s->smtp->s.tls;
-        _cleanup_strv_free_ char **match = smtp_tls_match_names(&d->tls, s->target.host, d->nexthop);
+        SmtpTls *t = cfg(s)->tls;
+        _cleanup_strv_free_ char **match = smtp_tls_match_names(&d->tls, s->target.host, tls_nexthop(d));
         const char *why = NULL;
 
         s->tls_up = true;
@@ -749,7 +763,7 @@ static void tls_established(SmtpSession *s) {
                 log_tls(s, "established");
         if (s->wrapper) {
                 s->state = ST_GREETING;
-                set_timer(s, s->smtp->s.helo_timeout, "receiving the initial server greeting");
+                set_timer(s, cfg(s)->helo_timeout, "receiving the initial server greeting");
                 update_events(s);
                 (void) on_readable(s);   /* the greeting may already sit in GnuTLS's buffer */
                 return;
@@ -757,7 +771,7 @@ static void tls_established(SmtpSession *s) {
         /* RFC 3207 4.2: forget the plaintext EHLO; only what the server says inside TLS counts. */
         s->state = ST_EHLO;
         update_events(s);
-        send_hello(s, "EHLO");
+        send_hello(s, s->lmtp ? "LHLO" : "EHLO");
 }
 
 /* One handshake step (the session may be freed). */
@@ -777,8 +791,8 @@ static void tls_step(SmtpSession *s) {
 
 static void tls_start(SmtpSession *s) {
         SmtpDelivery *d = s->d;
-        SmtpTls *t = s->smtp->s.tls;
-        _cleanup_free_ char *sni = smtp_tls_sni(t, &d->tls, s->target.host, d->nexthop);
+        SmtpTls *t = cfg(s)->tls;
+        _cleanup_free_ char *sni = smtp_tls_sni(t, &d->tls, s->target.host, tls_nexthop(d));
         char cache_key[800];
         int r;
 
@@ -800,14 +814,14 @@ static void tls_start(SmtpSession *s) {
 
 /* After EHLO/HELO: STARTTLS when the policy wants TLS. True when it took the session over. */
 static bool tls_before_mail(SmtpSession *s) {
-        if (s->lmtp || s->tls)
+        if (s->tls)
                 return false;
         if (s->level == SMTP_TLS_NONE) {
-                if (s->starttls && smtp_tls_note_starttls_offer(s->smtp->s.tls))
+                if (s->starttls && smtp_tls_note_starttls_offer(cfg(s)->tls))
                         log_info("Host offered STARTTLS: [%s]", s->target.host);
                 return false;
         }
-        if (!smtp_tls_client(s->smtp->s.tls, s->level)) {
+        if (!smtp_tls_client(cfg(s)->tls, s->level)) {
                 if (s->level == SMTP_TLS_MAY)
                         return false;
                 tls_failed(s, "4.7.5", "TLS is required, but our TLS engine is unavailable");
@@ -824,7 +838,7 @@ static bool tls_before_mail(SmtpSession *s) {
                 return true;
         }
         s->state = ST_STARTTLS;
-        set_timer(s, s->smtp->s.helo_timeout, "sending STARTTLS");
+        set_timer(s, cfg(s)->helo_timeout, "sending STARTTLS");
         if (flush(s) < 0)
                 session_failed(s, "lost connection with %s while %s", s->relay, s->phase);
         return true;
@@ -997,7 +1011,7 @@ static void connected(SmtpSession *s) {
                 return;
         }
         s->state = ST_GREETING;
-        set_timer(s, s->smtp->s.helo_timeout, "receiving the initial server greeting");
+        set_timer(s, cfg(s)->helo_timeout, "receiving the initial server greeting");
 }
 
 static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
@@ -1030,7 +1044,7 @@ static int on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) 
                         return 0;
                 }
                 if (s->state == ST_DOT && s->out.len == 0)
-                        set_timer(s, s->smtp->s.data_done_timeout,
+                        set_timer(s, cfg(s)->data_done_timeout,
                                   "sending end of data -- message may be sent more than once");
         }
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -1079,7 +1093,7 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
         s->state = ST_CONNECT;
         smtp_target_relay(t, s->relay, sizeof(s->relay));
         s->level = t->no_tls ? SMTP_TLS_NONE : d->tls.level;
-        s->wrapper = !d->lmtp && smtp_tls_wrappermode(smtp->s.tls);
+        s->wrapper = smtp_tls_wrappermode(cfg(s)->tls);
         s->target_index = (size_t) (t - d->targets);
         if (session_key(d, &s->key) < 0) {
                 s->key = NULL;
@@ -1092,13 +1106,13 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
                 session_free(s);
                 return r;
         }
-        if (t->sa.ss_family != AF_UNIX && !isempty(smtp->s.bind_address)) {
+        if (t->sa.ss_family != AF_UNIX && !isempty(cfg(s)->bind_address)) {
                 struct addrinfo hints = { .ai_family = t->sa.ss_family, .ai_socktype = SOCK_STREAM,
                                           .ai_flags = AI_NUMERICHOST | AI_PASSIVE };
                 struct addrinfo *res = NULL;
-                if (getaddrinfo(smtp->s.bind_address, NULL, &hints, &res) == 0 && res) {
+                if (getaddrinfo(cfg(s)->bind_address, NULL, &hints, &res) == 0 && res) {
                         if (bind(s->fd, res->ai_addr, res->ai_addrlen) < 0)
-                                log_warning("smtp_bind_address %s: cannot bind: %m", smtp->s.bind_address);
+                                log_warning("%s_bind_address %s: cannot bind: %m", cfg(s)->prefix, cfg(s)->bind_address);
                         freeaddrinfo(res);
                 }
         }
@@ -1117,7 +1131,10 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
                 *ret = NULL;
                 return 0;
         }
-        set_timer(s, smtp->s.connect_timeout, "connecting");
+        if (cfg(s)->connect_timeout > 0)
+                set_timer(s, cfg(s)->connect_timeout, "connecting");
+        else
+                s->phase = "connecting";   /* lmtp_connect_timeout = 0: the kernel's own limit */
         return 0;
 }
 
@@ -1125,19 +1142,20 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
 void smtp_session_start(SmtpDelivery *d) {
         d->provisional = false;   /* set again by the transaction (or EHLO) that may defer softly */
         Smtp *smtp = d->smtp;
+        SmtpTls *tls = smtp_settings(smtp, d->lmtp)->tls;
         _cleanup_free_ char *key = NULL;
 
         if (!d->tls_loaded) {
                 const char *dsn = "4.3.0";
                 char diag[700];
                 d->tls_loaded = true;
-                if (!d->lmtp && smtp_tls_policy(smtp->s.tls, d->nexthop, &d->tls, &dsn, diag, sizeof(diag)) < 0) {
+                if (smtp_tls_policy(tls, tls_nexthop(d), &d->tls, &dsn, diag, sizeof(diag)) < 0) {
                         smtp_all_result(d, false, dsn, "%s", diag);
                         smtp_delivery_finish(d);
                         return;
                 }
                 /* SMTPS has no plaintext to fall back to. */
-                if (!d->lmtp && smtp_tls_wrappermode(smtp->s.tls) && d->tls.level < SMTP_TLS_ENCRYPT)
+                if (smtp_tls_wrappermode(tls) && d->tls.level < SMTP_TLS_ENCRYPT)
                         d->tls.level = SMTP_TLS_ENCRYPT;
         }
         if (!d->retried && d->next_target == 0 && session_key(d, &key) >= 0)
@@ -1151,7 +1169,7 @@ void smtp_session_start(SmtpDelivery *d) {
                         d->session = s;
                         s->reused = true;
                         d->next_target = d->n_targets;   /* a failure here is final or retried */
-                        if (s->tls_up && smtp_tls_loglevel(smtp->s.tls) >= 1)
+                        if (s->tls_up && smtp_tls_loglevel(tls) >= 1)
                                 log_tls(s, "reused");
                         transaction_start(s);
                         return;

@@ -4,7 +4,8 @@
  * servername= attributes), the list of names a server certificate must match
  * (smtp_tls_verify_cert_match / smtp_tls_secure_cert_match strategies: hostname, nexthop,
  * dot-nexthop, literal names) and the SNI to send. The conversation itself (STARTTLS, the
- * handshake, record I/O) is in smtp-session.c; the GnuTLS work in common/tls. */
+ * handshake, record I/O) is in smtp-session.c; the GnuTLS work in common/tls. The same code
+ * reads the lmtp_tls_* twins for the LMTP side (smtp_tls_load's prefix). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,11 +67,11 @@ SmtpTls *smtp_tls_free(SmtpTls *t) {
         return NULL;
 }
 
-static TlsClient *client_new(Conf *c, const char *protocols_param, const char *ciphers_param) {
-        const char *grade = conf_get(c, ciphers_param);
+static TlsClient *client_new(Conf *c, const char *prefix, const char *protocols_param, const char *ciphers_param) {
+        const char *grade = smtp_conf_get(c, prefix, ciphers_param);
         TlsClientConfig cfg = {
-                .ca_file = conf_get(c, "smtp_tls_CAfile"),
-                .protocols = conf_get(c, protocols_param),
+                .ca_file = smtp_conf_get(c, prefix, "tls_CAfile"),
+                .protocols = smtp_conf_get(c, prefix, protocols_param),
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
         };
         _cleanup_free_ char *why = NULL;
@@ -78,29 +79,30 @@ static TlsClient *client_new(Conf *c, const char *protocols_param, const char *c
         int r = tls_client_new(&cfg, &cl, &why);
         if (r < 0) {
                 /* Like Postfix: a local TLS problem makes "may" plaintext and defers mandatory TLS. */
-                log_error_errno(r, "SMTP client TLS (%s, smtp_tls_CAfile): %s; TLS not available", protocols_param,
+                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile): %s; TLS not available",
+                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix,
                                 why ? why : "out of memory");
                 return NULL;
         }
         return cl;
 }
 
-int smtp_tls_load(Conf *c, SmtpTls **ret) {
+int smtp_tls_load(Conf *c, const char *prefix, SmtpTls **ret) {
         SmtpTls *t = calloc(1, sizeof(SmtpTls));
-        const char *level = conf_get(c, "smtp_tls_security_level");
+        const char *level = smtp_conf_get(c, prefix, "tls_security_level");
 
         if (!t)
                 return log_oom();
         if (level_parse(level, &t->level) < 0)
-                log_warning("smtp_tls_security_level = %s is not supported; using none", level);
-        t->wrappermode = conf_get_bool(c, NULL, "smtp_tls_wrappermode");
-        t->note_starttls_offer = conf_get_bool(c, NULL, "smtp_tls_note_starttls_offer");
-        t->loglevel = (int) conf_get_int(c, NULL, "smtp_tls_loglevel");
-        t->timeout = (usec_t) conf_get_time(c, NULL, "smtp_starttls_timeout") * USEC_PER_SEC;
-        t->servername = strdup(strempty(conf_get(c, "smtp_tls_servername")));
-        t->verify_match = conf_get_list(c, NULL, "smtp_tls_verify_cert_match");
-        t->secure_match = conf_get_list(c, NULL, "smtp_tls_secure_cert_match");
-        t->policy_maps_spec = strdup(strempty(conf_get(c, "smtp_tls_policy_maps")));
+                log_warning("%s_tls_security_level = %s is not supported; using none", prefix, level);
+        t->wrappermode = smtp_conf_bool(c, prefix, "tls_wrappermode");
+        t->note_starttls_offer = smtp_conf_bool(c, prefix, "tls_note_starttls_offer");
+        t->loglevel = (int) smtp_conf_int(c, prefix, "tls_loglevel");
+        t->timeout = smtp_conf_usec(c, prefix, "starttls_timeout");
+        t->servername = strdup(strempty(smtp_conf_get(c, prefix, "tls_servername")));
+        t->verify_match = smtp_conf_list(c, prefix, "tls_verify_cert_match");
+        t->secure_match = smtp_conf_list(c, prefix, "tls_secure_cert_match");
+        t->policy_maps_spec = strdup(strempty(smtp_conf_get(c, prefix, "tls_policy_maps")));
         if (!t->servername || !t->verify_match || !t->secure_match || !t->policy_maps_spec) {
                 smtp_tls_free(t);
                 return log_oom();
@@ -109,12 +111,12 @@ int smtp_tls_load(Conf *c, SmtpTls **ret) {
                 _cleanup_free_ char *why = NULL;
                 /* An unusable table defers every delivery (below) rather than send in the clear. */
                 if (table_list_open(t->policy_maps_spec, 0, &t->policy_maps, &why) < 0)
-                        log_error("smtp_tls_policy_maps = %s: %s", t->policy_maps_spec, why ? why : "cannot open");
+                        log_error("%s_tls_policy_maps = %s: %s", prefix, t->policy_maps_spec, why ? why : "cannot open");
         }
         /* Credentials only when some TLS can happen (a table may ask for it at any level). */
         if (t->level != SMTP_TLS_NONE || t->policy_maps || t->wrappermode) {
-                t->opportunistic = client_new(c, "smtp_tls_protocols", "smtp_tls_ciphers");
-                t->mandatory = client_new(c, "smtp_tls_mandatory_protocols", "smtp_tls_mandatory_ciphers");
+                t->opportunistic = client_new(c, prefix, "tls_protocols", "tls_ciphers");
+                t->mandatory = client_new(c, prefix, "tls_mandatory_protocols", "tls_mandatory_ciphers");
         }
         *ret = t;
         return 0;

@@ -9,7 +9,9 @@
  *
  * Parameters: myhostname, queue_directory, smtp_helo_name, smtp_bind_address, the smtp_*_timeout
  * family, smtp_connection_cache_time_limit, smtp_connection_reuse_time_limit and
- * smtp_connection_reuse_count_limit (LMTP uses the same ones); smtp_tls_* in smtp-tls.c. */
+ * smtp_connection_reuse_count_limit; smtp_tls_* in smtp-tls.c. Deliveries on the lmtp socket use
+ * the lmtp_* twins instead (lmtp_lhlo_name, lmtp_lhlo_timeout for the HELO ones), loaded by the
+ * same code with the other prefix (Smtp.side[1]); SIGHUP reloads both. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -39,60 +41,107 @@ static void settings_done(SmtpSettings *s) {
         *s = (SmtpSettings) {};
 }
 
-static usec_t conf_usec(Conf *c, const char *name) {
-        return (usec_t) conf_get_time(c, NULL, name) * USEC_PER_SEC;
+/* A side's parameter name: "<prefix>_<name>". */
+const char *smtp_conf_name(char *buf, size_t size, const char *prefix, const char *name) {
+        snprintf(buf, size, "%s_%s", prefix, name);
+        return buf;
 }
 
-static int settings_load(Conf *c, SmtpSettings *ret) {
-        SmtpSettings n = {};
-        const char *helo = conf_get(c, "smtp_helo_name");
+const char *smtp_conf_get(Conf *c, const char *prefix, const char *name) {
+        char p[128];
+        return conf_get(c, smtp_conf_name(p, sizeof(p), prefix, name));
+}
+
+long long smtp_conf_int(Conf *c, const char *prefix, const char *name) {
+        char p[128];
+        return conf_get_int(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name));
+}
+
+bool smtp_conf_bool(Conf *c, const char *prefix, const char *name) {
+        char p[128];
+        return conf_get_bool(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name));
+}
+
+usec_t smtp_conf_usec(Conf *c, const char *prefix, const char *name) {
+        char p[128];
+        return (usec_t) conf_get_time(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name)) * USEC_PER_SEC;
+}
+
+char **smtp_conf_list(Conf *c, const char *prefix, const char *name) {
+        char p[128];
+        return conf_get_list(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name));
+}
+
+/* One side's settings: prefix "smtp" (smtp_*) or "lmtp" (lmtp_*, where HELO is LHLO). */
+static int settings_load(Conf *c, const char *prefix, SmtpSettings *ret) {
+        SmtpSettings n = { .prefix = prefix };
+        bool lmtp = streq(prefix, "lmtp");
+        const char *helo = smtp_conf_get(c, prefix, lmtp ? "lhlo_name" : "helo_name");
         n.queue_directory = strdup(strempty(conf_get(c, "queue_directory")));
         n.myhostname = strdup(strempty(conf_get(c, "myhostname")));
         n.helo_name = strdup(isempty(helo) ? strempty(conf_get(c, "myhostname")) : helo);
-        n.bind_address = strdup(strempty(conf_get(c, "smtp_bind_address")));
+        n.bind_address = strdup(strempty(smtp_conf_get(c, prefix, "bind_address")));
         n.inet_interfaces = strdup(strempty(conf_get(c, "inet_interfaces")));
         if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address || !n.inet_interfaces) {
                 settings_done(&n);
                 return log_oom();
         }
-        n.connect_timeout = conf_usec(c, "smtp_connect_timeout");
-        n.tcp_port = (unsigned) conf_get_int(c, NULL, "smtp_tcp_port");
-        n.helo_timeout = conf_usec(c, "smtp_helo_timeout");
-        n.mail_timeout = conf_usec(c, "smtp_mail_timeout");
-        n.rcpt_timeout = conf_usec(c, "smtp_rcpt_timeout");
-        n.data_init_timeout = conf_usec(c, "smtp_data_init_timeout");
-        n.data_xfer_timeout = conf_usec(c, "smtp_data_xfer_timeout");
-        n.data_done_timeout = conf_usec(c, "smtp_data_done_timeout");
-        n.rset_timeout = conf_usec(c, "smtp_rset_timeout");
-        n.quit_timeout = conf_usec(c, "smtp_quit_timeout");
-        n.cache_time_limit = conf_usec(c, "smtp_connection_cache_time_limit");
-        n.reuse_time_limit = conf_usec(c, "smtp_connection_reuse_time_limit");
-        n.reuse_count_limit = (unsigned) conf_get_int(c, NULL, "smtp_connection_reuse_count_limit");
-        n.mx_session_limit = (unsigned) conf_get_int(c, NULL, "smtp_mx_session_limit");
-        const char *target = strempty(conf_get(c, "smtp_address_verify_target"));
+        n.connect_timeout = smtp_conf_usec(c, prefix, "connect_timeout");
+        n.tcp_port = (unsigned) smtp_conf_int(c, prefix, "tcp_port");
+        n.helo_timeout = smtp_conf_usec(c, prefix, lmtp ? "lhlo_timeout" : "helo_timeout");
+        n.mail_timeout = smtp_conf_usec(c, prefix, "mail_timeout");
+        n.rcpt_timeout = smtp_conf_usec(c, prefix, "rcpt_timeout");
+        n.data_init_timeout = smtp_conf_usec(c, prefix, "data_init_timeout");
+        n.data_xfer_timeout = smtp_conf_usec(c, prefix, "data_xfer_timeout");
+        n.data_done_timeout = smtp_conf_usec(c, prefix, "data_done_timeout");
+        n.rset_timeout = smtp_conf_usec(c, prefix, "rset_timeout");
+        n.quit_timeout = smtp_conf_usec(c, prefix, "quit_timeout");
+        n.cache_time_limit = smtp_conf_usec(c, prefix, "connection_cache_time_limit");
+        n.reuse_time_limit = smtp_conf_usec(c, prefix, "connection_reuse_time_limit");
+        n.reuse_count_limit = (unsigned) smtp_conf_int(c, prefix, "connection_reuse_count_limit");
+        n.mx_session_limit = (unsigned) smtp_conf_int(c, prefix, "mx_session_limit");
+        const char *target = strempty(smtp_conf_get(c, prefix, "address_verify_target"));
         if (!streq(target, "rcpt") && !streq(target, "data")) {
-                log_error("smtp_address_verify_target = %s: expected rcpt or data", target);
+                log_error("%s_address_verify_target = %s: expected rcpt or data", prefix, target);
                 settings_done(&n);
                 return -EINVAL;
         }
         n.verify_target_data = streq(target, "data");
-        if (smtp_tls_load(c, &n.tls) < 0) {
+        if (smtp_tls_load(c, prefix, &n.tls) < 0) {
                 settings_done(&n);
                 return -ENOMEM;
         }
         unsigned char ab[16];
         if (!isempty(n.bind_address) && inet_pton(AF_INET, n.bind_address, ab) != 1 &&
             inet_pton(AF_INET6, n.bind_address, ab) != 1) {
-                log_error("smtp_bind_address = %s: not a numeric IPv4 or IPv6 address", n.bind_address);
+                log_error("%s_bind_address = %s: not a numeric IPv4 or IPv6 address", prefix, n.bind_address);
                 settings_done(&n);
                 return -EINVAL;
         }
-        int r = smtp_resolve_load(c);
+        int r = smtp_resolve_load(c, prefix, &n);
         if (r < 0) {
                 settings_done(&n);
                 return r;
         }
         *ret = n;
+        return 0;
+}
+
+static void sides_done(SmtpSettings side[2]) {
+        settings_done(&side[0]);
+        settings_done(&side[1]);
+}
+
+/* Both sides from one configuration; nothing is returned unless both are valid. */
+static int sides_load(Conf *c, SmtpSettings ret[2]) {
+        SmtpSettings n[2] = {};
+        int r = settings_load(c, "smtp", &n[0]);
+        if (r >= 0 && (r = settings_load(c, "lmtp", &n[1])) < 0)
+                settings_done(&n[0]);
+        if (r < 0)
+                return r;
+        ret[0] = n[0];
+        ret[1] = n[1];
         return 0;
 }
 
@@ -255,9 +304,9 @@ static void on_resolved(const char *dsn, const char *diag, SmtpTarget *targets, 
 static int ensure_queue(Smtp *s) {
         if (s->queue)
                 return 0;
-        int r = queue_open(s->s.queue_directory, 0, &s->queue);
+        int r = queue_open(s->side[0].queue_directory, 0, &s->queue);
         if (r < 0)
-                log_error_errno(r, "Cannot open the queue in %s: %m", s->s.queue_directory);
+                log_error_errno(r, "Cannot open the queue in %s: %m", s->side[0].queue_directory);
         return r;
 }
 
@@ -405,14 +454,15 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
 
 static int on_reload(Daemon *dm, Conf *conf, void *userdata) {
         Smtp *s = userdata;
-        SmtpSettings n;
-        int r = settings_load(conf, &n);
+        SmtpSettings n[2];
+        int r = sides_load(conf, n);
         if (r < 0)
                 return r;
-        bool moved = !streq(n.queue_directory, s->s.queue_directory);
-        settings_done(&s->s);
-        s->s = n;
-        smtp_resolve_configure(n.tcp_port, n.myhostname, n.inet_interfaces);
+        bool moved = !streq(n[0].queue_directory, s->side[0].queue_directory);
+        sides_done(s->side);
+        s->side[0] = n[0];
+        s->side[1] = n[1];
+        smtp_resolve_configure(&n[0], &n[1]);
         if (moved)
                 s->queue = queue_close(s->queue);
         return 0;
@@ -428,7 +478,7 @@ static int run(void) {
         if (r < 0)
                 return EXIT_FAILURE;
         smtp.event = daemon_event(dm);
-        r = settings_load(daemon_conf(dm), &smtp.s);
+        r = sides_load(daemon_conf(dm), smtp.side);
         if (r < 0)
                 return EXIT_FAILURE;
         for (size_t i = 0; i < 2; i++) {
@@ -442,25 +492,25 @@ static int run(void) {
                         r = ipc_server_set_multiplex(listeners[i].server, SMTP_MAX_OUTSTANDING);
                 if (r < 0) {
                         log_error_errno(r, "Cannot serve the %s socket: %m", name);
-                        settings_done(&smtp.s);
+                        sides_done(smtp.side);
                         return EXIT_FAILURE;
                 }
                 served++;
         }
         if (served == 0) {
                 log_error("No \"smtp\" or \"lmtp\" socket was passed (run from postern-smtp.socket)");
-                settings_done(&smtp.s);
+                sides_done(smtp.side);
                 return EXIT_FAILURE;
         }
         r = smtp_resolve_init(smtp.event);
         if (r < 0) {
                 log_error_errno(r, "Cannot start the DNS resolver: %m");
-                settings_done(&smtp.s);
+                sides_done(smtp.side);
                 return EXIT_FAILURE;
         }
-        smtp_resolve_configure(smtp.s.tcp_port, smtp.s.myhostname, smtp.s.inet_interfaces);
+        smtp_resolve_configure(&smtp.side[0], &smtp.side[1]);
         daemon_set_reload(dm, on_reload, &smtp);
-        if (queue_open(smtp.s.queue_directory, 0, &smtp.queue) < 0)
+        if (queue_open(smtp.side[0].queue_directory, 0, &smtp.queue) < 0)
                 smtp.queue = NULL;   /* qmgr creates it; reopened lazily */
 
         r = daemon_run(dm);
@@ -472,7 +522,7 @@ static int run(void) {
         for (size_t i = 0; i < 2; i++)
                 ipc_server_free(listeners[i].server);
         queue_close(smtp.queue);
-        settings_done(&smtp.s);
+        sides_done(smtp.side);
         return r;
 }
 

@@ -7,7 +7,7 @@
  *   smtp-session.c  one outbound SMTP/LMTP connection: connect, EHLO/LHLO, MAIL/RCPT/DATA with
  *                   PIPELINING, end of data, RSET/QUIT; the cache of idle connections for reuse
  *   smtp-reply.c    parsing server replies and turning them into DSN status and diagnostics
- *   smtp-tls.c      the smtp_tls_* settings, per-destination TLS policy (smtp_tls_policy_maps),
+ *   smtp-tls.c      the smtp_tls_* (lmtp_tls_*) settings, per-destination TLS policy (*_tls_policy_maps),
  *                   certificate name matching lists, SNI, and the "TLS connection" log lines
  *
  * A delivery (one qmgr request) runs on one session at a time; many sessions share the event
@@ -34,20 +34,26 @@
  * bound; this only caps what a misbehaving peer can make us hold). */
 #define SMTP_MAX_OUTSTANDING 65536
 
+/* The settings of one side: smtp(8)'s from the smtp_* parameters, lmtp(8)'s from their lmtp_*
+ * twins (the same names with "lmtp_", except lmtp_lhlo_name / lmtp_lhlo_timeout). */
 typedef struct SmtpSettings {
+        const char *prefix;           /* "smtp" or "lmtp" (static) */
         char *queue_directory;
         char *myhostname;
-        char *helo_name;              /* smtp_helo_name (also LHLO) */
+        char *helo_name;              /* smtp_helo_name / lmtp_lhlo_name */
         char *bind_address;           /* smtp_bind_address, "" = any */
         usec_t connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout,
                data_xfer_timeout, data_done_timeout, rset_timeout, quit_timeout;
         usec_t cache_time_limit;      /* smtp_connection_cache_time_limit: idle connections */
-        unsigned tcp_port;            /* smtp_tcp_port: MX/A destinations, "[host]" */
+        unsigned tcp_port;            /* smtp_tcp_port: MX/A destinations, "[host]"; lmtp_tcp_port:
+                                       * "inet:host" */
         char *inet_interfaces;        /* our own addresses (loop detection) */
         usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
         unsigned mx_session_limit;    /* smtp_mx_session_limit, 0 = no limit */
         bool verify_target_data;      /* smtp_address_verify_target = data (else rcpt) */
+        bool dns_enabled;             /* smtp_dns_support_level != disabled */
+        unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */
 } SmtpSettings;
 
@@ -70,13 +76,15 @@ typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget
  * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata);
-/* Reads smtp_dns_support_level and smtp_mx_address_limit; <0 (logged) on a bad value. */
-int smtp_resolve_load(Conf *c);
+/* Reads <prefix>_dns_support_level and <prefix>_mx_address_limit into s; <0 (logged) on a bad
+ * value. Nothing changes until smtp_resolve_configure(). */
+int smtp_resolve_load(Conf *c, const char *prefix, SmtpSettings *s);
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
 void smtp_resolve_done(void);
-/* smtp_tcp_port, $myhostname and $inet_interfaces (to find ourselves among MX hosts). */
-void smtp_resolve_configure(unsigned port, const char *myhostname, const char *inet_interfaces);
+/* Each side's port, DNS settings and address limit, $myhostname and $inet_interfaces (to find
+ * ourselves among MX hosts). */
+void smtp_resolve_configure(const SmtpSettings *smtp, const SmtpSettings *lmtp);
 /* "host[addr]:port" or "host[path]" for logs and diagnostics. */
 void smtp_target_relay(const SmtpTarget *t, char *buf, size_t size);
 
@@ -128,8 +136,9 @@ typedef struct SmtpTlsPolicy {
 } SmtpTlsPolicy;
 
 typedef struct SmtpTls SmtpTls;
-/* Reads the smtp_tls_* parameters (TLS credentials, policy tables). Errors are logged. */
-int smtp_tls_load(Conf *c, SmtpTls **ret);
+/* Reads the <prefix>_tls_* parameters ("smtp" or "lmtp": TLS credentials, policy tables).
+ * Errors are logged. */
+int smtp_tls_load(Conf *c, const char *prefix, SmtpTls **ret);
 SmtpTls *smtp_tls_free(SmtpTls *t);
 /* The policy for a next hop: smtp_tls_policy_maps, else smtp_tls_security_level. On a failed
  * or invalid lookup returns <0 with *ret_dsn and a diagnostic in diag. */
@@ -183,14 +192,26 @@ typedef struct SmtpDelivery {
 
 struct Smtp {
         sd_event *event;
-        SmtpSettings s;
+        SmtpSettings side[2];         /* [0] smtp_*, [1] lmtp_* (smtp_settings()) */
         Queue *queue;
         SmtpDelivery *deliveries;
         SmtpSession *idle;            /* cached connections, most recent first */
         size_t n_sessions;
 };
 
+/* The settings a delivery or session of that side uses. */
+static inline SmtpSettings *smtp_settings(Smtp *smtp, bool lmtp) {
+        return &smtp->side[lmtp ? 1 : 0];
+}
+
 /* smtp.c */
+/* A side's parameter: "<prefix>_<name>" (name without the prefix). */
+const char *smtp_conf_name(char *buf, size_t size, const char *prefix, const char *name);
+const char *smtp_conf_get(Conf *c, const char *prefix, const char *name);
+long long smtp_conf_int(Conf *c, const char *prefix, const char *name);
+bool smtp_conf_bool(Conf *c, const char *prefix, const char *name);
+usec_t smtp_conf_usec(Conf *c, const char *prefix, const char *name);
+char **smtp_conf_list(Conf *c, const char *prefix, const char *name);
 /* Records a result for recipient i unless it has one. */
 void smtp_rcpt_result(SmtpDelivery *d, size_t i, const char *dsn, const char *fmt, ...) _printf_(4, 5);
 /* Records a result for every recipient without one (accepted_only: only those accepted). */

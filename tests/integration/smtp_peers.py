@@ -63,12 +63,13 @@ class Sink:
 
 class ThreadedListener:
     """The accept loop the scripted servers share: a listening socket, one thread per
-    connection running self._session(conn), a connection count, stop()."""
+    connection running self._session(conn), a connection count, the clients' addresses, stop()."""
 
     def _listen(self, sock, backlog=100):
         self.sock = sock
         self.sock.listen(backlog)
         self.connections = 0
+        self.peers = []             # the client address of each connection (TCP: host, UNIX: "")
         self.stopped = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -76,10 +77,11 @@ class ThreadedListener:
     def _serve(self):
         while not self.stopped:
             try:
-                conn, _ = self.sock.accept()
+                conn, addr = self.sock.accept()
             except OSError:
                 return
             self.connections += 1
+            self.peers.append(addr[0] if isinstance(addr, tuple) else "")
             threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def stop(self):

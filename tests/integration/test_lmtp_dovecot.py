@@ -16,18 +16,28 @@ def msg(mid):
             f"Message-ID: <{mid}>\r\n\r\nHello, Dovecot.\r\n.a dot-stuffed line\r\n").encode()
 
 
-@pytest.fixture
-def dovecot_lmtp(tmp_path):
+def start_dovecot_lmtp(ssl_config=None):
+    """A private Dovecot serving LMTP on a UNIX socket (d.lmtp_path) and on 127.0.0.1:d.lmtp_port,
+    delivering into Maildirs under d.maildirs; ssl_config (lines replacing "ssl = no") lets it
+    offer STARTTLS. Also used by test_lmtp_params.py."""
     port = free_port()
     d = Dovecot(extra_config=LMTP_CONF_PLACEHOLDER)
     conf = d.config_path.read_text().replace(LMTP_CONF_PLACEHOLDER, LMTP_CONF.format(dir=d.dir, port=port))
     conf = conf.replace("protocols =\n", "protocols = lmtp\n", 1)
+    if ssl_config:
+        conf = conf.replace("ssl = no\n", ssl_config.rstrip("\n") + "\n", 1)
     d.config_path.write_text(conf)
     maildirs = d.dir / "maildirs"
     maildirs.mkdir()
     os.chmod(maildirs, 0o1777)   # the static userdb delivers as nobody
     d.start()
     d.lmtp_path, d.lmtp_port, d.maildirs = d.dir / "lmtp", port, maildirs
+    return d
+
+
+@pytest.fixture
+def dovecot_lmtp(tmp_path):
+    d = start_dovecot_lmtp()
     yield d
     d.close()
 
