@@ -32,8 +32,8 @@ struct Committer {
         sd_event_source *src;
 };
 
-/* Inserts the PREPEND headers after our Received: header (those decided before DATA are
- * already in place; this handles what was added later). */
+/* Inserts the PREPEND headers above our Received: header, after those decided before DATA
+ * (already in place; this handles what was added later). */
 static int job_prepend(CommitJob *j, size_t at, const StrBuf *add) {
         if (at > j->content_len)
                 at = j->content_len;
@@ -93,7 +93,7 @@ int commit_apply_actions(Session *s, CommitJob *j) {
                         j->n_rcpts++;
                 }
         if (a->prepend.len > 0) {
-                r = job_prepend(j, s->data ? s->data->rcvd_end : 0, &a->prepend);
+                r = job_prepend(j, s->data ? s->data->rcvd_start : 0, &a->prepend);
                 if (r < 0)
                         return r;
         }

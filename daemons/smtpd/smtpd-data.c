@@ -196,16 +196,17 @@ int data_begin(Session *s) {
         }
         data_state_free(s->data);
         s->data = d;
-        /* Our Received: is the first header the content checks see (as in Postfix); PREPEND
-         * headers decided before DATA (access(5)) follow it. */
-        cleanup_header_begin(s);
-        content_add(s, rcvd.data, rcvd.len);
-        cleanup_header_end(s);
-        d->rcvd_end = d->content.len;   /* after our Received: (or what header_checks made of it) */
+        /* PREPEND headers decided before DATA (access(5), a policy server such as postgrey's
+         * X-Greylist:) go above our Received:, as Postfix's smtpd writes them; our Received: is
+         * the first header the content checks see. */
         if (s->actions.prepend.len > 0) {
                 content_add(s, s->actions.prepend.data, s->actions.prepend.len);
                 strbuf_reset(&s->actions.prepend);
         }
+        d->rcvd_start = d->content.len;
+        cleanup_header_begin(s);
+        content_add(s, rcvd.data, rcvd.len);
+        cleanup_header_end(s);
         return 0;
 }
 

@@ -343,7 +343,7 @@ typedef struct DataState {
         /* content checks (smtpd-cleanup.c) */
         size_t hdr_start;        /* content offset of the logical header being collected */
         bool hdr_pending;        /* content[hdr_start..] is a header not checked yet */
-        size_t rcvd_end;         /* end of our Received: header (MessageActions.prepend goes here) */
+        size_t rcvd_start;       /* where our Received: header starts (later PREPENDs go here) */
         bool has_to;             /* a To:, Cc: or Bcc: header was seen */
         unsigned hops;           /* Received: headers, ours included */
         bool hops_exceeded;
