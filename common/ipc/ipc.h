@@ -127,11 +127,12 @@ void ipc_call_cancel(IpcCall *c);
  * "id=<n>" and matched with the reply that carries the same id, in whatever order replies come.
  * The server must multiplex (ipc_server_set_multiplex); a reply without a well-formed "id=" is
  * a protocol error, and a request with an "id" of its own is refused (-EINVAL). A call cancelled
- * or timed out before its request was written never sends it. Calls follow ipc_client_call_async()'s contract: the handler runs once with
- * the reply or an error, ipc_call_cancel() drops a call silently, a negative return means the
- * handler never runs. When the connection fails, every call sent on it fails with the error
- * (-ECONNRESET for EOF, -EPROTO for a reply that does not belong); the next call opens a new
- * connection. The connection opens on the first call and closes after IPC_MUX_IDLE_USEC without
+ * or timed out before its request was written never sends it. Calls follow
+ * ipc_client_call_async()'s contract: the handler runs once with the reply or an error,
+ * ipc_call_cancel() drops a call silently, a negative return means the handler never runs. When
+ * the connection fails, the replies already received are dispatched, then every other call sent
+ * on it fails with the error (-ECONNRESET for EOF, -EPROTO for a reply that does not belong); the
+ * next call opens a new connection. The connection opens on the first call and closes after IPC_MUX_IDLE_USEC without
  * calls, well inside the server's IPC_IDLE_TIMEOUT_USEC. */
 typedef struct IpcMux IpcMux;
 #define IPC_MUX_IDLE_USEC (60ULL * 1000000ULL)

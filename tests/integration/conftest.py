@@ -1,5 +1,6 @@
-"""pytest fixtures for Postern's integration tests: `local_users`, `postern`, `dovecot` and
-`aiosmtpd_server` (scripted aiosmtpd receivers, smtp_peers.Handler)."""
+"""pytest fixtures for Postern's integration tests: `local_users`, `postern`, `dovecot`,
+`aiosmtpd_server` (scripted aiosmtpd receivers, smtp_peers.Handler) and `scripted` (line-level
+SMTP/LMTP servers answering what a test scripts, smtp_peers.Scripted)."""
 
 import os
 import shutil
@@ -8,6 +9,7 @@ import pytest
 
 import dnszone
 import postern_harness
+from smtp_peers import Scripted, peer_factory
 
 _dns = None   # the run's dnsmasq (dnszone.DnsZone), serving localhost and what tests add
 
@@ -78,6 +80,12 @@ def dovecot():
     d.start()
     yield d
     d.close(keep=bool(os.environ.get("POSTERN_KEEP_ROOT")))
+
+
+@pytest.fixture
+def scripted():
+    """make(**kw) starts a smtp_peers.Scripted server (stopped when the test ends)."""
+    yield from peer_factory(Scripted)
 
 
 @pytest.fixture

@@ -10,6 +10,20 @@ import threading
 import time
 
 
+def peer_factory(start):
+    """The body of a fixture that makes peers on demand: yields make(*args, **kw) -> start(...)
+    and stops every peer made when the test ends. Use as `yield from peer_factory(Scripted)`."""
+    made = []
+
+    def make(*args, **kw):
+        p = start(*args, **kw)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
+
+
 def free_port(host="127.0.0.1"):
     s = socket.socket()
     s.bind((host, 0))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from smtp_peers import Scripted, free_port
+from smtp_peers import free_port
 from test_lmtp_dovecot import maildir_messages, start_dovecot_lmtp
 from test_smtp_tls import HOST, pki, tls_host   # noqa: F401 (fixtures: a private CA, mail.tls.test)
 from test_smtpd_tls import CERTTOOL
@@ -36,19 +36,6 @@ def wait_deferred(postern, qid, address, timeout=20):
     postern.wait_for(lambda: (rcpt_row(postern, qid, address) or (None,))[0] == 1, timeout=timeout,
                      what=f"{address} deferred")
     return rcpt_row(postern, qid, address)
-
-
-@pytest.fixture
-def scripted():
-    made = []
-
-    def make(**kw):
-        s = Scripted(**kw)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from smtp_peers import Sink
+from smtp_peers import Sink, peer_factory
 
 
 def msg(mid, extra=""):
@@ -27,15 +27,7 @@ def queued(reply):
 
 @pytest.fixture
 def sinks(postern):
-    made = []
-
-    def make(name):
-        s = Sink(postern.root / name)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+    yield from peer_factory(lambda name: Sink(postern.root / name))
 
 
 def hop(sink):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from postern_harness import FakeAgent
-from smtp_peers import Sink, free_port
+from smtp_peers import Sink, free_port, peer_factory
 from test_qmgr_agent import control, inject, rcpt_rows, wakeup
 
 
@@ -141,15 +141,7 @@ class CountingServer:
 
 @pytest.fixture
 def servers():
-    made = []
-
-    def make(**kw):
-        s = CountingServer(**kw)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+    yield from peer_factory(CountingServer)
 
 
 class FakeSmtp(FakeAgent):

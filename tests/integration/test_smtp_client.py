@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from smtp_peers import Scripted, Sink, free_port
+from smtp_peers import Sink, free_port
 
 
 def msg(mid, body="Hello.\r\n", extra=""):
@@ -136,20 +136,7 @@ def test_end_of_data_4xx_defers(postern, aiosmtpd_server):
     assert dsn == "4.3.1" and diag.endswith("(in reply to end of DATA command)")
 
 
-# --- a scripted server for the greeting, EHLO, DATA and silence --------------------------------
-
-@pytest.fixture
-def scripted():
-    servers = []
-
-    def make(**kw):
-        s = Scripted(**kw)
-        servers.append(s)
-        return s
-    yield make
-    for s in servers:
-        s.stop()
-
+# --- a scripted server for the greeting, EHLO, DATA and silence (conftest: scripted) -----------
 
 @pytest.mark.parametrize("stage,reply,state,dsn,suffix", [
     ("greeting", "554 5.7.1 go away", 1, "4.7.1", "refused to talk to me: 554 5.7.1 go away"),

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from smtp_peers import Sink, free_port
+from smtp_peers import Sink, free_port, peer_factory
 
 
 def msg(mid):
@@ -25,15 +25,7 @@ def queue_id(text):
 
 @pytest.fixture
 def sinks(postern):
-    made = []
-
-    def make(host, port):
-        s = Sink(postern.root / f"sink-{host}", host=host, port=port)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+    yield from peer_factory(lambda host, port: Sink(postern.root / f"sink-{host}", host=host, port=port))
 
 
 def bounce(postern, qid):

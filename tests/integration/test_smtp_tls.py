@@ -15,7 +15,7 @@ import pytest
 
 import postern_harness
 
-from smtp_peers import free_port, wait_port
+from smtp_peers import free_port, peer_factory, wait_port
 from test_smtpd_tls import CERTTOOL, _certtool, _leaf
 from tls_smtp_peer import TlsSmtpServer
 
@@ -39,15 +39,7 @@ def pki():
 
 @pytest.fixture
 def peer(pki):
-    made = []
-
-    def make(**kw):
-        s = TlsSmtpServer(pki["crt"], pki["key"], **kw)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
+    yield from peer_factory(lambda **kw: TlsSmtpServer(pki["crt"], pki["key"], **kw))
 
 
 @pytest.fixture

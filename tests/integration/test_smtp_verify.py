@@ -11,7 +11,6 @@ import time
 import pytest
 
 from postern_harness import format_record, ipc_call, read_record
-from smtp_peers import Scripted
 
 
 def probe_record(port, rcpts, sender="probe@postern.test"):
@@ -27,19 +26,6 @@ def probe(postern, port, rcpts, sender="probe@postern.test"):
     reply = ipc_call(postern.socket_dir / "smtp", rec)
     assert reply.get("status") == "ok", reply
     return [(reply[f"action.{i}"], reply[f"dsn.{i}"], reply[f"diag.{i}"]) for i in range(len(rcpts))]
-
-
-@pytest.fixture
-def scripted():
-    made = []
-
-    def make(**kw):
-        s = Scripted(**kw)
-        made.append(s)
-        return s
-    yield make
-    for s in made:
-        s.stop()
 
 
 def test_probe_at_rcpt(postern, aiosmtpd_server):
