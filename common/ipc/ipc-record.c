@@ -140,29 +140,34 @@ int ipc_record_get_int(const IpcRecord *r, const char *name, long long *ret) {
         return 0;
 }
 
-/* Appends the wire form; -EMSGSIZE when it would exceed IPC_RECORD_MAX. out is unchanged on
- * failure. */
-int ipc_record_format(const IpcRecord *r, StrBuf *out) {
+/* Appends one "name=xtext\n" line of a record that starts at out[start]. */
+static int ipc_attr_format(const IpcAttr *a, StrBuf *out, size_t start) {
+        if (!ipc_name_valid(a->name, strlen(a->name)))
+                return -EINVAL;
+        int ret = strbuf_puts(out, a->name);
+        if (ret >= 0)
+                ret = strbuf_putc(out, '=');
+        if (ret >= 0)
+                ret = xtext_encode(a->value, strlen(a->value), out);
+        if (ret >= 0)
+                ret = strbuf_putc(out, '\n');
+        if (ret >= 0 && out->len - start > IPC_RECORD_MAX)
+                ret = -EMSGSIZE;
+        return ret;
+}
+
+/* The wire form of r's attributes, then extra (if any), then the empty line; -EMSGSIZE beyond
+ * the limits. out is unchanged on failure. */
+static int ipc_record_format_with(const IpcRecord *r, const IpcAttr *extra, StrBuf *out) {
         size_t start = out->len;
         int ret = 0;
 
-        if (r->n > IPC_RECORD_ATTRS_MAX)
+        if (r->n + (extra ? 1 : 0) > IPC_RECORD_ATTRS_MAX)
                 return -EMSGSIZE;
-        for (size_t i = 0; i < r->n && ret >= 0; i++) {
-                if (!ipc_name_valid(r->attrs[i].name, strlen(r->attrs[i].name))) {
-                        ret = -EINVAL;
-                        break;
-                }
-                ret = strbuf_puts(out, r->attrs[i].name);
-                if (ret >= 0)
-                        ret = strbuf_putc(out, '=');
-                if (ret >= 0)
-                        ret = xtext_encode(r->attrs[i].value, strlen(r->attrs[i].value), out);
-                if (ret >= 0)
-                        ret = strbuf_putc(out, '\n');
-                if (ret >= 0 && out->len - start > IPC_RECORD_MAX)
-                        ret = -EMSGSIZE;
-        }
+        for (size_t i = 0; i < r->n && ret >= 0; i++)
+                ret = ipc_attr_format(&r->attrs[i], out, start);
+        if (ret >= 0 && extra)
+                ret = ipc_attr_format(extra, out, start);
         if (ret >= 0)
                 ret = strbuf_putc(out, '\n');
         if (ret >= 0 && out->len - start > IPC_RECORD_MAX)
@@ -176,22 +181,18 @@ int ipc_record_format(const IpcRecord *r, StrBuf *out) {
         return 0;
 }
 
-/* The wire form of r with "id=<id>" added last (a shallow copy of the attribute list). */
+/* Appends the wire form; -EMSGSIZE when it would exceed IPC_RECORD_MAX. out is unchanged on
+ * failure. */
+int ipc_record_format(const IpcRecord *r, StrBuf *out) {
+        return ipc_record_format_with(r, NULL, out);
+}
+
+/* The wire form of r with "id=<id>" added last. */
 int ipc_record_format_tagged(const IpcRecord *r, const char *id, StrBuf *out) {
-        if (r->n >= IPC_RECORD_ATTRS_MAX)
-                return -EMSGSIZE;
         if (ipc_record_get(r, "id"))
                 return -EINVAL;   /* the tag would not be the only "id" */
-        IpcAttr *a = malloc((r->n + 1) * sizeof(IpcAttr));
-        if (!a)
-                return -ENOMEM;
-        if (r->n > 0)
-                memcpy(a, r->attrs, r->n * sizeof(IpcAttr));
-        a[r->n] = (IpcAttr) { (char *) "id", (char *) id };
-        IpcRecord tagged = { a, r->n + 1, r->n + 1 };
-        int ret = ipc_record_format(&tagged, out);
-        free(a);
-        return ret;
+        IpcAttr tag = { (char *) "id", (char *) id };
+        return ipc_record_format_with(r, &tag, out);
 }
 
 /* Frees the parser's buffers; it may be reused afterwards. */

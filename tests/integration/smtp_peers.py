@@ -24,6 +24,19 @@ def peer_factory(start):
         p.stop()
 
 
+def read_data(f):
+    """The message a client sends after a 354, up to (not including) the "." line, as bytes
+    (still dot-stuffed, CRLF kept); None when the client goes away first."""
+    data = b""
+    while True:
+        line = f.readline()
+        if not line:
+            return None
+        if line == b".\r\n":
+            return data
+        data += line
+
+
 def free_port(host="127.0.0.1"):
     s = socket.socket()
     s.bind((host, 0))
@@ -181,14 +194,9 @@ class Scripted(ThreadedListener):
                         time.sleep(3600)
                     if not self.replies["DATA"].startswith("354"):
                         continue
-                    data = b""
-                    while True:
-                        l = f.readline()
-                        if not l:
-                            return
-                        if l == b".\r\n":
-                            break
-                        data += l
+                    data = read_data(f)
+                    if data is None:
+                        return
                     self.messages.append(data)
                     mail_ok = False
                     r = self.replies["DOT"]

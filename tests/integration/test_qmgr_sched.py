@@ -13,7 +13,7 @@ import time
 import pytest
 
 from postern_harness import FakeAgent
-from smtp_peers import Sink, free_port, peer_factory
+from smtp_peers import Sink, free_port, peer_factory, read_data
 from test_qmgr_agent import control, inject, rcpt_rows, wakeup
 
 
@@ -105,12 +105,8 @@ class CountingServer:
                     conn.sendall(b"250 2.1.5 Ok\r\n")
                 elif verb == b"DATA":
                     conn.sendall(b"354 go ahead\r\n")
-                    while True:
-                        l = f.readline()
-                        if not l:
-                            return
-                        if l == b".\r\n":
-                            break
+                    if read_data(f) is None:
+                        return
                     if self.delay:
                         time.sleep(self.delay)
                     in_txn = False

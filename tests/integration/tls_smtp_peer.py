@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 
-from smtp_peers import ThreadedListener
+from smtp_peers import ThreadedListener, read_data
 
 
 class TlsSmtpServer(ThreadedListener):
@@ -89,14 +89,9 @@ class TlsSmtpServer(ThreadedListener):
                     conn.sendall(b"250 2.0.0 Ok\r\n")
                 elif verb == "DATA":
                     conn.sendall(b"354 go ahead\r\n")
-                    data = b""
-                    while True:
-                        l = f.readline()
-                        if not l:
-                            return
-                        if l == b".\r\n":
-                            break
-                        data += l
+                    data = read_data(f)
+                    if data is None:
+                        return
                     self.messages.append((tls, data))
                     conn.sendall(f"250 2.0.0 Ok: queued as TLS{len(self.messages)}{'T' if tls else 'P'}\r\n".encode())
                 elif verb == "QUIT":
