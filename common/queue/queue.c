@@ -11,8 +11,17 @@
  * owned by another user, SQLite chowns the -wal/-shm files it creates to that owner, so root
  * tools never lock the daemons out (test-queue checks both).
  *
+ * queue.db is opened defensively, because root (postern-local, posternctl) opens a file in a
+ * directory that user postern owns: it must be a regular file with one link, owned by the owner
+ * of the queue directory and no symbolic link (SQLITE_OPEN_NOFOLLOW; SQLite itself never follows
+ * links for -wal/-shm, test-queue checks both), checked again after the open against the inode
+ * seen before; every connection sets SQLITE_DBCONFIG_DEFENSIVE (no writable_schema, no writes to
+ * shadow tables or sqlite_dbpage) and trusted_schema = OFF (triggers and views that whoever
+ * wrote the file planted may not call functions with side effects), in every process.
+ *
  * Failures return negative errno; the SQLite message of the last one is kept for
- * queue_last_error(). Library code: nothing here logs. */
+ * queue_last_error(), and why queue_open() refused a database for queue_open_error().
+ * Library code: nothing here logs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -427,6 +436,9 @@ static int setup_connection(Queue *q, QueueOpenFlags flags) {
 
         (void) sqlite3_extended_result_codes(q->db, 1);
         (void) sqlite3_busy_timeout(q->db, QUEUE_BUSY_TIMEOUT_MSEC);
+        if (sqlite3_db_config(q->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *) NULL) != SQLITE_OK ||
+            sqlite3_db_config(q->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *) NULL) != SQLITE_OK)
+                return queue_errorf(q, -EOPNOTSUPP, "cannot make the queue connection defensive");
 
         r = exec_sql(q, "PRAGMA foreign_keys = ON");
         if (r < 0)
@@ -475,6 +487,44 @@ static int setup_connection(Queue *q, QueueOpenFlags flags) {
         return migrate(q, flags & QUEUE_OPEN_CREATE);
 }
 
+static _Thread_local char open_error[256];
+
+const char *queue_open_error(void) {
+        return open_error[0] ? open_error : NULL;
+}
+
+static int open_refused(int r, const char *fmt, ...) _printf_(2, 3);
+static int open_refused(int r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(open_error, sizeof open_error, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* lstat()s queue.db and refuses anything but a regular file with one link owned by the queue
+ * directory's owner. (No open() here: closing a descriptor of a database this process already
+ * has open would drop its POSIX locks.) */
+static int check_db_file(const char *dir, const char *path, struct stat *ret) {
+        struct stat dst, st;
+
+        if (stat(dir, &dst) < 0)
+                return open_refused(-errno, "cannot examine the queue directory %s: %s", dir, strerror(errno));
+        if (lstat(path, &st) < 0)
+                return open_refused(-errno, "cannot examine %s: %s", path, strerror(errno));
+        if (S_ISLNK(st.st_mode))
+                return open_refused(-ELOOP, "refusing %s: it is a symbolic link", path);
+        if (!S_ISREG(st.st_mode))
+                return open_refused(-EPERM, "refusing %s: it is not a regular file", path);
+        if (st.st_nlink != 1)
+                return open_refused(-EPERM, "refusing %s: it has %ju hard links", path, (uintmax_t) st.st_nlink);
+        if (st.st_uid != dst.st_uid)
+                return open_refused(-EPERM, "refusing %s: it is owned by uid %u, not by the queue directory's owner "
+                                    "(uid %u)", path, (unsigned) st.st_uid, (unsigned) dst.st_uid);
+        *ret = st;
+        return 0;
+}
+
 /* Opens <dir>/queue.db, creating and migrating it as flags allow. */
 int queue_open(const char *dir, QueueOpenFlags flags, Queue **ret) {
         _cleanup_free_ char *path = NULL;
@@ -489,24 +539,30 @@ int queue_open(const char *dir, QueueOpenFlags flags, Queue **ret) {
         if (asprintf(&path, "%s/%s", dir, QUEUE_DB_NAME) < 0)
                 return -ENOMEM;
 
+        open_error[0] = '\0';
         if (flags & QUEUE_OPEN_CREATE) {
                 /* Mail is private: create the file ourselves, since SQLite would make it 0644
-                 * (and gives the -wal and -shm files the database file's mode). */
-                int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+                 * (and gives the -wal and -shm files the database file's mode). O_EXCL: an
+                 * existing file is left alone (opening and closing it here could drop POSIX
+                 * locks this process holds on it). */
+                int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
                               QUEUE_DB_MODE);
-                if (fd < 0)
-                        return -errno;
+                if (fd < 0 && errno != EEXIST)
+                        return open_refused(-errno, "cannot create %s: %s", path, strerror(errno));
                 safe_close(fd);
-        } else if (access(path, F_OK) < 0)
-                /* SQLite would report a missing file as a generic CANTOPEN; say what it is. */
-                return -errno;
+        }
+        /* Also says what a missing file is (SQLite would report a generic CANTOPEN). */
+        struct stat before = {}, after;
+        r = check_db_file(dir, path, &before);
+        if (r < 0)
+                return r;
 
         q = calloc(1, sizeof *q);
         if (!q)
                 return -ENOMEM;
         q->readonly = flags & QUEUE_OPEN_READONLY;
 
-        oflags = SQLITE_OPEN_NOMUTEX;
+        oflags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
         if (flags & QUEUE_OPEN_READONLY)
                 oflags |= SQLITE_OPEN_READONLY;
         else
@@ -518,12 +574,18 @@ int queue_open(const char *dir, QueueOpenFlags flags, Queue **ret) {
                         r = -ENOMEM;
                 else
                         r = queue_error(q, rc);
+                snprintf(open_error, sizeof open_error, "%s", sqlite3_errmsg(q->db));
                 queue_close(q);
                 return r;
+        }
+        if (lstat(path, &after) < 0 || after.st_dev != before.st_dev || after.st_ino != before.st_ino) {
+                queue_close(q);
+                return open_refused(-EPERM, "refusing %s: it was replaced while being opened", path);
         }
 
         r = setup_connection(q, flags);
         if (r < 0) {
+                snprintf(open_error, sizeof open_error, "%s", queue_last_error(q));
                 queue_close(q);
                 return r;
         }

@@ -87,8 +87,10 @@ typedef struct QueueRecipient {
 void queue_message_done(QueueMessage *m);
 void queue_recipients_free(QueueRecipient *r, size_t n);
 
-/* Opens <dir>/queue.db. */
+/* Opens <dir>/queue.db (refusing links, non-files and files not owned by the directory's owner). */
 int queue_open(const char *dir, QueueOpenFlags flags, Queue **ret);
+/* Why the last failed queue_open() of this thread failed, or NULL. */
+const char *queue_open_error(void);
 Queue *queue_close(Queue *q);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Queue *, queue_close);
 #define _cleanup_queue_close_ _cleanup_(queue_closep)

@@ -79,6 +79,7 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
         s.lock_delay = conf_get_time(c, NULL, "deliver_lock_delay");
         s.stale_lock_time = conf_get_time(c, NULL, "stale_lock_time");
         s.command_time_limit = conf_get_time(c, NULL, "command_time_limit");
+        s.daemon_timeout = conf_get_time(c, NULL, "daemon_timeout");
         if (s.lock_attempts < 1)
                 s.lock_attempts = 1;
 
@@ -128,6 +129,7 @@ Target *target_free(Target *t) {
         free(t->via);
         free(t->diag);
         sd_event_source_disable_unref(t->child_source);
+        sd_event_source_disable_unref(t->deadline_source);
         safe_close(t->result_fd);
         free(t);
         return NULL;

@@ -1,24 +1,32 @@
 /* local-child.c — the forked delivery child of postern-local.
  *
  * local_child_spawn() forks; the child
- *   1. opens and flock()s the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id>
- *      (as root, through the directory descriptor the parent verified; local-marker.c refuses a
- *      marker that is not a plain root-owned file) and stops with success when the mailbox is
- *      already listed there — this is what makes a redelivery after a crash (kill -9 of
- *      postern-local, or of the parent while this child still writes) deliver exactly once;
+ *   1. opens the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id> (as root,
+ *      through the directory descriptor the parent verified; local-marker.c refuses a marker that
+ *      is not a plain root-owned file) and takes its flock() — without blocking, in at most
+ *      deliver_lock_attempts tries deliver_lock_delay apart, else the delivery is deferred — and
+ *      stops with success when the mailbox is already listed there: this is what makes a
+ *      redelivery after a crash (kill -9 of postern-local, or of the parent while this child
+ *      still writes) deliver exactly once;
  *   2. for a mailbox in mail_spool_directory that the user cannot create (a /var/mail that is
  *      neither world- nor group-writable) creates the empty mailbox 0600 for the user — through
  *      a descriptor of the spool directory, never by path, and nowhere else: a mailbox under a
  *      home directory is only ever touched after the switch to the user — and keeps the spool's
  *      group as a supplementary group when it is group-writable (Debian: 2775 root:mail), so the
  *      dotlock can be made as the user;
- *   3. switches to the recipient (initgroups, setresgid, setresuid) before opening any mailbox
- *      file, applies mailbox_size_limit as RLIMIT_FSIZE, and writes the mailbox;
- *   4. records the mailbox in the marker after the mailbox was fsynced, and writes one line
- *      "<dsn>\t<diag>\n" to the result pipe.
- * The parent reaps it from sd-event (sd_event_add_child) and reads the pipe with
- * local_child_collect(). The child closes every descriptor it does not need right after the
- * fork, the journal socket included: it must not log (its result line is what gets logged). */
+ *   3. switches its groups and its *effective* uid to the recipient before opening any mailbox
+ *      file (initgroups, setresgid, setresuid(-1, uid, -1)): files are opened and created with
+ *      the recipient's rights, but the real and saved uid stay root, so the recipient cannot
+ *      signal, stop or trace the process that holds the marker lock (kill(2) needs a matching
+ *      real or saved uid) — the way Postfix's local(8) changes only its effective uid. A
+ *      "|command" runs in a grandchild that gives up root completely (local-command.c), and only
+ *      that process is the recipient's to signal; this child waits for it with a deadline;
+ *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox, records it in the marker
+ *      after it was fsynced, and writes one line "<dsn>\t<diag>\n" to the result pipe.
+ * The parent reaps it from sd-event (sd_event_add_child), kills it when it is still running after
+ * daemon_timeout (local.c), and reads the pipe with local_child_collect(). The child closes every
+ * descriptor it does not need right after the fork, the journal socket included: it must not log
+ * (its result line is what gets logged). */
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -42,7 +50,8 @@ static void success_result(const Target *t, DeliveryResult *res) {
                                     t->kind == TARGET_MAILDIR ? "delivered to maildir" : "delivered to mailbox");
 }
 
-static int drop_privileges(const Target *t, gid_t extra_gid) {
+/* Takes the recipient's groups and effective uid; real and saved uid stay root (step 3 above). */
+static int switch_to_recipient(const Target *t, gid_t extra_gid) {
         if (geteuid() != 0)
                 /* Not root (a test run by hand): only the same user can be served. */
                 return geteuid() == t->uid ? 0 : -EPERM;
@@ -59,13 +68,26 @@ static int drop_privileges(const Target *t, gid_t extra_gid) {
         }
         if (setresgid(t->gid, t->gid, t->gid) < 0)
                 return -errno;
-        if (setresuid(t->uid, t->uid, t->uid) < 0)
+        if (setresuid((uid_t) -1, t->uid, (uid_t) -1) < 0)
                 return -errno;
         uid_t ru, eu, su;
-        if (getresuid(&ru, &eu, &su) < 0 || ru != t->uid || eu != t->uid || su != t->uid)
+        if (getresuid(&ru, &eu, &su) < 0 || ru != 0 || eu != t->uid || su != 0)
                 return -EPERM;
         (void) prctl(PR_SET_DUMPABLE, 0);
         return 0;
+}
+
+/* flock() on the marker without ever blocking: deliver_lock_attempts tries. */
+static int marker_lock(const LocalSettings *s, int fd) {
+        for (long long i = 0; i < s->lock_attempts; i++) {
+                if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+                        return 0;
+                if (errno != EWOULDBLOCK && errno != EINTR)
+                        return -errno;
+                if (i + 1 < s->lock_attempts)
+                        local_lock_pause(s);
+        }
+        return -EWOULDBLOCK;
 }
 
 /* Decides, as root, how the spool directory can be used by the user: whether a dotlock is
@@ -125,8 +147,15 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                                     s->queue_directory, LOCAL_MARKER_DIR, in->queue_id, in->rcpt_id);
                 return;
         }
-        while (flock(mfd, LOCK_EX) < 0 && errno == EINTR)
-                ;
+        r = marker_lock(s, mfd);
+        if (r < 0) {
+                delivery_result_set(res, "4.3.0", "%s (%s/%s/%s.%lld)",
+                                    r == -EWOULDBLOCK ? "delivery marker is locked: an earlier delivery of this "
+                                                        "recipient is still in progress" :
+                                                        "cannot lock delivery marker",
+                                    s->queue_directory, LOCAL_MARKER_DIR, in->queue_id, in->rcpt_id);
+                return;
+        }
         if (local_marker_has(mfd, t->path)) {
                 success_result(t, res);
                 return;
@@ -135,7 +164,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
         if (t->kind == TARGET_MBOX)
                 prepare_spool(s, t, &may_dotlock, &extra_gid);
 
-        r = drop_privileges(t, extra_gid);
+        r = switch_to_recipient(t, extra_gid);
         if (r < 0) {
                 delivery_result_set(res, "4.3.0", "cannot switch to user %s (uid %u): %s", t->user,
                                     (unsigned) t->uid, strerror(-r));

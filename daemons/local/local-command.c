@@ -1,5 +1,10 @@
-/* local-command.c — "|command" alias destinations, in a delivery child that already runs as the
- * default_privs user.
+/* local-command.c — "|command" alias destinations, in a delivery child whose effective uid is
+ * already the default_privs user's (its real and saved uid are still root, local-child.c).
+ *
+ * The command's process gives up root completely before it runs (real, effective and saved uid
+ * and gid all the user's): it is the only process of a delivery that the user may signal, and
+ * this child, which the user cannot signal, kills it at command_time_limit. It also gets SIGKILL
+ * when this child dies (PR_SET_PDEATHSIG), e.g. killed by the parent at daemon_timeout.
  *
  * The command runs as /bin/sh -c <command> in its own process group, with the message on stdin
  * ("From sender  date" line, Return-Path:, Delivered-To:, then the content unquoted, as Postfix
@@ -11,6 +16,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -56,6 +62,7 @@ static void run_command(const LocalSettings *s, const char *command, const char 
                 delivery_result_set(res, "4.3.0", "cannot run command: %s", strerror(errno));
                 return;
         }
+        pid_t self = getpid();
         pid_t pid = fork();
         if (pid < 0) {
                 delivery_result_set(res, "4.3.0", "cannot run command: %s", strerror(errno));
@@ -63,6 +70,12 @@ static void run_command(const LocalSettings *s, const char *command, const char 
                 return;
         }
         if (pid == 0) {
+                uid_t uid = geteuid();
+                gid_t gid = getegid();
+                if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                        _exit(EX_OSERR);
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != self)
+                        _exit(EX_OSERR);
                 struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
                 (void) setrlimit(RLIMIT_FSIZE, &unlimited);
                 (void) setpgid(0, 0);

@@ -44,7 +44,8 @@ const char *local_errno_dsn(int e) {
         }
 }
 
-static void sleep_seconds(long long s) {
+void local_lock_pause(const LocalSettings *settings) {
+        long long s = settings->lock_delay;
         struct timespec ts = { .tv_sec = s > 0 ? s : 0, .tv_nsec = s > 0 ? 0 : 200 * 1000 * 1000 };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
@@ -70,7 +71,7 @@ static int dotlock_acquire(const LocalSettings *s, const char *lock) {
                         continue;
                 }
                 if (i + 1 < s->lock_attempts)
-                        sleep_seconds(s->lock_delay);
+                        local_lock_pause(s);
         }
         return -EAGAIN;
 }
@@ -95,7 +96,7 @@ static int kernel_lock(const LocalSettings *s, int fd, unsigned methods) {
                 if (r != -EAGAIN && r != -EACCES && r != -EWOULDBLOCK)
                         return r;
                 if (i + 1 < s->lock_attempts)
-                        sleep_seconds(s->lock_delay);
+                        local_lock_pause(s);
         }
         return -EAGAIN;
 }

@@ -177,7 +177,12 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Target *t = userdata;
         LocalRequest *req = t->request;
 
-        local_child_collect(t, si->si_code, si->si_status);
+        if (t->timed_out)
+                (void) target_set_result(t, "4.3.0", "delivery process still running after daemon_timeout "
+                                         "(%llds); killed", req->local->settings.daemon_timeout);
+        else
+                local_child_collect(t, si->si_code, si->si_status);
+        t->deadline_source = sd_event_source_disable_unref(t->deadline_source);
         t->end_usec = now_usec(CLOCK_REALTIME);
         t->child_source = sd_event_source_disable_unref(t->child_source);
         t->pid = 0;
@@ -188,12 +193,28 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         return 0;
 }
 
+/* daemon_timeout: nothing a recipient does can keep a delivery child (and the marker lock it
+ * holds) alive for longer; the retry finds the marker unlocked. */
+static int on_child_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Target *t = userdata;
+
+        if (t->pid > 0 && !t->timed_out) {
+                log_warning("%s: delivery process %d for <%s> still running after daemon_timeout (%llds); killing it",
+                            t->request->queue_id, (int) t->pid, t->address,
+                            t->request->local->settings.daemon_timeout);
+                t->timed_out = true;
+                (void) kill(t->pid, SIGKILL);
+        }
+        return 0;
+}
+
 static int ensure_queue(Local *l) {
         if (l->queue)
                 return 0;
         int r = queue_open(l->settings.queue_directory, 0, &l->queue);
         if (r < 0)
-                log_error_errno(r, "Cannot open the queue in %s: %m", l->settings.queue_directory);
+                log_error_errno(r, "Cannot open the queue in %s: %s", l->settings.queue_directory,
+                                queue_open_error() ?: strerror(-r));
         return r;
 }
 
@@ -522,6 +543,12 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                                 log_target(req, rc, t);
                                 continue;
                         }
+                        r = sd_event_add_time_relative(l->event, &t->deadline_source, CLOCK_MONOTONIC,
+                                                       (uint64_t) l->settings.daemon_timeout * USEC_PER_SEC,
+                                                       USEC_PER_SEC, on_child_deadline, t);
+                        if (r < 0)
+                                log_warning_errno(r, "%s: cannot arm the deadline of delivery process %d: %m",
+                                                  req->queue_id, (int) t->pid);
                         l->n_children++;
                         req->pending++;
                 }
@@ -588,7 +615,7 @@ static int run(void) {
 
         /* The queue may not exist yet (qmgr creates it); requests reopen it lazily. */
         if (queue_open(l.settings.queue_directory, 0, &l.queue) < 0)
-                l.queue = NULL;
+                l.queue = NULL;   /* qmgr creates it; ensure_queue() retries and logs why not */
         marker_dir_open(&l);
         r = sd_event_add_time(l.event, &l.cleanup_timer, CLOCK_MONOTONIC,
                               now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC, USEC_PER_SEC, on_cleanup, &l);

@@ -50,6 +50,7 @@ typedef struct LocalSettings {
         long long lock_delay;         /* seconds */
         long long stale_lock_time;    /* seconds */
         long long command_time_limit; /* seconds */
+        long long daemon_timeout;     /* seconds: a delivery child is killed after this */
         TableList *aliases;           /* NULL when alias_maps is empty */
 } LocalSettings;
 
@@ -87,6 +88,8 @@ typedef struct Target {
         pid_t pid;
         int result_fd;
         sd_event_source *child_source;
+        sd_event_source *deadline_source;   /* kills the child at daemon_timeout */
+        bool timed_out;
         usec_t start_usec;
         usec_t end_usec;
         struct LocalRequest *request;
@@ -137,6 +140,9 @@ typedef struct DeliveryResult {
 void delivery_result_set(DeliveryResult *r, const char *dsn, const char *fmt, ...) _printf_(3, 4);
 /* The enhanced status for a failed write/lock with errno e (negative or positive). */
 const char *local_errno_dsn(int e);
+
+/* Waits deliver_lock_delay between two attempts to take a lock (200 ms when it is 0). */
+void local_lock_pause(const LocalSettings *s);
 
 /* Appends the From_ line, Return-Path: and Delivered-To: that precede a delivered message. */
 int local_format_envelope(const DeliveryInput *in, StrBuf *out);

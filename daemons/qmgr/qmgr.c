@@ -223,7 +223,8 @@ static int run(void) {
 
         r = queue_open(q.s.queue_directory, QUEUE_OPEN_CREATE, &q.queue);
         if (r < 0) {
-                log_error_errno(r, "Cannot open the queue in %s: %m", q.s.queue_directory);
+                log_error_errno(r, "Cannot open the queue in %s: %s", q.s.queue_directory,
+                                queue_open_error() ?: strerror(-r));
                 qmgr_settings_done(&q.s);
                 return EXIT_FAILURE;
         }

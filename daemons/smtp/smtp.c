@@ -306,7 +306,8 @@ static int ensure_queue(Smtp *s) {
                 return 0;
         int r = queue_open(s->side[0].queue_directory, 0, &s->queue);
         if (r < 0)
-                log_error_errno(r, "Cannot open the queue in %s: %m", s->side[0].queue_directory);
+                log_error_errno(r, "Cannot open the queue in %s: %s", s->side[0].queue_directory,
+                                queue_open_error() ?: strerror(-r));
         return r;
 }
 

@@ -282,7 +282,8 @@ int committer_new(Server *srv, const char *queue_dir, const char *wakeup_path, C
         r = queue_open(queue_dir, QUEUE_OPEN_CREATE, &c->queue);
         if (r < 0) {
                 committer_free(c);
-                return log_error_errno(r, "Failed to open the queue in %s: %m", queue_dir);
+                return log_error_errno(r, "Failed to open the queue in %s: %s", queue_dir,
+                                       queue_open_error() ?: strerror(-r));
         }
         c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (c->efd < 0) {
