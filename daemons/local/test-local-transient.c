@@ -2,12 +2,14 @@
  *
  * Without arguments: the table-driven checks (no systemd needed).
  * `test-local-transient run [--user NAME] [--time-limit SEC] [--input-size N] [--queue-id ID]
- *  -- PATH ARG…` (as root, under systemd) runs one command through local_transient_connect() and
- * local_transient_run() and prints one line: "code=… status=… timed_out=… unit=… output=<first
+ *  [--drop-to USER] -- PATH ARG…` (as root, under systemd) runs one command through
+ * local_transient_connect() and local_transient_run() (switching to USER in between, as the
+ * delivery child does) and prints one line: "code=… status=… timed_out=… unit=… output=<first
  * line>" or "error=<errno> reason=…" (exit 0 either way; 2 on a usage error). tests/system/run
  * copies it into its container to check the API's edges (exit codes, signals, the time limit,
  * large input and output, a user that does not exist). */
 #include <getopt.h>
+#include <grp.h>
 #include <pwd.h>
 #include <sys/wait.h>
 
@@ -74,9 +76,10 @@ static int run(int argc, char **argv) {
                 { "time-limit", required_argument, NULL, 't' },
                 { "input-size", required_argument, NULL, 'i' },
                 { "queue-id", required_argument, NULL, 'q' },
+                { "drop-to", required_argument, NULL, 'd' },
                 {}
         };
-        const char *user = "nobody", *qid = "TESTQUEUEID";
+        const char *user = "nobody", *qid = "TESTQUEUEID", *drop = NULL;
         long long limit = 30, input_size = 100;
         int c;
         while ((c = getopt_long(argc, argv, "+", opts, NULL)) >= 0)
@@ -85,6 +88,7 @@ static int run(int argc, char **argv) {
                 case 't': limit = atoll(optarg); break;
                 case 'i': input_size = atoll(optarg); break;
                 case 'q': qid = optarg; break;
+                case 'd': drop = optarg; break;
                 default: return 2;
                 }
         if (optind >= argc || input_size < 0)
@@ -106,6 +110,15 @@ static int run(int argc, char **argv) {
         _cleanup_free_ char *reason = NULL;
         sd_bus *bus = NULL;
         int r = local_transient_connect(&bus, &reason);
+        struct passwd *dp = drop ? getpwnam(drop) : NULL;
+        if (r >= 0 && drop) {
+                /* As the delivery child does: connected as root, then another user. */
+                if (!dp || setgroups(0, NULL) < 0 || setresgid(dp->pw_gid, dp->pw_gid, dp->pw_gid) < 0 ||
+                    setresuid(dp->pw_uid, dp->pw_uid, dp->pw_uid) < 0) {
+                        printf("error=drop reason=cannot switch to %s\n", drop);
+                        return 0;
+                }
+        }
         if (r >= 0) {
                 LocalTransientResult res;
                 r = local_transient_run(bus, &cmd, &res, &reason);
