@@ -7,8 +7,8 @@
  *
  * The unit, "postern-command-<queue id>-<recipient id>-<8 random hex digits>.service" (the queue
  * id escaped to [A-Za-z0-9_]; nothing from the message or an address goes into the name), is a
- * Type=exec service running argv with ExecStartEx= and the "no-env-expand" flag (systemd must
- * not expand $VARIABLES of a shell command line), User=/Group= of the delivery (systemd adds
+ * Type=exec service running argv with ExecStart= (every '$' doubled: systemd must not expand
+ * $VARIABLES of a shell command line, and "$$" is its escape), User=/Group= of the delivery (systemd adds
  * the user's supplementary groups), Environment=, WorkingDirectory=-<home>, stdin a pipe we
  * fill, stdout and stderr one pipe we drain, RuntimeMaxSec= the time limit with
  * KillSignal=SIGKILL (the fork path kills at the limit too), CollectMode=inactive-or-failed
@@ -192,17 +192,46 @@ static int append_strv_property(sd_bus_message *m, const char *name, char *const
         return sd_bus_message_close_container(m);
 }
 
+/* systemd expands $NAME and ${NAME} in ExecStart= arguments when it runs them; "$$" is its
+ * escape for a literal '$', so the shell gets the command exactly as written. */
+static char **escape_dollars(char *const *argv) {
+        size_t n = 0;
+        for (char *const *a = argv; *a; a++)
+                n++;
+        char **l = calloc(n + 1, sizeof(char *));
+        if (!l)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                size_t len = strlen(argv[i]), d = 0;
+                for (const char *c = argv[i]; *c; c++)
+                        d += *c == '$';
+                char *e = malloc(len + d + 1), *o = e;
+                if (!e)
+                        return strv_free(l);
+                for (const char *c = argv[i]; *c; c++) {
+                        if (*c == '$')
+                                *o++ = '$';
+                        *o++ = *c;
+                }
+                *o = '\0';
+                l[i] = e;
+        }
+        return l;
+}
+
 static int append_exec_start(sd_bus_message *m, char *const *argv) {
-        static char *const flags[] = { (char *) "no-env-expand", NULL };
+        _cleanup_strv_free_ char **args = escape_dollars(argv);
         int r;
+        if (!args)
+                return -ENOMEM;
         if ((r = sd_bus_message_open_container(m, 'r', "sv")) < 0 ||
-            (r = sd_bus_message_append(m, "s", "ExecStartEx")) < 0 ||
-            (r = sd_bus_message_open_container(m, 'v', "a(sasas)")) < 0 ||
-            (r = sd_bus_message_open_container(m, 'a', "(sasas)")) < 0 ||
-            (r = sd_bus_message_open_container(m, 'r', "sasas")) < 0 ||
+            (r = sd_bus_message_append(m, "s", "ExecStart")) < 0 ||
+            (r = sd_bus_message_open_container(m, 'v', "a(sasb)")) < 0 ||
+            (r = sd_bus_message_open_container(m, 'a', "(sasb)")) < 0 ||
+            (r = sd_bus_message_open_container(m, 'r', "sasb")) < 0 ||
             (r = sd_bus_message_append(m, "s", argv[0])) < 0 ||
-            (r = sd_bus_message_append_strv(m, (char **) argv)) < 0 ||
-            (r = sd_bus_message_append_strv(m, (char **) flags)) < 0)
+            (r = sd_bus_message_append_strv(m, args)) < 0 ||
+            (r = sd_bus_message_append(m, "b", 0)) < 0)
                 return r;
         for (int i = 0; i < 4; i++)
                 if ((r = sd_bus_message_close_container(m)) < 0)
