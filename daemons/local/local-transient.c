@@ -8,17 +8,20 @@
  * The unit, "postern-command-<queue id>-<recipient id>-<8 random hex digits>.service" (the queue
  * id escaped to [A-Za-z0-9_]; nothing from the message or an address goes into the name), is a
  * Type=exec service running argv with ExecStart= (every '$' doubled: systemd must not expand
- * $VARIABLES of a shell command line, and "$$" is its escape), User=/Group= of the delivery (systemd adds
- * the user's supplementary groups), Environment=, WorkingDirectory=-<home>, stdin a pipe we
- * fill, stdout and stderr one pipe we drain, RuntimeMaxSec= the time limit with
- * KillSignal=SIGKILL (the fork path kills at the limit too), CollectMode=inactive-or-failed
- * (it is gone from the manager as soon as it ended) and LogExtraFields=POSTERN_QUEUE_ID=… so
- * `journalctl POSTERN_QUEUE_ID=…` shows its start and end. Its sandbox is the one commands had
- * inside postern-local's unit — read-only system, writable /var/mail, /var/spool/mail, /home and
- * /root, private /tmp and /dev, no capabilities, NoNewPrivileges, @system-service, kernel and
+ * $VARIABLES of a shell command line, and "$$" is its escape), User=/Group= of the delivery
+ * (systemd adds the user's supplementary groups), Environment=, WorkingDirectory=-<home>, stdin
+ * a pipe we fill, stdout and stderr one pipe we drain, RuntimeMaxSec= the time limit with
+ * KillSignal=SIGKILL (the fork path kills at the limit too), CollectMode=inactive-or-failed (it
+ * is gone from the manager as soon as it ended) and LogExtraFields=POSTERN_QUEUE_ID=… (systemd's
+ * helper process tags what it logs while setting the command up, e.g. "Failed at step USER";
+ * the manager's own "Started"/"Deactivated" lines are found with
+ * `journalctl -u 'postern-command-<queue id>-*'`). Its sandbox is the one commands had inside
+ * postern-local's unit — read-only system, writable /var/mail, /var/spool/mail, /home and /root,
+ * private /tmp and /dev, no capabilities, NoNewPrivileges, @system-service, kernel and
  * control-group protections — minus the queue directory, plus the network (AF_INET, AF_INET6)
  * that postern-local itself no longer has; TasksMax=256 and MemoryMax=1G per command. An admin
- * changes any of it with a drop-in for all commands: /etc/systemd/system/postern-command-.service.d/.
+ * changes any of it for all commands with a drop-in in
+ * /etc/systemd/system/postern-command-.service.d/.
  *
  * Completion: before the unit is started we subscribe to the manager's JobRemoved signal and to
  * PropertiesChanged on the unit's object path (the path is known from the name in advance), so
@@ -28,9 +31,9 @@
  * when our start job has been removed and ActiveState is "inactive" or "failed", and the values
  * seen last are the command's. Every 5 s the same properties are also read directly, in case a
  * signal was lost; a unit that is gone (LoadState "not-found") before an end was seen is an
- * error. Result "timeout" means the time limit killed it. A start job that failed with ExecMainStatus
- * 200..243 (systemd's own exit codes: user, namespace, exec ... setup failed) or Result
- * "resources" is an error, not the command's answer.
+ * error. Result "timeout" means the time limit killed it. A start job that failed with
+ * ExecMainStatus 200..243 (systemd's own exit codes: user, namespace, exec … setup failed) or
+ * Result "resources" is an error, not the command's answer.
  *
  * Deadlines: every D-Bus call has one (at most 30 s); the wait ends at time_limit + 15 s, when
  * we kill the unit ourselves (KillUnit SIGKILL, StopUnit) and report a timeout; a D-Bus failure

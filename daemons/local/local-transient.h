@@ -63,8 +63,8 @@ int local_transient_run(sd_bus *bus, const LocalTransientCommand *cmd, LocalTran
 
 /* The unit name for queue_id/rcpt_id with random suffix `random` (exported for the unit test):
  * "postern-command-<escaped queue id>-<rcpt id>-<8 hex digits>.service", where only [A-Za-z0-9]
- * of the queue id are kept as they are and every other byte becomes "_xx" (hex). Returns -ENAMETOOLONG
- * when buf is too small. */
+ * of the queue id are kept as they are and every other byte becomes "_xx" (hex). Returns
+ * -ENAMETOOLONG when buf is too small. */
 int local_transient_unit_name(const char *queue_id, long long rcpt_id, uint32_t random, char *buf,
                               size_t size);
 

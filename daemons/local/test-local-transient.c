@@ -4,10 +4,11 @@
  * `test-local-transient run [--user NAME] [--time-limit SEC] [--input-size N] [--queue-id ID]
  *  [--drop-to USER] -- PATH ARG…` (as root, under systemd) runs one command through
  * local_transient_connect() and local_transient_run() (switching to USER in between, as the
- * delivery child does) and prints one line: "code=… status=… timed_out=… unit=… output=<first
- * line>" or "error=<errno> reason=…" (exit 0 either way; 2 on a usage error). tests/system/run
- * copies it into its container to check the API's edges (exit codes, signals, the time limit,
- * large input and output, a user that does not exist). */
+ * delivery child does) and prints one line, "code=… status=… timed_out=… unit=… output_len=…
+ * output=<first line>" or "error=<errno> reason=…" (exit 0 either way; 2 on a usage error). Its
+ * input is --input-size bytes of text; its environment has a SENDER that is not UTF-8.
+ * tests/system/run copies it into its container to check the API's edges (exit codes, signals,
+ * the time limit, large input and output, a user that does not exist). */
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
