@@ -20,7 +20,10 @@
  *      signal, stop or trace the process that holds the marker lock (kill(2) needs a matching
  *      real or saved uid) — the way Postfix's local(8) changes only its effective uid. A
  *      "|command" runs in a grandchild that gives up root completely (local-command.c), and only
- *      that process is the recipient's to signal; this child waits for it with a deadline;
+ *      that process is the recipient's to signal; this child waits for it with a deadline.
+ *      Under systemd the command runs as a transient unit instead (local-transient.c): before
+ *      the switch, while its effective uid is still root, the child connects to the service
+ *      manager, which trusts the uid a connection was made with;
  *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox, records it in the marker
  *      after it was fsynced, and writes one line "<dsn>\t<diag>\n" to the result pipe.
  * The parent reaps it from sd-event (sd_event_add_child), kills it when it is still running after
@@ -38,6 +41,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "local-transient.h"
 #include "local.h"
 
 static void success_result(const Target *t, DeliveryResult *res) {
@@ -164,6 +168,17 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
         if (t->kind == TARGET_MBOX)
                 prepare_spool(s, t, &may_dotlock, &extra_gid);
 
+        /* The service manager trusts the uid a connection was made with: connect as root. */
+        _cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
+        if (t->kind == TARGET_COMMAND && local_transient_available()) {
+                _cleanup_free_ char *why = NULL;
+                r = local_transient_connect(&bus, &why);
+                if (r < 0) {
+                        delivery_result_set(res, "4.3.0", "cannot run command: %s", why ? why : strerror(-r));
+                        return;
+                }
+        }
+
         r = switch_to_recipient(t, extra_gid);
         if (r < 0) {
                 delivery_result_set(res, "4.3.0", "cannot switch to user %s (uid %u): %s", t->user,
@@ -181,7 +196,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                 local_maildir_deliver(s, in, t->path, res);
                 break;
         case TARGET_COMMAND:
-                local_command_deliver(s, in, t->path + 1, res);
+                local_command_deliver(s, in, t->path + 1, bus, res);
                 break;
         case TARGET_FILE:
                 if (t->path[strlen(t->path) - 1] == '/')

@@ -1,12 +1,19 @@
 /* local-command.c — "|command" alias destinations, in a delivery child whose effective uid is
  * already the default_privs user's (its real and saved uid are still root, local-child.c).
  *
- * The command's process gives up root completely before it runs (real, effective and saved uid
- * and gid all the user's): it is the only process of a delivery that the user may signal, and
- * this child, which the user cannot signal, kills it at command_time_limit. It also gets SIGKILL
- * when this child dies (PR_SET_PDEATHSIG), e.g. killed by the parent at daemon_timeout.
+ * Under systemd (a bus connection from local-child.c, made before the uid switch) the command is
+ * not a process of ours at all: it runs as a transient service unit of its own
+ * (local-transient.c) as the user, with the network postern-local does not have; the service
+ * manager ends it at command_time_limit, and this child waits for its end with a deadline (when
+ * this child dies first, the unit still ends at its own time limit).
  *
- * The command runs as /bin/sh -c <command> in its own process group, with the message on stdin
+ * Otherwise (no systemd, a test, a developer running postern-local by hand) the command's process
+ * gives up root completely before it runs (real, effective and saved uid and gid all the user's):
+ * it is the only process of a delivery that the user may signal, and this child, which the user
+ * cannot signal, kills it at command_time_limit. It also gets SIGKILL when this child dies
+ * (PR_SET_PDEATHSIG), e.g. killed by the parent at daemon_timeout.
+ *
+ * Either way the command runs as /bin/sh -c <command>, with the message on stdin
  * ("From sender  date" line, Return-Path:, Delivered-To:, then the content unquoted, as Postfix
  * does for commands), a small environment (HOME USER LOGNAME SHELL PATH SENDER RECIPIENT LOCAL
  * DOMAIN EXTENSION), and command_time_limit (default 1000 s) to finish. Its exit status maps to a
@@ -22,6 +29,7 @@
 #include <sysexits.h>
 #include <time.h>
 
+#include "local-transient.h"
 #include "local.h"
 
 #define OUTPUT_MAX 512
@@ -52,6 +60,39 @@ static int format_input(const DeliveryInput *in, StrBuf *out) {
 static char *env_entry(const char *name, const char *value) {
         char *e = NULL;
         return asprintf(&e, "%s=%s", name, strempty(value)) < 0 ? NULL : e;
+}
+
+/* Maps how the command ended (code CLD_EXITED with its exit status, or CLD_KILLED/CLD_DUMPED
+ * with the signal) to a DSN per sysexits.h. */
+static void command_result(const char *command, bool timed_out, int code, int status, char *output,
+                           DeliveryResult *res) {
+        /* The first line of output, printable only, explains a failure. */
+        char *nl = strpbrk(output, "\r\n");
+        if (nl)
+                *nl = '\0';
+        for (char *c = output; *c; c++)
+                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
+                        *c = '?';
+
+        if (timed_out) {
+                delivery_result_set(res, "5.3.0", "command time limit exceeded: \"%s\"", command);
+                return;
+        }
+        if (code != CLD_EXITED) {
+                delivery_result_set(res, "4.3.0", "command died with signal %d: \"%s\"", status, command);
+                return;
+        }
+        if (status == 0) {
+                delivery_result_set(res, "2.0.0", "delivered to command: %s", command);
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(sysexits_map); i++)
+                if (sysexits_map[i].code == status) {
+                        delivery_result_set(res, sysexits_map[i].dsn, "%s", *output ? output : sysexits_map[i].text);
+                        return;
+                }
+        delivery_result_set(res, "5.3.0", "command died with status %d: \"%s\"%s%s", status, command,
+                            *output ? ". Command output: " : "", output);
 }
 
 /* Runs command with input on stdin; collects up to OUTPUT_MAX bytes of its output. */
@@ -151,38 +192,38 @@ static void run_command(const LocalSettings *s, const char *command, const char 
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
         output[have] = '\0';
-        /* The first line of output, printable only, explains a failure. */
-        char *nl = strpbrk(output, "\r\n");
-        if (nl)
-                *nl = '\0';
-        for (char *c = output; *c; c++)
-                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
-                        *c = '?';
+        if (WIFSIGNALED(status))
+                command_result(command, timed_out, CLD_KILLED, WTERMSIG(status), output, res);
+        else
+                command_result(command, timed_out, CLD_EXITED, WEXITSTATUS(status), output, res);
+}
 
-        if (timed_out) {
-                delivery_result_set(res, "5.3.0", "command time limit exceeded: \"%s\"", command);
+/* Runs command as a transient unit of the service manager (bus connected as root), as the
+ * current (default_privs) user. */
+static void run_command_unit(const LocalSettings *s, const DeliveryInput *in, sd_bus *bus,
+                             const char *command, const struct passwd *pw, char *const *envp,
+                             const StrBuf *input, DeliveryResult *res) {
+        char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) command, NULL };
+        long long limit = s->command_time_limit > 0 ? s->command_time_limit : 1000;
+        LocalTransientCommand cmd = {
+                .queue_id = in->queue_id, .rcpt_id = in->rcpt_id, .recipient = in->delivered_to,
+                .user = pw ? pw->pw_name : NULL, .uid = geteuid(), .gid = getegid(),
+                .argv = argv, .envp = envp, .working_directory = pw ? pw->pw_dir : "/",
+                .input = input->data, .input_len = input->len,
+                .time_limit = (usec_t) limit * USEC_PER_SEC,
+        };
+        LocalTransientResult r;
+        _cleanup_free_ char *why = NULL;
+        int k = local_transient_run(bus, &cmd, &r, &why);
+        if (k < 0) {
+                delivery_result_set(res, "4.3.0", "cannot run command: %s", why ? why : strerror(-k));
                 return;
         }
-        if (WIFSIGNALED(status)) {
-                delivery_result_set(res, "4.3.0", "command died with signal %d: \"%s\"", WTERMSIG(status), command);
-                return;
-        }
-        int code = WEXITSTATUS(status);
-        if (code == 0) {
-                delivery_result_set(res, "2.0.0", "delivered to command: %s", command);
-                return;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(sysexits_map); i++)
-                if (sysexits_map[i].code == code) {
-                        delivery_result_set(res, sysexits_map[i].dsn, "%s", *output ? output : sysexits_map[i].text);
-                        return;
-                }
-        delivery_result_set(res, "5.3.0", "command died with status %d: \"%s\"%s%s", code, command,
-                            *output ? ". Command output: " : "", output);
+        command_result(command, r.timed_out, r.code, r.status, r.output, res);
 }
 
 void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
-                           DeliveryResult *res) {
+                           sd_bus *bus, DeliveryResult *res) {
         _cleanup_strbuf_ StrBuf input = STRBUF_INIT;
         _cleanup_free_ char *local = NULL, *ext = NULL;
         struct passwd *pw = getpwuid(geteuid());
@@ -206,7 +247,7 @@ void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, cons
                 }
         }
         const char *home = pw ? pw->pw_dir : "/";
-        if (chdir(home) < 0)
+        if (!bus && chdir(home) < 0)
                 (void) !chdir("/");
         char *envp[] = {
                 env_entry("HOME", home),
@@ -224,7 +265,9 @@ void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, cons
         bool ok = true;
         for (size_t i = 0; i + 1 < ELEMENTSOF(envp); i++)
                 ok = ok && envp[i];
-        if (ok)
+        if (ok && bus)
+                run_command_unit(s, in, bus, command, pw, envp, &input, res);
+        else if (ok)
                 run_command(s, command, (const char *const *) envp, &input, res);
         else
                 delivery_result_set(res, "4.3.0", "out of memory");

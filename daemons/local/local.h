@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "mail/domain-list.h"
@@ -151,9 +152,11 @@ int local_format_envelope(const DeliveryInput *in, StrBuf *out);
  * owner_check: refuse a mailbox not owned by the user (off for "/file" alias destinations). */
 void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,
                         bool may_dotlock, bool owner_check, DeliveryResult *res);
-/* Runs command with /bin/sh -c, the message on stdin; maps its exit status per sysexits.h. */
+/* Runs command with /bin/sh -c, the message on stdin; maps its exit status per sysexits.h. With
+ * bus (connected by local_transient_connect() before the switch to the user) it runs as a
+ * transient systemd unit, without it below the calling process. */
 void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
-                           DeliveryResult *res);
+                           sd_bus *bus, DeliveryResult *res);
 /* Writes one message into a Maildir (tmp/ then new/), fsyncs file and directory. */
 void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, const char *dir,
                            DeliveryResult *res);
