@@ -183,7 +183,10 @@ class Postern:
     # --- processes ---------------------------------------------------------------------------
     def env(self, extra=None):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
+        # Commands fork in the test's own namespaces, never as units of a systemd that happens to
+        # run the tests (INVOCATION_ID would be inherited from such a service).
         env.update({"POSTERN_CONFIG": str(self.config_path), "POSTERN_LOG_STDERR": "1",
+                    "POSTERN_TRANSIENT_COMMANDS": "0",
                     "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
                     "UBSAN_OPTIONS": "print_stacktrace=1"})
         env.update(extra or {})
