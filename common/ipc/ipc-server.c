@@ -205,8 +205,12 @@ static void ipc_server_report(IpcServer *s, const struct ucred *cred, IpcLimit l
                          l->record_attrs_max ? l->record_attrs_max : (size_t) IPC_RECORD_ATTRS_MAX);
                 break;
         case IPC_LIMIT_RECORD_TIME:
-                snprintf(what, sizeof what, "request not finished within %llu ms; closed",
-                         (unsigned long long) (l->record_deadline / USEC_PER_MSEC));
+                if (l->record_deadline % USEC_PER_SEC == 0)
+                        snprintf(what, sizeof what, "request not finished within %llu s; closed",
+                                 (unsigned long long) (l->record_deadline / USEC_PER_SEC));
+                else
+                        snprintf(what, sizeof what, "request not finished within %llu ms; closed",
+                                 (unsigned long long) (l->record_deadline / USEC_PER_MSEC));
                 break;
         case IPC_LIMIT_CONNS_PER_UID:
                 snprintf(what, sizeof what, "more than %zu connections from this uid; refused",
