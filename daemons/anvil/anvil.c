@@ -21,8 +21,8 @@
  * rates are logged every anvil_status_update_time, and at exit, in Postfix's wording
  * ("statistics: max connection rate 1/60s for (smtp:127.0.0.2) at Nov 21 17:00:00").
  *
- * The socket is for root and postern only (SocketMode=0600); its requests are limited like those
- * of public sockets (4 KiB, 64 attributes, 10 s to finish one; ipc.h), without connection caps.
+ * The socket is for root and postern only (SocketMode=0600); its requests have the limits of
+ * public sockets all the same (IPC_SMALL_RECORD_LIMITS in ipc.h), without connection caps.
  *
  * Parameters: anvil_rate_time_unit, anvil_status_update_time, postern_anvil_client_limit.
  * A reload applies the status interval; the time unit and the client limit need a restart

@@ -7,10 +7,9 @@
  *   request=hold|release|delete|requeue queue_id=<id>|ALL   (qmgr-control.c, for posternctl;
  *                    root and mail_owner only, by the peer's SO_PEERCRED uid)
  * Without a "qmgr" socket (run by hand) it works from its timer alone. The socket is world-writable
- * (anyone may flush), so it has the IpcServer's limits for public sockets (ipc.h): requests of at
- * most 4 KiB and 64 attributes finished within 10 s of their first byte, 16 connections per
- * ordinary uid and 128 for all of them, 256 per trusted uid (root and mail_owner: smtpd's and
- * local's wake-ups, posternctl). Each limit hit is logged as a warning, rate-limited. Scanning, delivery and
+ * (anyone may flush), so it has the IpcServer's limits for public sockets (IPC_SMALL_RECORD_LIMITS
+ * and IPC_PUBLIC_CONN_LIMITS in ipc.h) with mail_owner trusted besides root; each limit hit is
+ * logged as a warning ("qmgr socket: peer uid=... pid=...: ..."), rate-limited. Scanning, delivery and
  * bounces live in qmgr-scan.c, qmgr-deliver.c and qmgr-bounce.c (see qmgr.h).
  *
  * Parameters: queue_directory, myhostname, mydestination, queue_run_delay,

@@ -320,3 +320,10 @@ def test_submit_listener_caps_connections_per_uid(postern):
         p.close()
     assert wait_until(lambda: postern.sendmail(["ptest2@postern.test"], input=msg, user="ptest1",
                                                check=False).returncode == 0, 5)
+
+
+def test_submit_cap_follows_the_listener_override(postern):
+    """submit/smtpd_client_connection_count_limit sets the cap for the submit listener alone."""
+    start(postern, "smtpd", **{"submit/smtpd_client_connection_count_limit": "3"})
+    hog = connect_as("ptest1", postern.submit_path, 5)
+    assert [read_greeting(p)[:3] for p in hog].count("421") == 2
