@@ -474,7 +474,7 @@ static bool ipc_server_has_caps(const IpcServer *s) {
 }
 
 static int ipc_conn_new(IpcServer *s, int fd) {
-        struct ucred cred;
+        struct ucred cred = {};
         socklen_t l = sizeof cred;
         bool have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &l) >= 0;
         uid_t uid = have_cred ? cred.uid : (uid_t) -1;

@@ -709,36 +709,46 @@ static int count_fds(void) {
         return n;
 }
 
-static void test_server(void) {
-        Ctx ctx = {};
-        int fds_before = count_fds();
-        char dir[] = "/tmp/test-ipc-XXXXXX";
+/* A listening socket <dir>/sock in a new temporary directory (dir: a mkdtemp() template). */
+static int listen_temp(char *dir, char *path, size_t size) {
         CHECK(mkdtemp(dir));
-        snprintf(ctx.path, sizeof ctx.path, "%s/sock", dir);
-
+        snprintf(path, size, "%s/sock", dir);
         int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         CHECK(lfd >= 0);
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", ctx.path);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
         CHECK(bind(lfd, (struct sockaddr *) &sa, sizeof sa) == 0);
         CHECK(listen(lfd, 128) == 0);
+        return lfd;
+}
 
+/* Runs client(path) in a child; SIGCHLD stays blocked here, for sd_event_add_child(). */
+static pid_t fork_client(int (*client)(const char *path), const char *path) {
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGCHLD);
         CHECK(sigprocmask(SIG_BLOCK, &ss, NULL) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                sigprocmask(SIG_UNBLOCK, &ss, NULL);
+                _exit(client(path));
+        }
+        return pid;
+}
+
+static void test_server(void) {
+        Ctx ctx = {};
+        int fds_before = count_fds();
+        char dir[] = "/tmp/test-ipc-XXXXXX";
+        int lfd = listen_temp(dir, ctx.path, sizeof ctx.path);
 
         CHECK(sd_event_new(&ctx.event) >= 0);
         CHECK_INT(ipc_server_new(ctx.event, lfd, handler, &ctx, &ctx.server), 0);
         CHECK_INT(ipc_server_set_idle_timeout(ctx.server, 300 * USEC_PER_MSEC), 0);
         ipc_server_set_close_handler(ctx.server, on_conn_close);
 
-        pid_t pid = fork();
-        CHECK(pid >= 0);
-        if (pid == 0) {
-                sigprocmask(SIG_UNBLOCK, &ss, NULL);
-                _exit(child_main(ctx.path));
-        }
+        pid_t pid = fork_client(child_main, ctx.path);
         CHECK(sd_event_add_child(ctx.event, NULL, pid, WEXITED, on_child, &ctx) >= 0);
 
         /* async calls from the same loop */
@@ -842,33 +852,33 @@ static const char *echo_on(int fd, char *buf, size_t size) {
         return buf;
 }
 
+/* Connects and sends head, then 'x's and the end of the record: size bytes in all. */
+static int send_padded(const char *path, const char *head, size_t size) {
+        char req[LIMITED_RECORD_MAX * 2];
+        size_t n = strlen(head);
+        CHECK(size <= sizeof req && n + 2 <= size);
+        memcpy(req, head, n);
+        memset(req + n, 'x', size - 2 - n);
+        memcpy(req + size - 2, "\n\n", 2);
+        int fd = connect_raw(path);
+        write_all(fd, req, size);
+        return fd;
+}
+
 static int limited_child(const char *path) {
         char buf[128];
 
         /* within the limits: LIMITED_ATTRS_MAX attributes, LIMITED_RECORD_MAX bytes */
         {
-                _cleanup_close_ int fd = connect_raw(path);
-                char req[LIMITED_RECORD_MAX + 1];
-                int n = snprintf(req, sizeof req, "request=echo\na=1\nb=2\nc=3\nd=4\ne=5\nf=6\nvalue=");
-                while (n < LIMITED_RECORD_MAX - 2)
-                        req[n++] = 'x';
-                req[n++] = '\n';
-                req[n++] = '\n';
-                write_all(fd, req, (size_t) n);
+                _cleanup_close_ int fd = send_padded(path, "request=echo\na=1\nb=2\nc=3\nd=4\ne=5\nf=6\nvalue=",
+                                                     LIMITED_RECORD_MAX);
                 _cleanup_ipc_record_ IpcRecord rep = IPC_RECORD_INIT;
                 CHECK_INT(ipc_recv(fd, &rep, 3 * USEC_PER_SEC), 0);
                 CHECK_STR(ipc_record_get(&rep, "status"), "ok");
         }
         /* one byte more than the size limit; one attribute more than allowed */
         {
-                _cleanup_close_ int fd = connect_raw(path);
-                char req[LIMITED_RECORD_MAX + 2];
-                int n = snprintf(req, sizeof req, "request=echo\nvalue=");
-                while (n < LIMITED_RECORD_MAX - 1)
-                        req[n++] = 'x';
-                req[n++] = '\n';
-                req[n++] = '\n';
-                write_all(fd, req, (size_t) n);
+                _cleanup_close_ int fd = send_padded(path, "request=echo\nvalue=", LIMITED_RECORD_MAX + 1);
                 expect_refused(fd, "record too large");
         }
         {
@@ -962,20 +972,8 @@ static int on_limited_child(sd_event_source *s, const siginfo_t *si, void *userd
 static void test_server_limits(void) {
         LimitCtx ctx = {};
         char dir[] = "/tmp/test-ipc-XXXXXX", path[108];
-        CHECK(mkdtemp(dir));
-        snprintf(path, sizeof path, "%s/sock", dir);
+        int lfd = listen_temp(dir, path, sizeof path);
 
-        int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        CHECK(lfd >= 0);
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-        CHECK(bind(lfd, (struct sockaddr *) &sa, sizeof sa) == 0);
-        CHECK(listen(lfd, 128) == 0);
-
-        sigset_t ss;
-        sigemptyset(&ss);
-        sigaddset(&ss, SIGCHLD);
-        CHECK(sigprocmask(SIG_BLOCK, &ss, NULL) == 0);
         CHECK(sd_event_new(&ctx.event) >= 0);
         CHECK_INT(ipc_server_new(ctx.event, lfd, limit_handler, &ctx, &ctx.server), 0);
         /* idle connections would be closed after 5 s: far beyond the record deadline */
@@ -989,12 +987,7 @@ static void test_server_limits(void) {
         CHECK_INT(ipc_server_set_limits(ctx.server, &limits), 0);
         ipc_server_set_limit_handler(ctx.server, on_limit);
 
-        pid_t pid = fork();
-        CHECK(pid >= 0);
-        if (pid == 0) {
-                sigprocmask(SIG_UNBLOCK, &ss, NULL);
-                _exit(limited_child(path));
-        }
+        pid_t pid = fork_client(limited_child, path);
         CHECK(sd_event_add_child(ctx.event, NULL, pid, WEXITED, on_limited_child, &ctx) >= 0);
         uint64_t now;
         CHECK(sd_event_now(ctx.event, CLOCK_MONOTONIC, &now) >= 0);
@@ -1016,7 +1009,6 @@ static void test_server_limits(void) {
 
         ipc_server_free(ctx.server);
         sd_event_unref(ctx.event);
-        CHECK(sigprocmask(SIG_UNBLOCK, &ss, NULL) == 0);
         unlink(path);
         rmdir(dir);
 }
