@@ -1,6 +1,8 @@
 /* ipc-client.c — the client side of the attribute protocol.
  *
- * ipc_call()/ipc_send()/ipc_recv() block (with a deadline) and suit tools and tests.
+ * ipc_call()/ipc_send()/ipc_recv() block (with a deadline) and suit tools and tests. When the
+ * server closes before ipc_call() has sent all of its request, the record it answered with (if
+ * any: status=error reason=...) is returned as the reply.
  * ipc_recv() never reads past the end of the record it returns (it peeks, then consumes exactly
  * the record's bytes), so several records can be exchanged on one connection.
  * ipc_client_call_async() does one request/reply inside an sd-event loop without blocking.
@@ -189,6 +191,15 @@ int ipc_call(const char *path, const IpcRecord *req, IpcRecord *ret_reply, usec_
         if (fd < 0)
                 return fd;
         int r = ipc_send_deadline(fd, req, deadline);
+        if (r == -EPIPE || r == -ECONNRESET) {
+                /* a server that refused the connection (too many connections) or the request
+                 * (too large) may have said why before it closed: that answer is the reply */
+                IpcRecord reply = IPC_RECORD_INIT;
+                if (ipc_recv_deadline(fd, &reply, deadline) < 0)
+                        return r;
+                *ret_reply = reply;
+                return 0;
+        }
         if (r < 0)
                 return r;
         return ipc_recv_deadline(fd, ret_reply, deadline);

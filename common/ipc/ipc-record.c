@@ -3,8 +3,9 @@
  * byte stream back into records. No I/O here; see ipc-client.c and ipc-server.c.
  *
  * Limits: a name is 1..IPC_ATTR_NAME_MAX bytes of [A-Za-z0-9_.-]; a record's wire form is at
- * most IPC_RECORD_MAX bytes and IPC_RECORD_ATTRS_MAX attributes; a decoded value never
- * contains a NUL byte ("+00" is rejected) because values are handed out as C strings. */
+ * most IPC_RECORD_MAX bytes and IPC_RECORD_ATTRS_MAX attributes (a parser may be given smaller
+ * limits: IpcParser.max_size, max_attrs); a decoded value never contains a NUL byte ("+00" is
+ * rejected) because values are handed out as C strings. */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -195,7 +196,7 @@ int ipc_record_format_tagged(const IpcRecord *r, const char *id, StrBuf *out) {
         return ipc_record_format_with(r, &tag, out);
 }
 
-/* Frees the parser's buffers; it may be reused afterwards. */
+/* Frees the parser's buffers; it may be reused afterwards (with the same limits). */
 void ipc_parser_done(IpcParser *p) {
         if (!p)
                 return;
@@ -204,7 +205,15 @@ void ipc_parser_done(IpcParser *p) {
         p->size = 0;
 }
 
+static size_t ipc_parser_max_size(const IpcParser *p) {
+        return p->max_size > 0 && p->max_size < IPC_RECORD_MAX ? p->max_size : IPC_RECORD_MAX;
+}
+
 static int ipc_parser_line(IpcParser *p, const char *line, size_t len) {
+        if (p->max_attrs > 0 && p->cur.n >= p->max_attrs) {
+                p->too_many_attrs = true;
+                return -EMSGSIZE;
+        }
         const char *eq = memchr(line, '=', len);
         if (!eq || !ipc_name_valid(line, (size_t) (eq - line)))
                 return -EBADMSG;
@@ -231,14 +240,15 @@ static int ipc_parser_line(IpcParser *p, const char *line, size_t len) {
 /* Feeds bytes; see ipc.h. After an error the parser is reset (the stream cannot be resynced,
  * callers drop the connection). */
 int ipc_parser_feed(IpcParser *p, const char *data, size_t n, size_t *ret_consumed, IpcRecord *ret) {
-        size_t i = 0;
+        size_t i = 0, max = ipc_parser_max_size(p);
         int r = 0;
 
+        p->too_many_attrs = false;
         while (i < n) {
                 const char *nl = memchr(data + i, '\n', n - i);
                 size_t chunk = nl ? (size_t) (nl - (data + i)) : n - i;
 
-                if (chunk + (nl ? 1 : 0) > IPC_RECORD_MAX - p->size) {
+                if (chunk + (nl ? 1 : 0) > max - p->size) {
                         r = -EMSGSIZE;
                         goto fail;
                 }
@@ -289,7 +299,7 @@ int ipc_parser_feed(IpcParser *p, const char *data, size_t n, size_t *ret_consum
         return 0;
 
 fail:
-        ipc_parser_done(p);
+        ipc_parser_done(p);   /* too_many_attrs stays for the caller */
         if (ret_consumed)
                 *ret_consumed = i;
         return r;

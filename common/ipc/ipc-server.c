@@ -17,12 +17,20 @@
  *
  * Per-connection failures (EOF, ECONNRESET, EPIPE, a malformed or oversized record, a handler
  * returning <0, idle timeout) close that connection and never surface as an error from an
- * sd-event callback, which would disable the source. */
+ * sd-event callback, which would disable the source.
+ *
+ * Limits (ipc_server_set_limits, see ipc.h): the parser of each connection gets the server's
+ * record size and attribute limits; one timer per connection watches both the idle timeout
+ * (between records, restarted by activity) and the record deadline (from the first byte of a
+ * record, never restarted); connection caps are checked when a connection is accepted, before
+ * anything is allocated for it, with the counts kept in an IpcPeers. Every limit event goes to
+ * the limit handler through one IpcLogLimit per server. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -43,7 +51,10 @@ struct IpcConn {
         bool have_cred;
         bool busy;                  /* a request is outstanding */
         bool closed;
+        bool counted;               /* holds a place in the server's IpcPeers */
+        bool trusted;               /* ... as a trusted peer */
         usec_t last_activity;
+        usec_t record_start;        /* the first byte of the record being read came; 0: none */
         IpcConn *prev, *next;
         size_t max_outstanding;     /* >0: tagged requests are taken concurrently */
         size_t n_outstanding;       /* tagged requests not answered yet */
@@ -64,10 +75,15 @@ struct IpcServer {
         size_t max_outstanding;
         IpcConn *conns;
         size_t n_conns;
+        IpcServerLimits limits;
+        IpcPeers peers;
+        IpcLogLimit log_limit;
+        IpcLimitHandler limit_handler;
 };
 
 static void ipc_conn_close(IpcConn *c);
 static void ipc_conn_update_events(IpcConn *c);
+static void ipc_conn_record_started(IpcConn *c);
 
 static void ipc_conn_free(IpcConn *c) {
         if (c->parent) {
@@ -123,6 +139,8 @@ static void ipc_conn_close(IpcConn *c) {
         strbuf_done(&c->out);
         IpcServer *s = c->server;
         if (s) {
+                if (c->counted)
+                        ipc_peers_release(&s->peers, c->have_cred ? c->cred.uid : (uid_t) -1, c->trusted);
                 if (s->close_handler)
                         s->close_handler(c, s->userdata);
                 if (c->prev)
@@ -162,6 +180,73 @@ static void ipc_conn_update_events(IpcConn *c) {
         uint32_t ev = (c->out.len > 0 ? EPOLLOUT : 0) | (ipc_conn_can_read(c) ? EPOLLIN : 0);
         if (sd_event_source_set_io_events(c->io, ev) < 0)
                 ipc_conn_drop(c);
+}
+
+static usec_t ipc_server_now(IpcServer *s) {
+        uint64_t n;
+        return sd_event_now(s->event, CLOCK_MONOTONIC, &n) >= 0 ? n : now_usec(CLOCK_MONOTONIC);
+}
+
+/* Tells the limit handler, within the server's log rate limit. cred NULL: unknown peer. */
+static void ipc_server_report(IpcServer *s, const struct ucred *cred, IpcLimit limit) {
+        unsigned suppressed;
+        if (!s->limit_handler || !ipc_log_limit_allow(&s->log_limit, ipc_server_now(s), &suppressed))
+                return;
+
+        const IpcServerLimits *l = &s->limits;
+        char what[128], text[256];
+        switch (limit) {
+        case IPC_LIMIT_RECORD_SIZE:
+                snprintf(what, sizeof what, "request larger than %zu bytes; closed",
+                         l->record_max ? l->record_max : (size_t) IPC_RECORD_MAX);
+                break;
+        case IPC_LIMIT_RECORD_ATTRS:
+                snprintf(what, sizeof what, "request with more than %zu attributes; closed",
+                         l->record_attrs_max ? l->record_attrs_max : (size_t) IPC_RECORD_ATTRS_MAX);
+                break;
+        case IPC_LIMIT_RECORD_TIME:
+                if (l->record_deadline % USEC_PER_SEC == 0)
+                        snprintf(what, sizeof what, "request not finished within %llu s; closed",
+                                 (unsigned long long) (l->record_deadline / USEC_PER_SEC));
+                else
+                        snprintf(what, sizeof what, "request not finished within %llu ms; closed",
+                                 (unsigned long long) (l->record_deadline / USEC_PER_MSEC));
+                break;
+        case IPC_LIMIT_CONNS_PER_UID:
+                snprintf(what, sizeof what, "more than %zu connections from this uid; refused",
+                         cred && (cred->uid == 0 || cred->uid == l->conns.trusted_uid)
+                         ? l->conns.per_trusted_uid : l->conns.per_uid);
+                break;
+        case IPC_LIMIT_CONNS_ORDINARY:
+                snprintf(what, sizeof what, "more than %zu connections from unprivileged users; refused",
+                         l->conns.ordinary_max);
+                break;
+        }
+        char peer[64] = "peer with unknown credentials";
+        if (cred)
+                snprintf(peer, sizeof peer, "peer uid=%u pid=%d", (unsigned) cred->uid, (int) cred->pid);
+        char tail[64] = "";
+        if (suppressed > 0)
+                snprintf(tail, sizeof tail, " (%u similar events not logged)", suppressed);
+        snprintf(text, sizeof text, "%s: %s%s", peer, what, tail);
+
+        IpcLimitEvent ev = {
+                .limit = limit,
+                .uid = cred ? cred->uid : (uid_t) -1,
+                .pid = cred ? cred->pid : 0,
+                .suppressed = suppressed,
+                .text = text,
+        };
+        s->limit_handler(&ev, s->userdata);
+}
+
+/* A request over a limit: reported, answered status=error reason=<reason> as far as the socket
+ * takes it, and the connection closed. */
+static void ipc_conn_refuse(IpcConn *c, IpcLimit limit, const char *reason) {
+        ipc_server_report(c->server, c->have_cred ? &c->cred : NULL, limit);
+        c->busy = true;
+        (void) ipc_conn_reply_error(c, reason);
+        ipc_conn_drop(c);
 }
 
 static void ipc_conn_touch(IpcConn *c) {
@@ -243,15 +328,27 @@ static void ipc_conn_read(IpcConn *c) {
                         ipc_conn_drop(c);
                         return;
                 }
+                if (r == -EMSGSIZE && c->parser.too_many_attrs) {
+                        ipc_conn_refuse(c, IPC_LIMIT_RECORD_ATTRS, "too many attributes");
+                        return;
+                }
+                if (r == -EMSGSIZE) {
+                        ipc_conn_refuse(c, IPC_LIMIT_RECORD_SIZE, "record too large");
+                        return;
+                }
                 if (r < 0) {
-                        /* malformed or oversized: tell the peer if we can, then close */
+                        /* malformed: tell the peer if we can, then close */
                         c->busy = true;
-                        (void) ipc_conn_reply_error(c, r == -EMSGSIZE ? "record too large" : "malformed record");
+                        (void) ipc_conn_reply_error(c, "malformed record");
                         ipc_conn_drop(c);
                         return;
                 }
-                if (r == 0)
+                if (r == 0) {
+                        if (c->record_start == 0 && c->parser.size > 0)
+                                ipc_conn_record_started(c);
                         continue;
+                }
+                c->record_start = 0;
 
                 const char *id = c->max_outstanding > 0 ? ipc_record_get(&req, "id") : NULL;
                 if (id) {
@@ -300,40 +397,121 @@ static int ipc_conn_io(sd_event_source *src, int fd, uint32_t revents, void *use
         return 0;
 }
 
+/* Idle, or replies waiting that the peer does not read: the idle timeout applies. */
+static bool ipc_conn_watched(const IpcConn *c) {
+        bool idle = !c->busy && c->n_outstanding == 0 && c->out.len == 0;
+        return idle || c->out.len > 0;
+}
+
+/* Sets the timer to the next moment it must look at the connection: the idle timeout is checked
+ * lazily (activity only moves last_activity; the timer comes back and looks), the record
+ * deadline exactly. */
+static void ipc_conn_schedule(IpcConn *c, usec_t now) {
+        IpcServer *s = c->server;
+        usec_t next = UINT64_MAX;
+
+        if (!c->timer)
+                return;
+        if (s->idle_timeout > 0)
+                next = ipc_conn_watched(c) ? MAX(c->last_activity + s->idle_timeout, now + USEC_PER_SEC)
+                                           : now + s->idle_timeout;
+        if (c->record_start > 0 && s->limits.record_deadline > 0)
+                next = MIN(next, c->record_start + s->limits.record_deadline);
+        if (next == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(c->timer, next);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+}
+
+/* The first bytes of a record arrived (and not all of it): its deadline starts now. */
+static void ipc_conn_record_started(IpcConn *c) {
+        c->record_start = c->last_activity;
+        if (c->server->limits.record_deadline > 0)
+                ipc_conn_schedule(c, c->record_start);
+}
+
 static int ipc_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         IpcConn *c = userdata;
         IpcServer *s = c->server;
 
-        if (!s || s->idle_timeout == 0)
+        if (!s)
                 return 0;
-        /* idle, or replies waiting that the peer has not read for as long: close */
-        bool idle = !c->busy && c->n_outstanding == 0 && c->out.len == 0;
-        bool watched = idle || c->out.len > 0;
-        if (watched && usec >= c->last_activity + s->idle_timeout) {
+        if (c->record_start > 0 && s->limits.record_deadline > 0 &&
+            usec >= c->record_start + s->limits.record_deadline) {
+                ipc_conn_refuse(c, IPC_LIMIT_RECORD_TIME, "request not finished in time");
+                return 0;
+        }
+        if (s->idle_timeout > 0 && ipc_conn_watched(c) && usec >= c->last_activity + s->idle_timeout) {
                 ipc_conn_drop(c);
                 return 0;
         }
-        usec_t next = watched ? MAX(c->last_activity + s->idle_timeout, usec + USEC_PER_SEC)
-                              : usec + s->idle_timeout;
-        (void) sd_event_source_set_time(src, next);
-        (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        ipc_conn_schedule(c, usec);
         return 0;
 }
 
+/* status=error reason=<reason>. */
+static int ipc_error_record(IpcRecord *r, const char *reason) {
+        int k = ipc_record_add(r, "status", "error");
+        return k < 0 ? k : ipc_record_add(r, "reason", reason ? reason : "error");
+}
+
+/* A connection over a cap: reported, told why in one non-blocking write, closed. */
+static void ipc_server_refuse(IpcServer *s, int fd, const struct ucred *cred, IpcLimit limit) {
+        _cleanup_ipc_record_ IpcRecord r = IPC_RECORD_INIT;
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+
+        ipc_server_report(s, cred, limit);
+        if (ipc_error_record(&r, "too many connections") >= 0 && ipc_record_format(&r, &b) >= 0)
+                (void) send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        safe_close(fd);
+}
+
+static bool ipc_server_has_caps(const IpcServer *s) {
+        const IpcPeerCaps *c = &s->limits.conns;
+        return c->per_uid > 0 || c->per_trusted_uid > 0 || c->ordinary_max > 0;
+}
+
 static int ipc_conn_new(IpcServer *s, int fd) {
+        struct ucred cred = {};
+        socklen_t l = sizeof cred;
+        bool have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &l) >= 0;
+        uid_t uid = have_cred ? cred.uid : (uid_t) -1;
+        bool counted = false, trusted = false;
+
+        if (ipc_server_has_caps(s)) {
+                int r = ipc_peers_admit(&s->peers, &s->limits.conns, uid, &trusted);
+                if (r == -EUSERS || r == -EMFILE) {
+                        ipc_server_refuse(s, fd, have_cred ? &cred : NULL,
+                                          r == -EUSERS ? IPC_LIMIT_CONNS_PER_UID : IPC_LIMIT_CONNS_ORDINARY);
+                        return r;
+                }
+                if (r < 0) {
+                        safe_close(fd);
+                        return r;
+                }
+                counted = true;
+        }
         IpcConn *c = calloc(1, sizeof *c);
         if (!c) {
+                if (counted)
+                        ipc_peers_release(&s->peers, uid, trusted);
                 safe_close(fd);
                 return -ENOMEM;
         }
         c->n_ref = 1;
         c->fd = fd;
         c->server = s;
+        c->cred = cred;
+        c->have_cred = have_cred;
+        c->counted = counted;
+        c->trusted = trusted;
         c->max_outstanding = s->max_outstanding;
         /* a multiplexed connection may queue a reply per outstanding request */
         c->out.limit = c->max_outstanding > 0 ? 0 : IPC_RECORD_MAX + 1;
-        socklen_t l = sizeof c->cred;
-        c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &l) >= 0;
+        c->parser.max_size = s->limits.record_max;
+        c->parser.max_attrs = s->limits.record_attrs_max;
         c->next = s->conns;
         if (s->conns)
                 s->conns->prev = c;
@@ -342,10 +520,15 @@ static int ipc_conn_new(IpcServer *s, int fd) {
         ipc_conn_touch(c);
 
         int r = sd_event_add_io(s->event, &c->io, fd, EPOLLIN, ipc_conn_io, c);
-        if (r >= 0 && s->idle_timeout > 0)
-                r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC,
-                                      c->last_activity + s->idle_timeout, USEC_PER_SEC,
+        if (r >= 0 && (s->idle_timeout > 0 || s->limits.record_deadline > 0)) {
+                /* a short record deadline needs a finer timer than the idle timeout */
+                usec_t accuracy = s->limits.record_deadline > 0
+                        ? MIN(USEC_PER_SEC, MAX(s->limits.record_deadline / 20, USEC_PER_MSEC)) : USEC_PER_SEC;
+                r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC, c->last_activity, accuracy,
                                       ipc_conn_timer, c);
+                if (r >= 0)
+                        ipc_conn_schedule(c, c->last_activity);
+        }
         if (r < 0) {
                 ipc_conn_drop(c);
                 return r;
@@ -427,6 +610,7 @@ IpcServer *ipc_server_free(IpcServer *s) {
                 return NULL;
         while (s->conns)
                 ipc_conn_drop(s->conns);
+        ipc_peers_done(&s->peers);
         sd_event_source_disable_unref(s->listen_source);
         sd_event_source_disable_unref(s->accept_retry);
         safe_close(s->fd);
@@ -452,6 +636,20 @@ int ipc_server_set_idle_timeout(IpcServer *s, usec_t usec) {
                 return -EINVAL;
         s->idle_timeout = usec;
         return 0;
+}
+
+/* Sets the limits for connections accepted from now on. */
+int ipc_server_set_limits(IpcServer *s, const IpcServerLimits *limits) {
+        if (!s || !limits)
+                return -EINVAL;
+        s->limits = *limits;
+        return 0;
+}
+
+/* Sets the handler told about limit events. */
+void ipc_server_set_limit_handler(IpcServer *s, IpcLimitHandler fn) {
+        if (s)
+                s->limit_handler = fn;
 }
 
 /* Lets connections accepted from now on carry up to max_outstanding tagged requests at once. */
@@ -499,12 +697,8 @@ int ipc_conn_reply(IpcConn *c, const IpcRecord *reply) {
 /* Replies status=error reason=<reason>. */
 int ipc_conn_reply_error(IpcConn *c, const char *reason) {
         _cleanup_ipc_record_ IpcRecord r = IPC_RECORD_INIT;
-        int k = ipc_record_add(&r, "status", "error");
-        if (k >= 0)
-                k = ipc_record_add(&r, "reason", reason ? reason : "error");
-        if (k < 0)
-                return k;
-        return ipc_conn_reply(c, &r);
+        int k = ipc_error_record(&r, reason);
+        return k < 0 ? k : ipc_conn_reply(c, &r);
 }
 
 /* The peer's uid from SO_PEERCRED. */

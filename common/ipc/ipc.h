@@ -24,7 +24,10 @@
  *     (ipc_server_set_multiplex) and the request carries "id=": then requests are read on while
  *     others are outstanding, and each reply carries the request's "id=", in any order.
  *   - the IpcRecord a handler gets is borrowed for the duration of the call; a handler that
- *     replies later copies what it needs and keeps the IpcConn with ipc_conn_ref(). */
+ *     replies later copies what it needs and keeps the IpcConn with ipc_conn_ref().
+ *   - a server may have smaller limits of its own (ipc_server_set_limits): record size and
+ *     attributes, a deadline to finish a record, connections per peer uid and in all. A socket
+ *     anyone may connect to (SocketMode=0666: qmgr) must set them (DESIGN.md §10). */
 #pragma once
 
 #include <stdbool.h>
@@ -56,22 +59,71 @@ int ipc_record_get_int(const IpcRecord *r, const char *name, long long *ret);
 /* Appends the wire form (with the terminating empty line) to out. */
 int ipc_record_format(const IpcRecord *r, StrBuf *out);
 
-/* Incremental parser: feed bytes as they arrive. */
-typedef struct IpcParser { StrBuf line; IpcRecord cur; size_t size; } IpcParser;
-#define IPC_PARSER_INIT { STRBUF_INIT, IPC_RECORD_INIT, 0 }
+/* Incremental parser: feed bytes as they arrive. max_size and max_attrs (0: IPC_RECORD_MAX and
+ * IPC_RECORD_ATTRS_MAX; never more than those) bound one record; they survive
+ * ipc_parser_done(). too_many_attrs tells which limit the last -EMSGSIZE was about. */
+typedef struct IpcParser {
+        StrBuf line;
+        IpcRecord cur;
+        size_t size;              /* bytes of the current record so far; 0 between records */
+        size_t max_size, max_attrs;
+        bool too_many_attrs;
+} IpcParser;
+#define IPC_PARSER_INIT { STRBUF_INIT, IPC_RECORD_INIT, 0, 0, 0, false }
 void ipc_parser_done(IpcParser *p);
 /* Consumes bytes from data; returns 1 when a record is complete (moved into *ret, which must be
  * empty; *ret_consumed says how many bytes were used), 0 when all bytes were used and more are
- * needed, -EMSGSIZE for an oversized record, -EBADMSG for a line without '=' or a bad escape. */
+ * needed, -EMSGSIZE for a record over the size or attribute limit, -EBADMSG for a line without
+ * '=' or a bad escape. */
 int ipc_parser_feed(IpcParser *p, const char *data, size_t n, size_t *ret_consumed, IpcRecord *ret);
 
 /* Blocking: connect to the AF_UNIX stream socket at path, send req, read one reply record.
- * timeout_usec 0 = 30 s. */
+ * timeout_usec 0 = 30 s. A server that closes before taking all of req may have answered
+ * status=error first (e.g. reason="too many connections"): that is the reply then. */
 int ipc_call(const char *path, const IpcRecord *req, IpcRecord *ret_reply, usec_t timeout_usec);
 /* Blocking helpers on a connected fd, for multi-record conversations. ipc_recv() never reads
  * past the record it returns; timeout_usec 0 = 30 s, -ETIMEDOUT when it passes. */
 int ipc_send(int fd, const IpcRecord *r);
 int ipc_recv(int fd, IpcRecord *ret, usec_t timeout_usec);
+
+/* --- accounting for sockets anyone may connect to (ipc-peer.c) --- */
+/* Open connections per peer uid, for the IpcServer's caps and postern-smtpd's submit listener.
+ * Trusted uids (root and caps->trusted_uid) have a cap of their own and do not count towards
+ * the ordinary peers' total. */
+typedef struct IpcPeerCaps {
+        size_t per_uid;                   /* ordinary uid; 0: no cap */
+        size_t per_trusted_uid;           /* root or trusted_uid; 0: no cap */
+        size_t ordinary_max;              /* all ordinary uids together; 0: no cap */
+        uid_t trusted_uid;                /* besides root; 0 (root) when there is none */
+} IpcPeerCaps;
+typedef struct IpcPeerCount { uid_t uid; size_t n; } IpcPeerCount;
+typedef struct IpcPeers {
+        IpcPeerCount *v;                  /* sorted by uid; only uids with connections */
+        size_t n, cap;
+        size_t ordinary;                  /* connections of ordinary uids */
+} IpcPeers;
+#define IPC_PEERS_INIT { NULL, 0, 0, 0 }
+void ipc_peers_done(IpcPeers *p);
+/* Open connections of uid. */
+size_t ipc_peers_count(const IpcPeers *p, uid_t uid);
+/* Counts a new connection from uid, or refuses it: 0, -EUSERS over the uid's cap, -EMFILE over
+ * the ordinary peers' total, -ENOMEM. *ret_trusted says how it was counted; pass it back to
+ * ipc_peers_release(). */
+int ipc_peers_admit(IpcPeers *p, const IpcPeerCaps *caps, uid_t uid, bool *ret_trusted);
+void ipc_peers_release(IpcPeers *p, uid_t uid, bool trusted);
+
+/* A rate limit for log lines about refused peers: at most IPC_LOG_BURST lines per
+ * IPC_LOG_INTERVAL_USEC. */
+#define IPC_LOG_BURST 5
+#define IPC_LOG_INTERVAL_USEC (10ULL * 1000000ULL)
+typedef struct IpcLogLimit {
+        usec_t window_start;
+        unsigned in_window;               /* lines logged in this window */
+        unsigned suppressed;              /* lines dropped since the last one logged */
+} IpcLogLimit;
+/* Whether a line may be logged at now (CLOCK_MONOTONIC); when it may, *ret_suppressed is the
+ * number of lines dropped before it (then reset). */
+bool ipc_log_limit_allow(IpcLogLimit *l, usec_t now, unsigned *ret_suppressed);
 
 /* --- non-blocking server inside sd-event --- */
 typedef struct IpcServer IpcServer;
@@ -91,9 +143,68 @@ size_t ipc_server_connections(const IpcServer *s);
 typedef void (*IpcCloseHandler)(IpcConn *c, void *userdata);
 void ipc_server_set_close_handler(IpcServer *s, IpcCloseHandler fn);
 /* Connections idle (no request outstanding, nothing to write) this long are closed; 0 = never.
- * The default is IPC_IDLE_TIMEOUT_USEC. */
+ * The default is IPC_IDLE_TIMEOUT_USEC. A connection in the middle of a record is not idle: the
+ * record deadline (ipc_server_set_limits) applies instead. */
 int ipc_server_set_idle_timeout(IpcServer *s, usec_t usec);
 #define IPC_IDLE_TIMEOUT_USEC (300ULL * 1000000ULL)
+
+/* What one server accepts from its peers; 0 in a field means "no limit of this server's own"
+ * (records are still bounded by IPC_RECORD_MAX and IPC_RECORD_ATTRS_MAX). Peers are "trusted"
+ * when their SO_PEERCRED uid is root or conns.trusted_uid (mail_owner), "ordinary" otherwise. What
+ * happens at each limit:
+ *   record_max, record_attrs_max  the request is answered status=error reason="record too
+ *                  large" / "too many attributes" and the connection closed;
+ *   record_deadline  measured from the first byte of a request the server reads to its end
+ *                  (bytes trickling in do not extend it): status=error reason="request not
+ *                  finished in time", closed. Between requests the idle timeout applies;
+ *   conns (IpcPeerCaps)  open connections of one ordinary uid, of one trusted uid, and of all
+ *                  ordinary peers together: a connection over a cap is answered status=error
+ *                  reason="too many connections" as soon as it is accepted, and closed (nothing
+ *                  of it is read).
+ * Each event is reported to the limit handler, at most IPC_LOG_BURST times per
+ * IPC_LOG_INTERVAL_USEC per server, so that a peer cannot flood the journal. */
+typedef struct IpcServerLimits {
+        size_t record_max;
+        size_t record_attrs_max;
+        usec_t record_deadline;
+        IpcPeerCaps conns;
+} IpcServerLimits;
+
+/* The limits of a socket whose requests are small, such as qmgr's verbs (under 300 bytes with
+ * the longest domain name) and anvil's counters: used in an IpcServerLimits initializer,
+ * together with IPC_PUBLIC_CONN_LIMITS for a socket anyone may connect to. */
+#define IPC_SMALL_RECORD_LIMITS \
+        .record_max = 4096, .record_attrs_max = 64, .record_deadline = 10 * USEC_PER_SEC
+/* 16 connections per ordinary uid (tools open one at a time), 128 for all of them together,
+ * 256 per trusted uid (smtpd's and local's wake-ups, one short connection per commit). */
+#define IPC_PUBLIC_CONN_LIMITS \
+        .conns = { .per_uid = 16, .per_trusted_uid = 256, .ordinary_max = 128 }
+
+typedef enum IpcLimit {
+        IPC_LIMIT_RECORD_SIZE,
+        IPC_LIMIT_RECORD_ATTRS,
+        IPC_LIMIT_RECORD_TIME,
+        IPC_LIMIT_CONNS_PER_UID,
+        IPC_LIMIT_CONNS_ORDINARY,
+} IpcLimit;
+
+/* A limit was hit. text is one line for the log, naming the peer and the limit, e.g.
+ * "peer uid=1001 pid=4242: more than 16 connections from this uid; refused (3 similar events
+ * not logged)". Valid during the call only. */
+typedef struct IpcLimitEvent {
+        IpcLimit limit;
+        uid_t uid;                        /* (uid_t) -1 when the peer's credentials are unknown */
+        pid_t pid;
+        unsigned suppressed;              /* events not reported before this one */
+        const char *text;
+} IpcLimitEvent;
+typedef void (*IpcLimitHandler)(const IpcLimitEvent *ev, void *userdata);
+
+/* Applies limits to connections accepted from now on (call again after a reload; connections
+ * already counted keep their place). */
+int ipc_server_set_limits(IpcServer *s, const IpcServerLimits *limits);
+/* Sets who is told about limit events (with the server's userdata); NULL: nobody. */
+void ipc_server_set_limit_handler(IpcServer *s, IpcLimitHandler fn);
 /* Lets each connection accepted from now on carry up to max_outstanding concurrent requests
  * tagged "id=" (see IpcMux); 0 = one request at a time (the default). The handler gets a
  * separate IpcConn for each tagged request, used exactly like a connection: reply, ref/unref,

@@ -2,7 +2,10 @@
  * names, limits), the incremental parser fed byte by byte, and a real IpcServer on a temporary
  * AF_UNIX socket driven both by a forked child with the blocking API (echo, pipelining, delayed
  * reply, malformed and oversized records, mid-request disconnects, one-way wake-ups, idle
- * timeout) and by ipc_client_call_async() in the server's own sd-event loop. */
+ * timeout) and by ipc_client_call_async() in the server's own sd-event loop. Then a server with
+ * the limits of a public socket (ipc_server_set_limits): small records, a record trickled in a
+ * byte at a time cut at its deadline, the per-uid connection cap, the rate-limited reports;
+ * and the accounting underneath (IpcPeers, IpcLogLimit). */
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
@@ -232,6 +235,108 @@ static void test_limits(void) {
                 ipc_parser_done(&p);
         }
         free(big);
+}
+
+/* A parser with limits of its own: the size and attribute limits are exact, and say which
+ * one was hit. */
+static void test_parser_limits(void) {
+        static const struct { size_t max_size, max_attrs; const char *wire; int expect; bool attrs; } cases[] = {
+                { 16, 0, "a=123456789012\n\n", 1, false },    /* 16 bytes: just fits */
+                { 16, 0, "a=1234567890123\n\n", -EMSGSIZE, false },
+                { 16, 0, "a=12345678901234567890", -EMSGSIZE, false },   /* unfinished, too long */
+                { 0, 3, "a=1\nb=2\nc=3\n\n", 1, false },
+                { 0, 3, "a=1\nb=2\nc=3\nd=4\n\n", -EMSGSIZE, true },
+                { 4096, 2, "a=1\nb=2\nc\n\n", -EMSGSIZE, true },  /* the limit before the syntax */
+                { 4096, 2, "a=1\nbad\n\n", -EBADMSG, false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                for (int mode = 0; mode < 2; mode++) {
+                        IpcParser p = IPC_PARSER_INIT;
+                        IpcRecord got = IPC_RECORD_INIT;
+                        const char *w = cases[i].wire;
+                        size_t used;
+                        int res = 0;
+                        p.max_size = cases[i].max_size;
+                        p.max_attrs = cases[i].max_attrs;
+                        if (mode == 0)
+                                res = ipc_parser_feed(&p, w, strlen(w), &used, &got);
+                        else
+                                for (size_t k = 0; k < strlen(w) && res == 0; k++)
+                                        res = ipc_parser_feed(&p, w + k, 1, &used, &got);
+                        if (res != cases[i].expect || (res < 0 && p.too_many_attrs != cases[i].attrs)) {
+                                fprintf(stderr, "parser limits case %zu mode %d: %d (attrs %d)\n", i, mode,
+                                        res, p.too_many_attrs);
+                                exit(1);
+                        }
+                        /* the limits survive an error and a reset */
+                        CHECK_INT(p.max_size, cases[i].max_size);
+                        CHECK_INT(p.max_attrs, cases[i].max_attrs);
+                        ipc_record_done(&got);
+                        ipc_parser_done(&p);
+                }
+}
+
+/* Connection counts per uid with caps, and the log rate limit. */
+static void test_peers(void) {
+        IpcPeers p = IPC_PEERS_INIT;
+        const IpcPeerCaps caps = { .per_uid = 2, .per_trusted_uid = 3, .ordinary_max = 3, .trusted_uid = 500 };
+        static const struct { uid_t uid; int expect; bool trusted; } steps[] = {
+                { 1000, 0, false }, { 1000, 0, false }, { 1000, -EUSERS, false },
+                { 0, 0, true }, { 0, 0, true }, { 0, 0, true }, { 0, -EUSERS, true },
+                { 500, 0, true }, { 500, 0, true }, { 500, 0, true }, { 500, -EUSERS, true },
+                { 1001, 0, false }, { 1002, -EMFILE, false },   /* 3 ordinary already */
+                { 7, -EMFILE, false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                bool trusted = !steps[i].trusted;
+                int r = ipc_peers_admit(&p, &caps, steps[i].uid, &trusted);
+                if (r != steps[i].expect || (r == 0 && trusted != steps[i].trusted)) {
+                        fprintf(stderr, "peers step %zu: %d, expected %d\n", i, r, steps[i].expect);
+                        exit(1);
+                }
+        }
+        CHECK_INT(ipc_peers_count(&p, 1000), 2);
+        CHECK_INT(ipc_peers_count(&p, 0), 3);
+        CHECK_INT(ipc_peers_count(&p, 1002), 0);
+        CHECK_INT(p.ordinary, 3);
+        CHECK_INT(p.n, 4);   /* 0, 500, 1000, 1001 */
+        for (size_t i = 1; i < p.n; i++)
+                CHECK(p.v[i - 1].uid < p.v[i].uid);
+
+        /* a released place is free again, for the same uid or another */
+        bool trusted;
+        ipc_peers_release(&p, 1001, false);
+        CHECK_INT(ipc_peers_count(&p, 1001), 0);
+        CHECK_INT(p.n, 3);
+        CHECK_INT(ipc_peers_admit(&p, &caps, 1002, &trusted), 0);
+        CHECK(!trusted);
+        ipc_peers_release(&p, 0, true);
+        CHECK_INT(ipc_peers_admit(&p, &caps, 0, &trusted), 0);
+        CHECK(trusted);
+        ipc_peers_release(&p, 4242, false);   /* unknown: ignored */
+        CHECK_INT(p.ordinary, 3);
+        /* no caps: anything goes */
+        const IpcPeerCaps none = {};
+        for (int i = 0; i < 100; i++)
+                CHECK_INT(ipc_peers_admit(&p, &none, 1000, &trusted), 0);
+        CHECK_INT(ipc_peers_count(&p, 1000), 102);
+        ipc_peers_done(&p);
+        CHECK_INT(p.n, 0);
+
+        /* IPC_LOG_BURST lines per window; the next window's first line counts what was dropped */
+        IpcLogLimit l = {};
+        unsigned suppressed = 99;
+        usec_t t = 5 * USEC_PER_SEC;
+        for (int i = 0; i < IPC_LOG_BURST; i++) {
+                CHECK(ipc_log_limit_allow(&l, t + (usec_t) i, &suppressed));
+                CHECK_INT(suppressed, 0);
+        }
+        for (int i = 0; i < 1000; i++)
+                CHECK(!ipc_log_limit_allow(&l, t + IPC_LOG_INTERVAL_USEC - 1, &suppressed));
+        CHECK(ipc_log_limit_allow(&l, t + IPC_LOG_INTERVAL_USEC, &suppressed));
+        CHECK_INT(suppressed, 1000);
+        CHECK(ipc_log_limit_allow(&l, t + IPC_LOG_INTERVAL_USEC + 1, &suppressed));
+        CHECK_INT(suppressed, 0);
 }
 
 /* --- server --- */
@@ -604,36 +709,46 @@ static int count_fds(void) {
         return n;
 }
 
-static void test_server(void) {
-        Ctx ctx = {};
-        int fds_before = count_fds();
-        char dir[] = "/tmp/test-ipc-XXXXXX";
+/* A listening socket <dir>/sock in a new temporary directory (dir: a mkdtemp() template). */
+static int listen_temp(char *dir, char *path, size_t size) {
         CHECK(mkdtemp(dir));
-        snprintf(ctx.path, sizeof ctx.path, "%s/sock", dir);
-
+        snprintf(path, size, "%s/sock", dir);
         int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         CHECK(lfd >= 0);
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", ctx.path);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
         CHECK(bind(lfd, (struct sockaddr *) &sa, sizeof sa) == 0);
         CHECK(listen(lfd, 128) == 0);
+        return lfd;
+}
 
+/* Runs client(path) in a child; SIGCHLD stays blocked here, for sd_event_add_child(). */
+static pid_t fork_client(int (*client)(const char *path), const char *path) {
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGCHLD);
         CHECK(sigprocmask(SIG_BLOCK, &ss, NULL) == 0);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                sigprocmask(SIG_UNBLOCK, &ss, NULL);
+                _exit(client(path));
+        }
+        return pid;
+}
+
+static void test_server(void) {
+        Ctx ctx = {};
+        int fds_before = count_fds();
+        char dir[] = "/tmp/test-ipc-XXXXXX";
+        int lfd = listen_temp(dir, ctx.path, sizeof ctx.path);
 
         CHECK(sd_event_new(&ctx.event) >= 0);
         CHECK_INT(ipc_server_new(ctx.event, lfd, handler, &ctx, &ctx.server), 0);
         CHECK_INT(ipc_server_set_idle_timeout(ctx.server, 300 * USEC_PER_MSEC), 0);
         ipc_server_set_close_handler(ctx.server, on_conn_close);
 
-        pid_t pid = fork();
-        CHECK(pid >= 0);
-        if (pid == 0) {
-                sigprocmask(SIG_UNBLOCK, &ss, NULL);
-                _exit(child_main(ctx.path));
-        }
+        pid_t pid = fork_client(child_main, ctx.path);
         CHECK(sd_event_add_child(ctx.event, NULL, pid, WEXITED, on_child, &ctx) >= 0);
 
         /* async calls from the same loop */
@@ -683,6 +798,221 @@ static void test_server(void) {
         rmdir(dir);
 }
 
+/* --- a server with the limits of a public socket --- */
+
+#define LIMITED_RECORD_MAX 256
+#define LIMITED_ATTRS_MAX 8
+#define LIMITED_DEADLINE_USEC (400 * USEC_PER_MSEC)
+#define LIMITED_PER_UID 3
+
+typedef struct LimitCtx {
+        sd_event *event;
+        IpcServer *server;
+        int status;
+        unsigned events;
+        unsigned by_limit[IPC_LIMIT_CONNS_ORDINARY + 1];
+        char first[256];
+} LimitCtx;
+
+static void on_limit(const IpcLimitEvent *ev, void *userdata) {
+        LimitCtx *ctx = userdata;
+        if (ctx->events++ == 0)
+                snprintf(ctx->first, sizeof ctx->first, "%s", ev->text);
+        ctx->by_limit[ev->limit]++;
+}
+
+static int limit_handler(IpcConn *c, const IpcRecord *req, void *userdata) {
+        _cleanup_ipc_record_ IpcRecord rep = IPC_RECORD_INIT;
+        const char *v = ipc_record_get(req, "value");
+        CHECK_INT(ipc_record_add(&rep, "status", "ok"), 0);
+        CHECK_INT(ipc_record_add(&rep, "value", v ? v : ""), 0);
+        return ipc_conn_reply(c, &rep);
+}
+
+/* Reads the answer to a refused request or connection, then EOF. */
+static void expect_refused(int fd, const char *reason) {
+        _cleanup_ipc_record_ IpcRecord rep = IPC_RECORD_INIT;
+        CHECK_INT(ipc_recv(fd, &rep, 3 * USEC_PER_SEC), 0);
+        CHECK_STR(ipc_record_get(&rep, "status"), "error");
+        CHECK_STR(ipc_record_get(&rep, "reason"), reason);
+        CHECK(wait_eof(fd, 3000));
+}
+
+/* An echo on an open connection: "ok", or the refusal's reason. */
+static const char *echo_on(int fd, char *buf, size_t size) {
+        _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT, rep = IPC_RECORD_INIT;
+        CHECK_INT(ipc_record_add(&req, "request", "echo"), 0);
+        CHECK_INT(ipc_record_add(&req, "value", "v"), 0);
+        if (ipc_send(fd, &req) < 0 && ipc_recv(fd, &rep, 3 * USEC_PER_SEC) < 0)
+                return "closed";
+        if (rep.n == 0)
+                CHECK_INT(ipc_recv(fd, &rep, 3 * USEC_PER_SEC), 0);
+        const char *status = ipc_record_get(&rep, "status");
+        snprintf(buf, size, "%s", status && streq(status, "ok") ? "ok" : strna(ipc_record_get(&rep, "reason")));
+        return buf;
+}
+
+/* Connects and sends head, then 'x's and the end of the record: size bytes in all. */
+static int send_padded(const char *path, const char *head, size_t size) {
+        char req[LIMITED_RECORD_MAX * 2];
+        size_t n = strlen(head);
+        CHECK(size <= sizeof req && n + 2 <= size);
+        memcpy(req, head, n);
+        memset(req + n, 'x', size - 2 - n);
+        memcpy(req + size - 2, "\n\n", 2);
+        int fd = connect_raw(path);
+        write_all(fd, req, size);
+        return fd;
+}
+
+static int limited_child(const char *path) {
+        char buf[128];
+
+        /* within the limits: LIMITED_ATTRS_MAX attributes, LIMITED_RECORD_MAX bytes */
+        {
+                _cleanup_close_ int fd = send_padded(path, "request=echo\na=1\nb=2\nc=3\nd=4\ne=5\nf=6\nvalue=",
+                                                     LIMITED_RECORD_MAX);
+                _cleanup_ipc_record_ IpcRecord rep = IPC_RECORD_INIT;
+                CHECK_INT(ipc_recv(fd, &rep, 3 * USEC_PER_SEC), 0);
+                CHECK_STR(ipc_record_get(&rep, "status"), "ok");
+        }
+        /* one byte more than the size limit; one attribute more than allowed */
+        {
+                _cleanup_close_ int fd = send_padded(path, "request=echo\nvalue=", LIMITED_RECORD_MAX + 1);
+                expect_refused(fd, "record too large");
+        }
+        {
+                _cleanup_close_ int fd = connect_raw(path);
+                const char *req = "request=echo\na=1\nb=2\nc=3\nd=4\ne=5\nf=6\ng=7\nvalue=v\n\n";
+                write_all(fd, req, strlen(req));
+                expect_refused(fd, "too many attributes");
+        }
+
+        /* a record trickled in one byte every 40 ms is cut at its deadline although bytes keep
+         * coming (they used to restart the idle timer); an idle connection opened at the same time
+         * stays (only the idle timeout applies between records), and so does one between two
+         * requests */
+        {
+                _cleanup_close_ int fd = connect_raw(path), idle = connect_raw(path), between = connect_raw(path);
+                CHECK_STR(echo_on(between, buf, sizeof buf), "ok");
+                write_all(fd, "request=echo\nvalue=", 19);
+                usec_t t0 = now_usec(CLOCK_MONOTONIC), took = 0;
+                bool answered = false;
+                while (!answered && took < 3 * USEC_PER_SEC) {
+                        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                        answered = poll(&pfd, 1, 40) > 0;
+                        took = now_usec(CLOCK_MONOTONIC) - t0;
+                        if (!answered)
+                                (void) send(fd, "a", 1, MSG_NOSIGNAL);
+                }
+                /* the server's clock is its loop's last wake-up, a little before the bytes came */
+                if (!answered || took < LIMITED_DEADLINE_USEC - 100 * USEC_PER_MSEC ||
+                    took > LIMITED_DEADLINE_USEC + 600 * USEC_PER_MSEC) {
+                        fprintf(stderr, "trickled record: answered=%d after %llu ms\n", answered,
+                                (unsigned long long) (took / USEC_PER_MSEC));
+                        exit(1);
+                }
+                expect_refused(fd, "request not finished in time");
+                CHECK(!wait_eof(idle, 0));
+                CHECK_STR(echo_on(idle, buf, sizeof buf), "ok");
+                CHECK_STR(echo_on(between, buf, sizeof buf), "ok");
+        }
+
+        /* per-uid cap: hold LIMITED_PER_UID connections (earlier ones may still be counted until
+         * the server has seen them close: retry), then one more is refused right away */
+        int held[LIMITED_PER_UID];
+        for (int i = 0; i < LIMITED_PER_UID; i++) {
+                usec_t t0 = now_usec(CLOCK_MONOTONIC);
+                for (;;) {
+                        held[i] = connect_raw(path);
+                        if (streq(echo_on(held[i], buf, sizeof buf), "ok"))
+                                break;
+                        CHECK_STR(buf, "too many connections");
+                        close(held[i]);
+                        CHECK(now_usec(CLOCK_MONOTONIC) - t0 < 3 * USEC_PER_SEC);
+                        usleep(20 * 1000);
+                }
+        }
+        for (int i = 0; i < 10; i++) {
+                _cleanup_close_ int fd = connect_raw(path);
+                expect_refused(fd, "too many connections");
+        }
+        /* ipc_call() returns the refusal as the reply */
+        {
+                _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT, rep = IPC_RECORD_INIT;
+                CHECK_INT(ipc_record_add(&req, "request", "echo"), 0);
+                CHECK_INT(ipc_record_add(&req, "value", "v"), 0);
+                CHECK_INT(ipc_call(path, &req, &rep, 3 * USEC_PER_SEC), 0);
+                CHECK_STR(ipc_record_get(&rep, "status"), "error");
+                CHECK_STR(ipc_record_get(&rep, "reason"), "too many connections");
+        }
+        /* the held ones still work; closing one makes room */
+        CHECK_STR(echo_on(held[1], buf, sizeof buf), "ok");
+        close(held[0]);
+        usec_t t0 = now_usec(CLOCK_MONOTONIC);
+        for (;;) {
+                held[0] = connect_raw(path);
+                if (streq(echo_on(held[0], buf, sizeof buf), "ok"))
+                        break;
+                close(held[0]);
+                CHECK(now_usec(CLOCK_MONOTONIC) - t0 < 3 * USEC_PER_SEC);
+                usleep(20 * 1000);
+        }
+        for (int i = 0; i < LIMITED_PER_UID; i++)
+                close(held[i]);
+        return 0;
+}
+
+static int on_limited_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
+        LimitCtx *ctx = userdata;
+        ctx->status = si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
+        return sd_event_exit(ctx->event, 0);
+}
+
+static void test_server_limits(void) {
+        LimitCtx ctx = {};
+        char dir[] = "/tmp/test-ipc-XXXXXX", path[108];
+        int lfd = listen_temp(dir, path, sizeof path);
+
+        CHECK(sd_event_new(&ctx.event) >= 0);
+        CHECK_INT(ipc_server_new(ctx.event, lfd, limit_handler, &ctx, &ctx.server), 0);
+        /* idle connections would be closed after 5 s: far beyond the record deadline */
+        CHECK_INT(ipc_server_set_idle_timeout(ctx.server, 5 * USEC_PER_SEC), 0);
+        /* the test may run as root or not: the same cap for trusted and ordinary uids */
+        IpcServerLimits limits = {
+                .record_max = LIMITED_RECORD_MAX, .record_attrs_max = LIMITED_ATTRS_MAX,
+                .record_deadline = LIMITED_DEADLINE_USEC,
+                .conns = { .per_uid = LIMITED_PER_UID, .per_trusted_uid = LIMITED_PER_UID, .ordinary_max = 100 },
+        };
+        CHECK_INT(ipc_server_set_limits(ctx.server, &limits), 0);
+        ipc_server_set_limit_handler(ctx.server, on_limit);
+
+        pid_t pid = fork_client(limited_child, path);
+        CHECK(sd_event_add_child(ctx.event, NULL, pid, WEXITED, on_limited_child, &ctx) >= 0);
+        uint64_t now;
+        CHECK(sd_event_now(ctx.event, CLOCK_MONOTONIC, &now) >= 0);
+        CHECK(sd_event_add_time(ctx.event, NULL, CLOCK_MONOTONIC, now + 30 * USEC_PER_SEC, 0, on_deadline, NULL) >= 0);
+        CHECK(sd_event_loop(ctx.event) >= 0);
+        CHECK_INT(ctx.status, 0);
+
+        /* 14 limits hit at least, IPC_LOG_BURST reported within the window; the first names the
+         * peer and the limit */
+        CHECK_INT(ctx.events, IPC_LOG_BURST);
+        CHECK_INT(ctx.by_limit[IPC_LIMIT_RECORD_SIZE], 1);
+        CHECK_INT(ctx.by_limit[IPC_LIMIT_RECORD_ATTRS], 1);
+        CHECK_INT(ctx.by_limit[IPC_LIMIT_RECORD_TIME], 1);
+        CHECK_INT(ctx.by_limit[IPC_LIMIT_CONNS_PER_UID], IPC_LOG_BURST - 3);
+        char want[128];
+        snprintf(want, sizeof want, "peer uid=%u pid=%d: request larger than %d bytes; closed",
+                 (unsigned) getuid(), (int) pid, LIMITED_RECORD_MAX);
+        CHECK_STR(ctx.first, want);
+
+        ipc_server_free(ctx.server);
+        sd_event_unref(ctx.event);
+        unlink(path);
+        rmdir(dir);
+}
+
 /* Random byte streams fed in random chunks: the parser never crashes, returns only the
  * documented values, and records it returns hold only valid names and NUL-free values. */
 static void test_random(void) {
@@ -727,6 +1057,9 @@ int main(void) {
         test_codec();
         test_pipe();
         test_limits();
+        test_parser_limits();
+        test_peers();
         test_server();
+        test_server_limits();
         return 0;
 }

@@ -21,6 +21,9 @@
  * rates are logged every anvil_status_update_time, and at exit, in Postfix's wording
  * ("statistics: max connection rate 1/60s for (smtp:127.0.0.2) at Nov 21 17:00:00").
  *
+ * The socket is for root and postern only (SocketMode=0600); its requests have the limits of
+ * public sockets all the same (IPC_SMALL_RECORD_LIMITS in ipc.h), without connection caps.
+ *
  * Parameters: anvil_rate_time_unit, anvil_status_update_time, postern_anvil_client_limit.
  * A reload applies the status interval; the time unit and the client limit need a restart
  * (changing them would invalidate the counts). */
@@ -183,6 +186,10 @@ static int on_reload(Daemon *d, Conf *c, void *userdata) {
         return 0;
 }
 
+static void on_socket_limit(const IpcLimitEvent *ev, void *userdata) {
+        log_warning("anvil socket: %s", ev->text);
+}
+
 static int run(void) {
         _cleanup_daemon_free_ Daemon *d = NULL;
         Anvil a = {};
@@ -215,6 +222,11 @@ static int run(void) {
         }
         /* An smtpd keeps its connection for its whole life; closing it would drop its counts. */
         (void) ipc_server_set_idle_timeout(a.server, 0);
+        /* Only root and postern may connect (SocketMode=0600), one connection per smtpd, so no
+         * connection caps; requests are small (a verb, a service, an address), so the small
+         * record limits keep a confused or compromised peer from growing anvil. */
+        (void) ipc_server_set_limits(a.server, &(IpcServerLimits) { IPC_SMALL_RECORD_LIMITS });
+        ipc_server_set_limit_handler(a.server, on_socket_limit);
         ipc_server_set_close_handler(a.server, on_close);
 
         r = sd_event_add_time_relative(a.event, &a.status_timer, CLOCK_MONOTONIC, a.status_interval,

@@ -6,7 +6,10 @@
  *   request=flush    retry every deferred recipient now (anyone: sendmail -q, posternctl flush)
  *   request=hold|release|delete|requeue queue_id=<id>|ALL   (qmgr-control.c, for posternctl;
  *                    root and mail_owner only, by the peer's SO_PEERCRED uid)
- * Without a "qmgr" socket (run by hand) it works from its timer alone. Scanning, delivery and
+ * Without a "qmgr" socket (run by hand) it works from its timer alone. The socket is world-writable
+ * (anyone may flush), so it has the IpcServer's limits for public sockets (IPC_SMALL_RECORD_LIMITS
+ * and IPC_PUBLIC_CONN_LIMITS in ipc.h) with mail_owner trusted besides root; each limit hit is
+ * logged as a warning ("qmgr socket: peer uid=... pid=...: ..."), rate-limited. Scanning, delivery and
  * bounces live in qmgr-scan.c, qmgr-deliver.c and qmgr-bounce.c (see qmgr.h).
  *
  * Parameters: queue_directory, myhostname, mydestination, queue_run_delay,
@@ -161,6 +164,18 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         return 0;
 }
 
+/* The limits of the public qmgr socket; mail_owner is trusted besides root. */
+static void qmgr_socket_limits(Qmgr *q) {
+        IpcServerLimits l = { IPC_SMALL_RECORD_LIMITS, IPC_PUBLIC_CONN_LIMITS };
+        if (q->s.mail_owner_known)
+                l.conns.trusted_uid = q->s.mail_owner_uid;
+        (void) ipc_server_set_limits(q->server, &l);
+}
+
+static void on_socket_limit(const IpcLimitEvent *ev, void *userdata) {
+        log_warning("qmgr socket: %s", ev->text);
+}
+
 static int on_reload(Daemon *d, Conf *c, void *userdata) {
         Qmgr *q = userdata;
         _cleanup_free_ char *old_dir = strdup(q->s.queue_directory);
@@ -173,6 +188,8 @@ static int on_reload(Daemon *d, Conf *c, void *userdata) {
                 free(q->s.queue_directory);
                 q->s.queue_directory = TAKE_PTR(old_dir);
         }
+        if (q->server)
+                qmgr_socket_limits(q);   /* mail_owner may have changed */
         qmgr_schedule_scan(q, 0);
         qmgr_dispatch(q);   /* default_process_limit may have grown */
         return 0;
@@ -236,6 +253,8 @@ static int run(void) {
                         log_error_errno(r, "Cannot serve the qmgr socket: %m");
                         goto finish;
                 }
+                qmgr_socket_limits(&q);
+                ipc_server_set_limit_handler(q.server, on_socket_limit);
         } else
                 log_info("no \"qmgr\" socket passed; working from the timer alone");
 

@@ -7,7 +7,14 @@
  * allocated on demand and released when empty, so an idle session costs a few hundred bytes.
  *
  * Client names: set to "unknown" here; smtpd-peername.c looks them up before the greeting
- * (loopback clients are "localhost" without smtpd_peername_lookup). */
+ * (loopback clients are "localhost" without smtpd_peername_lookup).
+ *
+ * The submit socket is world-writable and its sessions are never reported to postern-anvil
+ * (there is no client address): so the per-client smtpd_client_connection_count_limit of the
+ * "submit" listener is applied here per peer uid, root exempt. A session over it is answered
+ * "421 4.7.0 <myhostname> Error: too many connections from uid N" and closed, and logged as
+ * "Connection concurrency limit exceeded: ... for service submit" (instead of its "disconnect
+ * from" line), at most IPC_LOG_BURST lines per IPC_LOG_INTERVAL_USEC. */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
@@ -94,6 +101,37 @@ static void session_close_socket(Session *s) {
         s->fd = safe_close(s->fd);
 }
 
+/* The submit listener's per-uid cap (see the top of this file). false: refused, the 421 is
+ * queued and the session closes after it. */
+static bool session_submit_admit(Session *s) {
+        Listener *l = s->listener;
+        const IpcPeerCaps caps = { .per_uid = s->settings->anvil.connection_count };
+        int r = ipc_peers_admit(&l->uids, &caps, s->uid, &s->uid_trusted);
+        if (r >= 0) {
+                s->uid_counted = true;
+                return true;
+        }
+        unsigned suppressed;
+        if (r == -ENOMEM)
+                log_oom();
+        else if (ipc_log_limit_allow(&l->refusals, now_usec(CLOCK_MONOTONIC), &suppressed)) {
+                struct ucred cred = {};
+                socklen_t cl = sizeof(cred);
+                (void) getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+                char tail[64] = "";
+                if (suppressed > 0)
+                        snprintf(tail, sizeof(tail), " (%u similar lines not logged)", suppressed);
+                log_warning("Connection concurrency limit exceeded: %zu from %s pid=%d for service %s; "
+                            "more than %u (smtpd_client_connection_count_limit)%s",
+                            ipc_peers_count(&l->uids, s->uid) + 1, s->id_text, (int) cred.pid, l->name,
+                            s->settings->anvil.connection_count, tail);
+        }
+        session_reply(s, "421 4.7.0 %s Error: too many connections from uid %u", s->settings->myhostname,
+                      (unsigned) s->uid);
+        session_close_after_flush(s);
+        return false;
+}
+
 int session_new(Listener *l, int fd) {
         Server *srv = l->server;
         Session *s = calloc(1, sizeof(Session));
@@ -131,6 +169,10 @@ int session_new(Listener *l, int fd) {
                 session_free(s);
                 return r;
         }
+        if (l->kind == LISTENER_SUBMIT && !session_submit_admit(s)) {
+                (void) session_flush(s);
+                return 0;
+        }
 
         if (smtpd_peername_start(s) > 0)
                 return 0;   /* greeted when the client's name is known */
@@ -165,7 +207,9 @@ void session_free(Session *s) {
                 return;
         Server *srv = s->server;
 
-        command_log_disconnect(s);
+        /* a refused submit session logged its (rate-limited) line instead */
+        if (s->listener->kind != LISTENER_SUBMIT || s->uid_counted)
+                command_log_disconnect(s);
         if (s->prev)
                 s->prev->next = s->next;
         else
@@ -179,6 +223,8 @@ void session_free(Session *s) {
         if (s->phase == PHASE_WAIT && s->wait_cancel)
                 s->wait_cancel(s->wait_userdata);   /* the operation forgets the session */
         smtpd_anvil_disconnect(s);   /* after the cancel: it may resume other sessions */
+        if (s->uid_counted)
+                ipc_peers_release(&s->listener->uids, s->uid, s->uid_trusted);
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
         if (s->tls && s->tls_active)

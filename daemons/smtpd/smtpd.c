@@ -436,6 +436,7 @@ static void server_done(Server *srv) {
         for (size_t i = 0; i < srv->n_listeners; i++) {
                 Listener *l = &srv->listeners[i];
                 smtpd_settings_unref(l->settings);
+                ipc_peers_done(&l->uids);
                 free(l->name);
         }
         free(srv->listeners);

@@ -31,6 +31,7 @@
 #include "basic/strbuf.h"
 #include "conf/conf.h"
 #include "conf/table.h"
+#include "ipc/ipc.h"
 #include "mail/domain-list.h"
 #include "mail/header-checks.h"
 #include "daemon/daemon.h"
@@ -267,6 +268,8 @@ typedef struct Listener {
         sd_event_source *io;
         sd_event_source *retry;      /* re-enables accepting after EMFILE */
         SmtpdSettings *settings;
+        IpcPeers uids;               /* submit: sessions per peer uid (smtpd-session.c) */
+        IpcLogLimit refusals;        /* submit: log lines about refused uids */
 } Listener;
 
 struct Server {
@@ -369,6 +372,8 @@ struct Session {
         int family;
         uint8_t addr_bytes[16];
         uid_t uid;               /* submit only */
+        bool uid_counted;        /* submit: holds a place in listener->uids (else: refused) */
+        bool uid_trusted;        /* ... counted as root */
         int bare_newline;        /* smtpd_forbid_bare_newline after its exclusions */
 
         StrBuf in, out;
