@@ -167,20 +167,38 @@ static bool pattern_extract(char **p, TablePatternKind kind, char *pat) {
         return true;
 }
 
-static int pattern_compile_posix(PatternRule *rule, const char *pat, char **s, char *why, size_t why_size,
-                                 size_t *ret_groups, const char **ret_why) {
-        int cflags = REG_EXTENDED | REG_ICASE;
+/* A flag letter after "/pattern/" and the compile option it toggles (0: accepted, no effect). */
+typedef struct PatternFlag {
+        char letter;
+        uint32_t option;
+} PatternFlag;
+
+static const PatternFlag posix_flags[] = { { 'i', REG_ICASE }, { 'x', REG_EXTENDED }, { 'm', REG_NEWLINE } };
+#if HAVE_PCRE2
+static const PatternFlag pcre_flags[] = {
+        { 'i', PCRE2_CASELESS }, { 'm', PCRE2_MULTILINE }, { 's', PCRE2_DOTALL }, { 'x', PCRE2_EXTENDED },
+        { 'A', PCRE2_ANCHORED }, { 'E', PCRE2_DOLLAR_ENDONLY }, { 'U', PCRE2_UNGREEDY }, { 'X', 0 },
+};
+#endif
+
+/* Toggles *options for each flag letter at *s; leaves *s after them. False on an unknown one. */
+static bool pattern_parse_flags(char **s, const PatternFlag *flags, size_t n, uint32_t *options) {
         char *p = *s;
-        for (; *p && !isspace((unsigned char) *p); p++)
-                switch (*p) {
-                case 'i': cflags ^= REG_ICASE; break;
-                case 'x': cflags ^= REG_EXTENDED; break;
-                case 'm': cflags ^= REG_NEWLINE; break;
-                default:
-                        *ret_why = "unknown pattern flag (use i, x or m)";
-                        return -EINVAL;
-                }
-        int e = regcomp(&rule->re, pat, cflags);
+        for (; *p && !isspace((unsigned char) *p); p++) {
+                size_t i = 0;
+                while (i < n && flags[i].letter != *p)
+                        i++;
+                if (i == n)
+                        return false;
+                *options ^= flags[i].option;
+        }
+        *s = p;
+        return true;
+}
+
+static int pattern_compile_posix(PatternRule *rule, const char *pat, uint32_t options, char *why, size_t why_size,
+                                 size_t *ret_groups, const char **ret_why) {
+        int e = regcomp(&rule->re, pat, (int) options);
         if (e != 0) {
                 char msg[160];
                 regerror(e, NULL, msg, sizeof msg);
@@ -190,29 +208,12 @@ static int pattern_compile_posix(PatternRule *rule, const char *pat, char **s, c
         }
         rule->compiled = true;
         *ret_groups = rule->re.re_nsub;
-        *s = p;
         return 0;
 }
 
 #if HAVE_PCRE2
-static int pattern_compile_pcre(PatternRule *rule, const char *pat, char **s, char *why, size_t why_size,
+static int pattern_compile_pcre(PatternRule *rule, const char *pat, uint32_t options, char *why, size_t why_size,
                                 size_t *ret_groups, const char **ret_why) {
-        uint32_t options = PCRE2_CASELESS;
-        char *p = *s;
-        for (; *p && !isspace((unsigned char) *p); p++)
-                switch (*p) {
-                case 'i': options ^= PCRE2_CASELESS; break;
-                case 'm': options ^= PCRE2_MULTILINE; break;
-                case 's': options ^= PCRE2_DOTALL; break;
-                case 'x': options ^= PCRE2_EXTENDED; break;
-                case 'A': options ^= PCRE2_ANCHORED; break;
-                case 'E': options ^= PCRE2_DOLLAR_ENDONLY; break;
-                case 'U': options ^= PCRE2_UNGREEDY; break;
-                case 'X': break;
-                default:
-                        *ret_why = "unknown pattern flag (use i, m, s, x, A, E, U or X)";
-                        return -EINVAL;
-                }
         int error;
         PCRE2_SIZE offset;
         rule->pcre = pcre2_compile((PCRE2_SPTR) pat, PCRE2_ZERO_TERMINATED, options, &error, &offset, NULL);
@@ -230,7 +231,6 @@ static int pattern_compile_pcre(PatternRule *rule, const char *pat, char **s, ch
         uint32_t groups = 0;
         (void) pcre2_pattern_info(rule->pcre, PCRE2_INFO_CAPTURECOUNT, &groups);
         *ret_groups = groups;
-        *s = p;
         return 0;
 }
 #endif
@@ -253,11 +253,23 @@ static int pattern_parse_regexp(char **s, TablePatternKind kind, PatternRule *ru
         }
         int r;
 #if HAVE_PCRE2
-        if (kind == TABLE_PATTERN_PCRE)
-                r = pattern_compile_pcre(rule, pat, &p, why, why_size, ret_groups, ret_why);
-        else
+        if (kind == TABLE_PATTERN_PCRE) {
+                uint32_t options = PCRE2_CASELESS;
+                if (!pattern_parse_flags(&p, pcre_flags, ELEMENTSOF(pcre_flags), &options)) {
+                        *ret_why = "unknown pattern flag (use i, m, s, x, A, E, U or X)";
+                        return -EINVAL;
+                }
+                r = pattern_compile_pcre(rule, pat, options, why, why_size, ret_groups, ret_why);
+        } else
 #endif
-                r = pattern_compile_posix(rule, pat, &p, why, why_size, ret_groups, ret_why);
+        {
+                uint32_t options = REG_EXTENDED | REG_ICASE;
+                if (!pattern_parse_flags(&p, posix_flags, ELEMENTSOF(posix_flags), &options)) {
+                        *ret_why = "unknown pattern flag (use i, x or m)";
+                        return -EINVAL;
+                }
+                r = pattern_compile_posix(rule, pat, options, why, why_size, ret_groups, ret_why);
+        }
         if (r < 0)
                 return r;
         *s = p;

@@ -46,6 +46,26 @@ static void check_lookups(Table *t, const Expect *e, size_t n) {
         }
 }
 
+typedef struct BadTable {
+        const char *text;       /* the file's contents */
+        const char *reason;     /* substring of the open error */
+} BadTable;
+
+/* Writes each text to path and checks that opening spec fails with -EINVAL and the reason. */
+static void check_bad_tables(const char *path, const char *spec, const BadTable *bad, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                Table *t = NULL;
+                char *reason = NULL;
+                write_file(path, bad[i].text);
+                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
+                if (!strstr(reason, bad[i].reason)) {
+                        fprintf(stderr, "%s case %zu: reason \"%s\"\n", spec, i, reason);
+                        CHECK(false);
+                }
+                free(reason);
+        }
+}
+
 static void test_inline_static(void) {
         static const struct {
                 const char *spec;
@@ -288,9 +308,7 @@ static void test_regexp(void) {
         check_lookups(t, e, ELEMENTSOF(e));
         table_free(t);
 
-        static const struct {
-                const char *text, *reason;
-        } bad[] = {
+        static const BadTable bad[] = {
                 { "/(a/ x\n", ":1: invalid regular expression" },
                 { "# c\n/a/ $1\n", ":2: refers to a group" },
                 { "/a/q x\n", ":1: unknown pattern flag" },
@@ -301,15 +319,7 @@ static void test_regexp(void) {
                 { "abc def\n", ":1: expected /pattern/" },
                 { "!/(a)/ $1\n", ":1: refers to a group" },
         };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                write_file(path, bad[i].text);
-                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
-                if (!strstr(reason, bad[i].reason)) {
-                        fprintf(stderr, "regexp case %zu: reason \"%s\"\n", i, reason);
-                        CHECK(false);
-                }
-                free(reason);
-        }
+        check_bad_tables(path, spec, bad, ELEMENTSOF(bad));
 }
 
 /* One lookup with notes: the answer, whether it was substituted, and a warning expected among
@@ -526,9 +536,7 @@ static void test_pcre(void) {
         check_lookups(t, e, ELEMENTSOF(e));
         table_free(t);
 
-        static const struct {
-                const char *text, *reason;
-        } bad[] = {
+        static const BadTable bad[] = {
                 { "/(a/ x\n", ":1: invalid regular expression: missing closing parenthesis (at offset 2)" },
                 { "# c\n/a/ $1\n", ":2: refers to a group" },
                 { "/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)/ $10\n", ":1: only $1 to $9" },
@@ -540,15 +548,7 @@ static void test_pcre(void) {
                 { "if /a/\n/b/ c\n", "if without endif" },
                 { "!/(a)/ $1\n", ":1: refers to a group" },
         };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                write_file(path, bad[i].text);
-                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
-                if (!strstr(reason, bad[i].reason)) {
-                        fprintf(stderr, "pcre case %zu: reason \"%s\"\n", i, reason);
-                        CHECK(false);
-                }
-                free(reason);
-        }
+        check_bad_tables(path, spec, bad, ELEMENTSOF(bad));
 
         /* Catastrophic backtracking gives up with a temporary error and a note, never "no match". */
         write_file(path, "/^(a+)+$/ REJECT\n");
@@ -605,24 +605,14 @@ static void test_cidr(void) {
         check_lookups(t, e, ELEMENTSOF(e));
         table_free(t);
 
-        static const struct {
-                const char *text, *reason;
-        } bad[] = {
+        static const BadTable bad[] = {
                 { "10.0.0.1/8 x\n", ":1: address has bits set outside the prefix" },
                 { "10.0.0.0/33 x\n", ":1: bad prefix length" },
                 { "10.0.0.0/ x\n", ":1: bad prefix length" },
                 { "ten x\n", ":1: bad network address" },
                 { "\n\n10.0.0.0/8\n", ":3: missing the result" },
         };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                write_file(path, bad[i].text);
-                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
-                if (!strstr(reason, bad[i].reason)) {
-                        fprintf(stderr, "cidr case %zu: reason \"%s\"\n", i, reason);
-                        CHECK(false);
-                }
-                free(reason);
-        }
+        check_bad_tables(path, spec, bad, ELEMENTSOF(bad));
 }
 
 static void test_sqlite(void) {
