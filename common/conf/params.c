@@ -39,7 +39,7 @@ const ParamDef param_table[] = {
         P_LIST("alias_database", "hash:/etc/aliases",
                "Alias files that newaliases checks; Postern reads their source text directly, so no database is built."),
         P_LIST("alias_maps", "hash:/etc/aliases",
-               "Alias tables the local delivery agent consults (aliases(5) syntax for file tables)."),
+               "Alias tables the local delivery agent consults (aliases(5) syntax for file tables); regexp:/pcre: rules whose result needs $number substitution are skipped with a warning."),
         P_LIST("allow_mail_to_commands", "alias, forward",
                "Where local delivery may pipe mail into commands: alias, forward and/or include."),
         P_LIST("allow_mail_to_files", "alias, forward",

@@ -1,6 +1,6 @@
 /* table.c — Postfix-style lookup tables: inline:, static:, texthash: and hash: (and the other
- * indexed types btree:, lmdb:, cdb:, dbm:, sdbm:, all read from their source text), regexp: and
- * cidr: (rule lists, see table-pattern.c), sqlite: (table-sqlite.c), unionmap:{a, b} (all results joined with commas),
+ * indexed types btree:, lmdb:, cdb:, dbm:, sdbm:, all read from their source text), regexp:, pcre:
+ * and cidr: (rule lists, see table-pattern.c), sqlite: (table-sqlite.c), unionmap:{a, b} (all results joined with commas),
  * pipemap:{a, b} (a's result is b's key), randmap:{v1, v2} (a random value), and
  * unix:passwd.byname / unix:group.byname. A "proxy:" prefix is accepted and ignored, so Postfix
  * settings like proxy:unix:passwd.byname keep working.
@@ -45,6 +45,7 @@ typedef enum TableKind {
         TABLE_KIND_PASSWD,
         TABLE_KIND_GROUP,
         TABLE_KIND_REGEXP,
+        TABLE_KIND_PCRE,
         TABLE_KIND_CIDR,
         TABLE_KIND_UNION,
         TABLE_KIND_PIPE,
@@ -55,10 +56,11 @@ typedef enum TableKind {
 struct Table {
         char *spec;
         TableKind kind;
+        TableFlags flags;
         bool aliases;
         char *value;            /* static: */
         StrMap *map;            /* inline: and file tables: lower-case key -> char* */
-        TablePatterns *patterns; /* regexp:, cidr: */
+        TablePatterns *patterns; /* regexp:, pcre:, cidr: */
         TableList *members;     /* unionmap:, pipemap: */
         char **choices;         /* randmap: */
         TableSqlite *sqlite;    /* sqlite: */
@@ -201,10 +203,12 @@ static int table_load_file(Table *t, char **ret_reason) {
                 return -EISDIR;
         }
         int r;
-        if (t->kind == TABLE_KIND_REGEXP || t->kind == TABLE_KIND_CIDR) {
+        if (t->kind == TABLE_KIND_REGEXP || t->kind == TABLE_KIND_PCRE || t->kind == TABLE_KIND_CIDR) {
                 TablePatterns *p = NULL;
                 _cleanup_free_ char *why = NULL;
-                r = table_patterns_parse(f, t->kind == TABLE_KIND_CIDR, t->path, &p, &why);
+                TablePatternKind kind = t->kind == TABLE_KIND_CIDR ? TABLE_PATTERN_CIDR :
+                                        t->kind == TABLE_KIND_PCRE ? TABLE_PATTERN_PCRE : TABLE_PATTERN_REGEXP;
+                r = table_patterns_parse(f, kind, t->path, &p, &why);
                 if (r < 0) {
                         reason_printf(ret_reason, "%s: %s", t->spec, why ? why : strerror(-r));
                         return r;
@@ -358,6 +362,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
         t->spec = strdup(spec);
         if (!t->spec)
                 return -ENOMEM;
+        t->flags = flags;
 
         int r;
         bool file = false;
@@ -391,12 +396,16 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 t->kind = streq(type, "unionmap") ? TABLE_KIND_UNION :
                           streq(type, "pipemap") ? TABLE_KIND_PIPE : TABLE_KIND_RAND;
                 r = table_open_composite(t, name, flags, ret_reason);
-        } else if (file || streq(type, "regexp") || streq(type, "cidr")) {
+        } else if (streq(type, "pcre") && !table_patterns_have_pcre()) {
+                reason_printf(ret_reason, "%s: pcre: tables are not supported: Postern was built without libpcre2", spec);
+                return -EPROTONOSUPPORT;
+        } else if (file || streq(type, "regexp") || streq(type, "pcre") || streq(type, "cidr")) {
                 if (*name == '\0') {
                         reason_printf(ret_reason, "%s: missing file name", spec);
                         return -EINVAL;
                 }
-                t->kind = file ? TABLE_KIND_FILE : streq(type, "regexp") ? TABLE_KIND_REGEXP : TABLE_KIND_CIDR;
+                t->kind = file ? TABLE_KIND_FILE : streq(type, "regexp") ? TABLE_KIND_REGEXP :
+                          streq(type, "pcre") ? TABLE_KIND_PCRE : TABLE_KIND_CIDR;
                 t->path = strdup(name);
                 if (!t->path)
                         return -ENOMEM;
@@ -404,7 +413,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 r = table_load_file(t, ret_reason);
         } else {
                 reason_printf(ret_reason,
-                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, cidr, sqlite, unionmap, pipemap, randmap and unix)",
+                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, pcre, cidr, sqlite, unionmap, pipemap, randmap and unix)",
                              spec, type);
                 return -EPROTONOSUPPORT;
         }
@@ -491,12 +500,12 @@ static size_t table_random(void) {
         return (size_t) (state >> 11);
 }
 
-static int table_lookup_union(TableList *l, const char *key, char **ret_value) {
+static int table_lookup_union(TableList *l, const char *key, char **ret_value, TableNotes *notes) {
         _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
         bool found = false;
         for (size_t i = 0; i < l->n; i++) {
                 _cleanup_free_ char *v = NULL;
-                int r = table_lookup(l->tables[i], key, &v);
+                int r = table_lookup_full(l->tables[i], key, &v, notes);
                 if (r < 0)
                         return r;
                 if (r == 0)
@@ -512,13 +521,14 @@ static int table_lookup_union(TableList *l, const char *key, char **ret_value) {
         return 1;
 }
 
-static int table_lookup_pipe(TableList *l, const char *key, char **ret_value) {
+/* A value that a stage built from its key stays "substituted" through later stages. */
+static int table_lookup_pipe(TableList *l, const char *key, char **ret_value, TableNotes *notes) {
         _cleanup_free_ char *cur = strdup(key);
         if (!cur)
                 return -ENOMEM;
         for (size_t i = 0; i < l->n; i++) {
                 char *next = NULL;
-                int r = table_lookup(l->tables[i], cur, &next);
+                int r = table_lookup_full(l->tables[i], cur, &next, notes);
                 if (r <= 0)
                         return r;
                 free(cur);
@@ -529,8 +539,45 @@ static int table_lookup_pipe(TableList *l, const char *key, char **ret_value) {
         return 1;
 }
 
+/* Frees the warnings; the struct may be reused afterwards. */
+void table_notes_done(TableNotes *n) {
+        if (!n)
+                return;
+        strv_free(n->warnings);
+        *n = (TableNotes) {};
+}
+
+/* Appends one warning line. */
+int table_notes_add(TableNotes *notes, const char *fmt, ...) {
+        if (!notes)
+                return 0;
+        size_t n = 0;
+        while (notes->warnings && notes->warnings[n])
+                n++;
+        char **w = realloc(notes->warnings, (n + 2) * sizeof(char *));
+        if (!w)
+                return -ENOMEM;
+        notes->warnings = w;
+        w[n] = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&w[n], fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                w[n] = NULL;
+                return -ENOMEM;
+        }
+        w[n + 1] = NULL;
+        return 0;
+}
+
 /* Looks key up (case-insensitively). */
 int table_lookup(Table *t, const char *key, char **ret_value) {
+        return table_lookup_full(t, key, ret_value, NULL);
+}
+
+/* Looks key up; notes collects the rules skipped on the way and how the value was made. */
+int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *notes) {
         if (!t || !key)
                 return -EINVAL;
         _cleanup_free_ char *k = strdup(key);
@@ -561,18 +608,19 @@ int table_lookup(Table *t, const char *key, char **ret_value) {
                         r = table_lookup_unix(t, key, ret_value);
                 return r;
         case TABLE_KIND_REGEXP:
+        case TABLE_KIND_PCRE:
         case TABLE_KIND_CIDR:
                 r = table_refresh(t);
                 if (r < 0)
                         return r;
                 /* patterns see the key as given: regexp matching is case-insensitive itself */
-                return table_patterns_lookup(t->patterns, key, ret_value);
+                return table_patterns_lookup(t->patterns, key, t->flags, t->spec, ret_value, notes);
         case TABLE_KIND_SQLITE:
                 return table_sqlite_lookup(t->sqlite, k, ret_value);
         case TABLE_KIND_UNION:
-                return table_lookup_union(t->members, key, ret_value);
+                return table_lookup_union(t->members, key, ret_value, notes);
         case TABLE_KIND_PIPE:
-                return table_lookup_pipe(t->members, key, ret_value);
+                return table_lookup_pipe(t->members, key, ret_value, notes);
         case TABLE_KIND_RAND: {
                 size_t n = 0;
                 while (t->choices[n])
@@ -627,8 +675,13 @@ TableList *table_list_free(TableList *l) {
 
 /* The first table that has key answers; an error stops the search. */
 int table_list_lookup(TableList *l, const char *key, char **ret_value) {
+        return table_list_lookup_full(l, key, ret_value, NULL);
+}
+
+/* The same, with notes (may be NULL) about what the lookup skipped. */
+int table_list_lookup_full(TableList *l, const char *key, char **ret_value, TableNotes *notes) {
         for (size_t i = 0; i < l->n; i++) {
-                int r = table_lookup(l->tables[i], key, ret_value);
+                int r = table_lookup_full(l->tables[i], key, ret_value, notes);
                 if (r != 0)
                         return r;
         }

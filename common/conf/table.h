@@ -7,6 +7,8 @@
  *     aliases(5) syntax "name: value, value" applies. Keys compare case-insensitively.
  *     The file is re-read when its mtime/size/inode changes (checked at most once a second).
  *   regexp:/path — POSIX ERE rules "/pattern/flags result" with $1.., !/pattern/, if/endif.
+ *   pcre:/path — the same rules with Perl-compatible patterns (libpcre2; Postfix pcre_table
+ *     flags). A build without libpcre2 refuses pcre: tables at open (-EPROTONOSUPPORT).
  *   cidr:/path — "network/prefix result" rules (IPv4 and IPv6), !network, if/endif.
  *   sqlite:/path.cf — dbpath, query ('%s' etc.), result_format, domain, as Postfix sqlite_table.
  *   unionmap:{ t1, t2 } (every result, comma-joined), pipemap:{ t1, t2 } (t1's result is t2's
@@ -14,16 +16,40 @@
  *   unix:passwd.byname — getpwnam(); the value is the passwd line (unix:group.byname likewise).
  *   btree:, lmdb:, cdb:, dbm:, sdbm: read their source text like hash:; "proxy:" is ignored.
  * A lookup answers found (1), not found (0) or a temporary error (negative errno, e.g. a file
- * that cannot be read), so callers can answer 4xx rather than guess. */
+ * that cannot be read), so callers can answer 4xx rather than guess.
+ *
+ * $number substitution: a regexp:/pcre: rule copies text from the lookup key into its result.
+ * Where a result becomes commands, files, addresses or routes, that text must not carry meaning:
+ *   TABLE_NO_REGSUB    a matching rule whose result has $1..$9 is skipped (the lookup goes on
+ *                      with the next rule), as Postfix's local(8) does for alias tables.
+ *   TABLE_REGSUB_SAFE  a matching rule is skipped when a substituted group holds a byte that
+ *                      could act as a separator or change the result's meaning: a control
+ *                      character, space, or one of  " ' ` , ; : | / \ < > ( ) [ ] { } $ @ % !
+ *                      Letters, digits, bytes >= 0x80 and  . - _ + = & * ? # ~ ^  pass.
+ * Skipped rules come back as warnings from the _full lookups ("<spec>:<line>: ... skipping this
+ * rule"); callers that set these flags use them and log the warnings (this module never logs).
+ * Header/body checks and access tables keep free substitution, as in Postfix. */
 #pragma once
+
+#include <stdbool.h>
 
 #include "../basic/macro.h"
 
 typedef struct Table Table;
 
 typedef enum TableFlags {
-        TABLE_ALIASES = 1 << 0,  /* parse source text as aliases(5): "key: value" */
+        TABLE_ALIASES = 1 << 0,      /* parse source text as aliases(5): "key: value" */
+        TABLE_NO_REGSUB = 1 << 1,    /* skip regexp:/pcre: rules whose result needs $number */
+        TABLE_REGSUB_SAFE = 1 << 2,  /* skip rules whose $number would insert an unsafe byte */
 } TableFlags;
+
+/* What a lookup noticed besides its answer. */
+typedef struct TableNotes {
+        bool substituted;       /* the value holds text copied from the key ($1..$9) */
+        char **warnings;        /* NULL-terminated lines, "<spec>:<line>: ...", one per rule that was
+                                 * skipped or whose match gave up; NULL when none */
+} TableNotes;
+void table_notes_done(TableNotes *n);
 
 /* Opens a table from its "type:name" spec. Unknown type: -EPROTONOSUPPORT with *ret_reason. */
 int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reason);
@@ -34,6 +60,8 @@ const char *table_spec(const Table *t);
 
 /* Looks key up. Returns 1 and *ret_value (caller frees) when found, 0 when not, <0 on error. */
 int table_lookup(Table *t, const char *key, char **ret_value);
+/* The same; notes (may be NULL; caller frees with table_notes_done()) collects what happened. */
+int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *notes);
 
 /* A list of tables searched in order (e.g. alias_maps = hash:/etc/aliases, texthash:/x). */
 typedef struct TableList TableList;
@@ -43,4 +71,5 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TableList *, table_list_free);
 #define _cleanup_table_list_free_ _cleanup_(table_list_freep)
 /* First table that has key wins. Same return convention as table_lookup. */
 int table_list_lookup(TableList *l, const char *key, char **ret_value);
+int table_list_lookup_full(TableList *l, const char *key, char **ret_value, TableNotes *notes);
 size_t table_list_size(const TableList *l);

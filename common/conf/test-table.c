@@ -1,7 +1,8 @@
 /* test-table.c — unit tests for lookup tables: inline:, static:, texthash:/hash: (plain and
  * aliases(5) syntax, continuation lines, quoted keys and values, comments, key folding, first
- * duplicate wins, reload when the file changes), regexp:, cidr:, sqlite:, unionmap:, pipemap:, randmap:,
- * unix:passwd.byname, lists and bad specs. */
+ * duplicate wins, reload when the file changes), regexp:, pcre: (Perl syntax, flags; refused
+ * without libpcre2), cidr:, sqlite:, unionmap:, pipemap:, randmap:, unix:passwd.byname, lists and
+ * bad specs; $number substitution under TABLE_NO_REGSUB and TABLE_REGSUB_SAFE. */
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "table.h"
 #include "basic/tests.h"
 
@@ -41,6 +43,26 @@ static void check_lookups(Table *t, const Expect *e, size_t n) {
                         exit(1);
                 }
                 free(v);
+        }
+}
+
+typedef struct BadTable {
+        const char *text;       /* the file's contents */
+        const char *reason;     /* substring of the open error */
+} BadTable;
+
+/* Writes each text to path and checks that opening spec fails with -EINVAL and the reason. */
+static void check_bad_tables(const char *path, const char *spec, const BadTable *bad, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                Table *t = NULL;
+                char *reason = NULL;
+                write_file(path, bad[i].text);
+                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
+                if (!strstr(reason, bad[i].reason)) {
+                        fprintf(stderr, "%s case %zu: reason \"%s\"\n", spec, i, reason);
+                        CHECK(false);
+                }
+                free(reason);
         }
 }
 
@@ -286,9 +308,7 @@ static void test_regexp(void) {
         check_lookups(t, e, ELEMENTSOF(e));
         table_free(t);
 
-        static const struct {
-                const char *text, *reason;
-        } bad[] = {
+        static const BadTable bad[] = {
                 { "/(a/ x\n", ":1: invalid regular expression" },
                 { "# c\n/a/ $1\n", ":2: refers to a group" },
                 { "/a/q x\n", ":1: unknown pattern flag" },
@@ -299,15 +319,255 @@ static void test_regexp(void) {
                 { "abc def\n", ":1: expected /pattern/" },
                 { "!/(a)/ $1\n", ":1: refers to a group" },
         };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                write_file(path, bad[i].text);
-                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
-                if (!strstr(reason, bad[i].reason)) {
-                        fprintf(stderr, "regexp case %zu: reason \"%s\"\n", i, reason);
-                        CHECK(false);
+        check_bad_tables(path, spec, bad, ELEMENTSOF(bad));
+}
+
+/* One lookup with notes: the answer, whether it was substituted, and a warning expected among
+ * the notes (NULL: there must be none). */
+typedef struct NotedExpect {
+        const char *key;
+        const char *value;      /* NULL = not found */
+        bool substituted;
+        const char *warning;    /* substring of the warnings; NULL = no warnings */
+} NotedExpect;
+
+static void check_noted(Table *t, const NotedExpect *e, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char *v = NULL;
+                TableNotes notes = {};
+                int r = table_lookup_full(t, e[i].key, &v, &notes);
+                char all[4096] = "";
+                for (char **w = notes.warnings; w && *w; w++)
+                        snprintf(all + strlen(all), sizeof all - strlen(all), "%s\n", *w);
+                bool ok = r == (e[i].value ? 1 : 0) && (!e[i].value || streq(v, e[i].value)) &&
+                          notes.substituted == e[i].substituted &&
+                          (e[i].warning ? strstr(all, e[i].warning) != NULL : notes.warnings == NULL);
+                if (!ok) {
+                        fprintf(stderr, "%s: lookup \"%s\": r=%d value=\"%s\" substituted=%d warnings=\"%s\"; "
+                                "expected \"%s\" substituted=%d warning \"%s\"\n", table_spec(t), e[i].key, r,
+                                strna(v), notes.substituted, all, strna(e[i].value), e[i].substituted,
+                                strna(e[i].warning));
+                        exit(1);
                 }
-                free(reason);
+                free(v);
+                table_notes_done(&notes);
         }
+}
+
+/* Issue 10: the alias rule "/^(.+)-archive$/ $1, archive" turned a recipient address into a
+ * command. Under TABLE_NO_REGSUB such a rule is skipped; under TABLE_REGSUB_SAFE it is skipped
+ * when the substituted text holds a separator or routing character. */
+static void test_regsub_flags(const char *type) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/regsub.%s", tmpdir, type);
+        snprintf(spec, sizeof spec, "%s:%s", type, path);
+        write_file(path,
+                   "# line 1\n"
+                   "/^(.+)-archive$/            $1, archive\n"
+                   "/^only-(.+)$/               $1\n"
+                   "/^([^,]*),(.*)-two$/        got $2\n"
+                   "/^(.*)@(.*)$/               smtp:[$2]\n"
+                   "/^price$/                   costs $$5\n"
+                   "/^plain-/                   fixed value\n"
+                   "/-archive$/                 catch-all\n");
+        char line2[4400], line3[4400];
+        snprintf(line2, sizeof line2, "%s:2: ", spec);
+        snprintf(line3, sizeof line3, "%s:3: ", spec);
+
+        /* No flag: free substitution (header checks, access tables), reported as substituted. */
+        Table *t = NULL;
+        CHECK_INT(table_open(spec, 0, &t, NULL), 0);
+        const NotedExpect free_sub[] = {
+                { "a,\"|touch x\"-archive", "a,\"|touch x\", archive", true, NULL },
+                { "alice-archive", "alice, archive", true, NULL },
+                { "plain-x", "fixed value", false, NULL },
+                { "price", "costs $5", false, NULL },
+        };
+        check_noted(t, free_sub, ELEMENTSOF(free_sub));
+        table_free(t);
+
+        /* TABLE_NO_REGSUB: every matching rule with $number is skipped, whatever the key. */
+        CHECK_INT(table_open(spec, TABLE_NO_REGSUB, &t, NULL), 0);
+        const NotedExpect no_sub[] = {
+                { "a,\"|touch x\"-archive", "catch-all", false, "$number substitution is not allowed" },
+                { "alice-archive", "catch-all", false, line2 },
+                { "only-x", NULL, false, "skipping this rule" },
+                { "plain-x", "fixed value", false, NULL },
+                { "price", "costs $5", false, NULL },     /* $$ is not a substitution */
+                { "nothing", NULL, false, NULL },
+        };
+        check_noted(t, no_sub, ELEMENTSOF(no_sub));
+        CHECK_INT(table_lookup(t, "only-x", NULL), 0);
+        CHECK_INT(table_lookup(t, "plain-y", NULL), 1);
+        table_free(t);
+
+        /* TABLE_REGSUB_SAFE: substituted text must not hold a separator or routing character. */
+        CHECK_INT(table_open(spec, TABLE_REGSUB_SAFE, &t, NULL), 0);
+        const NotedExpect safe_sub[] = {
+                { "alice-archive", "alice, archive", true, NULL },
+                { "first.last+tag=x_y-archive", "first.last+tag=x_y, archive", true, NULL },
+                { "j\xc3\xbcrgen-archive", "j\xc3\xbcrgen, archive", true, NULL },
+                { "a,\"|touch x\"-archive", "catch-all", false, "the text for $1 contains ','" },
+                { "a b-archive", "catch-all", false, "contains byte 0x20" },
+                { "a\tb-archive", "catch-all", false, "contains byte 0x09" },
+                { "a\x7f" "b-archive", "catch-all", false, "contains byte 0x7f" },
+                { "|cmd-archive", "catch-all", false, "contains '|'" },
+                { "/etc/passwd-archive", "catch-all", false, "contains '/'" },
+                { "a\\b-archive", "catch-all", false, "contains '\\'" },
+                { "a\"b-archive", "catch-all", false, "contains '\"'" },
+                { "a'b-archive", "catch-all", false, "contains '''" },
+                { "a`b-archive", "catch-all", false, "contains '`'" },
+                { "a:b-archive", "catch-all", false, "contains ':'" },
+                { "a;b-archive", "catch-all", false, "contains ';'" },
+                { "a<b-archive", "catch-all", false, "contains '<'" },
+                { "a>b-archive", "catch-all", false, "contains '>'" },
+                { "a(b-archive", "catch-all", false, "contains '('" },
+                { "a{b-archive", "catch-all", false, "contains '{'" },
+                { "a$b-archive", "catch-all", false, "contains '$'" },
+                { "a%b-archive", "catch-all", false, "contains '%'" },
+                { "a!b-archive", "catch-all", false, "contains '!'" },
+                { "only-x]", NULL, false, line3 },
+                { "a|b,c-two", "got c", true, NULL },              /* $1 is not used */
+                { "a,b|c-two", NULL, false, "the text for $2 contains '|'" },
+                { "user@example.org", "smtp:[example.org]", true, NULL },
+                { "user@[192.0.2.1]", NULL, false, "the text for $2 contains '['" },
+                { "price", "costs $5", false, NULL },
+        };
+        check_noted(t, safe_sub, ELEMENTSOF(safe_sub));
+        table_free(t);
+
+        /* The flags reach the members of composite tables and lists. */
+        char list[9000];
+        snprintf(list, sizeof list, "unionmap:{ inline:{alice-archive=inline}, %s }", spec);
+        TableList *l = NULL;
+        CHECK_INT(table_list_open(list, TABLE_NO_REGSUB, &l, NULL), 0);
+        char *v = NULL;
+        TableNotes notes = {};
+        CHECK_INT(table_list_lookup_full(l, "alice-archive", &v, &notes), 1);
+        CHECK_STR(v, "inline,catch-all");
+        CHECK(!notes.substituted && notes.warnings && strstr(notes.warnings[0], line2) && !notes.warnings[1]);
+        free(v);
+        table_notes_done(&notes);
+        CHECK(notes.warnings == NULL);
+        table_list_free(l);
+        /* A stage's substituted value stays substituted through the pipe. */
+        snprintf(list, sizeof list, "pipemap:{ %s, inline:{alice=final} }, static:none", spec);
+        CHECK_INT(table_list_open(list, 0, &l, NULL), 0);
+        CHECK_INT(table_list_lookup_full(l, "only-alice", &v, &notes), 1);
+        CHECK_STR(v, "final");
+        CHECK(notes.substituted && !notes.warnings);
+        free(v);
+        table_notes_done(&notes);
+        CHECK_INT(table_list_lookup(l, "only-alice", &v), 1);
+        CHECK_STR(v, "final");
+        free(v);
+        table_list_free(l);
+        unlink(path);
+}
+
+static void test_pcre(void) {
+        char path[4200], spec[4300];
+        snprintf(path, sizeof path, "%s/pcre", tmpdir);
+        snprintf(spec, sizeof spec, "pcre:%s", path);
+        write_file(path, "/^Subject:.*\\d{6}/ six digits\n");
+        Table *t = NULL;
+        char *reason = NULL;
+#if !HAVE_PCRE2
+        /* Never read as something else: refused with a clear reason. */
+        CHECK_INT(table_open(spec, 0, &t, &reason), -EPROTONOSUPPORT);
+        CHECK(t == NULL);
+        CHECK(strstr(reason, "pcre: tables are not supported: Postern was built without libpcre2"));
+        free(reason);
+        unlink(path);
+#else
+        write_file(path,
+                   "# as POSIX regexps these would be errors or match something else\n"
+                   "/^Subject:.*\\d{6}/             six digits\n"
+                   "/^(?-i)CaseOnly$/               inline option\n"
+                   "/^foo(?=bar)/                   lookahead\n"
+                   "/^(?<!x)neg(?!ative)\\b/        lookarounds\n"
+                   "/^(\\w+)\\s+(\\w+)!$/            $2 $1\n"
+                   "/^dot.all$/s                    dotall\n"
+                   "/^second$/m                     multiline\n"
+                   "/^Exact$/i                      case-sensitive\n"
+                   "/ e x t e n d e d # comment/x   extended\n"
+                   "/^(u+)/U                        ungreedy $1\n"
+                   "/^endonly$/E                    dollar end only\n"
+                   "/z/A                            anchored\n"
+                   "/^strict$/X                     X accepted\n"
+                   "/^a\\/b$/                       escaped delimiter\n"
+                   "#/^never/                       commented\n"
+                   "if /@lists\\./\n"
+                   "!/^owner-/                      list-member\n"
+                   "/^owner-(.*)@(.*)$/             owner of ${1} at $2, costs $$5\n"
+                   "endif\n"
+                   "/^multi/\n"
+                   "    continued result\n");
+        static const Expect e[] = {
+                { "Subject: code 123456", "six digits" },
+                { "Subject: code 12345", NULL },
+                { "Subject: dddddd", NULL },
+                { "CaseOnly", "inline option" },
+                { "caseonly", NULL },
+                { "foobar", "lookahead" },
+                { "foobaz", NULL },
+                { "neg here", "lookarounds" },
+                { "negative", NULL },
+                { "hello \t world!", "world hello" },
+                { "dot\nall", "dotall" },
+                { "first\nsecond\nthird", "multiline" },
+                { "Exact", "case-sensitive" },
+                { "exact", NULL },
+                { "extended", "extended" },
+                { "uuuu", "ungreedy u" },
+                { "endonly", "dollar end only" },
+                { "endonly\n", NULL },
+                { "zebra", "anchored" },
+                { "gaze", NULL },
+                { "strict", "X accepted" },
+                { "a/b", "escaped delimiter" },
+                { "never", NULL },
+                { "bob@lists.example.net", "list-member" },
+                { "owner-x@lists.example.net", "owner of x at lists.example.net, costs $5" },
+                { "owner-x@other.example.net", NULL },
+                { "multiline", "continued result" },
+        };
+        CHECK_INT(table_open(spec, 0, &t, &reason), 0);
+        check_lookups(t, e, ELEMENTSOF(e));
+        table_free(t);
+
+        static const BadTable bad[] = {
+                { "/(a/ x\n", ":1: invalid regular expression: missing closing parenthesis (at offset 2)" },
+                { "# c\n/a/ $1\n", ":2: refers to a group" },
+                { "/(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)/ $10\n", ":1: only $1 to $9" },
+                { "/a/q x\n", ":1: unknown pattern flag (use i, m, s, x, A, E, U or X)" },
+                { "/a x\n", ":1: missing the closing delimiter" },
+                { "/(?<=a+)b/ x\n", ":1: invalid regular expression" },
+                { "/\\k/ x\n", ":1: invalid regular expression" },
+                { "/a/\n", ":1: missing the result" },
+                { "if /a/\n/b/ c\n", "if without endif" },
+                { "!/(a)/ $1\n", ":1: refers to a group" },
+        };
+        check_bad_tables(path, spec, bad, ELEMENTSOF(bad));
+
+        /* Catastrophic backtracking gives up with a temporary error and a note, never "no match". */
+        write_file(path, "/^(a+)+$/ REJECT\n");
+        CHECK_INT(table_open(spec, 0, &t, &reason), 0);
+        char key[64];
+        memset(key, 'a', sizeof key - 2);
+        key[sizeof key - 2] = 'b';
+        key[sizeof key - 1] = '\0';
+        TableNotes notes = {};
+        char *v = NULL;
+        CHECK_INT(table_lookup_full(t, key, &v, &notes), -ERANGE);
+        CHECK(v == NULL && notes.warnings && strstr(notes.warnings[0], ":1: the match gave up ("));
+        table_notes_done(&notes);
+        CHECK_INT(table_lookup(t, "aaaa", &v), 1);
+        CHECK_STR(v, "REJECT");
+        free(v);
+        table_free(t);
+        unlink(path);
+#endif
 }
 
 static void test_cidr(void) {
@@ -345,24 +605,14 @@ static void test_cidr(void) {
         check_lookups(t, e, ELEMENTSOF(e));
         table_free(t);
 
-        static const struct {
-                const char *text, *reason;
-        } bad[] = {
+        static const BadTable bad[] = {
                 { "10.0.0.1/8 x\n", ":1: address has bits set outside the prefix" },
                 { "10.0.0.0/33 x\n", ":1: bad prefix length" },
                 { "10.0.0.0/ x\n", ":1: bad prefix length" },
                 { "ten x\n", ":1: bad network address" },
                 { "\n\n10.0.0.0/8\n", ":3: missing the result" },
         };
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                write_file(path, bad[i].text);
-                CHECK_INT(table_open(spec, 0, &t, &reason), -EINVAL);
-                if (!strstr(reason, bad[i].reason)) {
-                        fprintf(stderr, "cidr case %zu: reason \"%s\"\n", i, reason);
-                        CHECK(false);
-                }
-                free(reason);
-        }
+        check_bad_tables(path, spec, bad, ELEMENTSOF(bad));
 }
 
 static void test_sqlite(void) {
@@ -559,6 +809,11 @@ int main(void) {
         test_reload();
         test_large();
         test_regexp();
+        test_pcre();
+        test_regsub_flags("regexp");
+#if HAVE_PCRE2
+        test_regsub_flags("pcre");
+#endif
         test_cidr();
         test_sqlite();
         test_composite();

@@ -140,51 +140,32 @@ HeaderChecks *header_checks_free(HeaderChecks *h) {
         return NULL;
 }
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(HeaderChecks *, header_checks_free);
+
 const char *header_checks_spec(const HeaderChecks *h) {
         return h ? h->spec : "";
 }
 
 int header_checks_open(const char *specs, HeaderChecks **ret, char **ret_reason) {
-        const char *p = specs ? specs : "";
-        size_t n = strlen(p);
-        /* pcre: is read as regexp: (POSIX ERE); room for "regexp" replacing each "pcre". */
-        _cleanup_free_ char *s = malloc(n * 2 + 1);
-        size_t k = 0;
-        bool word_start = true;
-
-        if (!s)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                if (word_start && strncasecmp(p + i, "pcre:", 5) == 0) {
-                        memcpy(s + k, "regexp", 6);
-                        k += 6;
-                        i += 3;   /* the loop adds one more: the ':' is copied next */
-                        word_start = false;
-                        continue;
-                }
-                s[k++] = p[i];
-                word_start = isspace((unsigned char) p[i]) || p[i] == ',' || p[i] == '{';
-        }
-        s[k] = '\0';
-
         bool empty = true;
-        for (const char *c = s; *c; c++)
+        for (const char *c = strempty(specs); *c; c++)
                 if (!isspace((unsigned char) *c) && *c != ',')
                         empty = false;
         if (empty) {
                 *ret = NULL;
                 return 0;
         }
-        HeaderChecks *h = calloc(1, sizeof(HeaderChecks));
+        _cleanup_(header_checks_freep) HeaderChecks *h = calloc(1, sizeof(HeaderChecks));
         if (!h)
                 return -ENOMEM;
-        int r = table_list_open(s, 0, &h->tables, ret_reason);
-        if (r < 0) {
-                header_checks_free(h);
+        h->spec = strdup(specs);
+        if (!h->spec)
+                return -ENOMEM;
+        /* Header text and actions, not addresses: $number substitution stays free, as in Postfix. */
+        int r = table_list_open(specs, 0, &h->tables, ret_reason);
+        if (r < 0)
                 return r;
-        }
-        h->spec = TAKE_PTR(s);
-        *ret = h;
+        *ret = TAKE_PTR(h);
         return 0;
 }
 

@@ -39,8 +39,8 @@ int header_check_parse(const char *value, bool for_header, HeaderCheckAction *re
 
 typedef struct HeaderChecks HeaderChecks;
 
-/* Opens a list of tables ("regexp:/etc/postern/header_checks pcre:/x"). pcre: tables are read
- * as regexp: (POSIX extended syntax). An empty list gives *ret = NULL (no checks). */
+/* Opens a list of tables ("regexp:/etc/postern/header_checks pcre:/x"); pcre: tables need a
+ * build with libpcre2 and fail to open without it. An empty list gives *ret = NULL (no checks). */
 int header_checks_open(const char *specs, HeaderChecks **ret, char **ret_reason);
 HeaderChecks *header_checks_free(HeaderChecks *h);
 const char *header_checks_spec(const HeaderChecks *h);

@@ -1,11 +1,14 @@
 /* test-header-checks.c — unit tests for header/body check actions: parsing every action word
  * with and without arguments, argument validation, and matching folded headers and body lines
- * against a regexp: (and pcre:) table with $n substitution. */
+ * against a regexp: (and pcre:) table with $n substitution; pcre: tables are Perl-compatible
+ * (\d matches digits) and, in a build without libpcre2, refused rather than read as regexp:. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "header-checks.h"
 #include "../basic/tests.h"
 
@@ -121,10 +124,45 @@ static void test_match(const char *type) {
         unlink(path);
 }
 
+/* Issue 10: read as a POSIX regexp, \d is the letter d and this rule never fired. */
+static void test_pcre_digits(void) {
+        char path[] = "/tmp/test-header-checks-XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        FILE *f = fdopen(fd, "w");
+        CHECK(f);
+        fputs("/^Subject:.*\\d{6}/ REJECT six digits\n", f);
+        fclose(f);
+        char spec[128];
+        snprintf(spec, sizeof(spec), "pcre:%s", path);
+        HeaderChecks *h = NULL;
+        char *reason = NULL;
+#if HAVE_PCRE2
+        CHECK_INT(header_checks_open(spec, &h, &reason), 0);
+        HeaderCheckAction a = {};
+        const char *why = NULL;
+        CHECK_INT(header_checks_match(h, "Subject: code 123456", true, &a, NULL, &why), 1);
+        CHECK_INT(a.type, HEADER_CHECK_REJECT);
+        CHECK_STR(a.text, "six digits");
+        header_check_action_done(&a);
+        CHECK_INT(header_checks_match(h, "Subject: dddddd", true, &a, NULL, &why), 0);
+        CHECK_STR(header_checks_spec(h), spec);
+        header_checks_free(h);
+#else
+        CHECK_INT(header_checks_open(spec, &h, &reason), -EPROTONOSUPPORT);
+        CHECK(h == NULL && strstr(reason, "built without libpcre2"));
+        free(reason);
+#endif
+        unlink(path);
+}
+
 int main(void) {
         test_parse();
         test_match("regexp");
+#if HAVE_PCRE2
         test_match("pcre");
+#endif
+        test_pcre_digits();
 
         HeaderChecks *h = (HeaderChecks *) 1;
         char *reason = NULL;

@@ -8,7 +8,12 @@
  * already being expanded delivers to the user of that name. Duplicates are suppressed. What is
  * left is a user found with getpwnam(): an mbox in mail_spool_directory, or home_mailbox in the
  * home directory (Maildir when it ends in "/"). Every outcome is a Target; failures are Targets
- * with a preset result, so resolution itself only fails on out-of-memory. */
+ * with a preset result, so resolution itself only fails on out-of-memory.
+ *
+ * alias_maps are opened with TABLE_NO_REGSUB: a regexp:/pcre: rule whose result needs $number is
+ * skipped (the tables' warning is logged here), so text from a recipient address never becomes
+ * a command, a file or a list separator. A value that was built by substitution all the same
+ * (a table type that gained it later) gets no command or file deliveries (5.7.1). */
 #include <ctype.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -89,7 +94,7 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
                 goto fail;
         }
         if (specs[0]) {
-                r = table_list_open(maps, TABLE_ALIASES, &s.aliases, &reason);
+                r = table_list_open(maps, TABLE_ALIASES | TABLE_NO_REGSUB, &s.aliases, &reason);
                 if (r < 0) {
                         log_error_errno(r, "alias_maps = %s: %s", maps, reason ? reason : "cannot open: %m");
                         free(reason);
@@ -387,9 +392,22 @@ static int deliver_privileged(Expander *e, TargetKind kind, const char *dest, co
         return add_target(e, t);
 }
 
-/* Parses and follows one alias value (comma/space separated, "double quotes" protect). */
-static int expand_value(Expander *e, const char *key, const char *value, const char *alias_address,
-                        const char *domain, const char *sender, unsigned depth) {
+/* Looks key up in alias_maps and logs the rules the tables skipped. *ret_substituted: the value
+ * holds text copied from the key. */
+static int alias_lookup(const LocalSettings *s, const char *key, char **ret_value, bool *ret_substituted) {
+        _cleanup_(table_notes_done) TableNotes notes = {};
+        int r = table_list_lookup_full(s->aliases, key, ret_value, &notes);
+        for (char **w = notes.warnings; w && *w; w++)
+                log_warning("alias_maps: %s", *w);
+        if (ret_substituted)
+                *ret_substituted = r > 0 && notes.substituted;
+        return r;
+}
+
+/* Parses and follows one alias value (comma/space separated, "double quotes" protect).
+ * substituted: the value holds text from the address, so none of it may name a command or file. */
+static int expand_value(Expander *e, const char *key, const char *value, bool substituted,
+                        const char *alias_address, const char *domain, const char *sender, unsigned depth) {
         const char *p = value;
         int r;
 
@@ -421,7 +439,10 @@ static int expand_value(Expander *e, const char *key, const char *value, const c
                 } else if (t[0] == '|' || t[0] == '/') {
                         bool command = t[0] == '|';
                         char **allow = command ? e->s->allow_mail_to_commands : e->s->allow_mail_to_files;
-                        if (!list_has(allow, "alias"))
+                        if (substituted)
+                                r = add_result(e, alias_address, "5.7.1", "mail to %s from a $number substitution "
+                                               "is not allowed", command ? "command" : "file");
+                        else if (!list_has(allow, "alias"))
                                 r = add_result(e, alias_address, "5.7.1", "mail to %s is restricted",
                                                command ? "command" : "file");
                         else
@@ -486,10 +507,11 @@ static int expand_address(Expander *e, const char *local, const char *domain, co
                         return deliver_user(e, base, address);
 
         if (s->aliases) {
-                r = table_list_lookup(s->aliases, lower, &value);
+                bool substituted = false;
+                r = alias_lookup(s, lower, &value, &substituted);
                 key = lower;
                 if (r == 0 && !streq(lower, base)) {
-                        r = table_list_lookup(s->aliases, base, &value);
+                        r = alias_lookup(s, base, &value, &substituted);
                         key = base;
                 }
                 if (r < 0)
@@ -500,14 +522,14 @@ static int expand_address(Expander *e, const char *local, const char *domain, co
                         _cleanup_free_ char *owner_key = NULL, *owner = NULL, *owner_sender = NULL;
                         if (asprintf(&owner_key, "owner-%s", key) < 0)
                                 return -ENOMEM;
-                        r = table_list_lookup(s->aliases, owner_key, &owner);
+                        r = alias_lookup(s, owner_key, &owner, NULL);
                         if (r > 0 && asprintf(&owner_sender, "%s@%s", owner_key, domain) < 0)
                                 return -ENOMEM;
                         if (e->n_chain >= ELEMENTSOF(e->chain))
                                 return add_result(e, address, "5.4.6", "alias expansion depth limit exceeded for %s",
                                                   address);
                         e->chain[e->n_chain++] = key;
-                        r = expand_value(e, key, value, address, domain,
+                        r = expand_value(e, key, value, substituted, address, domain,
                                          owner_sender ? owner_sender : sender, depth);
                         e->n_chain--;
                         return r;
