@@ -34,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log/log.h"
 #include "qmgr.h"
 
 /* The domain of an external-form address, or NULL when it has none. */
@@ -83,6 +84,17 @@ static int split_route(const char *value, char **ret_transport, char **ret_nexth
         return 0;
 }
 
+/* One lookup in a routing table (opened with TABLE_REGSUB_SAFE in qmgr.c: a regexp:/pcre: rule
+ * whose $1..$9 would copy a separator or other unsafe text from the address into a transport or
+ * next hop is skipped); logs the rules that were skipped. */
+static int route_lookup(TableList *maps, const char *what, const char *key, char **ret_value) {
+        _cleanup_(table_notes_done) TableNotes notes = {};
+        int r = table_list_lookup_full(maps, key, ret_value, &notes);
+        for (char **w = notes.warnings; w && *w; w++)
+                log_warning("%s: %s", what, *w);
+        return r;
+}
+
 /* transport_maps: the first of address, domain, .parent domains, "*" that is found. */
 static int transport_lookup(const QmgrSettings *s, const char *address, const char *domain,
                             char **ret_value) {
@@ -93,21 +105,22 @@ static int transport_lookup(const QmgrSettings *s, const char *address, const ch
                 return -ENOMEM;
         for (char *p = lower; *p; p++)
                 *p = (char) tolower((unsigned char) *p);
-        int r = table_list_lookup(s->transport_maps, lower, ret_value);
+        int r = route_lookup(s->transport_maps, "transport_maps", lower, ret_value);
         if (r != 0 || !domain)
                 return r;
         const char *ld = lower + (domain - address);
-        r = table_list_lookup(s->transport_maps, ld, ret_value);
+        r = route_lookup(s->transport_maps, "transport_maps", ld, ret_value);
         for (const char *p = strchr(ld, '.'); r == 0 && p; p = strchr(p + 1, '.'))
-                r = table_list_lookup(s->transport_maps, p, ret_value);
+                r = route_lookup(s->transport_maps, "transport_maps", p, ret_value);
         if (r == 0)
-                r = table_list_lookup(s->transport_maps, "*", ret_value);
+                r = route_lookup(s->transport_maps, "transport_maps", "*", ret_value);
         return r;
 }
 
 /* A sender_dependent_*_maps lookup: the sender (or the null-sender key), then "@domain".
  * 1 with *ret_value when found (DUNNO counts as not found), 0 when not, <0 on a table error. */
-static int sender_lookup(TableList *maps, const char *sender, const char *empty_key, char **ret_value) {
+static int sender_lookup(TableList *maps, const char *what, const char *sender, const char *empty_key,
+                         char **ret_value) {
         if (!maps)
                 return 0;
         _cleanup_free_ char *key = strdup(isempty(sender) ? strempty(empty_key) : sender);
@@ -116,10 +129,10 @@ static int sender_lookup(TableList *maps, const char *sender, const char *empty_
         for (char *p = key; *p; p++)
                 *p = (char) tolower((unsigned char) *p);
         _cleanup_free_ char *value = NULL;
-        int r = isempty(key) ? 0 : table_list_lookup(maps, key, &value);
+        int r = isempty(key) ? 0 : route_lookup(maps, what, key, &value);
         const char *at = isempty(sender) ? NULL : strrchr(key, '@');
         if (r == 0 && at)
-                r = table_list_lookup(maps, at, &value);
+                r = route_lookup(maps, what, at, &value);
         if (r <= 0)
                 return r;
         /* Values may carry blanks around them. */
@@ -170,8 +183,8 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
         _cleanup_free_ char *t = NULL, *n = NULL, *value = NULL, *sdt = NULL, *sdr = NULL;
         int r;
         if (!local && rm == 0) {
-                r = sender_lookup(s->sender_default_transport_maps, sender,
-                                  s->empty_default_transport_key, &sdt);
+                r = sender_lookup(s->sender_default_transport_maps, "sender_dependent_default_transport_maps",
+                                  sender, s->empty_default_transport_key, &sdt);
                 if (r < 0)
                         return r == -ENOMEM ? r : -EIO;
                 if (r > 0)
@@ -181,7 +194,8 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
         if (r < 0)
                 return r;
         if (isempty(n) && !local) {
-                r = sender_lookup(s->sender_relayhost_maps, sender, s->empty_relayhost_key, &sdr);
+                r = sender_lookup(s->sender_relayhost_maps, "sender_dependent_relayhost_maps", sender,
+                                  s->empty_relayhost_key, &sdr);
                 if (r < 0)
                         return r == -ENOMEM ? r : -EIO;
         }

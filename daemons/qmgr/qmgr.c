@@ -122,7 +122,7 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         const char *tmaps = conf_get(c, "transport_maps");
         if (!isempty(tmaps)) {
                 _cleanup_free_ char *twhy = NULL;
-                r = table_list_open(tmaps, 0, &n.transport_maps, &twhy);
+                r = table_list_open(tmaps, TABLE_REGSUB_SAFE, &n.transport_maps, &twhy);
                 if (r < 0)
                         return log_error_errno(r, "transport_maps: %s", twhy ? twhy : "cannot open");
         }
@@ -138,7 +138,8 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                 if (isempty(spec))
                         continue;
                 _cleanup_free_ char *swhy = NULL;
-                r = table_list_open(spec, 0, (TableList **) ((char *) &n + sender_maps[i].offset), &swhy);
+                r = table_list_open(spec, TABLE_REGSUB_SAFE, (TableList **) ((char *) &n + sender_maps[i].offset),
+                                    &swhy);
                 if (r < 0)
                         return log_error_errno(r, "%s: %s", sender_maps[i].name, swhy ? swhy : "cannot open");
         }

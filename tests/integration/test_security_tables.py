@@ -16,6 +16,7 @@ import shutil
 import pytest
 
 import postern_harness
+from smtp_peers import Sink, peer_factory
 
 HOST = "postern.test"
 SENDER = f"ptest1@{HOST}"
@@ -141,3 +142,32 @@ def test_pcre_without_libpcre2_is_refused(postern):
     with pytest.raises(Exception):
         postern.start("smtpd")
     assert "pcre: tables are not supported: Postern was built without libpcre2" in postern.log("smtpd")
+
+
+@pytest.fixture
+def sinks(postern):
+    yield from peer_factory(lambda name: Sink(postern.root / name))
+
+
+def test_transport_maps_substitution_cannot_choose_the_next_hop(postern, sinks):
+    """transport_maps are opened with TABLE_REGSUB_SAFE: an admin's rule that copies a host name
+    from the address into the next hop is skipped when the copied text holds '[', ']' or ':',
+    so a sender cannot aim the message at a server of its choice; the default route is used and
+    the skipped rule is logged."""
+    attacker, relay = sinks("attacker"), sinks("relay")
+    table = postern.root / "etc" / "transport.regexp"
+    table.write_text("# mail for dyn.example goes to the host named by the local part\n"
+                     "/^\"?([^\"]+)\"?@dyn\\.example$/ smtp:$1\n")
+    postern.configure(transport_maps=f"regexp:{table}", relay_domains="dyn.example",
+                      relayhost=f"[127.0.0.1]:{relay.port}")
+    postern.start()
+    rcpt = f'"[127.0.0.1]:{attacker.port}"@dyn.example'
+    with postern.smtp() as s:
+        s.ehlo()
+        assert s.mail("sender@example.org")[0] == 250
+        assert s.rcpt(rcpt)[0] == 250
+        assert s.data(b"Subject: next hop\r\n\r\nhello\r\n")[0] == 250
+    relay.wait_count(1)
+    postern.wait_queue_empty()
+    assert attacker.messages() == []
+    postern.wait_log("qmgr", r"transport_maps: regexp:.*transport\.regexp:2: .*skipping this rule")
