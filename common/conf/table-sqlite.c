@@ -146,6 +146,13 @@ int table_sqlite_open(const char *path, TableSqlite **ret, char **ret_reason) {
                               s->db ? sqlite3_errmsg(s->db) : "out of memory");
                 return -EIO;
         }
+        /* Lookups may run in root's postern-local: views in someone else's file may not call
+         * functions with side effects, and the file is only read. */
+        if (sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *) NULL) != SQLITE_OK ||
+            sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *) NULL) != SQLITE_OK) {
+                reason_printf(ret_reason, "%s: cannot open database %s defensively", path, dbpath);
+                return -EIO;
+        }
         sqlite3_busy_timeout(s->db, 1000);
         *ret = TAKE_PTR(s);
         return 0;
