@@ -536,10 +536,17 @@ int queue_open(const char *dir, QueueOpenFlags flags, Queue **ret) {
         if ((flags & QUEUE_OPEN_READONLY) && (flags & QUEUE_OPEN_CREATE))
                 return -EINVAL;
 
-        if (asprintf(&path, "%s/%s", dir, QUEUE_DB_NAME) < 0)
-                return -ENOMEM;
-
         open_error[0] = '\0';
+        /* SQLITE_OPEN_NOFOLLOW refuses a link anywhere in the path; the directories above
+         * queue.db are the admin's (a queue moved with a symbolic link is fine), only queue.db
+         * itself sits where postern may write. */
+        _cleanup_free_ char *real = realpath(dir, NULL);
+        if (!real)
+                return open_refused(-errno, "cannot resolve the queue directory %s: %s", dir, strerror(errno));
+        if (asprintf(&path, "%s/%s", real, QUEUE_DB_NAME) < 0)
+                return -ENOMEM;
+        dir = real;
+
         if (flags & QUEUE_OPEN_CREATE) {
                 /* Mail is private: create the file ourselves, since SQLite would make it 0644
                  * (and gives the -wal and -shm files the database file's mode). O_EXCL: an

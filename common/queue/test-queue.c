@@ -1457,6 +1457,18 @@ static void test_refuse_untrusted_files(void) {
         }
         CHECK_INT(unlink(target), 0);
 
+        /* A queue directory reached through a symbolic link (an admin moved the spool) is fine:
+         * only queue.db itself must not be a link. */
+        char linkdir[96];
+        snprintf(linkdir, sizeof linkdir, "%s.link", dir);
+        (void) unlink(linkdir);
+        CHECK_INT(symlink(dir, linkdir), 0);
+        CHECK_INT(queue_open(linkdir, 0, &q), 0);
+        q = queue_close(q);
+        CHECK_INT(queue_open(linkdir, QUEUE_OPEN_READONLY, &q), 0);
+        q = queue_close(q);
+        CHECK_INT(unlink(linkdir), 0);
+
         /* Owned by another user than the directory (root only: chown). */
         if (geteuid() == 0) {
                 CHECK_INT(chown(p, NOBODY, NOBODY), 0);

@@ -185,11 +185,30 @@ static void run_command(const LocalSettings *s, const char *command, const char 
         }
         safe_close(wfd);
         safe_close(rfd);
+
+        /* A command that closed its output (">/dev/null 2>&1") or was stopped by its owner is
+         * still held to the deadline: wait for it in small steps, never without one. */
+        int status = 0;
+        bool reaped = false;
+        while (!timed_out) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid) {
+                        reaped = true;
+                        break;
+                }
+                if (w < 0 && errno != EINTR)
+                        break;
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                if (now >= deadline) {
+                        timed_out = true;
+                        break;
+                }
+                struct timespec ts = { 0, (long) MIN(deadline - now, 50 * USEC_PER_MSEC) * 1000 };
+                (void) nanosleep(&ts, NULL);
+        }
         if (timed_out)
                 (void) kill(-pid, SIGKILL), (void) kill(pid, SIGKILL);
-
-        int status = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        while (!reaped && waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
         output[have] = '\0';
         if (WIFSIGNALED(status))

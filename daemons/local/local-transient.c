@@ -112,6 +112,9 @@ bool local_transient_utf8_valid(const char *s) {
                 if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
                     cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
                         return false;
+                /* Noncharacters: valid UTF-8, but sd-bus refuses them in strings. */
+                if ((cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe)
+                        return false;
                 p += n + 1;
         }
         return true;
@@ -296,7 +299,9 @@ static int append_properties(sd_bus_message *m, const LocalTransientCommand *cmd
         local_transient_printable(cmd->recipient, rcpt, sizeof(rcpt));
         snprintf(desc, sizeof(desc), "Postern command delivery of %s, recipient %lld (%s)",
                  strempty(cmd->queue_id), cmd->rcpt_id, rcpt);
-        if (cmd->user && local_transient_utf8_valid(cmd->user))
+        /* The name (systemd then applies its supplementary groups), unless it would not fit: a
+         * truncated name could be another account's. */
+        if (cmd->user && local_transient_utf8_valid(cmd->user) && strlen(cmd->user) < sizeof(user))
                 copy_str(user, sizeof(user), cmd->user);
         else
                 snprintf(user, sizeof(user), "%u", (unsigned) cmd->uid);
@@ -326,7 +331,8 @@ static int append_properties(sd_bus_message *m, const LocalTransientCommand *cmd
                                        "StandardInputFileDescriptor", "h", stdin_fd,
                                        "StandardOutputFileDescriptor", "h", output_fd,
                                        "StandardErrorFileDescriptor", "h", output_fd)) < 0 ||
-            (r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)",
+            (r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)",
+                                       "Slice", "s", "postern-commands.slice",
                                        "RuntimeMaxUSec", "t", (uint64_t) limit,
                                        "KillMode", "s", "control-group",
                                        "KillSignal", "i", SIGKILL,
@@ -527,6 +533,13 @@ static int wait_for_end(sd_bus *bus, const char *path, Watch *w, Io *io, usec_t 
                         r = poll_properties(bus, path, w);
                         if (r < 0)
                                 return bus_reason(ret_reason, r, NULL, "cannot read the command unit's state");
+                        /* The call left signals that arrived meanwhile in the queue: the unit's
+                         * last PropertiesChanged/JobRemoved may be among them, and a collected
+                         * unit reads as not loaded. Take them before deciding it vanished. */
+                        while ((r = sd_bus_process(bus, NULL)) > 0)
+                                ;
+                        if (r < 0)
+                                return bus_reason(ret_reason, r, NULL, "lost the service manager connection");
                         if (!streq(w->load_state, "loaded") && !watch_final(w)) {
                                 reason_printf(ret_reason, "the command's unit %s vanished before its end was seen", w->unit);
                                 return -ESRCH;

@@ -58,6 +58,9 @@ static void test_utf8(void) {
                 { "\xed\xa0\x80", false },         /* surrogate */
                 { "\xf4\x90\x80\x80", false },     /* above U+10FFFF */
                 { "\xff", false }, { "a\x80", false },
+                /* noncharacters sd-bus refuses: U+FDD0, U+FFFE, U+FFFF, U+1FFFF */
+                { "\xef\xb7\x90", false }, { "\xef\xbf\xbe", false }, { "\xef\xbf\xbf", false },
+                { "\xf0\x9f\xbf\xbf", false }, { "\xef\xb7\xb0", true },   /* U+FDF0 is a character */
         };
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
                 CHECK_INT(local_transient_utf8_valid(t[i].s), t[i].valid);

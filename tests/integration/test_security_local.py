@@ -152,6 +152,24 @@ def test_stopped_command_is_killed_at_its_time_limit(local):
     wait_for(lambda: ids(cmd) is None, 5, "the stopped command to be killed")
 
 
+def test_command_with_closed_output_is_killed_at_its_time_limit(local):
+    """The time limit also holds for a command that closed its output (it used to be waited for
+    without a deadline once its output ended)."""
+    drop = local.root / "drop"
+    drop.mkdir()
+    os.chmod(drop, 0o1777)
+    local.configure(command_time_limit="2s")
+    local.set_aliases(f'quiet: "|echo $$ > {drop}/pid; exec sleep 300 >/dev/null 2>&1"\n')
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("quiet"))
+    started = time.monotonic()
+    (action, dsn, diag), = results(deliver(p, qid, [(f"quiet@{HOST}", rid)]))
+    assert (action, dsn) == ("bounced", "5.3.0") and "time limit" in diag, (action, dsn, diag)
+    assert time.monotonic() - started < 15
+    cmd = int((drop / "pid").read_text())
+    wait_for(lambda: ids(cmd) is None, 5, "the command to be killed")
+
+
 def test_queue_symlink_refused_by_root(local):
     """A postern user that swaps queue.db for a symbolic link gets nothing from root: the open
     is refused with the reason, the delivery is deferred, and no -wal/-shm appears beside the
