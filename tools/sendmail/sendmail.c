@@ -297,14 +297,34 @@ static int connect_submit(Conf *c, SmtpClient *s) {
         return 0;
 }
 
+/* How long a sender waits for a place when the submit socket already serves as many sessions
+ * of its uid as smtpd_client_connection_count_limit allows (a burst of sendmail runs from one
+ * program): there is no local queue to fall back on, so waiting beats failing. */
+#define SUBMIT_BUSY_WAIT_USEC (120 * USEC_PER_SEC)
+
+static bool busy_greeting(int code, const char *text) {
+        return code == 421 && text && strstr(text, "too many connections from uid");
+}
+
 /* Connects, reads the greeting and says EHLO. Returns 0 or a sysexits code. */
 static int smtp_open(Conf *c, SmtpClient *s) {
         _cleanup_free_ char *text = NULL;
+        usec_t give_up = now_usec(CLOCK_MONOTONIC) + SUBMIT_BUSY_WAIT_USEC, pause = 50 * USEC_PER_MSEC;
         int code, r;
 
-        if (connect_submit(c, s) < 0)
-                return EX_TEMPFAIL;
-        r = smtp_read_reply(s, &code, &text);
+        for (;;) {
+                if (connect_submit(c, s) < 0)
+                        return EX_TEMPFAIL;
+                r = smtp_read_reply(s, &code, &text);
+                if (r < 0 || !busy_greeting(code, text) || now_usec(CLOCK_MONOTONIC) + pause > give_up)
+                        break;
+                smtp_client_done(s);
+                free(text);
+                text = NULL;
+                struct timespec ts = { (time_t) (pause / USEC_PER_SEC), (long) (pause % USEC_PER_SEC) * 1000 };
+                (void) nanosleep(&ts, NULL);
+                pause = MIN(pause * 2, 2 * USEC_PER_SEC);
+        }
         if (r >= 0 && code != 220) {
                 print_reply("greeting", code, text);
                 return sysexit_for(code, text);
