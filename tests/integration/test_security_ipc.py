@@ -327,3 +327,20 @@ def test_submit_cap_follows_the_listener_override(postern):
     start(postern, "smtpd", **{"submit/smtpd_client_connection_count_limit": "3"})
     hog = connect_as("ptest1", postern.submit_path, 5)
     assert [read_greeting(p)[:3] for p in hog].count("421") == 2
+
+
+def test_flush_and_refusal_lines_are_rate_limited(postern):
+    """Anyone may ask qmgr to flush (and be refused a hold): a loop of such requests leaves at most
+    LOG_BURST lines per 10 s in qmgr's log, so the journal's own rate limit never swallows qmgr's
+    real lines."""
+    start(postern, "qmgr")
+    began = time.monotonic()
+    for _ in range(20):
+        assert postern.posternctl("flush", user="ptest1").returncode == 0
+        assert postern.posternctl("hold", "ALL", user="ptest1").returncode == 77
+    # Fixed 10 s windows: a slow machine may span more than one.
+    windows = int((time.monotonic() - began) // 10) + 2
+    log = postern.log("qmgr")
+    flushes = re.findall(r"flush requested by uid \d+", log)
+    refusals = re.findall(r"refused hold ALL from uid \d+", log)
+    assert 1 <= len(flushes) + len(refusals) <= LOG_BURST * windows < 40, (flushes, refusals, windows)
