@@ -79,6 +79,15 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
                 else
                         log_warning("mailbox_delivery_lock: ignoring unknown lock method \"%s\"", *l);
         }
+        bool hostname_set = false;
+        (void) conf_get_raw(c, "myhostname", &hostname_set);
+        size_t hl = strlen(s.myhostname);
+        if (!hostname_set && hl > 12 && streq(s.myhostname + hl - 12, ".localdomain"))
+                /* Under systemd postern-local has no network, so it cannot learn a name that only
+                 * DNS qualifies; the other daemons may have. */
+                log_warning("myhostname is not set in main.cf and this host's name is not qualified "
+                            "locally: using %s; set myhostname so every Postern daemon agrees on it",
+                            s.myhostname);
         s.mailbox_size_limit = conf_get_int(c, NULL, "mailbox_size_limit");
         s.lock_attempts = conf_get_int(c, NULL, "deliver_lock_attempts");
         s.lock_delay = conf_get_time(c, NULL, "deliver_lock_delay");

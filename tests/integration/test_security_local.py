@@ -18,9 +18,12 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
+
+import pytest
 
 from test_local import HOST, deliver, local, message, queue_message, results, start  # noqa: F401
 
@@ -209,3 +212,16 @@ def test_queue_of_wrong_owner_refused_by_root(local):
     os.chown(p.queue_dir / "queue.db", 0, 0)
     (action, dsn, diag), = results(deliver(p, qid, [(f"ptest1@{HOST}", rid)]))
     assert (action, dsn) == ("delivered", "2.0.0"), (action, dsn, diag)
+
+
+def test_unqualified_hostname_is_reported(local):
+    """Under systemd postern-local has no network: when main.cf does not set myhostname and the
+    host's name is not qualified locally, it says which name it uses and how to make the daemons
+    agree."""
+    if "." in socket.gethostname():
+        pytest.skip("this host's name is qualified")
+    local.settings.pop("myhostname")
+    local.settings["mydestination"] = "localhost"
+    local.configure()
+    p = start(local)
+    p.wait_log("local", r"myhostname is not set in main.cf .*: using [^ ]+\.localdomain; set myhostname")
