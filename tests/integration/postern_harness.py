@@ -409,6 +409,27 @@ class Postern:
 
 
 # --- the attribute protocol (common/ipc), from the test side ------------------------------------
+def status_kib(pid, field):
+    """A /proc/<pid>/status field in KiB (VmRSS, VmHWM, ...), 0 when missing."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def settled_peak_kib(pid):
+    """The process's peak RSS (VmHWM) once it stopped moving for a second: what it reaches after
+    reading the data in flight."""
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() - stable_since < 1.0:
+        time.sleep(0.1)
+        now = status_kib(pid, "VmHWM")
+        if now != last:
+            last, stable_since = now, time.monotonic()
+    return last
+
+
 def xtext_encode(s):
     """RFC 3461 xtext of a str (as UTF-8)."""
     return "".join("+%02X" % b if b < 33 or b > 126 or b in (0x2B, 0x3D) else chr(b)

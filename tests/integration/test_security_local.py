@@ -70,6 +70,14 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def drop_dir(p):
+    """A world-writable directory under the test root for commands to leave traces in."""
+    d = p.root / "drop"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    return d
+
+
 class Delivery(threading.Thread):
     """deliver() in the background; .reply once it answered."""
 
@@ -128,9 +136,7 @@ def test_stopped_command_is_killed_at_its_time_limit(local):
     """The command itself runs entirely as default_privs (nobody may signal it, and does: it is
     stopped); the process that waits for it is not nobody's to signal and still kills it at
     command_time_limit."""
-    drop = local.root / "drop"
-    drop.mkdir()
-    os.chmod(drop, 0o1777)
+    drop = drop_dir(local)
     local.configure(command_time_limit="3s")
     local.set_aliases(f'slow: "|echo $$ > {drop}/pid; exec sleep 300"\n')
     p = start(local)
@@ -158,9 +164,7 @@ def test_stopped_command_is_killed_at_its_time_limit(local):
 def test_command_with_closed_output_is_killed_at_its_time_limit(local):
     """The time limit also holds for a command that closed its output (it used to be waited for
     without a deadline once its output ended)."""
-    drop = local.root / "drop"
-    drop.mkdir()
-    os.chmod(drop, 0o1777)
+    drop = drop_dir(local)
     local.configure(command_time_limit="2s")
     local.set_aliases(f'quiet: "|echo $$ > {drop}/pid; exec sleep 300 >/dev/null 2>&1"\n')
     p = start(local)

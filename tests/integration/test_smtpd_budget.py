@@ -4,21 +4,13 @@ queued; smtpd keeps serving. The budget comes from POSTERN_SMTPD_DATA_BUDGET her
 in production it is derived from the cgroup's memory.max, see daemons/smtpd/README.md)."""
 
 import sqlite3
-import time
 
+from postern_harness import settled_peak_kib, status_kib
 from test_smtpd_helpers import raw, start_smtpd, queue_ids
 from test_smtpd_data import open_data, queued_id
 
 MIB = 1024 * 1024
 NO_STORAGE = "452 4.3.1 Insufficient system storage"
-
-
-def status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def with_budget(postern, monkeypatch, budget):
@@ -50,13 +42,7 @@ def test_sessions_without_final_dot_stay_within_budget(postern, monkeypatch):
             for c in sessions:
                 c.send(chunk)
         # Let smtpd read what is in flight: until the peak RSS stops moving for a second.
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 1.0:
-            time.sleep(0.1)
-            now = status_kib(pid, "VmHWM")
-            if now != last:
-                last, stable_since = now, time.monotonic()
-        peak = status_kib(pid, "VmHWM")
+        peak = settled_peak_kib(pid)
         grown = (peak - base) * 1024
         print(f"smtpd peak RSS grew by {grown // MIB} MiB for 48 MiB sent; budget {budget // MIB} MiB")
         assert grown < budget + 24 * MIB, f"peak RSS grew by {grown} bytes"
