@@ -23,7 +23,7 @@ import time
 import pytest
 
 from postern_harness import format_record, read_record
-from postern_harness import settled_peak_kib, status_kib
+from postern_harness import measure_live_memory, settled_peak_kib, status_kib
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -34,14 +34,7 @@ SUBMIT_PER_UID = 50         # smtpd_client_connection_count_limit's default
 
 
 def start(postern, *daemons, **conf):
-    # An ASan build keeps freed memory in quarantine; RSS should show live memory only.
-    orig = postern.env
-
-    def env(extra=None):
-        e = orig(extra)
-        e["ASAN_OPTIONS"] = e.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0:malloc_context_size=2"
-        return e
-    postern.env = env
+    measure_live_memory(postern)
     postern.configure(queue_run_delay="300s", **conf)
     postern.start(*daemons)
 

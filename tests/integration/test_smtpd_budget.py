@@ -5,7 +5,7 @@ in production it is derived from the cgroup's memory.max, see daemons/smtpd/READ
 
 import sqlite3
 
-from postern_harness import settled_peak_kib, status_kib
+from postern_harness import measure_live_memory, settled_peak_kib, status_kib
 from test_smtpd_helpers import raw, start_smtpd, queue_ids
 from test_smtpd_data import open_data, queued_id
 
@@ -15,14 +15,7 @@ NO_STORAGE = "452 4.3.1 Insufficient system storage"
 
 def with_budget(postern, monkeypatch, budget):
     monkeypatch.setenv("POSTERN_SMTPD_DATA_BUDGET", str(budget))
-    # An ASan build keeps freed memory in quarantine; RSS should show live memory only.
-    orig = postern.env
-
-    def env(extra=None):
-        e = orig(extra)
-        e["ASAN_OPTIONS"] = e.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0:malloc_context_size=2"
-        return e
-    postern.env = env
+    measure_live_memory(postern)
 
 
 def test_sessions_without_final_dot_stay_within_budget(postern, monkeypatch):
