@@ -105,7 +105,7 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
         if (specs[0]) {
                 r = table_list_open(maps, TABLE_ALIASES | TABLE_NO_REGSUB, &s.aliases, &reason);
                 if (r < 0) {
-                        log_error_errno(r, "alias_maps = %s: %s", maps, reason ? reason : "cannot open: %m");
+                        log_error_errno(r, "alias_maps = %s: %s", maps, reason ? reason : strerror(-r));
                         free(reason);
                         goto fail;
                 }
