@@ -207,7 +207,7 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                 uid_t uid;
                 unsigned dropped;
                 /* Anyone may ask: rate-limited, so a loop of flushes cannot drown the journal. */
-                if (!ipc_log_limit_allow(&q->request_log, now_usec(CLOCK_MONOTONIC), &dropped))
+                if (!ipc_log_limit_allow(&q->flush_log, now_usec(CLOCK_MONOTONIC), &dropped))
                         ;
                 else if (ipc_conn_peer_uid(c, &uid) >= 0)
                         log_info("flush requested by uid %u: retrying every deferred recipient%s",

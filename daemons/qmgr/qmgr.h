@@ -176,7 +176,8 @@ struct Qmgr {
         sd_event_source *checkpoint_timer;
         usec_t last_scan_mono;
         bool scan_force;               /* next scan treats every deferred recipient as due (flush) */
-        IpcLogLimit request_log;       /* lines about requests from anyone (flush, refusals) */
+        IpcLogLimit flush_log;         /* "flush requested" lines (anyone may ask) */
+        IpcLogLimit refusal_log;       /* refused control requests (anyone may send them) */
         bool scan_backlog;             /* the last scan may have left due messages behind */
         bool sweep_needed;             /* look for finished messages that were not removed */
         sd_event_source *sweep_timer;  /* CLOCK_MONOTONIC, one shot: the next sweep batch */

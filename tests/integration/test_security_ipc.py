@@ -330,4 +330,6 @@ def test_flush_and_refusal_lines_are_rate_limited(postern):
     log = postern.log("qmgr")
     flushes = re.findall(r"flush requested by uid \d+", log)
     refusals = re.findall(r"refused hold ALL from uid \d+", log)
-    assert 1 <= len(flushes) + len(refusals) <= LOG_BURST * windows < 40, (flushes, refusals, windows)
+    # Each kind has its own limit, so refusals never hide a flush.
+    assert 1 <= len(flushes) <= LOG_BURST * windows < 20, (flushes, windows)
+    assert 1 <= len(refusals) <= LOG_BURST * windows < 20, (refusals, windows)
