@@ -165,7 +165,10 @@ static bool model_split(const char *line, bool aliases, Entry *e, bool *quoted) 
         size_t k = strcspn(line, aliases ? ":" : " \t");
         if (aliases && line[k] != ':')
                 return false;
-        e->key = trim_copy(line, k);
+        /* plain syntax: the key ends at the first space or tab and is kept as is (a CR or
+         * form feed before that stays part of it); aliases(5) keys are trimmed */
+        e->key = aliases ? trim_copy(line, k) : strndup(line, k);
+        FUZZ_CHECK(e->key);
         e->value = trim_copy(line[k] ? line + k + 1 : line + k, strlen(line[k] ? line + k + 1 : line + k));
         if (!*e->key || !*e->value) {
                 free(e->key);
