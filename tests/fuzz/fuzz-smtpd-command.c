@@ -21,9 +21,11 @@
  * (LeakSanitizer).
  * FUZZ_TRACE=1 prints the replies and committed messages; FUZZ_VERBOSE=1 keeps smtpd's log.
  *
- * fuzz-dsn.c includes this file to reuse the harness: it renames the entry point with
- * SMTPD_FUZZ_ENTRY and sees every final reply line and every committed job through
- * SMTPD_FUZZ_REPLY_HOOK(line, len) and SMTPD_FUZZ_JOB_HOOK(job). */
+ * fuzz-dsn.c and fuzz-smtpd-access.c include this file to reuse the harness: they rename the
+ * entry point with SMTPD_FUZZ_ENTRY and see every final reply line and every committed job
+ * through SMTPD_FUZZ_REPLY_HOOK(line, len) and SMTPD_FUZZ_JOB_HOOK(job); fuzz-smtpd-access.c
+ * also replaces the listener's settings through SMTPD_FUZZ_SETTINGS(settings) and, with
+ * SMTPD_FUZZ_ALLOW_PREPEND, lets PREPEND headers stand above Received:. */
 #include <arpa/inet.h>
 #include <errno.h>
 
@@ -144,7 +146,11 @@ static void check_job(const CommitJob *j) {
         FUZZ_CHECK(j->content && j->content_len > 0);
         FUZZ_CHECK(j->content[j->content_len] == '\0');
         FUZZ_CHECK(j->content[j->content_len - 1] == '\n');
+#ifdef SMTPD_FUZZ_ALLOW_PREPEND   /* PREPEND actions decided before DATA go above Received: */
+        FUZZ_CHECK(strncmp(j->content, "Received: ", 10) == 0 || strstr(j->content, "\nReceived: "));
+#else
         FUZZ_CHECK(strncmp(j->content, "Received: ", 10) == 0);
+#endif
         FUZZ_CHECK(j->n_rcpts >= 1);
         const QueueRecipient *rc = j->rcpts;
         for (size_t i = 0; i < j->n_rcpts; i++)
@@ -229,6 +235,9 @@ int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         Server srv = { .data_budget = data[1] & 0x80 ? 4096 : 1ULL << 30 };
         Listener l = { .server = &srv, .kind = listener_kinds[li], .name = (char *) listener_names[li],
                        .fd = -1, .settings = settings[variant][li] };
+#ifdef SMTPD_FUZZ_SETTINGS
+        l.settings = SMTPD_FUZZ_SETTINGS(l.settings);   /* the includer's own settings */
+#endif
         Session *s = calloc(1, sizeof(Session));
         FUZZ_CHECK(s);
         s->server = &srv;
