@@ -33,7 +33,7 @@ typedef struct Track {
 } Track;
 
 static char dir[] = "/tmp/fuzz-sasl-XXXXXX";
-static char path[128];
+static char path[96];
 static int listen_fd = -1;
 static sd_event *ev;
 
