@@ -6,7 +6,8 @@
  * Input:
  *   byte 0  bit 0: use the built-in rules below (the rest is all message); otherwise the rest
  *           starts with a rules file that ends at the first line "--" (opened as pcre: when bit
- *           1 is set), followed by the message
+ *           1 is set), followed by the message; inputs with stacked repetitions are skipped
+ *           (fuzz_regexp_pathological() in fuzz.h)
  *   rest    [rules "\n--\n"] message: header fields, an empty line, body lines
  * Each logical header field (folded lines joined by their "\n", as smtpd-cleanup.c passes it)
  * is matched with for_header, each body line without; every line of the rules file is also
@@ -117,6 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (data[0] & 1)
                 snprintf(spec, sizeof spec, "regexp:%s", builtin_path);
         else {
+                if (fuzz_regexp_pathological(data + 1, size - 1))
+                        return 0;
                 const char *sep = memmem(in, n, "\n--\n", 4);
                 size_t rl = sep ? (size_t) (sep - in) + 1 : n;
                 FUZZ_CHECK(ftruncate(rules_fd, 0) == 0);
