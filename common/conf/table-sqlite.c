@@ -191,21 +191,20 @@ static int sqlite_expand(const char *fmt, const char *value, bool quote, StrBuf 
                 case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9': {
                         if (!at || !at[1])
                                 return 1;
-                        /* %1 is the rightmost label of the domain, %2 the one before, ... */
-                        const char *labels[128];
-                        size_t lens[128], nl = 0;
-                        for (const char *q = at + 1; nl < ELEMENTSOF(labels);) {
-                                const char *dot = strchrnul(q, '.');
-                                labels[nl] = q;
-                                lens[nl++] = (size_t) (dot - q);
-                                if (!*dot)
-                                        break;
-                                q = dot + 1;
+                        /* %1 is the rightmost label of the domain, %2 the one before, ...:
+                         * counted from the right, however many labels there are */
+                        const char *dom = at + 1, *end = dom + strlen(dom), *start = end;
+                        for (int k = 0; k < *p - '0'; k++) {
+                                if (k > 0) {
+                                        if (start == dom)
+                                                return 1;
+                                        end = start - 1;   /* before the dot */
+                                }
+                                start = end;
+                                while (start > dom && start[-1] != '.')
+                                        start--;
                         }
-                        size_t want = (size_t) (*p - '0');
-                        if (want > nl)
-                                return 1;
-                        r = sqlite_put_quoted(out, labels[nl - want], lens[nl - want], quote);
+                        r = sqlite_put_quoted(out, start, (size_t) (end - start), quote);
                         break;
                 }
                 default:

@@ -236,6 +236,19 @@ static void finish(SaslRequest *r, SaslStatus st, const char *text) {
         fn(NULL, st, text, ud);
 }
 
+/* RFC 4422 §3.1: 1-20 upper-case letters, digits, '-' and '_' (lower case tolerated). Other names
+ * are ignored: smtpd copies the list into its EHLO reply and its log. */
+static bool mech_name_valid(const char *name) {
+        size_t n = strlen(name);
+        if (n == 0 || n > 20)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_'))
+                        return false;
+        return true;
+}
+
 static unsigned mech_flag(const char *word) {
         static const struct { const char *name; unsigned flag; } t[] = {
                 { "anonymous", SASL_MECH_ANONYMOUS }, { "plaintext", SASL_MECH_PLAINTEXT },
@@ -270,7 +283,7 @@ static int handle_line(SaslClient *c, char *line) {
         if (streq(argv[0], "MECH")) {
                 if (argc < 2 || c->handshake_done)
                         return c->handshake_done ? 0 : -EPROTO;
-                if (c->n_new_mechs >= MECH_MAX)
+                if (c->n_new_mechs >= MECH_MAX || !mech_name_valid(argv[1]))
                         return 0;
                 SaslMech *n = realloc(c->new_mechs, (c->n_new_mechs + 1) * sizeof(SaslMech));
                 if (!n)

@@ -5,7 +5,8 @@
  * without (recipient_delimiter), in alias_maps. Alias values ("a, b@remote, \user, |cmd, /file")
  * expand recursively: local names and addresses in mydestination recurse, other addresses become
  * forward targets (sender owner-<alias> when that alias exists), an alias that reaches a name
- * already being expanded delivers to the user of that name. Duplicates are suppressed. What is
+ * already being expanded delivers to the user of that name. Duplicates are suppressed (users,
+ * forward addresses, commands, files, and aliases: each is expanded once). What is
  * left is a user found with getpwnam(): an mbox in mail_spool_directory, or home_mailbox in the
  * home directory (Maildir when it ends in "/"). Every outcome is a Target; failures are Targets
  * with a preset result, so resolution itself only fails on out-of-memory.
@@ -527,6 +528,11 @@ static int expand_address(Expander *e, const char *local, const char *domain, co
                         return add_result(e, address, "4.3.0", "alias_maps lookup failure for \"%s\": %s",
                                           lower, strerror(-r));
                 if (r > 0) {
+                        /* Each alias is expanded once per recipient: lists that name the same
+                         * alias several times would otherwise expand exponentially with depth. */
+                        r = seen_before(e, "a:", key);
+                        if (r != 0)
+                                return r < 0 ? r : 0;
                         /* Errors about an alias list go to its owner, as in Postfix. */
                         _cleanup_free_ char *owner_key = NULL, *owner = NULL, *owner_sender = NULL;
                         if (asprintf(&owner_key, "owner-%s", key) < 0)

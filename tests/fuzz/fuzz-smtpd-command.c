@@ -19,7 +19,13 @@
  * null address; buffered input stays bounded (line_length_limit in the command phase, one piece
  * in DATA, nothing but a bounded line carry in BDAT); the data budget is never exceeded and is fully given back at the end; no leaks
  * (LeakSanitizer).
- * FUZZ_TRACE=1 prints the replies and committed messages; FUZZ_VERBOSE=1 keeps smtpd's log. */
+ * FUZZ_TRACE=1 prints the replies and committed messages; FUZZ_VERBOSE=1 keeps smtpd's log.
+ *
+ * fuzz-dsn.c and fuzz-smtpd-access.c include this file to reuse the harness: they rename the
+ * entry point with SMTPD_FUZZ_ENTRY and see every final reply line and every committed job
+ * through SMTPD_FUZZ_REPLY_HOOK(line, len) and SMTPD_FUZZ_JOB_HOOK(job); fuzz-smtpd-access.c
+ * also replaces the listener's settings through SMTPD_FUZZ_SETTINGS(settings) and, with
+ * SMTPD_FUZZ_ALLOW_PREPEND, lets PREPEND headers stand above Received:. */
 #include <arpa/inet.h>
 #include <errno.h>
 
@@ -128,6 +134,10 @@ static void check_replies(const StrBuf *out) {
                 FUZZ_CHECK(line[0] >= '2' && line[0] <= '5');
                 FUZZ_CHECK(n == 3 || line[3] == ' ' || line[3] == '-');
                 FUZZ_CHECK(!memchr(line, '\n', n) && !memchr(line, '\r', n) && !memchr(line, '\0', n));
+#ifdef SMTPD_FUZZ_REPLY_HOOK
+                if (n == 3 || line[3] == ' ')
+                        SMTPD_FUZZ_REPLY_HOOK(line, n);
+#endif
                 i += n + 2;
         }
 }
@@ -136,12 +146,19 @@ static void check_job(const CommitJob *j) {
         FUZZ_CHECK(j->content && j->content_len > 0);
         FUZZ_CHECK(j->content[j->content_len] == '\0');
         FUZZ_CHECK(j->content[j->content_len - 1] == '\n');
+#ifdef SMTPD_FUZZ_ALLOW_PREPEND   /* PREPEND actions decided before DATA go above Received: */
+        FUZZ_CHECK(strncmp(j->content, "Received: ", 10) == 0 || strstr(j->content, "\nReceived: "));
+#else
         FUZZ_CHECK(strncmp(j->content, "Received: ", 10) == 0);
+#endif
         FUZZ_CHECK(j->n_rcpts >= 1);
         const QueueRecipient *rc = j->rcpts;
         for (size_t i = 0; i < j->n_rcpts; i++)
                 FUZZ_CHECK(rc[i].address && rc[i].address[0]);   /* never the null address */
         FUZZ_CHECK(j->queue_id[0]);
+#ifdef SMTPD_FUZZ_JOB_HOOK
+        SMTPD_FUZZ_JOB_HOOK(j);
+#endif
 }
 
 /* What complete_job() in smtpd-commit.c does once the writer thread is done. */
@@ -194,7 +211,10 @@ static bool run(Session *s) {
         return true;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+#ifndef SMTPD_FUZZ_ENTRY
+#define SMTPD_FUZZ_ENTRY LLVMFuzzerTestOneInput
+#endif
+int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         static bool initialised;
         static const uint8_t addrs[4][16] = {
                 { 127, 0, 0, 1 }, { 192, 0, 2, 1 }, { [15] = 1 }, { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 },
@@ -215,6 +235,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Server srv = { .data_budget = data[1] & 0x80 ? 4096 : 1ULL << 30 };
         Listener l = { .server = &srv, .kind = listener_kinds[li], .name = (char *) listener_names[li],
                        .fd = -1, .settings = settings[variant][li] };
+#ifdef SMTPD_FUZZ_SETTINGS
+        l.settings = SMTPD_FUZZ_SETTINGS(l.settings);   /* the includer's own settings */
+#endif
         Session *s = calloc(1, sizeof(Session));
         FUZZ_CHECK(s);
         s->server = &srv;

@@ -201,9 +201,14 @@ int sendmail_split_address_list(const char *v, size_t len, char ***ret) {
                         if (c == '\r' || c == '\n')
                                 continue;
                         r = scan_put(&s, in_angle, c);
-                        if (c == '\\' && in_quote && i + 1 < len && r >= 0)
-                                r = scan_put(&s, in_angle, v[++i]);
-                        else if (c == '"' && in_quote)
+                        if (c == '\\' && in_quote && i + 1 < len && r >= 0) {
+                                /* Unfolding comes first: a line end after the backslash goes,
+                                 * and the quoted-pair takes the blank that follows it. */
+                                while (i + 1 < len && (v[i + 1] == '\r' || v[i + 1] == '\n'))
+                                        i++;
+                                if (i + 1 < len)
+                                        r = scan_put(&s, in_angle, v[++i]);
+                        } else if (c == '"' && in_quote)
                                 in_quote = false;
                         else if (c == ']' && in_literal)
                                 in_literal = false;

@@ -26,6 +26,7 @@ static const struct {
         { "ptest1", "ptest1" },
         { "  ,, ", "" },
         { "Name \"quoted <not@addr>\" <real@example.org>", "real@example.org" },
+        { "\"a\\\r\n b\"@example.org", "\"a\\ b\"@example.org" },   /* no line end in a quoted-pair */
 };
 
 static const struct {
