@@ -46,7 +46,7 @@ int smtp_reply_feed(SmtpReply *r, const char *line, size_t len) {
                 char **nl = realloc(r->lines, (r->n_lines + 1) * sizeof(char *));
                 if (nl) {
                         r->lines = nl;
-                        r->lines[r->n_lines] = strndup(text, tlen);
+                        r->lines[r->n_lines] = memdup_suffix0(text, tlen);   /* text is not NUL-terminated */
                         if (r->lines[r->n_lines])
                                 r->n_lines++;
                 }
