@@ -144,12 +144,12 @@ int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req) {
                 snprintf(reason, sizeof reason, "permission denied: only root or %s may %s queued mail",
                          q->s.mail_owner, verb);
                 unsigned dropped;
-                if (!ipc_log_limit_allow(&q->refusal_log, now_usec(CLOCK_MONOTONIC), &dropped))
-                        ;   /* rate-limited: anyone may send these */
-                else if (uid == (uid_t) -1)
+                /* Rate-limited: anyone may send these. */
+                bool log = ipc_log_limit_allow(&q->refusal_log, now_usec(CLOCK_MONOTONIC), &dropped);
+                if (log && uid == (uid_t) -1)
                         log_warning("refused %s %s from a peer without credentials: %s", verb,
                                     strna(id), reason);
-                else
+                else if (log)
                         log_warning("refused %s %s from uid %u: %s%s", verb, strna(id), (unsigned) uid,
                                     reason, dropped ? " (more refusals not logged)" : "");
                 return ipc_conn_reply_error(c, reason);

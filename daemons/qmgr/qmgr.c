@@ -207,12 +207,11 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                 uid_t uid;
                 unsigned dropped;
                 /* Anyone may ask: rate-limited, so a loop of flushes cannot drown the journal. */
-                if (!ipc_log_limit_allow(&q->flush_log, now_usec(CLOCK_MONOTONIC), &dropped))
-                        ;
-                else if (ipc_conn_peer_uid(c, &uid) >= 0)
+                bool log = ipc_log_limit_allow(&q->flush_log, now_usec(CLOCK_MONOTONIC), &dropped);
+                if (log && ipc_conn_peer_uid(c, &uid) >= 0)
                         log_info("flush requested by uid %u: retrying every deferred recipient%s",
                                  (unsigned) uid, dropped ? " (and more requests not logged)" : "");
-                else
+                else if (log)
                         log_info("flush requested: retrying every deferred recipient");
                 q->scan_force = true;
                 qmgr_schedule_scan(q, 0);
