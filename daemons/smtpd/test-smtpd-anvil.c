@@ -1,18 +1,15 @@
 /* test-smtpd-anvil.c — drives the smtpd side of the TLS and AUTH rate limits
  * (smtpd_anvil_newtls_status, smtpd_anvil_newtls, smtpd_anvil_auth) against a real postern-anvil,
  * before STARTTLS and AUTH exist to call them: a real Session on a loopback TCP connection from
- * 127.0.0.2, the real smtpd-session.c/smtpd-anvil.c code and smtpd.c's settings (its main()
- * renamed). Run by tests/integration/test_anvil.py, which starts anvil and passes its socket
- * directory: test-smtpd-anvil <postern_socket_directory>. Exit 0 when every check passed. */
-#define main postern_smtpd_main
-int postern_smtpd_main(int argc, char *argv[]);
-#include "smtpd.c"
-#undef main
-
+ * 127.0.0.2, the real smtpd-session.c/smtpd-anvil.c code and smtpd-settings.c's settings. Run
+ * by tests/integration/test_anvil.py, which starts anvil and passes its socket directory:
+ * test-smtpd-anvil <postern_socket_directory>. Exit 0 when every check passed. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "basic/tests.h"
+#include "log/log.h"
+#include "smtpd.h"
 
 static int result;
 

@@ -1,7 +1,7 @@
 /* fuzz-dns — the DNS answer parser of common/dns/dns.c: parse_answer() (ns_initparse,
  * ns_parserr, and parse_rr() for A, AAAA, MX, TXT and PTR records) on a raw response packet, as
  * a worker hands it res_nquery()'s answer. parse_answer() is static, so dns.c is compiled into
- * this target (as smtpd-settings.c does with smtpd.c); the resolver's threads are never started.
+ * this target; the resolver's threads are never started.
  *
  * Input:
  *   byte 0  the type asked for: A, AAAA, MX, TXT, PTR (value modulo 5)
