@@ -322,8 +322,12 @@ AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt,
                         r = prepend_once(&s->actions.prepend, text);
                         break;
                 }
-                if (r < 0)
+                if (r < 0) {
+                        /* Accepting the message without the action would be worse than a retry. */
                         log_oom();
+                        *ret_text = NULL;
+                        return ACCESS_REJECT;   /* the caller answers 451 4.3.0 for NULL */
+                }
                 if (acts[i].log) {
                         int k;
                         if (i <= 1)

@@ -132,6 +132,7 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         int r = 0;
 
         if (!line) {
+                d->out_of_memory = true;
                 log_oom();
                 return start;
         }
@@ -145,8 +146,10 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         if (r < 0) {
                 /* A table that cannot be read: refuse for now rather than skip the policy. */
                 log_warning_errno(r, "%s: %s_checks lookup failed: %m", s->queue_id, what);
-                if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error"))) {
+                        d->out_of_memory = true;
                         log_oom();
+                }
                 return start;
         }
         if (r == 0 || a.type == HEADER_CHECK_DUNNO) {
@@ -215,8 +218,11 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         default:
                 break;
         }
-        if (r < 0)
+        if (r < 0) {
+                /* The action is lost: the message must not be accepted without it. */
+                d->out_of_memory = true;
                 log_oom();
+        }
         header_check_action_done(&a);
         return now;
 }
@@ -302,7 +308,8 @@ int cleanup_missing_to(Session *s, StrBuf *add) {
 
 bool cleanup_end_of_data(Session *s) {
         DataState *d = s->data;
-        const char *reply = d->hops_exceeded ? HOPS_REPLY : d->reject;
+        const char *reply = d->hops_exceeded ? HOPS_REPLY : d->reject ? d->reject :
+                d->out_of_memory ? "451 4.3.0 Error: out of memory" : NULL;
 
         if (!reply)
                 return false;

@@ -352,6 +352,7 @@ typedef struct DataState {
         bool hops_exceeded;
         uint64_t body_bytes;     /* body bytes seen by body_checks */
         char *reject;            /* "550 5.7.1 text" from a REJECT action: refused at end of data */
+        bool out_of_memory;      /* a content-check action could not be recorded: 451 4.3.0 */
 } DataState;
 
 struct Session {
