@@ -137,7 +137,7 @@ const ParamDef param_table[] = {
         P_TIME("ipc_timeout", "3600s", 's', 1, 0,
                "Time limit for one exchange with another Postern role over its IPC socket."),
         P_INT("line_length_limit", "2048", 80, 0,
-              "Longest SMTP command or message line accepted; longer message lines are split."),
+              "Longest SMTP command line accepted (a longer one is answered 500 5.5.0); longer message lines are accepted and stored whole."),
         P_STR("lmtp_address_verify_target", "rcpt",
               "The stage that decides an address probe over LMTP: rcpt, or data (as smtp_address_verify_target)."),
         P_STR("lmtp_bind_address", "",

@@ -1,6 +1,6 @@
-/* smtpd.c — postern-smtpd's main(): takes the "smtp", "submission" and "submit" sockets from
- * systemd (common/daemon), builds the settings snapshots (one shared by every listener without
- * overrides in main.cf, one each for the others), accepts connections in the sd-event loop until
+/* smtpd.c — postern-smtpd's main(): takes the "smtp", "submission", "submissions" and "submit"
+ * sockets from systemd (common/daemon), builds the settings snapshots (smtpd-settings.c: one
+ * shared by every listener without overrides in main.cf, one each for the others), accepts connections in the sd-event loop until
  * EAGAIN and starts a Session for each, owns the commit worker, rebuilds the settings on SIGHUP
  * (existing sessions keep the snapshot they started with; a reload that fails changes nothing)
  * and on SIGTERM answers every message in the commit path before closing (server_done). */

@@ -151,7 +151,7 @@ typedef struct SmtpdAnvilLimits {
  * keep a reference so a reload affects only new sessions. */
 typedef struct SmtpdSettings {
         unsigned n_ref;
-        char *listener;       /* "smtp", "submission", "submit" */
+        char *listener;       /* "smtp", "submission", "submissions", "submit" */
         char *myhostname;
         char *myorigin;
         char *banner;
