@@ -213,6 +213,9 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                                  (unsigned) uid, dropped ? " (and more requests not logged)" : "");
                 else if (log)
                         log_info("flush requested: retrying every deferred recipient");
+                size_t revived = qmgr_sched_revive_all(q);
+                if (revived > 0 && log)
+                        log_info("flush: %zu suspended destination(s) may be tried again", revived);
                 q->scan_force = true;
                 qmgr_schedule_scan(q, 0);
         } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||

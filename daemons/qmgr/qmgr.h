@@ -309,6 +309,9 @@ void qmgr_sched_transport_count(Qmgr *q, const char *transport, bool up);
 /* Feedback from a finished remote job: reply NULL means the agent failed (no feedback). Call
  * after the job's results were applied; may defer the destination's waiting jobs. */
 void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply);
+/* A flush (or reload): every dead or probing destination is live again with its initial window,
+ * as Postfix's qmgr does for `postqueue -f`; returns how many were revived. */
+size_t qmgr_sched_revive_all(Qmgr *q);
 /* Drops m's waiting remote jobs; returns how many (the caller adjusts m->jobs). */
 size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m);
 /* Frees every destination and its waiting jobs (shutdown). */
