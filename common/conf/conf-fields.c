@@ -89,13 +89,18 @@ static bool field_fits(const ConfField *f, const ParamDef *p) {
         case CONF_FIELD_SIZE:
         case CONF_FIELD_U64:
                 return number && p->min >= 0;
+        case CONF_FIELD_LLONG:
+                return number;
         case CONF_FIELD_USEC:
                 return p->type == PARAM_TIME && p->min >= 0;
+        case CONF_FIELD_SECONDS:
+                return p->type == PARAM_TIME;
         case CONF_FIELD_ENUM:
                 return p->type == PARAM_ENUM && enum_covers(f->values, p->enum_values);
         case CONF_FIELD_LIST:
-        case CONF_FIELD_TABLES:
                 return p->type == PARAM_LIST;
+        case CONF_FIELD_TABLES:
+                return p->type == PARAM_LIST || p->type == PARAM_STRING;
         case _CONF_FIELD_KIND_MAX:
                 break;
         }
@@ -157,6 +162,10 @@ static int field_store(const ConfField *f, const char *v, long long n, void *fie
                 return 0;
         case CONF_FIELD_U64:
                 *(uint64_t *) field = (uint64_t) n;
+                return 0;
+        case CONF_FIELD_LLONG:
+        case CONF_FIELD_SECONDS:
+                *(long long *) field = n;
                 return 0;
         case CONF_FIELD_USEC:
                 *(usec_t *) field = (unsigned long long) n > UINT64_MAX / USEC_PER_SEC ? UINT64_MAX :

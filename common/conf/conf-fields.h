@@ -4,8 +4,8 @@
  * conf_fields_done() frees what the rows own (strings, lists, tables).
  *
  *   static const ConfField fields[] = {
- *           CONF_FIELD("smtpd_timeout", CONF_FIELD_USEC, SmtpdSettings, timeout_usec),
- *           CONF_FIELD("reject_code", CONF_FIELD_REPLY_CODE, SmtpdSettings, reject_code),
+ *           CONF_FIELD(SmtpdSettings, "smtpd_timeout", USEC, timeout_usec),
+ *           CONF_FIELD(SmtpdSettings, "reject_code", REPLY_CODE, reject_code),
  *   };
  *   r = conf_fields_load(c, listener, fields, ELEMENTSOF(fields), s);
  *
@@ -34,10 +34,13 @@ typedef enum ConfFieldKind {
         CONF_FIELD_UINT,        /* unsigned: INT or SIZE with a registry minimum >= 0 */
         CONF_FIELD_SIZE,        /* size_t: likewise */
         CONF_FIELD_U64,         /* uint64_t: likewise */
+        CONF_FIELD_LLONG,       /* long long: INT or SIZE */
         CONF_FIELD_USEC,        /* usec_t: TIME (seconds in main.cf) in microseconds */
+        CONF_FIELD_SECONDS,     /* long long: TIME in seconds */
         CONF_FIELD_ENUM,        /* int: ENUM, mapped through .values (which must cover the registry's) */
         CONF_FIELD_LIST,        /* char **: LIST split as conf_get_list (strv) */
-        CONF_FIELD_TABLES,      /* TableList *: LIST of table specs opened with .flags; NULL if empty */
+        CONF_FIELD_TABLES,      /* TableList *: LIST (or STRING) of table specs opened with .flags;
+                                 * NULL when empty */
         _CONF_FIELD_KIND_MAX,
 } ConfFieldKind;
 
@@ -55,9 +58,11 @@ typedef struct ConfField {
         const ConfFieldEnum *values;    /* CONF_FIELD_ENUM */
 } ConfField;
 
-/* A row; extra designated initialisers (.flags = ..., .values = ...) may follow. */
-#define CONF_FIELD(param, k, type, member, ...) \
-        { .name = (param), .kind = (k), .offset = offsetof(type, member), __VA_ARGS__ }
+/* A row of a table for struct type: CONF_FIELD(Settings, "smtpd_timeout", USEC, timeout_usec);
+ * extra designated initialisers (.flags = ..., .values = ...) may follow. A file usually defines
+ * #define F(...) CONF_FIELD(Settings, __VA_ARGS__) for its table. */
+#define CONF_FIELD(type, param, k, member, ...) \
+        { .name = (param), .kind = CONF_FIELD_##k, .offset = offsetof(type, member), __VA_ARGS__ }
 
 /* Loads every row from c for listener (NULL: the main.cf values without overrides) into base.
  * Logs and returns -EINVAL for a value the registry refuses, a table that cannot be opened or a

@@ -21,7 +21,7 @@ typedef struct Settings {
         uint64_t message_size;
         usec_t timeout;
         char **drop;
-        TableList *maps;
+        TableList *maps, *filter;
 } Settings;
 
 enum { LEVEL_NONE, LEVEL_MAY, LEVEL_ENCRYPT };
@@ -29,21 +29,22 @@ static const ConfFieldEnum levels[] = {
         { "none", LEVEL_NONE }, { "may", LEVEL_MAY }, { "encrypt", LEVEL_ENCRYPT }, { NULL },
 };
 
-#define F(param, kind, member, ...) CONF_FIELD(param, kind, Settings, member, __VA_ARGS__)
+#define F(...) CONF_FIELD(Settings, __VA_ARGS__)
 static const ConfField fields[] = {
-        F("smtpd_banner", CONF_FIELD_STRING, banner),
-        F("smtpd_reject_footer", CONF_FIELD_RAW, footer),
-        F("unknown_address_tempfail_action", CONF_FIELD_STRING, action),
-        F("disable_vrfy_command", CONF_FIELD_BOOL, vrfy),
-        F("smtpd_tls_loglevel", CONF_FIELD_INT, loglevel),
-        F("reject_code", CONF_FIELD_REPLY_CODE, code),
-        F("smtpd_tls_security_level", CONF_FIELD_ENUM, level, .values = levels),
-        F("smtpd_recipient_limit", CONF_FIELD_UINT, recipients),
-        F("line_length_limit", CONF_FIELD_SIZE, line_length),
-        F("message_size_limit", CONF_FIELD_U64, message_size),
-        F("smtpd_timeout", CONF_FIELD_USEC, timeout),
-        F("message_drop_headers", CONF_FIELD_LIST, drop),
-        F("smtpd_sender_login_maps", CONF_FIELD_TABLES, maps),
+        F("smtpd_banner", STRING, banner),
+        F("smtpd_reject_footer", RAW, footer),
+        F("unknown_address_tempfail_action", STRING, action),
+        F("disable_vrfy_command", BOOL, vrfy),
+        F("smtpd_tls_loglevel", INT, loglevel),
+        F("reject_code", REPLY_CODE, code),
+        F("smtpd_tls_security_level", ENUM, level, .values = levels),
+        F("smtpd_recipient_limit", UINT, recipients),
+        F("line_length_limit", SIZE, line_length),
+        F("message_size_limit", U64, message_size),
+        F("smtpd_timeout", USEC, timeout),
+        F("message_drop_headers", LIST, drop),
+        F("smtpd_sender_login_maps", TABLES, maps),
+        F("default_delivery_status_filter", TABLES, filter),   /* a STRING naming tables */
 };
 
 static void set(Conf *c, const char *name, const char *value) {
@@ -76,9 +77,9 @@ static void test_defaults(void) {
         CHECK_STR(s.drop[0], "bcc");
         CHECK_STR(s.drop[3], "return-path");
         CHECK(!s.drop[4]);
-        CHECK(!s.maps);
+        CHECK(!s.maps && !s.filter);
         conf_fields_done(fields, ELEMENTSOF(fields), &s);
-        CHECK(!s.banner && !s.footer && !s.drop && !s.maps);
+        CHECK(!s.banner && !s.footer && !s.drop && !s.maps && !s.filter);
         conf_fields_done(fields, ELEMENTSOF(fields), &s);   /* twice is harmless */
 }
 
@@ -99,6 +100,7 @@ static void test_values_and_overrides(void) {
         set(c, "smtpd_timeout", "2m");
         set(c, "message_drop_headers", "x-a, { x b }");
         set(c, "smtpd_sender_login_maps", "inline:{ a=b }, static:c");
+        set(c, "default_delivery_status_filter", "static:{4.0.0 x}");
         set(c, "submission/smtpd_tls_security_level", "encrypt");
         set(c, "submission/smtpd_reject_footer", "sub $name");
         set(c, "submission/smtpd_timeout", "7");
@@ -118,6 +120,7 @@ static void test_values_and_overrides(void) {
         CHECK_STR(s.drop[1], "x b");
         CHECK(s.maps);
         CHECK_INT(table_list_size(s.maps), 2);
+        CHECK_INT(table_list_size(s.filter), 1);
 
         CHECK_INT(conf_fields_load(c, "submission", fields, ELEMENTSOF(fields), &sub), 0);
         CHECK_INT(sub.level, LEVEL_ENCRYPT);
@@ -137,14 +140,15 @@ static void test_bad_rows_and_values(void) {
         Settings s = {};
         static const ConfFieldEnum partial[] = { { "none", 0 }, { "may", 1 }, { NULL } };
         static const ConfField bad[] = {
-                F("no_such_parameter", CONF_FIELD_STRING, banner),
-                F("smtpd_timeout", CONF_FIELD_UINT, recipients),         /* TIME into a number */
-                F("smtpd_recipient_limit", CONF_FIELD_INT, loglevel),     /* unbounded into int */
-                F("smtpd_tls_loglevel", CONF_FIELD_REPLY_CODE, code),     /* 0..4 is no reply code */
-                F("smtpd_tls_security_level", CONF_FIELD_ENUM, level, .values = partial),
-                F("smtpd_tls_security_level", CONF_FIELD_ENUM, level),   /* no map */
-                F("smtpd_banner", CONF_FIELD_LIST, drop),
-                F("unknown_address_tempfail_action", CONF_FIELD_RAW, footer),
+                F("no_such_parameter", STRING, banner),
+                F("smtpd_timeout", UINT, recipients),         /* TIME into a number */
+                F("smtpd_recipient_limit", INT, loglevel),     /* unbounded into int */
+                F("smtpd_tls_loglevel", REPLY_CODE, code),     /* 0..4 is no reply code */
+                F("smtpd_tls_security_level", ENUM, level, .values = partial),
+                F("smtpd_tls_security_level", ENUM, level),   /* no map */
+                F("smtpd_banner", LIST, drop),
+                F("smtpd_timeout", TABLES, maps),
+                F("unknown_address_tempfail_action", RAW, footer),
         };
 
         CHECK_INT(conf_new(&c), 0);

@@ -22,7 +22,7 @@ static const ConfFieldEnum tls_level_values[] = {
         { "none", TLS_LEVEL_NONE }, { "may", TLS_LEVEL_MAY }, { "encrypt", TLS_LEVEL_ENCRYPT }, {},
 };
 
-#define F(param, kind, member, ...) CONF_FIELD(param, CONF_FIELD_##kind, SmtpdSettings, member, __VA_ARGS__)
+#define F(...) CONF_FIELD(SmtpdSettings, __VA_ARGS__)
 static const ConfField smtpd_fields[] = {
         F("myhostname", STRING, myhostname),
         F("myorigin", STRING, myorigin),
