@@ -474,7 +474,7 @@ const ParamDef param_table[] = {
                "Name the SASL login of an authenticated client in the Received: header (\"Authenticated sender: user\")."),
         P_STR("smtpd_sasl_path", "smtpd",
               "Dovecot's auth client socket; a relative path is taken relative to queue_directory (as Postfix, e.g. private/auth)."),
-        P_INT("smtpd_sasl_response_limit", "12288", 1, 0,
+        P_INT("smtpd_sasl_response_limit", "12288", 64, 0,
               "Longest SASL response line (in bytes) a client may send during AUTH."),
         P_LIST("smtpd_sasl_security_options", "noanonymous",
                "Which SASL mechanisms may be offered without TLS: noanonymous and/or noplaintext exclude those kinds."),

@@ -77,23 +77,12 @@ struct SmtpdAnvil {
 
 static void anvil_fail(SmtpdAnvil *a, const char *why);
 
-int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *ret) {
-        SmtpdAnvilLimits l = {
-                .connection_count = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_connection_count_limit")),
-                .connection_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_connection_rate_limit")),
-                .message_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_message_rate_limit")),
-                .recipient_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_recipient_rate_limit")),
-                .newtls_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_new_tls_session_rate_limit")),
-                .auth_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_auth_rate_limit")),
-        };
+/* The limits themselves are rows of smtpd-settings.c. */
+int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *l) {
         _cleanup_strv_free_ char **entries = conf_get_list(c, listener, "smtpd_client_event_limit_exceptions");
         if (!entries)
                 return log_oom();
-        int r = smtpd_netlist_parse("smtpd_client_event_limit_exceptions", entries, &l.exceptions);
-        if (r < 0)
-                return r;
-        *ret = l;
-        return 0;
+        return smtpd_netlist_parse("smtpd_client_event_limit_exceptions", entries, &l->exceptions);
 }
 
 void smtpd_anvil_settings_done(SmtpdAnvilLimits *l) {

@@ -77,14 +77,10 @@ static void on_sasl_state(SaslClient *c, int error, void *userdata) {
                 log_warning_errno(error, "SASL: Connect to %s failed: %m", sasl_client_path(c));
 }
 
+/* The switches, the response limit and the service name are rows of smtpd-settings.c. */
 int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r;
 
-        s->sasl_enable = conf_get_bool(c, listener, "smtpd_sasl_auth_enable");
-        s->tls_auth_only = conf_get_bool(c, listener, "smtpd_tls_auth_only");
-        s->sasl_authenticated_header = conf_get_bool(c, listener, "smtpd_sasl_authenticated_header");
-        s->broken_sasl_auth_clients = conf_get_bool(c, listener, "broken_sasl_auth_clients");
-        s->sasl_response_limit = (size_t) MAX(64, conf_get_int(c, listener, "smtpd_sasl_response_limit"));
         if (!s->sasl_enable)
                 return 0;
 
@@ -101,9 +97,6 @@ int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s) {
             (r = parse_security_options("smtpd_sasl_tls_security_options", tls_opts, &s->sasl_tls_exclude,
                                         &s->sasl_tls_require)) < 0)
                 return r;
-        s->sasl_service = strdup(strempty(conf_get_listener(c, listener, "smtpd_sasl_service")));
-        if (!s->sasl_service)
-                return log_oom();
 
         /* Like Postfix, a relative path names a socket below the queue directory. */
         const char *path = strempty(conf_get_listener(c, listener, "smtpd_sasl_path"));
@@ -135,8 +128,6 @@ int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s) {
 
 void smtpd_auth_settings_done(SmtpdSettings *s) {
         s->sasl = sasl_client_free(s->sasl);
-        free(s->sasl_service);
-        s->sasl_service = NULL;
 }
 
 bool smtpd_auth_offered(Session *s) {

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "smtpd.h"
+#include "conf/conf-fields.h"
 #include "log/log.h"
 #include "mail/header-checks.h"
 #include "mail/rfc822.h"
@@ -23,36 +24,23 @@
 #define HOPS_REPLY "554 5.4.0 Error: too many hops"
 
 static int open_checks(Conf *c, const char *listener, const char *param, HeaderChecks **ret) {
-        _cleanup_strv_free_ char **v = conf_get_list(c, listener, param);
-        _cleanup_strbuf_ StrBuf joined = STRBUF_INIT;
-        _cleanup_free_ char *reason = NULL;
+        _cleanup_free_ char *specs = NULL, *reason = NULL;
 
-        if (!v)
+        if (conf_get_joined(c, listener, param, &specs) < 0)
                 return log_oom();
-        for (char **i = v; *i; i++)
-                if (strbuf_printf(&joined, "%s%s", i == v ? "" : " ", *i) < 0)
-                        return log_oom();
-        int r = header_checks_open(strempty(joined.data), ret, &reason);
+        int r = header_checks_open(specs, ret, &reason);
         if (r < 0)
-                return log_error_errno(r, "%s = %s: %s", param, strempty(joined.data),
-                                       reason ? reason : "cannot open table");
+                return log_error_errno(r, "%s = %s: %s", param, specs, reason ? reason : "cannot open table");
         return 0;
 }
 
+/* The plain values (dropped headers, size and hop limits, ...) are rows of smtpd-settings.c. */
 int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r;
 
         if ((r = open_checks(c, listener, "header_checks", &s->header_checks)) < 0 ||
             (r = open_checks(c, listener, "body_checks", &s->body_checks)) < 0)
                 return r;
-        s->drop_headers = conf_get_list(c, listener, "message_drop_headers");
-        const char *u = conf_get_listener(c, listener, "undisclosed_recipients_header");
-        s->undisclosed_recipients_header = strdup(strempty(u));
-        if (!s->drop_headers || !s->undisclosed_recipients_header)
-                return log_oom();
-        s->body_checks_size_limit = (uint64_t) MAX(0, conf_get_int(c, listener, "body_checks_size_limit"));
-        s->hopcount_limit = (unsigned) MAX(1, conf_get_int(c, listener, "hopcount_limit"));
-        s->always_add_missing_headers = conf_get_bool(c, listener, "always_add_missing_headers");
         /* mime_header_checks and nested_header_checks default to $header_checks; without MIME
          * parsing only the top-level header section is checked, so a different value cannot
          * be honoured. */
@@ -74,8 +62,6 @@ int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
 void smtpd_cleanup_settings_done(SmtpdSettings *s) {
         header_checks_free(s->header_checks);
         header_checks_free(s->body_checks);
-        strv_free(s->drop_headers);
-        free(s->undisclosed_recipients_header);
 }
 
 /* Logs one action: "ID: hold: header Subject: x from NAME[ADDR]; from=<a> to=<b> proto=P

@@ -462,17 +462,3 @@ void smtpd_policy_shutdown(void) {
         while (idle_conns)
                 conn_free(idle_conns);
 }
-
-int smtpd_policy_settings_load(Conf *c, const char *listener, SmtpdSettings *s) {
-        s->policy_default_action = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_default_action")));
-        s->policy_context = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_policy_context")));
-        if (!s->policy_default_action || !s->policy_context)
-                return log_oom();
-        s->policy_timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_timeout")) * USEC_PER_SEC;
-        s->policy_max_idle_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_max_idle")) * USEC_PER_SEC;
-        s->policy_max_ttl_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_max_ttl")) * USEC_PER_SEC;
-        s->policy_retry_delay_usec = (usec_t) MAX(0, conf_get_time(c, listener, "smtpd_policy_service_retry_delay")) * USEC_PER_SEC;
-        s->policy_request_limit = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_policy_service_request_limit"));
-        s->policy_try_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_policy_service_try_limit"));
-        return 0;
-}

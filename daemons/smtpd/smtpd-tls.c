@@ -12,28 +12,22 @@
 #include <unistd.h>
 
 #include "smtpd.h"
+#include "conf/conf-fields.h"
 #include "log/log.h"
 
 static bool is_implicit(Session *s) {
         return s->listener->kind == LISTENER_SUBMISSIONS;
 }
 
+/* The level, log level, Received: clause and timeout are rows of smtpd-settings.c. */
 int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
-        const char *level = conf_get_listener(c, listener, "smtpd_tls_security_level");
         _cleanup_strv_free_ char **chains = conf_get_list(c, listener, "smtpd_tls_chain_files");
-        _cleanup_strv_free_ char **sni = conf_get_list(c, listener, "tls_server_sni_maps");
-        _cleanup_free_ char *why = NULL, *sni_joined = NULL;
+        _cleanup_free_ char *why = NULL, *sni = NULL;
         unsigned set;
         int r;
 
-        if (!chains || !sni)
+        if (!chains || conf_get_joined(c, listener, "tls_server_sni_maps", &sni) < 0)
                 return log_oom();
-        s->tls_level = level && strcaseeq(level, "encrypt") ? TLS_LEVEL_ENCRYPT :
-                level && strcaseeq(level, "may") ? TLS_LEVEL_MAY : TLS_LEVEL_NONE;
-        s->tls_loglevel = (int) conf_get_int(c, listener, "smtpd_tls_loglevel");
-        s->tls_received_header = conf_get_bool(c, listener, "smtpd_tls_received_header");
-        s->starttls_timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_starttls_timeout")) *
-                USEC_PER_SEC;
 
         /* Mandatory TLS (encrypt) uses the mandatory protocol and cipher lists, as in Postfix. */
         bool mandatory = s->tls_level == TLS_LEVEL_ENCRYPT;
@@ -52,21 +46,9 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if (!configured) {
                 if (s->tls_level != TLS_LEVEL_NONE)
                         log_warning("%s: smtpd_tls_security_level = %s but neither smtpd_tls_chain_files nor "
-                                    "smtpd_tls_cert_file is set: TLS not available", s->listener, level);
+                                    "smtpd_tls_cert_file is set: TLS not available", s->listener,
+                                    strempty(conf_get_listener(c, listener, "smtpd_tls_security_level")));
                 return 0;
-        }
-        if (sni[0]) {
-                size_t len = 1;
-                for (char **i = sni; *i; i++)
-                        len += strlen(*i) + 1;
-                sni_joined = calloc(1, len);
-                if (!sni_joined)
-                        return log_oom();
-                for (char **i = sni; *i; i++) {
-                        if (i != sni)
-                                strcat(sni_joined, " ");
-                        strcat(sni_joined, *i);
-                }
         }
         TlsServerConfig cfg = {
                 .cert_file = cert,
@@ -74,7 +56,7 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                 .chain_files = chains,
                 .protocols = protocols,
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
-                .sni_maps = sni_joined,
+                .sni_maps = sni,
         };
         r = tls_server_new(&cfg, &s->tls, &why);
         if (r < 0)

@@ -244,11 +244,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpdSettings *, smtpd_settings_unref);
 /* Builds the settings of one listener (NULL: the main.cf values without listener overrides)
  * from a configuration; logs its own errors, naming parameter and offending entry. */
 int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret);
-/* smtpd-dnsbl.c / smtpd-policy.c: their part of the settings (called by smtpd_settings_new;
- * freed by smtpd_check_settings_done from smtpd_settings_unref). */
-int smtpd_dnsbl_settings_load(Conf *c, const char *listener, SmtpdSettings *s);
-int smtpd_policy_settings_load(Conf *c, const char *listener, SmtpdSettings *s);
-void smtpd_check_settings_done(SmtpdSettings *s);
 /* Builds the settings of every listener, sharing one snapshot among listeners without
  * overrides in main.cf. ret[i] belongs to names[i]; all or nothing. */
 int smtpd_settings_build(Conf *c, char *const *names, size_t n, SmtpdSettings **ret);
@@ -473,8 +468,9 @@ void session_wait_end(Session *s);
 void session_continue(Session *s);
 
 /* smtpd-tls.c */
-/* Fills the TLS fields of a settings snapshot from main.cf; a credential failure is logged and
- * leaves TLS unavailable (STARTTLS answers 454) rather than failing the snapshot. */
+/* Loads the TLS credentials of a settings snapshot (its level is already set); a credential
+ * failure is logged and leaves TLS unavailable (STARTTLS answers 454) rather than failing the
+ * snapshot. */
 int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s);
 /* Whether STARTTLS is offered now (level may/encrypt, credentials loaded, not yet active). */
 bool smtpd_tls_offer(Session *s);
@@ -605,7 +601,8 @@ void smtpd_log_action(Session *s, CheckStage stage, const char *rcpt, const char
                       const char *text);
 
 /* smtpd-auth.c */
-/* Reads the AUTH parameters into s and opens the Dovecot connection; logs its own errors. */
+/* Checks the SASL type and security options and opens the Dovecot connection when AUTH is
+ * enabled (the other AUTH values are already set); logs its own errors. */
 int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_auth_settings_done(SmtpdSettings *s);
 /* Whether AUTH is offered in this session (enabled, not the submit socket, and TLS active
@@ -636,7 +633,8 @@ bool smtpd_auth_mail_param(Session *s, const char *value);
  * the caller goes on at once and done is not called. If the session ends while waiting,
  * free_userdata(userdata) is called instead of done (either may be NULL). */
 typedef void (*SmtpdAnvilDone)(Session *s, bool allowed, void *userdata);
-int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *ret);
+/* Parses smtpd_client_event_limit_exceptions into l (the limits are already set). */
+int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *l);
 void smtpd_anvil_settings_done(SmtpdAnvilLimits *l);
 int smtpd_anvil_new(Server *srv, const char *path, SmtpdAnvil **ret);
 SmtpdAnvil *smtpd_anvil_free(SmtpdAnvil *a);
@@ -680,7 +678,8 @@ void bdat_process(Session *s);
 /* Appends content bytes within the data budget (used by the content checks). */
 void data_content_add(Session *s, const void *p, size_t n);
 
-/* smtpd-cleanup.c: the content checks, called from the content path of smtpd-data.c. */
+/* smtpd-cleanup.c: the content checks, called from the content path of smtpd-data.c.
+ * smtpd_cleanup_settings() opens header_checks and body_checks. */
 int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_cleanup_settings_done(SmtpdSettings *s);
 /* A logical header starts at the current end of the content. */
