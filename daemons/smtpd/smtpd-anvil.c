@@ -221,7 +221,7 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
         }
         /* The wait ends before done(), which may start another one (the connect restrictions
          * after the greeting check, the recipient restrictions after RCPT's). */
-        session_wait_end(s);
+        session_resume(s, SESSION_RESUME_ONLY);
         if (!allowed && (q->kind == ANVIL_KIND_CONNECT || q->kind == ANVIL_KIND_NEWTLS))
                 session_close_after_flush(s);
         if (q->done)
@@ -230,8 +230,8 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
                 q->free_userdata(q->userdata);
         q->userdata = NULL;
         request_free(q);
-        if (s->phase != PHASE_WAIT)
-                session_continue(s);
+        if (!session_waiting(s))
+                session_resume(s, SESSION_RESUME_INPUT);
 }
 
 /* Takes the whole queue so that sessions resumed below may queue new requests safely. */

@@ -230,7 +230,7 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
         if (why)
                 text = why;
 
-        if (s->phase != PHASE_WAIT) {
+        if (!session_waiting(s)) {
                 /* The connection to Dovecot broke while the client still owes its response to a
                  * 334: nothing may be said now; the response gets 454. */
                 a->req = NULL;
@@ -250,7 +250,7 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
                         break;
                 }
                 s->last_code = 334;
-                session_wait_done(s);   /* the next input line is the client's response */
+                session_resume(s, SESSION_RESUME_INPUT);   /* the next input line is the client's response */
                 return;
         }
         case SASL_STATUS_OK: {
@@ -285,7 +285,7 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
                 break;
         }
         auth_free(a);
-        session_wait_done(s);
+        session_resume(s, SESSION_RESUME_INPUT);
 }
 
 /* Dovecot answered nothing yet (cannot be sent): a temporary failure, told at once. */

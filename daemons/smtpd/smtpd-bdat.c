@@ -148,13 +148,13 @@ bool bdat_command(Session *s, char *arg) {
         s->bdat_left = count;
         s->bdat_last = last;
         s->bdat_error = error;
-        s->phase = PHASE_BDAT;
+        session_enter_bdat(s);
         return false;   /* counted as ok when the chunk is read (the last one: when queued) */
 }
 
 /* The chunk is read: answer it, or end the message after the last one. */
 static void bdat_chunk_end(Session *s) {
-        s->phase = PHASE_COMMAND;
+        session_enter_command(s);
         if (s->bdat_error) {
                 const char *error = s->bdat_error;
                 s->bdat_error = NULL;
@@ -186,7 +186,7 @@ static void bdat_chunk_end(Session *s) {
 }
 
 void bdat_process(Session *s) {
-        while (s->phase == PHASE_BDAT) {
+        while (session_phase(s) == PHASE_BDAT) {
                 if (s->bdat_left == 0) {
                         bdat_chunk_end(s);
                         return;

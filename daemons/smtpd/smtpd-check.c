@@ -745,23 +745,16 @@ static void eval_done(SmtpdEval *e) {
         /* The wait ends before finish(), which may start another one (postern-anvil at MAIL and
          * RCPT, the connect restrictions after the name lookup). */
         if (waiting)
-                session_wait_end(s);
+                session_resume(s, SESSION_RESUME_ONLY);
         if (finish)
                 finish(s, rcpt, accepted);
-        if (waiting && s->phase != PHASE_WAIT)
-                session_continue(s);
+        if (waiting && !session_waiting(s))
+                session_resume(s, SESSION_RESUME_INPUT);
 }
 
 static void eval_resume(SmtpdEval *e) {
         if (eval_loop(e))
                 eval_done(e);
-}
-
-void smtpd_check_set_phase(Session *s, SessionPhase phase) {
-        if (s->phase == PHASE_WAIT)
-                s->wait_prev = phase;
-        else
-                s->phase = phase;
 }
 
 static SmtpdEval *eval_new(Session *s, CheckStage stage, const char *rcpt) {

@@ -768,7 +768,7 @@ static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
                 return;
         }
         session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-        smtpd_check_set_phase(s, PHASE_DATA);
+        session_enter_data(s);
 }
 
 static bool cmd_data(Session *s, char *arg) {
@@ -932,7 +932,7 @@ static void note_pipelining(Session *s, const CommandDef *def) {
         s->ill_after = def->name;
         /* Message content sent before the 354 reply is checked here: nothing follows to trip
          * the check at the next command. */
-        if (def->id == CMD_DATA && s->phase == PHASE_DATA)
+        if (def->id == CMD_DATA && session_phase(s) == PHASE_DATA)
                 (void) forbid_pipelining(s, s->in.data, s->in.len);
 }
 

@@ -205,8 +205,7 @@ static void complete_job(CommitJob *j) {
                 s->server->n_queued++;
         if (!s)
                 return;   /* the client left; the message is queued (or not) all the same */
-        s->job = NULL;
-        s->phase = PHASE_COMMAND;
+        session_resume(s, SESSION_RESUME_ONLY);   /* back to PHASE_COMMAND */
         if (j->result >= 0) {
                 s->cmd_ok[j->cmd]++;
                 s->junk_count = 0;
@@ -218,7 +217,7 @@ static void complete_job(CommitJob *j) {
                 session_close_after_flush(s);
                 return;
         }
-        session_resume(s);
+        session_resume(s, SESSION_RESUME_INPUT);
 }
 
 static void complete_done(Committer *c) {

@@ -440,7 +440,7 @@ void data_finish(Session *s) {
         LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
                         .sender = s->sender };
 
-        s->phase = PHASE_COMMAND;
+        session_enter_command(s);
         if (d->too_big) {
                 session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
                 log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 552 5.3.4 Message size exceeds "
@@ -518,8 +518,7 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
         }
 
         j->session = s;
-        s->job = j;
-        smtpd_check_set_phase(s, PHASE_COMMIT);
+        session_enter_commit(s, j);
         command_reset_transaction(s);
         committer_submit(s->server->committer, j);
 }
@@ -538,7 +537,7 @@ void data_process(Session *s) {
         DataState *d = s->data;
         size_t pos = 0, chunk = MAX(s->settings->line_length_limit, (size_t) 2048);
 
-        while (s->phase == PHASE_DATA && pos < s->in.len) {
+        while (session_phase(s) == PHASE_DATA && pos < s->in.len) {
                 const char *start = s->in.data + pos;
                 size_t avail = s->in.len - pos;
                 const char *nl = memchr(start, '\n', avail);

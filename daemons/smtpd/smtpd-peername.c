@@ -49,10 +49,10 @@ static void finish(PeerLookup *p, const char *name, int name_status, const char 
         s->reverse_name_status = rstatus;
         set_id(s);
         lookup_free(p);
-        session_wait_end(s);
+        session_resume(s, SESSION_RESUME_ONLY);
         session_start(s);   /* anvil, then the greeting: either may wait again */
-        if (s->phase != PHASE_WAIT)
-                session_continue(s);
+        if (!session_waiting(s))
+                session_resume(s, SESSION_RESUME_INPUT);
 }
 
 static int status_of(DnsStatus st) {

@@ -189,7 +189,7 @@ static void session_after_anvil(Session *s, bool allowed, void *userdata) {
         if (!allowed)
                 return;
         if (s->listener->kind == LISTENER_SUBMISSIONS) {
-                s->phase = PHASE_TLS;
+                session_enter_tls(s);
                 return;
         }
         command_greet(s);   /* the 220, or the connect restrictions' refusal; may wait */
@@ -432,9 +432,41 @@ static void session_run(Session *s) {
         }
 }
 
-void session_resume(Session *s) {
-        session_touch(s);
-        session_run(s);
+SessionPhase session_phase(const Session *s) {
+        return s->phase;
+}
+
+bool session_waiting(const Session *s) {
+        return s->phase == PHASE_WAIT;
+}
+
+/* The phase a transition applies to: the one the session returns to when it is waiting (a
+ * restriction's finish callback may run inside a wait of its own). */
+static SessionPhase *session_next_phase(Session *s) {
+        return s->phase == PHASE_WAIT ? &s->wait_prev : &s->phase;
+}
+
+void session_enter_command(Session *s) {
+        SessionPhase *p = session_next_phase(s);
+        assert(*p == PHASE_COMMAND || *p == PHASE_DATA || *p == PHASE_BDAT || *p == PHASE_TLS);
+        *p = PHASE_COMMAND;
+}
+
+void session_enter_data(Session *s) {
+        *session_next_phase(s) = PHASE_DATA;
+}
+
+void session_enter_bdat(Session *s) {
+        *session_next_phase(s) = PHASE_BDAT;
+}
+
+void session_enter_commit(Session *s, CommitJob *job) {
+        s->job = job;
+        *session_next_phase(s) = PHASE_COMMIT;
+}
+
+void session_enter_tls(Session *s) {
+        *session_next_phase(s) = PHASE_TLS;
 }
 
 void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
@@ -446,26 +478,25 @@ void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
         session_update_events(s);
 }
 
-void session_wait_end(Session *s) {
-        assert(s->phase == PHASE_WAIT);
-        s->phase = s->wait_prev;
-        s->wait_cancel = NULL;
-        s->wait_userdata = NULL;
-        session_update_events(s);
-}
-
-void session_wait_done(Session *s) {
-        session_wait_end(s);
-        session_continue(s);
-}
-
-void session_continue(Session *s) {
+void session_resume(Session *s, SessionResume how) {
+        if (s->phase == PHASE_WAIT) {
+                s->phase = s->wait_prev;
+                s->wait_cancel = NULL;
+                s->wait_userdata = NULL;
+                session_update_events(s);
+        } else if (s->phase == PHASE_COMMIT) {
+                s->job = NULL;
+                s->phase = PHASE_COMMAND;
+        }
+        if (how == SESSION_RESUME_ONLY)
+                return;
         if (s->server->stopping) {
                 session_close_after_flush(s);
                 (void) session_flush(s);
                 return;
         }
-        session_resume(s);
+        session_touch(s);
+        session_run(s);
 }
 
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {

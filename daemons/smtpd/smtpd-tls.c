@@ -148,7 +148,7 @@ static void starttls_go(Session *s) {
                 strbuf_done(&s->in);
         }
         s->skip_line = false;
-        s->phase = PHASE_TLS;   /* session_flush() calls smtpd_tls_start() once the 220 is out */
+        session_enter_tls(s);  /* session_flush() calls smtpd_tls_start() once the 220 is out */
 }
 
 static void set_timer(Session *s, usec_t usec) {
@@ -180,7 +180,7 @@ static void tls_established(Session *s) {
         s->esmtp = false;
         command_reset_transaction(s);
 
-        s->phase = PHASE_COMMAND;
+        session_enter_command(s);
         set_timer(s, s->settings->timeout_usec);
         /* smtpd_client_new_tls_session_rate_limit counts full handshakes (not resumptions):
          * over the limit anvil answers 421 4.7.0 and the session closes. */

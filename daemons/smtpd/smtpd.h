@@ -302,7 +302,7 @@ typedef enum SessionPhase {
         PHASE_BDAT,      /* reading the bytes of a BDAT chunk (smtpd-bdat.c) */
         PHASE_COMMIT,    /* message handed to the committer; input paused until it answers */
         PHASE_WAIT,      /* waiting for an asynchronous answer (DNS, policy, anvil, SASL, ...):
-                          * input paused until session_wait_done(); see session_wait() */
+                          * input paused until session_resume(); see session_wait() */
         PHASE_CLOSING,   /* flush output, then close */
         PHASE_TLS,       /* TLS handshake in progress (smtpd-tls.c); no SMTP input */
 } SessionPhase;
@@ -452,24 +452,40 @@ void session_reply_raw(Session *s, const char *text);
 bool session_flush(Session *s);
 /* Ends the session after the output drained. */
 void session_close_after_flush(Session *s);
-/* Resumes input processing after a commit finished (called from the commit completion). */
-void session_resume(Session *s);
 /* Processes buffered input until it runs out or the session pauses. */
 void session_process_input(Session *s);
+
+/* The phase belongs to this file: other files read it with session_phase() and ask for a
+ * transition with the functions below. Each applies to the phase the session is in or, while it
+ * waits, to the phase it returns to when the wait ends (a finish callback may run inside one). */
+SessionPhase session_phase(const Session *s);
+bool session_waiting(const Session *s);
+/* DATA/BDAT content is read (or the TLS handshake completed): back to reading commands. */
+void session_enter_command(Session *s);
+/* The 354 to DATA is queued: the input is message content. */
+void session_enter_data(Session *s);
+/* BDAT: the next bytes are the chunk (smtpd-bdat.c counts them). */
+void session_enter_bdat(Session *s);
+/* The message went to the committer: input pauses until session_resume() (the session holds
+ * job until then; session_free() tells the job the client went away). */
+void session_enter_commit(Session *s, CommitJob *job);
+/* The 220 to STARTTLS is queued (or implicit TLS): the next session_flush() starts the handshake. */
+void session_enter_tls(Session *s);
+
 /* Asynchronous work inside a command (a DNS lookup, a policy or anvil query, a SASL step):
  * the command handler starts the operation, calls session_wait() and returns without a reply.
  * Input stays paused (pipelined commands wait in the buffer) and the idle timer does not run.
- * The operation's completion callback appends the reply and calls session_wait_done(), which
- * returns to the previous phase and goes on with buffered input. If the session ends first
- * (client gone, shutdown), cancel(userdata) is called once so the operation drops its pointer to
- * the session; the completion callback must then not run for it. Only one wait at a time. */
+ * If the session ends first (client gone, shutdown), cancel(userdata) is called once so the
+ * operation drops its pointer to the session; its completion must then not run for it. Only one
+ * wait at a time.
+ * The completion ends the wait with session_resume(): SESSION_RESUME_INPUT returns to the
+ * previous phase and goes on with buffered input (or, shutting down, closes after the output);
+ * SESSION_RESUME_ONLY just returns to the previous phase, so that the caller can reply and
+ * maybe start another wait; unless it did, it then calls session_resume(SESSION_RESUME_INPUT).
+ * A commit (session_enter_commit) ends the same way, back in PHASE_COMMAND. */
+typedef enum SessionResume { SESSION_RESUME_INPUT, SESSION_RESUME_ONLY } SessionResume;
 void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata);
-void session_wait_done(Session *s);
-/* Ends the wait without processing input (the caller then replies, may start another wait,
- * and calls session_resume() when it did not). */
-void session_wait_end(Session *s);
-/* Goes on with buffered input after session_wait_end() (or closes when shutting down). */
-void session_continue(Session *s);
+void session_resume(Session *s, SessionResume how);
 
 /* smtpd-tls.c */
 /* Fills the TLS fields of a settings snapshot from main.cf; a credential failure is logged and
@@ -574,13 +590,11 @@ typedef enum CheckStage {
         STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
 } CheckStage;
 /* Called once with the outcome (accepted or not; a refusal was already answered and logged).
- * May run from the event loop after an asynchronous element; the session is then in
- * PHASE_WAIT and goes on with buffered input after finish returns. */
+ * May run from the event loop after an asynchronous element; the wait has then ended and the
+ * session goes on with buffered input after finish returns (unless finish waits again). */
 typedef void (*SmtpdCheckFinish)(Session *s, const char *rcpt, bool accepted);
 /* Evaluates the restrictions of stage (rcpt: the recipient at STAGE_RCPT, else NULL). */
 void smtpd_check_run(Session *s, CheckStage stage, const char *rcpt, SmtpdCheckFinish finish);
-/* Sets the phase the session goes on in; correct inside a finish callback too. */
-void smtpd_check_set_phase(Session *s, SessionPhase phase);
 void smtpd_check_session_done(Session *s);
 
 /* smtpd-access.c: access(5) actions, reply building and reject footers. */
@@ -629,7 +643,8 @@ bool smtpd_auth_mail_param(Session *s, const char *value);
 /* smtpd-anvil.c: client limits through postern-anvil (one shared connection, see the file).
  * Each smtpd_anvil_<event>() reports an event of the session's client; it returns true when the
  * session now waits for anvil's answer (session_wait() was called): done(s, allowed, userdata)
- * then runs later, followed by session_wait_done(). When allowed is false the refusal has been
+ * then runs later, after the wait ended (session_resume(s, SESSION_RESUME_ONLY)), and the session
+ * goes on with its input afterwards unless done() started another wait. When allowed is false the refusal has been
  * replied and logged in Postfix's words (and for connect/newtls the session is closing); when
  * true the caller goes on. false means no wait (exempt client, limit off, anvil unavailable):
  * the caller goes on at once and done is not called. If the session ends while waiting,

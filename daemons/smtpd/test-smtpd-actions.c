@@ -12,7 +12,7 @@
 /* smtpd-commit.c's other dependencies, not used by commit_apply_actions(). */
 void session_reply(Session *s, const char *fmt, ...) {}
 void session_close_after_flush(Session *s) {}
-void session_resume(Session *s) {}
+void session_resume(Session *s, SessionResume how) {}
 void commit_job_free(CommitJob *j) {
         if (!j)
                 return;

@@ -168,10 +168,9 @@ static void complete_pending(Session *s) {
         check_job(j);
         if (getenv("FUZZ_TRACE"))
                 fprintf(stderr, "[content %zu bytes]\n%s[end]\n", j->content_len, j->content);
-        FUZZ_CHECK(s->phase == PHASE_COMMIT && s->job == j);
+        FUZZ_CHECK(session_phase(s) == PHASE_COMMIT && s->job == j);
         j->result = fail_commits ? -EIO : 0;
-        s->job = NULL;
-        s->phase = PHASE_COMMAND;
+        session_resume(s, SESSION_RESUME_ONLY);   /* back to PHASE_COMMAND */
         if (j->result >= 0) {
                 s->cmd_ok[CMD_DATA]++;
                 s->junk_count = 0;
@@ -193,19 +192,19 @@ static bool run(Session *s) {
                         complete_pending(s);
                         continue;
                 }
-                if (s->phase == PHASE_CLOSING)
+                if (session_phase(s) == PHASE_CLOSING)
                         return false;
                 if (s->output_full)
                         continue;
                 break;
         }
-        FUZZ_CHECK(s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT);
+        FUZZ_CHECK(session_phase(s) == PHASE_COMMAND || session_phase(s) == PHASE_DATA || session_phase(s) == PHASE_BDAT);
         FUZZ_CHECK(s->server->data_in_use <= s->server->data_budget);
-        if (s->phase == PHASE_COMMAND && !s->skip_line)
+        if (session_phase(s) == PHASE_COMMAND && !s->skip_line)
                 FUZZ_CHECK(s->in.len <= s->settings->line_length_limit);
-        if (s->phase == PHASE_DATA)
+        if (session_phase(s) == PHASE_DATA)
                 FUZZ_CHECK(s->in.len <= MAX(s->settings->line_length_limit, (size_t) 2048));
-        if (s->phase == PHASE_BDAT)   /* chunk bytes are consumed as they come; the carry is bounded */
+        if (session_phase(s) == PHASE_BDAT)   /* chunk bytes are consumed as they come; the carry is bounded */
                 FUZZ_CHECK(s->in.len == 0 && (!s->data || s->data->carry.len <=
                            MAX(s->settings->line_length_limit, (size_t) 2048) + 1));
         return true;
@@ -244,7 +243,6 @@ int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         s->listener = &l;
         s->fd = -1;
         s->settings = smtpd_settings_ref(l.settings);
-        s->phase = PHASE_COMMAND;
         s->last_cmd = "CONNECT";
         srv.sessions = s;
         srv.n_sessions = 1;
@@ -272,7 +270,7 @@ int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         for (size_t off = 0; off < n;) {
                 size_t k = MIN(chunk, n - off);
                 /* on_io(): the rest of an overlong command line is dropped unbuffered */
-                if (!(s->skip_line && s->phase == PHASE_COMMAND && !memchr(in + off, '\n', k)))
+                if (!(s->skip_line && session_phase(s) == PHASE_COMMAND && !memchr(in + off, '\n', k)))
                         FUZZ_CHECK(strbuf_append(&s->in, in + off, k) == 0);
                 off += k;
                 if (!run(s))
