@@ -107,7 +107,7 @@ static bool any_limit(const SmtpdAnvilLimits *l) {
 
 /* Local submissions and excepted clients are never counted (a table error counts them). */
 static bool exempt(Session *s) {
-        return s->listener->kind == LISTENER_SUBMIT || !s->addr[0] ||
+        return s->listener->kind == LISTENER_SUBMIT || !s->client.addr[0] ||
                 smtpd_netlist_match(&s->settings->anvil.exceptions, s) > 0;
 }
 
@@ -163,38 +163,38 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
                 case ANVIL_KIND_CONNECT:
                         if (l->connection_count && count > l->connection_count) {
                                 log_warning("Connection concurrency limit exceeded: %lld from %s for service %s",
-                                            count, s->id_text, svc);
+                                            count, s->client.id_text, svc);
                                 allowed = false;
                         } else if (l->connection_rate && rate > l->connection_rate) {
                                 log_warning("Connection rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
+                                            rate, s->client.id_text, svc);
                                 allowed = false;
                         }
                         if (!allowed)
-                                session_reply(s, "421 4.7.0 %s Error: too many connections from %s", host, s->addr);
+                                session_reply(s, "421 4.7.0 %s Error: too many connections from %s", host, s->client.addr);
                         break;
                 case ANVIL_KIND_MESSAGE:
                         if (l->message_rate && rate > l->message_rate) {
                                 log_warning("Message delivery request rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "450 4.7.1 Error: too much mail from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
                 case ANVIL_KIND_RECIPIENT:
                         if (l->recipient_rate && rate > l->recipient_rate) {
                                 log_warning("Recipient address rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "452 4.7.1 Error: too many recipients from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "452 4.7.1 Error: too many recipients from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
                 case ANVIL_KIND_NEWTLS:
                         if (l->newtls_rate && rate > l->newtls_rate) {
                                 log_warning("New TLS session rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
+                                            rate, s->client.id_text, svc);
                                 session_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s",
-                                              host, s->addr);
+                                              host, s->client.addr);
                                 allowed = false;
                         }
                         break;
@@ -202,16 +202,16 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
                         /* Not counted yet: refuse when one more new session would exceed. */
                         if (l->newtls_rate && rate >= l->newtls_rate) {
                                 log_warning("New TLS session rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
                 case ANVIL_KIND_AUTH:
                         if (l->auth_rate && rate > l->auth_rate) {
                                 log_warning("AUTH command rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
@@ -395,7 +395,7 @@ static bool anvil_send(Session *s, AnvilKind kind, SmtpdAnvilDone done, void *us
         AnvilRequest *q = calloc(1, sizeof *q);
         if (!q || ipc_record_add(&req, "request", kind_verb[kind]) < 0 ||
             ipc_record_add(&req, "service", s->listener->name) < 0 ||
-            ipc_record_add(&req, "address", s->addr) < 0 || ipc_record_format(&req, &a->out) < 0) {
+            ipc_record_add(&req, "address", s->client.addr) < 0 || ipc_record_format(&req, &a->out) < 0) {
                 free(q);
                 log_oom();
                 return false;

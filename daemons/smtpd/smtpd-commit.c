@@ -57,7 +57,7 @@ static bool job_has_rcpt(const CommitJob *j, const char *addr) {
 }
 
 int commit_apply_actions(Session *s, CommitJob *j) {
-        MessageActions *a = &s->actions;
+        MessageActions *a = &s->tx.actions;
         QueueMessage *m = j->message;
         int r;
 
@@ -93,7 +93,7 @@ int commit_apply_actions(Session *s, CommitJob *j) {
                         j->n_rcpts++;
                 }
         if (a->prepend.len > 0) {
-                r = job_prepend(j, s->data ? s->data->rcvd_start : 0, &a->prepend);
+                r = job_prepend(j, s->tx.data ? s->tx.data->rcvd_start : 0, &a->prepend);
                 if (r < 0)
                         return r;
         }

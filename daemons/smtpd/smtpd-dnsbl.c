@@ -169,17 +169,17 @@ static void var_value(ReplyVars *v, const char *name, size_t nlen, StrBuf *out) 
         else if (IS("rbl_reason") || IS("rbl_txt"))
                 (void) strbuf_puts(out, strempty(v->txt));
         else if (IS("client_address"))
-                (void) strbuf_puts(out, s->addr);
+                (void) strbuf_puts(out, s->client.addr);
         else if (IS("client_name"))
-                (void) strbuf_puts(out, s->name);
+                (void) strbuf_puts(out, s->client.name);
         else if (IS("reverse_client_name"))
-                (void) strbuf_puts(out, s->reverse_name);
+                (void) strbuf_puts(out, s->client.reverse_name);
         else if (IS("helo_name"))
-                (void) strbuf_puts(out, strempty(s->helo));
+                (void) strbuf_puts(out, strempty(s->client.helo));
         else if (IS("sender") || IS("sender_name") || IS("sender_domain")) {
-                split_address(s->sender, &lp, &llen, &dom);
+                split_address(s->tx.sender, &lp, &llen, &dom);
                 if (IS("sender"))
-                        (void) strbuf_puts(out, strempty(s->sender));
+                        (void) strbuf_puts(out, strempty(s->tx.sender));
                 else if (IS("sender_name"))
                         (void) strbuf_append(out, lp, llen);
                 else
@@ -393,20 +393,20 @@ static int start_list(DnsCheck *c, const char *arg) {
         switch (c->kind) {
         case CK_RBL_CLIENT:
         case CK_DNSWL_CLIENT:
-                if (!s->family)
+                if (!s->client.family)
                         return 0;   /* local submission: nothing to look up */
-                c->what = strdup(s->addr);
-                if (dns_reverse_name(s->family, s->addr_bytes, c->zone, c->query_name, sizeof(c->query_name)) < 0)
+                c->what = strdup(s->client.addr);
+                if (dns_reverse_name(s->client.family, s->client.addr_bytes, c->zone, c->query_name, sizeof(c->query_name)) < 0)
                         return 0;
                 break;
         case CK_RHSBL_CLIENT:
-                name = s->name_status == SMTPD_PEER_OK && s->family ? s->name : "";
+                name = s->client.name_status == SMTPD_PEER_OK && s->client.family ? s->client.name : "";
                 break;
         case CK_RHSBL_REVERSE_CLIENT:
-                name = s->reverse_name_status == SMTPD_PEER_OK && s->family ? s->reverse_name : "";
+                name = s->client.reverse_name_status == SMTPD_PEER_OK && s->client.family ? s->client.reverse_name : "";
                 break;
         case CK_RHSBL_HELO:
-                name = domain_of(c->subject ? c->subject : s->helo, false);
+                name = domain_of(c->subject ? c->subject : s->client.helo, false);
                 break;
         case CK_RHSBL_SENDER:
         case CK_RHSBL_RECIPIENT:
@@ -545,17 +545,17 @@ static int start_unknown(DnsCheck *c) {
 static void client_name_check(DnsCheck *c) {
         Session *s = c->session;
         bool reverse = c->kind == CK_UNKNOWN_REVERSE_CLIENT_HOSTNAME;
-        int status = reverse ? s->reverse_name_status : s->name_status;
+        int status = reverse ? s->client.reverse_name_status : s->client.name_status;
         const char *which = reverse ? "reverse hostname" : "hostname";
 
-        if (!s->family || status == SMTPD_PEER_OK)
+        if (!s->client.family || status == SMTPD_PEER_OK)
                 return;
         if (status == SMTPD_PEER_TEMP)
-                set_result(c, "DEFER_IF_PERMIT 450 4.7.25 Client host rejected: cannot find your %s, [%s]", which, s->addr);
+                set_result(c, "DEFER_IF_PERMIT 450 4.7.25 Client host rejected: cannot find your %s, [%s]", which, s->client.addr);
         else
                 set_result(c, "%d %c.7.25 Client host rejected: cannot find your %s, [%s]",
                            s->settings->unknown_client_reject_code,
-                           s->settings->unknown_client_reject_code / 100 + '0', which, s->addr);
+                           s->settings->unknown_client_reject_code / 100 + '0', which, s->client.addr);
 }
 
 int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const char *subject,

@@ -133,7 +133,7 @@ static void attempt_failed(PolicyRequest *r, const char *why) {
                                        set->policy_retry_delay_usec, 1000, on_retry, r) >= 0)
                 return;
         log_warning("%s: policy service %s unavailable after %u attempt(s); using "
-                    "smtpd_policy_service_default_action", r->session->id_text, r->service, r->attempts);
+                    "smtpd_policy_service_default_action", r->session->client.id_text, r->service, r->attempts);
         request_finish(r, set->policy_default_action);
 }
 
@@ -385,24 +385,24 @@ static char *build_request(Session *s, const char *state, const char *sender, co
         }
         /* One value for all requests of a mail transaction (Postfix: instance); not the queue ID,
          * which the first accepted recipient brings. */
-        snprintf(instance, sizeof(instance), "%lx.%" PRIx64, (unsigned long) getpid(), s->transaction);
+        snprintf(instance, sizeof(instance), "%lx.%" PRIx64, (unsigned long) getpid(), s->tx.number);
 
         attr(&b, "request", "smtpd_access_policy");
         attr(&b, "protocol_state", state);
-        attr(&b, "protocol_name", s->esmtp ? "ESMTP" : "SMTP");
-        attr(&b, "helo_name", s->helo);
-        attr(&b, "queue_id", s->queue_id);
+        attr(&b, "protocol_name", s->client.esmtp ? "ESMTP" : "SMTP");
+        attr(&b, "helo_name", s->client.helo);
+        attr(&b, "queue_id", s->tx.queue_id);
         attr(&b, "sender", sender);
         attr(&b, "recipient", recipient);
-        attr_num(&b, "recipient_count", s->n_rcpts);
-        attr(&b, "client_address", s->addr);
-        attr(&b, "client_name", s->name);
-        attr(&b, "reverse_client_name", s->reverse_name);
+        attr_num(&b, "recipient_count", s->tx.n_rcpts);
+        attr(&b, "client_address", s->client.addr);
+        attr(&b, "client_name", s->client.name);
+        attr(&b, "reverse_client_name", s->client.reverse_name);
         attr(&b, "instance", instance);
-        attr(&b, "sasl_method", s->sasl_method);
-        attr(&b, "sasl_username", s->sasl_username);
+        attr(&b, "sasl_method", s->client.sasl_method);
+        attr(&b, "sasl_username", s->client.sasl_username);
         attr(&b, "sasl_sender", "");
-        attr_num(&b, "size", s->data ? s->data->bytes : 0);
+        attr_num(&b, "size", s->tx.data ? s->tx.data->bytes : 0);
         attr(&b, "ccert_subject", "");
         attr(&b, "ccert_issuer", "");
         attr(&b, "ccert_fingerprint", "");

@@ -3,6 +3,8 @@
  *   smtpd.c              main(): listeners, accept loop, per-listener settings, SIGHUP reload
  *   smtpd-session.c      one client connection: buffers, reading, replying, timeouts, closing
  *   smtpd-command.c      the SMTP command state machine (EHLO ... QUIT) and the fingerprint
+ *   smtpd-transaction.c  the transaction part of a session (MAIL ... commit): reset, recipients,
+ *                        the message actions
  *   smtpd-restrictions.c compiling restriction lists; mynetworks, local domains and users
  *   smtpd-check.c        the resumable restriction evaluator (all classes, async elements)
  *   smtpd-access.c       access(5) actions, refusal replies with footers, their log lines
@@ -282,7 +284,7 @@ struct Server {
         Session *sessions;           /* all live sessions, freed at shutdown */
         size_t n_sessions;
         uint64_t n_queued;           /* messages committed since start */
-        uint64_t n_transactions;     /* MAIL commands taken since start (Session.transaction) */
+        uint64_t n_transactions;     /* MAIL commands taken since start (Session.tx.number) */
         sd_event_source *status_timer;
         uint64_t data_budget;        /* bytes of message content all sessions may buffer */
         uint64_t data_in_use;        /* bytes buffered now: DATA in progress + awaiting commit */
@@ -354,16 +356,11 @@ typedef struct DataState {
         char *reject;            /* "550 5.7.1 text" from a REJECT action: refused at end of data */
 } DataState;
 
-struct Session {
-        Session *prev, *next;
-        Server *server;
-        Listener *listener;
-        SmtpdSettings *settings;
-        int fd;
-        sd_event_source *io;
-        sd_event_source *timer;
-        SessionPhase phase;
-
+/* The client: what the handshake established (address, names, submit uid) and what the client
+ * told us about itself (HELO, TLS, SASL); a screening stage or a connect-time restriction needs
+ * only this part. Set by smtpd-session.c/-peername.c (connect), -command.c (HELO/EHLO), -tls.c
+ * and -auth.c; read everywhere. */
+typedef struct SmtpdClient {
         char addr[64];           /* "127.0.0.2", or "" for a local submission */
         char name[DNS_NAME_MAX]; /* verified client name, "unknown", or "local" */
         char reverse_name[DNS_NAME_MAX];   /* the PTR name even if it does not verify, or "unknown" */
@@ -375,44 +372,75 @@ struct Session {
         bool uid_counted;        /* submit: holds a place in listener->uids (else: refused) */
         bool uid_trusted;        /* ... counted as root */
         int bare_newline;        /* smtpd_forbid_bare_newline after its exclusions */
-
-        StrBuf in, out;
-        bool skip_line;          /* discarding the rest of an overlong command line */
-        bool want_write;         /* output pending: EPOLLOUT armed, input paused */
-        bool output_full;        /* processing stopped at the output high-water mark */
+        unsigned ehlo_discard;   /* EHLO_* bits hidden for this client */
 
         char *helo;
+        bool esmtp;
         char *sasl_username;     /* set by a successful AUTH (smtpd-auth.c), else NULL */
         char *sasl_method;
         TlsConn *tls;            /* the TLS session once STARTTLS (or implicit TLS) began */
         bool tls_active;         /* the handshake completed: all I/O is inside TLS */
         bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
                                   * event is reported in tls_established() (smtpd-tls.c) */
-        SmtpdAuth *auth;         /* an AUTH exchange in progress (smtpd-auth.c), else NULL */
-        bool esmtp;
+} SmtpdClient;
+
+/* One recipient of a transaction, as RCPT gave it. */
+typedef struct SmtpdRecipient {
+        char *address;           /* the external form */
+        char *orcpt;             /* ORCPT "type;addr" (decoded) or NULL */
+        unsigned notify;         /* QUEUE_NOTIFY_* bits, 0 when not given */
+} SmtpdRecipient;
+void smtpd_recipient_done(SmtpdRecipient *r);
+
+/* A mail transaction, from MAIL to its commit (or RSET, or a refusal): everything here is
+ * forgotten by smtpd_transaction_reset() (smtpd-transaction.c). */
+typedef struct SmtpdTransaction {
         bool in_mail;
         char *sender;
         char *body_type;
         bool smtputf8;           /* MAIL FROM ... SMTPUTF8 */
         int dsn_ret;             /* RET=: 0 none, 1 FULL, 2 HDRS */
         char *dsn_envid;         /* ENVID= (decoded), or NULL */
-        char **rcpts;
-        char **rcpt_orcpts;      /* per recipient: ORCPT "type;addr" (decoded) or NULL */
-        unsigned *rcpt_notify;   /* per recipient: QUEUE_NOTIFY_* bits, 0 when not given */
+        SmtpdRecipient *rcpts;   /* accepted recipients */
         size_t n_rcpts;
         size_t rcpt_attempts;    /* RCPT commands in this transaction */
+        SmtpdRecipient rcpt_pending;   /* RCPT's NOTIFY/ORCPT while its restrictions run */
         char queue_id[QUEUE_ID_MAX];
-        uint64_t transaction;    /* this transaction's number (from MAIL on; policy "instance") */
+        uint64_t number;         /* this transaction's number (from MAIL on; policy "instance") */
         DataState *data;
         uint64_t bdat_left;      /* bytes of the current BDAT chunk still to read */
         bool bdat_last;          /* the current chunk is BDAT ... LAST */
         bool bdat_active;        /* this transaction received BDAT chunks: DATA/MAIL/RCPT refused */
         const char *bdat_error;  /* the current chunk is discarded and answered with this */
-        unsigned ehlo_discard;   /* EHLO_* bits hidden for this client */
         MessageActions actions;  /* this transaction's access/content-check decisions */
-        unsigned rcpt_pending_notify;   /* RCPT's NOTIFY/ORCPT while its restrictions run */
-        char *rcpt_pending_orcpt;
-        CommitJob *job;          /* while PHASE_COMMIT */
+} SmtpdTransaction;
+/* Forgets the transaction (frees what it holds; the struct is reusable). */
+void smtpd_transaction_reset(SmtpdTransaction *t);
+/* Appends a recipient (taking over what r holds; r is cleared). -ENOMEM leaves r as it was. */
+int smtpd_transaction_add_rcpt(SmtpdTransaction *t, SmtpdRecipient *r);
+
+/* One client connection: its machinery (socket, buffers, timers, the phase owned by
+ * smtpd-session.c), its client and its current transaction. */
+struct Session {
+        Session *prev, *next;
+        Server *server;
+        Listener *listener;
+        SmtpdSettings *settings;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *timer;
+        SessionPhase phase;      /* written only by smtpd-session.c: read it with session_phase() */
+
+        SmtpdClient client;
+        SmtpdTransaction tx;
+
+        StrBuf in, out;
+        bool skip_line;          /* discarding the rest of an overlong command line */
+        bool want_write;         /* output pending: EPOLLOUT armed, input paused */
+        bool output_full;        /* processing stopped at the output high-water mark */
+
+        SmtpdAuth *auth;         /* an AUTH exchange in progress (smtpd-auth.c), else NULL */
+        CommitJob *job;          /* while PHASE_COMMIT (the transaction was reset already) */
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
         void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
         void *wait_userdata;
@@ -518,7 +546,6 @@ unsigned command_ehlo_mask(char **words);
 void command_execute(Session *s, char *line, size_t len);
 /* Sends the greeting (or, with smtpd_delay_reject = no, the client restrictions' refusal). */
 void command_greet(Session *s);
-void command_reset_transaction(Session *s);
 void command_log_disconnect(Session *s);
 
 /* smtpd-restrictions.c */
@@ -604,7 +631,7 @@ typedef enum AccessVerdict {
 } AccessVerdict;
 /* Applies an access(5) value found for entity (e.g. "user@example.org") in a lookup of class
  * label ("Sender address"). Sets *ret_text (allocated) to the reply for REJECT/DEFER_IF_*, or
- * to the list for ACCESS_LIST. Message-wide actions (HOLD, BCC, ...) go to s->actions. */
+ * to the list for ACCESS_LIST. Message-wide actions (HOLD, BCC, ...) go to s->tx.actions. */
 AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt, const char *value,
                                  const char *entity, const char *label, char **ret_text);
 /* "554 5.7.1 text": builds a reply; the enhanced code from text if it starts with one
@@ -711,7 +738,7 @@ int cleanup_missing_to(Session *s, StrBuf *add);
 bool cleanup_end_of_data(Session *s);
 
 /* smtpd-commit.c */
-/* Applies s->actions to the job built from s's message: hold, filter, redirect (replaces all
+/* Applies s->tx.actions to the job built from s's message: hold, filter, redirect (replaces all
  * recipients), bcc (adds recipients, NOTIFY=NEVER), prepend (after our Received:). Returns 1
  * when the message is to be discarded (answered 250, not queued), 0, or -ENOMEM. */
 int commit_apply_actions(Session *s, CommitJob *j);

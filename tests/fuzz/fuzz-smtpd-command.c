@@ -55,7 +55,7 @@ void committer_drain(Committer *c) {
 
 /* No message actions are set without restrictions or content checks configured. */
 int commit_apply_actions(Session *s, CommitJob *j) {
-        return s->actions.discard ? 1 : 0;
+        return s->tx.actions.discard ? 1 : 0;
 }
 
 void committer_submit(Committer *c, CommitJob *job) {
@@ -205,7 +205,7 @@ static bool run(Session *s) {
         if (session_phase(s) == PHASE_DATA)
                 FUZZ_CHECK(s->in.len <= MAX(s->settings->line_length_limit, (size_t) 2048));
         if (session_phase(s) == PHASE_BDAT)   /* chunk bytes are consumed as they come; the carry is bounded */
-                FUZZ_CHECK(s->in.len == 0 && (!s->data || s->data->carry.len <=
+                FUZZ_CHECK(s->in.len == 0 && (!s->tx.data || s->tx.data->carry.len <=
                            MAX(s->settings->line_length_limit, (size_t) 2048) + 1));
         return true;
 }
@@ -247,22 +247,22 @@ int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         srv.sessions = s;
         srv.n_sessions = 1;
         if (l.kind == LISTENER_SUBMIT) {
-                s->uid = ai == 0 ? 0 : ai == 1 ? 65534 : (uid_t) 4242;
-                snprintf(s->name, sizeof s->name, "local");
-                snprintf(s->id_text, sizeof s->id_text, "local[uid=%u]", (unsigned) s->uid);
+                s->client.uid = ai == 0 ? 0 : ai == 1 ? 65534 : (uid_t) 4242;
+                snprintf(s->client.name, sizeof s->client.name, "local");
+                snprintf(s->client.id_text, sizeof s->client.id_text, "local[uid=%u]", (unsigned) s->client.uid);
         } else {
-                s->family = ai < 2 ? AF_INET : AF_INET6;
-                memcpy(s->addr_bytes, addrs[ai], 16);
-                inet_ntop(s->family, s->addr_bytes, s->addr, sizeof s->addr);
+                s->client.family = ai < 2 ? AF_INET : AF_INET6;
+                memcpy(s->client.addr_bytes, addrs[ai], 16);
+                inet_ntop(s->client.family, s->client.addr_bytes, s->client.addr, sizeof s->client.addr);
                 bool loopback = ai == 0 || ai == 2;
-                snprintf(s->name, sizeof s->name, "%s", loopback ? "localhost" : "unknown");
-                snprintf(s->id_text, sizeof s->id_text, "%s[%s]", s->name, s->addr);
+                snprintf(s->client.name, sizeof s->client.name, "%s", loopback ? "localhost" : "unknown");
+                snprintf(s->client.id_text, sizeof s->client.id_text, "%s[%s]", s->client.name, s->client.addr);
         }
         /* session_new(): smtpd_forbid_bare_newline after its exclusions */
-        s->bare_newline = s->settings->bare_newline;
-        if (s->bare_newline == BARE_NEWLINE_YES &&
+        s->client.bare_newline = s->settings->bare_newline;
+        if (s->client.bare_newline == BARE_NEWLINE_YES &&
             smtpd_netlist_match(&s->settings->bare_newline_exclusions, s) > 0)
-                s->bare_newline = BARE_NEWLINE_NORMALIZE;
+                s->client.bare_newline = BARE_NEWLINE_NORMALIZE;
         session_reply(s, "220 %s", s->settings->banner);
         check_replies(&s->out);
         strbuf_done(&s->out);
