@@ -54,7 +54,8 @@ typedef struct SmtpdEval {
         char *defer_if_permit, *defer_if_reject;
         bool warn_next, warn_async;
         bool checked_local, checked_sender;
-        SmtpdCheck *op;
+        const SmtpdHook *op_hook;    /* the hook running op for op_elem */
+        SmtpdHookOp *op;
         const RestrictionElem *op_elem;
 } SmtpdEval;
 
@@ -95,7 +96,7 @@ static void eval_free(SmtpdEval *e) {
         if (!e)
                 return;
         if (e->op)
-                smtpd_check_cancel(e->op);
+                e->op_hook->cancel(e->op);
         while (e->depth > 0)
                 smtpd_restrictions_done(&e->stack[--e->depth].owned);
         if (e->s && e->s->eval == e)
@@ -439,12 +440,11 @@ static Result apply_dns_result(SmtpdEval *e, const char *result) {
         return RES_REJECT;
 }
 
-static void on_check_done(Session *s, const char *action, void *userdata) {
+static void on_check_done(const char *action, void *userdata) {
         SmtpdEval *e = userdata;
         const RestrictionElem *el = e->op_elem;
         Result r = RES_DUNNO;
 
-        (void) s;
         e->op = NULL;
         if (action && !strcaseeq(action, "DUNNO")) {
                 if (el->kind == RESTRICT_DNS)
@@ -483,15 +483,13 @@ static Result start_async(SmtpdEval *e, const RestrictionElem *el) {
                                 return RES_DUNNO;
                         subject = s->client.helo;
                 }
-                r = smtpd_check_dns_start(s, el->name, el->arg, subject, on_check_done, e, &e->op);
-        } else {
-                static const char *const states[] = {
-                        [STAGE_CONNECT] = "CONNECT", [STAGE_HELO] = "HELO", [STAGE_MAIL] = "MAIL",
-                        [STAGE_RCPT] = "RCPT", [STAGE_DATA] = "DATA", [STAGE_EOD] = "END-OF-MESSAGE",
-                };
-                r = smtpd_check_policy_start(s, el->arg, states[e->stage], s->tx.sender, e->rcpt,
-                                             on_check_done, e, &e->op);
         }
+        const SmtpdHookArgs args = {
+                .settings = s->settings, .server = s->server, .stage = e->stage, .element = el->name,
+                .arg = el->arg, .subject = subject, .recipient = e->rcpt,
+        };
+        e->op_hook = el->kind == RESTRICT_DNS ? &smtpd_hook_dns : &smtpd_hook_policy;
+        r = e->op_hook->start(&s->client, &s->tx, &args, on_check_done, e, &e->op);
         if (r < 0) {
                 log_warning_errno(r, "%s %s: cannot start the check: %m", el->name, strempty(el->arg));
                 e->op = NULL;

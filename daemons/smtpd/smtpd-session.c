@@ -41,6 +41,22 @@ static void session_touch(Session *s) {
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
+/* The address and port the client connected to, and the client's port (policy requests). */
+static void session_describe_server(Session *s) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        if (getsockname(s->fd, (struct sockaddr *) &ss, &sl) < 0 || ss.ss_family == AF_UNIX)
+                return;
+        void *a = ss.ss_family == AF_INET ? (void *) &((struct sockaddr_in *) &ss)->sin_addr
+                                          : (void *) &((struct sockaddr_in6 *) &ss)->sin6_addr;
+        inet_ntop(ss.ss_family, a, s->client.server_addr, sizeof(s->client.server_addr));
+        s->client.server_port = ntohs(((struct sockaddr_in *) &ss)->sin_port);   /* same offset in both */
+        sl = sizeof(ss);
+        if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0)
+                s->client.port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
+}
+
 static void session_describe_peer(Session *s) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -76,6 +92,7 @@ static void session_describe_peer(Session *s) {
                 if (s->client.family)
                         inet_ntop(s->client.family, s->client.addr_bytes, s->client.addr, sizeof(s->client.addr));
         }
+        session_describe_server(s);
         bool loopback = (s->client.family == AF_INET && s->client.addr_bytes[0] == 127) ||
                 (s->client.family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((struct in6_addr *) s->client.addr_bytes));
         snprintf(s->client.name, sizeof(s->client.name), "%s", loopback ? "localhost" : "unknown");

@@ -115,8 +115,8 @@ typedef enum Restriction {
         RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH,
         RESTRICT_UNAUTH_SENDER_LOGIN_MISMATCH,
         RESTRICT_REJECT_UNAUTH_PIPELINING,
-        RESTRICT_DNS,            /* asynchronous: smtpd_check_dns_start(name, arg) */
-        RESTRICT_POLICY,         /* asynchronous: smtpd_check_policy_start(arg) */
+        RESTRICT_DNS,            /* asynchronous: smtpd_hook_dns (element name, arg) */
+        RESTRICT_POLICY,         /* asynchronous: smtpd_hook_policy (arg) */
         RESTRICT_CLASS,          /* a name from smtpd_restriction_classes */
 } Restriction;
 
@@ -368,6 +368,9 @@ typedef struct SmtpdClient {
         char id_text[DNS_NAME_MAX + 72];   /* "name[addr]" for logs; "local uid=1000" for submit */
         int family;
         uint8_t addr_bytes[16];
+        unsigned port;           /* the client's TCP port, 0 if unknown (policy: client_port) */
+        char server_addr[64];    /* the address it connected to, "" if unknown or local */
+        unsigned server_port;
         uid_t uid;               /* submit only */
         bool uid_counted;        /* submit: holds a place in listener->uids (else: refused) */
         bool uid_trusted;        /* ... counted as root */
@@ -573,37 +576,6 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
 int smtpd_local_user_known(Session *s, const char *local);
 bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error);
 
-/* Asynchronous restriction elements (DNSBL/RHSBL lookups, unknown-domain and client-name
- * checks, policy delegation). The restriction engine (smtpd-check.c) starts one with the
- * element's argument and the address being checked, calls session_wait(), and continues the
- * restriction list when done() is called. What done() gets differs by kind:
- *   - DNS checks (smtpd_check_dns_start) give their final wording, sent as it is: NULL or
- *     "DUNNO" to go on, "OK" (a DNSWL hit), a complete reply ("554 5.7.1 Service unavailable;
- *     Client host [a] blocked using zone", "450 4.1.8 <a@b>: Sender address rejected: Domain not
- *     found"), or "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures.
- *   - Policy servers (smtpd_check_policy_start) give an access(5) action ("DUNNO", "OK",
- *     "REJECT text", "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...), applied
- *     exactly as a check_*_access table value, with the decoration of the restriction class.
- * done() is never called from inside the start function (results known at once are delivered
- * from a deferred event). smtpd_check_cancel() stops an operation whose session went away; done()
- * is then not called. An operation bounds its own time (DNS, policy timeouts). */
-typedef struct SmtpdCheck SmtpdCheck;
-typedef void (*SmtpdCheckDone)(Session *s, const char *action, void *userdata);
-/* smtpd-dnsbl.c. what: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",
- * "reject_rhsbl_helo", "reject_rhsbl_recipient", "reject_rhsbl_reverse_client",
- * "permit_dnswl_client", "reject_unknown_sender_domain", "reject_unknown_recipient_domain",
- * "reject_unknown_helo_hostname", "reject_unknown_client_hostname",
- * "reject_unknown_reverse_client_hostname"; arg: the element's argument ("zone[=d.d.d.d]" for
- * the DNS lists, NULL otherwise); subject: the address or name checked (sender, recipient,
- * HELO name; NULL for client checks, which use the session). */
-int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const char *subject,
-                          SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
-/* smtpd-policy.c: check_policy_service SERVICE (unix:path, inet:host:port or a path), with the
- * protocol state ("RCPT", "DATA", "END-OF-MESSAGE", ...) and the sender/recipient in question. */
-int smtpd_check_policy_start(Session *s, const char *service, const char *protocol_state,
-                             const char *sender, const char *recipient,
-                             SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
-void smtpd_check_cancel(SmtpdCheck *op);
 /* smtpd-policy.c: closes the policy connections kept for reuse (shutdown). */
 void smtpd_policy_shutdown(void);
 
@@ -616,6 +588,57 @@ int smtpd_peername_start(Session *s);
 typedef enum CheckStage {
         STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
 } CheckStage;
+
+/* Hooks: the restriction elements that ask something outside smtpd (DNS lists, unknown-domain
+ * and client-name checks, a policy service; later a milter, or screening checks at connect)
+ * behind one interface. A hook sees only the client and the transaction, never the session, so
+ * that a connect-time stage can run it before any SMTP command, with only the client part set.
+ *
+ * start() begins the operation with the element's argument and what is being checked; it
+ * returns <0 (nothing started, done() never called) or 0 with *ret set; done(action, userdata)
+ * is then called exactly once, later: never from inside start() (results known at once are
+ * delivered from a deferred event). The action is:
+ *   - DNS checks (smtpd_hook_dns, "final" wording): NULL or "DUNNO" to go on, "OK" (a DNSWL
+ *     hit), a complete reply sent as it is ("554 5.7.1 Service unavailable; Client host [a]
+ *     blocked using zone", "450 4.1.8 <a@b>: Sender address rejected: Domain not found"), or
+ *     "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures;
+ *   - policy services (smtpd_hook_policy): an access(5) action ("DUNNO", "OK", "REJECT text",
+ *     "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...), which the restriction
+ *     engine applies exactly as a check_*_access table value, with the decoration of the
+ *     restriction class.
+ * cancel(op) stops an operation whose session went away (done() is then not called). The client
+ * and transaction must outlive the operation (the session cancels it before it frees them). An
+ * operation bounds its own time (DNS, policy timeouts). Anvil's client limits and the content
+ * checks (smtpd-cleanup.c) are not hooks: they run at fixed points of the command handlers and
+ * the content path, not as restriction elements. */
+typedef struct SmtpdHookOp SmtpdHookOp;   /* opaque: each hook casts its own operation */
+typedef struct SmtpdHookArgs {
+        const SmtpdSettings *settings;
+        Server *server;          /* the event loop and the DNS resolver */
+        CheckStage stage;
+        const char *element;     /* the restriction element ("reject_rbl_client", ...) */
+        const char *arg;         /* its argument: "zone[=d.d.d.d]" for DNS lists, the policy
+                                  * service (unix:path, inet:host:port or a path); or NULL */
+        const char *subject;     /* DNS: the address or name checked (sender, recipient, HELO
+                                  * name); NULL for client checks, which use the client */
+        const char *recipient;   /* policy: the recipient in question, or NULL */
+} SmtpdHookArgs;
+typedef void (*SmtpdHookDone)(const char *action, void *userdata);
+typedef struct SmtpdHook {
+        const char *name;
+        int (*start)(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
+                     SmtpdHookDone done, void *userdata, SmtpdHookOp **ret);
+        void (*cancel)(SmtpdHookOp *op);
+} SmtpdHook;
+/* smtpd-dnsbl.c. Elements: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",
+ * "reject_rhsbl_helo", "reject_rhsbl_recipient", "reject_rhsbl_reverse_client",
+ * "permit_dnswl_client", "reject_unknown_sender_domain", "reject_unknown_recipient_domain",
+ * "reject_unknown_helo_hostname", "reject_unknown_client_hostname",
+ * "reject_unknown_reverse_client_hostname". */
+extern const SmtpdHook smtpd_hook_dns;
+/* smtpd-policy.c: check_policy_service, with the stage as protocol_state ("RCPT", "DATA",
+ * "END-OF-MESSAGE", ...) and the transaction's sender. */
+extern const SmtpdHook smtpd_hook_policy;
 /* Called once with the outcome (accepted or not; a refusal was already answered and logged).
  * May run from the event loop after an asynchronous element; the wait has then ended and the
  * session goes on with buffered input after finish returns (unless finish waits again). */
