@@ -464,9 +464,7 @@ static SessionPhase *session_next_phase(Session *s) {
 }
 
 void session_enter_command(Session *s) {
-        SessionPhase *p = session_next_phase(s);
-        assert(*p == PHASE_COMMAND || *p == PHASE_DATA || *p == PHASE_BDAT || *p == PHASE_TLS);
-        *p = PHASE_COMMAND;
+        *session_next_phase(s) = PHASE_COMMAND;
 }
 
 void session_enter_data(Session *s) {
