@@ -6,6 +6,11 @@
  * client does not read) or while its message is being committed, input is paused. Buffers are
  * allocated on demand and released when empty, so an idle session costs a few hundred bytes.
  *
+ * This file owns the session's phase: the only code that writes it. Other files read it with
+ * session_phase()/session_waiting() and ask for transitions with session_enter_command/data/
+ * bdat/commit/tls() and session_close_after_flush(); asynchronous work pauses the session with
+ * session_wait() and ends with session_resume() (see smtpd.h), as does a commit.
+ *
  * Client names: set to "unknown" here; smtpd-peername.c looks them up before the greeting
  * (loopback clients are "localhost" without smtpd_peername_lookup).
  *
