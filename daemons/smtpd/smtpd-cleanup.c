@@ -8,7 +8,7 @@
  * ends), cleanup_body_line() for each body line, cleanup_end_of_data() before the commit. The
  * header being checked is always the tail of the content buffer, so IGNORE, REPLACE and PREPEND
  * rewrite the tail in place and the message is never copied. Actions that concern the whole
- * message (HOLD, DISCARD, BCC, REDIRECT, FILTER) are recorded in s->actions and applied at the
+ * message (HOLD, DISCARD, BCC, REDIRECT, FILTER) are recorded in s->tx.actions and applied at the
  * commit (smtpd-commit.c); REJECT and the hop count refuse the message at end of data. Each
  * action is logged in Postfix's words:
  *   ID: reject: header Subject: xxx from NAME[ADDR]; from=<a> to=<b> proto=ESMTP helo=<h>: 550 5.7.1 text */
@@ -78,14 +78,14 @@ static void log_action(Session *s, const char *action, const char *what, const c
                 shown[k++] = c < 0x20 || c == 0x7f ? ' ' : (char) c;
         }
         shown[k] = '\0';
-        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
-                        .sender = s->sender, .recipient = s->n_rcpts > 0 ? s->rcpts[0] : NULL };
+        LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                        .sender = s->tx.sender, .recipient = s->tx.n_rcpts > 0 ? s->tx.rcpts[0].address : NULL };
         log_fields(streq(action, "warning") ? LOG_WARNING : LOG_INFO, &f,
                    "%s: %s: %s %s from %s; from=<%s> to=<%s> proto=%s helo=<%s>%s%s",
-                   s->queue_id, action, what, shown, s->id_text, strempty(s->sender),
-                   s->n_rcpts > 0 ? s->rcpts[0] : "",
-                   s->listener->kind == LISTENER_SUBMIT ? "LOCAL" : s->esmtp ? "ESMTP" : "SMTP",
-                   strempty(s->helo), isempty(text) ? "" : ": ", strempty(text));
+                   s->tx.queue_id, action, what, shown, s->client.id_text, strempty(s->tx.sender),
+                   s->tx.n_rcpts > 0 ? s->tx.rcpts[0].address : "",
+                   s->listener->kind == LISTENER_SUBMIT ? "LOCAL" : s->client.esmtp ? "ESMTP" : "SMTP",
+                   strempty(s->client.helo), isempty(text) ? "" : ": ", strempty(text));
 }
 
 static int set_text(char **field, const char *text) {
@@ -106,11 +106,11 @@ static void content_truncate(DataState *d, size_t len) {
 }
 
 /* Looks line up in checks and applies the action. The line is content[start..content.len)
- * without its final "\n" (n bytes). Message-wide actions go to s->actions; IGNORE, REPLACE and
+ * without its final "\n" (n bytes). Message-wide actions go to s->tx.actions; IGNORE, REPLACE and
  * PREPEND rewrite the tail. Returns where the original line now starts, SIZE_MAX when it is
  * gone (IGNORE, REPLACE). */
 static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t n, bool header) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         const char *what = header ? "header" : "body";
         _cleanup_free_ char *line = strndup(d->content.data + start, n), *raw = NULL;
         HeaderCheckAction a = {};
@@ -125,13 +125,13 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         r = header_checks_match(checks, line, header, &a, &raw, &why);
         if (r == -EINVAL) {
                 /* A bad entry is the admin's error: warn and go on, as Postfix does. */
-                log_warning("%s: %s_checks %s: \"%s\": %s; ignoring it", s->queue_id, what,
+                log_warning("%s: %s_checks %s: \"%s\": %s; ignoring it", s->tx.queue_id, what,
                             header_checks_spec(checks), strempty(raw), strna(why));
                 return start;
         }
         if (r < 0) {
                 /* A table that cannot be read: refuse for now rather than skip the policy. */
-                log_warning_errno(r, "%s: %s_checks lookup failed: %m", s->queue_id, what);
+                log_warning_errno(r, "%s: %s_checks lookup failed: %m", s->tx.queue_id, what);
                 if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error"))) {
                         d->out_of_memory = true;
                         log_oom();
@@ -159,11 +159,11 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
                 break;
         case HEADER_CHECK_DISCARD:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.discard, a.text);
+                r = set_text(&s->tx.actions.discard, a.text);
                 break;
         case HEADER_CHECK_HOLD:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.hold, a.text);
+                r = set_text(&s->tx.actions.hold, a.text);
                 break;
         case HEADER_CHECK_WARN:
         case HEADER_CHECK_INFO:
@@ -191,15 +191,15 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
                 break;
         case HEADER_CHECK_BCC:
                 log_action(s, name, what, line, n, a.text);
-                r = message_actions_add_bcc(&s->actions, a.text);
+                r = message_actions_add_bcc(&s->tx.actions, a.text);
                 break;
         case HEADER_CHECK_REDIRECT:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.redirect, a.text);
+                r = set_text(&s->tx.actions.redirect, a.text);
                 break;
         case HEADER_CHECK_FILTER:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.filter, a.text);
+                r = set_text(&s->tx.actions.filter, a.text);
                 break;
         default:
                 break;
@@ -214,7 +214,7 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
 }
 
 void cleanup_header_begin(Session *s) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         d->hdr_start = d->content.len;
         d->hdr_pending = true;
 }
@@ -224,7 +224,7 @@ static bool header_is(const char *p, size_t nl, const char *name) {
 }
 
 void cleanup_header_end(Session *s) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         SmtpdSettings *set = s->settings;
 
         if (!d->hdr_pending)
@@ -246,7 +246,7 @@ void cleanup_header_end(Session *s) {
                 d->has_to = true;
         if (header_is(p, nl, "Received") && ++d->hops >= set->hopcount_limit && !d->hops_exceeded) {
                 d->hops_exceeded = true;
-                log_warning("%s: message rejected: hopcount exceeded", s->queue_id);
+                log_warning("%s: message rejected: hopcount exceeded", s->tx.queue_id);
         }
 
         bool drop = false;
@@ -264,7 +264,7 @@ void cleanup_header_end(Session *s) {
 }
 
 bool cleanup_body_line(Session *s, const char *p, size_t n) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         SmtpdSettings *set = s->settings;
 
         if (!set->body_checks || d->reject)
@@ -284,7 +284,7 @@ bool cleanup_body_line(Session *s, const char *p, size_t n) {
 }
 
 int cleanup_missing_to(Session *s, StrBuf *add) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         const char *h = s->settings->undisclosed_recipients_header;
 
         if (d->has_to || isempty(h))
@@ -293,7 +293,7 @@ int cleanup_missing_to(Session *s, StrBuf *add) {
 }
 
 bool cleanup_end_of_data(Session *s) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         const char *reply = d->hops_exceeded ? HOPS_REPLY : d->reject ? d->reject :
                 d->out_of_memory ? "451 4.3.0 Error: out of memory" : NULL;
 
