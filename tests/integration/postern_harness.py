@@ -370,15 +370,20 @@ class Postern:
         s.connect("127.0.0.1", self.smtp_port)
         return s
 
-    def send(self, sender, rcpts, msg, source_address=None):
-        """Sends one message over SMTP; returns the (code, text) of the reply to DATA."""
+    def send(self, sender, rcpts, msg, source_address=None, mail_options=(), extension=None):
+        """Sends one message over SMTP; returns the (code, text) of the reply to DATA (mailtest.send
+        returns the queue id instead). rcpts: addresses or (address, [RCPT options]) pairs;
+        extension: an EHLO keyword the server must offer."""
         with self.smtp(source_address) as s:
             s.ehlo()
-            code, text = s.mail(sender)
+            if extension:
+                assert s.has_extn(extension), extension
+            code, text = s.mail(sender, list(mail_options))
             assert code == 250, (code, text)
             for r in rcpts:
-                code, text = s.rcpt(r)
-                assert code == 250, (r, code, text)
+                addr, opts = (r, ()) if isinstance(r, str) else r
+                code, text = s.rcpt(addr, list(opts))
+                assert code == 250, (addr, code, text)
             code, text = s.data(msg)
             return code, text.decode(errors="replace")
 

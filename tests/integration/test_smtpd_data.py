@@ -8,22 +8,8 @@ import subprocess
 
 import pytest
 
-from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of
-
-
-def open_data(c, rcpts=("ptest1@localhost",), helo="EHLO client.test", sender="a@example.org"):
-    c.send(helo + "\r\n")
-    assert c.reply()[0] == 250
-    assert c.cmd(f"MAIL FROM:<{sender}>") == "250 2.1.0 Ok"
-    for r in rcpts:
-        assert c.cmd(f"RCPT TO:<{r}>") == "250 2.1.5 Ok"
-    assert c.cmd("DATA") == "354 End data with <CR><LF>.<CR><LF>"
-
-
-def queued_id(reply):
-    m = re.fullmatch(r"250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", reply)
-    assert m, reply
-    return m.group(1)
+from mailtest import queued_id
+from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of, open_data
 
 
 def test_message_is_in_queue_when_250_arrives(postern):

@@ -1,6 +1,7 @@
 """Helpers for the postern-smtpd integration tests: a raw SMTP client that sends exact bytes
 (pipelined batches, bare LFs, NUL bytes, overlong lines) and reads replies one at a time.
-No tests live here; the test_smtpd_*.py modules import it."""
+No tests live here; the test_smtpd_*.py modules import it (and mailtest.py for messages and
+queue ids)."""
 
 import socket
 import threading
@@ -83,6 +84,23 @@ class Raw:
 
 def raw(postern, source=None, **kw):
     return Raw(port=postern.smtp_port, source=source, **kw)
+
+
+def transaction(c, rcpts=("ptest1@localhost",), sender="a@example.org", mail_params="",
+                helo="EHLO client.test"):
+    """Greets, then MAIL FROM (with mail_params) and one RCPT TO per address on raw client c, each
+    of which must be accepted."""
+    c.send(helo + "\r\n")
+    assert c.reply()[0] == 250
+    assert c.cmd(f"MAIL FROM:<{sender}>{mail_params}") == "250 2.1.0 Ok"
+    for r in rcpts:
+        assert c.cmd(f"RCPT TO:<{r}>") == "250 2.1.5 Ok"
+
+
+def open_data(c, rcpts=("ptest1@localhost",), helo="EHLO client.test", sender="a@example.org"):
+    """transaction(), then DATA, which must be answered 354: the message text comes next."""
+    transaction(c, rcpts=rcpts, sender=sender, helo=helo)
+    assert c.cmd("DATA") == "354 End data with <CR><LF>.<CR><LF>"
 
 
 def start_smtpd(postern, **params):

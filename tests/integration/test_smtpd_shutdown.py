@@ -6,8 +6,8 @@ import signal
 import sqlite3
 import time
 
-from test_smtpd_helpers import raw, start_smtpd, queue_ids
-from test_smtpd_data import open_data, queued_id
+from mailtest import queued_id
+from test_smtpd_helpers import raw, start_smtpd, queue_ids, open_data
 
 
 def test_sigterm_answers_message_in_commit(postern):
