@@ -109,6 +109,28 @@ def start_smtpd(postern, **params):
     postern.start("smtpd")
 
 
+RELAY = "permit_mynetworks, reject_unauth_destination"
+OUTSIDE = "127.0.0.2"   # a client outside start_relay()'s mynetworks
+
+
+def start_relay(postern, **params):
+    """smtpd alone with mynetworks = 127.0.0.1/32 and smtpd_relay_restrictions = RELAY (params add
+    to or override them): clients from OUTSIDE may not relay."""
+    start_smtpd(postern, **(dict(mynetworks="127.0.0.1/32", smtpd_relay_restrictions=RELAY) | params))
+
+
+def session(postern, source=OUTSIDE, helo="client.test", sender="s@example.org"):
+    """A raw client from source that has sent EHLO helo and MAIL FROM:<sender>, each accepted
+    (helo None: no EHLO; sender None: no MAIL)."""
+    c = raw(postern, source=source)
+    if helo:
+        assert c.cmd(f"EHLO {helo}").startswith("250")
+    if sender is not None:
+        r = c.cmd(f"MAIL FROM:<{sender}>")
+        assert r == "250 2.1.0 Ok", r
+    return c
+
+
 def queue_ids(postern):
     return [r[0] for r in postern.queue_rows("SELECT queue_id FROM messages ORDER BY id")]
 
