@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from mailtest import queued_id
-from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of, open_data
+from test_smtpd_helpers import queue_write_locked, raw, start_smtpd, queue_ids, content_of, open_data
 
 
 def test_message_is_in_queue_when_250_arrives(postern):
@@ -291,13 +291,10 @@ def test_wakeup_sent_to_qmgr(postern):
 def test_commit_failure_answers_451_and_loop_keeps_running(postern):
     """While the queue is locked by someone else the commit waits (other sessions are served
     meanwhile); when it finally fails the client gets 451 4.3.0, never 250."""
-    import sqlite3
     import time
     start_smtpd(postern)
     postern.send("a@example.org", ["ptest1@localhost"], b"Subject: first\r\n\r\nx\r\n")   # creates the db
-    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), isolation_level=None, timeout=1)
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with queue_write_locked(postern):
         with raw(postern, timeout=60) as c:
             open_data(c)
             c.send(b"Subject: blocked\r\n\r\nx\r\n.\r\n")
@@ -307,8 +304,5 @@ def test_commit_failure_answers_451_and_loop_keeps_running(postern):
             reply = c.text()
             assert reply == "451 4.3.0 Error: queue file write error", reply
             assert c.cmd("NOOP") == "250 2.0.0 Ok"
-    finally:
-        con.execute("ROLLBACK")
-        con.close()
     assert len(queue_ids(postern)) == 1
     postern.wait_log("smtpd", r"queue write failed|Group commit failed")

@@ -3,7 +3,9 @@
 No tests live here; the test_smtpd_*.py modules import it (and mailtest.py for messages and
 queue ids)."""
 
+import contextlib
 import socket
+import sqlite3
 import threading
 import time
 
@@ -129,6 +131,21 @@ def session(postern, source=OUTSIDE, helo="client.test", sender="s@example.org")
         r = c.cmd(f"MAIL FROM:<{sender}>")
         assert r == "250 2.1.0 Ok", r
     return c
+
+
+@contextlib.contextmanager
+def queue_write_locked(postern):
+    """Holds the write lock of queue.db (which a first message creates) for the block (BEGIN
+    IMMEDIATE), so smtpd's commits wait; yields the connection (execute ROLLBACK on it to let
+    them go on). The lock is given up at the end in any case."""
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), isolation_level=None, timeout=1)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
 
 
 def queue_ids(postern):
