@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from mailtest import queued_id
-from test_smtpd_helpers import queue_write_locked, raw, start_smtpd, queue_ids, content_of, open_data
+from test_smtpd_helpers import queue_write_locked, raw, raw_message, start_smtpd, queue_ids, content_of, open_data
 
 
 def test_message_is_in_queue_when_250_arrives(postern):
@@ -30,10 +30,8 @@ def test_message_is_in_queue_when_250_arrives(postern):
 
 def test_received_header_and_lf_form(postern):
     start_smtpd(postern)
-    with raw(postern) as c:
-        open_data(c)
-        c.send("Subject: x\r\nMessage-ID: <m1@client.test>\r\n\r\nline one\r\n..dotted\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, "Subject: x\r\nMessage-ID: <m1@client.test>\r\n\r\n"
+                                         "line one\r\n..dotted\r\n.\r\n"))
     body = content_of(postern, qid)
     assert "\r" not in body
     lines = body.split("\n")
@@ -91,10 +89,7 @@ def test_smtp_smuggling_is_impossible(postern, ending):
 
 def test_bare_lf_lines_normalised(postern):
     start_smtpd(postern)
-    with raw(postern) as c:
-        open_data(c)
-        c.send(b"Subject: lf\nX-Other: y\r\n\nbare\nmixed\r\n.\n.\r\nend\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b"Subject: lf\nX-Other: y\r\n\nbare\nmixed\r\n.\n.\r\nend\r\n.\r\n"))
     body = content_of(postern, qid)
     assert body.split("\n", 3)[3] == "Subject: lf\nX-Other: y\n\nbare\nmixed\n.\n.\nend\n"
 
@@ -131,10 +126,7 @@ def test_forbid_bare_newline_exclusions(postern):
     get normalize; everyone else gets 521."""
     start_smtpd(postern, smtpd_forbid_bare_newline="yes", mynetworks="127.0.0.1/32",
                 smtpd_relay_restrictions="permit_mynetworks, reject_unauth_destination")
-    with raw(postern, source="127.0.0.1") as c:
-        open_data(c)
-        c.send(b"Subject: lf\nbody\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b"Subject: lf\nbody\r\n.\r\n", source="127.0.0.1"))
     assert content_of(postern, qid).split("\n", 3)[3] == "Subject: lf\n\nbody\n"
     with raw(postern, source="127.0.0.2") as c:
         open_data(c)
@@ -157,10 +149,7 @@ def test_forbid_bare_newline_exclusions_explicit(postern):
 
 def test_dot_first_line_ends_empty_message(postern):
     start_smtpd(postern)
-    with raw(postern) as c:
-        open_data(c)
-        c.send(b".\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b".\r\n"))
     body = content_of(postern, qid)
     assert body.count("\n") == 3   # just our Received: header
 
@@ -186,10 +175,8 @@ def test_message_too_big(postern):
 def test_long_data_lines_kept_whole(postern):
     start_smtpd(postern, line_length_limit="1000")
     long_line = b"L" * 50000
-    with raw(postern) as c:
-        open_data(c)
-        c.send(b"Subject: long\r\n\r\n" + long_line + b"\r\n.." + long_line + b"\r\nshort\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b"Subject: long\r\n\r\n" + long_line + b"\r\n.." + long_line
+                                         + b"\r\nshort\r\n.\r\n"))
     body = content_of(postern, qid)
     assert ("\n" + "L" * 50000 + "\n." + "L" * 50000 + "\nshort\n") in body
 
@@ -210,10 +197,7 @@ def test_long_line_split_at_cr_boundary(postern):
 def test_header_size_limit_is_not_fatal(postern):
     start_smtpd(postern, header_size_limit="1024")
     headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 60) for i in range(100))
-    with raw(postern) as c:
-        open_data(c)
-        c.send(headers + b"\r\nbody\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, headers + b"\r\nbody\r\n.\r\n"))
     assert "X-H99: " in content_of(postern, qid)
 
 

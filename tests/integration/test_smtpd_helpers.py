@@ -105,6 +105,15 @@ def open_data(c, rcpts=("ptest1@localhost",), helo="EHLO client.test", sender="a
     assert c.cmd("DATA") == "354 End data with <CR><LF>.<CR><LF>"
 
 
+def raw_message(postern, data, source=None):
+    """Sends data (message text and end of data, exact bytes) after open_data() on a fresh raw
+    client (from source); returns the reply to it as 'CODE text'."""
+    with raw(postern, source=source) as c:
+        open_data(c)
+        c.send(data)
+        return c.text()
+
+
 def start_smtpd(postern, **params):
     if params:
         postern.configure(**params)
