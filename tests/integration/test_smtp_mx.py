@@ -199,33 +199,34 @@ def test_mx_address_limit(postern, dns_zone, sinks):
     good.wait_count(1)
 
 
-def soft_zone(dns_zone, name):
+def two_mx(postern, dns_zone, aiosmtpd_server, name, conf=None, **first):
+    """name's MX hosts: mx1 (127.0.0.5, an aiosmtpd server answering as the keywords first say)
+    and mx2 (127.0.0.6, one that accepts everything), both on one port; Postern started with
+    smtp_tcp_port set to it (and the parameters conf). Returns (mx1's handler, mx2's handler,
+    port)."""
+    port = free_port("127.0.0.5")
+    h1, _ = aiosmtpd_server("127.0.0.5", port, **first)
+    h2, _ = aiosmtpd_server("127.0.0.6", port)
     dns_zone.mx(name, f"mx1.{name}", 10)
     dns_zone.mx(name, f"mx2.{name}", 20)
     dns_zone.host(f"mx1.{name}", "127.0.0.5")
     dns_zone.host(f"mx2.{name}", "127.0.0.6")
     dns_zone.apply()
+    postern.configure(smtp_tcp_port=str(port), **(conf or {}))
+    postern.start()
+    return h1, h2, port
 
 
 def test_4xx_moves_on_to_the_next_mx(postern, dns_zone, aiosmtpd_server):
-    port = free_port("127.0.0.5")
-    first, _ = aiosmtpd_server("127.0.0.5", port, mail="451 4.3.2 try later")
-    second, _ = aiosmtpd_server("127.0.0.6", port)
-    soft_zone(dns_zone, "soft.test")
-    postern.configure(smtp_tcp_port=str(port))
-    postern.start()
+    first, second, port = two_mx(postern, dns_zone, aiosmtpd_server, "soft.test", mail="451 4.3.2 try later")
     qid = send(postern, "ptest1@postern.test", ["bob@soft.test"], msg("soft-1@test"))
     postern.wait_log("smtp", rf"{qid}: to=<bob@soft\.test>, relay=mx2\.soft\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
     assert first.envelopes == [] and len(second.envelopes) == 1
 
 
 def test_rcpt_4xx_only_that_recipient_moves_on(postern, dns_zone, aiosmtpd_server):
-    port = free_port("127.0.0.5")
-    first, _ = aiosmtpd_server("127.0.0.5", port, rcpt=lambda a: "450 4.2.1 mailbox busy" if a.startswith("carol") else None)
-    second, _ = aiosmtpd_server("127.0.0.6", port)
-    soft_zone(dns_zone, "rsoft.test")
-    postern.configure(smtp_tcp_port=str(port))
-    postern.start()
+    first, second, port = two_mx(postern, dns_zone, aiosmtpd_server, "rsoft.test",
+                                 rcpt=lambda a: "450 4.2.1 mailbox busy" if a.startswith("carol") else None)
     qid = send(postern, "ptest1@postern.test", ["bob@rsoft.test", "carol@rsoft.test"], msg("soft-2@test"))
     postern.wait_log("smtp", rf"{qid}: to=<bob@rsoft\.test>, relay=mx1\.rsoft\.test\[127\.0\.0\.5\]:{port}, .*status=sent")
     postern.wait_log("smtp", rf"{qid}: to=<carol@rsoft\.test>, relay=mx2\.rsoft\.test\[127\.0\.0\.6\]:{port}, .*status=sent")
@@ -234,24 +235,15 @@ def test_rcpt_4xx_only_that_recipient_moves_on(postern, dns_zone, aiosmtpd_serve
 
 
 def test_5xx_does_not_move_on(postern, dns_zone, aiosmtpd_server):
-    port = free_port("127.0.0.5")
-    aiosmtpd_server("127.0.0.5", port, mail="550 5.7.1 go away")
-    second, _ = aiosmtpd_server("127.0.0.6", port)
-    soft_zone(dns_zone, "hard.test")
-    postern.configure(smtp_tcp_port=str(port))
-    postern.start()
+    _, second, port = two_mx(postern, dns_zone, aiosmtpd_server, "hard.test", mail="550 5.7.1 go away")
     qid = send(postern, "ptest1@postern.test", ["bob@hard.test"], msg("hard-1@test"))
     postern.wait_log("smtp", rf"{qid}: to=<bob@hard\.test>, .*dsn=5\.7\.1, status=bounced")
     assert second.envelopes == []
 
 
 def test_mx_session_limit_one_keeps_the_first_4xx(postern, dns_zone, aiosmtpd_server):
-    port = free_port("127.0.0.5")
-    aiosmtpd_server("127.0.0.5", port, mail="451 4.3.2 try later")
-    second, _ = aiosmtpd_server("127.0.0.6", port)
-    soft_zone(dns_zone, "limit1.test")
-    postern.configure(smtp_tcp_port=str(port), smtp_mx_session_limit="1")
-    postern.start()
+    _, second, port = two_mx(postern, dns_zone, aiosmtpd_server, "limit1.test",
+                             conf={"smtp_mx_session_limit": "1"}, mail="451 4.3.2 try later")
     qid = send(postern, "ptest1@postern.test", ["bob@limit1.test"], msg("limit-s@test"))
     postern.wait_log("smtp", rf"{qid}: to=<bob@limit1\.test>, relay=mx1\.limit1\.test\[127\.0\.0\.5\]:{port}, "
                      r".*dsn=4\.3\.2, status=deferred \(host .* said: 451 4\.3\.2 try later \(in reply to MAIL FROM command\)\)")
