@@ -156,10 +156,7 @@ class Postern:
         return s
 
     def _unix_listener(self, path, mode=0o666):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        pathlib.Path(path).unlink(missing_ok=True)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(str(path))
         os.chmod(path, mode)
@@ -211,10 +208,7 @@ class Postern:
         fds = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 200) for _, s in self.listeners[name]]
         names = ":".join(n for n, _ in self.listeners[name])
         notify_path = self.socket_dir / f"notify-{name}"
-        try:
-            os.unlink(notify_path)
-        except FileNotFoundError:
-            pass
+        notify_path.unlink(missing_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
 

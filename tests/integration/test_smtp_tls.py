@@ -4,11 +4,9 @@ of "may" after a failed handshake, STARTTLS injection, and connection reuse of T
 (keyed by TLS level). Peers: a Python/OpenSSL SMTP server (tls_smtp_peer.py) and gnutls-serv;
 certificates from a private CA made with certtool per module."""
 
-import pathlib
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from functools import partial
 
@@ -18,7 +16,7 @@ import mailtest
 import postern_harness
 
 from smtp_peers import free_port, peer_factory, wait_port
-from test_smtpd_tls import CERTTOOL, _certtool, _leaf
+from test_smtpd_tls import CERTTOOL, _ca, _certtool, _leaf
 from tls_smtp_peer import TlsSmtpServer
 
 pytestmark = pytest.mark.skipif(not CERTTOOL or not shutil.which("gnutls-serv"),
@@ -29,11 +27,7 @@ HOST = "mail.tls.test"
 
 @pytest.fixture(scope="module")
 def pki():
-    d = pathlib.Path(tempfile.mkdtemp(prefix="postern-smtp-tls-", dir="/var/tmp"))
-    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", "ca.key", cwd=d)
-    (d / "ca.tmpl").write_text("cn = Postern Client Test CA\nca\ncert_signing_key\nexpiration_days = 365\n")
-    _certtool("--generate-self-signed", "--load-privkey", "ca.key", "--template", "ca.tmpl",
-              "--outfile", "ca.crt", cwd=d)
+    d = _ca("postern-smtp-tls-", "Postern Client Test CA")
     _leaf(d, "mail", ["--key-type=ecdsa", "--curve=secp256r1"], [HOST])
     yield {"dir": d, "ca": d / "ca.crt", "crt": d / "mail.crt", "key": d / "mail.key", "pem": d / "mail.pem"}
     shutil.rmtree(d, ignore_errors=True)
