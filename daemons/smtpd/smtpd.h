@@ -586,46 +586,83 @@ typedef enum CheckStage {
         STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
 } CheckStage;
 
-/* Hooks: the restriction elements that ask something outside smtpd (DNS lists, unknown-domain
- * and client-name checks, a policy service; later a milter, or screening checks at connect)
- * behind one interface. A hook sees only the client and the transaction, never the session, so
- * that a connect-time stage can run it before any SMTP command, with only the client part set.
+/* Hooks: the checks of a client or a transaction behind one interface, so that the restriction
+ * engine, the command handlers and (later) a milter client or a screening stage drive them
+ * alike. A hook sees only the client and the transaction, never the session: a connect-time
+ * stage can run the hooks that need only the client before any SMTP command.
  *
- * start() begins the operation with the element's argument and what is being checked; it
- * returns <0 (nothing started, done() never called) or 0 with *ret set; done(action, userdata)
- * is then called exactly once, later: never from inside start() (results known at once are
- * delivered from a deferred event). The action is:
+ *   hook                stage(s)                        needs                 answers
+ *   smtpd_hook_access   any (check_*_access)            client (+ tx: sender)  at once (1)
+ *   smtpd_hook_dns      any (DNS lists, unknown names)  client (+ subject)     later (0)
+ *   smtpd_hook_policy   any (check_policy_service)      client + transaction   later (0)
+ *   smtpd_hook_anvil    connect: client only; MAIL, RCPT, STARTTLS, TLS, AUTH   later (0), or
+ *                                                       client only            at once (1)
+ *   smtpd_hook_cleanup  end of data (EOD)               transaction (its data) at once (1)
+ *
+ * start() begins the check with the element's argument and what is being checked, and says
+ * how it ends:
+ *   <0  nothing started (done() is never called; outputs untouched);
+ *   1   decided now: *ret_action is the answer (allocated; NULL means "go on", like DUNNO), no
+ *       event, no added latency, nothing to cancel; done() is never called;
+ *   0   pending: *ret_op is set and done(action, userdata) is called exactly once, later,
+ *       never from inside start() (the action is borrowed for the call).
+ * cancel(op) stops a pending operation whose session went away (done() is then not called);
+ * a hook that always answers at once has no cancel. The client and transaction must outlive
+ * the operation (the session cancels it before it frees them). An operation bounds its own
+ * time (DNS, policy and anvil timeouts). The action is:
+ *   - access tables (smtpd_hook_access): the table value as it is ("REJECT text", "HOLD",
+ *     "permit_mynetworks, reject", ...), or NULL when no key matched; -EIO when a lookup failed
+ *     (logged by the hook, with table and key);
  *   - DNS checks (smtpd_hook_dns, "final" wording): NULL or "DUNNO" to go on, "OK" (a DNSWL
  *     hit), a complete reply sent as it is ("554 5.7.1 Service unavailable; Client host [a]
  *     blocked using zone", "450 4.1.8 <a@b>: Sender address rejected: Domain not found"), or
  *     "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures;
  *   - policy services (smtpd_hook_policy): an access(5) action ("DUNNO", "OK", "REJECT text",
- *     "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...), which the restriction
- *     engine applies exactly as a check_*_access table value, with the decoration of the
- *     restriction class.
- * cancel(op) stops an operation whose session went away (done() is then not called). The client
- * and transaction must outlive the operation (the session cancels it before it frees them). An
- * operation bounds its own time (DNS, policy timeouts). Anvil's client limits and the content
- * checks (smtpd-cleanup.c) are not hooks: they run at fixed points of the command handlers and
- * the content path, not as restriction elements. */
+ *     "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...).
+ *   The restriction engine (smtpd-check.c) applies access and policy actions alike, with the
+ *   decoration of the restriction class, so message-wide actions (HOLD, DISCARD, REDIRECT, BCC,
+ *   FILTER, PREPEND) land in the transaction's MessageActions;
+ *   - anvil (smtpd_hook_anvil, the event in args->anvil_event): NULL when allowed, else the
+ *     complete refusal ("421 4.7.0 host Error: too many connections from a"), already logged;
+ *   - cleanup (smtpd_hook_cleanup): NULL, or the complete end-of-data refusal of the content
+ *     checks (already logged where it was decided).
+ * Anvil and cleanup are not restriction elements: the command handlers and the DATA path run
+ * them at fixed points through smtpd_anvil_check() and data_finish(). The content checks
+ * themselves run per header and body line as direct calls (cleanup_header_end(),
+ * cleanup_body_line()): an indirect call and an args block per line would slow the DATA path
+ * for no gain, since nothing else would ever run there; only their end-of-data decision, the
+ * one place a milter's end-of-message answer would join, is a hook. */
 typedef struct SmtpdHookOp SmtpdHookOp;   /* opaque: each hook casts its own operation */
+/* postern-anvil's events (smtpd-anvil.c); "disconnect" is sent without a hook (no answer). */
+typedef enum SmtpdAnvilEvent {
+        ANVIL_EVENT_CONNECT,        /* session start: connection count and rate */
+        ANVIL_EVENT_MESSAGE,        /* MAIL */
+        ANVIL_EVENT_RECIPIENT,      /* RCPT */
+        ANVIL_EVENT_NEWTLS,         /* after a new (not resumed) TLS handshake */
+        ANVIL_EVENT_NEWTLS_STATUS,  /* STARTTLS, before the handshake: nothing counted */
+        ANVIL_EVENT_AUTH,           /* AUTH */
+} SmtpdAnvilEvent;
 typedef struct SmtpdHookArgs {
         const SmtpdSettings *settings;
-        Server *server;          /* the event loop and the DNS resolver */
+        Server *server;          /* the event loop, the DNS resolver, the anvil connection */
         CheckStage stage;
         const char *element;     /* the restriction element ("reject_rbl_client", ...) */
         const char *arg;         /* its argument: "zone[=d.d.d.d]" for DNS lists, the policy
                                   * service (unix:path, inet:host:port or a path); or NULL */
-        const char *subject;     /* DNS: the address or name checked (sender, recipient, HELO
-                                  * name); NULL for client checks, which use the client */
+        const char *subject;     /* DNS, access: the address or name checked (sender,
+                                  * recipient, HELO name); NULL for client checks, which use
+                                  * the client */
         const char *recipient;   /* policy: the recipient in question, or NULL */
+        Table *table;            /* access: the check_*_access table */
+        const char *service;     /* anvil: the listener's name ("smtp", "submission", ...) */
+        SmtpdAnvilEvent anvil_event;
 } SmtpdHookArgs;
 typedef void (*SmtpdHookDone)(const char *action, void *userdata);
 typedef struct SmtpdHook {
         const char *name;
         int (*start)(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
-                     SmtpdHookDone done, void *userdata, SmtpdHookOp **ret);
-        void (*cancel)(SmtpdHookOp *op);
+                     SmtpdHookDone done, void *userdata, SmtpdHookOp **ret_op, char **ret_action);
+        void (*cancel)(SmtpdHookOp *op);   /* NULL: the hook never returns 0 */
 } SmtpdHook;
 /* smtpd-dnsbl.c. Elements: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",
  * "reject_rhsbl_helo", "reject_rhsbl_recipient", "reject_rhsbl_reverse_client",
@@ -636,6 +673,16 @@ extern const SmtpdHook smtpd_hook_dns;
 /* smtpd-policy.c: check_policy_service, with the stage as protocol_state ("RCPT", "DATA",
  * "END-OF-MESSAGE", ...) and the transaction's sender. */
 extern const SmtpdHook smtpd_hook_policy;
+/* smtpd-access.c: check_client_access, check_reverse_client_hostname_access,
+ * check_helo_access, check_sender_access, check_recipient_access (args->element, ->table; the
+ * subject is the HELO name, sender or recipient). Keys as Postfix builds them: the address,
+ * user+ext@ stripped, the domain and its parents, user@; the client name, address and its
+ * network prefixes. */
+extern const SmtpdHook smtpd_hook_access;
+/* smtpd-anvil.c: one anvil event (args->anvil_event, ->service) of the client. */
+extern const SmtpdHook smtpd_hook_anvil;
+/* smtpd-cleanup.c: the content checks' end-of-data decision (t->data). */
+extern const SmtpdHook smtpd_hook_cleanup;
 /* Called once with the outcome (accepted or not; a refusal was already answered and logged).
  * May run from the event loop after an asynchronous element; the wait has then ended and the
  * session goes on with buffered input after finish returns (unless finish waits again). */
