@@ -803,9 +803,8 @@ void cleanup_header_end(Session *s);
 bool cleanup_body_line(Session *s, const char *p, size_t n);
 /* Appends undisclosed_recipients_header when no To:/Cc:/Bcc: was seen. */
 int cleanup_missing_to(Session *s, StrBuf *add);
-/* At end of data: true when header/body checks or the hop count refused the message (the
- * reply is queued; the caller resets the transaction). */
-bool cleanup_end_of_data(Session *s);
+/* At end of data: smtpd_hook_cleanup (above) answers the refusal of header/body checks or the
+ * hop count. */
 
 /* smtpd-commit.c */
 /* Applies s->tx.actions to the job built from s's message: hold, filter, redirect (replaces all
