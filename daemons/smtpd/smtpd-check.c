@@ -451,7 +451,7 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 e->warn_next = true;
                 return RES_DUNNO;
         case RESTRICT_PERMIT_MYNETWORKS:
-                r = smtpd_netlist_match(&st->mynetworks, s);
+                r = smtpd_netlist_match(&st->mynetworks, &s->client);
                 if (r < 0) {
                         lookup_failure(e, entity);
                         return RES_REJECT;

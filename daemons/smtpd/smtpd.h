@@ -552,8 +552,8 @@ void command_log_disconnect(Session *s);
 /* Parses an address list; any entry it cannot honour is an error (logged with param). */
 int smtpd_netlist_parse(const char *param, char **list, NetList *ret);
 void smtpd_netlist_done(NetList *l);
-/* 1 when the session's client matches the list, 0 when not, <0 on a table lookup error. */
-int smtpd_netlist_match(const NetList *l, Session *s);
+/* 1 when the client matches the list, 0 when not, <0 on a table lookup error. */
+int smtpd_netlist_match(const NetList *l, const SmtpdClient *c);
 /* Compiles a restriction list (words from conf_split_list(): names and their arguments); an
  * unknown name or a missing argument is an error logged with param and word. classes may be
  * NULL (no named classes known yet). */
@@ -736,14 +736,23 @@ void smtpd_auth_session_done(Session *s);
 bool smtpd_auth_mail_param(Session *s, const char *value);
 
 /* smtpd-anvil.c: client limits through postern-anvil (one shared connection, see the file).
- * Each smtpd_anvil_<event>() reports an event of the session's client; it returns true when the
- * session now waits for anvil's answer (session_wait() was called): done(s, allowed, userdata)
- * then runs later, after the wait ended (session_resume(s, SESSION_RESUME_ONLY)), and the session
- * goes on with its input afterwards unless done() started another wait. When allowed is false the refusal has been
- * replied and logged in Postfix's words (and for connect/newtls the session is closing); when
- * true the caller goes on. false means no wait (exempt client, limit off, anvil unavailable):
- * the caller goes on at once and done is not called. If the session ends while waiting,
- * free_userdata(userdata) is called instead of done (either may be NULL). */
+ * smtpd_anvil_check() reports an event of the session's client through smtpd_hook_anvil; it
+ * returns true when the session now waits for anvil's answer (session_wait() was called):
+ * done(s, allowed, userdata) then runs later, after the wait ended (session_resume(s,
+ * SESSION_RESUME_ONLY)), and the session goes on with its input afterwards unless done() started
+ * another wait. When allowed is false the refusal has been replied and logged in Postfix's words
+ * (and for connect/newtls the session is closing); when true the caller goes on. false means no
+ * wait (exempt client, limit off, anvil unavailable): the caller goes on at once and done is not
+ * called. If the session ends while waiting, free_userdata(userdata) is called instead of done
+ * (either may be NULL). The refusals:
+ *   connect        421 4.7.0 HOST Error: too many connections from ADDR (count and rate)
+ *   message        450 4.7.1 Error: too much mail from ADDR
+ *   recipient      452 4.7.1 Error: too many recipients from ADDR
+ *   newtls         421 4.7.0 HOST Error: too many new TLS sessions from ADDR (closes)
+ *   newtls_status  454 4.7.0 Error: too many new TLS sessions from ADDR, at STARTTLS before the
+ *                  handshake (nothing counted) when the client already reached the limit; the
+ *                  session goes on without TLS
+ *   auth           450 4.7.1 Error: too many AUTH commands from ADDR */
 typedef void (*SmtpdAnvilDone)(Session *s, bool allowed, void *userdata);
 /* Parses smtpd_client_event_limit_exceptions into l (the limits are already set). */
 int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *l);
@@ -751,21 +760,10 @@ void smtpd_anvil_settings_done(SmtpdAnvilLimits *l);
 int smtpd_anvil_new(Server *srv, const char *path, SmtpdAnvil **ret);
 SmtpdAnvil *smtpd_anvil_free(SmtpdAnvil *a);
 void smtpd_anvil_set_path(SmtpdAnvil *a, const char *path);
-/* Session start: connection count and rate (421 4.7.0 ... too many connections). */
-bool smtpd_anvil_connect(Session *s, SmtpdAnvilDone done, void *userdata);
+bool smtpd_anvil_check(Session *s, SmtpdAnvilEvent event, SmtpdAnvilDone done, void *userdata,
+                       void (*free_userdata)(void *));
 /* Session end: no answer awaited. */
 void smtpd_anvil_disconnect(Session *s);
-/* MAIL: 450 4.7.1 Error: too much mail from ADDR. */
-bool smtpd_anvil_message(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* RCPT: 452 4.7.1 Error: too many recipients from ADDR. */
-bool smtpd_anvil_recipient(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* After a new (not resumed) TLS handshake: 421 4.7.0 ... too many new TLS sessions (closes). */
-bool smtpd_anvil_newtls(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* STARTTLS, before the handshake (nothing counted): 454 4.7.0 Error: too many new TLS sessions
- * from ADDR when the client already reached the limit; the session goes on without TLS. */
-bool smtpd_anvil_newtls_status(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* AUTH: 450 4.7.1 Error: too many AUTH commands from ADDR. */
-bool smtpd_anvil_auth(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the
