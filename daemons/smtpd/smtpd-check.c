@@ -10,6 +10,12 @@
  * element's refusal a logged "reject_warning". A table value may itself be a restriction list,
  * and a word of smtpd_restriction_classes stands for its list (nested up to MAX_DEPTH).
  *
+ * The elements that look something up are hooks (smtpd.h): check_*_access (smtpd_hook_access,
+ * answered at once), DNS checks and policy services (smtpd_hook_dns, smtpd_hook_policy,
+ * answered later). run_hook() starts one and applies its answer, at once or when it arrives;
+ * access and policy answers go through smtpd_access_apply() alike. VRFY skips the hooks that
+ * would wait.
+ *
  * smtpd_check_run() always ends in finish(s, rcpt, accepted), either before it returns or,
  * after an asynchronous element, from the event loop while the session waits (session_wait):
  * the refusal, if any, has then already been answered (with its footer) and logged. */
@@ -294,7 +300,7 @@ static Result check_login_mismatch(SmtpdEval *e, Restriction k) {
         return RES_DUNNO;
 }
 
-/* ---- asynchronous elements ----------------------------------------------------------------- */
+/* ---- hooks: access tables, DNS checks, policy services -------------------------------------- */
 
 static void eval_resume(SmtpdEval *e);
 static void handle_result(SmtpdEval *e, Result r, bool warn);

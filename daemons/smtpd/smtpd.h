@@ -6,18 +6,26 @@
  *   smtpd-transaction.c  the transaction part of a session (MAIL ... commit): reset, recipients,
  *                        the message actions
  *   smtpd-restrictions.c compiling restriction lists; mynetworks, local domains and users
- *   smtpd-check.c        the resumable restriction evaluator (all classes, async elements)
- *   smtpd-access.c       access(5) actions, refusal replies with footers, their log lines
+ *   smtpd-check.c        the resumable restriction evaluator (all classes); drives the hooks of
+ *                        restriction elements (access, DNS, policy)
+ *   smtpd-access.c       access(5) actions, refusal replies with footers, their log lines;
+ *                        check_*_access lookups (hook: smtpd_hook_access)
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-bdat.c         BDAT (RFC 3030 CHUNKING): exact-count chunks into the same content code
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
- *   smtpd-anvil.c        client connection/rate limits through postern-anvil
- *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step)
+ *   smtpd-anvil.c        client connection/rate limits through postern-anvil (hook:
+ *                        smtpd_hook_anvil; smtpd_anvil_check() runs it for a session)
+ *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step);
+ *                        its end-of-data decision is smtpd_hook_cleanup
  *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
- *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (asynchronous)
- *   smtpd-policy.c       check_policy_service: the policy delegation protocol (asynchronous)
+ *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (hook: smtpd_hook_dns)
+ *   smtpd-policy.c       check_policy_service: the policy delegation protocol (hook:
+ *                        smtpd_hook_policy)
  *   smtpd-tls.c          STARTTLS and implicit TLS: settings, handshake, record I/O, logging
  *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
+ *
+ * The checks of a client or a transaction are hooks behind one interface, SmtpdHook; the table
+ * of hooks (stages, what each needs) is above its declaration, further down.
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -105,7 +113,7 @@ typedef enum Restriction {
         RESTRICT_REJECT_INVALID_HELO,
         RESTRICT_REJECT_NON_FQDN_SENDER,
         RESTRICT_REJECT_NON_FQDN_RECIPIENT,
-        RESTRICT_CHECK_CLIENT_ACCESS,
+        RESTRICT_CHECK_CLIENT_ACCESS,       /* check_*_access: smtpd_hook_access (answers at once) */
         RESTRICT_CHECK_REVERSE_CLIENT_ACCESS,
         RESTRICT_CHECK_HELO_ACCESS,
         RESTRICT_CHECK_SENDER_ACCESS,
@@ -591,13 +599,15 @@ typedef enum CheckStage {
  * alike. A hook sees only the client and the transaction, never the session: a connect-time
  * stage can run the hooks that need only the client before any SMTP command.
  *
- *   hook                stage(s)                        needs                 answers
- *   smtpd_hook_access   any (check_*_access)            client (+ tx: sender)  at once (1)
- *   smtpd_hook_dns      any (DNS lists, unknown names)  client (+ subject)     later (0)
- *   smtpd_hook_policy   any (check_policy_service)      client + transaction   later (0)
- *   smtpd_hook_anvil    connect: client only; MAIL, RCPT, STARTTLS, TLS, AUTH   later (0), or
- *                                                       client only            at once (1)
- *   smtpd_hook_cleanup  end of data (EOD)               transaction (its data) at once (1)
+ *   hook                stage(s) (run by)                        needs                     answers
+ *   smtpd_hook_access   any restriction stage (smtpd-check.c)    client; the subject       at once
+ *   smtpd_hook_dns      any restriction stage (smtpd-check.c)    client; the subject       later
+ *   smtpd_hook_policy   any restriction stage (smtpd-check.c)    client + transaction      later
+ *   smtpd_hook_anvil    connect, MAIL, RCPT, STARTTLS, new TLS,   client only               later, or at
+ *                       AUTH (smtpd_anvil_check())                                          once ("go on")
+ *   smtpd_hook_cleanup  end of data (smtpd-data.c)               transaction (its data)    at once
+ * "client only" hooks can run before any SMTP command (a screening stage: a list of them); they
+ * accept t == NULL.
  *
  * start() begins the check with the element's argument and what is being checked, and says
  * how it ends:
@@ -607,7 +617,8 @@ typedef enum CheckStage {
  *   0   pending: *ret_op is set and done(action, userdata) is called exactly once, later,
  *       never from inside start() (the action is borrowed for the call).
  * cancel(op) stops a pending operation whose session went away (done() is then not called);
- * a hook that always answers at once has no cancel. The client and transaction must outlive
+ * a hook that always answers at once has no cancel, and logs its own failures (for the others
+ * the caller logs that the check could not start). The client and transaction must outlive
  * the operation (the session cancels it before it frees them). An operation bounds its own
  * time (DNS, policy and anvil timeouts). The action is:
  *   - access tables (smtpd_hook_access): the table value as it is ("REJECT text", "HOLD",
@@ -619,9 +630,10 @@ typedef enum CheckStage {
  *     "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures;
  *   - policy services (smtpd_hook_policy): an access(5) action ("DUNNO", "OK", "REJECT text",
  *     "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...).
- *   The restriction engine (smtpd-check.c) applies access and policy actions alike, with the
- *   decoration of the restriction class, so message-wide actions (HOLD, DISCARD, REDIRECT, BCC,
- *   FILTER, PREPEND) land in the transaction's MessageActions;
+ *   The restriction engine (smtpd-check.c) applies access and policy actions alike with
+ *   smtpd_access_apply() (worded for the lookup's subject, or for a policy answer the restriction
+ *   class's), so message-wide actions (HOLD, DISCARD, REDIRECT, BCC, FILTER, PREPEND) land in
+ *   the transaction's MessageActions, and one that cannot be recorded answers 451 4.3.0;
  *   - anvil (smtpd_hook_anvil, the event in args->anvil_event): NULL when allowed, else the
  *     complete refusal ("421 4.7.0 host Error: too many connections from a"), already logged;
  *   - cleanup (smtpd_hook_cleanup): NULL, or the complete end-of-data refusal of the content
