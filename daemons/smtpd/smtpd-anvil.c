@@ -421,28 +421,35 @@ void smtpd_anvil_disconnect(Session *s) {
 
 /* ---- smtpd_hook_anvil -------------------------------------------------------------------- */
 
+static const AnvilKind event_kind[] = {
+        [ANVIL_EVENT_CONNECT] = ANVIL_KIND_CONNECT, [ANVIL_EVENT_MESSAGE] = ANVIL_KIND_MESSAGE,
+        [ANVIL_EVENT_RECIPIENT] = ANVIL_KIND_RECIPIENT, [ANVIL_EVENT_NEWTLS] = ANVIL_KIND_NEWTLS,
+        [ANVIL_EVENT_NEWTLS_STATUS] = ANVIL_KIND_NEWTLS_STATUS, [ANVIL_EVENT_AUTH] = ANVIL_KIND_AUTH,
+};
+
+/* Connections are reported when any limit is on (anvil's statistics see them), the other
+ * events only when their own limit is. */
+static bool event_reported(const SmtpdAnvilLimits *l, SmtpdAnvilEvent ev) {
+        switch (ev) {
+        case ANVIL_EVENT_CONNECT:       return any_limit(l);
+        case ANVIL_EVENT_MESSAGE:       return l->message_rate;
+        case ANVIL_EVENT_RECIPIENT:     return l->recipient_rate;
+        case ANVIL_EVENT_NEWTLS:
+        case ANVIL_EVENT_NEWTLS_STATUS: return l->newtls_rate;
+        case ANVIL_EVENT_AUTH:          return l->auth_rate;
+        }
+        return false;
+}
+
 static int anvil_start(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
                        SmtpdHookDone done, void *userdata, SmtpdHookOp **ret_op, char **ret_action) {
-        static const struct { AnvilKind kind; size_t limit; } events[] = {
-                [ANVIL_EVENT_CONNECT] = { ANVIL_KIND_CONNECT, 0 },
-                [ANVIL_EVENT_MESSAGE] = { ANVIL_KIND_MESSAGE, offsetof(SmtpdAnvilLimits, message_rate) },
-                [ANVIL_EVENT_RECIPIENT] = { ANVIL_KIND_RECIPIENT, offsetof(SmtpdAnvilLimits, recipient_rate) },
-                [ANVIL_EVENT_NEWTLS] = { ANVIL_KIND_NEWTLS, offsetof(SmtpdAnvilLimits, newtls_rate) },
-                [ANVIL_EVENT_NEWTLS_STATUS] = { ANVIL_KIND_NEWTLS_STATUS, offsetof(SmtpdAnvilLimits, newtls_rate) },
-                [ANVIL_EVENT_AUTH] = { ANVIL_KIND_AUTH, offsetof(SmtpdAnvilLimits, auth_rate) },
-        };
-        const SmtpdAnvilLimits *l = &a->settings->anvil;
-
-        if ((size_t) a->anvil_event >= ELEMENTSOF(events) || !done || !a->service)
+        if ((size_t) a->anvil_event >= ELEMENTSOF(event_kind) || !done || !a->service)
                 return -EINVAL;
-        /* connect: any limit; the other events only when their own limit is on */
-        bool on = a->anvil_event == ANVIL_EVENT_CONNECT ? any_limit(l) :
-                *(const unsigned *) ((const char *) l + events[a->anvil_event].limit) != 0;
         AnvilRequest *q = NULL;
-        if (on && !exempt(c, a->settings))
-                q = anvil_send(a->server, events[a->anvil_event].kind, a->service, c->addr, done, userdata);
+        if (event_reported(&a->settings->anvil, a->anvil_event) && !exempt(c, a->settings))
+                q = anvil_send(a->server, event_kind[a->anvil_event], a->service, c->addr, done, userdata);
         if (!q) {
-                *ret_action = NULL;   /* go on: exempt, limit off, or anvil unavailable */
+                *ret_action = NULL;   /* go on: not reported, or anvil unavailable */
                 return 1;
         }
         q->client = c;
