@@ -9,6 +9,11 @@
  * text"; an enhanced status code at the start of the text replaces the default one and takes the
  * class of the reply code.
  *
+ * smtpd_hook_access (see smtpd.h) is the lookup half of check_*_access: it builds the keys of
+ * the client, HELO name, sender or recipient as Postfix does and answers at once with the first
+ * value found; the restriction engine then applies it with smtpd_access_apply(), as it applies
+ * a policy service's answer.
+ *
  * smtpd_reply_reject() sends a refusal with smtpd_reject_footer (or the footer that
  * smtpd_reject_footer_maps finds for the reply text) and logs it in Postfix's words. A footer is
  * a new reply line unless it starts with "\c" (then it continues the last line); "\n" in it
@@ -21,6 +26,7 @@
 
 #include "smtpd.h"
 #include "log/log.h"
+#include "mail/address.h"
 
 #define FOOTER_MAX_LINES 16
 #define REPLY_LINE_MAX 512
@@ -347,3 +353,129 @@ AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt,
         *ret_text = strdup(value);
         return ACCESS_LIST;
 }
+
+/* ---- smtpd_hook_access: the keys and the lookup -------------------------------------------- */
+
+/* Adds key (lower-cased) to a NULL-terminated key vector; false when out of memory. */
+static bool key_add(char ***keys, size_t *n, const char *a, const char *sep, const char *b) {
+        char *k = NULL;
+        if (asprintf(&k, "%s%s%s", a, sep, b) < 0)
+                return false;
+        for (char *p = k; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        char **v = reallocarray(*keys, *n + 2, sizeof(char *));
+        if (!v) {
+                free(k);
+                return false;
+        }
+        v[(*n)++] = k;
+        v[*n] = NULL;
+        *keys = v;
+        return true;
+}
+
+/* A domain and its parents: "a.b.c", then "b.c", "c" (or ".b.c", ".c" when smtpd_access_maps is
+ * not in parent_domain_matches_subdomains). */
+static bool keys_domain(const SmtpdSettings *st, char ***keys, size_t *n, const char *domain) {
+        if (!key_add(keys, n, domain, "", ""))
+                return false;
+        if (domain[0] == '[')
+                return true;
+        for (const char *d = strchr(domain, '.'); d && d[1]; d = strchr(d + 1, '.'))
+                if (!key_add(keys, n, st->parent_matches_access ? d + 1 : d, "", ""))
+                        return false;
+        return true;
+}
+
+/* The client's name and parents, then its address and network prefixes; reverse: only the PTR
+ * name, verified or not (check_reverse_client_hostname_access). */
+static bool keys_client(const SmtpdSettings *st, const SmtpdClient *c, bool reverse, char ***keys, size_t *n) {
+        const char *name = reverse ? c->reverse_name : c->name;
+        if (!isempty(name) && !streq(name, "unknown") && !keys_domain(st, keys, n, name))
+                return false;
+        if (reverse)
+                return true;
+        if (!key_add(keys, n, c->addr, "", ""))
+                return false;
+        _cleanup_free_ char *a = strdup(c->addr);
+        if (!a)
+                return false;
+        char sep = c->family == AF_INET ? '.' : ':';
+        for (char *p; (p = strrchr(a, sep)) && p > a;) {
+                *p = '\0';
+                if (p[-1] == ':')
+                        continue;   /* "::" would make a meaningless key */
+                if (!key_add(keys, n, a, "", ""))
+                        return false;
+        }
+        return true;
+}
+
+/* The address, user+ext@domain without the extension, the domain and its parents, user@ (and
+ * without the extension); the null sender is smtpd_null_access_lookup_key. */
+static bool keys_address(const SmtpdSettings *st, const Address *a, bool null_sender, char ***keys, size_t *n) {
+        if (null_sender)
+                return key_add(keys, n, st->null_access_key, "", "");
+        if (!a)
+                return true;
+        const char *delim = st->recipient_delimiter;
+        size_t cut = isempty(delim) ? 0 : strcspn(a->local, delim);
+        _cleanup_free_ char *base = cut > 0 && a->local[cut] ? strndup(a->local, cut) : NULL;
+        if (cut > 0 && a->local[cut] && !base)
+                return false;
+        return key_add(keys, n, a->external, "", "") &&
+                (!base || !a->domain || key_add(keys, n, base, "@", a->domain)) &&
+                (!a->domain || keys_domain(st, keys, n, a->domain)) &&
+                key_add(keys, n, a->local, "@", "") &&
+                (!base || key_add(keys, n, base, "@", ""));
+}
+
+static int access_start(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
+                        SmtpdHookDone done, void *userdata, SmtpdHookOp **ret_op, char **ret_action) {
+        const SmtpdSettings *st = a->settings;
+        const char *el = a->element;
+        _cleanup_strv_free_ char **keys = NULL;
+        _cleanup_(address_freep) Address *addr = NULL;
+        const char *why = NULL;
+        size_t n = 0;
+        bool ok = true;
+
+        if (!a->table || !el)
+                return -EINVAL;
+        if (streq(el, "check_client_access") || streq(el, "check_reverse_client_hostname_access")) {
+                if (c->family)
+                        ok = keys_client(st, c, streq(el, "check_reverse_client_hostname_access"), &keys, &n);
+        } else if (streq(el, "check_helo_access")) {
+                if (a->subject)
+                        ok = keys_domain(st, &keys, &n, a->subject);
+        } else if (streq(el, "check_sender_access") || streq(el, "check_recipient_access")) {
+                bool null_sender = streq(el, "check_sender_access") && isempty(a->subject);
+                if (a->subject && !null_sender)
+                        (void) address_parse(a->subject, ADDRESS_SMTPUTF8, &addr, &why);
+                if (null_sender || addr)
+                        ok = keys_address(st, addr, null_sender, &keys, &n);
+        } else
+                return -EINVAL;
+        if (!ok)
+                return -ENOMEM;
+
+        for (char **k = keys; k && *k; k++) {
+                _cleanup_free_ char *v = NULL;
+                int r = table_lookup(a->table, *k, &v);
+                if (r < 0) {
+                        log_warning_errno(r, "%s: lookup of \"%s\" failed: %m", table_spec(a->table), *k);
+                        return -EIO;
+                }
+                if (r > 0) {
+                        *ret_action = TAKE_PTR(v);
+                        return 1;
+                }
+        }
+        *ret_action = NULL;
+        return 1;
+}
+
+const SmtpdHook smtpd_hook_access = {
+        .name = "access",
+        .start = access_start,
+};

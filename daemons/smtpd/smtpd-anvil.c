@@ -4,8 +4,12 @@
  * All sessions share one connection to <postern_socket_directory>/anvil, opened on first use.
  * Requests are written in order and anvil answers them in order (its server reads a request only
  * after it answered the previous one), so a FIFO of pending requests matches answers to sessions.
- * A session that must wait (connect before the greeting, MAIL, RCPT, new TLS, AUTH) pauses with
- * session_wait(); disconnects are sent without waiting.
+ * Each event that awaits an answer (connect before the greeting, MAIL, RCPT, STARTTLS, new TLS,
+ * AUTH) is a hook, smtpd_hook_anvil (see smtpd.h): it needs only the client, and answers at once
+ * ("go on") when the client is exempt, the limit is off or anvil is unavailable, else later with
+ * the refusal in Postfix's words (logged here). smtpd_anvil_check() runs it for a session: the
+ * session pauses with session_wait(), then gets the refusal as its reply (and for connect and
+ * newtls closes). Disconnects are sent without waiting.
  *
  * Anvil counts a session's connection per anvil connection: when ours closes, anvil drops what
  * we reported. So every session remembers the connection generation that counted it and sends
@@ -49,16 +53,28 @@ static const char *const kind_verb[] = {
         [ANVIL_KIND_NEWTLS_STATUS] = "newtls_status",
 };
 
+/* One request in the FIFO; while done is set it is also a hook operation (SmtpdHookOp). */
 typedef struct AnvilRequest AnvilRequest;
 struct AnvilRequest {
         AnvilRequest *next;
         AnvilKind kind;
-        Session *session;                /* NULL: nobody waits (disconnect, session gone) */
+        SmtpdHookDone done;              /* NULL: nobody waits (disconnect, cancelled) */
+        void *userdata;
+        const SmtpdClient *client;       /* valid while done is set */
+        const SmtpdSettings *settings;
+        const char *service;
+        usec_t deadline;
+};
+
+/* A session waiting for its request (smtpd_anvil_check()). */
+typedef struct AnvilWait {
+        Session *session;
+        SmtpdHookOp *op;
+        SmtpdAnvilEvent event;
         SmtpdAnvilDone done;
         void *userdata;
         void (*free_userdata)(void *);
-        usec_t deadline;
-};
+} AnvilWait;
 
 struct SmtpdAnvil {
         Server *server;
@@ -94,22 +110,18 @@ static bool any_limit(const SmtpdAnvilLimits *l) {
                 l->newtls_rate || l->auth_rate;
 }
 
-/* Local submissions and excepted clients are never counted (a table error counts them). */
-static bool exempt(Session *s) {
-        return s->listener->kind == LISTENER_SUBMIT || !s->client.addr[0] ||
-                smtpd_netlist_match(&s->settings->anvil.exceptions, s) > 0;
+/* Local submissions (no address) and excepted clients are never counted (a table error counts
+ * them). */
+static bool exempt(const SmtpdClient *c, const SmtpdSettings *st) {
+        return !c->addr[0] || smtpd_netlist_match(&st->anvil.exceptions, c) > 0;
 }
 
-static void request_free(AnvilRequest *q) {
-        if (q->free_userdata && q->userdata)
-                q->free_userdata(q->userdata);
-        free(q);
-}
-
-/* The session ended while waiting: its answer will be dropped. */
-static void request_cancel(void *userdata) {
-        AnvilRequest *q = userdata;
-        q->session = NULL;
+/* The session ended while waiting: its answer will be dropped (the request stays in the FIFO,
+ * which matches answers to requests by their order). */
+static void request_cancel(SmtpdHookOp *op) {
+        AnvilRequest *q = (AnvilRequest *) op;
+        q->done = NULL;
+        q->userdata = NULL;
 }
 
 static void anvil_close(SmtpdAnvil *a) {
@@ -133,94 +145,80 @@ static void arm_timer(SmtpdAnvil *a) {
         (void) sd_event_source_set_enabled(a->timer, SD_EVENT_ONESHOT);
 }
 
-/* Ends a request: for a waiting session, decides with anvil's numbers (or lets it go on when
- * reply is NULL), calls done and resumes the session. */
-static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
-        Session *s = q->session;
-        if (!s) {
-                request_free(q);
-                return;
-        }
-        const SmtpdAnvilLimits *l = &s->settings->anvil;
+/* The refusal for anvil's numbers, logged; NULL when the client stays within its limits (or
+ * anvil did not answer: reply NULL). */
+static char *request_decide(const AnvilRequest *q, const IpcRecord *reply) {
+        const SmtpdAnvilLimits *l = &q->settings->anvil;
+        const char *id = q->client->id_text, *addr = q->client->addr, *host = q->settings->myhostname;
+        const char *svc = q->service;
         long long count = 0, rate = 0;
-        bool allowed = true;
-        if (reply && streq(strempty(ipc_record_get(reply, "status")), "ok")) {
-                (void) ipc_record_get_int(reply, "count", &count);
-                (void) ipc_record_get_int(reply, "rate", &rate);
-                const char *host = s->settings->myhostname, *svc = s->listener->name;
-                switch (q->kind) {
-                case ANVIL_KIND_CONNECT:
-                        if (l->connection_count && count > l->connection_count) {
-                                log_warning("Connection concurrency limit exceeded: %lld from %s for service %s",
-                                            count, s->client.id_text, svc);
-                                allowed = false;
-                        } else if (l->connection_rate && rate > l->connection_rate) {
-                                log_warning("Connection rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->client.id_text, svc);
-                                allowed = false;
-                        }
-                        if (!allowed)
-                                session_reply(s, "421 4.7.0 %s Error: too many connections from %s", host, s->client.addr);
+        char *refusal = NULL;
+        int k = 0;
+
+        if (!reply || !streq(strempty(ipc_record_get(reply, "status")), "ok"))
+                return NULL;
+        (void) ipc_record_get_int(reply, "count", &count);
+        (void) ipc_record_get_int(reply, "rate", &rate);
+        switch (q->kind) {
+        case ANVIL_KIND_CONNECT:
+                if (l->connection_count && count > l->connection_count)
+                        log_warning("Connection concurrency limit exceeded: %lld from %s for service %s",
+                                    count, id, svc);
+                else if (l->connection_rate && rate > l->connection_rate)
+                        log_warning("Connection rate limit exceeded: %lld from %s for service %s", rate, id, svc);
+                else
                         break;
-                case ANVIL_KIND_MESSAGE:
-                        if (l->message_rate && rate > l->message_rate) {
-                                log_warning("Message delivery request rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->client.id_text, svc);
-                                session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client.addr);
-                                allowed = false;
-                        }
+                k = asprintf(&refusal, "421 4.7.0 %s Error: too many connections from %s", host, addr);
+                break;
+        case ANVIL_KIND_MESSAGE:
+                if (!l->message_rate || rate <= l->message_rate)
                         break;
-                case ANVIL_KIND_RECIPIENT:
-                        if (l->recipient_rate && rate > l->recipient_rate) {
-                                log_warning("Recipient address rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->client.id_text, svc);
-                                session_reply(s, "452 4.7.1 Error: too many recipients from %s", s->client.addr);
-                                allowed = false;
-                        }
+                log_warning("Message delivery request rate limit exceeded: %lld from %s for service %s",
+                            rate, id, svc);
+                k = asprintf(&refusal, "450 4.7.1 Error: too much mail from %s", addr);
+                break;
+        case ANVIL_KIND_RECIPIENT:
+                if (!l->recipient_rate || rate <= l->recipient_rate)
                         break;
-                case ANVIL_KIND_NEWTLS:
-                        if (l->newtls_rate && rate > l->newtls_rate) {
-                                log_warning("New TLS session rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->client.id_text, svc);
-                                session_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s",
-                                              host, s->client.addr);
-                                allowed = false;
-                        }
+                log_warning("Recipient address rate limit exceeded: %lld from %s for service %s", rate, id, svc);
+                k = asprintf(&refusal, "452 4.7.1 Error: too many recipients from %s", addr);
+                break;
+        case ANVIL_KIND_NEWTLS:
+                if (!l->newtls_rate || rate <= l->newtls_rate)
                         break;
-                case ANVIL_KIND_NEWTLS_STATUS:
-                        /* Not counted yet: refuse when one more new session would exceed. */
-                        if (l->newtls_rate && rate >= l->newtls_rate) {
-                                log_warning("New TLS session rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->client.id_text, svc);
-                                session_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s", s->client.addr);
-                                allowed = false;
-                        }
+                log_warning("New TLS session rate limit exceeded: %lld from %s for service %s", rate, id, svc);
+                k = asprintf(&refusal, "421 4.7.0 %s Error: too many new TLS sessions from %s", host, addr);
+                break;
+        case ANVIL_KIND_NEWTLS_STATUS:
+                /* Not counted yet: refuse when one more new session would exceed. */
+                if (!l->newtls_rate || rate < l->newtls_rate)
                         break;
-                case ANVIL_KIND_AUTH:
-                        if (l->auth_rate && rate > l->auth_rate) {
-                                log_warning("AUTH command rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->client.id_text, svc);
-                                session_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->client.addr);
-                                allowed = false;
-                        }
+                log_warning("New TLS session rate limit exceeded: %lld from %s for service %s", rate, id, svc);
+                k = asprintf(&refusal, "454 4.7.0 Error: too many new TLS sessions from %s", addr);
+                break;
+        case ANVIL_KIND_AUTH:
+                if (!l->auth_rate || rate <= l->auth_rate)
                         break;
-                case ANVIL_KIND_DISCONNECT:
-                        break;
-                }
+                log_warning("AUTH command rate limit exceeded: %lld from %s for service %s", rate, id, svc);
+                k = asprintf(&refusal, "450 4.7.1 Error: too many AUTH commands from %s", addr);
+                break;
+        case ANVIL_KIND_DISCONNECT:
+                break;
         }
-        /* The wait ends before done(), which may start another one (the connect restrictions
-         * after the greeting check, the recipient restrictions after RCPT's). */
-        session_resume(s, SESSION_RESUME_ONLY);
-        if (!allowed && (q->kind == ANVIL_KIND_CONNECT || q->kind == ANVIL_KIND_NEWTLS))
-                session_close_after_flush(s);
-        if (q->done)
-                q->done(s, allowed, q->userdata);
-        else if (q->free_userdata && q->userdata)
-                q->free_userdata(q->userdata);
-        q->userdata = NULL;
-        request_free(q);
-        if (!session_waiting(s))
-                session_resume(s, SESSION_RESUME_INPUT);
+        if (k < 0) {
+                log_oom();
+                return NULL;   /* the limit was logged; the client goes on, as when anvil is down */
+        }
+        return refusal;
+}
+
+/* Ends a request: tells whoever waits for it (if anybody still does) what anvil decided. */
+static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
+        if (q->done) {
+                _cleanup_free_ char *refusal = request_decide(q, reply);
+                q->done(refusal, q->userdata);
+        }
+        free(q);
 }
 
 /* Takes the whole queue so that sessions resumed below may queue new requests safely. */
@@ -369,34 +367,29 @@ static int anvil_connect(SmtpdAnvil *a) {
         return 0;
 }
 
-/* Queues one request; false when it could not be sent (anvil unavailable). */
-static bool anvil_send(Session *s, AnvilKind kind, SmtpdAnvilDone done, void *userdata,
-                       void (*free_userdata)(void *)) {
-        SmtpdAnvil *a = s->server->anvil;
+/* Queues one request; NULL when it could not be sent (anvil unavailable). A request without
+ * done (disconnect) is only sent; the one returned is the caller's operation until it ends. */
+static AnvilRequest *anvil_send(Server *srv, AnvilKind kind, const char *service, const char *addr,
+                                SmtpdHookDone done, void *userdata) {
+        SmtpdAnvil *a = srv->anvil;
         _cleanup_ipc_record_ IpcRecord req = IPC_RECORD_INIT;
 
-        if (!a || s->server->stopping || anvil_connect(a) < 0)
-                return false;
+        if (!a || srv->stopping || anvil_connect(a) < 0)
+                return NULL;
         if (a->n_pending >= ANVIL_PENDING_MAX || a->out.len > ANVIL_OUTPUT_MAX) {
                 anvil_fail(a, "too many requests waiting for an answer");
-                return false;
+                return NULL;
         }
         AnvilRequest *q = calloc(1, sizeof *q);
         if (!q || ipc_record_add(&req, "request", kind_verb[kind]) < 0 ||
-            ipc_record_add(&req, "service", s->listener->name) < 0 ||
-            ipc_record_add(&req, "address", s->client.addr) < 0 || ipc_record_format(&req, &a->out) < 0) {
+            ipc_record_add(&req, "service", service) < 0 ||
+            ipc_record_add(&req, "address", addr) < 0 || ipc_record_format(&req, &a->out) < 0) {
                 free(q);
                 log_oom();
-                return false;
+                return NULL;
         }
         q->kind = kind;
         q->deadline = now_usec(CLOCK_MONOTONIC) + ANVIL_TIMEOUT_USEC;
-        if (done) {
-                q->session = s;
-                q->done = done;
-                q->userdata = userdata;
-                q->free_userdata = free_userdata;
-        }
         if (a->tail)
                 a->tail->next = q;
         else
@@ -408,23 +401,13 @@ static bool anvil_send(Session *s, AnvilKind kind, SmtpdAnvilDone done, void *us
 
         int r = anvil_flush(a);
         if (r < 0) {
-                /* The request is queued: anvil_fail() releases it (a waiting session goes on). */
-                q->session = NULL;
-                q->userdata = NULL;
+                /* The request is queued without done: anvil_fail() releases it silently. */
                 anvil_fail(a, strerror(-r));
-                return false;
+                return NULL;
         }
-        if (kind == ANVIL_KIND_CONNECT)
-                s->anvil_generation = a->generation;
-        if (done)
-                session_wait(s, request_cancel, q);
-        return !!done;
-}
-
-bool smtpd_anvil_connect(Session *s, SmtpdAnvilDone done, void *userdata) {
-        if (!any_limit(&s->settings->anvil) || exempt(s))
-                return false;
-        return anvil_send(s, ANVIL_KIND_CONNECT, done, userdata, NULL);
+        q->done = done;
+        q->userdata = userdata;
+        return q;
 }
 
 void smtpd_anvil_disconnect(Session *s) {
@@ -433,34 +416,112 @@ void smtpd_anvil_disconnect(Session *s) {
         if (!a || s->anvil_generation == 0 || s->anvil_generation != a->generation || a->fd < 0)
                 return;
         s->anvil_generation = 0;
-        (void) anvil_send(s, ANVIL_KIND_DISCONNECT, NULL, NULL, NULL);
+        (void) anvil_send(s->server, ANVIL_KIND_DISCONNECT, s->listener->name, s->client.addr, NULL, NULL);
 }
 
-static bool rate_event(Session *s, AnvilKind kind, unsigned limit, SmtpdAnvilDone done, void *userdata,
+/* ---- smtpd_hook_anvil -------------------------------------------------------------------- */
+
+static const AnvilKind event_kind[] = {
+        [ANVIL_EVENT_CONNECT] = ANVIL_KIND_CONNECT, [ANVIL_EVENT_MESSAGE] = ANVIL_KIND_MESSAGE,
+        [ANVIL_EVENT_RECIPIENT] = ANVIL_KIND_RECIPIENT, [ANVIL_EVENT_NEWTLS] = ANVIL_KIND_NEWTLS,
+        [ANVIL_EVENT_NEWTLS_STATUS] = ANVIL_KIND_NEWTLS_STATUS, [ANVIL_EVENT_AUTH] = ANVIL_KIND_AUTH,
+};
+
+/* Connections are reported when any limit is on (anvil's statistics see them), the other
+ * events only when their own limit is. */
+static bool event_reported(const SmtpdAnvilLimits *l, SmtpdAnvilEvent ev) {
+        switch (ev) {
+        case ANVIL_EVENT_CONNECT:       return any_limit(l);
+        case ANVIL_EVENT_MESSAGE:       return l->message_rate;
+        case ANVIL_EVENT_RECIPIENT:     return l->recipient_rate;
+        case ANVIL_EVENT_NEWTLS:
+        case ANVIL_EVENT_NEWTLS_STATUS: return l->newtls_rate;
+        case ANVIL_EVENT_AUTH:          return l->auth_rate;
+        }
+        return false;
+}
+
+static int anvil_start(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
+                       SmtpdHookDone done, void *userdata, SmtpdHookOp **ret_op, char **ret_action) {
+        if ((size_t) a->anvil_event >= ELEMENTSOF(event_kind) || !done || !a->service)
+                return -EINVAL;
+        AnvilRequest *q = NULL;
+        if (event_reported(&a->settings->anvil, a->anvil_event) && !exempt(c, a->settings))
+                q = anvil_send(a->server, event_kind[a->anvil_event], a->service, c->addr, done, userdata);
+        if (!q) {
+                *ret_action = NULL;   /* go on: not reported, or anvil unavailable */
+                return 1;
+        }
+        q->client = c;
+        q->settings = a->settings;
+        q->service = a->service;
+        *ret_op = (SmtpdHookOp *) q;
+        return 0;
+}
+
+const SmtpdHook smtpd_hook_anvil = {
+        .name = "anvil",
+        .start = anvil_start,
+        .cancel = request_cancel,
+};
+
+/* ---- the session's side: waiting for the hook ---------------------------------------------- */
+
+static void wait_free(AnvilWait *w) {
+        if (w->free_userdata && w->userdata)
+                w->free_userdata(w->userdata);
+        free(w);
+}
+
+/* The session ended while waiting. */
+static void wait_cancel(void *userdata) {
+        AnvilWait *w = userdata;
+        smtpd_hook_anvil.cancel(w->op);
+        wait_free(w);
+}
+
+static void wait_done(const char *refusal, void *userdata) {
+        AnvilWait *w = userdata;
+        Session *s = w->session;
+
+        if (refusal)
+                session_reply(s, "%s", refusal);
+        /* The wait ends before done(), which may start another one (the connect restrictions
+         * after the greeting check, the recipient restrictions after RCPT's). */
+        session_resume(s, SESSION_RESUME_ONLY);
+        if (refusal && (w->event == ANVIL_EVENT_CONNECT || w->event == ANVIL_EVENT_NEWTLS))
+                session_close_after_flush(s);
+        if (w->done) {
+                w->done(s, !refusal, w->userdata);
+                w->userdata = NULL;
+        }
+        wait_free(w);
+        if (!session_waiting(s))
+                session_resume(s, SESSION_RESUME_INPUT);
+}
+
+bool smtpd_anvil_check(Session *s, SmtpdAnvilEvent event, SmtpdAnvilDone done, void *userdata,
                        void (*free_userdata)(void *)) {
-        if (!limit || exempt(s))
+        const SmtpdHookArgs args = {
+                .settings = s->settings, .server = s->server, .service = s->listener->name, .anvil_event = event,
+        };
+        _cleanup_free_ char *action = NULL;
+        AnvilWait *w = calloc(1, sizeof *w);
+
+        if (!w) {
+                log_oom();
                 return false;
-        return anvil_send(s, kind, done, userdata, free_userdata);
-}
-
-bool smtpd_anvil_message(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {
-        return rate_event(s, ANVIL_KIND_MESSAGE, s->settings->anvil.message_rate, done, userdata, free_userdata);
-}
-
-bool smtpd_anvil_recipient(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {
-        return rate_event(s, ANVIL_KIND_RECIPIENT, s->settings->anvil.recipient_rate, done, userdata, free_userdata);
-}
-
-bool smtpd_anvil_newtls(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {
-        return rate_event(s, ANVIL_KIND_NEWTLS, s->settings->anvil.newtls_rate, done, userdata, free_userdata);
-}
-
-bool smtpd_anvil_newtls_status(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {
-        return rate_event(s, ANVIL_KIND_NEWTLS_STATUS, s->settings->anvil.newtls_rate, done, userdata, free_userdata);
-}
-
-bool smtpd_anvil_auth(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *)) {
-        return rate_event(s, ANVIL_KIND_AUTH, s->settings->anvil.auth_rate, done, userdata, free_userdata);
+        }
+        *w = (AnvilWait) { .session = s, .event = event, .done = done, .userdata = userdata,
+                           .free_userdata = free_userdata };
+        if (smtpd_hook_anvil.start(&s->client, &s->tx, &args, wait_done, w, &w->op, &action) != 0) {
+                free(w);   /* not waiting (anvil answers at once only "go on") */
+                return false;
+        }
+        if (event == ANVIL_EVENT_CONNECT)
+                s->anvil_generation = s->server->anvil->generation;   /* the disconnect goes there */
+        session_wait(s, wait_cancel, w);
+        return true;
 }
 
 int smtpd_anvil_new(Server *srv, const char *path, SmtpdAnvil **ret) {
@@ -489,7 +550,7 @@ SmtpdAnvil *smtpd_anvil_free(SmtpdAnvil *a) {
         anvil_close(a);
         for (AnvilRequest *q = a->head, *next; q; q = next) {
                 next = q->next;
-                request_free(q);
+                free(q);
         }
         sd_event_source_disable_unref(a->timer);
         free(a->path);

@@ -313,7 +313,7 @@ bool smtpd_auth_command(Session *s, char *arg) {
                 session_reply(s, "454 4.7.0 Temporary authentication failure: out of memory");
                 return false;
         }
-        if (smtpd_anvil_auth(s, auth_after_anvil, copy, free))
+        if (smtpd_anvil_check(s, ANVIL_EVENT_AUTH, auth_after_anvil, copy, free))
                 return false;   /* goes on in auth_after_anvil() */
         free(copy);
         return auth_start(s, arg);

@@ -10,6 +10,12 @@
  * element's refusal a logged "reject_warning". A table value may itself be a restriction list,
  * and a word of smtpd_restriction_classes stands for its list (nested up to MAX_DEPTH).
  *
+ * The elements that look something up are hooks (smtpd.h): check_*_access (smtpd_hook_access,
+ * answered at once), DNS checks and policy services (smtpd_hook_dns, smtpd_hook_policy,
+ * answered later). run_hook() starts one and applies its answer, at once or when it arrives;
+ * access and policy answers go through smtpd_access_apply() alike. VRFY skips the hooks that
+ * would wait.
+ *
  * smtpd_check_run() always ends in finish(s, rcpt, accepted), either before it returns or,
  * after an asynchronous element, from the event loop while the session waits (session_wait):
  * the refusal, if any, has then already been answered (with its footer) and logged. */
@@ -137,124 +143,7 @@ static bool push(SmtpdEval *e, const RestrictionList *l, RestrictionList owned) 
         return true;
 }
 
-/* ---- lookups ----------------------------------------------------------------------------- */
-
-/* Adds key (lower-cased) to a NULL-terminated key vector; false when out of memory. */
-static bool key_add(char ***keys, size_t *n, const char *a, const char *sep, const char *b) {
-        char *k = NULL;
-        if (asprintf(&k, "%s%s%s", a, sep, b) < 0)
-                return false;
-        for (char *p = k; *p; p++)
-                *p = (char) tolower((unsigned char) *p);
-        char **v = reallocarray(*keys, *n + 2, sizeof(char *));
-        if (!v) {
-                free(k);
-                return false;
-        }
-        v[(*n)++] = k;
-        v[*n] = NULL;
-        *keys = v;
-        return true;
-}
-
-/* A domain and its parents: "a.b.c", then "b.c", "c" (or ".b.c", ".c" when smtpd_access_maps is
- * not in parent_domain_matches_subdomains). */
-static bool keys_domain(SmtpdEval *e, char ***keys, size_t *n, const char *domain, const char *prefix) {
-        bool parent = e->s->settings->parent_matches_access;
-        if (!key_add(keys, n, prefix, "", domain))
-                return false;
-        if (domain[0] == '[')
-                return true;
-        for (const char *d = strchr(domain, '.'); d && d[1]; d = strchr(d + 1, '.'))
-                if (!key_add(keys, n, prefix, "", parent ? d + 1 : d))
-                        return false;
-        return true;
-}
-
-static char **keys_client(SmtpdEval *e, bool name_only) {
-        Session *s = e->s;
-        char **keys = NULL;
-        size_t n = 0;
-        bool ok = true;
-
-        /* check_reverse_client_hostname_access: the PTR name, verified or not. */
-        const char *name = name_only ? s->client.reverse_name : s->client.name;
-        if (!isempty(name) && !streq(name, "unknown"))
-                ok = keys_domain(e, &keys, &n, name, "");
-        if (ok && !name_only && s->client.family) {
-                ok = key_add(&keys, &n, s->client.addr, "", "");
-                _cleanup_free_ char *a = strdup(s->client.addr);
-                char sep = s->client.family == AF_INET ? '.' : ':';
-                for (char *p; ok && a && (p = strrchr(a, sep)) && p > a;) {
-                        *p = '\0';
-                        if (p[-1] == ':')
-                                continue;   /* "::" would make a meaningless key */
-                        ok = key_add(&keys, &n, a, "", "");
-                }
-        }
-        if (!ok) {
-                strv_free(keys);
-                return NULL;
-        }
-        return keys ? keys : calloc(1, sizeof(char *));
-}
-
-static char **keys_address(SmtpdEval *e, const Address *a, bool null_sender) {
-        const SmtpdSettings *st = e->s->settings;
-        char **keys = NULL;
-        size_t n = 0;
-        bool ok = true;
-
-        if (null_sender)
-                ok = key_add(&keys, &n, st->null_access_key, "", "");
-        else if (a) {
-                ok = key_add(&keys, &n, a->external, "", "");
-                const char *delim = st->recipient_delimiter;
-                size_t cut = isempty(delim) ? 0 : strcspn(a->local, delim);
-                if (ok && cut > 0 && a->local[cut] && a->domain) {
-                        _cleanup_free_ char *base = strndup(a->local, cut);
-                        ok = base && key_add(&keys, &n, base, "@", a->domain);
-                }
-                if (ok && a->domain)
-                        ok = keys_domain(e, &keys, &n, a->domain, "");
-                if (ok)
-                        ok = key_add(&keys, &n, a->local, "@", "");
-                if (ok && cut > 0 && a->local[cut]) {
-                        _cleanup_free_ char *base = strndup(a->local, cut);
-                        ok = base && key_add(&keys, &n, base, "@", "");
-                }
-        }
-        if (!ok) {
-                strv_free(keys);
-                return NULL;
-        }
-        return keys ? keys : calloc(1, sizeof(char *));
-}
-
-static Result apply_value(SmtpdEval *e, const char *value, const char *entity, const char *label);
-
-static Result check_access(SmtpdEval *e, Table *t, char **keys, const char *entity, const char *label) {
-        if (!keys) {
-                set_reply(e, NULL);
-                return RES_REJECT;
-        }
-        for (char **k = keys; *k; k++) {
-                _cleanup_free_ char *v = NULL;
-                int r = table_lookup(t, *k, &v);
-                if (r < 0) {
-                        log_warning_errno(r, "%s: lookup of \"%s\" failed: %m", table_spec(t), *k);
-                        lookup_failure(e, entity);
-                        strv_free(keys);
-                        return RES_REJECT;
-                }
-                if (r > 0) {
-                        strv_free(keys);
-                        return apply_value(e, v, entity, label);
-                }
-        }
-        strv_free(keys);
-        return RES_DUNNO;
-}
+/* ---- access(5) values ------------------------------------------------------------------- */
 
 static Result apply_value(SmtpdEval *e, const char *value, const char *entity, const char *label) {
         _cleanup_free_ char *text = NULL;
@@ -411,21 +300,21 @@ static Result check_login_mismatch(SmtpdEval *e, Restriction k) {
         return RES_DUNNO;
 }
 
-/* ---- asynchronous elements ----------------------------------------------------------------- */
+/* ---- hooks: access tables, DNS checks, policy services -------------------------------------- */
 
 static void eval_resume(SmtpdEval *e);
 static void handle_result(SmtpdEval *e, Result r, bool warn);
 
 /* A DNS check's result is final wording (see smtpd.h): "OK", a complete reply to send as it
  * is, or "DEFER_IF_PERMIT " and a complete reply to keep until the end of the evaluation. */
-static Result apply_dns_result(SmtpdEval *e, const char *result) {
+static Result apply_dns_result(SmtpdEval *e, const RestrictionElem *el, const char *result) {
         if (strcaseeq(result, "OK"))
                 return RES_OK;
         const char *deferred = startswith(result, "DEFER_IF_PERMIT ");
         const char *reply = deferred ? deferred : result;
         if (!((reply[0] == '4' || reply[0] == '5') && isdigit((unsigned char) reply[1]) &&
               isdigit((unsigned char) reply[2]) && reply[3] == ' ')) {
-                log_warning("%s: unexpected DNS check result \"%s\"; answering 451 4.3.5", e->op_elem->name, result);
+                log_warning("%s: unexpected DNS check result \"%s\"; answering 451 4.3.5", el->name, result);
                 set_reply(e, strdup("451 4.3.5 Server configuration error"));
                 return RES_REJECT;
         }
@@ -440,19 +329,23 @@ static Result apply_dns_result(SmtpdEval *e, const char *result) {
         return RES_REJECT;
 }
 
+/* A hook's answer: DNS results are final wording; access table values and policy answers are
+ * access(5) actions for entity, with the label of their lookup or class. */
+static Result apply_action(SmtpdEval *e, const RestrictionElem *el, const char *action, const char *entity,
+                           const char *label) {
+        if (!action || strcaseeq(action, "DUNNO"))
+                return RES_DUNNO;
+        if (el->kind == RESTRICT_DNS)
+                return apply_dns_result(e, el, action);
+        return apply_value(e, action, entity, label);
+}
+
 static void on_check_done(const char *action, void *userdata) {
         SmtpdEval *e = userdata;
-        const RestrictionElem *el = e->op_elem;
-        Result r = RES_DUNNO;
 
         e->op = NULL;
-        if (action && !strcaseeq(action, "DUNNO")) {
-                if (el->kind == RESTRICT_DNS)
-                        r = apply_dns_result(e, action);
-                else   /* policy: an access(5) action for the entity of the class */
-                        r = apply_value(e, action, class_entity(e, e->cur), class_labels[e->cur]);
-        }
-        handle_result(e, r, e->warn_async);
+        handle_result(e, apply_action(e, e->op_elem, action, class_entity(e, e->cur), class_labels[e->cur]),
+                      e->warn_async);
         eval_resume(e);
 }
 
@@ -462,10 +355,54 @@ static void on_wait_cancel(void *userdata) {
         eval_free(e);
 }
 
+/* Runs one element's hook: its answer at once, or a wait (RES_ASYNC) for hooks that answer
+ * later. entity and label word the refusal of an answer given at once. */
+static Result run_hook(SmtpdEval *e, const RestrictionElem *el, const SmtpdHook *h, const SmtpdHookArgs *a,
+                       const char *entity, const char *label) {
+        Session *s = e->s;
+        _cleanup_free_ char *action = NULL;
+        SmtpdHookOp *op = NULL;
+
+        int r = h->start(&s->client, &s->tx, a, on_check_done, e, &op, &action);
+        if (r < 0) {
+                if (h->cancel)   /* a hook that answers at once logs its own failures */
+                        log_warning_errno(r, "%s %s: cannot start the check: %m", el->name, strempty(el->arg));
+                if (r == -ENOMEM && !h->cancel)
+                        set_reply(e, NULL);
+                else
+                        lookup_failure(e, entity);
+                return RES_REJECT;
+        }
+        if (r > 0)
+                return apply_action(e, el, action, entity, label);
+        e->op_hook = h;
+        e->op = op;
+        e->op_elem = el;
+        if (!e->waiting) {
+                e->waiting = true;
+                s->eval = e;
+                session_wait(s, on_wait_cancel, e);
+        }
+        return RES_ASYNC;
+}
+
+static SmtpdHookArgs hook_args(SmtpdEval *e, const RestrictionElem *el, const char *subject) {
+        return (SmtpdHookArgs) {
+                .settings = e->s->settings, .server = e->s->server, .stage = e->stage, .element = el->name,
+                .arg = el->arg, .subject = subject, .recipient = e->rcpt, .table = el->table,
+        };
+}
+
+/* check_*_access: subject is the HELO name, sender or recipient (NULL: the client). */
+static Result check_access(SmtpdEval *e, const RestrictionElem *el, const char *subject, const char *label) {
+        const SmtpdHookArgs args = hook_args(e, el, subject);
+        return run_hook(e, el, &smtpd_hook_access, &args, subject ? subject : e->s->client.id_text, label);
+}
+
+/* DNS checks and policy services; skipped by VRFY, which cannot wait. */
 static Result start_async(SmtpdEval *e, const RestrictionElem *el) {
         Session *s = e->s;
         const char *subject = NULL;
-        int r;
 
         if (e->sync)
                 return RES_DUNNO;
@@ -484,25 +421,9 @@ static Result start_async(SmtpdEval *e, const RestrictionElem *el) {
                         subject = s->client.helo;
                 }
         }
-        const SmtpdHookArgs args = {
-                .settings = s->settings, .server = s->server, .stage = e->stage, .element = el->name,
-                .arg = el->arg, .subject = subject, .recipient = e->rcpt,
-        };
-        e->op_hook = el->kind == RESTRICT_DNS ? &smtpd_hook_dns : &smtpd_hook_policy;
-        r = e->op_hook->start(&s->client, &s->tx, &args, on_check_done, e, &e->op);
-        if (r < 0) {
-                log_warning_errno(r, "%s %s: cannot start the check: %m", el->name, strempty(el->arg));
-                e->op = NULL;
-                lookup_failure(e, class_entity(e, e->cur));
-                return RES_REJECT;
-        }
-        e->op_elem = el;
-        if (!e->waiting) {
-                e->waiting = true;
-                s->eval = e;
-                session_wait(s, on_wait_cancel, e);
-        }
-        return RES_ASYNC;
+        const SmtpdHookArgs args = hook_args(e, el, subject);
+        return run_hook(e, el, el->kind == RESTRICT_DNS ? &smtpd_hook_dns : &smtpd_hook_policy, &args,
+                        class_entity(e, e->cur), class_labels[e->cur]);
 }
 
 /* ---- the evaluation loop ------------------------------------------------------------------- */
@@ -536,7 +457,7 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 e->warn_next = true;
                 return RES_DUNNO;
         case RESTRICT_PERMIT_MYNETWORKS:
-                r = smtpd_netlist_match(&st->mynetworks, s);
+                r = smtpd_netlist_match(&st->mynetworks, &s->client);
                 if (r < 0) {
                         lookup_failure(e, entity);
                         return RES_REJECT;
@@ -597,34 +518,14 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 reply_fmt(e, st->non_fqdn_code, "5.5.2", e->rcpt, "Recipient address", "need fully-qualified address");
                 return RES_REJECT;
         case RESTRICT_CHECK_CLIENT_ACCESS:
-                if (!s->client.family)
-                        return RES_DUNNO;
-                return check_access(e, el->table, keys_client(e, false), s->client.id_text, "Client host");
         case RESTRICT_CHECK_REVERSE_CLIENT_ACCESS:
-                if (!s->client.family)
-                        return RES_DUNNO;
-                return check_access(e, el->table, keys_client(e, true), s->client.id_text, "Client host");
-        case RESTRICT_CHECK_HELO_ACCESS: {
-                if (!s->client.helo)
-                        return RES_DUNNO;
-                char **keys = NULL;
-                size_t n = 0;
-                if (!keys_domain(e, &keys, &n, s->client.helo, "")) {
-                        strv_free(keys);
-                        keys = NULL;
-                }
-                return check_access(e, el->table, keys, s->client.helo, "Helo command");
-        }
+                return s->client.family ? check_access(e, el, NULL, "Client host") : RES_DUNNO;
+        case RESTRICT_CHECK_HELO_ACCESS:
+                return s->client.helo ? check_access(e, el, s->client.helo, "Helo command") : RES_DUNNO;
         case RESTRICT_CHECK_SENDER_ACCESS:
-                if (!s->tx.sender)
-                        return RES_DUNNO;
-                return check_access(e, el->table, keys_address(e, e->sender_addr, isempty(s->tx.sender)),
-                                    s->tx.sender, "Sender address");
+                return s->tx.sender ? check_access(e, el, s->tx.sender, "Sender address") : RES_DUNNO;
         case RESTRICT_CHECK_RECIPIENT_ACCESS:
-                if (!e->rcpt_addr)
-                        return RES_DUNNO;
-                return check_access(e, el->table, keys_address(e, e->rcpt_addr, false), e->rcpt,
-                                    "Recipient address");
+                return e->rcpt_addr ? check_access(e, el, e->rcpt, "Recipient address") : RES_DUNNO;
         case RESTRICT_SENDER_LOGIN_MISMATCH:
         case RESTRICT_AUTH_SENDER_LOGIN_MISMATCH:
         case RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH:

@@ -3,9 +3,10 @@
  * line (up to body_checks_size_limit bytes of body), message_drop_headers, hopcount_limit and the
  * To: header of always_add_missing_headers/undisclosed_recipients_header.
  *
- * smtpd-data.c calls the hooks from its content path: cleanup_header_begin() where a header
+ * smtpd-data.c calls these from its content path: cleanup_header_begin() where a header
  * starts, cleanup_header_end() when it is complete (the next header starts or the header section
- * ends), cleanup_body_line() for each body line, cleanup_end_of_data() before the commit. The
+ * ends), cleanup_body_line() for each body line; before the commit it runs smtpd_hook_cleanup
+ * (see smtpd.h), which answers at once with the refusal the checks decided, or NULL. The
  * header being checked is always the tail of the content buffer, so IGNORE, REPLACE and PREPEND
  * rewrite the tail in place and the message is never copied. Actions that concern the whole
  * message (HOLD, DISCARD, BCC, REDIRECT, FILTER) are recorded in s->tx.actions and applied at the
@@ -292,15 +293,22 @@ int cleanup_missing_to(Session *s, StrBuf *add) {
         return strbuf_printf(add, "%s\n", h);
 }
 
-bool cleanup_end_of_data(Session *s) {
-        DataState *d = s->tx.data;
+/* smtpd_hook_cleanup: the end-of-data decision, from what the line checks recorded in t->data. */
+static int cleanup_start(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
+                         SmtpdHookDone done, void *userdata, SmtpdHookOp **ret_op, char **ret_action) {
+        const DataState *d = t->data;
+        if (!d)
+                return -EINVAL;
         const char *reply = d->hops_exceeded ? HOPS_REPLY : d->reject ? d->reject :
                 d->out_of_memory ? "451 4.3.0 Error: out of memory" : NULL;
-
-        if (!reply)
-                return false;
-        /* Already logged where it was decided (the "reject: header/body ..." line or the hop
-         * count warning), as Postfix's cleanup does; smtpd adds no second line. */
-        session_reply(s, "%s", reply);
-        return true;
+        char *action = NULL;
+        if (reply && !(action = strdup(reply)))
+                return -ENOMEM;
+        *ret_action = action;
+        return 1;
 }
+
+const SmtpdHook smtpd_hook_cleanup = {
+        .name = "cleanup",
+        .start = cleanup_start,
+};

@@ -315,7 +315,7 @@ static void mail_finish(Session *s, const char *rcpt, bool accepted) {
                 return;
         }
         s->tx.in_mail = true;
-        if (smtpd_anvil_message(s, mail_after_anvil, NULL, NULL))
+        if (smtpd_anvil_check(s, ANVIL_EVENT_MESSAGE, mail_after_anvil, NULL, NULL))
                 return;   /* answered when postern-anvil has counted it */
         session_reply(s, "250 2.1.0 Ok");
         s->cmd_ok[CMD_MAIL]++;
@@ -671,7 +671,7 @@ static bool cmd_rcpt(Session *s, char *arg) {
         /* NOTIFY/ORCPT wait with the session until the recipient restrictions have answered. */
         smtpd_recipient_done(&s->tx.rcpt_pending);
         s->tx.rcpt_pending = (SmtpdRecipient) { .orcpt = TAKE_PTR(orcpt), .notify = notify };
-        if (smtpd_anvil_recipient(s, rcpt_after_anvil, a, rcpt_address_free)) {
+        if (smtpd_anvil_check(s, ANVIL_EVENT_RECIPIENT, rcpt_after_anvil, a, rcpt_address_free)) {
                 a = NULL;   /* the anvil request owns it until it answers */
                 return false;
         }

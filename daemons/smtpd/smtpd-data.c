@@ -474,7 +474,13 @@ void data_finish(Session *s) {
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
-        if (cleanup_end_of_data(s)) {
+        /* The content checks' decision (already logged where it was taken, as Postfix's cleanup
+         * does: smtpd adds no second line). */
+        _cleanup_free_ char *refusal = NULL;
+        SmtpdHookOp *op = NULL;
+        const SmtpdHookArgs args = { .settings = s->settings, .server = s->server, .stage = STAGE_EOD };
+        if (smtpd_hook_cleanup.start(&s->client, &s->tx, &args, NULL, NULL, &op, &refusal) < 0 || refusal) {
+                session_reply(s, "%s", refusal ? refusal : "451 4.3.0 Error: out of memory");
                 smtpd_transaction_reset(&s->tx);
                 return;
         }

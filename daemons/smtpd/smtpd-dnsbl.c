@@ -551,7 +551,7 @@ static void client_name_check(DnsCheck *c) {
 }
 
 static int check_start(const SmtpdClient *client, const SmtpdTransaction *tx, const SmtpdHookArgs *a,
-                       SmtpdHookDone done, void *userdata, SmtpdHookOp **ret) {
+                       SmtpdHookDone done, void *userdata, SmtpdHookOp **ret, char **ret_action) {
         const char *what = a->element, *arg = a->arg, *subject = a->subject;
         DnsCheck *c;
         size_t i;

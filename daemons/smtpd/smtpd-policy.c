@@ -419,7 +419,7 @@ static char *build_request(const SmtpdClient *c, const SmtpdTransaction *t, cons
 }
 
 static int request_start(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
-                         SmtpdHookDone done, void *userdata, SmtpdHookOp **ret) {
+                         SmtpdHookDone done, void *userdata, SmtpdHookOp **ret, char **ret_action) {
         static const char *const states[] = {
                 [STAGE_CONNECT] = "CONNECT", [STAGE_HELO] = "HELO", [STAGE_MAIL] = "MAIL",
                 [STAGE_RCPT] = "RCPT", [STAGE_DATA] = "DATA", [STAGE_EOD] = "END-OF-MESSAGE",

@@ -173,7 +173,7 @@ int session_new(Listener *l, int fd) {
         session_describe_peer(s);
         s->client.bare_newline = s->settings->bare_newline;
         if (s->client.bare_newline == BARE_NEWLINE_YES &&
-            smtpd_netlist_match(&s->settings->bare_newline_exclusions, s) > 0)
+            smtpd_netlist_match(&s->settings->bare_newline_exclusions, &s->client) > 0)
                 s->client.bare_newline = BARE_NEWLINE_NORMALIZE;   /* smtpd_forbid_bare_newline_exclusions */
 
         s->next = srv->sessions;
@@ -204,7 +204,7 @@ int session_new(Listener *l, int fd) {
         return 0;
 }
 
-/* The greeting once postern-anvil allowed the connection (smtpd_anvil_connect; when it refused,
+/* The greeting once postern-anvil allowed the connection (smtpd_anvil_check; when it refused,
  * it has replied 421 and the session is closing). Implicit TLS: the handshake starts at the next
  * session_flush(), and the greeting follows it. */
 static void session_after_anvil(Session *s, bool allowed, void *userdata) {
@@ -220,7 +220,7 @@ static void session_after_anvil(Session *s, bool allowed, void *userdata) {
 void session_start(Session *s) {
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
                    "connect from %s", s->client.id_text);
-        if (!smtpd_anvil_connect(s, session_after_anvil, NULL))
+        if (!smtpd_anvil_check(s, ANVIL_EVENT_CONNECT, session_after_anvil, NULL, NULL))
                 session_after_anvil(s, true, NULL);
 }
 

@@ -108,7 +108,7 @@ bool smtpd_tls_starttls(Session *s, char *arg) {
         }
         /* smtpd_client_new_tls_session_rate_limit: ask postern-anvil before the handshake; over
          * the limit it answers 454 4.7.0 and the session goes on without TLS. */
-        if (smtpd_anvil_newtls_status(s, starttls_after_anvil, NULL, NULL))
+        if (smtpd_anvil_check(s, ANVIL_EVENT_NEWTLS_STATUS, starttls_after_anvil, NULL, NULL))
                 return false;
         starttls_go(s);
         return true;
@@ -166,7 +166,7 @@ static void tls_established(Session *s) {
         set_timer(s, s->settings->timeout_usec);
         /* smtpd_client_new_tls_session_rate_limit counts full handshakes (not resumptions):
          * over the limit anvil answers 421 4.7.0 and the session closes. */
-        if (s->client.tls_new_session && smtpd_anvil_newtls(s, tls_after_anvil, NULL, NULL))
+        if (s->client.tls_new_session && smtpd_anvil_check(s, ANVIL_EVENT_NEWTLS, tls_after_anvil, NULL, NULL))
                 return;
         tls_after_anvil(s, true, NULL);
 }

@@ -6,18 +6,26 @@
  *   smtpd-transaction.c  the transaction part of a session (MAIL ... commit): reset, recipients,
  *                        the message actions
  *   smtpd-restrictions.c compiling restriction lists; mynetworks, local domains and users
- *   smtpd-check.c        the resumable restriction evaluator (all classes, async elements)
- *   smtpd-access.c       access(5) actions, refusal replies with footers, their log lines
+ *   smtpd-check.c        the resumable restriction evaluator (all classes); drives the hooks of
+ *                        restriction elements (access, DNS, policy)
+ *   smtpd-access.c       access(5) actions, refusal replies with footers, their log lines;
+ *                        check_*_access lookups (hook: smtpd_hook_access)
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-bdat.c         BDAT (RFC 3030 CHUNKING): exact-count chunks into the same content code
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
- *   smtpd-anvil.c        client connection/rate limits through postern-anvil
- *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step)
+ *   smtpd-anvil.c        client connection/rate limits through postern-anvil (hook:
+ *                        smtpd_hook_anvil; smtpd_anvil_check() runs it for a session)
+ *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step);
+ *                        its end-of-data decision is smtpd_hook_cleanup
  *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
- *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (asynchronous)
- *   smtpd-policy.c       check_policy_service: the policy delegation protocol (asynchronous)
+ *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (hook: smtpd_hook_dns)
+ *   smtpd-policy.c       check_policy_service: the policy delegation protocol (hook:
+ *                        smtpd_hook_policy)
  *   smtpd-tls.c          STARTTLS and implicit TLS: settings, handshake, record I/O, logging
  *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
+ *
+ * The checks of a client or a transaction are hooks behind one interface, SmtpdHook; the table
+ * of hooks (stages, what each needs) is above its declaration, further down.
  *
  * Everything except the commit worker runs in the one sd-event loop thread. */
 #pragma once
@@ -105,7 +113,7 @@ typedef enum Restriction {
         RESTRICT_REJECT_INVALID_HELO,
         RESTRICT_REJECT_NON_FQDN_SENDER,
         RESTRICT_REJECT_NON_FQDN_RECIPIENT,
-        RESTRICT_CHECK_CLIENT_ACCESS,
+        RESTRICT_CHECK_CLIENT_ACCESS,       /* check_*_access: smtpd_hook_access (answers at once) */
         RESTRICT_CHECK_REVERSE_CLIENT_ACCESS,
         RESTRICT_CHECK_HELO_ACCESS,
         RESTRICT_CHECK_SENDER_ACCESS,
@@ -552,8 +560,8 @@ void command_log_disconnect(Session *s);
 /* Parses an address list; any entry it cannot honour is an error (logged with param). */
 int smtpd_netlist_parse(const char *param, char **list, NetList *ret);
 void smtpd_netlist_done(NetList *l);
-/* 1 when the session's client matches the list, 0 when not, <0 on a table lookup error. */
-int smtpd_netlist_match(const NetList *l, Session *s);
+/* 1 when the client matches the list, 0 when not, <0 on a table lookup error. */
+int smtpd_netlist_match(const NetList *l, const SmtpdClient *c);
 /* Compiles a restriction list (words from conf_split_list(): names and their arguments); an
  * unknown name or a missing argument is an error logged with param and word. classes may be
  * NULL (no named classes known yet). */
@@ -586,46 +594,87 @@ typedef enum CheckStage {
         STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
 } CheckStage;
 
-/* Hooks: the restriction elements that ask something outside smtpd (DNS lists, unknown-domain
- * and client-name checks, a policy service; later a milter, or screening checks at connect)
- * behind one interface. A hook sees only the client and the transaction, never the session, so
- * that a connect-time stage can run it before any SMTP command, with only the client part set.
+/* Hooks: the checks of a client or a transaction behind one interface, so that the restriction
+ * engine, the command handlers and (later) a milter client or a screening stage drive them
+ * alike. A hook sees only the client and the transaction, never the session: a connect-time
+ * stage can run the hooks that need only the client before any SMTP command.
  *
- * start() begins the operation with the element's argument and what is being checked; it
- * returns <0 (nothing started, done() never called) or 0 with *ret set; done(action, userdata)
- * is then called exactly once, later: never from inside start() (results known at once are
- * delivered from a deferred event). The action is:
+ *   hook                stage(s) (run by)                        needs                     answers
+ *   smtpd_hook_access   any restriction stage (smtpd-check.c)    client; the subject       at once
+ *   smtpd_hook_dns      any restriction stage (smtpd-check.c)    client; the subject       later
+ *   smtpd_hook_policy   any restriction stage (smtpd-check.c)    client + transaction      later
+ *   smtpd_hook_anvil    connect, MAIL, RCPT, STARTTLS, new TLS,   client only               later, or at
+ *                       AUTH (smtpd_anvil_check())                                          once ("go on")
+ *   smtpd_hook_cleanup  end of data (smtpd-data.c)               transaction (its data)    at once
+ * "client only" hooks can run before any SMTP command (a screening stage: a list of them); they
+ * accept t == NULL.
+ *
+ * start() begins the check with the element's argument and what is being checked, and says
+ * how it ends:
+ *   <0  nothing started (done() is never called; outputs untouched);
+ *   1   decided now: *ret_action is the answer (allocated; NULL means "go on", like DUNNO), no
+ *       event, no added latency, nothing to cancel; done() is never called;
+ *   0   pending: *ret_op is set and done(action, userdata) is called exactly once, later,
+ *       never from inside start() (the action is borrowed for the call).
+ * cancel(op) stops a pending operation whose session went away (done() is then not called);
+ * a hook that always answers at once has no cancel, and logs its own failures (for the others
+ * the caller logs that the check could not start). The client and transaction must outlive
+ * the operation (the session cancels it before it frees them). An operation bounds its own
+ * time (DNS, policy and anvil timeouts). The action is:
+ *   - access tables (smtpd_hook_access): the table value as it is ("REJECT text", "HOLD",
+ *     "permit_mynetworks, reject", ...), or NULL when no key matched; -EIO when a lookup failed
+ *     (logged by the hook, with table and key);
  *   - DNS checks (smtpd_hook_dns, "final" wording): NULL or "DUNNO" to go on, "OK" (a DNSWL
  *     hit), a complete reply sent as it is ("554 5.7.1 Service unavailable; Client host [a]
  *     blocked using zone", "450 4.1.8 <a@b>: Sender address rejected: Domain not found"), or
  *     "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures;
  *   - policy services (smtpd_hook_policy): an access(5) action ("DUNNO", "OK", "REJECT text",
- *     "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...), which the restriction
- *     engine applies exactly as a check_*_access table value, with the decoration of the
- *     restriction class.
- * cancel(op) stops an operation whose session went away (done() is then not called). The client
- * and transaction must outlive the operation (the session cancels it before it frees them). An
- * operation bounds its own time (DNS, policy timeouts). Anvil's client limits and the content
- * checks (smtpd-cleanup.c) are not hooks: they run at fixed points of the command handlers and
- * the content path, not as restriction elements. */
+ *     "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...).
+ *   The restriction engine (smtpd-check.c) applies access and policy actions alike with
+ *   smtpd_access_apply() (worded for the lookup's subject, or for a policy answer the restriction
+ *   class's), so message-wide actions (HOLD, DISCARD, REDIRECT, BCC, FILTER, PREPEND) land in
+ *   the transaction's MessageActions, and one that cannot be recorded answers 451 4.3.0;
+ *   - anvil (smtpd_hook_anvil, the event in args->anvil_event): NULL when allowed, else the
+ *     complete refusal ("421 4.7.0 host Error: too many connections from a"), already logged;
+ *   - cleanup (smtpd_hook_cleanup): NULL, or the complete end-of-data refusal of the content
+ *     checks (already logged where it was decided).
+ * Anvil and cleanup are not restriction elements: the command handlers and the DATA path run
+ * them at fixed points through smtpd_anvil_check() and data_finish(). The content checks
+ * themselves run per header and body line as direct calls (cleanup_header_end(),
+ * cleanup_body_line()): an indirect call and an args block per line would slow the DATA path
+ * for no gain, since nothing else would ever run there; only their end-of-data decision, the
+ * one place a milter's end-of-message answer would join, is a hook. */
 typedef struct SmtpdHookOp SmtpdHookOp;   /* opaque: each hook casts its own operation */
+/* postern-anvil's events (smtpd-anvil.c); "disconnect" is sent without a hook (no answer). */
+typedef enum SmtpdAnvilEvent {
+        ANVIL_EVENT_CONNECT,        /* session start: connection count and rate */
+        ANVIL_EVENT_MESSAGE,        /* MAIL */
+        ANVIL_EVENT_RECIPIENT,      /* RCPT */
+        ANVIL_EVENT_NEWTLS,         /* after a new (not resumed) TLS handshake */
+        ANVIL_EVENT_NEWTLS_STATUS,  /* STARTTLS, before the handshake: nothing counted */
+        ANVIL_EVENT_AUTH,           /* AUTH */
+} SmtpdAnvilEvent;
 typedef struct SmtpdHookArgs {
         const SmtpdSettings *settings;
-        Server *server;          /* the event loop and the DNS resolver */
+        Server *server;          /* the event loop, the DNS resolver, the anvil connection */
         CheckStage stage;
         const char *element;     /* the restriction element ("reject_rbl_client", ...) */
         const char *arg;         /* its argument: "zone[=d.d.d.d]" for DNS lists, the policy
                                   * service (unix:path, inet:host:port or a path); or NULL */
-        const char *subject;     /* DNS: the address or name checked (sender, recipient, HELO
-                                  * name); NULL for client checks, which use the client */
+        const char *subject;     /* DNS, access: the address or name checked (sender,
+                                  * recipient, HELO name); NULL for client checks, which use
+                                  * the client */
         const char *recipient;   /* policy: the recipient in question, or NULL */
+        Table *table;            /* access: the check_*_access table */
+        const char *service;     /* anvil: the listener's name ("smtp", "submission", ...) */
+        SmtpdAnvilEvent anvil_event;
 } SmtpdHookArgs;
 typedef void (*SmtpdHookDone)(const char *action, void *userdata);
 typedef struct SmtpdHook {
         const char *name;
         int (*start)(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
-                     SmtpdHookDone done, void *userdata, SmtpdHookOp **ret);
-        void (*cancel)(SmtpdHookOp *op);
+                     SmtpdHookDone done, void *userdata, SmtpdHookOp **ret_op, char **ret_action);
+        void (*cancel)(SmtpdHookOp *op);   /* NULL: the hook never returns 0 */
 } SmtpdHook;
 /* smtpd-dnsbl.c. Elements: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",
  * "reject_rhsbl_helo", "reject_rhsbl_recipient", "reject_rhsbl_reverse_client",
@@ -636,6 +685,16 @@ extern const SmtpdHook smtpd_hook_dns;
 /* smtpd-policy.c: check_policy_service, with the stage as protocol_state ("RCPT", "DATA",
  * "END-OF-MESSAGE", ...) and the transaction's sender. */
 extern const SmtpdHook smtpd_hook_policy;
+/* smtpd-access.c: check_client_access, check_reverse_client_hostname_access,
+ * check_helo_access, check_sender_access, check_recipient_access (args->element, ->table; the
+ * subject is the HELO name, sender or recipient). Keys as Postfix builds them: the address,
+ * user+ext@ stripped, the domain and its parents, user@; the client name, address and its
+ * network prefixes. */
+extern const SmtpdHook smtpd_hook_access;
+/* smtpd-anvil.c: one anvil event (args->anvil_event, ->service) of the client. */
+extern const SmtpdHook smtpd_hook_anvil;
+/* smtpd-cleanup.c: the content checks' end-of-data decision (t->data). */
+extern const SmtpdHook smtpd_hook_cleanup;
 /* Called once with the outcome (accepted or not; a refusal was already answered and logged).
  * May run from the event loop after an asynchronous element; the wait has then ended and the
  * session goes on with buffered input after finish returns (unless finish waits again). */
@@ -689,14 +748,23 @@ void smtpd_auth_session_done(Session *s);
 bool smtpd_auth_mail_param(Session *s, const char *value);
 
 /* smtpd-anvil.c: client limits through postern-anvil (one shared connection, see the file).
- * Each smtpd_anvil_<event>() reports an event of the session's client; it returns true when the
- * session now waits for anvil's answer (session_wait() was called): done(s, allowed, userdata)
- * then runs later, after the wait ended (session_resume(s, SESSION_RESUME_ONLY)), and the session
- * goes on with its input afterwards unless done() started another wait. When allowed is false the refusal has been
- * replied and logged in Postfix's words (and for connect/newtls the session is closing); when
- * true the caller goes on. false means no wait (exempt client, limit off, anvil unavailable):
- * the caller goes on at once and done is not called. If the session ends while waiting,
- * free_userdata(userdata) is called instead of done (either may be NULL). */
+ * smtpd_anvil_check() reports an event of the session's client through smtpd_hook_anvil; it
+ * returns true when the session now waits for anvil's answer (session_wait() was called):
+ * done(s, allowed, userdata) then runs later, after the wait ended (session_resume(s,
+ * SESSION_RESUME_ONLY)), and the session goes on with its input afterwards unless done() started
+ * another wait. When allowed is false the refusal has been replied and logged in Postfix's words
+ * (and for connect/newtls the session is closing); when true the caller goes on. false means no
+ * wait (exempt client, limit off, anvil unavailable): the caller goes on at once and done is not
+ * called. If the session ends while waiting, free_userdata(userdata) is called instead of done
+ * (either may be NULL). The refusals:
+ *   connect        421 4.7.0 HOST Error: too many connections from ADDR (count and rate)
+ *   message        450 4.7.1 Error: too much mail from ADDR
+ *   recipient      452 4.7.1 Error: too many recipients from ADDR
+ *   newtls         421 4.7.0 HOST Error: too many new TLS sessions from ADDR (closes)
+ *   newtls_status  454 4.7.0 Error: too many new TLS sessions from ADDR, at STARTTLS before the
+ *                  handshake (nothing counted) when the client already reached the limit; the
+ *                  session goes on without TLS
+ *   auth           450 4.7.1 Error: too many AUTH commands from ADDR */
 typedef void (*SmtpdAnvilDone)(Session *s, bool allowed, void *userdata);
 /* Parses smtpd_client_event_limit_exceptions into l (the limits are already set). */
 int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *l);
@@ -704,21 +772,10 @@ void smtpd_anvil_settings_done(SmtpdAnvilLimits *l);
 int smtpd_anvil_new(Server *srv, const char *path, SmtpdAnvil **ret);
 SmtpdAnvil *smtpd_anvil_free(SmtpdAnvil *a);
 void smtpd_anvil_set_path(SmtpdAnvil *a, const char *path);
-/* Session start: connection count and rate (421 4.7.0 ... too many connections). */
-bool smtpd_anvil_connect(Session *s, SmtpdAnvilDone done, void *userdata);
+bool smtpd_anvil_check(Session *s, SmtpdAnvilEvent event, SmtpdAnvilDone done, void *userdata,
+                       void (*free_userdata)(void *));
 /* Session end: no answer awaited. */
 void smtpd_anvil_disconnect(Session *s);
-/* MAIL: 450 4.7.1 Error: too much mail from ADDR. */
-bool smtpd_anvil_message(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* RCPT: 452 4.7.1 Error: too many recipients from ADDR. */
-bool smtpd_anvil_recipient(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* After a new (not resumed) TLS handshake: 421 4.7.0 ... too many new TLS sessions (closes). */
-bool smtpd_anvil_newtls(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* STARTTLS, before the handshake (nothing counted): 454 4.7.0 Error: too many new TLS sessions
- * from ADDR when the client already reached the limit; the session goes on without TLS. */
-bool smtpd_anvil_newtls_status(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
-/* AUTH: 450 4.7.1 Error: too many AUTH commands from ADDR. */
-bool smtpd_anvil_auth(Session *s, SmtpdAnvilDone done, void *userdata, void (*free_userdata)(void *));
 
 /* smtpd-data.c */
 /* The data budget: $POSTERN_SMTPD_DATA_BUDGET (tests only), else min(1 GiB, half of the
@@ -756,9 +813,8 @@ void cleanup_header_end(Session *s);
 bool cleanup_body_line(Session *s, const char *p, size_t n);
 /* Appends undisclosed_recipients_header when no To:/Cc:/Bcc: was seen. */
 int cleanup_missing_to(Session *s, StrBuf *add);
-/* At end of data: true when header/body checks or the hop count refused the message (the
- * reply is queued; the caller resets the transaction). */
-bool cleanup_end_of_data(Session *s);
+/* At end of data: smtpd_hook_cleanup (above) answers the refusal of header/body checks or the
+ * hop count. */
 
 /* smtpd-commit.c */
 /* Applies s->tx.actions to the job built from s's message: hold, filter, redirect (replaces all

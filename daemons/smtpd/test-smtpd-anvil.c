@@ -1,5 +1,6 @@
 /* test-smtpd-anvil.c — drives the smtpd side of the TLS and AUTH rate limits
- * (smtpd_anvil_newtls_status, smtpd_anvil_newtls, smtpd_anvil_auth) against a real postern-anvil,
+ * (smtpd_anvil_check() with the newtls_status, newtls and auth events of smtpd_hook_anvil) against
+ * a real postern-anvil,
  * before STARTTLS and AUTH exist to call them: a real Session on a loopback TCP connection from
  * 127.0.0.2, the real smtpd-session.c/smtpd-anvil.c code and smtpd-settings.c's settings. Run
  * by tests/integration/test_anvil.py, which starts anvil and passes its socket directory:
@@ -15,6 +16,10 @@ static int result;
 
 static void on_done(Session *s, bool allowed, void *userdata) {
         result = allowed;
+}
+
+static void no_answer(const char *action, void *userdata) {
+        CHECK(!"a hook that answered at once called done()");
 }
 
 /* Runs the loop until the hook's answer arrived (or the session went away). */
@@ -59,6 +64,22 @@ int main(int argc, char *argv[]) {
         CHECK(path);
         CHECK_INT(smtpd_anvil_new(&srv, path, &srv.anvil), 0);
 
+        /* the hook with only a client, as a connect-time stage runs it: a client in mynetworks
+         * (the default exceptions) and a local submission go on at once, nothing is sent */
+        {
+                SmtpdClient inside = { .addr = "127.0.0.1", .family = AF_INET, .addr_bytes = { 127, 0, 0, 1 } };
+                SmtpdClient local = { .addr = "" };
+                const SmtpdHookArgs args = { .settings = l.settings, .server = &srv, .service = "smtp",
+                                             .anvil_event = ANVIL_EVENT_CONNECT };
+                SmtpdHookOp *op = NULL;
+                char *action = (char *) "unset";
+                CHECK_INT(smtpd_hook_anvil.start(&inside, NULL, &args, no_answer, NULL, &op, &action), 1);
+                CHECK(!action && !op);
+                action = (char *) "unset";
+                CHECK_INT(smtpd_hook_anvil.start(&local, NULL, &args, no_answer, NULL, &op, &action), 1);
+                CHECK(!action && !op);
+        }
+
         /* a client at 127.0.0.2 */
         int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -85,7 +106,7 @@ int main(int argc, char *argv[]) {
         /* AUTH: two allowed per time unit, the third refused with Postfix's reply */
         for (int i = 0; i < 3; i++) {
                 result = -1;
-                CHECK(smtpd_anvil_auth(s, on_done, NULL, NULL));
+                CHECK(smtpd_anvil_check(s, ANVIL_EVENT_AUTH, on_done, NULL, NULL));
                 CHECK(session_phase(s) == PHASE_WAIT);
                 wait_answer(e);
                 CHECK_INT(result, i < 2);
@@ -95,21 +116,21 @@ int main(int argc, char *argv[]) {
 
         /* STARTTLS check (counts nothing), a new session (counted), then both refuse */
         result = -1;
-        CHECK(smtpd_anvil_newtls_status(s, on_done, NULL, NULL));
+        CHECK(smtpd_anvil_check(s, ANVIL_EVENT_NEWTLS_STATUS, on_done, NULL, NULL));
         wait_answer(e);
         CHECK_INT(result, 1);
         result = -1;
-        CHECK(smtpd_anvil_newtls(s, on_done, NULL, NULL));
+        CHECK(smtpd_anvil_check(s, ANVIL_EVENT_NEWTLS, on_done, NULL, NULL));
         wait_answer(e);
         CHECK_INT(result, 1);
         result = -1;
-        CHECK(smtpd_anvil_newtls_status(s, on_done, NULL, NULL));
+        CHECK(smtpd_anvil_check(s, ANVIL_EVENT_NEWTLS_STATUS, on_done, NULL, NULL));
         wait_answer(e);
         CHECK_INT(result, 0);
         expect_line(client, "454 4.7.0 Error: too many new TLS sessions from 127.0.0.2");
         CHECK(session_phase(s) == PHASE_COMMAND);
         result = -1;
-        CHECK(smtpd_anvil_newtls(s, on_done, NULL, NULL));
+        CHECK(smtpd_anvil_check(s, ANVIL_EVENT_NEWTLS, on_done, NULL, NULL));
         wait_answer(e);
         CHECK_INT(result, 0);
         /* the 421 closes the session */

@@ -4,7 +4,8 @@
  * MAIL and RCPT. A session is built by hand around the real settings, as the fuzz targets do
  * (tests/fuzz/fuzz-smtpd-command.c), greeted with command_greet() and sent EHLO, MAIL and RCPT
  * through session_process_input(): the real engine answers, nothing is mocked. There is no
- * resolver and no socket, so only synchronous elements are covered.
+ * resolver and no socket, so only synchronous elements are covered. smtpd_hook_access is also
+ * run on its own with only a client, as a connect-time stage would.
  *
  * TEST_VERBOSE=1 keeps smtpd's log (the reject/warn lines) on stderr. */
 #include <arpa/inet.h>
@@ -85,6 +86,32 @@ static const Row rows[] = {
           { "smtpd_helo_restrictions", "check_helo_access inline:{ client.example=DEFER }", NULL },
           OUTSIDE, "a@example.com", "alice@example.org", MAIL_OK,
           "450 4.7.1 <client.example>: Helo command rejected: Access denied" },
+        /* the keys smtpd_hook_access builds */
+        { "check_client_access by network prefix",
+          { "smtpd_client_restrictions", "check_client_access inline:{ 192.0.2=REJECT }", NULL },
+          OUTSIDE, "a@example.com", "alice@example.org", MAIL_OK,
+          "554 5.7.1 <unknown[192.0.2.1]>: Client host rejected: Access denied" },
+        { "check_sender_access parent domain",
+          { "smtpd_sender_restrictions", "check_sender_access inline:{ bad.example=REJECT }", NULL },
+          OUTSIDE, "any@sub.bad.example", "alice@example.org", MAIL_OK,
+          "554 5.7.1 <any@sub.bad.example>: Sender address rejected: Access denied" },
+        { "check_sender_access parent domain off",
+          { "smtpd_sender_restrictions", "check_sender_access inline:{ bad.example=REJECT }",
+            "parent_domain_matches_subdomains", "", NULL },
+          OUTSIDE, "any@sub.bad.example", "alice@example.org", MAIL_OK, RCPT_OK },
+        { "check_recipient_access without the extension",
+          { "recipient_delimiter", "+",
+            "smtpd_recipient_restrictions", "check_recipient_access inline:{ alice@example.org=REJECT }", NULL },
+          OUTSIDE, "a@example.com", "alice+x@example.org", MAIL_OK,
+          "554 5.7.1 <alice+x@example.org>: Recipient address rejected: Access denied" },
+        { "check_recipient_access user@",
+          { "smtpd_recipient_restrictions", "check_recipient_access inline:{ alice@=REJECT }", NULL },
+          OUTSIDE, "a@example.com", "alice@example.org", MAIL_OK,
+          "554 5.7.1 <alice@example.org>: Recipient address rejected: Access denied" },
+        { "check_sender_access null sender",
+          { "smtpd_sender_restrictions", "check_sender_access inline:{ <>=REJECT }", NULL },
+          OUTSIDE, "", "alice@example.org", MAIL_OK,
+          "554 5.7.1 <>: Sender address rejected: Access denied" },
         { "check_recipient_access 4NN",
           { "smtpd_recipient_restrictions", "check_recipient_access inline:{ { alice@example.org=452 try later } }", NULL },
           OUTSIDE, "a@example.com", "alice@example.org", MAIL_OK,
@@ -238,10 +265,50 @@ static void run_row(const Row *r) {
         smtpd_settings_unref(st);
 }
 
+/* smtpd_hook_access with only a client and no transaction, as a connect-time stage would run
+ * it: it answers at once with the table value, or NULL when no key matched. */
+static void test_access_hook_client_only(void) {
+        Conf *c = NULL;
+        SmtpdSettings *st = NULL;
+        Table *t = NULL;
+        char *reason = NULL;
+
+        CHECK_INT(conf_new(&c), 0);
+        CHECK_INT(smtpd_settings_new(c, "smtp", &st), 0);
+        conf_free(c);
+        CHECK_INT(table_open("inline:{ { 192.0.2=REJECT go away }, client.example=HOLD }", 0, &t, &reason), 0);
+
+        const struct { const char *addr, *name, *want; } cases[] = {
+                { "192.0.2.7", "unknown", "REJECT go away" },   /* network prefix */
+                { "198.51.100.1", "mx.client.example", "HOLD" },   /* parent domain of the name */
+                { "198.51.100.1", "unknown", NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                SmtpdClient cl = { .family = AF_INET };
+                snprintf(cl.addr, sizeof cl.addr, "%s", cases[i].addr);
+                snprintf(cl.name, sizeof cl.name, "%s", cases[i].name);
+                snprintf(cl.reverse_name, sizeof cl.reverse_name, "%s", cases[i].name);
+                const SmtpdHookArgs args = { .settings = st, .stage = STAGE_CONNECT,
+                                             .element = "check_client_access", .table = t };
+                SmtpdHookOp *op = NULL;
+                char *action = (char *) "unset";
+                CHECK_INT(smtpd_hook_access.start(&cl, NULL, &args, NULL, NULL, &op, &action), 1);
+                CHECK(!op);
+                if (cases[i].want) {
+                        CHECK_STR(action, cases[i].want);
+                        free(action);
+                } else
+                        CHECK(!action);
+        }
+        table_free(t);
+        smtpd_settings_unref(st);
+}
+
 int main(void) {
         log_open("test-smtpd-check");
         if (!getenv("TEST_VERBOSE"))
                 log_set_max_level(-1);
+        test_access_hook_client_only();
         for (size_t i = 0; i < ELEMENTSOF(rows); i++)
                 run_row(&rows[i]);
         if (failures > 0)

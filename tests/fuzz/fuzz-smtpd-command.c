@@ -261,7 +261,7 @@ int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         /* session_new(): smtpd_forbid_bare_newline after its exclusions */
         s->client.bare_newline = s->settings->bare_newline;
         if (s->client.bare_newline == BARE_NEWLINE_YES &&
-            smtpd_netlist_match(&s->settings->bare_newline_exclusions, s) > 0)
+            smtpd_netlist_match(&s->settings->bare_newline_exclusions, &s->client) > 0)
                 s->client.bare_newline = BARE_NEWLINE_NORMALIZE;
         session_reply(s, "220 %s", s->settings->banner);
         check_replies(&s->out);
