@@ -326,8 +326,9 @@ def test_anvil_stopped_times_out(postern):
 
 
 def test_tls_and_auth_hooks(postern):
-    """smtpd_anvil_auth / _newtls_status / _newtls (for the STARTTLS and AUTH code) on a real
-    session against a real anvil: daemons/smtpd/test-smtpd-anvil.c does the SMTP side."""
+    """smtpd_anvil_check() with the auth, newtls_status and newtls events (the STARTTLS and AUTH
+    code's calls) on a real session against a real anvil: daemons/smtpd/test-smtpd-anvil.c does
+    the SMTP side."""
     postern.start("anvil")
     run = subprocess.run([binary("daemons/smtpd/test-smtpd-anvil"), str(postern.socket_dir)],
                          capture_output=True, text=True, timeout=60, env=postern.env())
