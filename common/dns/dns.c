@@ -22,7 +22,6 @@
 #undef MAX
 #include "dns.h"
 
-#define ANSWER_MAX 65536
 
 struct DnsQuery {
         DnsQuery *next;
@@ -151,7 +150,7 @@ int dns_name_to_alabel(const char *name, char *buf, size_t size) {
         return k < 0 || (size_t) k >= size ? -ENOBUFS : 0;
 }
 
-static void result_done(DnsResult *res) {
+void dns_result_done(DnsResult *res) {
         for (size_t i = 0; i < res->n_records; i++)
                 free(res->records[i].text);
         free(res->records);
@@ -162,7 +161,7 @@ static void result_done(DnsResult *res) {
 static void query_free(DnsQuery *q) {
         if (!q)
                 return;
-        result_done(&q->result);
+        dns_result_done(&q->result);
         free(q);
 }
 
@@ -234,7 +233,7 @@ static int parse_rr(ns_msg *msg, ns_rr *rr, int type, DnsRecord *rec) {
         return rec->text ? 1 : -ENOMEM;
 }
 
-static void parse_answer(DnsResult *res, const unsigned char *answer, int len) {
+void dns_parse_answer(DnsResult *res, const unsigned char *answer, int len) {
         ns_msg msg;
         ns_rr rr;
 
@@ -266,7 +265,7 @@ static void parse_answer(DnsResult *res, const unsigned char *answer, int len) {
                 qsort(res->records, res->n_records, sizeof(DnsRecord), cmp_mx);
         return;
 bad:
-        result_done(res);
+        dns_result_done(res);
         res->status = DNS_TEMPFAIL;
 }
 
@@ -315,7 +314,7 @@ static void run_host_lookup(DnsResult *res) {
 static void run_query(struct __res_state *st, unsigned char *answer, DnsResult *res) {
         if (res->type == DNS_TYPE_HOST)
                 return run_host_lookup(res);
-        int len = res_nquery(st, res->name, ns_c_in, res->type, answer, ANSWER_MAX);
+        int len = res_nquery(st, res->name, ns_c_in, res->type, answer, DNS_ANSWER_MAX);
         if (len < 0) {
                 switch (st->res_h_errno) {
                 case HOST_NOT_FOUND: res->status = DNS_NXDOMAIN; break;
@@ -324,13 +323,13 @@ static void run_query(struct __res_state *st, unsigned char *answer, DnsResult *
                 }
                 return;
         }
-        parse_answer(res, answer, MIN(len, ANSWER_MAX));
+        dns_parse_answer(res, answer, MIN(len, DNS_ANSWER_MAX));
 }
 
 static void *worker(void *arg) {
         DnsResolver *r = arg;
         struct __res_state st;
-        unsigned char *answer = malloc(ANSWER_MAX);
+        unsigned char *answer = malloc(DNS_ANSWER_MAX);
         bool ok = answer && res_ninit(&st) == 0;
 
         pthread_mutex_lock(&r->lock);

@@ -40,6 +40,8 @@ typedef enum DnsStatus {
 } DnsStatus;
 
 #define DNS_NAME_MAX 256
+/* The largest answer a query reads (a TCP-sized DNS message). */
+#define DNS_ANSWER_MAX 65536
 
 typedef struct DnsRecord {
         int type;
@@ -85,3 +87,9 @@ int dns_reverse_name(int family, const uint8_t *addr, const char *suffix, char *
 int dns_name_to_alabel(const char *name, char *buf, size_t size);
 /* True for a syntactically valid host name (letters, digits, hyphens, dots; not all-numeric). */
 bool dns_valid_hostname(const char *name);
+
+/* The workers' answer parser on its own (for tests/fuzz/fuzz-dns): fills res (its type set by the
+ * caller) from a raw response of len bytes; status FOUND, NODATA or TEMPFAIL. */
+void dns_parse_answer(DnsResult *res, const unsigned char *answer, int len);
+/* Frees the records of a result that dns_parse_answer() filled. */
+void dns_result_done(DnsResult *res);

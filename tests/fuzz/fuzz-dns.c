@@ -1,7 +1,6 @@
-/* fuzz-dns — the DNS answer parser of common/dns/dns.c: parse_answer() (ns_initparse,
+/* fuzz-dns — the DNS answer parser of common/dns/dns.c: dns_parse_answer() (ns_initparse,
  * ns_parserr, and parse_rr() for A, AAAA, MX, TXT and PTR records) on a raw response packet, as
- * a worker hands it res_nquery()'s answer. parse_answer() is static, so dns.c is compiled into
- * this target; the resolver's threads are never started.
+ * a worker hands it res_nquery()'s answer; the resolver's threads are never started.
  *
  * Input:
  *   byte 0  the type asked for: A, AAAA, MX, TXT, PTR (value modulo 5)
@@ -13,14 +12,19 @@
  * shorter than NS_MAXDNAME and printable ASCII without spaces (special characters escaped);
  * TXT text has no control characters and is not longer than the packet; MX records come sorted
  * by preference. */
-#include "../../common/dns/dns.c"
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <sys/socket.h>
 
+#undef MIN   /* <sys/param.h> (via nameser.h) has its own */
+#undef MAX
 #include "fuzz.h"
+#include "dns/dns.h"
 
 static const int types[] = { DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_MX, DNS_TYPE_TXT, DNS_TYPE_PTR };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        if (size < 1 || size > ANSWER_MAX + 1)
+        if (size < 1 || size > DNS_ANSWER_MAX + 1)
                 return 0;
         int type = types[data[0] % ELEMENTSOF(types)];
         size_t len = size - 1;
@@ -32,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         DnsResult res = { .type = type };
         snprintf(res.name, sizeof res.name, "example.org");
-        parse_answer(&res, pkt, (int) len);
+        dns_parse_answer(&res, pkt, (int) len);
 
         switch (res.status) {
         case DNS_FOUND:
@@ -43,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(res.n_records == 0);
                 break;
         default:
-                FUZZ_CHECK(!"parse_answer() answers FOUND, NODATA or TEMPFAIL");
+                FUZZ_CHECK(!"dns_parse_answer() answers FOUND, NODATA or TEMPFAIL");
         }
         if (res.n_records > 0)
                 FUZZ_CHECK(len >= 12 && res.n_records <= (size_t) (pkt[6] << 8 | pkt[7]));
@@ -76,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         break;
                 }
         }
-        result_done(&res);
+        dns_result_done(&res);
         free(pkt);
         return 0;
 }
