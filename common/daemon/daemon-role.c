@@ -130,8 +130,10 @@ static int on_reload(Daemon *d, Conf *nc, void *userdata) {
         RoleRun *run = userdata;
         const DaemonRole *role = run->role;
         int r = keep_restart_params(run, nc);
-        if (r < 0 || !run->have_settings)
-                return r < 0 ? r : (role->apply ? role->apply(run->userdata, NULL) : 0);
+        if (r < 0)
+                return r;
+        if (!run->have_settings)   /* the role reads daemon_conf() itself */
+                return role->apply ? role->apply(run->userdata, NULL) : 0;
 
         size_t size = role->settings_size;
         _cleanup_free_ void *fresh = calloc(1, size), *old = malloc(size);
@@ -168,7 +170,7 @@ int daemon_role_run(const DaemonRole *role, void *userdata) {
         if (r >= 0 && role->settings_size > 0) {
                 r = role->load(userdata, daemon_conf(d), settings_of(&run));
                 if (r < 0)
-                        log_error("Fatal configuration error, refusing to start.");
+                        log_error_errno(r, "Fatal configuration error, refusing to start.");
                 else
                         run.have_settings = true;
         }

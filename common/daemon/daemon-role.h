@@ -65,7 +65,8 @@ typedef struct DaemonRole {
         const char *const *restart_params;  /* NULL-terminated; may be NULL */
         /* The settings struct inside userdata (DAEMON_ROLE_SETTINGS); size 0 = none */
         size_t settings_offset, settings_size;
-        /* Fills a zeroed struct from c; logs what is wrong and returns <0 (done() is called). */
+        /* Fills a zeroed struct from c; on failure logs what is wrong, returns <0 and leaves
+         * nothing to free. */
         int (*load)(void *userdata, Conf *c, void *settings);
         void (*done)(void *settings);
         /* Reload: the new settings are in place, old are the previous ones (freed after). */
