@@ -124,14 +124,16 @@ static int settings_load(Conf *c, const char *prefix, SmtpSettings *ret) {
         return 0;
 }
 
-static void sides_done(SmtpSettings side[2]) {
+/* Smtp.side: both sides, as the role's settings (daemon-role.h). */
+static void sides_done(void *p) {
+        SmtpSettings *side = p;
         settings_done(&side[0]);
         settings_done(&side[1]);
 }
 
 /* Both sides from one configuration; nothing is returned unless both are valid. */
-static int sides_load(Conf *c, SmtpSettings ret[2]) {
-        SmtpSettings n[2] = {};
+static int sides_load(void *userdata, Conf *c, void *p) {
+        SmtpSettings *ret = p, n[2] = {};
         int r = settings_load(c, "smtp", &n[0]);
         if (r >= 0 && (r = settings_load(c, "lmtp", &n[1])) < 0)
                 settings_done(&n[0]);
@@ -456,14 +458,6 @@ static int on_request_lmtp(IpcConn *c, const IpcRecord *rec, void *userdata) {
         return on_request(c, rec, userdata, true);
 }
 
-static int sides_load_role(void *userdata, Conf *c, void *ret) {
-        return sides_load(c, ret);
-}
-
-static void sides_done_role(void *side) {
-        sides_done(side);
-}
-
 /* Reload: both sides' new settings are in place (queue_directory is a restart parameter). */
 static int apply(void *userdata, void *old) {
         Smtp *s = userdata;
@@ -508,7 +502,7 @@ static const DaemonRole role = {
         .name = "smtp",
         .sockets = sockets,
         .restart_params = restart_params,
-        DAEMON_ROLE_SETTINGS(Smtp, side, sides_load_role, sides_done_role),
+        DAEMON_ROLE_SETTINGS(Smtp, side, sides_load, sides_done),
         .start = start,
         .apply = apply,
         .stop = stop,
