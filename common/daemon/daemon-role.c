@@ -45,7 +45,8 @@ static char *any_names(const DaemonRole *role) {
         return strbuf_steal(&b);
 }
 
-static int missing_socket(const RoleRun *run, const char *quoted) {
+/* The one wording for a socket that is not there, whichever role and socket. */
+static int missing_socket(const char *quoted) {
         return log_error_errno(-ENOENT, "No %s socket was passed; nothing to do.", quoted);
 }
 
@@ -63,7 +64,7 @@ static int serve_sockets(RoleRun *run) {
                         _cleanup_free_ char *q = NULL;
                         if (asprintf(&q, "\"%s\"", s->name) < 0)
                                 return log_oom();
-                        return missing_socket(run, q);
+                        return missing_socket(q);
                 }
                 any_passed |= s->need == DAEMON_SOCKET_ANY;
                 if (socket_is_ipc(s)) {
@@ -80,7 +81,7 @@ static int serve_sockets(RoleRun *run) {
                 _cleanup_free_ char *names = any_names(role);
                 if (!names)
                         return log_oom();
-                return missing_socket(run, names);
+                return missing_socket(names);
         }
         return 0;
 }
@@ -109,7 +110,8 @@ static int pin_restart_params(RoleRun *run, Conf *c) {
         return 0;
 }
 
-/* A restart parameter that changed is said once per reload and keeps its value in nc. */
+/* A restart parameter that changed is said once per reload and keeps its value in nc (the
+ * expanded value in use, so that what it referred to through $name cannot move it either). */
 static int keep_restart_params(RoleRun *run, Conf *nc) {
         for (size_t i = 0; run->pinned && run->pinned[i]; i++) {
                 const char *name = run->role->restart_params[i];

@@ -1,14 +1,14 @@
 /* daemon-role.h — a daemon declared as a role: its sockets, its settings and the parameters that
  * need a restart; daemon_role_run() does everything else, the same way for every role:
  *
- *   static const DaemonSocket sockets[] = {
- *           { "qmgr", DAEMON_SOCKET_OPTIONAL, .ipc = on_request,
- *             .server_offset = offsetof(Qmgr, server) },
- *           {}
- *   };
- *   static const char *const restart[] = { "queue_directory", NULL };
  *   static const DaemonRole role = {
- *           .name = "qmgr", .sockets = sockets, .restart_params = restart,
+ *           .name = "qmgr",
+ *           .sockets = (const DaemonSocket[]) {
+ *                   { "qmgr", DAEMON_SOCKET_OPTIONAL, .ipc = on_request,
+ *                     .server_offset = offsetof(Qmgr, server) },
+ *                   {},
+ *           },
+ *           .restart_params = (const char *const[]) { "queue_directory", NULL },
  *           DAEMON_ROLE_SETTINGS(Qmgr, s, settings_load, settings_done),
  *           .start = start, .apply = apply, .stop = stop,
  *   };

@@ -234,20 +234,16 @@ static void stop(void *userdata) {
         anvil_table_done(&a->table);
 }
 
-static const DaemonSocket sockets[] = {
-        { "anvil", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Anvil, server) },
-        {}
-};
-
-static const char *const restart_params[] = { "anvil_rate_time_unit", "postern_anvil_client_limit", NULL };
-
 static const DaemonRole role = {
         .name = "anvil",
-        .sockets = sockets,
-        .restart_params = restart_params,
-        .start = start,
-        .apply = apply,
-        .stop = stop,
+        .sockets = (const DaemonSocket[]) {
+                { "anvil", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Anvil, server) },
+                {},
+        },
+        /* changing them would invalidate the counts */
+        .restart_params = (const char *const[]) { "anvil_rate_time_unit", "postern_anvil_client_limit",
+                                                  NULL },
+        .start = start, .apply = apply, .stop = stop,
 };
 
 int main(int argc, char *argv[]) {

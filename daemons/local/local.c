@@ -606,20 +606,15 @@ static void stop(void *userdata) {
         l->marker_dirfd = safe_close(l->marker_dirfd);
 }
 
-static const DaemonSocket sockets[] = {
-        { "local", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Local, server) },
-        {}
-};
-
-static const char *const restart_params[] = { "queue_directory", NULL };
-
 static const DaemonRole role = {
         .name = "local",
-        .sockets = sockets,
-        .restart_params = restart_params,
+        .sockets = (const DaemonSocket[]) {
+                { "local", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Local, server) },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
         DAEMON_ROLE_SETTINGS(Local, settings, settings_load, settings_done),
-        .start = start,
-        .stop = stop,
+        .start = start, .stop = stop,
 };
 
 int main(int argc, char **argv) {

@@ -255,21 +255,15 @@ static void stop(void *userdata) {
         q->queue = queue_close(q->queue);
 }
 
-static const DaemonSocket sockets[] = {
-        { "qmgr", DAEMON_SOCKET_OPTIONAL, .ipc = on_request, .server_offset = offsetof(Qmgr, server) },
-        {}
-};
-
-static const char *const restart_params[] = { "queue_directory", NULL };
-
 static const DaemonRole role = {
         .name = "qmgr",
-        .sockets = sockets,
-        .restart_params = restart_params,
+        .sockets = (const DaemonSocket[]) {
+                { "qmgr", DAEMON_SOCKET_OPTIONAL, .ipc = on_request, .server_offset = offsetof(Qmgr, server) },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
         DAEMON_ROLE_SETTINGS(Qmgr, s, settings_load, settings_done),
-        .start = start,
-        .apply = apply,
-        .stop = stop,
+        .start = start, .apply = apply, .stop = stop,
 };
 
 int main(int argc, char *argv[]) {

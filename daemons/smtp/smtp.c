@@ -488,24 +488,18 @@ static void stop(void *userdata) {
 
 /* qmgr multiplexes its deliveries over one connection (IpcMux). The fd names are not "smtp"
  * and "lmtp": postern-smtpd's port 25 socket is "smtp". */
-static const DaemonSocket sockets[] = {
-        { "smtp-client", DAEMON_SOCKET_ANY, .ipc = on_request_smtp,
-          .server_offset = offsetof(Smtp, server[0]), .multiplex = SMTP_MAX_OUTSTANDING },
-        { "lmtp-client", DAEMON_SOCKET_ANY, .ipc = on_request_lmtp,
-          .server_offset = offsetof(Smtp, server[1]), .multiplex = SMTP_MAX_OUTSTANDING },
-        {}
-};
-
-static const char *const restart_params[] = { "queue_directory", NULL };
-
 static const DaemonRole role = {
         .name = "smtp",
-        .sockets = sockets,
-        .restart_params = restart_params,
+        .sockets = (const DaemonSocket[]) {
+                { "smtp-client", DAEMON_SOCKET_ANY, .ipc = on_request_smtp,
+                  .server_offset = offsetof(Smtp, server[0]), .multiplex = SMTP_MAX_OUTSTANDING },
+                { "lmtp-client", DAEMON_SOCKET_ANY, .ipc = on_request_lmtp,
+                  .server_offset = offsetof(Smtp, server[1]), .multiplex = SMTP_MAX_OUTSTANDING },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
         DAEMON_ROLE_SETTINGS(Smtp, side, sides_load, sides_done),
-        .start = start,
-        .apply = apply,
-        .stop = stop,
+        .start = start, .apply = apply, .stop = stop,
 };
 
 int main(int argc, char **argv) {

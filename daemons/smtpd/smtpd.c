@@ -220,24 +220,18 @@ static int start(void *userdata, Daemon *d) {
         return 0;
 }
 
-static const DaemonSocket sockets[] = {
-        { "smtp", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SMTP },
-        { "submission", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSION },
-        { "submit", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMIT },
-        { "submissions", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSIONS },
-        {}
-};
-
-static const char *const restart_params[] = { "queue_directory", NULL };
-
 static const DaemonRole role = {
         .name = "smtpd",
-        .sockets = sockets,
-        .restart_params = restart_params,
+        .sockets = (const DaemonSocket[]) {
+                { "smtp", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SMTP },
+                { "submission", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSION },
+                { "submit", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMIT },
+                { "submissions", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSIONS },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
         DAEMON_ROLE_SETTINGS(Server, settings, settings_load, settings_done),
-        .start = start,
-        .apply = apply,
-        .stop = server_done,
+        .start = start, .apply = apply, .stop = server_done,
 };
 
 int main(int argc, char *argv[]) {
