@@ -8,7 +8,8 @@
  * errors. Every message reads "<file>:<line>: <parameter>: <what is wrong>".
  *
  * Lookups return expanded values owned by the Conf (valid until conf_free or conf_set).
- * Typed getters assume conf_load validated the value; they fall back to the default otherwise. */
+ * Typed getters assume conf_load validated the value; they fall back to the default otherwise.
+ * A daemon's settings struct is better filled by the field-table loader in conf-fields.h. */
 #pragma once
 
 #include <stdbool.h>

@@ -22,6 +22,7 @@
 
 #include "local.h"
 #include "conf/params.h"
+#include "conf/conf-fields.h"
 #include "log/log.h"
 #include "mail/address.h"
 #include "mail/rfc822.h"
@@ -32,38 +33,43 @@ char *local_ascii_lower(char *s) {
         return s;
 }
 
-/* Parameters come with the registry's defaults (common/conf/params.c): no fallbacks here. */
-static int settings_str(Conf *c, const char *name, char **ret) {
-        *ret = strdup(strempty(conf_get(c, name)));
-        return *ret ? 0 : -ENOMEM;
-}
-
-static int settings_list(Conf *c, const char *name, char ***ret) {
-        *ret = conf_get_list(c, NULL, name);
-        return *ret ? 0 : -ENOMEM;
-}
+/* Parameters come with the registry's defaults and limits (common/conf/params.c). */
+#define F(...) CONF_FIELD(LocalSettings, __VA_ARGS__)
+static const ConfField local_fields[] = {
+        F("queue_directory", STRING, queue_directory),
+        F("mail_spool_directory", STRING, mail_spool_directory),
+        F("home_mailbox", STRING, home_mailbox),
+        F("recipient_delimiter", STRING, recipient_delimiter),
+        F("myhostname", STRING, myhostname),
+        F("myorigin", STRING, myorigin),
+        F("default_privs", STRING, default_privs),
+        F("allow_mail_to_commands", LIST, allow_mail_to_commands),
+        F("allow_mail_to_files", LIST, allow_mail_to_files),
+        F("mailbox_size_limit", LLONG, mailbox_size_limit),
+        F("deliver_lock_attempts", LLONG, lock_attempts),
+        F("deliver_lock_delay", SECONDS, lock_delay),
+        F("stale_lock_time", SECONDS, stale_lock_time),
+        F("command_time_limit", SECONDS, command_time_limit),
+        F("daemon_timeout", SECONDS, daemon_timeout),
+        F("alias_maps", TABLES, aliases, .flags = TABLE_ALIASES | TABLE_NO_REGSUB),
+};
+#undef F
 
 /* Reads the parameters postern-local uses from the configuration. */
 int local_settings_load(Conf *c, LocalSettings *ret) {
-        _cleanup_strv_free_ char **locks = NULL, **specs = NULL, **dest = NULL;
-        _cleanup_free_ char *maps = NULL;
+        _cleanup_strv_free_ char **locks = NULL, **dest = NULL;
         LocalSettings s = {};
         char *reason = NULL;
         int r;
 
-        if ((r = settings_str(c, "queue_directory", &s.queue_directory)) < 0 ||
-            (r = settings_str(c, "mail_spool_directory", &s.mail_spool_directory)) < 0 ||
-            (r = settings_str(c, "home_mailbox", &s.home_mailbox)) < 0 ||
-            (r = settings_str(c, "recipient_delimiter", &s.recipient_delimiter)) < 0 ||
-            (r = settings_str(c, "myhostname", &s.myhostname)) < 0 ||
-            (r = settings_str(c, "myorigin", &s.myorigin)) < 0 ||
-            (r = settings_str(c, "default_privs", &s.default_privs)) < 0 ||
-            (r = settings_str(c, "alias_maps", &maps)) < 0 ||
-            (r = settings_list(c, "mydestination", &dest)) < 0 ||
-            (r = settings_list(c, "allow_mail_to_commands", &s.allow_mail_to_commands)) < 0 ||
-            (r = settings_list(c, "allow_mail_to_files", &s.allow_mail_to_files)) < 0 ||
-            (r = settings_list(c, "mailbox_delivery_lock", &locks)) < 0)
+        if ((r = conf_fields_load(c, NULL, local_fields, ELEMENTSOF(local_fields), &s)) < 0)
                 goto fail;
+        dest = conf_get_list(c, NULL, "mydestination");
+        locks = conf_get_list(c, NULL, "mailbox_delivery_lock");
+        if (!dest || !locks) {
+                r = -ENOMEM;
+                goto fail;
+        }
         r = domain_list_init(&s.mydestination, dest, false, &reason);
         if (r < 0) {
                 log_error_errno(r, "mydestination: %s", reason ? reason : "out of memory");
@@ -89,28 +95,6 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
                 log_warning("myhostname is not set in main.cf and this host's name is not qualified "
                             "locally: using %s; set myhostname so every Postern daemon agrees on it",
                             s.myhostname);
-        s.mailbox_size_limit = conf_get_int(c, NULL, "mailbox_size_limit");
-        s.lock_attempts = conf_get_int(c, NULL, "deliver_lock_attempts");
-        s.lock_delay = conf_get_time(c, NULL, "deliver_lock_delay");
-        s.stale_lock_time = conf_get_time(c, NULL, "stale_lock_time");
-        s.command_time_limit = conf_get_time(c, NULL, "command_time_limit");
-        s.daemon_timeout = conf_get_time(c, NULL, "daemon_timeout");
-        if (s.lock_attempts < 1)
-                s.lock_attempts = 1;
-
-        specs = conf_split_list(maps);
-        if (!specs) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        if (specs[0]) {
-                r = table_list_open(maps, TABLE_ALIASES | TABLE_NO_REGSUB, &s.aliases, &reason);
-                if (r < 0) {
-                        log_error_errno(r, "alias_maps = %s: %s", maps, reason ? reason : strerror(-r));
-                        free(reason);
-                        goto fail;
-                }
-        }
         *ret = s;
         return 0;
 fail:
@@ -119,17 +103,8 @@ fail:
 }
 
 void local_settings_done(LocalSettings *s) {
-        free(s->queue_directory);
-        free(s->mail_spool_directory);
-        free(s->home_mailbox);
-        free(s->recipient_delimiter);
-        free(s->myhostname);
-        free(s->myorigin);
+        conf_fields_done(local_fields, ELEMENTSOF(local_fields), s);
         domain_list_done(&s->mydestination);
-        free(s->default_privs);
-        strv_free(s->allow_mail_to_commands);
-        strv_free(s->allow_mail_to_files);
-        table_list_free(s->aliases);
         *s = (LocalSettings) {};
 }
 

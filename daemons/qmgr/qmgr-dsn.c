@@ -14,50 +14,32 @@
 #include <ctype.h>
 #include <string.h>
 
+#include "conf/conf-fields.h"
 #include "log/log.h"
 #include "qmgr.h"
 
-static const struct {
-        const char *param;
-        size_t offset;
-} filters[] = {
-        { "default_delivery_status_filter", offsetof(QmgrSettings, status_filter_default) },
-        { "smtp_delivery_status_filter", offsetof(QmgrSettings, status_filter_smtp) },
-        { "lmtp_delivery_status_filter", offsetof(QmgrSettings, status_filter_lmtp) },
-        { "local_delivery_status_filter", offsetof(QmgrSettings, status_filter_local) },
+#define F(...) CONF_FIELD(QmgrSettings, __VA_ARGS__)
+static const ConfField dsn_fields[] = {
+        F("double_bounce_sender", STRING, double_bounce_sender),
+        F("2bounce_notice_recipient", STRING, bounce_notice_recipient),
+        F("confirm_delay_cleared", BOOL, confirm_delay_cleared),
+        F("soft_bounce", BOOL, soft_bounce),
+        F("delay_warning_time", USEC, delay_warning_time),
+        F("default_delivery_status_filter", TABLES, status_filter_default),
+        F("smtp_delivery_status_filter", TABLES, status_filter_smtp),
+        F("lmtp_delivery_status_filter", TABLES, status_filter_lmtp),
+        F("local_delivery_status_filter", TABLES, status_filter_local),
 };
-
-static TableList **filter_field(QmgrSettings *s, size_t i) {
-        return (TableList **) ((char *) s + filters[i].offset);
-}
+#undef F
 
 /* Reads the DSN parameters into s (a fresh QmgrSettings being loaded). */
 int qmgr_dsn_settings_load(QmgrSettings *s, Conf *c) {
-        s->double_bounce_sender = strdup(strempty(conf_get(c, "double_bounce_sender")));
-        s->bounce_notice_recipient = strdup(strempty(conf_get(c, "2bounce_notice_recipient")));
-        if (!s->double_bounce_sender || !s->bounce_notice_recipient)
-                return log_oom();
-        s->confirm_delay_cleared = conf_get_bool(c, NULL, "confirm_delay_cleared");
-        s->soft_bounce = conf_get_bool(c, NULL, "soft_bounce");
-        s->delay_warning_time = (usec_t) conf_get_time(c, NULL, "delay_warning_time") * USEC_PER_SEC;
-        for (size_t i = 0; i < ELEMENTSOF(filters); i++) {
-                const char *spec = conf_get(c, filters[i].param);
-                if (isempty(spec))
-                        continue;
-                _cleanup_free_ char *why = NULL;
-                int r = table_list_open(spec, 0, filter_field(s, i), &why);
-                if (r < 0)
-                        return log_error_errno(r, "%s: %s", filters[i].param, why ? why : "cannot open");
-        }
-        return 0;
+        return conf_fields_load(c, NULL, dsn_fields, ELEMENTSOF(dsn_fields), s);
 }
 
 /* Frees what qmgr_dsn_settings_load() allocated. */
 void qmgr_dsn_settings_done(QmgrSettings *s) {
-        free(s->double_bounce_sender);
-        free(s->bounce_notice_recipient);
-        for (size_t i = 0; i < ELEMENTSOF(filters); i++)
-                *filter_field(s, i) = table_list_free(*filter_field(s, i));
+        conf_fields_done(dsn_fields, ELEMENTSOF(dsn_fields), s);
 }
 
 /* Length of a leading "d.d.d" status (class 2, 4 or 5), 0 when there is none. */

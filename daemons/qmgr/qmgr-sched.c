@@ -10,7 +10,8 @@
  * the destination is dead: its waiting jobs, and any that arrive later, are deferred at once with
  * "delivery temporarily suspended: <the last failure>" (no connection is made) until
  * minimal_backoff_time has passed; then one probe delivery may go, and its outcome revives the
- * destination (back to the initial window) or kills it again.
+ * destination (back to the initial window) or kills it again. A flush revives every dead
+ * destination at once (qmgr_sched_revive_all()).
  *
  * A failure is a deferral of every recipient of a request whose status is 4.4.x (no connection,
  * lost connection, timeouts) or whose text says the server refused to talk (4xx/5xx greeting) or
@@ -666,6 +667,18 @@ void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                  (unsigned long long) (q->s.minimal_backoff / USEC_PER_SEC), d->reason);
         dest_defer_waiting(q, d);
         dest_settle(q, d, now);
+}
+
+size_t qmgr_sched_revive_all(Qmgr *q) {
+        size_t n = 0;
+        for (QmgrDest *d = q->sched.all; d; d = d->all_next) {
+                if (!d->dead && !d->probe)
+                        continue;
+                d->dead = d->probe = false;
+                qmgr_window_init(&d->w, qmgr_sched_limits(&q->s, d->transport));
+                n++;
+        }
+        return n;
 }
 
 /* Drops m's waiting remote jobs; returns how many (the caller adjusts m->jobs). */

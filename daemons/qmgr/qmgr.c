@@ -27,31 +27,49 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf/conf-fields.h"
 #include "daemon/daemon-role.h"
 #include "log/log.h"
 #include "qmgr.h"
 
+#define F(...) CONF_FIELD(QmgrSettings, __VA_ARGS__)
+static const ConfField qmgr_fields[] = {
+        F("queue_directory", STRING, queue_directory),
+        F("myhostname", STRING, myhostname),
+        F("mail_owner", STRING, mail_owner),
+        F("queue_run_delay", USEC, queue_run_delay),
+        F("minimal_backoff_time", USEC, minimal_backoff),
+        F("maximal_backoff_time", USEC, maximal_backoff),
+        F("maximal_queue_lifetime", USEC, maximal_queue_lifetime),
+        F("bounce_queue_lifetime", USEC, bounce_queue_lifetime),
+        F("qmgr_message_active_limit", SIZE, active_limit),
+        F("default_process_limit", SIZE, process_limit),
+        F("local_destination_concurrency_limit", SIZE, rcpt_concurrency),
+        F("default_destination_concurrency_limit", SIZE, dest_concurrency),
+        F("bounce_size_limit", SIZE, bounce_size_limit),
+        F("postern_socket_directory", STRING, socket_directory),
+        F("local_transport", STRING, local_transport),
+        F("relay_transport", STRING, relay_transport),
+        F("default_transport", STRING, default_transport),
+        F("relayhost", STRING, relayhost),
+        F("transport_maps", TABLES, transport_maps, .flags = TABLE_REGSUB_SAFE),
+        F("sender_dependent_relayhost_maps", TABLES, sender_relayhost_maps, .flags = TABLE_REGSUB_SAFE),
+        F("sender_dependent_default_transport_maps", TABLES, sender_default_transport_maps,
+          .flags = TABLE_REGSUB_SAFE),
+        F("empty_address_relayhost_maps_lookup_key", STRING, empty_relayhost_key),
+        F("empty_address_default_transport_maps_lookup_key", STRING, empty_default_transport_key),
+};
+#undef F
+
 /* Frees what qmgr_settings_load() allocated. */
 void qmgr_settings_done(QmgrSettings *s) {
-        free(s->queue_directory);
-        free(s->myhostname);
+        conf_fields_done(qmgr_fields, ELEMENTSOF(qmgr_fields), s);
         domain_list_done(&s->mydestination);
         free(s->local_socket);
-        free(s->mail_owner);
-        free(s->socket_directory);
-        free(s->local_transport);
-        free(s->relay_transport);
-        free(s->default_transport);
-        free(s->relayhost);
         if (s->relay_domains_set)
                 domain_list_done(&s->relay_domains);
-        table_list_free(s->transport_maps);
         qmgr_sched_settings_done(&s->sched);
         qmgr_dsn_settings_done(s);
-        table_list_free(s->sender_relayhost_maps);
-        table_list_free(s->sender_default_transport_maps);
-        free(s->empty_relayhost_key);
-        free(s->empty_default_transport_key);
         *s = (QmgrSettings) {};
 }
 
@@ -60,26 +78,22 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         _cleanup_(qmgr_settings_done) QmgrSettings n = {};
         _cleanup_strv_free_ char **dest = NULL;
 
-        /* conf_get() and its typed forms give the registry's default for anything main.cf does
-         * not set (and for invalid values, which conf_load() already reported). */
-        const char *queue_directory = conf_get(c, "queue_directory");
-        const char *myhostname = conf_get(c, "myhostname");
-        const char *mail_owner = conf_get(c, "mail_owner");
-        if (isempty(queue_directory) || isempty(myhostname) || isempty(mail_owner))
+        /* The registry gives the default for anything main.cf does not set. */
+        int r = conf_fields_load(c, NULL, qmgr_fields, ELEMENTSOF(qmgr_fields), &n);
+        if (r < 0)
+                return r;
+        if (isempty(n.queue_directory) || isempty(n.myhostname) || isempty(n.mail_owner))
                 return log_error_errno(-EINVAL, "%s must not be empty",
-                                       isempty(queue_directory) ? "queue_directory" :
-                                       isempty(myhostname) ? "myhostname" : "mail_owner");
+                                       isempty(n.queue_directory) ? "queue_directory" :
+                                       isempty(n.myhostname) ? "myhostname" : "mail_owner");
 
-        n.queue_directory = strdup(queue_directory);
-        n.myhostname = strdup(myhostname);
-        n.mail_owner = strdup(mail_owner);
         n.local_socket = daemon_socket_path(c, "local");
         dest = conf_get_list(c, NULL, "mydestination");
-        if (!n.queue_directory || !n.myhostname || !n.mail_owner || !n.local_socket || !dest)
+        if (!n.local_socket || !dest)
                 return log_oom();
 
         _cleanup_free_ char *why = NULL;
-        int r = domain_list_init(&n.mydestination, dest, false, &why);
+        r = domain_list_init(&n.mydestination, dest, false, &why);
         if (r < 0)
                 return log_error_errno(r, "mydestination: %s", why ? why : "out of memory");
 
@@ -93,25 +107,6 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                 log_warning("mail_owner %s: %s; only root may hold, release, delete or requeue mail",
                             n.mail_owner, errno ? strerror(errno) : "no such user");
 
-        n.queue_run_delay = (usec_t) conf_get_time(c, NULL, "queue_run_delay") * USEC_PER_SEC;
-        n.minimal_backoff = (usec_t) conf_get_time(c, NULL, "minimal_backoff_time") * USEC_PER_SEC;
-        n.maximal_backoff = (usec_t) conf_get_time(c, NULL, "maximal_backoff_time") * USEC_PER_SEC;
-        n.maximal_queue_lifetime = (usec_t) conf_get_time(c, NULL, "maximal_queue_lifetime") * USEC_PER_SEC;
-        n.bounce_queue_lifetime = (usec_t) conf_get_time(c, NULL, "bounce_queue_lifetime") * USEC_PER_SEC;
-        /* The registry's minimum for these is 1; conf_get_int() never returns less. */
-        n.active_limit = (size_t) conf_get_int(c, NULL, "qmgr_message_active_limit");
-        n.process_limit = (size_t) conf_get_int(c, NULL, "default_process_limit");
-        n.rcpt_concurrency = (size_t) conf_get_int(c, NULL, "local_destination_concurrency_limit");
-        n.dest_concurrency = (size_t) conf_get_int(c, NULL, "default_destination_concurrency_limit");
-
-        n.socket_directory = strdup(strempty(conf_get(c, "postern_socket_directory")));
-        n.local_transport = strdup(strempty(conf_get(c, "local_transport")));
-        n.relay_transport = strdup(strempty(conf_get(c, "relay_transport")));
-        n.default_transport = strdup(strempty(conf_get(c, "default_transport")));
-        n.relayhost = strdup(strempty(conf_get(c, "relayhost")));
-        if (!n.socket_directory || !n.local_transport || !n.relay_transport || !n.default_transport ||
-            !n.relayhost)
-                return log_oom();
         _cleanup_strv_free_ char **relay = conf_get_list(c, NULL, "relay_domains");
         if (relay && relay[0]) {
                 _cleanup_free_ char *rwhy = NULL;
@@ -120,35 +115,6 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                         return log_error_errno(r, "relay_domains: %s", rwhy ? rwhy : "out of memory");
                 n.relay_domains_set = true;
         }
-        const char *tmaps = conf_get(c, "transport_maps");
-        if (!isempty(tmaps)) {
-                _cleanup_free_ char *twhy = NULL;
-                r = table_list_open(tmaps, TABLE_REGSUB_SAFE, &n.transport_maps, &twhy);
-                if (r < 0)
-                        return log_error_errno(r, "transport_maps: %s", twhy ? twhy : "cannot open");
-        }
-        static const struct {
-                const char *name;
-                size_t offset;
-        } sender_maps[] = {
-                { "sender_dependent_relayhost_maps", offsetof(QmgrSettings, sender_relayhost_maps) },
-                { "sender_dependent_default_transport_maps", offsetof(QmgrSettings, sender_default_transport_maps) },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(sender_maps); i++) {
-                const char *spec = conf_get(c, sender_maps[i].name);
-                if (isempty(spec))
-                        continue;
-                _cleanup_free_ char *swhy = NULL;
-                r = table_list_open(spec, TABLE_REGSUB_SAFE, (TableList **) ((char *) &n + sender_maps[i].offset),
-                                    &swhy);
-                if (r < 0)
-                        return log_error_errno(r, "%s: %s", sender_maps[i].name, swhy ? swhy : "cannot open");
-        }
-        n.empty_relayhost_key = strdup(strempty(conf_get(c, "empty_address_relayhost_maps_lookup_key")));
-        n.empty_default_transport_key = strdup(strempty(conf_get(c, "empty_address_default_transport_maps_lookup_key")));
-        if (!n.empty_relayhost_key || !n.empty_default_transport_key)
-                return log_oom();
-        n.bounce_size_limit = (size_t) conf_get_int(c, NULL, "bounce_size_limit");
         r = qmgr_sched_settings_load(&n.sched, c);   /* per-transport scheduling limits */
         if (r < 0)
                 return r;
@@ -205,6 +171,9 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                                  (unsigned) uid, dropped ? " (and more requests not logged)" : "");
                 else if (log)
                         log_info("flush requested: retrying every deferred recipient");
+                size_t revived = qmgr_sched_revive_all(q);
+                if (revived > 0 && log)
+                        log_info("flush: %zu suspended destination(s) may be tried again", revived);
                 q->scan_force = true;
                 qmgr_schedule_scan(q, 0);
         } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||

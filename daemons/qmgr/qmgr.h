@@ -13,10 +13,11 @@
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
  * routed, qmgr's own deferrals are recorded at once, local ones are handed to postern-local in
- * jobs of at most QMGR_LOCAL_RCPT_LIMIT recipients. Every result is committed as soon as it
- * arrives. When the last job of the message is done it leaves the active set; if no recipient is
- * pending or deferred any more, the same transaction that records the last result also inserts
- * the bounce (if one is due) and deletes the message. */
+ * jobs of at most QMGR_LOCAL_RCPT_LIMIT recipients. Agent results are group-committed: queued
+ * as they arrive and written in one transaction at most QMGR_BATCH_DELAY_USEC after the first
+ * (or once QMGR_BATCH_MAX are waiting). When the last job of the message is done it leaves
+ * the active set; if no recipient is pending or deferred any more, the same transaction that
+ * records the last result also inserts the bounce (if one is due) and deletes the message. */
 #pragma once
 
 #include <stdbool.h>
@@ -308,6 +309,9 @@ void qmgr_sched_transport_count(Qmgr *q, const char *transport, bool up);
 /* Feedback from a finished remote job: reply NULL means the agent failed (no feedback). Call
  * after the job's results were applied; may defer the destination's waiting jobs. */
 void qmgr_sched_job_done(Qmgr *q, QmgrJob *j, const IpcRecord *reply);
+/* A flush (or reload): every dead or probing destination is live again with its initial window,
+ * as Postfix's qmgr does for `postqueue -f`; returns how many were revived. */
+size_t qmgr_sched_revive_all(Qmgr *q);
 /* Drops m's waiting remote jobs; returns how many (the caller adjusts m->jobs). */
 size_t qmgr_sched_cancel_message(Qmgr *q, QmgrMessage *m);
 /* Frees every destination and its waiting jobs (shutdown). */

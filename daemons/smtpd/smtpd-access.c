@@ -5,7 +5,7 @@
  * check) into a verdict: OK, REJECT/DEFER/4NN/5NN text (a reply), DEFER_IF_PERMIT,
  * DEFER_IF_REJECT, DUNNO, a restriction list to evaluate in place, or one of the message-wide
  * actions (HOLD, DISCARD, BCC, PREPEND, REDIRECT, FILTER; INFO and WARN only log) which only set
- * fields of s->actions. Replies follow Postfix: "554 5.7.1 <entity>: Sender address rejected:
+ * fields of s->tx.actions. Replies follow Postfix: "554 5.7.1 <entity>: Sender address rejected:
  * text"; an enhanced status code at the start of the text replaces the default one and takes the
  * class of the reply code.
  *
@@ -80,7 +80,7 @@ char *smtpd_reply_build(int code, const char *dsn, const char *fmt, ...) {
 static const char *stage_command(Session *s, CheckStage stage) {
         switch (stage) {
         case STAGE_CONNECT: return "CONNECT";
-        case STAGE_HELO:    return s->esmtp ? "EHLO" : "HELO";
+        case STAGE_HELO:    return s->client.esmtp ? "EHLO" : "HELO";
         case STAGE_MAIL:    return "MAIL";
         case STAGE_RCPT:    return "RCPT";
         case STAGE_DATA:    return "DATA";
@@ -93,19 +93,19 @@ void smtpd_log_action(Session *s, CheckStage stage, const char *rcpt, const char
         char tail[1024];
         size_t n = 0;
 
-        if (s->in_mail || s->sender)
-                n += (size_t) snprintf(tail + n, sizeof(tail) - n, " from=<%s>", strempty(s->sender));
+        if (s->tx.in_mail || s->tx.sender)
+                n += (size_t) snprintf(tail + n, sizeof(tail) - n, " from=<%s>", strempty(s->tx.sender));
         if (rcpt && n < sizeof(tail))
                 n += (size_t) snprintf(tail + n, sizeof(tail) - n, " to=<%s>", rcpt);
         if (n < sizeof(tail))
-                n += (size_t) snprintf(tail + n, sizeof(tail) - n, " proto=%s", s->esmtp ? "ESMTP" : "SMTP");
-        if (s->helo && n < sizeof(tail))
-                snprintf(tail + n, sizeof(tail) - n, " helo=<%s>", s->helo);
-        LogFields f = { .queue_id = s->queue_id[0] ? s->queue_id : NULL,
-                        .client_address = s->addr[0] ? s->addr : NULL,
-                        .sender = s->sender, .recipient = rcpt };
-        log_fields(LOG_INFO, &f, "%s: %s: %s from %s: %s;%s", s->queue_id[0] ? s->queue_id : "NOQUEUE",
-                   what, stage_command(s, stage), s->id_text, text, tail);
+                n += (size_t) snprintf(tail + n, sizeof(tail) - n, " proto=%s", s->client.esmtp ? "ESMTP" : "SMTP");
+        if (s->client.helo && n < sizeof(tail))
+                snprintf(tail + n, sizeof(tail) - n, " helo=<%s>", s->client.helo);
+        LogFields f = { .queue_id = s->tx.queue_id[0] ? s->tx.queue_id : NULL,
+                        .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                        .sender = s->tx.sender, .recipient = rcpt };
+        log_fields(LOG_INFO, &f, "%s: %s: %s from %s: %s;%s", s->tx.queue_id[0] ? s->tx.queue_id : "NOQUEUE",
+                   what, stage_command(s, stage), s->client.id_text, text, tail);
 }
 
 /* Expands $name and ${name} of the footer variables; unknown names stay as they are. */
@@ -115,7 +115,7 @@ static int footer_expand(Session *s, const char *in, StrBuf *out) {
         struct tm tm;
         strftime(now, sizeof(now), "%b %e %H:%M:%S", localtime_r(&t, &tm));
         const struct { const char *name, *value; } vars[] = {
-                { "client_address", s->addr }, { "client_name", s->name },
+                { "client_address", s->client.addr }, { "client_name", s->client.name },
                 { "localtime", now }, { "server_name", s->settings->myhostname },
         };
 
@@ -313,17 +313,21 @@ AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt,
                         return ACCESS_DUNNO;
                 }
                 switch (i) {
-                case 0: r = set_text(&s->actions.hold, text); break;
-                case 1: r = set_text(&s->actions.discard, text); break;
-                case 2: r = set_text(&s->actions.filter, text); break;
-                case 3: r = set_text(&s->actions.redirect, text); break;
-                case 4: r = message_actions_add_bcc(&s->actions, text); break;
+                case 0: r = set_text(&s->tx.actions.hold, text); break;
+                case 1: r = set_text(&s->tx.actions.discard, text); break;
+                case 2: r = set_text(&s->tx.actions.filter, text); break;
+                case 3: r = set_text(&s->tx.actions.redirect, text); break;
+                case 4: r = message_actions_add_bcc(&s->tx.actions, text); break;
                 case 5:
-                        r = prepend_once(&s->actions.prepend, text);
+                        r = prepend_once(&s->tx.actions.prepend, text);
                         break;
                 }
-                if (r < 0)
+                if (r < 0) {
+                        /* Accepting the message without the action would be worse than a retry. */
                         log_oom();
+                        *ret_text = NULL;
+                        return ACCESS_REJECT;   /* the caller answers 451 4.3.0 for NULL */
+                }
                 if (acts[i].log) {
                         int k;
                         if (i <= 1)

@@ -77,23 +77,12 @@ struct SmtpdAnvil {
 
 static void anvil_fail(SmtpdAnvil *a, const char *why);
 
-int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *ret) {
-        SmtpdAnvilLimits l = {
-                .connection_count = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_connection_count_limit")),
-                .connection_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_connection_rate_limit")),
-                .message_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_message_rate_limit")),
-                .recipient_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_recipient_rate_limit")),
-                .newtls_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_new_tls_session_rate_limit")),
-                .auth_rate = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_client_auth_rate_limit")),
-        };
+/* The limits themselves are rows of smtpd-settings.c. */
+int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *l) {
         _cleanup_strv_free_ char **entries = conf_get_list(c, listener, "smtpd_client_event_limit_exceptions");
         if (!entries)
                 return log_oom();
-        int r = smtpd_netlist_parse("smtpd_client_event_limit_exceptions", entries, &l.exceptions);
-        if (r < 0)
-                return r;
-        *ret = l;
-        return 0;
+        return smtpd_netlist_parse("smtpd_client_event_limit_exceptions", entries, &l->exceptions);
 }
 
 void smtpd_anvil_settings_done(SmtpdAnvilLimits *l) {
@@ -107,7 +96,7 @@ static bool any_limit(const SmtpdAnvilLimits *l) {
 
 /* Local submissions and excepted clients are never counted (a table error counts them). */
 static bool exempt(Session *s) {
-        return s->listener->kind == LISTENER_SUBMIT || !s->addr[0] ||
+        return s->listener->kind == LISTENER_SUBMIT || !s->client.addr[0] ||
                 smtpd_netlist_match(&s->settings->anvil.exceptions, s) > 0;
 }
 
@@ -163,38 +152,38 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
                 case ANVIL_KIND_CONNECT:
                         if (l->connection_count && count > l->connection_count) {
                                 log_warning("Connection concurrency limit exceeded: %lld from %s for service %s",
-                                            count, s->id_text, svc);
+                                            count, s->client.id_text, svc);
                                 allowed = false;
                         } else if (l->connection_rate && rate > l->connection_rate) {
                                 log_warning("Connection rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
+                                            rate, s->client.id_text, svc);
                                 allowed = false;
                         }
                         if (!allowed)
-                                session_reply(s, "421 4.7.0 %s Error: too many connections from %s", host, s->addr);
+                                session_reply(s, "421 4.7.0 %s Error: too many connections from %s", host, s->client.addr);
                         break;
                 case ANVIL_KIND_MESSAGE:
                         if (l->message_rate && rate > l->message_rate) {
                                 log_warning("Message delivery request rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "450 4.7.1 Error: too much mail from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
                 case ANVIL_KIND_RECIPIENT:
                         if (l->recipient_rate && rate > l->recipient_rate) {
                                 log_warning("Recipient address rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "452 4.7.1 Error: too many recipients from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "452 4.7.1 Error: too many recipients from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
                 case ANVIL_KIND_NEWTLS:
                         if (l->newtls_rate && rate > l->newtls_rate) {
                                 log_warning("New TLS session rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
+                                            rate, s->client.id_text, svc);
                                 session_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s",
-                                              host, s->addr);
+                                              host, s->client.addr);
                                 allowed = false;
                         }
                         break;
@@ -202,16 +191,16 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
                         /* Not counted yet: refuse when one more new session would exceed. */
                         if (l->newtls_rate && rate >= l->newtls_rate) {
                                 log_warning("New TLS session rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
                 case ANVIL_KIND_AUTH:
                         if (l->auth_rate && rate > l->auth_rate) {
                                 log_warning("AUTH command rate limit exceeded: %lld from %s for service %s",
-                                            rate, s->id_text, svc);
-                                session_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->addr);
+                                            rate, s->client.id_text, svc);
+                                session_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->client.addr);
                                 allowed = false;
                         }
                         break;
@@ -221,7 +210,7 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
         }
         /* The wait ends before done(), which may start another one (the connect restrictions
          * after the greeting check, the recipient restrictions after RCPT's). */
-        session_wait_end(s);
+        session_resume(s, SESSION_RESUME_ONLY);
         if (!allowed && (q->kind == ANVIL_KIND_CONNECT || q->kind == ANVIL_KIND_NEWTLS))
                 session_close_after_flush(s);
         if (q->done)
@@ -230,8 +219,8 @@ static void request_finish(AnvilRequest *q, const IpcRecord *reply) {
                 q->free_userdata(q->userdata);
         q->userdata = NULL;
         request_free(q);
-        if (s->phase != PHASE_WAIT)
-                session_continue(s);
+        if (!session_waiting(s))
+                session_resume(s, SESSION_RESUME_INPUT);
 }
 
 /* Takes the whole queue so that sessions resumed below may queue new requests safely. */
@@ -395,7 +384,7 @@ static bool anvil_send(Session *s, AnvilKind kind, SmtpdAnvilDone done, void *us
         AnvilRequest *q = calloc(1, sizeof *q);
         if (!q || ipc_record_add(&req, "request", kind_verb[kind]) < 0 ||
             ipc_record_add(&req, "service", s->listener->name) < 0 ||
-            ipc_record_add(&req, "address", s->addr) < 0 || ipc_record_format(&req, &a->out) < 0) {
+            ipc_record_add(&req, "address", s->client.addr) < 0 || ipc_record_format(&req, &a->out) < 0) {
                 free(q);
                 log_oom();
                 return false;

@@ -3,7 +3,7 @@
  * Each settings snapshot with smtpd_sasl_auth_enable = yes owns one connection to Dovecot
  * (smtpd_sasl_path), shared by all its sessions. AUTH asks Dovecot, waits (session_wait()),
  * relays Dovecot's base64 challenges as "334" replies and the client's responses back, and ends
- * with 235 (s->sasl_username/s->sasl_method set), 535, 454 (Dovecot unreachable or silent) or
+ * with 235 (s->client.sasl_username/s->client.sasl_method set), 535, 454 (Dovecot unreachable or silent) or
  * 501 (cancel, bad base64). The EHLO AUTH line lists Dovecot's mechanisms minus those that
  * smtpd_sasl_security_options (smtpd_sasl_tls_security_options under TLS) exclude. With
  * smtpd_tls_auth_only (Postern default yes) AUTH is offered only under TLS: smtpd_auth_offered()
@@ -30,7 +30,7 @@ struct SmtpdAuth {
 
 /* Whether the session is protected by TLS (STARTTLS done, or implicit TLS). */
 static bool session_secured(Session *s) {
-        return s->tls_active;
+        return s->client.tls_active;
 }
 
 /* smtpd_sasl_security_options words, as mechanism properties to exclude or require. */
@@ -77,14 +77,10 @@ static void on_sasl_state(SaslClient *c, int error, void *userdata) {
                 log_warning_errno(error, "SASL: Connect to %s failed: %m", sasl_client_path(c));
 }
 
+/* The switches, the response limit and the service name are rows of smtpd-settings.c. */
 int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r;
 
-        s->sasl_enable = conf_get_bool(c, listener, "smtpd_sasl_auth_enable");
-        s->tls_auth_only = conf_get_bool(c, listener, "smtpd_tls_auth_only");
-        s->sasl_authenticated_header = conf_get_bool(c, listener, "smtpd_sasl_authenticated_header");
-        s->broken_sasl_auth_clients = conf_get_bool(c, listener, "broken_sasl_auth_clients");
-        s->sasl_response_limit = (size_t) MAX(64, conf_get_int(c, listener, "smtpd_sasl_response_limit"));
         if (!s->sasl_enable)
                 return 0;
 
@@ -101,9 +97,6 @@ int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s) {
             (r = parse_security_options("smtpd_sasl_tls_security_options", tls_opts, &s->sasl_tls_exclude,
                                         &s->sasl_tls_require)) < 0)
                 return r;
-        s->sasl_service = strdup(strempty(conf_get_listener(c, listener, "smtpd_sasl_service")));
-        if (!s->sasl_service)
-                return log_oom();
 
         /* Like Postfix, a relative path names a socket below the queue directory. */
         const char *path = strempty(conf_get_listener(c, listener, "smtpd_sasl_path"));
@@ -135,8 +128,6 @@ int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s) {
 
 void smtpd_auth_settings_done(SmtpdSettings *s) {
         s->sasl = sasl_client_free(s->sasl);
-        free(s->sasl_service);
-        s->sasl_service = NULL;
 }
 
 bool smtpd_auth_offered(Session *s) {
@@ -207,8 +198,8 @@ static void auth_cancel(void *userdata) {
 }
 
 static void log_auth_failure(Session *s, const char *mech, const char *reason) {
-        log_fields(LOG_WARNING, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
-                   "%s: SASL %s authentication failed: %s", s->id_text, mech, reason);
+        log_fields(LOG_WARNING, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
+                   "%s: SASL %s authentication failed: %s", s->client.id_text, mech, reason);
 }
 
 /* Dovecot's user names and reasons go into logs, replies, Received: and the queue: keep them
@@ -230,7 +221,7 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
         if (why)
                 text = why;
 
-        if (s->phase != PHASE_WAIT) {
+        if (!session_waiting(s)) {
                 /* The connection to Dovecot broke while the client still owes its response to a
                  * 334: nothing may be said now; the response gets 454. */
                 a->req = NULL;
@@ -250,7 +241,7 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
                         break;
                 }
                 s->last_code = 334;
-                session_wait_done(s);   /* the next input line is the client's response */
+                session_resume(s, SESSION_RESUME_INPUT);   /* the next input line is the client's response */
                 return;
         }
         case SASL_STATUS_OK: {
@@ -263,10 +254,10 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
                         session_reply(s, "454 4.7.0 Temporary authentication failure: out of memory");
                         break;
                 }
-                free(s->sasl_username);
-                free(s->sasl_method);
-                s->sasl_username = user;
-                s->sasl_method = method;
+                free(s->client.sasl_username);
+                free(s->client.sasl_method);
+                s->client.sasl_username = user;
+                s->client.sasl_method = method;
                 s->cmd_ok[CMD_AUTH]++;
                 session_reply(s, "235 2.7.0 Authentication successful");
                 break;
@@ -285,12 +276,12 @@ static void on_reply(SaslRequest *r, SaslStatus st, const char *text, void *user
                 break;
         }
         auth_free(a);
-        session_wait_done(s);
+        session_resume(s, SESSION_RESUME_INPUT);
 }
 
 /* Dovecot answered nothing yet (cannot be sent): a temporary failure, told at once. */
 static void auth_send_failed(Session *s, SmtpdAuth *a, int error) {
-        log_warning_errno(error, "%s: SASL %s authentication failed: cannot talk to %s: %m", s->id_text,
+        log_warning_errno(error, "%s: SASL %s authentication failed: cannot talk to %s: %m", s->client.id_text,
                           a->mech, sasl_client_path(s->settings->sasl));
         session_reply(s, "454 4.7.0 Temporary authentication failure");
         auth_free(a);
@@ -304,15 +295,15 @@ bool smtpd_auth_command(Session *s, char *arg) {
                 session_reply(s, "503 5.5.1 Error: authentication not enabled");
                 return false;
         }
-        if (!s->helo) {
+        if (!s->client.helo) {
                 session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
                 return false;
         }
-        if (s->sasl_username) {
+        if (s->client.sasl_username) {
                 session_reply(s, "503 5.5.1 Error: already authenticated");
                 return false;
         }
-        if (s->in_mail) {
+        if (s->tx.in_mail) {
                 session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
                 return false;
         }
@@ -350,7 +341,7 @@ static bool auth_start(Session *s, char *arg) {
         const SaslMech *m = sasl_client_mechs(s->settings->sasl, &n);
         if (n == 0) {
                 /* Dovecot was never reached: nothing known to offer or check against. */
-                log_warning("%s: SASL %s authentication failed: no mechanism list from %s", s->id_text,
+                log_warning("%s: SASL %s authentication failed: no mechanism list from %s", s->client.id_text,
                             name, sasl_client_path(s->settings->sasl));
                 (void) sasl_client_connect(s->settings->sasl);
                 session_reply(s, "454 4.7.0 Temporary authentication failure");
@@ -389,7 +380,7 @@ static bool auth_start(Session *s, char *arg) {
         r = sasl_client_auth(s->settings->sasl,
                              &(SaslAuthInfo) { .mech = a->mech, .service = s->settings->sasl_service,
                                                .local_ip = local[0] ? local : NULL,
-                                               .remote_ip = s->family ? s->addr : NULL,
+                                               .remote_ip = s->client.family ? s->client.addr : NULL,
                                                .secured = session_secured(s), .initial_response = init },
                              on_reply, a, &a->req);
         if (r < 0) {

@@ -31,10 +31,10 @@
 static bool bdat_line(Session *s, const char *p, size_t n) {
         bool crlf = n >= 2 && p[n - 2] == '\r';
 
-        if (!crlf && s->bare_newline == BARE_NEWLINE_YES) {
+        if (!crlf && s->client.bare_newline == BARE_NEWLINE_YES) {
                 session_reply(s, "521 5.5.2 %s Error: bare <LF> received", s->settings->myhostname);
-                log_info("disconnect: bare <LF> received from %s", s->id_text);
-                command_reset_transaction(s);
+                log_info("disconnect: bare <LF> received from %s", s->client.id_text);
+                smtpd_transaction_reset(&s->tx);
                 strbuf_reset(&s->in);
                 session_close_after_flush(s);
                 return false;
@@ -45,7 +45,7 @@ static bool bdat_line(Session *s, const char *p, size_t n) {
 
 /* Feeds chunk bytes to the content processing, line by line. */
 static bool bdat_feed(Session *s, const char *p, size_t n) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         size_t piece = MAX(s->settings->line_length_limit, (size_t) 2048);
 
         while (n > 0) {
@@ -75,8 +75,8 @@ static bool bdat_feed(Session *s, const char *p, size_t n) {
                                 return true;
                         }
                         ok = bdat_line(s, d->carry.data, d->carry.len);
-                        if (s->data)
-                                strbuf_reset(&s->data->carry);
+                        if (s->tx.data)
+                                strbuf_reset(&s->tx.data->carry);
                 } else
                         ok = bdat_line(s, p, l);
                 if (!ok)
@@ -91,15 +91,15 @@ static bool bdat_feed(Session *s, const char *p, size_t n) {
 static const char *bdat_check(Session *s, uint64_t count, bool last) {
         if (command_ehlo_discard(s) & EHLO_CHUNKING)
                 return "502 5.5.1 Error: command not implemented";
-        if (s->settings->helo_required && !s->helo)
+        if (s->settings->helo_required && !s->client.helo)
                 return "503 5.5.1 Error: send HELO/EHLO first";
-        if (!s->in_mail || (s->n_rcpts == 0 && s->rcpt_attempts == 0))
+        if (!s->tx.in_mail || (s->tx.n_rcpts == 0 && s->tx.rcpt_attempts == 0))
                 return "503 5.5.1 Error: need RCPT command";
-        if (s->n_rcpts == 0)
+        if (s->tx.n_rcpts == 0)
                 return "554 5.5.1 Error: no valid recipients";
         if (count == 0 && !last)
                 return "551 5.7.1 Null BDAT request";
-        uint64_t sofar = s->data ? s->data->bdat_bytes : 0, limit = s->settings->message_size_limit;
+        uint64_t sofar = s->tx.data ? s->tx.data->bdat_bytes : 0, limit = s->settings->message_size_limit;
         if (limit && (count > limit || sofar + count > limit))
                 return "552 5.3.4 Chunk exceeds message size limit";
         return NULL;
@@ -115,8 +115,8 @@ bool bdat_command(Session *s, char *arg) {
         if (!end || errno == ERANGE || (*end && *end != ' ' && *end != '\t')) {
                 /* Without a count the chunk cannot be skipped: the session cannot go on. */
                 session_reply(s, "521 5.5.4 %s", BDAT_SYNTAX);
-                log_info("disconnect: bad BDAT syntax from %s", s->id_text);
-                command_reset_transaction(s);
+                log_info("disconnect: bad BDAT syntax from %s", s->client.id_text);
+                smtpd_transaction_reset(&s->tx);
                 strbuf_reset(&s->in);
                 session_close_after_flush(s);
                 return false;
@@ -135,42 +135,42 @@ bool bdat_command(Session *s, char *arg) {
                 error = "501 5.5.4 " BDAT_SYNTAX;
         if (!error)
                 error = bdat_check(s, count, last);
-        if (!error && !s->data) {
+        if (!error && !s->tx.data) {
                 if (data_begin(s) < 0)
                         error = "451 4.3.0 Error: out of memory";
                 else
-                        s->data->bdat = true;
+                        s->tx.data->bdat = true;
         }
         if (!error) {
-                s->bdat_active = true;
-                s->data->bdat_bytes += count;
+                s->tx.bdat_active = true;
+                s->tx.data->bdat_bytes += count;
         }
-        s->bdat_left = count;
-        s->bdat_last = last;
-        s->bdat_error = error;
-        s->phase = PHASE_BDAT;
+        s->tx.bdat_left = count;
+        s->tx.bdat_last = last;
+        s->tx.bdat_error = error;
+        session_enter_bdat(s);
         return false;   /* counted as ok when the chunk is read (the last one: when queued) */
 }
 
 /* The chunk is read: answer it, or end the message after the last one. */
 static void bdat_chunk_end(Session *s) {
-        s->phase = PHASE_COMMAND;
-        if (s->bdat_error) {
-                const char *error = s->bdat_error;
-                s->bdat_error = NULL;
-                if (s->in_mail && s->n_rcpts > 0) {
-                        LogFields f = { .queue_id = s->queue_id[0] ? s->queue_id : NULL,
-                                        .client_address = s->addr[0] ? s->addr : NULL, .sender = s->sender };
+        session_enter_command(s);
+        if (s->tx.bdat_error) {
+                const char *error = s->tx.bdat_error;
+                s->tx.bdat_error = NULL;
+                if (s->tx.in_mail && s->tx.n_rcpts > 0) {
+                        LogFields f = { .queue_id = s->tx.queue_id[0] ? s->tx.queue_id : NULL,
+                                        .client_address = s->client.addr[0] ? s->client.addr : NULL, .sender = s->tx.sender };
                         log_fields(LOG_INFO, &f, "%s: reject: BDAT from %s: %s; from=<%s> proto=%s helo=<%s>",
-                                   s->queue_id[0] ? s->queue_id : "NOQUEUE", s->id_text, error,
-                                   strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
+                                   s->tx.queue_id[0] ? s->tx.queue_id : "NOQUEUE", s->client.id_text, error,
+                                   strempty(s->tx.sender), s->client.esmtp ? "ESMTP" : "SMTP", strempty(s->client.helo));
                 }
-                command_reset_transaction(s);
+                smtpd_transaction_reset(&s->tx);
                 session_reply(s, "%s", error);
                 return;
         }
-        DataState *d = s->data;
-        if (!s->bdat_last) {
+        DataState *d = s->tx.data;
+        if (!s->tx.bdat_last) {
                 s->cmd_ok[CMD_BDAT]++;
                 session_reply(s, "250 2.0.0 Ok: %llu bytes", (unsigned long long) d->bdat_bytes);
                 return;
@@ -186,17 +186,17 @@ static void bdat_chunk_end(Session *s) {
 }
 
 void bdat_process(Session *s) {
-        while (s->phase == PHASE_BDAT) {
-                if (s->bdat_left == 0) {
+        while (session_phase(s) == PHASE_BDAT) {
+                if (s->tx.bdat_left == 0) {
                         bdat_chunk_end(s);
                         return;
                 }
                 if (s->in.len == 0)
                         return;
-                size_t take = (size_t) MIN((uint64_t) s->in.len, s->bdat_left);
-                if (!s->bdat_error && !bdat_feed(s, s->in.data, take))
+                size_t take = (size_t) MIN((uint64_t) s->in.len, s->tx.bdat_left);
+                if (!s->tx.bdat_error && !bdat_feed(s, s->in.data, take))
                         return;   /* the session ends */
                 strbuf_consume(&s->in, take);
-                s->bdat_left -= take;
+                s->tx.bdat_left -= take;
         }
 }

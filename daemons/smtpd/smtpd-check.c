@@ -54,7 +54,8 @@ typedef struct SmtpdEval {
         char *defer_if_permit, *defer_if_reject;
         bool warn_next, warn_async;
         bool checked_local, checked_sender;
-        SmtpdCheck *op;
+        const SmtpdHook *op_hook;    /* the hook running op for op_elem */
+        SmtpdHookOp *op;
         const RestrictionElem *op_elem;
 } SmtpdEval;
 
@@ -80,9 +81,9 @@ static const RestrictionList *class_list(const SmtpdSettings *st, ClassKind k) {
 static const char *class_entity(SmtpdEval *e, ClassKind k) {
         Session *s = e->s;
         switch (k) {
-        case CLASS_CLIENT:    return s->id_text;
-        case CLASS_HELO:      return strempty(s->helo);
-        case CLASS_SENDER:    return strempty(s->sender);
+        case CLASS_CLIENT:    return s->client.id_text;
+        case CLASS_HELO:      return strempty(s->client.helo);
+        case CLASS_SENDER:    return strempty(s->tx.sender);
         case CLASS_RELAY:
         case CLASS_RECIPIENT: return strempty(e->rcpt);
         case CLASS_DATA:      return "DATA";
@@ -95,7 +96,7 @@ static void eval_free(SmtpdEval *e) {
         if (!e)
                 return;
         if (e->op)
-                smtpd_check_cancel(e->op);
+                e->op_hook->cancel(e->op);
         while (e->depth > 0)
                 smtpd_restrictions_done(&e->stack[--e->depth].owned);
         if (e->s && e->s->eval == e)
@@ -177,13 +178,13 @@ static char **keys_client(SmtpdEval *e, bool name_only) {
         bool ok = true;
 
         /* check_reverse_client_hostname_access: the PTR name, verified or not. */
-        const char *name = name_only ? s->reverse_name : s->name;
+        const char *name = name_only ? s->client.reverse_name : s->client.name;
         if (!isempty(name) && !streq(name, "unknown"))
                 ok = keys_domain(e, &keys, &n, name, "");
-        if (ok && !name_only && s->family) {
-                ok = key_add(&keys, &n, s->addr, "", "");
-                _cleanup_free_ char *a = strdup(s->addr);
-                char sep = s->family == AF_INET ? '.' : ':';
+        if (ok && !name_only && s->client.family) {
+                ok = key_add(&keys, &n, s->client.addr, "", "");
+                _cleanup_free_ char *a = strdup(s->client.addr);
+                char sep = s->client.family == AF_INET ? '.' : ':';
                 for (char *p; ok && a && (p = strrchr(a, sep)) && p > a;) {
                         *p = '\0';
                         if (p[-1] == ':')
@@ -387,23 +388,23 @@ static Result check_login_mismatch(SmtpdEval *e, Restriction k) {
                 return RES_REJECT;
         }
         bool known = r > 0, owned = false;
-        if (known && s->sasl_username) {
+        if (known && s->client.sasl_username) {
                 _cleanup_strv_free_ char **v = conf_split_list(owners);
                 for (char **i = v; i && *i && !owned; i++)
-                        owned = strcaseeq(*i, s->sasl_username);
+                        owned = strcaseeq(*i, s->client.sasl_username);
         }
         bool check_auth = k == RESTRICT_SENDER_LOGIN_MISMATCH || k == RESTRICT_AUTH_SENDER_LOGIN_MISMATCH ||
                 (k == RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH && known);
         bool check_unauth = k == RESTRICT_SENDER_LOGIN_MISMATCH || k == RESTRICT_UNAUTH_SENDER_LOGIN_MISMATCH ||
                 k == RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH;
-        if (s->sasl_username && check_auth && !owned) {
+        if (s->client.sasl_username && check_auth && !owned) {
                 _cleanup_free_ char *t = NULL;
-                if (asprintf(&t, "not owned by user %s", s->sasl_username) < 0)
+                if (asprintf(&t, "not owned by user %s", s->client.sasl_username) < 0)
                         t = NULL;
                 reply_fmt(e, 553, "5.7.1", a->external, "Sender address", t ? t : "not owned by user");
                 return RES_REJECT;
         }
-        if (!s->sasl_username && check_unauth && known) {
+        if (!s->client.sasl_username && check_unauth && known) {
                 reply_fmt(e, 553, "5.7.1", a->external, "Sender address", "not logged in");
                 return RES_REJECT;
         }
@@ -439,12 +440,11 @@ static Result apply_dns_result(SmtpdEval *e, const char *result) {
         return RES_REJECT;
 }
 
-static void on_check_done(Session *s, const char *action, void *userdata) {
+static void on_check_done(const char *action, void *userdata) {
         SmtpdEval *e = userdata;
         const RestrictionElem *el = e->op_elem;
         Result r = RES_DUNNO;
 
-        (void) s;
         e->op = NULL;
         if (action && !strcaseeq(action, "DUNNO")) {
                 if (el->kind == RESTRICT_DNS)
@@ -479,19 +479,17 @@ static Result start_async(SmtpdEval *e, const RestrictionElem *el) {
                                 return RES_DUNNO;
                         subject = e->rcpt;
                 } else if (strstr(el->name, "helo")) {
-                        if (!s->helo)
+                        if (!s->client.helo)
                                 return RES_DUNNO;
-                        subject = s->helo;
+                        subject = s->client.helo;
                 }
-                r = smtpd_check_dns_start(s, el->name, el->arg, subject, on_check_done, e, &e->op);
-        } else {
-                static const char *const states[] = {
-                        [STAGE_CONNECT] = "CONNECT", [STAGE_HELO] = "HELO", [STAGE_MAIL] = "MAIL",
-                        [STAGE_RCPT] = "RCPT", [STAGE_DATA] = "DATA", [STAGE_EOD] = "END-OF-MESSAGE",
-                };
-                r = smtpd_check_policy_start(s, el->arg, states[e->stage], s->sender, e->rcpt,
-                                             on_check_done, e, &e->op);
         }
+        const SmtpdHookArgs args = {
+                .settings = s->settings, .server = s->server, .stage = e->stage, .element = el->name,
+                .arg = el->arg, .subject = subject, .recipient = e->rcpt,
+        };
+        e->op_hook = el->kind == RESTRICT_DNS ? &smtpd_hook_dns : &smtpd_hook_policy;
+        r = e->op_hook->start(&s->client, &s->tx, &args, on_check_done, e, &e->op);
         if (r < 0) {
                 log_warning_errno(r, "%s %s: cannot start the check: %m", el->name, strempty(el->arg));
                 e->op = NULL;
@@ -545,7 +543,7 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 }
                 return r > 0 ? RES_OK : RES_DUNNO;
         case RESTRICT_PERMIT_SASL_AUTHENTICATED:
-                return s->sasl_username ? RES_OK : RES_DUNNO;
+                return s->client.sasl_username ? RES_OK : RES_DUNNO;
         case RESTRICT_REJECT_UNAUTH_DESTINATION:
         case RESTRICT_DEFER_UNAUTH_DESTINATION:
         case RESTRICT_PERMIT_AUTH_DESTINATION: {
@@ -578,14 +576,14 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 e->checked_sender = true;
                 return check_unlisted(e, e->sender_addr, true);
         case RESTRICT_REJECT_NON_FQDN_HELO:
-                if (!s->helo || hostname_fqdn(s->helo))
+                if (!s->client.helo || hostname_fqdn(s->client.helo))
                         return RES_DUNNO;
-                reply_fmt(e, st->non_fqdn_code, "5.5.2", s->helo, "Helo command", "need fully-qualified hostname");
+                reply_fmt(e, st->non_fqdn_code, "5.5.2", s->client.helo, "Helo command", "need fully-qualified hostname");
                 return RES_REJECT;
         case RESTRICT_REJECT_INVALID_HELO:
-                if (!s->helo || hostname_valid(s->helo))
+                if (!s->client.helo || hostname_valid(s->client.helo))
                         return RES_DUNNO;
-                reply_fmt(e, st->invalid_hostname_code, "5.5.2", s->helo, "Helo command", "Invalid name");
+                reply_fmt(e, st->invalid_hostname_code, "5.5.2", s->client.helo, "Helo command", "Invalid name");
                 return RES_REJECT;
         case RESTRICT_REJECT_NON_FQDN_SENDER:
                 if (!e->sender_addr || isempty(e->sender_addr->external) || address_fqdn(e->sender_addr))
@@ -599,29 +597,29 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 reply_fmt(e, st->non_fqdn_code, "5.5.2", e->rcpt, "Recipient address", "need fully-qualified address");
                 return RES_REJECT;
         case RESTRICT_CHECK_CLIENT_ACCESS:
-                if (!s->family)
+                if (!s->client.family)
                         return RES_DUNNO;
-                return check_access(e, el->table, keys_client(e, false), s->id_text, "Client host");
+                return check_access(e, el->table, keys_client(e, false), s->client.id_text, "Client host");
         case RESTRICT_CHECK_REVERSE_CLIENT_ACCESS:
-                if (!s->family)
+                if (!s->client.family)
                         return RES_DUNNO;
-                return check_access(e, el->table, keys_client(e, true), s->id_text, "Client host");
+                return check_access(e, el->table, keys_client(e, true), s->client.id_text, "Client host");
         case RESTRICT_CHECK_HELO_ACCESS: {
-                if (!s->helo)
+                if (!s->client.helo)
                         return RES_DUNNO;
                 char **keys = NULL;
                 size_t n = 0;
-                if (!keys_domain(e, &keys, &n, s->helo, "")) {
+                if (!keys_domain(e, &keys, &n, s->client.helo, "")) {
                         strv_free(keys);
                         keys = NULL;
                 }
-                return check_access(e, el->table, keys, s->helo, "Helo command");
+                return check_access(e, el->table, keys, s->client.helo, "Helo command");
         }
         case RESTRICT_CHECK_SENDER_ACCESS:
-                if (!s->sender)
+                if (!s->tx.sender)
                         return RES_DUNNO;
-                return check_access(e, el->table, keys_address(e, e->sender_addr, isempty(s->sender)),
-                                    s->sender, "Sender address");
+                return check_access(e, el->table, keys_address(e, e->sender_addr, isempty(s->tx.sender)),
+                                    s->tx.sender, "Sender address");
         case RESTRICT_CHECK_RECIPIENT_ACCESS:
                 if (!e->rcpt_addr)
                         return RES_DUNNO;
@@ -745,23 +743,16 @@ static void eval_done(SmtpdEval *e) {
         /* The wait ends before finish(), which may start another one (postern-anvil at MAIL and
          * RCPT, the connect restrictions after the name lookup). */
         if (waiting)
-                session_wait_end(s);
+                session_resume(s, SESSION_RESUME_ONLY);
         if (finish)
                 finish(s, rcpt, accepted);
-        if (waiting && s->phase != PHASE_WAIT)
-                session_continue(s);
+        if (waiting && !session_waiting(s))
+                session_resume(s, SESSION_RESUME_INPUT);
 }
 
 static void eval_resume(SmtpdEval *e) {
         if (eval_loop(e))
                 eval_done(e);
-}
-
-void smtpd_check_set_phase(Session *s, SessionPhase phase) {
-        if (s->phase == PHASE_WAIT)
-                s->wait_prev = phase;
-        else
-                s->phase = phase;
 }
 
 static SmtpdEval *eval_new(Session *s, CheckStage stage, const char *rcpt) {
@@ -780,9 +771,9 @@ static SmtpdEval *eval_new(Session *s, CheckStage stage, const char *rcpt) {
                 }
                 (void) address_parse(rcpt, ADDRESS_SMTPUTF8, &e->rcpt_addr, &why);
         }
-        if (!isempty(s->sender))
-                (void) address_parse(s->sender, ADDRESS_SMTPUTF8, &e->sender_addr, &why);
-        else if (s->sender)
+        if (!isempty(s->tx.sender))
+                (void) address_parse(s->tx.sender, ADDRESS_SMTPUTF8, &e->sender_addr, &why);
+        else if (s->tx.sender)
                 (void) address_new("", NULL, &e->sender_addr);
 
         size_t n = 0;
@@ -802,7 +793,7 @@ static SmtpdEval *eval_new(Session *s, CheckStage stage, const char *rcpt) {
         case STAGE_RCPT:
                 if (st->delay_reject) {
                         e->classes[n++] = CLASS_CLIENT;
-                        if (s->helo)   /* as in Postfix: no HELO, no HELO restrictions */
+                        if (s->client.helo)   /* as in Postfix: no HELO, no HELO restrictions */
                                 e->classes[n++] = CLASS_HELO;
                         e->classes[n++] = CLASS_SENDER;
                 }

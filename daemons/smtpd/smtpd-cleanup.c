@@ -8,13 +8,14 @@
  * ends), cleanup_body_line() for each body line, cleanup_end_of_data() before the commit. The
  * header being checked is always the tail of the content buffer, so IGNORE, REPLACE and PREPEND
  * rewrite the tail in place and the message is never copied. Actions that concern the whole
- * message (HOLD, DISCARD, BCC, REDIRECT, FILTER) are recorded in s->actions and applied at the
+ * message (HOLD, DISCARD, BCC, REDIRECT, FILTER) are recorded in s->tx.actions and applied at the
  * commit (smtpd-commit.c); REJECT and the hop count refuse the message at end of data. Each
  * action is logged in Postfix's words:
  *   ID: reject: header Subject: xxx from NAME[ADDR]; from=<a> to=<b> proto=ESMTP helo=<h>: 550 5.7.1 text */
 #include <strings.h>
 
 #include "smtpd.h"
+#include "conf/conf-fields.h"
 #include "log/log.h"
 #include "mail/header-checks.h"
 #include "mail/rfc822.h"
@@ -23,36 +24,23 @@
 #define HOPS_REPLY "554 5.4.0 Error: too many hops"
 
 static int open_checks(Conf *c, const char *listener, const char *param, HeaderChecks **ret) {
-        _cleanup_strv_free_ char **v = conf_get_list(c, listener, param);
-        _cleanup_strbuf_ StrBuf joined = STRBUF_INIT;
-        _cleanup_free_ char *reason = NULL;
+        _cleanup_free_ char *specs = NULL, *reason = NULL;
 
-        if (!v)
+        if (conf_get_joined(c, listener, param, &specs) < 0)
                 return log_oom();
-        for (char **i = v; *i; i++)
-                if (strbuf_printf(&joined, "%s%s", i == v ? "" : " ", *i) < 0)
-                        return log_oom();
-        int r = header_checks_open(strempty(joined.data), ret, &reason);
+        int r = header_checks_open(specs, ret, &reason);
         if (r < 0)
-                return log_error_errno(r, "%s = %s: %s", param, strempty(joined.data),
-                                       reason ? reason : "cannot open table");
+                return log_error_errno(r, "%s = %s: %s", param, specs, reason ? reason : "cannot open table");
         return 0;
 }
 
+/* The plain values (dropped headers, size and hop limits, ...) are rows of smtpd-settings.c. */
 int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r;
 
         if ((r = open_checks(c, listener, "header_checks", &s->header_checks)) < 0 ||
             (r = open_checks(c, listener, "body_checks", &s->body_checks)) < 0)
                 return r;
-        s->drop_headers = conf_get_list(c, listener, "message_drop_headers");
-        const char *u = conf_get_listener(c, listener, "undisclosed_recipients_header");
-        s->undisclosed_recipients_header = strdup(strempty(u));
-        if (!s->drop_headers || !s->undisclosed_recipients_header)
-                return log_oom();
-        s->body_checks_size_limit = (uint64_t) MAX(0, conf_get_int(c, listener, "body_checks_size_limit"));
-        s->hopcount_limit = (unsigned) MAX(1, conf_get_int(c, listener, "hopcount_limit"));
-        s->always_add_missing_headers = conf_get_bool(c, listener, "always_add_missing_headers");
         /* mime_header_checks and nested_header_checks default to $header_checks; without MIME
          * parsing only the top-level header section is checked, so a different value cannot
          * be honoured. */
@@ -74,8 +62,6 @@ int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
 void smtpd_cleanup_settings_done(SmtpdSettings *s) {
         header_checks_free(s->header_checks);
         header_checks_free(s->body_checks);
-        strv_free(s->drop_headers);
-        free(s->undisclosed_recipients_header);
 }
 
 /* Logs one action: "ID: hold: header Subject: x from NAME[ADDR]; from=<a> to=<b> proto=P
@@ -92,14 +78,14 @@ static void log_action(Session *s, const char *action, const char *what, const c
                 shown[k++] = c < 0x20 || c == 0x7f ? ' ' : (char) c;
         }
         shown[k] = '\0';
-        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
-                        .sender = s->sender, .recipient = s->n_rcpts > 0 ? s->rcpts[0] : NULL };
+        LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                        .sender = s->tx.sender, .recipient = s->tx.n_rcpts > 0 ? s->tx.rcpts[0].address : NULL };
         log_fields(streq(action, "warning") ? LOG_WARNING : LOG_INFO, &f,
                    "%s: %s: %s %s from %s; from=<%s> to=<%s> proto=%s helo=<%s>%s%s",
-                   s->queue_id, action, what, shown, s->id_text, strempty(s->sender),
-                   s->n_rcpts > 0 ? s->rcpts[0] : "",
-                   s->listener->kind == LISTENER_SUBMIT ? "LOCAL" : s->esmtp ? "ESMTP" : "SMTP",
-                   strempty(s->helo), isempty(text) ? "" : ": ", strempty(text));
+                   s->tx.queue_id, action, what, shown, s->client.id_text, strempty(s->tx.sender),
+                   s->tx.n_rcpts > 0 ? s->tx.rcpts[0].address : "",
+                   s->listener->kind == LISTENER_SUBMIT ? "LOCAL" : s->client.esmtp ? "ESMTP" : "SMTP",
+                   strempty(s->client.helo), isempty(text) ? "" : ": ", strempty(text));
 }
 
 static int set_text(char **field, const char *text) {
@@ -120,11 +106,11 @@ static void content_truncate(DataState *d, size_t len) {
 }
 
 /* Looks line up in checks and applies the action. The line is content[start..content.len)
- * without its final "\n" (n bytes). Message-wide actions go to s->actions; IGNORE, REPLACE and
+ * without its final "\n" (n bytes). Message-wide actions go to s->tx.actions; IGNORE, REPLACE and
  * PREPEND rewrite the tail. Returns where the original line now starts, SIZE_MAX when it is
  * gone (IGNORE, REPLACE). */
 static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t n, bool header) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         const char *what = header ? "header" : "body";
         _cleanup_free_ char *line = strndup(d->content.data + start, n), *raw = NULL;
         HeaderCheckAction a = {};
@@ -132,21 +118,24 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         int r = 0;
 
         if (!line) {
+                d->out_of_memory = true;
                 log_oom();
                 return start;
         }
         r = header_checks_match(checks, line, header, &a, &raw, &why);
         if (r == -EINVAL) {
                 /* A bad entry is the admin's error: warn and go on, as Postfix does. */
-                log_warning("%s: %s_checks %s: \"%s\": %s; ignoring it", s->queue_id, what,
+                log_warning("%s: %s_checks %s: \"%s\": %s; ignoring it", s->tx.queue_id, what,
                             header_checks_spec(checks), strempty(raw), strna(why));
                 return start;
         }
         if (r < 0) {
                 /* A table that cannot be read: refuse for now rather than skip the policy. */
-                log_warning_errno(r, "%s: %s_checks lookup failed: %m", s->queue_id, what);
-                if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                log_warning_errno(r, "%s: %s_checks lookup failed: %m", s->tx.queue_id, what);
+                if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error"))) {
+                        d->out_of_memory = true;
                         log_oom();
+                }
                 return start;
         }
         if (r == 0 || a.type == HEADER_CHECK_DUNNO) {
@@ -170,11 +159,11 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
                 break;
         case HEADER_CHECK_DISCARD:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.discard, a.text);
+                r = set_text(&s->tx.actions.discard, a.text);
                 break;
         case HEADER_CHECK_HOLD:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.hold, a.text);
+                r = set_text(&s->tx.actions.hold, a.text);
                 break;
         case HEADER_CHECK_WARN:
         case HEADER_CHECK_INFO:
@@ -202,27 +191,30 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
                 break;
         case HEADER_CHECK_BCC:
                 log_action(s, name, what, line, n, a.text);
-                r = message_actions_add_bcc(&s->actions, a.text);
+                r = message_actions_add_bcc(&s->tx.actions, a.text);
                 break;
         case HEADER_CHECK_REDIRECT:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.redirect, a.text);
+                r = set_text(&s->tx.actions.redirect, a.text);
                 break;
         case HEADER_CHECK_FILTER:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->actions.filter, a.text);
+                r = set_text(&s->tx.actions.filter, a.text);
                 break;
         default:
                 break;
         }
-        if (r < 0)
+        if (r < 0) {
+                /* The action is lost: the message must not be accepted without it. */
+                d->out_of_memory = true;
                 log_oom();
+        }
         header_check_action_done(&a);
         return now;
 }
 
 void cleanup_header_begin(Session *s) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         d->hdr_start = d->content.len;
         d->hdr_pending = true;
 }
@@ -232,7 +224,7 @@ static bool header_is(const char *p, size_t nl, const char *name) {
 }
 
 void cleanup_header_end(Session *s) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         SmtpdSettings *set = s->settings;
 
         if (!d->hdr_pending)
@@ -254,7 +246,7 @@ void cleanup_header_end(Session *s) {
                 d->has_to = true;
         if (header_is(p, nl, "Received") && ++d->hops >= set->hopcount_limit && !d->hops_exceeded) {
                 d->hops_exceeded = true;
-                log_warning("%s: message rejected: hopcount exceeded", s->queue_id);
+                log_warning("%s: message rejected: hopcount exceeded", s->tx.queue_id);
         }
 
         bool drop = false;
@@ -272,7 +264,7 @@ void cleanup_header_end(Session *s) {
 }
 
 bool cleanup_body_line(Session *s, const char *p, size_t n) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         SmtpdSettings *set = s->settings;
 
         if (!set->body_checks || d->reject)
@@ -292,7 +284,7 @@ bool cleanup_body_line(Session *s, const char *p, size_t n) {
 }
 
 int cleanup_missing_to(Session *s, StrBuf *add) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         const char *h = s->settings->undisclosed_recipients_header;
 
         if (d->has_to || isempty(h))
@@ -301,8 +293,9 @@ int cleanup_missing_to(Session *s, StrBuf *add) {
 }
 
 bool cleanup_end_of_data(Session *s) {
-        DataState *d = s->data;
-        const char *reply = d->hops_exceeded ? HOPS_REPLY : d->reject;
+        DataState *d = s->tx.data;
+        const char *reply = d->hops_exceeded ? HOPS_REPLY : d->reject ? d->reject :
+                d->out_of_memory ? "451 4.3.0 Error: out of memory" : NULL;
 
         if (!reply)
                 return false;

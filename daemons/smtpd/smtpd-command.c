@@ -25,66 +25,7 @@ static const char *const cmd_names[_CMD_MAX] = {
 };
 
 static const char *protocol_name(Session *s) {
-        return s->esmtp ? "ESMTP" : "SMTP";
-}
-
-void command_reset_transaction(Session *s) {
-        free(s->sender);
-        s->sender = NULL;
-        free(s->body_type);
-        s->body_type = NULL;
-        free(s->dsn_envid);
-        s->dsn_envid = NULL;
-        s->dsn_ret = 0;
-        s->smtputf8 = false;
-        s->bdat_active = false;
-        for (size_t i = 0; i < s->n_rcpts; i++) {
-                free(s->rcpts[i]);
-                free(s->rcpt_orcpts[i]);
-        }
-        free(s->rcpts);
-        s->rcpts = NULL;
-        free(s->rcpt_orcpts);
-        s->rcpt_orcpts = NULL;
-        free(s->rcpt_notify);
-        s->rcpt_notify = NULL;
-        s->n_rcpts = 0;
-        s->rcpt_attempts = 0;
-        s->in_mail = false;
-        s->queue_id[0] = '\0';
-        data_state_free(s->data);
-        s->data = NULL;
-        message_actions_reset(&s->actions);
-        s->rcpt_pending_notify = 0;
-        free(s->rcpt_pending_orcpt);
-        s->rcpt_pending_orcpt = NULL;
-}
-
-int message_actions_add_bcc(MessageActions *a, const char *addr) {
-        size_t n = 0;
-        /* Once per address (case-insensitive), as in Postfix: with smtpd_delay_reject the
-         * client/HELO/sender lists run at every RCPT, and header checks may match repeatedly. */
-        for (; a->bcc && a->bcc[n]; n++)
-                if (strcaseeq(a->bcc[n], addr))
-                        return 0;
-        char **v = reallocarray(a->bcc, n + 2, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        a->bcc = v;
-        if (!(v[n] = strdup(addr)))
-                return -ENOMEM;
-        v[n + 1] = NULL;
-        return 0;
-}
-
-void message_actions_reset(MessageActions *a) {
-        free(a->hold);
-        free(a->discard);
-        free(a->redirect);
-        free(a->filter);
-        strv_free(a->bcc);
-        strbuf_done(&a->prepend);
-        *a = (MessageActions) {};
+        return s->client.esmtp ? "ESMTP" : "SMTP";
 }
 
 void command_log_disconnect(Session *s) {
@@ -92,7 +33,7 @@ void command_log_disconnect(Session *s) {
         size_t len = 0;
         unsigned ok = 0, total = 0;
 
-        len += (size_t) snprintf(buf, sizeof(buf), "disconnect from %s", s->id_text);
+        len += (size_t) snprintf(buf, sizeof(buf), "disconnect from %s", s->client.id_text);
         for (int i = 0; i < _CMD_MAX && len < sizeof(buf); i++) {
                 if (s->cmd_total[i] == 0)
                         continue;
@@ -111,11 +52,11 @@ void command_log_disconnect(Session *s) {
                 else
                         snprintf(buf + len, sizeof(buf) - len, " commands=%u/%u", ok, total);
         }
-        log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL }, "%s", buf);
+        log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL }, "%s", buf);
 }
 
 static bool need_helo(Session *s) {
-        if (s->settings->helo_required && !s->helo) {
+        if (s->settings->helo_required && !s->client.helo) {
                 session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
                 return true;
         }
@@ -151,9 +92,9 @@ static bool set_helo(Session *s, char *arg, const char *cmd) {
         for (char *p = h; *p; p++)
                 if ((unsigned char) *p < 0x20 || (unsigned char) *p == 0x7f)
                         *p = '?';
-        free(s->helo);
-        s->helo = h;
-        command_reset_transaction(s);
+        free(s->client.helo);
+        s->client.helo = h;
+        smtpd_transaction_reset(&s->tx);
         return true;
 }
 
@@ -219,18 +160,18 @@ unsigned command_ehlo_mask(char **words) {
         return mask;
 }
 
-#define EHLO_DISCARD_KNOWN (1u << 31)   /* s->ehlo_discard has been computed */
+#define EHLO_DISCARD_KNOWN (1u << 31)   /* s->client.ehlo_discard has been computed */
 
 unsigned command_ehlo_discard(Session *s) {
-        if (s->ehlo_discard & EHLO_DISCARD_KNOWN)
-                return s->ehlo_discard & ~EHLO_DISCARD_KNOWN;
+        if (s->client.ehlo_discard & EHLO_DISCARD_KNOWN)
+                return s->client.ehlo_discard & ~EHLO_DISCARD_KNOWN;
         unsigned mask = s->settings->ehlo_discard;
-        if (s->settings->ehlo_discard_maps && s->addr[0]) {
+        if (s->settings->ehlo_discard_maps && s->client.addr[0]) {
                 _cleanup_free_ char *v = NULL;
-                int r = table_list_lookup(s->settings->ehlo_discard_maps, s->addr, &v);
+                int r = table_list_lookup(s->settings->ehlo_discard_maps, s->client.addr, &v);
                 if (r < 0)
                         log_warning("smtpd_discard_ehlo_keyword_address_maps: lookup of %s failed; "
-                                    "using smtpd_discard_ehlo_keywords", s->addr);
+                                    "using smtpd_discard_ehlo_keywords", s->client.addr);
                 else if (r > 0) {
                         /* the table's value replaces the global list for this client, as in Postfix */
                         _cleanup_strv_free_ char **w = conf_split_list(v);
@@ -238,7 +179,7 @@ unsigned command_ehlo_discard(Session *s) {
                                 mask = command_ehlo_mask(w);
                 }
         }
-        s->ehlo_discard = mask | EHLO_DISCARD_KNOWN;
+        s->client.ehlo_discard = mask | EHLO_DISCARD_KNOWN;
         return mask;
 }
 
@@ -248,11 +189,11 @@ static bool ehlo_hidden(Session *s, unsigned bit) {
 
 static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
-                free(s->helo);   /* a refused name is not remembered, as in Postfix */
-                s->helo = NULL;
+                free(s->client.helo);   /* a refused name is not remembered, as in Postfix */
+                s->client.helo = NULL;
                 return;
         }
-        s->esmtp = true;
+        s->client.esmtp = true;
 
         unsigned discard = command_ehlo_discard(s);
         char hidden[256] = "";
@@ -294,7 +235,7 @@ static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
 static bool cmd_ehlo(Session *s, char *arg) {
         if (!set_helo(s, arg, "EHLO"))
                 return false;
-        s->esmtp = true;
+        s->client.esmtp = true;
         if (s->listener->kind == LISTENER_SUBMIT)
                 ehlo_finish(s, NULL, true);
         else
@@ -304,11 +245,11 @@ static bool cmd_ehlo(Session *s, char *arg) {
 
 static void helo_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
-                free(s->helo);
-                s->helo = NULL;
+                free(s->client.helo);
+                s->client.helo = NULL;
                 return;
         }
-        s->esmtp = false;
+        s->client.esmtp = false;
         session_reply(s, "250 %s", s->settings->myhostname);
         s->cmd_ok[CMD_HELO]++;
 }
@@ -316,7 +257,7 @@ static void helo_finish(Session *s, const char *rcpt, bool accepted) {
 static bool cmd_helo(Session *s, char *arg) {
         if (!set_helo(s, arg, "HELO"))
                 return false;
-        s->esmtp = false;
+        s->client.esmtp = false;
         if (s->listener->kind == LISTENER_SUBMIT)
                 helo_finish(s, NULL, true);
         else
@@ -361,7 +302,7 @@ static bool has_8bit(const char *p, const char *end) {
 /* MAIL after postern-anvil counted it (smtpd_client_message_rate_limit). */
 static void mail_after_anvil(Session *s, bool allowed, void *userdata) {
         if (!allowed) {
-                command_reset_transaction(s);   /* refused: 450 4.7.1 is already replied */
+                smtpd_transaction_reset(&s->tx);   /* refused: 450 4.7.1 is already replied */
                 return;
         }
         s->cmd_ok[CMD_MAIL]++;
@@ -370,10 +311,10 @@ static void mail_after_anvil(Session *s, bool allowed, void *userdata) {
 
 static void mail_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
-                command_reset_transaction(s);
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
-        s->in_mail = true;
+        s->tx.in_mail = true;
         if (smtpd_anvil_message(s, mail_after_anvil, NULL, NULL))
                 return;   /* answered when postern-anvil has counted it */
         session_reply(s, "250 2.1.0 Ok");
@@ -437,27 +378,27 @@ static bool mail_params(Session *s, char *params, const char **ret_body) {
                                 return false;
                         }
                         if (ret) {
-                                if (s->dsn_ret) {
+                                if (s->tx.dsn_ret) {
                                         session_reply(s, "501 5.5.4 Duplicate RET parameter");
                                         return false;
                                 }
                                 if (strcaseeq(v, "FULL"))
-                                        s->dsn_ret = DSN_RET_FULL;
+                                        s->tx.dsn_ret = DSN_RET_FULL;
                                 else if (strcaseeq(v, "HDRS"))
-                                        s->dsn_ret = DSN_RET_HDRS;
+                                        s->tx.dsn_ret = DSN_RET_HDRS;
                                 else {
                                         session_reply(s, "501 5.5.4 Bad RET parameter syntax");
                                         return false;
                                 }
                         } else {
-                                if (s->dsn_envid) {
+                                if (s->tx.dsn_envid) {
                                         session_reply(s, "501 5.5.4 Duplicate ENVID parameter");
                                         return false;
                                 }
-                                if (strlen(v) > DSN_ENVID_MAX * 3 || dsn_decode(v, &s->dsn_envid) < 0 ||
-                                    strlen(s->dsn_envid) > DSN_ENVID_MAX) {
-                                        free(s->dsn_envid);
-                                        s->dsn_envid = NULL;
+                                if (strlen(v) > DSN_ENVID_MAX * 3 || dsn_decode(v, &s->tx.dsn_envid) < 0 ||
+                                    strlen(s->tx.dsn_envid) > DSN_ENVID_MAX) {
+                                        free(s->tx.dsn_envid);
+                                        s->tx.dsn_envid = NULL;
                                         session_reply(s, "501 5.5.4 Bad ENVID parameter syntax");
                                         return false;
                                 }
@@ -470,7 +411,7 @@ static bool mail_params(Session *s, char *params, const char **ret_body) {
                         return false;
                 }
         }
-        s->smtputf8 = seen_utf8;
+        s->tx.smtputf8 = seen_utf8;
         return true;
 }
 
@@ -484,11 +425,11 @@ static bool cmd_mail(Session *s, char *arg) {
                 return false;
         if (smtpd_tls_required(s))
                 return false;
-        if (s->bdat_active) {
+        if (s->tx.bdat_active) {
                 session_reply(s, "503 5.5.1 Error: MAIL after BDAT");
                 return false;
         }
-        if (s->in_mail) {
+        if (s->tx.in_mail) {
                 session_reply(s, "503 5.5.1 Error: nested MAIL command");
                 return false;
         }
@@ -504,23 +445,23 @@ static bool cmd_mail(Session *s, char *arg) {
         }
         bool unicode = has_8bit(rest, params);
         if (!mail_params(s, params, &body)) {
-                command_reset_transaction(s);
+                smtpd_transaction_reset(&s->tx);
                 return false;
         }
-        if (unicode && !s->smtputf8) {
-                command_reset_transaction(s);
+        if (unicode && !s->tx.smtputf8) {
+                smtpd_transaction_reset(&s->tx);
                 session_reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
                 return false;
         }
 
-        s->sender = strdup(a->external);
-        s->body_type = body ? strdup(body) : NULL;
-        if (!s->sender || (body && !s->body_type)) {
-                command_reset_transaction(s);
+        s->tx.sender = strdup(a->external);
+        s->tx.body_type = body ? strdup(body) : NULL;
+        if (!s->tx.sender || (body && !s->tx.body_type)) {
+                smtpd_transaction_reset(&s->tx);
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return false;
         }
-        s->transaction = ++s->server->n_transactions;
+        s->tx.number = ++s->server->n_transactions;
         if (s->listener->kind == LISTENER_SUBMIT)
                 mail_finish(s, NULL, true);
         else
@@ -529,12 +470,12 @@ static bool cmd_mail(Session *s, char *arg) {
 }
 
 static void log_reject(Session *s, const char *cmd, const char *reply, const char *rcpt) {
-        LogFields f = { .queue_id = s->queue_id[0] ? s->queue_id : NULL,
-                        .client_address = s->addr[0] ? s->addr : NULL,
-                        .sender = s->sender, .recipient = rcpt };
+        LogFields f = { .queue_id = s->tx.queue_id[0] ? s->tx.queue_id : NULL,
+                        .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                        .sender = s->tx.sender, .recipient = rcpt };
         log_fields(LOG_INFO, &f, "%s: reject: %s from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-                   s->queue_id[0] ? s->queue_id : "NOQUEUE", cmd, s->id_text, reply,
-                   strempty(s->sender), rcpt, protocol_name(s), strempty(s->helo));
+                   s->tx.queue_id[0] ? s->tx.queue_id : "NOQUEUE", cmd, s->client.id_text, reply,
+                   strempty(s->tx.sender), rcpt, protocol_name(s), strempty(s->client.helo));
 }
 
 /* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (each once); 0 when malformed. */
@@ -575,7 +516,7 @@ static int dsn_orcpt_parse(Session *s, const char *v, char **ret) {
                 if (!isalnum((unsigned char) *c) && *c != '-')
                         return -EINVAL;
         bool utf8 = (semi - v == 5 && strncasecmp(v, "utf-8", 5) == 0);
-        if (utf8 && !s->smtputf8)
+        if (utf8 && !s->tx.smtputf8)
                 return -EINVAL;
         if (utf8) {
                 /* RFC 6533 utf-8-addr-xtext: UTF-8 characters stand for themselves. */
@@ -637,47 +578,29 @@ static bool rcpt_params(Session *s, char *params, unsigned *ret_notify, char **r
 }
 
 static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
-        _cleanup_free_ char *orcpt = TAKE_PTR(s->rcpt_pending_orcpt);
-        unsigned notify = s->rcpt_pending_notify;
+        /* the recipient whose NOTIFY/ORCPT waited for the restrictions' answer */
+        _cleanup_(smtpd_recipient_done) SmtpdRecipient r = s->tx.rcpt_pending;
 
-        s->rcpt_pending_notify = 0;
+        s->tx.rcpt_pending = (SmtpdRecipient) {};
         if (!accepted)
                 return;
-        char **n = realloc(s->rcpts, (s->n_rcpts + 1) * sizeof(char *));
-        if (n)
-                s->rcpts = n;
-        char **o = n ? realloc(s->rcpt_orcpts, (s->n_rcpts + 1) * sizeof(char *)) : NULL;
-        if (o)
-                s->rcpt_orcpts = o;
-        unsigned *nt = o ? realloc(s->rcpt_notify, (s->n_rcpts + 1) * sizeof(unsigned)) : NULL;
-        if (!nt) {
+        if (!(r.address = strdup(rcpt)) || smtpd_transaction_add_rcpt(&s->tx, &r) < 0) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return;
         }
-        s->rcpt_notify = nt;
-        s->rcpt_notify[s->n_rcpts] = notify;
-        s->rcpt_orcpts[s->n_rcpts] = TAKE_PTR(orcpt);
-        s->rcpts[s->n_rcpts] = strdup(rcpt);
-        if (!s->rcpts[s->n_rcpts]) {
-                free(s->rcpt_orcpts[s->n_rcpts]);
-                session_reply(s, "451 4.3.0 Error: out of memory");
-                return;
-        }
-        s->n_rcpts++;
 
-
-        if (!s->queue_id[0]) {
-                queue_id_new(s->queue_id);
-                LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
-                                .sender = s->sender };
+        if (!s->tx.queue_id[0]) {
+                queue_id_new(s->tx.queue_id);
+                LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                                .sender = s->tx.sender };
                 if (s->listener->kind == LISTENER_SUBMIT)
-                        log_fields(LOG_INFO, &f, "%s: uid=%ld from=<%s>", s->queue_id,
-                                   (long) (int) s->uid, s->sender);
-                else if (s->sasl_username)
+                        log_fields(LOG_INFO, &f, "%s: uid=%ld from=<%s>", s->tx.queue_id,
+                                   (long) (int) s->client.uid, s->tx.sender);
+                else if (s->client.sasl_username)
                         log_fields(LOG_INFO, &f, "%s: client=%s, sasl_method=%s, sasl_username=%s",
-                                   s->queue_id, s->id_text, s->sasl_method, s->sasl_username);
+                                   s->tx.queue_id, s->client.id_text, s->client.sasl_method, s->client.sasl_username);
                 else
-                        log_fields(LOG_INFO, &f, "%s: client=%s", s->queue_id, s->id_text);
+                        log_fields(LOG_INFO, &f, "%s: client=%s", s->tx.queue_id, s->client.id_text);
         }
         session_reply(s, "250 2.1.5 Ok");
         s->cmd_ok[CMD_RCPT]++;
@@ -701,11 +624,8 @@ static void rcpt_after_anvil(Session *s, bool allowed, void *userdata) {
         Address *a = userdata;
         if (allowed)
                 rcpt_check(s, a->external);
-        else {
-                free(s->rcpt_pending_orcpt);
-                s->rcpt_pending_orcpt = NULL;
-                s->rcpt_pending_notify = 0;
-        }
+        else
+                smtpd_recipient_done(&s->tx.rcpt_pending);
         address_free(a);
 }
 
@@ -718,11 +638,11 @@ static bool cmd_rcpt(Session *s, char *arg) {
 
         if (need_helo(s))
                 return false;
-        if (s->bdat_active) {
+        if (s->tx.bdat_active) {
                 session_reply(s, "503 5.5.1 Error: RCPT after BDAT");
                 return false;
         }
-        if (!s->in_mail) {
+        if (!s->tx.in_mail) {
                 session_reply(s, "503 5.5.1 Error: need MAIL command");
                 return false;
         }
@@ -731,27 +651,26 @@ static bool cmd_rcpt(Session *s, char *arg) {
                 session_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
                 return false;
         }
-        s->rcpt_attempts++;
+        s->tx.rcpt_attempts++;
         AddressFlags utf8 = s->settings->smtputf8_enable ? ADDRESS_SMTPUTF8 : 0;
         if (parse_path(s, rest, utf8, &a, &params, &reason) < 0) {
                 session_reply(s, "501 5.1.3 Bad recipient address syntax: %s", strna(reason));
                 return false;
         }
-        if (has_8bit(rest, params) && !s->smtputf8) {
+        if (has_8bit(rest, params) && !s->tx.smtputf8) {
                 session_reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
                 return false;
         }
         if (!rcpt_params(s, params, &notify, &orcpt))
                 return false;
-        if (s->n_rcpts >= s->settings->recipient_limit) {
+        if (s->tx.n_rcpts >= s->settings->recipient_limit) {
                 session_reply(s, "452 4.5.3 Error: too many recipients");
                 return false;
         }
 
         /* NOTIFY/ORCPT wait with the session until the recipient restrictions have answered. */
-        s->rcpt_pending_notify = notify;
-        free(s->rcpt_pending_orcpt);
-        s->rcpt_pending_orcpt = TAKE_PTR(orcpt);
+        smtpd_recipient_done(&s->tx.rcpt_pending);
+        s->tx.rcpt_pending = (SmtpdRecipient) { .orcpt = TAKE_PTR(orcpt), .notify = notify };
         if (smtpd_anvil_recipient(s, rcpt_after_anvil, a, rcpt_address_free)) {
                 a = NULL;   /* the anvil request owns it until it answers */
                 return false;
@@ -768,7 +687,7 @@ static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
                 return;
         }
         session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-        smtpd_check_set_phase(s, PHASE_DATA);
+        session_enter_data(s);
 }
 
 static bool cmd_data(Session *s, char *arg) {
@@ -778,22 +697,22 @@ static bool cmd_data(Session *s, char *arg) {
                 session_reply(s, "501 5.5.4 Syntax: DATA");
                 return false;
         }
-        if (s->bdat_active) {
+        if (s->tx.bdat_active) {
                 session_reply(s, "503 5.5.1 Error: DATA after BDAT");
                 return false;
         }
-        if (!s->in_mail || (s->n_rcpts == 0 && s->rcpt_attempts == 0)) {
+        if (!s->tx.in_mail || (s->tx.n_rcpts == 0 && s->tx.rcpt_attempts == 0)) {
                 session_reply(s, "503 5.5.1 Error: need RCPT command");
                 return false;
         }
-        if (s->n_rcpts == 0) {
+        if (s->tx.n_rcpts == 0) {
                 session_reply(s, "554 5.5.1 Error: no valid recipients");
                 return false;
         }
         if (s->listener->kind == LISTENER_SUBMIT)
                 data_cmd_finish(s, NULL, true);
         else
-                smtpd_check_run(s, STAGE_DATA, s->n_rcpts == 1 ? s->rcpts[0] : NULL, data_cmd_finish);
+                smtpd_check_run(s, STAGE_DATA, s->tx.n_rcpts == 1 ? s->tx.rcpts[0].address : NULL, data_cmd_finish);
         return false;   /* counted as ok when the message is queued */
 }
 
@@ -802,7 +721,7 @@ static bool cmd_rset(Session *s, char *arg) {
                 session_reply(s, "501 5.5.4 Syntax: RSET");
                 return false;
         }
-        command_reset_transaction(s);
+        smtpd_transaction_reset(&s->tx);
         session_reply(s, "250 2.0.0 Ok");
         return true;
 }
@@ -914,10 +833,10 @@ static bool forbid_pipelining(Session *s, const char *pending, size_t len) {
         if (!s->ill_pipelining || !s->settings->forbid_unauth_pipelining || s->listener->kind == LISTENER_SUBMIT)
                 return false;
         size_t show = strcspn(pending, "\r\n");
-        log_info("improper command pipelining after %s from %s: %.*s", s->ill_after, s->id_text,
+        log_info("improper command pipelining after %s from %s: %.*s", s->ill_after, s->client.id_text,
                  (int) MIN(MIN(show, len), (size_t) 100), pending);
         session_reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
-        command_reset_transaction(s);
+        smtpd_transaction_reset(&s->tx);
         strbuf_reset(&s->in);
         session_close_after_flush(s);
         return true;
@@ -926,13 +845,13 @@ static bool forbid_pipelining(Session *s, const char *pending, size_t len) {
 static void note_pipelining(Session *s, const CommandDef *def) {
         if (s->ill_pipelining || s->listener->kind == LISTENER_SUBMIT || s->in.len == 0 || def->id == CMD_QUIT)
                 return;
-        if (!ends_group(def->id) && s->esmtp)
+        if (!ends_group(def->id) && s->client.esmtp)
                 return;
         s->ill_pipelining = true;
         s->ill_after = def->name;
         /* Message content sent before the 354 reply is checked here: nothing follows to trip
          * the check at the next command. */
-        if (def->id == CMD_DATA && s->phase == PHASE_DATA)
+        if (def->id == CMD_DATA && session_phase(s) == PHASE_DATA)
                 (void) forbid_pipelining(s, s->in.data, s->in.len);
 }
 
@@ -1003,11 +922,11 @@ void command_execute(Session *s, char *line, size_t len) {
         s->last_cmd = def->name;
         s->cmd_total[def->id]++;
         if (s->access_denied && def->id != CMD_QUIT) {
-                session_reply(s, "503 5.7.0 Error: access denied for %s", s->id_text);
+                session_reply(s, "503 5.7.0 Error: access denied for %s", s->client.id_text);
                 return;
         }
         if (def->junk && ++s->junk_count > s->settings->junk_command_limit) {
-                log_info("too many junk commands after %s from %s", def->name, s->id_text);
+                log_info("too many junk commands after %s from %s", def->name, s->client.id_text);
                 session_reply(s, "421 4.7.0 %s Error: too many errors", s->settings->myhostname);
                 session_close_after_flush(s);
                 return;

@@ -57,7 +57,7 @@ static bool job_has_rcpt(const CommitJob *j, const char *addr) {
 }
 
 int commit_apply_actions(Session *s, CommitJob *j) {
-        MessageActions *a = &s->actions;
+        MessageActions *a = &s->tx.actions;
         QueueMessage *m = j->message;
         int r;
 
@@ -93,7 +93,7 @@ int commit_apply_actions(Session *s, CommitJob *j) {
                         j->n_rcpts++;
                 }
         if (a->prepend.len > 0) {
-                r = job_prepend(j, s->data ? s->data->rcvd_start : 0, &a->prepend);
+                r = job_prepend(j, s->tx.data ? s->tx.data->rcvd_start : 0, &a->prepend);
                 if (r < 0)
                         return r;
         }
@@ -205,8 +205,7 @@ static void complete_job(CommitJob *j) {
                 s->server->n_queued++;
         if (!s)
                 return;   /* the client left; the message is queued (or not) all the same */
-        s->job = NULL;
-        s->phase = PHASE_COMMAND;
+        session_resume(s, SESSION_RESUME_ONLY);   /* back to PHASE_COMMAND */
         if (j->result >= 0) {
                 s->cmd_ok[j->cmd]++;
                 s->junk_count = 0;
@@ -218,7 +217,7 @@ static void complete_job(CommitJob *j) {
                 session_close_after_flush(s);
                 return;
         }
-        session_resume(s);
+        session_resume(s, SESSION_RESUME_INPUT);
 }
 
 static void complete_done(Committer *c) {

@@ -118,7 +118,7 @@ void commit_job_free(CommitJob *j) {
  * what smtpd really holds. Over budget (or out of memory) the content is dropped and the
  * message is answered 452 4.3.1 at its end; the rest of it is still read and counted. */
 static void content_add(Session *s, const void *p, size_t n) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         Server *srv = d->server;
 
         if (d->too_big || d->no_storage)
@@ -136,8 +136,8 @@ static void content_add(Session *s, const void *p, size_t n) {
                         log_oom();
                 else
                         log_warning("%s: message data budget of %llu bytes exhausted; discarding the content "
-                                    "from %s, answering 452 4.3.1", s->queue_id,
-                                    (unsigned long long) srv->data_budget, s->id_text);
+                                    "from %s, answering 452 4.3.1", s->tx.queue_id,
+                                    (unsigned long long) srv->data_budget, s->client.id_text);
                 d->no_storage = true;
                 content_drop(d);
                 return;
@@ -153,8 +153,8 @@ void data_content_add(Session *s, const void *p, size_t n) {
 /* The "with" word of our Received: header (RFC 3848): SMTP, ESMTP or UTF8SMTP (RFC 6531), then
  * S under TLS and A after AUTH. */
 static const char *received_protocol(Session *s, char *buf, size_t n) {
-        snprintf(buf, n, "%s%s%s", s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
-                 s->tls_active ? "S" : "", s->sasl_username ? "A" : "");
+        snprintf(buf, n, "%s%s%s", s->tx.smtputf8 ? "UTF8SMTP" : s->client.esmtp ? "ESMTP" : "SMTP",
+                 s->client.tls_active ? "S" : "", s->client.sasl_username ? "A" : "");
         return buf;
 }
 
@@ -173,20 +173,20 @@ int data_begin(Session *s) {
 
         if (s->listener->kind == LISTENER_SUBMIT)
                 r = strbuf_printf(&rcvd, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
-                                  s->settings->myhostname, (long) (int) s->uid, s->queue_id, date);
+                                  s->settings->myhostname, (long) (int) s->client.uid, s->tx.queue_id, date);
         else {
                 r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])",
-                                  s->helo ? s->helo : s->name, s->name,
-                                  s->family == AF_INET6 ? "IPv6:" : "", s->addr);
+                                  s->client.helo ? s->client.helo : s->client.name, s->client.name,
+                                  s->client.family == AF_INET6 ? "IPv6:" : "", s->client.addr);
                 if (r >= 0)
                         r = smtpd_tls_received_clause(s, &rcvd);   /* (using TLSv1.3 with cipher ...) */
-                if (r >= 0 && s->sasl_username && s->settings->sasl_authenticated_header)
-                        r = strbuf_printf(&rcvd, "\n\t(Authenticated sender: %s)", s->sasl_username);
+                if (r >= 0 && s->client.sasl_username && s->settings->sasl_authenticated_header)
+                        r = strbuf_printf(&rcvd, "\n\t(Authenticated sender: %s)", s->client.sasl_username);
                 if (r >= 0)
                         r = strbuf_printf(&rcvd, "\n\tby %s (Postern) with %s id %s", s->settings->myhostname,
-                                          received_protocol(s, proto, sizeof(proto)), s->queue_id);
-                if (r >= 0 && s->n_rcpts == 1)
-                        r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->rcpts[0]);
+                                          received_protocol(s, proto, sizeof(proto)), s->tx.queue_id);
+                if (r >= 0 && s->tx.n_rcpts == 1)
+                        r = strbuf_printf(&rcvd, "\n\tfor <%s>", s->tx.rcpts[0].address);
                 if (r >= 0)
                         r = strbuf_printf(&rcvd, "; %s\n", date);
         }
@@ -194,14 +194,14 @@ int data_begin(Session *s) {
                 free(d);
                 return r;
         }
-        data_state_free(s->data);
-        s->data = d;
+        data_state_free(s->tx.data);
+        s->tx.data = d;
         /* PREPEND headers decided before DATA (access(5), a policy server such as postgrey's
          * X-Greylist:) go above our Received:, as Postfix's smtpd writes them; our Received: is
          * the first header the content checks see. */
-        if (s->actions.prepend.len > 0) {
-                content_add(s, s->actions.prepend.data, s->actions.prepend.len);
-                strbuf_reset(&s->actions.prepend);
+        if (s->tx.actions.prepend.len > 0) {
+                content_add(s, s->tx.actions.prepend.data, s->tx.actions.prepend.len);
+                strbuf_reset(&s->tx.actions.prepend);
         }
         d->rcvd_start = d->content.len;
         cleanup_header_begin(s);
@@ -248,7 +248,7 @@ static int add_missing_headers(Session *s, bool at_end);
 /* One line (or a piece of an overlong one when partial) without its line end and without
  * dot-stuffing: the content processing DATA and BDAT share. */
 void data_content_line(Session *s, const char *p, size_t n, bool partial) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         bool at_start = !d->mid_line;
         uint64_t limit = s->settings->message_size_limit;
 
@@ -279,7 +279,7 @@ void data_content_line(Session *s, const char *p, size_t n, bool partial) {
                                 ;   /* folded continuation */
                         else
                                 note_header(d, p, n);
-                        if (d->in_headers && !partial && s->smtputf8 && !utf8_is_valid(p, n))
+                        if (d->in_headers && !partial && s->tx.smtputf8 && !utf8_is_valid(p, n))
                                 d->bad_utf8_header = true;   /* RFC 6532 headers must be UTF-8 */
                         if (!d->in_headers) {
                                 /* The header section ends here: what Postern adds goes in now,
@@ -308,13 +308,13 @@ static int format_from(Session *s, StrBuf *out) {
         char buf[4096];
         const char *gecos = NULL, *user = NULL;
 
-        if (getpwuid_r(s->uid, &pw, buf, sizeof(buf), &res) == 0 && res) {
+        if (getpwuid_r(s->client.uid, &pw, buf, sizeof(buf), &res) == 0 && res) {
                 gecos = res->pw_gecos;
                 user = res->pw_name;
         }
         _cleanup_free_ char *sender = NULL;
-        if (!isempty(s->sender))
-                sender = strdup(s->sender);
+        if (!isempty(s->tx.sender))
+                sender = strdup(s->tx.sender);
         else if (asprintf(&sender, "%s@%s", user ? user : "MAILER-DAEMON", s->settings->myorigin) < 0)
                 sender = NULL;
         if (!sender)
@@ -343,7 +343,7 @@ static int format_from(Session *s, StrBuf *out) {
  * section, the empty line that separates a body which started without one. Called once, when
  * the header section ends (its last byte is the last byte of the content so far). */
 static int add_missing_headers(Session *s, bool at_end) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         _cleanup_strbuf_ StrBuf add = STRBUF_INIT;
         int r = 0;
 
@@ -352,8 +352,8 @@ static int add_missing_headers(Session *s, bool at_end) {
                 if (!d->has_from && local)
                         r = format_from(s, &add);
                 else if (!d->has_from)
-                        r = isempty(s->sender) ? strbuf_printf(&add, "From: MAILER-DAEMON@%s\n", s->settings->myorigin)
-                                               : strbuf_printf(&add, "From: %s\n", s->sender);
+                        r = isempty(s->tx.sender) ? strbuf_printf(&add, "From: MAILER-DAEMON@%s\n", s->settings->myorigin)
+                                               : strbuf_printf(&add, "From: %s\n", s->tx.sender);
                 if (r >= 0 && !d->has_date) {
                         char date[128];
                         rfc822_date(time(NULL), date, sizeof(date));
@@ -361,7 +361,7 @@ static int add_missing_headers(Session *s, bool at_end) {
                 }
                 if (r >= 0 && !d->has_message_id) {
                         _cleanup_strbuf_ StrBuf id = STRBUF_INIT;
-                        r = rfc822_message_id(s->queue_id, s->settings->myhostname, &id);
+                        r = rfc822_message_id(s->tx.queue_id, s->settings->myhostname, &id);
                         if (r >= 0)
                                 r = strbuf_printf(&add, "Message-ID: %s\n", strempty(id.data));
                         if (r >= 0 && !d->message_id)
@@ -380,10 +380,10 @@ static int add_missing_headers(Session *s, bool at_end) {
 }
 
 static CommitJob *make_job(Session *s) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         CommitJob *j = calloc(1, sizeof(CommitJob));
         QueueMessage *m = calloc(1, sizeof(QueueMessage));
-        QueueRecipient *rc = calloc(s->n_rcpts, sizeof(QueueRecipient));
+        QueueRecipient *rc = calloc(s->tx.n_rcpts, sizeof(QueueRecipient));
         bool fail = !j || !m || !rc;
 
         if (fail) {
@@ -394,31 +394,31 @@ static CommitJob *make_job(Session *s) {
         }
         j->message = m;
         j->rcpts = rc;
-        j->n_rcpts = s->n_rcpts;
-        memcpy(j->queue_id, s->queue_id, QUEUE_ID_MAX);
-        memcpy(m->queue_id, s->queue_id, QUEUE_ID_MAX);
-        m->sender = strdup(strempty(s->sender));
+        j->n_rcpts = s->tx.n_rcpts;
+        memcpy(j->queue_id, s->tx.queue_id, QUEUE_ID_MAX);
+        memcpy(m->queue_id, s->tx.queue_id, QUEUE_ID_MAX);
+        m->sender = strdup(strempty(s->tx.sender));
         m->arrival_usec = now_usec(CLOCK_REALTIME);
         m->size = d->content.len;
         bool local = s->listener->kind == LISTENER_SUBMIT;
-        m->client_address = local ? NULL : strdup(s->addr);
-        m->client_name = strdup(s->name);
-        m->helo = s->helo ? strdup(s->helo) : NULL;
-        m->protocol = strdup(local ? "LOCAL" : s->esmtp ? "ESMTP" : "SMTP");
-        m->body_type = s->body_type ? strdup(s->body_type) : NULL;
-        m->smtputf8 = s->smtputf8;
-        m->ret = s->dsn_ret;
-        m->envid = s->dsn_envid ? strdup(s->dsn_envid) : NULL;
-        m->sasl_user = s->sasl_username ? strdup(s->sasl_username) : NULL;
+        m->client_address = local ? NULL : strdup(s->client.addr);
+        m->client_name = strdup(s->client.name);
+        m->helo = s->client.helo ? strdup(s->client.helo) : NULL;
+        m->protocol = strdup(local ? "LOCAL" : s->client.esmtp ? "ESMTP" : "SMTP");
+        m->body_type = s->tx.body_type ? strdup(s->tx.body_type) : NULL;
+        m->smtputf8 = s->tx.smtputf8;
+        m->ret = s->tx.dsn_ret;
+        m->envid = s->tx.dsn_envid ? strdup(s->tx.dsn_envid) : NULL;
+        m->sasl_user = s->client.sasl_username ? strdup(s->client.sasl_username) : NULL;
         fail = !m->sender || (!local && !m->client_address) || !m->client_name ||
-                (s->helo && !m->helo) || !m->protocol || (s->body_type && !m->body_type) ||
-                (s->dsn_envid && !m->envid) || (s->sasl_username && !m->sasl_user);
-        for (size_t i = 0; i < s->n_rcpts; i++) {
-                rc[i].address = strdup(s->rcpts[i]);
+                (s->client.helo && !m->helo) || !m->protocol || (s->tx.body_type && !m->body_type) ||
+                (s->tx.dsn_envid && !m->envid) || (s->client.sasl_username && !m->sasl_user);
+        for (size_t i = 0; i < s->tx.n_rcpts; i++) {
+                rc[i].address = strdup(s->tx.rcpts[i].address);
                 rc[i].state = QUEUE_RCPT_PENDING;
-                rc[i].notify = s->rcpt_notify[i];
-                rc[i].orcpt = s->rcpt_orcpts[i] ? strdup(s->rcpt_orcpts[i]) : NULL;
-                fail = fail || !rc[i].address || (s->rcpt_orcpts[i] && !rc[i].orcpt);
+                rc[i].notify = s->tx.rcpts[i].notify;
+                rc[i].orcpt = s->tx.rcpts[i].orcpt ? strdup(s->tx.rcpts[i].orcpt) : NULL;
+                fail = fail || !rc[i].address || (s->tx.rcpts[i].orcpt && !rc[i].orcpt);
         }
         j->cmd = d->bdat ? CMD_BDAT : CMD_DATA;
         j->server = s->server;
@@ -436,25 +436,25 @@ static CommitJob *make_job(Session *s) {
 static void data_end_checked(Session *s, const char *rcpt, bool accepted);
 
 void data_finish(Session *s) {
-        DataState *d = s->data;
-        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
-                        .sender = s->sender };
+        DataState *d = s->tx.data;
+        LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                        .sender = s->tx.sender };
 
-        s->phase = PHASE_COMMAND;
+        session_enter_command(s);
         if (d->too_big) {
                 session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
                 log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 552 5.3.4 Message size exceeds "
-                           "fixed limit; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
-                           strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
-                command_reset_transaction(s);
+                           "fixed limit; from=<%s> proto=%s helo=<%s>", s->tx.queue_id, s->client.id_text,
+                           strempty(s->tx.sender), s->client.esmtp ? "ESMTP" : "SMTP", strempty(s->client.helo));
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
         if (d->bad_utf8_header) {
                 session_reply(s, "554 5.6.0 Malformed UTF-8 in message header");
                 log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 554 5.6.0 Malformed UTF-8 in "
-                           "message header; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
-                           strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
-                command_reset_transaction(s);
+                           "message header; from=<%s> proto=%s helo=<%s>", s->tx.queue_id, s->client.id_text,
+                           strempty(s->tx.sender), s->client.esmtp ? "ESMTP" : "SMTP", strempty(s->client.helo));
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
         if (d->in_headers) {
@@ -469,29 +469,29 @@ void data_finish(Session *s) {
         if (d->no_storage) {
                 session_reply(s, "452 4.3.1 Insufficient system storage");
                 log_fields(LOG_INFO, &f, "%s: reject: END-OF-MESSAGE from %s: 452 4.3.1 Insufficient system "
-                           "storage; from=<%s> proto=%s helo=<%s>", s->queue_id, s->id_text,
-                           strempty(s->sender), s->esmtp ? "ESMTP" : "SMTP", strempty(s->helo));
-                command_reset_transaction(s);
+                           "storage; from=<%s> proto=%s helo=<%s>", s->tx.queue_id, s->client.id_text,
+                           strempty(s->tx.sender), s->client.esmtp ? "ESMTP" : "SMTP", strempty(s->client.helo));
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
         if (cleanup_end_of_data(s)) {
-                command_reset_transaction(s);
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
         /* smtpd_end_of_data_restrictions: the commit goes on in data_end_checked(). */
         if (s->listener->kind == LISTENER_SUBMIT)
                 data_end_checked(s, NULL, true);
         else
-                smtpd_check_run(s, STAGE_EOD, s->n_rcpts == 1 ? s->rcpts[0] : NULL, data_end_checked);
+                smtpd_check_run(s, STAGE_EOD, s->tx.n_rcpts == 1 ? s->tx.rcpts[0].address : NULL, data_end_checked);
 }
 
 static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
-        DataState *d = s->data;
-        LogFields f = { .queue_id = s->queue_id, .client_address = s->addr[0] ? s->addr : NULL,
-                        .sender = s->sender };
+        DataState *d = s->tx.data;
+        LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                        .sender = s->tx.sender };
 
         if (!accepted) {
-                command_reset_transaction(s);
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
         CommitJob *j = make_job(s);
@@ -503,31 +503,30 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
         if (!j) {
                 log_oom();
                 session_reply(s, "451 4.3.0 Error: queue file write error");
-                command_reset_transaction(s);
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
         if (d->message_id)
-                log_fields(LOG_INFO, &f, "%s: message-id=%s", s->queue_id, d->message_id);
+                log_fields(LOG_INFO, &f, "%s: message-id=%s", s->tx.queue_id, d->message_id);
         if (ra == 1) {
                 /* DISCARD: the client is told it was queued; nothing is stored. */
                 s->cmd_ok[j->cmd]++;
                 commit_job_free(j);
-                session_reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
-                command_reset_transaction(s);
+                session_reply(s, "250 2.0.0 Ok: queued as %s", s->tx.queue_id);
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
 
         j->session = s;
-        s->job = j;
-        smtpd_check_set_phase(s, PHASE_COMMIT);
-        command_reset_transaction(s);
+        session_enter_commit(s, j);
+        smtpd_transaction_reset(&s->tx);
         committer_submit(s->server->committer, j);
 }
 
 /* Removes the dot a DATA client stuffed before a line starting with "." (a lone "." that is
  * not the end of data stays: the client did not stuff it). */
 static void dot_line(Session *s, const char *p, size_t n, bool partial) {
-        if (!s->data->mid_line && n > 1 && p[0] == '.') {
+        if (!s->tx.data->mid_line && n > 1 && p[0] == '.') {
                 p++;
                 n--;
         }
@@ -535,10 +534,10 @@ static void dot_line(Session *s, const char *p, size_t n, bool partial) {
 }
 
 void data_process(Session *s) {
-        DataState *d = s->data;
+        DataState *d = s->tx.data;
         size_t pos = 0, chunk = MAX(s->settings->line_length_limit, (size_t) 2048);
 
-        while (s->phase == PHASE_DATA && pos < s->in.len) {
+        while (session_phase(s) == PHASE_DATA && pos < s->in.len) {
                 const char *start = s->in.data + pos;
                 size_t avail = s->in.len - pos;
                 const char *nl = memchr(start, '\n', avail);
@@ -556,10 +555,10 @@ void data_process(Session *s) {
                 bool crlf = llen > 0 && start[llen - 1] == '\r';
                 size_t clen = llen - (crlf ? 1 : 0);
 
-                if (!crlf && s->bare_newline == BARE_NEWLINE_YES) {
+                if (!crlf && s->client.bare_newline == BARE_NEWLINE_YES) {
                         session_reply(s, "521 5.5.2 %s Error: bare <LF> received", s->settings->myhostname);
-                        log_info("disconnect: bare <LF> received from %s", s->id_text);
-                        command_reset_transaction(s);
+                        log_info("disconnect: bare <LF> received from %s", s->client.id_text);
+                        smtpd_transaction_reset(&s->tx);
                         strbuf_reset(&s->in);
                         session_close_after_flush(s);
                         return;

@@ -5,9 +5,9 @@
  *   permit_dnswl_client zone[=filter]     "OK" when listed
  *   reject_unknown_sender_domain / _recipient_domain   no MX and no A/AAAA, or a null MX
  *   reject_unknown_helo_hostname          no A, AAAA or MX
- *   reject_unknown_client_hostname / _reverse_client_hostname   from the session's lookup
+ *   reject_unknown_client_hostname / _reverse_client_hostname   from the client's name lookup
  *
- * Each check runs as an SmtpdCheck (see smtpd.h) and ends with a result in its final wording,
+ * Each check runs as a hook, smtpd_hook_dns (see smtpd.h), and ends with a result in its final wording,
  * which the restriction engine sends as it is (no "<entity>: ... rejected:" decoration): NULL to
  * go on, "OK" (DNSWL hit), a complete reply ("554 5.7.1 Service unavailable; ..."), or
  * "DEFER_IF_PERMIT " and a complete reply ("DEFER_IF_PERMIT 450 4.1.8 <a@b>: Sender address
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtpd-check.h"
+#include "smtpd.h"
 #include "log/log.h"
 
 typedef enum CheckKind {
@@ -60,9 +60,11 @@ static const struct {
 };
 
 typedef struct DnsCheck {
-        SmtpdCheck base;
-        Session *session;
-        SmtpdCheckDone done;
+        const SmtpdClient *client;
+        const SmtpdTransaction *tx;
+        const SmtpdSettings *settings;
+        Server *server;
+        SmtpdHookDone done;
         void *userdata;
         CheckKind kind;
         const char *rbl_class;
@@ -91,24 +93,18 @@ static void check_free(DnsCheck *c) {
         free(c);
 }
 
-static void check_cancel(SmtpdCheck *op) {
+static void check_cancel(SmtpdHookOp *op) {
         check_free((DnsCheck *) op);
 }
 
-void smtpd_check_cancel(SmtpdCheck *op) {
-        if (op)
-                op->cancel(op);
-}
-
 static void check_finish(DnsCheck *c) {
-        Session *s = c->session;
-        SmtpdCheckDone done = c->done;
+        SmtpdHookDone done = c->done;
         void *userdata = c->userdata;
         char *result = TAKE_PTR(c->result);
 
         c->query = NULL;
         check_free(c);
-        done(s, result, userdata);
+        done(result, userdata);
         free(result);
 }
 
@@ -117,9 +113,9 @@ static int on_defer(sd_event_source *src, void *userdata) {
         return 0;
 }
 
-/* Ends the check from the event loop, never inside smtpd_check_dns_start(). */
+/* Ends the check from the event loop, never inside check_start(). */
 static int check_finish_later(DnsCheck *c) {
-        int r = sd_event_add_defer(c->session->server->event, &c->defer, on_defer, c);
+        int r = sd_event_add_defer(c->server->event, &c->defer, on_defer, c);
         return r < 0 ? r : 0;
 }
 
@@ -152,13 +148,12 @@ static void split_address(const char *a, const char **local, size_t *llen, const
 /* Writes the value of one variable to out; unknown names expand to nothing. */
 static void var_value(ReplyVars *v, const char *name, size_t nlen, StrBuf *out) {
         DnsCheck *c = v->c;
-        Session *s = c->session;
         const char *lp, *dom;
         size_t llen;
         char code[8];
 #define IS(n) (nlen == strlen(n) && strncmp(name, n, nlen) == 0)
         if (IS("rbl_code")) {
-                snprintf(code, sizeof(code), "%d", s->settings->maps_rbl_reject_code);
+                snprintf(code, sizeof(code), "%d", c->settings->maps_rbl_reject_code);
                 (void) strbuf_puts(out, code);
         } else if (IS("rbl_domain"))
                 (void) strbuf_puts(out, strempty(c->zone));
@@ -169,17 +164,17 @@ static void var_value(ReplyVars *v, const char *name, size_t nlen, StrBuf *out) 
         else if (IS("rbl_reason") || IS("rbl_txt"))
                 (void) strbuf_puts(out, strempty(v->txt));
         else if (IS("client_address"))
-                (void) strbuf_puts(out, s->addr);
+                (void) strbuf_puts(out, c->client->addr);
         else if (IS("client_name"))
-                (void) strbuf_puts(out, s->name);
+                (void) strbuf_puts(out, c->client->name);
         else if (IS("reverse_client_name"))
-                (void) strbuf_puts(out, s->reverse_name);
+                (void) strbuf_puts(out, c->client->reverse_name);
         else if (IS("helo_name"))
-                (void) strbuf_puts(out, strempty(s->helo));
+                (void) strbuf_puts(out, strempty(c->client->helo));
         else if (IS("sender") || IS("sender_name") || IS("sender_domain")) {
-                split_address(s->sender, &lp, &llen, &dom);
+                split_address(c->tx->sender, &lp, &llen, &dom);
                 if (IS("sender"))
-                        (void) strbuf_puts(out, strempty(s->sender));
+                        (void) strbuf_puts(out, strempty(c->tx->sender));
                 else if (IS("sender_name"))
                         (void) strbuf_append(out, lp, llen);
                 else
@@ -254,12 +249,11 @@ static void expand(ReplyVars *v, const char *t, size_t len, StrBuf *out, unsigne
 /* The reply for a DNS list hit: template from rbl_reply_maps or default_rbl_reply, expanded,
  * with an enhanced status code added after the reply code when the template has none. */
 static void rbl_reply(DnsCheck *c, const char *txt) {
-        Session *s = c->session;
         _cleanup_free_ char *mapped = NULL;
-        const char *tmpl = s->settings->default_rbl_reply;
+        const char *tmpl = c->settings->default_rbl_reply;
 
-        if (s->settings->rbl_reply_maps) {
-                int r = table_list_lookup(s->settings->rbl_reply_maps, c->zone, &mapped);
+        if (c->settings->rbl_reply_maps) {
+                int r = table_list_lookup(c->settings->rbl_reply_maps, c->zone, &mapped);
                 if (r < 0)
                         log_warning_errno(r, "rbl_reply_maps lookup error for \"%s\": %m", c->zone);
                 else if (r > 0 && mapped)
@@ -277,7 +271,7 @@ static void rbl_reply(DnsCheck *c, const char *txt) {
                 log_warning("rbl reply template for %s does not start with a 4xx or 5xx code: \"%s\"",
                             c->zone, t);
                 set_result(c, "%d 5.7.1 Service unavailable; %s [%s] blocked using %s",
-                           s->settings->maps_rbl_reject_code, c->rbl_class, c->what, c->zone);
+                           c->settings->maps_rbl_reject_code, c->rbl_class, c->what, c->zone);
                 return;
         }
         const char *rest = t + 4;
@@ -360,7 +354,7 @@ static void on_rbl_a(DnsQuery *q, const DnsResult *r, void *userdata) {
                 check_finish(c);
                 return;
         }
-        int k = dns_query(c->session->server->resolver, c->query_name, DNS_TYPE_TXT, on_rbl_txt, c, &c->query);
+        int k = dns_query(c->server->resolver, c->query_name, DNS_TYPE_TXT, on_rbl_txt, c, &c->query);
         if (k < 0) {
                 rbl_reply(c, NULL);
                 check_finish(c);
@@ -380,7 +374,6 @@ static const char *domain_of(const char *subject, bool address) {
 }
 
 static int start_list(DnsCheck *c, const char *arg) {
-        Session *s = c->session;
         const char *eq = arg ? strchr(arg, '=') : NULL;
         const char *name = NULL;
         int r;
@@ -393,20 +386,20 @@ static int start_list(DnsCheck *c, const char *arg) {
         switch (c->kind) {
         case CK_RBL_CLIENT:
         case CK_DNSWL_CLIENT:
-                if (!s->family)
+                if (!c->client->family)
                         return 0;   /* local submission: nothing to look up */
-                c->what = strdup(s->addr);
-                if (dns_reverse_name(s->family, s->addr_bytes, c->zone, c->query_name, sizeof(c->query_name)) < 0)
+                c->what = strdup(c->client->addr);
+                if (dns_reverse_name(c->client->family, c->client->addr_bytes, c->zone, c->query_name, sizeof(c->query_name)) < 0)
                         return 0;
                 break;
         case CK_RHSBL_CLIENT:
-                name = s->name_status == SMTPD_PEER_OK && s->family ? s->name : "";
+                name = c->client->name_status == SMTPD_PEER_OK && c->client->family ? c->client->name : "";
                 break;
         case CK_RHSBL_REVERSE_CLIENT:
-                name = s->reverse_name_status == SMTPD_PEER_OK && s->family ? s->reverse_name : "";
+                name = c->client->reverse_name_status == SMTPD_PEER_OK && c->client->family ? c->client->reverse_name : "";
                 break;
         case CK_RHSBL_HELO:
-                name = domain_of(c->subject ? c->subject : s->helo, false);
+                name = domain_of(c->subject ? c->subject : c->client->helo, false);
                 break;
         case CK_RHSBL_SENDER:
         case CK_RHSBL_RECIPIENT:
@@ -428,7 +421,7 @@ static int start_list(DnsCheck *c, const char *arg) {
         }
         if (!c->what)
                 return -ENOMEM;
-        r = dns_query(s->server->resolver, c->query_name, DNS_TYPE_A, on_rbl_a, c, &c->query);
+        r = dns_query(c->server->resolver, c->query_name, DNS_TYPE_A, on_rbl_a, c, &c->query);
         if (r < 0) {
                 log_warning_errno(r, "%s: RBL lookup for %s not started: %m", c->zone, c->query_name);
                 return 0;
@@ -445,7 +438,7 @@ static const char *tempfail_prefix(const char *action) {
 }
 
 static void unknown_reply(DnsCheck *c, bool temporary) {
-        const SmtpdSettings *set = c->session->settings;
+        const SmtpdSettings *set = c->settings;
         bool sender = c->kind == CK_UNKNOWN_SENDER_DOMAIN;
 
         if (c->kind == CK_UNKNOWN_HELO_HOSTNAME) {
@@ -487,7 +480,7 @@ static void unknown_next(DnsCheck *c, bool tempfail_seen) {
                 check_finish(c);
                 return;
         }
-        int k = dns_query(c->session->server->resolver, c->domain, type, on_unknown, c, &c->query);
+        int k = dns_query(c->server->resolver, c->domain, type, on_unknown, c, &c->query);
         if (k < 0) {
                 unknown_reply(c, true);
                 check_finish(c);
@@ -532,7 +525,7 @@ static int start_unknown(DnsCheck *c) {
         if (isempty(name))
                 return 0;   /* null sender, no domain, address literal: nothing to look up */
         snprintf(c->domain, sizeof(c->domain), "%s", name);
-        int k = dns_query(c->session->server->resolver, c->domain, step_type(c), on_unknown, c, &c->query);
+        int k = dns_query(c->server->resolver, c->domain, step_type(c), on_unknown, c, &c->query);
         if (k < 0) {
                 unknown_reply(c, true);
                 return check_finish_later(c) < 0 ? -ENOMEM : 1;
@@ -543,23 +536,23 @@ static int start_unknown(DnsCheck *c) {
 /* ---- client names (known since the greeting) ---- */
 
 static void client_name_check(DnsCheck *c) {
-        Session *s = c->session;
         bool reverse = c->kind == CK_UNKNOWN_REVERSE_CLIENT_HOSTNAME;
-        int status = reverse ? s->reverse_name_status : s->name_status;
+        int status = reverse ? c->client->reverse_name_status : c->client->name_status;
         const char *which = reverse ? "reverse hostname" : "hostname";
 
-        if (!s->family || status == SMTPD_PEER_OK)
+        if (!c->client->family || status == SMTPD_PEER_OK)
                 return;
         if (status == SMTPD_PEER_TEMP)
-                set_result(c, "DEFER_IF_PERMIT 450 4.7.25 Client host rejected: cannot find your %s, [%s]", which, s->addr);
+                set_result(c, "DEFER_IF_PERMIT 450 4.7.25 Client host rejected: cannot find your %s, [%s]", which, c->client->addr);
         else
                 set_result(c, "%d %c.7.25 Client host rejected: cannot find your %s, [%s]",
-                           s->settings->unknown_client_reject_code,
-                           s->settings->unknown_client_reject_code / 100 + '0', which, s->addr);
+                           c->settings->unknown_client_reject_code,
+                           c->settings->unknown_client_reject_code / 100 + '0', which, c->client->addr);
 }
 
-int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const char *subject,
-                          SmtpdCheckDone done, void *userdata, SmtpdCheck **ret) {
+static int check_start(const SmtpdClient *client, const SmtpdTransaction *tx, const SmtpdHookArgs *a,
+                       SmtpdHookDone done, void *userdata, SmtpdHookOp **ret) {
+        const char *what = a->element, *arg = a->arg, *subject = a->subject;
         DnsCheck *c;
         size_t i;
         int r;
@@ -572,8 +565,10 @@ int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const c
         c = calloc(1, sizeof(DnsCheck));
         if (!c)
                 return -ENOMEM;
-        c->base.cancel = check_cancel;
-        c->session = s;
+        c->client = client;
+        c->tx = tx;
+        c->settings = a->settings;
+        c->server = a->server;
         c->done = done;
         c->userdata = userdata;
         c->kind = check_names[i].kind;
@@ -582,7 +577,7 @@ int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const c
                 check_free(c);
                 return -ENOMEM;
         }
-        if (!s->server->resolver && c->kind < CK_UNKNOWN_CLIENT_HOSTNAME)
+        if (!c->server->resolver && c->kind < CK_UNKNOWN_CLIENT_HOSTNAME)
                 r = 0;   /* no resolver (tests without an event loop): nothing is listed */
         else if (c->kind <= CK_RHSBL_RECIPIENT)
                 r = start_list(c, arg);
@@ -598,57 +593,12 @@ int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const c
                 check_free(c);
                 return r;
         }
-        *ret = &c->base;
+        *ret = (SmtpdHookOp *) c;
         return 0;
 }
 
-/* ---- settings ---- */
-
-static int join_list(Conf *c, const char *listener, const char *name, char **ret) {
-        _cleanup_strv_free_ char **v = conf_get_list(c, listener, name);
-        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
-        if (!v)
-                return -ENOMEM;
-        for (char **i = v; *i; i++)
-                if ((i != v && strbuf_puts(&b, " ") < 0) || strbuf_puts(&b, *i) < 0)
-                        return -ENOMEM;
-        *ret = strdup(strempty(b.data));
-        return *ret ? 0 : -ENOMEM;
-}
-
-int smtpd_dnsbl_settings_load(Conf *c, const char *listener, SmtpdSettings *s) {
-        char key[256];
-        _cleanup_free_ char *maps = NULL, *reason = NULL;
-        int r;
-
-        s->peername_lookup = conf_get_bool(c, listener, "smtpd_peername_lookup");
-        s->maps_rbl_reject_code = (int) conf_get_int(c, listener, "maps_rbl_reject_code");
-        s->unknown_address_reject_code = (int) conf_get_int(c, listener, "unknown_address_reject_code");
-        s->unknown_client_reject_code = (int) conf_get_int(c, listener, "unknown_client_reject_code");
-        s->unknown_hostname_reject_code = (int) conf_get_int(c, listener, "unknown_hostname_reject_code");
-        /* Raw: $rbl_code and friends belong to the reply, not to main.cf. */
-        snprintf(key, sizeof(key), "%s%s%s", listener ? listener : "", listener ? "/" : "", "default_rbl_reply");
-        s->default_rbl_reply = strdup(strempty(conf_get_raw(c, key, NULL)));
-        s->unknown_address_tempfail_action = strdup(strempty(conf_get_listener(c, listener, "unknown_address_tempfail_action")));
-        s->unknown_helo_hostname_tempfail_action = strdup(strempty(conf_get_listener(c, listener, "unknown_helo_hostname_tempfail_action")));
-        if (!s->default_rbl_reply || !s->unknown_address_tempfail_action || !s->unknown_helo_hostname_tempfail_action)
-                return log_oom();
-        r = join_list(c, listener, "rbl_reply_maps", &maps);
-        if (r < 0)
-                return log_oom();
-        if (maps[0]) {
-                r = table_list_open(maps, 0, &s->rbl_reply_maps, &reason);
-                if (r < 0)
-                        return log_error_errno(r, "rbl_reply_maps = %s: %s", maps, reason ? reason : "cannot open table");
-        }
-        return 0;
-}
-
-void smtpd_check_settings_done(SmtpdSettings *s) {
-        free(s->default_rbl_reply);
-        free(s->unknown_address_tempfail_action);
-        free(s->unknown_helo_hostname_tempfail_action);
-        table_list_free(s->rbl_reply_maps);
-        free(s->policy_default_action);
-        free(s->policy_context);
-}
+const SmtpdHook smtpd_hook_dns = {
+        .name = "dns",
+        .start = check_start,
+        .cancel = check_cancel,
+};

@@ -35,7 +35,7 @@ static void on_cancel(void *userdata) {
 }
 
 static void set_id(Session *s) {
-        snprintf(s->id_text, sizeof(s->id_text), "%s[%s]", s->name, s->addr);
+        snprintf(s->client.id_text, sizeof(s->client.id_text), "%s[%s]", s->client.name, s->client.addr);
 }
 
 /* Ends the lookup: final names, the greeting, back to reading commands. */
@@ -43,16 +43,16 @@ static void finish(PeerLookup *p, const char *name, int name_status, const char 
         Session *s = p->session;
 
         p->query = NULL;   /* finished or cancelled by the caller */
-        snprintf(s->name, sizeof(s->name), "%s", name);
-        s->name_status = name_status;
-        snprintf(s->reverse_name, sizeof(s->reverse_name), "%s", rname);
-        s->reverse_name_status = rstatus;
+        snprintf(s->client.name, sizeof(s->client.name), "%s", name);
+        s->client.name_status = name_status;
+        snprintf(s->client.reverse_name, sizeof(s->client.reverse_name), "%s", rname);
+        s->client.reverse_name_status = rstatus;
         set_id(s);
         lookup_free(p);
-        session_wait_end(s);
+        session_resume(s, SESSION_RESUME_ONLY);
         session_start(s);   /* anvil, then the greeting: either may wait again */
-        if (s->phase != PHASE_WAIT)
-                session_continue(s);
+        if (!session_waiting(s))
+                session_resume(s, SESSION_RESUME_INPUT);
 }
 
 static int status_of(DnsStatus st) {
@@ -62,21 +62,21 @@ static int status_of(DnsStatus st) {
 static void on_forward(DnsQuery *q, const DnsResult *r, void *userdata) {
         PeerLookup *p = userdata;
         Session *s = p->session;
-        size_t alen = s->family == AF_INET ? 4 : 16;
+        size_t alen = s->client.family == AF_INET ? 4 : 16;
 
         p->query = NULL;
         if (r->status != DNS_FOUND) {
-                log_warning("hostname %s does not resolve to address %s: %s", p->ptr_name, s->addr,
+                log_warning("hostname %s does not resolve to address %s: %s", p->ptr_name, s->client.addr,
                             dns_status_to_string(r->status));
                 finish(p, "unknown", status_of(r->status), p->ptr_name, SMTPD_PEER_OK);
                 return;
         }
         for (size_t i = 0; i < r->n_records; i++)
-                if (memcmp(r->records[i].addr, s->addr_bytes, alen) == 0) {
+                if (memcmp(r->records[i].addr, s->client.addr_bytes, alen) == 0) {
                         finish(p, p->ptr_name, SMTPD_PEER_OK, p->ptr_name, SMTPD_PEER_OK);
                         return;
                 }
-        log_warning("hostname %s does not resolve to address %s", p->ptr_name, s->addr);
+        log_warning("hostname %s does not resolve to address %s", p->ptr_name, s->client.addr);
         finish(p, "unknown", SMTPD_PEER_FORGED, p->ptr_name, SMTPD_PEER_OK);
 }
 
@@ -97,17 +97,17 @@ static void on_ptr(DnsQuery *q, const DnsResult *r, void *userdata) {
                 if (dns_valid_hostname(r->records[i].text))
                         name = r->records[i].text;
         if (!name) {
-                log_warning("%s: address not listed for hostname %s (malformed or numeric)", s->addr,
+                log_warning("%s: address not listed for hostname %s (malformed or numeric)", s->client.addr,
                             r->records[0].text);
                 finish(p, "unknown", SMTPD_PEER_PERM, "unknown", SMTPD_PEER_PERM);
                 return;
         }
         if (dns_name_to_alabel(name, p->ptr_name, sizeof(p->ptr_name)) < 0)
                 snprintf(p->ptr_name, sizeof(p->ptr_name), "%s", name);
-        k = dns_query(s->server->resolver, p->ptr_name, s->family == AF_INET ? DNS_TYPE_A : DNS_TYPE_AAAA,
+        k = dns_query(s->server->resolver, p->ptr_name, s->client.family == AF_INET ? DNS_TYPE_A : DNS_TYPE_AAAA,
                       on_forward, p, &p->query);
         if (k < 0) {
-                log_warning_errno(k, "%s: cannot verify hostname %s: %m", s->addr, p->ptr_name);
+                log_warning_errno(k, "%s: cannot verify hostname %s: %m", s->client.addr, p->ptr_name);
                 finish(p, "unknown", SMTPD_PEER_TEMP, p->ptr_name, SMTPD_PEER_OK);
         }
 }
@@ -116,7 +116,7 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata) {
         PeerLookup *p = userdata;
         bool had_ptr = p->ptr_name[0] != '\0';
 
-        log_warning("%s: timeout looking up the client's hostname", p->session->addr);
+        log_warning("%s: timeout looking up the client's hostname", p->session->client.addr);
         dns_query_cancel(p->query);
         finish(p, "unknown", SMTPD_PEER_TEMP, had_ptr ? p->ptr_name : "unknown",
                had_ptr ? SMTPD_PEER_OK : SMTPD_PEER_TEMP);
@@ -128,22 +128,22 @@ int smtpd_peername_start(Session *s) {
         PeerLookup *p;
         int r;
 
-        if (s->listener->kind == LISTENER_SUBMIT || !s->family || !s->settings->peername_lookup ||
+        if (s->listener->kind == LISTENER_SUBMIT || !s->client.family || !s->settings->peername_lookup ||
             !s->server->resolver)
                 return 0;
         /* 127.0.0.1 and ::1 are "localhost" (session_describe_peer), as every hosts file says:
          * Postfix asks the system resolver, which reads /etc/hosts first, while our lookups go to
          * DNS only — and a host without DNS must not wait a resolver timeout per local client. */
         static const uint8_t v6_loopback[16] = { [15] = 1 };
-        if ((s->family == AF_INET && memcmp(s->addr_bytes, (const uint8_t[]) { 127, 0, 0, 1 }, 4) == 0) ||
-            (s->family == AF_INET6 && memcmp(s->addr_bytes, v6_loopback, 16) == 0))
+        if ((s->client.family == AF_INET && memcmp(s->client.addr_bytes, (const uint8_t[]) { 127, 0, 0, 1 }, 4) == 0) ||
+            (s->client.family == AF_INET6 && memcmp(s->client.addr_bytes, v6_loopback, 16) == 0))
                 return 0;
         /* Until the answer: unknown (also what a failed lookup leaves). */
-        snprintf(s->name, sizeof(s->name), "unknown");
-        snprintf(s->reverse_name, sizeof(s->reverse_name), "unknown");
-        s->name_status = s->reverse_name_status = SMTPD_PEER_TEMP;
+        snprintf(s->client.name, sizeof(s->client.name), "unknown");
+        snprintf(s->client.reverse_name, sizeof(s->client.reverse_name), "unknown");
+        s->client.name_status = s->client.reverse_name_status = SMTPD_PEER_TEMP;
         set_id(s);
-        if (dns_reverse_name(s->family, s->addr_bytes, s->family == AF_INET ? "in-addr.arpa" : "ip6.arpa",
+        if (dns_reverse_name(s->client.family, s->client.addr_bytes, s->client.family == AF_INET ? "in-addr.arpa" : "ip6.arpa",
                              rev, sizeof(rev)) < 0)
                 return 0;
         p = calloc(1, sizeof(PeerLookup));
@@ -155,7 +155,7 @@ int smtpd_peername_start(Session *s) {
         if (r >= 0)
                 r = dns_query(s->server->resolver, rev, DNS_TYPE_PTR, on_ptr, p, &p->query);
         if (r < 0) {
-                log_warning_errno(r, "%s: cannot look up the client's hostname: %m", s->addr);
+                log_warning_errno(r, "%s: cannot look up the client's hostname: %m", s->client.addr);
                 lookup_free(p);
                 return 0;
         }

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "smtpd-check.h"
+#include "smtpd.h"
 #include "log/log.h"
 #include "config.h"
 
@@ -46,9 +46,10 @@ typedef struct PolicyConn {
 } PolicyConn;
 
 struct PolicyRequest {
-        SmtpdCheck base;
-        Session *session;
-        SmtpdCheckDone done;
+        const SmtpdClient *client;
+        const SmtpdSettings *settings;
+        Server *server;
+        SmtpdHookDone done;
         void *userdata;
         char *service;
         char *text;                /* the request record */
@@ -94,18 +95,17 @@ static void request_free(PolicyRequest *r) {
         free(r);
 }
 
-static void request_cancel(SmtpdCheck *op) {
+static void request_cancel(SmtpdHookOp *op) {
         request_free((PolicyRequest *) op);
 }
 
 static void request_finish(PolicyRequest *r, const char *action) {
-        Session *s = r->session;
-        SmtpdCheckDone done = r->done;
+        SmtpdHookDone done = r->done;
         void *userdata = r->userdata;
         _cleanup_free_ char *copy = action ? strdup(action) : NULL;
 
         request_free(r);
-        done(s, copy, userdata);
+        done(copy, userdata);
 }
 
 static void attempt(PolicyRequest *r);
@@ -119,7 +119,7 @@ static int on_retry(sd_event_source *src, uint64_t usec, void *userdata) {
 
 /* One attempt failed: drop its connection, retry or give up with the default action. */
 static void attempt_failed(PolicyRequest *r, const char *why) {
-        const SmtpdSettings *set = r->session->settings;
+        const SmtpdSettings *set = r->settings;
 
         if (r->conn) {
                 r->conn->req = NULL;
@@ -129,11 +129,11 @@ static void attempt_failed(PolicyRequest *r, const char *why) {
         r->timer = sd_event_source_disable_unref(r->timer);
         log_warning("problem talking to server %s: %s", r->service, why);
         if (r->attempts < set->policy_try_limit &&
-            sd_event_add_time_relative(r->session->server->event, &r->timer, CLOCK_MONOTONIC,
+            sd_event_add_time_relative(r->server->event, &r->timer, CLOCK_MONOTONIC,
                                        set->policy_retry_delay_usec, 1000, on_retry, r) >= 0)
                 return;
         log_warning("%s: policy service %s unavailable after %u attempt(s); using "
-                    "smtpd_policy_service_default_action", r->session->id_text, r->service, r->attempts);
+                    "smtpd_policy_service_default_action", r->client->id_text, r->service, r->attempts);
         request_finish(r, set->policy_default_action);
 }
 
@@ -149,7 +149,7 @@ static int on_idle_timeout(sd_event_source *src, uint64_t usec, void *userdata) 
 
 /* The answer is complete (ends in an empty line): find action=. */
 static void answer_done(PolicyRequest *r, PolicyConn *c) {
-        const SmtpdSettings *set = r->session->settings;
+        const SmtpdSettings *set = r->settings;
         _cleanup_free_ char *action = NULL;
         char *save = NULL;
 
@@ -173,7 +173,7 @@ static void answer_done(PolicyRequest *r, PolicyConn *c) {
         if ((set->policy_request_limit > 0 && c->n_requests >= set->policy_request_limit) ||
             now() - c->opened >= set->policy_max_ttl_usec ||
             sd_event_source_set_io_events(c->io, EPOLLIN) < 0 ||
-            sd_event_add_time_relative(r->session->server->event, &c->idle_timer, CLOCK_MONOTONIC,
+            sd_event_add_time_relative(r->server->event, &c->idle_timer, CLOCK_MONOTONIC,
                                        set->policy_max_idle_usec, USEC_PER_SEC, on_idle_timeout, c) < 0)
                 conn_free(c);
         else {
@@ -296,8 +296,8 @@ static int conn_open(const char *service, int *ret_fd, bool *ret_connected) {
 }
 
 static void attempt(PolicyRequest *r) {
-        const SmtpdSettings *set = r->session->settings;
-        Server *srv = r->session->server;
+        const SmtpdSettings *set = r->settings;
+        Server *srv = r->server;
         PolicyConn *c = NULL;
         int k;
 
@@ -367,42 +367,31 @@ static void attr_num(StrBuf *b, const char *name, unsigned long long v) {
         attr(b, name, t);
 }
 
-static char *build_request(Session *s, const char *state, const char *sender, const char *recipient) {
+static char *build_request(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdSettings *set,
+                           const char *state, const char *recipient) {
         _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-        char host[INET6_ADDRSTRLEN] = "", instance[64];
-        unsigned port = 0, client_port = 0;
+        char instance[64];
 
-        if (s->fd >= 0 && getsockname(s->fd, (struct sockaddr *) &ss, &sl) == 0 && ss.ss_family != AF_UNIX) {
-                void *a = ss.ss_family == AF_INET ? (void *) &((struct sockaddr_in *) &ss)->sin_addr
-                                                  : (void *) &((struct sockaddr_in6 *) &ss)->sin6_addr;
-                inet_ntop(ss.ss_family, a, host, sizeof(host));
-                port = ntohs(((struct sockaddr_in *) &ss)->sin_port);   /* same offset in both */
-                sl = sizeof(ss);
-                if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0)
-                        client_port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
-        }
         /* One value for all requests of a mail transaction (Postfix: instance); not the queue ID,
          * which the first accepted recipient brings. */
-        snprintf(instance, sizeof(instance), "%lx.%" PRIx64, (unsigned long) getpid(), s->transaction);
+        snprintf(instance, sizeof(instance), "%lx.%" PRIx64, (unsigned long) getpid(), t->number);
 
         attr(&b, "request", "smtpd_access_policy");
         attr(&b, "protocol_state", state);
-        attr(&b, "protocol_name", s->esmtp ? "ESMTP" : "SMTP");
-        attr(&b, "helo_name", s->helo);
-        attr(&b, "queue_id", s->queue_id);
-        attr(&b, "sender", sender);
+        attr(&b, "protocol_name", c->esmtp ? "ESMTP" : "SMTP");
+        attr(&b, "helo_name", c->helo);
+        attr(&b, "queue_id", t->queue_id);
+        attr(&b, "sender", t->sender);
         attr(&b, "recipient", recipient);
-        attr_num(&b, "recipient_count", s->n_rcpts);
-        attr(&b, "client_address", s->addr);
-        attr(&b, "client_name", s->name);
-        attr(&b, "reverse_client_name", s->reverse_name);
+        attr_num(&b, "recipient_count", t->n_rcpts);
+        attr(&b, "client_address", c->addr);
+        attr(&b, "client_name", c->name);
+        attr(&b, "reverse_client_name", c->reverse_name);
         attr(&b, "instance", instance);
-        attr(&b, "sasl_method", s->sasl_method);
-        attr(&b, "sasl_username", s->sasl_username);
+        attr(&b, "sasl_method", c->sasl_method);
+        attr(&b, "sasl_username", c->sasl_username);
         attr(&b, "sasl_sender", "");
-        attr_num(&b, "size", s->data ? s->data->bytes : 0);
+        attr_num(&b, "size", t->data ? t->data->bytes : 0);
         attr(&b, "ccert_subject", "");
         attr(&b, "ccert_issuer", "");
         attr(&b, "ccert_fingerprint", "");
@@ -412,16 +401,16 @@ static char *build_request(Session *s, const char *state, const char *sender, co
         attr(&b, "encryption_keysize", "0");
         attr(&b, "etrn_domain", "");
         attr(&b, "stress", "");
-        attr(&b, "server_address", host);
-        if (port)
-                attr_num(&b, "server_port", port);
+        attr(&b, "server_address", c->server_addr);
+        if (c->server_port)
+                attr_num(&b, "server_port", c->server_port);
         else
                 attr(&b, "server_port", "");
-        if (client_port)
-                attr_num(&b, "client_port", client_port);
+        if (c->port)
+                attr_num(&b, "client_port", c->port);
         else
                 attr(&b, "client_port", "");
-        attr(&b, "policy_context", s->settings->policy_context);
+        attr(&b, "policy_context", set->policy_context);
         attr(&b, "compatibility_level", "3.6");
         attr(&b, "mail_version", POSTERN_VERSION);
         if (strbuf_puts(&b, "\n") < 0)
@@ -429,50 +418,48 @@ static char *build_request(Session *s, const char *state, const char *sender, co
         return TAKE_PTR(b.data);
 }
 
-int smtpd_check_policy_start(Session *s, const char *service, const char *protocol_state,
-                             const char *sender, const char *recipient,
-                             SmtpdCheckDone done, void *userdata, SmtpdCheck **ret) {
+static int request_start(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
+                         SmtpdHookDone done, void *userdata, SmtpdHookOp **ret) {
+        static const char *const states[] = {
+                [STAGE_CONNECT] = "CONNECT", [STAGE_HELO] = "HELO", [STAGE_MAIL] = "MAIL",
+                [STAGE_RCPT] = "RCPT", [STAGE_DATA] = "DATA", [STAGE_EOD] = "END-OF-MESSAGE",
+        };
+        const char *service = a->arg;
+
         if (isempty(service) || !done)
                 return -EINVAL;
         PolicyRequest *r = calloc(1, sizeof(PolicyRequest));
         if (!r)
                 return -ENOMEM;
-        r->base.cancel = request_cancel;
-        r->session = s;
+        r->client = c;
+        r->settings = a->settings;
+        r->server = a->server;
         r->done = done;
         r->userdata = userdata;
         r->service = strdup(service);
-        r->text = build_request(s, protocol_state, sender, recipient);
+        r->text = build_request(c, t, a->settings, states[a->stage], a->recipient);
         if (!r->service || !r->text) {
                 request_free(r);
                 return -ENOMEM;
         }
         /* Connecting and sending only start from the loop (connect may fail at once). */
         r->attempts = 0;
-        int k = sd_event_add_time_relative(s->server->event, &r->timer, CLOCK_MONOTONIC, 0, 1, on_retry, r);
+        int k = sd_event_add_time_relative(a->server->event, &r->timer, CLOCK_MONOTONIC, 0, 1, on_retry, r);
         if (k < 0) {
                 request_free(r);
                 return k;
         }
-        *ret = &r->base;
+        *ret = (SmtpdHookOp *) r;
         return 0;
 }
+
+const SmtpdHook smtpd_hook_policy = {
+        .name = "policy",
+        .start = request_start,
+        .cancel = request_cancel,
+};
 
 void smtpd_policy_shutdown(void) {
         while (idle_conns)
                 conn_free(idle_conns);
-}
-
-int smtpd_policy_settings_load(Conf *c, const char *listener, SmtpdSettings *s) {
-        s->policy_default_action = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_default_action")));
-        s->policy_context = strdup(strempty(conf_get_listener(c, listener, "smtpd_policy_service_policy_context")));
-        if (!s->policy_default_action || !s->policy_context)
-                return log_oom();
-        s->policy_timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_timeout")) * USEC_PER_SEC;
-        s->policy_max_idle_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_max_idle")) * USEC_PER_SEC;
-        s->policy_max_ttl_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_policy_service_max_ttl")) * USEC_PER_SEC;
-        s->policy_retry_delay_usec = (usec_t) MAX(0, conf_get_time(c, listener, "smtpd_policy_service_retry_delay")) * USEC_PER_SEC;
-        s->policy_request_limit = (unsigned) MAX(0, conf_get_int(c, listener, "smtpd_policy_service_request_limit"));
-        s->policy_try_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_policy_service_try_limit"));
-        return 0;
 }

@@ -157,21 +157,21 @@ void smtpd_netlist_done(NetList *l) {
 
 /* First matching entry decides, as in Postfix's match lists ("!" makes it a non-match). */
 int smtpd_netlist_match(const NetList *l, Session *s) {
-        if (!s->family)
+        if (!s->client.family)
                 return 0;
         for (size_t i = 0; i < l->n; i++) {
                 const NetEntry *n = &l->v[i];
                 if (n->table) {
                         _cleanup_free_ char *v = NULL;
-                        int r = table_lookup(n->table, s->addr, &v);
+                        int r = table_lookup(n->table, s->client.addr, &v);
                         if (r < 0) {
-                                log_warning_errno(r, "Lookup of %s in %s failed: %m", s->addr,
+                                log_warning_errno(r, "Lookup of %s in %s failed: %m", s->client.addr,
                                                   table_spec(n->table));
                                 return r;
                         }
                         if (r > 0)
                                 return !n->negate;
-                } else if (net_match(n, s->family, s->addr_bytes))
+                } else if (net_match(n, s->client.family, s->client.addr_bytes))
                         return !n->negate;
         }
         return 0;

@@ -6,6 +6,11 @@
  * client does not read) or while its message is being committed, input is paused. Buffers are
  * allocated on demand and released when empty, so an idle session costs a few hundred bytes.
  *
+ * This file owns the session's phase: the only code that writes it. Other files read it with
+ * session_phase()/session_waiting() and ask for transitions with session_enter_command/data/
+ * bdat/commit/tls() and session_close_after_flush(); asynchronous work pauses the session with
+ * session_wait() and ends with session_resume() (see smtpd.h), as does a commit.
+ *
  * Client names: set to "unknown" here; smtpd-peername.c looks them up before the greeting
  * (loopback clients are "localhost" without smtpd_peername_lookup).
  *
@@ -41,6 +46,22 @@ static void session_touch(Session *s) {
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
+/* The address and port the client connected to, and the client's port (policy requests). */
+static void session_describe_server(Session *s) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        if (getsockname(s->fd, (struct sockaddr *) &ss, &sl) < 0 || ss.ss_family == AF_UNIX)
+                return;
+        void *a = ss.ss_family == AF_INET ? (void *) &((struct sockaddr_in *) &ss)->sin_addr
+                                          : (void *) &((struct sockaddr_in6 *) &ss)->sin6_addr;
+        inet_ntop(ss.ss_family, a, s->client.server_addr, sizeof(s->client.server_addr));
+        s->client.server_port = ntohs(((struct sockaddr_in *) &ss)->sin_port);   /* same offset in both */
+        sl = sizeof(ss);
+        if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0)
+                s->client.port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
+}
+
 static void session_describe_peer(Session *s) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -48,40 +69,41 @@ static void session_describe_peer(Session *s) {
         if (s->listener->kind == LISTENER_SUBMIT) {
                 struct ucred cred;
                 socklen_t cl = sizeof(cred);
-                s->uid = (uid_t) -1;
+                s->client.uid = (uid_t) -1;
                 if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
-                        s->uid = cred.uid;
-                snprintf(s->name, sizeof(s->name), "local");
-                s->addr[0] = '\0';
-                snprintf(s->id_text, sizeof(s->id_text), "local[uid=%ld]", (long) (int) s->uid);
+                        s->client.uid = cred.uid;
+                snprintf(s->client.name, sizeof(s->client.name), "local");
+                s->client.addr[0] = '\0';
+                snprintf(s->client.id_text, sizeof(s->client.id_text), "local[uid=%ld]", (long) (int) s->client.uid);
                 return;
         }
 
-        snprintf(s->addr, sizeof(s->addr), "unknown");
+        snprintf(s->client.addr, sizeof(s->client.addr), "unknown");
         if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0) {
                 if (ss.ss_family == AF_INET) {
                         struct sockaddr_in *in = (struct sockaddr_in *) &ss;
-                        s->family = AF_INET;
-                        memcpy(s->addr_bytes, &in->sin_addr, 4);
+                        s->client.family = AF_INET;
+                        memcpy(s->client.addr_bytes, &in->sin_addr, 4);
                 } else if (ss.ss_family == AF_INET6) {
                         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
                         if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-                                s->family = AF_INET;
-                                memcpy(s->addr_bytes, in6->sin6_addr.s6_addr + 12, 4);
+                                s->client.family = AF_INET;
+                                memcpy(s->client.addr_bytes, in6->sin6_addr.s6_addr + 12, 4);
                         } else {
-                                s->family = AF_INET6;
-                                memcpy(s->addr_bytes, &in6->sin6_addr, 16);
+                                s->client.family = AF_INET6;
+                                memcpy(s->client.addr_bytes, &in6->sin6_addr, 16);
                         }
                 }
-                if (s->family)
-                        inet_ntop(s->family, s->addr_bytes, s->addr, sizeof(s->addr));
+                if (s->client.family)
+                        inet_ntop(s->client.family, s->client.addr_bytes, s->client.addr, sizeof(s->client.addr));
         }
-        bool loopback = (s->family == AF_INET && s->addr_bytes[0] == 127) ||
-                (s->family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((struct in6_addr *) s->addr_bytes));
-        snprintf(s->name, sizeof(s->name), "%s", loopback ? "localhost" : "unknown");
-        snprintf(s->reverse_name, sizeof(s->reverse_name), "%s", s->name);
-        s->name_status = s->reverse_name_status = loopback ? SMTPD_PEER_OK : SMTPD_PEER_PERM;
-        snprintf(s->id_text, sizeof(s->id_text), "%s[%s]", s->name, s->addr);
+        session_describe_server(s);
+        bool loopback = (s->client.family == AF_INET && s->client.addr_bytes[0] == 127) ||
+                (s->client.family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((struct in6_addr *) s->client.addr_bytes));
+        snprintf(s->client.name, sizeof(s->client.name), "%s", loopback ? "localhost" : "unknown");
+        snprintf(s->client.reverse_name, sizeof(s->client.reverse_name), "%s", s->client.name);
+        s->client.name_status = s->client.reverse_name_status = loopback ? SMTPD_PEER_OK : SMTPD_PEER_PERM;
+        snprintf(s->client.id_text, sizeof(s->client.id_text), "%s[%s]", s->client.name, s->client.addr);
 }
 
 /* Closes the connection so that the client reads our last reply: unread input (a pipelined
@@ -106,9 +128,9 @@ static void session_close_socket(Session *s) {
 static bool session_submit_admit(Session *s) {
         Listener *l = s->listener;
         const IpcPeerCaps caps = { .per_uid = s->settings->anvil.connection_count };
-        int r = ipc_peers_admit(&l->uids, &caps, s->uid, &s->uid_trusted);
+        int r = ipc_peers_admit(&l->uids, &caps, s->client.uid, &s->client.uid_trusted);
         if (r >= 0) {
-                s->uid_counted = true;
+                s->client.uid_counted = true;
                 return true;
         }
         unsigned suppressed;
@@ -123,11 +145,11 @@ static bool session_submit_admit(Session *s) {
                         snprintf(tail, sizeof(tail), " (%u similar lines not logged)", suppressed);
                 log_warning("Connection concurrency limit exceeded: %zu from %s pid=%d for service %s; "
                             "more than %u (smtpd_client_connection_count_limit)%s",
-                            ipc_peers_count(&l->uids, s->uid) + 1, s->id_text, (int) cred.pid, l->name,
+                            ipc_peers_count(&l->uids, s->client.uid) + 1, s->client.id_text, (int) cred.pid, l->name,
                             s->settings->anvil.connection_count, tail);
         }
         session_reply(s, "421 4.7.0 %s Error: too many connections from uid %u", s->settings->myhostname,
-                      (unsigned) s->uid);
+                      (unsigned) s->client.uid);
         session_close_after_flush(s);
         return false;
 }
@@ -149,10 +171,10 @@ int session_new(Listener *l, int fd) {
         s->last_cmd = "CONNECT";
         s->in.limit = 0;
         session_describe_peer(s);
-        s->bare_newline = s->settings->bare_newline;
-        if (s->bare_newline == BARE_NEWLINE_YES &&
+        s->client.bare_newline = s->settings->bare_newline;
+        if (s->client.bare_newline == BARE_NEWLINE_YES &&
             smtpd_netlist_match(&s->settings->bare_newline_exclusions, s) > 0)
-                s->bare_newline = BARE_NEWLINE_NORMALIZE;   /* smtpd_forbid_bare_newline_exclusions */
+                s->client.bare_newline = BARE_NEWLINE_NORMALIZE;   /* smtpd_forbid_bare_newline_exclusions */
 
         s->next = srv->sessions;
         if (srv->sessions)
@@ -165,7 +187,7 @@ int session_new(Listener *l, int fd) {
                 r = sd_event_add_time_relative(srv->event, &s->timer, CLOCK_MONOTONIC,
                                                s->settings->timeout_usec, USEC_PER_SEC, on_timer, s);
         if (r < 0) {
-                log_warning_errno(r, "Failed to set up session for %s: %m", s->id_text);
+                log_warning_errno(r, "Failed to set up session for %s: %m", s->client.id_text);
                 session_free(s);
                 return r;
         }
@@ -189,15 +211,15 @@ static void session_after_anvil(Session *s, bool allowed, void *userdata) {
         if (!allowed)
                 return;
         if (s->listener->kind == LISTENER_SUBMISSIONS) {
-                s->phase = PHASE_TLS;
+                session_enter_tls(s);
                 return;
         }
         command_greet(s);   /* the 220, or the connect restrictions' refusal; may wait */
 }
 
 void session_start(Session *s) {
-        log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
-                   "connect from %s", s->id_text);
+        log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
+                   "connect from %s", s->client.id_text);
         if (!smtpd_anvil_connect(s, session_after_anvil, NULL))
                 session_after_anvil(s, true, NULL);
 }
@@ -208,7 +230,7 @@ void session_free(Session *s) {
         Server *srv = s->server;
 
         /* a refused submit session logged its (rate-limited) line instead */
-        if (s->listener->kind != LISTENER_SUBMIT || s->uid_counted)
+        if (s->listener->kind != LISTENER_SUBMIT || s->client.uid_counted)
                 command_log_disconnect(s);
         if (s->prev)
                 s->prev->next = s->next;
@@ -223,21 +245,21 @@ void session_free(Session *s) {
         if (s->phase == PHASE_WAIT && s->wait_cancel)
                 s->wait_cancel(s->wait_userdata);   /* the operation forgets the session */
         smtpd_anvil_disconnect(s);   /* after the cancel: it may resume other sessions */
-        if (s->uid_counted)
-                ipc_peers_release(&s->listener->uids, s->uid, s->uid_trusted);
+        if (s->client.uid_counted)
+                ipc_peers_release(&s->listener->uids, s->client.uid, s->client.uid_trusted);
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
-        if (s->tls && s->tls_active)
-                tls_conn_bye(s->tls);   /* close_notify if the socket takes it now */
-        tls_conn_free(s->tls);
+        if (s->client.tls && s->client.tls_active)
+                tls_conn_bye(s->client.tls);   /* close_notify if the socket takes it now */
+        tls_conn_free(s->client.tls);
         session_close_socket(s);
         strbuf_done(&s->in);
         strbuf_done(&s->out);
         smtpd_auth_session_done(s);
-        command_reset_transaction(s);
-        free(s->helo);
-        free(s->sasl_username);
-        free(s->sasl_method);
+        smtpd_transaction_reset(&s->tx);
+        free(s->client.helo);
+        free(s->client.sasl_username);
+        free(s->client.sasl_method);
         smtpd_check_session_done(s);
         smtpd_settings_unref(s->settings);
         free(s);
@@ -289,8 +311,8 @@ static void session_update_events(Session *s) {
                 ev = EPOLLOUT;
         else if (s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT)
                 ev = EPOLLIN;
-        else if (s->phase == PHASE_TLS && s->tls)
-                ev = tls_conn_want_write(s->tls) ? EPOLLOUT : EPOLLIN;   /* handshake */
+        else if (s->phase == PHASE_TLS && s->client.tls)
+                ev = tls_conn_want_write(s->client.tls) ? EPOLLOUT : EPOLLIN;   /* handshake */
         (void) sd_event_source_set_io_events(s->io, ev);
 }
 
@@ -305,7 +327,7 @@ bool session_flush(Session *s) {
                                 session_update_events(s);
                                 return true;
                         }
-                        log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                        log_info("lost connection after %s from %s", s->last_cmd, s->client.id_text);
                         session_free(s);
                         return false;
                 }
@@ -317,7 +339,7 @@ bool session_flush(Session *s) {
                 session_free(s);
                 return false;
         }
-        if (s->phase == PHASE_TLS && !s->tls)
+        if (s->phase == PHASE_TLS && !s->client.tls)
                 return smtpd_tls_start(s);   /* the 220 to STARTTLS is out */
         session_update_events(s);
         return true;
@@ -333,9 +355,9 @@ static void session_take_line(Session *s, size_t eol) {
         bool crlf = len > 0 && s->in.data[len - 1] == '\r';
         if (crlf)
                 len--;
-        if (!crlf && s->bare_newline == BARE_NEWLINE_YES) {
+        if (!crlf && s->client.bare_newline == BARE_NEWLINE_YES) {
                 session_reply(s, "521 5.5.2 %s Error: bare <LF> received", s->settings->myhostname);
-                log_info("disconnect: bare <LF> received from %s", s->id_text);
+                log_info("disconnect: bare <LF> received from %s", s->client.id_text);
                 strbuf_reset(&s->in);
                 session_close_after_flush(s);
                 return;
@@ -394,7 +416,7 @@ void session_process_input(Session *s) {
                         continue;
                 }
                 if (s->error_count >= s->settings->hard_error_limit) {
-                        log_info("too many errors after %s from %s", s->last_cmd, s->id_text);
+                        log_info("too many errors after %s from %s", s->last_cmd, s->client.id_text);
                         session_reply(s, "421 4.7.0 %s Error: too many errors", s->settings->myhostname);
                         session_close_after_flush(s);
                         return;
@@ -432,9 +454,39 @@ static void session_run(Session *s) {
         }
 }
 
-void session_resume(Session *s) {
-        session_touch(s);
-        session_run(s);
+SessionPhase session_phase(const Session *s) {
+        return s->phase;
+}
+
+bool session_waiting(const Session *s) {
+        return s->phase == PHASE_WAIT;
+}
+
+/* The phase a transition applies to: the one the session returns to when it is waiting (a
+ * restriction's finish callback may run inside a wait of its own). */
+static SessionPhase *session_next_phase(Session *s) {
+        return s->phase == PHASE_WAIT ? &s->wait_prev : &s->phase;
+}
+
+void session_enter_command(Session *s) {
+        *session_next_phase(s) = PHASE_COMMAND;
+}
+
+void session_enter_data(Session *s) {
+        *session_next_phase(s) = PHASE_DATA;
+}
+
+void session_enter_bdat(Session *s) {
+        *session_next_phase(s) = PHASE_BDAT;
+}
+
+void session_enter_commit(Session *s, CommitJob *job) {
+        s->job = job;
+        *session_next_phase(s) = PHASE_COMMIT;
+}
+
+void session_enter_tls(Session *s) {
+        *session_next_phase(s) = PHASE_TLS;
 }
 
 void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
@@ -446,26 +498,25 @@ void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
         session_update_events(s);
 }
 
-void session_wait_end(Session *s) {
-        assert(s->phase == PHASE_WAIT);
-        s->phase = s->wait_prev;
-        s->wait_cancel = NULL;
-        s->wait_userdata = NULL;
-        session_update_events(s);
-}
-
-void session_wait_done(Session *s) {
-        session_wait_end(s);
-        session_continue(s);
-}
-
-void session_continue(Session *s) {
+void session_resume(Session *s, SessionResume how) {
+        if (s->phase == PHASE_WAIT) {
+                s->phase = s->wait_prev;
+                s->wait_cancel = NULL;
+                s->wait_userdata = NULL;
+                session_update_events(s);
+        } else if (s->phase == PHASE_COMMIT) {
+                s->job = NULL;
+                s->phase = PHASE_COMMAND;
+        }
+        if (how == SESSION_RESUME_ONLY)
+                return;
         if (s->server->stopping) {
                 session_close_after_flush(s);
                 (void) session_flush(s);
                 return;
         }
-        session_resume(s);
+        session_touch(s);
+        session_run(s);
 }
 
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
@@ -489,7 +540,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         if (s->phase != PHASE_COMMAND && s->phase != PHASE_DATA && s->phase != PHASE_BDAT) {
                 /* Paused (commit in progress): only a dead peer matters. */
                 if (revents & (EPOLLHUP | EPOLLERR)) {
-                        log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                        log_info("lost connection after %s from %s", s->last_cmd, s->client.id_text);
                         session_free(s);
                 }
                 return 0;
@@ -500,12 +551,12 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         if (n < 0) {
                 if (n == -EAGAIN || n == -EINTR)
                         return 0;
-                log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                log_info("lost connection after %s from %s", s->last_cmd, s->client.id_text);
                 session_free(s);
                 return 0;
         }
         if (n == 0) {
-                log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                log_info("lost connection after %s from %s", s->last_cmd, s->client.id_text);
                 session_free(s);
                 return 0;
         }
@@ -517,7 +568,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 return 0;
         }
         /* GnuTLS may hold the rest of a record it decrypted; the socket will not announce it. */
-        while (s->tls && tls_conn_pending(s->tls) > 0) {
+        while (s->client.tls && tls_conn_pending(s->client.tls) > 0) {
                 n = smtpd_io_read(s, buf, sizeof(buf));
                 if (n <= 0)
                         break;
@@ -548,7 +599,7 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
                 }
                 return 0;
         }
-        log_info("timeout after %s from %s", s->last_cmd, s->id_text);
+        log_info("timeout after %s from %s", s->last_cmd, s->client.id_text);
         session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->settings->myhostname);
         session_close_after_flush(s);
         (void) session_flush(s);

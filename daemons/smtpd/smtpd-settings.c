@@ -1,13 +1,110 @@
 /* smtpd-settings.c — postern-smtpd's settings snapshots: smtpd_settings_new() builds the
  * settings of one listener from main.cf (with its master.cf-style overrides),
  * smtpd_settings_build() shares one snapshot among listeners without overrides, and the
- * reference counting lets a reload affect only new sessions. */
+ * reference counting lets a reload affect only new sessions.
+ *
+ * The plain values are rows of smtpd_fields (common/conf/conf-fields.h: the registry's types,
+ * defaults and limits); code is left only for what needs it: restriction lists and classes,
+ * network and domain lists, the table whose failure means 451, TLS, SASL and content checks. */
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
 
 #include "smtpd.h"
+#include "conf/conf-fields.h"
 #include "log/log.h"
+
+/* "no" (Postfix's old default) is treated as normalize: the end of DATA stays CRLF.CRLF. */
+static const ConfFieldEnum bare_newline_values[] = {
+        { "normalize", BARE_NEWLINE_NORMALIZE }, { "no", BARE_NEWLINE_NORMALIZE }, { "yes", BARE_NEWLINE_YES }, {},
+};
+static const ConfFieldEnum tls_level_values[] = {
+        { "none", TLS_LEVEL_NONE }, { "may", TLS_LEVEL_MAY }, { "encrypt", TLS_LEVEL_ENCRYPT }, {},
+};
+
+#define F(...) CONF_FIELD(SmtpdSettings, __VA_ARGS__)
+static const ConfField smtpd_fields[] = {
+        F("myhostname", STRING, myhostname),
+        F("myorigin", STRING, myorigin),
+        F("recipient_delimiter", STRING, recipient_delimiter),
+        F("smtpd_banner", STRING, banner),
+        F("message_size_limit", U64, message_size_limit),
+        F("header_size_limit", U64, header_size_limit),
+        F("line_length_limit", SIZE, line_length_limit),
+        F("smtpd_recipient_limit", UINT, recipient_limit),
+        F("smtpd_hard_error_limit", UINT, hard_error_limit),
+        F("smtpd_junk_command_limit", UINT, junk_command_limit),
+        F("smtpd_timeout", USEC, timeout_usec),
+        F("disable_vrfy_command", BOOL, disable_vrfy),
+        F("smtpd_helo_required", BOOL, helo_required),
+        F("smtpd_reject_unlisted_recipient", BOOL, reject_unlisted_recipient),
+        F("smtpd_forbid_bare_newline", ENUM, bare_newline, .values = bare_newline_values),
+        F("smtputf8_enable", BOOL, smtputf8_enable),
+        F("smtpd_discard_ehlo_keyword_address_maps", TABLES, ehlo_discard_maps),
+        F("smtpd_delay_reject", BOOL, delay_reject),
+        F("smtpd_reject_unlisted_sender", BOOL, reject_unlisted_sender),
+        F("smtpd_forbid_unauth_pipelining", BOOL, forbid_unauth_pipelining),
+        F("soft_bounce", BOOL, soft_bounce),
+        F("unknown_local_recipient_reject_code", REPLY_CODE, unknown_local_code),
+        F("reject_code", REPLY_CODE, reject_code),
+        F("defer_code", REPLY_CODE, defer_code),
+        F("relay_domains_reject_code", REPLY_CODE, relay_code),
+        F("access_map_reject_code", REPLY_CODE, access_reject_code),
+        F("access_map_defer_code", REPLY_CODE, access_defer_code),
+        F("non_fqdn_reject_code", REPLY_CODE, non_fqdn_code),
+        F("invalid_hostname_reject_code", REPLY_CODE, invalid_hostname_code),
+        F("smtpd_null_access_lookup_key", STRING, null_access_key),
+        /* Unexpanded: $client_address and friends are filled in per reply (smtpd-access.c). */
+        F("smtpd_reject_footer", RAW, reject_footer),
+        F("smtpd_reject_footer_maps", TABLES, reject_footer_maps),
+        F("smtpd_sender_login_maps", TABLES, sender_login_maps),
+        /* client limits (smtpd-anvil.c) */
+        F("smtpd_client_connection_count_limit", UINT, anvil.connection_count),
+        F("smtpd_client_connection_rate_limit", UINT, anvil.connection_rate),
+        F("smtpd_client_message_rate_limit", UINT, anvil.message_rate),
+        F("smtpd_client_recipient_rate_limit", UINT, anvil.recipient_rate),
+        F("smtpd_client_new_tls_session_rate_limit", UINT, anvil.newtls_rate),
+        F("smtpd_client_auth_rate_limit", UINT, anvil.auth_rate),
+        /* content checks (smtpd-cleanup.c) */
+        F("message_drop_headers", LIST, drop_headers),
+        F("undisclosed_recipients_header", STRING, undisclosed_recipients_header),
+        F("body_checks_size_limit", U64, body_checks_size_limit),
+        F("hopcount_limit", UINT, hopcount_limit),
+        F("always_add_missing_headers", BOOL, always_add_missing_headers),
+        /* DNS checks and client names (smtpd-dnsbl.c, smtpd-peername.c) */
+        F("smtpd_peername_lookup", BOOL, peername_lookup),
+        F("maps_rbl_reject_code", REPLY_CODE, maps_rbl_reject_code),
+        F("unknown_address_reject_code", REPLY_CODE, unknown_address_reject_code),
+        F("unknown_client_reject_code", REPLY_CODE, unknown_client_reject_code),
+        F("unknown_hostname_reject_code", REPLY_CODE, unknown_hostname_reject_code),
+        /* Unexpanded: $rbl_code and friends belong to the reply, not to main.cf. */
+        F("default_rbl_reply", RAW, default_rbl_reply),
+        F("unknown_address_tempfail_action", STRING, unknown_address_tempfail_action),
+        F("unknown_helo_hostname_tempfail_action", STRING, unknown_helo_hostname_tempfail_action),
+        F("rbl_reply_maps", TABLES, rbl_reply_maps),
+        /* policy delegation (smtpd-policy.c) */
+        F("smtpd_policy_service_default_action", STRING, policy_default_action),
+        F("smtpd_policy_service_policy_context", STRING, policy_context),
+        F("smtpd_policy_service_timeout", USEC, policy_timeout_usec),
+        F("smtpd_policy_service_max_idle", USEC, policy_max_idle_usec),
+        F("smtpd_policy_service_max_ttl", USEC, policy_max_ttl_usec),
+        F("smtpd_policy_service_retry_delay", USEC, policy_retry_delay_usec),
+        F("smtpd_policy_service_request_limit", UINT, policy_request_limit),
+        F("smtpd_policy_service_try_limit", UINT, policy_try_limit),
+        /* TLS (smtpd-tls.c) */
+        F("smtpd_tls_security_level", ENUM, tls_level, .values = tls_level_values),
+        F("smtpd_tls_loglevel", INT, tls_loglevel),
+        F("smtpd_tls_received_header", BOOL, tls_received_header),
+        F("smtpd_starttls_timeout", USEC, starttls_timeout_usec),
+        /* SMTP AUTH (smtpd-auth.c) */
+        F("smtpd_sasl_auth_enable", BOOL, sasl_enable),
+        F("smtpd_tls_auth_only", BOOL, tls_auth_only),
+        F("smtpd_sasl_authenticated_header", BOOL, sasl_authenticated_header),
+        F("broken_sasl_auth_clients", BOOL, broken_sasl_auth_clients),
+        F("smtpd_sasl_response_limit", SIZE, sasl_response_limit),
+        F("smtpd_sasl_service", STRING, sasl_service),
+};
+#undef F
 
 SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s) {
         if (s)
@@ -18,11 +115,8 @@ SmtpdSettings *smtpd_settings_ref(SmtpdSettings *s) {
 SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         if (!s || --s->n_ref > 0)
                 return NULL;
+        conf_fields_done(smtpd_fields, ELEMENTSOF(smtpd_fields), s);
         free(s->listener);
-        free(s->myhostname);
-        free(s->myorigin);
-        free(s->banner);
-        free(s->recipient_delimiter);
         smtpd_restrictions_done(&s->client_restrictions);
         smtpd_restrictions_done(&s->helo_restrictions);
         smtpd_restrictions_done(&s->sender_restrictions);
@@ -31,10 +125,6 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_restrictions_done(&s->data_restrictions);
         smtpd_restrictions_done(&s->end_of_data_restrictions);
         smtpd_restriction_classes_free(s);
-        free(s->null_access_key);
-        free(s->reject_footer);
-        table_list_free(s->reject_footer_maps);
-        table_list_free(s->sender_login_maps);
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
         domain_list_done(&s->mydestination);
@@ -42,18 +132,10 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         table_list_free(s->local_recipient_maps);
         smtpd_anvil_settings_done(&s->anvil);
         smtpd_cleanup_settings_done(s);
-        table_list_free(s->ehlo_discard_maps);
-        smtpd_check_settings_done(s);
         tls_server_unref(s->tls);
         smtpd_auth_settings_done(s);
         free(s);
         return NULL;
-}
-
-/* The registry knows every parameter used here, so conf_get_listener() never returns NULL for
- * them and the typed getters return the registry defaults themselves. */
-static char *dup_param(Conf *c, const char *listener, const char *name) {
-        return strdup(strempty(conf_get_listener(c, listener, name)));
 }
 
 static int restrictions_param(Conf *c, const char *listener, const char *name, SmtpdSettings *s,
@@ -64,37 +146,6 @@ static int restrictions_param(Conf *c, const char *listener, const char *name, S
         return smtpd_restrictions_compile(name, names, s->classes, s->n_classes, ret);
 }
 
-/* A list of tables (NULL when the parameter is empty); failing to open one is an error. */
-static int tables_param(Conf *c, const char *listener, const char *name, TableList **ret) {
-        _cleanup_strv_free_ char **specs = conf_get_list(c, listener, name);
-        _cleanup_free_ char *joined = NULL, *reason = NULL;
-        size_t len = 1;
-
-        if (!specs)
-                return log_oom();
-        if (!specs[0])
-                return 0;
-        for (char **i = specs; *i; i++)
-                len += strlen(*i) + 1;
-        joined = calloc(1, len);
-        if (!joined)
-                return log_oom();
-        for (char **i = specs; *i; i++) {
-                if (i != specs)
-                        strcat(joined, " ");
-                strcat(joined, *i);
-        }
-        int r = table_list_open(joined, 0, ret, &reason);
-        if (r < 0)
-                return log_error_errno(r, "%s = %s: %s", name, joined, reason ? reason : "cannot open table");
-        return 0;
-}
-
-static int code_param(Conf *c, const char *listener, const char *name, int dflt) {
-        long long v = conf_get_int(c, listener, name);
-        return v >= 400 && v <= 599 ? (int) v : dflt;
-}
-
 static int netlist_param(Conf *c, const char *listener, const char *name, NetList *ret) {
         _cleanup_strv_free_ char **entries = conf_get_list(c, listener, name);
         if (!entries)
@@ -102,80 +153,31 @@ static int netlist_param(Conf *c, const char *listener, const char *name, NetLis
         return smtpd_netlist_parse(name, entries, ret);
 }
 
-int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
-        _cleanup_(smtpd_settings_unrefp) SmtpdSettings *s = calloc(1, sizeof(SmtpdSettings));
+static int domains_param(Conf *c, const char *listener, const char *name, bool match_subdomains,
+                         DomainList *ret) {
+        _cleanup_strv_free_ char **entries = conf_get_list(c, listener, name);
+        _cleanup_free_ char *why = NULL;
+        if (!entries)
+                return log_oom();
+        int r = domain_list_init(ret, entries, match_subdomains, &why);
+        if (r < 0)
+                return log_error_errno(r, "%s: %s", name, why ? why : "out of memory");
+        return 0;
+}
+
+/* The settings that are more than a value: each logs its own errors. */
+static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
+        _cleanup_strv_free_ char **discard = conf_get_list(c, listener, "smtpd_discard_ehlo_keywords");
+        _cleanup_strv_free_ char **pdms = conf_get_list(c, listener, "parent_domain_matches_subdomains");
+        _cleanup_free_ char *reason = NULL;
         int r;
 
-        if (!s)
-                return log_oom();
-        s->n_ref = 1;
-        s->listener = strdup(listener ? listener : "smtpd");
-        s->myhostname = dup_param(c, listener, "myhostname");
-        s->myorigin = dup_param(c, listener, "myorigin");
-        s->recipient_delimiter = dup_param(c, listener, "recipient_delimiter");
-        s->banner = dup_param(c, listener, "smtpd_banner");
-        if (!s->listener || !s->myhostname || !s->myorigin || !s->recipient_delimiter || !s->banner)
-                return log_oom();
-
-        s->message_size_limit = (uint64_t) MAX(0, conf_get_int(c, listener, "message_size_limit"));
-        s->header_size_limit = (uint64_t) MAX(1, conf_get_int(c, listener, "header_size_limit"));
-        s->line_length_limit = (size_t) MAX(80, conf_get_int(c, listener, "line_length_limit"));
-        s->recipient_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_recipient_limit"));
-        s->hard_error_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_hard_error_limit"));
-        s->junk_command_limit = (unsigned) MAX(1, conf_get_int(c, listener, "smtpd_junk_command_limit"));
-        s->unknown_local_code = (int) conf_get_int(c, listener, "unknown_local_recipient_reject_code");
-        if (s->unknown_local_code < 400 || s->unknown_local_code > 599)
-                s->unknown_local_code = 550;
-        s->timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_timeout")) * USEC_PER_SEC;
-        s->disable_vrfy = conf_get_bool(c, listener, "disable_vrfy_command");
-        s->helo_required = conf_get_bool(c, listener, "smtpd_helo_required");
-        s->reject_unlisted_recipient = conf_get_bool(c, listener, "smtpd_reject_unlisted_recipient");
-        /* "no" (Postfix's old default) is treated as normalize: the end of DATA stays CRLF.CRLF. */
-        const char *bn = conf_get_listener(c, listener, "smtpd_forbid_bare_newline");
-        s->bare_newline = bn && strcaseeq(bn, "yes") ? BARE_NEWLINE_YES : BARE_NEWLINE_NORMALIZE;
-        s->smtputf8_enable = conf_get_bool(c, listener, "smtputf8_enable");
-        _cleanup_strv_free_ char **discard = conf_get_list(c, listener, "smtpd_discard_ehlo_keywords");
-        if (!discard)
+        if (!discard || !pdms)
                 return log_oom();
         s->ehlo_discard = command_ehlo_mask(discard);
-        const char *dmaps = conf_get_listener(c, listener, "smtpd_discard_ehlo_keyword_address_maps");
-        if (!isempty(dmaps)) {
-                _cleanup_free_ char *reason = NULL;
-                r = table_list_open(dmaps, 0, &s->ehlo_discard_maps, &reason);
-                if (r < 0)
-                        return log_error_errno(r, "smtpd_discard_ehlo_keyword_address_maps = %s: %s", dmaps,
-                                               reason ? reason : "cannot open table");
-        }
-        if ((r = smtpd_tls_settings(c, listener, s)) < 0)
-                return r;
-
-        s->delay_reject = conf_get_bool(c, listener, "smtpd_delay_reject");
-        s->reject_unlisted_sender = conf_get_bool(c, listener, "smtpd_reject_unlisted_sender");
-        s->forbid_unauth_pipelining = conf_get_bool(c, listener, "smtpd_forbid_unauth_pipelining");
-        s->soft_bounce = conf_get_bool(c, listener, "soft_bounce");
-        s->reject_code = code_param(c, listener, "reject_code", 554);
-        s->defer_code = code_param(c, listener, "defer_code", 450);
-        s->relay_code = code_param(c, listener, "relay_domains_reject_code", 554);
-        s->access_reject_code = code_param(c, listener, "access_map_reject_code", 554);
-        s->access_defer_code = code_param(c, listener, "access_map_defer_code", 450);
-        s->non_fqdn_code = code_param(c, listener, "non_fqdn_reject_code", 504);
-        s->invalid_hostname_code = code_param(c, listener, "invalid_hostname_reject_code", 501);
-        s->null_access_key = dup_param(c, listener, "smtpd_null_access_lookup_key");
-        /* Unexpanded: $client_address and friends are filled in per reply (smtpd-access.c). */
-        _cleanup_free_ char *footer_name = NULL;
-        const char *footer = NULL;
-        if (listener && asprintf(&footer_name, "%s/smtpd_reject_footer", listener) >= 0)
-                footer = conf_get_raw(c, footer_name, NULL);
-        if (!footer)
-                footer = conf_get_raw(c, "smtpd_reject_footer", NULL);
-        s->reject_footer = strdup(strempty(footer));
-        if (!s->null_access_key || !s->reject_footer)
-                return log_oom();
-        _cleanup_strv_free_ char **pdms = conf_get_list(c, listener, "parent_domain_matches_subdomains");
-        for (char **i = pdms; i && *i; i++)
+        for (char **i = pdms; *i; i++)
                 s->parent_matches_access = s->parent_matches_access || streq(*i, "smtpd_access_maps");
-        if ((r = tables_param(c, listener, "smtpd_reject_footer_maps", &s->reject_footer_maps)) < 0 ||
-            (r = tables_param(c, listener, "smtpd_sender_login_maps", &s->sender_login_maps)) < 0)
+        if ((r = smtpd_tls_settings(c, listener, s)) < 0)
                 return r;
 
         if ((r = smtpd_restriction_classes_build(c, listener, s)) < 0 ||
@@ -193,59 +195,41 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
 
         if ((r = netlist_param(c, listener, "mynetworks", &s->mynetworks)) < 0 ||
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
-                               &s->bare_newline_exclusions)) < 0)
-                return r;
-        if ((r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0)
+                               &s->bare_newline_exclusions)) < 0 ||
+            (r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0 ||
+            (r = domains_param(c, listener, "mydestination", false, &s->mydestination)) < 0 ||
+            (r = domains_param(c, listener, "relay_domains", true, &s->relay_domains)) < 0)
                 return r;
 
-        _cleanup_strv_free_ char **dest = conf_get_list(c, listener, "mydestination");
-        _cleanup_strv_free_ char **relay = conf_get_list(c, listener, "relay_domains");
-        if (!dest || !relay)
+        r = conf_get_table_list(c, listener, "local_recipient_maps", 0, &s->local_recipient_maps, &reason);
+        if (r == -ENOMEM)
                 return log_oom();
-        _cleanup_free_ char *why = NULL;
-        r = domain_list_init(&s->mydestination, dest, false, &why);
-        if (r < 0)
-                return log_error_errno(r, "mydestination: %s", why ? why : "out of memory");
-        r = domain_list_init(&s->relay_domains, relay, true, &why);
-        if (r < 0)
-                return log_error_errno(r, "relay_domains: %s", why ? why : "out of memory");
-
-        _cleanup_strv_free_ char **maps = conf_get_list(c, listener, "local_recipient_maps");
-        if (!maps)
-                return log_oom();
-        if (maps[0]) {
-                _cleanup_free_ char *joined = NULL, *reason = NULL;
-                size_t len = 1;
-                for (char **i = maps; *i; i++)
-                        len += strlen(*i) + 1;
-                joined = calloc(1, len);
-                if (!joined)
-                        return log_oom();
-                for (char **i = maps; *i; i++) {
-                        if (i != maps)
-                                strcat(joined, " ");
-                        strcat(joined, *i);
-                }
-                r = table_list_open(joined, 0, &s->local_recipient_maps, &reason);
-                if (r < 0) {
-                        /* Like a table that fails at lookup time: local recipients get 451 until
-                         * the table is fixed and smtpd is reloaded; other mail keeps flowing. */
-                        log_error_errno(r, "local_recipient_maps = %s: %s; answering 451 4.3.0 for local "
-                                        "recipients", joined, reason ? reason : "cannot open table");
-                        s->local_recipient_maps_error = r;
-                }
+        if (r < 0) {
+                /* Like a table that fails at lookup time: local recipients get 451 until the
+                 * table is fixed and smtpd is reloaded; other mail keeps flowing. */
+                log_error_errno(r, "%s; answering 451 4.3.0 for local recipients",
+                                reason ? reason : "local_recipient_maps: cannot open table");
+                s->local_recipient_maps_error = r;
         }
 
-        r = smtpd_cleanup_settings(c, listener, s);
-        if (r >= 0)
-                r = smtpd_dnsbl_settings_load(c, listener, s);
-        if (r >= 0)
-                r = smtpd_policy_settings_load(c, listener, s);
-        if (r >= 0)
-                r = smtpd_auth_settings(c, listener, s);
-        if (r < 0)
+        if ((r = smtpd_cleanup_settings(c, listener, s)) < 0)
                 return r;
+        return smtpd_auth_settings(c, listener, s);
+}
 
+int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
+        _cleanup_(smtpd_settings_unrefp) SmtpdSettings *s = calloc(1, sizeof(SmtpdSettings));
+        int r;
+
+        if (!s)
+                return log_oom();
+        s->n_ref = 1;
+        s->listener = strdup(listener ? listener : "smtpd");
+        if (!s->listener)
+                return log_oom();
+        if ((r = conf_fields_load(c, listener, smtpd_fields, ELEMENTSOF(smtpd_fields), s)) < 0 ||
+            (r = settings_compile(c, listener, s)) < 0)
+                return r;
         *ret = TAKE_PTR(s);
         return 0;
 }

@@ -12,28 +12,22 @@
 #include <unistd.h>
 
 #include "smtpd.h"
+#include "conf/conf-fields.h"
 #include "log/log.h"
 
 static bool is_implicit(Session *s) {
         return s->listener->kind == LISTENER_SUBMISSIONS;
 }
 
+/* The level, log level, Received: clause and timeout are rows of smtpd-settings.c. */
 int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
-        const char *level = conf_get_listener(c, listener, "smtpd_tls_security_level");
         _cleanup_strv_free_ char **chains = conf_get_list(c, listener, "smtpd_tls_chain_files");
-        _cleanup_strv_free_ char **sni = conf_get_list(c, listener, "tls_server_sni_maps");
-        _cleanup_free_ char *why = NULL, *sni_joined = NULL;
+        _cleanup_free_ char *why = NULL, *sni = NULL;
         unsigned set;
         int r;
 
-        if (!chains || !sni)
+        if (!chains || conf_get_joined(c, listener, "tls_server_sni_maps", &sni) < 0)
                 return log_oom();
-        s->tls_level = level && strcaseeq(level, "encrypt") ? TLS_LEVEL_ENCRYPT :
-                level && strcaseeq(level, "may") ? TLS_LEVEL_MAY : TLS_LEVEL_NONE;
-        s->tls_loglevel = (int) conf_get_int(c, listener, "smtpd_tls_loglevel");
-        s->tls_received_header = conf_get_bool(c, listener, "smtpd_tls_received_header");
-        s->starttls_timeout_usec = (usec_t) MAX(1, conf_get_time(c, listener, "smtpd_starttls_timeout")) *
-                USEC_PER_SEC;
 
         /* Mandatory TLS (encrypt) uses the mandatory protocol and cipher lists, as in Postfix. */
         bool mandatory = s->tls_level == TLS_LEVEL_ENCRYPT;
@@ -52,21 +46,9 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if (!configured) {
                 if (s->tls_level != TLS_LEVEL_NONE)
                         log_warning("%s: smtpd_tls_security_level = %s but neither smtpd_tls_chain_files nor "
-                                    "smtpd_tls_cert_file is set: TLS not available", s->listener, level);
+                                    "smtpd_tls_cert_file is set: TLS not available", s->listener,
+                                    strempty(conf_get_listener(c, listener, "smtpd_tls_security_level")));
                 return 0;
-        }
-        if (sni[0]) {
-                size_t len = 1;
-                for (char **i = sni; *i; i++)
-                        len += strlen(*i) + 1;
-                sni_joined = calloc(1, len);
-                if (!sni_joined)
-                        return log_oom();
-                for (char **i = sni; *i; i++) {
-                        if (i != sni)
-                                strcat(sni_joined, " ");
-                        strcat(sni_joined, *i);
-                }
         }
         TlsServerConfig cfg = {
                 .cert_file = cert,
@@ -74,7 +56,7 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                 .chain_files = chains,
                 .protocols = protocols,
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
-                .sni_maps = sni_joined,
+                .sni_maps = sni,
         };
         r = tls_server_new(&cfg, &s->tls, &why);
         if (r < 0)
@@ -86,12 +68,12 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
 }
 
 bool smtpd_tls_offer(Session *s) {
-        return s->settings->tls && s->settings->tls_level != TLS_LEVEL_NONE && !s->tls &&
+        return s->settings->tls && s->settings->tls_level != TLS_LEVEL_NONE && !s->client.tls &&
                 s->listener->kind != LISTENER_SUBMIT;
 }
 
 bool smtpd_tls_required(Session *s) {
-        if (s->settings->tls_level != TLS_LEVEL_ENCRYPT || s->tls_active || s->listener->kind == LISTENER_SUBMIT)
+        if (s->settings->tls_level != TLS_LEVEL_ENCRYPT || s->client.tls_active || s->listener->kind == LISTENER_SUBMIT)
                 return false;
         session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
         return true;
@@ -107,7 +89,7 @@ bool smtpd_tls_starttls(Session *s, char *arg) {
                 session_reply(s, "501 5.5.4 Syntax: STARTTLS");
                 return false;
         }
-        if (s->tls) {
+        if (s->client.tls) {
                 session_reply(s, "554 5.5.1 Error: TLS already active");
                 return false;
         }
@@ -120,7 +102,7 @@ bool smtpd_tls_starttls(Session *s, char *arg) {
                 session_reply(s, "454 4.7.0 TLS not available due to local problem");
                 return false;
         }
-        if (s->in_mail) {
+        if (s->tx.in_mail) {
                 session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
                 return false;
         }
@@ -144,11 +126,11 @@ static void starttls_go(Session *s) {
         if (s->in.len > 0) {
                 /* Commands pipelined behind STARTTLS were sent in plaintext: never run them
                  * inside TLS (CVE-2011-0411). */
-                log_info("improper command pipelining after STARTTLS from %s", s->id_text);
+                log_info("improper command pipelining after STARTTLS from %s", s->client.id_text);
                 strbuf_done(&s->in);
         }
         s->skip_line = false;
-        s->phase = PHASE_TLS;   /* session_flush() calls smtpd_tls_start() once the 220 is out */
+        session_enter_tls(s);  /* session_flush() calls smtpd_tls_start() once the 220 is out */
 }
 
 static void set_timer(Session *s, usec_t usec) {
@@ -159,32 +141,32 @@ static void set_timer(Session *s, usec_t usec) {
 static void tls_after_anvil(Session *s, bool allowed, void *userdata);
 
 static void tls_established(Session *s) {
-        s->tls_active = true;
-        s->tls_new_session = !tls_conn_resumed(s->tls);
-        if (s->settings->tls_loglevel >= 2 && !s->tls_new_session)
-                log_info("%s: reusing TLS session (resumed from a ticket)", s->id_text);
+        s->client.tls_active = true;
+        s->client.tls_new_session = !tls_conn_resumed(s->client.tls);
+        if (s->settings->tls_loglevel >= 2 && !s->client.tls_new_session)
+                log_info("%s: reusing TLS session (resumed from a ticket)", s->client.id_text);
         if (s->settings->tls_loglevel >= 1) {
-                int bits = tls_conn_cipher_bits(s->tls);
-                log_fields(LOG_INFO, &(LogFields) { .client_address = s->addr[0] ? s->addr : NULL },
+                int bits = tls_conn_cipher_bits(s->client.tls);
+                log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
                            "Anonymous TLS connection established from %s: %s with cipher %s (%d/%d bits)",
-                           s->id_text, tls_conn_protocol(s->tls), tls_conn_cipher(s->tls), bits, bits);
+                           s->client.id_text, tls_conn_protocol(s->client.tls), tls_conn_cipher(s->client.tls), bits, bits);
         }
 
         /* RFC 3207 4.2: forget everything learned from the client before TLS. */
-        free(s->helo);
-        s->helo = NULL;
-        free(s->sasl_username);
-        s->sasl_username = NULL;
-        free(s->sasl_method);
-        s->sasl_method = NULL;
-        s->esmtp = false;
-        command_reset_transaction(s);
+        free(s->client.helo);
+        s->client.helo = NULL;
+        free(s->client.sasl_username);
+        s->client.sasl_username = NULL;
+        free(s->client.sasl_method);
+        s->client.sasl_method = NULL;
+        s->client.esmtp = false;
+        smtpd_transaction_reset(&s->tx);
 
-        s->phase = PHASE_COMMAND;
+        session_enter_command(s);
         set_timer(s, s->settings->timeout_usec);
         /* smtpd_client_new_tls_session_rate_limit counts full handshakes (not resumptions):
          * over the limit anvil answers 421 4.7.0 and the session closes. */
-        if (s->tls_new_session && smtpd_anvil_newtls(s, tls_after_anvil, NULL, NULL))
+        if (s->client.tls_new_session && smtpd_anvil_newtls(s, tls_after_anvil, NULL, NULL))
                 return;
         tls_after_anvil(s, true, NULL);
 }
@@ -196,14 +178,14 @@ static void tls_after_anvil(Session *s, bool allowed, void *userdata) {
 
 /* One handshake step; false when the session was freed. */
 static bool tls_step(Session *s) {
-        int r = tls_conn_handshake(s->tls);
+        int r = tls_conn_handshake(s->client.tls);
         if (r == -EAGAIN) {
-                (void) sd_event_source_set_io_events(s->io, tls_conn_want_write(s->tls) ? EPOLLOUT : EPOLLIN);
+                (void) sd_event_source_set_io_events(s->io, tls_conn_want_write(s->client.tls) ? EPOLLOUT : EPOLLIN);
                 return true;
         }
         if (r < 0) {
-                log_info("SSL_accept error from %s: %s", s->id_text, tls_conn_error(s->tls));
-                log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+                log_info("SSL_accept error from %s: %s", s->client.id_text, tls_conn_error(s->client.tls));
+                log_info("lost connection after %s from %s", s->last_cmd, s->client.id_text);
                 session_free(s);
                 return false;
         }
@@ -218,57 +200,57 @@ bool smtpd_tls_start(Session *s) {
         if (!s->settings->tls) {
                 /* Only the submissions listener gets here without credentials. */
                 log_warning("%s: TLS not available (no usable certificate), closing connection from %s",
-                            s->listener->name, s->id_text);
+                            s->listener->name, s->client.id_text);
                 session_free(s);
                 return false;
         }
-        r = tls_conn_new_server(s->settings->tls, s->fd, &s->tls);
+        r = tls_conn_new_server(s->settings->tls, s->fd, &s->client.tls);
         if (r < 0) {
-                log_warning_errno(r, "Cannot start TLS for %s: %m", s->id_text);
+                log_warning_errno(r, "Cannot start TLS for %s: %m", s->client.id_text);
                 session_free(s);
                 return false;
         }
         if (s->settings->tls_loglevel >= 2)
-                log_info("setting up TLS connection from %s", s->id_text);
+                log_info("setting up TLS connection from %s", s->client.id_text);
         set_timer(s, s->settings->starttls_timeout_usec);
         return tls_step(s);
 }
 
 void smtpd_tls_on_io(Session *s) {
-        if (s->tls)
+        if (s->client.tls)
                 (void) tls_step(s);
 }
 
 void smtpd_tls_timeout(Session *s) {
-        log_info("SSL_accept error from %s: handshake timeout", s->id_text);
-        log_info("lost connection after %s from %s", s->last_cmd, s->id_text);
+        log_info("SSL_accept error from %s: handshake timeout", s->client.id_text);
+        log_info("lost connection after %s from %s", s->last_cmd, s->client.id_text);
         session_free(s);
 }
 
 ssize_t smtpd_io_read(Session *s, void *buf, size_t n) {
-        if (s->tls) {
-                if (!s->tls_active)
+        if (s->client.tls) {
+                if (!s->client.tls_active)
                         return -EAGAIN;
-                return tls_conn_read(s->tls, buf, n);
+                return tls_conn_read(s->client.tls, buf, n);
         }
         ssize_t r = read(s->fd, buf, n);
         return r < 0 ? -errno : r;
 }
 
 ssize_t smtpd_io_write(Session *s, const void *buf, size_t n) {
-        if (s->tls) {
-                if (!s->tls_active)
+        if (s->client.tls) {
+                if (!s->client.tls_active)
                         return -EPIPE;   /* nothing plaintext may follow a started handshake */
-                return tls_conn_write(s->tls, buf, n);
+                return tls_conn_write(s->client.tls, buf, n);
         }
         ssize_t r = write(s->fd, buf, n);
         return r < 0 ? -errno : r;
 }
 
 int smtpd_tls_received_clause(Session *s, StrBuf *b) {
-        if (!s->tls_active || !s->settings->tls_received_header)
+        if (!s->client.tls_active || !s->settings->tls_received_header)
                 return 0;
-        int bits = tls_conn_cipher_bits(s->tls);
-        return strbuf_printf(b, "\n\t(using %s with cipher %s (%d/%d bits))", tls_conn_protocol(s->tls),
-                             tls_conn_cipher(s->tls), bits, bits);
+        int bits = tls_conn_cipher_bits(s->client.tls);
+        return strbuf_printf(b, "\n\t(using %s with cipher %s (%d/%d bits))", tls_conn_protocol(s->client.tls),
+                             tls_conn_cipher(s->client.tls), bits, bits);
 }

@@ -1,10 +1,11 @@
 /* smtpd.c — postern-smtpd's main(): declares the role (common/daemon/daemon-role.h) that takes the
- * "smtp", "submission", "submit" and "submissions" sockets from systemd (at least one), builds
- * the settings snapshots (one shared by every listener without
- * overrides in main.cf, one each for the others), accepts connections in the sd-event loop until
- * EAGAIN and starts a Session for each, owns the commit worker, rebuilds the settings on SIGHUP
- * (existing sessions keep the snapshot they started with; a reload that fails changes nothing;
- * queue_directory is a restart parameter) and on SIGTERM answers every message in the commit path before closing (server_done). */
+ * "smtp", "submission", "submissions" and "submit" sockets from systemd (at least one), builds
+ * the settings snapshots (smtpd-settings.c: one shared by every listener without overrides in
+ * main.cf, one each for the others), accepts connections in the sd-event loop until EAGAIN and
+ * starts a Session for each, owns the commit worker, rebuilds the settings on SIGHUP (existing
+ * sessions keep the snapshot they started with; a reload that fails changes nothing;
+ * queue_directory is a restart parameter) and on SIGTERM answers every message in the commit
+ * path before closing (server_done). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

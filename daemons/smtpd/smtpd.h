@@ -3,6 +3,8 @@
  *   smtpd.c              main(): listeners, accept loop, per-listener settings, SIGHUP reload
  *   smtpd-session.c      one client connection: buffers, reading, replying, timeouts, closing
  *   smtpd-command.c      the SMTP command state machine (EHLO ... QUIT) and the fingerprint
+ *   smtpd-transaction.c  the transaction part of a session (MAIL ... commit): reset, recipients,
+ *                        the message actions
  *   smtpd-restrictions.c compiling restriction lists; mynetworks, local domains and users
  *   smtpd-check.c        the resumable restriction evaluator (all classes, async elements)
  *   smtpd-access.c       access(5) actions, refusal replies with footers, their log lines
@@ -113,8 +115,8 @@ typedef enum Restriction {
         RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH,
         RESTRICT_UNAUTH_SENDER_LOGIN_MISMATCH,
         RESTRICT_REJECT_UNAUTH_PIPELINING,
-        RESTRICT_DNS,            /* asynchronous: smtpd_check_dns_start(name, arg) */
-        RESTRICT_POLICY,         /* asynchronous: smtpd_check_policy_start(arg) */
+        RESTRICT_DNS,            /* asynchronous: smtpd_hook_dns (element name, arg) */
+        RESTRICT_POLICY,         /* asynchronous: smtpd_hook_policy (arg) */
         RESTRICT_CLASS,          /* a name from smtpd_restriction_classes */
 } Restriction;
 
@@ -151,7 +153,7 @@ typedef struct SmtpdAnvilLimits {
  * keep a reference so a reload affects only new sessions. */
 typedef struct SmtpdSettings {
         unsigned n_ref;
-        char *listener;       /* "smtp", "submission", "submit" */
+        char *listener;       /* "smtp", "submission", "submissions", "submit" */
         char *myhostname;
         char *myorigin;
         char *banner;
@@ -244,11 +246,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpdSettings *, smtpd_settings_unref);
 /* Builds the settings of one listener (NULL: the main.cf values without listener overrides)
  * from a configuration; logs its own errors, naming parameter and offending entry. */
 int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret);
-/* smtpd-dnsbl.c / smtpd-policy.c: their part of the settings (called by smtpd_settings_new;
- * freed by smtpd_check_settings_done from smtpd_settings_unref). */
-int smtpd_dnsbl_settings_load(Conf *c, const char *listener, SmtpdSettings *s);
-int smtpd_policy_settings_load(Conf *c, const char *listener, SmtpdSettings *s);
-void smtpd_check_settings_done(SmtpdSettings *s);
 /* Builds the settings of every listener, sharing one snapshot among listeners without
  * overrides in main.cf. ret[i] belongs to names[i]; all or nothing. */
 int smtpd_settings_build(Conf *c, char *const *names, size_t n, SmtpdSettings **ret);
@@ -283,7 +280,7 @@ struct Server {
         Session *sessions;           /* all live sessions, freed at shutdown */
         size_t n_sessions;
         uint64_t n_queued;           /* messages committed since start */
-        uint64_t n_transactions;     /* MAIL commands taken since start (Session.transaction) */
+        uint64_t n_transactions;     /* MAIL commands taken since start (Session.tx.number) */
         sd_event_source *status_timer;
         uint64_t data_budget;        /* bytes of message content all sessions may buffer */
         uint64_t data_in_use;        /* bytes buffered now: DATA in progress + awaiting commit */
@@ -303,7 +300,7 @@ typedef enum SessionPhase {
         PHASE_BDAT,      /* reading the bytes of a BDAT chunk (smtpd-bdat.c) */
         PHASE_COMMIT,    /* message handed to the committer; input paused until it answers */
         PHASE_WAIT,      /* waiting for an asynchronous answer (DNS, policy, anvil, SASL, ...):
-                          * input paused until session_wait_done(); see session_wait() */
+                          * input paused until session_resume(); see session_wait() */
         PHASE_CLOSING,   /* flush output, then close */
         PHASE_TLS,       /* TLS handshake in progress (smtpd-tls.c); no SMTP input */
 } SessionPhase;
@@ -353,8 +350,77 @@ typedef struct DataState {
         bool hops_exceeded;
         uint64_t body_bytes;     /* body bytes seen by body_checks */
         char *reject;            /* "550 5.7.1 text" from a REJECT action: refused at end of data */
+        bool out_of_memory;      /* a content-check action could not be recorded: 451 4.3.0 */
 } DataState;
 
+/* The client: what the handshake established (address, names, submit uid) and what the client
+ * told us about itself (HELO, TLS, SASL); a screening stage or a connect-time restriction needs
+ * only this part. Set by smtpd-session.c/-peername.c (connect), -command.c (HELO/EHLO), -tls.c
+ * and -auth.c; read everywhere. */
+typedef struct SmtpdClient {
+        char addr[64];           /* "127.0.0.2", or "" for a local submission */
+        char name[DNS_NAME_MAX]; /* verified client name, "unknown", or "local" */
+        char reverse_name[DNS_NAME_MAX];   /* the PTR name even if it does not verify, or "unknown" */
+        int name_status, reverse_name_status;   /* SMTPD_PEER_*: why a name is "unknown" */
+        char id_text[DNS_NAME_MAX + 72];   /* "name[addr]" for logs; "local uid=1000" for submit */
+        int family;
+        uint8_t addr_bytes[16];
+        unsigned port;           /* the client's TCP port, 0 if unknown (policy: client_port) */
+        char server_addr[64];    /* the address it connected to, "" if unknown or local */
+        unsigned server_port;
+        uid_t uid;               /* submit only */
+        bool uid_counted;        /* submit: holds a place in listener->uids (else: refused) */
+        bool uid_trusted;        /* ... counted as root */
+        int bare_newline;        /* smtpd_forbid_bare_newline after its exclusions */
+        unsigned ehlo_discard;   /* EHLO_* bits hidden for this client */
+
+        char *helo;
+        bool esmtp;
+        char *sasl_username;     /* set by a successful AUTH (smtpd-auth.c), else NULL */
+        char *sasl_method;
+        TlsConn *tls;            /* the TLS session once STARTTLS (or implicit TLS) began */
+        bool tls_active;         /* the handshake completed: all I/O is inside TLS */
+        bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
+                                  * event is reported in tls_established() (smtpd-tls.c) */
+} SmtpdClient;
+
+/* One recipient of a transaction, as RCPT gave it. */
+typedef struct SmtpdRecipient {
+        char *address;           /* the external form */
+        char *orcpt;             /* ORCPT "type;addr" (decoded) or NULL */
+        unsigned notify;         /* QUEUE_NOTIFY_* bits, 0 when not given */
+} SmtpdRecipient;
+void smtpd_recipient_done(SmtpdRecipient *r);
+
+/* A mail transaction, from MAIL to its commit (or RSET, or a refusal): everything here is
+ * forgotten by smtpd_transaction_reset() (smtpd-transaction.c). */
+typedef struct SmtpdTransaction {
+        bool in_mail;
+        char *sender;
+        char *body_type;
+        bool smtputf8;           /* MAIL FROM ... SMTPUTF8 */
+        int dsn_ret;             /* RET=: 0 none, 1 FULL, 2 HDRS */
+        char *dsn_envid;         /* ENVID= (decoded), or NULL */
+        SmtpdRecipient *rcpts;   /* accepted recipients */
+        size_t n_rcpts;
+        size_t rcpt_attempts;    /* RCPT commands in this transaction */
+        SmtpdRecipient rcpt_pending;   /* RCPT's NOTIFY/ORCPT while its restrictions run */
+        char queue_id[QUEUE_ID_MAX];
+        uint64_t number;         /* this transaction's number (from MAIL on; policy "instance") */
+        DataState *data;
+        uint64_t bdat_left;      /* bytes of the current BDAT chunk still to read */
+        bool bdat_last;          /* the current chunk is BDAT ... LAST */
+        bool bdat_active;        /* this transaction received BDAT chunks: DATA/MAIL/RCPT refused */
+        const char *bdat_error;  /* the current chunk is discarded and answered with this */
+        MessageActions actions;  /* this transaction's access/content-check decisions */
+} SmtpdTransaction;
+/* Forgets the transaction (frees what it holds; the struct is reusable). */
+void smtpd_transaction_reset(SmtpdTransaction *t);
+/* Appends a recipient (taking over what r holds; r is cleared). -ENOMEM leaves r as it was. */
+int smtpd_transaction_add_rcpt(SmtpdTransaction *t, SmtpdRecipient *r);
+
+/* One client connection: its machinery (socket, buffers, timers, the phase owned by
+ * smtpd-session.c), its client and its current transaction. */
 struct Session {
         Session *prev, *next;
         Server *server;
@@ -363,57 +429,18 @@ struct Session {
         int fd;
         sd_event_source *io;
         sd_event_source *timer;
-        SessionPhase phase;
+        SessionPhase phase;      /* written only by smtpd-session.c: read it with session_phase() */
 
-        char addr[64];           /* "127.0.0.2", or "" for a local submission */
-        char name[DNS_NAME_MAX]; /* verified client name, "unknown", or "local" */
-        char reverse_name[DNS_NAME_MAX];   /* the PTR name even if it does not verify, or "unknown" */
-        int name_status, reverse_name_status;   /* SMTPD_PEER_*: why a name is "unknown" */
-        char id_text[DNS_NAME_MAX + 72];   /* "name[addr]" for logs; "local uid=1000" for submit */
-        int family;
-        uint8_t addr_bytes[16];
-        uid_t uid;               /* submit only */
-        bool uid_counted;        /* submit: holds a place in listener->uids (else: refused) */
-        bool uid_trusted;        /* ... counted as root */
-        int bare_newline;        /* smtpd_forbid_bare_newline after its exclusions */
+        SmtpdClient client;
+        SmtpdTransaction tx;
 
         StrBuf in, out;
         bool skip_line;          /* discarding the rest of an overlong command line */
         bool want_write;         /* output pending: EPOLLOUT armed, input paused */
         bool output_full;        /* processing stopped at the output high-water mark */
 
-        char *helo;
-        char *sasl_username;     /* set by a successful AUTH (smtpd-auth.c), else NULL */
-        char *sasl_method;
-        TlsConn *tls;            /* the TLS session once STARTTLS (or implicit TLS) began */
-        bool tls_active;         /* the handshake completed: all I/O is inside TLS */
-        bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
-                                  * event is reported in tls_established() (smtpd-tls.c) */
         SmtpdAuth *auth;         /* an AUTH exchange in progress (smtpd-auth.c), else NULL */
-        bool esmtp;
-        bool in_mail;
-        char *sender;
-        char *body_type;
-        bool smtputf8;           /* MAIL FROM ... SMTPUTF8 */
-        int dsn_ret;             /* RET=: 0 none, 1 FULL, 2 HDRS */
-        char *dsn_envid;         /* ENVID= (decoded), or NULL */
-        char **rcpts;
-        char **rcpt_orcpts;      /* per recipient: ORCPT "type;addr" (decoded) or NULL */
-        unsigned *rcpt_notify;   /* per recipient: QUEUE_NOTIFY_* bits, 0 when not given */
-        size_t n_rcpts;
-        size_t rcpt_attempts;    /* RCPT commands in this transaction */
-        char queue_id[QUEUE_ID_MAX];
-        uint64_t transaction;    /* this transaction's number (from MAIL on; policy "instance") */
-        DataState *data;
-        uint64_t bdat_left;      /* bytes of the current BDAT chunk still to read */
-        bool bdat_last;          /* the current chunk is BDAT ... LAST */
-        bool bdat_active;        /* this transaction received BDAT chunks: DATA/MAIL/RCPT refused */
-        const char *bdat_error;  /* the current chunk is discarded and answered with this */
-        unsigned ehlo_discard;   /* EHLO_* bits hidden for this client */
-        MessageActions actions;  /* this transaction's access/content-check decisions */
-        unsigned rcpt_pending_notify;   /* RCPT's NOTIFY/ORCPT while its restrictions run */
-        char *rcpt_pending_orcpt;
-        CommitJob *job;          /* while PHASE_COMMIT */
+        CommitJob *job;          /* while PHASE_COMMIT (the transaction was reset already) */
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
         void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
         void *wait_userdata;
@@ -453,28 +480,45 @@ void session_reply_raw(Session *s, const char *text);
 bool session_flush(Session *s);
 /* Ends the session after the output drained. */
 void session_close_after_flush(Session *s);
-/* Resumes input processing after a commit finished (called from the commit completion). */
-void session_resume(Session *s);
 /* Processes buffered input until it runs out or the session pauses. */
 void session_process_input(Session *s);
+
+/* The phase belongs to this file: other files read it with session_phase() and ask for a
+ * transition with the functions below. Each applies to the phase the session is in or, while it
+ * waits, to the phase it returns to when the wait ends (a finish callback may run inside one). */
+SessionPhase session_phase(const Session *s);
+bool session_waiting(const Session *s);
+/* DATA/BDAT content is read (or the TLS handshake completed): back to reading commands. */
+void session_enter_command(Session *s);
+/* The 354 to DATA is queued: the input is message content. */
+void session_enter_data(Session *s);
+/* BDAT: the next bytes are the chunk (smtpd-bdat.c counts them). */
+void session_enter_bdat(Session *s);
+/* The message went to the committer: input pauses until session_resume() (the session holds
+ * job until then; session_free() tells the job the client went away). */
+void session_enter_commit(Session *s, CommitJob *job);
+/* The 220 to STARTTLS is queued (or implicit TLS): the next session_flush() starts the handshake. */
+void session_enter_tls(Session *s);
+
 /* Asynchronous work inside a command (a DNS lookup, a policy or anvil query, a SASL step):
  * the command handler starts the operation, calls session_wait() and returns without a reply.
  * Input stays paused (pipelined commands wait in the buffer) and the idle timer does not run.
- * The operation's completion callback appends the reply and calls session_wait_done(), which
- * returns to the previous phase and goes on with buffered input. If the session ends first
- * (client gone, shutdown), cancel(userdata) is called once so the operation drops its pointer to
- * the session; the completion callback must then not run for it. Only one wait at a time. */
+ * If the session ends first (client gone, shutdown), cancel(userdata) is called once so the
+ * operation drops its pointer to the session; its completion must then not run for it. Only one
+ * wait at a time.
+ * The completion ends the wait with session_resume(): SESSION_RESUME_INPUT returns to the
+ * previous phase and goes on with buffered input (or, shutting down, closes after the output);
+ * SESSION_RESUME_ONLY just returns to the previous phase, so that the caller can reply and
+ * maybe start another wait; unless it did, it then calls session_resume(SESSION_RESUME_INPUT).
+ * A commit (session_enter_commit) ends the same way, back in PHASE_COMMAND. */
+typedef enum SessionResume { SESSION_RESUME_INPUT, SESSION_RESUME_ONLY } SessionResume;
 void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata);
-void session_wait_done(Session *s);
-/* Ends the wait without processing input (the caller then replies, may start another wait,
- * and calls session_resume() when it did not). */
-void session_wait_end(Session *s);
-/* Goes on with buffered input after session_wait_end() (or closes when shutting down). */
-void session_continue(Session *s);
+void session_resume(Session *s, SessionResume how);
 
 /* smtpd-tls.c */
-/* Fills the TLS fields of a settings snapshot from main.cf; a credential failure is logged and
- * leaves TLS unavailable (STARTTLS answers 454) rather than failing the snapshot. */
+/* Loads the TLS credentials of a settings snapshot (its level is already set); a credential
+ * failure is logged and leaves TLS unavailable (STARTTLS answers 454) rather than failing the
+ * snapshot. */
 int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s);
 /* Whether STARTTLS is offered now (level may/encrypt, credentials loaded, not yet active). */
 bool smtpd_tls_offer(Session *s);
@@ -503,7 +547,6 @@ unsigned command_ehlo_mask(char **words);
 void command_execute(Session *s, char *line, size_t len);
 /* Sends the greeting (or, with smtpd_delay_reject = no, the client restrictions' refusal). */
 void command_greet(Session *s);
-void command_reset_transaction(Session *s);
 void command_log_disconnect(Session *s);
 
 /* smtpd-restrictions.c */
@@ -531,37 +574,6 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
 int smtpd_local_user_known(Session *s, const char *local);
 bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error);
 
-/* Asynchronous restriction elements (DNSBL/RHSBL lookups, unknown-domain and client-name
- * checks, policy delegation). The restriction engine (smtpd-check.c) starts one with the
- * element's argument and the address being checked, calls session_wait(), and continues the
- * restriction list when done() is called. What done() gets differs by kind:
- *   - DNS checks (smtpd_check_dns_start) give their final wording, sent as it is: NULL or
- *     "DUNNO" to go on, "OK" (a DNSWL hit), a complete reply ("554 5.7.1 Service unavailable;
- *     Client host [a] blocked using zone", "450 4.1.8 <a@b>: Sender address rejected: Domain not
- *     found"), or "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures.
- *   - Policy servers (smtpd_check_policy_start) give an access(5) action ("DUNNO", "OK",
- *     "REJECT text", "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...), applied
- *     exactly as a check_*_access table value, with the decoration of the restriction class.
- * done() is never called from inside the start function (results known at once are delivered
- * from a deferred event). smtpd_check_cancel() stops an operation whose session went away; done()
- * is then not called. An operation bounds its own time (DNS, policy timeouts). */
-typedef struct SmtpdCheck SmtpdCheck;
-typedef void (*SmtpdCheckDone)(Session *s, const char *action, void *userdata);
-/* smtpd-dnsbl.c. what: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",
- * "reject_rhsbl_helo", "reject_rhsbl_recipient", "reject_rhsbl_reverse_client",
- * "permit_dnswl_client", "reject_unknown_sender_domain", "reject_unknown_recipient_domain",
- * "reject_unknown_helo_hostname", "reject_unknown_client_hostname",
- * "reject_unknown_reverse_client_hostname"; arg: the element's argument ("zone[=d.d.d.d]" for
- * the DNS lists, NULL otherwise); subject: the address or name checked (sender, recipient,
- * HELO name; NULL for client checks, which use the session). */
-int smtpd_check_dns_start(Session *s, const char *what, const char *arg, const char *subject,
-                          SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
-/* smtpd-policy.c: check_policy_service SERVICE (unix:path, inet:host:port or a path), with the
- * protocol state ("RCPT", "DATA", "END-OF-MESSAGE", ...) and the sender/recipient in question. */
-int smtpd_check_policy_start(Session *s, const char *service, const char *protocol_state,
-                             const char *sender, const char *recipient,
-                             SmtpdCheckDone done, void *userdata, SmtpdCheck **ret);
-void smtpd_check_cancel(SmtpdCheck *op);
 /* smtpd-policy.c: closes the policy connections kept for reuse (shutdown). */
 void smtpd_policy_shutdown(void);
 
@@ -574,14 +586,63 @@ int smtpd_peername_start(Session *s);
 typedef enum CheckStage {
         STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
 } CheckStage;
+
+/* Hooks: the restriction elements that ask something outside smtpd (DNS lists, unknown-domain
+ * and client-name checks, a policy service; later a milter, or screening checks at connect)
+ * behind one interface. A hook sees only the client and the transaction, never the session, so
+ * that a connect-time stage can run it before any SMTP command, with only the client part set.
+ *
+ * start() begins the operation with the element's argument and what is being checked; it
+ * returns <0 (nothing started, done() never called) or 0 with *ret set; done(action, userdata)
+ * is then called exactly once, later: never from inside start() (results known at once are
+ * delivered from a deferred event). The action is:
+ *   - DNS checks (smtpd_hook_dns, "final" wording): NULL or "DUNNO" to go on, "OK" (a DNSWL
+ *     hit), a complete reply sent as it is ("554 5.7.1 Service unavailable; Client host [a]
+ *     blocked using zone", "450 4.1.8 <a@b>: Sender address rejected: Domain not found"), or
+ *     "DEFER_IF_PERMIT " followed by a complete reply for temporary DNS failures;
+ *   - policy services (smtpd_hook_policy): an access(5) action ("DUNNO", "OK", "REJECT text",
+ *     "DEFER_IF_PERMIT text", "450 4.7.1 text", "PREPEND hdr: v", ...), which the restriction
+ *     engine applies exactly as a check_*_access table value, with the decoration of the
+ *     restriction class.
+ * cancel(op) stops an operation whose session went away (done() is then not called). The client
+ * and transaction must outlive the operation (the session cancels it before it frees them). An
+ * operation bounds its own time (DNS, policy timeouts). Anvil's client limits and the content
+ * checks (smtpd-cleanup.c) are not hooks: they run at fixed points of the command handlers and
+ * the content path, not as restriction elements. */
+typedef struct SmtpdHookOp SmtpdHookOp;   /* opaque: each hook casts its own operation */
+typedef struct SmtpdHookArgs {
+        const SmtpdSettings *settings;
+        Server *server;          /* the event loop and the DNS resolver */
+        CheckStage stage;
+        const char *element;     /* the restriction element ("reject_rbl_client", ...) */
+        const char *arg;         /* its argument: "zone[=d.d.d.d]" for DNS lists, the policy
+                                  * service (unix:path, inet:host:port or a path); or NULL */
+        const char *subject;     /* DNS: the address or name checked (sender, recipient, HELO
+                                  * name); NULL for client checks, which use the client */
+        const char *recipient;   /* policy: the recipient in question, or NULL */
+} SmtpdHookArgs;
+typedef void (*SmtpdHookDone)(const char *action, void *userdata);
+typedef struct SmtpdHook {
+        const char *name;
+        int (*start)(const SmtpdClient *c, const SmtpdTransaction *t, const SmtpdHookArgs *a,
+                     SmtpdHookDone done, void *userdata, SmtpdHookOp **ret);
+        void (*cancel)(SmtpdHookOp *op);
+} SmtpdHook;
+/* smtpd-dnsbl.c. Elements: "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender",
+ * "reject_rhsbl_helo", "reject_rhsbl_recipient", "reject_rhsbl_reverse_client",
+ * "permit_dnswl_client", "reject_unknown_sender_domain", "reject_unknown_recipient_domain",
+ * "reject_unknown_helo_hostname", "reject_unknown_client_hostname",
+ * "reject_unknown_reverse_client_hostname". */
+extern const SmtpdHook smtpd_hook_dns;
+/* smtpd-policy.c: check_policy_service, with the stage as protocol_state ("RCPT", "DATA",
+ * "END-OF-MESSAGE", ...) and the transaction's sender. */
+extern const SmtpdHook smtpd_hook_policy;
 /* Called once with the outcome (accepted or not; a refusal was already answered and logged).
- * May run from the event loop after an asynchronous element; the session is then in
- * PHASE_WAIT and goes on with buffered input after finish returns. */
+ * May run from the event loop after an asynchronous element; the wait has then ended and the
+ * session goes on with buffered input after finish returns (unless finish waits again). */
 typedef void (*SmtpdCheckFinish)(Session *s, const char *rcpt, bool accepted);
 /* Evaluates the restrictions of stage (rcpt: the recipient at STAGE_RCPT, else NULL). */
 void smtpd_check_run(Session *s, CheckStage stage, const char *rcpt, SmtpdCheckFinish finish);
-/* Sets the phase the session goes on in; correct inside a finish callback too. */
-void smtpd_check_set_phase(Session *s, SessionPhase phase);
 void smtpd_check_session_done(Session *s);
 
 /* smtpd-access.c: access(5) actions, reply building and reject footers. */
@@ -591,7 +652,7 @@ typedef enum AccessVerdict {
 } AccessVerdict;
 /* Applies an access(5) value found for entity (e.g. "user@example.org") in a lookup of class
  * label ("Sender address"). Sets *ret_text (allocated) to the reply for REJECT/DEFER_IF_*, or
- * to the list for ACCESS_LIST. Message-wide actions (HOLD, BCC, ...) go to s->actions. */
+ * to the list for ACCESS_LIST. Message-wide actions (HOLD, BCC, ...) go to s->tx.actions. */
 AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt, const char *value,
                                  const char *entity, const char *label, char **ret_text);
 /* "554 5.7.1 text": builds a reply; the enhanced code from text if it starts with one
@@ -605,7 +666,8 @@ void smtpd_log_action(Session *s, CheckStage stage, const char *rcpt, const char
                       const char *text);
 
 /* smtpd-auth.c */
-/* Reads the AUTH parameters into s and opens the Dovecot connection; logs its own errors. */
+/* Checks the SASL type and security options and opens the Dovecot connection when AUTH is
+ * enabled (the other AUTH values are already set); logs its own errors. */
 int smtpd_auth_settings(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_auth_settings_done(SmtpdSettings *s);
 /* Whether AUTH is offered in this session (enabled, not the submit socket, and TLS active
@@ -630,13 +692,15 @@ bool smtpd_auth_mail_param(Session *s, const char *value);
 /* smtpd-anvil.c: client limits through postern-anvil (one shared connection, see the file).
  * Each smtpd_anvil_<event>() reports an event of the session's client; it returns true when the
  * session now waits for anvil's answer (session_wait() was called): done(s, allowed, userdata)
- * then runs later, followed by session_wait_done(). When allowed is false the refusal has been
+ * then runs later, after the wait ended (session_resume(s, SESSION_RESUME_ONLY)), and the session
+ * goes on with its input afterwards unless done() started another wait. When allowed is false the refusal has been
  * replied and logged in Postfix's words (and for connect/newtls the session is closing); when
  * true the caller goes on. false means no wait (exempt client, limit off, anvil unavailable):
  * the caller goes on at once and done is not called. If the session ends while waiting,
  * free_userdata(userdata) is called instead of done (either may be NULL). */
 typedef void (*SmtpdAnvilDone)(Session *s, bool allowed, void *userdata);
-int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *ret);
+/* Parses smtpd_client_event_limit_exceptions into l (the limits are already set). */
+int smtpd_anvil_settings(Conf *c, const char *listener, SmtpdAnvilLimits *l);
 void smtpd_anvil_settings_done(SmtpdAnvilLimits *l);
 int smtpd_anvil_new(Server *srv, const char *path, SmtpdAnvil **ret);
 SmtpdAnvil *smtpd_anvil_free(SmtpdAnvil *a);
@@ -680,7 +744,8 @@ void bdat_process(Session *s);
 /* Appends content bytes within the data budget (used by the content checks). */
 void data_content_add(Session *s, const void *p, size_t n);
 
-/* smtpd-cleanup.c: the content checks, called from the content path of smtpd-data.c. */
+/* smtpd-cleanup.c: the content checks, called from the content path of smtpd-data.c.
+ * smtpd_cleanup_settings() opens header_checks and body_checks. */
 int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_cleanup_settings_done(SmtpdSettings *s);
 /* A logical header starts at the current end of the content. */
@@ -697,7 +762,7 @@ int cleanup_missing_to(Session *s, StrBuf *add);
 bool cleanup_end_of_data(Session *s);
 
 /* smtpd-commit.c */
-/* Applies s->actions to the job built from s's message: hold, filter, redirect (replaces all
+/* Applies s->tx.actions to the job built from s's message: hold, filter, redirect (replaces all
  * recipients), bcc (adds recipients, NOTIFY=NEVER), prepend (after our Received:). Returns 1
  * when the message is to be discarded (answered 250, not queued), 0, or -ENOMEM. */
 int commit_apply_actions(Session *s, CommitJob *j);

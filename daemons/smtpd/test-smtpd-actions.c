@@ -12,7 +12,7 @@
 /* smtpd-commit.c's other dependencies, not used by commit_apply_actions(). */
 void session_reply(Session *s, const char *fmt, ...) {}
 void session_close_after_flush(Session *s) {}
-void session_resume(Session *s) {}
+void session_resume(Session *s, SessionResume how) {}
 void commit_job_free(CommitJob *j) {
         if (!j)
                 return;
@@ -23,13 +23,8 @@ void commit_job_free(CommitJob *j) {
         free(j);
 }
 
-/* message_actions_reset() lives in smtpd-command.c, which this test does not link. */
-static void actions_clear(MessageActions *a) {
-        free(a->hold), free(a->discard), free(a->redirect), free(a->filter);
-        strv_free(a->bcc);
-        strbuf_done(&a->prepend);
-        *a = (MessageActions) {};
-}
+/* smtpd-transaction.c's, not used by message_actions_reset(). */
+void data_state_free(DataState *d) {}
 
 #define RECEIVED "Received: from x (localhost [127.0.0.1])\n\tby h (Postern) id 1; date\n"
 #define CONTENT RECEIVED "Subject: s\n\nbody\n"
@@ -78,7 +73,7 @@ int main(void) {
 
         Session s = {};
         DataState d = { .rcvd_start = 0 };
-        s.data = &d;
+        s.tx.data = &d;
         const char *const one[] = { "bob@example.net", NULL };
         QueueMessage m;
         QueueRecipient *rc;
@@ -95,22 +90,22 @@ int main(void) {
         queue_message_done(&m), queue_recipients_free(rc, n), free(content), commit_job_free(j);
 
         /* DISCARD wins over everything else. */
-        CHECK((s.actions.discard = strdup("")));
-        CHECK((s.actions.hold = strdup("x")));
+        CHECK((s.tx.actions.discard = strdup("")));
+        CHECK((s.tx.actions.hold = strdup("x")));
         j = make_job(one);
         CHECK_INT(commit_apply_actions(&s, j), 1);
         commit_job_free(j);
-        actions_clear(&s.actions);
+        message_actions_reset(&s.tx.actions);
 
         /* HOLD, FILTER, BCC (a duplicate of a recipient and of itself are ignored), PREPEND. */
-        CHECK((s.actions.hold = strdup("")));
-        CHECK((s.actions.filter = strdup("scan:[127.0.0.1]:10025")));
-        s.actions.bcc = calloc(4, sizeof(char *));
-        CHECK(s.actions.bcc);
-        CHECK((s.actions.bcc[0] = strdup("audit@example.net")));
-        CHECK((s.actions.bcc[1] = strdup("BOB@example.net")));
-        CHECK((s.actions.bcc[2] = strdup("audit@example.net")));
-        CHECK_INT(strbuf_puts(&s.actions.prepend, "X-A: 1\nX-B: 2\n"), 0);
+        CHECK((s.tx.actions.hold = strdup("")));
+        CHECK((s.tx.actions.filter = strdup("scan:[127.0.0.1]:10025")));
+        s.tx.actions.bcc = calloc(4, sizeof(char *));
+        CHECK(s.tx.actions.bcc);
+        CHECK((s.tx.actions.bcc[0] = strdup("audit@example.net")));
+        CHECK((s.tx.actions.bcc[1] = strdup("BOB@example.net")));
+        CHECK((s.tx.actions.bcc[2] = strdup("audit@example.net")));
+        CHECK_INT(strbuf_puts(&s.tx.actions.prepend, "X-A: 1\nX-B: 2\n"), 0);
         j = make_job(one);
         CHECK_INT(commit_apply_actions(&s, j), 0);
         store_and_load(j, &m, &rc, &n, &content);
@@ -124,7 +119,7 @@ int main(void) {
         queue_message_done(&m), queue_recipients_free(rc, n), free(content), commit_job_free(j);
 
         /* REDIRECT replaces every recipient, BCC ones included. */
-        CHECK((s.actions.redirect = strdup("boss@example.net")));
+        CHECK((s.tx.actions.redirect = strdup("boss@example.net")));
         const char *const two[] = { "bob@example.net", "carol@example.net", NULL };
         j = make_job(two);
         CHECK_INT(commit_apply_actions(&s, j), 0);
@@ -133,7 +128,7 @@ int main(void) {
         CHECK_STR(rc[0].address, "boss@example.net");
         CHECK_INT(rc[0].notify, 0);
         queue_message_done(&m), queue_recipients_free(rc, n), free(content), commit_job_free(j);
-        actions_clear(&s.actions);
+        message_actions_reset(&s.tx.actions);
 
         queue_close(q);
         char cmd[128];

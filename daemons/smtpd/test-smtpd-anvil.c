@@ -77,8 +77,8 @@ int main(int argc, char *argv[]) {
         /* the connection is reported (a limit is on) and greeted once anvil answered */
         CHECK_INT(session_new(&l, sfd), 0);
         Session *s = srv.sessions;
-        CHECK(s && s->phase == PHASE_WAIT);
-        while (s->phase == PHASE_WAIT)
+        CHECK(s && session_phase(s) == PHASE_WAIT);
+        while (session_phase(s) == PHASE_WAIT)
                 CHECK(sd_event_run(e, 100 * USEC_PER_MSEC) >= 0);
         expect_line(client, "220 postern.test ESMTP Postern");
 
@@ -86,10 +86,10 @@ int main(int argc, char *argv[]) {
         for (int i = 0; i < 3; i++) {
                 result = -1;
                 CHECK(smtpd_anvil_auth(s, on_done, NULL, NULL));
-                CHECK(s->phase == PHASE_WAIT);
+                CHECK(session_phase(s) == PHASE_WAIT);
                 wait_answer(e);
                 CHECK_INT(result, i < 2);
-                CHECK(s->phase == PHASE_COMMAND);
+                CHECK(session_phase(s) == PHASE_COMMAND);
         }
         expect_line(client, "450 4.7.1 Error: too many AUTH commands from 127.0.0.2");
 
@@ -107,7 +107,7 @@ int main(int argc, char *argv[]) {
         wait_answer(e);
         CHECK_INT(result, 0);
         expect_line(client, "454 4.7.0 Error: too many new TLS sessions from 127.0.0.2");
-        CHECK(s->phase == PHASE_COMMAND);
+        CHECK(session_phase(s) == PHASE_COMMAND);
         result = -1;
         CHECK(smtpd_anvil_newtls(s, on_done, NULL, NULL));
         wait_answer(e);

@@ -55,7 +55,7 @@ void committer_drain(Committer *c) {
 
 /* No message actions are set without restrictions or content checks configured. */
 int commit_apply_actions(Session *s, CommitJob *j) {
-        return s->actions.discard ? 1 : 0;
+        return s->tx.actions.discard ? 1 : 0;
 }
 
 void committer_submit(Committer *c, CommitJob *job) {
@@ -168,10 +168,9 @@ static void complete_pending(Session *s) {
         check_job(j);
         if (getenv("FUZZ_TRACE"))
                 fprintf(stderr, "[content %zu bytes]\n%s[end]\n", j->content_len, j->content);
-        FUZZ_CHECK(s->phase == PHASE_COMMIT && s->job == j);
+        FUZZ_CHECK(session_phase(s) == PHASE_COMMIT && s->job == j);
         j->result = fail_commits ? -EIO : 0;
-        s->job = NULL;
-        s->phase = PHASE_COMMAND;
+        session_resume(s, SESSION_RESUME_ONLY);   /* back to PHASE_COMMAND */
         if (j->result >= 0) {
                 s->cmd_ok[CMD_DATA]++;
                 s->junk_count = 0;
@@ -193,20 +192,20 @@ static bool run(Session *s) {
                         complete_pending(s);
                         continue;
                 }
-                if (s->phase == PHASE_CLOSING)
+                if (session_phase(s) == PHASE_CLOSING)
                         return false;
                 if (s->output_full)
                         continue;
                 break;
         }
-        FUZZ_CHECK(s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT);
+        FUZZ_CHECK(session_phase(s) == PHASE_COMMAND || session_phase(s) == PHASE_DATA || session_phase(s) == PHASE_BDAT);
         FUZZ_CHECK(s->server->data_in_use <= s->server->data_budget);
-        if (s->phase == PHASE_COMMAND && !s->skip_line)
+        if (session_phase(s) == PHASE_COMMAND && !s->skip_line)
                 FUZZ_CHECK(s->in.len <= s->settings->line_length_limit);
-        if (s->phase == PHASE_DATA)
+        if (session_phase(s) == PHASE_DATA)
                 FUZZ_CHECK(s->in.len <= MAX(s->settings->line_length_limit, (size_t) 2048));
-        if (s->phase == PHASE_BDAT)   /* chunk bytes are consumed as they come; the carry is bounded */
-                FUZZ_CHECK(s->in.len == 0 && (!s->data || s->data->carry.len <=
+        if (session_phase(s) == PHASE_BDAT)   /* chunk bytes are consumed as they come; the carry is bounded */
+                FUZZ_CHECK(s->in.len == 0 && (!s->tx.data || s->tx.data->carry.len <=
                            MAX(s->settings->line_length_limit, (size_t) 2048) + 1));
         return true;
 }
@@ -244,27 +243,26 @@ int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         s->listener = &l;
         s->fd = -1;
         s->settings = smtpd_settings_ref(l.settings);
-        s->phase = PHASE_COMMAND;
         s->last_cmd = "CONNECT";
         srv.sessions = s;
         srv.n_sessions = 1;
         if (l.kind == LISTENER_SUBMIT) {
-                s->uid = ai == 0 ? 0 : ai == 1 ? 65534 : (uid_t) 4242;
-                snprintf(s->name, sizeof s->name, "local");
-                snprintf(s->id_text, sizeof s->id_text, "local[uid=%u]", (unsigned) s->uid);
+                s->client.uid = ai == 0 ? 0 : ai == 1 ? 65534 : (uid_t) 4242;
+                snprintf(s->client.name, sizeof s->client.name, "local");
+                snprintf(s->client.id_text, sizeof s->client.id_text, "local[uid=%u]", (unsigned) s->client.uid);
         } else {
-                s->family = ai < 2 ? AF_INET : AF_INET6;
-                memcpy(s->addr_bytes, addrs[ai], 16);
-                inet_ntop(s->family, s->addr_bytes, s->addr, sizeof s->addr);
+                s->client.family = ai < 2 ? AF_INET : AF_INET6;
+                memcpy(s->client.addr_bytes, addrs[ai], 16);
+                inet_ntop(s->client.family, s->client.addr_bytes, s->client.addr, sizeof s->client.addr);
                 bool loopback = ai == 0 || ai == 2;
-                snprintf(s->name, sizeof s->name, "%s", loopback ? "localhost" : "unknown");
-                snprintf(s->id_text, sizeof s->id_text, "%s[%s]", s->name, s->addr);
+                snprintf(s->client.name, sizeof s->client.name, "%s", loopback ? "localhost" : "unknown");
+                snprintf(s->client.id_text, sizeof s->client.id_text, "%s[%s]", s->client.name, s->client.addr);
         }
         /* session_new(): smtpd_forbid_bare_newline after its exclusions */
-        s->bare_newline = s->settings->bare_newline;
-        if (s->bare_newline == BARE_NEWLINE_YES &&
+        s->client.bare_newline = s->settings->bare_newline;
+        if (s->client.bare_newline == BARE_NEWLINE_YES &&
             smtpd_netlist_match(&s->settings->bare_newline_exclusions, s) > 0)
-                s->bare_newline = BARE_NEWLINE_NORMALIZE;
+                s->client.bare_newline = BARE_NEWLINE_NORMALIZE;
         session_reply(s, "220 %s", s->settings->banner);
         check_replies(&s->out);
         strbuf_done(&s->out);
@@ -272,7 +270,7 @@ int SMTPD_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         for (size_t off = 0; off < n;) {
                 size_t k = MIN(chunk, n - off);
                 /* on_io(): the rest of an overlong command line is dropped unbuffered */
-                if (!(s->skip_line && s->phase == PHASE_COMMAND && !memchr(in + off, '\n', k)))
+                if (!(s->skip_line && session_phase(s) == PHASE_COMMAND && !memchr(in + off, '\n', k)))
                         FUZZ_CHECK(strbuf_append(&s->in, in + off, k) == 0);
                 off += k;
                 if (!run(s))

@@ -156,10 +156,7 @@ class Postern:
         return s
 
     def _unix_listener(self, path, mode=0o666):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        pathlib.Path(path).unlink(missing_ok=True)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(str(path))
         os.chmod(path, mode)
@@ -211,10 +208,7 @@ class Postern:
         fds = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 200) for _, s in self.listeners[name]]
         names = ":".join(n for n, _ in self.listeners[name])
         notify_path = self.socket_dir / f"notify-{name}"
-        try:
-            os.unlink(notify_path)
-        except FileNotFoundError:
-            pass
+        notify_path.unlink(missing_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
 
@@ -370,15 +364,20 @@ class Postern:
         s.connect("127.0.0.1", self.smtp_port)
         return s
 
-    def send(self, sender, rcpts, msg, source_address=None):
-        """Sends one message over SMTP; returns the (code, text) of the reply to DATA."""
+    def send(self, sender, rcpts, msg, source_address=None, mail_options=(), extension=None):
+        """Sends one message over SMTP; returns the (code, text) of the reply to DATA (mailtest.send
+        returns the queue id instead). rcpts: addresses or (address, [RCPT options]) pairs;
+        extension: an EHLO keyword the server must offer."""
         with self.smtp(source_address) as s:
             s.ehlo()
-            code, text = s.mail(sender)
+            if extension:
+                assert s.has_extn(extension), extension
+            code, text = s.mail(sender, list(mail_options))
             assert code == 250, (code, text)
             for r in rcpts:
-                code, text = s.rcpt(r)
-                assert code == 250, (r, code, text)
+                addr, opts = (r, ()) if isinstance(r, str) else r
+                code, text = s.rcpt(addr, list(opts))
+                assert code == 250, (addr, code, text)
             code, text = s.data(msg)
             return code, text.decode(errors="replace")
 

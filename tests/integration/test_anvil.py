@@ -170,6 +170,17 @@ def mails(postern, source, n):
     return out
 
 
+def mails_until_limited(postern, source, timeout=10):
+    """Two MAIL commands from source, again and again until the second is refused (anvil's limits
+    apply again) or timeout seconds passed; returns the last two replies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = mails(postern, source, 2)
+        if got[1].startswith("450") or time.monotonic() > deadline:
+            return got
+        time.sleep(0.3)
+
+
 WARNING = r"warning: problem talking to server \S+/anvil: "
 
 
@@ -185,12 +196,7 @@ def test_anvil_killed_and_restarted(postern):
     assert mails(postern, "127.0.0.2", 2) == ["250 2.1.0 Ok"] * 2
     assert len(re.findall(WARNING, postern.log("smtpd"))) == 1, postern.log("smtpd")
     postern.restart("anvil")
-    deadline = time.monotonic() + 10
-    while True:
-        got = mails(postern, "127.0.0.2", 2)
-        if got[1].startswith("450") or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    got = mails_until_limited(postern, "127.0.0.2")
     assert got[1] == "450 4.7.1 Error: too much mail from 127.0.0.2", got
     postern.wait_log("smtpd", r"server \S+/anvil answers again; client rate limits apply")
     assert len(re.findall(WARNING, postern.log("smtpd"))) == 1
@@ -314,12 +320,7 @@ def test_anvil_stopped_times_out(postern):
         postern.wait_log("smtpd", WARNING + "timeout")
     finally:
         postern.kill("anvil", signal.SIGCONT)
-    deadline = time.monotonic() + 10
-    while True:
-        got = mails(postern, "127.0.0.2", 2)
-        if got[1].startswith("450") or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    got = mails_until_limited(postern, "127.0.0.2")
     assert got[1] == "450 4.7.1 Error: too much mail from 127.0.0.2", got
     assert len(re.findall(WARNING, postern.log("smtpd"))) == 1
 

@@ -11,33 +11,23 @@ import email.policy
 import mailbox
 import re
 import time
+from functools import partial
 
 import pytest
 
+import mailtest
 from smtp_peers import Scripted, Sink
 
 HOST = "postern.test"
 SENDER = f"ptest1@{HOST}"
 
 
-def msg(mid, to="bob@remote.example", body="Body of the message.\r\n"):
-    return (f"From: <{SENDER}>\r\nTo: <{to}>\r\nSubject: dsn test\r\n"
-            f"Message-ID: <{mid}>\r\n\r\n{body}").encode()
+msg = partial(mailtest.msg, sender=SENDER, subject="dsn test", body="Body of the message.\r\n")
 
 
 def send(postern, rcpts, data, mail_opts=(), sender=SENDER):
     """rcpts: [(address, [rcpt options])]. Returns the queue id."""
-    with postern.smtp() as s:
-        s.ehlo()
-        assert s.has_extn("dsn")
-        code, text = s.mail(sender, list(mail_opts))
-        assert code == 250, text
-        for addr, opts in rcpts:
-            code, text = s.rcpt(addr, list(opts))
-            assert code == 250, (addr, text)
-        code, text = s.data(data)
-        assert code == 250, text
-        return re.search(r"queued as ([0-9A-Z]+)", text.decode()).group(1)
+    return mailtest.send(postern, sender, rcpts, data, mail_options=mail_opts, extension="dsn")
 
 
 def notices(postern, user):

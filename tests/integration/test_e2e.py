@@ -3,11 +3,12 @@
 
 import email
 import email.policy
-import re
 import shutil
 import subprocess
 
 import pytest
+
+from mailtest import queue_id
 
 
 def swaks(postern, *args):
@@ -18,18 +19,12 @@ def swaks(postern, *args):
                           timeout=30)
 
 
-def queue_id_from_reply(text):
-    m = re.search(r"queued as ([0-9A-Z]+)", text)
-    assert m, f"no queue id in {text!r}"
-    return m.group(1)
-
-
 def test_swaks_to_local_mbox(postern):
     postern.start()
     r = swaks(postern, "--from", "sender@example.org", "--to", "ptest1@localhost",
               "--header", "Subject: first mail", "--body", "Hello from swaks.\nFrom here on.\n")
     assert r.returncode == 0, r.stdout + r.stderr
-    qid = queue_id_from_reply(r.stdout)
+    qid = queue_id(r.stdout)
 
     box = postern.wait_mailbox("ptest1", r"Hello from swaks\.")
     msg = email.message_from_string(box.split("\n", 1)[1], policy=email.policy.default)

@@ -3,21 +3,19 @@ and "lmtp:inet:host:port" next hops, LHLO, and one reply per accepted recipient 
 (aiosmtpd's LMTP server, and a scripted LMTP server for temporary failures)."""
 
 import re
+from functools import partial
 
 import pytest
 from aiosmtpd.controller import UnixSocketController
 from aiosmtpd.lmtp import LMTP
 
+import mailtest
+from mailtest import send
 from smtp_peers import Scripted
 
 
-def msg(mid):
-    return (f"From: <ptest1@postern.test>\r\nTo: <bob@lmtp.example>\r\nSubject: lmtp test\r\n"
-            f"Message-ID: <{mid}>\r\n\r\nHello over LMTP.\r\n.dot line\r\n").encode()
-
-
-def queue_id(text):
-    return re.search(r"queued as ([0-9A-Z]+)", text).group(1)
+msg = partial(mailtest.msg, to="bob@lmtp.example", subject="lmtp test",
+              body="Hello over LMTP.\r\n.dot line\r\n")
 
 
 class LmtpHandler:
@@ -52,9 +50,8 @@ def test_lmtp_unix_per_recipient_replies(postern, lmtp_server):
     h, path = lmtp_server
     postern.configure(transport_maps=f"inline:{{ lmtp.example=lmtp:unix:{path} }}")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["bob@lmtp.example", "full@lmtp.example",
-                                                      "carol@lmtp.example"], msg("lmtp-1@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@lmtp.example", "full@lmtp.example",
+                                                "carol@lmtp.example"], msg("lmtp-1@test"))
     relay = re.escape(f"localhost[{path}]")
     postern.wait_log("smtp", rf"{qid}: to=<bob@lmtp\.example>, relay={relay}, .*dsn=2\.0\.0, "
                              r"status=sent \(250 2\.0\.0 <bob@lmtp\.example> delivered\)")
@@ -79,9 +76,8 @@ def test_lmtp_inet_temporary_failure_per_recipient(postern):
         postern.configure(transport_maps=f"inline:{{ lmtp.example=lmtp:inet:127.0.0.1:{s.port} }}",
                           minimal_backoff_time="600s")
         postern.start()
-        code, text = postern.send("ptest1@postern.test", ["slow@lmtp.example", "bob@lmtp.example"],
-                                  msg("lmtp-2@test"))
-        qid = queue_id(text)
+        qid = send(postern, "ptest1@postern.test", ["slow@lmtp.example", "bob@lmtp.example"],
+                   msg("lmtp-2@test"))
         postern.wait_log("smtp", rf"{qid}: to=<bob@lmtp\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{s.port}, "
                                  r".*status=sent")
         m = postern.wait_log("smtp", rf"{qid}: to=<slow@lmtp\.example>.*dsn=4\.2\.2, status=deferred \((.*)\)")
@@ -98,7 +94,6 @@ def test_lmtp_inet_temporary_failure_per_recipient(postern):
 def test_lmtp_bad_nexthop(postern):
     postern.configure(transport_maps="inline:{ lmtp.example=lmtp:unix:relative/path }")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["bob@lmtp.example"], msg("lmtp-3@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@lmtp.example"], msg("lmtp-3@test"))
     m = postern.wait_log("smtp", rf"{qid}: to=<bob@lmtp\.example>, relay=none, .*status=deferred \((.*)\)")
     assert m.group(1) == "bad LMTP socket path in next hop: relative/path"

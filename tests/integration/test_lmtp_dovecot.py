@@ -4,16 +4,18 @@ the queue and the log, and an unknown user is refused by Dovecot for that recipi
 
 import os
 import re
+from functools import partial
 
 import pytest
 
+import mailtest
+from mailtest import send
 from peers import Dovecot
 from smtp_peers import free_port
 
 
-def msg(mid):
-    return (f"From: <ptest1@postern.test>\r\nTo: <alice@mail.example>\r\nSubject: dovecot lmtp\r\n"
-            f"Message-ID: <{mid}>\r\n\r\nHello, Dovecot.\r\n.a dot-stuffed line\r\n").encode()
+msg = partial(mailtest.msg, to="alice@mail.example", subject="dovecot lmtp",
+              body="Hello, Dovecot.\r\n.a dot-stuffed line\r\n")
 
 
 def start_dovecot_lmtp(ssl_config=None):
@@ -65,17 +67,12 @@ def maildir_messages(d, user):
     return [p.read_bytes() for p in new.iterdir()] if new.exists() else []
 
 
-def queue_id(text):
-    return re.search(r"queued as ([0-9A-Z]+)", text).group(1)
-
-
 def test_dovecot_lmtp_unix_socket(postern, dovecot_lmtp):
     d = dovecot_lmtp
     postern.configure(transport_maps=f"inline:{{ mail.example=lmtp:unix:{d.lmtp_path} }}")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@mail.example",
-                                                      "nosuchuser@mail.example"], msg("dovecot-1@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example", "bob@mail.example",
+                                                "nosuchuser@mail.example"], msg("dovecot-1@test"))
     relay = re.escape(f"localhost[{d.lmtp_path}]")
     for user in ("alice", "bob"):
         postern.wait_log("smtp", rf"{qid}: to=<{user}@mail\.example>, relay={relay}, .*dsn=2\.0\.0, "
@@ -94,8 +91,7 @@ def test_dovecot_lmtp_tcp(postern, dovecot_lmtp):
     d = dovecot_lmtp
     postern.configure(transport_maps=f"inline:{{ mail.example=lmtp:inet:[127.0.0.1]:{d.lmtp_port} }}")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example"], msg("dovecot-2@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example"], msg("dovecot-2@test"))
     postern.wait_log("smtp", rf"{qid}: to=<alice@mail\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{d.lmtp_port}, "
                              r".*status=sent", timeout=20)
     assert len(maildir_messages(d, "alice")) == 1

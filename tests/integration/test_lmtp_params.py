@@ -7,22 +7,19 @@ sides, and invalid lmtp_* values refused at start naming the parameter."""
 
 import re
 import time
+from functools import partial
 
 import pytest
 
+import mailtest
+from mailtest import send
 from smtp_peers import free_port
 from test_lmtp_dovecot import maildir_messages, start_dovecot_lmtp
 from test_smtp_tls import HOST, pki, tls_host   # noqa: F401 (fixtures: a private CA, mail.tls.test)
 from test_smtpd_tls import CERTTOOL
 
 
-def msg(mid, to="alice@mail.example"):
-    return (f"From: <ptest1@postern.test>\r\nTo: <{to}>\r\nSubject: lmtp params\r\n"
-            f"Message-ID: <{mid}>\r\n\r\nHello.\r\n").encode()
-
-
-def queue_id(text):
-    return re.search(r"queued as ([0-9A-Z]+)", text).group(1)
+msg = partial(mailtest.msg, to="alice@mail.example", subject="lmtp params")
 
 
 def rcpt_row(postern, qid, address):
@@ -63,9 +60,8 @@ def test_lhlo_name_and_bind_address_differ_from_smtp_ones(postern, dovecot_lmtp,
                       smtp_helo_name="smtp-side.postern.test", lmtp_lhlo_name="lmtp-side.postern.test",
                       smtp_bind_address="127.0.0.2", lmtp_bind_address="127.0.0.3")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example",
-                                                      "carol@scripted.example"], msg("lhlo-1@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example", "bob@relay.example",
+                                                "carol@scripted.example"], msg("lhlo-1@test"))
     for rcpt in ("alice@mail.example", "bob@relay.example", "carol@scripted.example"):
         postern.wait_log("smtp", rf"{qid}: to=<{re.escape(rcpt)}>, .*status=sent", timeout=20)
     got = maildir_messages(d, "alice")
@@ -86,9 +82,8 @@ def test_lmtp_data_done_timeout_not_smtp_one(postern, scripted):
     smtp = scripted(replies={"DOT": None})
     postern.configure(**routes(f"inet:[127.0.0.1]:{lmtp.port}", smtp.port), lmtp_data_done_timeout="1s")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
-                              msg("dot-timeout@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
+               msg("dot-timeout@test"))
     st, dsn, diag = wait_deferred(postern, qid, "alice@mail.example", timeout=15)
     assert dsn == "4.4.2"
     assert diag == (f"conversation with 127.0.0.1[127.0.0.1]:{lmtp.port} timed out while sending end of "
@@ -107,9 +102,8 @@ def test_lmtp_lhlo_timeout_not_smtp_one(postern, scripted):
                       smtp_helo_timeout="3s")
     postern.start()
     start = time.monotonic()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
-                              msg("lhlo-timeout@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
+               msg("lhlo-timeout@test"))
     st, dsn, diag = wait_deferred(postern, qid, "alice@mail.example", timeout=15)
     lmtp_after = time.monotonic() - start
     assert diag == (f"conversation with 127.0.0.1[127.0.0.1]:{lmtp.port} timed out while receiving the "
@@ -129,9 +123,8 @@ def test_lmtp_tls_encrypt_defers_lmtp_while_smtp_goes_out(postern, dovecot_lmtp,
     postern.configure(**routes(f"inet:[127.0.0.1]:{d.lmtp_port}", smtp.port),
                       lmtp_tls_security_level="encrypt", smtp_tls_security_level="may")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
-                              msg("lmtp-tls@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
+               msg("lmtp-tls@test"))
     st, dsn, diag = wait_deferred(postern, qid, "alice@mail.example")
     assert dsn == "4.7.4"
     assert diag == f"TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]:{d.lmtp_port}"
@@ -158,9 +151,8 @@ def test_lmtp_tls_verify_with_dovecot_starttls(postern, dovecot_lmtp_tls, pki, t
                                      f"relay.example=smtp:[127.0.0.1]:{smtp.port} }}",
                       lmtp_tls_security_level="verify", lmtp_tls_CAfile=pki["ca"], lmtp_tls_loglevel=1)
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
-                              msg("lmtp-starttls@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example", "bob@relay.example"],
+               msg("lmtp-starttls@test"))
     relay = rf"{re.escape(HOST)}\[127\.0\.0\.1\]:{d.lmtp_port}"
     postern.wait_log("smtp", rf"Verified TLS connection established to {relay}: TLSv1\.[23] with cipher ")
     postern.wait_log("smtp", rf"{qid}: to=<alice@mail\.example>, relay={relay}, .*status=sent", timeout=20)
@@ -175,8 +167,7 @@ def test_lmtp_tcp_port_for_inet_host_without_port(postern, dovecot_lmtp):
     postern.configure(transport_maps="inline:{ mail.example=lmtp:inet:127.0.0.1 }",
                       lmtp_tcp_port=d.lmtp_port, smtp_tcp_port=free_port())
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example"], msg("tcp-port@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example"], msg("tcp-port@test"))
     postern.wait_log("smtp", rf"{qid}: to=<alice@mail\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:"
                              rf"{d.lmtp_port}, .*status=sent", timeout=20)
     assert len(maildir_messages(d, "alice")) == 1
@@ -187,8 +178,8 @@ def test_lmtp_tcp_port_default_is_24(postern):
     test's network namespace), not to smtp_tcp_port."""
     postern.configure(transport_maps="inline:{ mail.example=lmtp:inet:127.0.0.1 }")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["alice@mail.example"], msg("port-24@test"))
-    st, dsn, diag = wait_deferred(postern, queue_id(text), "alice@mail.example")
+    qid = send(postern, "ptest1@postern.test", ["alice@mail.example"], msg("port-24@test"))
+    st, dsn, diag = wait_deferred(postern, qid, "alice@mail.example")
     assert diag == "connect to 127.0.0.1[127.0.0.1]:24: Connection refused"
 
 
@@ -203,9 +194,9 @@ def test_sighup_reloads_both_sides(postern, scripted):
     postern.start()
 
     def deliver(mid):
-        code, text = postern.send("ptest1@postern.test", ["alice@mail.example", "bob@relay.example"], msg(mid))
+        qid = send(postern, "ptest1@postern.test", ["alice@mail.example", "bob@relay.example"], msg(mid))
         for rcpt in (r"alice@mail\.example", r"bob@relay\.example"):
-            postern.wait_log("smtp", rf"{queue_id(text)}: to=<{rcpt}>, .*status=sent", timeout=20)
+            postern.wait_log("smtp", rf"{qid}: to=<{rcpt}>, .*status=sent", timeout=20)
 
     deliver("reload-1@test")
     postern.configure(lmtp_lhlo_name="after.lmtp.test", smtp_helo_name="after.smtp.test",

@@ -114,6 +114,19 @@ def start_qmgr(postern, **conf):
     postern.start("qmgr")   # creates queue.db (QUEUE_OPEN_CREATE)
 
 
+def deferred_once(postern, fake_local):
+    """qmgr (minimal_backoff_time 600s) with an agent that defers the first attempt (4.2.2 mailbox
+    full) and delivers the next; one message for ptest1, whose deferral is recorded when this
+    returns. Returns (agent, queue id)."""
+    answers = iter([("deferred", "4.2.2", "mailbox full"), ("delivered", "2.0.0", "ok")])
+    agent = fake_local(policy=lambda rcpt: next(answers))
+    start_qmgr(postern, minimal_backoff_time="600s")
+    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
+    wakeup(postern)
+    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    return agent, qid
+
+
 # --- tests ---------------------------------------------------------------------------------
 
 def test_delivered_message_is_removed(postern, fake_local):
@@ -274,12 +287,7 @@ def test_agent_unavailable_defers_with_backoff(postern, fake_local):
 
 
 def test_agent_deferral_then_flush_retries_now(postern, fake_local):
-    answers = iter([("deferred", "4.2.2", "mailbox full"), ("delivered", "2.0.0", "ok")])
-    agent = fake_local(policy=lambda rcpt: next(answers))
-    start_qmgr(postern, minimal_backoff_time="600s")
-    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
-    wakeup(postern)
-    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    agent, qid = deferred_once(postern, fake_local)
     row = rcpt_rows(postern, qid)[0]
     assert row[4:] == ("4.2.2", "mailbox full")
     # local logs its own deferrals; qmgr does not repeat them
@@ -499,12 +507,7 @@ def test_delete_all_removes_without_bounce(postern, fake_local):
 
 
 def test_requeue_retries_now_and_unknown_id_is_an_error(postern, fake_local):
-    answers = iter([("deferred", "4.2.2", "mailbox full"), ("delivered", "2.0.0", "ok")])
-    agent = fake_local(policy=lambda rcpt: next(answers))
-    start_qmgr(postern, minimal_backoff_time="600s")
-    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
-    wakeup(postern)
-    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    agent, qid = deferred_once(postern, fake_local)
     assert control(postern, "requeue", qid) == {"status": "ok", "count": "1"}
     postern.wait_log("qmgr", rf"{qid}: removed", timeout=5)
     assert len(agent.requests) == 2
@@ -586,12 +589,7 @@ def call_as(postern, user, rec):
 
 
 def test_ordinary_user_may_flush_but_not_administer(postern, fake_local, local_users):
-    answers = iter([("deferred", "4.2.2", "mailbox full"), ("delivered", "2.0.0", "ok")])
-    agent = fake_local(policy=lambda rcpt: next(answers))
-    start_qmgr(postern, minimal_backoff_time="600s")
-    qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
-    wakeup(postern)
-    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
+    agent, qid = deferred_once(postern, fake_local)
     uid = local_users["ptest1"].pw_uid
 
     for verb in ("delete", "hold", "release", "requeue"):

@@ -6,23 +6,16 @@ smtp-sink receivers on loopback."""
 
 import re
 import time
+from functools import partial
 
 import pytest
 
+import mailtest
+from mailtest import send
 from smtp_peers import Sink, peer_factory
 
 
-def msg(mid, extra=""):
-    return (f"From: <sender@example.org>\r\nTo: <bob@remote.example>\r\nSubject: route test\r\n"
-            f"Message-ID: <{mid}>\r\n{extra}\r\nHello.\r\n").encode()
-
-
-def queued(reply):
-    code, text = reply
-    assert code == 250, text
-    m = re.search(r"queued as ([0-9A-Z]+)", text)
-    assert m, text
-    return m.group(1)
+msg = partial(mailtest.msg, sender="sender@example.org", subject="route test")
 
 
 @pytest.fixture
@@ -46,13 +39,13 @@ def test_sender_dependent_relayhost(postern, sinks):
             f"inline:{{ {{alice@a.example={hop(a)}}}, {{@b.example={hop(b)}}}, "
             f"{{boss@b.example=DUNNO}}, {{<>={hop(b)}}} }}"))
     postern.start()
-    queued(postern.send("alice@a.example", ["x@remote.example"], msg("r-alice")))
-    queued(postern.send("carol@B.example", ["x@remote.example"], msg("r-carol")))
-    queued(postern.send("boss@b.example", ["x@remote.example"], msg("r-boss")))
-    queued(postern.send("other@a.example", ["x@remote.example"], msg("r-other")))
-    queued(postern.send("", ["x@remote.example"], msg("r-null")))
+    send(postern, "alice@a.example", ["x@remote.example"], msg("r-alice"))
+    send(postern, "carol@B.example", ["x@remote.example"], msg("r-carol"))
+    send(postern, "boss@b.example", ["x@remote.example"], msg("r-boss"))
+    send(postern, "other@a.example", ["x@remote.example"], msg("r-other"))
+    send(postern, "", ["x@remote.example"], msg("r-null"))
     # Local recipients never take the sender's relay host.
-    queued(postern.send("alice@a.example", ["ptest1@localhost"], msg("r-local")))
+    send(postern, "alice@a.example", ["ptest1@localhost"], msg("r-local"))
     a.wait_count(1)
     b.wait_count(2)
     c.wait_count(2)
@@ -72,12 +65,12 @@ def test_sender_dependent_default_transport(postern, sinks):
             f"inline:{{ {{@a.example=smtp:{hop(a)}}}, {{blocked@a.example=error:5.7.1 sender may not send out}} }}"),
         transport_maps="inline:{ {pinned.example=smtp:[127.0.0.1]:" + str(c.port) + "} }")
     postern.start()
-    queued(postern.send("alice@a.example", ["x@remote.example"], msg("t-default")))
+    send(postern, "alice@a.example", ["x@remote.example"], msg("t-default"))
     # relay_domains use relay_transport, which the sender maps do not touch.
-    queued(postern.send("alice@a.example", ["x@relayed.example"], msg("t-relay")))
+    send(postern, "alice@a.example", ["x@relayed.example"], msg("t-relay"))
     # transport_maps wins over the sender's transport.
-    queued(postern.send("alice@a.example", ["x@pinned.example"], msg("t-pinned")))
-    qid = queued(postern.send("blocked@a.example", ["x@remote.example"], msg("t-blocked")))
+    send(postern, "alice@a.example", ["x@pinned.example"], msg("t-pinned"))
+    qid = send(postern, "blocked@a.example", ["x@remote.example"], msg("t-blocked"))
     a.wait_count(1)
     postern.wait_log("qmgr", rf"{qid}: to=<x@remote\.example>, relay=none, .*dsn=5\.7\.1, "
                              r"status=bounced \(sender may not send out\)")
@@ -97,7 +90,7 @@ def test_sender_table_failure_defers(postern, sinks):
     postern.start()
     table.unlink()     # a table that cannot be read any more: a temporary error, not "not found"
     time.sleep(1.2)    # tables are re-checked at most once a second
-    qid = queued(postern.send("alice@a.example", ["x@remote.example"], msg("t-fail")))
+    qid = send(postern, "alice@a.example", ["x@remote.example"], msg("t-fail"))
     postern.wait_log("qmgr", rf"{qid}: to=<x@remote\.example>, relay=none, .*dsn=4\.3\.0, "
                              r"status=deferred \(transport_maps, sender_dependent_\*_maps or domain "
                              r"table lookup failure\)")
@@ -111,7 +104,7 @@ def test_randmap_spreads_over_relays(postern, sinks):
     postern.start()
     n = 30
     for i in range(n):
-        queued(postern.send("s@example.org", ["x@remote.example"], msg(f"rand-{i}")))
+        send(postern, "s@example.org", ["x@remote.example"], msg(f"rand-{i}"))
     postern.wait_for(lambda: len(a.messages()) + len(b.messages()) == n, timeout=30,
                      what=f"{n} messages at the two relays")
     # Each relay has 1/2 chance per message: both empty-handed ones have odds 2^-29.
@@ -125,8 +118,8 @@ def test_content_filter_routes_every_recipient(postern, sinks):
     checks.write_text(f"/^X-Scan: yes/ FILTER smtp:{hop(f)}\n")
     postern.configure(header_checks=f"regexp:{checks}")
     postern.start()
-    qid = queued(postern.send("s@example.org", ["ptest1@localhost", "x@remote.example"],
-                              msg("filtered", "X-Scan: yes\r\n")))
+    qid = send(postern, "s@example.org", ["ptest1@localhost", "x@remote.example"],
+               msg("filtered", extra="X-Scan: yes\r\n"))
     dumps = f.wait_count(1)
     assert b"X-Rcpt-Args: <ptest1@localhost>\nX-Rcpt-Args: <x@remote.example>" in dumps[0]
     postern.wait_log("smtp", rf"{qid}: to=<ptest1@localhost>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{f.port}, "
@@ -143,8 +136,8 @@ def test_filter_without_nexthop_keeps_the_routed_nexthop(postern, sinks):
     checks.write_text("/^X-Class: bulk/ FILTER smtp:\n")
     postern.configure(header_checks=f"regexp:{checks}", relayhost=hop(c), default_transport="retry")
     postern.start()
-    qid_plain = queued(postern.send("s@example.org", ["x@remote.example"], msg("plain")))
-    queued(postern.send("s@example.org", ["x@remote.example"], msg("bulk", "X-Class: bulk\r\n")))
+    qid_plain = send(postern, "s@example.org", ["x@remote.example"], msg("plain"))
+    send(postern, "s@example.org", ["x@remote.example"], msg("bulk", extra="X-Class: bulk\r\n"))
     c.wait_count(1)
     postern.wait_log("qmgr", rf"{qid_plain}: to=<x@remote\.example>, relay=none, .*status=deferred")
     assert ids_at(c) == ["bulk"]
@@ -158,8 +151,8 @@ def test_relay_transport_has_its_own_limits(postern, sinks):
     postern.configure(relayhost=hop(c), relay_domains="relayed.example",
                       relay_destination_recipient_limit="2")
     postern.start()
-    queued(postern.send("s@example.org", [f"r{i}@relayed.example" for i in range(5)], msg("relay-split")))
-    queued(postern.send("s@example.org", [f"r{i}@other.example" for i in range(5)], msg("smtp-whole")))
+    send(postern, "s@example.org", [f"r{i}@relayed.example" for i in range(5)], msg("relay-split"))
+    send(postern, "s@example.org", [f"r{i}@other.example" for i in range(5)], msg("smtp-whole"))
     dumps = c.wait_count(4)
     postern.wait_queue_empty()
     counts = sorted(d.count(b"X-Rcpt-Args:") for d in dumps)

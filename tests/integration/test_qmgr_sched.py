@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from postern_harness import FakeAgent
+from postern_harness import FakeAgent, ipc_call
 from smtp_peers import Sink, free_port, peer_factory, read_data
 from test_qmgr_agent import control, inject, rcpt_rows, wakeup
 
@@ -263,6 +263,23 @@ def test_dead_destination_is_probed_after_backoff_and_revives(postern, servers):
     # After the backoff the deferred mail comes back; one probe goes first, then the rest.
     postern.wait_for(lambda: s.stats.done == 4, timeout=20, what="all four delivered")
     assert s.stats.max_before_first_done == 1
+    postern.wait_queue_empty()
+
+
+def test_flush_revives_a_dead_destination_at_once(postern, servers):
+    # Postfix's postqueue -f: a flush retries deferred mail now, to destinations marked dead too
+    # (minimal_backoff_time is 300 s here, far beyond the test's deadline).
+    s = servers(greeting="421 4.3.2 down for now")
+    start(postern, {"back.test": f"[127.0.0.1]:{s.port}"}, initial_destination_concurrency="1",
+          minimal_backoff_time="300s", maximal_backoff_time="600s")
+    ids = inject_many(postern, [[f"f{i}@back.test"] for i in range(5)])
+    postern.wait_log("qmgr", r"smtp: delivery to \[127\.0\.0\.1\]:\d+ suspended for 300 s")
+    for qid in ids:
+        postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, timeout=10, what=f"{qid} deferred")
+    s.greeting = "220 counting ESMTP"
+    assert ipc_call(postern.socket_dir / "qmgr", {"request": "flush"}) == {"status": "ok"}
+    postern.wait_log("qmgr", r"flush: 1 suspended destination\(s\) may be tried again")
+    postern.wait_for(lambda: s.stats.done == 5, timeout=15, what="all five delivered after the flush")
     postern.wait_queue_empty()
 
 

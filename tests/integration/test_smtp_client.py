@@ -7,21 +7,16 @@ import email
 import email.policy
 import re
 import time
+from functools import partial
 
 import pytest
 
+import mailtest
+from mailtest import send
 from smtp_peers import Sink, free_port
 
 
-def msg(mid, body="Hello.\r\n", extra=""):
-    return (f"From: <sender@example.org>\r\nTo: <bob@remote.example>\r\nSubject: relay test\r\n"
-            f"Message-ID: <{mid}>\r\n{extra}\r\n{body}").encode()
-
-
-def queue_id(text):
-    m = re.search(r"queued as ([0-9A-Z]+)", text)
-    assert m, text
-    return m.group(1)
+msg = partial(mailtest.msg, sender="sender@example.org", subject="relay test")
 
 
 def rcpt_rows(postern, qid):
@@ -51,10 +46,8 @@ def relay_to(postern, port, host="127.0.0.1", **extra):
 def test_relay_to_sink_content_crlf_and_dot_stuffing(postern, sink):
     relay_to(postern, sink.port)
     body = ".leading dot\r\n..two dots\r\n.\r\nmiddle\r\nend\r\n"
-    code, text = postern.send("sender@example.org", ["bob@remote.example", "carol@remote.example"],
-                              msg("relay-1@test", body))
-    assert code == 250
-    qid = queue_id(text)
+    qid = send(postern, "sender@example.org", ["bob@remote.example", "carol@remote.example"],
+               msg("relay-1@test", body=body))
     dumps = sink.wait_count(1)
     assert len(dumps) == 1
     d = dumps[0]
@@ -84,9 +77,8 @@ def test_rcpt_5xx_bounces_one_recipient_others_delivered(postern, aiosmtpd_serve
     h, port = aiosmtpd_server(rcpt=lambda a: "550 5.1.1 <%s>: Recipient address rejected: no such user" % a
                               if a.startswith("nosuch") else "250 2.1.5 OK")
     relay_to(postern, port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example", "nosuch@remote.example"],
-                              msg("rcpt-550@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example", "nosuch@remote.example"],
+               msg("rcpt-550@test"))
     m = postern.wait_log("smtp", rf"{qid}: to=<nosuch@remote\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{port}, "
                                  r".*dsn=5\.1\.1, status=bounced \((.*)\)")
     assert m.group(1) == (f"host 127.0.0.1[127.0.0.1]:{port} said: 550 5.1.1 <nosuch@remote.example>: "
@@ -103,9 +95,8 @@ def test_rcpt_5xx_bounces_one_recipient_others_delivered(postern, aiosmtpd_serve
 def test_mail_4xx_defers_every_recipient(postern, aiosmtpd_server):
     h, port = aiosmtpd_server(mail="451 4.3.0 try again later")
     relay_to(postern, port, minimal_backoff_time="600s")
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example", "carol@remote.example"],
-                              msg("mail-451@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example", "carol@remote.example"],
+               msg("mail-451@test"))
     for rcpt in ("bob@remote.example", "carol@remote.example"):
         state, dsn, diag = wait_rcpt(postern, qid, rcpt, 1)
         assert dsn == "4.3.0"
@@ -117,9 +108,8 @@ def test_mail_4xx_defers_every_recipient(postern, aiosmtpd_server):
 def test_end_of_data_5xx_bounces_all(postern, aiosmtpd_server):
     h, port = aiosmtpd_server(data="554 5.7.1 content rejected")
     relay_to(postern, port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example", "carol@remote.example"],
-                              msg("dot-554@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example", "carol@remote.example"],
+               msg("dot-554@test"))
     for rcpt in ("bob@remote.example", "carol@remote.example"):
         m = postern.wait_log("smtp", rf"{qid}: to=<{re.escape(rcpt)}>.*dsn=5\.7\.1, status=bounced \((.*)\)")
         assert m.group(1).endswith("said: 554 5.7.1 content rejected (in reply to end of DATA command)")
@@ -130,8 +120,7 @@ def test_end_of_data_5xx_bounces_all(postern, aiosmtpd_server):
 def test_end_of_data_4xx_defers(postern, aiosmtpd_server):
     h, port = aiosmtpd_server(data="452 4.3.1 insufficient system storage")
     relay_to(postern, port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("dot-452@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("dot-452@test"))
     state, dsn, diag = wait_rcpt(postern, qid, "bob@remote.example", 1)
     assert dsn == "4.3.1" and diag.endswith("(in reply to end of DATA command)")
 
@@ -151,8 +140,7 @@ def test_end_of_data_4xx_defers(postern, aiosmtpd_server):
 def test_stage_failures(postern, scripted, stage, reply, state, dsn, suffix):
     s = scripted(replies={stage: reply})
     relay_to(postern, s.port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg(f"stage-{stage}@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg(f"stage-{stage}@test"))
     status = {1: "deferred", 3: "bounced"}[state]
     m = postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*dsn=([0-9.]+), status={status} \((.*)\)")
     got_dsn, diag = m.group(1), m.group(2)
@@ -164,8 +152,7 @@ def test_stage_failures(postern, scripted, stage, reply, state, dsn, suffix):
 def test_ehlo_5xx_falls_back_to_helo(postern, scripted):
     s = scripted(replies={"EHLO": "502 5.5.2 EHLO not implemented"})
     relay_to(postern, s.port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("helo@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("helo@test"))
     postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     assert s.commands[:2] == ["EHLO postern.test", "HELO postern.test"]
     assert s.commands[2] == "MAIL FROM:<ptest1@postern.test>"   # no ESMTP parameters after HELO
@@ -174,8 +161,7 @@ def test_ehlo_5xx_falls_back_to_helo(postern, scripted):
 def test_pipelining_sends_mail_rcpt_data_together(postern, scripted):
     s = scripted()
     relay_to(postern, s.port)
-    code, text = postern.send("ptest1@postern.test", ["a@remote.example", "b@remote.example"], msg("pipe@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["a@remote.example", "b@remote.example"], msg("pipe@test"))
     postern.wait_log("smtp", rf"{qid}: to=<b@remote\.example>.*status=sent")
     assert s.commands[1].startswith("MAIL FROM:<ptest1@postern.test> SIZE=")
     assert s.commands[2:5] == ["RCPT TO:<a@remote.example>", "RCPT TO:<b@remote.example>", "DATA"]
@@ -184,8 +170,7 @@ def test_pipelining_sends_mail_rcpt_data_together(postern, scripted):
 def test_greeting_timeout(postern, scripted):
     s = scripted(replies={"greeting": None})
     relay_to(postern, s.port, smtp_helo_timeout="1s")
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("timeout-1@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("timeout-1@test"))
     st, dsn, diag = wait_rcpt(postern, qid, "bob@remote.example", 1)
     assert dsn == "4.4.2"
     assert diag == (f"conversation with 127.0.0.1[127.0.0.1]:{s.port} timed out while receiving "
@@ -195,8 +180,7 @@ def test_greeting_timeout(postern, scripted):
 def test_end_of_data_timeout(postern, scripted):
     s = scripted(replies={"DOT": None})
     relay_to(postern, s.port, smtp_data_done_timeout="1s")
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("timeout-2@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("timeout-2@test"))
     st, dsn, diag = wait_rcpt(postern, qid, "bob@remote.example", 1)
     assert dsn == "4.4.2"
     assert diag.endswith("timed out while sending end of data -- message may be sent more than once")
@@ -205,8 +189,7 @@ def test_end_of_data_timeout(postern, scripted):
 def test_connection_refused(postern):
     port = free_port()
     relay_to(postern, port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("refused@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("refused@test"))
     st, dsn, diag = wait_rcpt(postern, qid, "bob@remote.example", 1)
     assert dsn == "4.4.1"
     assert diag == f"connect to 127.0.0.1[127.0.0.1]:{port}: Connection refused"
@@ -215,9 +198,8 @@ def test_connection_refused(postern):
 def test_message_larger_than_server_size_bounces(postern, scripted):
     s = scripted(size=1000)
     relay_to(postern, s.port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"],
-                              msg("size@test", body="x" * 70 + "\r\n" * 1 + ("y" * 70 + "\r\n") * 30))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"],
+               msg("size@test", body="x" * 70 + "\r\n" * 1 + ("y" * 70 + "\r\n") * 30))
     m = postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*dsn=5\.3\.4, status=bounced \((.*)\)")
     assert re.fullmatch(rf"message size \d+ exceeds size limit 1000 of server 127\.0\.0\.1\[127\.0\.0\.1\]:{s.port}",
                         m.group(1))
@@ -228,8 +210,7 @@ def test_message_larger_than_server_size_bounces(postern, scripted):
 def test_mail_loop_is_detected(postern, scripted):
     s = scripted(replies={"greeting": "220 postern.test ESMTP"})
     relay_to(postern, s.port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("loop@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("loop@test"))
     m = postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*dsn=5\.4\.6, status=bounced \((.*)\)")
     assert m.group(1) == f"mail for [127.0.0.1]:{s.port} loops back to myself"
 
@@ -246,8 +227,7 @@ def test_8bit_body_to_server_without_8bitmime_is_converted(postern):
              "--xyz\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
              + text_part +
              "--xyz\r\nContent-Type: text/plain\r\n\r\nascii part\r\n--xyz--\r\n")
-        code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], m.encode())
-        qid = queue_id(text)
+        qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], m.encode())
         got = sink.wait_count(1)[0]
         postern.wait_log("smtp", rf"{qid}: converted 8-bit content to quoted-printable for 127\.0\.0\.1")
         postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
@@ -268,9 +248,8 @@ def test_8bit_body_to_server_without_8bitmime_is_converted(postern):
 def test_8bit_body_with_8bitmime_is_declared(postern, scripted):
     s = scripted()
     relay_to(postern, s.port)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"],
-                              "From: <a@b>\r\nSubject: 8bit\r\n\r\nGr\u00fc\u00dfe\r\n".encode())
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"],
+               "From: <a@b>\r\nSubject: 8bit\r\n\r\nGr\u00fc\u00dfe\r\n".encode())
     postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     assert " BODY=8BITMIME" in s.commands[1]
     assert "Grüße".encode() in s.messages[0]
@@ -279,8 +258,7 @@ def test_8bit_body_with_8bitmime_is_declared(postern, scripted):
 def test_unknown_relay_name_bounces(postern):
     postern.configure(relayhost="relay.example:2525")
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("noresolver@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("noresolver@test"))
     m = postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, relay=none, .*dsn=5\.4\.4, status=bounced \((.*)\)")
     assert m.group(1) == "Host or domain name not found. Name service error for name=relay.example type=MX: Host not found"
 
@@ -290,9 +268,8 @@ def test_unknown_relay_name_bounces(postern):
 def test_dsn_parameters_passed_on(postern, sink):
     postern.configure(relayhost=f"[127.0.0.1]:{sink.port}")
     postern.start("smtpd")   # queue first, set the DSN fields, then deliver
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example", "carol@remote.example"],
-                              msg("dsn@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example", "carol@remote.example"],
+               msg("dsn@test"))
     import sqlite3
     con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
     with con:
@@ -312,8 +289,7 @@ def test_no_dsn_parameters_without_dsn_extension(postern, scripted):
     s = scripted(ehlo="250-scripted\r\n250-8BITMIME\r\n250 PIPELINING")
     postern.configure(relayhost=f"[127.0.0.1]:{s.port}")
     postern.start("smtpd")
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("nodsn@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("nodsn@test"))
     import sqlite3
     con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
     with con:
@@ -332,8 +308,8 @@ def test_connection_reused_for_next_message(postern, scripted):
     s = scripted()
     relay_to(postern, s.port, smtp_connection_cache_time_limit="5s")
     for i in range(3):
-        code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg(f"reuse-{i}@test"))
-        postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+        qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg(f"reuse-{i}@test"))
+        postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     assert s.connections == 1
     assert s.commands.count("EHLO postern.test") == 1
     assert s.commands.count("RSET") == 2
@@ -344,20 +320,20 @@ def test_no_reuse_when_cache_time_is_zero_or_count_reached(postern, scripted):
     s = scripted()
     relay_to(postern, s.port, smtp_connection_cache_time_limit="5s", smtp_connection_reuse_count_limit="2")
     for i in range(3):
-        code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg(f"reuse-{i}@test"))
-        postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+        qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg(f"reuse-{i}@test"))
+        postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     assert s.connections == 2   # two transactions on the first, then a new one
 
 
 def test_idle_connection_closed_after_cache_time(postern, scripted):
     s = scripted()
     relay_to(postern, s.port, smtp_connection_cache_time_limit="1s")
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("idle-1@test"))
-    postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("idle-1@test"))
+    postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     time.sleep(2)
     postern.wait_for(lambda: "QUIT" in s.commands, timeout=5, what="QUIT after the idle time")
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("idle-2@test"))
-    postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("idle-2@test"))
+    postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     assert s.connections == 2
 
 
@@ -365,8 +341,8 @@ def test_dead_cached_connection_is_retried_on_a_new_one(postern, scripted):
     s = scripted(replies={"RSET": "421 4.4.2 idle too long, closing"})
     relay_to(postern, s.port, smtp_connection_cache_time_limit="5s")
     for i in range(2):
-        code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg(f"retry-{i}@test"))
-        postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+        qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg(f"retry-{i}@test"))
+        postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     assert s.connections == 2
     assert len(s.messages) == 2
     assert "retrying on a new connection" in postern.log("smtp")
@@ -395,9 +371,8 @@ def test_transport_maps_routes(postern, sink):
         "{ drop.example=discard:dropped by policy }, "
         "ptest2@other.example=local: }"))
     postern.start()
-    code, text = postern.send("ptest1@postern.test", ["a@sink.example", "b@gone.example", "c@drop.example",
-                                                      "ptest2@other.example"], msg("tmaps@test"))
-    qid = queue_id(text)
+    qid = send(postern, "ptest1@postern.test", ["a@sink.example", "b@gone.example", "c@drop.example",
+                                                "ptest2@other.example"], msg("tmaps@test"))
     sink.wait_count(1)
     m = postern.wait_log("qmgr", rf"{qid}: to=<b@gone\.example>, relay=none, .*dsn=5\.1\.2, status=bounced \((.*)\)")
     assert m.group(1) == "this domain is gone"
@@ -411,8 +386,8 @@ def test_transport_maps_routes(postern, sink):
 def test_smtp_bind_address(postern, aiosmtpd_server, bind):
     h, port = aiosmtpd_server()
     relay_to(postern, port, smtp_bind_address=bind)
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg("bind@test"))
-    postern.wait_log("smtp", rf"{queue_id(text)}: to=<bob@remote\.example>.*status=sent")
+    qid = send(postern, "ptest1@postern.test", ["bob@remote.example"], msg("bind@test"))
+    postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>.*status=sent")
     assert h.peers == [bind or "127.0.0.1"]
 
 

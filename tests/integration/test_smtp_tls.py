@@ -4,19 +4,19 @@ of "may" after a failed handshake, STARTTLS injection, and connection reuse of T
 (keyed by TLS level). Peers: a Python/OpenSSL SMTP server (tls_smtp_peer.py) and gnutls-serv;
 certificates from a private CA made with certtool per module."""
 
-import pathlib
 import re
 import shutil
 import subprocess
-import tempfile
 import time
+from functools import partial
 
 import pytest
 
+import mailtest
 import postern_harness
 
 from smtp_peers import free_port, peer_factory, wait_port
-from test_smtpd_tls import CERTTOOL, _certtool, _leaf
+from test_smtpd_tls import CERTTOOL, _ca, _certtool, _leaf
 from tls_smtp_peer import TlsSmtpServer
 
 pytestmark = pytest.mark.skipif(not CERTTOOL or not shutil.which("gnutls-serv"),
@@ -27,11 +27,7 @@ HOST = "mail.tls.test"
 
 @pytest.fixture(scope="module")
 def pki():
-    d = pathlib.Path(tempfile.mkdtemp(prefix="postern-smtp-tls-", dir="/var/tmp"))
-    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", "ca.key", cwd=d)
-    (d / "ca.tmpl").write_text("cn = Postern Client Test CA\nca\ncert_signing_key\nexpiration_days = 365\n")
-    _certtool("--generate-self-signed", "--load-privkey", "ca.key", "--template", "ca.tmpl",
-              "--outfile", "ca.crt", cwd=d)
+    d = _ca("postern-smtp-tls-", "Postern Client Test CA")
     _leaf(d, "mail", ["--key-type=ecdsa", "--curve=secp256r1"], [HOST])
     yield {"dir": d, "ca": d / "ca.crt", "crt": d / "mail.crt", "key": d / "mail.key", "pem": d / "mail.pem"}
     shutil.rmtree(d, ignore_errors=True)
@@ -50,15 +46,7 @@ def tls_host(dns_zone):
     return HOST
 
 
-def msg(mid):
-    return (f"From: <ptest1@postern.test>\r\nTo: <bob@remote.example>\r\nSubject: tls test\r\n"
-            f"Message-ID: <{mid}>\r\n\r\nHello over TLS.\r\n").encode()
-
-
-def queue_id(text):
-    m = re.search(r"queued as ([0-9A-Z]+)", text)
-    assert m, text
-    return m.group(1)
+msg = partial(mailtest.msg, subject="tls test", body="Hello over TLS.\r\n")
 
 
 def start(postern, pki, relayhost, **extra):
@@ -69,9 +57,7 @@ def start(postern, pki, relayhost, **extra):
 
 
 def send(postern, mid):
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"], msg(mid))
-    assert code == 250
-    return queue_id(text)
+    return mailtest.send(postern, "ptest1@postern.test", ["bob@remote.example"], msg(mid))
 
 
 def sent(postern, qid):
@@ -111,9 +97,8 @@ def test_large_message_over_tls(postern, pki, peer):
     start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="encrypt")
     line = "".join(chr(0x41 + i % 26) for i in range(76))
     body = "".join(f"{i:06d} {line}\r\n" for i in range(40000))   # ~3.3 MB
-    code, text = postern.send("ptest1@postern.test", ["bob@remote.example"],
-                              msg("big-1@test").replace(b"Hello over TLS.\r\n", body.encode()))
-    qid = queue_id(text)
+    qid = mailtest.send(postern, "ptest1@postern.test", ["bob@remote.example"],
+                        msg("big-1@test").replace(b"Hello over TLS.\r\n", body.encode()))
     assert "queued as TLS1T" in sent(postern, qid).group(1)
     got = p.messages[0][1]
     assert got.endswith(body.encode())
@@ -347,8 +332,7 @@ def test_policy_maps_match_attribute_and_invalid_level(postern, pki, peer, tmp_p
     qid = send(postern, "pol-2@test")
     assert "queued as TLS1T" in sent(postern, qid).group(1)
     postern.wait_log("smtp", rf"Verified TLS connection established to {re.escape(HOST)}")
-    code, text = postern.send("ptest1@postern.test", ["carol@bad.example"], msg("pol-3@test"))
-    qid = queue_id(text)
+    qid = mailtest.send(postern, "ptest1@postern.test", ["carol@bad.example"], msg("pol-3@test"))
     m = postern.wait_log("smtp", rf"{qid}: to=<carol@bad\.example>, relay=none, .*dsn=4\.7\.5, "
                                  r"status=deferred \((.*)\)$", timeout=20)
     assert m.group(1) == (f"TLS policy lookup for [wrong.tls.test]:{p.port}: "

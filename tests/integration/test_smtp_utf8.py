@@ -6,11 +6,11 @@ without SMTPUTF8."""
 
 import re
 
+import mailtest
 
 
 def send_utf8(postern, sender, rcpts, subject="plain"):
-    body = (f"From: <{sender}>\r\nTo: <someone@remote.example>\r\nSubject: {subject}\r\n"
-            "Message-ID: <utf8@test>\r\n\r\nHello.\r\n").encode()
+    body = mailtest.msg("utf8@test", sender=sender, to="someone@remote.example", subject=subject)
     with postern.smtp() as s:
         s.ehlo()
         s.sendmail(sender, rcpts, body, mail_options=["SMTPUTF8"])

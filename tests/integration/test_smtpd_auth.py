@@ -39,6 +39,12 @@ def ehlo(c):
     return lines
 
 
+def assert_no_auth(c, reply):
+    """EHLO on raw client c offers no AUTH, and AUTH PLAIN (alice's) is answered reply."""
+    assert not any(l.startswith("AUTH") for l in ehlo(c))
+    assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == reply
+
+
 def swaks(postern, *args):
     cmd = ["swaks", "--server", "127.0.0.1", "--port", str(postern.smtp_port),
            "--local-interface", "127.0.0.2", "--helo", "client.test", "--from", "me@example.org",
@@ -58,8 +64,7 @@ def test_auth_not_offered_without_tls_by_default(postern, dovecot):
     """smtpd_tls_auth_only defaults to yes in Postern: no TLS, no AUTH."""
     start(postern, dovecot, smtpd_tls_auth_only="yes")
     with raw(postern, source="127.0.0.2") as c:
-        assert not any(l.startswith("AUTH") for l in ehlo(c))
-        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "503 5.5.1 Error: authentication not enabled"
+        assert_no_auth(c, "503 5.5.1 Error: authentication not enabled")
     assert postern.posternctl("config", "-d", "smtpd_tls_auth_only").stdout.strip() == \
         "smtpd_tls_auth_only = yes"
 
@@ -67,8 +72,7 @@ def test_auth_not_offered_without_tls_by_default(postern, dovecot):
 def test_auth_disabled_by_default(postern):
     postern.start("smtpd")
     with raw(postern, source="127.0.0.2") as c:
-        assert not any(l.startswith("AUTH") for l in ehlo(c))
-        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "503 5.5.1 Error: authentication not enabled"
+        assert_no_auth(c, "503 5.5.1 Error: authentication not enabled")
         assert c.cmd("MAIL FROM:<a@example.org> AUTH=<>") == "503 5.7.4 Error: authentication disabled"
 
 
@@ -212,8 +216,7 @@ def test_no_authenticated_header_by_default(postern, dovecot):
 def test_noplaintext_hides_plain_and_login(postern, dovecot):
     start(postern, dovecot, smtpd_sasl_security_options="noanonymous, noplaintext")
     with raw(postern, source="127.0.0.2") as c:
-        assert not any(l.startswith("AUTH") for l in ehlo(c))
-        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "504 5.5.4 Unsupported authentication mechanism"
+        assert_no_auth(c, "504 5.5.4 Unsupported authentication mechanism")
 
 
 def test_pipelined_auth(postern, dovecot):
@@ -271,8 +274,7 @@ def test_dovecot_absent_at_start(postern, dovecot):
     start(postern, dovecot)
     postern.wait_log("smtpd", r"warning: SASL: Connect to .* failed")
     with raw(postern, source="127.0.0.2") as c:
-        assert not any(l.startswith("AUTH") for l in ehlo(c))
-        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "454 4.7.0 Temporary authentication failure"
+        assert_no_auth(c, "454 4.7.0 Temporary authentication failure")
     dovecot.start()
     postern.wait_log("smtpd", r"SASL: connected to .*mechanisms: PLAIN LOGIN", timeout=15)
     with raw(postern, source="127.0.0.2") as c:
@@ -314,8 +316,7 @@ def test_per_listener_enable(postern, dovecot):
     postern.start("smtpd")
     postern.wait_log("smtpd", r"SASL: connected to")
     with raw(postern, source="127.0.0.2") as c:
-        assert not any(l.startswith("AUTH") for l in ehlo(c))
-        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "503 5.5.1 Error: authentication not enabled"
+        assert_no_auth(c, "503 5.5.1 Error: authentication not enabled")
     with Raw(port=postern.submission_port, source="127.0.0.2") as c:
         assert "AUTH PLAIN LOGIN" in ehlo(c)
         assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "235 2.7.0 Authentication successful"

@@ -8,7 +8,9 @@ import re
 
 import pytest
 
-from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of
+import mailtest
+from mailtest import queued_id
+from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of, transaction
 
 SENDER = "a@example.org"
 RCPT = "ptest1@localhost"
@@ -31,22 +33,12 @@ def start(postern, header=None, body=None, **params):
 def send(postern, message, rcpts=(RCPT,), sender=SENDER):
     """Sends one message with a raw client; returns the reply to the end of data."""
     with raw(postern) as c:
-        c.send("EHLO client.test\r\n")
-        assert c.reply()[0] == 250
-        assert c.cmd(f"MAIL FROM:<{sender}>") == "250 2.1.0 Ok"
-        for r in rcpts:
-            assert c.cmd(f"RCPT TO:<{r}>") == "250 2.1.5 Ok"
+        transaction(c, rcpts=rcpts, sender=sender)
         assert c.cmd("DATA").startswith("354")
         c.send(message.replace("\n", "\r\n") + "\r\n.\r\n")
         reply = c.text()
         assert c.cmd("QUIT").startswith("221")
     return reply
-
-
-def queued(reply):
-    m = re.fullmatch(r"250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", reply)
-    assert m, reply
-    return m.group(1)
 
 
 def headers_of(postern, qid):
@@ -69,7 +61,7 @@ def test_header_reject(postern):
     postern.wait_log("smtpd", r"[0-9A-Z]+: reject: header Subject: best casino" + LOG_TAIL +
                      r": 550 5\.7\.1 No gambling here")
     # The session goes on for the next message.
-    assert queued(send(postern, "Subject: fine\n\nbody"))
+    assert queued_id(send(postern, "Subject: fine\n\nbody"))
     # mime/nested_header_checks default to $header_checks: no warning about them.
     assert "mime_header_checks" not in postern.log("smtpd")
 
@@ -99,21 +91,21 @@ def test_body_reject(postern):
 def test_body_checks_size_limit(postern):
     start(postern, body="/^bad line$/ REJECT\n", body_checks_size_limit=100)
     # The matching line starts beyond the first 100 bytes of body: not inspected.
-    qid = queued(send(postern, "Subject: x\n\n" + ("x" * 60 + "\n") * 2 + "bad line"))
+    qid = queued_id(send(postern, "Subject: x\n\n" + ("x" * 60 + "\n") * 2 + "bad line"))
     assert "bad line" in content_of(postern, qid)
 
 
 def test_discard_is_not_queued(postern):
     start(postern, header="/^X-Spam: yes/ DISCARD spam\n")
     reply = send(postern, "X-Spam: yes\nSubject: s\n\nbody")
-    qid = queued(reply)   # the client is told it was queued
+    qid = queued_id(reply)   # the client is told it was queued
     assert queue_ids(postern) == []
     postern.wait_log("smtpd", re.escape(qid) + r": discard: header X-Spam: yes" + LOG_TAIL + r": spam")
 
 
 def test_hold_sets_the_queue_flag(postern):
     start(postern, header="/^Subject: review/ HOLD needs review\n")
-    qid = queued(send(postern, "Subject: review me\n\nbody"))
+    qid = queued_id(send(postern, "Subject: review me\n\nbody"))
     assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
     postern.wait_log("smtpd", re.escape(qid) + r": hold: header Subject: review me" + LOG_TAIL +
                      r": needs review")
@@ -123,7 +115,7 @@ def test_hold_sets_the_queue_flag(postern):
 
 def test_warn_info_and_dunno(postern):
     start(postern, header="/^X-A:/ WARN look at this\n/^X-B:/ INFO noted\n/^X-C:/ DUNNO\n/^X-D:/ OK\n")
-    qid = queued(send(postern, "X-A: 1\nX-B: 2\nX-C: 3\nX-D: 4\n\nbody"))
+    qid = queued_id(send(postern, "X-A: 1\nX-B: 2\nX-C: 3\nX-D: 4\n\nbody"))
     h = headers_of(postern, qid)
     for line in ("X-A: 1", "X-B: 2", "X-C: 3", "X-D: 4"):
         assert line in h.split("\n")
@@ -136,7 +128,7 @@ def test_ignore_replace_prepend_headers(postern):
     start(postern, header="/^X-Secret:/ IGNORE\n"
                           "/^Subject: \\[ext\\] (.*)/ REPLACE Subject: $1\n"
                           "/^X-Mailer:/ PREPEND X-Checked: yes\n")
-    qid = queued(send(postern, "X-Secret: a\n b folded\nSubject: [ext] hello\nX-Mailer: m\n\nbody"))
+    qid = queued_id(send(postern, "X-Secret: a\n b folded\nSubject: [ext] hello\nX-Mailer: m\n\nbody"))
     lines = headers_of(postern, qid).split("\n")
     assert not any("X-Secret" in l or "folded" in l for l in lines), lines
     assert "Subject: hello" in lines
@@ -147,7 +139,7 @@ def test_ignore_replace_prepend_headers(postern):
 
 def test_body_ignore_replace_prepend(postern):
     start(postern, body="/^drop me$/ IGNORE\n/^old (.*)$/ REPLACE new $1\n/^mark$/ PREPEND before mark\n")
-    qid = queued(send(postern, "Subject: b\n\na\ndrop me\nold text\nmark\nz"))
+    qid = queued_id(send(postern, "Subject: b\n\na\ndrop me\nold text\nmark\nz"))
     body = content_of(postern, qid).split("\n\n", 1)[1]
     assert body == "a\nnew text\nbefore mark\nmark\nz\n"
 
@@ -155,26 +147,26 @@ def test_body_ignore_replace_prepend(postern):
 def test_bcc_and_redirect_recipients(postern):
     start(postern, header="/^X-Copy:/ BCC audit@example.net\n/^X-Copy-Again:/ BCC audit@example.net\n"
                           "/^X-Move:/ REDIRECT boss@example.net\n")
-    qid = queued(send(postern, "X-Copy: 1\nX-Copy-Again: 1\n\nbody"))
+    qid = queued_id(send(postern, "X-Copy: 1\nX-Copy-Again: 1\n\nbody"))
     # One extra recipient (duplicates ignored), with NOTIFY=NEVER (1).
     assert rcpts_of(postern, qid) == [(RCPT, 0), ("audit@example.net", 1)]
-    qid = queued(send(postern, "X-Move: 1\nX-Copy: 1\n\nbody", rcpts=(RCPT, "ptest2@localhost")))
+    qid = queued_id(send(postern, "X-Move: 1\nX-Copy: 1\n\nbody", rcpts=(RCPT, "ptest2@localhost")))
     assert rcpts_of(postern, qid) == [("boss@example.net", 0)]
     postern.wait_log("smtpd", re.escape(qid) + r": redirect: header X-Move: 1 from .*: boss@example\.net")
 
 
 def test_filter_column(postern):
     start(postern, body="/^scan me$/ FILTER scanner:[127.0.0.1]:10025\n")
-    qid = queued(send(postern, "Subject: f\n\nscan me"))
+    qid = queued_id(send(postern, "Subject: f\n\nscan me"))
     assert postern.queue_rows("SELECT filter FROM messages WHERE queue_id = ?", (qid,)) == \
         [("scanner:[127.0.0.1]:10025",)]
-    qid = queued(send(postern, "Subject: f\n\nplain"))
+    qid = queued_id(send(postern, "Subject: f\n\nplain"))
     assert postern.queue_rows("SELECT filter FROM messages WHERE queue_id = ?", (qid,)) == [(None,)]
 
 
 def test_bad_action_is_logged_and_ignored(postern):
     start(postern, header="/^Subject:/ FROBNICATE\n/^X-P:/ PREPEND not a header\n")
-    qid = queued(send(postern, "Subject: s\nX-P: 1\n\nbody"))
+    qid = queued_id(send(postern, "Subject: s\nX-P: 1\n\nbody"))
     assert "Subject: s" in headers_of(postern, qid)
     postern.wait_log("smtpd", r"header_checks regexp:\S+: \"FROBNICATE\": unknown action; ignoring it")
     postern.wait_log("smtpd", r"\"PREPEND not a header\": the text is not a message header")
@@ -191,7 +183,7 @@ def test_bad_table_is_a_configuration_error(postern):
 
 def test_message_drop_headers(postern):
     start(postern)
-    qid = queued(send(postern, "Bcc: hidden@example.net\nReturn-Path: <x@y>\nContent-Length: 5\n"
+    qid = queued_id(send(postern, "Bcc: hidden@example.net\nReturn-Path: <x@y>\nContent-Length: 5\n"
                                "Resent-Bcc: r@example.net\nSubject: kept\n\nbody"))
     h = headers_of(postern, qid)
     for name in ("Bcc:", "Return-Path:", "Content-Length:", "Resent-Bcc:"):
@@ -201,7 +193,7 @@ def test_message_drop_headers(postern):
 
 def test_message_drop_headers_configurable(postern):
     start(postern, message_drop_headers="x-internal")
-    qid = queued(send(postern, "X-Internal: 1\nBcc: b@example.net\n\nbody"))
+    qid = queued_id(send(postern, "X-Internal: 1\nBcc: b@example.net\n\nbody"))
     h = headers_of(postern, qid)
     assert "X-Internal" not in h and "Bcc: b@example.net" in h
 
@@ -214,12 +206,12 @@ def test_hopcount_limit(postern):
     postern.wait_log("smtpd", r"[0-9A-Z]+: message rejected: hopcount exceeded")
     assert queue_ids(postern) == []
     # One fewer passes.
-    assert queued(send(postern, hops.split("\n", 1)[1] + "Subject: ok\n\nbody"))
+    assert queued_id(send(postern, hops.split("\n", 1)[1] + "Subject: ok\n\nbody"))
 
 
 def test_always_add_missing_headers(postern):
     start(postern)
-    qid = queued(send(postern, "Subject: bare\n\nbody"))
+    qid = queued_id(send(postern, "Subject: bare\n\nbody"))
     h = headers_of(postern, qid)
     assert "From:" not in h and "Date:" not in h and "Message-ID:" not in h and "To:" not in h
     postern.stop()
@@ -227,17 +219,17 @@ def test_always_add_missing_headers(postern):
 
 def test_always_add_missing_headers_yes(postern):
     start(postern, always_add_missing_headers="yes")
-    qid = queued(send(postern, "Subject: bare\n\nbody"))
+    qid = queued_id(send(postern, "Subject: bare\n\nbody"))
     lines = headers_of(postern, qid).split("\n")
     assert "From: a@example.org" in lines
     assert "To: undisclosed-recipients:;" in lines
     assert any(re.fullmatch(r"Date: \w{3}, .*", l) for l in lines), lines
     assert any(re.fullmatch(r"Message-ID: <.+@postern\.test>", l) for l in lines), lines
     # The null sender gives MAILER-DAEMON@$myorigin.
-    qid = queued(send(postern, "Subject: bounce\n\nbody", sender=""))
+    qid = queued_id(send(postern, "Subject: bounce\n\nbody", sender=""))
     assert "From: MAILER-DAEMON@postern.test" in headers_of(postern, qid).split("\n")
     # Present headers are not added twice; Cc: counts as a recipient header.
-    qid = queued(send(postern, "From: me@x\nCc: c@x\nDate: Sat, 1 Jan 2000 00:00:00 +0000\n"
+    qid = queued_id(send(postern, "From: me@x\nCc: c@x\nDate: Sat, 1 Jan 2000 00:00:00 +0000\n"
                                "Message-ID: <1@x>\n\nbody"))
     lines = headers_of(postern, qid).split("\n")
     assert [l.split(":")[0] for l in lines[3:]] == ["From", "Cc", "Date", "Message-ID"], lines
@@ -245,14 +237,14 @@ def test_always_add_missing_headers_yes(postern):
 
 def test_undisclosed_recipients_header_setting(postern):
     start(postern, always_add_missing_headers="yes", undisclosed_recipients_header="To: list:;")
-    qid = queued(send(postern, "Subject: s\n\nbody"))
+    qid = queued_id(send(postern, "Subject: s\n\nbody"))
     assert "To: list:;" in headers_of(postern, qid).split("\n")
 
 
 def test_drop_header_after_prepend(postern):
     # message_drop_headers apply after header_checks, to the original header only.
     start(postern, header="/^Bcc:/ PREPEND X-Had-Bcc: yes\n")
-    qid = queued(send(postern, "Bcc: hidden@example.net\nSubject: s\n\nbody"))
+    qid = queued_id(send(postern, "Bcc: hidden@example.net\nSubject: s\n\nbody"))
     lines = headers_of(postern, qid).split("\n")
     assert "X-Had-Bcc: yes" in lines and "Subject: s" in lines
     assert not any(l.startswith("Bcc:") for l in lines), lines
@@ -261,9 +253,7 @@ def test_drop_header_after_prepend(postern):
 def test_smtplib_client_and_local_submission(postern, local_users):
     # A real client library, and a local submission through sendmail: both pass the checks.
     start(postern, header="/^Subject: hold me/ HOLD\n/^X-Copy:/ BCC ptest2@localhost\n")
-    code, text = postern.send(SENDER, [RCPT], b"Subject: hold me\r\nX-Copy: 1\r\n\r\nbody\r\n")
-    assert code == 250, text
-    qid = re.search(r"queued as ([0-9A-Z]+)", text).group(1)
+    qid = mailtest.send(postern, SENDER, [RCPT], b"Subject: hold me\r\nX-Copy: 1\r\n\r\nbody\r\n")
     assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
     assert [r[0] for r in rcpts_of(postern, qid)] == [RCPT, "ptest2@localhost"]
 

@@ -8,22 +8,8 @@ import subprocess
 
 import pytest
 
-from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of
-
-
-def open_data(c, rcpts=("ptest1@localhost",), helo="EHLO client.test", sender="a@example.org"):
-    c.send(helo + "\r\n")
-    assert c.reply()[0] == 250
-    assert c.cmd(f"MAIL FROM:<{sender}>") == "250 2.1.0 Ok"
-    for r in rcpts:
-        assert c.cmd(f"RCPT TO:<{r}>") == "250 2.1.5 Ok"
-    assert c.cmd("DATA") == "354 End data with <CR><LF>.<CR><LF>"
-
-
-def queued_id(reply):
-    m = re.fullmatch(r"250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", reply)
-    assert m, reply
-    return m.group(1)
+from mailtest import queued_id
+from test_smtpd_helpers import queue_write_locked, raw, raw_message, start_smtpd, queue_ids, content_of, open_data
 
 
 def test_message_is_in_queue_when_250_arrives(postern):
@@ -44,10 +30,8 @@ def test_message_is_in_queue_when_250_arrives(postern):
 
 def test_received_header_and_lf_form(postern):
     start_smtpd(postern)
-    with raw(postern) as c:
-        open_data(c)
-        c.send("Subject: x\r\nMessage-ID: <m1@client.test>\r\n\r\nline one\r\n..dotted\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, "Subject: x\r\nMessage-ID: <m1@client.test>\r\n\r\n"
+                                         "line one\r\n..dotted\r\n.\r\n"))
     body = content_of(postern, qid)
     assert "\r" not in body
     lines = body.split("\n")
@@ -105,10 +89,7 @@ def test_smtp_smuggling_is_impossible(postern, ending):
 
 def test_bare_lf_lines_normalised(postern):
     start_smtpd(postern)
-    with raw(postern) as c:
-        open_data(c)
-        c.send(b"Subject: lf\nX-Other: y\r\n\nbare\nmixed\r\n.\n.\r\nend\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b"Subject: lf\nX-Other: y\r\n\nbare\nmixed\r\n.\n.\r\nend\r\n.\r\n"))
     body = content_of(postern, qid)
     assert body.split("\n", 3)[3] == "Subject: lf\nX-Other: y\n\nbare\nmixed\n.\n.\nend\n"
 
@@ -145,10 +126,7 @@ def test_forbid_bare_newline_exclusions(postern):
     get normalize; everyone else gets 521."""
     start_smtpd(postern, smtpd_forbid_bare_newline="yes", mynetworks="127.0.0.1/32",
                 smtpd_relay_restrictions="permit_mynetworks, reject_unauth_destination")
-    with raw(postern, source="127.0.0.1") as c:
-        open_data(c)
-        c.send(b"Subject: lf\nbody\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b"Subject: lf\nbody\r\n.\r\n", source="127.0.0.1"))
     assert content_of(postern, qid).split("\n", 3)[3] == "Subject: lf\n\nbody\n"
     with raw(postern, source="127.0.0.2") as c:
         open_data(c)
@@ -171,10 +149,7 @@ def test_forbid_bare_newline_exclusions_explicit(postern):
 
 def test_dot_first_line_ends_empty_message(postern):
     start_smtpd(postern)
-    with raw(postern) as c:
-        open_data(c)
-        c.send(b".\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b".\r\n"))
     body = content_of(postern, qid)
     assert body.count("\n") == 3   # just our Received: header
 
@@ -200,10 +175,8 @@ def test_message_too_big(postern):
 def test_long_data_lines_kept_whole(postern):
     start_smtpd(postern, line_length_limit="1000")
     long_line = b"L" * 50000
-    with raw(postern) as c:
-        open_data(c)
-        c.send(b"Subject: long\r\n\r\n" + long_line + b"\r\n.." + long_line + b"\r\nshort\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, b"Subject: long\r\n\r\n" + long_line + b"\r\n.." + long_line
+                                         + b"\r\nshort\r\n.\r\n"))
     body = content_of(postern, qid)
     assert ("\n" + "L" * 50000 + "\n." + "L" * 50000 + "\nshort\n") in body
 
@@ -224,10 +197,7 @@ def test_long_line_split_at_cr_boundary(postern):
 def test_header_size_limit_is_not_fatal(postern):
     start_smtpd(postern, header_size_limit="1024")
     headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 60) for i in range(100))
-    with raw(postern) as c:
-        open_data(c)
-        c.send(headers + b"\r\nbody\r\n.\r\n")
-        qid = queued_id(c.text())
+    qid = queued_id(raw_message(postern, headers + b"\r\nbody\r\n.\r\n"))
     assert "X-H99: " in content_of(postern, qid)
 
 
@@ -305,13 +275,10 @@ def test_wakeup_sent_to_qmgr(postern):
 def test_commit_failure_answers_451_and_loop_keeps_running(postern):
     """While the queue is locked by someone else the commit waits (other sessions are served
     meanwhile); when it finally fails the client gets 451 4.3.0, never 250."""
-    import sqlite3
     import time
     start_smtpd(postern)
     postern.send("a@example.org", ["ptest1@localhost"], b"Subject: first\r\n\r\nx\r\n")   # creates the db
-    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), isolation_level=None, timeout=1)
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with queue_write_locked(postern):
         with raw(postern, timeout=60) as c:
             open_data(c)
             c.send(b"Subject: blocked\r\n\r\nx\r\n.\r\n")
@@ -321,8 +288,5 @@ def test_commit_failure_answers_451_and_loop_keeps_running(postern):
             reply = c.text()
             assert reply == "451 4.3.0 Error: queue file write error", reply
             assert c.cmd("NOOP") == "250 2.0.0 Ok"
-    finally:
-        con.execute("ROLLBACK")
-        con.close()
     assert len(queue_ids(postern)) == 1
     postern.wait_log("smtpd", r"queue write failed|Group commit failed")

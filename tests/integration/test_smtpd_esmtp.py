@@ -7,21 +7,8 @@ import re
 import smtplib
 import subprocess
 
-from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of, wait_until
-
-
-def queued_id(reply):
-    m = re.fullmatch(r"250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", reply)
-    assert m, reply
-    return m.group(1)
-
-
-def transaction(c, rcpts=("ptest1@localhost",), sender="a@example.org", mail_params=""):
-    c.send("EHLO client.test\r\n")
-    assert c.reply()[0] == 250
-    assert c.cmd(f"MAIL FROM:<{sender}>{mail_params}") == "250 2.1.0 Ok"
-    for r in rcpts:
-        assert c.cmd(f"RCPT TO:<{r}>") == "250 2.1.5 Ok"
+from mailtest import queued_id
+from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of, wait_until, transaction
 
 
 def bdat(c, data, last=False):

@@ -1,8 +1,11 @@
 """Helpers for the postern-smtpd integration tests: a raw SMTP client that sends exact bytes
 (pipelined batches, bare LFs, NUL bytes, overlong lines) and reads replies one at a time.
-No tests live here; the test_smtpd_*.py modules import it."""
+No tests live here; the test_smtpd_*.py modules import it (and mailtest.py for messages and
+queue ids)."""
 
+import contextlib
 import socket
+import sqlite3
 import threading
 import time
 
@@ -85,10 +88,73 @@ def raw(postern, source=None, **kw):
     return Raw(port=postern.smtp_port, source=source, **kw)
 
 
+def transaction(c, rcpts=("ptest1@localhost",), sender="a@example.org", mail_params="",
+                helo="EHLO client.test"):
+    """Greets, then MAIL FROM (with mail_params) and one RCPT TO per address on raw client c, each
+    of which must be accepted."""
+    c.send(helo + "\r\n")
+    assert c.reply()[0] == 250
+    assert c.cmd(f"MAIL FROM:<{sender}>{mail_params}") == "250 2.1.0 Ok"
+    for r in rcpts:
+        assert c.cmd(f"RCPT TO:<{r}>") == "250 2.1.5 Ok"
+
+
+def open_data(c, rcpts=("ptest1@localhost",), helo="EHLO client.test", sender="a@example.org"):
+    """transaction(), then DATA, which must be answered 354: the message text comes next."""
+    transaction(c, rcpts=rcpts, sender=sender, helo=helo)
+    assert c.cmd("DATA") == "354 End data with <CR><LF>.<CR><LF>"
+
+
+def raw_message(postern, data, source=None):
+    """Sends data (message text and end of data, exact bytes) after open_data() on a fresh raw
+    client (from source); returns the reply to it as 'CODE text'."""
+    with raw(postern, source=source) as c:
+        open_data(c)
+        c.send(data)
+        return c.text()
+
+
 def start_smtpd(postern, **params):
     if params:
         postern.configure(**params)
     postern.start("smtpd")
+
+
+RELAY = "permit_mynetworks, reject_unauth_destination"
+OUTSIDE = "127.0.0.2"   # a client outside start_relay()'s mynetworks
+
+
+def start_relay(postern, **params):
+    """smtpd alone with mynetworks = 127.0.0.1/32 and smtpd_relay_restrictions = RELAY (params add
+    to or override them): clients from OUTSIDE may not relay."""
+    start_smtpd(postern, **(dict(mynetworks="127.0.0.1/32", smtpd_relay_restrictions=RELAY) | params))
+
+
+def session(postern, source=OUTSIDE, helo="client.test", sender="s@example.org"):
+    """A raw client from source that has sent EHLO helo and MAIL FROM:<sender>, each accepted
+    (helo None: no EHLO; sender None: no MAIL)."""
+    c = raw(postern, source=source)
+    if helo:
+        assert c.cmd(f"EHLO {helo}").startswith("250")
+    if sender is not None:
+        r = c.cmd(f"MAIL FROM:<{sender}>")
+        assert r == "250 2.1.0 Ok", r
+    return c
+
+
+@contextlib.contextmanager
+def queue_write_locked(postern):
+    """Holds the write lock of queue.db (which a first message creates) for the block (BEGIN
+    IMMEDIATE), so smtpd's commits wait; yields the connection (execute ROLLBACK on it to let
+    them go on). The lock is given up at the end in any case."""
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), isolation_level=None, timeout=1)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
 
 
 def queue_ids(postern):

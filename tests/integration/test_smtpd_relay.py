@@ -4,17 +4,8 @@ queued; the same addresses from 127.0.0.1 (inside mynetworks) are relayed."""
 
 import pytest
 
-from test_smtpd_helpers import raw, queue_ids
-
-RELAY = "permit_mynetworks, reject_unauth_destination"
-
-
-def start_relay(postern, **extra):
-    params = dict(mynetworks="127.0.0.1/32", smtpd_relay_restrictions=RELAY)
-    params.update(extra)
-    postern.configure(**params)
-    postern.start("smtpd")
-
+from mailtest import send
+from test_smtpd_helpers import OUTSIDE, RELAY, raw, queue_ids, session, start_relay
 
 RELAY_DENIED = "554 5.7.1 <{}>: Relay access denied"
 UNKNOWN = "550 5.1.1 <{}>: Recipient address rejected: User unknown in local recipient table"
@@ -42,9 +33,7 @@ ATTEMPTS = [
 @pytest.mark.parametrize("addr,expect", ATTEMPTS, ids=[a for a, _ in ATTEMPTS])
 def test_relay_attempt_from_outside_mynetworks(postern, addr, expect):
     start_relay(postern)
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        assert c.cmd("MAIL FROM:<spammer@example.org>") == "250 2.1.0 Ok"
+    with session(postern, sender="spammer@example.org") as c:
         r = c.cmd("RCPT TO:" + addr)
         assert not r.startswith("2"), r
         if expect and len(expect) > 3:
@@ -58,9 +47,7 @@ def test_relay_attempt_from_outside_mynetworks(postern, addr, expect):
 
 def test_relay_reject_is_logged(postern):
     start_relay(postern)
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<spammer@example.org>")
+    with session(postern, sender="spammer@example.org") as c:
         c.cmd("RCPT TO:<victim@remote.test>")
     postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.2\]: 554 5\.7\.1 "
                      r"<victim@remote\.test>: Relay access denied; from=<spammer@example\.org> "
@@ -70,7 +57,7 @@ def test_relay_reject_is_logged(postern):
 def test_pipelined_relay_attempt_then_data_queues_nothing(postern):
     # EHLO and DATA may not be followed by pipelined input; allow it here to see each reply.
     start_relay(postern, smtpd_forbid_unauth_pipelining="no")
-    with raw(postern, source="127.0.0.2") as c:
+    with raw(postern, source=OUTSIDE) as c:
         c.send("EHLO client.test\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<a@remote.test>\r\n"
                "RCPT TO:<b%remote.test@localhost>\r\nDATA\r\nSubject: spam\r\n\r\nspam\r\n.\r\nQUIT\r\n")
         replies = []
@@ -88,18 +75,15 @@ def test_pipelined_relay_attempt_then_data_queues_nothing(postern):
 
 def test_local_delivery_allowed_from_outside(postern):
     start_relay(postern)
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<friend@example.org>")
+    with session(postern, sender="friend@example.org") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
         assert c.cmd("RCPT TO:<ptest2@POSTERN.TEST>") == "250 2.1.5 Ok"
 
 
 def test_relay_allowed_from_mynetworks(postern):
     start_relay(postern)
-    code, text = postern.send("me@postern.test", ["someone@remote.test", "x%y@remote.test"],
-                              b"Subject: relay\r\n\r\nrelayed\r\n")
-    assert code == 250, text
+    send(postern, "me@postern.test", ["someone@remote.test", "x%y@remote.test"],
+         b"Subject: relay\r\n\r\nrelayed\r\n")
     rows = postern.queue_rows("SELECT address FROM recipients ORDER BY id")
     assert [r[0] for r in rows] == ["someone@remote.test", "x%y@remote.test"]
 
@@ -108,17 +92,13 @@ def test_default_relay_restrictions_defer(postern):
     """Postfix's default smtpd_relay_restrictions ends in defer_unauth_destination."""
     postern.configure(mynetworks="127.0.0.1/32")
     postern.start("smtpd")
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "454 4.7.1 <u@remote.test>: Relay access denied"
 
 
 def test_relay_domains_with_subdomains(postern):
     start_relay(postern, relay_domains="example.net, .only-subs.test")
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:
         assert c.cmd("RCPT TO:<u@example.net>") == "250 2.1.5 Ok"
         assert c.cmd("RCPT TO:<u@mx.sub.example.net>") == "250 2.1.5 Ok"
         assert c.cmd("RCPT TO:<u@notexample.net>").startswith("554 5.7.1 ")
@@ -128,48 +108,36 @@ def test_relay_domains_with_subdomains(postern):
 
 def test_mydestination_has_no_subdomain_match(postern):
     start_relay(postern)
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@sub.postern.test>").startswith("554 5.7.1 ")
 
 
 def test_mynetworks_forms(postern):
     start_relay(postern, mynetworks="[::1]/128, ::1/128, [::ffff:127.0.0.0]/104, 10.0.0.0/8, 127.0.0.2")
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "250 2.1.5 Ok"
     assert "ignoring unsupported entry" not in postern.log("smtpd")
 
 
 def test_mynetworks_prefix(postern):
     start_relay(postern, mynetworks="127.0.0.0/31")
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:
         assert c.cmd("RCPT TO:<u@remote.test>").startswith("554 5.7.1 ")
-    with raw(postern, source="127.0.0.1") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern, source="127.0.0.1") as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "250 2.1.5 Ok"
 
 
 def test_restriction_elements(postern):
     start_relay(postern, smtpd_relay_restrictions="reject_unauth_destination",
           smtpd_recipient_restrictions="permit_mynetworks, defer")
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "450 4.7.1 <ptest1@localhost>: Recipient address rejected: Access denied"
 
 
 def test_reject_element_and_unknown_element(postern):
     start_relay(postern, smtpd_relay_restrictions="permit_mynetworks, reject")
-    with raw(postern, source="127.0.0.2") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "554 5.7.1 <ptest1@localhost>: Recipient address rejected: Access denied"
 
@@ -205,9 +173,7 @@ def test_unknown_restriction_rejected_at_reload(postern):
     reload_rejected(postern, r'smtpd_sender_restrictions: unknown restriction "check_sender_acces"',
                     smtpd_sender_restrictions="check_sender_acces, reject")
     assert postern.running("smtpd")
-    with raw(postern, source="127.0.0.2") as c:   # old settings: no sender restriction
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:   # old settings: no sender restriction
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
         assert c.cmd("RCPT TO:<u@remote.test>") == "554 5.7.1 <u@remote.test>: Relay access denied"
 
@@ -234,22 +200,16 @@ def test_bad_mynetworks_entry_rejected_at_reload(postern):
     start_relay(postern, mynetworks="!127.0.0.2, 127.0.0.0/8")
     reload_rejected(postern, r'mynetworks: unsupported entry "!127\.0\.0\.2x"',
                     mynetworks="!127.0.0.2x, 127.0.0.0/8")
-    with raw(postern, source="127.0.0.2") as c:   # the old list, with its exclusion, still applies
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern) as c:   # the old list, with its exclusion, still applies
         assert c.cmd("RCPT TO:<u@remote.test>") == "554 5.7.1 <u@remote.test>: Relay access denied"
-    with raw(postern, source="127.0.0.3") as c:
-        c.cmd("EHLO client.test")
-        c.cmd("MAIL FROM:<s@example.org>")
+    with session(postern, source="127.0.0.3") as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "250 2.1.5 Ok"
 
 
 def test_mynetworks_negation(postern):
     start_relay(postern, mynetworks="!127.0.0.2, ![::ffff:127.0.0.4]/128, 127.0.0.0/8")
     for addr, ok in (("127.0.0.2", False), ("127.0.0.3", True), ("127.0.0.4", False)):
-        with raw(postern, source=addr) as c:
-            c.cmd("EHLO client.test")
-            c.cmd("MAIL FROM:<s@example.org>")
+        with session(postern, source=addr) as c:
             r = c.cmd("RCPT TO:<u@remote.test>")
             assert (r == "250 2.1.5 Ok") == ok, (addr, r)
 
@@ -260,9 +220,7 @@ def test_mynetworks_cidr_table(postern):
     nets.write_text("# trusted\n127.0.0.2/32 OK\n127.0.0.8/29 OK\n")
     start_relay(postern, mynetworks=f"!127.0.0.9, cidr:{nets}")
     for addr, ok in (("127.0.0.1", False), ("127.0.0.2", True), ("127.0.0.10", True), ("127.0.0.9", False)):
-        with raw(postern, source=addr) as c:
-            c.cmd("EHLO client.test")
-            c.cmd("MAIL FROM:<s@example.org>")
+        with session(postern, source=addr) as c:
             r = c.cmd("RCPT TO:<u@remote.test>")
             assert (r == "250 2.1.5 Ok") == ok, (addr, r)
 

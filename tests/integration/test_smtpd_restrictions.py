@@ -14,33 +14,13 @@ import time
 
 import pytest
 
-from test_smtpd_helpers import Raw, ScriptedPolicy, raw, queue_ids, wait_until
-
-RELAY = "permit_mynetworks, reject_unauth_destination"
-OUTSIDE = "127.0.0.2"
-
-
-def start(postern, **params):
-    base = dict(mynetworks="127.0.0.1/32", smtpd_relay_restrictions=RELAY)
-    base.update(params)
-    postern.configure(**base)
-    postern.start("smtpd")
+from test_smtpd_helpers import OUTSIDE, Raw, ScriptedPolicy, raw, queue_ids, session, start_relay, wait_until
 
 
 def table(postern, name, text):
     path = postern.root / name
     path.write_text(text)
     return f"texthash:{path}"
-
-
-def session(postern, source=OUTSIDE, helo="client.test", sender="s@example.org"):
-    c = raw(postern, source=source)
-    if helo:
-        assert c.cmd(f"EHLO {helo}").startswith("250")
-    if sender is not None:
-        r = c.cmd(f"MAIL FROM:<{sender}>")
-        assert r == "250 2.1.0 Ok", r
-    return c
 
 
 def log(postern):
@@ -59,7 +39,7 @@ CLASS_REJECTS = [
 
 @pytest.mark.parametrize("param,reply", CLASS_REJECTS, ids=[p for p, _ in CLASS_REJECTS])
 def test_class_reject_delayed_to_rcpt(postern, param, reply):
-    start(postern, **{param: "reject"})
+    start_relay(postern, **{param: "reject"})
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == reply
     assert re.search(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.2\]: " + re.escape(reply) +
@@ -68,14 +48,14 @@ def test_class_reject_delayed_to_rcpt(postern, param, reply):
 
 
 def test_class_defer(postern):
-    start(postern, smtpd_sender_restrictions="defer")
+    start_relay(postern, smtpd_sender_restrictions="defer")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "450 4.7.1 <s@example.org>: Sender address rejected: Access denied"
 
 
 def test_no_delay_reject_client_refused_at_connect(postern):
-    start(postern, smtpd_delay_reject="no", smtpd_client_restrictions="reject")
+    start_relay(postern, smtpd_delay_reject="no", smtpd_client_restrictions="reject")
     with raw(postern, source=OUTSIDE) as c:
         assert c.greeting == (554, ["5.7.1 <localhost[127.0.0.2]>: Client host rejected: Access denied"])
         assert c.cmd("EHLO client.test") == "503 5.7.0 Error: access denied for localhost[127.0.0.2]"
@@ -85,7 +65,7 @@ def test_no_delay_reject_client_refused_at_connect(postern):
 
 
 def test_no_delay_reject_helo_and_sender_at_their_commands(postern):
-    start(postern, smtpd_delay_reject="no", smtpd_helo_restrictions="reject_non_fqdn_helo_hostname",
+    start_relay(postern, smtpd_delay_reject="no", smtpd_helo_restrictions="reject_non_fqdn_helo_hostname",
           smtpd_sender_restrictions="check_sender_access inline:{ {bad@example.org=REJECT go away} }")
     with raw(postern, source=OUTSIDE) as c:
         assert c.cmd("EHLO nodots") == "504 5.5.2 <nodots>: Helo command rejected: need fully-qualified hostname"
@@ -98,27 +78,27 @@ def test_no_delay_reject_helo_and_sender_at_their_commands(postern):
 
 
 def test_permit_ends_only_its_class(postern):
-    start(postern, smtpd_client_restrictions="permit", smtpd_sender_restrictions="reject")
+    start_relay(postern, smtpd_client_restrictions="permit", smtpd_sender_restrictions="reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <s@example.org>: Sender address")
 
 
 def test_relay_restrictions_before_recipient_restrictions(postern):
-    start(postern, smtpd_recipient_restrictions="permit")
+    start_relay(postern, smtpd_recipient_restrictions="permit")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "554 5.7.1 <u@remote.test>: Relay access denied"
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
 
 
 def test_permit_auth_destination(postern):
-    start(postern, smtpd_relay_restrictions="permit_auth_destination, reject")
+    start_relay(postern, smtpd_relay_restrictions="permit_auth_destination, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
         assert c.cmd("RCPT TO:<u@remote.test>").startswith("554 5.7.1 <u@remote.test>: Recipient address rejected")
 
 
 def test_first_decision_wins_in_a_class(postern):
-    start(postern, smtpd_recipient_restrictions="permit_mynetworks, reject, permit")
+    start_relay(postern, smtpd_recipient_restrictions="permit_mynetworks, reject, permit")
     with session(postern, source="127.0.0.1") as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "250 2.1.5 Ok"
     with session(postern) as c:
@@ -126,7 +106,7 @@ def test_first_decision_wins_in_a_class(postern):
 
 
 def test_defer_if_permit(postern):
-    start(postern, smtpd_sender_restrictions="defer_if_permit")
+    start_relay(postern, smtpd_sender_restrictions="defer_if_permit")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "450 4.7.1 <s@example.org>: Sender address rejected: Access denied"
@@ -135,20 +115,20 @@ def test_defer_if_permit(postern):
 
 
 def test_defer_if_reject(postern):
-    start(postern, smtpd_recipient_restrictions="defer_if_reject, reject")
+    start_relay(postern, smtpd_recipient_restrictions="defer_if_reject, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "450 4.7.1 <ptest1@localhost>: Recipient address rejected: Access denied"
 
 
 def test_defer_if_reject_without_reject_permits(postern):
-    start(postern, smtpd_recipient_restrictions="defer_if_reject, permit")
+    start_relay(postern, smtpd_recipient_restrictions="defer_if_reject, permit")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
 
 
 def test_warn_if_reject(postern):
-    start(postern, smtpd_recipient_restrictions="warn_if_reject, reject")
+    start_relay(postern, smtpd_recipient_restrictions="warn_if_reject, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
     assert re.search(r"NOQUEUE: reject_warning: RCPT from localhost\[127\.0\.0\.2\]: 554 5\.7\.1 "
@@ -157,7 +137,7 @@ def test_warn_if_reject(postern):
 
 def test_restriction_classes(postern):
     postern.configure(smtpd_restriction_classes="strict, lenient", strict="reject", lenient="permit")
-    start(postern, smtpd_recipient_restrictions="check_recipient_access inline:{ptest1@localhost=strict, "
+    start_relay(postern, smtpd_recipient_restrictions="check_recipient_access inline:{ptest1@localhost=strict, "
           "ptest2@localhost=lenient}")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <ptest1@localhost>: Recipient")
@@ -166,7 +146,7 @@ def test_restriction_classes(postern):
 
 def test_restriction_class_as_list_element(postern):
     postern.configure(smtpd_restriction_classes="only_local", only_local="permit_mynetworks, reject")
-    start(postern, smtpd_sender_restrictions="only_local")
+    start_relay(postern, smtpd_sender_restrictions="only_local")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 <s@example.org>: Sender")
     with session(postern, source="127.0.0.1") as c:
@@ -176,7 +156,7 @@ def test_restriction_class_as_list_element(postern):
 # ---- the elements -------------------------------------------------------------------------
 
 def test_helo_elements(postern):
-    start(postern, smtpd_helo_restrictions="reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname")
+    start_relay(postern, smtpd_helo_restrictions="reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname")
     for helo, reply in [("bad_name!", "501 5.5.2 <bad_name!>: Helo command rejected: Invalid name"),
                         ("nodots", "504 5.5.2 <nodots>: Helo command rejected: need fully-qualified hostname"),
                         ("[127.0.0.2]", "250 2.1.5 Ok"), ("mx.client.test", "250 2.1.5 Ok")]:
@@ -185,7 +165,7 @@ def test_helo_elements(postern):
 
 
 def test_non_fqdn_sender_and_recipient(postern):
-    start(postern, smtpd_recipient_restrictions="reject_non_fqdn_sender, reject_non_fqdn_recipient")
+    start_relay(postern, smtpd_recipient_restrictions="reject_non_fqdn_sender, reject_non_fqdn_recipient")
     with session(postern, sender="s@nodots") as c:
         assert c.cmd("RCPT TO:<ptest1@postern.test>") == \
             "504 5.5.2 <s@nodots>: Sender address rejected: need fully-qualified address"
@@ -196,7 +176,7 @@ def test_non_fqdn_sender_and_recipient(postern):
 
 
 def test_reject_unlisted_sender(postern):
-    start(postern, smtpd_sender_restrictions="reject_unlisted_sender",
+    start_relay(postern, smtpd_sender_restrictions="reject_unlisted_sender",
           local_recipient_maps="inline:{ptest1=x}")
     with session(postern, sender="nobody@localhost") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
@@ -206,13 +186,13 @@ def test_reject_unlisted_sender(postern):
 
 
 def test_smtpd_reject_unlisted_sender_parameter(postern):
-    start(postern, smtpd_reject_unlisted_sender="yes", local_recipient_maps="inline:{ptest1=x}")
+    start_relay(postern, smtpd_reject_unlisted_sender="yes", local_recipient_maps="inline:{ptest1=x}")
     with session(postern, sender="nobody@localhost") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("550 5.1.0 <nobody@localhost>: Sender")
 
 
 def test_reject_unlisted_recipient_element(postern):
-    start(postern, smtpd_reject_unlisted_recipient="no", local_recipient_maps="inline:{ptest1=x}",
+    start_relay(postern, smtpd_reject_unlisted_recipient="no", local_recipient_maps="inline:{ptest1=x}",
           smtpd_recipient_restrictions="reject_unlisted_recipient")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<nobody@localhost>") == \
@@ -221,7 +201,7 @@ def test_reject_unlisted_recipient_element(postern):
 
 def test_sender_login_mismatch_unauthenticated(postern):
     maps = table(postern, "logins", "owner@example.org alice\n@owned.test bob\n")
-    start(postern, smtpd_sender_login_maps=maps,
+    start_relay(postern, smtpd_sender_login_maps=maps,
           smtpd_sender_restrictions="reject_unauthenticated_sender_login_mismatch")
     for sender, ok in [("owner@example.org", False), ("x@owned.test", False), ("free@example.org", True)]:
         with session(postern, sender=sender) as c:
@@ -234,13 +214,13 @@ def test_sender_login_mismatch_unauthenticated(postern):
 
 def test_known_sender_login_mismatch_ignores_unknown_senders(postern):
     maps = table(postern, "logins", "owner@example.org alice\n")
-    start(postern, smtpd_sender_login_maps=maps, smtpd_sender_restrictions="reject_known_sender_login_mismatch")
+    start_relay(postern, smtpd_sender_login_maps=maps, smtpd_sender_restrictions="reject_known_sender_login_mismatch")
     with session(postern, sender="other@example.org") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
 
 
 def test_permit_sasl_authenticated_is_false_without_auth(postern):
-    start(postern, smtpd_recipient_restrictions="permit_sasl_authenticated, reject")
+    start_relay(postern, smtpd_recipient_restrictions="permit_sasl_authenticated, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 ")
 
@@ -249,7 +229,7 @@ def test_permit_sasl_authenticated_is_false_without_auth(postern):
 
 def test_client_access_lookup_order(postern):
     t = table(postern, "clients", "127.0.0.2 REJECT by address\n127.0.0 REJECT by subnet\n")
-    start(postern, smtpd_client_restrictions=f"check_client_access {t}")
+    start_relay(postern, smtpd_client_restrictions=f"check_client_access {t}")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "554 5.7.1 <localhost[127.0.0.2]>: Client host rejected: by address"
@@ -260,7 +240,7 @@ def test_client_access_lookup_order(postern):
 
 def test_client_access_by_name_first(postern):
     t = table(postern, "clients", "localhost 550 by name\n127.0.0.2 REJECT by address\n")
-    start(postern, smtpd_client_restrictions=f"check_client_access {t}")
+    start_relay(postern, smtpd_client_restrictions=f"check_client_access {t}")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "550 5.7.1 <localhost[127.0.0.2]>: Client host rejected: by name"
@@ -279,7 +259,7 @@ SENDER_KEYS = [
 @pytest.mark.parametrize("sender,text,expect", SENDER_KEYS)
 def test_sender_access_lookup_order(postern, sender, text, expect):
     t = table(postern, "senders", text)
-    start(postern, smtpd_sender_restrictions=f"check_sender_access {t}")
+    start_relay(postern, smtpd_sender_restrictions=f"check_sender_access {t}")
     with session(postern, sender=sender) as c:
         r = c.cmd("RCPT TO:<ptest1@localhost>")
         if expect:
@@ -290,7 +270,7 @@ def test_sender_access_lookup_order(postern, sender, text, expect):
 
 def test_parent_domain_matches_subdomains_off(postern):
     t = table(postern, "senders", "example.org REJECT parent\n.example.net REJECT dot\n")
-    start(postern, smtpd_sender_restrictions=f"check_sender_access {t}",
+    start_relay(postern, smtpd_sender_restrictions=f"check_sender_access {t}",
           parent_domain_matches_subdomains="relay_domains")
     with session(postern, sender="u@mail.example.org") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
@@ -300,7 +280,7 @@ def test_parent_domain_matches_subdomains_off(postern):
 
 def test_helo_access(postern):
     t = table(postern, "helos", "evil.test REJECT you again\n")
-    start(postern, smtpd_helo_restrictions=f"check_helo_access {t}")
+    start_relay(postern, smtpd_helo_restrictions=f"check_helo_access {t}")
     with session(postern, helo="mx.evil.test") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "554 5.7.1 <mx.evil.test>: Helo command rejected: you again"
@@ -328,14 +308,14 @@ RCPT_ACTIONS = [
 @pytest.mark.parametrize("action,reply", RCPT_ACTIONS, ids=[a for a, _ in RCPT_ACTIONS])
 def test_recipient_access_actions(postern, action, reply):
     t = table(postern, "rcpts", f"ptest1@localhost {action}\n")
-    start(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}")
+    start_relay(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == reply
 
 
 def test_access_codes_are_configurable(postern):
     t = table(postern, "rcpts", "ptest1@localhost REJECT\nptest2@localhost DEFER\n")
-    start(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}",
+    start_relay(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}",
           access_map_reject_code="550", access_map_defer_code="451")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("550 5.7.1 ")
@@ -344,7 +324,7 @@ def test_access_codes_are_configurable(postern):
 
 def test_defer_if_reject_action_then_reject(postern):
     t = table(postern, "rcpts", "ptest1@localhost DEFER_IF_REJECT not sure\n")
-    start(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}, reject")
+    start_relay(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "450 4.7.1 <ptest1@localhost>: Recipient address rejected: not sure"
@@ -368,7 +348,7 @@ MESSAGE_ACTIONS = [
 @pytest.mark.parametrize("action,pattern", MESSAGE_ACTIONS, ids=[a for a, _ in MESSAGE_ACTIONS])
 def test_message_actions_logged_and_accepted(postern, action, pattern):
     t = table(postern, "rcpts", f"ptest1@localhost {action}\n")
-    start(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}")
+    start_relay(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
     postern.wait_log("smtpd", pattern)
@@ -376,7 +356,7 @@ def test_message_actions_logged_and_accepted(postern, action, pattern):
 
 def test_prepend_action_goes_on(postern):
     t = table(postern, "rcpts", "ptest1@localhost PREPEND X-Tag: yes\n")
-    start(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}, reject")
+    start_relay(postern, smtpd_recipient_restrictions=f"check_recipient_access {t}, reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("554 5.7.1 ")
 
@@ -384,7 +364,7 @@ def test_prepend_action_goes_on(postern):
 def test_table_lookup_failure_is_temporary(postern):
     path = postern.root / "rcpts"
     path.write_text("ptest1@localhost REJECT\n")
-    start(postern, smtpd_recipient_restrictions=f"check_recipient_access texthash:{path}")
+    start_relay(postern, smtpd_recipient_restrictions=f"check_recipient_access texthash:{path}")
     os.chmod(path, 0)
     path.rename(postern.root / "gone")
     time.sleep(1.1)   # tables are re-checked at most once a second
@@ -396,7 +376,7 @@ def test_table_lookup_failure_is_temporary(postern):
 # ---- DATA and end of data -----------------------------------------------------------------
 
 def test_data_restrictions(postern):
-    start(postern, smtpd_data_restrictions="reject")
+    start_relay(postern, smtpd_data_restrictions="reject")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
         assert c.cmd("DATA") == "554 5.7.1 <DATA>: Data command rejected: Access denied"
@@ -406,7 +386,7 @@ def test_data_restrictions(postern):
 
 def test_end_of_data_restrictions(postern):
     t = table(postern, "senders", "s@example.org REJECT no content from you\n")
-    start(postern, smtpd_end_of_data_restrictions=f"check_sender_access {t}")
+    start_relay(postern, smtpd_end_of_data_restrictions=f"check_sender_access {t}")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
         assert c.cmd("DATA").startswith("354")
@@ -418,7 +398,7 @@ def test_end_of_data_restrictions(postern):
 
 
 def test_end_of_data_permit_queues(postern):
-    start(postern, smtpd_end_of_data_restrictions="permit")
+    start_relay(postern, smtpd_end_of_data_restrictions="permit")
     with session(postern) as c:
         c.cmd("RCPT TO:<ptest1@localhost>")
         c.cmd("DATA")
@@ -430,7 +410,7 @@ def test_end_of_data_permit_queues(postern):
 
 def test_async_elements_resume_the_list(postern, tmp_path):
     policy = ScriptedPolicy(tmp_path, [])   # answers DUNNO
-    start(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example, "
+    start_relay(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example, "
           f"check_policy_service {policy.service}, reject_rhsbl_sender dbl.example, "
           "reject_unknown_recipient_domain, check_recipient_access inline:{ptest2@localhost=OK}, reject")
     with session(postern) as c:
@@ -441,7 +421,7 @@ def test_async_elements_resume_the_list(postern, tmp_path):
 
 
 def test_async_elements_keep_pipelined_order(postern):
-    start(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example, "
+    start_relay(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example, "
           "check_recipient_access inline:{ptest2@localhost=REJECT}")
     with session(postern, source="127.0.0.1", sender=None) as c:
         c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<ptest1@localhost>\r\nRCPT TO:<ptest2@localhost>\r\n"
@@ -454,7 +434,7 @@ def test_async_elements_keep_pipelined_order(postern):
 
 
 def test_async_client_check_at_connect(postern):
-    start(postern, smtpd_delay_reject="no",
+    start_relay(postern, smtpd_delay_reject="no",
           smtpd_client_restrictions="reject_rbl_client zen.example, check_client_access inline:{127.0.0.2=REJECT}")
     with raw(postern, source=OUTSIDE) as c:
         assert c.greeting[0] == 554
@@ -464,7 +444,7 @@ def test_async_client_check_at_connect(postern):
 
 
 def test_client_gone_during_async_check(postern):
-    start(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example")
+    start_relay(postern, smtpd_recipient_restrictions="reject_rbl_client zen.example")
     for _ in range(20):
         c = session(postern)
         c.send("RCPT TO:<ptest1@localhost>\r\n")
@@ -477,7 +457,7 @@ def test_client_gone_during_async_check(postern):
 # ---- footers -------------------------------------------------------------------------------
 
 def test_reject_footer_new_line(postern):
-    start(postern, smtpd_reject_footer="For help, write to postmaster ($client_address via $server_name).")
+    start_relay(postern, smtpd_reject_footer="For help, write to postmaster ($client_address via $server_name).")
     with session(postern) as c:
         c.send("RCPT TO:<u@remote.test>\r\n")
         assert c.reply() == (554, ["5.7.1 <u@remote.test>: Relay access denied",
@@ -487,7 +467,7 @@ def test_reject_footer_new_line(postern):
 
 
 def test_reject_footer_newlines_and_continuation(postern):
-    start(postern, smtpd_reject_footer=r"\nline one\nline two")
+    start_relay(postern, smtpd_reject_footer=r"\nline one\nline two")
     with session(postern) as c:
         c.send("RCPT TO:<u@remote.test>\r\n")
         assert c.reply() == (554, ["5.7.1 <u@remote.test>: Relay access denied", "5.7.1 line one",
@@ -503,7 +483,7 @@ def test_reject_footer_newlines_and_continuation(postern):
 def test_reject_footer_maps(postern):
     t = postern.root / "footers"
     t.write_text("/Relay access denied/ see https://help.example/relay\n")
-    start(postern, smtpd_reject_footer="generic footer", smtpd_reject_footer_maps=f"regexp:{t}",
+    start_relay(postern, smtpd_reject_footer="generic footer", smtpd_reject_footer_maps=f"regexp:{t}",
           smtpd_recipient_restrictions="reject")
     with session(postern) as c:
         c.send("RCPT TO:<u@remote.test>\r\n")
@@ -515,7 +495,7 @@ def test_reject_footer_maps(postern):
 # ---- pipelining ----------------------------------------------------------------------------
 
 def test_forbid_unauth_pipelining_after_ehlo(postern):
-    start(postern)
+    start_relay(postern)
     with raw(postern, source="127.0.0.1") as c:
         c.send("EHLO client.test\r\nMAIL FROM:<a@example.org>\r\n")
         assert c.reply()[0] == 250
@@ -526,7 +506,7 @@ def test_forbid_unauth_pipelining_after_ehlo(postern):
 
 
 def test_esmtp_pipelining_of_mail_and_rcpt_is_allowed(postern):
-    start(postern)
+    start_relay(postern)
     with session(postern, source="127.0.0.1", sender=None) as c:
         c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<ptest1@localhost>\r\nRCPT TO:<ptest2@localhost>\r\nDATA\r\n")
         assert [c.text() for _ in range(4)] == ["250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok",
@@ -535,7 +515,7 @@ def test_esmtp_pipelining_of_mail_and_rcpt_is_allowed(postern):
 
 
 def test_forbid_pipelining_without_ehlo(postern):
-    start(postern)
+    start_relay(postern)
     with raw(postern, source="127.0.0.1") as c:
         assert c.cmd("HELO client.test").startswith("250")
         c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<ptest1@localhost>\r\n")
@@ -544,7 +524,7 @@ def test_forbid_pipelining_without_ehlo(postern):
 
 
 def test_forbid_pipelining_content_before_354(postern):
-    start(postern)
+    start_relay(postern)
     with session(postern, source="127.0.0.1") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
         c.send("DATA\r\nSubject: early\r\n\r\nx\r\n.\r\n")
@@ -555,7 +535,7 @@ def test_forbid_pipelining_content_before_354(postern):
 
 
 def test_forbid_pipelining_before_greeting(postern):
-    start(postern)
+    start_relay(postern)
     pid = postern.daemons["smtpd"].proc.pid
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -571,7 +551,7 @@ def test_forbid_pipelining_before_greeting(postern):
 
 
 def test_reject_unauth_pipelining(postern):
-    start(postern, smtpd_forbid_unauth_pipelining="no", smtpd_data_restrictions="reject_unauth_pipelining")
+    start_relay(postern, smtpd_forbid_unauth_pipelining="no", smtpd_data_restrictions="reject_unauth_pipelining")
     with raw(postern, source="127.0.0.1") as c:
         c.send("HELO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<ptest1@localhost>\r\nDATA\r\n")
         assert [c.text() for _ in range(3)][2] == "250 2.1.5 Ok"
@@ -595,7 +575,7 @@ BAD = [
 
 @pytest.mark.parametrize("params,pattern", BAD, ids=[p for _, p in BAD])
 def test_configuration_errors_name_parameter_and_word(postern, params, pattern):
-    start(postern)
+    start_relay(postern)
     postern.configure(**params)
     postern.reload("smtpd")
     postern.wait_log("smtpd", r"Applying the new configuration failed, keeping the old one")
@@ -628,7 +608,7 @@ RELAY_FORMS = [
 
 @pytest.mark.parametrize("to,reply", RELAY_FORMS, ids=[t for t, _ in RELAY_FORMS])
 def test_open_relay_forms_with_swaks(postern, to, reply):
-    start(postern, smtpd_relay_restrictions="permit_mynetworks, reject_unauth_destination")
+    start_relay(postern, smtpd_relay_restrictions="permit_mynetworks, reject_unauth_destination")
     r = swaks(postern, to)
     assert r.returncode != 0
     assert "<~  " + reply in r.stdout or "<** " + reply in r.stdout, r.stdout
@@ -636,13 +616,13 @@ def test_open_relay_forms_with_swaks(postern, to, reply):
 
 
 def test_soft_bounce_turns_refusals_into_deferrals(postern):
-    start(postern, soft_bounce="yes")
+    start_relay(postern, soft_bounce="yes")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<u@remote.test>") == "454 4.7.1 <u@remote.test>: Relay access denied"
 
 
 def test_helo_restrictions_skipped_without_helo(postern):
-    start(postern, smtpd_helo_restrictions="reject")
+    start_relay(postern, smtpd_helo_restrictions="reject")
     with session(postern, helo=None) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
     with session(postern) as c:
@@ -651,7 +631,7 @@ def test_helo_restrictions_skipped_without_helo(postern):
 
 def test_slow_check_holds_pipelined_commands(postern, tmp_path):
     policy = ScriptedPolicy(tmp_path, [], delay=0.3)   # DUNNO after 300 ms
-    start(postern, smtpd_recipient_restrictions=f"check_policy_service {policy.service}, "
+    start_relay(postern, smtpd_recipient_restrictions=f"check_policy_service {policy.service}, "
           "check_recipient_access inline:{ptest2@localhost=REJECT}")
     with session(postern, source="127.0.0.1") as c:
         t0 = time.monotonic()
@@ -666,7 +646,7 @@ def test_slow_check_holds_pipelined_commands(postern, tmp_path):
 
 def test_client_gone_while_check_waits_cancels_it(postern):
     # Names under slow.test time out (about 1 s): each session leaves while its lookup runs.
-    start(postern, smtpd_recipient_restrictions="reject_rbl_client slow.test, permit_mynetworks, "
+    start_relay(postern, smtpd_recipient_restrictions="reject_rbl_client slow.test, permit_mynetworks, "
           "reject_unauth_destination")
     for _ in range(5):
         c = session(postern)
@@ -681,7 +661,7 @@ def test_client_gone_while_check_waits_cancels_it(postern):
 
 
 def test_submit_listener_has_no_restrictions(postern):
-    start(postern, smtpd_client_restrictions="reject", smtpd_recipient_restrictions="reject",
+    start_relay(postern, smtpd_client_restrictions="reject", smtpd_recipient_restrictions="reject",
           smtpd_data_restrictions="reject", smtpd_end_of_data_restrictions="reject")
     with Raw(path=postern.submit_path) as c:
         assert c.greeting[0] == 220
@@ -694,14 +674,14 @@ def test_submit_listener_has_no_restrictions(postern):
 
 
 def test_no_delay_reject_defer_if_permit_answers_at_rcpt(postern):
-    start(postern, smtpd_delay_reject="no", smtpd_client_restrictions="defer_if_permit")
+    start_relay(postern, smtpd_delay_reject="no", smtpd_client_restrictions="defer_if_permit")
     with session(postern) as c:   # greeting, EHLO and MAIL pass
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             "450 4.7.1 <localhost[127.0.0.2]>: Client host rejected: Access denied"
 
 
 def test_reverse_client_hostname_access(postern):
-    start(postern, smtpd_client_restrictions="check_reverse_client_hostname_access inline:{ {localhost=REJECT by name}, "
+    start_relay(postern, smtpd_client_restrictions="check_reverse_client_hostname_access inline:{ {localhost=REJECT by name}, "
           "127.0.0.2=OK}")
     with session(postern) as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
@@ -713,7 +693,7 @@ def test_dnswl_permit_answer_and_unknown_checks_are_resumable(postern, dns_zone)
     dns_zone.mx("example.org", "mail.example.org")
     dns_zone.host("mail.example.org", "127.0.0.41")
     dns_zone.apply()
-    start(postern, smtpd_client_restrictions="permit_dnswl_client list.dnswl.example, reject_unknown_client_hostname, "
+    start_relay(postern, smtpd_client_restrictions="permit_dnswl_client list.dnswl.example, reject_unknown_client_hostname, "
           "reject_unknown_reverse_client_hostname, reject_rhsbl_client dbl.example, "
           "reject_rhsbl_reverse_client dbl.example, reject_rhsbl_helo dbl.example, reject_unknown_helo_hostname",
           smtpd_sender_restrictions="reject_unknown_sender_domain, warn_if_reject, reject_rbl_client zen.example, reject")
@@ -729,7 +709,7 @@ def test_dnswl_permit_answer_and_unknown_checks_are_resumable(postern, dns_zone)
 ])
 def test_recipient_delimiter_lookup_order(postern, text, expect):
     t = table(postern, "senders", text)
-    start(postern, recipient_delimiter="+", smtpd_sender_restrictions=f"check_sender_access {t}")
+    start_relay(postern, recipient_delimiter="+", smtpd_sender_restrictions=f"check_sender_access {t}")
     with session(postern, sender="user+tag@example.org") as c:
         assert c.cmd("RCPT TO:<ptest1@localhost>") == \
             f"554 5.7.1 <user+tag@example.org>: Sender address rejected: {expect}"

@@ -7,17 +7,10 @@ import time
 
 import pytest
 
+from postern_harness import status_kib
 from test_smtpd_helpers import raw
 
 SESSIONS = 10000
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_ten_thousand_sessions(postern):
@@ -27,7 +20,7 @@ def test_ten_thousand_sessions(postern):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # smtpd inherits it
     try:
         postern.start("smtpd")
-        base = rss_kib(postern.pid("smtpd"))
+        base = status_kib(postern.pid("smtpd"), "VmRSS")
         conns = []
         try:
             sel = selectors.DefaultSelector()
@@ -46,7 +39,7 @@ def test_ten_thousand_sessions(postern):
                     greeted.add(key.data)
                     sel.unregister(key.fileobj)
             assert len(greeted) == SESSIONS
-            used = rss_kib(postern.pid("smtpd")) - base
+            used = status_kib(postern.pid("smtpd"), "VmRSS") - base
             print(f"smtpd RSS grew by {used} KiB for {SESSIONS} sessions")
             # Idle sessions must stay small: well under 10 KiB each.
             assert used < SESSIONS * 10, f"{used} KiB for {SESSIONS} sessions"

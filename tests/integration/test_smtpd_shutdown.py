@@ -3,11 +3,10 @@ answered before the connection closes, so a client never finds a message queued 
 not told about (it would send it again: a duplicate). Idle sessions get 421."""
 
 import signal
-import sqlite3
 import time
 
-from test_smtpd_helpers import raw, start_smtpd, queue_ids
-from test_smtpd_data import open_data, queued_id
+from mailtest import queued_id
+from test_smtpd_helpers import queue_write_locked, raw, start_smtpd, queue_ids, open_data
 
 
 def test_sigterm_answers_message_in_commit(postern):
@@ -15,9 +14,7 @@ def test_sigterm_answers_message_in_commit(postern):
     postern.send("a@example.org", ["ptest1@localhost"], b"Subject: first\r\n\r\nx\r\n")   # creates the db
     before = queue_ids(postern)
     # Hold the queue's write lock so the commit waits (SQLite's busy timeout is 10 s).
-    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), isolation_level=None, timeout=1)
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with queue_write_locked(postern) as con:
         with raw(postern, timeout=30) as c, raw(postern, timeout=30) as idle:
             open_data(c)
             c.send(b"Subject: in commit\r\nMessage-ID: <sigterm@client.test>\r\n\r\nbody\r\n.\r\n")
@@ -42,10 +39,6 @@ def test_sigterm_answers_message_in_commit(postern):
             assert c.is_closed()
             assert idle.text() == "421 4.3.2 postern.test Service shutting down"
             assert idle.is_closed()
-    finally:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        con.close()
 
 
 def test_sigterm_during_data_queues_nothing(postern):

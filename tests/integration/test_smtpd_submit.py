@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+from mailtest import queue_id
 from test_smtpd_helpers import queue_ids, content_of
 
 CLIENT = r"""
@@ -46,9 +47,7 @@ def test_submit_adds_missing_headers(postern, local_users):
     replies = submit_as(postern, "ptest1", conversation(
         "ptest1@postern.test", ["friend@remote.test", "ptest2@localhost"],
         b"Subject: local\r\n\r\nhello from ptest1\r\n"))
-    m = re.search(r"250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", replies)
-    assert m, replies
-    qid = m.group(1)
+    qid = queue_id(replies, whole_reply=True)
     assert replies.startswith("220 postern.test ESMTP Postern")
     body = content_of(postern, qid)
     head, _, rest = body.partition("\n\n")
@@ -76,7 +75,7 @@ def test_submit_keeps_existing_headers(postern, local_users):
         "ptest2@postern.test", ["ptest1@localhost"],
         b"From: Someone <ptest2@postern.test>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
         b"Message-ID: <given@x>\r\n\r\nbody\r\n"))
-    qid = re.search(r"queued as ([0-9A-Z]+)", replies).group(1)
+    qid = queue_id(replies)
     head = content_of(postern, qid).partition("\n\n")[0]
     assert head.count("From:") == 1 and "From: Someone <ptest2@postern.test>" in head
     assert head.count("Date:") == 1 and head.count("Message-ID:") == 1
@@ -86,7 +85,7 @@ def test_submit_headerless_body_gets_separator(postern, local_users):
     postern.start("smtpd")
     replies = submit_as(postern, "ptest3", conversation(
         "ptest3@postern.test", ["ptest1@localhost"], b"just a body line\r\nand another\r\n"))
-    qid = re.search(r"queued as ([0-9A-Z]+)", replies).group(1)
+    qid = queue_id(replies)
     body = content_of(postern, qid)
     head, sep, rest = body.partition("\n\n")
     assert sep and rest == "just a body line\nand another\n"
@@ -97,6 +96,6 @@ def test_submit_as_root_logs_uid_zero(postern):
     postern.start("smtpd")
     replies = submit_as(postern, None, conversation("root@postern.test", ["ptest1@localhost"],
                                                     b"Subject: r\r\n\r\nx\r\n"))
-    qid = re.search(r"queued as ([0-9A-Z]+)", replies).group(1)
+    qid = queue_id(replies)
     postern.wait_log("smtpd", rf"{qid}: uid=0 from=<root@postern\.test>")
     assert "Received: by postern.test (Postern, from userid 0)" in content_of(postern, qid)

@@ -27,6 +27,16 @@ def _certtool(*args, cwd):
     subprocess.run([CERTTOOL, *args], cwd=cwd, check=True, capture_output=True)
 
 
+def _ca(prefix, cn):
+    """A new directory under /var/tmp (named prefix...) holding a CA: ca.key and ca.crt."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", "ca.key", cwd=d)
+    (d / "ca.tmpl").write_text(f"cn = {cn}\nca\ncert_signing_key\nexpiration_days = 365\n")
+    _certtool("--generate-self-signed", "--load-privkey", "ca.key", "--template", "ca.tmpl",
+              "--outfile", "ca.crt", cwd=d)
+    return d
+
+
 def _leaf(d, name, keyargs, dns):
     _certtool("--generate-privkey", *keyargs, "--outfile", f"{name}.key", cwd=d)
     (d / f"{name}.tmpl").write_text(f"cn = {dns[0]}\n" + "".join(f"dns_name = {n}\n" for n in dns)
@@ -44,11 +54,7 @@ def _leaf(d, name, keyargs, dns):
 
 @pytest.fixture(scope="module")
 def certs():
-    d = pathlib.Path(tempfile.mkdtemp(prefix="postern-tls-", dir="/var/tmp"))
-    _certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", "ca.key", cwd=d)
-    (d / "ca.tmpl").write_text("cn = Postern Test CA\nca\ncert_signing_key\nexpiration_days = 365\n")
-    _certtool("--generate-self-signed", "--load-privkey", "ca.key", "--template", "ca.tmpl",
-              "--outfile", "ca.crt", cwd=d)
+    d = _ca("postern-tls-", "Postern Test CA")
     c = {
         "dir": d,
         "ca": d / "ca.crt",

@@ -210,6 +210,18 @@ cin_wait_grep() {
         return 1
 }
 
+# Runs "$@" every 0.25 s until it succeeds (0) or $1 seconds have passed (1): for a state the
+# test asserts that arrives asynchronously (a log line, an empty queue), never a fixed sleep.
+wait_until() {
+        local timeout=$1 i
+        shift
+        for i in $(seq 1 $((timeout * 4))); do
+                "$@" && return 0
+                sleep 0.25
+        done
+        "$@"
+}
+
 # Prints journal lines of one message (POSTERN_QUEUE_ID=$1) inside the container.
 cin_journal_for() {
         cin journalctl --sync >/dev/null 2>&1 || true
