@@ -1,4 +1,5 @@
-/* daemon.h — the skeleton every Postern daemon runs on (systemd is the master(8)):
+/* daemon.h — the skeleton every Postern daemon runs on (systemd is the master(8)). Daemons do not
+ * call it directly: each declares a role (daemon-role.h) and daemon_role_run() drives this:
  *
  *   _cleanup_daemon_free_ Daemon *d = NULL;
  *   r = daemon_new("smtpd", &d);            // log_open, load main.cf, sd-event, signals, listen fds

@@ -25,14 +25,15 @@
  * public sockets all the same (IPC_SMALL_RECORD_LIMITS in ipc.h), without connection caps.
  *
  * Parameters: anvil_rate_time_unit, anvil_status_update_time, postern_anvil_client_limit.
- * A reload applies the status interval; the time unit and the client limit need a restart
- * (changing them would invalidate the counts). */
+ * Runs as a role of common/daemon (daemon-role.h). A reload applies the status interval; the time
+ * unit and the client limit are restart parameters (changing them would invalidate the counts). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "anvil.h"
-#include "daemon/daemon.h"
+#include "daemon/daemon-role.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
 
@@ -175,14 +176,11 @@ static usec_t status_interval(Conf *c) {
         return (usec_t) MAX(1, conf_get_time(c, NULL, "anvil_status_update_time")) * USEC_PER_SEC;
 }
 
-static int on_reload(Daemon *d, Conf *c, void *userdata) {
+/* Reload: the status interval. The time unit and the client limit are restart parameters. */
+static int apply(void *userdata, void *old) {
         Anvil *a = userdata;
-        a->status_interval = status_interval(c);
+        a->status_interval = status_interval(daemon_conf(a->daemon));
         (void) sd_event_source_set_time_relative(a->status_timer, a->status_interval);
-        if ((usec_t) conf_get_time(c, NULL, "anvil_rate_time_unit") * USEC_PER_SEC != a->table.time_unit ||
-            (size_t) conf_get_int(c, NULL, "postern_anvil_client_limit") != a->table.max_entries)
-                log_warning("anvil_rate_time_unit and postern_anvil_client_limit change only when "
-                            "postern-anvil restarts");
         return 0;
 }
 
@@ -190,71 +188,65 @@ static void on_socket_limit(const IpcLimitEvent *ev, void *userdata) {
         log_warning("anvil socket: %s", ev->text);
 }
 
-static int run(void) {
-        _cleanup_daemon_free_ Daemon *d = NULL;
-        Anvil a = {};
-        int r;
-
-        r = daemon_new("anvil", &d);
-        if (r < 0)
-                return EXIT_FAILURE;
-        a.daemon = d;
-        a.event = daemon_event(d);
+static int start(void *userdata, Daemon *d) {
+        Anvil *a = userdata;
         Conf *c = daemon_conf(d);
+        a->daemon = d;
+        a->event = daemon_event(d);
 
         usec_t unit = (usec_t) MAX(1, conf_get_time(c, NULL, "anvil_rate_time_unit")) * USEC_PER_SEC;
         size_t limit = (size_t) MAX(1, conf_get_int(c, NULL, "postern_anvil_client_limit"));
-        a.status_interval = status_interval(c);
-        r = anvil_table_init(&a.table, limit, unit);
+        a->status_interval = status_interval(c);
+        int r = anvil_table_init(&a->table, limit, unit);
         if (r < 0)
-                return log_oom(), EXIT_FAILURE;
+                return log_oom();
 
-        int fd = daemon_take_fd(d, "anvil");
-        if (fd < 0) {
-                log_error_errno(fd, "No \"anvil\" socket was passed; nothing to do.");
-                r = fd;
-                goto finish;
-        }
-        r = ipc_server_new(a.event, fd, on_request, &a, &a.server);
-        if (r < 0) {
-                log_error_errno(r, "Cannot serve the anvil socket: %m");
-                goto finish;
-        }
         /* An smtpd keeps its connection for its whole life; closing it would drop its counts. */
-        (void) ipc_server_set_idle_timeout(a.server, 0);
+        (void) ipc_server_set_idle_timeout(a->server, 0);
         /* Only root and postern may connect (SocketMode=0600), one connection per smtpd, so no
          * connection caps; requests are small (a verb, a service, an address), so the small
          * record limits keep a confused or compromised peer from growing anvil. */
-        (void) ipc_server_set_limits(a.server, &(IpcServerLimits) { IPC_SMALL_RECORD_LIMITS });
-        ipc_server_set_limit_handler(a.server, on_socket_limit);
-        ipc_server_set_close_handler(a.server, on_close);
+        (void) ipc_server_set_limits(a->server, &(IpcServerLimits) { IPC_SMALL_RECORD_LIMITS });
+        ipc_server_set_limit_handler(a->server, on_socket_limit);
+        ipc_server_set_close_handler(a->server, on_close);
 
-        r = sd_event_add_time_relative(a.event, &a.status_timer, CLOCK_MONOTONIC, a.status_interval,
-                                       USEC_PER_SEC / 10, on_status_timer, &a);
+        r = sd_event_add_time_relative(a->event, &a->status_timer, CLOCK_MONOTONIC, a->status_interval,
+                                       USEC_PER_SEC / 10, on_status_timer, a);
         if (r >= 0)
-                r = sd_event_add_time_relative(a.event, &a.expire_timer, CLOCK_MONOTONIC,
+                r = sd_event_add_time_relative(a->event, &a->expire_timer, CLOCK_MONOTONIC,
                                                MAX(unit / 2, USEC_PER_SEC / 10), USEC_PER_SEC / 10,
-                                               on_expire_timer, &a);
-        if (r < 0) {
-                log_error_errno(r, "Failed to set up timers: %m");
-                goto finish;
-        }
-        daemon_set_reload(d, on_reload, &a);
+                                               on_expire_timer, a);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up timers: %m");
         log_info("started: rate time unit %llus, statistics every %llus, at most %zu clients",
                  (unsigned long long) (unit / USEC_PER_SEC),
-                 (unsigned long long) (a.status_interval / USEC_PER_SEC), limit);
-        r = daemon_run(d);
-        anvil_table_log_statistics(&a.table);   /* as Postfix's anvil does when it exits */
-
-finish:
-        sd_event_source_disable_unref(a.status_timer);
-        sd_event_source_disable_unref(a.expire_timer);
-        ipc_server_set_close_handler(a.server, NULL);
-        ipc_server_free(a.server);
-        anvil_table_done(&a.table);
-        return r < 0 ? EXIT_FAILURE : r;
+                 (unsigned long long) (a->status_interval / USEC_PER_SEC), limit);
+        return 0;
 }
 
+static void stop(void *userdata) {
+        Anvil *a = userdata;
+        anvil_table_log_statistics(&a->table);   /* as Postfix's anvil does when it exits */
+        a->status_timer = sd_event_source_disable_unref(a->status_timer);
+        a->expire_timer = sd_event_source_disable_unref(a->expire_timer);
+        if (a->server)
+                ipc_server_set_close_handler(a->server, NULL);
+        anvil_table_done(&a->table);
+}
+
+static const DaemonRole role = {
+        .name = "anvil",
+        .sockets = (const DaemonSocket[]) {
+                { "anvil", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Anvil, server) },
+                {},
+        },
+        /* changing them would invalidate the counts */
+        .restart_params = (const char *const[]) { "anvil_rate_time_unit", "postern_anvil_client_limit",
+                                                  NULL },
+        .start = start, .apply = apply, .stop = stop,
+};
+
 int main(int argc, char *argv[]) {
-        return run();
+        Anvil a = {};
+        return daemon_role_run(&role, &a);
 }

@@ -7,6 +7,8 @@
  * never waits for a mailbox lock or a mailbox fsync (children are reaped with
  * sd_event_add_child()); it does wait for the queue when it forwards, see below.
  * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target.
+ * Runs as a role of common/daemon (daemon-role.h); a reload applies every parameter but
+ * queue_directory, a restart parameter.
  *
  * Exactly once across crashes: <queue_directory>/local-delivered/<queue id>.<rcpt id> (0600,
  * root; local-marker.c) lists the mailboxes, files, commands and forwards a recipient was already
@@ -24,13 +26,14 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "local.h"
-#include "daemon/daemon.h"
+#include "daemon/daemon-role.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
 #include "mail/delay.h"
@@ -561,32 +564,18 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         return 0;
 }
 
-static int on_reload(Daemon *d, Conf *conf, void *userdata) {
-        Local *l = userdata;
-        LocalSettings ns;
-        int r = local_settings_load(conf, &ns);
-        if (r < 0)
-                return r;
-        bool moved = !streq(ns.queue_directory, l->settings.queue_directory);
-        local_settings_done(&l->settings);
-        l->settings = ns;
-        if (moved) {
-                l->queue = queue_close(l->queue);
-                l->marker_dirfd = safe_close(l->marker_dirfd);
-        }
-        return 0;
+static int settings_load(void *userdata, Conf *c, void *ret) {
+        return local_settings_load(c, ret);
 }
 
-static int run(void) {
-        _cleanup_daemon_free_ Daemon *d = NULL;
-        Local l = { .marker_dirfd = -1 };
-        int r;
+static void settings_done(void *s) {
+        local_settings_done(s);
+}
 
-        r = daemon_new("local", &d);
-        if (r < 0)
-                return EXIT_FAILURE;
-        l.daemon = d;
-        l.event = daemon_event(d);
+static int start(void *userdata, Daemon *d) {
+        Local *l = userdata;
+        l->daemon = d;
+        l->event = daemon_event(d);
 
         /* sd_event_add_child() needs SIGCHLD blocked before any child exists. */
         sigset_t mask;
@@ -594,49 +583,41 @@ static int run(void) {
         sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_BLOCK, &mask, NULL);
 
-        r = local_settings_load(daemon_conf(d), &l.settings);
-        if (r < 0) {
-                log_error_errno(r, "Cannot load settings: %m");
-                return EXIT_FAILURE;
-        }
-        int fd = daemon_take_fd(d, "local");
-        if (fd < 0) {
-                log_error_errno(fd, "No \"local\" socket was passed (run from postern-local.socket): %m");
-                local_settings_done(&l.settings);
-                return EXIT_FAILURE;
-        }
-        r = ipc_server_new(l.event, fd, on_request, &l, &l.server);
-        if (r < 0) {
-                log_error_errno(r, "Cannot serve the local socket: %m");
-                local_settings_done(&l.settings);
-                return EXIT_FAILURE;
-        }
-        daemon_set_reload(d, on_reload, &l);
-
         /* The queue may not exist yet (qmgr creates it); requests reopen it lazily. */
-        if (queue_open(l.settings.queue_directory, 0, &l.queue) < 0)
-                l.queue = NULL;   /* qmgr creates it; ensure_queue() retries and logs why not */
-        marker_dir_open(&l);
-        r = sd_event_add_time(l.event, &l.cleanup_timer, CLOCK_MONOTONIC,
-                              now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC, USEC_PER_SEC, on_cleanup, &l);
+        if (queue_open(l->settings.queue_directory, 0, &l->queue) < 0)
+                l->queue = NULL;   /* qmgr creates it; ensure_queue() retries and logs why not */
+        marker_dir_open(l);
+        int r = sd_event_add_time(l->event, &l->cleanup_timer, CLOCK_MONOTONIC,
+                                  now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC, USEC_PER_SEC, on_cleanup, l);
         if (r < 0)
                 log_warning_errno(r, "Cannot arm the marker cleanup timer: %m");
-
-        r = daemon_run(d);
-
-        if (l.n_children > 0)
-                log_info("exiting with %zu delivery children still running; they finish on their own",
-                         l.n_children);
-        l.cleanup_timer = sd_event_source_disable_unref(l.cleanup_timer);
-        while (l.requests)
-                request_free(l.requests);
-        ipc_server_free(l.server);
-        queue_close(l.queue);
-        safe_close(l.marker_dirfd);
-        local_settings_done(&l.settings);
-        return r;
+        return 0;
 }
 
+static void stop(void *userdata) {
+        Local *l = userdata;
+        if (l->n_children > 0)
+                log_info("exiting with %zu delivery children still running; they finish on their own",
+                         l->n_children);
+        l->cleanup_timer = sd_event_source_disable_unref(l->cleanup_timer);
+        while (l->requests)
+                request_free(l->requests);
+        l->queue = queue_close(l->queue);
+        l->marker_dirfd = safe_close(l->marker_dirfd);
+}
+
+static const DaemonRole role = {
+        .name = "local",
+        .sockets = (const DaemonSocket[]) {
+                { "local", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Local, server) },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
+        DAEMON_ROLE_SETTINGS(Local, settings, settings_load, settings_done),
+        .start = start, .stop = stop,
+};
+
 int main(int argc, char **argv) {
-        return run();
+        Local l = { .marker_dirfd = -1 };
+        return daemon_role_run(&role, &l);
 }

@@ -1,6 +1,6 @@
 /* qmgr.c — postern-qmgr: the queue manager (Postfix's qmgr, with bounce and flush built in).
  *
- * Runs on the common/daemon skeleton (Type=notify, watchdog, SIGHUP reload). Serves the "qmgr"
+ * Runs as a role of common/daemon (daemon-role.h: Type=notify, watchdog, SIGHUP reload). Serves the "qmgr"
  * socket with the attribute protocol:
  *   request=wakeup   new mail was committed: scan soon (many wake-ups make one scan)
  *   request=flush    retry every deferred recipient now (anyone: sendmail -q, posternctl flush)
@@ -19,7 +19,7 @@
  * postern_socket_directory, and for routing local_transport, relay_transport,
  * default_transport, relayhost, relay_domains, transport_maps,
  * default_destination_concurrency_limit (per remote next hop), and the scheduler's parameters
- * (qmgr-sched.c). A reload applies all but queue_directory. */
+ * (qmgr-sched.c). A reload applies all but queue_directory, a restart parameter. */
 #include <errno.h>
 #include <pwd.h>
 #include <stddef.h>
@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "conf/conf-fields.h"
+#include "daemon/daemon-role.h"
 #include "log/log.h"
 #include "qmgr.h"
 
@@ -143,18 +144,9 @@ static void on_socket_limit(const IpcLimitEvent *ev, void *userdata) {
         log_warning("qmgr socket: %s", ev->text);
 }
 
-static int on_reload(Daemon *d, Conf *c, void *userdata) {
+/* Reload: the new settings are in place (queue_directory is a restart parameter). */
+static int apply(void *userdata, void *old) {
         Qmgr *q = userdata;
-        _cleanup_free_ char *old_dir = strdup(q->s.queue_directory);
-        int r = qmgr_settings_load(&q->s, c);
-        if (r < 0)
-                return r;
-        if (old_dir && !streq(old_dir, q->s.queue_directory)) {
-                log_warning("queue_directory changed to %s; restart postern-qmgr to use it "
-                            "(still using %s)", q->s.queue_directory, old_dir);
-                free(q->s.queue_directory);
-                q->s.queue_directory = TAKE_PTR(old_dir);
-        }
         if (q->server)
                 qmgr_socket_limits(q);   /* mail_owner may have changed */
         qmgr_schedule_scan(q, 0);
@@ -196,58 +188,54 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
         return 0;
 }
 
-static int run(void) {
-        _cleanup_daemon_free_ Daemon *d = NULL;
-        Qmgr q = {};
-        int r;
-
-        r = daemon_new("qmgr", &d);
-        if (r < 0)
-                return EXIT_FAILURE;
-        q.daemon = d;
-        q.event = daemon_event(d);
-
-        r = qmgr_settings_load(&q.s, daemon_conf(d));
-        if (r < 0)
-                return EXIT_FAILURE;
-
-        r = queue_open(q.s.queue_directory, QUEUE_OPEN_CREATE, &q.queue);
-        if (r < 0) {
-                log_error_errno(r, "Cannot open the queue in %s: %s", q.s.queue_directory,
-                                queue_open_error() ?: strerror(-r));
-                qmgr_settings_done(&q.s);
-                return EXIT_FAILURE;
-        }
-
-        int fd = daemon_take_fd(d, "qmgr");
-        if (fd >= 0) {
-                r = ipc_server_new(q.event, fd, on_request, &q, &q.server);
-                if (r < 0) {
-                        log_error_errno(r, "Cannot serve the qmgr socket: %m");
-                        goto finish;
-                }
-                qmgr_socket_limits(&q);
-                ipc_server_set_limit_handler(q.server, on_socket_limit);
-        } else
-                log_info("no \"qmgr\" socket passed; working from the timer alone");
-
-        r = qmgr_scan_setup(&q);
-        if (r < 0)
-                goto finish;
-        daemon_set_reload(d, on_reload, &q);
-
-        log_info("started: queue %s, local delivery agent at %s", q.s.queue_directory,
-                 q.s.local_socket);
-        r = daemon_run(d);
-
-finish:
-        qmgr_scan_done(&q);
-        ipc_server_free(q.server);
-        queue_close(q.queue);
-        qmgr_settings_done(&q.s);
-        return r < 0 ? EXIT_FAILURE : r;
+static int settings_load(void *userdata, Conf *c, void *ret) {
+        return qmgr_settings_load(ret, c);
 }
 
+static void settings_done(void *s) {
+        qmgr_settings_done(s);
+}
+
+static int start(void *userdata, Daemon *d) {
+        Qmgr *q = userdata;
+        q->daemon = d;
+        q->event = daemon_event(d);
+
+        int r = queue_open(q->s.queue_directory, QUEUE_OPEN_CREATE, &q->queue);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the queue in %s: %s", q->s.queue_directory,
+                                       queue_open_error() ?: strerror(-r));
+        if (q->server) {
+                qmgr_socket_limits(q);
+                ipc_server_set_limit_handler(q->server, on_socket_limit);
+        } else
+                log_info("no \"qmgr\" socket passed; working from the timer alone");
+        r = qmgr_scan_setup(q);
+        if (r < 0)
+                return r;
+        log_info("started: queue %s, local delivery agent at %s", q->s.queue_directory,
+                 q->s.local_socket);
+        return 0;
+}
+
+static void stop(void *userdata) {
+        Qmgr *q = userdata;
+        qmgr_scan_done(q);
+        q->queue = queue_close(q->queue);
+}
+
+static const DaemonRole role = {
+        .name = "qmgr",
+        .sockets = (const DaemonSocket[]) {
+                { "qmgr", DAEMON_SOCKET_OPTIONAL, .ipc = on_request, .server_offset = offsetof(Qmgr, server) },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
+        DAEMON_ROLE_SETTINGS(Qmgr, s, settings_load, settings_done),
+        .start = start, .apply = apply, .stop = stop,
+};
+
 int main(int argc, char *argv[]) {
-        return run();
+        Qmgr q = {};
+        return daemon_role_run(&role, &q);
 }

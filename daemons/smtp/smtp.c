@@ -1,9 +1,10 @@
 /* smtp.c — postern-smtp, the SMTP and LMTP delivery agent (Postfix's smtp(8)/lmtp(8)).
  *
- * Serves request=deliver (docs/architecture.md "IPC verbs") on the "smtp" socket and, when
- * passed, the "lmtp" socket: loads the envelope and content from the queue, resolves the next
- * hop (smtp-nexthop.c), runs the conversation on a new or cached connection (smtp-session.c) and
- * answers with one result per recipient, same indexes, as postern-local does. Logs Postfix's
+ * Serves request=deliver (docs/architecture.md "IPC verbs") on the "smtp-client" socket
+ * (/run/postern/smtp) and, when passed, the "lmtp-client" socket (/run/postern/lmtp): loads the
+ * envelope and content from the queue, resolves the next hop (smtp-nexthop.c), runs the
+ * conversation on a new or cached connection (smtp-session.c) and answers with one result per
+ * recipient, same indexes, as postern-local does. Logs Postfix's
  * "<id>: to=<...>, relay=host[addr]:port, delay=..., delays=a/b/c/d, dsn=..., status=..." line
  * for each recipient. Everything runs in one sd-event loop; many deliveries at once.
  *
@@ -11,25 +12,21 @@
  * family, smtp_connection_cache_time_limit, smtp_connection_reuse_time_limit and
  * smtp_connection_reuse_count_limit; smtp_tls_* in smtp-tls.c. Deliveries on the lmtp socket use
  * the lmtp_* twins instead (lmtp_lhlo_name, lmtp_lhlo_timeout for the HELO ones), loaded by the
- * same code with the other prefix (Smtp.side[1]); SIGHUP reloads both. */
+ * same code with the other prefix (Smtp.side[1]). Runs as a role of common/daemon
+ * (daemon-role.h); SIGHUP reloads both sides, all but queue_directory, a restart parameter. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "daemon/daemon.h"
+#include "daemon/daemon-role.h"
 #include "log/log.h"
 #include "mail/delay.h"
 #include "smtp.h"
-
-typedef struct SmtpListener {
-        Smtp *smtp;
-        bool lmtp;
-        IpcServer *server;
-} SmtpListener;
 
 static void settings_done(SmtpSettings *s) {
         free(s->queue_directory);
@@ -127,14 +124,16 @@ static int settings_load(Conf *c, const char *prefix, SmtpSettings *ret) {
         return 0;
 }
 
-static void sides_done(SmtpSettings side[2]) {
+/* Smtp.side: both sides, as the role's settings (daemon-role.h). */
+static void sides_done(void *p) {
+        SmtpSettings *side = p;
         settings_done(&side[0]);
         settings_done(&side[1]);
 }
 
 /* Both sides from one configuration; nothing is returned unless both are valid. */
-static int sides_load(Conf *c, SmtpSettings ret[2]) {
-        SmtpSettings n[2] = {};
+static int sides_load(void *userdata, Conf *c, void *p) {
+        SmtpSettings *ret = p, n[2] = {};
         int r = settings_load(c, "smtp", &n[0]);
         if (r >= 0 && (r = settings_load(c, "lmtp", &n[1])) < 0)
                 settings_done(&n[0]);
@@ -346,9 +345,7 @@ static int probe_start(SmtpDelivery *d, const IpcRecord *rec) {
         return 0;
 }
 
-static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
-        SmtpListener *l = userdata;
-        Smtp *smtp = l->smtp;
+static int on_request(IpcConn *c, const IpcRecord *rec, Smtp *smtp, bool lmtp) {
         long long count;
         int r;
 
@@ -384,7 +381,7 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                 smtp->deliveries->prev = d;
         smtp->deliveries = d;
         d->conn = ipc_conn_ref(c);
-        d->lmtp = l->lmtp;
+        d->lmtp = lmtp;
         snprintf(d->queue_id, sizeof(d->queue_id), "%s", queue_id);
         d->received = now_usec(CLOCK_REALTIME);
         d->nexthop = strdup(nexthop);
@@ -453,80 +450,59 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         return 0;
 }
 
-static int on_reload(Daemon *dm, Conf *conf, void *userdata) {
+static int on_request_smtp(IpcConn *c, const IpcRecord *rec, void *userdata) {
+        return on_request(c, rec, userdata, false);
+}
+
+static int on_request_lmtp(IpcConn *c, const IpcRecord *rec, void *userdata) {
+        return on_request(c, rec, userdata, true);
+}
+
+/* Reload: both sides' new settings are in place (queue_directory is a restart parameter). */
+static int apply(void *userdata, void *old) {
         Smtp *s = userdata;
-        SmtpSettings n[2];
-        int r = sides_load(conf, n);
-        if (r < 0)
-                return r;
-        bool moved = !streq(n[0].queue_directory, s->side[0].queue_directory);
-        sides_done(s->side);
-        s->side[0] = n[0];
-        s->side[1] = n[1];
-        smtp_resolve_configure(&n[0], &n[1]);
-        if (moved)
-                s->queue = queue_close(s->queue);
+        smtp_resolve_configure(&s->side[0], &s->side[1]);
         return 0;
 }
 
-static int run(void) {
-        _cleanup_daemon_free_ Daemon *dm = NULL;
-        Smtp smtp = {};
-        SmtpListener listeners[2] = { { .smtp = &smtp, .lmtp = false }, { .smtp = &smtp, .lmtp = true } };
-        int r, served = 0;
-
-        r = daemon_new("smtp", &dm);
+static int start(void *userdata, Daemon *dm) {
+        Smtp *smtp = userdata;
+        smtp->event = daemon_event(dm);
+        int r = smtp_resolve_init(smtp->event);
         if (r < 0)
-                return EXIT_FAILURE;
-        smtp.event = daemon_event(dm);
-        r = sides_load(daemon_conf(dm), smtp.side);
-        if (r < 0)
-                return EXIT_FAILURE;
-        for (size_t i = 0; i < 2; i++) {
-                const char *name = listeners[i].lmtp ? "lmtp" : "smtp";
-                int fd = daemon_take_fd(dm, name);
-                if (fd < 0)
-                        continue;
-                r = ipc_server_new(smtp.event, fd, on_request, &listeners[i], &listeners[i].server);
-                /* qmgr multiplexes its deliveries over one connection (IpcMux) */
-                if (r >= 0)
-                        r = ipc_server_set_multiplex(listeners[i].server, SMTP_MAX_OUTSTANDING);
-                if (r < 0) {
-                        log_error_errno(r, "Cannot serve the %s socket: %m", name);
-                        sides_done(smtp.side);
-                        return EXIT_FAILURE;
-                }
-                served++;
-        }
-        if (served == 0) {
-                log_error("No \"smtp\" or \"lmtp\" socket was passed (run from postern-smtp.socket)");
-                sides_done(smtp.side);
-                return EXIT_FAILURE;
-        }
-        r = smtp_resolve_init(smtp.event);
-        if (r < 0) {
-                log_error_errno(r, "Cannot start the DNS resolver: %m");
-                sides_done(smtp.side);
-                return EXIT_FAILURE;
-        }
-        smtp_resolve_configure(&smtp.side[0], &smtp.side[1]);
-        daemon_set_reload(dm, on_reload, &smtp);
-        if (queue_open(smtp.side[0].queue_directory, 0, &smtp.queue) < 0)
-                smtp.queue = NULL;   /* qmgr creates it; reopened lazily */
-
-        r = daemon_run(dm);
-
-        while (smtp.deliveries)
-                delivery_free(smtp.deliveries);
-        smtp_sessions_done(&smtp);
-        smtp_resolve_done();
-        for (size_t i = 0; i < 2; i++)
-                ipc_server_free(listeners[i].server);
-        queue_close(smtp.queue);
-        sides_done(smtp.side);
-        return r;
+                return log_error_errno(r, "Cannot start the DNS resolver: %m");
+        smtp_resolve_configure(&smtp->side[0], &smtp->side[1]);
+        if (queue_open(smtp->side[0].queue_directory, 0, &smtp->queue) < 0)
+                smtp->queue = NULL;   /* qmgr creates it; reopened lazily */
+        return 0;
 }
 
+static void stop(void *userdata) {
+        Smtp *smtp = userdata;
+        while (smtp->deliveries)
+                delivery_free(smtp->deliveries);
+        smtp_sessions_done(smtp);
+        smtp_resolve_done();
+        smtp->queue = queue_close(smtp->queue);
+}
+
+/* qmgr multiplexes its deliveries over one connection (IpcMux). The fd names are not "smtp"
+ * and "lmtp": postern-smtpd's port 25 socket is "smtp". */
+static const DaemonRole role = {
+        .name = "smtp",
+        .sockets = (const DaemonSocket[]) {
+                { "smtp-client", DAEMON_SOCKET_ANY, .ipc = on_request_smtp,
+                  .server_offset = offsetof(Smtp, server[0]), .multiplex = SMTP_MAX_OUTSTANDING },
+                { "lmtp-client", DAEMON_SOCKET_ANY, .ipc = on_request_lmtp,
+                  .server_offset = offsetof(Smtp, server[1]), .multiplex = SMTP_MAX_OUTSTANDING },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
+        DAEMON_ROLE_SETTINGS(Smtp, side, sides_load, sides_done),
+        .start = start, .apply = apply, .stop = stop,
+};
+
 int main(int argc, char **argv) {
-        return run();
+        Smtp smtp = {};
+        return daemon_role_run(&role, &smtp);
 }

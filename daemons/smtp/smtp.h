@@ -192,6 +192,7 @@ typedef struct SmtpDelivery {
 
 struct Smtp {
         sd_event *event;
+        IpcServer *server[2];         /* the smtp-client and lmtp-client sockets (smtp.c) */
         SmtpSettings side[2];         /* [0] smtp_*, [1] lmtp_* (smtp_settings()) */
         Queue *queue;
         SmtpDelivery *deliveries;

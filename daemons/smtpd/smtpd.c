@@ -1,17 +1,21 @@
-/* smtpd.c — postern-smtpd's main(): takes the "smtp", "submission", "submissions" and "submit"
- * sockets from systemd (common/daemon), builds the settings snapshots (smtpd-settings.c: one
- * shared by every listener without overrides in main.cf, one each for the others), accepts connections in the sd-event loop until
- * EAGAIN and starts a Session for each, owns the commit worker, rebuilds the settings on SIGHUP
- * (existing sessions keep the snapshot they started with; a reload that fails changes nothing)
- * and on SIGTERM answers every message in the commit path before closing (server_done). */
+/* smtpd.c — postern-smtpd's main(): declares the role (common/daemon/daemon-role.h) that takes the
+ * "smtp", "submission", "submissions" and "submit" sockets from systemd (at least one), builds
+ * the settings snapshots (smtpd-settings.c: one shared by every listener without overrides in
+ * main.cf, one each for the others), accepts connections in the sd-event loop until EAGAIN and
+ * starts a Session for each, owns the commit worker, rebuilds the settings on SIGHUP (existing
+ * sessions keep the snapshot they started with; a reload that fails changes nothing;
+ * queue_directory is a restart parameter) and on SIGTERM answers every message in the commit
+ * path before closing (server_done). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 
 #include "smtpd.h"
+#include "daemon/daemon-role.h"
 #include "log/log.h"
 
 static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userdata);
@@ -46,34 +50,45 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *userd
         }
 }
 
-static int build_all(Server *srv, Conf *c, SmtpdSettings **ret) {
+/* Settings: one snapshot per listener, in a NULL-terminated array (Server.settings). */
+static int settings_load(void *userdata, Conf *c, void *ret) {
+        Server *srv = userdata;
         _cleanup_free_ char **names = calloc(srv->n_listeners + 1, sizeof(char *));
-        if (!names)
+        _cleanup_free_ SmtpdSettings **fresh = calloc(srv->n_listeners + 1, sizeof(SmtpdSettings *));
+        if (!names || !fresh)
                 return log_oom();
         for (size_t i = 0; i < srv->n_listeners; i++)
                 names[i] = srv->listeners[i].name;
-        return smtpd_settings_build(c, names, srv->n_listeners, ret);
+        int r = smtpd_settings_build(c, names, srv->n_listeners, fresh);
+        if (r < 0)
+                return r;   /* logged */
+        *(SmtpdSettings ***) ret = TAKE_PTR(fresh);
+        return 0;
 }
 
-static int reload(Daemon *d, Conf *nc, void *userdata) {
-        Server *srv = userdata;
-        _cleanup_free_ SmtpdSettings **fresh = calloc(srv->n_listeners + 1, sizeof(SmtpdSettings *));
-        int r;
+static void settings_done(void *p) {
+        SmtpdSettings **v = *(SmtpdSettings ***) p;
+        for (size_t i = 0; v && v[i]; i++)
+                smtpd_settings_unref(v[i]);
+        free(v);
+}
 
-        if (!fresh)
-                return log_oom();
-        r = build_all(srv, nc, fresh);
-        if (r < 0)
-                return r;   /* logged; the daemon keeps the old configuration */
-        for (size_t i = 0; i < srv->n_listeners; i++) {
-                smtpd_settings_unref(srv->listeners[i].settings);
-                srv->listeners[i].settings = fresh[i];
+/* Start and reload: each listener's new sessions use the new snapshot (sessions keep a reference
+ * to theirs); queue_directory is a restart parameter. */
+static int apply(void *userdata, void *old) {
+        Server *srv = userdata;
+        Conf *c = daemon_conf(srv->daemon);
+        for (size_t i = 0; i < srv->n_listeners; i++)
+                srv->listeners[i].settings = srv->settings[i];
+        if (srv->committer) {
+                _cleanup_free_ char *wake = daemon_socket_path(c, "qmgr");
+                if (wake)
+                        committer_set_wakeup_path(srv->committer, wake);
         }
-        _cleanup_free_ char *wake = daemon_socket_path(nc, "qmgr");
-        if (wake)
-                committer_set_wakeup_path(srv->committer, wake);
-        _cleanup_free_ char *anvil_path = daemon_socket_path(nc, "anvil");
-        smtpd_anvil_set_path(srv->anvil, anvil_path);
+        if (srv->anvil) {
+                _cleanup_free_ char *anvil_path = daemon_socket_path(c, "anvil");
+                smtpd_anvil_set_path(srv->anvil, anvil_path);
+        }
         return 0;
 }
 
@@ -116,7 +131,8 @@ static void flush_before_exit(Server *srv, usec_t deadline) {
  * its client gets the answer (250 or 451) before the connection closes, so a client never sees
  * a queued message go unanswered (and sends it again). Sessions without a message in commit
  * get 421 and are closed: nothing of theirs was queued. */
-static void server_done(Server *srv) {
+static void server_done(void *userdata) {
+        Server *srv = userdata;
         srv->status_timer = sd_event_source_disable_unref(srv->status_timer);
         srv->stopping = true;
         for (size_t i = 0; i < srv->n_listeners; i++) {
@@ -137,115 +153,89 @@ static void server_done(Server *srv) {
                 session_free(srv->sessions);
         for (size_t i = 0; i < srv->n_listeners; i++) {
                 Listener *l = &srv->listeners[i];
-                smtpd_settings_unref(l->settings);
                 ipc_peers_done(&l->uids);
                 free(l->name);
         }
         free(srv->listeners);
+        srv->listeners = NULL;
+        srv->n_listeners = 0;
         committer_free(srv->committer);
         srv->resolver = dns_resolver_free(srv->resolver);
         smtpd_policy_shutdown();
         srv->anvil = smtpd_anvil_free(srv->anvil);
 }
 
-static int run(void) {
-        static const struct { const char *name; ListenerKind kind; } wanted[] = {
-                { "smtp", LISTENER_SMTP },
-                { "submission", LISTENER_SUBMISSION },
-                { "submit", LISTENER_SUBMIT },
-                { "submissions", LISTENER_SUBMISSIONS },
-        };
-        _cleanup_daemon_free_ Daemon *d = NULL;
-        _cleanup_free_ char *wake = NULL, *anvil_path = NULL;
-        _cleanup_free_ SmtpdSettings **settings = NULL;
-        Server srv = {};
-        int r;
-
-        r = daemon_new("smtpd", &d);
-        if (r < 0)
-                return EXIT_FAILURE;
-        srv.daemon = d;
-        srv.event = daemon_event(d);
-        srv.listeners = calloc(ELEMENTSOF(wanted), sizeof(Listener));
-        if (!srv.listeners)
-                return log_oom(), EXIT_FAILURE;
-
-        for (size_t i = 0; i < ELEMENTSOF(wanted); i++) {
-                int fd = daemon_take_fd(d, wanted[i].name);
-                if (fd < 0)
-                        continue;
-                /* Sockets may arrive blocking; accepting until EAGAIN needs them non-blocking. */
-                int fl = fcntl(fd, F_GETFL);
-                if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                        log_warning_errno(-errno, "Failed to make the %s socket non-blocking: %m",
-                                          wanted[i].name);
-                Listener *l = &srv.listeners[srv.n_listeners++];
-                l->server = &srv;
-                l->kind = wanted[i].kind;
-                l->fd = fd;
-                l->name = strdup(wanted[i].name);
-                if (!l->name) {
-                        r = log_oom();
-                        goto finish;
-                }
+/* A passed socket becomes a Listener (its tag is the ListenerKind); watched from start(). */
+static int listener_open(void *userdata, const DaemonSocket *socket, int fd) {
+        Server *srv = userdata;
+        Listener *v = reallocarray(srv->listeners, srv->n_listeners + 1, sizeof(Listener));
+        if (!v) {
+                safe_close(fd);
+                return log_oom();
         }
-        if (srv.n_listeners == 0) {
-                r = log_error_errno(-ENOENT, "None of the sockets smtp, submission, submit was passed; nothing to do.");
-                goto finish;
-        }
-        settings = calloc(srv.n_listeners + 1, sizeof(SmtpdSettings *));
-        if (!settings) {
-                r = log_oom();
-                goto finish;
-        }
-        r = build_all(&srv, daemon_conf(d), settings);
-        if (r < 0) {
-                log_error("Fatal configuration error, refusing to start.");
-                goto finish;
-        }
-        for (size_t i = 0; i < srv.n_listeners; i++) {
-                Listener *l = &srv.listeners[i];
-                l->settings = settings[i];
-                r = sd_event_add_io(srv.event, &l->io, l->fd, EPOLLIN, on_accept, l);
-                if (r < 0) {
-                        log_error_errno(r, "Failed to watch the %s socket: %m", l->name);
-                        goto finish;
-                }
-        }
-        const char *budget_source = NULL;
-        srv.data_budget = data_budget_default(&budget_source);
-        log_info("message data budget: %llu bytes (%s)", (unsigned long long) srv.data_budget, budget_source);
-
-        const char *qdir = conf_get(daemon_conf(d), "queue_directory");
-        wake = daemon_socket_path(daemon_conf(d), "qmgr");
-        r = committer_new(&srv, strempty(qdir), wake, &srv.committer);
-        if (r < 0)
-                goto finish;
-        r = dns_resolver_new(srv.event, 0, 0, &srv.resolver);
-        if (r < 0) {
-                log_error_errno(r, "Failed to start the DNS resolver: %m");
-                goto finish;
-        }
-        anvil_path = daemon_socket_path(daemon_conf(d), "anvil");
-        r = smtpd_anvil_new(&srv, anvil_path, &srv.anvil);
-        if (r < 0)
-                goto finish;
-
-        r = sd_event_add_time_relative(srv.event, &srv.status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
-                                       USEC_PER_SEC, on_status_timer, &srv);
-        if (r < 0)
-                log_warning_errno(r, "Failed to set up the status timer: %m");
-        daemon_set_reload(d, reload, &srv);
-        daemon_status(d, "Accepting connections on %zu listener(s)", srv.n_listeners);
-        r = daemon_run(d);
-        server_done(&srv);
-        return r;
-
-finish:
-        server_done(&srv);
-        return EXIT_FAILURE;
+        srv->listeners = v;
+        /* Sockets may arrive blocking; accepting until EAGAIN needs them non-blocking. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                log_warning_errno(-errno, "Failed to make the %s socket non-blocking: %m", socket->name);
+        Listener *l = &srv->listeners[srv->n_listeners++];
+        *l = (Listener) { .server = srv, .kind = socket->tag, .fd = fd, .name = strdup(socket->name) };
+        return l->name ? 0 : log_oom();
 }
 
+static int start(void *userdata, Daemon *d) {
+        Server *srv = userdata;
+        int r;
+
+        srv->daemon = d;
+        srv->event = daemon_event(d);
+        (void) apply(srv, NULL);
+        for (size_t i = 0; i < srv->n_listeners; i++) {
+                Listener *l = &srv->listeners[i];
+                r = sd_event_add_io(srv->event, &l->io, l->fd, EPOLLIN, on_accept, l);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch the %s socket: %m", l->name);
+        }
+        const char *budget_source = NULL;
+        srv->data_budget = data_budget_default(&budget_source);
+        log_info("message data budget: %llu bytes (%s)", (unsigned long long) srv->data_budget, budget_source);
+
+        const char *qdir = conf_get(daemon_conf(d), "queue_directory");
+        _cleanup_free_ char *wake = daemon_socket_path(daemon_conf(d), "qmgr");
+        r = committer_new(srv, strempty(qdir), wake, &srv->committer);
+        if (r < 0)
+                return r;
+        r = dns_resolver_new(srv->event, 0, 0, &srv->resolver);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the DNS resolver: %m");
+        _cleanup_free_ char *anvil_path = daemon_socket_path(daemon_conf(d), "anvil");
+        r = smtpd_anvil_new(srv, anvil_path, &srv->anvil);
+        if (r < 0)
+                return r;
+
+        r = sd_event_add_time_relative(srv->event, &srv->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC,
+                                       USEC_PER_SEC, on_status_timer, srv);
+        if (r < 0)
+                log_warning_errno(r, "Failed to set up the status timer: %m");
+        daemon_status(d, "Accepting connections on %zu listener(s)", srv->n_listeners);
+        return 0;
+}
+
+static const DaemonRole role = {
+        .name = "smtpd",
+        .sockets = (const DaemonSocket[]) {
+                { "smtp", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SMTP },
+                { "submission", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSION },
+                { "submit", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMIT },
+                { "submissions", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSIONS },
+                {},
+        },
+        .restart_params = (const char *const[]) { "queue_directory", NULL },
+        DAEMON_ROLE_SETTINGS(Server, settings, settings_load, settings_done),
+        .start = start, .apply = apply, .stop = server_done,
+};
+
 int main(int argc, char *argv[]) {
-        return run();
+        Server srv = {};
+        return daemon_role_run(&role, &srv);
 }

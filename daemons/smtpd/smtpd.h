@@ -282,6 +282,7 @@ struct Server {
         sd_event *event;
         Listener *listeners;
         size_t n_listeners;
+        SmtpdSettings **settings;    /* one per listener, NULL-terminated; Listener.settings borrows */
         Committer *committer;
         DnsResolver *resolver;       /* client names, DNS lists, unknown-domain checks */
         Session *sessions;           /* all live sessions, freed at shutdown */

@@ -170,8 +170,8 @@ class Postern:
                       ("submissions", self._tcp_listener())],
             "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o666))],
             "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600))],
-            "smtp": [("smtp", self._unix_listener(self.socket_dir / "smtp", 0o600)),
-                     ("lmtp", self._unix_listener(self.socket_dir / "lmtp", 0o600))],
+            "smtp": [("smtp-client", self._unix_listener(self.socket_dir / "smtp", 0o600)),
+                     ("lmtp-client", self._unix_listener(self.socket_dir / "lmtp", 0o600))],
         }
         self.smtp_port = self.listeners["smtpd"][0][1].getsockname()[1]
         self.submission_port = self.listeners["smtpd"][1][1].getsockname()[1]
