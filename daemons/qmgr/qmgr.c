@@ -147,6 +147,10 @@ static void on_socket_limit(const IpcLimitEvent *ev, void *userdata) {
 /* Reload: the new settings are in place (queue_directory is a restart parameter). */
 static int apply(void *userdata, void *old) {
         Qmgr *q = userdata;
+        /* As after Postfix's reload (a new qmgr): no destination stays suspended. */
+        size_t revived = qmgr_sched_revive_all(q);
+        if (revived > 0)
+                log_info("reload: %zu suspended destination(s) may be tried again", revived);
         if (q->server)
                 qmgr_socket_limits(q);   /* mail_owner may have changed */
         qmgr_schedule_scan(q, 0);

@@ -142,7 +142,7 @@ static void server_done(void *userdata) {
                 l->fd = safe_close(l->fd);
         }
         for (Session *s = srv->sessions; s; s = s->next)
-                if (s->phase != PHASE_COMMIT && s->phase != PHASE_CLOSING)
+                if (session_phase(s) != PHASE_COMMIT && session_phase(s) != PHASE_CLOSING)
                         /* Includes PHASE_WAIT: the waiting command gets no answer of its own;
                          * session_free() cancels its operation. */
                         session_reply(s, "421 4.3.2 %s Service shutting down", s->settings->myhostname);

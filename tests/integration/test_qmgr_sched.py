@@ -283,6 +283,22 @@ def test_flush_revives_a_dead_destination_at_once(postern, servers):
     postern.wait_queue_empty()
 
 
+def test_reload_revives_a_dead_destination(postern, servers):
+    # A reload forgets suspensions (Postfix's reload starts a new qmgr): new mail goes out at once.
+    s = servers(greeting="421 4.3.2 down for now")
+    start(postern, {"back.test": f"[127.0.0.1]:{s.port}"}, initial_destination_concurrency="1",
+          minimal_backoff_time="300s", maximal_backoff_time="600s")
+    first = inject_many(postern, [["r0@back.test"]])[0]
+    postern.wait_log("qmgr", r"smtp: delivery to \[127\.0\.0\.1\]:\d+ suspended for 300 s")
+    postern.wait_for(lambda: rcpt_rows(postern, first)[0][1] == 1, timeout=10, what="deferred")
+    s.greeting = "220 counting ESMTP"
+    postern.reload("qmgr")
+    postern.wait_log("qmgr", r"reload: 1 suspended destination\(s\) may be tried again")
+    later = inject_many(postern, [["r1@back.test"]])[0]
+    postern.wait_log("qmgr", rf"{later}: removed")
+    assert s.stats.done == 1
+
+
 @pytest.mark.parametrize("dsn,recorded", [("4.4.1", "4.4.1"), ("4.4.2x<junk>", "4.4.1"),
                                           ("4.4.2222222222222222222", "4.4.1")])
 def test_failure_feedback_from_the_agent(postern, dsn, recorded):
