@@ -1,6 +1,7 @@
 /* smtpd.h — postern-smtpd's internal interface, shared by its files:
  *
- *   smtpd.c              main(): listeners, accept loop, per-listener settings, SIGHUP reload
+ *   smtpd.c              main(): the role, listeners, accept loop, SIGHUP reload, shutdown
+ *   smtpd-settings.c     the settings snapshots: a field table plus the code for lists and objects
  *   smtpd-session.c      one client connection: buffers, reading, replying, timeouts, closing
  *   smtpd-command.c      the SMTP command state machine (EHLO ... QUIT) and the fingerprint
  *   smtpd-transaction.c  the transaction part of a session (MAIL ... commit): reset, recipients,

@@ -1,6 +1,6 @@
 /* fuzz-smtpd-command — postern-smtpd's SMTP command state machine and DATA phase, without a
- * socket. A Session is built by hand around the real per-listener settings (smtpd.c), the input
- * is appended to its input buffer the way on_io() does, and session_process_input() runs the real
+ * socket. A Session is built by hand around the real per-listener settings (smtpd-settings.c),
+ * the input is appended to its input buffer the way on_io() does, and session_process_input() runs the real
  * code of smtpd-session.c, smtpd-command.c, smtpd-restrictions.c, smtpd-data.c and smtpd-bdat.c.
  * Variant 1 also turns smtputf8_enable off; variant 3 discards EHLO keywords (globally and, for
  * 192.0.2.1, through smtpd_discard_ehlo_keyword_address_maps). The commit
