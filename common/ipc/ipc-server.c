@@ -27,6 +27,7 @@
  * the limit handler through one IpcLogLimit per server. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -124,6 +125,16 @@ IpcConn *ipc_conn_unref(IpcConn *c) {
                 ipc_conn_free(c);
         }
         return NULL;
+}
+
+bool ipc_conn_peer_gone(const IpcConn *c) {
+        if (c->parent)
+                c = c->parent;
+        if (c->closed || c->fd < 0)
+                return true;
+        /* The server reads a connection only while it has room for requests: ask the socket. */
+        struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* Closes the socket and detaches from the server; the server's reference is dropped by the

@@ -220,6 +220,9 @@ int ipc_conn_peer_uid(const IpcConn *c, uid_t *ret);
  * peer makes ipc_conn_reply() fail with -ECONNRESET instead of crashing. */
 IpcConn *ipc_conn_ref(IpcConn *c);
 IpcConn *ipc_conn_unref(IpcConn *c);
+/* Whether the peer is gone (closed, or hung up even with requests still unread): its reply
+ * could not be delivered. For a tagged request, the shared connection's peer. */
+bool ipc_conn_peer_gone(const IpcConn *c);
 
 /* --- non-blocking client inside sd-event --- */
 /* Called once with the reply (error 0) or a failure (error < 0, reply NULL). */

@@ -603,6 +603,17 @@ static void txn_reply(SmtpSession *s) {
                         session_free(s);
                         return;
                 }
+                if (s->reply.code == 354 && ipc_conn_peer_gone(d->conn)) {
+                        /* qmgr went away (kill -9, restart) and will deliver this message again:
+                         * sending it now would deliver it twice. The connection is dropped in
+                         * DATA mode, never ended with ".", so the server discards it. */
+                        log_info("%s: delivery to %s abandoned before the message was sent: the queue "
+                                 "manager went away (it tries again)", d->queue_id, s->relay);
+                        smtp_all_result(d, true, "4.3.0", "delivery abandoned: the queue manager went away");
+                        delivery_release(s, false);
+                        session_free(s);
+                        return;
+                }
                 if (s->reply.code == 354) {
                         send_message(s);
                         return;

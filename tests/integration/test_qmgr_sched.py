@@ -28,16 +28,19 @@ class Stats:
         self.max_before_first_done = 0
         self.done = 0
         self.rcpt_counts = []       # recipients per completed transaction
+        self.data_waiting = 0       # DATA commands held before their 354 (hold_data)
         self.starts = []            # time.monotonic() of each MAIL
 
 
 class CountingServer:
     """A threaded SMTP server on one or more 127.0.0.x addresses that counts connections and
-    transactions in progress. `delay` holds each end-of-data reply back; `greeting` may be a
-    4xx reply, after which the server hangs up (and can be changed while it runs)."""
+    transactions in progress. `delay` holds each end-of-data reply back; `hold_data` (an Event)
+    holds each 354 until it is set; `greeting` may be a 4xx reply, after which the server hangs
+    up (and can be changed while it runs)."""
 
-    def __init__(self, hosts=("127.0.0.1",), delay=0.0, greeting="220 counting ESMTP"):
+    def __init__(self, hosts=("127.0.0.1",), delay=0.0, greeting="220 counting ESMTP", hold_data=None):
         self.delay = delay
+        self.hold_data = hold_data
         self.greeting = greeting
         self.stats = Stats()
         self.socks = []
@@ -104,6 +107,10 @@ class CountingServer:
                     rcpts += 1
                     conn.sendall(b"250 2.1.5 Ok\r\n")
                 elif verb == b"DATA":
+                    if self.hold_data is not None:
+                        with self.stats.lock:
+                            self.stats.data_waiting += 1
+                        self.hold_data.wait(30)
                     conn.sendall(b"354 go ahead\r\n")
                     if read_data(f) is None:
                         return
@@ -471,6 +478,27 @@ def test_agent_hangup_defers_the_deliveries_on_its_connection(postern):
         postern.wait_log("qmgr", rf"{qid}: removed")
     assert agent.connections == 2
     assert postern.daemons["qmgr"].proc.poll() is None
+
+
+def test_kill9_of_qmgr_before_the_message_is_sent_delivers_it_once(postern, servers):
+    """qmgr killed while postern-smtp waits for the server's 354: the agent does not send the
+    message qmgr will deliver again (the duplicate window of a broken qmgr connection), and after
+    qmgr is back the message goes out exactly once."""
+    release = threading.Event()
+    s = servers(hold_data=release)
+    start(postern, {"once.test": f"[127.0.0.1]:{s.port}"}, minimal_backoff_time="100s",
+          maximal_backoff_time="200s")
+    qid = inject_many(postern, [["o@once.test"]])[0]
+    postern.wait_for(lambda: s.stats.data_waiting == 1, timeout=15, what="DATA held before 354")
+    postern.kill("qmgr")
+    release.set()
+    postern.wait_log("smtp", rf"{qid}: delivery to \S+ abandoned before the message was sent: the "
+                             r"queue manager went away")
+    postern.wait_for(lambda: s.stats.current == 0, timeout=10, what="the held transaction ended")
+    assert s.stats.done == 0
+    postern.restart("qmgr")
+    postern.wait_log("qmgr", rf"{qid}: removed", timeout=20)
+    assert s.stats.done == 1
 
 
 def test_kill9_of_postern_smtp_defers_what_was_in_flight_and_loses_nothing(postern, servers):
