@@ -369,10 +369,12 @@ static int delayed_fire(sd_event_source *s, uint64_t usec, void *userdata) {
         _cleanup_ipc_record_ IpcRecord rep = IPC_RECORD_INIT;
         CHECK_INT(ipc_record_add(&rep, "status", "ok"), 0);
         CHECK_INT(ipc_record_add(&rep, "value", ctx->delayed_value), 0);
+        bool gone = ipc_conn_peer_gone(ctx->delayed);
         int r = ipc_conn_reply(ctx->delayed, &rep);
-        if (r == -ECONNRESET)
+        if (r == -ECONNRESET) {
+                CHECK(gone);   /* whoever holds a reply learns beforehand that it cannot go out */
                 ctx->delayed_reset++;
-        else
+        } else
                 CHECK_INT(r, 0);
         ctx->delayed = ipc_conn_unref(ctx->delayed);
         free(ctx->delayed_value);
