@@ -310,14 +310,14 @@ class Postern:
             if time.monotonic() > deadline:
                 raise AssertionError(f"/{pattern}/ x{count} not in {name} log after {timeout}s:\n"
                                      + self.log(name)[-4000:])
-            time.sleep(0.05)
+            time.sleep(0.05)   # the poll interval of a wait with a deadline
 
     def wait_for(self, predicate, timeout=10, what="condition"):
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.05)
+            time.sleep(0.05)   # the poll interval of a wait with a deadline
 
     def queue_rows(self, sql, params=()):
         db = self.queue_dir / "queue.db"
@@ -341,7 +341,7 @@ class Postern:
                 if "no such table" in str(e):
                     return 0
                 last = e
-                time.sleep(0.1)
+                time.sleep(0.1)   # the database is busy: retry shortly
         raise last
 
     def wait_queue_empty(self, timeout=20):
@@ -434,7 +434,7 @@ def settled_peak_kib(pid):
     reading the data in flight."""
     last, stable_since = -1, time.monotonic()
     while time.monotonic() - stable_since < 1.0:
-        time.sleep(0.1)
+        time.sleep(0.1)   # sampling: the value must stay still for a second
         now = status_kib(pid, "VmHWM")
         if now != last:
             last, stable_since = now, time.monotonic()
@@ -479,6 +479,16 @@ def ipc_call(path, rec, timeout=30):
         s.connect(str(path))
         s.sendall(format_record(rec).encode())
         return read_record(s.makefile("rb")) or {}
+
+
+def qmgr_past_startup_scan(postern):
+    """Returns once postern-qmgr's startup scan has run, so mail injected after this waits for a
+    wake-up. The scan is a timer due at time 0, pending from the loop's first iteration; a request
+    is read by a connection's own event source, added on accept, so it becomes pending later and
+    sd-event dispatches older pending sources first: an answer means the scan is behind us. The
+    request is one qmgr does not know (no side effect)."""
+    reply = ipc_call(postern.socket_dir / "qmgr", {"request": "startup-scan-done?"})
+    assert reply.get("status") == "error", reply
 
 
 class FakeAgent:
