@@ -417,6 +417,18 @@ def status_kib(pid, field):
     return 0
 
 
+def wait_stopped(pid, timeout=5):
+    """Returns once /proc shows pid stopped: kill(SIGSTOP) returns before the signal has acted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} not stopped after {timeout}s")
+        time.sleep(0.01)   # the poll interval of a wait with a deadline
+
+
 def measure_live_memory(postern):
     """Makes the daemons postern starts from now on run an ASan build without its quarantine, so
     RSS shows live memory only (no effect on a normal build)."""

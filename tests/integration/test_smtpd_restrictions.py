@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from postern_harness import wait_stopped
 from test_smtpd_helpers import OUTSIDE, Raw, ScriptedPolicy, raw, queue_ids, session, start_relay, wait_until
 
 
@@ -538,6 +539,7 @@ def test_forbid_pipelining_before_greeting(postern):
     start_relay(postern)
     pid = postern.daemons["smtpd"].proc.pid
     os.kill(pid, signal.SIGSTOP)
+    wait_stopped(pid)   # no greeting may go out before the EHLO is sent
     try:
         s = socket.create_connection(("127.0.0.1", postern.smtp_port))
         s.sendall(b"EHLO early.test\r\n")
