@@ -132,6 +132,8 @@ def test_requeue_and_flush_retry_deferred_mail_now(postern):
     r = ctl(postern, "flush")
     assert r.returncode == 0 and "flush requested" in r.stdout
     postern.wait_for(lambda: attempts(postern, qid) == 3, timeout=5, what="the flushed attempt")
+    # the queue row and the log line are written one after the other: wait for the line too
+    postern.wait_log("qmgr", rf"{qid}: to=<bob@remote\.example>.*status=deferred", count=3)
     assert len(re.findall(rf"{qid}: to=<bob@remote\.example>.*status=deferred", postern.log("qmgr"))) == 3
 
 
