@@ -110,7 +110,7 @@ class DnsZone:
                     if s.recv(512)[:2] == query[:2]:
                         return
                 except OSError:
-                    time.sleep(0.05)
+                    time.sleep(0.05)   # polling until dnsmasq answers, with a deadline
         raise RuntimeError("dnsmasq did not answer on %s:53" % self.address)
 
     apply = start   # dnsmasq reads command-line records only at start

@@ -89,7 +89,7 @@ class Dovecot:
                                    (self.dir / "dovecot.stderr").read_text())
             if time.monotonic() > deadline:
                 raise RuntimeError("dovecot did not create its auth socket: " + self.log())
-            time.sleep(0.05)
+            time.sleep(0.05)   # polling for the auth socket, with a deadline
 
     def stop(self):
         """SIGTERM to the master and then to its whole process group: Dovecot's master leaves
@@ -109,7 +109,7 @@ class Dovecot:
                     os.killpg(pgid, sig)
                 except ProcessLookupError:
                     break
-                time.sleep(0.2)
+                time.sleep(0.2)   # give each signal time to act before the next, stronger one
         self.proc = None
         try:
             self.auth_path.unlink()

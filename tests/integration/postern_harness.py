@@ -310,14 +310,14 @@ class Postern:
             if time.monotonic() > deadline:
                 raise AssertionError(f"/{pattern}/ x{count} not in {name} log after {timeout}s:\n"
                                      + self.log(name)[-4000:])
-            time.sleep(0.05)
+            time.sleep(0.05)   # the poll interval of a wait with a deadline
 
     def wait_for(self, predicate, timeout=10, what="condition"):
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.05)
+            time.sleep(0.05)   # the poll interval of a wait with a deadline
 
     def queue_rows(self, sql, params=()):
         db = self.queue_dir / "queue.db"
@@ -341,7 +341,7 @@ class Postern:
                 if "no such table" in str(e):
                     return 0
                 last = e
-                time.sleep(0.1)
+                time.sleep(0.1)   # the database is busy: retry shortly
         raise last
 
     def wait_queue_empty(self, timeout=20):
@@ -417,6 +417,18 @@ def status_kib(pid, field):
     return 0
 
 
+def wait_stopped(pid, timeout=5):
+    """Returns once /proc shows pid stopped: kill(SIGSTOP) returns before the signal has acted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} not stopped after {timeout}s")
+        time.sleep(0.01)   # the poll interval of a wait with a deadline
+
+
 def measure_live_memory(postern):
     """Makes the daemons postern starts from now on run an ASan build without its quarantine, so
     RSS shows live memory only (no effect on a normal build)."""
@@ -434,7 +446,7 @@ def settled_peak_kib(pid):
     reading the data in flight."""
     last, stable_since = -1, time.monotonic()
     while time.monotonic() - stable_since < 1.0:
-        time.sleep(0.1)
+        time.sleep(0.1)   # sampling: the value must stay still for a second
         now = status_kib(pid, "VmHWM")
         if now != last:
             last, stable_since = now, time.monotonic()
@@ -479,6 +491,16 @@ def ipc_call(path, rec, timeout=30):
         s.connect(str(path))
         s.sendall(format_record(rec).encode())
         return read_record(s.makefile("rb")) or {}
+
+
+def qmgr_past_startup_scan(postern):
+    """Returns once postern-qmgr's startup scan has run, so mail injected after this waits for a
+    wake-up. The scan is a timer due at time 0, pending from the loop's first iteration; a request
+    is read by a connection's own event source, added on accept, so it becomes pending later and
+    sd-event dispatches older pending sources first: an answer means the scan is behind us. The
+    request is one qmgr does not know (no side effect)."""
+    reply = ipc_call(postern.socket_dir / "qmgr", {"request": "startup-scan-done?"})
+    assert reply.get("status") == "error", reply
 
 
 class FakeAgent:

@@ -52,7 +52,7 @@ def wait_port(host, port, timeout=10):
             socket.create_connection((host, port), timeout=1).close()
             return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.05)   # polling until the port listens, with a deadline
     raise RuntimeError(f"nothing listens on {host}:{port}")
 
 
@@ -80,7 +80,7 @@ class Sink:
         while time.monotonic() < deadline:
             if len(self.messages()) >= n:
                 return self.messages()
-            time.sleep(0.05)
+            time.sleep(0.05)   # the poll interval of a wait with a deadline
         raise AssertionError(f"smtp-sink got {len(self.messages())} messages, expected {n}")
 
     def stop(self):
@@ -162,7 +162,7 @@ class Scripted(ThreadedListener):
         mail_ok = False
         try:
             if not self._reply(conn, "greeting"):
-                time.sleep(3600)
+                time.sleep(3600)   # a stalled peer: never answer
             while True:
                 line = f.readline()
                 if not line:
@@ -191,7 +191,7 @@ class Scripted(ThreadedListener):
                     mail_ok = self.replies["MAIL"].startswith("2")
                 if verb == "DATA":
                     if not self._reply(conn, "DATA"):
-                        time.sleep(3600)
+                        time.sleep(3600)   # a stalled peer: never answer
                     if not self.replies["DATA"].startswith("354"):
                         continue
                     data = read_data(f)
@@ -203,13 +203,13 @@ class Scripted(ThreadedListener):
                     if callable(r):
                         r = r(accepted)
                     if r is None:
-                        time.sleep(3600)
+                        time.sleep(3600)   # a stalled peer: never answer
                     for rep in (r if isinstance(r, list) else [r] * (len(accepted) if self.lmtp else 1)):
                         conn.sendall(rep.encode() + b"\r\n")
                     continue
                 if verb in self.replies:
                     if not self._reply(conn, verb):
-                        time.sleep(3600)
+                        time.sleep(3600)   # a stalled peer: never answer
                     r = self.replies[verb]
                     if verb == "QUIT" or (isinstance(r, str) and r.startswith("421")):
                         return

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from postern_harness import binary, format_record, ipc_call, read_record
+from postern_harness import binary, format_record, ipc_call, read_record, wait_stopped
 from test_smtpd_tls import certs, tls_params   # noqa: F401 — the certificate fixture
 
 HOST = "postern.test"
@@ -81,7 +81,7 @@ def test_connection_count_limit_per_client(postern):
         held.append(c)
         if banner.startswith("220 ") or time.monotonic() > deadline:
             break
-        time.sleep(0.1)
+        time.sleep(0.1)   # retrying until the place is given back, with a deadline
     assert banner.startswith("220 "), banner
     for c in held + [o for o, _ in others]:
         c.close()
@@ -178,7 +178,7 @@ def mails_until_limited(postern, source, timeout=10):
         got = mails(postern, source, 2)
         if got[1].startswith("450") or time.monotonic() > deadline:
             return got
-        time.sleep(0.3)
+        time.sleep(0.3)   # retrying until the limits apply again, with a deadline
 
 
 WARNING = r"warning: problem talking to server \S+/anvil: "
@@ -300,10 +300,8 @@ def test_protocol_and_malformed_requests(postern):
         assert call(path, {"request": "disconnect", **ok}) == {"status": "ok", "count": "2"}
         assert call(path, {"request": "lookup", **ok})["count"] == "2"
         f.close()
-    deadline = time.monotonic() + 5
-    while call(path, {"request": "lookup", **ok})["count"] != "0":
-        assert time.monotonic() < deadline, "counts of a closed connection were not dropped"
-        time.sleep(0.05)
+    postern.wait_for(lambda: call(path, {"request": "lookup", **ok})["count"] == "0", timeout=5,
+                     what="anvil dropping the counts of a closed connection")
     assert postern.running("anvil")
     assert "statistics: max" not in postern.log("anvil")   # nothing logged before the interval
 
@@ -313,6 +311,7 @@ def test_anvil_stopped_times_out(postern):
     start(postern, smtpd_client_message_rate_limit=1)
     assert mails(postern, "127.0.0.2", 1) == ["250 2.1.0 Ok"]
     postern.kill("anvil", signal.SIGSTOP)
+    wait_stopped(postern.daemons["anvil"].proc.pid)
     try:
         t0 = time.monotonic()
         assert mails(postern, "127.0.0.2", 3) == ["250 2.1.0 Ok"] * 3
@@ -339,11 +338,9 @@ def test_tls_and_auth_hooks(postern):
         in run.stderr
     r = call(postern.socket_dir / "anvil", {"request": "lookup", "service": "smtp", "address": "127.0.0.2"})
     assert (r["auth_rate"], r["newtls_rate"], r["rate"]) == ("3", "2", "1"), r
-    deadline = time.monotonic() + 5
-    while call(postern.socket_dir / "anvil",
-               {"request": "lookup", "service": "smtp", "address": "127.0.0.2"})["count"] != "0":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    postern.wait_for(lambda: call(postern.socket_dir / "anvil", {"request": "lookup", "service": "smtp",
+                                                              "address": "127.0.0.2"})["count"] == "0",
+                     timeout=5, what="the session's count dropped")
 
 
 def test_new_tls_session_rate_limit(postern, certs):

@@ -66,11 +66,11 @@ def test_kill9_of_every_daemon_loses_nothing_and_duplicates_nothing(postern):
     rng.shuffle(schedule)
     try:
         for victim in schedule:
-            time.sleep(rng.uniform(0.1, 0.5))
+            time.sleep(rng.uniform(0.1, 0.5))   # chaos timing: kill at a random moment
             assert t.is_alive(), "the sender stopped before the kills were done"
             postern.kill(victim)
             postern.restart(victim)
-        time.sleep(0.5)
+        time.sleep(0.5)   # let the stream run on the last restarted daemons before stopping it
     finally:
         stop.set()
         t.join(timeout=120)

@@ -88,7 +88,8 @@ def test_lmtp_data_done_timeout_not_smtp_one(postern, scripted):
     assert dsn == "4.4.2"
     assert diag == (f"conversation with 127.0.0.1[127.0.0.1]:{lmtp.port} timed out while sending end of "
                     "data -- message may be sent more than once")
-    time.sleep(1)
+    postern.wait_for(lambda: len(smtp.messages) == 1, timeout=10, what="the SMTP server's message")
+    time.sleep(1.5)   # absence: a 1 s data-done timeout on the SMTP side would have fired by now
     assert len(smtp.messages) == 1      # the SMTP server has the message and still says nothing
     assert not re.search(rf"{qid}: to=<bob@relay\.example>", postern.log("smtp"))
 

@@ -8,6 +8,8 @@ import sqlite3
 import string
 import time
 
+from postern_harness import qmgr_past_startup_scan
+
 EX_USAGE, EX_UNAVAILABLE, EX_NOPERM = 64, 69, 77
 
 
@@ -42,7 +44,7 @@ def start(postern, **conf):
     conf.setdefault("default_transport", "retry:4.3.0 remote delivery is off in this test")
     postern.configure(queue_run_delay="300s", minimal_backoff_time="600s", **conf)
     postern.start("qmgr", "local")
-    time.sleep(0.3)   # past the startup scan
+    qmgr_past_startup_scan(postern)
 
 
 def ctl(postern, *args, user=None):
@@ -58,7 +60,8 @@ def test_hold_shows_bang_and_keeps_the_message_release_delivers_it(postern):
     postern.wait_log("qmgr", rf"{qid}: placed on hold")
 
     assert ctl(postern, "flush").returncode == 0   # a scan: held mail must stay
-    time.sleep(0.5)
+    postern.wait_log("qmgr", r"flush requested")
+    time.sleep(0.5)   # absence: the scan the flush asked for leaves held mail alone
     assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
     assert f"{qid}: from=<" not in postern.log("qmgr")
     assert postern.mailbox("ptest1") == ""
@@ -129,6 +132,8 @@ def test_requeue_and_flush_retry_deferred_mail_now(postern):
     r = ctl(postern, "flush")
     assert r.returncode == 0 and "flush requested" in r.stdout
     postern.wait_for(lambda: attempts(postern, qid) == 3, timeout=5, what="the flushed attempt")
+    # the queue row and the log line are written one after the other: wait for the line too
+    postern.wait_log("qmgr", rf"{qid}: to=<bob@remote\.example>.*status=deferred", count=3)
     assert len(re.findall(rf"{qid}: to=<bob@remote\.example>.*status=deferred", postern.log("qmgr"))) == 3
 
 

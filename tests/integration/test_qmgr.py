@@ -9,6 +9,7 @@ import time
 
 import mailtest
 from mailtest import send
+from postern_harness import qmgr_past_startup_scan
 
 
 def msg(mid, subject="qmgr test"):
@@ -129,7 +130,7 @@ def test_kill9_while_queued_delivers_each_message_once(postern):
     assert postern.queue_count() == 10
     postern.restart("qmgr")
     # and once more while the first deliveries are running
-    time.sleep(0.05)
+    time.sleep(0.05)   # chaos timing: kill at some point during the deliveries, any point will do
     postern.kill("qmgr")
     postern.restart("qmgr")
     postern.wait_queue_empty(timeout=30)
@@ -154,7 +155,7 @@ def test_kill9_with_nothing_in_flight_duplicates_nothing(postern):
 def test_wakeup_makes_delivery_fast(postern):
     postern.configure(queue_run_delay="300s")
     postern.start()
-    time.sleep(0.5)   # past the startup scan: only a wake-up can bring the next message
+    qmgr_past_startup_scan(postern)   # only a wake-up can bring the next message
     t0 = time.monotonic()
     qid = send(postern, "sender@example.org", ["ptest2@postern.test"], msg("fast-1@test"))
     postern.wait_mailbox("ptest2", r"fast-1@test", timeout=5)

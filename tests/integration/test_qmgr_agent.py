@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from postern_harness import FakeAgent, ipc_call, xtext_decode
+from postern_harness import FakeAgent, ipc_call, qmgr_past_startup_scan, xtext_decode
 
 
 class FakeLocal(FakeAgent):
@@ -246,7 +246,7 @@ def test_bounce_of_a_bounce_goes_to_postmaster_once(postern, fake_local):
     postern.wait_log("qmgr", rf"{qid}: removed")
     # The postmaster notice bounces too (the fake agent bounces everything): it is dropped.
     postern.wait_log("qmgr", rf"{m.group(1)}: delivery status notification undeliverable, discarded")
-    time.sleep(0.5)
+    time.sleep(0.5)   # absence: a loop would show up as more notifications by now
     assert postern.log("qmgr").count("non-delivery notification") == 1
     assert postern.log("qmgr").count("discarded") == 1   # the postmaster notice only
     assert postern.queue_count() == 0
@@ -264,7 +264,7 @@ def test_chain_unknown_sender_bounces_once_then_stops(postern, fake_local):
     # message -> bounce to ghost (fails) -> postmaster notice (fails, dropped): three attempts.
     postern.wait_log("qmgr", rf"{m.group(1)}: postmaster non-delivery notification: ")
     postern.wait_for(lambda: postern.queue_count() == 0)
-    time.sleep(0.5)
+    time.sleep(0.5)   # absence: a fourth attempt or a third notification would show by now
     assert postern.log("qmgr").count("non-delivery notification") == 2
     assert postern.queue_count() == 0
     assert len(agent.requests) == 3
@@ -280,10 +280,10 @@ def test_agent_unavailable_defers_with_backoff(postern, fake_local):
     postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, what="deferral recorded")
     row = rcpt_rows(postern, qid)[0]
     assert row[2] == 1 and row[3] / 1e6 > time.time() + 400
-    time.sleep(0.5)
+    witness = inject(postern, "alice@example.org", ["ptest2@postern.test"])
     wakeup(postern)
-    time.sleep(0.5)
-    assert len(agent.requests) == 1   # not retried before its time
+    postern.wait_log("qmgr", rf"{witness}: to=<ptest2@postern\.test>, .*status=deferred")   # scanned
+    assert agent.rcpts().count("ptest1@postern.test") == 1   # not retried before its time
 
 
 def test_agent_deferral_then_flush_retries_now(postern, fake_local):
@@ -300,7 +300,7 @@ def test_agent_deferral_then_flush_retries_now(postern, fake_local):
 def test_wakeup_makes_delivery_fast(postern, fake_local):
     fake_local()
     start_qmgr(postern, queue_run_delay="300s")
-    time.sleep(0.3)   # the startup scan is over
+    qmgr_past_startup_scan(postern)
     qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
     t0 = time.monotonic()
     wakeup(postern)
@@ -392,8 +392,11 @@ def test_sweep_skips_messages_whose_completion_fails(postern, fake_local):
     postern.restart("qmgr")
     postern.wait_for(lambda: finished_count(postern) == 1, timeout=30, what="the others swept")
     assert postern.queue_rows("SELECT queue_id FROM messages") == [(broken,)]
-    for qid in ids:
-        assert f"{qid}: removed" in postern.log("qmgr")
+
+    def all_logged():   # the rows go first, the log lines follow
+        text = postern.log("qmgr")
+        return all(f"{qid}: removed" in text for qid in ids)
+    postern.wait_for(all_logged, timeout=10, what="a 'removed' line for each swept message")
 
 
 def test_many_recipients_are_split_into_requests(postern, fake_local):
@@ -464,7 +467,7 @@ def test_per_recipient_concurrency_limit(postern, fake_local):
     wakeup(postern)
     # two requests for ptest1 (the limit) and the one for ptest2, which is not held up behind them
     postern.wait_for(lambda: len(agent.requests) >= 3, what="three requests")
-    time.sleep(0.5)
+    time.sleep(0.5)   # absence: no request beyond the limit while the first ones are held
     assert sorted(agent.rcpts()) == ["ptest1@postern.test"] * 2 + ["ptest2@postern.test"]
     hold.set()
     for qid in same + [other]:
@@ -479,12 +482,13 @@ def control(postern, verb, qid):
 def test_hold_and_release(postern, fake_local):
     agent = fake_local()
     start_qmgr(postern, queue_run_delay="300s")
-    time.sleep(0.3)
+    qmgr_past_startup_scan(postern)
     qid = inject(postern, "alice@example.org", ["ptest1@postern.test"])
     assert control(postern, "hold", qid) == {"status": "ok", "count": "1"}
+    witness = inject(postern, "alice@example.org", ["ptest2@postern.test"])
     wakeup(postern)
-    time.sleep(0.5)
-    assert agent.requests == []
+    postern.wait_log("qmgr", rf"{witness}: removed")   # the scan after the hold has run
+    assert agent.rcpts() == ["ptest2@postern.test"]
     assert postern.queue_rows("SELECT hold FROM messages WHERE queue_id = ?", (qid,)) == [(1,)]
     assert control(postern, "release", qid)["status"] == "ok"
     postern.wait_log("qmgr", rf"{qid}: removed")
@@ -525,7 +529,7 @@ def test_delete_during_delivery_drops_unstarted_requests(postern, fake_local):
     assert control(postern, "delete", qid)["status"] == "ok"
     hold.set()
     postern.wait_log("qmgr", rf"{qid}: removed")
-    time.sleep(0.3)
+    time.sleep(0.3)   # absence: no dropped request reaches the agent late
     assert len(agent.requests) == 1
     assert postern.queue_count() == 0
     assert "non-delivery" not in postern.log("qmgr")
@@ -614,7 +618,7 @@ def test_ordinary_user_may_flush_but_not_administer(postern, fake_local, local_u
 def test_mail_owner_may_administer(postern, fake_local, local_users):
     fake_local()
     start_qmgr(postern, mail_owner="ptest2", queue_run_delay="300s")
-    time.sleep(0.3)
+    qmgr_past_startup_scan(postern)
     qid = inject(postern, "alice@example.org", ["bob@remote.example"])
     assert call_as(postern, "ptest2", {"request": "hold", "queue_id": qid}) == {"status": "ok",
                                                                                 "count": "1"}

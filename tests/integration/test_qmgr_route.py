@@ -89,7 +89,7 @@ def test_sender_table_failure_defers(postern, sinks):
     postern.configure(relayhost=hop(c), sender_dependent_relayhost_maps=f"texthash:{table}")
     postern.start()
     table.unlink()     # a table that cannot be read any more: a temporary error, not "not found"
-    time.sleep(1.2)    # tables are re-checked at most once a second
+    time.sleep(1.2)    # tables are re-checked at most once a second: nothing to wait for
     qid = send(postern, "alice@a.example", ["x@remote.example"], msg("t-fail"))
     postern.wait_log("qmgr", rf"{qid}: to=<x@remote\.example>, relay=none, .*dsn=4\.3\.0, "
                              r"status=deferred \(transport_maps, sender_dependent_\*_maps or domain "

@@ -115,7 +115,7 @@ class CountingServer:
                     if read_data(f) is None:
                         return
                     if self.delay:
-                        time.sleep(self.delay)
+                        time.sleep(self.delay)   # a slow server, by design
                     in_txn = False
                     self._end_txn(True, rcpts)
                     conn.sendall(b"250 2.0.0 Ok: queued\r\n")
@@ -206,7 +206,7 @@ def test_recipient_limit_splits_transactions(postern, limit_conf, n, expect):
         qid, = inject_many(postern, [[f"r{i}@split.test" for i in range(n)]])
         dumps = sink.wait_count(len(expect))
         postern.wait_log("qmgr", rf"{qid}: removed", timeout=20)
-        time.sleep(0.3)
+        time.sleep(0.3)   # absence: no extra transaction reaches the sink after the removal
         dumps = sink.messages()
         assert sorted((d.count(b"X-Rcpt-Args: ") for d in dumps), reverse=True) == expect
         got = sorted(a.decode() for d in dumps for a in
@@ -252,7 +252,7 @@ def test_dead_destination_is_suspended_while_others_receive(postern, servers, ki
         row = rcpt_rows(postern, qid)[0]
         assert row[1] == 1 and row[5].startswith("delivery temporarily suspended: ")
     if dead:
-        time.sleep(0.5)
+        time.sleep(0.5)   # absence: no connection to the suspended destination
         assert dead.stats.connections == conns   # no connection while suspended
     postern.wait_log("qmgr", rf"{later[5]}: removed")
 
@@ -312,7 +312,7 @@ def test_failure_feedback_from_the_agent(postern, dsn, recorded):
     """Deterministic: the agent reports every attempt as a connection failure. From the initial
     window of 5, four failures make a pseudo-cohort at concurrency 1: five requests at most,
     the rest deferred by qmgr itself, with a well-formed status whatever the agent sent."""
-    agent = FakeSmtp(postern, lambda req: (time.sleep(0.2),
+    agent = FakeSmtp(postern, lambda req: (time.sleep(0.2),   # a slow agent, by design
                                            agent_reply(req, "deferred", dsn, "connect to mx.test[192.0.2.1]:25: Connection refused"))[1])
     start(postern, {"fail.test": "mx.test"}, daemons=("qmgr",), minimal_backoff_time="100s",
           maximal_backoff_time="200s")
@@ -372,7 +372,7 @@ def test_delete_drops_jobs_waiting_for_a_destination(postern, servers):
     assert control(postern, "delete", second)["status"] == "ok"
     postern.wait_log("qmgr", rf"{second}: removed")
     postern.wait_log("qmgr", rf"{first}: removed")
-    time.sleep(0.3)
+    time.sleep(0.3)   # absence: the deleted message is never delivered
     assert s.stats.done == 1 and s.stats.rcpt_counts == [1]
     assert queue_size(postern) == 0
 

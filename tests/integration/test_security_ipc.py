@@ -46,7 +46,7 @@ def wait_until(predicate, timeout):
         v = predicate()
         if v or time.monotonic() > deadline:
             return v
-        time.sleep(0.05)
+        time.sleep(0.05)   # the poll interval of a wait with a deadline
 
 
 class Peer:
@@ -195,7 +195,7 @@ def test_trickled_record_is_cut_at_its_deadline(postern):
         for p in tricklers:
             if not p.closed:
                 p.send(b"a")   # 2 bytes a second: far below the size limit
-        time.sleep(0.5)
+        time.sleep(0.5)   # pacing: the trickle rate is the point of the test
     after = [round(p.closed_at - started, 1) if p.closed else None for p in tricklers]
     assert all(t is not None and 9 <= t <= 13 for t in after), f"closed after {after} s"
     for p in tricklers:

@@ -66,7 +66,7 @@ def wait_for(predicate, timeout, what):
         v = predicate()
         if v:
             return v
-        time.sleep(0.05)
+        time.sleep(0.05)   # the poll interval of a wait with a deadline
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -429,7 +429,7 @@ def test_plaintext_connection_not_reused_for_tls_level(postern, pki, peer, tmp_p
           smtp_connection_cache_time_limit="10s")
     qid = send(postern, "key-1@test")
     assert "queued as TLS1P" in sent(postern, qid).group(1)
-    time.sleep(1.2)   # texthash notices changes once a second
+    time.sleep(1.2)   # texthash notices changes once a second (mtime granularity): a wait
     table.write_text(f"[127.0.0.1]:{p.port} encrypt\n")
     qid = send(postern, "key-2@test")
     assert "queued as TLS2T" in sent(postern, qid).group(1)
@@ -453,7 +453,7 @@ def test_reload_keeps_cached_tls_connection_usable(postern, pki, peer, tls_host)
           smtp_connection_cache_time_limit="10s")
     sent(postern, send(postern, "hup-1@test"))
     postern.reload("smtp")   # new TLS settings snapshot; the cached connection keeps its own
-    time.sleep(0.5)
+    postern.wait_log("smtp", r"reload -- configuration")
     sent(postern, send(postern, "hup-2@test"))
     assert p.connections == 1 and len(p.messages) == 2
     postern.wait_log("smtp", r"Verified TLS connection reused to ")

@@ -77,7 +77,7 @@ def test_bad_verify_target_is_refused(postern):
 def test_tagged_requests_on_one_connection_are_answered_as_they_finish(postern, aiosmtpd_server):
     """What qmgr does (common/ipc/ipc-mux.c): several requests tagged id= on one connection; the
     agent works on them at once and each reply carries its request's id, the fast one first."""
-    _, slow = aiosmtpd_server(rcpt=lambda a: time.sleep(3))
+    _, slow = aiosmtpd_server(rcpt=lambda a: time.sleep(3))   # a slow server, by design
     _, fast = aiosmtpd_server()
     postern.start("smtp")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

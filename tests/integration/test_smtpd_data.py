@@ -188,7 +188,7 @@ def test_long_line_split_at_cr_boundary(postern):
         open_data(c)
         c.send(b"Subject: cr\r\n\r\n" + b"A" * 5000 + b"\r")
         import time
-        time.sleep(0.2)
+        time.sleep(0.2)   # pacing: CR and LF must reach smtpd in separate reads
         c.send(b"\n.\r\n")
         qid = queued_id(c.text())
     assert content_of(postern, qid).endswith("\n" + "A" * 5000 + "\n")
@@ -281,8 +281,8 @@ def test_commit_failure_answers_451_and_loop_keeps_running(postern):
     with queue_write_locked(postern):
         with raw(postern, timeout=60) as c:
             open_data(c)
-            c.send(b"Subject: blocked\r\n\r\nx\r\n.\r\n")
-            time.sleep(0.5)
+            c.send(b"Subject: blocked\r\nMessage-ID: <blocked@client.test>\r\n\r\nx\r\n.\r\n")
+            postern.wait_log("smtpd", r"message-id=<blocked@client\.test>")   # in the commit path
             with raw(postern) as other:
                 assert other.cmd("NOOP") == "250 2.0.0 Ok"
             reply = c.text()

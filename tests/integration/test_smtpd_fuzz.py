@@ -48,7 +48,7 @@ def test_random_sessions(postern):
                 s.sendall(data[pos:pos + n])
                 pos += n
                 if rng.random() < 0.1:
-                    time.sleep(0.001)
+                    time.sleep(0.001)   # pacing: sometimes split the input across reads
             s.shutdown(socket.SHUT_WR)   # EOF: the server must end the session
             try:
                 while s.recv(65536):

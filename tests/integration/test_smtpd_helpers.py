@@ -174,7 +174,7 @@ def wait_until(pred, timeout=5):
     while time.monotonic() < deadline:
         if pred():
             return True
-        time.sleep(0.05)
+        time.sleep(0.05)   # the poll interval of a wait with a deadline
     return pred()
 
 
@@ -195,6 +195,7 @@ class ScriptedPolicy:
         self.delay = delay
         self.requests = []
         self.connections = 0
+        self.closed = 0         # connections that ended (either side hung up)
         if unix:
             self.path = str(tmp_path / "policy.sock")
             self.sock = socket.socket(socket.AF_UNIX)
@@ -217,6 +218,12 @@ class ScriptedPolicy:
             threading.Thread(target=self._client, args=(conn,), daemon=True).start()
 
     def _client(self, conn):
+        try:
+            self._converse(conn)
+        finally:
+            self.closed += 1
+
+    def _converse(self, conn):
         f = conn.makefile("rb")
         with conn:
             while True:
@@ -233,11 +240,11 @@ class ScriptedPolicy:
                 self.requests.append(req)
                 ans = self.answers.pop(0) if self.answers else "action=DUNNO"
                 if self.delay:
-                    time.sleep(self.delay)
+                    time.sleep(self.delay)   # a slow but working server
                 if ans == "close":
                     return
                 if ans == "slow":
-                    time.sleep(5)
+                    time.sleep(5)   # the answer that never comes (smtpd's timeout is shorter)
                     return
                 if ans == "garbage":
                     conn.sendall(b"hello there\nwhat=ever\n\n")

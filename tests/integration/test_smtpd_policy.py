@@ -97,7 +97,7 @@ def test_max_idle_closes_connection(postern, tmp_path):
     srv = ScriptedPolicy(tmp_path, [])
     start(postern, srv.service, smtpd_policy_service_max_idle="1s")
     assert rcpt(postern).startswith("250 ")
-    time.sleep(2.5)
+    postern.wait_for(lambda: srv.closed == 1, timeout=10, what="smtpd closing the idle connection")
     assert rcpt(postern).startswith("250 ")
     assert srv.connections == 2
 
@@ -172,7 +172,7 @@ def postgrey():
         except OSError:
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "postgrey did not start"
-            time.sleep(0.1)
+            time.sleep(0.1)   # polling for postgrey's port, with a deadline
     yield "inet:127.0.0.1:%d" % port
     proc.terminate()
     proc.wait(10)
@@ -187,7 +187,7 @@ def test_postgrey_greylisting(postern, postgrey):
         assert reply.startswith("450 4.2.0 <ptest1@localhost>: Recipient address rejected: Greylisted"), reply
     postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 450 4\.2\.0 "
                      r"<ptest1@localhost>: Recipient address rejected: Greylisted")
-    time.sleep(2.5)
+    time.sleep(2.5)   # postgrey's delay must pass: a timing test, nothing to wait for
     # after the delay: accepted, and postgrey's PREPEND puts X-Greylist: into the message
     postern.send("a@example.org", ["ptest1@localhost"], b"Subject: t\r\n\r\nx\r\n")
     (queue_id,) = queue_ids(postern)

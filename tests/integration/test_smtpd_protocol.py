@@ -344,7 +344,7 @@ def test_client_that_does_not_read_replies(postern):
         try:
             sent += flood.send(b"NOOP\r\n" * 10000)
         except BlockingIOError:
-            time.sleep(0.05)
+            time.sleep(0.05)   # pacing: the flood's socket buffer is full
     with raw(postern) as c:
         assert c.cmd("NOOP") == "250 2.0.0 Ok"
     flood.close()

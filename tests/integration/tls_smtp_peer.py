@@ -76,7 +76,7 @@ class TlsSmtpServer(ThreadedListener):
                     else:
                         conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
                     if self.stall and self.connections == 1:
-                        time.sleep(5)
+                        time.sleep(5)   # a stalled peer: no handshake
                         return
                     if self.break_handshake:
                         conn.sendall(b"this is not a TLS record\r\n" * 4)
