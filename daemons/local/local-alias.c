@@ -119,8 +119,11 @@ Target *target_free(Target *t) {
         free(t->via);
         free(t->diag);
         sd_event_source_disable_unref(t->child_source);
+        sd_event_source_disable_unref(t->result_source);
+        strbuf_done(&t->result);
         sd_event_source_disable_unref(t->deadline_source);
         safe_close(t->result_fd);
+        free(t->group);
         free(t);
         return NULL;
 }
@@ -235,7 +238,7 @@ static int add_target(Expander *e, Target *t) {
         return 0;
 }
 
-static Target *target_new(TargetKind kind, const char *address) {
+Target *target_new(TargetKind kind, const char *address) {
         Target *t = calloc(1, sizeof(Target));
         if (!t)
                 return NULL;

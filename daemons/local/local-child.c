@@ -1,6 +1,7 @@
 /* local-child.c — the forked delivery child of postern-local.
  *
- * local_child_spawn() forks; the child
+ * local_child_spawn() forks; the child delivers one target, or a batch of mbox targets of one user
+ * and mailbox (several messages, one marker each). It
  *   1. opens the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id> (as root,
  *      through the directory descriptor the parent verified; local-marker.c refuses a marker that
  *      is not a plain root-owned file) and takes its flock() — without blocking, in at most
@@ -24,12 +25,15 @@
  *      Under systemd the command runs as a transient unit instead (local-transient.c): before
  *      the switch, while its effective uid is still root, the child connects to the service
  *      manager, which trusts the uid a connection was made with;
- *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox, records it in the marker
- *      after it was fsynced, and writes one line "<dsn>\t<diag>\n" to the result pipe.
+ *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox (a batch: every message not
+ *      yet in its marker, under one lock, one fsync), records it in the marker(s) after it was
+ *      fsynced (local_marker_sync(): one sync for all), and writes one line "<dsn>\t<diag>\n" per
+ *      target, in order, to the result pipe.
  * The parent reaps it from sd-event (sd_event_add_child), kills it when it is still running after
  * daemon_timeout (local.c), and reads the pipe with local_child_collect(). The child closes every
  * descriptor it does not need right after the fork, the journal socket included: it must not log
  * (its result line is what gets logged). */
+#include <assert.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -134,22 +138,20 @@ static void prepare_spool(const LocalSettings *s, const Target *t, bool *ret_may
         }
 }
 
-static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
-                          const Target *t, DeliveryResult *res) {
-        _cleanup_close_ int mfd = -1;
-        bool may_dotlock = true;
-        gid_t extra_gid = (gid_t) -1;
+/* Opens and locks the marker of in and says whether t was already delivered there (then res is
+ * set to success). Returns the marker fd, or <0 with res set to a deferral. */
+static int child_marker(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
+                        const Target *t, DeliveryResult *res, bool *ret_done) {
+        const char *problem = NULL;
         int r;
 
-        const char *problem = NULL;
-        mfd = local_marker_open(marker_dirfd, in->queue_id, in->rcpt_id, &problem);
-        /* The user's process has no business with the marker directory. */
-        safe_close(marker_dirfd);
+        *ret_done = false;
+        int mfd = local_marker_open(marker_dirfd, in->queue_id, in->rcpt_id, &problem);
         if (mfd < 0) {
                 /* Without a trustworthy marker a retry could deliver twice: keep the mail queued. */
                 delivery_result_set(res, "4.3.0", "%s (%s/%s/%s.%lld)", problem ? problem : strerror(-mfd),
                                     s->queue_directory, LOCAL_MARKER_DIR, in->queue_id, in->rcpt_id);
-                return;
+                return mfd;
         }
         r = marker_lock(s, mfd);
         if (r < 0) {
@@ -158,32 +160,65 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                                                         "recipient is still in progress" :
                                                         "cannot lock delivery marker",
                                     s->queue_directory, LOCAL_MARKER_DIR, in->queue_id, in->rcpt_id);
-                return;
+                safe_close(mfd);
+                return r;
         }
         if (local_marker_has(mfd, t->path)) {
                 success_result(t, res);
-                return;
+                *ret_done = true;
         }
+        return mfd;
+}
 
-        if (t->kind == TARGET_MBOX)
-                prepare_spool(s, t, &may_dotlock, &extra_gid);
+/* Delivers t[0..n-1] (n > 1: mbox targets of one user and one mailbox) and sets res[i] for each. */
+static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
+                          Target **t, DeliveryResult *res) {
+        int mfd[LOCAL_BATCH_MAX];
+        const Target *t0 = t[0];
+        DeliveryInput todo_in[LOCAL_BATCH_MAX];
+        DeliveryResult todo_res[LOCAL_BATCH_MAX];
+        size_t todo[LOCAL_BATCH_MAX], n_todo = 0;
+        int synced[LOCAL_BATCH_MAX];
+        size_t n_synced = 0;
+        _cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
+        bool may_dotlock = true;
+        gid_t extra_gid = (gid_t) -1;
+        int r;
+
+        assert(n >= 1 && n <= LOCAL_BATCH_MAX);
+        for (size_t i = 0; i < n; i++) {
+                bool done;
+                mfd[i] = child_marker(s, &in[i], marker_dirfd, t[i], &res[i], &done);
+                if (mfd[i] >= 0 && !done) {
+                        todo_in[n_todo] = in[i];
+                        todo_res[n_todo] = (DeliveryResult) {};
+                        todo[n_todo++] = i;
+                }
+        }
+        /* The user's process has no business with the marker directory. */
+        safe_close(marker_dirfd);
+        if (n_todo == 0)
+                goto out;
+
+        if (t0->kind == TARGET_MBOX)
+                prepare_spool(s, t0, &may_dotlock, &extra_gid);
 
         /* The service manager trusts the uid a connection was made with: connect as root. */
-        _cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
-        if (t->kind == TARGET_COMMAND && local_transient_available()) {
+        if (t0->kind == TARGET_COMMAND && local_transient_available()) {
                 _cleanup_free_ char *why = NULL;
                 r = local_transient_connect(&bus, &why);
                 if (r < 0) {
-                        delivery_result_set(res, "4.3.0", "cannot run command: %s", why ? why : strerror(-r));
-                        return;
+                        delivery_result_set(&res[todo[0]], "4.3.0", "cannot run command: %s", why ? why : strerror(-r));
+                        goto out;
                 }
         }
 
-        r = switch_to_recipient(t, extra_gid);
+        r = switch_to_recipient(t0, extra_gid);
         if (r < 0) {
-                delivery_result_set(res, "4.3.0", "cannot switch to user %s (uid %u): %s", t->user,
-                                    (unsigned) t->uid, strerror(-r));
-                return;
+                for (size_t k = 0; k < n_todo; k++)
+                        delivery_result_set(&res[todo[k]], "4.3.0", "cannot switch to user %s (uid %u): %s",
+                                            t0->user, (unsigned) t0->uid, strerror(-r));
+                goto out;
         }
         if (s->mailbox_size_limit > 0) {
                 /* Soft limit only: a "|command" may raise it again (the limit is for mailboxes). */
@@ -191,27 +226,35 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, int m
                 (void) setrlimit(RLIMIT_FSIZE, &rl);
         }
 
-        switch (t->kind) {
+        switch (t0->kind) {
         case TARGET_MAILDIR:
-                local_maildir_deliver(s, in, t->path, res);
+                local_maildir_deliver(s, &todo_in[0], t0->path, &todo_res[0]);
                 break;
         case TARGET_COMMAND:
-                local_command_deliver(s, in, t->path + 1, bus, res);
+                local_command_deliver(s, &todo_in[0], t0->path + 1, bus, &todo_res[0]);
                 break;
         case TARGET_FILE:
-                if (t->path[strlen(t->path) - 1] == '/')
-                        local_maildir_deliver(s, in, t->path, res);
+                if (t0->path[strlen(t0->path) - 1] == '/')
+                        local_maildir_deliver(s, &todo_in[0], t0->path, &todo_res[0]);
                 else
-                        local_mbox_deliver(s, in, t->path, false, false, res);
-                if (res->dsn[0] == '2')
-                        success_result(t, res);
+                        local_mbox_deliver(s, &todo_in[0], t0->path, false, false, &todo_res[0]);
+                if (todo_res[0].dsn[0] == '2')
+                        success_result(t0, &todo_res[0]);
                 break;
         default:
-                local_mbox_deliver(s, in, t->path, may_dotlock, true, res);
+                local_mbox_deliver_many(s, todo_in, n_todo, t0->path, may_dotlock, true, todo_res);
         }
 
-        if (res->dsn[0] == '2')
-                (void) local_marker_add(mfd, t->path);
+        /* Recorded only after the mailbox was synced; all markers made durable at once. */
+        for (size_t k = 0; k < n_todo; k++) {
+                res[todo[k]] = todo_res[k];
+                if (todo_res[k].dsn[0] == '2' && local_marker_append(mfd[todo[k]], t[todo[k]]->path) >= 0)
+                        synced[n_synced++] = mfd[todo[k]];
+        }
+        (void) local_marker_sync(synced, n_synced);
+out:
+        for (size_t i = 0; i < n; i++)
+                safe_close(mfd[i]);
 }
 
 /* Closes every descriptor from 3 up except a and b (the daemon's sockets, the queue database and
@@ -232,8 +275,11 @@ static void close_all_but(int a, int b) {
         (void) close_range((unsigned) next, ~0U, 0);
 }
 
-int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd, Target *t) {
+int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
+                      Target **t) {
         int fds[2];
+        if (n < 1 || n > LOCAL_BATCH_MAX || (n > 1 && t[0]->kind != TARGET_MBOX))
+                return -EINVAL;
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return -errno;
         pid_t pid = fork();
@@ -244,7 +290,7 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marke
                 return r;
         }
         if (pid == 0) {
-                DeliveryResult res = {};
+                DeliveryResult res[LOCAL_BATCH_MAX] = {};
                 sigset_t none;
                 sigemptyset(&none);
                 sigprocmask(SIG_SETMASK, &none, NULL);
@@ -255,50 +301,73 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marke
                 signal(SIGINT, SIG_IGN);
                 signal(SIGHUP, SIG_IGN);
                 close_all_but(fds[1], marker_dirfd);
-                child_deliver(s, in, marker_dirfd, t, &res);
-                char line[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
-                int n = snprintf(line, sizeof(line), "%s\t%s\n", res.dsn[0] ? res.dsn : "4.3.0",
-                                 res.diag[0] ? res.diag : "delivery child produced no result");
-                if (n > 0)
-                        (void) !write(fds[1], line, MIN((size_t) n, sizeof(line) - 1));
+                child_deliver(s, in, n, marker_dirfd, t, res);
+                /* One line per target, in order (the parent reads them as they come). */
+                for (size_t i = 0; i < n; i++) {
+                        char line[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
+                        for (char *c = res[i].diag; *c; c++)
+                                if (*c == '\n')
+                                        *c = ' ';   /* one line per target */
+                        int k = snprintf(line, sizeof(line), "%s\t%s\n", res[i].dsn[0] ? res[i].dsn : "4.3.0",
+                                         res[i].diag[0] ? res[i].diag : "delivery child produced no result");
+                        if (k > 0)
+                                (void) !write(fds[1], line, MIN((size_t) k, sizeof(line) - 1));
+                }
                 _exit(EXIT_SUCCESS);
         }
         close(fds[1]);
-        t->pid = pid;
-        t->result_fd = fds[0];
+        t[0]->pid = pid;
+        t[0]->result_fd = fds[0];
         return 0;
 }
 
-void local_child_collect(Target *t, int code, int status) {
-        char buf[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
-        size_t have = 0;
+/* Sets t's result from one "<dsn>\t<diag>" line; false when the line is not one. */
+static bool result_line(Target *t, char *line) {
+        char *tab = strchr(line, '\t');
+        if (!tab || tab - line >= LOCAL_DSN_MAX || (line[0] != '2' && line[0] != '4' && line[0] != '5'))
+                return false;
+        *tab = '\0';
+        (void) target_set_result(t, line, "%s", tab + 1);
+        return true;
+}
 
-        if (t->result_fd >= 0) {
-                (void) fcntl(t->result_fd, F_SETFL, O_NONBLOCK);
-                for (;;) {
-                        ssize_t n = read(t->result_fd, buf + have, sizeof(buf) - 1 - have);
-                        if (n < 0 && errno == EINTR)
+bool local_child_read(Target *t) {
+        char chunk[4096];
+
+        if (t->result_fd < 0)
+                return false;
+        (void) fcntl(t->result_fd, F_SETFL, O_NONBLOCK);
+        for (;;) {
+                ssize_t k = read(t->result_fd, chunk, sizeof(chunk));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && errno == EAGAIN)
+                        return true;
+                if (k <= 0 || t->result.len > (size_t) LOCAL_BATCH_MAX * (LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4) ||
+                    strbuf_append(&t->result, chunk, (size_t) k) < 0)
+                        return false;
+        }
+}
+
+void local_child_collect(Target **t, size_t n, int code, int status) {
+        if (t[0]->result_fd >= 0) {
+                (void) local_child_read(t[0]);
+                t[0]->result_fd = safe_close(t[0]->result_fd);
+        }
+        char *p = t[0]->result.data;
+        for (size_t i = 0; i < n; i++) {
+                char *nl = p ? strchr(p, '\n') : NULL;
+                if (nl) {
+                        *nl = '\0';
+                        bool ok = result_line(t[i], p);
+                        p = nl + 1;
+                        if (ok)
                                 continue;
-                        if (n <= 0)
-                                break;
-                        have += (size_t) n;
-                        if (have >= sizeof(buf) - 1)
-                                break;
                 }
-                t->result_fd = safe_close(t->result_fd);
+                if (code == CLD_EXITED)
+                        (void) target_set_result(t[i], "4.3.0", "delivery child exited with status %d and no result",
+                                                 status);
+                else
+                        (void) target_set_result(t[i], "4.3.0", "delivery child killed by signal %d", status);
         }
-        buf[have] = '\0';
-        char *tab = strchr(buf, '\t');
-        char *nl = strchr(buf, '\n');
-        if (tab && nl && tab < nl && tab - buf < LOCAL_DSN_MAX && (buf[0] == '2' || buf[0] == '4' || buf[0] == '5')) {
-                *tab = '\0';
-                *nl = '\0';
-                (void) target_set_result(t, buf, "%s", tab + 1);
-                return;
-        }
-        if (code == CLD_EXITED)
-                (void) target_set_result(t, "4.3.0", "delivery child exited with status %d and no result",
-                                         status);
-        else
-                (void) target_set_result(t, "4.3.0", "delivery child killed by signal %d", status);
 }

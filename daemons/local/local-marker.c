@@ -7,7 +7,12 @@
  * symlink) owned by root with mode 0700, and otherwise moves it aside and makes a new one;
  * local_marker_open() uses a marker only when it is a regular file owned by root with exactly
  * one link. Both are called as root; local_marker_open() runs in delivery children too, which
- * must not log, so it returns the problem as text. */
+ * must not log, so it returns the problem as text.
+ *
+ * A line is made durable after the mailbox write it records was synced: one fdatasync() for one
+ * marker; a child that delivered a batch into one mbox appends to each recipient's marker and
+ * then makes them all durable with one syncfs() of the marker directory's file system — one
+ * journal commit instead of one per marker. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -114,7 +119,7 @@ bool local_marker_has(int fd, const char *line) {
         return false;
 }
 
-int local_marker_add(int fd, const char *line) {
+int local_marker_append(int fd, const char *line) {
         _cleanup_free_ char *l = NULL;
         if (asprintf(&l, "%s\n", line) < 0)
                 return -ENOMEM;
@@ -123,5 +128,21 @@ int local_marker_add(int fd, const char *line) {
                 return -errno;
         if ((size_t) n != strlen(l))
                 return -EIO;
+        return 0;
+}
+
+int local_marker_add(int fd, const char *line) {
+        int r = local_marker_append(fd, line);
+        if (r < 0)
+                return r;
         return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+int local_marker_sync(const int *fds, size_t n) {
+        if (n == 0)
+                return 0;
+        if (n == 1)
+                return fdatasync(fds[0]) < 0 ? -errno : 0;
+        /* All markers are in one directory, so on one file system. */
+        return syncfs(fds[0]) < 0 ? -errno : 0;
 }

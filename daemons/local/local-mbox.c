@@ -8,6 +8,8 @@
  * (every Postern delivery takes them). The message is written as "From sender  date", Return-Path:,
  * Delivered-To:, the content with ">From " quoting, and an empty line; any write or fsync error
  * truncates the file back to its previous size, so no partial message is ever left behind.
+ * local_mbox_deliver_many() appends a batch under one lock with one fsync: a message whose write
+ * fails is cut off again on its own, a failed fsync takes the whole batch back.
  * mailbox_size_limit is applied by the caller as RLIMIT_FSIZE (writes then fail with EFBIG). */
 #include <fcntl.h>
 #include <stdarg.h>
@@ -172,23 +174,45 @@ static int mbox_open(const char *path, bool owner_check, int *ret_fd, const char
         return -EAGAIN;
 }
 
+/* Sets the same result for all n messages. */
+static void results_set_all(DeliveryResult *res, size_t n, const char *dsn, const char *fmt, ...) _printf_(4, 5);
+static void results_set_all(DeliveryResult *res, size_t n, const char *dsn, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        snprintf(res[0].dsn, sizeof(res[0].dsn), "%s", dsn);
+        vsnprintf(res[0].diag, sizeof(res[0].diag), fmt, ap);
+        va_end(ap);
+        for (size_t i = 1; i < n; i++)
+                res[i] = res[0];
+}
+
 void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,
                         bool may_dotlock, bool owner_check, DeliveryResult *res) {
+        local_mbox_deliver_many(s, in, 1, path, may_dotlock, owner_check, res);
+}
+
+void local_mbox_deliver_many(const LocalSettings *s, const DeliveryInput *in, size_t n,
+                             const char *path, bool may_dotlock, bool owner_check,
+                             DeliveryResult *res) {
         _cleanup_free_ char *lock = NULL;
+        _cleanup_free_ bool *written = NULL;
         _cleanup_close_ int fd = -1;
         _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
-        const char *user_hint = in->delivered_to;
+        const char *user_hint = in[0].delivered_to;
         const char *problem = NULL;
         bool have_dotlock = false;
         int r;
 
-        if ((r = mbox_format(in, &out)) < 0) {
-                delivery_result_set(res, "4.3.0", "cannot format message: %s", strerror(-r));
+        if (n == 0)
                 return;
-        }
         if (asprintf(&lock, "%s.lock", path) < 0) {
                 lock = NULL;
-                delivery_result_set(res, "4.3.0", "out of memory");
+                results_set_all(res, n, "4.3.0", "out of memory");
+                return;
+        }
+        written = calloc(n, sizeof(bool));
+        if (!written) {
+                results_set_all(res, n, "4.3.0", "out of memory");
                 return;
         }
 
@@ -197,10 +221,10 @@ void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const c
                 if (r == 0)
                         have_dotlock = true;
                 else if (r != -EACCES && r != -EPERM && r != -EROFS) {
-                        delivery_result_set(res, local_errno_dsn(r),
-                                            "cannot update mailbox %s for %s. unable to create lock file %s: %s",
-                                            path, user_hint, lock,
-                                            r == -EAGAIN ? "lock file is held by another process" : strerror(-r));
+                        results_set_all(res, n, local_errno_dsn(r),
+                                        "cannot update mailbox %s for %s. unable to create lock file %s: %s",
+                                        path, user_hint, lock,
+                                        r == -EAGAIN ? "lock file is held by another process" : strerror(-r));
                         return;
                 }
                 /* else: the directory is not writable for the user; fcntl/flock protect us. */
@@ -209,8 +233,8 @@ void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const c
         r = mbox_open(path, owner_check, &fd, &problem);
         if (r < 0) {
                 /* A mailbox an admin must look at (link, wrong owner): keep the mail queued. */
-                delivery_result_set(res, problem ? "4.2.0" : local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
-                                    path, user_hint, problem ? problem : strerror(-r));
+                results_set_all(res, n, problem ? "4.2.0" : local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
+                                path, user_hint, problem ? problem : strerror(-r));
                 goto unlock;
         }
 
@@ -220,31 +244,61 @@ void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const c
                 kl = LOCAL_LOCK_FCNTL;
         r = kernel_lock(s, fd, kl);
         if (r < 0) {
-                delivery_result_set(res, local_errno_dsn(r),
-                                    "cannot update mailbox %s for %s. unable to lock for exclusive access: %s",
-                                    path, user_hint, strerror(-r));
+                results_set_all(res, n, local_errno_dsn(r),
+                                "cannot update mailbox %s for %s. unable to lock for exclusive access: %s",
+                                path, user_hint, strerror(-r));
                 goto unlock;
         }
 
         struct stat st;
         if (fstat(fd, &st) < 0) {
                 r = -errno;
-                delivery_result_set(res, local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
-                                    path, user_hint, strerror(-r));
+                results_set_all(res, n, local_errno_dsn(r), "cannot update mailbox %s for %s. %s",
+                                path, user_hint, strerror(-r));
                 goto unlock;
         }
-        r = loop_write(fd, out.data, out.len);
-        if (r == 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r < 0) {
-                /* No partial message stays behind. */
+        /* Each message on its own: one that fails (too big for mailbox_size_limit, disk full) is
+         * cut off again and the others still go in. */
+        off_t end = st.st_size;
+        size_t n_written = 0;
+        bool broken = false;
+        for (size_t i = 0; i < n; i++) {
+                strbuf_reset(&out);
+                r = broken ? -EIO : mbox_format(&in[i], &out);
+                if (r < 0) {
+                        delivery_result_set(&res[i], "4.3.0", "cannot format message: %s", strerror(-r));
+                        continue;
+                }
+                r = loop_write(fd, out.data, out.len);
+                if (r < 0) {
+                        if (ftruncate(fd, end) < 0)
+                                broken = true;   /* nothing more goes after a partial message */
+                        delivery_result_set(&res[i], local_errno_dsn(r),
+                                            "cannot update mailbox %s for %s. error writing message: %s",
+                                            path, in[i].delivered_to, strerror(-r));
+                        continue;
+                }
+                end += (off_t) out.len;
+                written[i] = true;
+                n_written++;
+        }
+        r = 0;
+        if (n_written > 0 || end != st.st_size)
+                r = fsync(fd) < 0 ? -errno : 0;
+        if (r < 0 || broken) {
+                /* No partial message stays behind, and none that is not durable is reported. */
                 if (ftruncate(fd, st.st_size) == 0)
                         (void) fsync(fd);
-                delivery_result_set(res, local_errno_dsn(r), "cannot update mailbox %s for %s. error writing message: %s",
-                                    path, user_hint, strerror(-r));
+                for (size_t i = 0; i < n; i++)
+                        if (written[i] || broken)
+                                delivery_result_set(&res[i], local_errno_dsn(r < 0 ? r : -EIO),
+                                                    "cannot update mailbox %s for %s. error writing message: %s",
+                                                    path, in[i].delivered_to, strerror(r < 0 ? -r : EIO));
                 goto unlock;
         }
-        delivery_result_set(res, "2.0.0", "delivered to mailbox");
+        for (size_t i = 0; i < n; i++)
+                if (written[i])
+                        delivery_result_set(&res[i], "2.0.0", "delivered to mailbox");
 
 unlock:
         if (fd >= 0) {

@@ -3,7 +3,14 @@
  * Serves request=deliver on the "local" socket (docs/architecture.md): loads the message from
  * the queue, resolves each recipient (local-alias.c), queues forwarded copies for remote alias
  * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
- * with one result per recipient, same indexes, once every child has reported. The event loop
+ * with one result per recipient, same indexes, once every child has reported. A request may hold
+ * recipients of several messages (queue_id.N, sender.N, arrival.N, active.N: qmgr's batch of the
+ * messages waiting for one recipient); the mbox deliveries of one request to the same user and
+ * mailbox share one child (up to LOCAL_BATCH_MAX), which appends them under one lock with one
+ * fsync and one marker sync, and each is still logged and answered on its own. Only one child
+ * writes a given mbox at a time: a child for an mbox that another child is writing is started
+ * when that one exits, instead of sleeping deliver_lock_delay on its lock (the lock still
+ * serialises against everyone else: mail readers, other MTAs). The event loop
  * never waits for a mailbox lock or a mailbox fsync (children are reaped with
  * sd_event_add_child()); it does wait for the queue when it forwards, see below.
  * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target.
@@ -25,9 +32,11 @@
  * its own Queue handle would remove the stall. */
 #include <fcntl.h>
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -52,11 +61,30 @@ typedef struct Local {
         struct LocalRequest *requests;   /* in progress, for the cleanup at exit */
         size_t n_requests;
         size_t n_children;
+        /* mbox children by their first target: one runs per mailbox at a time, the others wait
+         * here for it instead of sleeping on its lock (deliver_lock_delay) */
+        Target *mbox_running;
+        Target *mbox_waiting;
 } Local;
+
+/* One queued message of a request (qmgr may put recipients of several messages into one request:
+ * queue_id.N and friends). */
+typedef struct LocalMsg {
+        char queue_id[QUEUE_ID_MAX];
+        char *sender;
+        QueueMessage msg;
+        bool have_msg;
+        bool missing;                  /* not (or no longer) in the queue */
+        char *content;
+        size_t content_len;
+        usec_t arrival, active;
+        DeliveredSet delivered;
+} LocalMsg;
 
 typedef struct LocalRcpt {
         long long id;
         char *address;
+        LocalMsg *msg;
         Target **targets;
         size_t n_targets;
 } LocalRcpt;
@@ -65,13 +93,10 @@ typedef struct LocalRequest {
         Local *local;
         struct LocalRequest *prev, *next;
         IpcConn *conn;
-        char queue_id[QUEUE_ID_MAX];
-        char *sender;
-        QueueMessage msg;
-        bool have_msg;
-        char *content;
-        size_t content_len;
-        usec_t arrival, active, received;
+        char queue_id[QUEUE_ID_MAX];   /* the request's first message (for log lines about it) */
+        LocalMsg *msgs;
+        size_t n_msgs;
+        usec_t received;
         LocalRcpt *rcpts;
         size_t n_rcpts;
         size_t pending;
@@ -87,10 +112,15 @@ static LocalRequest *request_free(LocalRequest *r) {
                 free(r->rcpts[i].address);
         }
         free(r->rcpts);
-        if (r->have_msg)
-                queue_message_done(&r->msg);
-        free(r->content);
-        free(r->sender);
+        for (size_t i = 0; i < r->n_msgs; i++) {
+                LocalMsg *m = &r->msgs[i];
+                if (m->have_msg)
+                        queue_message_done(&m->msg);
+                free(m->content);
+                free(m->sender);
+                delivered_set_done(&m->delivered);
+        }
+        free(r->msgs);
         if (r->conn)
                 ipc_conn_unref(r->conn);
         if (r->local) {
@@ -108,6 +138,7 @@ static LocalRequest *request_free(LocalRequest *r) {
 DEFINE_TRIVIAL_CLEANUP_FUNC(LocalRequest *, request_free);
 
 static void log_target(LocalRequest *req, LocalRcpt *rc, Target *t) {
+        const LocalMsg *m = rc->msg;
         char d0[32], d1[32], d2[32], d3[32], d4[32];
         usec_t end = t->end_usec ? t->end_usec : now_usec(CLOCK_REALTIME);
         usec_t start = t->start_usec ? t->start_usec : end;
@@ -116,14 +147,14 @@ static void log_target(LocalRequest *req, LocalRcpt *rc, Target *t) {
 
         if (!strcaseeq(t->address, rc->address) && asprintf(&orig, ", orig_to=<%s>", rc->address) < 0)
                 orig = NULL;
-        log_fields(LOG_INFO, &((LogFields) { .queue_id = req->queue_id, .sender = req->sender,
+        log_fields(LOG_INFO, &((LogFields) { .queue_id = m->queue_id, .sender = m->sender,
                                              .recipient = t->address, .relay = "local",
                                              .dsn = t->dsn, .status = status }),
                    "%s: to=<%s>%s, relay=local, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-                   req->queue_id, t->address, strempty(orig),
-                   delay_format(delay_between(end, req->arrival), d0, sizeof(d0)),
-                   delay_format(delay_between(req->active, req->arrival), d1, sizeof(d1)),
-                   delay_format(delay_between(req->received, req->active), d2, sizeof(d2)),
+                   m->queue_id, t->address, strempty(orig),
+                   delay_format(delay_between(end, m->arrival), d0, sizeof(d0)),
+                   delay_format(delay_between(m->active, m->arrival), d1, sizeof(d1)),
+                   delay_format(delay_between(req->received, m->active), d2, sizeof(d2)),
                    delay_format(delay_between(start, req->received), d3, sizeof(d3)),
                    delay_format(delay_between(end, start), d4, sizeof(d4)),
                    t->dsn, status, strna(t->diag));
@@ -176,23 +207,89 @@ fail:
         request_free(req);
 }
 
+/* The targets one child delivered: the group of its first target (or that target alone). */
+static Target **child_targets(Target **t, size_t *ret_n) {
+        *ret_n = t[0]->n_group > 0 ? t[0]->n_group : 1;
+        return t[0]->n_group > 0 ? t[0]->group : t;
+}
+
+static bool start_group(Local *l, Target *t);
+
+static void mbox_list_remove(Target **head, Target *t) {
+        for (Target **p = head; *p; p = &(*p)->mbox_next)
+                if (*p == t) {
+                        *p = t->mbox_next;
+                        t->mbox_next = NULL;
+                        return;
+                }
+}
+
+static bool mbox_same(const Target *a, uid_t uid, const char *path) {
+        return a->kind == TARGET_MBOX && a->uid == uid && streq(a->path, path);
+}
+
+/* Starts the first waiting child for the mailbox (uid, path), if any. */
+static void mbox_start_next(Local *l, uid_t uid, const char *path) {
+        for (;;) {
+                Target *w = l->mbox_waiting;
+                while (w && !mbox_same(w, uid, path))
+                        w = w->mbox_next;
+                if (!w)
+                        return;
+                mbox_list_remove(&l->mbox_waiting, w);
+                if (start_group(l, w))
+                        return;
+                /* Failed at once (results logged): that request may be complete now. */
+                LocalRequest *wr = w->request;
+                if (--wr->pending == 0)
+                        request_finish(wr);
+        }
+}
+
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Target *t = userdata;
         LocalRequest *req = t->request;
+        Local *l = req->local;
+        size_t n;
+        Target **all = child_targets(&t, &n);
 
-        if (t->timed_out)
-                (void) target_set_result(t, "4.3.0", "delivery process still running after daemon_timeout "
-                                         "(%llds); killed", req->local->settings.daemon_timeout);
-        else
-                local_child_collect(t, si->si_code, si->si_status);
+        t->result_source = sd_event_source_disable_unref(t->result_source);
+        if (t->timed_out) {
+                for (size_t i = 0; i < n; i++)
+                        (void) target_set_result(all[i], "4.3.0", "delivery process still running after daemon_timeout "
+                                                 "(%llds); killed", l->settings.daemon_timeout);
+                t->result_fd = safe_close(t->result_fd);
+        } else
+                local_child_collect(all, n, si->si_code, si->si_status);
         t->deadline_source = sd_event_source_disable_unref(t->deadline_source);
-        t->end_usec = now_usec(CLOCK_REALTIME);
+        usec_t end = now_usec(CLOCK_REALTIME);
         t->child_source = sd_event_source_disable_unref(t->child_source);
         t->pid = 0;
-        req->local->n_children--;
-        log_target(req, &req->rcpts[t->rcpt_index], t);
+        l->n_children--;
+        for (size_t i = 0; i < n; i++) {
+                all[i]->end_usec = end;
+                log_target(req, &req->rcpts[all[i]->rcpt_index], all[i]);
+        }
+        /* The next child for this mailbox may belong to another request, or fail at once and
+         * finish this one: keep the key, not t. */
+        char path[PATH_MAX];
+        bool mbox = t->kind == TARGET_MBOX;
+        uid_t uid = t->uid;
+        if (mbox) {
+                mbox_list_remove(&l->mbox_running, t);   /* (a no-op when it was never in it) */
+                snprintf(path, sizeof(path), "%s", t->path);   /* shorter: spawn_group() */
+        }
         if (--req->pending == 0)
-                request_finish(req);
+                request_finish(req);   /* frees t */
+        if (mbox)
+                mbox_start_next(l, uid, path);
+        return 0;
+}
+
+static int on_child_result(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Target *t = userdata;
+        if (!local_child_read(t))
+                (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);   /* EOF: on_child() follows */
         return 0;
 }
 
@@ -203,7 +300,7 @@ static int on_child_deadline(sd_event_source *s, uint64_t usec, void *userdata) 
 
         if (t->pid > 0 && !t->timed_out) {
                 log_warning("%s: delivery process %d for <%s> still running after daemon_timeout (%llds); killing it",
-                            t->request->queue_id, (int) t->pid, t->address,
+                            t->request->rcpts[t->rcpt_index].msg->queue_id, (int) t->pid, t->address,
                             t->request->local->settings.daemon_timeout);
                 t->timed_out = true;
                 (void) kill(t->pid, SIGKILL);
@@ -348,20 +445,28 @@ static int reply_all_deferred(IpcConn *c, const IpcRecord *req, size_t count, co
         return ipc_conn_reply(c, &reply);
 }
 
-static int parse_usec(const IpcRecord *req, const char *name, usec_t def, usec_t *ret) {
-        long long v;
-        int r = ipc_record_get_int(req, name, &v);
-        if (r == -ENOENT) {
+/* The attribute name.i when the request has it, else the request-wide name (one message). */
+static const char *rcpt_attr(const IpcRecord *rec, const char *name, size_t i) {
+        const char *v = ipc_record_get_indexed(rec, name, i);
+        return v ? v : ipc_record_get(rec, name);
+}
+
+static int parse_usec(const char *v, usec_t def, usec_t *ret) {
+        if (!v) {
                 *ret = def;
                 return 0;
         }
-        if (r < 0 || v < 0)
+        char *end = NULL;
+        errno = 0;
+        unsigned long long u = strtoull(v, &end, 10);
+        if (errno != 0 || !end || end == v || *end || v[0] == '-')
                 return -EINVAL;
-        *ret = (usec_t) v;
+        *ret = (usec_t) u;
         return 0;
 }
 
-static void forward_targets(Local *l, LocalRequest *req, LocalRcpt *rc) {
+static void forward_targets(Local *l, LocalRcpt *rc) {
+        LocalMsg *m = rc->msg;
         _cleanup_close_ int mfd = -1;
         const char *problem = NULL;
         bool any = false;
@@ -371,14 +476,14 @@ static void forward_targets(Local *l, LocalRequest *req, LocalRcpt *rc) {
                         any = true;
         if (!any)
                 return;
-        mfd = local_marker_open(l->marker_dirfd, req->queue_id, rc->id, &problem);
+        mfd = local_marker_open(l->marker_dirfd, m->queue_id, rc->id, &problem);
         if (mfd < 0 || flock(mfd, LOCK_EX | LOCK_NB) < 0) {
                 /* No marker: a retry could forward twice. A lock held by a delivery child of an
                  * earlier (crashed) run for this recipient: never wait for it in the event loop. */
                 const char *why = mfd < 0 ? problem : "earlier delivery attempt still in progress";
                 if (mfd < 0)
-                        log_error("%s: %s (%s/%s/%s.%lld)", req->queue_id, problem, l->settings.queue_directory,
-                                  LOCAL_MARKER_DIR, req->queue_id, rc->id);
+                        log_error("%s: %s (%s/%s/%s.%lld)", m->queue_id, problem, l->settings.queue_directory,
+                                  LOCAL_MARKER_DIR, m->queue_id, rc->id);
                 for (size_t j = 0; j < rc->n_targets; j++)
                         if (rc->targets[j]->kind == TARGET_FORWARD && !rc->targets[j]->done)
                                 (void) target_set_result(rc->targets[j], "4.3.0", "%s", why);
@@ -392,7 +497,7 @@ static void forward_targets(Local *l, LocalRequest *req, LocalRcpt *rc) {
                 if (local_marker_has(mfd, line))
                         (void) target_set_result(t, "2.0.0", "forwarded (already queued earlier)");
         }
-        if (local_forward(&l->settings, l->queue, &req->msg, rc->id, req->content, req->content_len,
+        if (local_forward(&l->settings, l->queue, &m->msg, rc->id, m->content, m->content_len,
                           rc->targets, rc->n_targets) > 0) {
                 _cleanup_free_ char *qmgr = daemon_socket_path(daemon_conf(l->daemon), "qmgr");
                 _cleanup_ipc_record_ IpcRecord wake = IPC_RECORD_INIT;
@@ -410,10 +515,162 @@ static void forward_targets(Local *l, LocalRequest *req, LocalRcpt *rc) {
         }
 }
 
+/* Loads message m (queue id set) for recipient i of rec: envelope, content, Delivered-To: set,
+ * sender and times. m->missing when it is not in the queue; <0 on other failures (logged). */
+static int msg_load(Local *l, LocalRequest *req, LocalMsg *m, const IpcRecord *rec, size_t i) {
+        int r = queue_load_message(l->queue, m->queue_id, &m->msg, NULL, NULL);   /* the envelope is enough */
+        if (r >= 0) {
+                m->have_msg = true;
+                r = queue_load_content(l->queue, m->queue_id, &m->content, &m->content_len);
+        }
+        if (r == -ENOENT) {
+                log_warning("%s: delivery request for a message that is not in the queue", m->queue_id);
+                m->missing = true;
+        } else if (r < 0) {
+                log_error_errno(r, "%s: cannot read message from the queue: %s", m->queue_id,
+                                queue_last_error(l->queue));
+                return r;
+        }
+        const char *sender = rcpt_attr(rec, "sender", i);
+        m->sender = strdup(sender ? sender : m->have_msg ? strempty(m->msg.sender) : "");
+        if (!m->sender)
+                return log_oom();
+        if (parse_usec(rcpt_attr(rec, "arrival", i), m->have_msg ? m->msg.arrival_usec : req->received,
+                       &m->arrival) < 0 ||
+            parse_usec(rcpt_attr(rec, "active", i), req->received, &m->active) < 0)
+                return -EINVAL;
+        if (!m->missing && (r = delivered_set_load(m->content, m->content_len, &m->delivered)) < 0)
+                return log_oom();
+        return 0;
+}
+
+/* Forks the child for t's targets (t->group, or t alone); false when it could not (the results
+ * are set and logged then), true when on_child() will collect it. */
+static bool start_group(Local *l, Target *t) {
+        LocalRequest *req = t->request;
+        size_t k;
+        Target **g = child_targets(&t, &k);
+        DeliveryInput in[LOCAL_BATCH_MAX];
+        char *dt[LOCAL_BATCH_MAX] = {};
+        const char *fail = NULL;
+        int r = 0;
+
+        for (size_t i = 0; i < k; i++) {
+                const LocalRcpt *rc = &req->rcpts[g[i]->rcpt_index];
+                if (!(dt[i] = strdup(g[i]->address)))
+                        fail = "out of memory";
+                in[i] = (DeliveryInput) {
+                        .queue_id = rc->msg->queue_id,
+                        .rcpt_id = rc->id,
+                        .sender = rc->msg->sender,
+                        .delivered_to = dt[i] ? local_ascii_lower(dt[i]) : "",
+                        .content = rc->msg->content,
+                        .content_len = rc->msg->content_len,
+                        .hostname = l->settings.myhostname,
+                };
+                g[i]->start_usec = now_usec(CLOCK_REALTIME);
+        }
+        if (!fail && (r = local_child_spawn(&l->settings, in, k, l->marker_dirfd, g)) < 0)
+                fail = "cannot fork delivery process";
+        for (size_t i = 0; i < k; i++)
+                free(dt[i]);
+        if (fail) {
+                for (size_t i = 0; i < k; i++) {
+                        if (r < 0)
+                                (void) target_set_result(g[i], "4.3.0", "%s: %s", fail, strerror(-r));
+                        else
+                                (void) target_set_result(g[i], "4.3.0", "%s", fail);
+                        log_target(req, &req->rcpts[g[i]->rcpt_index], g[i]);
+                }
+                return false;
+        }
+        r = sd_event_add_child(l->event, &t->child_source, t->pid, WEXITED, on_child, t);
+        if (r < 0) {
+                /* Rare: wait for it here rather than lose track of a mailbox write. */
+                siginfo_t si = {};
+                log_warning_errno(r, "Cannot watch delivery child %d, waiting for it: %m", (int) t->pid);
+                while (waitid(P_PID, (id_t) t->pid, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+                local_child_collect(g, k, si.si_code, si.si_status);
+                usec_t end = now_usec(CLOCK_REALTIME);
+                for (size_t i = 0; i < k; i++) {
+                        g[i]->end_usec = end;
+                        log_target(req, &req->rcpts[g[i]->rcpt_index], g[i]);
+                }
+                return false;
+        }
+        r = sd_event_add_time_relative(l->event, &t->deadline_source, CLOCK_MONOTONIC,
+                                       (uint64_t) l->settings.daemon_timeout * USEC_PER_SEC,
+                                       USEC_PER_SEC, on_child_deadline, t);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot arm the deadline of delivery process %d: %m",
+                                  req->rcpts[t->rcpt_index].msg->queue_id, (int) t->pid);
+        /* A batch's result lines may not fit in the pipe: read them as they come. */
+        r = sd_event_add_io(l->event, &t->result_source, t->result_fd, EPOLLIN, on_child_result, t);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot watch the result pipe of delivery process %d: %m",
+                                  req->rcpts[t->rcpt_index].msg->queue_id, (int) t->pid);
+        l->n_children++;
+        if (t->kind == TARGET_MBOX && strlen(t->path) < PATH_MAX) {
+                t->mbox_next = l->mbox_running;
+                l->mbox_running = t;
+        }
+        return true;
+}
+
+/* Delivers the targets g[0..k-1] (k > 1: mbox targets of one user and mailbox) in one child, at
+ * once or, for an mbox another child of ours is writing, when that child has finished. */
+static void spawn_group(Local *l, LocalRequest *req, Target **g, size_t k) {
+        Target *t = g[0];
+
+        if (k > 1 || t->kind == TARGET_MBOX) {
+                t->group = calloc(k, sizeof(Target *));
+                if (!t->group) {
+                        for (size_t i = 0; i < k; i++) {
+                                (void) target_set_result(g[i], "4.3.0", "out of memory");
+                                log_target(req, &req->rcpts[g[i]->rcpt_index], g[i]);
+                        }
+                        return;
+                }
+                memcpy(t->group, g, k * sizeof(Target *));
+                t->n_group = k;
+        }
+        if (t->kind == TARGET_MBOX && strlen(t->path) < PATH_MAX) {
+                Target *busy = l->mbox_running;
+                while (busy && !mbox_same(busy, t->uid, t->path))
+                        busy = busy->mbox_next;
+                if (busy) {
+                        Target **p = &l->mbox_waiting;
+                        while (*p)
+                                p = &(*p)->mbox_next;
+                        *p = t;
+                        req->pending++;
+                        return;
+                }
+        }
+        if (start_group(l, t))
+                req->pending++;
+}
+
+/* Whether target t may join the child of g[0..k-1]: an mbox target of the same user and mailbox,
+ * for a recipient (marker) not yet in the group. */
+static bool group_fits(LocalRequest *req, Target **g, size_t k, const Target *t) {
+        if (k >= LOCAL_BATCH_MAX || t->kind != TARGET_MBOX || g[0]->kind != TARGET_MBOX ||
+            t->uid != g[0]->uid || !streq(t->path, g[0]->path))
+                return false;
+        const LocalRcpt *rt = &req->rcpts[t->rcpt_index];
+        for (size_t i = 0; i < k; i++) {
+                const LocalRcpt *ri = &req->rcpts[g[i]->rcpt_index];
+                if (ri->msg == rt->msg && ri->id == rt->id)
+                        return false;
+        }
+        return true;
+}
+
 static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         Local *l = userdata;
         _cleanup_(request_freep) LocalRequest *req = NULL;
-        _cleanup_(delivered_set_done) DeliveredSet delivered = {};
+        _cleanup_free_ Target **all = NULL;
         long long count;
         int r;
 
@@ -429,9 +686,12 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         for (long long i = 0; i < count; i++) {
                 const char *a = ipc_record_get_indexed(rec, "rcpt", (size_t) i);
                 const char *id = ipc_record_get_indexed(rec, "rcpt_id", (size_t) i);
+                const char *qid = rcpt_attr(rec, "queue_id", (size_t) i);
                 char *end = NULL;
                 if (isempty(a) || isempty(id) || (strtoll(id, &end, 10), !end || *end))
                         return ipc_conn_reply_error(c, "missing or invalid rcpt/rcpt_id"), 0;
+                if (!queue_id_valid(qid))
+                        return ipc_conn_reply_error(c, "invalid queue_id"), 0;
         }
 
         req = calloc(1, sizeof(LocalRequest));
@@ -449,47 +709,54 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
 
         if (ensure_queue(l) < 0)
                 return reply_all_deferred(c, rec, (size_t) count, "queue database unavailable"), 0;
-        r = queue_load_message(l->queue, queue_id, &req->msg, NULL, NULL);   /* the envelope is enough */
-        if (r == -ENOENT) {
-                log_warning("%s: delivery request for a message that is not in the queue", queue_id);
-                return ipc_conn_reply_error(c, "no such message"), 0;
-        }
-        if (r >= 0) {
-                req->have_msg = true;
-                r = queue_load_content(l->queue, queue_id, &req->content, &req->content_len);
-                if (r == -ENOENT)
-                        return ipc_conn_reply_error(c, "no such message"), 0;
-        }
-        if (r < 0) {
-                log_error_errno(r, "%s: cannot read message from the queue: %s", queue_id, queue_last_error(l->queue));
-                l->queue = queue_close(l->queue);   /* reopened by the next request */
-                return reply_all_deferred(c, rec, (size_t) count, "queue read error"), 0;
-        }
-
-        const char *sender = ipc_record_get(rec, "sender");
-        req->sender = strdup(sender ? sender : strempty(req->msg.sender));
-        if (!req->sender ||
-            parse_usec(rec, "arrival", req->msg.arrival_usec, &req->arrival) < 0 ||
-            parse_usec(rec, "active", req->received, &req->active) < 0)
-                return ipc_conn_reply_error(c, req->sender ? "invalid arrival/active" : "out of memory"), 0;
-
-        r = delivered_set_load(req->content, req->content_len, &delivered);
-        if (r < 0)
-                return ipc_conn_reply_error(c, "out of memory"), 0;
 
         req->rcpts = calloc((size_t) count, sizeof(LocalRcpt));
-        if (!req->rcpts)
+        req->msgs = calloc((size_t) count, sizeof(LocalMsg));
+        if (!req->rcpts || !req->msgs)
                 return ipc_conn_reply_error(c, "out of memory"), 0;
         req->n_rcpts = (size_t) count;
         for (size_t i = 0; i < req->n_rcpts; i++) {
                 LocalRcpt *rc = &req->rcpts[i];
+                const char *qid = rcpt_attr(rec, "queue_id", i);
                 rc->id = strtoll(ipc_record_get_indexed(rec, "rcpt_id", i), NULL, 10);
                 rc->address = strdup(ipc_record_get_indexed(rec, "rcpt", i));
                 if (!rc->address)
                         return ipc_conn_reply_error(c, "out of memory"), 0;
-                r = local_resolve(&l->settings, rc->address, req->sender, &delivered, &rc->targets, &rc->n_targets);
-                if (r < 0)
-                        return log_oom(), ipc_conn_reply_error(c, "out of memory"), 0;
+                for (size_t k = 0; k < req->n_msgs && !rc->msg; k++)
+                        if (streq(req->msgs[k].queue_id, qid))
+                                rc->msg = &req->msgs[k];
+                if (rc->msg)
+                        continue;
+                rc->msg = &req->msgs[req->n_msgs++];
+                snprintf(rc->msg->queue_id, sizeof(rc->msg->queue_id), "%s", qid);
+                r = msg_load(l, req, rc->msg, rec, i);
+                if (r == -EINVAL)
+                        return ipc_conn_reply_error(c, "invalid arrival/active"), 0;
+                if (r == -ENOMEM)
+                        return ipc_conn_reply_error(c, "out of memory"), 0;
+                if (r < 0) {
+                        l->queue = queue_close(l->queue);   /* reopened by the next request */
+                        return reply_all_deferred(c, rec, (size_t) count, "queue read error"), 0;
+                }
+        }
+        if (req->n_msgs == 1 && req->msgs[0].missing)
+                return ipc_conn_reply_error(c, "no such message"), 0;
+
+        for (size_t i = 0; i < req->n_rcpts; i++) {
+                LocalRcpt *rc = &req->rcpts[i];
+                if (rc->msg->missing) {
+                        /* Deleted meanwhile (several messages in this request): only its recipients wait. */
+                        if (!(rc->targets = calloc(1, sizeof(Target *))) ||
+                            !(rc->targets[0] = target_new(TARGET_RESULT, rc->address)))
+                                return log_oom(), ipc_conn_reply_error(c, "out of memory"), 0;
+                        rc->n_targets = 1;
+                        (void) target_set_result(rc->targets[0], "4.3.0", "message is not in the queue");
+                } else {
+                        r = local_resolve(&l->settings, rc->address, rc->msg->sender, &rc->msg->delivered,
+                                          &rc->targets, &rc->n_targets);
+                        if (r < 0)
+                                return log_oom(), ipc_conn_reply_error(c, "out of memory"), 0;
+                }
                 for (size_t j = 0; j < rc->n_targets; j++) {
                         rc->targets[j]->request = req;
                         rc->targets[j]->rcpt_index = i;
@@ -497,9 +764,17 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         }
 
         marker_dir_open(l);
+        size_t n_all = 0;
+        for (size_t i = 0; i < req->n_rcpts; i++)
+                n_all += req->rcpts[i].n_targets;
+        all = calloc(n_all + 1, sizeof(Target *));
+        if (!all)
+                return log_oom(), ipc_conn_reply_error(c, "out of memory"), 0;
+        n_all = 0;
         for (size_t i = 0; i < req->n_rcpts; i++) {
                 LocalRcpt *rc = &req->rcpts[i];
-                forward_targets(l, req, rc);
+                if (!rc->msg->missing)
+                        forward_targets(l, rc);
                 for (size_t j = 0; j < rc->n_targets; j++) {
                         Target *t = rc->targets[j];
                         if (t->done) {
@@ -512,49 +787,25 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                                 log_target(req, rc, t);
                                 continue;
                         }
-                        _cleanup_free_ char *dt = strdup(t->address);
-                        if (!dt) {
-                                (void) target_set_result(t, "4.3.0", "out of memory");
-                                log_target(req, rc, t);
-                                continue;
-                        }
-                        DeliveryInput in = {
-                                .queue_id = req->queue_id,
-                                .rcpt_id = rc->id,
-                                .sender = req->sender,
-                                .delivered_to = local_ascii_lower(dt),
-                                .content = req->content,
-                                .content_len = req->content_len,
-                                .hostname = l->settings.myhostname,
-                        };
-                        t->start_usec = now_usec(CLOCK_REALTIME);
-                        r = local_child_spawn(&l->settings, &in, l->marker_dirfd, t);
-                        if (r < 0) {
-                                (void) target_set_result(t, "4.3.0", "cannot fork delivery process: %s", strerror(-r));
-                                log_target(req, rc, t);
-                                continue;
-                        }
-                        r = sd_event_add_child(l->event, &t->child_source, t->pid, WEXITED, on_child, t);
-                        if (r < 0) {
-                                /* Rare: wait for it here rather than lose track of a mailbox write. */
-                                siginfo_t si = {};
-                                log_warning_errno(r, "Cannot watch delivery child %d, waiting for it: %m", (int) t->pid);
-                                while (waitid(P_PID, (id_t) t->pid, &si, WEXITED) < 0 && errno == EINTR)
-                                        ;
-                                local_child_collect(t, si.si_code, si.si_status);
-                                t->end_usec = now_usec(CLOCK_REALTIME);
-                                log_target(req, rc, t);
-                                continue;
-                        }
-                        r = sd_event_add_time_relative(l->event, &t->deadline_source, CLOCK_MONOTONIC,
-                                                       (uint64_t) l->settings.daemon_timeout * USEC_PER_SEC,
-                                                       USEC_PER_SEC, on_child_deadline, t);
-                        if (r < 0)
-                                log_warning_errno(r, "%s: cannot arm the deadline of delivery process %d: %m",
-                                                  req->queue_id, (int) t->pid);
-                        l->n_children++;
-                        req->pending++;
+                        all[n_all++] = t;
                 }
+        }
+
+        /* One child per delivery, except that mbox deliveries to the same user and mailbox share
+         * one (one lock, one fsync, one marker sync): qmgr hands over the messages that queued up
+         * for one recipient behind local_destination_concurrency_limit in one request. */
+        for (size_t a = 0; a < n_all; a++) {
+                Target *g[LOCAL_BATCH_MAX];
+                size_t k = 0;
+                if (!all[a])
+                        continue;
+                g[k++] = all[a];
+                for (size_t b = a + 1; b < n_all; b++)
+                        if (all[b] && group_fits(req, g, k, all[b])) {
+                                g[k++] = all[b];
+                                all[b] = NULL;
+                        }
+                spawn_group(l, req, g, k);
         }
 
         if (req->pending == 0)
@@ -600,6 +851,7 @@ static void stop(void *userdata) {
                 log_info("exiting with %zu delivery children still running; they finish on their own",
                          l->n_children);
         l->cleanup_timer = sd_event_source_disable_unref(l->cleanup_timer);
+        l->mbox_running = l->mbox_waiting = NULL;
         while (l->requests)
                 request_free(l->requests);
         l->queue = queue_close(l->queue);

@@ -3,9 +3,10 @@
  * The parent process (local.c) serves request=deliver on the "local" IPC socket, loads the
  * message from the queue, resolves every recipient into delivery targets (local-alias.c),
  * forwards remote alias members through a new queue message (local-forward.c) and forks one
- * child per mailbox target (local-child.c). The child switches to the recipient user, takes the
- * per-recipient delivery marker lock and writes the mailbox (local-mbox.c, local-maildir.c);
- * its result comes back through a pipe. */
+ * child per mailbox target, or per batch of mbox targets for one mailbox, one such child per
+ * mailbox at a time (local-child.c). The child switches to the recipient user, takes the
+ * per-recipient delivery marker locks and writes the mailbox (local-mbox.c, local-maildir.c);
+ * its results come back through a pipe, one line per target. */
 #pragma once
 
 #include <stdbool.h>
@@ -25,6 +26,8 @@
 #define LOCAL_DIAG_MAX 512
 #define LOCAL_MAX_TARGETS 1000   /* per recipient, after alias expansion */
 #define LOCAL_MAX_DEPTH 20       /* nested alias levels */
+/* At most this many deliveries to one mbox are made by one child, under one lock, with one fsync. */
+#define LOCAL_BATCH_MAX 64
 
 /* Lock methods of mailbox_delivery_lock. */
 enum {
@@ -85,9 +88,15 @@ typedef struct Target {
         bool done;
         char dsn[LOCAL_DSN_MAX];
         char *diag;
-        /* child bookkeeping (parent side) */
+        /* child bookkeeping (parent side); a child delivering several targets (a batch into one
+         * mbox) is tracked by the first of them, which holds the batch in group */
+        struct Target **group;
+        size_t n_group;
+        struct Target *mbox_next;           /* in postern-local's running or waiting mbox children */
         pid_t pid;
         int result_fd;
+        sd_event_source *result_source;     /* reads result_fd while the child runs */
+        StrBuf result;                      /* what was read from it so far */
         sd_event_source *child_source;
         sd_event_source *deadline_source;   /* kills the child at daemon_timeout */
         bool timed_out;
@@ -97,6 +106,8 @@ typedef struct Target {
         size_t rcpt_index;
 } Target;
 
+/* A new target of kind for address, without outcome; NULL when out of memory. */
+Target *target_new(TargetKind kind, const char *address);
 /* Frees a target (disabling its child watch and closing its pipe); accepts NULL. */
 Target *target_free(Target *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Target *, target_free);
@@ -152,6 +163,11 @@ int local_format_envelope(const DeliveryInput *in, StrBuf *out);
  * owner_check: refuse a mailbox not owned by the user (off for "/file" alias destinations). */
 void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const char *path,
                         bool may_dotlock, bool owner_check, DeliveryResult *res);
+/* The same for n messages: one lock, each message appended (a message that fails is truncated
+ * away and gets its own result), one fsync for all; res[i] is in[i]'s result. */
+void local_mbox_deliver_many(const LocalSettings *s, const DeliveryInput *in, size_t n,
+                             const char *path, bool may_dotlock, bool owner_check,
+                             DeliveryResult *res);
 /* Runs command with /bin/sh -c, the message on stdin; maps its exit status per sysexits.h. With
  * bus (connected by local_transient_connect() before the switch to the user) it runs as a
  * transient systemd unit, without it below the calling process. */
@@ -173,13 +189,23 @@ int local_marker_open(int dirfd, const char *queue_id, long long rcpt_id, const 
 bool local_marker_has(int fd, const char *line);
 /* Appends line to the marker and syncs it. */
 int local_marker_add(int fd, const char *line);
+/* Appends line to the marker without syncing it (local_marker_sync() follows). */
+int local_marker_append(int fd, const char *line);
+/* Makes the lines appended to the n markers durable: fdatasync for one, one syncfs() of the
+ * marker directory's file system for several (one journal commit instead of n). */
+int local_marker_sync(const int *fds, size_t n);
 
-/* Forks a delivery child for target t; fills t->pid and t->result_fd. */
-int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
-                      Target *t);
-/* Reads the child's result line from t->result_fd after the child exited (code and status from
- * its siginfo) and sets t's result; a child without a result line means deferred. */
-void local_child_collect(Target *t, int code, int status);
+/* Forks one delivery child for the n targets t[0..n-1] (n > 1 only for TARGET_MBOX targets of
+ * the same user and mailbox, at most LOCAL_BATCH_MAX, one recipient marker each) with inputs
+ * in[0..n-1]; fills t[0]->pid and t[0]->result_fd. */
+int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
+                      Target **t);
+/* Reads what is waiting in t[0]->result_fd into t[0]->result (while the child runs, so that a
+ * batch's result lines never fill the pipe); false at its end. */
+bool local_child_read(Target *t);
+/* Reads the rest of the child's result lines after the child exited (code and status from its
+ * siginfo) and sets the results of t[0..n-1]; a target without a result line is deferred. */
+void local_child_collect(Target **t, size_t n, int code, int status);
 
 /* Creates new queue messages (one per envelope sender and alias) for the TARGET_FORWARD entries
  * among the targets of recipient rcpt_id, with "Delivered-To: <alias address>" prepended, and

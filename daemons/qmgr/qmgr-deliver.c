@@ -12,7 +12,10 @@
  * local_destination_concurrency_limit of them
  * for any one recipient address (Postfix's local destination is the recipient), so deliveries
  * to one mailbox do not pile up on its lock; a job whose recipients are all busy waits while
- * later jobs go ahead. Each reply is recorded in one transaction by qmgr_apply_results() as soon as it
+ * later jobs go ahead. When a single-recipient local job starts, the waiting single-recipient
+ * jobs of other messages for the same address join its request (bundle_collect(), at most
+ * QMGR_LOCAL_BATCH_MAX): one delivery for the limit, one mailbox lock and fsync in postern-local,
+ * and each job's results recorded as its own. Each reply is recorded in one transaction by qmgr_apply_results() as soon as it
  * arrives, so a restarted qmgr never repeats a recorded delivery. A failed connection, a timeout
  * or a status=error reply defers every recipient of the request with 4.3.0 (and the usual
  * backoff, so a dead agent is not hammered).
@@ -568,14 +571,8 @@ static void unlink_in_flight(Qmgr *q, QmgrJob *j) {
                 }
 }
 
-static void on_reply(int error, const IpcRecord *reply, void *userdata) {
-        QmgrJob *j = userdata;
-        Qmgr *q = j->qmgr;
-
-        j->call = NULL;   /* freed by ipc after we return */
-        unlink_in_flight(q, j);
-        job_count(q, j, false);
-
+/* Records the outcome of one job of a request (the request's own job or one bundled with it). */
+static void job_outcome(Qmgr *q, QmgrJob *j, int error, const IpcRecord *reply, bool log) {
         if (error < 0) {
                 char diag[256];
                 if (error == -ETIMEDOUT)
@@ -585,8 +582,9 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                 else
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s: %s",
                                  j->transport, strerror(-error));
-                log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, j->transport,
-                            strerror(-error));
+                if (log)
+                        log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, j->transport,
+                                    strerror(-error));
                 defer_job(q, j, "4.3.0", diag);
                 qmgr_sched_job_done(q, j, NULL);
         } else {
@@ -596,8 +594,9 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                         char diag[512];
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s "
                                  "refused the request: %s", j->transport, reason ? reason : strna(status));
-                        log_warning("%s: postern-%s answered status=%s: %s", j->m->queue_id,
-                                    j->transport, strna(status), strna(reason));
+                        if (log)
+                                log_warning("%s: postern-%s answered status=%s: %s", j->m->queue_id,
+                                            j->transport, strna(status), strna(reason));
                         defer_job(q, j, "4.3.0", diag);
                         qmgr_sched_job_done(q, j, NULL);
                 } else {
@@ -605,33 +604,105 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                         qmgr_sched_job_done(q, j, reply);   /* may defer the destination's jobs */
                 }
         }
-        qmgr_job_free(j);
+}
+
+static void on_reply(int error, const IpcRecord *reply, void *userdata) {
+        QmgrJob *j = userdata;
+        Qmgr *q = j->qmgr;
+
+        j->call = NULL;   /* freed by ipc after we return */
+        unlink_in_flight(q, j);
+        job_count(q, j, false);
+
+        /* The jobs bundled with j were answered in the same reply (recipient ids are unique). */
+        for (QmgrJob *x = j, *next; x; x = next) {
+                next = x->bundle;
+                job_outcome(q, x, error, reply, x == j);
+                qmgr_job_free(x);
+        }
         qmgr_dispatch(q);
 }
 
 static int job_request(Qmgr *q, QmgrJob *j, IpcRecord *req) {
         QmgrMessage *m = j->m;
         char buf[32];
+        size_t total = 0, i0;
         int r;
 
+        for (QmgrJob *x = j; x; x = x->bundle)
+                total += x->n;
         if ((r = ipc_record_add(req, "request", "deliver")) < 0 ||
             (r = ipc_record_add(req, "queue_id", m->queue_id)) < 0 ||
             (r = ipc_record_add(req, "sender", m->msg.sender)) < 0 ||
             (r = ipc_record_addf(req, "arrival", "%llu", m->msg.arrival_usec)) < 0 ||
             (r = ipc_record_addf(req, "active", "%llu", m->active_usec)) < 0 ||
             (r = ipc_record_add(req, "nexthop", j->nexthop)) < 0 ||
-            (r = ipc_record_addf(req, "count", "%zu", j->n)) < 0)
+            (r = ipc_record_addf(req, "count", "%zu", total)) < 0)
                 return r;
-        for (size_t i = 0; i < j->n; i++) {
-                const QueueRecipient *rc = &m->rcpts[j->idx[i]];
-                snprintf(buf, sizeof(buf), "%" PRId64, rc->id);
-                if ((r = ipc_record_add_indexed(req, "rcpt", i, rc->address)) < 0 ||
-                    (r = ipc_record_add_indexed(req, "rcpt_id", i, buf)) < 0)
-                        return r;
-                if (rc->orcpt && (r = ipc_record_add_indexed(req, "orcpt", i, rc->orcpt)) < 0)
-                        return r;
+        i0 = 0;
+        for (QmgrJob *x = j; x; x = x->bundle) {
+                const QmgrMessage *xm = x->m;
+                for (size_t k = 0; k < x->n; k++) {
+                        const QueueRecipient *rc = &xm->rcpts[x->idx[k]];
+                        size_t i = i0 + k;
+                        snprintf(buf, sizeof(buf), "%" PRId64, rc->id);
+                        if ((r = ipc_record_add_indexed(req, "rcpt", i, rc->address)) < 0 ||
+                            (r = ipc_record_add_indexed(req, "rcpt_id", i, buf)) < 0)
+                                return r;
+                        if (rc->orcpt && (r = ipc_record_add_indexed(req, "orcpt", i, rc->orcpt)) < 0)
+                                return r;
+                        if (x == j)
+                                continue;
+                        /* Another message: its own envelope attributes (docs/architecture.md). */
+                        if ((r = ipc_record_add_indexed(req, "queue_id", i, xm->queue_id)) < 0 ||
+                            (r = ipc_record_add_indexed(req, "sender", i, xm->msg.sender)) < 0)
+                                return r;
+                        snprintf(buf, sizeof(buf), "%llu", (unsigned long long) xm->msg.arrival_usec);
+                        if ((r = ipc_record_add_indexed(req, "arrival", i, buf)) < 0)
+                                return r;
+                        snprintf(buf, sizeof(buf), "%llu", (unsigned long long) xm->active_usec);
+                        if ((r = ipc_record_add_indexed(req, "active", i, buf)) < 0)
+                                return r;
+                }
+                i0 += x->n;
         }
         return 0;
+}
+
+/* Unlinks the job at *pp (after prev) from the wait queue and returns it. */
+static QmgrJob *wait_take(Qmgr *q, QmgrJob **pp, QmgrJob *prev) {
+        QmgrJob *j = *pp;
+        *pp = j->next;
+        if (q->wait_tail == j)
+                q->wait_tail = prev;
+        j->next = NULL;
+        return j;
+}
+
+/* Takes the local jobs of other messages for the same single recipient as j out of the wait
+ * queue (up to QMGR_LOCAL_BATCH_MAX jobs in all) and chains them to j, to go in j's request:
+ * postern-local then appends them to the mailbox in one child, under one lock, with one fsync.
+ * They count as one delivery for local_destination_concurrency_limit, as they are one. */
+static void bundle_collect(Qmgr *q, QmgrJob *j) {
+        if (!streq(j->transport, "local") || j->n != 1)
+                return;
+        const char *address = j->m->rcpts[j->idx[0]].address;
+        QmgrJob **pp = &q->wait_head, *prev = NULL, **tail = &j->bundle;
+        size_t n = 1, looked = 0;
+
+        while (*pp && n < QMGR_LOCAL_BATCH_MAX && looked++ < QMGR_DISPATCH_LOOKAHEAD) {
+                QmgrJob *f = *pp;
+                if (f->n != 1 || f->m == j->m || !streq(f->transport, "local") ||
+                    !strcaseeq(f->nexthop, j->nexthop) || !strcaseeq(f->m->rcpts[f->idx[0]].address, address)) {
+                        prev = f;
+                        pp = &f->next;
+                        continue;
+                }
+                wait_take(q, pp, prev);
+                *tail = f;
+                tail = &f->bundle;
+                n++;
+        }
 }
 
 /* The multiplexed connection to the remote agent at path (postern-smtp holds thousands of
@@ -683,8 +754,11 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
                          "postern-%s at %s: %s", j->transport, local ? q->s.local_socket : strna(path),
                          strerror(-r));
                 log_warning("%s: %s", j->m->queue_id, diag);
-                defer_job(q, j, "4.3.0", diag);
-                qmgr_job_free(j);
+                for (QmgrJob *x = j, *next; x; x = next) {
+                        next = x->bundle;
+                        defer_job(q, x, "4.3.0", diag);
+                        qmgr_job_free(x);
+                }
                 return r;
         }
         job_count(q, j, true);
@@ -713,10 +787,8 @@ void qmgr_dispatch(Qmgr *q) {
                         pp = &j->next;
                         continue;
                 }
-                *pp = j->next;
-                if (q->wait_tail == j)
-                        q->wait_tail = prev;
-                j->next = NULL;
+                wait_take(q, pp, prev);
+                bundle_collect(q, j);
                 (void) qmgr_job_start(q, j);
         }
         qmgr_sched_dispatch(q);
@@ -897,7 +969,10 @@ void qmgr_jobs_free(Qmgr *q) {
                 QmgrJob *j = q->in_flight;
                 q->in_flight = j->next;
                 ipc_call_cancel(j->call);
-                qmgr_job_free(j);
+                for (QmgrJob *x = j, *next; x; x = next) {
+                        next = x->bundle;
+                        qmgr_job_free(x);
+                }
         }
         q->n_in_flight = 0;
         for (size_t i = 0; i < q->n_agents; i++)

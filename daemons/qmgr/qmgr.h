@@ -13,7 +13,9 @@
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
  * routed, qmgr's own deferrals are recorded at once, local ones are handed to postern-local in
- * jobs of at most QMGR_LOCAL_RCPT_LIMIT recipients. Agent results are group-committed: queued
+ * jobs of at most QMGR_LOCAL_RCPT_LIMIT recipients; single-recipient jobs of other messages for the
+ * same recipient that wait behind local_destination_concurrency_limit go along in one request
+ * (at most QMGR_LOCAL_BATCH_MAX), so postern-local writes them under one lock with one fsync. Agent results are group-committed: queued
  * as they arrive and written in one transaction at most QMGR_BATCH_DELAY_USEC after the first
  * (or once QMGR_BATCH_MAX are waiting). When the last job of the message is done it leaves
  * the active set; if no recipient is pending or deferred any more, the same transaction that
@@ -37,6 +39,9 @@
 /* Recipients per request to postern-local (Postfix's local agent takes one; batching a message's
  * local recipients saves a round trip per recipient and the agent still reports each). */
 #define QMGR_LOCAL_RCPT_LIMIT 50
+/* Local jobs of different messages for one recipient that go in one request (qmgr-deliver.c's
+ * bundle_collect(); at most postern-local's LOCAL_BATCH_MAX). */
+#define QMGR_LOCAL_BATCH_MAX 50
 /* How long qmgr waits for postern-local to answer one request. */
 #define QMGR_LOCAL_TIMEOUT_USEC (600 * USEC_PER_SEC)
 /* At most this many messages are activated per scan; the rest wait for the next scan, which is
@@ -164,6 +169,7 @@ struct QmgrJob {
         char *nexthop;
         QmgrDest *dest;                /* remote jobs: the destination queue (qmgr-sched.c) */
         QmgrJob *next;                 /* in the wait queue or the in-flight list */
+        QmgrJob *bundle;               /* local jobs of other messages sent in this job's request */
 };
 
 struct Qmgr {

@@ -363,6 +363,128 @@ def test_concurrent_deliveries_not_interleaved(local):
         assert lines == sorted(lines)
 
 
+def deliver_batch(p, items):
+    """One request=deliver for recipients of several messages, as postern-qmgr sends the messages
+    that queued up for one recipient: items are (queue id, address, rcpt id, sender); the first
+    message's envelope is request-wide, the others' are queue_id.N, sender.N, arrival.N, active.N."""
+    now = int(time.time() * 1e6)
+    qid0, _, _, sender0 = items[0]
+    attrs = [("request", "deliver"), ("queue_id", qid0), ("sender", sender0),
+             ("arrival", now - 1000), ("active", now - 500), ("nexthop", HOST),
+             ("count", len(items))]
+    for i, (qid, addr, rid, sender) in enumerate(items):
+        attrs += [(f"rcpt.{i}", addr), (f"rcpt_id.{i}", rid)]
+        if i > 0:
+            attrs += [(f"queue_id.{i}", qid), (f"sender.{i}", sender),
+                      (f"arrival.{i}", now - 2000 * i), (f"active.{i}", now - 500)]
+    return ipc_call(p.socket_dir / "local", attrs, timeout=120)
+
+
+def queue_batch(p, n, subject, body="hello\n"):
+    """n messages for ptest1, each from its own sender; returns deliver_batch() items."""
+    items = []
+    for i in range(n):
+        sender = f"s{i}@example.org"
+        qid, (rid,) = queue_message(p, sender, [f"ptest1@{HOST}"], message(f"{subject} {i}", body))
+        items.append((qid, f"ptest1@{HOST}", rid, sender))
+    return items
+
+
+def test_batch_of_messages_for_one_mailbox(local):
+    """Several messages for one recipient in one request: one entry per message in the mbox, each
+    with its own From_ line, Return-Path: and content, one status=sent line per message (with its
+    own queue id), and a repeated request writes nothing again."""
+    p = start(local)
+    items = queue_batch(p, 5, "batch")
+    assert results(deliver_batch(p, items)) == [("delivered", "2.0.0", "delivered to mailbox")] * 5
+    text = p.mailbox("ptest1")
+    entries = re.split(r"(?m)^(?=From s\d@example\.org  )", text)[1:]
+    assert len(entries) == 5, text[:2000]
+    for i, e in enumerate(entries):
+        assert e.startswith(f"From s{i}@example.org  "), e[:200]
+        assert f"\nReturn-Path: <s{i}@example.org>\nDelivered-To: ptest1@{HOST}\n" in e
+        assert f"Message-ID: <batch-{i}@example.org>" in e
+        assert e.count("Message-ID:") == 1 and e.endswith("hello\n\n")
+    for qid, _, _, _ in items:
+        p.wait_log("local", rf"{qid}: to=<ptest1@{re.escape(HOST)}>, relay=local, delay=[\d.]+, "
+                   r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2\.0\.0, status=sent \(delivered to mailbox\)")
+    for qid, _, rid, _ in items:
+        marker = (marker_dir(p) / f"{qid}.{rid}").read_text()
+        assert marker.endswith("/ptest1\n") and marker.count("\n") == 1, marker
+    # qmgr lost the answer: the same batch again is recognised message by message
+    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * 5
+    assert p.mailbox("ptest1") == text
+
+
+def test_batch_one_message_fails_the_others_go_in(local):
+    """Within a batch each message has its own outcome: one over mailbox_size_limit bounces and
+    leaves nothing behind, the ones before and after it are delivered; a message no longer in the
+    queue is deferred on its own."""
+    local.configure(mailbox_size_limit=20000)
+    p = start(local)
+    items = queue_batch(p, 1, "fits")
+    big = queue_batch(p, 1, "too big", ("y" * 70 + "\n") * 300)
+    after = queue_batch(p, 1, "fits after")
+    gone = [("4QF2K1C0X7ABZ", f"ptest1@{HOST}", 999999, "gone@example.org")]
+    res = results(deliver_batch(p, items + big + gone + after))
+    assert [r[:2] for r in res] == [("delivered", "2.0.0"), ("bounced", "5.2.2"),
+                                    ("deferred", "4.3.0"), ("delivered", "2.0.0")], res
+    text = p.mailbox("ptest1")
+    assert "Subject: fits 0" in text and "Subject: fits after 0" in text
+    assert "too big" not in text and "yyyy" not in text
+    assert re.fullmatch(r"(From s0@example\.org  [^\n]*\n(?:(?!From )[^\n]*\n)*){2}", text), text
+
+
+def test_kill9_mid_batch_exactly_once(local):
+    """postern-local is killed with SIGKILL while a batch child writes: the child finishes alone,
+    and the request repeated after the restart (as qmgr does) delivers each message exactly once."""
+    local.configure(message_size_limit=50000000)
+    p = start(local)
+    body = "".join(f"line {j:06d} " + "q" * 80 + "\n" for j in range(40000))
+    items = queue_batch(p, 8, "k9 batch", body)
+    mbox = p.spool_dir / "ptest1"
+    t = threading.Thread(target=lambda: deliver_batch(p, items), daemon=True)
+    t.start()
+    p.wait_for(lambda: mbox.exists() and mbox.stat().st_size > 0, 60, "the batch child writing")
+    p.kill("local")
+    # the orphaned child completes the batch and records it in the markers
+    p.wait_for(lambda: all((marker_dir(p) / f"{q}.{r}").exists() and
+                           (marker_dir(p) / f"{q}.{r}").stat().st_size > 0 for q, _, r, _ in items),
+               120, "the markers of the whole batch")
+    p.restart("local")
+    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * 8
+    text = p.mailbox("ptest1")
+    ids = re.findall(r"Message-ID: <(k9-batch-\d)@example\.org>", text)
+    assert sorted(ids) == [f"k9-batch-{i}" for i in range(8)], ids
+    assert text.count("line 039999 ") == 8
+
+
+def test_concurrent_requests_for_one_mbox_do_not_sleep_on_our_own_lock(local):
+    """Requests for one mbox that arrive together are written one child after the other: a child
+    never meets another postern-local child's lock and sleeps deliver_lock_delay on it."""
+    local.configure(deliver_lock_delay="20s", message_size_limit=50000000)
+    p = start(local)
+    body = "".join(f"line {j:06d} " + "s" * 80 + "\n" for j in range(30000))
+    queued = [queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message(f"nosleep {i}", body))
+              for i in range(4)]
+    replies = [None] * 4
+
+    def run(i):
+        qid, (rid,) = queued[i]
+        replies[i] = deliver(p, qid, [(f"ptest1@{HOST}", rid)])
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    elapsed = time.monotonic() - t0
+    assert all(results(r)[0][0] == "delivered" for r in replies), replies
+    assert elapsed < 15, f"{elapsed:.1f}s: a child slept on the lock of another"
+    assert p.mailbox("ptest1").count("line 029999 ") == 4
+
+
 def test_dotlock_respected(local):
     """A dotlock held by someone else (a mail reader) delays the delivery; it is not ignored."""
     local.configure(deliver_lock_attempts=3, deliver_lock_delay="1s")

@@ -475,6 +475,35 @@ def test_per_recipient_concurrency_limit(postern, fake_local):
     assert agent.rcpts().count("ptest1@postern.test") == 5
 
 
+def test_waiting_messages_for_one_recipient_share_a_request(postern, fake_local):
+    """Messages for one local recipient that wait behind local_destination_concurrency_limit go
+    to postern-local together: one request (still one delivery for the limit) with each message's
+    own queue_id.N, sender.N, arrival.N and active.N, answered and recorded recipient by recipient."""
+    hold = threading.Event()
+    agent = fake_local(hold=hold)
+    start_qmgr(postern, local_destination_concurrency_limit="2", default_process_limit="10")
+    same = [inject(postern, f"s{i}@example.org", ["ptest1@postern.test"]) for i in range(6)]
+    wakeup(postern)
+    postern.wait_for(lambda: len(agent.requests) >= 2, what="two requests")
+    time.sleep(0.5)
+    assert len(agent.requests) == 2   # the limit holds; the other four wait
+    hold.set()
+    for qid in same:
+        postern.wait_log("qmgr", rf"{qid}: removed")
+    reqs = agent.requests
+    assert [int(r["count"]) for r in reqs] == [1, 1, 4], reqs
+    batch = reqs[2]
+    qids = [batch["queue_id"]] + [batch[f"queue_id.{i}"] for i in range(1, 4)]
+    assert "queue_id.0" not in batch
+    assert sorted(qids + [reqs[0]["queue_id"], reqs[1]["queue_id"]]) == sorted(same)
+    for i in range(1, 4):
+        n = same.index(batch[f"queue_id.{i}"])
+        assert batch[f"sender.{i}"] == f"s{n}@example.org"
+        assert int(batch[f"arrival.{i}"]) > 0 and int(batch[f"active.{i}"]) > 0
+        assert batch[f"rcpt.{i}"] == "ptest1@postern.test"
+    assert postern.queue_rows("SELECT count(*) FROM messages") == [(0,)]   # recorded, removed
+
+
 def control(postern, verb, qid):
     return ipc_call(postern.socket_dir / "qmgr", {"request": verb, "queue_id": qid})
 
