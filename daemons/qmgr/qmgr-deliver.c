@@ -3,20 +3,19 @@
  * qmgr_deliver_message() routes the due recipients of an activated message (qmgr-route.c):
  * recipients with the same transport and next hop become jobs of up to QMGR_LOCAL_RCPT_LIMIT
  * recipients for local delivery, <transport>_destination_recipient_limit for the others (one
- * "request=deliver" each to the agent's socket, <postern_socket_directory>/
- * <transport>, see docs/architecture.md); "error:", "retry:" and "discard:" routes and table
- * failures are
+ * "request=deliver" each to the agent's socket, <postern_socket_directory>/<transport>, see
+ * docs/architecture.md); "error:", "retry:" and "discard:" routes and table failures are
  * decided by qmgr itself and logged (relay=none). Remote jobs wait in per-destination queues of
  * qmgr-sched.c (concurrency windows, dead destinations, round-robin); qmgr_dispatch() starts
  * local jobs from the wait queue here, at most <transport>_process_limit in flight, and at most
- * local_destination_concurrency_limit of them
- * for any one recipient address (Postfix's local destination is the recipient), so deliveries
- * to one mailbox do not pile up on its lock; a job whose recipients are all busy waits while
- * later jobs go ahead. When a single-recipient local job starts, the waiting single-recipient
- * jobs of other messages for the same address join its request (bundle_collect(), at most
- * QMGR_LOCAL_BATCH_MAX): one delivery for the limit, one mailbox lock and fsync in postern-local,
- * and each job's results recorded as its own. Each reply is recorded in one transaction by qmgr_apply_results() as soon as it
- * arrives, so a restarted qmgr never repeats a recorded delivery. A failed connection, a timeout
+ * local_destination_concurrency_limit of them for any one recipient address (Postfix's local
+ * destination is the recipient), so deliveries to one mailbox do not pile up on its lock; a job
+ * whose recipients are all busy waits while later jobs go ahead. When a single-recipient local
+ * job starts, the waiting single-recipient jobs of other messages for the same address join its
+ * request (bundle_collect(), at most QMGR_LOCAL_BATCH_MAX): one delivery for the limit, one
+ * mailbox lock and fsync in postern-local, and each job's results recorded as its own. Replies
+ * are group-committed (see "group commit of agent results" below), so a restarted qmgr never
+ * repeats a delivery it recorded. A failed connection, a timeout
  * or a status=error reply defers every recipient of the request with 4.3.0 (and the usual
  * backoff, so a dead agent is not hammered).
  *
