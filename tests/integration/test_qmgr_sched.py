@@ -273,16 +273,22 @@ def test_dead_destination_is_probed_after_backoff_and_revives(postern, servers):
     postern.wait_queue_empty()
 
 
-def test_flush_revives_a_dead_destination_at_once(postern, servers):
-    # Postfix's postqueue -f: a flush retries deferred mail now, to destinations marked dead too
-    # (minimal_backoff_time is 300 s here, far beyond the test's deadline).
+def dead_destination_with_deferred_mail(postern, servers, prefix, n):
+    """A destination answering 421, suspended for 300 s (far beyond any test deadline), with n
+    messages deferred to it; returns the server (greeting not changed yet) and the queue ids."""
     s = servers(greeting="421 4.3.2 down for now")
     start(postern, {"back.test": f"[127.0.0.1]:{s.port}"}, initial_destination_concurrency="1",
           minimal_backoff_time="300s", maximal_backoff_time="600s")
-    ids = inject_many(postern, [[f"f{i}@back.test"] for i in range(5)])
+    ids = inject_many(postern, [[f"{prefix}{i}@back.test"] for i in range(n)])
     postern.wait_log("qmgr", r"smtp: delivery to \[127\.0\.0\.1\]:\d+ suspended for 300 s")
     for qid in ids:
         postern.wait_for(lambda: rcpt_rows(postern, qid)[0][1] == 1, timeout=10, what=f"{qid} deferred")
+    return s, ids
+
+
+def test_flush_revives_a_dead_destination_at_once(postern, servers):
+    # Postfix's postqueue -f: a flush retries deferred mail now, to destinations marked dead too.
+    s, _ = dead_destination_with_deferred_mail(postern, servers, "f", 5)
     s.greeting = "220 counting ESMTP"
     assert ipc_call(postern.socket_dir / "qmgr", {"request": "flush"}) == {"status": "ok"}
     postern.wait_log("qmgr", r"flush: 1 suspended destination\(s\) may be tried again")
@@ -292,12 +298,7 @@ def test_flush_revives_a_dead_destination_at_once(postern, servers):
 
 def test_reload_revives_a_dead_destination(postern, servers):
     # A reload forgets suspensions (Postfix's reload starts a new qmgr): new mail goes out at once.
-    s = servers(greeting="421 4.3.2 down for now")
-    start(postern, {"back.test": f"[127.0.0.1]:{s.port}"}, initial_destination_concurrency="1",
-          minimal_backoff_time="300s", maximal_backoff_time="600s")
-    first = inject_many(postern, [["r0@back.test"]])[0]
-    postern.wait_log("qmgr", r"smtp: delivery to \[127\.0\.0\.1\]:\d+ suspended for 300 s")
-    postern.wait_for(lambda: rcpt_rows(postern, first)[0][1] == 1, timeout=10, what="deferred")
+    s, _ = dead_destination_with_deferred_mail(postern, servers, "r", 1)
     s.greeting = "220 counting ESMTP"
     postern.reload("qmgr")
     postern.wait_log("qmgr", r"reload: 1 suspended destination\(s\) may be tried again")
