@@ -29,7 +29,7 @@
 #include "../basic/strbuf.h"
 #include "conf.h"
 #include "params.h"
-#include "strmap.h"
+#include "../basic/strmap.h"
 
 #define CONF_MAX_DEPTH 32               /* nested $name references */
 #define CONF_MAX_NESTING 64             /* nested ${...} expressions within one value */

@@ -30,7 +30,7 @@
 
 #include "../basic/strbuf.h"
 #include "conf.h"
-#include "strmap.h"
+#include "../basic/strmap.h"
 #include "table-pattern.h"
 #include "table-sqlite.h"
 #include "table.h"

@@ -163,6 +163,14 @@ static void delivery_free(SmtpDelivery *d) {
                 queue_message_done(&d->msg);
         if (d->conn)
                 ipc_conn_unref(d->conn);
+        if (d->leader)
+                for (SmtpDelivery **f = &d->leader->followers; *f; f = &(*f)->next_follower)
+                        if (*f == d) {
+                                *f = d->next_follower;
+                                break;
+                        }
+        for (SmtpDelivery *f = d->followers; f; f = f->next_follower)
+                f->leader = NULL;   /* only at shutdown: smtp_delivery_finish() hands them on */
         if (d->smtp) {
                 if (d->prev)
                         d->prev->next = d->next;
@@ -241,6 +249,23 @@ static void log_rcpt(SmtpDelivery *d, const SmtpRcpt *rc, usec_t end) {
                    rc->dsn, status, strna(rc->diag));
 }
 
+static void delivery_begin(SmtpDelivery *d);
+
+/* Frees a finished delivery; the requests that waited for it go on, answered from what it
+ * remembered where they can be. */
+static void delivery_end(SmtpDelivery *d) {
+        SmtpDelivery *f = d->followers;
+        d->followers = NULL;
+        delivery_free(d);
+        while (f) {
+                SmtpDelivery *next = f->next_follower;
+                f->leader = NULL;
+                f->next_follower = NULL;
+                delivery_begin(f);
+                f = next;
+        }
+}
+
 /* Replies to qmgr and frees d. */
 void smtp_delivery_finish(SmtpDelivery *d) {
         _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
@@ -259,7 +284,17 @@ void smtp_delivery_finish(SmtpDelivery *d) {
                         rc->done = true;   /* a soft result no other server replaced */
                 if (!rc->done)
                         smtp_rcpt_result(d, i, "4.3.0", "internal error: no result");
-                log_rcpt(d, rc, end);
+                const char *rrelay = rc->relay ? rc->relay : d->relay;
+                if (rc->recalled)
+                        log_info("%s: to=<%s>: not sent again: the queue manager asked again for a "
+                                 "result already reported (dsn=%s, %s)", d->queue_id, rc->address,
+                                 rc->dsn, strna(rc->diag));
+                else {
+                        log_rcpt(d, rc, end);
+                        if (!d->probe)
+                                smtp_remember(&d->smtp->memory, d->queue_id, rc,
+                                              rrelay[0] && !streq(rrelay, "none") ? rrelay : NULL);
+                }
                 snprintf(id, sizeof(id), "%" PRId64, rc->id);
                 const char *action = rc->dsn[0] == '2' ? (d->probe ? "deliverable" : "delivered") :
                                      rc->dsn[0] == '5' ? (d->probe ? "undeliverable" : "bounced") : "deferred";
@@ -271,7 +306,6 @@ void smtp_delivery_finish(SmtpDelivery *d) {
                     (r = ipc_record_add_indexed(&reply, "dsn", i, rc->dsn)) < 0 ||
                     (r = ipc_record_add_indexed(&reply, "diag", i, strna(rc->diag))) < 0)
                         goto fail;
-                const char *rrelay = rc->relay ? rc->relay : d->relay;
                 if (rrelay[0] && !streq(rrelay, "none") &&
                     (r = ipc_record_add_indexed(&reply, "relay", i, rrelay)) < 0)
                         goto fail;
@@ -279,12 +313,12 @@ void smtp_delivery_finish(SmtpDelivery *d) {
         r = ipc_conn_reply(d->conn, &reply);
         if (r < 0)
                 log_warning_errno(r, "%s: cannot send delivery results to the queue manager: %m", d->queue_id);
-        delivery_free(d);
+        delivery_end(d);
         return;
 fail:
         log_error_errno(r, "%s: cannot build reply: %m", d->queue_id);
         (void) ipc_conn_reply_error(d->conn, "out of memory");
-        delivery_free(d);
+        delivery_end(d);
 }
 
 static void on_resolved(const char *dsn, const char *diag, SmtpTarget *targets, size_t n, void *userdata) {
@@ -405,6 +439,51 @@ static int on_request(IpcConn *c, const IpcRecord *rec, Smtp *smtp, bool lmtp) {
 
         if (probe)
                 return probe_start(d, rec);
+        long long v;
+        d->arrival = ipc_record_get_int(rec, "arrival", &v) >= 0 && v >= 0 ? (usec_t) v : 0;
+        d->active = ipc_record_get_int(rec, "active", &v) >= 0 && v >= 0 ? (usec_t) v : d->received;
+        delivery_begin(d);
+        return 0;
+}
+
+/* Another delivery of d's message still working on one of d's recipients, or NULL. */
+static SmtpDelivery *delivery_twin(SmtpDelivery *d) {
+        for (SmtpDelivery *e = d->smtp->deliveries; e; e = e->next) {
+                if (e == d || e->leader || e->probe || !streq(e->queue_id, d->queue_id))
+                        continue;
+                for (size_t i = 0; i < d->n_rcpts; i++)
+                        for (size_t k = 0; k < e->n_rcpts; k++)
+                                if (!d->rcpts[i].done && d->rcpts[i].id == e->rcpts[k].id)
+                                        return e;
+        }
+        return NULL;
+}
+
+/* Starts a delivery request: recipients whose success was already reported get it again
+ * (smtp-remember.c); while another delivery is still sending to one of them, d waits for it;
+ * the rest is delivered. */
+static void delivery_begin(SmtpDelivery *d) {
+        Smtp *smtp = d->smtp;
+        const char *queue_id = d->queue_id;
+        size_t open = 0;
+        int r;
+
+        for (size_t i = 0; i < d->n_rcpts; i++)
+                if (!d->rcpts[i].done && !smtp_recall(&smtp->memory, queue_id, &d->rcpts[i]))
+                        open++;
+        if (open == 0) {
+                smtp_delivery_finish(d);
+                return;
+        }
+        SmtpDelivery *twin = delivery_twin(d);
+        if (twin) {
+                log_info("%s: a delivery of this message is still in progress; the repeated request "
+                         "waits for its results", queue_id);
+                d->leader = twin;
+                d->next_follower = twin->followers;
+                twin->followers = d;
+                return;
+        }
 
         QueueRecipient *qr = NULL;
         size_t n_qr = 0;
@@ -413,8 +492,9 @@ static int on_request(IpcConn *c, const IpcRecord *rec, Smtp *smtp, bool lmtp) {
                 r = queue_load_message(smtp->queue, queue_id, &d->msg, &qr, &n_qr);
         if (r == -ENOENT) {
                 log_warning("%s: delivery request for a message that is not in the queue", queue_id);
-                delivery_free(d);
-                return reply_error(c, "no such message");
+                (void) reply_error(d->conn, "no such message");
+                delivery_end(d);
+                return;
         }
         if (r >= 0) {
                 d->have_msg = true;
@@ -428,7 +508,7 @@ static int on_request(IpcConn *c, const IpcRecord *rec, Smtp *smtp, bool lmtp) {
                 queue_recipients_free(qr, n_qr);
                 smtp_all_result(d, false, "4.3.0", "queue read error");
                 smtp_delivery_finish(d);
-                return 0;
+                return;
         }
         /* NOTIFY= lives in the queue's recipient rows, not in the request. */
         for (size_t i = 0; i < d->n_rcpts; i++)
@@ -437,9 +517,8 @@ static int on_request(IpcConn *c, const IpcRecord *rec, Smtp *smtp, bool lmtp) {
                                 d->rcpts[i].notify = qr[k].notify;
         queue_recipients_free(qr, n_qr);
 
-        long long v;
-        d->arrival = ipc_record_get_int(rec, "arrival", &v) >= 0 && v >= 0 ? (usec_t) v : d->msg.arrival_usec;
-        d->active = ipc_record_get_int(rec, "active", &v) >= 0 && v >= 0 ? (usec_t) v : d->received;
+        if (!d->arrival)
+                d->arrival = d->msg.arrival_usec;
         d->eightbit = has_8bit(d->content, d->content_len);
 
         r = smtp_resolve(smtp->event, d->nexthop, d->lmtp, on_resolved, d);
@@ -447,7 +526,6 @@ static int on_request(IpcConn *c, const IpcRecord *rec, Smtp *smtp, bool lmtp) {
                 smtp_all_result(d, false, "4.3.0", "cannot resolve %s: %s", d->nexthop, strerror(-r));
                 smtp_delivery_finish(d);
         }
-        return 0;
 }
 
 static int on_request_smtp(IpcConn *c, const IpcRecord *rec, void *userdata) {
@@ -472,6 +550,7 @@ static int start(void *userdata, Daemon *dm) {
         if (r < 0)
                 return log_error_errno(r, "Cannot start the DNS resolver: %m");
         smtp_resolve_configure(&smtp->side[0], &smtp->side[1]);
+        smtp_memory_open(&smtp->memory, smtp->side[0].queue_directory);
         if (queue_open(smtp->side[0].queue_directory, 0, &smtp->queue) < 0)
                 smtp->queue = NULL;   /* qmgr creates it; reopened lazily */
         return 0;
@@ -483,6 +562,7 @@ static void stop(void *userdata) {
                 delivery_free(smtp->deliveries);
         smtp_sessions_done(smtp);
         smtp_resolve_done();
+        smtp_memory_done(&smtp->memory);
         smtp->queue = queue_close(smtp->queue);
 }
 
@@ -503,6 +583,6 @@ static const DaemonRole role = {
 };
 
 int main(int argc, char **argv) {
-        Smtp smtp = {};
+        Smtp smtp = { .memory.fd = -EBADF };
         return daemon_role_run(&role, &smtp);
 }

@@ -9,6 +9,8 @@
  *   smtp-reply.c    parsing server replies and turning them into DSN status and diagnostics
  *   smtp-tls.c      the smtp_tls_* (lmtp_tls_*) settings, per-destination TLS policy (*_tls_policy_maps),
  *                   certificate name matching lists, SNI, and the "TLS connection" log lines
+ *   smtp-remember.c successes already reported, so that a recipient qmgr asks for again
+ *                   (its record of the result died with it) is not sent twice
  *
  * A delivery (one qmgr request) runs on one session at a time; many sessions share the event
  * loop, nothing blocks. */
@@ -115,6 +117,7 @@ typedef struct SmtpRcpt {
         bool soft;                    /* dsn/diag hold a 4xx from a server that was not the last
                                        * one to try: provisional, not done */
         bool relayed;                 /* delivered to a server that did not offer DSN */
+        bool recalled;                /* the result is one reported earlier (smtp-remember.c) */
         char dsn[16];
         char *diag;
         char *relay;                  /* the server its result came from (NULL: the delivery's) */
@@ -188,7 +191,18 @@ typedef struct SmtpDelivery {
         bool tls_loaded;
         SmtpSession *session;
         struct SmtpDelivery *prev, *next;
+        /* A request for recipients another delivery of the same message is still working on
+         * (qmgr restarted meanwhile) waits for it as one of its followers. */
+        struct SmtpDelivery *leader, *followers, *next_follower;
 } SmtpDelivery;
+
+/* smtp-remember.c: two generations of remembered successes. */
+typedef struct SmtpMemory {
+        struct StrMap *gen[2];        /* [0] the newer */
+        usec_t gen0_since;            /* CLOCK_MONOTONIC */
+        char *dir;                    /* queue_directory: smtp-results.0 and .1 */
+        int fd;                       /* smtp-results.0 (append), or <0: memory only */
+} SmtpMemory;
 
 struct Smtp {
         sd_event *event;
@@ -197,6 +211,7 @@ struct Smtp {
         Queue *queue;
         SmtpDelivery *deliveries;
         SmtpSession *idle;            /* cached connections, most recent first */
+        SmtpMemory memory;            /* results already reported (smtp-remember.c) */
         size_t n_sessions;
 };
 
@@ -220,6 +235,15 @@ void smtp_all_result(SmtpDelivery *d, bool accepted_only, const char *dsn, const
 /* Called by the session layer when the delivery has a result for every recipient (or must be
  * finished as it is): replies to qmgr and frees d. */
 void smtp_delivery_finish(SmtpDelivery *d);
+
+/* smtp-remember.c */
+/* Remembers rc's result when it is a success (2xx); relay is the server it came from or NULL. */
+/* Loads what an earlier run of postern-smtp remembered in dir and opens the file for appending. */
+void smtp_memory_open(SmtpMemory *mem, const char *dir);
+void smtp_remember(SmtpMemory *mem, const char *queue_id, const SmtpRcpt *rc, const char *relay);
+/* Fills rc (done, recalled) with the result remembered for it; false when there is none. */
+bool smtp_recall(SmtpMemory *mem, const char *queue_id, SmtpRcpt *rc);
+void smtp_memory_done(SmtpMemory *mem);
 
 /* smtp-session.c */
 /* Starts delivery d: reuses an idle connection to its next hop or connects to the next target. */

@@ -29,18 +29,21 @@ class Stats:
         self.done = 0
         self.rcpt_counts = []       # recipients per completed transaction
         self.data_waiting = 0       # DATA commands held before their 354 (hold_data)
+        self.replies_held = 0       # messages received whose 250 is held (hold_reply)
         self.starts = []            # time.monotonic() of each MAIL
 
 
 class CountingServer:
     """A threaded SMTP server on one or more 127.0.0.x addresses that counts connections and
     transactions in progress. `delay` holds each end-of-data reply back; `hold_data` (an Event)
-    holds each 354 until it is set; `greeting` may be a 4xx reply, after which the server hangs
+    holds each 354 until it is set, `hold_reply` each reply to the final "."; `greeting` may be a 4xx reply, after which the server hangs
     up (and can be changed while it runs)."""
 
-    def __init__(self, hosts=("127.0.0.1",), delay=0.0, greeting="220 counting ESMTP", hold_data=None):
+    def __init__(self, hosts=("127.0.0.1",), delay=0.0, greeting="220 counting ESMTP", hold_data=None,
+                 hold_reply=None):
         self.delay = delay
         self.hold_data = hold_data
+        self.hold_reply = hold_reply
         self.greeting = greeting
         self.stats = Stats()
         self.socks = []
@@ -116,6 +119,10 @@ class CountingServer:
                         return
                     if self.delay:
                         time.sleep(self.delay)   # a slow server, by design
+                    if self.hold_reply is not None:
+                        with self.stats.lock:
+                            self.stats.replies_held += 1
+                        self.hold_reply.wait(30)
                     in_txn = False
                     self._end_txn(True, rcpts)
                     conn.sendall(b"250 2.0.0 Ok: queued\r\n")
@@ -500,6 +507,30 @@ def test_kill9_of_qmgr_before_the_message_is_sent_delivers_it_once(postern, serv
     postern.restart("qmgr")
     postern.wait_log("qmgr", rf"{qid}: removed", timeout=20)
     assert s.stats.done == 1
+
+
+def test_kill9_of_qmgr_after_the_message_was_sent_delivers_it_once(postern, servers):
+    """qmgr killed while the server holds its reply to the message's final ".", and postern-smtp
+    killed too once it has that 250 and could not report it: the restarted agent remembers the
+    result (smtp-results in queue_directory) and answers the restarted qmgr's repeated request
+    from it, so the server gets the message once."""
+    release = threading.Event()
+    s = servers(hold_reply=release)
+    start(postern, {"once.test": f"[127.0.0.1]:{s.port}"}, minimal_backoff_time="100s",
+          maximal_backoff_time="200s")
+    qid = inject_many(postern, [["o@once.test"]])[0]
+    postern.wait_for(lambda: s.stats.replies_held == 1, timeout=15, what="the 250 held")
+    postern.kill("qmgr")
+    release.set()
+    postern.wait_log("smtp", rf"{qid}: to=<o@once.test>, .*status=sent")
+    postern.kill("smtp")
+    postern.restart("smtp")
+    postern.restart("qmgr")
+    postern.wait_log("smtp", rf"{qid}: to=<o@once.test>: not sent again: the queue manager asked "
+                             r"again for a result already reported \(dsn=2\.0\.0, 250 2\.0\.0 Ok: queued\)")
+    postern.wait_log("qmgr", rf"{qid}: removed", timeout=20)
+    assert s.stats.done == 1
+    assert s.stats.connections == 1
 
 
 def test_kill9_of_postern_smtp_defers_what_was_in_flight_and_loses_nothing(postern, servers):

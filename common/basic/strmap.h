@@ -1,7 +1,7 @@
-/* strmap.h — a small string-keyed hash map (open addressing, linear probing) used inside
- * common/conf for main.cf entries, expansion caches and lookup tables. Keys are copied; values
- * are opaque pointers freed with the free_value callback given at creation (may be NULL).
- * Internal to common/conf; not part of the contract. */
+/* strmap.h — a small string-keyed hash map (open addressing, linear probing): main.cf entries,
+ * expansion caches and lookup tables in common/conf, postern-smtp's remembered results. Keys are
+ * copied; values are opaque pointers freed with the free_value callback given at creation (may be
+ * NULL). There is no removal: a bounded cache keeps two generations and drops the older whole. */
 #pragma once
 
 #include <stddef.h>
