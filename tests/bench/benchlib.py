@@ -5,9 +5,11 @@ PrivatePostfix runs `postfix -c DIR` with its own main.cf/master.cf, queue, data
 directories under /var/tmp and smtpd on a free loopback port; the host's /etc/postfix is read
 only for its master.cf service list and never changed."""
 
+import concurrent.futures
 import contextlib
 import os
 import pathlib
+import pwd
 import re
 import shutil
 import subprocess
@@ -76,11 +78,18 @@ class Sink:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def harness(build_dir):
+    """The integration harness (tests/integration/postern_harness.py) for build_dir; it reads
+    the build directory when first imported."""
+    os.environ.setdefault("POSTERN_BUILD_DIR", str(pathlib.Path(build_dir).resolve()))
+    import postern_harness
+    return postern_harness
+
+
 @contextlib.contextmanager
 def postern(build_dir, **conf):
     """A started Postern (smtpd, qmgr, local) from build_dir; yields the harness object."""
-    os.environ.setdefault("POSTERN_BUILD_DIR", str(pathlib.Path(build_dir).resolve()))
-    import postern_harness as h
+    h = harness(build_dir)
     h.ensure_test_users()
     p = h.Postern()
     p.configure(**({"mydestination": "localhost, $myhostname", "mynetworks": "127.0.0.0/8"} | conf))
@@ -191,3 +200,77 @@ maillog_file = {self.root}/maillog
         if not os.environ.get("POSTERN_KEEP_ROOT"):
             shutil.rmtree(self.root, ignore_errors=True)
         return False
+
+
+def bench_users(build_dir, n):
+    """n real users ptest1..ptestN (created when missing, homes under the harness's
+    /var/tmp/postern-test-home) whose homes, for this process and what it starts, are fresh
+    directories on disk: a private mount namespace binds a new directory under /var/tmp over the
+    home base, so the Maildirs start empty and no other test run sees them. Call it while the
+    process is still single-threaded; returns (user names, the directory to remove at the end)."""
+    h = harness(build_dir)
+    users = [f"ptest{i}" for i in range(1, n + 1)]
+    disk = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-homes-", dir="/var/tmp"))
+    os.chmod(disk, 0o755)
+    h.isolate_test_homes(disk)
+    h.ensure_test_users(users)   # home directories in the fresh directory
+    return users, disk
+
+
+def maildir_home(user):
+    """user's $HOME/Maildir/ (both MTAs get home_mailbox = Maildir/)."""
+    return pathlib.Path(pwd.getpwnam(user).pw_dir) / "Maildir"
+
+
+def maildir_count(users):
+    """Messages delivered (files in new/) in the users' Maildirs."""
+    n = 0
+    for u in users:
+        try:
+            n += sum(1 for _ in os.scandir(maildir_home(u) / "new"))
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def maildir_clear(users):
+    for u in users:
+        shutil.rmtree(maildir_home(u), ignore_errors=True)
+
+
+def smtp_source(port, n, sessions, size, rcpt):
+    """Postfix's smtp-source: n messages of size bytes from bench@example.org to rcpt, at most
+    `sessions` connections at a time (one message per connection). Returns its wall time."""
+    cmd = ["smtp-source", "-c", "-l", str(size), "-m", str(n), "-s", str(sessions),
+           "-f", "bench@example.org", "-t", rcpt, f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
+    return time.monotonic() - t0
+
+
+def smtp_source_spread(port, n, sessions, size, users, chunk=5):
+    """n messages spread evenly over users (one recipient each), `sessions` connections at a
+    time: smtp-source, which sends to one fixed recipient, runs once per chunk of a user's
+    messages, `sessions` of them at once (-s 1 each), the chunks taken round-robin over the
+    users, so every user's mail arrives spread over the run. Returns (start, wall time)."""
+    share = [n // len(users) + (1 if i < n % len(users) else 0) for i in range(len(users))]
+    jobs = []
+    for start in range(0, max(share), chunk):
+        jobs += [(u, min(chunk, k - start)) for u, k in zip(users, share) if k > start]
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=sessions) as pool:
+        list(pool.map(lambda j: smtp_source(port, j[1], 1, size, f"{j[0]}@localhost"), jobs))
+    return t0, time.monotonic() - t0
+
+
+def wait_until(done, t0, timeout, what):
+    """Seconds from t0 until done() is true (polled every 0.1 s); what() says how far it got
+    when timeout runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    raise RuntimeError(f"after {timeout}s {what()}")
