@@ -1,7 +1,7 @@
 /* local-child.c — the forked delivery child of postern-local.
  *
- * local_child_spawn() forks; the child delivers one target, or a batch of mbox targets of one user
- * and mailbox (several messages, one marker each). It
+ * local_child_spawn() forks; the child delivers one target, or a batch of mbox or Maildir targets
+ * of one user and mailbox (several messages, one marker each). It
  *   1. opens the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id> (as root,
  *      through the directory descriptor the parent verified; local-marker.c refuses a marker that
  *      is not a plain root-owned file) and takes its flock() — without blocking, in at most
@@ -26,7 +26,8 @@
  *      the switch, while its effective uid is still root, the child connects to the service
  *      manager, which trusts the uid a connection was made with;
  *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox (a batch: every message not
- *      yet in its marker, under one lock, one fsync), records it in the marker(s) after it was
+ *      yet in its marker; an mbox under one lock with one fsync, a Maildir with one fsync of new/
+ *      after the files' own), records it in the marker(s) after it was
  *      fsynced (local_marker_sync(): one sync for all), and writes one line "<dsn>\t<diag>\n" per
  *      target, in order, to the result pipe.
  * The parent reaps it from sd-event (sd_event_add_child), kills it when it is still running after
@@ -170,7 +171,8 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
         return mfd;
 }
 
-/* Delivers t[0..n-1] (n > 1: mbox targets of one user and one mailbox) and sets res[i] for each. */
+/* Delivers t[0..n-1] (n > 1: mbox or Maildir targets of one user and one mailbox) and sets res[i]
+ * for each. */
 static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
                           Target **t, DeliveryResult *res) {
         int mfd[LOCAL_BATCH_MAX];
@@ -228,14 +230,14 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
 
         switch (t0->kind) {
         case TARGET_MAILDIR:
-                local_maildir_deliver(s, &todo_in[0], t0->path, &todo_res[0]);
+                local_maildir_deliver(s, todo_in, n_todo, t0->path, todo_res);
                 break;
         case TARGET_COMMAND:
                 local_command_deliver(s, &todo_in[0], t0->path + 1, bus, &todo_res[0]);
                 break;
         case TARGET_FILE:
                 if (t0->path[strlen(t0->path) - 1] == '/')
-                        local_maildir_deliver(s, &todo_in[0], t0->path, &todo_res[0]);
+                        local_maildir_deliver(s, &todo_in[0], 1, t0->path, &todo_res[0]);
                 else
                         local_mbox_deliver(s, &todo_in[0], t0->path, false, false, &todo_res[0]);
                 if (todo_res[0].dsn[0] == '2')
@@ -278,7 +280,7 @@ static void close_all_but(int a, int b) {
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
                       Target **t) {
         int fds[2];
-        if (n < 1 || n > LOCAL_BATCH_MAX || (n > 1 && t[0]->kind != TARGET_MBOX))
+        if (n < 1 || n > LOCAL_BATCH_MAX || (n > 1 && t[0]->kind != TARGET_MBOX && t[0]->kind != TARGET_MAILDIR))
                 return -EINVAL;
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return -errno;

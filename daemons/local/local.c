@@ -5,9 +5,10 @@
  * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
  * with one result per recipient, same indexes, once every child has reported. A request may hold
  * recipients of several messages (queue_id.N, sender.N, arrival.N, active.N: qmgr's batch of the
- * messages waiting for one recipient); the mbox deliveries of one request to the same user and
- * mailbox share one child (up to LOCAL_BATCH_MAX), which appends them under one lock with one
- * fsync and one marker sync, and each is still logged and answered on its own. Only one child
+ * messages waiting for one recipient); the mbox or Maildir deliveries of one request to the same
+ * user and mailbox share one child (up to LOCAL_BATCH_MAX), which writes them with one fork, one
+ * marker sync and one lock and fsync (mbox) or one fsync of new/ (Maildir), and each is still
+ * logged and answered on its own. Only one child
  * writes a given mbox at a time: a child for an mbox that another child is writing is started
  * when that one exits, instead of sleeping deliver_lock_delay on its lock (the lock still
  * serialises against everyone else: mail readers, other MTAs). The event loop
@@ -618,7 +619,7 @@ static bool start_group(Local *l, Target *t) {
         return true;
 }
 
-/* Delivers the targets g[0..k-1] (k > 1: mbox targets of one user and mailbox) in one child, at
+/* Delivers the targets g[0..k-1] (k > 1: mbox or Maildir targets of one user and mailbox) in one child, at
  * once or, for an mbox another child of ours is writing, when that child has finished. */
 static void spawn_group(Local *l, LocalRequest *req, Target **g, size_t k) {
         Target *t = g[0];
@@ -652,11 +653,11 @@ static void spawn_group(Local *l, LocalRequest *req, Target **g, size_t k) {
                 req->pending++;
 }
 
-/* Whether target t may join the child of g[0..k-1]: an mbox target of the same user and mailbox,
- * for a recipient (marker) not yet in the group. */
+/* Whether target t may join the child of g[0..k-1]: an mbox or Maildir target of the same user
+ * and mailbox, for a recipient (marker) not yet in the group. */
 static bool group_fits(LocalRequest *req, Target **g, size_t k, const Target *t) {
-        if (k >= LOCAL_BATCH_MAX || t->kind != TARGET_MBOX || g[0]->kind != TARGET_MBOX ||
-            t->uid != g[0]->uid || !streq(t->path, g[0]->path))
+        if (k >= LOCAL_BATCH_MAX || (t->kind != TARGET_MBOX && t->kind != TARGET_MAILDIR) ||
+            t->kind != g[0]->kind || t->uid != g[0]->uid || !streq(t->path, g[0]->path))
                 return false;
         const LocalRcpt *rt = &req->rcpts[t->rcpt_index];
         for (size_t i = 0; i < k; i++) {
@@ -791,9 +792,10 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                 }
         }
 
-        /* One child per delivery, except that mbox deliveries to the same user and mailbox share
-         * one (one lock, one fsync, one marker sync): qmgr hands over the messages that queued up
-         * for one recipient behind local_destination_concurrency_limit in one request. */
+        /* One child per delivery, except that mbox or Maildir deliveries to the same user and
+         * mailbox share one (one fork, one lock or directory fsync, one marker sync): qmgr hands
+         * over the messages that queued up for one recipient behind
+         * local_destination_concurrency_limit in one request. */
         for (size_t a = 0; a < n_all; a++) {
                 Target *g[LOCAL_BATCH_MAX];
                 size_t k = 0;
