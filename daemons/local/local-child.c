@@ -16,7 +16,8 @@
  *      group as a supplementary group when it is group-writable (Debian: 2775 root:mail), so the
  *      dotlock can be made as the user;
  *   3. switches its groups and its *effective* uid to the recipient before opening any mailbox
- *      file (initgroups, setresgid, setresuid(-1, uid, -1)): files are opened and created with
+ *      file (setgroups with the groups the parent looked up with getgrouplist() before the
+ *      fork, setresgid, setresuid(-1, uid, -1)): files are opened and created with
  *      the recipient's rights, but the real and saved uid stay root, so the recipient cannot
  *      signal, stop or trace the process that holds the marker lock (kill(2) needs a matching
  *      real or saved uid) — the way Postfix's local(8) changes only its effective uid. A
@@ -59,22 +60,39 @@ static void success_result(const Target *t, DeliveryResult *res) {
                                     t->kind == TARGET_MAILDIR ? "delivered to maildir" : "delivered to mailbox");
 }
 
-/* Takes the recipient's groups and effective uid; real and saved uid stay root (step 3 above). */
-static int switch_to_recipient(const Target *t, gid_t extra_gid) {
+/* The recipient's groups as initgroups() would set them (*ret_n entries, with room for one more),
+ * looked up by the parent before the fork: the name service modules are loaded once in
+ * postern-local rather than in every child. */
+static int recipient_groups(const Target *t, gid_t **ret, int *ret_n) {
+        int n = 32;
+        for (;;) {
+                _cleanup_free_ gid_t *g = calloc((size_t) n + 1, sizeof(gid_t));
+                if (!g)
+                        return -ENOMEM;
+                int k = n;
+                if (getgrouplist(t->user, t->gid, g, &k) >= 0) {
+                        *ret = TAKE_PTR(g);
+                        *ret_n = k;
+                        return 0;
+                }
+                if (k <= n || k > NGROUPS_MAX)
+                        return -EINVAL;
+                n = k;
+        }
+}
+
+/* Takes the recipient's groups (groups[0..n_groups-1], room for extra_gid after them) and
+ * effective uid; real and saved uid stay root (step 3 above). */
+static int switch_to_recipient(const Target *t, gid_t *groups, int n_groups, gid_t extra_gid) {
         if (geteuid() != 0)
                 /* Not root (a test run by hand): only the same user can be served. */
                 return geteuid() == t->uid ? 0 : -EPERM;
-        if (initgroups(t->user, t->gid) < 0)
+        if (n_groups < 0)
+                return n_groups;   /* the parent's lookup failed */
+        if (extra_gid != (gid_t) -1)
+                groups[n_groups++] = extra_gid;
+        if (setgroups((size_t) n_groups, groups) < 0)
                 return -errno;
-        if (extra_gid != (gid_t) -1) {
-                gid_t groups[NGROUPS_MAX + 1];
-                int n = getgroups(NGROUPS_MAX, groups);
-                if (n < 0)
-                        return -errno;
-                groups[n++] = extra_gid;
-                if (setgroups((size_t) n, groups) < 0)
-                        return -errno;
-        }
         if (setresgid(t->gid, t->gid, t->gid) < 0)
                 return -errno;
         if (setresuid((uid_t) -1, t->uid, (uid_t) -1) < 0)
@@ -174,7 +192,7 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
 /* Delivers t[0..n-1] (n > 1: mbox or Maildir targets of one user and one mailbox) and sets res[i]
  * for each. */
 static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
-                          Target **t, DeliveryResult *res) {
+                          Target **t, gid_t *groups, int n_groups, DeliveryResult *res) {
         int mfd[LOCAL_BATCH_MAX];
         const Target *t0 = t[0];
         DeliveryInput todo_in[LOCAL_BATCH_MAX];
@@ -215,7 +233,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                 }
         }
 
-        r = switch_to_recipient(t0, extra_gid);
+        r = switch_to_recipient(t0, groups, n_groups, extra_gid);
         if (r < 0) {
                 for (size_t k = 0; k < n_todo; k++)
                         delivery_result_set(&res[todo[k]], "4.3.0", "cannot switch to user %s (uid %u): %s",
@@ -282,6 +300,13 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n,
         int fds[2];
         if (n < 1 || n > LOCAL_BATCH_MAX || (n > 1 && t[0]->kind != TARGET_MBOX && t[0]->kind != TARGET_MAILDIR))
                 return -EINVAL;
+        _cleanup_free_ gid_t *groups = NULL;
+        int n_groups = 0;
+        if (geteuid() == 0) {
+                int r = recipient_groups(t[0], &groups, &n_groups);
+                if (r < 0)
+                        n_groups = r;   /* reported by the child, as a failed switch */
+        }
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return -errno;
         pid_t pid = fork();
@@ -303,7 +328,7 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n,
                 signal(SIGINT, SIG_IGN);
                 signal(SIGHUP, SIG_IGN);
                 close_all_but(fds[1], marker_dirfd);
-                child_deliver(s, in, n, marker_dirfd, t, res);
+                child_deliver(s, in, n, marker_dirfd, t, groups, n_groups, res);
                 /* One line per target, in order (the parent reads them as they come). */
                 for (size_t i = 0; i < n; i++) {
                         char line[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
