@@ -189,10 +189,22 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
         return mfd;
 }
 
-/* Delivers t[0..n-1] (n > 1: mbox or Maildir targets of one user and one mailbox) and sets res[i]
- * for each. */
+/* The groups the parent looked up for each target: one list per run of targets of one user. */
+typedef struct ChildGroups {
+        gid_t *list[LOCAL_BATCH_MAX];   /* list[i]: the groups of t[i]'s user (shared within a run) */
+        int n[LOCAL_BATCH_MAX];         /* their number, or <0: the lookup failed */
+} ChildGroups;
+
+static bool same_mailbox(const Target *a, const Target *b) {
+        return a->kind == b->kind && a->uid == b->uid && streq(a->path, b->path);
+}
+
+/* Delivers t[0..n-1] and sets res[i] for each. n > 1: mbox targets of one user and one mailbox,
+ * or Maildir targets of one or more users, sorted so that each mailbox's targets are adjacent:
+ * the child switches to each user in turn and back to root in between (its real and saved uid
+ * stay root throughout, so it can), as Postfix's long-lived local(8) does between deliveries. */
 static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
-                          Target **t, gid_t *groups, int n_groups, DeliveryResult *res) {
+                          Target **t, ChildGroups *groups, DeliveryResult *res) {
         int mfd[LOCAL_BATCH_MAX];
         const Target *t0 = t[0];
         DeliveryInput todo_in[LOCAL_BATCH_MAX];
@@ -233,36 +245,43 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                 }
         }
 
-        r = switch_to_recipient(t0, groups, n_groups, extra_gid);
-        if (r < 0) {
-                for (size_t k = 0; k < n_todo; k++)
-                        delivery_result_set(&res[todo[k]], "4.3.0", "cannot switch to user %s (uid %u): %s",
-                                            t0->user, (unsigned) t0->uid, strerror(-r));
-                goto out;
-        }
         if (s->mailbox_size_limit > 0) {
                 /* Soft limit only: a "|command" may raise it again (the limit is for mailboxes). */
                 struct rlimit rl = { (rlim_t) s->mailbox_size_limit, RLIM_INFINITY };
                 (void) setrlimit(RLIMIT_FSIZE, &rl);
         }
 
-        switch (t0->kind) {
-        case TARGET_MAILDIR:
-                local_maildir_deliver(s, todo_in, n_todo, t0->path, todo_res);
-                break;
-        case TARGET_COMMAND:
-                local_command_deliver(s, &todo_in[0], t0->path + 1, bus, &todo_res[0]);
-                break;
-        case TARGET_FILE:
-                if (t0->path[strlen(t0->path) - 1] == '/')
-                        local_maildir_deliver(s, &todo_in[0], 1, t0->path, &todo_res[0]);
-                else
-                        local_mbox_deliver(s, &todo_in[0], t0->path, false, false, &todo_res[0]);
-                if (todo_res[0].dsn[0] == '2')
-                        success_result(t0, &todo_res[0]);
-                break;
-        default:
-                local_mbox_deliver_many(s, todo_in, n_todo, t0->path, may_dotlock, true, todo_res);
+        for (size_t a = 0, b; a < n_todo; a = b) {
+                const Target *u = t[todo[a]];
+                for (b = a + 1; b < n_todo && same_mailbox(t[todo[b]], u); b++)
+                        ;
+                r = a == 0 ? 0 : setresuid((uid_t) -1, 0, (uid_t) -1) < 0 ? -errno : 0;   /* back to root */
+                if (r >= 0)
+                        r = switch_to_recipient(u, groups->list[todo[a]], groups->n[todo[a]], extra_gid);
+                if (r < 0) {
+                        for (size_t k = a; k < b; k++)
+                                delivery_result_set(&todo_res[k], "4.3.0", "cannot switch to user %s (uid %u): %s",
+                                                    u->user, (unsigned) u->uid, strerror(-r));
+                        continue;
+                }
+                switch (u->kind) {
+                case TARGET_MAILDIR:
+                        local_maildir_deliver(s, todo_in + a, b - a, u->path, todo_res + a);
+                        break;
+                case TARGET_COMMAND:
+                        local_command_deliver(s, &todo_in[a], u->path + 1, bus, &todo_res[a]);
+                        break;
+                case TARGET_FILE:
+                        if (u->path[strlen(u->path) - 1] == '/')
+                                local_maildir_deliver(s, &todo_in[a], 1, u->path, &todo_res[a]);
+                        else
+                                local_mbox_deliver(s, &todo_in[a], u->path, false, false, &todo_res[a]);
+                        if (todo_res[a].dsn[0] == '2')
+                                success_result(u, &todo_res[a]);
+                        break;
+                default:
+                        local_mbox_deliver_many(s, todo_in + a, b - a, u->path, may_dotlock, true, todo_res + a);
+                }
         }
 
         /* Recorded only after the mailbox was synced; all markers made durable at once. */
@@ -298,24 +317,35 @@ static void close_all_but(int a, int b) {
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
                       Target **t) {
         int fds[2];
-        if (n < 1 || n > LOCAL_BATCH_MAX || (n > 1 && t[0]->kind != TARGET_MBOX && t[0]->kind != TARGET_MAILDIR))
+        if (n < 1 || n > LOCAL_BATCH_MAX)
                 return -EINVAL;
-        _cleanup_free_ gid_t *groups = NULL;
-        int n_groups = 0;
-        if (geteuid() == 0) {
-                int r = recipient_groups(t[0], &groups, &n_groups);
+        for (size_t i = 1; i < n; i++)
+                if (t[i]->kind != t[0]->kind || (t[0]->kind == TARGET_MBOX && !same_mailbox(t[i], t[0])) ||
+                    (t[0]->kind != TARGET_MBOX && t[0]->kind != TARGET_MAILDIR))
+                        return -EINVAL;
+        ChildGroups groups = {};
+        for (size_t i = 0; i < n && geteuid() == 0; i++) {
+                if (i > 0 && t[i]->uid == t[i - 1]->uid) {
+                        groups.list[i] = groups.list[i - 1];
+                        groups.n[i] = groups.n[i - 1];
+                        continue;
+                }
+                int r = recipient_groups(t[i], &groups.list[i], &groups.n[i]);
                 if (r < 0)
-                        n_groups = r;   /* reported by the child, as a failed switch */
+                        groups.n[i] = r;   /* reported by the child, as a failed switch */
         }
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                return -errno;
-        pid_t pid = fork();
-        if (pid < 0) {
-                int r = -errno;
+        int r = pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+        pid_t pid = r < 0 ? -1 : fork();
+        if (r >= 0 && pid < 0) {
+                r = -errno;
                 close(fds[0]);
                 close(fds[1]);
-                return r;
         }
+        for (size_t i = 0; i < n && pid != 0; i++)
+                if (i == 0 || groups.list[i] != groups.list[i - 1])
+                        free(groups.list[i]);
+        if (r < 0)
+                return r;
         if (pid == 0) {
                 DeliveryResult res[LOCAL_BATCH_MAX] = {};
                 sigset_t none;
@@ -328,7 +358,7 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n,
                 signal(SIGINT, SIG_IGN);
                 signal(SIGHUP, SIG_IGN);
                 close_all_but(fds[1], marker_dirfd);
-                child_deliver(s, in, n, marker_dirfd, t, groups, n_groups, res);
+                child_deliver(s, in, n, marker_dirfd, t, &groups, res);
                 /* One line per target, in order (the parent reads them as they come). */
                 for (size_t i = 0; i < n; i++) {
                         char line[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];
