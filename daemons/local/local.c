@@ -69,7 +69,7 @@ typedef struct Local {
         Target *mbox_waiting;
         /* Maildir targets of any request waiting for a child: collected while requests keep
          * arriving, then delivered together (maildir_flush()) */
-        Target *maildir_ready[LOCAL_BATCH_MAX];
+        Target *maildir_ready[LOCAL_MAILDIR_SHARE_MAX];
         size_t n_maildir_ready;
         sd_event_source *maildir_source;
 } Local;
@@ -718,7 +718,7 @@ static void sort_by_mailbox(Target **g, size_t k) {
         }
 }
 
-/* Starts children for the waiting Maildir targets, up to LOCAL_BATCH_MAX each, whatever request
+/* Starts children for the waiting Maildir targets, up to LOCAL_MAILDIR_SHARE_MAX each, whatever request
  * and user they belong to (one fork, one marker sync for all of them). */
 static void maildir_flush(Local *l) {
         while (l->n_maildir_ready > 0) {
@@ -744,10 +744,10 @@ static int on_maildir_ready(sd_event_source *s, void *userdata) {
 
 /* Hands Maildir target t to the next shared child: started once the requests that are ready now
  * have been read (the event source runs below the normal priority), or at once when
- * LOCAL_BATCH_MAX are waiting. Under load one child serves many requests; alone, t waits for
- * nothing. */
+ * LOCAL_MAILDIR_SHARE_MAX are waiting. Under load one child serves many requests; alone, t waits
+ * for nothing. */
 static void maildir_enqueue(Local *l, Target *t) {
-        if (l->n_maildir_ready == LOCAL_BATCH_MAX)
+        if (l->n_maildir_ready == LOCAL_MAILDIR_SHARE_MAX)
                 maildir_flush(l);
         l->maildir_ready[l->n_maildir_ready++] = t;
         t->request->pending++;

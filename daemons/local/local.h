@@ -28,6 +28,9 @@
 #define LOCAL_MAX_DEPTH 20       /* nested alias levels */
 /* At most this many deliveries to one mbox are made by one child, under one lock, with one fsync. */
 #define LOCAL_BATCH_MAX 64
+/* At most this many Maildir deliveries, of any requests and users, are made by one child. */
+#define LOCAL_MAILDIR_SHARE_MAX 64
+_Static_assert(LOCAL_MAILDIR_SHARE_MAX <= LOCAL_BATCH_MAX, "a shared child is a batch");
 
 /* Lock methods of mailbox_delivery_lock. */
 enum {
