@@ -435,6 +435,21 @@ def test_batch_one_message_fails_the_others_go_in(local):
     assert re.fullmatch(r"(From s0@example\.org  [^\n]*\n(?:(?!From )[^\n]*\n)*){2}", text), text
 
 
+def kill_local_while_writing(p, items, writing):
+    """Sends items in one request, kills postern-local with SIGKILL once writing() is true, waits
+    for the orphaned child to finish and record every message in its marker, restarts
+    postern-local and repeats the request (as qmgr does): every message is answered delivered."""
+    t = threading.Thread(target=lambda: deliver_batch(p, items), daemon=True)
+    t.start()
+    p.wait_for(writing, 60, "the delivery child writing")
+    p.kill("local")
+    p.wait_for(lambda: all((marker_dir(p) / f"{q}.{r}").exists() and
+                           (marker_dir(p) / f"{q}.{r}").stat().st_size > 0 for q, _, r, _ in items),
+               120, "the markers of every message")
+    p.restart("local")
+    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * len(items)
+
+
 def test_kill9_mid_batch_exactly_once(local):
     """postern-local is killed with SIGKILL while a batch child writes: the child finishes alone,
     and the request repeated after the restart (as qmgr does) delivers each message exactly once."""
@@ -443,16 +458,7 @@ def test_kill9_mid_batch_exactly_once(local):
     body = "".join(f"line {j:06d} " + "q" * 80 + "\n" for j in range(40000))
     items = queue_batch(p, 8, "k9 batch", body)
     mbox = p.spool_dir / "ptest1"
-    t = threading.Thread(target=lambda: deliver_batch(p, items), daemon=True)
-    t.start()
-    p.wait_for(lambda: mbox.exists() and mbox.stat().st_size > 0, 60, "the batch child writing")
-    p.kill("local")
-    # the orphaned child completes the batch and records it in the markers
-    p.wait_for(lambda: all((marker_dir(p) / f"{q}.{r}").exists() and
-                           (marker_dir(p) / f"{q}.{r}").stat().st_size > 0 for q, _, r, _ in items),
-               120, "the markers of the whole batch")
-    p.restart("local")
-    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * 8
+    kill_local_while_writing(p, items, lambda: mbox.exists() and mbox.stat().st_size > 0)
     text = p.mailbox("ptest1")
     ids = re.findall(r"Message-ID: <(k9-batch-\d)@example\.org>", text)
     assert sorted(ids) == [f"k9-batch-{i}" for i in range(8)], ids
@@ -514,15 +520,7 @@ def test_kill9_mid_shared_maildir_child_exactly_once(local):
     body = "".join(f"line {j:06d} " + "m" * 80 + "\n" for j in range(40000))
     items = queue_for_users(p, users, 3, "k9 shared", body)
     qids = [q for q, _, _, _ in items]
-    t = threading.Thread(target=lambda: deliver_batch(p, items), daemon=True)
-    t.start()
-    p.wait_for(lambda: maildir_files("ptest1", qids), 60, "the shared child writing")
-    p.kill("local")
-    p.wait_for(lambda: all((marker_dir(p) / f"{q}.{r}").exists() and
-                           (marker_dir(p) / f"{q}.{r}").stat().st_size > 0 for q, _, r, _ in items),
-               120, "the markers of every message")
-    p.restart("local")
-    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * 9
+    kill_local_while_writing(p, items, lambda: maildir_files("ptest1", qids))
     for u in users:
         files = maildir_files(u, qids)
         assert len(files) == 3, files
