@@ -5,11 +5,11 @@
  * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
  * with one result per recipient, same indexes, once every child has reported. A request may hold
  * recipients of several messages (queue_id.N, sender.N, arrival.N, active.N: qmgr's batch of the
- * messages waiting for one recipient); the mbox or Maildir deliveries of one request to the same
- * user and mailbox share one child (up to LOCAL_BATCH_MAX), which writes them with one fork, one
- * marker sync and one lock and fsync (mbox) or one fsync of new/ (Maildir), and each is still
- * logged and answered on its own. Only one child
- * writes a given mbox at a time: a child for an mbox that another child is writing is started
+ * messages waiting for one recipient); the mbox deliveries of one request to the same user and
+ * mailbox share one child (up to LOCAL_BATCH_MAX), which appends them under one lock with one
+ * fsync and one marker sync, and Maildir deliveries share a child with those of the other requests
+ * that arrived with them, whatever their user (up to LOCAL_MAILDIR_SHARE_MAX, maildir_enqueue());
+ * each is still logged and answered on its own. Only one child writes a given mbox at a time: a child for an mbox that another child is writing is started
  * when that one exits, instead of sleeping deliver_lock_delay on its lock (the lock still
  * serialises against everyone else: mail readers, other MTAs). The event loop
  * never waits for a mailbox lock or a mailbox fsync (children are reaped with

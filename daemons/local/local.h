@@ -3,10 +3,11 @@
  * The parent process (local.c) serves request=deliver on the "local" IPC socket, loads the
  * message from the queue, resolves every recipient into delivery targets (local-alias.c),
  * forwards remote alias members through a new queue message (local-forward.c) and forks one
- * child per mailbox target, or per batch of mbox or Maildir targets for one mailbox (one mbox
- * child per mailbox at a time) (local-child.c). The child switches to the recipient user, takes the
- * per-recipient delivery marker locks and writes the mailbox (local-mbox.c, local-maildir.c);
- * its results come back through a pipe, one line per target. */
+ * child per mailbox target, per batch of mbox targets for one mailbox (one such child per mbox at
+ * a time), or per batch of Maildir targets of any requests and users (local-child.c). The child
+ * takes the per-recipient delivery marker locks, switches to the recipient user (to each in
+ * turn, for a Maildir batch) and writes the mailbox (local-mbox.c, local-maildir.c); its results
+ * come back through a pipe, one line per target. */
 #pragma once
 
 #include <stdbool.h>
