@@ -745,7 +745,8 @@ static int on_maildir_ready(sd_event_source *s, void *userdata) {
 /* Hands Maildir target t to the next shared child: started once the requests that are ready now
  * have been read (the event source runs below the normal priority), or at once when
  * LOCAL_MAILDIR_SHARE_MAX are waiting. Under load one child serves many requests; alone, t waits
- * for nothing. */
+ * for nothing. The price: a home directory that hangs (a dead NFS server) holds up the other
+ * deliveries of its child until daemon_timeout kills it, and they are deferred with it. */
 static void maildir_enqueue(Local *l, Target *t) {
         if (l->n_maildir_ready == LOCAL_MAILDIR_SHARE_MAX)
                 maildir_flush(l);
