@@ -1,7 +1,8 @@
 /* local-child.c — the forked delivery child of postern-local.
  *
- * local_child_spawn() forks; the child delivers one target, or a batch of mbox or Maildir targets
- * of one user and mailbox (several messages, one marker each). It
+ * local_child_spawn() forks; the child delivers one target, a batch of mbox targets of one user
+ * and mailbox, or a batch of Maildir targets of one or more users (several messages, one marker
+ * each; a Maildir batch is written user by user: step 3 and the write of step 4 for each). It
  *   1. opens the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id> (as root,
  *      through the directory descriptor the parent verified; local-marker.c refuses a marker that
  *      is not a plain root-owned file) and takes its flock() — without blocking, in at most
@@ -189,7 +190,8 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
         return mfd;
 }
 
-/* The groups the parent looked up for each target: one list per run of targets of one user. */
+/* The groups the parent looked up for each target: one list per run of targets of one user
+ * (name, uid and gid alike). */
 typedef struct ChildGroups {
         gid_t *list[LOCAL_BATCH_MAX];   /* list[i]: the groups of t[i]'s user (shared within a run) */
         int n[LOCAL_BATCH_MAX];         /* their number, or <0: the lookup failed */
@@ -325,7 +327,8 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n,
                         return -EINVAL;
         ChildGroups groups = {};
         for (size_t i = 0; i < n && geteuid() == 0; i++) {
-                if (i > 0 && t[i]->uid == t[i - 1]->uid) {
+                if (i > 0 && t[i]->uid == t[i - 1]->uid && t[i]->gid == t[i - 1]->gid &&
+                    streq(t[i]->user, t[i - 1]->user)) {
                         groups.list[i] = groups.list[i - 1];
                         groups.n[i] = groups.n[i - 1];
                         continue;

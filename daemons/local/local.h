@@ -200,9 +200,10 @@ int local_marker_append(int fd, const char *line);
  * marker directory's file system for several (one journal commit instead of n). */
 int local_marker_sync(const int *fds, size_t n);
 
-/* Forks one delivery child for the n targets t[0..n-1] (n > 1 only for TARGET_MBOX or
- * TARGET_MAILDIR targets of the same user and mailbox, at most LOCAL_BATCH_MAX, one recipient
- * marker each) with inputs in[0..n-1]; fills t[0]->pid and t[0]->result_fd. */
+/* Forks one delivery child for the n targets t[0..n-1] (n > 1 only for TARGET_MBOX targets of
+ * the same user and mailbox, or TARGET_MAILDIR targets sorted by user and Maildir; at most
+ * LOCAL_BATCH_MAX, one recipient marker each) with inputs in[0..n-1]; fills t[0]->pid and
+ * t[0]->result_fd. */
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
                       Target **t);
 /* Reads what is waiting in t[0]->result_fd into t[0]->result (while the child runs, so that a
