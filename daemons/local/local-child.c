@@ -1,7 +1,8 @@
 /* local-child.c — the forked delivery child of postern-local.
  *
- * local_child_spawn() forks; the child delivers one target, or a batch of mbox targets of one user
- * and mailbox (several messages, one marker each). It
+ * local_child_spawn() forks; the child delivers one target, a batch of mbox targets of one user
+ * and mailbox, or a batch of Maildir targets of one or more users (several messages, one marker
+ * each; a Maildir batch is written user by user: step 3 and the write of step 4 for each). It
  *   1. opens the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id> (as root,
  *      through the directory descriptor the parent verified; local-marker.c refuses a marker that
  *      is not a plain root-owned file) and takes its flock() — without blocking, in at most
@@ -16,7 +17,8 @@
  *      group as a supplementary group when it is group-writable (Debian: 2775 root:mail), so the
  *      dotlock can be made as the user;
  *   3. switches its groups and its *effective* uid to the recipient before opening any mailbox
- *      file (initgroups, setresgid, setresuid(-1, uid, -1)): files are opened and created with
+ *      file (setgroups with the groups the parent looked up with getgrouplist() before the
+ *      fork, setresgid, setresuid(-1, uid, -1)): files are opened and created with
  *      the recipient's rights, but the real and saved uid stay root, so the recipient cannot
  *      signal, stop or trace the process that holds the marker lock (kill(2) needs a matching
  *      real or saved uid) — the way Postfix's local(8) changes only its effective uid. A
@@ -26,7 +28,8 @@
  *      the switch, while its effective uid is still root, the child connects to the service
  *      manager, which trusts the uid a connection was made with;
  *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox (a batch: every message not
- *      yet in its marker, under one lock, one fsync), records it in the marker(s) after it was
+ *      yet in its marker; an mbox under one lock with one fsync, a Maildir with one fsync of new/
+ *      after the files' own), records it in the marker(s) after it was
  *      fsynced (local_marker_sync(): one sync for all), and writes one line "<dsn>\t<diag>\n" per
  *      target, in order, to the result pipe.
  * The parent reaps it from sd-event (sd_event_add_child), kills it when it is still running after
@@ -58,22 +61,39 @@ static void success_result(const Target *t, DeliveryResult *res) {
                                     t->kind == TARGET_MAILDIR ? "delivered to maildir" : "delivered to mailbox");
 }
 
-/* Takes the recipient's groups and effective uid; real and saved uid stay root (step 3 above). */
-static int switch_to_recipient(const Target *t, gid_t extra_gid) {
+/* The recipient's groups as initgroups() would set them (*ret_n entries, with room for one more),
+ * looked up by the parent before the fork: the name service modules are loaded once in
+ * postern-local rather than in every child. */
+static int recipient_groups(const Target *t, gid_t **ret, int *ret_n) {
+        int n = 32;
+        for (;;) {
+                _cleanup_free_ gid_t *g = calloc((size_t) n + 1, sizeof(gid_t));
+                if (!g)
+                        return -ENOMEM;
+                int k = n;
+                if (getgrouplist(t->user, t->gid, g, &k) >= 0) {
+                        *ret = TAKE_PTR(g);
+                        *ret_n = k;
+                        return 0;
+                }
+                if (k <= n || k > NGROUPS_MAX)
+                        return -EINVAL;
+                n = k;
+        }
+}
+
+/* Takes the recipient's groups (groups[0..n_groups-1], room for extra_gid after them) and
+ * effective uid; real and saved uid stay root (step 3 above). */
+static int switch_to_recipient(const Target *t, gid_t *groups, int n_groups, gid_t extra_gid) {
         if (geteuid() != 0)
                 /* Not root (a test run by hand): only the same user can be served. */
                 return geteuid() == t->uid ? 0 : -EPERM;
-        if (initgroups(t->user, t->gid) < 0)
+        if (n_groups < 0)
+                return n_groups;   /* the parent's lookup failed */
+        if (extra_gid != (gid_t) -1)
+                groups[n_groups++] = extra_gid;
+        if (setgroups((size_t) n_groups, groups) < 0)
                 return -errno;
-        if (extra_gid != (gid_t) -1) {
-                gid_t groups[NGROUPS_MAX + 1];
-                int n = getgroups(NGROUPS_MAX, groups);
-                if (n < 0)
-                        return -errno;
-                groups[n++] = extra_gid;
-                if (setgroups((size_t) n, groups) < 0)
-                        return -errno;
-        }
         if (setresgid(t->gid, t->gid, t->gid) < 0)
                 return -errno;
         if (setresuid((uid_t) -1, t->uid, (uid_t) -1) < 0)
@@ -170,9 +190,23 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
         return mfd;
 }
 
-/* Delivers t[0..n-1] (n > 1: mbox targets of one user and one mailbox) and sets res[i] for each. */
+/* The groups the parent looked up for each target: one list per run of targets of one user
+ * (name, uid and gid alike). */
+typedef struct ChildGroups {
+        gid_t *list[LOCAL_BATCH_MAX];   /* list[i]: the groups of t[i]'s user (shared within a run) */
+        int n[LOCAL_BATCH_MAX];         /* their number, or <0: the lookup failed */
+} ChildGroups;
+
+static bool same_mailbox(const Target *a, const Target *b) {
+        return a->kind == b->kind && a->uid == b->uid && streq(a->path, b->path);
+}
+
+/* Delivers t[0..n-1] and sets res[i] for each. n > 1: mbox targets of one user and one mailbox,
+ * or Maildir targets of one or more users, sorted so that each mailbox's targets are adjacent:
+ * the child switches to each user in turn and back to root in between (its real and saved uid
+ * stay root throughout, so it can), as Postfix's long-lived local(8) does between deliveries. */
 static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
-                          Target **t, DeliveryResult *res) {
+                          Target **t, ChildGroups *groups, DeliveryResult *res) {
         int mfd[LOCAL_BATCH_MAX];
         const Target *t0 = t[0];
         DeliveryInput todo_in[LOCAL_BATCH_MAX];
@@ -213,36 +247,43 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                 }
         }
 
-        r = switch_to_recipient(t0, extra_gid);
-        if (r < 0) {
-                for (size_t k = 0; k < n_todo; k++)
-                        delivery_result_set(&res[todo[k]], "4.3.0", "cannot switch to user %s (uid %u): %s",
-                                            t0->user, (unsigned) t0->uid, strerror(-r));
-                goto out;
-        }
         if (s->mailbox_size_limit > 0) {
                 /* Soft limit only: a "|command" may raise it again (the limit is for mailboxes). */
                 struct rlimit rl = { (rlim_t) s->mailbox_size_limit, RLIM_INFINITY };
                 (void) setrlimit(RLIMIT_FSIZE, &rl);
         }
 
-        switch (t0->kind) {
-        case TARGET_MAILDIR:
-                local_maildir_deliver(s, &todo_in[0], t0->path, &todo_res[0]);
-                break;
-        case TARGET_COMMAND:
-                local_command_deliver(s, &todo_in[0], t0->path + 1, bus, &todo_res[0]);
-                break;
-        case TARGET_FILE:
-                if (t0->path[strlen(t0->path) - 1] == '/')
-                        local_maildir_deliver(s, &todo_in[0], t0->path, &todo_res[0]);
-                else
-                        local_mbox_deliver(s, &todo_in[0], t0->path, false, false, &todo_res[0]);
-                if (todo_res[0].dsn[0] == '2')
-                        success_result(t0, &todo_res[0]);
-                break;
-        default:
-                local_mbox_deliver_many(s, todo_in, n_todo, t0->path, may_dotlock, true, todo_res);
+        for (size_t a = 0, b; a < n_todo; a = b) {
+                const Target *u = t[todo[a]];
+                for (b = a + 1; b < n_todo && same_mailbox(t[todo[b]], u); b++)
+                        ;
+                r = a == 0 ? 0 : setresuid((uid_t) -1, 0, (uid_t) -1) < 0 ? -errno : 0;   /* back to root */
+                if (r >= 0)
+                        r = switch_to_recipient(u, groups->list[todo[a]], groups->n[todo[a]], extra_gid);
+                if (r < 0) {
+                        for (size_t k = a; k < b; k++)
+                                delivery_result_set(&todo_res[k], "4.3.0", "cannot switch to user %s (uid %u): %s",
+                                                    u->user, (unsigned) u->uid, strerror(-r));
+                        continue;
+                }
+                switch (u->kind) {
+                case TARGET_MAILDIR:
+                        local_maildir_deliver(s, todo_in + a, b - a, u->path, todo_res + a);
+                        break;
+                case TARGET_COMMAND:
+                        local_command_deliver(s, &todo_in[a], u->path + 1, bus, &todo_res[a]);
+                        break;
+                case TARGET_FILE:
+                        if (u->path[strlen(u->path) - 1] == '/')
+                                local_maildir_deliver(s, &todo_in[a], 1, u->path, &todo_res[a]);
+                        else
+                                local_mbox_deliver(s, &todo_in[a], u->path, false, false, &todo_res[a]);
+                        if (todo_res[a].dsn[0] == '2')
+                                success_result(u, &todo_res[a]);
+                        break;
+                default:
+                        local_mbox_deliver_many(s, todo_in + a, b - a, u->path, may_dotlock, true, todo_res + a);
+                }
         }
 
         /* Recorded only after the mailbox was synced; all markers made durable at once. */
@@ -278,17 +319,36 @@ static void close_all_but(int a, int b) {
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
                       Target **t) {
         int fds[2];
-        if (n < 1 || n > LOCAL_BATCH_MAX || (n > 1 && t[0]->kind != TARGET_MBOX))
+        if (n < 1 || n > LOCAL_BATCH_MAX)
                 return -EINVAL;
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                return -errno;
-        pid_t pid = fork();
-        if (pid < 0) {
-                int r = -errno;
+        for (size_t i = 1; i < n; i++)
+                if (t[i]->kind != t[0]->kind || (t[0]->kind == TARGET_MBOX && !same_mailbox(t[i], t[0])) ||
+                    (t[0]->kind != TARGET_MBOX && t[0]->kind != TARGET_MAILDIR))
+                        return -EINVAL;
+        ChildGroups groups = {};
+        for (size_t i = 0; i < n && geteuid() == 0; i++) {
+                if (i > 0 && t[i]->uid == t[i - 1]->uid && t[i]->gid == t[i - 1]->gid &&
+                    streq(t[i]->user, t[i - 1]->user)) {
+                        groups.list[i] = groups.list[i - 1];
+                        groups.n[i] = groups.n[i - 1];
+                        continue;
+                }
+                int r = recipient_groups(t[i], &groups.list[i], &groups.n[i]);
+                if (r < 0)
+                        groups.n[i] = r;   /* reported by the child, as a failed switch */
+        }
+        int r = pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+        pid_t pid = r < 0 ? -1 : fork();
+        if (r >= 0 && pid < 0) {
+                r = -errno;
                 close(fds[0]);
                 close(fds[1]);
-                return r;
         }
+        for (size_t i = 0; i < n && pid != 0; i++)
+                if (i == 0 || groups.list[i] != groups.list[i - 1])
+                        free(groups.list[i]);
+        if (r < 0)
+                return r;
         if (pid == 0) {
                 DeliveryResult res[LOCAL_BATCH_MAX] = {};
                 sigset_t none;
@@ -301,7 +361,7 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n,
                 signal(SIGINT, SIG_IGN);
                 signal(SIGHUP, SIG_IGN);
                 close_all_but(fds[1], marker_dirfd);
-                child_deliver(s, in, n, marker_dirfd, t, res);
+                child_deliver(s, in, n, marker_dirfd, t, &groups, res);
                 /* One line per target, in order (the parent reads them as they come). */
                 for (size_t i = 0; i < n; i++) {
                         char line[LOCAL_DIAG_MAX + LOCAL_DSN_MAX + 4];

@@ -7,8 +7,9 @@
  * recipients of several messages (queue_id.N, sender.N, arrival.N, active.N: qmgr's batch of the
  * messages waiting for one recipient); the mbox deliveries of one request to the same user and
  * mailbox share one child (up to LOCAL_BATCH_MAX), which appends them under one lock with one
- * fsync and one marker sync, and each is still logged and answered on its own. Only one child
- * writes a given mbox at a time: a child for an mbox that another child is writing is started
+ * fsync and one marker sync, and Maildir deliveries share a child with those of the other requests
+ * that arrived with them, whatever their user (up to LOCAL_MAILDIR_SHARE_MAX, maildir_enqueue());
+ * each is still logged and answered on its own. Only one child writes a given mbox at a time: a child for an mbox that another child is writing is started
  * when that one exits, instead of sleeping deliver_lock_delay on its lock (the lock still
  * serialises against everyone else: mail readers, other MTAs). The event loop
  * never waits for a mailbox lock or a mailbox fsync (children are reaped with
@@ -30,8 +31,9 @@
  * timeout while another role writes), insert, commit with fsync — during which no other request
  * is served. It only happens for alias members in remote domains; moving it into a child with
  * its own Queue handle would remove the stall. */
-#include <fcntl.h>
+#include <assert.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -65,6 +67,11 @@ typedef struct Local {
          * here for it instead of sleeping on its lock (deliver_lock_delay) */
         Target *mbox_running;
         Target *mbox_waiting;
+        /* Maildir targets of any request waiting for a child: collected while requests keep
+         * arriving, then delivered together (maildir_flush()) */
+        Target *maildir_ready[LOCAL_MAILDIR_SHARE_MAX];
+        size_t n_maildir_ready;
+        sd_event_source *maildir_source;
 } Local;
 
 /* One queued message of a request (qmgr may put recipients of several messages into one request:
@@ -99,7 +106,7 @@ typedef struct LocalRequest {
         usec_t received;
         LocalRcpt *rcpts;
         size_t n_rcpts;
-        size_t pending;
+        size_t pending;                /* targets given to children that have not reported yet */
 } LocalRequest;
 
 static LocalRequest *request_free(LocalRequest *r) {
@@ -158,6 +165,11 @@ static void log_target(LocalRequest *req, LocalRcpt *rc, Target *t) {
                    delay_format(delay_between(start, req->received), d3, sizeof(d3)),
                    delay_format(delay_between(end, start), d4, sizeof(d4)),
                    t->dsn, status, strna(t->diag));
+}
+
+/* Logs t's result with the request and recipient it belongs to. */
+static void target_log(Target *t) {
+        log_target(t->request, &t->request->rcpts[t->rcpt_index], t);
 }
 
 /* The recipient's answer: any deferral wins (the whole recipient is retried; mailboxes already
@@ -228,6 +240,30 @@ static bool mbox_same(const Target *a, uid_t uid, const char *path) {
         return a->kind == TARGET_MBOX && a->uid == uid && streq(a->path, path);
 }
 
+/* Counts the n targets of a finished (or failed) child off their requests and finishes the
+ * requests left with nothing pending, which frees their targets: all[] is not used afterwards. */
+static void requests_release(Target **all, size_t n) {
+        LocalRequest *reqs[LOCAL_BATCH_MAX];
+        size_t counts[LOCAL_BATCH_MAX], n_reqs = 0;
+
+        assert(n <= LOCAL_BATCH_MAX);
+        for (size_t i = 0; i < n; i++) {
+                size_t k = 0;
+                while (k < n_reqs && reqs[k] != all[i]->request)
+                        k++;
+                if (k == n_reqs) {
+                        reqs[n_reqs] = all[i]->request;
+                        counts[n_reqs++] = 0;
+                }
+                counts[k]++;
+        }
+        for (size_t k = 0; k < n_reqs; k++) {
+                reqs[k]->pending -= counts[k];
+                if (reqs[k]->pending == 0)
+                        request_finish(reqs[k]);
+        }
+}
+
 /* Starts the first waiting child for the mailbox (uid, path), if any. */
 static void mbox_start_next(Local *l, uid_t uid, const char *path) {
         for (;;) {
@@ -240,16 +276,15 @@ static void mbox_start_next(Local *l, uid_t uid, const char *path) {
                 if (start_group(l, w))
                         return;
                 /* Failed at once (results logged): that request may be complete now. */
-                LocalRequest *wr = w->request;
-                if (--wr->pending == 0)
-                        request_finish(wr);
+                size_t n;
+                Target **g = child_targets(&w, &n);
+                requests_release(g, n);
         }
 }
 
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Target *t = userdata;
-        LocalRequest *req = t->request;
-        Local *l = req->local;
+        Local *l = t->request->local;
         size_t n;
         Target **all = child_targets(&t, &n);
 
@@ -268,7 +303,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         l->n_children--;
         for (size_t i = 0; i < n; i++) {
                 all[i]->end_usec = end;
-                log_target(req, &req->rcpts[all[i]->rcpt_index], all[i]);
+                target_log(all[i]);
         }
         /* The next child for this mailbox may belong to another request, or fail at once and
          * finish this one: keep the key, not t. */
@@ -279,8 +314,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
                 mbox_list_remove(&l->mbox_running, t);   /* (a no-op when it was never in it) */
                 snprintf(path, sizeof(path), "%s", t->path);   /* shorter: spawn_group() */
         }
-        if (--req->pending == 0)
-                request_finish(req);   /* frees t */
+        requests_release(all, n);   /* may free t */
         if (mbox)
                 mbox_start_next(l, uid, path);
         return 0;
@@ -547,7 +581,7 @@ static int msg_load(Local *l, LocalRequest *req, LocalMsg *m, const IpcRecord *r
 /* Forks the child for t's targets (t->group, or t alone); false when it could not (the results
  * are set and logged then), true when on_child() will collect it. */
 static bool start_group(Local *l, Target *t) {
-        LocalRequest *req = t->request;
+        LocalRequest *req = t->request;   /* (the group's targets may belong to several) */
         size_t k;
         Target **g = child_targets(&t, &k);
         DeliveryInput in[LOCAL_BATCH_MAX];
@@ -556,7 +590,7 @@ static bool start_group(Local *l, Target *t) {
         int r = 0;
 
         for (size_t i = 0; i < k; i++) {
-                const LocalRcpt *rc = &req->rcpts[g[i]->rcpt_index];
+                const LocalRcpt *rc = &g[i]->request->rcpts[g[i]->rcpt_index];
                 if (!(dt[i] = strdup(g[i]->address)))
                         fail = "out of memory";
                 in[i] = (DeliveryInput) {
@@ -580,7 +614,7 @@ static bool start_group(Local *l, Target *t) {
                                 (void) target_set_result(g[i], "4.3.0", "%s: %s", fail, strerror(-r));
                         else
                                 (void) target_set_result(g[i], "4.3.0", "%s", fail);
-                        log_target(req, &req->rcpts[g[i]->rcpt_index], g[i]);
+                        target_log(g[i]);
                 }
                 return false;
         }
@@ -595,7 +629,7 @@ static bool start_group(Local *l, Target *t) {
                 usec_t end = now_usec(CLOCK_REALTIME);
                 for (size_t i = 0; i < k; i++) {
                         g[i]->end_usec = end;
-                        log_target(req, &req->rcpts[g[i]->rcpt_index], g[i]);
+                        target_log(g[i]);
                 }
                 return false;
         }
@@ -618,9 +652,10 @@ static bool start_group(Local *l, Target *t) {
         return true;
 }
 
-/* Delivers the targets g[0..k-1] (k > 1: mbox targets of one user and mailbox) in one child, at
- * once or, for an mbox another child of ours is writing, when that child has finished. */
-static void spawn_group(Local *l, LocalRequest *req, Target **g, size_t k) {
+/* Delivers the targets g[0..k-1] (counted in their requests' pending already; k > 1: mbox targets
+ * of one user and mailbox, or Maildir targets) in one child, at once or, for an mbox another
+ * child of ours is writing, when that child has finished. */
+static void spawn_group(Local *l, Target **g, size_t k) {
         Target *t = g[0];
 
         if (k > 1 || t->kind == TARGET_MBOX) {
@@ -628,8 +663,9 @@ static void spawn_group(Local *l, LocalRequest *req, Target **g, size_t k) {
                 if (!t->group) {
                         for (size_t i = 0; i < k; i++) {
                                 (void) target_set_result(g[i], "4.3.0", "out of memory");
-                                log_target(req, &req->rcpts[g[i]->rcpt_index], g[i]);
+                                target_log(g[i]);
                         }
+                        requests_release(g, k);
                         return;
                 }
                 memcpy(t->group, g, k * sizeof(Target *));
@@ -644,27 +680,80 @@ static void spawn_group(Local *l, LocalRequest *req, Target **g, size_t k) {
                         while (*p)
                                 p = &(*p)->mbox_next;
                         *p = t;
-                        req->pending++;
                         return;
                 }
         }
-        if (start_group(l, t))
-                req->pending++;
+        if (!start_group(l, t))
+                requests_release(g, k);   /* results logged */
 }
 
-/* Whether target t may join the child of g[0..k-1]: an mbox target of the same user and mailbox,
- * for a recipient (marker) not yet in the group. */
-static bool group_fits(LocalRequest *req, Target **g, size_t k, const Target *t) {
-        if (k >= LOCAL_BATCH_MAX || t->kind != TARGET_MBOX || g[0]->kind != TARGET_MBOX ||
-            t->uid != g[0]->uid || !streq(t->path, g[0]->path))
-                return false;
-        const LocalRcpt *rt = &req->rcpts[t->rcpt_index];
+/* Whether g[0..k-1] holds a target of t's recipient (one marker, so one lock, per recipient and
+ * child). */
+static bool group_has_rcpt(Target **g, size_t k, const Target *t) {
+        const LocalRcpt *rt = &t->request->rcpts[t->rcpt_index];
         for (size_t i = 0; i < k; i++) {
-                const LocalRcpt *ri = &req->rcpts[g[i]->rcpt_index];
+                const LocalRcpt *ri = &g[i]->request->rcpts[g[i]->rcpt_index];
                 if (ri->msg == rt->msg && ri->id == rt->id)
-                        return false;
+                        return true;
         }
-        return true;
+        return false;
+}
+
+/* Whether mbox target t may join the child of g[0..k-1]: same user and mailbox, a recipient not
+ * yet in the group. */
+static bool group_fits(Target **g, size_t k, const Target *t) {
+        return k < LOCAL_BATCH_MAX && t->kind == TARGET_MBOX && g[0]->kind == TARGET_MBOX &&
+               t->uid == g[0]->uid && streq(t->path, g[0]->path) && !group_has_rcpt(g, k, t);
+}
+
+/* Sorts g[0..k-1] by user and mailbox, keeping the order within one mailbox. */
+static void sort_by_mailbox(Target **g, size_t k) {
+        for (size_t i = 1; i < k; i++) {
+                Target *x = g[i];
+                size_t j = i;
+                for (; j > 0 && (g[j - 1]->uid > x->uid ||
+                                 (g[j - 1]->uid == x->uid && strcmp(g[j - 1]->path, x->path) > 0)); j--)
+                        g[j] = g[j - 1];
+                g[j] = x;
+        }
+}
+
+/* Starts children for the waiting Maildir targets, up to LOCAL_MAILDIR_SHARE_MAX each, whatever request
+ * and user they belong to (one fork, one marker sync for all of them). */
+static void maildir_flush(Local *l) {
+        while (l->n_maildir_ready > 0) {
+                Target *g[LOCAL_BATCH_MAX];
+                size_t k = 0, keep = 0;
+                for (size_t i = 0; i < l->n_maildir_ready; i++) {
+                        Target *x = l->maildir_ready[i];
+                        if (group_has_rcpt(g, k, x))
+                                l->maildir_ready[keep++] = x;   /* in the next child */
+                        else
+                                g[k++] = x;
+                }
+                l->n_maildir_ready = keep;
+                sort_by_mailbox(g, k);
+                spawn_group(l, g, k);
+        }
+}
+
+static int on_maildir_ready(sd_event_source *s, void *userdata) {
+        maildir_flush(userdata);
+        return 0;
+}
+
+/* Hands Maildir target t to the next shared child: started once the requests that are ready now
+ * have been read (the event source runs below the normal priority), or at once when
+ * LOCAL_MAILDIR_SHARE_MAX are waiting. Under load one child serves many requests; alone, t waits
+ * for nothing. The price: a home directory that hangs (a dead NFS server) holds up the other
+ * deliveries of its child until daemon_timeout kills it, and they are deferred with it. */
+static void maildir_enqueue(Local *l, Target *t) {
+        if (l->n_maildir_ready == LOCAL_MAILDIR_SHARE_MAX)
+                maildir_flush(l);
+        l->maildir_ready[l->n_maildir_ready++] = t;
+        t->request->pending++;
+        if (!l->maildir_source || sd_event_source_set_enabled(l->maildir_source, SD_EVENT_ONESHOT) < 0)
+                maildir_flush(l);
 }
 
 static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
@@ -792,23 +881,32 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         }
 
         /* One child per delivery, except that mbox deliveries to the same user and mailbox share
-         * one (one lock, one fsync, one marker sync): qmgr hands over the messages that queued up
-         * for one recipient behind local_destination_concurrency_limit in one request. */
+         * one (one lock, one fsync, one marker sync; qmgr hands over the messages that queued up
+         * for one recipient behind local_destination_concurrency_limit in one request), and
+         * Maildir deliveries share a child with those of other requests (maildir_enqueue()).
+         * The request holds one pending count of its own meanwhile: a child that fails at once
+         * must not finish it under our feet. */
+        req->pending = 1;
         for (size_t a = 0; a < n_all; a++) {
                 Target *g[LOCAL_BATCH_MAX];
                 size_t k = 0;
                 if (!all[a])
                         continue;
+                if (all[a]->kind == TARGET_MAILDIR) {
+                        maildir_enqueue(l, all[a]);
+                        continue;
+                }
                 g[k++] = all[a];
                 for (size_t b = a + 1; b < n_all; b++)
-                        if (all[b] && group_fits(req, g, k, all[b])) {
+                        if (all[b] && group_fits(g, k, all[b])) {
                                 g[k++] = all[b];
                                 all[b] = NULL;
                         }
-                spawn_group(l, req, g, k);
+                req->pending += k;
+                spawn_group(l, g, k);
         }
 
-        if (req->pending == 0)
+        if (--req->pending == 0)
                 request_finish(TAKE_PTR(req));
         else
                 TAKE_PTR(req);   /* finished by on_child() */
@@ -838,7 +936,16 @@ static int start(void *userdata, Daemon *d) {
         if (queue_open(l->settings.queue_directory, 0, &l->queue) < 0)
                 l->queue = NULL;   /* qmgr creates it; ensure_queue() retries and logs why not */
         marker_dir_open(l);
-        int r = sd_event_add_time(l->event, &l->cleanup_timer, CLOCK_MONOTONIC,
+        int r = sd_event_add_defer(l->event, &l->maildir_source, on_maildir_ready, l);
+        if (r >= 0)
+                r = sd_event_source_set_priority(l->maildir_source, SD_EVENT_PRIORITY_NORMAL + 1);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->maildir_source, SD_EVENT_OFF);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot set up shared Maildir delivery, one child per message: %m");
+                l->maildir_source = sd_event_source_disable_unref(l->maildir_source);
+        }
+        r = sd_event_add_time(l->event, &l->cleanup_timer, CLOCK_MONOTONIC,
                                   now_usec(CLOCK_MONOTONIC) + USEC_PER_SEC, USEC_PER_SEC, on_cleanup, l);
         if (r < 0)
                 log_warning_errno(r, "Cannot arm the marker cleanup timer: %m");
@@ -852,6 +959,8 @@ static void stop(void *userdata) {
                          l->n_children);
         l->cleanup_timer = sd_event_source_disable_unref(l->cleanup_timer);
         l->mbox_running = l->mbox_waiting = NULL;
+        l->maildir_source = sd_event_source_disable_unref(l->maildir_source);
+        l->n_maildir_ready = 0;   /* the requests own the targets */
         while (l->requests)
                 request_free(l->requests);
         l->queue = queue_close(l->queue);

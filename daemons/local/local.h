@@ -3,10 +3,11 @@
  * The parent process (local.c) serves request=deliver on the "local" IPC socket, loads the
  * message from the queue, resolves every recipient into delivery targets (local-alias.c),
  * forwards remote alias members through a new queue message (local-forward.c) and forks one
- * child per mailbox target, or per batch of mbox targets for one mailbox, one such child per
- * mailbox at a time (local-child.c). The child switches to the recipient user, takes the
- * per-recipient delivery marker locks and writes the mailbox (local-mbox.c, local-maildir.c);
- * its results come back through a pipe, one line per target. */
+ * child per mailbox target, per batch of mbox targets for one mailbox (one such child per mbox at
+ * a time), or per batch of Maildir targets of any requests and users (local-child.c). The child
+ * takes the per-recipient delivery marker locks, switches to the recipient user (to each in
+ * turn, for a Maildir batch) and writes the mailbox (local-mbox.c, local-maildir.c); its results
+ * come back through a pipe, one line per target. */
 #pragma once
 
 #include <stdbool.h>
@@ -28,6 +29,9 @@
 #define LOCAL_MAX_DEPTH 20       /* nested alias levels */
 /* At most this many deliveries to one mbox are made by one child, under one lock, with one fsync. */
 #define LOCAL_BATCH_MAX 64
+/* At most this many Maildir deliveries, of any requests and users, are made by one child. */
+#define LOCAL_MAILDIR_SHARE_MAX 64
+_Static_assert(LOCAL_MAILDIR_SHARE_MAX <= LOCAL_BATCH_MAX, "a shared child is a batch");
 
 /* Lock methods of mailbox_delivery_lock. */
 enum {
@@ -89,7 +93,7 @@ typedef struct Target {
         char dsn[LOCAL_DSN_MAX];
         char *diag;
         /* child bookkeeping (parent side); a child delivering several targets (a batch into one
-         * mbox) is tracked by the first of them, which holds the batch in group */
+         * mailbox) is tracked by the first of them, which holds the batch in group */
         struct Target **group;
         size_t n_group;
         struct Target *mbox_next;           /* in postern-local's running or waiting mbox children */
@@ -173,8 +177,9 @@ void local_mbox_deliver_many(const LocalSettings *s, const DeliveryInput *in, si
  * transient systemd unit, without it below the calling process. */
 void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
                            sd_bus *bus, DeliveryResult *res);
-/* Writes one message into a Maildir (tmp/ then new/), fsyncs file and directory. */
-void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, const char *dir,
+/* Writes n messages (at most LOCAL_BATCH_MAX) into a Maildir (tmp/ then new/), fsyncs each file
+ * and then the directory once; res[i] is in[i]'s result. */
+void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, size_t n, const char *dir,
                            DeliveryResult *res);
 
 /* The marker directory's name inside queue_directory. */
@@ -196,8 +201,9 @@ int local_marker_append(int fd, const char *line);
 int local_marker_sync(const int *fds, size_t n);
 
 /* Forks one delivery child for the n targets t[0..n-1] (n > 1 only for TARGET_MBOX targets of
- * the same user and mailbox, at most LOCAL_BATCH_MAX, one recipient marker each) with inputs
- * in[0..n-1]; fills t[0]->pid and t[0]->result_fd. */
+ * the same user and mailbox, or TARGET_MAILDIR targets sorted by user and Maildir; at most
+ * LOCAL_BATCH_MAX, one recipient marker each) with inputs in[0..n-1]; fills t[0]->pid and
+ * t[0]->result_fd. */
 int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n, int marker_dirfd,
                       Target **t);
 /* Reads what is waiting in t[0]->result_fd into t[0]->result (while the child runs, so that a

@@ -5,9 +5,11 @@ PrivatePostfix runs `postfix -c DIR` with its own main.cf/master.cf, queue, data
 directories under /var/tmp and smtpd on a free loopback port; the host's /etc/postfix is read
 only for its master.cf service list and never changed."""
 
+import asyncio
 import contextlib
 import os
 import pathlib
+import pwd
 import re
 import shutil
 import subprocess
@@ -76,11 +78,18 @@ class Sink:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def harness(build_dir):
+    """The integration harness (tests/integration/postern_harness.py) for build_dir; it reads
+    the build directory when first imported."""
+    os.environ.setdefault("POSTERN_BUILD_DIR", str(pathlib.Path(build_dir).resolve()))
+    import postern_harness
+    return postern_harness
+
+
 @contextlib.contextmanager
 def postern(build_dir, **conf):
     """A started Postern (smtpd, qmgr, local) from build_dir; yields the harness object."""
-    os.environ.setdefault("POSTERN_BUILD_DIR", str(pathlib.Path(build_dir).resolve()))
-    import postern_harness as h
+    h = harness(build_dir)
     h.ensure_test_users()
     p = h.Postern()
     p.configure(**({"mydestination": "localhost, $myhostname", "mynetworks": "127.0.0.0/8"} | conf))
@@ -191,3 +200,114 @@ maillog_file = {self.root}/maillog
         if not os.environ.get("POSTERN_KEEP_ROOT"):
             shutil.rmtree(self.root, ignore_errors=True)
         return False
+
+
+def bench_users(build_dir, n):
+    """n real users ptest1..ptestN (created when missing, homes under the harness's
+    /var/tmp/postern-test-home) whose homes, for this process and what it starts, are fresh
+    directories on disk: a private mount namespace binds a new directory under /var/tmp over the
+    home base, so the Maildirs start empty and no other test run sees them. Call it while the
+    process is still single-threaded; returns (user names, the directory to remove at the end)."""
+    h = harness(build_dir)
+    users = [f"ptest{i}" for i in range(1, n + 1)]
+    disk = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-homes-", dir="/var/tmp"))
+    os.chmod(disk, 0o755)
+    h.isolate_test_homes(disk)
+    h.ensure_test_users(users)   # home directories in the fresh directory
+    return users, disk
+
+
+def maildir_home(user):
+    """user's $HOME/Maildir/ (both MTAs get home_mailbox = Maildir/)."""
+    return pathlib.Path(pwd.getpwnam(user).pw_dir) / "Maildir"
+
+
+def maildir_count(users):
+    """Messages delivered (files in new/) in the users' Maildirs."""
+    n = 0
+    for u in users:
+        try:
+            n += sum(1 for _ in os.scandir(maildir_home(u) / "new"))
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def maildir_clear(users):
+    for u in users:
+        shutil.rmtree(maildir_home(u), ignore_errors=True)
+
+
+def smtp_source(port, n, sessions, size, rcpt):
+    """Postfix's smtp-source: n messages of size bytes from bench@example.org to rcpt, at most
+    `sessions` connections at a time (one message per connection). Returns its wall time."""
+    cmd = ["smtp-source", "-c", "-l", str(size), "-m", str(n), "-s", str(sessions),
+           "-f", "bench@example.org", "-t", rcpt, f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
+    return time.monotonic() - t0
+
+
+async def _smtp_send_one(port, rcpt, data):
+    """One SMTP session carrying one message (as smtp-source does without -d)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply(expect):
+        while True:
+            line = await reader.readline()
+            if not line or line[:3] != expect:
+                raise RuntimeError(f"to <{rcpt}>: expected {expect.decode()}, got {line!r}")
+            if line[3:4] != b"-":
+                return
+
+    try:
+        await reply(b"220")
+        for cmd, expect in ((b"EHLO bench.test", b"250"), (b"MAIL FROM:<bench@example.org>", b"250"),
+                            (f"RCPT TO:<{rcpt}>".encode(), b"250"), (b"DATA", b"354")):
+            writer.write(cmd + b"\r\n")
+            await reply(expect)
+        writer.write(data)
+        await reply(b"250")
+        writer.write(b"QUIT\r\n")
+        await reply(b"221")
+    finally:
+        writer.close()
+
+
+def smtp_send_spread(port, n, sessions, size, users):
+    """n messages of about size bytes, message i to users[i % len(users)] (one recipient each,
+    so every user's mail is spread over the whole run), one message per SMTP session and
+    `sessions` sessions at a time, from one process: smtp-source sends to one fixed recipient,
+    and one smtp-source per user or chunk cost more CPU than the MTAs' own work on this 2-core
+    machine. Returns (start, wall time)."""
+    line = b"x" * 78 + b"\r\n"
+    body = line * max(1, size // len(line))
+
+    async def run():
+        todo = iter(range(n))
+
+        async def session_loop():
+            for i in todo:
+                rcpt = f"{users[i % len(users)]}@localhost"
+                head = (f"From: <bench@example.org>\r\nTo: <{rcpt}>\r\nSubject: bench {i}\r\n"
+                        f"Message-Id: <bench-{i}@bench.test>\r\n\r\n").encode()
+                await _smtp_send_one(port, rcpt, head + body + b".\r\n")
+
+        await asyncio.gather(*(session_loop() for _ in range(sessions)))
+
+    t0 = time.monotonic()
+    asyncio.run(run())
+    return t0, time.monotonic() - t0
+
+
+def wait_until(done, t0, timeout, what):
+    """Seconds from t0 until done() is true (polled every 0.1 s); what() says how far it got
+    when timeout runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done():
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    raise RuntimeError(f"after {timeout}s {what()}")

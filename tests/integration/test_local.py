@@ -435,6 +435,21 @@ def test_batch_one_message_fails_the_others_go_in(local):
     assert re.fullmatch(r"(From s0@example\.org  [^\n]*\n(?:(?!From )[^\n]*\n)*){2}", text), text
 
 
+def kill_local_while_writing(p, items, writing):
+    """Sends items in one request, kills postern-local with SIGKILL once writing() is true, waits
+    for the orphaned child to finish and record every message in its marker, restarts
+    postern-local and repeats the request (as qmgr does): every message is answered delivered."""
+    t = threading.Thread(target=lambda: deliver_batch(p, items), daemon=True)
+    t.start()
+    p.wait_for(writing, 60, "the delivery child writing")
+    p.kill("local")
+    p.wait_for(lambda: all((marker_dir(p) / f"{q}.{r}").exists() and
+                           (marker_dir(p) / f"{q}.{r}").stat().st_size > 0 for q, _, r, _ in items),
+               120, "the markers of every message")
+    p.restart("local")
+    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * len(items)
+
+
 def test_kill9_mid_batch_exactly_once(local):
     """postern-local is killed with SIGKILL while a batch child writes: the child finishes alone,
     and the request repeated after the restart (as qmgr does) delivers each message exactly once."""
@@ -443,20 +458,73 @@ def test_kill9_mid_batch_exactly_once(local):
     body = "".join(f"line {j:06d} " + "q" * 80 + "\n" for j in range(40000))
     items = queue_batch(p, 8, "k9 batch", body)
     mbox = p.spool_dir / "ptest1"
-    t = threading.Thread(target=lambda: deliver_batch(p, items), daemon=True)
-    t.start()
-    p.wait_for(lambda: mbox.exists() and mbox.stat().st_size > 0, 60, "the batch child writing")
-    p.kill("local")
-    # the orphaned child completes the batch and records it in the markers
-    p.wait_for(lambda: all((marker_dir(p) / f"{q}.{r}").exists() and
-                           (marker_dir(p) / f"{q}.{r}").stat().st_size > 0 for q, _, r, _ in items),
-               120, "the markers of the whole batch")
-    p.restart("local")
-    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * 8
+    kill_local_while_writing(p, items, lambda: mbox.exists() and mbox.stat().st_size > 0)
     text = p.mailbox("ptest1")
     ids = re.findall(r"Message-ID: <(k9-batch-\d)@example\.org>", text)
     assert sorted(ids) == [f"k9-batch-{i}" for i in range(8)], ids
     assert text.count("line 039999 ") == 8
+
+
+def maildir_files(user, qids):
+    """The files in user's Maildir/new of the messages qids (the test homes are shared)."""
+    new = home(user) / "Maildir" / "new"
+    return [f for f in new.iterdir() if any(f"Q{q}R" in f.name for q in qids)] if new.exists() else []
+
+
+def queue_for_users(p, users, per_user, subject, body="hello\n"):
+    """per_user messages for each of users, one recipient each; returns deliver_batch() items."""
+    items = []
+    for i in range(per_user):
+        for u in users:
+            qid, (rid,) = queue_message(p, f"{u}-s{i}@example.org", [f"{u}@{HOST}"],
+                                        message(f"{subject} {u} {i}", body))
+            items.append((qid, f"{u}@{HOST}", rid, f"{u}-s{i}@example.org"))
+    return items
+
+
+def test_maildir_deliveries_of_several_users_share_a_child(local):
+    """Maildir deliveries to several users (here in one request) are written by one child that
+    switches to each user in turn: every file belongs to its user, in that user's Maildir, named
+    with the one child's pid; each message has its own result, marker and log line, and the
+    repeated request writes nothing again."""
+    local.configure(home_mailbox="Maildir/")
+    p = start(local)
+    users = ("ptest1", "ptest2", "ptest3")
+    items = queue_for_users(p, users, 2, "shared")
+    assert results(deliver_batch(p, items)) == [("delivered", "2.0.0", "delivered to maildir")] * 6
+    pids = set()
+    for u in users:
+        qids = [q for q, addr, _, _ in items if addr.startswith(u + "@")]
+        files = maildir_files(u, qids)
+        assert len(files) == 2, files
+        for f in files:
+            assert f.stat().st_uid == pwd.getpwnam(u).pw_uid
+            assert f"Delivered-To: {u}@{HOST}\n" in f.read_text()
+            pids.add(re.search(r"P(\d+)Q", f.name).group(1))
+    assert len(pids) == 1, pids
+    for qid, addr, rid, _ in items:
+        p.wait_log("local", rf"{qid}: to=<{re.escape(addr)}>.*status=sent \(delivered to maildir\)")
+        assert (marker_dir(p) / f"{qid}.{rid}").read_text().endswith("/Maildir/\n")
+    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * 6
+    for u in users:
+        assert len(maildir_files(u, [q for q, _, _, _ in items])) == 2
+
+
+def test_kill9_mid_shared_maildir_child_exactly_once(local):
+    """postern-local is killed with SIGKILL while a child writes the Maildirs of several users:
+    the child finishes alone, and the request repeated after the restart delivers each message
+    exactly once."""
+    local.configure(home_mailbox="Maildir/", message_size_limit=50000000)
+    p = start(local)
+    users = ("ptest1", "ptest2", "ptest3")
+    body = "".join(f"line {j:06d} " + "m" * 80 + "\n" for j in range(40000))
+    items = queue_for_users(p, users, 3, "k9 shared", body)
+    qids = [q for q, _, _, _ in items]
+    kill_local_while_writing(p, items, lambda: maildir_files("ptest1", qids))
+    for u in users:
+        files = maildir_files(u, qids)
+        assert len(files) == 3, files
+        assert all(f.read_text().count("line 039999 ") == 1 for f in files)
 
 
 def test_concurrent_requests_for_one_mbox_do_not_sleep_on_our_own_lock(local):
