@@ -282,6 +282,37 @@ static void mbox_start_next(Local *l, uid_t uid, const char *path) {
         }
 }
 
+static void spawn_group(Local *l, Target **g, size_t k);
+
+/* Whether the targets of a child belong to more than one user. */
+static bool group_is_shared(Target **g, size_t k) {
+        for (size_t i = 1; i < k; i++)
+                if (g[i]->uid != g[0]->uid)
+                        return true;
+        return false;
+}
+
+/* A shared child killed at its deadline: its targets go on in one child per user (sorted by
+ * user already); the markers skip what the killed child had delivered, so nothing twice. */
+static void split_shared_child(Local *l, Target *t) {
+        Target *g[LOCAL_BATCH_MAX];
+        size_t n;
+        Target **all = child_targets(&t, &n);
+
+        memcpy(g, all, n * sizeof(Target *));
+        free(t->group);
+        t->group = NULL;
+        t->n_group = 0;
+        t->shared_expired = false;
+        t->result_fd = safe_close(t->result_fd);
+        strbuf_reset(&t->result);
+        for (size_t a = 0, b; a < n; a = b) {
+                for (b = a + 1; b < n && g[b]->uid == g[a]->uid; b++)
+                        ;
+                spawn_group(l, g + a, b - a);
+        }
+}
+
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Target *t = userdata;
         Local *l = t->request->local;
@@ -289,6 +320,14 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Target **all = child_targets(&t, &n);
 
         t->result_source = sd_event_source_disable_unref(t->result_source);
+        if (t->shared_expired) {
+                t->deadline_source = sd_event_source_disable_unref(t->deadline_source);
+                t->child_source = sd_event_source_disable_unref(t->child_source);
+                t->pid = 0;
+                l->n_children--;
+                split_shared_child(l, t);
+                return 0;
+        }
         if (t->timed_out) {
                 for (size_t i = 0; i < n; i++)
                         (void) target_set_result(all[i], "4.3.0", "delivery process still running after daemon_timeout "
@@ -331,7 +370,19 @@ static int on_child_result(sd_event_source *s, int fd, uint32_t revents, void *u
  * holds) alive for longer; the retry finds the marker unlocked. */
 static int on_child_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         Target *t = userdata;
+        size_t n;
+        Target **all = child_targets(&t, &n);
 
+        if (t->pid > 0 && !t->timed_out && !t->shared_expired && group_is_shared(all, n) &&
+            t->request->local->settings.daemon_timeout > LOCAL_SHARED_CHILD_TIMEOUT_SEC) {
+                log_warning("%s: delivery process %d for %zu recipients of several users still running "
+                            "after %ds; killing it, its deliveries go on one user per process",
+                            t->request->rcpts[t->rcpt_index].msg->queue_id, (int) t->pid, n,
+                            LOCAL_SHARED_CHILD_TIMEOUT_SEC);
+                t->shared_expired = true;
+                (void) kill(t->pid, SIGKILL);
+                return 0;
+        }
         if (t->pid > 0 && !t->timed_out) {
                 log_warning("%s: delivery process %d for <%s> still running after daemon_timeout (%llds); killing it",
                             t->request->rcpts[t->rcpt_index].msg->queue_id, (int) t->pid, t->address,
@@ -633,9 +684,11 @@ static bool start_group(Local *l, Target *t) {
                 }
                 return false;
         }
+        long long limit = l->settings.daemon_timeout;
+        if (group_is_shared(g, k) && limit > LOCAL_SHARED_CHILD_TIMEOUT_SEC)
+                limit = LOCAL_SHARED_CHILD_TIMEOUT_SEC;   /* then split: on_child_deadline() */
         r = sd_event_add_time_relative(l->event, &t->deadline_source, CLOCK_MONOTONIC,
-                                       (uint64_t) l->settings.daemon_timeout * USEC_PER_SEC,
-                                       USEC_PER_SEC, on_child_deadline, t);
+                                       (uint64_t) limit * USEC_PER_SEC, USEC_PER_SEC, on_child_deadline, t);
         if (r < 0)
                 log_warning_errno(r, "%s: cannot arm the deadline of delivery process %d: %m",
                                   req->rcpts[t->rcpt_index].msg->queue_id, (int) t->pid);
@@ -745,8 +798,9 @@ static int on_maildir_ready(sd_event_source *s, void *userdata) {
 /* Hands Maildir target t to the next shared child: started once the requests that are ready now
  * have been read (the event source runs below the normal priority), or at once when
  * LOCAL_MAILDIR_SHARE_MAX are waiting. Under load one child serves many requests; alone, t waits
- * for nothing. The price: a home directory that hangs (a dead NFS server) holds up the other
- * deliveries of its child until daemon_timeout kills it, and they are deferred with it. */
+ * for nothing. A home directory that hangs (a dead NFS server, a FUSE mount) holds up the other
+ * deliveries of its child for LOCAL_SHARED_CHILD_TIMEOUT_SEC: then the child is killed and its
+ * deliveries go on one user per child (split_shared_child()). */
 static void maildir_enqueue(Local *l, Target *t) {
         if (l->n_maildir_ready == LOCAL_MAILDIR_SHARE_MAX)
                 maildir_flush(l);

@@ -32,6 +32,12 @@
 /* At most this many Maildir deliveries, of any requests and users, are made by one child. */
 #define LOCAL_MAILDIR_SHARE_MAX 64
 _Static_assert(LOCAL_MAILDIR_SHARE_MAX <= LOCAL_BATCH_MAX, "a shared child is a batch");
+/* A child writing the Maildirs of several users that runs longer than this (or daemon_timeout,
+ * if shorter) is killed and its deliveries go on one user per child: one user's mailbox that hangs
+ * (a dead NFS server, a FUSE mount in a home directory) delays the others by this much, not by
+ * daemon_timeout. A healthy shared child needs well under a second; a slow one that is split
+ * only redoes, per user, what it had not yet recorded in its markers. */
+#define LOCAL_SHARED_CHILD_TIMEOUT_SEC 10
 
 /* Lock methods of mailbox_delivery_lock. */
 enum {
@@ -104,6 +110,7 @@ typedef struct Target {
         sd_event_source *child_source;
         sd_event_source *deadline_source;   /* kills the child at daemon_timeout */
         bool timed_out;
+        bool shared_expired;                /* killed at LOCAL_SHARED_CHILD_TIMEOUT_SEC: split */
         usec_t start_usec;
         usec_t end_usec;
         struct LocalRequest *request;

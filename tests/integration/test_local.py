@@ -527,6 +527,55 @@ def test_kill9_mid_shared_maildir_child_exactly_once(local):
         assert all(f.read_text().count("line 039999 ") == 1 for f in files)
 
 
+def children_in_state(pid, states):
+    """PIDs of pid's children whose /proc state letter is in states."""
+    found = []
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] in states:
+            found.append(int(d.name))
+    return found
+
+
+def test_a_hanging_maildir_holds_up_other_users_only_briefly(local):
+    """One user's Maildir hangs: the child writing it, which also has another user's delivery,
+    is stopped at its mkdir() there (strace injects SIGSTOP and goes away, leaving it stopped as a
+    dead NFS server would). After LOCAL_SHARED_CHILD_TIMEOUT_SEC (10 s), not daemon_timeout
+    (100 s), the child is killed and the deliveries go on one user per child: both arrive, once."""
+    local.configure(home_mailbox="Maildir/", daemon_timeout="100s")
+    p = start(local)
+    hung = home("ptest2") / "Maildir" / "tmp"
+    strace = subprocess.Popen(["strace", "-f", "-qq", "-o", "/dev/null", "-p", str(p.pid("local")),
+                               "-e", "trace=mkdir", "-P", str(hung), "-e", "inject=mkdir:signal=SIGSTOP"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1)   # strace attaches asynchronously and has no ready signal
+        assert strace.poll() is None, strace.stderr.read()
+        items = queue_for_users(p, ("ptest2", "ptest3"), 1, "hang")
+        t0 = time.monotonic()
+        reply = []
+        t = threading.Thread(target=lambda: reply.append(deliver_batch(p, items)), daemon=True)
+        t.start()
+        p.wait_for(lambda: children_in_state(p.pid("local"), "tT"), 30, "the child stopped at mkdir")
+    finally:
+        strace.terminate()   # detaches; the stopped child stays stopped
+        strace.wait()
+    t.join(60)
+    assert [r[:2] for r in results(reply[0])] == [("delivered", "2.0.0")] * 2, reply
+    assert time.monotonic() - t0 < 60
+    p.wait_log("local", r"delivery process \d+ for 2 recipients of several users still running "
+                        r"after 10s; killing it, its deliveries go on one user per process")
+    for (qid, addr, _, _), user in zip(items, ("ptest2", "ptest3")):
+        assert len(maildir_files(user, [qid])) == 1
+        assert len(re.findall(rf"{qid}: to=<{re.escape(addr)}>.*status=sent", p.log("local"))) == 1
+
+
 def test_concurrent_requests_for_one_mbox_do_not_sleep_on_our_own_lock(local):
     """Requests for one mbox that arrive together are written one child after the other: a child
     never meets another postern-local child's lock and sleeps deliver_lock_delay on it."""

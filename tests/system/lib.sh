@@ -25,9 +25,10 @@ CONTAINER_LOG=
 POSTERN_BUILD_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libgnutls28-dev
         libsqlite3-dev libidn2-dev libpcre2-dev"
 POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
-# Real peers and clients the tests talk to (their system services are never started).
+# Real peers and clients the tests talk to (their system services are never started); strace
+# plays a hanging filesystem (test_local.py).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
-        python3-aiosmtpd"
+        python3-aiosmtpd strace"
 
 lib_say() { printf '%s\n' "$*" >&2; }
 
