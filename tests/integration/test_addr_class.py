@@ -262,3 +262,17 @@ def test_qmgr_defers_when_a_class_table_cannot_be_read(postern, sinks):
     postern.wait_log("qmgr", rf"{qid}: to=<x@elsewhere\.example>, relay=none, .*dsn=4\.3\.0, status=deferred")
     postern.wait_mailbox("ptest1", r"Message-ID: <broken-class@test>")
     assert default.messages() == []
+
+
+def test_posternctl_check_names_class_tables(postern):
+    etc = postern.root / "etc"
+    (etc / "vmailbox").write_text("bob@vmbox.example x\n")
+    postern.configure(virtual_mailbox_domains="vmbox.example", virtual_mailbox_maps=f"texthash:{etc}/vmailbox")
+    r = postern.posternctl("check")
+    assert r.returncode == 0, r.stderr
+    postern.configure(virtual_mailbox_maps=f"texthash:{etc}/missing",
+                      relay_domains=f"texthash:{etc}/missing-relay")
+    r = postern.posternctl("check")
+    assert r.returncode == 1
+    assert re.search(r"posternctl: virtual_mailbox_maps: texthash:.*/missing: cannot open", r.stderr), r.stderr
+    assert re.search(r"posternctl: relay_domains: texthash:.*/missing-relay: cannot open", r.stderr), r.stderr
