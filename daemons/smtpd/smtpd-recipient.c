@@ -99,6 +99,18 @@ static int lookup_failed(const Address *a, const char *what, int error, char **r
         return *ret_reply ? 1 : -ENOMEM;
 }
 
+/* The table of a class: an empty list knows everyone; a miss is refused with code and text. */
+static int class_table_check(const SmtpdSettings *st, TableList *maps, int open_error, const char *param,
+                             int code, const char *table, const Address *a, bool sender, AddrFindFlags f,
+                             char **ret_reply) {
+        if (!maps && open_error == 0)
+                return 0;
+        int r = table_has(maps, open_error, a, f, st->recipient_delimiter, NULL);
+        if (r < 0)
+                return lookup_failed(a, param, r, ret_reply);
+        return r > 0 ? 0 : unknown(st, code, a, sender, table, ret_reply);
+}
+
 int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender, char **ret_reply) {
         AddrClass c;
         int r;
@@ -142,20 +154,13 @@ int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender,
         case ADDR_CLASS_VIRTUAL_ALIAS:
                 return unknown(st, st->unknown_virtual_alias_code, a, sender, "virtual alias", ret_reply);
         case ADDR_CLASS_VIRTUAL_MAILBOX:
-                if (!st->virtual_mailbox_maps && st->virtual_mailbox_maps_error == 0)
-                        return 0;
-                r = table_has(st->virtual_mailbox_maps, st->virtual_mailbox_maps_error, a, f, delim, NULL);
-                if (r < 0)
-                        return lookup_failed(a, "virtual_mailbox_maps", r, ret_reply);
-                return r > 0 ? 0 : unknown(st, st->unknown_virtual_mailbox_code, a, sender, "virtual mailbox",
-                                           ret_reply);
+                return class_table_check(st, st->virtual_mailbox_maps, st->virtual_mailbox_maps_error,
+                                         "virtual_mailbox_maps", st->unknown_virtual_mailbox_code,
+                                         "virtual mailbox", a, sender, f, ret_reply);
         case ADDR_CLASS_RELAY:
-                if (!st->relay_recipient_maps && st->relay_recipient_maps_error == 0)
-                        return 0;
-                r = table_has(st->relay_recipient_maps, st->relay_recipient_maps_error, a, f, delim, NULL);
-                if (r < 0)
-                        return lookup_failed(a, "relay_recipient_maps", r, ret_reply);
-                return r > 0 ? 0 : unknown(st, st->unknown_relay_code, a, sender, "relay recipient", ret_reply);
+                return class_table_check(st, st->relay_recipient_maps, st->relay_recipient_maps_error,
+                                         "relay_recipient_maps", st->unknown_relay_code, "relay recipient",
+                                         a, sender, f, ret_reply);
         case ADDR_CLASS_DEFAULT:
                 break;
         }
