@@ -1,6 +1,6 @@
 /* test-addr-class.c — unit tests for the address classifier: each class, the order in which
  * the classes decide, relay subdomains, address literals of $inet_interfaces, the overlap
- * warning (once per domain), a broken list (a table that did not open) answering errors
+ * warning (once per domain), a broken list (a table or file that did not open) answering errors
  * instead of a class, and a table that fails at lookup time. */
 #include <errno.h>
 #include <stdio.h>
@@ -158,12 +158,30 @@ static void test_errors(void) {
         check_class(&ac, "example.org", 0, ADDR_CLASS_LOCAL);
         addr_classes_done(&ac);
 
-        /* entries that are not supported at all stay fatal */
-        char *files[] = { L("/etc/postfix/domains"), NULL };
-        char **const lists3[ADDR_CLASS_LISTS] = { none, files, none, none };
+        /* a file of domain names that is missing breaks its list too */
+        char *files[] = { L("/nonexistent/postfix/vhost"), NULL };
+        char **const lists3[ADDR_CLASS_LISTS] = { local, none, files, none };
+        CHECK_INT(addr_classes_init(&ac, lists3, NULL, NULL), 0);
+        CHECK(addr_classes_problem(&ac, ADDR_CLASS_VIRTUAL_MAILBOX) &&
+              strstr(addr_classes_problem(&ac, ADDR_CLASS_VIRTUAL_MAILBOX),
+                     "virtual_mailbox_domains: /nonexistent/postfix/vhost: cannot open"));
+        check_class(&ac, "example.org", 0, ADDR_CLASS_LOCAL);
+        check_class(&ac, "elsewhere.example", -ENOENT, ADDR_CLASS_DEFAULT);
+        addr_classes_done(&ac);
+
+        /* entries that cannot mean anything stay fatal: a file naming another file */
+        char nested[600];
+        snprintf(nested, sizeof nested, "%s/nested", dir);
+        f = fopen(nested, "we");
+        CHECK(f);
+        fputs("/etc/postfix/vhost\n", f);
+        CHECK(fclose(f) == 0);
+        char *nest[] = { nested, NULL };
+        char **const lists4[ADDR_CLASS_LISTS] = { none, nest, none, none };
         _cleanup_free_ char *why = NULL;
-        CHECK_INT(addr_classes_init(&ac, lists3, NULL, &why), -EOPNOTSUPP);
-        CHECK(why && strstr(why, "virtual_alias_domains: /etc/postfix/domains"));
+        CHECK_INT(addr_classes_init(&ac, lists4, NULL, &why), -EOPNOTSUPP);
+        CHECK(why && strstr(why, "virtual_alias_domains: ") && strstr(why, "may not name another file"));
+        unlink(nested);
         rmdir(dir);
 }
 
