@@ -276,6 +276,8 @@ const ParamDef param_table[] = {
               "Postern only: the directory holding the roles' IPC sockets (qmgr, local, ...)."),
         P_LIST("propagate_unmatched_extensions", "canonical, virtual",
                "Lookups that carry an address extension over when the full address is not matched."),
+        P_LIST("proxy_interfaces", "",
+               "Addresses of this host behind a proxy or NAT; [address] literals of their numeric entries are local destinations (as those of inet_interfaces)."),
         P_INT("qmgr_message_active_limit", "20000", 1, 0,
               "How many messages the queue manager works on at once at most."),
         P_STR("queue_directory", "/var/spool/postern",

@@ -121,13 +121,29 @@ int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], cha
 int addr_classes_load(AddrClasses *ac, Conf *c, const char *listener, char **ret_reason) {
         char **lists[ADDR_CLASS_LISTS] = {};
         _cleanup_strv_free_ char **ifaces = conf_get_list(c, listener, "inet_interfaces");
-        int r = ifaces ? 0 : -ENOMEM;
+        _cleanup_strv_free_ char **proxies = conf_get_list(c, listener, "proxy_interfaces");
+        _cleanup_strv_free_ char **own = NULL;
+        size_t n_if = 0, n_px = 0;
+        int r = ifaces && proxies ? 0 : -ENOMEM;
 
+        while (r >= 0 && ifaces[n_if])
+                n_if++;
+        while (r >= 0 && proxies[n_px])
+                n_px++;
+        /* Both lists name this host's addresses; the strings move into one list. */
+        if (r >= 0 && !(own = calloc(n_if + n_px + 1, sizeof(char *))))
+                r = -ENOMEM;
+        if (r >= 0) {
+                memcpy(own, ifaces, n_if * sizeof(char *));
+                memcpy(own + n_if, proxies, n_px * sizeof(char *));
+                ifaces[0] = NULL;
+                proxies[0] = NULL;
+        }
         for (AddrClass k = 0; k < ADDR_CLASS_LISTS && r >= 0; k++)
                 if (!(lists[k] = conf_get_list(c, listener, class_params[k])))
                         r = -ENOMEM;
         if (r >= 0)
-                r = addr_classes_init(ac, lists, ifaces, ret_reason);
+                r = addr_classes_init(ac, lists, own, ret_reason);
         for (AddrClass k = 0; k < ADDR_CLASS_LISTS; k++)
                 strv_free(lists[k]);
         return r;

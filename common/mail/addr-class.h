@@ -3,7 +3,8 @@
  *
  *   class            domains                                 transport          valid recipients
  *   local            mydestination; [address] literals of   local_transport    local_recipient_maps
- *                    numeric $inet_interfaces; no domain
+ *                    numeric $inet_interfaces and
+ *                    $proxy_interfaces; no domain
  *   virtual alias    virtual_alias_domains                   (none: aliases)    virtual_alias_maps
  *   virtual mailbox  virtual_mailbox_domains                 virtual_transport  virtual_mailbox_maps
  *   relay            relay_domains (and their subdomains)    relay_transport    relay_recipient_maps
@@ -59,7 +60,8 @@ const char *addr_class_name(AddrClass c);
 int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], char **inet_interfaces,
                       char **ret_reason);
 /* The same from main.cf (mydestination, virtual_alias_domains, virtual_mailbox_domains,
- * relay_domains, inet_interfaces; listener overrides apply when listener is not NULL). */
+ * relay_domains, inet_interfaces and proxy_interfaces; listener overrides apply when listener
+ * is not NULL). */
 int addr_classes_load(AddrClasses *ac, Conf *c, const char *listener, char **ret_reason);
 void addr_classes_done(AddrClasses *ac);
 /* Why the list of class c is broken, or NULL. */

@@ -13,7 +13,8 @@
  *
  * For relay and default routes the next hop is $relayhost, or the recipient domain when
  * relayhost is empty. Address literals ("[192.0.2.1]") are local only for numeric
- * $inet_interfaces (Postfix also uses the addresses of every interface for "all").
+ * $inet_interfaces and $proxy_interfaces (Postfix also uses the addresses of every interface for
+ * "all").
  *
  * relocated_maps (looked up as relocated(5) says: user@domain, user for local domains and
  * $myorigin, @domain, each also without the recipient_delimiter extension) bounces the recipient

@@ -17,7 +17,7 @@
  * qmgr_message_active_limit, default_process_limit, local_destination_concurrency_limit,
  * bounce_size_limit, mail_owner,
  * postern_socket_directory, and for routing (qmgr-route.c) the address classes (mydestination,
- * inet_interfaces, virtual_alias_domains, virtual_mailbox_domains, relay_domains),
+ * inet_interfaces, proxy_interfaces, virtual_alias_domains, virtual_mailbox_domains, relay_domains),
  * local_transport, virtual_transport, relay_transport, default_transport, relayhost,
  * relocated_maps (with myorigin and recipient_delimiter), transport_maps,
  * default_destination_concurrency_limit (per remote next hop), and the scheduler's parameters

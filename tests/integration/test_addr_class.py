@@ -276,3 +276,14 @@ def test_posternctl_check_names_class_tables(postern):
     assert r.returncode == 1
     assert re.search(r"posternctl: virtual_mailbox_maps: texthash:.*/missing: cannot open", r.stderr), r.stderr
     assert re.search(r"posternctl: relay_domains: texthash:.*/missing-relay: cannot open", r.stderr), r.stderr
+
+
+def test_address_literals_of_own_addresses_are_local(postern):
+    # Numeric inet_interfaces / proxy_interfaces entries: [address] literals are local.
+    start_relay(postern, inet_interfaces="all, 127.0.0.8", proxy_interfaces="192.0.2.25")
+    with session(postern, source=OUTSIDE) as c:
+        assert c.cmd("RCPT TO:<ptest1@[127.0.0.8]>") == "250 2.1.5 Ok"
+        assert c.cmd("RCPT TO:<ptest1@[192.0.2.25]>") == "250 2.1.5 Ok"
+        assert c.cmd("RCPT TO:<nosuchuser@[192.0.2.25]>") == \
+            UNKNOWN.format(code=550, addr="nosuchuser@[192.0.2.25]", table="local recipient")
+        assert c.cmd("RCPT TO:<ptest1@[127.0.0.9]>") == "554 5.7.1 <ptest1@[127.0.0.9]>: Relay access denied"
