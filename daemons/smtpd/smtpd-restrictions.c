@@ -19,8 +19,9 @@
  * parent_domain_matches_subdomains default). Address literals ([127.0.0.1]) are local only for
  * numeric $inet_interfaces and $proxy_interfaces, so otherwise they are relayed only for
  * clients that may relay anyway. Routing syntax inside local parts (user%host, host!user,
- * "user@host") is never interpreted (allow_percent_hack, swap_bangpath and resolve_dequoted_address in their
- * safe settings): such addresses are local parts that fail the local recipient check. */
+ * "user@host") is never interpreted (allow_percent_hack, swap_bangpath and
+ * resolve_dequoted_address in their safe settings): such addresses are local parts that fail the
+ * local recipient check. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
