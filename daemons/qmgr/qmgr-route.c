@@ -72,6 +72,8 @@ static int route_class(const QmgrSettings *s, const char *domain, AddrClass *ret
         int r = addr_classes_classify((AddrClasses *) &s->classes, domain, ret, &warning);
         if (warning)
                 log_warning("%s", warning);
+        if (r < 0 && r != -ENOMEM)
+                log_warning_errno(r, "address class lookup of domain %s failed: %m", strempty(domain));
         return r;
 }
 
@@ -95,6 +97,8 @@ static int relocated_lookup(const QmgrSettings *s, const char *address, const ch
         AddrFindFlags f = c == ADDR_CLASS_LOCAL || (domain && strcaseeq(domain, strempty(s->myorigin))) ?
                           ADDR_FIND_LOCALPART : 0;
         int r = addr_find(s->relocated_maps, local, domain, s->recipient_delimiter, f, &where);
+        if (r < 0 && r != -ENOMEM)
+                log_warning_errno(r, "relocated_maps lookup of <%s> failed: %m", address);
         if (r <= 0)
                 return r;
         if (asprintf(ret_text, "5.1.6 User has moved to %s", where) < 0)

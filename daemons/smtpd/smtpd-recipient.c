@@ -91,10 +91,12 @@ static int unknown(const SmtpdSettings *st, int code, const Address *a, bool sen
         return refuse(code, sender ? "5.1.0" : "5.1.1", a, sender, text, ret_reply);
 }
 
+/* 451 4.3.0 for a table that failed; what names it in the log (NULL: already logged). */
 static int lookup_failed(const Address *a, const char *what, int error, char **ret_reply) {
         if (error == -ENOMEM)
                 return error;
-        log_warning_errno(error, "%s lookup of <%s> failed: %m", what, a->external);
+        if (what)
+                log_warning_errno(error, "%s lookup of <%s> failed: %m", what, a->external);
         *ret_reply = smtpd_reply_build(451, "4.3.0", "<%s>: Temporary lookup failure", a->external);
         return *ret_reply ? 1 : -ENOMEM;
 }
@@ -120,7 +122,7 @@ int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender,
                 return 0;
         r = smtpd_address_class(st, a->domain, &c);
         if (r < 0)
-                return lookup_failed(a, "address class", r, ret_reply);
+                return lookup_failed(a, NULL, r, ret_reply);   /* smtpd_address_class() logged it */
         const char *delim = st->recipient_delimiter;
         AddrFindFlags f = c == ADDR_CLASS_LOCAL || strcaseeq(a->domain, strempty(st->myorigin)) ?
                           ADDR_FIND_LOCALPART : 0;
