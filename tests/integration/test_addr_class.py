@@ -287,3 +287,15 @@ def test_address_literals_of_own_addresses_are_local(postern):
         assert c.cmd("RCPT TO:<nosuchuser@[192.0.2.25]>") == \
             UNKNOWN.format(code=550, addr="nosuchuser@[192.0.2.25]", table="local recipient")
         assert c.cmd("RCPT TO:<ptest1@[127.0.0.9]>") == "554 5.7.1 <ptest1@[127.0.0.9]>: Relay access denied"
+
+
+def test_reload_changes_the_classes(postern):
+    start_relay(postern, virtual_mailbox_domains="vmbox.example")
+    with session(postern, source=OUTSIDE) as c:
+        assert c.cmd("RCPT TO:<x@new.example>") == "554 5.7.1 <x@new.example>: Relay access denied"
+    postern.configure(virtual_mailbox_domains="vmbox.example, new.example",
+                      virtual_mailbox_maps="inline:{ {bob@new.example=new.example/bob/} }")
+    postern.reload("smtpd")
+    wait_reply(postern, "x@new.example", UNKNOWN.format(code=550, addr="x@new.example", table="virtual mailbox"))
+    with session(postern, source=OUTSIDE) as c:
+        assert c.cmd("RCPT TO:<bob@new.example>") == "250 2.1.5 Ok"
