@@ -448,17 +448,22 @@ static int choose_scan_plan(Queue *q, usec_t now, size_t limit, QueueStmtId *ret
         return 0;
 }
 
+typedef struct DueRow {
+        char queue_id[QUEUE_ID_MAX];
+        QueueScanCursor at;
+} DueRow;
+
 /* Collects the due queue ids first and calls fn after the statement is reset, so that fn may
  * write through the same connection. */
-int queue_scan_due(Queue *q, usec_t now, size_t limit,
-                   int (*fn)(const char *queue_id, void *ud), void *ud) {
-        typedef char QueueIdBuf[QUEUE_ID_MAX];
-        _cleanup_free_ QueueIdBuf *ids = NULL;
-        size_t n = 0, allocated = 0;
+int queue_scan_due_from(Queue *q, usec_t now, QueueScanCursor *cursor, size_t limit,
+                        int (*fn)(const char *queue_id, void *ud), void *ud) {
+        _cleanup_free_ DueRow *rows = NULL;
+        size_t n = 0, allocated = 0, seen = 0;
+        QueueScanCursor last = *cursor;
         QueueStmtId plan;
         int rc, r;
 
-        if (!q || !fn)
+        if (!q || !cursor || !fn)
                 return -EINVAL;
 
         r = choose_scan_plan(q, now, limit, &plan);
@@ -473,32 +478,52 @@ int queue_scan_due(Queue *q, usec_t now, size_t limit,
                         return r;
                 queue_bind_usec(st, 1, now);
                 sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64) limit);
+                queue_bind_usec(st, 3, cursor->arrival_usec);
+                sqlite3_bind_int64(st, 4, cursor->id);
 
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         const char *qid = (const char *) sqlite3_column_text(st, 0);
 
+                        seen++;
+                        last = (QueueScanCursor) {
+                                .arrival_usec = queue_column_usec(st, 1),
+                                .id = sqlite3_column_int64(st, 2),
+                        };
                         if (!qid || strlen(qid) >= QUEUE_ID_MAX)
                                 continue;   /* not ours; never hand out a truncated id */
                         if (n == allocated) {
                                 size_t k = allocated ? allocated * 2 : 64;
-                                QueueIdBuf *l = reallocarray(ids, k, sizeof *l);
+                                DueRow *l = reallocarray(rows, k, sizeof *l);
                                 if (!l)
                                         return -ENOMEM;
-                                ids = l;
+                                rows = l;
                                 allocated = k;
                         }
-                        strcpy(ids[n++], qid);
+                        strcpy(rows[n].queue_id, qid);
+                        rows[n++].at = last;
                 }
                 if (rc != SQLITE_DONE)
                         return queue_error(q, rc);
         }
 
         for (size_t i = 0; i < n; i++) {
-                r = fn(ids[i], ud);
+                r = fn(rows[i].queue_id, ud);
                 if (r < 0)
                         return r;
+                if (r > 0)
+                        return 1;
+                *cursor = rows[i].at;
         }
-        return 0;
+        *cursor = last;   /* past rows that were not ours, too */
+        return limit > 0 && seen >= limit;
+}
+
+/* queue_scan_due_from() from the start of the queue. */
+int queue_scan_due(Queue *q, usec_t now, size_t limit,
+                   int (*fn)(const char *queue_id, void *ud), void *ud) {
+        QueueScanCursor cursor = QUEUE_SCAN_CURSOR_START;
+        int r = queue_scan_due_from(q, now, &cursor, limit, fn, ud);
+        return MIN(r, 0);
 }
 
 /* One query per call: walks at most window messages in queue-id order after cursor, keeps the

@@ -937,6 +937,24 @@ static void test_scan_plans(Queue *q) {
                                 if (due)
                                         strcpy(want[nwant++], msgs[i].m.queue_id);
                         }
+                /* Paging with a cursor, limit messages at a time, gives the whole answer. */
+                if (cases[c].limit > 0) {
+                        QueueScanCursor cursor = QUEUE_SCAN_CURSOR_START;
+                        size_t pages = 0;
+                        int more;
+
+                        got.n = 0;
+                        do {
+                                more = queue_scan_due_from(q, cases[c].now, &cursor, cases[c].limit,
+                                                           idlist_add, &got);
+                                CHECK(more >= 0);
+                                CHECK(++pages <= N + 1);
+                        } while (more > 0);
+                        CHECK_INT(got.n, nwant);
+                        for (size_t i = 0; i < nwant; i++)
+                                CHECK_STR(got.ids[i], want[i]);
+                }
+
                 if (cases[c].limit && nwant > cases[c].limit)
                         nwant = cases[c].limit;
 
@@ -953,6 +971,51 @@ static void test_scan_plans(Queue *q) {
         CHECK_INT(queue_commit(q), 0);
         free(want);
         free(got.ids);
+}
+
+/* Takes ids until it has max of them, then asks the scan to stop before the next. */
+static int idlist_take_until_full(const char *queue_id, void *ud) {
+        IdList *l = ud;
+
+        if (l->n == l->max)
+                return 1;
+        strcpy(l->ids[l->n++], queue_id);
+        return 0;
+}
+
+/* A scan goes on after the last message its callback took: messages that arrived in the same
+ * microsecond are told apart by their row, and one the callback refused comes first next time. */
+static void test_scan_cursor(Queue *q) {
+        QueueMessage m[5];
+        QueueRecipient r[5][1];
+        char ids[5][QUEUE_ID_MAX];
+        IdList got = { .ids = ids, .max = 2 };
+        QueueScanCursor cursor = QUEUE_SCAN_CURSOR_START;
+
+        for (size_t i = 0; i < ELEMENTSOF(m); i++)
+                insert_simple(q, &m[i], 700, 1, r[i]);   /* one arrival time for all */
+
+        CHECK_INT(queue_scan_due_from(q, 0, &cursor, 0, idlist_take_until_full, &got), 1);
+        CHECK_INT(got.n, 2);
+        CHECK_STR(ids[0], m[0].queue_id);
+        CHECK_STR(ids[1], m[1].queue_id);
+        CHECK_INT(cursor.arrival_usec, 700);
+
+        got = (IdList) { .ids = ids, .max = 5 };
+        CHECK_INT(queue_scan_due_from(q, 0, &cursor, 2, idlist_take_until_full, &got), 1);
+        CHECK_INT(got.n, 2);
+        CHECK_STR(ids[0], m[2].queue_id);   /* the one refused above */
+        CHECK_STR(ids[1], m[3].queue_id);
+        got.n = 0;
+        CHECK_INT(queue_scan_due_from(q, 0, &cursor, 2, idlist_take_until_full, &got), 0);
+        CHECK_INT(got.n, 1);
+        CHECK_STR(ids[0], m[4].queue_id);
+        got.n = 0;
+        CHECK_INT(queue_scan_due_from(q, 0, &cursor, 2, idlist_take_until_full, &got), 0);
+        CHECK_INT(got.n, 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(m); i++)
+                CHECK_INT(queue_delete_message(q, m[i].queue_id), 0);
 }
 
 static int compare_ids(const void *a, const void *b) {
@@ -1427,6 +1490,7 @@ int main(void) {
         test_content(q);
         test_schedule(q);
         test_scan_plans(q);
+        test_scan_cursor(q);
         test_scan_finished(q);
         test_list(q);
         test_transactions(q);
