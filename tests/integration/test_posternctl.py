@@ -127,8 +127,8 @@ def test_delete_removes_and_logs(postern):
 @pytest.mark.parametrize("verb", ["hold", "delete"])
 def test_all_commits_in_chunks(postern, verb):
     """ALL changes messages a thousand per transaction: one commit (one sync of the WAL) each,
-    not one per message — a million took hours of syncs with qmgr's loop blocked, far beyond
-    its 30 s watchdog. Counted with strace on qmgr."""
+    not one per message — a million were a million syncs (a quarter of an hour or more) with
+    qmgr's loop blocked, far beyond its 30 s watchdog. Counted with strace on qmgr."""
     start(postern)
     n = 1500
     con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
