@@ -180,17 +180,24 @@ static void scan(Qmgr *q) {
                 sweep_start(q);
         }
 
-        if (q->n_active < q->s.active_limit) {
+        /* Pages of messages that are all active already (the head of the queue, at the start of
+         * a pass) are stepped over in this scan, not one page per scan interval; at most about
+         * an active set's worth of them. */
+        for (size_t pages = 0; q->n_active < q->s.active_limit && pass.activated < QMGR_SCAN_BATCH &&
+                               pages <= q->s.active_limit / QMGR_SCAN_BATCH; pages++) {
                 r = queue_scan_due_from(q->queue, pass.force ? (usec_t) INT64_MAX : now, &q->scan_cursor,
                                         QMGR_SCAN_BATCH, scan_take, &pass);
                 if (r < 0) {
                         log_error_errno(r, "Queue scan failed: %s", queue_last_error(q->queue));
                         more = false;   /* tried again from the same place by the timer below */
-                } else if (r == 0) {
+                        break;
+                }
+                if (r == 0) {
                         more = false;
                         q->scan_cursor = QUEUE_SCAN_CURSOR_START;
                         if (pass.force)
                                 q->scan_force = false;
+                        break;
                 }
         }
         /* More may be due than the active set could take: when it is full, qmgr_message_release()
