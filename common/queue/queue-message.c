@@ -826,46 +826,53 @@ fail:
         return r;
 }
 
-/* Every message with its recipients, oldest first, read in batches so no statement is active
- * while fn runs. */
-int queue_list(Queue *q, int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n,
-                                   void *ud), void *ud) {
+/* One batch of messages after *cursor (oldest first), read under one snapshot, then given to fn
+ * with no statement active; moves the cursor past them. 1: there may be more, 0: the end. */
+int queue_list_page(Queue *q, QueueListCursor *cursor,
+                    int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *ud),
+                    void *ud) {
         _cleanup_free_ ListEntry *batch = NULL;
-        usec_t after_usec = 0;
-        int64_t after_id = -1;
+        size_t n = 0;
+        bool outer;
         int r;
 
-        if (!q || !fn)
+        if (!q || !cursor || !fn)
                 return -EINVAL;
-
+        if (!cursor->started) {
+                cursor->after_usec = 0;
+                cursor->after_id = -1;
+                cursor->started = true;
+        }
         batch = calloc(QUEUE_LIST_BATCH, sizeof *batch);
         if (!batch)
                 return -ENOMEM;
+        r = read_begin(q, &outer);
+        if (r < 0)
+                return r;
+        r = list_batch(q, cursor->after_usec, cursor->after_id, batch, &n);
+        read_end(q, outer);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return 0;
+        cursor->after_usec = batch[n - 1].m.arrival_usec;
+        cursor->after_id = batch[n - 1].id;
+        r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = fn(&batch[i].m, batch[i].rcpts, batch[i].n, ud);
+        list_entries_free(batch, n);
+        if (r < 0)
+                return r;
+        return n == QUEUE_LIST_BATCH;
+}
 
-        for (;;) {
-                size_t n = 0;
-                bool outer;
+/* Every message with its recipients, oldest first, a page at a time. */
+int queue_list(Queue *q, int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n,
+                                   void *ud), void *ud) {
+        QueueListCursor cursor = {};
+        int r;
 
-                r = read_begin(q, &outer);
-                if (r < 0)
-                        return r;
-                r = list_batch(q, after_usec, after_id, batch, &n);
-                read_end(q, outer);
-                if (r < 0)
-                        return r;
-                if (n == 0)
-                        return 0;
-
-                after_usec = batch[n - 1].m.arrival_usec;
-                after_id = batch[n - 1].id;
-
-                r = 0;
-                for (size_t i = 0; i < n && r >= 0; i++)
-                        r = fn(&batch[i].m, batch[i].rcpts, batch[i].n, ud);
-                list_entries_free(batch, n);
-                if (r < 0)
-                        return r;
-                if (n < QUEUE_LIST_BATCH)
-                        return 0;
-        }
+        while ((r = queue_list_page(q, &cursor, fn, ud)) > 0)
+                ;
+        return r;
 }

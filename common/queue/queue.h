@@ -159,6 +159,17 @@ int queue_set_delay_warned(Queue *q, const char *queue_id);
 /* Every message (envelope with nrcpt) and its recipients, oldest first, for posternctl queue. */
 int queue_list(Queue *q, int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n,
                                    void *ud), void *ud);
+/* Where a paged walk of queue_list's order stands; zero-initialised = at the start. */
+typedef struct QueueListCursor {
+        bool started;
+        usec_t after_usec;
+        int64_t after_id;
+} QueueListCursor;
+/* The next page (up to 128 messages) of that walk, each given to fn; moves the cursor. Returns 1
+ * when more may follow, 0 at the end, <0 on error (or fn's). No transaction is left open. */
+int queue_list_page(Queue *q, QueueListCursor *cursor,
+                    int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *ud),
+                    void *ud);
 
 /* Runs a passive WAL checkpoint (qmgr does this after deletions). */
 int queue_checkpoint(Queue *q);

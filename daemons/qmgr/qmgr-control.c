@@ -17,7 +17,10 @@
  * a delete then removes it instead of recording its next attempt, and a hold keeps later scans
  * away from it. Each action is logged as "<id>: placed on hold", "released from hold",
  * "removed" or "requeued". ALL walks the queue a page at a time and commits a thousand
- * messages per transaction (a million is a thousand commits, not a million). */
+ * messages per transaction (a million is a thousand commits, not a million), one transaction per
+ * turn of the event loop at idle priority: deliveries, results and other requests go on
+ * meanwhile, and the reply comes when the pass is done. A pass covers the messages that arrived
+ * before it started (a delete ALL does not take mail accepted while it runs). */
 #include <stdio.h>
 #include <string.h>
 
@@ -110,19 +113,24 @@ static int act(Qmgr *q, const char *verb, const char *id) {
         return 0;
 }
 
-/* ALL walks the queue (queue_list, in pages) and writes CONTROL_ALL_CHUNK messages per
- * transaction; their log lines follow the commit. It runs in the event loop: a million
- * messages take a while, so it tells the watchdog it is making progress after each commit. */
-typedef struct AllPass {
+/* One ALL pass: walks the queue (queue_list_page) in turns of at most CONTROL_ALL_CHUNK
+ * messages, each turn one transaction whose log lines follow its commit. */
+typedef struct ControlAll {
         Qmgr *q;
-        const char *verb;
-        bool open;                              /* a transaction is open */
+        IpcConn *conn;                          /* answered when the pass is done */
+        char verb[16];
+        usec_t started;                         /* CLOCK_REALTIME: later arrivals are not ours */
+        QueueListCursor cursor;
+        bool at_end;
+        bool open;                              /* a transaction is open (within one turn) */
         char (*chunk)[QUEUE_ID_MAX];            /* written in it, announced after its commit */
         size_t n_chunk;
         size_t count;
-} AllPass;
+        sd_event_source *turn;
+        struct ControlAll *next;
+} ControlAll;
 
-static int all_commit(AllPass *p) {
+static int all_commit(ControlAll *p) {
         Qmgr *q = p->q;
         if (!p->open)
                 return 0;
@@ -137,16 +145,21 @@ static int all_commit(AllPass *p) {
                 written(q, p->verb, p->chunk[i]);
         p->count += p->n_chunk;
         p->n_chunk = 0;
-        (void) sd_notify(false, "WATCHDOG=1");
         return 0;
 }
 
 static int all_one(const QueueMessage *msg, const QueueRecipient *rcpts, size_t n, void *userdata) {
-        AllPass *p = userdata;
+        ControlAll *p = userdata;
         Qmgr *q = p->q;
-        QmgrMessage *m = qmgr_active_find(q, msg->queue_id);
         int r;
 
+        if (msg->arrival_usec > p->started) {
+                p->at_end = true;   /* arrived after the request: not part of this pass */
+                return 0;
+        }
+        if (p->at_end)
+                return 0;
+        QmgrMessage *m = qmgr_active_find(q, msg->queue_id);
         if (m && (streq(p->verb, "delete") || streq(p->verb, "requeue"))) {
                 /* Completing a cancelled message commits on its own: none of ours may be open. */
                 r = all_commit(p);
@@ -156,6 +169,8 @@ static int all_one(const QueueMessage *msg, const QueueRecipient *rcpts, size_t 
                         p->count++;
                 return 0;
         }
+        if (p->n_chunk == CONTROL_ALL_CHUNK && (r = all_commit(p)) < 0)
+                return r;   /* (a page may end past the chunk: its rest goes in the next one) */
         if (!p->open) {
                 r = queue_begin(q->queue);
                 if (r < 0)
@@ -171,24 +186,84 @@ static int all_one(const QueueMessage *msg, const QueueRecipient *rcpts, size_t 
                 return 0;
         }
         memcpy(p->chunk[p->n_chunk++], msg->queue_id, QUEUE_ID_MAX);
-        return p->n_chunk == CONTROL_ALL_CHUNK ? all_commit(p) : 0;
+        return 0;
 }
 
-/* Runs verb on every message; the number done, or <0 when the walk or a commit failed. */
-static int act_all(Qmgr *q, const char *verb, size_t *ret_count) {
-        AllPass p = { .q = q, .verb = verb };
-        int r;
+static ControlAll *all_free(ControlAll *p) {
+        if (!p)
+                return NULL;
+        for (ControlAll **i = &p->q->control_all; *i; i = &(*i)->next)
+                if (*i == p) {
+                        *i = p->next;
+                        break;
+                }
+        sd_event_source_disable_unref(p->turn);
+        if (p->conn)
+                ipc_conn_unref(p->conn);
+        free(p->chunk);
+        free(p);
+        return NULL;
+}
 
-        p.chunk = calloc(CONTROL_ALL_CHUNK, QUEUE_ID_MAX);
-        if (!p.chunk)
-                return log_oom();
-        r = queue_list(q->queue, all_one, &p);
+static void all_reply(ControlAll *p, int r) {
+        _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
         if (r < 0)
-                log_error_errno(r, "%s ALL: cannot list the queue: %s", verb, queue_last_error(q->queue));
-        int k = all_commit(&p);
-        free(p.chunk);
-        *ret_count = p.count;
-        return r < 0 ? r : k;
+                (void) ipc_conn_reply_error(p->conn, "cannot update the whole queue");
+        else if (ipc_record_add(&reply, "status", "ok") < 0 ||
+                 ipc_record_addf(&reply, "count", "%zu", p->count) < 0 ||
+                 ipc_conn_reply(p->conn, &reply) < 0)
+                log_warning("%s ALL: %zu messages done; cannot tell the requester", p->verb, p->count);
+        all_free(p);
+}
+
+/* One turn: pages until a chunk's worth was written or the pass is at its end, then commit. */
+static int on_all_turn(sd_event_source *s, void *userdata) {
+        ControlAll *p = userdata;
+        int r = 1;
+
+        while (r > 0 && !p->at_end && p->n_chunk < CONTROL_ALL_CHUNK)
+                r = queue_list_page(p->q->queue, &p->cursor, all_one, p);
+        if (r < 0)
+                log_error_errno(r, "%s ALL: cannot list the queue: %s", p->verb, queue_last_error(p->q->queue));
+        int k = all_commit(p);
+        if (r < 0 || k < 0)
+                all_reply(p, r < 0 ? r : k);
+        else if (r == 0 || p->at_end) {
+                log_info("%s ALL: %zu message(s)", p->verb, p->count);
+                all_reply(p, 0);
+        }
+        return 0;
+}
+
+/* Starts verb on every message queued now; the reply follows when the pass is done. */
+static int all_start(Qmgr *q, IpcConn *c, const char *verb) {
+        ControlAll *p = calloc(1, sizeof(ControlAll));
+        if (!p)
+                return log_oom();
+        p->q = q;
+        snprintf(p->verb, sizeof(p->verb), "%s", verb);
+        p->started = now_usec(CLOCK_REALTIME);
+        p->chunk = calloc(CONTROL_ALL_CHUNK, QUEUE_ID_MAX);
+        int r = p->chunk ? sd_event_add_defer(q->event, &p->turn, on_all_turn, p) : -ENOMEM;
+        if (r >= 0)
+                r = sd_event_source_set_priority(p->turn, SD_EVENT_PRIORITY_IDLE);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(p->turn, SD_EVENT_ON);
+        if (r < 0) {
+                free(p->chunk);
+                sd_event_source_disable_unref(p->turn);
+                free(p);
+                return log_error_errno(r, "%s ALL: cannot start: %m", verb);
+        }
+        p->conn = ipc_conn_ref(c);
+        p->next = q->control_all;
+        q->control_all = p;
+        return 0;
+}
+
+void qmgr_control_done(Qmgr *q) {
+        while (q->control_all)
+                all_free(q->control_all);
 }
 
 static bool peer_allowed(Qmgr *q, IpcConn *c, uid_t *ret_uid) {
@@ -229,10 +304,9 @@ int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req) {
         if (isempty(id))
                 return ipc_conn_reply_error(c, "missing queue_id");
 
-        if (streq(id, "ALL")) {
-                if (act_all(q, verb, &count) < 0)
-                        return ipc_conn_reply_error(c, "cannot update the whole queue");
-        } else {
+        if (streq(id, "ALL"))
+                return all_start(q, c, verb) < 0 ? ipc_conn_reply_error(c, "cannot update the whole queue") : 0;
+        else {
                 r = act(q, verb, id);
                 if (r == -ENOENT)
                         return ipc_conn_reply_error(c, "no such message in the queue");

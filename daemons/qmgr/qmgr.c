@@ -223,6 +223,7 @@ static int start(void *userdata, Daemon *d) {
 
 static void stop(void *userdata) {
         Qmgr *q = userdata;
+        qmgr_control_done(q);
         qmgr_scan_done(q);
         q->queue = queue_close(q->queue);
 }

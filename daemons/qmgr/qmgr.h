@@ -187,6 +187,7 @@ struct Qmgr {
         QueueScanCursor scan_cursor;   /* where the next scan goes on (the pass's position) */
         IpcLogLimit flush_log;         /* "flush requested" lines (anyone may ask) */
         IpcLogLimit refusal_log;       /* refused control requests (anyone may send them) */
+        struct ControlAll *control_all; /* hold/release/delete/requeue ALL passes under way */
         bool scan_backlog;             /* the last scan may have left due messages behind */
         bool sweep_needed;             /* look for finished messages that were not removed */
         sd_event_source *sweep_timer;  /* CLOCK_MONOTONIC, one shot: the next sweep batch */
@@ -354,6 +355,8 @@ void qmgr_delay_warning(Qmgr *q, QmgrMessage *m);
 /* Runs an administrative verb (hold, release, delete, requeue) for a peer that is root or
  * mail_owner, or answers "permission denied"; replies on c. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req);
+/* Stops the ALL passes under way (shutdown): what they committed stays, their peers get no reply. */
+void qmgr_control_done(Qmgr *q);
 
 /* qmgr-bounce.c */
 typedef enum QmgrNoticeKind {
