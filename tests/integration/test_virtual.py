@@ -180,6 +180,22 @@ def test_bad_owner_or_base_defers(virt, conf, log):
     assert list(p.vbase.iterdir()) == []
 
 
+def test_regexp_substitution_never_names_a_mailbox(virt):
+    """virtual_mailbox_maps take no $number substitution: a rule that would copy the address into
+    the path is skipped (and logged), so the address "../../x" names no file; rules without it
+    work."""
+    rx = virt.etc_dir / "vmailbox.regexp"
+    rx.write_text("/^dave@vdomain\\.test$/ vdomain.test/dave/\n/^(.+)@vdomain\\.test$/ vdomain.test/$1/\n")
+    virt.configure(virtual_mailbox_maps=f"regexp:{rx}")
+    p = start(virt)
+    assert vdeliver(p, [f"dave@{VDOM}", f'"../../x"@{VDOM}'], "regexp") == [
+        ("delivered", "2.0.0", "delivered to maildir"),
+        ("bounced", "5.1.1", f'unknown user: ""../../x"@{VDOM}"')]
+    p.wait_log("local", r"virtual_mailbox_maps: .*skipping")
+    assert sorted(x.name for x in (p.vbase / VDOM).iterdir()) == ["dave"]
+    assert sorted(x.name for x in p.root.iterdir() if x.name == "x") == []
+
+
 def test_mailbox_limit(virt):
     """virtual_mailbox_limit caps an mbox file and each Maildir file (5.2.2, nothing left behind);
     mailbox_size_limit is local delivery's and does not apply here."""
