@@ -402,3 +402,20 @@ def test_parameter_defaults(postern):
         "virtual_uid_maps =", "virtual_gid_maps =",
         "virtual_destination_concurrency_limit = $default_destination_concurrency_limit",
         "virtual_destination_recipient_limit = $default_destination_recipient_limit"], out
+
+
+def test_qmgr_names_postern_local_when_the_virtual_socket_is_missing(postern):
+    """Without a virtual socket the recipients are deferred, and the reason names the daemon that
+    serves it (postern-local) and the socket."""
+    from test_qmgr_agent import rcpt_rows
+    for name, s in postern.listeners["local"]:
+        if name == "virtual":
+            s.close()
+    (postern.socket_dir / "virtual").unlink()
+    start_qmgr_virtual(postern, minimal_backoff_time="600s")
+    qid = inject(postern, "alice@example.org", [f"x@{VDOM}"])
+    wakeup(postern)
+    postern.wait_for(lambda: rcpt_rows(postern, qid)[0][2] >= 1, what="the deferral")
+    (address, state, attempts, _, dsn, diag), = rcpt_rows(postern, qid)
+    assert dsn == "4.3.0" and diag.startswith(
+        f"delivery agent unavailable: cannot connect to postern-local at {postern.socket_dir}/virtual:"), diag
