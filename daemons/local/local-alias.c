@@ -1,5 +1,6 @@
-/* local-alias.c — recipient resolution for postern-local: main.cf settings, the Delivered-To
- * loop set, alias_maps expansion and the passwd lookup.
+/* local-alias.c — recipient resolution for postern-local: main.cf settings (local's and the
+ * virtual socket's, local-virtual.c), the Delivered-To loop set, alias_maps expansion and the
+ * passwd lookup.
  *
  * A recipient "Local+Ext@domain" is looked up lower-cased, first with its extension and then
  * without (recipient_delimiter), in alias_maps. Alias values ("a, b@remote, \user, |cmd, /file")

@@ -18,7 +18,8 @@
  *      dotlock can be made as the user;
  *   3. switches its groups and its *effective* uid to the recipient before opening any mailbox
  *      file (setgroups with the groups the parent looked up with getgrouplist() before the
- *      fork, setresgid, setresuid(-1, uid, -1)): files are opened and created with
+ *      fork — for a virtual mailbox, which has no user name, the mailbox's gid alone —, setresgid,
+ *      setresuid(-1, uid, -1)): files are opened and created with
  *      the recipient's rights, but the real and saved uid stay root, so the recipient cannot
  *      signal, stop or trace the process that holds the marker lock (kill(2) needs a matching
  *      real or saved uid) — the way Postfix's local(8) changes only its effective uid. A
@@ -27,7 +28,9 @@
  *      Under systemd the command runs as a transient unit instead (local-transient.c): before
  *      the switch, while its effective uid is still root, the child connects to the service
  *      manager, which trusts the uid a connection was made with;
- *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox (a batch: every message not
+ *   4. applies mailbox_size_limit (virtual_mailbox_limit for a virtual mailbox, which is also
+ *      locked per virtual_mailbox_lock and whose missing directories it creates first, as the
+ *      owner) as RLIMIT_FSIZE, writes the mailbox (a batch: every message not
  *      yet in its marker; an mbox under one lock with one fsync, a Maildir with one fsync of new/
  *      after the files' own), records it in the marker(s) after it was
  *      fsynced (local_marker_sync(): one sync for all), and writes one line "<dsn>\t<diag>\n" per
