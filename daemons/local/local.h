@@ -1,6 +1,8 @@
 /* local.h — internal interfaces of postern-local, the local delivery agent.
  *
- * The parent process (local.c) serves request=deliver on the "local" IPC socket, loads the
+ * The parent process (local.c) serves request=deliver on the "local" IPC socket (and on the
+ * "virtual" one, as Postfix's virtual(8): recipients resolved by local-virtual.c into one
+ * mailbox target each, then delivered like local ones), loads the
  * message from the queue, resolves every recipient into delivery targets (local-alias.c),
  * forwards remote alias members through a new queue message (local-forward.c) and forks one
  * child per mailbox target, per batch of mbox targets for one mailbox (one such child per mbox at
