@@ -63,6 +63,15 @@ static Target *result_new(const char *address, const char *dsn, const char *diag
         return t;
 }
 
+/* A table failed (error r): logged, and the recipient deferred with 4.3.0 (*ret); 0 or -ENOMEM. */
+static int lookup_failed(const char *name, const char *address, int r, Target **ret) {
+        _cleanup_free_ char *diag = NULL;
+        log_warning("table %s: lookup %s: %s", name, address, strerror(-r));
+        if (asprintf(&diag, "%s lookup failure for \"%s\": %s", name, address, strerror(-r)) < 0)
+                return -ENOMEM;
+        return (*ret = result_new(address, "4.3.0", diag)) ? 0 : -ENOMEM;
+}
+
 /* Looks up the owner id in tables; 1 with *ret_id, 0 deferred (*ret set), <0 out of memory. */
 static int owner_lookup(const LocalSettings *s, TableList *tables, const char *name, const char *address,
                         long long min, unsigned long *ret_id, Target **ret) {
@@ -70,13 +79,8 @@ static int owner_lookup(const LocalSettings *s, TableList *tables, const char *n
         int r = virtual_lookup(s, tables, name, address, &value);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0) {
-                _cleanup_free_ char *diag = NULL;
-                log_warning("table %s: lookup %s: %s", name, address, strerror(-r));
-                if (asprintf(&diag, "%s lookup failure for \"%s\": %s", name, address, strerror(-r)) < 0)
-                        return -ENOMEM;
-                return (*ret = result_new(address, "4.3.0", diag)) ? 0 : -ENOMEM;
-        }
+        if (r < 0)
+                return lookup_failed(name, address, r, ret);
         if (r == 0) {
                 log_warning("recipient %s: not found in %s", address, name);
                 return (*ret = result_new(address, "4.3.5", "mail system configuration error")) ? 0 : -ENOMEM;
@@ -103,12 +107,8 @@ static int virtual_target(const LocalSettings *s, const char *address, Target **
         r = virtual_lookup(s, s->virtual_mailbox_maps, "virtual_mailbox_maps", address, &mailbox);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0) {
-                log_warning("table virtual_mailbox_maps: lookup %s: %s", address, strerror(-r));
-                if (asprintf(&diag, "virtual_mailbox_maps lookup failure for \"%s\": %s", address, strerror(-r)) < 0)
-                        return -ENOMEM;
-                return (*ret = result_new(address, "4.3.0", diag)) ? 0 : -ENOMEM;
-        }
+        if (r < 0)
+                return lookup_failed("virtual_mailbox_maps", address, r, ret);
         if (r == 0) {
                 if (asprintf(&diag, "unknown user: \"%s\"", address) < 0)
                         return -ENOMEM;
