@@ -71,7 +71,7 @@ static int check_directory(Conf *c, const char *param) {
 static bool own_transport(const MasterEntry *e) {
         static const char *const own[][2] = {
                 { "smtp", "smtp" }, { "relay", "smtp" }, { "lmtp", "lmtp" }, { "local", "local" },
-                { "error", "error" }, { "retry", "error" }, { "discard", "discard" },
+                { "virtual", "virtual" }, { "error", "error" }, { "retry", "error" }, { "discard", "discard" },
         };
         for (size_t i = 0; i < ELEMENTSOF(own); i++)
                 if (streq(e->service, own[i][0]) && streq(e->command, own[i][1]))
