@@ -544,6 +544,14 @@ const ParamDef param_table[] = {
               "The reply code for reject_unknown_helo_hostname when the HELO name has no A, AAAA or MX record."),
         P_INT("unknown_local_recipient_reject_code", "550", 400, 599,
               "SMTP code for a rejected unknown local recipient (450 while testing)."),
+        P_INT("virtual_alias_address_length_limit", "1000", 1, 0,
+              "Longest address a virtual alias expansion may produce; a longer one gives the message a temporary failure (4.6.0)."),
+        P_INT("virtual_alias_expansion_limit", "1000", 1, 0,
+              "Most addresses one recipient's virtual alias expansion may produce; more gives the message a temporary failure (4.6.0)."),
+        P_LIST("virtual_alias_maps", "",
+               "Lookup tables that map addresses and domains to one or more other addresses (virtual(5)), applied to every recipient when a message is queued."),
+        P_INT("virtual_alias_recursion_limit", "1000", 1, 0,
+              "Most nested virtual alias lookups for one address; deeper nesting gives the message a temporary failure (4.6.0)."),
 };
 
 const size_t param_table_size = ELEMENTSOF(param_table);

@@ -688,6 +688,24 @@ int table_list_lookup_full(TableList *l, const char *key, char **ret_value, Tabl
         return 0;
 }
 
+/* Whether t matches patterns against the whole key (regexp:, pcre:, cidr:). */
+bool table_is_pattern(const Table *t) {
+        return t->kind == TABLE_KIND_REGEXP || t->kind == TABLE_KIND_PCRE || t->kind == TABLE_KIND_CIDR;
+}
+
+/* Like table_list_lookup_full(), for a partial key (a local part, "@domain", an address without
+ * its extension): pattern tables are skipped, as Postfix asks them only for the full address. */
+int table_list_lookup_partial(TableList *l, const char *key, char **ret_value, TableNotes *notes) {
+        for (size_t i = 0; i < l->n; i++) {
+                if (table_is_pattern(l->tables[i]))
+                        continue;
+                int r = table_lookup_full(l->tables[i], key, ret_value, notes);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* How many tables the list holds. */
 size_t table_list_size(const TableList *l) {
         return l ? l->n : 0;
