@@ -84,6 +84,9 @@ def test_queue_rows_after_expansion(postern, local_users):
         ("keep@virt.example", ["keep@virt.example", f"ptest2@{HOST}"]),
         (f"helpdesk@{HOST}", [f"ptest3@{HOST}"]),
         ("helpdesk@other.example", ["helpdesk@other.example"]),
+        # an address literal of this host ($inet_interfaces = all) is local; another is not
+        ("helpdesk@[127.0.0.1]", [f"ptest3@{HOST}"]),
+        ("helpdesk@[192.0.2.1]", ["helpdesk@[192.0.2.1]"]),
         ("sales+q1@virt.example", [f"ptest2+q1@{HOST}"]),
         ("sales-q2@virt.example", [f"ptest2-q2@{HOST}"]),
         ("anyone@catch.example", [f"ptest3@{HOST}"]),
