@@ -5,7 +5,8 @@
  * after canonical rewriting and the access(5) actions (REDIRECT, BCC) and before the commit.
  *
  * Per recipient: each address of its expansion becomes a recipient with the original's NOTIFY
- * and ORCPT; without a client ORCPT, "rfc822;<original>" is recorded as ORCPT, so delivery
+ * and ORCPT; without a client ORCPT, "rfc822;<original>" ("utf-8;" for an SMTPUTF8 address,
+ * RFC 6533) is recorded as ORCPT, so delivery
  * logs show orig_to=<original>, notices name the original as Original-Recipient, and the SMTP
  * client passes it on (Postfix's original recipient). A recipient that asked for NOTIFY=SUCCESS
  * and was aliased gets Postfix's "expanded" success notice instead: it is queued once more,
@@ -220,9 +221,12 @@ static int add_expansion(RcptVec *vec, QueueRecipient *rc, char **list) {
         unsigned notify = rc->notify;
         int r;
 
+        bool utf8 = false;
+        for (const char *p = rc->address; *p; p++)
+                utf8 = utf8 || (unsigned char) *p >= 0x80;
         if (rc->orcpt)
                 orcpt = strdup(rc->orcpt);
-        else if (asprintf(&orcpt, "rfc822;%s", rc->address) < 0)
+        else if (asprintf(&orcpt, "%s;%s", utf8 ? "utf-8" : "rfc822", rc->address) < 0)   /* RFC 6533 */
                 orcpt = NULL;
         if (!orcpt)
                 return -ENOMEM;
