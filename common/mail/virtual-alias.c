@@ -81,71 +81,68 @@ static int lookup(const VirtualAlias *va, const char *key, bool full, char **ret
         return r;
 }
 
-/* Postfix's search order (virtual-alias.h). Returns 1 with *ret_value and, when the key matched
- * only without the extension, *ret_ext (the extension with its delimiter); 0; or <0 with
- * *ret_key naming the key whose lookup failed. */
+/* The keys of Postfix's search order (virtual-alias.h), tried in this order. */
+typedef enum FindStage {
+        FIND_FULL,             /* user+ext@domain */
+        FIND_BARE,             /* user@domain, when there is an extension */
+        FIND_LOCAL_FULL,       /* user+ext, for $myorigin and local domains */
+        FIND_LOCAL_BARE,       /* user, likewise, when there is an extension */
+        FIND_AT_DOMAIN,        /* @domain */
+        _FIND_STAGE_MAX,
+} FindStage;
+
+/* Returns 1 with *ret_value and, when the key matched only without the extension, *ret_ext
+ * (the extension with its delimiter); 0; or <0 with *ret_key naming the key (or the domain)
+ * whose lookup failed. */
 static int find(const VirtualAlias *va, const char *addr, char **ret_value, char **ret_ext, char **ret_key) {
         const char *at = domain_at(addr);
         size_t llen = at ? (size_t) (at - addr) : strlen(addr);
         size_t e = extension_start(addr, llen, va->delimiters);
         _cleanup_free_ char *ext = e < llen ? strndup(addr + e, llen - e) : NULL;
-        _cleanup_free_ char *key = NULL;
-        int r;
+        int local = -1, r;
 
         if (e < llen && !ext)
                 return -ENOMEM;
         *ret_ext = NULL;
-        r = lookup(va, addr, true, ret_value);
-        if (r != 0)
-                goto done_full;
-        if (ext) {
-                if (asprintf(&key, "%.*s%s", (int) e, addr, at ? at : "") < 0)
+        for (FindStage stage = FIND_FULL; stage < _FIND_STAGE_MAX; stage++) {
+                bool bare = stage == FIND_BARE || stage == FIND_LOCAL_BARE;
+                _cleanup_free_ char *key = NULL;
+
+                if ((bare && !ext) || (stage > FIND_BARE && !at))
+                        continue;
+                if ((stage == FIND_LOCAL_FULL || stage == FIND_LOCAL_BARE) && local < 0) {
+                        /* Asked only now: a domain test that fails does not matter when a
+                         * full address matched. */
+                        local = !isempty(va->myorigin) && strcaseeq(at + 1, va->myorigin) ? 1 :
+                                va->local_domain ? va->local_domain(at + 1, va->userdata) : 0;
+                        if (local < 0) {
+                                *ret_key = strdup(at + 1);
+                                return local;
+                        }
+                }
+                if ((stage == FIND_LOCAL_FULL || stage == FIND_LOCAL_BARE) && !local)
+                        continue;
+                switch (stage) {
+                case FIND_FULL:       key = strdup(addr); break;
+                case FIND_BARE:       if (asprintf(&key, "%.*s%s", (int) e, addr, strempty(at)) < 0) key = NULL; break;
+                case FIND_LOCAL_FULL: key = strndup(addr, llen); break;
+                case FIND_LOCAL_BARE: key = strndup(addr, e); break;
+                default:              key = strdup(at); break;
+                }
+                if (!key)
                         return -ENOMEM;
-                r = lookup(va, key, false, ret_value);
-                if (r != 0)
-                        goto done_bare;
-                free(key);
-                key = NULL;
-        }
-        if (!at)
-                return 0;
-        int local = (!isempty(va->myorigin) && strcaseeq(at + 1, va->myorigin)) ? 1 :
-                    va->local_domain ? va->local_domain(at + 1, va->userdata) : 0;
-        if (local < 0) {
-                *ret_key = strdup(at + 1);
-                return local;
-        }
-        if (local > 0) {
-                if (!(key = strndup(addr, llen)))
-                        return -ENOMEM;
-                r = lookup(va, key, false, ret_value);
-                if (r != 0)
-                        goto done_full;
-                free(key);
-                key = NULL;
-                if (ext) {
-                        if (!(key = strndup(addr, e)))
-                                return -ENOMEM;
-                        r = lookup(va, key, false, ret_value);
-                        if (r != 0)
-                                goto done_bare;
-                        free(key);
-                        key = NULL;
+                r = lookup(va, key, stage == FIND_FULL, ret_value);
+                if (r < 0) {
+                        *ret_key = TAKE_PTR(key);
+                        return r;
+                }
+                if (r > 0) {
+                        if (bare)
+                                *ret_ext = TAKE_PTR(ext);
+                        return 1;
                 }
         }
-        if (!(key = strdup(at)))
-                return -ENOMEM;
-        r = lookup(va, key, false, ret_value);
-done_full:
-        if (r < 0)
-                *ret_key = key ? TAKE_PTR(key) : strdup(addr);
-        return r;
-done_bare:
-        if (r < 0)
-                *ret_key = TAKE_PTR(key);
-        else
-                *ret_ext = TAKE_PTR(ext);
-        return r;
+        return 0;
 }
 
 /* Splits a lookup result into addresses: commas and white space separate them outside double
