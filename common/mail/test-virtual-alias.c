@@ -225,11 +225,16 @@ static void test_table_error(void) {
         TableList *maps = NULL;
         CHECK_INT(table_list_open(spec, 0, &maps, NULL), 0);
         CHECK_INT(unlink(path), 0);
-        sleep(2);   /* the file is checked at most once a second */
         VirtualAlias va = { .maps = maps, .myorigin = "example.org" };
         char **list = NULL, *reason = NULL;
         VirtualAliasError e;
-        CHECK_INT(virtual_alias_expand(&va, "a@example.net", &list, &e, &reason), -EIO);
+        int r;
+        /* The file is checked at most once a second: until then the old contents answer. */
+        for (unsigned i = 0; (r = virtual_alias_expand(&va, "a@example.net", &list, &e, &reason)) == 1 && i < 100; i++) {
+                list = strv_free(list);
+                usleep(50 * 1000);
+        }
+        CHECK_INT(r, -EIO);
         CHECK_INT(e, VIRTUAL_ALIAS_TABLE);
         CHECK(!list);
         CHECK(strstr(reason, "virtual_alias_maps map lookup problem for a@example.net (key a@example.net)"));
