@@ -22,7 +22,6 @@
  * delivery agents' to= lines carry orig_to=. */
 #include <arpa/inet.h>
 #include <ifaddrs.h>
-#include <net/if.h>
 #include <strings.h>
 
 #include "smtpd.h"
@@ -319,8 +318,10 @@ int smtpd_virtual_expand(SmtpdSettings *st, CommitJob *j, const char **ret_reply
         }
         if (r < 0) {
                 queue_recipients_free(vec.v, vec.n);
-                if (r == -ENOMEM)
+                if (r == -ENOMEM) {
+                        log_oom();
                         *ret_reply = "451 4.3.0 Error: queue file write error";
+                }
                 return r;
         }
         queue_recipients_free(j->rcpts, j->n_rcpts);
