@@ -272,3 +272,14 @@ def test_table_failures_answer_451(postern, local_users):
     assert refused(postern, "plain@far.example", msg("noopen@test")) == (451, "4.3.0 Error: queue file write error")
     postern.wait_log("smtpd", r"virtual_alias_maps cannot be opened -- message not accepted, try again later")
     assert postern.running("smtpd")
+
+
+def test_per_listener_override_turns_expansion_off(postern, local_users):
+    # What receive_override_options = no_address_mappings does for a Postfix listener.
+    configure(postern, **{"submit/virtual_alias_maps": ""})
+    postern.start("smtpd")
+    postern.sendmail(["-i", "team@virt.example"], user="ptest1", input=b"Subject: s\n\nhello\n")
+    qid = postern.wait_log("smtpd", r"([0-9A-Z]+): from=<ptest1@postern\.test>, size=\d+, nrcpt=1").group(1)
+    assert addresses(postern, qid) == ["team@virt.example"]
+    qid = mailtest.send(postern, SENDER, ["team@virt.example"], msg("smtp@test"))
+    assert addresses(postern, qid) == [f"ptest2@{HOST}", f"ptest3@{HOST}", "remote@far.example"]
