@@ -7,6 +7,7 @@
 #include "virtual-alias.h"
 #include "address.h"
 #include "../basic/strbuf.h"
+#include "../basic/strmap.h"
 
 #define LIMIT_DEFAULT 1000
 
@@ -42,11 +43,30 @@ static int addr_list_add(AddrList *l, char *s) {
         return 0;
 }
 
-static bool addr_list_has(const AddrList *l, const char *s) {
-        for (size_t i = 0; i < l->n; i++)
-                if (strcaseeq(l->v[i], s))
-                        return true;
-        return false;
+/* Sets of addresses compared case-insensitively (ASCII, as strcasecmp()): hash maps, as one
+ * expansion may reach thousands of addresses. 1 = present, 0 = not, -ENOMEM. */
+static char *fold(const char *s) {
+        char *k = strdup(s);
+        for (char *p = k; p && *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        return k;
+}
+
+static int set_has(const StrMap *m, const char *s) {
+        _cleanup_free_ char *k = fold(s);
+        if (!k)
+                return -ENOMEM;
+        return strmap_get(m, k) != NULL;
+}
+
+/* Adds s; returns 1 when it was there already. */
+static int set_add(StrMap *m, const char *s) {
+        _cleanup_free_ char *k = fold(s);
+        if (!k)
+                return -ENOMEM;
+        if (strmap_get(m, k))
+                return 1;
+        return strmap_put(m, k, (void *) 1);
 }
 
 /* Where the extension of the n-byte local part starts (n when it has none): at the first
@@ -259,7 +279,9 @@ static int fail(VirtualAliasError *ret_error, VirtualAliasError e, int r) {
 
 int virtual_alias_expand(const VirtualAlias *va, const char *address, char ***ret_list,
                          VirtualAliasError *ret_error, char **ret_reason) {
-        _cleanup_(addr_list_done) AddrList list = {}, self = {}, chain = {};
+        _cleanup_(addr_list_done) AddrList list = {}, chain = {}, out = {};
+        _cleanup_(strmap_freep) StrMap *self = strmap_new(NULL), *in_chain = strmap_new(NULL),
+                                       *seen = strmap_new(NULL);
         unsigned recursion_limit = va->recursion_limit ?: LIMIT_DEFAULT;
         unsigned expansion_limit = va->expansion_limit ?: LIMIT_DEFAULT;
         size_t length_limit = va->address_length_limit ?: LIMIT_DEFAULT;
@@ -269,6 +291,8 @@ int virtual_alias_expand(const VirtualAlias *va, const char *address, char ***re
                 *ret_reason = NULL;
         if (ret_error)
                 *ret_error = VIRTUAL_ALIAS_OK;
+        if (!self || !in_chain || !seen)
+                return -ENOMEM;
         if ((r = addr_list_add(&list, strdup(address))) < 0)
                 return r;
 
@@ -278,15 +302,20 @@ int virtual_alias_expand(const VirtualAlias *va, const char *address, char ***re
                         return fail(ret_error, VIRTUAL_ALIAS_EXPANSION, -ELOOP);
                 }
                 addr_list_done(&chain);
+                strmap_clear(in_chain);
                 for (unsigned count = 0;; count++) {
                         const char *cur = list.v[i];
-                        if (addr_list_has(&self, cur))
+                        if ((r = set_has(self, cur)) < 0)
+                                return r;
+                        if (r > 0)
                                 break;   /* it expanded into itself: kept as it is */
                         if (count >= recursion_limit) {
                                 reason_printf(ret_reason, "unreasonable virtual_alias_maps map nesting for %s", address);
                                 return fail(ret_error, VIRTUAL_ALIAS_NESTING, -ELOOP);
                         }
-                        if (addr_list_has(&chain, cur)) {
+                        if ((r = set_add(in_chain, cur)) < 0)
+                                return r;
+                        if (r > 0) {
                                 _cleanup_free_ char *loop = loop_text(&chain, cur);
                                 if (!loop)
                                         return -ENOMEM;
@@ -323,8 +352,7 @@ int virtual_alias_expand(const VirtualAlias *va, const char *address, char ***re
                                                       results.v[k]);
                                         return fail(ret_error, VIRTUAL_ALIAS_LENGTH, -ELOOP);
                                 }
-                                if (strcaseeq(results.v[k], lhs) && !addr_list_has(&self, lhs) &&
-                                    (r = addr_list_add(&self, strdup(lhs))) < 0)
+                                if (strcaseeq(results.v[k], lhs) && (r = set_add(self, lhs)) < 0)
                                         return r;
                                 char *take = TAKE_PTR(results.v[k]);
                                 if (k == 0) {
@@ -337,13 +365,13 @@ int virtual_alias_expand(const VirtualAlias *va, const char *address, char ***re
         }
 
         /* Duplicates go, the first one stays. */
-        _cleanup_(addr_list_done) AddrList out = {};
-        for (size_t i = 0; i < list.n; i++)
-                if (!addr_list_has(&out, list.v[i]) && (r = addr_list_add(&out, TAKE_PTR(list.v[i]))) < 0)
+        for (size_t i = 0; i < list.n; i++) {
+                if ((r = set_add(seen, list.v[i])) < 0)
                         return r;
+                if (r == 0 && (r = addr_list_add(&out, TAKE_PTR(list.v[i]))) < 0)
+                        return r;
+        }
         bool aliased = out.n != 1 || !streq(out.v[0], address);
-        if (!out.v && (r = addr_list_add(&out, strdup(address))) < 0)
-                return r;
         *ret_list = TAKE_PTR(out.v);
         out.n = 0;
         return aliased;

@@ -21,10 +21,12 @@
  * later". Nothing is logged for a successful expansion (Postfix's cleanup does not either); the
  * delivery agents' to= lines carry orig_to=. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <ifaddrs.h>
 #include <strings.h>
 
 #include "smtpd.h"
+#include "basic/strmap.h"
 #include "log/log.h"
 #include "conf/conf-fields.h"
 #include "mail/virtual-alias.h"
@@ -174,16 +176,13 @@ static void table_warning(const char *line, void *userdata) {
         log_warning("%s", line);
 }
 
-/* A recipient vector being built: duplicates (address, ORCPT, NOTIFY, state) are dropped. */
+/* A recipient vector being built: duplicates (address, ORCPT, NOTIFY, state) are dropped, found
+ * through a hash map (a message may expand to a million recipients). */
 typedef struct RcptVec {
         QueueRecipient *v;
         size_t n;
+        StrMap *seen;
 } RcptVec;
-
-static bool same_rcpt(const QueueRecipient *a, const QueueRecipient *b) {
-        return strcaseeq(a->address, b->address) && streq(strempty(a->orcpt), strempty(b->orcpt)) &&
-               a->notify == b->notify && a->state == b->state;
-}
 
 static void rcpt_fields_free(QueueRecipient *rc) {
         free(rc->address);
@@ -197,18 +196,27 @@ static void rcpt_fields_free(QueueRecipient *rc) {
 /* Moves *rc into vec (its fields are taken either way; a duplicate is freed). */
 static int rcpt_vec_take(RcptVec *vec, QueueRecipient *rc) {
         QueueRecipient t = *rc;
+        _cleanup_free_ char *key = NULL;
+
         *rc = (QueueRecipient) {};
-        for (size_t i = 0; i < vec->n; i++)
-                if (same_rcpt(&vec->v[i], &t)) {
-                        rcpt_fields_free(&t);
-                        return 0;
-                }
-        QueueRecipient *v = reallocarray(vec->v, vec->n + 1, sizeof(QueueRecipient));
+        if (asprintf(&key, "%s\n%s\n%u\n%d", t.address, strempty(t.orcpt), t.notify, (int) t.state) < 0)
+                key = NULL;
+        QueueRecipient *v = key ? reallocarray(vec->v, vec->n + 1, sizeof(QueueRecipient)) : NULL;
         if (!v) {
                 rcpt_fields_free(&t);
                 return -ENOMEM;
         }
         vec->v = v;
+        for (char *p = key; *p != '\n'; p++)   /* the address compares case-insensitively */
+                *p = (char) tolower((unsigned char) *p);
+        if (strmap_get(vec->seen, key)) {
+                rcpt_fields_free(&t);
+                return 0;
+        }
+        if (strmap_put(vec->seen, key, (void *) 1) < 0) {
+                rcpt_fields_free(&t);
+                return -ENOMEM;
+        }
         v[vec->n++] = t;
         return 0;
 }
@@ -267,6 +275,7 @@ static void list_free_rest(char **list, size_t n) {
 int smtpd_virtual_expand(SmtpdSettings *st, CommitJob *j, const char **ret_reply) {
         QueueRecipient *rcpts = j->rcpts;
         LogFields f = { .queue_id = j->queue_id, .sender = ((QueueMessage *) j->message)->sender };
+        _cleanup_(strmap_freep) StrMap *seen = NULL;
         RcptVec vec = {};
         int r = 0;
 
@@ -291,6 +300,12 @@ int smtpd_virtual_expand(SmtpdSettings *st, CommitJob *j, const char **ret_reply
                 .warn = table_warning,
                 .userdata = st,
         };
+        if (!(seen = strmap_new(NULL))) {
+                log_oom();
+                *ret_reply = "451 4.3.0 Error: queue file write error";
+                return -ENOMEM;
+        }
+        vec.seen = seen;
         for (size_t i = 0; i < j->n_rcpts && r >= 0; i++) {
                 char **list = NULL;
                 _cleanup_free_ char *reason = NULL;
