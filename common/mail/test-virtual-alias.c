@@ -273,9 +273,31 @@ static void test_large(void) {
         unlink(path);
 }
 
+/* One lookup, no recursion: what a RCPT-time check asks. */
+static void test_find(void) {
+        TableList *maps = NULL;
+        CHECK_INT(table_list_open("inline:{ a@example.net=b@example.net, b@example.net=c@example.net, "
+                                  "alice=x@example.net }", 0, &maps, NULL), 0);
+        VirtualAlias va = { .maps = maps, .myorigin = "example.org", .delimiters = "+",
+                            .local_domain = local_domain };
+        char *v = NULL;
+        CHECK_INT(virtual_alias_find(&va, "a+x@example.net", &v), 1);
+        CHECK_STR(v, "b@example.net");
+        free(v);
+        CHECK_INT(virtual_alias_find(&va, "alice@example.com", &v), 1);
+        CHECK_STR(v, "x@example.net");
+        free(v);
+        CHECK_INT(virtual_alias_find(&va, "alice@example.net", &v), 0);
+        CHECK_INT(virtual_alias_find(&va, "alice@fail.example", &v), -EIO);
+        table_list_free(maps);
+        va.maps = NULL;
+        CHECK_INT(virtual_alias_find(&va, "a@example.net", &v), 0);
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
         test_cases();
+        test_find();
         test_regexp();
         test_large();
         test_table_error();

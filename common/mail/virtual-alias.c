@@ -165,6 +165,13 @@ static int find(const VirtualAlias *va, const char *addr, char **ret_value, char
         return 0;
 }
 
+int virtual_alias_find(const VirtualAlias *va, const char *address, char **ret_value) {
+        _cleanup_free_ char *ext = NULL, *key = NULL;
+        if (table_list_size(va->maps) == 0)
+                return 0;
+        return find(va, address, ret_value, &ext, &key);
+}
+
 /* Splits a lookup result into addresses: commas and white space separate them outside double
  * quotes; one pair of angle brackets around an address is dropped. */
 static int split_result(const char *value, AddrList *ret) {

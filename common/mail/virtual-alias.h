@@ -57,6 +57,12 @@ typedef enum VirtualAliasError {
         VIRTUAL_ALIAS_LENGTH,       /* a result longer than address_length_limit */
 } VirtualAliasError;
 
+/* One lookup of address in Postfix's search order, without recursion or result processing:
+ * 1 with *ret_value (the table's value, caller frees), 0 when no key matched, <0 when a lookup
+ * (or the local domain test) failed. For RCPT-time "is this address known?" checks, which
+ * Postfix answers yes for any address virtual_alias_maps has. */
+int virtual_alias_find(const VirtualAlias *va, const char *address, char **ret_value);
+
 /* Expands address (external form, "user@domain"). Returns 1 when it was aliased, 0 when not;
  * either way *ret_list is the final list of recipients (NULL-terminated, at least one entry; the
  * address itself when not aliased; caller frees with strv_free()). On failure returns -EIO (a
