@@ -121,6 +121,20 @@ int queue_load_content(Queue *q, const char *queue_id, char **ret, size_t *ret_l
  * fn returning <0 stops the scan and is returned. */
 int queue_scan_due(Queue *q, usec_t now_usec, size_t limit,
                    int (*fn)(const char *queue_id, void *ud), void *ud);
+
+/* A position in the queue's arrival order, for scans that go on where the last one stopped. */
+typedef struct QueueScanCursor {
+        usec_t arrival_usec;
+        int64_t id;
+} QueueScanCursor;
+#define QUEUE_SCAN_CURSOR_START ((QueueScanCursor) { .arrival_usec = 0, .id = -1 })
+
+/* queue_scan_due() for the messages after *cursor: the position moves to each message fn took
+ * (returned 0). fn returning >0 stops the scan before that message (it is offered again by the
+ * next scan from *cursor); <0 stops it and is returned. Returns 1 when due messages may remain
+ * after *cursor (the limit was reached, or fn stopped), 0 when the scan reached the end. */
+int queue_scan_due_from(Queue *q, usec_t now_usec, QueueScanCursor *cursor, size_t limit,
+                        int (*fn)(const char *queue_id, void *ud), void *ud);
 /* Finds finished messages (every recipient delivered or bounced, or none at all: they should
  * have been removed) for qmgr's sweep, a bounded piece at a time. Looks at the messages after
  * cursor in queue-id order ("" = from the start), at most window of them (0 = no bound), and

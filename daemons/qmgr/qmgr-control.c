@@ -16,34 +16,20 @@
  * A message being delivered right now finishes the requests already handed to postern-local;
  * a delete then removes it instead of recording its next attempt, and a hold keeps later scans
  * away from it. Each action is logged as "<id>: placed on hold", "released from hold",
- * "removed" or "requeued". */
+ * "removed" or "requeued". ALL walks the queue a page at a time and commits a thousand
+ * messages per transaction (a million is a thousand commits, not a million). */
 #include <stdio.h>
 #include <string.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "log/log.h"
 #include "qmgr.h"
 
-typedef struct IdVec {
-        char **v;      /* NULL-terminated */
-        size_t n, cap;
-} IdVec;
+/* ALL: messages changed per transaction (one commit, one sync of the WAL, for this many). */
+#define CONTROL_ALL_CHUNK 1000
 
-static int collect_all(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *userdata) {
-        IdVec *ids = userdata;
-        if (ids->n + 2 > ids->cap) {
-                size_t cap = ids->cap ? ids->cap * 2 : 64;
-                char **nv = realloc(ids->v, cap * sizeof(char *));
-                if (!nv)
-                        return -ENOMEM;
-                ids->v = nv;
-                ids->cap = cap;
-        }
-        if (!(ids->v[ids->n] = strdup(m->queue_id)))
-                return -ENOMEM;
-        ids->v[++ids->n] = NULL;
-        return 0;
-}
-
+/* Sets every deferred recipient's next attempt to now (inside the caller's transaction). */
 static int requeue_one(Qmgr *q, const char *id) {
         QueueMessage m = {};
         QueueRecipient *rcpts = NULL;
@@ -51,71 +37,158 @@ static int requeue_one(Qmgr *q, const char *id) {
         int r = queue_load_message(q->queue, id, &m, &rcpts, &n);
         if (r < 0)
                 return r;
-        r = queue_begin(q->queue);
         for (size_t i = 0; r >= 0 && i < n; i++)
                 if (rcpts[i].state == QUEUE_RCPT_DEFERRED) {
                         rcpts[i].next_attempt_usec = 0;
                         r = queue_update_recipient(q->queue, &rcpts[i]);
                 }
-        if (r >= 0)
-                r = queue_commit(q->queue);
-        if (r < 0)
-                (void) queue_rollback(q->queue);
         queue_message_done(&m);
         queue_recipients_free(rcpts, n);
         return r;
 }
 
-static int delete_one(Qmgr *q, const char *id) {
-        int r = queue_begin(q->queue);
-        if (r >= 0)
-                r = queue_delete_message(q->queue, id);
-        if (r >= 0)
-                r = queue_commit(q->queue);
-        if (r < 0)
-                (void) queue_rollback(q->queue);
-        return r;
+/* A verb on an active message is done in memory (the delivery in progress finishes it): true
+ * when it was; hold and release are written like any other. */
+static bool act_active(Qmgr *q, const char *verb, QmgrMessage *m) {
+        if (streq(verb, "delete")) {
+                /* Finish what postern-local is doing; drop what has not started. */
+                m->delete_requested = true;
+                qmgr_cancel_waiting_jobs(q, m);
+                return true;
+        }
+        if (streq(verb, "requeue")) {
+                LogFields f = { .queue_id = m->queue_id };
+                log_fields(LOG_INFO, &f, "%s: requeued", m->queue_id);
+                qmgr_schedule_scan(q, 0);
+                return true;
+        }
+        return false;
+}
+
+/* The write behind a verb, inside the caller's transaction. */
+static int write_one(Qmgr *q, const char *verb, const char *id) {
+        if (streq(verb, "hold") || streq(verb, "release"))
+                return queue_set_hold(q->queue, id, streq(verb, "hold"));
+        if (streq(verb, "delete"))
+                return queue_delete_message(q->queue, id);
+        return requeue_one(q, id);
+}
+
+/* After the write committed: the log line, and the scan or checkpoint it calls for. */
+static void written(Qmgr *q, const char *verb, const char *id) {
+        LogFields f = { .queue_id = id };
+
+        if (streq(verb, "hold") || streq(verb, "release")) {
+                bool hold = streq(verb, "hold");
+                log_fields(LOG_INFO, &f, "%s: %s", id, hold ? "placed on hold" : "released from hold");
+                if (!hold)
+                        qmgr_schedule_scan(q, 0);
+        } else if (streq(verb, "delete")) {
+                log_fields(LOG_INFO, &f, "%s: removed", id);
+                q->removed_since_checkpoint++;
+                qmgr_schedule_checkpoint(q);
+        } else {
+                log_fields(LOG_INFO, &f, "%s: requeued", id);
+                qmgr_schedule_scan(q, 0);
+        }
 }
 
 static int act(Qmgr *q, const char *verb, const char *id) {
         QmgrMessage *m = qmgr_active_find(q, id);
-        LogFields f = { .queue_id = id };
+        if (m && act_active(q, verb, m))
+                return 0;
+        int r = queue_begin(q->queue);
+        if (r >= 0)
+                r = write_one(q, verb, id);
+        if (r >= 0)
+                r = queue_commit(q->queue);
+        if (r < 0) {
+                (void) queue_rollback(q->queue);
+                return r;
+        }
+        written(q, verb, id);
+        return 0;
+}
+
+/* ALL walks the queue (queue_list, in pages) and writes CONTROL_ALL_CHUNK messages per
+ * transaction; their log lines follow the commit. It runs in the event loop: a million
+ * messages take a while, so it tells the watchdog it is making progress after each commit. */
+typedef struct AllPass {
+        Qmgr *q;
+        const char *verb;
+        bool open;                              /* a transaction is open */
+        char (*chunk)[QUEUE_ID_MAX];            /* written in it, announced after its commit */
+        size_t n_chunk;
+        size_t count;
+} AllPass;
+
+static int all_commit(AllPass *p) {
+        Qmgr *q = p->q;
+        if (!p->open)
+                return 0;
+        p->open = false;
+        int r = queue_commit(q->queue);
+        if (r < 0) {
+                (void) queue_rollback(q->queue);
+                return log_error_errno(r, "%s ALL: %zu changes not committed: %s", p->verb, p->n_chunk,
+                                       queue_last_error(q->queue));
+        }
+        for (size_t i = 0; i < p->n_chunk; i++)
+                written(q, p->verb, p->chunk[i]);
+        p->count += p->n_chunk;
+        p->n_chunk = 0;
+        (void) sd_notify(false, "WATCHDOG=1");
+        return 0;
+}
+
+static int all_one(const QueueMessage *msg, const QueueRecipient *rcpts, size_t n, void *userdata) {
+        AllPass *p = userdata;
+        Qmgr *q = p->q;
+        QmgrMessage *m = qmgr_active_find(q, msg->queue_id);
         int r;
 
-        if (streq(verb, "hold") || streq(verb, "release")) {
-                bool hold = streq(verb, "hold");
-                r = queue_set_hold(q->queue, id, hold);
+        if (m && (streq(p->verb, "delete") || streq(p->verb, "requeue"))) {
+                /* Completing a cancelled message commits on its own: none of ours may be open. */
+                r = all_commit(p);
                 if (r < 0)
                         return r;
-                log_fields(LOG_INFO, &f, "%s: %s", id, hold ? "placed on hold" : "released from hold");
-                if (!hold)
-                        qmgr_schedule_scan(q, 0);
+                if (act_active(q, p->verb, m))
+                        p->count++;
                 return 0;
         }
-        if (streq(verb, "delete")) {
-                if (m) {
-                        /* Finish what postern-local is doing; drop what has not started. */
-                        m->delete_requested = true;
-                        qmgr_cancel_waiting_jobs(q, m);
-                        return 0;
-                }
-                r = delete_one(q, id);
+        if (!p->open) {
+                r = queue_begin(q->queue);
                 if (r < 0)
-                        return r;
-                log_fields(LOG_INFO, &f, "%s: removed", id);
-                q->removed_since_checkpoint++;
-                qmgr_schedule_checkpoint(q);
+                        return log_error_errno(r, "%s ALL: cannot begin a transaction: %s", p->verb,
+                                               queue_last_error(q->queue));
+                p->open = true;
+        }
+        r = write_one(q, p->verb, msg->queue_id);
+        if (r == -ENOENT)
+                return 0;   /* gone meanwhile (delivered) */
+        if (r < 0) {
+                log_error_errno(r, "%s: %s failed: %s", msg->queue_id, p->verb, queue_last_error(q->queue));
                 return 0;
         }
-        /* requeue */
-        if (!m) {
-                r = requeue_one(q, id);
-                if (r < 0)
-                        return r;
-        }
-        log_fields(LOG_INFO, &f, "%s: requeued", id);
-        qmgr_schedule_scan(q, 0);
-        return 0;
+        memcpy(p->chunk[p->n_chunk++], msg->queue_id, QUEUE_ID_MAX);
+        return p->n_chunk == CONTROL_ALL_CHUNK ? all_commit(p) : 0;
+}
+
+/* Runs verb on every message; the number done, or <0 when the walk or a commit failed. */
+static int act_all(Qmgr *q, const char *verb, size_t *ret_count) {
+        AllPass p = { .q = q, .verb = verb };
+        int r;
+
+        p.chunk = calloc(CONTROL_ALL_CHUNK, QUEUE_ID_MAX);
+        if (!p.chunk)
+                return log_oom();
+        r = queue_list(q->queue, all_one, &p);
+        if (r < 0)
+                log_error_errno(r, "%s ALL: cannot list the queue: %s", verb, queue_last_error(q->queue));
+        int k = all_commit(&p);
+        free(p.chunk);
+        *ret_count = p.count;
+        return r < 0 ? r : k;
 }
 
 static bool peer_allowed(Qmgr *q, IpcConn *c, uid_t *ret_uid) {
@@ -129,8 +202,6 @@ static bool peer_allowed(Qmgr *q, IpcConn *c, uid_t *ret_uid) {
 /* Runs an administrative verb; replies status=ok count=N or status=error. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req) {
         _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
-        IdVec all = {};
-        _cleanup_strv_free_ char **ids = NULL;
         const char *id = ipc_record_get(req, "queue_id");
         size_t count = 0;
         uid_t uid = (uid_t) -1;
@@ -159,24 +230,8 @@ int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req) {
                 return ipc_conn_reply_error(c, "missing queue_id");
 
         if (streq(id, "ALL")) {
-                r = queue_list(q->queue, collect_all, &all);
-                ids = all.v;
-                if (r >= 0 && !ids)
-                        ids = calloc(1, sizeof(char *));   /* an empty queue */
-                if (r >= 0 && !ids)
-                        r = -ENOMEM;
-                if (r < 0) {
-                        log_error_errno(r, "%s ALL: cannot list the queue: %s", verb,
-                                        queue_last_error(q->queue));
-                        return ipc_conn_reply_error(c, "cannot list the queue");
-                }
-                for (char **i = ids; *i; i++) {
-                        r = act(q, verb, *i);
-                        if (r >= 0)
-                                count++;
-                        else if (r != -ENOENT)
-                                log_error_errno(r, "%s: %s failed: %s", *i, verb, queue_last_error(q->queue));
-                }
+                if (act_all(q, verb, &count) < 0)
+                        return ipc_conn_reply_error(c, "cannot update the whole queue");
         } else {
                 r = act(q, verb, id);
                 if (r == -ENOENT)

@@ -178,8 +178,7 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                 size_t revived = qmgr_sched_revive_all(q);
                 if (revived > 0 && log)
                         log_info("flush: %zu suspended destination(s) may be tried again", revived);
-                q->scan_force = true;
-                qmgr_schedule_scan(q, 0);
+                qmgr_scan_flush(q);
         } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||
                             streq(verb, "requeue"))) {
                 return qmgr_control(q, c, verb, req) < 0 ? -ECONNRESET : 0;

@@ -182,7 +182,9 @@ struct Qmgr {
         sd_event_source *scan_timer;   /* CLOCK_MONOTONIC, one shot */
         sd_event_source *checkpoint_timer;
         usec_t last_scan_mono;
-        bool scan_force;               /* next scan treats every deferred recipient as due (flush) */
+        bool scan_force;               /* scans treat every deferred recipient as due until the
+                                        * pass ends (flush) */
+        QueueScanCursor scan_cursor;   /* where the next scan goes on (the pass's position) */
         IpcLogLimit flush_log;         /* "flush requested" lines (anyone may ask) */
         IpcLogLimit refusal_log;       /* refused control requests (anyone may send them) */
         bool scan_backlog;             /* the last scan may have left due messages behind */
@@ -247,6 +249,8 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
 void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec);
 /* Schedules a scan at a CLOCK_REALTIME time (e.g. a deferred recipient's next attempt). */
 void qmgr_schedule_scan_at(Qmgr *q, usec_t realtime_usec);
+/* A flush: a pass from the oldest message that treats every deferred recipient as due. */
+void qmgr_scan_flush(Qmgr *q);
 /* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
 int qmgr_scan_setup(Qmgr *q);
 /* The active message with this queue id, or NULL. */

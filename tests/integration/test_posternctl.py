@@ -4,9 +4,13 @@ what, and the messages and exit codes when something is wrong."""
 
 import random
 import re
+import shutil
 import sqlite3
 import string
+import subprocess
 import time
+
+import pytest
 
 from postern_harness import qmgr_past_startup_scan
 
@@ -117,6 +121,43 @@ def test_delete_removes_and_logs(postern):
     assert (r.returncode, r.stdout) == (0, "posternctl: Deleted: 1 message\n")
     postern.wait_log("qmgr", rf"{keep}: removed")
     assert postern.queue_count() == 0
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+@pytest.mark.parametrize("verb", ["hold", "delete"])
+def test_all_commits_in_chunks(postern, verb):
+    """ALL changes messages a thousand per transaction: one commit (one sync of the WAL) each,
+    not one per message — a million were a million syncs (a quarter of an hour or more) with
+    qmgr's loop blocked, far beyond its 30 s watchdog. Counted with strace on qmgr."""
+    start(postern)
+    n = 1500
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
+    with con:
+        for i in range(n):
+            # held already when deleted (out of delivery's way), or not yet when held
+            mid = con.execute("INSERT INTO messages (queue_id, sender, arrival_usec, size, protocol, hold)"
+                              " VALUES (?, 'alice@example.org', ?, 1, 'ESMTP', ?)",
+                              (f"PALL{i:08d}", int(time.time() * 1e6), verb == "delete")).lastrowid
+            con.execute("INSERT INTO recipients (message_id, address) VALUES (?, 'bob@remote.example')", (mid,))
+            con.execute("INSERT INTO content (message_id, data) VALUES (?, 'x')", (mid,))
+    con.close()
+    trace = postern.root / "strace.out"
+    st = subprocess.Popen(["strace", "-f", "-e", "trace=fsync,fdatasync", "-o", str(trace), "-p",
+                           str(postern.pid("qmgr"))], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)   # strace attaches
+        r = ctl(postern, verb, "ALL")
+        want = {"hold": "Placed on hold", "delete": "Deleted"}[verb]
+        assert (r.returncode, r.stdout) == (0, f"posternctl: {want}: {n} messages\n"), r.stderr
+    finally:
+        st.terminate()
+        st.wait(timeout=10)
+    syncs = len(re.findall(r"\b(fsync|fdatasync)\(", trace.read_text()))
+    assert syncs <= 10, f"{syncs} syncs for {verb} ALL of {n} messages"
+    if verb == "delete":
+        assert postern.queue_count() == 0
+    else:
+        assert postern.queue_rows("SELECT COUNT(*) FROM messages WHERE hold = 1") == [(n,)]
 
 
 def test_requeue_and_flush_retry_deferred_mail_now(postern):
