@@ -104,9 +104,9 @@ static const ConfField smtpd_fields[] = {
         F("smtpd_sasl_response_limit", SIZE, sasl_response_limit),
         F("smtpd_sasl_service", STRING, sasl_service),
         /* virtual alias expansion (smtpd-virtual.c) */
-        F("virtual_alias_recursion_limit", UINT, virtual_alias_recursion_limit),
-        F("virtual_alias_expansion_limit", UINT, virtual_alias_expansion_limit),
-        F("virtual_alias_address_length_limit", UINT, virtual_alias_address_length_limit),
+        F("virtual_alias_recursion_limit", UINT, virtual_alias.recursion_limit),
+        F("virtual_alias_expansion_limit", UINT, virtual_alias.expansion_limit),
+        F("virtual_alias_address_length_limit", UINT, virtual_alias.address_length_limit),
 };
 #undef F
 
@@ -217,8 +217,7 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
                 s->local_recipient_maps_error = r;
         }
 
-        if ((r = smtpd_cleanup_settings(c, listener, s)) < 0 ||
-            (r = smtpd_virtual_settings(c, listener, s)) < 0)
+        if ((r = smtpd_cleanup_settings(c, listener, s)) < 0)
                 return r;
         return smtpd_auth_settings(c, listener, s);
 }
@@ -234,7 +233,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         if (!s->listener)
                 return log_oom();
         if ((r = conf_fields_load(c, listener, smtpd_fields, ELEMENTSOF(smtpd_fields), s)) < 0 ||
-            (r = settings_compile(c, listener, s)) < 0)
+            (r = settings_compile(c, listener, s)) < 0 ||
+            (r = smtpd_virtual_settings(c, listener, s)) < 0)
                 return r;
         *ret = TAKE_PTR(s);
         return 0;

@@ -105,12 +105,14 @@ static int own_addresses(Conf *c, const char *listener, char ***ret) {
         return 0;
 }
 
-int smtpd_virtual_settings(Conf *c, const char *listener, SmtpdSettings *s) {
+int smtpd_virtual_settings(Conf *c, const char *listener, SmtpdSettings *settings) {
+        SmtpdVirtualAlias *s = &settings->virtual_alias;
         _cleanup_strv_free_ char **propagate = conf_get_list(c, listener, "propagate_unmatched_extensions");
+        _cleanup_strv_free_ char **mydestination = conf_get_list(c, listener, "mydestination");
         _cleanup_free_ char *reason = NULL;
         int r;
 
-        if (!propagate)
+        if (!propagate || !mydestination)
                 return log_oom();
         for (char **p = propagate; *p; p++) {
                 bool known = false;
@@ -121,15 +123,19 @@ int smtpd_virtual_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                                   "alias, forward, include or generic)", *p);
                         return -EINVAL;
                 }
-                s->propagate_virtual = s->propagate_virtual || strcaseeq(*p, "virtual");
+                s->propagate = s->propagate || strcaseeq(*p, "virtual");
         }
         if ((r = own_addresses(c, listener, &s->own_addresses)) < 0)
                 return log_oom();
+        r = domain_list_init(&s->mydestination, mydestination, false, &reason);
+        if (r < 0)
+                return log_error_errno(r, "mydestination: %s", reason ? reason : "out of memory");
+        free(reason);
+        reason = NULL;
 
         /* TABLE_REGSUB_SAFE: text a regexp: rule copies from the address must not turn one
          * result into several addresses. */
-        r = conf_get_table_list(c, listener, "virtual_alias_maps", TABLE_REGSUB_SAFE, &s->virtual_alias_maps,
-                                &reason);
+        r = conf_get_table_list(c, listener, "virtual_alias_maps", TABLE_REGSUB_SAFE, &s->maps, &reason);
         if (r == -ENOMEM)
                 return log_oom();
         if (r < 0) {
@@ -137,22 +143,23 @@ int smtpd_virtual_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                  * and smtpd is reloaded. */
                 log_error_errno(r, "%s; answering 451 4.3.0 at the end of every message",
                                 reason ? reason : "virtual_alias_maps: cannot open table");
-                s->virtual_alias_maps_error = r;
+                s->maps_error = r;
         }
         return 0;
 }
 
-void smtpd_virtual_settings_done(SmtpdSettings *s) {
-        table_list_free(s->virtual_alias_maps);
-        s->virtual_alias_maps = NULL;
+void smtpd_virtual_settings_done(SmtpdSettings *settings) {
+        SmtpdVirtualAlias *s = &settings->virtual_alias;
+        table_list_free(s->maps);
+        domain_list_done(&s->mydestination);
         strv_free(s->own_addresses);
-        s->own_addresses = NULL;
+        *s = (SmtpdVirtualAlias) {};
 }
 
 /* $mydestination, or an address literal of this host ($inet_interfaces, $proxy_interfaces);
  * $myorigin is virtual-alias.c's own test. */
 static int local_domain(const char *domain, void *userdata) {
-        SmtpdSettings *s = userdata;
+        SmtpdVirtualAlias *s = userdata;
         int r = domain_list_match(&s->mydestination, domain);
         if (r != 0 || domain[0] != '[')
                 return r;
@@ -272,30 +279,31 @@ static void list_free_rest(char **list, size_t n) {
         free(list);
 }
 
-int smtpd_virtual_expand(SmtpdSettings *st, CommitJob *j, const char **ret_reply) {
+int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret_reply) {
+        SmtpdVirtualAlias *st = &settings->virtual_alias;
         QueueRecipient *rcpts = j->rcpts;
         LogFields f = { .queue_id = j->queue_id, .sender = ((QueueMessage *) j->message)->sender };
         _cleanup_(strmap_freep) StrMap *seen = NULL;
         RcptVec vec = {};
         int r = 0;
 
-        if (st->virtual_alias_maps_error < 0) {
+        if (st->maps_error < 0) {
                 log_fields(LOG_WARNING, &f, "%s: virtual_alias_maps cannot be opened -- message not accepted, try "
                            "again later", j->queue_id);
                 *ret_reply = "451 4.3.0 Error: queue file write error";
                 return -EIO;
         }
-        if (table_list_size(st->virtual_alias_maps) == 0)
+        if (table_list_size(st->maps) == 0)
                 return 0;
 
         VirtualAlias va = {
-                .maps = st->virtual_alias_maps,
-                .delimiters = st->recipient_delimiter,
-                .propagate = st->propagate_virtual,
-                .recursion_limit = st->virtual_alias_recursion_limit,
-                .expansion_limit = st->virtual_alias_expansion_limit,
-                .address_length_limit = st->virtual_alias_address_length_limit,
-                .myorigin = st->myorigin,
+                .maps = st->maps,
+                .delimiters = settings->recipient_delimiter,
+                .propagate = st->propagate,
+                .recursion_limit = st->recursion_limit,
+                .expansion_limit = st->expansion_limit,
+                .address_length_limit = st->address_length_limit,
+                .myorigin = settings->myorigin,
                 .local_domain = local_domain,
                 .warn = table_warning,
                 .userdata = st,
