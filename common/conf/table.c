@@ -688,18 +688,13 @@ int table_list_lookup_full(TableList *l, const char *key, char **ret_value, Tabl
         return 0;
 }
 
-/* Whether t matches patterns against the whole key (regexp:, pcre:, cidr:). */
-bool table_is_pattern(const Table *t) {
-        return t->kind == TABLE_KIND_REGEXP || t->kind == TABLE_KIND_PCRE || t->kind == TABLE_KIND_CIDR;
-}
-
-/* Like table_list_lookup_full(), for a partial key (a local part, "@domain", an address without
- * its extension): pattern tables are skipped, as Postfix asks them only for the full address. */
-int table_list_lookup_partial(TableList *l, const char *key, char **ret_value, TableNotes *notes) {
+/* The same, only in the tables that look keys up as they are (not regexp:, pcre:, cidr:). */
+int table_list_lookup_fixed(TableList *l, const char *key, char **ret_value) {
         for (size_t i = 0; i < l->n; i++) {
-                if (table_is_pattern(l->tables[i]))
+                TableKind k = l->tables[i]->kind;
+                if (k == TABLE_KIND_REGEXP || k == TABLE_KIND_PCRE || k == TABLE_KIND_CIDR)
                         continue;
-                int r = table_lookup_full(l->tables[i], key, ret_value, notes);
+                int r = table_lookup_full(l->tables[i], key, ret_value, NULL);
                 if (r != 0)
                         return r;
         }

@@ -802,10 +802,10 @@ static void test_list(void) {
         CHECK_INT(table_list_lookup(l, "alice", &v), 1);
         CHECK_STR(v, "from-regexp");
         free(v);
-        CHECK_INT(table_list_lookup_partial(l, "alice", &v, NULL), 1);
+        CHECK_INT(table_list_lookup_fixed(l, "alice", &v), 1);
         CHECK_STR(v, "from-inline");
         free(v);
-        CHECK_INT(table_list_lookup_partial(l, "alice2", &v, NULL), 0);
+        CHECK_INT(table_list_lookup_fixed(l, "alice2", &v), 0);
         table_list_free(l);
         unlink(rx);
 

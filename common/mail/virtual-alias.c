@@ -93,10 +93,13 @@ static void report_warnings(const VirtualAlias *va, TableNotes *notes) {
         table_notes_done(notes);
 }
 
+/* The full address goes to every table (pattern tables may skip a rule and say why); partial
+ * keys only to those that look keys up as they are. */
 static int lookup(const VirtualAlias *va, const char *key, bool full, char **ret_value) {
+        if (!full)
+                return table_list_lookup_fixed(va->maps, key, ret_value);
         TableNotes notes = {};
-        int r = full ? table_list_lookup_full(va->maps, key, ret_value, &notes)
-                     : table_list_lookup_partial(va->maps, key, ret_value, &notes);
+        int r = table_list_lookup_full(va->maps, key, ret_value, &notes);
         report_warnings(va, &notes);
         return r;
 }
