@@ -170,6 +170,7 @@ static int insert_rows(Queue *q, const QueueMessage *m, QueueRecipient *rcpts, s
                 BIND(queue_bind_usec(st, 7, rcpts[i].next_attempt_usec));
                 BIND(queue_bind_text(st, 8, rcpts[i].dsn_status));
                 BIND(queue_bind_text(st, 9, rcpts[i].diag));
+                BIND(sqlite3_bind_int64(st, 10, rcpts[i].flags));
                 rc = sqlite3_step(st);
                 if (rc != SQLITE_DONE)
                         return queue_error(q, rc);

@@ -113,8 +113,8 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         [QUEUE_STMT_INSERT_RECIPIENT] =
                 "INSERT INTO recipients (message_id, address, orcpt, notify, state, attempts,"
-                " next_attempt_usec, dsn_status, diag)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                " next_attempt_usec, dsn_status, diag, flags)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         [QUEUE_STMT_INSERT_CONTENT] =
                 "INSERT INTO content (message_id, data) VALUES (?1, ?2)",
         [QUEUE_STMT_LOAD_MESSAGE] =

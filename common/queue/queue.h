@@ -46,6 +46,8 @@ enum {
 enum {
         QUEUE_RCPT_F_RELAYED = 1 << 0,       /* delivered to a server that did not offer DSN */
         QUEUE_RCPT_F_DELAY_WARNED = 1 << 1,  /* named in the message's delay warning */
+        QUEUE_RCPT_F_EXPANDED = 1 << 2,      /* an alias expanded before queueing (virtual_alias_maps):
+                                              * queued delivered, for its NOTIFY=SUCCESS notice */
 };
 
 typedef struct QueueMessage {
