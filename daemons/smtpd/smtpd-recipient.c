@@ -127,7 +127,8 @@ int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender,
         AddrFindFlags f = c == ADDR_CLASS_LOCAL || strcaseeq(a->domain, strempty(st->myorigin)) ?
                           ADDR_FIND_LOCALPART : 0;
 
-        r = table_has(st->virtual_alias_maps, st->virtual_alias_maps_error, a, f, delim, NULL);
+        /* The tables virtual alias expansion opened (smtpd-virtual.c). */
+        r = table_has(st->virtual_alias.maps, st->virtual_alias.maps_error, a, f, delim, NULL);
         if (r < 0)
                 return lookup_failed(a, "virtual_alias_maps", r, ret_reply);
         if (r > 0)

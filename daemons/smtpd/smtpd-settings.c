@@ -138,7 +138,6 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_netlist_done(&s->bare_newline_exclusions);
         addr_classes_done(&s->addr_classes);
         table_list_free(s->local_recipient_maps);
-        table_list_free(s->virtual_alias_maps);
         table_list_free(s->virtual_mailbox_maps);
         table_list_free(s->relay_recipient_maps);
         table_list_free(s->relocated_maps);
@@ -230,8 +229,6 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
             (r = address_classes_param(c, listener, &s->addr_classes)) < 0 ||
             (r = address_maps_param(c, listener, "local_recipient_maps", &s->local_recipient_maps,
                                     &s->local_recipient_maps_error)) < 0 ||
-            (r = address_maps_param(c, listener, "virtual_alias_maps", &s->virtual_alias_maps,
-                                    &s->virtual_alias_maps_error)) < 0 ||
             (r = address_maps_param(c, listener, "virtual_mailbox_maps", &s->virtual_mailbox_maps,
                                     &s->virtual_mailbox_maps_error)) < 0 ||
             (r = address_maps_param(c, listener, "relay_recipient_maps", &s->relay_recipient_maps,

@@ -224,9 +224,9 @@ typedef struct SmtpdSettings {
          * when they failed to open (the addresses they decide get 451 until a reload fixes it). */
         TableList *local_recipient_maps;
         int local_recipient_maps_error;
-        TableList *virtual_alias_maps, *virtual_mailbox_maps, *relay_recipient_maps, *relocated_maps;
-        int virtual_alias_maps_error, virtual_mailbox_maps_error, relay_recipient_maps_error,
-            relocated_maps_error;
+        TableList *virtual_mailbox_maps, *relay_recipient_maps, *relocated_maps;
+        int virtual_mailbox_maps_error, relay_recipient_maps_error, relocated_maps_error;
+        /* virtual_alias_maps: virtual_alias.maps below (smtpd-virtual.c opens them) */
         SmtpdAnvilLimits anvil;
         /* content checks (smtpd-cleanup.c) */
         HeaderChecks *header_checks;       /* NULL: none */
