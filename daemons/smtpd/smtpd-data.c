@@ -196,6 +196,11 @@ int data_begin(Session *s) {
         }
         data_state_free(s->tx.data);
         s->tx.data = d;
+        /* Which header addresses are rewritten (local_header_rewrite_clients): decided once. */
+        r = smtpd_rewrite_header_mode(s);
+        if (r < 0 && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                d->out_of_memory = true;
+        d->hdr_rewrite = r < 0 ? REWRITE_HEADERS_NONE : r;
         /* PREPEND headers decided before DATA (access(5), a policy server such as postgrey's
          * X-Greylist:) go above our Received:, as Postfix's smtpd writes them; our Received: is
          * the first header the content checks see. */
@@ -502,12 +507,16 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
         }
         CommitJob *j = make_job(s);
         int ra = j ? commit_apply_actions(s, j) : -ENOMEM;
-        if (ra < 0) {
+        /* The envelope as it becomes queue records: canonical form, canonical maps and
+         * masquerading (smtpd-rewrite.c); virtual alias expansion comes right after it. */
+        int rw = ra >= 0 && ra != 1 ? smtpd_rewrite_envelope(s, j) : 0;
+        if (ra < 0 || rw < 0) {
                 commit_job_free(j);
                 j = NULL;
         }
         if (!j) {
-                log_oom();
+                if (ra < 0 || rw == -ENOMEM)
+                        log_oom();
                 session_reply(s, "451 4.3.0 Error: queue file write error");
                 smtpd_transaction_reset(&s->tx);
                 return;
