@@ -265,6 +265,11 @@ static AddrCanonicalContext context(SmtpdSettings *set, bool remote) {
         };
 }
 
+int smtpd_rewrite_canonical(Session *s, const char *addr, char **ret) {
+        AddrCanonicalContext ctx = context(s->settings, false);
+        return addr_canonical_form(&ctx, addr, ret);
+}
+
 typedef struct RewriteCall {
         Session *s;
         const AddrCanonicalContext *ctx;

@@ -839,6 +839,9 @@ enum { REWRITE_HEADERS_NONE, REWRITE_HEADERS_LOCAL, REWRITE_HEADERS_REMOTE };
  * values are rows of smtpd-settings.c); logs its own errors. */
 int smtpd_rewrite_settings(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_rewrite_settings_done(SmtpdSettings *s);
+/* The canonical form of addr in the local context ($myorigin, $mydomain, swap_bangpath, ...);
+ * MAIL and RCPT use it for bare local parts. Returns as addr_canonical_form(). */
+int smtpd_rewrite_canonical(Session *s, const char *addr, char **ret);
 /* REWRITE_HEADERS_* for the session's client (local submissions are local), or <0 when a
  * check_address_map lookup failed (logged). */
 int smtpd_rewrite_header_mode(Session *s);
