@@ -1,7 +1,9 @@
 /* smtpd-cleanup.c — the content checks of the queueing step (Postfix's cleanup(8) inside smtpd):
  * header_checks on each logical header (folded lines are one string), body_checks on each body
  * line (up to body_checks_size_limit bytes of body), message_drop_headers, hopcount_limit and the
- * To: header of always_add_missing_headers/undisclosed_recipients_header.
+ * To: header of always_add_missing_headers/undisclosed_recipients_header. After header_checks
+ * saw a header as it came, its addresses are rewritten (smtpd_rewrite_header(), smtpd-rewrite.c)
+ * in the same tail position.
  *
  * smtpd-data.c calls these from its content path: cleanup_header_begin() where a header
  * starts, cleanup_header_end() when it is complete (the next header starts or the header section
