@@ -344,6 +344,30 @@ static int format_from(Session *s, StrBuf *out) {
         return r;
 }
 
+/* The From: Postern adds (the first line of add) is rewritten like one the client sent, so it
+ * shows the sender as canonical maps and masquerading make it (as Postfix's cleanup adds the
+ * rewritten sender). A table error refuses the message for now (451 4.3.0). */
+static int rewrite_added_from(Session *s, StrBuf *add) {
+        DataState *d = s->tx.data;
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+
+        if (add->len == 0 || add->data[add->len - 1] != '\n')
+                return 0;
+        int r = smtpd_rewrite_header(s, add->data, add->len - 1, &out);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                        return -ENOMEM;
+                return 0;
+        }
+        if (r == 0)
+                return 0;
+        strbuf_reset(add);
+        r = strbuf_append(add, out.data, out.len);
+        return r < 0 ? r : strbuf_putc(add, '\n');
+}
+
 /* Adds missing headers (local submissions) and, unless the message ends inside its header
  * section, the empty line that separates a body which started without one. Called once, when
  * the header section ends (its last byte is the last byte of the content so far). */
@@ -359,6 +383,8 @@ static int add_missing_headers(Session *s, bool at_end) {
                 else if (!d->has_from)
                         r = isempty(s->tx.sender) ? strbuf_printf(&add, "From: MAILER-DAEMON@%s\n", s->settings->myorigin)
                                                : strbuf_printf(&add, "From: %s\n", s->tx.sender);
+                if (r >= 0 && !d->has_from)
+                        r = rewrite_added_from(s, &add);
                 if (r >= 0 && !d->has_date) {
                         char date[128];
                         rfc822_date(time(NULL), date, sizeof(date));

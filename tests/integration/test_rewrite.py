@@ -228,3 +228,13 @@ def test_delivered_mbox(postern, local_users):
     assert "From: Alice <alice@example.com>\n" in box
     assert f"To: ptest2@{ORIGIN}\n" in box
     postern.wait_log("local", rf"{qid}: to=<ptest2@postern\.test>, relay=local")
+
+
+def test_added_from_is_rewritten(postern, local_users):
+    """The From: smtpd adds to a local submission shows the sender as rewriting makes it."""
+    start_smtpd(postern, masquerade_domains="example.com")
+    postern.sendmail(["-f", "alice@host.example.com", "ptest1"], input=b"Subject: no From here\n\nhi\n")
+    qid = postern.queue_rows("SELECT queue_id FROM messages")[0][0]
+    assert envelope(postern, qid)[0] == "alice@example.com"
+    froms = [line for line in headers(postern, qid).split("\n") if line.startswith("From:")]
+    assert len(froms) == 1 and froms[0].endswith("<alice@example.com>"), froms
