@@ -167,40 +167,38 @@ static int push_span(Parser *p, size_t first, size_t last) {
         return 0;
 }
 
-/* addr-spec = local-part ["@" domain]: words separated by dots (no two words side by side),
- * then atoms and dots or one domain literal. Consumes tokens up to a separator; -EINVAL when
- * they are not an addr-spec. */
-static int parse_addr_spec(Parser *p) {
-        size_t first = p->i;
-        bool prev_word = false, any = false;
+static bool is_atom(const Parser *p, size_t i) {
+        return i < p->n && p->toks[i].type == TOK_ATOM;
+}
 
-        while (p->i < p->n && (is_word(p, p->i) || at_special(p, p->i, '.'))) {
-                bool w = is_word(p, p->i);
-                if (w && prev_word)
+/* Items (is_item) and dots with no two items side by side and at least one item, as in a
+ * local part (words) or a domain (atoms); consumes them. */
+static int scan_dotted(Parser *p, bool (*is_item)(const Parser *, size_t)) {
+        bool prev = false, any = false;
+        while (is_item(p, p->i) || at_special(p, p->i, '.')) {
+                bool item = is_item(p, p->i);
+                if (item && prev)
                         return -EINVAL;
-                prev_word = w;
-                any = any || w;
+                prev = item;
+                any = any || item;
                 p->i++;
         }
-        if (!any)
+        return any ? 0 : -EINVAL;
+}
+
+/* addr-spec = local-part ["@" domain]: words separated by dots, then atoms and dots or one
+ * domain literal. Consumes tokens up to a separator; -EINVAL when they are not an addr-spec. */
+static int parse_addr_spec(Parser *p) {
+        size_t first = p->i;
+
+        if (scan_dotted(p, is_word) < 0)
                 return -EINVAL;
         if (at_special(p, p->i, '@')) {
                 p->i++;
                 if (p->i < p->n && p->toks[p->i].type == TOK_DLITERAL)
                         p->i++;
-                else {
-                        bool prev_atom = false, atoms = false;
-                        while (p->i < p->n && (p->toks[p->i].type == TOK_ATOM || at_special(p, p->i, '.'))) {
-                                bool a = p->toks[p->i].type == TOK_ATOM;
-                                if (a && prev_atom)
-                                        return -EINVAL;
-                                prev_atom = a;
-                                atoms = atoms || a;
-                                p->i++;
-                        }
-                        if (!atoms)
-                                return -EINVAL;
-                }
+                else if (scan_dotted(p, is_atom) < 0)
+                        return -EINVAL;
         }
         return push_span(p, first, p->i - 1);
 }

@@ -8,7 +8,7 @@ extensions, masquerade_domains with "!" and masquerade_exceptions, and a table t
 import pytest
 
 from mailtest import queued_id
-from test_smtpd_helpers import raw, start_smtpd, content_of
+from test_smtpd_helpers import send_message, start_smtpd, content_of
 
 ORIGIN = "postern.test"   # the harness's myhostname, hence $myorigin
 REMOTE = "127.0.0.2"      # not an address of this host: a remote client for header rewriting
@@ -16,17 +16,7 @@ REMOTE = "127.0.0.2"      # not an address of this host: a remote client for hea
 
 def send(postern, sender, rcpts, message, source=None):
     """One message with a raw client (from source); returns the reply to the end of data."""
-    with raw(postern, source=source) as c:
-        assert c.cmd("EHLO client.test").startswith("250")
-        assert c.cmd(f"MAIL FROM:<{sender}>") == "250 2.1.0 Ok"
-        for r in rcpts:
-            reply = c.cmd(f"RCPT TO:<{r}>")
-            assert reply == "250 2.1.5 Ok", (r, reply)
-        assert c.cmd("DATA").startswith("354")
-        c.send(message.replace("\n", "\r\n") + "\r\n.\r\n")
-        reply = c.text()
-        assert c.cmd("QUIT").startswith("221")
-    return reply
+    return send_message(postern, message, rcpts=rcpts, sender=sender, source=source)
 
 
 def envelope(postern, qid):
