@@ -71,15 +71,22 @@ static bool is_atext(unsigned char c) {
         return c >= 0x80 || (c > 0x20 && c < 0x7f && !is_special(c));
 }
 
+/* Makes room for one more element in *v (n used, *cap allocated, each size bytes). */
+static int grow(void **v, size_t n, size_t *cap, size_t size) {
+        if (n < *cap)
+                return 0;
+        size_t c = *cap ? *cap * 2 : 16;
+        void *nv = reallocarray(*v, c, size);
+        if (!nv)
+                return -ENOMEM;
+        *v = nv;
+        *cap = c;
+        return 0;
+}
+
 static int push_tok(Parser *p, TokType type, char c, size_t start, size_t end) {
-        if (p->n == p->cap) {
-                size_t cap = p->cap ? p->cap * 2 : 16;
-                Tok *t = realloc(p->toks, cap * sizeof(Tok));
-                if (!t)
-                        return -ENOMEM;
-                p->toks = t;
-                p->cap = cap;
-        }
+        if (grow((void **) &p->toks, p->n, &p->cap, sizeof(Tok)) < 0)
+                return -ENOMEM;
         p->toks[p->n++] = (Tok) { .type = type, .c = c, .start = start, .end = end };
         return 0;
 }
@@ -155,14 +162,8 @@ static bool is_word(const Parser *p, size_t i) {
 }
 
 static int push_span(Parser *p, size_t first, size_t last) {
-        if (p->n_spans == p->cap_spans) {
-                size_t cap = p->cap_spans ? p->cap_spans * 2 : 8;
-                Span *s = realloc(p->spans, cap * sizeof(Span));
-                if (!s)
-                        return -ENOMEM;
-                p->spans = s;
-                p->cap_spans = cap;
-        }
+        if (grow((void **) &p->spans, p->n_spans, &p->cap_spans, sizeof(Span)) < 0)
+                return -ENOMEM;
         p->spans[p->n_spans++] = (Span) { first, last };
         return 0;
 }
