@@ -8,7 +8,7 @@ extensions, masquerade_domains with "!" and masquerade_exceptions, and a table t
 import pytest
 
 from mailtest import queued_id
-from test_smtpd_helpers import send_message, start_smtpd, content_of
+from test_smtpd_helpers import raw, send_message, start_smtpd, content_of
 
 ORIGIN = "postern.test"   # the harness's myhostname, hence $myorigin
 REMOTE = "127.0.0.2"      # not an address of this host: a remote client for header rewriting
@@ -228,3 +228,29 @@ def test_added_from_is_rewritten(postern, local_users):
     assert envelope(postern, qid)[0] == "alice@example.com"
     froms = [line for line in headers(postern, qid).split("\n") if line.startswith("From:")]
     assert len(froms) == 1 and froms[0].endswith("<alice@example.com>"), froms
+
+
+def test_header_checks_see_the_original(postern):
+    """header_checks match the header as the client sent it; what is stored is rewritten, and a
+    BCC address an action adds is rewritten like the other recipients."""
+    checks = postern.root / "header_checks"
+    checks.write_text("/^From: alice$/ PREPEND X-Seen: bare alice\n/^Subject: archive/ BCC archive@postern.test\n")
+    start_smtpd(postern, header_checks=f"regexp:{checks}",
+                recipient_canonical_maps="inline:{ archive@postern.test=ptest2@postern.test }")
+    qid = queued_id(send(postern, "alice", ["ptest1"],
+                         "From: alice\nResent-From: bob\nErrors-To: carol\nSubject: archive me\n\nbody"))
+    assert headers(postern, qid) == (f"X-Seen: bare alice\nFrom: alice@{ORIGIN}\nResent-From: bob@{ORIGIN}\n"
+                                     f"Errors-To: carol@{ORIGIN}\nSubject: archive me")
+    assert envelope(postern, qid) == (f"alice@{ORIGIN}", [f"ptest1@{ORIGIN}", f"ptest2@{ORIGIN}"])
+
+
+def test_bdat_headers(postern):
+    start_smtpd(postern)
+    message = "From: alice\r\nTo: ptest1\r\n\r\nbody\r\n"
+    with raw(postern) as c:
+        assert c.cmd("EHLO client.test").startswith("250")
+        assert c.cmd("MAIL FROM:<alice>") == "250 2.1.0 Ok"
+        assert c.cmd("RCPT TO:<ptest1>") == "250 2.1.5 Ok"
+        c.send(f"BDAT {len(message)} LAST\r\n{message}")
+        qid = queued_id(c.text())
+    assert headers(postern, qid) == f"From: alice@{ORIGIN}\nTo: ptest1@{ORIGIN}"
