@@ -285,7 +285,8 @@ static int rewrite_one(const RewriteCall *call, const char *addr, char **ret) {
                 log_warning("%s: %s", s->tx.queue_id, warning);
         if (r < 0 && r != -ENOMEM)
                 log_warning_errno(r, "%s: address rewriting of <%s> failed (table lookup): %m", s->tx.queue_id, addr);
-        return r;
+        /* -EINVAL would read as "the header does not parse" to header_address_rewrite(). */
+        return r == -EINVAL ? -EIO : r;
 }
 
 static int header_addr(const char *addr, void *userdata, char **ret_new) {
