@@ -688,6 +688,19 @@ int table_list_lookup_full(TableList *l, const char *key, char **ret_value, Tabl
         return 0;
 }
 
+/* The same, only in the tables that look keys up as they are (not regexp:, pcre:, cidr:). */
+int table_list_lookup_fixed(TableList *l, const char *key, char **ret_value) {
+        for (size_t i = 0; i < l->n; i++) {
+                TableKind k = l->tables[i]->kind;
+                if (k == TABLE_KIND_REGEXP || k == TABLE_KIND_PCRE || k == TABLE_KIND_CIDR)
+                        continue;
+                int r = table_lookup_full(l->tables[i], key, ret_value, NULL);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* How many tables the list holds. */
 size_t table_list_size(const TableList *l) {
         return l ? l->n : 0;

@@ -73,3 +73,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TableList *, table_list_free);
 int table_list_lookup(TableList *l, const char *key, char **ret_value);
 int table_list_lookup_full(TableList *l, const char *key, char **ret_value, TableNotes *notes);
 size_t table_list_size(const TableList *l);
+/* Like table_list_lookup, but skips the tables that match patterns against a whole key (regexp:,
+ * pcre:, cidr:): Postfix gives those only the full address, never the partial keys of an address
+ * lookup (user@domain without its extension, user, @domain). */
+int table_list_lookup_fixed(TableList *l, const char *key, char **ret_value);

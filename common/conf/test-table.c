@@ -793,6 +793,22 @@ static void test_list(void) {
         CHECK_INT(table_list_lookup(l, "x", &v), 0);
         table_list_free(l);
 
+        /* Partial keys skip pattern tables (Postfix's fixed-string lookups). */
+        char rx[4200];
+        snprintf(rx, sizeof rx, "%s/rx", tmpdir);
+        write_file(rx, "/^alice/ from-regexp\n");
+        snprintf(specs, sizeof specs, "regexp:%s, inline:{ alice=from-inline }", rx);
+        CHECK_INT(table_list_open(specs, 0, &l, NULL), 0);
+        CHECK_INT(table_list_lookup(l, "alice", &v), 1);
+        CHECK_STR(v, "from-regexp");
+        free(v);
+        CHECK_INT(table_list_lookup_fixed(l, "alice", &v), 1);
+        CHECK_STR(v, "from-inline");
+        free(v);
+        CHECK_INT(table_list_lookup_fixed(l, "alice2", &v), 0);
+        table_list_free(l);
+        unlink(rx);
+
         char *reason = NULL;
         CHECK_INT(table_list_open("static:x, nis:mail.aliases", 0, &l, &reason), -EPROTONOSUPPORT);
         CHECK(strstr(reason, "nis"));

@@ -19,6 +19,8 @@
 /* queue_scan_due's plan choice (see choose_scan_plan). */
 #define QUEUE_SCAN_BACKLOG_MIN 1000
 #define QUEUE_SCAN_BACKLOG_MAX_LIMIT 100000
+/* How many messages the arrival-order plan may walk per message asked for (see find_due). */
+#define QUEUE_SCAN_WINDOW_FACTOR 8
 
 /* Frees the strings of a message filled by queue_load_message() and clears it. */
 void queue_message_done(QueueMessage *m) {
@@ -168,6 +170,7 @@ static int insert_rows(Queue *q, const QueueMessage *m, QueueRecipient *rcpts, s
                 BIND(queue_bind_usec(st, 7, rcpts[i].next_attempt_usec));
                 BIND(queue_bind_text(st, 8, rcpts[i].dsn_status));
                 BIND(queue_bind_text(st, 9, rcpts[i].diag));
+                BIND(sqlite3_bind_int64(st, 10, rcpts[i].flags));
                 rc = sqlite3_step(st);
                 if (rc != SQLITE_DONE)
                         return queue_error(q, rc);
@@ -448,57 +451,148 @@ static int choose_scan_plan(Queue *q, usec_t now, size_t limit, QueueStmtId *ret
         return 0;
 }
 
-/* Collects the due queue ids first and calls fn after the statement is reset, so that fn may
- * write through the same connection. */
-int queue_scan_due(Queue *q, usec_t now, size_t limit,
-                   int (*fn)(const char *queue_id, void *ud), void *ud) {
-        typedef char QueueIdBuf[QUEUE_ID_MAX];
-        _cleanup_free_ QueueIdBuf *ids = NULL;
-        size_t n = 0, allocated = 0;
-        QueueStmtId plan;
+typedef struct DueRow {
+        char queue_id[QUEUE_ID_MAX];
+        QueueScanCursor at;
+} DueRow;
+
+typedef struct DueRows {
+        DueRow *rows;
+        size_t n, allocated;
+        size_t seen;               /* rows the statement returned, ours or not */
+        QueueScanCursor last;      /* the position of the last of them */
+} DueRows;
+
+static void due_rows_done(DueRows *d) {
+        free(d->rows);
+}
+
+/* The position `offset` messages after *from in arrival order (from the index alone); 0 with
+ * *ret set, or 1 when the queue ends before it. */
+static int arrival_after(Queue *q, const QueueScanCursor *from, size_t offset, QueueScanCursor *ret) {
+        _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        if (!q || !fn)
-                return -EINVAL;
+        r = queue_stmt(q, QUEUE_STMT_ARRIVAL_AFTER, &st);
+        if (r < 0)
+                return r;
+        queue_bind_usec(st, 1, from->arrival_usec);
+        sqlite3_bind_int64(st, 2, from->id);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64) offset);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return 1;
+        if (rc != SQLITE_ROW)
+                return queue_error(q, rc);
+        *ret = (QueueScanCursor) {
+                .arrival_usec = queue_column_usec(st, 0),
+                .id = sqlite3_column_int64(st, 1),
+        };
+        return 0;
+}
 
+/* Runs one of the two due plans from *from (SCAN_DUE_BY_ARRIVAL up to *until, inclusive) and
+ * appends its rows to out. */
+static int collect_due(Queue *q, QueueStmtId plan, usec_t now, const QueueScanCursor *from,
+                       const QueueScanCursor *until, size_t limit, DueRows *out) {
+        _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = queue_stmt(q, plan, &st);
+        if (r < 0)
+                return r;
+        queue_bind_usec(st, 1, now);
+        sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64) limit);
+        queue_bind_usec(st, 3, from->arrival_usec);
+        sqlite3_bind_int64(st, 4, from->id);
+        if (plan == QUEUE_STMT_SCAN_DUE_BY_ARRIVAL) {
+                queue_bind_usec(st, 5, until->arrival_usec);
+                sqlite3_bind_int64(st, 6, until->id);
+        }
+
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *qid = (const char *) sqlite3_column_text(st, 0);
+
+                out->seen++;
+                out->last = (QueueScanCursor) {
+                        .arrival_usec = queue_column_usec(st, 1),
+                        .id = sqlite3_column_int64(st, 2),
+                };
+                if (!qid || strlen(qid) >= QUEUE_ID_MAX)
+                        continue;   /* not ours; never hand out a truncated id */
+                if (out->n == out->allocated) {
+                        size_t k = out->allocated ? out->allocated * 2 : 64;
+                        DueRow *l = reallocarray(out->rows, k, sizeof *l);
+                        if (!l)
+                                return -ENOMEM;
+                        out->rows = l;
+                        out->allocated = k;
+                }
+                strcpy(out->rows[out->n].queue_id, qid);
+                out->rows[out->n++].at = out->last;
+        }
+        return rc == SQLITE_DONE ? 0 : queue_error(q, rc);
+}
+
+/* Finds up to limit due messages after *cursor. The arrival-order plan walks a window of
+ * QUEUE_SCAN_WINDOW_FACTOR x limit messages at most: when the window holds fewer due ones, they
+ * are sparse there (a burst of new mail behind a deferred backlog), and the due index finds
+ * them without stepping over every message in between. */
+static int find_due(Queue *q, usec_t now, const QueueScanCursor *cursor, size_t limit, DueRows *out) {
+        QueueScanCursor until = { .arrival_usec = (usec_t) INT64_MAX, .id = INT64_MAX };
+        QueueStmtId plan;
+        int r;
+
+        out->last = *cursor;
         r = choose_scan_plan(q, now, limit, &plan);
         if (r < 0)
                 return r;
-
-        {
-                _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
-
-                r = queue_stmt(q, plan, &st);
+        if (plan == QUEUE_STMT_SCAN_DUE_BY_ARRIVAL) {
+                r = arrival_after(q, cursor, limit * QUEUE_SCAN_WINDOW_FACTOR - 1, &until);
                 if (r < 0)
                         return r;
-                queue_bind_usec(st, 1, now);
-                sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64) limit);
-
-                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                        const char *qid = (const char *) sqlite3_column_text(st, 0);
-
-                        if (!qid || strlen(qid) >= QUEUE_ID_MAX)
-                                continue;   /* not ours; never hand out a truncated id */
-                        if (n == allocated) {
-                                size_t k = allocated ? allocated * 2 : 64;
-                                QueueIdBuf *l = reallocarray(ids, k, sizeof *l);
-                                if (!l)
-                                        return -ENOMEM;
-                                ids = l;
-                                allocated = k;
-                        }
-                        strcpy(ids[n++], qid);
-                }
-                if (rc != SQLITE_DONE)
-                        return queue_error(q, rc);
+                bool bounded = r == 0;
+                r = collect_due(q, plan, now, cursor, &until, limit, out);
+                if (r < 0 || !bounded || out->seen >= limit)
+                        return r;
+                out->n = out->seen = 0;
+                out->last = *cursor;
         }
+        return collect_due(q, QUEUE_STMT_SCAN_DUE, now, cursor, NULL, limit, out);
+}
 
-        for (size_t i = 0; i < n; i++) {
-                r = fn(ids[i], ud);
+/* Collects the due queue ids first and calls fn after the statements are reset, so that fn may
+ * write through the same connection. */
+int queue_scan_due_from(Queue *q, usec_t now, QueueScanCursor *cursor, size_t limit,
+                        int (*fn)(const char *queue_id, void *ud), void *ud) {
+        _cleanup_(due_rows_done) DueRows due = {};
+        int r;
+
+        if (!q || !cursor || !fn)
+                return -EINVAL;
+
+        r = find_due(q, now, cursor, limit, &due);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < due.n; i++) {
+                r = fn(due.rows[i].queue_id, ud);
                 if (r < 0)
                         return r;
+                if (r > 0)
+                        return 1;
+                *cursor = due.rows[i].at;
         }
-        return 0;
+        *cursor = due.last;   /* past rows that were not ours, too */
+        return limit > 0 && due.seen >= limit;
+}
+
+/* queue_scan_due_from() from the start of the queue. */
+int queue_scan_due(Queue *q, usec_t now, size_t limit,
+                   int (*fn)(const char *queue_id, void *ud), void *ud) {
+        QueueScanCursor cursor = QUEUE_SCAN_CURSOR_START;
+        int r = queue_scan_due_from(q, now, &cursor, limit, fn, ud);
+        return MIN(r, 0);
 }
 
 /* One query per call: walks at most window messages in queue-id order after cursor, keeps the
@@ -733,46 +827,53 @@ fail:
         return r;
 }
 
-/* Every message with its recipients, oldest first, read in batches so no statement is active
- * while fn runs. */
-int queue_list(Queue *q, int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n,
-                                   void *ud), void *ud) {
+/* One batch of messages after *cursor (oldest first), read under one snapshot, then given to fn
+ * with no statement active; moves the cursor past them. 1: there may be more, 0: the end. */
+int queue_list_page(Queue *q, QueueListCursor *cursor,
+                    int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *ud),
+                    void *ud) {
         _cleanup_free_ ListEntry *batch = NULL;
-        usec_t after_usec = 0;
-        int64_t after_id = -1;
+        size_t n = 0;
+        bool outer;
         int r;
 
-        if (!q || !fn)
+        if (!q || !cursor || !fn)
                 return -EINVAL;
-
+        if (!cursor->started) {
+                cursor->after_usec = 0;
+                cursor->after_id = -1;
+                cursor->started = true;
+        }
         batch = calloc(QUEUE_LIST_BATCH, sizeof *batch);
         if (!batch)
                 return -ENOMEM;
+        r = read_begin(q, &outer);
+        if (r < 0)
+                return r;
+        r = list_batch(q, cursor->after_usec, cursor->after_id, batch, &n);
+        read_end(q, outer);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return 0;
+        cursor->after_usec = batch[n - 1].m.arrival_usec;
+        cursor->after_id = batch[n - 1].id;
+        r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = fn(&batch[i].m, batch[i].rcpts, batch[i].n, ud);
+        list_entries_free(batch, n);
+        if (r < 0)
+                return r;
+        return n == QUEUE_LIST_BATCH;
+}
 
-        for (;;) {
-                size_t n = 0;
-                bool outer;
+/* Every message with its recipients, oldest first, a page at a time. */
+int queue_list(Queue *q, int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n,
+                                   void *ud), void *ud) {
+        QueueListCursor cursor = {};
+        int r;
 
-                r = read_begin(q, &outer);
-                if (r < 0)
-                        return r;
-                r = list_batch(q, after_usec, after_id, batch, &n);
-                read_end(q, outer);
-                if (r < 0)
-                        return r;
-                if (n == 0)
-                        return 0;
-
-                after_usec = batch[n - 1].m.arrival_usec;
-                after_id = batch[n - 1].id;
-
-                r = 0;
-                for (size_t i = 0; i < n && r >= 0; i++)
-                        r = fn(&batch[i].m, batch[i].rcpts, batch[i].n, ud);
-                list_entries_free(batch, n);
-                if (r < 0)
-                        return r;
-                if (n < QUEUE_LIST_BATCH)
-                        return 0;
-        }
+        while ((r = queue_list_page(q, &cursor, fn, ud)) > 0)
+                ;
+        return r;
 }

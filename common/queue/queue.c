@@ -113,8 +113,8 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         [QUEUE_STMT_INSERT_RECIPIENT] =
                 "INSERT INTO recipients (message_id, address, orcpt, notify, state, attempts,"
-                " next_attempt_usec, dsn_status, diag)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                " next_attempt_usec, dsn_status, diag, flags)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         [QUEUE_STMT_INSERT_CONTENT] =
                 "INSERT INTO content (message_id, data) VALUES (?1, ?2)",
         [QUEUE_STMT_LOAD_MESSAGE] =
@@ -131,21 +131,32 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
          * recipients_due: the set of due messages comes from the index, then is sorted by
          * arrival — cheap when few are due. SCAN_DUE_BY_ARRIVAL walks messages oldest first and
          * stops at the limit — cheap when many are due (a backlog), where the first plan would
-         * build and sort the whole set. Pending recipients are due whatever their retry time. */
+         * build and sort the whole set. Pending recipients are due whatever their retry time.
+         * Both start after the position (arrival_usec, id) = (?3, ?4), so that a scan can go on
+         * where the last one stopped (keyset paging, messages_arrival); the second stops at
+         * (?5, ?6), so it never walks far over messages that are not due. */
         [QUEUE_STMT_SCAN_DUE] =
-                "SELECT m.queue_id FROM messages m"
+                "SELECT m.queue_id, m.arrival_usec, m.id FROM messages m"
                 " WHERE m.id IN (SELECT message_id FROM recipients WHERE state = 0"
                 "                UNION ALL"
                 "                SELECT message_id FROM recipients"
                 "                 WHERE state = 1 AND next_attempt_usec <= ?1)"
-                "   AND m.hold = 0"
+                "   AND m.hold = 0 AND (m.arrival_usec, m.id) > (?3, ?4)"
                 " ORDER BY m.arrival_usec, m.id LIMIT ?2",
         [QUEUE_STMT_SCAN_DUE_BY_ARRIVAL] =
-                "SELECT m.queue_id FROM messages m INDEXED BY messages_arrival"
-                " WHERE m.hold = 0 AND EXISTS (SELECT 1 FROM recipients r"
+                "SELECT m.queue_id, m.arrival_usec, m.id FROM messages m INDEXED BY messages_arrival"
+                " WHERE (m.arrival_usec, m.id) > (?3, ?4) AND (m.arrival_usec, m.id) <= (?5, ?6)"
+                "   AND m.hold = 0"
+                "   AND EXISTS (SELECT 1 FROM recipients r"
                 "   WHERE r.message_id = m.id"
                 "     AND (r.state = 0 OR (r.state = 1 AND r.next_attempt_usec <= ?1)))"
                 " ORDER BY m.arrival_usec, m.id LIMIT ?2",
+        /* The end of SCAN_DUE_BY_ARRIVAL's window: the position ?3 messages after (?1, ?2),
+         * from the index alone. */
+        [QUEUE_STMT_ARRIVAL_AFTER] =
+                "SELECT arrival_usec, id FROM messages INDEXED BY messages_arrival"
+                " WHERE (arrival_usec, id) > (?1, ?2)"
+                " ORDER BY arrival_usec, id LIMIT 1 OFFSET ?3",
         /* Due recipients, counted from the covering index up to a cap (?2). */
         [QUEUE_STMT_COUNT_DUE] =
                 "SELECT count(*) FROM (SELECT 1 FROM recipients WHERE state = 0"

@@ -46,6 +46,8 @@ enum {
 enum {
         QUEUE_RCPT_F_RELAYED = 1 << 0,       /* delivered to a server that did not offer DSN */
         QUEUE_RCPT_F_DELAY_WARNED = 1 << 1,  /* named in the message's delay warning */
+        QUEUE_RCPT_F_EXPANDED = 1 << 2,      /* an alias expanded before queueing (virtual_alias_maps):
+                                              * queued delivered, for its NOTIFY=SUCCESS notice */
 };
 
 typedef struct QueueMessage {
@@ -119,6 +121,20 @@ int queue_load_content(Queue *q, const char *queue_id, char **ret, size_t *ret_l
  * fn returning <0 stops the scan and is returned. */
 int queue_scan_due(Queue *q, usec_t now_usec, size_t limit,
                    int (*fn)(const char *queue_id, void *ud), void *ud);
+
+/* A position in the queue's arrival order, for scans that go on where the last one stopped. */
+typedef struct QueueScanCursor {
+        usec_t arrival_usec;
+        int64_t id;
+} QueueScanCursor;
+#define QUEUE_SCAN_CURSOR_START ((QueueScanCursor) { .arrival_usec = 0, .id = -1 })
+
+/* queue_scan_due() for the messages after *cursor: the position moves to each message fn took
+ * (returned 0). fn returning >0 stops the scan before that message (it is offered again by the
+ * next scan from *cursor); <0 stops it and is returned. Returns 1 when due messages may remain
+ * after *cursor (the limit was reached, or fn stopped), 0 when the scan reached the end. */
+int queue_scan_due_from(Queue *q, usec_t now_usec, QueueScanCursor *cursor, size_t limit,
+                        int (*fn)(const char *queue_id, void *ud), void *ud);
 /* Finds finished messages (every recipient delivered or bounced, or none at all: they should
  * have been removed) for qmgr's sweep, a bounded piece at a time. Looks at the messages after
  * cursor in queue-id order ("" = from the start), at most window of them (0 = no bound), and
@@ -145,6 +161,17 @@ int queue_set_delay_warned(Queue *q, const char *queue_id);
 /* Every message (envelope with nrcpt) and its recipients, oldest first, for posternctl queue. */
 int queue_list(Queue *q, int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n,
                                    void *ud), void *ud);
+/* Where a paged walk of queue_list's order stands; zero-initialised = at the start. */
+typedef struct QueueListCursor {
+        bool started;
+        usec_t after_usec;
+        int64_t after_id;
+} QueueListCursor;
+/* The next page (up to 128 messages) of that walk, each given to fn; moves the cursor. Returns 1
+ * when more may follow, 0 at the end, <0 on error (or fn's). No transaction is left open. */
+int queue_list_page(Queue *q, QueueListCursor *cursor,
+                    int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *ud),
+                    void *ud);
 
 /* Runs a passive WAL checkpoint (qmgr does this after deletions). */
 int queue_checkpoint(Queue *q);

@@ -1,5 +1,6 @@
-/* local-alias.c — recipient resolution for postern-local: main.cf settings, the Delivered-To
- * loop set, alias_maps expansion and the passwd lookup.
+/* local-alias.c — recipient resolution for postern-local: main.cf settings (local's and the
+ * virtual socket's, local-virtual.c), the Delivered-To loop set, alias_maps expansion and the
+ * passwd lookup.
  *
  * A recipient "Local+Ext@domain" is looked up lower-cased, first with its extension and then
  * without (recipient_delimiter), in alias_maps. Alias values ("a, b@remote, \user, |cmd, /file")
@@ -52,12 +53,39 @@ static const ConfField local_fields[] = {
         F("command_time_limit", SECONDS, command_time_limit),
         F("daemon_timeout", SECONDS, daemon_timeout),
         F("alias_maps", TABLES, aliases, .flags = TABLE_ALIASES | TABLE_NO_REGSUB),
+        F("virtual_mailbox_base", STRING, virtual_mailbox_base),
+        /* The result becomes a file name: no text from the address may be substituted into it. */
+        F("virtual_mailbox_maps", TABLES, virtual_mailbox_maps, .flags = TABLE_NO_REGSUB),
+        F("virtual_uid_maps", TABLES, virtual_uid_maps),
+        F("virtual_gid_maps", TABLES, virtual_gid_maps),
+        F("virtual_minimum_uid", LLONG, virtual_minimum_uid),
+        F("virtual_mailbox_limit", LLONG, virtual_mailbox_limit),
 };
 #undef F
 
+/* The LOCAL_LOCK_* methods listed in parameter name (mailbox_delivery_lock, virtual_mailbox_lock). */
+static int lock_methods_parse(Conf *c, const char *name, unsigned *ret) {
+        _cleanup_strv_free_ char **locks = conf_get_list(c, NULL, name);
+        unsigned m = 0;
+        if (!locks)
+                return -ENOMEM;
+        for (char **l = locks; *l; l++) {
+                if (strcaseeq(*l, "fcntl"))
+                        m |= LOCAL_LOCK_FCNTL;
+                else if (strcaseeq(*l, "dotlock"))
+                        m |= LOCAL_LOCK_DOTLOCK;
+                else if (strcaseeq(*l, "flock"))
+                        m |= LOCAL_LOCK_FLOCK;
+                else
+                        log_warning("%s: ignoring unknown lock method \"%s\"", name, *l);
+        }
+        *ret = m;
+        return 0;
+}
+
 /* Reads the parameters postern-local uses from the configuration. */
 int local_settings_load(Conf *c, LocalSettings *ret) {
-        _cleanup_strv_free_ char **locks = NULL, **dest = NULL;
+        _cleanup_strv_free_ char **dest = NULL;
         LocalSettings s = {};
         char *reason = NULL;
         int r;
@@ -65,8 +93,7 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
         if ((r = conf_fields_load(c, NULL, local_fields, ELEMENTSOF(local_fields), &s)) < 0)
                 goto fail;
         dest = conf_get_list(c, NULL, "mydestination");
-        locks = conf_get_list(c, NULL, "mailbox_delivery_lock");
-        if (!dest || !locks) {
+        if (!dest) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -76,16 +103,9 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
                 free(reason);
                 goto fail;
         }
-        for (char **l = locks; *l; l++) {
-                if (strcaseeq(*l, "fcntl"))
-                        s.lock_methods |= LOCAL_LOCK_FCNTL;
-                else if (strcaseeq(*l, "dotlock"))
-                        s.lock_methods |= LOCAL_LOCK_DOTLOCK;
-                else if (strcaseeq(*l, "flock"))
-                        s.lock_methods |= LOCAL_LOCK_FLOCK;
-                else
-                        log_warning("mailbox_delivery_lock: ignoring unknown lock method \"%s\"", *l);
-        }
+        if ((r = lock_methods_parse(c, "mailbox_delivery_lock", &s.lock_methods)) < 0 ||
+            (r = lock_methods_parse(c, "virtual_mailbox_lock", &s.virtual_lock_methods)) < 0)
+                goto fail;
         bool hostname_set = false;
         (void) conf_get_raw(c, "myhostname", &hostname_set);
         size_t hl = strlen(s.myhostname);
@@ -298,8 +318,7 @@ static bool list_has(char **l, const char *word) {
         return false;
 }
 
-/* Splits "local+ext" at the first recipient_delimiter character (not at position 0). */
-static size_t base_length(const LocalSettings *s, const char *local) {
+size_t local_base_length(const LocalSettings *s, const char *local) {
         if (isempty(s->recipient_delimiter))
                 return strlen(local);
         size_t l = strcspn(local + (local[0] ? 1 : 0), s->recipient_delimiter) + (local[0] ? 1 : 0);
@@ -480,7 +499,7 @@ static int expand_address(Expander *e, const char *local, const char *domain, co
         if (!lower)
                 return -ENOMEM;
         local_ascii_lower(lower);
-        base = strndup(lower, base_length(s, lower));
+        base = strndup(lower, local_base_length(s, lower));
         if (!base)
                 return -ENOMEM;
 

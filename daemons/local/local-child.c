@@ -18,7 +18,8 @@
  *      dotlock can be made as the user;
  *   3. switches its groups and its *effective* uid to the recipient before opening any mailbox
  *      file (setgroups with the groups the parent looked up with getgrouplist() before the
- *      fork, setresgid, setresuid(-1, uid, -1)): files are opened and created with
+ *      fork — for a virtual mailbox, which has no user name, the mailbox's gid alone —, setresgid,
+ *      setresuid(-1, uid, -1)): files are opened and created with
  *      the recipient's rights, but the real and saved uid stay root, so the recipient cannot
  *      signal, stop or trace the process that holds the marker lock (kill(2) needs a matching
  *      real or saved uid) — the way Postfix's local(8) changes only its effective uid. A
@@ -27,7 +28,9 @@
  *      Under systemd the command runs as a transient unit instead (local-transient.c): before
  *      the switch, while its effective uid is still root, the child connects to the service
  *      manager, which trusts the uid a connection was made with;
- *   4. applies mailbox_size_limit as RLIMIT_FSIZE, writes the mailbox (a batch: every message not
+ *   4. applies mailbox_size_limit (virtual_mailbox_limit for a virtual mailbox, which is also
+ *      locked per virtual_mailbox_lock and whose missing directories it creates first, as the
+ *      owner) as RLIMIT_FSIZE, writes the mailbox (a batch: every message not
  *      yet in its marker; an mbox under one lock with one fsync, a Maildir with one fsync of new/
  *      after the files' own), records it in the marker(s) after it was
  *      fsynced (local_marker_sync(): one sync for all), and writes one line "<dsn>\t<diag>\n" per
@@ -66,6 +69,16 @@ static void success_result(const Target *t, DeliveryResult *res) {
  * postern-local rather than in every child. */
 static int recipient_groups(const Target *t, gid_t **ret, int *ret_n) {
         int n = 32;
+        if (t->virtual) {
+                /* No user name: the mailbox's gid is the only group, as in Postfix's virtual(8). */
+                gid_t *g = calloc(2, sizeof(gid_t));
+                if (!g)
+                        return -ENOMEM;
+                g[0] = t->gid;
+                *ret = g;
+                *ret_n = 1;
+                return 0;
+        }
         for (;;) {
                 _cleanup_free_ gid_t *g = calloc((size_t) n + 1, sizeof(gid_t));
                 if (!g)
@@ -247,28 +260,44 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                 }
         }
 
-        if (s->mailbox_size_limit > 0) {
-                /* Soft limit only: a "|command" may raise it again (the limit is for mailboxes). */
-                struct rlimit rl = { (rlim_t) s->mailbox_size_limit, RLIM_INFINITY };
-                (void) setrlimit(RLIMIT_FSIZE, &rl);
-        }
-
         for (size_t a = 0, b; a < n_todo; a = b) {
                 const Target *u = t[todo[a]];
+                /* A virtual mailbox has its own lock methods and size limit. */
+                LocalSettings us = *s;
+                if (u->virtual) {
+                        us.lock_methods = s->virtual_lock_methods;
+                        us.mailbox_size_limit = s->virtual_mailbox_limit;
+                }
                 for (b = a + 1; b < n_todo && same_mailbox(t[todo[b]], u); b++)
                         ;
                 r = a == 0 ? 0 : setresuid((uid_t) -1, 0, (uid_t) -1) < 0 ? -errno : 0;   /* back to root */
+                /* Soft limit only: a "|command" may raise it again (the limit is for mailboxes);
+                 * set for each mailbox, as a shared child may serve local and virtual ones. */
+                struct rlimit rl;
+                if (getrlimit(RLIMIT_FSIZE, &rl) == 0) {
+                        rl.rlim_cur = us.mailbox_size_limit > 0 ? MIN((rlim_t) us.mailbox_size_limit, rl.rlim_max) :
+                                                                  rl.rlim_max;
+                        (void) setrlimit(RLIMIT_FSIZE, &rl);
+                }
                 if (r >= 0)
                         r = switch_to_recipient(u, groups->list[todo[a]], groups->n[todo[a]], extra_gid);
                 if (r < 0) {
                         for (size_t k = a; k < b; k++)
-                                delivery_result_set(&todo_res[k], "4.3.0", "cannot switch to user %s (uid %u): %s",
-                                                    u->user, (unsigned) u->uid, strerror(-r));
+                                delivery_result_set(&todo_res[k], "4.3.0", "cannot switch to %s %s (uid %u): %s",
+                                                    u->virtual ? "the owner of" : "user",
+                                                    u->virtual ? u->path : u->user, (unsigned) u->uid, strerror(-r));
+                        continue;
+                }
+                /* virtual(8) creates a mailbox's missing directories as its owner. */
+                if (u->virtual && (r = local_mkdir_parents(u->path)) < 0) {
+                        for (size_t k = a; k < b; k++)
+                                delivery_result_set(&todo_res[k], local_errno_dsn(r),
+                                                    "cannot create the directories of %s: %s", u->path, strerror(-r));
                         continue;
                 }
                 switch (u->kind) {
                 case TARGET_MAILDIR:
-                        local_maildir_deliver(s, todo_in + a, b - a, u->path, todo_res + a);
+                        local_maildir_deliver(&us, todo_in + a, b - a, u->path, todo_res + a);
                         break;
                 case TARGET_COMMAND:
                         local_command_deliver(s, &todo_in[a], u->path + 1, bus, &todo_res[a]);
@@ -282,7 +311,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                                 success_result(u, &todo_res[a]);
                         break;
                 default:
-                        local_mbox_deliver_many(s, todo_in + a, b - a, u->path, may_dotlock, true, todo_res + a);
+                        local_mbox_deliver_many(&us, todo_in + a, b - a, u->path, may_dotlock, true, todo_res + a);
                 }
         }
 
@@ -328,7 +357,7 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n,
         ChildGroups groups = {};
         for (size_t i = 0; i < n && geteuid() == 0; i++) {
                 if (i > 0 && t[i]->uid == t[i - 1]->uid && t[i]->gid == t[i - 1]->gid &&
-                    streq(t[i]->user, t[i - 1]->user)) {
+                    t[i]->virtual == t[i - 1]->virtual && (t[i]->virtual || streq(t[i]->user, t[i - 1]->user))) {
                         groups.list[i] = groups.list[i - 1];
                         groups.n[i] = groups.n[i - 1];
                         continue;

@@ -1,7 +1,8 @@
 /* local-maildir.c — writing messages into a Maildir, in a delivery child that already runs as
  * the recipient.
  *
- * <dir>/{tmp,new,cur} are created 0700 when missing. Each message is written in tmp/ under a
+ * <dir>/{tmp,new,cur} are created 0700 when missing (and, for virtual mailboxes, the directories
+ * leading to <dir>: local_mkdir_parents(), also used for virtual mbox files). Each message is written in tmp/ under a
  * unique name "<sec>.M<usec>P<pid>Q<queue id>R<rcpt id>.<host>", fsynced, and renamed into new/;
  * then new/ is fsynced once for all the messages of the call (a batch of one recipient's
  * messages: qmgr hands them over together), and only then are they reported delivered. A
@@ -24,6 +25,37 @@ static int mkdir_if_missing(const char *path) {
         if (lstat(path, &st) < 0)
                 return -errno;
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int local_mkdir_parents(const char *path) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        size_t n = strlen(p);
+        while (n > 1 && p[n - 1] == '/')
+                p[--n] = '\0';
+        char *last = strrchr(p, '/');
+        if (!last || last == p)
+                return 0;
+        *last = '\0';
+        struct stat st;
+        if (stat(p, &st) == 0)
+                return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+        for (char *s = p + 1;; s++) {
+                if (*s != '/' && *s != '\0')
+                        continue;
+                char c = *s;
+                *s = '\0';
+                if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                        return -errno;
+                if (stat(p, &st) < 0)
+                        return -errno;
+                if (!S_ISDIR(st.st_mode))
+                        return -ENOTDIR;
+                *s = c;
+                if (!c)
+                        return 0;
+        }
 }
 
 /* Host name for file names: '/' and ':' are not allowed there (maildir convention escapes them). */

@@ -1,6 +1,9 @@
 /* local.c — postern-local, the local delivery agent (Postfix's local(8)).
  *
- * Serves request=deliver on the "local" socket (docs/architecture.md): loads the message from
+ * Serves request=deliver on the "local" socket (docs/architecture.md) and, as Postfix's
+ * virtual(8), on the "virtual" socket (optional): the same service, the same children, markers
+ * and batches; only the resolution differs (local-virtual.c instead of local-alias.c) and the
+ * log says relay=virtual. It loads the message from
  * the queue, resolves each recipient (local-alias.c), queues forwarded copies for remote alias
  * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
  * with one result per recipient, same indexes, once every child has reported. A request may hold
@@ -14,7 +17,8 @@
  * serialises against everyone else: mail readers, other MTAs). The event loop
  * never waits for a mailbox lock or a mailbox fsync (children are reaped with
  * sd_event_add_child()); it does wait for the queue when it forwards, see below.
- * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target.
+ * Logs Postfix's "<id>: to=<...>, relay=local, delay=..., status=..." line for every target
+ * (relay=virtual for the virtual socket's).
  * Runs as a role of common/daemon (daemon-role.h); a reload applies every parameter but
  * queue_directory, a restart parameter.
  *
@@ -58,6 +62,7 @@ typedef struct Local {
         LocalSettings settings;
         Queue *queue;
         IpcServer *server;
+        IpcServer *virtual_server;
         int marker_dirfd;
         sd_event_source *cleanup_timer;
         struct LocalRequest *requests;   /* in progress, for the cleanup at exit */
@@ -100,6 +105,7 @@ typedef struct LocalRequest {
         Local *local;
         struct LocalRequest *prev, *next;
         IpcConn *conn;
+        const char *transport;         /* "local" or "virtual": the socket it came in on (relay=) */
         char queue_id[QUEUE_ID_MAX];   /* the request's first message (for log lines about it) */
         LocalMsg *msgs;
         size_t n_msgs;
@@ -155,10 +161,10 @@ static void log_target(LocalRequest *req, LocalRcpt *rc, Target *t) {
         if (!strcaseeq(t->address, rc->address) && asprintf(&orig, ", orig_to=<%s>", rc->address) < 0)
                 orig = NULL;
         log_fields(LOG_INFO, &((LogFields) { .queue_id = m->queue_id, .sender = m->sender,
-                                             .recipient = t->address, .relay = "local",
+                                             .recipient = t->address, .relay = req->transport,
                                              .dsn = t->dsn, .status = status }),
-                   "%s: to=<%s>%s, relay=local, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-                   m->queue_id, t->address, strempty(orig),
+                   "%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+                   m->queue_id, t->address, strempty(orig), req->transport,
                    delay_format(delay_between(end, m->arrival), d0, sizeof(d0)),
                    delay_format(delay_between(m->active, m->arrival), d1, sizeof(d1)),
                    delay_format(delay_between(req->received, m->active), d2, sizeof(d2)),
@@ -810,8 +816,8 @@ static void maildir_enqueue(Local *l, Target *t) {
                 maildir_flush(l);
 }
 
-static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
-        Local *l = userdata;
+/* A request=deliver on the "local" socket (virtual false: local(8)) or the "virtual" one. */
+static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, bool virtual) {
         _cleanup_(request_freep) LocalRequest *req = NULL;
         _cleanup_free_ Target **all = NULL;
         long long count;
@@ -847,6 +853,7 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                 l->requests->prev = req;
         l->requests = req;
         req->conn = ipc_conn_ref(c);
+        req->transport = virtual ? "virtual" : "local";
         snprintf(req->queue_id, sizeof(req->queue_id), "%s", queue_id);
         req->received = now_usec(CLOCK_REALTIME);
 
@@ -895,8 +902,9 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
                         rc->n_targets = 1;
                         (void) target_set_result(rc->targets[0], "4.3.0", "message is not in the queue");
                 } else {
-                        r = local_resolve(&l->settings, rc->address, rc->msg->sender, &rc->msg->delivered,
-                                          &rc->targets, &rc->n_targets);
+                        r = virtual ? local_virtual_resolve(&l->settings, rc->address, &rc->targets, &rc->n_targets) :
+                                      local_resolve(&l->settings, rc->address, rc->msg->sender, &rc->msg->delivered,
+                                                    &rc->targets, &rc->n_targets);
                         if (r < 0)
                                 return log_oom(), ipc_conn_reply_error(c, "out of memory"), 0;
                 }
@@ -967,6 +975,14 @@ static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
         return 0;
 }
 
+static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
+        return serve_request(userdata, c, rec, false);
+}
+
+static int on_virtual_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
+        return serve_request(userdata, c, rec, true);
+}
+
 static int settings_load(void *userdata, Conf *c, void *ret) {
         return local_settings_load(c, ret);
 }
@@ -1025,6 +1041,8 @@ static const DaemonRole role = {
         .name = "local",
         .sockets = (const DaemonSocket[]) {
                 { "local", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Local, server) },
+                { "virtual", DAEMON_SOCKET_OPTIONAL, .ipc = on_virtual_request,
+                  .server_offset = offsetof(Local, virtual_server) },
                 {},
         },
         .restart_params = (const char *const[]) { "queue_directory", NULL },

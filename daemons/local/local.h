@@ -1,6 +1,8 @@
 /* local.h — internal interfaces of postern-local, the local delivery agent.
  *
- * The parent process (local.c) serves request=deliver on the "local" IPC socket, loads the
+ * The parent process (local.c) serves request=deliver on the "local" IPC socket (and on the
+ * "virtual" one, as Postfix's virtual(8): recipients resolved by local-virtual.c into one
+ * mailbox target each, then delivered like local ones), loads the
  * message from the queue, resolves every recipient into delivery targets (local-alias.c),
  * forwards remote alias members through a new queue message (local-forward.c) and forks one
  * child per mailbox target, per batch of mbox targets for one mailbox (one such child per mbox at
@@ -66,6 +68,14 @@ typedef struct LocalSettings {
         long long command_time_limit; /* seconds */
         long long daemon_timeout;     /* seconds: a delivery child is killed after this */
         TableList *aliases;           /* NULL when alias_maps is empty */
+        /* virtual(8) deliveries (local-virtual.c) */
+        char *virtual_mailbox_base;
+        TableList *virtual_mailbox_maps;   /* NULL when empty: every virtual recipient is unknown */
+        TableList *virtual_uid_maps;
+        TableList *virtual_gid_maps;
+        long long virtual_minimum_uid;
+        long long virtual_mailbox_limit;
+        unsigned virtual_lock_methods;
 } LocalSettings;
 
 /* Reads the settings (and opens alias_maps); defaults are the parameter registry's. */
@@ -92,6 +102,9 @@ typedef struct Target {
         gid_t gid;
         char *home;
         bool spool;           /* TARGET_MBOX in mail_spool_directory (root may create it there) */
+        bool virtual;         /* a virtual(8) mailbox: uid/gid from virtual_uid/gid_maps, no user
+                               * name (groups: gid alone), virtual_mailbox_limit and _lock, missing
+                               * directories created as the owner */
         char *sender;         /* TARGET_FORWARD: envelope sender of the forwarded copy */
         char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it */
         /* outcome */
@@ -142,6 +155,18 @@ bool delivered_set_has(const DeliveredSet *s, const char *address);
  * users looked up, loops by Delivered-To detected. Always yields at least one target. */
 int local_resolve(const LocalSettings *s, const char *recipient, const char *orig_sender,
                   const DeliveredSet *delivered, Target ***ret, size_t *ret_n);
+
+/* Resolves one recipient of the virtual transport (virtual(8)): virtual_mailbox_maps gives the
+ * mailbox path below virtual_mailbox_base, virtual_uid_maps/virtual_gid_maps its owner. Always
+ * yields exactly one target (a failure is a TARGET_RESULT); fails only on out-of-memory. */
+int local_virtual_resolve(const LocalSettings *s, const char *recipient, Target ***ret, size_t *ret_n);
+
+/* The length of local part "local+ext" before its recipient_delimiter (never at position 0). */
+size_t local_base_length(const LocalSettings *s, const char *local);
+
+/* Creates the missing directories leading to path's last component (a trailing '/' ignored),
+ * mode 0700, with the caller's rights; 0 or negative errno. */
+int local_mkdir_parents(const char *path);
 
 /* Input of one mailbox write, shared by the mbox and Maildir writers. */
 typedef struct DeliveryInput {

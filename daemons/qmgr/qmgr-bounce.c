@@ -17,7 +17,8 @@
  * (or has the null sender), a notice to 2bounce_notice_recipient instead, sent from
  * double_bounce_sender — and nothing at all when the message came from double_bounce_sender,
  * so no notice ever loops; and a success notice for delivered recipients that asked for
- * NOTIFY=SUCCESS (Action: relayed when the agent said so) or, with confirm_delay_cleared, were
+ * NOTIFY=SUCCESS (Action: relayed when the agent said so; expanded for an alias that smtpd
+ * expanded before queueing, recorded delivered with QUEUE_RCPT_F_EXPANDED) or, with confirm_delay_cleared, were
  * named in the delay warning. An expired recipient keeps its last 4.x.x status (Action: failed),
  * as Postfix does. */
 #include <ctype.h>
@@ -389,8 +390,9 @@ int qmgr_notice_insert(Qmgr *q, QmgrMessage *m, QmgrNoticeKind kind, char ret_id
                         .diag_type = !isempty(rc->remote_mta) ? "smtp" :
                                      qmgr_route(&q->s, rc->address) == QMGR_ROUTE_LOCAL ? "x-unix"
                                                                                         : "x-postern",
-                        .action = kind == QMGR_NOTICE_SUCCESS && (rc->flags & QUEUE_RCPT_F_RELAYED) ?
-                                  "relayed" : NULL,
+                        .action = kind != QMGR_NOTICE_SUCCESS ? NULL :
+                                  (rc->flags & QUEUE_RCPT_F_RELAYED) ? "relayed" :
+                                  (rc->flags & QUEUE_RCPT_F_EXPANDED) ? "expanded" : NULL,
                         .remote_mta = rc->remote_mta,
                 };
         }

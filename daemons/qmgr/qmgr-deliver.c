@@ -36,6 +36,12 @@
 #include "mail/delay.h"
 #include "qmgr.h"
 
+/* The daemon behind a transport, for messages ("postern-%s"): the virtual transport is
+ * postern-local's second socket. */
+static const char *agent_daemon(const char *transport) {
+        return streq(transport, "virtual") ? "local" : transport;
+}
+
 /* SMTP deliveries may take the sum of the smtp_*_timeout settings; qmgr waits longer. */
 #define QMGR_REMOTE_TIMEOUT_USEC (3600 * USEC_PER_SEC)
 
@@ -576,13 +582,13 @@ static void job_outcome(Qmgr *q, QmgrJob *j, int error, const IpcRecord *reply, 
                 char diag[256];
                 if (error == -ETIMEDOUT)
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: no reply from "
-                                 "postern-%s within %llu s", j->transport,
+                                 "postern-%s within %llu s", agent_daemon(j->transport),
                                  (streq(j->transport, "local") ? QMGR_LOCAL_TIMEOUT_USEC : QMGR_REMOTE_TIMEOUT_USEC) / USEC_PER_SEC);
                 else
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s: %s",
-                                 j->transport, strerror(-error));
+                                 agent_daemon(j->transport), strerror(-error));
                 if (log)
-                        log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, j->transport,
+                        log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, agent_daemon(j->transport),
                                     strerror(-error));
                 defer_job(q, j, "4.3.0", diag);
                 qmgr_sched_job_done(q, j, NULL);
@@ -592,10 +598,10 @@ static void job_outcome(Qmgr *q, QmgrJob *j, int error, const IpcRecord *reply, 
                         const char *reason = ipc_record_get(reply, "reason");
                         char diag[512];
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s "
-                                 "refused the request: %s", j->transport, reason ? reason : strna(status));
+                                 "refused the request: %s", agent_daemon(j->transport), reason ? reason : strna(status));
                         if (log)
                                 log_warning("%s: postern-%s answered status=%s: %s", j->m->queue_id,
-                                            j->transport, strna(status), strna(reason));
+                                            agent_daemon(j->transport), strna(status), strna(reason));
                         defer_job(q, j, "4.3.0", diag);
                         qmgr_sched_job_done(q, j, NULL);
                 } else {
@@ -750,7 +756,7 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
         if (r < 0) {
                 char diag[512];
                 snprintf(diag, sizeof(diag), "delivery agent unavailable: cannot connect to "
-                         "postern-%s at %s: %s", j->transport, local ? q->s.local_socket : strna(path),
+                         "postern-%s at %s: %s", agent_daemon(j->transport), local ? q->s.local_socket : strna(path),
                          strerror(-r));
                 log_warning("%s: %s", j->m->queue_id, diag);
                 for (QmgrJob *x = j, *next; x; x = next) {

@@ -1,12 +1,15 @@
 /* qmgr-scan.c — the active set, queue scans and their timer.
  *
  * A scan asks the queue for messages with a pending recipient or a deferred one that is due
- * (oldest first), skips those already in the in-memory active set (so nothing is handed out
- * twice), and activates at most QMGR_SCAN_BATCH new ones while the active set stays below
+ * (oldest first, after the position where the last scan stopped: scans make passes through the
+ * queue, so a backlog larger than the active set is read once, not from the start by every
+ * scan), skips those already in the in-memory active set (so nothing is handed out twice), and
+ * activates at most QMGR_SCAN_BATCH new ones while the active set stays below
  * qmgr_message_active_limit. Scans run at start, on wake-ups (coalesced: many wake-ups in a row
  * give one scan, at most one per QMGR_SCAN_MIN_INTERVAL_USEC), after a notification was queued,
  * and on one timer: the earlier of queue_run_delay and the next deferred recipient's retry time.
- * A flush makes the next scan treat every deferred recipient as due.
+ * A flush starts a pass from the oldest message that treats every deferred recipient as due,
+ * however many scans (and refills of the active set) it takes to reach the end.
  *
  * The sweep (at start, and after a completion failed) looks for messages whose recipients are
  * all final but which were not removed (a crash or a failed commit between the last result and
@@ -79,34 +82,6 @@ static int activate(Qmgr *q, const char *id, bool force) {
         return 1;
 }
 
-typedef struct IdList {
-        char **ids;
-        size_t n, cap;
-} IdList;
-
-static void id_list_done(IdList *l) {
-        for (size_t i = 0; i < l->n; i++)
-                free(l->ids[i]);
-        free(l->ids);
-        *l = (IdList) {};
-}
-
-static int id_list_add(const char *id, void *userdata) {
-        IdList *l = userdata;
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 64;
-                char **n = realloc(l->ids, cap * sizeof(char *));
-                if (!n)
-                        return -ENOMEM;
-                l->ids = n;
-                l->cap = cap;
-        }
-        if (!(l->ids[l->n] = strdup(id)))
-                return -ENOMEM;
-        l->n++;
-        return 0;
-}
-
 /* Activating a finished message runs the usual completion in qmgr_deliver_message(): the
  * bounce when a recipient bounced, and the removal, in one transaction. */
 static int sweep_complete(const char *id, void *userdata) {
@@ -166,15 +141,38 @@ static void sweep_start(Qmgr *q) {
         q->sweeping = true;
 }
 
+typedef struct ScanPass {
+        Qmgr *q;
+        bool force;
+        size_t activated;
+} ScanPass;
+
+/* Takes one due message: active ones are passed over, new ones activated while the active set
+ * and this scan's batch have room; 1 stops the scan before the message (it comes first next
+ * time). */
+static int scan_take(const char *id, void *userdata) {
+        ScanPass *p = userdata;
+        Qmgr *q = p->q;
+        if (qmgr_active_find(q, id))
+                return 0;
+        if (q->n_active >= q->s.active_limit || p->activated >= QMGR_SCAN_BATCH)
+                return 1;
+        if (activate(q, id, p->force) > 0)
+                p->activated++;
+        return 0;
+}
+
+/* Scans go through the due messages in arrival order, from scan_cursor: each one takes up to
+ * QMGR_SCAN_BATCH new messages after the last one taken, so a backlog far larger than the active
+ * set is read once per pass, a batch at a time, never from the start again. A pass (and a flush,
+ * whose scans treat every deferred recipient as due) ends when a scan reaches the end of the
+ * due messages; a scan that finds the active set full keeps both for the next. */
 static void scan(Qmgr *q) {
-        _cleanup_(id_list_done) IdList l = {};
-        bool force = q->scan_force;
         usec_t now = now_usec(CLOCK_REALTIME);
-        size_t activated = 0;
-        bool more = false;
+        ScanPass pass = { .q = q, .force = q->scan_force };
+        bool more = true;
         int r;
 
-        q->scan_force = false;
         /* A sweep asked for while one runs starts after it (from a later scan), so a completion
          * that keeps failing is retried at the pace of scans, not in a loop. */
         if (q->sweep_needed && !q->sweeping) {
@@ -182,29 +180,31 @@ static void scan(Qmgr *q) {
                 sweep_start(q);
         }
 
-        if (q->n_active < q->s.active_limit) {
-                r = queue_scan_due(q->queue, force ? (usec_t) INT64_MAX : now, q->s.active_limit,
-                                   id_list_add, &l);
-                if (r < 0)
+        /* Pages of messages that are all active already (the head of the queue, at the start of
+         * a pass) are stepped over in this scan, not one page per scan interval; at most about
+         * an active set's worth of them. */
+        for (size_t pages = 0; q->n_active < q->s.active_limit && pass.activated < QMGR_SCAN_BATCH &&
+                               pages <= q->s.active_limit / QMGR_SCAN_BATCH; pages++) {
+                r = queue_scan_due_from(q->queue, pass.force ? (usec_t) INT64_MAX : now, &q->scan_cursor,
+                                        QMGR_SCAN_BATCH, scan_take, &pass);
+                if (r < 0) {
                         log_error_errno(r, "Queue scan failed: %s", queue_last_error(q->queue));
-                for (size_t i = 0; i < l.n; i++) {
-                        if (qmgr_active_find(q, l.ids[i]))
-                                continue;
-                        if (q->n_active >= q->s.active_limit || activated >= QMGR_SCAN_BATCH) {
-                                more = true;
-                                break;
-                        }
-                        if (activate(q, l.ids[i], force) > 0)
-                                activated++;
+                        more = false;   /* tried again from the same place by the timer below */
+                        break;
+                }
+                if (r == 0) {
+                        more = false;
+                        q->scan_cursor = QUEUE_SCAN_CURSOR_START;
+                        if (pass.force)
+                                q->scan_force = false;
+                        break;
                 }
         }
-        /* A full answer means more may be due than the active set could take. */
-        q->scan_backlog = more || l.n >= q->s.active_limit;
-        if (more && force)
-                q->scan_force = true;   /* the flush goes on with the next batch */
+        /* More may be due than the active set could take: when it is full, qmgr_message_release()
+         * asks for the next scan. */
+        q->scan_backlog = more;
         if (more && q->n_active < q->s.active_limit)
                 qmgr_schedule_scan(q, 0);
-        /* When the active set is full, qmgr_message_release() asks for the next scan. */
 
         usec_t delay = q->s.queue_run_delay, due = 0;
         if (queue_next_due(q->queue, &due) >= 0) {
@@ -217,11 +217,19 @@ static void scan(Qmgr *q) {
         }
         qmgr_schedule_scan(q, delay);
 
-        if (activated > 0)
-                log_debug("scan: %zu activated, %zu active, %zu requests in flight", activated,
+        if (pass.activated > 0)
+                log_debug("scan: %zu activated, %zu active, %zu requests in flight", pass.activated,
                           q->n_active, q->n_in_flight);
         daemon_status(q->daemon, "%zu messages active, %zu delivery requests in flight",
                       q->n_active, q->n_in_flight);
+}
+
+/* A flush: the next pass starts from the oldest message and treats every deferred recipient
+ * as due. */
+void qmgr_scan_flush(Qmgr *q) {
+        q->scan_force = true;
+        q->scan_cursor = QUEUE_SCAN_CURSOR_START;
+        qmgr_schedule_scan(q, 0);
 }
 
 static int on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -306,6 +314,7 @@ int qmgr_scan_setup(Qmgr *q) {
         (void) sd_event_source_set_description(q->sweep_timer, "qmgr-sweep");
         (void) sd_event_source_set_enabled(q->sweep_timer, SD_EVENT_OFF);
         q->sweep_needed = true;
+        q->scan_cursor = QUEUE_SCAN_CURSOR_START;
         /* time 0: the first scan runs as soon as the loop starts */
         return 0;
 }

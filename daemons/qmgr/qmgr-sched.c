@@ -238,7 +238,7 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c) {
         QmgrSchedSettings n = {};
 
         limits_read(&n.dflt, c, NULL);
-        static const char *const known[] = { "local", "smtp", "lmtp", "relay" };
+        static const char *const known[] = { "local", "smtp", "lmtp", "relay", "virtual" };
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
                 name_add(&l, known[i], strlen(known[i]));
         conf_foreach_explicit(c, collect_transport, &l);

@@ -178,8 +178,7 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                 size_t revived = qmgr_sched_revive_all(q);
                 if (revived > 0 && log)
                         log_info("flush: %zu suspended destination(s) may be tried again", revived);
-                q->scan_force = true;
-                qmgr_schedule_scan(q, 0);
+                qmgr_scan_flush(q);
         } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||
                             streq(verb, "requeue"))) {
                 return qmgr_control(q, c, verb, req) < 0 ? -ECONNRESET : 0;
@@ -224,6 +223,7 @@ static int start(void *userdata, Daemon *d) {
 
 static void stop(void *userdata) {
         Qmgr *q = userdata;
+        qmgr_control_done(q);
         qmgr_scan_done(q);
         q->queue = queue_close(q->queue);
 }

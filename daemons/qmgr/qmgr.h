@@ -182,9 +182,12 @@ struct Qmgr {
         sd_event_source *scan_timer;   /* CLOCK_MONOTONIC, one shot */
         sd_event_source *checkpoint_timer;
         usec_t last_scan_mono;
-        bool scan_force;               /* next scan treats every deferred recipient as due (flush) */
+        bool scan_force;               /* scans treat every deferred recipient as due until the
+                                        * pass ends (flush) */
+        QueueScanCursor scan_cursor;   /* where the next scan goes on (the pass's position) */
         IpcLogLimit flush_log;         /* "flush requested" lines (anyone may ask) */
         IpcLogLimit refusal_log;       /* refused control requests (anyone may send them) */
+        struct ControlAll *control_all; /* hold/release/delete/requeue ALL passes under way */
         bool scan_backlog;             /* the last scan may have left due messages behind */
         bool sweep_needed;             /* look for finished messages that were not removed */
         sd_event_source *sweep_timer;  /* CLOCK_MONOTONIC, one shot: the next sweep batch */
@@ -247,6 +250,8 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
 void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec);
 /* Schedules a scan at a CLOCK_REALTIME time (e.g. a deferred recipient's next attempt). */
 void qmgr_schedule_scan_at(Qmgr *q, usec_t realtime_usec);
+/* A flush: a pass from the oldest message that treats every deferred recipient as due. */
+void qmgr_scan_flush(Qmgr *q);
 /* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
 int qmgr_scan_setup(Qmgr *q);
 /* The active message with this queue id, or NULL. */
@@ -350,6 +355,8 @@ void qmgr_delay_warning(Qmgr *q, QmgrMessage *m);
 /* Runs an administrative verb (hold, release, delete, requeue) for a peer that is root or
  * mail_owner, or answers "permission denied"; replies on c. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req);
+/* Stops the ALL passes under way (shutdown): what they committed stays, their peers get no reply. */
+void qmgr_control_done(Qmgr *q);
 
 /* qmgr-bounce.c */
 typedef enum QmgrNoticeKind {

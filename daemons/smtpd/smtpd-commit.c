@@ -198,8 +198,12 @@ static void complete_job(CommitJob *j) {
         if (j->result >= 0) {
                 LogFields f = { .queue_id = j->queue_id, .sender = m->sender,
                                 .client_address = m->client_address };
+                /* Recipients to deliver: an alias queued as expanded (smtpd-virtual.c) is not one. */
+                size_t nrcpt = 0;
+                for (size_t i = 0; i < j->n_rcpts; i++)
+                        nrcpt += ((QueueRecipient *) j->rcpts)[i].state == QUEUE_RCPT_PENDING;
                 log_fields(LOG_INFO, &f, "%s: from=<%s>, size=%llu, nrcpt=%zu", j->queue_id, m->sender,
-                           (unsigned long long) m->size, j->n_rcpts);
+                           (unsigned long long) m->size, nrcpt);
         }
         if (j->result >= 0 && s)
                 s->server->n_queued++;

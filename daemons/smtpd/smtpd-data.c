@@ -547,6 +547,15 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
+        /* Virtual alias expansion: after canonical rewriting and masquerading (Postfix's
+         * cleanup order) and the access actions, on the recipients as they will be queued. */
+        const char *refusal = NULL;
+        if (ra == 0 && smtpd_virtual_expand(s->settings, j, &refusal) < 0) {
+                commit_job_free(j);
+                session_reply(s, "%s", refusal);
+                smtpd_transaction_reset(&s->tx);
+                return;
+        }
         if (d->message_id)
                 log_fields(LOG_INFO, &f, "%s: message-id=%s", s->tx.queue_id, d->message_id);
         if (ra == 1) {

@@ -113,6 +113,10 @@ static const ConfField smtpd_fields[] = {
         F("broken_sasl_auth_clients", BOOL, broken_sasl_auth_clients),
         F("smtpd_sasl_response_limit", SIZE, sasl_response_limit),
         F("smtpd_sasl_service", STRING, sasl_service),
+        /* virtual alias expansion (smtpd-virtual.c) */
+        F("virtual_alias_recursion_limit", UINT, virtual_alias.recursion_limit),
+        F("virtual_alias_expansion_limit", UINT, virtual_alias.expansion_limit),
+        F("virtual_alias_address_length_limit", UINT, virtual_alias.address_length_limit),
 };
 #undef F
 
@@ -145,6 +149,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_rewrite_settings_done(s);
         tls_server_unref(s->tls);
         smtpd_auth_settings_done(s);
+        smtpd_virtual_settings_done(s);
         free(s);
         return NULL;
 }
@@ -240,7 +245,8 @@ int smtpd_settings_new(Conf *c, const char *listener, SmtpdSettings **ret) {
         if (!s->listener)
                 return log_oom();
         if ((r = conf_fields_load(c, listener, smtpd_fields, ELEMENTSOF(smtpd_fields), s)) < 0 ||
-            (r = settings_compile(c, listener, s)) < 0)
+            (r = settings_compile(c, listener, s)) < 0 ||
+            (r = smtpd_virtual_settings(c, listener, s)) < 0)
                 return r;
         *ret = TAKE_PTR(s);
         return 0;

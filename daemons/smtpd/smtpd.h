@@ -14,6 +14,7 @@
  *   smtpd-data.c         the DATA phase: end-of-data rule, dot-unstuffing, headers, Received:
  *   smtpd-bdat.c         BDAT (RFC 3030 CHUNKING): exact-count chunks into the same content code
  *   smtpd-commit.c       group commit: a writer thread that owns its own Queue handle
+ *   smtpd-virtual.c      virtual alias expansion of the recipients when a message is queued
  *   smtpd-anvil.c        client connection/rate limits through postern-anvil (hook:
  *                        smtpd_hook_anvil; smtpd_anvil_check() runs it for a session)
  *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step);
@@ -161,6 +162,17 @@ typedef struct SmtpdAnvilLimits {
         NetList exceptions;
 } SmtpdAnvilLimits;
 
+/* Virtual alias expansion at queueing time (smtpd-virtual.c). It keeps its own copies of the
+ * tables and domain lists it reads, so it does not depend on how recipient validation holds them. */
+typedef struct SmtpdVirtualAlias {
+        TableList *maps;                   /* virtual_alias_maps; NULL when they failed to open */
+        int maps_error;                    /* <0: they failed to open: 451 4.3.0 for every message */
+        unsigned recursion_limit, expansion_limit, address_length_limit;
+        bool propagate;                    /* propagate_unmatched_extensions lists "virtual" */
+        DomainList mydestination;          /* "user" keys: $mydestination ... */
+        char **own_addresses;              /* ... and literals of $inet_interfaces, $proxy_interfaces */
+} SmtpdVirtualAlias;
+
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
  * keep a reference so a reload affects only new sessions. */
 typedef struct SmtpdSettings {
@@ -256,6 +268,7 @@ typedef struct SmtpdSettings {
         size_t sasl_response_limit;
         char *sasl_service;
         SaslClient *sasl;                  /* this snapshot's Dovecot connection; NULL: AUTH off */
+        SmtpdVirtualAlias virtual_alias;   /* virtual alias expansion (smtpd-virtual.c) */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -882,3 +895,14 @@ void committer_drain(Committer *c);
 /* Hands a job to the writer thread (takes ownership). */
 void committer_submit(Committer *c, CommitJob *job);
 void commit_job_free(CommitJob *j);
+
+/* smtpd-virtual.c: virtual_alias_maps (virtual(5)). smtpd_virtual_settings() reads mydestination,
+ * propagate_unmatched_extensions, the interface addresses and opens the tables (a table that
+ * does not open is logged, and every message then gets 451 4.3.0). */
+int smtpd_virtual_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_virtual_settings_done(SmtpdSettings *s);
+/* Replaces j's recipients by their virtual alias expansion (after canonical rewriting and the
+ * access actions, before the commit). Returns 0, or <0 with *ret_reply the refusal for the
+ * whole message (451 4.3.0 for a table failure or no memory, 451 4.6.0 for a limit or a loop,
+ * already logged); j is then to be freed, not queued. */
+int smtpd_virtual_expand(SmtpdSettings *s, CommitJob *j, const char **ret_reply);

@@ -31,11 +31,44 @@ def wait_port(port, timeout=10, host="127.0.0.1"):
 
 def rss_kib(pid):
     """Resident set size of one process in KiB (VmRSS)."""
+    return status_kib(pid, "VmRSS")
+
+
+def status_kib(pid, field):
+    """A /proc/PID/status field in KiB (VmRSS, VmHWM, ...), 0 when missing."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_sec(pid):
+    """CPU time (user + system) a process has used so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until(what, fn, timeout, interval=0.1):
+    """Polls fn until it is true; exits the bench after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not fn():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def smtp_source(port, messages, sessions, size, label, rcpt="bench@remote.example"):
+    """Injects messages with Postfix's smtp-source (-c -l size) from bench@example.org; returns
+    its wall time in seconds."""
+    cmd = ["smtp-source", "-c", "-l", str(size), "-m", str(messages), "-s", str(sessions),
+           "-f", "bench@example.org", "-t", rcpt, f"127.0.0.1:{port}"]
+    start = time.monotonic()
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{label}: smtp-source failed: {r.stderr.strip()[-500:]}")
+    return time.monotonic() - start
 
 
 def pss_kib(pid):

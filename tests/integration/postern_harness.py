@@ -174,7 +174,8 @@ class Postern:
                       ("submit", self._unix_listener(self.submit_path, 0o666)),
                       ("submissions", self._tcp_listener())],
             "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o666))],
-            "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600))],
+            "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600)),
+                      ("virtual", self._unix_listener(self.socket_dir / "virtual", 0o600))],
             "smtp": [("smtp-client", self._unix_listener(self.socket_dir / "smtp", 0o600)),
                      ("lmtp-client", self._unix_listener(self.socket_dir / "lmtp", 0o600))],
         }
@@ -509,14 +510,16 @@ def qmgr_past_startup_scan(postern):
 
 
 class FakeAgent:
-    """Plays a delivery agent on one of the harness's agent listeners ("local", "smtp"): each
+    """Plays a delivery agent on one of the harness's agent listeners ("local", "smtp", or one
+    named by its fd name such as "virtual", which postern-local also takes): each
     request is recorded and answered with answer(request) -> a reply dict, or None to hang up
     without answering. Requests wait for `hold` (a threading.Event) first when hold_when(request)
     says so. Like postern-smtp, it multiplexes: a request tagged "id=" is answered in its own
     thread, while later ones are read, and the reply carries the same id (DESIGN.md §3)."""
 
     def __init__(self, postern, listener, answer, hold=None, hold_when=None):
-        self.sock = postern.listeners[listener][0][1]
+        self.sock = (postern.listeners[listener][0][1] if listener in postern.listeners else
+                     next(s for lst in postern.listeners.values() for n, s in lst if n == listener))
         self.answer = answer
         self.hold = hold
         self.hold_when = hold_when or (lambda req: True)

@@ -42,15 +42,16 @@ def queue_message(p, sender, rcpts, msg):
     return out[0], [int(x) for x in out[1:]]
 
 
-def deliver(p, qid, rcpts, sender="sender@example.org"):
-    """Sends request=deliver for [(address, rcpt_id)] and returns the reply as a dict."""
+def deliver(p, qid, rcpts, sender="sender@example.org", socket="local"):
+    """Sends request=deliver for [(address, rcpt_id)] to the socket (local, virtual) and returns
+    the reply as a dict."""
     now = int(time.time() * 1e6)
     attrs = [("request", "deliver"), ("queue_id", qid), ("sender", sender),
              ("arrival", now - 1000), ("active", now - 500), ("nexthop", HOST),
              ("count", len(rcpts))]
     for i, (addr, rid) in enumerate(rcpts):
         attrs += [(f"rcpt.{i}", addr), (f"rcpt_id.{i}", rid)]
-    return ipc_call(p.socket_dir / "local", attrs, timeout=60)
+    return ipc_call(p.socket_dir / socket, attrs, timeout=60)
 
 
 def results(reply):
@@ -363,7 +364,7 @@ def test_concurrent_deliveries_not_interleaved(local):
         assert lines == sorted(lines)
 
 
-def deliver_batch(p, items):
+def deliver_batch(p, items, socket="local"):
     """One request=deliver for recipients of several messages, as postern-qmgr sends the messages
     that queued up for one recipient: items are (queue id, address, rcpt id, sender); the first
     message's envelope is request-wide, the others' are queue_id.N, sender.N, arrival.N, active.N."""
@@ -377,7 +378,7 @@ def deliver_batch(p, items):
         if i > 0:
             attrs += [(f"queue_id.{i}", qid), (f"sender.{i}", sender),
                       (f"arrival.{i}", now - 2000 * i), (f"active.{i}", now - 500)]
-    return ipc_call(p.socket_dir / "local", attrs, timeout=120)
+    return ipc_call(p.socket_dir / socket, attrs, timeout=120)
 
 
 def queue_batch(p, n, subject, body="hello\n"):
@@ -435,11 +436,11 @@ def test_batch_one_message_fails_the_others_go_in(local):
     assert re.fullmatch(r"(From s0@example\.org  [^\n]*\n(?:(?!From )[^\n]*\n)*){2}", text), text
 
 
-def kill_local_while_writing(p, items, writing):
+def kill_local_while_writing(p, items, writing, socket="local"):
     """Sends items in one request, kills postern-local with SIGKILL once writing() is true, waits
     for the orphaned child to finish and record every message in its marker, restarts
     postern-local and repeats the request (as qmgr does): every message is answered delivered."""
-    t = threading.Thread(target=lambda: deliver_batch(p, items), daemon=True)
+    t = threading.Thread(target=lambda: deliver_batch(p, items, socket), daemon=True)
     t.start()
     p.wait_for(writing, 60, "the delivery child writing")
     p.kill("local")
@@ -447,7 +448,7 @@ def kill_local_while_writing(p, items, writing):
                            (marker_dir(p) / f"{q}.{r}").stat().st_size > 0 for q, _, r, _ in items),
                120, "the markers of every message")
     p.restart("local")
-    assert [r[0] for r in results(deliver_batch(p, items))] == ["delivered"] * len(items)
+    assert [r[0] for r in results(deliver_batch(p, items, socket))] == ["delivered"] * len(items)
 
 
 def test_kill9_mid_batch_exactly_once(local):

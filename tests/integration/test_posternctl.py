@@ -4,11 +4,16 @@ what, and the messages and exit codes when something is wrong."""
 
 import random
 import re
+import shutil
 import sqlite3
 import string
+import subprocess
 import time
 
-from postern_harness import qmgr_past_startup_scan
+import pytest
+
+import postern_harness
+from postern_harness import ipc_call, qmgr_past_startup_scan
 
 EX_USAGE, EX_UNAVAILABLE, EX_NOPERM = 64, 69, 77
 
@@ -117,6 +122,74 @@ def test_delete_removes_and_logs(postern):
     assert (r.returncode, r.stdout) == (0, "posternctl: Deleted: 1 message\n")
     postern.wait_log("qmgr", rf"{keep}: removed")
     assert postern.queue_count() == 0
+
+
+def insert_messages(postern, n, held):
+    """n one-recipient messages written straight into the queue (held or not), arrived now."""
+    con = sqlite3.connect(str(postern.queue_dir / "queue.db"), timeout=10)
+    with con:
+        for i in range(n):
+            mid = con.execute("INSERT INTO messages (queue_id, sender, arrival_usec, size, protocol, hold)"
+                              " VALUES (?, 'alice@example.org', ?, 1, 'ESMTP', ?)",
+                              (f"PALL{i:08d}", int(time.time() * 1e6), held)).lastrowid
+            con.execute("INSERT INTO recipients (message_id, address) VALUES (?, 'bob@remote.example')", (mid,))
+            con.execute("INSERT INTO content (message_id, data) VALUES (?, 'x')", (mid,))
+    con.close()
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+@pytest.mark.parametrize("verb", ["hold", "delete"])
+def test_all_commits_in_chunks(postern, verb):
+    """ALL changes messages a thousand per transaction: one commit (one sync of the WAL) each,
+    not one per message — a million were a million syncs (a quarter of an hour or more) with
+    qmgr's loop blocked, far beyond its 30 s watchdog. Counted with strace on qmgr."""
+    start(postern)
+    n = 1500
+    # held already when deleted (out of delivery's way), or not yet when held
+    insert_messages(postern, n, verb == "delete")
+    trace = postern.root / "strace.out"
+    st = subprocess.Popen(["strace", "-f", "-e", "trace=fsync,fdatasync", "-o", str(trace), "-p",
+                           str(postern.pid("qmgr"))], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)   # strace attaches
+        r = ctl(postern, verb, "ALL")
+        want = {"hold": "Placed on hold", "delete": "Deleted"}[verb]
+        assert (r.returncode, r.stdout) == (0, f"posternctl: {want}: {n} messages\n"), r.stderr
+    finally:
+        st.terminate()
+        st.wait(timeout=10)
+    syncs = len(re.findall(r"\b(fsync|fdatasync)\(", trace.read_text()))
+    assert syncs <= 10, f"{syncs} syncs for {verb} ALL of {n} messages"
+    if verb == "delete":
+        assert postern.queue_count() == 0
+    else:
+        assert postern.queue_rows("SELECT COUNT(*) FROM messages WHERE hold = 1") == [(n,)]
+
+
+def test_qmgr_serves_other_requests_while_an_all_pass_runs(postern):
+    """delete ALL on 30,000 messages runs a thousand per turn of qmgr's event loop at idle
+    priority: wake-ups sent one after the other while it runs are answered with part of the
+    queue deleted and part still there (before, qmgr's loop was blocked until the whole pass was
+    done: every answer came before it started or after it ended), and the pass still removes
+    every message and answers with the count."""
+    start(postern)
+    n = 30000
+    insert_messages(postern, n, True)
+    everything = subprocess.Popen([postern_harness.binary("tools/posternctl/posternctl"), "delete", "ALL"],
+                                  env=postern.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []   # messages left when each wake-up was answered
+    try:
+        while everything.poll() is None:
+            reply = ipc_call(postern.socket_dir / "qmgr", [("request", "wakeup")], timeout=30)
+            assert reply.get("status") == "ok", reply
+            seen.append(postern.queue_count())
+        out, err = everything.communicate(timeout=120)
+    finally:
+        everything.kill()
+    assert any(0 < left < n for left in seen), f"no wake-up answered during the pass: {seen}"
+    assert (everything.returncode, out) == (0, f"posternctl: Deleted: {n} messages\n"), err
+    assert postern.queue_count() == 0
+    postern.wait_log("qmgr", rf"delete ALL: {n} message\(s\)")
 
 
 def test_requeue_and_flush_retry_deferred_mail_now(postern):

@@ -21,12 +21,12 @@ from postern_harness import FakeAgent, ipc_call, qmgr_past_startup_scan, xtext_d
 
 
 class FakeLocal(FakeAgent):
-    """Accepts delivery requests on the harness's "local" listener and answers them with
-    policy(rcpt) -> (action, dsn, diag), or None to hang up without an answer."""
+    """Accepts delivery requests on the harness's "local" listener (or another: listener=) and
+    answers them with policy(rcpt) -> (action, dsn, diag), or None to hang up without an answer."""
 
-    def __init__(self, postern, policy=None, hold=None, hold_when=None):
+    def __init__(self, postern, policy=None, hold=None, hold_when=None, listener="local"):
         self.policy = policy or (lambda rcpt: ("delivered", "2.0.0", "delivered to mailbox"))
-        super().__init__(postern, "local", self._answer, hold, hold_when)
+        super().__init__(postern, listener, self._answer, hold, hold_when)
 
     def _answer(self, req):
         count = int(req.get("count", 0))

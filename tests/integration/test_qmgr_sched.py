@@ -280,12 +280,12 @@ def test_dead_destination_is_probed_after_backoff_and_revives(postern, servers):
     postern.wait_queue_empty()
 
 
-def dead_destination_with_deferred_mail(postern, servers, prefix, n):
+def dead_destination_with_deferred_mail(postern, servers, prefix, n, **conf):
     """A destination answering 421, suspended for 300 s (far beyond any test deadline), with n
     messages deferred to it; returns the server (greeting not changed yet) and the queue ids."""
     s = servers(greeting="421 4.3.2 down for now")
     start(postern, {"back.test": f"[127.0.0.1]:{s.port}"}, initial_destination_concurrency="1",
-          minimal_backoff_time="300s", maximal_backoff_time="600s")
+          minimal_backoff_time="300s", maximal_backoff_time="600s", **conf)
     ids = inject_many(postern, [[f"{prefix}{i}@back.test"] for i in range(n)])
     postern.wait_log("qmgr", r"smtp: delivery to \[127\.0\.0\.1\]:\d+ suspended for 300 s")
     for qid in ids:
@@ -300,6 +300,19 @@ def test_flush_revives_a_dead_destination_at_once(postern, servers):
     assert ipc_call(postern.socket_dir / "qmgr", {"request": "flush"}) == {"status": "ok"}
     postern.wait_log("qmgr", r"flush: 1 suspended destination\(s\) may be tried again")
     postern.wait_for(lambda: s.stats.done == 5, timeout=15, what="all five delivered after the flush")
+    postern.wait_queue_empty()
+
+
+def test_flush_of_a_backlog_larger_than_the_active_set(postern, servers):
+    # The flush goes on through the whole deferred backlog, qmgr_message_active_limit messages
+    # at a time. It used to be forgotten by the first scan that found the active set full, and
+    # the rest of the backlog waited for its retry time (tests/bench/backlog --curve 100000
+    # drained 20,000 of 100,000).
+    s, _ = dead_destination_with_deferred_mail(postern, servers, "b", 40, qmgr_message_active_limit="10")
+    s.greeting = "220 counting ESMTP"
+    s.delay = 0.1   # deliveries outlast qmgr's next scans, so they find the active set full
+    assert ipc_call(postern.socket_dir / "qmgr", {"request": "flush"}) == {"status": "ok"}
+    postern.wait_for(lambda: s.stats.done == 40, timeout=30, what="all 40 delivered after the flush")
     postern.wait_queue_empty()
 
 

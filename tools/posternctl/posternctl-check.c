@@ -1,7 +1,10 @@
 /* posternctl-check.c — `posternctl check`, like `postfix check`: loads main.cf and prints every
- * warning and error, opens each lookup table named by alias_maps and local_recipient_maps, and
- * checks that queue_directory exists. Silent with exit 0 when all is well; exit 1 when anything
- * is an error (invalid values, tables that cannot be opened, a missing queue directory).
+ * warning and error, opens each lookup table named by alias_maps and local_recipient_maps,
+ * checks that queue_directory exists, and reads a master.cf next to main.cf (common/conf/
+ * master-cf.c): a syntax error is an error, and each entry Postern does not act on says "not
+ * supported" with the reason. Silent with exit 0 when all is well; exit 1 when anything is an
+ * error (invalid values, tables that cannot be opened, a missing queue directory, a master.cf
+ * that does not parse).
  *
  *   posternctl check [-c DIR]    (DIR/main.cf instead of $POSTERN_CONFIG or the default) */
 #include <errno.h>
@@ -12,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "conf/conf.h"
+#include "conf/master-cf.h"
 #include "conf/table.h"
 #include "posternctl.h"
 
@@ -62,6 +66,53 @@ static int check_directory(Conf *c, const char *param) {
         return 0;
 }
 
+/* The transports Postern runs without a master.cf (daemons/qmgr/qmgr-route.c), and the command
+ * each stands for in Postfix's stock master.cf. */
+static bool own_transport(const MasterEntry *e) {
+        static const char *const own[][2] = {
+                { "smtp", "smtp" }, { "relay", "smtp" }, { "lmtp", "lmtp" }, { "local", "local" },
+                { "virtual", "virtual" }, { "error", "error" }, { "retry", "error" }, { "discard", "discard" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(own); i++)
+                if (streq(e->service, own[i][0]) && streq(e->command, own[i][1]))
+                        return true;
+        return false;
+}
+
+/* Reads <config_directory>/master.cf when there is one and says what of it is not used. */
+static int check_master_cf(Conf *c) {
+        _cleanup_free_ char *path = NULL, *err = NULL;
+        MasterCf m = {};
+
+        if (asprintf(&path, "%s/master.cf", conf_get(c, "config_directory")) < 0)
+                return fprintf(stderr, "posternctl: out of memory\n"), 1;
+        int r = master_cf_load(path, &m, &err);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                fprintf(stderr, "posternctl: %s\n", err ? err : strerror(-r));
+                return 1;
+        }
+        for (size_t i = 0; i < m.n; i++) {
+                const MasterEntry *e = &m.entries[i];
+                if (e->kind == MASTER_UNKNOWN)
+                        fprintf(stderr, "posternctl: %s:%u: %s: not supported: command \"%s\" (%s) is not "
+                                "part of Postern; run it as a service of its own\n", path, e->line, e->service,
+                                e->command, e->type);
+                else if (e->kind == MASTER_TRANSPORT && !own_transport(e))
+                        fprintf(stderr, "posternctl: %s:%u: %s: not supported: transports defined in "
+                                "master.cf (here %s) are not used yet; mail routed to %s is deferred\n",
+                                path, e->line, e->service, e->command, e->service);
+                else if (e->kind == MASTER_TRANSPORT)
+                        for (size_t k = 0; k < e->n_options; k++)
+                                fprintf(stderr, "posternctl: %s:%u: %s: not supported: -o %s: master.cf "
+                                        "options are not applied; set it in main.cf\n", path, e->line,
+                                        e->service, e->options[k].name);
+        }
+        master_cf_done(&m);
+        return 0;
+}
+
 /* `posternctl check`: report configuration problems; silent when there are none. */
 int verb_check(int argc, char *argv[]) {
         static const struct option options[] = {
@@ -81,7 +132,8 @@ int verb_check(int argc, char *argv[]) {
                         break;
                 case 'h':
                         printf("Usage: posternctl check [-c DIR]\n"
-                               "Checks main.cf, the alias and local recipient tables and the queue directory.\n");
+                               "Checks main.cf, the alias and local recipient tables, the queue directory and a\n"
+                               "master.cf next to main.cf.\n");
                         return 0;
                 default:
                         return 2;
@@ -107,5 +159,6 @@ int verb_check(int argc, char *argv[]) {
         ret |= check_tables(c, "alias_maps", TABLE_ALIASES, NULL);
         ret |= check_tables(c, "local_recipient_maps", 0, aliases);
         ret |= check_directory(c, "queue_directory");
+        ret |= check_master_cf(c);
         return ret;
 }

@@ -1,0 +1,58 @@
+"""posternctl check (Postfix's `postfix check`): silent and 0 for a sound configuration; an error
+and 1 for what cannot work; a master.cf next to main.cf is read, a syntax error in it is an error
+naming file and line, and every entry Postern does not act on says "not supported" with the
+reason (common/conf/master-cf.c, tools/posternctl/posternctl-check.c)."""
+
+
+def check(postern):
+    postern.configure()
+    return postern.posternctl("check")
+
+
+def test_sound_configuration_is_silent(postern):
+    r = check(postern)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+def test_missing_queue_directory_is_an_error(postern):
+    postern.configure(queue_directory=str(postern.root / "nowhere"))
+    r = postern.posternctl("check")
+    assert r.returncode == 1
+    assert f"queue_directory: {postern.root}/nowhere: No such file or directory" in r.stderr
+
+
+def test_master_cf_entries_not_acted_on_say_not_supported(postern):
+    (postern.etc_dir / "master.cf").write_text(
+        "# Postern reads this for its transports\n"
+        "smtp      inet  n       -       y       -       -       smtpd\n"
+        "  -o smtpd_tls_security_level=may\n"
+        "qmgr      unix  n       -       n       300     1       qmgr\n"
+        "relay     unix  -       -       y       -       -       smtp\n"
+        "  -o smtp_helo_timeout=5\n"
+        "local     unix  -       n       n       -       -       local\n"
+        "dovecot   unix  -       n       n       -       -       pipe\n"
+        "  flags=DRhu user=vmail:vmail argv=/usr/lib/dovecot/deliver -f ${sender} -d ${recipient}\n"
+        "policy    unix  -       n       n       -       0       spawn\n"
+        "  user=nobody argv=/usr/bin/policyd\n")
+    r = check(postern)
+    path = postern.etc_dir / "master.cf"
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        f"posternctl: {path}:5: relay: not supported: -o smtp_helo_timeout: master.cf options are not "
+        "applied; set it in main.cf",
+        f"posternctl: {path}:8: dovecot: not supported: transports defined in master.cf (here pipe) are "
+        "not used yet; mail routed to dovecot is deferred",
+        f"posternctl: {path}:10: policy: not supported: command \"spawn\" (unix) is not part of Postern; "
+        "run it as a service of its own",
+    ]
+
+
+def test_master_cf_syntax_error_names_file_and_line(postern):
+    (postern.etc_dir / "master.cf").write_text(
+        "smtp      inet  n       -       y       -       -       smtpd\n"
+        "\n"
+        "relay     unix  -       -       y       -       lots    smtp\n")
+    r = check(postern)
+    assert r.returncode == 1
+    assert r.stderr == (f"posternctl: {postern.etc_dir}/master.cf:3: relay: maxproc field \"lots\" is not "
+                        "a number or -\n")
