@@ -254,3 +254,14 @@ def test_bdat_headers(postern):
         c.send(f"BDAT {len(message)} LAST\r\n{message}")
         qid = queued_id(c.text())
     assert headers(postern, qid) == f"From: alice@{ORIGIN}\nTo: ptest1@{ORIGIN}"
+
+
+def test_canonical_before_virtual_alias(postern):
+    """canonical -> virtual alias, as Postfix's cleanup: the virtual table sees the rewritten
+    recipient (and a masqueraded sender is what the queue holds)."""
+    start_smtpd(postern, local_recipient_maps="", masquerade_domains="example.com",
+                recipient_canonical_maps="inline:{ old@postern.test=team@virt.example }",
+                virtual_alias_domains="virt.example",
+                virtual_alias_maps="inline:{ team@virt.example=ptest1@postern.test }")
+    qid = queued_id(send(postern, "alice@host.example.com", ["old"], "Subject: x\n\nbody"))
+    assert envelope(postern, qid) == ("alice@example.com", [f"ptest1@{ORIGIN}"])
