@@ -71,6 +71,16 @@ static const ConfField smtpd_fields[] = {
         F("body_checks_size_limit", U64, body_checks_size_limit),
         F("hopcount_limit", UINT, hopcount_limit),
         F("always_add_missing_headers", BOOL, always_add_missing_headers),
+        /* address rewriting (smtpd-rewrite.c) */
+        F("mydomain", STRING, mydomain),
+        F("append_at_myorigin", BOOL, append_at_myorigin),
+        F("append_dot_mydomain", BOOL, append_dot_mydomain),
+        F("swap_bangpath", BOOL, swap_bangpath),
+        F("allow_percent_hack", BOOL, allow_percent_hack),
+        F("remote_header_rewrite_domain", STRING, remote_header_rewrite_domain),
+        F("canonical_maps", TABLES, rewrite.canonical_maps),
+        F("sender_canonical_maps", TABLES, rewrite.sender_canonical_maps),
+        F("recipient_canonical_maps", TABLES, rewrite.recipient_canonical_maps),
         /* DNS checks and client names (smtpd-dnsbl.c, smtpd-peername.c) */
         F("smtpd_peername_lookup", BOOL, peername_lookup),
         F("maps_rbl_reject_code", REPLY_CODE, maps_rbl_reject_code),
@@ -136,6 +146,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         table_list_free(s->local_recipient_maps);
         smtpd_anvil_settings_done(&s->anvil);
         smtpd_cleanup_settings_done(s);
+        smtpd_rewrite_settings_done(s);
         tls_server_unref(s->tls);
         smtpd_auth_settings_done(s);
         smtpd_virtual_settings_done(s);
@@ -217,7 +228,8 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
                 s->local_recipient_maps_error = r;
         }
 
-        if ((r = smtpd_cleanup_settings(c, listener, s)) < 0)
+        if ((r = smtpd_cleanup_settings(c, listener, s)) < 0 ||
+            (r = smtpd_rewrite_settings(c, listener, s)) < 0)
                 return r;
         return smtpd_auth_settings(c, listener, s);
 }
