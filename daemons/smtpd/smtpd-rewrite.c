@@ -27,6 +27,7 @@
 #include "smtpd.h"
 #include "conf/conf-fields.h"
 #include "log/log.h"
+#include "mail/address.h"
 #include "mail/header-address.h"
 #include "queue/queue.h"
 
@@ -343,6 +344,12 @@ int smtpd_rewrite_envelope(Session *s, CommitJob *j) {
                 if ((r = rewrite_one(&call, rc[i].address, &n)) < 0)
                         return r;
                 if (r > 0) {
+                        /* DSNs and virtual alias expansion name the address as the client wrote
+                         * it, as Postfix's original recipient does. */
+                        if (!rc[i].orcpt && !(rc[i].orcpt = address_orcpt(rc[i].address))) {
+                                free(n);
+                                return -ENOMEM;
+                        }
                         free(rc[i].address);
                         rc[i].address = n;
                 }

@@ -27,6 +27,12 @@ def envelope(postern, qid):
     return sender, rcpts
 
 
+def orcpts(postern, qid):
+    return [r[0] for r in postern.queue_rows(
+        "SELECT r.orcpt FROM recipients r JOIN messages m ON m.id = r.message_id "
+        "WHERE m.queue_id = ? ORDER BY r.id", (qid,))]
+
+
 def headers(postern, qid):
     """The stored header section without our Received: header."""
     head = content_of(postern, qid).split("\n\n", 1)[0]
@@ -155,9 +161,13 @@ def test_canonical_maps(postern):
     sender, rcpts = envelope(postern, qid)
     # sender_canonical_maps first, then canonical_maps on its result.
     assert sender == "alice.s@example.com"
-    # ptest2 becomes ptest1 and is merged with it; the extension is carried over; @domain keeps
-    # the local part.
-    assert rcpts == [f"ptest1@{ORIGIN}", f"ptest1+list@{ORIGIN}", "someone+x@new.example"]
+    # ptest2 becomes ptest1 but stays a recipient of its own, since its original differs (as in
+    # Postfix, whose duplicate filter keys on the original recipient too); the extension is
+    # carried over; @domain keeps the local part. A rewritten recipient without an ORCPT gets
+    # the address the client wrote as its ORCPT.
+    assert rcpts == [f"ptest1@{ORIGIN}", f"ptest1@{ORIGIN}", f"ptest1+list@{ORIGIN}", "someone+x@new.example"]
+    assert orcpts(postern, qid) == [None, f"rfc822;ptest2@{ORIGIN}", f"rfc822;ptest2+list@{ORIGIN}",
+                                    "rfc822;someone+x@old.example"]
     h = headers(postern, qid)
     assert "From: alice.s@example.com, joseph+x@example.com\n" in h
     assert f"To: ptest1@{ORIGIN}, someone@new.example" in h
@@ -265,3 +275,5 @@ def test_canonical_before_virtual_alias(postern):
                 virtual_alias_maps="inline:{ team@virt.example=ptest1@postern.test }")
     qid = queued_id(send(postern, "alice@host.example.com", ["old"], "Subject: x\n\nbody"))
     assert envelope(postern, qid) == ("alice@example.com", [f"ptest1@{ORIGIN}"])
+    # The ORCPT names what the client wrote, not the canonical form the alias table saw.
+    assert orcpts(postern, qid) == [f"rfc822;old@{ORIGIN}"]
