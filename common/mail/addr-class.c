@@ -23,11 +23,11 @@ static const char *const class_names[] = {
         [ADDR_CLASS_DEFAULT] = "default",
 };
 
-const char *addr_class_param(AddrClass c) {
+const char *addr_class_param(AddressClass c) {
         return c < ADDR_CLASS_LISTS ? class_params[c] : NULL;
 }
 
-const char *addr_class_name(AddrClass c) {
+const char *addr_class_name(AddressClass c) {
         return c <= ADDR_CLASS_DEFAULT ? class_names[c] : "?";
 }
 
@@ -91,7 +91,7 @@ int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], cha
         AddrClasses n = {};
         int r;
 
-        for (AddrClass c = 0; c < ADDR_CLASS_LISTS; c++) {
+        for (AddressClass c = 0; c < ADDR_CLASS_LISTS; c++) {
                 _cleanup_free_ char *why = NULL;
                 r = domain_list_init(&n.lists[c], lists[c], c == ADDR_CLASS_RELAY, &why);
                 if (r == -ENOMEM || r == -EOPNOTSUPP) {
@@ -139,18 +139,18 @@ int addr_classes_load(AddrClasses *ac, Conf *c, const char *listener, char **ret
                 ifaces[0] = NULL;
                 proxies[0] = NULL;
         }
-        for (AddrClass k = 0; k < ADDR_CLASS_LISTS && r >= 0; k++)
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS && r >= 0; k++)
                 if (!(lists[k] = conf_get_list(c, listener, class_params[k])))
                         r = -ENOMEM;
         if (r >= 0)
                 r = addr_classes_init(ac, lists, own, ret_reason);
-        for (AddrClass k = 0; k < ADDR_CLASS_LISTS; k++)
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
                 strv_free(lists[k]);
         return r;
 }
 
 void addr_classes_done(AddrClasses *ac) {
-        for (AddrClass c = 0; c < ADDR_CLASS_LISTS; c++) {
+        for (AddressClass c = 0; c < ADDR_CLASS_LISTS; c++) {
                 domain_list_done(&ac->lists[c]);
                 free(ac->problems[c]);
         }
@@ -160,12 +160,12 @@ void addr_classes_done(AddrClasses *ac) {
         *ac = (AddrClasses) {};
 }
 
-const char *addr_classes_problem(const AddrClasses *ac, AddrClass c) {
+const char *addr_classes_problem(const AddrClasses *ac, AddressClass c) {
         return c < ADDR_CLASS_LISTS ? ac->problems[c] : NULL;
 }
 
 /* 1 = the list of class c has domain, 0 = not, <0 = it could not be read. */
-static int list_match(AddrClasses *ac, AddrClass c, const char *domain) {
+static int list_match(AddrClasses *ac, AddressClass c, const char *domain) {
         if (ac->errors[c] < 0)
                 return ac->errors[c];
         if (c == ADDR_CLASS_LOCAL && domain[0] == '[') {
@@ -180,9 +180,13 @@ static int list_match(AddrClasses *ac, AddrClass c, const char *domain) {
         return domain_list_match(&ac->lists[c], domain);
 }
 
+int addr_classes_local(AddrClasses *ac, const char *domain) {
+        return isempty(domain) ? 0 : list_match(ac, ADDR_CLASS_LOCAL, domain);
+}
+
 /* The overlap warning, once per domain (the first ADDR_CLASS_WARN_MAX domains are remembered;
  * later ones are not warned about at all rather than on every message). */
-static int overlap_warning(AddrClasses *ac, const char *domain, AddrClass won, AddrClass also,
+static int overlap_warning(AddrClasses *ac, const char *domain, AddressClass won, AddressClass also,
                            char **ret_warning) {
         for (size_t i = 0; i < ac->n_warned; i++)
                 if (strcaseeq(ac->warned[i], domain))
@@ -204,14 +208,14 @@ static int overlap_warning(AddrClasses *ac, const char *domain, AddrClass won, A
         return 0;
 }
 
-int addr_classes_classify(AddrClasses *ac, const char *domain, AddrClass *ret_class, char **ret_warning) {
+int addr_classes_classify(AddrClasses *ac, const char *domain, AddressClass *ret_class, char **ret_warning) {
         if (ret_warning)
                 *ret_warning = NULL;
         if (isempty(domain)) {
                 *ret_class = ADDR_CLASS_LOCAL;
                 return 0;
         }
-        for (AddrClass c = 0; c < ADDR_CLASS_LISTS; c++) {
+        for (AddressClass c = 0; c < ADDR_CLASS_LISTS; c++) {
                 int r = list_match(ac, c, domain);
                 if (r < 0)
                         return r;
@@ -220,7 +224,7 @@ int addr_classes_classify(AddrClasses *ac, const char *domain, AddrClass *ret_cl
                 /* Postfix warns about a domain in two of the first three classes (relay_domains
                  * once defaulted to $mydestination, so that overlap is ordinary). Whether a later
                  * list can be read does not change the answer, so its errors are ignored here. */
-                for (AddrClass o = c + 1; o < ADDR_CLASS_RELAY; o++)
+                for (AddressClass o = c + 1; o < ADDR_CLASS_RELAY; o++)
                         if (list_match(ac, o, domain) > 0) {
                                 if ((r = overlap_warning(ac, domain, c, o, ret_warning)) < 0)
                                         return r;

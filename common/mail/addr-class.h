@@ -27,13 +27,13 @@
 #include "domain-list.h"
 #include "../conf/conf.h"
 
-typedef enum AddrClass {
+typedef enum AddressClass {
         ADDR_CLASS_LOCAL,
         ADDR_CLASS_VIRTUAL_ALIAS,
         ADDR_CLASS_VIRTUAL_MAILBOX,
         ADDR_CLASS_RELAY,
         ADDR_CLASS_DEFAULT,
-} AddrClass;
+} AddressClass;
 
 #define ADDR_CLASS_LISTS ADDR_CLASS_DEFAULT   /* classes with a domain list */
 #define ADDR_CLASS_WARN_MAX 64                /* domains remembered as warned about */
@@ -49,9 +49,9 @@ typedef struct AddrClasses {
 } AddrClasses;
 
 /* The parameter that lists the domains of a class ("mydestination", ...; NULL for default). */
-const char *addr_class_param(AddrClass c);
+const char *addr_class_param(AddressClass c);
 /* A short name for logs: "local", "virtual alias", "virtual mailbox", "relay", "default". */
-const char *addr_class_name(AddrClass c);
+const char *addr_class_name(AddressClass c);
 
 /* Builds the classes from list values (as conf_get_list() returns them, by class; NULL = empty)
  * and inet_interfaces (its numeric entries and loopback-only make [address] literals local).
@@ -65,9 +65,14 @@ int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], cha
 int addr_classes_load(AddrClasses *ac, Conf *c, const char *listener, char **ret_reason);
 void addr_classes_done(AddrClasses *ac);
 /* Why the list of class c is broken, or NULL. */
-const char *addr_classes_problem(const AddrClasses *ac, AddrClass c);
+const char *addr_classes_problem(const AddrClasses *ac, AddressClass c);
+
+/* Whether mydestination (or a numeric $inet_interfaces / $proxy_interfaces literal) lists
+ * domain, without the other classes: 1 yes, 0 no, <0 the list could not be read. For Postfix's
+ * resolve_local() tests (canonical and virtual(5) "user" keys). */
+int addr_classes_local(AddrClasses *ac, const char *domain);
 
 /* The class of domain (NULL or "": an address without a domain, which is local): 0 and
  * *ret_class, or <0 when a list that decides could not be read. *ret_warning (may be NULL;
  * caller frees) is set the first time a domain turns out to be in more than one class. */
-int addr_classes_classify(AddrClasses *ac, const char *domain, AddrClass *ret_class, char **ret_warning);
+int addr_classes_classify(AddrClasses *ac, const char *domain, AddressClass *ret_class, char **ret_warning);

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <idn2.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -554,4 +555,14 @@ bool domain_equal(const char *a, const char *b) {
         if (!a || !b)
                 return a == b;
         return strcasecmp(a, b) == 0;
+}
+
+char *address_orcpt(const char *address) {
+        bool utf8 = false;
+        char *ret = NULL;
+        for (const char *p = address; *p; p++)
+                utf8 = utf8 || (unsigned char) *p >= 0x80;
+        if (asprintf(&ret, "%s;%s", utf8 ? "utf-8" : "rfc822", address) < 0)
+                return NULL;
+        return ret;
 }

@@ -63,3 +63,6 @@ bool utf8_is_valid(const char *s, size_t n);
 
 /* Case-insensitive comparison of a domain against a list entry (exact match). */
 bool domain_equal(const char *a, const char *b);
+/* A DSN ORCPT value naming address as the client wrote it (RFC 3461 "rfc822;", RFC 6533 "utf-8;"
+ * for an address with 8-bit bytes); NULL when out of memory. */
+char *address_orcpt(const char *address);

@@ -12,8 +12,8 @@
 
 #define L(s) ((char *) (s))
 
-static void check_class(AddrClasses *ac, const char *domain, int expect_r, AddrClass expect) {
-        AddrClass got = ADDR_CLASS_DEFAULT;
+static void check_class(AddrClasses *ac, const char *domain, int expect_r, AddressClass expect) {
+        AddressClass got = ADDR_CLASS_DEFAULT;
         _cleanup_free_ char *warning = NULL;
         int r = addr_classes_classify(ac, domain, &got, &warning);
         if (r != expect_r || (r == 0 && got != expect)) {
@@ -34,7 +34,7 @@ static void test_classes(void) {
         _cleanup_free_ char *why = NULL;
 
         CHECK_INT(addr_classes_init(&ac, lists, ifaces, &why), 0);
-        static const struct { const char *domain; AddrClass c; } t[] = {
+        static const struct { const char *domain; AddressClass c; } t[] = {
                 { NULL, ADDR_CLASS_LOCAL },                   /* no domain: local */
                 { "", ADDR_CLASS_LOCAL },
                 { "example.org", ADDR_CLASS_LOCAL },
@@ -57,10 +57,14 @@ static void test_classes(void) {
         };
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
                 check_class(&ac, t[i].domain, 0, t[i].c);
+        CHECK_INT(addr_classes_local(&ac, "example.org"), 1);     /* the local list alone */
+        CHECK_INT(addr_classes_local(&ac, "[192.0.2.7]"), 1);
+        CHECK_INT(addr_classes_local(&ac, "alias.example"), 0);
+        CHECK_INT(addr_classes_local(&ac, NULL), 0);
         CHECK_STR(addr_class_param(ADDR_CLASS_VIRTUAL_MAILBOX), "virtual_mailbox_domains");
         CHECK(addr_class_param(ADDR_CLASS_DEFAULT) == NULL);
         CHECK_STR(addr_class_name(ADDR_CLASS_RELAY), "relay");
-        for (AddrClass c = 0; c < ADDR_CLASS_LISTS; c++)
+        for (AddressClass c = 0; c < ADDR_CLASS_LISTS; c++)
                 CHECK(addr_classes_problem(&ac, c) == NULL);
         addr_classes_done(&ac);
 
@@ -88,7 +92,7 @@ static void test_overlap(void) {
         AddrClasses ac = {};
         CHECK_INT(addr_classes_init(&ac, lists, NULL, NULL), 0);
 
-        AddrClass c;
+        AddressClass c;
         char *w = NULL;
         CHECK_INT(addr_classes_classify(&ac, "both.example", &c, &w), 0);
         CHECK_INT(c, ADDR_CLASS_LOCAL);
@@ -152,7 +156,7 @@ static void test_errors(void) {
         check_class(&ac, "table.example", 0, ADDR_CLASS_VIRTUAL_MAILBOX);
         CHECK(unlink(path) == 0);
         sleep(2);   /* file tables are checked for changes at most once a second */
-        AddrClass c;
+        AddressClass c;
         CHECK(addr_classes_classify(&ac, "table.example", &c, NULL) < 0);
         CHECK(addr_classes_classify(&ac, "elsewhere.example", &c, NULL) < 0);
         check_class(&ac, "example.org", 0, ADDR_CLASS_LOCAL);

@@ -67,7 +67,7 @@ const char *qmgr_address_domain(const char *address) {
 }
 
 /* The class of a domain; logs the overlap warning the first time a domain shows one. */
-static int route_class(const QmgrSettings *s, const char *domain, AddrClass *ret) {
+static int route_class(const QmgrSettings *s, const char *domain, AddressClass *ret) {
         _cleanup_free_ char *warning = NULL;
         int r = addr_classes_classify((AddrClasses *) &s->classes, domain, ret, &warning);
         if (warning)
@@ -79,14 +79,14 @@ static int route_class(const QmgrSettings *s, const char *domain, AddrClass *ret
 
 /* Routes one recipient address: local or not (a domain whose lookup failed is not local). */
 QmgrRoute qmgr_route(const QmgrSettings *s, const char *address) {
-        AddrClass c;
+        AddressClass c;
         if (route_class(s, qmgr_address_domain(address), &c) < 0)
                 return QMGR_ROUTE_UNAVAILABLE;
         return c == ADDR_CLASS_LOCAL ? QMGR_ROUTE_LOCAL : QMGR_ROUTE_UNAVAILABLE;
 }
 
 /* relocated_maps: 1 with *ret_text ("5.1.6 User has moved to ...") when address moved. */
-static int relocated_lookup(const QmgrSettings *s, const char *address, const char *domain, AddrClass c,
+static int relocated_lookup(const QmgrSettings *s, const char *address, const char *domain, AddressClass c,
                             char **ret_text) {
         if (!s->relocated_maps)
                 return 0;
@@ -210,7 +210,7 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
                 }
         }
         const char *domain = qmgr_address_domain(address);
-        AddrClass c;
+        AddressClass c;
         _cleanup_free_ char *t = NULL, *n = NULL, *value = NULL, *sdt = NULL, *sdr = NULL, *moved = NULL;
         int r = route_class(s, domain, &c);
         if (r < 0)

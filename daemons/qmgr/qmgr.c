@@ -100,7 +100,7 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         r = addr_classes_load(&n.classes, c, NULL, &why);
         if (r < 0)
                 return log_error_errno(r, "%s", why ? why : "address classes: out of memory");
-        for (AddrClass k = 0; k < ADDR_CLASS_LISTS; k++)
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
                 if (addr_classes_problem(&n.classes, k))
                         log_error("%s; deferring mail for the domains this list would decide",
                                   addr_classes_problem(&n.classes, k));

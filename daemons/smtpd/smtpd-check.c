@@ -185,7 +185,7 @@ static Result apply_value(SmtpdEval *e, const char *value, const char *entity, c
 
 /* reject_unauth_destination: every address class but the default one is ours to accept. */
 static bool domain_authorised(SmtpdEval *e, const char *domain, int *ret_err) {
-        AddrClass c = ADDR_CLASS_DEFAULT;
+        AddressClass c = ADDR_CLASS_DEFAULT;
         *ret_err = smtpd_address_class(e->s->settings, domain, &c);
         return *ret_err >= 0 && c != ADDR_CLASS_DEFAULT;
 }

@@ -1,7 +1,9 @@
 /* smtpd-cleanup.c — the content checks of the queueing step (Postfix's cleanup(8) inside smtpd):
  * header_checks on each logical header (folded lines are one string), body_checks on each body
  * line (up to body_checks_size_limit bytes of body), message_drop_headers, hopcount_limit and the
- * To: header of always_add_missing_headers/undisclosed_recipients_header.
+ * To: header of always_add_missing_headers/undisclosed_recipients_header. After header_checks
+ * saw a header as it came, its addresses are rewritten (smtpd_rewrite_header(), smtpd-rewrite.c)
+ * in the same tail position.
  *
  * smtpd-data.c calls these from its content path: cleanup_header_begin() where a header
  * starts, cleanup_header_end() when it is complete (the next header starts or the header section
@@ -214,6 +216,28 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         return now;
 }
 
+/* Address rewriting of the header at content[start..] (smtpd-rewrite.c), after header_checks
+ * saw the original, as Postfix's cleanup does; the header is the tail, so it is replaced there. */
+static void rewrite_addresses(Session *s, size_t start) {
+        DataState *d = s->tx.data;
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+        size_t n = d->content.len - start;
+        const char *h = d->content.data + start;
+
+        if (n > 0 && h[n - 1] == '\n')
+                n--;
+        int r = smtpd_rewrite_header(s, h, n, &out);
+        if (r == -ENOMEM)
+                d->out_of_memory = true;
+        else if (r < 0 && !d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                d->out_of_memory = true;
+        if (r <= 0)
+                return;
+        content_truncate(d, start);
+        data_content_add(s, out.data, out.len);
+        data_content_add(s, "\n", 1);
+}
+
 void cleanup_header_begin(Session *s) {
         DataState *d = s->tx.data;
         d->hdr_start = d->content.len;
@@ -262,6 +286,8 @@ void cleanup_header_end(Session *s) {
          * header wherever a PREPEND moved it; a removed or replaced one is gone already. */
         if (drop && orig != SIZE_MAX)
                 content_truncate(d, orig);
+        else if (orig != SIZE_MAX && d->hdr_rewrite != REWRITE_HEADERS_NONE)
+                rewrite_addresses(s, orig);
 }
 
 bool cleanup_body_line(Session *s, const char *p, size_t n) {

@@ -278,6 +278,17 @@ static int parse_path(Session *s, char *arg, AddressFlags flags, Address **ret, 
                 return r;
         if (!a->domain && !isempty(a->external)) {
                 Address *q = NULL;
+                /* The canonical form ("site!user" -> "user@site", "user" -> "user@$myorigin",
+                 * smtpd-rewrite.c), so the checks see what will be queued; with
+                 * append_at_myorigin = no a bare name is still checked as user@$myorigin. */
+                _cleanup_free_ char *canon = NULL;
+                const char *why = NULL;
+                if (smtpd_rewrite_canonical(s, a->external, &canon) >= 0 && addr_domain_at(canon) >= 0 &&
+                    address_parse(canon, flags & ADDRESS_SMTPUTF8, &q, &why) >= 0) {
+                        address_free(a);
+                        a = q;
+                        goto done;
+                }
                 r = address_new(a->local, s->settings->myorigin, &q);
                 if (r < 0) {
                         *ret_reason = "Bad domain in $myorigin";
@@ -286,6 +297,7 @@ static int parse_path(Session *s, char *arg, AddressFlags flags, Address **ret, 
                 address_free(a);
                 a = q;
         }
+done:
         *ret_params = params ? (char *) params : (char *) "";
         *ret = TAKE_PTR(a);
         return 0;

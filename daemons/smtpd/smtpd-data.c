@@ -196,6 +196,11 @@ int data_begin(Session *s) {
         }
         data_state_free(s->tx.data);
         s->tx.data = d;
+        /* Which header addresses are rewritten (local_header_rewrite_clients): decided once. */
+        r = smtpd_rewrite_header_mode(s);
+        if (r < 0 && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                d->out_of_memory = true;
+        d->hdr_rewrite = r < 0 ? REWRITE_HEADERS_NONE : r;
         /* PREPEND headers decided before DATA (access(5), a policy server such as postgrey's
          * X-Greylist:) go above our Received:, as Postfix's smtpd writes them; our Received: is
          * the first header the content checks see. */
@@ -339,6 +344,30 @@ static int format_from(Session *s, StrBuf *out) {
         return r;
 }
 
+/* The From: Postern adds (the first line of add) is rewritten like one the client sent, so it
+ * shows the sender as canonical maps and masquerading make it (as Postfix's cleanup adds the
+ * rewritten sender). A table error refuses the message for now (451 4.3.0). */
+static int rewrite_added_from(Session *s, StrBuf *add) {
+        DataState *d = s->tx.data;
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+
+        if (add->len == 0 || add->data[add->len - 1] != '\n')
+                return 0;
+        int r = smtpd_rewrite_header(s, add->data, add->len - 1, &out);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                if (!d->reject && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
+                        return -ENOMEM;
+                return 0;
+        }
+        if (r == 0)
+                return 0;
+        strbuf_reset(add);
+        r = strbuf_append(add, out.data, out.len);
+        return r < 0 ? r : strbuf_putc(add, '\n');
+}
+
 /* Adds missing headers (local submissions) and, unless the message ends inside its header
  * section, the empty line that separates a body which started without one. Called once, when
  * the header section ends (its last byte is the last byte of the content so far). */
@@ -354,6 +383,8 @@ static int add_missing_headers(Session *s, bool at_end) {
                 else if (!d->has_from)
                         r = isempty(s->tx.sender) ? strbuf_printf(&add, "From: MAILER-DAEMON@%s\n", s->settings->myorigin)
                                                : strbuf_printf(&add, "From: %s\n", s->tx.sender);
+                if (r >= 0 && !d->has_from)
+                        r = rewrite_added_from(s, &add);
                 if (r >= 0 && !d->has_date) {
                         char date[128];
                         rfc822_date(time(NULL), date, sizeof(date));
@@ -502,12 +533,16 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
         }
         CommitJob *j = make_job(s);
         int ra = j ? commit_apply_actions(s, j) : -ENOMEM;
-        if (ra < 0) {
+        /* The envelope as it becomes queue records: canonical form, canonical maps and
+         * masquerading (smtpd-rewrite.c); virtual alias expansion comes right after it. */
+        int rw = ra >= 0 && ra != 1 ? smtpd_rewrite_envelope(s, j) : 0;
+        if (ra < 0 || rw < 0) {
                 commit_job_free(j);
                 j = NULL;
         }
         if (!j) {
-                log_oom();
+                if (ra < 0 || rw == -ENOMEM)
+                        log_oom();
                 session_reply(s, "451 4.3.0 Error: queue file write error");
                 smtpd_transaction_reset(&s->tx);
                 return;

@@ -26,7 +26,7 @@
 #include "log/log.h"
 #include "mail/addr-find.h"
 
-int smtpd_address_class(const SmtpdSettings *st, const char *domain, AddrClass *ret) {
+int smtpd_address_class(const SmtpdSettings *st, const char *domain, AddressClass *ret) {
         _cleanup_free_ char *warning = NULL;
         int r = addr_classes_classify((AddrClasses *) &st->addr_classes, domain, ret, &warning);
         if (warning)
@@ -114,7 +114,7 @@ static int class_table_check(const SmtpdSettings *st, TableList *maps, int open_
 }
 
 int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender, char **ret_reply) {
-        AddrClass c;
+        AddressClass c;
         int r;
 
         *ret_reply = NULL;

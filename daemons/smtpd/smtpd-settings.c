@@ -76,6 +76,16 @@ static const ConfField smtpd_fields[] = {
         F("body_checks_size_limit", U64, body_checks_size_limit),
         F("hopcount_limit", UINT, hopcount_limit),
         F("always_add_missing_headers", BOOL, always_add_missing_headers),
+        /* address rewriting (smtpd-rewrite.c) */
+        F("mydomain", STRING, mydomain),
+        F("append_at_myorigin", BOOL, append_at_myorigin),
+        F("append_dot_mydomain", BOOL, append_dot_mydomain),
+        F("swap_bangpath", BOOL, swap_bangpath),
+        F("allow_percent_hack", BOOL, allow_percent_hack),
+        F("remote_header_rewrite_domain", STRING, remote_header_rewrite_domain),
+        F("canonical_maps", TABLES, rewrite.canonical_maps),
+        F("sender_canonical_maps", TABLES, rewrite.sender_canonical_maps),
+        F("recipient_canonical_maps", TABLES, rewrite.recipient_canonical_maps),
         /* DNS checks and client names (smtpd-dnsbl.c, smtpd-peername.c) */
         F("smtpd_peername_lookup", BOOL, peername_lookup),
         F("maps_rbl_reject_code", REPLY_CODE, maps_rbl_reject_code),
@@ -143,6 +153,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         table_list_free(s->relocated_maps);
         smtpd_anvil_settings_done(&s->anvil);
         smtpd_cleanup_settings_done(s);
+        smtpd_rewrite_settings_done(s);
         tls_server_unref(s->tls);
         smtpd_auth_settings_done(s);
         smtpd_virtual_settings_done(s);
@@ -188,7 +199,7 @@ static int address_classes_param(Conf *c, const char *listener, AddrClasses *ret
         int r = addr_classes_load(ret, c, listener, &why);
         if (r < 0)
                 return log_error_errno(r, "%s", why ? why : "address classes: out of memory");
-        for (AddrClass k = 0; k < ADDR_CLASS_LISTS; k++)
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
                 if (addr_classes_problem(ret, k))
                         log_error("%s; answering 451 4.3.0 for the domains this list would decide",
                                   addr_classes_problem(ret, k));
@@ -237,7 +248,8 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
                                     &s->relocated_maps_error)) < 0)
                 return r;
 
-        if ((r = smtpd_cleanup_settings(c, listener, s)) < 0)
+        if ((r = smtpd_cleanup_settings(c, listener, s)) < 0 ||
+            (r = smtpd_rewrite_settings(c, listener, s)) < 0)
                 return r;
         return smtpd_auth_settings(c, listener, s);
 }

@@ -28,6 +28,7 @@
 #include "smtpd.h"
 #include "basic/strmap.h"
 #include "log/log.h"
+#include "mail/address.h"
 #include "conf/conf-fields.h"
 #include "mail/virtual-alias.h"
 #include "queue/queue.h"
@@ -235,13 +236,7 @@ static int add_expansion(RcptVec *vec, QueueRecipient *rc, char **list) {
         unsigned notify = rc->notify;
         int r;
 
-        bool utf8 = false;
-        for (const char *p = rc->address; *p; p++)
-                utf8 = utf8 || (unsigned char) *p >= 0x80;
-        if (rc->orcpt)
-                orcpt = strdup(rc->orcpt);
-        else if (asprintf(&orcpt, "%s;%s", utf8 ? "utf-8" : "rfc822", rc->address) < 0)   /* RFC 6533 */
-                orcpt = NULL;
+        orcpt = rc->orcpt ? strdup(rc->orcpt) : address_orcpt(rc->address);
         if (!orcpt)
                 return -ENOMEM;
         if (notify & QUEUE_NOTIFY_SUCCESS) {

@@ -25,6 +25,8 @@
  *                        smtpd_hook_policy)
  *   smtpd-tls.c          STARTTLS and implicit TLS: settings, handshake, record I/O, logging
  *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
+ *   smtpd-rewrite.c      address rewriting of the queueing step: canonical form, canonical
+ *                        maps and masquerading of the envelope and of address headers
  *
  * The checks of a client or a transaction are hooks behind one interface, SmtpdHook; the table
  * of hooks (stages, what each needs) is above its declaration, further down.
@@ -44,6 +46,7 @@
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "ipc/ipc.h"
+#include "mail/addr-canonical.h"
 #include "mail/addr-class.h"
 #include "mail/address.h"
 #include "mail/domain-list.h"
@@ -236,6 +239,14 @@ typedef struct SmtpdSettings {
         unsigned hopcount_limit;
         bool always_add_missing_headers;
         char *undisclosed_recipients_header;
+        /* address rewriting (smtpd-rewrite.c) */
+        AddrRewrite rewrite;               /* canonical maps (rows), classes, masquerading */
+        bool append_at_myorigin, append_dot_mydomain, swap_bangpath, allow_percent_hack;
+        char *mydomain;
+        char *remote_header_rewrite_domain;
+        unsigned header_rewrite_clients;   /* REWRITE_CLIENTS_* from local_header_rewrite_clients */
+        TableList *header_rewrite_maps;    /* its check_address_map tables (client address), or NULL */
+        char **inet_addrs;                 /* $inet_interfaces as numeric addresses ("all": this host's) */
         bool smtputf8_enable;
         unsigned ehlo_discard;             /* EHLO_* bits from smtpd_discard_ehlo_keywords */
         TableList *ehlo_discard_maps;      /* smtpd_discard_ehlo_keyword_address_maps, or NULL */
@@ -382,6 +393,7 @@ typedef struct DataState {
         uint64_t body_bytes;     /* body bytes seen by body_checks */
         char *reject;            /* "550 5.7.1 text" from a REJECT action: refused at end of data */
         bool out_of_memory;      /* a content-check action could not be recorded: 451 4.3.0 */
+        int hdr_rewrite;         /* REWRITE_HEADERS_*: how this client's address headers are rewritten */
 } DataState;
 
 /* The client: what the handshake established (address, names, submit uid) and what the client
@@ -603,7 +615,7 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
                           char **ret_reply);
 /* smtpd-recipient.c: the address class of domain (the overlap warning and a failed lookup
  * are logged); <0 when a list could not be read. */
-int smtpd_address_class(const SmtpdSettings *st, const char *domain, AddrClass *ret);
+int smtpd_address_class(const SmtpdSettings *st, const char *domain, AddressClass *ret);
 /* reject_unlisted_recipient / reject_unlisted_sender for a: 0 when it is known (or its class
  * is not checked), 1 with *ret_reply (allocated, complete: the 5xx refusal, or 451 4.3.0 when a
  * table could not be read), -ENOMEM. */
@@ -843,6 +855,30 @@ bool cleanup_body_line(Session *s, const char *p, size_t n);
 int cleanup_missing_to(Session *s, StrBuf *add);
 /* At end of data: smtpd_hook_cleanup (above) answers the refusal of header/body checks or the
  * hop count. */
+
+/* smtpd-rewrite.c: Postfix's cleanup address rewriting (canonical form, sender_/recipient_/
+ * canonical_maps, masquerading); the pure parts are common/mail/addr-canonical.c and
+ * header-address.c. */
+enum { REWRITE_CLIENTS_INET = 1 << 0, REWRITE_CLIENTS_MYNETWORKS = 1 << 1, REWRITE_CLIENTS_SASL = 1 << 2 };
+enum { REWRITE_HEADERS_NONE, REWRITE_HEADERS_LOCAL, REWRITE_HEADERS_REMOTE };
+/* Classes, masquerading, local_header_rewrite_clients, inet_interfaces (the maps and plain
+ * values are rows of smtpd-settings.c); logs its own errors. */
+int smtpd_rewrite_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_rewrite_settings_done(SmtpdSettings *s);
+/* The canonical form of addr in the local context ($myorigin, $mydomain, swap_bangpath, ...);
+ * MAIL and RCPT use it for bare local parts. Returns as addr_canonical_form(). */
+int smtpd_rewrite_canonical(Session *s, const char *addr, char **ret);
+/* REWRITE_HEADERS_* for the session's client (local submissions are local), or <0 when a
+ * check_address_map lookup failed (logged). */
+int smtpd_rewrite_header_mode(Session *s);
+/* The logical header h (n bytes, no final newline): 1 when it is an address header whose
+ * addresses changed, with the whole new header in out; 0 when unchanged (also for a value
+ * that does not parse); <0 on a table error (logged). */
+int smtpd_rewrite_header(Session *s, const char *h, size_t n, StrBuf *out);
+/* The envelope of a job made from s's message, as it becomes queue records: the sender and every
+ * recipient rewritten, recipients that became equal merged. Returns 0, or <0 when a table failed
+ * (logged; answer 451 4.3.0). Virtual alias expansion comes right after it. */
+int smtpd_rewrite_envelope(Session *s, CommitJob *j);
 
 /* smtpd-commit.c */
 /* Applies s->tx.actions to the job built from s's message: hold, filter, redirect (replaces all

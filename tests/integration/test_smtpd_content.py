@@ -10,7 +10,7 @@ import pytest
 
 import mailtest
 from mailtest import queued_id
-from test_smtpd_helpers import raw, start_smtpd, queue_ids, content_of, transaction
+from test_smtpd_helpers import start_smtpd, queue_ids, content_of, send_message
 
 SENDER = "a@example.org"
 RCPT = "ptest1@localhost"
@@ -32,13 +32,7 @@ def start(postern, header=None, body=None, **params):
 
 def send(postern, message, rcpts=(RCPT,), sender=SENDER):
     """Sends one message with a raw client; returns the reply to the end of data."""
-    with raw(postern) as c:
-        transaction(c, rcpts=rcpts, sender=sender)
-        assert c.cmd("DATA").startswith("354")
-        c.send(message.replace("\n", "\r\n") + "\r\n.\r\n")
-        reply = c.text()
-        assert c.cmd("QUIT").startswith("221")
-    return reply
+    return send_message(postern, message, rcpts=rcpts, sender=sender)
 
 
 def headers_of(postern, qid):

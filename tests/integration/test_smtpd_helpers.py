@@ -105,6 +105,18 @@ def open_data(c, rcpts=("ptest1@localhost",), helo="EHLO client.test", sender="a
     assert c.cmd("DATA") == "354 End data with <CR><LF>.<CR><LF>"
 
 
+def send_message(postern, message, rcpts=("ptest1@localhost",), sender="a@example.org", source=None):
+    """One message (LF form; CRLF and the end of data are added) through a raw client from source,
+    with transaction(); returns the reply to the end of data as 'CODE text'."""
+    with raw(postern, source=source) as c:
+        transaction(c, rcpts=rcpts, sender=sender)
+        assert c.cmd("DATA").startswith("354")
+        c.send(message.replace("\n", "\r\n") + "\r\n.\r\n")
+        reply = c.text()
+        assert c.cmd("QUIT").startswith("221")
+    return reply
+
+
 def raw_message(postern, data, source=None):
     """Sends data (message text and end of data, exact bytes) after open_data() on a fresh raw
     client (from source); returns the reply to it as 'CODE text'."""

@@ -61,7 +61,7 @@ static int check_classes(Conf *c) {
                 return 1;
         }
         int ret = 0;
-        for (AddrClass k = 0; k < ADDR_CLASS_LISTS; k++)
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
                 if (addr_classes_problem(&ac, k)) {
                         fprintf(stderr, "posternctl: %s\n", addr_classes_problem(&ac, k));
                         ret = 1;
