@@ -3,7 +3,8 @@
  * class, and relocated_maps, as Postfix's SMTP server decides them:
  *
  *   1. the domain's class (common/mail/addr-class.h);
- *   2. an address that virtual_alias_maps lists is known, whatever its class;
+ *   2. an address that recipient_canonical_maps, canonical_maps or virtual_alias_maps lists is
+ *      known, whatever its class (it is rewritten before delivery);
  *   3. relocated_maps: "5.1.6 ... User has moved to <new location>" (code 550, or
  *      unknown_virtual_alias_reject_code in a virtual alias domain);
  *   4. by class: local — local_recipient_maps (postmaster, MAILER-DAEMON and the
@@ -127,12 +128,20 @@ int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender,
         AddrFindFlags f = c == ADDR_CLASS_LOCAL || strcaseeq(a->domain, strempty(st->myorigin)) ?
                           ADDR_FIND_LOCALPART : 0;
 
-        /* The tables virtual alias expansion opened (smtpd-virtual.c). */
-        r = table_has(st->virtual_alias.maps, st->virtual_alias.maps_error, a, f, delim, NULL);
-        if (r < 0)
-                return lookup_failed(a, "virtual_alias_maps", r, ret_reply);
-        if (r > 0)
-                return 0;
+        /* The tables that canonical rewriting and virtual alias expansion opened
+         * (smtpd-rewrite.c, smtpd-virtual.c): an address they rewrite is known. */
+        const struct { TableList *maps; int error; const char *name; } rewriting[] = {
+                { st->rewrite.recipient_canonical_maps, 0, "recipient_canonical_maps" },
+                { st->rewrite.canonical_maps, 0, "canonical_maps" },
+                { st->virtual_alias.maps, st->virtual_alias.maps_error, "virtual_alias_maps" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(rewriting); i++) {
+                r = table_has(rewriting[i].maps, rewriting[i].error, a, f, delim, NULL);
+                if (r < 0)
+                        return lookup_failed(a, rewriting[i].name, r, ret_reply);
+                if (r > 0)
+                        return 0;
+        }
 
         _cleanup_free_ char *moved = NULL;
         r = table_has(st->relocated_maps, st->relocated_maps_error, a, f, delim, &moved);
