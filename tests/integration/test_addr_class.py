@@ -299,3 +299,14 @@ def test_reload_changes_the_classes(postern):
     wait_reply(postern, "x@new.example", UNKNOWN.format(code=550, addr="x@new.example", table="virtual mailbox"))
     with session(postern, source=OUTSIDE) as c:
         assert c.cmd("RCPT TO:<bob@new.example>") == "250 2.1.5 Ok"
+
+
+def test_rewriting_tables_make_addresses_known_and_fail_temporarily(postern):
+    table = postern.root / "etc" / "canonical"
+    table.write_text("old@vmbox.example bob@vmbox.example\n")
+    start_relay(postern, canonical_maps=f"texthash:{table}", **classes(postern))
+    with session(postern, source=OUTSIDE) as c:
+        assert c.cmd("RCPT TO:<old@vmbox.example>") == "250 2.1.5 Ok"   # canonical_maps rewrites it
+    table.unlink()
+    wait_reply(postern, "bob@vmbox.example", "451 4.3.0 <bob@vmbox.example>: Temporary lookup failure")
+    postern.wait_log("smtpd", r"canonical_maps lookup of <bob@vmbox\.example> failed")
