@@ -7,3 +7,4 @@ int verb_check(int argc, char *argv[]);   /* posternctl-check.c */
 int verb_queue(int argc, char *argv[]);   /* posternctl-queue.c */
 int verb_flush(int argc, char *argv[]);   /* posternctl-control.c */
 int verb_control(int argc, char *argv[]); /* posternctl-control.c: hold, release, delete, requeue */
+int verb_route(int argc, char *argv[]);   /* posternctl-route.c */
