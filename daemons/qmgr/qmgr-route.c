@@ -53,8 +53,8 @@
 #include "mail/addr-find.h"
 #include "qmgr.h"
 
-/* The parameters routing reads, for `posternctl route` (qmgr.c loads the same rows with the
- * rest of its settings). */
+/* The parameters routing reads: qmgr.c loads them with the rest of its settings, `posternctl
+ * route` alone (with the address classes). */
 #define F(...) CONF_FIELD(QmgrSettings, __VA_ARGS__)
 static const ConfField route_fields[] = {
         F("myhostname", STRING, myhostname),
@@ -75,14 +75,22 @@ static const ConfField route_fields[] = {
 };
 #undef F
 
-void qmgr_route_settings_done(QmgrSettings *s) {
+int qmgr_route_fields_load(QmgrSettings *s, Conf *c) {
+        return conf_fields_load(c, NULL, route_fields, ELEMENTSOF(route_fields), s);
+}
+
+void qmgr_route_fields_done(QmgrSettings *s) {
         conf_fields_done(route_fields, ELEMENTSOF(route_fields), s);
+}
+
+void qmgr_route_settings_done(QmgrSettings *s) {
+        qmgr_route_fields_done(s);
         addr_classes_done(&s->classes);
         *s = (QmgrSettings) {};
 }
 
 int qmgr_route_settings_load(QmgrSettings *s, Conf *c, char **ret_reason) {
-        int r = conf_fields_load(c, NULL, route_fields, ELEMENTSOF(route_fields), s);
+        int r = qmgr_route_fields_load(s, c);
         if (r < 0)
                 return r;
         return addr_classes_load(&s->classes, c, NULL, ret_reason);

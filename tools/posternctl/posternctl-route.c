@@ -225,15 +225,9 @@ int verb_route(int argc, char *argv[]) {
                 return argc == 2 ? 0 : 2;
         }
         _cleanup_conf_free_ Conf *c = NULL;
-        _cleanup_strv_free_ char **msgs = NULL;
-        int r = conf_load(NULL, &c, &msgs);
-        for (char **m = msgs; m && *m; m++)
-                fprintf(stderr, "posternctl: %s\n", *m);
-        if (r < 0) {
-                if (r != -EINVAL)
-                        fprintf(stderr, "posternctl: cannot read configuration: %s\n", strerror(-r));
+        if (posternctl_load_main_cf(NULL, &c) < 0)
                 return 1;
-        }
+        int r;
         _cleanup_(smtpd_settings_unrefp) SmtpdSettings *st = NULL;
         QmgrSettings qs = {};
         _cleanup_free_ char *why = NULL;
