@@ -69,11 +69,13 @@ def test_canonical_tree_classes_and_transports(postern):
     ]
     assert block(out, "carol@vmail.example") == [
         "  class: virtual mailbox (virtual_mailbox_domains lists vmail.example)",
+        "  relocated_maps: no entry",
         "  transport: lmtp, next hop: unix:private/dovecot-lmtp",
         "  decided by: virtual_transport",
     ]
     assert block(out, "ext@remote.example") == [
         "  class: default (remote.example is in no class list)",
+        "  relocated_maps: no entry",
         "  transport: smtp, next hop: [mx.remote.example]:2525",
         "  decided by:",
         f'    texthash:{etc}/transport: key "remote.example" -> "smtp:[mx.remote.example]:2525"',
@@ -81,6 +83,7 @@ def test_canonical_tree_classes_and_transports(postern):
     # Kept by its own expansion, in a virtual alias domain: no mailbox.
     assert block(out, "lists@example.com") == [
         "  class: virtual alias (virtual_alias_domains lists example.com)",
+        "  relocated_maps: no entry",
         "  transport: error, next hop: 5.1.1 User unknown in virtual alias table",
         "  decided by: the virtual alias class (no mailbox)",
     ]
@@ -90,20 +93,23 @@ def test_local_relay_and_default_classes(postern):
     configure_routes(postern)
     rc, out = route(postern, "root@localhost")
     assert rc == 0, out
-    assert block(out, "root@localhost")[:3] == [
+    assert block(out, "root@localhost")[:4] == [
         "  class: local (mydestination lists localhost)",
+        "  relocated_maps: no entry",
         "  transport: local, next hop: mx.example.com",
         "  decided by: local_transport",
     ]
     rc, out = route(postern, "x@relay.example")
     assert block(out, "x@relay.example") == [
         "  class: relay (relay_domains lists relay.example)",
+        "  relocated_maps: no entry",
         "  transport: relay, next hop: [gw.relay.example]",
         "  decided by: relay_transport",
     ]
     rc, out = route(postern, "x@elsewhere.example")
-    assert block(out, "x@elsewhere.example")[:2] == [
+    assert block(out, "x@elsewhere.example")[:3] == [
         "  class: default (elsewhere.example is in no class list)",
+        "  relocated_maps: no entry",
         "  transport: smtp, next hop: elsewhere.example",
     ]
 
@@ -117,6 +123,22 @@ def test_unknown_recipients_would_be_rejected(postern):
     rc, out = route(postern, "nobody@localhost")
     assert ("  RCPT TO check: unknown (would be rejected: 550 5.1.1 <nobody@localhost>: Recipient "
             "address rejected: User unknown in local recipient table)") in out.splitlines()
+    postern.configure(smtpd_reject_unlisted_recipient="no")
+    rc, out = route(postern, "nobody@vmail.example")
+    assert rc == 0
+    assert ("  RCPT TO check: unknown (would be rejected: 550 5.1.1 <nobody@vmail.example>: Recipient "
+            "address rejected: User unknown in virtual mailbox table) -- but smtpd_reject_unlisted_recipient "
+            "= no") in out.splitlines()
+
+
+def test_usage(postern):
+    configure_routes(postern)
+    r = postern.posternctl("route")
+    assert r.returncode == 2 and r.stdout.startswith("Usage: posternctl route ADDRESS [SENDER]")
+    r = postern.posternctl("route", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("Usage: posternctl route ADDRESS [SENDER]")
+    r = postern.posternctl("help")
+    assert "route ADDRESS [SENDER]" in r.stdout
 
 
 def test_relocated_and_sender_masquerading(postern):
@@ -144,7 +166,7 @@ def test_transport_maps_override_the_class_default(postern):
     (etc / "transport").write_text("carol@vmail.example  smtp:[backup.example]\nvmail.example  :\n")
     rc, out = route(postern, "lists@example.com")
     assert rc == 0, out
-    assert block(out, "carol@vmail.example")[1:] == [
+    assert block(out, "carol@vmail.example")[2:] == [
         "  transport: smtp, next hop: [backup.example]",
         "  decided by:",
         f'    texthash:{etc}/transport: key "carol@vmail.example" -> "smtp:[backup.example]"',
@@ -155,7 +177,7 @@ def test_sender_dependent_default_transport(postern):
     configure_routes(postern, sender_dependent_default_transport_maps="inline:{ @partner.example=relay:[smarthost] }")
     rc, out = route(postern, "x@elsewhere.example", "a@partner.example")
     assert rc == 0, out
-    assert block(out, "x@elsewhere.example")[1:] == [
+    assert block(out, "x@elsewhere.example")[2:] == [
         "  transport: relay, next hop: [smarthost]",
         "  decided by:",
         '    inline:{ @partner.example=relay:[smarthost] }: key "@partner.example" -> "relay:[smarthost]"',

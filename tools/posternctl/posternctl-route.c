@@ -203,6 +203,8 @@ static int route_one(QmgrSettings *qs, SmtpdSettings *st, Trace *t, const char *
         }
         if (streq(transport, "error") && startswith(nexthop, "5.1.6"))
                 printf("  relocated_maps: %s\n", nexthop);
+        else if (qs->relocated_maps)
+                printf("  relocated_maps: no entry\n");
         printf("  transport: %s, next hop: %s\n", transport, nexthop);
         if (t->hits.len) {
                 printf("  decided by:\n");
