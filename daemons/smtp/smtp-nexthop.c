@@ -26,6 +26,7 @@
 
 #include "dns/dns.h"
 #include "log/log.h"
+#include "mail/lmtp-socket.h"
 #include "smtp.h"
 
 static DnsResolver *resolver;   /* one per process: smtp_resolve_init() */
@@ -147,32 +148,18 @@ static int split_hostport(const char *s, char *host, size_t hsize, unsigned *por
         return 0;
 }
 
-/* The socket path of an LMTP "unix:" next hop: absolute as it is, relative under dir (see the top
- * of the file). -EINVAL when relative without a dir, -ENAMETOOLONG when it does not fit. */
-int smtp_lmtp_socket_path(const char *path, const char *dir, char *buf, size_t size) {
-        int n;
-        if (isempty(path))
-                return -EINVAL;
-        if (path[0] == '/')
-                n = snprintf(buf, size, "%s", path);
-        else if (isempty(dir))
-                return -EINVAL;
-        else
-                n = snprintf(buf, size, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", path);
-        return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
-}
-
 static void resolve_unix(const char *nexthop_path, SmtpResolveHandler handler, void *userdata) {
         SmtpTarget *t = calloc(1, sizeof(SmtpTarget));
         struct sockaddr_un *un;
         char path[sizeof(un->sun_path)];
         if (!t)
                 return fail(handler, userdata, "4.3.0", "out of memory");
-        int r = smtp_lmtp_socket_path(nexthop_path, lmtp_socket_dir, path, sizeof(path));
+        int r = lmtp_socket_path(nexthop_path, lmtp_socket_dir, path, sizeof(path));
         if (r < 0) {
                 free(t);
                 return fail(handler, userdata, "4.3.5", "bad LMTP socket path in next hop: %s%s", nexthop_path,
-                            r == -ENAMETOOLONG ? " (too long)" : " (relative, and postern_lmtp_socket_directory is empty)");
+                            r == -ENAMETOOLONG ? " (too long)" : isempty(nexthop_path) ? " (empty)" :
+                            " (relative, and postern_lmtp_socket_directory is empty)");
         }
         un = (struct sockaddr_un *) &t->sa;
         un->sun_family = AF_UNIX;

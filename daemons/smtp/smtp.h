@@ -77,9 +77,6 @@ typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget
                                    size_t n, void *userdata);
 /* Turns a next hop into addresses. Asynchronous interface (today's numeric-only version answers
  * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
-/* The socket path of an LMTP next hop "unix:<path>": path when absolute, else dir/path (Postfix's
- * relative form; dir is postern_lmtp_socket_directory). <0 when relative without dir or too long. */
-int smtp_lmtp_socket_path(const char *path, const char *dir, char *buf, size_t size);
 int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
                  void *userdata);
 /* Reads <prefix>_dns_support_level and <prefix>_mx_address_limit into s; <0 (logged) on a bad

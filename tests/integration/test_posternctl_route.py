@@ -71,6 +71,7 @@ def test_canonical_tree_classes_and_transports(postern):
         "  class: virtual mailbox (virtual_mailbox_domains lists vmail.example)",
         "  relocated_maps: no entry",
         "  transport: lmtp, next hop: unix:private/dovecot-lmtp",
+        "  socket: /var/spool/postfix/private/dovecot-lmtp (relative: under postern_lmtp_socket_directory)",
         "  decided by: virtual_transport",
     ]
     assert block(out, "ext@remote.example") == [

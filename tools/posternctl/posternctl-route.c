@@ -21,6 +21,7 @@
 
 #include "basic/strbuf.h"
 #include "conf/conf.h"
+#include "mail/lmtp-socket.h"
 #include "posternctl.h"
 #include "qmgr.h"
 #include "smtpd.h"
@@ -171,7 +172,7 @@ static int rcpt_check(SmtpdSettings *st, Trace *t, const char *addr) {
 }
 
 /* Class, relocation and transport of one final recipient. */
-static int route_one(QmgrSettings *qs, SmtpdSettings *st, Trace *t, const char *sender, const char *addr) {
+static int route_one(QmgrSettings *qs, const char *lmtp_dir, Trace *t, const char *sender, const char *addr) {
         AddressClass c;
         _cleanup_free_ char *warning = NULL, *transport = NULL, *nexthop = NULL;
         const char *domain = qmgr_address_domain(addr);
@@ -192,7 +193,6 @@ static int route_one(QmgrSettings *qs, SmtpdSettings *st, Trace *t, const char *
         if (warning)
                 printf("  warning: %s\n", warning);
         flush(t);
-        (void) st;
 
         QueueMessage m = { .sender = (char *) strempty(sender) };
         r = qmgr_route_transport(qs, &m, addr, &transport, &nexthop);
@@ -206,6 +206,15 @@ static int route_one(QmgrSettings *qs, SmtpdSettings *st, Trace *t, const char *
         else if (qs->relocated_maps)
                 printf("  relocated_maps: no entry\n");
         printf("  transport: %s, next hop: %s\n", transport, nexthop);
+        const char *unix_path = streq(transport, "lmtp") ? startswith(nexthop, "unix:") : NULL;
+        if (unix_path) {
+                char path[108];
+                if (lmtp_socket_path(unix_path, lmtp_dir, path, sizeof(path)) < 0)
+                        printf("  socket: bad LMTP socket path (postern_lmtp_socket_directory = %s)\n", lmtp_dir);
+                else
+                        printf("  socket: %s%s\n", path, unix_path[0] == '/' ? "" :
+                               " (relative: under postern_lmtp_socket_directory)");
+        }
         if (t->hits.len) {
                 printf("  decided by:\n");
                 flush(t);
@@ -283,7 +292,8 @@ int verb_route(int argc, char *argv[]) {
         strbuf_reset(&t.hits);
 
         for (char **a = list; *a; a++)
-                if (route_one(&qs, st, &t, sender ? sender : "", *a) < 0)
+                if (route_one(&qs, strempty(conf_get(c, "postern_lmtp_socket_directory")), &t,
+                              sender ? sender : "", *a) < 0)
                         ret = 1;
 done:
         if (t.failed)

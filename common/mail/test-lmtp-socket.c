@@ -1,17 +1,10 @@
-/* test-smtp-nexthop.c — unit tests for smtp_lmtp_socket_path(): the socket of an LMTP "unix:"
- * next hop, absolute as written, Postfix's relative form under postern_lmtp_socket_directory. */
+/* test-lmtp-socket.c — unit tests for lmtp_socket_path(): the socket of an LMTP "unix:" next hop,
+ * absolute as written, Postfix's relative form under postern_lmtp_socket_directory. */
 #include <errno.h>
 
-#include "smtp.h"
-#include "basic/tests.h"
-
-/* smtp.c's (main()'s file) parameter helpers, which smtp_resolve_load() uses: not called here. */
-const char *smtp_conf_get(Conf *c, const char *prefix, const char *name) {
-        return NULL;
-}
-long long smtp_conf_int(Conf *c, const char *prefix, const char *name) {
-        return 0;
-}
+#include "lmtp-socket.h"
+#include "../basic/macro.h"
+#include "../basic/tests.h"
 
 static const struct {
         const char *path, *dir, *want;
@@ -28,7 +21,7 @@ static const struct {
 int main(void) {
         char buf[108];
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                int r = smtp_lmtp_socket_path(table[i].path, table[i].dir, buf, sizeof(buf));
+                int r = lmtp_socket_path(table[i].path, table[i].dir, buf, sizeof(buf));
                 CHECK_INT(r, table[i].r);
                 if (table[i].want)
                         CHECK_STR(buf, table[i].want);
@@ -38,7 +31,7 @@ int main(void) {
         memset(dir, 'd', sizeof(dir) - 1);
         dir[0] = '/';
         dir[sizeof(dir) - 1] = '\0';
-        CHECK_INT(smtp_lmtp_socket_path("private/x", dir, buf, sizeof(buf)), -ENAMETOOLONG);
-        CHECK_INT(smtp_lmtp_socket_path("private/x", "/var/spool/postfix", buf, 20), -ENAMETOOLONG);
+        CHECK_INT(lmtp_socket_path("private/x", dir, buf, sizeof(buf)), -ENAMETOOLONG);
+        CHECK_INT(lmtp_socket_path("private/x", "/var/spool/postfix", buf, 20), -ENAMETOOLONG);
         return 0;
 }
