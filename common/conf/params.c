@@ -288,6 +288,8 @@ const ParamDef param_table[] = {
                "Features in which a domain name also matches its subdomains; otherwise only \".domain\" entries do (Postern honours smtpd_access_maps here)."),
         P_INT("postern_anvil_client_limit", "100000", 1, 0,
               "Postern: most clients (listener and address) postern-anvil tracks; at the limit the least recently seen client without connections is forgotten."),
+        P_STR("postern_lmtp_socket_directory", "/var/spool/postfix",
+              "Postern only: the directory a relative LMTP next hop (\"lmtp:unix:private/dovecot-lmtp\") is resolved against, as Postfix resolves it against its queue directory."),
         P_STR("postern_socket_directory", "/run/postern",
               "Postern only: the directory holding the roles' IPC sockets (qmgr, local, ...)."),
         P_LIST("propagate_unmatched_extensions", "canonical, virtual",

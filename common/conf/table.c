@@ -577,7 +577,7 @@ int table_lookup(Table *t, const char *key, char **ret_value) {
 }
 
 /* Looks key up; notes collects the rules skipped on the way and how the value was made. */
-int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *notes) {
+static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNotes *notes) {
         if (!t || !key)
                 return -EINVAL;
         _cleanup_free_ char *k = strdup(key);
@@ -636,6 +636,29 @@ int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *n
                 *ret_value = copy;
         }
         return 1;
+}
+
+static TableTraceFn trace_fn;
+static void *trace_userdata;
+static unsigned trace_depth;   /* union:/pipemap: members are not reported on their own */
+
+void table_trace_set(TableTraceFn fn, void *userdata) {
+        trace_fn = fn;
+        trace_userdata = userdata;
+}
+
+int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *notes) {
+        if (!trace_fn || trace_depth > 0)
+                return table_lookup_one(t, key, ret_value, notes);
+        _cleanup_free_ char *value = NULL;
+        trace_depth++;
+        int r = table_lookup_one(t, key, &value, notes);
+        trace_depth--;
+        if (r != 0 && t && key)
+                trace_fn(t->spec, key, r, value, trace_userdata);
+        if (r > 0 && ret_value)
+                *ret_value = TAKE_PTR(value);
+        return r;
 }
 
 /* Opens every table in a list such as "hash:/etc/aliases, texthash:/x". */

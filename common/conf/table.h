@@ -63,6 +63,12 @@ int table_lookup(Table *t, const char *key, char **ret_value);
 /* The same; notes (may be NULL; caller frees with table_notes_done()) collects what happened. */
 int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *notes);
 
+/* A process-wide observer of lookups, for `posternctl route` (daemons never set one): called
+ * after each lookup that found a value (r = 1, value) or failed (r < 0, value NULL), with the
+ * spec of the table that answered and the key as asked. NULL turns it off. */
+typedef void (*TableTraceFn)(const char *spec, const char *key, int r, const char *value, void *userdata);
+void table_trace_set(TableTraceFn fn, void *userdata);
+
 /* A list of tables searched in order (e.g. alias_maps = hash:/etc/aliases, texthash:/x). */
 typedef struct TableList TableList;
 int table_list_open(const char *specs, TableFlags flags, TableList **ret, char **ret_reason);

@@ -816,8 +816,33 @@ static void test_list(void) {
         unlink(path);
 }
 
+static void record_lookup(const char *spec, const char *key, int r, const char *value, void *userdata) {
+        char *buf = userdata;
+        size_t l = strlen(buf);
+        snprintf(buf + l, 512 - l, "%s %s %d %s; ", spec, key, r, value ? value : "-");
+}
+
+/* table_trace_set(): hits and failures, once per outer lookup (not per union: member), off again. */
+static void test_trace(void) {
+        char log[512] = "";
+        TableList *l = NULL;
+        CHECK_INT(table_list_open("inline:{ a=1 }, unionmap:{ inline:{b=2} }", 0, &l, NULL), 0);
+        table_trace_set(record_lookup, log);
+        char *v = NULL;
+        CHECK_INT(table_list_lookup(l, "a", &v), 1);
+        free(v);
+        CHECK_INT(table_list_lookup(l, "B", NULL), 1);
+        CHECK_INT(table_list_lookup(l, "c", NULL), 0);
+        CHECK_STR(log, "inline:{ a=1 } a 1 1; unionmap:{ inline:{b=2} } B 1 2; ");
+        table_trace_set(NULL, NULL);
+        CHECK_INT(table_list_lookup(l, "a", NULL), 1);
+        CHECK_STR(log, "inline:{ a=1 } a 1 1; unionmap:{ inline:{b=2} } B 1 2; ");
+        table_list_free(l);
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
+        test_trace();
         test_inline_static();
         test_bad_specs();
         test_texthash();

@@ -385,7 +385,10 @@ static void add_warning(char **all, char *w) {
 }
 
 /* One step of the chain: cur is replaced when the step changed it. */
-static int step_result(int r, char **cur, char *next) {
+/* Takes a step's result into *cur and tells rw->step about it. */
+static int step_result(const AddrRewrite *rw, const char *what, int r, char **cur, char *next) {
+        if (rw->step && r >= 0)
+                rw->step(what, *cur, r > 0 ? next : *cur, rw->step_userdata);
         if (r > 0) {
                 free(*cur);
                 *cur = next;
@@ -403,24 +406,27 @@ int addr_rewrite(const AddrRewrite *rw, const AddrCanonicalContext *ctx, AddrCla
                 return 0;
         if ((r = addr_canonical_form(ctx, addr, &cur)) < 0)
                 return r;
+        if (rw->step)
+                rw->step("canonical form", addr, cur, rw->step_userdata);
         bool sender = cls & (ADDR_CLASS_ENVELOPE_SENDER | ADDR_CLASS_HEADER_SENDER);
         TableList *specific = sender ? rw->sender_canonical_maps : rw->recipient_canonical_maps;
         unsigned specific_classes = sender ? rw->sender_canonical_classes : rw->recipient_canonical_classes;
         if (specific && (specific_classes & cls)) {
                 r = addr_map_canonical(specific, &rw->map, cur, &next, &w);
                 add_warning(ret_warning, TAKE_PTR(w));
-                if ((r = step_result(r, &cur, next)) < 0)
+                if ((r = step_result(rw, sender ? "sender_canonical_maps" : "recipient_canonical_maps",
+                                     r, &cur, next)) < 0)
                         return r;
         }
         if (rw->canonical_maps && (rw->canonical_classes & cls)) {
                 r = addr_map_canonical(rw->canonical_maps, &rw->map, cur, &next, &w);
                 add_warning(ret_warning, TAKE_PTR(w));
-                if ((r = step_result(r, &cur, next)) < 0)
+                if ((r = step_result(rw, "canonical_maps", r, &cur, next)) < 0)
                         return r;
         }
         if (rw->masquerade_classes & cls) {
                 r = addr_masquerade(&rw->masquerade, cur, &next);
-                if ((r = step_result(r, &cur, next)) < 0)
+                if ((r = step_result(rw, "masquerade_domains", r, &cur, next)) < 0)
                         return r;
         }
         if (streq(cur, addr))

@@ -97,6 +97,12 @@ typedef struct AddrRewrite {
         unsigned masquerade_classes;
         AddrMasquerade masquerade;
         AddrMapOptions map;
+        /* Optional observer of each step ("canonical form", "sender_canonical_maps",
+         * "recipient_canonical_maps", "canonical_maps", "masquerade_domains") with the address
+         * before and after it (the same text when the step changed nothing); only steps that
+         * apply to the class are reported. For `posternctl route`; the daemons leave it NULL. */
+        void (*step)(const char *what, const char *before, const char *after, void *userdata);
+        void *step_userdata;
 } AddrRewrite;
 
 /* The whole chain for addr of class cls in context ctx (the null sender "" is left alone).

@@ -211,7 +211,39 @@ static void test_classes_and_chain(void) {
         addr_masquerade_done(&rw.masquerade);
 }
 
+static void record_step(const char *what, const char *before, const char *after, void *userdata) {
+        char *buf = userdata;
+        size_t l = strlen(buf);
+        snprintf(buf + l, 512 - l, "%s: %s -> %s; ", what, before, after);
+}
+
+/* AddrRewrite.step sees each step that applies to the class, changed or not, in order. */
+static void test_step_hook(void) {
+        char steps[512] = "";
+        AddrRewrite rw = { .canonical_classes = 0xf, .recipient_canonical_classes = 0xf,
+                           .masquerade_classes = ADDR_CLASS_ENVELOPE_SENDER,
+                           .map = { .is_ours = ours }, .step = record_step, .step_userdata = steps };
+        CHECK_INT(table_list_open("inline:{ bob@example.com=bob.b@example.com }", 0, &rw.canonical_maps, NULL), 0);
+        CHECK_INT(table_list_open("inline:{ x@y=z@y }", 0, &rw.recipient_canonical_maps, NULL), 0);
+        AddrCanonicalContext c = { .origin = "example.com", .append_at_origin = true };
+        char *out = NULL, *w = NULL;
+        CHECK_INT(addr_rewrite(&rw, &c, ADDR_CLASS_ENVELOPE_RECIPIENT, "bob", &out, &w), 1);
+        CHECK_STR(out, "bob.b@example.com");
+        CHECK_STR(steps, "canonical form: bob -> bob@example.com; "
+                         "recipient_canonical_maps: bob@example.com -> bob@example.com; "
+                         "canonical_maps: bob@example.com -> bob.b@example.com; ");
+        free(out);
+        steps[0] = '\0';
+        /* senders: no recipient map; masquerading (no domains) is reported unchanged */
+        CHECK_INT(addr_rewrite(&rw, &c, ADDR_CLASS_ENVELOPE_SENDER, "a@b.example", &out, &w), 0);
+        CHECK_STR(steps, "canonical form: a@b.example -> a@b.example; canonical_maps: a@b.example -> a@b.example; "
+                         "masquerade_domains: a@b.example -> a@b.example; ");
+        table_list_free(rw.canonical_maps);
+        table_list_free(rw.recipient_canonical_maps);
+}
+
 int main(void) {
+        test_step_hook();
         test_form();
         test_maps();
         test_masquerade();

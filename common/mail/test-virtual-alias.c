@@ -294,8 +294,37 @@ static void test_find(void) {
         CHECK_INT(virtual_alias_find(&va, "a@example.net", &v), 0);
 }
 
+static void record_expansion(const char *address, const char *key, const char *value, char *const *results,
+                             size_t n, void *userdata) {
+        char *buf = userdata;
+        size_t l = strlen(buf);
+        l += (size_t) snprintf(buf + l, 512 - l, "%s [%s = %s] ->", address, key, value);
+        for (size_t i = 0; i < n; i++)
+                l += (size_t) snprintf(buf + l, 512 - l, " %s", results[i]);
+        snprintf(buf + l, 512 - l, "; ");
+}
+
+/* VirtualAlias.expanded: each lookup that aliased, with the key that matched, in order. */
+static void test_expanded_hook(void) {
+        char log[512] = "";
+        TableList *maps = NULL;
+        CHECK_INT(table_list_open("inline:{ { team@example.net = a@example.net, list@example.net }, "
+                                  "{ list@example.net = c@example.org, list@example.net }, @example.org=d@example.com }",
+                                  0, &maps, NULL), 0);
+        VirtualAlias va = { .maps = maps, .delimiters = "+", .local_domain = local_domain,
+                            .expanded = record_expansion, .userdata = log };
+        char **list = NULL;
+        CHECK_INT(virtual_alias_expand(&va, "team+x@example.net", &list, NULL, NULL), 1);
+        CHECK_STR(log, "team+x@example.net [team@example.net = a@example.net, list@example.net] -> a@example.net "
+                       "list@example.net; list@example.net [list@example.net = c@example.org, list@example.net] -> "
+                       "c@example.org list@example.net; c@example.org [@example.org = d@example.com] -> d@example.com; ");
+        strv_free(list);
+        table_list_free(maps);
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
+        test_expanded_hook();
         test_cases();
         test_find();
         test_regexp();

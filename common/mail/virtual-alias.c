@@ -162,6 +162,7 @@ static int find(const VirtualAlias *va, const char *addr, char **ret_value, char
                 if (r > 0) {
                         if (bare)
                                 *ret_ext = TAKE_PTR(ext);
+                        *ret_key = TAKE_PTR(key);
                         return 1;
                 }
         }
@@ -353,6 +354,8 @@ int virtual_alias_expand(const VirtualAlias *va, const char *address, char ***re
                                 return fail(ret_error, VIRTUAL_ALIAS_TABLE, -EIO);
                         if (r < 0)
                                 return r;
+                        if (va->expanded)
+                                va->expanded(cur, key, value, results.v, results.n, va->userdata);
                         _cleanup_free_ char *lhs = strdup(cur);
                         if (!lhs)
                                 return -ENOMEM;

@@ -45,6 +45,11 @@ typedef struct VirtualAlias {
          * NULL. Open the tables with TABLE_REGSUB_SAFE: text copied from an address must not
          * become a list separator or a second address. */
         void (*warn)(const char *line, void *userdata);
+        /* Called after each lookup that aliased an address (before recursion and before
+         * duplicates are removed): the address, the key that matched, the table's value and the
+         * result addresses. For `posternctl route`'s tree; may be NULL. */
+        void (*expanded)(const char *address, const char *key, const char *value, char *const *results,
+                         size_t n_results, void *userdata);
         void *userdata;
 } VirtualAlias;
 

@@ -48,9 +48,53 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/conf-fields.h"
 #include "log/log.h"
 #include "mail/addr-find.h"
 #include "qmgr.h"
+
+/* The parameters routing reads: qmgr.c loads them with the rest of its settings, `posternctl
+ * route` alone (with the address classes). */
+#define F(...) CONF_FIELD(QmgrSettings, __VA_ARGS__)
+static const ConfField route_fields[] = {
+        F("myhostname", STRING, myhostname),
+        F("myorigin", STRING, myorigin),
+        F("recipient_delimiter", STRING, recipient_delimiter),
+        F("local_transport", STRING, local_transport),
+        F("relay_transport", STRING, relay_transport),
+        F("default_transport", STRING, default_transport),
+        F("virtual_transport", STRING, virtual_transport),
+        F("relayhost", STRING, relayhost),
+        F("transport_maps", TABLES, transport_maps, .flags = TABLE_REGSUB_SAFE),
+        F("relocated_maps", TABLES, relocated_maps),
+        F("sender_dependent_relayhost_maps", TABLES, sender_relayhost_maps, .flags = TABLE_REGSUB_SAFE),
+        F("sender_dependent_default_transport_maps", TABLES, sender_default_transport_maps,
+          .flags = TABLE_REGSUB_SAFE),
+        F("empty_address_relayhost_maps_lookup_key", STRING, empty_relayhost_key),
+        F("empty_address_default_transport_maps_lookup_key", STRING, empty_default_transport_key),
+};
+#undef F
+
+int qmgr_route_fields_load(QmgrSettings *s, Conf *c) {
+        return conf_fields_load(c, NULL, route_fields, ELEMENTSOF(route_fields), s);
+}
+
+void qmgr_route_fields_done(QmgrSettings *s) {
+        conf_fields_done(route_fields, ELEMENTSOF(route_fields), s);
+}
+
+void qmgr_route_settings_done(QmgrSettings *s) {
+        qmgr_route_fields_done(s);
+        addr_classes_done(&s->classes);
+        *s = (QmgrSettings) {};
+}
+
+int qmgr_route_settings_load(QmgrSettings *s, Conf *c, char **ret_reason) {
+        int r = qmgr_route_fields_load(s, c);
+        if (r < 0)
+                return r;
+        return addr_classes_load(&s->classes, c, NULL, ret_reason);
+}
 
 /* The domain of an external-form address, or NULL when it has none. */
 const char *qmgr_address_domain(const char *address) {

@@ -35,11 +35,10 @@
 #include "qmgr.h"
 
 #define F(...) CONF_FIELD(QmgrSettings, __VA_ARGS__)
+/* The routing parameters (myhostname, myorigin, the transports, transport_maps, ...) are
+ * qmgr-route.c's rows: qmgr_route_fields_load(). */
 static const ConfField qmgr_fields[] = {
         F("queue_directory", STRING, queue_directory),
-        F("myhostname", STRING, myhostname),
-        F("myorigin", STRING, myorigin),
-        F("recipient_delimiter", STRING, recipient_delimiter),
         F("mail_owner", STRING, mail_owner),
         F("queue_run_delay", USEC, queue_run_delay),
         F("minimal_backoff_time", USEC, minimal_backoff),
@@ -52,24 +51,13 @@ static const ConfField qmgr_fields[] = {
         F("default_destination_concurrency_limit", SIZE, dest_concurrency),
         F("bounce_size_limit", SIZE, bounce_size_limit),
         F("postern_socket_directory", STRING, socket_directory),
-        F("local_transport", STRING, local_transport),
-        F("relay_transport", STRING, relay_transport),
-        F("default_transport", STRING, default_transport),
-        F("virtual_transport", STRING, virtual_transport),
-        F("relayhost", STRING, relayhost),
-        F("transport_maps", TABLES, transport_maps, .flags = TABLE_REGSUB_SAFE),
-        F("relocated_maps", TABLES, relocated_maps),
-        F("sender_dependent_relayhost_maps", TABLES, sender_relayhost_maps, .flags = TABLE_REGSUB_SAFE),
-        F("sender_dependent_default_transport_maps", TABLES, sender_default_transport_maps,
-          .flags = TABLE_REGSUB_SAFE),
-        F("empty_address_relayhost_maps_lookup_key", STRING, empty_relayhost_key),
-        F("empty_address_default_transport_maps_lookup_key", STRING, empty_default_transport_key),
 };
 #undef F
 
 /* Frees what qmgr_settings_load() allocated. */
 void qmgr_settings_done(QmgrSettings *s) {
         conf_fields_done(qmgr_fields, ELEMENTSOF(qmgr_fields), s);
+        qmgr_route_fields_done(s);
         addr_classes_done(&s->classes);
         free(s->local_socket);
         qmgr_sched_settings_done(&s->sched);
@@ -83,6 +71,8 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
 
         /* The registry gives the default for anything main.cf does not set. */
         int r = conf_fields_load(c, NULL, qmgr_fields, ELEMENTSOF(qmgr_fields), &n);
+        if (r >= 0)
+                r = qmgr_route_fields_load(&n, c);
         if (r < 0)
                 return r;
         if (isempty(n.queue_directory) || isempty(n.myhostname) || isempty(n.mail_owner))

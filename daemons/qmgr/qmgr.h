@@ -239,6 +239,15 @@ void qmgr_settings_done(QmgrSettings *s);
 /* qmgr-route.c */
 /* The domain of an external-form address, or NULL when it has none. */
 const char *qmgr_address_domain(const char *address);
+/* The routing parameters' rows (myhostname, myorigin, recipient_delimiter, the transports,
+ * relayhost, transport_maps, relocated_maps, sender_dependent_*_maps, the empty-address keys):
+ * loaded into s (logged errors, as conf_fields_load()) and freed. */
+int qmgr_route_fields_load(QmgrSettings *s, Conf *c);
+void qmgr_route_fields_done(QmgrSettings *s);
+/* Only the settings qmgr_route_transport() uses (for `posternctl route`; a table that does not
+ * open fails the load, logged by conf_fields_load()); free with qmgr_route_settings_done(). */
+int qmgr_route_settings_load(QmgrSettings *s, Conf *c, char **ret_reason);
+void qmgr_route_settings_done(QmgrSettings *s);
 /* Routes one recipient address. */
 QmgrRoute qmgr_route(const QmgrSettings *s, const char *address);
 /* Picks transport ("local", "smtp", "lmtp", "error", "discard", ...) and next hop for a

@@ -3,7 +3,9 @@
  * SMTP: "[host]:port" or "[host]" (no MX lookup; port smtp_tcp_port by default), and
  * "host:port"/"host" (MX lookup first, then each MX host's A/AAAA; the domain's own A/AAAA when
  * it has no MX). LMTP: "unix:/path", "inet:host:port", "inet:[host]:port", or a bare
- * "host:port"; without a port, lmtp_tcp_port (24). Numeric addresses are used as they are; names
+ * "host:port"; without a port, lmtp_tcp_port (24). A relative "unix:private/dovecot-lmtp" (Postfix's
+ * form, relative to its queue directory) is resolved against postern_lmtp_socket_directory
+ * (default /var/spool/postfix, where Dovecot's documented listener is; README "LMTP next hops"). Numeric addresses are used as they are; names
  * go through common/dns (worker threads, answers in the event loop), so the handler usually runs
  * later.
  *
@@ -24,6 +26,7 @@
 
 #include "dns/dns.h"
 #include "log/log.h"
+#include "mail/lmtp-socket.h"
 #include "smtp.h"
 
 static DnsResolver *resolver;   /* one per process: smtp_resolve_init() */
@@ -54,6 +57,7 @@ int smtp_resolve_load(Conf *c, const char *prefix, SmtpSettings *s) {
         return 0;
 }
 static char self_name[256];          /* $myhostname */
+static char lmtp_socket_dir[sizeof(((struct sockaddr_un *) NULL)->sun_path)]; /* postern_lmtp_socket_directory */
 static char self_addrs[1024];        /* numeric entries of $inet_interfaces, space-separated */
 
 /* Each side's port and DNS settings, $myhostname and $inet_interfaces (our own addresses for
@@ -64,6 +68,7 @@ void smtp_resolve_configure(const SmtpSettings *smtp, const SmtpSettings *lmtp) 
                                    .mx_address_limit = smtp->mx_address_limit };
         sides[1] = (ResolveSide) { .port = lmtp->tcp_port ? lmtp->tcp_port : 24, .dns_enabled = lmtp->dns_enabled };
         snprintf(self_name, sizeof(self_name), "%s", strempty(myhostname));
+        snprintf(lmtp_socket_dir, sizeof(lmtp_socket_dir), "%s", strempty(lmtp->lmtp_socket_directory));
         self_addrs[0] = '\0';
         char buf[1024], *save = NULL;
         snprintf(buf, sizeof(buf), "%s", strempty(inet_interfaces));
@@ -143,14 +148,18 @@ static int split_hostport(const char *s, char *host, size_t hsize, unsigned *por
         return 0;
 }
 
-static void resolve_unix(const char *path, SmtpResolveHandler handler, void *userdata) {
+static void resolve_unix(const char *nexthop_path, SmtpResolveHandler handler, void *userdata) {
         SmtpTarget *t = calloc(1, sizeof(SmtpTarget));
         struct sockaddr_un *un;
+        char path[sizeof(un->sun_path)];
         if (!t)
                 return fail(handler, userdata, "4.3.0", "out of memory");
-        if (path[0] != '/' || strlen(path) >= sizeof(un->sun_path)) {
+        int r = lmtp_socket_path(nexthop_path, lmtp_socket_dir, path, sizeof(path));
+        if (r < 0) {
                 free(t);
-                return fail(handler, userdata, "4.3.5", "bad LMTP socket path in next hop: %s", path);
+                return fail(handler, userdata, "4.3.5", "bad LMTP socket path in next hop: %s%s", nexthop_path,
+                            r == -ENAMETOOLONG ? " (too long)" : isempty(nexthop_path) ? " (empty)" :
+                            " (relative, and postern_lmtp_socket_directory is empty)");
         }
         un = (struct sockaddr_un *) &t->sa;
         un->sun_family = AF_UNIX;

@@ -34,6 +34,7 @@ static void settings_done(SmtpSettings *s) {
         free(s->helo_name);
         free(s->bind_address);
         free(s->inet_interfaces);
+        free(s->lmtp_socket_directory);
         smtp_tls_free(s->tls);
         *s = (SmtpSettings) {};
 }
@@ -79,7 +80,9 @@ static int settings_load(Conf *c, const char *prefix, SmtpSettings *ret) {
         n.helo_name = strdup(isempty(helo) ? strempty(conf_get(c, "myhostname")) : helo);
         n.bind_address = strdup(strempty(smtp_conf_get(c, prefix, "bind_address")));
         n.inet_interfaces = strdup(strempty(conf_get(c, "inet_interfaces")));
-        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address || !n.inet_interfaces) {
+        n.lmtp_socket_directory = strdup(strempty(conf_get(c, "postern_lmtp_socket_directory")));
+        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address || !n.inet_interfaces ||
+            !n.lmtp_socket_directory) {
                 settings_done(&n);
                 return log_oom();
         }

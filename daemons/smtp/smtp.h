@@ -50,6 +50,7 @@ typedef struct SmtpSettings {
         unsigned tcp_port;            /* smtp_tcp_port: MX/A destinations, "[host]"; lmtp_tcp_port:
                                        * "inet:host" */
         char *inet_interfaces;        /* our own addresses (loop detection) */
+        char *lmtp_socket_directory;  /* postern_lmtp_socket_directory: base of "unix:relative" */
         usec_t reuse_time_limit;      /* smtp_connection_reuse_time_limit: age of a connection */
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
         unsigned mx_session_limit;    /* smtp_mx_session_limit, 0 = no limit */

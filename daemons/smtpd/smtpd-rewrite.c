@@ -271,6 +271,11 @@ int smtpd_rewrite_canonical(Session *s, const char *addr, char **ret) {
         return addr_canonical_form(&ctx, addr, ret);
 }
 
+int smtpd_rewrite_address(SmtpdSettings *set, AddrClass cls, const char *addr, char **ret, char **ret_warning) {
+        AddrCanonicalContext ctx = context(set, false);
+        return addr_rewrite(&set->rewrite, &ctx, cls, addr, ret, ret_warning);
+}
+
 typedef struct RewriteCall {
         Session *s;
         const AddrCanonicalContext *ctx;

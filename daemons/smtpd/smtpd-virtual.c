@@ -274,6 +274,22 @@ static void list_free_rest(char **list, size_t n) {
         free(list);
 }
 
+VirtualAlias smtpd_virtual_alias(SmtpdSettings *settings) {
+        SmtpdVirtualAlias *st = &settings->virtual_alias;
+        return (VirtualAlias) {
+                .maps = st->maps,
+                .delimiters = settings->recipient_delimiter,
+                .propagate = st->propagate,
+                .recursion_limit = st->recursion_limit,
+                .expansion_limit = st->expansion_limit,
+                .address_length_limit = st->address_length_limit,
+                .myorigin = settings->myorigin,
+                .local_domain = local_domain,
+                .warn = table_warning,
+                .userdata = st,
+        };
+}
+
 int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret_reply) {
         SmtpdVirtualAlias *st = &settings->virtual_alias;
         QueueRecipient *rcpts = j->rcpts;
@@ -291,18 +307,7 @@ int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret
         if (table_list_size(st->maps) == 0)
                 return 0;
 
-        VirtualAlias va = {
-                .maps = st->maps,
-                .delimiters = settings->recipient_delimiter,
-                .propagate = st->propagate,
-                .recursion_limit = st->recursion_limit,
-                .expansion_limit = st->expansion_limit,
-                .address_length_limit = st->address_length_limit,
-                .myorigin = settings->myorigin,
-                .local_domain = local_domain,
-                .warn = table_warning,
-                .userdata = st,
-        };
+        VirtualAlias va = smtpd_virtual_alias(settings);
         if (!(seen = strmap_new(NULL))) {
                 log_oom();
                 *ret_reply = "451 4.3.0 Error: queue file write error";

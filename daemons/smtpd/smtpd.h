@@ -51,6 +51,7 @@
 #include "mail/address.h"
 #include "mail/domain-list.h"
 #include "mail/header-checks.h"
+#include "mail/virtual-alias.h"
 #include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "mail/queue-id.h"
@@ -868,6 +869,9 @@ void smtpd_rewrite_settings_done(SmtpdSettings *s);
 /* The canonical form of addr in the local context ($myorigin, $mydomain, swap_bangpath, ...);
  * MAIL and RCPT use it for bare local parts. Returns as addr_canonical_form(). */
 int smtpd_rewrite_canonical(Session *s, const char *addr, char **ret);
+/* addr_rewrite() of one envelope address (ADDR_CLASS_ENVELOPE_SENDER or _RECIPIENT) in the local
+ * context, as smtpd_rewrite_envelope() does it, without logging (for `posternctl route`). */
+int smtpd_rewrite_address(SmtpdSettings *set, AddrClass cls, const char *addr, char **ret, char **ret_warning);
 /* REWRITE_HEADERS_* for the session's client (local submissions are local), or <0 when a
  * check_address_map lookup failed (logged). */
 int smtpd_rewrite_header_mode(Session *s);
@@ -919,3 +923,6 @@ void smtpd_virtual_settings_done(SmtpdSettings *s);
  * whole message (451 4.3.0 for a table failure or no memory, 451 4.6.0 for a limit or a loop,
  * already logged); j is then to be freed, not queued. */
 int smtpd_virtual_expand(SmtpdSettings *s, CommitJob *j, const char **ret_reply);
+/* The expansion as smtpd_virtual_expand() runs it (tables, limits, local domains), for
+ * `posternctl route`; maps are NULL when virtual_alias.maps_error says they did not open. */
+VirtualAlias smtpd_virtual_alias(SmtpdSettings *s);

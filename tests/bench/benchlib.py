@@ -255,15 +255,20 @@ def maildir_home(user):
     return pathlib.Path(pwd.getpwnam(user).pw_dir) / "Maildir"
 
 
-def maildir_count(users):
-    """Messages delivered (files in new/) in the users' Maildirs."""
+def maildirs_count(maildirs):
+    """Messages delivered (files in new/) in these Maildir directories."""
     n = 0
-    for u in users:
+    for d in maildirs:
         try:
-            n += sum(1 for _ in os.scandir(maildir_home(u) / "new"))
+            n += sum(1 for _ in os.scandir(pathlib.Path(d) / "new"))
         except FileNotFoundError:
             pass
     return n
+
+
+def maildir_count(users):
+    """Messages delivered (files in new/) in the users' Maildirs."""
+    return maildirs_count(maildir_home(u) for u in users)
 
 
 def maildir_clear(users):
@@ -309,12 +314,12 @@ async def _smtp_send_one(port, rcpt, data):
         writer.close()
 
 
-def smtp_send_spread(port, n, sessions, size, users):
+def smtp_send_spread(port, n, sessions, size, users, domain="localhost"):
     """n messages of about size bytes, message i to users[i % len(users)] (one recipient each,
     so every user's mail is spread over the whole run), one message per SMTP session and
     `sessions` sessions at a time, from one process: smtp-source sends to one fixed recipient,
     and one smtp-source per user or chunk cost more CPU than the MTAs' own work on this 2-core
-    machine. Returns (start, wall time)."""
+    machine. Recipients are user@domain. Returns (start, wall time)."""
     line = b"x" * 78 + b"\r\n"
     body = line * max(1, size // len(line))
 
@@ -323,7 +328,7 @@ def smtp_send_spread(port, n, sessions, size, users):
 
         async def session_loop():
             for i in todo:
-                rcpt = f"{users[i % len(users)]}@localhost"
+                rcpt = f"{users[i % len(users)]}@{domain}"
                 head = (f"From: <bench@example.org>\r\nTo: <{rcpt}>\r\nSubject: bench {i}\r\n"
                         f"Message-Id: <bench-{i}@bench.test>\r\n\r\n").encode()
                 await _smtp_send_one(port, rcpt, head + body + b".\r\n")

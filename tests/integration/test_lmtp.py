@@ -92,8 +92,44 @@ def test_lmtp_inet_temporary_failure_per_recipient(postern):
 
 
 def test_lmtp_bad_nexthop(postern):
-    postern.configure(transport_maps="inline:{ lmtp.example=lmtp:unix:relative/path }")
+    postern.configure(transport_maps="inline:{ lmtp.example=lmtp:unix:relative/path }",
+                      postern_lmtp_socket_directory="")
     postern.start()
     qid = send(postern, "ptest1@postern.test", ["bob@lmtp.example"], msg("lmtp-3@test"))
     m = postern.wait_log("smtp", rf"{qid}: to=<bob@lmtp\.example>, relay=none, .*status=deferred \((.*)\)")
-    assert m.group(1) == "bad LMTP socket path in next hop: relative/path"
+    assert m.group(1) == ("bad LMTP socket path in next hop: relative/path (relative, and "
+                          "postern_lmtp_socket_directory is empty)")
+
+
+def test_lmtp_relative_unix_path_as_postfix_writes_it(postern):
+    """virtual_transport = lmtp:unix:private/dovecot-lmtp, as Dovecot's documentation and most
+    Postfix configurations write it: resolved under postern_lmtp_socket_directory (Postfix's queue
+    directory /var/spool/postfix by default; a test directory here)."""
+    spool = postern.root / "spool-postfix"
+    (spool / "private").mkdir(parents=True)
+    sock = spool / "private" / "dovecot-lmtp"
+    s = Scripted(lmtp=True, unix_path=sock)
+    try:
+        postern.configure(postern_lmtp_socket_directory=str(spool), virtual_mailbox_domains="lmtp.example",
+                          virtual_transport="lmtp:unix:private/dovecot-lmtp")
+        postern.start()
+        qid = send(postern, "ptest1@postern.test", ["bob@lmtp.example"], msg("lmtp-4@test"))
+        relay = re.escape(f"localhost[{sock}]")
+        postern.wait_log("smtp", rf"{qid}: to=<bob@lmtp\.example>, relay={relay}, .*dsn=2\.0\.0, status=sent")
+        assert "RCPT TO:<bob@lmtp.example>" in s.commands
+        assert any(c.startswith("LHLO ") for c in s.commands)
+        assert len(s.messages) == 1 and b"Hello over LMTP." in s.messages[0]
+        postern.wait_log("qmgr", rf"{qid}: removed")
+    finally:
+        s.stop()
+
+
+def test_lmtp_relative_unix_path_missing_socket_defers_naming_it(postern):
+    spool = postern.root / "spool-postfix"
+    postern.configure(postern_lmtp_socket_directory=str(spool),
+                      transport_maps="inline:{ lmtp.example=lmtp:unix:private/dovecot-lmtp }",
+                      minimal_backoff_time="600s")
+    postern.start()
+    qid = send(postern, "ptest1@postern.test", ["bob@lmtp.example"], msg("lmtp-5@test"))
+    m = postern.wait_log("smtp", rf"{qid}: to=<bob@lmtp\.example>, .*status=deferred \((.*)\)")
+    assert f"{spool}/private/dovecot-lmtp" in m.group(1)

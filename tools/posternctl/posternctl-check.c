@@ -135,6 +135,16 @@ static int check_master_cf(Conf *c) {
         return 0;
 }
 
+int posternctl_load_main_cf(const char *path, Conf **ret) {
+        _cleanup_strv_free_ char **msgs = NULL;
+        int r = conf_load(path, ret, &msgs);
+        for (char **m = msgs; m && *m; m++)
+                fprintf(stderr, "posternctl: %s\n", *m);
+        if (r < 0 && r != -EINVAL)
+                fprintf(stderr, "posternctl: cannot read configuration: %s\n", strerror(-r));
+        return r;
+}
+
 /* `posternctl check`: report configuration problems; silent when there are none. */
 int verb_check(int argc, char *argv[]) {
         static const struct option options[] = {
@@ -166,15 +176,8 @@ int verb_check(int argc, char *argv[]) {
         }
 
         _cleanup_conf_free_ Conf *c = NULL;
-        _cleanup_strv_free_ char **msgs = NULL;
-        int r = conf_load(path, &c, &msgs);
-        for (char **m = msgs; m && *m; m++)
-                fprintf(stderr, "posternctl: %s\n", *m);
-        if (r < 0) {
-                if (r != -EINVAL)
-                        fprintf(stderr, "posternctl: cannot read configuration: %s\n", strerror(-r));
+        if (posternctl_load_main_cf(path, &c) < 0)
                 return 1;
-        }
 
         int ret = 0;
         _cleanup_strv_free_ char **aliases = conf_get_list(c, NULL, "alias_maps");

@@ -13,6 +13,7 @@ static const struct {
 } verbs[] = {
         { "config", verb_config, "config [-n|-d] [name...] [name=value...]  show or edit main.cf parameters" },
         { "check",  verb_check,  "check                                    validate main.cf, tables and directories" },
+        { "route",  verb_route,  "route ADDRESS [SENDER]                   show how an address is rewritten, expanded, routed" },
         { "queue",  verb_queue,  "queue                                    list queued messages (like mailq)" },
         { "flush",  verb_flush,  "flush [DOMAIN]                           retry deferred mail now (any user)" },
         { "hold",   verb_control, "hold ID...|ALL                           keep messages out of delivery" },
