@@ -2,13 +2,15 @@
  * warning and error, opens each lookup table named by alias_maps and local_recipient_maps,
  * checks that queue_directory exists, and reads a master.cf next to main.cf (common/conf/
  * master-cf.c): a syntax error is an error, and each entry Postern does not act on says "not
- * supported" with the reason. Silent with exit 0 when all is well; exit 1 when anything is an
+ * supported" with the reason; a pipe(8) entry's attributes are checked (common/conf/master-pipe.c:
+ * an unknown flag, a missing or root user=, a missing argv= are errors). Silent with exit 0 when all is well; exit 1 when anything is an
  * error (invalid values, tables that cannot be opened, a missing queue directory, a master.cf
- * that does not parse).
+ * that does not parse or a pipe entry that is wrong).
  *
  *   posternctl check [-c DIR]    (DIR/main.cf instead of $POSTERN_CONFIG or the default) */
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 
 #include "conf/conf.h"
 #include "conf/master-cf.h"
+#include "conf/master-pipe.h"
 #include "conf/table.h"
 #include "posternctl.h"
 
@@ -93,13 +96,28 @@ static int check_master_cf(Conf *c) {
                 fprintf(stderr, "posternctl: %s\n", err ? err : strerror(-r));
                 return 1;
         }
+        int ret = 0;
         for (size_t i = 0; i < m.n; i++) {
                 const MasterEntry *e = &m.entries[i];
+                if (e->kind == MASTER_TRANSPORT && streq(e->command, "pipe")) {
+                        /* postern-local's pipe socket runs these (daemons/local/README.md) */
+                        PipeSpec p = {};
+                        _cleanup_free_ char *why = NULL;
+                        r = pipe_spec_parse(e, &p, &why);
+                        if (r < 0) {
+                                fprintf(stderr, "posternctl: %s:%u: %s: %s\n", path, e->line, e->service,
+                                        why ? why : strerror(-r));
+                                ret = 1;
+                        } else if (geteuid() == 0 && !getpwnam(p.user))
+                                fprintf(stderr, "posternctl: %s:%u: %s: user=%s: no such user; mail routed to "
+                                        "%s is deferred\n", path, e->line, e->service, p.user, e->service);
+                        pipe_spec_done(&p);
+                }
                 if (e->kind == MASTER_UNKNOWN)
                         fprintf(stderr, "posternctl: %s:%u: %s: not supported: command \"%s\" (%s) is not "
                                 "part of Postern; run it as a service of its own\n", path, e->line, e->service,
                                 e->command, e->type);
-                else if (e->kind == MASTER_TRANSPORT && !own_transport(e))
+                else if (e->kind == MASTER_TRANSPORT && !own_transport(e) && !streq(e->command, "pipe"))
                         fprintf(stderr, "posternctl: %s:%u: %s: not supported: transports defined in "
                                 "master.cf (here %s) are not used yet; mail routed to %s is deferred\n",
                                 path, e->line, e->service, e->command, e->service);
@@ -110,7 +128,7 @@ static int check_master_cf(Conf *c) {
                                         e->service, e->options[k].name);
         }
         master_cf_done(&m);
-        return 0;
+        return ret;
 }
 
 /* `posternctl check`: report configuration problems; silent when there are none. */
