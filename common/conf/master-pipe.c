@@ -217,9 +217,22 @@ static int next_macro(const char *s, size_t *pos, const char **ret_name, size_t 
         return 0;
 }
 
-/* Appends a local part, RFC 5322-quoted when flag q asks for it and it needs it. */
+/* Appends a local part: the queue holds addresses in their external (quoted) form; flag q keeps
+ * or adds RFC 5322 quoting where the local part needs it, without q the quotes are taken off (as
+ * Postfix passes the internal form). */
 static int put_local(StrBuf *b, const char *s, size_t len, bool quote) {
         bool special = false;
+        if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
+                if (quote)
+                        return strbuf_append(b, s, len);
+                int r = 0;
+                for (size_t i = 1; r >= 0 && i + 1 < len; i++) {
+                        if (s[i] == '\\' && i + 2 < len)
+                                i++;
+                        r = strbuf_putc(b, s[i]);
+                }
+                return r;
+        }
         for (size_t i = 0; i < len; i++)
                 if (!isalnum((unsigned char) s[i]) && !strchr("!#$%&'*+-/=?^_`{|}~.", s[i]))
                         special = true;

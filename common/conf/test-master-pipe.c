@@ -88,6 +88,16 @@ static void test_expand(void) {
         CHECK_STR(argv[1], "\"odd name\"@example.org");
         CHECK_STR(argv[2], "MAILER-DAEMON");
         strv_free(argv);
+        /* quoted in the queue: kept with q, taken off without */
+        const char *r2[] = { "\"a b\"@example.org" };
+        v = (PipeVars) { .sender = "", .recipients = r2, .n_recipients = 1 };
+        CHECK(pipe_argv_expand(&p, &v, &argv, &err) == 0);
+        CHECK_STR(argv[1], "\"a b\"@example.org");
+        strv_free(argv);
+        p.flags = 0;
+        CHECK(pipe_argv_expand(&p, &v, &argv, &err) == 0);
+        CHECK_STR(argv[1], "a b@example.org");
+        strv_free(argv);
 
         free(p.argv[1]);
         p.argv[1] = strdup("${nosuch}");
