@@ -33,6 +33,8 @@
 #include "local.h"
 
 #define OUTPUT_MAX 512
+_Static_assert(OUTPUT_MAX == LOCAL_DIAG_MAX && LOCAL_TRANSIENT_OUTPUT_MAX == LOCAL_DIAG_MAX,
+               "LocalCommandOutcome.output holds what either runner collects");
 
 static const struct { int code; const char *dsn; const char *text; } sysexits_map[] = {
         { EX_USAGE, "5.3.0", "command line usage error" },
@@ -66,9 +68,17 @@ static int format_input(const DeliveryInput *in, StrBuf *out) {
         return r < 0 ? r : strbuf_append(out, in->content, in->content_len);
 }
 
-static char *env_entry(const char *name, const char *value) {
+char *local_env_entry(const char *name, const char *value) {
         char *e = NULL;
         return asprintf(&e, "%s=%s", name, strempty(value)) < 0 ? NULL : e;
+}
+
+char *local_command_first_line(char *output) {
+        output[strcspn(output, "\r\n")] = '\0';
+        for (char *c = output; *c; c++)
+                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
+                        *c = '?';
+        return output;
 }
 
 /* Maps how the command ended (code CLD_EXITED with its exit status, or CLD_KILLED/CLD_DUMPED
@@ -76,12 +86,7 @@ static char *env_entry(const char *name, const char *value) {
 static void command_result(const char *command, bool timed_out, int code, int status, char *output,
                            DeliveryResult *res) {
         /* The first line of output, printable only, explains a failure. */
-        char *nl = strpbrk(output, "\r\n");
-        if (nl)
-                *nl = '\0';
-        for (char *c = output; *c; c++)
-                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
-                        *c = '?';
+        local_command_first_line(output);
 
         if (timed_out) {
                 delivery_result_set(res, "5.3.0", "command time limit exceeded: \"%s\"", command);
@@ -287,16 +292,16 @@ void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, cons
         }
         const char *home = pw ? pw->pw_dir : "/";
         char *envp[] = {
-                env_entry("HOME", home),
-                env_entry("USER", pw ? pw->pw_name : ""),
-                env_entry("LOGNAME", pw ? pw->pw_name : ""),
-                env_entry("SHELL", "/bin/sh"),
-                env_entry("PATH", "/usr/bin:/bin"),
-                env_entry("SENDER", in->sender),
-                env_entry("RECIPIENT", in->delivered_to),
-                env_entry("LOCAL", local),
-                env_entry("DOMAIN", at ? at + 1 : ""),
-                env_entry("EXTENSION", ext),
+                local_env_entry("HOME", home),
+                local_env_entry("USER", pw ? pw->pw_name : ""),
+                local_env_entry("LOGNAME", pw ? pw->pw_name : ""),
+                local_env_entry("SHELL", "/bin/sh"),
+                local_env_entry("PATH", "/usr/bin:/bin"),
+                local_env_entry("SENDER", in->sender),
+                local_env_entry("RECIPIENT", in->delivered_to),
+                local_env_entry("LOCAL", local),
+                local_env_entry("DOMAIN", at ? at + 1 : ""),
+                local_env_entry("EXTENSION", ext),
                 NULL,
         };
         bool ok = true;

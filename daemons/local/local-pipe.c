@@ -101,15 +101,6 @@ static void set_all(DeliveryResult *res, size_t n, const char *dsn, const char *
                 delivery_result_set(&res[i], dsn, "%s", diag);
 }
 
-/* The first line of the command's output, printable only. */
-static char *first_line(char *output) {
-        output[strcspn(output, "\r\n")] = '\0';
-        for (char *c = output; *c; c++)
-                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
-                        *c = '?';
-        return output;
-}
-
 /* Gives the n recipients res[0]'s result. */
 static void copy_first(DeliveryResult *res, size_t n) {
         for (size_t i = 1; i < n; i++)
@@ -118,7 +109,7 @@ static void copy_first(DeliveryResult *res, size_t n) {
 
 static void pipe_result(const PipeTransport *t, const char *argv0, LocalCommandOutcome *o, size_t n,
                         DeliveryResult *res) {
-        const char *out = first_line(o->output);
+        const char *out = local_command_first_line(o->output);
         const char *sep = *out ? ". Command output: " : "";
 
         if (o->timed_out)
@@ -138,11 +129,6 @@ static void pipe_result(const PipeTransport *t, const char *argv0, LocalCommandO
                                             o->status, argv0, sep, out);
         }
         copy_first(res, n);
-}
-
-static char *env_entry(const char *name, const char *value) {
-        char *e = NULL;
-        return asprintf(&e, "%s=%s", name, strempty(value)) < 0 ? NULL : e;
 }
 
 void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const DeliveryInput *in, size_t n, sd_bus *bus,
@@ -191,11 +177,11 @@ void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const De
         struct passwd *pw = getpwuid(geteuid());
         const char *home = pw ? pw->pw_dir : "/";
         char *envp[] = {
-                env_entry("HOME", home),
-                env_entry("USER", pw ? pw->pw_name : p->user),
-                env_entry("LOGNAME", pw ? pw->pw_name : p->user),
-                env_entry("SHELL", pw && !isempty(pw->pw_shell) ? pw->pw_shell : "/bin/sh"),
-                env_entry("PATH", "/usr/bin:/bin"),
+                local_env_entry("HOME", home),
+                local_env_entry("USER", pw ? pw->pw_name : p->user),
+                local_env_entry("LOGNAME", pw ? pw->pw_name : p->user),
+                local_env_entry("SHELL", pw && !isempty(pw->pw_shell) ? pw->pw_shell : "/bin/sh"),
+                local_env_entry("PATH", "/usr/bin:/bin"),
                 NULL,
         };
         bool ok = true;

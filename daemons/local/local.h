@@ -246,6 +246,10 @@ typedef struct LocalCommandOutcome {
  * process below the caller that gives up root completely. <0 (with *ret_why, caller frees, when
  * known) when it could not be started. */
 int local_command_run(const LocalCommand *cmd, sd_bus *bus, LocalCommandOutcome *ret, char **ret_why);
+/* "NAME=value" (value NULL: empty), or NULL when out of memory. */
+char *local_env_entry(const char *name, const char *value);
+/* Cuts output (NUL-terminated) to its first line and replaces what is not printable ASCII. */
+char *local_command_first_line(char *output);
 /* The DSN of sysexits.h exit status (and its text), or NULL when status is not one of them. */
 const char *local_sysexits_dsn(int status, const char **ret_text);
 
