@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,22 +310,20 @@ static int put_macro(StrBuf *b, const PipeSpec *p, const PipeVars *v, const char
                 return put_folded(b, strempty(v->nexthop), strlen(strempty(v->nexthop)), fold_host);
         if (streq(name, "size"))
                 return strbuf_printf(b, "%llu", (unsigned long long) v->size);
-        if (streq(name, "queue_id"))
-                return strbuf_puts(b, strempty(v->queue_id));
-        if (streq(name, "client_address"))
-                return strbuf_puts(b, strempty(v->client_address));
-        if (streq(name, "client_hostname"))
-                return strbuf_puts(b, strempty(v->client_hostname));
-        if (streq(name, "client_helo"))
-                return strbuf_puts(b, strempty(v->client_helo));
-        if (streq(name, "client_protocol"))
-                return strbuf_puts(b, strempty(v->client_protocol));
-        if (streq(name, "sasl_method"))
-                return strbuf_puts(b, strempty(v->sasl_method));
-        if (streq(name, "sasl_username"))
-                return strbuf_puts(b, strempty(v->sasl_username));
-        if (streq(name, "sasl_sender"))
-                return strbuf_puts(b, strempty(v->sasl_sender));
+        /* The plain per-message values, as they are. */
+        static const struct { const char *name; size_t offset; } plain[] = {
+                { "queue_id", offsetof(PipeVars, queue_id) },
+                { "client_address", offsetof(PipeVars, client_address) },
+                { "client_hostname", offsetof(PipeVars, client_hostname) },
+                { "client_helo", offsetof(PipeVars, client_helo) },
+                { "client_protocol", offsetof(PipeVars, client_protocol) },
+                { "sasl_method", offsetof(PipeVars, sasl_method) },
+                { "sasl_username", offsetof(PipeVars, sasl_username) },
+                { "sasl_sender", offsetof(PipeVars, sasl_sender) },
+        };
+        for (size_t k = 0; k < ELEMENTSOF(plain); k++)
+                if (streq(name, plain[k].name))
+                        return strbuf_puts(b, strempty(*(const char *const *) ((const char *) v + plain[k].offset)));
         return 0;   /* client_port: not in the queue */
 }
 
