@@ -309,7 +309,8 @@ def test_qmgr_pipe_end_to_end(pipe):
     """The whole chain: a message routed to a pipe transport is run once per recipient with
     <transport>_destination_recipient_limit = 1, and leaves the queue."""
     p = pipe
-    p.master(rec="flags=DR user=ptest1")
+    p.master(rec="flags=DR user=ptest1 argv=" + f"{p.recorder} {p.out} ${{recipient}} ${{client_protocol}} "
+             "${queue_id} ${nexthop} ${size}")
     p.configure(transport_maps=f"inline:{{ {PDOM}=rec: }}", rec_destination_recipient_limit="1")
     p.start("qmgr", "local")
     qid = inject(p, "alice@example.org", [f"a@{PDOM}", f"b@{PDOM}"])
@@ -318,6 +319,9 @@ def test_qmgr_pipe_end_to_end(pipe):
     got = sorted(r["stdin"].split("\n")[1] for r in runs(p))
     assert got == [f"Delivered-To: a@{PDOM}", f"Delivered-To: b@{PDOM}"]
     assert all(r["stdin"].startswith("Return-Path: <alice@example.org>\n") for r in runs(p))
+    assert sorted(r["argv"][0] for r in runs(p)) == [f"a@{PDOM}", f"b@{PDOM}"]
+    assert all(r["argv"][1:4] == ["ESMTP", qid, PDOM] for r in runs(p)), runs(p)[0]["argv"]
+    assert all(int(r["argv"][4]) > 0 for r in runs(p))
     p.wait_log("local", rf"{qid}: to=<a@{PDOM}>, relay=rec, .*status=sent")
 
 
@@ -350,3 +354,33 @@ def test_maildrop(pipe):
     assert text.startswith(f"Return-Path: <{SENDER.lower()}>\nDelivered-To: {user}@{HOST}\n") or \
         text.startswith(f"Return-Path: <{SENDER}>\nDelivered-To: {user}@{HOST}\n"), text[:200]
     assert "Subject: via maildrop" in text
+
+
+DOVECOT_LDA = "/usr/lib/dovecot/dovecot-lda"
+
+
+@pytest.mark.skipif(not os.access(DOVECOT_LDA, os.X_OK), reason="dovecot-lda not installed (Debian dovecot-core)")
+def test_dovecot_lda(pipe):
+    """Dovecot's LDA through the classic master.cf entry (flags=DRhu, -f ${sender} -a
+    ${recipient}), with a private configuration: the message lands in the user's Maildir with
+    Delivered-To: and Return-Path:, and the transport's log line says relay=dovecot."""
+    p = pipe
+    maildirs = p.root / "maildirs"
+    maildirs.mkdir()
+    os.chmod(maildirs, 0o1777)
+    conf = p.root / "dovecot.conf"
+    conf.write_text(f"ssl = no\nmail_location = maildir:{maildirs}/%n\n"
+                    f"postmaster_address = postmaster@{HOST}\nlog_path = {maildirs}/lda.log\n")
+    os.chmod(conf, 0o644)
+    p.master(dovecot=f"flags=DRhu user=ptest1 argv={DOVECOT_LDA} -c {conf} -f ${{sender}} -a ${{recipient}}")
+    p.start("local")
+    res = pipe_deliver(p, "dovecot", [f"PTest1@{HOST.upper()}"], subject="via dovecot-lda")
+    assert res[0][:2] == ("delivered", "2.0.0"), res
+    new = list((maildirs / "ptest1" / "new").iterdir())
+    assert len(new) == 1
+    text = new[0].read_text(errors="replace")
+    assert f"Delivered-To: ptest1@{HOST}\n" in text and "Subject: via dovecot-lda" in text, text[:300]
+    assert "Return-Path: <sender@example.org>" in text, text[:300]
+    st = new[0].stat()
+    assert (st.st_uid, st.st_gid) == owner("ptest1")
+    p.wait_log("local", rf"{p.last_qid}: to=<PTest1@{HOST.upper()}>, relay=dovecot, .*status=sent")
