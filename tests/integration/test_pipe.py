@@ -262,6 +262,20 @@ def test_bad_entries_defer_and_name_the_problem(pipe):
     assert pipe_deliver(p, "good", [f"a@{HOST}"])[0][0] == "delivered"
 
 
+def test_master_cf_is_read_again_on_reload(pipe):
+    """A transport added to master.cf is served after a reload (SIGHUP), as main.cf changes are."""
+    p = pipe
+    p.master(old="user=ptest1")
+    p.start("local")
+    (action, dsn, diag), = pipe_deliver(p, "new", [f"a@{HOST}"])
+    assert (action, dsn) == ("deferred", "4.3.5") and 'no pipe transport "new"' in diag
+    p.master(new="flags=R user=ptest1")
+    p.reload("local")
+    p.wait_log("local", r"reload -- configuration")
+    assert pipe_deliver(p, "new", [f"a@{HOST}"])[0][:2] == ("delivered", "2.0.0")
+    assert runs(p)[0]["stdin"].startswith("Return-Path: <")
+
+
 def test_exactly_once_after_a_repeated_request(pipe):
     """A request repeated for a recipient already delivered (qmgr lost the answer) does not run
     the command again: the delivery marker lists the transport."""
