@@ -1,7 +1,10 @@
 /* domain-list.c — mydestination / relay_domains style domain lists. See domain-list.h. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <strings.h>
+
+#include "../conf/conf.h"
 
 #include "domain-list.h"
 #include "address.h"
@@ -30,11 +33,83 @@ static int domain_list_alabel(char **name) {
         return 0;
 }
 
-int domain_list_init(DomainList *dl, char **entries, bool parent_matches, char **ret_reason) {
+/* Appends the words of a "/file" entry (names or type:name tables, separated by blanks or
+ * commas; "#" comment lines) to *words, as Postfix reads such a file in place of the entry. */
+static int domain_list_read_file(const char *path, char ***words, size_t *n, char **ret_reason) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f) {
+                int r = -errno;
+                if (ret_reason && asprintf(ret_reason, "%s: cannot open: %s", path, strerror(-r)) < 0)
+                        *ret_reason = NULL;
+                return r;
+        }
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        while (getline(&line, &cap, f) >= 0) {
+                const char *p = line + strspn(line, " \t");
+                if (*p == '#')
+                        continue;
+                _cleanup_strv_free_ char **v = conf_split_list(p);
+                if (!v)
+                        return -ENOMEM;
+                for (char **w = v; *w; w++) {
+                        if ((*w)[0] == '/') {
+                                if (ret_reason && asprintf(ret_reason, "%s: %s: a file of domain names may not name "
+                                                           "another file", path, *w) < 0)
+                                        *ret_reason = NULL;
+                                return -EOPNOTSUPP;
+                        }
+                        char **nv = reallocarray(*words, *n + 2, sizeof(char *));
+                        if (!nv)
+                                return -ENOMEM;
+                        *words = nv;
+                        if (!(nv[*n] = strdup(*w)))
+                                return -ENOMEM;
+                        nv[++*n] = NULL;
+                }
+        }
+        if (ferror(f)) {
+                if (ret_reason && asprintf(ret_reason, "%s: cannot read", path) < 0)
+                        *ret_reason = NULL;
+                return -EIO;
+        }
+        return 0;
+}
+
+/* The entries with every "/file" replaced by its words. */
+static int domain_list_expand(char **entries, char ***ret, char **ret_reason) {
+        _cleanup_strv_free_ char **words = calloc(1, sizeof(char *));
+        size_t n = 0;
+        if (!words)
+                return -ENOMEM;
+        for (char **i = entries; i && *i; i++) {
+                int r;
+                if ((*i)[0] == '/')
+                        r = domain_list_read_file(*i, &words, &n, ret_reason);
+                else {
+                        char **nv = reallocarray(words, n + 2, sizeof(char *));
+                        if (!nv)
+                                return -ENOMEM;
+                        words = nv;
+                        r = (words[n] = strdup(*i)) ? 0 : -ENOMEM;
+                        if (r == 0)
+                                words[++n] = NULL;
+                }
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(words);
+        return 0;
+}
+
+int domain_list_init(DomainList *dl, char **given, bool parent_matches, char **ret_reason) {
         DomainList n = { .parent_matches = parent_matches };
+        _cleanup_strv_free_ char **entries = NULL;
         size_t count = 0;
         int r;
 
+        if ((r = domain_list_expand(given, &entries, ret_reason)) < 0)
+                return r;
         for (char **i = entries; i && *i; i++)
                 count++;
         n.names = calloc(count + 1, sizeof(char *));
@@ -45,13 +120,6 @@ int domain_list_init(DomainList *dl, char **entries, bool parent_matches, char *
         }
         size_t nn = 0;
         for (char **i = entries; i && *i; i++) {
-                if ((*i)[0] == '/') {
-                        if (ret_reason && asprintf(ret_reason, "%s: files of domain names are not "
-                                                   "supported; use a table such as texthash:%s", *i, *i) < 0)
-                                *ret_reason = NULL;
-                        domain_list_done(&n);
-                        return -EOPNOTSUPP;
-                }
                 if (strchr(*i, ':')) {
                         _cleanup_free_ char *why = NULL;
                         r = table_open(*i, 0, &n.tables[n.n_tables], &why);

@@ -1,6 +1,8 @@
 /* domain-list.h — a list of domains as Postfix's mydestination and relay_domains spell it:
  * names (matched case-insensitively, a trailing dot ignored, ".example.org" matching only
- * subdomains), and type:name lookup tables (a key that is found matches). With parent_matches
+ * subdomains), type:name lookup tables (a key that is found matches), and "/file/name" entries,
+ * read once when the list is built: the file's names and tables, separated by blanks, commas or
+ * newlines, "#" comment lines (docker-mailserver's /etc/postfix/vhost). With parent_matches
  * ("example.org" also matches "sub.example.org", Postfix's parent_domain_matches_subdomains
  * behaviour for relay_domains) tables are also asked for each parent domain. Address literals
  * ("[192.0.2.1]") never match.
@@ -21,7 +23,8 @@ typedef struct DomainList {
 } DomainList;
 
 /* Builds the list from entries (as conf_get_list() returns them). An entry that cannot be used
- * (a table that does not open, a "/file" of names) fails with *ret_reason naming it. */
+ * (a table or file that does not open, a file naming another file: -EOPNOTSUPP) fails with
+ * *ret_reason naming it. */
 int domain_list_init(DomainList *dl, char **entries, bool parent_matches, char **ret_reason);
 void domain_list_done(DomainList *dl);
 /* 1 = listed, 0 = not, <0 = a table lookup error (answer 4xx / defer rather than guess). */

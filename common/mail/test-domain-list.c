@@ -1,4 +1,7 @@
 /* test-domain-list.c — unit tests for mydestination/relay_domains matching. */
+#include <errno.h>
+#include <unistd.h>
+
 #include "domain-list.h"
 #include "../basic/tests.h"
 
@@ -43,13 +46,44 @@ int main(void) {
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
                 check(dest, t[i].parent, t[i].domain, t[i].expect);
 
+        /* "/file" entries: the names (and tables) written in the file */
+        char dir[] = "/tmp/test-domain-list-XXXXXX", path[256], nested[256];
+        CHECK(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/vhost", dir);
+        FILE *f = fopen(path, "we");
+        CHECK(f);
+        fputs("# docker-mailserver style: one domain per line\nexample.com\n  example.net, .subs.example\n"
+              "inline:{ table.example=x }\n", f);
+        CHECK(fclose(f) == 0);
+        char *file[] = { (char *) "localhost", path, NULL };
+        check(file, false, "example.com", 1);
+        check(file, false, "Example.NET", 1);
+        check(file, false, "a.subs.example", 1);
+        check(file, false, "table.example", 1);
+        check(file, false, "localhost", 1);
+        check(file, false, "#", 0);
+        check(file, false, "other.example", 0);
+
         DomainList dl = {};
         char *reason = NULL;
-        char *file[] = { (char *) "/etc/postern/domains", NULL };
-        CHECK_INT(domain_list_init(&dl, file, false, &reason), -EOPNOTSUPP);
-        CHECK(reason && strstr(reason, "/etc/postern/domains"));
+        char *missing[] = { (char *) "/nonexistent/postern/domains", NULL };
+        CHECK_INT(domain_list_init(&dl, missing, false, &reason), -ENOENT);
+        CHECK(reason && strstr(reason, "/nonexistent/postern/domains"));
         free(reason);
         reason = NULL;
+        snprintf(nested, sizeof nested, "%s/nested", dir);
+        f = fopen(nested, "we");
+        CHECK(f);
+        fprintf(f, "example.org %s\n", path);
+        CHECK(fclose(f) == 0);
+        char *nest[] = { nested, NULL };
+        CHECK_INT(domain_list_init(&dl, nest, false, &reason), -EOPNOTSUPP);
+        CHECK(reason && strstr(reason, "may not name another file"));
+        free(reason);
+        reason = NULL;
+        unlink(path);
+        unlink(nested);
+        rmdir(dir);
         char *bad[] = { (char *) "nosuchtype:/x", NULL };
         CHECK(domain_list_init(&dl, bad, false, &reason) < 0);
         CHECK(reason && strstr(reason, "nosuchtype:/x"));

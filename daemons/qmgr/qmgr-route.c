@@ -1,23 +1,37 @@
 /* qmgr-route.c — which transport a recipient goes to.
  *
- * A recipient without a domain, or whose domain matches mydestination (case-insensitively; plain
- * names, or "type:name" lookup tables keyed by the domain), is local. Address literals
- * ("[192.0.2.1]") are local only when listed in mydestination (Postfix also checks
- * inet_interfaces).
+ * The recipient's domain decides its address class (common/mail/addr-class.h; a recipient
+ * without a domain is local), and the class its transport, as Postfix's trivial-rewrite does:
  *
- * qmgr_route_transport() picks the transport and next hop as Postfix's trivial-rewrite does:
- * local domains go to $local_transport (next hop $myhostname), $relay_domains to
- * $relay_transport, everything else to $default_transport; a remote next hop is $relayhost, or
- * the recipient domain when relayhost is empty. transport_maps overrides that: looked up with
- * the full address, then the domain, then ".parent" domains, then "*"; its "transport:nexthop"
- * replaces either part that is not empty. Transports: "local", "smtp", "relay" (delivered
- * by postern-smtp, as in Postfix's stock master.cf, with its own relay_* scheduler limits), "lmtp", "error" (bounce with the text), "retry" (defer with the
- * text, Postfix's retry(8)) and "discard" (delivered, nothing sent); a pipe(8) transport of
- * master.cf goes to postern-local's "pipe" socket (qmgr-deliver.c); any other name is sent to
- * the agent socket of that name. A table that fails defers the recipient (4.3.0) rather than
- * guess. A randmap:{...} among transport_maps picks one of its values at random (load balancing).
+ *   local            (mydestination)            $local_transport, next hop $myhostname
+ *   virtual alias    (virtual_alias_domains)    bounced: "5.1.1 User unknown in virtual alias
+ *                    table" (every such address should have been rewritten by virtual_alias_maps
+ *                    before it was queued; one left over, even aliased to itself, has no mailbox)
+ *   virtual mailbox  (virtual_mailbox_domains)  $virtual_transport, next hop the domain
+ *   relay            (relay_domains)            $relay_transport
+ *   default                                     $default_transport
  *
- * Sender-dependent routing (Postfix's sender_dependent_*_maps), for remote recipients only:
+ * For relay and default routes the next hop is $relayhost, or the recipient domain when
+ * relayhost is empty. Address literals ("[192.0.2.1]") are local only for numeric
+ * $inet_interfaces and $proxy_interfaces (Postfix also uses the addresses of every interface for
+ * "all").
+ *
+ * relocated_maps (looked up as relocated(5) says: user@domain, user for local domains and
+ * $myorigin, @domain, each also without the recipient_delimiter extension) bounces the recipient
+ * with "5.1.6 User has moved to <new location>", in every class. Neither that nor the virtual
+ * alias bounce is overridden by transport_maps (as in Postfix).
+ *
+ * qmgr_route_transport() then applies transport_maps: looked up with the full address, then the
+ * domain, then ".parent" domains, then "*"; its "transport:nexthop" replaces either part that is
+ * not empty. Transports: "local", "smtp", "relay" (delivered by postern-smtp, as in Postfix's stock
+ * master.cf, with its own relay_* scheduler limits), "lmtp", "error" (bounce with the text),
+ * "retry" (defer with the text, Postfix's retry(8)) and "discard" (delivered, nothing sent); a
+ * pipe(8) transport of master.cf goes to postern-local's "pipe" socket (qmgr-deliver.c); any
+ * other name (e.g. "virtual") is sent to the agent socket of that name. A table that fails
+ * defers the recipient (4.3.0) rather than guess. A randmap:{...} among transport_maps picks one
+ * of its values at random (load balancing).
+ *
+ * Sender-dependent routing (Postfix's sender_dependent_*_maps), for relay and default routes:
  * sender_dependent_default_transport_maps replaces $default_transport (not $relay_transport) and
  * sender_dependent_relayhost_maps replaces $relayhost (for relay and default routes whose
  * transport names no next hop); both are searched with the envelope sender, then "@domain" (the
@@ -36,6 +50,7 @@
 #include <strings.h>
 
 #include "log/log.h"
+#include "mail/addr-find.h"
 #include "qmgr.h"
 
 /* The domain of an external-form address, or NULL when it has none. */
@@ -52,18 +67,44 @@ const char *qmgr_address_domain(const char *address) {
         return at + 1;
 }
 
-/* A table error must not send mail elsewhere: a domain whose lookup failed is not local, and
- * every non-local recipient is deferred today, which is the right answer to a temporary failure. */
-static bool domain_matches(const QmgrSettings *s, const char *domain) {
-        return domain_list_match((DomainList *) &s->mydestination, domain) > 0;
+/* The class of a domain; logs the overlap warning the first time a domain shows one. */
+static int route_class(const QmgrSettings *s, const char *domain, AddressClass *ret) {
+        _cleanup_free_ char *warning = NULL;
+        int r = addr_classes_classify((AddrClasses *) &s->classes, domain, ret, &warning);
+        if (warning)
+                log_warning("%s", warning);
+        if (r < 0 && r != -ENOMEM)
+                log_warning_errno(r, "address class lookup of domain %s failed: %m", strempty(domain));
+        return r;
 }
 
-/* Routes one recipient address. */
+/* Routes one recipient address: local or not (a domain whose lookup failed is not local). */
 QmgrRoute qmgr_route(const QmgrSettings *s, const char *address) {
-        const char *domain = qmgr_address_domain(address);
-        if (!domain)
-                return QMGR_ROUTE_LOCAL;
-        return domain_matches(s, domain) ? QMGR_ROUTE_LOCAL : QMGR_ROUTE_UNAVAILABLE;
+        AddressClass c;
+        if (route_class(s, qmgr_address_domain(address), &c) < 0)
+                return QMGR_ROUTE_UNAVAILABLE;
+        return c == ADDR_CLASS_LOCAL ? QMGR_ROUTE_LOCAL : QMGR_ROUTE_UNAVAILABLE;
+}
+
+/* relocated_maps: 1 with *ret_text ("5.1.6 User has moved to ...") when address moved. */
+static int relocated_lookup(const QmgrSettings *s, const char *address, const char *domain, AddressClass c,
+                            char **ret_text) {
+        if (!s->relocated_maps)
+                return 0;
+        _cleanup_free_ char *local = domain ? strndup(address, (size_t) (domain - address - 1)) : strdup(address);
+        _cleanup_free_ char *where = NULL;
+        if (!local)
+                return -ENOMEM;
+        AddrFindFlags f = c == ADDR_CLASS_LOCAL || (domain && strcaseeq(domain, strempty(s->myorigin))) ?
+                          ADDR_FIND_LOCALPART : 0;
+        int r = addr_find(s->relocated_maps, local, domain, s->recipient_delimiter, f, &where);
+        if (r < 0 && r != -ENOMEM)
+                log_warning_errno(r, "relocated_maps lookup of <%s> failed: %m", address);
+        if (r <= 0)
+                return r;
+        if (asprintf(ret_text, "5.1.6 User has moved to %s", where) < 0)
+                return -ENOMEM;
+        return 1;
 }
 
 /* Splits "transport:nexthop" into parts (either may be empty). */
@@ -170,20 +211,29 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
                 }
         }
         const char *domain = qmgr_address_domain(address);
-        int m = domain ? domain_list_match((DomainList *) &s->mydestination, domain) : 1;
-        if (m < 0)
-                return -EIO;
-        bool local = m > 0;
-        int rm = 0;
-        if (!local && domain && s->relay_domains_set) {
-                rm = domain_list_match((DomainList *) &s->relay_domains, domain);
-                if (rm < 0)
-                        return -EIO;
+        AddressClass c;
+        _cleanup_free_ char *t = NULL, *n = NULL, *value = NULL, *sdt = NULL, *sdr = NULL, *moved = NULL;
+        int r = route_class(s, domain, &c);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EIO;
+        /* Bounces decided by the address alone: transport_maps and the filter's transport do
+         * not change them. */
+        r = relocated_lookup(s, address, domain, c, &moved);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EIO;
+        if (r > 0 || c == ADDR_CLASS_VIRTUAL_ALIAS) {
+                t = strdup("error");
+                n = moved ? TAKE_PTR(moved) : strdup("5.1.1 User unknown in virtual alias table");
+                if (!t || !n)
+                        return -ENOMEM;
+                *ret_transport = TAKE_PTR(t);
+                *ret_nexthop = TAKE_PTR(n);
+                return 0;
         }
-        const char *def = local ? s->local_transport : rm > 0 ? s->relay_transport : s->default_transport;
-        _cleanup_free_ char *t = NULL, *n = NULL, *value = NULL, *sdt = NULL, *sdr = NULL;
-        int r;
-        if (!local && rm == 0) {
+        bool local = c == ADDR_CLASS_LOCAL, remote = c == ADDR_CLASS_RELAY || c == ADDR_CLASS_DEFAULT;
+        const char *def = local ? s->local_transport : c == ADDR_CLASS_VIRTUAL_MAILBOX ? s->virtual_transport :
+                          c == ADDR_CLASS_RELAY ? s->relay_transport : s->default_transport;
+        if (c == ADDR_CLASS_DEFAULT) {
                 r = sender_lookup(s->sender_default_transport_maps, "sender_dependent_default_transport_maps",
                                   sender, s->empty_default_transport_key, &sdt);
                 if (r < 0)
@@ -194,7 +244,7 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
         r = split_route(def, &t, &n);
         if (r < 0)
                 return r;
-        if (isempty(n) && !local) {
+        if (isempty(n) && remote) {
                 r = sender_lookup(s->sender_relayhost_maps, "sender_dependent_relayhost_maps", sender,
                                   s->empty_relayhost_key, &sdr);
                 if (r < 0)
@@ -203,7 +253,8 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
         const char *relayhost = sdr ? sdr : s->relayhost;
         if (isempty(n)) {
                 free(n);
-                n = strdup(local ? s->myhostname : !isempty(relayhost) ? relayhost : domain ? domain : s->myhostname);
+                n = strdup(local ? s->myhostname : remote && !isempty(relayhost) ? relayhost :
+                           domain ? domain : s->myhostname);
                 if (!n)
                         return -ENOMEM;
         }

@@ -16,8 +16,10 @@
  * minimal_backoff_time, maximal_backoff_time, maximal_queue_lifetime, bounce_queue_lifetime,
  * qmgr_message_active_limit, default_process_limit, local_destination_concurrency_limit,
  * bounce_size_limit, mail_owner,
- * postern_socket_directory, and for routing local_transport, relay_transport,
- * default_transport, relayhost, relay_domains, transport_maps,
+ * postern_socket_directory, and for routing (qmgr-route.c) the address classes (mydestination,
+ * inet_interfaces, proxy_interfaces, virtual_alias_domains, virtual_mailbox_domains, relay_domains),
+ * local_transport, virtual_transport, relay_transport, default_transport, relayhost,
+ * relocated_maps (with myorigin and recipient_delimiter), transport_maps,
  * default_destination_concurrency_limit (per remote next hop), and the scheduler's parameters
  * (qmgr-sched.c). A reload applies all but queue_directory, a restart parameter. */
 #include <errno.h>
@@ -36,6 +38,8 @@
 static const ConfField qmgr_fields[] = {
         F("queue_directory", STRING, queue_directory),
         F("myhostname", STRING, myhostname),
+        F("myorigin", STRING, myorigin),
+        F("recipient_delimiter", STRING, recipient_delimiter),
         F("mail_owner", STRING, mail_owner),
         F("queue_run_delay", USEC, queue_run_delay),
         F("minimal_backoff_time", USEC, minimal_backoff),
@@ -51,8 +55,10 @@ static const ConfField qmgr_fields[] = {
         F("local_transport", STRING, local_transport),
         F("relay_transport", STRING, relay_transport),
         F("default_transport", STRING, default_transport),
+        F("virtual_transport", STRING, virtual_transport),
         F("relayhost", STRING, relayhost),
         F("transport_maps", TABLES, transport_maps, .flags = TABLE_REGSUB_SAFE),
+        F("relocated_maps", TABLES, relocated_maps),
         F("sender_dependent_relayhost_maps", TABLES, sender_relayhost_maps, .flags = TABLE_REGSUB_SAFE),
         F("sender_dependent_default_transport_maps", TABLES, sender_default_transport_maps,
           .flags = TABLE_REGSUB_SAFE),
@@ -64,10 +70,8 @@ static const ConfField qmgr_fields[] = {
 /* Frees what qmgr_settings_load() allocated. */
 void qmgr_settings_done(QmgrSettings *s) {
         conf_fields_done(qmgr_fields, ELEMENTSOF(qmgr_fields), s);
-        domain_list_done(&s->mydestination);
+        addr_classes_done(&s->classes);
         free(s->local_socket);
-        if (s->relay_domains_set)
-                domain_list_done(&s->relay_domains);
         qmgr_sched_settings_done(&s->sched);
         qmgr_dsn_settings_done(s);
         *s = (QmgrSettings) {};
@@ -76,7 +80,6 @@ void qmgr_settings_done(QmgrSettings *s) {
 /* Reads the parameters qmgr uses from c into s (replacing its contents). */
 int qmgr_settings_load(QmgrSettings *s, Conf *c) {
         _cleanup_(qmgr_settings_done) QmgrSettings n = {};
-        _cleanup_strv_free_ char **dest = NULL;
 
         /* The registry gives the default for anything main.cf does not set. */
         int r = conf_fields_load(c, NULL, qmgr_fields, ELEMENTSOF(qmgr_fields), &n);
@@ -88,14 +91,19 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                                        isempty(n.myhostname) ? "myhostname" : "mail_owner");
 
         n.local_socket = daemon_socket_path(c, "local");
-        dest = conf_get_list(c, NULL, "mydestination");
-        if (!n.local_socket || !dest)
+        if (!n.local_socket)
                 return log_oom();
 
+        /* The address classes decide routing; a list whose table does not open defers the mail
+         * it would decide, as a table that fails later does. */
         _cleanup_free_ char *why = NULL;
-        r = domain_list_init(&n.mydestination, dest, false, &why);
+        r = addr_classes_load(&n.classes, c, NULL, &why);
         if (r < 0)
-                return log_error_errno(r, "mydestination: %s", why ? why : "out of memory");
+                return log_error_errno(r, "%s", why ? why : "address classes: out of memory");
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
+                if (addr_classes_problem(&n.classes, k))
+                        log_error("%s; deferring mail for the domains this list would decide",
+                                  addr_classes_problem(&n.classes, k));
 
         /* The administrative verbs are for root and mail_owner; looked up once per load. */
         errno = 0;
@@ -107,14 +115,6 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                 log_warning("mail_owner %s: %s; only root may hold, release, delete or requeue mail",
                             n.mail_owner, errno ? strerror(errno) : "no such user");
 
-        _cleanup_strv_free_ char **relay = conf_get_list(c, NULL, "relay_domains");
-        if (relay && relay[0]) {
-                _cleanup_free_ char *rwhy = NULL;
-                r = domain_list_init(&n.relay_domains, relay, true, &rwhy);
-                if (r < 0)
-                        return log_error_errno(r, "relay_domains: %s", rwhy ? rwhy : "out of memory");
-                n.relay_domains_set = true;
-        }
         /* The transports an existing master.cf defines (pipe(8) entries go to postern-local). */
         MasterCf master = {};
         _cleanup_free_ char *mpath = NULL, *merr = NULL;

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "mail/addr-class.h"
 #include "mail/domain-list.h"
 #include "basic/macro.h"
 #include "conf/conf.h"
@@ -108,7 +109,8 @@ typedef struct QmgrSched {
 typedef struct QmgrSettings {
         char *queue_directory;
         char *myhostname;
-        DomainList mydestination;
+        char *myorigin;
+        AddrClasses classes;           /* mydestination, virtual_*_domains, relay_domains */
         char *local_socket;            /* daemon_socket_path(conf, "local") */
         char *mail_owner;              /* may use the administrative verbs, besides root */
         uid_t mail_owner_uid;
@@ -125,11 +127,11 @@ typedef struct QmgrSettings {
         size_t bounce_size_limit;
         /* routing (qmgr-route.c) */
         char *socket_directory;        /* postern_socket_directory: agent sockets by transport */
-        char *local_transport, *relay_transport, *default_transport;
+        char *local_transport, *relay_transport, *default_transport, *virtual_transport;
         char *relayhost;
-        DomainList relay_domains;
-        bool relay_domains_set;
+        char *recipient_delimiter;
         TableList *transport_maps;     /* NULL when empty */
+        TableList *relocated_maps;     /* NULL when empty */
         QmgrSchedSettings sched;       /* per-transport limits (qmgr-sched.c) */
         /* delivery status notifications (qmgr-bounce.c, qmgr-dsn.c) */
         char *double_bounce_sender;
@@ -227,7 +229,7 @@ typedef struct QmgrResult {
 
 typedef enum QmgrRoute {
         QMGR_ROUTE_LOCAL,
-        QMGR_ROUTE_UNAVAILABLE,        /* not a local domain (see qmgr_route_transport) */
+        QMGR_ROUTE_UNAVAILABLE,        /* not in the local address class (see qmgr_route_transport) */
 } QmgrRoute;
 
 /* qmgr.c */

@@ -43,8 +43,10 @@ static void test_route(void) {
         /* "example.net." with its trailing dot: smtpd accepted such mail as local while qmgr routed
          * it as remote, until all roles shared common/mail/domain-list.c. */
         char *names[] = { (char *) "postern.test", (char *) "localhost", (char *) "example.net.", NULL };
+        char *none[] = { NULL };
+        char **const lists[ADDR_CLASS_LISTS] = { names, none, none, none };
         QmgrSettings s = {};
-        CHECK_INT(domain_list_init(&s.mydestination, names, false, NULL), 0);
+        CHECK_INT(addr_classes_init(&s.classes, lists, NULL, NULL), 0);
         static const struct { const char *addr; const char *domain; QmgrRoute route; } t[] = {
                 { "bob@postern.test", "postern.test", QMGR_ROUTE_LOCAL },
                 { "bob@POSTERN.Test", "POSTERN.Test", QMGR_ROUTE_LOCAL },
@@ -66,7 +68,7 @@ static void test_route(void) {
                         CHECK(d == NULL);
                 CHECK_INT(qmgr_route(&s, t[i].addr), t[i].route);
         }
-        domain_list_done(&s.mydestination);
+        addr_classes_done(&s.classes);
 }
 
 static const char CONTENT[] =

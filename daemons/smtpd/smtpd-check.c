@@ -183,43 +183,20 @@ static Result apply_value(SmtpdEval *e, const char *value, const char *entity, c
 
 /* ---- the synchronous elements -------------------------------------------------------------- */
 
+/* reject_unauth_destination: every address class but the default one is ours to accept. */
 static bool domain_authorised(SmtpdEval *e, const char *domain, int *ret_err) {
-        int err = 0;
-        bool ok = smtpd_domain_is_local(e->s, domain, &err);
-        if (!ok && err == 0) {
-                int r = domain_list_match(&e->s->settings->relay_domains, domain);
-                if (r < 0)
-                        err = r;
-                ok = r > 0;
-        }
-        *ret_err = err;
-        return ok;
+        AddressClass c = ADDR_CLASS_DEFAULT;
+        *ret_err = smtpd_address_class(e->s->settings, domain, &c);
+        return *ret_err >= 0 && c != ADDR_CLASS_DEFAULT;
 }
 
-/* reject_unlisted_recipient / _sender: local domains only (Postern has no virtual or relay
- * recipient maps). */
+/* reject_unlisted_recipient / _sender: the table of the address's class (smtpd-recipient.c). */
 static Result check_unlisted(SmtpdEval *e, const Address *a, bool sender) {
-        int err = 0;
-        if (!a || !a->domain)
+        char *reply = NULL;
+        int r = smtpd_unlisted_check(e->s->settings, a, sender, &reply);
+        if (r == 0)
                 return RES_DUNNO;
-        bool local = smtpd_domain_is_local(e->s, a->domain, &err);
-        if (err < 0) {
-                lookup_failure(e, a->external);
-                return RES_REJECT;
-        }
-        if (!local)
-                return RES_DUNNO;
-        int r = smtpd_local_user_known(e->s, a->local);
-        if (r > 0)
-                return RES_DUNNO;
-        if (r < 0) {
-                log_warning_errno(r, "local_recipient_maps lookup of \"%s\" failed: %m", a->local);
-                lookup_failure(e, a->external);
-                return RES_REJECT;
-        }
-        int code = e->s->settings->unknown_local_code;
-        reply_fmt(e, code, sender ? "5.1.0" : "5.1.1", a->external, sender ? "Sender address" : "Recipient address",
-                  "User unknown in local recipient table");
+        set_reply(e, r < 0 ? NULL : reply);
         return RES_REJECT;
 }
 
@@ -472,7 +449,6 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                         return RES_DUNNO;
                 bool ok = domain_authorised(e, e->rcpt_addr->domain, &err);
                 if (err < 0) {
-                        log_warning_errno(err, "Domain lookup for %s failed: %m", e->rcpt_addr->domain);
                         lookup_failure(e, e->rcpt);
                         return RES_REJECT;
                 }

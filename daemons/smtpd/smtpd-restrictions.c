@@ -13,12 +13,15 @@
  * cidr:), each optionally negated with "!"; the first matching entry decides. Anything else
  * (host names, /file patterns, garbage) is a configuration error, never silently dropped.
  *
- * An "authorised destination" is a domain listed in mydestination (exact, case-insensitive) or
- * in relay_domains (also its subdomains: Postfix's parent_domain_matches_subdomains default).
- * Address literals ([127.0.0.1]) are never local here, so they are relayed only for clients
- * that may relay anyway. Routing syntax inside local parts (user%host, host!user, "user@host")
- * is never interpreted (allow_percent_hack, swap_bangpath and resolve_dequoted_address in their
- * safe settings): such addresses are local parts that fail the local recipient check. */
+ * An "authorised destination" is a domain of any address class but the default one
+ * (smtpd-recipient.c): mydestination, virtual_alias_domains, virtual_mailbox_domains (exact,
+ * case-insensitive) or relay_domains (also its subdomains: Postfix's
+ * parent_domain_matches_subdomains default). Address literals ([127.0.0.1]) are local only for
+ * numeric $inet_interfaces and $proxy_interfaces, so otherwise they are relayed only for
+ * clients that may relay anyway. Routing syntax inside local parts (user%host, host!user,
+ * "user@host") is never interpreted (allow_percent_hack, swap_bangpath and
+ * resolve_dequoted_address in their safe settings): such addresses are local parts that fail the
+ * local recipient check. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -176,41 +179,6 @@ int smtpd_netlist_match(const NetList *l, const SmtpdClient *c) {
         }
         return 0;
 }
-
-bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error) {
-        int r = domain_list_match(&s->settings->mydestination, domain);
-        if (r < 0 && ret_error)
-                *ret_error = r;
-        return r > 0;
-}
-
-int smtpd_local_user_known(Session *s, const char *local) {
-        TableList *maps = s->settings->local_recipient_maps;
-        _cleanup_free_ char *key = strdup(local), *v = NULL;
-        int r;
-
-        if (s->settings->local_recipient_maps_error < 0)
-                return s->settings->local_recipient_maps_error;
-        if (!maps)
-                return 1;
-        if (!key)
-                return -ENOMEM;
-        for (char *p = key; *p; p++)
-                *p = (char) tolower((unsigned char) *p);
-        r = table_list_lookup(maps, key, &v);
-        if (r != 0)
-                return r;
-        const char *delim = s->settings->recipient_delimiter;
-        if (!isempty(delim)) {
-                size_t cut = strcspn(key, delim);
-                if (cut > 0 && key[cut]) {
-                        key[cut] = '\0';
-                        r = table_list_lookup(maps, key, &v);
-                }
-        }
-        return r;
-}
-
 
 typedef enum ArgType { ARG_NONE, ARG_TABLE, ARG_TEXT } ArgType;
 

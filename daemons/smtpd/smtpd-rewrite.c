@@ -121,12 +121,12 @@ static bool literal_is_ours(const SmtpdSettings *s, const char *domain) {
         return inet_addr_is_ours(s, a ? a : inner);
 }
 
-/* resolve_local: $mydestination, $inet_interfaces. */
+/* resolve_local: $mydestination (the local address class, smtpd-recipient.c), $inet_interfaces. */
 static int domain_local(const char *domain, void *userdata) {
         SmtpdSettings *s = userdata;
         if (literal_is_ours(s, domain))
                 return 1;
-        return domain_list_match(&s->mydestination, domain);
+        return addr_classes_local(&s->addr_classes, domain);
 }
 
 /* The domains whose "user" canonical keys apply: $myorigin too. */

@@ -46,6 +46,11 @@ static const ConfField smtpd_fields[] = {
         F("smtpd_forbid_unauth_pipelining", BOOL, forbid_unauth_pipelining),
         F("soft_bounce", BOOL, soft_bounce),
         F("unknown_local_recipient_reject_code", REPLY_CODE, unknown_local_code),
+        F("unknown_virtual_alias_reject_code", REPLY_CODE, unknown_virtual_alias_code),
+        F("unknown_virtual_mailbox_reject_code", REPLY_CODE, unknown_virtual_mailbox_code),
+        F("unknown_relay_recipient_reject_code", REPLY_CODE, unknown_relay_code),
+        F("show_user_unknown_table_name", BOOL, show_user_unknown_table_name),
+        F("double_bounce_sender", STRING, double_bounce_sender),
         F("reject_code", REPLY_CODE, reject_code),
         F("defer_code", REPLY_CODE, defer_code),
         F("relay_domains_reject_code", REPLY_CODE, relay_code),
@@ -141,9 +146,11 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_restriction_classes_free(s);
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
-        domain_list_done(&s->mydestination);
-        domain_list_done(&s->relay_domains);
+        addr_classes_done(&s->addr_classes);
         table_list_free(s->local_recipient_maps);
+        table_list_free(s->virtual_mailbox_maps);
+        table_list_free(s->relay_recipient_maps);
+        table_list_free(s->relocated_maps);
         smtpd_anvil_settings_done(&s->anvil);
         smtpd_cleanup_settings_done(s);
         smtpd_rewrite_settings_done(s);
@@ -169,15 +176,33 @@ static int netlist_param(Conf *c, const char *listener, const char *name, NetLis
         return smtpd_netlist_parse(name, entries, ret);
 }
 
-static int domains_param(Conf *c, const char *listener, const char *name, bool match_subdomains,
-                         DomainList *ret) {
-        _cleanup_strv_free_ char **entries = conf_get_list(c, listener, name);
-        _cleanup_free_ char *why = NULL;
-        if (!entries)
+/* An address table of a class (local_recipient_maps, ...): one that does not open is logged
+ * and remembered, so the addresses it decides get 451 4.3.0 while other mail keeps flowing. */
+static int address_maps_param(Conf *c, const char *listener, const char *name, TableList **ret,
+                              int *ret_error) {
+        _cleanup_free_ char *reason = NULL;
+        int r = conf_get_table_list(c, listener, name, 0, ret, &reason);
+        if (r == -ENOMEM)
                 return log_oom();
-        int r = domain_list_init(ret, entries, match_subdomains, &why);
+        if (r < 0) {
+                log_error_errno(r, "%s; answering 451 4.3.0 for the addresses it decides",
+                                reason ? reason : name);
+                *ret = NULL;
+                *ret_error = r;
+        }
+        return 0;
+}
+
+/* The address classes: a list whose table does not open answers 451 for what it decides. */
+static int address_classes_param(Conf *c, const char *listener, AddrClasses *ret) {
+        _cleanup_free_ char *why = NULL;
+        int r = addr_classes_load(ret, c, listener, &why);
         if (r < 0)
-                return log_error_errno(r, "%s: %s", name, why ? why : "out of memory");
+                return log_error_errno(r, "%s", why ? why : "address classes: out of memory");
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
+                if (addr_classes_problem(ret, k))
+                        log_error("%s; answering 451 4.3.0 for the domains this list would decide",
+                                  addr_classes_problem(ret, k));
         return 0;
 }
 
@@ -185,7 +210,6 @@ static int domains_param(Conf *c, const char *listener, const char *name, bool m
 static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
         _cleanup_strv_free_ char **discard = conf_get_list(c, listener, "smtpd_discard_ehlo_keywords");
         _cleanup_strv_free_ char **pdms = conf_get_list(c, listener, "parent_domain_matches_subdomains");
-        _cleanup_free_ char *reason = NULL;
         int r;
 
         if (!discard || !pdms)
@@ -213,20 +237,16 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
                                &s->bare_newline_exclusions)) < 0 ||
             (r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0 ||
-            (r = domains_param(c, listener, "mydestination", false, &s->mydestination)) < 0 ||
-            (r = domains_param(c, listener, "relay_domains", true, &s->relay_domains)) < 0)
+            (r = address_classes_param(c, listener, &s->addr_classes)) < 0 ||
+            (r = address_maps_param(c, listener, "local_recipient_maps", &s->local_recipient_maps,
+                                    &s->local_recipient_maps_error)) < 0 ||
+            (r = address_maps_param(c, listener, "virtual_mailbox_maps", &s->virtual_mailbox_maps,
+                                    &s->virtual_mailbox_maps_error)) < 0 ||
+            (r = address_maps_param(c, listener, "relay_recipient_maps", &s->relay_recipient_maps,
+                                    &s->relay_recipient_maps_error)) < 0 ||
+            (r = address_maps_param(c, listener, "relocated_maps", &s->relocated_maps,
+                                    &s->relocated_maps_error)) < 0)
                 return r;
-
-        r = conf_get_table_list(c, listener, "local_recipient_maps", 0, &s->local_recipient_maps, &reason);
-        if (r == -ENOMEM)
-                return log_oom();
-        if (r < 0) {
-                /* Like a table that fails at lookup time: local recipients get 451 until the
-                 * table is fixed and smtpd is reloaded; other mail keeps flowing. */
-                log_error_errno(r, "%s; answering 451 4.3.0 for local recipients",
-                                reason ? reason : "local_recipient_maps: cannot open table");
-                s->local_recipient_maps_error = r;
-        }
 
         if ((r = smtpd_cleanup_settings(c, listener, s)) < 0 ||
             (r = smtpd_rewrite_settings(c, listener, s)) < 0)

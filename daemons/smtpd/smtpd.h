@@ -47,6 +47,8 @@
 #include "conf/table.h"
 #include "ipc/ipc.h"
 #include "mail/addr-canonical.h"
+#include "mail/addr-class.h"
+#include "mail/address.h"
 #include "mail/domain-list.h"
 #include "mail/header-checks.h"
 #include "daemon/daemon.h"
@@ -193,6 +195,9 @@ typedef struct SmtpdSettings {
         bool reject_unlisted_recipient;
         int bare_newline;
         int unknown_local_code;
+        int unknown_virtual_alias_code, unknown_virtual_mailbox_code, unknown_relay_code;
+        bool show_user_unknown_table_name;
+        char *double_bounce_sender;
         char *recipient_delimiter;
         RestrictionList client_restrictions;
         RestrictionList helo_restrictions;
@@ -217,10 +222,14 @@ typedef struct SmtpdSettings {
         bool can_refuse_relay;             /* relay or recipient list holds a refusing element */
         NetList mynetworks;
         NetList bare_newline_exclusions;   /* clients that get normalize instead of "yes" */
-        DomainList mydestination;
-        DomainList relay_domains;
-        TableList *local_recipient_maps;   /* NULL: check disabled */
-        int local_recipient_maps_error;    /* <0: the tables failed to open */
+        AddrClasses addr_classes;          /* mydestination, virtual_*_domains, relay_domains */
+        /* The tables of the address classes (smtpd-recipient.c): NULL when empty; *_error < 0
+         * when they failed to open (the addresses they decide get 451 until a reload fixes it). */
+        TableList *local_recipient_maps;
+        int local_recipient_maps_error;
+        TableList *virtual_mailbox_maps, *relay_recipient_maps, *relocated_maps;
+        int virtual_mailbox_maps_error, relay_recipient_maps_error, relocated_maps_error;
+        /* virtual_alias_maps: virtual_alias.maps below (smtpd-virtual.c opens them) */
         SmtpdAnvilLimits anvil;
         /* content checks (smtpd-cleanup.c) */
         HeaderChecks *header_checks;       /* NULL: none */
@@ -604,9 +613,13 @@ bool smtpd_restrictions_can_refuse(const RestrictionList *l);
  * and returns 1. */
 int smtpd_check_recipient(Session *s, const char *local, const char *domain, const char *external,
                           char **ret_reply);
-/* VRFY: 1 known, 0 unknown, <0 lookup error. */
-int smtpd_local_user_known(Session *s, const char *local);
-bool smtpd_domain_is_local(Session *s, const char *domain, int *ret_error);
+/* smtpd-recipient.c: the address class of domain (the overlap warning and a failed lookup
+ * are logged); <0 when a list could not be read. */
+int smtpd_address_class(const SmtpdSettings *st, const char *domain, AddressClass *ret);
+/* reject_unlisted_recipient / reject_unlisted_sender for a: 0 when it is known (or its class
+ * is not checked), 1 with *ret_reply (allocated, complete: the 5xx refusal, or 451 4.3.0 when a
+ * table could not be read), -ENOMEM. */
+int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender, char **ret_reply);
 
 /* smtpd-policy.c: closes the policy connections kept for reuse (shutdown). */
 void smtpd_policy_shutdown(void);

@@ -1,11 +1,14 @@
 /* posternctl-check.c — `posternctl check`, like `postfix check`: loads main.cf and prints every
- * warning and error, opens each lookup table named by alias_maps and local_recipient_maps,
- * checks that queue_directory exists, and reads a master.cf next to main.cf (common/conf/
- * master-cf.c): a syntax error is an error, and each entry Postern does not act on says "not
- * supported" with the reason; a pipe(8) entry's attributes are checked (common/conf/master-pipe.c:
- * an unknown flag, a missing or root user=, a missing argv= are errors). Silent with exit 0 when all is well; exit 1 when anything is an
- * error (invalid values, tables that cannot be opened, a missing queue directory, a master.cf
- * that does not parse or a pipe entry that is wrong).
+ * warning and error, opens each lookup table named by alias_maps, local_recipient_maps, the
+ * other address class tables (virtual_alias_maps, virtual_mailbox_maps, relay_recipient_maps,
+ * relocated_maps) and the class domain lists (mydestination, virtual_alias_domains,
+ * virtual_mailbox_domains, relay_domains), checks that queue_directory exists, and reads a
+ * master.cf next to main.cf (common/conf/master-cf.c): a syntax error is an error, each entry
+ * Postern does not act on says "not supported" with the reason, and a pipe(8) entry's attributes
+ * are checked (common/conf/master-pipe.c: an unknown flag, a missing or root user=, a missing
+ * argv= are errors). Silent with exit 0 when all is well; exit 1 when anything is an error
+ * (invalid values, tables that cannot be opened, a missing queue directory, a master.cf that does
+ * not parse or a pipe entry that is wrong).
  *
  *   posternctl check [-c DIR]    (DIR/main.cf instead of $POSTERN_CONFIG or the default) */
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include "conf/master-cf.h"
 #include "conf/master-pipe.h"
 #include "conf/table.h"
+#include "mail/addr-class.h"
 #include "posternctl.h"
 
 static bool check_listed(char **list, const char *s) {
@@ -48,6 +52,25 @@ static int check_tables(Conf *c, const char *param, TableFlags flags, char **ski
                         ret = 1;
                 }
         }
+        return ret;
+}
+
+/* The domain lists of the address classes, as the daemons build them. */
+static int check_classes(Conf *c) {
+        AddrClasses ac = {};
+        _cleanup_free_ char *why = NULL;
+        int r = addr_classes_load(&ac, c, NULL, &why);
+        if (r < 0) {
+                fprintf(stderr, "posternctl: %s\n", why ? why : strerror(-r));
+                return 1;
+        }
+        int ret = 0;
+        for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
+                if (addr_classes_problem(&ac, k)) {
+                        fprintf(stderr, "posternctl: %s\n", addr_classes_problem(&ac, k));
+                        ret = 1;
+                }
+        addr_classes_done(&ac);
         return ret;
 }
 
@@ -176,6 +199,12 @@ int verb_check(int argc, char *argv[]) {
         _cleanup_strv_free_ char **aliases = conf_get_list(c, NULL, "alias_maps");
         ret |= check_tables(c, "alias_maps", TABLE_ALIASES, NULL);
         ret |= check_tables(c, "local_recipient_maps", 0, aliases);
+        static const char *const address_maps[] = {
+                "virtual_alias_maps", "virtual_mailbox_maps", "relay_recipient_maps", "relocated_maps",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(address_maps); i++)
+                ret |= check_tables(c, address_maps[i], 0, NULL);
+        ret |= check_classes(c);
         ret |= check_directory(c, "queue_directory");
         ret |= check_master_cf(c);
         return ret;
