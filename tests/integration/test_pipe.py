@@ -319,6 +319,25 @@ def test_qmgr_routes_pipe_transports_to_the_pipe_socket(pipe):
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
 
 
+def test_virtual_transport_names_a_pipe_transport(pipe):
+    """virtual_transport = <pipe transport> (Dovecot's LDA behind virtual mailbox domains): the
+    virtual mailbox class goes to the pipe socket, the domain as next hop."""
+    p = pipe
+    p.master(dovecot="flags=DRhu user=ptest1")
+    agent = FakeLocal(p, listener="pipe")
+    try:
+        p.configure(virtual_mailbox_domains=PDOM, virtual_mailbox_maps=f"inline:{{ a@{PDOM}=x }}",
+                    virtual_transport="dovecot", dovecot_destination_recipient_limit="1")
+        p.start("qmgr")
+        qid = inject(p, "alice@example.org", [f"a@{PDOM}", f"b@{PDOM}"])
+        wakeup(p)
+        p.wait_log("qmgr", rf"{qid}: removed")
+        assert [(r["transport"], r["nexthop"], r["count"]) for r in agent.requests] == \
+            [("dovecot", PDOM, "1")] * 2
+    finally:
+        agent.stop()
+
+
 def test_qmgr_pipe_end_to_end(pipe):
     """The whole chain: a message routed to a pipe transport is run once per recipient with
     <transport>_destination_recipient_limit = 1, and leaves the queue."""
