@@ -138,10 +138,6 @@ int pipe_spec_parse(const MasterEntry *e, PipeSpec *ret, char **ret_error) {
                 r = fail(ret_error, "%s", "argv= is missing");
                 goto out;
         }
-        if (p.argv[0][0] != '/') {
-                r = fail(ret_error, "argv=%s: the command must be an absolute path", p.argv[0]);
-                goto out;
-        }
         if (isempty(p.user)) {
                 r = fail(ret_error, "%s", "user= is missing");
                 goto out;

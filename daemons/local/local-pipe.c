@@ -17,6 +17,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -131,6 +132,30 @@ static void pipe_result(const PipeTransport *t, const char *argv0, LocalCommandO
         copy_first(res, n);
 }
 
+/* The directories a command named without a "/" is looked for in (Postfix runs pipe(8) commands
+ * with execvp() and no PATH of their own: the system default). */
+#define PIPE_COMMAND_PATH "/usr/bin:/bin"
+
+/* The absolute path of command (argv[0]): as it is with a "/", else the first executable file of
+ * that name in PIPE_COMMAND_PATH; NULL when there is none. */
+static char *command_path(const char *command) {
+        if (strchr(command, '/'))
+                return strdup(command);
+        const char *dirs = PIPE_COMMAND_PATH;
+        while (*dirs) {
+                size_t n = strcspn(dirs, ":");
+                char *path = NULL;
+                struct stat st;
+                if (asprintf(&path, "%.*s/%s", (int) n, dirs, command) < 0)
+                        return NULL;
+                if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+                        return path;
+                free(path);
+                dirs += n + (dirs[n] == ':');
+        }
+        return NULL;
+}
+
 void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const DeliveryInput *in, size_t n, sd_bus *bus,
                         DeliveryResult *res) {
         const PipeSpec *p = &t->spec;
@@ -168,6 +193,14 @@ void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const De
         int r = pipe_argv_expand(p, &v, &argv, &why);
         if (r < 0)
                 return set_all(res, n, "4.3.5", why ? why : "out of memory");
+        char *path = command_path(argv[0]);
+        if (!path) {
+                delivery_result_set(&res[0], "4.3.0", "cannot execute %s: not found in %s", argv[0],
+                                    PIPE_COMMAND_PATH);
+                return copy_first(res, n);
+        }
+        free(argv[0]);
+        argv[0] = path;   /* the transient unit wants an absolute path too */
         if (!asctime_r(localtime_r(&now, &tm), stamp))
                 snprintf(stamp, sizeof(stamp), "Thu Jan  1 00:00:00 1970\n");
         stamp[strcspn(stamp, "\n")] = '\0';

@@ -237,12 +237,19 @@ def test_time_limit(pipe):
 
 
 def test_missing_command_is_deferred(pipe):
+    """A command that is not there defers (4.3.0) with the reason; one named without a "/" is
+    looked for in /usr/bin:/bin (Debian's stock uucp entry runs "uux")."""
     p = pipe
-    p.master(gone=f"user=ptest1 argv={p.root}/no-such-command ${{recipient}}")
+    p.master(gone=f"user=ptest1 argv={p.root}/no-such-command ${{recipient}}",
+             relative="user=ptest1 argv=true ${recipient}",
+             norelative="user=ptest1 argv=no-such-command-x ${recipient}")
     p.start("local")
     (action, dsn, diag), = pipe_deliver(p, "gone", [f"a@{HOST}"])
     assert (action, dsn) == ("deferred", "4.3.0")
     assert f"cannot execute {p.root}/no-such-command: No such file or directory" in diag
+    assert pipe_deliver(p, "relative", [f"a@{HOST}"])[0][:2] == ("delivered", "2.0.0")
+    assert pipe_deliver(p, "norelative", [f"a@{HOST}"]) == [
+        ("deferred", "4.3.0", "cannot execute no-such-command-x: not found in /usr/bin:/bin")]
 
 
 def test_bad_entries_defer_and_name_the_problem(pipe):
