@@ -214,7 +214,7 @@ void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const De
                 local_env_entry("USER", pw ? pw->pw_name : p->user),
                 local_env_entry("LOGNAME", pw ? pw->pw_name : p->user),
                 local_env_entry("SHELL", pw && !isempty(pw->pw_shell) ? pw->pw_shell : "/bin/sh"),
-                local_env_entry("PATH", "/usr/bin:/bin"),
+                local_env_entry("PATH", PIPE_COMMAND_PATH),
                 NULL,
         };
         bool ok = true;
