@@ -15,6 +15,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -41,6 +42,9 @@ if os.path.exists(action):
     if what[0] == "hang":
         import time
         time.sleep(3600)
+    if what[0] == "signal":
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
     print(" ".join(what[1:]))
     sys.exit(int(what[0]))
 """
@@ -222,6 +226,15 @@ def test_exit_status(pipe, code, action, dsn, diag):
     assert pipe_deliver(p, "t", [f"a@{HOST}"]) == [(action, dsn, diag.format(recorder=p.recorder))]
 
 
+def test_killed_by_a_signal_is_deferred(pipe):
+    p = pipe
+    p.master(t="user=ptest1")
+    (p.out / "exit").write_text("signal\n")
+    p.start("local")
+    (action, dsn, diag), = pipe_deliver(p, "t", [f"a@{HOST}"])
+    assert (action, dsn) == ("deferred", "4.3.0") and diag.startswith("command died with signal 9"), diag
+
+
 def test_time_limit(pipe):
     """A command that hangs is killed at <transport>_time_limit and the recipient deferred."""
     p = pipe
@@ -342,6 +355,29 @@ def test_virtual_transport_names_a_pipe_transport(pipe):
         assert [(r["transport"], r["nexthop"], r["count"]) for r in agent.requests] == \
             [("dovecot", PDOM, "1")] * 2
     finally:
+        agent.stop()
+
+
+def test_qmgr_pipe_concurrency_limit(pipe):
+    """<transport>_destination_concurrency_limit caps the requests in flight for one destination."""
+    p = pipe
+    p.master(rec="user=ptest1")
+    hold = threading.Event()
+    agent = FakeLocal(p, listener="pipe", hold=hold)
+    try:
+        p.configure(transport_maps=f"inline:{{ {PDOM}=rec: }}", rec_destination_concurrency_limit="1")
+        p.start("qmgr")
+        qids = [inject(p, "alice@example.org", [f"c{i}@{PDOM}"]) for i in range(3)]
+        wakeup(p)
+        p.wait_for(lambda: len(agent.requests) >= 1, what="the first request")
+        time.sleep(0.5)   # absence: no second request while the first is held
+        assert len(agent.requests) == 1
+        hold.set()
+        for qid in qids:
+            p.wait_log("qmgr", rf"{qid}: removed")
+        assert len(agent.requests) == 3
+    finally:
+        hold.set()
         agent.stop()
 
 
