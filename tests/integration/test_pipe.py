@@ -15,14 +15,13 @@ import pwd
 import re
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 
 from postern_harness import ipc_call
 from test_local import HOST, message, queue_message, results
-from test_qmgr_agent import FakeLocal, inject, rcpt_rows, wakeup
+from test_qmgr_agent import FakeLocal, assert_one_request_in_flight, inject, wakeup
 
 SENDER = "Sender@Example.ORG"
 
@@ -362,23 +361,11 @@ def test_qmgr_pipe_concurrency_limit(pipe):
     """<transport>_destination_concurrency_limit caps the requests in flight for one destination."""
     p = pipe
     p.master(rec="user=ptest1")
-    hold = threading.Event()
-    agent = FakeLocal(p, listener="pipe", hold=hold)
-    try:
+
+    def start():
         p.configure(transport_maps=f"inline:{{ {PDOM}=rec: }}", rec_destination_concurrency_limit="1")
         p.start("qmgr")
-        qids = [inject(p, "alice@example.org", [f"c{i}@{PDOM}"]) for i in range(3)]
-        wakeup(p)
-        p.wait_for(lambda: len(agent.requests) >= 1, what="the first request")
-        time.sleep(0.5)   # absence: no second request while the first is held
-        assert len(agent.requests) == 1
-        hold.set()
-        for qid in qids:
-            p.wait_log("qmgr", rf"{qid}: removed")
-        assert len(agent.requests) == 3
-    finally:
-        hold.set()
-        agent.stop()
+    assert_one_request_in_flight(p, "pipe", PDOM, start)
 
 
 def test_qmgr_pipe_end_to_end(pipe):
