@@ -28,6 +28,7 @@
 #include "config.h"
 #include "../basic/strbuf.h"
 #include "conf.h"
+#include "master-cf.h"
 #include "params.h"
 #include "../basic/strmap.h"
 
@@ -889,13 +890,29 @@ static int conf_read_file(Conf *c, FILE *f, ConfMessages *m) {
         return ret;
 }
 
+/* Whether name is a per-transport parameter of a transport in $config_directory/master.cf
+ * (read once per load, *master_loaded says whether it was tried). */
+static bool conf_master_transport_param(Conf *c, const char *name, MasterCf *master, bool *master_loaded) {
+        if (!*master_loaded) {
+                _cleanup_free_ char *path = NULL, *err = NULL;
+                const char *dir = conf_get(c, "config_directory");
+                *master_loaded = true;
+                if (!dir || asprintf(&path, "%s/master.cf", dir) < 0 || master_cf_load(path, master, &err) < 0)
+                        *master = (MasterCf) {};   /* its errors are reported where it is used */
+        }
+        return master_cf_transport_param(master, name);
+}
+
 static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
+        MasterCf master = {};
+        bool master_loaded = false;
         for (size_t i = 0; i < c->n_order; i++) {
                 ConfEntry *e = c->order[i];
                 const char *base;
                 if (!conf_name_valid(e->name, &base))
                         continue;
-                if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)))
+                if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)) &&
+                    !(base == e->name && conf_master_transport_param(c, e->name, &master, &master_loaded)))
                         conf_messages_add(m, "%s:%u: %s: unknown parameter", c->path, e->line, e->name);
                 _cleanup_free_ char *reason = NULL;
                 int r = conf_check_entry(c, e->name, &reason);
@@ -905,6 +922,7 @@ static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
                         *ret = -EINVAL;
                 }
         }
+        master_cf_done(&master);
         /* Defaults can reference explicit settings ($myhostname in smtpd_banner, ...); when an
          * explicit setting is already wrong, its knock-on effects would only add noise. */
         if (*ret < 0)

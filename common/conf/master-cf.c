@@ -376,3 +376,27 @@ const char *master_entry_option(const MasterEntry *e, const char *name) {
                         v = e->options[i].value;
         return v;
 }
+
+bool master_cf_transport_param(const MasterCf *m, const char *name) {
+        /* The per-transport forms of qmgr's scheduling limits (daemons/qmgr/qmgr-sched.c) and
+         * pipe(8)'s time limit (daemons/local/local-pipe.c). */
+        static const char *const suffixes[] = {
+                "_destination_concurrency_limit", "_destination_recipient_limit", "_process_limit",
+                "_initial_destination_concurrency", "_destination_concurrency_failed_cohort_limit",
+                "_destination_concurrency_positive_feedback", "_destination_concurrency_negative_feedback",
+                "_destination_rate_delay", "_time_limit",
+        };
+        size_t len = strlen(name);
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                size_t sl = strlen(suffixes[i]);
+                if (len <= sl || strcmp(name + len - sl, suffixes[i]) != 0)
+                        continue;
+                for (size_t k = 0; k < m->n; k++) {
+                        const MasterEntry *e = &m->entries[k];
+                        if (e->kind == MASTER_TRANSPORT && strlen(e->service) == len - sl &&
+                            strncmp(e->service, name, len - sl) == 0)
+                                return true;
+                }
+        }
+        return false;
+}

@@ -57,3 +57,7 @@ const MasterEntry *master_cf_transport(const MasterCf *m, const char *service);
 /* The value of -o name on e, or NULL. The last one wins, as in Postfix. */
 const char *master_entry_option(const MasterEntry *e, const char *name);
 const char *master_kind_name(MasterKind k);
+/* Whether name is a per-transport parameter that Postern acts on ("<transport>_destination_
+ * recipient_limit", "..._concurrency_limit", "..._process_limit", "..._time_limit", ...) for a
+ * transport that m defines: main.cf may set those without them being unknown. */
+bool master_cf_transport_param(const MasterCf *m, const char *name);

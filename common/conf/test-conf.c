@@ -2,6 +2,7 @@
  * typed getters, conf_set and conf_edit_file. Each case writes a main.cf into a temporary
  * directory and loads it. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -432,6 +433,25 @@ static void test_edit(void) {
         unlink(link_path);
 }
 
+/* Per-transport parameters of a transport that master.cf defines are not unknown. */
+static void test_master_cf_transport_params(void) {
+        char master[PATH_MAX + 16], text[PATH_MAX + 256];
+        snprintf(master, sizeof master, "%s/master.cf", tmpdir);
+        write_file(master, "dovecot unix - n n - - pipe\n  user=vmail argv=/usr/bin/true\n");
+        snprintf(text, sizeof text, "config_directory = %s\n"
+                 "dovecot_destination_recipient_limit = 1\n"
+                 "dovecot_time_limit = 100s\n"
+                 "other_destination_recipient_limit = 1\n", tmpdir);
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        CHECK_INT(load(text, &c, &msgs), 0);
+        CHECK(!has_message(msgs, "dovecot_destination_recipient_limit"));
+        CHECK(!has_message(msgs, "dovecot_time_limit"));
+        CHECK(has_message(msgs, ":4: other_destination_recipient_limit: unknown parameter"));
+        CHECK_STR(conf_get(c, "dovecot_destination_recipient_limit"), "1");
+        unlink(master);
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
         snprintf(cfpath, sizeof cfpath, "%s/main.cf", tmpdir);
@@ -445,6 +465,7 @@ int main(void) {
         test_defaults_and_getters();
         test_split_list();
         test_edit();
+        test_master_cf_transport_params();
 
         unlink(cfpath);
         rmdir(tmpdir);

@@ -63,6 +63,15 @@ int main(void) {
         CHECK_INT(m.entries[2].maxproc, 1);
         CHECK_INT(m.entries[3].kind, MASTER_BUILTIN);
 
+        /* per-transport parameters of the transports it defines are known */
+        CHECK(master_cf_transport_param(&m, "dovecot_destination_recipient_limit"));
+        CHECK(master_cf_transport_param(&m, "dovecot_time_limit"));
+        CHECK(master_cf_transport_param(&m, "smtp-amavis_destination_concurrency_limit"));
+        CHECK(!master_cf_transport_param(&m, "dovecot_bogus_limit"));
+        CHECK(!master_cf_transport_param(&m, "nosuch_destination_recipient_limit"));
+        CHECK(!master_cf_transport_param(&m, "qmgr_destination_recipient_limit"));   /* built in */
+        CHECK(!master_cf_transport_param(&m, "_time_limit"));
+
         const MasterEntry *relay = master_cf_transport(&m, "relay");
         CHECK(relay && relay->maxproc == -1);
         CHECK_STR(relay->command, "smtp");

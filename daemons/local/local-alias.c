@@ -106,6 +106,8 @@ int local_settings_load(Conf *c, LocalSettings *ret) {
         if ((r = lock_methods_parse(c, "mailbox_delivery_lock", &s.lock_methods)) < 0 ||
             (r = lock_methods_parse(c, "virtual_mailbox_lock", &s.virtual_lock_methods)) < 0)
                 goto fail;
+        if ((r = local_pipe_settings_load(c, &s)) < 0)
+                goto fail;
         bool hostname_set = false;
         (void) conf_get_raw(c, "myhostname", &hostname_set);
         size_t hl = strlen(s.myhostname);
@@ -125,6 +127,7 @@ fail:
 void local_settings_done(LocalSettings *s) {
         conf_fields_done(local_fields, ELEMENTSOF(local_fields), s);
         domain_list_done(&s->mydestination);
+        local_pipe_settings_done(s);
         *s = (LocalSettings) {};
 }
 

@@ -1,7 +1,8 @@
 /* local-child.c — the forked delivery child of postern-local.
  *
  * local_child_spawn() forks; the child delivers one target, a batch of mbox targets of one user
- * and mailbox, or a batch of Maildir targets of one or more users (several messages, one marker
+ * and mailbox, a batch of Maildir targets of one or more users, or the recipients of one message
+ * for a pipe(8) transport, which share one run of its command (several messages, one marker
  * each; a Maildir batch is written user by user: step 3 and the write of step 4 for each). It
  *   1. opens the delivery marker <queue_directory>/local-delivered/<queue id>.<rcpt id> (as root,
  *      through the directory descriptor the parent verified; local-marker.c refuses a marker that
@@ -57,6 +58,8 @@
 static void success_result(const Target *t, DeliveryResult *res) {
         if (t->kind == TARGET_COMMAND)
                 delivery_result_set(res, "2.0.0", "delivered to command: %s", t->path + 1);
+        else if (t->kind == TARGET_PIPE)
+                delivery_result_set(res, "2.0.0", "delivered via %s service", t->pipe->name);
         else if (t->kind == TARGET_FILE)
                 delivery_result_set(res, "2.0.0", "delivered to file: %s", t->path);
         else
@@ -251,7 +254,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                 prepare_spool(s, t0, &may_dotlock, &extra_gid);
 
         /* The service manager trusts the uid a connection was made with: connect as root. */
-        if (t0->kind == TARGET_COMMAND && local_transient_available()) {
+        if ((t0->kind == TARGET_COMMAND || t0->kind == TARGET_PIPE) && local_transient_available()) {
                 _cleanup_free_ char *why = NULL;
                 r = local_transient_connect(&bus, &why);
                 if (r < 0) {
@@ -302,6 +305,10 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                 case TARGET_COMMAND:
                         local_command_deliver(s, &todo_in[a], u->path + 1, bus, &todo_res[a]);
                         break;
+                case TARGET_PIPE:
+                        /* One command for the recipients of one message (the parent's group). */
+                        local_pipe_deliver(s, u->pipe, todo_in + a, b - a, bus, todo_res + a);
+                        break;
                 case TARGET_FILE:
                         if (u->path[strlen(u->path) - 1] == '/')
                                 local_maildir_deliver(s, &todo_in[a], 1, u->path, &todo_res[a]);
@@ -351,8 +358,9 @@ int local_child_spawn(const LocalSettings *s, const DeliveryInput *in, size_t n,
         if (n < 1 || n > LOCAL_BATCH_MAX)
                 return -EINVAL;
         for (size_t i = 1; i < n; i++)
-                if (t[i]->kind != t[0]->kind || (t[0]->kind == TARGET_MBOX && !same_mailbox(t[i], t[0])) ||
-                    (t[0]->kind != TARGET_MBOX && t[0]->kind != TARGET_MAILDIR))
+                if (t[i]->kind != t[0]->kind ||
+                    ((t[0]->kind == TARGET_MBOX || t[0]->kind == TARGET_PIPE) && !same_mailbox(t[i], t[0])) ||
+                    (t[0]->kind != TARGET_MBOX && t[0]->kind != TARGET_MAILDIR && t[0]->kind != TARGET_PIPE))
                         return -EINVAL;
         ChildGroups groups = {};
         for (size_t i = 0; i < n && geteuid() == 0; i++) {

@@ -33,6 +33,8 @@
 #include "local.h"
 
 #define OUTPUT_MAX 512
+_Static_assert(OUTPUT_MAX == LOCAL_DIAG_MAX && LOCAL_TRANSIENT_OUTPUT_MAX == LOCAL_DIAG_MAX,
+               "LocalCommandOutcome.output holds what either runner collects");
 
 static const struct { int code; const char *dsn; const char *text; } sysexits_map[] = {
         { EX_USAGE, "5.3.0", "command line usage error" },
@@ -52,14 +54,31 @@ static const struct { int code; const char *dsn; const char *text; } sysexits_ma
         { EX_CONFIG, "5.3.5", "local configuration error" },
 };
 
+const char *local_sysexits_dsn(int status, const char **ret_text) {
+        for (size_t i = 0; i < ELEMENTSOF(sysexits_map); i++)
+                if (sysexits_map[i].code == status) {
+                        *ret_text = sysexits_map[i].text;
+                        return sysexits_map[i].dsn;
+                }
+        return NULL;
+}
+
 static int format_input(const DeliveryInput *in, StrBuf *out) {
         int r = local_format_envelope(in, out);
         return r < 0 ? r : strbuf_append(out, in->content, in->content_len);
 }
 
-static char *env_entry(const char *name, const char *value) {
+char *local_env_entry(const char *name, const char *value) {
         char *e = NULL;
         return asprintf(&e, "%s=%s", name, strempty(value)) < 0 ? NULL : e;
+}
+
+char *local_command_first_line(char *output) {
+        output[strcspn(output, "\r\n")] = '\0';
+        for (char *c = output; *c; c++)
+                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
+                        *c = '?';
+        return output;
 }
 
 /* Maps how the command ended (code CLD_EXITED with its exit status, or CLD_KILLED/CLD_DUMPED
@@ -67,12 +86,7 @@ static char *env_entry(const char *name, const char *value) {
 static void command_result(const char *command, bool timed_out, int code, int status, char *output,
                            DeliveryResult *res) {
         /* The first line of output, printable only, explains a failure. */
-        char *nl = strpbrk(output, "\r\n");
-        if (nl)
-                *nl = '\0';
-        for (char *c = output; *c; c++)
-                if ((unsigned char) *c < 32 || (unsigned char) *c > 126)
-                        *c = '?';
+        local_command_first_line(output);
 
         if (timed_out) {
                 delivery_result_set(res, "5.3.0", "command time limit exceeded: \"%s\"", command);
@@ -86,29 +100,31 @@ static void command_result(const char *command, bool timed_out, int code, int st
                 delivery_result_set(res, "2.0.0", "delivered to command: %s", command);
                 return;
         }
-        for (size_t i = 0; i < ELEMENTSOF(sysexits_map); i++)
-                if (sysexits_map[i].code == status) {
-                        delivery_result_set(res, sysexits_map[i].dsn, "%s", *output ? output : sysexits_map[i].text);
-                        return;
-                }
+        const char *text, *dsn = local_sysexits_dsn(status, &text);
+        if (dsn) {
+                delivery_result_set(res, dsn, "%s", *output ? output : text);
+                return;
+        }
         delivery_result_set(res, "5.3.0", "command died with status %d: \"%s\"%s%s", status, command,
                             *output ? ". Command output: " : "", output);
 }
 
-/* Runs command with input on stdin; collects up to OUTPUT_MAX bytes of its output. */
-static void run_command(const LocalSettings *s, const char *command, const char *const *envp,
-                        const StrBuf *input, DeliveryResult *res) {
+/* Runs cmd below this process with its input on stdin; collects up to OUTPUT_MAX bytes of its
+ * output. */
+static int run_command(const LocalCommand *cmd, LocalCommandOutcome *ret) {
         int in[2], out[2];
-        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
-                delivery_result_set(res, "4.3.0", "cannot run command: %s", strerror(errno));
-                return;
+        if (pipe2(in, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(out, O_CLOEXEC) < 0) {
+                close(in[0]), close(in[1]);
+                return -errno;
         }
         pid_t self = getpid();
         pid_t pid = fork();
         if (pid < 0) {
-                delivery_result_set(res, "4.3.0", "cannot run command: %s", strerror(errno));
+                int e = -errno;
                 close(in[0]), close(in[1]), close(out[0]), close(out[1]);
-                return;
+                return e;
         }
         if (pid == 0) {
                 uid_t uid = geteuid();
@@ -130,8 +146,12 @@ static void run_command(const LocalSettings *s, const char *command, const char 
                         _exit(EX_OSERR);
                 /* Nothing of the daemon (sockets, the queue database) reaches the command. */
                 (void) close_range(3, ~0U, 0);
-                execle("/bin/sh", "sh", "-c", command, (char *) NULL, envp);
-                _exit(EX_OSERR);
+                if (!cmd->working_directory || chdir(cmd->working_directory) < 0)
+                        (void) !chdir("/");
+                execve(cmd->argv[0], cmd->argv, cmd->envp);
+                /* A command that is not there is a configuration problem: keep the mail queued. */
+                dprintf(STDOUT_FILENO, "cannot execute %s: %s", cmd->argv[0], strerror(errno));
+                _exit(EX_TEMPFAIL);
         }
         close(in[0]);
         close(out[1]);
@@ -141,10 +161,10 @@ static void run_command(const LocalSettings *s, const char *command, const char 
         char output[OUTPUT_MAX + 1];
         size_t have = 0, sent = 0;
         bool timed_out = false;
-        long long limit = s->command_time_limit > 0 ? s->command_time_limit : 1000;
+        long long limit = cmd->time_limit > 0 ? cmd->time_limit : 1000;
         usec_t deadline = now_usec(CLOCK_MONOTONIC) + (usec_t) limit * USEC_PER_SEC;
         int wfd = in[1], rfd = out[0];
-        if (input->len == 0)
+        if (cmd->input_len == 0)
                 wfd = safe_close(wfd);
         while (rfd >= 0 || wfd >= 0) {
                 struct pollfd p[2];
@@ -165,10 +185,10 @@ static void run_command(const LocalSettings *s, const char *command, const char 
                         if (!p[i].revents)
                                 continue;
                         if (p[i].fd == wfd) {
-                                ssize_t n = write(wfd, input->data + sent, input->len - sent);
+                                ssize_t n = write(wfd, cmd->input + sent, cmd->input_len - sent);
                                 if (n > 0)
                                         sent += (size_t) n;
-                                if ((n < 0 && errno != EAGAIN && errno != EINTR) || sent >= input->len)
+                                if ((n < 0 && errno != EAGAIN && errno != EINTR) || sent >= cmd->input_len)
                                         wfd = safe_close(wfd);   /* EPIPE: the command stopped reading */
                         } else {
                                 char buf[4096];
@@ -211,34 +231,39 @@ static void run_command(const LocalSettings *s, const char *command, const char 
         while (!reaped && waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
         output[have] = '\0';
-        if (WIFSIGNALED(status))
-                command_result(command, timed_out, CLD_KILLED, WTERMSIG(status), output, res);
-        else
-                command_result(command, timed_out, CLD_EXITED, WEXITSTATUS(status), output, res);
+        memcpy(ret->output, output, have + 1);
+        ret->timed_out = timed_out;
+        ret->code = WIFSIGNALED(status) ? CLD_KILLED : CLD_EXITED;
+        ret->status = WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status);
+        return 0;
 }
 
-/* Runs command as a transient unit of the service manager (bus connected as root), as the
- * current (default_privs) user. */
-static void run_command_unit(const LocalSettings *s, const DeliveryInput *in, sd_bus *bus,
-                             const char *command, const struct passwd *pw, char *const *envp,
-                             const StrBuf *input, DeliveryResult *res) {
-        char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) command, NULL };
-        long long limit = s->command_time_limit > 0 ? s->command_time_limit : 1000;
-        LocalTransientCommand cmd = {
-                .queue_id = in->queue_id, .rcpt_id = in->rcpt_id, .recipient = in->delivered_to,
-                .user = pw ? pw->pw_name : NULL, .uid = geteuid(), .gid = getegid(),
-                .argv = argv, .envp = envp, .working_directory = pw ? pw->pw_dir : "/",
-                .input = input->data, .input_len = input->len,
+/* Runs cmd as a transient unit of the service manager (bus connected as root), as the current
+ * (effective) user. */
+static int run_command_unit(const LocalCommand *cmd, sd_bus *bus, LocalCommandOutcome *ret, char **ret_why) {
+        long long limit = cmd->time_limit > 0 ? cmd->time_limit : 1000;
+        LocalTransientCommand tc = {
+                .queue_id = cmd->queue_id, .rcpt_id = cmd->rcpt_id, .recipient = cmd->recipient,
+                .user = cmd->user, .uid = geteuid(), .gid = getegid(),
+                .argv = cmd->argv, .envp = cmd->envp, .working_directory = cmd->working_directory,
+                .input = cmd->input, .input_len = cmd->input_len,
                 .time_limit = (usec_t) limit * USEC_PER_SEC,
         };
         LocalTransientResult r;
-        _cleanup_free_ char *why = NULL;
-        int k = local_transient_run(bus, &cmd, &r, &why);
-        if (k < 0) {
-                delivery_result_set(res, "4.3.0", "cannot run command: %s", why ? why : strerror(-k));
-                return;
-        }
-        command_result(command, r.timed_out, r.code, r.status, r.output, res);
+        int k = local_transient_run(bus, &tc, &r, ret_why);
+        if (k < 0)
+                return k;
+        ret->timed_out = r.timed_out;
+        ret->code = r.code;
+        ret->status = r.status;
+        memcpy(ret->output, r.output, sizeof(ret->output));
+        return 0;
+}
+
+int local_command_run(const LocalCommand *cmd, sd_bus *bus, LocalCommandOutcome *ret, char **ret_why) {
+        *ret = (LocalCommandOutcome) {};
+        *ret_why = NULL;
+        return bus ? run_command_unit(cmd, bus, ret, ret_why) : run_command(cmd, ret);
 }
 
 void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
@@ -266,30 +291,36 @@ void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, cons
                 }
         }
         const char *home = pw ? pw->pw_dir : "/";
-        if (!bus && chdir(home) < 0)
-                (void) !chdir("/");
         char *envp[] = {
-                env_entry("HOME", home),
-                env_entry("USER", pw ? pw->pw_name : ""),
-                env_entry("LOGNAME", pw ? pw->pw_name : ""),
-                env_entry("SHELL", "/bin/sh"),
-                env_entry("PATH", "/usr/bin:/bin"),
-                env_entry("SENDER", in->sender),
-                env_entry("RECIPIENT", in->delivered_to),
-                env_entry("LOCAL", local),
-                env_entry("DOMAIN", at ? at + 1 : ""),
-                env_entry("EXTENSION", ext),
+                local_env_entry("HOME", home),
+                local_env_entry("USER", pw ? pw->pw_name : ""),
+                local_env_entry("LOGNAME", pw ? pw->pw_name : ""),
+                local_env_entry("SHELL", "/bin/sh"),
+                local_env_entry("PATH", "/usr/bin:/bin"),
+                local_env_entry("SENDER", in->sender),
+                local_env_entry("RECIPIENT", in->delivered_to),
+                local_env_entry("LOCAL", local),
+                local_env_entry("DOMAIN", at ? at + 1 : ""),
+                local_env_entry("EXTENSION", ext),
                 NULL,
         };
         bool ok = true;
         for (size_t i = 0; i + 1 < ELEMENTSOF(envp); i++)
                 ok = ok && envp[i];
-        if (ok && bus)
-                run_command_unit(s, in, bus, command, pw, envp, &input, res);
-        else if (ok)
-                run_command(s, command, (const char *const *) envp, &input, res);
+        char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) command, NULL };
+        LocalCommand cmd = {
+                .argv = argv, .envp = envp, .working_directory = home,
+                .input = input.data, .input_len = input.len, .time_limit = s->command_time_limit,
+                .queue_id = in->queue_id, .rcpt_id = in->rcpt_id, .recipient = in->delivered_to,
+                .user = pw ? pw->pw_name : NULL,
+        };
+        LocalCommandOutcome o;
+        _cleanup_free_ char *why = NULL;
+        int r = ok ? local_command_run(&cmd, bus, &o, &why) : -ENOMEM;
+        if (r < 0)
+                delivery_result_set(res, "4.3.0", "cannot run command: %s", why ? why : strerror(-r));
         else
-                delivery_result_set(res, "4.3.0", "out of memory");
+                command_result(command, o.timed_out, o.code, o.status, o.output, res);
         for (size_t i = 0; i + 1 < ELEMENTSOF(envp); i++)
                 free(envp[i]);
 }

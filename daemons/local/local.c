@@ -1,9 +1,11 @@
 /* local.c — postern-local, the local delivery agent (Postfix's local(8)).
  *
- * Serves request=deliver on the "local" socket (docs/architecture.md) and, as Postfix's
- * virtual(8), on the "virtual" socket (optional): the same service, the same children, markers
- * and batches; only the resolution differs (local-virtual.c instead of local-alias.c) and the
- * log says relay=virtual. It loads the message from
+ * Serves request=deliver on the "local" socket (docs/architecture.md), as Postfix's virtual(8)
+ * on the "virtual" socket and as pipe(8) on the "pipe" socket (both optional): the same service,
+ * the same children, markers and batches; only the resolution differs (local-virtual.c, or for a
+ * pipe request pipe_resolve() with the master.cf entry transport= names, local-pipe.c, whose
+ * recipients of one message share one child and one command run) and the log says
+ * relay=virtual or relay=<transport>. It loads the message from
  * the queue, resolves each recipient (local-alias.c), queues forwarded copies for remote alias
  * members (local-forward.c), forks one child per mailbox delivery (local-child.c) and answers
  * with one result per recipient, same indexes, once every child has reported. A request may hold
@@ -38,6 +40,8 @@
 #include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -63,6 +67,7 @@ typedef struct Local {
         Queue *queue;
         IpcServer *server;
         IpcServer *virtual_server;
+        IpcServer *pipe_server;
         int marker_dirfd;
         sd_event_source *cleanup_timer;
         struct LocalRequest *requests;   /* in progress, for the cleanup at exit */
@@ -96,6 +101,7 @@ typedef struct LocalMsg {
 typedef struct LocalRcpt {
         long long id;
         char *address;
+        char *orcpt;                   /* the ORCPT address (without "rfc822;"), or NULL */
         LocalMsg *msg;
         Target **targets;
         size_t n_targets;
@@ -105,7 +111,9 @@ typedef struct LocalRequest {
         Local *local;
         struct LocalRequest *prev, *next;
         IpcConn *conn;
-        const char *transport;         /* "local" or "virtual": the socket it came in on (relay=) */
+        const char *transport;         /* "local", "virtual" or the pipe transport's name (relay=) */
+        char *pipe_name;               /* a pipe request's transport= (transport points to it) */
+        char *nexthop;
         char queue_id[QUEUE_ID_MAX];   /* the request's first message (for log lines about it) */
         LocalMsg *msgs;
         size_t n_msgs;
@@ -123,7 +131,10 @@ static LocalRequest *request_free(LocalRequest *r) {
                         target_free(r->rcpts[i].targets[j]);
                 free(r->rcpts[i].targets);
                 free(r->rcpts[i].address);
+                free(r->rcpts[i].orcpt);
         }
+        free(r->pipe_name);
+        free(r->nexthop);
         free(r->rcpts);
         for (size_t i = 0; i < r->n_msgs; i++) {
                 LocalMsg *m = &r->msgs[i];
@@ -658,6 +669,10 @@ static bool start_group(Local *l, Target *t) {
                         .content = rc->msg->content,
                         .content_len = rc->msg->content_len,
                         .hostname = l->settings.myhostname,
+                        .recipient = rc->address,
+                        .orig_recipient = rc->orcpt,
+                        .nexthop = g[i]->request->nexthop,
+                        .msg = &rc->msg->msg,
                 };
                 g[i]->start_usec = now_usec(CLOCK_REALTIME);
         }
@@ -761,8 +776,12 @@ static bool group_has_rcpt(Target **g, size_t k, const Target *t) {
 /* Whether mbox target t may join the child of g[0..k-1]: same user and mailbox, a recipient not
  * yet in the group. */
 static bool group_fits(Target **g, size_t k, const Target *t) {
-        return k < LOCAL_BATCH_MAX && t->kind == TARGET_MBOX && g[0]->kind == TARGET_MBOX &&
-               t->uid == g[0]->uid && streq(t->path, g[0]->path) && !group_has_rcpt(g, k, t);
+        if (k >= LOCAL_BATCH_MAX || t->kind != g[0]->kind || group_has_rcpt(g, k, t))
+                return false;
+        if (t->kind == TARGET_PIPE)   /* one command run per message */
+                return t->pipe == g[0]->pipe && t->request == g[0]->request &&
+                       t->request->rcpts[t->rcpt_index].msg == g[0]->request->rcpts[g[0]->rcpt_index].msg;
+        return t->kind == TARGET_MBOX && t->uid == g[0]->uid && streq(t->path, g[0]->path);
 }
 
 /* Sorts g[0..k-1] by user and mailbox, keeping the order within one mailbox. */
@@ -816,8 +835,52 @@ static void maildir_enqueue(Local *l, Target *t) {
                 maildir_flush(l);
 }
 
-/* A request=deliver on the "local" socket (virtual false: local(8)) or the "virtual" one. */
-static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, bool virtual) {
+typedef enum LocalSocket { SOCKET_LOCAL, SOCKET_VIRTUAL, SOCKET_PIPE } LocalSocket;
+
+/* The target of a pipe transport's recipient: the command's user from user=, or a deferral. */
+static int pipe_resolve(const PipeTransport *p, const char *name, const char *address, Target ***ret,
+                        size_t *ret_n) {
+        _cleanup_(target_freep) Target *t = target_new(TARGET_PIPE, address);
+        Target **v = calloc(1, sizeof(Target *));
+        if (!t || !v) {
+                free(v);
+                return -ENOMEM;
+        }
+        if (!p)
+                (void) target_set_result(t, "4.3.5", "mail system configuration error: no pipe transport "
+                                         "\"%s\" in master.cf", name);
+        else if (p->error)
+                (void) target_set_result(t, "4.3.5", "mail system configuration error: %s", p->error);
+        else {
+                struct passwd *pw = getpwnam(p->spec.user);
+                struct group *gr = p->spec.group ? getgrnam(p->spec.group) : NULL;
+                if (!pw || (p->spec.group && !gr))
+                        (void) target_set_result(t, "4.3.5", "mail system configuration error: %s: unknown %s "
+                                                 "\"%s\" in user=", name, pw ? "group" : "user",
+                                                 pw ? p->spec.group : p->spec.user);
+                else if (pw->pw_uid == 0 || (gr ? gr->gr_gid : pw->pw_gid) == 0)
+                        (void) target_set_result(t, "4.3.5", "mail system configuration error: %s: user= "
+                                                 "must not be root", name);
+                else {
+                        t->uid = pw->pw_uid;
+                        t->gid = gr ? gr->gr_gid : pw->pw_gid;
+                        t->pipe = p;
+                        if (!(t->user = strdup(pw->pw_name)) || asprintf(&t->path, "pipe:%s", name) < 0) {
+                                t->path = NULL;
+                                free(v);
+                                return -ENOMEM;
+                        }
+                }
+        }
+        v[0] = TAKE_PTR(t);
+        *ret = v;
+        *ret_n = 1;
+        return 0;
+}
+
+/* A request=deliver on the "local" socket (local(8)), the "virtual" one (virtual(8)) or the
+ * "pipe" one (pipe(8), transport= naming the master.cf entry). */
+static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, LocalSocket sock) {
         _cleanup_(request_freep) LocalRequest *req = NULL;
         _cleanup_free_ Target **all = NULL;
         long long count;
@@ -853,7 +916,17 @@ static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, bool virtua
                 l->requests->prev = req;
         l->requests = req;
         req->conn = ipc_conn_ref(c);
-        req->transport = virtual ? "virtual" : "local";
+        req->transport = sock == SOCKET_VIRTUAL ? "virtual" : "local";
+        if (sock == SOCKET_PIPE) {
+                const char *tn = ipc_record_get(rec, "transport");
+                if (isempty(tn) || strlen(tn) > 64 || strchr(tn, '/'))
+                        return ipc_conn_reply_error(c, "missing or invalid transport"), 0;
+                if (!(req->pipe_name = strdup(tn)))
+                        return ipc_conn_reply_error(c, "out of memory"), 0;
+                req->transport = req->pipe_name;
+        }
+        if (!(req->nexthop = strdup(strempty(ipc_record_get(rec, "nexthop")))))
+                return ipc_conn_reply_error(c, "out of memory"), 0;
         snprintf(req->queue_id, sizeof(req->queue_id), "%s", queue_id);
         req->received = now_usec(CLOCK_REALTIME);
 
@@ -872,6 +945,12 @@ static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, bool virtua
                 rc->address = strdup(ipc_record_get_indexed(rec, "rcpt", i));
                 if (!rc->address)
                         return ipc_conn_reply_error(c, "out of memory"), 0;
+                const char *orcpt = ipc_record_get_indexed(rec, "orcpt", i);
+                if (orcpt) {
+                        const char *semi = strchr(orcpt, ';');
+                        if (!(rc->orcpt = strdup(semi ? semi + 1 : orcpt)))
+                                return ipc_conn_reply_error(c, "out of memory"), 0;
+                }
                 for (size_t k = 0; k < req->n_msgs && !rc->msg; k++)
                         if (streq(req->msgs[k].queue_id, qid))
                                 rc->msg = &req->msgs[k];
@@ -902,9 +981,14 @@ static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, bool virtua
                         rc->n_targets = 1;
                         (void) target_set_result(rc->targets[0], "4.3.0", "message is not in the queue");
                 } else {
-                        r = virtual ? local_virtual_resolve(&l->settings, rc->address, &rc->targets, &rc->n_targets) :
-                                      local_resolve(&l->settings, rc->address, rc->msg->sender, &rc->msg->delivered,
-                                                    &rc->targets, &rc->n_targets);
+                        if (sock == SOCKET_PIPE)
+                                r = pipe_resolve(local_pipe_find(&l->settings, req->transport), req->transport,
+                                                 rc->address, &rc->targets, &rc->n_targets);
+                        else if (sock == SOCKET_VIRTUAL)
+                                r = local_virtual_resolve(&l->settings, rc->address, &rc->targets, &rc->n_targets);
+                        else
+                                r = local_resolve(&l->settings, rc->address, rc->msg->sender, &rc->msg->delivered,
+                                                  &rc->targets, &rc->n_targets);
                         if (r < 0)
                                 return log_oom(), ipc_conn_reply_error(c, "out of memory"), 0;
                 }
@@ -933,7 +1017,7 @@ static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, bool virtua
                                 continue;
                         }
                         if (t->kind != TARGET_MBOX && t->kind != TARGET_MAILDIR && t->kind != TARGET_COMMAND &&
-                            t->kind != TARGET_FILE) {
+                            t->kind != TARGET_FILE && t->kind != TARGET_PIPE) {
                                 (void) target_set_result(t, "4.3.0", "internal error: unexpected target");
                                 log_target(req, rc, t);
                                 continue;
@@ -976,11 +1060,15 @@ static int serve_request(Local *l, IpcConn *c, const IpcRecord *rec, bool virtua
 }
 
 static int on_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
-        return serve_request(userdata, c, rec, false);
+        return serve_request(userdata, c, rec, SOCKET_LOCAL);
 }
 
 static int on_virtual_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
-        return serve_request(userdata, c, rec, true);
+        return serve_request(userdata, c, rec, SOCKET_VIRTUAL);
+}
+
+static int on_pipe_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
+        return serve_request(userdata, c, rec, SOCKET_PIPE);
 }
 
 static int settings_load(void *userdata, Conf *c, void *ret) {
@@ -1043,6 +1131,8 @@ static const DaemonRole role = {
                 { "local", DAEMON_SOCKET_REQUIRED, .ipc = on_request, .server_offset = offsetof(Local, server) },
                 { "virtual", DAEMON_SOCKET_OPTIONAL, .ipc = on_virtual_request,
                   .server_offset = offsetof(Local, virtual_server) },
+                { "pipe", DAEMON_SOCKET_OPTIONAL, .ipc = on_pipe_request,
+                  .server_offset = offsetof(Local, pipe_server) },
                 {},
         },
         .restart_params = (const char *const[]) { "queue_directory", NULL },

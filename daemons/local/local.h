@@ -24,6 +24,7 @@
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "queue/queue.h"
+#include "local-pipe.h"
 
 #define LOCAL_DSN_MAX 16
 #define LOCAL_DIAG_MAX 512
@@ -76,6 +77,9 @@ typedef struct LocalSettings {
         long long virtual_minimum_uid;
         long long virtual_mailbox_limit;
         unsigned virtual_lock_methods;
+        /* pipe(8) transports of $config_directory/master.cf (local-pipe.c) */
+        PipeTransport *pipes;
+        size_t n_pipes;
 } LocalSettings;
 
 /* Reads the settings (and opens alias_maps); defaults are the parameter registry's. */
@@ -90,6 +94,7 @@ typedef enum TargetKind {
         TARGET_FORWARD,   /* remote address: re-queued */
         TARGET_COMMAND,   /* "|command" alias destination, run as default_privs */
         TARGET_FILE,      /* "/file" (mbox style) or "/dir/" (Maildir) alias destination */
+        TARGET_PIPE,      /* a recipient of a pipe(8) transport (path "pipe:<transport>") */
 } TargetKind;
 
 /* One place a recipient's copy goes to, with its own outcome. */
@@ -107,6 +112,7 @@ typedef struct Target {
                                * directories created as the owner */
         char *sender;         /* TARGET_FORWARD: envelope sender of the forwarded copy */
         char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it */
+        const PipeTransport *pipe;   /* TARGET_PIPE: its transport (in the settings) */
         /* outcome */
         bool done;
         char dsn[LOCAL_DSN_MAX];
@@ -177,6 +183,11 @@ typedef struct DeliveryInput {
         const char *content;          /* LF form */
         size_t content_len;
         const char *hostname;
+        /* pipe(8) deliveries */
+        const char *recipient;        /* the envelope recipient as queued */
+        const char *orig_recipient;   /* the client's (ORCPT) address, or NULL */
+        const char *nexthop;
+        const QueueMessage *msg;      /* client attributes, size */
 } DeliveryInput;
 
 typedef struct DeliveryResult {
@@ -209,10 +220,54 @@ void local_mbox_deliver_many(const LocalSettings *s, const DeliveryInput *in, si
  * transient systemd unit, without it below the calling process. */
 void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
                            sd_bus *bus, DeliveryResult *res);
+/* One command run by a delivery child as its current effective user ("|command" aliases with
+ * /bin/sh -c, pipe(8) transports with their own argv). */
+typedef struct LocalCommand {
+        char *const *argv;               /* argv[0]: the absolute path executed; no shell */
+        char *const *envp;
+        const char *working_directory;   /* "/" when NULL or not usable */
+        const char *input;               /* the command's stdin */
+        size_t input_len;
+        long long time_limit;            /* seconds; 0 means 1000 */
+        const char *queue_id;            /* for the transient unit's name and description */
+        long long rcpt_id;
+        const char *recipient;
+        const char *user;
+} LocalCommand;
+
+typedef struct LocalCommandOutcome {
+        bool timed_out;                  /* killed at the time limit */
+        int code;                        /* CLD_EXITED, CLD_KILLED or CLD_DUMPED */
+        int status;                      /* exit status or signal */
+        char output[LOCAL_DIAG_MAX + 1]; /* the start of stdout and stderr, NUL-terminated */
+} LocalCommandOutcome;
+
+/* Runs cmd and waits for it (never past its time limit): as a transient unit with bus, else in a
+ * process below the caller that gives up root completely. <0 (with *ret_why, caller frees, when
+ * known) when it could not be started. */
+int local_command_run(const LocalCommand *cmd, sd_bus *bus, LocalCommandOutcome *ret, char **ret_why);
+/* "NAME=value" (value NULL: empty), or NULL when out of memory. */
+char *local_env_entry(const char *name, const char *value);
+/* Cuts output (NUL-terminated) to its first line and replaces what is not printable ASCII. */
+char *local_command_first_line(char *output);
+/* The DSN of sysexits.h exit status (and its text), or NULL when status is not one of them. */
+const char *local_sysexits_dsn(int status, const char **ret_text);
+
 /* Writes n messages (at most LOCAL_BATCH_MAX) into a Maildir (tmp/ then new/), fsyncs each file
  * and then the directory once; res[i] is in[i]'s result. */
 void local_maildir_deliver(const LocalSettings *s, const DeliveryInput *in, size_t n, const char *dir,
                            DeliveryResult *res);
+
+/* Reads the pipe transports of $config_directory/master.cf into s (errors logged, kept per
+ * transport); a missing master.cf is none. */
+int local_pipe_settings_load(Conf *c, LocalSettings *s);
+void local_pipe_settings_done(LocalSettings *s);
+/* The pipe transport called name, or NULL. */
+const PipeTransport *local_pipe_find(const LocalSettings *s, const char *name);
+/* Runs t's command once for the n recipients in[0..n-1] (one message), as the current effective
+ * user, and sets res[i] for each: exit status per sysexits.h as pipe(8) maps it. */
+void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const DeliveryInput *in, size_t n, sd_bus *bus,
+                        DeliveryResult *res);
 
 /* The marker directory's name inside queue_directory. */
 #define LOCAL_MARKER_DIR "local-delivered"

@@ -36,10 +36,10 @@
 #include "mail/delay.h"
 #include "qmgr.h"
 
-/* The daemon behind a transport, for messages ("postern-%s"): the virtual transport is
- * postern-local's second socket. */
-static const char *agent_daemon(const char *transport) {
-        return streq(transport, "virtual") ? "local" : transport;
+/* The daemon behind a transport, for messages ("postern-%s"): the virtual transport and
+ * master.cf's pipe(8) transports are postern-local's other sockets. */
+static const char *agent_daemon(Qmgr *q, const char *transport) {
+        return streq(transport, "virtual") || qmgr_sched_limits(&q->s, transport)->pipe ? "local" : transport;
 }
 
 /* SMTP deliveries may take the sum of the smtp_*_timeout settings; qmgr waits longer. */
@@ -582,13 +582,13 @@ static void job_outcome(Qmgr *q, QmgrJob *j, int error, const IpcRecord *reply, 
                 char diag[256];
                 if (error == -ETIMEDOUT)
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: no reply from "
-                                 "postern-%s within %llu s", agent_daemon(j->transport),
+                                 "postern-%s within %llu s", agent_daemon(q, j->transport),
                                  (streq(j->transport, "local") ? QMGR_LOCAL_TIMEOUT_USEC : QMGR_REMOTE_TIMEOUT_USEC) / USEC_PER_SEC);
                 else
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s: %s",
-                                 agent_daemon(j->transport), strerror(-error));
+                                 agent_daemon(q, j->transport), strerror(-error));
                 if (log)
-                        log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, agent_daemon(j->transport),
+                        log_warning("%s: delivery request to postern-%s failed: %s", j->m->queue_id, agent_daemon(q, j->transport),
                                     strerror(-error));
                 defer_job(q, j, "4.3.0", diag);
                 qmgr_sched_job_done(q, j, NULL);
@@ -598,10 +598,10 @@ static void job_outcome(Qmgr *q, QmgrJob *j, int error, const IpcRecord *reply, 
                         const char *reason = ipc_record_get(reply, "reason");
                         char diag[512];
                         snprintf(diag, sizeof(diag), "delivery agent unavailable: postern-%s "
-                                 "refused the request: %s", agent_daemon(j->transport), reason ? reason : strna(status));
+                                 "refused the request: %s", agent_daemon(q, j->transport), reason ? reason : strna(status));
                         if (log)
                                 log_warning("%s: postern-%s answered status=%s: %s", j->m->queue_id,
-                                            agent_daemon(j->transport), strna(status), strna(reason));
+                                            agent_daemon(q, j->transport), strna(status), strna(reason));
                         defer_job(q, j, "4.3.0", diag);
                         qmgr_sched_job_done(q, j, NULL);
                 } else {
@@ -643,6 +643,10 @@ static int job_request(Qmgr *q, QmgrJob *j, IpcRecord *req) {
             (r = ipc_record_addf(req, "active", "%llu", m->active_usec)) < 0 ||
             (r = ipc_record_add(req, "nexthop", j->nexthop)) < 0 ||
             (r = ipc_record_addf(req, "count", "%zu", total)) < 0)
+                return r;
+        /* A master.cf pipe(8) transport: postern-local's pipe socket needs its name. */
+        if (qmgr_sched_limits(&q->s, j->transport)->pipe &&
+            (r = ipc_record_add(req, "transport", j->transport)) < 0)
                 return r;
         i0 = 0;
         for (QmgrJob *x = j; x; x = x->bundle) {
@@ -738,8 +742,10 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
         _cleanup_free_ char *path = NULL;
         bool local = streq(j->transport, "local");
         int r = job_request(q, j, &req);
-        /* "relay" is postern-smtp under another name (Postfix's master.cf: relay ... smtp). */
-        const char *agent = streq(j->transport, "relay") ? "smtp" : j->transport;
+        /* "relay" is postern-smtp under another name (Postfix's master.cf: relay ... smtp); a
+         * master.cf pipe(8) transport is postern-local's pipe socket. */
+        const char *agent = streq(j->transport, "relay") ? "smtp" :
+                            qmgr_sched_limits(&q->s, j->transport)->pipe ? "pipe" : j->transport;
         if (r >= 0 && !local && asprintf(&path, "%s/%s", q->s.socket_directory, agent) < 0) {
                 path = NULL;
                 r = -ENOMEM;
@@ -756,7 +762,7 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
         if (r < 0) {
                 char diag[512];
                 snprintf(diag, sizeof(diag), "delivery agent unavailable: cannot connect to "
-                         "postern-%s at %s: %s", agent_daemon(j->transport), local ? q->s.local_socket : strna(path),
+                         "postern-%s at %s: %s", agent_daemon(q, j->transport), local ? q->s.local_socket : strna(path),
                          strerror(-r));
                 log_warning("%s: %s", j->m->queue_id, diag);
                 for (QmgrJob *x = j, *next; x; x = next) {

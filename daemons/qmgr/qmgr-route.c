@@ -25,7 +25,8 @@
  * domain, then ".parent" domains, then "*"; its "transport:nexthop" replaces either part that is
  * not empty. Transports: "local", "smtp", "relay" (delivered by postern-smtp, as in Postfix's stock
  * master.cf, with its own relay_* scheduler limits), "lmtp", "error" (bounce with the text),
- * "retry" (defer with the text, Postfix's retry(8)) and "discard" (delivered, nothing sent); any
+ * "retry" (defer with the text, Postfix's retry(8)) and "discard" (delivered, nothing sent); a
+ * pipe(8) transport of master.cf goes to postern-local's "pipe" socket (qmgr-deliver.c); any
  * other name (e.g. "virtual") is sent to the agent socket of that name. A table that fails
  * defers the recipient (4.3.0) rather than guess. A randmap:{...} among transport_maps picks one
  * of its values at random (load balancing).

@@ -232,8 +232,10 @@ void qmgr_sched_settings_done(QmgrSchedSettings *s) {
         *s = (QmgrSchedSettings) {};
 }
 
-/* Reads the per-transport scheduling parameters into s (replacing its contents). */
-int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c) {
+/* Reads the per-transport scheduling parameters into s (replacing its contents). The pipe
+ * transports of master.cf (m, may be empty) are known transports: their maxproc column is their
+ * process limit unless <transport>_process_limit says otherwise. */
+int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
         NameList l = {};
         QmgrSchedSettings n = {};
 
@@ -241,6 +243,9 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c) {
         static const char *const known[] = { "local", "smtp", "lmtp", "relay", "virtual" };
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
                 name_add(&l, known[i], strlen(known[i]));
+        for (size_t i = 0; i < m->n; i++)
+                if (m->entries[i].kind == MASTER_TRANSPORT && streq(m->entries[i].command, "pipe"))
+                        name_add(&l, m->entries[i].service, strlen(m->entries[i].service));
         conf_foreach_explicit(c, collect_transport, &l);
         if (!l.error && !(n.t = calloc(l.n, sizeof(QmgrTransportLimits))))
                 l.error = -ENOMEM;
@@ -248,6 +253,13 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c) {
                 if (!l.error) {
                         n.t[i].name = TAKE_PTR(l.names[i]);
                         limits_read(&n.t[i], c, &n.dflt);
+                        const MasterEntry *e = master_cf_transport(m, n.t[i].name);
+                        if (e && streq(e->command, "pipe")) {
+                                _cleanup_free_ char *pl = NULL;
+                                n.t[i].pipe = true;
+                                if (e->maxproc > 0 && !setting(c, n.t[i].name, suffixes[2], NULL, &pl))
+                                        n.t[i].process_limit = (size_t) e->maxproc;
+                        }
                         n.n++;
                 }
                 free(l.names[i]);

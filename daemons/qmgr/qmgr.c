@@ -105,7 +105,16 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                 log_warning("mail_owner %s: %s; only root may hold, release, delete or requeue mail",
                             n.mail_owner, errno ? strerror(errno) : "no such user");
 
-        r = qmgr_sched_settings_load(&n.sched, c);   /* per-transport scheduling limits */
+        /* The transports an existing master.cf defines (pipe(8) entries go to postern-local). */
+        MasterCf master = {};
+        _cleanup_free_ char *mpath = NULL, *merr = NULL;
+        if (asprintf(&mpath, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
+                return log_oom();
+        r = master_cf_load(mpath, &master, &merr);
+        if (r < 0 && r != -ENOENT)
+                log_error("%s; its transports are not used", merr ? merr : strerror(-r));
+        r = qmgr_sched_settings_load(&n.sched, c, &master);   /* per-transport scheduling limits */
+        master_cf_done(&master);
         if (r < 0)
                 return r;
         if ((r = qmgr_dsn_settings_load(&n, c)) < 0)

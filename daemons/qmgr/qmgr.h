@@ -32,6 +32,7 @@
 #include "mail/domain-list.h"
 #include "basic/macro.h"
 #include "conf/conf.h"
+#include "conf/master-cf.h"
 #include "conf/table.h"
 #include "daemon/daemon.h"
 #include "ipc/ipc.h"
@@ -76,6 +77,7 @@ typedef struct QmgrFeedback {
 /* Scheduling limits of one transport (name NULL: the default_* values). */
 typedef struct QmgrTransportLimits {
         char *name;
+        bool pipe;                     /* a master.cf pipe(8) entry: postern-local's "pipe" socket */
         size_t dest_concurrency;       /* <transport>_destination_concurrency_limit */
         size_t rcpt_limit;             /* <transport>_destination_recipient_limit */
         size_t process_limit;          /* <transport>_process_limit */
@@ -300,7 +302,7 @@ void qmgr_job_free(QmgrJob *j);
 
 /* qmgr-sched.c */
 /* Reads the per-transport scheduling parameters into s (replacing its contents). */
-int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c);
+int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m);
 /* Frees what qmgr_sched_settings_load() allocated. */
 void qmgr_sched_settings_done(QmgrSchedSettings *s);
 /* The limits for a transport (the defaults for one not named in the configuration). */

@@ -111,15 +111,31 @@ static void test_settings(void) {
                 "slowsmtp_process_limit = 4\n"
                 "relay_destination_concurrency_positive_feedback = 1/concurrency\n"
                 "smtp_destination_rate_delay = 2s\n"
-                "slowsmtp_destination_rate_delay = 1m\n";
+                "slowsmtp_destination_rate_delay = 1m\n"
+                "dovecot_destination_recipient_limit = 1\n"
+                "filter_process_limit = 3\n";
         CHECK(write(fd, text, strlen(text)) == (ssize_t) strlen(text));
         close(fd);
         Conf *c = NULL;
         CHECK(conf_load(path, &c, NULL) >= 0);
         unlink(path);
 
+        /* pipe entries of master.cf: known transports, maxproc as their process limit */
+        MasterCf m = {};
+        _cleanup_free_ char *err = NULL;
+        CHECK(master_cf_parse("dovecot unix - n n - 5 pipe flags=DRhu user=vmail argv=/bin/true\n"
+                              "filter unix - n n - 7 pipe user=nobody argv=/bin/cat\n"
+                              "smtp-amavis unix - - n - 2 smtp\n", "master.cf", &m, &err) == 0);
         QmgrSettings s = {};
-        CHECK(qmgr_sched_settings_load(&s.sched, c) == 0);
+        CHECK(qmgr_sched_settings_load(&s.sched, c, &m) == 0);
+        master_cf_done(&m);
+        const QmgrTransportLimits *dovecot = qmgr_sched_limits(&s, "dovecot");
+        CHECK_STR(dovecot->name, "dovecot");
+        CHECK(dovecot->pipe);
+        CHECK_INT(dovecot->rcpt_limit, 1);
+        CHECK_INT(dovecot->process_limit, 5);
+        CHECK_INT(qmgr_sched_limits(&s, "filter")->process_limit, 3);   /* main.cf wins */
+        CHECK(!qmgr_sched_limits(&s, "smtp-amavis")->pipe);
         const QmgrTransportLimits *smtp = qmgr_sched_limits(&s, "smtp");
         CHECK_INT(smtp->dest_concurrency, 7);   /* $default_destination_concurrency_limit */
         CHECK_INT(smtp->rcpt_limit, 3);

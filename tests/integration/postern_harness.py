@@ -175,7 +175,8 @@ class Postern:
                       ("submissions", self._tcp_listener())],
             "qmgr": [("qmgr", self._unix_listener(self.socket_dir / "qmgr", 0o666))],
             "local": [("local", self._unix_listener(self.socket_dir / "local", 0o600)),
-                      ("virtual", self._unix_listener(self.socket_dir / "virtual", 0o600))],
+                      ("virtual", self._unix_listener(self.socket_dir / "virtual", 0o600)),
+                      ("pipe", self._unix_listener(self.socket_dir / "pipe", 0o600))],
             "smtp": [("smtp-client", self._unix_listener(self.socket_dir / "smtp", 0o600)),
                      ("lmtp-client", self._unix_listener(self.socket_dir / "lmtp", 0o600))],
         }

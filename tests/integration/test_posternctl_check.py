@@ -31,7 +31,8 @@ def test_master_cf_entries_not_acted_on_say_not_supported(postern):
         "  -o smtp_helo_timeout=5\n"
         "local     unix  -       n       n       -       -       local\n"
         "dovecot   unix  -       n       n       -       -       pipe\n"
-        "  flags=DRhu user=vmail:vmail argv=/usr/lib/dovecot/deliver -f ${sender} -d ${recipient}\n"
+        "  flags=DRhu user=nobody argv=/usr/lib/dovecot/deliver -f ${sender} -d ${recipient}\n"
+        "smtp-amavis unix -      -       n       -       2       smtp\n"
         "policy    unix  -       n       n       -       0       spawn\n"
         "  user=nobody argv=/usr/bin/policyd\n")
     r = check(postern)
@@ -40,9 +41,9 @@ def test_master_cf_entries_not_acted_on_say_not_supported(postern):
     assert r.stderr.splitlines() == [
         f"posternctl: {path}:5: relay: not supported: -o smtp_helo_timeout: master.cf options are not "
         "applied; set it in main.cf",
-        f"posternctl: {path}:8: dovecot: not supported: transports defined in master.cf (here pipe) are "
-        "not used yet; mail routed to dovecot is deferred",
-        f"posternctl: {path}:10: policy: not supported: command \"spawn\" (unix) is not part of Postern; "
+        f"posternctl: {path}:10: smtp-amavis: not supported: transports defined in master.cf (here smtp) are "
+        "not used yet; mail routed to smtp-amavis is deferred",
+        f"posternctl: {path}:11: policy: not supported: command \"spawn\" (unix) is not part of Postern; "
         "run it as a service of its own",
     ]
 
@@ -56,3 +57,21 @@ def test_master_cf_syntax_error_names_file_and_line(postern):
     assert r.returncode == 1
     assert r.stderr == (f"posternctl: {postern.etc_dir}/master.cf:3: relay: maxproc field \"lots\" is not "
                         "a number or -\n")
+
+
+def test_master_cf_pipe_entry_errors(postern):
+    """pipe(8) entries are used (postern-local's pipe socket), so what is wrong in them is an error."""
+    (postern.etc_dir / "master.cf").write_text(
+        "good      unix  -       n       n       -       -       pipe\n"
+        "  flags=FR user=nobody argv=/bin/cat\n"
+        "badflag   unix  -       n       n       -       -       pipe\n"
+        "  flags=DZ user=nobody argv=/bin/cat\n"
+        "asroot    unix  -       n       n       -       -       pipe\n"
+        "  user=root argv=/bin/cat\n")
+    r = check(postern)
+    path = postern.etc_dir / "master.cf"
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"posternctl: {path}:3: badflag: unknown flag 'Z' in flags=DZ",
+        f"posternctl: {path}:5: asroot: user=root: delivery as root is not allowed",
+    ]

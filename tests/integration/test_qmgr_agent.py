@@ -97,6 +97,28 @@ def wakeup(postern):
     return ipc_call(postern.socket_dir / "qmgr", {"request": "wakeup"})
 
 
+def assert_one_request_in_flight(postern, listener, domain, start_qmgr):
+    """With a destination concurrency limit of 1 (set by start_qmgr(), which starts qmgr), three
+    messages for domain reach the agent on listener one request at a time (test_virtual.py,
+    test_pipe.py)."""
+    hold = threading.Event()
+    agent = FakeLocal(postern, listener=listener, hold=hold)
+    try:
+        start_qmgr()
+        qids = [inject(postern, "alice@example.org", [f"c{i}@{domain}"]) for i in range(3)]
+        wakeup(postern)
+        postern.wait_for(lambda: len(agent.requests) >= 1, what="the first request")
+        time.sleep(0.5)   # absence: no second request while the first is held
+        assert len(agent.requests) == 1
+        hold.set()
+        for qid in qids:
+            postern.wait_log("qmgr", rf"{qid}: removed")
+        assert len(agent.requests) == 3
+    finally:
+        hold.set()
+        agent.stop()
+
+
 def rcpt_rows(postern, qid):
     return postern.queue_rows(
         "SELECT r.address, r.state, r.attempts, r.next_attempt_usec, r.dsn_status, r.diag "

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from test_local import deliver, kill_local_while_writing, marker_dir, message, queue_message, results
-from test_qmgr_agent import FakeLocal, inject, wakeup
+from test_qmgr_agent import FakeLocal, assert_one_request_in_flight, inject, wakeup
 
 VDOM = "vdomain.test"
 SENDER = "sender@example.org"
@@ -367,22 +367,8 @@ def test_qmgr_sends_the_virtual_transport_to_the_virtual_socket(postern):
 
 def test_qmgr_virtual_concurrency_limit(postern):
     """virtual_destination_concurrency_limit caps the requests in flight for one destination."""
-    hold = threading.Event()
-    agent = FakeLocal(postern, listener="virtual", hold=hold)
-    try:
-        start_qmgr_virtual(postern, virtual_destination_concurrency_limit="1")
-        qids = [inject(postern, "alice@example.org", [f"c{i}@{VDOM}"]) for i in range(3)]
-        wakeup(postern)
-        postern.wait_for(lambda: len(agent.requests) >= 1, what="the first request")
-        time.sleep(0.5)   # absence: no second request while the first is held
-        assert len(agent.requests) == 1
-        hold.set()
-        for qid in qids:
-            postern.wait_log("qmgr", rf"{qid}: removed")
-        assert len(agent.requests) == 3
-    finally:
-        hold.set()
-        agent.stop()
+    assert_one_request_in_flight(postern, "virtual", VDOM, lambda: start_qmgr_virtual(
+        postern, virtual_destination_concurrency_limit="1"))
 
 
 def test_parameter_defaults(postern):

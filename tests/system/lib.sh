@@ -26,9 +26,10 @@ POSTERN_BUILD_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev li
         libsqlite3-dev libidn2-dev libpcre2-dev"
 POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # Real peers and clients the tests talk to (their system services are never started); strace
-# plays a hanging filesystem (test_local.py).
+# plays a hanging filesystem (test_local.py); maildrop runs behind a pipe(8) transport
+# (test_pipe.py).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
-        python3-aiosmtpd strace"
+        python3-aiosmtpd strace maildrop"
 
 lib_say() { printf '%s\n' "$*" >&2; }
 
