@@ -276,18 +276,6 @@ def maildir_clear(users):
         shutil.rmtree(maildir_home(u), ignore_errors=True)
 
 
-def smtp_source(port, n, sessions, size, rcpt):
-    """Postfix's smtp-source: n messages of size bytes from bench@example.org to rcpt, at most
-    `sessions` connections at a time (one message per connection). Returns its wall time."""
-    cmd = ["smtp-source", "-c", "-l", str(size), "-m", str(n), "-s", str(sessions),
-           "-f", "bench@example.org", "-t", rcpt, f"127.0.0.1:{port}"]
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
-    return time.monotonic() - t0
-
-
 async def _smtp_send_one(port, rcpt, data):
     """One SMTP session carrying one message (as smtp-source does without -d)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -340,7 +328,7 @@ def smtp_send_spread(port, n, sessions, size, users, domain="localhost"):
     return t0, time.monotonic() - t0
 
 
-def wait_until(done, t0, timeout, what):
+def elapsed_until(done, t0, timeout, what):
     """Seconds from t0 until done() is true (polled every 0.1 s); what() says how far it got
     when timeout runs out."""
     deadline = time.monotonic() + timeout
