@@ -481,21 +481,10 @@ static void test_scan_finished(Queue *q) {
         free(got.ids);
 }
 
-
-static void remove_test_dir(void) {
-        if (!dir[0])
-                return;
-        dir_clean(dir);
-        (void) rmdir(dir);
-}
-
 int main(void) {
         Queue *q = NULL;
-        const char *tmp = getenv("TMPDIR");
 
-        snprintf(dir, sizeof dir, "%s/test-queue-scan-XXXXXX", tmp && strlen(tmp) < 24 ? tmp : "/tmp");
-        CHECK(mkdtemp(dir));
-        CHECK_INT(atexit(remove_test_dir), 0);
+        test_dir_create("test-queue-scan");
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
         test_schedule(q);
         test_scan_plans(q);

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -97,4 +98,25 @@ static inline int scan_collect(const char *queue_id, void *ud) {
 static inline void scan(Queue *q, usec_t now, size_t limit, ScanResult *s) {
         *s = (ScanResult) {};
         CHECK_INT(queue_scan_due(q, now, limit, scan_collect, s), 0);
+}
+
+static pid_t test_dir_owner;
+
+/* Also runs when a CHECK fails (exit(1)), so no test directory is left behind; not in forked
+ * children, which share the directory. */
+static inline void test_dir_remove(void) {
+        if (getpid() != test_dir_owner || !dir[0])
+                return;
+        dir_clean(dir);
+        (void) rmdir(dir);
+}
+
+/* Makes the private directory dir (under $TMPDIR or /tmp, named after the test) and removes it at
+ * exit. */
+static inline void test_dir_create(const char *name) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/%s-XXXXXX", tmp && strlen(tmp) < 24 ? tmp : "/tmp", name);
+        CHECK(mkdtemp(dir));
+        test_dir_owner = getpid();
+        CHECK_INT(atexit(test_dir_remove), 0);
 }

@@ -952,25 +952,10 @@ static void test_root_ownership(void) {
         CHECK_INT(chown(dir, 0, 0), 0);
 }
 
-static pid_t main_pid;
-
-/* Also runs when a CHECK fails (exit(1)), so no test directory is left behind; not in the
- * forked children, which share the directory. */
-static void remove_test_dir(void) {
-        if (getpid() != main_pid || !dir[0])
-                return;
-        dir_clean(dir);
-        (void) rmdir(dir);
-}
-
 int main(void) {
         Queue *q = NULL;
-        const char *tmp = getenv("TMPDIR");
 
-        snprintf(dir, sizeof dir, "%s/test-queue-XXXXXX", tmp && strlen(tmp) < 32 ? tmp : "/tmp");
-        CHECK(mkdtemp(dir));
-        main_pid = getpid();
-        CHECK_INT(atexit(remove_test_dir), 0);
+        test_dir_create("test-queue");
         CHECK_INT(chmod(dir, 0755), 0);
 
         test_open();
