@@ -45,6 +45,18 @@ static const struct {
         { "verify", MASTER_BUILTIN, "postern-verify (not built yet: reject_unverified_* is not supported)" },
 };
 
+const char *const master_param_suffixes[_MASTER_PARAM_MAX] = {
+        [MASTER_PARAM_CONCURRENCY_LIMIT] = "_destination_concurrency_limit",
+        [MASTER_PARAM_RECIPIENT_LIMIT] = "_destination_recipient_limit",
+        [MASTER_PARAM_PROCESS_LIMIT] = "_process_limit",
+        [MASTER_PARAM_INITIAL_CONCURRENCY] = "_initial_destination_concurrency",
+        [MASTER_PARAM_FAILED_COHORT_LIMIT] = "_destination_concurrency_failed_cohort_limit",
+        [MASTER_PARAM_POSITIVE_FEEDBACK] = "_destination_concurrency_positive_feedback",
+        [MASTER_PARAM_NEGATIVE_FEEDBACK] = "_destination_concurrency_negative_feedback",
+        [MASTER_PARAM_RATE_DELAY] = "_destination_rate_delay",
+        [MASTER_PARAM_TIME_LIMIT] = "_time_limit",
+};
+
 const char *master_kind_name(MasterKind k) {
         switch (k) {
         case MASTER_TRANSPORT: return "transport";
@@ -378,18 +390,10 @@ const char *master_entry_option(const MasterEntry *e, const char *name) {
 }
 
 bool master_cf_transport_param(const MasterCf *m, const char *name) {
-        /* The per-transport forms of qmgr's scheduling limits (daemons/qmgr/qmgr-sched.c) and
-         * pipe(8)'s time limit (daemons/local/local-pipe.c). */
-        static const char *const suffixes[] = {
-                "_destination_concurrency_limit", "_destination_recipient_limit", "_process_limit",
-                "_initial_destination_concurrency", "_destination_concurrency_failed_cohort_limit",
-                "_destination_concurrency_positive_feedback", "_destination_concurrency_negative_feedback",
-                "_destination_rate_delay", "_time_limit",
-        };
         size_t len = strlen(name);
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                size_t sl = strlen(suffixes[i]);
-                if (len <= sl || strcmp(name + len - sl, suffixes[i]) != 0)
+        for (size_t i = 0; i < _MASTER_PARAM_MAX; i++) {
+                size_t sl = strlen(master_param_suffixes[i]);
+                if (len <= sl || strcmp(name + len - sl, master_param_suffixes[i]) != 0)
                         continue;
                 for (size_t k = 0; k < m->n; k++) {
                         const MasterEntry *e = &m->entries[k];

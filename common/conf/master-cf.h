@@ -23,6 +23,23 @@ typedef enum MasterKind {
         MASTER_UNKNOWN,       /* a command Postern does not know (spawn, a third-party daemon) */
 } MasterKind;
 
+/* The per-transport parameters "<transport><suffix>" a master.cf transport may have in main.cf:
+ * qmgr's scheduling limits (daemons/qmgr/qmgr-sched.c), then pipe(8)'s time limit. */
+typedef enum MasterParam {
+        MASTER_PARAM_CONCURRENCY_LIMIT,
+        MASTER_PARAM_RECIPIENT_LIMIT,
+        MASTER_PARAM_PROCESS_LIMIT,
+        MASTER_PARAM_INITIAL_CONCURRENCY,
+        MASTER_PARAM_FAILED_COHORT_LIMIT,
+        MASTER_PARAM_POSITIVE_FEEDBACK,
+        MASTER_PARAM_NEGATIVE_FEEDBACK,
+        MASTER_PARAM_RATE_DELAY,
+        _MASTER_PARAM_SCHEDULER_MAX,          /* the ones above are qmgr's */
+        MASTER_PARAM_TIME_LIMIT = _MASTER_PARAM_SCHEDULER_MAX,
+        _MASTER_PARAM_MAX,
+} MasterParam;
+extern const char *const master_param_suffixes[_MASTER_PARAM_MAX];
+
 typedef struct MasterOption {
         char *name;
         char *value;

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/master-cf.h"
 #include "conf/params.h"
 #include "log/log.h"
 #include "qmgr.h"
@@ -63,12 +64,8 @@ struct QmgrDest {
 
 /* --- settings --- */
 
-static const char *const suffixes[] = {
-        "_destination_concurrency_limit", "_destination_recipient_limit", "_process_limit",
-        "_initial_destination_concurrency", "_destination_concurrency_failed_cohort_limit",
-        "_destination_concurrency_positive_feedback", "_destination_concurrency_negative_feedback",
-        "_destination_rate_delay",
-};
+/* The per-transport parameter suffixes ("<transport>_destination_concurrency_limit", ...) are
+ * master_param_suffixes (common/conf/master-cf.h), shared with the config loader. */
 
 /* Parses a feedback value ("1", "0.5", "1/4", "1/concurrency"); -EINVAL when invalid. */
 int qmgr_feedback_parse(const char *text, QmgrFeedback *ret) {
@@ -165,22 +162,22 @@ static usec_t get_time(Conf *c, const char *transport, const char *suffix, const
 
 static void limits_read(QmgrTransportLimits *t, Conf *c, const QmgrTransportLimits *d) {
         const char *n = t->name;
-        t->dest_concurrency = get_size(c, n, suffixes[0], "default_destination_concurrency_limit",
+        t->dest_concurrency = get_size(c, n, master_param_suffixes[MASTER_PARAM_CONCURRENCY_LIMIT], "default_destination_concurrency_limit",
                                        d ? d->dest_concurrency : 20, 1);
-        t->rcpt_limit = get_size(c, n, suffixes[1], "default_destination_recipient_limit",
+        t->rcpt_limit = get_size(c, n, master_param_suffixes[MASTER_PARAM_RECIPIENT_LIMIT], "default_destination_recipient_limit",
                                  d ? d->rcpt_limit : 50, 1);
-        t->process_limit = get_size(c, n, suffixes[2], "default_process_limit",
+        t->process_limit = get_size(c, n, master_param_suffixes[MASTER_PARAM_PROCESS_LIMIT], "default_process_limit",
                                     d ? d->process_limit : 100, 1);
-        t->initial = get_size(c, n, suffixes[3], "initial_destination_concurrency",
+        t->initial = get_size(c, n, master_param_suffixes[MASTER_PARAM_INITIAL_CONCURRENCY], "initial_destination_concurrency",
                               d ? d->initial : 5, 1);
-        t->cohort_limit = get_size(c, n, suffixes[4],
+        t->cohort_limit = get_size(c, n, master_param_suffixes[MASTER_PARAM_FAILED_COHORT_LIMIT],
                                    "default_destination_concurrency_failed_cohort_limit",
                                    d ? d->cohort_limit : 1, 1);
-        t->pos = get_feedback(c, n, suffixes[5], "default_destination_concurrency_positive_feedback",
+        t->pos = get_feedback(c, n, master_param_suffixes[MASTER_PARAM_POSITIVE_FEEDBACK], "default_destination_concurrency_positive_feedback",
                               d ? d->pos : (QmgrFeedback) { .num = 1 });
-        t->neg = get_feedback(c, n, suffixes[6], "default_destination_concurrency_negative_feedback",
+        t->neg = get_feedback(c, n, master_param_suffixes[MASTER_PARAM_NEGATIVE_FEEDBACK], "default_destination_concurrency_negative_feedback",
                               d ? d->neg : (QmgrFeedback) { .num = 1 });
-        t->rate_delay = get_time(c, n, suffixes[7], "default_destination_rate_delay",
+        t->rate_delay = get_time(c, n, master_param_suffixes[MASTER_PARAM_RATE_DELAY], "default_destination_rate_delay",
                                  d ? d->rate_delay : 0);
 }
 
@@ -214,9 +211,9 @@ static void collect_transport(const char *name, const char *raw, void *userdata)
         size_t len = strlen(name);
         if (strchr(name, '/'))
                 return;   /* listener overrides do not apply to qmgr */
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                size_t sl = strlen(suffixes[i]);
-                if (len > sl && streq(name + len - sl, suffixes[i])) {
+        for (size_t i = 0; i < _MASTER_PARAM_SCHEDULER_MAX; i++) {
+                size_t sl = strlen(master_param_suffixes[i]);
+                if (len > sl && streq(name + len - sl, master_param_suffixes[i])) {
                         if (!(len - sl == 7 && strncmp(name, "default", 7) == 0))
                                 name_add(userdata, name, len - sl);
                         return;
@@ -257,7 +254,7 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
                         if (e && streq(e->command, "pipe")) {
                                 _cleanup_free_ char *pl = NULL;
                                 n.t[i].pipe = true;
-                                if (e->maxproc > 0 && !setting(c, n.t[i].name, suffixes[2], NULL, &pl))
+                                if (e->maxproc > 0 && !setting(c, n.t[i].name, master_param_suffixes[MASTER_PARAM_PROCESS_LIMIT], NULL, &pl))
                                         n.t[i].process_limit = (size_t) e->maxproc;
                         }
                         n.n++;
