@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 #include "log/log.h"
 #include "qmgr.h"
 
