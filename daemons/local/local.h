@@ -34,6 +34,7 @@
 #define LOCAL_BATCH_MAX 64
 /* At most this many Maildir deliveries, of any requests and users, are made by one child. */
 #define LOCAL_MAILDIR_SHARE_MAX 64
+#define LOCAL_MAILDIR_SHARE_MIN 8   /* ... but spread over one child per CPU down to this many */
 _Static_assert(LOCAL_MAILDIR_SHARE_MAX <= LOCAL_BATCH_MAX, "a shared child is a batch");
 /* A child writing the Maildirs of several users that runs longer than this (or daemon_timeout,
  * if shorter) is killed and its deliveries go on one user per child: one user's mailbox that hangs
