@@ -74,11 +74,11 @@ static bool same_copy(const Target *t, const Target *first) {
         return t->kind == first->kind && !t->done && streq(t->sender, first->sender) && streq(t->via, first->via);
 }
 
-static int forward_group(Queue *q, const QueueMessage *orig, long long rcpt_id, const char *orcpt,
+static int forward_group(const LocalSettings *s, Queue *q, const QueueMessage *orig, long long rcpt_id, const char *orcpt,
                          const char *content, size_t content_len, Target **targets, size_t n, Target *first,
                          char ret_id[QUEUE_ID_MAX], bool *ret_existed) {
         _cleanup_strbuf_ StrBuf body = STRBUF_INIT;
-        _cleanup_free_ char *rcpt_orcpt = NULL;
+        _cleanup_free_ char *rcpt_orcpt = NULL, *filter = NULL;
         QueueRecipient *rcpts = NULL;
         bool pass = first->kind == TARGET_PASS;
         size_t nr = 0;
@@ -89,6 +89,10 @@ static int forward_group(Queue *q, const QueueMessage *orig, long long rcpt_id, 
         if ((r = strbuf_append(&body, content, content_len)) < 0)
                 return r;
         if (pass && asprintf(&rcpt_orcpt, "rfc822;%s", orcpt) < 0)
+                return -ENOMEM;
+        /* A route without a next hop takes local's ($myhostname, as Postfix's pass takes the
+         * request's): the copy's route is then complete, and no table of qmgr's changes it. */
+        if (pass && asprintf(&filter, "%s%s", first->via, first->via[strlen(first->via) - 1] == ':' ? s->myhostname : "") < 0)
                 return -ENOMEM;
         rcpts = calloc(n, sizeof(QueueRecipient));
         if (!rcpts)
@@ -125,7 +129,7 @@ static int forward_group(Queue *q, const QueueMessage *orig, long long rcpt_id, 
                 m.envid = orig->envid;
                 m.ret = orig->ret;
                 m.requiretls = orig->requiretls;
-                m.filter = first->via;
+                m.filter = filter;
         }
         qsort(rcpts, nr, sizeof(QueueRecipient), address_compare);
         r = forward_queue_id(orig, rcpt_id, first, rcpts, nr, m.queue_id);
@@ -161,7 +165,7 @@ int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, lo
                 if (!local_target_is_copy(first) || first->done)
                         continue;
                 bool pass = first->kind == TARGET_PASS;
-                int r = q ? forward_group(q, orig, rcpt_id, orcpt, content, content_len, targets, n, first, id,
+                int r = q ? forward_group(s, q, orig, rcpt_id, orcpt, content, content_len, targets, n, first, id,
                                           &existed)
                           : -ENOTCONN;
                 for (size_t j = n; j-- > i;) {   /* first last: same_copy() compares with it */

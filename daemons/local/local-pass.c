@@ -8,7 +8,8 @@
  * not in passwd, then fallback_transport_maps and fallback_transport (before the "unknown user"
  * bounce). A value is "transport[:nexthop]" as in transport(5). The answer is a TARGET_PASS whose
  * via is the route ("transport:nexthop", the next hop possibly empty). local-forward.c then queues
- * one copy of the message per route with that route as the message's filter, so postern-qmgr
+ * one copy of the message per route with that route as the message's filter (an empty next hop
+ * becomes $myhostname, local's own), so postern-qmgr
  * delivers it with that transport without asking local again (docs/architecture.md, "Passing
  * to mailbox_transport").
  *
