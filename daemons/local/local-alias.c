@@ -9,7 +9,9 @@
  * already being expanded delivers to the user of that name. Duplicates are suppressed (users,
  * forward addresses, commands, files, and aliases: each is expanded once). What is
  * left is a user found with getpwnam(): an mbox in mail_spool_directory, or home_mailbox in the
- * home directory (Maildir when it ends in "/"). Every outcome is a Target; failures are Targets
+ * home directory (Maildir when it ends in "/") — unless mailbox_transport & co pass the user to
+ * another transport (local-pass.c; for a name not in passwd also fallback_transport & co).
+ * Every outcome is a Target; failures are Targets
  * with a preset result, so resolution itself only fails on out-of-memory.
  *
  * alias_maps are opened with TABLE_NO_REGSUB: a regexp:/pcre: rule whose result needs $number is

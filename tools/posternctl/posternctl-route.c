@@ -212,14 +212,14 @@ static int local_step(const LocalSettings *ls, const char *lmtp_dir, Trace *t, c
                 }
                 case TARGET_MBOX:
                 case TARGET_MAILDIR:
-                        printf("%s %s (user %s)\n", x->kind == TARGET_MBOX ? "mbox" : "Maildir", x->path, x->user);
+                case TARGET_COMMAND:
+                case TARGET_FILE:
+                        printf("%s %s (%s %s)\n", x->kind == TARGET_MBOX ? "mbox" : x->kind == TARGET_MAILDIR ? "Maildir" :
+                               x->kind == TARGET_COMMAND ? "command" : "file", x->path,
+                               x->kind == TARGET_MBOX || x->kind == TARGET_MAILDIR ? "user" : "as", x->user);
                         break;
                 case TARGET_FORWARD:
                         printf("forwarded (a new message)\n");
-                        break;
-                case TARGET_COMMAND:
-                case TARGET_FILE:
-                        printf("%s %s (as %s)\n", x->kind == TARGET_COMMAND ? "command" : "file", x->path, x->user);
                         break;
                 case TARGET_RESULT:
                         printf("%s %s\n", x->dsn, strna(x->diag));
