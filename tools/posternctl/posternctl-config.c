@@ -107,6 +107,12 @@ static int config_markdown(void) {
                "`{ text }` for an element containing either. Times are a number with an optional unit\n"
                "`s`, `m`, `h`, `d` or `w`.\n"
                "\n"
+               "As in Postfix, a `/file/name` entry of a domain list (`mydestination`, `relay_domains`,\n"
+               "`virtual_alias_domains`, `virtual_mailbox_domains`) or a network list (`mynetworks`,\n"
+               "`smtpd_client_event_limit_exceptions`, `smtpd_forbid_bare_newline_exclusions`) stands for the\n"
+               "entries written in that file (blanks or commas between them, `#` comment lines), read again\n"
+               "on reload; `myorigin = /etc/mailname` is the first line of that file, as in Debian's Postfix.\n"
+               "\n"
                "Lookup tables (`alias_maps`, `local_recipient_maps`, access maps) are written `type:name`:\n"
                "`inline:{ key=value, ... }`, `static:value`, `texthash:/file` and `hash:/file` (both read the\n"
                "text file itself, so no postmap or newaliases step is needed; `btree:`, `lmdb:` and `cdb:` are\n"
@@ -133,6 +139,21 @@ static int config_markdown(void) {
                 }
                 fputs(" | ", stdout);
                 config_md_cell(p->description);
+                fputs(" |\n", stdout);
+        }
+        size_t n;
+        const ParamIgnored *ig = param_ignored_table(&n);
+        printf("\n## Postfix parameters with no meaning here\n"
+               "\n"
+               "A main.cf taken from Postfix may set these. systemd, the units or the package do their job, so\n"
+               "Postern reports each one it finds once, as information naming what replaces it\n"
+               "(`main.cf:LINE: NAME: ignored, no meaning here: ...`), never as an unknown parameter.\n"
+               "\n"
+               "| Parameter | What does its job |\n"
+               "|---|---|\n");
+        for (size_t i = 0; i < n; i++) {
+                printf("| `%s` | ", ig[i].name);
+                config_md_cell(ig[i].replaced_by);
                 fputs(" |\n", stdout);
         }
         return fflush(stdout) == 0 ? 0 : 1;
