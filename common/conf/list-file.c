@@ -77,3 +77,18 @@ int conf_list_expand_files(char **entries, char ***ret, char **ret_reason) {
         *ret = TAKE_PTR(words);
         return 0;
 }
+
+/* The list parameters whose "/file/name" entries their daemons read as files (for posternctl
+ * config -x and the documentation); kept in step with the callers of conf_list_expand_files()
+ * (domain_list_init(), smtpd_netlist_parse()). */
+static const char *const file_lists[] = {
+        "mydestination", "mynetworks", "relay_domains", "smtpd_client_event_limit_exceptions",
+        "smtpd_forbid_bare_newline_exclusions", "virtual_alias_domains", "virtual_mailbox_domains",
+};
+
+bool conf_list_reads_files(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(file_lists); i++)
+                if (strcmp(file_lists[i], name) == 0)
+                        return true;
+        return false;
+}

@@ -31,7 +31,7 @@ static void config_help(void) {
                "       posternctl config --markdown\n\n"
                "  -n          show only parameters set in main.cf\n"
                "  -d          show built-in defaults\n"
-               "  -x          expand $name references\n"
+               "  -x          expand $name references (and /file/name entries of lists)\n"
                "  -c DIR      read DIR/main.cf\n"
                "  --markdown  print the parameter registry as a Markdown document\n");
 }
@@ -163,6 +163,29 @@ static void config_print(const char *name, const char *value) {
         printf("%s =%s%s\n", name, isempty(value) ? "" : " ", strempty(value));
 }
 
+/* -x: the expanded value; for a list whose "/file/name" entries stand for the file's entries,
+ * those entries (or, when a file cannot be read, the value with the reason on stderr). */
+static void config_print_expanded(Conf *c, const char *name) {
+        const char *value = conf_get(c, name);
+        const char *base = strchr(name, '/');
+        if (!conf_list_reads_files(base ? base + 1 : name) || !value || !strchr(value, '/')) {
+                config_print(name, value);
+                return;
+        }
+        _cleanup_strv_free_ char **given = conf_split_list(value), **entries = NULL;
+        _cleanup_free_ char *why = NULL;
+        int r = given ? conf_list_expand_files(given, &entries, &why) : -ENOMEM;
+        if (r < 0) {
+                fprintf(stderr, "posternctl: warning: %s: %s\n", name, why ? why : strerror(-r));
+                config_print(name, value);
+                return;
+        }
+        printf("%s =", name);
+        for (char **e = entries; *e; e++)
+                printf("%s%s", e == entries ? " " : ", ", *e);
+        putchar('\n');
+}
+
 static int config_show_one(Conf *c, const ConfigArgs *a, const char *name) {
         const char *base = strchr(name, '/');
         base = base ? base + 1 : name;
@@ -185,7 +208,10 @@ static int config_show_one(Conf *c, const ConfigArgs *a, const char *name) {
         }
         if (a->non_default && !expl)
                 return 0;
-        config_print(name, a->expand ? conf_get(c, name) : raw);
+        if (a->expand)
+                config_print_expanded(c, name);
+        else
+                config_print(name, raw);
         return 0;
 }
 
@@ -236,7 +262,10 @@ static int config_show_all(Conf *c, const ConfigArgs *a) {
                 if (l.n)
                         qsort(l.names, l.n, sizeof(char *), config_strcmp);
                 for (size_t i = 0; i < l.n; i++)
-                        config_print(l.names[i], a->expand ? conf_get(c, l.names[i]) : conf_get_raw(c, l.names[i], NULL));
+                        if (a->expand)
+                                config_print_expanded(c, l.names[i]);
+                        else
+                                config_print(l.names[i], conf_get_raw(c, l.names[i], NULL));
         }
         for (size_t i = 0; i < l.n; i++)
                 free(l.names[i]);
