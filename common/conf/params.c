@@ -79,7 +79,7 @@ const ParamDef param_table[] = {
         P_STR("command_expansion_filter", "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
               "Characters allowed in the environment values (SENDER, RECIPIENT, CLIENT_*, ...) of commands that local delivery runs; any other becomes \"_\"."),
         P_TIME("command_time_limit", "1000s", 's', 1, 0,
-               "How long a command that local delivery runs (\"|command\" alias, mailbox_command) may take before it is killed."),
+               "How long a command that local delivery runs (an alias's command, mailbox_command) may take before it is killed."),
         P_STR("compatibility_level", "3.6",
               "The Postfix compatibility level whose defaults this configuration expects."),
         P_STR("config_directory", NULL,
