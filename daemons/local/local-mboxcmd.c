@@ -34,8 +34,11 @@ static int command_for(const LocalSettings *s, const char *user, char **ret_valu
                 int r = table_list_lookup_full(s->mailbox_command_maps, user, ret_value, &notes);
                 for (char **w = notes.warnings; w && *w; w++)
                         log_warning("mailbox_command_maps: %s", *w);
-                if (r < 0)
-                        return log_warning_errno(r, "mailbox_command_maps: lookup %s: %m", user);
+                if (r < 0) {
+                        /* As local-virtual.c logs its tables' failures. */
+                        log_warning("table mailbox_command_maps: lookup %s: %s", user, strerror(-r));
+                        return r;
+                }
                 if (r > 0 && !isempty(*ret_value))
                         return 1;
                 free(*ret_value);
