@@ -21,8 +21,9 @@
  * message is on stdin ("From sender  date" line, Return-Path:, X-Original-To:, Delivered-To:,
  * then the content unquoted, as Postfix does for commands), with Postfix's environment: HOME,
  * USER and LOGNAME (the bare recipient name), SHELL, SENDER, RECIPIENT, LOCAL (the whole local
- * part), DOMAIN, EXTENSION (only when there is one), ORIGINAL_RECIPIENT (the client's ORCPT
- * address, else the envelope recipient), CLIENT_HOSTNAME, CLIENT_ADDRESS, CLIENT_HELO,
+ * part), DOMAIN, EXTENSION (only when there is one), ORIGINAL_RECIPIENT (X-Original-To's value:
+ * the client's ORCPT address, else the envelope recipient; absent with
+ * enable_original_recipient = no), CLIENT_HOSTNAME, CLIENT_ADDRESS, CLIENT_HELO,
  * CLIENT_PROTOCOL and SASL_USERNAME (each only when known), PATH=/usr/bin:/bin; every value's
  * characters outside command_expansion_filter become '_'. command_time_limit (default 1000 s)
  * bounds it, mailbox_size_limit the files it writes (RLIMIT_FSIZE). Its exit status maps to a
@@ -399,7 +400,8 @@ static char **command_environment(const LocalSettings *s, const Target *t, const
             env_add(&env, "SHELL", isempty(shell) ? "/bin/sh" : shell, false, f) < 0 ||
             env_add(&env, "DOMAIN", at ? at + 1 : NULL, true, f) < 0 ||
             env_add(&env, "EXTENSION", ext, true, f) < 0 ||
-            env_add(&env, "ORIGINAL_RECIPIENT", in->orig_recipient ? in->orig_recipient : in->recipient, true, f) < 0 ||
+            /* Postfix exports its original recipient only when it keeps one. */
+            env_add(&env, "ORIGINAL_RECIPIENT", in->original_to, true, f) < 0 ||
             env_add(&env, "CLIENT_HOSTNAME", m ? m->client_name : NULL, true, f) < 0 ||
             env_add(&env, "CLIENT_ADDRESS", m ? m->client_address : NULL, true, f) < 0 ||
             env_add(&env, "CLIENT_HELO", m ? m->helo : NULL, true, f) < 0 ||

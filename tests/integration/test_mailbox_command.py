@@ -238,7 +238,7 @@ def test_x_original_to_after_virtual_alias(local):
 
 def test_x_original_to_virtual_maildir_and_off(local):
     """virtual(8) Maildir deliveries carry X-Original-To: (the address as queued, its case kept);
-    enable_original_recipient = no leaves it out."""
+    enable_original_recipient = no leaves it out, and ORIGINAL_RECIPIENT with it."""
     p = local
     vbase = p.root / "vmail"
     vbase.mkdir()
@@ -255,12 +255,17 @@ def test_x_original_to_virtual_maildir_and_off(local):
     assert f.read_text().startswith(f"Return-Path: <{SENDER}>\nX-Original-To: Alice@vdomain.test\n"
                                     "Delivered-To: alice@vdomain.test\n")
 
-    p.configure(enable_original_recipient="no")
+    envdump = script(p, "envdump", '{ env; echo "-- stdin"; cat; } > "$HOME/env.out"\n')
+    p.configure(enable_original_recipient="no", mailbox_command_maps=f"inline:{{ ptest1={envdump} }}")
     p.restart("local")
-    qid, (rid,) = queue_message(p, SENDER, [f"ptest3@{HOST}"], message("no original"))
-    assert results(deliver(p, qid, [(f"ptest3@{HOST}", rid)]))[0][0] == "delivered"
+    rcpts = [f"ptest3@{HOST}", f"ptest1@{HOST}"]
+    qid, rids = queue_message(p, SENDER, rcpts, message("no original"))
+    assert [r[0] for r in results(deliver(p, qid, list(zip(rcpts, rids))))] == ["delivered"] * 2
     text = p.mailbox("ptest3")
     assert "\nReturn-Path: <sender@example.org>\nDelivered-To: ptest3@" in text and "X-Original-To" not in text
+    env, stdin = (home("ptest1") / "env.out").read_text().split("-- stdin\n", 1)
+    assert "ORIGINAL_RECIPIENT=" not in env and "RECIPIENT=ptest1@" in env
+    assert "\nReturn-Path: <sender@example.org>\nDelivered-To: ptest1@" in stdin and "X-Original-To" not in stdin
 
 
 def test_biff(local):
