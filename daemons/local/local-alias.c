@@ -9,7 +9,9 @@
  * already being expanded delivers to the user of that name. Duplicates are suppressed (users,
  * forward addresses, commands, files, and aliases: each is expanded once). What is
  * left is a user found with getpwnam(): an mbox in mail_spool_directory, or home_mailbox in the
- * home directory (Maildir when it ends in "/"). Every outcome is a Target; failures are Targets
+ * home directory (Maildir when it ends in "/") — unless mailbox_transport & co pass the user to
+ * another transport (local-pass.c; for a name not in passwd also fallback_transport & co).
+ * Every outcome is a Target; failures are Targets
  * with a preset result, so resolution itself only fails on out-of-memory.
  *
  * alias_maps are opened with TABLE_NO_REGSUB: a regexp:/pcre: rule whose result needs $number is
@@ -53,6 +55,10 @@ static const ConfField local_fields[] = {
         F("command_time_limit", SECONDS, command_time_limit),
         F("daemon_timeout", SECONDS, daemon_timeout),
         F("alias_maps", TABLES, aliases, .flags = TABLE_ALIASES | TABLE_NO_REGSUB),
+        F("mailbox_transport", STRING, mailbox_transport),
+        F("mailbox_transport_maps", TABLES, mailbox_transport_maps, .flags = TABLE_NO_REGSUB),
+        F("fallback_transport", STRING, fallback_transport),
+        F("fallback_transport_maps", TABLES, fallback_transport_maps, .flags = TABLE_NO_REGSUB),
         F("mailbox_command", RAW, mailbox_command),
         /* A command built from text of the address would be a shell injection. */
         F("mailbox_command_maps", TABLES, mailbox_command_maps, .flags = TABLE_NO_REGSUB),
@@ -348,12 +354,18 @@ static int deliver_user(Expander *e, const char *name, const char *address) {
         r = getpwnam_r(lname, &pwbuf, buf, sizeof(buf), &pw);
         if (r != 0 && r != ENOENT && r != ESRCH)
                 return add_result(e, address, "4.3.0", "user lookup failure for \"%s\": %s", lname, strerror(r));
-        if (!pw)
+        Target *pass = NULL;
+        if (!pw) {
+                if ((r = local_pass_target(e->s, lname, address, false, &pass)) != 0)
+                        return r < 0 ? r : add_target(e, pass);
                 return add_result(e, address, "5.1.1", "unknown user: \"%s\"", lname);
+        }
 
         r = seen_before(e, "u:", pw->pw_name);
         if (r != 0)
                 return r < 0 ? r : 0;
+        if ((r = local_pass_target(e->s, pw->pw_name, address, true, &pass)) != 0)
+                return r < 0 ? r : add_target(e, pass);
 
         const LocalSettings *s = e->s;
         Target *t = NULL;

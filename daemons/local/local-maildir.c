@@ -18,12 +18,16 @@
 #include "basic/io-util.h"
 #include "local.h"
 
+/* lstat() first: mkdir() of a directory that exists (the usual case) still takes the parent's
+ * lock exclusively, and the children delivering in parallel would queue on it. */
 static int mkdir_if_missing(const char *path) {
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
-                return -errno;
         struct stat st;
-        if (lstat(path, &st) < 0)
-                return -errno;
+        if (lstat(path, &st) < 0) {
+                if (errno != ENOENT || (mkdir(path, 0700) < 0 && errno != EEXIST))
+                        return -errno;
+                if (lstat(path, &st) < 0)
+                        return -errno;
+        }
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 

@@ -34,6 +34,7 @@
 #define LOCAL_BATCH_MAX 64
 /* At most this many Maildir deliveries, of any requests and users, are made by one child. */
 #define LOCAL_MAILDIR_SHARE_MAX 64
+#define LOCAL_MAILDIR_SHARE_MIN 8   /* ... but spread over one child per CPU down to this many */
 _Static_assert(LOCAL_MAILDIR_SHARE_MAX <= LOCAL_BATCH_MAX, "a shared child is a batch");
 /* A child writing the Maildirs of several users that runs longer than this (or daemon_timeout,
  * if shorter) is killed and its deliveries go on one user per child: one user's mailbox that hangs
@@ -69,6 +70,11 @@ typedef struct LocalSettings {
         long long command_time_limit; /* seconds */
         long long daemon_timeout;     /* seconds: a delivery child is killed after this */
         TableList *aliases;           /* NULL when alias_maps is empty */
+        /* passing users to another transport (local-pass.c) */
+        char *mailbox_transport;
+        char *fallback_transport;
+        TableList *mailbox_transport_maps;    /* NULL when empty */
+        TableList *fallback_transport_maps;   /* NULL when empty */
         /* mailbox_command (local-mboxcmd.c) and the commands' environment (local-command.c) */
         char *mailbox_command;        /* raw text: never $name-expanded */
         TableList *mailbox_command_maps;   /* NULL when empty */
@@ -102,6 +108,7 @@ typedef enum TargetKind {
         TARGET_COMMAND,   /* "|command" alias destination, run as default_privs */
         TARGET_FILE,      /* "/file" (mbox style) or "/dir/" (Maildir) alias destination */
         TARGET_PIPE,      /* a recipient of a pipe(8) transport (path "pipe:<transport>") */
+        TARGET_PASS,      /* mailbox_transport & co: re-queued for the route in via (local-pass.c) */
 } TargetKind;
 
 /* One place a recipient's copy goes to, with its own outcome. */
@@ -119,8 +126,10 @@ typedef struct Target {
                                * name (groups: gid alone), virtual_mailbox_limit and _lock, missing
                                * directories created as the owner */
         bool mailbox_command; /* TARGET_COMMAND: a user's mailbox_command(_maps), run as the user */
-        char *sender;         /* TARGET_FORWARD: envelope sender of the forwarded copy */
-        char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it */
+        char *sender;         /* TARGET_FORWARD, TARGET_PASS: envelope sender of the queued copy */
+        char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it;
+                               * TARGET_PASS: the route "transport:nexthop" */
+        bool copied;          /* TARGET_FORWARD, TARGET_PASS: queued by this attempt (marker due) */
         const PipeTransport *pipe;   /* TARGET_PIPE: its transport (in the settings) */
         /* outcome */
         bool done;
@@ -170,6 +179,12 @@ bool delivered_set_has(const DeliveredSet *s, const char *address);
  * users looked up, loops by Delivered-To detected. Always yields at least one target. */
 int local_resolve(const LocalSettings *s, const char *recipient, const char *orig_sender,
                   const DeliveredSet *delivered, Target ***ret, size_t *ret_n);
+
+/* The pass target (local-pass.c) for a user left after alias expansion (known: found in passwd):
+ * mailbox_transport_maps, mailbox_transport, and for an unknown user fallback_transport_maps,
+ * fallback_transport. 1 with *ret (a TARGET_PASS, or a TARGET_RESULT that defers), 0 when none
+ * applies, <0 out of memory. */
+int local_pass_target(const LocalSettings *s, const char *user, const char *address, bool known, Target **ret);
 
 /* Resolves one recipient of the virtual transport (virtual(8)): virtual_mailbox_maps gives the
  * mailbox path below virtual_mailbox_base, virtual_uid_maps/virtual_gid_maps its owner. Always
@@ -335,13 +350,19 @@ bool local_child_read(Target *t);
  * siginfo) and sets the results of t[0..n-1]; a target without a result line is deferred. */
 void local_child_collect(Target **t, size_t n, int code, int status);
 
-/* Creates new queue messages (one per envelope sender and alias) for the TARGET_FORWARD entries
- * among the targets of recipient rcpt_id, with "Delivered-To: <alias address>" prepended, and
- * sets their results; the new queue ids derive from (orig, rcpt_id, sender, alias, addresses), so
- * a repeated call finds its earlier copy (-EEXIST) and reports it forwarded.
+/* Creates new queue messages for the TARGET_FORWARD entries among the targets of recipient
+ * rcpt_id (one per envelope sender and alias, with "Delivered-To: <alias address>" prepended) and
+ * for its TARGET_PASS entries (one per route, the content unchanged, the route as the message's
+ * filter, ORCPT the recipient's orcpt or address), and sets their results; the new queue ids
+ * derive from (kind, orig, rcpt_id, sender, alias or route, addresses), so a repeated call finds
+ * its earlier copy (-EEXIST) and reports it done. Targets queued by this call get t->copied.
  * Returns the number of messages queued (the caller wakes qmgr when > 0). */
 int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, long long rcpt_id,
-                  const char *content, size_t content_len, Target **targets, size_t n);
+                  const char *orcpt, const char *content, size_t content_len, Target **targets, size_t n);
+/* Whether t is delivered by queueing a copy (TARGET_FORWARD, TARGET_PASS). */
+bool local_target_is_copy(const Target *t);
+/* The marker line recording that t's copy was queued ("forward:<addr>", "pass:<route> <addr>"). */
+char *local_copy_marker_line(const Target *t);
 
 /* Lower-cases s in place (ASCII). */
 char *local_ascii_lower(char *s);

@@ -514,6 +514,24 @@ def test_maildir_deliveries_of_several_users_share_a_child(local):
         assert len(maildir_files(u, [q for q, _, _, _ in items])) == 2
 
 
+def test_many_maildir_deliveries_are_spread_over_one_child_per_cpu(local):
+    """24 Maildir deliveries that arrive together (one request) are not all written by one child:
+    a child mostly waits for the disk, so they go to one child per CPU (each at least
+    LOCAL_MAILDIR_SHARE_MIN = 8 of them), and every message still arrives once."""
+    local.configure(home_mailbox="Maildir/")
+    p = start(local)
+    users = ("ptest1", "ptest2", "ptest3")
+    items = queue_for_users(p, users, 8, "spread")
+    assert results(deliver_batch(p, items)) == [("delivered", "2.0.0", "delivered to maildir")] * 24
+    pids = []
+    for u in users:
+        files = maildir_files(u, [q for q, addr, _, _ in items if addr.startswith(u + "@")])
+        assert len(files) == 8, files
+        pids += [re.search(r"P(\d+)Q", f.name).group(1) for f in files]
+    per = max(8, 24 // os.sysconf("SC_NPROCESSORS_ONLN") + 1)   # as maildir_flush() computes it
+    assert len(set(pids)) == -(-24 // per), sorted(set(pids))
+
+
 def test_kill9_mid_shared_maildir_child_exactly_once(local):
     """postern-local is killed with SIGKILL while a child writes the Maildirs of several users:
     the child finishes alone, and the request repeated after the restart delivers each message
