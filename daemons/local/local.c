@@ -668,6 +668,9 @@ static bool start_group(Local *l, Target *t) {
                         .rcpt_id = rc->id,
                         .sender = rc->msg->sender,
                         .delivered_to = dt[i] ? local_ascii_lower(dt[i]) : "",
+                        /* The address the client gave (smtpd keeps it as ORCPT when it rewrites). */
+                        .original_to = !l->settings.enable_original_recipient ? NULL :
+                                       rc->orcpt ? rc->orcpt : rc->address,
                         .content = rc->msg->content,
                         .content_len = rc->msg->content_len,
                         .hostname = l->settings.myhostname,
