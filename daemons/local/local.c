@@ -1084,7 +1084,10 @@ static int on_pipe_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
 }
 
 static int settings_load(void *userdata, Conf *c, void *ret) {
-        return local_settings_load(c, ret);
+        int r = local_settings_load(c, ret);
+        if (r >= 0)
+                local_biff_check(((LocalSettings *) ret)->biff);
+        return r;
 }
 
 static void settings_done(void *s) {

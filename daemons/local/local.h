@@ -269,6 +269,7 @@ int local_mailbox_command_target(const LocalSettings *s, const struct passwd *pw
 
 /* Tells comsat on localhost's biff/udp port "user@offset" (fire and forget; errors ignored). */
 void local_biff_notify(const char *user, long long offset);
+void local_biff_check(bool biff);
 /* One command run by a delivery child as its current effective user ("|command" aliases with
  * /bin/sh -c, pipe(8) transports with their own argv). */
 typedef struct LocalCommand {
