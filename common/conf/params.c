@@ -81,7 +81,7 @@ const ParamDef param_table[] = {
         P_TIME("command_time_limit", "1000s", 's', 1, 0,
                "How long a command that local delivery runs (an alias's command, mailbox_command) may take before it is killed."),
         P_STR("compatibility_level", "3.6",
-              "The Postfix compatibility level whose defaults this configuration expects."),
+              "The Postfix compatibility level whose defaults this configuration expects; below a level that changed a default, an unset parameter keeps the older one (see Compatibility levels below)."),
         P_STR("config_directory", NULL,
               "The directory holding main.cf (computed: the directory of the file that was read)."),
         P_BOOL("confirm_delay_cleared", "no",
