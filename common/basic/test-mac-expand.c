@@ -40,7 +40,7 @@ static const struct {
         { "${nothing:{x}}", NULL, "x", 0 },
         { "${user?${extension?$extension}}", NULL, "lists", 0 },
         { "$odd", "abcdefghijklmnopqrstuvwxyz", "a_b_c_d_e", 0 },
-        { "keep;$user", "abc", "keep;b__", 0 },
+        { "keep;$user", "abc", "keep;b_b", 0 },
         { "${user", NULL, "", MAC_EXPAND_ERROR },
         { "${}", NULL, "", MAC_EXPAND_ERROR },
         { "${user!x}", NULL, "", MAC_EXPAND_ERROR },
