@@ -423,15 +423,19 @@ static int deliver_privileged(Expander *e, TargetKind kind, const char *dest, co
         char buf[4096];
         int r;
 
-        r = seen_before(e, kind == TARGET_COMMAND ? "c:" : "F:", dest);
-        if (r != 0)
-                return r < 0 ? r : 0;
         if (e->rights && e->rights->pw_uid != 0)
                 pw = (struct passwd *) e->rights;
         else if ((r = getpwnam_r(e->s->default_privs, &pwbuf, buf, sizeof(buf), &pw)) != 0 || !pw)
                 return add_result(e, address, "4.3.5", "default_privs user \"%s\" not found", e->s->default_privs);
         if (pw->pw_uid == 0)
                 return add_result(e, address, "4.3.5", "default_privs must not be a privileged user");
+        /* Once per destination and user: two users' .forward files may name the same command. */
+        _cleanup_free_ char *key = NULL;
+        if (asprintf(&key, "%lu:%s", (unsigned long) pw->pw_uid, dest) < 0)
+                return -ENOMEM;
+        r = seen_before(e, kind == TARGET_COMMAND ? "c:" : "F:", key);
+        if (r != 0)
+                return r < 0 ? r : 0;
         Target *t = target_new(kind, address);
         if (!t)
                 return -ENOMEM;

@@ -80,6 +80,21 @@ def test_forward_pipes_to_command_as_the_user(postern, drop):
                         rf"id -u > {re.escape(str(drop))}/uid;")
 
 
+def test_same_command_in_two_users_forward_files(local, drop):
+    """An alias reaching two users whose .forward files pipe into the same command: it runs once
+    for each of them, as each of them, and a repeated request runs neither again."""
+    for u in ("ptest1", "ptest2"):
+        forward_file(u, f'"|id -u >> {drop}/ids.$USER"\n')
+    local.set_aliases("both: ptest1, ptest2\n")
+    p = local
+    p.start("local")
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"both@{HOST}"], message("same cmd"))
+    for _ in range(2):
+        assert results(deliver(p, qid, [(f"both@{HOST}", rid)]))[0][:2] == ("delivered", "2.0.0")
+        for u in ("ptest1", "ptest2"):
+            assert (drop / f"ids.{u}").read_text().split() == [str(uid(u))], u
+
+
 def test_forward_to_local_user_remote_address_and_self(local):
     forward_file("ptest1", "# my forwards\nptest2, friend@remote.example\n\\ptest1\n")
     p = local
