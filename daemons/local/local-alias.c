@@ -286,8 +286,10 @@ Target *target_new(TargetKind kind, const char *address) {
         return t;
 }
 
-static int add_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) _printf_(4, 5);
-static int add_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) {
+/* The resolver's short name for local_expander_result(). */
+#define add_result local_expander_result
+
+int local_expander_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) {
         Target *t = target_new(TARGET_RESULT, address);
         char *diag = NULL;
         va_list ap;
@@ -596,17 +598,6 @@ int local_expander_address(Expander *e, const char *t, const char *via, const ch
 
 const char *local_exp_class_name(LocalExpClass cls) {
         return cls == LOCAL_EXP_FORWARD ? "forward" : cls == LOCAL_EXP_INCLUDE ? "include" : "alias";
-}
-
-int local_expander_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) {
-        _cleanup_free_ char *diag = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        int r = vasprintf(&diag, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                return -ENOMEM;
-        return add_result(e, address, dsn, "%s", diag);
 }
 
 int local_expander_seen(Expander *e, const char *prefix, const char *key) {

@@ -9,7 +9,6 @@
  * that cannot be read (or is over LOCAL_USER_FILE_MAX) or whose owner has no passwd entry
  * defers it. Each file is expanded once per recipient and rights; nesting is bounded by
  * LOCAL_MAX_DEPTH. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,17 +16,8 @@
 #include "local-expander.h"
 #include "log/log.h"
 
-/* Logs why (printf-style) and bounces the recipient with Postfix's text. */
-static int config_error(Expander *e, const char *address, const char *fmt, ...) _printf_(3, 4);
-static int config_error(Expander *e, const char *address, const char *fmt, ...) {
-        _cleanup_free_ char *why = NULL;
-        va_list ap;
-        va_start(ap, fmt);
-        int r = vasprintf(&why, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                return -ENOMEM;
-        log_warning("%s", why);
+/* Postfix's answer for an unusable :include: file (the reason is logged by the caller). */
+static int config_error(Expander *e, const char *address) {
         return local_expander_result(e, address, "5.3.5", "mail system configuration error");
 }
 
@@ -50,14 +40,20 @@ int local_include(Expander *e, const char *path, const char *address, const char
                 return -ENOMEM;
         if ((r = local_expander_seen(e, "include:", key)) != 0)
                 return r < 0 ? r : 0;
-        if (path[0] != '/')
-                return config_error(e, address, ":include:%s uses a relative path", path);
+        if (path[0] != '/') {
+                log_warning(":include:%s uses a relative path", path);
+                return config_error(e, address);
+        }
 
         r = local_user_file_read(path, uid, rights ? rights->pw_gid : 0, true, &text, &st);
-        if (r == -ENOENT || r == -ENOTDIR || r == -EACCES || r == -EPERM)
-                return config_error(e, address, "unable to lookup :include: file %s: %s", path, strerror(-r));
-        if (r == -EBADF)
-                return config_error(e, address, ":include: file %s is not a regular file", path);
+        if (r == -ENOENT || r == -ENOTDIR || r == -EACCES || r == -EPERM) {
+                log_warning("unable to lookup :include: file %s: %s", path, strerror(-r));
+                return config_error(e, address);
+        }
+        if (r == -EBADF) {
+                log_warning(":include: file %s is not a regular file", path);
+                return config_error(e, address);
+        }
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
@@ -65,8 +61,10 @@ int local_include(Expander *e, const char *path, const char *address, const char
                 log_warning("cannot read include file %s: %s", path, err);
                 return local_expander_result(e, address, "4.3.0", "cannot read include file %s: %s", path, err);
         }
-        if (st.st_mode & S_IWOTH)
-                return config_error(e, address, ":include: file %s is world writable", path);
+        if (st.st_mode & S_IWOTH) {
+                log_warning(":include: file %s is world writable", path);
+                return config_error(e, address);
+        }
 
         /* No user context (an alias): the file's owner answers for its commands and files. */
         struct passwd pwbuf, *owner = NULL;
