@@ -170,6 +170,23 @@ def test_unsafe_forward_is_ignored(local, kind):
     p.wait_log("local", rf"file {re.escape(str(f))} {why}")
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o600], ids=["readable", "root-only"])
+def test_root_owned_forward_is_read_with_the_users_rights(local, mode):
+    """A .forward owned by root is allowed, but read with the user's rights: one only root may
+    read is not used (root's rights never reach it), and the mailbox gets the mail."""
+    forward_file("ptest1", "ptest2\n", owner="root", mode=mode)
+    p = local
+    p.start("local")
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("root fwd"))
+    assert results(deliver(p, qid, [(f"ptest1@{HOST}", rid)]))[0][:2] == ("delivered", "2.0.0")
+    used = mode == 0o644
+    assert ("Message-ID: <root-fwd@example.org>" in p.mailbox("ptest2")) == used
+    assert ("Message-ID: <root-fwd@example.org>" in p.mailbox("ptest1")) != used
+    if not used:
+        p.wait_log("local", rf"cannot access forward file {re.escape(str(home('ptest1')))}/\.forward: "
+                            "Permission denied")
+
+
 def test_forward_group_writable_in_private_group_is_used(local):
     """Debian's user private groups: a group-writable .forward whose group only the user is in."""
     forward_file("ptest1", "ptest2\n", mode=0o664)
