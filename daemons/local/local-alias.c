@@ -540,6 +540,13 @@ static int expand_value(Expander *e, const char *key, const char *value, bool su
                                 return -ENOMEM;
                         t = home_file;
                 }
+                if (t[0] == '~') {
+                        r = add_result(e, alias_address, "5.3.5", t[1] == '/' ? "unknown home directory for: %s" :
+                                       "bad home directory syntax for: %s", t);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (startswith_no_case(t, ":include:")) {
                         if (substituted)
                                 r = add_result(e, alias_address, "5.7.1", "mail to :include: from a $number "

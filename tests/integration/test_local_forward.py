@@ -220,6 +220,17 @@ def test_forward_file_and_home_file_as_the_user(local):
     assert f"\nDelivered-To: ptest2@{HOST}\n" in saved.read_text()
 
 
+def test_home_file_needs_a_user(local):
+    """~/file only means something in a .forward: in an alias (no user) it bounces."""
+    local.set_aliases("tilde: ~/saved\nother: ~bob/saved\n")
+    p = local
+    p.start("local")
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"tilde@{HOST}"], message("tilde"))
+    assert results(deliver(p, qid, [(f"tilde@{HOST}", rid), (f"other@{HOST}", rid + 1)])) == [
+        ("bounced", "5.3.5", "unknown home directory for: ~/saved"),
+        ("bounced", "5.3.5", "bad home directory syntax for: ~bob/saved")]
+
+
 def test_mutual_forwards_deliver_to_the_user(local):
     """ptest1 forwards to ptest2, ptest2 back to ptest1: ptest1 is met again inside its own
     .forward, so its mailbox gets the mail (Postfix: no loop, no bounce)."""
