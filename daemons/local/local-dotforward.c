@@ -4,10 +4,11 @@
  * local-expand.c with values filtered through forward_expansion_filter); an element whose plain
  * $name has no value is skipped, and the first file that exists is the one used — also when it is
  * unusable. It is read with the user's rights (local-userfile.c) and used only if it is a regular
- * file (a symbolic link is not), owned by the user or root, not world-writable and not group-
- * writable unless its group is the user's own private group (nobody else in it). An unusable file
- * is logged ("file <path> is group writable") and ignored: the mailbox gets the mail. A file that
- * cannot be read (or is over LOCAL_USER_FILE_MAX) defers the recipient (4.3.0).
+ * file (a symbolic link is not), owned by the user or root, not world-writable and not
+ * group-writable unless its group is the user's private group (named after the user, nobody else
+ * in it). An unusable file is logged ("file <path> is group writable") and ignored: the mailbox
+ * gets the mail. A file that cannot be read (or is over LOCAL_USER_FILE_MAX) defers the recipient
+ * (4.3.0).
  *
  * Its lines (those starting with '#' skipped) expand like an alias value, as class "forward" of
  * allow_mail_to_commands / allow_mail_to_files, with the user's uid, gid and home for commands and
@@ -23,12 +24,14 @@
 #include "local-expander.h"
 #include "log/log.h"
 
-/* Whether only the user can be in group gid: the user's primary group with no listed members
- * other than the user (Debian's user private groups). */
+/* Whether group gid is the user's private group (Debian's user private groups): the user's
+ * primary group, named after the user, with no listed member but the user. (A primary group such
+ * as "users" that other accounts share is not one.) */
 static bool private_group(const struct passwd *pw, gid_t gid) {
         struct group gbuf, *g = NULL;
         char buf[4096];
-        if (gid != pw->pw_gid || getgrgid_r(gid, &gbuf, buf, sizeof(buf), &g) != 0 || !g)
+        if (gid != pw->pw_gid || getgrgid_r(gid, &gbuf, buf, sizeof(buf), &g) != 0 || !g ||
+            !streq(g->gr_name, pw->pw_name))
                 return false;
         for (char **m = g->gr_mem; m && *m; m++)
                 if (!streq(*m, pw->pw_name))
