@@ -1008,8 +1008,8 @@ static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
         }
 }
 
-/* Reads and validates a main.cf. */
-int conf_load(const char *path, Conf **ret, char ***ret_messages) {
+/* Reads and validates a main.cf; keep_invalid hands the Conf out also when a value is invalid. */
+static int conf_load_internal(const char *path, bool keep_invalid, Conf **ret, char ***ret_messages) {
         _cleanup_conf_free_ Conf *c = NULL;
         ConfMessages m = {};
         int r = conf_new_at(path, &c);
@@ -1037,10 +1037,26 @@ finish:
                 *ret_messages = conf_messages_steal(&m);
         else
                 strv_free(m.v);
-        if (r < 0)
+        if (r < 0 && !(keep_invalid && r == -EINVAL))
                 return r;
         *ret = TAKE_PTR(c);
-        return 0;
+        return r < 0 ? r : 0;
+}
+
+/* Reads and validates a main.cf. */
+int conf_load(const char *path, Conf **ret, char ***ret_messages) {
+        return conf_load_internal(path, false, ret, ret_messages);
+}
+
+/* The same, keeping what was read when a value is invalid (for reports). */
+int conf_load_report(const char *path, Conf **ret, char ***ret_messages) {
+        return conf_load_internal(path, true, ret, ret_messages);
+}
+
+/* The line of main.cf that set name, 0 when it was not set there. */
+unsigned conf_get_line(Conf *c, const char *name) {
+        ConfEntry *e = strmap_get(c->entries, name);
+        return e ? e->line : 0;
 }
 
 /* ---- editing ------------------------------------------------------------------------------ */
