@@ -255,7 +255,10 @@ static void judge_main_entry(const char *name, const char *raw, void *userdata) 
         char *detail = NULL;
         PostfixVerdict v;
 
-        if (msg && strstr(msg, "unknown parameter")) {
+        if (msg && strstr(msg, "unknown parameter") && !slash && used_by_known(x->c, x->m, name)) {
+                v = POSTFIX_INFO;   /* used by a master.cf -o option, which conf_load does not read */
+                detail = strdup("a name of your own: Postern has no such parameter, and settings use it as $name");
+        } else if (msg && strstr(msg, "unknown parameter")) {
                 v = POSTFIX_UNKNOWN;
                 detail = strdup("Postern has no parameter of this name");
         } else if (msg && (strstr(msg, ": cannot read ") || strstr(msg, ": cannot open"))) {
