@@ -3,7 +3,9 @@
  * Postern's main.cf) line for line, with what Postern cannot use commented out and the reason on a
  * "# posternctl import: <verdict>: <name>: <why>" line above it. What is commented out is what
  * `posternctl check --postfix DIR` calls not supported, unknown or left out (the report of
- * posternctl-postfix.c); master.cf options that are not applied get a note and stay. Nothing is
+ * posternctl-postfix.c); master.cf options that are not applied get a note and stay. The -o
+ * options of the listeners Postern has (smtp, submission, submissions) are appended to main.cf as
+ * "<fd name>/<name> = <value>", the per-listener settings that replace them. Nothing is
  * written when a destination file exists, unless --force; each file is replaced atomically.
  * Files the configuration names (tables, certificates) are not copied: their paths stay. */
 #include <errno.h>
@@ -76,6 +78,18 @@ static int import_text(const PostfixReport *r, const char *file, const char *src
                 e = -EIO;
         if (e >= 0 && out->len && out->data[out->len - 1] != '\n')
                 e = strbuf_putc(out, '\n');
+        /* main.cf gets the -o options of master.cf's listeners as per-listener settings */
+        bool header = false;
+        for (size_t i = 0; e >= 0 && streq(file, "main.cf") && i < r->n; i++) {
+                if (!r->items[i].setting)
+                        continue;
+                if (!header)
+                        e = strbuf_puts(out, "\n# posternctl import: the -o options of master.cf's listeners, as "
+                                        "Postern's per-listener settings\n");
+                header = true;
+                if (e >= 0)
+                        e = strbuf_printf(out, "%s\n", r->items[i].setting);
+        }
         *ret_dropped = dropped;
         return e < 0 ? e : 0;
 }

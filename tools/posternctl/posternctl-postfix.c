@@ -28,6 +28,9 @@
 #include "conf/table.h"
 #include "posternctl-postfix.h"
 
+/* How the detail of a listener's -o option that maps to a main.cf setting begins. */
+#define LISTENER_SETTING "main.cf's "
+
 static const char *const verdict_names[_POSTFIX_VERDICT_MAX] = {
         [POSTFIX_SAME] = "same",
         [POSTFIX_MAPPED] = "mapped",
@@ -50,6 +53,7 @@ void postfix_report_done(PostfixReport *r) {
         for (size_t i = 0; i < r->n; i++) {
                 free(r->items[i].name);
                 free(r->items[i].detail);
+                free(r->items[i].setting);
         }
         free(r->items);
         free(r->dir);
@@ -69,7 +73,7 @@ static int add(PostfixReport *r, const char *file, unsigned line, char *name, Po
                 return -ENOMEM;
         }
         r->items = n;
-        r->items[r->n++] = (PostfixItem) { file, line, name, v, detail, false };
+        r->items[r->n++] = (PostfixItem) { file, line, name, v, detail, false, NULL };
         return 0;
 }
 
@@ -193,7 +197,7 @@ static PostfixVerdict judge_param(Conf *c, const char *listener, const char *bas
         if (!listener && left_out_reason(base))
                 return *ret_detail = strdup(left_out_reason(base)), POSTFIX_LEFT_OUT;
         if (listener)
-                return *ret_detail = fmt("main.cf's %s/%s", listener, base), POSTFIX_MAPPED;
+                return *ret_detail = fmt(LISTENER_SETTING "%s/%s", listener, base), POSTFIX_MAPPED;
         return *ret_detail = NULL, POSTFIX_SAME;
 }
 
@@ -461,9 +465,14 @@ static int add_master_item(const MasterEntry *e, const MasterOption *o, PostfixV
         char *name = o ? fmt("%s/%s -o %s=%s", e->service, e->type, o->name, o->value) :
                          fmt("%s/%s %s", e->service, e->type, e->command);
         int e2 = add(r, "master.cf", e->line, name, v, detail ? strdup(detail) : NULL);
-        if (e2 >= 0)
-                r->items[r->n - 1].option = o != NULL;
-        return e2;
+        if (e2 < 0)
+                return e2;
+        PostfixItem *it = &r->items[r->n - 1];
+        it->option = o != NULL;
+        const char *key = o && v == POSTFIX_MAPPED && detail ? startswith(detail, LISTENER_SETTING) : NULL;
+        if (key && !(it->setting = fmt("%s = %s", key, o->value)))
+                return -ENOMEM;
+        return 0;
 }
 
 /* ---- the report --------------------------------------------------------------------------- */

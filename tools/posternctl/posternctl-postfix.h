@@ -30,6 +30,7 @@ typedef struct PostfixItem {
         PostfixVerdict verdict;
         char *detail;           /* what Postern does with it, or why not; may be NULL for SAME */
         bool option;            /* a master.cf entry's -o option (not the whole entry) */
+        char *setting;          /* a listener's -o option as main.cf's "<fd name>/<name> = <value>" */
 } PostfixItem;
 
 typedef struct PostfixReport {
