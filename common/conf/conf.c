@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "../basic/io-util.h"
 #include "../basic/strbuf.h"
 #include "conf.h"
 #include "master-cf.h"
@@ -1133,31 +1134,7 @@ int conf_edit_file(const char *path, const char *name, const char *value) {
                         return r;
         }
 
-        _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        r = 0;
-        if (fchmod(fd, st.st_mode & 07777) < 0)
-                r = -errno;
-        if (r == 0 && exists && geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) < 0)
-                r = -errno;
-        for (size_t done = 0; r == 0 && done < out.len;) {
-                ssize_t w = write(fd, out.data + done, out.len - done);
-                if (w < 0) {
-                        if (errno != EINTR)
-                                r = -errno;
-                        continue;
-                }
-                done += (size_t) w;
-        }
-        if (r == 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
+        bool chown_it = exists && geteuid() == 0;
+        return write_file_atomic(path, out.data, out.len, st.st_mode, chown_it ? st.st_uid : (uid_t) -1,
+                                 chown_it ? st.st_gid : (gid_t) -1);
 }

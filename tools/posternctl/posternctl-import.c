@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basic/io-util.h"
 #include "basic/strbuf.h"
 #include "config.h"
 #include "posternctl.h"
@@ -92,30 +93,6 @@ static int import_text(const PostfixReport *r, const char *file, const char *src
         }
         *ret_dropped = dropped;
         return e < 0 ? e : 0;
-}
-
-static int write_atomic(const char *path, const StrBuf *text) {
-        _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        int r = fchmod(fd, 0644) < 0 ? -errno : 0;
-        for (size_t done = 0; r == 0 && done < text->len;) {
-                ssize_t w = write(fd, text->data + done, text->len - done);
-                if (w < 0 && errno != EINTR)
-                        r = -errno;
-                else if (w > 0)
-                        done += (size_t) w;
-        }
-        if (r == 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
 }
 
 /* The directory Postern reads main.cf from: $POSTERN_CONFIG's, else the default. */
@@ -209,7 +186,7 @@ int verb_import(int argc, char *argv[]) {
                 unsigned dropped = 0;
                 e = import_text(&r, files[i], src[i], &text, &dropped);
                 if (e >= 0)
-                        e = write_atomic(dst[i], &text);
+                        e = write_file_atomic(dst[i], text.data, text.len, 0644, (uid_t) -1, (gid_t) -1);
                 if (e < 0) {
                         fprintf(stderr, "posternctl: %s: %s\n", e == -EIO || e == -ENOENT ? src[i] : dst[i], strerror(-e));
                         ret = 1;
