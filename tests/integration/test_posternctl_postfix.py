@@ -191,3 +191,13 @@ def test_plain_check_reports_unusable_master_cf_listeners(postern):
     assert f"posternctl: {path}:1: smtp: not supported: Postern has no postscreen" in r.stderr
     assert f"posternctl: {path}:8: 127.0.0.1:10025: not supported: a listener with -o options" in r.stderr
     assert f"posternctl: {path}:3: submission: not supported: -o smtpd_milters: Postern has no parameter" in r.stderr
+
+
+def test_directory_without_main_cf_and_broken_master_cf_are_errors(postern):
+    d = postern.root / "postfix"
+    d.mkdir()
+    (d / "master.cf").write_text("relay unix - - y - lots smtp\n")
+    rc, got, _ = items(postern, d)
+    assert rc == 1
+    assert got[("main.cf", "main.cf")] == (0, "error", f"{d}/main.cf: No such file or directory")
+    assert got[("master.cf", "master.cf")] == (0, "error", f"{d}/master.cf:1: relay: maxproc field \"lots\" is not a number or -")

@@ -10,7 +10,14 @@
  * (invalid values, tables that cannot be opened, a missing queue directory, a master.cf that does
  * not parse or a pipe entry that is wrong).
  *
- *   posternctl check [-c DIR]    (DIR/main.cf instead of $POSTERN_CONFIG or the default) */
+ * The master.cf verdicts are those of `posternctl check --postfix` (posternctl-postfix.c).
+ *
+ *   posternctl check [-c DIR]    (DIR/main.cf instead of $POSTERN_CONFIG or the default)
+ *   posternctl check --postfix DIR [--json]
+ *                                what Postern does with a Postfix configuration directory, one line
+ *                                per main.cf parameter, master.cf entry and -o option, grouped by file
+ *                                and verdict, then a summary line; exit 1 when something is not
+ *                                supported, unknown or an error (README.md "Coming from Postfix") */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -151,6 +158,7 @@ static const char *const group_titles[_POSTFIX_VERDICT_MAX] = {
 
 static void print_report_text(const PostfixReport *r, const size_t count[_POSTFIX_VERDICT_MAX]) {
         static const char *const files[] = { "main.cf", "master.cf" };
+        bool any = false;
         for (size_t f = 0; f < ELEMENTSOF(files); f++)
                 for (PostfixVerdict v = 0; v < _POSTFIX_VERDICT_MAX; v++) {
                         bool header = false;
@@ -159,10 +167,13 @@ static void print_report_text(const PostfixReport *r, const size_t count[_POSTFI
                                 if (it->verdict != v || !streq(it->file, files[f]))
                                         continue;
                                 if (!header)
-                                        printf("%s%s: %s\n", f + v ? "\n" : "", files[f], group_titles[v]);
-                                header = true;
-                                printf("  %s:%u: %s%s%s\n", it->file, it->line, it->name, it->detail ? ": " : "",
-                                       strempty(it->detail));
+                                        printf("%s%s: %s\n", any ? "\n" : "", files[f], group_titles[v]);
+                                header = any = true;
+                                if (it->line)
+                                        printf("  %s:%u: ", it->file, it->line);
+                                else
+                                        printf("  %s: ", it->file);
+                                printf("%s%s%s\n", it->name, it->detail ? ": " : "", strempty(it->detail));
                         }
                 }
         printf("%ssummary: %zu items: %zu same, %zu mapped, %zu informational, %zu left out, %zu not supported, "

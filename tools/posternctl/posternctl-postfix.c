@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "conf/master-cf.h"
@@ -496,6 +497,13 @@ int postfix_report_build(const char *dir, PostfixReport *ret) {
         if (e == -EINVAL && (e = add(&r, "master.cf", 0, strdup("master.cf"), POSTFIX_ERROR, TAKE_PTR(err))) < 0)
                 goto fail;
 
+        if (access(main_path, F_OK) < 0) {
+                e = -errno;
+                if (add(&r, "main.cf", 0, strdup("main.cf"), POSTFIX_ERROR, fmt("%s: %s", main_path, strerror(-e))) < 0) {
+                        e = -ENOMEM;
+                        goto fail;
+                }
+        }
         e = conf_load_report(main_path, &c, &msgs);
         if (e < 0 && e != -EINVAL) {
                 _cleanup_free_ char *first = msgs && msgs[0] ? strdup(msgs[0]) : NULL;
