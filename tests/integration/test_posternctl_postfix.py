@@ -201,3 +201,18 @@ def test_directory_without_main_cf_and_broken_master_cf_are_errors(postern):
     assert rc == 1
     assert got[("main.cf", "main.cf")] == (0, "error", f"{d}/main.cf: No such file or directory")
     assert got[("master.cf", "master.cf")] == (0, "error", f"{d}/master.cf:1: relay: maxproc field \"lots\" is not a number or -")
+
+
+def test_myorigin_from_a_file_is_read_or_an_error(postern):
+    """Debian's main.cf says myorigin = /etc/mailname: check --postfix shows the domain read from
+    the file, or an error when the file cannot be read."""
+    mailname = postern.root / "mailname"
+    d = postfix_dir(postern, main=f"myorigin = {mailname}\n", master=None)
+    rc, got, _ = items(postern, d)
+    assert rc == 1
+    assert got[("main.cf", "myorigin")] == (
+        1, "error", f"cannot read {mailname}: its first line would be the domain of local senders")
+    mailname.write_text("# this host\nexample.org\n")
+    rc, got, _ = items(postern, d)
+    assert rc == 0
+    assert got[("main.cf", "myorigin")] == (1, "same", f"read from {mailname}: example.org")

@@ -249,7 +249,6 @@ typedef struct MainCtx {
 
 static void judge_main_entry(const char *name, const char *raw, void *userdata) {
         MainCtx *x = userdata;
-        (void) raw;
         if (x->error < 0)
                 return;
         unsigned line = conf_get_line(x->c, name);
@@ -281,6 +280,13 @@ static void judge_main_entry(const char *name, const char *raw, void *userdata) 
                 v = own ? POSTFIX_INFO : POSTFIX_UNKNOWN;
                 detail = strdup(own ? "a name of your own: Postern has no such parameter, and settings use it as $name" :
                                 "Postern has no parameter of this name (only other unknown parameters use it as $name)");
+        } else if (!slash && streq(base, "myorigin") && raw[0] == '/') {
+                /* Debian's "myorigin = /etc/mailname": the file's first line is the domain */
+                const char *value = conf_get(x->c, "myorigin");
+                bool read = value && value[0] != '/';
+                v = read ? POSTFIX_SAME : POSTFIX_ERROR;
+                detail = read ? fmt("read from %s: %s", raw, value) :
+                         fmt("cannot read %s: its first line would be the domain of local senders", raw);
         } else
                 v = judge_param(x->c, listener, base, x->m, &detail);
         x->error = add(x->r, "main.cf", line, strdup(name), v, detail);
