@@ -63,6 +63,7 @@ typedef struct ConfExpand {
 } ConfExpand;
 
 static int conf_expand_text(ConfExpand *x, const char *text, size_t len, StrBuf *out);
+static char *conf_trim(char *s);
 
 /* A growing strv for diagnostics. */
 typedef struct ConfMessages {
@@ -278,6 +279,27 @@ static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_expli
         return param_default(p);
 }
 
+/* Replaces *v, "/file/name", by the file's first line that is neither empty nor a "#" comment,
+ * trimmed: "myorigin = /etc/mailname", as Debian's Postfix reads it. */
+static int conf_value_from_file(ConfExpand *x, const char *name, StrBuf *v) {
+        _cleanup_fclose_ FILE *f = fopen(v->data, "re");
+        if (!f) {
+                int r = -errno;
+                conf_expand_fail(x, "$%s: cannot read %s: %s", name, v->data, strerror(-r));
+                return r;
+        }
+        char line[1024];
+        while (fgets(line, sizeof line, f)) {
+                char *s = conf_trim(line);
+                if (*s && *s != '#') {
+                        strbuf_reset(v);
+                        return strbuf_puts(v, s);
+                }
+        }
+        conf_expand_fail(x, "$%s: %s holds no name", name, v->data);
+        return -EINVAL;
+}
+
 static int conf_expand_name(ConfExpand *x, const char *name, StrBuf *out) {
         char key[600];
         if (snprintf(key, sizeof key, "%s%s%s", x->listener ? x->listener : "", x->listener ? "/" : "", name) >= (int) sizeof key) {
@@ -322,6 +344,8 @@ static int conf_expand_name(ConfExpand *x, const char *name, StrBuf *out) {
                 }
         } else
                 r = conf_expand_text(x, raw, strlen(raw), &v);
+        if (r >= 0 && streq(name, "myorigin") && v.data && v.data[0] == '/')
+                r = conf_value_from_file(x, name, &v);
         x->depth--;
         if (r == -EMSGSIZE)
                 conf_expand_fail(x, "expansion of $%s is longer than %d bytes", name, CONF_MAX_EXPANDED);
@@ -911,8 +935,12 @@ static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
                 const char *base;
                 if (!conf_name_valid(e->name, &base))
                         continue;
-                if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)) &&
-                    !(base == e->name && conf_master_transport_param(c, e->name, &master, &master_loaded)))
+                const ParamIgnored *ignored = param_lookup(base) ? NULL : param_ignored_lookup(base);
+                if (ignored)
+                        conf_messages_add(m, "%s:%u: %s: ignored, no meaning here: %s", c->path, e->line, e->name,
+                                          ignored->replaced_by);
+                else if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)) &&
+                         !(base == e->name && conf_master_transport_param(c, e->name, &master, &master_loaded)))
                         conf_messages_add(m, "%s:%u: %s: unknown parameter", c->path, e->line, e->name);
                 _cleanup_free_ char *reason = NULL;
                 int r = conf_check_entry(c, e->name, &reason);

@@ -32,6 +32,14 @@ extern const size_t param_table_size;
 
 /* Looks a parameter up by name (without any "listener/" prefix); NULL if unknown. */
 const ParamDef *param_lookup(const char *name);
+
+/* A Postfix parameter with no meaning for Postern (params-postfix.c) and what does its job. */
+typedef struct ParamIgnored {
+        const char *name;
+        const char *replaced_by;
+} ParamIgnored;
+const ParamIgnored *param_ignored_lookup(const char *name);
+const ParamIgnored *param_ignored_table(size_t *ret_n);
 /* The default text for a parameter, computing dynamic ones (myhostname from the host name,
  * mydomain from myhostname, ...). The returned string is static or cached; never NULL for a
  * known parameter. */

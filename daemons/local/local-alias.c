@@ -59,6 +59,13 @@ static const ConfField local_fields[] = {
         F("mailbox_transport_maps", TABLES, mailbox_transport_maps, .flags = TABLE_NO_REGSUB),
         F("fallback_transport", STRING, fallback_transport),
         F("fallback_transport_maps", TABLES, fallback_transport_maps, .flags = TABLE_NO_REGSUB),
+        F("mailbox_command", RAW, mailbox_command),
+        /* A command built from text of the address would be a shell injection. */
+        F("mailbox_command_maps", TABLES, mailbox_command_maps, .flags = TABLE_NO_REGSUB),
+        F("local_command_shell", STRING, local_command_shell),
+        F("command_expansion_filter", STRING, command_expansion_filter),
+        F("biff", BOOL, biff),
+        F("enable_original_recipient", BOOL, enable_original_recipient),
         F("virtual_mailbox_base", STRING, virtual_mailbox_base),
         /* The result becomes a file name: no text from the address may be substituted into it. */
         F("virtual_mailbox_maps", TABLES, virtual_mailbox_maps, .flags = TABLE_NO_REGSUB),
@@ -144,6 +151,7 @@ Target *target_free(Target *t) {
         free(t->path);
         free(t->user);
         free(t->home);
+        free(t->shell);
         free(t->sender);
         free(t->via);
         free(t->diag);
@@ -360,8 +368,12 @@ static int deliver_user(Expander *e, const char *name, const char *address) {
                 return r < 0 ? r : add_target(e, pass);
 
         const LocalSettings *s = e->s;
+        Target *t = NULL;
+        /* mailbox_command_maps, mailbox_command (local-mboxcmd.c) */
+        if ((r = local_mailbox_command_target(s, pw, address, &t)) != 0)
+                return r < 0 ? r : add_target(e, t);
         bool maildir = !isempty(s->home_mailbox) && s->home_mailbox[strlen(s->home_mailbox) - 1] == '/';
-        Target *t = target_new(maildir ? TARGET_MAILDIR : TARGET_MBOX, address);
+        t = target_new(maildir ? TARGET_MAILDIR : TARGET_MBOX, address);
         if (!t)
                 return -ENOMEM;
         t->uid = pw->pw_uid;

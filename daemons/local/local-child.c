@@ -35,7 +35,8 @@
  *      yet in its marker; an mbox under one lock with one fsync, a Maildir with one fsync of new/
  *      after the files' own), records it in the marker(s) after it was
  *      fsynced (local_marker_sync(): one sync for all), and writes one line "<dsn>\t<diag>\n" per
- *      target, in order, to the result pipe.
+ *      target, in order, to the result pipe. After a local (not virtual) mbox write it tells
+ *      comsat of each new message when biff = yes (local-biff.c).
  * The parent reaps it from sd-event (sd_event_add_child), kills it when it is still running after
  * daemon_timeout (local.c), and reads the pipe with local_child_collect(). The child closes every
  * descriptor it does not need right after the fork, the journal socket included: it must not log
@@ -303,7 +304,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                         local_maildir_deliver(&us, todo_in + a, b - a, u->path, todo_res + a);
                         break;
                 case TARGET_COMMAND:
-                        local_command_deliver(s, &todo_in[a], u->path + 1, bus, &todo_res[a]);
+                        local_command_deliver(s, u, &todo_in[a], u->path + 1, bus, &todo_res[a]);
                         break;
                 case TARGET_PIPE:
                         /* One command for the recipients of one message (the parent's group). */
@@ -319,6 +320,10 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                         break;
                 default:
                         local_mbox_deliver_many(&us, todo_in + a, b - a, u->path, may_dotlock, true, todo_res + a);
+                        /* Postfix's local(8) tells comsat of each new message; virtual(8) does not. */
+                        for (size_t k = a; k < b && s->biff && !u->virtual; k++)
+                                if (todo_res[k].dsn[0] == '2')
+                                        local_biff_notify(u->user, todo_res[k].mbox_offset);
                 }
         }
 

@@ -90,7 +90,7 @@ static bool maildir_write_one(const DeliveryInput *in, const char *dir, const ch
                      (int) getpid(), in->queue_id, in->rcpt_id, host) < 0 ||
             asprintf(&new, "%snew/%lld.M%ldP%dQ%sR%lld.%s", dir, (long long) tv.tv_sec, (long) tv.tv_usec,
                      (int) getpid(), in->queue_id, in->rcpt_id, host) < 0 ||
-            strbuf_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n", in->sender, in->delivered_to) < 0) {
+            local_format_headers(in, &head) < 0) {
                 delivery_result_set(res, "4.3.0", "out of memory");
                 return false;
         }

@@ -668,6 +668,9 @@ static bool start_group(Local *l, Target *t) {
                         .rcpt_id = rc->id,
                         .sender = rc->msg->sender,
                         .delivered_to = dt[i] ? local_ascii_lower(dt[i]) : "",
+                        /* The address the client gave (smtpd keeps it as ORCPT when it rewrites). */
+                        .original_to = !l->settings.enable_original_recipient ? NULL :
+                                       rc->orcpt ? rc->orcpt : rc->address,
                         .content = rc->msg->content,
                         .content_len = rc->msg->content_len,
                         .hostname = l->settings.myhostname,
@@ -1081,7 +1084,10 @@ static int on_pipe_request(IpcConn *c, const IpcRecord *rec, void *userdata) {
 }
 
 static int settings_load(void *userdata, Conf *c, void *ret) {
-        return local_settings_load(c, ret);
+        int r = local_settings_load(c, ret);
+        if (r >= 0)
+                local_biff_check(((LocalSettings *) ret)->biff);
+        return r;
 }
 
 static void settings_done(void *s) {

@@ -75,6 +75,13 @@ typedef struct LocalSettings {
         char *fallback_transport;
         TableList *mailbox_transport_maps;    /* NULL when empty */
         TableList *fallback_transport_maps;   /* NULL when empty */
+        /* mailbox_command (local-mboxcmd.c) and the commands' environment (local-command.c) */
+        char *mailbox_command;        /* raw text: never $name-expanded */
+        TableList *mailbox_command_maps;   /* NULL when empty */
+        char *local_command_shell;
+        char *command_expansion_filter;
+        bool biff;
+        bool enable_original_recipient;
         /* virtual(8) deliveries (local-virtual.c) */
         char *virtual_mailbox_base;
         TableList *virtual_mailbox_maps;   /* NULL when empty: every virtual recipient is unknown */
@@ -113,10 +120,12 @@ typedef struct Target {
         uid_t uid;
         gid_t gid;
         char *home;
+        char *shell;          /* mailbox_command: the recipient's login shell (SHELL=) */
         bool spool;           /* TARGET_MBOX in mail_spool_directory (root may create it there) */
         bool virtual;         /* a virtual(8) mailbox: uid/gid from virtual_uid/gid_maps, no user
                                * name (groups: gid alone), virtual_mailbox_limit and _lock, missing
                                * directories created as the owner */
+        bool mailbox_command; /* TARGET_COMMAND: a user's mailbox_command(_maps), run as the user */
         char *sender;         /* TARGET_FORWARD, TARGET_PASS: envelope sender of the queued copy */
         char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it;
                                * TARGET_PASS: the route "transport:nexthop" */
@@ -195,6 +204,7 @@ typedef struct DeliveryInput {
         long long rcpt_id;
         const char *sender;           /* "" for the null sender */
         const char *delivered_to;     /* Delivered-To: value (lower-cased) */
+        const char *original_to;      /* X-Original-To: value, NULL for none (enable_original_recipient) */
         const char *content;          /* LF form */
         size_t content_len;
         const char *hostname;
@@ -208,6 +218,7 @@ typedef struct DeliveryInput {
 typedef struct DeliveryResult {
         char dsn[LOCAL_DSN_MAX];
         char diag[LOCAL_DIAG_MAX];
+        long long mbox_offset;        /* an mbox delivery: where the message starts (for biff) */
 } DeliveryResult;
 
 /* Sets a child's result (dsn and printf-style diagnostic, truncated to LOCAL_DIAG_MAX). */
@@ -218,7 +229,10 @@ const char *local_errno_dsn(int e);
 /* Waits deliver_lock_delay between two attempts to take a lock (200 ms when it is 0). */
 void local_lock_pause(const LocalSettings *s);
 
-/* Appends the From_ line, Return-Path: and Delivered-To: that precede a delivered message. */
+/* Appends Return-Path:, X-Original-To: (when in->original_to) and Delivered-To:, the header
+ * lines every local and virtual delivery prepends, in Postfix's order. */
+int local_format_headers(const DeliveryInput *in, StrBuf *out);
+/* Appends the From_ line and local_format_headers(): what precedes an mbox or command copy. */
 int local_format_envelope(const DeliveryInput *in, StrBuf *out);
 
 /* Appends to an mbox file with locking; truncates back on failure; fsyncs. Runs as the user.
@@ -230,11 +244,32 @@ void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const c
 void local_mbox_deliver_many(const LocalSettings *s, const DeliveryInput *in, size_t n,
                              const char *path, bool may_dotlock, bool owner_check,
                              DeliveryResult *res);
-/* Runs command with /bin/sh -c, the message on stdin; maps its exit status per sysexits.h. With
- * bus (connected by local_transient_connect() before the switch to the user) it runs as a
- * transient systemd unit, without it below the calling process. */
-void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
+/* Runs command (directly, with /bin/sh -c when it needs a shell, or with local_command_shell),
+ * the message on stdin, Postfix's environment for target t; maps its exit status per
+ * sysexits.h. With bus (connected by local_transient_connect() before the switch to the user)
+ * it runs as a transient systemd unit, without it below the calling process. */
+void local_command_deliver(const LocalSettings *s, const Target *t, const DeliveryInput *in, const char *command,
                            sd_bus *bus, DeliveryResult *res);
+/* The argv that runs command: local_command_shell's words and command, else the command's own
+ * words when it has no shell syntax and its program is found (absolute, or in /usr/bin:/bin),
+ * else /bin/sh -c command. NULL when out of memory. */
+char **local_command_argv(const char *shell, const char *command);
+/* The absolute path of program: as it is with a "/", else the first executable file of that
+ * name in LOCAL_COMMAND_PATH; NULL when there is none (or out of memory). */
+char *local_command_path(const char *program);
+/* The search path of commands named without a "/" (Postfix: the system's default path). */
+#define LOCAL_COMMAND_PATH "/usr/bin:/bin"
+
+struct passwd;
+/* mailbox_command_maps, then mailbox_command, for the local user pw reached as address: 1 with
+ * *ret a TARGET_COMMAND run as that user (as default_privs for root) or, when a table failed, a
+ * deferral; 0 when neither applies (mailbox delivery goes on); <0 out of memory. */
+int local_mailbox_command_target(const LocalSettings *s, const struct passwd *pw, const char *address,
+                                 Target **ret);
+
+/* Tells comsat on localhost's biff/udp port "user@offset" (fire and forget; errors ignored). */
+void local_biff_notify(const char *user, long long offset);
+void local_biff_check(bool biff);
 /* One command run by a delivery child as its current effective user ("|command" aliases with
  * /bin/sh -c, pipe(8) transports with their own argv). */
 typedef struct LocalCommand {
@@ -244,6 +279,7 @@ typedef struct LocalCommand {
         const char *input;               /* the command's stdin */
         size_t input_len;
         long long time_limit;            /* seconds; 0 means 1000 */
+        long long file_size_limit;       /* bytes a file it writes may grow to (RLIMIT_FSIZE); 0: none */
         const char *queue_id;            /* for the transient unit's name and description */
         long long rcpt_id;
         const char *recipient;

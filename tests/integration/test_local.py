@@ -87,6 +87,7 @@ def test_mbox_delivery(local):
     text = p.mailbox("ptest1")
     assert re.match(r"From sender@example\.org  \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n"
                     r"Return-Path: <sender@example\.org>\n"
+                    rf"X-Original-To: ptest1@{re.escape(HOST)}\n"
                     rf"Delivered-To: ptest1@{re.escape(HOST)}\n", text), text[:300]
     assert "\n>From the start of a line\n" in text
     assert "\n>>From already quoted\n" not in text and "\n>From already quoted\n" in text
@@ -141,7 +142,8 @@ def test_maildir_delivery(local):
     assert f.stat().st_uid == uid
     assert f"Q{qid}R{rid}." in f.name
     text = f.read_text()
-    assert text.startswith(f"Return-Path: <sender@example.org>\nDelivered-To: ptest2@{HOST}\n")
+    assert text.startswith(f"Return-Path: <sender@example.org>\nX-Original-To: ptest2@{HOST}\n"
+                           f"Delivered-To: ptest2@{HOST}\n")
     assert "Message-ID: <maildir-one@example.org>" in text
     assert not p.mailbox("ptest2")
     # A repeated request finds the earlier file (also when the user moved it to cur/).
@@ -403,7 +405,8 @@ def test_batch_of_messages_for_one_mailbox(local):
     assert len(entries) == 5, text[:2000]
     for i, e in enumerate(entries):
         assert e.startswith(f"From s{i}@example.org  "), e[:200]
-        assert f"\nReturn-Path: <s{i}@example.org>\nDelivered-To: ptest1@{HOST}\n" in e
+        assert f"\nReturn-Path: <s{i}@example.org>\nX-Original-To: ptest1@{HOST}\n" \
+               f"Delivered-To: ptest1@{HOST}\n" in e
         assert f"Message-ID: <batch-{i}@example.org>" in e
         assert e.count("Message-ID:") == 1 and e.endswith("hello\n\n")
     for qid, _, _, _ in items:
