@@ -88,22 +88,6 @@ static int add_interfaces(HostAddresses *h) {
         return r;
 }
 
-static int strv_append(char ***v, const char *s) {
-        size_t n = 0;
-        while (*v && (*v)[n])
-                n++;
-        char *copy = strdup(s);
-        char **nv = copy ? reallocarray(*v, n + 2, sizeof(char *)) : NULL;
-        if (!nv) {
-                free(copy);
-                return -ENOMEM;
-        }
-        nv[n] = copy;
-        nv[n + 1] = NULL;
-        *v = nv;
-        return 0;
-}
-
 int host_addresses_add(HostAddresses *h, char *const *list, char ***ret_unsupported) {
         for (char *const *e = list; e && *e; e++) {
                 int r;
@@ -112,7 +96,7 @@ int host_addresses_add(HostAddresses *h, char *const *list, char ***ret_unsuppor
                 else if (strcaseeq(*e, "loopback-only"))
                         r = add_loopback(h);
                 else if ((r = add_text(h, *e)) == -EINVAL)
-                        r = ret_unsupported ? strv_append(ret_unsupported, *e) : 0;
+                        r = ret_unsupported ? strv_consume(ret_unsupported, strdup(*e)) : 0;
                 if (r < 0)
                         return r;
         }

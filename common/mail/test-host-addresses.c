@@ -12,14 +12,15 @@
 
 static void test_entries(void) {
         char *list[] = { L("192.0.2.7"), L("[2001:db8::7]"), L("mail.example.org"), L("[IPv6:2001:db8::8]"),
-                         L("192.0.2.7"), NULL };
+                         L("192.0.2.7"), L("[192.0.2.300]"), NULL };
         HostAddresses h = {};
         _cleanup_strv_free_ char **unsupported = NULL;
 
         CHECK_INT(host_addresses_add(&h, list, &unsupported), 0);
         CHECK_INT(h.n, 3);                                     /* the duplicate counted once */
-        CHECK(unsupported && unsupported[0] && !unsupported[1]);
+        CHECK(unsupported && unsupported[0] && unsupported[1] && !unsupported[2]);
         CHECK_STR(unsupported[0], "mail.example.org");
+        CHECK_STR(unsupported[1], "[192.0.2.300]");
         CHECK(host_addresses_has(&h, "192.0.2.7"));
         CHECK(host_addresses_has(&h, "2001:DB8:0::7"));
         CHECK(host_addresses_has(&h, "2001:db8::8"));

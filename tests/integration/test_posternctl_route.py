@@ -122,12 +122,9 @@ def test_address_literal_of_this_host_is_local(postern):
     rc, out = route(postern, "ptest1@[127.0.0.1]")
     assert rc == 0, out
     assert "  RCPT TO check: known" in out.splitlines()
-    assert block(out, "ptest1@[127.0.0.1]")[:4] == [
-        "  class: local ([127.0.0.1] is an address of this host: inet_interfaces, proxy_interfaces)",
-        "  relocated_maps: no entry",
-        "  transport: local, next hop: mx.example.com",
-        "  decided by: local_transport",
-    ]
+    lines = block(out, "ptest1@[127.0.0.1]")
+    assert lines[0] == "  class: local ([127.0.0.1] is an address of this host: inet_interfaces, proxy_interfaces)"
+    assert "  transport: local, next hop: mx.example.com" in lines
     rc, out = route(postern, "ptest1@[192.0.2.99]")
     assert block(out, "ptest1@[192.0.2.99]")[0] == "  class: default ([192.0.2.99] is in no class list)"
     configure_routes(postern, inet_interfaces="127.0.0.8")
