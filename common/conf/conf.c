@@ -254,6 +254,45 @@ static void conf_expand_fail(ConfExpand *x, const char *fmt, ...) {
         va_end(ap);
 }
 
+/* main.cf's compatibility_level, or NULL when it is not set (Postern's defaults are level 3.6's). */
+static const char *conf_compat_level(Conf *c) {
+        ConfEntry *e = strmap_get(c->entries, "compatibility_level");
+        return e ? e->raw : NULL;
+}
+
+/* An older compatibility_level: says which defaults of that level are in effect, and which
+ * changes of Postfix defaults concern parameters Postern does not have. */
+static void conf_compat_report(Conf *c, ConfMessages *m, int *ret) {
+        ConfEntry *e = strmap_get(c->entries, "compatibility_level");
+        if (!e)
+                return;
+        if (!param_compat_level_valid(e->raw)) {
+                conf_messages_add(m, "%s:%u: compatibility_level: invalid level \"%s\" (a number, or "
+                                  "major.minor[.patch] such as 3.6)", c->path, e->line, e->raw);
+                *ret = -EINVAL;
+                return;
+        }
+        size_t n;
+        const ParamCompat *t = param_compat_table(&n);
+        _cleanup_strbuf_ StrBuf used = STRBUF_INIT, absent = STRBUF_INIT;
+        for (size_t i = 0; i < n; i++) {
+                if (param_compat_level_compare(e->raw, t[i].level) >= 0 || strmap_get(c->entries, t[i].name))
+                        continue;
+                if (t[i].old)
+                        (void) strbuf_printf(&used, "%s%s = %s", used.len ? ", " : "", t[i].name,
+                                             t[i].old[0] ? t[i].old : "(empty)");
+                else
+                        (void) strbuf_printf(&absent, "%s%s", absent.len ? ", " : "", t[i].name);
+        }
+        if (used.len)
+                conf_messages_add(m, "%s:%u: compatibility_level = %s: using backwards-compatible default settings "
+                                  "%s (set them in main.cf to keep them, then raise compatibility_level)",
+                                  c->path, e->line, e->raw, used.data);
+        if (absent.len)
+                conf_messages_add(m, "%s:%u: compatibility_level = %s: not applied: the older defaults of %s "
+                                  "(Postern has no such parameter)", c->path, e->line, e->raw, absent.data);
+}
+
 /* The unexpanded text for name in x's context, or NULL when it is undefined. Computed defaults
  * that depend on other parameters (mydomain, config_directory) are produced in *ret_computed. */
 static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_explicit) {
@@ -276,7 +315,8 @@ static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_expli
                 return NULL;
         if (streq(name, "config_directory"))
                 return c->config_dir;
-        return param_default(p);
+        const char *old = param_compat_default(conf_compat_level(c), name);
+        return old ? old : param_default(p);
 }
 
 /* Replaces *v, "/file/name", by the file's first line that is neither empty nor a "#" comment,
@@ -951,6 +991,7 @@ static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
                 }
         }
         master_cf_done(&master);
+        conf_compat_report(c, m, ret);
         /* Defaults can reference explicit settings ($myhostname in smtpd_banner, ...); when an
          * explicit setting is already wrong, its knock-on effects would only add noise. */
         if (*ret < 0)

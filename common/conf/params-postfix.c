@@ -18,6 +18,7 @@ static const ParamIgnored ignored_table[] = {
         { "debugger_command", "attach a debugger to the unit's process (systemctl show -p MainPID postern-…)" },
         { "html_directory", "Postern's documentation is its README.md and docs/, not a directory it reads" },
         { "import_environment", "each unit's environment is set in the unit (Environment=, a drop-in)" },
+        { "lmtp_tls_session_cache_database", "postern-smtp keeps TLS sessions for resumption in its own memory (64 per TLS configuration); there is no tlsmgr" },
         { "maillog_file", "log lines go to the journal (journalctl -u postern-smtpd, journalctl POSTERN_QUEUE_ID=…)" },
         { "maillog_file_prefixes", "log lines go to the journal" },
         { "maillog_file_rotate_suffix", "log lines go to the journal, which rotates itself" },
@@ -35,6 +36,8 @@ static const ParamIgnored ignored_table[] = {
         { "service_throttle_time", "systemd restarts units (Restart=, RestartSec= in a drop-in)" },
         { "setgid_group", "local submission goes through a socket, not a setgid program" },
         { "shlib_directory", "Postern is built without private shared libraries" },
+        { "smtp_tls_session_cache_database", "postern-smtp keeps TLS sessions for resumption in its own memory (64 per TLS configuration); there is no tlsmgr" },
+        { "smtpd_tls_session_cache_database", "postern-smtpd resumes sessions with session tickets (RFC 5077) whose key lives in its memory; there is no tlsmgr" },
         { "syslog_facility", "log lines go to the journal (SYSLOG_FACILITY=mail)" },
 };
 

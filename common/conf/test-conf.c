@@ -494,6 +494,49 @@ static void test_postfix_parameters_with_no_meaning(void) {
         }
 }
 
+/* compatibility_level below a change of default keeps the older default for unset parameters;
+ * levels compare number by number. */
+static void test_compatibility_level(void) {
+        CHECK(param_compat_level_compare("3.10", "3.9") > 0);
+        CHECK(param_compat_level_compare("3.6", "3.6.0") == 0);
+        CHECK(param_compat_level_compare("2", "3.6") < 0);
+        CHECK(param_compat_level_compare("3.9.1", "3.9") > 0);
+        CHECK(param_compat_level_valid("0") && param_compat_level_valid("3.9.1"));
+        CHECK(!param_compat_level_valid("3.") && !param_compat_level_valid("three") &&
+              !param_compat_level_valid("1.2.3.4") && !param_compat_level_valid(""));
+
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        CHECK_INT(load("compatibility_level = 0\nmydestination = a.example\nsmtputf8_enable = yes\n", &c, &msgs), 0);
+        CHECK_STR(conf_get(c, "append_dot_mydomain"), "yes");
+        CHECK_STR(conf_get(c, "relay_domains"), "a.example");
+        CHECK_STR(conf_get(c, "smtpd_relay_restrictions"), "");
+        CHECK_STR(conf_get(c, "smtputf8_enable"), "yes");   /* set explicitly: kept */
+        CHECK(has_message(msgs, ":1: compatibility_level = 0: using backwards-compatible default settings "
+                                "append_dot_mydomain = yes, smtpd_relay_restrictions = (empty), "
+                                "relay_domains = $mydestination (set them"));
+        CHECK(has_message(msgs, "not applied: the older defaults of mynetworks_style, lmtp_tls_fingerprint_digest"));
+
+        _cleanup_conf_free_ Conf *c2 = NULL;
+        _cleanup_strv_free_ char **msgs2 = NULL;
+        CHECK_INT(load("compatibility_level = 2\n", &c2, &msgs2), 0);
+        CHECK_STR(conf_get(c2, "append_dot_mydomain"), "no");
+        CHECK_STR(conf_get(c2, "relay_domains"), "");
+        CHECK(has_message(msgs2, "compatibility_level = 2: not applied: the older defaults of "
+                                 "lmtp_tls_fingerprint_digest, smtp_tls_fingerprint_digest, smtpd_tls_fingerprint_digest"));
+        CHECK(!has_message(msgs2, "using backwards-compatible"));
+
+        _cleanup_conf_free_ Conf *c3 = NULL;
+        _cleanup_strv_free_ char **msgs3 = NULL;
+        CHECK_INT(load("compatibility_level = 3.10\n", &c3, &msgs3), 0);
+        CHECK(!has_message(msgs3, "compatibility_level"));
+
+        _cleanup_conf_free_ Conf *c4 = NULL;
+        _cleanup_strv_free_ char **msgs4 = NULL;
+        CHECK(load("compatibility_level = 3.x\n", &c4, &msgs4) < 0);
+        CHECK(has_message(msgs4, ":1: compatibility_level: invalid level \"3.x\""));
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
         snprintf(cfpath, sizeof cfpath, "%s/main.cf", tmpdir);
@@ -510,6 +553,7 @@ int main(void) {
         test_master_cf_transport_params();
         test_myorigin_from_file();
         test_postfix_parameters_with_no_meaning();
+        test_compatibility_level();
 
         unlink(cfpath);
         rmdir(tmpdir);

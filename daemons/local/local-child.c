@@ -175,6 +175,16 @@ static void prepare_spool(const LocalSettings *s, const Target *t, bool *ret_may
         }
 }
 
+/* The line that records t in its recipient's marker: the mailbox path; for a command or a file
+ * prefixed with the uid it runs as ("1001:|procmail"), since the .forward files of two users
+ * reached through one alias may name the same command. NULL when out of memory. */
+static char *marker_line(const Target *t) {
+        char *line = NULL;
+        if (t->kind != TARGET_COMMAND && t->kind != TARGET_FILE)
+                return strdup(t->path);
+        return asprintf(&line, "%lu:%s", (unsigned long) t->uid, t->path) < 0 ? NULL : line;
+}
+
 /* Opens and locks the marker of in and says whether t was already delivered there (then res is
  * set to success). Returns the marker fd, or <0 with res set to a deferral. */
 static int child_marker(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
@@ -200,7 +210,13 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
                 safe_close(mfd);
                 return r;
         }
-        if (local_marker_has(mfd, t->path)) {
+        _cleanup_free_ char *line = marker_line(t);
+        if (!line) {
+                delivery_result_set(res, "4.3.0", "out of memory");
+                safe_close(mfd);
+                return -ENOMEM;
+        }
+        if (local_marker_has(mfd, line)) {
                 success_result(t, res);
                 *ret_done = true;
         }
@@ -330,7 +346,8 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
         /* Recorded only after the mailbox was synced; all markers made durable at once. */
         for (size_t k = 0; k < n_todo; k++) {
                 res[todo[k]] = todo_res[k];
-                if (todo_res[k].dsn[0] == '2' && local_marker_append(mfd[todo[k]], t[todo[k]]->path) >= 0)
+                _cleanup_free_ char *line = todo_res[k].dsn[0] == '2' ? marker_line(t[todo[k]]) : NULL;
+                if (line && local_marker_append(mfd[todo[k]], line) >= 0)
                         synced[n_synced++] = mfd[todo[k]];
         }
         (void) local_marker_sync(synced, n_synced);

@@ -17,7 +17,7 @@
  * runs as default_privs instead (HOME, SHELL and the directory stay root's, as in Postfix). Its
  * delivery (local-child.c, local-command.c) is that of a "|command" alias: a transient unit
  * under systemd, command_time_limit, mailbox_size_limit as the files' size limit, exit status
- * per sysexits.h, the exactly-once marker (its entry is the "|command" text). */
+ * per sysexits.h, the exactly-once marker (its entry is "<uid>:|command", local-child.c). */
 #include <pwd.h>
 #include <stdio.h>
 

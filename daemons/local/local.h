@@ -82,6 +82,11 @@ typedef struct LocalSettings {
         char *command_expansion_filter;
         bool biff;
         bool enable_original_recipient;
+        char *forward_path;           /* unexpanded ($home, $user ...: local-expand.c) */
+        char *forward_expansion_filter;
+        char *luser_relay;            /* unexpanded */
+        bool owner_request_special;
+        bool expand_owner_alias;
         /* virtual(8) deliveries (local-virtual.c) */
         char *virtual_mailbox_base;
         TableList *virtual_mailbox_maps;   /* NULL when empty: every virtual recipient is unknown */

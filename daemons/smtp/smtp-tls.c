@@ -71,6 +71,7 @@ static TlsClient *client_new(Conf *c, const char *prefix, const char *protocols_
         const char *grade = smtp_conf_get(c, prefix, ciphers_param);
         TlsClientConfig cfg = {
                 .ca_file = smtp_conf_get(c, prefix, "tls_CAfile"),
+                .ca_path = smtp_conf_get(c, prefix, "tls_CApath"),
                 .protocols = smtp_conf_get(c, prefix, protocols_param),
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
         };
@@ -79,8 +80,8 @@ static TlsClient *client_new(Conf *c, const char *prefix, const char *protocols_
         int r = tls_client_new(&cfg, &cl, &why);
         if (r < 0) {
                 /* Like Postfix: a local TLS problem makes "may" plaintext and defers mandatory TLS. */
-                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile): %s; TLS not available",
-                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix,
+                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath): %s; TLS not available",
+                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix,
                                 why ? why : "out of memory");
                 return NULL;
         }

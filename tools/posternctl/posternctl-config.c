@@ -142,6 +142,26 @@ static int config_markdown(void) {
                 fputs(" |\n", stdout);
         }
         size_t n;
+        const ParamCompat *compat = param_compat_table(&n);
+        printf("\n## Compatibility levels\n"
+               "\n"
+               "As Postfix's safety net: with `compatibility_level` below the level where a default changed,\n"
+               "a parameter main.cf leaves unset keeps its older default, and each load says which\n"
+               "(`compatibility_level = 0: using backwards-compatible default settings ...`). Without\n"
+               "`compatibility_level`, or at 3.6 and above, the defaults are those in the table above.\n"
+               "\n"
+               "| Parameter | Changed at level | Default below that level |\n"
+               "|---|---|---|\n");
+        for (size_t i = 0; i < n; i++) {
+                printf("| `%s` | %s | ", compat[i].name, compat[i].level);
+                if (!compat[i].old)
+                        fputs("not applied: Postern has no such parameter", stdout);
+                else if (compat[i].old[0] == '\0')
+                        fputs("*(empty)*", stdout);
+                else
+                        printf("`%s`", compat[i].old);
+                fputs(" |\n", stdout);
+        }
         const ParamIgnored *ig = param_ignored_table(&n);
         printf("\n## Postfix parameters with no meaning here\n"
                "\n"
