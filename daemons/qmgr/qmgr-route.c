@@ -12,9 +12,9 @@
  *   default                                     $default_transport
  *
  * For relay and default routes the next hop is $relayhost, or the recipient domain when
- * relayhost is empty. Address literals ("[192.0.2.1]") are local only for numeric
- * $inet_interfaces and $proxy_interfaces (Postfix also uses the addresses of every interface for
- * "all").
+ * relayhost is empty. Address literals ("[192.0.2.1]") are local when they name one of this host's
+ * addresses ($inet_interfaces and $proxy_interfaces; "all" means every interface's:
+ * common/mail/host-addresses.c).
  *
  * relocated_maps (looked up as relocated(5) says: user@domain, user for local domains and
  * $myorigin, @domain, each also without the recipient_delimiter extension) bounces the recipient
