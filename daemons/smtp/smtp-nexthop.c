@@ -12,9 +12,11 @@
  * smtp_dns_support_level: "enabled" (or empty, the default) as above; "disabled" makes no MX
  * lookups and resolves host names the system's way (getaddrinfo: /etc/hosts, then DNS per
  * nsswitch.conf), as Postfix's "native" lookups; "dnssec" is accepted and behaves as "enabled"
- * (Postern has no DANE, the only use Postfix makes of validated answers). smtp_mx_address_limit
+ * (Postern has no DANE, the only use Postfix makes of validated answers); an empty level with
+ * disable_dns_lookups = yes means "disabled". smtp_mx_address_limit
  * caps the addresses an MX lookup yields (0: no limit). LMTP next hops follow
- * lmtp_dns_support_level. */
+ * lmtp_dns_support_level. These come from the delivery's settings (a master.cf transport's may
+ * differ); $myhostname, $inet_interfaces and the LMTP socket directory are process-wide. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
