@@ -201,3 +201,26 @@ def test_debian_stock_master_cf(postern, sinks):
     assert rc == 0, text
     transports = [l for l in text.splitlines() if "not part of Postern" not in l]
     assert len(transports) == 1 and "master.cf:15: relay: not supported: -o syslog_name on relay" in transports[0], text
+
+
+def test_reload_reads_master_cf_again(postern, sinks):
+    """postern-smtp builds its variants at every settings load: a changed -o applies after a
+    reload, and an entry made invalid meanwhile defers (4.3.5) until it is fixed."""
+    a = sinks("a")
+    master(postern, "sink-a unix - - n - - smtp -o smtp_helo_name=first.test\n")
+    start(postern, {"a.example": f"sink-a:[127.0.0.1]:{a.port}"})
+    q1 = send(postern, "x@a.example")
+    postern.wait_log("smtp", rf"{q1}: to=<x@a\.example>, .*status=sent")
+    master(postern, "sink-a unix - - n - - smtp -o smtp_helo_name=second.test\n")
+    postern.reload("smtp")
+    postern.wait_log("smtp", r"reload -- configuration")
+    q2 = send(postern, "y@a.example")
+    postern.wait_log("smtp", rf"{q2}: to=<y@a\.example>, .*status=sent")
+    assert sorted(helo_of(m) for m in a.wait_count(2)) == ["first.test", "second.test"]
+    master(postern, "sink-a unix - - n - - smtp -o smtp_connect_timeout=soon\n")
+    postern.reload("smtp")
+    postern.wait_log("smtp", r"reload -- configuration", count=2)
+    q3 = send(postern, "z@a.example")
+    postern.wait_log("smtp", rf"{q3}: to=<z@a\.example>, relay=none, .*dsn=4\.3\.5, status=deferred \(mail "
+                             r"transport unavailable: master\.cf entry sink-a: -o smtp_connect_timeout=soon: ")
+    assert postern.running("smtp")
