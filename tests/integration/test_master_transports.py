@@ -1,9 +1,9 @@
 """Transports defined in master.cf (common/conf/master-cf.c): unix entries whose command is smtp
 or lmtp go to postern-smtp with transport=<name> and that entry's -o overrides
-(daemons/smtp/smtp-settings.c) and its maxproc as their process limit (daemons/qmgr/qmgr-sched.c);
-error, retry and discard entries are decided by qmgr; an entry whose command Postern does not
-have, and one whose -o is invalid, defer with 4.3.5 naming the problem, and `posternctl check`
-says the same. Real peers: Postfix's smtp-sink (its dumps carry X-Helo-Args), a counting SMTP
+(daemons/smtp/smtp-settings.c, read again at a reload) and its maxproc as their process limit
+(daemons/qmgr/qmgr-sched.c); error, retry and discard entries are decided by qmgr, a local entry is
+the local transport; an entry whose command Postern does not have, and one whose -o is invalid,
+defer with 4.3.5 naming the problem, and `posternctl check` says the same. Real peers: Postfix's smtp-sink (its dumps carry X-Helo-Args), a counting SMTP
 server for the process limit, a scripted LMTP server."""
 
 import re
@@ -224,3 +224,14 @@ def test_reload_reads_master_cf_again(postern, sinks):
     postern.wait_log("smtp", rf"{q3}: to=<z@a\.example>, relay=none, .*dsn=4\.3\.5, status=deferred \(mail "
                              r"transport unavailable: master\.cf entry sink-a: -o smtp_connect_timeout=soon: ")
     assert postern.running("smtp")
+
+
+def test_local_entry_is_the_local_transport(postern):
+    """A local(8) entry under another name delivers as Postern's local transport."""
+    master(postern, "mylocal unix - n n - - local\n")
+    postern.configure(transport_maps="inline:{ other.example=mylocal: }")
+    postern.start()
+    qid = send(postern, "ptest1@other.example")
+    postern.wait_mailbox("ptest1", rf"Message-ID: <{qid}@client\.test>")
+    postern.wait_log("local", rf"{qid}: to=<ptest1@other\.example>, .*status=sent")
+    postern.wait_queue_empty()
