@@ -90,12 +90,19 @@ void qmgr_route_fields_done(QmgrSettings *s) {
 void qmgr_route_settings_done(QmgrSettings *s) {
         qmgr_route_fields_done(s);
         addr_classes_done(&s->classes);
+        qmgr_sched_settings_done(&s->sched);
         *s = (QmgrSettings) {};
 }
 
+/* What `posternctl route` needs: the routing fields, the address classes and the master.cf
+ * transports (a master.cf that cannot be used is left out, as qmgr does; posternctl check says
+ * why). */
 int qmgr_route_settings_load(QmgrSettings *s, Conf *c, char **ret_reason) {
+        _cleanup_free_ char *merr = NULL;
         int r = qmgr_route_fields_load(s, c);
         if (r < 0)
+                return r;
+        if ((r = qmgr_sched_settings_load_master(&s->sched, c, &merr)) < 0)
                 return r;
         return addr_classes_load(&s->classes, c, NULL, ret_reason);
 }

@@ -306,6 +306,22 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
         return 0;
 }
 
+/* qmgr_sched_settings_load() with $config_directory/master.cf: a master.cf that cannot be read
+ * or parsed gives *ret_error (caller frees and reports it) and its transports are not used. */
+int qmgr_sched_settings_load_master(QmgrSchedSettings *s, Conf *c, char **ret_error) {
+        MasterCf master = {};
+        _cleanup_free_ char *path = NULL;
+        *ret_error = NULL;
+        if (asprintf(&path, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
+                return log_oom();
+        int r = master_cf_load(path, &master, ret_error);
+        if (r < 0 && r != -ENOENT && !*ret_error && asprintf(ret_error, "%s: %s", path, strerror(-r)) < 0)
+                *ret_error = NULL;
+        r = qmgr_sched_settings_load(s, c, &master);
+        master_cf_done(&master);
+        return r;
+}
+
 /* The limits for a transport (the defaults for one not named in the configuration). */
 const QmgrTransportLimits *qmgr_sched_limits(const QmgrSettings *s, const char *transport) {
         for (size_t i = 0; i < s->sched.n; i++)

@@ -309,6 +309,8 @@ void qmgr_job_free(QmgrJob *j);
 /* qmgr-sched.c */
 /* Reads the per-transport scheduling parameters into s (replacing its contents). */
 int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m);
+/* The same with $config_directory/master.cf; *ret_error (caller frees) when it could not be used. */
+int qmgr_sched_settings_load_master(QmgrSchedSettings *s, Conf *c, char **ret_error);
 /* Frees what qmgr_sched_settings_load() allocated. */
 void qmgr_sched_settings_done(QmgrSchedSettings *s);
 /* The limits for a transport (the defaults for one not named in the configuration). */
