@@ -12,8 +12,7 @@
  * hop, for at most smtp_connection_cache_time_limit idle, smtp_connection_reuse_time_limit since
  * it was opened and smtp_connection_reuse_count_limit transactions. A reused connection starts
  * with RSET; if it turns out dead before anything was recorded, the delivery is retried once on
- * a fresh connection. A reload closes the idle connections and keeps those in use from being
- * cached again (smtp_sessions_reload()): they were opened with the old settings.
+ * a fresh connection.
  *
  * TLS (smtp_tls_security_level, smtp_tls_policy_maps; settings in smtp-tls.c): after EHLO, when
  * the policy asks for it, STARTTLS; whatever the server sent behind its 220 in plaintext is
@@ -76,7 +75,6 @@ struct SmtpSession {
         char *key;                   /* "smtp:<nexthop>" / "lmtp:<nexthop>" */
         bool lmtp;
         char *transport;             /* the deliveries' master.cf transport, or NULL */
-        unsigned generation;         /* Smtp.generation when it was opened */
         SessionState state;
         StrBuf in, out;
         SmtpReply reply;
@@ -329,8 +327,6 @@ static void send_commands(SmtpSession *s) {
 
 static bool reuse_allowed(const SmtpSession *s) {
         const SmtpSettings *st = cfg(s);
-        if (s->generation != s->smtp->generation)
-                return false;   /* opened (HELO name, TLS, ...) with settings a reload replaced */
         if (st->reuse_count_limit > 0 && s->uses >= st->reuse_count_limit)
                 return false;
         return now_usec(CLOCK_MONOTONIC) - s->created < st->reuse_time_limit;
@@ -1113,7 +1109,6 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
                 session_free(s);
                 return -ENOMEM;
         }
-        s->generation = smtp->generation;
         s->created = now_usec(CLOCK_MONOTONIC);
         s->state = ST_CONNECT;
         smtp_target_relay(t, s->relay, sizeof(s->relay));
@@ -1237,11 +1232,4 @@ void smtp_session_abort(SmtpDelivery *d) {
 void smtp_sessions_done(Smtp *smtp) {
         while (smtp->idle)
                 session_quit(smtp->idle);
-}
-
-/* New settings: idle connections were opened with the old ones (HELO name, TLS); they are closed,
- * and those in use are not cached after their transaction. */
-void smtp_sessions_reload(Smtp *smtp) {
-        smtp->generation++;
-        smtp_sessions_done(smtp);
 }

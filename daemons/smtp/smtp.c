@@ -449,7 +449,6 @@ static int on_request_lmtp(IpcConn *c, const IpcRecord *rec, void *userdata) {
 static int apply(void *userdata, void *old) {
         Smtp *s = userdata;
         smtp_resolve_configure(&s->cfg.side[0], &s->cfg.side[1]);
-        smtp_sessions_reload(s);
         return 0;
 }
 

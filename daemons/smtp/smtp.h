@@ -246,7 +246,6 @@ struct Smtp {
         SmtpSession *idle;            /* cached connections, most recent first */
         SmtpMemory memory;            /* results already reported (smtp-remember.c) */
         size_t n_sessions;
-        unsigned generation;          /* settings loads: connections of older ones are not reused */
 };
 
 /* The settings a delivery or session of that side and transport uses. */
@@ -277,7 +276,5 @@ void smtp_memory_done(SmtpMemory *mem);
 void smtp_session_start(SmtpDelivery *d);
 /* Frees every cached connection and detaches sessions (shutdown). */
 void smtp_sessions_done(Smtp *s);
-/* After a reload: closes the idle connections and keeps those in use from being cached. */
-void smtp_sessions_reload(Smtp *s);
 /* Detaches d from its session (which is closed). */
 void smtp_session_abort(SmtpDelivery *d);

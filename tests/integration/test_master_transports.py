@@ -205,10 +205,11 @@ def test_debian_stock_master_cf(postern, sinks):
 
 def test_reload_reads_master_cf_again(postern, sinks):
     """postern-smtp builds its variants at every settings load: a changed -o applies after a
-    reload, and an entry made invalid meanwhile defers (4.3.5) until it is fixed."""
+    reload, and an entry made invalid meanwhile defers (4.3.5) until it is fixed. (No connection
+    caching here: a cached connection keeps what it negotiated until it expires.)"""
     a = sinks("a")
     master(postern, "sink-a unix - - n - - smtp -o smtp_helo_name=first.test\n")
-    start(postern, {"a.example": f"sink-a:[127.0.0.1]:{a.port}"})
+    start(postern, {"a.example": f"sink-a:[127.0.0.1]:{a.port}"}, smtp_connection_cache_time_limit="0s")
     q1 = send(postern, "x@a.example")
     postern.wait_log("smtp", rf"{q1}: to=<x@a\.example>, .*status=sent")
     master(postern, "sink-a unix - - n - - smtp -o smtp_helo_name=second.test\n")
