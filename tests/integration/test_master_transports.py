@@ -99,6 +99,21 @@ def test_maxproc_is_the_transport_process_limit(postern, servers):
     postern.wait_queue_empty()
 
 
+def test_main_cf_limits_of_a_master_cf_transport(postern, servers):
+    """<name>_destination_concurrency_limit in main.cf for a master.cf smtp transport: known (no
+    "unknown parameter" warning) and obeyed, while its maxproc allows more."""
+    s = servers(delay=0.3)
+    master(postern, "conc unix - - n - 5 smtp\n")
+    start(postern, {"c.test": f"conc:[127.0.0.1]:{s.port}"}, conc_destination_concurrency_limit="1")
+    for i in range(4):
+        inject(postern, "alice@example.org", [f"c{i}@c.test"])
+    wakeup(postern)
+    postern.wait_for(lambda: s.stats.done == 4, timeout=30, what="4 deliveries")
+    assert s.stats.max == 1
+    postern.wait_queue_empty()
+    assert "conc_destination_concurrency_limit" not in postern.log("qmgr") + postern.log("smtp")
+
+
 def test_error_retry_and_discard_entries(postern):
     master(postern, "bouncer unix - - n - - error\n"
                     "retry unix - - n - - error\n"
