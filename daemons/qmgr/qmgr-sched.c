@@ -24,7 +24,13 @@
  *
  * qmgr_sched_dispatch() visits the destinations that have waiting jobs in a ring, starting one
  * job per destination per round, so a saturated or slow destination never holds back others; <transport>_process_limit
- * (default_process_limit) caps the requests in flight per transport (local included). */
+ * (default_process_limit) caps the requests in flight per transport (local included).
+ *
+ * The settings (qmgr_sched_settings_load()) also say what each unix entry of master.cf is:
+ * pipe, smtp and lmtp entries are sent to that agent socket (qmgr_sched_agent()) with their
+ * maxproc as process limit; local, virtual, error and discard entries are routed as that built-in
+ * transport, and an entry whose command Postern does not have is unavailable (4.3.5);
+ * qmgr-route.c applies the last two. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
