@@ -6,8 +6,9 @@
  * override "<transport>/<name> = value" (common/conf/conf.h, the way listener overrides work),
  * so "$name" references inside other values see it too. The loader records every parameter it
  * reads; an -o naming one it did not read (a parameter of another daemon, or process-wide like
- * queue_directory and inet_interfaces) or one Postern does not know is "not supported" — a
- * warning, the transport still works. An -o with an invalid value makes the transport
+ * queue_directory and inet_interfaces, or a scheduling limit such as
+ * <transport>_destination_concurrency_limit, which postern-qmgr reads from main.cf) or one Postern
+ * does not know is "not supported" — a warning, the transport still works. An -o with an invalid value makes the transport
  * unavailable: its deliveries are deferred with 4.3.5 and that text. syslog_name is not
  * supported: every line postern-smtp logs carries the journal identifier postern/smtp.
  *
@@ -198,10 +199,10 @@ static bool strv_has(char **v, const char *s) {
         return false;
 }
 
-/* The variant of master.cf entry e (path: the file, for messages) into *ret; 0 when it has no
+/* The variant of master.cf entry e of m (path: the file, for messages) into *ret; 0 when it has no
  * override postern-smtp applies (no variant needed), 1 with *ret filled. Problems go to *warnings
  * ("not supported") and *errors (the transport is unavailable). */
-static int variant_load(Conf *c, const char *path, const MasterEntry *e, SmtpSettings *ret,
+static int variant_load(Conf *c, const char *path, const MasterCf *m, const MasterEntry *e, SmtpSettings *ret,
                         char ***warnings, char ***errors) {
         SmtpSettings v = { .prefix = streq(e->command, "lmtp") ? "lmtp" : "smtp", .recording = true };
         size_t applied = 0;
@@ -216,6 +217,14 @@ static int variant_load(Conf *c, const char *path, const MasterEntry *e, SmtpSet
                         r = notef(warnings, "%s:%u: %s: not supported: -o syslog_name on %s (postern-smtp logs "
                                   "every transport's deliveries as postern/smtp)", path, e->line, e->service,
                                   e->service);
+                        if (r < 0)
+                                goto fail;
+                        continue;
+                }
+                if (master_cf_transport_param(m, o->name)) {
+                        r = notef(warnings, "%s:%u: %s: not supported: -o %s on %s (a queue manager setting: "
+                                  "postern-qmgr reads it from main.cf only; set it there)", path, e->line,
+                                  e->service, o->name, e->service);
                         if (r < 0)
                                 goto fail;
                         continue;
@@ -327,7 +336,7 @@ int smtp_config_load(Conf *c, SmtpConfig *ret, char ***warnings, char ***errors)
                         goto fail;
                 }
                 n.variants = grown;
-                r = variant_load(c, path, e, &n.variants[n.n_variants], warnings, errors);
+                r = variant_load(c, path, &m, e, &n.variants[n.n_variants], warnings, errors);
                 if (r < 0)
                         goto fail;
                 n.n_variants += r;

@@ -39,7 +39,7 @@ int main(void) {
                    "sink-a    unix  -  -  n  -  2  smtp -o smtp_helo_name=override.test\n"
                    "  -o smtp_data_done_timeout=1200 -o disable_dns_lookups=yes\n"
                    "  -o syslog_name=postfix/$service_name -o smtp_send_xforward_command=yes\n"
-                   "  -o local_header_rewrite_clients=\n"
+                   "  -o local_header_rewrite_clients= -o sink-a_destination_concurrency_limit=3\n"
                    "renamed   unix  -  -  n  -  -  smtp -o myhostname=other.example.org\n"
                    "inbox     unix  -  -  n  -  -  lmtp -o lmtp_lhlo_name=lhlo.test\n"
                    "broken    unix  -  -  n  -  -  smtp -o smtp_helo_timeout=banana\n");
@@ -83,6 +83,8 @@ int main(void) {
                                  "Postern does not know)"));
         CHECK(has_line(warnings, "sink-a: not supported: -o local_header_rewrite_clients on sink-a (postern-smtp "
                                  "does not read it"));
+        CHECK(has_line(warnings, "sink-a: not supported: -o sink-a_destination_concurrency_limit on sink-a (a "
+                                 "queue manager setting: postern-qmgr reads it from main.cf only; set it there)"));
         CHECK(!has_line(warnings, "smtp_helo_name"));
         CHECK(!has_line(warnings, "disable_dns_lookups"));
         CHECK(!has_line(warnings, "renamed"));
