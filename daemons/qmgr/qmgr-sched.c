@@ -296,7 +296,8 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
                                 l.error = -ENOMEM;
                         if (e && n.t[i].agent) {
                                 _cleanup_free_ char *pl = NULL;
-                                if (e->maxproc > 0 && !setting(c, n.t[i].name, master_param_suffixes[MASTER_PARAM_PROCESS_LIMIT], NULL, &pl))
+                                if (e->maxproc > 0 && !setting(c, n.t[i].name,
+                                                               master_param_suffixes[MASTER_PARAM_PROCESS_LIMIT], NULL, &pl))
                                         n.t[i].process_limit = (size_t) e->maxproc;
                         }
                 }

@@ -8,9 +8,10 @@
  * reads; an -o naming one it did not read (a parameter of another daemon, or process-wide like
  * queue_directory and inet_interfaces, or a scheduling limit such as
  * <transport>_destination_concurrency_limit, which postern-qmgr reads from main.cf) or one Postern
- * does not know is "not supported" — a warning, the transport still works. An -o with an invalid value makes the transport
- * unavailable: its deliveries are deferred with 4.3.5 and that text. syslog_name is not
- * supported: every line postern-smtp logs carries the journal identifier postern/smtp.
+ * does not know is "not supported" — a warning, the transport still works. An -o with an
+ * invalid value makes the transport unavailable: its deliveries are deferred with 4.3.5 and that
+ * text. syslog_name is not supported: every line postern-smtp logs carries the journal
+ * identifier postern/smtp.
  *
  * smtp_config_load() is also what `posternctl check` runs, so both report the same problems.
  * Deliveries find their settings with smtp_config_settings() by side and transport name. */

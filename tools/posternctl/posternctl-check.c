@@ -146,7 +146,8 @@ static int check_master_cf(Conf *c) {
                 if (e->kind == MASTER_UNKNOWN)
                         fprintf(stderr, "posternctl: %s:%u: %s: not supported: command \"%s\" (%s) is not "
                                 "part of Postern; run it as a service of its own%s\n", path, e->line, e->service,
-                                e->command, e->type, streq(e->type, "unix") ? "; mail routed to it is deferred (4.3.5)" : "");
+                                e->command, e->type,
+                                streq(e->type, "unix") ? "; mail routed to it is deferred (4.3.5)" : "");
                 else if (e->kind == MASTER_TRANSPORT && (streq(e->command, "smtp") || streq(e->command, "lmtp")))
                         smtp = true;   /* postern-smtp's variants: check_smtp_variants() */
                 else if (e->kind == MASTER_TRANSPORT && !streq(e->command, "pipe")) {
