@@ -63,6 +63,7 @@ typedef struct ConfExpand {
 } ConfExpand;
 
 static int conf_expand_text(ConfExpand *x, const char *text, size_t len, StrBuf *out);
+static char *conf_trim(char *s);
 
 /* A growing strv for diagnostics. */
 typedef struct ConfMessages {
@@ -253,6 +254,45 @@ static void conf_expand_fail(ConfExpand *x, const char *fmt, ...) {
         va_end(ap);
 }
 
+/* main.cf's compatibility_level, or NULL when it is not set (Postern's defaults are level 3.6's). */
+static const char *conf_compat_level(Conf *c) {
+        ConfEntry *e = strmap_get(c->entries, "compatibility_level");
+        return e ? e->raw : NULL;
+}
+
+/* An older compatibility_level: says which defaults of that level are in effect, and which
+ * changes of Postfix defaults concern parameters Postern does not have. */
+static void conf_compat_report(Conf *c, ConfMessages *m, int *ret) {
+        ConfEntry *e = strmap_get(c->entries, "compatibility_level");
+        if (!e)
+                return;
+        if (!param_compat_level_valid(e->raw)) {
+                conf_messages_add(m, "%s:%u: compatibility_level: invalid level \"%s\" (a number, or "
+                                  "major.minor[.patch] such as 3.6)", c->path, e->line, e->raw);
+                *ret = -EINVAL;
+                return;
+        }
+        size_t n;
+        const ParamCompat *t = param_compat_table(&n);
+        _cleanup_strbuf_ StrBuf used = STRBUF_INIT, absent = STRBUF_INIT;
+        for (size_t i = 0; i < n; i++) {
+                if (param_compat_level_compare(e->raw, t[i].level) >= 0 || strmap_get(c->entries, t[i].name))
+                        continue;
+                if (t[i].old)
+                        (void) strbuf_printf(&used, "%s%s = %s", used.len ? ", " : "", t[i].name,
+                                             t[i].old[0] ? t[i].old : "(empty)");
+                else
+                        (void) strbuf_printf(&absent, "%s%s", absent.len ? ", " : "", t[i].name);
+        }
+        if (used.len)
+                conf_messages_add(m, "%s:%u: compatibility_level = %s: using backwards-compatible default settings "
+                                  "%s (set them in main.cf to keep them, then raise compatibility_level)",
+                                  c->path, e->line, e->raw, used.data);
+        if (absent.len)
+                conf_messages_add(m, "%s:%u: compatibility_level = %s: not applied: the older defaults of %s "
+                                  "(Postern has no such parameter)", c->path, e->line, e->raw, absent.data);
+}
+
 /* The unexpanded text for name in x's context, or NULL when it is undefined. Computed defaults
  * that depend on other parameters (mydomain, config_directory) are produced in *ret_computed. */
 static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_explicit) {
@@ -275,7 +315,29 @@ static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_expli
                 return NULL;
         if (streq(name, "config_directory"))
                 return c->config_dir;
-        return param_default(p);
+        const char *old = param_compat_default(conf_compat_level(c), name);
+        return old ? old : param_default(p);
+}
+
+/* Replaces *v, "/file/name", by the file's first line that is neither empty nor a "#" comment,
+ * trimmed: "myorigin = /etc/mailname", as Debian's Postfix reads it. */
+static int conf_value_from_file(ConfExpand *x, const char *name, StrBuf *v) {
+        _cleanup_fclose_ FILE *f = fopen(v->data, "re");
+        if (!f) {
+                int r = -errno;
+                conf_expand_fail(x, "$%s: cannot read %s: %s", name, v->data, strerror(-r));
+                return r;
+        }
+        char line[1024];
+        while (fgets(line, sizeof line, f)) {
+                char *s = conf_trim(line);
+                if (*s && *s != '#') {
+                        strbuf_reset(v);
+                        return strbuf_puts(v, s);
+                }
+        }
+        conf_expand_fail(x, "$%s: %s holds no name", name, v->data);
+        return -EINVAL;
 }
 
 static int conf_expand_name(ConfExpand *x, const char *name, StrBuf *out) {
@@ -322,6 +384,8 @@ static int conf_expand_name(ConfExpand *x, const char *name, StrBuf *out) {
                 }
         } else
                 r = conf_expand_text(x, raw, strlen(raw), &v);
+        if (r >= 0 && streq(name, "myorigin") && v.data && v.data[0] == '/')
+                r = conf_value_from_file(x, name, &v);
         x->depth--;
         if (r == -EMSGSIZE)
                 conf_expand_fail(x, "expansion of $%s is longer than %d bytes", name, CONF_MAX_EXPANDED);
@@ -911,8 +975,12 @@ static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
                 const char *base;
                 if (!conf_name_valid(e->name, &base))
                         continue;
-                if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)) &&
-                    !(base == e->name && conf_master_transport_param(c, e->name, &master, &master_loaded)))
+                const ParamIgnored *ignored = param_lookup(base) ? NULL : param_ignored_lookup(base);
+                if (ignored)
+                        conf_messages_add(m, "%s:%u: %s: ignored, no meaning here: %s", c->path, e->line, e->name,
+                                          ignored->replaced_by);
+                else if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)) &&
+                         !(base == e->name && conf_master_transport_param(c, e->name, &master, &master_loaded)))
                         conf_messages_add(m, "%s:%u: %s: unknown parameter", c->path, e->line, e->name);
                 _cleanup_free_ char *reason = NULL;
                 int r = conf_check_entry(c, e->name, &reason);
@@ -923,6 +991,7 @@ static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
                 }
         }
         master_cf_done(&master);
+        conf_compat_report(c, m, ret);
         /* Defaults can reference explicit settings ($myhostname in smtpd_banner, ...); when an
          * explicit setting is already wrong, its knock-on effects would only add noise. */
         if (*ret < 0)

@@ -58,3 +58,9 @@ int conf_edit_file(const char *path, const char *name, const char *value);
 
 /* Splits a list value like conf_get_list does (exported for table and restriction parsing). */
 char **conf_split_list(const char *value);
+
+/* entries with every "/file/name" entry replaced by the words of that file (list-file.c); on
+ * failure *ret_reason (caller frees) names the file and the problem. */
+int conf_list_expand_files(char **entries, char ***ret, char **ret_reason);
+/* Whether name is a list parameter whose "/file/name" entries are read as files. */
+bool conf_list_reads_files(const char *name);

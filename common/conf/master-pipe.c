@@ -434,15 +434,15 @@ int pipe_format_input(const PipeSpec *p, const PipeVars *v, const char *content,
                     (r = strbuf_append(out, h.data, h.len)) < 0 || (r = strbuf_puts(out, p->eol)) < 0)
                         return r;
         }
-        if (p->flags & PIPE_F_DELIVERED) {
-                strbuf_reset(&h);
-                if ((r = strbuf_puts(&h, "Delivered-To: ")) < 0 || (r = put_address(&h, p, rcpt)) < 0 ||
-                    (r = strbuf_append(out, h.data, h.len)) < 0 || (r = strbuf_puts(out, p->eol)) < 0)
-                        return r;
-        }
         if (p->flags & PIPE_F_ORIG_TO) {
                 strbuf_reset(&h);
                 if ((r = strbuf_puts(&h, "X-Original-To: ")) < 0 || (r = put_address(&h, p, orig)) < 0 ||
+                    (r = strbuf_append(out, h.data, h.len)) < 0 || (r = strbuf_puts(out, p->eol)) < 0)
+                        return r;
+        }
+        if (p->flags & PIPE_F_DELIVERED) {
+                strbuf_reset(&h);
+                if ((r = strbuf_puts(&h, "Delivered-To: ")) < 0 || (r = put_address(&h, p, rcpt)) < 0 ||
                     (r = strbuf_append(out, h.data, h.len)) < 0 || (r = strbuf_puts(out, p->eol)) < 0)
                         return r;
         }

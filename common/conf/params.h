@@ -32,6 +32,26 @@ extern const size_t param_table_size;
 
 /* Looks a parameter up by name (without any "listener/" prefix); NULL if unknown. */
 const ParamDef *param_lookup(const char *name);
+
+/* A Postfix parameter with no meaning for Postern (params-postfix.c) and what does its job. */
+typedef struct ParamIgnored {
+        const char *name;
+        const char *replaced_by;
+} ParamIgnored;
+const ParamIgnored *param_ignored_lookup(const char *name);
+const ParamIgnored *param_ignored_table(size_t *ret_n);
+
+/* A default that changed at a Postfix compatibility_level (params-compat.c): below level, an
+ * unset name has the default old (NULL: a parameter Postern does not have). */
+typedef struct ParamCompat {
+        const char *name;
+        const char *level;
+        const char *old;
+} ParamCompat;
+bool param_compat_level_valid(const char *level);
+int param_compat_level_compare(const char *a, const char *b);
+const char *param_compat_default(const char *level, const char *name);
+const ParamCompat *param_compat_table(size_t *ret_n);
 /* The default text for a parameter, computing dynamic ones (myhostname from the host name,
  * mydomain from myhostname, ...). The returned string is static or cached; never NULL for a
  * known parameter. */

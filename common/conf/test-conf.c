@@ -452,6 +452,91 @@ static void test_master_cf_transport_params(void) {
         unlink(master);
 }
 
+/* Debian's main.cf: myorigin = /etc/mailname is the name in that file, also where $myorigin is
+ * referenced; a file that cannot be read is an error naming it. */
+static void test_myorigin_from_file(void) {
+        char mailname[PATH_MAX + 16], text[PATH_MAX + 256];
+        snprintf(mailname, sizeof mailname, "%s/mailname", tmpdir);
+        write_file(mailname, "# the host's mail name\n\n  mx.example.net  \nsecond.example\n");
+        snprintf(text, sizeof text, "myorigin = %s\nlocal_transport = local:$myorigin\n", mailname);
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        int r = load(text, &c, &msgs);
+        if (r != 0)
+                dump(msgs);
+        CHECK_INT(r, 0);
+        CHECK_STR(conf_get(c, "myorigin"), "mx.example.net");
+        CHECK_STR(conf_get(c, "local_transport"), "local:mx.example.net");
+
+        _cleanup_conf_free_ Conf *c2 = NULL;
+        _cleanup_strv_free_ char **msgs2 = NULL;
+        unlink(mailname);
+        CHECK(load(text, &c2, &msgs2) < 0);
+        snprintf(text, sizeof text, "cannot read %s: No such file or directory", mailname);
+        CHECK(has_message(msgs2, text));
+}
+
+/* Postfix parameters that systemd makes meaningless are information, not unknown parameters. */
+static void test_postfix_parameters_with_no_meaning(void) {
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        CHECK_INT(load("readme_directory = no\ndaemon_directory = /usr/lib/postfix/sbin\n", &c, &msgs), 0);
+        CHECK(has_message(msgs, ":1: readme_directory: ignored, no meaning here: Postern's documentation is"));
+        CHECK(has_message(msgs, ":2: daemon_directory: ignored, no meaning here: the daemons are started by"));
+        CHECK(!has_message(msgs, "unknown parameter"));
+        /* the table is sorted (bsearch) and names no parameter Postern has */
+        size_t n;
+        const ParamIgnored *t = param_ignored_table(&n);
+        for (size_t i = 0; i < n; i++) {
+                CHECK(i == 0 || strcmp(t[i - 1].name, t[i].name) < 0);
+                CHECK(!param_lookup(t[i].name));
+                CHECK(param_ignored_lookup(t[i].name) == &t[i]);
+        }
+}
+
+/* compatibility_level below a change of default keeps the older default for unset parameters;
+ * levels compare number by number. */
+static void test_compatibility_level(void) {
+        CHECK(param_compat_level_compare("3.10", "3.9") > 0);
+        CHECK(param_compat_level_compare("3.6", "3.6.0") == 0);
+        CHECK(param_compat_level_compare("2", "3.6") < 0);
+        CHECK(param_compat_level_compare("3.9.1", "3.9") > 0);
+        CHECK(param_compat_level_valid("0") && param_compat_level_valid("3.9.1"));
+        CHECK(!param_compat_level_valid("3.") && !param_compat_level_valid("three") &&
+              !param_compat_level_valid("1.2.3.4") && !param_compat_level_valid(""));
+
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        CHECK_INT(load("compatibility_level = 0\nmydestination = a.example\nsmtputf8_enable = yes\n", &c, &msgs), 0);
+        CHECK_STR(conf_get(c, "append_dot_mydomain"), "yes");
+        CHECK_STR(conf_get(c, "relay_domains"), "a.example");
+        CHECK_STR(conf_get(c, "smtpd_relay_restrictions"), "");
+        CHECK_STR(conf_get(c, "smtputf8_enable"), "yes");   /* set explicitly: kept */
+        CHECK(has_message(msgs, ":1: compatibility_level = 0: using backwards-compatible default settings "
+                                "append_dot_mydomain = yes, smtpd_relay_restrictions = (empty), "
+                                "relay_domains = $mydestination (set them"));
+        CHECK(has_message(msgs, "not applied: the older defaults of mynetworks_style, lmtp_tls_fingerprint_digest"));
+
+        _cleanup_conf_free_ Conf *c2 = NULL;
+        _cleanup_strv_free_ char **msgs2 = NULL;
+        CHECK_INT(load("compatibility_level = 2\n", &c2, &msgs2), 0);
+        CHECK_STR(conf_get(c2, "append_dot_mydomain"), "no");
+        CHECK_STR(conf_get(c2, "relay_domains"), "");
+        CHECK(has_message(msgs2, "compatibility_level = 2: not applied: the older defaults of "
+                                 "lmtp_tls_fingerprint_digest, smtp_tls_fingerprint_digest, smtpd_tls_fingerprint_digest"));
+        CHECK(!has_message(msgs2, "using backwards-compatible"));
+
+        _cleanup_conf_free_ Conf *c3 = NULL;
+        _cleanup_strv_free_ char **msgs3 = NULL;
+        CHECK_INT(load("compatibility_level = 3.10\n", &c3, &msgs3), 0);
+        CHECK(!has_message(msgs3, "compatibility_level"));
+
+        _cleanup_conf_free_ Conf *c4 = NULL;
+        _cleanup_strv_free_ char **msgs4 = NULL;
+        CHECK(load("compatibility_level = 3.x\n", &c4, &msgs4) < 0);
+        CHECK(has_message(msgs4, ":1: compatibility_level: invalid level \"3.x\""));
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
         snprintf(cfpath, sizeof cfpath, "%s/main.cf", tmpdir);
@@ -466,6 +551,9 @@ int main(void) {
         test_split_list();
         test_edit();
         test_master_cf_transport_params();
+        test_myorigin_from_file();
+        test_postfix_parameters_with_no_meaning();
+        test_compatibility_level();
 
         unlink(cfpath);
         rmdir(tmpdir);

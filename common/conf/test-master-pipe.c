@@ -142,8 +142,8 @@ static void test_input(void) {
         CHECK(strbuf_putc(&out, '\0') == 0);
         CHECK_STR(out.data, "From s@example.net  Mon Dec  7 09:00:00 2026\r\n"
                             "Return-Path: <s@example.net>\r\n"
-                            "Delivered-To: a@example.org\r\n"
                             "X-Original-To: orig@example.org\r\n"
+                            "Delivered-To: a@example.org\r\n"
                             "Subject: x\r\n\r\n>From here\r\n..dot\r\nlast\r\n\r\n");
         pipe_spec_done(&p);
 

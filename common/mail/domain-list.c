@@ -33,82 +33,13 @@ static int domain_list_alabel(char **name) {
         return 0;
 }
 
-/* Appends the words of a "/file" entry (names or type:name tables, separated by blanks or
- * commas; "#" comment lines) to *words, as Postfix reads such a file in place of the entry. */
-static int domain_list_read_file(const char *path, char ***words, size_t *n, char **ret_reason) {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        if (!f) {
-                int r = -errno;
-                if (ret_reason && asprintf(ret_reason, "%s: cannot open: %s", path, strerror(-r)) < 0)
-                        *ret_reason = NULL;
-                return r;
-        }
-        _cleanup_free_ char *line = NULL;
-        size_t cap = 0;
-        while (getline(&line, &cap, f) >= 0) {
-                const char *p = line + strspn(line, " \t");
-                if (*p == '#')
-                        continue;
-                _cleanup_strv_free_ char **v = conf_split_list(p);
-                if (!v)
-                        return -ENOMEM;
-                for (char **w = v; *w; w++) {
-                        if ((*w)[0] == '/') {
-                                if (ret_reason && asprintf(ret_reason, "%s: %s: a file of domain names may not name "
-                                                           "another file", path, *w) < 0)
-                                        *ret_reason = NULL;
-                                return -EOPNOTSUPP;
-                        }
-                        char **nv = reallocarray(*words, *n + 2, sizeof(char *));
-                        if (!nv)
-                                return -ENOMEM;
-                        *words = nv;
-                        if (!(nv[*n] = strdup(*w)))
-                                return -ENOMEM;
-                        nv[++*n] = NULL;
-                }
-        }
-        if (ferror(f)) {
-                if (ret_reason && asprintf(ret_reason, "%s: cannot read", path) < 0)
-                        *ret_reason = NULL;
-                return -EIO;
-        }
-        return 0;
-}
-
-/* The entries with every "/file" replaced by its words. */
-static int domain_list_expand(char **entries, char ***ret, char **ret_reason) {
-        _cleanup_strv_free_ char **words = calloc(1, sizeof(char *));
-        size_t n = 0;
-        if (!words)
-                return -ENOMEM;
-        for (char **i = entries; i && *i; i++) {
-                int r;
-                if ((*i)[0] == '/')
-                        r = domain_list_read_file(*i, &words, &n, ret_reason);
-                else {
-                        char **nv = reallocarray(words, n + 2, sizeof(char *));
-                        if (!nv)
-                                return -ENOMEM;
-                        words = nv;
-                        r = (words[n] = strdup(*i)) ? 0 : -ENOMEM;
-                        if (r == 0)
-                                words[++n] = NULL;
-                }
-                if (r < 0)
-                        return r;
-        }
-        *ret = TAKE_PTR(words);
-        return 0;
-}
-
 int domain_list_init(DomainList *dl, char **given, bool parent_matches, char **ret_reason) {
         DomainList n = { .parent_matches = parent_matches };
         _cleanup_strv_free_ char **entries = NULL;
         size_t count = 0;
         int r;
 
-        if ((r = domain_list_expand(given, &entries, ret_reason)) < 0)
+        if ((r = conf_list_expand_files(given, &entries, ret_reason)) < 0)
                 return r;
         for (char **i = entries; i && *i; i++)
                 count++;

@@ -375,6 +375,25 @@ static void test_client(void) {
         CHECK_INT(client_once(srv, cl, NULL, host, &resumed), TLS_TRUST_UNTRUSTED);
         tls_client_unref(cl);
 
+        /* A CA directory (smtp_tls_CApath): its certificates are trusted, with no CA file. */
+        char capath[300], cmd[1024];
+        snprintf(capath, sizeof(capath), "%s/capath", dir);
+        snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && cp '%s' '%s/mx.pem'", capath, mxcrt, capath);
+        CHECK(system(cmd) == 0);
+        TlsClientConfig bydir = { .ca_path = capath, .protocols = ">=TLSv1.2" };
+        cl = NULL;
+        CHECK_INT(tls_client_new(&bydir, &cl, &why), 0);
+        CHECK_INT(client_once(srv, cl, NULL, host, &resumed), TLS_TRUST_VERIFIED);
+        tls_client_unref(cl);
+        /* ... and a directory without certificates is an error naming it */
+        snprintf(cmd, sizeof(cmd), "rm -f '%s/mx.pem'", capath);
+        CHECK(system(cmd) == 0);
+        cl = NULL;
+        CHECK(tls_client_new(&bydir, &cl, &why) < 0);
+        CHECK(cl == NULL && why && strstr(why, "capath: no certificate found"));
+        free(why);
+        why = NULL;
+
         /* A CA file that does not load is an error naming it. */
         char missing[300];
         snprintf(missing, sizeof(missing), "%s/missing-ca.crt", dir);

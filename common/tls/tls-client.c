@@ -52,7 +52,16 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
                                       r < 0 ? gnutls_strerror(r) : "no certificate found");
                         return -EINVAL;
                 }
-        } else
+        }
+        if (!isempty(cfg->ca_path)) {
+                r = gnutls_certificate_set_x509_trust_dir(cl->cred, cfg->ca_path, GNUTLS_X509_FMT_PEM);
+                if (r <= 0) {
+                        reason_printf(ret_reason, "%s: %s", cfg->ca_path,
+                                      r < 0 ? gnutls_strerror(r) : "no certificate found in the directory");
+                        return -EINVAL;
+                }
+        }
+        if (isempty(cfg->ca_file) && isempty(cfg->ca_path))
                 /* No trust store on the machine only means nothing verifies: not an error. */
                 (void) gnutls_certificate_set_x509_system_trust(cl->cred);
         *ret = TAKE_PTR(cl);

@@ -104,7 +104,8 @@ const char *tls_conn_server_name(TlsConn *c);
  * handshake tls_conn_peer_trust() checks the certificate chain and names. */
 
 typedef struct TlsClientConfig {
-        const char *ca_file;         /* PEM trust anchors; NULL or "": the system trust store */
+        const char *ca_file;         /* PEM trust anchors; with ca_path NULL or "": the system trust store */
+        const char *ca_path;         /* a directory of PEM trust anchors, in addition to ca_file */
         const char *protocols;       /* Postfix syntax, as for the server */
         TlsGrade grade;
 } TlsClientConfig;

@@ -5,12 +5,17 @@
  * A recipient "Local+Ext@domain" is looked up lower-cased, first with its extension and then
  * without (recipient_delimiter), in alias_maps. Alias values ("a, b@remote, \user, |cmd, /file")
  * expand recursively: local names and addresses in mydestination recurse, other addresses become
- * forward targets (sender owner-<alias> when that alias exists), an alias that reaches a name
- * already being expanded delivers to the user of that name. Duplicates are suppressed (users,
- * forward addresses, commands, files, and aliases: each is expanded once). What is
- * left is a user found with getpwnam(): an mbox in mail_spool_directory, or home_mailbox in the
- * home directory (Maildir when it ends in "/"). Every outcome is a Target; failures are Targets
- * with a preset result, so resolution itself only fails on out-of-memory.
+ * forward targets (sender owner-<alias>@$myorigin when that alias exists and owner_request_special
+ * is on; its value instead with expand_owner_alias), an alias that reaches a name already being
+ * expanded delivers to the user of that name; ":include:" files are local-include.c's. Duplicates
+ * are suppressed (users, forward addresses, commands, files, and aliases: each is expanded once).
+ * What is left is a user found with getpwnam(): their .forward (local-dotforward.c), else an mbox
+ * in mail_spool_directory, or home_mailbox in the home directory (Maildir when it ends in "/") —
+ * unless mailbox_transport & co pass the user to another transport (local-pass.c; for a name not
+ * in passwd also fallback_transport & co); a name that is no user and not passed goes to
+ * luser_relay (local-luser.c) or bounces. Every outcome is a Target; failures are Targets with a
+ * preset result, so resolution itself only fails on out-of-memory. The resolution's state
+ * (Expander) is in local-expander.h.
  *
  * alias_maps are opened with TABLE_NO_REGSUB: a regexp:/pcre: rule whose result needs $number is
  * skipped (the tables' warning is logged here), so text from a recipient address never becomes
@@ -22,6 +27,7 @@
 #include <stdio.h>
 
 #include "local.h"
+#include "local-expander.h"
 #include "conf/params.h"
 #include "conf/conf-fields.h"
 #include "log/log.h"
@@ -53,6 +59,23 @@ static const ConfField local_fields[] = {
         F("command_time_limit", SECONDS, command_time_limit),
         F("daemon_timeout", SECONDS, daemon_timeout),
         F("alias_maps", TABLES, aliases, .flags = TABLE_ALIASES | TABLE_NO_REGSUB),
+        F("mailbox_transport", STRING, mailbox_transport),
+        F("mailbox_transport_maps", TABLES, mailbox_transport_maps, .flags = TABLE_NO_REGSUB),
+        F("fallback_transport", STRING, fallback_transport),
+        F("fallback_transport_maps", TABLES, fallback_transport_maps, .flags = TABLE_NO_REGSUB),
+        F("mailbox_command", RAW, mailbox_command),
+        /* A command built from text of the address would be a shell injection. */
+        F("mailbox_command_maps", TABLES, mailbox_command_maps, .flags = TABLE_NO_REGSUB),
+        F("local_command_shell", STRING, local_command_shell),
+        F("command_expansion_filter", STRING, command_expansion_filter),
+        F("biff", BOOL, biff),
+        F("enable_original_recipient", BOOL, enable_original_recipient),
+        /* Unexpanded: $user, $home ... are the recipient's (local-expand.c). */
+        F("forward_path", RAW, forward_path),
+        F("forward_expansion_filter", STRING, forward_expansion_filter),
+        F("luser_relay", RAW, luser_relay),
+        F("owner_request_special", BOOL, owner_request_special),
+        F("expand_owner_alias", BOOL, expand_owner_alias),
         F("virtual_mailbox_base", STRING, virtual_mailbox_base),
         /* The result becomes a file name: no text from the address may be substituted into it. */
         F("virtual_mailbox_maps", TABLES, virtual_mailbox_maps, .flags = TABLE_NO_REGSUB),
@@ -138,6 +161,7 @@ Target *target_free(Target *t) {
         free(t->path);
         free(t->user);
         free(t->home);
+        free(t->shell);
         free(t->sender);
         free(t->via);
         free(t->diag);
@@ -235,17 +259,6 @@ bool delivered_set_has(const DeliveredSet *s, const char *address) {
 
 /* --- expansion --- */
 
-typedef struct Expander {
-        const LocalSettings *s;
-        const DeliveredSet *delivered;
-        Target **targets;
-        size_t n;
-        char **seen;            /* dedup keys: "u:<user>", "f:<address>" */
-        size_t n_seen;
-        const char *chain[LOCAL_MAX_DEPTH + 2];   /* alias names being expanded */
-        size_t n_chain;
-} Expander;
-
 static int add_target(Expander *e, Target *t) {
         if (e->n >= LOCAL_MAX_TARGETS) {
                 target_free(t);
@@ -273,8 +286,10 @@ Target *target_new(TargetKind kind, const char *address) {
         return t;
 }
 
-static int add_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) _printf_(4, 5);
-static int add_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) {
+/* The resolver's short name for local_expander_result(). */
+#define add_result local_expander_result
+
+int local_expander_result(Expander *e, const char *address, const char *dsn, const char *fmt, ...) {
         Target *t = target_new(TARGET_RESULT, address);
         char *diag = NULL;
         va_list ap;
@@ -324,6 +339,11 @@ static bool list_has(char **l, const char *word) {
 size_t local_base_length(const LocalSettings *s, const char *local) {
         if (isempty(s->recipient_delimiter))
                 return strlen(local);
+        /* owner-list and list-request stay whole when '-' is a delimiter (owner_request_special). */
+        size_t n = strlen(local);
+        if (s->owner_request_special && strchr(s->recipient_delimiter, '-') &&
+            (strncasecmp(local, "owner-", 6) == 0 || (n > 8 && strcasecmp(local + n - 8, "-request") == 0)))
+                return n;
         size_t l = strcspn(local + (local[0] ? 1 : 0), s->recipient_delimiter) + (local[0] ? 1 : 0);
         return l;
 }
@@ -340,16 +360,32 @@ static int deliver_user(Expander *e, const char *name, const char *address) {
         r = getpwnam_r(lname, &pwbuf, buf, sizeof(buf), &pw);
         if (r != 0 && r != ENOENT && r != ESRCH)
                 return add_result(e, address, "4.3.0", "user lookup failure for \"%s\": %s", lname, strerror(r));
-        if (!pw)
+        Target *pass = NULL;
+        if (!pw) {
+                if ((r = local_pass_target(e->s, lname, address, false, &pass)) != 0)
+                        return r < 0 ? r : add_target(e, pass);
+                r = local_luser_relay(e, lname, address);
+                if (r != 0)
+                        return r < 0 ? r : 0;
                 return add_result(e, address, "5.1.1", "unknown user: \"%s\"", lname);
+        }
+        r = local_dotforward(e, pw, address);
+        if (r != 0)
+                return r < 0 ? r : 0;
 
         r = seen_before(e, "u:", pw->pw_name);
         if (r != 0)
                 return r < 0 ? r : 0;
+        if ((r = local_pass_target(e->s, pw->pw_name, address, true, &pass)) != 0)
+                return r < 0 ? r : add_target(e, pass);
 
         const LocalSettings *s = e->s;
+        Target *t = NULL;
+        /* mailbox_command_maps, mailbox_command (local-mboxcmd.c) */
+        if ((r = local_mailbox_command_target(s, pw, address, &t)) != 0)
+                return r < 0 ? r : add_target(e, t);
         bool maildir = !isempty(s->home_mailbox) && s->home_mailbox[strlen(s->home_mailbox) - 1] == '/';
-        Target *t = target_new(maildir ? TARGET_MAILDIR : TARGET_MBOX, address);
+        t = target_new(maildir ? TARGET_MAILDIR : TARGET_MBOX, address);
         if (!t)
                 return -ENOMEM;
         t->uid = pw->pw_uid;
@@ -372,21 +408,36 @@ static int deliver_user(Expander *e, const char *name, const char *address) {
 static int expand_address(Expander *e, const char *local, const char *domain, const char *address,
                           const char *sender, unsigned depth);
 
-/* A command or file destination of an alias: run with the rights of default_privs (the alias
- * database has no user context), never as root. */
+/* deliver_user() for a name reached with sender and depth (the .forward and luser_relay
+ * expansions it may start need them). */
+static int deliver_user_from(Expander *e, const char *name, const char *address, const char *sender,
+                             unsigned depth) {
+        e->sender = sender;
+        e->depth = depth;
+        return deliver_user(e, name, address);
+}
+
+/* A command or file destination: run with the rights of the user whose .forward (or whose
+ * :include: file) named it (e->rights), else of default_privs (an alias has no user context);
+ * never as root (a root .forward's get default_privs too). */
 static int deliver_privileged(Expander *e, TargetKind kind, const char *dest, const char *address) {
         struct passwd pwbuf, *pw = NULL;
         char buf[4096];
         int r;
 
-        r = seen_before(e, kind == TARGET_COMMAND ? "c:" : "F:", dest);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        r = getpwnam_r(e->s->default_privs, &pwbuf, buf, sizeof(buf), &pw);
-        if (r != 0 || !pw)
+        if (e->rights && e->rights->pw_uid != 0)
+                pw = (struct passwd *) e->rights;
+        else if ((r = getpwnam_r(e->s->default_privs, &pwbuf, buf, sizeof(buf), &pw)) != 0 || !pw)
                 return add_result(e, address, "4.3.5", "default_privs user \"%s\" not found", e->s->default_privs);
         if (pw->pw_uid == 0)
                 return add_result(e, address, "4.3.5", "default_privs must not be a privileged user");
+        /* Once per destination and user: two users' .forward files may name the same command. */
+        _cleanup_free_ char *key = NULL;
+        if (asprintf(&key, "%lu:%s", (unsigned long) pw->pw_uid, dest) < 0)
+                return -ENOMEM;
+        r = seen_before(e, kind == TARGET_COMMAND ? "c:" : "F:", key);
+        if (r != 0)
+                return r < 0 ? r : 0;
         Target *t = target_new(kind, address);
         if (!t)
                 return -ENOMEM;
@@ -412,6 +463,42 @@ static int alias_lookup(const LocalSettings *s, const char *key, char **ret_valu
         if (ret_substituted)
                 *ret_substituted = r > 0 && notes.substituted;
         return r;
+}
+
+/* Errors about an alias list go to its owner, as in Postfix: with owner_request_special, when
+ * an alias owner-<key> exists (and key is not an owner- alias itself), *ret is the sender for
+ * the list's copies — owner-<key>@$myorigin, or with expand_owner_alias the owner alias's value
+ * when that is one address (qualified with $myorigin); else NULL. */
+static int owner_alias_sender(const LocalSettings *s, const char *key, char **ret) {
+        _cleanup_free_ char *owner_key = NULL, *owner = NULL;
+        int r;
+
+        *ret = NULL;
+        if (!s->owner_request_special || startswith(key, "owner-"))
+                return 0;
+        if (asprintf(&owner_key, "owner-%s", key) < 0)
+                return -ENOMEM;
+        r = alias_lookup(s, owner_key, &owner, NULL);
+        if (r <= 0)
+                return r;
+        const char *name = owner_key;
+        if (s->expand_owner_alias) {
+                static const char seps[] = " \t\r\n,";
+                char *v = owner + strspn(owner, seps);
+                size_t len = strcspn(v, seps);
+                bool single = len > 0 && v[len + strspn(v + len, seps)] == '\0';
+                v[len] = '\0';
+                if (single && v[0] != '|' && v[0] != '/' && v[0] != ':' && v[0] != '\\')
+                        name = v;
+                else if (*v)
+                        log_warning("expand_owner_alias: the value of %s is not a single address: "
+                                    "using %s@%s as the sender", owner_key, owner_key, s->myorigin);
+        }
+        if (strchr(name, '@'))
+                *ret = strdup(name);
+        else if (asprintf(ret, "%s@%s", name, s->myorigin) < 0)
+                *ret = NULL;
+        return *ret ? 1 : -ENOMEM;
 }
 
 /* Parses and follows one alias value (comma/space separated, "double quotes" protect).
@@ -443,16 +530,36 @@ static int expand_value(Expander *e, const char *key, const char *value, bool su
                 const char *t = tok.data ? tok.data : "";
                 if (!*t)
                         continue;
+                e->n_tokens++;
 
+                /* "~/file" in a .forward: below the user's home directory. */
+                _cleanup_free_ char *home_file = NULL;
+                if (t[0] == '~' && t[1] == '/' && e->rights && !substituted) {
+                        if (asprintf(&home_file, "%s%s", streq(e->rights->pw_dir, "/") ? "" : e->rights->pw_dir,
+                                     t + 1) < 0)
+                                return -ENOMEM;
+                        t = home_file;
+                }
+                if (t[0] == '~') {
+                        r = add_result(e, alias_address, "5.3.5", t[1] == '/' ? "unknown home directory for: %s" :
+                                       "bad home directory syntax for: %s", t);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (startswith_no_case(t, ":include:")) {
-                        r = add_result(e, alias_address, "5.3.0", "mail to :include: files is not supported (%s)", t);
+                        if (substituted)
+                                r = add_result(e, alias_address, "5.7.1", "mail to :include: from a $number "
+                                               "substitution is not allowed");
+                        else
+                                r = local_include(e, t + strlen(":include:"), alias_address, domain, sender, depth + 1);
                 } else if (t[0] == '|' || t[0] == '/') {
                         bool command = t[0] == '|';
                         char **allow = command ? e->s->allow_mail_to_commands : e->s->allow_mail_to_files;
                         if (substituted)
                                 r = add_result(e, alias_address, "5.7.1", "mail to %s from a $number substitution "
                                                "is not allowed", command ? "command" : "file");
-                        else if (!list_has(allow, "alias"))
+                        else if (!list_has(allow, local_exp_class_name(e->cls)))
                                 r = add_result(e, alias_address, "5.7.1", "mail to %s is restricted",
                                                command ? "command" : "file");
                         else
@@ -462,30 +569,67 @@ static int expand_value(Expander *e, const char *key, const char *value, bool su
                         _cleanup_free_ char *a = NULL;
                         if (asprintf(&a, "%s@%s", t + 1, domain) < 0)
                                 return -ENOMEM;
-                        r = deliver_user(e, t + 1, local_ascii_lower(a));
-                } else {
-                        const char *at = strrchr(t, '@');
-                        _cleanup_free_ char *lp = at ? strndup(t, (size_t) (at - t)) : strdup(t);
-                        const char *dom = at ? at + 1 : e->s->myorigin;
-                        if (!lp)
-                                return -ENOMEM;
-                        if (is_local_domain(e->s, dom)) {
-                                _cleanup_free_ char *a = NULL;
-                                if (asprintf(&a, "%s@%s", lp, dom) < 0)
-                                        return -ENOMEM;
-                                r = expand_address(e, lp, dom, a, sender, depth + 1);
-                        } else {
-                                r = seen_before(e, "f:", t);
-                                if (r == 0) {
-                                        Target *f = target_new(TARGET_FORWARD, t);
-                                        if (!f || !(f->sender = strdup(sender)) || !(f->via = strdup(alias_address))) {
-                                                target_free(f);
-                                                return -ENOMEM;
-                                        }
-                                        r = add_target(e, f);
-                                }
-                        }
-                }
+                        r = deliver_user_from(e, t + 1, local_ascii_lower(a), sender, depth);
+                } else
+                        r = local_expander_address(e, t, alias_address, sender, depth);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int local_expander_address(Expander *e, const char *t, const char *via, const char *sender, unsigned depth) {
+        const char *at = strrchr(t, '@');
+        _cleanup_free_ char *lp = at ? strndup(t, (size_t) (at - t)) : strdup(t);
+        const char *dom = at ? at + 1 : e->s->myorigin;
+        int r;
+
+        if (!lp)
+                return -ENOMEM;
+        if (is_local_domain(e->s, dom)) {
+                _cleanup_free_ char *a = NULL;
+                if (asprintf(&a, "%s@%s", lp, dom) < 0)
+                        return -ENOMEM;
+                return expand_address(e, lp, dom, a, sender, depth + 1);
+        }
+        r = seen_before(e, "f:", t);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        Target *f = target_new(TARGET_FORWARD, t);
+        if (!f || !(f->sender = strdup(sender)) || !(f->via = strdup(via))) {
+                target_free(f);
+                return -ENOMEM;
+        }
+        return add_target(e, f);
+}
+
+const char *local_exp_class_name(LocalExpClass cls) {
+        return cls == LOCAL_EXP_FORWARD ? "forward" : cls == LOCAL_EXP_INCLUDE ? "include" : "alias";
+}
+
+int local_expander_seen(Expander *e, const char *prefix, const char *key) {
+        return seen_before(e, prefix, key);
+}
+
+bool local_expander_was_seen(const Expander *e, const char *prefix, const char *key) {
+        size_t lp = strlen(prefix);
+        for (size_t i = 0; i < e->n_seen; i++)
+                if (strncmp(e->seen[i], prefix, lp) == 0 && strcaseeq(e->seen[i] + lp, key))
+                        return true;
+        return false;
+}
+
+int local_expander_lines(Expander *e, const char *text, const char *address, const char *domain,
+                         const char *sender, unsigned depth) {
+        for (const char *p = text; *p;) {
+                size_t n = strcspn(p, "\n");
+                _cleanup_free_ char *line = strndup(p, n);
+                if (!line)
+                        return -ENOMEM;
+                p += n + (p[n] == '\n');
+                if (line[0] == '#')
+                        continue;
+                int r = expand_value(e, NULL, line, false, address, domain, sender, depth);
                 if (r < 0)
                         return r;
         }
@@ -514,7 +658,7 @@ static int expand_address(Expander *e, const char *local, const char *domain, co
         /* An alias that reaches a name already being expanded means "deliver to that user". */
         for (size_t i = 0; i < e->n_chain; i++)
                 if (streq(e->chain[i], lower) || streq(e->chain[i], base))
-                        return deliver_user(e, base, address);
+                        return deliver_user_from(e, base, address, sender, depth);
 
         if (s->aliases) {
                 bool substituted = false;
@@ -533,13 +677,13 @@ static int expand_address(Expander *e, const char *local, const char *domain, co
                         r = seen_before(e, "a:", key);
                         if (r != 0)
                                 return r < 0 ? r : 0;
-                        /* Errors about an alias list go to its owner, as in Postfix. */
-                        _cleanup_free_ char *owner_key = NULL, *owner = NULL, *owner_sender = NULL;
-                        if (asprintf(&owner_key, "owner-%s", key) < 0)
-                                return -ENOMEM;
-                        r = alias_lookup(s, owner_key, &owner, NULL);
-                        if (r > 0 && asprintf(&owner_sender, "%s@%s", owner_key, domain) < 0)
-                                return -ENOMEM;
+                        _cleanup_free_ char *owner_sender = NULL;
+                        r = owner_alias_sender(s, key, &owner_sender);
+                        if (r < 0 && r != -ENOMEM)
+                                return add_result(e, address, "4.3.0", "alias_maps lookup failure for "
+                                                  "\"owner-%s\": %s", key, strerror(-r));
+                        if (r < 0)
+                                return r;
                         if (e->n_chain >= ELEMENTSOF(e->chain))
                                 return add_result(e, address, "5.4.6", "alias expansion depth limit exceeded for %s",
                                                   address);
@@ -550,7 +694,7 @@ static int expand_address(Expander *e, const char *local, const char *domain, co
                         return r;
                 }
         }
-        return deliver_user(e, base, address);
+        return deliver_user_from(e, base, address, sender, depth);
 }
 
 int local_resolve(const LocalSettings *s, const char *recipient, const char *orig_sender,

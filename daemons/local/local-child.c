@@ -35,7 +35,8 @@
  *      yet in its marker; an mbox under one lock with one fsync, a Maildir with one fsync of new/
  *      after the files' own), records it in the marker(s) after it was
  *      fsynced (local_marker_sync(): one sync for all), and writes one line "<dsn>\t<diag>\n" per
- *      target, in order, to the result pipe.
+ *      target, in order, to the result pipe. After a local (not virtual) mbox write it tells
+ *      comsat of each new message when biff = yes (local-biff.c).
  * The parent reaps it from sd-event (sd_event_add_child), kills it when it is still running after
  * daemon_timeout (local.c), and reads the pipe with local_child_collect(). The child closes every
  * descriptor it does not need right after the fork, the journal socket included: it must not log
@@ -174,6 +175,16 @@ static void prepare_spool(const LocalSettings *s, const Target *t, bool *ret_may
         }
 }
 
+/* The line that records t in its recipient's marker: the mailbox path; for a command or a file
+ * prefixed with the uid it runs as ("1001:|procmail"), since the .forward files of two users
+ * reached through one alias may name the same command. NULL when out of memory. */
+static char *marker_line(const Target *t) {
+        char *line = NULL;
+        if (t->kind != TARGET_COMMAND && t->kind != TARGET_FILE)
+                return strdup(t->path);
+        return asprintf(&line, "%lu:%s", (unsigned long) t->uid, t->path) < 0 ? NULL : line;
+}
+
 /* Opens and locks the marker of in and says whether t was already delivered there (then res is
  * set to success). Returns the marker fd, or <0 with res set to a deferral. */
 static int child_marker(const LocalSettings *s, const DeliveryInput *in, int marker_dirfd,
@@ -199,7 +210,13 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
                 safe_close(mfd);
                 return r;
         }
-        if (local_marker_has(mfd, t->path)) {
+        _cleanup_free_ char *line = marker_line(t);
+        if (!line) {
+                delivery_result_set(res, "4.3.0", "out of memory");
+                safe_close(mfd);
+                return -ENOMEM;
+        }
+        if (local_marker_has(mfd, line)) {
                 success_result(t, res);
                 *ret_done = true;
         }
@@ -303,7 +320,7 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                         local_maildir_deliver(&us, todo_in + a, b - a, u->path, todo_res + a);
                         break;
                 case TARGET_COMMAND:
-                        local_command_deliver(s, &todo_in[a], u->path + 1, bus, &todo_res[a]);
+                        local_command_deliver(s, u, &todo_in[a], u->path + 1, bus, &todo_res[a]);
                         break;
                 case TARGET_PIPE:
                         /* One command for the recipients of one message (the parent's group). */
@@ -319,13 +336,18 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
                         break;
                 default:
                         local_mbox_deliver_many(&us, todo_in + a, b - a, u->path, may_dotlock, true, todo_res + a);
+                        /* Postfix's local(8) tells comsat of each new message; virtual(8) does not. */
+                        for (size_t k = a; k < b && s->biff && !u->virtual; k++)
+                                if (todo_res[k].dsn[0] == '2')
+                                        local_biff_notify(u->user, todo_res[k].mbox_offset);
                 }
         }
 
         /* Recorded only after the mailbox was synced; all markers made durable at once. */
         for (size_t k = 0; k < n_todo; k++) {
                 res[todo[k]] = todo_res[k];
-                if (todo_res[k].dsn[0] == '2' && local_marker_append(mfd[todo[k]], t[todo[k]]->path) >= 0)
+                _cleanup_free_ char *line = todo_res[k].dsn[0] == '2' ? marker_line(t[todo[k]]) : NULL;
+                if (line && local_marker_append(mfd[todo[k]], line) >= 0)
                         synced[n_synced++] = mfd[todo[k]];
         }
         (void) local_marker_sync(synced, n_synced);

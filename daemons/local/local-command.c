@@ -1,5 +1,7 @@
-/* local-command.c — "|command" alias destinations, in a delivery child whose effective uid is
- * already the default_privs user's (its real and saved uid are still root, local-child.c).
+/* local-command.c — "|command" alias destinations and mailbox_command deliveries, in a delivery
+ * child whose effective uid is already the default_privs user's (an alias) or the recipient's
+ * (mailbox_command; default_privs for root) — its real and saved uid are still root
+ * (local-child.c).
  *
  * Under systemd (a bus connection from local-child.c, made before the uid switch) the command is
  * not a process of ours at all: it runs as a transient service unit of its own
@@ -13,10 +15,18 @@
  * cannot signal, kills it at command_time_limit. It also gets SIGKILL when this child dies
  * (PR_SET_PDEATHSIG), e.g. killed by the parent at daemon_timeout.
  *
- * Either way the command runs as /bin/sh -c <command>, with the message on stdin
- * ("From sender  date" line, Return-Path:, Delivered-To:, then the content unquoted, as Postfix
- * does for commands), a small environment (HOME USER LOGNAME SHELL PATH SENDER RECIPIENT LOCAL
- * DOMAIN EXTENSION), and command_time_limit (default 1000 s) to finish. Its exit status maps to a
+ * Either way the command runs as Postfix runs it (local_command_argv()): with local_command_shell
+ * when that is set (its words, then the command as one argument), else directly (split on
+ * blanks, no shell) when it has no shell syntax and its program is found, else /bin/sh -c. The
+ * message is on stdin ("From sender  date" line, Return-Path:, X-Original-To:, Delivered-To:,
+ * then the content unquoted, as Postfix does for commands), with Postfix's environment: HOME,
+ * USER and LOGNAME (the bare recipient name), SHELL, SENDER, RECIPIENT, LOCAL (the whole local
+ * part), DOMAIN, EXTENSION (only when there is one), ORIGINAL_RECIPIENT (X-Original-To's value:
+ * the client's ORCPT address, else the envelope recipient; absent with
+ * enable_original_recipient = no), CLIENT_HOSTNAME, CLIENT_ADDRESS, CLIENT_HELO,
+ * CLIENT_PROTOCOL and SASL_USERNAME (each only when known), PATH=/usr/bin:/bin; every value's
+ * characters outside command_expansion_filter become '_'. command_time_limit (default 1000 s)
+ * bounds it, mailbox_size_limit the files it writes (RLIMIT_FSIZE). Its exit status maps to a
  * DSN per sysexits.h; the first line of its output becomes the diagnostic of a failure. */
 #include <fcntl.h>
 #include <poll.h>
@@ -25,6 +35,7 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <time.h>
@@ -133,8 +144,16 @@ static int run_command(const LocalCommand *cmd, LocalCommandOutcome *ret) {
                         _exit(EX_OSERR);
                 if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != self)
                         _exit(EX_OSERR);
-                struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
-                (void) setrlimit(RLIMIT_FSIZE, &unlimited);
+                rlim_t fsize = cmd->file_size_limit > 0 ? (rlim_t) cmd->file_size_limit : RLIM_INFINITY;
+                struct rlimit rl;
+                /* The delivery child lowered only the soft limit: set both (raising the soft limit
+                 * back up to the hard one when there is no limit). */
+                if (getrlimit(RLIMIT_FSIZE, &rl) == 0) {
+                        rl.rlim_cur = MIN(fsize, rl.rlim_max);
+                        if (fsize != RLIM_INFINITY)
+                                rl.rlim_max = rl.rlim_cur;
+                        (void) setrlimit(RLIMIT_FSIZE, &rl);
+                }
                 (void) setpgid(0, 0);
                 signal(SIGPIPE, SIG_DFL);
                 signal(SIGTERM, SIG_DFL);
@@ -248,6 +267,7 @@ static int run_command_unit(const LocalCommand *cmd, sd_bus *bus, LocalCommandOu
                 .argv = cmd->argv, .envp = cmd->envp, .working_directory = cmd->working_directory,
                 .input = cmd->input, .input_len = cmd->input_len,
                 .time_limit = (usec_t) limit * USEC_PER_SEC,
+                .file_size_limit = cmd->file_size_limit > 0 ? (uint64_t) cmd->file_size_limit : 0,
         };
         LocalTransientResult r;
         int k = local_transient_run(bus, &tc, &r, ret_why);
@@ -266,61 +286,156 @@ int local_command_run(const LocalCommand *cmd, sd_bus *bus, LocalCommandOutcome 
         return bus ? run_command_unit(cmd, bus, ret, ret_why) : run_command(cmd, ret);
 }
 
-void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
+char *local_command_path(const char *program) {
+        if (strchr(program, '/'))
+                return strdup(program);
+        const char *dirs = LOCAL_COMMAND_PATH;
+        while (*dirs) {
+                size_t n = strcspn(dirs, ":");
+                char *path = NULL;
+                struct stat st;
+                if (asprintf(&path, "%.*s/%s", (int) n, dirs, program) < 0)
+                        return NULL;
+                if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+                        return path;
+                free(path);
+                dirs += n + (dirs[n] == ':');
+        }
+        return NULL;
+}
+
+/* Appends item (taken over; NULL: out of memory) to the NULL-terminated list *l. */
+static int list_push(char ***l, char *item) {
+        size_t n = 0;
+        while (*l && (*l)[n])
+                n++;
+        char **nl = item ? realloc(*l, (n + 2) * sizeof(char *)) : NULL;
+        if (!nl) {
+                free(item);
+                return -ENOMEM;
+        }
+        nl[n] = item;
+        nl[n + 1] = NULL;
+        *l = nl;
+        return 0;
+}
+
+/* Appends the blank-separated words of text to *l. */
+static int list_push_words(char ***l, const char *text) {
+        for (const char *p = text;;) {
+                p += strspn(p, " \t");
+                if (!*p)
+                        return 0;
+                size_t n = strcspn(p, " \t");
+                if (list_push(l, strndup(p, n)) < 0)
+                        return -ENOMEM;
+                p += n;
+        }
+}
+
+/* Characters that never need a shell (Postfix runs a command without one when it has no others). */
+#define COMMAND_PLAIN_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \t-_/.,:@=+%"
+
+char **local_command_argv(const char *shell, const char *command) {
+        _cleanup_strv_free_ char **argv = NULL;
+        bool plain = !isempty(shell) || command[strspn(command, COMMAND_PLAIN_CHARS)] == '\0';
+
+        if (plain) {
+                if (list_push_words(&argv, isempty(shell) ? command : shell) < 0 ||
+                    (!isempty(shell) && list_push(&argv, strdup(command)) < 0))
+                        return NULL;
+        }
+        if (argv && argv[0]) {
+                char *path = local_command_path(argv[0]);
+                if (path) {
+                        free(argv[0]);
+                        argv[0] = path;
+                        return TAKE_PTR(argv);
+                }
+                if (!isempty(shell))
+                        return TAKE_PTR(argv);   /* fails to execute: "cannot execute ..." defers */
+        }
+        /* Shell syntax, a shell built-in, or a program that is not found: the shell decides. */
+        argv = strv_free(argv);
+        if (list_push(&argv, strdup("/bin/sh")) < 0 || list_push(&argv, strdup("-c")) < 0 ||
+            list_push(&argv, strdup(command)) < 0)
+                return NULL;
+        return TAKE_PTR(argv);
+}
+
+/* Adds NAME=value to env (value == NULL or "" with optional: nothing), its characters outside
+ * filter replaced by '_' as Postfix censors exported data. */
+static int env_add(char ***env, const char *name, const char *value, bool optional, const char *filter) {
+        if (optional && isempty(value))
+                return 0;
+        char *e = local_env_entry(name, value);
+        if (!e)
+                return -ENOMEM;
+        for (char *c = e + strlen(name) + 1; *(c += strspn(c, strempty(filter))); c++)
+                *c = '_';
+        return list_push(env, e);
+}
+
+/* Postfix's environment for the command of t (see the top of this file). */
+static char **command_environment(const LocalSettings *s, const Target *t, const DeliveryInput *in) {
+        _cleanup_strv_free_ char **env = NULL;
+        _cleanup_free_ char *local = NULL, *user = NULL;
+        const char *f = s->command_expansion_filter;
+        const char *rcpt = in->delivered_to, *at = strrchr(rcpt, '@');
+        const QueueMessage *m = in->msg;
+        struct passwd *pw = t->mailbox_command ? NULL : getpwuid(geteuid());
+        const char *home = t->mailbox_command ? t->home : pw ? pw->pw_dir : "/";
+        const char *shell = t->mailbox_command ? t->shell : "/bin/sh";
+
+        local = at ? strndup(rcpt, (size_t) (at - rcpt)) : strdup(rcpt);
+        if (!local)
+                return NULL;
+        size_t base = local_base_length(s, local);
+        if (!(user = strndup(local, base)))
+                return NULL;
+        const char *ext = local[base] ? local + base + 1 : NULL;
+        if (env_add(&env, "HOME", home, false, f) < 0 || env_add(&env, "LOGNAME", user, false, f) < 0 ||
+            env_add(&env, "USER", user, false, f) < 0 || env_add(&env, "SENDER", in->sender, false, f) < 0 ||
+            env_add(&env, "RECIPIENT", rcpt, false, f) < 0 || env_add(&env, "LOCAL", local, false, f) < 0 ||
+            env_add(&env, "SHELL", isempty(shell) ? "/bin/sh" : shell, false, f) < 0 ||
+            env_add(&env, "DOMAIN", at ? at + 1 : NULL, true, f) < 0 ||
+            env_add(&env, "EXTENSION", ext, true, f) < 0 ||
+            /* Postfix exports its original recipient only when it keeps one. */
+            env_add(&env, "ORIGINAL_RECIPIENT", in->original_to, true, f) < 0 ||
+            env_add(&env, "CLIENT_HOSTNAME", m ? m->client_name : NULL, true, f) < 0 ||
+            env_add(&env, "CLIENT_ADDRESS", m ? m->client_address : NULL, true, f) < 0 ||
+            env_add(&env, "CLIENT_HELO", m ? m->helo : NULL, true, f) < 0 ||
+            env_add(&env, "CLIENT_PROTOCOL", m ? m->protocol : NULL, true, f) < 0 ||
+            env_add(&env, "SASL_USERNAME", m ? m->sasl_user : NULL, true, f) < 0 ||
+            list_push(&env, strdup("PATH=" LOCAL_COMMAND_PATH)) < 0)
+                return NULL;
+        return TAKE_PTR(env);
+}
+
+void local_command_deliver(const LocalSettings *s, const Target *t, const DeliveryInput *in, const char *command,
                            sd_bus *bus, DeliveryResult *res) {
         _cleanup_strbuf_ StrBuf input = STRBUF_INIT;
-        _cleanup_free_ char *local = NULL, *ext = NULL;
+        _cleanup_strv_free_ char **envp = NULL, **argv = NULL;
         struct passwd *pw = getpwuid(geteuid());
-        const char *at = strrchr(in->delivered_to, '@');
-        const char *delim = s->recipient_delimiter;
 
-        if (format_input(in, &input) < 0) {
+        if (format_input(in, &input) < 0 || !(envp = command_environment(s, t, in)) ||
+            !(argv = local_command_argv(s->local_command_shell, command))) {
                 delivery_result_set(res, "4.3.0", "out of memory");
                 return;
         }
-        local = at ? strndup(in->delivered_to, (size_t) (at - in->delivered_to)) : strdup(in->delivered_to);
-        if (!local) {
-                delivery_result_set(res, "4.3.0", "out of memory");
-                return;
-        }
-        if (!isempty(delim) && local[0]) {
-                char *d = local + 1 + strcspn(local + 1, delim);
-                if (*d) {
-                        ext = strdup(d + 1);
-                        *d = '\0';
-                }
-        }
-        const char *home = pw ? pw->pw_dir : "/";
-        char *envp[] = {
-                local_env_entry("HOME", home),
-                local_env_entry("USER", pw ? pw->pw_name : ""),
-                local_env_entry("LOGNAME", pw ? pw->pw_name : ""),
-                local_env_entry("SHELL", "/bin/sh"),
-                local_env_entry("PATH", "/usr/bin:/bin"),
-                local_env_entry("SENDER", in->sender),
-                local_env_entry("RECIPIENT", in->delivered_to),
-                local_env_entry("LOCAL", local),
-                local_env_entry("DOMAIN", at ? at + 1 : ""),
-                local_env_entry("EXTENSION", ext),
-                NULL,
-        };
-        bool ok = true;
-        for (size_t i = 0; i + 1 < ELEMENTSOF(envp); i++)
-                ok = ok && envp[i];
-        char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) command, NULL };
         LocalCommand cmd = {
-                .argv = argv, .envp = envp, .working_directory = home,
+                .argv = argv, .envp = envp,
+                .working_directory = t->mailbox_command ? t->home : pw ? pw->pw_dir : "/",
                 .input = input.data, .input_len = input.len, .time_limit = s->command_time_limit,
+                .file_size_limit = s->mailbox_size_limit,
                 .queue_id = in->queue_id, .rcpt_id = in->rcpt_id, .recipient = in->delivered_to,
                 .user = pw ? pw->pw_name : NULL,
         };
         LocalCommandOutcome o;
         _cleanup_free_ char *why = NULL;
-        int r = ok ? local_command_run(&cmd, bus, &o, &why) : -ENOMEM;
+        int r = local_command_run(&cmd, bus, &o, &why);
         if (r < 0)
                 delivery_result_set(res, "4.3.0", "cannot run command: %s", why ? why : strerror(-r));
         else
                 command_result(command, o.timed_out, o.code, o.status, o.output, res);
-        for (size_t i = 0; i + 1 < ELEMENTSOF(envp); i++)
-                free(envp[i]);
 }

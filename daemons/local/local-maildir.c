@@ -18,12 +18,16 @@
 #include "basic/io-util.h"
 #include "local.h"
 
+/* lstat() first: mkdir() of a directory that exists (the usual case) still takes the parent's
+ * lock exclusively, and the children delivering in parallel would queue on it. */
 static int mkdir_if_missing(const char *path) {
-        if (mkdir(path, 0700) < 0 && errno != EEXIST)
-                return -errno;
         struct stat st;
-        if (lstat(path, &st) < 0)
-                return -errno;
+        if (lstat(path, &st) < 0) {
+                if (errno != ENOENT || (mkdir(path, 0700) < 0 && errno != EEXIST))
+                        return -errno;
+                if (lstat(path, &st) < 0)
+                        return -errno;
+        }
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
@@ -86,7 +90,7 @@ static bool maildir_write_one(const DeliveryInput *in, const char *dir, const ch
                      (int) getpid(), in->queue_id, in->rcpt_id, host) < 0 ||
             asprintf(&new, "%snew/%lld.M%ldP%dQ%sR%lld.%s", dir, (long long) tv.tv_sec, (long) tv.tv_usec,
                      (int) getpid(), in->queue_id, in->rcpt_id, host) < 0 ||
-            strbuf_printf(&head, "Return-Path: <%s>\nDelivered-To: %s\n", in->sender, in->delivered_to) < 0) {
+            local_format_headers(in, &head) < 0) {
                 delivery_result_set(res, "4.3.0", "out of memory");
                 return false;
         }

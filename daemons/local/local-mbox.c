@@ -6,7 +6,8 @@
  * dotlock older than stale_lock_time is removed. When the user may not create files in the
  * mailbox's directory the dotlock is skipped and the kernel locks alone serialise deliveries
  * (every Postern delivery takes them). The message is written as "From sender  date", Return-Path:,
- * Delivered-To:, the content with ">From " quoting, and an empty line; any write or fsync error
+ * X-Original-To: (enable_original_recipient), Delivered-To:, the content with ">From " quoting,
+ * and an empty line; any write or fsync error
  * truncates the file back to its previous size, so no partial message is ever left behind.
  * local_mbox_deliver_many() appends a batch under one lock with one fsync: a message whose write
  * fails is cut off again on its own, a failed fsync takes the whole batch back.
@@ -103,8 +104,16 @@ static int kernel_lock(const LocalSettings *s, int fd, unsigned methods) {
         return -EAGAIN;
 }
 
-/* The envelope lines that start a message handed to a mailbox or a command: the From_ line,
- * Return-Path: and Delivered-To:. */
+/* Postfix's order (mail_copy): Return-Path:, X-Original-To:, Delivered-To:. */
+int local_format_headers(const DeliveryInput *in, StrBuf *out) {
+        int r = strbuf_printf(out, "Return-Path: <%s>\n", in->sender);
+        if (r >= 0 && !isempty(in->original_to))
+                r = strbuf_printf(out, "X-Original-To: %s\n", in->original_to);
+        return r < 0 ? r : strbuf_printf(out, "Delivered-To: %s\n", in->delivered_to);
+}
+
+/* The envelope lines that start a message handed to a mailbox or a command: the From_ line and
+ * local_format_headers(). */
 int local_format_envelope(const DeliveryInput *in, StrBuf *out) {
         char date[64];
         time_t now = time(NULL);
@@ -113,10 +122,9 @@ int local_format_envelope(const DeliveryInput *in, StrBuf *out) {
 
         if (!asctime_r(localtime_r(&now, &tm), date))
                 snprintf(date, sizeof(date), "Thu Jan  1 00:00:00 1970\n");
-        if ((r = strbuf_printf(out, "From %s  %s", isempty(in->sender) ? "MAILER-DAEMON" : in->sender, date)) < 0 ||
-            (r = strbuf_printf(out, "Return-Path: <%s>\n", in->sender)) < 0)
+        if ((r = strbuf_printf(out, "From %s  %s", isempty(in->sender) ? "MAILER-DAEMON" : in->sender, date)) < 0)
                 return r;
-        return strbuf_printf(out, "Delivered-To: %s\n", in->delivered_to);
+        return local_format_headers(in, out);
 }
 
 /* The message as it goes into the mbox: envelope lines, quoted content, blank line. */
@@ -269,6 +277,7 @@ void local_mbox_deliver_many(const LocalSettings *s, const DeliveryInput *in, si
                         delivery_result_set(&res[i], "4.3.0", "cannot format message: %s", strerror(-r));
                         continue;
                 }
+                res[i].mbox_offset = (long long) end;   /* for biff */
                 r = loop_write(fd, out.data, out.len);
                 if (r < 0) {
                         if (ftruncate(fd, end) < 0)

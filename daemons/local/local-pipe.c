@@ -132,29 +132,9 @@ static void pipe_result(const PipeTransport *t, const char *argv0, LocalCommandO
         copy_first(res, n);
 }
 
-/* The directories a command named without a "/" is looked for in (Postfix runs pipe(8) commands
- * with execvp() and no PATH of their own: the system default). */
-#define PIPE_COMMAND_PATH "/usr/bin:/bin"
-
-/* The absolute path of command (argv[0]): as it is with a "/", else the first executable file of
- * that name in PIPE_COMMAND_PATH; NULL when there is none. */
-static char *command_path(const char *command) {
-        if (strchr(command, '/'))
-                return strdup(command);
-        const char *dirs = PIPE_COMMAND_PATH;
-        while (*dirs) {
-                size_t n = strcspn(dirs, ":");
-                char *path = NULL;
-                struct stat st;
-                if (asprintf(&path, "%.*s/%s", (int) n, dirs, command) < 0)
-                        return NULL;
-                if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
-                        return path;
-                free(path);
-                dirs += n + (dirs[n] == ':');
-        }
-        return NULL;
-}
+/* A command named without a "/" is looked for in LOCAL_COMMAND_PATH (Postfix runs pipe(8)
+ * commands with execvp() and no PATH of their own: the system default). */
+#define PIPE_COMMAND_PATH LOCAL_COMMAND_PATH
 
 void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const DeliveryInput *in, size_t n, sd_bus *bus,
                         DeliveryResult *res) {
@@ -193,7 +173,7 @@ void local_pipe_deliver(const LocalSettings *s, const PipeTransport *t, const De
         int r = pipe_argv_expand(p, &v, &argv, &why);
         if (r < 0)
                 return set_all(res, n, "4.3.5", why ? why : "out of memory");
-        char *path = command_path(argv[0]);
+        char *path = local_command_path(argv[0]);
         if (!path) {
                 delivery_result_set(&res[0], "4.3.0", "cannot execute %s: not found in %s", argv[0],
                                     PIPE_COMMAND_PATH);

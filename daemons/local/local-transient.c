@@ -11,7 +11,8 @@
  * $VARIABLES of a shell command line, and "$$" is its escape), User=/Group= of the delivery
  * (systemd adds the user's supplementary groups), Environment=, WorkingDirectory=-<home>, stdin
  * a pipe we fill, stdout and stderr one pipe we drain, RuntimeMaxSec= the time limit with
- * KillSignal=SIGKILL (the fork path kills at the limit too), CollectMode=inactive-or-failed (it
+ * KillSignal=SIGKILL (the fork path kills at the limit too), LimitFSIZE= mailbox_size_limit for
+ * local(8) commands (not pipe(8)'s), CollectMode=inactive-or-failed (it
  * is gone from the manager as soon as it ended) and LogExtraFields=POSTERN_QUEUE_ID=… (systemd's
  * helper process tags what it logs while setting the command up, e.g. "Failed at step USER";
  * the manager's own "Started"/"Deactivated" lines are found with
@@ -339,6 +340,9 @@ static int append_properties(sd_bus_message *m, const LocalTransientCommand *cmd
                                        "TimeoutStopUSec", "t", (uint64_t) (5 * USEC_PER_SEC),
                                        "TasksMax", "t", (uint64_t) 256,
                                        "MemoryMax", "t", (uint64_t) 1024 * 1024 * 1024)) < 0 ||
+            (cmd->file_size_limit > 0 &&
+             (r = sd_bus_message_append(m, "(sv)(sv)", "LimitFSIZE", "t", cmd->file_size_limit,
+                                        "LimitFSIZESoft", "t", cmd->file_size_limit)) < 0) ||
             (r = append_log_fields(m, cmd->queue_id, cmd->rcpt_id)) < 0 ||
             /* The sandbox commands had inside postern-local.service, minus the queue, plus the
              * network: see the file comment. */

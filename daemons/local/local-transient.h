@@ -33,6 +33,7 @@ typedef struct LocalTransientCommand {
         const void *input;             /* written to the command's stdin (a pipe) */
         size_t input_len;
         usec_t time_limit;             /* RuntimeMaxSec=; 0 means 1000 s */
+        uint64_t file_size_limit;      /* LimitFSIZE= (soft and hard), bytes; 0: not set */
 } LocalTransientCommand;
 
 typedef struct LocalTransientResult {

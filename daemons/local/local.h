@@ -34,6 +34,7 @@
 #define LOCAL_BATCH_MAX 64
 /* At most this many Maildir deliveries, of any requests and users, are made by one child. */
 #define LOCAL_MAILDIR_SHARE_MAX 64
+#define LOCAL_MAILDIR_SHARE_MIN 8   /* ... but spread over one child per CPU down to this many */
 _Static_assert(LOCAL_MAILDIR_SHARE_MAX <= LOCAL_BATCH_MAX, "a shared child is a batch");
 /* A child writing the Maildirs of several users that runs longer than this (or daemon_timeout,
  * if shorter) is killed and its deliveries go on one user per child: one user's mailbox that hangs
@@ -69,6 +70,23 @@ typedef struct LocalSettings {
         long long command_time_limit; /* seconds */
         long long daemon_timeout;     /* seconds: a delivery child is killed after this */
         TableList *aliases;           /* NULL when alias_maps is empty */
+        /* passing users to another transport (local-pass.c) */
+        char *mailbox_transport;
+        char *fallback_transport;
+        TableList *mailbox_transport_maps;    /* NULL when empty */
+        TableList *fallback_transport_maps;   /* NULL when empty */
+        /* mailbox_command (local-mboxcmd.c) and the commands' environment (local-command.c) */
+        char *mailbox_command;        /* raw text: never $name-expanded */
+        TableList *mailbox_command_maps;   /* NULL when empty */
+        char *local_command_shell;
+        char *command_expansion_filter;
+        bool biff;
+        bool enable_original_recipient;
+        char *forward_path;           /* unexpanded ($home, $user ...: local-expand.c) */
+        char *forward_expansion_filter;
+        char *luser_relay;            /* unexpanded */
+        bool owner_request_special;
+        bool expand_owner_alias;
         /* virtual(8) deliveries (local-virtual.c) */
         char *virtual_mailbox_base;
         TableList *virtual_mailbox_maps;   /* NULL when empty: every virtual recipient is unknown */
@@ -95,6 +113,7 @@ typedef enum TargetKind {
         TARGET_COMMAND,   /* "|command" alias destination, run as default_privs */
         TARGET_FILE,      /* "/file" (mbox style) or "/dir/" (Maildir) alias destination */
         TARGET_PIPE,      /* a recipient of a pipe(8) transport (path "pipe:<transport>") */
+        TARGET_PASS,      /* mailbox_transport & co: re-queued for the route in via (local-pass.c) */
 } TargetKind;
 
 /* One place a recipient's copy goes to, with its own outcome. */
@@ -106,12 +125,16 @@ typedef struct Target {
         uid_t uid;
         gid_t gid;
         char *home;
+        char *shell;          /* mailbox_command: the recipient's login shell (SHELL=) */
         bool spool;           /* TARGET_MBOX in mail_spool_directory (root may create it there) */
         bool virtual;         /* a virtual(8) mailbox: uid/gid from virtual_uid/gid_maps, no user
                                * name (groups: gid alone), virtual_mailbox_limit and _lock, missing
                                * directories created as the owner */
-        char *sender;         /* TARGET_FORWARD: envelope sender of the forwarded copy */
-        char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it */
+        bool mailbox_command; /* TARGET_COMMAND: a user's mailbox_command(_maps), run as the user */
+        char *sender;         /* TARGET_FORWARD, TARGET_PASS: envelope sender of the queued copy */
+        char *via;            /* TARGET_FORWARD: the local address whose alias expanded to it;
+                               * TARGET_PASS: the route "transport:nexthop" */
+        bool copied;          /* TARGET_FORWARD, TARGET_PASS: queued by this attempt (marker due) */
         const PipeTransport *pipe;   /* TARGET_PIPE: its transport (in the settings) */
         /* outcome */
         bool done;
@@ -162,6 +185,12 @@ bool delivered_set_has(const DeliveredSet *s, const char *address);
 int local_resolve(const LocalSettings *s, const char *recipient, const char *orig_sender,
                   const DeliveredSet *delivered, Target ***ret, size_t *ret_n);
 
+/* The pass target (local-pass.c) for a user left after alias expansion (known: found in passwd):
+ * mailbox_transport_maps, mailbox_transport, and for an unknown user fallback_transport_maps,
+ * fallback_transport. 1 with *ret (a TARGET_PASS, or a TARGET_RESULT that defers), 0 when none
+ * applies, <0 out of memory. */
+int local_pass_target(const LocalSettings *s, const char *user, const char *address, bool known, Target **ret);
+
 /* Resolves one recipient of the virtual transport (virtual(8)): virtual_mailbox_maps gives the
  * mailbox path below virtual_mailbox_base, virtual_uid_maps/virtual_gid_maps its owner. Always
  * yields exactly one target (a failure is a TARGET_RESULT); fails only on out-of-memory. */
@@ -180,6 +209,7 @@ typedef struct DeliveryInput {
         long long rcpt_id;
         const char *sender;           /* "" for the null sender */
         const char *delivered_to;     /* Delivered-To: value (lower-cased) */
+        const char *original_to;      /* X-Original-To: value, NULL for none (enable_original_recipient) */
         const char *content;          /* LF form */
         size_t content_len;
         const char *hostname;
@@ -193,6 +223,7 @@ typedef struct DeliveryInput {
 typedef struct DeliveryResult {
         char dsn[LOCAL_DSN_MAX];
         char diag[LOCAL_DIAG_MAX];
+        long long mbox_offset;        /* an mbox delivery: where the message starts (for biff) */
 } DeliveryResult;
 
 /* Sets a child's result (dsn and printf-style diagnostic, truncated to LOCAL_DIAG_MAX). */
@@ -203,7 +234,10 @@ const char *local_errno_dsn(int e);
 /* Waits deliver_lock_delay between two attempts to take a lock (200 ms when it is 0). */
 void local_lock_pause(const LocalSettings *s);
 
-/* Appends the From_ line, Return-Path: and Delivered-To: that precede a delivered message. */
+/* Appends Return-Path:, X-Original-To: (when in->original_to) and Delivered-To:, the header
+ * lines every local and virtual delivery prepends, in Postfix's order. */
+int local_format_headers(const DeliveryInput *in, StrBuf *out);
+/* Appends the From_ line and local_format_headers(): what precedes an mbox or command copy. */
 int local_format_envelope(const DeliveryInput *in, StrBuf *out);
 
 /* Appends to an mbox file with locking; truncates back on failure; fsyncs. Runs as the user.
@@ -215,11 +249,32 @@ void local_mbox_deliver(const LocalSettings *s, const DeliveryInput *in, const c
 void local_mbox_deliver_many(const LocalSettings *s, const DeliveryInput *in, size_t n,
                              const char *path, bool may_dotlock, bool owner_check,
                              DeliveryResult *res);
-/* Runs command with /bin/sh -c, the message on stdin; maps its exit status per sysexits.h. With
- * bus (connected by local_transient_connect() before the switch to the user) it runs as a
- * transient systemd unit, without it below the calling process. */
-void local_command_deliver(const LocalSettings *s, const DeliveryInput *in, const char *command,
+/* Runs command (directly, with /bin/sh -c when it needs a shell, or with local_command_shell),
+ * the message on stdin, Postfix's environment for target t; maps its exit status per
+ * sysexits.h. With bus (connected by local_transient_connect() before the switch to the user)
+ * it runs as a transient systemd unit, without it below the calling process. */
+void local_command_deliver(const LocalSettings *s, const Target *t, const DeliveryInput *in, const char *command,
                            sd_bus *bus, DeliveryResult *res);
+/* The argv that runs command: local_command_shell's words and command, else the command's own
+ * words when it has no shell syntax and its program is found (absolute, or in /usr/bin:/bin),
+ * else /bin/sh -c command. NULL when out of memory. */
+char **local_command_argv(const char *shell, const char *command);
+/* The absolute path of program: as it is with a "/", else the first executable file of that
+ * name in LOCAL_COMMAND_PATH; NULL when there is none (or out of memory). */
+char *local_command_path(const char *program);
+/* The search path of commands named without a "/" (Postfix: the system's default path). */
+#define LOCAL_COMMAND_PATH "/usr/bin:/bin"
+
+struct passwd;
+/* mailbox_command_maps, then mailbox_command, for the local user pw reached as address: 1 with
+ * *ret a TARGET_COMMAND run as that user (as default_privs for root) or, when a table failed, a
+ * deferral; 0 when neither applies (mailbox delivery goes on); <0 out of memory. */
+int local_mailbox_command_target(const LocalSettings *s, const struct passwd *pw, const char *address,
+                                 Target **ret);
+
+/* Tells comsat on localhost's biff/udp port "user@offset" (fire and forget; errors ignored). */
+void local_biff_notify(const char *user, long long offset);
+void local_biff_check(bool biff);
 /* One command run by a delivery child as its current effective user ("|command" aliases with
  * /bin/sh -c, pipe(8) transports with their own argv). */
 typedef struct LocalCommand {
@@ -229,6 +284,7 @@ typedef struct LocalCommand {
         const char *input;               /* the command's stdin */
         size_t input_len;
         long long time_limit;            /* seconds; 0 means 1000 */
+        long long file_size_limit;       /* bytes a file it writes may grow to (RLIMIT_FSIZE); 0: none */
         const char *queue_id;            /* for the transient unit's name and description */
         long long rcpt_id;
         const char *recipient;
@@ -300,13 +356,19 @@ bool local_child_read(Target *t);
  * siginfo) and sets the results of t[0..n-1]; a target without a result line is deferred. */
 void local_child_collect(Target **t, size_t n, int code, int status);
 
-/* Creates new queue messages (one per envelope sender and alias) for the TARGET_FORWARD entries
- * among the targets of recipient rcpt_id, with "Delivered-To: <alias address>" prepended, and
- * sets their results; the new queue ids derive from (orig, rcpt_id, sender, alias, addresses), so
- * a repeated call finds its earlier copy (-EEXIST) and reports it forwarded.
+/* Creates new queue messages for the TARGET_FORWARD entries among the targets of recipient
+ * rcpt_id (one per envelope sender and alias, with "Delivered-To: <alias address>" prepended) and
+ * for its TARGET_PASS entries (one per route, the content unchanged, the route as the message's
+ * filter, ORCPT the recipient's orcpt or address), and sets their results; the new queue ids
+ * derive from (kind, orig, rcpt_id, sender, alias or route, addresses), so a repeated call finds
+ * its earlier copy (-EEXIST) and reports it done. Targets queued by this call get t->copied.
  * Returns the number of messages queued (the caller wakes qmgr when > 0). */
 int local_forward(const LocalSettings *s, Queue *q, const QueueMessage *orig, long long rcpt_id,
-                  const char *content, size_t content_len, Target **targets, size_t n);
+                  const char *orcpt, const char *content, size_t content_len, Target **targets, size_t n);
+/* Whether t is delivered by queueing a copy (TARGET_FORWARD, TARGET_PASS). */
+bool local_target_is_copy(const Target *t);
+/* The marker line recording that t's copy was queued ("forward:<addr>", "pass:<route> <addr>"). */
+char *local_copy_marker_line(const Target *t);
 
 /* Lower-cases s in place (ASCII). */
 char *local_ascii_lower(char *s);

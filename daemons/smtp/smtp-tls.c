@@ -72,6 +72,7 @@ static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_par
         const char *grade = smtp_conf_get(c, s, ciphers_param);
         TlsClientConfig cfg = {
                 .ca_file = smtp_conf_get(c, s, "tls_CAfile"),
+                .ca_path = smtp_conf_get(c, s, "tls_CApath"),
                 .protocols = smtp_conf_get(c, s, protocols_param),
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
         };
@@ -80,8 +81,8 @@ static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_par
         int r = tls_client_new(&cfg, &cl, &why);
         if (r < 0) {
                 /* Like Postfix: a local TLS problem makes "may" plaintext and defers mandatory TLS. */
-                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile): %s; TLS not available",
-                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix,
+                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath): %s; TLS not available",
+                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix,
                                 why ? why : "out of memory");
                 return NULL;
         }

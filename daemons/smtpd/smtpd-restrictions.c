@@ -96,19 +96,23 @@ static bool net_match(const NetEntry *n, int family, const uint8_t *addr) {
         return (n->addr[i] & mask) == (addr[i] & mask);
 }
 
-/* An entry Postfix would read as a host or domain name (matched against the client's name),
- * or as a file of patterns: Postern has no client names yet and reads no pattern files. */
+/* An entry Postfix would read as a host or domain name (matched against the client's name):
+ * Postern has no client names. */
 static const char *unsupported_why(const char *entry) {
         if (entry[0] == '/')
-                return "pattern files are not supported; list the networks or use a cidr: table";
+                return "a file may not name another file";
         return "not an address, address/prefix, [ipv6]/prefix or type:table "
                "(host and domain names are not supported: Postern does no client name lookups)";
 }
 
-int smtpd_netlist_parse(const char *param, char **list, NetList *ret) {
+int smtpd_netlist_parse(const char *param, char **given, NetList *ret) {
+        _cleanup_strv_free_ char **list = NULL;
+        _cleanup_free_ char *file_why = NULL;
         NetList l = {};
-        int r = 0;
+        int r = conf_list_expand_files(given, &list, &file_why);
 
+        if (r < 0)
+                return log_error_errno(r, "%s: %s", param, file_why ? file_why : strerror(-r));
         for (char **i = list; i && *i; i++) {
                 NetEntry e = {};
                 const char *p = *i;

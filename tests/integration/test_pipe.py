@@ -171,8 +171,8 @@ def test_folding_and_quoting_flags(pipe):
     (".", lambda s: "\n..dot\n" in s),
     (">", lambda s: "\n>From the start\n" in s and "\n>From quoted\n" in s and ">>From" not in s),
     ("FRDO", lambda s: s.startswith(f"From {SENDER}  ") and
-     s.split("\n", 1)[1].startswith(f"Return-Path: <{SENDER}>\nDelivered-To: alice@{HOST}\n"
-                                    "X-Original-To: first@example.net\n")),
+     s.split("\n", 1)[1].startswith(f"Return-Path: <{SENDER}>\nX-Original-To: first@example.net\n"
+                                    f"Delivered-To: alice@{HOST}\n")),
     ("Xhqu", lambda s: s.startswith("From: Sender") and s.endswith("last line\n")),
 ], ids=["none", "F", "R", "D", "O", "B", "dot", "gt", "FRDO", "Xhqu"])
 def test_flags_on_stdin(pipe, flags, check):

@@ -14,6 +14,32 @@ def test_sound_configuration_is_silent(postern):
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
 
+def test_postfix_parameters_with_no_meaning_are_information(postern):
+    """Debian's main.cf sets readme_directory and friends: check says what replaces each, exits 0,
+    and never calls them unknown."""
+    postern.configure(readme_directory="no", daemon_directory="/usr/lib/postfix/sbin",
+                      maillog_file="/var/log/postfix.log")
+    r = postern.posternctl("check")
+    assert r.returncode == 0, r.stderr
+    assert "readme_directory: ignored, no meaning here: " in r.stderr
+    assert "daemon_directory: ignored, no meaning here: the daemons are started by their systemd units" in r.stderr
+    assert "maillog_file: ignored, no meaning here: log lines go to the journal" in r.stderr
+    assert "unknown parameter" not in r.stderr
+
+
+def test_config_x_shows_file_entries_and_myorigin_from_its_file(postern):
+    (postern.etc_dir / "mailname").write_text("# this host\nmx.example.net\n")
+    (postern.etc_dir / "networks").write_text("10.0.0.0/8  192.0.2.0/24\n# comment\n[2001:db8::]/32\n")
+    postern.configure(myorigin=str(postern.etc_dir / "mailname"),
+                      mynetworks=f"127.0.0.0/8, {postern.etc_dir}/networks")
+    r = postern.posternctl("config", "-x", "myorigin", "mynetworks")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("myorigin = mx.example.net\n"
+                        "mynetworks = 127.0.0.0/8, 10.0.0.0/8, 192.0.2.0/24, [2001:db8::]/32\n")
+    r = postern.posternctl("config", "myorigin")   # without -x: as written
+    assert r.stdout == f"myorigin = {postern.etc_dir}/mailname\n"
+
+
 def test_missing_queue_directory_is_an_error(postern):
     postern.configure(queue_directory=str(postern.root / "nowhere"))
     r = postern.posternctl("check")

@@ -206,3 +206,28 @@ def test_alias_loop_is_an_error(postern):
     assert rc == 1
     assert ("  error: virtual_alias_maps loop for a@example.com: a@example.com -> b@example.com -> "
             "a@example.com: mail would get 451 4.6.0 Alias expansion error") in out.splitlines()
+
+
+def test_local_delivery_step_shows_mailbox_transport(postern):
+    """An address of the local transport gets postern-local's step: the alias expansion and, per
+    user, where the copy goes: mailbox_transport (with the LMTP socket it reaches), the mbox for a
+    user mailbox_transport_maps sends nowhere else, fallback_transport for a name not in passwd."""
+    postern.set_aliases("team: ptest1, ptest2, nosuchuser\n")
+    postern.configure(mailbox_transport_maps="inline:{ ptest2=dovecot }",
+                      fallback_transport="lmtp:unix:private/dovecot-lmtp", postern_lmtp_socket_directory="/srv/pf",
+                      local_recipient_maps="")
+    rc, out = route(postern, "team@postern.test")
+    assert rc == 0, out
+    lines = block(out, "team@postern.test")
+    i = lines.index("  local delivery (postern-local):")
+    assert lines[i + 1].endswith(': key "team" -> "ptest1, ptest2, nosuchuser"'), out
+    rest = [x for x in lines[i + 2:] if "inline:" not in x]
+    spool = postern.spool_dir
+    assert rest == [
+        f"    ptest1@postern.test: mbox {spool}/ptest1 (user ptest1)",
+        "    ptest2@postern.test: passed to transport dovecot, next hop postern.test "
+        "(mailbox_transport or fallback_transport)",
+        "    nosuchuser@postern.test: passed to transport lmtp, next hop unix:private/dovecot-lmtp "
+        "(mailbox_transport or fallback_transport)",
+        "      socket: /srv/pf/private/dovecot-lmtp (relative: under postern_lmtp_socket_directory)",
+    ], out

@@ -38,6 +38,22 @@ def test_t_extracts_lists_and_removes_bcc(postern):
         assert '"Doe, Jane" <ptest1@localhost>' in box
 
 
+def test_myorigin_from_a_file_as_debian_sets_it(postern):
+    """Debian's main.cf says myorigin = /etc/mailname: the name in that file is the domain of
+    local submissions (taken literally it made every sender "ptest1@/etc/mailname" and every
+    submission fail with 501 5.1.7)."""
+    mailname = postern.etc_dir / "mailname"   # readable by everyone, as /etc/mailname
+    mailname.write_text("origin.example\n")
+    mailname.chmod(0o644)
+    postern.configure(myorigin=str(mailname), mydestination="localhost, $myhostname, origin.example")
+    postern.start()
+    r = postern.sendmail(["ptest2"], input=b"Subject: mailname\n\nvia myorigin file\n", user="ptest1")
+    assert r.returncode == 0, r.stderr
+    box = postern.wait_mailbox("ptest2", r"via myorigin file")
+    assert "Return-Path: <ptest1@origin.example>" in box
+    assert "Delivered-To: ptest2@origin.example" in box
+
+
 def test_bs_relays_smtp(postern):
     postern.start()
     r = postern.sendmail(["-bs"], user="ptest2", input=(

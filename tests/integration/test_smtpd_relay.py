@@ -119,6 +119,29 @@ def test_mynetworks_forms(postern):
     assert "ignoring unsupported entry" not in postern.log("smtpd")
 
 
+def test_mynetworks_from_a_file(postern, tmp_path):
+    """A "/file/name" entry stands for the networks written in the file (comments, several per
+    line), as in Postfix; a change takes effect at reload."""
+    nets = tmp_path / "networks"
+    nets.write_text("# relay clients\n10.0.0.0/8 127.0.0.2\n  [::1]/128,127.0.0.5\n")
+    nets.chmod(0o644)
+    tmp_path.chmod(0o755)
+    start_relay(postern, mynetworks=str(nets))
+    with session(postern) as c:   # from 127.0.0.2
+        assert c.cmd("RCPT TO:<u@remote.test>") == "250 2.1.5 Ok"
+    with session(postern, source="127.0.0.3") as c:
+        assert c.cmd("RCPT TO:<u@remote.test>").startswith("554 5.7.1 ")
+    nets.write_text("127.0.0.3\n")
+    postern.reload("smtpd")
+    postern.wait_for(lambda: session_rcpt(postern, "127.0.0.3") == "250 2.1.5 Ok", 30,
+                     "the file's new network after reload")
+
+
+def session_rcpt(postern, source):
+    with session(postern, source=source) as c:
+        return c.cmd("RCPT TO:<u@remote.test>")
+
+
 def test_mynetworks_prefix(postern):
     start_relay(postern, mynetworks="127.0.0.0/31")
     with session(postern) as c:
@@ -182,7 +205,7 @@ BAD_MYNETWORKS = [
     ("127.0.0.1/32, !bogus", r'mynetworks: unsupported entry "!bogus"'),
     ("127.0.0.1/33", r'mynetworks: unsupported entry "127\.0\.0\.1/33"'),
     ("127.0.0.1/32, mail.example.org", r'mynetworks: unsupported entry "mail\.example\.org"'),
-    ("127.0.0.1/32, /etc/postern/networks", r'mynetworks: unsupported entry "/etc/postern/networks"'),
+    ("127.0.0.1/32, /nonexistent/networks", r'mynetworks: /nonexistent/networks: cannot open: No such file'),
     ("127.0.0.1/32, !cidr:/nonexistent/nets", r'mynetworks: cannot open table "!cidr:/nonexistent/nets"'),
     ("127.0.0.1/32, nosuchtype:/x", r'mynetworks: cannot open table "nosuchtype:/x"'),
 ]

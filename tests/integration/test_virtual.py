@@ -74,8 +74,9 @@ def assert_owned(path, uid, gid, mode):
 # --- delivery ------------------------------------------------------------------------------------
 def test_maildir_and_mbox_under_the_base(virt):
     """A result ending in "/" is a Maildir, else an mbox file; both below virtual_mailbox_base,
-    with the missing directories created as the owner (0700), files 0600, Return-Path: and
-    Delivered-To: on top (and the From_ line in the mbox), logged with relay=virtual."""
+    with the missing directories created as the owner (0700), files 0600, Return-Path:,
+    X-Original-To: (the address as queued) and Delivered-To: on top (and the From_ line in the
+    mbox), logged with relay=virtual."""
     p = start(virt)
     assert vdeliver(p, [f"alice@{VDOM}", f"Bob@{VDOM.upper()}"], "virtual one") == [
         ("delivered", "2.0.0", "delivered to maildir"), ("delivered", "2.0.0", "delivered to mailbox")]
@@ -87,14 +88,16 @@ def test_maildir_and_mbox_under_the_base(virt):
     assert len(files) == 1
     assert_owned(files[0], uid, gid, 0o600)
     text = files[0].read_text()
-    assert text.startswith(f"Return-Path: <{SENDER}>\nDelivered-To: alice@{VDOM}\n"), text[:200]
+    assert text.startswith(f"Return-Path: <{SENDER}>\nX-Original-To: alice@{VDOM}\n"
+                           f"Delivered-To: alice@{VDOM}\n"), text[:200]
     assert "Subject: virtual one\n" in text
 
     mbox = p.vbase / VDOM / "bob"
     assert_owned(mbox, uid, gid, 0o600)
     text = mbox.read_text()
     assert re.match(rf"From {re.escape(SENDER)}  \w{{3}} \w{{3}} [ \d]\d \d\d:\d\d:\d\d \d{{4}}\n"
-                    rf"Return-Path: <{re.escape(SENDER)}>\nDelivered-To: bob@{re.escape(VDOM)}\n", text), text[:300]
+                    rf"Return-Path: <{re.escape(SENDER)}>\nX-Original-To: Bob@{re.escape(VDOM.upper())}\n"
+                    rf"Delivered-To: bob@{re.escape(VDOM)}\n", text), text[:300]
     assert "Subject: virtual one\n" in text and text.endswith("hello\n\n")
     p.wait_log("local", rf": to=<alice@{re.escape(VDOM)}>, relay=virtual, delay=[\d.]+, "
                         r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2\.0\.0, status=sent \(delivered to maildir\)")

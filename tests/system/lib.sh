@@ -27,9 +27,9 @@ POSTERN_BUILD_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev li
 POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # Real peers and clients the tests talk to (their system services are never started); strace
 # plays a hanging filesystem (test_local.py); maildrop runs behind a pipe(8) transport
-# (test_pipe.py).
+# (test_pipe.py); procmail is a mailbox_command (test_mailbox_command.py).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
-        python3-aiosmtpd strace maildrop"
+        python3-aiosmtpd strace maildrop procmail"
 
 lib_say() { printf '%s\n' "$*" >&2; }
 

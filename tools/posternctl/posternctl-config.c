@@ -31,7 +31,7 @@ static void config_help(void) {
                "       posternctl config --markdown\n\n"
                "  -n          show only parameters set in main.cf\n"
                "  -d          show built-in defaults\n"
-               "  -x          expand $name references\n"
+               "  -x          expand $name references (and /file/name entries of lists)\n"
                "  -c DIR      read DIR/main.cf\n"
                "  --markdown  print the parameter registry as a Markdown document\n");
 }
@@ -107,6 +107,12 @@ static int config_markdown(void) {
                "`{ text }` for an element containing either. Times are a number with an optional unit\n"
                "`s`, `m`, `h`, `d` or `w`.\n"
                "\n"
+               "As in Postfix, a `/file/name` entry of a domain list (`mydestination`, `relay_domains`,\n"
+               "`virtual_alias_domains`, `virtual_mailbox_domains`) or a network list (`mynetworks`,\n"
+               "`smtpd_client_event_limit_exceptions`, `smtpd_forbid_bare_newline_exclusions`) stands for the\n"
+               "entries written in that file (blanks or commas between them, `#` comment lines), read again\n"
+               "on reload; `myorigin = /etc/mailname` is the first line of that file, as in Debian's Postfix.\n"
+               "\n"
                "Lookup tables (`alias_maps`, `local_recipient_maps`, access maps) are written `type:name`:\n"
                "`inline:{ key=value, ... }`, `static:value`, `texthash:/file` and `hash:/file` (both read the\n"
                "text file itself, so no postmap or newaliases step is needed; `btree:`, `lmdb:` and `cdb:` are\n"
@@ -135,11 +141,69 @@ static int config_markdown(void) {
                 config_md_cell(p->description);
                 fputs(" |\n", stdout);
         }
+        size_t n;
+        const ParamCompat *compat = param_compat_table(&n);
+        printf("\n## Compatibility levels\n"
+               "\n"
+               "As Postfix's safety net: with `compatibility_level` below the level where a default changed,\n"
+               "a parameter main.cf leaves unset keeps its older default, and each load says which\n"
+               "(`compatibility_level = 0: using backwards-compatible default settings ...`). Without\n"
+               "`compatibility_level`, or at 3.6 and above, the defaults are those in the table above.\n"
+               "\n"
+               "| Parameter | Changed at level | Default below that level |\n"
+               "|---|---|---|\n");
+        for (size_t i = 0; i < n; i++) {
+                printf("| `%s` | %s | ", compat[i].name, compat[i].level);
+                if (!compat[i].old)
+                        fputs("not applied: Postern has no such parameter", stdout);
+                else if (compat[i].old[0] == '\0')
+                        fputs("*(empty)*", stdout);
+                else
+                        printf("`%s`", compat[i].old);
+                fputs(" |\n", stdout);
+        }
+        const ParamIgnored *ig = param_ignored_table(&n);
+        printf("\n## Postfix parameters with no meaning here\n"
+               "\n"
+               "A main.cf taken from Postfix may set these. systemd, the units or the package do their job, so\n"
+               "Postern reports each one it finds once, as information naming what replaces it\n"
+               "(`main.cf:LINE: NAME: ignored, no meaning here: ...`), never as an unknown parameter.\n"
+               "\n"
+               "| Parameter | What does its job |\n"
+               "|---|---|\n");
+        for (size_t i = 0; i < n; i++) {
+                printf("| `%s` | ", ig[i].name);
+                config_md_cell(ig[i].replaced_by);
+                fputs(" |\n", stdout);
+        }
         return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static void config_print(const char *name, const char *value) {
         printf("%s =%s%s\n", name, isempty(value) ? "" : " ", strempty(value));
+}
+
+/* -x: the expanded value; for a list whose "/file/name" entries stand for the file's entries,
+ * those entries (or, when a file cannot be read, the value with the reason on stderr). */
+static void config_print_expanded(Conf *c, const char *name) {
+        const char *value = conf_get(c, name);
+        const char *base = strchr(name, '/');
+        if (!conf_list_reads_files(base ? base + 1 : name) || !value || !strchr(value, '/')) {
+                config_print(name, value);
+                return;
+        }
+        _cleanup_strv_free_ char **given = conf_split_list(value), **entries = NULL;
+        _cleanup_free_ char *why = NULL;
+        int r = given ? conf_list_expand_files(given, &entries, &why) : -ENOMEM;
+        if (r < 0) {
+                fprintf(stderr, "posternctl: warning: %s: %s\n", name, why ? why : strerror(-r));
+                config_print(name, value);
+                return;
+        }
+        printf("%s =", name);
+        for (char **e = entries; *e; e++)
+                printf("%s%s", e == entries ? " " : ", ", *e);
+        putchar('\n');
 }
 
 static int config_show_one(Conf *c, const ConfigArgs *a, const char *name) {
@@ -164,7 +228,10 @@ static int config_show_one(Conf *c, const ConfigArgs *a, const char *name) {
         }
         if (a->non_default && !expl)
                 return 0;
-        config_print(name, a->expand ? conf_get(c, name) : raw);
+        if (a->expand)
+                config_print_expanded(c, name);
+        else
+                config_print(name, raw);
         return 0;
 }
 
@@ -215,7 +282,10 @@ static int config_show_all(Conf *c, const ConfigArgs *a) {
                 if (l.n)
                         qsort(l.names, l.n, sizeof(char *), config_strcmp);
                 for (size_t i = 0; i < l.n; i++)
-                        config_print(l.names[i], a->expand ? conf_get(c, l.names[i]) : conf_get_raw(c, l.names[i], NULL));
+                        if (a->expand)
+                                config_print_expanded(c, l.names[i]);
+                        else
+                                config_print(l.names[i], conf_get_raw(c, l.names[i], NULL));
         }
         for (size_t i = 0; i < l.n; i++)
                 free(l.names[i]);

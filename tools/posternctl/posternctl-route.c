@@ -11,6 +11,8 @@
  *              with its expanded hook), printed as a tree
  *   routing    for each final address: its address class, relocated_maps, and postern-qmgr's
  *              qmgr_route_transport() (transport_maps, sender_dependent_*_maps, class default)
+ *   local      for an address routed to the local transport: postern-local's local_resolve()
+ *              (alias_maps, passwd, mailbox_transport & co): where each user's copy goes
  *
  * Every table entry that answered is printed under the step that asked ("texthash:/etc/x: key
  * "a@b" -> "c@d""). A table that fails is printed as such and the exit code is 1. */
@@ -21,6 +23,7 @@
 
 #include "basic/strbuf.h"
 #include "conf/conf.h"
+#include "local.h"
 #include "mail/lmtp-socket.h"
 #include "posternctl.h"
 #include "qmgr.h"
@@ -171,8 +174,71 @@ static int rcpt_check(SmtpdSettings *st, Trace *t, const char *addr) {
         return reply && reply[0] == '4' ? -EIO : 0;
 }
 
+/* The socket an lmtp:unix: route reaches (Postfix's relative form under lmtp_dir). */
+static void print_lmtp_socket(const char *indent, const char *transport, const char *nexthop, const char *lmtp_dir) {
+        const char *unix_path = streq(transport, "lmtp") ? startswith(nexthop, "unix:") : NULL;
+        if (!unix_path)
+                return;
+        char path[108];
+        if (lmtp_socket_path(unix_path, lmtp_dir, path, sizeof(path)) < 0)
+                printf("%ssocket: bad LMTP socket path (postern_lmtp_socket_directory = %s)\n", indent, lmtp_dir);
+        else
+                printf("%ssocket: %s%s\n", indent, path, unix_path[0] == '/' ? "" :
+                       " (relative: under postern_lmtp_socket_directory)");
+}
+
+/* postern-local's resolution of a recipient of the local transport: one line per target. */
+static int local_step(const LocalSettings *ls, const char *lmtp_dir, Trace *t, const char *sender, const char *addr) {
+        DeliveredSet none = {};
+        Target **targets = NULL;
+        size_t n = 0;
+        int r = local_resolve(ls, addr, sender, &none, &targets, &n);
+        if (r < 0)
+                return r;
+        printf("  local delivery (postern-local):\n");
+        flush(t);
+        for (size_t i = 0; i < n; i++) {
+                const Target *x = targets[i];
+                printf("    %s: ", x->address);
+                switch (x->kind) {
+                case TARGET_PASS: {
+                        const char *colon = strchr(x->via, ':');
+                        printf("passed to transport %.*s, next hop %s (mailbox_transport or fallback_transport)\n",
+                               (int) (colon - x->via), x->via, isempty(colon + 1) ? ls->myhostname : colon + 1);
+                        _cleanup_free_ char *tn = strndup(x->via, (size_t) (colon - x->via));
+                        if (tn)
+                                print_lmtp_socket("      ", tn, colon + 1, lmtp_dir);
+                        break;
+                }
+                case TARGET_MBOX:
+                case TARGET_MAILDIR:
+                case TARGET_COMMAND:
+                case TARGET_FILE:
+                        printf("%s %s (%s %s)\n", x->kind == TARGET_MBOX ? "mbox" : x->kind == TARGET_MAILDIR ? "Maildir" :
+                               x->kind == TARGET_COMMAND ? "command" : "file", x->path,
+                               x->kind == TARGET_MBOX || x->kind == TARGET_MAILDIR ? "user" : "as", x->user);
+                        break;
+                case TARGET_FORWARD:
+                        printf("forwarded (a new message)\n");
+                        break;
+                case TARGET_RESULT:
+                        printf("%s %s\n", x->dsn, strna(x->diag));
+                        if (x->dsn[0] == '4')
+                                r = -EIO;
+                        break;
+                default:
+                        printf("delivered by postern-local\n");
+                }
+                target_free(targets[i]);
+        }
+        free(targets);
+        flush(t);
+        return r;
+}
+
 /* Class, relocation and transport of one final recipient. */
-static int route_one(QmgrSettings *qs, const char *lmtp_dir, Trace *t, const char *sender, const char *addr) {
+static int route_one(QmgrSettings *qs, const LocalSettings *ls, const char *lmtp_dir, Trace *t, const char *sender,
+                     const char *addr) {
         AddressClass c;
         _cleanup_free_ char *warning = NULL, *transport = NULL, *nexthop = NULL;
         const char *domain = qmgr_address_domain(addr);
@@ -206,15 +272,7 @@ static int route_one(QmgrSettings *qs, const char *lmtp_dir, Trace *t, const cha
         else if (qs->relocated_maps)
                 printf("  relocated_maps: no entry\n");
         printf("  transport: %s, next hop: %s\n", transport, nexthop);
-        const char *unix_path = streq(transport, "lmtp") ? startswith(nexthop, "unix:") : NULL;
-        if (unix_path) {
-                char path[108];
-                if (lmtp_socket_path(unix_path, lmtp_dir, path, sizeof(path)) < 0)
-                        printf("  socket: bad LMTP socket path (postern_lmtp_socket_directory = %s)\n", lmtp_dir);
-                else
-                        printf("  socket: %s%s\n", path, unix_path[0] == '/' ? "" :
-                               " (relative: under postern_lmtp_socket_directory)");
-        }
+        print_lmtp_socket("  ", transport, nexthop, lmtp_dir);
         if (t->hits.len) {
                 printf("  decided by:\n");
                 flush(t);
@@ -225,6 +283,8 @@ static int route_one(QmgrSettings *qs, const char *lmtp_dir, Trace *t, const cha
                                     c == ADDR_CLASS_VIRTUAL_ALIAS ? NULL : "default_transport";
                 printf("  decided by: %s\n", param ? param : "the virtual alias class (no mailbox)");
         }
+        if (ls && streq(transport, "local"))
+                return local_step(ls, lmtp_dir, t, sender, addr);
         return 0;
 }
 
@@ -291,10 +351,18 @@ int verb_route(int argc, char *argv[]) {
                 alias_tree(&t, rcpt, 0);
         strbuf_reset(&t.hits);
 
+        /* postern-local's settings (alias_maps, the pass parameters): without them (a table
+         * that does not open) the local step is left out, as the daemon would not start. */
+        LocalSettings ls = {};
+        bool have_local = local_settings_load(c, &ls) >= 0;
+        if (!have_local)
+                printf("(postern-local's settings do not load: its step is left out)\n");
         for (char **a = list; *a; a++)
-                if (route_one(&qs, strempty(conf_get(c, "postern_lmtp_socket_directory")), &t,
+                if (route_one(&qs, have_local ? &ls : NULL, strempty(conf_get(c, "postern_lmtp_socket_directory")), &t,
                               sender ? sender : "", *a) < 0)
                         ret = 1;
+        if (have_local)
+                local_settings_done(&ls);
 done:
         if (t.failed)
                 ret = 1;

@@ -1,0 +1,56 @@
+/* params-postfix.c — Postfix parameters that have no meaning for Postern, because systemd (or the
+ * way Postern is built) does their job: where programs and documents are installed, the master
+ * supervisor's settings, syslog plumbing, debugging hooks. An existing main.cf that sets them is
+ * not wrong, so conf_load() reports each one it finds as information naming what replaces it,
+ * never as an unknown parameter; `posternctl config --markdown` lists them in
+ * docs/parameters.md. Kept in alphabetical order. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "params.h"
+
+static const ParamIgnored ignored_table[] = {
+        { "command_directory", "the commands (posternctl, postern-sendmail) are installed in $sbindir by meson" },
+        { "daemon_directory", "the daemons are started by their systemd units (units/postern-*.service)" },
+        { "data_directory", "the daemons keep their state in queue_directory and in StateDirectory= of their units" },
+        { "debug_peer_level", "debug logging is per daemon: a drop-in with [Service] Environment=POSTERN_LOG_LEVEL=debug" },
+        { "debug_peer_list", "debug logging is per daemon: a drop-in with [Service] Environment=POSTERN_LOG_LEVEL=debug" },
+        { "debugger_command", "attach a debugger to the unit's process (systemctl show -p MainPID postern-…)" },
+        { "html_directory", "Postern's documentation is its README.md and docs/, not a directory it reads" },
+        { "import_environment", "each unit's environment is set in the unit (Environment=, a drop-in)" },
+        { "lmtp_tls_session_cache_database", "postern-smtp keeps TLS sessions for resumption in its own memory (64 per TLS configuration); there is no tlsmgr" },
+        { "maillog_file", "log lines go to the journal (journalctl -u postern-smtpd, journalctl POSTERN_QUEUE_ID=…)" },
+        { "maillog_file_prefixes", "log lines go to the journal" },
+        { "maillog_file_rotate_suffix", "log lines go to the journal, which rotates itself" },
+        { "mailq_path", "mailq is postern-mailq, or posternctl queue" },
+        { "manpage_directory", "Postern reads no manual page directory" },
+        { "master_service_disable", "disable a service with systemctl disable --now postern-….socket" },
+        { "meta_directory", "there are no meta files: the units, sysusers.d and tmpfiles.d files are the metadata" },
+        { "newaliases_path", "newaliases is postern-newaliases; alias files are read directly, no database is built" },
+        { "postlog_service_name", "log lines go to the journal" },
+        { "postlogd_watchdog_timeout", "log lines go to the journal" },
+        { "process_id_directory", "systemd tracks the processes; there are no pid files" },
+        { "readme_directory", "Postern's documentation is its README.md and docs/, not a directory it reads" },
+        { "sample_directory", "Postern reads no sample files; docs/parameters.md lists every parameter with its default" },
+        { "sendmail_path", "the sendmail command is postern-sendmail (with postern-mailq and postern-newaliases)" },
+        { "service_throttle_time", "systemd restarts units (Restart=, RestartSec= in a drop-in)" },
+        { "setgid_group", "local submission goes through a socket, not a setgid program" },
+        { "shlib_directory", "Postern is built without private shared libraries" },
+        { "smtp_tls_session_cache_database", "postern-smtp keeps TLS sessions for resumption in its own memory (64 per TLS configuration); there is no tlsmgr" },
+        { "smtpd_tls_session_cache_database", "postern-smtpd resumes sessions with session tickets (RFC 5077) whose key lives in its memory; there is no tlsmgr" },
+        { "syslog_facility", "log lines go to the journal (SYSLOG_FACILITY=mail)" },
+};
+
+static int ignored_compare(const void *key, const void *elem) {
+        return strcmp(key, ((const ParamIgnored *) elem)->name);
+}
+
+const ParamIgnored *param_ignored_lookup(const char *name) {
+        return bsearch(name, ignored_table, sizeof ignored_table / sizeof ignored_table[0],
+                       sizeof ignored_table[0], ignored_compare);
+}
+
+const ParamIgnored *param_ignored_table(size_t *ret_n) {
+        *ret_n = sizeof ignored_table / sizeof ignored_table[0];
+        return ignored_table;
+}
