@@ -4,9 +4,11 @@
  * relocated_maps) and the class domain lists (mydestination, virtual_alias_domains,
  * virtual_mailbox_domains, relay_domains), checks that queue_directory exists, and reads a
  * master.cf next to main.cf (common/conf/master-cf.c): a syntax error is an error, each entry
- * Postern does not act on says "not supported" with the reason, and a pipe(8) entry's attributes
+ * Postern does not act on says "not supported" with the reason, a pipe(8) entry's attributes
  * are checked (common/conf/master-pipe.c: an unknown flag, a missing or root user=, a missing
- * argv= are errors). Silent with exit 0 when all is well; exit 1 when anything is an error
+ * argv= are errors), and smtp and lmtp entries are loaded as postern-smtp loads them
+ * (daemons/smtp/smtp-settings.c: an -o it does not apply is "not supported", an invalid value an
+ * error). Silent with exit 0 when all is well; exit 1 when anything is an error
  * (invalid values, tables that cannot be opened, a missing queue directory, a master.cf that does
  * not parse or a pipe entry that is wrong).
  *
@@ -24,6 +26,7 @@
 #include "conf/table.h"
 #include "mail/addr-class.h"
 #include "posternctl.h"
+#include "smtp.h"
 
 static bool check_listed(char **list, const char *s) {
         for (char **i = list; i && *i; i++)
@@ -91,17 +94,20 @@ static int check_directory(Conf *c, const char *param) {
         return 0;
 }
 
-/* The transports Postern runs without a master.cf (daemons/qmgr/qmgr-route.c), and the command
- * each stands for in Postfix's stock master.cf. */
-static bool own_transport(const MasterEntry *e) {
-        static const char *const own[][2] = {
-                { "smtp", "smtp" }, { "relay", "smtp" }, { "lmtp", "lmtp" }, { "local", "local" },
-                { "virtual", "virtual" }, { "error", "error" }, { "retry", "error" }, { "discard", "discard" },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(own); i++)
-                if (streq(e->service, own[i][0]) && streq(e->command, own[i][1]))
-                        return true;
-        return false;
+/* The smtp and lmtp transports, as postern-smtp loads them (daemons/smtp/smtp-settings.c): an
+ * -o it does not apply is "not supported", an invalid one an error. */
+static int check_smtp_variants(Conf *c) {
+        _cleanup_strv_free_ char **warnings = NULL, **errors = NULL;
+        SmtpConfig cfg = {};
+        int r = smtp_config_load(c, &cfg, &warnings, &errors);
+        if (r < 0)
+                return 1;   /* a plain smtp_* or lmtp_* setting is wrong: logged */
+        smtp_config_done(&cfg);
+        for (char **w = warnings; w && *w; w++)
+                fprintf(stderr, "posternctl: %s\n", *w);
+        for (char **e = errors; e && *e; e++)
+                fprintf(stderr, "posternctl: %s; mail for that transport is deferred (4.3.5)\n", *e);
+        return errors ? 1 : 0;
 }
 
 /* Reads <config_directory>/master.cf when there is one and says what of it is not used. */
@@ -119,6 +125,7 @@ static int check_master_cf(Conf *c) {
                 return 1;
         }
         int ret = 0;
+        bool smtp = false;
         for (size_t i = 0; i < m.n; i++) {
                 const MasterEntry *e = &m.entries[i];
                 if (e->kind == MASTER_TRANSPORT && streq(e->command, "pipe")) {
@@ -138,19 +145,26 @@ static int check_master_cf(Conf *c) {
                 }
                 if (e->kind == MASTER_UNKNOWN)
                         fprintf(stderr, "posternctl: %s:%u: %s: not supported: command \"%s\" (%s) is not "
-                                "part of Postern; run it as a service of its own\n", path, e->line, e->service,
-                                e->command, e->type);
-                else if (e->kind == MASTER_TRANSPORT && !own_transport(e) && !streq(e->command, "pipe"))
-                        fprintf(stderr, "posternctl: %s:%u: %s: not supported: transports defined in "
-                                "master.cf (here %s) are not used yet; mail routed to %s is deferred\n",
-                                path, e->line, e->service, e->command, e->service);
-                else if (e->kind == MASTER_TRANSPORT)
+                                "part of Postern; run it as a service of its own%s\n", path, e->line, e->service,
+                                e->command, e->type,
+                                streq(e->type, "unix") ? "; mail routed to it is deferred (4.3.5)" : "");
+                else if (e->kind == MASTER_TRANSPORT && (streq(e->command, "smtp") || streq(e->command, "lmtp")))
+                        smtp = true;   /* postern-smtp's variants: check_smtp_variants() */
+                else if (e->kind == MASTER_TRANSPORT && !streq(e->command, "pipe")) {
+                        /* local, virtual, error, discard: Postern's own transport of that name */
                         for (size_t k = 0; k < e->n_options; k++)
-                                fprintf(stderr, "posternctl: %s:%u: %s: not supported: -o %s: master.cf "
-                                        "options are not applied; set it in main.cf\n", path, e->line,
-                                        e->service, e->options[k].name);
+                                fprintf(stderr, "posternctl: %s:%u: %s: not supported: -o %s on %s (Postern's %s "
+                                        "transport takes no master.cf overrides; set it in main.cf)\n", path,
+                                        e->line, e->service, e->options[k].name, e->service, e->command);
+                        if (e->maxproc > 0)
+                                fprintf(stderr, "posternctl: %s:%u: %s: not supported: maxproc %d on %s (set "
+                                        "%s_process_limit in main.cf)\n", path, e->line, e->service, e->maxproc,
+                                        e->service, e->command);
+                }
         }
         master_cf_done(&m);
+        if (smtp)
+                ret |= check_smtp_variants(c);
         return ret;
 }
 
