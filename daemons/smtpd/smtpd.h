@@ -51,6 +51,7 @@
 #include "mail/address.h"
 #include "mail/domain-list.h"
 #include "mail/header-checks.h"
+#include "mail/host-addresses.h"
 #include "mail/virtual-alias.h"
 #include "daemon/daemon.h"
 #include "dns/dns.h"
@@ -173,7 +174,7 @@ typedef struct SmtpdVirtualAlias {
         unsigned recursion_limit, expansion_limit, address_length_limit;
         bool propagate;                    /* propagate_unmatched_extensions lists "virtual" */
         DomainList mydestination;          /* "user" keys: $mydestination ... */
-        char **own_addresses;              /* ... and literals of $inet_interfaces, $proxy_interfaces */
+        HostAddresses own_addresses;       /* ... and literals of $inet_interfaces, $proxy_interfaces */
 } SmtpdVirtualAlias;
 
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
@@ -247,7 +248,7 @@ typedef struct SmtpdSettings {
         char *remote_header_rewrite_domain;
         unsigned header_rewrite_clients;   /* REWRITE_CLIENTS_* from local_header_rewrite_clients */
         TableList *header_rewrite_maps;    /* its check_address_map tables (client address), or NULL */
-        char **inet_addrs;                 /* $inet_interfaces as numeric addresses ("all": this host's) */
+        HostAddresses inet_addrs;          /* $inet_interfaces (permit_inet_interfaces clients) */
         bool smtputf8_enable;
         unsigned ehlo_discard;             /* EHLO_* bits from smtpd_discard_ehlo_keywords */
         TableList *ehlo_discard_maps;      /* smtpd_discard_ehlo_keyword_address_maps, or NULL */

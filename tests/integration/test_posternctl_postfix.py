@@ -30,8 +30,12 @@ submission inet n       -       y       -       -       smtpd
   -o content_filter=
 qmgr      unix  n       -       n       300     1       qmgr
 relay     unix  -       -       y       -       -       smtp
-  -o smtp_helo_timeout=5
+  -o smtp_helo_timeout=5 -o syslog_name=postfix/relay
 amavis    unix  -       -       n       -       2       smtp
+local     unix  -       n       n       -       4       local
+  -o mailbox_size_limit=0
+policy    unix  -       n       n       -       0       spawn
+  user=nobody argv=/usr/bin/policyd
 """
 
 
@@ -81,10 +85,17 @@ def test_each_parameter_and_entry_gets_a_verdict(postern):
     assert master["submission/inet -o smtpd_milters=inet:127.0.0.1:8891"][1] == "unknown"
     assert master["127.0.0.1:10025/inet smtpd"][1] == "unsupported"
     assert master["qmgr/unix qmgr"][1:] == ("mapped", "built in: postern-qmgr")
+    # smtp/lmtp entries are postern-smtp's transports, judged by its own loader
     assert master["relay/unix smtp"][1] == "same"
-    assert master["relay/unix -o smtp_helo_timeout=5"][1:] == (
-        "unsupported", "master.cf options are not applied; set it in main.cf")
-    assert master["amavis/unix smtp"][1] == "unsupported"
+    assert master["relay/unix -o smtp_helo_timeout=5"][1:] == ("same", "applied by postern-smtp to this transport")
+    assert master["relay/unix -o syslog_name=postfix/relay"][1:] == (   # accepted and ignored everywhere
+        "info", "postern-smtp logs every transport's deliveries as postern/smtp")
+    assert master["amavis/unix smtp"][1] == "same"
+    assert master["local/unix local"][1:] == ("same", "Postern's own local transport")
+    assert master["local/unix -o mailbox_size_limit=0"][1:] == (
+        "unsupported", "Postern's local transport takes no master.cf overrides; set it in main.cf")
+    assert master["local/unix maxproc 4"][1:] == ("unsupported", "set local_process_limit in main.cf")
+    assert master["policy/unix spawn"][1] == "unsupported"
     # the summary counts every item
     assert sum(rep["summary"].values()) == len(rep["items"])
 
@@ -150,7 +161,8 @@ def test_import_comments_out_what_postern_cannot_use(postern):
     master = (dest / "master.cf").read_text()
     assert "#smtp      inet  n       -       y       -       1       postscreen\n" in master
     assert "#127.0.0.1:10025 inet n  -       n       -       -       smtpd\n#  -o content_filter=\n" in master
-    assert "#amavis    unix" in master
+    assert "\namavis    unix" in master
+    assert "#policy    unix  -       n       n       -       0       spawn\n#  user=nobody argv=/usr/bin/policyd\n" in master
     # an unused -o option gets a note; its entry stays
     assert ("# posternctl import: unknown: submission/inet -o smtpd_milters=inet:127.0.0.1:8891: "
             "Postern has no parameter of this name\nsubmission inet") in master
@@ -162,7 +174,7 @@ def test_import_comments_out_what_postern_cannot_use(postern):
     assert "invalid value" not in r.stderr
     rc, got, _ = items(postern, dest)
     assert not [k for k, v in got.items() if v[1] in ("unsupported", "unknown") and " -o " not in k[1]
-                and k != ("master.cf", "amavis/unix smtp")], got
+                and k != ("master.cf", "local/unix maxproc 4")], got
 
 
 def test_import_never_overwrites_without_force(postern):
@@ -190,7 +202,10 @@ def test_plain_check_reports_unusable_master_cf_listeners(postern):
     path = postern.etc_dir / "master.cf"
     assert f"posternctl: {path}:1: smtp: not supported: Postern has no postscreen" in r.stderr
     assert f"posternctl: {path}:8: 127.0.0.1:10025: not supported: a listener with -o options" in r.stderr
-    assert f"posternctl: {path}:3: submission: not supported: -o smtpd_milters: Postern has no parameter" in r.stderr
+    assert (f"posternctl: {path}:3: submission: not supported: -o smtpd_milters on submission (Postern has no "
+            "parameter of this name)") in r.stderr
+    assert (f"posternctl: {path}:14: local: not supported: maxproc 4 on local (set local_process_limit in "
+            "main.cf)") in r.stderr
 
 
 def test_directory_without_main_cf_and_broken_master_cf_are_errors(postern):

@@ -4,9 +4,11 @@
  * relocated_maps) and the class domain lists (mydestination, virtual_alias_domains,
  * virtual_mailbox_domains, relay_domains), checks that queue_directory exists, and reads a
  * master.cf next to main.cf (common/conf/master-cf.c): a syntax error is an error, each entry
- * Postern does not act on says "not supported" with the reason, and a pipe(8) entry's attributes
+ * Postern does not act on says "not supported" with the reason, a pipe(8) entry's attributes
  * are checked (common/conf/master-pipe.c: an unknown flag, a missing or root user=, a missing
- * argv= are errors). Silent with exit 0 when all is well; exit 1 when anything is an error
+ * argv= are errors), and smtp and lmtp entries are loaded as postern-smtp loads them
+ * (daemons/smtp/smtp-settings.c: an -o it does not apply is "not supported", an invalid value an
+ * error). Silent with exit 0 when all is well; exit 1 when anything is an error
  * (invalid values, tables that cannot be opened, a missing queue directory, a master.cf that does
  * not parse or a pipe entry that is wrong).
  *
@@ -31,6 +33,7 @@
 #include "mail/addr-class.h"
 #include "posternctl.h"
 #include "posternctl-postfix.h"
+#include "smtp.h"
 
 static bool check_listed(char **list, const char *s) {
         for (char **i = list; i && *i; i++)
@@ -98,18 +101,39 @@ static int check_directory(Conf *c, const char *param) {
         return 0;
 }
 
-/* Prints what of an entry is not used (verdicts from posternctl-postfix.c); errors count. */
+/* Prints what of an entry is not used (verdicts from posternctl-postfix.c); errors count. The smtp
+ * and lmtp transports are check_smtp_variants()'s. */
 static int print_master_item(const MasterEntry *e, const MasterOption *o, PostfixVerdict v, const char *detail,
                              void *userdata) {
         struct { const char *path; int ret; } *x = userdata;
         const char *path = x->path;
+        if (postfix_master_smtp_transport(e))
+                return 0;
         if (v == POSTFIX_ERROR) {
                 fprintf(stderr, "posternctl: %s:%u: %s: %s\n", path, e->line, e->service, detail);
                 x->ret = 1;
-        } else if (v == POSTFIX_UNSUPPORTED || v == POSTFIX_UNKNOWN)
-                fprintf(stderr, "posternctl: %s:%u: %s: not supported: %s%s%s%s\n", path, e->line, e->service,
-                        o ? "-o " : "", o ? o->name : "", o ? ": " : "", detail);
+        } else if ((v == POSTFIX_UNSUPPORTED || v == POSTFIX_UNKNOWN) && !o)
+                fprintf(stderr, "posternctl: %s:%u: %s: not supported: %s\n", path, e->line, e->service, detail);
+        else if (v == POSTFIX_UNSUPPORTED || v == POSTFIX_UNKNOWN)
+                fprintf(stderr, "posternctl: %s:%u: %s: not supported: %s%s on %s (%s)\n", path, e->line,
+                        e->service, o->value ? "-o " : "", o->name, e->service, detail);
         return 0;
+}
+
+/* The smtp and lmtp transports, as postern-smtp loads them (daemons/smtp/smtp-settings.c): an
+ * -o it does not apply is "not supported", an invalid one an error. */
+static int check_smtp_variants(Conf *c) {
+        _cleanup_strv_free_ char **warnings = NULL, **errors = NULL;
+        SmtpConfig cfg = {};
+        int r = smtp_config_load(c, &cfg, &warnings, &errors);
+        if (r < 0)
+                return 1;   /* a plain smtp_* or lmtp_* setting is wrong: logged */
+        smtp_config_done(&cfg);
+        for (char **w = warnings; w && *w; w++)
+                fprintf(stderr, "posternctl: %s\n", *w);
+        for (char **e = errors; e && *e; e++)
+                fprintf(stderr, "posternctl: %s; mail for that transport is deferred (4.3.5)\n", *e);
+        return errors ? 1 : 0;
 }
 
 /* Reads <config_directory>/master.cf when there is one and says what of it is not used. */
@@ -127,11 +151,16 @@ static int check_master_cf(Conf *c) {
                 return 1;
         }
         struct { const char *path; int ret; } x = { path, 0 };
-        for (size_t i = 0; i < m.n && r >= 0; i++)
-                r = postfix_master_judge(&m.entries[i], c, &m, print_master_item, &x);
+        bool smtp = false;
+        for (size_t i = 0; i < m.n && r >= 0; i++) {
+                smtp |= postfix_master_smtp_transport(&m.entries[i]);
+                r = postfix_master_judge(&m.entries[i], c, &m, NULL, print_master_item, &x);
+        }
         master_cf_done(&m);
         if (r < 0)
                 fprintf(stderr, "posternctl: %s: %s\n", path, strerror(-r));
+        if (smtp)
+                x.ret |= check_smtp_variants(c);
         return x.ret || r < 0;
 }
 

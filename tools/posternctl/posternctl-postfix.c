@@ -28,6 +28,7 @@
 #include "conf/params.h"
 #include "conf/table.h"
 #include "posternctl-postfix.h"
+#include "smtp.h"
 
 /* How the detail of a listener's -o option that maps to a main.cf setting begins. */
 #define LISTENER_SETTING "main.cf's "
@@ -329,17 +330,34 @@ static int main_leftover_messages(PostfixReport *r, char **msgs, const char *pat
 
 /* ---- master.cf ---------------------------------------------------------------------------- */
 
-/* The transports Postern runs without a master.cf (daemons/qmgr/qmgr-route.c), and the command
- * each stands for in Postfix's stock master.cf. */
-static bool own_transport(const MasterEntry *e) {
-        static const char *const own[][2] = {
-                { "smtp", "smtp" }, { "relay", "smtp" }, { "lmtp", "lmtp" }, { "local", "local" },
-                { "virtual", "virtual" }, { "error", "error" }, { "retry", "error" }, { "discard", "discard" },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(own); i++)
-                if (streq(e->service, own[i][0]) && streq(e->command, own[i][1]))
-                        return true;
-        return false;
+bool postfix_master_smtp_transport(const MasterEntry *e) {
+        return e->kind == MASTER_TRANSPORT && (streq(e->command, "smtp") || streq(e->command, "lmtp"));
+}
+
+/* What postern-smtp said of option o of smtp/lmtp entry e when it loaded its transports
+ * (smtp_config_load()'s messages): *ret_verdict and the text to show; NULL when it applies it. */
+static char *smtp_option_note(const PostfixSmtpNotes *n, const MasterEntry *e, const MasterOption *o,
+                              PostfixVerdict *ret_verdict) {
+        _cleanup_free_ char *warn = fmt(":%u: %s: not supported: -o %s on %s (", e->line, e->service, o->name, e->service);
+        _cleanup_free_ char *err = fmt(":%u: %s: -o %s=", e->line, e->service, o->name);
+        if (!warn || !err)
+                return NULL;
+        for (char **w = n->warnings; w && *w; w++) {
+                const char *p = strstr(*w, warn);
+                if (p) {
+                        p += strlen(warn);
+                        *ret_verdict = POSTFIX_UNSUPPORTED;
+                        return strndup(p, strlen(p) - (strlen(p) > 0 && p[strlen(p) - 1] == ')'));
+                }
+        }
+        for (char **x = n->errors; x && *x; x++) {
+                const char *p = strstr(*x, err);
+                if (p && (p = strstr(p + strlen(err), ": "))) {
+                        *ret_verdict = POSTFIX_UNSUPPORTED;
+                        return fmt("%s; mail for that transport is deferred (4.3.5)", p + 2);
+                }
+        }
+        return NULL;
 }
 
 /* postern-smtpd's socket for an inet smtpd entry's port ("smtp", "127.0.0.1:submission", "465"):
@@ -363,7 +381,8 @@ static const char *listener_fdname(const MasterEntry *e, const char **ret_unit) 
         return NULL;
 }
 
-int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, PostfixMasterFn fn, void *userdata) {
+int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, const PostfixSmtpNotes *smtp,
+                         PostfixMasterFn fn, void *userdata) {
         _cleanup_free_ char *detail = NULL;
         const char *unit = NULL, *fdname = NULL;
         PostfixVerdict v;
@@ -384,17 +403,16 @@ int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, Postf
                 v = r < 0 ? POSTFIX_ERROR : POSTFIX_MAPPED;
                 detail = r < 0 ? fmt("%s", why ? why : strerror(-r)) :
                          strdup("a pipe(8) transport: delivered by postern-local's pipe socket (postern-pipe.socket)");
-        } else if (e->kind == MASTER_TRANSPORT && own_transport(e)) {
+        } else if (postfix_master_smtp_transport(e)) {
                 v = POSTFIX_SAME;
-                detail = fmt("Postern's own %s transport", e->command);
+                detail = fmt("a transport of postern-smtp, with its -o overrides and maxproc (daemons/smtp/README.md)");
         } else if (e->kind == MASTER_TRANSPORT) {
-                v = POSTFIX_UNSUPPORTED;
-                detail = fmt("transports defined in master.cf (here %s) are not used yet; mail routed to %s is deferred",
-                             e->command, e->service);
+                v = POSTFIX_SAME;   /* local, virtual, error, discard under any name */
+                detail = fmt("Postern's own %s transport", e->command);
         } else if (e->kind == MASTER_UNKNOWN) {
                 v = POSTFIX_UNSUPPORTED;
-                detail = fmt("command \"%s\" (%s) is not part of Postern; run it as a service of its own",
-                             e->command, e->type);
+                detail = fmt("command \"%s\" (%s) is not part of Postern; run it as a service of its own%s",
+                             e->command, e->type, streq(e->type, "unix") ? "; mail routed to it is deferred (4.3.5)" : "");
         } else if (streq(e->command, "postscreen")) {
                 v = POSTFIX_UNSUPPORTED;
                 detail = strdup("Postern has no postscreen: postern-smtpd answers port 25 itself "
@@ -450,16 +468,38 @@ int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, Postf
                                 d = fmt("%s", why ? why : strerror(-r));
                         } else
                                 ov = judge_param(c, fdname, o->name, m, &d);
-                } else if (e->kind == MASTER_TRANSPORT && v == POSTFIX_SAME) {
+                } else if (postfix_master_smtp_transport(e)) {
+                        if (!smtp)
+                                continue;   /* plain check: check_smtp_variants() */
+                        const ParamDef *p = param_lookup(o->name);
+                        ov = POSTFIX_SAME;
+                        d = smtp_option_note(smtp, e, o, &ov);
+                        if (d && ov == POSTFIX_UNSUPPORTED && p && described_unused(p))
+                                ov = POSTFIX_INFO;   /* syslog_name: accepted everywhere, acted on nowhere */
+                        if (!d && ov == POSTFIX_SAME)
+                                d = strdup(smtp->failed ? "not checked: postern-smtp's own settings are invalid" :
+                                           "applied by postern-smtp to this transport");
+                } else if (e->kind == MASTER_TRANSPORT) {
                         const ParamDef *p = param_lookup(o->name);
                         ov = p && described_unused(p) ? POSTFIX_INFO : POSTFIX_UNSUPPORTED;
                         d = ov == POSTFIX_INFO ? unused_detail(p) :
-                            strdup("master.cf options are not applied; set it in main.cf");
+                            fmt("Postern's %s transport takes no master.cf overrides; set it in main.cf", e->command);
                 } else
                         continue;   /* the entry itself is not used: its options say nothing more */
                 if (!d && ov != POSTFIX_SAME)
                         return -ENOMEM;
                 r = fn(e, o, ov, d, userdata);
+                if (r < 0)
+                        return r;
+        }
+        /* the process limit of Postern's own transports is main.cf's */
+        if (e->kind == MASTER_TRANSPORT && e->maxproc > 0 && !postfix_master_smtp_transport(e) &&
+            !streq(e->command, "pipe")) {
+                _cleanup_free_ char *name = fmt("maxproc %d", e->maxproc);
+                _cleanup_free_ char *d = fmt("set %s_process_limit in main.cf", e->command);
+                if (!name || !d)
+                        return -ENOMEM;
+                r = fn(e, &(MasterOption) { .name = name, .value = NULL }, POSTFIX_UNSUPPORTED, d, userdata);
                 if (r < 0)
                         return r;
         }
@@ -469,14 +509,14 @@ int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, Postf
 static int add_master_item(const MasterEntry *e, const MasterOption *o, PostfixVerdict v, const char *detail,
                            void *userdata) {
         PostfixReport *r = userdata;
-        char *name = o ? fmt("%s/%s -o %s=%s", e->service, e->type, o->name, o->value) :
-                         fmt("%s/%s %s", e->service, e->type, e->command);
+        char *name = o && o->value ? fmt("%s/%s -o %s=%s", e->service, e->type, o->name, o->value) :
+                     o ? fmt("%s/%s %s", e->service, e->type, o->name) : fmt("%s/%s %s", e->service, e->type, e->command);
         int e2 = add(r, "master.cf", e->line, name, v, detail ? strdup(detail) : NULL);
         if (e2 < 0)
                 return e2;
         PostfixItem *it = &r->items[r->n - 1];
         it->option = o != NULL;
-        const char *key = o && v == POSTFIX_MAPPED && detail ? startswith(detail, LISTENER_SETTING) : NULL;
+        const char *key = o && o->value && v == POSTFIX_MAPPED && detail ? startswith(detail, LISTENER_SETTING) : NULL;
         if (key && !(it->setting = fmt("%s = %s", key, o->value)))
                 return -ENOMEM;
         return 0;
@@ -522,9 +562,26 @@ int postfix_report_build(const char *dir, PostfixReport *ret) {
                 conf_foreach_explicit(c, judge_main_entry, &x);
                 if ((e = x.error) < 0 || (e = main_leftover_messages(&r, msgs, conf_path(c))) < 0)
                         goto fail;
+                /* postern-smtp's reading of its transports' -o options (it sets them in c) */
+                PostfixSmtpNotes notes = {};
+                SmtpConfig cfg = {};
+                bool smtp = false;
                 for (size_t i = 0; i < m.n; i++)
-                        if ((e = postfix_master_judge(&m.entries[i], c, &m, add_master_item, &r)) < 0)
+                        smtp |= postfix_master_smtp_transport(&m.entries[i]);
+                if (smtp) {
+                        e = smtp_config_load(c, &cfg, &notes.warnings, &notes.errors);
+                        if (e == -ENOMEM)
                                 goto fail;
+                        notes.failed = e < 0;
+                        if (e >= 0)
+                                smtp_config_done(&cfg);
+                }
+                for (size_t i = 0; i < m.n && e >= 0; i++)
+                        e = postfix_master_judge(&m.entries[i], c, &m, &notes, add_master_item, &r);
+                strv_free(notes.warnings);
+                strv_free(notes.errors);
+                if (e < 0)
+                        goto fail;
         }
         master_cf_done(&m);
         *ret = r;

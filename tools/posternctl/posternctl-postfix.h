@@ -47,11 +47,21 @@ void postfix_report_done(PostfixReport *r);
 
 /* Judges one master.cf entry of m (main.cf c gives the values -o options are judged against, and
  * receives them as "<fd name>/<name>" settings): calls fn for the entry (o NULL), then for each of
- * its -o options that says something of its own. fn's negative return ends the walk. Shared by
- * the report and plain `posternctl check`. */
+ * its -o options that says something of its own (and a maxproc postern-qmgr does not take from
+ * master.cf, as an option named "maxproc N" with value NULL). The options of smtp/lmtp transports
+ * are judged by smtp's notes; with smtp NULL (plain `posternctl check`, which prints postern-smtp's
+ * own messages) they are skipped. fn's negative return ends the walk. */
+/* What postern-smtp said when it loaded its master.cf transports (smtp_config_load()). */
+typedef struct PostfixSmtpNotes {
+        char **warnings, **errors;
+        bool failed;            /* its main.cf settings are invalid: nothing was checked */
+} PostfixSmtpNotes;
+/* Whether e is a transport of postern-smtp (a unix entry running smtp or lmtp). */
+bool postfix_master_smtp_transport(const MasterEntry *e);
 typedef int (*PostfixMasterFn)(const MasterEntry *e, const MasterOption *o, PostfixVerdict v, const char *detail,
                                void *userdata);
-int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, PostfixMasterFn fn, void *userdata);
+int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, const PostfixSmtpNotes *smtp,
+                         PostfixMasterFn fn, void *userdata);
 
 /* "same", "mapped", "info", "left-out", "unsupported", "unknown", "error". */
 const char *postfix_verdict_name(PostfixVerdict v);
