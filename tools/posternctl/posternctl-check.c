@@ -174,17 +174,6 @@ int posternctl_load_main_cf(const char *path, Conf **ret) {
         return r;
 }
 
-/* What each verdict is called in the grouped report, in the order groups are printed. */
-static const char *const group_titles[_POSTFIX_VERDICT_MAX] = {
-        [POSTFIX_SAME] = "same meaning",
-        [POSTFIX_MAPPED] = "mapped",
-        [POSTFIX_INFO] = "informational",
-        [POSTFIX_LEFT_OUT] = "left out (Postfix's own installation)",
-        [POSTFIX_UNSUPPORTED] = "not supported",
-        [POSTFIX_UNKNOWN] = "unknown",
-        [POSTFIX_ERROR] = "errors",
-};
-
 static void print_report_text(const PostfixReport *r, const size_t count[_POSTFIX_VERDICT_MAX]) {
         static const char *const files[] = { "main.cf", "master.cf" };
         bool any = false;
@@ -196,7 +185,7 @@ static void print_report_text(const PostfixReport *r, const size_t count[_POSTFI
                                 if (it->verdict != v || !streq(it->file, files[f]))
                                         continue;
                                 if (!header)
-                                        printf("%s%s: %s\n", any ? "\n" : "", files[f], group_titles[v]);
+                                        printf("%s%s: %s\n", any ? "\n" : "", files[f], postfix_verdict_title(v));
                                 header = any = true;
                                 if (it->line)
                                         printf("  %s:%u: ", it->file, it->line);

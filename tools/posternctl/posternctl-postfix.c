@@ -33,18 +33,23 @@
 /* How the detail of a listener's -o option that maps to a main.cf setting begins. */
 #define LISTENER_SETTING "main.cf's "
 
-static const char *const verdict_names[_POSTFIX_VERDICT_MAX] = {
-        [POSTFIX_SAME] = "same",
-        [POSTFIX_MAPPED] = "mapped",
-        [POSTFIX_INFO] = "info",
-        [POSTFIX_LEFT_OUT] = "left-out",
-        [POSTFIX_UNSUPPORTED] = "unsupported",
-        [POSTFIX_UNKNOWN] = "unknown",
-        [POSTFIX_ERROR] = "error",
+/* Each verdict's name in --json and its title in the grouped text report. */
+static const char *const verdict_names[_POSTFIX_VERDICT_MAX][2] = {
+        [POSTFIX_SAME] = { "same", "same meaning" },
+        [POSTFIX_MAPPED] = { "mapped", "mapped" },
+        [POSTFIX_INFO] = { "info", "informational" },
+        [POSTFIX_LEFT_OUT] = { "left-out", "left out (Postfix's own installation)" },
+        [POSTFIX_UNSUPPORTED] = { "unsupported", "not supported" },
+        [POSTFIX_UNKNOWN] = { "unknown", "unknown" },
+        [POSTFIX_ERROR] = { "error", "errors" },
 };
 
 const char *postfix_verdict_name(PostfixVerdict v) {
-        return v < _POSTFIX_VERDICT_MAX ? verdict_names[v] : "?";
+        return v < _POSTFIX_VERDICT_MAX ? verdict_names[v][0] : "?";
+}
+
+const char *postfix_verdict_title(PostfixVerdict v) {
+        return v < _POSTFIX_VERDICT_MAX ? verdict_names[v][1] : "?";
 }
 
 bool postfix_verdict_dropped(PostfixVerdict v) {

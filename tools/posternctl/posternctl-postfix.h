@@ -65,5 +65,7 @@ int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, const
 
 /* "same", "mapped", "info", "left-out", "unsupported", "unknown", "error". */
 const char *postfix_verdict_name(PostfixVerdict v);
+/* "same meaning", "mapped", "informational", ...: the group titles of the text report. */
+const char *postfix_verdict_title(PostfixVerdict v);
 /* Whether `posternctl import` comments the item out. */
 bool postfix_verdict_dropped(PostfixVerdict v);
