@@ -128,8 +128,10 @@ static bool conf_name_valid(const char *name, const char **ret_base) {
         }
         if (*base == '\0' || strlen(name) > 256)
                 return false;
+        /* A '-' as in "smtp-amavis_destination_recipient_limit": the per-transport parameters of a
+         * master.cf service whose name has one (a $reference still ends at the '-'). */
         for (const char *s = base; *s; s++)
-                if (!conf_name_char(*s))
+                if (!conf_name_char(*s) && !(*s == '-' && s > base))
                         return false;
         if (ret_base)
                 *ret_base = base;
@@ -780,7 +782,10 @@ static int conf_check_entry(Conf *c, const char *name, char **ret_reason) {
         if (!raw)
                 return 0;
         _cleanup_free_ char *value = NULL;
-        int r = conf_expand_string(c, listener, base, raw, &value, ret_reason);
+        /* "myorigin = /etc/mailname" is the file's name: check it as the daemons read it. */
+        bool from_file = streq(base, "myorigin");
+        int r = conf_expand_string(c, listener, from_file ? NULL : base, from_file ? "${myorigin}" : raw,
+                                   &value, ret_reason);
         if (r < 0)
                 return r;
         const ParamDef *p = param_lookup(base);

@@ -472,8 +472,15 @@ static void test_myorigin_from_file(void) {
         _cleanup_strv_free_ char **msgs2 = NULL;
         unlink(mailname);
         CHECK(load(text, &c2, &msgs2) < 0);
-        snprintf(text, sizeof text, "cannot read %s: No such file or directory", mailname);
-        CHECK(has_message(msgs2, text));
+        char expect[PATH_MAX + 64];
+        snprintf(expect, sizeof expect, "cannot read %s: No such file or directory", mailname);
+        CHECK(has_message(msgs2, expect));
+        /* ... also when nothing else refers to $myorigin (the daemons read it themselves) */
+        _cleanup_conf_free_ Conf *c3 = NULL;
+        _cleanup_strv_free_ char **msgs3 = NULL;
+        snprintf(text, sizeof text, "myorigin = %s\n", mailname);
+        CHECK(load(text, &c3, &msgs3) < 0);
+        CHECK(has_message(msgs3, expect));
 }
 
 /* Postfix parameters that systemd makes meaningless are information, not unknown parameters. */
