@@ -437,11 +437,13 @@ static void test_edit(void) {
 static void test_master_cf_transport_params(void) {
         char master[PATH_MAX + 16], text[PATH_MAX + 256];
         snprintf(master, sizeof master, "%s/master.cf", tmpdir);
-        write_file(master, "dovecot unix - n n - - pipe\n  user=vmail argv=/usr/bin/true\n");
+        write_file(master, "dovecot unix - n n - - pipe\n  user=vmail argv=/usr/bin/true\n"
+                           "smtp-amavis unix - - n - 2 smtp\n");
         snprintf(text, sizeof text, "config_directory = %s\n"
                  "dovecot_destination_recipient_limit = 1\n"
                  "dovecot_time_limit = 100s\n"
-                 "other_destination_recipient_limit = 1\n", tmpdir);
+                 "other_destination_recipient_limit = 1\n"
+                 "smtp-amavis_destination_recipient_limit = 1\n", tmpdir);
         _cleanup_conf_free_ Conf *c = NULL;
         _cleanup_strv_free_ char **msgs = NULL;
         CHECK_INT(load(text, &c, &msgs), 0);
@@ -449,6 +451,9 @@ static void test_master_cf_transport_params(void) {
         CHECK(!has_message(msgs, "dovecot_time_limit"));
         CHECK(has_message(msgs, ":4: other_destination_recipient_limit: unknown parameter"));
         CHECK_STR(conf_get(c, "dovecot_destination_recipient_limit"), "1");
+        /* a service name with a '-' (iRedMail's smtp-amavis): its parameters are names too */
+        CHECK(!has_message(msgs, "smtp-amavis"));
+        CHECK_STR(conf_get(c, "smtp-amavis_destination_recipient_limit"), "1");
         unlink(master);
 }
 
