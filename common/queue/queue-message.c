@@ -769,6 +769,38 @@ int queue_set_hold(Queue *q, const char *queue_id, bool hold) {
         return write_by_queue_id(q, QUEUE_STMT_SET_HOLD, queue_id, hold);
 }
 
+/* Deferred recipients at one destination domain become due now (flush DOMAIN, ETRN). */
+int queue_requeue_site(Queue *q, const char *site, bool subdomains, size_t *ret_count) {
+        _cleanup_free_ char *lower = NULL;   /* freed after st is reset: declared first */
+        _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        if (!q || isempty(site))
+                return -EINVAL;
+        if (q->readonly)
+                return queue_errorf(q, -EROFS, "queue opened read-only");
+        r = queue_txn_check(q);
+        if (r < 0)
+                return r;
+        lower = strdup(site);
+        if (!lower)
+                return -ENOMEM;
+        for (char *p = lower; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                        *p = (char) (*p - 'A' + 'a');
+        r = queue_stmt(q, QUEUE_STMT_REQUEUE_SITE, &st);
+        if (r < 0)
+                return r;
+        queue_bind_text(st, 1, lower);
+        sqlite3_bind_int(st, 2, subdomains);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return queue_error(q, rc);
+        if (ret_count)
+                *ret_count = (size_t) sqlite3_changes(q->db);
+        return 0;
+}
+
 typedef struct ListEntry {
         QueueMessage m;
         int64_t id;
