@@ -2,7 +2,8 @@
  * sendmail -q / -qRsite / -qIid, and ETRN (postern-smtpd hands it on). Anyone may ask.
  *
  *   request=flush                   every deferred recipient is retried now (a forced pass)
- *   request=flush site=<domain>     only the deferred recipients at <domain> (exact, any case)
+ *   request=flush site=<domain>     only the deferred recipients at <domain> (exact, any case);
+ *                 [subdomains=yes]  also those at its subdomains (ETRN @domain)
  *   request=flush queue_id=<id>     only that message's deferred recipients
  *
  * Every flush also revives the destinations suspended as dead (qmgr-sched.c), so what it makes
@@ -37,6 +38,8 @@ static bool site_valid(const char *site) {
 int qmgr_flush(Qmgr *q, IpcConn *c, const IpcRecord *req) {
         _cleanup_ipc_record_ IpcRecord reply = IPC_RECORD_INIT;
         const char *site = ipc_record_get(req, "site"), *id = ipc_record_get(req, "queue_id");
+        const char *sub = ipc_record_get(req, "subdomains");
+        bool subdomains = sub && streq(sub, "yes");
         char who[32] = "";
         size_t count = 0;
         unsigned dropped;
@@ -54,14 +57,15 @@ int qmgr_flush(Qmgr *q, IpcConn *c, const IpcRecord *req) {
                 snprintf(who, sizeof who, " by uid %u", (unsigned) uid);
 
         if (site) {
-                r = queue_requeue_site(q->queue, site, false, &count);
+                r = queue_requeue_site(q->queue, site, subdomains, &count);
                 if (r < 0) {
                         log_error_errno(r, "flush of %s failed: %s", site, queue_last_error(q->queue));
                         return ipc_conn_reply_error(c, "queue update failed");
                 }
                 if (log)
-                        log_info("flush of %s requested%s: %zu deferred recipient(s) due now%s", site,
-                                 who, count, dropped ? " (and more requests not logged)" : "");
+                        log_info("flush of %s%s requested%s: %zu deferred recipient(s) due now%s", site,
+                                 subdomains ? " and its subdomains" : "", who, count,
+                                 dropped ? " (and more requests not logged)" : "");
         } else if (id) {
                 r = qmgr_requeue(q, id);
                 if (r == -ENOENT)

@@ -423,6 +423,7 @@ static int request_start(const SmtpdClient *c, const SmtpdTransaction *t, const 
         static const char *const states[] = {
                 [STAGE_CONNECT] = "CONNECT", [STAGE_HELO] = "HELO", [STAGE_MAIL] = "MAIL",
                 [STAGE_RCPT] = "RCPT", [STAGE_DATA] = "DATA", [STAGE_EOD] = "END-OF-MESSAGE",
+                [STAGE_ETRN] = "ETRN",
         };
         const char *service = a->arg;
 
