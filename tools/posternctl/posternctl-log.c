@@ -7,9 +7,9 @@
  *
  * The same as `journalctl POSTERN_QUEUE_ID=ID`, and like it also for a message long delivered
  * (the journal keeps what the queue forgets). -D DIR reads the journal files in DIR instead of
- * the system's (journalctl -D). Without a journal (no /run/log/journal nor /var/log/journal:
- * a container, daemons run by hand) it says so and where the lines went instead (stderr, as
- * "postern/<role>: ..."), exit status 1; 1 also when no entry names the message. Reading
+ * the system's (journalctl -D). Without a journal (no journald socket: a container, daemons
+ * run by hand, where the daemons log to stderr) it says so and where the lines went instead
+ * (stderr, as "postern/<role>: ..."), exit status 1; 1 also when no entry names the message. Reading
  * every role's entries needs root or the systemd-journal (or adm) group. */
 #include <errno.h>
 #include <getopt.h>
@@ -56,8 +56,10 @@ static void print_entry(sd_journal *j) {
                p ? "[" : "", p ? p : "", p ? "]" : "", m ? m : "");
 }
 
+/* The test log.c uses to log natively: journald's socket (a journal directory alone may be a
+ * leftover nobody writes to). */
 static bool journal_available(void) {
-        return access("/run/log/journal", F_OK) == 0 || access("/var/log/journal", F_OK) == 0;
+        return access("/run/systemd/journal/socket", F_OK) == 0;
 }
 
 static void help(void) {
@@ -96,9 +98,9 @@ int verb_log(int argc, char *argv[]) {
                 return EX_USAGE;
         }
         if (!dir && !journal_available()) {
-                fprintf(stderr, "posternctl log: no journal on this system (neither /run/log/journal "
-                        "nor /var/log/journal exists): the daemons log to their standard error as "
-                        "\"postern/<role>: ...\"; look for \"%s\" there\n", id);
+                fprintf(stderr, "posternctl log: no journal on this system (journald is not running): "
+                        "the daemons log to their standard error as \"postern/<role>: ...\"; look for "
+                        "\"%s\" there, or use -D DIR for journal files\n", id);
                 return 1;
         }
         r = dir ? sd_journal_open_directory(&j, dir, 0) : sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY);
