@@ -290,3 +290,18 @@ def test_etrn_restrictions_and_an_unreachable_qmgr(postern, relay):
         assert c.cmd("ETRN a.example") == "458 4.3.0 Unable to queue messages"
         assert c.cmd("NOOP") == "250 2.0.0 Ok"
     postern.wait_log("smtpd", r"ETRN a\.example from .*: the queue manager at .*qmgr cannot be reached")
+
+
+def test_etrn_asks_a_policy_service_with_etrn_domain(postern, tmp_path):
+    from test_smtpd_helpers import ScriptedPolicy
+    srv = ScriptedPolicy(tmp_path, ["action=REJECT not now", "action=DUNNO"])
+    postern.configure(smtpd_etrn_restrictions=f"check_policy_service {srv.service}",
+                      smtpd_policy_service_retry_delay="0s", relay_domains="a.example")
+    postern.start("qmgr", "smtpd")
+    with raw(postern) as c:
+        c.cmd("EHLO client.test")
+        assert c.cmd("ETRN a.example") == "554 5.7.1 <a.example>: Etrn command rejected: not now"
+        assert c.cmd("ETRN A.Example") == "250 Queuing started"
+    r = srv.requests[0]
+    assert (r["protocol_state"], r["etrn_domain"], r["recipient"]) == ("ETRN", "a.example", "")
+    postern.wait_log("qmgr", r"flush of a\.example requested by uid \d+: 0 deferred recipient\(s\) due now")
