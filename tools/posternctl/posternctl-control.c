@@ -197,11 +197,7 @@ int verb_control(int argc, char *argv[]) {
 
         for (int i = 1; i < argc; i++) {
                 char id[QUEUE_ID_MAX + 2];
-                snprintf(id, sizeof id, "%s", argv[i]);
-                size_t l = strlen(id);
-                if (l > 1 && id[l - 1] == '!')   /* copied from posternctl queue: on hold */
-                        id[l - 1] = '\0';
-                if (!streq(id, "ALL") && (strlen(argv[i]) > QUEUE_ID_MAX || !queue_id_valid(id))) {
+                if (!posternctl_queue_id_arg(argv[i], id) && !streq(argv[i], "ALL")) {
                         fprintf(stderr, "posternctl %s: \"%s\" is not a queue id\n", v->name, argv[i]);
                         failed++;
                         continue;

@@ -43,7 +43,7 @@ size_t qshape_bucket(usec_t age_usec) {
 
 void qshape_done(QShape *s) {
         for (size_t i = 0; i < s->n; i++)
-                free(s->rows[i].domain);
+                free(s->rows[i].key);
         free(s->rows);
         strmap_free(s->index);
         *s = (QShape) {};
@@ -68,11 +68,11 @@ int qshape_add(QShape *s, const char *domain, usec_t age_usec) {
                         s->allocated = a;
                 }
                 i = s->n;
-                s->rows[i] = (QShapeRow) { .domain = strdup(domain) };
-                if (!s->rows[i].domain)
+                s->rows[i] = (QShapeRow) { .key = strdup(domain) };
+                if (!s->rows[i].key)
                         return -ENOMEM;
                 if (strmap_put(s->index, domain, (void *) (uintptr_t) (i + 1)) < 0) {
-                        free(s->rows[i].domain);
+                        free(s->rows[i].key);
                         return -ENOMEM;
                 }
                 s->n++;
@@ -88,7 +88,7 @@ static int row_cmp(const void *a, const void *b) {
         const QShapeRow *x = a, *y = b;
         if (x->total != y->total)
                 return x->total > y->total ? -1 : 1;
-        return strcmp(x->domain, y->domain);
+        return strcmp(x->key, y->key);
 }
 
 static int digits(uint64_t v) {
@@ -107,14 +107,18 @@ static void print_row(FILE *f, int dw, const int *w, const char *name, const QSh
         fputc('\n', f);
 }
 
+void qshape_sort(QShape *s) {
+        if (s->n > 0)
+                qsort(s->rows, s->n, sizeof *s->rows, row_cmp);
+}
+
 /* Prints the table: the header, TOTAL, then the top domains (top 0 = all). Sorts s->rows. */
 void qshape_print(FILE *f, QShape *s, size_t top) {
         char head[QSHAPE_BUCKETS + 1][16];
         int w[QSHAPE_BUCKETS + 1], dw = (int) strlen("TOTAL");
         size_t shown = top > 0 && top < s->n ? top : s->n;
 
-        if (s->n > 0)
-                qsort(s->rows, s->n, sizeof *s->rows, row_cmp);
+        qshape_sort(s);
         snprintf(head[0], sizeof head[0], "T");
         for (size_t b = 0; b < QSHAPE_BUCKETS; b++)
                 snprintf(head[b + 1], sizeof head[b + 1], "%u%s",
@@ -125,7 +129,7 @@ void qshape_print(FILE *f, QShape *s, size_t top) {
         for (size_t b = 0; b < QSHAPE_BUCKETS; b++)
                 w[b + 1] = MAX((int) strlen(head[b + 1]), digits(s->all.counts[b]));
         for (size_t i = 0; i < shown; i++)
-                dw = MAX(dw, (int) strlen(s->rows[i].domain));
+                dw = MAX(dw, (int) strlen(s->rows[i].key));
 
         fprintf(f, "%*s", dw, "");
         for (size_t c = 0; c <= QSHAPE_BUCKETS; c++)
@@ -133,7 +137,7 @@ void qshape_print(FILE *f, QShape *s, size_t top) {
         fputc('\n', f);
         print_row(f, dw, w, "TOTAL", &s->all);
         for (size_t i = 0; i < shown; i++)
-                print_row(f, dw, w, s->rows[i].domain, &s->rows[i]);
+                print_row(f, dw, w, s->rows[i].key, &s->rows[i]);
 }
 
 /* The lower-case domain of an address (after its last "@"; the whole address without one). */

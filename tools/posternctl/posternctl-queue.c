@@ -151,6 +151,16 @@ int posternctl_queue_open(const char *verb, const char *dir, Queue **ret) {
         return EX_OK;
 }
 
+/* Copies a queue id argument into id, dropping the "!" posternctl queue shows after held ones;
+ * false when it is not a queue id. */
+bool posternctl_queue_id_arg(const char *arg, char id[QUEUE_ID_MAX + 2]) {
+        snprintf(id, QUEUE_ID_MAX + 2, "%s", arg);
+        size_t l = strlen(id);
+        if (l > 1 && id[l - 1] == '!')
+                id[l - 1] = '\0';
+        return strlen(arg) <= QUEUE_ID_MAX && queue_id_valid(id);
+}
+
 static void help(void) {
         printf("Usage: posternctl queue [--json] [--queue-directory DIR]\n\n"
                "Lists queued messages like mailq: id (\"!\" = on hold), size, arrival time, sender,\n"

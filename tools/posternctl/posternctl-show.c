@@ -173,11 +173,7 @@ int verb_show(int argc, char *argv[]) {
                 return EX_USAGE;
         }
         char id[QUEUE_ID_MAX + 2];
-        snprintf(id, sizeof id, "%s", argv[optind]);
-        size_t l = strlen(id);
-        if (l > 1 && id[l - 1] == '!')   /* copied from posternctl queue: on hold */
-                id[l - 1] = '\0';
-        if (strlen(argv[optind]) > QUEUE_ID_MAX || !queue_id_valid(id)) {
+        if (!posternctl_queue_id_arg(argv[optind], id)) {
                 fprintf(stderr, "posternctl show: \"%s\" is not a queue id\n", argv[optind]);
                 return EX_USAGE;
         }

@@ -15,7 +15,7 @@
  * was not booted with systemd or its bus cannot be reached. The queue part reads queue.db
  * read-only (posternctl_queue_open; root or postern): the states are qshape's
  * (posternctl-qshape.c), the reasons the deferred recipients' last diagnostics, most frequent
- * first (at most five). Exit status 0, or the queue's error when it cannot be read. */
+ * first (at most five), counted in a QShape keyed by their text. Exit status 0, or the queue's error when it cannot be read. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -26,7 +26,6 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 
-#include "basic/strmap.h"
 #include "queue/queue.h"
 #include "posternctl.h"
 
@@ -69,48 +68,15 @@ static void print_units(void) {
         sd_bus_flush_close_unref(bus);
 }
 
-typedef struct Reason {
-        char *text;
-        uint64_t count;
-} Reason;
-
 typedef struct StatusCounts {
         usec_t now;
         uint64_t messages, bytes, held;
         uint64_t incoming, active, deferred, on_hold;
-        Reason *reasons;
-        size_t n_reasons, allocated;
-        StrMap *index;   /* reason text -> index + 1 */
+        QShape reasons;   /* keyed by diagnostic text; the age column is unused */
 } StatusCounts;
 
 static void counts_done(StatusCounts *c) {
-        for (size_t i = 0; i < c->n_reasons; i++)
-                free(c->reasons[i].text);
-        free(c->reasons);
-        strmap_free(c->index);
-}
-
-static int count_reason(StatusCounts *c, const char *text) {
-        void *v = strmap_get(c->index, text);
-        if (v) {
-                c->reasons[(uintptr_t) v - 1].count++;
-                return 0;
-        }
-        if (c->n_reasons == c->allocated) {
-                size_t a = c->allocated ? 2 * c->allocated : 16;
-                Reason *n = reallocarray(c->reasons, a, sizeof *n);
-                if (!n)
-                        return -ENOMEM;
-                c->reasons = n;
-                c->allocated = a;
-        }
-        char *t = strdup(text);
-        if (!t || strmap_put(c->index, text, (void *) (uintptr_t) (c->n_reasons + 1)) < 0) {
-                free(t);
-                return -ENOMEM;
-        }
-        c->reasons[c->n_reasons++] = (Reason) { .text = t, .count = 1 };
-        return 0;
+        qshape_done(&c->reasons);
 }
 
 static int count_one(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *ud) {
@@ -130,18 +96,11 @@ static int count_one(const QueueMessage *m, const QueueRecipient *rcpts, size_t 
                         c->active++;
                 else
                         c->deferred++;
-                if (r->state == QUEUE_RCPT_DEFERRED && count_reason(c, isempty(r->diag) ?
-                                                                    "(no reason recorded)" : r->diag) < 0)
+                if (r->state == QUEUE_RCPT_DEFERRED &&
+                    qshape_add(&c->reasons, isempty(r->diag) ? "(no reason recorded)" : r->diag, 0) < 0)
                         return -ENOMEM;
         }
         return 0;
-}
-
-static int reason_cmp(const void *a, const void *b) {
-        const Reason *x = a, *y = b;
-        if (x->count != y->count)
-                return x->count > y->count ? -1 : 1;
-        return strcmp(x->text, y->text);
 }
 
 static void help(void) {
@@ -178,8 +137,6 @@ int verb_status(int argc, char *argv[]) {
         r = posternctl_queue_open("status", dir, &q);
         if (r != EX_OK)
                 return r;
-        if (!(c.index = strmap_new(NULL)))
-                return EX_OSERR;
         r = q ? queue_list(q, count_one, &c) : 0;
         if (r < 0) {
                 fprintf(stderr, "posternctl status: reading the queue: %s (%s)\n", strerror(-r),
@@ -190,13 +147,13 @@ int verb_status(int argc, char *argv[]) {
                c.messages == 1 ? "" : "s", (c.bytes + 1023) / 1024, c.held);
         printf("  recipients: %" PRIu64 " incoming, %" PRIu64 " active, %" PRIu64 " deferred, %" PRIu64
                " on hold\n", c.incoming, c.active, c.deferred, c.on_hold);
-        if (c.n_reasons == 0) {
+        if (c.reasons.n == 0) {
                 printf("Top deferral reasons: none\n");
                 return EX_OK;
         }
-        qsort(c.reasons, c.n_reasons, sizeof *c.reasons, reason_cmp);
+        qshape_sort(&c.reasons);
         printf("Top deferral reasons:\n");
-        for (size_t i = 0; i < c.n_reasons && i < STATUS_TOP_REASONS; i++)
-                printf("  %6" PRIu64 "  %s\n", c.reasons[i].count, c.reasons[i].text);
+        for (size_t i = 0; i < c.reasons.n && i < STATUS_TOP_REASONS; i++)
+                printf("  %6" PRIu64 "  %s\n", c.reasons.rows[i].total, c.reasons.rows[i].key);
         return EX_OK;
 }

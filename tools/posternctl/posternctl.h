@@ -16,6 +16,9 @@ int posternctl_load_main_cf(const char *path, Conf **ret);
  * queued); another exit code after printing why (posternctl-queue.c). */
 int posternctl_queue_open(const char *verb, const char *dir, Queue **ret);
 
+/* A queue id argument, with posternctl queue's "!" (on hold) dropped; false if it is none. */
+bool posternctl_queue_id_arg(const char *arg, char id[QUEUE_ID_MAX + 2]);
+
 int verb_config(int argc, char *argv[]);  /* posternctl-config.c */
 int verb_check(int argc, char *argv[]);   /* posternctl-check.c */
 int verb_queue(int argc, char *argv[]);   /* posternctl-queue.c */
@@ -32,7 +35,7 @@ void posternctl_show_write(FILE *f, const QueueMessage *m, const QueueRecipient 
 /* posternctl-qshape.c: the table of qshape, and its pure parts for the unit test. */
 #define QSHAPE_BUCKETS 10   /* 5 10 20 40 80 160 320 640 1280 1280+ minutes */
 typedef struct QShapeRow {
-        char *domain;
+        char *key;                      /* the domain (status: a deferral reason) */
         uint64_t total;
         uint64_t counts[QSHAPE_BUCKETS];
 } QShapeRow;
@@ -40,14 +43,16 @@ typedef struct QShape {
         QShapeRow all;                  /* the TOTAL row */
         QShapeRow *rows;
         size_t n, allocated;
-        struct StrMap *index;           /* domain -> row index + 1 */
+        struct StrMap *index;           /* key -> row index + 1 */
 } QShape;
 int verb_qshape(int argc, char *argv[]);
 /* The age bucket (column) of an age: 0 under 5 minutes, ..., QSHAPE_BUCKETS - 1 from 1280. */
 size_t qshape_bucket(usec_t age_usec);
 /* Counts one recipient (or message, for -s) at domain with this age; -ENOMEM. */
 int qshape_add(QShape *s, const char *domain, usec_t age_usec);
-/* Prints the header, TOTAL and the top domains (0 = all), largest first. */
+/* Orders the rows largest total first, ties by key. */
+void qshape_sort(QShape *s);
+/* Prints the header, TOTAL and the top domains (0 = all), largest first (sorts). */
 void qshape_print(FILE *f, QShape *s, size_t top);
 void qshape_done(QShape *s);
 
