@@ -228,6 +228,12 @@ def test_flush_domain_retries_only_that_domain_and_revives_it(postern, relay):
     assert still_deferred(postern, ids["b.example"]) and still_deferred(postern, ids["c.example"])
     assert b.messages() == []
 
+    # what is not a domain is refused by qmgr, whoever asks
+    r = ctl(postern, "flush", "bad..domain")
+    assert r.returncode == 1 and "invalid site: expected a domain name or [address]" in r.stderr
+    r = postern.sendmail(["-qR", "-x-"], check=False)
+    assert r.returncode != 0 and b"invalid site" in r.stderr
+
     # postern-sendmail -qRsite (postqueue -s): the same for b.example, as an ordinary user
     postern.sendmail(["-qRb.example"], user="ptest1")
     b.wait_count(1)

@@ -65,7 +65,7 @@ typedef struct Options {
 static void usage(void) {
         fprintf(stderr,
                 "usage: %s [-t] [-i|-oi] [-f sender] [-F full-name] [-N dsn] [-R full|hdrs] [-V envid]\n"
-                "       %*s [-bm|-bs|-bv|-bp|-bi|-q] [recipient ...]\n",
+                "       %*s [-bm|-bs|-bv|-bp|-bi|-q|-qRsite|-qIqueueid] [recipient ...]\n",
                 program, (int) strlen(program), "");
 }
 
