@@ -537,6 +537,36 @@ static void test_compatibility_level(void) {
         CHECK(has_message(msgs4, ":1: compatibility_level: invalid level \"3.x\""));
 }
 
+/* conf_load_report keeps what it read when a value is invalid; conf_get_line says where. */
+static void test_load_report(void) {
+        write_file(cfpath, "# a Postfix main.cf\nmyhostname = mx.example.org\nsmtp_tls_security_level = dane\n"
+                           "mynetworks =\n    127.0.0.0/8\nsubmission/smtpd_tls_security_level = encrypt\n");
+        Conf *none = NULL;
+        _cleanup_strv_free_ char **msgs0 = NULL;
+        CHECK_INT(conf_load(cfpath, &none, &msgs0), -EINVAL);
+        CHECK(!none);
+
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        CHECK_INT(conf_load_report(cfpath, &c, &msgs), -EINVAL);
+        CHECK(c);
+        CHECK(has_message(msgs, ":3: smtp_tls_security_level: invalid value \"dane\""));
+        CHECK_STR(conf_get(c, "myhostname"), "mx.example.org");
+        CHECK_INT(conf_get_line(c, "myhostname"), 2);
+        CHECK_INT(conf_get_line(c, "smtp_tls_security_level"), 3);
+        CHECK_INT(conf_get_line(c, "mynetworks"), 4);
+        CHECK_INT(conf_get_line(c, "submission/smtpd_tls_security_level"), 6);
+        CHECK_INT(conf_get_line(c, "relayhost"), 0);
+
+        _cleanup_conf_free_ Conf *ok = NULL;
+        CHECK_INT(load("myhostname = mx.example.org\n", &ok, NULL), 0);
+        conf_free(ok);
+        ok = NULL;
+        write_file(cfpath, "myhostname = mx.example.org\n");
+        CHECK_INT(conf_load_report(cfpath, &ok, NULL), 0);
+        CHECK_INT(conf_get_line(ok, "myhostname"), 1);
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
         snprintf(cfpath, sizeof cfpath, "%s/main.cf", tmpdir);
@@ -554,6 +584,7 @@ int main(void) {
         test_myorigin_from_file();
         test_postfix_parameters_with_no_meaning();
         test_compatibility_level();
+        test_load_report();
 
         unlink(cfpath);
         rmdir(tmpdir);

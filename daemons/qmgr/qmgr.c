@@ -107,16 +107,11 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                 log_warning("mail_owner %s: %s; only root may hold, release, delete or requeue mail",
                             n.mail_owner, errno ? strerror(errno) : "no such user");
 
-        /* The transports an existing master.cf defines (pipe(8) entries go to postern-local). */
-        MasterCf master = {};
-        _cleanup_free_ char *mpath = NULL, *merr = NULL;
-        if (asprintf(&mpath, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
-                return log_oom();
-        r = master_cf_load(mpath, &master, &merr);
-        if (r < 0 && r != -ENOENT)
-                log_error("%s; its transports are not used", merr ? merr : strerror(-r));
-        r = qmgr_sched_settings_load(&n.sched, c, &master);   /* per-transport scheduling limits */
-        master_cf_done(&master);
+        /* Per-transport scheduling limits, and the transports an existing master.cf defines. */
+        _cleanup_free_ char *merr = NULL;
+        r = qmgr_sched_settings_load_master(&n.sched, c, &merr);
+        if (merr)
+                log_error("%s; its transports are not used", merr);
         if (r < 0)
                 return r;
         if ((r = qmgr_dsn_settings_load(&n, c)) < 0)

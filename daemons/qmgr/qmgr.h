@@ -78,6 +78,12 @@ typedef struct QmgrFeedback {
 typedef struct QmgrTransportLimits {
         char *name;
         bool pipe;                     /* a master.cf pipe(8) entry: postern-local's "pipe" socket */
+        const char *agent;             /* a master.cf pipe, smtp or lmtp entry: the agent socket
+                                        * ("pipe", "smtp", "lmtp"; static), sent transport=<name> */
+        const char *builtin;           /* a master.cf local, virtual, error or discard entry: the
+                                        * transport that delivers it ("local", "retry", ...; static) */
+        char *unavailable;             /* a master.cf unix entry whose command Postern does not have:
+                                        * the 4.3.5 text its mail is deferred with */
         size_t dest_concurrency;       /* <transport>_destination_concurrency_limit */
         size_t rcpt_limit;             /* <transport>_destination_recipient_limit */
         size_t process_limit;          /* <transport>_process_limit */
@@ -306,10 +312,15 @@ void qmgr_job_free(QmgrJob *j);
 /* qmgr-sched.c */
 /* Reads the per-transport scheduling parameters into s (replacing its contents). */
 int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m);
+/* The same with $config_directory/master.cf; *ret_error (caller frees) when it could not be used. */
+int qmgr_sched_settings_load_master(QmgrSchedSettings *s, Conf *c, char **ret_error);
 /* Frees what qmgr_sched_settings_load() allocated. */
 void qmgr_sched_settings_done(QmgrSchedSettings *s);
 /* The limits for a transport (the defaults for one not named in the configuration). */
 const QmgrTransportLimits *qmgr_sched_limits(const QmgrSettings *s, const char *transport);
+/* The agent socket a transport's requests go to: "smtp" for relay and master.cf smtp entries,
+ * "lmtp" and "pipe" for master.cf lmtp and pipe entries, else the transport's own name. */
+const char *qmgr_sched_agent(const QmgrSettings *s, const char *transport);
 /* Parses a feedback value ("1", "0.5", "1/4", "1/concurrency"); -EINVAL when invalid. */
 int qmgr_feedback_parse(const char *text, QmgrFeedback *ret);
 

@@ -42,7 +42,7 @@ static const char *state_name(QueueRcptState s) {
 }
 
 /* Prints s as a JSON string (quotes included); bytes >= 0x80 pass through (UTF-8). */
-static void json_string(const char *s) {
+void posternctl_json_string(const char *s) {
         putchar('"');
         for (const unsigned char *p = (const unsigned char *) strempty(s); *p; p++) {
                 if (*p == '"' || *p == '\\')
@@ -61,24 +61,24 @@ static void json_string(const char *s) {
 
 static void print_json(const QueueMessage *m, const QueueRecipient *rcpts, size_t n) {
         printf("{\"queue_id\":");
-        json_string(m->queue_id);
+        posternctl_json_string(m->queue_id);
         printf(",\"hold\":%s,\"size\":%" PRIu64 ",\"arrival_time\":%llu,\"sender\":",
                m->hold ? "true" : "false", m->size, m->arrival_usec / USEC_PER_SEC);
-        json_string(m->sender);
+        posternctl_json_string(m->sender);
         printf(",\"is_bounce\":%s,\"recipients\":[", m->is_bounce ? "true" : "false");
         for (size_t i = 0; i < n; i++) {
                 const QueueRecipient *r = &rcpts[i];
                 printf("%s{\"address\":", i ? "," : "");
-                json_string(r->address);
+                posternctl_json_string(r->address);
                 printf(",\"state\":\"%s\",\"attempts\":%" PRIu32 ",\"next_attempt_time\":%llu",
                        state_name(r->state), r->attempts, r->next_attempt_usec / USEC_PER_SEC);
                 if (r->dsn_status) {
                         printf(",\"dsn\":");
-                        json_string(r->dsn_status);
+                        posternctl_json_string(r->dsn_status);
                 }
                 if (r->diag) {
                         printf(",\"reason\":");
-                        json_string(r->diag);
+                        posternctl_json_string(r->diag);
                 }
                 putchar('}');
         }

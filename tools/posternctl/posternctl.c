@@ -13,6 +13,8 @@ static const struct {
 } verbs[] = {
         { "config", verb_config, "config [-n|-d] [name...] [name=value...]  show or edit main.cf parameters" },
         { "check",  verb_check,  "check                                    validate main.cf, tables and directories" },
+        { "check",  verb_check,  "check --postfix DIR [--json]             what Postern does with a Postfix configuration" },
+        { "import", verb_import, "import DIR [--to DEST] [--force]         copy a Postfix main.cf/master.cf, commenting out the rest" },
         { "route",  verb_route,  "route ADDRESS [SENDER]                   show how an address is rewritten, expanded, routed" },
         { "queue",  verb_queue,  "queue                                    list queued messages (like mailq)" },
         { "show",   verb_show,   "show [-e] [-h] [-b] ID                   show a queued message (like postcat -q)" },

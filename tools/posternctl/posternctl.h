@@ -19,6 +19,9 @@ int posternctl_queue_open(const char *verb, const char *dir, Queue **ret);
 /* A queue id argument, with posternctl queue's "!" (on hold) dropped; false if it is none. */
 bool posternctl_queue_id_arg(const char *arg, char id[QUEUE_ID_MAX + 2]);
 
+/* Prints s as a JSON string, quotes included (posternctl-queue.c). */
+void posternctl_json_string(const char *s);
+
 int verb_config(int argc, char *argv[]);  /* posternctl-config.c */
 int verb_check(int argc, char *argv[]);   /* posternctl-check.c */
 int verb_queue(int argc, char *argv[]);   /* posternctl-queue.c */
@@ -59,3 +62,4 @@ void qshape_done(QShape *s);
 int verb_log(int argc, char *argv[]);     /* posternctl-log.c */
 int verb_status(int argc, char *argv[]);  /* posternctl-status.c */
 int verb_route(int argc, char *argv[]);   /* posternctl-route.c */
+int verb_import(int argc, char *argv[]);  /* posternctl-import.c */
