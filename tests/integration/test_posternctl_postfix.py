@@ -226,7 +226,7 @@ def test_myorigin_from_a_file_is_read_or_an_error(postern):
     rc, got, _ = items(postern, d)
     assert rc == 1
     assert got[("main.cf", "myorigin")] == (
-        1, "error", f"cannot read {mailname}: its first line would be the domain of local senders")
+        1, "error", f"$myorigin: cannot read {mailname}: No such file or directory")
     mailname.write_text("# this host\nexample.org\n")
     rc, got, _ = items(postern, d)
     assert rc == 0

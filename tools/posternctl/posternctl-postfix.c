@@ -290,7 +290,7 @@ static void judge_main_entry(const char *name, const char *raw, void *userdata) 
                 /* Debian's "myorigin = /etc/mailname": the file's first line is the domain */
                 const char *value = conf_get(x->c, "myorigin");
                 bool read = value && value[0] != '/';
-                v = read ? POSTFIX_SAME : POSTFIX_ERROR;
+                v = read ? POSTFIX_SAME : POSTFIX_ERROR;   /* (conf_load reports a file it cannot read) */
                 detail = read ? fmt("read from %s: %s", raw, value) :
                          fmt("cannot read %s: its first line would be the domain of local senders", raw);
         } else
