@@ -27,8 +27,8 @@ static const struct {
         /* Cyrus's ratings: SCRAM resists active attacks (mutual authentication) but a recorded
          * exchange allows an offline dictionary attack. */
         { "SCRAM-SHA-256", MECH_SCRAM_SHA256, SASL_PROP_DICTIONARY },
-        { "PLAIN", MECH_PLAIN, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY },
-        { "LOGIN", MECH_LOGIN, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY },
+        { "PLAIN", MECH_PLAIN, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY | SASL_PROP_ONE_WAY },
+        { "LOGIN", MECH_LOGIN, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY | SASL_PROP_ONE_WAY },
 };
 
 const char *const sasl_mech_client_names[] = { "SCRAM-SHA-256", "PLAIN", "LOGIN", NULL };
@@ -53,6 +53,27 @@ bool sasl_mech_client_known(const char *mech, unsigned *ret_props) {
                         return true;
                 }
         return false;
+}
+
+int sasl_security_options_parse(char **words, unsigned *ret_forbidden, const char **ret_bad) {
+        static const struct { const char *word; unsigned props; } opts[] = {
+                { "noplaintext", SASL_PROP_PLAINTEXT }, { "noactive", SASL_PROP_ACTIVE },
+                { "nodictionary", SASL_PROP_DICTIONARY }, { "noanonymous", SASL_PROP_ANONYMOUS },
+                { "mutual_auth", SASL_PROP_ONE_WAY },
+        };
+        unsigned forbidden = 0;
+        for (char **w = words; w && *w; w++) {
+                size_t i = 0;
+                while (i < ELEMENTSOF(opts) && !strcaseeq(opts[i].word, *w))
+                        i++;
+                if (i == ELEMENTSOF(opts)) {
+                        *ret_bad = *w;
+                        return -EINVAL;
+                }
+                forbidden |= opts[i].props;
+        }
+        *ret_forbidden = forbidden;
+        return 0;
 }
 
 static void wipe_free(char *s) {

@@ -26,7 +26,13 @@ typedef enum SaslMechProps {
         SASL_PROP_ACTIVE = 1 << 1,      /* open to active (non-dictionary) attacks */
         SASL_PROP_DICTIONARY = 1 << 2,  /* open to passive dictionary attacks */
         SASL_PROP_ANONYMOUS = 1 << 3,   /* allows anonymous login */
+        SASL_PROP_ONE_WAY = 1 << 4,     /* the server does not prove who it is (no mutual auth) */
 } SaslMechProps;
+
+/* The words of a *_sasl_security_options list (noplaintext, noactive, nodictionary,
+ * noanonymous, mutual_auth) as the SaslMechProps a mechanism must not have. -EINVAL with
+ * *ret_bad pointing at an unknown word. */
+int sasl_security_options_parse(char **words, unsigned *ret_forbidden, const char **ret_bad);
 
 typedef struct SaslMechClient SaslMechClient;
 

@@ -140,6 +140,15 @@ static void test_props(void) {
               !(p & SASL_PROP_ACTIVE) && (p & SASL_PROP_DICTIONARY));
         CHECK(!sasl_mech_client_known("SCRAM-SHA-256-PLUS", &p));
         CHECK_STR(sasl_mech_client_names[0], "SCRAM-SHA-256");
+
+        char *def[] = { "noplaintext", "noanonymous", NULL }, *bad[] = { "noactive", "nosuch", NULL },
+             *none[] = { NULL };
+        const char *w = NULL;
+        CHECK(sasl_security_options_parse(def, &p, &w) == 0);
+        CHECK_INT(p, SASL_PROP_PLAINTEXT | SASL_PROP_ANONYMOUS);
+        CHECK_INT(sasl_security_options_parse(bad, &p, &w), -EINVAL);
+        CHECK_STR(w, "nosuch");
+        CHECK(sasl_security_options_parse(none, &p, &w) == 0 && p == 0);
 }
 
 int main(void) {
