@@ -751,6 +751,7 @@ static void auth_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(diag, sizeof(diag), fmt, ap);
         va_end(ap);
+        snprintf(s->d->relay, sizeof(s->d->relay), "%s", s->relay);   /* the server that refused */
         s->d->provisional = more_servers(s->d);
         smtp_all_result(s->d, false, dsn, "%s", diag);
         delivery_release(s, false);
