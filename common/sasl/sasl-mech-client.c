@@ -134,45 +134,43 @@ int sasl_mech_client_set_nonce(SaslMechClient *m, const char *nonce) {
         return 0;
 }
 
-/* base64 of n bytes into a new string ("" for none). */
-static int b64_encode(const void *p, size_t n, char **ret) {
-        if (n == 0)
-                return (*ret = strdup("")) ? 0 : -ENOMEM;
-        gnutls_datum_t in = { .data = (unsigned char *) p, .size = (unsigned) n }, out = {};
-        if (gnutls_base64_encode2(&in, &out) < 0)
-                return -ENOMEM;
-        char *s = malloc(out.size + 1);
+/* GnuTLS's output as a new NUL-terminated string; frees the datum. */
+static int datum_take(gnutls_datum_t *d, char **ret, size_t *ret_len) {
+        char *s = malloc(d->size + 1);
         if (s) {
-                memcpy(s, out.data, out.size);
-                s[out.size] = '\0';
+                memcpy(s, d->data, d->size);
+                s[d->size] = '\0';
         }
-        gnutls_free(out.data);
+        if (ret_len)
+                *ret_len = d->size;
+        gnutls_free(d->data);
+        *d = (gnutls_datum_t) {};
         if (!s)
                 return -ENOMEM;
         *ret = s;
         return 0;
 }
 
+/* base64 of n bytes into a new string ("" for none). */
+static int b64_encode(const void *p, size_t n, char **ret) {
+        gnutls_datum_t in = { .data = (unsigned char *) p, .size = (unsigned) n }, out = {};
+        if (n == 0)
+                return (*ret = strdup("")) ? 0 : -ENOMEM;
+        if (gnutls_base64_encode2(&in, &out) < 0)
+                return -ENOMEM;
+        return datum_take(&out, ret, NULL);
+}
+
 /* Decodes base64 text into a NUL-terminated buffer (*ret_len without the NUL). */
 static int b64_decode(const char *text, char **ret, size_t *ret_len) {
+        gnutls_datum_t in = { .data = (unsigned char *) text, .size = (unsigned) strlen(text) }, out = {};
         if (!*text) {
                 *ret_len = 0;
                 return (*ret = strdup("")) ? 0 : -ENOMEM;
         }
-        gnutls_datum_t in = { .data = (unsigned char *) text, .size = (unsigned) strlen(text) }, out = {};
         if (gnutls_base64_decode2(&in, &out) < 0)
                 return -EBADMSG;
-        char *s = malloc(out.size + 1);
-        if (s) {
-                memcpy(s, out.data, out.size);
-                s[out.size] = '\0';
-        }
-        gnutls_free(out.data);
-        if (!s)
-                return -ENOMEM;
-        *ret_len = out.size;
-        *ret = s;
-        return 0;
+        return datum_take(&out, ret, ret_len);
 }
 
 /* --- SCRAM-SHA-256 --- */

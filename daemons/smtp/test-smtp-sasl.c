@@ -34,13 +34,6 @@ static Conf *load(const char *dir, const char *extra) {
         return c;
 }
 
-static bool has_line(char **v, const char *part) {
-        for (; v && *v; v++)
-                if (strstr(*v, part))
-                        return true;
-        return false;
-}
-
 int main(void) {
         /* Postfix's order: sender (full, then @domain) only when sender-dependent; host; next hop */
         check_keys(true, "alice@example.org", "smtp.example.net", "[smtp.example.net]:587",
@@ -63,9 +56,9 @@ int main(void) {
         SmtpConfig cfg = {};
         char **warnings = NULL, **errors = NULL, *v = NULL, diag[300], why[600];
         CHECK(smtp_config_load(c, &cfg, &warnings, &errors) == 0);
-        CHECK(has_line(warnings, "smtp_sasl_password_maps: "));
-        CHECK(has_line(warnings, "is readable by every user of this host, and it holds passwords"));
-        CHECK(has_line(warnings, "not supported: smtp_sasl_auth_cache_name (Postern keeps no cache"));
+        CHECK(strv_has_part(warnings, "smtp_sasl_password_maps: "));
+        CHECK(strv_has_part(warnings, "is readable by every user of this host, and it holds passwords"));
+        CHECK(strv_has_part(warnings, "not supported: smtp_sasl_auth_cache_name (Postern keeps no cache"));
         CHECK(!cfg.side[1].sasl);   /* lmtp_sasl_auth_enable = no */
         SmtpSasl *a = cfg.side[0].sasl;
         CHECK(a && smtp_sasl_by_sender(a) && smtp_sasl_soft_bounce(a));
@@ -103,7 +96,7 @@ int main(void) {
         CHECK(chmod(path, 0640) == 0);
         c = load(dir, "smtp_sasl_tls_security_options = noanonymous\nsmtp_sasl_mechanism_filter = login\n");
         CHECK(smtp_config_load(c, &cfg, &warnings, &errors) == 0);
-        CHECK(!has_line(warnings, "readable by every user"));
+        CHECK(!strv_has_part(warnings, "readable by every user"));
         a = cfg.side[0].sasl;
         CHECK_STR(smtp_sasl_choose(a, "PLAIN LOGIN SCRAM-SHA-256", true, why, sizeof(why)), "LOGIN");
         CHECK(!smtp_sasl_choose(a, "PLAIN SCRAM-SHA-256", true, why, sizeof(why)));

@@ -61,14 +61,15 @@ def send(postern, mid, sender="ptest1@postern.test"):
     return mailtest.send(postern, sender, ["bob@remote.example"], mailtest.msg(mid, sender=sender))
 
 
+def result(postern, qid, status="deferred"):
+    """Waits for qid's status=<status> line from postern-smtp; returns its (dsn, text)."""
+    m = postern.wait_log("smtp", rf"(?m){qid}: to=<bob@remote\.example>, relay=[^ ]+, .*dsn=([245]\.[0-9.]+), "
+                                 rf"status={status} \((.*)\)$", timeout=20)
+    return m.groups()
+
+
 def sent(postern, qid):
-    return postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, relay=[^ ]+, .*dsn=2\.0\.0, "
-                                    r"status=sent \(([^)]*)\)", timeout=20)
-
-
-def deferred(postern, qid):
-    return postern.wait_log("smtp", rf"(?m){qid}: to=<bob@remote\.example>, relay=[^ ]+, .*dsn=(4\.[0-9.]+), "
-                                    r"status=deferred \((.*)\)$", timeout=20)
+    return result(postern, qid, "sent")
 
 
 def relayhost(relay):
@@ -111,7 +112,7 @@ def test_plain_not_used_by_default_even_inside_tls(postern, relay):
     # Postfix's smtp_sasl_tls_security_options = $smtp_sasl_security_options (noplaintext).
     start(postern, relayhost(relay), {relayhost(relay): "alice:secret"}, smtp_sasl_mechanism_filter="plain, login")
     qid = send(postern, "noplain@test")
-    dsn, diag = deferred(postern, qid).groups()
+    dsn, diag = result(postern, qid)
     assert dsn == "4.7.0"
     assert diag.startswith(f"SASL authentication failed; cannot authenticate to server 127.0.0.1[127.0.0.1]:"
                            f"{relay.smtp_port}: no mechanism available (PLAIN LOGIN excluded by "
@@ -121,7 +122,7 @@ def test_plain_not_used_by_default_even_inside_tls(postern, relay):
 def test_wrong_password_defers_without_retry_storm(postern, relay):
     start(postern, relayhost(relay), {relayhost(relay): "alice:wrong"})
     qids = [send(postern, f"wrong-{i}@test") for i in range(8)]
-    dsn, diag = deferred(postern, qids[0]).groups()
+    dsn, diag = result(postern, qids[0])
     assert dsn == "4.7.8"   # 535 5.7.8 with smtp_sasl_auth_soft_bounce = yes
     postern.wait_log("smtp", rf"{qids[0]}: to=<bob@remote\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:"
                              rf"{relay.smtp_port}, ")
@@ -143,9 +144,8 @@ def test_wrong_password_defers_without_retry_storm(postern, relay):
 
 def test_bounce_with_soft_bounce_off(postern, relay):
     start(postern, relayhost(relay), {relayhost(relay): "alice:wrong"}, smtp_sasl_auth_soft_bounce="no")
-    qid = send(postern, "bounce@test")
-    postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, .*dsn=5\.7\.8, status=bounced \(SASL "
-                             r"authentication failed; server .* said: 535 5\.7\.8 ", timeout=20)
+    dsn, diag = result(postern, send(postern, "bounce@test"), "bounced")
+    assert dsn == "5.7.8" and re.match(r"SASL authentication failed; server .* said: 535 5\.7\.8 ", diag), diag
 
 
 def test_no_tls_and_noplaintext_sends_nothing(postern, scripted):
@@ -153,7 +153,7 @@ def test_no_tls_and_noplaintext_sends_nothing(postern, scripted):
     hop = f"[127.0.0.1]:{s.port}"
     start(postern, hop, {hop: "alice:secret"}, smtp_tls_security_level="may")
     qid = send(postern, "notls@test")
-    dsn, diag = deferred(postern, qid).groups()
+    dsn, diag = result(postern, qid)
     assert dsn == "4.7.0"
     assert diag == (f"SASL authentication failed; cannot authenticate to server 127.0.0.1[127.0.0.1]:{s.port}: "
                     "no mechanism available (PLAIN LOGIN excluded by smtp_sasl_security_options = noplaintext, "
@@ -193,7 +193,7 @@ def test_sender_dependent_authentication(postern, relay):
     sent(postern, send(postern, "sda-2@test", sender="carol@example.org"))
     authenticated(relay, "SCRAM-SHA-256", "bob")
     qid = send(postern, "sda-3@test", sender="dave@postern.test")   # falls back to the relay host's
-    dsn, diag = deferred(postern, qid).groups()
+    dsn, diag = result(postern, qid)
     assert "said: 535 5.7.8" in diag
 
 
@@ -204,6 +204,6 @@ def test_table_failure_defers(postern, relay):
     cf.write_text(f"dbpath = {postern.etc_dir}/notadb\nquery = SELECT v FROM t WHERE k = '%s'\n")
     start(postern, relayhost(relay), {}, smtp_sasl_password_maps=f"sqlite:{cf}")
     qid = send(postern, "tablefail@test")
-    dsn, diag = deferred(postern, qid).groups()
+    dsn, diag = result(postern, qid)
     assert dsn == "4.3.0" and "smtp_sasl_password_maps lookup error" in diag
     assert "SASL authentication failed" not in relay.log("smtpd")
