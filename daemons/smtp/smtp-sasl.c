@@ -113,6 +113,14 @@ int smtp_sasl_load(Conf *c, SmtpSettings *s, SmtpSasl **ret, char ***notes) {
         a->filter = smtp_conf_list(c, s, "sasl_mechanism_filter");
         if (a->filter && !a->filter[0])
                 a->filter = strv_free(a->filter);
+        for (char **f = a->filter; f && *f; f++) {
+                char *note = NULL;
+                if (strchr(*f, ':') && asprintf(&note, "not supported: %s_sasl_mechanism_filter element %s (only "
+                                                "mechanism names; a lookup table is not read, so this element "
+                                                "matches no mechanism)", s->prefix, *f) >= 0 &&
+                    smtp_note_add(notes, note) < 0)
+                        free(note);
+        }
         a->by_sender = smtp_conf_bool(c, s, "sender_dependent_authentication");
         a->soft_bounce = smtp_conf_bool(c, s, "sasl_auth_soft_bounce");
         if (!isempty(smtp_conf_get(c, s, "sasl_auth_cache_name"))) {

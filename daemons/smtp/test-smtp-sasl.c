@@ -107,6 +107,23 @@ int main(void) {
         strv_free(errors);
         conf_free(c);
 
+        /* the LMTP side reads its own lmtp_sasl_* twins; a table as filter is noted */
+        c = load(dir, "lmtp_sasl_auth_enable = yes\nlmtp_sasl_password_maps = inline:{ lmtp.test=u:p }\n"
+                      "lmtp_sasl_security_options = noanonymous\nsmtp_sasl_mechanism_filter = hash:/etc/filter\n");
+        CHECK(smtp_config_load(c, &cfg, &warnings, &errors) == 0);
+        CHECK(strv_has_part(warnings, "not supported: smtp_sasl_mechanism_filter element hash:/etc/filter"));
+        a = cfg.side[1].sasl;
+        CHECK(a && !smtp_sasl_by_sender(a));
+        CHECK(smtp_sasl_lookup_server(a, "lmtp.test", "inet:lmtp.test:24", &v, diag, sizeof(diag)) == 1);
+        CHECK_STR(v, "u:p");
+        free(v);
+        CHECK_STR(smtp_sasl_choose(a, "PLAIN", false, why, sizeof(why)), "PLAIN");
+        CHECK(!smtp_sasl_choose(cfg.side[0].sasl, "PLAIN SCRAM-SHA-256", true, why, sizeof(why)));
+        smtp_config_done(&cfg);
+        strv_free(warnings);
+        strv_free(errors);
+        conf_free(c);
+
         c = load(dir, "smtp_sasl_security_options = noplaintext, nosuchthing\n");
         CHECK(smtp_config_load(c, &cfg, &warnings, &errors) < 0);
         conf_free(c);

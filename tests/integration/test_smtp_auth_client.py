@@ -207,3 +207,22 @@ def test_table_failure_defers(postern, relay):
     dsn, diag = result(postern, qid)
     assert dsn == "4.3.0" and "smtp_sasl_password_maps lookup error" in diag
     assert "SASL authentication failed" not in relay.log("smtpd")
+
+
+def test_posternctl_check_reports(postern):
+    # posternctl check loads postern-smtp's settings for a master.cf with smtp transports (Debian's)
+    (postern.etc_dir / "master.cf").write_text("smtp      unix  -       -       y       -       -       smtp\n"
+                                               "relay     unix  -       -       y       -       -       smtp\n")
+    path = postern.etc_dir / "sasl_passwd"
+    path.write_text("[smtp.example.net]:587 user:pw\n")
+    path.chmod(0o644)
+    postern.configure(relayhost="[smtp.example.net]:587", smtp_sasl_auth_enable="yes",
+                      smtp_sasl_password_maps=f"hash:{path}", smtp_sasl_auth_cache_name="btree:/tmp/cache")
+    out = postern.posternctl("check")
+    text = out.stdout + out.stderr
+    assert "not supported: smtp_sasl_auth_cache_name (Postern keeps no cache of rejected logins" in text, text
+    assert f"smtp_sasl_password_maps: {path} is readable by every user of this host" in text, text
+    postern.configure(smtp_sasl_security_options="noplaintext, sometimes")
+    out = postern.posternctl("check")
+    assert out.returncode != 0
+    assert 'smtp_sasl_security_options: unknown security option "sometimes"' in out.stdout + out.stderr
