@@ -22,6 +22,7 @@ struct SmtpSasl {
         const char *prefix;           /* "smtp" / "lmtp" */
         TableList *passwd;            /* *_sasl_password_maps */
         char *passwd_spec;
+        char *passwd_error;           /* why the tables could not be opened: every lookup fails */
         unsigned forbidden;           /* SaslMechProps excluded without TLS */
         unsigned forbidden_tls;       /* ... and inside TLS */
         char *options, *tls_options;  /* the settings as written, for diagnostics */
@@ -35,6 +36,7 @@ SmtpSasl *smtp_sasl_free(SmtpSasl *a) {
                 return NULL;
         table_list_free(a->passwd);
         free(a->passwd_spec);
+        free(a->passwd_error);
         free(a->options);
         free(a->tls_options);
         strv_free(a->filter);
@@ -89,7 +91,7 @@ static void check_modes(const SmtpSasl *a, char ***notes) {
  * *notes. <0 (logged) for an invalid value. */
 int smtp_sasl_load(Conf *c, SmtpSettings *s, SmtpSasl **ret, char ***notes) {
         _cleanup_(smtp_sasl_freep) SmtpSasl *a = NULL;
-        _cleanup_free_ char *why = NULL;
+        _cleanup_free_ char *why = NULL, *open_note = NULL;
         int r;
 
         *ret = NULL;
@@ -104,9 +106,20 @@ int smtp_sasl_load(Conf *c, SmtpSettings *s, SmtpSasl **ret, char ***notes) {
                                        "its own SASL mechanisms and accepts only cyrus (the default) here", s->prefix, type);
         if (!(a->passwd_spec = strdup(strempty(smtp_conf_get(c, s, "sasl_password_maps")))))
                 return log_oom();
-        if ((r = table_list_open(a->passwd_spec, 0, &a->passwd, &why)) < 0)
-                return log_error_errno(r, "%s_sasl_password_maps = %s: %s", s->prefix, a->passwd_spec,
-                                       why ? why : strerror(-r));
+        /* A table that cannot be opened (a type Postern does not have, such as mysql:) defers the
+         * mail that would look it up, rather than send it without a login or stop postern-smtp. */
+        if ((r = table_list_open(a->passwd_spec, 0, &a->passwd, &why)) < 0) {
+                if (r == -ENOMEM)
+                        return log_oom();
+                if (asprintf(&a->passwd_error, "%s_sasl_password_maps = %s: %s", s->prefix, a->passwd_spec,
+                             why ? why : strerror(-r)) < 0) {
+                        a->passwd_error = NULL;
+                        return log_oom();
+                }
+                if (!(open_note = strdup(a->passwd_error)) || smtp_note_add(notes, open_note) < 0)
+                        return log_oom();
+                open_note = NULL;   /* the list has it (or freed a duplicate) */
+        }
         if ((r = options_load(c, s, "sasl_security_options", &a->forbidden, &a->options)) < 0 ||
             (r = options_load(c, s, "sasl_tls_security_options", &a->forbidden_tls, &a->tls_options)) < 0)
                 return r;
@@ -173,6 +186,10 @@ int smtp_sasl_keys(bool by_sender, const char *sender, const char *host, const c
  * key is found, <0 with diag on a table failure. from/to: which keys (the sender's are looked up
  * at the start of a delivery, the server's when it offers AUTH). */
 static int lookup_keys(SmtpSasl *a, char **keys, char **ret_value, char *diag, size_t size) {
+        if (!a->passwd) {
+                snprintf(diag, size, "%s", a->passwd_error);
+                return -EIO;
+        }
         for (char **k = keys; k && *k; k++) {
                 int r = table_list_lookup(a->passwd, *k, ret_value);
                 if (r < 0) {
