@@ -3,7 +3,9 @@
  * Runs as a role of common/daemon (daemon-role.h: Type=notify, watchdog, SIGHUP reload). Serves the "qmgr"
  * socket with the attribute protocol:
  *   request=wakeup   new mail was committed: scan soon (many wake-ups make one scan)
- *   request=flush    retry every deferred recipient now (anyone: sendmail -q, posternctl flush)
+ *   request=flush [site=<domain>|queue_id=<id>]   retry deferred recipients now: all, those at one
+ *                    domain, or one message's (anyone: sendmail -q/-qR/-qI, posternctl flush,
+ *                    ETRN through postern-smtpd; qmgr-flush.c)
  *   request=hold|release|delete|requeue queue_id=<id>|ALL   (qmgr-control.c, for posternctl;
  *                    root and mail_owner only, by the peer's SO_PEERCRED uid)
  * Without a "qmgr" socket (run by hand) it works from its timer alone. The socket is world-writable
@@ -160,19 +162,7 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
         if (verb && streq(verb, "wakeup")) {
                 qmgr_schedule_scan(q, 0);
         } else if (verb && streq(verb, "flush")) {
-                uid_t uid;
-                unsigned dropped;
-                /* Anyone may ask: rate-limited, so a loop of flushes cannot drown the journal. */
-                bool log = ipc_log_limit_allow(&q->flush_log, now_usec(CLOCK_MONOTONIC), &dropped);
-                if (log && ipc_conn_peer_uid(c, &uid) >= 0)
-                        log_info("flush requested by uid %u: retrying every deferred recipient%s",
-                                 (unsigned) uid, dropped ? " (and more requests not logged)" : "");
-                else if (log)
-                        log_info("flush requested: retrying every deferred recipient");
-                size_t revived = qmgr_sched_revive_all(q);
-                if (revived > 0 && log)
-                        log_info("flush: %zu suspended destination(s) may be tried again", revived);
-                qmgr_scan_flush(q);
+                return qmgr_flush(q, c, req) < 0 ? -ECONNRESET : 0;
         } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||
                             streq(verb, "requeue"))) {
                 return qmgr_control(q, c, verb, req) < 0 ? -ECONNRESET : 0;

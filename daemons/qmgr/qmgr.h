@@ -271,6 +271,9 @@ void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec);
 void qmgr_schedule_scan_at(Qmgr *q, usec_t realtime_usec);
 /* A flush: a pass from the oldest message that treats every deferred recipient as due. */
 void qmgr_scan_flush(Qmgr *q);
+/* Starts the next pass from the oldest message (recipients made due behind the cursor, by a
+ * flush of one destination or message, are found by it). */
+void qmgr_scan_restart(Qmgr *q);
 /* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
 int qmgr_scan_setup(Qmgr *q);
 /* The active message with this queue id, or NULL. */
@@ -375,10 +378,16 @@ void qmgr_dsn_note_result(Qmgr *q, QueueRecipient *rc, const QmgrResult *res);
  * delay_warning_time has passed since arrival (its own transaction). */
 void qmgr_delay_warning(Qmgr *q, QmgrMessage *m);
 
+/* qmgr-flush.c */
+/* request=flush [site=DOMAIN | queue_id=ID], from anyone; replies on c. */
+int qmgr_flush(Qmgr *q, IpcConn *c, const IpcRecord *req);
+
 /* qmgr-control.c */
 /* Runs an administrative verb (hold, release, delete, requeue) for a peer that is root or
  * mail_owner, or answers "permission denied"; replies on c. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req);
+/* Makes one message's deferred recipients due now (posternctl requeue ID, sendmail -qI). */
+int qmgr_requeue(Qmgr *q, const char *queue_id);
 /* Stops the ALL passes under way (shutdown): what they committed stays, their peers get no reply. */
 void qmgr_control_done(Qmgr *q);
 
