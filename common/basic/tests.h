@@ -3,6 +3,7 @@
 #pragma once
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,5 +32,13 @@
                         exit(1); \
                 } \
         } while (0)
+
+/* Whether a line of the NULL-terminated list v (may be NULL) contains part. */
+static inline bool strv_has_part(char **v, const char *part) {
+        for (; v && *v; v++)
+                if (strstr(*v, part))
+                        return true;
+        return false;
+}
 
 #define TEST_SKIP 77

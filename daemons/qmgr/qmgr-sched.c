@@ -670,7 +670,9 @@ static bool site_failure(const char *dsn, const char *diag) {
                 return true;
         if (!diag)
                 return false;
-        return strstr(diag, " refused to talk to me: ") ||
+        /* A rejected login (postern-smtp's SMTP AUTH) fails every delivery there alike, as
+         * Postfix's smtp(8) throttles the site after one. */
+        return strstr(diag, " refused to talk to me: ") || startswith(diag, "SASL authentication failed; ") ||
                strstr(diag, "(in reply to EHLO command)") ||
                strstr(diag, "(in reply to HELO command)") ||
                strstr(diag, "(in reply to LHLO command)");

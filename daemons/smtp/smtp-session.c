@@ -22,6 +22,14 @@
  * may a failed handshake is retried on the same address in plaintext, as Postfix does; the
  * cache key includes the TLS level so a plaintext connection never carries a "verify" delivery.
  *
+ * SMTP AUTH (smtp_sasl_auth_enable; choices in smtp-sasl.c): after the EHLO that counts (inside
+ * TLS when TLS was started), when the server offers AUTH and smtp_sasl_password_maps has a
+ * username:password for the sender, the server's host name or the next hop, AUTH runs (ST_AUTH)
+ * with the strongest mechanism the security options allow; a failure defers (or bounces, with
+ * smtp_sasl_auth_soft_bounce = no) every recipient with "SASL authentication failed; ..." and
+ * closes the connection. A cached connection stays logged in; with
+ * smtp_sender_dependent_authentication the cache key carries the sender's login name.
+ *
  * The smtp_* names above are those of the SMTP side; an LMTP session reads the same settings
  * from the lmtp_* twins, and a session for a master.cf transport reads that transport's variant
  * (cfg(): smtp_settings() by side and transport; smtp-settings.c). The cache key names the
@@ -42,6 +50,7 @@
 #include "log/log.h"
 #include "mail/mime-downgrade.h"
 #include "mail/xtext.h"
+#include "sasl/sasl-mech-client.h"
 #include "smtp.h"
 #include "tls/tls.h"
 
@@ -52,6 +61,7 @@ typedef enum SessionState {
         ST_HELO,
         ST_STARTTLS,  /* STARTTLS sent, waiting for its 220 */
         ST_TLS,       /* TLS handshake in progress (after STARTTLS, or at connect in wrappermode) */
+        ST_AUTH,      /* AUTH sent, waiting for 334 (a challenge) or the final reply */
         ST_TXN,       /* RSET/MAIL/RCPT/DATA replies */
         ST_DOT,       /* message sent, waiting for the end-of-data reply (replies for LMTP) */
         ST_IDLE,      /* in the cache */
@@ -101,6 +111,10 @@ struct SmtpSession {
         bool tls_up;                 /* handshake completed */
         TlsTrust trust;
         size_t target_index;         /* in d->targets, for the plaintext retry */
+        /* SMTP AUTH */
+        char *auth_mechs;            /* the mechanisms of the last EHLO's AUTH keyword, or NULL */
+        SaslMechClient *sasl;        /* the exchange in progress */
+        bool authenticated;
 };
 
 /* The settings of the session's side (smtp_* or lmtp_*). */
@@ -117,6 +131,7 @@ static const char *tls_nexthop(const SmtpDelivery *d) {
 static void session_free(SmtpSession *s);
 static void session_failed(SmtpSession *s, const char *fmt, ...) _printf_(2, 3);
 static void transaction_start(SmtpSession *s);
+static void after_hello(SmtpSession *s);
 
 static void session_unlink_idle(SmtpSession *s) {
         for (SmtpSession **p = &s->smtp->idle; *p; p = &(*p)->next)
@@ -147,6 +162,8 @@ static void session_free(SmtpSession *s) {
         free(s->accepted);
         free(s->key);
         free(s->transport);
+        free(s->auth_mechs);
+        sasl_mech_client_free(s->sasl);
         s->smtp->n_sessions--;
         free(s);
 }
@@ -698,8 +715,16 @@ static void send_hello(SmtpSession *s, const char *verb) {
 static void parse_ehlo(SmtpSession *s) {
         s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
         s->size_limit = UINT64_MAX;   /* no SIZE keyword */
+        free(s->auth_mechs);
+        s->auth_mechs = NULL;
         for (size_t i = 1; i < s->reply.n_lines; i++) {
                 const char *k = s->reply.lines[i];
+                /* "AUTH PLAIN LOGIN", or the pre-RFC "AUTH=PLAIN LOGIN" some servers add */
+                if (strncasecmp(k, "AUTH", 4) == 0 && (k[4] == ' ' || k[4] == '=')) {
+                        if (!s->auth_mechs)
+                                s->auth_mechs = strdup(k + 5);
+                        continue;
+                }
                 if (strcaseeq(k, "PIPELINING"))
                         s->pipelining = true;
                 else if (strcaseeq(k, "DSN"))
@@ -713,6 +738,135 @@ static void parse_ehlo(SmtpSession *s) {
                 else if (strncasecmp(k, "SIZE", 4) == 0 && (k[4] == '\0' || k[4] == ' '))
                         s->size_limit = k[4] ? strtoull(k + 5, NULL, 10) : 0;
         }
+}
+
+/* --- SMTP AUTH --- */
+
+/* The login failed or cannot happen here: every recipient gets the result (soft while another
+ * server may be tried), the connection closes. */
+static void auth_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) _printf_(3, 4);
+static void auth_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) {
+        char diag[1200];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag, sizeof(diag), fmt, ap);
+        va_end(ap);
+        snprintf(s->d->relay, sizeof(s->d->relay), "%s", s->relay);   /* the server that refused */
+        s->d->provisional = more_servers(s->d);
+        smtp_all_result(s->d, false, dsn, "%s", diag);
+        delivery_release(s, false);
+        session_quit(s);
+}
+
+static void auth_send(SmtpSession *s, const char *line) {
+        if (send_text(s, line, strlen(line)) < 0 || send_text(s, "\r\n", 2) < 0) {
+                session_failed(s, "out of memory while performing SASL authentication");
+                return;
+        }
+        set_timer(s, cfg(s)->helo_timeout, "performing SASL authentication");
+        if (flush(s) < 0)
+                session_failed(s, "lost connection with %s while %s", s->relay, s->phase);
+}
+
+/* After the EHLO that counts: AUTH when configured, offered and a password is known. True when
+ * it took the session over. */
+static bool auth_before_mail(SmtpSession *s) {
+        SmtpSasl *a = cfg(s)->sasl;
+        SmtpDelivery *d = s->d;
+        _cleanup_free_ char *value = NULL, *ir = NULL, *line = NULL;
+        char diag[700], why[600];
+        int r;
+
+        if (!a || s->authenticated || !s->auth_mechs)
+                return false;
+        if (d->sasl_sender)
+                value = strdup(d->sasl_sender);
+        else if ((r = smtp_sasl_lookup_server(a, s->target.host, d->nexthop, &value, diag, sizeof(diag))) < 0) {
+                auth_failed(s, "4.3.0", "%s", diag);
+                return true;
+        } else if (r == 0)
+                return false;   /* no login for this server: on without one, as Postfix */
+        if (!value) {
+                session_failed(s, "out of memory while performing SASL authentication");
+                return true;
+        }
+        const char *mech = smtp_sasl_choose(a, s->auth_mechs, s->tls_up, why, sizeof(why));
+        if (!mech) {
+                explicit_bzero(value, strlen(value));
+                auth_failed(s, "4.7.0", "SASL authentication failed; cannot authenticate to server %s: no mechanism "
+                            "available (%s)", s->relay, why);
+                return true;
+        }
+        /* "username:password": the password may hold ':' (split at the first one). */
+        char *colon = strchr(value, ':');
+        if (colon)
+                *colon = '\0';
+        r = sasl_mech_client_new(mech, value, colon ? colon + 1 : "", &s->sasl);
+        explicit_bzero(value, strlen(value) + (colon ? strlen(colon + 1) + 1 : 0));
+        if (r >= 0)
+                r = sasl_mech_client_start(s->sasl, &ir);
+        if (r < 0) {
+                auth_failed(s, "4.7.0", "SASL authentication failed; cannot authenticate to server %s with %s: %s",
+                            s->relay, mech, r == -EINVAL ? "the username or password cannot be sent" : strerror(-r));
+                return true;
+        }
+        unsigned props = 0;
+        (void) sasl_mech_client_known(mech, &props);
+        if (!s->tls_up && (props & SASL_PROP_PLAINTEXT))
+                log_warning("%s: sending a %s password to %s without TLS (%s_sasl_security_options allows plaintext "
+                            "mechanisms)", d->queue_id, mech, s->relay, cfg(s)->prefix);
+        if (asprintf(&line, "AUTH %s%s%s", mech, ir ? " " : "", ir ? (*ir ? ir : "=") : "") < 0) {
+                line = NULL;
+                session_failed(s, "out of memory while performing SASL authentication");
+                return true;
+        }
+        s->state = ST_AUTH;
+        auth_send(s, line);
+        explicit_bzero(line, strlen(line));
+        return true;
+}
+
+static void auth_reply(SmtpSession *s) {
+        const char *mech = sasl_mech_client_name(s->sasl);
+        if (s->reply.code == 334) {
+                _cleanup_free_ char *resp = NULL;
+                const char *challenge = s->reply.n_lines > 0 ? s->reply.lines[0] : s->reply.first_line;
+                int r = sasl_mech_client_step(s->sasl, challenge, &resp);
+                if (r < 0) {
+                        /* End the exchange; the server's reply to "*" does not matter. */
+                        auth_failed(s, "4.7.0", "SASL authentication failed; cannot authenticate to server %s with "
+                                    "%s: %s", s->relay, mech, r == -EPERM ? "the server failed to prove it knows the "
+                                    "password (wrong SCRAM server signature)" : "the server sent an invalid challenge");
+                        return;
+                }
+                auth_send(s, resp);
+                explicit_bzero(resp, strlen(resp));
+                return;
+        }
+        if (s->reply.code / 100 == 2) {
+                if (!sasl_mech_client_verified(s->sasl)) {
+                        auth_failed(s, "4.7.0", "SASL authentication failed; cannot authenticate to server %s with %s: "
+                                    "the server did not prove it knows the password", s->relay, mech);
+                        return;
+                }
+                s->authenticated = true;
+                s->sasl = sasl_mech_client_free(s->sasl);
+                log_info("%s: SASL authentication to %s with %s succeeded", s->d->queue_id, s->relay, mech);
+                transaction_start(s);
+                return;
+        }
+        char dsn[16];
+        smtp_reply_dsn(&s->reply, dsn);
+        if (dsn[0] == '5' && smtp_sasl_soft_bounce(cfg(s)->sasl))
+                dsn[0] = '4';
+        auth_failed(s, dsn, "SASL authentication failed; server %s said: %s", s->relay, s->reply.text);
+}
+
+/* After the EHLO/HELO that counts (and STARTTLS, if any): AUTH, then the transaction. */
+static void after_hello(SmtpSession *s) {
+        if (auth_before_mail(s))
+                return;
+        transaction_start(s);
 }
 
 /* --- TLS --- */
@@ -862,7 +1016,7 @@ static bool tls_before_mail(SmtpSession *s) {
 static void starttls_reply(SmtpSession *s) {
         if (s->reply.code / 100 != 2) {
                 if (s->level == SMTP_TLS_MAY) {
-                        transaction_start(s);   /* opportunistic: on in plaintext */
+                        after_hello(s);   /* opportunistic: on in plaintext */
                         return;
                 }
                 char dsn[16];
@@ -924,13 +1078,18 @@ static void handle_reply(SmtpSession *s) {
                 else {
                         s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
                         s->size_limit = UINT64_MAX;
+                        free(s->auth_mechs);
+                        s->auth_mechs = NULL;
                 }
                 if (tls_before_mail(s))
                         return;
-                transaction_start(s);
+                after_hello(s);
                 return;
         case ST_STARTTLS:
                 starttls_reply(s);
+                return;
+        case ST_AUTH:
+                auth_reply(s);
                 return;
         case ST_TXN:
                 txn_reply(s);
@@ -1085,8 +1244,10 @@ static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
 /* The cache key: side, master.cf transport, next hop and TLS level (a plaintext connection must
  * not carry a delivery that requires TLS, nor a merely encrypted one a "verify" delivery). */
 static int session_key(const SmtpDelivery *d, char **ret) {
-        if (asprintf(ret, "%s:%s:%s:%s", d->lmtp ? "lmtp" : "smtp", strempty(d->transport), d->nexthop,
-                     smtp_tls_level_name(d->tls.level)) < 0) {
+        /* With sender-dependent logins, a connection is reused only for the same login name. */
+        int login = d->sasl_sender ? (int) strcspn(d->sasl_sender, ":") : 0;
+        if (asprintf(ret, "%s:%s:%s:%s:%.*s", d->lmtp ? "lmtp" : "smtp", strempty(d->transport), d->nexthop,
+                     smtp_tls_level_name(d->tls.level), login, strempty(d->sasl_sender)) < 0) {
                 *ret = NULL;
                 return -ENOMEM;
         }
@@ -1177,6 +1338,12 @@ void smtp_session_start(SmtpDelivery *d) {
                 /* SMTPS has no plaintext to fall back to. */
                 if (smtp_tls_wrappermode(tls) && d->tls.level < SMTP_TLS_ENCRYPT)
                         d->tls.level = SMTP_TLS_ENCRYPT;
+                if (smtp_sasl_lookup_sender(smtp_settings(smtp, d->lmtp, d->transport)->sasl, d->msg.sender,
+                                            &d->sasl_sender, diag, sizeof(diag)) < 0) {
+                        smtp_all_result(d, false, "4.3.0", "%s", diag);
+                        smtp_delivery_finish(d);
+                        return;
+                }
         }
         if (!d->retried && d->next_target == 0 && session_key(d, &key) >= 0)
                 for (SmtpSession *s = smtp->idle; s; s = s->next) {

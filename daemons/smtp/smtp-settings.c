@@ -37,6 +37,8 @@ void smtp_settings_done(SmtpSettings *s) {
         free(s->lmtp_socket_directory);
         strv_free(s->read);
         smtp_tls_free(s->tls);
+        smtp_sasl_free(s->sasl);
+        strv_free(s->notes);
         *s = (SmtpSettings) {};
 }
 
@@ -156,6 +158,8 @@ static int settings_load(Conf *c, SmtpSettings *n) {
                 return -EINVAL;
         }
         int r = smtp_resolve_load(c, n);
+        if (r >= 0)
+                r = smtp_sasl_load(c, n, &n->sasl, &n->notes);
         if (r < 0) {
                 smtp_settings_done(n);
                 return r;
@@ -172,6 +176,30 @@ void smtp_config_done(SmtpConfig *cfg) {
         *cfg = (SmtpConfig) {};
 }
 
+static bool strv_has(char **v, const char *s) {
+        for (; v && *v; v++)
+                if (streq(*v, s))
+                        return true;
+        return false;
+}
+
+int smtp_note_add(char ***notes, char *note) {
+        if (strv_has(*notes, note)) {
+                free(note);
+                return 0;
+        }
+        size_t n = 0;
+        while (*notes && (*notes)[n])
+                n++;
+        char **v = realloc(*notes, (n + 2) * sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        v[n] = note;
+        v[n + 1] = NULL;
+        *notes = v;
+        return 0;
+}
+
 static int notef(char ***notes, const char *fmt, ...) _printf_(2, 3);
 static int notef(char ***notes, const char *fmt, ...) {
         char *s = NULL;
@@ -179,25 +207,24 @@ static int notef(char ***notes, const char *fmt, ...) {
         va_start(ap, fmt);
         int r = vasprintf(&s, fmt, ap);
         va_end(ap);
-        size_t n = 0;
-        while (*notes && (*notes)[n])
-                n++;
-        char **v = r >= 0 ? realloc(*notes, (n + 2) * sizeof(char *)) : NULL;
-        if (!v) {
-                free(s);
+        if (r < 0)
                 return -ENOMEM;
-        }
-        v[n] = s;
-        v[n + 1] = NULL;
-        *notes = v;
-        return 0;
+        r = smtp_note_add(notes, s);
+        if (r < 0)
+                free(s);
+        return r;
 }
 
-static bool strv_has(char **v, const char *s) {
-        for (; v && *v; v++)
-                if (streq(*v, s))
-                        return true;
-        return false;
+/* Moves the notes a settings load left in s to *warnings. */
+static int take_notes(SmtpSettings *s, char ***warnings) {
+        for (char **n = s->notes; n && *n; n++) {
+                int r = smtp_note_add(warnings, *n);
+                if (r < 0)
+                        return r;
+                *n = NULL;
+        }
+        s->notes = strv_free(s->notes);
+        return 0;
 }
 
 /* The variant of master.cf entry e of m (path: the file, for messages) into *ret; 0 when it has no
@@ -277,7 +304,7 @@ static int variant_load(Conf *c, const char *path, const MasterCf *m, const Mast
                 *ret = v;
                 return 1;
         }
-        if (v.record_error) {
+        if (v.record_error || take_notes(&v, warnings) < 0) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -317,6 +344,10 @@ int smtp_config_load(Conf *c, SmtpConfig *ret, char ***warnings, char ***errors)
         if ((r = settings_load(c, &n.side[1])) < 0) {
                 smtp_settings_done(&n.side[0]);
                 return r;
+        }
+        if (take_notes(&n.side[0], warnings) < 0 || take_notes(&n.side[1], warnings) < 0) {
+                r = -ENOMEM;
+                goto fail;
         }
         if (asprintf(&path, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0) {
                 path = NULL;

@@ -55,6 +55,9 @@ static void delivery_free(SmtpDelivery *d) {
         free(d->rcpts);
         free(d->targets);
         smtp_tls_policy_done(&d->tls);
+        if (d->sasl_sender)
+                explicit_bzero(d->sasl_sender, strlen(d->sasl_sender));
+        free(d->sasl_sender);
         free(d->nexthop);
         free(d->transport);
         free(d->content);

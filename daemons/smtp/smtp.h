@@ -13,6 +13,8 @@
  *                   certificate name matching lists, SNI, and the "TLS connection" log lines
  *   smtp-remember.c successes already reported, so that a recipient qmgr asks for again
  *                   (its record of the result died with it) is not sent twice
+ *   smtp-sasl.c     SMTP AUTH as a client: the smtp_sasl_* (lmtp_sasl_*) settings, which
+ *                   username:password (smtp_sasl_password_maps) and which mechanism
  *
  * A delivery (one qmgr request) runs on one session at a time; many sessions share the event
  * loop, nothing blocks. */
@@ -65,6 +67,8 @@ typedef struct SmtpSettings {
         bool dns_enabled;             /* smtp_dns_support_level != disabled */
         unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */
+        struct SmtpSasl *sasl;        /* smtp_sasl_* settings (smtp-sasl.c); NULL: no AUTH */
+        char **notes;                 /* warnings of the load, for smtp_config_load()'s caller */
 } SmtpSettings;
 
 /* One address to try for a next hop. */
@@ -158,6 +162,30 @@ char **smtp_conf_list(Conf *c, SmtpSettings *s, const char *name);
 const char *smtp_conf_global(Conf *c, SmtpSettings *s, const char *name);
 bool smtp_conf_global_bool(Conf *c, SmtpSettings *s, const char *name);
 
+/* Adds note (taken over on success) to a NULL-terminated list, unless the list has it already
+ * (then note is freed). */
+int smtp_note_add(char ***notes, char *note);
+
+/* smtp-sasl.c */
+typedef struct SmtpSasl SmtpSasl;
+/* The <prefix>_sasl_* settings (NULL in *ret when <prefix>_sasl_auth_enable = no); warnings
+ * ("not supported", a world-readable password file) into *notes. <0 (logged) on a bad value. */
+int smtp_sasl_load(Conf *c, SmtpSettings *s, SmtpSasl **ret, char ***notes);
+SmtpSasl *smtp_sasl_free(SmtpSasl *a);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpSasl *, smtp_sasl_free);
+bool smtp_sasl_by_sender(const SmtpSasl *a);
+bool smtp_sasl_soft_bounce(const SmtpSasl *a);
+/* The password table keys in lookup order (caller frees): with by_sender, sender and @domain;
+ * then host; then nexthop. */
+int smtp_sasl_keys(bool by_sender, const char *sender, const char *host, const char *nexthop, char ***ret);
+/* The "username:password" for a sender (with *_sender_dependent_authentication) or a server;
+ * 1 found, 0 none, <0 a table failure described in diag. */
+int smtp_sasl_lookup_sender(SmtpSasl *a, const char *sender, char **ret_value, char *diag, size_t size);
+int smtp_sasl_lookup_server(SmtpSasl *a, const char *host, const char *nexthop, char **ret_value, char *diag,
+                            size_t size);
+/* The mechanism to use of the server's list, or NULL with the reason in why. */
+const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool tls, char *why, size_t size);
+
 /* smtp-tls.c */
 typedef enum SmtpTlsLevel {
         SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT, SMTP_TLS_VERIFY, SMTP_TLS_SECURE,
@@ -222,6 +250,8 @@ typedef struct SmtpDelivery {
         bool provisional;             /* 4xx results now are soft: another server follows */
         SmtpTlsPolicy tls;            /* loaded by smtp_session_start() */
         bool tls_loaded;
+        char *sasl_sender;            /* "username:password" for the sender
+                                       * (smtp_sender_dependent_authentication), or NULL */
         SmtpSession *session;
         struct SmtpDelivery *prev, *next;
         /* A request for recipients another delivery of the same message is still working on

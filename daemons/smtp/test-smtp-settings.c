@@ -20,13 +20,6 @@ static void write_file(const char *dir, const char *name, const char *text) {
         CHECK(fclose(f) == 0);
 }
 
-static bool has_line(char **v, const char *part) {
-        for (; v && *v; v++)
-                if (strstr(*v, part))
-                        return true;
-        return false;
-}
-
 int main(void) {
         char dir[] = "/tmp/test-smtp-settings-XXXXXX";
         CHECK(mkdtemp(dir));
@@ -77,24 +70,24 @@ int main(void) {
         CHECK_STR(smtp_config_settings(&cfg, true, NULL)->helo_name, "mx.example.org");
 
         /* never silent */
-        CHECK(has_line(warnings, "master.cf:2: sink-a: not supported: -o syslog_name on sink-a (postern-smtp "
+        CHECK(strv_has_part(warnings, "master.cf:2: sink-a: not supported: -o syslog_name on sink-a (postern-smtp "
                                  "logs every transport's deliveries as postern/smtp)"));
-        CHECK(has_line(warnings, "sink-a: not supported: -o smtp_send_xforward_command on sink-a (a parameter "
+        CHECK(strv_has_part(warnings, "sink-a: not supported: -o smtp_send_xforward_command on sink-a (a parameter "
                                  "Postern does not know)"));
-        CHECK(has_line(warnings, "sink-a: not supported: -o local_header_rewrite_clients on sink-a (postern-smtp "
+        CHECK(strv_has_part(warnings, "sink-a: not supported: -o local_header_rewrite_clients on sink-a (postern-smtp "
                                  "does not read it"));
-        CHECK(has_line(warnings, "sink-a: not supported: -o sink-a_destination_concurrency_limit on sink-a (a "
+        CHECK(strv_has_part(warnings, "sink-a: not supported: -o sink-a_destination_concurrency_limit on sink-a (a "
                                  "queue manager setting: postern-qmgr reads it from main.cf only; set it there)"));
-        CHECK(!has_line(warnings, "smtp_helo_name"));
-        CHECK(!has_line(warnings, "disable_dns_lookups"));
-        CHECK(!has_line(warnings, "renamed"));
+        CHECK(!strv_has_part(warnings, "smtp_helo_name"));
+        CHECK(!strv_has_part(warnings, "disable_dns_lookups"));
+        CHECK(!strv_has_part(warnings, "renamed"));
 
         /* an invalid value: the transport is unavailable, the load is not failed */
         SmtpSettings *b = smtp_config_settings(&cfg, false, "broken");
         CHECK(b->unavailable);
         CHECK(strstr(b->unavailable, "mail transport unavailable: master.cf entry broken: -o "
                                      "smtp_helo_timeout=banana: "));
-        CHECK(has_line(errors, "master.cf:8: broken: -o smtp_helo_timeout=banana: "));
+        CHECK(strv_has_part(errors, "master.cf:8: broken: -o smtp_helo_timeout=banana: "));
         CHECK(errors[1] == NULL);
 
         strv_free(warnings);
