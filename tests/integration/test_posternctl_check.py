@@ -40,6 +40,15 @@ def test_config_x_shows_file_entries_and_myorigin_from_its_file(postern):
     assert r.stdout == f"myorigin = {postern.etc_dir}/mailname\n"
 
 
+def test_smtp_client_settings_are_checked_without_a_master_cf(postern):
+    """postern-smtp's own settings are checked even when there is no master.cf: what it does not
+    act on says so."""
+    postern.configure(smtp_sasl_auth_enable="yes", smtp_sasl_auth_cache_name="btree:/var/lib/postfix/sasl_cache")
+    assert not (postern.etc_dir / "master.cf").exists()
+    r = postern.posternctl("check")
+    assert "not supported: smtp_sasl_auth_cache_name (Postern keeps no cache of rejected logins" in r.stderr
+
+
 def test_missing_queue_directory_is_an_error(postern):
     postern.configure(queue_directory=str(postern.root / "nowhere"))
     r = postern.posternctl("check")

@@ -145,22 +145,18 @@ static int check_master_cf(Conf *c) {
                 return fprintf(stderr, "posternctl: out of memory\n"), 1;
         int r = master_cf_load(path, &m, &err);
         if (r == -ENOENT)
-                return 0;
+                return check_smtp_variants(c);   /* postern-smtp's own settings all the same */
         if (r < 0) {
                 fprintf(stderr, "posternctl: %s\n", err ? err : strerror(-r));
                 return 1;
         }
         struct { const char *path; int ret; } x = { path, 0 };
-        bool smtp = false;
-        for (size_t i = 0; i < m.n && r >= 0; i++) {
-                smtp |= postfix_master_smtp_transport(&m.entries[i]);
+        for (size_t i = 0; i < m.n && r >= 0; i++)
                 r = postfix_master_judge(&m.entries[i], c, &m, NULL, print_master_item, &x);
-        }
         master_cf_done(&m);
         if (r < 0)
                 fprintf(stderr, "posternctl: %s: %s\n", path, strerror(-r));
-        if (smtp)
-                x.ret |= check_smtp_variants(c);
+        x.ret |= check_smtp_variants(c);
         return x.ret || r < 0;
 }
 
