@@ -117,10 +117,9 @@ container_boot() {
                 # systemd.condition-first-boot=false: the empty /etc would otherwise count as
                 # a first boot and `systemctl preset-all` would enable (and start) every unit of
                 # the host's /usr — postern.target included, before our drop-ins exist.
-                # CONTAINER_ROOT (default /) and CONTAINER_NSPAWN_ARGS (default --volatile=yes) are
-                # the package test's: a writable overlay of the host and a network of its
-                # own; CONTAINER_BOOT_ARGS adds kernel command-line
-                # arguments (e.g. systemd.mask=).
+                # CONTAINER_ROOT (default /) and CONTAINER_NSPAWN_ARGS (default --volatile=yes)
+                # are for tests/package/run: a writable overlay of the host, a network of its
+                # own. CONTAINER_BOOT_ARGS: more kernel command-line arguments (systemd.mask=).
                 # shellcheck disable=SC2086
                 exec systemd-nspawn -D "${CONTAINER_ROOT:-/}" ${CONTAINER_NSPAWN_ARGS:---volatile=yes} -b --register=no --keep-unit \
                         --machine="$CONTAINER_NAME" --console=read-only \
