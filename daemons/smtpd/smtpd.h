@@ -208,6 +208,10 @@ typedef struct SmtpdSettings {
         RestrictionList recipient_restrictions;
         RestrictionList data_restrictions;
         RestrictionList end_of_data_restrictions;
+        RestrictionList etrn_restrictions;  /* smtpd_etrn_restrictions (smtpd-etrn.c) */
+        DomainList fast_flush_domains;     /* ETRN is served for these (smtpd-etrn.c) */
+        int fast_flush_domains_error;      /* <0: the list did not build; ETRN answers 458 */
+        char *qmgr_socket;                 /* where ETRN's flush goes */
         RestrictionClass *classes;         /* smtpd_restriction_classes */
         size_t n_classes;
         bool delay_reject;
@@ -631,9 +635,17 @@ void smtpd_policy_shutdown(void);
  * the greeting follows its end), 0 when the names are final now. */
 int smtpd_peername_start(Session *s);
 
+/* smtpd-etrn.c: ETRN (RFC 1985), handed to postern-qmgr as a flush of the domain. */
+/* Loads smtpd_etrn_restrictions, fast_flush_domains and the qmgr socket path (after the
+ * restriction classes are built); logs its own errors. */
+int smtpd_etrn_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_etrn_settings_done(SmtpdSettings *s);
+/* The ETRN command (not called when the keyword is hidden by smtpd_discard_ehlo_keywords). */
+bool smtpd_etrn_command(Session *s, char *arg);
+
 /* smtpd-check.c: the resumable restriction evaluator. */
 typedef enum CheckStage {
-        STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
+        STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD, STAGE_ETRN,
 } CheckStage;
 
 /* Hooks: the checks of a client or a transaction behind one interface, so that the restriction
