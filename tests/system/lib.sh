@@ -30,6 +30,9 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # (test_pipe.py); procmail is a mailbox_command (test_mailbox_command.py).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
         python3-aiosmtpd strace maildrop procmail"
+# To build the Debian package and test it (tests/package/run). Its mail(1), bsd-mailx, needs an
+# MTA: tests/run-all installs it once postfix is there (the package replaces it in the container).
+POSTERN_PACKAGE_DEPS="dpkg-dev debhelper devscripts lintian fakeroot"
 
 lib_say() { printf '%s\n' "$*" >&2; }
 
@@ -114,9 +117,14 @@ container_boot() {
                 # systemd.condition-first-boot=false: the empty /etc would otherwise count as
                 # a first boot and `systemctl preset-all` would enable (and start) every unit of
                 # the host's /usr — postern.target included, before our drop-ins exist.
-                exec systemd-nspawn -D / --volatile=yes -b --register=no --keep-unit \
+                # CONTAINER_ROOT (default /) and CONTAINER_NSPAWN_ARGS (default --volatile=yes)
+                # are for tests/package/run: a writable overlay of the host, a network of its
+                # own. CONTAINER_BOOT_ARGS: more kernel command-line arguments (systemd.mask=).
+                # shellcheck disable=SC2086
+                exec systemd-nspawn -D "${CONTAINER_ROOT:-/}" ${CONTAINER_NSPAWN_ARGS:---volatile=yes} -b --register=no --keep-unit \
                         --machine="$CONTAINER_NAME" --console=read-only \
-                        -- systemd.firstboot=off systemd.condition-first-boot=false systemd.show_status=0
+                        -- systemd.firstboot=off systemd.condition-first-boot=false systemd.show_status=0 \
+                        ${CONTAINER_BOOT_ARGS:-}
         ) </dev/null >"$CONTAINER_LOG" 2>&1 &
         CONTAINER_NSPAWN_PID=$!
         local i state
