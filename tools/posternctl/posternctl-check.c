@@ -20,6 +20,7 @@
 
 #include "conf/conf.h"
 #include "conf/master-cf.h"
+#include "conf/master-inet.h"
 #include "conf/master-pipe.h"
 #include "conf/table.h"
 #include "mail/addr-class.h"
@@ -104,6 +105,22 @@ static bool own_transport(const MasterEntry *e) {
         return false;
 }
 
+/* What postern-generator does not make of master.cf's listeners, and why (the classification
+ * is common/conf/master-inet.c, shared with the generator); their -o options are reported by
+ * conf_load(). */
+static int check_master_listeners(Conf *c, const char *path, const MasterCf *m) {
+        _cleanup_strv_free_ char **interfaces = conf_get_list(c, NULL, "inet_interfaces");
+        MasterInetPlan p = {};
+        if (!interfaces || master_inet_plan(m, interfaces, conf_get(c, "inet_protocols"), &p) < 0)
+                return fprintf(stderr, "posternctl: out of memory\n"), 1;
+        for (size_t i = 0; i < p.n; i++)
+                if (p.v[i].note)
+                        fprintf(stderr, "posternctl: %s:%u: %s: %s%s\n", path, p.v[i].entry->line, p.v[i].entry->service,
+                                p.v[i].map == MASTER_INET_SKIP ? "not supported: " : "", p.v[i].note);
+        master_inet_plan_done(&p);
+        return 0;
+}
+
 /* Reads <config_directory>/master.cf when there is one and says what of it is not used. */
 static int check_master_cf(Conf *c) {
         _cleanup_free_ char *path = NULL, *err = NULL;
@@ -150,6 +167,7 @@ static int check_master_cf(Conf *c) {
                                         "options are not applied; set it in main.cf\n", path, e->line,
                                         e->service, e->options[k].name);
         }
+        ret |= check_master_listeners(c, path, &m);
         master_cf_done(&m);
         return ret;
 }
