@@ -135,6 +135,35 @@ def test_generator_writes_units_for_dms_and_mailcow_shapes(postern, tmp_path):
     assert rc == 0 and text == "", text
 
 
+def test_posternctl_check_names_what_the_generator_skips(postern):
+    """The same classification as the generator's (common/conf/master-inet.c), with reasons."""
+    (postern.etc_dir / "master.cf").write_text(MASTER_CF + "mail.example.com:2525 inet n - n - - smtpd\n"
+                                               "local-smtpd unix n - n - - smtpd\n")
+    r = postern.posternctl("check")
+    path = postern.etc_dir / "master.cf"
+    wants = [
+            f"posternctl: {path}:1: smtp: postscreen is not part of Postern: postern-smtpd answers on this port "
+            "itself, with the -o options of the smtpd pass entry at line 2",
+            f"posternctl: {path}:6: 10025: not supported: postscreen is not part of Postern; only a postscreen on "
+            "port 25 is replaced, by postern-smtpd.socket",
+            f"posternctl: {path}:8: not supported: -o milter_macro_daemon_name on submission (Postern has no such "
+            "parameter)",
+            f"posternctl: {path}:20: not supported: -o content_filter on 127.0.0.1:10025 (Postern has no such "
+            "parameter)",
+            f"posternctl: {path}:20: not supported: -o receive_override_options on 127.0.0.1:10025 (Postern has "
+            "no such parameter)",
+            f"posternctl: {path}:32: mail.example.com:2525: not supported: host \"mail.example.com\": the generator "
+            "does not resolve host names (no network at boot); use the address",
+            f"posternctl: {path}:33: local-smtpd: not supported: unix listeners (smtpd) are not supported; only "
+            "inet entries become socket units",
+            f"posternctl: {path}:27: 127.0.0.1:10027: not supported: command \"spawn\" (inet) is not part of "
+            "Postern; run it as a service of its own"]
+    # nothing else: the known -o options (smtpd_tls_security_level, smtpd_tls_wrappermode, ...)
+    # and the built-in entries are not reported
+    assert sorted(r.stderr.splitlines()) == sorted(wants), r.stderr
+    assert r.returncode == 0
+
+
 def test_generator_without_master_cf_writes_nothing(postern, tmp_path):
     out = tmp_path / "generator"
     r = run_generator(postern, out)
