@@ -957,6 +957,13 @@ static int conf_read_file(Conf *c, FILE *f, ConfMessages *m) {
         return ret;
 }
 
+static bool conf_braces_balanced(const char *s) {
+        int depth = 0;
+        for (; *s && depth >= 0; s++)
+                depth += *s == '{' ? 1 : *s == '}' ? -1 : 0;
+        return depth == 0;
+}
+
 /* $config_directory/master.cf, or an empty one (its errors are reported where it is used). */
 static void conf_master_load(Conf *c, MasterCf *ret) {
         _cleanup_free_ char *path = NULL, *err = NULL;
@@ -983,6 +990,9 @@ static int conf_master_overrides(Conf *c, const MasterCf *master, ConfMessages *
                 const MasterInet *l = &p.v[i];
                 if ((l->map != MASTER_INET_SHIPPED && l->map != MASTER_INET_SOCKET) || !l->options)
                         continue;
+                for (char **a = l->options->args; a && *a; a++)
+                        conf_messages_add(m, "%s:%u: not supported: \"%s\" on %s (an argument; smtpd entries take only "
+                                          "-o name=value)", path, l->options->line, *a, l->entry->service);
                 for (size_t k = 0; r >= 0 && k < l->options->n_options; k++) {
                         const MasterOption *o = &l->options->options[k];
                         const ParamIgnored *ignored = param_lookup(o->name) ? NULL : param_ignored_lookup(o->name);
@@ -995,6 +1005,13 @@ static int conf_master_overrides(Conf *c, const MasterCf *master, ConfMessages *
                         if (!param_lookup(o->name)) {
                                 conf_messages_add(m, "%s:%u: not supported: -o %s on %s (Postern has no such parameter)",
                                                   path, l->options->line, o->name, l->entry->service);
+                                continue;
+                        }
+                        if (!conf_braces_balanced(o->value)) {
+                                /* "-o name={a b}" splits into words; Postfix's form is "-o { name = a b }" */
+                                conf_messages_add(m, "%s:%u: not supported: -o %s on %s (unbalanced \"{\" or \"}\" in "
+                                                  "\"%s\"; write -o { %s = value with spaces })", path,
+                                                  l->options->line, o->name, l->entry->service, o->value, o->name);
                                 continue;
                         }
                         if (asprintf(&key, "%s/%s", l->fdname, o->name) < 0)

@@ -159,10 +159,12 @@ static void test_conf_overrides(void) {
                    "  -o smtpd_client_restrictions=$mua_client_restrictions\n"
                    "  -o { smtpd_sender_restrictions = reject_sender_login_mismatch, permit }\n"
                    "127.0.0.1:10025 inet n - n - - smtpd\n"
+                   "  -o smtpd_tls_security_level=${no_such?{encrypt}:{may}}\n"
                    "  -o content_filter=\n"
                    "  -o receive_override_options=no_unknown_recipient_checks\n"
                    "  -o mynetworks=127.0.0.0/8\n"
-                   "  -o smtpd_helo_required=yes\n");
+                   "  -o smtpd_helo_required=yes\n"
+                   "  -o smtpd_helo_restrictions={permit_mynetworks, reject}\n");
         Conf *c = NULL;
         char **messages = NULL;
         CHECK_INT(conf_load(main_cf, &c, &messages), 0);
@@ -178,6 +180,13 @@ static void test_conf_overrides(void) {
         snprintf(expect, sizeof expect, "%s:6: not supported: -o content_filter on 127.0.0.1:10025 (Postern has no "
                  "such parameter)", master_cf);
         CHECK(has_message(messages, expect));
+        /* braces: an expansion is fine, "name={a b}" (split into words by master.cf) is said */
+        CHECK_STR(conf_get_listener(c, "127.0.0.1-10025", "smtpd_tls_security_level"), "may");
+        CHECK(has_message(messages, "not supported: -o smtpd_helo_restrictions on 127.0.0.1:10025 (unbalanced \"{\" "
+                          "or \"}\" in \"{permit_mynetworks,\"; write -o { smtpd_helo_restrictions = value with spaces })"));
+        CHECK(strcmp(conf_get_listener(c, "127.0.0.1-10025", "smtpd_helo_restrictions"), "{permit_mynetworks,") != 0);
+        CHECK(has_message(messages, "not supported: \"reject}\" on 127.0.0.1:10025 (an argument; smtpd entries take "
+                          "only -o name=value)"));
         CHECK(has_message(messages, "not supported: -o receive_override_options on 127.0.0.1:10025"));
         CHECK(!has_message(messages, "unknown parameter"));
         strv_free(messages);
