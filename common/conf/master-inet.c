@@ -169,9 +169,9 @@ static int plan_listen(MasterInet *l, char *const *interfaces, const char *proto
                                         r = strbuf_printf(why, "%sinet_interfaces \"%s\" left out: %s",
                                                           why->len ? "; " : "", *i, bad);
                         }
-                l->narrowed = !all;
         }
-        l->narrowed = l->narrowed || l->host;
+        /* anything but the bare port on every address needs the shipped unit's ListenStream= replaced */
+        l->narrowed = !(v && v[0] && !v[1] && strspn(v[0], "0123456789") == strlen(v[0]));
         if (r < 0) {
                 strv_free(v);
                 return r;

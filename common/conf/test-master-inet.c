@@ -120,6 +120,15 @@ static void test_listen(void) {
         master_inet_plan_done(&p);
         master_cf_done(&m);
 
+        /* inet_protocols = ipv4: the IPv4 wildcard, a drop-in even for a shipped socket */
+        char *all[] = { (char *) "all", NULL };
+        CHECK_INT(master_cf_parse("smtp inet n - n - - smtpd\n", "master.cf", &m, &(char *) { NULL }), 0);
+        CHECK_INT(master_inet_plan(&m, all, "ipv4", &p), 0);
+        CHECK_STR(p.v[0].listen[0], "0.0.0.0:25");
+        CHECK(p.v[0].narrowed);
+        master_inet_plan_done(&p);
+        master_cf_done(&m);
+
         CHECK_INT(master_inet_port("submission"), 587);
         CHECK_INT(master_inet_port("10025"), 10025);
         CHECK_INT(master_inet_port("70000"), 0);
