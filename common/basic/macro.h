@@ -52,6 +52,8 @@ static inline char **strv_free(char **l) {
 }
 static inline void strv_freep(char ***l) { strv_free(*l); }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
+/* Appends item (taken over, even on failure; NULL: out of memory) to the list *l (NULL: empty). */
+int strv_consume(char ***l, char *item);
 
 /* Defines foo_freep() for a type whose destructor foo_free() accepts NULL. */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                 \

@@ -28,6 +28,21 @@ void reason_printf(char **ret_reason, const char *fmt, ...) {
         va_end(ap);
 }
 
+int strv_consume(char ***l, char *item) {
+        size_t n = 0;
+        while (*l && (*l)[n])
+                n++;
+        char **nl = item ? reallocarray(*l, n + 2, sizeof(char *)) : NULL;
+        if (!nl) {
+                free(item);
+                return -ENOMEM;
+        }
+        nl[n] = item;
+        nl[n + 1] = NULL;
+        *l = nl;
+        return 0;
+}
+
 char *memdup_suffix0(const void *p, size_t n) {
         if (n == SIZE_MAX)
                 return NULL;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "../basic/io-util.h"
 #include "../basic/strbuf.h"
 #include "conf.h"
 #include "master-cf.h"
@@ -129,8 +130,10 @@ static bool conf_name_valid(const char *name, const char **ret_base) {
         }
         if (*base == '\0' || strlen(name) > 256)
                 return false;
+        /* A '-' as in "smtp-amavis_destination_recipient_limit": the per-transport parameters of a
+         * master.cf service whose name has one (a $reference still ends at the '-'). */
         for (const char *s = base; *s; s++)
-                if (!conf_name_char(*s))
+                if (!conf_name_char(*s) && !(*s == '-' && s > base))
                         return false;
         if (ret_base)
                 *ret_base = base;
@@ -755,10 +758,17 @@ const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit) {
         return param_default(p);
 }
 
-/* Calls fn for each explicit setting in file order. */
+/* Calls fn for each explicit setting in file order (master.cf's -o options after main.cf's). */
 void conf_foreach_explicit(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud) {
         for (size_t i = 0; i < c->n_order; i++)
                 fn(c->order[i]->name, c->order[i]->raw, ud);
+}
+
+/* The same for main.cf's own settings only. */
+void conf_foreach_main_cf(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud) {
+        for (size_t i = 0; i < c->n_order; i++)
+                if (!c->order[i]->file)
+                        fn(c->order[i]->name, c->order[i]->raw, ud);
 }
 
 static const char *conf_split_listener(const char *name, char *lbuf, size_t lsz, const char **ret_listener) {
@@ -782,7 +792,10 @@ static int conf_check_entry(Conf *c, const char *name, char **ret_reason) {
         if (!raw)
                 return 0;
         _cleanup_free_ char *value = NULL;
-        int r = conf_expand_string(c, listener, base, raw, &value, ret_reason);
+        /* "myorigin = /etc/mailname" is the file's name: check it as the daemons read it. */
+        bool from_file = streq(base, "myorigin");
+        int r = conf_expand_string(c, listener, from_file ? NULL : base, from_file ? "${myorigin}" : raw,
+                                   &value, ret_reason);
         if (r < 0)
                 return r;
         const ParamDef *p = param_lookup(base);
@@ -991,27 +1004,31 @@ static int conf_master_overrides(Conf *c, const MasterCf *master, ConfMessages *
                 if ((l->map != MASTER_INET_SHIPPED && l->map != MASTER_INET_SOCKET) || !l->options)
                         continue;
                 for (char **a = l->options->args; a && *a; a++)
-                        conf_messages_add(m, "%s:%u: not supported: \"%s\" on %s (an argument; smtpd entries take only "
-                                          "-o name=value)", path, l->options->line, *a, l->entry->service);
+                        conf_messages_add(m, "%s:%u: %s: not supported: \"%s\" on %s (an argument; smtpd entries take "
+                                          "only -o name=value)", path, l->options->line, l->entry->service, *a,
+                                          l->entry->service);
                 for (size_t k = 0; r >= 0 && k < l->options->n_options; k++) {
                         const MasterOption *o = &l->options->options[k];
                         const ParamIgnored *ignored = param_lookup(o->name) ? NULL : param_ignored_lookup(o->name);
                         _cleanup_free_ char *key = NULL;
                         if (ignored) {
-                                conf_messages_add(m, "%s:%u: -o %s on %s: ignored, no meaning here: %s", path,
-                                                  l->options->line, o->name, l->entry->service, ignored->replaced_by);
+                                conf_messages_add(m, "%s:%u: %s: -o %s on %s: ignored, no meaning here: %s", path,
+                                                  l->options->line, l->entry->service, o->name, l->entry->service,
+                                                  ignored->replaced_by);
                                 continue;
                         }
                         if (!param_lookup(o->name)) {
-                                conf_messages_add(m, "%s:%u: not supported: -o %s on %s (Postern has no such parameter)",
-                                                  path, l->options->line, o->name, l->entry->service);
+                                conf_messages_add(m, "%s:%u: %s: not supported: -o %s on %s (Postern has no parameter of "
+                                                  "this name)", path, l->options->line, l->entry->service, o->name,
+                                                  l->entry->service);
                                 continue;
                         }
                         if (!conf_braces_balanced(o->value)) {
                                 /* "-o name={a b}" splits into words; Postfix's form is "-o { name = a b }" */
-                                conf_messages_add(m, "%s:%u: not supported: -o %s on %s (unbalanced \"{\" or \"}\" in "
-                                                  "\"%s\"; write -o { %s = value with spaces })", path,
-                                                  l->options->line, o->name, l->entry->service, o->value, o->name);
+                                conf_messages_add(m, "%s:%u: %s: not supported: -o %s on %s (unbalanced \"{\" or \"}\" "
+                                                  "in \"%s\"; write -o { %s = value with spaces })", path,
+                                                  l->options->line, l->entry->service, o->name, l->entry->service,
+                                                  o->value, o->name);
                                 continue;
                         }
                         if (asprintf(&key, "%s/%s", l->fdname, o->name) < 0)
@@ -1067,8 +1084,8 @@ static void conf_validate_all(Conf *c, const MasterCf *master, ConfMessages *m, 
         }
 }
 
-/* Reads and validates a main.cf. */
-int conf_load(const char *path, Conf **ret, char ***ret_messages) {
+/* Reads and validates a main.cf; keep_invalid hands the Conf out also when a value is invalid. */
+static int conf_load_internal(const char *path, bool keep_invalid, Conf **ret, char ***ret_messages) {
         _cleanup_conf_free_ Conf *c = NULL;
         ConfMessages m = {};
         int r = conf_new_at(path, &c);
@@ -1088,7 +1105,8 @@ int conf_load(const char *path, Conf **ret, char ***ret_messages) {
         }
         MasterCf master = {};
         conf_master_load(c, &master);
-        int q = conf_master_overrides(c, &master, &m);
+        /* a report judges master.cf's -o options itself (posternctl-postfix.c), one by one */
+        int q = keep_invalid ? 0 : conf_master_overrides(c, &master, &m);
         if (q < 0)
                 r = q;
         else
@@ -1103,10 +1121,26 @@ finish:
                 *ret_messages = conf_messages_steal(&m);
         else
                 strv_free(m.v);
-        if (r < 0)
+        if (r < 0 && !(keep_invalid && r == -EINVAL))
                 return r;
         *ret = TAKE_PTR(c);
-        return 0;
+        return r < 0 ? r : 0;
+}
+
+/* Reads and validates a main.cf. */
+int conf_load(const char *path, Conf **ret, char ***ret_messages) {
+        return conf_load_internal(path, false, ret, ret_messages);
+}
+
+/* The same, keeping what was read when a value is invalid (for reports). */
+int conf_load_report(const char *path, Conf **ret, char ***ret_messages) {
+        return conf_load_internal(path, true, ret, ret_messages);
+}
+
+/* The line of main.cf that set name, 0 when it was not set there. */
+unsigned conf_get_line(Conf *c, const char *name) {
+        ConfEntry *e = strmap_get(c->entries, name);
+        return e ? e->line : 0;
 }
 
 /* ---- editing ------------------------------------------------------------------------------ */
@@ -1183,31 +1217,7 @@ int conf_edit_file(const char *path, const char *name, const char *value) {
                         return r;
         }
 
-        _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
-                return -ENOMEM;
-        _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        r = 0;
-        if (fchmod(fd, st.st_mode & 07777) < 0)
-                r = -errno;
-        if (r == 0 && exists && geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) < 0)
-                r = -errno;
-        for (size_t done = 0; r == 0 && done < out.len;) {
-                ssize_t w = write(fd, out.data + done, out.len - done);
-                if (w < 0) {
-                        if (errno != EINTR)
-                                r = -errno;
-                        continue;
-                }
-                done += (size_t) w;
-        }
-        if (r == 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r == 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
+        bool chown_it = exists && geteuid() == 0;
+        return write_file_atomic(path, out.data, out.len, st.st_mode, chown_it ? st.st_uid : (uid_t) -1,
+                                 chown_it ? st.st_gid : (gid_t) -1);
 }

@@ -437,11 +437,13 @@ static void test_edit(void) {
 static void test_master_cf_transport_params(void) {
         char master[PATH_MAX + 16], text[PATH_MAX + 256];
         snprintf(master, sizeof master, "%s/master.cf", tmpdir);
-        write_file(master, "dovecot unix - n n - - pipe\n  user=vmail argv=/usr/bin/true\n");
+        write_file(master, "dovecot unix - n n - - pipe\n  user=vmail argv=/usr/bin/true\n"
+                           "smtp-amavis unix - - n - 2 smtp\n");
         snprintf(text, sizeof text, "config_directory = %s\n"
                  "dovecot_destination_recipient_limit = 1\n"
                  "dovecot_time_limit = 100s\n"
-                 "other_destination_recipient_limit = 1\n", tmpdir);
+                 "other_destination_recipient_limit = 1\n"
+                 "smtp-amavis_destination_recipient_limit = 1\n", tmpdir);
         _cleanup_conf_free_ Conf *c = NULL;
         _cleanup_strv_free_ char **msgs = NULL;
         CHECK_INT(load(text, &c, &msgs), 0);
@@ -449,6 +451,9 @@ static void test_master_cf_transport_params(void) {
         CHECK(!has_message(msgs, "dovecot_time_limit"));
         CHECK(has_message(msgs, ":4: other_destination_recipient_limit: unknown parameter"));
         CHECK_STR(conf_get(c, "dovecot_destination_recipient_limit"), "1");
+        /* a service name with a '-' (iRedMail's smtp-amavis): its parameters are names too */
+        CHECK(!has_message(msgs, "smtp-amavis"));
+        CHECK_STR(conf_get(c, "smtp-amavis_destination_recipient_limit"), "1");
         unlink(master);
 }
 
@@ -472,8 +477,15 @@ static void test_myorigin_from_file(void) {
         _cleanup_strv_free_ char **msgs2 = NULL;
         unlink(mailname);
         CHECK(load(text, &c2, &msgs2) < 0);
-        snprintf(text, sizeof text, "cannot read %s: No such file or directory", mailname);
-        CHECK(has_message(msgs2, text));
+        char expect[PATH_MAX + 64];
+        snprintf(expect, sizeof expect, "cannot read %s: No such file or directory", mailname);
+        CHECK(has_message(msgs2, expect));
+        /* ... also when nothing else refers to $myorigin (the daemons read it themselves) */
+        _cleanup_conf_free_ Conf *c3 = NULL;
+        _cleanup_strv_free_ char **msgs3 = NULL;
+        snprintf(text, sizeof text, "myorigin = %s\n", mailname);
+        CHECK(load(text, &c3, &msgs3) < 0);
+        CHECK(has_message(msgs3, expect));
 }
 
 /* Postfix parameters that systemd makes meaningless are information, not unknown parameters. */
@@ -537,6 +549,36 @@ static void test_compatibility_level(void) {
         CHECK(has_message(msgs4, ":1: compatibility_level: invalid level \"3.x\""));
 }
 
+/* conf_load_report keeps what it read when a value is invalid; conf_get_line says where. */
+static void test_load_report(void) {
+        write_file(cfpath, "# a Postfix main.cf\nmyhostname = mx.example.org\nsmtp_tls_security_level = dane\n"
+                           "mynetworks =\n    127.0.0.0/8\nsubmission/smtpd_tls_security_level = encrypt\n");
+        Conf *none = NULL;
+        _cleanup_strv_free_ char **msgs0 = NULL;
+        CHECK_INT(conf_load(cfpath, &none, &msgs0), -EINVAL);
+        CHECK(!none);
+
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        CHECK_INT(conf_load_report(cfpath, &c, &msgs), -EINVAL);
+        CHECK(c);
+        CHECK(has_message(msgs, ":3: smtp_tls_security_level: invalid value \"dane\""));
+        CHECK_STR(conf_get(c, "myhostname"), "mx.example.org");
+        CHECK_INT(conf_get_line(c, "myhostname"), 2);
+        CHECK_INT(conf_get_line(c, "smtp_tls_security_level"), 3);
+        CHECK_INT(conf_get_line(c, "mynetworks"), 4);
+        CHECK_INT(conf_get_line(c, "submission/smtpd_tls_security_level"), 6);
+        CHECK_INT(conf_get_line(c, "relayhost"), 0);
+
+        _cleanup_conf_free_ Conf *ok = NULL;
+        CHECK_INT(load("myhostname = mx.example.org\n", &ok, NULL), 0);
+        conf_free(ok);
+        ok = NULL;
+        write_file(cfpath, "myhostname = mx.example.org\n");
+        CHECK_INT(conf_load_report(cfpath, &ok, NULL), 0);
+        CHECK_INT(conf_get_line(ok, "myhostname"), 1);
+}
+
 int main(void) {
         CHECK(mkdtemp(tmpdir));
         snprintf(cfpath, sizeof cfpath, "%s/main.cf", tmpdir);
@@ -554,6 +596,7 @@ int main(void) {
         test_myorigin_from_file();
         test_postfix_parameters_with_no_meaning();
         test_compatibility_level();
+        test_load_report();
 
         unlink(cfpath);
         rmdir(tmpdir);

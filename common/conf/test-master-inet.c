@@ -186,8 +186,8 @@ static void test_conf_overrides(void) {
         /* main.cf's own listener setting wins over master.cf's -o */
         CHECK_STR(conf_get_listener(c, "127.0.0.1-10025", "smtpd_helo_required"), "no");
         char expect[512];
-        snprintf(expect, sizeof expect, "%s:6: not supported: -o content_filter on 127.0.0.1:10025 (Postern has no "
-                 "such parameter)", master_cf);
+        snprintf(expect, sizeof expect, "%s:6: 127.0.0.1:10025: not supported: -o content_filter on 127.0.0.1:10025 "
+                 "(Postern has no parameter of this name)", master_cf);
         CHECK(has_message(messages, expect));
         /* braces: an expansion is fine, "name={a b}" (split into words by master.cf) is said */
         CHECK_STR(conf_get_listener(c, "127.0.0.1-10025", "smtpd_tls_security_level"), "may");

@@ -1,5 +1,4 @@
 /* addr-class.c — Postfix's address classes. See addr-class.h. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,61 +30,6 @@ const char *addr_class_name(AddressClass c) {
         return c <= ADDR_CLASS_DEFAULT ? class_names[c] : "?";
 }
 
-/* "[192.0.2.1]", "[IPv6:2001:db8::1]" or an inet_interfaces entry ("::1", "[::1]") as a family
- * byte and 16 address bytes; false when it is not numeric. */
-static bool parse_literal(const char *text, bool bracketed, unsigned char ret[17]) {
-        char buf[INET6_ADDRSTRLEN + 8];
-        size_t l = strlen(text);
-        if (l >= 2 && text[0] == '[' && text[l - 1] == ']') {
-                text++;
-                l -= 2;
-        } else if (bracketed)
-                return false;
-        if (l >= sizeof buf)
-                return false;
-        memcpy(buf, text, l);
-        buf[l] = '\0';
-        const char *a = buf;
-        if (strncasecmp(a, "ipv6:", 5) == 0)
-                a += 5;
-        memset(ret, 0, 17);
-        if (inet_pton(AF_INET, a, ret + 1) == 1)
-                ret[0] = 4;
-        else if (inet_pton(AF_INET6, a, ret + 1) == 1)
-                ret[0] = 6;
-        else
-                return false;
-        return true;
-}
-
-static int add_literal(AddrClasses *ac, const unsigned char lit[17]) {
-        unsigned char (*v)[17] = reallocarray(ac->literals, ac->n_literals + 1, sizeof *v);
-        if (!v)
-                return -ENOMEM;
-        ac->literals = v;
-        memcpy(v[ac->n_literals++], lit, 17);
-        return 0;
-}
-
-/* Numeric entries of inet_interfaces, and loopback-only; "all" and host names add nothing
- * (Postern does not enumerate interfaces or resolve names here). */
-static int literals_init(AddrClasses *ac, char **inet_interfaces) {
-        unsigned char lit[17];
-        for (char **i = inet_interfaces; i && *i; i++) {
-                int r = 0;
-                if (strcaseeq(*i, "loopback-only")) {
-                        if (parse_literal("127.0.0.1", false, lit))
-                                r = add_literal(ac, lit);
-                        if (r >= 0 && parse_literal("::1", false, lit))
-                                r = add_literal(ac, lit);
-                } else if (parse_literal(*i, false, lit))
-                        r = add_literal(ac, lit);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], char **inet_interfaces,
                       char **ret_reason) {
         AddrClasses n = {};
@@ -110,7 +54,7 @@ int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], cha
                         }
                 }
         }
-        if ((r = literals_init(&n, inet_interfaces)) < 0) {
+        if ((r = host_addresses_add(&n.own, inet_interfaces, NULL)) < 0) {
                 addr_classes_done(&n);
                 return r;
         }
@@ -120,30 +64,15 @@ int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], cha
 
 int addr_classes_load(AddrClasses *ac, Conf *c, const char *listener, char **ret_reason) {
         char **lists[ADDR_CLASS_LISTS] = {};
-        _cleanup_strv_free_ char **ifaces = conf_get_list(c, listener, "inet_interfaces");
-        _cleanup_strv_free_ char **proxies = conf_get_list(c, listener, "proxy_interfaces");
-        _cleanup_strv_free_ char **own = NULL;
-        size_t n_if = 0, n_px = 0;
-        int r = ifaces && proxies ? 0 : -ENOMEM;
+        int r = 0;
 
-        while (r >= 0 && ifaces[n_if])
-                n_if++;
-        while (r >= 0 && proxies[n_px])
-                n_px++;
-        /* Both lists name this host's addresses; the strings move into one list. */
-        if (r >= 0 && !(own = calloc(n_if + n_px + 1, sizeof(char *))))
-                r = -ENOMEM;
-        if (r >= 0) {
-                memcpy(own, ifaces, n_if * sizeof(char *));
-                memcpy(own + n_if, proxies, n_px * sizeof(char *));
-                ifaces[0] = NULL;
-                proxies[0] = NULL;
-        }
         for (AddressClass k = 0; k < ADDR_CLASS_LISTS && r >= 0; k++)
                 if (!(lists[k] = conf_get_list(c, listener, class_params[k])))
                         r = -ENOMEM;
         if (r >= 0)
-                r = addr_classes_init(ac, lists, own, ret_reason);
+                r = addr_classes_init(ac, lists, NULL, ret_reason);
+        if (r >= 0 && (r = host_addresses_load(&ac->own, c, listener, true, NULL)) < 0)
+                addr_classes_done(ac);
         for (AddressClass k = 0; k < ADDR_CLASS_LISTS; k++)
                 strv_free(lists[k]);
         return r;
@@ -154,7 +83,7 @@ void addr_classes_done(AddrClasses *ac) {
                 domain_list_done(&ac->lists[c]);
                 free(ac->problems[c]);
         }
-        free(ac->literals);
+        host_addresses_done(&ac->own);
         for (size_t i = 0; i < ac->n_warned; i++)
                 free(ac->warned[i]);
         *ac = (AddrClasses) {};
@@ -168,15 +97,8 @@ const char *addr_classes_problem(const AddrClasses *ac, AddressClass c) {
 static int list_match(AddrClasses *ac, AddressClass c, const char *domain) {
         if (ac->errors[c] < 0)
                 return ac->errors[c];
-        if (c == ADDR_CLASS_LOCAL && domain[0] == '[') {
-                unsigned char lit[17];
-                if (!parse_literal(domain, true, lit))
-                        return 0;
-                for (size_t i = 0; i < ac->n_literals; i++)
-                        if (memcmp(ac->literals[i], lit, 17) == 0)
-                                return 1;
-                return 0;
-        }
+        if (c == ADDR_CLASS_LOCAL && domain[0] == '[')
+                return host_addresses_has_literal(&ac->own, domain);
         return domain_list_match(&ac->lists[c], domain);
 }
 

@@ -3,8 +3,9 @@
  *
  *   class            domains                                 transport          valid recipients
  *   local            mydestination; [address] literals of   local_transport    local_recipient_maps
- *                    numeric $inet_interfaces and
- *                    $proxy_interfaces; no domain
+ *                    this host's addresses ($inet_interfaces,
+ *                    $proxy_interfaces: host-addresses.h);
+ *                    no domain
  *   virtual alias    virtual_alias_domains                   (none: aliases)    virtual_alias_maps
  *   virtual mailbox  virtual_mailbox_domains                 virtual_transport  virtual_mailbox_maps
  *   relay            relay_domains (and their subdomains)    relay_transport    relay_recipient_maps
@@ -25,6 +26,7 @@
 #include <stddef.h>
 
 #include "domain-list.h"
+#include "host-addresses.h"
 #include "../conf/conf.h"
 
 typedef enum AddressClass {
@@ -42,8 +44,7 @@ typedef struct AddrClasses {
         DomainList lists[ADDR_CLASS_LISTS];   /* by class */
         int errors[ADDR_CLASS_LISTS];         /* <0: the list is broken (a table did not open) */
         char *problems[ADDR_CLASS_LISTS];     /* ... and why, naming parameter and table */
-        unsigned char (*literals)[17];        /* numeric $inet_interfaces: family byte + address */
-        size_t n_literals;
+        HostAddresses own;                    /* $inet_interfaces, $proxy_interfaces: [address] literals */
         char *warned[ADDR_CLASS_WARN_MAX];    /* domains whose overlap was reported */
         size_t n_warned;
 } AddrClasses;
@@ -54,7 +55,9 @@ const char *addr_class_param(AddressClass c);
 const char *addr_class_name(AddressClass c);
 
 /* Builds the classes from list values (as conf_get_list() returns them, by class; NULL = empty)
- * and inet_interfaces (its numeric entries and loopback-only make [address] literals local).
+ * and inet_interfaces (this host's addresses as host-addresses.h reads them: [address] literals
+ * of its numeric entries, of the loopback addresses for loopback-only and of every interface
+ * address for "all" are local; host names add nothing).
  * Fails only for -ENOMEM and entries that are not supported at all (-EOPNOTSUPP, *ret_reason
  * names them); a table that does not open breaks its list (see above). */
 int addr_classes_init(AddrClasses *ac, char **const lists[ADDR_CLASS_LISTS], char **inet_interfaces,
@@ -67,7 +70,7 @@ void addr_classes_done(AddrClasses *ac);
 /* Why the list of class c is broken, or NULL. */
 const char *addr_classes_problem(const AddrClasses *ac, AddressClass c);
 
-/* Whether mydestination (or a numeric $inet_interfaces / $proxy_interfaces literal) lists
+/* Whether mydestination (or an [address] literal of this host's addresses) lists
  * domain, without the other classes: 1 yes, 0 no, <0 the list could not be read. For Postfix's
  * resolve_local() tests (canonical and virtual(5) "user" keys). */
 int addr_classes_local(AddrClasses *ac, const char *domain);

@@ -13,53 +13,73 @@ size_t addr_find_base_length(const char *local, const char *delimiters) {
         return 1 + strcspn(local + 1, delimiters);
 }
 
-/* One key: in every table (first key) or only in the fixed-key tables. */
-static int find_key(TableList *maps, bool all, const char *key, char **ret_value) {
-        return all ? table_list_lookup(maps, key, ret_value) : table_list_lookup_fixed(maps, key, ret_value);
+/* The keys of addr-find.h's order, tried in this order. */
+typedef enum FindStep {
+        FIND_FULL,             /* user+ext@domain (no domain: user+ext) */
+        FIND_BARE,             /* user@domain (user), when there is an extension */
+        FIND_LOCAL_FULL,       /* user+ext, for local domains */
+        FIND_LOCAL_BARE,       /* user, likewise, when there is an extension */
+        FIND_AT_DOMAIN,        /* @domain */
+        _FIND_STEP_MAX,
+} FindStep;
+
+int addr_find_match(TableList *maps, const char *local, const char *domain, const char *delimiters,
+                    AddrFindFlags flags, AddrFindMatch *m, char **ret_value) {
+        m->key = NULL;
+        m->without_extension = false;
+        if (!maps || !local)
+                return 0;
+        if (isempty(domain))
+                domain = NULL;
+        size_t len = strlen(local), base = addr_find_base_length(local, delimiters);
+        int localpart = (flags & ADDR_FIND_LOCALPART) ? 1 : 0;
+        bool ask = !localpart && m->is_local;
+        int r;
+
+        for (FindStep s = FIND_FULL; s < _FIND_STEP_MAX; s++) {
+                bool bare = s == FIND_BARE || s == FIND_LOCAL_BARE;
+                _cleanup_free_ char *key = NULL;
+
+                if ((bare && base == len) || (s > FIND_BARE && !domain))
+                        continue;
+                if (s == FIND_LOCAL_FULL && ask) {
+                        /* Asked only now: a domain test that fails does not matter when a full
+                         * address matched. */
+                        if ((localpart = m->is_local(domain, m->userdata)) < 0) {
+                                m->key = strdup(domain);
+                                return m->key ? localpart : -ENOMEM;
+                        }
+                }
+                if ((s == FIND_LOCAL_FULL || s == FIND_LOCAL_BARE) && !localpart)
+                        continue;
+                int n = (int) (bare ? base : len);
+                if (s == FIND_AT_DOMAIN)
+                        r = asprintf(&key, "@%s", domain);
+                else if (domain && s <= FIND_BARE)
+                        r = asprintf(&key, "%.*s@%s", n, local, domain);
+                else
+                        r = asprintf(&key, "%.*s", n, local);
+                if (r < 0) {
+                        key = NULL;
+                        return -ENOMEM;
+                }
+                /* The first key goes to every table (pattern tables may note skipped rules);
+                 * partial keys only to those that look keys up as they are. */
+                r = s == FIND_FULL ? table_list_lookup_full(maps, key, ret_value, m->notes)
+                                   : table_list_lookup_fixed(maps, key, ret_value);
+                if (r != 0) {
+                        m->without_extension = r > 0 && bare;
+                        m->key = TAKE_PTR(key);
+                        return r;
+                }
+        }
+        return 0;
 }
 
 int addr_find(TableList *maps, const char *local, const char *domain, const char *delimiters,
               AddrFindFlags flags, char **ret_value) {
-        if (!maps || !local)
-                return 0;
-        size_t base = addr_find_base_length(local, delimiters);
-        bool ext = base < strlen(local);
-        _cleanup_free_ char *key = NULL;
-        int r;
-
-        if (!isempty(domain)) {
-                if (asprintf(&key, "%s@%s", local, domain) < 0)
-                        return -ENOMEM;
-                if ((r = find_key(maps, true, key, ret_value)) != 0)
-                        return r;
-                if (ext) {
-                        free(key);
-                        if (asprintf(&key, "%.*s@%s", (int) base, local, domain) < 0) {
-                                key = NULL;
-                                return -ENOMEM;
-                        }
-                        if ((r = find_key(maps, false, key, ret_value)) != 0)
-                                return r;
-                }
-        }
-        if ((flags & ADDR_FIND_LOCALPART) || isempty(domain)) {
-                /* Without a domain the local part is the whole address: every table sees it. */
-                if ((r = find_key(maps, isempty(domain), local, ret_value)) != 0)
-                        return r;
-                if (ext) {
-                        free(key);
-                        if (!(key = strndup(local, base)))
-                                return -ENOMEM;
-                        if ((r = find_key(maps, false, key, ret_value)) != 0)
-                                return r;
-                }
-        }
-        if (isempty(domain))
-                return 0;
-        free(key);
-        if (asprintf(&key, "@%s", domain) < 0) {
-                key = NULL;
-                return -ENOMEM;
-        }
-        return find_key(maps, false, key, ret_value);
+        AddrFindMatch m = {};
+        int r = addr_find_match(maps, local, domain, delimiters, flags, &m, ret_value);
+        free(m.key);
+        return r;
 }

@@ -68,7 +68,8 @@ static void test_classes(void) {
                 CHECK(addr_classes_problem(&ac, c) == NULL);
         addr_classes_done(&ac);
 
-        /* loopback-only makes the loopback literals local; "all" adds nothing */
+        /* loopback-only makes the loopback literals local; "all" the literals of every interface
+         * address (Postfix's resolve_local(): this host's addresses) */
         char *lo[] = { L("loopback-only"), NULL };
         char *none[] = { NULL };
         char **const empty[ADDR_CLASS_LISTS] = { none, none, none, none };
@@ -79,7 +80,9 @@ static void test_classes(void) {
         addr_classes_done(&ac);
         char *all[] = { L("all"), NULL };
         CHECK_INT(addr_classes_init(&ac, empty, all, NULL), 0);
-        check_class(&ac, "[127.0.0.1]", 0, ADDR_CLASS_DEFAULT);
+        check_class(&ac, "[127.0.0.1]", 0, ADDR_CLASS_LOCAL);
+        check_class(&ac, "[192.0.2.99]", 0, ADDR_CLASS_DEFAULT);
+        CHECK_INT(addr_classes_local(&ac, "[127.0.0.1]"), 1);
         addr_classes_done(&ac);
 }
 

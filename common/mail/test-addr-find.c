@@ -1,6 +1,7 @@
 /* test-addr-find.c — unit tests for address lookups in Postfix's key order: full address,
  * without the extension, the local part (only for local domains), @domain; pattern tables see
- * only the full address; the first key found wins; a failing table is an error. */
+ * only the full address; the first key found wins; a failing table is an error; which key
+ * matched and the lazy local-domain test of addr_find_match(). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,57 @@ static void check(TableList *maps, const char *local, const char *domain, const 
                         strempty(domain), strempty(delim), flags, r, strempty(v), expect_r, strempty(expect));
                 exit(1);
         }
+}
+
+static int calls;
+
+/* is_local() for addr_find_match(): d.example is local, fail.example cannot be told. */
+static int is_local(const char *domain, void *userdata) {
+        calls++;
+        if (streq(domain, "fail.example"))
+                return -EIO;
+        return streq(domain, userdata);
+}
+
+/* addr_find_match(): which key matched, whether without the extension, the local test asked
+ * only when steps 1-2 found nothing. */
+static void test_match(TableList *maps) {
+        static const struct {
+                const char *local, *domain;
+                int r;
+                const char *key;
+                bool without_extension;
+                int calls;
+        } t[] = {
+                { "full+ext", "d.example", 1, "full+ext@d.example", false, 0 },
+                { "base+ext", "d.example", 1, "base@d.example", true, 0 },
+                { "lp+x", "d.example", 1, "lp+x", false, 1 },
+                { "lp+y", "d.example", 1, "lp", true, 1 },
+                { "nobody", "d.example", 1, "@d.example", false, 1 },
+                { "lp", "other.example", 0, NULL, false, 1 },      /* not local: no "lp" key */
+                { "lp", "fail.example", -EIO, "fail.example", false, 1 },
+                { "lp+y", NULL, 1, "lp", true, 0 },                /* no domain: nothing to ask */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                AddrFindMatch m = { .is_local = is_local, .userdata = (void *) "d.example" };
+                _cleanup_free_ char *v = NULL;
+                calls = 0;
+                CHECK_INT(addr_find_match(maps, t[i].local, t[i].domain, "+", 0, &m, &v), t[i].r);
+                if (t[i].key)
+                        CHECK_STR(m.key, t[i].key);
+                else
+                        CHECK(!m.key);
+                CHECK_INT(m.without_extension, t[i].without_extension);
+                CHECK_INT(calls, t[i].calls);
+                free(m.key);
+        }
+        /* ADDR_FIND_LOCALPART decides without asking */
+        AddrFindMatch m = { .is_local = is_local, .userdata = (void *) "none" };
+        calls = 0;
+        CHECK_INT(addr_find_match(maps, "lp", "other.example", "+", ADDR_FIND_LOCALPART, &m, NULL), 1);
+        CHECK_STR(m.key, "lp");
+        CHECK_INT(calls, 0);
+        free(m.key);
 }
 
 int main(void) {
@@ -56,6 +108,7 @@ int main(void) {
         for (size_t i = 0; i < ELEMENTSOF(t); i++)
                 check(maps, t[i].local, t[i].domain, t[i].delim, t[i].flags, t[i].r, t[i].v);
         CHECK_INT(addr_find(maps, "base", "d.example", "+", 0, NULL), 1);   /* ret_value optional */
+        test_match(maps);
         CHECK_INT(addr_find(NULL, "base", "d.example", "+", 0, NULL), 0);
         table_list_free(maps);
 

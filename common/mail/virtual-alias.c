@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "virtual-alias.h"
+#include "addr-find.h"
 #include "address.h"
 #include "../basic/strbuf.h"
 #include "../basic/strmap.h"
@@ -69,17 +70,6 @@ static int set_add(StrMap *m, const char *s) {
         return strmap_put(m, k, (void *) 1);
 }
 
-/* Where the extension of the n-byte local part starts (n when it has none): at the first
- * delimiter character after the first character, so "+foo" has no extension. */
-static size_t extension_start(const char *local, size_t n, const char *delims) {
-        if (isempty(delims))
-                return n;
-        for (size_t i = 1; i < n; i++)
-                if (strchr(delims, local[i]))
-                        return i;
-        return n;
-}
-
 /* The '@' that separates local part and domain: the last one outside a quoted local part. */
 static const char *domain_at(const char *addr) {
         const char *at = strrchr(addr, '@');
@@ -93,80 +83,38 @@ static void report_warnings(const VirtualAlias *va, TableNotes *notes) {
         table_notes_done(notes);
 }
 
-/* The full address goes to every table (pattern tables may skip a rule and say why); partial
- * keys only to those that look keys up as they are. */
-static int lookup(const VirtualAlias *va, const char *key, bool full, char **ret_value) {
-        if (!full)
-                return table_list_lookup_fixed(va->maps, key, ret_value);
-        TableNotes notes = {};
-        int r = table_list_lookup_full(va->maps, key, ret_value, &notes);
-        report_warnings(va, &notes);
-        return r;
+/* "user" keys apply to $myorigin and the domains local_domain() says are ours. */
+static int domain_is_local(const char *domain, void *userdata) {
+        const VirtualAlias *va = userdata;
+        if (!isempty(va->myorigin) && strcaseeq(domain, va->myorigin))
+                return 1;
+        return va->local_domain ? va->local_domain(domain, va->userdata) : 0;
 }
 
-/* The keys of Postfix's search order (virtual-alias.h), tried in this order. */
-typedef enum FindStage {
-        FIND_FULL,             /* user+ext@domain */
-        FIND_BARE,             /* user@domain, when there is an extension */
-        FIND_LOCAL_FULL,       /* user+ext, for $myorigin and local domains */
-        FIND_LOCAL_BARE,       /* user, likewise, when there is an extension */
-        FIND_AT_DOMAIN,        /* @domain */
-        _FIND_STAGE_MAX,
-} FindStage;
-
-/* Returns 1 with *ret_value and, when the key matched only without the extension, *ret_ext
- * (the extension with its delimiter); 0; or <0 with *ret_key naming the key (or the domain)
- * whose lookup failed. */
+/* One lookup in Postfix's order (addr_find_match()): 1 with *ret_value and, when the key
+ * matched only without the extension, *ret_ext (the extension with its delimiter); 0; or <0.
+ * *ret_key names the key that matched or failed (or the domain whose test failed). */
 static int find(const VirtualAlias *va, const char *addr, char **ret_value, char **ret_ext, char **ret_key) {
         const char *at = domain_at(addr);
-        size_t llen = at ? (size_t) (at - addr) : strlen(addr);
-        size_t e = extension_start(addr, llen, va->delimiters);
-        _cleanup_free_ char *ext = e < llen ? strndup(addr + e, llen - e) : NULL;
-        int local = -1, r;
+        _cleanup_free_ char *local = at ? strndup(addr, (size_t) (at - addr)) : strdup(addr);
+        TableNotes notes = {};
+        AddrFindMatch m = { .is_local = domain_is_local, .userdata = (void *) va, .notes = &notes };
 
-        if (e < llen && !ext)
-                return -ENOMEM;
         *ret_ext = NULL;
-        for (FindStage stage = FIND_FULL; stage < _FIND_STAGE_MAX; stage++) {
-                bool bare = stage == FIND_BARE || stage == FIND_LOCAL_BARE;
-                _cleanup_free_ char *key = NULL;
-
-                if ((bare && !ext) || (stage > FIND_BARE && !at))
-                        continue;
-                if ((stage == FIND_LOCAL_FULL || stage == FIND_LOCAL_BARE) && local < 0) {
-                        /* Asked only now: a domain test that fails does not matter when a
-                         * full address matched. */
-                        local = !isempty(va->myorigin) && strcaseeq(at + 1, va->myorigin) ? 1 :
-                                va->local_domain ? va->local_domain(at + 1, va->userdata) : 0;
-                        if (local < 0) {
-                                *ret_key = strdup(at + 1);
-                                return local;
-                        }
+        if (!local)
+                return -ENOMEM;
+        int r = addr_find_match(va->maps, local, at ? at + 1 : NULL, va->delimiters, 0, &m, ret_value);
+        report_warnings(va, &notes);
+        *ret_key = m.key;
+        if (r > 0 && m.without_extension &&
+            !(*ret_ext = strdup(local + addr_find_base_length(local, va->delimiters)))) {
+                if (ret_value) {
+                        free(*ret_value);
+                        *ret_value = NULL;
                 }
-                if ((stage == FIND_LOCAL_FULL || stage == FIND_LOCAL_BARE) && !local)
-                        continue;
-                switch (stage) {
-                case FIND_FULL:       key = strdup(addr); break;
-                case FIND_BARE:       if (asprintf(&key, "%.*s%s", (int) e, addr, strempty(at)) < 0) key = NULL; break;
-                case FIND_LOCAL_FULL: key = strndup(addr, llen); break;
-                case FIND_LOCAL_BARE: key = strndup(addr, e); break;
-                default:              key = strdup(at); break;
-                }
-                if (!key)
-                        return -ENOMEM;
-                r = lookup(va, key, stage == FIND_FULL, ret_value);
-                if (r < 0) {
-                        *ret_key = TAKE_PTR(key);
-                        return r;
-                }
-                if (r > 0) {
-                        if (bare)
-                                *ret_ext = TAKE_PTR(ext);
-                        *ret_key = TAKE_PTR(key);
-                        return 1;
-                }
+                return -ENOMEM;
         }
-        return 0;
+        return r;
 }
 
 int virtual_alias_find(const VirtualAlias *va, const char *address, char **ret_value) {

@@ -3,12 +3,13 @@
  * own; the caller (postern-smtpd's smtpd-virtual.c) passes the tables, limits and the local
  * domain test, and decides what an error means for the message.
  *
- * Lookup order for user+ext@domain (the extension starts at the first character of
- * recipient_delimiter found after the first character of the local part; several delimiter
- * characters are allowed, as in Postfix 2.11+): user+ext@domain, user@domain, then — only when
- * domain is $myorigin or local_domain() says it is ours ($mydestination, $inet_interfaces,
- * $proxy_interfaces) — user+ext and user, and last @domain. Pattern tables (regexp:, pcre:,
- * cidr:) are asked only for the full address. The first key found wins.
+ * Lookup order (addr-find.h's, through addr_find_match()) for user+ext@domain (the extension
+ * starts at the first character of recipient_delimiter found after the first character of the
+ * local part; several delimiter characters are allowed, as in Postfix 2.11+): user+ext@domain,
+ * user@domain, then — only when domain is $myorigin or local_domain() says it is ours
+ * ($mydestination, $inet_interfaces, $proxy_interfaces) — user+ext and user, and last @domain.
+ * Pattern tables (regexp:, pcre:, cidr:) are asked only for the full address. The first key
+ * found wins.
  *
  * A result is a list of addresses separated by commas or white space ("<a@b>" and quoted local
  * parts are understood). A first result "@otherdomain" means the same user (without an unmatched

@@ -32,6 +32,7 @@ typedef enum QueueStmtId {
         QUEUE_STMT_LIST_MESSAGES,
         QUEUE_STMT_SCAN_FINISHED,
         QUEUE_STMT_SET_DELAY_WARNED,
+        QUEUE_STMT_REQUEUE_SITE,
         _QUEUE_STMT_MAX,
 } QueueStmtId;
 

@@ -728,11 +728,13 @@ int queue_count_unfinished(Queue *q, const char *queue_id, size_t *ret) {
         return 0;
 }
 
-static int write_by_queue_id(Queue *q, QueueStmtId id, const char *queue_id, int value) {
+/* Runs a write statement with ?1 = text and, when it has a ?2, ?2 = value; *ret_changes is the
+ * number of rows it changed. */
+static int write_stmt(Queue *q, QueueStmtId id, const char *text, int value, size_t *ret_changes) {
         _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        if (!q || !queue_id)
+        if (!q || isempty(text))
                 return -EINVAL;
         if (q->readonly)
                 return queue_errorf(q, -EROFS, "queue opened read-only");
@@ -743,13 +745,22 @@ static int write_by_queue_id(Queue *q, QueueStmtId id, const char *queue_id, int
         r = queue_stmt(q, id, &st);
         if (r < 0)
                 return r;
-        queue_bind_text(st, 1, queue_id);
-        if (id == QUEUE_STMT_SET_HOLD)
+        queue_bind_text(st, 1, text);
+        if (sqlite3_bind_parameter_count(st) >= 2)
                 sqlite3_bind_int(st, 2, value);
         rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
                 return queue_error(q, rc);
-        if (sqlite3_changes(q->db) == 0)
+        *ret_changes = (size_t) sqlite3_changes(q->db);
+        return 0;
+}
+
+static int write_by_queue_id(Queue *q, QueueStmtId id, const char *queue_id, int value) {
+        size_t changes = 0;
+        int r = write_stmt(q, id, queue_id, value, &changes);
+        if (r < 0)
+                return r;
+        if (changes == 0)
                 return queue_errorf(q, -ENOENT, "no message %s in the queue", queue_id);
         return 0;
 }
@@ -767,6 +778,15 @@ int queue_set_delay_warned(Queue *q, const char *queue_id) {
 /* Puts a message on hold (never scanned as due) or releases it. */
 int queue_set_hold(Queue *q, const char *queue_id, bool hold) {
         return write_by_queue_id(q, QUEUE_STMT_SET_HOLD, queue_id, hold);
+}
+
+/* Deferred recipients at one destination domain become due now (flush DOMAIN, ETRN). */
+int queue_requeue_site(Queue *q, const char *site, bool subdomains, size_t *ret_count) {
+        size_t changes = 0;
+        int r = write_stmt(q, QUEUE_STMT_REQUEUE_SITE, site, subdomains, &changes);
+        if (r >= 0 && ret_count)
+                *ret_count = changes;
+        return r;
 }
 
 typedef struct ListEntry {

@@ -179,6 +179,17 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_DELETE_MESSAGE] = "DELETE FROM messages WHERE queue_id = ?1",
         [QUEUE_STMT_SET_HOLD] = "UPDATE messages SET hold = ?2 WHERE queue_id = ?1",
         [QUEUE_STMT_SET_DELAY_WARNED] = "UPDATE messages SET delay_warned = 1 WHERE queue_id = ?1",
+        /* flush DOMAIN / ETRN: the deferred recipients at domain ?1 (any case), and with ?2 at
+         * its subdomains too, of messages not on hold, become due now. The domain is the text
+         * after the address's last "@", compared as a suffix so no LIKE pattern is involved. */
+        [QUEUE_STMT_REQUEUE_SITE] =
+                "UPDATE recipients SET next_attempt_usec = 0"
+                " WHERE state = 1 AND next_attempt_usec > 0"
+                "   AND (lower(substr(address, -length(?1) - 1)) = '@' || lower(?1)"
+                "        OR (?2 AND lower(substr(address, -length(?1) - 1)) = '.' || lower(?1)"
+                "            AND instr(address, '@') > 0"
+                "            AND instr(substr(address, -length(?1) - 1), '@') = 0))"
+                "   AND message_id IN (SELECT id FROM messages WHERE hold = 0)",
         /* Keyset paging for queue_list: (arrival_usec, id) after the last one seen. */
         [QUEUE_STMT_LIST_MESSAGES] =
                 "SELECT id, queue_id, sender, arrival_usec, size, client_address, client_name,"

@@ -155,6 +155,10 @@ int queue_update_recipient(Queue *q, const QueueRecipient *r);
 int queue_count_unfinished(Queue *q, const char *queue_id, size_t *ret);
 int queue_delete_message(Queue *q, const char *queue_id);
 int queue_set_hold(Queue *q, const char *queue_id, bool hold);
+/* Makes the deferred recipients at domain site (any case; with subdomains, also at any
+ * subdomain of it) of messages not on hold due now, for flush DOMAIN and ETRN; *ret_count (may
+ * be NULL) is how many changed. -EINVAL for an empty site. */
+int queue_requeue_site(Queue *q, const char *site, bool subdomains, size_t *ret_count);
 /* Marks the message's delay warning as sent. */
 int queue_set_delay_warned(Queue *q, const char *queue_id);
 

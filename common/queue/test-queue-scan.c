@@ -481,6 +481,65 @@ static void test_scan_finished(Queue *q) {
         free(got.ids);
 }
 
+/* flush DOMAIN / ETRN: only the deferred recipients at that domain (any case), with subdomains
+ * only when asked, of messages not on hold, become due; "notexample.net" is not "example.net". */
+static void test_requeue_site(Queue *q) {
+        static const char *const addrs[] = {
+                "bob@Example.NET", "c@sub.example.net", "d@notexample.net", "e@example.net",
+                "f@other.org", "\"g@x\"@example.net",
+        };
+        static const QueueRcptState states[] = {
+                QUEUE_RCPT_DEFERRED, QUEUE_RCPT_DEFERRED, QUEUE_RCPT_DEFERRED, QUEUE_RCPT_PENDING,
+                QUEUE_RCPT_DEFERRED, QUEUE_RCPT_DEFERRED,
+        };
+        /* next attempt expected after: nothing, "example.net", "example.net" with subdomains */
+        static const bool due[3][6] = {
+                { false, false, false, true, false, false },
+                { true, false, false, true, false, true },
+                { true, true, false, true, false, true },
+        };
+        QueueRecipient r[6] = {}, held = { .address = (char *) "h@example.net",
+                                           .state = QUEUE_RCPT_DEFERRED, .next_attempt_usec = 1ULL << 50 };
+        QueueMessage m, h;
+        size_t count = 99;
+
+        for (size_t i = 0; i < ELEMENTSOF(r); i++)
+                r[i] = (QueueRecipient) { .address = (char *) addrs[i], .state = states[i],
+                                          .next_attempt_usec = states[i] == QUEUE_RCPT_PENDING ? 0 : 1ULL << 50 };
+        make_message(&m, 1);
+        CHECK_INT(queue_insert_message(q, &m, r, ELEMENTSOF(r), "hello", 5), 0);
+        make_message(&h, 2);
+        h.hold = true;
+        CHECK_INT(queue_insert_message(q, &h, &held, 1, "hello", 5), 0);
+
+        CHECK_INT(queue_requeue_site(q, "", false, &count), -EINVAL);
+        for (size_t pass = 0; pass < 3; pass++) {
+                if (pass > 0) {
+                        CHECK_INT(queue_requeue_site(q, "EXAMPLE.net", pass == 2, &count), 0);
+                        CHECK_INT(count, pass == 1 ? 2 : 1);
+                }
+                QueueMessage l = {};
+                QueueRecipient *lr = NULL;
+                size_t n = 0;
+                CHECK_INT(queue_load_message(q, m.queue_id, &l, &lr, &n), 0);
+                CHECK_INT(n, ELEMENTSOF(r));
+                for (size_t i = 0; i < n; i++)
+                        CHECK_INT(lr[i].next_attempt_usec == 0, due[pass][i]);
+                queue_message_done(&l);
+                queue_recipients_free(lr, n);
+        }
+        /* the held message's recipient waits for its release */
+        QueueMessage l = {};
+        QueueRecipient *lr = NULL;
+        size_t n = 0;
+        CHECK_INT(queue_load_message(q, h.queue_id, &l, &lr, &n), 0);
+        CHECK(lr[0].next_attempt_usec != 0);
+        queue_message_done(&l);
+        queue_recipients_free(lr, n);
+        CHECK_INT(queue_delete_message(q, m.queue_id), 0);
+        CHECK_INT(queue_delete_message(q, h.queue_id), 0);
+}
+
 int main(void) {
         Queue *q = NULL;
 
@@ -491,6 +550,7 @@ int main(void) {
         test_scan_cursor(q);
         test_scan_sparse(q);
         test_scan_finished(q);
+        test_requeue_site(q);
         q = queue_close(q);
         return 0;
 }

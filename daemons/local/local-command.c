@@ -304,22 +304,6 @@ char *local_command_path(const char *program) {
         return NULL;
 }
 
-/* Appends item (taken over; NULL: out of memory) to the NULL-terminated list *l. */
-static int list_push(char ***l, char *item) {
-        size_t n = 0;
-        while (*l && (*l)[n])
-                n++;
-        char **nl = item ? realloc(*l, (n + 2) * sizeof(char *)) : NULL;
-        if (!nl) {
-                free(item);
-                return -ENOMEM;
-        }
-        nl[n] = item;
-        nl[n + 1] = NULL;
-        *l = nl;
-        return 0;
-}
-
 /* Appends the blank-separated words of text to *l. */
 static int list_push_words(char ***l, const char *text) {
         for (const char *p = text;;) {
@@ -327,7 +311,7 @@ static int list_push_words(char ***l, const char *text) {
                 if (!*p)
                         return 0;
                 size_t n = strcspn(p, " \t");
-                if (list_push(l, strndup(p, n)) < 0)
+                if (strv_consume(l, strndup(p, n)) < 0)
                         return -ENOMEM;
                 p += n;
         }
@@ -342,7 +326,7 @@ char **local_command_argv(const char *shell, const char *command) {
 
         if (plain) {
                 if (list_push_words(&argv, isempty(shell) ? command : shell) < 0 ||
-                    (!isempty(shell) && list_push(&argv, strdup(command)) < 0))
+                    (!isempty(shell) && strv_consume(&argv, strdup(command)) < 0))
                         return NULL;
         }
         if (argv && argv[0]) {
@@ -357,8 +341,8 @@ char **local_command_argv(const char *shell, const char *command) {
         }
         /* Shell syntax, a shell built-in, or a program that is not found: the shell decides. */
         argv = strv_free(argv);
-        if (list_push(&argv, strdup("/bin/sh")) < 0 || list_push(&argv, strdup("-c")) < 0 ||
-            list_push(&argv, strdup(command)) < 0)
+        if (strv_consume(&argv, strdup("/bin/sh")) < 0 || strv_consume(&argv, strdup("-c")) < 0 ||
+            strv_consume(&argv, strdup(command)) < 0)
                 return NULL;
         return TAKE_PTR(argv);
 }
@@ -373,7 +357,7 @@ static int env_add(char ***env, const char *name, const char *value, bool option
                 return -ENOMEM;
         for (char *c = e + strlen(name) + 1; *(c += strspn(c, strempty(filter))); c++)
                 *c = '_';
-        return list_push(env, e);
+        return strv_consume(env, e);
 }
 
 /* Postfix's environment for the command of t (see the top of this file). */
@@ -407,7 +391,7 @@ static char **command_environment(const LocalSettings *s, const Target *t, const
             env_add(&env, "CLIENT_HELO", m ? m->helo : NULL, true, f) < 0 ||
             env_add(&env, "CLIENT_PROTOCOL", m ? m->protocol : NULL, true, f) < 0 ||
             env_add(&env, "SASL_USERNAME", m ? m->sasl_user : NULL, true, f) < 0 ||
-            list_push(&env, strdup("PATH=" LOCAL_COMMAND_PATH)) < 0)
+            strv_consume(&env, strdup("PATH=" LOCAL_COMMAND_PATH)) < 0)
                 return NULL;
         return TAKE_PTR(env);
 }

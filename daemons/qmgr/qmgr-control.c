@@ -259,6 +259,11 @@ static int all_start(Qmgr *q, IpcConn *c, const char *verb) {
         return 0;
 }
 
+/* requeue of one message, for anyone's flush of it (sendmail -qI, postqueue -i). */
+int qmgr_requeue(Qmgr *q, const char *queue_id) {
+        return act(q, "requeue", queue_id);
+}
+
 void qmgr_control_done(Qmgr *q) {
         while (q->control_all)
                 all_free(q->control_all);

@@ -37,9 +37,11 @@
 #include "qmgr.h"
 
 /* The daemon behind a transport, for messages ("postern-%s"): the virtual transport and
- * master.cf's pipe(8) transports are postern-local's other sockets. */
+ * master.cf's pipe(8) transports are postern-local's other sockets, master.cf's smtp and lmtp
+ * transports postern-smtp's. */
 static const char *agent_daemon(Qmgr *q, const char *transport) {
-        return streq(transport, "virtual") || qmgr_sched_limits(&q->s, transport)->pipe ? "local" : transport;
+        const char *agent = qmgr_sched_agent(&q->s, transport);
+        return streq(agent, "virtual") || streq(agent, "pipe") ? "local" : agent;
 }
 
 /* SMTP deliveries may take the sum of the smtp_*_timeout settings; qmgr waits longer. */
@@ -644,8 +646,8 @@ static int job_request(Qmgr *q, QmgrJob *j, IpcRecord *req) {
             (r = ipc_record_add(req, "nexthop", j->nexthop)) < 0 ||
             (r = ipc_record_addf(req, "count", "%zu", total)) < 0)
                 return r;
-        /* A master.cf pipe(8) transport: postern-local's pipe socket needs its name. */
-        if (qmgr_sched_limits(&q->s, j->transport)->pipe &&
+        /* A master.cf pipe, smtp or lmtp transport: the agent needs its name. */
+        if (qmgr_sched_limits(&q->s, j->transport)->agent &&
             (r = ipc_record_add(req, "transport", j->transport)) < 0)
                 return r;
         i0 = 0;
@@ -742,10 +744,9 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j) {
         _cleanup_free_ char *path = NULL;
         bool local = streq(j->transport, "local");
         int r = job_request(q, j, &req);
-        /* "relay" is postern-smtp under another name (Postfix's master.cf: relay ... smtp); a
-         * master.cf pipe(8) transport is postern-local's pipe socket. */
-        const char *agent = streq(j->transport, "relay") ? "smtp" :
-                            qmgr_sched_limits(&q->s, j->transport)->pipe ? "pipe" : j->transport;
+        /* "relay" is postern-smtp under another name (Postfix's master.cf: relay ... smtp), as
+         * are master.cf's smtp and lmtp transports; a pipe(8) one is postern-local's pipe socket. */
+        const char *agent = qmgr_sched_agent(&q->s, j->transport);
         if (r >= 0 && !local && asprintf(&path, "%s/%s", q->s.socket_directory, agent) < 0) {
                 path = NULL;
                 r = -ENOMEM;

@@ -1,7 +1,8 @@
 /* qmgr-dsn.c — what qmgr does to a delivery agent's result before recording it, and the DSN
  * settings.
  *
- * qmgr_dsn_filter() applies <transport>_delivery_status_filter (smtp, lmtp, local; any other
+ * qmgr_dsn_filter() applies <transport>_delivery_status_filter (smtp — also for relay and
+ * master.cf smtp transports —, lmtp — also for master.cf lmtp transports —, local; any other
  * transport uses default_delivery_status_filter) to one result: the lookup key is
  * "d.d.d text" (status and diagnostic), and a found value "d.d.d text" replaces both. As in
  * Postfix a filter may turn 4.x.x into 5.x.x and back, or rewrite a success's text, but never
@@ -60,9 +61,11 @@ static size_t status_length(const char *s) {
 }
 
 static TableList *filter_for(const QmgrSettings *s, const char *transport) {
-        if (streq(transport, "smtp") || streq(transport, "relay"))
-                return s->status_filter_smtp;   /* relay is an smtp client too */
-        if (streq(transport, "lmtp"))
+        /* relay and master.cf smtp/lmtp transports are smtp and lmtp clients too */
+        const char *agent = qmgr_sched_agent(s, transport);
+        if (streq(agent, "smtp"))
+                return s->status_filter_smtp;
+        if (streq(agent, "lmtp"))
                 return s->status_filter_lmtp;
         if (streq(transport, "local"))
                 return s->status_filter_local;

@@ -12,9 +12,9 @@
  *   default                                     $default_transport
  *
  * For relay and default routes the next hop is $relayhost, or the recipient domain when
- * relayhost is empty. Address literals ("[192.0.2.1]") are local only for numeric
- * $inet_interfaces and $proxy_interfaces (Postfix also uses the addresses of every interface for
- * "all").
+ * relayhost is empty. Address literals ("[192.0.2.1]") are local when they name one of this host's
+ * addresses ($inet_interfaces and $proxy_interfaces; "all" means every interface's:
+ * common/mail/host-addresses.c).
  *
  * relocated_maps (looked up as relocated(5) says: user@domain, user for local domains and
  * $myorigin, @domain, each also without the recipient_delimiter extension) bounces the recipient
@@ -26,8 +26,11 @@
  * not empty. Transports: "local", "smtp", "relay" (delivered by postern-smtp, as in Postfix's stock
  * master.cf, with its own relay_* scheduler limits), "lmtp", "error" (bounce with the text),
  * "retry" (defer with the text, Postfix's retry(8)) and "discard" (delivered, nothing sent); a
- * pipe(8) transport of master.cf goes to postern-local's "pipe" socket (qmgr-deliver.c); any
- * other name (e.g. "virtual") is sent to the agent socket of that name. A table that fails
+ * pipe(8) transport of master.cf goes to postern-local's "pipe" socket and an smtp or lmtp one
+ * to postern-smtp's socket of that protocol, with transport=<name> (qmgr_sched_agent()); a
+ * master.cf local, virtual, error or discard entry is routed as that built-in transport
+ * (qmgr_route_transport() below); any other name (e.g. "virtual") is sent to the agent socket
+ * of that name. A table that fails
  * defers the recipient (4.3.0) rather than guess. A randmap:{...} among transport_maps picks one
  * of its values at random (load balancing).
  *
@@ -87,12 +90,19 @@ void qmgr_route_fields_done(QmgrSettings *s) {
 void qmgr_route_settings_done(QmgrSettings *s) {
         qmgr_route_fields_done(s);
         addr_classes_done(&s->classes);
+        qmgr_sched_settings_done(&s->sched);
         *s = (QmgrSettings) {};
 }
 
+/* What `posternctl route` needs: the routing fields, the address classes and the master.cf
+ * transports (a master.cf that cannot be used is left out, as qmgr does; posternctl check says
+ * why). */
 int qmgr_route_settings_load(QmgrSettings *s, Conf *c, char **ret_reason) {
+        _cleanup_free_ char *merr = NULL;
         int r = qmgr_route_fields_load(s, c);
         if (r < 0)
+                return r;
+        if ((r = qmgr_sched_settings_load_master(&s->sched, c, &merr)) < 0)
                 return r;
         return addr_classes_load(&s->classes, c, NULL, ret_reason);
 }
@@ -237,9 +247,9 @@ static int sender_lookup(TableList *maps, const char *what, const char *sender, 
         return 1;
 }
 
-/* Picks transport and next hop for a recipient (see the top of the file); <0 on a table error. */
-int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const char *address,
-                         char **ret_transport, char **ret_nexthop) {
+/* Picks transport and next hop for a recipient before master.cf has its say; <0 on a table error. */
+static int route_choose(const QmgrSettings *s, const QueueMessage *msg, const char *address,
+                        char **ret_transport, char **ret_nexthop) {
         const char *sender = msg ? msg->sender : NULL;
         const char *filter = msg ? msg->filter : NULL;
         if (!isempty(filter) && strchr(filter, ':') && strchr(filter, ':')[1] != '\0') {
@@ -336,6 +346,33 @@ int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const c
                         free(t);
                         t = TAKE_PTR(ft);
                 }
+        }
+        *ret_transport = TAKE_PTR(t);
+        *ret_nexthop = TAKE_PTR(n);
+        return 0;
+}
+
+/* Picks transport and next hop for a recipient (see the top of the file); <0 on a table error.
+ * A master.cf transport whose command is local, virtual, error or discard becomes that
+ * transport (error(8) named "retry" defers); one whose command Postern does not have becomes a
+ * 4.3.5 deferral naming the entry. */
+int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const char *address,
+                         char **ret_transport, char **ret_nexthop) {
+        _cleanup_free_ char *t = NULL, *n = NULL;
+        int r = route_choose(s, msg, address, &t, &n);
+        if (r < 0)
+                return r;
+        const QmgrTransportLimits *tl = qmgr_sched_limits(s, t);
+        const char *as = tl->builtin ? tl->builtin : tl->unavailable ? "retry" : NULL;
+        if (as && !streq(as, t)) {
+                free(t);
+                if (!(t = strdup(as)))
+                        return -ENOMEM;
+        }
+        if (tl->unavailable) {
+                free(n);
+                if (!(n = strdup(tl->unavailable)))
+                        return -ENOMEM;
         }
         *ret_transport = TAKE_PTR(t);
         *ret_nexthop = TAKE_PTR(n);

@@ -232,6 +232,12 @@ void qmgr_scan_flush(Qmgr *q) {
         qmgr_schedule_scan(q, 0);
 }
 
+/* Recipients behind the cursor became due (flush of one site or message): a pass from the start. */
+void qmgr_scan_restart(Qmgr *q) {
+        q->scan_cursor = QUEUE_SCAN_CURSOR_START;
+        qmgr_schedule_scan(q, 0);
+}
+
 static int on_scan_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Qmgr *q = userdata;
         q->last_scan_mono = usec;

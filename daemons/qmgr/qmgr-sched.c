@@ -24,7 +24,13 @@
  *
  * qmgr_sched_dispatch() visits the destinations that have waiting jobs in a ring, starting one
  * job per destination per round, so a saturated or slow destination never holds back others; <transport>_process_limit
- * (default_process_limit) caps the requests in flight per transport (local included). */
+ * (default_process_limit) caps the requests in flight per transport (local included).
+ *
+ * The settings (qmgr_sched_settings_load()) also say what each unix entry of master.cf is:
+ * pipe, smtp and lmtp entries are sent to that agent socket (qmgr_sched_agent()) with their
+ * maxproc as process limit; local, virtual, error and discard entries are routed as that built-in
+ * transport, and an entry whose command Postern does not have is unavailable (4.3.5);
+ * qmgr-route.c applies the last two. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -223,15 +229,46 @@ static void collect_transport(const char *name, const char *raw, void *userdata)
 
 /* Frees what qmgr_sched_settings_load() allocated. */
 void qmgr_sched_settings_done(QmgrSchedSettings *s) {
-        for (size_t i = 0; i < s->n; i++)
+        for (size_t i = 0; i < s->n; i++) {
                 free(s->t[i].name);
+                free(s->t[i].unavailable);
+        }
         free(s->t);
         *s = (QmgrSchedSettings) {};
 }
 
-/* Reads the per-transport scheduling parameters into s (replacing its contents). The pipe
- * transports of master.cf (m, may be empty) are known transports: their maxproc column is their
- * process limit unless <transport>_process_limit says otherwise. */
+/* How a master.cf unix entry is delivered (see QmgrTransportLimits); <0 on no memory. */
+static int master_entry_route(QmgrTransportLimits *t, const MasterEntry *e) {
+        static const char *const agents[] = { "pipe", "smtp", "lmtp" };
+        for (size_t i = 0; i < ELEMENTSOF(agents); i++)
+                if (streq(e->command, agents[i]))
+                        t->agent = agents[i];
+        t->pipe = streq(e->command, "pipe");
+        if (streq(e->command, "local") || streq(e->command, "virtual") || streq(e->command, "discard"))
+                t->builtin = streq(e->command, "local") ? "local" : streq(e->command, "virtual") ? "virtual" : "discard";
+        else if (streq(e->command, "error"))
+                /* error(8): bounces, or defers when its service name is "retry" */
+                t->builtin = streq(e->service, "retry") ? "retry" : "error";
+        else if (e->kind == MASTER_UNKNOWN &&
+                 asprintf(&t->unavailable, "4.3.5 mail transport unavailable: master.cf entry %s (line %u) "
+                          "runs \"%s\", which is not a delivery agent Postern has", e->service, e->line,
+                          e->command) < 0) {
+                t->unavailable = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* A unix entry of master.cf that mail can be routed to: a transport, or a command Postern
+ * does not have (its mail is deferred rather than sent to a socket that is not there). */
+static bool master_routable(const MasterEntry *e) {
+        return streq(e->type, "unix") && (e->kind == MASTER_TRANSPORT || e->kind == MASTER_UNKNOWN);
+}
+
+/* Reads the per-transport scheduling parameters into s (replacing its contents). The unix
+ * entries of master.cf (m, may be empty) are known transports (master_entry_route()); the
+ * maxproc column of a pipe, smtp or lmtp entry is its process limit unless
+ * <transport>_process_limit says otherwise. */
 int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
         NameList l = {};
         QmgrSchedSettings n = {};
@@ -241,7 +278,7 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
                 name_add(&l, known[i], strlen(known[i]));
         for (size_t i = 0; i < m->n; i++)
-                if (m->entries[i].kind == MASTER_TRANSPORT && streq(m->entries[i].command, "pipe"))
+                if (master_routable(&m->entries[i]))
                         name_add(&l, m->entries[i].service, strlen(m->entries[i].service));
         conf_foreach_explicit(c, collect_transport, &l);
         if (!l.error && !(n.t = calloc(l.n, sizeof(QmgrTransportLimits))))
@@ -250,14 +287,19 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
                 if (!l.error) {
                         n.t[i].name = TAKE_PTR(l.names[i]);
                         limits_read(&n.t[i], c, &n.dflt);
-                        const MasterEntry *e = master_cf_transport(m, n.t[i].name);
-                        if (e && streq(e->command, "pipe")) {
+                        const MasterEntry *e = NULL;
+                        for (size_t k = 0; k < m->n && !e; k++)
+                                if (master_routable(&m->entries[k]) && streq(m->entries[k].service, n.t[i].name))
+                                        e = &m->entries[k];
+                        n.n++;
+                        if (e && master_entry_route(&n.t[i], e) < 0)
+                                l.error = -ENOMEM;
+                        if (e && n.t[i].agent) {
                                 _cleanup_free_ char *pl = NULL;
-                                n.t[i].pipe = true;
-                                if (e->maxproc > 0 && !setting(c, n.t[i].name, master_param_suffixes[MASTER_PARAM_PROCESS_LIMIT], NULL, &pl))
+                                if (e->maxproc > 0 && !setting(c, n.t[i].name,
+                                                               master_param_suffixes[MASTER_PARAM_PROCESS_LIMIT], NULL, &pl))
                                         n.t[i].process_limit = (size_t) e->maxproc;
                         }
-                        n.n++;
                 }
                 free(l.names[i]);
         }
@@ -271,12 +313,33 @@ int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m) {
         return 0;
 }
 
+/* qmgr_sched_settings_load() with $config_directory/master.cf: a master.cf that cannot be read
+ * or parsed gives *ret_error (caller frees and reports it) and its transports are not used. */
+int qmgr_sched_settings_load_master(QmgrSchedSettings *s, Conf *c, char **ret_error) {
+        MasterCf master = {};
+        _cleanup_free_ char *path = NULL;
+        *ret_error = NULL;
+        if (asprintf(&path, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
+                return log_oom();
+        int r = master_cf_load(path, &master, ret_error);
+        if (r < 0 && r != -ENOENT && !*ret_error && asprintf(ret_error, "%s: %s", path, strerror(-r)) < 0)
+                *ret_error = NULL;
+        r = qmgr_sched_settings_load(s, c, &master);
+        master_cf_done(&master);
+        return r;
+}
+
 /* The limits for a transport (the defaults for one not named in the configuration). */
 const QmgrTransportLimits *qmgr_sched_limits(const QmgrSettings *s, const char *transport) {
         for (size_t i = 0; i < s->sched.n; i++)
                 if (streq(s->sched.t[i].name, transport))
                         return &s->sched.t[i];
         return &s->sched.dflt;
+}
+
+const char *qmgr_sched_agent(const QmgrSettings *s, const char *transport) {
+        const char *a = qmgr_sched_limits(s, transport)->agent;
+        return a ? a : streq(transport, "relay") ? "smtp" : transport;
 }
 
 /* --- the window --- */

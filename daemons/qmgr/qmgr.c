@@ -3,7 +3,9 @@
  * Runs as a role of common/daemon (daemon-role.h: Type=notify, watchdog, SIGHUP reload). Serves the "qmgr"
  * socket with the attribute protocol:
  *   request=wakeup   new mail was committed: scan soon (many wake-ups make one scan)
- *   request=flush    retry every deferred recipient now (anyone: sendmail -q, posternctl flush)
+ *   request=flush [site=<domain>|queue_id=<id>]   retry deferred recipients now: all, those at one
+ *                    domain, or one message's (anyone: sendmail -q/-qR/-qI, posternctl flush,
+ *                    ETRN through postern-smtpd; qmgr-flush.c)
  *   request=hold|release|delete|requeue queue_id=<id>|ALL   (qmgr-control.c, for posternctl;
  *                    root and mail_owner only, by the peer's SO_PEERCRED uid)
  * Without a "qmgr" socket (run by hand) it works from its timer alone. The socket is world-writable
@@ -105,16 +107,11 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                 log_warning("mail_owner %s: %s; only root may hold, release, delete or requeue mail",
                             n.mail_owner, errno ? strerror(errno) : "no such user");
 
-        /* The transports an existing master.cf defines (pipe(8) entries go to postern-local). */
-        MasterCf master = {};
-        _cleanup_free_ char *mpath = NULL, *merr = NULL;
-        if (asprintf(&mpath, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
-                return log_oom();
-        r = master_cf_load(mpath, &master, &merr);
-        if (r < 0 && r != -ENOENT)
-                log_error("%s; its transports are not used", merr ? merr : strerror(-r));
-        r = qmgr_sched_settings_load(&n.sched, c, &master);   /* per-transport scheduling limits */
-        master_cf_done(&master);
+        /* Per-transport scheduling limits, and the transports an existing master.cf defines. */
+        _cleanup_free_ char *merr = NULL;
+        r = qmgr_sched_settings_load_master(&n.sched, c, &merr);
+        if (merr)
+                log_error("%s; its transports are not used", merr);
         if (r < 0)
                 return r;
         if ((r = qmgr_dsn_settings_load(&n, c)) < 0)
@@ -165,19 +162,7 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
         if (verb && streq(verb, "wakeup")) {
                 qmgr_schedule_scan(q, 0);
         } else if (verb && streq(verb, "flush")) {
-                uid_t uid;
-                unsigned dropped;
-                /* Anyone may ask: rate-limited, so a loop of flushes cannot drown the journal. */
-                bool log = ipc_log_limit_allow(&q->flush_log, now_usec(CLOCK_MONOTONIC), &dropped);
-                if (log && ipc_conn_peer_uid(c, &uid) >= 0)
-                        log_info("flush requested by uid %u: retrying every deferred recipient%s",
-                                 (unsigned) uid, dropped ? " (and more requests not logged)" : "");
-                else if (log)
-                        log_info("flush requested: retrying every deferred recipient");
-                size_t revived = qmgr_sched_revive_all(q);
-                if (revived > 0 && log)
-                        log_info("flush: %zu suspended destination(s) may be tried again", revived);
-                qmgr_scan_flush(q);
+                return qmgr_flush(q, c, req) < 0 ? -ECONNRESET : 0;
         } else if (verb && (streq(verb, "hold") || streq(verb, "release") || streq(verb, "delete") ||
                             streq(verb, "requeue"))) {
                 return qmgr_control(q, c, verb, req) < 0 ? -ECONNRESET : 0;

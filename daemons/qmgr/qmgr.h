@@ -78,6 +78,12 @@ typedef struct QmgrFeedback {
 typedef struct QmgrTransportLimits {
         char *name;
         bool pipe;                     /* a master.cf pipe(8) entry: postern-local's "pipe" socket */
+        const char *agent;             /* a master.cf pipe, smtp or lmtp entry: the agent socket
+                                        * ("pipe", "smtp", "lmtp"; static), sent transport=<name> */
+        const char *builtin;           /* a master.cf local, virtual, error or discard entry: the
+                                        * transport that delivers it ("local", "retry", ...; static) */
+        char *unavailable;             /* a master.cf unix entry whose command Postern does not have:
+                                        * the 4.3.5 text its mail is deferred with */
         size_t dest_concurrency;       /* <transport>_destination_concurrency_limit */
         size_t rcpt_limit;             /* <transport>_destination_recipient_limit */
         size_t process_limit;          /* <transport>_process_limit */
@@ -265,6 +271,9 @@ void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec);
 void qmgr_schedule_scan_at(Qmgr *q, usec_t realtime_usec);
 /* A flush: a pass from the oldest message that treats every deferred recipient as due. */
 void qmgr_scan_flush(Qmgr *q);
+/* Starts the next pass from the oldest message (recipients made due behind the cursor, by a
+ * flush of one destination or message, are found by it). */
+void qmgr_scan_restart(Qmgr *q);
 /* Creates the scan and checkpoint timers and schedules the first scan (with the sweep). */
 int qmgr_scan_setup(Qmgr *q);
 /* The active message with this queue id, or NULL. */
@@ -303,10 +312,15 @@ void qmgr_job_free(QmgrJob *j);
 /* qmgr-sched.c */
 /* Reads the per-transport scheduling parameters into s (replacing its contents). */
 int qmgr_sched_settings_load(QmgrSchedSettings *s, Conf *c, const MasterCf *m);
+/* The same with $config_directory/master.cf; *ret_error (caller frees) when it could not be used. */
+int qmgr_sched_settings_load_master(QmgrSchedSettings *s, Conf *c, char **ret_error);
 /* Frees what qmgr_sched_settings_load() allocated. */
 void qmgr_sched_settings_done(QmgrSchedSettings *s);
 /* The limits for a transport (the defaults for one not named in the configuration). */
 const QmgrTransportLimits *qmgr_sched_limits(const QmgrSettings *s, const char *transport);
+/* The agent socket a transport's requests go to: "smtp" for relay and master.cf smtp entries,
+ * "lmtp" and "pipe" for master.cf lmtp and pipe entries, else the transport's own name. */
+const char *qmgr_sched_agent(const QmgrSettings *s, const char *transport);
 /* Parses a feedback value ("1", "0.5", "1/4", "1/concurrency"); -EINVAL when invalid. */
 int qmgr_feedback_parse(const char *text, QmgrFeedback *ret);
 
@@ -364,10 +378,16 @@ void qmgr_dsn_note_result(Qmgr *q, QueueRecipient *rc, const QmgrResult *res);
  * delay_warning_time has passed since arrival (its own transaction). */
 void qmgr_delay_warning(Qmgr *q, QmgrMessage *m);
 
+/* qmgr-flush.c */
+/* request=flush [site=DOMAIN | queue_id=ID], from anyone; replies on c. */
+int qmgr_flush(Qmgr *q, IpcConn *c, const IpcRecord *req);
+
 /* qmgr-control.c */
 /* Runs an administrative verb (hold, release, delete, requeue) for a peer that is root or
  * mail_owner, or answers "permission denied"; replies on c. */
 int qmgr_control(Qmgr *q, IpcConn *c, const char *verb, const IpcRecord *req);
+/* Makes one message's deferred recipients due now (posternctl requeue ID, sendmail -qI). */
+int qmgr_requeue(Qmgr *q, const char *queue_id);
 /* Stops the ALL passes under way (shutdown): what they committed stays, their peers get no reply. */
 void qmgr_control_done(Qmgr *q);
 

@@ -2,7 +2,8 @@
  * (qmgr_route_transport): local, virtual alias (bounced), virtual mailbox (virtual_transport,
  * next hop the domain), relay, default; relocated_maps bounces in every class and is not
  * overridden by transport_maps; transport_maps still overrides the class's transport; relayhost
- * applies to relay and default routes only; a table that fails is an error. */
+ * applies to relay and default routes only; master.cf error, discard and unknown entries; a table
+ * that fails is an error. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,6 +89,29 @@ int main(void) {
         check(&s, "bob@mbox.test", "smtp", "[127.0.0.1]:2525");
         check(&s, "bob@alias.test", "error", "5.1.1 User unknown in virtual alias table");
         check(&s, "moved@mbox.test", "error", "5.1.6 User has moved to new@elsewhere.test");
+        settings_done(&s);
+
+        /* master.cf transports: error and discard entries become those transports, "retry"
+         * defers, an unknown command is a 4.3.5 deferral; smtp entries keep their name */
+        settings(&s, "inline:{ { a.test = bouncer:5.7.1 go away }, { b.test = retry:4.4.0 later }, "
+                     "{ c.test = trash: }, { d.test = policy: }, { e.test = smtp-amavis:[127.0.0.1]:10024 } }", "");
+        MasterCf m = {};
+        _cleanup_free_ char *merr = NULL;
+        Conf *c = NULL;
+        CHECK_INT(conf_new(&c), 0);
+        CHECK_INT(master_cf_parse("bouncer unix - - n - - error\nretry unix - - n - - error\n"
+                                  "trash unix - - n - - discard\npolicy unix - n n - 0 spawn\n"
+                                  "smtp-amavis unix - - n - 2 smtp\n", "master.cf", &m, &merr), 0);
+        CHECK_INT(qmgr_sched_settings_load(&s.sched, c, &m), 0);
+        check(&s, "x@a.test", "error", "5.7.1 go away");
+        check(&s, "x@b.test", "retry", "4.4.0 later");
+        check(&s, "x@c.test", "discard", "c.test");
+        check(&s, "x@d.test", "retry", "4.3.5 mail transport unavailable: master.cf entry policy (line 4) runs "
+                                       "\"spawn\", which is not a delivery agent Postern has");
+        check(&s, "x@e.test", "smtp-amavis", "[127.0.0.1]:10024");
+        qmgr_sched_settings_done(&s.sched);
+        master_cf_done(&m);
+        conf_free(c);
         settings_done(&s);
 
         /* a table that fails: an error, never a route */

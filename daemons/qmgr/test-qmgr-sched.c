@@ -125,7 +125,12 @@ static void test_settings(void) {
         _cleanup_free_ char *err = NULL;
         CHECK(master_cf_parse("dovecot unix - n n - 5 pipe flags=DRhu user=vmail argv=/bin/true\n"
                               "filter unix - n n - 7 pipe user=nobody argv=/bin/cat\n"
-                              "smtp-amavis unix - - n - 2 smtp\n", "master.cf", &m, &err) == 0);
+                              "smtp-amavis unix - - n - 2 smtp\n"
+                              "dovecot-lmtp unix - - n - 6 lmtp\n"
+                              "retry unix - - n - - error\n"
+                              "bouncer unix - - n - - error\n"
+                              "trash unix - - n - - discard\n"
+                              "policy unix - n n - 0 spawn user=nobody argv=/bin/true\n", "master.cf", &m, &err) == 0);
         QmgrSettings s = {};
         CHECK(qmgr_sched_settings_load(&s.sched, c, &m) == 0);
         master_cf_done(&m);
@@ -136,6 +141,21 @@ static void test_settings(void) {
         CHECK_INT(dovecot->process_limit, 5);
         CHECK_INT(qmgr_sched_limits(&s, "filter")->process_limit, 3);   /* main.cf wins */
         CHECK(!qmgr_sched_limits(&s, "smtp-amavis")->pipe);
+        /* smtp and lmtp entries: postern-smtp's sockets, maxproc as their process limit */
+        CHECK_STR(qmgr_sched_agent(&s, "smtp-amavis"), "smtp");
+        CHECK_INT(qmgr_sched_limits(&s, "smtp-amavis")->process_limit, 2);
+        CHECK_STR(qmgr_sched_agent(&s, "dovecot-lmtp"), "lmtp");
+        CHECK_INT(qmgr_sched_limits(&s, "dovecot-lmtp")->process_limit, 6);
+        CHECK_STR(qmgr_sched_agent(&s, "dovecot"), "pipe");
+        CHECK_STR(qmgr_sched_agent(&s, "relay"), "smtp");
+        CHECK_STR(qmgr_sched_agent(&s, "virtual"), "virtual");
+        /* error(8) bounces, or defers as "retry"; discard; an unknown command is unavailable */
+        CHECK_STR(qmgr_sched_limits(&s, "retry")->builtin, "retry");
+        CHECK_STR(qmgr_sched_limits(&s, "bouncer")->builtin, "error");
+        CHECK_STR(qmgr_sched_limits(&s, "trash")->builtin, "discard");
+        CHECK(qmgr_sched_limits(&s, "bouncer")->agent == NULL);
+        CHECK(strstr(qmgr_sched_limits(&s, "policy")->unavailable, "4.3.5 mail transport unavailable: "
+                     "master.cf entry policy (line 8) runs \"spawn\""));
         const QmgrTransportLimits *smtp = qmgr_sched_limits(&s, "smtp");
         CHECK_INT(smtp->dest_concurrency, 7);   /* $default_destination_concurrency_limit */
         CHECK_INT(smtp->rcpt_limit, 3);

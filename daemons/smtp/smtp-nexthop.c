@@ -12,9 +12,11 @@
  * smtp_dns_support_level: "enabled" (or empty, the default) as above; "disabled" makes no MX
  * lookups and resolves host names the system's way (getaddrinfo: /etc/hosts, then DNS per
  * nsswitch.conf), as Postfix's "native" lookups; "dnssec" is accepted and behaves as "enabled"
- * (Postern has no DANE, the only use Postfix makes of validated answers). smtp_mx_address_limit
+ * (Postern has no DANE, the only use Postfix makes of validated answers); an empty level with
+ * disable_dns_lookups = yes means "disabled". smtp_mx_address_limit
  * caps the addresses an MX lookup yields (0: no limit). LMTP next hops follow
- * lmtp_dns_support_level. */
+ * lmtp_dns_support_level. These come from the delivery's settings (a master.cf transport's may
+ * differ); $myhostname, $inet_interfaces and the LMTP socket directory are process-wide. */
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -36,37 +38,37 @@ int smtp_resolve_init(sd_event *e) {
         return dns_resolver_new(e, 0, 0, &resolver);
 }
 
-/* What each side (SMTP, LMTP) resolves with: smtp_resolve_configure() sets it. */
+/* What a delivery resolves with: its settings' port, DNS use and MX address limit (a copy, so
+ * that a reload during a lookup changes nothing under it). */
 typedef struct ResolveSide {
         unsigned port;               /* smtp_tcp_port / lmtp_tcp_port: a next hop without one */
         bool dns_enabled;            /* *_dns_support_level != disabled */
         unsigned mx_address_limit;   /* smtp_mx_address_limit, 0 = none (LMTP has no MX lookups) */
 } ResolveSide;
-static ResolveSide sides[2] = { { .port = 25, .dns_enabled = true }, { .port = 24, .dns_enabled = true } };
 
-/* Reads <prefix>_dns_support_level and smtp_mx_address_limit into s (a bad level: -EINVAL,
- * logged); smtp_resolve_configure() applies them. */
-int smtp_resolve_load(Conf *c, const char *prefix, SmtpSettings *s) {
-        const char *level = strempty(smtp_conf_get(c, prefix, "dns_support_level"));
+/* Reads <prefix>_dns_support_level (disable_dns_lookups = yes when it is empty) and
+ * smtp_mx_address_limit into s (a bad level: -EINVAL, logged). */
+int smtp_resolve_load(Conf *c, SmtpSettings *s) {
+        const char *prefix = s->prefix;
+        const char *level = strempty(smtp_conf_get(c, s, "dns_support_level"));
         if (!isempty(level) && !streq(level, "enabled") && !streq(level, "disabled") && !streq(level, "dnssec")) {
                 log_error("%s_dns_support_level = %s: expected disabled, enabled or dnssec (or empty)", prefix, level);
                 return -EINVAL;
         }
-        s->dns_enabled = !streq(level, "disabled");
-        s->mx_address_limit = streq(prefix, "smtp") ? (unsigned) smtp_conf_int(c, prefix, "mx_address_limit") : 0;
+        /* Postfix: the older disable_dns_lookups counts only while the level is not set. */
+        s->dns_enabled = isempty(level) ? !smtp_conf_global_bool(c, s, "disable_dns_lookups") :
+                         !streq(level, "disabled");
+        s->mx_address_limit = streq(prefix, "smtp") ? (unsigned) smtp_conf_int(c, s, "mx_address_limit") : 0;
         return 0;
 }
 static char self_name[256];          /* $myhostname */
 static char lmtp_socket_dir[sizeof(((struct sockaddr_un *) NULL)->sun_path)]; /* postern_lmtp_socket_directory */
 static char self_addrs[1024];        /* numeric entries of $inet_interfaces, space-separated */
 
-/* Each side's port and DNS settings, $myhostname and $inet_interfaces (our own addresses for
- * loop detection). */
+/* $myhostname and $inet_interfaces (our own addresses for loop detection) and the base of
+ * relative LMTP socket paths: process-wide, from the plain smtp and lmtp sides. */
 void smtp_resolve_configure(const SmtpSettings *smtp, const SmtpSettings *lmtp) {
         const char *myhostname = smtp->myhostname, *inet_interfaces = smtp->inet_interfaces;
-        sides[0] = (ResolveSide) { .port = smtp->tcp_port ? smtp->tcp_port : 25, .dns_enabled = smtp->dns_enabled,
-                                   .mx_address_limit = smtp->mx_address_limit };
-        sides[1] = (ResolveSide) { .port = lmtp->tcp_port ? lmtp->tcp_port : 24, .dns_enabled = lmtp->dns_enabled };
         snprintf(self_name, sizeof(self_name), "%s", strempty(myhostname));
         snprintf(lmtp_socket_dir, sizeof(lmtp_socket_dir), "%s", strempty(lmtp->lmtp_socket_directory));
         self_addrs[0] = '\0';
@@ -185,7 +187,7 @@ typedef struct Lookup {
         bool tempfail;
         unsigned pending;
         bool mx;                     /* the hosts came from an MX lookup (or its A fallback) */
-        const ResolveSide *side;
+        ResolveSide side;
 } Lookup;
 
 typedef struct AddrQuery {
@@ -235,8 +237,8 @@ done_self:
         for (size_t i = 0; i < l->n_hosts; i++)
                 for (size_t k = 0; k < l->n_found[i]; k++)
                         t[n++] = l->found[i][k];
-        if (l->mx && l->side->mx_address_limit > 0 && n > l->side->mx_address_limit)
-                n = l->side->mx_address_limit;
+        if (l->mx && l->side.mx_address_limit > 0 && n > l->side.mx_address_limit)
+                n = l->side.mx_address_limit;
         SmtpResolveHandler h = l->handler;
         void *u = l->userdata;
         lookup_free(l);
@@ -288,8 +290,8 @@ static void on_addr(DnsQuery *q, const DnsResult *res, void *userdata) {
 /* Asks A and AAAA for every host of l. */
 static void lookup_addresses(Lookup *l) {
         static const int dns_types[] = { DNS_TYPE_A, DNS_TYPE_AAAA }, native[] = { DNS_TYPE_HOST };
-        const int *types = l->side->dns_enabled ? dns_types : native;
-        size_t n_types = l->side->dns_enabled ? ELEMENTSOF(dns_types) : ELEMENTSOF(native);
+        const int *types = l->side.dns_enabled ? dns_types : native;
+        size_t n_types = l->side.dns_enabled ? ELEMENTSOF(dns_types) : ELEMENTSOF(native);
         l->pending = 1;   /* held until every query is started */
         for (size_t i = 0; i < l->n_hosts; i++)
                 for (size_t k = 0; k < n_types; k++) {
@@ -385,7 +387,7 @@ static int resolve_name(const ResolveSide *side, const char *host, unsigned port
         l->handler = handler;
         l->userdata = userdata;
         l->port = port;
-        l->side = side;
+        l->side = *side;
         if (dns_name_to_alabel(host, l->domain, sizeof(l->domain)) < 0)
                 snprintf(l->domain, sizeof(l->domain), "%s", host);
         l->mx = mx;
@@ -404,10 +406,14 @@ static int resolve_name(const ResolveSide *side, const char *host, unsigned port
 }
 
 /* Turns a next hop into addresses (see the top of the file). */
-int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
+int smtp_resolve(sd_event *e, const char *nexthop, const SmtpSettings *s, SmtpResolveHandler handler,
                  void *userdata) {
         char host[256];
-        const ResolveSide *side = &sides[lmtp ? 1 : 0];
+        bool lmtp = streq(s->prefix, "lmtp");
+        const ResolveSide side_copy = { .port = s->tcp_port ? s->tcp_port : lmtp ? 24 : 25,
+                                        .dns_enabled = s->dns_enabled,
+                                        .mx_address_limit = lmtp ? 0 : s->mx_address_limit };
+        const ResolveSide *side = &side_copy;
         unsigned port = side->port;
         bool literal;
         const char *hp = nexthop;
@@ -429,7 +435,7 @@ int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler
 
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
         struct addrinfo *res = NULL;
-        char portstr[8];
+        char portstr[16];
         int r;
         snprintf(portstr, sizeof(portstr), "%u", port);
         if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res) {

@@ -23,7 +23,9 @@
  * cache key includes the TLS level so a plaintext connection never carries a "verify" delivery.
  *
  * The smtp_* names above are those of the SMTP side; an LMTP session reads the same settings
- * from the lmtp_* twins (cfg(): its side of Smtp.side[]). */
+ * from the lmtp_* twins, and a session for a master.cf transport reads that transport's variant
+ * (cfg(): smtp_settings() by side and transport; smtp-settings.c). The cache key names the
+ * transport, so a connection opened with one transport's settings never carries another's mail. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -72,6 +74,7 @@ struct SmtpSession {
         char relay[400];
         char *key;                   /* "smtp:<nexthop>" / "lmtp:<nexthop>" */
         bool lmtp;
+        char *transport;             /* the deliveries' master.cf transport, or NULL */
         SessionState state;
         StrBuf in, out;
         SmtpReply reply;
@@ -102,7 +105,7 @@ struct SmtpSession {
 
 /* The settings of the session's side (smtp_* or lmtp_*). */
 static SmtpSettings *cfg(const SmtpSession *s) {
-        return smtp_settings(s->smtp, s->lmtp);
+        return smtp_settings(s->smtp, s->lmtp, s->transport);
 }
 
 /* The next hop as TLS policy, names and SNI see it: an LMTP "inet:host:port" without "inet:". */
@@ -143,6 +146,7 @@ static void session_free(SmtpSession *s) {
         free(s->cmds);
         free(s->accepted);
         free(s->key);
+        free(s->transport);
         s->smtp->n_sessions--;
         free(s);
 }
@@ -224,7 +228,7 @@ static void said(SmtpSession *s, bool accepted_only, const char *in_reply_to) {
  * smtp_mx_session_limit transactions were started (sessions that never got that far, refused
  * connections and greetings, do not count, as in Postfix). */
 static bool more_servers(const SmtpDelivery *d) {
-        unsigned limit = smtp_settings(d->smtp, d->lmtp)->mx_session_limit;
+        unsigned limit = smtp_settings(d->smtp, d->lmtp, d->transport)->mx_session_limit;
         return d->next_target < d->n_targets && (limit == 0 || d->sessions < limit);
 }
 
@@ -1078,10 +1082,11 @@ static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* The cache key: transport, next hop and TLS level (a plaintext connection must not carry a
- * delivery that requires TLS, nor a merely encrypted one a "verify" delivery). */
+/* The cache key: side, master.cf transport, next hop and TLS level (a plaintext connection must
+ * not carry a delivery that requires TLS, nor a merely encrypted one a "verify" delivery). */
 static int session_key(const SmtpDelivery *d, char **ret) {
-        if (asprintf(ret, "%s:%s:%s", d->lmtp ? "lmtp" : "smtp", d->nexthop, smtp_tls_level_name(d->tls.level)) < 0) {
+        if (asprintf(ret, "%s:%s:%s:%s", d->lmtp ? "lmtp" : "smtp", strempty(d->transport), d->nexthop,
+                     smtp_tls_level_name(d->tls.level)) < 0) {
                 *ret = NULL;
                 return -ENOMEM;
         }
@@ -1100,6 +1105,10 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
         s->fd = -1;
         s->target = *t;
         s->lmtp = d->lmtp;
+        if (d->transport && !(s->transport = strdup(d->transport))) {
+                session_free(s);
+                return -ENOMEM;
+        }
         s->created = now_usec(CLOCK_MONOTONIC);
         s->state = ST_CONNECT;
         smtp_target_relay(t, s->relay, sizeof(s->relay));
@@ -1153,7 +1162,7 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
 void smtp_session_start(SmtpDelivery *d) {
         d->provisional = false;   /* set again by the transaction (or EHLO) that may defer softly */
         Smtp *smtp = d->smtp;
-        SmtpTls *tls = smtp_settings(smtp, d->lmtp)->tls;
+        SmtpTls *tls = smtp_settings(smtp, d->lmtp, d->transport)->tls;
         _cleanup_free_ char *key = NULL;
 
         if (!d->tls_loaded) {

@@ -67,12 +67,13 @@ SmtpTls *smtp_tls_free(SmtpTls *t) {
         return NULL;
 }
 
-static TlsClient *client_new(Conf *c, const char *prefix, const char *protocols_param, const char *ciphers_param) {
-        const char *grade = smtp_conf_get(c, prefix, ciphers_param);
+static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_param, const char *ciphers_param) {
+        const char *prefix = s->prefix;
+        const char *grade = smtp_conf_get(c, s, ciphers_param);
         TlsClientConfig cfg = {
-                .ca_file = smtp_conf_get(c, prefix, "tls_CAfile"),
-                .ca_path = smtp_conf_get(c, prefix, "tls_CApath"),
-                .protocols = smtp_conf_get(c, prefix, protocols_param),
+                .ca_file = smtp_conf_get(c, s, "tls_CAfile"),
+                .ca_path = smtp_conf_get(c, s, "tls_CApath"),
+                .protocols = smtp_conf_get(c, s, protocols_param),
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
         };
         _cleanup_free_ char *why = NULL;
@@ -88,22 +89,23 @@ static TlsClient *client_new(Conf *c, const char *prefix, const char *protocols_
         return cl;
 }
 
-int smtp_tls_load(Conf *c, const char *prefix, SmtpTls **ret) {
+int smtp_tls_load(Conf *c, SmtpSettings *s, SmtpTls **ret) {
+        const char *prefix = s->prefix;
         SmtpTls *t = calloc(1, sizeof(SmtpTls));
-        const char *level = smtp_conf_get(c, prefix, "tls_security_level");
+        const char *level = smtp_conf_get(c, s, "tls_security_level");
 
         if (!t)
                 return log_oom();
         if (level_parse(level, &t->level) < 0)
                 log_warning("%s_tls_security_level = %s is not supported; using none", prefix, level);
-        t->wrappermode = smtp_conf_bool(c, prefix, "tls_wrappermode");
-        t->note_starttls_offer = smtp_conf_bool(c, prefix, "tls_note_starttls_offer");
-        t->loglevel = (int) smtp_conf_int(c, prefix, "tls_loglevel");
-        t->timeout = smtp_conf_usec(c, prefix, "starttls_timeout");
-        t->servername = strdup(strempty(smtp_conf_get(c, prefix, "tls_servername")));
-        t->verify_match = smtp_conf_list(c, prefix, "tls_verify_cert_match");
-        t->secure_match = smtp_conf_list(c, prefix, "tls_secure_cert_match");
-        t->policy_maps_spec = strdup(strempty(smtp_conf_get(c, prefix, "tls_policy_maps")));
+        t->wrappermode = smtp_conf_bool(c, s, "tls_wrappermode");
+        t->note_starttls_offer = smtp_conf_bool(c, s, "tls_note_starttls_offer");
+        t->loglevel = (int) smtp_conf_int(c, s, "tls_loglevel");
+        t->timeout = smtp_conf_usec(c, s, "starttls_timeout");
+        t->servername = strdup(strempty(smtp_conf_get(c, s, "tls_servername")));
+        t->verify_match = smtp_conf_list(c, s, "tls_verify_cert_match");
+        t->secure_match = smtp_conf_list(c, s, "tls_secure_cert_match");
+        t->policy_maps_spec = strdup(strempty(smtp_conf_get(c, s, "tls_policy_maps")));
         if (!t->servername || !t->verify_match || !t->secure_match || !t->policy_maps_spec) {
                 smtp_tls_free(t);
                 return log_oom();
@@ -116,8 +118,8 @@ int smtp_tls_load(Conf *c, const char *prefix, SmtpTls **ret) {
         }
         /* Credentials only when some TLS can happen (a table may ask for it at any level). */
         if (t->level != SMTP_TLS_NONE || t->policy_maps || t->wrappermode) {
-                t->opportunistic = client_new(c, prefix, "tls_protocols", "tls_ciphers");
-                t->mandatory = client_new(c, prefix, "tls_mandatory_protocols", "tls_mandatory_ciphers");
+                t->opportunistic = client_new(c, s, "tls_protocols", "tls_ciphers");
+                t->mandatory = client_new(c, s, "tls_mandatory_protocols", "tls_mandatory_ciphers");
         }
         *ret = t;
         return 0;

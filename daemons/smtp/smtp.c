@@ -8,12 +8,11 @@
  * "<id>: to=<...>, relay=host[addr]:port, delay=..., delays=a/b/c/d, dsn=..., status=..." line
  * for each recipient. Everything runs in one sd-event loop; many deliveries at once.
  *
- * Parameters: myhostname, queue_directory, smtp_helo_name, smtp_bind_address, the smtp_*_timeout
- * family, smtp_connection_cache_time_limit, smtp_connection_reuse_time_limit and
- * smtp_connection_reuse_count_limit; smtp_tls_* in smtp-tls.c. Deliveries on the lmtp socket use
- * the lmtp_* twins instead (lmtp_lhlo_name, lmtp_lhlo_timeout for the HELO ones), loaded by the
- * same code with the other prefix (Smtp.side[1]). Runs as a role of common/daemon
- * (daemon-role.h); SIGHUP reloads both sides, all but queue_directory, a restart parameter. */
+ * Settings are loaded by smtp-settings.c: the smtp_* side, the lmtp_* side for deliveries on the
+ * lmtp socket, and the variant of a master.cf transport a request names (transport=) with that
+ * entry's -o overrides; a variant made unavailable by an invalid -o defers its mail with 4.3.5.
+ * Runs as a role of common/daemon (daemon-role.h); SIGHUP reloads everything but
+ * queue_directory, a restart parameter. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -28,123 +27,19 @@
 #include "mail/delay.h"
 #include "smtp.h"
 
-static void settings_done(SmtpSettings *s) {
-        free(s->queue_directory);
-        free(s->myhostname);
-        free(s->helo_name);
-        free(s->bind_address);
-        free(s->inet_interfaces);
-        free(s->lmtp_socket_directory);
-        smtp_tls_free(s->tls);
-        *s = (SmtpSettings) {};
+/* Smtp.cfg: both sides and the master.cf variants, as the role's settings (daemon-role.h). */
+static void config_done(void *p) {
+        smtp_config_done(p);
 }
 
-/* A side's parameter name: "<prefix>_<name>". */
-const char *smtp_conf_name(char *buf, size_t size, const char *prefix, const char *name) {
-        snprintf(buf, size, "%s_%s", prefix, name);
-        return buf;
-}
-
-const char *smtp_conf_get(Conf *c, const char *prefix, const char *name) {
-        char p[128];
-        return conf_get(c, smtp_conf_name(p, sizeof(p), prefix, name));
-}
-
-long long smtp_conf_int(Conf *c, const char *prefix, const char *name) {
-        char p[128];
-        return conf_get_int(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name));
-}
-
-bool smtp_conf_bool(Conf *c, const char *prefix, const char *name) {
-        char p[128];
-        return conf_get_bool(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name));
-}
-
-usec_t smtp_conf_usec(Conf *c, const char *prefix, const char *name) {
-        char p[128];
-        return (usec_t) conf_get_time(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name)) * USEC_PER_SEC;
-}
-
-char **smtp_conf_list(Conf *c, const char *prefix, const char *name) {
-        char p[128];
-        return conf_get_list(c, NULL, smtp_conf_name(p, sizeof(p), prefix, name));
-}
-
-/* One side's settings: prefix "smtp" (smtp_*) or "lmtp" (lmtp_*, where HELO is LHLO). */
-static int settings_load(Conf *c, const char *prefix, SmtpSettings *ret) {
-        SmtpSettings n = { .prefix = prefix };
-        bool lmtp = streq(prefix, "lmtp");
-        const char *helo = smtp_conf_get(c, prefix, lmtp ? "lhlo_name" : "helo_name");
-        n.queue_directory = strdup(strempty(conf_get(c, "queue_directory")));
-        n.myhostname = strdup(strempty(conf_get(c, "myhostname")));
-        n.helo_name = strdup(isempty(helo) ? strempty(conf_get(c, "myhostname")) : helo);
-        n.bind_address = strdup(strempty(smtp_conf_get(c, prefix, "bind_address")));
-        n.inet_interfaces = strdup(strempty(conf_get(c, "inet_interfaces")));
-        n.lmtp_socket_directory = strdup(strempty(conf_get(c, "postern_lmtp_socket_directory")));
-        if (!n.queue_directory || !n.myhostname || !n.helo_name || !n.bind_address || !n.inet_interfaces ||
-            !n.lmtp_socket_directory) {
-                settings_done(&n);
-                return log_oom();
-        }
-        n.connect_timeout = smtp_conf_usec(c, prefix, "connect_timeout");
-        n.tcp_port = (unsigned) smtp_conf_int(c, prefix, "tcp_port");
-        n.helo_timeout = smtp_conf_usec(c, prefix, lmtp ? "lhlo_timeout" : "helo_timeout");
-        n.mail_timeout = smtp_conf_usec(c, prefix, "mail_timeout");
-        n.rcpt_timeout = smtp_conf_usec(c, prefix, "rcpt_timeout");
-        n.data_init_timeout = smtp_conf_usec(c, prefix, "data_init_timeout");
-        n.data_xfer_timeout = smtp_conf_usec(c, prefix, "data_xfer_timeout");
-        n.data_done_timeout = smtp_conf_usec(c, prefix, "data_done_timeout");
-        n.rset_timeout = smtp_conf_usec(c, prefix, "rset_timeout");
-        n.quit_timeout = smtp_conf_usec(c, prefix, "quit_timeout");
-        n.cache_time_limit = smtp_conf_usec(c, prefix, "connection_cache_time_limit");
-        n.reuse_time_limit = smtp_conf_usec(c, prefix, "connection_reuse_time_limit");
-        n.reuse_count_limit = (unsigned) smtp_conf_int(c, prefix, "connection_reuse_count_limit");
-        n.mx_session_limit = (unsigned) smtp_conf_int(c, prefix, "mx_session_limit");
-        const char *target = strempty(smtp_conf_get(c, prefix, "address_verify_target"));
-        if (!streq(target, "rcpt") && !streq(target, "data")) {
-                log_error("%s_address_verify_target = %s: expected rcpt or data", prefix, target);
-                settings_done(&n);
-                return -EINVAL;
-        }
-        n.verify_target_data = streq(target, "data");
-        if (smtp_tls_load(c, prefix, &n.tls) < 0) {
-                settings_done(&n);
-                return -ENOMEM;
-        }
-        unsigned char ab[16];
-        if (!isempty(n.bind_address) && inet_pton(AF_INET, n.bind_address, ab) != 1 &&
-            inet_pton(AF_INET6, n.bind_address, ab) != 1) {
-                log_error("%s_bind_address = %s: not a numeric IPv4 or IPv6 address", prefix, n.bind_address);
-                settings_done(&n);
-                return -EINVAL;
-        }
-        int r = smtp_resolve_load(c, prefix, &n);
-        if (r < 0) {
-                settings_done(&n);
-                return r;
-        }
-        *ret = n;
-        return 0;
-}
-
-/* Smtp.side: both sides, as the role's settings (daemon-role.h). */
-static void sides_done(void *p) {
-        SmtpSettings *side = p;
-        settings_done(&side[0]);
-        settings_done(&side[1]);
-}
-
-/* Both sides from one configuration; nothing is returned unless both are valid. */
-static int sides_load(void *userdata, Conf *c, void *p) {
-        SmtpSettings *ret = p, n[2] = {};
-        int r = settings_load(c, "smtp", &n[0]);
-        if (r >= 0 && (r = settings_load(c, "lmtp", &n[1])) < 0)
-                settings_done(&n[0]);
-        if (r < 0)
-                return r;
-        ret[0] = n[0];
-        ret[1] = n[1];
-        return 0;
+static int config_load(void *userdata, Conf *c, void *p) {
+        _cleanup_strv_free_ char **warnings = NULL, **errors = NULL;
+        int r = smtp_config_load(c, p, &warnings, &errors);
+        for (char **w = warnings; w && *w; w++)
+                log_warning("%s", *w);
+        for (char **e = errors; e && *e; e++)
+                log_error("%s; mail for that transport is deferred", *e);
+        return r;
 }
 
 static void delivery_free(SmtpDelivery *d) {
@@ -161,6 +56,7 @@ static void delivery_free(SmtpDelivery *d) {
         free(d->targets);
         smtp_tls_policy_done(&d->tls);
         free(d->nexthop);
+        free(d->transport);
         free(d->content);
         if (d->have_msg)
                 queue_message_done(&d->msg);
@@ -340,9 +236,9 @@ static void on_resolved(const char *dsn, const char *diag, SmtpTarget *targets, 
 static int ensure_queue(Smtp *s) {
         if (s->queue)
                 return 0;
-        int r = queue_open(s->side[0].queue_directory, 0, &s->queue);
+        int r = queue_open(s->cfg.side[0].queue_directory, 0, &s->queue);
         if (r < 0)
-                log_error_errno(r, "Cannot open the queue in %s: %s", s->side[0].queue_directory,
+                log_error_errno(r, "Cannot open the queue in %s: %s", s->cfg.side[0].queue_directory,
                                 queue_open_error() ?: strerror(-r));
         return r;
 }
@@ -374,7 +270,8 @@ static int probe_start(SmtpDelivery *d, const IpcRecord *rec) {
                 return 0;
         }
         d->arrival = d->active = d->received;
-        int r = smtp_resolve(d->smtp->event, d->nexthop, d->lmtp, on_resolved, d);
+        int r = smtp_resolve(d->smtp->event, d->nexthop, smtp_settings(d->smtp, d->lmtp, d->transport),
+                             on_resolved, d);
         if (r < 0) {
                 smtp_all_result(d, false, "4.3.0", "cannot resolve %s: %s", d->nexthop, strerror(-r));
                 smtp_delivery_finish(d);
@@ -423,7 +320,9 @@ static int on_request(IpcConn *c, const IpcRecord *rec, Smtp *smtp, bool lmtp) {
         d->received = now_usec(CLOCK_REALTIME);
         d->nexthop = strdup(nexthop);
         d->rcpts = calloc((size_t) count, sizeof(SmtpRcpt));
-        if (!d->nexthop || !d->rcpts) {
+        const char *transport = ipc_record_get(rec, "transport");
+        d->transport = isempty(transport) ? NULL : strdup(transport);
+        if (!d->nexthop || !d->rcpts || (!isempty(transport) && !d->transport)) {
                 delivery_free(d);
                 return reply_error(c, "out of memory");
         }
@@ -524,7 +423,14 @@ static void delivery_begin(SmtpDelivery *d) {
                 d->arrival = d->msg.arrival_usec;
         d->eightbit = has_8bit(d->content, d->content_len);
 
-        r = smtp_resolve(smtp->event, d->nexthop, d->lmtp, on_resolved, d);
+        const SmtpSettings *st = smtp_settings(smtp, d->lmtp, d->transport);
+        if (st->unavailable) {
+                /* a master.cf transport whose -o overrides are invalid (logged at load) */
+                smtp_all_result(d, false, "4.3.5", "%s", st->unavailable);
+                smtp_delivery_finish(d);
+                return;
+        }
+        r = smtp_resolve(smtp->event, d->nexthop, st, on_resolved, d);
         if (r < 0) {
                 smtp_all_result(d, false, "4.3.0", "cannot resolve %s: %s", d->nexthop, strerror(-r));
                 smtp_delivery_finish(d);
@@ -542,7 +448,7 @@ static int on_request_lmtp(IpcConn *c, const IpcRecord *rec, void *userdata) {
 /* Reload: both sides' new settings are in place (queue_directory is a restart parameter). */
 static int apply(void *userdata, void *old) {
         Smtp *s = userdata;
-        smtp_resolve_configure(&s->side[0], &s->side[1]);
+        smtp_resolve_configure(&s->cfg.side[0], &s->cfg.side[1]);
         return 0;
 }
 
@@ -552,9 +458,9 @@ static int start(void *userdata, Daemon *dm) {
         int r = smtp_resolve_init(smtp->event);
         if (r < 0)
                 return log_error_errno(r, "Cannot start the DNS resolver: %m");
-        smtp_resolve_configure(&smtp->side[0], &smtp->side[1]);
-        smtp_memory_open(&smtp->memory, smtp->side[0].queue_directory);
-        if (queue_open(smtp->side[0].queue_directory, 0, &smtp->queue) < 0)
+        smtp_resolve_configure(&smtp->cfg.side[0], &smtp->cfg.side[1]);
+        smtp_memory_open(&smtp->memory, smtp->cfg.side[0].queue_directory);
+        if (queue_open(smtp->cfg.side[0].queue_directory, 0, &smtp->queue) < 0)
                 smtp->queue = NULL;   /* qmgr creates it; reopened lazily */
         return 0;
 }
@@ -581,7 +487,7 @@ static const DaemonRole role = {
                 {},
         },
         .restart_params = (const char *const[]) { "queue_directory", NULL },
-        DAEMON_ROLE_SETTINGS(Smtp, side, sides_load, sides_done),
+        DAEMON_ROLE_SETTINGS(Smtp, cfg, config_load, config_done),
         .start = start, .apply = apply, .stop = stop,
 };
 

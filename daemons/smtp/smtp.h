@@ -1,7 +1,9 @@
 /* smtp.h — postern-smtp's internal interface (Postfix's smtp(8) and lmtp(8) in one binary).
  *
- *   smtp.c          main(): settings, the "smtp" and "lmtp" IPC sockets, delivery requests,
+ *   smtp.c          main(): the "smtp" and "lmtp" IPC sockets, delivery requests,
  *                   per-recipient results and the to=<...> log lines
+ *   smtp-settings.c the smtp_* and lmtp_* settings, and one variant per master.cf smtp/lmtp
+ *                   transport with its -o overrides (also run by `posternctl check`)
  *   smtp-nexthop.c  a next hop ("[192.0.2.1]:25", "unix:/path", ...) to an ordered address list:
  *                   the plug where the DNS resolver (MX lookups) goes
  *   smtp-session.c  one outbound SMTP/LMTP connection: connect, EHLO/LHLO, MAIL/RCPT/DATA with
@@ -40,6 +42,11 @@
  * twins (the same names with "lmtp_", except lmtp_lhlo_name / lmtp_lhlo_timeout). */
 typedef struct SmtpSettings {
         const char *prefix;           /* "smtp" or "lmtp" (static) */
+        char *transport;              /* a master.cf transport's variant: its name; NULL: the side */
+        char *unavailable;            /* a variant whose -o is invalid: the 4.3.5 text its mail gets */
+        bool recording;               /* while a variant loads: note the parameters read in read */
+        bool record_error;
+        char **read;
         char *queue_directory;
         char *myhostname;
         char *helo_name;              /* smtp_helo_name / lmtp_lhlo_name */
@@ -77,16 +84,16 @@ typedef void (*SmtpResolveHandler)(const char *dsn, const char *diag, SmtpTarget
                                    size_t n, void *userdata);
 /* Turns a next hop into addresses. Asynchronous interface (today's numeric-only version answers
  * before it returns); MX lookups plug in here. Returns <0 only when handler was not called. */
-int smtp_resolve(sd_event *e, const char *nexthop, bool lmtp, SmtpResolveHandler handler,
+int smtp_resolve(sd_event *e, const char *nexthop, const SmtpSettings *s, SmtpResolveHandler handler,
                  void *userdata);
-/* Reads <prefix>_dns_support_level and <prefix>_mx_address_limit into s; <0 (logged) on a bad
- * value. Nothing changes until smtp_resolve_configure(). */
-int smtp_resolve_load(Conf *c, const char *prefix, SmtpSettings *s);
+/* Reads <prefix>_dns_support_level (disable_dns_lookups) and <prefix>_mx_address_limit into s;
+ * <0 (logged) on a bad value. */
+int smtp_resolve_load(Conf *c, SmtpSettings *s);
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
 void smtp_resolve_done(void);
-/* Each side's port, DNS settings and address limit, $myhostname and $inet_interfaces (to find
- * ourselves among MX hosts). */
+/* $myhostname and $inet_interfaces (to find ourselves among MX hosts) and
+ * postern_lmtp_socket_directory, from the plain sides. */
 void smtp_resolve_configure(const SmtpSettings *smtp, const SmtpSettings *lmtp);
 /* "host[addr]:port" or "host[path]" for logs and diagnostics. */
 void smtp_target_relay(const SmtpTarget *t, char *buf, size_t size);
@@ -127,6 +134,30 @@ typedef struct SmtpRcpt {
 typedef struct Smtp Smtp;
 typedef struct SmtpSession SmtpSession;
 
+/* smtp-settings.c */
+typedef struct SmtpConfig {
+        SmtpSettings side[2];         /* [0] smtp_*, [1] lmtp_* */
+        SmtpSettings *variants;       /* master.cf smtp/lmtp transports with -o overrides */
+        size_t n_variants;
+} SmtpConfig;
+/* Loads both sides and the master.cf variants; *warnings ("not supported: -o ...") and *errors
+ * (transports made unavailable) are NULL-terminated lists or NULL, for the caller to report.
+ * <0 (logged) only when a plain side is invalid or memory runs out. */
+int smtp_config_load(Conf *c, SmtpConfig *ret, char ***warnings, char ***errors);
+void smtp_config_done(SmtpConfig *cfg);
+void smtp_settings_done(SmtpSettings *s);
+SmtpSettings *smtp_config_settings(SmtpConfig *cfg, bool lmtp, const char *transport);
+/* A side's parameter "<prefix>_<name>" (name without the prefix) in s's transport context. */
+const char *smtp_conf_name(char *buf, size_t size, SmtpSettings *s, const char *name);
+const char *smtp_conf_get(Conf *c, SmtpSettings *s, const char *name);
+long long smtp_conf_int(Conf *c, SmtpSettings *s, const char *name);
+bool smtp_conf_bool(Conf *c, SmtpSettings *s, const char *name);
+usec_t smtp_conf_usec(Conf *c, SmtpSettings *s, const char *name);
+char **smtp_conf_list(Conf *c, SmtpSettings *s, const char *name);
+/* A parameter without the side's prefix (myhostname, disable_dns_lookups). */
+const char *smtp_conf_global(Conf *c, SmtpSettings *s, const char *name);
+bool smtp_conf_global_bool(Conf *c, SmtpSettings *s, const char *name);
+
 /* smtp-tls.c */
 typedef enum SmtpTlsLevel {
         SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT, SMTP_TLS_VERIFY, SMTP_TLS_SECURE,
@@ -142,7 +173,7 @@ typedef struct SmtpTlsPolicy {
 typedef struct SmtpTls SmtpTls;
 /* Reads the <prefix>_tls_* parameters ("smtp" or "lmtp": TLS credentials, policy tables).
  * Errors are logged. */
-int smtp_tls_load(Conf *c, const char *prefix, SmtpTls **ret);
+int smtp_tls_load(Conf *c, SmtpSettings *s, SmtpTls **ret);
 SmtpTls *smtp_tls_free(SmtpTls *t);
 /* The policy for a next hop: smtp_tls_policy_maps, else smtp_tls_security_level. On a failed
  * or invalid lookup returns <0 with *ret_dsn and a diagnostic in diag. */
@@ -170,6 +201,7 @@ typedef struct SmtpDelivery {
         Smtp *smtp;
         IpcConn *conn;
         bool lmtp;
+        char *transport;              /* transport= of the request (a master.cf transport), or NULL */
         char queue_id[QUEUE_ID_MAX];
         char *nexthop;
         QueueMessage msg;
@@ -208,7 +240,7 @@ typedef struct SmtpMemory {
 struct Smtp {
         sd_event *event;
         IpcServer *server[2];         /* the smtp-client and lmtp-client sockets (smtp.c) */
-        SmtpSettings side[2];         /* [0] smtp_*, [1] lmtp_* (smtp_settings()) */
+        SmtpConfig cfg;               /* the sides and master.cf variants (smtp_settings()) */
         Queue *queue;
         SmtpDelivery *deliveries;
         SmtpSession *idle;            /* cached connections, most recent first */
@@ -216,19 +248,12 @@ struct Smtp {
         size_t n_sessions;
 };
 
-/* The settings a delivery or session of that side uses. */
-static inline SmtpSettings *smtp_settings(Smtp *smtp, bool lmtp) {
-        return &smtp->side[lmtp ? 1 : 0];
+/* The settings a delivery or session of that side and transport uses. */
+static inline SmtpSettings *smtp_settings(Smtp *smtp, bool lmtp, const char *transport) {
+        return smtp_config_settings(&smtp->cfg, lmtp, transport);
 }
 
 /* smtp.c */
-/* A side's parameter: "<prefix>_<name>" (name without the prefix). */
-const char *smtp_conf_name(char *buf, size_t size, const char *prefix, const char *name);
-const char *smtp_conf_get(Conf *c, const char *prefix, const char *name);
-long long smtp_conf_int(Conf *c, const char *prefix, const char *name);
-bool smtp_conf_bool(Conf *c, const char *prefix, const char *name);
-usec_t smtp_conf_usec(Conf *c, const char *prefix, const char *name);
-char **smtp_conf_list(Conf *c, const char *prefix, const char *name);
 /* Records a result for recipient i unless it has one. */
 void smtp_rcpt_result(SmtpDelivery *d, size_t i, const char *dsn, const char *fmt, ...) _printf_(4, 5);
 /* Records a result for every recipient without one (accepted_only: only those accepted). */

@@ -91,6 +91,7 @@ static const char *stage_command(Session *s, CheckStage stage) {
         case STAGE_RCPT:    return "RCPT";
         case STAGE_DATA:    return "DATA";
         case STAGE_EOD:     return "END-OF-MESSAGE";
+        case STAGE_ETRN:    return "ETRN";
         }
         return "UNKNOWN";
 }

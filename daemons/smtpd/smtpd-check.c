@@ -31,6 +31,7 @@
 
 typedef enum ClassKind {
         CLASS_CLIENT, CLASS_HELO, CLASS_SENDER, CLASS_RELAY, CLASS_RECIPIENT, CLASS_DATA, CLASS_EOD,
+        CLASS_ETRN,
 } ClassKind;
 
 typedef enum Result { RES_DUNNO, RES_OK, RES_REJECT, RES_ASYNC } Result;
@@ -68,7 +69,7 @@ typedef struct SmtpdEval {
 static const char *const class_labels[] = {
         [CLASS_CLIENT] = "Client host", [CLASS_HELO] = "Helo command", [CLASS_SENDER] = "Sender address",
         [CLASS_RELAY] = "Recipient address", [CLASS_RECIPIENT] = "Recipient address",
-        [CLASS_DATA] = "Data command", [CLASS_EOD] = "End-of-data",
+        [CLASS_DATA] = "Data command", [CLASS_EOD] = "End-of-data", [CLASS_ETRN] = "Etrn command",
 };
 
 static const RestrictionList *class_list(const SmtpdSettings *st, ClassKind k) {
@@ -80,6 +81,7 @@ static const RestrictionList *class_list(const SmtpdSettings *st, ClassKind k) {
         case CLASS_RECIPIENT: return &st->recipient_restrictions;
         case CLASS_DATA:      return &st->data_restrictions;
         case CLASS_EOD:       return &st->end_of_data_restrictions;
+        case CLASS_ETRN:      return &st->etrn_restrictions;
         }
         return NULL;
 }
@@ -94,6 +96,7 @@ static const char *class_entity(SmtpdEval *e, ClassKind k) {
         case CLASS_RECIPIENT: return strempty(e->rcpt);
         case CLASS_DATA:      return "DATA";
         case CLASS_EOD:       return "END-OF-MESSAGE";
+        case CLASS_ETRN:      return strempty(e->rcpt);   /* the domain */
         }
         return "";
 }
@@ -682,6 +685,15 @@ static SmtpdEval *eval_new(Session *s, CheckStage stage, const char *rcpt) {
                 break;
         case STAGE_EOD:
                 e->classes[n++] = CLASS_EOD;
+                break;
+        case STAGE_ETRN:
+                /* As Postfix: the client and HELO restrictions delayed to RCPT apply here too. */
+                if (st->delay_reject) {
+                        e->classes[n++] = CLASS_CLIENT;
+                        if (s->client.helo)
+                                e->classes[n++] = CLASS_HELO;
+                }
+                e->classes[n++] = CLASS_ETRN;
                 break;
         }
         e->n_classes = n;

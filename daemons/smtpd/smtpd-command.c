@@ -111,11 +111,6 @@ static bool ehlo_vrfy_offered(Session *s) {
         return !s->settings->disable_vrfy;
 }
 
-static bool ehlo_never(Session *s) {
-        /* not offered (ETRN): listed so smtpd_discard_ehlo_keywords knows the name */
-        return false;
-}
-
 static bool ehlo_smtputf8_offered(Session *s) {
         return s->settings->smtputf8_enable;
 }
@@ -129,7 +124,7 @@ static const EhloKeyword ehlo_keywords[] = {
         { "PIPELINING", EHLO_PIPELINING, NULL, NULL },
         { "SIZE", EHLO_SIZE, NULL, ehlo_size_arg },
         { "VRFY", EHLO_VRFY, ehlo_vrfy_offered, NULL },
-        { "ETRN", EHLO_ETRN, ehlo_never, NULL },
+        { "ETRN", EHLO_ETRN, NULL, NULL },
         { "STARTTLS", EHLO_STARTTLS, smtpd_tls_offer, NULL },
         { "AUTH", EHLO_AUTH, smtpd_auth_ehlo_offered, smtpd_auth_ehlo_arg },
         { "AUTH=", EHLO_AUTH, smtpd_auth_ehlo_broken_offered, smtpd_auth_ehlo_broken_arg },
@@ -804,6 +799,12 @@ static bool cmd_not_implemented(Session *s, char *arg) {
         return false;
 }
 
+static bool cmd_etrn(Session *s, char *arg) {
+        if (ehlo_hidden(s, EHLO_ETRN))
+                return cmd_not_implemented(s, arg);
+        return smtpd_etrn_command(s, arg);
+}
+
 typedef struct CommandDef {
         const char *name;
         SmtpCmd id;
@@ -822,7 +823,7 @@ static const CommandDef commands[] = {
         { "QUIT", CMD_QUIT, cmd_quit, false },
         { "HELP", CMD_HELP, cmd_help, true },
         { "VRFY", CMD_VRFY, cmd_vrfy, true },
-        { "ETRN", CMD_ETRN, cmd_not_implemented, true },
+        { "ETRN", CMD_ETRN, cmd_etrn, true },
         { "STARTTLS", CMD_STARTTLS, smtpd_tls_starttls, false },
         { "AUTH", CMD_AUTH, smtpd_auth_command, false },
         { "BDAT", CMD_BDAT, bdat_command, false },

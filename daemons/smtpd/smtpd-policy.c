@@ -382,7 +382,8 @@ static char *build_request(const SmtpdClient *c, const SmtpdTransaction *t, cons
         attr(&b, "helo_name", c->helo);
         attr(&b, "queue_id", t->queue_id);
         attr(&b, "sender", t->sender);
-        attr(&b, "recipient", recipient);
+        bool etrn = streq(state, "ETRN");   /* the evaluator's "recipient" is then the domain */
+        attr(&b, "recipient", etrn ? "" : recipient);
         attr_num(&b, "recipient_count", t->n_rcpts);
         attr(&b, "client_address", c->addr);
         attr(&b, "client_name", c->name);
@@ -399,7 +400,7 @@ static char *build_request(const SmtpdClient *c, const SmtpdTransaction *t, cons
         attr(&b, "encryption_protocol", "");
         attr(&b, "encryption_cipher", "");
         attr(&b, "encryption_keysize", "0");
-        attr(&b, "etrn_domain", "");
+        attr(&b, "etrn_domain", etrn ? recipient : "");
         attr(&b, "stress", "");
         attr(&b, "server_address", c->server_addr);
         if (c->server_port)
@@ -423,6 +424,7 @@ static int request_start(const SmtpdClient *c, const SmtpdTransaction *t, const 
         static const char *const states[] = {
                 [STAGE_CONNECT] = "CONNECT", [STAGE_HELO] = "HELO", [STAGE_MAIL] = "MAIL",
                 [STAGE_RCPT] = "RCPT", [STAGE_DATA] = "DATA", [STAGE_EOD] = "END-OF-MESSAGE",
+                [STAGE_ETRN] = "ETRN",
         };
         const char *service = a->arg;
 

@@ -17,7 +17,7 @@
  * (smtpd-recipient.c): mydestination, virtual_alias_domains, virtual_mailbox_domains (exact,
  * case-insensitive) or relay_domains (also its subdomains: Postfix's
  * parent_domain_matches_subdomains default). Address literals ([127.0.0.1]) are local only for
- * numeric $inet_interfaces and $proxy_interfaces, so otherwise they are relayed only for
+ * this host's addresses ($inet_interfaces, $proxy_interfaces), so otherwise they are relayed only for
  * clients that may relay anyway. Routing syntax inside local parts (user%host, host!user,
  * "user@host") is never interpreted (allow_percent_hack, swap_bangpath and
  * resolve_dequoted_address in their safe settings): such addresses are local parts that fail the

@@ -19,9 +19,6 @@
  *   ID: warning: canonical entry for a@b is not one address: "x, y"; leaving the address unchanged
  * The settings come from smtpd-settings.c's rows (the maps, the booleans, the domains) plus
  * smtpd_rewrite_settings() here (classes, masquerading, clients, inet_interfaces). */
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <netdb.h>
 #include <strings.h>
 
 #include "smtpd.h"
@@ -31,101 +28,27 @@
 #include "mail/header-address.h"
 #include "queue/queue.h"
 
-/* Numeric address text in one spelling, so a client address and a list entry compare. */
-static int addr_normalise(const char *text, char *buf, size_t n) {
-        unsigned char bin[16];
-        if (inet_pton(AF_INET, text, bin) == 1)
-                return inet_ntop(AF_INET, bin, buf, n) ? 0 : -EINVAL;
-        if (inet_pton(AF_INET6, text, bin) == 1)
-                return inet_ntop(AF_INET6, bin, buf, n) ? 0 : -EINVAL;
-        return -EINVAL;
-}
+/* $inet_interfaces as addresses (host-addresses.h), for permit_inet_interfaces; entries that
+ * cannot be used are reported. */
+static int inet_addrs_load(Conf *c, const char *listener, SmtpdSettings *s) {
+        _cleanup_strv_free_ char **unsupported = NULL;
 
-static int strv_push(char ***v, size_t *n, const char *s) {
-        for (size_t i = 0; i < *n; i++)
-                if (streq((*v)[i], s))
-                        return 0;
-        char **nv = reallocarray(*v, *n + 2, sizeof(char *));
-        if (!nv)
-                return -ENOMEM;
-        *v = nv;
-        if (!(nv[*n] = strdup(s)))
-                return -ENOMEM;
-        nv[++*n] = NULL;
+        if (host_addresses_load(&s->inet_addrs, c, listener, false, &unsupported) < 0)
+                return log_oom();
+        if (s->inet_addrs.ifaddrs_error < 0)
+                log_warning_errno(s->inet_addrs.ifaddrs_error, "inet_interfaces = all: cannot list this host's "
+                                  "addresses: %m; only loopback counts as ours");
+        for (char **u = unsupported; u && *u; u++)
+                log_warning("not supported: inet_interfaces entry \"%s\" (host names are not resolved: only "
+                            "numeric addresses, all and loopback-only name this host's addresses, for "
+                            "permit_inet_interfaces clients and [address] literals)", *u);
         return 0;
 }
 
-/* $inet_interfaces as addresses: "all" is every address of this host now; "loopback-only" the
- * loopback ones; names that are not numeric cannot be used here and are reported. */
-static int inet_addrs_load(Conf *c, const char *listener, SmtpdSettings *s) {
-        _cleanup_strv_free_ char **list = conf_get_list(c, listener, "inet_interfaces");
-        char buf[INET6_ADDRSTRLEN];
-        size_t n = 0;
-        int r = 0;
-
-        if (!list || !(s->inet_addrs = calloc(1, sizeof(char *))))
-                return log_oom();
-        for (char **i = list; *i && r >= 0; i++) {
-                if (strcaseeq(*i, "all")) {
-                        struct ifaddrs *ifa = NULL;
-                        if (getifaddrs(&ifa) < 0) {
-                                log_warning_errno(-errno, "inet_interfaces = all: cannot list this host's "
-                                                  "addresses: %m; only loopback counts as ours");
-                                r = strv_push(&s->inet_addrs, &n, "127.0.0.1");
-                                if (r >= 0)
-                                        r = strv_push(&s->inet_addrs, &n, "::1");
-                                continue;
-                        }
-                        for (struct ifaddrs *a = ifa; a && r >= 0; a = a->ifa_next) {
-                                if (!a->ifa_addr || (a->ifa_addr->sa_family != AF_INET && a->ifa_addr->sa_family != AF_INET6))
-                                        continue;
-                                const void *bin = a->ifa_addr->sa_family == AF_INET ?
-                                        (const void *) &((struct sockaddr_in *) a->ifa_addr)->sin_addr :
-                                        (const void *) &((struct sockaddr_in6 *) a->ifa_addr)->sin6_addr;
-                                if (inet_ntop(a->ifa_addr->sa_family, bin, buf, sizeof(buf)))
-                                        r = strv_push(&s->inet_addrs, &n, buf);
-                        }
-                        freeifaddrs(ifa);
-                } else if (strcaseeq(*i, "loopback-only")) {
-                        r = strv_push(&s->inet_addrs, &n, "127.0.0.1");
-                        if (r >= 0)
-                                r = strv_push(&s->inet_addrs, &n, "::1");
-                } else if (addr_normalise(*i, buf, sizeof(buf)) >= 0)
-                        r = strv_push(&s->inet_addrs, &n, buf);
-                else
-                        log_warning("not supported: inet_interfaces entry \"%s\" (only numeric addresses, all and "
-                                    "loopback-only say which clients are local for local_header_rewrite_clients)", *i);
-        }
-        return r < 0 ? log_oom() : 0;
-}
-
-static bool inet_addr_is_ours(const SmtpdSettings *s, const char *addr) {
-        char buf[INET6_ADDRSTRLEN];
-        if (addr_normalise(addr, buf, sizeof(buf)) < 0)
-                return false;
-        for (char **a = s->inet_addrs; a && *a; a++)
-                if (streq(*a, buf))
-                        return true;
-        return false;
-}
-
-/* "[192.0.2.1]" or "[IPv6:...]" naming one of our addresses. */
-static bool literal_is_ours(const SmtpdSettings *s, const char *domain) {
-        size_t n = strlen(domain);
-        if (n < 3 || domain[0] != '[' || domain[n - 1] != ']')
-                return false;
-        _cleanup_free_ char *inner = strndup(domain + 1, n - 2);
-        if (!inner)
-                return false;
-        const char *a = startswith_no_case(inner, "IPv6:");
-        return inet_addr_is_ours(s, a ? a : inner);
-}
-
-/* resolve_local: $mydestination (the local address class, smtpd-recipient.c), $inet_interfaces. */
+/* resolve_local: $mydestination (the local address class, smtpd-recipient.c) or an [address]
+ * literal of this host's addresses ($inet_interfaces, $proxy_interfaces). */
 static int domain_local(const char *domain, void *userdata) {
         SmtpdSettings *s = userdata;
-        if (literal_is_ours(s, domain))
-                return 1;
         return addr_classes_local(&s->addr_classes, domain);
 }
 
@@ -221,8 +144,7 @@ void smtpd_rewrite_settings_done(SmtpdSettings *s) {
         addr_masquerade_done(&s->rewrite.masquerade);
         table_list_free(s->header_rewrite_maps);
         s->header_rewrite_maps = NULL;
-        strv_free(s->inet_addrs);
-        s->inet_addrs = NULL;
+        host_addresses_done(&s->inet_addrs);
 }
 
 int smtpd_rewrite_header_mode(Session *s) {
@@ -232,7 +154,7 @@ int smtpd_rewrite_header_mode(Session *s) {
 
         if (s->listener->kind == LISTENER_SUBMIT)
                 return REWRITE_HEADERS_LOCAL;
-        if ((w & REWRITE_CLIENTS_INET) && inet_addr_is_ours(set, s->client.addr))
+        if ((w & REWRITE_CLIENTS_INET) && host_addresses_has(&set->inet_addrs, s->client.addr))
                 return REWRITE_HEADERS_LOCAL;
         if ((w & REWRITE_CLIENTS_SASL) && s->client.sasl_username)
                 return REWRITE_HEADERS_LOCAL;

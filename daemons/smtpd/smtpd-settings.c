@@ -144,6 +144,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_restrictions_done(&s->recipient_restrictions);
         smtpd_restrictions_done(&s->data_restrictions);
         smtpd_restrictions_done(&s->end_of_data_restrictions);
+        smtpd_etrn_settings_done(s);
         smtpd_restriction_classes_free(s);
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
@@ -250,7 +251,8 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
                 return r;
 
         if ((r = smtpd_cleanup_settings(c, listener, s)) < 0 ||
-            (r = smtpd_rewrite_settings(c, listener, s)) < 0)
+            (r = smtpd_rewrite_settings(c, listener, s)) < 0 ||
+            (r = smtpd_etrn_settings(c, listener, s)) < 0)
                 return r;
         return smtpd_auth_settings(c, listener, s);
 }

@@ -20,9 +20,7 @@
  * "<id>: unreasonable virtual_alias_maps map nesting for <a> -- message not accepted, try again
  * later". Nothing is logged for a successful expansion (Postfix's cleanup does not either); the
  * delivery agents' to= lines carry orig_to=. */
-#include <arpa/inet.h>
 #include <ctype.h>
-#include <ifaddrs.h>
 #include <strings.h>
 
 #include "smtpd.h"
@@ -36,75 +34,6 @@
 static const char *const propagate_values[] = {
         "canonical", "virtual", "alias", "forward", "include", "generic", NULL,
 };
-
-/* Writes address s in the canonical text inet_ntop() gives; false when s is not an address. */
-static bool address_text(const char *s, char buf[static INET6_ADDRSTRLEN]) {
-        uint8_t a[16];
-        int family = strchr(s, ':') ? AF_INET6 : AF_INET;
-        return inet_pton(family, s, a) == 1 && inet_ntop(family, a, buf, INET6_ADDRSTRLEN);
-}
-
-static int own_add(char ***v, size_t *n, const char *addr) {
-        char *copy = strdup(addr);
-        char **nv = copy ? reallocarray(*v, *n + 2, sizeof(char *)) : NULL;
-        if (!nv) {
-                free(copy);
-                return -ENOMEM;
-        }
-        *v = nv;
-        nv[(*n)++] = copy;
-        nv[*n] = NULL;
-        return 0;
-}
-
-/* This host's addresses as Postfix's $inet_interfaces and $proxy_interfaces mean them: the
- * numeric entries, every interface address for "all", the loopback addresses for
- * "loopback-only". */
-static int own_addresses(Conf *c, const char *listener, char ***ret) {
-        _cleanup_strv_free_ char **inet = conf_get_list(c, listener, "inet_interfaces");
-        const char *proxy_value = conf_get_listener(c, listener, "proxy_interfaces");
-        _cleanup_strv_free_ char **proxy = conf_split_list(strempty(proxy_value));
-        char **v = NULL;
-        size_t n = 0;
-        int r = 0;
-
-        if (!inet || !proxy)
-                return -ENOMEM;
-        char **lists[] = { inet, proxy };
-        for (size_t l = 0; l < ELEMENTSOF(lists) && r >= 0; l++)
-                for (char **e = lists[l]; *e && r >= 0; e++) {
-                        if (streq(*e, "loopback-only")) {
-                                r = own_add(&v, &n, "127.0.0.1");
-                                if (r >= 0)
-                                        r = own_add(&v, &n, "::1");
-                        } else if (streq(*e, "all")) {
-                                struct ifaddrs *ifa = NULL;
-                                if (getifaddrs(&ifa) < 0)
-                                        continue;   /* the literal then only matches numeric entries */
-                                for (struct ifaddrs *i = ifa; i && r >= 0; i = i->ifa_next) {
-                                        char buf[INET6_ADDRSTRLEN];
-                                        int family = i->ifa_addr ? i->ifa_addr->sa_family : AF_UNSPEC;
-                                        const void *a = family == AF_INET ?
-                                                (const void *) &((struct sockaddr_in *) i->ifa_addr)->sin_addr :
-                                                family == AF_INET6 ?
-                                                (const void *) &((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr : NULL;
-                                        if (a && inet_ntop(family, a, buf, sizeof buf))
-                                                r = own_add(&v, &n, buf);
-                                }
-                                freeifaddrs(ifa);
-                        } else {
-                                char buf[INET6_ADDRSTRLEN];
-                                if (address_text(*e, buf))   /* a host name: nothing to compare */
-                                        r = own_add(&v, &n, buf);
-                        }
-                }
-        if (r < 0) {
-                strv_free(v);
-                return r;
-        }
-        *ret = v;
-        return 0;
-}
 
 int smtpd_virtual_settings(Conf *c, const char *listener, SmtpdSettings *settings) {
         SmtpdVirtualAlias *s = &settings->virtual_alias;
@@ -126,7 +55,8 @@ int smtpd_virtual_settings(Conf *c, const char *listener, SmtpdSettings *setting
                 }
                 s->propagate = s->propagate || strcaseeq(*p, "virtual");
         }
-        if ((r = own_addresses(c, listener, &s->own_addresses)) < 0)
+        /* Host names among them match no literal; smtpd-rewrite.c reports them. */
+        if ((r = host_addresses_load(&s->own_addresses, c, listener, true, NULL)) < 0)
                 return log_oom();
         r = domain_list_init(&s->mydestination, mydestination, false, &reason);
         if (r < 0)
@@ -153,7 +83,7 @@ void smtpd_virtual_settings_done(SmtpdSettings *settings) {
         SmtpdVirtualAlias *s = &settings->virtual_alias;
         table_list_free(s->maps);
         domain_list_done(&s->mydestination);
-        strv_free(s->own_addresses);
+        host_addresses_done(&s->own_addresses);
         *s = (SmtpdVirtualAlias) {};
 }
 
@@ -162,22 +92,7 @@ void smtpd_virtual_settings_done(SmtpdSettings *settings) {
 static int local_domain(const char *domain, void *userdata) {
         SmtpdVirtualAlias *s = userdata;
         int r = domain_list_match(&s->mydestination, domain);
-        if (r != 0 || domain[0] != '[')
-                return r;
-        const char *inner = startswith_no_case(domain + 1, "IPv6:") ?: domain + 1;
-        size_t n = strlen(inner);
-        if (n < 2 || inner[n - 1] != ']')
-                return 0;
-        _cleanup_free_ char *literal = strndup(inner, n - 1);
-        char addr[INET6_ADDRSTRLEN];
-        if (!literal)
-                return -ENOMEM;
-        if (!address_text(literal, addr))
-                return 0;
-        for (char **a = s->own_addresses; a && *a; a++)
-                if (streq(*a, addr))
-                        return 1;
-        return 0;
+        return r != 0 ? r : host_addresses_has_literal(&s->own_addresses, domain);
 }
 
 static void table_warning(const char *line, void *userdata) {

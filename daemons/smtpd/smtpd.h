@@ -51,6 +51,7 @@
 #include "mail/address.h"
 #include "mail/domain-list.h"
 #include "mail/header-checks.h"
+#include "mail/host-addresses.h"
 #include "mail/virtual-alias.h"
 #include "daemon/daemon.h"
 #include "dns/dns.h"
@@ -173,7 +174,7 @@ typedef struct SmtpdVirtualAlias {
         unsigned recursion_limit, expansion_limit, address_length_limit;
         bool propagate;                    /* propagate_unmatched_extensions lists "virtual" */
         DomainList mydestination;          /* "user" keys: $mydestination ... */
-        char **own_addresses;              /* ... and literals of $inet_interfaces, $proxy_interfaces */
+        HostAddresses own_addresses;       /* ... and literals of $inet_interfaces, $proxy_interfaces */
 } SmtpdVirtualAlias;
 
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
@@ -207,6 +208,10 @@ typedef struct SmtpdSettings {
         RestrictionList recipient_restrictions;
         RestrictionList data_restrictions;
         RestrictionList end_of_data_restrictions;
+        RestrictionList etrn_restrictions;  /* smtpd_etrn_restrictions (smtpd-etrn.c) */
+        DomainList fast_flush_domains;     /* ETRN is served for these (smtpd-etrn.c) */
+        int fast_flush_domains_error;      /* <0: the list did not build; ETRN answers 458 */
+        char *qmgr_socket;                 /* where ETRN's flush goes */
         RestrictionClass *classes;         /* smtpd_restriction_classes */
         size_t n_classes;
         bool delay_reject;
@@ -247,7 +252,7 @@ typedef struct SmtpdSettings {
         char *remote_header_rewrite_domain;
         unsigned header_rewrite_clients;   /* REWRITE_CLIENTS_* from local_header_rewrite_clients */
         TableList *header_rewrite_maps;    /* its check_address_map tables (client address), or NULL */
-        char **inet_addrs;                 /* $inet_interfaces as numeric addresses ("all": this host's) */
+        HostAddresses inet_addrs;          /* $inet_interfaces (permit_inet_interfaces clients) */
         bool smtputf8_enable;
         unsigned ehlo_discard;             /* EHLO_* bits from smtpd_discard_ehlo_keywords */
         TableList *ehlo_discard_maps;      /* smtpd_discard_ehlo_keyword_address_maps, or NULL */
@@ -633,9 +638,17 @@ void smtpd_policy_shutdown(void);
  * the greeting follows its end), 0 when the names are final now. */
 int smtpd_peername_start(Session *s);
 
+/* smtpd-etrn.c: ETRN (RFC 1985), handed to postern-qmgr as a flush of the domain. */
+/* Loads smtpd_etrn_restrictions, fast_flush_domains and the qmgr socket path (after the
+ * restriction classes are built); logs its own errors. */
+int smtpd_etrn_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_etrn_settings_done(SmtpdSettings *s);
+/* The ETRN command (not called when the keyword is hidden by smtpd_discard_ehlo_keywords). */
+bool smtpd_etrn_command(Session *s, char *arg);
+
 /* smtpd-check.c: the resumable restriction evaluator. */
 typedef enum CheckStage {
-        STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD,
+        STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA, STAGE_EOD, STAGE_ETRN,
 } CheckStage;
 
 /* Hooks: the checks of a client or a transaction behind one interface, so that the restriction

@@ -3,7 +3,9 @@ and stopped at teardown (never as services of the machine).
 
 Dovecot: `/usr/sbin/dovecot -F -c <dir>/dovecot.conf` with a passwd-file passdb, no IMAP/POP
 listeners (protocols empty), base_dir/state_dir/log in the temp dir and the auth client socket at
-`<dir>/auth-client` (`Dovecot.auth_path`). `extra_config` adds more (e.g. an LMTP service):
+`<dir>/auth-client` (`Dovecot.auth_path`); the userdb is static (any user the passdb knows, as
+nobody) or, with passwd_userdb=True, the same passwd-file. `extra_config` adds more (e.g. an LMTP
+service):
 
     def test_x(dovecot):                 # fixture in conftest.py: started, users alice/bob
         dovecot.auth_path                # for smtpd_sasl_path
@@ -12,8 +14,10 @@ listeners (protocols empty), base_dir/state_dir/log in the temp dir and the auth
         dovecot.log()                    # Dovecot's own log
 """
 
+import grp
 import os
 import pathlib
+import pwd
 import shutil
 import signal
 import subprocess
@@ -40,10 +44,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {dir}/passwd
 }}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={dir}/home
-}}
+{userdb}
 service auth {{
   unix_listener auth-client {{
     path = {dir}/auth-client
@@ -57,10 +58,25 @@ service anvil {{
 """
 
 
+STATIC_USERDB = """\
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={dir}/home
+}}"""
+
+# The users of the passwd-file are the userdb's too (their lines then carry nobody's uid and
+# gid and a home directory, as a passwd-file userdb needs).
+PASSWD_USERDB = """\
+userdb {{
+  driver = passwd-file
+  args = username_format=%n {dir}/passwd
+}}"""
+
+
 class Dovecot:
     """A private Dovecot instance (auth service only unless extra_config adds more)."""
 
-    def __init__(self, users=None, mechanisms="plain login", extra_config=""):
+    def __init__(self, users=None, mechanisms="plain login", extra_config="", passwd_userdb=False):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="postern-dovecot-", dir="/var/tmp"))
         os.chmod(self.dir, 0o755)   # Dovecot's unprivileged processes must reach their files
         self.users = dict(users or {"alice": "secret", "bob": "hunter2"})
@@ -69,10 +85,13 @@ class Dovecot:
         self.log_path = self.dir / "dovecot.log"
         self.proc = None
         passwd = self.dir / "passwd"
-        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self.users.items()))
+        ids = f":{pwd.getpwnam('nobody').pw_uid}:{grp.getgrnam('nogroup').gr_gid}::{self.dir}/home::" \
+            if passwd_userdb else ""
+        passwd.write_text("".join(f"{u}:{{PLAIN}}{p}{ids}\n" for u, p in self.users.items()))
         os.chmod(passwd, 0o644)
+        userdb = (PASSWD_USERDB if passwd_userdb else STATIC_USERDB).format(dir=self.dir)
         self.config_path.write_text(DOVECOT_CONF.format(
-            name=self.dir.name, dir=self.dir, mechanisms=mechanisms, extra=extra_config,
+            name=self.dir.name, dir=self.dir, mechanisms=mechanisms, extra=extra_config, userdb=userdb,
             internal_user="dovecot", login_user="dovenull"))
 
     def start(self, timeout=10):

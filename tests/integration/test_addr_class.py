@@ -279,9 +279,13 @@ def test_posternctl_check_names_class_tables(postern):
 
 
 def test_address_literals_of_own_addresses_are_local(postern):
-    # Numeric inet_interfaces / proxy_interfaces entries: [address] literals are local.
+    # Numeric inet_interfaces / proxy_interfaces entries and, for "all", every interface
+    # address (127.0.0.1 on the tests' loopback): [address] literals are local.
     start_relay(postern, inet_interfaces="all, 127.0.0.8", proxy_interfaces="192.0.2.25")
     with session(postern, source=OUTSIDE) as c:
+        assert c.cmd("RCPT TO:<ptest1@[127.0.0.1]>") == "250 2.1.5 Ok"
+        assert c.cmd("RCPT TO:<nosuchuser@[127.0.0.1]>") == \
+            UNKNOWN.format(code=550, addr="nosuchuser@[127.0.0.1]", table="local recipient")
         assert c.cmd("RCPT TO:<ptest1@[127.0.0.8]>") == "250 2.1.5 Ok"
         assert c.cmd("RCPT TO:<ptest1@[192.0.2.25]>") == "250 2.1.5 Ok"
         assert c.cmd("RCPT TO:<nosuchuser@[192.0.2.25]>") == \

@@ -18,13 +18,14 @@ msg = partial(mailtest.msg, to="alice@mail.example", subject="dovecot lmtp",
               body="Hello, Dovecot.\r\n.a dot-stuffed line\r\n")
 
 
-def start_dovecot_lmtp(ssl_config=None, users=None):
+def start_dovecot_lmtp(ssl_config=None, users=None, passwd_userdb=False):
     """A private Dovecot serving LMTP on a UNIX socket (d.lmtp_path) and on 127.0.0.1:d.lmtp_port,
     delivering into Maildirs under d.maildirs for users (default alice and bob); ssl_config (lines
-    replacing "ssl = no") lets it offer STARTTLS. Also used by test_lmtp_params.py and
-    test_mailbox_transport.py."""
+    replacing "ssl = no") lets it offer STARTTLS; passwd_userdb makes its passwd-file the userdb
+    too (peers.PASSWD_USERDB), so only the users listed there have mailboxes. Also used by
+    test_lmtp_params.py, test_mailbox_transport.py and test_virtual_dovecot.py."""
     port = free_port()
-    d = Dovecot(users=users, extra_config=LMTP_CONF_PLACEHOLDER)
+    d = Dovecot(users=users, extra_config=LMTP_CONF_PLACEHOLDER, passwd_userdb=passwd_userdb)
     conf = d.config_path.read_text().replace(LMTP_CONF_PLACEHOLDER, LMTP_CONF.format(dir=d.dir, port=port))
     conf = conf.replace("protocols =\n", "protocols = lmtp\n", 1)
     if ssl_config:

@@ -115,6 +115,23 @@ def test_local_relay_and_default_classes(postern):
     ]
 
 
+def test_address_literal_of_this_host_is_local(postern):
+    # inet_interfaces = all (the default): every interface address is this host's, so a literal
+    # of one is local (Postfix's resolve_local()); an address no interface has is not.
+    configure_routes(postern)
+    rc, out = route(postern, "ptest1@[127.0.0.1]")
+    assert rc == 0, out
+    assert "  RCPT TO check: known" in out.splitlines()
+    lines = block(out, "ptest1@[127.0.0.1]")
+    assert lines[0] == "  class: local ([127.0.0.1] is an address of this host: inet_interfaces, proxy_interfaces)"
+    assert "  transport: local, next hop: mx.example.com" in lines
+    rc, out = route(postern, "ptest1@[192.0.2.99]")
+    assert block(out, "ptest1@[192.0.2.99]")[0] == "  class: default ([192.0.2.99] is in no class list)"
+    configure_routes(postern, inet_interfaces="127.0.0.8")
+    rc, out = route(postern, "ptest1@[127.0.0.1]")
+    assert block(out, "ptest1@[127.0.0.1]")[0] == "  class: default ([127.0.0.1] is in no class list)"
+
+
 def test_unknown_recipients_would_be_rejected(postern):
     configure_routes(postern)
     rc, out = route(postern, "nobody@vmail.example")

@@ -367,7 +367,7 @@ def ehlo_keywords(c):
 
 
 def test_discarded_keywords_are_hidden_and_refused(postern):
-    start_smtpd(postern, smtpd_discard_ehlo_keywords="chunking, dsn, smtputf8, size, vrfy",
+    start_smtpd(postern, smtpd_discard_ehlo_keywords="chunking, dsn, smtputf8, size, vrfy, etrn",
                 disable_vrfy_command="no")
     with raw(postern) as c:
         assert ehlo_keywords(c) == ["PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME"]
@@ -376,13 +376,14 @@ def test_discarded_keywords_are_hidden_and_refused(postern):
         assert c.cmd("MAIL FROM:<a@example.org> SMTPUTF8") == "555 5.5.4 Unsupported option: SMTPUTF8"
         assert c.cmd("MAIL FROM:<a@example.org> SIZE=10") == "555 5.5.4 Unsupported option: SIZE=10"
         assert c.cmd("VRFY ptest1") == "502 5.5.1 VRFY command is disabled"
+        assert c.cmd("ETRN example.org") == "502 5.5.1 Error: command not implemented"
         assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
         assert c.cmd("RCPT TO:<ptest1@localhost> NOTIFY=NEVER") == "501 5.7.1 DSN support is disabled"
         assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
         # BDAT is refused, and its chunk still read so that its bytes are not taken for commands.
         assert bdat(c, b"QUIT\r\n", last=True) == "502 5.5.1 Error: command not implemented"
         assert c.cmd("NOOP") == "250 2.0.0 Ok"
-    postern.wait_log("smtpd", r"discarding EHLO keywords: SIZE VRFY DSN SMTPUTF8 CHUNKING")
+    postern.wait_log("smtpd", r"discarding EHLO keywords: SIZE VRFY ETRN DSN SMTPUTF8 CHUNKING")
 
 
 def test_enhancedstatuscodes_hidden_strips_codes_and_silent_discard(postern):

@@ -21,7 +21,10 @@ ATTEMPTS = [
     ("<@localhost:user@remote.test>", RELAY_DENIED.format("user@remote.test")),
     ("<@localhost,@postern.test:user@remote.test>", RELAY_DENIED.format("user@remote.test")),
     ('<"user@remote.test"@localhost>', UNKNOWN.format('"user@remote.test"@localhost')),
-    ("<user@[127.0.0.1]>", RELAY_DENIED.format("user@[127.0.0.1]")),
+    # a literal of this host's address is local (inet_interfaces = all); of another, relaying
+    ("<user@[127.0.0.1]>", UNKNOWN.format("user@[127.0.0.1]")),
+    ("<user@[192.0.2.99]>", RELAY_DENIED.format("user@[192.0.2.99]")),
+    ("<user@[IPv6:2001:db8::99]>", RELAY_DENIED.format("user@[IPv6:2001:db8::99]")),
     ("<user@[IPv6:::1]>", None),
     ("<user@dom.test@localhost>", "501"),
     ("<user@remote.test@localhost>", "501"),

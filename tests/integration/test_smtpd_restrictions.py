@@ -603,8 +603,10 @@ RELAY_FORMS = [
     ("remote.test!user@localhost", "550 5.1.1 <remote.test!user@localhost>: Recipient address rejected"),
     ("@localhost:user@remote.test", "554 5.7.1 <user@remote.test>: Relay access denied"),
     ('"user@remote.test"@localhost', '550 5.1.1 <"user@remote.test"@localhost>: Recipient address rejected'),
-    ("user@[127.0.0.1]", "554 5.7.1 <user@[127.0.0.1]>: Relay access denied"),
-    ("user@[IPv6:::1]", "554 5.7.1 <user@[IPv6:::1]>: Relay access denied"),
+    # a literal of this host's address is local (inet_interfaces = all); of another, relaying
+    ("user@[127.0.0.1]", "550 5.1.1 <user@[127.0.0.1]>: Recipient address rejected"),
+    ("user@[192.0.2.99]", "554 5.7.1 <user@[192.0.2.99]>: Relay access denied"),
+    ("user@[IPv6:2001:db8::99]", "554 5.7.1 <user@[IPv6:2001:db8::99]>: Relay access denied"),
 ]
 
 

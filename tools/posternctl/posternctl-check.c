@@ -4,13 +4,22 @@
  * relocated_maps) and the class domain lists (mydestination, virtual_alias_domains,
  * virtual_mailbox_domains, relay_domains), checks that queue_directory exists, and reads a
  * master.cf next to main.cf (common/conf/master-cf.c): a syntax error is an error, each entry
- * Postern does not act on says "not supported" with the reason, and a pipe(8) entry's attributes
+ * Postern does not act on says "not supported" with the reason, a pipe(8) entry's attributes
  * are checked (common/conf/master-pipe.c: an unknown flag, a missing or root user=, a missing
- * argv= are errors). Silent with exit 0 when all is well; exit 1 when anything is an error
+ * argv= are errors), and smtp and lmtp entries are loaded as postern-smtp loads them
+ * (daemons/smtp/smtp-settings.c: an -o it does not apply is "not supported", an invalid value an
+ * error). Silent with exit 0 when all is well; exit 1 when anything is an error
  * (invalid values, tables that cannot be opened, a missing queue directory, a master.cf that does
  * not parse or a pipe entry that is wrong).
  *
- *   posternctl check [-c DIR]    (DIR/main.cf instead of $POSTERN_CONFIG or the default) */
+ * The master.cf verdicts are those of `posternctl check --postfix` (posternctl-postfix.c).
+ *
+ *   posternctl check [-c DIR]    (DIR/main.cf instead of $POSTERN_CONFIG or the default)
+ *   posternctl check --postfix DIR [--json]
+ *                                what Postern does with a Postfix configuration directory, one line
+ *                                per main.cf parameter, master.cf entry and -o option, grouped by file
+ *                                and verdict, then a summary line; exit 1 when something is not
+ *                                supported, unknown or an error (README.md "Coming from Postfix") */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -20,11 +29,11 @@
 
 #include "conf/conf.h"
 #include "conf/master-cf.h"
-#include "conf/master-inet.h"
-#include "conf/master-pipe.h"
 #include "conf/table.h"
 #include "mail/addr-class.h"
 #include "posternctl.h"
+#include "posternctl-postfix.h"
+#include "smtp.h"
 
 static bool check_listed(char **list, const char *s) {
         for (char **i = list; i && *i; i++)
@@ -92,33 +101,41 @@ static int check_directory(Conf *c, const char *param) {
         return 0;
 }
 
-/* The transports Postern runs without a master.cf (daemons/qmgr/qmgr-route.c), and the command
- * each stands for in Postfix's stock master.cf. */
-static bool own_transport(const MasterEntry *e) {
-        static const char *const own[][2] = {
-                { "smtp", "smtp" }, { "relay", "smtp" }, { "lmtp", "lmtp" }, { "local", "local" },
-                { "virtual", "virtual" }, { "error", "error" }, { "retry", "error" }, { "discard", "discard" },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(own); i++)
-                if (streq(e->service, own[i][0]) && streq(e->command, own[i][1]))
-                        return true;
-        return false;
+/* Prints what of an entry is not used (verdicts from posternctl-postfix.c); errors count. The smtp
+ * and lmtp transports are check_smtp_variants()'s. */
+static int print_master_item(const MasterEntry *e, const MasterOption *o, PostfixVerdict v, const char *detail,
+                             void *userdata) {
+        struct { const char *path; int ret; } *x = userdata;
+        const char *path = x->path;
+        if (postfix_master_smtp_transport(e))
+                return 0;
+        if (o && e->kind == MASTER_LISTENER)
+                return 0;   /* conf_load() said it, as every daemon does (common/conf/master-inet.h) */
+        if (v == POSTFIX_ERROR) {
+                fprintf(stderr, "posternctl: %s:%u: %s: %s\n", path, e->line, e->service, detail);
+                x->ret = 1;
+        } else if ((v == POSTFIX_UNSUPPORTED || v == POSTFIX_UNKNOWN) && !o)
+                fprintf(stderr, "posternctl: %s:%u: %s: not supported: %s\n", path, e->line, e->service, detail);
+        else if (v == POSTFIX_UNSUPPORTED || v == POSTFIX_UNKNOWN)
+                fprintf(stderr, "posternctl: %s:%u: %s: not supported: %s%s on %s (%s)\n", path, e->line,
+                        e->service, o->value ? "-o " : "", o->name, e->service, detail);
+        return 0;
 }
 
-/* What postern-generator does not make of master.cf's listeners, and why (the classification
- * is common/conf/master-inet.c, shared with the generator); their -o options are reported by
- * conf_load(). */
-static int check_master_listeners(Conf *c, const char *path, const MasterCf *m) {
-        _cleanup_strv_free_ char **interfaces = conf_get_list(c, NULL, "inet_interfaces");
-        MasterInetPlan p = {};
-        if (!interfaces || master_inet_plan(m, interfaces, conf_get(c, "inet_protocols"), &p) < 0)
-                return fprintf(stderr, "posternctl: out of memory\n"), 1;
-        for (size_t i = 0; i < p.n; i++)
-                if (p.v[i].note)
-                        fprintf(stderr, "posternctl: %s:%u: %s: %s%s\n", path, p.v[i].entry->line, p.v[i].entry->service,
-                                p.v[i].map == MASTER_INET_SKIP ? "not supported: " : "", p.v[i].note);
-        master_inet_plan_done(&p);
-        return 0;
+/* The smtp and lmtp transports, as postern-smtp loads them (daemons/smtp/smtp-settings.c): an
+ * -o it does not apply is "not supported", an invalid one an error. */
+static int check_smtp_variants(Conf *c) {
+        _cleanup_strv_free_ char **warnings = NULL, **errors = NULL;
+        SmtpConfig cfg = {};
+        int r = smtp_config_load(c, &cfg, &warnings, &errors);
+        if (r < 0)
+                return 1;   /* a plain smtp_* or lmtp_* setting is wrong: logged */
+        smtp_config_done(&cfg);
+        for (char **w = warnings; w && *w; w++)
+                fprintf(stderr, "posternctl: %s\n", *w);
+        for (char **e = errors; e && *e; e++)
+                fprintf(stderr, "posternctl: %s; mail for that transport is deferred (4.3.5)\n", *e);
+        return errors ? 1 : 0;
 }
 
 /* Reads <config_directory>/master.cf when there is one and says what of it is not used. */
@@ -135,41 +152,18 @@ static int check_master_cf(Conf *c) {
                 fprintf(stderr, "posternctl: %s\n", err ? err : strerror(-r));
                 return 1;
         }
-        int ret = 0;
-        for (size_t i = 0; i < m.n; i++) {
-                const MasterEntry *e = &m.entries[i];
-                if (e->kind == MASTER_TRANSPORT && streq(e->command, "pipe")) {
-                        /* postern-local's pipe socket runs these (daemons/local/README.md) */
-                        PipeSpec p = {};
-                        _cleanup_free_ char *why = NULL;
-                        r = pipe_spec_parse(e, &p, &why);
-                        if (r < 0) {
-                                fprintf(stderr, "posternctl: %s:%u: %s: %s\n", path, e->line, e->service,
-                                        why ? why : strerror(-r));
-                                ret = 1;
-                        }
-                        /* An unknown user= is not reported: Debian's stock master.cf lists entries
-                         * for packages most sites never install (maildrop, ifmail, bsmtp); mail
-                         * routed to one is deferred with the reason. */
-                        pipe_spec_done(&p);
-                }
-                if (e->kind == MASTER_UNKNOWN)
-                        fprintf(stderr, "posternctl: %s:%u: %s: not supported: command \"%s\" (%s) is not "
-                                "part of Postern; run it as a service of its own\n", path, e->line, e->service,
-                                e->command, e->type);
-                else if (e->kind == MASTER_TRANSPORT && !own_transport(e) && !streq(e->command, "pipe"))
-                        fprintf(stderr, "posternctl: %s:%u: %s: not supported: transports defined in "
-                                "master.cf (here %s) are not used yet; mail routed to %s is deferred\n",
-                                path, e->line, e->service, e->command, e->service);
-                else if (e->kind == MASTER_TRANSPORT)
-                        for (size_t k = 0; k < e->n_options; k++)
-                                fprintf(stderr, "posternctl: %s:%u: %s: not supported: -o %s: master.cf "
-                                        "options are not applied; set it in main.cf\n", path, e->line,
-                                        e->service, e->options[k].name);
+        struct { const char *path; int ret; } x = { path, 0 };
+        bool smtp = false;
+        for (size_t i = 0; i < m.n && r >= 0; i++) {
+                smtp |= postfix_master_smtp_transport(&m.entries[i]);
+                r = postfix_master_judge(&m.entries[i], c, &m, NULL, print_master_item, &x);
         }
-        ret |= check_master_listeners(c, path, &m);
         master_cf_done(&m);
-        return ret;
+        if (r < 0)
+                fprintf(stderr, "posternctl: %s: %s\n", path, strerror(-r));
+        if (smtp)
+                x.ret |= check_smtp_variants(c);
+        return x.ret || r < 0;
 }
 
 int posternctl_load_main_cf(const char *path, Conf **ret) {
@@ -182,18 +176,96 @@ int posternctl_load_main_cf(const char *path, Conf **ret) {
         return r;
 }
 
+static void print_report_text(const PostfixReport *r, const size_t count[_POSTFIX_VERDICT_MAX]) {
+        static const char *const files[] = { "main.cf", "master.cf" };
+        bool any = false;
+        for (size_t f = 0; f < ELEMENTSOF(files); f++)
+                for (PostfixVerdict v = 0; v < _POSTFIX_VERDICT_MAX; v++) {
+                        bool header = false;
+                        for (size_t i = 0; i < r->n; i++) {
+                                const PostfixItem *it = &r->items[i];
+                                if (it->verdict != v || !streq(it->file, files[f]))
+                                        continue;
+                                if (!header)
+                                        printf("%s%s: %s\n", any ? "\n" : "", files[f], postfix_verdict_title(v));
+                                header = any = true;
+                                if (it->line)
+                                        printf("  %s:%u: ", it->file, it->line);
+                                else
+                                        printf("  %s: ", it->file);
+                                printf("%s%s%s\n", it->name, it->detail ? ": " : "", strempty(it->detail));
+                        }
+                }
+        printf("%ssummary: %zu items: %zu same, %zu mapped, %zu informational, %zu left out, %zu not supported, "
+               "%zu unknown, %zu errors\n", r->n ? "\n" : "", r->n, count[POSTFIX_SAME], count[POSTFIX_MAPPED],
+               count[POSTFIX_INFO], count[POSTFIX_LEFT_OUT], count[POSTFIX_UNSUPPORTED], count[POSTFIX_UNKNOWN],
+               count[POSTFIX_ERROR]);
+}
+
+static void print_report_json(const PostfixReport *r, const size_t count[_POSTFIX_VERDICT_MAX]) {
+        printf("{\"directory\": ");
+        posternctl_json_string(r->dir);
+        printf(", \"items\": [");
+        for (size_t i = 0; i < r->n; i++) {
+                const PostfixItem *it = &r->items[i];
+                printf("%s\n  {\"file\": \"%s\", \"line\": %u, \"name\": ", i ? "," : "", it->file, it->line);
+                posternctl_json_string(it->name);
+                printf(", \"verdict\": \"%s\", \"detail\": ", postfix_verdict_name(it->verdict));
+                posternctl_json_string(it->detail);
+                printf("}");
+        }
+        printf("],\n \"summary\": {");
+        for (PostfixVerdict v = 0; v < _POSTFIX_VERDICT_MAX; v++)
+                printf("%s\"%s\": %zu", v ? ", " : "", postfix_verdict_name(v), count[v]);
+        printf("}}\n");
+}
+
+/* `posternctl check --postfix DIR`: what Postern does with a Postfix configuration directory.
+ * Exit 0 when Postern uses all of it, 1 when something is not supported, unknown or an error. */
+static int check_postfix(const char *dir, bool json) {
+        _cleanup_(postfix_report_done) PostfixReport r = {};
+        struct stat st;
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "posternctl: %s: %s\n", dir, errno ? strerror(errno) : "not a directory");
+                return 1;
+        }
+        int e = postfix_report_build(dir, &r);
+        if (e < 0) {
+                fprintf(stderr, "posternctl: %s: %s\n", dir, strerror(-e));
+                return 1;
+        }
+        size_t count[_POSTFIX_VERDICT_MAX] = {};
+        for (size_t i = 0; i < r.n; i++)
+                count[r.items[i].verdict]++;
+        if (json)
+                print_report_json(&r, count);
+        else
+                print_report_text(&r, count);
+        return count[POSTFIX_UNSUPPORTED] + count[POSTFIX_UNKNOWN] + count[POSTFIX_ERROR] > 0;
+}
+
 /* `posternctl check`: report configuration problems; silent when there are none. */
 int verb_check(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
+                { "postfix", required_argument, NULL, 'P' },
+                { "json", no_argument, NULL, 'J' },
                 {}
         };
         _cleanup_free_ char *path = NULL;
+        const char *postfix_dir = NULL;
+        bool json = false;
         int opt;
 
         optind = 0;
         while ((opt = getopt_long(argc, argv, "+c:h", options, NULL)) >= 0)
                 switch (opt) {
+                case 'P':
+                        postfix_dir = optarg;
+                        break;
+                case 'J':
+                        json = true;
+                        break;
                 case 'c':
                         free(path);
                         if (asprintf(&path, "%s/main.cf", optarg) < 0)
@@ -201,14 +273,22 @@ int verb_check(int argc, char *argv[]) {
                         break;
                 case 'h':
                         printf("Usage: posternctl check [-c DIR]\n"
+                               "       posternctl check --postfix DIR [--json]\n"
                                "Checks main.cf, the alias and local recipient tables, the queue directory and a\n"
-                               "master.cf next to main.cf.\n");
+                               "master.cf next to main.cf. With --postfix: says, for each parameter of DIR/main.cf\n"
+                               "and each entry of DIR/master.cf, what Postern does with it.\n");
                         return 0;
                 default:
                         return 2;
                 }
         if (optind < argc) {
                 fprintf(stderr, "posternctl: check takes no arguments\n");
+                return 2;
+        }
+        if (postfix_dir)
+                return check_postfix(postfix_dir, json);
+        if (json) {
+                fprintf(stderr, "posternctl: --json goes with --postfix\n");
                 return 2;
         }
 

@@ -1,7 +1,8 @@
 /* posternctl-control.c — the verbs that ask postern-qmgr to act on the queue (DESIGN.md §3, §6),
  * over its socket daemon_socket_path(conf, "qmgr") with the attribute protocol:
  *
- *   posternctl flush [DOMAIN]          retry every deferred message now (sendmail -q, postqueue -f)
+ *   posternctl flush [DOMAIN]          retry every deferred message now (sendmail -q, postqueue -f),
+ *                                      or only the mail for DOMAIN (sendmail -qR, postqueue -s, ETRN)
  *   posternctl hold ID...|ALL          keep messages out of delivery ("!" in posternctl queue)
  *   posternctl release ID...|ALL       undo hold; delivery is attempted at once
  *   posternctl delete ID...|ALL        remove messages without notifying anyone (postsuper -d)
@@ -123,8 +124,9 @@ static int call(const char *path, const char *verb, const char *id, const char *
 static void flush_help(void) {
         printf("Usage: posternctl flush [DOMAIN]\n\n"
                "Asks postern-qmgr to retry every deferred message now (like sendmail -q or\n"
-               "postqueue -f); any user may. DOMAIN is passed along, but qmgr retries the whole\n"
-               "queue for now.\n");
+               "postqueue -f), or with DOMAIN only the deferred recipients at that domain (like\n"
+               "sendmail -qRDOMAIN, postqueue -s DOMAIN or SMTP ETRN); any user may. Destinations\n"
+               "suspended as dead are tried again at once.\n");
 }
 
 int verb_flush(int argc, char *argv[]) {
@@ -147,7 +149,12 @@ int verb_flush(int argc, char *argv[]) {
                 return r;
         if (refused)
                 return 1;
-        printf("posternctl: flush requested: deferred mail is being retried now\n");
+        long long count = 0;
+        if (argc == 2 && ipc_record_get_int(&reply, "count", &count) >= 0)
+                printf("posternctl: flush of %s requested: %lld deferred recipient%s retried now\n",
+                       argv[1], count, count == 1 ? " is being" : "s are being");
+        else
+                printf("posternctl: flush requested: deferred mail is being retried now\n");
         return EX_OK;
 }
 
@@ -190,11 +197,7 @@ int verb_control(int argc, char *argv[]) {
 
         for (int i = 1; i < argc; i++) {
                 char id[QUEUE_ID_MAX + 2];
-                snprintf(id, sizeof id, "%s", argv[i]);
-                size_t l = strlen(id);
-                if (l > 1 && id[l - 1] == '!')   /* copied from posternctl queue: on hold */
-                        id[l - 1] = '\0';
-                if (!streq(id, "ALL") && (strlen(argv[i]) > QUEUE_ID_MAX || !queue_id_valid(id))) {
+                if (!posternctl_queue_id_arg(argv[i], id) && !streq(argv[i], "ALL")) {
                         fprintf(stderr, "posternctl %s: \"%s\" is not a queue id\n", v->name, argv[i]);
                         failed++;
                         continue;

@@ -42,7 +42,7 @@ static const char *state_name(QueueRcptState s) {
 }
 
 /* Prints s as a JSON string (quotes included); bytes >= 0x80 pass through (UTF-8). */
-static void json_string(const char *s) {
+void posternctl_json_string(const char *s) {
         putchar('"');
         for (const unsigned char *p = (const unsigned char *) strempty(s); *p; p++) {
                 if (*p == '"' || *p == '\\')
@@ -61,24 +61,24 @@ static void json_string(const char *s) {
 
 static void print_json(const QueueMessage *m, const QueueRecipient *rcpts, size_t n) {
         printf("{\"queue_id\":");
-        json_string(m->queue_id);
+        posternctl_json_string(m->queue_id);
         printf(",\"hold\":%s,\"size\":%" PRIu64 ",\"arrival_time\":%llu,\"sender\":",
                m->hold ? "true" : "false", m->size, m->arrival_usec / USEC_PER_SEC);
-        json_string(m->sender);
+        posternctl_json_string(m->sender);
         printf(",\"is_bounce\":%s,\"recipients\":[", m->is_bounce ? "true" : "false");
         for (size_t i = 0; i < n; i++) {
                 const QueueRecipient *r = &rcpts[i];
                 printf("%s{\"address\":", i ? "," : "");
-                json_string(r->address);
+                posternctl_json_string(r->address);
                 printf(",\"state\":\"%s\",\"attempts\":%" PRIu32 ",\"next_attempt_time\":%llu",
                        state_name(r->state), r->attempts, r->next_attempt_usec / USEC_PER_SEC);
                 if (r->dsn_status) {
                         printf(",\"dsn\":");
-                        json_string(r->dsn_status);
+                        posternctl_json_string(r->dsn_status);
                 }
                 if (r->diag) {
                         printf(",\"reason\":");
-                        json_string(r->diag);
+                        posternctl_json_string(r->diag);
                 }
                 putchar('}');
         }
@@ -122,6 +122,45 @@ static int list_one(const QueueMessage *m, const QueueRecipient *rcpts, size_t n
         return 0;
 }
 
+/* Opens the queue read-only from dir, or from main.cf's queue_directory when dir is NULL. */
+int posternctl_queue_open(const char *verb, const char *dir, Queue **ret) {
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        int r;
+
+        *ret = NULL;
+        if (!dir) {
+                r = conf_load(NULL, &c, &msgs);
+                if (r < 0) {
+                        for (char **m = msgs; m && *m; m++)
+                                fprintf(stderr, "posternctl %s: %s\n", verb, *m);
+                        return EX_CONFIG;
+                }
+                dir = conf_get(c, "queue_directory");
+                if (isempty(dir))
+                        dir = "/var/spool/postern";
+        }
+        r = queue_open(dir, QUEUE_OPEN_READONLY, ret);
+        if (r == -ENOENT)
+                return EX_OK;
+        if (r < 0) {
+                fprintf(stderr, "posternctl %s: cannot open the queue in %s: %s%s\n", verb, dir,
+                        strerror(-r), r == -EACCES ? " (run as root or as postern)" : "");
+                return EX_NOPERM;
+        }
+        return EX_OK;
+}
+
+/* Copies a queue id argument into id, dropping the "!" posternctl queue shows after held ones;
+ * false when it is not a queue id. */
+bool posternctl_queue_id_arg(const char *arg, char id[QUEUE_ID_MAX + 2]) {
+        snprintf(id, QUEUE_ID_MAX + 2, "%s", arg);
+        size_t l = strlen(id);
+        if (l > 1 && id[l - 1] == '!')
+                id[l - 1] = '\0';
+        return strlen(arg) <= QUEUE_ID_MAX && queue_id_valid(id);
+}
+
 static void help(void) {
         printf("Usage: posternctl queue [--json] [--queue-directory DIR]\n\n"
                "Lists queued messages like mailq: id (\"!\" = on hold), size, arrival time, sender,\n"
@@ -137,9 +176,7 @@ int verb_queue(int argc, char *argv[]) {
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
-        _cleanup_conf_free_ Conf *c = NULL;
         _cleanup_queue_close_ Queue *q = NULL;
-        _cleanup_strv_free_ char **msgs = NULL;
         QueueListing l = {};
         const char *dir = NULL;
         int opt, r;
@@ -164,29 +201,14 @@ int verb_queue(int argc, char *argv[]) {
                 return EX_USAGE;
         }
 
-        if (!dir) {
-                r = conf_load(NULL, &c, &msgs);
-                if (r < 0) {
-                        for (char **m = msgs; m && *m; m++)
-                                fprintf(stderr, "posternctl queue: %s\n", *m);
-                        return EX_CONFIG;
-                }
-                dir = conf_get(c, "queue_directory");
-                if (isempty(dir))
-                        dir = "/var/spool/postern";
-        }
-
-        r = queue_open(dir, QUEUE_OPEN_READONLY, &q);
-        if (r == -ENOENT) {
+        r = posternctl_queue_open("queue", dir, &q);
+        if (r != EX_OK)
+                return r;
+        if (!q) {
                 /* No database yet: nothing was ever queued. */
                 if (!l.json)
                         printf("Mail queue is empty\n");
                 return 0;
-        }
-        if (r < 0) {
-                fprintf(stderr, "posternctl queue: cannot open the queue in %s: %s%s\n", dir,
-                        strerror(-r), r == -EACCES ? " (run as root or as postern)" : "");
-                return EX_NOPERM;
         }
         r = queue_list(q, list_one, &l);
         if (r < 0) {

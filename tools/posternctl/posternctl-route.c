@@ -254,6 +254,8 @@ static int route_one(QmgrSettings *qs, const LocalSettings *ls, const char *lmtp
                 printf("  class: local (no domain)\n");
         else if (c == ADDR_CLASS_DEFAULT)
                 printf("  class: default (%s is in no class list)\n", domain);
+        else if (c == ADDR_CLASS_LOCAL && domain[0] == '[')
+                printf("  class: local (%s is an address of this host: inet_interfaces, proxy_interfaces)\n", domain);
         else
                 printf("  class: %s (%s lists %s)\n", addr_class_name(c), addr_class_param(c), domain);
         if (warning)

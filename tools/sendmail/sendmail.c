@@ -8,6 +8,8 @@
  *   postern-sendmail -bp        list the queue (= postern-mailq = posternctl queue)
  *   postern-sendmail -bi        check alias_maps (= postern-newaliases)
  *   postern-sendmail -q         ask postern-qmgr to try all deferred mail now
+ *   postern-sendmail -qRsite    ... only the deferred mail for site (postqueue -s, ETRN)
+ *   postern-sendmail -qIid      ... only the deferred recipients of message id (postqueue -i)
  *
  * A message is submitted over ESMTP to postern-smtpd's submit socket; the server takes our uid
  * from SO_PEERCRED. Nothing is ever dropped silently: when the server cannot take the message
@@ -56,13 +58,14 @@ typedef struct Options {
         const char *body;     /* -B */
         const char *config;   /* -C */
         const char *flush_site; /* -qR site / -qS site */
+        const char *flush_id;   /* -qI queueid */
         char **args;          /* recipients (or -bp arguments) */
 } Options;
 
 static void usage(void) {
         fprintf(stderr,
                 "usage: %s [-t] [-i|-oi] [-f sender] [-F full-name] [-N dsn] [-R full|hdrs] [-V envid]\n"
-                "       %*s [-bm|-bs|-bv|-bp|-bi|-q] [recipient ...]\n",
+                "       %*s [-bm|-bs|-bv|-bp|-bi|-q|-qRsite|-qIqueueid] [recipient ...]\n",
                 program, (int) strlen(program), "");
 }
 
@@ -169,6 +172,10 @@ static int parse_options(int argc, char *argv[], Options *o) {
                                 if (!(v = opt_value(argc, argv, &i, rest + 1)))
                                         goto missing;
                                 o->flush_site = v;
+                        } else if (rest[0] == 'I') {
+                                if (!(v = opt_value(argc, argv, &i, rest + 1)))
+                                        goto missing;
+                                o->flush_id = v;
                         }
                         break;
                 case 'n': case 'm': case 'U': case 'A': case 'G':
@@ -673,6 +680,8 @@ static int do_flush(Conf *c, Options *o) {
         r = ipc_record_add(&req, "request", "flush");
         if (r >= 0 && o->flush_site)
                 r = ipc_record_add(&req, "site", o->flush_site);
+        else if (r >= 0 && o->flush_id)
+                r = ipc_record_add(&req, "queue_id", o->flush_id);
         if (r < 0)
                 return EX_OSERR;
         r = ipc_call(path, &req, &reply, 30 * USEC_PER_SEC);
