@@ -30,6 +30,7 @@
 #include "../basic/strbuf.h"
 #include "conf.h"
 #include "master-cf.h"
+#include "master-inet.h"
 #include "params.h"
 #include "../basic/strmap.h"
 
@@ -43,6 +44,7 @@ typedef struct ConfEntry {
         char *name;     /* as written: "name" or "listener/name" */
         char *raw;
         unsigned line;
+        char *file;     /* NULL: main.cf; else the master.cf whose -o option this is */
 } ConfEntry;
 
 struct Conf {
@@ -143,6 +145,7 @@ static void conf_entry_free(ConfEntry *e) {
                 return;
         free(e->name);
         free(e->raw);
+        free(e->file);
         free(e);
 }
 
@@ -755,10 +758,17 @@ const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit) {
         return param_default(p);
 }
 
-/* Calls fn for each explicit setting in file order. */
+/* Calls fn for each explicit setting in file order (master.cf's -o options after main.cf's). */
 void conf_foreach_explicit(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud) {
         for (size_t i = 0; i < c->n_order; i++)
                 fn(c->order[i]->name, c->order[i]->raw, ud);
+}
+
+/* The same for main.cf's own settings only. */
+void conf_foreach_main_cf(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud) {
+        for (size_t i = 0; i < c->n_order; i++)
+                if (!c->order[i]->file)
+                        fn(c->order[i]->name, c->order[i]->raw, ud);
 }
 
 static const char *conf_split_listener(const char *name, char *lbuf, size_t lsz, const char **ret_listener) {
@@ -960,22 +970,83 @@ static int conf_read_file(Conf *c, FILE *f, ConfMessages *m) {
         return ret;
 }
 
-/* Whether name is a per-transport parameter of a transport in $config_directory/master.cf
- * (read once per load, *master_loaded says whether it was tried). */
-static bool conf_master_transport_param(Conf *c, const char *name, MasterCf *master, bool *master_loaded) {
-        if (!*master_loaded) {
-                _cleanup_free_ char *path = NULL, *err = NULL;
-                const char *dir = conf_get(c, "config_directory");
-                *master_loaded = true;
-                if (!dir || asprintf(&path, "%s/master.cf", dir) < 0 || master_cf_load(path, master, &err) < 0)
-                        *master = (MasterCf) {};   /* its errors are reported where it is used */
-        }
-        return master_cf_transport_param(master, name);
+static bool conf_braces_balanced(const char *s) {
+        int depth = 0;
+        for (; *s && depth >= 0; s++)
+                depth += *s == '{' ? 1 : *s == '}' ? -1 : 0;
+        return depth == 0;
 }
 
-static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
-        MasterCf master = {};
-        bool master_loaded = false;
+/* $config_directory/master.cf, or an empty one (its errors are reported where it is used). */
+static void conf_master_load(Conf *c, MasterCf *ret) {
+        _cleanup_free_ char *path = NULL, *err = NULL;
+        const char *dir = conf_get(c, "config_directory");
+        if (!dir || asprintf(&path, "%s/master.cf", dir) < 0 || master_cf_load(path, ret, &err) < 0)
+                *ret = (MasterCf) {};
+        strmap_clear(c->cache);
+}
+
+/* The -o options of master.cf's listeners (common/conf/master-inet.h) as "<fd name>/<name>"
+ * settings, unless main.cf sets that name itself: main.cf's listener settings win, then
+ * master.cf's -o, then main.cf's global ones. Options naming a parameter Postern lacks are
+ * reported, never dropped silently. */
+static int conf_master_overrides(Conf *c, const MasterCf *master, ConfMessages *m) {
+        MasterInetPlan p = {};
+        if (master->n == 0)
+                return 0;
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
+                return -ENOMEM;
+        strmap_clear(c->cache);
+        int r = master_inet_plan(master, NULL, NULL, &p);
+        for (size_t i = 0; r >= 0 && i < p.n; i++) {
+                const MasterInet *l = &p.v[i];
+                if ((l->map != MASTER_INET_SHIPPED && l->map != MASTER_INET_SOCKET) || !l->options)
+                        continue;
+                for (char **a = l->options->args; a && *a; a++)
+                        conf_messages_add(m, "%s:%u: %s: not supported: \"%s\" on %s (an argument; smtpd entries take "
+                                          "only -o name=value)", path, l->options->line, l->entry->service, *a,
+                                          l->entry->service);
+                for (size_t k = 0; r >= 0 && k < l->options->n_options; k++) {
+                        const MasterOption *o = &l->options->options[k];
+                        const ParamIgnored *ignored = param_lookup(o->name) ? NULL : param_ignored_lookup(o->name);
+                        _cleanup_free_ char *key = NULL;
+                        if (ignored) {
+                                conf_messages_add(m, "%s:%u: %s: -o %s on %s: ignored, no meaning here: %s", path,
+                                                  l->options->line, l->entry->service, o->name, l->entry->service,
+                                                  ignored->replaced_by);
+                                continue;
+                        }
+                        if (!param_lookup(o->name)) {
+                                conf_messages_add(m, "%s:%u: %s: not supported: -o %s on %s (Postern has no parameter of "
+                                                  "this name)", path, l->options->line, l->entry->service, o->name,
+                                                  l->entry->service);
+                                continue;
+                        }
+                        if (!conf_braces_balanced(o->value)) {
+                                /* "-o name={a b}" splits into words; Postfix's form is "-o { name = a b }" */
+                                conf_messages_add(m, "%s:%u: %s: not supported: -o %s on %s (unbalanced \"{\" or \"}\" "
+                                                  "in \"%s\"; write -o { %s = value with spaces })", path,
+                                                  l->options->line, l->entry->service, o->name, l->entry->service,
+                                                  o->value, o->name);
+                                continue;
+                        }
+                        if (asprintf(&key, "%s/%s", l->fdname, o->name) < 0)
+                                return master_inet_plan_done(&p), -ENOMEM;
+                        ConfEntry *e = strmap_get(c->entries, key);
+                        if (e && !e->file)
+                                continue;   /* main.cf's own listener setting wins */
+                        r = conf_store(c, key, o->value, l->options->line, NULL);
+                        e = r >= 0 ? strmap_get(c->entries, key) : NULL;
+                        if (e && !e->file && !(e->file = strdup(path)))
+                                r = -ENOMEM;
+                }
+        }
+        master_inet_plan_done(&p);
+        return r;
+}
+
+static void conf_validate_all(Conf *c, const MasterCf *master, ConfMessages *m, int *ret) {
         for (size_t i = 0; i < c->n_order; i++) {
                 ConfEntry *e = c->order[i];
                 const char *base;
@@ -986,17 +1057,16 @@ static void conf_validate_all(Conf *c, ConfMessages *m, int *ret) {
                         conf_messages_add(m, "%s:%u: %s: ignored, no meaning here: %s", c->path, e->line, e->name,
                                           ignored->replaced_by);
                 else if (!param_lookup(base) && !(base == e->name && conf_is_referenced(c, e->name)) &&
-                         !(base == e->name && conf_master_transport_param(c, e->name, &master, &master_loaded)))
+                         !(base == e->name && master_cf_transport_param(master, e->name)))
                         conf_messages_add(m, "%s:%u: %s: unknown parameter", c->path, e->line, e->name);
                 _cleanup_free_ char *reason = NULL;
                 int r = conf_check_entry(c, e->name, &reason);
                 if (r < 0) {
-                        conf_messages_add(m, "%s:%u: %s: %s", c->path, e->line, e->name,
+                        conf_messages_add(m, "%s:%u: %s: %s", e->file ? e->file : c->path, e->line, e->name,
                                           reason ? reason : strerror(-r));
                         *ret = -EINVAL;
                 }
         }
-        master_cf_done(&master);
         conf_compat_report(c, m, ret);
         /* Defaults can reference explicit settings ($myhostname in smtpd_banner, ...); when an
          * explicit setting is already wrong, its knock-on effects would only add noise. */
@@ -1033,7 +1103,15 @@ static int conf_load_internal(const char *path, bool keep_invalid, Conf **ret, c
                 if (r == -ENOMEM)
                         goto finish;
         }
-        conf_validate_all(c, &m, &r);
+        MasterCf master = {};
+        conf_master_load(c, &master);
+        /* a report judges master.cf's -o options itself (posternctl-postfix.c), one by one */
+        int q = keep_invalid ? 0 : conf_master_overrides(c, &master, &m);
+        if (q < 0)
+                r = q;
+        else
+                conf_validate_all(c, &master, &m, &r);
+        master_cf_done(&master);
         strmap_clear(c->cache);   /* drop expansions of values that failed */
 
 finish:

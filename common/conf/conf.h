@@ -23,7 +23,8 @@ typedef struct Conf Conf;
  * *ret is set only on success. */
 int conf_load(const char *path, Conf **ret, char ***ret_messages);
 /* conf_load for reports (posternctl check --postfix): on -EINVAL *ret is set too, holding every
- * setting that was read, so each can be judged; the messages say which values are invalid. */
+ * setting that was read, so each can be judged; the messages say which values are invalid.
+ * master.cf's listener -o options are not applied (the report judges each itself). */
 int conf_load_report(const char *path, Conf **ret, char ***ret_messages);
 /* An empty configuration (all defaults), for tests and tools. */
 int conf_new(Conf **ret);
@@ -54,8 +55,11 @@ char **conf_get_list(Conf *c, const char *listener, const char *name);
 const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit);
 /* The main.cf line that set name (as written, "listener/name" included); 0 when not set there. */
 unsigned conf_get_line(Conf *c, const char *name);
-/* Calls fn for each explicitly set name (including listener/name forms), in file order. */
+/* Calls fn for each explicitly set name (including listener/name forms, and master.cf's listener
+ * -o options as "<fd name>/<name>" after main.cf's), in file order. */
 void conf_foreach_explicit(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud);
+/* The same for what main.cf itself sets (posternctl config -n). */
+void conf_foreach_main_cf(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud);
 
 /* Rewrites main.cf at path, setting name = value (replacing an existing line or appending),
  * keeping comments and other lines. Used by `posternctl config name=value`. */

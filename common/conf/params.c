@@ -626,6 +626,8 @@ const ParamDef param_table[] = {
                "Record the TLS version and cipher in the Received: header (Postern's default is yes; Postfix's is no)."),
         P_ENUM("smtpd_tls_security_level", "none", "none|may|encrypt",
                "SMTP server TLS: none (no STARTTLS), may (offer STARTTLS) or encrypt (require STARTTLS before MAIL). The submissions listener always uses TLS."),
+        P_BOOL("smtpd_tls_wrappermode", "no",
+               "Implicit TLS (RFC 8314) from the first byte on this listener, as master.cf's smtps entries set it (-o smtpd_tls_wrappermode=yes); the submissions listener always has it."),
         P_BOOL("smtputf8_enable", "yes",
                "Offer SMTPUTF8 (RFC 6531) and accept UTF-8 addresses and headers."),
         P_BOOL("soft_bounce", "no",

@@ -33,10 +33,10 @@ static bool socket_is_ipc(const DaemonSocket *s) {
 static char *any_names(const DaemonRole *role) {
         size_t n = 0, k = 0;
         for (const DaemonSocket *s = role->sockets; s && s->name; s++)
-                n += s->need == DAEMON_SOCKET_ANY;
+                n += s->need == DAEMON_SOCKET_ANY && !s->match;
         _cleanup_(strbuf_donep) StrBuf b = {};
         for (const DaemonSocket *s = role->sockets; s && s->name; s++) {
-                if (s->need != DAEMON_SOCKET_ANY)
+                if (s->need != DAEMON_SOCKET_ANY || s->match)
                         continue;
                 k++;
                 if (strbuf_printf(&b, "%s\"%s\"", k == 1 ? "" : k == n ? " or " : ", ", s->name) < 0)
@@ -50,12 +50,44 @@ static int missing_socket(const char *quoted) {
         return log_error_errno(-ENOENT, "No %s socket was passed; nothing to do.", quoted);
 }
 
+/* The passed sockets that s->match accepts, each handed to s->open under its own name; returns
+ * how many. */
+static int serve_matching(RoleRun *run, const DaemonSocket *s) {
+        const char *const *left = daemon_fd_names(run->daemon);
+        size_t n = 0;
+        while (left[n])
+                n++;
+        _cleanup_strv_free_ char **names = calloc(n + 1, sizeof(char *));
+        if (!names)
+                return log_oom();
+        for (size_t i = 0; i < n; i++)
+                if (!(names[i] = strdup(left[i])))
+                        return log_oom();
+        int k = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (!s->match(daemon_conf(run->daemon), names[i]))
+                        continue;
+                int fd = daemon_take_fd(run->daemon, names[i]);
+                if (fd < 0)
+                        continue;
+                DaemonSocket named = *s;
+                named.name = names[i];
+                int r = s->open(run->userdata, &named, fd);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot serve the %s socket: %m", names[i]);
+                k++;
+        }
+        return k;
+}
+
 static int serve_sockets(RoleRun *run) {
         const DaemonRole *role = run->role;
         bool any_wanted = false, any_passed = false;
         int r;
 
         for (const DaemonSocket *s = role->sockets; s && s->name; s++) {
+                if (s->match)
+                        continue;
                 any_wanted |= s->need == DAEMON_SOCKET_ANY;
                 int fd = daemon_take_fd(run->daemon, s->name);
                 if (fd < 0) {
@@ -76,6 +108,14 @@ static int serve_sockets(RoleRun *run) {
                         r = s->open(run->userdata, s, fd);
                 if (r < 0)
                         return log_error_errno(r, "Cannot serve the %s socket: %m", s->name);
+        }
+        for (const DaemonSocket *s = role->sockets; s && s->name; s++) {
+                if (!s->match)
+                        continue;
+                r = serve_matching(run, s);
+                if (r < 0)
+                        return r;
+                any_passed |= r > 0;
         }
         if (any_wanted && !any_passed) {
                 _cleanup_free_ char *names = any_names(role);

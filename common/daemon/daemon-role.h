@@ -20,7 +20,8 @@
  *      DAEMON_SOCKET_ANY ones, is fatal with one wording: `No "anvil" socket was passed; nothing to
  *      do.` (`No "smtp-client" or "lmtp-client" socket …` for a group). A socket with .ipc gets an
  *      IpcServer (stored in userdata at .server_offset, multiplexed when .multiplex > 0); one with
- *      .open is handed to the role as a file descriptor;
+ *      .open is handed to the role as a file descriptor; a socket with .match takes every other
+ *      passed socket whose name it accepts (postern-smtpd's master.cf listeners);
  *   3. settings: load(userdata, conf, settings) into the struct at .settings_offset; a failure is
  *      fatal ("Fatal configuration error, refusing to start.", after the loader's own lines);
  *   4. start(userdata, daemon): the role's own set-up (queue, timers, server limits);
@@ -57,6 +58,10 @@ typedef struct DaemonSocket {
         /* or: the descriptor itself, owned by the role from then on (tag: the role's own) */
         int (*open)(void *userdata, const struct DaemonSocket *socket, int fd);
         int tag;
+        /* With match: every passed socket not taken by name whose fd name match() accepts is
+         * handed to open(), with a copy of this entry whose name is that fd name (name is
+         * otherwise only a description). A matched socket counts for the ANY group. */
+        bool (*match)(Conf *c, const char *fdname);
 } DaemonSocket;
 
 typedef struct DaemonRole {

@@ -210,7 +210,7 @@ int session_new(Listener *l, int fd) {
 static void session_after_anvil(Session *s, bool allowed, void *userdata) {
         if (!allowed)
                 return;
-        if (s->listener->kind == LISTENER_SUBMISSIONS) {
+        if (smtpd_tls_implicit(s)) {
                 session_enter_tls(s);
                 return;
         }

@@ -110,6 +110,7 @@ static const ConfField smtpd_fields[] = {
         F("smtpd_tls_security_level", ENUM, tls_level, .values = tls_level_values),
         F("smtpd_tls_loglevel", INT, tls_loglevel),
         F("smtpd_tls_received_header", BOOL, tls_received_header),
+        F("smtpd_tls_wrappermode", BOOL, tls_wrappermode),
         F("smtpd_starttls_timeout", USEC, starttls_timeout_usec),
         /* SMTP AUTH (smtpd-auth.c) */
         F("smtpd_sasl_auth_enable", BOOL, sasl_enable),

@@ -16,7 +16,12 @@
 #include "log/log.h"
 
 static bool is_implicit(Session *s) {
-        return s->listener->kind == LISTENER_SUBMISSIONS;
+        return smtpd_tls_implicit(s);
+}
+
+/* Whether TLS starts with the first byte: the submissions listener, or smtpd_tls_wrappermode. */
+bool smtpd_tls_implicit(const Session *s) {
+        return s->listener->kind == LISTENER_SUBMISSIONS || s->settings->tls_wrappermode;
 }
 
 /* The level, log level, Received: clause and timeout are rows of smtpd-settings.c. */

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "smtpd.h"
+#include "conf/master-inet.h"
 #include "daemon/daemon-role.h"
 #include "log/log.h"
 
@@ -183,6 +184,11 @@ static int listener_open(void *userdata, const DaemonSocket *socket, int fd) {
         return l->name ? 0 : log_oom();
 }
 
+/* A socket postern-generator made for a master.cf inet smtpd entry (common/conf/master-inet.h). */
+static bool master_listener(Conf *c, const char *fdname) {
+        return master_inet_socket_known(conf_get(c, "config_directory"), fdname);
+}
+
 static int start(void *userdata, Daemon *d) {
         Server *srv = userdata;
         int r;
@@ -228,6 +234,9 @@ static const DaemonRole role = {
                 { "submission", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSION },
                 { "submit", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMIT },
                 { "submissions", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SUBMISSIONS },
+                /* master.cf's other inet smtpd entries (postern-generator's socket units) */
+                { "master.cf listener", DAEMON_SOCKET_ANY, .open = listener_open, .tag = LISTENER_SMTP,
+                  .match = master_listener },
                 {},
         },
         .restart_params = (const char *const[]) { "queue_directory", NULL },

@@ -272,6 +272,7 @@ typedef struct SmtpdSettings {
         TlsServer *tls;                    /* NULL: TLS not available (level none, or failed) */
         int tls_loglevel;
         bool tls_received_header;
+        bool tls_wrappermode;              /* implicit TLS like the submissions listener */
         usec_t starttls_timeout_usec;
         /* SMTP AUTH (smtpd-auth.c) */
         bool sasl_enable;
@@ -575,6 +576,8 @@ bool smtpd_tls_offer(Session *s);
 bool smtpd_tls_required(Session *s);
 /* The STARTTLS command. */
 bool smtpd_tls_starttls(Session *s, char *arg);
+/* Whether TLS starts with the first byte (the submissions listener, smtpd_tls_wrappermode). */
+bool smtpd_tls_implicit(const Session *s);
 /* Starts the handshake (after the 220 to STARTTLS went out, or at connect on submissions);
  * false when the session was freed. */
 bool smtpd_tls_start(Session *s);

@@ -83,7 +83,9 @@ def test_each_parameter_and_entry_gets_a_verdict(postern):
         "mapped", "main.cf's submission/smtpd_tls_security_level")
     assert master["submission/inet -o syslog_name=postfix/submission"][1] == "info"
     assert master["submission/inet -o smtpd_milters=inet:127.0.0.1:8891"][1] == "unknown"
-    assert master["127.0.0.1:10025/inet smtpd"][1] == "unsupported"
+    assert master["127.0.0.1:10025/inet smtpd"][1:] == (   # postern-generator's socket (tools/generator)
+        "mapped", "postern-generator's postern-smtpd-127.0.0.1-10025.socket (fd name 127.0.0.1-10025); its -o "
+        "options become listener settings")
     assert master["qmgr/unix qmgr"][1:] == ("mapped", "built in: postern-qmgr")
     # smtp/lmtp entries are postern-smtp's transports, judged by its own loader
     assert master["relay/unix smtp"][1] == "same"
@@ -160,7 +162,9 @@ def test_import_comments_out_what_postern_cannot_use(postern):
                          "submission/smtpd_sender_restrictions = $mua_sender_restrictions\n")
     master = (dest / "master.cf").read_text()
     assert "#smtp      inet  n       -       y       -       1       postscreen\n" in master
-    assert "#127.0.0.1:10025 inet n  -       n       -       -       smtpd\n#  -o content_filter=\n" in master
+    # a listener of its own stays (postern-generator makes its socket); its unknown -o gets a note
+    assert ("# posternctl import: unknown: 127.0.0.1:10025/inet -o content_filter=: Postern has no parameter of "
+            "this name\n127.0.0.1:10025 inet n  -       n       -       -       smtpd\n  -o content_filter=\n") in master
     assert "\namavis    unix" in master
     assert "#policy    unix  -       n       n       -       0       spawn\n#  user=nobody argv=/usr/bin/policyd\n" in master
     # an unused -o option gets a note; its entry stays
@@ -194,14 +198,17 @@ def test_import_never_overwrites_without_force(postern):
 
 
 def test_plain_check_reports_unusable_master_cf_listeners(postern):
-    """posternctl check (no --postfix) shares the master.cf verdicts: a postscreen entry and a
-    listener it cannot express say not supported."""
+    """posternctl check (no --postfix) shares the master.cf verdicts: a postscreen entry says not
+    supported; a listener of its own is postern-generator's (its -o options reported by conf_load)."""
     (postern.etc_dir / "master.cf").write_text(MASTER_CF)
     postern.configure(mua_sender_restrictions="reject_unknown_sender_domain")
     r = postern.posternctl("check")
     path = postern.etc_dir / "master.cf"
-    assert f"posternctl: {path}:1: smtp: not supported: Postern has no postscreen" in r.stderr
-    assert f"posternctl: {path}:8: 127.0.0.1:10025: not supported: a listener with -o options" in r.stderr
+    assert f"posternctl: {path}:1: smtp: not supported: postscreen is not part of Postern: postern-smtpd " \
+        "answers on this port itself" in r.stderr
+    assert (f"posternctl: {path}:8: 127.0.0.1:10025: not supported: -o content_filter on 127.0.0.1:10025 "
+            "(Postern has no parameter of this name)") in r.stderr
+    assert f"{path}:8: 127.0.0.1:10025: not supported: a listener" not in r.stderr
     assert (f"posternctl: {path}:3: submission: not supported: -o smtpd_milters on submission (Postern has no "
             "parameter of this name)") in r.stderr
     assert (f"posternctl: {path}:14: local: not supported: maxproc 4 on local (set local_process_limit in "

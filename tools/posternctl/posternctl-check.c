@@ -109,6 +109,8 @@ static int print_master_item(const MasterEntry *e, const MasterOption *o, Postfi
         const char *path = x->path;
         if (postfix_master_smtp_transport(e))
                 return 0;
+        if (o && e->kind == MASTER_LISTENER)
+                return 0;   /* conf_load() said it, as every daemon does (common/conf/master-inet.h) */
         if (v == POSTFIX_ERROR) {
                 fprintf(stderr, "posternctl: %s:%u: %s: %s\n", path, e->line, e->service, detail);
                 x->ret = 1;

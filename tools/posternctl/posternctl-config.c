@@ -273,7 +273,7 @@ static int config_show_all(Conf *c, const ConfigArgs *a) {
                 return 0;
         }
         ExplicitList l = {};
-        conf_foreach_explicit(c, config_collect, &l);
+        conf_foreach_main_cf(c, config_collect, &l);
         int r = 0;
         if (l.oom) {
                 fprintf(stderr, "posternctl: out of memory\n");

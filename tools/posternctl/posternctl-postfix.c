@@ -9,11 +9,10 @@
  * master_cf_load() and its entries judged by their classification (master-cf.c) and, for pipe(8)
  * entries, by master-pipe.c.
  *
- * Listeners: postern-smtpd takes the fd names smtp (port 25), submission (587) and submissions
- * (465, implicit TLS). An inet smtpd entry on one of those ports maps to that socket unit, and its
- * -o options to main.cf's "<fd name>/<parameter>". An entry on another port maps only when it has
- * no -o options (one more ListenStream= of postern-smtpd.socket); with options it needs a socket of
- * its own, which postern-smtpd does not take yet. */
+ * Listeners are judged by the classification postern-generator uses (common/conf/master-inet.c):
+ * an inet smtpd entry becomes a shipped socket or one of its own, its -o options the listener
+ * settings "<fd name>/<parameter>" (as conf_load() applies them), and what the generator cannot
+ * express is "not supported" with its reason. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +23,7 @@
 
 #include "conf/conf.h"
 #include "conf/master-cf.h"
+#include "conf/master-inet.h"
 #include "conf/master-pipe.h"
 #include "conf/params.h"
 #include "conf/table.h"
@@ -365,24 +365,18 @@ static char *smtp_option_note(const PostfixSmtpNotes *n, const MasterEntry *e, c
         return NULL;
 }
 
-/* postern-smtpd's socket for an inet smtpd entry's port ("smtp", "127.0.0.1:submission", "465"):
- * its fd name and unit, or NULL for a port it has no socket for. */
-static const char *listener_fdname(const MasterEntry *e, const char **ret_unit) {
-        static const char *const ports[][3] = {
-                { "smtp", "smtp", "postern-smtpd.socket" }, { "25", "smtp", "postern-smtpd.socket" },
-                { "submission", "submission", "postern-submission.socket" },
-                { "587", "submission", "postern-submission.socket" },
-                { "smtps", "submissions", "postern-submissions.socket" },
-                { "submissions", "submissions", "postern-submissions.socket" },
-                { "465", "submissions", "postern-submissions.socket" },
-        };
-        const char *colon = strrchr(e->service, ':');
-        const char *port = colon ? colon + 1 : e->service;
-        for (size_t i = 0; i < ELEMENTSOF(ports); i++)
-                if (streq(port, ports[i][0])) {
-                        *ret_unit = ports[i][2];
-                        return ports[i][1];
-                }
+/* The shared classification of master.cf's listeners (common/conf/master-inet.c, as
+ * postern-generator makes them): the one for e, or NULL when e is no listener. *plan is filled on
+ * the first call (caller frees). */
+static const MasterInet *listener_of(const MasterEntry *e, Conf *c, const MasterCf *m, MasterInetPlan *plan) {
+        if (!plan->v) {
+                _cleanup_strv_free_ char **interfaces = conf_get_list(c, NULL, "inet_interfaces");
+                if (!interfaces || master_inet_plan(m, interfaces, conf_get(c, "inet_protocols"), plan) < 0)
+                        return NULL;
+        }
+        for (size_t i = 0; i < plan->n; i++)
+                if (plan->v[i].entry == e)
+                        return &plan->v[i];
         return NULL;
 }
 
@@ -392,6 +386,8 @@ int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, const
         const char *unit = NULL, *fdname = NULL;
         PostfixVerdict v;
         bool options_mapped = false;
+        _cleanup_(master_inet_plan_done) MasterInetPlan plan = {};
+        const MasterInet *l = NULL;
         int r;
 
         if (e->builtin) {   /* also a fifo or unix-dgram one (older master.cf: pickup, qmgr on fifo) */
@@ -418,28 +414,31 @@ int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, const
                 v = POSTFIX_UNSUPPORTED;
                 detail = fmt("command \"%s\" (%s) is not part of Postern; run it as a service of its own%s",
                              e->command, e->type, streq(e->type, "unix") ? "; mail routed to it is deferred (4.3.5)" : "");
-        } else if (streq(e->command, "postscreen")) {
+        } else if ((l = listener_of(e, c, m, &plan)) && l->map == MASTER_INET_SKIP && streq(e->type, "pass")) {
+                v = POSTFIX_INFO;   /* without a postscreen, Postfix does not use it either */
+                detail = fmt("not used: %s", l->note);
+        } else if (l && l->map == MASTER_INET_SKIP) {
                 v = POSTFIX_UNSUPPORTED;
-                detail = strdup("Postern has no postscreen: postern-smtpd answers port 25 itself "
-                                "(DNS blocklists: reject_rbl_client in smtpd_*_restrictions)");
-        } else if (streq(e->command, "smtpd") && streq(e->type, "pass")) {
+                detail = strdup(l->note);
+        } else if (l && l->map == MASTER_INET_USED) {
                 v = POSTFIX_MAPPED;
-                detail = strdup("postscreen's hand-off: postern-smtpd takes port 25 itself (postern-smtpd.socket)");
-        } else if (streq(e->command, "smtpd") && streq(e->type, "inet") && (fdname = listener_fdname(e, &unit))) {
+                for (size_t i = 0; i < plan.n; i++)
+                        if (plan.v[i].options == e && plan.v[i].entry != e)
+                                fdname = plan.v[i].fdname, unit = plan.v[i].unit;
+                options_mapped = fdname != NULL;
+                detail = fmt("postscreen's hand-off: its -o options apply to %s (fd name %s)", strempty(unit),
+                             strempty(fdname));
+        } else if (l && streq(e->command, "postscreen")) {
+                v = POSTFIX_UNSUPPORTED;   /* the port is served, postscreen's screening is not done */
+                detail = strdup(l->note);
+        } else if (l) {
                 v = POSTFIX_MAPPED;
-                options_mapped = true;
-                detail = fmt("%s (fd name %s)%s%s%s", unit, fdname,
-                             strchr(e->service, ':') ? "; its address goes in a drop-in: ListenStream=" : "",
-                             strchr(e->service, ':') ? e->service : "",
-                             e->n_options ? "; its -o options become main.cf settings" : "");
-        } else if (streq(e->command, "smtpd") && streq(e->type, "inet") && e->n_options == 0) {
-                v = POSTFIX_MAPPED;
-                detail = fmt("one more address of postern-smtpd.socket (fd name smtp): a drop-in with "
-                             "ListenStream=%s", e->service);
-        } else if (streq(e->command, "smtpd") && streq(e->type, "inet")) {
-                v = POSTFIX_UNSUPPORTED;
-                detail = strdup("a listener with -o options of its own needs a socket with its own fd name; "
-                                "postern-smtpd takes only smtp, submission and submissions");
+                fdname = l->fdname, unit = l->unit;
+                options_mapped = l->options == e;   /* a postscreen's own options are in its note */
+                detail = fmt("%s%s (fd name %s)%s%s%s%s", l->map == MASTER_INET_SOCKET ? "postern-generator's " : "",
+                             unit, fdname, l->narrowed && l->map == MASTER_INET_SHIPPED ? "; postern-generator's drop-in sets its address" : "",
+                             e->n_options && options_mapped ? "; its -o options become listener settings" : "",
+                             l->note ? "; " : "", strempty(l->note));
         } else {
                 v = POSTFIX_UNSUPPORTED;
                 detail = fmt("a %s listener running %s: Postern has no such service", e->type, e->command);

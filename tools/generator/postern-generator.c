@@ -1,0 +1,138 @@
+/* postern-generator.c — the systemd generator (systemd.generator(7)) that makes master.cf's
+ * listeners true: at boot and on `systemctl daemon-reload` it reads main.cf (the daemons' path:
+ * $POSTERN_CONFIG, else /etc/postern/main.cf) and $config_directory/master.cf and writes into
+ * its output directory (argv[1], /run/systemd/generator):
+ *   - postern-smtpd-<fd name>.socket for each inet smtpd entry that is not one of the shipped
+ *     sockets, wanted by postern.target (postern.target.wants/ link);
+ *   - postern-smtpd.service.d/10-master-cf.conf adding those sockets to Sockets=, Wants=, After=;
+ *   - <shipped socket>.d/10-master-cf.conf when master.cf's host or inet_interfaces narrows the
+ *     addresses of postern-smtpd.socket, -submission.socket or -submissions.socket.
+ * What it cannot express is logged (stderr, which systemd sends to the kernel log and the journal)
+ * and reported by `posternctl check`. The classification is common/conf/master-inet.c, the texts
+ * generator-units.c. No master.cf: nothing is written. Generator rules: no network, no daemons,
+ * fast, and the exit code is always 0 so that boot never fails because of it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "generator-units.h"
+#include "conf/conf.h"
+
+static void say(const char *fmt, ...) _printf_(1, 2);
+static void say(const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("postern-generator: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+}
+
+/* Writes text to dir/name (dir/sub/name when sub is non-NULL, creating sub). */
+static int write_file(const char *dir, const char *sub, const char *name, const char *text) {
+        _cleanup_free_ char *d = NULL, *path = NULL;
+        if (asprintf(&d, "%s%s%s", dir, sub ? "/" : "", sub ? sub : "") < 0 ||
+            asprintf(&path, "%s/%s", d, name) < 0)
+                return -ENOMEM;
+        if (sub && mkdir(d, 0755) < 0 && errno != EEXIST)
+                return say("%s: %m", d), -errno;
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return say("%s: %m", path), -errno;
+        size_t len = strlen(text);
+        for (size_t done = 0; done < len;) {
+                ssize_t w = write(fd, text + done, len - done);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return say("%s: %m", path), -errno;
+                done += (size_t) w;
+        }
+        return 0;
+}
+
+static int want(const char *dir, const char *unit) {
+        _cleanup_free_ char *wants = NULL, *link = NULL, *target = NULL;
+        if (asprintf(&wants, "%s/postern.target.wants", dir) < 0 || asprintf(&link, "%s/%s", wants, unit) < 0 ||
+            asprintf(&target, "../%s", unit) < 0)
+                return -ENOMEM;
+        if (mkdir(wants, 0755) < 0 && errno != EEXIST)
+                return say("%s: %m", wants), -errno;
+        if (symlink(target, link) < 0 && errno != EEXIST)
+                return say("%s: %m", link), -errno;
+        return 0;
+}
+
+static int generate(const char *dir, Conf *c, const char *source, const MasterCf *m) {
+        _cleanup_strv_free_ char **interfaces = conf_get_list(c, NULL, "inet_interfaces");
+        if (!interfaces)
+                return -ENOMEM;
+        MasterInetPlan p = {};
+        int r = master_inet_plan(m, interfaces, conf_get(c, "inet_protocols"), &p);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; r >= 0 && i < p.n; i++) {
+                const MasterInet *l = &p.v[i];
+                _cleanup_free_ char *text = NULL, *sub = NULL;
+                if (l->note)
+                        say("%s:%u: %s: %s%s", source, l->entry->line, l->entry->service,
+                            l->map == MASTER_INET_SKIP ? "skipped: " : "", l->note);
+                if (l->map == MASTER_INET_SOCKET) {
+                        r = generator_socket_unit(l, source, &text);
+                        if (r >= 0)
+                                r = write_file(dir, NULL, l->unit, text);
+                        if (r >= 0)
+                                r = want(dir, l->unit);
+                } else if (l->map == MASTER_INET_SHIPPED) {
+                        r = generator_socket_dropin(l, source, &text);
+                        if (r >= 0 && text && asprintf(&sub, "%s.d", l->unit) < 0)
+                                r = -ENOMEM;
+                        if (r >= 0 && text)
+                                r = write_file(dir, sub, GENERATOR_DROPIN, text);
+                }
+        }
+        _cleanup_free_ char *service = NULL;
+        if (r >= 0)
+                r = generator_service_dropin(&p, source, &service);
+        if (r >= 0 && service)
+                r = write_file(dir, "postern-smtpd.service.d", GENERATOR_DROPIN, service);
+        master_inet_plan_done(&p);
+        return r;
+}
+
+int main(int argc, char *argv[]) {
+        if (argc != 2 && argc != 4) {
+                say("usage: postern-generator NORMAL-DIR [EARLY-DIR LATE-DIR]");
+                return 0;
+        }
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **messages = NULL;
+        int r = conf_load(NULL, &c, &messages);
+        if (r < 0) {
+                for (char **m = messages; m && *m; m++)
+                        say("%s", *m);
+                say("main.cf has errors; master.cf's listeners are not set up (the shipped units apply)");
+                return 0;
+        }
+        _cleanup_free_ char *source = NULL, *err = NULL;
+        if (asprintf(&source, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
+                return say("out of memory"), 0;
+        MasterCf m = {};
+        r = master_cf_load(source, &m, &err);
+        if (r == -ENOENT)
+                return 0;   /* no master.cf: today's units, unchanged */
+        if (r < 0) {
+                say("%s; its listeners are not set up (the shipped units apply)", err ? err : strerror(-r));
+                return 0;
+        }
+        r = generate(argv[1], c, source, &m);
+        if (r < 0)
+                say("writing units to %s failed: %s", argv[1], strerror(-r));
+        master_cf_done(&m);
+        return 0;
+}
