@@ -608,6 +608,27 @@ static void rate_wakeup(Qmgr *q, usec_t when) {
                 log_error_errno(r, "Cannot arm the rate delay timer: %m");
 }
 
+/* A job for postern-local's virtual socket (virtual(8) mailboxes) takes the jobs of other
+ * messages waiting for the same destination into its request, up to
+ * <transport>_destination_recipient_limit recipients in all: one request, one delivery for the
+ * window, and postern-local writes their Maildirs together (spread over its children), where one
+ * request per message kept at most the window's 20 messages in flight. As the local bundles
+ * (qmgr-deliver.c bundle_collect()): each job keeps its own results, its own log lines. */
+static void dest_bundle(Qmgr *q, QmgrDest *d, QmgrJob *j) {
+        const QmgrTransportLimits *t = qmgr_sched_limits(&q->s, d->transport);
+        if (!streq(qmgr_sched_agent(&q->s, d->transport), "virtual") || t->rate_delay > 0)
+                return;   /* a rate delay is per message, as in Postfix */
+        size_t limit = t->rcpt_limit, total = j->n;
+        QmgrJob **tail = &j->bundle;
+        while (d->wait_head && d->wait_head->m != j->m && total + d->wait_head->n <= limit) {
+                QmgrJob *f = dest_pop(d);
+                f->dest = NULL;   /* counted once, as j's request */
+                total += f->n;
+                *tail = f;
+                tail = &f->bundle;
+        }
+}
+
 /* One step for one destination in the ready ring: defer its jobs when dead, else start one job
  * if its window and its transport's process limit allow (the next round then starts after it).
  * Returns whether a job was started. d may be freed. */
@@ -633,6 +654,7 @@ static bool dest_step(Qmgr *q, QmgrDest *d, usec_t now) {
         if (!d->wait_head || d->busy >= limit || !qmgr_sched_transport_free(q, d->transport))
                 return false;
         QmgrJob *j = dest_pop(d);
+        dest_bundle(q, d, j);
         d->busy++;
         if (d->wait_head)
                 S->ring = d->next;   /* round-robin: the next round starts after d */

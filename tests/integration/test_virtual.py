@@ -20,7 +20,7 @@ import time
 import pytest
 
 from test_local import deliver, kill_local_while_writing, marker_dir, message, queue_message, results
-from test_qmgr_agent import FakeLocal, assert_one_request_in_flight, inject, wakeup
+from test_qmgr_agent import FakeLocal, inject, wakeup
 
 VDOM = "vdomain.test"
 SENDER = "sender@example.org"
@@ -368,10 +368,36 @@ def test_qmgr_sends_the_virtual_transport_to_the_virtual_socket(postern):
         agent.stop()
 
 
-def test_qmgr_virtual_concurrency_limit(postern):
-    """virtual_destination_concurrency_limit caps the requests in flight for one destination."""
-    assert_one_request_in_flight(postern, "virtual", VDOM, lambda: start_qmgr_virtual(
-        postern, virtual_destination_concurrency_limit="1"))
+def test_qmgr_virtual_concurrency_limit_and_waiting_messages_share_a_request(postern):
+    """virtual_destination_concurrency_limit caps the requests in flight for one destination; the
+    messages that wait behind it go to the virtual socket together, one request of at most
+    virtual_destination_recipient_limit recipients (each message with its own queue_id.N), and
+    every one is recorded and removed."""
+    hold = threading.Event()
+    agent = FakeLocal(postern, listener="virtual", hold=hold)
+    try:
+        start_qmgr_virtual(postern, virtual_destination_concurrency_limit="1",
+                           virtual_destination_recipient_limit="3")
+        first = inject(postern, "alice@example.org", [f"first@{VDOM}"])
+        wakeup(postern)
+        postern.wait_for(lambda: len(agent.requests) >= 1, what="the first request")
+        waiting = [inject(postern, f"s{i}@example.org", [f"w{i}@{VDOM}"]) for i in range(4)]
+        wakeup(postern)
+        postern.wait_log("qmgr", rf"{waiting[-1]}: from=<s3@example.org>")
+        time.sleep(0.5)   # absence: no second request while the first is held
+        assert len(agent.requests) == 1
+        hold.set()
+        for qid in [first] + waiting:
+            postern.wait_log("qmgr", rf"{qid}: removed")
+        reqs = agent.requests
+        assert [int(r["count"]) for r in reqs] == [1, 3, 1], reqs
+        batch = reqs[1]
+        assert [batch["queue_id"]] + [batch[f"queue_id.{i}"] for i in (1, 2)] == waiting[:3]
+        assert [batch[f"rcpt.{i}"] for i in range(3)] == [f"w{i}@{VDOM}" for i in range(3)]
+        assert postern.queue_rows("SELECT count(*) FROM messages") == [(0,)]
+    finally:
+        hold.set()
+        agent.stop()
 
 
 def test_parameter_defaults(postern):
