@@ -45,13 +45,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 size_t len = nl ? (size_t) (nl - (data + pos)) : size - pos;
                 char *challenge = NULL;
                 if (raw) {
-                        challenge = strndup((const char *) data + pos, len);
+                        /* (not strndup(): the input is not NUL-terminated, and ASan's
+                         * strict_string_checks reads strndup()'s argument as a string) */
+                        challenge = memdup_suffix0(data + pos, len);
                 } else if (len == 0) {
                         challenge = strdup("");
                 } else {
                         gnutls_datum_t in = { .data = (unsigned char *) data + pos, .size = (unsigned) len }, out = {};
                         if (gnutls_base64_encode2(&in, &out) >= 0) {
-                                challenge = strndup((const char *) out.data, out.size);
+                                challenge = memdup_suffix0(out.data, out.size);
                                 gnutls_free(out.data);
                         }
                 }
