@@ -287,12 +287,10 @@ static void judge_main_entry(const char *name, const char *raw, void *userdata) 
                 detail = strdup(own ? "a name of your own: Postern has no such parameter, and settings use it as $name" :
                                 "Postern has no parameter of this name (only other unknown parameters use it as $name)");
         } else if (!slash && streq(base, "myorigin") && raw[0] == '/') {
-                /* Debian's "myorigin = /etc/mailname": the file's first line is the domain */
-                const char *value = conf_get(x->c, "myorigin");
-                bool read = value && value[0] != '/';
-                v = read ? POSTFIX_SAME : POSTFIX_ERROR;   /* (conf_load reports a file it cannot read) */
-                detail = read ? fmt("read from %s: %s", raw, value) :
-                         fmt("cannot read %s: its first line would be the domain of local senders", raw);
+                /* Debian's "myorigin = /etc/mailname": the file's first line is the domain (a file
+                 * that cannot be read is conf_load()'s "cannot read" message, above) */
+                v = POSTFIX_SAME;
+                detail = fmt("read from %s: %s", raw, conf_get(x->c, "myorigin"));
         } else
                 v = judge_param(x->c, listener, base, x->m, &detail);
         x->error = add(x->r, "main.cf", line, strdup(name), v, detail);
