@@ -5,7 +5,13 @@
  *   posternctl config -d              the built-in defaults
  *   posternctl config -x ...          expand $name references in the values shown
  *   posternctl config name...         only those parameters
- *   posternctl config name=value...   validate, then edit main.cf (comments and order kept)
+ *   posternctl config name=value...   validate, then edit main.cf (comments and order kept; -e
+ *                                     says the same explicitly, as postconf -e)
+ *   posternctl config -# name...      comment the settings out in main.cf (postconf -#)
+ *   posternctl config -X name...      remove the settings from main.cf (postconf -X)
+ *   -h / -H                           values only / names only
+ *   -j                                one JSON object per line: {"name": ..., "value": ...}
+ *   -M / -F / -P [pattern...]         master.cf entries, fields, -o parameters (posternctl-master.c)
  *   posternctl config --markdown      the registry as docs/parameters.md
  *   -c DIR                            use DIR/main.cf instead of $POSTERN_CONFIG or the default
  *
@@ -17,22 +23,35 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "basic/strbuf.h"
 #include "conf/params.h"
 #include "posternctl.h"
 
 typedef struct ConfigArgs {
-        bool non_default, defaults, expand, markdown;
-        const char *path;
+        bool non_default, defaults, expand, markdown, edit;
+        char master;            /* 'M', 'F', 'P' or 0 */
+        ConfEditOp op;          /* with -# or -X */
+        bool remove_op;
 } ConfigArgs;
 
+/* How a parameter is printed: "name = value", -h, -H, -j. */
+static enum { STYLE_NAME_VALUE, STYLE_VALUE, STYLE_NAME, STYLE_JSON } config_style;
+
 static void config_help(void) {
-        printf("Usage: posternctl config [-n|-d] [-x] [-c DIR] [name...]\n"
-               "       posternctl config [-c DIR] name=value...\n"
+        printf("Usage: posternctl config [-n|-d] [-x] [-h|-H|-j] [-c DIR] [name...]\n"
+               "       posternctl config [-e] [-c DIR] name=value...\n"
+               "       posternctl config -#|-X [-c DIR] name...\n"
+               "       posternctl config -M|-F|-P [-h] [-c DIR] [service[/type[/name]]...]\n"
                "       posternctl config --markdown\n\n"
                "  -n          show only parameters set in main.cf\n"
                "  -d          show built-in defaults\n"
                "  -x          expand $name references (and /file/name entries of lists)\n"
-               "  -c DIR      read DIR/main.cf\n"
+               "  -h, -H      show values only, names only\n"
+               "  -j          one JSON object per parameter and line\n"
+               "  -e          edit main.cf (name=value arguments)\n"
+               "  -#, -X      comment out, remove the named settings in main.cf\n"
+               "  -M, -F, -P  show master.cf entries, their fields, their -o parameters\n"
+               "  -c DIR      read DIR/main.cf (and DIR/master.cf)\n"
                "  --markdown  print the parameter registry as a Markdown document\n");
 }
 
@@ -180,7 +199,23 @@ static int config_markdown(void) {
 }
 
 static void config_print(const char *name, const char *value) {
-        printf("%s =%s%s\n", name, isempty(value) ? "" : " ", strempty(value));
+        switch (config_style) {
+        case STYLE_VALUE:
+                printf("%s\n", strempty(value));
+                break;
+        case STYLE_NAME:
+                printf("%s\n", name);
+                break;
+        case STYLE_JSON:
+                fputs("{\"name\": ", stdout);
+                posternctl_json_string(name);
+                fputs(", \"value\": ", stdout);
+                posternctl_json_string(strempty(value));
+                fputs("}\n", stdout);
+                break;
+        default:
+                printf("%s =%s%s\n", name, isempty(value) ? "" : " ", strempty(value));
+        }
 }
 
 /* -x: the expanded value; for a list whose "/file/name" entries stand for the file's entries,
@@ -200,10 +235,14 @@ static void config_print_expanded(Conf *c, const char *name) {
                 config_print(name, value);
                 return;
         }
-        printf("%s =", name);
-        for (char **e = entries; *e; e++)
-                printf("%s%s", e == entries ? " " : ", ", *e);
-        putchar('\n');
+        _cleanup_strbuf_ StrBuf joined = STRBUF_INIT;
+        for (char **e = entries; *e && r >= 0; e++)
+                r = strbuf_printf(&joined, "%s%s", e == entries ? "" : ", ", *e);
+        if (r < 0) {
+                fprintf(stderr, "posternctl: out of memory\n");
+                return;
+        }
+        config_print(name, joined.data);
 }
 
 static int config_show_one(Conf *c, const ConfigArgs *a, const char *name) {
@@ -343,11 +382,27 @@ static int config_edit(Conf *c, const char *path, char **args, int n) {
         return 0;
 }
 
+/* -# and -X: each name's setting commented out or removed; names main.cf does not set are left. */
+static int config_uncomment_or_remove(const char *path, char **names, int n, ConfEditOp op) {
+        for (int i = 0; i < n; i++) {
+                int r = conf_edit_file_op(path, names[i], NULL, op);
+                if (r == -EINVAL) {
+                        fprintf(stderr, "posternctl: %s: not a parameter name\n", names[i]);
+                        return 1;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "posternctl: cannot edit %s: %s\n", path, strerror(-r));
+                        return 1;
+                }
+        }
+        return 0;
+}
+
 /* `posternctl config`: show or edit main.cf parameters, like postconf. */
 int verb_config(int argc, char *argv[]) {
         static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "markdown", no_argument, NULL, 'M' },
+                { "help", no_argument, NULL, 256 },
+                { "markdown", no_argument, NULL, 257 },
                 {}
         };
         ConfigArgs a = {};
@@ -355,18 +410,32 @@ int verb_config(int argc, char *argv[]) {
         int opt;
 
         optind = 0;
-        while ((opt = getopt_long(argc, argv, "+ndxc:h", options, NULL)) >= 0)
+        config_style = STYLE_NAME_VALUE;
+        while ((opt = getopt_long(argc, argv, "+ndxc:hHjeMFP#X", options, NULL)) >= 0)
                 switch (opt) {
                 case 'n': a.non_default = true; break;
                 case 'd': a.defaults = true; break;
                 case 'x': a.expand = true; break;
-                case 'M': a.markdown = true; break;
+                case 'h': config_style = STYLE_VALUE; break;
+                case 'H': config_style = STYLE_NAME; break;
+                case 'j': config_style = STYLE_JSON; break;
+                case 'e': a.edit = true; break;
+                case 'M': case 'F': case 'P':
+                        if (a.master && a.master != opt) {
+                                fprintf(stderr, "posternctl: -M, -F and -P cannot be combined\n");
+                                return 2;
+                        }
+                        a.master = (char) opt;
+                        break;
+                case '#': a.remove_op = true; a.op = CONF_EDIT_COMMENT; break;
+                case 'X': a.remove_op = true; a.op = CONF_EDIT_REMOVE; break;
+                case 257: a.markdown = true; break;
                 case 'c':
                         free(path);
                         if (asprintf(&path, "%s/main.cf", optarg) < 0)
                                 return fprintf(stderr, "posternctl: out of memory\n"), 1;
                         break;
-                case 'h': config_help(); return 0;
+                case 256: config_help(); return 0;
                 default: return 2;
                 }
         if (a.markdown)
@@ -391,6 +460,19 @@ int verb_config(int argc, char *argv[]) {
                 fprintf(stderr, "posternctl: name=value cannot be mixed with names or -n/-d/-x\n");
                 return 2;
         }
+        if (a.edit && (nassign == 0 || nassign != nargs)) {
+                fprintf(stderr, "posternctl: -e takes name=value arguments\n");
+                return 2;
+        }
+        if (a.master && (a.edit || a.remove_op || nassign)) {
+                fprintf(stderr, "posternctl: not supported: editing master.cf (-M, -F, -P with -e, -# or -X); "
+                        "edit the file, then run postern-generator\n");
+                return 2;
+        }
+        if (a.remove_op && (nargs == 0 || nassign || a.non_default || a.defaults || a.expand)) {
+                fprintf(stderr, "posternctl: -# and -X take parameter names\n");
+                return 2;
+        }
 
         _cleanup_conf_free_ Conf *c = NULL;
         _cleanup_strv_free_ char **msgs = NULL;
@@ -402,8 +484,8 @@ int verb_config(int argc, char *argv[]) {
                 r = conf_load(path, &c, &msgs);
                 for (char **m = msgs; m && *m; m++)
                         fprintf(stderr, "posternctl: %s\n", *m);
-                if (r == -EINVAL && nassign) {
-                        /* a broken main.cf can still be repaired with name=value */
+                if (r == -EINVAL && (nassign || a.remove_op)) {
+                        /* a broken main.cf can still be repaired with name=value, -# or -X */
                         r = conf_new(&c);
                 } else if (r == -EINVAL) {
                         fprintf(stderr, "posternctl: %s has errors; fix them first\n", path);
@@ -417,6 +499,10 @@ int verb_config(int argc, char *argv[]) {
 
         if (nassign)
                 return config_edit(c, path, args, nargs);
+        if (a.remove_op)
+                return config_uncomment_or_remove(path, args, nargs, a.op);
+        if (a.master)
+                return posternctl_config_master(c, a.master, config_style == STYLE_VALUE, args, nargs);
 
         if (nargs == 0)
                 return config_show_all(c, &a);
