@@ -168,3 +168,29 @@ def test_config_master_cf_entries_fields_and_parameters(postern):
     assert r.returncode == 1 and "nosuch: no such master.cf entry" in r.stderr
     r = postern.posternctl("config", "-Me", "smtp/inet=x")
     assert r.returncode == 2 and "not supported: editing master.cf" in r.stderr
+
+
+def test_bash_completion_offers_verbs_parameters_and_flags(postern):
+    """The bash completion the package installs (tools/completions/posternctl.bash), run by bash
+    against the built posternctl: verbs, parameter names from the registry, config's flags."""
+    import os
+    import subprocess
+    from postern_harness import binary
+    script = os.path.join(os.environ["POSTERN_SOURCE_DIR"], "tools/completions/posternctl.bash")
+    postern.configure()
+
+    def complete(*words):
+        env = dict(postern.env())
+        env["PATH"] = os.path.dirname(binary("tools/posternctl/posternctl")) + ":" + env.get("PATH", "/usr/bin:/bin")
+        cmd = (f'source {script}; COMP_WORDS=(posternctl {" ".join(words)}); '
+               f'COMP_CWORD={len(words)}; _posternctl; printf "%s\\n" "${{COMPREPLY[@]}}"')
+        r = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return sorted(r.stdout.split())
+
+    assert complete("qs") == ["qshape"]
+    assert complete("re") == ["release", "requeue"]
+    assert complete("config", "myhost") == ["myhostname"]
+    assert complete("config", "smtpd_tls_cert") == ["smtpd_tls_cert_file"]
+    assert "-X" in complete("config", "-") and "-j" in complete("config", "-")
+    assert complete("qshape", "de") == ["deferred"]
