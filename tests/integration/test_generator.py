@@ -197,7 +197,9 @@ def test_generator_access_dropins_credentials_and_paths(postern, tmp_path, reque
     postern.configure(mail_owner="nobody",      # the daemons' user; "postern" may not exist here
                       smtpd_tls_cert_file=str(public / "cert.pem"),
                       smtpd_tls_key_file=str(keys / "root-only.key"),
-                      virtual_mailbox_base=str(tmp_path / "vmail"))
+                      virtual_mailbox_base=str(tmp_path / "vmail"),
+                      # missing: no credential (systemd would refuse to start smtpd over it)
+                      **{"submission/smtpd_tls_key_file": "/nonexistent/postern-test.key"})
     out = tmp_path / "generator"
     r = run_generator(postern, out)
     assert r.returncode == 0 and r.stderr == ""
@@ -206,7 +208,7 @@ def test_generator_access_dropins_credentials_and_paths(postern, tmp_path, reque
     cred = "".join("-" if ch == "/" else ch if (ch.isascii() and ch.isalnum()) or ch == "." else f"_{ord(ch):02x}"
                    for ch in str(keys / "root-only.key").lstrip("/"))
     assert f"LoadCredential={cred}:{keys / 'root-only.key'}\n" in smtpd
-    assert "cert.pem" not in smtpd
+    assert "cert.pem" not in smtpd and "nonexistent" not in smtpd
     for u in ("local", "qmgr", "smtp", "smtpd"):
         assert f"ReadWritePaths=-{postern.queue_dir}\n" in (out / f"postern-{u}.service.d/20-access.conf").read_text()
     assert f"ReadWritePaths=-{tmp_path / 'vmail'}\n" in (out / "postern-local.service.d/20-access.conf").read_text()

@@ -76,14 +76,16 @@ static int want(const char *dir, const char *unit) {
         return 0;
 }
 
-/* Whether the user the daemons run as (mail_owner, postern in the units) can read path: checked by a
- * child that takes that user's ids, so directory permissions and groups count as they will. When
- * that cannot be found out (no such user, not root), the path is taken as readable: the drop-in
- * is then left out and smtpd reports an unreadable file as it always does. */
+/* Whether the daemons can open path themselves, so that it needs no LoadCredential=: true when
+ * the user they run as (mail_owner, postern in the units) can read it — checked by a child that
+ * takes that user's ids, so directory permissions and groups count as they will — and also when
+ * root cannot read it either (a missing file: a credential systemd cannot load would stop the
+ * service from starting at all, while smtpd only reports it and goes without TLS). When it
+ * cannot be found out (no such user, not root), the answer is true as well. */
 static bool daemon_user_can_read(const char *path, void *ud) {
         const char *user = ud;
         struct passwd *pw = getpwnam(user);
-        if (!pw || geteuid() != 0)
+        if (!pw || geteuid() != 0 || access(path, R_OK) < 0)
                 return true;
         pid_t pid = fork();
         if (pid < 0)
