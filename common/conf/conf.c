@@ -29,6 +29,7 @@
 #include "../basic/io-util.h"
 #include "../basic/strbuf.h"
 #include "conf.h"
+#include "my-networks.h"
 #include "master-cf.h"
 #include "master-inet.h"
 #include "params.h"
@@ -54,6 +55,7 @@ struct Conf {
         size_t n_order, cap_order;
         StrMap *entries;        /* name -> ConfEntry* (borrowed from order) */
         StrMap *cache;          /* "name" or "listener/name" -> expanded char* (owned) */
+        StrMap *mynetworks;     /* mynetworks_style -> the computed default of mynetworks (owned) */
 };
 
 typedef struct ConfExpand {
@@ -158,6 +160,7 @@ Conf *conf_free(Conf *c) {
         free(c->order);
         strmap_free(c->entries);
         strmap_free(c->cache);
+        strmap_free(c->mynetworks);
         free(c->path);
         free(c->config_dir);
         free(c);
@@ -299,6 +302,28 @@ static void conf_compat_report(Conf *c, ConfMessages *m, int *ret) {
                                   "(Postern has no such parameter)", c->path, e->line, e->raw, absent.data);
 }
 
+/* mynetworks when main.cf leaves it unset: computed from mynetworks_style (in x's listener
+ * context) once per style and kept; the loopback networks when that fails. */
+static const char *conf_mynetworks_default(ConfExpand *x) {
+        Conf *c = x->c;
+        const char *style = x->listener ? conf_get_listener(c, x->listener, "mynetworks_style")
+                                        : conf_get(c, "mynetworks_style");
+        const char *fallback = param_default(param_lookup("mynetworks"));
+        if (isempty(style))
+                return fallback;
+        const char *have = c->mynetworks ? strmap_get(c->mynetworks, style) : NULL;
+        if (have)
+                return have;
+        char *text = NULL;
+        if (mynetworks_compute(style, &text) < 0)
+                return fallback;
+        if ((!c->mynetworks && !(c->mynetworks = strmap_new(free))) || strmap_put(c->mynetworks, style, text) < 0) {
+                free(text);
+                return fallback;
+        }
+        return text;
+}
+
 /* The unexpanded text for name in x's context, or NULL when it is undefined. Computed defaults
  * that depend on other parameters (mydomain, config_directory) are produced in *ret_computed. */
 static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_explicit) {
@@ -321,6 +346,8 @@ static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_expli
                 return NULL;
         if (streq(name, "config_directory"))
                 return c->config_dir;
+        if (streq(name, "mynetworks"))
+                return conf_mynetworks_default(x);
         const char *old = param_compat_default(conf_compat_level(c), name);
         return old ? old : param_default(p);
 }
@@ -753,8 +780,8 @@ const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit) {
                 return conf_get_raw(c, base, NULL);
         if (streq(name, "config_directory"))
                 return c->config_dir;
-        if (streq(name, "mydomain"))
-                return conf_get(c, "mydomain");
+        if (streq(name, "mydomain") || streq(name, "mynetworks"))
+                return conf_get(c, name);      /* computed: what the daemons use */
         return param_default(p);
 }
 

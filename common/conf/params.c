@@ -324,8 +324,10 @@ const ParamDef param_table[] = {
               "This system's internet domain (computed: myhostname without its first label, or localdomain)."),
         P_STR("myhostname", NULL,
               "This system's fully qualified host name (computed: the host name, qualified via the resolver when it has no dot)."),
-        P_LIST("mynetworks", "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128",
-               "Trusted client networks that may relay (permit_mynetworks). Postern defaults to loopback only, whatever mynetworks_style says."),
+        P_LIST("mynetworks", NULL,
+               "Trusted client networks that may relay (permit_mynetworks). Computed when not set: the loopback networks and, per mynetworks_style, this host's addresses (host), its interfaces' networks (subnet) or their class A/B/C networks (class)."),
+        P_ENUM("mynetworks_style", "host", "host|subnet|class",
+               "What mynetworks trusts when main.cf does not set it: this host only (host), the networks of its interfaces (subnet) or their class A/B/C networks (class)."),
         P_STR("myorigin", "$myhostname",
               "Domain appended to unqualified sender and recipient addresses of locally posted mail."),
         P_LIST("nested_header_checks", "$header_checks",
@@ -786,6 +788,8 @@ const char *param_default(const ParamDef *p) {
                 return POSTERN_SYSCONFDIR;
         if (streq(p->name, "mail_version"))
                 return POSTERN_VERSION;
+        if (streq(p->name, "mynetworks"))
+                return "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128";   /* conf.c computes the rest */
         if (streq(p->name, "myhostname") || streq(p->name, "mydomain")) {
                 pthread_once(&param_hostname_once, param_compute_hostname);
                 return streq(p->name, "myhostname") ? param_hostname : param_domain;
