@@ -49,10 +49,10 @@ static ssize_t parse_v1(const char *p, size_t n, ProxyHeader *ret, const char **
                 if (c < 0x20 || c > 0x7e)
                         return fail(ret_error, "v1 header holds a control or non-ASCII character");
         }
-        if (len >= PROXY_V1_MAX)
+        if (len + 2 > PROXY_V1_MAX)   /* the line and its CRLF cannot fit any more */
                 return fail(ret_error, "v1 header longer than 107 bytes");
         if (len + 1 >= n)
-                return len + 2 > PROXY_V1_MAX ? fail(ret_error, "v1 header longer than 107 bytes") : 0;
+                return 0;
         if (p[len + 1] != '\n')
                 return fail(ret_error, "v1 header line has a CR without LF");
 

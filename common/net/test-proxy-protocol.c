@@ -80,8 +80,9 @@ static void test_v1(void) {
         memcpy(buf, "PROXY ", 6);
         CHECK_INT(proxy_header_parse(buf, sizeof buf, &h, &why), -EBADMSG);
         CHECK_STR(why, "v1 header longer than 107 bytes");
-        CHECK_INT(proxy_header_parse(buf, 106, &h, &why), 0);
-        CHECK_INT(proxy_header_parse(buf, 107, &h, &why), -EBADMSG);
+        /* 105 bytes without CR may still end in CRLF at 107; 106 cannot */
+        CHECK_INT(proxy_header_parse(buf, 105, &h, &why), 0);
+        CHECK_INT(proxy_header_parse(buf, 106, &h, &why), -EBADMSG);
 
         static const struct { const char *in; const char *why; } bad[] = {
                 { "EHLO client.example\r\n", "not a PROXY protocol header" },
