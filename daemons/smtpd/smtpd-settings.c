@@ -18,6 +18,9 @@
 static const ConfFieldEnum bare_newline_values[] = {
         { "normalize", BARE_NEWLINE_NORMALIZE }, { "no", BARE_NEWLINE_NORMALIZE }, { "yes", BARE_NEWLINE_YES }, {},
 };
+static const ConfFieldEnum upstream_proxy_values[] = {
+        { "", UPSTREAM_PROXY_NONE }, { "haproxy", UPSTREAM_PROXY_HAPROXY }, {},
+};
 static const ConfFieldEnum tls_level_values[] = {
         { "none", TLS_LEVEL_NONE }, { "may", TLS_LEVEL_MAY }, { "encrypt", TLS_LEVEL_ENCRYPT }, {},
 };
@@ -112,6 +115,9 @@ static const ConfField smtpd_fields[] = {
         F("smtpd_tls_received_header", BOOL, tls_received_header),
         F("smtpd_tls_wrappermode", BOOL, tls_wrappermode),
         F("smtpd_starttls_timeout", USEC, starttls_timeout_usec),
+        /* PROXY protocol (smtpd-proxy.c) */
+        F("smtpd_upstream_proxy_protocol", ENUM, upstream_proxy, .values = upstream_proxy_values),
+        F("smtpd_upstream_proxy_timeout", USEC, upstream_proxy_timeout_usec),
         /* SMTP AUTH (smtpd-auth.c) */
         F("smtpd_sasl_auth_enable", BOOL, sasl_enable),
         F("smtpd_tls_auth_only", BOOL, tls_auth_only),
