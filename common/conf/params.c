@@ -342,6 +342,8 @@ const ParamDef param_table[] = {
               "Postern: most clients (listener and address) postern-anvil tracks; at the limit the least recently seen client without connections is forgotten."),
         P_STR("postern_lmtp_socket_directory", "/var/spool/postfix",
               "Postern only: the directory a relative LMTP next hop (\"lmtp:unix:private/dovecot-lmtp\") is resolved against, as Postfix resolves it against its queue directory."),
+        P_LIST("postern_upstream_proxy_networks", "",
+               "Postern only: the load balancers that may send a PROXY header on a listener with smtpd_upstream_proxy_protocol (mynetworks syntax: addresses, networks, type:table); empty: any peer. A connection from elsewhere is closed without a greeting."),
         P_STR("postern_socket_directory", "/run/postern",
               "Postern only: the directory holding the roles' IPC sockets (qmgr, local, ...)."),
         P_LIST("propagate_unmatched_extensions", "canonical, virtual",

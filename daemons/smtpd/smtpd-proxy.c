@@ -17,7 +17,10 @@
  *   warning: PROXY protocol: bad header from [ADDR]:PORT: <reason>; closing the connection
  *   warning: PROXY protocol: no complete header from [ADDR]:PORT within 5s; closing the connection
  *   lost connection while reading the PROXY header from [ADDR]:PORT
- * where ADDR:PORT is the connection's own peer (the load balancer). A v2 LOCAL command (the
+ * where ADDR:PORT is the connection's own peer (the load balancer). With
+ * postern_upstream_proxy_networks set, a peer outside it may not send a header at all:
+ *   warning: PROXY protocol: connection from [ADDR]:PORT, which is not in postern_upstream_proxy_networks; closing the connection
+ * (a table that fails: "... postern_upstream_proxy_networks lookup failed; ..."). A v2 LOCAL command (the
  * balancer's own health check), v1 UNKNOWN and v2 headers without an IP family keep the
  * connection's own addresses, as the protocol says, and log
  *   PROXY protocol: <v2 LOCAL command> from [ADDR]:PORT; using the connection's own addresses */
@@ -38,6 +41,25 @@ bool smtpd_proxy_expected(const Session *s) {
 /* "[ADDR]:PORT" of the connection's peer (the load balancer). */
 static void peer_text(const Session *s, char *buf, size_t n) {
         snprintf(buf, n, "[%s]:%u", s->client.addr, s->client.port);
+}
+
+bool smtpd_proxy_start(Session *s) {
+        const NetList *allowed = &s->settings->upstream_proxy_networks;
+        if (allowed->n == 0)
+                return true;
+        int r = smtpd_netlist_match(allowed, &s->client);
+        if (r > 0)
+                return true;
+        char peer[96];
+        peer_text(s, peer, sizeof(peer));
+        if (r < 0)
+                log_warning("PROXY protocol: connection from %s: postern_upstream_proxy_networks lookup failed; "
+                            "closing the connection", peer);
+        else
+                log_warning("PROXY protocol: connection from %s, which is not in postern_upstream_proxy_networks; "
+                            "closing the connection", peer);
+        session_free(s);
+        return false;
 }
 
 /* The first bytes of what arrived instead of a header, printable, for the log line. */

@@ -213,7 +213,9 @@ int session_new(Listener *l, int fd) {
                 (void) session_flush(s);
                 return 0;
         }
-        if (s->phase != PHASE_PROXY)
+        if (s->phase == PHASE_PROXY)
+                (void) smtpd_proxy_start(s);   /* the header comes next, unless the peer may not send one */
+        else
                 session_connect(s);
         return 0;
 }

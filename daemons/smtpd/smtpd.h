@@ -279,6 +279,7 @@ typedef struct SmtpdSettings {
         /* PROXY protocol from a load balancer (smtpd-proxy.c) */
         int upstream_proxy;                /* UPSTREAM_PROXY_* (smtpd_upstream_proxy_protocol) */
         usec_t upstream_proxy_timeout_usec;
+        NetList upstream_proxy_networks;   /* postern_upstream_proxy_networks; empty: any peer */
         /* SMTP AUTH (smtpd-auth.c) */
         bool sasl_enable;
         bool tls_auth_only;
@@ -649,6 +650,9 @@ void smtpd_policy_shutdown(void);
 enum { UPSTREAM_PROXY_NONE, UPSTREAM_PROXY_HAPROXY };
 /* Whether connections of this session's listener start with a PROXY header (never on submit). */
 bool smtpd_proxy_expected(const Session *s);
+/* A new session of such a listener (in PHASE_PROXY): a peer outside
+ * postern_upstream_proxy_networks is logged and the session freed (returns false). */
+bool smtpd_proxy_start(Session *s);
 /* PHASE_PROXY: reads what the socket has towards the header, never past its end (the bytes
  * after it, a TLS ClientHello on an implicit-TLS listener, stay in the socket). A complete
  * header hands its addresses to session_proxy_done(); bad input, end of file or an I/O error is

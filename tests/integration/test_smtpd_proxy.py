@@ -197,6 +197,26 @@ def test_header_that_never_completes_times_out(postern):
     postern.wait_log("smtpd", r"no complete header from .* within 1s", count=2)
 
 
+def test_only_listed_load_balancers_may_send_a_header(postern, tmp_path):
+    start(postern, postern_upstream_proxy_networks="127.0.0.2/32")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.connect(("127.0.0.1", postern.smtp_port))
+    s.settimeout(10)
+    s.sendall(v1("192.0.2.5", "127.0.0.1", 1, 25))
+    assert s.recv(4096) == b""   # closed at once, no greeting
+    s.close()
+    postern.wait_log("smtpd", r"warning: PROXY protocol: connection from \[127\.0\.0\.1\]:\d+, which is not in "
+                     r"postern_upstream_proxy_networks; closing the connection")
+    s = socket.socket()
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", postern.smtp_port))
+    s.sendall(v1("192.0.2.5", "127.0.0.1", 1, 25))
+    with Raw(sock=s) as c:
+        assert c.greeting[0] == 220
+    postern.wait_log("smtpd", r"connect from unknown\[192\.0\.2\.5\]")
+
+
 def test_other_listeners_and_submit_take_no_header(postern):
     start(postern)
     with Raw(port=postern.submission_port) as c:   # no override on submission
