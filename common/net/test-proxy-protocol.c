@@ -38,26 +38,30 @@ static void check_addr(const ProxyHeader *h, const char *src, const char *dst) {
         CHECK_STR(b, dst);
 }
 
+/* buf (n bytes, maybe more after the header) holds a header of expect_len bytes with these fields;
+ * every shorter prefix is incomplete. */
+static void check_header(const void *buf, size_t n, size_t expect_len, unsigned version, int family,
+                         const char *src, const char *dst, unsigned sport, unsigned dport) {
+        ProxyHeader h;
+        const char *why = NULL;
+        CHECK_INT(proxy_header_parse(buf, n, &h, &why), expect_len);
+        CHECK_INT(h.version, version);
+        CHECK(!h.local);
+        CHECK_INT(h.family, family);
+        check_addr(&h, src, dst);
+        CHECK_INT(h.src_port, sport);
+        CHECK_INT(h.dst_port, dport);
+        check_prefixes(buf, expect_len);
+}
+
 static void test_v1(void) {
         ProxyHeader h;
         const char *why = NULL;
         const char *ok4 = "PROXY TCP4 192.0.2.7 127.0.0.1 40123 25\r\nEHLO x\r\n";
         size_t hl = strlen("PROXY TCP4 192.0.2.7 127.0.0.1 40123 25\r\n");
-        CHECK_INT(proxy_header_parse(ok4, strlen(ok4), &h, &why), hl);
-        CHECK_INT(h.version, 1);
-        CHECK(!h.local);
-        CHECK_INT(h.family, AF_INET);
-        check_addr(&h, "192.0.2.7", "127.0.0.1");
-        CHECK_INT(h.src_port, 40123);
-        CHECK_INT(h.dst_port, 25);
-        check_prefixes(ok4, hl);
-
+        check_header(ok4, strlen(ok4), hl, 1, AF_INET, "192.0.2.7", "127.0.0.1", 40123, 25);
         const char *ok6 = "PROXY TCP6 2001:db8::1 ::1 65535 0\r\n";
-        CHECK_INT(proxy_header_parse(ok6, strlen(ok6), &h, &why), strlen(ok6));
-        CHECK_INT(h.family, AF_INET6);
-        check_addr(&h, "2001:db8::1", "::1");
-        CHECK_INT(h.src_port, 65535);
-        CHECK_INT(h.dst_port, 0);
+        check_header(ok6, strlen(ok6), strlen(ok6), 1, AF_INET6, "2001:db8::1", "::1", 65535, 0);
 
         const char *unk = "PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n";
         CHECK_INT(proxy_header_parse(unk, strlen(unk), &h, &why), strlen(unk));
@@ -123,25 +127,14 @@ static void test_v2(void) {
                           0x01, 0x00, 0x02, 'h', '2', 0x04, 0x00, 0x00 };
         size_t n = v2(buf, 0x21, 0x11, in4, sizeof in4);
         memcpy(buf + n, "EHLO", 4);
-        CHECK_INT(proxy_header_parse(buf, n + 4, &h, &why), n);
-        CHECK_INT(h.version, 2);
-        CHECK(!h.local);
-        CHECK_INT(h.family, AF_INET);
-        check_addr(&h, "192.0.2.9", "127.0.0.1");
-        CHECK_INT(h.src_port, 1025);
-        CHECK_INT(h.dst_port, 25);
-        check_prefixes(buf, n);
+        check_header(buf, n + 4, n, 2, AF_INET, "192.0.2.9", "127.0.0.1", 1025, 25);
 
         uint8_t in6[36] = {};
         in6[0] = 0x20, in6[1] = 0x01, in6[2] = 0x0d, in6[3] = 0xb8, in6[15] = 5;
         in6[31] = 1;
         in6[32] = 0xff, in6[33] = 0xfe, in6[34] = 0x02, in6[35] = 0x4b;
         n = v2(buf, 0x21, 0x21, in6, sizeof in6);
-        CHECK_INT(proxy_header_parse(buf, n, &h, &why), n);
-        CHECK_INT(h.family, AF_INET6);
-        check_addr(&h, "2001:db8::5", "::1");
-        CHECK_INT(h.src_port, 65534);
-        CHECK_INT(h.dst_port, 587);
+        check_header(buf, n, n, 2, AF_INET6, "2001:db8::5", "::1", 65534, 587);
 
         /* LOCAL (health check): anything after it is ignored */
         n = v2(buf, 0x20, 0x00, NULL, 0);
