@@ -153,6 +153,50 @@ static bool has_message(char **messages, const char *text) {
         return false;
 }
 
+/* A port-25 postscreen that smtpd replaces gives its PROXY protocol (its own -o, else main.cf's)
+ * to the smtp listener; without one, main.cf's setting is said to do nothing. */
+static void test_postscreen_proxy(void) {
+        char main_cf[256], master_cf[256];
+        snprintf(main_cf, sizeof main_cf, "%s/main.cf", tmpdir);
+        snprintf(master_cf, sizeof master_cf, "%s/master.cf", tmpdir);
+        write_file("main.cf", "postscreen_upstream_proxy_protocol = haproxy\n"
+                   "postscreen_upstream_proxy_timeout = 9s\n");
+        write_file("master.cf",
+                   "smtp inet n - n - 1 postscreen\n"
+                   "  -o postscreen_upstream_proxy_timeout=3s\n"
+                   "  -o postscreen_greet_wait=2s\n"
+                   "smtpd pass - - n - - smtpd\n");
+        Conf *c = NULL;
+        char **messages = NULL;
+        CHECK_INT(conf_load(main_cf, &c, &messages), 0);
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "haproxy");
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_timeout"), "3s");
+        CHECK_STR(conf_get_listener(c, "submission", "smtpd_upstream_proxy_protocol"), "");
+        CHECK(!has_message(messages, "not supported: postscreen_upstream_proxy"));
+        strv_free(messages);
+        conf_free(c);
+
+        /* main.cf's own listener setting wins */
+        write_file("main.cf", "smtp/smtpd_upstream_proxy_protocol =\n");
+        write_file("master.cf", "smtp inet n - n - 1 postscreen -o postscreen_upstream_proxy_protocol=haproxy\n");
+        CHECK_INT(conf_load(main_cf, &c, &messages), 0);
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "");
+        strv_free(messages);
+        conf_free(c);
+
+        /* no postscreen: accepted, and said to do nothing */
+        write_file("main.cf", "postscreen_upstream_proxy_protocol = haproxy\n");
+        write_file("master.cf", "smtp inet n - n - - smtpd\n");
+        CHECK_INT(conf_load(main_cf, &c, &messages), 0);
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "");
+        CHECK(has_message(messages, "postscreen_upstream_proxy_protocol: not supported: postscreen_upstream_proxy_protocol "
+                          "(master.cf has no port-25 postscreen entry"));
+        strv_free(messages);
+        conf_free(c);
+        unlink(main_cf);
+        unlink(master_cf);
+}
+
 static void test_conf_overrides(void) {
         char main_cf[256], master_cf[256];
         snprintf(main_cf, sizeof main_cf, "%s/main.cf", tmpdir);
@@ -218,6 +262,7 @@ int main(void) {
         test_listen();
         CHECK(mkdtemp(tmpdir));
         test_conf_overrides();
+        test_postscreen_proxy();
         rmdir(tmpdir);
         return 0;
 }
