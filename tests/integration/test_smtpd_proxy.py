@@ -217,6 +217,18 @@ def test_only_listed_load_balancers_may_send_a_header(postern, tmp_path):
     postern.wait_log("smtpd", r"connect from unknown\[192\.0\.2\.5\]")
 
 
+def test_shutdown_sends_nothing_to_a_session_without_its_header(postern):
+    start(postern)
+    waiting = socket.create_connection(("127.0.0.1", postern.smtp_port), timeout=10)
+    # accepted in order: once this later session is greeted, the first one is in its PROXY phase
+    with proxied(postern, v1("192.0.2.9", "127.0.0.1", 1, 25)) as c:
+        assert c.greeting[0] == 220
+        assert postern.stop()["smtpd"] == 0
+        assert c.text().startswith("421 4.3.2 ")
+    assert waiting.recv(4096) == b""   # closed, and not even the 421 went out
+    waiting.close()
+
+
 def test_other_listeners_and_submit_take_no_header(postern):
     start(postern)
     with Raw(port=postern.submission_port) as c:   # no override on submission
