@@ -153,22 +153,24 @@ static bool has_message(char **messages, const char *text) {
         return false;
 }
 
+/* Writes main.cf and master.cf, loads them (expecting success) and returns the Conf. */
+static Conf *load_pair(const char *main_text, const char *master_text, char ***ret_messages) {
+        char main_cf[256];
+        snprintf(main_cf, sizeof main_cf, "%s/main.cf", tmpdir);
+        write_file("main.cf", main_text);
+        write_file("master.cf", master_text);
+        Conf *c = NULL;
+        CHECK_INT(conf_load(main_cf, &c, ret_messages), 0);
+        return c;
+}
+
 /* A port-25 postscreen that smtpd replaces gives its PROXY protocol (its own -o, else main.cf's)
  * to the smtp listener; without one, main.cf's setting is said to do nothing. */
 static void test_postscreen_proxy(void) {
-        char main_cf[256], master_cf[256];
-        snprintf(main_cf, sizeof main_cf, "%s/main.cf", tmpdir);
-        snprintf(master_cf, sizeof master_cf, "%s/master.cf", tmpdir);
-        write_file("main.cf", "postscreen_upstream_proxy_protocol = haproxy\n"
-                   "postscreen_upstream_proxy_timeout = 9s\n");
-        write_file("master.cf",
-                   "smtp inet n - n - 1 postscreen\n"
-                   "  -o postscreen_upstream_proxy_timeout=3s\n"
-                   "  -o postscreen_greet_wait=2s\n"
-                   "smtpd pass - - n - - smtpd\n");
-        Conf *c = NULL;
         char **messages = NULL;
-        CHECK_INT(conf_load(main_cf, &c, &messages), 0);
+        Conf *c = load_pair("postscreen_upstream_proxy_protocol = haproxy\npostscreen_upstream_proxy_timeout = 9s\n",
+                            "smtp inet n - n - 1 postscreen -o postscreen_upstream_proxy_timeout=3s "
+                            "-o postscreen_greet_wait=2s\nsmtpd pass - - n - - smtpd\n", &messages);
         CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "haproxy");
         CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_timeout"), "3s");
         CHECK_STR(conf_get_listener(c, "submission", "smtpd_upstream_proxy_protocol"), "");
@@ -177,24 +179,24 @@ static void test_postscreen_proxy(void) {
         conf_free(c);
 
         /* main.cf's own listener setting wins */
-        write_file("main.cf", "smtp/smtpd_upstream_proxy_protocol =\n");
-        write_file("master.cf", "smtp inet n - n - 1 postscreen -o postscreen_upstream_proxy_protocol=haproxy\n");
-        CHECK_INT(conf_load(main_cf, &c, &messages), 0);
+        c = load_pair("smtp/smtpd_upstream_proxy_protocol =\n",
+                      "smtp inet n - n - 1 postscreen -o postscreen_upstream_proxy_protocol=haproxy\n", &messages);
         CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "");
         strv_free(messages);
         conf_free(c);
 
         /* no postscreen: accepted, and said to do nothing */
-        write_file("main.cf", "postscreen_upstream_proxy_protocol = haproxy\n");
-        write_file("master.cf", "smtp inet n - n - - smtpd\n");
-        CHECK_INT(conf_load(main_cf, &c, &messages), 0);
+        c = load_pair("postscreen_upstream_proxy_protocol = haproxy\n", "smtp inet n - n - - smtpd\n", &messages);
         CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "");
         CHECK(has_message(messages, "postscreen_upstream_proxy_protocol: not supported: postscreen_upstream_proxy_protocol "
                           "(master.cf has no port-25 postscreen entry"));
         strv_free(messages);
         conf_free(c);
-        unlink(main_cf);
-        unlink(master_cf);
+        char path[256];
+        snprintf(path, sizeof path, "%s/main.cf", tmpdir);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/master.cf", tmpdir);
+        unlink(path);
 }
 
 static void test_conf_overrides(void) {
