@@ -28,9 +28,10 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # Real peers and clients the tests talk to (their system services are never started); strace
 # plays a hanging filesystem (test_local.py); maildrop runs behind a pipe(8) transport
 # (test_pipe.py); procmail is a mailbox_command (test_mailbox_command.py); haproxy sends the
-# PROXY protocol to smtpd (test_smtpd_proxy.py; skipped without it).
+# PROXY protocol to smtpd (test_smtpd_proxy.py; skipped without it); pflogsumm summarises the
+# journal (tests/system/run).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
-        python3-aiosmtpd strace maildrop procmail haproxy"
+        python3-aiosmtpd strace maildrop procmail haproxy pflogsumm"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
 # package replaces it in the container).
