@@ -97,7 +97,10 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         } while (0)
         IOV_PRINTF(b_msg, "MESSAGE=%s", message);
         IOV_PRINTF(b_prio, "PRIORITY=%d", level);
-        IOV_PRINTF(b_id, "SYSLOG_IDENTIFIER=%s", log_identifier);
+        if (f && f->role)
+                IOV_PRINTF(b_id, "SYSLOG_IDENTIFIER=postern/%s", f->role);
+        else
+                IOV_PRINTF(b_id, "SYSLOG_IDENTIFIER=%s", log_identifier);
         IOV_PRINTF(b_file, "CODE_FILE=%s", file);
         IOV_PRINTF(b_line, "CODE_LINE=%d", line);
         IOV_PRINTF(b_func, "CODE_FUNC=%s", func);

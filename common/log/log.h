@@ -22,6 +22,8 @@ typedef struct LogFields {
         const char *relay;           /* POSTERN_RELAY */
         const char *dsn;             /* POSTERN_DSN */
         const char *status;          /* POSTERN_STATUS */
+        const char *role;            /* NULL, or the role the line is logged under ("pickup":
+                                      * SYSLOG_IDENTIFIER=postern/pickup), as Postfix logs it */
 } LogFields;
 
 /* Sets the role ("smtpd", "qmgr", ...) and picks journal or stderr. Safe to call again. */

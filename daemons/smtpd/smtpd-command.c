@@ -600,10 +600,13 @@ static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
                 queue_id_new(s->tx.queue_id);
                 LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
                                 .sender = s->tx.sender };
-                if (s->listener->kind == LISTENER_SUBMIT)
+                if (s->listener->kind == LISTENER_SUBMIT) {
+                        /* Postfix's pickup logs the arrival of local mail: log summaries
+                         * (pflogsumm) count it under that name */
+                        f.role = "pickup";
                         log_fields(LOG_INFO, &f, "%s: uid=%ld from=<%s>", s->tx.queue_id,
                                    (long) (int) s->client.uid, s->tx.sender);
-                else if (s->client.sasl_username)
+                } else if (s->client.sasl_username)
                         log_fields(LOG_INFO, &f, "%s: client=%s, sasl_method=%s, sasl_username=%s",
                                    s->tx.queue_id, s->client.id_text, s->client.sasl_method, s->client.sasl_username);
                 else
