@@ -1,0 +1,169 @@
+"""postern-verify and reject_unverified_recipient / reject_unverified_sender (Postfix's address
+verification): the first RCPT of an unknown address gets 450 while the probe runs, the next one
+250 or the reject code by what the next hop said; a probe that finishes within
+address_verify_poll_count x address_verify_poll_delay answers in the same session; nothing is
+ever delivered; results survive kill -9 of postern-verify; local recipients are decided by the
+routing tables; postern-verify down or its cache corrupt → 450, never 5xx; bad requests."""
+
+import signal
+
+from postern_harness import ipc_call
+
+
+def rcpt_reply(address):
+    if address.startswith("bad"):
+        return "550 5.1.1 <%s>: no such user" % address
+    if address.startswith("soft"):
+        return "450 4.2.1 <%s>: mailbox busy" % address
+    return None
+
+
+def configure(postern, aiosmtpd_server, **params):
+    h, port = aiosmtpd_server(rcpt=rcpt_reply)
+    settings = dict(relayhost=f"[127.0.0.1]:{port}", mynetworks="127.0.0.0/8",
+                    smtpd_recipient_restrictions="reject_unverified_recipient",
+                    unverified_recipient_reject_code=550, address_verify_poll_count=1)
+    settings.update(params)
+    postern.configure(**settings)
+    return h
+
+
+def rcpt(postern, address, sender="someone@client.test"):
+    with postern.smtp() as s:
+        s.ehlo()
+        assert s.mail(sender)[0] == 250
+        code, text = s.rcpt(address)
+        return code, text.decode()
+
+
+def lookup(postern, address):
+    return ipc_call(postern.socket_dir / "verify", [("request", "lookup"), ("address", address)])
+
+
+def test_pending_then_result(postern, aiosmtpd_server):
+    h = configure(postern, aiosmtpd_server)
+    postern.start("smtpd", "smtp", "verify")
+    for a in ("good@remote.example", "bad@remote.example", "soft@remote.example"):
+        code, text = rcpt(postern, a)
+        assert code == 450, (a, code, text)
+        assert text == f"4.1.1 <{a}>: Recipient address rejected: unverified address: Address verification in progress"
+    postern.wait_log("verify", r"<good@remote\.example>: deliverable")
+    postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
+    postern.wait_log("verify", r"<soft@remote\.example>: undetermined")
+    assert rcpt(postern, "good@remote.example")[0] == 250
+    code, text = rcpt(postern, "bad@remote.example")
+    assert code == 550
+    assert text.startswith("5.1.1 <bad@remote.example>: Recipient address rejected: unverified address: 5.1.1 ")
+    assert "no such user" in text
+    code, text = rcpt(postern, "soft@remote.example")
+    assert code == 450 and "unverified address: 4.2.1" in text and "mailbox busy" in text
+    assert h.envelopes == []   # probes deliver nothing
+    postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from .*550 5\.1\.1 <bad@remote\.example>")
+    # the probe sender is $double_bounce_sender@$myorigin
+    postern.wait_log("verify", r"probe sent for <good@remote\.example>: transport smtp, next hop "
+                               r"\[127\.0\.0\.1\]:\d+, sender <double-bounce@postern\.test>")
+
+
+def test_probe_answers_within_the_session(postern, aiosmtpd_server):
+    configure(postern, aiosmtpd_server, address_verify_poll_count=5, address_verify_poll_delay="1s",
+          unverified_recipient_reject_reason="Recipient unknown")
+    postern.start("smtpd", "smtp", "verify")
+    assert rcpt(postern, "good2@remote.example")[0] == 250
+    code, text = rcpt(postern, "bad2@remote.example")
+    assert (code, text) == (550, "5.1.1 <bad2@remote.example>: Recipient address rejected: unverified address: "
+                                 "Recipient unknown")
+
+
+def test_sender_verification(postern, aiosmtpd_server):
+    configure(postern, aiosmtpd_server, smtpd_recipient_restrictions="",
+          smtpd_sender_restrictions="reject_unverified_sender", unverified_sender_reject_code=550,
+          address_verify_poll_count=5, address_verify_poll_delay="1s")
+    postern.start("smtpd", "smtp", "verify")
+    code, text = rcpt(postern, "root@postern.test", sender="bad@remote.example")
+    assert code == 550 and text.startswith("5.1.7 <bad@remote.example>: Sender address rejected: unverified address:")
+    assert rcpt(postern, "root@postern.test", sender="good@remote.example")[0] == 250
+    assert rcpt(postern, "root@postern.test", sender="")[0] == 250   # <> is never verified
+
+
+def test_cache_survives_kill9(postern, aiosmtpd_server):
+    configure(postern, aiosmtpd_server)
+    postern.start("smtpd", "smtp", "verify")
+    rcpt(postern, "good@remote.example")
+    rcpt(postern, "bad@remote.example")
+    postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
+    postern.wait_log("verify", r"<good@remote\.example>: deliverable")
+    postern.kill("verify", signal.SIGKILL)
+    postern.kill("smtp", signal.SIGKILL)   # no new probe could answer
+    postern.start("verify")
+    assert lookup(postern, "good@remote.example")["result"] == "deliverable"
+    rep = lookup(postern, "bad@remote.example")
+    assert rep["result"] == "undeliverable" and "no such user" in rep["reason"]
+    assert rcpt(postern, "good@remote.example")[0] == 250
+    assert rcpt(postern, "bad@remote.example")[0] == 550
+
+
+def test_local_recipients_by_tables(postern):
+    # no postern-verify at all: local addresses never need it
+    postern.configure(smtpd_recipient_restrictions="reject_unverified_recipient",
+                      unverified_recipient_reject_code=550, smtpd_reject_unlisted_recipient="no")
+    postern.start("smtpd")
+    assert rcpt(postern, "postmaster@postern.test")[0] == 250
+    assert rcpt(postern, "root@postern.test")[0] == 250
+    code, text = rcpt(postern, "nosuchuser@postern.test")
+    assert code == 550 and text.startswith("5.1.1 <nosuchuser@postern.test>: Recipient address rejected: "
+                                           "unverified address: ")
+    assert "unknown" in text.lower()
+
+
+def test_verify_down_is_a_tempfail(postern, aiosmtpd_server):
+    configure(postern, aiosmtpd_server)
+    postern.start("smtpd", "smtp")   # no verify socket at all
+    code, text = rcpt(postern, "good@remote.example")
+    assert code == 450
+    assert text == "4.1.1 <good@remote.example>: Recipient address rejected: address verification problem"
+    postern.wait_log("smtpd", r"verify service failure")
+    # defer (not defer_if_permit) answers the same, at once
+    postern.configure(unverified_recipient_tempfail_action="defer")
+    postern.restart("smtpd")
+    assert rcpt(postern, "good@remote.example")[0] == 450
+
+
+def test_corrupt_cache(postern, aiosmtpd_server):
+    configure(postern, aiosmtpd_server)
+    (postern.queue_dir / "verify.db").write_bytes(b"this is not a database\n" * 200)
+    postern.start("smtpd", "smtp", "verify")
+    postern.wait_log("verify", r"verify cache .*verify\.db is not usable \(.*not a database.*\)")
+    rep = lookup(postern, "good@remote.example")
+    assert rep["status"] == "error" and "verify cache unavailable" in rep["reason"]
+    code, text = rcpt(postern, "good@remote.example")
+    assert code == 450 and "address verification problem" in text
+
+
+def test_read_only_cache(postern, aiosmtpd_server):
+    configure(postern, aiosmtpd_server)
+    postern.start("verify")
+    assert ipc_call(postern.socket_dir / "verify", [("request", "update"), ("address", "x@remote.example"),
+                                                    ("result", "deliverable"), ("reason", "ok")])["status"] == "ok"
+    postern.kill("verify", signal.SIGTERM)
+    (postern.queue_dir / "verify.db").chmod(0o400)
+    try:
+        postern.start("verify")
+        rep = lookup(postern, "x@remote.example")
+        if rep["status"] == "ok":   # opened read-only: answers what it has
+            assert rep["result"] == "deliverable"
+        else:
+            assert "verify cache unavailable" in rep["reason"]
+            postern.wait_log("verify", r"is not usable")
+    finally:
+        (postern.queue_dir / "verify.db").chmod(0o600)
+
+
+def test_bad_requests(postern):
+    postern.start("verify")
+    path = postern.socket_dir / "verify"
+    assert ipc_call(path, [("request", "query")]) == {"status": "error", "reason": "missing address"}
+    assert ipc_call(path, [("request", "query"), ("address", "a" * 1001)])["reason"] == "address too long"
+    assert ipc_call(path, [("request", "frobnicate"), ("address", "a@b")])["reason"] == "unknown request"
+    rep = ipc_call(path, [("request", "update"), ("address", "a@b"), ("result", "maybe")])
+    assert rep["status"] == "error" and "invalid result" in rep["reason"]
+    assert postern.running("verify")
