@@ -6,6 +6,7 @@ ever delivered; results survive kill -9 of postern-verify; local recipients are 
 routing tables; postern-verify down or its cache corrupt → 450, never 5xx; bad requests."""
 
 import signal
+import subprocess
 
 from postern_harness import ipc_call
 
@@ -140,22 +141,28 @@ def test_corrupt_cache(postern, aiosmtpd_server):
 
 
 def test_read_only_cache(postern, aiosmtpd_server):
+    """An immutable verify.db (chattr +i: the tests run as root, whom file modes do not stop):
+    a temporary error and a log line naming the file and why; once the file is writable again
+    postern-verify opens it by itself (it retries every 10 s)."""
     configure(postern, aiosmtpd_server)
-    postern.start("verify")
+    postern.start("smtpd", "verify")
+    db = postern.queue_dir / "verify.db"
     assert ipc_call(postern.socket_dir / "verify", [("request", "update"), ("address", "x@remote.example"),
                                                     ("result", "deliverable"), ("reason", "ok")])["status"] == "ok"
     postern.kill("verify", signal.SIGTERM)
-    (postern.queue_dir / "verify.db").chmod(0o400)
+    subprocess.run(["chattr", "+i", str(db)], check=True)
     try:
         postern.start("verify")
+        postern.wait_log("verify", r"verify cache .*verify\.db is not usable \(.*readonly database\)")
         rep = lookup(postern, "x@remote.example")
-        if rep["status"] == "ok":   # opened read-only: answers what it has
-            assert rep["result"] == "deliverable"
-        else:
-            assert "verify cache unavailable" in rep["reason"]
-            postern.wait_log("verify", r"is not usable")
+        assert rep["status"] == "error" and "verify cache unavailable" in rep["reason"]
+        code, text = rcpt(postern, "x@remote.example")
+        assert code == 450 and "address verification problem" in text
     finally:
-        (postern.queue_dir / "verify.db").chmod(0o600)
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    postern.wait_for(lambda: lookup(postern, "x@remote.example").get("result") == "deliverable", timeout=20,
+                     what="postern-verify to reopen its cache")
+    assert rcpt(postern, "x@remote.example")[0] == 250
 
 
 def test_bad_requests(postern):
@@ -167,3 +174,24 @@ def test_bad_requests(postern):
     rep = ipc_call(path, [("request", "update"), ("address", "a@b"), ("result", "maybe")])
     assert rep["status"] == "error" and "invalid result" in rep["reason"]
     assert postern.running("verify")
+
+
+def test_cleanup_in_batches(postern):
+    """5,000 expired rows and one fresh: the cleanup drops the expired ones in batches (logged as
+    Postfix does) and queries are answered meanwhile."""
+    import sqlite3
+    import time
+    postern.configure(address_verify_cache_cleanup_interval="1s")
+    postern.start("verify")
+    path = postern.socket_dir / "verify"
+    assert ipc_call(path, [("request", "update"), ("address", "fresh@remote.example"),
+                           ("result", "deliverable"), ("reason", "ok")])["status"] == "ok"
+    old = int(time.time()) - 40 * 86400
+    con = sqlite3.connect(str(postern.queue_dir / "verify.db"), timeout=10)
+    with con:
+        con.executemany("INSERT INTO verify_cache (address, status, updated, probed, reason) VALUES (?, 0, ?, 0, '')",
+                        [(f"old{i}@remote.example", old) for i in range(5000)])
+    con.close()
+    postern.wait_log("verify", r"full cleanup: retained=1 dropped=5000 entries", timeout=20)
+    assert ipc_call(path, [("request", "lookup"), ("address", "fresh@remote.example")])["result"] == "deliverable"
+    assert ipc_call(path, [("request", "lookup"), ("address", "old1@remote.example")])["result"] == "pending"

@@ -557,6 +557,9 @@ static int do_verify(Conf *c, Options *o) {
                 fprintf(stderr, "%s: -bv needs at least one address\n", program);
                 return EX_USAGE;
         }
+        fprintf(stderr, "%s: not supported: -bv mailing a delivery report (Postfix mails one to the sender); "
+                "printing what the server answers for each address instead (posternctl verify -p asks "
+                "postern-verify)\n", program);
         if ((ex = smtp_open(c, &s)) != 0)
                 return ex;
         r = smtp_command(&s, &code, NULL, "MAIL FROM:<>");
