@@ -195,3 +195,23 @@ def test_cleanup_in_batches(postern):
     postern.wait_log("verify", r"full cleanup: retained=1 dropped=5000 entries", timeout=20)
     assert ipc_call(path, [("request", "lookup"), ("address", "fresh@remote.example")])["result"] == "deliverable"
     assert ipc_call(path, [("request", "lookup"), ("address", "old1@remote.example")])["result"] == "pending"
+
+
+def test_reload_applies_routing_overrides(postern, aiosmtpd_server):
+    """address_verify_relayhost overrides relayhost for probes only; a reload applies a new one;
+    address_verify_map needs a restart (said once)."""
+    h1, port1 = aiosmtpd_server(rcpt=lambda a: "550 5.1.1 no" if a.startswith("x") else None)
+    h2, port2 = aiosmtpd_server(rcpt=lambda a: None)
+    configure(postern, aiosmtpd_server, address_verify_relayhost=f"[127.0.0.1]:{port1}")
+    postern.start("smtp", "verify")
+    path = postern.socket_dir / "verify"
+    assert ipc_call(path, [("request", "query"), ("address", "x1@remote.example")])["result"] == "pending"
+    postern.wait_log("verify", r"<x1@remote\.example>: undeliverable")
+    assert f":{port1}, sender" in postern.wait_log("verify", r"probe sent for <x1@remote\.example>.*").group(0)
+    postern.configure(address_verify_relayhost=f"[127.0.0.1]:{port2}", address_verify_map="")
+    postern.reload("verify")
+    postern.wait_log("verify", r"address_verify_map changed: restart postern-verify to apply")
+    ipc_call(path, [("request", "query"), ("address", "x2@remote.example")])
+    postern.wait_log("verify", r"<x2@remote\.example>: deliverable")
+    assert f":{port2}, sender" in postern.wait_log("verify", r"probe sent for <x2@remote\.example>.*").group(0)
+    assert h1.envelopes == [] and h2.envelopes == []
