@@ -167,9 +167,10 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
                 const char *diag = strempty(ipc_record_get(reply, "diag.0"));
                 st = streq(action, "deliverable") ? VERIFY_DELIVERABLE :
                      streq(action, "undeliverable") ? VERIFY_UNDELIVERABLE : VERIFY_UNDETERMINED;
-                if (asprintf(&text, "%s %s", dsn, diag) < 0)
+                /* The server's words, as Postfix's verify keeps them ("host x said: ..."). */
+                if (isempty(diag) && asprintf(&text, "%s", isempty(dsn) ? "no reply text" : dsn) < 0)
                         text = NULL;
-                reason = text ? text : diag;
+                reason = isempty(diag) ? (text ? text : "no reply text") : diag;
         }
         pr->call = NULL;
         VerifyProbeDone done = pr->done;

@@ -54,10 +54,11 @@ def test_pending_then_result(postern, aiosmtpd_server):
     assert rcpt(postern, "good@remote.example")[0] == 250
     code, text = rcpt(postern, "bad@remote.example")
     assert code == 550
-    assert text.startswith("5.1.1 <bad@remote.example>: Recipient address rejected: unverified address: 5.1.1 ")
-    assert "no such user" in text
+    assert text.startswith("5.1.1 <bad@remote.example>: Recipient address rejected: unverified address: host "
+                           "127.0.0.1[127.0.0.1]:")
+    assert text.endswith("said: 550 5.1.1 <bad@remote.example>: no such user (in reply to RCPT TO command)")
     code, text = rcpt(postern, "soft@remote.example")
-    assert code == 450 and "unverified address: 4.2.1" in text and "mailbox busy" in text
+    assert code == 450 and "unverified address: host " in text and "450 4.2.1 <soft@remote.example>: mailbox busy" in text
     assert h.envelopes == []   # probes deliver nothing
     postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from .*550 5\.1\.1 <bad@remote\.example>")
     # the probe sender is $double_bounce_sender@$myorigin
@@ -215,3 +216,21 @@ def test_reload_applies_routing_overrides(postern, aiosmtpd_server):
     postern.wait_log("verify", r"<x2@remote\.example>: deliverable")
     assert f":{port2}, sender" in postern.wait_log("verify", r"probe sent for <x2@remote\.example>.*").group(0)
     assert h1.envelopes == [] and h2.envelopes == []
+
+
+def test_posternctl_verify(postern, aiosmtpd_server):
+    configure(postern, aiosmtpd_server)
+    r = postern.posternctl("verify", "a@remote.example")
+    assert r.returncode == 69 and "postern-verify is not available" in r.stderr   # EX_UNAVAILABLE
+    postern.start("smtp", "verify")
+    r = postern.posternctl("verify", "good@remote.example")
+    assert r.returncode == 0 and r.stdout == "good@remote.example: pending: address verification in progress\n"
+    assert "probe sent" not in postern.log("verify")   # lookup never probes
+    r = postern.posternctl("verify", "-p", "bad@remote.example")
+    assert r.returncode == 0 and r.stdout.startswith("bad@remote.example: pending")
+    postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
+    r = postern.posternctl("verify", "bad@remote.example", "good@remote.example")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("bad@remote.example: undeliverable: host 127.0.0.1") and "no such user" in lines[0]
+    assert lines[1].startswith("good@remote.example: pending")
+    assert postern.posternctl("verify").returncode == 64
