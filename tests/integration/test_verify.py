@@ -234,3 +234,33 @@ def test_posternctl_verify(postern, aiosmtpd_server):
     assert lines[0].startswith("bad@remote.example: undeliverable: host 127.0.0.1") and "no such user" in lines[0]
     assert lines[1].startswith("good@remote.example: pending")
     assert postern.posternctl("verify").returncode == 64
+
+
+def test_scripted_peer_timeout_and_data_target(postern, scripted):
+    """A scripted server that says nothing to RCPT for slow@ (smtp_rcpt_timeout: undetermined,
+    a 450, never 5xx) and refuses bad@ only at DATA (smtp_address_verify_target = data finds it;
+    the connection is dropped at 354, so no message is ever sent)."""
+    def on_rcpt(arg):
+        return None if "slow@" in arg else "250 2.1.5 Ok"
+    slow = scripted(replies={"RCPT": on_rcpt})
+    refuse_at_data = scripted(replies={"DATA": "554 5.7.1 no bad here"})
+    # bad@ goes to the second server through address_verify_transport_maps (probes only)
+    postern.configure(relayhost=f"[127.0.0.1]:{slow.port}", smtpd_recipient_restrictions="reject_unverified_recipient",
+                      unverified_recipient_reject_code=550, address_verify_poll_count=1, smtp_rcpt_timeout="2s",
+                      smtp_address_verify_target="data",
+                      address_verify_transport_maps="inline:{ bad@remote.example=smtp:[127.0.0.1]:%d }"
+                      % refuse_at_data.port)
+    postern.start("smtpd", "smtp", "verify")
+    assert rcpt_code(postern, "slow@remote.example") == 450
+    postern.wait_log("verify", r"<slow@remote\.example>: undetermined \(.*timed out", timeout=20)
+    code, text = rcpt(postern, "slow@remote.example")
+    assert code == 450 and "unverified address:" in text
+    assert rcpt_code(postern, "bad@remote.example") == 450
+    postern.wait_log("verify", r"<bad@remote\.example>: undeliverable \(.*554 5\.7\.1 no bad here")
+    assert rcpt_code(postern, "bad@remote.example") == 550
+    assert slow.messages == [] and refuse_at_data.messages == []
+    assert any(c.upper().startswith("DATA") for c in refuse_at_data.commands)
+
+
+def rcpt_code(postern, address):
+    return rcpt(postern, address)[0]
