@@ -48,7 +48,7 @@ int verify_status_from_name(const char *name, VerifyStatus *ret) {
 
 /* A probe is in flight: sent after the last result and not yet timed out. */
 static bool probe_in_flight(const VerifyEntry *e, int64_t now) {
-        return e->probed > 0 && e->probed >= e->updated && now - e->probed < VERIFY_PROBE_TTL;
+        return e->probed > 0 && e->probed > e->updated && now - e->probed < VERIFY_PROBE_TTL;
 }
 
 bool verify_cache_expired(const VerifyPolicy *p, const VerifyEntry *e, int64_t now) {
