@@ -264,3 +264,9 @@ def test_scripted_peer_timeout_and_data_target(postern, scripted):
 
 def rcpt_code(postern, address):
     return rcpt(postern, address)[0]
+
+
+def test_posternctl_verify_needs_root_or_postern(postern):
+    postern.start("verify")
+    r = postern.posternctl("verify", "a@remote.example", user="ptest1")
+    assert r.returncode == 77 and "is for root and postern only" in r.stderr   # EX_NOPERM

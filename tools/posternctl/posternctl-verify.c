@@ -5,6 +5,7 @@
  *
  * One line per address: "<address>: <deliverable|undeliverable|undetermined|pending>[: reason]".
  * Exit 0 when every address got an answer, EX_UNAVAILABLE when postern-verify is not running,
+ * EX_NOPERM for a caller other than root and postern (the socket is 0600),
  * EX_TEMPFAIL when it answered with an error (its cache is unusable: the reason is printed). */
 #include <errno.h>
 #include <stdio.h>
@@ -38,6 +39,10 @@ int verb_verify(int argc, char *argv[]) {
                     ipc_record_add(&req, "address", argv[i]) < 0)
                         return EX_OSERR;
                 int r = ipc_call(path, &req, &reply, VERIFY_TIMEOUT_USEC);
+                if (r == -EACCES || r == -EPERM) {
+                        fprintf(stderr, "posternctl verify: %s is for root and postern only: %s\n", path, strerror(-r));
+                        return EX_NOPERM;
+                }
                 if (r < 0) {
                         fprintf(stderr, "posternctl verify: postern-verify is not available at %s: %s\n", path,
                                 strerror(-r));
