@@ -1163,9 +1163,12 @@ static bool conf_line_continues(const char *line) {
         return *s != '\0';
 }
 
-/* Rewrites main.cf with name = value, keeping everything else. */
-int conf_edit_file(const char *path, const char *name, const char *value) {
-        if (!path || !name || !value || !conf_name_valid(name, NULL) || strpbrk(value, "\n\r"))
+/* Rewrites main.cf: CONF_EDIT_SET puts name = value where name was set (or at the end),
+ * CONF_EDIT_COMMENT turns the setting (with its continuation lines) into "#" lines,
+ * CONF_EDIT_REMOVE drops it; everything else is kept as it is. */
+int conf_edit_file_op(const char *path, const char *name, const char *value, ConfEditOp op) {
+        if (!path || !name || !conf_name_valid(name, NULL) ||
+            (op == CONF_EDIT_SET && (!value || strpbrk(value, "\n\r"))))
                 return -EINVAL;
 
         _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
@@ -1173,7 +1176,7 @@ int conf_edit_file(const char *path, const char *name, const char *value) {
         bool found = false, skipping = false, exists = false;
         int r;
 
-        _cleanup_free_ char *trimmed_value = strdup(value);
+        _cleanup_free_ char *trimmed_value = strdup(value ? value : "");
         if (!trimmed_value)
                 return -ENOMEM;
         const char *v = conf_trim(trimmed_value);
@@ -1183,7 +1186,7 @@ int conf_edit_file(const char *path, const char *name, const char *value) {
         if (real)
                 path = real;
         _cleanup_fclose_ FILE *f = fopen(path, "re");
-        if (!f && errno != ENOENT)
+        if (!f && (errno != ENOENT || op != CONF_EDIT_SET))
                 return -errno;
         if (f) {
                 exists = true;
@@ -1193,23 +1196,35 @@ int conf_edit_file(const char *path, const char *name, const char *value) {
                 size_t bufsz = 0;
                 ssize_t n;
                 while ((n = getline(&buf, &bufsz, f)) >= 0) {
-                        if (skipping && conf_line_continues(buf))
+                        bool setting = conf_line_sets(buf, name);
+                        if (!setting && skipping && conf_line_continues(buf)) {
+                                if (op == CONF_EDIT_COMMENT && ((r = strbuf_putc(&out, '#')) < 0 ||
+                                                                (r = strbuf_append(&out, buf, (size_t) n)) < 0))
+                                        return r;
                                 continue;
-                        skipping = false;
-                        if (conf_line_sets(buf, name)) {
-                                skipping = true;
+                        }
+                        skipping = setting;
+                        if (setting && op == CONF_EDIT_SET) {
                                 if (found)
                                         continue;   /* a later duplicate would win: drop it */
-                                found = true;
                                 r = strbuf_printf(&out, "%s = %s\n", name, v);
-                        } else
+                        } else if (setting && op == CONF_EDIT_COMMENT) {
+                                r = strbuf_putc(&out, '#');
+                                if (r >= 0)
+                                        r = strbuf_append(&out, buf, (size_t) n);
+                        } else if (setting)
+                                r = 0;      /* CONF_EDIT_REMOVE */
+                        else
                                 r = strbuf_append(&out, buf, (size_t) n);
+                        found = found || setting;
                         if (r < 0)
                                 return r;
                 }
                 if (ferror(f))
                         return -EIO;
         }
+        if (!found && op != CONF_EDIT_SET)
+                return 0;       /* nothing to comment out or remove */
         if (!found) {
                 if (out.len > 0 && out.data[out.len - 1] != '\n' && (r = strbuf_putc(&out, '\n')) < 0)
                         return r;
@@ -1220,4 +1235,8 @@ int conf_edit_file(const char *path, const char *name, const char *value) {
         bool chown_it = exists && geteuid() == 0;
         return write_file_atomic(path, out.data, out.len, st.st_mode, chown_it ? st.st_uid : (uid_t) -1,
                                  chown_it ? st.st_gid : (gid_t) -1);
+}
+
+int conf_edit_file(const char *path, const char *name, const char *value) {
+        return conf_edit_file_op(path, name, value, CONF_EDIT_SET);
 }

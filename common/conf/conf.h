@@ -61,8 +61,15 @@ void conf_foreach_explicit(Conf *c, void (*fn)(const char *name, const char *raw
 /* The same for what main.cf itself sets (posternctl config -n). */
 void conf_foreach_main_cf(Conf *c, void (*fn)(const char *name, const char *raw, void *ud), void *ud);
 
-/* Rewrites main.cf at path, setting name = value (replacing an existing line or appending),
- * keeping comments and other lines. Used by `posternctl config name=value`. */
+typedef enum ConfEditOp {
+        CONF_EDIT_SET,          /* name = value, in place of the old setting or at the end */
+        CONF_EDIT_COMMENT,      /* "#" in front of each line of the setting (postconf -#) */
+        CONF_EDIT_REMOVE,       /* the setting's lines dropped (postconf -X) */
+} ConfEditOp;
+/* Edits main.cf at path, keeping comments, order and the file's mode and owner; commenting out or
+ * removing a name main.cf does not set changes nothing. -EINVAL for a bad name or value. */
+int conf_edit_file_op(const char *path, const char *name, const char *value, ConfEditOp op);
+/* conf_edit_file_op(..., CONF_EDIT_SET): `posternctl config name=value`. */
 int conf_edit_file(const char *path, const char *name, const char *value);
 
 /* Splits a list value like conf_get_list does (exported for table and restriction parsing). */

@@ -70,6 +70,8 @@ static void entry_done(MasterEntry *e) {
         free(e->service);
         free(e->type);
         free(e->command);
+        for (size_t i = 0; i < ELEMENTSOF(e->fields); i++)
+                free(e->fields[i]);
         for (size_t i = 0; i < e->n_options; i++) {
                 free(e->options[i].name);
                 free(e->options[i].value);
@@ -260,6 +262,9 @@ static int parse_entry(const char *text, const char *name, unsigned line, Master
         e.type = strdup(tok[1]);
         e.command = strdup(tok[7]);
         r = e.service && e.type && e.command ? 0 : -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(e.fields); i++)
+                if (!(e.fields[i] = strdup(tok[2 + i])))
+                        r = -ENOMEM;
         /* The command's options come first, as getopt reads them: from its first other argument
          * on (pipe's "argv=... -oi"), everything is an argument. */
         bool options = true;

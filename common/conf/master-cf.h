@@ -50,6 +50,7 @@ typedef struct MasterEntry {
         char *service;            /* "smtp", "127.0.0.1:10025", "dovecot" */
         char *type;               /* inet, unix, unix-dgram, fifo, pass */
         char *command;            /* "smtpd", "pipe", ... */
+        char *fields[4];          /* private, unpriv, chroot, wakeup as written ("n", "-", "60?") */
         int maxproc;              /* the process limit; -1 = "-" (default_process_limit), 0 = none */
         MasterOption *options;    /* the -o overrides, in order */
         size_t n_options;

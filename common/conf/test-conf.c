@@ -433,6 +433,32 @@ static void test_edit(void) {
         unlink(link_path);
 }
 
+/* postconf -# and -X: the setting and its continuation lines, nothing else. */
+static void test_edit_comment_remove(void) {
+        static const struct {
+                const char *before, *name;
+                ConfEditOp op;
+                const char *after;
+        } cases[] = {
+                { "# keep\nmynetworks = 127.0.0.0/8\n  [::1]/128\nmail_name = X\n", "mynetworks", CONF_EDIT_COMMENT,
+                  "# keep\n#mynetworks = 127.0.0.0/8\n#  [::1]/128\nmail_name = X\n" },
+                { "# keep\nmynetworks = 127.0.0.0/8\n  [::1]/128\nmail_name = X\n", "mynetworks", CONF_EDIT_REMOVE,
+                  "# keep\nmail_name = X\n" },
+                { "a = 1\nab = 2\na=3\n", "a", CONF_EDIT_REMOVE, "ab = 2\n" },
+                { "#a = 1\nb = 2\n", "a", CONF_EDIT_COMMENT, "#a = 1\nb = 2\n" },
+                { "b = 2\n", "a", CONF_EDIT_REMOVE, "b = 2\n" },
+                { "a = 1\n\nb = 2\n", "a", CONF_EDIT_COMMENT, "#a = 1\n\nb = 2\n" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                write_file(cfpath, cases[i].before);
+                CHECK_INT(conf_edit_file_op(cfpath, cases[i].name, NULL, cases[i].op), 0);
+                CHECK_STR(read_file(cfpath), cases[i].after);
+        }
+        unlink(cfpath);
+        CHECK_INT(conf_edit_file_op(cfpath, "a", NULL, CONF_EDIT_REMOVE), -ENOENT);
+        CHECK_INT(conf_edit_file_op(cfpath, "bad name", NULL, CONF_EDIT_COMMENT), -EINVAL);
+}
+
 /* Per-transport parameters of a transport that master.cf defines are not unknown. */
 static void test_master_cf_transport_params(void) {
         char master[PATH_MAX + 16], text[PATH_MAX + 256];
@@ -592,6 +618,7 @@ int main(void) {
         test_defaults_and_getters();
         test_split_list();
         test_edit();
+        test_edit_comment_remove();
         test_master_cf_transport_params();
         test_myorigin_from_file();
         test_postfix_parameters_with_no_meaning();

@@ -51,6 +51,9 @@ int main(void) {
         CHECK_STR(m.entries[0].service, "smtp");
         CHECK_INT(m.entries[0].kind, MASTER_LISTENER);
         CHECK_INT(m.entries[0].line, 2);
+        CHECK_STR(m.entries[0].fields[0], "n");
+        CHECK_STR(m.entries[0].fields[2], "y");
+        CHECK_STR(m.entries[3].fields[3], "1000?");
 
         const MasterEntry *sub = &m.entries[1];
         CHECK_INT(sub->line, 3);

@@ -112,3 +112,85 @@ def test_master_cf_pipe_entry_errors(postern):
         f"posternctl: {path}:3: badflag: unknown flag 'Z' in flags=DZ",
         f"posternctl: {path}:5: asroot: user=root: delivery as root is not allowed",
     ]
+
+
+def test_config_flags_as_postconf(postern):
+    """postconf's flags: -h values only, -H names only, -j JSON, -e edit, -# comment out, -X remove
+    (continuation lines go with their setting; comments and other lines stay)."""
+    import json
+    postern.configure(myhostname="a.example", relayhost="[smart.example]:587")
+    with open(postern.config_path, "a") as f:
+        f.write("# keep me\nmynetworks = 127.0.0.0/8\n  [::1]/128\n")
+    r = postern.posternctl("config", "-h", "myhostname")
+    assert (r.returncode, r.stdout) == (0, "a.example\n")
+    r = postern.posternctl("config", "-j", "myhostname", "mynetworks")
+    assert [json.loads(line) for line in r.stdout.splitlines()] == [
+        {"name": "myhostname", "value": "a.example"}, {"name": "mynetworks", "value": "127.0.0.0/8 [::1]/128"}]
+    r = postern.posternctl("config", "-n", "-H")
+    assert "relayhost\n" in r.stdout and "=" not in r.stdout
+    assert postern.posternctl("config", "-e", "myhostname=b.example").returncode == 0
+    assert postern.posternctl("config", "-e", "myhostname").returncode == 2   # -e wants name=value
+    assert postern.posternctl("config", "-#", "mynetworks").returncode == 0
+    assert postern.posternctl("config", "-X", "relayhost", "not_set_anywhere").returncode == 0
+    text = postern.config_path.read_text()
+    assert "myhostname = b.example\n" in text
+    assert "# keep me\n#mynetworks = 127.0.0.0/8\n#  [::1]/128\n" in text
+    assert "relayhost" not in text
+    names = postern.posternctl("config", "-n", "-H").stdout.split()
+    assert "myhostname" in names and "mynetworks" not in names and "relayhost" not in names
+
+
+def test_config_master_cf_entries_fields_and_parameters(postern):
+    """-M, -F, -P show master.cf as postconf does; editing master.cf through them says it is not
+    supported."""
+    (postern.etc_dir / "master.cf").write_text(
+        "smtp      inet  n       -       y       -       -       smtpd\n"
+        "127.0.0.1:10025 inet n  -       n       -       10      smtpd\n"
+        "  -o content_filter= -o { smtpd_recipient_restrictions = permit_mynetworks, reject }\n"
+        "  -o smtpd_helo_required=no -o smtpd_helo_required=yes\n")
+    postern.configure(config_directory=str(postern.etc_dir))
+    r = postern.posternctl("config", "-M", "127.0.0.1:10025/inet")
+    assert r.stdout.split() == ["127.0.0.1:10025", "inet", "n", "-", "n", "-", "10", "smtpd", "-o",
+                                "content_filter=", "-o", "{", "smtpd_recipient_restrictions", "=",
+                                "permit_mynetworks,", "reject", "}", "-o", "smtpd_helo_required=no",
+                                "-o", "smtpd_helo_required=yes"], r.stderr
+    r = postern.posternctl("config", "-F", "smtp/inet")
+    assert r.stdout == ("smtp/inet/service = smtp\nsmtp/inet/type = inet\nsmtp/inet/private = n\n"
+                        "smtp/inet/unprivileged = -\nsmtp/inet/chroot = y\nsmtp/inet/wakeup = -\n"
+                        "smtp/inet/process_limit = -\nsmtp/inet/command = smtpd\n")
+    r = postern.posternctl("config", "-P", "127.0.0.1:10025/inet")
+    assert r.stdout == ("127.0.0.1:10025/inet/content_filter = \n"
+                        "127.0.0.1:10025/inet/smtpd_recipient_restrictions = permit_mynetworks, reject\n"
+                        "127.0.0.1:10025/inet/smtpd_helo_required = yes\n")
+    r = postern.posternctl("config", "-P", "-h", "127.0.0.1:10025/inet/smtpd_helo_required")
+    assert r.stdout == "yes\n"
+    r = postern.posternctl("config", "-M", "nosuch")
+    assert r.returncode == 1 and "nosuch: no such master.cf entry" in r.stderr
+    r = postern.posternctl("config", "-Me", "smtp/inet=x")
+    assert r.returncode == 2 and "not supported: editing master.cf" in r.stderr
+
+
+def test_bash_completion_offers_verbs_parameters_and_flags(postern):
+    """The bash completion the package installs (tools/completions/posternctl.bash), run by bash
+    against the built posternctl: verbs, parameter names from the registry, config's flags."""
+    import os
+    import subprocess
+    from postern_harness import binary
+    script = os.path.join(os.environ["POSTERN_SOURCE_DIR"], "tools/completions/posternctl.bash")
+    postern.configure()
+
+    def complete(*words):
+        env = dict(postern.env())
+        env["PATH"] = os.path.dirname(binary("tools/posternctl/posternctl")) + ":" + env.get("PATH", "/usr/bin:/bin")
+        cmd = (f'source {script}; COMP_WORDS=(posternctl {" ".join(words)}); '
+               f'COMP_CWORD={len(words)}; _posternctl; printf "%s\\n" "${{COMPREPLY[@]}}"')
+        r = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return sorted(r.stdout.split())
+
+    assert complete("qs") == ["qshape"]
+    assert complete("re") == ["release", "requeue"]
+    assert complete("config", "myhost") == ["myhostname"]
+    assert complete("config", "smtpd_tls_cert") == ["smtpd_tls_cert_file"]
+    assert "-X" in complete("config", "-") and "-j" in complete("config", "-")
+    assert complete("qshape", "de") == ["deferred"]

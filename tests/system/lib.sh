@@ -30,9 +30,10 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # (test_pipe.py); procmail is a mailbox_command (test_mailbox_command.py).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
         python3-aiosmtpd strace maildrop procmail"
-# To build the Debian package and test it (tests/package/run). Its mail(1), bsd-mailx, needs an
-# MTA: tests/run-all installs it once postfix is there (the package replaces it in the container).
-POSTERN_PACKAGE_DEPS="dpkg-dev debhelper devscripts lintian fakeroot"
+# To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
+# Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
+# package replaces it in the container).
+POSTERN_PACKAGE_DEPS="dpkg-dev debhelper devscripts lintian fakeroot man-db"
 
 lib_say() { printf '%s\n' "$*" >&2; }
 

@@ -11,7 +11,7 @@ static const struct {
         int (*fn)(int argc, char *argv[]);
         const char *help;
 } verbs[] = {
-        { "config", verb_config, "config [-n|-d] [name...] [name=value...]  show or edit main.cf parameters" },
+        { "config", verb_config, "config [-n|-d] [name...] [name=value...]  show or edit main.cf, like postconf (config --help)" },
         { "check",  verb_check,  "check                                    validate main.cf, tables and directories" },
         { "check",  verb_check,  "check --postfix DIR [--json]             what Postern does with a Postfix configuration" },
         { "import", verb_import, "import DIR [--to DEST] [--force]         copy a Postfix main.cf/master.cf, commenting out the rest" },

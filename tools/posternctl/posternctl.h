@@ -23,6 +23,9 @@ bool posternctl_queue_id_arg(const char *arg, char id[QUEUE_ID_MAX + 2]);
 void posternctl_json_string(const char *s);
 
 int verb_config(int argc, char *argv[]);  /* posternctl-config.c */
+/* config -M, -F or -P (mode): master.cf's entries, fields or -o parameters selected by args
+ * ("service[/type[/name]]"; none = all); values_only for -h (posternctl-master.c). */
+int posternctl_config_master(Conf *c, char mode, bool values_only, char **args, int nargs);
 int verb_check(int argc, char *argv[]);   /* posternctl-check.c */
 int verb_queue(int argc, char *argv[]);   /* posternctl-queue.c */
 int verb_flush(int argc, char *argv[]);   /* posternctl-control.c */
