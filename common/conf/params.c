@@ -50,6 +50,8 @@ const ParamDef param_table[] = {
                "How long a failed probe result stays in the cache."),
         P_TIME("address_verify_negative_refresh_time", "3h", 'h', 1, 0,
                "After this time a failed probe result is refreshed by a new probe (the old result answers meanwhile)."),
+        P_INT("address_verify_pending_request_limit", "5000", 1, 0,
+              "At most this many address probes in flight at once (Postfix: a quarter of qmgr_message_active_limit); a query over the limit is answered pending and probes on a later query."),
         P_INT("address_verify_poll_count", "3", 1, 0,
               "How many times postern-smtpd asks postern-verify for a result before it answers the client: the first probe may finish within the SMTP session."),
         P_TIME("address_verify_poll_delay", "3s", 's', 1, 0,

@@ -24,6 +24,11 @@
  * loop turn, so queries are answered between batches; its end is logged as Postfix does
  * ("cache /var/spool/postern/verify.db full cleanup: retained=12 dropped=3 entries").
  *
+ * At most address_verify_pending_request_limit probes are in flight; a query that would start
+ * another is answered with what the cache has (pending for a new address), logged once until a
+ * probe finishes, and the next query of that address tries again: a flood of random recipients
+ * cannot make postern-smtp open unbounded connections.
+ *
  * Reload: the cache times and the routing (a new prober; probes in flight finish on the old
  * one). address_verify_map needs a restart. */
 #include <errno.h>
@@ -52,6 +57,8 @@ typedef struct Verify {
         usec_t cache_retry_at;
         VerifyPolicy policy;
         usec_t cleanup_interval;
+        size_t pending_limit;              /* address_verify_pending_request_limit */
+        bool limit_logged;                 /* ... its warning, once until probes drain */
         VerifyProber *prober, *retiring;
         sd_event_source *cleanup_timer, *cleanup_batch;
         int64_t cleanup_dropped;
@@ -89,6 +96,7 @@ static void load_policy(Verify *v, Conf *c) {
                 .negative_cache = conf_get_bool(c, NULL, "address_verify_negative_cache"),
         };
         v->cleanup_interval = (usec_t) conf_get_time(c, NULL, "address_verify_cache_cleanup_interval") * USEC_PER_SEC;
+        v->pending_limit = (size_t) MAX(1, conf_get_int(c, NULL, "address_verify_pending_request_limit"));
 }
 
 /* The cache, opened on first need and again after a failure (at most every CACHE_RETRY_USEC). */
@@ -140,6 +148,7 @@ static void record_result(Verify *v, const char *address, VerifyStatus st, const
 static void on_probe_done(const char *address, VerifyStatus st, const char *reason, void *userdata) {
         Verify *v = userdata;
         record_result(v, address, st, reason);
+        v->limit_logged = false;
         if (v->retiring && verify_probes_pending(v->retiring) == 0)
                 v->retiring = verify_prober_free(v->retiring);
 }
@@ -187,7 +196,14 @@ static int on_query(Verify *v, IpcConn *c, const char *address, bool may_probe) 
         VerifyDecision d = verify_cache_decide(&v->policy, r > 0 ? &e : NULL, now);
         _cleanup_free_ char *reason = d.answer == VERIFY_PENDING ? strdup("address verification in progress") :
                                       TAKE_PTR(e.reason);
-        if (d.probe && may_probe) {
+        size_t in_flight = verify_probes_pending(v->prober) + verify_probes_pending(v->retiring);
+        if (d.probe && may_probe && in_flight >= v->pending_limit) {
+                /* Nothing is marked: the next query of this address tries again. */
+                if (!v->limit_logged)
+                        log_warning("address_verify_pending_request_limit (%zu) reached: <%s> and others not probed now",
+                                    v->pending_limit, address);
+                v->limit_logged = true;
+        } else if (d.probe && may_probe) {
                 VerifyStatus st;
                 _cleanup_free_ char *now_reason = NULL;
                 r = verify_probe_start(v->prober, address, on_probe_done, v, &st, &now_reason);

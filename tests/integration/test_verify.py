@@ -270,3 +270,22 @@ def test_posternctl_verify_needs_root_or_postern(postern):
     postern.start("verify")
     r = postern.posternctl("verify", "a@remote.example", user="ptest1")
     assert r.returncode == 77 and "is for root and postern only" in r.stderr   # EX_NOPERM
+
+
+def test_pending_request_limit(postern, scripted):
+    """address_verify_pending_request_limit = 1 and a next hop that never answers RCPT: the first
+    address is probed, the second not (answered pending, logged once) until the first is done."""
+    slow = scripted(replies={"RCPT": lambda a: None if a.startswith("slow") else "250 2.1.5 Ok"})
+    postern.configure(relayhost=f"[127.0.0.1]:{slow.port}", address_verify_pending_request_limit=1,
+                      smtp_rcpt_timeout="3s")
+    postern.start("smtp", "verify")
+    path = postern.socket_dir / "verify"
+    query = lambda a: ipc_call(path, [("request", "query"), ("address", a)])   # noqa: E731
+    assert query("slow1@remote.example")["result"] == "pending"
+    assert query("fast@remote.example")["result"] == "pending"
+    postern.wait_log("verify", r"address_verify_pending_request_limit \(1\) reached: <fast@remote\.example>")
+    assert "probe sent for <fast@" not in postern.log("verify")
+    postern.wait_log("verify", r"<slow1@remote\.example>: undetermined", timeout=20)
+    assert query("fast@remote.example")["result"] == "pending"   # probed now
+    postern.wait_log("verify", r"<fast@remote\.example>: deliverable")
+    assert query("fast@remote.example")["result"] == "deliverable"
