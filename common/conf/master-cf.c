@@ -42,7 +42,7 @@ static const struct {
         { "tlsproxy", MASTER_BUILTIN, "postern-smtpd and postern-smtp" },
         { "dnsblog", MASTER_BUILTIN, "postern-smtpd's DNS client" },
         { "postlogd", MASTER_BUILTIN, "the journal" },
-        { "verify", MASTER_BUILTIN, "postern-verify (not built yet: reject_unverified_* is not supported)" },
+        { "verify", MASTER_BUILTIN, "postern-verify" },
 };
 
 const char *const master_param_suffixes[_MASTER_PARAM_MAX] = {

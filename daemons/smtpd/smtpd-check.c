@@ -11,8 +11,8 @@
  * and a word of smtpd_restriction_classes stands for its list (nested up to MAX_DEPTH).
  *
  * The elements that look something up are hooks (smtpd.h): check_*_access (smtpd_hook_access,
- * answered at once), DNS checks and policy services (smtpd_hook_dns, smtpd_hook_policy,
- * answered later). run_hook() starts one and applies its answer, at once or when it arrives;
+ * answered at once), DNS checks, policy services and address verification (smtpd_hook_dns,
+ * smtpd_hook_policy, smtpd_hook_verify, answered later). run_hook() starts one and applies its answer, at once or when it arrives;
  * access and policy answers go through smtpd_access_apply() alike. VRFY skips the hooks that
  * would wait.
  *
@@ -315,7 +315,7 @@ static Result apply_action(SmtpdEval *e, const RestrictionElem *el, const char *
                            const char *label) {
         if (!action || strcaseeq(action, "DUNNO"))
                 return RES_DUNNO;
-        if (el->kind == RESTRICT_DNS)
+        if (el->kind == RESTRICT_DNS || el->kind == RESTRICT_VERIFY)
                 return apply_dns_result(e, el, action);
         return apply_value(e, action, entity, label);
 }
@@ -401,8 +401,16 @@ static Result start_async(SmtpdEval *e, const RestrictionElem *el) {
                         subject = s->client.helo;
                 }
         }
+        if (el->kind == RESTRICT_VERIFY) {
+                /* reject_unverified_sender / _recipient: the address itself */
+                const Address *a = strstr(el->name, "sender") ? e->sender_addr : e->rcpt_addr;
+                if (!a || isempty(a->external))
+                        return RES_DUNNO;
+                subject = a->external;
+        }
         const SmtpdHookArgs args = hook_args(e, el, subject);
-        return run_hook(e, el, el->kind == RESTRICT_DNS ? &smtpd_hook_dns : &smtpd_hook_policy, &args,
+        return run_hook(e, el, el->kind == RESTRICT_DNS ? &smtpd_hook_dns :
+                        el->kind == RESTRICT_VERIFY ? &smtpd_hook_verify : &smtpd_hook_policy, &args,
                         class_entity(e, e->cur), class_labels[e->cur]);
 }
 
@@ -517,6 +525,7 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 return RES_REJECT;
         case RESTRICT_DNS:
         case RESTRICT_POLICY:
+        case RESTRICT_VERIFY:
                 return start_async(e, el);
         case RESTRICT_CLASS:
                 return push(e, &st->classes[el->class_index].list, (RestrictionList) {}) ? RES_DUNNO : RES_REJECT;

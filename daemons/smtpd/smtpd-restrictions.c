@@ -237,6 +237,8 @@ static const ElementDef elements[] = {
         { "reject_unknown_client", RESTRICT_DNS, ARG_NONE },
         { "reject_unknown_reverse_client_hostname", RESTRICT_DNS, ARG_NONE },
         { "check_policy_service", RESTRICT_POLICY, ARG_TEXT },
+        { "reject_unverified_recipient", RESTRICT_VERIFY, ARG_NONE },
+        { "reject_unverified_sender", RESTRICT_VERIFY, ARG_NONE },
 };
 
 void smtpd_restrictions_done(RestrictionList *l) {

@@ -109,6 +109,17 @@ static const ConfField smtpd_fields[] = {
         F("smtpd_policy_service_retry_delay", USEC, policy_retry_delay_usec),
         F("smtpd_policy_service_request_limit", UINT, policy_request_limit),
         F("smtpd_policy_service_try_limit", UINT, policy_try_limit),
+        /* reject_unverified_* (smtpd-verify.c) */
+        F("unverified_recipient_reject_code", REPLY_CODE, verify.reject_code[0]),
+        F("unverified_sender_reject_code", REPLY_CODE, verify.reject_code[1]),
+        F("unverified_recipient_defer_code", REPLY_CODE, verify.defer_code[0]),
+        F("unverified_sender_defer_code", REPLY_CODE, verify.defer_code[1]),
+        F("unverified_recipient_tempfail_action", STRING, verify.tempfail_action[0]),
+        F("unverified_sender_tempfail_action", STRING, verify.tempfail_action[1]),
+        F("unverified_recipient_reject_reason", STRING, verify.reject_reason[0]),
+        F("unverified_sender_reject_reason", STRING, verify.reject_reason[1]),
+        F("address_verify_poll_count", UINT, verify.poll_count),
+        F("address_verify_poll_delay", USEC, verify.poll_delay_usec),
         /* TLS (smtpd-tls.c) */
         F("smtpd_tls_security_level", ENUM, tls_level, .values = tls_level_values),
         F("smtpd_tls_loglevel", INT, tls_loglevel),
@@ -151,6 +162,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_restrictions_done(&s->data_restrictions);
         smtpd_restrictions_done(&s->end_of_data_restrictions);
         smtpd_etrn_settings_done(s);
+        smtpd_verify_settings_done(s);
         smtpd_restriction_classes_free(s);
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
@@ -260,7 +272,8 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
 
         if ((r = smtpd_cleanup_settings(c, listener, s)) < 0 ||
             (r = smtpd_rewrite_settings(c, listener, s)) < 0 ||
-            (r = smtpd_etrn_settings(c, listener, s)) < 0)
+            (r = smtpd_etrn_settings(c, listener, s)) < 0 ||
+            (r = smtpd_verify_settings(c, listener, s)) < 0)
                 return r;
         return smtpd_auth_settings(c, listener, s);
 }

@@ -165,6 +165,7 @@ static void server_done(void *userdata) {
         committer_free(srv->committer);
         srv->resolver = dns_resolver_free(srv->resolver);
         smtpd_policy_shutdown();
+        smtpd_verify_shutdown();
         srv->anvil = smtpd_anvil_free(srv->anvil);
 }
 

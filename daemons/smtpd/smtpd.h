@@ -25,6 +25,8 @@
  *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (hook: smtpd_hook_dns)
  *   smtpd-policy.c       check_policy_service: the policy delegation protocol (hook:
  *                        smtpd_hook_policy)
+ *   smtpd-verify.c       reject_unverified_recipient / _sender through postern-verify (hook:
+ *                        smtpd_hook_verify)
  *   smtpd-tls.c          STARTTLS and implicit TLS: settings, handshake, record I/O, logging
  *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
  *   smtpd-rewrite.c      address rewriting of the queueing step: canonical form, canonical
@@ -136,6 +138,7 @@ typedef enum Restriction {
         RESTRICT_REJECT_UNAUTH_PIPELINING,
         RESTRICT_DNS,            /* asynchronous: smtpd_hook_dns (element name, arg) */
         RESTRICT_POLICY,         /* asynchronous: smtpd_hook_policy (arg) */
+        RESTRICT_VERIFY,         /* asynchronous: smtpd_hook_verify (element name) */
         RESTRICT_CLASS,          /* a name from smtpd_restriction_classes */
 } Restriction;
 
@@ -178,6 +181,17 @@ typedef struct SmtpdVirtualAlias {
         DomainList mydestination;          /* "user" keys: $mydestination ... */
         HostAddresses own_addresses;       /* ... and literals of $inet_interfaces, $proxy_interfaces */
 } SmtpdVirtualAlias;
+
+/* reject_unverified_recipient / _sender: unverified_*_{reject,defer}_code, _tempfail_action,
+ * _reject_reason (index 0 recipient, 1 sender), address_verify_poll_*, and the path of
+ * postern-verify's socket (address_verify_service_name). */
+typedef struct SmtpdVerifySettings {
+        int reject_code[2], defer_code[2];
+        char *tempfail_action[2], *reject_reason[2];
+        unsigned poll_count;
+        usec_t poll_delay_usec;
+        char *socket;
+} SmtpdVerifySettings;
 
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
  * keep a reference so a reload affects only new sessions. */
@@ -269,6 +283,8 @@ typedef struct SmtpdSettings {
         char *policy_default_action, *policy_context;
         usec_t policy_timeout_usec, policy_max_idle_usec, policy_max_ttl_usec, policy_retry_delay_usec;
         unsigned policy_request_limit, policy_try_limit;
+        /* reject_unverified_* (smtpd-verify.c) */
+        SmtpdVerifySettings verify;
         /* TLS (smtpd-tls.c) */
         int tls_level;                     /* TLS_LEVEL_* (smtpd_tls_security_level) */
         TlsServer *tls;                    /* NULL: TLS not available (level none, or failed) */
@@ -688,6 +704,7 @@ typedef enum CheckStage {
  *   smtpd_hook_access   any restriction stage (smtpd-check.c)    client; the subject       at once
  *   smtpd_hook_dns      any restriction stage (smtpd-check.c)    client; the subject       later
  *   smtpd_hook_policy   any restriction stage (smtpd-check.c)    client + transaction      later
+ *   smtpd_hook_verify   any restriction stage (smtpd-check.c)    client; the subject       later, or at once
  *   smtpd_hook_anvil    connect, MAIL, RCPT, STARTTLS, new TLS,   client only               later, or at
  *                       AUTH (smtpd_anvil_check())                                          once ("go on")
  *   smtpd_hook_cleanup  end of data (smtpd-data.c)               transaction (its data)    at once
@@ -778,6 +795,14 @@ extern const SmtpdHook smtpd_hook_policy;
 extern const SmtpdHook smtpd_hook_access;
 /* smtpd-anvil.c: one anvil event (args->anvil_event, ->service) of the client. */
 extern const SmtpdHook smtpd_hook_anvil;
+/* smtpd-verify.c: "reject_unverified_recipient" / "reject_unverified_sender" for args->subject
+ * (the address); answers in the DNS checks' final wording. */
+extern const SmtpdHook smtpd_hook_verify;
+/* smtpd-verify.c: loads s->verify (after the field table); logs its own errors. */
+int smtpd_verify_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_verify_settings_done(SmtpdSettings *s);
+/* Closes the connection to postern-verify (shutdown). */
+void smtpd_verify_shutdown(void);
 /* smtpd-cleanup.c: the content checks' end-of-data decision (t->data). */
 extern const SmtpdHook smtpd_hook_cleanup;
 /* Called once with the outcome (accepted or not; a refusal was already answered and logged).

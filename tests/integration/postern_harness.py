@@ -37,6 +37,7 @@ BINARIES = {
     "local": "daemons/local/postern-local",
     "anvil": "daemons/anvil/postern-anvil",
     "smtp": "daemons/smtp/postern-smtp",
+    "verify": "daemons/verify/postern-verify",
 }
 
 
@@ -197,7 +198,8 @@ class Postern:
         return env
 
     def start(self, *names, timeout=15):
-        """Starts the named daemons (default: smtpd, qmgr, local, smtp; "anvil" on request) and
+        """Starts the named daemons (default: smtpd, qmgr, local, smtp; "anvil" and
+        "verify" on request) and
         waits for READY=1."""
         for name in names or ("smtpd", "qmgr", "local", "smtp"):
             self._spawn(name, timeout)
@@ -212,6 +214,9 @@ class Postern:
             # Only tests that start anvil get its socket: without one, smtpd warns once and
             # serves without client limits (no connection waits for an absent anvil).
             self.listeners["anvil"] = [("anvil", self._unix_listener(self.socket_dir / "anvil", 0o600))]
+        if name == "verify" and name not in self.listeners:
+            # Likewise verify: without its socket reject_unverified_* answers the tempfail action.
+            self.listeners["verify"] = [("verify", self._unix_listener(self.socket_dir / "verify", 0o600))]
         fds = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 200) for _, s in self.listeners[name]]
         names = ":".join(n for n, _ in self.listeners[name])
         notify_path = self.socket_dir / f"notify-{name}"

@@ -180,6 +180,8 @@ class Scripted(ThreadedListener):
                     addr = cmd[cmd.index("<") + 1:cmd.index(">")]
                     r = self.replies["RCPT"]
                     rep = r(addr) if callable(r) else r
+                    if rep is None:
+                        time.sleep(3600)   # a stalled peer: never answer (the docstring's None)
                     conn.sendall(rep.encode() + b"\r\n")
                     if rep.startswith("2"):
                         accepted.append(addr)

@@ -18,6 +18,7 @@ def test_missing_socket_has_one_wording(postern):
         "local": 'No "local" socket was passed; nothing to do.',
         "smtp": 'No "smtp-client" or "lmtp-client" socket was passed; nothing to do.',
         "smtpd": 'No "smtp", "submission", "submit" or "submissions" socket was passed; nothing to do.',
+        "verify": 'No "verify" socket was passed; nothing to do.',
     }
     for name, line in expected.items():
         r = run_without_sockets(postern, name)

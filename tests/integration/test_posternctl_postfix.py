@@ -238,3 +238,16 @@ def test_myorigin_from_a_file_is_read_or_an_error(postern):
     rc, got, _ = items(postern, d)
     assert rc == 0
     assert got[("main.cf", "myorigin")] == (1, "same", f"read from {mailname}: example.org")
+
+
+def test_address_verify_map_of_postfix_types_is_mapped(postern):
+    """modoboa's proxy:btree: cache becomes postern-verify's SQLite file: mapped, not an error."""
+    d = postfix_dir(postern, main="address_verify_map = proxy:btree:$data_directory/verify_cache\n"
+                                  "unverified_recipient_reject_code = 550\n",
+                    master="verify unix - - n - 1 verify\n")
+    rc, got, _ = items(postern, d)
+    assert rc == 0
+    assert got[("main.cf", "address_verify_map")][1:] == ("mapped", "postern-verify keeps its cache in SQLite, "
+                                                                    "$queue_directory/verify.db")
+    assert got[("main.cf", "unverified_recipient_reject_code")][1] == "same"
+    assert got[("master.cf", "verify/unix verify")][1:] == ("mapped", "built in: postern-verify")

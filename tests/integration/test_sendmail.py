@@ -83,8 +83,13 @@ def test_bv_reports_each_address(postern):
     postern.start()
     r = postern.sendmail(["-bv", "ptest1", "ptest2@localhost"], user="ptest1")
     lines = r.stdout.decode().splitlines()
-    assert len(lines) == 2 and all("deliverable" in l for l in lines)
-    assert postern.queue_count() == 0
+    assert len(lines) == 2 and all(" deliverable (250" in l for l in lines)
+    # As Postfix's -bv: the answers are mailed to the caller; nothing was sent to the addresses.
+    assert "Mail Delivery Status Report will be mailed to <ptest1@" in r.stderr.decode()
+    box = postern.wait_mailbox("ptest1", r"Subject: Mail Delivery Status Report")
+    assert "<ptest1@postern.test>: deliverable (250" in box and "<ptest2@localhost>: deliverable (250" in box
+    postern.wait_queue_empty()
+    assert postern.mailbox("ptest2") == ""
 
 
 def test_refusals_have_sysexits_codes_and_say_not_sent(postern):

@@ -189,6 +189,13 @@ static PostfixVerdict judge_param(Conf *c, const char *listener, const char *bas
                                POSTFIX_MAPPED;
                 return *ret_detail = strdup("Postern has no parameter of this name"), POSTFIX_UNKNOWN;
         }
+        if (streq(base, "address_verify_map")) {
+                /* postern-verify's cache is SQLite: Postfix's btree:/hash:/lmdb: maps become the file */
+                const char *val = strempty(conf_get_listener(c, listener, base));
+                if (*val && val[0] != '/' && !startswith(val, "sqlite:"))
+                        return *ret_detail = strdup("postern-verify keeps its cache in SQLite, "
+                                                    "$queue_directory/verify.db"), POSTFIX_MAPPED;
+        }
         PostfixVerdict v = POSTFIX_ERROR;
         char *why = NULL;
         int r = judge_tables(c, listener, base, &v, &why);

@@ -4,7 +4,7 @@
  *   postern-sendmail [-t] [-i|-oi] [-f sender] [-F name] [-N dsn] [-R ret] [-V envid]
  *                    [-B type] [-C main.cf] [-o<x> ...] [recipient ...]   submit a message
  *   postern-sendmail -bs        speak SMTP on stdin/stdout (relayed to the submit socket)
- *   postern-sendmail -bv addr   ask the server whether it accepts each address
+ *   postern-sendmail -bv addr   ask the server whether it accepts each address, mail the report
  *   postern-sendmail -bp        list the queue (= postern-mailq = posternctl queue)
  *   postern-sendmail -bi        check alias_maps (= postern-newaliases)
  *   postern-sendmail -q         ask postern-qmgr to try all deferred mail now
@@ -369,6 +369,24 @@ static void smtp_quit(SmtpClient *s) {
         (void) smtp_command(s, &code, NULL, "QUIT");
 }
 
+/* The envelope sender: -f, else the invoking user at $myorigin. 0, or an exit code (logged). */
+static int envelope_sender(Conf *c, const Options *o, char **ret) {
+        int r;
+        if (o->sender)
+                r = qualify(c, o->sender, true, ret);
+        else {
+                struct passwd *pw = getpwuid(getuid());
+                if (!pw) {
+                        fprintf(stderr, "%s: uid %u has no passwd entry\n", program, (unsigned) getuid());
+                        return EX_NOUSER;
+                }
+                r = qualify(c, pw->pw_name, false, ret);
+        }
+        if (r < 0)
+                return r == -ENOMEM ? EX_OSERR : EX_USAGE;
+        return 0;
+}
+
 static int do_deliver(Conf *c, Options *o) {
         _cleanup_strbuf_ StrBuf msg = STRBUF_INIT;
         _cleanup_strv_free_ char **raw = NULL, **rcpts = NULL;
@@ -378,19 +396,8 @@ static int do_deliver(Conf *c, Options *o) {
         size_t rejected = 0, accepted = 0;
         int code, r, ex = 0;
 
-        /* The envelope sender: -f, else the invoking user at $myorigin. */
-        if (o->sender)
-                r = qualify(c, o->sender, true, &sender);
-        else {
-                struct passwd *pw = getpwuid(getuid());
-                if (!pw) {
-                        fprintf(stderr, "%s: uid %u has no passwd entry\n", program, (unsigned) getuid());
-                        return EX_NOUSER;
-                }
-                r = qualify(c, pw->pw_name, false, &sender);
-        }
-        if (r < 0)
-                return r == -ENOMEM ? EX_OSERR : EX_USAGE;
+        if ((ex = envelope_sender(c, o, &sender)) != 0)
+                return ex;
 
         r = sendmail_read_message(STDIN_FILENO, o->ignore_dots, limit > 0 ? (size_t) limit : 0, &msg);
         if (r == -EFBIG) {
@@ -559,9 +566,60 @@ io_error:
         return EX_TEMPFAIL;
 }
 
-/* -bv: ask the server about each recipient, without sending anything. */
+/* -bv's report to the sender, in the open session: "Mail Delivery Status Report" with one line
+ * per address (what the server answered). 0, or <0 when the session failed; a refusal is
+ * printed and the report dropped. */
+static int mail_report(Conf *c, SmtpClient *s, const char *sender, const char *lines) {
+        _cleanup_strbuf_ StrBuf msg = STRBUF_INIT;
+        _cleanup_free_ char *text = NULL;
+        const char *host = strempty(conf_get(c, "myhostname"));
+        int code, r;
+
+        r = strbuf_printf(&msg, "From: Mail Delivery System <MAILER-DAEMON@%s>\nTo: <%s>\n"
+                          "Subject: Mail Delivery Status Report\nAuto-Submitted: auto-replied\n"
+                          "Content-Type: text/plain; charset=utf-8\n\n"
+                          "This is the mail system at host %s.\n\n"
+                          "Enclosed is the mail delivery report that you requested: what the server\n"
+                          "answers for each address (nothing was sent to them).\n\n%s",
+                          host, sender, host, lines);
+        if (r < 0)
+                return r;
+        const char *steps[] = { "MAIL FROM:<>", NULL, "DATA" };
+        _cleanup_free_ char *rcpt = NULL;
+        if (asprintf(&rcpt, "RCPT TO:<%s>", sender) < 0)
+                return -ENOMEM;
+        steps[1] = rcpt;
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                free(text);
+                text = NULL;
+                if ((r = smtp_command(s, &code, &text, "%s", steps[i])) < 0)
+                        return r;
+                if (code != (i == 2 ? 354 : 250)) {
+                        print_reply(i == 1 ? sender : steps[i], code, text);
+                        fprintf(stderr, "%s: the delivery status report was not sent\n", program);
+                        return smtp_command(s, &code, NULL, "RSET");
+                }
+        }
+        if ((r = smtp_send_content(s, msg.data, msg.len)) < 0)
+                return r;
+        free(text);
+        text = NULL;
+        if ((r = smtp_read_reply(s, &code, &text)) < 0)
+                return r;
+        if (code != 250) {
+                print_reply("end of data", code, text);
+                fprintf(stderr, "%s: the delivery status report was not sent\n", program);
+                return 0;
+        }
+        fprintf(stderr, "Mail Delivery Status Report will be mailed to <%s>.\n", sender);
+        return 0;
+}
+
+/* -bv: ask the server about each recipient, without sending anything to them; print the answers
+ * and mail them to the sender (-f, else the invoking user) as Postfix's sendmail -bv does. */
 static int do_verify(Conf *c, Options *o) {
         _cleanup_smtp_client_ SmtpClient s = SMTP_CLIENT_INIT;
+        _cleanup_strbuf_ StrBuf lines = STRBUF_INIT;
         _cleanup_free_ char *sender = NULL;
         int code, r, ex;
 
@@ -569,6 +627,8 @@ static int do_verify(Conf *c, Options *o) {
                 fprintf(stderr, "%s: -bv needs at least one address\n", program);
                 return EX_USAGE;
         }
+        if ((ex = envelope_sender(c, o, &sender)) != 0)
+                return ex;
         if ((ex = smtp_open(c, &s)) != 0)
                 return ex;
         r = smtp_command(&s, &code, NULL, "MAIL FROM:<>");
@@ -586,12 +646,18 @@ static int do_verify(Conf *c, Options *o) {
                 r = smtp_command(&s, &code, &text, "RCPT TO:<%s>", q);
                 if (r < 0)
                         return EX_TEMPFAIL;
-                printf("%s... %s (%d %s)\n", q, code / 100 == 2 ? "deliverable" :
-                       code / 100 == 4 ? "deferred" : "undeliverable", code, text);
+                const char *what = code / 100 == 2 ? "deliverable" : code / 100 == 4 ? "deferred" : "undeliverable";
+                printf("%s... %s (%d %s)\n", q, what, code, text);
+                if (strbuf_printf(&lines, "<%s>: %s (%d %s)\n", q, what, code, text) < 0)
+                        return EX_OSERR;
                 if (code / 100 != 2 && ex == 0)
                         ex = sysexit_for(code, text);
         }
         (void) smtp_command(&s, &code, NULL, "RSET");
+        if (isempty(sender))
+                fprintf(stderr, "%s: the null sender gets no delivery status report\n", program);
+        else if (lines.len && mail_report(c, &s, sender, lines.data) < 0)
+                return EX_TEMPFAIL;
         smtp_quit(&s);
         return ex;
 }
