@@ -41,6 +41,9 @@ static int open_checks(Conf *c, const char *listener, const char *param, HeaderC
 int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r;
 
+        /* receive_override_options = no_header_body_checks: neither table is opened */
+        if (s->no_header_body_checks)
+                return 0;
         if ((r = open_checks(c, listener, "header_checks", &s->header_checks)) < 0 ||
             (r = open_checks(c, listener, "body_checks", &s->body_checks)) < 0)
                 return r;

@@ -137,6 +137,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
                 return NULL;
         conf_fields_done(smtpd_fields, ELEMENTSOF(smtpd_fields), s);
         free(s->listener);
+        free(s->content_filter);
         smtpd_restrictions_done(&s->client_restrictions);
         smtpd_restrictions_done(&s->helo_restrictions);
         smtpd_restrictions_done(&s->sender_restrictions);
@@ -216,6 +217,9 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
 
         if (!discard || !pdms)
                 return log_oom();
+        /* first: the content checks and the rewriting read receive_override_options */
+        if ((r = smtpd_filter_settings(c, listener, s)) < 0)
+                return r;
         s->ehlo_discard = command_ehlo_mask(discard);
         for (char **i = pdms; *i; i++)
                 s->parent_matches_access = s->parent_matches_access || streq(*i, "smtpd_access_maps");

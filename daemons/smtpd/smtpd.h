@@ -285,6 +285,12 @@ typedef struct SmtpdSettings {
         char *sasl_service;
         SaslClient *sasl;                  /* this snapshot's Dovecot connection; NULL: AUTH off */
         SmtpdVirtualAlias virtual_alias;   /* virtual alias expansion (smtpd-virtual.c) */
+        /* content filters (smtpd-filter.c) */
+        char *content_filter;              /* content_filter: every queued message's filter; "" none */
+        bool no_unknown_recipient_checks;  /* receive_override_options ... */
+        bool no_address_mappings;
+        bool no_header_body_checks;
+        bool no_milters;                   /* the milter client skips this listener's mail */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -928,6 +934,16 @@ void committer_drain(Committer *c);
 /* Hands a job to the writer thread (takes ownership). */
 void committer_submit(Committer *c, CommitJob *job);
 void commit_job_free(CommitJob *j);
+
+/* smtpd-filter.c: content_filter and receive_override_options. smtpd_filter_settings() checks
+ * and parses them (before the content checks and rewriting load, which read the flags); a bad
+ * value is an error naming it. smtpd_receive_override_parse() is the pure parser: *ret_bad is
+ * the value it does not know. */
+int smtpd_filter_settings(Conf *c, const char *listener, SmtpdSettings *s);
+int smtpd_receive_override_parse(char *const *values, SmtpdSettings *s, const char **ret_bad);
+/* Whether a content_filter value is "transport:destination", "transport:" or "transport"; *ret_why
+ * says what is wrong otherwise. */
+bool smtpd_content_filter_valid(const char *value, const char **ret_why);
 
 /* smtpd-virtual.c: virtual_alias_maps (virtual(5)). smtpd_virtual_settings() reads mydestination,
  * propagate_unmatched_extensions, the interface addresses and opens the tables (a table that
