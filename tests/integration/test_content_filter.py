@@ -7,7 +7,9 @@ counted end to end: each reaches the filter once (one transaction for all its re
 is delivered once with the filter's header, and never loops back into the filter. The return
 listener's overrides (no_header_body_checks, no_unknown_recipient_checks, its own
 mynetworks/restrictions) and main.cf's receive_override_options = no_address_mappings (mappings
-done after the filter) are checked on the way; an access(5) FILTER wins over content_filter."""
+done after the filter) are checked on the way; an access(5) FILTER wins over content_filter.
+Every test runs twice: with the return listener as a master.cf entry and as a socket of the
+template unit postern-smtpd@PORT.socket with its settings in main.cf ("127.0.0.1-PORT/name")."""
 
 import re
 import smtplib
@@ -34,26 +36,38 @@ def sinks(postern):
     yield from peer_factory(lambda name: Sink(postern.root / name))
 
 
-@pytest.fixture
-def filtered(postern, sinks):
-    """Postern with the amavis-style setup; yields (postern, filter, return port, sink)."""
+# The return listener's settings, as master.cf's -o options or as main.cf listener settings.
+RETURN_OPTIONS = {
+    "content_filter": "",
+    "receive_override_options": "no_unknown_recipient_checks,no_header_body_checks,no_milters",
+    "smtpd_helo_restrictions": "",
+    "smtpd_client_restrictions": "",
+    "smtpd_sender_restrictions": "",
+    "smtpd_recipient_restrictions": "permit_mynetworks,reject",
+    "mynetworks": "127.0.0.0/8",
+}
+
+
+@pytest.fixture(params=["master.cf", "template"])
+def filtered(request, postern, sinks):
+    """Postern with the amavis-style setup; yields (postern, filter, return port, sink). The return
+    listener is a master.cf entry (the socket postern-generator makes), or, as with the template
+    unit postern-smtpd@PORT.socket, a socket named 127.0.0.1-PORT with main.cf settings."""
     ret = tcp_listener()
     port = ret.getsockname()[1]
     flt = AfterQueueFilter(port, header=HEADER)
     sink = sinks("direct")
-    (postern.etc_dir / "master.cf").write_text(
-        "smtp      inet  n       -       n       -       -       smtpd\n"
-        "smtp-amavis unix -      -       n       -       2       smtp\n"
-        "  -o smtp_data_done_timeout=1200\n"
-        "  -o disable_dns_lookups=yes\n"
-        f"127.0.0.1:{port} inet n  -       n       -       -       smtpd\n"
-        "  -o content_filter=\n"
-        "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters\n"
-        "  -o smtpd_helo_restrictions=\n"
-        "  -o smtpd_client_restrictions=\n"
-        "  -o smtpd_sender_restrictions=\n"
-        "  -o smtpd_recipient_restrictions=permit_mynetworks,reject\n"
-        "  -o mynetworks=127.0.0.0/8\n")
+    master = ("smtp      inet  n       -       n       -       -       smtpd\n"
+              "smtp-amavis unix -      -       n       -       2       smtp\n"
+              "  -o smtp_data_done_timeout=1200\n"
+              "  -o disable_dns_lookups=yes\n")
+    listener = {}
+    if request.param == "master.cf":
+        master += f"127.0.0.1:{port} inet n  -       n       -       -       smtpd\n"
+        master += "".join(f"  -o {k}={v}\n" for k, v in RETURN_OPTIONS.items())
+    else:
+        listener = {f"127.0.0.1-{port}/{k}": v for k, v in RETURN_OPTIONS.items()}
+    (postern.etc_dir / "master.cf").write_text(master)
     (postern.etc_dir / "header_checks").write_text(f"/^{HEADER.split(b':')[0].decode()}:/ REJECT forged filter header\n")
     postern.configure(
         content_filter=f"smtp-amavis:[127.0.0.1]:{flt.port}",
@@ -62,9 +76,10 @@ def filtered(postern, sinks):
         virtual_alias_maps="inline:{ team@postern.test=ptest2 }",
         smtpd_sender_restrictions="check_sender_access inline:{ "
                                   f"{{direct@example.org=FILTER smtp:[127.0.0.1]:{sink.port}}} }}",
-        queue_run_delay="300s")
+        queue_run_delay="300s", **listener)
     postern.listeners["smtpd"].append((f"127.0.0.1-{port}", ret))
     postern.start()
+    assert "Ignoring passed socket" not in postern.log("smtpd")
     yield postern, flt, port, sink
     flt.stop()
 
