@@ -75,7 +75,7 @@ def filtered(request, postern, sinks):
         header_checks=f"regexp:{postern.etc_dir}/header_checks",
         virtual_alias_maps="inline:{ team@postern.test=ptest2 }",
         smtpd_sender_restrictions="check_sender_access inline:{ "
-                                  f"{{direct@example.org=FILTER smtp:[127.0.0.1]:{sink.port}}} }}",
+                                  f"{{direct@example.org=FILTER smtp:[127.0.0.1]:{sink.port}}} held@example.org=HOLD }}",
         queue_run_delay="300s", **listener)
     postern.listeners["smtpd"].append((f"127.0.0.1-{port}", ret))
     postern.start()
@@ -161,3 +161,17 @@ def test_access_filter_wins_over_content_filter(filtered):
     postern.wait_queue_empty(timeout=60)
     assert flt.count() == 0
     assert "Subject: filtered direct" not in postern.mailbox("ptest1")
+
+
+def test_held_mail_keeps_its_filter(filtered):
+    postern, flt, _, _ = filtered
+    code, text = postern.send("held@example.org", ["ptest1@postern.test"], message("held"))
+    assert code == 250, text
+    qid = re.search(r"queued as (\w+)", text).group(1)
+    filt = f"smtp-amavis:[127.0.0.1]:{flt.port}"
+    assert postern.queue_rows("SELECT hold, filter FROM messages WHERE queue_id = ?", (qid,)) == [(1, filt)]
+    r = postern.posternctl("release", qid)
+    assert r.returncode == 0, r.stderr
+    box = postern.wait_mailbox("ptest1", r"Subject: filtered held", timeout=60)
+    postern.wait_queue_empty(timeout=60)
+    assert flt.count() == 1 and box.count("X-Test-Filter: scanned") == 1, box
