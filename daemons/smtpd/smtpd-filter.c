@@ -13,9 +13,10 @@
  *
  * smtpd_filter_settings() runs before the content checks and the rewriting settings load (they
  * read the flags); an unknown option or a malformed filter is an error naming it, so smtpd does
- * not start (or a reload keeps the old settings). smtpd_proxy_filter (a before-queue proxy) is
- * not built: a non-empty value is logged as not supported. */
+ * not start (or a reload keeps the old settings). smtpd_proxy_filter and smtpd_proxy_options
+ * (the before-queue proxy, smtpd-proxy.c) are checked and normalised here too. */
 #include <ctype.h>
+#include <stdio.h>
 #include <strings.h>
 
 #include "smtpd.h"
@@ -67,13 +68,36 @@ bool smtpd_content_filter_valid(const char *value, const char **ret_why) {
         return true;
 }
 
+/* smtpd_proxy_filter as smtpd-proxy.c connects to it: "host:port" and "[host]:port" become
+ * "inet:..."; NULL with *ret_why when it is not an endpoint. */
+char *smtpd_proxy_service(const char *value, const char **ret_why) {
+        char *out = NULL;
+        if (startswith(value, "unix:")) {
+                if (!value[5]) {
+                        *ret_why = "unix: without a path";
+                        return NULL;
+                }
+                return strdup(value);
+        }
+        const char *rest = startswith(value, "inet:") ? value + 5 : value;
+        const char *colon = strrchr(rest, ':');
+        if (!colon || colon == rest || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1)) {
+                *ret_why = "expected host:port, inet:host:port or unix:/path";
+                return NULL;
+        }
+        if (asprintf(&out, "inet:%s", rest) < 0)
+                return NULL;
+        return out;
+}
+
 int smtpd_filter_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         _cleanup_strv_free_ char **options = conf_get_list(c, listener, "receive_override_options");
+        _cleanup_strv_free_ char **proxy_options = conf_get_list(c, listener, "smtpd_proxy_options");
         const char *filter = conf_get_listener(c, listener, "content_filter");
         const char *proxy = conf_get_listener(c, listener, "smtpd_proxy_filter");
         const char *bad = NULL, *why = NULL;
 
-        if (!options)
+        if (!options || !proxy_options)
                 return log_oom();
         if (smtpd_receive_override_parse(options, s, &bad) < 0)
                 return log_error_errno(-EINVAL, "receive_override_options: unknown option \"%s\" (no_unknown_recipient_"
@@ -82,8 +106,14 @@ int smtpd_filter_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                 return log_error_errno(-EINVAL, "content_filter = %s: %s", filter, why);
         if (!(s->content_filter = strdup(strempty(filter))))
                 return log_oom();
-        if (!isempty(proxy))
-                log_warning("%s: not supported: smtpd_proxy_filter = %s (Postern has no before-queue proxy filter; "
-                            "mail is queued without it: use content_filter or a milter)", s->listener, proxy);
-        return 0;
+        for (char **o = proxy_options; *o; o++) {
+                if (!strcaseeq(*o, "speed_adjust"))
+                        return log_error_errno(-EINVAL, "smtpd_proxy_options: unknown option \"%s\" (speed_adjust)", *o);
+                s->proxy_speed_adjust = true;
+        }
+        if (isempty(proxy))
+                s->proxy_filter = strdup("");
+        else if (!(s->proxy_filter = smtpd_proxy_service(proxy, &why)) && why)
+                return log_error_errno(-EINVAL, "smtpd_proxy_filter = %s: %s", proxy, why);
+        return s->proxy_filter ? 0 : log_oom();
 }

@@ -123,6 +123,9 @@ static const ConfField smtpd_fields[] = {
         F("virtual_alias_recursion_limit", UINT, virtual_alias.recursion_limit),
         F("virtual_alias_expansion_limit", UINT, virtual_alias.expansion_limit),
         F("virtual_alias_address_length_limit", UINT, virtual_alias.address_length_limit),
+        /* the before-queue proxy filter (smtpd-proxy.c; smtpd_proxy_filter itself: smtpd-filter.c) */
+        F("smtpd_proxy_ehlo", STRING, proxy_ehlo),
+        F("smtpd_proxy_timeout", USEC, proxy_timeout_usec),
 };
 #undef F
 
@@ -138,6 +141,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         conf_fields_done(smtpd_fields, ELEMENTSOF(smtpd_fields), s);
         free(s->listener);
         free(s->content_filter);
+        free(s->proxy_filter);
         smtpd_restrictions_done(&s->client_restrictions);
         smtpd_restrictions_done(&s->helo_restrictions);
         smtpd_restrictions_done(&s->sender_restrictions);

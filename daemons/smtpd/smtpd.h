@@ -291,6 +291,10 @@ typedef struct SmtpdSettings {
         bool no_address_mappings;
         bool no_header_body_checks;
         bool no_milters;                   /* the milter client skips this listener's mail */
+        char *proxy_filter;                /* smtpd_proxy_filter as "inet:host:port"/"unix:path", "" none */
+        char *proxy_ehlo;                  /* smtpd_proxy_ehlo */
+        usec_t proxy_timeout_usec;         /* smtpd_proxy_timeout */
+        bool proxy_speed_adjust;           /* smtpd_proxy_options = speed_adjust */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -393,6 +397,8 @@ typedef struct DataState {
         bool no_storage;         /* the data budget ran out: content dropped, answer 452 4.3.1 */
         bool bad_utf8_header;    /* SMTPUTF8 message with malformed UTF-8 in a header: 554 5.6.0 */
         bool bdat;               /* content arrives in BDAT chunks (no dot-stuffing) */
+        bool proxied;            /* for smtpd_proxy_filter: no header/body checks here (the
+                                  * listener that queues it after the filter runs them) */
         uint64_t bdat_bytes;     /* BDAT: bytes of all chunks so far, as sent */
         StrBuf carry;            /* BDAT: the start of a line whose end is in a later read/chunk */
         char *message_id;
@@ -448,6 +454,8 @@ typedef struct SmtpdRecipient {
 } SmtpdRecipient;
 void smtpd_recipient_done(SmtpdRecipient *r);
 
+typedef struct SmtpdProxy SmtpdProxy;   /* smtpd-proxy.c: a transaction's smtpd_proxy_filter session */
+
 /* A mail transaction, from MAIL to its commit (or RSET, or a refusal): everything here is
  * forgotten by smtpd_transaction_reset() (smtpd-transaction.c). */
 typedef struct SmtpdTransaction {
@@ -469,6 +477,7 @@ typedef struct SmtpdTransaction {
         bool bdat_active;        /* this transaction received BDAT chunks: DATA/MAIL/RCPT refused */
         const char *bdat_error;  /* the current chunk is discarded and answered with this */
         MessageActions actions;  /* this transaction's access/content-check decisions */
+        SmtpdProxy *proxy;       /* the smtpd_proxy_filter connection, or NULL (smtpd-proxy.c) */
 } SmtpdTransaction;
 /* Forgets the transaction (frees what it holds; the struct is reusable). */
 void smtpd_transaction_reset(SmtpdTransaction *t);
@@ -944,6 +953,33 @@ int smtpd_receive_override_parse(char *const *values, SmtpdSettings *s, const ch
 /* Whether a content_filter value is "transport:destination", "transport:" or "transport"; *ret_why
  * says what is wrong otherwise. */
 bool smtpd_content_filter_valid(const char *value, const char **ret_why);
+/* smtpd_proxy_filter as an endpoint: "host:port"/"[host]:port"/"inet:host:port" become
+ * "inet:host:port", "unix:/path" stays; NULL with *ret_why when malformed (NULL alone: ENOMEM). */
+char *smtpd_proxy_service(const char *value, const char **ret_why);
+
+/* smtpd-proxy.c: the before-queue proxy filter. A run sends steps to the transaction's filter
+ * connection (opened, greeted and EHLO'd first when there is none) and makes the session wait;
+ * done(s, reply, ok) runs once, with the filter's reply to the last step (or to the first that
+ * was refused, ok false), or with our 451 when the filter failed; it may run before
+ * smtpd_proxy_run() returns (no wait then). The steps' recipients are taken over. */
+typedef enum SmtpdProxyStepKind {
+        PROXY_STEP_GREETING, PROXY_STEP_EHLO, PROXY_STEP_MAIL, PROXY_STEP_RCPT, PROXY_STEP_DATA, PROXY_STEP_MESSAGE,
+} SmtpdProxyStepKind;
+typedef struct SmtpdProxyStep {
+        SmtpdProxyStepKind kind;
+        SmtpdRecipient rcpt;     /* PROXY_STEP_RCPT */
+} SmtpdProxyStep;
+typedef void (*SmtpdProxyDone)(Session *s, const char *reply, bool ok);
+void smtpd_proxy_run(Session *s, SmtpdProxyStep *steps, size_t n, SmtpdProxyDone done);
+SmtpdProxy *smtpd_proxy_free(SmtpdProxy *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpdProxy *, smtpd_proxy_free);
+/* Whether s's transactions go through smtpd_proxy_filter (SMTP listeners; not the submit socket). */
+bool smtpd_proxy_active(const Session *s);
+/* smtpd-command.c: a reply of the before-queue filter (lines joined by CRLF) as the client's. */
+void command_reply_proxied(Session *s, const char *reply);
+/* smtpd-policy.c: a non-blocking connection to "unix:/path", "inet:host:port" (numeric host or
+ * localhost) or a plain path; *ret_connected false until EPOLLOUT says so. */
+int smtpd_service_connect(const char *service, int *ret_fd, bool *ret_connected);
 
 /* smtpd-virtual.c: virtual_alias_maps (virtual(5)). smtpd_virtual_settings() reads mydestination,
  * propagate_unmatched_extensions, the interface addresses and opens the tables (a table that

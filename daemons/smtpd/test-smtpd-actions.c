@@ -25,6 +25,7 @@ void commit_job_free(CommitJob *j) {
 
 /* smtpd-transaction.c's, not used by message_actions_reset(). */
 void data_state_free(DataState *d) {}
+SmtpdProxy *smtpd_proxy_free(SmtpdProxy *p) { return NULL; }
 
 #define RECEIVED "Received: from x (localhost [127.0.0.1])\n\tby h (Postern) id 1; date\n"
 #define CONTENT RECEIVED "Subject: s\n\nbody\n"

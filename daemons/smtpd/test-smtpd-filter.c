@@ -1,6 +1,6 @@
 /* test-smtpd-filter.c — unit tests for smtpd-filter.c's pure parts: receive_override_options
  * (each value sets its flag, case does not matter, an unknown value is named) and the form of a
- * content_filter value. */
+ * content_filter value, smtpd_proxy_filter as an endpoint. */
 #include "smtpd.h"
 #include "basic/tests.h"
 
@@ -51,8 +51,34 @@ static void test_content_filter(void) {
         }
 }
 
+static void test_proxy_service(void) {
+        static const struct {
+                const char *value, *service;
+        } t[] = {
+                { "127.0.0.1:10025", "inet:127.0.0.1:10025" },
+                { "inet:127.0.0.1:10025", "inet:127.0.0.1:10025" },
+                { "[::1]:10025", "inet:[::1]:10025" },
+                { "localhost:10025", "inet:localhost:10025" },
+                { "unix:/run/proxy.sock", "unix:/run/proxy.sock" },
+                { "127.0.0.1", NULL },
+                { "inet:127.0.0.1:", NULL },
+                { "127.0.0.1:smtp", NULL },
+                { "unix:", NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                const char *why = NULL;
+                char *v = smtpd_proxy_service(t[i].value, &why);
+                if (t[i].service)
+                        CHECK_STR(v, t[i].service);
+                else
+                        CHECK(!v && why);
+                free(v);
+        }
+}
+
 int main(void) {
         test_receive_override();
         test_content_filter();
+        test_proxy_service();
         return 0;
 }

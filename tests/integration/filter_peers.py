@@ -109,4 +109,125 @@ class AfterQueueFilter:
 
     def stop(self):
         self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes the accept() and stops listening
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class BeforeQueueProxy:
+    """A before-queue proxy filter (SMTPD_PROXY_README) on 127.0.0.1: it answers MAIL and RCPT
+    itself and, at the end of DATA, relays the message to Postern's listener on relay_port (which
+    queues it) and answers with that listener's reply. Scripted refusals: a recipient containing
+    "proxyreject" gets 550; a message containing b"PROXY-REJECT" gets 554; one containing
+    b"PROXY-HANG" gets no answer at all (until the client goes away). Keeps each session's
+    commands (self.sessions) and each relayed message (self.relayed)."""
+
+    def __init__(self, relay_port):
+        self.relay_port = relay_port
+        self.sessions = []      # lists of command lines, one list per connection
+        self.relayed = []       # (sender, [recipients], data)
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def relayed_count(self):
+        with self.lock:
+            return len(self.relayed)
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _relay(self, sender, rcpts, data):
+        body = data.replace(b"\r\n..", b"\r\n.")
+        if body.startswith(b".."):
+            body = body[1:]
+        try:
+            with smtplib.SMTP("127.0.0.1", self.relay_port, local_hostname="proxy.test", timeout=30) as s:
+                s.ehlo()
+                code, text = s.mail(sender)
+                if code != 250:
+                    return b"%d %s" % (code, text)
+                for r in rcpts:
+                    code, text = s.rcpt(r)
+                    if code != 250:
+                        return b"%d %s" % (code, text)
+                code, text = s.data(body)
+                with self.lock:
+                    if code == 250:
+                        self.relayed.append((sender, list(rcpts), data))
+                return b"%d %s" % (code, text)
+        except (OSError, smtplib.SMTPException) as e:
+            return b"451 4.3.0 relay failed: " + str(e).encode()
+
+    def _serve(self, conn):
+        f = conn.makefile("rb")
+        send = conn.sendall
+        commands = []
+        with self.lock:
+            self.sessions.append(commands)
+        sender, rcpts = None, []
+        try:
+            send(b"220 proxy.test ESMTP test proxy\r\n")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                cmd = line.strip().decode(errors="replace")
+                commands.append(cmd)
+                verb = cmd.split(" ", 1)[0].upper()
+                if verb == "EHLO":
+                    send(b"250-proxy.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 DSN\r\n")
+                elif verb == "MAIL":
+                    sender, rcpts = cmd.split(":", 1)[1].split(">")[0].strip(" <"), []
+                    send(b"250 2.1.0 Sender ok at the proxy\r\n")
+                elif verb == "RCPT":
+                    rcpt = cmd.split(":", 1)[1].split(">")[0].strip(" <")
+                    if "proxyreject" in rcpt:
+                        send(b"550 5.7.1 Recipient refused by the proxy\r\n")
+                    else:
+                        rcpts.append(rcpt)
+                        send(b"250 2.1.5 Recipient ok at the proxy\r\n")
+                elif verb == "DATA":
+                    send(b"354 Go ahead, proxy listening\r\n")
+                    data = read_data(f)
+                    if data is None:
+                        return
+                    commands.append("<message>")
+                    if b"PROXY-HANG" in data:
+                        f.read()          # no answer until the client gives up
+                        return
+                    reply = (b"554 5.7.1 Message refused by the proxy" if b"PROXY-REJECT" in data
+                             else self._relay(sender, rcpts, data))
+                    send(reply + b"\r\n")
+                elif verb == "RSET":
+                    sender, rcpts = None, []
+                    send(b"250 2.0.0 Ok\r\n")
+                elif verb == "QUIT":
+                    send(b"221 2.0.0 Bye\r\n")
+                    return
+                else:
+                    send(b"502 5.5.2 Error: command not recognized\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes the accept() and stops listening
+        except OSError:
+            pass
         self.sock.close()

@@ -156,8 +156,7 @@ static char *line_message(char **msgs, const char *path, unsigned line, const ch
         return NULL;
 }
 
-/* Registry parameters that Postern reads and does not act on say so in their description
- * ("Accepted and ignored: ..."); those whose feature is not built begin "Not supported: ". */
+/* Registry parameters that Postern reads and does not act on say so in their description. */
 static bool described_unused(const ParamDef *p) {
         return strstr(p->description, "not used") || startswith(p->description, "Accepted and ignored: ");
 }
@@ -200,8 +199,6 @@ static PostfixVerdict judge_param(Conf *c, const char *listener, const char *bas
         if (streq(base, "compatibility_level"))
                 return *ret_detail = strdup("Postern's defaults are level 3.6's; a lower level keeps the older "
                                             "defaults of the parameters Postern has (a note below says which, when any)"), POSTFIX_INFO;
-        if (startswith(p->description, "Not supported: "))   /* known, not built (smtpd_proxy_filter) */
-                return *ret_detail = strdup(p->description + strlen("Not supported: ")), POSTFIX_UNSUPPORTED;
         if (described_unused(p))
                 return *ret_detail = unused_detail(p), POSTFIX_INFO;
         if (!listener && left_out_reason(base))
