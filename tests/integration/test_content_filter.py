@@ -13,22 +13,15 @@ template unit postern-smtpd@PORT.socket with its settings in main.cf ("127.0.0.1
 
 import re
 import smtplib
-import socket
 
 import pytest
+
+from postern_harness import tcp_listener
 
 from filter_peers import AfterQueueFilter
 from smtp_peers import Sink, peer_factory
 
 HEADER = b"X-Test-Filter: scanned"
-
-
-def tcp_listener():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-    return s
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 import postern_harness
+from postern_harness import tcp_listener
 from test_smtpd_tls import certs, tls_params   # noqa: F401 — the certificate fixture
 
 GENERATOR = postern_harness.binary("tools/generator/postern-generator")
@@ -173,14 +174,6 @@ def test_generator_never_fails_boot(postern, tmp_path):
     assert r.returncode == 0
     assert "maxproc field \"lots\"" in r.stderr and "the shipped units apply" in r.stderr
     assert tree(tmp_path / "generator") == []
-
-
-def tcp_listener():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-    return s
 
 
 def test_smtpd_serves_master_cf_listeners_with_their_overrides(postern):

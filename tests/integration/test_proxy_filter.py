@@ -8,20 +8,13 @@ are counted end to end; a proxy that hangs costs the client 451 after smtpd_prox
 proxy that is down, 451."""
 
 import re
-import socket
 import time
 
 import pytest
 
+from postern_harness import tcp_listener
+
 from filter_peers import BeforeQueueProxy
-
-
-def tcp_listener():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-    return s
 
 
 @pytest.fixture(params=["plain", "speed_adjust"])
