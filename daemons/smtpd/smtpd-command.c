@@ -18,7 +18,7 @@
 #include "queue/queue.h"
 
 static const char *const cmd_names[_CMD_MAX] = {
-        [CMD_HELO] = "helo", [CMD_EHLO] = "ehlo", [CMD_STARTTLS] = "starttls", [CMD_AUTH] = "auth",
+        [CMD_HELO] = "helo", [CMD_EHLO] = "ehlo", [CMD_STARTTLS] = "starttls", [CMD_AUTH] = "auth", [CMD_XFORWARD] = "xforward",
         [CMD_MAIL] = "mail", [CMD_RCPT] = "rcpt", [CMD_BDAT] = "bdat", [CMD_DATA] = "data",
         [CMD_RSET] = "rset", [CMD_NOOP] = "noop", [CMD_VRFY] = "vrfy", [CMD_ETRN] = "etrn",
         [CMD_HELP] = "help", [CMD_QUIT] = "quit", [CMD_UNKNOWN] = "unknown",
@@ -120,6 +120,10 @@ static void ehlo_size_arg(Session *s, char *buf, size_t n) {
                 snprintf(buf, n, " %llu", (unsigned long long) s->settings->message_size_limit);
 }
 
+static void ehlo_xforward_arg(Session *s, char *buf, size_t n) {
+        snprintf(buf, n, " NAME ADDR PORT PROTO HELO IDENT SOURCE");
+}
+
 static const EhloKeyword ehlo_keywords[] = {
         { "PIPELINING", EHLO_PIPELINING, NULL, NULL },
         { "SIZE", EHLO_SIZE, NULL, ehlo_size_arg },
@@ -133,6 +137,7 @@ static const EhloKeyword ehlo_keywords[] = {
         { "DSN", EHLO_DSN, NULL, NULL },
         { "SMTPUTF8", EHLO_SMTPUTF8, ehlo_smtputf8_offered, NULL },
         { "CHUNKING", EHLO_CHUNKING, NULL, NULL },
+        { "XFORWARD", EHLO_XFORWARD, smtpd_xforward_offered, ehlo_xforward_arg },
 };
 
 unsigned command_ehlo_mask(char **words) {
@@ -676,7 +681,12 @@ static void rcpt_added(Session *s, SmtpdRecipient *r, const char *proxy_reply) {
                 else if (s->client.sasl_username)
                         log_fields(LOG_INFO, &f, "%s: client=%s, sasl_method=%s, sasl_username=%s",
                                    s->tx.queue_id, s->client.id_text, s->client.sasl_method, s->client.sasl_username);
-                else
+                else if (s->tx.xforward.set) {   /* the original client a content filter names */
+                        SmtpdClientView v = smtpd_client_view(s);
+                        const char *oid = s->tx.xforward.attr[XFORWARD_IDENT];
+                        log_fields(LOG_INFO, &f, "%s: client=%s%s%s, orig_client=%s[%s]", s->tx.queue_id,
+                                   s->client.id_text, oid ? ", orig_queue_id=" : "", strempty(oid), v.name, v.addr);
+                } else
                         log_fields(LOG_INFO, &f, "%s: client=%s", s->tx.queue_id, s->client.id_text);
         }
         if (proxy_reply)
@@ -922,6 +932,7 @@ static const CommandDef commands[] = {
         { "STARTTLS", CMD_STARTTLS, smtpd_tls_starttls, false },
         { "AUTH", CMD_AUTH, smtpd_auth_command, false },
         { "BDAT", CMD_BDAT, bdat_command, false },
+        { "XFORWARD", CMD_XFORWARD, smtpd_xforward_command, false },
 };
 
 /* RFC 2920: these commands end a pipelined group; input after them, or any pipelining by a client

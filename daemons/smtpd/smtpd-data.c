@@ -175,9 +175,9 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&rcvd, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
                                   s->settings->myhostname, (long) (int) s->client.uid, s->tx.queue_id, date);
         else {
-                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])",
-                                  s->client.helo ? s->client.helo : s->client.name, s->client.name,
-                                  s->client.family == AF_INET6 ? "IPv6:" : "", s->client.addr);
+                SmtpdClientView v = smtpd_client_view(s);   /* XFORWARD's client, if any */
+                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])", v.helo ? v.helo : v.name, v.name,
+                                  v.ipv6 ? "IPv6:" : "", v.addr);
                 if (r >= 0)
                         r = smtpd_tls_received_clause(s, &rcvd);   /* (using TLSv1.3 with cipher ...) */
                 if (r >= 0 && s->client.sasl_username && s->settings->sasl_authenticated_header)
@@ -437,17 +437,18 @@ static CommitJob *make_job(Session *s) {
         m->arrival_usec = now_usec(CLOCK_REALTIME);
         m->size = d->content.len;
         bool local = s->listener->kind == LISTENER_SUBMIT;
-        m->client_address = local ? NULL : strdup(s->client.addr);
-        m->client_name = strdup(s->client.name);
-        m->helo = s->client.helo ? strdup(s->client.helo) : NULL;
-        m->protocol = strdup(local ? "LOCAL" : s->client.esmtp ? "ESMTP" : "SMTP");
+        SmtpdClientView v = smtpd_client_view(s);   /* XFORWARD's client, if any */
+        m->client_address = local ? NULL : strdup(v.addr);
+        m->client_name = strdup(v.name);
+        m->helo = v.helo ? strdup(v.helo) : NULL;
+        m->protocol = strdup(local ? "LOCAL" : v.proto);
         m->body_type = s->tx.body_type ? strdup(s->tx.body_type) : NULL;
         m->smtputf8 = s->tx.smtputf8;
         m->ret = s->tx.dsn_ret;
         m->envid = s->tx.dsn_envid ? strdup(s->tx.dsn_envid) : NULL;
         m->sasl_user = s->client.sasl_username ? strdup(s->client.sasl_username) : NULL;
         fail = !m->sender || (!local && !m->client_address) || !m->client_name ||
-                (s->client.helo && !m->helo) || !m->protocol || (s->tx.body_type && !m->body_type) ||
+                (v.helo && !m->helo) || !m->protocol || (s->tx.body_type && !m->body_type) ||
                 (s->tx.dsn_envid && !m->envid) || (s->client.sasl_username && !m->sasl_user);
         for (size_t i = 0; i < s->tx.n_rcpts; i++) {
                 rc[i].address = strdup(s->tx.rcpts[i].address);

@@ -153,6 +153,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_restriction_classes_free(s);
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
+        smtpd_netlist_done(&s->xforward_hosts);
         addr_classes_done(&s->addr_classes);
         table_list_free(s->local_recipient_maps);
         table_list_free(s->virtual_mailbox_maps);
@@ -246,6 +247,7 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
         if ((r = netlist_param(c, listener, "mynetworks", &s->mynetworks)) < 0 ||
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
                                &s->bare_newline_exclusions)) < 0 ||
+            (r = netlist_param(c, listener, "smtpd_authorized_xforward_hosts", &s->xforward_hosts)) < 0 ||
             (r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0 ||
             (r = address_classes_param(c, listener, &s->addr_classes)) < 0 ||
             (r = address_maps_param(c, listener, "local_recipient_maps", &s->local_recipient_maps,

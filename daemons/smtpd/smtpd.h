@@ -99,6 +99,7 @@ enum {
         EHLO_DSN = 1 << 8,
         EHLO_SMTPUTF8 = 1 << 9,
         EHLO_CHUNKING = 1 << 10,
+        EHLO_XFORWARD = 1 << 11,
         EHLO_SILENT_DISCARD = 1 << 30,   /* "silent-discard": do not log what was hidden */
 };
 
@@ -295,6 +296,7 @@ typedef struct SmtpdSettings {
         char *proxy_ehlo;                  /* smtpd_proxy_ehlo */
         usec_t proxy_timeout_usec;         /* smtpd_proxy_timeout */
         bool proxy_speed_adjust;           /* smtpd_proxy_options = speed_adjust */
+        NetList xforward_hosts;            /* smtpd_authorized_xforward_hosts (smtpd-xforward.c) */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -349,7 +351,7 @@ struct Server {
 
 /* The fingerprint counters, in Postfix's logging order. */
 typedef enum SmtpCmd {
-        CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT, CMD_BDAT, CMD_DATA,
+        CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_XFORWARD, CMD_MAIL, CMD_RCPT, CMD_BDAT, CMD_DATA,
         CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_ETRN, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, _CMD_MAX,
 } SmtpCmd;
 
@@ -456,6 +458,15 @@ void smtpd_recipient_done(SmtpdRecipient *r);
 
 typedef struct SmtpdProxy SmtpdProxy;   /* smtpd-proxy.c: a transaction's smtpd_proxy_filter session */
 
+/* XFORWARD attributes of the transaction (smtpd-xforward.c); NULL: not given or unavailable. */
+enum { XFORWARD_NAME, XFORWARD_ADDR, XFORWARD_PORT, XFORWARD_PROTO, XFORWARD_HELO, XFORWARD_IDENT,
+       XFORWARD_SOURCE, _XFORWARD_MAX };
+typedef struct SmtpdXforward {
+        bool set;                /* an XFORWARD command was accepted in this transaction */
+        char *attr[_XFORWARD_MAX];
+} SmtpdXforward;
+void smtpd_xforward_done(SmtpdXforward *x);
+
 /* A mail transaction, from MAIL to its commit (or RSET, or a refusal): everything here is
  * forgotten by smtpd_transaction_reset() (smtpd-transaction.c). */
 typedef struct SmtpdTransaction {
@@ -478,6 +489,7 @@ typedef struct SmtpdTransaction {
         const char *bdat_error;  /* the current chunk is discarded and answered with this */
         MessageActions actions;  /* this transaction's access/content-check decisions */
         SmtpdProxy *proxy;       /* the smtpd_proxy_filter connection, or NULL (smtpd-proxy.c) */
+        SmtpdXforward xforward;  /* the original client a content filter names (XFORWARD) */
 } SmtpdTransaction;
 /* Forgets the transaction (frees what it holds; the struct is reusable). */
 void smtpd_transaction_reset(SmtpdTransaction *t);
@@ -980,6 +992,17 @@ void command_reply_proxied(Session *s, const char *reply);
 /* smtpd-policy.c: a non-blocking connection to "unix:/path", "inet:host:port" (numeric host or
  * localhost) or a plain path; *ret_connected false until EPOLLOUT says so. */
 int smtpd_service_connect(const char *service, int *ret_fd, bool *ret_connected);
+
+/* smtpd-xforward.c: XFORWARD from smtpd_authorized_xforward_hosts. smtpd_client_view() is the
+ * client a transaction shows in its logs, Received: header and queue record: the forwarded one
+ * after XFORWARD (id_text NULL then: format "name[addr]"), else the real one. */
+typedef struct SmtpdClientView {
+        const char *name, *addr, *helo, *proto, *id_text;
+        bool ipv6;
+} SmtpdClientView;
+bool smtpd_xforward_offered(Session *s);
+bool smtpd_xforward_command(Session *s, char *arg);
+SmtpdClientView smtpd_client_view(const Session *s);
 
 /* smtpd-virtual.c: virtual_alias_maps (virtual(5)). smtpd_virtual_settings() reads mydestination,
  * propagate_unmatched_extensions, the interface addresses and opens the tables (a table that

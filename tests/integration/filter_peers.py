@@ -2,8 +2,8 @@
 
 - AfterQueueFilter, in the style of amavisd-new (FILTER_README's "advanced content filter"): it
   receives mail from postern-smtp, adds a header and reinjects each message with the same
-  envelope over SMTP into Postern's return listener; its answer to postern-smtp is the
-  reinjection's.
+  envelope (and the XFORWARD it got, when the return listener offers it) over SMTP into Postern's
+  return listener; its answer to postern-smtp is the reinjection's.
 - BeforeQueueProxy (SMTPD_PROXY_README): postern-smtpd talks to it during the client's session;
   it relays each message to Postern's listener that queues it and answers with that reply.
 
@@ -22,12 +22,17 @@ def unstuff(data):
     return body[1:] if body.startswith(b"..") else body
 
 
-def relay(port, helo, sender, rcpts, body):
-    """Sends body over SMTP to 127.0.0.1:port; the server's reply as bytes ("250 2.0.0 Ok ...")."""
+def relay(port, helo, sender, rcpts, body, xforward=None):
+    """Sends body over SMTP to 127.0.0.1:port (first the XFORWARD command line given, when the
+    server offers it); the server's reply as bytes ("250 2.0.0 Ok ...")."""
     try:
         with smtplib.SMTP("127.0.0.1", port, local_hostname=helo, timeout=30) as s:
             s.ehlo()
-            code, text = s.mail(sender)
+            code = 250
+            if xforward and s.has_extn("xforward"):
+                code, text = s.docmd(xforward)
+            if code == 250:
+                code, text = s.mail(sender)
             for r in rcpts:
                 if code == 250:
                     code, text = s.rcpt(r)
@@ -61,7 +66,7 @@ class _SmtpServer:
     def rcpt_reply(self, rcpt):
         return b"250 2.1.5 Ok"
 
-    def message_reply(self, sender, rcpts, data):
+    def message_reply(self, sender, rcpts, data, commands):
         raise NotImplementedError
 
     def _accept(self):
@@ -93,6 +98,8 @@ class _SmtpServer:
                     conn.sendall(self.ehlo)
                 elif verb == "HELO":
                     reply = b"250 test.filter"
+                elif verb == "XFORWARD" and b"XFORWARD" in self.ehlo:
+                    reply = b"250 2.0.0 Ok"
                 elif verb == "MAIL":
                     sender, rcpts, reply = arg, [], self.mail_reply
                 elif verb == "RCPT":
@@ -105,7 +112,7 @@ class _SmtpServer:
                     if data is None:
                         return
                     commands.append("<message>")
-                    reply = self.message_reply(sender, list(rcpts), data)
+                    reply = self.message_reply(sender, list(rcpts), data, commands)
                     if reply is None:
                         f.read()          # no answer until the client gives up
                         return
@@ -139,6 +146,8 @@ class AfterQueueFilter(_SmtpServer):
     """Reinjects into Postern's return listener on reinject_port with header on top. A message
     containing b"FILTER-REJECT" is refused with 554 (as a filter that finds a virus)."""
 
+    ehlo = b"250-test.filter\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 XFORWARD NAME ADDR PROTO HELO IDENT SOURCE\r\n"
+
     def __init__(self, reinject_port, header=b"X-Test-Filter: scanned", port=None):
         self.reinject_port = reinject_port
         self.header = header
@@ -149,12 +158,15 @@ class AfterQueueFilter(_SmtpServer):
         with self.lock:
             return len(self.received)
 
-    def message_reply(self, sender, rcpts, data):
+    def message_reply(self, sender, rcpts, data, commands):
         with self.lock:
             self.received.append((sender, rcpts, data))
         if b"FILTER-REJECT" in data:
             return b"554 5.7.0 Rejected by the test filter"
-        return relay(self.reinject_port, "filter.test", sender, rcpts, self.header + b"\r\n" + unstuff(data))
+        # the XFORWARD postern-smtp sent in this session, passed on (as amavisd-new does)
+        xforward = next((c for c in reversed(commands) if c.upper().startswith("XFORWARD ")), None)
+        return relay(self.reinject_port, "filter.test", sender, rcpts, self.header + b"\r\n" + unstuff(data),
+                     xforward)
 
 
 class BeforeQueueProxy(_SmtpServer):
@@ -178,7 +190,7 @@ class BeforeQueueProxy(_SmtpServer):
     def rcpt_reply(self, rcpt):
         return b"550 5.7.1 Recipient refused by the proxy" if "proxyreject" in rcpt else b"250 2.1.5 Recipient ok at the proxy"
 
-    def message_reply(self, sender, rcpts, data):
+    def message_reply(self, sender, rcpts, data, commands):
         if b"PROXY-HANG" in data:
             return None
         if b"PROXY-REJECT" in data:

@@ -38,6 +38,7 @@ RETURN_OPTIONS = {
     "smtpd_sender_restrictions": "",
     "smtpd_recipient_restrictions": "permit_mynetworks,reject",
     "mynetworks": "127.0.0.0/8",
+    "smtpd_authorized_xforward_hosts": "127.0.0.0/8",
 }
 
 
@@ -53,6 +54,7 @@ def filtered(request, postern, sinks):
     master = ("smtp      inet  n       -       n       -       -       smtpd\n"
               "smtp-amavis unix -      -       n       -       2       smtp\n"
               "  -o smtp_data_done_timeout=1200\n"
+              "  -o smtp_send_xforward_command=yes\n"
               "  -o disable_dns_lookups=yes\n")
     listener = {}
     if request.param == "master.cf":
@@ -168,3 +170,36 @@ def test_held_mail_keeps_its_filter(filtered):
     box = postern.wait_mailbox("ptest1", r"Subject: filtered held", timeout=60)
     postern.wait_queue_empty(timeout=60)
     assert flt.count() == 1 and box.count("X-Test-Filter: scanned") == 1, box
+
+
+def test_xforward_names_the_original_client(filtered):
+    """smtp_send_xforward_command on the filter's transport and smtpd_authorized_xforward_hosts on
+    the return listener: the queued copy shows the client that sent the mail, not the filter."""
+    postern, flt, port, _ = filtered
+    with postern.smtp(source_address="127.0.0.2") as s:
+        s.ehlo("original.test")
+        assert s.sendmail("alice@example.org", ["ptest1@postern.test"], message("xforward").encode()) == {}
+    box = postern.wait_mailbox("ptest1", r"Subject: filtered xforward", timeout=60)
+    postern.wait_queue_empty(timeout=60)
+    xf = [c for cmds in flt.sessions for c in cmds if c.startswith("XFORWARD ")]
+    assert len(xf) == 1, flt.sessions
+    assert "ADDR=127.0.0.2" in xf[0] and "HELO=original.test" in xf[0] and "PROTO=ESMTP" in xf[0] \
+        and "SOURCE=REMOTE" in xf[0] and re.search(r"IDENT=\w+", xf[0]), xf[0]
+    orig_id = re.search(r"IDENT=(\w+)", xf[0]).group(1)
+    # the return listener's Received: names the original client; its log has both
+    above = box[:box.index("X-Test-Filter: scanned")]   # the only message; the return listener's Received: on top
+    received = re.findall(r"^Received: from (\S+) \(\S+ \[([^\]]+)\]\)", above, re.M)
+    assert received == [("original.test", "127.0.0.2")], box
+    assert re.search(rf"client=localhost\[127\.0\.0\.1\], orig_queue_id={orig_id}, orig_client=\S+\[127\.0\.0\.2\]",
+                     postern.log("smtpd")), postern.log("smtpd")
+    # the return listener offers XFORWARD only to its authorised hosts: port 25 does not
+    with postern.smtp() as s:
+        s.ehlo()
+        assert not s.has_extn("xforward")
+        assert s.docmd("XFORWARD ADDR=192.0.2.1")[0] == 550
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="filter.test", timeout=10) as s:
+        s.ehlo()
+        assert s.has_extn("xforward")
+        assert s.docmd("XFORWARD COLOR=blue")[0] == 501
+        assert s.mail("alice@example.org")[0] == 250
+        assert s.docmd("XFORWARD ADDR=192.0.2.1")[0] == 503
