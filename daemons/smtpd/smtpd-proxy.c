@@ -36,12 +36,13 @@
 #define PROXY_REPLY_MAX 65536
 #define PROXY_FAILURE "451 4.3.0 Error: queue file write error"
 
-enum { EXT_8BITMIME = 1, EXT_SMTPUTF8 = 2, EXT_DSN = 4 };
+enum { EXT_8BITMIME = 1, EXT_SMTPUTF8 = 2, EXT_DSN = 4, EXT_XFORWARD = 8 };
 
 struct SmtpdProxy {
         Session *session;          /* NULL once the session went away */
         int fd;
         bool connected, greeted;
+        bool in_xforward, xforward_done;   /* XFORWARD before MAIL, when the filter offers it */
         unsigned ext;              /* EXT_* from the filter's EHLO reply */
         sd_event_source *io, *timer;
         StrBuf out;
@@ -161,6 +162,25 @@ static int mail_text(const SmtpdProxy *p, const Session *s, StrBuf *out) {
         return r < 0 ? r : strbuf_puts(out, "\r\n");
 }
 
+/* XFORWARD with the client as this transaction shows it (Postfix's smtpd sends it to a proxy
+ * that offers it, so the listener behind the proxy can name the real client). */
+static int xforward_text(const Session *s, StrBuf *out) {
+        SmtpdClientView v = smtpd_client_view(s);
+        char port[16];
+        snprintf(port, sizeof port, "%u", s->client.port);
+        const struct { const char *name, *value; } a[] = {
+                { "NAME", v.name }, { "ADDR", v.addr }, { "PORT", s->tx.xforward.set ? s->tx.xforward.attr[XFORWARD_PORT] : port },
+                { "PROTO", v.proto }, { "HELO", v.helo }, { "SOURCE", "REMOTE" },
+        };
+        int r = strbuf_puts(out, "XFORWARD");
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(a); i++) {
+                const char *val = isempty(a[i].value) ? "[UNAVAILABLE]" : a[i].value;
+                if ((r = strbuf_printf(out, " %s=%s", a[i].name, streq(a[i].name, "ADDR") && v.ipv6 ? "IPv6:" : "")) >= 0)
+                        r = xtext_encode(val, strlen(val), out);
+        }
+        return r < 0 ? r : strbuf_puts(out, "\r\n");
+}
+
 static int rcpt_text(const SmtpdProxy *p, const SmtpdRecipient *rc, StrBuf *out) {
         int r = strbuf_printf(out, "RCPT TO:<%s>", rc->address);
         if (r >= 0 && rc->notify && (p->ext & EXT_DSN)) {
@@ -206,7 +226,8 @@ static void step_start(SmtpdProxy *p) {
                 r = strbuf_printf(&p->out, "EHLO %s\r\n", s->settings->proxy_ehlo);
                 break;
         case PROXY_STEP_MAIL:
-                r = mail_text(p, s, &p->out);
+                p->in_xforward = (p->ext & EXT_XFORWARD) && !p->xforward_done;
+                r = p->in_xforward ? xforward_text(s, &p->out) : mail_text(p, s, &p->out);
                 break;
         case PROXY_STEP_RCPT:
                 r = rcpt_text(p, &st->rcpt, &p->out);
@@ -246,6 +267,8 @@ static void ehlo_keywords(SmtpdProxy *p) {
                         p->ext |= EXT_SMTPUTF8;
                 else if (kn == 3 && strncasecmp(kw, "DSN", 3) == 0)
                         p->ext |= EXT_DSN;
+                else if (kn == 8 && strncasecmp(kw, "XFORWARD", 8) == 0)
+                        p->ext |= EXT_XFORWARD;
                 l = e ? e + 2 : NULL;
         }
 }
@@ -256,6 +279,18 @@ static void reply_done(SmtpdProxy *p, char code) {
         char expect = st->kind == PROXY_STEP_DATA ? '3' : '2';
         if (st->kind == PROXY_STEP_EHLO && code == expect)
                 ehlo_keywords(p);
+        if (p->in_xforward) {   /* then the MAIL this step is about */
+                p->in_xforward = false;
+                p->xforward_done = true;
+                if (code != '2') {
+                        _cleanup_free_ char *why = NULL;
+                        if (asprintf(&why, "refused XFORWARD: %s", p->reply.data) < 0)
+                                why = NULL;
+                        fail(p, why ? why : "refused XFORWARD");
+                } else
+                        step_start(p);
+                return;
+        }
         if (code != expect) {
                 if (st->kind == PROXY_STEP_GREETING || st->kind == PROXY_STEP_EHLO) {
                         /* the client did not send these: it gets our 451, the log the filter's words */

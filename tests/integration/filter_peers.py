@@ -5,7 +5,8 @@
   envelope (and the XFORWARD it got, when the return listener offers it) over SMTP into Postern's
   return listener; its answer to postern-smtp is the reinjection's.
 - BeforeQueueProxy (SMTPD_PROXY_README): postern-smtpd talks to it during the client's session;
-  it relays each message to Postern's listener that queues it and answers with that reply.
+  it relays each message (with the XFORWARD it got) to Postern's listener that queues it and
+  answers with that reply.
 
 Each keeps what it received, so tests count messages end to end."""
 
@@ -174,7 +175,7 @@ class BeforeQueueProxy(_SmtpServer):
     Scripted refusals: a recipient containing "proxyreject" gets 550; a message containing
     b"PROXY-REJECT" gets 554; one containing b"PROXY-HANG" gets no answer at all."""
 
-    ehlo = b"250-proxy.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 DSN\r\n"
+    ehlo = b"250-proxy.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-DSN\r\n250 XFORWARD NAME ADDR PROTO HELO\r\n"
     mail_reply = b"250 2.1.0 Sender ok at the proxy"
     data_reply = b"354 Go ahead, proxy listening"
 
@@ -195,7 +196,8 @@ class BeforeQueueProxy(_SmtpServer):
             return None
         if b"PROXY-REJECT" in data:
             return b"554 5.7.1 Message refused by the proxy"
-        reply = relay(self.relay_port, "proxy.test", sender, rcpts, unstuff(data))
+        xforward = next((c for c in reversed(commands) if c.upper().startswith("XFORWARD ")), None)
+        reply = relay(self.relay_port, "proxy.test", sender, rcpts, unstuff(data), xforward)
         if reply.startswith(b"250"):
             with self.lock:
                 self.relayed.append((sender, rcpts, data))

@@ -31,6 +31,7 @@ def proxied(request, postern):
         "smtpd_proxy_options": "speed_adjust" if speed else "",
         f"127.0.0.1-{port}/smtpd_proxy_filter": "",
         f"127.0.0.1-{port}/receive_override_options": "no_unknown_recipient_checks",
+        f"127.0.0.1-{port}/smtpd_authorized_xforward_hosts": "127.0.0.0/8",
     })
     postern.set_aliases("proxyreject: ptest3\n")   # known here; only the proxy refuses it
     postern.listeners["smtpd"].append((f"127.0.0.1-{port}", after))
@@ -58,9 +59,15 @@ def test_messages_pass_through_the_proxy(proxied):
     assert len(proxy.sessions) == 3
     for cmds in proxy.sessions:
         assert cmds[0] == "EHLO proxy-ehlo.test", cmds
-        assert cmds[1].startswith("MAIL FROM:<alice@example.org>"), cmds
-        assert cmds[2:] == ["RCPT TO:<ptest1@postern.test>", "RCPT TO:<ptest2@postern.test>", "DATA",
+        # the proxy offers XFORWARD: it learns the real client, and passes it on
+        assert cmds[1].startswith("XFORWARD NAME=localhost ADDR=127.0.0.1 PORT=") and \
+            cmds[1].endswith(" PROTO=ESMTP HELO=client.test SOURCE=REMOTE"), cmds
+        assert cmds[2].startswith("MAIL FROM:<alice@example.org>"), cmds
+        assert cmds[3:] == ["RCPT TO:<ptest1@postern.test>", "RCPT TO:<ptest2@postern.test>", "DATA",
                             "<message>", "QUIT"], cmds
+    # so the queueing listener's Received: names the client, not the proxy
+    assert "Received: from proxy.test" not in postern.mailbox("ptest1")
+    assert postern.mailbox("ptest1").count("Received: from client.test (localhost [127.0.0.1])") == 6
     log = postern.log("smtpd")
     assert len(re.findall(r": proxy-accept: END-OF-MESSAGE from \S+: 250 .*queued as", log)) == 3, log
 
