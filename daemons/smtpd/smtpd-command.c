@@ -18,8 +18,8 @@
 #include "queue/queue.h"
 
 static const char *const cmd_names[_CMD_MAX] = {
-        [CMD_HELO] = "helo", [CMD_EHLO] = "ehlo", [CMD_STARTTLS] = "starttls", [CMD_AUTH] = "auth", [CMD_XFORWARD] = "xforward",
-        [CMD_MAIL] = "mail", [CMD_RCPT] = "rcpt", [CMD_BDAT] = "bdat", [CMD_DATA] = "data",
+        [CMD_HELO] = "helo", [CMD_EHLO] = "ehlo", [CMD_STARTTLS] = "starttls", [CMD_AUTH] = "auth",
+        [CMD_XFORWARD] = "xforward", [CMD_MAIL] = "mail", [CMD_RCPT] = "rcpt", [CMD_BDAT] = "bdat", [CMD_DATA] = "data",
         [CMD_RSET] = "rset", [CMD_NOOP] = "noop", [CMD_VRFY] = "vrfy", [CMD_ETRN] = "etrn",
         [CMD_HELP] = "help", [CMD_QUIT] = "quit", [CMD_UNKNOWN] = "unknown",
 };
@@ -324,14 +324,21 @@ void command_reply_proxied(Session *s, const char *reply) {
 
 static void log_reject(Session *s, const char *cmd, const char *reply, const char *rcpt);
 
+/* A refusal by the before-queue filter: the client's reply, and Postfix's reject line. */
+static void reject_proxied(Session *s, const char *cmd, const char *reply, const char *rcpt) {
+        _cleanup_free_ char *line = smtpd_proxy_log_text(reply);
+        command_reply_proxied(s, reply);
+        log_reject(s, cmd, line ? line : reply, rcpt);
+}
+
 /* The filter's answer to MAIL (smtpd_proxy_filter without speed_adjust). */
 static void mail_proxied(Session *s, const char *reply, bool ok) {
-        command_reply_proxied(s, reply);
         if (!ok) {
-                log_reject(s, "MAIL", reply, "");
+                reject_proxied(s, "MAIL", reply, "");
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
+        command_reply_proxied(s, reply);
         s->cmd_ok[CMD_MAIL]++;
 }
 
@@ -629,8 +636,7 @@ static void rcpt_proxied(Session *s, const char *reply, bool ok) {
         _cleanup_(smtpd_recipient_done) SmtpdRecipient r = s->tx.rcpt_pending;
         s->tx.rcpt_pending = (SmtpdRecipient) {};
         if (!ok) {
-                command_reply_proxied(s, reply);
-                log_reject(s, "RCPT", reply, strempty(r.address));
+                reject_proxied(s, "RCPT", reply, strempty(r.address));
                 return;
         }
         rcpt_added(s, &r, reply);
@@ -784,8 +790,7 @@ static void data_start(Session *s, const char *proxy_reply) {
 /* The filter's answer to DATA: its 354 starts the content. */
 static void data_proxied(Session *s, const char *reply, bool ok) {
         if (!ok) {
-                command_reply_proxied(s, reply);
-                log_reject(s, "DATA", reply, s->tx.n_rcpts == 1 ? s->tx.rcpts[0].address : "");
+                reject_proxied(s, "DATA", reply, s->tx.n_rcpts == 1 ? s->tx.rcpts[0].address : "");
                 return;
         }
         data_start(s, reply);

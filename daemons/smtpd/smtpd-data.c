@@ -535,11 +535,7 @@ static void data_end_proxied(Session *s, const char *reply, bool ok) {
         LogFields f = { .queue_id = s->tx.queue_id[0] ? s->tx.queue_id : NULL,
                         .client_address = s->client.addr[0] ? s->client.addr : NULL, .sender = s->tx.sender,
                         .recipient = rcpt };
-        _cleanup_free_ char *line = strdup(reply);
-        if (line)
-                for (char *c = line; *c; c++)
-                        if (*c == '\r' || *c == '\n')
-                                *c = ' ';
+        _cleanup_free_ char *line = smtpd_proxy_log_text(reply);
         log_fields(LOG_INFO, &f, "%s: %s: END-OF-MESSAGE from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
                    s->tx.queue_id[0] ? s->tx.queue_id : "NOQUEUE", ok ? "proxy-accept" : "proxy-reject",
                    s->client.id_text, line ? line : reply, strempty(s->tx.sender), rcpt,

@@ -464,3 +464,11 @@ void smtpd_proxy_run(Session *s, SmtpdProxyStep *steps, size_t n, SmtpdProxyDone
 bool smtpd_proxy_active(const Session *s) {
         return s->listener && s->listener->kind != LISTENER_SUBMIT && !isempty(s->settings->proxy_filter);
 }
+
+char *smtpd_proxy_log_text(const char *reply) {
+        char *t = strdup(reply);
+        for (char *c = t; c && *c; c++)
+                if (*c == '\r' || *c == '\n')
+                        *c = ' ';
+        return t;
+}

@@ -987,6 +987,8 @@ SmtpdProxy *smtpd_proxy_free(SmtpdProxy *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpdProxy *, smtpd_proxy_free);
 /* Whether s's transactions go through smtpd_proxy_filter (SMTP listeners; not the submit socket). */
 bool smtpd_proxy_active(const Session *s);
+/* A filter reply on one line for the log (CRLFs become blanks); NULL: out of memory. */
+char *smtpd_proxy_log_text(const char *reply);
 /* smtpd-command.c: a reply of the before-queue filter (lines joined by CRLF) as the client's. */
 void command_reply_proxied(Session *s, const char *reply);
 /* smtpd-policy.c: a non-blocking connection to "unix:/path", "inet:host:port" (numeric host or
