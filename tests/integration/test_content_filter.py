@@ -9,7 +9,9 @@ listener's overrides (no_header_body_checks, no_unknown_recipient_checks, its ow
 mynetworks/restrictions) and main.cf's receive_override_options = no_address_mappings (mappings
 done after the filter) are checked on the way; an access(5) FILTER wins over content_filter.
 Every test runs twice: with the return listener as a master.cf entry and as a socket of the
-template unit postern-smtpd@PORT.socket with its settings in main.cf ("127.0.0.1-PORT/name")."""
+template unit postern-smtpd@PORT.socket with its settings in main.cf ("127.0.0.1-PORT/name").
+XFORWARD (smtp_send_xforward_command, smtpd_authorized_xforward_hosts) passes the original client
+through the filter; malformed values stop smtpd with an error naming them."""
 
 import re
 import smtplib
@@ -203,3 +205,15 @@ def test_xforward_names_the_original_client(filtered):
         assert s.docmd("XFORWARD COLOR=blue")[0] == 501
         assert s.mail("alice@example.org")[0] == 250
         assert s.docmd("XFORWARD ADDR=192.0.2.1")[0] == 503
+
+
+@pytest.mark.parametrize("setting, error", [
+    ({"receive_override_options": "no_milters, no_address_mapping"},
+     'receive_override_options: unknown option "no_address_mapping"'),
+    ({"content_filter": ":[127.0.0.1]:10024"},
+     r"content_filter = :\[127\.0\.0\.1\]:10024: no transport before the"),
+])
+def test_bad_values_stop_smtpd_naming_them(postern, setting, error):
+    postern.configure(**setting)
+    with pytest.raises(RuntimeError, match=error):
+        postern.start("smtpd")
