@@ -172,8 +172,9 @@ class AfterQueueFilter(_SmtpServer):
 
 class BeforeQueueProxy(_SmtpServer):
     """Answers MAIL and RCPT itself and relays each message to Postern's listener on relay_port.
-    Scripted refusals: a recipient containing "proxyreject" gets 550; a message containing
-    b"PROXY-REJECT" gets 554; one containing b"PROXY-HANG" gets no answer at all."""
+    Scripted refusals: a recipient containing "proxyreject" gets 550 ("proxygarbage": a line that
+    is no SMTP reply); a message containing b"PROXY-REJECT" gets 554; one containing
+    b"PROXY-HANG" gets no answer at all."""
 
     ehlo = b"250-proxy.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-DSN\r\n250 XFORWARD NAME ADDR PROTO HELO\r\n"
     mail_reply = b"250 2.1.0 Sender ok at the proxy"
@@ -189,6 +190,8 @@ class BeforeQueueProxy(_SmtpServer):
             return len(self.relayed)
 
     def rcpt_reply(self, rcpt):
+        if "proxygarbage" in rcpt:
+            return b"this is not SMTP"
         return b"550 5.7.1 Recipient refused by the proxy" if "proxyreject" in rcpt else b"250 2.1.5 Recipient ok at the proxy"
 
     def message_reply(self, sender, rcpts, data, commands):

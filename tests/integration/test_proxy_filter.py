@@ -33,7 +33,7 @@ def proxied(request, postern):
         f"127.0.0.1-{port}/receive_override_options": "no_unknown_recipient_checks",
         f"127.0.0.1-{port}/smtpd_authorized_xforward_hosts": "127.0.0.0/8",
     })
-    postern.set_aliases("proxyreject: ptest3\n")   # known here; only the proxy refuses it
+    postern.set_aliases("proxyreject: ptest3\nproxygarbage: ptest3\n")   # known here; only the proxy refuses it
     postern.listeners["smtpd"].append((f"127.0.0.1-{port}", after))
     postern.start()
     yield postern, proxy, speed
@@ -124,6 +124,28 @@ def test_hanging_proxy_times_out_with_451(proxied):
     assert "PROXY-HANG" not in postern.mailbox("ptest1")
     assert proxy.relayed_count() == 1
     postern.wait_log("smtpd", r"warning: \w+: proxy filter inet:127\.0\.0\.1:\d+: timeout at END-OF-MESSAGE")
+
+
+def test_malformed_proxy_reply_is_a_temporary_failure(proxied):
+    postern, proxy, speed = proxied
+    with postern.smtp() as s:
+        s.ehlo()
+        assert s.mail("alice@example.org")[0] == 250
+        code, text = s.rcpt("proxygarbage@postern.test")
+        if not speed:
+            assert code == 451 and b"4.3.0" in text, (code, text)
+            # the rest of the transaction gets the same answer; the next one starts afresh
+            assert s.rcpt("ptest1@postern.test")[0] == 451
+            s.rset()
+            assert s.sendmail("alice@example.org", ["ptest1@postern.test"], msg("after garbage").encode()) == {}
+        else:
+            assert code == 250
+            code, text = s.data(msg("garbage").encode())
+            assert code == 451 and b"4.3.0" in text, (code, text)
+    postern.wait_log("smtpd", r"warning: \w+: proxy filter inet:127\.0\.0\.1:\d+: malformed reply at (RCPT|MAIL)")
+    if not speed:
+        postern.wait_mailbox("ptest1", r"Subject: proxied after garbage", timeout=60)
+    assert "Subject: proxied garbage" not in postern.mailbox("ptest3")
 
 
 def test_client_leaving_while_the_proxy_hangs(proxied):
