@@ -96,24 +96,28 @@ int smtpd_filter_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         const char *filter = conf_get_listener(c, listener, "content_filter");
         const char *proxy = conf_get_listener(c, listener, "smtpd_proxy_filter");
         const char *bad = NULL, *why = NULL;
+        /* errors name the setting as written: "name" or "<listener>/name" */
+        const char *l = listener ? listener : "", *sl = listener ? "/" : "";
 
         if (!options || !proxy_options)
                 return log_oom();
         if (smtpd_receive_override_parse(options, s, &bad) < 0)
-                return log_error_errno(-EINVAL, "receive_override_options: unknown option \"%s\" (no_unknown_recipient_"
-                                       "checks, no_address_mappings, no_header_body_checks, no_milters)", bad);
+                return log_error_errno(-EINVAL, "%s%sreceive_override_options: unknown option \"%s\" (no_unknown_"
+                                       "recipient_checks, no_address_mappings, no_header_body_checks, no_milters)",
+                                       l, sl, bad);
         if (!isempty(filter) && !smtpd_content_filter_valid(filter, &why))
-                return log_error_errno(-EINVAL, "content_filter = %s: %s", filter, why);
+                return log_error_errno(-EINVAL, "%s%scontent_filter = %s: %s", l, sl, filter, why);
         if (!(s->content_filter = strdup(strempty(filter))))
                 return log_oom();
         for (char **o = proxy_options; *o; o++) {
                 if (!strcaseeq(*o, "speed_adjust"))
-                        return log_error_errno(-EINVAL, "smtpd_proxy_options: unknown option \"%s\" (speed_adjust)", *o);
+                        return log_error_errno(-EINVAL, "%s%ssmtpd_proxy_options: unknown option \"%s\" (speed_adjust)",
+                                               l, sl, *o);
                 s->proxy_speed_adjust = true;
         }
         if (isempty(proxy))
                 s->proxy_filter = strdup("");
         else if (!(s->proxy_filter = smtpd_proxy_service(proxy, &why)) && why)
-                return log_error_errno(-EINVAL, "smtpd_proxy_filter = %s: %s", proxy, why);
+                return log_error_errno(-EINVAL, "%s%ssmtpd_proxy_filter = %s: %s", l, sl, proxy, why);
         return s->proxy_filter ? 0 : log_oom();
 }

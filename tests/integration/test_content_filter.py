@@ -217,3 +217,15 @@ def test_bad_values_stop_smtpd_naming_them(postern, setting, error):
     postern.configure(**setting)
     with pytest.raises(RuntimeError, match=error):
         postern.start("smtpd")
+    r = postern.posternctl("check")   # says so before a restart does
+    assert r.returncode == 1 and re.search(error, r.stderr), r.stderr
+
+
+def test_posternctl_check_reads_each_listeners_filter_settings(postern):
+    (postern.etc_dir / "master.cf").write_text(
+        "127.0.0.1:10025 inet n - n - - smtpd\n"
+        "  -o content_filter=\n"
+        "  -o receive_override_options=no_unknown_recipient_checks,no_milter\n")
+    r = postern.posternctl("check")
+    assert r.returncode == 1
+    assert '127.0.0.1-10025/receive_override_options: unknown option "no_milter"' in r.stderr, r.stderr
