@@ -67,7 +67,7 @@ typedef enum SessionState {
         ST_IDLE,      /* in the cache */
 } SessionState;
 
-typedef enum CmdKind { CMD_RSET, CMD_MAIL, CMD_RCPT, CMD_DATA } CmdKind;
+typedef enum CmdKind { CMD_RSET, CMD_XFORWARD, CMD_MAIL, CMD_RCPT, CMD_DATA } CmdKind;
 
 typedef struct Cmd {
         CmdKind kind;
@@ -89,6 +89,7 @@ struct SmtpSession {
         StrBuf in, out;
         SmtpReply reply;
         bool pipelining, dsn, eightbitmime, smtputf8;
+        bool xforward;               /* the server offers XFORWARD (Postfix's content filter extension) */
         uint64_t size_limit;         /* 0: none announced */
         unsigned uses;
         usec_t created;
@@ -307,6 +308,7 @@ static void session_failed(SmtpSession *s, const char *fmt, ...) {
 static const char *cmd_phase(const Cmd *c) {
         switch (c->kind) {
         case CMD_RSET: return "sending RSET";
+        case CMD_XFORWARD: return "sending XFORWARD";
         case CMD_MAIL: return "sending MAIL FROM";
         case CMD_RCPT: return "sending RCPT TO";
         default: return "sending DATA command";
@@ -317,6 +319,7 @@ static usec_t cmd_timeout(const SmtpSession *s, const Cmd *c) {
         const SmtpSettings *st = cfg(s);
         switch (c->kind) {
         case CMD_RSET: return st->rset_timeout;
+        case CMD_XFORWARD: return st->mail_timeout;
         case CMD_MAIL: return st->mail_timeout;
         case CMD_RCPT: return st->rcpt_timeout;
         default: return st->data_init_timeout;
@@ -437,6 +440,29 @@ static int build_mail(SmtpSession *s, StrBuf *b) {
         return r >= 0 ? strbuf_puts(b, "\r\n") : r;
 }
 
+/* XFORWARD with the message's original client (smtp_send_xforward_command): what postern-smtpd
+ * recorded when it queued the message; "[UNAVAILABLE]" for what it does not know. */
+static int build_xforward(SmtpSession *s, StrBuf *b) {
+        const QueueMessage *m = &s->d->msg;
+        bool local = !m->client_address;
+        const char *addr = local ? NULL : m->client_address;
+        _cleanup_free_ char *v6 = NULL;
+        if (addr && strchr(addr, ':') && asprintf(&v6, "IPv6:%s", addr) < 0)
+                return -ENOMEM;
+        const struct { const char *name, *value; } a[] = {
+                { "NAME", local ? "localhost" : m->client_name },
+                { "ADDR", local ? "127.0.0.1" : v6 ? v6 : addr },
+                { "PROTO", m->protocol },
+                { "HELO", m->helo },
+                { "IDENT", s->d->queue_id },
+                { "SOURCE", local ? "LOCAL" : "REMOTE" },
+        };
+        int r = strbuf_puts(b, "XFORWARD");
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(a); i++)
+                r = append_xtext_param(b, a[i].name, isempty(a[i].value) ? "[UNAVAILABLE]" : a[i].value);
+        return r >= 0 ? strbuf_puts(b, "\r\n") : r;
+}
+
 static int build_rcpt(SmtpSession *s, StrBuf *b, const SmtpRcpt *rc) {
         int r = strbuf_printf(b, "RCPT TO:<%s>", rc->address);
         if (r >= 0 && s->dsn && rc->notify) {
@@ -537,7 +563,7 @@ static void transaction_start(SmtpSession *s) {
 
         free(s->cmds);
         free(s->accepted);
-        s->cmds = calloc(d->n_rcpts + 3, sizeof(Cmd));
+        s->cmds = calloc(d->n_rcpts + 4, sizeof(Cmd));
         s->accepted = calloc(d->n_rcpts + 1, sizeof(size_t));
         if (!s->cmds || !s->accepted) {
                 smtp_all_result(d, false, "4.3.0", "out of memory");
@@ -551,6 +577,10 @@ static void transaction_start(SmtpSession *s) {
         s->state = ST_TXN;
         if (s->reused)
                 r = add_cmd(s, CMD_RSET, 0, "RSET\r\n");
+        if (r >= 0 && s->xforward && cfg(s)->send_xforward && !d->probe && (r = build_xforward(s, &line)) >= 0) {
+                r = add_cmd(s, CMD_XFORWARD, 0, "%s", line.data);
+                strbuf_reset(&line);
+        }
         if (r >= 0 && (r = build_mail(s, &line)) >= 0)
                 r = add_cmd(s, CMD_MAIL, 0, "%s", line.data);
         for (size_t i = 0; r >= 0 && i < d->n_rcpts; i++) {
@@ -584,6 +614,12 @@ static void txn_reply(SmtpSession *s) {
                         return;
                 }
                 s->rset_ok = true;
+                break;
+        case CMD_XFORWARD:
+                if (cls != 2) {
+                        session_failed(s, "host %s said: %s (in reply to XFORWARD command)", s->relay, s->reply.text);
+                        return;
+                }
                 break;
         case CMD_MAIL:
                 s->rset_ok = true;
@@ -713,7 +749,7 @@ static void send_hello(SmtpSession *s, const char *verb) {
 }
 
 static void parse_ehlo(SmtpSession *s) {
-        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
+        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = s->xforward = false;
         s->size_limit = UINT64_MAX;   /* no SIZE keyword */
         free(s->auth_mechs);
         s->auth_mechs = NULL;
@@ -735,6 +771,8 @@ static void parse_ehlo(SmtpSession *s) {
                         s->starttls = true;
                 else if (strcaseeq(k, "SMTPUTF8"))
                         s->smtputf8 = true;
+                else if (strncasecmp(k, "XFORWARD", 8) == 0 && (k[8] == '\0' || k[8] == ' '))
+                        s->xforward = true;
                 else if (strncasecmp(k, "SIZE", 4) == 0 && (k[4] == '\0' || k[4] == ' '))
                         s->size_limit = k[4] ? strtoull(k + 5, NULL, 10) : 0;
         }
@@ -1076,7 +1114,7 @@ static void handle_reply(SmtpSession *s) {
                 if (s->state == ST_EHLO)
                         parse_ehlo(s);
                 else {
-                        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = false;
+                        s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = s->xforward = false;
                         s->size_limit = UINT64_MAX;
                         free(s->auth_mechs);
                         s->auth_mechs = NULL;

@@ -137,6 +137,7 @@ static int settings_load(Conf *c, SmtpSettings *n) {
         n->reuse_time_limit = smtp_conf_usec(c, n, "connection_reuse_time_limit");
         n->reuse_count_limit = (unsigned) smtp_conf_int(c, n, "connection_reuse_count_limit");
         n->mx_session_limit = (unsigned) smtp_conf_int(c, n, "mx_session_limit");
+        n->send_xforward = smtp_conf_bool(c, n, "send_xforward_command");
         const char *target = strempty(smtp_conf_get(c, n, "address_verify_target"));
         if (!streq(target, "rcpt") && !streq(target, "data")) {
                 log_error("%s%s%s_address_verify_target = %s: expected rcpt or data", strempty(n->transport),

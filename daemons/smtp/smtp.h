@@ -64,6 +64,7 @@ typedef struct SmtpSettings {
         unsigned reuse_count_limit;   /* smtp_connection_reuse_count_limit, 0 = no limit */
         unsigned mx_session_limit;    /* smtp_mx_session_limit, 0 = no limit */
         bool verify_target_data;      /* smtp_address_verify_target = data (else rcpt) */
+        bool send_xforward;           /* smtp_send_xforward_command */
         bool dns_enabled;             /* smtp_dns_support_level != disabled */
         unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */

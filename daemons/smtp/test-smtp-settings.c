@@ -31,7 +31,7 @@ int main(void) {
                    "smtp      unix  -  -  n  -  -  smtp\n"
                    "sink-a    unix  -  -  n  -  2  smtp -o smtp_helo_name=override.test\n"
                    "  -o smtp_data_done_timeout=1200 -o disable_dns_lookups=yes\n"
-                   "  -o syslog_name=postfix/$service_name -o smtp_send_xforward_command=yes\n"
+                   "  -o syslog_name=postfix/$service_name -o smtp_fallback_relay=relay.test\n"
                    "  -o local_header_rewrite_clients= -o sink-a_destination_concurrency_limit=3\n"
                    "renamed   unix  -  -  n  -  -  smtp -o myhostname=other.example.org\n"
                    "inbox     unix  -  -  n  -  -  lmtp -o lmtp_lhlo_name=lhlo.test\n"
@@ -72,7 +72,7 @@ int main(void) {
         /* never silent */
         CHECK(strv_has_part(warnings, "master.cf:2: sink-a: not supported: -o syslog_name on sink-a (postern-smtp "
                                  "logs every transport's deliveries as postern/smtp)"));
-        CHECK(strv_has_part(warnings, "sink-a: not supported: -o smtp_send_xforward_command on sink-a (a parameter "
+        CHECK(strv_has_part(warnings, "sink-a: not supported: -o smtp_fallback_relay on sink-a (a parameter "
                                  "Postern does not know)"));
         CHECK(strv_has_part(warnings, "sink-a: not supported: -o local_header_rewrite_clients on sink-a (postern-smtp "
                                  "does not read it"));

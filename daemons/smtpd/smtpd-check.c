@@ -196,6 +196,9 @@ static bool domain_authorised(SmtpdEval *e, const char *domain, int *ret_err) {
 /* reject_unlisted_recipient / _sender: the table of the address's class (smtpd-recipient.c). */
 static Result check_unlisted(SmtpdEval *e, const Address *a, bool sender) {
         char *reply = NULL;
+        /* receive_override_options = no_unknown_recipient_checks: explicit and implicit */
+        if (!sender && e->s->settings->no_unknown_recipient_checks)
+                return RES_DUNNO;
         int r = smtpd_unlisted_check(e->s->settings, a, sender, &reply);
         if (r == 0)
                 return RES_DUNNO;

@@ -41,6 +41,9 @@ static int open_checks(Conf *c, const char *listener, const char *param, HeaderC
 int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r;
 
+        /* receive_override_options = no_header_body_checks: neither table is opened */
+        if (s->no_header_body_checks)
+                return 0;
         if ((r = open_checks(c, listener, "header_checks", &s->header_checks)) < 0 ||
             (r = open_checks(c, listener, "body_checks", &s->body_checks)) < 0)
                 return r;
@@ -279,7 +282,7 @@ void cleanup_header_end(Session *s) {
                 drop = header_is(p, nl, *h);
 
         size_t orig = start;
-        if (set->header_checks && !d->reject)
+        if (set->header_checks && !d->reject && !d->proxied)
                 orig = check_line(s, set->header_checks, start, n, true);
 
         /* message_drop_headers apply after header_checks (as in Postfix), to the original
@@ -294,7 +297,7 @@ bool cleanup_body_line(Session *s, const char *p, size_t n) {
         DataState *d = s->tx.data;
         SmtpdSettings *set = s->settings;
 
-        if (!set->body_checks || d->reject)
+        if (!set->body_checks || d->reject || d->proxied)
                 return true;
         uint64_t seen = d->body_bytes;
         d->body_bytes += n + 1;

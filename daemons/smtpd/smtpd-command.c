@@ -19,7 +19,7 @@
 
 static const char *const cmd_names[_CMD_MAX] = {
         [CMD_HELO] = "helo", [CMD_EHLO] = "ehlo", [CMD_STARTTLS] = "starttls", [CMD_AUTH] = "auth",
-        [CMD_MAIL] = "mail", [CMD_RCPT] = "rcpt", [CMD_BDAT] = "bdat", [CMD_DATA] = "data",
+        [CMD_XFORWARD] = "xforward", [CMD_MAIL] = "mail", [CMD_RCPT] = "rcpt", [CMD_BDAT] = "bdat", [CMD_DATA] = "data",
         [CMD_RSET] = "rset", [CMD_NOOP] = "noop", [CMD_VRFY] = "vrfy", [CMD_ETRN] = "etrn",
         [CMD_HELP] = "help", [CMD_QUIT] = "quit", [CMD_UNKNOWN] = "unknown",
 };
@@ -120,6 +120,10 @@ static void ehlo_size_arg(Session *s, char *buf, size_t n) {
                 snprintf(buf, n, " %llu", (unsigned long long) s->settings->message_size_limit);
 }
 
+static void ehlo_xforward_arg(Session *s, char *buf, size_t n) {
+        snprintf(buf, n, " NAME ADDR PORT PROTO HELO IDENT SOURCE");
+}
+
 static const EhloKeyword ehlo_keywords[] = {
         { "PIPELINING", EHLO_PIPELINING, NULL, NULL },
         { "SIZE", EHLO_SIZE, NULL, ehlo_size_arg },
@@ -133,6 +137,7 @@ static const EhloKeyword ehlo_keywords[] = {
         { "DSN", EHLO_DSN, NULL, NULL },
         { "SMTPUTF8", EHLO_SMTPUTF8, ehlo_smtputf8_offered, NULL },
         { "CHUNKING", EHLO_CHUNKING, NULL, NULL },
+        { "XFORWARD", EHLO_XFORWARD, smtpd_xforward_offered, ehlo_xforward_arg },
 };
 
 unsigned command_ehlo_mask(char **words) {
@@ -306,14 +311,55 @@ static bool has_8bit(const char *p, const char *end) {
         return false;
 }
 
+/* The before-queue filter's reply (smtpd-proxy-filter.c; lines joined by CRLF) as ours. */
+void command_reply_proxied(Session *s, const char *reply) {
+        const char *last = reply;
+        for (const char *e; (e = strstr(last, "\r\n")); last = e + 2) {
+                _cleanup_free_ char *line = strndup(last, (size_t) (e - last + 2));
+                if (line)
+                        session_reply_raw(s, line);
+        }
+        session_reply(s, "%s", last);
+}
+
+static void log_reject(Session *s, const char *cmd, const char *reply, const char *rcpt);
+
+/* A refusal by the before-queue filter: the client's reply, and Postfix's reject line. */
+static void reject_proxied(Session *s, const char *cmd, const char *reply, const char *rcpt) {
+        _cleanup_free_ char *line = smtpd_proxy_log_text(reply);
+        command_reply_proxied(s, reply);
+        log_reject(s, cmd, line ? line : reply, rcpt);
+}
+
+/* The filter's answer to MAIL (smtpd_proxy_filter without speed_adjust). */
+static void mail_proxied(Session *s, const char *reply, bool ok) {
+        if (!ok) {
+                reject_proxied(s, "MAIL", reply, "");
+                smtpd_transaction_reset(&s->tx);
+                return;
+        }
+        command_reply_proxied(s, reply);
+        s->cmd_ok[CMD_MAIL]++;
+}
+
+/* MAIL is accepted here: 250, or first the before-queue filter's word. */
+static void mail_accepted(Session *s) {
+        if (smtpd_proxy_active(s) && !s->settings->proxy_speed_adjust) {
+                SmtpdProxyStep step = { .kind = PROXY_STEP_MAIL };
+                smtpd_proxy_run(s, &step, 1, mail_proxied);
+                return;
+        }
+        s->cmd_ok[CMD_MAIL]++;
+        session_reply(s, "250 2.1.0 Ok");
+}
+
 /* MAIL after postern-anvil counted it (smtpd_client_message_rate_limit). */
 static void mail_after_anvil(Session *s, bool allowed, void *userdata) {
         if (!allowed) {
                 smtpd_transaction_reset(&s->tx);   /* refused: 450 4.7.1 is already replied */
                 return;
         }
-        s->cmd_ok[CMD_MAIL]++;
-        session_reply(s, "250 2.1.0 Ok");
+        mail_accepted(s);
 }
 
 static void mail_finish(Session *s, const char *rcpt, bool accepted) {
@@ -324,8 +370,7 @@ static void mail_finish(Session *s, const char *rcpt, bool accepted) {
         s->tx.in_mail = true;
         if (smtpd_anvil_check(s, ANVIL_EVENT_MESSAGE, mail_after_anvil, NULL, NULL))
                 return;   /* answered when postern-anvil has counted it */
-        session_reply(s, "250 2.1.0 Ok");
-        s->cmd_ok[CMD_MAIL]++;
+        mail_accepted(s);
 }
 
 enum { DSN_RET_FULL = 1, DSN_RET_HDRS = 2 };   /* QueueMessage.ret */
@@ -584,6 +629,19 @@ static bool rcpt_params(Session *s, char *params, unsigned *ret_notify, char **r
         return true;
 }
 
+static void rcpt_added(Session *s, SmtpdRecipient *r, const char *proxy_reply);
+
+/* The filter's answer to RCPT: the recipient waited in tx.rcpt_pending. */
+static void rcpt_proxied(Session *s, const char *reply, bool ok) {
+        _cleanup_(smtpd_recipient_done) SmtpdRecipient r = s->tx.rcpt_pending;
+        s->tx.rcpt_pending = (SmtpdRecipient) {};
+        if (!ok) {
+                reject_proxied(s, "RCPT", reply, strempty(r.address));
+                return;
+        }
+        rcpt_added(s, &r, reply);
+}
+
 static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
         /* the recipient whose NOTIFY/ORCPT waited for the restrictions' answer */
         _cleanup_(smtpd_recipient_done) SmtpdRecipient r = s->tx.rcpt_pending;
@@ -591,7 +649,30 @@ static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
         s->tx.rcpt_pending = (SmtpdRecipient) {};
         if (!accepted)
                 return;
-        if (!(r.address = strdup(rcpt)) || smtpd_transaction_add_rcpt(&s->tx, &r) < 0) {
+        if (!(r.address = strdup(rcpt))) {
+                session_reply(s, "451 4.3.0 Error: out of memory");
+                return;
+        }
+        if (smtpd_proxy_active(s) && !s->settings->proxy_speed_adjust) {
+                /* the filter decides too; the recipient waits in tx.rcpt_pending meanwhile */
+                SmtpdProxyStep step = { .kind = PROXY_STEP_RCPT, .rcpt = { .address = strdup(r.address),
+                                        .orcpt = r.orcpt ? strdup(r.orcpt) : NULL, .notify = r.notify } };
+                if (!step.rcpt.address || (r.orcpt && !step.rcpt.orcpt)) {
+                        smtpd_recipient_done(&step.rcpt);
+                        session_reply(s, "451 4.3.0 Error: out of memory");
+                        return;
+                }
+                s->tx.rcpt_pending = r;
+                r = (SmtpdRecipient) {};
+                smtpd_proxy_run(s, &step, 1, rcpt_proxied);
+                return;
+        }
+        rcpt_added(s, &r, NULL);
+}
+
+/* An accepted recipient joins the transaction; 250 (or the filter's reply). */
+static void rcpt_added(Session *s, SmtpdRecipient *r, const char *proxy_reply) {
+        if (smtpd_transaction_add_rcpt(&s->tx, r) < 0) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return;
         }
@@ -609,10 +690,18 @@ static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
                 } else if (s->client.sasl_username)
                         log_fields(LOG_INFO, &f, "%s: client=%s, sasl_method=%s, sasl_username=%s",
                                    s->tx.queue_id, s->client.id_text, s->client.sasl_method, s->client.sasl_username);
-                else
+                else if (s->tx.xforward.set) {   /* the original client a content filter names */
+                        SmtpdClientView v = smtpd_client_view(s);
+                        const char *oid = s->tx.xforward.attr[XFORWARD_IDENT];
+                        log_fields(LOG_INFO, &f, "%s: client=%s%s%s, orig_client=%s[%s]", s->tx.queue_id,
+                                   s->client.id_text, oid ? ", orig_queue_id=" : "", strempty(oid), v.name, v.addr);
+                } else
                         log_fields(LOG_INFO, &f, "%s: client=%s", s->tx.queue_id, s->client.id_text);
         }
-        session_reply(s, "250 2.1.5 Ok");
+        if (proxy_reply)
+                command_reply_proxied(s, proxy_reply);
+        else
+                session_reply(s, "250 2.1.5 Ok");
         s->cmd_ok[CMD_RCPT]++;
 }
 
@@ -689,15 +778,36 @@ static bool cmd_rcpt(Session *s, char *arg) {
         return false;   /* counted by rcpt_finish */
 }
 
-static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
-        if (!accepted)
-                return;
+static void data_start(Session *s, const char *proxy_reply) {
         if (data_begin(s) < 0) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return;
         }
-        session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+        if (proxy_reply)
+                command_reply_proxied(s, proxy_reply);
+        else
+                session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
         session_enter_data(s);
+}
+
+/* The filter's answer to DATA: its 354 starts the content. */
+static void data_proxied(Session *s, const char *reply, bool ok) {
+        if (!ok) {
+                reject_proxied(s, "DATA", reply, s->tx.n_rcpts == 1 ? s->tx.rcpts[0].address : "");
+                return;
+        }
+        data_start(s, reply);
+}
+
+static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
+        if (!accepted)
+                return;
+        if (smtpd_proxy_active(s) && !s->settings->proxy_speed_adjust) {
+                SmtpdProxyStep step = { .kind = PROXY_STEP_DATA };
+                smtpd_proxy_run(s, &step, 1, data_proxied);
+                return;
+        }
+        data_start(s, NULL);
 }
 
 static bool cmd_data(Session *s, char *arg) {
@@ -830,6 +940,7 @@ static const CommandDef commands[] = {
         { "STARTTLS", CMD_STARTTLS, smtpd_tls_starttls, false },
         { "AUTH", CMD_AUTH, smtpd_auth_command, false },
         { "BDAT", CMD_BDAT, bdat_command, false },
+        { "XFORWARD", CMD_XFORWARD, smtpd_xforward_command, false },
 };
 
 /* RFC 2920: these commands end a pipelined group; input after them, or any pipelining by a client

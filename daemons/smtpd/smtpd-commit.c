@@ -65,7 +65,10 @@ int commit_apply_actions(Session *s, CommitJob *j) {
                 return 1;
         if (a->hold)
                 m->hold = true;
-        if (a->filter && !(m->filter = strdup(a->filter)))
+        /* A FILTER action wins over content_filter (as in Postfix); the filter is the message's,
+         * for all its recipients. */
+        const char *filter = a->filter ? a->filter : s->settings ? s->settings->content_filter : NULL;
+        if (!isempty(filter) && !(m->filter = strdup(filter)))
                 return -ENOMEM;
         if (a->redirect) {
                 /* REDIRECT replaces every recipient, BCC ones included (as Postfix's redirect). */

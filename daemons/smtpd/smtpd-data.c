@@ -175,9 +175,9 @@ int data_begin(Session *s) {
                 r = strbuf_printf(&rcvd, "Received: by %s (Postern, from userid %ld)\n\tid %s; %s\n",
                                   s->settings->myhostname, (long) (int) s->client.uid, s->tx.queue_id, date);
         else {
-                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])",
-                                  s->client.helo ? s->client.helo : s->client.name, s->client.name,
-                                  s->client.family == AF_INET6 ? "IPv6:" : "", s->client.addr);
+                SmtpdClientView v = smtpd_client_view(s);   /* XFORWARD's client, if any */
+                r = strbuf_printf(&rcvd, "Received: from %s (%s [%s%s])", v.helo ? v.helo : v.name, v.name,
+                                  v.ipv6 ? "IPv6:" : "", v.addr);
                 if (r >= 0)
                         r = smtpd_tls_received_clause(s, &rcvd);   /* (using TLSv1.3 with cipher ...) */
                 if (r >= 0 && s->client.sasl_username && s->settings->sasl_authenticated_header)
@@ -201,6 +201,11 @@ int data_begin(Session *s) {
         if (r < 0 && !(d->reject = strdup("451 4.3.0 Error: queue file write error")))
                 d->out_of_memory = true;
         d->hdr_rewrite = r < 0 ? REWRITE_HEADERS_NONE : r;
+        /* Through smtpd_proxy_filter the message is queued by the listener the filter relays
+         * it to, whose content checks and rewriting apply (as Postfix's cleanup does there). */
+        d->proxied = smtpd_proxy_active(s);
+        if (d->proxied)
+                d->hdr_rewrite = REWRITE_HEADERS_NONE;
         /* PREPEND headers decided before DATA (access(5), a policy server such as postgrey's
          * X-Greylist:) go above our Received:, as Postfix's smtpd writes them; our Received: is
          * the first header the content checks see. */
@@ -432,17 +437,18 @@ static CommitJob *make_job(Session *s) {
         m->arrival_usec = now_usec(CLOCK_REALTIME);
         m->size = d->content.len;
         bool local = s->listener->kind == LISTENER_SUBMIT;
-        m->client_address = local ? NULL : strdup(s->client.addr);
-        m->client_name = strdup(s->client.name);
-        m->helo = s->client.helo ? strdup(s->client.helo) : NULL;
-        m->protocol = strdup(local ? "LOCAL" : s->client.esmtp ? "ESMTP" : "SMTP");
+        SmtpdClientView v = smtpd_client_view(s);   /* XFORWARD's client, if any */
+        m->client_address = local ? NULL : strdup(v.addr);
+        m->client_name = strdup(v.name);
+        m->helo = v.helo ? strdup(v.helo) : NULL;
+        m->protocol = strdup(local ? "LOCAL" : v.proto);
         m->body_type = s->tx.body_type ? strdup(s->tx.body_type) : NULL;
         m->smtputf8 = s->tx.smtputf8;
         m->ret = s->tx.dsn_ret;
         m->envid = s->tx.dsn_envid ? strdup(s->tx.dsn_envid) : NULL;
         m->sasl_user = s->client.sasl_username ? strdup(s->client.sasl_username) : NULL;
         fail = !m->sender || (!local && !m->client_address) || !m->client_name ||
-                (s->client.helo && !m->helo) || !m->protocol || (s->tx.body_type && !m->body_type) ||
+                (v.helo && !m->helo) || !m->protocol || (s->tx.body_type && !m->body_type) ||
                 (s->tx.dsn_envid && !m->envid) || (s->client.sasl_username && !m->sasl_user);
         for (size_t i = 0; i < s->tx.n_rcpts; i++) {
                 rc[i].address = strdup(s->tx.rcpts[i].address);
@@ -522,6 +528,60 @@ void data_finish(Session *s) {
                 smtpd_check_run(s, STAGE_EOD, s->tx.n_rcpts == 1 ? s->tx.rcpts[0].address : NULL, data_end_checked);
 }
 
+/* The filter's answer to the message (or, with speed_adjust, to the first of MAIL, RCPT and
+ * DATA it refused) is the client's; logged as Postfix's proxy-accept / proxy-reject lines. */
+static void data_end_proxied(Session *s, const char *reply, bool ok) {
+        const char *rcpt = s->tx.n_rcpts == 1 ? s->tx.rcpts[0].address : "";
+        LogFields f = { .queue_id = s->tx.queue_id[0] ? s->tx.queue_id : NULL,
+                        .client_address = s->client.addr[0] ? s->client.addr : NULL, .sender = s->tx.sender,
+                        .recipient = rcpt };
+        _cleanup_free_ char *line = smtpd_proxy_log_text(reply);
+        log_fields(LOG_INFO, &f, "%s: %s: END-OF-MESSAGE from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                   s->tx.queue_id[0] ? s->tx.queue_id : "NOQUEUE", ok ? "proxy-accept" : "proxy-reject",
+                   s->client.id_text, line ? line : reply, strempty(s->tx.sender), rcpt,
+                   s->client.esmtp ? "ESMTP" : "SMTP", strempty(s->client.helo));
+        command_reply_proxied(s, reply);
+        if (ok)
+                s->cmd_ok[s->tx.data && s->tx.data->bdat ? CMD_BDAT : CMD_DATA]++;
+        smtpd_transaction_reset(&s->tx);
+}
+
+/* The end of a message for smtpd_proxy_filter: the rest of the transaction goes to the filter
+ * (all of it with speed_adjust; BDAT's content also needs the DATA the client never sent). */
+static void data_end_proxy(Session *s) {
+        const MessageActions *a = &s->tx.actions;
+        if (a->hold || a->discard || a->redirect || a->filter || a->bcc)
+                log_warning("%s: HOLD, DISCARD, REDIRECT, FILTER and BCC actions do not apply to mail that goes "
+                            "to smtpd_proxy_filter; ignored", s->tx.queue_id);
+        bool all = s->settings->proxy_speed_adjust;
+        size_t n = all ? s->tx.n_rcpts + 3 : 2, k = 0;
+        _cleanup_free_ SmtpdProxyStep *steps = calloc(n, sizeof(SmtpdProxyStep));
+        if (!steps) {
+                log_oom();
+                session_reply(s, "451 4.3.0 Error: out of memory");
+                smtpd_transaction_reset(&s->tx);
+                return;
+        }
+        if (all)
+                steps[k++].kind = PROXY_STEP_MAIL;
+        for (size_t i = 0; all && i < s->tx.n_rcpts; i++) {
+                const SmtpdRecipient *r = &s->tx.rcpts[i];
+                steps[k] = (SmtpdProxyStep) { .kind = PROXY_STEP_RCPT, .rcpt = { .address = strdup(r->address),
+                                              .orcpt = r->orcpt ? strdup(r->orcpt) : NULL, .notify = r->notify } };
+                if (!steps[k++].rcpt.address) {
+                        for (size_t j = 0; j < k; j++)
+                                smtpd_recipient_done(&steps[j].rcpt);
+                        session_reply(s, "451 4.3.0 Error: out of memory");
+                        smtpd_transaction_reset(&s->tx);
+                        return;
+                }
+        }
+        if (all || s->tx.bdat_active)
+                steps[k++].kind = PROXY_STEP_DATA;
+        steps[k++].kind = PROXY_STEP_MESSAGE;
+        smtpd_proxy_run(s, steps, k, data_end_proxied);
+}
+
 static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
         DataState *d = s->tx.data;
         LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
@@ -529,6 +589,10 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
 
         if (!accepted) {
                 smtpd_transaction_reset(&s->tx);
+                return;
+        }
+        if (d->proxied) {
+                data_end_proxy(s);
                 return;
         }
         CommitJob *j = make_job(s);

@@ -238,8 +238,9 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
         return 0;
 }
 
-/* Opens a non-blocking connection to unix:/path, inet:host:port or a plain path. */
-static int conn_open(const char *service, int *ret_fd, bool *ret_connected) {
+/* Opens a non-blocking connection to unix:/path, inet:host:port or a plain path (also for
+ * smtpd_proxy_filter, smtpd-proxy-filter.c). */
+int smtpd_service_connect(const char *service, int *ret_fd, bool *ret_connected) {
         struct sockaddr_storage ss = { 0 };
         socklen_t sl;
         int fd;
@@ -328,7 +329,7 @@ static void attempt(PolicyRequest *r) {
                 }
                 c->fd = -1;
                 c->opened = now();
-                k = conn_open(r->service, &c->fd, &c->connected);
+                k = smtpd_service_connect(r->service, &c->fd, &c->connected);
                 if (k >= 0)
                         k = sd_event_add_io(srv->event, &c->io, c->fd, EPOLLOUT, on_conn_io, c);
                 if (k < 0) {

@@ -126,6 +126,11 @@ int smtpd_rewrite_settings(Conf *c, const char *listener, SmtpdSettings *s) {
             (r = classes_param(c, listener, "recipient_canonical_classes", &rw->recipient_canonical_classes)) < 0 ||
             (r = classes_param(c, listener, "masquerade_classes", &rw->masquerade_classes)) < 0)
                 return r;
+        /* receive_override_options = no_address_mappings: no canonical maps and no masquerading,
+         * in the envelope and in headers; the canonical form (user@$myorigin) stays. */
+        if (s->no_address_mappings)
+                rw->canonical_classes = rw->sender_canonical_classes = rw->recipient_canonical_classes =
+                        rw->masquerade_classes = 0;
         r = addr_masquerade_init(&rw->masquerade, masq, except, &why);
         if (r < 0)
                 return log_error_errno(r, "masquerade_exceptions: %s", why ? why : "out of memory");

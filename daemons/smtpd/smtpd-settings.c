@@ -140,6 +140,9 @@ static const ConfField smtpd_fields[] = {
         F("virtual_alias_recursion_limit", UINT, virtual_alias.recursion_limit),
         F("virtual_alias_expansion_limit", UINT, virtual_alias.expansion_limit),
         F("virtual_alias_address_length_limit", UINT, virtual_alias.address_length_limit),
+        /* the before-queue proxy filter (smtpd-proxy-filter.c; smtpd_proxy_filter itself: smtpd-filter.c) */
+        F("smtpd_proxy_ehlo", STRING, proxy_ehlo),
+        F("smtpd_proxy_timeout", USEC, proxy_timeout_usec),
 };
 #undef F
 
@@ -154,6 +157,8 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
                 return NULL;
         conf_fields_done(smtpd_fields, ELEMENTSOF(smtpd_fields), s);
         free(s->listener);
+        free(s->content_filter);
+        free(s->proxy_filter);
         smtpd_restrictions_done(&s->client_restrictions);
         smtpd_restrictions_done(&s->helo_restrictions);
         smtpd_restrictions_done(&s->sender_restrictions);
@@ -167,6 +172,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
         smtpd_netlist_done(&s->upstream_proxy_networks);
+        smtpd_netlist_done(&s->xforward_hosts);
         addr_classes_done(&s->addr_classes);
         table_list_free(s->local_recipient_maps);
         table_list_free(s->virtual_mailbox_maps);
@@ -235,6 +241,9 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
 
         if (!discard || !pdms)
                 return log_oom();
+        /* first: the content checks and the rewriting read receive_override_options */
+        if ((r = smtpd_filter_settings(c, listener, s)) < 0)
+                return r;
         s->ehlo_discard = command_ehlo_mask(discard);
         for (char **i = pdms; *i; i++)
                 s->parent_matches_access = s->parent_matches_access || streq(*i, "smtpd_access_maps");
@@ -258,6 +267,7 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
                                &s->bare_newline_exclusions)) < 0 ||
             (r = netlist_param(c, listener, "postern_upstream_proxy_networks", &s->upstream_proxy_networks)) < 0 ||
+            (r = netlist_param(c, listener, "smtpd_authorized_xforward_hosts", &s->xforward_hosts)) < 0 ||
             (r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0 ||
             (r = address_classes_param(c, listener, &s->addr_classes)) < 0 ||
             (r = address_maps_param(c, listener, "local_recipient_maps", &s->local_recipient_maps,

@@ -17,6 +17,8 @@ void smtpd_recipient_done(SmtpdRecipient *r) {
 }
 
 void smtpd_transaction_reset(SmtpdTransaction *t) {
+        t->proxy = smtpd_proxy_free(t->proxy);   /* QUIT to the before-queue filter */
+        smtpd_xforward_done(&t->xforward);
         free(t->sender);
         t->sender = NULL;
         free(t->body_type);

@@ -213,6 +213,8 @@ int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret
         RcptVec vec = {};
         int r = 0;
 
+        if (settings->no_address_mappings)
+                return 0;   /* receive_override_options: the filter's return listener */
         if (st->maps_error < 0) {
                 log_fields(LOG_WARNING, &f, "%s: virtual_alias_maps cannot be opened -- message not accepted, try "
                            "again later", j->queue_id);

@@ -187,9 +187,26 @@ static int listener_open(void *userdata, const DaemonSocket *socket, int fd) {
         return l->name ? 0 : log_oom();
 }
 
-/* A socket postern-generator made for a master.cf inet smtpd entry (common/conf/master-inet.h). */
+typedef struct ListenerScan {
+        const char *fdname;
+        bool found;
+} ListenerScan;
+
+static void note_listener(const char *name, const char *raw, void *userdata) {
+        ListenerScan *x = userdata;
+        const char *rest = startswith(name, x->fdname);
+        x->found = x->found || (rest && rest[0] == '/');
+}
+
+/* A socket postern-generator made for a master.cf inet smtpd entry (common/conf/master-inet.h),
+ * or one main.cf gives settings of its own ("127.0.0.1-10025/content_filter =", e.g. from the
+ * template postern-smtpd@10025.socket). */
 static bool master_listener(Conf *c, const char *fdname) {
-        return master_inet_socket_known(conf_get(c, "config_directory"), fdname);
+        ListenerScan x = { fdname, false };
+        if (master_inet_socket_known(conf_get(c, "config_directory"), fdname))
+                return true;
+        conf_foreach_explicit(c, note_listener, &x);
+        return x.found;
 }
 
 static int start(void *userdata, Daemon *d) {

@@ -103,6 +103,7 @@ enum {
         EHLO_DSN = 1 << 8,
         EHLO_SMTPUTF8 = 1 << 9,
         EHLO_CHUNKING = 1 << 10,
+        EHLO_XFORWARD = 1 << 11,
         EHLO_SILENT_DISCARD = 1 << 30,   /* "silent-discard": do not log what was hidden */
 };
 
@@ -307,6 +308,17 @@ typedef struct SmtpdSettings {
         char *sasl_service;
         SaslClient *sasl;                  /* this snapshot's Dovecot connection; NULL: AUTH off */
         SmtpdVirtualAlias virtual_alias;   /* virtual alias expansion (smtpd-virtual.c) */
+        /* content filters (smtpd-filter.c) */
+        char *content_filter;              /* content_filter: every queued message's filter; "" none */
+        bool no_unknown_recipient_checks;  /* receive_override_options ... */
+        bool no_address_mappings;
+        bool no_header_body_checks;
+        bool no_milters;                   /* the milter client skips this listener's mail */
+        char *proxy_filter;                /* smtpd_proxy_filter as "inet:host:port"/"unix:path", "" none */
+        char *proxy_ehlo;                  /* smtpd_proxy_ehlo */
+        usec_t proxy_timeout_usec;         /* smtpd_proxy_timeout */
+        bool proxy_speed_adjust;           /* smtpd_proxy_options = speed_adjust */
+        NetList xforward_hosts;            /* smtpd_authorized_xforward_hosts (smtpd-xforward.c) */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -361,7 +373,7 @@ struct Server {
 
 /* The fingerprint counters, in Postfix's logging order. */
 typedef enum SmtpCmd {
-        CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT, CMD_BDAT, CMD_DATA,
+        CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_XFORWARD, CMD_MAIL, CMD_RCPT, CMD_BDAT, CMD_DATA,
         CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_ETRN, CMD_HELP, CMD_QUIT, CMD_UNKNOWN, _CMD_MAX,
 } SmtpCmd;
 
@@ -410,6 +422,8 @@ typedef struct DataState {
         bool no_storage;         /* the data budget ran out: content dropped, answer 452 4.3.1 */
         bool bad_utf8_header;    /* SMTPUTF8 message with malformed UTF-8 in a header: 554 5.6.0 */
         bool bdat;               /* content arrives in BDAT chunks (no dot-stuffing) */
+        bool proxied;            /* for smtpd_proxy_filter: no header/body checks here (the
+                                  * listener that queues it after the filter runs them) */
         uint64_t bdat_bytes;     /* BDAT: bytes of all chunks so far, as sent */
         StrBuf carry;            /* BDAT: the start of a line whose end is in a later read/chunk */
         char *message_id;
@@ -465,6 +479,17 @@ typedef struct SmtpdRecipient {
 } SmtpdRecipient;
 void smtpd_recipient_done(SmtpdRecipient *r);
 
+typedef struct SmtpdProxy SmtpdProxy;   /* smtpd-proxy-filter.c: a transaction's smtpd_proxy_filter session */
+
+/* XFORWARD attributes of the transaction (smtpd-xforward.c); NULL: not given or unavailable. */
+enum { XFORWARD_NAME, XFORWARD_ADDR, XFORWARD_PORT, XFORWARD_PROTO, XFORWARD_HELO, XFORWARD_IDENT,
+       XFORWARD_SOURCE, _XFORWARD_MAX };
+typedef struct SmtpdXforward {
+        bool set;                /* an XFORWARD command was accepted in this transaction */
+        char *attr[_XFORWARD_MAX];
+} SmtpdXforward;
+void smtpd_xforward_done(SmtpdXforward *x);
+
 /* A mail transaction, from MAIL to its commit (or RSET, or a refusal): everything here is
  * forgotten by smtpd_transaction_reset() (smtpd-transaction.c). */
 typedef struct SmtpdTransaction {
@@ -486,6 +511,8 @@ typedef struct SmtpdTransaction {
         bool bdat_active;        /* this transaction received BDAT chunks: DATA/MAIL/RCPT refused */
         const char *bdat_error;  /* the current chunk is discarded and answered with this */
         MessageActions actions;  /* this transaction's access/content-check decisions */
+        SmtpdProxy *proxy;       /* the smtpd_proxy_filter connection, or NULL (smtpd-proxy-filter.c) */
+        SmtpdXforward xforward;  /* the original client a content filter names (XFORWARD) */
 } SmtpdTransaction;
 /* Forgets the transaction (frees what it holds; the struct is reusable). */
 void smtpd_transaction_reset(SmtpdTransaction *t);
@@ -981,6 +1008,56 @@ void committer_drain(Committer *c);
 /* Hands a job to the writer thread (takes ownership). */
 void committer_submit(Committer *c, CommitJob *job);
 void commit_job_free(CommitJob *j);
+
+/* smtpd-filter.c: content_filter and receive_override_options. smtpd_filter_settings() checks
+ * and parses them (before the content checks and rewriting load, which read the flags); a bad
+ * value is an error naming it. smtpd_receive_override_parse() is the pure parser: *ret_bad is
+ * the value it does not know. */
+int smtpd_filter_settings(Conf *c, const char *listener, SmtpdSettings *s);
+int smtpd_receive_override_parse(char *const *values, SmtpdSettings *s, const char **ret_bad);
+/* Whether a content_filter value is "transport:destination", "transport:" or "transport"; *ret_why
+ * says what is wrong otherwise. */
+bool smtpd_content_filter_valid(const char *value, const char **ret_why);
+/* smtpd_proxy_filter as an endpoint: "host:port"/"[host]:port"/"inet:host:port" become
+ * "inet:host:port", "unix:/path" stays; NULL with *ret_why when malformed (NULL alone: ENOMEM). */
+char *smtpd_proxy_service(const char *value, const char **ret_why);
+
+/* smtpd-proxy-filter.c: the before-queue proxy filter. A run sends steps to the transaction's filter
+ * connection (opened, greeted and EHLO'd first when there is none) and makes the session wait;
+ * done(s, reply, ok) runs once, with the filter's reply to the last step (or to the first that
+ * was refused, ok false), or with our 451 when the filter failed; it may run before
+ * smtpd_proxy_run() returns (no wait then). The steps' recipients are taken over. */
+typedef enum SmtpdProxyStepKind {
+        PROXY_STEP_GREETING, PROXY_STEP_EHLO, PROXY_STEP_MAIL, PROXY_STEP_RCPT, PROXY_STEP_DATA, PROXY_STEP_MESSAGE,
+} SmtpdProxyStepKind;
+typedef struct SmtpdProxyStep {
+        SmtpdProxyStepKind kind;
+        SmtpdRecipient rcpt;     /* PROXY_STEP_RCPT */
+} SmtpdProxyStep;
+typedef void (*SmtpdProxyDone)(Session *s, const char *reply, bool ok);
+void smtpd_proxy_run(Session *s, SmtpdProxyStep *steps, size_t n, SmtpdProxyDone done);
+SmtpdProxy *smtpd_proxy_free(SmtpdProxy *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SmtpdProxy *, smtpd_proxy_free);
+/* Whether s's transactions go through smtpd_proxy_filter (SMTP listeners; not the submit socket). */
+bool smtpd_proxy_active(const Session *s);
+/* A filter reply on one line for the log (CRLFs become blanks); NULL: out of memory. */
+char *smtpd_proxy_log_text(const char *reply);
+/* smtpd-command.c: a reply of the before-queue filter (lines joined by CRLF) as the client's. */
+void command_reply_proxied(Session *s, const char *reply);
+/* smtpd-policy.c: a non-blocking connection to "unix:/path", "inet:host:port" (numeric host or
+ * localhost) or a plain path; *ret_connected false until EPOLLOUT says so. */
+int smtpd_service_connect(const char *service, int *ret_fd, bool *ret_connected);
+
+/* smtpd-xforward.c: XFORWARD from smtpd_authorized_xforward_hosts. smtpd_client_view() is the
+ * client a transaction shows in its logs, Received: header and queue record: the forwarded one
+ * after XFORWARD (id_text NULL then: format "name[addr]"), else the real one. */
+typedef struct SmtpdClientView {
+        const char *name, *addr, *helo, *proto, *id_text;
+        bool ipv6;
+} SmtpdClientView;
+bool smtpd_xforward_offered(Session *s);
+bool smtpd_xforward_command(Session *s, char *arg);
+SmtpdClientView smtpd_client_view(const Session *s);
 
 /* smtpd-virtual.c: virtual_alias_maps (virtual(5)). smtpd_virtual_settings() reads mydestination,
  * propagate_unmatched_extensions, the interface addresses and opens the tables (a table that

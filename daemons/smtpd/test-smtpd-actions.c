@@ -1,6 +1,6 @@
 /* test-smtpd-actions.c — unit tests for commit_apply_actions() (smtpd-commit.c): each message
- * action (none, DISCARD, HOLD, FILTER, BCC with duplicates, REDIRECT over BCC, PREPEND after our
- * Received:) applied to a commit job, which is then written to a real queue in a temporary
+ * action (none, DISCARD, HOLD, FILTER, content_filter and a FILTER over it, BCC with duplicates,
+ * REDIRECT over BCC, PREPEND after our Received:) applied to a commit job, which is then written to a real queue in a temporary
  * directory and read back, as the commit thread would write it. */
 #include <stdlib.h>
 #include <unistd.h>
@@ -25,6 +25,7 @@ void commit_job_free(CommitJob *j) {
 
 /* smtpd-transaction.c's, not used by message_actions_reset(). */
 void data_state_free(DataState *d) {}
+SmtpdProxy *smtpd_proxy_free(SmtpdProxy *p) { return NULL; }
 
 #define RECEIVED "Received: from x (localhost [127.0.0.1])\n\tby h (Postern) id 1; date\n"
 #define CONTENT RECEIVED "Subject: s\n\nbody\n"
@@ -117,6 +118,33 @@ int main(void) {
         CHECK_INT(rc[1].notify, QUEUE_NOTIFY_NEVER);
         CHECK_STR(content, "X-A: 1\nX-B: 2\n" RECEIVED "Subject: s\n\nbody\n");
         queue_message_done(&m), queue_recipients_free(rc, n), free(content), commit_job_free(j);
+
+        /* content_filter: every message gets it; a FILTER action wins; empty (the filter's
+         * return listener) means none. */
+        SmtpdSettings set = { .content_filter = (char *) "smtp-amavis:[127.0.0.1]:10024" };
+        s.settings = &set;
+        MessageActions kept = s.tx.actions;   /* the actions above go on below */
+        s.tx.actions = (MessageActions) {};
+        j = make_job(one);
+        CHECK_INT(commit_apply_actions(&s, j), 0);
+        store_and_load(j, &m, &rc, &n, &content);
+        CHECK_STR(m.filter, "smtp-amavis:[127.0.0.1]:10024");
+        queue_message_done(&m), queue_recipients_free(rc, n), free(content), commit_job_free(j);
+        CHECK((s.tx.actions.filter = strdup("scan:")));
+        j = make_job(one);
+        CHECK_INT(commit_apply_actions(&s, j), 0);
+        store_and_load(j, &m, &rc, &n, &content);
+        CHECK_STR(m.filter, "scan:");
+        queue_message_done(&m), queue_recipients_free(rc, n), free(content), commit_job_free(j);
+        message_actions_reset(&s.tx.actions);
+        set.content_filter = (char *) "";
+        j = make_job(one);
+        CHECK_INT(commit_apply_actions(&s, j), 0);
+        store_and_load(j, &m, &rc, &n, &content);
+        CHECK(!m.filter);
+        queue_message_done(&m), queue_recipients_free(rc, n), free(content), commit_job_free(j);
+        s.settings = NULL;
+        s.tx.actions = kept;
 
         /* REDIRECT replaces every recipient, BCC ones included. */
         CHECK((s.tx.actions.redirect = strdup("boss@example.net")));

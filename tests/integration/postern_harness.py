@@ -99,6 +99,16 @@ def ensure_test_users(users=TEST_USERS):
     return entries
 
 
+def tcp_listener():
+    """A listening TCP socket on 127.0.0.1 and a free port, to pass to a daemon (listeners of
+    master.cf entries: postern.listeners["smtpd"].append(("127.0.0.1-PORT", sock)))."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(4096)
+    return s
+
+
 class DaemonProcess:
     def __init__(self, name, proc, log_path):
         self.name, self.proc, self.log_path = name, proc, log_path
@@ -155,11 +165,7 @@ class Postern:
 
     # --- sockets -----------------------------------------------------------------------------
     def _tcp_listener(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 0))
-        s.listen(4096)
-        return s
+        return tcp_listener()
 
     def _unix_listener(self, path, mode=0o666):
         pathlib.Path(path).unlink(missing_ok=True)

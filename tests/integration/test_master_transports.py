@@ -55,7 +55,7 @@ def test_override_applies_to_its_transport_only(postern, sinks):
     a, b = sinks("a"), sinks("b")
     master(postern, "smtp unix - - n - - smtp\n"
                     "sink-a unix - - n - 2 smtp -o smtp_helo_name=override.test\n"
-                    "  -o syslog_name=postfix/$service_name -o smtp_send_xforward_command=yes\n")
+                    "  -o syslog_name=postfix/$service_name -o smtp_fallback_relay=relay.test\n")
     start(postern, {"a.example": f"sink-a:[127.0.0.1]:{a.port}", "b.example": f"smtp:[127.0.0.1]:{b.port}"})
     qa = send(postern, "x@a.example")
     qb = send(postern, "y@b.example")
@@ -69,7 +69,7 @@ def test_override_applies_to_its_transport_only(postern, sinks):
     for text in (postern.log("smtp"), check(postern)[1]):
         assert re.search(r"master\.cf:2: sink-a: not supported: -o syslog_name on sink-a \(postern-smtp logs "
                          r"every transport's deliveries as postern/smtp\)", text), text
-        assert "sink-a: not supported: -o smtp_send_xforward_command on sink-a (a parameter Postern does " \
+        assert "sink-a: not supported: -o smtp_fallback_relay on sink-a (a parameter Postern does " \
                "not know)" in text, text
     assert check(postern)[0] == 0
 

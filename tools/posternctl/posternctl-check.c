@@ -8,7 +8,8 @@
  * are checked (common/conf/master-pipe.c: an unknown flag, a missing or root user=, a missing
  * argv= are errors), and smtp and lmtp entries are loaded as postern-smtp loads them
  * (daemons/smtp/smtp-settings.c: an -o it does not apply is "not supported", an invalid value an
- * error). Silent with exit 0 when all is well; exit 1 when anything is an error
+ * error), and postern-smtpd's content filter settings are read for each of its listeners
+ * (content_filter, receive_override_options, smtpd_proxy_*). Silent with exit 0 when all is well; exit 1 when anything is an error
  * (invalid values, tables that cannot be opened, a missing queue directory, a master.cf that does
  * not parse or a pipe entry that is wrong).
  *
@@ -29,11 +30,13 @@
 
 #include "conf/conf.h"
 #include "conf/master-cf.h"
+#include "conf/master-inet.h"
 #include "conf/table.h"
 #include "mail/addr-class.h"
 #include "posternctl.h"
 #include "posternctl-postfix.h"
 #include "smtp.h"
+#include "smtpd.h"
 
 static bool check_listed(char **list, const char *s) {
         for (char **i = list; i && *i; i++)
@@ -138,6 +141,39 @@ static int check_smtp_variants(Conf *c) {
         return errors ? 1 : 0;
 }
 
+/* content_filter, receive_override_options and the smtpd_proxy_* settings of main.cf and of each
+ * postern-smtpd listener (master.cf's -o included), as postern-smtpd reads them: a malformed one
+ * would stop it (smtpd-filter.c logs what is wrong). */
+static bool listener_differs(Conf *c, const char *listener) {
+        static const char *const names[] = { "content_filter", "receive_override_options", "smtpd_proxy_filter",
+                                             "smtpd_proxy_options" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (!streq(strempty(conf_get_listener(c, listener, names[i])), strempty(conf_get(c, names[i]))))
+                        return true;
+        return false;
+}
+
+static int check_smtpd_filters(Conf *c, const MasterCf *m) {
+        static const char *const shipped[] = { NULL, "smtp", "submission", "submissions", "submit" };
+        MasterInetPlan plan = {};
+        int ret = 0;
+        if (m && master_inet_plan(m, NULL, NULL, &plan) < 0)
+                return fprintf(stderr, "posternctl: out of memory\n"), 1;
+        for (size_t i = 0; i < ELEMENTSOF(shipped) + plan.n; i++) {
+                const char *l = i < ELEMENTSOF(shipped) ? shipped[i] : plan.v[i - ELEMENTSOF(shipped)].fdname;
+                if (i >= ELEMENTSOF(shipped) && (!l || plan.v[i - ELEMENTSOF(shipped)].map != MASTER_INET_SOCKET))
+                        continue;
+                if (l && !listener_differs(c, l))
+                        continue;   /* main.cf's own values, already checked */
+                SmtpdSettings s = {};
+                ret |= smtpd_filter_settings(c, l, &s) < 0;
+                free(s.content_filter);
+                free(s.proxy_filter);
+        }
+        master_inet_plan_done(&plan);
+        return ret;
+}
+
 /* Reads <config_directory>/master.cf when there is one and says what of it is not used. */
 static int check_master_cf(Conf *c) {
         _cleanup_free_ char *path = NULL, *err = NULL;
@@ -146,8 +182,8 @@ static int check_master_cf(Conf *c) {
         if (asprintf(&path, "%s/master.cf", conf_get(c, "config_directory")) < 0)
                 return fprintf(stderr, "posternctl: out of memory\n"), 1;
         int r = master_cf_load(path, &m, &err);
-        if (r == -ENOENT)
-                return check_smtp_variants(c);   /* postern-smtp's own settings all the same */
+        if (r == -ENOENT)   /* postern-smtp's and postern-smtpd's own settings all the same */
+                return check_smtp_variants(c) | check_smtpd_filters(c, NULL);
         if (r < 0) {
                 fprintf(stderr, "posternctl: %s\n", err ? err : strerror(-r));
                 return 1;
@@ -155,10 +191,11 @@ static int check_master_cf(Conf *c) {
         struct { const char *path; int ret; } x = { path, 0 };
         for (size_t i = 0; i < m.n && r >= 0; i++)
                 r = postfix_master_judge(&m.entries[i], c, &m, NULL, print_master_item, &x);
-        master_cf_done(&m);
         if (r < 0)
                 fprintf(stderr, "posternctl: %s: %s\n", path, strerror(-r));
         x.ret |= check_smtp_variants(c);
+        x.ret |= check_smtpd_filters(c, &m);
+        master_cf_done(&m);
         return x.ret || r < 0;
 }
 

@@ -526,7 +526,7 @@ static int add_master_item(const MasterEntry *e, const MasterOption *o, PostfixV
         PostfixItem *it = &r->items[r->n - 1];
         it->option = o != NULL;
         const char *key = o && o->value && v == POSTFIX_MAPPED && detail ? startswith(detail, LISTENER_SETTING) : NULL;
-        if (key && !(it->setting = fmt("%s = %s", key, o->value)))
+        if (key && !(it->setting = fmt("%s =%s%s", key, *o->value ? " " : "", o->value)))
                 return -ENOMEM;
         return 0;
 }
