@@ -33,6 +33,9 @@ typedef enum QueueStmtId {
         QUEUE_STMT_SCAN_FINISHED,
         QUEUE_STMT_SET_DELAY_WARNED,
         QUEUE_STMT_REQUEUE_SITE,
+        QUEUE_STMT_METRIC_ADD,
+        QUEUE_STMT_METRIC_LIST,
+        QUEUE_STMT_METRIC_MESSAGES,
         _QUEUE_STMT_MAX,
 } QueueStmtId;
 
