@@ -17,6 +17,7 @@ typedef struct MetricsFamily {
         const char *name;          /* counters end in _total */
         MetricsType type;
         const char *help;
+        const char *labels;        /* the label names, "a,b" ("" or NULL: none) */
         const double *bounds;      /* histograms: upper bounds, ascending, +Inf implied */
         size_t n_bounds;
 } MetricsFamily;

@@ -48,7 +48,7 @@ static void test_labels(void) {
 static const double bounds[] = { 1, 10 };
 static const MetricsFamily counter = { "x_requests_total", METRICS_COUNTER, "Requests \\ \"seen\"\nhere." };
 static const MetricsFamily gauge = { "x_queue", METRICS_GAUGE, "Queue." };
-static const MetricsFamily hist = { "x_delay_seconds", METRICS_HISTOGRAM, "Delay.", bounds, 2 };
+static const MetricsFamily hist = { "x_delay_seconds", METRICS_HISTOGRAM, "Delay.", "", bounds, 2 };
 
 static void test_prometheus(void) {
         _cleanup_(strbuf_donep) StrBuf b = STRBUF_INIT;
