@@ -20,7 +20,7 @@ const MetricsFamily metrics_families[] = {
         { METRIC_QUEUE_RECIPIENTS, METRICS_GAUGE, "Unfinished recipients in the queue, by queue.", "queue" },
         { METRIC_SMTPD_CONNECTS, METRICS_COUNTER, "Incoming SMTP connections." },
         { METRIC_SMTPD_DISCONNECTS, METRICS_COUNTER, "Incoming SMTP connections that ended." },
-        { METRIC_SMTPD_MESSAGES, METRICS_COUNTER, "Messages postern-smtpd queued, by SASL method.", "sasl_method" },
+        { METRIC_SMTPD_MESSAGES, METRICS_COUNTER, "Messages postern-smtpd queued." },
         { METRIC_SMTPD_BYTES, METRICS_COUNTER, "Bytes of the messages postern-smtpd queued." },
         { METRIC_SMTPD_REJECTS, METRICS_COUNTER,
           "Commands postern-smtpd rejected (NOQUEUE: reject), by reply code and command.", "code,command" },

@@ -15,6 +15,7 @@
 #include "smtpd.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
+#include "metrics/metrics-store.h"
 #include "queue/queue.h"
 
 struct Committer {
@@ -101,18 +102,23 @@ int commit_apply_actions(Session *s, CommitJob *j) {
 }
 
 static int insert_job(Queue *q, CommitJob *j) {
-        return queue_insert_message(q, j->message, j->rcpts, j->n_rcpts, j->content, j->content_len);
+        int r = queue_insert_message(q, j->message, j->rcpts, j->n_rcpts, j->content, j->content_len);
+        return r < 0 ? r : smtpd_metrics_queued(q, ((QueueMessage *) j->message)->size);
 }
 
 static void commit_batch(Committer *c, CommitJob *batch) {
         Queue *q = c->queue;
         int r;
 
+        MetricsBatch *counted = NULL;
         r = queue_begin(q);
         for (CommitJob *j = batch; r >= 0 && j; j = j->next)
                 r = insert_job(q, j);
         if (r >= 0)
+                (void) metrics_save(q, &counted);   /* the events counted meanwhile ride along */
+        if (r >= 0)
                 r = queue_commit(q);
+        metrics_saved(counted, r);
         if (r >= 0) {
                 for (CommitJob *j = batch; j; j = j->next)
                         j->result = 0;

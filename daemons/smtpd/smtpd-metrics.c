@@ -1,0 +1,52 @@
+/* smtpd-metrics.c — what postern-smtpd counts for the metrics endpoint, one call per event so
+ * the code that has the event stays as it was: connections, their ends, rejected commands (by
+ * reply code and command), failed SASL logins, TLS handshakes (by protocol and cipher), anvil
+ * refusals (by limit), and each queued message with its bytes. The last is written straight
+ * into the group commit's transaction (smtpd-commit.c), so it is counted exactly when the
+ * message is; the others are kept in memory (common/metrics/metrics-store.h) and ride on the
+ * next commit, or the once-a-second writer when no mail comes. Names: metrics-catalog.h. */
+#include "smtpd.h"
+#include "metrics/metrics-catalog.h"
+#include "metrics/metrics-store.h"
+#include "metrics/metrics-text.h"
+#include "queue/queue.h"
+
+void smtpd_metrics_connect(void) {
+        metrics_add(METRIC_SMTPD_CONNECTS, NULL, 1);
+}
+
+void smtpd_metrics_disconnect(void) {
+        metrics_add(METRIC_SMTPD_DISCONNECTS, NULL, 1);
+}
+
+void smtpd_metrics_reject(const char *command, const char *reply) {
+        char code[4] = "", l[METRICS_LABELS_MAX];
+
+        if (reply && strlen(reply) >= 3)
+                memcpy(code, reply, 3);
+        if (metrics_labels(l, sizeof l, "code", code, "command", command, NULL) >= 0)
+                metrics_add(METRIC_SMTPD_REJECTS, l, 1);
+}
+
+void smtpd_metrics_sasl_failure(void) {
+        metrics_add(METRIC_SMTPD_SASL_FAILURES, NULL, 1);
+}
+
+void smtpd_metrics_tls(const char *protocol, const char *cipher) {
+        char l[METRICS_LABELS_MAX];
+
+        if (metrics_labels(l, sizeof l, "protocol", protocol, "cipher", cipher, NULL) >= 0)
+                metrics_add(METRIC_SMTPD_TLS, l, 1);
+}
+
+void smtpd_metrics_anvil_reject(const char *limit) {
+        char l[METRICS_LABELS_MAX];
+
+        if (metrics_labels(l, sizeof l, "limit", limit, NULL) >= 0)
+                metrics_add(METRIC_SMTPD_ANVIL_REJECTS, l, 1);
+}
+
+int smtpd_metrics_queued(Queue *q, uint64_t size) {
+        int r = queue_metric_add(q, METRIC_SMTPD_MESSAGES, "", 1);
+        return r < 0 ? r : queue_metric_add(q, METRIC_SMTPD_BYTES, "", (double) size);
+}
