@@ -37,6 +37,7 @@ BINARIES = {
     "local": "daemons/local/postern-local",
     "anvil": "daemons/anvil/postern-anvil",
     "smtp": "daemons/smtp/postern-smtp",
+    "metrics": "daemons/metrics/postern-metrics",
 }
 
 
@@ -197,8 +198,8 @@ class Postern:
         return env
 
     def start(self, *names, timeout=15):
-        """Starts the named daemons (default: smtpd, qmgr, local, smtp; "anvil" on request) and
-        waits for READY=1."""
+        """Starts the named daemons (default: smtpd, qmgr, local, smtp; "anvil" and "metrics" on
+        request) and waits for READY=1."""
         for name in names or ("smtpd", "qmgr", "local", "smtp"):
             self._spawn(name, timeout)
 
@@ -212,6 +213,10 @@ class Postern:
             # Only tests that start anvil get its socket: without one, smtpd warns once and
             # serves without client limits (no connection waits for an absent anvil).
             self.listeners["anvil"] = [("anvil", self._unix_listener(self.socket_dir / "anvil", 0o600))]
+        if name == "metrics" and name not in self.listeners:
+            # The endpoint's TCP socket (postern-metrics.socket's 127.0.0.1:9154), on a free port.
+            self.listeners["metrics"] = [("metrics", self._tcp_listener())]
+            self.metrics_port = self.listeners["metrics"][0][1].getsockname()[1]
         fds = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 200) for _, s in self.listeners[name]]
         names = ":".join(n for n, _ in self.listeners[name])
         notify_path = self.socket_dir / f"notify-{name}"
@@ -318,6 +323,30 @@ class Postern:
                 raise AssertionError(f"/{pattern}/ x{count} not in {name} log after {timeout}s:\n"
                                      + self.log(name)[-4000:])
             time.sleep(0.05)   # the poll interval of a wait with a deadline
+
+    def scrape(self, accept=None, path="/metrics"):
+        """GET path from postern-metrics (started with start("metrics")); returns (status, headers
+        dict with lower-case names, body text)."""
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Accept": accept} if accept else {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode()
+        finally:
+            conn.close()
+
+    def metric_values(self, accept=None):
+        """The scraped samples as {'name{labels}': value} (name alone without labels)."""
+        status, _, body = self.scrape(accept)
+        if status != 200:
+            raise AssertionError(f"scrape answered {status}: {body}")
+        values = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                values[key] = float(value)
+        return values
 
     def wait_for(self, predicate, timeout=10, what="condition"):
         deadline = time.monotonic() + timeout

@@ -1,0 +1,137 @@
+"""postern-metrics: the endpoint over HTTP (status codes, formats) and exact values after known
+traffic through the real postern-smtpd, postern-qmgr, postern-local and postern-smtp — three
+messages in one SMTP session (one also with a RCPT refused for an unknown user), delivered to a
+local mailbox, to smtp-sink, and deferred at a closed port — and counters that survive a restart
+of every daemon (they live in queue.db)."""
+
+import re
+import socket
+
+import mailtest
+import pytest
+from smtp_peers import Sink, free_port
+
+
+@pytest.fixture
+def sink(postern):
+    s = Sink(postern.root / "sink")
+    yield s
+    s.stop()
+
+
+def test_http_answers(postern):
+    postern.start("smtpd", "qmgr", "metrics")
+    status, headers, body = postern.scrape()
+    assert status == 200
+    assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "postfix_up 1\n" in body
+    assert "# TYPE postfix_smtpd_connects_total counter\n" in body
+    assert "# EOF" not in body
+    status, headers, body = postern.scrape(accept="application/openmetrics-text;version=1.0.0,"
+                                                  "text/plain;version=0.0.4;q=0.5")
+    assert status == 200
+    assert headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert "# TYPE postfix_smtpd_connects counter\n" in body
+    assert body.endswith("\n# EOF\n")
+    assert postern.scrape(path="/")[0] == 404
+    assert postern.scrape(path="/metrics/x")[0] == 404
+    # Other methods, a malformed request, a client that says nothing (answered by the timeout,
+    # not here: it only must not block the others).
+    idle = socket.create_connection(("127.0.0.1", postern.metrics_port))
+    for request, status_line in ((b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"405"),
+                                 (b"BREW /metrics HTTP/1.0\r\n\r\n", b"405"),
+                                 (b"garbage\r\n\r\n", b"400"),
+                                 (b"GET /metrics HTTP/1.0\n\n", b"200")):
+        with socket.create_connection(("127.0.0.1", postern.metrics_port), timeout=10) as c:
+            c.sendall(request)
+            answer = b""
+            while chunk := c.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 " + status_line), (request, answer[:200])
+            assert b"Connection: close\r\n" in answer
+    # A request header that never ends is cut at its limit.
+    with socket.create_connection(("127.0.0.1", postern.metrics_port), timeout=10) as c:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nX-Long: " + b"a" * 9000)
+        assert c.recv(100).startswith(b"HTTP/1.1 400")
+    idle.close()
+
+
+def expected_after_traffic(sizes):
+    return {
+        "postfix_up": 1,
+        "postfix_smtpd_connects_total": 1,
+        "postfix_smtpd_disconnects_total": 1,
+        "postfix_smtpd_messages_processed_total": 3,
+        "postern_smtpd_received_bytes_total": sum(sizes),
+        'postfix_smtpd_messages_rejected_total{code="550",command="RCPT"}': 1,
+        "postfix_smtpd_sasl_authentication_failures_total": 0,
+        "postfix_qmgr_messages_removed_total": 2,
+        'postern_deliveries_total{transport="local",status="sent"}': 1,
+        'postern_deliveries_total{transport="smtp",status="sent"}': 1,
+        'postern_deliveries_total{transport="smtp",status="deferred"}': 1,
+        'postern_delivery_delay_seconds_count{transport="local"}': 1,
+        'postern_delivery_delay_seconds_count{transport="smtp"}': 1,
+        'postern_delivery_delay_seconds_bucket{transport="smtp",le="+Inf"}': 1,
+        'postern_delivery_delay_seconds_bucket{transport="smtp",le="3600"}': 1,
+        'postern_queue_recipients{queue="deferred"}': 1,
+        'postern_queue_recipients{queue="incoming"}': 0,
+        'postern_queue_recipients{queue="active"}': 0,
+        'postern_queue_recipients{queue="hold"}': 0,
+        'postfix_showq_message_size_bytes_count{queue="deferred"}': 1,
+        'postfix_showq_message_age_seconds_count{queue="deferred"}': 1,
+        'postfix_showq_message_age_seconds_bucket{queue="deferred",le="10000"}': 1,
+        'postfix_showq_message_size_bytes_count{queue="incoming"}': 0,
+    }
+
+
+def check_values(postern, expected, timeout=30):
+    def matches():
+        v = postern.metric_values()
+        return all(v.get(k) == x for k, x in expected.items())
+    try:
+        postern.wait_for(matches, timeout=timeout, what="the expected metric values")
+    except AssertionError:
+        v = postern.metric_values()
+        assert {k: v.get(k) for k in expected} == expected
+    return postern.metric_values()
+
+
+def test_values_after_known_traffic(postern, sink):
+    closed = free_port()
+    postern.configure(transport_maps=f"inline:{{sink.test=smtp:[127.0.0.1]:{sink.port}, "
+                                     f"dead.test=smtp:[127.0.0.1]:{closed}}}",
+                      minimal_backoff_time="3600s")
+    postern.start()
+    postern.start("metrics")
+    before = postern.metric_values()
+    assert before["postfix_smtpd_connects_total"] == 0
+    assert before['postern_queue_recipients{queue="deferred"}'] == 0
+
+    with postern.smtp() as s:
+        s.ehlo()
+        assert s.mail("sender@example.org")[0] == 250
+        assert s.rcpt("nosuchuser@postern.test")[0] == 550
+        assert s.rcpt("ptest1@postern.test")[0] == 250
+        assert s.data(mailtest.msg("m1@test", to="ptest1@postern.test"))[0] == 250
+        for mid, rcpt in (("m2@test", "a@sink.test"), ("m3@test", "b@dead.test")):
+            assert s.mail("sender@example.org")[0] == 250
+            assert s.rcpt(rcpt)[0] == 250
+            assert s.data(mailtest.msg(mid, to=rcpt))[0] == 250
+    sink.wait_count(1)
+    postern.wait_log("smtp", r"to=<b@dead\.test>.*status=deferred")
+    postern.wait_log("qmgr", r"removed", count=2)
+    sizes = [int(m) for m in re.findall(r": from=<sender@example\.org>, size=(\d+), nrcpt=1\n",
+                                         postern.log("smtpd"))]
+    assert len(sizes) == 3
+
+    values = check_values(postern, expected_after_traffic(sizes))
+    # A delivered local message took well under an hour; a bucket never holds more than +Inf.
+    assert values['postern_delivery_delay_seconds_bucket{transport="local",le="3600"}'] == 1
+    assert values['postern_delivery_delay_seconds_sum{transport="local"}'] < 3600
+
+    # Counters live in queue.db: a restart of every daemon keeps them.
+    postern.stop()
+    postern.start()
+    postern.start("metrics")
+    expected = expected_after_traffic(sizes)
+    check_values(postern, expected)
