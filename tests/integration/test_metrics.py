@@ -2,10 +2,17 @@
 traffic through the real postern-smtpd, postern-qmgr, postern-local and postern-smtp — three
 messages in one SMTP session (one also with a RCPT refused for an unknown user), delivered to a
 local mailbox, to smtp-sink, and deferred at a closed port — and counters that survive a restart
-of every daemon (they live in queue.db)."""
+of every daemon (they live in queue.db); and a scrape by Debian's prometheus server, run in the
+foreground with a configuration the test writes, whose HTTP API must report the same values."""
 
+import json
 import re
+import shutil
 import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
 
 import mailtest
 import pytest
@@ -135,3 +142,62 @@ def test_values_after_known_traffic(postern, sink):
     postern.start("metrics")
     expected = expected_after_traffic(sizes)
     check_values(postern, expected)
+
+
+def prometheus_query(port, query):
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        answer = json.load(r)
+    assert answer["status"] == "success", answer
+    return {json.dumps(x["metric"], sort_keys=True): float(x["value"][1]) for x in answer["data"]["result"]}
+
+
+@pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus not installed (Debian prometheus)")
+def test_prometheus_scrapes(postern):
+    postern.start("smtpd", "qmgr", "local")
+    postern.start("metrics")
+    for i in range(2):
+        mailtest.send(postern, "sender@example.org", ["ptest1@postern.test"],
+                      mailtest.msg(f"p{i}@test", to="ptest1@postern.test"))
+    postern.wait_log("qmgr", r"removed", count=2)
+    check_values(postern, {"postfix_smtpd_messages_processed_total": 2,
+                           'postern_deliveries_total{transport="local",status="sent"}': 2})
+
+    web_port = free_port()
+    work = postern.root / "prometheus"
+    work.mkdir()
+    config = work / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                      "scrape_configs:\n  - job_name: postern\n    static_configs:\n"
+                      f"      - targets: ['127.0.0.1:{postern.metrics_port}']\n")
+    log = open(work / "log", "wb")
+    prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{web_port}"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def scraped():
+            if prom.poll() is not None:
+                raise AssertionError("prometheus exited:\n" + (work / "log").read_text(errors="replace")[-3000:])
+            try:
+                v = prometheus_query(web_port, "postfix_smtpd_messages_processed_total")
+            except OSError:
+                return False
+            return list(v.values()) == [2.0]
+        postern.wait_for(scraped, timeout=60, what="prometheus to scrape postern-metrics")
+        assert prometheus_query(web_port, 'up{job="postern"}') == \
+            {json.dumps({"__name__": "up", "instance": f"127.0.0.1:{postern.metrics_port}", "job": "postern"},
+                        sort_keys=True): 1.0}
+        sent = prometheus_query(web_port, 'postern_deliveries_total{status="sent"}')
+        assert list(sent.values()) == [2.0] and '"transport": "local"' in list(sent)[0]
+        # The histogram parses as one: a quantile comes out of its buckets.
+        q = prometheus_query(web_port, "histogram_quantile(0.5, postern_delivery_delay_seconds_bucket)")
+        assert len(q) == 1 and 0 <= list(q.values())[0] <= 1
+        assert prometheus_query(web_port, 'postern_queue_recipients{queue="deferred"}') != {}
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+            prom.wait()
+        log.close()
