@@ -17,6 +17,7 @@ import urllib.request
 import mailtest
 import pytest
 from smtp_peers import Sink, free_port
+from test_smtpd_tls import certs, tls_params  # noqa: F401 (certs is a fixture)
 
 
 @pytest.fixture
@@ -142,6 +143,36 @@ def test_values_after_known_traffic(postern, sink):
     postern.start("metrics")
     expected = expected_after_traffic(sizes)
     check_values(postern, expected)
+
+
+@pytest.mark.skipif(not shutil.which("certtool"), reason="needs gnutls-bin (certtool)")
+def test_tls_and_anvil_events(postern, certs):
+    """A STARTTLS handshake is counted by protocol and cipher, an anvil refusal by its limit."""
+    import ssl
+    postern.configure(mynetworks="127.0.0.1/32", smtpd_client_connection_rate_limit=1,
+                      **tls_params(certs))
+    postern.start("anvil", "smtpd", "qmgr", "metrics")
+    with postern.smtp("127.0.0.2") as s:
+        s.ehlo()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s._host = "postern.test"              # smtplib sends it as SNI; connect() left it empty
+        assert s.starttls(context=ctx)[0] == 220
+        s.ehlo()
+        protocol = s.sock.version()          # e.g. TLSv1.3
+        assert s.noop()[0] == 250
+    with socket.create_connection(("127.0.0.1", postern.smtp_port), timeout=10,
+                                  source_address=("127.0.0.2", 0)) as c:
+        assert c.makefile("rb").readline().startswith(b"421 4.7.0 ")
+    postern.wait_log("smtpd", r"Connection rate limit exceeded")
+    check_values(postern, {"postfix_smtpd_connects_total": 2,
+                           'postern_smtpd_anvil_rejects_total{limit="connect"}': 1})
+    tls = {k: v for k, v in postern.metric_values().items()
+           if k.startswith("postfix_smtpd_tls_connections_total{")}
+    assert list(tls.values()) == [1], tls
+    assert re.fullmatch(r'postfix_smtpd_tls_connections_total\{protocol="' + re.escape(protocol) +
+                        r'",cipher="[A-Z0-9_-]+"\}', list(tls)[0]), tls
 
 
 def prometheus_query(port, query):
