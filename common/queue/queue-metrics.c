@@ -15,12 +15,7 @@ int queue_metric_add(Queue *q, const char *name, const char *labels, double delt
 
         if (!q || !name || !*name)
                 return -EINVAL;
-        if (q->readonly)
-                return queue_errorf(q, -EROFS, "queue opened read-only");
-        r = queue_txn_check(q);
-        if (r < 0)
-                return r;
-        r = queue_stmt(q, QUEUE_STMT_METRIC_ADD, &st);
+        r = queue_write_stmt(q, QUEUE_STMT_METRIC_ADD, &st);
         if (r < 0)
                 return r;
         queue_bind_text(st, 1, name);

@@ -321,6 +321,19 @@ int queue_stmt(Queue *q, QueueStmtId id, sqlite3_stmt **ret) {
         return 0;
 }
 
+/* Refuses writes to a read-only queue and inside a transaction SQLite rolled back. */
+int queue_write_check(Queue *q) {
+        if (q->readonly)
+                return queue_errorf(q, -EROFS, "queue opened read-only");
+        return queue_txn_check(q);
+}
+
+/* A write's checks, then its statement. */
+int queue_write_stmt(Queue *q, QueueStmtId id, sqlite3_stmt **ret) {
+        int r = queue_write_check(q);
+        return r < 0 ? r : queue_stmt(q, id, ret);
+}
+
 /* Runs a parameterless statement (BEGIN, COMMIT, SAVEPOINT ...) and resets it. */
 int queue_exec_stmt(Queue *q, QueueStmtId id) {
         sqlite3_stmt *st = NULL;
