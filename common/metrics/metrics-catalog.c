@@ -23,7 +23,7 @@ const MetricsFamily metrics_families[] = {
         { METRIC_SMTPD_MESSAGES, METRICS_COUNTER, "Messages postern-smtpd queued." },
         { METRIC_SMTPD_BYTES, METRICS_COUNTER, "Bytes of the messages postern-smtpd queued." },
         { METRIC_SMTPD_REJECTS, METRICS_COUNTER,
-          "Commands postern-smtpd rejected (NOQUEUE: reject), by reply code and command.", "code,command" },
+          "Commands postern-smtpd rejected (NOQUEUE: reject), by reply code, enhanced status code and command.", "code,dsn,command" },
         { METRIC_SMTPD_SASL_FAILURES, METRICS_COUNTER, "Failed SASL authentications." },
         { METRIC_SMTPD_TLS, METRICS_COUNTER, "Incoming TLS handshakes, by protocol and cipher.", "protocol,cipher" },
         { METRIC_SMTPD_ANVIL_REJECTS, METRICS_COUNTER,

@@ -19,12 +19,19 @@ void smtpd_metrics_disconnect(void) {
         metrics_add(METRIC_SMTPD_DISCONNECTS, NULL, 1);
 }
 
+/* The reason class is the reply's enhanced status code (RFC 3463: 5.1.1 unknown user, 5.7.1
+ * policy, 4.7.1 ...), "" when the reply has none. */
 void smtpd_metrics_reject(const char *command, const char *reply) {
-        char code[4] = "", l[METRICS_LABELS_MAX];
+        char code[4] = "", dsn[16] = "", l[METRICS_LABELS_MAX];
 
         if (reply && strlen(reply) >= 3)
                 memcpy(code, reply, 3);
-        if (metrics_labels(l, sizeof l, "code", code, "command", command, NULL) >= 0)
+        if (reply && strlen(reply) > 4 && reply[3] == ' ') {
+                size_t n = strspn(reply + 4, "0123456789.");
+                if (n >= 5 && n < sizeof dsn && reply[4] == reply[0] && reply[5] == '.')
+                        memcpy(dsn, reply + 4, n);
+        }
+        if (metrics_labels(l, sizeof l, "code", code, "dsn", dsn, "command", command, NULL) >= 0)
                 metrics_add(METRIC_SMTPD_REJECTS, l, 1);
 }
 

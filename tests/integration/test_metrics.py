@@ -71,7 +71,7 @@ def expected_after_traffic(sizes):
         "postfix_smtpd_disconnects_total": 1,
         "postfix_smtpd_messages_processed_total": 3,
         "postern_smtpd_received_bytes_total": sum(sizes),
-        'postfix_smtpd_messages_rejected_total{code="550",command="RCPT"}': 1,
+        'postfix_smtpd_messages_rejected_total{code="550",dsn="5.1.1",command="RCPT"}': 1,
         "postfix_smtpd_sasl_authentication_failures_total": 0,
         "postfix_qmgr_messages_removed_total": 2,
         'postern_deliveries_total{transport="local",status="sent"}': 1,
