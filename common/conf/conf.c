@@ -29,6 +29,7 @@
 #include "../basic/io-util.h"
 #include "../basic/strbuf.h"
 #include "conf.h"
+#include "my-networks.h"
 #include "master-cf.h"
 #include "master-inet.h"
 #include "params.h"
@@ -54,6 +55,7 @@ struct Conf {
         size_t n_order, cap_order;
         StrMap *entries;        /* name -> ConfEntry* (borrowed from order) */
         StrMap *cache;          /* "name" or "listener/name" -> expanded char* (owned) */
+        StrMap *mynetworks;     /* mynetworks_style -> the computed default of mynetworks (owned) */
 };
 
 typedef struct ConfExpand {
@@ -158,6 +160,7 @@ Conf *conf_free(Conf *c) {
         free(c->order);
         strmap_free(c->entries);
         strmap_free(c->cache);
+        strmap_free(c->mynetworks);
         free(c->path);
         free(c->config_dir);
         free(c);
@@ -299,6 +302,28 @@ static void conf_compat_report(Conf *c, ConfMessages *m, int *ret) {
                                   "(Postern has no such parameter)", c->path, e->line, e->raw, absent.data);
 }
 
+/* mynetworks when main.cf leaves it unset: computed from mynetworks_style (in x's listener
+ * context) once per style and kept; the loopback networks when that fails. */
+static const char *conf_mynetworks_default(ConfExpand *x) {
+        Conf *c = x->c;
+        const char *style = x->listener ? conf_get_listener(c, x->listener, "mynetworks_style")
+                                        : conf_get(c, "mynetworks_style");
+        const char *fallback = param_default(param_lookup("mynetworks"));
+        if (isempty(style))
+                return fallback;
+        const char *have = c->mynetworks ? strmap_get(c->mynetworks, style) : NULL;
+        if (have)
+                return have;
+        char *text = NULL;
+        if (mynetworks_compute(style, &text) < 0)
+                return fallback;
+        if ((!c->mynetworks && !(c->mynetworks = strmap_new(free))) || strmap_put(c->mynetworks, style, text) < 0) {
+                free(text);
+                return fallback;
+        }
+        return text;
+}
+
 /* The unexpanded text for name in x's context, or NULL when it is undefined. Computed defaults
  * that depend on other parameters (mydomain, config_directory) are produced in *ret_computed. */
 static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_explicit) {
@@ -321,6 +346,8 @@ static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_expli
                 return NULL;
         if (streq(name, "config_directory"))
                 return c->config_dir;
+        if (streq(name, "mynetworks"))
+                return conf_mynetworks_default(x);
         const char *old = param_compat_default(conf_compat_level(c), name);
         return old ? old : param_default(p);
 }
@@ -753,8 +780,8 @@ const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit) {
                 return conf_get_raw(c, base, NULL);
         if (streq(name, "config_directory"))
                 return c->config_dir;
-        if (streq(name, "mydomain"))
-                return conf_get(c, "mydomain");
+        if (streq(name, "mydomain") || streq(name, "mynetworks"))
+                return conf_get(c, name);      /* computed: what the daemons use */
         return param_default(p);
 }
 
@@ -986,6 +1013,58 @@ static void conf_master_load(Conf *c, MasterCf *ret) {
         strmap_clear(c->cache);
 }
 
+/* A port-25 postscreen that postern-smtpd replaces: the PROXY protocol its load balancer speaks
+ * (postscreen's own -o, else main.cf's postscreen_upstream_proxy_*) becomes smtpd's on that
+ * listener, unless main.cf sets "<fd name>/smtpd_upstream_proxy_*" itself. */
+static int conf_postscreen_proxy(Conf *c, const char *path, const MasterInet *l) {
+        for (size_t i = 0; i < ELEMENTSOF(master_inet_postscreen_proxy); i++) {
+                const char *ps = master_inet_postscreen_proxy[i][0], *smtpd = master_inet_postscreen_proxy[i][1];
+                const char *v = master_entry_option(l->entry, ps);
+                ConfEntry *g = strmap_get(c->entries, ps);
+                if (!v && g && !g->file)
+                        v = g->raw;
+                if (!v)
+                        continue;
+                _cleanup_free_ char *key = NULL;
+                if (asprintf(&key, "%s/%s", l->fdname, smtpd) < 0)
+                        return -ENOMEM;
+                ConfEntry *e = strmap_get(c->entries, key);
+                if (e && !e->file)
+                        continue;   /* main.cf's own listener setting wins */
+                _cleanup_free_ char *value = strdup(v);
+                if (!value)
+                        return -ENOMEM;
+                int r = conf_store(c, key, value, l->entry->line, NULL);
+                e = r >= 0 ? strmap_get(c->entries, key) : NULL;
+                if (e && !e->file && !(e->file = strdup(path)))
+                        r = -ENOMEM;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* main.cf's postscreen_upstream_proxy_* without a postscreen that smtpd replaces: accepted,
+ * and said to do nothing. */
+static void conf_postscreen_proxy_unused(Conf *c, const MasterCf *master, ConfMessages *m) {
+        MasterInetPlan p = {};
+        bool replaced = false;
+        if (master->n > 0 && master_inet_plan(master, NULL, NULL, &p) >= 0) {
+                for (size_t i = 0; i < p.n; i++)
+                        if (streq(p.v[i].entry->command, "postscreen") && p.v[i].map == MASTER_INET_SHIPPED)
+                                replaced = true;
+                master_inet_plan_done(&p);
+        }
+        for (size_t i = 0; !replaced && i < ELEMENTSOF(master_inet_postscreen_proxy); i++) {
+                ConfEntry *g = strmap_get(c->entries, master_inet_postscreen_proxy[i][0]);
+                if (g && !g->file)
+                        conf_messages_add(m, "%s:%u: %s: not supported: %s (master.cf has no port-25 postscreen entry "
+                                          "for it to apply to, and Postern has no postscreen; set %s on the listener "
+                                          "the load balancer talks to)", c->path, g->line, g->name, g->name,
+                                          master_inet_postscreen_proxy[i][1]);
+        }
+}
+
 /* The -o options of master.cf's listeners (common/conf/master-inet.h) as "<fd name>/<name>"
  * settings, unless main.cf sets that name itself: main.cf's listener settings win, then
  * master.cf's -o, then main.cf's global ones. Options naming a parameter Postern lacks are
@@ -1041,6 +1120,8 @@ static int conf_master_overrides(Conf *c, const MasterCf *master, ConfMessages *
                         if (e && !e->file && !(e->file = strdup(path)))
                                 r = -ENOMEM;
                 }
+                if (r >= 0 && streq(l->entry->command, "postscreen"))
+                        r = conf_postscreen_proxy(c, path, l);
         }
         master_inet_plan_done(&p);
         return r;
@@ -1067,6 +1148,7 @@ static void conf_validate_all(Conf *c, const MasterCf *master, ConfMessages *m, 
                         *ret = -EINVAL;
                 }
         }
+        conf_postscreen_proxy_unused(c, master, m);
         conf_compat_report(c, m, ret);
         /* Defaults can reference explicit settings ($myhostname in smtpd_banner, ...); when an
          * explicit setting is already wrong, its knock-on effects would only add noise. */

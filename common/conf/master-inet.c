@@ -193,6 +193,18 @@ static const MasterEntry *pass_entry(const MasterCf *m) {
         return NULL;
 }
 
+const char *const master_inet_postscreen_proxy[2][2] = {
+        { "postscreen_upstream_proxy_protocol", "smtpd_upstream_proxy_protocol" },
+        { "postscreen_upstream_proxy_timeout", "smtpd_upstream_proxy_timeout" },
+};
+
+static bool postscreen_proxy_option(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(master_inet_postscreen_proxy); i++)
+                if (streq(name, master_inet_postscreen_proxy[i][0]))
+                        return true;
+        return false;
+}
+
 /* Classifies one listener entry into l (entry and options already set). */
 static int plan_entry(const MasterCf *m, MasterInetPlan *p, MasterInet *l, StrBuf *why) {
         const MasterEntry *e = l->entry;
@@ -241,10 +253,21 @@ static int plan_entry(const MasterCf *m, MasterInetPlan *p, MasterInet *l, StrBu
                                     "itself");
                 if (r < 0)
                         return -ENOMEM;
-                for (size_t i = 0; i < e->n_options; i++)
-                        if (strbuf_printf(why, "%s-o %s (postscreen's own)", why->len ? ", " : "not applied: ",
-                                          e->options[i].name) < 0)
+                _cleanup_(strbuf_donep) StrBuf applied = {};
+                for (size_t i = 0; i < e->n_options; i++) {
+                        const char *name = e->options[i].name;
+                        if (postscreen_proxy_option(name) ?
+                            strbuf_printf(&applied, "; -o %s applies as smtpd_%s", name, name + strlen("postscreen_")) < 0 :
+                            strbuf_printf(why, "%s-o %s (postscreen's own)", why->len ? ", " : "not applied: ", name) < 0)
                                 return -ENOMEM;
+                }
+                if (applied.len) {
+                        char *n = NULL;
+                        if (asprintf(&n, "%s%s", l->note, applied.data) < 0)
+                                return -ENOMEM;
+                        free(l->note);
+                        l->note = n;
+                }
                 if (why->len) {
                         char *n = NULL;
                         if (asprintf(&n, "%s; %s", l->note, why->data) < 0)

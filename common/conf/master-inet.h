@@ -16,7 +16,8 @@
  * "]" dropped and other characters outside [A-Za-z0-9_.-] as "_" ("127.0.0.1:10025" →
  * "127.0.0.1-10025"), with "-<line>" appended if that name is taken or reserved (submit). A
  * postscreen entry on port 25 maps onto the smtp socket with the options of the "smtpd pass"
- * entry (postern-smtpd answers there itself; the note says so). Everything else that listens
+ * entry (postern-smtpd answers there itself; the note says so), and the PROXY protocol postscreen
+ * would have read there becomes smtpd's (master_inet_postscreen_proxy). Everything else that listens
  * (other postscreen entries, pass entries nothing uses, unix-domain smtpd, qmqpd, host names that
  * would need DNS, unknown service names) is MASTER_INET_SKIP with the reason in note. Built-in
  * entries (pickup fifo, postlog, ...) and unknown commands are not part of the plan. */
@@ -65,3 +66,8 @@ bool master_inet_socket_known(const char *config_dir, const char *fdname);
 /* The port a master.cf service port field names: digits, or a name from /etc/services (tcp), or
  * smtp/submission/submissions/smtps when /etc/services lacks them; 0 when unknown. */
 unsigned master_inet_port(const char *name);
+
+/* postscreen's PROXY protocol parameters and smtpd's equivalents: a port-25 postscreen that
+ * postern-smtpd replaces gives them (its own -o, else main.cf's) to its listener, as
+ * "<fd name>/smtpd_upstream_proxy_*" (conf.c); they are postscreen's only options applied. */
+extern const char *const master_inet_postscreen_proxy[2][2];

@@ -15,7 +15,7 @@ static const ParamCompat compat_table[] = {
         { "append_dot_mydomain", "1", "yes" },
         { "smtpd_relay_restrictions", "1", "" },
         { "smtputf8_enable", "1", "no" },
-        { "mynetworks_style", "2", NULL },   /* Postern's mynetworks defaults to loopback only */
+        { "mynetworks_style", "2", "subnet" },
         { "relay_domains", "2", "$mydestination" },
         { "lmtp_tls_fingerprint_digest", "3.6", NULL },
         { "smtp_tls_fingerprint_digest", "3.6", NULL },

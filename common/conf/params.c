@@ -324,8 +324,10 @@ const ParamDef param_table[] = {
               "This system's internet domain (computed: myhostname without its first label, or localdomain)."),
         P_STR("myhostname", NULL,
               "This system's fully qualified host name (computed: the host name, qualified via the resolver when it has no dot)."),
-        P_LIST("mynetworks", "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128",
-               "Trusted client networks that may relay (permit_mynetworks). Postern defaults to loopback only, whatever mynetworks_style says."),
+        P_LIST("mynetworks", NULL,
+               "Trusted client networks that may relay (permit_mynetworks). Computed when not set: the loopback networks and, per mynetworks_style, this host's addresses (host), its interfaces' networks (subnet) or their class A/B/C networks (class)."),
+        P_ENUM("mynetworks_style", "host", "host|subnet|class",
+               "What mynetworks trusts when main.cf does not set it: this host only (host), the networks of its interfaces (subnet) or their class A/B/C networks (class)."),
         P_STR("myorigin", "$myhostname",
               "Domain appended to unqualified sender and recipient addresses of locally posted mail."),
         P_LIST("nested_header_checks", "$header_checks",
@@ -344,6 +346,12 @@ const ParamDef param_table[] = {
               "Postern only: the directory a relative LMTP next hop (\"lmtp:unix:private/dovecot-lmtp\") is resolved against, as Postfix resolves it against its queue directory."),
         P_STR("postern_socket_directory", "/run/postern",
               "Postern only: the directory holding the roles' IPC sockets (qmgr, local, ...)."),
+        P_LIST("postern_upstream_proxy_networks", "",
+               "Postern only: the load balancers that may send a PROXY header on a listener with smtpd_upstream_proxy_protocol (mynetworks syntax: addresses, networks, type:table); empty: any peer. A connection from elsewhere is closed without a greeting."),
+        P_ENUM("postscreen_upstream_proxy_protocol", "", "|haproxy",
+               "Postern has no postscreen: used only on a port-25 postscreen entry of master.cf (its own -o, else this), which postern-smtpd replaces; it becomes that listener's smtpd_upstream_proxy_protocol. Without such an entry it does nothing (reported as not supported)."),
+        P_TIME("postscreen_upstream_proxy_timeout", "5s", 's', 1, 0,
+               "Likewise: becomes smtpd_upstream_proxy_timeout of the listener that replaces a port-25 postscreen entry of master.cf."),
         P_LIST("propagate_unmatched_extensions", "canonical, virtual",
                "Lookups that carry an address extension over when the full address is not matched."),
         P_LIST("proxy_interfaces", "",
@@ -628,6 +636,10 @@ const ParamDef param_table[] = {
                "SMTP server TLS: none (no STARTTLS), may (offer STARTTLS) or encrypt (require STARTTLS before MAIL). The submissions listener always uses TLS."),
         P_BOOL("smtpd_tls_wrappermode", "no",
                "Implicit TLS (RFC 8314) from the first byte on this listener, as master.cf's smtps entries set it (-o smtpd_tls_wrappermode=yes); the submissions listener always has it."),
+        P_ENUM("smtpd_upstream_proxy_protocol", "", "|haproxy",
+               "Empty, or haproxy: every connection on this listener starts with a PROXY protocol v1 or v2 header from a load balancer, and the client and server addresses it names are used for every check and log line (set it per listener, e.g. master.cf -o smtpd_upstream_proxy_protocol=haproxy)."),
+        P_TIME("smtpd_upstream_proxy_timeout", "5s", 's', 1, 0,
+               "How long smtpd waits for the complete PROXY protocol header before it closes the connection without a greeting."),
         P_BOOL("smtputf8_enable", "yes",
                "Offer SMTPUTF8 (RFC 6531) and accept UTF-8 addresses and headers."),
         P_BOOL("soft_bounce", "no",
@@ -786,6 +798,8 @@ const char *param_default(const ParamDef *p) {
                 return POSTERN_SYSCONFDIR;
         if (streq(p->name, "mail_version"))
                 return POSTERN_VERSION;
+        if (streq(p->name, "mynetworks"))
+                return "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128";   /* conf.c computes the rest */
         if (streq(p->name, "myhostname") || streq(p->name, "mydomain")) {
                 pthread_once(&param_hostname_once, param_compute_hostname);
                 return streq(p->name, "myhostname") ? param_hostname : param_domain;

@@ -153,6 +153,52 @@ static bool has_message(char **messages, const char *text) {
         return false;
 }
 
+/* Writes main.cf and master.cf, loads them (expecting success) and returns the Conf. */
+static Conf *load_pair(const char *main_text, const char *master_text, char ***ret_messages) {
+        char main_cf[256];
+        snprintf(main_cf, sizeof main_cf, "%s/main.cf", tmpdir);
+        write_file("main.cf", main_text);
+        write_file("master.cf", master_text);
+        Conf *c = NULL;
+        CHECK_INT(conf_load(main_cf, &c, ret_messages), 0);
+        return c;
+}
+
+/* A port-25 postscreen that smtpd replaces gives its PROXY protocol (its own -o, else main.cf's)
+ * to the smtp listener; without one, main.cf's setting is said to do nothing. */
+static void test_postscreen_proxy(void) {
+        char **messages = NULL;
+        Conf *c = load_pair("postscreen_upstream_proxy_protocol = haproxy\npostscreen_upstream_proxy_timeout = 9s\n",
+                            "smtp inet n - n - 1 postscreen -o postscreen_upstream_proxy_timeout=3s "
+                            "-o postscreen_greet_wait=2s\nsmtpd pass - - n - - smtpd\n", &messages);
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "haproxy");
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_timeout"), "3s");
+        CHECK_STR(conf_get_listener(c, "submission", "smtpd_upstream_proxy_protocol"), "");
+        CHECK(!has_message(messages, "not supported: postscreen_upstream_proxy"));
+        strv_free(messages);
+        conf_free(c);
+
+        /* main.cf's own listener setting wins */
+        c = load_pair("smtp/smtpd_upstream_proxy_protocol =\n",
+                      "smtp inet n - n - 1 postscreen -o postscreen_upstream_proxy_protocol=haproxy\n", &messages);
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "");
+        strv_free(messages);
+        conf_free(c);
+
+        /* no postscreen: accepted, and said to do nothing */
+        c = load_pair("postscreen_upstream_proxy_protocol = haproxy\n", "smtp inet n - n - - smtpd\n", &messages);
+        CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_protocol"), "");
+        CHECK(has_message(messages, "postscreen_upstream_proxy_protocol: not supported: postscreen_upstream_proxy_protocol "
+                          "(master.cf has no port-25 postscreen entry"));
+        strv_free(messages);
+        conf_free(c);
+        char path[256];
+        snprintf(path, sizeof path, "%s/main.cf", tmpdir);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/master.cf", tmpdir);
+        unlink(path);
+}
+
 static void test_conf_overrides(void) {
         char main_cf[256], master_cf[256];
         snprintf(main_cf, sizeof main_cf, "%s/main.cf", tmpdir);
@@ -218,6 +264,7 @@ int main(void) {
         test_listen();
         CHECK(mkdtemp(tmpdir));
         test_conf_overrides();
+        test_postscreen_proxy();
         rmdir(tmpdir);
         return 0;
 }

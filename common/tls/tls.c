@@ -11,6 +11,7 @@
 
 #include "conf/conf.h"
 #include "conf/table.h"
+#include "daemon/credential.h"
 #include "tls/tls.h"
 #include "tls/tls-internal.h"
 
@@ -109,14 +110,31 @@ int tls_priority_string(unsigned set, TlsGrade grade, char **ret) {
         return 0;
 }
 
-/* Loads one file holding a private key and its certificate chain into cred. */
-static int load_chain_file(gnutls_certificate_credentials_t cred, const char *path, char **ret_reason) {
-        int r = gnutls_certificate_set_x509_key_file2(cred, path, path, GNUTLS_X509_FMT_PEM, NULL, 0);
+/* Loads a certificate (chain) and its private key into cred — from the systemd credentials that
+ * postern-generator passes for files the daemon's user may not read (common/daemon/credential.h),
+ * else from the files themselves. Errors name the files as main.cf does. */
+static int load_key_pair(gnutls_certificate_credentials_t cred, const char *cert, const char *key,
+                         char **ret_reason) {
+        _cleanup_free_ char *cert_cred = NULL, *key_cred = NULL;
+        if (credential_path_for(cert, &cert_cred) < 0 || credential_path_for(key, &key_cred) < 0)
+                return -ENOMEM;
+        int r = gnutls_certificate_set_x509_key_file2(cred, cert_cred ? cert_cred : cert, key_cred ? key_cred : key,
+                                                      GNUTLS_X509_FMT_PEM, NULL, 0);
         if (r < 0) {
-                reason_printf(ret_reason, "%s: %s", path, gnutls_strerror(r));
+                if (streq(cert, key))
+                        reason_printf(ret_reason, "%s%s: %s", cert, key_cred ? " (systemd credential)" : "",
+                                      gnutls_strerror(r));
+                else
+                        reason_printf(ret_reason, "%s, %s%s: %s", cert, key, key_cred ? " (systemd credential)" : "",
+                                      gnutls_strerror(r));
                 return -EINVAL;
         }
         return 0;
+}
+
+/* Loads one file holding a private key and its certificate chain into cred. */
+static int load_chain_file(gnutls_certificate_credentials_t cred, const char *path, char **ret_reason) {
+        return load_key_pair(cred, path, path, ret_reason);
 }
 
 static int cred_new(gnutls_certificate_credentials_t *ret) {
@@ -192,12 +210,9 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
         bool have = false;
         if (!isempty(cfg->cert_file)) {
                 const char *key = isempty(cfg->key_file) ? cfg->cert_file : cfg->key_file;
-                r = gnutls_certificate_set_x509_key_file2(s->cred, cfg->cert_file, key,
-                                                          GNUTLS_X509_FMT_PEM, NULL, 0);
-                if (r < 0) {
-                        reason_printf(ret_reason, "%s, %s: %s", cfg->cert_file, key, gnutls_strerror(r));
-                        return -EINVAL;
-                }
+                r = load_key_pair(s->cred, cfg->cert_file, key, ret_reason);
+                if (r < 0)
+                        return r;
                 have = true;
         }
         for (char **f = cfg->chain_files; f && *f; f++) {
@@ -264,7 +279,7 @@ static gnutls_certificate_credentials_t sni_cred(TlsServer *s, const char *files
                 if (streq(s->sni[i].files, files))
                         return s->sni[i].cred;
         _cleanup_free_ char *why = NULL;
-        gnutls_certificate_credentials_t cred;
+        gnutls_certificate_credentials_t cred = NULL;
         if (cred_from_files(files, &cred, &why) < 0)
                 return NULL;
         SniCred *n = realloc(s->sni, (s->n_sni + 1) * sizeof(SniCred));

@@ -12,7 +12,9 @@
  * session_wait() and ends with session_resume() (see smtpd.h), as does a commit.
  *
  * Client names: set to "unknown" here; smtpd-peername.c looks them up before the greeting
- * (loopback clients are "localhost" without smtpd_peername_lookup).
+ * (loopback clients are "localhost" without smtpd_peername_lookup). Behind a load balancer
+ * (smtpd_upstream_proxy_protocol) the session starts in PHASE_PROXY: smtpd-proxy.c reads the
+ * header and session_proxy_done() replaces the addresses before anything else happens.
  *
  * The submit socket is world-writable and its sessions are never reported to postern-anvil
  * (there is no client address): so the per-client smtpd_client_connection_count_limit of the
@@ -37,6 +39,7 @@
 
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 static int on_timer(sd_event_source *src, uint64_t usec, void *userdata);
+static void session_connect(Session *s);
 
 /* Restarts the idle timer (a fired one-shot timer source must be re-enabled too). */
 static void session_touch(Session *s) {
@@ -62,6 +65,38 @@ static void session_describe_server(Session *s) {
                 s->client.port = ntohs(((struct sockaddr_in *) &ss)->sin_port);
 }
 
+/* family and bytes as the socket or a PROXY header gives them, an IPv4-mapped IPv6 address as
+ * the IPv4 address it stands for; *ret_family 0 for anything else. */
+static void addr_normalize(int family, const uint8_t *bytes, int *ret_family, uint8_t ret[16]) {
+        *ret_family = 0;
+        if (family == AF_INET) {
+                *ret_family = AF_INET;
+                memcpy(ret, bytes, 4);
+        } else if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *) bytes)) {
+                *ret_family = AF_INET;
+                memcpy(ret, bytes + 12, 4);
+        } else if (family == AF_INET6) {
+                *ret_family = AF_INET6;
+                memcpy(ret, bytes, 16);
+        }
+}
+
+/* The client's address and what follows from it before any lookup: the text form, the name
+ * ("localhost" for loopback clients, "unknown" until smtpd-peername.c knows better) and the
+ * "name[addr]" of the log lines. */
+static void client_set_address(SmtpdClient *c, int family, const uint8_t *bytes) {
+        snprintf(c->addr, sizeof(c->addr), "unknown");
+        addr_normalize(family, bytes, &c->family, c->addr_bytes);
+        if (c->family)
+                inet_ntop(c->family, c->addr_bytes, c->addr, sizeof(c->addr));
+        bool loopback = (c->family == AF_INET && c->addr_bytes[0] == 127) ||
+                (c->family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((struct in6_addr *) c->addr_bytes));
+        snprintf(c->name, sizeof(c->name), "%s", loopback ? "localhost" : "unknown");
+        snprintf(c->reverse_name, sizeof(c->reverse_name), "%s", c->name);
+        c->name_status = c->reverse_name_status = loopback ? SMTPD_PEER_OK : SMTPD_PEER_PERM;
+        snprintf(c->id_text, sizeof(c->id_text), "%s[%s]", c->name, c->addr);
+}
+
 static void session_describe_peer(Session *s) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -78,32 +113,15 @@ static void session_describe_peer(Session *s) {
                 return;
         }
 
-        snprintf(s->client.addr, sizeof(s->client.addr), "unknown");
-        if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) == 0) {
-                if (ss.ss_family == AF_INET) {
-                        struct sockaddr_in *in = (struct sockaddr_in *) &ss;
-                        s->client.family = AF_INET;
-                        memcpy(s->client.addr_bytes, &in->sin_addr, 4);
-                } else if (ss.ss_family == AF_INET6) {
-                        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
-                        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-                                s->client.family = AF_INET;
-                                memcpy(s->client.addr_bytes, in6->sin6_addr.s6_addr + 12, 4);
-                        } else {
-                                s->client.family = AF_INET6;
-                                memcpy(s->client.addr_bytes, &in6->sin6_addr, 16);
-                        }
-                }
-                if (s->client.family)
-                        inet_ntop(s->client.family, s->client.addr_bytes, s->client.addr, sizeof(s->client.addr));
-        }
+        if (getpeername(s->fd, (struct sockaddr *) &ss, &sl) < 0)
+                ss.ss_family = AF_UNSPEC;
+        if (ss.ss_family == AF_INET)
+                client_set_address(&s->client, AF_INET, (const uint8_t *) &((struct sockaddr_in *) &ss)->sin_addr);
+        else if (ss.ss_family == AF_INET6)
+                client_set_address(&s->client, AF_INET6, ((struct sockaddr_in6 *) &ss)->sin6_addr.s6_addr);
+        else
+                client_set_address(&s->client, AF_UNSPEC, NULL);
         session_describe_server(s);
-        bool loopback = (s->client.family == AF_INET && s->client.addr_bytes[0] == 127) ||
-                (s->client.family == AF_INET6 && IN6_IS_ADDR_LOOPBACK((struct in6_addr *) s->client.addr_bytes));
-        snprintf(s->client.name, sizeof(s->client.name), "%s", loopback ? "localhost" : "unknown");
-        snprintf(s->client.reverse_name, sizeof(s->client.reverse_name), "%s", s->client.name);
-        s->client.name_status = s->client.reverse_name_status = loopback ? SMTPD_PEER_OK : SMTPD_PEER_PERM;
-        snprintf(s->client.id_text, sizeof(s->client.id_text), "%s[%s]", s->client.name, s->client.addr);
 }
 
 /* Closes the connection so that the client reads our last reply: unread input (a pipelined
@@ -171,10 +189,8 @@ int session_new(Listener *l, int fd) {
         s->last_cmd = "CONNECT";
         s->in.limit = 0;
         session_describe_peer(s);
-        s->client.bare_newline = s->settings->bare_newline;
-        if (s->client.bare_newline == BARE_NEWLINE_YES &&
-            smtpd_netlist_match(&s->settings->bare_newline_exclusions, &s->client) > 0)
-                s->client.bare_newline = BARE_NEWLINE_NORMALIZE;   /* smtpd_forbid_bare_newline_exclusions */
+        if (smtpd_proxy_expected(s))
+                s->phase = PHASE_PROXY;   /* the addresses come from the load balancer's header */
 
         s->next = srv->sessions;
         if (srv->sessions)
@@ -185,7 +201,9 @@ int session_new(Listener *l, int fd) {
         r = sd_event_add_io(srv->event, &s->io, fd, EPOLLIN, on_io, s);
         if (r >= 0)
                 r = sd_event_add_time_relative(srv->event, &s->timer, CLOCK_MONOTONIC,
-                                               s->settings->timeout_usec, USEC_PER_SEC, on_timer, s);
+                                               s->phase == PHASE_PROXY ? s->settings->upstream_proxy_timeout_usec
+                                                                       : s->settings->timeout_usec,
+                                               USEC_PER_SEC, on_timer, s);
         if (r < 0) {
                 log_warning_errno(r, "Failed to set up session for %s: %m", s->client.id_text);
                 session_free(s);
@@ -195,13 +213,42 @@ int session_new(Listener *l, int fd) {
                 (void) session_flush(s);
                 return 0;
         }
+        if (s->phase == PHASE_PROXY)
+                (void) smtpd_proxy_start(s);   /* the header comes next, unless the peer may not send one */
+        else
+                session_connect(s);
+        return 0;
+}
 
+/* The client's address is final (from the socket or a PROXY header): its exclusions, its
+ * name, then "connect from", anvil and the greeting. May free the session. */
+static void session_connect(Session *s) {
+        s->client.bare_newline = s->settings->bare_newline;
+        if (s->client.bare_newline == BARE_NEWLINE_YES &&
+            smtpd_netlist_match(&s->settings->bare_newline_exclusions, &s->client) > 0)
+                s->client.bare_newline = BARE_NEWLINE_NORMALIZE;   /* smtpd_forbid_bare_newline_exclusions */
         if (smtpd_peername_start(s) > 0)
-                return 0;   /* greeted when the client's name is known */
+                return;   /* greeted when the client's name is known */
         session_start(s);
         if (s->phase != PHASE_WAIT)
                 (void) session_flush(s);
-        return 0;
+}
+
+void session_proxy_done(Session *s, bool local, int family, const uint8_t *client_addr, unsigned client_port,
+                        const uint8_t *server_addr, unsigned server_port) {
+        assert(s->phase == PHASE_PROXY);
+        s->phase = PHASE_COMMAND;
+        if (!local) {
+                int server_family;
+                uint8_t server_bytes[16];
+                client_set_address(&s->client, family, client_addr);
+                s->client.port = client_port;
+                addr_normalize(family, server_addr, &server_family, server_bytes);
+                inet_ntop(server_family, server_bytes, s->client.server_addr, sizeof(s->client.server_addr));
+                s->client.server_port = server_port;
+        }
+        session_touch(s);   /* from the proxy's timeout to smtpd_timeout */
+        session_connect(s);
 }
 
 /* The greeting once postern-anvil allowed the connection (smtpd_anvil_check; when it refused,
@@ -230,8 +277,9 @@ void session_free(Session *s) {
                 return;
         Server *srv = s->server;
 
-        /* a refused submit session logged its (rate-limited) line instead */
-        if (s->listener->kind != LISTENER_SUBMIT || s->client.uid_counted)
+        /* a refused submit session logged its (rate-limited) line instead; a session that never
+         * got past its PROXY header logged why, and no "connect from" */
+        if ((s->listener->kind != LISTENER_SUBMIT || s->client.uid_counted) && s->phase != PHASE_PROXY)
                 command_log_disconnect(s);
         if (s->prev)
                 s->prev->next = s->next;
@@ -311,6 +359,8 @@ static void session_update_events(Session *s) {
         if (s->want_write)
                 ev = EPOLLOUT;
         else if (s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT)
+                ev = EPOLLIN;
+        else if (s->phase == PHASE_PROXY)
                 ev = EPOLLIN;
         else if (s->phase == PHASE_TLS && s->client.tls)
                 ev = tls_conn_want_write(s->client.tls) ? EPOLLOUT : EPOLLIN;   /* handshake */
@@ -536,6 +586,10 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 smtpd_tls_on_io(s);   /* handshake step; may free the session */
                 return 0;
         }
+        if (s->phase == PHASE_PROXY) {
+                smtpd_proxy_on_io(s);   /* may free the session, or greet */
+                return 0;
+        }
         if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 return 0;
         if (s->phase != PHASE_COMMAND && s->phase != PHASE_DATA && s->phase != PHASE_BDAT) {
@@ -589,6 +643,10 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 
         if (s->phase == PHASE_TLS) {
                 smtpd_tls_timeout(s);   /* smtpd_starttls_timeout */
+                return 0;
+        }
+        if (s->phase == PHASE_PROXY) {
+                smtpd_proxy_timeout(s);   /* smtpd_upstream_proxy_timeout */
                 return 0;
         }
         if (s->phase == PHASE_COMMIT || s->phase == PHASE_WAIT || s->phase == PHASE_CLOSING) {

@@ -18,6 +18,9 @@
 static const ConfFieldEnum bare_newline_values[] = {
         { "normalize", BARE_NEWLINE_NORMALIZE }, { "no", BARE_NEWLINE_NORMALIZE }, { "yes", BARE_NEWLINE_YES }, {},
 };
+static const ConfFieldEnum upstream_proxy_values[] = {
+        { "", UPSTREAM_PROXY_NONE }, { "haproxy", UPSTREAM_PROXY_HAPROXY }, {},
+};
 static const ConfFieldEnum tls_level_values[] = {
         { "none", TLS_LEVEL_NONE }, { "may", TLS_LEVEL_MAY }, { "encrypt", TLS_LEVEL_ENCRYPT }, {},
 };
@@ -112,6 +115,9 @@ static const ConfField smtpd_fields[] = {
         F("smtpd_tls_received_header", BOOL, tls_received_header),
         F("smtpd_tls_wrappermode", BOOL, tls_wrappermode),
         F("smtpd_starttls_timeout", USEC, starttls_timeout_usec),
+        /* PROXY protocol (smtpd-proxy.c) */
+        F("smtpd_upstream_proxy_protocol", ENUM, upstream_proxy, .values = upstream_proxy_values),
+        F("smtpd_upstream_proxy_timeout", USEC, upstream_proxy_timeout_usec),
         /* SMTP AUTH (smtpd-auth.c) */
         F("smtpd_sasl_auth_enable", BOOL, sasl_enable),
         F("smtpd_tls_auth_only", BOOL, tls_auth_only),
@@ -148,6 +154,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_restriction_classes_free(s);
         smtpd_netlist_done(&s->mynetworks);
         smtpd_netlist_done(&s->bare_newline_exclusions);
+        smtpd_netlist_done(&s->upstream_proxy_networks);
         addr_classes_done(&s->addr_classes);
         table_list_free(s->local_recipient_maps);
         table_list_free(s->virtual_mailbox_maps);
@@ -238,6 +245,7 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
         if ((r = netlist_param(c, listener, "mynetworks", &s->mynetworks)) < 0 ||
             (r = netlist_param(c, listener, "smtpd_forbid_bare_newline_exclusions",
                                &s->bare_newline_exclusions)) < 0 ||
+            (r = netlist_param(c, listener, "postern_upstream_proxy_networks", &s->upstream_proxy_networks)) < 0 ||
             (r = smtpd_anvil_settings(c, listener, &s->anvil)) < 0 ||
             (r = address_classes_param(c, listener, &s->addr_classes)) < 0 ||
             (r = address_maps_param(c, listener, "local_recipient_maps", &s->local_recipient_maps,

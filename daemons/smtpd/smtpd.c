@@ -144,9 +144,11 @@ static void server_done(void *userdata) {
                 l->fd = safe_close(l->fd);
         }
         for (Session *s = srv->sessions; s; s = s->next)
-                if (session_phase(s) != PHASE_COMMIT && session_phase(s) != PHASE_CLOSING)
+                if (session_phase(s) != PHASE_COMMIT && session_phase(s) != PHASE_CLOSING &&
+                    session_phase(s) != PHASE_PROXY)
                         /* Includes PHASE_WAIT: the waiting command gets no answer of its own;
-                         * session_free() cancels its operation. */
+                         * session_free() cancels its operation. A session still reading its
+                         * PROXY header gets nothing (no byte goes out before the header). */
                         session_reply(s, "421 4.3.2 %s Service shutting down", s->settings->myhostname);
         if (srv->committer)
                 committer_drain(srv->committer);

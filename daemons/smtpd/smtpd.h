@@ -19,6 +19,8 @@
  *                        smtpd_hook_anvil; smtpd_anvil_check() runs it for a session)
  *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step);
  *                        its end-of-data decision is smtpd_hook_cleanup
+ *   smtpd-proxy.c        the PROXY protocol header of a load balancer, before anything else:
+ *                        the client and server addresses it names replace the connection's
  *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
  *   smtpd-dnsbl.c        DNS lists and unknown domain/HELO/client checks (hook: smtpd_hook_dns)
  *   smtpd-policy.c       check_policy_service: the policy delegation protocol (hook:
@@ -274,6 +276,10 @@ typedef struct SmtpdSettings {
         bool tls_received_header;
         bool tls_wrappermode;              /* implicit TLS like the submissions listener */
         usec_t starttls_timeout_usec;
+        /* PROXY protocol from a load balancer (smtpd-proxy.c) */
+        int upstream_proxy;                /* UPSTREAM_PROXY_* (smtpd_upstream_proxy_protocol) */
+        usec_t upstream_proxy_timeout_usec;
+        NetList upstream_proxy_networks;   /* postern_upstream_proxy_networks; empty: any peer */
         /* SMTP AUTH (smtpd-auth.c) */
         bool sasl_enable;
         bool tls_auth_only;
@@ -352,6 +358,7 @@ typedef enum SessionPhase {
                           * input paused until session_resume(); see session_wait() */
         PHASE_CLOSING,   /* flush output, then close */
         PHASE_TLS,       /* TLS handshake in progress (smtpd-tls.c); no SMTP input */
+        PHASE_PROXY,     /* reading the load balancer's PROXY header (smtpd-proxy.c): no reply yet */
 } SessionPhase;
 
 /* What access(5) restrictions and header/body checks decided for the message of the current
@@ -516,6 +523,12 @@ enum { SMTPD_PEER_OK, SMTPD_PEER_TEMP, SMTPD_PEER_PERM, SMTPD_PEER_FORGED };
 
 /* smtpd-session.c */
 int session_new(Listener *l, int fd);
+/* The PROXY header named the endpoints (family AF_INET or AF_INET6, addresses in network byte
+ * order), or local: keep the connection's own. Sets the client's address, port, name and the
+ * server's address and port, then goes on as a connection without a proxy does (client name
+ * lookup, "connect from", anvil, greeting). */
+void session_proxy_done(Session *s, bool local, int family, const uint8_t *client_addr, unsigned client_port,
+                        const uint8_t *server_addr, unsigned server_port);
 /* After the client name is known: logs "connect from", asks postern-anvil whether the client
  * may connect, then queues the 220 greeting (through the connect restrictions) or, for implicit
  * TLS, sets PHASE_TLS so that the next session_flush() starts the handshake. May leave the
@@ -632,6 +645,21 @@ int smtpd_unlisted_check(const SmtpdSettings *st, const Address *a, bool sender,
 
 /* smtpd-policy.c: closes the policy connections kept for reuse (shutdown). */
 void smtpd_policy_shutdown(void);
+
+/* smtpd-proxy.c: smtpd_upstream_proxy_protocol (the values of the ENUM). */
+enum { UPSTREAM_PROXY_NONE, UPSTREAM_PROXY_HAPROXY };
+/* Whether connections of this session's listener start with a PROXY header (never on submit). */
+bool smtpd_proxy_expected(const Session *s);
+/* A new session of such a listener (in PHASE_PROXY): a peer outside
+ * postern_upstream_proxy_networks is logged and the session freed (returns false). */
+bool smtpd_proxy_start(Session *s);
+/* PHASE_PROXY: reads what the socket has towards the header, never past its end (the bytes
+ * after it, a TLS ClientHello on an implicit-TLS listener, stay in the socket). A complete
+ * header hands its addresses to session_proxy_done(); bad input, end of file or an I/O error is
+ * logged and the session is freed without a reply. */
+void smtpd_proxy_on_io(Session *s);
+/* PHASE_PROXY's timer (smtpd_upstream_proxy_timeout) fired: logs, frees the session. */
+void smtpd_proxy_timeout(Session *s);
 
 /* smtpd-peername.c: looks the client's name up (PTR, then forward-confirmed) before the
  * greeting, when smtpd_peername_lookup is on. Returns 1 when a lookup runs (the session waits;

@@ -15,6 +15,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
 
 import pytest
 
@@ -65,8 +66,11 @@ def run_generator(postern, out):
                           capture_output=True, text=True, timeout=30)
 
 
-def tree(out):
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir())
+def tree(out, access=False):
+    """The files the generator wrote; without access=True, not its access drop-ins (20-access.conf,
+    which the harness's own queue_directory already calls for)."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                  if not p.is_dir() and (access or p.name != "20-access.conf"))
 
 
 def verify(units_dir, names):
@@ -79,7 +83,8 @@ def verify(units_dir, names):
         text = re.sub(r"(?m)^ExecStart=.*/postern-([a-z]+)$",
                       lambda m: f"ExecStart={build}/daemons/{m[1]}/postern-{m[1]}", f.read_text())
         (units_dir / f.name).write_text(text)
-    r = subprocess.run(["systemd-analyze", "verify"] + [str(units_dir / n) for n in names],
+    # --man=no: the manual pages that Documentation= names are checked by verify-units
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no"] + [str(units_dir / n) for n in names],
                        cwd="/", capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, SYSTEMD_LOG_COLOR="0"))
     return r.returncode, r.stdout + r.stderr
@@ -166,9 +171,50 @@ def test_posternctl_check_names_what_the_generator_skips(postern):
 
 def test_generator_without_master_cf_writes_nothing(postern, tmp_path):
     out = tmp_path / "generator"
+    postern.configure(queue_directory="/var/spool/postern", mail_spool_directory="/var/mail")  # the units' own
     r = run_generator(postern, out)
     assert r.returncode == 0 and r.stderr == ""
-    assert tree(out) == []
+    assert tree(out, access=True) == []
+
+
+def test_generator_access_dropins_credentials_and_paths(postern, tmp_path, request):
+    """Without any master.cf: a TLS key the postern user cannot read (root-only, as Debian's
+    snakeoil key) gets LoadCredential= on postern-smtpd.service, a readable certificate does not;
+    a queue_directory other than the units' own gets ReadWritePaths= on every role writing the
+    queue, virtual_mailbox_base outside postern-local's writable directories on postern-local.
+    systemd-analyze verify accepts the drop-ins."""
+    base = pathlib.Path(tempfile.mkdtemp(dir="/var/tmp", prefix="postern-genaccess-"))
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    base.chmod(0o755)                    # traversable by anyone, as /etc/ssl is
+    keys = base / "private"
+    keys.mkdir(mode=0o700)
+    (keys / "root-only.key").write_text("not a key\n")
+    (keys / "root-only.key").chmod(0o600)
+    public = base / "public"
+    public.mkdir()
+    public.chmod(0o755)
+    (public / "cert.pem").write_text("not a cert\n")
+    (public / "cert.pem").chmod(0o644)
+    postern.configure(mail_owner="nobody",      # the daemons' user; "postern" may not exist here
+                      smtpd_tls_cert_file=str(public / "cert.pem"),
+                      smtpd_tls_key_file=str(keys / "root-only.key"),
+                      virtual_mailbox_base=str(tmp_path / "vmail"),
+                      # missing: no credential (systemd would refuse to start smtpd over it)
+                      **{"submission/smtpd_tls_key_file": "/nonexistent/postern-test.key"})
+    out = tmp_path / "generator"
+    r = run_generator(postern, out)
+    assert r.returncode == 0 and r.stderr == ""
+    assert tree(out, access=True) == [f"postern-{u}.service.d/20-access.conf" for u in ("local", "qmgr", "smtp", "smtpd")]
+    smtpd = (out / "postern-smtpd.service.d/20-access.conf").read_text()
+    cred = "".join("-" if ch == "/" else ch if (ch.isascii() and ch.isalnum()) or ch == "." else f"_{ord(ch):02x}"
+                   for ch in str(keys / "root-only.key").lstrip("/"))
+    assert f"LoadCredential={cred}:{keys / 'root-only.key'}\n" in smtpd
+    assert "cert.pem" not in smtpd and "nonexistent" not in smtpd
+    for u in ("local", "qmgr", "smtp", "smtpd"):
+        assert f"ReadWritePaths=-{postern.queue_dir}\n" in (out / f"postern-{u}.service.d/20-access.conf").read_text()
+    assert f"ReadWritePaths=-{tmp_path / 'vmail'}\n" in (out / "postern-local.service.d/20-access.conf").read_text()
+    rc, output = verify(out, ["postern-smtpd.service", "postern-local.service"])
+    assert rc == 0 and output == "", output
 
 
 def test_generator_never_fails_boot(postern, tmp_path):

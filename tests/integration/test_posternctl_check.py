@@ -194,3 +194,43 @@ def test_bash_completion_offers_verbs_parameters_and_flags(postern):
     assert complete("config", "smtpd_tls_cert") == ["smtpd_tls_cert_file"]
     assert "-X" in complete("config", "-") and "-j" in complete("config", "-")
     assert complete("qshape", "de") == ["deferred"]
+
+
+def test_mynetworks_computed_from_mynetworks_style(postern):
+    """mynetworks left unset is computed as Postfix does: the loopback networks, then this host's
+    addresses (host), its interfaces' networks (subnet) or IPv4 class networks (class); what iproute2
+    reports is the independent reference. compatibility_level below 2 means subnet."""
+    import ipaddress
+    import json
+    import subprocess
+    links = json.loads(subprocess.run(["ip", "-j", "addr", "show", "up"], capture_output=True, text=True,
+                                      check=True).stdout)
+    addrs = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}") for link in links if link
+             and "LOOPBACK" not in link.get("flags", []) for a in link.get("addr_info", [])]
+
+    def text(net):
+        return str(net) if net.version == 4 else f"[{net.network_address}]/{net.prefixlen}"
+
+    def expect(style):
+        nets = []
+        for a in addrs:
+            if style == "host":
+                n = ipaddress.ip_network(f"{a.ip}/{a.max_prefixlen}")
+            elif style == "class" and a.version == 4:
+                first = int(str(a.ip).split(".")[0])
+                n = ipaddress.ip_network(f"{a.ip}/{8 if first < 128 else 16 if first < 192 else 24}", strict=False)
+            else:
+                n = a.network
+            if text(n) not in nets:
+                nets.append(text(n))
+        return " ".join(["127.0.0.0/8", "[::ffff:127.0.0.0]/104", "[::1]/128"] + nets)
+
+    settings = {k: v for k, v in postern.settings.items() if k != "mynetworks"}
+    for style in ("host", "subnet", "class"):
+        postern.settings = dict(settings, mynetworks_style=style)
+        postern.configure()
+        r = postern.posternctl("config", "-h", "mynetworks")
+        assert r.stdout == expect(style) + "\n", (style, r.stderr)
+    postern.settings = dict(settings, compatibility_level="1")
+    postern.configure()
+    assert postern.posternctl("config", "-h", "mynetworks").stdout == expect("subnet") + "\n"

@@ -38,6 +38,21 @@ def test_t_extracts_lists_and_removes_bcc(postern):
         assert '"Doe, Jane" <ptest1@localhost>' in box
 
 
+def test_grouped_flags_as_getopt_reads_them(postern):
+    """-ti is -t -i (scripts write it so): a line holding only "." does not end the message, and the
+    recipient comes from To:. -tf SENDER takes the value from the next argument, -Am its own."""
+    postern.start()
+    msg = b"To: ptest1@localhost\nSubject: grouped\n\nbefore the dot\n.\nafter the dot\n"
+    postern.sendmail(["-ti", "-Am"], input=msg, user="ptest1")
+    box = postern.wait_mailbox("ptest1", r"after the dot")
+    assert "before the dot\n.\nafter the dot" in box.replace("\r\n", "\n")
+    postern.sendmail(["-tif", "owner@example.org"], input=msg.replace(b"grouped", b"grouped-f"), user="ptest1")
+    box = postern.wait_mailbox("ptest1", r"Subject: grouped-f")
+    assert "Return-Path: <owner@example.org>" in box
+    r = postern.sendmail(["-tz"], input=msg, user="ptest1", check=False)
+    assert r.returncode == EX_USAGE and b"unknown option -z" in r.stderr
+
+
 def test_myorigin_from_a_file_as_debian_sets_it(postern):
     """Debian's main.cf says myorigin = /etc/mailname: the name in that file is the domain of
     local submissions (taken literally it made every sender "ptest1@/etc/mailname" and every

@@ -194,6 +194,31 @@ def test_no_tls_at_level_none_and_454_when_credentials_fail(postern, certs):
     assert "missing.pem" in postern.log("smtpd")
 
 
+def test_key_file_from_systemd_credential(postern, certs, monkeypatch, tmp_path):
+    """A key file the postern user cannot open (Debian's /etc/ssl/private/ssl-cert-snakeoil.key is
+    root:ssl-cert 0640) reaches smtpd as a systemd credential: postern-generator writes
+    LoadCredential=<name from the path>:<path>, and smtpd loads $CREDENTIALS_DIRECTORY/<name> in
+    place of the path main.cf names (common/daemon/credential.c). Without the credential the
+    same configuration has no TLS."""
+    key = "/etc/ssl/private/postern-test-root-only.key"     # does not exist here: only the credential
+    params = tls_params(certs, smtpd_tls_chain_files="", smtpd_tls_cert_file=str(certs["rsa"]),
+                        smtpd_tls_key_file=key)
+    start_smtpd(postern, **params)
+    with raw(postern) as c:
+        assert c.cmd("STARTTLS") == "454 4.7.0 TLS not available due to local problem"
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    shutil.copy(certs["rsa"], creds / "etc-ssl-private-postern_2dtest_2droot_2donly.key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    postern.restart("smtpd")
+    with raw(postern) as c:
+        ehlo_keywords(c)
+        assert c.cmd("STARTTLS") == "220 2.0.0 Ready to start TLS"
+        t = raw_on(tls_wrap(c.s, certs))
+        assert "STARTTLS" not in ehlo_keywords(t)
+        assert t.cmd("QUIT") == "221 2.0.0 Bye"
+
+
 def test_submissions_implicit_tls(postern, certs):
     start_smtpd(postern, **tls_params(certs))
     s = socket.create_connection(("127.0.0.1", postern.submissions_port))

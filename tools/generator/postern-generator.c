@@ -6,10 +6,13 @@
  *     sockets, wanted by postern.target (postern.target.wants/ link);
  *   - postern-smtpd.service.d/10-master-cf.conf adding those sockets to Sockets=, Wants=, After=;
  *   - <shipped socket>.d/10-master-cf.conf when master.cf's host or inet_interfaces narrows the
- *     addresses of postern-smtpd.socket, -submission.socket or -submissions.socket.
+ *     addresses of postern-smtpd.socket, -submission.socket or -submissions.socket;
+ *   - <service>.d/20-access.conf with LoadCredential= for TLS files the postern user cannot read
+ *     and ReadWritePaths= for directories main.cf moved (generator-access.c) — also without a
+ *     master.cf.
  * What it cannot express is logged (stderr, which systemd sends to the kernel log and the journal)
  * and reported by `posternctl check`. The classification is common/conf/master-inet.c, the texts
- * generator-units.c. No master.cf: nothing is written. Generator rules: no network, no daemons,
+ * generator-units.c. Generator rules: no network, no daemons,
  * fast, and the exit code is always 0 so that boot never fails because of it. */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,8 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "generator-access.h"
 
 #include "generator-units.h"
 #include "conf/conf.h"
@@ -66,6 +74,46 @@ static int want(const char *dir, const char *unit) {
         if (symlink(target, link) < 0 && errno != EEXIST)
                 return say("%s: %m", link), -errno;
         return 0;
+}
+
+/* Whether the daemons can open path themselves, so that it needs no LoadCredential=: true when
+ * the user they run as (mail_owner, postern in the units) can read it — checked by a child that
+ * takes that user's ids, so directory permissions and groups count as they will — and also when
+ * root cannot read it either (a missing file: a credential systemd cannot load would stop the
+ * service from starting at all, while smtpd only reports it and goes without TLS). When it
+ * cannot be found out (no such user, not root), the answer is true as well. */
+static bool daemon_user_can_read(const char *path, void *ud) {
+        const char *user = ud;
+        struct passwd *pw = getpwnam(user);
+        if (!pw || geteuid() != 0 || access(path, R_OK) < 0)
+                return true;
+        pid_t pid = fork();
+        if (pid < 0)
+                return true;
+        if (pid == 0) {
+                if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+                        _exit(2);
+                _exit(access(path, R_OK) == 0 ? 0 : 1);
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return true;
+        return !(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+}
+
+static int generate_access(const char *dir, Conf *c, const char *source) {
+        GeneratorDropins d = {};
+        int r = generator_access_dropins(c, source, daemon_user_can_read, (void *) conf_get(c, "mail_owner"), &d);
+        for (size_t i = 0; r >= 0 && i < d.n; i++) {
+                _cleanup_free_ char *sub = NULL;
+                if (asprintf(&sub, "%s.d", d.v[i].unit) < 0)
+                        r = -ENOMEM;
+                else
+                        r = write_file(dir, sub, GENERATOR_ACCESS_DROPIN, d.v[i].text);
+        }
+        generator_dropins_done(&d);
+        return r;
 }
 
 static int generate(const char *dir, Conf *c, const char *source, const MasterCf *m) {
@@ -119,6 +167,9 @@ int main(int argc, char *argv[]) {
                 say("main.cf has errors; master.cf's listeners are not set up (the shipped units apply)");
                 return 0;
         }
+        r = generate_access(argv[1], c, conf_path(c));
+        if (r < 0)
+                say("writing drop-ins to %s failed: %s", argv[1], strerror(-r));
         _cleanup_free_ char *source = NULL, *err = NULL;
         if (asprintf(&source, "%s/master.cf", strempty(conf_get(c, "config_directory"))) < 0)
                 return say("out of memory"), 0;

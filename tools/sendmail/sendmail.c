@@ -78,6 +78,17 @@ static const char *opt_value(int argc, char *argv[], int *i, const char *rest) {
         return NULL;
 }
 
+/* The options without a value: -t, -i, -v, and the no-ops -n (no aliasing), -m (me too), -U
+ * (initial submission), -G (gateway submission). */
+static void parse_flag(Options *o, char c) {
+        if (c == 't')
+                o->extract = true;
+        else if (c == 'i')
+                o->ignore_dots = true;
+        else if (c == 'v')
+                o->verbose = true;
+}
+
 static int parse_options(int argc, char *argv[], Options *o) {
         int i;
 
@@ -89,16 +100,18 @@ static int parse_options(int argc, char *argv[], Options *o) {
                         i++;
                         break;
                 }
-                const char *rest = a + 2, *v;
-                switch (a[1]) {
-                case 't':
-                        o->extract = true;
-                        break;
-                case 'i':
-                        o->ignore_dots = true;
-                        break;
-                case 'v':
-                        o->verbose = true;
+                /* Flags may be grouped, as getopt allows ("-ti", "-oi -t"); a letter that takes a
+                 * value takes the rest of the argument (or the next one) and ends the group. */
+                const char *p = a + 1;
+                while (strchr("tivnmUG", *p) && p[1] != '\0') {
+                        parse_flag(o, *p);
+                        p++;
+                }
+                const char *rest = p + 1, *v;
+                switch (*p) {
+                case 't': case 'i': case 'v':
+                case 'n': case 'm': case 'U': case 'G':
+                        parse_flag(o, *p);
                         break;
                 case 'f': case 'r':
                         if (!(v = opt_value(argc, argv, &i, rest)))
@@ -135,8 +148,9 @@ static int parse_options(int argc, char *argv[], Options *o) {
                                 goto missing;
                         o->config = v;
                         break;
-                case 'L': case 'X': case 'h': case 'O':
-                        /* Syslog label, traffic log, hop count, long options: accepted, unused. */
+                case 'L': case 'X': case 'h': case 'O': case 'A':
+                        /* Syslog label, traffic log, hop count, long options, -Ac/-Am (which
+                         * configuration file): accepted, unused. */
                         if (!opt_value(argc, argv, &i, rest))
                                 goto missing;
                         break;
@@ -178,16 +192,14 @@ static int parse_options(int argc, char *argv[], Options *o) {
                                 o->flush_id = v;
                         }
                         break;
-                case 'n': case 'm': case 'U': case 'A': case 'G':
-                        break;   /* no aliasing / me too / initial submission / ... : no-ops */
                 default:
-                        fprintf(stderr, "%s: unknown option -%c\n", program, a[1]);
+                        fprintf(stderr, "%s: unknown option -%c\n", program, *p);
                         usage();
                         return -EINVAL;
                 }
                 continue;
         missing:
-                fprintf(stderr, "%s: option -%c needs a value\n", program, a[1]);
+                fprintf(stderr, "%s: option -%c needs a value\n", program, *p);
                 usage();
                 return -EINVAL;
         }
