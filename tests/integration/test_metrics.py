@@ -232,3 +232,17 @@ def test_prometheus_scrapes(postern):
             prom.kill()
             prom.wait()
         log.close()
+
+
+def test_sasl_failures(postern, dovecot):
+    """A wrong password is one SASL failure; a good login is none."""
+    from test_smtpd_auth import start as start_auth, ehlo, b64, PLAIN_ALICE
+    from test_smtpd_helpers import raw
+    start_auth(postern, dovecot)
+    postern.start("metrics")
+    with raw(postern, source="127.0.0.2") as c:
+        ehlo(c)
+        assert c.cmd("AUTH PLAIN " + b64("\0alice\0wrong")).startswith("535 5.7.8 ")
+        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "235 2.7.0 Authentication successful"
+    check_values(postern, {"postfix_smtpd_sasl_authentication_failures_total": 1,
+                           "postfix_smtpd_connects_total": 1})
