@@ -8,6 +8,7 @@
 static const double delay_bounds[] = { 1e-3, 1e-2, 1e-1, 1, 10, 60, 3600, 86400, 172800 };
 static const double size_bounds[] = { 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
 static const double age_bounds[] = { 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8 };
+static const double rcpt_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128 };
 
 #define HIST(b) .bounds = b, .n_bounds = ELEMENTSOF(b)
 
@@ -28,6 +29,13 @@ const MetricsFamily metrics_families[] = {
         { METRIC_SMTPD_TLS, METRICS_COUNTER, "Incoming TLS handshakes, by protocol and cipher.", "protocol,cipher" },
         { METRIC_SMTPD_ANVIL_REJECTS, METRICS_COUNTER,
           "Clients postern-smtpd refused for an anvil limit, by limit.", "limit" },
+        { METRIC_QMGR_INSERTED_SIZE, METRICS_HISTOGRAM,
+          "Size of messages postern-qmgr took for delivery (queue active), in bytes.", NULL,
+          HIST(size_bounds) },
+        /* sic: postfix_exporter's spelling, kept so its dashboards find it */
+        { METRIC_QMGR_INSERTED_RCPTS, METRICS_HISTOGRAM,
+          "Recipients of messages postern-qmgr took for delivery (queue active).", NULL,
+          HIST(rcpt_bounds) },
         { METRIC_QMGR_REMOVED, METRICS_COUNTER, "Messages removed from the queue when finished." },
         { METRIC_DELIVERIES, METRICS_COUNTER,
           "Delivery results recorded by postern-qmgr, per recipient, by transport and status.", "transport,status" },

@@ -32,6 +32,8 @@ typedef struct MetricsFamily {
 #define METRIC_SMTPD_TLS "postfix_smtpd_tls_connections_total"
 #define METRIC_SMTPD_ANVIL_REJECTS "postern_smtpd_anvil_rejects_total"
 #define METRIC_QMGR_REMOVED "postfix_qmgr_messages_removed_total"
+#define METRIC_QMGR_INSERTED_SIZE "postfix_qmgr_messages_inserted_size_bytes"
+#define METRIC_QMGR_INSERTED_RCPTS "postfix_qmgr_messages_inserted_receipients"
 #define METRIC_DELIVERIES "postern_deliveries_total"
 #define METRIC_DELIVERY_DELAY "postern_delivery_delay_seconds"
 #define METRIC_SHOWQ_SIZE "postfix_showq_message_size_bytes"

@@ -900,9 +900,11 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
         }
 
         LogFields f = { .queue_id = m->queue_id, .sender = m->msg.sender };
-        if (n_due + n_decided > 0)
+        if (n_due + n_decided > 0) {
                 log_fields(LOG_INFO, &f, "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu (queue active)",
                            m->queue_id, m->msg.sender, m->msg.size, m->n_rcpts);
+                qmgr_metrics_active(m->msg.size, m->n_rcpts);
+        }
 
         /* Queue the jobs first: while m->jobs > 0 recording the decided results cannot release m.
          * One job: recipients with the same transport and next hop, in queue order. */

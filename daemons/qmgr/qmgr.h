@@ -242,6 +242,7 @@ typedef enum QmgrRoute {
 /* qmgr-metrics.c: what qmgr counts for the metrics endpoint (kept in memory, saved by the next
  * transaction that records results, common/metrics/metrics-store.h). */
 void qmgr_metrics_result(const QmgrMessage *m, const QueueRecipient *rc, const char *transport, usec_t now);
+void qmgr_metrics_active(uint64_t size, size_t nrcpt);
 void qmgr_metrics_removed(void);
 
 /* qmgr.c */

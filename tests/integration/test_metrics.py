@@ -89,6 +89,10 @@ def expected_after_traffic(sizes):
         'postfix_showq_message_age_seconds_count{queue="deferred"}': 1,
         'postfix_showq_message_age_seconds_bucket{queue="deferred",le="10000"}': 1,
         'postfix_showq_message_size_bytes_count{queue="incoming"}': 0,
+        "postfix_qmgr_messages_inserted_receipients_count": 3,
+        'postfix_qmgr_messages_inserted_receipients_bucket{le="1"}': 3,
+        "postfix_qmgr_messages_inserted_size_bytes_count": 3,
+        "postfix_qmgr_messages_inserted_size_bytes_sum": sum(sizes),
     }
 
 
