@@ -61,6 +61,9 @@ def test_http_answers(postern):
     with socket.create_connection(("127.0.0.1", postern.metrics_port), timeout=10) as c:
         c.sendall(b"GET /metrics HTTP/1.1\r\nX-Long: " + b"a" * 9000)
         assert c.recv(100).startswith(b"HTTP/1.1 400")
+    # The silent client is closed at the request deadline (10 s), unanswered.
+    idle.settimeout(30)
+    assert idle.recv(100) == b""
     idle.close()
 
 
