@@ -12,6 +12,7 @@
  *
  * Parameters: queue_directory (a restart parameter). Runs as a role of common/daemon. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -162,6 +163,10 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
 static int take_socket(void *userdata, const DaemonSocket *socket, int fd) {
         Metrics *m = userdata;
+        /* A client that resets before accept() must not leave accept() blocking the loop. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                log_warning_errno(-errno, "Failed to make the metrics socket non-blocking: %m");
         m->listen_fd = fd;
         return 0;
 }
