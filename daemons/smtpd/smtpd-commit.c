@@ -102,8 +102,11 @@ int commit_apply_actions(Session *s, CommitJob *j) {
 }
 
 static int insert_job(Queue *q, CommitJob *j) {
-        int r = queue_insert_message(q, j->message, j->rcpts, j->n_rcpts, j->content, j->content_len);
-        return r < 0 ? r : smtpd_metrics_queued(q, ((QueueMessage *) j->message)->size);
+        return queue_insert_message(q, j->message, j->rcpts, j->n_rcpts, j->content, j->content_len);
+}
+
+static uint64_t job_size(const CommitJob *j) {
+        return ((const QueueMessage *) j->message)->size;
 }
 
 static void commit_batch(Committer *c, CommitJob *batch) {
@@ -111,9 +114,14 @@ static void commit_batch(Committer *c, CommitJob *batch) {
         int r;
 
         MetricsBatch *counted = NULL;
+        uint64_t n = 0, bytes = 0;
         r = queue_begin(q);
-        for (CommitJob *j = batch; r >= 0 && j; j = j->next)
+        for (CommitJob *j = batch; r >= 0 && j; j = j->next, n++) {
                 r = insert_job(q, j);
+                bytes += job_size(j);
+        }
+        if (r >= 0)   /* counted exactly when queued: in the same transaction */
+                r = smtpd_metrics_queued(q, n, bytes);
         if (r >= 0)
                 (void) metrics_save(q, &counted);   /* the events counted meanwhile ride along */
         if (r >= 0)
@@ -138,6 +146,8 @@ static void commit_batch(Committer *c, CommitJob *batch) {
                 r = queue_begin(q);
                 if (r >= 0)
                         r = insert_job(q, j);
+                if (r >= 0)
+                        r = smtpd_metrics_queued(q, 1, job_size(j));
                 if (r >= 0)
                         r = queue_commit(q);
                 if (r < 0) {

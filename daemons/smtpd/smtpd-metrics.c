@@ -53,7 +53,7 @@ void smtpd_metrics_anvil_reject(const char *limit) {
                 metrics_add(METRIC_SMTPD_ANVIL_REJECTS, l, 1);
 }
 
-int smtpd_metrics_queued(Queue *q, uint64_t size) {
-        int r = queue_metric_add(q, METRIC_SMTPD_MESSAGES, "", 1);
-        return r < 0 ? r : queue_metric_add(q, METRIC_SMTPD_BYTES, "", (double) size);
+int smtpd_metrics_queued(Queue *q, uint64_t messages, uint64_t bytes) {
+        int r = queue_metric_add(q, METRIC_SMTPD_MESSAGES, "", (double) messages);
+        return r < 0 ? r : queue_metric_add(q, METRIC_SMTPD_BYTES, "", (double) bytes);
 }

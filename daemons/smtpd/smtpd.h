@@ -958,7 +958,8 @@ void committer_submit(Committer *c, CommitJob *job);
 void commit_job_free(CommitJob *j);
 
 /* smtpd-metrics.c: one call per event counted for the metrics endpoint. smtpd_metrics_queued()
- * writes into q's open transaction (the message's own), the others are kept in memory. */
+ * writes into q's open transaction (the group commit's: one call per batch), the others are
+ * kept in memory. */
 void smtpd_metrics_connect(void);
 void smtpd_metrics_disconnect(void);
 void smtpd_metrics_reject(const char *command, const char *reply);
@@ -966,7 +967,7 @@ void smtpd_metrics_sasl_failure(void);
 void smtpd_metrics_tls(const char *protocol, const char *cipher);
 void smtpd_metrics_anvil_reject(const char *limit);
 struct Queue;
-int smtpd_metrics_queued(struct Queue *q, uint64_t size);
+int smtpd_metrics_queued(struct Queue *q, uint64_t messages, uint64_t bytes);
 
 /* smtpd-virtual.c: virtual_alias_maps (virtual(5)). smtpd_virtual_settings() reads mydestination,
  * propagate_unmatched_extensions, the interface addresses and opens the tables (a table that
