@@ -1,6 +1,8 @@
 /* metrics-store.c — the process's pending counter deltas and the once-a-second writer (see
- * metrics-store.h). Deltas live in a StrMap keyed "name\x01labels"; a batch is a map taken out
- * whole, so saving never holds the lock across SQLite calls. */
+ * metrics-store.h). Deltas live in a StrMap keyed "name\x01labels": a counter's is one number, a
+ * histogram's its per-bucket counts, sum and count, expanded into the _bucket/_sum/_count rows
+ * only when saved (an observation is one lookup and three additions). A batch is a map taken
+ * out whole, so saving never holds the lock across SQLite calls. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -15,6 +17,13 @@
 #include "metrics-text.h"
 
 #define KEY_SEP '\x01'
+
+typedef struct Entry {
+        const MetricsFamily *hist;  /* NULL: a counter */
+        double value;               /* counter delta, or the histogram's sum */
+        double count;               /* histogram: observations */
+        double buckets[];           /* histogram: observations per bucket (not cumulative), +Inf last */
+} Entry;
 
 struct MetricsBatch {
         StrMap *deltas;
@@ -36,80 +45,86 @@ static MetricsBatch *batch_free(MetricsBatch *b) {
         return NULL;
 }
 
-/* Adds delta under key in b (created as needed); -ENOMEM leaves b as it was. */
-static int batch_add(MetricsBatch **bp, const char *key, double delta) {
+/* The entry for key in *bp (created, and the batch too, as needed); NULL when out of memory. */
+static Entry *batch_entry(MetricsBatch **bp, const char *key, const MetricsFamily *hist) {
         MetricsBatch *b = *bp;
 
         if (!b) {
                 b = calloc(1, sizeof *b);
                 if (!b || !(b->deltas = strmap_new(free))) {
                         free(b);
-                        return -ENOMEM;
+                        return NULL;
                 }
                 *bp = b;
         }
-        double *v = strmap_get(b->deltas, key);
-        if (v) {
-                *v += delta;
-                return 0;
-        }
+        Entry *e = strmap_get(b->deltas, key);
+        if (e)
+                return e;
         if (b->n == b->cap) {
                 size_t cap = b->cap ? 2 * b->cap : 16;
                 char **k = realloc(b->keys, cap * sizeof *k);
                 if (!k)
-                        return -ENOMEM;
+                        return NULL;
                 b->keys = k;
                 b->cap = cap;
         }
         char *kc = strdup(key);
-        v = malloc(sizeof *v);
-        if (!kc || !v || strmap_put(b->deltas, key, v) < 0) {
+        e = calloc(1, sizeof *e + (hist ? hist->n_bounds + 1 : 0) * sizeof(double));
+        if (!kc || !e || strmap_put(b->deltas, key, e) < 0) {
                 free(kc);
-                free(v);
-                return -ENOMEM;
+                free(e);
+                return NULL;
         }
-        *v = delta;
+        e->hist = hist;
         b->keys[b->n++] = kc;
-        return 0;
+        return e;
 }
 
-static void add_locked(const char *name, const char *labels, double delta) {
+/* Adds src's deltas to the entry for key in *bp. */
+static void entry_merge(MetricsBatch **bp, const char *key, const Entry *src) {
+        Entry *e = batch_entry(bp, key, src->hist);
+        if (!e)
+                return;   /* out of memory loses a count, never a message */
+        e->value += src->value;
+        e->count += src->count;
+        for (size_t i = 0; src->hist && i <= src->hist->n_bounds; i++)
+                e->buckets[i] += src->buckets[i];
+}
+
+/* The entry for name{labels} in pending; the caller holds the lock. */
+static Entry *pending_entry(const char *name, const char *labels, const MetricsFamily *hist) {
         size_t nl = strlen(name), ll = labels ? strlen(labels) : 0;
         char key[nl + ll + 2];
 
         memcpy(key, name, nl);
         key[nl] = KEY_SEP;
         memcpy(key + nl + 1, labels ? labels : "", ll + 1);
-        /* Out of memory loses a count, never a message. */
-        (void) batch_add(&pending, key, delta);
+        return batch_entry(&pending, key, hist);
 }
 
 void metrics_add(const char *name, const char *labels, double delta) {
         pthread_mutex_lock(&lock);
-        add_locked(name, labels, delta);
+        Entry *e = pending_entry(name, labels, NULL);
+        if (e && !e->hist)
+                e->value += delta;
         pthread_mutex_unlock(&lock);
 }
 
 void metrics_observe(const char *name, const char *labels, double value) {
         const MetricsFamily *f = metrics_family(name);
-        size_t nl = strlen(name);
-        char series[nl + 8], l[METRICS_LABELS_MAX + 64];
+        size_t i = 0;
 
         if (!f || f->type != METRICS_HISTOGRAM)
                 return;
-        if (!labels)
-                labels = "";
+        while (i < f->n_bounds && value > f->bounds[i])
+                i++;
         pthread_mutex_lock(&lock);
-        snprintf(series, sizeof series, "%s_bucket", name);
-        for (size_t i = 0; i <= f->n_bounds; i++) {
-                double le = i < f->n_bounds ? f->bounds[i] : INFINITY;
-                if (value <= le && metrics_bucket_labels(l, sizeof l, labels, le) >= 0)
-                        add_locked(series, l, 1);
+        Entry *e = pending_entry(name, labels, f);
+        if (e && e->hist == f) {
+                e->buckets[i]++;
+                e->value += value;
+                e->count++;
         }
-        snprintf(series, sizeof series, "%s_sum", name);
-        add_locked(series, labels, value);
-        snprintf(series, sizeof series, "%s_count", name);
-        add_locked(series, labels, 1);
         pthread_mutex_unlock(&lock);
 }
 
@@ -117,9 +132,38 @@ void metrics_observe(const char *name, const char *labels, double value) {
 static void merge_back(MetricsBatch *b) {
         pthread_mutex_lock(&lock);
         for (size_t i = 0; i < b->n; i++)
-                (void) batch_add(&pending, b->keys[i], *(double *) strmap_get(b->deltas, b->keys[i]));
+                entry_merge(&pending, b->keys[i], strmap_get(b->deltas, b->keys[i]));
         pthread_mutex_unlock(&lock);
         batch_free(b);
+}
+
+/* Writes one entry: a counter's row, or a histogram's cumulative _bucket rows (those that
+ * change), _sum and _count. */
+static int save_entry(Queue *q, const char *name, const char *labels, const Entry *e) {
+        if (!e->hist)
+                return queue_metric_add(q, name, labels, e->value);
+
+        const MetricsFamily *f = e->hist;
+        char series[strlen(name) + 8], l[METRICS_LABELS_MAX + 64];
+        double cum = 0;
+        int r = 0;
+
+        snprintf(series, sizeof series, "%s_bucket", name);
+        for (size_t i = 0; r >= 0 && i <= f->n_bounds; i++) {
+                cum += e->buckets[i];
+                if (cum == 0)
+                        continue;
+                r = metrics_bucket_labels(l, sizeof l, labels, i < f->n_bounds ? f->bounds[i] : INFINITY);
+                if (r >= 0)
+                        r = queue_metric_add(q, series, l, cum);
+        }
+        snprintf(series, sizeof series, "%s_sum", name);
+        if (r >= 0)
+                r = queue_metric_add(q, series, labels, e->value);
+        snprintf(series, sizeof series, "%s_count", name);
+        if (r >= 0)
+                r = queue_metric_add(q, series, labels, e->count);
+        return r;
 }
 
 int metrics_save(Queue *q, MetricsBatch **ret) {
@@ -134,10 +178,10 @@ int metrics_save(Queue *q, MetricsBatch **ret) {
         if (!b)
                 return 0;
         for (size_t i = 0; r >= 0 && i < b->n; i++) {
-                double delta = *(double *) strmap_get(b->deltas, b->keys[i]);
+                const Entry *e = strmap_get(b->deltas, b->keys[i]);
                 char *sep = strchr(b->keys[i], KEY_SEP);
                 *sep = '\0';
-                r = queue_metric_add(q, b->keys[i], sep + 1, delta);
+                r = save_entry(q, b->keys[i], sep + 1, e);
                 *sep = KEY_SEP;
         }
         if (r < 0) {
