@@ -19,16 +19,31 @@ void smtpd_metrics_disconnect(void) {
         metrics_add(METRIC_SMTPD_DISCONNECTS, NULL, 1);
 }
 
+/* Length of the RFC 3463 status code class.subject.detail (1, 1-3 and 1-3 digits) that p starts
+ * with, followed by a space or the end; 0 when there is none. */
+static size_t status_code_len(const char *p) {
+        size_t at = 0;
+        for (int part = 0; part < 3; part++) {
+                size_t n = strspn(p + at, "0123456789");
+                if (n == 0 || n > (part == 0 ? 1u : 3u))
+                        return 0;
+                at += n;
+                if (part < 2 && p[at++] != '.')
+                        return 0;
+        }
+        return p[at] == ' ' || p[at] == '\0' ? at : 0;
+}
+
 /* The reason class is the reply's enhanced status code (RFC 3463: 5.1.1 unknown user, 5.7.1
- * policy, 4.7.1 ...), "" when the reply has none. */
+ * policy, 4.7.1 ...), "" when the reply has none or one of another class than the reply's. */
 void smtpd_metrics_reject(const char *command, const char *reply) {
         char code[4] = "", dsn[16] = "", l[METRICS_LABELS_MAX];
 
         if (reply && strlen(reply) >= 3)
                 memcpy(code, reply, 3);
-        if (reply && strlen(reply) > 4 && reply[3] == ' ') {
-                size_t n = strspn(reply + 4, "0123456789.");
-                if (n >= 5 && n < sizeof dsn && reply[4] == reply[0] && reply[5] == '.')
+        if (reply && strlen(reply) > 4 && reply[3] == ' ' && reply[4] == reply[0]) {
+                size_t n = status_code_len(reply + 4);
+                if (n > 0)
                         memcpy(dsn, reply + 4, n);
         }
         if (metrics_labels(l, sizeof l, "code", code, "dsn", dsn, "command", command, NULL) >= 0)
