@@ -200,6 +200,11 @@ def test_prometheus_scrapes(postern):
     postern.wait_log("qmgr", r"removed", count=2)
     check_values(postern, {"postfix_smtpd_messages_processed_total": 2,
                            'postern_deliveries_total{transport="local",status="sent"}': 2})
+    # promtool (same package) lints the text format: names, types, help; no complaint at all.
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=postern.scrape()[2],
+                           capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), (r.stdout, r.stderr)
 
     web_port = free_port()
     work = postern.root / "prometheus"
