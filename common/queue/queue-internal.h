@@ -33,6 +33,9 @@ typedef enum QueueStmtId {
         QUEUE_STMT_SCAN_FINISHED,
         QUEUE_STMT_SET_DELAY_WARNED,
         QUEUE_STMT_REQUEUE_SITE,
+        QUEUE_STMT_METRIC_ADD,
+        QUEUE_STMT_METRIC_LIST,
+        QUEUE_STMT_METRIC_MESSAGES,
         _QUEUE_STMT_MAX,
 } QueueStmtId;
 
@@ -59,6 +62,10 @@ int queue_stmt(Queue *q, QueueStmtId id, sqlite3_stmt **ret);
 int queue_txn_check(Queue *q);
 /* The SQL text of a statement (for tests that check query plans). */
 const char *queue_stmt_sql(QueueStmtId id);
+/* The checks every write makes: a writable queue, and no transaction SQLite aborted. */
+int queue_write_check(Queue *q);
+/* queue_write_check(), then the cached statement id. */
+int queue_write_stmt(Queue *q, QueueStmtId id, sqlite3_stmt **ret);
 /* Steps a cached statement without parameters once and resets it. */
 int queue_exec_stmt(Queue *q, QueueStmtId id);
 

@@ -64,11 +64,8 @@ static void undo_keep_error(Queue *q, QueueStmtId id) {
 }
 
 static int write_begin(Queue *q, bool *ret_own) {
-        int r;
+        int r = queue_write_check(q);
 
-        if (q->readonly)
-                return queue_errorf(q, -EROFS, "queue opened read-only");
-        r = queue_txn_check(q);
         if (r < 0)
                 return r;
         if (!q->in_txn) {
@@ -688,13 +685,7 @@ int queue_update_recipient(Queue *q, const QueueRecipient *rcpt) {
 
         if (!q || !rcpt)
                 return -EINVAL;
-        if (q->readonly)
-                return queue_errorf(q, -EROFS, "queue opened read-only");
-        r = queue_txn_check(q);
-        if (r < 0)
-                return r;
-
-        r = queue_stmt(q, QUEUE_STMT_UPDATE_RECIPIENT, &st);
+        r = queue_write_stmt(q, QUEUE_STMT_UPDATE_RECIPIENT, &st);
         if (r < 0)
                 return r;
         BIND(sqlite3_bind_int64(st, 1, rcpt->id));
@@ -736,13 +727,7 @@ static int write_stmt(Queue *q, QueueStmtId id, const char *text, int value, siz
 
         if (!q || isempty(text))
                 return -EINVAL;
-        if (q->readonly)
-                return queue_errorf(q, -EROFS, "queue opened read-only");
-        r = queue_txn_check(q);
-        if (r < 0)
-                return r;
-
-        r = queue_stmt(q, id, &st);
+        r = queue_write_stmt(q, id, &st);
         if (r < 0)
                 return r;
         queue_bind_text(st, 1, text);

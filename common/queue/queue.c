@@ -94,6 +94,15 @@ static const char *const migrations[] = {
         "ALTER TABLE messages ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE recipients ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE recipients ADD COLUMN remote_mta TEXT;",
+        /* 3 -> 4: counters for the metrics endpoint (queue-metrics.c): one row per sample
+         * (full sample name, its labels in exposition syntax), added to by the daemons inside
+         * transactions they run anyway, read by postern-metrics. */
+        "CREATE TABLE metrics ("
+        "  name TEXT NOT NULL,"
+        "  labels TEXT NOT NULL DEFAULT '',"
+        "  value REAL NOT NULL DEFAULT 0,"
+        "  PRIMARY KEY (name, labels)"
+        ") WITHOUT ROWID;",
 };
 
 _Static_assert(ELEMENTSOF(migrations) == QUEUE_SCHEMA_VERSION,
@@ -204,6 +213,20 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
                 "   WHERE r.message_id = m.id AND r.state IN (0, 1))"
                 " FROM messages m WHERE m.queue_id > ?1"
                 " ORDER BY m.queue_id LIMIT ?2",
+        [QUEUE_STMT_METRIC_ADD] =
+                "INSERT INTO metrics (name, labels, value) VALUES (?1, ?2, ?3)"
+                " ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+        [QUEUE_STMT_METRIC_LIST] = "SELECT name, labels, value FROM metrics ORDER BY name, labels",
+        /* One row per message for the queue gauges: hold, size, arrival, whether it has a
+         * never-tried recipient, a deferred one whose retry time came (?1 = now), and how many
+         * recipients are unfinished. */
+        [QUEUE_STMT_METRIC_MESSAGES] =
+                "SELECT m.hold, m.size, m.arrival_usec,"
+                " EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 0),"
+                " EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 1"
+                "         AND r.next_attempt_usec <= ?1),"
+                " (SELECT count(*) FROM recipients r WHERE r.message_id = m.id AND r.state IN (0, 1))"
+                " FROM messages m",
 };
 
 static int map_sqlite_error(Queue *q, int sqlite_rc) {
@@ -296,6 +319,19 @@ int queue_stmt(Queue *q, QueueStmtId id, sqlite3_stmt **ret) {
         }
         *ret = q->stmts[id];
         return 0;
+}
+
+/* Refuses writes to a read-only queue and inside a transaction SQLite rolled back. */
+int queue_write_check(Queue *q) {
+        if (q->readonly)
+                return queue_errorf(q, -EROFS, "queue opened read-only");
+        return queue_txn_check(q);
+}
+
+/* A write's checks, then its statement. */
+int queue_write_stmt(Queue *q, QueueStmtId id, sqlite3_stmt **ret) {
+        int r = queue_write_check(q);
+        return r < 0 ? r : queue_stmt(q, id, ret);
 }
 
 /* Runs a parameterless statement (BEGIN, COMMIT, SAVEPOINT ...) and resets it. */

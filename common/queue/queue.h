@@ -18,7 +18,7 @@
 #include "../mail/queue-id.h"
 
 #define QUEUE_DB_NAME "queue.db"
-#define QUEUE_SCHEMA_VERSION 3
+#define QUEUE_SCHEMA_VERSION 4
 
 typedef struct Queue Queue;
 
@@ -176,6 +176,26 @@ typedef struct QueueListCursor {
 int queue_list_page(Queue *q, QueueListCursor *cursor,
                     int (*fn)(const QueueMessage *m, const QueueRecipient *rcpts, size_t n, void *ud),
                     void *ud);
+
+/* Metrics (queue-metrics.c). Adds delta to the counter sample name{labels} (labels in the
+ * exposition syntax, "" for none), creating it at 0; meant to run inside a transaction the
+ * caller commits anyway (outside one it commits on its own). */
+int queue_metric_add(Queue *q, const char *name, const char *labels, double delta);
+/* Calls fn with every stored counter sample, by name and labels. */
+int queue_metric_list(Queue *q, int (*fn)(const char *name, const char *labels, double value, void *ud),
+                      void *ud);
+/* One message as the queue gauges see it. */
+typedef struct QueueMetricMessage {
+        bool hold;
+        bool has_pending;          /* a recipient never tried */
+        bool has_due;              /* a deferred recipient whose retry time came */
+        uint64_t size;
+        usec_t arrival_usec;
+        uint32_t unfinished;       /* recipients pending or deferred */
+} QueueMetricMessage;
+/* Calls fn for every message in the queue (due judged against now_usec). */
+int queue_metric_messages(Queue *q, usec_t now_usec,
+                          int (*fn)(const QueueMetricMessage *m, void *ud), void *ud);
 
 /* Runs a passive WAL checkpoint (qmgr does this after deletions). */
 int queue_checkpoint(Queue *q);

@@ -134,7 +134,7 @@ static void test_migration_filter(void) {
         /* Turn it back into a version-1 database, as an older Postern left it. */
         raw_exec("ALTER TABLE messages DROP COLUMN filter; ALTER TABLE messages DROP COLUMN delay_warned;"
                  "ALTER TABLE recipients DROP COLUMN flags; ALTER TABLE recipients DROP COLUMN remote_mta;"
-                 "PRAGMA user_version = 1;", SQLITE_OPEN_READWRITE);
+                 "DROP TABLE metrics; PRAGMA user_version = 1;", SQLITE_OPEN_READWRITE);
         CHECK_INT(raw_int("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'filter'"), 0);
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
@@ -157,6 +157,72 @@ static void test_migration_filter(void) {
 
 /* Version 2 -> 3: the DSN columns (delay_warned, recipient flags and remote MTA) are added with
  * their defaults, and queue_update_recipient()/queue_set_delay_warned() store them. */
+static int sum_metric(const char *name, const char *labels, double value, void *ud) {
+        char key[128];
+        snprintf(key, sizeof key, "%s{%s}", name, labels);
+        if (streq(key, "postfix_smtpd_connects_total{}"))
+                ((double *) ud)[0] += value;
+        else if (streq(key, "x_total{a=\"b\"}"))
+                ((double *) ud)[1] += value;
+        return 0;
+}
+
+static int count_metric_message(const QueueMetricMessage *m, void *ud) {
+        unsigned *n = ud;
+        n[0]++;
+        n[1] += m->has_pending;
+        n[2] += m->unfinished;
+        n[3] += m->hold;
+        return 0;
+}
+
+/* Version 3 -> 4: the metrics table appears with existing mail untouched; counters add up
+ * inside and outside transactions, a rolled-back add is gone, and the message reader classifies. */
+static void test_migration_metrics(void) {
+        Queue *q = NULL;
+        QueueMessage m;
+        double v[2] = {};
+        unsigned n[4] = {};
+
+        dir_clean(dir);
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
+        insert_simple(q, &m, 1000, 2, NULL);
+        q = queue_close(q);
+        raw_exec("DROP TABLE metrics; PRAGMA user_version = 3;", SQLITE_OPEN_READWRITE);
+        CHECK_INT(raw_int("SELECT count(*) FROM sqlite_master WHERE name = 'metrics'"), 0);
+        /* A reader cannot migrate: it says so. */
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_READONLY, &q), -EPROTONOSUPPORT);
+
+        CHECK_INT(queue_open(dir, 0, &q), 0);
+        CHECK_INT(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
+        CHECK_INT(queue_metric_add(q, "postfix_smtpd_connects_total", "", 2), 0);
+        CHECK_INT(queue_begin(q), 0);
+        CHECK_INT(queue_metric_add(q, "postfix_smtpd_connects_total", NULL, 1), 0);
+        CHECK_INT(queue_metric_add(q, "x_total", "a=\"b\"", 0.5), 0);
+        CHECK_INT(queue_commit(q), 0);
+        CHECK_INT(queue_begin(q), 0);
+        CHECK_INT(queue_metric_add(q, "x_total", "a=\"b\"", 100), 0);
+        CHECK_INT(queue_rollback(q), 0);
+        CHECK_INT(queue_metric_add(q, "", "", 1), -EINVAL);
+        CHECK_INT(queue_metric_list(q, sum_metric, v), 0);
+        CHECK(v[0] == 3 && v[1] == 0.5);
+        CHECK_INT(queue_metric_messages(q, 2000, count_metric_message, n), 0);
+        CHECK_INT((int) n[0], 1);
+        CHECK_INT((int) n[1], 1);
+        CHECK_INT((int) n[2], 2);
+        CHECK_INT((int) n[3], 0);
+        q = queue_close(q);
+
+        /* Read-only: both readers work, adding is refused. */
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_READONLY, &q), 0);
+        v[0] = v[1] = 0;
+        CHECK_INT(queue_metric_list(q, sum_metric, v), 0);
+        CHECK(v[0] == 3);
+        CHECK_INT(queue_metric_add(q, "y", "", 1), -EROFS);
+        q = queue_close(q);
+        dir_clean(dir);
+}
+
 static void test_migration_dsn(void) {
         Queue *q = NULL;
         QueueMessage m, l;
@@ -169,7 +235,7 @@ static void test_migration_dsn(void) {
         q = queue_close(q);
         raw_exec("ALTER TABLE messages DROP COLUMN delay_warned;"
                  "ALTER TABLE recipients DROP COLUMN flags; ALTER TABLE recipients DROP COLUMN remote_mta;"
-                 "PRAGMA user_version = 2;", SQLITE_OPEN_READWRITE);
+                 "DROP TABLE metrics; PRAGMA user_version = 2;", SQLITE_OPEN_READWRITE);
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
         CHECK_INT(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
@@ -962,6 +1028,7 @@ int main(void) {
         test_migration();
         test_migration_filter();
         test_migration_dsn();
+        test_migration_metrics();
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
         CHECK_INT(raw_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);

@@ -34,6 +34,7 @@
 
 #include "log/log.h"
 #include "mail/delay.h"
+#include "metrics/metrics-store.h"
 #include "qmgr.h"
 
 /* The daemon behind a transport, for messages ("postern-%s"): the virtual transport and
@@ -235,8 +236,12 @@ static int record(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n, bool
                         }
                 }
         }
+        MetricsBatch *counted = NULL;
+        if (r >= 0)
+                (void) metrics_save(q->queue, &counted);   /* what was counted rides along */
         if (r >= 0)
                 r = queue_commit(q->queue);
+        metrics_saved(counted, r);
         if (r < 0) {
                 (void) queue_rollback(q->queue);
                 *complete = false;
@@ -281,6 +286,7 @@ static void update_memory(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t
                         }
                 } else if (res[i].log_deferral)
                         log_deferral(q, m, rc, now);   /* error: and discard: routes */
+                qmgr_metrics_result(m, rc, res[i].transport, now);
         }
 }
 
@@ -310,6 +316,7 @@ static void after_last_job(Qmgr *q, QmgrMessage *m, bool complete, const char *b
                                    m->queue_id, m->success_id);
                 log_fields(LOG_INFO, &f, "%s: removed", m->queue_id);
                 q->removed_since_checkpoint++;
+                qmgr_metrics_removed();
                 qmgr_schedule_checkpoint(q);
                 if (bounce_id[0] || m->success_id[0])
                         qmgr_schedule_scan(q, 0);   /* the notification is new mail */
@@ -327,6 +334,7 @@ static void after_last_job(Qmgr *q, QmgrMessage *m, bool complete, const char *b
                         log_fields(LOG_INFO, &(const LogFields) { .queue_id = m->queue_id },
                                    "%s: removed", m->queue_id);
                         q->removed_since_checkpoint++;
+                        qmgr_metrics_removed();
                         qmgr_schedule_checkpoint(q);
                 }
         } else if (!m->broken) {
@@ -393,8 +401,12 @@ static int batch_write(Qmgr *q, QmgrPending *list) {
                                 r = qmgr_complete_in_transaction(q, p->m, p->bounce_id);
                 }
         }
+        MetricsBatch *counted = NULL;
+        if (r >= 0)
+                (void) metrics_save(q->queue, &counted);
         if (r >= 0)
                 r = queue_commit(q->queue);
+        metrics_saved(counted, r);
         if (r < 0)
                 (void) queue_rollback(q->queue);
         return r;
@@ -483,7 +495,8 @@ static void defer_job(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag) {
         }
         for (size_t i = 0; i < j->n; i++)
                 res[i] = (QmgrResult) { .idx = j->idx[i], .state = QUEUE_RCPT_DEFERRED,
-                                        .dsn = dsn, .diag = diag, .log_deferral = true };
+                                        .dsn = dsn, .diag = diag, .log_deferral = true,
+                                        .transport = j->transport };
         m->jobs--;
         qmgr_apply_results(q, m, res, j->n);
 }
@@ -548,7 +561,8 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                         owned[2 * i + 1] = qmgr_dsn_relay_host(ipc_record_get_indexed(reply, "relay", (size_t) k));
                         res[i] = (QmgrResult) { .idx = j->idx[i], .state = st, .dsn = dsn,
                                                 .diag = diag, .relayed = action && streq(action, "relayed"),
-                                                .remote_mta = owned[2 * i + 1] };
+                                                .remote_mta = owned[2 * i + 1],
+                                                .transport = j->transport };
                         got[i] = true;
                         break;
                 }
@@ -562,7 +576,7 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                                         "for this recipient" :
                                         "delivery agent unavailable: the agent returned no result "
                                         "for this recipient",
-                                .log_deferral = true };
+                                .log_deferral = true, .transport = j->transport };
         m->jobs--;
         apply_results_batched(q, m, res, j->n);
         for (size_t i = 0; i < 2 * j->n; i++)
@@ -886,9 +900,11 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
         }
 
         LogFields f = { .queue_id = m->queue_id, .sender = m->msg.sender };
-        if (n_due + n_decided > 0)
+        if (n_due + n_decided > 0) {
                 log_fields(LOG_INFO, &f, "%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu (queue active)",
                            m->queue_id, m->msg.sender, m->msg.size, m->n_rcpts);
+                qmgr_metrics_active(m->msg.size, m->n_rcpts);
+        }
 
         /* Queue the jobs first: while m->jobs > 0 recording the decided results cannot release m.
          * One job: recipients with the same transport and next hop, in queue order. */

@@ -34,6 +34,7 @@
 #include "conf/conf-fields.h"
 #include "daemon/daemon-role.h"
 #include "log/log.h"
+#include "metrics/metrics-store.h"
 #include "qmgr.h"
 
 #define F(...) CONF_FIELD(QmgrSettings, __VA_ARGS__)
@@ -192,6 +193,9 @@ static int start(void *userdata, Daemon *d) {
         if (r < 0)
                 return log_error_errno(r, "Cannot open the queue in %s: %s", q->s.queue_directory,
                                        queue_open_error() ?: strerror(-r));
+        r = metrics_flusher_start(q->s.queue_directory);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the metrics writer: %m");
         if (q->server) {
                 qmgr_socket_limits(q);
                 ipc_server_set_limit_handler(q->server, on_socket_limit);
@@ -209,6 +213,7 @@ static void stop(void *userdata) {
         Qmgr *q = userdata;
         qmgr_control_done(q);
         qmgr_scan_done(q);
+        metrics_flusher_stop();
         q->queue = queue_close(q->queue);
 }
 

@@ -231,12 +231,19 @@ typedef struct QmgrResult {
         bool log_deferral;             /* qmgr decided it: log the relay=none line */
         bool relayed;                  /* the agent said "relayed" (the server lacked DSN) */
         const char *remote_mta;        /* host name of the server that answered, or NULL */
+        const char *transport;         /* the agent's transport, NULL when qmgr decided (metrics) */
 } QmgrResult;
 
 typedef enum QmgrRoute {
         QMGR_ROUTE_LOCAL,
         QMGR_ROUTE_UNAVAILABLE,        /* not in the local address class (see qmgr_route_transport) */
 } QmgrRoute;
+
+/* qmgr-metrics.c: what qmgr counts for the metrics endpoint (kept in memory, saved by the next
+ * transaction that records results, common/metrics/metrics-store.h). */
+void qmgr_metrics_result(const QmgrMessage *m, const QueueRecipient *rc, const char *transport, usec_t now);
+void qmgr_metrics_active(uint64_t size, size_t nrcpt);
+void qmgr_metrics_removed(void);
 
 /* qmgr.c */
 /* Reads the parameters qmgr uses from c into s (replacing its contents). */

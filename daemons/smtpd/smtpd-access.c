@@ -227,6 +227,7 @@ void smtpd_reply_reject(Session *s, CheckStage stage, const char *rcpt, const ch
         _cleanup_(strbuf_done) StrBuf out = {};
 
         smtpd_log_action(s, stage, rcpt, "reject", reply);
+        smtpd_metrics_reject(stage_command(s, stage), reply);
         if (reply_with_footer(s, reply, &out) < 0 || strbuf_puts(&out, "") < 0) {
                 session_reply(s, "%s", reply);
                 return;

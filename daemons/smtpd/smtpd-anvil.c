@@ -205,6 +205,8 @@ static char *request_decide(const AnvilRequest *q, const IpcRecord *reply) {
         case ANVIL_KIND_DISCONNECT:
                 break;
         }
+        if (refusal)
+                smtpd_metrics_anvil_reject(kind_verb[q->kind]);
         if (k < 0) {
                 log_oom();
                 return NULL;   /* the limit was logged; the client goes on, as when anvil is down */

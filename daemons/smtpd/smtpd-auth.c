@@ -200,6 +200,7 @@ static void auth_cancel(void *userdata) {
 static void log_auth_failure(Session *s, const char *mech, const char *reason) {
         log_fields(LOG_WARNING, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
                    "%s: SASL %s authentication failed: %s", s->client.id_text, mech, reason);
+        smtpd_metrics_sasl_failure();
 }
 
 /* Dovecot's user names and reasons go into logs, replies, Received: and the queue: keep them

@@ -33,6 +33,7 @@ void command_log_disconnect(Session *s) {
         size_t len = 0;
         unsigned ok = 0, total = 0;
 
+        smtpd_metrics_disconnect();
         len += (size_t) snprintf(buf, sizeof(buf), "disconnect from %s", s->client.id_text);
         for (int i = 0; i < _CMD_MAX && len < sizeof(buf); i++) {
                 if (s->cmd_total[i] == 0)

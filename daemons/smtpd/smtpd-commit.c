@@ -15,6 +15,7 @@
 #include "smtpd.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
+#include "metrics/metrics-store.h"
 #include "queue/queue.h"
 
 struct Committer {
@@ -107,15 +108,28 @@ static int insert_job(Queue *q, CommitJob *j) {
         return queue_insert_message(q, j->message, j->rcpts, j->n_rcpts, j->content, j->content_len);
 }
 
+static uint64_t job_size(const CommitJob *j) {
+        return ((const QueueMessage *) j->message)->size;
+}
+
 static void commit_batch(Committer *c, CommitJob *batch) {
         Queue *q = c->queue;
         int r;
 
+        MetricsBatch *counted = NULL;
+        uint64_t n = 0, bytes = 0;
         r = queue_begin(q);
-        for (CommitJob *j = batch; r >= 0 && j; j = j->next)
+        for (CommitJob *j = batch; r >= 0 && j; j = j->next, n++) {
                 r = insert_job(q, j);
+                bytes += job_size(j);
+        }
+        if (r >= 0)   /* counted exactly when queued: in the same transaction */
+                r = smtpd_metrics_queued(q, n, bytes);
+        if (r >= 0)
+                (void) metrics_save(q, &counted);   /* the events counted meanwhile ride along */
         if (r >= 0)
                 r = queue_commit(q);
+        metrics_saved(counted, r);
         if (r >= 0) {
                 for (CommitJob *j = batch; j; j = j->next)
                         j->result = 0;
@@ -135,6 +149,8 @@ static void commit_batch(Committer *c, CommitJob *batch) {
                 r = queue_begin(q);
                 if (r >= 0)
                         r = insert_job(q, j);
+                if (r >= 0)
+                        r = smtpd_metrics_queued(q, 1, job_size(j));
                 if (r >= 0)
                         r = queue_commit(q);
                 if (r < 0) {

@@ -267,6 +267,7 @@ static void session_after_anvil(Session *s, bool allowed, void *userdata) {
 void session_start(Session *s) {
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
                    "connect from %s", s->client.id_text);
+        smtpd_metrics_connect();
         if (!smtpd_anvil_check(s, ANVIL_EVENT_CONNECT, session_after_anvil, NULL, NULL))
                 session_after_anvil(s, true, NULL);
 }

@@ -148,6 +148,7 @@ static void tls_after_anvil(Session *s, bool allowed, void *userdata);
 static void tls_established(Session *s) {
         s->client.tls_active = true;
         s->client.tls_new_session = !tls_conn_resumed(s->client.tls);
+        smtpd_metrics_tls(tls_conn_protocol(s->client.tls), tls_conn_cipher(s->client.tls));
         if (s->settings->tls_loglevel >= 2 && !s->client.tls_new_session)
                 log_info("%s: reusing TLS session (resumed from a ticket)", s->client.id_text);
         if (s->settings->tls_loglevel >= 1) {

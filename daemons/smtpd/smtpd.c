@@ -16,6 +16,7 @@
 
 #include "smtpd.h"
 #include "conf/master-inet.h"
+#include "metrics/metrics-store.h"
 #include "daemon/daemon-role.h"
 #include "log/log.h"
 
@@ -163,6 +164,7 @@ static void server_done(void *userdata) {
         srv->listeners = NULL;
         srv->n_listeners = 0;
         committer_free(srv->committer);
+        metrics_flusher_stop();   /* after the last commit: what it counted is written */
         srv->resolver = dns_resolver_free(srv->resolver);
         smtpd_policy_shutdown();
         smtpd_verify_shutdown();
@@ -231,6 +233,9 @@ static int start(void *userdata, Daemon *d) {
         r = committer_new(srv, strempty(qdir), wake, &srv->committer);
         if (r < 0)
                 return r;
+        r = metrics_flusher_start(strempty(qdir));
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the metrics writer: %m");
         r = dns_resolver_new(srv->event, 0, 0, &srv->resolver);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the DNS resolver: %m");

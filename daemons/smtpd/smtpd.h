@@ -1058,6 +1058,17 @@ typedef struct SmtpdClientView {
 bool smtpd_xforward_offered(Session *s);
 bool smtpd_xforward_command(Session *s, char *arg);
 SmtpdClientView smtpd_client_view(const Session *s);
+/* smtpd-metrics.c: one call per event counted for the metrics endpoint. smtpd_metrics_queued()
+ * writes into q's open transaction (the group commit's: one call per batch), the others are
+ * kept in memory. */
+void smtpd_metrics_connect(void);
+void smtpd_metrics_disconnect(void);
+void smtpd_metrics_reject(const char *command, const char *reply);
+void smtpd_metrics_sasl_failure(void);
+void smtpd_metrics_tls(const char *protocol, const char *cipher);
+void smtpd_metrics_anvil_reject(const char *limit);
+struct Queue;
+int smtpd_metrics_queued(struct Queue *q, uint64_t messages, uint64_t bytes);
 
 /* smtpd-virtual.c: virtual_alias_maps (virtual(5)). smtpd_virtual_settings() reads mydestination,
  * propagate_unmatched_extensions, the interface addresses and opens the tables (a table that

@@ -38,6 +38,7 @@ BINARIES = {
     "anvil": "daemons/anvil/postern-anvil",
     "smtp": "daemons/smtp/postern-smtp",
     "verify": "daemons/verify/postern-verify",
+    "metrics": "daemons/metrics/postern-metrics",
 }
 
 
@@ -204,9 +205,8 @@ class Postern:
         return env
 
     def start(self, *names, timeout=15):
-        """Starts the named daemons (default: smtpd, qmgr, local, smtp; "anvil" and
-        "verify" on request) and
-        waits for READY=1."""
+        """Starts the named daemons (default: smtpd, qmgr, local, smtp; "anvil", "verify" and
+        "metrics" on request) and waits for READY=1."""
         for name in names or ("smtpd", "qmgr", "local", "smtp"):
             self._spawn(name, timeout)
 
@@ -223,6 +223,10 @@ class Postern:
         if name == "verify" and name not in self.listeners:
             # Likewise verify: without its socket reject_unverified_* answers the tempfail action.
             self.listeners["verify"] = [("verify", self._unix_listener(self.socket_dir / "verify", 0o600))]
+        if name == "metrics" and name not in self.listeners:
+            # The endpoint's TCP socket (postern-metrics.socket's 127.0.0.1:9154), on a free port.
+            self.listeners["metrics"] = [("metrics", self._tcp_listener())]
+            self.metrics_port = self.listeners["metrics"][0][1].getsockname()[1]
         fds = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD_CLOEXEC, 200) for _, s in self.listeners[name]]
         names = ":".join(n for n, _ in self.listeners[name])
         notify_path = self.socket_dir / f"notify-{name}"
@@ -329,6 +333,30 @@ class Postern:
                 raise AssertionError(f"/{pattern}/ x{count} not in {name} log after {timeout}s:\n"
                                      + self.log(name)[-4000:])
             time.sleep(0.05)   # the poll interval of a wait with a deadline
+
+    def scrape(self, accept=None, path="/metrics"):
+        """GET path from postern-metrics (started with start("metrics")); returns (status, headers
+        dict with lower-case names, body text)."""
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Accept": accept} if accept else {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode()
+        finally:
+            conn.close()
+
+    def metric_values(self, accept=None):
+        """The scraped samples as {'name{labels}': value} (name alone without labels)."""
+        status, _, body = self.scrape(accept)
+        if status != 200:
+            raise AssertionError(f"scrape answered {status}: {body}")
+        values = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                values[key] = float(value)
+        return values
 
     def wait_for(self, predicate, timeout=10, what="condition"):
         deadline = time.monotonic() + timeout

@@ -29,8 +29,9 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # plays a hanging filesystem (test_local.py); maildrop runs behind a pipe(8) transport
 # (test_pipe.py); procmail is a mailbox_command (test_mailbox_command.py); haproxy sends the
 # PROXY protocol to smtpd (test_smtpd_proxy.py; skipped without it); pflogsumm summarises the
-# journal (tests/system/run).
-POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
+# journal (tests/system/run); prometheus scrapes postern-metrics (test_metrics.py, run in the
+# foreground with a configuration of its own).
+POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq prometheus
         python3-aiosmtpd strace maildrop procmail haproxy pflogsumm"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
