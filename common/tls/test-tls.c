@@ -62,9 +62,23 @@ static void test_protocols(void) {
                 free(why);
         }
         char *p = NULL;
-        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_2 | TLS_PROTO_TLSv1_3, TLS_GRADE_MEDIUM, &p), 0);
+        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_2 | TLS_PROTO_TLSv1_3, TLS_GRADE_MEDIUM, true, &p), 0);
         CHECK_STR(p, "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.2:+VERS-TLS1.3");
         free(p);
+        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_3, TLS_GRADE_HIGH, false, &p), 0);
+        CHECK_STR(p, "NORMAL:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-256-CCM:+AES-256-CBC:-VERS-ALL:+VERS-TLS1.3");
+        free(p);
+
+        /* tls_ssl_options: NO_TICKET is a bit, what Postern does anyway is accepted, the rest
+         * comes back as not supported */
+        char *words[] = { "no_compression", "NO_TICKET", "NO_RENEGOTIATION", "PRIORITIZE_CHACHA", "0x40000", NULL };
+        unsigned opts = 0;
+        char **unsupported = NULL;
+        CHECK_INT(tls_ssl_options_parse(words, &opts, &unsupported), 0);
+        CHECK_INT(opts, TLS_OPT_NO_TICKET);
+        CHECK(unsupported && streq(unsupported[0], "PRIORITIZE_CHACHA") && streq(unsupported[1], "0x40000") &&
+              !unsupported[2]);
+        strv_free(unsupported);
 }
 
 static void set_nonblock(int fd) {

@@ -29,6 +29,7 @@ struct TlsClient {
         gnutls_priority_t priority;
         CachedSession cache[TLS_CACHE_SIZE];
         unsigned long long clock;
+        bool no_tickets;        /* tls_ssl_options = NO_TICKET */
 };
 
 int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reason) {
@@ -38,9 +39,10 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
         if (!cl)
                 return -ENOMEM;
         cl->n_ref = 1;
-        r = tls_priority_new(cfg->protocols, cfg->grade, &cl->priority, ret_reason);
+        r = tls_priority_new(cfg->protocols, cfg->grade, false, &cl->priority, ret_reason);
         if (r < 0)
                 return r;
+        cl->no_tickets = cfg->options & TLS_OPT_NO_TICKET;
         if (gnutls_certificate_allocate_credentials(&cl->cred) < 0) {
                 cl->cred = NULL;
                 return -ENOMEM;
@@ -131,7 +133,7 @@ int tls_conn_new_client(TlsClient *cl, int fd, const char *servername, const cha
 
         if (!c)
                 return -ENOMEM;
-        r = gnutls_init(&c->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
+        r = gnutls_init(&c->session, GNUTLS_CLIENT | GNUTLS_NONBLOCK | (cl->no_tickets ? GNUTLS_NO_TICKETS : 0));
         if (r < 0) {
                 free(c);
                 return -ENOMEM;

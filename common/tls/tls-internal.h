@@ -29,4 +29,6 @@ int tls_map_error(TlsConn *c, int r);
 /* A client session is being freed: keep its session data for resumption, drop the ref. */
 void tls_client_conn_done(TlsConn *c);
 /* The compiled priority for Postfix-style protocols and a cipher grade (*ret_reason on error). */
-int tls_priority_new(const char *protocols, TlsGrade grade, gnutls_priority_t *ret, char **ret_reason);
+/* server_precedence: %SERVER_PRECEDENCE (meaningless for a client). */
+int tls_priority_new(const char *protocols, TlsGrade grade, bool server_precedence, gnutls_priority_t *ret,
+                     char **ret_reason);

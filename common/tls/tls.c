@@ -12,6 +12,7 @@
 #include "conf/conf.h"
 #include "conf/table.h"
 #include "daemon/credential.h"
+#include "log/log.h"
 #include "tls/tls.h"
 #include "tls/tls-internal.h"
 
@@ -28,6 +29,7 @@ struct TlsServer {
         TableList *sni_maps;
         SniCred *sni;
         size_t n_sni;
+        bool no_tickets;        /* tls_ssl_options = NO_TICKET */
 };
 
 
@@ -90,14 +92,14 @@ int tls_protocols_parse(const char *text, unsigned *ret, char **ret_reason) {
         return 0;
 }
 
-int tls_priority_string(unsigned set, TlsGrade grade, char **ret) {
+int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, char **ret) {
         char buf[256];
         size_t len = 0;
 
-        len += (size_t) snprintf(buf, sizeof(buf), "%s:%%SERVER_PRECEDENCE:-VERS-ALL",
+        len += (size_t) snprintf(buf, sizeof(buf), "%s%s:-VERS-ALL",
                                  grade == TLS_GRADE_HIGH ?
                                  "NORMAL:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-256-CCM:+AES-256-CBC" :
-                                 "NORMAL");
+                                 "NORMAL", server_precedence ? ":%SERVER_PRECEDENCE" : "");
         for (size_t i = 0; i < ELEMENTSOF(protocols); i++)
                 if ((set & protocols[i].bit) && protocols[i].gnutls && len < sizeof(buf))
                         len += (size_t) snprintf(buf + len, sizeof(buf) - len, ":+%s", protocols[i].gnutls);
@@ -173,14 +175,53 @@ static int cred_from_files(const char *files, gnutls_certificate_credentials_t *
         return 0;
 }
 
-int tls_priority_new(const char *protos, TlsGrade grade, gnutls_priority_t *ret, char **ret_reason) {
+int tls_ssl_options_parse(char *const *words, unsigned *ret, char ***ret_unsupported) {
+        static const struct {
+                const char *name;
+                unsigned bit;
+        } known[] = {
+                { "NO_TICKET", TLS_OPT_NO_TICKET },
+                { "NO_COMPRESSION", 0 },
+                { "NO_RENEGOTIATION", 0 },
+                { "ENABLE_MIDDLEBOX_COMPAT", 0 },
+        };
+        unsigned set = 0;
+        for (char *const *w = words; w && *w; w++) {
+                bool found = false;
+                for (size_t i = 0; i < ELEMENTSOF(known) && !found; i++)
+                        if (strcaseeq(*w, known[i].name)) {
+                                set |= known[i].bit;
+                                found = true;
+                        }
+                if (!found && ret_unsupported && strv_consume(ret_unsupported, strdup(*w)) < 0)
+                        return -ENOMEM;
+        }
+        *ret = set;
+        return 0;
+}
+
+unsigned tls_ssl_options_conf(Conf *c, const char *listener, const char *who) {
+        _cleanup_strv_free_ char **words = conf_get_list(c, listener, "tls_ssl_options"), **unsupported = NULL;
+        unsigned set = 0;
+        if (!words || tls_ssl_options_parse(words, &set, &unsupported) < 0) {
+                log_oom();
+                return 0;
+        }
+        for (char **u = unsupported; u && *u; u++)
+                log_warning("%s: tls_ssl_options: not supported: %s (GnuTLS offers NO_TICKET; NO_COMPRESSION, "
+                            "NO_RENEGOTIATION and ENABLE_MIDDLEBOX_COMPAT are always so); ignored", who, *u);
+        return set;
+}
+
+int tls_priority_new(const char *protos, TlsGrade grade, bool server_precedence, gnutls_priority_t *ret,
+                     char **ret_reason) {
         _cleanup_free_ char *prio = NULL;
         const char *err = NULL;
         unsigned set;
         int r = tls_protocols_parse(protos, &set, ret_reason);
         if (r < 0)
                 return r;
-        r = tls_priority_string(set, grade, &prio);
+        r = tls_priority_string(set, grade, server_precedence, &prio);
         if (r < 0)
                 return r;
         r = gnutls_priority_init(ret, prio, &err);
@@ -200,7 +241,10 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
         if (!s)
                 return -ENOMEM;
         s->n_ref = 1;
-        r = tls_priority_new(cfg->protocols, cfg->grade, &s->priority, ret_reason);
+        r = tls_priority_new(cfg->protocols, cfg->grade, cfg->server_precedence, &s->priority, ret_reason);
+        if (r < 0)
+                return r;
+        s->no_tickets = cfg->options & TLS_OPT_NO_TICKET;
         if (r < 0)
                 return r;
 
@@ -336,7 +380,7 @@ int tls_conn_new_server(TlsServer *srv, int fd, TlsConn **ret) {
         gnutls_session_set_ptr(c->session, c);
         if ((r = gnutls_priority_set(c->session, srv->priority)) < 0 ||
             (r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, srv->cred)) < 0 ||
-            (r = gnutls_session_ticket_enable_server(c->session, &srv->ticket_key)) < 0) {
+            (!srv->no_tickets && (r = gnutls_session_ticket_enable_server(c->session, &srv->ticket_key)) < 0)) {
                 tls_conn_free(c);
                 return -EINVAL;
         }

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "basic/macro.h"
+#include "conf/conf.h"
 
 typedef struct TlsServer TlsServer;
 typedef struct TlsClient TlsClient;
@@ -49,12 +50,27 @@ typedef struct TlsServerConfig {
         const char *protocols;       /* Postfix syntax: ">=TLSv1.2", "!SSLv3, !TLSv1", "TLSv1.3" */
         TlsGrade grade;
         const char *sni_maps;        /* "type:name ..." tables: server name -> chain file list */
+        bool server_precedence;      /* tls_preempt_cipherlist: our cipher order, not the client's */
+        unsigned options;            /* TLS_OPT_* from tls_ssl_options */
 } TlsServerConfig;
+
+/* tls_ssl_options (Postfix's names, case-insensitive). GnuTLS never compresses, and Postern
+ * always refuses renegotiation and keeps TLS 1.3's middlebox compatibility: NO_COMPRESSION,
+ * NO_RENEGOTIATION and ENABLE_MIDDLEBOX_COMPAT are accepted as what it does anyway. NO_TICKET
+ * turns session tickets off (the server issues none, the client asks for none). */
+enum { TLS_OPT_NO_TICKET = 1 << 0 };
+/* Parses the words of tls_ssl_options into TLS_OPT_* bits; a word that is not one of the above
+ * is left out and returned in *ret_unsupported (NULL-terminated, caller frees; may stay NULL).
+ * Only -ENOMEM fails. */
+int tls_ssl_options_parse(char *const *words, unsigned *ret, char ***ret_unsupported);
+/* tls_ssl_options of c (listener: its override, or NULL) as TLS_OPT_* bits; each word it does
+ * not know is logged as not supported. who names the daemon's part in that line. */
+unsigned tls_ssl_options_conf(Conf *c, const char *listener, const char *who);
 
 /* Parses Postfix protocol syntax into TLS_PROTO_* bits. Unknown names: -EINVAL with reason. */
 int tls_protocols_parse(const char *text, unsigned *ret, char **ret_reason);
 /* The GnuTLS priority string for a protocol set and grade (caller frees). */
-int tls_priority_string(unsigned protocols, TlsGrade grade, char **ret);
+int tls_priority_string(unsigned protocols, TlsGrade grade, bool server_precedence, char **ret);
 
 /* Loads credentials and builds the shared server state; *ret_reason says what failed. */
 int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reason);
@@ -108,6 +124,7 @@ typedef struct TlsClientConfig {
         const char *ca_path;         /* a directory of PEM trust anchors, in addition to ca_file */
         const char *protocols;       /* Postfix syntax, as for the server */
         TlsGrade grade;
+        unsigned options;            /* TLS_OPT_* from tls_ssl_options */
 } TlsClientConfig;
 
 /* What the peer's certificate proved, in Postfix's words. */

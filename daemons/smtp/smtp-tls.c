@@ -75,6 +75,7 @@ static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_par
                 .ca_path = smtp_conf_get(c, s, "tls_CApath"),
                 .protocols = smtp_conf_get(c, s, protocols_param),
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
+                .options = tls_ssl_options_conf(c, NULL, streq(prefix, "lmtp") ? "LMTP client" : "SMTP client"),
         };
         _cleanup_free_ char *why = NULL;
         TlsClient *cl = NULL;

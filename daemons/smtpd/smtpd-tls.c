@@ -62,6 +62,8 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                 .protocols = protocols,
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
                 .sni_maps = sni,
+                .server_precedence = conf_get_bool(c, listener, "tls_preempt_cipherlist"),
+                .options = tls_ssl_options_conf(c, listener, s->listener),
         };
         r = tls_server_new(&cfg, &s->tls, &why);
         if (r < 0)

@@ -219,6 +219,32 @@ def test_key_file_from_systemd_credential(postern, certs, monkeypatch, tmp_path)
         assert t.cmd("QUIT") == "221 2.0.0 Bye"
 
 
+def test_tls_preempt_cipherlist_and_ssl_options(postern, certs):
+    """tls_preempt_cipherlist: with "yes" (Postern's default; Postfix's is no) postern-smtpd's own
+    order picks the cipher (GnuTLS NORMAL puts AES-256-GCM first), with "no" the client's. tls_ssl_options =
+    NO_TICKET: no session ticket, so gnutls-cli --resume cannot resume; a name GnuTLS has no
+    equivalent for is logged as not supported."""
+    client_prio = "NORMAL:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:-VERS-ALL:+VERS-TLS1.3"
+
+    def cipher():
+        r = gnutls_cli(postern.smtp_port, certs, "--priority", client_prio, input=b"QUIT\r\n")
+        out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+        m = re.search(r"- Description: \(TLS1\.3[^)]*\)(?:-\([^)]*\))*-\(([A-Z0-9-]+)\)\s*$", out, re.M)
+        assert m, out
+        return m.group(1)        # the last group: the cipher
+
+    start_smtpd(postern, **tls_params(certs))
+    assert cipher() == "AES-256-GCM"
+    postern.configure(tls_preempt_cipherlist="no", tls_ssl_options="NO_COMPRESSION, NO_TICKET, PRIORITIZE_CHACHA")
+    postern.restart("smtpd")
+    assert cipher() == "AES-128-GCM"
+    postern.wait_log("smtpd", r"tls_ssl_options: not supported: PRIORITIZE_CHACHA \(")
+    assert "not supported: NO_COMPRESSION" not in postern.log("smtpd")
+    r = gnutls_cli(postern.smtp_port, certs, "--resume", input=b"QUIT\r\n")
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    assert "Handshake was completed" in out and "This is a resumed session" not in out, out
+
+
 def test_submissions_implicit_tls(postern, certs):
     start_smtpd(postern, **tls_params(certs))
     s = socket.create_connection(("127.0.0.1", postern.submissions_port))
