@@ -182,6 +182,8 @@ static bool ehlo_hidden(Session *s, unsigned bit) {
         return command_ehlo_discard(s) & bit;
 }
 
+static void ehlo_reply(Session *s, const char *arg, const char *refusal);
+
 static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
                 free(s->client.helo);   /* a refused name is not remembered, as in Postfix */
@@ -189,6 +191,17 @@ static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
                 return;
         }
         s->client.esmtp = true;
+        smtpd_milter_run(s, MILTER_STAGE_HELO, s->client.helo, ehlo_reply);
+}
+
+/* After the milters: the refusal, or the EHLO keywords. */
+static void ehlo_reply(Session *s, const char *arg, const char *refusal) {
+        if (refusal) {
+                session_reply(s, "%s", refusal);
+                free(s->client.helo);
+                s->client.helo = NULL;
+                return;
+        }
 
         unsigned discard = command_ehlo_discard(s);
         char hidden[256] = "";
@@ -238,6 +251,17 @@ static bool cmd_ehlo(Session *s, char *arg) {
         return false;   /* counted by ehlo_finish */
 }
 
+static void helo_reply(Session *s, const char *arg, const char *refusal) {
+        if (refusal) {
+                session_reply(s, "%s", refusal);
+                free(s->client.helo);
+                s->client.helo = NULL;
+                return;
+        }
+        session_reply(s, "250 %s", s->settings->myhostname);
+        s->cmd_ok[CMD_HELO]++;
+}
+
 static void helo_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
                 free(s->client.helo);
@@ -245,8 +269,7 @@ static void helo_finish(Session *s, const char *rcpt, bool accepted) {
                 return;
         }
         s->client.esmtp = false;
-        session_reply(s, "250 %s", s->settings->myhostname);
-        s->cmd_ok[CMD_HELO]++;
+        smtpd_milter_run(s, MILTER_STAGE_HELO, s->client.helo, helo_reply);
 }
 
 static bool cmd_helo(Session *s, char *arg) {
@@ -316,8 +339,20 @@ static void mail_after_anvil(Session *s, bool allowed, void *userdata) {
         session_reply(s, "250 2.1.0 Ok");
 }
 
+static void mail_milter_done(Session *s, const char *arg, const char *refusal);
+
 static void mail_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
+                smtpd_transaction_reset(&s->tx);
+                return;
+        }
+        smtpd_milter_run(s, MILTER_STAGE_MAIL, NULL, mail_milter_done);
+}
+
+/* After the milters: the refusal, or on to postern-anvil's message count. */
+static void mail_milter_done(Session *s, const char *arg, const char *refusal) {
+        if (refusal) {
+                session_reply(s, "%s", refusal);
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
@@ -469,6 +504,7 @@ static bool cmd_mail(Session *s, char *arg) {
                 return false;
         }
         s->tx.number = ++s->server->n_transactions;
+        smtpd_milter_abort(s);   /* a transaction the milters saw and that ended early */
         if (s->listener->kind == LISTENER_SUBMIT)
                 mail_finish(s, NULL, true);
         else
@@ -584,13 +620,26 @@ static bool rcpt_params(Session *s, char *params, unsigned *ret_notify, char **r
         return true;
 }
 
+static void rcpt_milter_done(Session *s, const char *rcpt, const char *refusal);
+
 static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
-        /* the recipient whose NOTIFY/ORCPT waited for the restrictions' answer */
+        if (!accepted) {
+                smtpd_recipient_done(&s->tx.rcpt_pending);
+                return;
+        }
+        smtpd_milter_run(s, MILTER_STAGE_RCPT, rcpt, rcpt_milter_done);
+}
+
+/* After the milters: the refusal of this recipient, or it is added. */
+static void rcpt_milter_done(Session *s, const char *rcpt, const char *refusal) {
+        /* the recipient whose NOTIFY/ORCPT waited for the restrictions' and milters' answers */
         _cleanup_(smtpd_recipient_done) SmtpdRecipient r = s->tx.rcpt_pending;
 
         s->tx.rcpt_pending = (SmtpdRecipient) {};
-        if (!accepted)
+        if (refusal) {
+                session_reply(s, "%s", refusal);
                 return;
+        }
         if (!(r.address = strdup(rcpt)) || smtpd_transaction_add_rcpt(&s->tx, &r) < 0) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return;
@@ -686,9 +735,18 @@ static bool cmd_rcpt(Session *s, char *arg) {
         return false;   /* counted by rcpt_finish */
 }
 
+static void data_milter_done(Session *s, const char *arg, const char *refusal);
+
 static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
-        if (!accepted)
+        if (accepted)
+                smtpd_milter_run(s, MILTER_STAGE_DATA, NULL, data_milter_done);
+}
+
+static void data_milter_done(Session *s, const char *arg, const char *refusal) {
+        if (refusal) {
+                session_reply(s, "%s", refusal);
                 return;
+        }
         if (data_begin(s) < 0) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return;
@@ -729,6 +787,7 @@ static bool cmd_rset(Session *s, char *arg) {
                 return false;
         }
         smtpd_transaction_reset(&s->tx);
+        smtpd_milter_abort(s);
         session_reply(s, "250 2.0.0 Ok");
         return true;
 }
@@ -868,6 +927,19 @@ static void note_pipelining(Session *s, const CommandDef *def) {
                 (void) forbid_pipelining(s, s->in.data, s->in.len);
 }
 
+/* After the milters' connect stage: a refusal answers every later command but QUIT (a 421
+ * closes the session at once, see smtpd-milter.c). */
+static void greet_milter_done(Session *s, const char *arg, const char *refusal) {
+        if (refusal && !startswith(refusal, "421")) {
+                free(s->access_denied);
+                s->access_denied = strdup(refusal);
+        }
+        if (!refusal || !startswith(refusal, "421"))
+                session_reply(s, "220 %s", s->settings->banner);
+        else
+                session_reply(s, "%s", refusal);
+}
+
 static void greet_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
                 /* Client restrictions refused the client at connect (smtpd_delay_reject = no). */
@@ -875,7 +947,7 @@ static void greet_finish(Session *s, const char *rcpt, bool accepted) {
                 s->access_denied = strdup("denied");
                 return;
         }
-        session_reply(s, "220 %s", s->settings->banner);
+        smtpd_milter_run(s, MILTER_STAGE_CONNECT, NULL, greet_milter_done);
 }
 
 void command_greet(Session *s) {
@@ -890,6 +962,11 @@ void command_greet(Session *s) {
                 s->ill_after = "CONNECT";
         }
         smtpd_check_run(s, STAGE_CONNECT, NULL, greet_finish);
+}
+
+/* An unknown command after the milters saw it: their refusal, else ours. */
+static void unknown_milter_done(Session *s, const char *arg, const char *refusal) {
+        session_reply(s, "%s", refusal ? refusal : "500 5.5.2 Error: command not recognized");
 }
 
 void command_execute(Session *s, char *line, size_t len) {
@@ -927,7 +1004,10 @@ void command_execute(Session *s, char *line, size_t len) {
                 s->last_cmd = "UNKNOWN";
                 if (!*verb)
                         session_reply(s, "500 5.5.2 Error: bad syntax");
-                else
+                else if (smtpd_milter_active(s)) {
+                        verb[vlen] = arg > verb + vlen ? ' ' : '\0';   /* the whole line again */
+                        smtpd_milter_run(s, MILTER_STAGE_UNKNOWN, verb, unknown_milter_done);
+                } else
                         session_reply(s, "500 5.5.2 Error: command not recognized");
                 return;
         }
@@ -935,7 +1015,10 @@ void command_execute(Session *s, char *line, size_t len) {
         s->last_cmd = def->name;
         s->cmd_total[def->id]++;
         if (s->access_denied && def->id != CMD_QUIT) {
-                session_reply(s, "503 5.7.0 Error: access denied for %s", s->client.id_text);
+                if (s->access_denied[0] >= '4' && s->access_denied[0] <= '5')
+                        session_reply(s, "%s", s->access_denied);   /* a milter's refusal at connect */
+                else
+                        session_reply(s, "503 5.7.0 Error: access denied for %s", s->client.id_text);
                 return;
         }
         if (def->junk && ++s->junk_count > s->settings->junk_command_limit) {

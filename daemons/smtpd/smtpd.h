@@ -27,6 +27,10 @@
  *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
  *   smtpd-rewrite.c      address rewriting of the queueing step: canonical form, canonical
  *                        maps and masquerading of the envelope and of address headers
+ *   smtpd-milter.c       the milter client: one connection per session and milter, every SMTP
+ *                        stage sent and awaited without blocking (common/milter is the protocol)
+ *   smtpd-milter-edit.c  the milters' message edits (headers, body, recipients, sender), applied
+ *                        to the job before it is committed
  *
  * The checks of a client or a transaction are hooks behind one interface, SmtpdHook; the table
  * of hooks (stages, what each needs) is above its declaration, further down.
@@ -56,6 +60,7 @@
 #include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "mail/queue-id.h"
+#include "milter/milter.h"
 #include "tls/tls.h"
 #include "sasl/sasl-client.h"
 
@@ -177,6 +182,22 @@ typedef struct SmtpdVirtualAlias {
         HostAddresses own_addresses;       /* ... and literals of $inet_interfaces, $proxy_interfaces */
 } SmtpdVirtualAlias;
 
+/* The milter client's settings (smtpd-milter.c). Both lists are kept: a snapshot may be shared by
+ * the SMTP listeners and the submit socket, which uses non_smtpd_milters. */
+typedef struct SmtpdMilterSettings {
+        MilterSpec *smtpd, *non_smtpd;     /* smtpd_milters, non_smtpd_milters */
+        size_t n_smtpd, n_non_smtpd;
+        TableList *maps;                   /* smtpd_milter_maps (client address), or NULL */
+        usec_t connect_timeout_usec, command_timeout_usec, content_timeout_usec;
+        int default_action;                /* MILTER_DEFAULT_* */
+        int protocol;                      /* milter_protocol: 2, 3, 4 or 6 */
+        char **macros[_MILTER_M_MAX];      /* milter_*_macros */
+        char *daemon_name, *macro_v;       /* milter_macro_daemon_name, milter_macro_v */
+        /* receive_override_options = no_milters: no milter for this listener. Read here; the
+         * filter branch's receive_override_options parser sets it when the branches merge. */
+        bool no_milters;
+} SmtpdMilterSettings;
+
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
  * keep a reference so a reload affects only new sessions. */
 typedef struct SmtpdSettings {
@@ -285,6 +306,7 @@ typedef struct SmtpdSettings {
         char *sasl_service;
         SaslClient *sasl;                  /* this snapshot's Dovecot connection; NULL: AUTH off */
         SmtpdVirtualAlias virtual_alias;   /* virtual alias expansion (smtpd-virtual.c) */
+        SmtpdMilterSettings milter;        /* smtpd-milter.c */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -509,6 +531,7 @@ struct Session {
         unsigned anvil_generation; /* anvil connection that counted this session (0: none) */
         const char *last_cmd;    /* for "timeout after X" */
         int last_code;
+        struct SmtpdMilters *milters;   /* the session's milter connections (smtpd-milter.c), or NULL */
 };
 
 /* How a client name lookup ended (Postfix: name_status / reverse_name_status). */
@@ -942,3 +965,45 @@ int smtpd_virtual_expand(SmtpdSettings *s, CommitJob *j, const char **ret_reply)
 /* The expansion as smtpd_virtual_expand() runs it (tables, limits, local domains), for
  * `posternctl route`; maps are NULL when virtual_alias.maps_error says they did not open. */
 VirtualAlias smtpd_virtual_alias(SmtpdSettings *s);
+
+/* smtpd-milter.c: the milter client. Every stage runs the session's milters in order; done(s,
+ * arg, reply) is called exactly once — at once when no milter takes part, else later from the
+ * event loop after the session's wait ended (session_resume(SESSION_RESUME_ONLY); the session
+ * then goes on with its input unless done() waits again). reply is NULL to go on, else the
+ * complete refusal to send (already logged as milter-reject); arg is the stage's argument
+ * (HELO name, recipient, command line). Discard and quarantine land in s->tx.actions (logged as
+ * milter-discard / milter-hold), edits in the session's milter state for smtpd_milter_apply(). */
+typedef enum SmtpdMilterStage {
+        MILTER_STAGE_CONNECT, MILTER_STAGE_HELO, MILTER_STAGE_MAIL, MILTER_STAGE_RCPT,
+        MILTER_STAGE_DATA, MILTER_STAGE_UNKNOWN, MILTER_STAGE_EOM,
+} SmtpdMilterStage;
+typedef void (*SmtpdMilterDone)(Session *s, const char *arg, const char *reply);
+/* Parses smtpd_milters, non_smtpd_milters, the macro lists and smtpd_milter_maps; logs its errors. */
+int smtpd_milter_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_milter_settings_done(SmtpdSettings *s);
+void smtpd_milter_run(Session *s, SmtpdMilterStage stage, const char *arg, SmtpdMilterDone done);
+/* Whether the session talks to milters at all (after the connect stage chose them). */
+bool smtpd_milter_active(Session *s);
+/* RSET, a new MAIL, the end of a refused message: the milters forget the transaction (ABORT). */
+void smtpd_milter_abort(Session *s);
+/* Session end: QUIT to every milter, connections closed. */
+void smtpd_milter_session_free(Session *s);
+/* smtpd-milter-edit.c: applies the collected edits (and chgfrom, recipients, body) to the job
+ * of s's message; 0 or -ENOMEM. Edits are forgotten with the transaction. */
+int smtpd_milter_apply(Session *s, CommitJob *j);
+/* The edit list the milter client fills (smtpd-milter.c) and smtpd_milter_apply() reads, in the
+ * order the milters sent the edits. */
+typedef struct MilterEdit {
+        char cmd;                /* MILTER_R_ADDHEADER, ..._CHGFROM */
+        uint32_t index;
+        char *name, *value;      /* header name and value (LF form); or address and ESMTP args */
+} MilterEdit;
+typedef struct SmtpdMilterEdits {
+        MilterEdit *v;
+        size_t n;
+        StrBuf body;             /* replbody, CRLF as received */
+        bool body_replaced;
+} SmtpdMilterEdits;
+SmtpdMilterEdits *smtpd_milter_edits(Session *s);
+int smtpd_milter_edit_add(SmtpdMilterEdits *e, const MilterReply *r);
+void smtpd_milter_edits_reset(SmtpdMilterEdits *e);

@@ -1,0 +1,306 @@
+/* smtpd-milter-edit.c — the message edits milters ask for at end of message, collected while they
+ * answer (smtpd_milter_edit_add(), from smtpd-milter.c) and applied to the job before it is
+ * committed (smtpd_milter_apply(), from smtpd-data.c), so the 250 still follows a durable commit.
+ *
+ * Headers: addheader appends at the end of the header section, insheader inserts before the
+ * index-th header (0: at the top, above our Received:), chgheader replaces the index-th header
+ * of that name (1-based) or deletes it when the value is empty, and adds it when there is no such
+ * header. Body: replbody chunks (CRLF, as milters send them) replace the body. Recipients:
+ * addrcpt / addrcpt_par (NOTIFY= and ORCPT= understood) and delrcpt; chgfrom replaces the
+ * sender. Edits apply in the order the milters sent them. Header values keep their leading
+ * white space; a value without one gets ": " after the name. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "smtpd.h"
+#include "log/log.h"
+#include "mail/xtext.h"
+#include "queue/queue.h"
+
+void smtpd_milter_edits_reset(SmtpdMilterEdits *e) {
+        if (!e)
+                return;
+        for (size_t i = 0; i < e->n; i++) {
+                free(e->v[i].name);
+                free(e->v[i].value);
+        }
+        free(e->v);
+        strbuf_done(&e->body);
+        *e = (SmtpdMilterEdits) {};
+}
+
+/* CRLF and bare CR become LF (the queue keeps content in LF form). */
+static char *to_lf(const char *p, size_t n, size_t *ret_len) {
+        char *o = malloc(n + 1);
+        size_t k = 0;
+        if (!o)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (p[i] == '\r') {
+                        o[k++] = '\n';
+                        if (i + 1 < n && p[i + 1] == '\n')
+                                i++;
+                } else
+                        o[k++] = p[i];
+        }
+        o[k] = '\0';
+        if (ret_len)
+                *ret_len = k;
+        return o;
+}
+
+int smtpd_milter_edit_add(SmtpdMilterEdits *e, const MilterReply *r) {
+        if (r->cmd == MILTER_R_REPLBODY) {
+                e->body_replaced = true;
+                return strbuf_append(&e->body, r->body, r->body_len);
+        }
+        MilterEdit *v = reallocarray(e->v, e->n + 1, sizeof(MilterEdit));
+        if (!v)
+                return -ENOMEM;
+        e->v = v;
+        MilterEdit *x = &v[e->n];
+        *x = (MilterEdit) { .cmd = r->cmd, .index = r->index };
+        const char *name = r->name ? r->name : r->text;
+        x->name = name ? strdup(name) : NULL;
+        x->value = r->value ? to_lf(r->value, strlen(r->value), NULL) : NULL;
+        if ((name && !x->name) || (r->value && !x->value)) {
+                free(x->name);
+                free(x->value);
+                return -ENOMEM;
+        }
+        e->n++;
+        return 0;
+}
+
+/* The header section as a list of logical headers (each with its line ends). */
+typedef struct Headers {
+        char **v;
+        size_t n;
+} Headers;
+
+static void headers_done(Headers *h) {
+        for (size_t i = 0; i < h->n; i++)
+                free(h->v[i]);
+        free(h->v);
+}
+
+static int headers_insert(Headers *h, size_t at, char *text) {
+        if (!text)
+                return -ENOMEM;
+        char **v = reallocarray(h->v, h->n + 1, sizeof(char *));
+        if (!v) {
+                free(text);
+                return -ENOMEM;
+        }
+        h->v = v;
+        if (at > h->n)
+                at = h->n;
+        memmove(v + at + 1, v + at, (h->n - at) * sizeof(char *));
+        v[at] = text;
+        h->n++;
+        return 0;
+}
+
+static char *header_text(const char *name, const char *value) {
+        const char *sep = value[0] == ' ' || value[0] == '\t' ? ":" : ": ";
+        char *t = NULL;
+        if (asprintf(&t, "%s%s%s\n", name, sep, value) < 0)
+                return NULL;
+        return t;
+}
+
+static bool header_is(const char *h, const char *name) {
+        size_t n = strlen(name);
+        if (strncasecmp(h, name, n) != 0)
+                return false;
+        h += n;
+        while (*h == ' ' || *h == '\t')
+                h++;
+        return *h == ':';
+}
+
+/* Splits content into headers and the offset where the rest (separator and body) starts. */
+static int headers_split(const char *c, size_t len, Headers *h, size_t *ret_rest) {
+        size_t i = 0;
+        while (i < len) {
+                const char *nl = memchr(c + i, '\n', len - i);
+                size_t end = nl ? (size_t) (nl - c) + 1 : len;
+                if (end - i <= 1 || ((c[i] == ' ' || c[i] == '\t') && h->n == 0) ||
+                    (!memchr(c + i, ':', end - i) && c[i] != ' ' && c[i] != '\t'))
+                        break;   /* the empty line (or something that is not a header) */
+                /* continuation lines belong to the header */
+                while (end < len && (c[end] == ' ' || c[end] == '\t')) {
+                        nl = memchr(c + end, '\n', len - end);
+                        end = nl ? (size_t) (nl - c) + 1 : len;
+                }
+                if (c[i] == ' ' || c[i] == '\t')
+                        break;
+                int r = headers_insert(h, h->n, strndup(c + i, end - i));
+                if (r < 0)
+                        return r;
+                i = end;
+        }
+        *ret_rest = i;
+        return 0;
+}
+
+static int header_edit(Headers *h, const MilterEdit *x) {
+        switch (x->cmd) {
+        case MILTER_R_ADDHEADER:
+                return headers_insert(h, h->n, header_text(x->name, x->value));
+        case MILTER_R_INSHEADER:
+                return headers_insert(h, x->index, header_text(x->name, x->value));
+        case MILTER_R_CHGHEADER: {
+                uint32_t seen = 0;
+                for (size_t i = 0; i < h->n; i++) {
+                        if (!header_is(h->v[i], x->name) || ++seen < MAX(x->index, 1u))
+                                continue;
+                        if (!*x->value) {
+                                free(h->v[i]);
+                                memmove(h->v + i, h->v + i + 1, (h->n - i - 1) * sizeof(char *));
+                                h->n--;
+                                return 0;
+                        }
+                        char *t = header_text(x->name, x->value);
+                        if (!t)
+                                return -ENOMEM;
+                        free(h->v[i]);
+                        h->v[i] = t;
+                        return 0;
+                }
+                /* no such header: a change adds it, a deletion has nothing to do */
+                return *x->value ? headers_insert(h, h->n, header_text(x->name, x->value)) : 0;
+        }
+        }
+        return 0;
+}
+
+static char *strip_brackets(const char *a) {
+        size_t n = strlen(a);
+        if (n >= 2 && a[0] == '<' && a[n - 1] == '>')
+                return strndup(a + 1, n - 2);
+        return strdup(a);
+}
+
+/* NOTIFY= and ORCPT= of an addrcpt_par; other arguments are ignored. */
+static int rcpt_args(const char *args, QueueRecipient *rc) {
+        _cleanup_strv_free_ char **w = conf_split_list(args ? args : "");
+        if (!w)
+                return -ENOMEM;
+        for (char **i = w; *i; i++) {
+                const char *v;
+                if ((v = startswith_no_case(*i, "NOTIFY="))) {
+                        _cleanup_strv_free_ char **k = conf_split_list(v);
+                        if (!k)
+                                return -ENOMEM;
+                        for (char **j = k; *j; j++)
+                                rc->notify |= strcaseeq(*j, "NEVER") ? QUEUE_NOTIFY_NEVER :
+                                              strcaseeq(*j, "SUCCESS") ? QUEUE_NOTIFY_SUCCESS :
+                                              strcaseeq(*j, "FAILURE") ? QUEUE_NOTIFY_FAILURE :
+                                              strcaseeq(*j, "DELAY") ? QUEUE_NOTIFY_DELAY : 0;
+                } else if ((v = startswith_no_case(*i, "ORCPT="))) {
+                        char *dec = NULL;
+                        size_t dl = 0;
+                        if (xtext_decode(v, strlen(v), &dec, &dl) >= 0) {
+                                free(rc->orcpt);
+                                rc->orcpt = dec;
+                        }
+                }
+        }
+        return 0;
+}
+
+static int rcpt_edit(CommitJob *j, const MilterEdit *x) {
+        _cleanup_free_ char *addr = strip_brackets(x->name);
+        QueueRecipient *rc = j->rcpts;
+        if (!addr)
+                return -ENOMEM;
+        if (x->cmd == MILTER_R_DELRCPT) {
+                for (size_t i = 0; i < j->n_rcpts; ) {
+                        if (strcaseeq(rc[i].address, addr)) {
+                                free(rc[i].address);
+                                free(rc[i].orcpt);
+                                memmove(rc + i, rc + i + 1, (j->n_rcpts - i - 1) * sizeof(QueueRecipient));
+                                j->n_rcpts--;
+                        } else
+                                i++;
+                }
+                return 0;
+        }
+        for (size_t i = 0; i < j->n_rcpts; i++)
+                if (strcaseeq(rc[i].address, addr))
+                        return 0;   /* already a recipient */
+        rc = reallocarray(j->rcpts, j->n_rcpts + 1, sizeof(QueueRecipient));
+        if (!rc)
+                return -ENOMEM;
+        j->rcpts = rc;
+        QueueRecipient *n = &rc[j->n_rcpts];
+        *n = (QueueRecipient) { .state = QUEUE_RCPT_PENDING, .address = TAKE_PTR(addr) };
+        j->n_rcpts++;
+        return x->cmd == MILTER_R_ADDRCPT_PAR ? rcpt_args(x->value, n) : 0;
+}
+
+int smtpd_milter_apply(Session *s, CommitJob *j) {
+        SmtpdMilterEdits *e = smtpd_milter_edits(s);
+        QueueMessage *m = j->message;
+        _cleanup_(headers_done) Headers h = {};
+        bool headers_changed = false;
+        size_t rest = 0;
+        int r;
+
+        if (!e || (e->n == 0 && !e->body_replaced))
+                return 0;
+        r = headers_split(j->content, j->content_len, &h, &rest);
+        for (size_t i = 0; r >= 0 && i < e->n; i++) {
+                const MilterEdit *x = &e->v[i];
+                switch (x->cmd) {
+                case MILTER_R_ADDHEADER: case MILTER_R_INSHEADER: case MILTER_R_CHGHEADER:
+                        headers_changed = true;
+                        r = header_edit(&h, x);
+                        break;
+                case MILTER_R_ADDRCPT: case MILTER_R_ADDRCPT_PAR: case MILTER_R_DELRCPT:
+                        r = rcpt_edit(j, x);
+                        break;
+                case MILTER_R_CHGFROM: {
+                        char *snd = strip_brackets(x->name);
+                        if (!snd)
+                                return -ENOMEM;
+                        free(m->sender);
+                        m->sender = snd;
+                        break;
+                }
+                }
+        }
+        if (r < 0)
+                return r;
+        if (!headers_changed && !e->body_replaced)
+                return 0;
+        /* Rebuild: the headers, then the separator and body (replaced or as they were). */
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+        for (size_t i = 0; r >= 0 && i < h.n; i++)
+                r = strbuf_puts(&out, h.v[i]);
+        if (r >= 0 && e->body_replaced) {
+                size_t bl = 0;
+                _cleanup_free_ char *body = to_lf(e->body.data ? e->body.data : "", e->body.len, &bl);
+                if (!body)
+                        return -ENOMEM;
+                r = strbuf_puts(&out, "\n");
+                if (r >= 0)
+                        r = strbuf_append(&out, body, bl);
+        } else if (r >= 0)
+                r = strbuf_append(&out, j->content + rest, j->content_len - rest);
+        if (r < 0)
+                return r;
+        /* the data budget stays charged with what the job held; the new size is close to it */
+        size_t len = out.len;
+        char *c = strbuf_steal(&out);
+        if (!c)
+                return -ENOMEM;
+        free(j->content);
+        j->content = c;
+        j->content_len = len;
+        m->size = len;
+        return 0;
+}
