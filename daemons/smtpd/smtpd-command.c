@@ -197,7 +197,7 @@ static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
 /* After the milters: the refusal, or the EHLO keywords. */
 static void ehlo_reply(Session *s, const char *arg, const char *refusal) {
         if (refusal) {
-                session_reply(s, "%s", refusal);
+                smtpd_milter_reply(s, refusal);
                 free(s->client.helo);
                 s->client.helo = NULL;
                 return;
@@ -253,7 +253,7 @@ static bool cmd_ehlo(Session *s, char *arg) {
 
 static void helo_reply(Session *s, const char *arg, const char *refusal) {
         if (refusal) {
-                session_reply(s, "%s", refusal);
+                smtpd_milter_reply(s, refusal);
                 free(s->client.helo);
                 s->client.helo = NULL;
                 return;
@@ -352,7 +352,7 @@ static void mail_finish(Session *s, const char *rcpt, bool accepted) {
 /* After the milters: the refusal, or on to postern-anvil's message count. */
 static void mail_milter_done(Session *s, const char *arg, const char *refusal) {
         if (refusal) {
-                session_reply(s, "%s", refusal);
+                smtpd_milter_reply(s, refusal);
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
@@ -637,7 +637,7 @@ static void rcpt_milter_done(Session *s, const char *rcpt, const char *refusal) 
 
         s->tx.rcpt_pending = (SmtpdRecipient) {};
         if (refusal) {
-                session_reply(s, "%s", refusal);
+                smtpd_milter_reply(s, refusal);
                 return;
         }
         if (!(r.address = strdup(rcpt)) || smtpd_transaction_add_rcpt(&s->tx, &r) < 0) {
@@ -744,7 +744,7 @@ static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
 
 static void data_milter_done(Session *s, const char *arg, const char *refusal) {
         if (refusal) {
-                session_reply(s, "%s", refusal);
+                smtpd_milter_reply(s, refusal);
                 return;
         }
         if (data_begin(s) < 0) {
@@ -937,7 +937,7 @@ static void greet_milter_done(Session *s, const char *arg, const char *refusal) 
         if (!refusal || !startswith(refusal, "421"))
                 session_reply(s, "220 %s", s->settings->banner);
         else
-                session_reply(s, "%s", refusal);
+                smtpd_milter_reply(s, refusal);
 }
 
 static void greet_finish(Session *s, const char *rcpt, bool accepted) {
@@ -966,7 +966,7 @@ void command_greet(Session *s) {
 
 /* An unknown command after the milters saw it: their refusal, else ours. */
 static void unknown_milter_done(Session *s, const char *arg, const char *refusal) {
-        session_reply(s, "%s", refusal ? refusal : "500 5.5.2 Error: command not recognized");
+        smtpd_milter_reply(s, refusal ? refusal : "500 5.5.2 Error: command not recognized");
 }
 
 void command_execute(Session *s, char *line, size_t len) {
@@ -1016,7 +1016,7 @@ void command_execute(Session *s, char *line, size_t len) {
         s->cmd_total[def->id]++;
         if (s->access_denied && def->id != CMD_QUIT) {
                 if (s->access_denied[0] >= '4' && s->access_denied[0] <= '5')
-                        session_reply(s, "%s", s->access_denied);   /* a milter's refusal at connect */
+                        smtpd_milter_reply(s, s->access_denied);   /* a milter's refusal at connect */
                 else
                         session_reply(s, "503 5.7.0 Error: access denied for %s", s->client.id_text);
                 return;

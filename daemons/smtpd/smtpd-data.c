@@ -539,7 +539,7 @@ static void data_end_milters(Session *s, const char *arg, const char *milter_ref
                         .sender = s->tx.sender };
 
         if (milter_refusal) {
-                session_reply(s, "%s", milter_refusal);
+                smtpd_milter_reply(s, milter_refusal);
                 smtpd_transaction_reset(&s->tx);
                 return;
         }

@@ -972,12 +972,21 @@ static void stage_free(SmtpdMilters *m) {
         m->finish = sd_event_source_disable_unref(m->finish);
 }
 
+/* "milter-reject: RCPT from ...: 550 5.7.1 text; from=<> to=<> ..." (lines of a multi-line
+ * reply joined by a space). */
+static void log_reject(Session *s, SmtpdMilterStage stage, const char *arg, const char *reply) {
+        _cleanup_free_ char *flat = strdup(reply);
+        if (flat)
+                for (char *p = flat; *p; p++)
+                        if (*p == '\r' || *p == '\n')
+                                *p = ' ';
+        smtpd_log_action(s, check_stage(stage), stage == MILTER_STAGE_RCPT ? arg : NULL, "milter-reject",
+                         flat ? flat : reply);
+}
+
 static void stage_report(SmtpdMilters *m) {
-        Session *s = m->session;
-        if (!m->reply)
-                return;
-        const char *rcpt = m->stage == MILTER_STAGE_RCPT ? m->arg : NULL;
-        smtpd_log_action(s, check_stage(m->stage), rcpt, "milter-reject", m->reply);
+        if (m->reply)
+                log_reject(m->session, m->stage, m->arg, m->reply);
 }
 
 static int on_finish(sd_event_source *src, void *userdata) {
@@ -1131,10 +1140,8 @@ void smtpd_milter_run(Session *s, SmtpdMilterStage stage, const char *arg, Smtpd
                 /* decided without waiting for any milter */
                 _cleanup_free_ char *a = TAKE_PTR(m->arg), *reply = TAKE_PTR(m->reply);
                 bool shutdown = m->shutdown;
-                if (reply) {
-                        const char *rcpt = stage == MILTER_STAGE_RCPT ? a : NULL;
-                        smtpd_log_action(s, check_stage(stage), rcpt, "milter-reject", reply);
-                }
+                if (reply)
+                        log_reject(s, stage, a, reply);
                 stage_free(m);
                 done(s, a, reply);
                 if (shutdown)
@@ -1145,6 +1152,17 @@ void smtpd_milter_run(Session *s, SmtpdMilterStage stage, const char *arg, Smtpd
         session_wait(s, on_wait_cancel, m);
         if (m->cur >= m->n)
                 stage_next(m);   /* finished while it was setting up: end from the loop */
+}
+
+void smtpd_milter_reply(Session *s, const char *reply) {
+        /* a milter's multi-line reply: the lines as they are, the last one counted as the reply */
+        const char *p = reply;
+        for (const char *eol; (eol = strstr(p, "\r\n")); p = eol + 2) {
+                _cleanup_free_ char *line = strndup(p, (size_t) (eol - p) + 2);
+                if (line)
+                        session_reply_raw(s, line);
+        }
+        session_reply(s, "%s", p);
 }
 
 bool smtpd_milter_active(Session *s) {

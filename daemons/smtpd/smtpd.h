@@ -982,6 +982,8 @@ typedef void (*SmtpdMilterDone)(Session *s, const char *arg, const char *reply);
 int smtpd_milter_settings(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_milter_settings_done(SmtpdSettings *s);
 void smtpd_milter_run(Session *s, SmtpdMilterStage stage, const char *arg, SmtpdMilterDone done);
+/* Sends a refusal done() received (a milter's reply may have several lines). */
+void smtpd_milter_reply(Session *s, const char *reply);
 /* Whether the session talks to milters at all (after the connect stage chose them). */
 bool smtpd_milter_active(Session *s);
 /* RSET, a new MAIL, the end of a refused message: the milters forget the transaction (ABORT). */
