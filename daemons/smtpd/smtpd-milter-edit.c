@@ -103,12 +103,19 @@ static int headers_insert(Headers *h, size_t at, char *text) {
         return 0;
 }
 
+/* "Name: value\n"; a line break in the value that a milter did not fold is folded here, so a
+ * value can never end the header section or start another header. */
 static char *header_text(const char *name, const char *value) {
-        const char *sep = value[0] == ' ' || value[0] == '\t' ? ":" : ": ";
-        char *t = NULL;
-        if (asprintf(&t, "%s%s%s\n", name, sep, value) < 0)
-                return NULL;
-        return t;
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+        int r = strbuf_printf(&b, "%s%s", name, value[0] == ' ' || value[0] == '\t' ? ":" : ": ");
+        for (const char *p = value; r >= 0 && *p; p++) {
+                r = strbuf_putc(&b, *p);
+                if (r >= 0 && *p == '\n' && p[1] != ' ' && p[1] != '\t')
+                        r = strbuf_putc(&b, '\t');
+        }
+        if (r >= 0 && (b.len == 0 || b.data[b.len - 1] != '\n'))
+                r = strbuf_putc(&b, '\n');
+        return r < 0 ? NULL : strbuf_steal(&b);
 }
 
 static bool header_is(const char *h, const char *name) {

@@ -21,6 +21,7 @@
  * shutdown (421 and disconnect). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,37 @@ static int specs_parse(const char *param, char **entries, MilterSpec **ret, size
         return 0;
 }
 
+/* inet:name:port with a host name: resolved once here (a blocking lookup at start and reload,
+ * as Postfix's milter client does per connection), so that sessions connect without a lookup. A
+ * name that does not resolve is logged; the milter then fails at each session (default_action). */
+static void specs_resolve(const char *param, MilterSpec *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                struct in6_addr a6;
+                struct in_addr a4;
+                MilterSpec *sp = &v[i];
+                if (sp->unix_socket || streq(sp->host, "localhost") || inet_pton(AF_INET, sp->host, &a4) == 1 ||
+                    inet_pton(AF_INET6, sp->host, &a6) == 1)
+                        continue;
+                struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+                int r = getaddrinfo(sp->host, NULL, &hints, &res);
+                char buf[INET6_ADDRSTRLEN] = "";
+                if (r == 0 && res)
+                        (void) getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof buf, NULL, 0, NI_NUMERICHOST);
+                if (res)
+                        freeaddrinfo(res);
+                if (!buf[0]) {
+                        log_warning("%s: milter %s: cannot resolve \"%s\": %s", param, sp->name, sp->host,
+                                    r ? gai_strerror(r) : "no address");
+                        continue;
+                }
+                char *h = strdup(buf);
+                if (h) {
+                        free(sp->host);
+                        sp->host = h;
+                }
+        }
+}
+
 static void specs_free(MilterSpec *v, size_t n) {
         for (size_t i = 0; v && i < n; i++)
                 milter_spec_done(&v[i]);
@@ -161,6 +193,8 @@ int smtpd_milter_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if ((r = specs_parse("smtpd_milters", smtpd, &m->smtpd, &m->n_smtpd)) < 0 ||
             (r = specs_parse("non_smtpd_milters", non_smtpd, &m->non_smtpd, &m->n_non_smtpd)) < 0)
                 return r == -ENOMEM ? log_oom() : r;
+        specs_resolve("smtpd_milters", m->smtpd, m->n_smtpd);
+        specs_resolve("non_smtpd_milters", m->non_smtpd, m->n_non_smtpd);
         m->connect_timeout_usec = (usec_t) conf_get_time(c, listener, "milter_connect_timeout") * USEC_PER_SEC;
         m->command_timeout_usec = (usec_t) conf_get_time(c, listener, "milter_command_timeout") * USEC_PER_SEC;
         m->content_timeout_usec = (usec_t) conf_get_time(c, listener, "milter_content_timeout") * USEC_PER_SEC;

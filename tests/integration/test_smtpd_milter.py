@@ -324,3 +324,28 @@ def test_smtpd_milter_maps_disable(postern, tmp_path):
     rc, dc = send(postern)
     assert dc[0] == 250
     assert m.connections == 0
+
+
+def test_milter_host_name_resolved_at_start(postern, dns_zone):
+    m = ScriptedMilter(script={"E": [("h", header("X-Named", "yes")), ("c", b"")]})
+    dns_zone.host("milter.postern.test", "127.0.0.1")
+    dns_zone.apply()
+    port = m.spec.rsplit(":", 1)[1]
+    start(postern, "inet:milter.postern.test:%s, inet:nosuch.invalid:%s" % (port, port),
+          milter_default_action="accept")
+    postern.wait_log("smtpd", r'smtpd_milters: milter inet:nosuch\.invalid:%s: cannot resolve "nosuch\.invalid"' % port)
+    rc, dc = send(postern)
+    assert dc[0] == 250
+    [qid] = queue_ids(postern)
+    assert "X-Named: yes" in content_of(postern, qid)
+
+
+def test_header_value_line_breaks_are_folded(postern):
+    m = ScriptedMilter(script={"E": [("h", header("X-Multi", "one\r\nBcc: evil@example.org")), ("c", b"")]})
+    start(postern, m.spec)
+    rc, dc = send(postern)
+    assert dc[0] == 250
+    [qid] = queue_ids(postern)
+    text = content_of(postern, qid)
+    assert "X-Multi: one\n\tBcc: evil@example.org\n" in text
+    assert "\nBcc:" not in text
