@@ -22,15 +22,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "smtpd.h"
+#include "basic/socket-util.h"
 #include "conf/conf-fields.h"
 #include "log/log.h"
 
@@ -477,46 +476,20 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
 /* Opens the connection (non-blocking) and starts the negotiation. */
 static void conn_open(MilterConn *c) {
         const MilterSpec *sp = c->spec;
-        struct sockaddr_storage ss = {};
+        struct sockaddr_storage ss;
         socklen_t sl;
+        int r;
 
-        if (sp->unix_socket) {
-                struct sockaddr_un *un = (struct sockaddr_un *) &ss;
-                if (strlen(sp->path) >= sizeof(un->sun_path)) {
-                        conn_fail(c, "socket path too long");
-                        return;
-                }
-                un->sun_family = AF_UNIX;
-                strcpy(un->sun_path, sp->path);
-                sl = sizeof(*un);
-        } else {
-                struct sockaddr_in *in4 = (struct sockaddr_in *) &ss;
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
-                if (streq(sp->host, "localhost") || inet_pton(AF_INET, sp->host, &in4->sin_addr) == 1) {
-                        if (streq(sp->host, "localhost"))
-                                in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-                        in4->sin_family = AF_INET;
-                        in4->sin_port = htons(sp->port);
-                        sl = sizeof(*in4);
-                } else if (inet_pton(AF_INET6, sp->host, &in6->sin6_addr) == 1) {
-                        in6->sin6_family = AF_INET6;
-                        in6->sin6_port = htons(sp->port);
-                        sl = sizeof(*in6);
-                } else {
-                        conn_fail(c, "host \"%s\" is not an address or localhost (names are not resolved)", sp->host);
-                        return;
-                }
-        }
-        c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (c->fd < 0) {
-                conn_fail(c, "cannot create a socket: %m");
+        r = sp->unix_socket ? sockaddr_from_path(sp->path, &ss, &sl) : sockaddr_from_host(sp->host, sp->port, &ss, &sl);
+        if (r < 0) {
+                conn_fail(c, sp->unix_socket ? "socket path too long" :
+                          "host is not an address (its name did not resolve at start)");
                 return;
         }
-        if (ss.ss_family != AF_UNIX)
-                (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &(int) { 1 }, sizeof(int));
         c->state = CONN_CONNECTING;
-        if (connect(c->fd, (struct sockaddr *) &ss, sl) < 0 && errno != EINPROGRESS) {
-                conn_fail(c, "cannot connect: %m");
+        r = socket_connect_nonblock(&ss, sl, &c->fd);
+        if (r < 0) {
+                conn_fail(c, "cannot connect: %s", strerror(-r));
                 return;
         }
         if (sd_event_add_io(c->owner->session->server->event, &c->io, c->fd, EPOLLOUT, on_conn_io, c) < 0 ||
