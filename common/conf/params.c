@@ -331,7 +331,7 @@ const ParamDef param_table[] = {
         P_STR("milter_end_of_header_macros", "i",
               "Macros sent to milters at the end of the message headers."),
         P_LIST("milter_header_checks", "",
-               "header_checks tables for headers a milter adds. Not supported: Postern logs \"not supported: milter_header_checks\" when it is set, and milter headers are not checked."),
+               "Accepted and ignored: header_checks for the headers milters add are not applied (postern-smtpd logs \"not supported: milter_header_checks\" when it is set)."),
         P_STR("milter_helo_macros", "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
               "Macros sent to milters with HELO/EHLO."),
         P_STR("milter_macro_daemon_name", "$myhostname",
