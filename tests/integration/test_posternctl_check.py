@@ -112,3 +112,14 @@ def test_master_cf_pipe_entry_errors(postern):
         f"posternctl: {path}:3: badflag: unknown flag 'Z' in flags=DZ",
         f"posternctl: {path}:5: asroot: user=root: delivery as root is not allowed",
     ]
+
+
+def test_milter_entries_are_checked(postern):
+    postern.configure(smtpd_milters="inet:127.0.0.1:8891, { inet:127.0.0.1:8893, default_action=later }",
+                      non_smtpd_milters="tcp:1.2.3.4:5")
+    r = check(postern)
+    assert r.returncode == 1
+    err = r.stderr
+    assert 'posternctl: smtpd_milters: milter "inet:127.0.0.1:8893, default_action=later": invalid default_action "later"' in err
+    assert 'posternctl: non_smtpd_milters: milter "tcp:1.2.3.4:5": expected unix:/path, local:/path or inet:host:port' in err
+    assert "8891" not in err
