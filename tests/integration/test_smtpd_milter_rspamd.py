@@ -103,7 +103,7 @@ def deliver(postern, body, subject="test"):
 def test_gtube_rejected_with_rspamds_reply(postern, rspamd):
     start(postern, rspamd)
     code, text = deliver(postern, GTUBE, "gtube")
-    assert code == 554, text
+    assert (code, text.decode()) == (554, "5.7.1 Gtube pattern")
     assert queue_ids(postern) == []
     postern.wait_log("smtpd", r"milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.2\]: 554 ")
 

@@ -29,7 +29,8 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # plays a hanging filesystem (test_local.py); maildrop runs behind a pipe(8) transport
 # (test_pipe.py); procmail is a mailbox_command (test_mailbox_command.py).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq
-        python3-aiosmtpd strace maildrop procmail opendkim opendkim-tools python3-dkim"
+        python3-aiosmtpd strace maildrop procmail opendkim opendkim-tools python3-dkim
+        rspamd"
 # To build the Debian package and test it (tests/package/run). Its mail(1), bsd-mailx, needs an
 # MTA: tests/run-all installs it once postfix is there (the package replaces it in the container).
 POSTERN_PACKAGE_DEPS="dpkg-dev debhelper devscripts lintian fakeroot"
