@@ -4,7 +4,8 @@ scratch with the standard library, on 127.0.0.1 or a unix socket.
 ScriptedMilter(script=..., actions=..., protocol=..., symlist=...) answers the option negotiation
 with the given action and protocol flags (and macro requests), then each command with what the
 script says for its command byte ('C', 'H', 'M', 'R', 'T', 'U', 'L', 'N', 'B', 'E'):
-a list of replies (each `(cmd, data)`, or raw bytes sent as they are), "hang" (never answer),
+a list of replies (each `(cmd, data)`, raw bytes sent as they are, or a float: seconds to
+pause), "hang" (never answer),
 "close" (hang up), or a callable (milter, data) returning one of these. Commands whose step the
 milter negotiated away with NR_* flags are not answered. Everything received is recorded:
 `events` (command byte, data) per connection and `macros` (the last value of each macro per
@@ -118,7 +119,10 @@ class ScriptedMilter:
             c.close()
             return False
         for r in what:
-            c.sendall(r if isinstance(r, bytes) else packet(r[0], r[1]))
+            if isinstance(r, float):
+                time.sleep(r)        # a slow milter (progress tests)
+            else:
+                c.sendall(r if isinstance(r, bytes) else packet(r[0], r[1]))
         return True
 
     def _serve(self, c, n):

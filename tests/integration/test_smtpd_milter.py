@@ -349,3 +349,25 @@ def test_header_value_line_breaks_are_folded(postern):
     text = content_of(postern, qid)
     assert "X-Multi: one\n\tBcc: evil@example.org\n" in text
     assert "\nBcc:" not in text
+
+
+def test_progress_extends_the_content_timeout(postern):
+    m = ScriptedMilter(script={"E": [("p", b""), 0.7, ("p", b""), 0.7, ("c", b"")]})
+    start(postern, m.spec, milter_content_timeout="1s")
+    rc, dc = send(postern)
+    assert dc[0] == 250             # 1.4 s in all, never 1 s without a sign of life
+    assert len(queue_ids(postern)) == 1
+
+
+@pytest.mark.parametrize("stage", ["C", "H"])
+def test_refusal_at_connect_and_helo(postern, stage):
+    m = ScriptedMilter(script={stage: [replycode("554 5.7.1 go away")]})
+    start(postern, m.spec)
+    with postern.smtp() as s:
+        code, text = s.ehlo("client.test")
+        assert (code, text.decode()) == (554, "5.7.1 go away")
+        # a refusal at connect answers every command; after a refused EHLO the client may go on
+        assert s.mail("a@example.org")[0] == (554 if stage == "C" else 250)
+    what = "CONNECT" if stage == "C" else "EHLO"
+    postern.wait_log("smtpd", r"NOQUEUE: milter-reject: %s from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 go away" % what)
+    assert queue_ids(postern) == []
