@@ -371,3 +371,41 @@ def test_refusal_at_connect_and_helo(postern, stage):
     what = "CONNECT" if stage == "C" else "EHLO"
     postern.wait_log("smtpd", r"NOQUEUE: milter-reject: %s from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 go away" % what)
     assert queue_ids(postern) == []
+
+
+def test_abort_after_rset_and_quit_at_the_end(postern):
+    m = ScriptedMilter()
+    start(postern, m.spec)
+    with postern.smtp() as s:
+        s.ehlo("client.test")
+        assert s.mail("a@example.org")[0] == 250
+        assert s.rcpt("ptest1@localhost")[0] == 250
+        assert s.rset()[0] == 250
+        assert s.mail("b@example.org")[0] == 250
+    assert wait_for(lambda: [c for _, c, _ in m.events if c in "AQ"] == ["A", "Q"])
+    assert m.cmds() == "OCHMRM"
+
+
+def test_slow_milter_does_not_stall_other_sessions(postern):
+    import threading
+    import time
+    release = threading.Event()
+
+    def eom(ml, data):
+        if len(ml.data_of("E")) == 1:
+            release.wait(20)        # the first message's milter answers only when told
+        return [("c", b"")]
+    m = ScriptedMilter(script={"E": eom})
+    start(postern, m.spec, milter_content_timeout="30s")
+    results = {}
+    t = threading.Thread(target=lambda: results.setdefault("slow", send(postern)))
+    t.start()
+    assert wait_for(lambda: len(m.data_of("E")) == 1)
+    t0 = time.monotonic()
+    rc, dc = send(postern)                  # a second session meanwhile
+    assert dc[0] == 250 and time.monotonic() - t0 < 10
+    assert "slow" not in results            # the first still waits for its milter
+    release.set()
+    t.join(20)
+    assert results["slow"][1][0] == 250
+    assert len(queue_ids(postern)) == 2
