@@ -3,6 +3,7 @@
  *   milter-proto.c  packet framing (4-byte big-endian length, then a command byte and its data),
  *                   encoding every command the MTA sends, parsing every reply a milter sends,
  *                   option negotiation and the macro lists of each stage
+ *   milter-edit.c   the edits of the end of message (headers, body) applied to a message
  *   milter-spec.c   "unix:/path", "local:/path", "inet:host:port", "inet:[::1]:port" and the
  *                   "{ inet:host:port, connect_timeout=10s, default_action=tempfail, ... }" form
  *
@@ -120,6 +121,26 @@ void milter_reply_done(MilterReply *r);
 int milter_reply_parse(char cmd, const uint8_t *p, size_t n, MilterReply *ret, char err[MILTER_ERR_MAX]);
 /* A readable name for a reply command ("reject", "addheader", ...). */
 const char *milter_reply_name(char cmd);
+
+/* The edits of a message's milters (milter-edit.c), in the order they came. */
+typedef struct MilterEdit {
+        char cmd;                /* MILTER_R_ADDHEADER, ..._CHGFROM */
+        uint32_t index;
+        char *name, *value;      /* header name and value (LF form); or address and ESMTP args */
+} MilterEdit;
+typedef struct MilterEdits {
+        MilterEdit *v;
+        size_t n;
+        StrBuf body;             /* replbody, CRLF as received */
+        bool body_replaced;
+} MilterEdits;
+/* Records an edit reply (header, body, recipient, sender); 0 or -ENOMEM. */
+int milter_edits_add(MilterEdits *e, const MilterReply *r);
+void milter_edits_reset(MilterEdits *e);
+/* The header and body edits applied to content (LF form): 0 with *ret (allocated) and *ret_len,
+ * 1 when they change nothing, -ENOMEM. */
+int milter_edits_apply_content(const MilterEdits *e, const char *content, size_t len, char **ret,
+                               size_t *ret_len);
 
 /* A milter from smtpd_milters / non_smtpd_milters. */
 typedef enum MilterDefaultAction {

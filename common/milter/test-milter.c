@@ -288,6 +288,53 @@ static void test_macro_list(void) {
         CHECK(e && !e[0]);
 }
 
+static void add_edit(MilterEdits *e, char cmd, const char *data, size_t n) {
+        MilterReply r = {};
+        CHECK(milter_reply_parse(cmd, (const uint8_t *) data, n, &r, NULL) == 0);
+        CHECK(milter_edits_add(e, &r) == 0);
+        milter_reply_done(&r);
+}
+
+static void test_edits(void) {
+        static const char msg[] = "Received: by x\n\tfolded\nSubject: a\nTo: t@x\nSubject: b\n\nbody\n";
+        MilterEdits e = {};
+        char *out = NULL;
+        size_t len = 0;
+
+        /* nothing to do for the content (a recipient edit only) */
+        add_edit(&e, '+', "<r@x>", sizeof("<r@x>"));
+        CHECK_INT(milter_edits_apply_content(&e, msg, sizeof(msg) - 1, &out, &len), 1);
+
+        add_edit(&e, 'h', "X-End\0e", sizeof("X-End\0e"));
+        add_edit(&e, 'i', "\0\0\0\0X-Top\0 t", sizeof("\0\0\0\0X-Top\0 t"));
+        add_edit(&e, 'm', "\0\0\0\x02Subject\0second", sizeof("\0\0\0\x02Subject\0second"));
+        add_edit(&e, 'm', "\0\0\0\x01To\0", sizeof("\0\0\0\x01To\0"));
+        add_edit(&e, 'm', "\0\0\0\x01X-New\0v", sizeof("\0\0\0\x01X-New\0v"));          /* not there: added */
+        add_edit(&e, 'm', "\0\0\0\x01X-Gone\0", sizeof("\0\0\0\x01X-Gone\0"));          /* not there: nothing */
+        add_edit(&e, 'h', "X-Fold\0a\r\nBcc: b", sizeof("X-Fold\0a\r\nBcc: b"));
+        CHECK_INT(milter_edits_apply_content(&e, msg, sizeof(msg) - 1, &out, &len), 0);
+        CHECK_INT(len, strlen(out));
+        CHECK_STR(out, "X-Top: t\nReceived: by x\n\tfolded\nSubject: a\nSubject: second\n"
+                       "X-End: e\nX-New: v\nX-Fold: a\n\tBcc: b\n\nbody\n");
+        free(out);
+
+        add_edit(&e, 'b', "new\r\nbody\r\n", 11);
+        add_edit(&e, 'b', "more\r\n", 6);
+        CHECK_INT(milter_edits_apply_content(&e, msg, sizeof(msg) - 1, &out, &len), 0);
+        CHECK(strstr(out, "\n\nnew\nbody\nmore\n") && strlen(strstr(out, "\n\nnew")) == 16);
+        free(out);
+
+        /* a message without a body */
+        static const char nobody[] = "Subject: a\n";
+        milter_edits_reset(&e);
+        add_edit(&e, 'h', "X-A\0v", sizeof("X-A\0v"));
+        CHECK_INT(milter_edits_apply_content(&e, nobody, sizeof(nobody) - 1, &out, &len), 0);
+        CHECK_STR(out, "Subject: a\nX-A: v\n");
+        free(out);
+        milter_edits_reset(&e);
+        CHECK_INT(e.n, 0);
+}
+
 int main(void) {
         test_encode();
         test_frame();
@@ -295,5 +342,6 @@ int main(void) {
         test_neg();
         test_specs();
         test_macro_list();
+        test_edits();
         return 0;
 }

@@ -78,7 +78,7 @@ struct SmtpdMilters {
         size_t n;
         MilterSpec *own;         /* specs from smtpd_milter_maps (else the settings' are borrowed) */
         size_t n_own;
-        SmtpdMilterEdits edits;
+        MilterEdits edits;
         bool hold_session;       /* quarantine at connect/HELO: every message is held */
         bool discard_session;
         /* the stage in progress */
@@ -904,7 +904,7 @@ static int handle_packet(MilterConn *c, char cmd, const uint8_t *d, size_t n) {
                 if (cmd == MILTER_R_QUARANTINE)
                         quarantine(m, r.text);
                 else
-                        k = smtpd_milter_edit_add(&m->edits, &r);
+                        k = milter_edits_add(&m->edits, &r);
                 milter_reply_done(&r);
                 if (k < 0) {
                         conn_fail(c, "out of memory");
@@ -1126,7 +1126,7 @@ void smtpd_milter_run(Session *s, SmtpdMilterStage stage, const char *arg, Smtpd
                 m = s->milters;
         }
         if (stage == MILTER_STAGE_MAIL && m)
-                smtpd_milter_edits_reset(&m->edits);
+                milter_edits_reset(&m->edits);
         if (m && (stage == MILTER_STAGE_MAIL || stage == MILTER_STAGE_EOM)) {
                 if (m->hold_session && !s->tx.actions.hold)
                         s->tx.actions.hold = strdup("");
@@ -1187,7 +1187,7 @@ void smtpd_milter_abort(Session *s) {
         SmtpdMilters *m = s->milters;
         if (!m)
                 return;
-        smtpd_milter_edits_reset(&m->edits);
+        milter_edits_reset(&m->edits);
         for (size_t i = 0; i < m->n; i++) {
                 MilterConn *c = &m->v[i];
                 if (c->in_tx && !c->awaiting)
@@ -1213,11 +1213,11 @@ void smtpd_milter_session_free(Session *s) {
         }
         free(m->v);
         specs_free(m->own, m->n_own);
-        smtpd_milter_edits_reset(&m->edits);
+        milter_edits_reset(&m->edits);
         free(m);
         s->milters = NULL;
 }
 
-SmtpdMilterEdits *smtpd_milter_edits(Session *s) {
+MilterEdits *smtpd_milter_edits(Session *s) {
         return s->milters ? &s->milters->edits : NULL;
 }

@@ -29,8 +29,8 @@
  *                        maps and masquerading of the envelope and of address headers
  *   smtpd-milter.c       the milter client: one connection per session and milter, every SMTP
  *                        stage sent and awaited without blocking (common/milter is the protocol)
- *   smtpd-milter-edit.c  the milters' message edits (headers, body, recipients, sender), applied
- *                        to the job before it is committed
+ *   smtpd-milter-edit.c  the milters' message edits (recipients and sender; headers and body via
+ *                        common/milter/milter-edit.c), applied to the job before it is committed
  *
  * The checks of a client or a transaction are hooks behind one interface, SmtpdHook; the table
  * of hooks (stages, what each needs) is above its declaration, further down.
@@ -993,19 +993,5 @@ void smtpd_milter_session_free(Session *s);
 /* smtpd-milter-edit.c: applies the collected edits (and chgfrom, recipients, body) to the job
  * of s's message; 0 or -ENOMEM. Edits are forgotten with the transaction. */
 int smtpd_milter_apply(Session *s, CommitJob *j);
-/* The edit list the milter client fills (smtpd-milter.c) and smtpd_milter_apply() reads, in the
- * order the milters sent the edits. */
-typedef struct MilterEdit {
-        char cmd;                /* MILTER_R_ADDHEADER, ..._CHGFROM */
-        uint32_t index;
-        char *name, *value;      /* header name and value (LF form); or address and ESMTP args */
-} MilterEdit;
-typedef struct SmtpdMilterEdits {
-        MilterEdit *v;
-        size_t n;
-        StrBuf body;             /* replbody, CRLF as received */
-        bool body_replaced;
-} SmtpdMilterEdits;
-SmtpdMilterEdits *smtpd_milter_edits(Session *s);
-int smtpd_milter_edit_add(SmtpdMilterEdits *e, const MilterReply *r);
-void smtpd_milter_edits_reset(SmtpdMilterEdits *e);
+/* The edits the session's milters sent for the current message (smtpd-milter.c), or NULL. */
+MilterEdits *smtpd_milter_edits(Session *s);
