@@ -194,14 +194,21 @@ static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
         smtpd_milter_run(s, MILTER_STAGE_HELO, s->client.helo, ehlo_reply);
 }
 
+/* A milter refused HELO/EHLO: its reply; the name is not remembered (as for a refusal by the
+ * restrictions). True when it did. */
+static bool helo_milter_refused(Session *s, const char *refusal) {
+        if (!refusal)
+                return false;
+        smtpd_milter_reply(s, refusal);
+        free(s->client.helo);
+        s->client.helo = NULL;
+        return true;
+}
+
 /* After the milters: the refusal, or the EHLO keywords. */
 static void ehlo_reply(Session *s, const char *arg, const char *refusal) {
-        if (refusal) {
-                smtpd_milter_reply(s, refusal);
-                free(s->client.helo);
-                s->client.helo = NULL;
+        if (helo_milter_refused(s, refusal))
                 return;
-        }
 
         unsigned discard = command_ehlo_discard(s);
         char hidden[256] = "";
@@ -252,12 +259,8 @@ static bool cmd_ehlo(Session *s, char *arg) {
 }
 
 static void helo_reply(Session *s, const char *arg, const char *refusal) {
-        if (refusal) {
-                smtpd_milter_reply(s, refusal);
-                free(s->client.helo);
-                s->client.helo = NULL;
+        if (helo_milter_refused(s, refusal))
                 return;
-        }
         session_reply(s, "250 %s", s->settings->myhostname);
         s->cmd_ok[CMD_HELO]++;
 }
