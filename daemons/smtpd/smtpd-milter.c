@@ -1008,7 +1008,9 @@ static int on_finish(sd_event_source *src, void *userdata) {
         done(s, arg, reply);
         if (shutdown)
                 session_close_after_flush(s);
-        if (!session_waiting(s))
+        /* A message handed to the committer keeps the session paused until its 250: the
+         * committer resumes it (pipelined commands must not be answered before). */
+        if (!session_waiting(s) && session_phase(s) != PHASE_COMMIT)
                 session_resume(s, SESSION_RESUME_INPUT);
         return 0;
 }

@@ -5,6 +5,7 @@ milter that is down, slow, hangs up or talks out of protocol, and that no messag
 queued twice. Only smtpd runs: what was accepted stays in the queue to be looked at."""
 
 import smtplib
+import socket
 import struct
 
 import pytest
@@ -409,3 +410,32 @@ def test_slow_milter_does_not_stall_other_sessions(postern):
     t.join(20)
     assert results["slow"][1][0] == 250
     assert len(queue_ids(postern)) == 2
+
+
+def test_pipelined_commands_after_the_message_wait_for_the_commit(postern):
+    """The end-of-message stage ends inside the milter's answer; the commit must still come before
+    the replies to what the client pipelined after the final dot (and QUIT must not free the
+    session under a pending commit)."""
+    m = ScriptedMilter()
+    start(postern, m.spec)
+    sock = socket.create_connection(("127.0.0.1", postern.smtp_port), timeout=10)
+    f = sock.makefile("rb")
+
+    def reply():
+        """One whole reply (its last line)."""
+        while True:
+            line = f.readline()
+            assert line, "connection closed"
+            if line[3:4] != b"-":
+                return line
+    assert reply().startswith(b"220")
+    sock.sendall(b"EHLO client.test\r\n")
+    assert reply().startswith(b"250")
+    sock.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<ptest1@localhost>\r\nDATA\r\n")
+    assert [reply()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+    sock.sendall(MESSAGE + b".\r\nRSET\r\nQUIT\r\n")
+    replies = [f.readline() for _ in range(3)]
+    assert replies[0].startswith(b"250 2.0.0 Ok: queued as "), replies
+    assert replies[1:] == [b"250 2.0.0 Ok\r\n", b"221 2.0.0 Bye\r\n"], replies
+    sock.close()
+    assert len(queue_ids(postern)) == 1
