@@ -234,7 +234,7 @@ void smtpd_milter_settings_done(SmtpdSettings *s) {
 typedef struct MacroCtx {
         Session *s;
         const char *rcpt;
-        char buf[DNS_NAME_MAX + 80];
+        char buf[DNS_NAME_MAX + 128];
 } MacroCtx;
 
 static const char *addr_domain(const char *a) {
@@ -263,8 +263,11 @@ static const char *macro_get(const char *name, void *userdata) {
         if (streq(n, "v"))
                 return st->milter.macro_v;
         if (streq(n, "_")) {
-                snprintf(x->buf, sizeof x->buf, "%s [%s]", local ? "localhost" : c->name,
-                         local ? "127.0.0.1" : c->addr);
+                /* as Postfix: the PTR name and address, and a warning when it did not verify */
+                if (local)
+                        return "localhost [127.0.0.1]";
+                snprintf(x->buf, sizeof x->buf, "%s [%s]%s", c->reverse_name, c->addr,
+                         strcaseeq(c->name, c->reverse_name) ? "" : " (may be forged)");
                 return x->buf;
         }
         if (streq(n, "daemon_name"))

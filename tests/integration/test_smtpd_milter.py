@@ -80,6 +80,7 @@ def test_stages_macros_and_content(postern):
     assert mc["C"]["{daemon_name}"] == mc["C"]["j"]
     assert mc["C"]["v"].startswith("Postern")
     assert mc["C"]["{daemon_addr}"] == "127.0.0.1"
+    assert mc["C"]["_"] == "localhost [127.0.0.1]"
     assert mc["M"]["{mail_addr}"] == "a@example.org"
     assert mc["M"]["{mail_host}"] == "example.org"
     assert mc["R"]["{rcpt_addr}"] == "ptest1@localhost"
