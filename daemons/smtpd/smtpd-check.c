@@ -638,7 +638,9 @@ static void eval_done(SmtpdEval *e) {
                 session_resume(s, SESSION_RESUME_ONLY);
         if (finish)
                 finish(s, rcpt, accepted);
-        if (waiting && !session_waiting(s))
+        /* not while a message is being committed (end-of-data restrictions that waited): the
+         * committer resumes the session after the 250 */
+        if (waiting && !session_waiting(s) && session_phase(s) != PHASE_COMMIT)
                 session_resume(s, SESSION_RESUME_INPUT);
 }
 

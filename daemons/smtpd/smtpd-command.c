@@ -188,6 +188,8 @@ static bool ehlo_hidden(Session *s, unsigned bit) {
         return command_ehlo_discard(s) & bit;
 }
 
+static void ehlo_reply(Session *s, const char *arg, const char *refusal);
+
 static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
                 free(s->client.helo);   /* a refused name is not remembered, as in Postfix */
@@ -195,6 +197,24 @@ static void ehlo_finish(Session *s, const char *rcpt, bool accepted) {
                 return;
         }
         s->client.esmtp = true;
+        smtpd_milter_run(s, MILTER_STAGE_HELO, s->client.helo, ehlo_reply);
+}
+
+/* A milter refused HELO/EHLO: its reply; the name is not remembered (as for a refusal by the
+ * restrictions). True when it did. */
+static bool helo_milter_refused(Session *s, const char *refusal) {
+        if (!refusal)
+                return false;
+        smtpd_milter_reply(s, refusal);
+        free(s->client.helo);
+        s->client.helo = NULL;
+        return true;
+}
+
+/* After the milters: the refusal, or the EHLO keywords. */
+static void ehlo_reply(Session *s, const char *arg, const char *refusal) {
+        if (helo_milter_refused(s, refusal))
+                return;
 
         unsigned discard = command_ehlo_discard(s);
         char hidden[256] = "";
@@ -244,6 +264,13 @@ static bool cmd_ehlo(Session *s, char *arg) {
         return false;   /* counted by ehlo_finish */
 }
 
+static void helo_reply(Session *s, const char *arg, const char *refusal) {
+        if (helo_milter_refused(s, refusal))
+                return;
+        session_reply(s, "250 %s", s->settings->myhostname);
+        s->cmd_ok[CMD_HELO]++;
+}
+
 static void helo_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
                 free(s->client.helo);
@@ -251,8 +278,7 @@ static void helo_finish(Session *s, const char *rcpt, bool accepted) {
                 return;
         }
         s->client.esmtp = false;
-        session_reply(s, "250 %s", s->settings->myhostname);
-        s->cmd_ok[CMD_HELO]++;
+        smtpd_milter_run(s, MILTER_STAGE_HELO, s->client.helo, helo_reply);
 }
 
 static bool cmd_helo(Session *s, char *arg) {
@@ -363,8 +389,20 @@ static void mail_after_anvil(Session *s, bool allowed, void *userdata) {
         mail_accepted(s);
 }
 
+static void mail_milter_done(Session *s, const char *arg, const char *refusal);
+
 static void mail_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
+                smtpd_transaction_reset(&s->tx);
+                return;
+        }
+        smtpd_milter_run(s, MILTER_STAGE_MAIL, NULL, mail_milter_done);
+}
+
+/* After the milters: the refusal, or on to postern-anvil's message count. */
+static void mail_milter_done(Session *s, const char *arg, const char *refusal) {
+        if (refusal) {
+                smtpd_milter_reply(s, refusal);
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
@@ -515,6 +553,7 @@ static bool cmd_mail(Session *s, char *arg) {
                 return false;
         }
         s->tx.number = ++s->server->n_transactions;
+        smtpd_milter_abort(s);   /* a transaction the milters saw and that ended early */
         if (s->listener->kind == LISTENER_SUBMIT)
                 mail_finish(s, NULL, true);
         else
@@ -643,13 +682,26 @@ static void rcpt_proxied(Session *s, const char *reply, bool ok) {
         rcpt_added(s, &r, reply);
 }
 
+static void rcpt_milter_done(Session *s, const char *rcpt, const char *refusal);
+
 static void rcpt_finish(Session *s, const char *rcpt, bool accepted) {
-        /* the recipient whose NOTIFY/ORCPT waited for the restrictions' answer */
+        if (!accepted) {
+                smtpd_recipient_done(&s->tx.rcpt_pending);
+                return;
+        }
+        smtpd_milter_run(s, MILTER_STAGE_RCPT, rcpt, rcpt_milter_done);
+}
+
+/* After the milters: the refusal of this recipient, or it is added. */
+static void rcpt_milter_done(Session *s, const char *rcpt, const char *refusal) {
+        /* the recipient whose NOTIFY/ORCPT waited for the restrictions' and milters' answers */
         _cleanup_(smtpd_recipient_done) SmtpdRecipient r = s->tx.rcpt_pending;
 
         s->tx.rcpt_pending = (SmtpdRecipient) {};
-        if (!accepted)
+        if (refusal) {
+                smtpd_milter_reply(s, refusal);
                 return;
+        }
         if (!(r.address = strdup(rcpt))) {
                 session_reply(s, "451 4.3.0 Error: out of memory");
                 return;
@@ -800,15 +852,23 @@ static void data_proxied(Session *s, const char *reply, bool ok) {
         data_start(s, reply);
 }
 
-static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
-        if (!accepted)
+/* After the milters' DATA stage: the before-queue filter's DATA, or our 354. */
+static void data_milter_done(Session *s, const char *arg, const char *refusal) {
+        if (refusal) {
+                smtpd_milter_reply(s, refusal);
                 return;
+        }
         if (smtpd_proxy_active(s) && !s->settings->proxy_speed_adjust) {
                 SmtpdProxyStep step = { .kind = PROXY_STEP_DATA };
                 smtpd_proxy_run(s, &step, 1, data_proxied);
                 return;
         }
         data_start(s, NULL);
+}
+
+static void data_cmd_finish(Session *s, const char *rcpt, bool accepted) {
+        if (accepted)
+                smtpd_milter_run(s, MILTER_STAGE_DATA, NULL, data_milter_done);
 }
 
 static bool cmd_data(Session *s, char *arg) {
@@ -843,6 +903,7 @@ static bool cmd_rset(Session *s, char *arg) {
                 return false;
         }
         smtpd_transaction_reset(&s->tx);
+        smtpd_milter_abort(s);
         session_reply(s, "250 2.0.0 Ok");
         return true;
 }
@@ -983,6 +1044,19 @@ static void note_pipelining(Session *s, const CommandDef *def) {
                 (void) forbid_pipelining(s, s->in.data, s->in.len);
 }
 
+/* After the milters' connect stage: a refusal answers every later command but QUIT (a 421
+ * closes the session at once, see smtpd-milter.c). */
+static void greet_milter_done(Session *s, const char *arg, const char *refusal) {
+        if (refusal && !startswith(refusal, "421")) {
+                free(s->access_denied);
+                s->access_denied = strdup(refusal);
+        }
+        if (!refusal || !startswith(refusal, "421"))
+                session_reply(s, "220 %s", s->settings->banner);
+        else
+                smtpd_milter_reply(s, refusal);
+}
+
 static void greet_finish(Session *s, const char *rcpt, bool accepted) {
         if (!accepted) {
                 /* Client restrictions refused the client at connect (smtpd_delay_reject = no). */
@@ -990,7 +1064,7 @@ static void greet_finish(Session *s, const char *rcpt, bool accepted) {
                 s->access_denied = strdup("denied");
                 return;
         }
-        session_reply(s, "220 %s", s->settings->banner);
+        smtpd_milter_run(s, MILTER_STAGE_CONNECT, NULL, greet_milter_done);
 }
 
 void command_greet(Session *s) {
@@ -1005,6 +1079,11 @@ void command_greet(Session *s) {
                 s->ill_after = "CONNECT";
         }
         smtpd_check_run(s, STAGE_CONNECT, NULL, greet_finish);
+}
+
+/* An unknown command after the milters saw it: their refusal, else ours. */
+static void unknown_milter_done(Session *s, const char *arg, const char *refusal) {
+        smtpd_milter_reply(s, refusal ? refusal : "500 5.5.2 Error: command not recognized");
 }
 
 void command_execute(Session *s, char *line, size_t len) {
@@ -1042,7 +1121,10 @@ void command_execute(Session *s, char *line, size_t len) {
                 s->last_cmd = "UNKNOWN";
                 if (!*verb)
                         session_reply(s, "500 5.5.2 Error: bad syntax");
-                else
+                else if (smtpd_milter_active(s)) {
+                        verb[vlen] = arg > verb + vlen ? ' ' : '\0';   /* the whole line again */
+                        smtpd_milter_run(s, MILTER_STAGE_UNKNOWN, verb, unknown_milter_done);
+                } else
                         session_reply(s, "500 5.5.2 Error: command not recognized");
                 return;
         }
@@ -1050,7 +1132,10 @@ void command_execute(Session *s, char *line, size_t len) {
         s->last_cmd = def->name;
         s->cmd_total[def->id]++;
         if (s->access_denied && def->id != CMD_QUIT) {
-                session_reply(s, "503 5.7.0 Error: access denied for %s", s->client.id_text);
+                if (s->access_denied[0] >= '4' && s->access_denied[0] <= '5')
+                        smtpd_milter_reply(s, s->access_denied);   /* a milter's refusal at connect */
+                else
+                        session_reply(s, "503 5.7.0 Error: access denied for %s", s->client.id_text);
                 return;
         }
         if (def->junk && ++s->junk_count > s->settings->junk_command_limit) {

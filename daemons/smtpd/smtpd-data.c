@@ -582,12 +582,24 @@ static void data_end_proxy(Session *s) {
         smtpd_proxy_run(s, steps, k, data_end_proxied);
 }
 
+static void data_end_milters(Session *s, const char *arg, const char *refusal);
+
+/* After smtpd_end_of_data_restrictions: the milters' end of message (headers, body, EOB). */
 static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
+        if (!accepted) {
+                smtpd_transaction_reset(&s->tx);
+                return;
+        }
+        smtpd_milter_run(s, MILTER_STAGE_EOM, NULL, data_end_milters);
+}
+
+static void data_end_milters(Session *s, const char *arg, const char *milter_refusal) {
         DataState *d = s->tx.data;
         LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
                         .sender = s->tx.sender };
 
-        if (!accepted) {
+        if (milter_refusal) {
+                smtpd_milter_reply(s, milter_refusal);
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
@@ -597,6 +609,10 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
         }
         CommitJob *j = make_job(s);
         int ra = j ? commit_apply_actions(s, j) : -ENOMEM;
+        /* The milters' edits (headers, body, recipients, sender) before the envelope is
+         * rewritten, as Postfix's cleanup applies them. */
+        if (ra == 0 && smtpd_milter_apply(s, j) < 0)
+                ra = -ENOMEM;
         /* The envelope as it becomes queue records: canonical form, canonical maps and
          * masquerading (smtpd-rewrite.c); virtual alias expansion comes right after it. */
         int rw = ra >= 0 && ra != 1 ? smtpd_rewrite_envelope(s, j) : 0;

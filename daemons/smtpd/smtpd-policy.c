@@ -14,16 +14,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "smtpd.h"
+#include "basic/socket-util.h"
 #include "log/log.h"
 #include "config.h"
 
@@ -243,8 +242,8 @@ static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *user
 int smtpd_service_connect(const char *service, int *ret_fd, bool *ret_connected) {
         struct sockaddr_storage ss = { 0 };
         socklen_t sl;
-        int fd;
         const char *rest;
+        int r;
 
         if ((rest = startswith(service, "inet:"))) {
                 _cleanup_free_ char *host = NULL;
@@ -258,41 +257,15 @@ int smtpd_service_connect(const char *service, int *ret_fd, bool *ret_connected)
                 unsigned long port = strtoul(colon + 1, &end, 10);
                 if (*end || port == 0 || port > 65535)
                         return -EINVAL;
-                struct sockaddr_in *in4 = (struct sockaddr_in *) &ss;
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
-                if (streq(host, "localhost") || inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-                        if (streq(host, "localhost"))
-                                in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-                        in4->sin_family = AF_INET;
-                        in4->sin_port = htons((uint16_t) port);
-                        sl = sizeof(*in4);
-                } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-                        in6->sin6_family = AF_INET6;
-                        in6->sin6_port = htons((uint16_t) port);
-                        sl = sizeof(*in6);
-                } else
-                        return -EADDRNOTAVAIL;   /* host names would need a blocking lookup */
-        } else {
-                struct sockaddr_un *un = (struct sockaddr_un *) &ss;
-                const char *path = startswith(service, "unix:") ? service + 5 : service;
-                if (strlen(path) >= sizeof(un->sun_path) || !*path)
-                        return -EINVAL;
-                un->sun_family = AF_UNIX;
-                strcpy(un->sun_path, path);
-                sl = sizeof(*un);
-        }
-        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (ss.ss_family != AF_UNIX)
-                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int) { 1 }, sizeof(int));
-        if (connect(fd, (struct sockaddr *) &ss, sl) < 0 && errno != EINPROGRESS) {
-                int e = -errno;
-                safe_close(fd);
-                return e;
-        }
+                r = sockaddr_from_host(host, (uint16_t) port, &ss, &sl);   /* names would need a blocking lookup */
+        } else
+                r = sockaddr_from_path(startswith(service, "unix:") ? service + 5 : service, &ss, &sl);
+        if (r < 0)
+                return r;
+        r = socket_connect_nonblock(&ss, sl, ret_fd);
+        if (r < 0)
+                return r;
         *ret_connected = false;   /* learnt from EPOLLOUT + SO_ERROR */
-        *ret_fd = fd;
         return 0;
 }
 

@@ -294,6 +294,7 @@ void session_free(Session *s) {
         if (s->phase == PHASE_WAIT && s->wait_cancel)
                 s->wait_cancel(s->wait_userdata);   /* the operation forgets the session */
         smtpd_anvil_disconnect(s);   /* after the cancel: it may resume other sessions */
+        smtpd_milter_session_free(s);
         if (s->client.uid_counted)
                 ipc_peers_release(&s->listener->uids, s->client.uid, s->client.uid_trusted);
         sd_event_source_disable_unref(s->io);

@@ -184,6 +184,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         tls_server_unref(s->tls);
         smtpd_auth_settings_done(s);
         smtpd_virtual_settings_done(s);
+        smtpd_milter_settings_done(s);
         free(s);
         return NULL;
 }
@@ -283,7 +284,8 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
         if ((r = smtpd_cleanup_settings(c, listener, s)) < 0 ||
             (r = smtpd_rewrite_settings(c, listener, s)) < 0 ||
             (r = smtpd_etrn_settings(c, listener, s)) < 0 ||
-            (r = smtpd_verify_settings(c, listener, s)) < 0)
+            (r = smtpd_verify_settings(c, listener, s)) < 0 ||
+            (r = smtpd_milter_settings(c, listener, s)) < 0)
                 return r;
         return smtpd_auth_settings(c, listener, s);
 }

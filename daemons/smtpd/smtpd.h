@@ -31,6 +31,10 @@
  *   smtpd-auth.c         SMTP AUTH through Dovecot (common/sasl)
  *   smtpd-rewrite.c      address rewriting of the queueing step: canonical form, canonical
  *                        maps and masquerading of the envelope and of address headers
+ *   smtpd-milter.c       the milter client: one connection per session and milter, every SMTP
+ *                        stage sent and awaited without blocking (common/milter is the protocol)
+ *   smtpd-milter-edit.c  the milters' message edits (recipients and sender; headers and body via
+ *                        common/milter/milter-edit.c), applied to the job before it is committed
  *
  * The checks of a client or a transaction are hooks behind one interface, SmtpdHook; the table
  * of hooks (stages, what each needs) is above its declaration, further down.
@@ -60,6 +64,7 @@
 #include "daemon/daemon.h"
 #include "dns/dns.h"
 #include "mail/queue-id.h"
+#include "milter/milter.h"
 #include "tls/tls.h"
 #include "sasl/sasl-client.h"
 
@@ -193,6 +198,18 @@ typedef struct SmtpdVerifySettings {
         usec_t poll_delay_usec;
         char *socket;
 } SmtpdVerifySettings;
+/* The milter client's settings (smtpd-milter.c). Both lists are kept: a snapshot may be shared by
+ * the SMTP listeners and the submit socket, which uses non_smtpd_milters. */
+typedef struct SmtpdMilterSettings {
+        MilterSpec *smtpd, *non_smtpd;     /* smtpd_milters, non_smtpd_milters */
+        size_t n_smtpd, n_non_smtpd;
+        TableList *maps;                   /* smtpd_milter_maps (client address), or NULL */
+        usec_t connect_timeout_usec, command_timeout_usec, content_timeout_usec;
+        int default_action;                /* MILTER_DEFAULT_* */
+        int protocol;                      /* milter_protocol: 2, 3, 4 or 6 */
+        char **macros[_MILTER_M_MAX];      /* milter_*_macros */
+        char *daemon_name, *macro_v;       /* milter_macro_daemon_name, milter_macro_v */
+} SmtpdMilterSettings;
 
 /* A configuration snapshot, shared by all listeners without overrides in main.cf; sessions
  * keep a reference so a reload affects only new sessions. */
@@ -319,6 +336,7 @@ typedef struct SmtpdSettings {
         usec_t proxy_timeout_usec;         /* smtpd_proxy_timeout */
         bool proxy_speed_adjust;           /* smtpd_proxy_options = speed_adjust */
         NetList xforward_hosts;            /* smtpd_authorized_xforward_hosts (smtpd-xforward.c) */
+        SmtpdMilterSettings milter;        /* smtpd-milter.c */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -559,6 +577,7 @@ struct Session {
         unsigned anvil_generation; /* anvil connection that counted this session (0: none) */
         const char *last_cmd;    /* for "timeout after X" */
         int last_code;
+        struct SmtpdMilters *milters;   /* the session's milter connections (smtpd-milter.c), or NULL */
 };
 
 /* How a client name lookup ended (Postfix: name_status / reverse_name_status). */
@@ -1083,3 +1102,33 @@ int smtpd_virtual_expand(SmtpdSettings *s, CommitJob *j, const char **ret_reply)
 /* The expansion as smtpd_virtual_expand() runs it (tables, limits, local domains), for
  * `posternctl route`; maps are NULL when virtual_alias.maps_error says they did not open. */
 VirtualAlias smtpd_virtual_alias(SmtpdSettings *s);
+
+/* smtpd-milter.c: the milter client. Every stage runs the session's milters in order; done(s,
+ * arg, reply) is called exactly once — at once when no milter takes part, else later from the
+ * event loop after the session's wait ended (session_resume(SESSION_RESUME_ONLY); the session
+ * then goes on with its input unless done() waits again). reply is NULL to go on, else the
+ * complete refusal to send (already logged as milter-reject); arg is the stage's argument
+ * (HELO name, recipient, command line). Discard and quarantine land in s->tx.actions (logged as
+ * milter-discard / milter-hold), edits in the session's milter state for smtpd_milter_apply(). */
+typedef enum SmtpdMilterStage {
+        MILTER_STAGE_CONNECT, MILTER_STAGE_HELO, MILTER_STAGE_MAIL, MILTER_STAGE_RCPT,
+        MILTER_STAGE_DATA, MILTER_STAGE_UNKNOWN, MILTER_STAGE_EOM,
+} SmtpdMilterStage;
+typedef void (*SmtpdMilterDone)(Session *s, const char *arg, const char *reply);
+/* Parses smtpd_milters, non_smtpd_milters, the macro lists and smtpd_milter_maps; logs its errors. */
+int smtpd_milter_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_milter_settings_done(SmtpdSettings *s);
+void smtpd_milter_run(Session *s, SmtpdMilterStage stage, const char *arg, SmtpdMilterDone done);
+/* Sends a refusal done() received (a milter's reply may have several lines). */
+void smtpd_milter_reply(Session *s, const char *reply);
+/* Whether the session talks to milters at all (after the connect stage chose them). */
+bool smtpd_milter_active(Session *s);
+/* RSET, a new MAIL, the end of a refused message: the milters forget the transaction (ABORT). */
+void smtpd_milter_abort(Session *s);
+/* Session end: QUIT to every milter, connections closed. */
+void smtpd_milter_session_free(Session *s);
+/* smtpd-milter-edit.c: applies the collected edits (and chgfrom, recipients, body) to the job
+ * of s's message; 0 or -ENOMEM. Edits are forgotten with the transaction. */
+int smtpd_milter_apply(Session *s, CommitJob *j);
+/* The edits the session's milters sent for the current message (smtpd-milter.c), or NULL. */
+MilterEdits *smtpd_milter_edits(Session *s);

@@ -234,3 +234,14 @@ def test_mynetworks_computed_from_mynetworks_style(postern):
     postern.settings = dict(settings, compatibility_level="1")
     postern.configure()
     assert postern.posternctl("config", "-h", "mynetworks").stdout == expect("subnet") + "\n"
+
+
+def test_milter_entries_are_checked(postern):
+    postern.configure(smtpd_milters="inet:127.0.0.1:8891, { inet:127.0.0.1:8893, default_action=later }",
+                      non_smtpd_milters="tcp:1.2.3.4:5")
+    r = check(postern)
+    assert r.returncode == 1
+    err = r.stderr
+    assert 'posternctl: smtpd_milters: milter "inet:127.0.0.1:8893, default_action=later": invalid default_action "later"' in err
+    assert 'posternctl: non_smtpd_milters: milter "tcp:1.2.3.4:5": expected unix:/path, local:/path or inet:host:port' in err
+    assert "8891" not in err

@@ -197,3 +197,31 @@ def test_postgrey_greylisting(postern, postgrey):
     # another recipient is a new triplet: greylisted again
     assert rcpt(postern, "ptest2@localhost").startswith("450 4.2.0 <ptest2@localhost>: Recipient address "
                                                         "rejected: Greylisted")
+
+
+def test_end_of_data_policy_then_pipelined_commands_wait_for_the_commit(postern, tmp_path):
+    """An asynchronous end-of-data check hands the message to the committer inside its answer:
+    what the client pipelined after the dot is answered only after the 250 (and QUIT does not
+    free the session under a pending commit)."""
+    srv = ScriptedPolicy(tmp_path, ["action=DUNNO"])
+    start(postern, srv.service, smtpd_end_of_data_restrictions="check_policy_service %s" % srv.service)
+    sock = socket.create_connection(("127.0.0.1", postern.smtp_port), timeout=10)
+    f = sock.makefile("rb")
+
+    def reply():
+        while True:
+            line = f.readline()
+            assert line, "connection closed"
+            if line[3:4] != b"-":
+                return line
+    assert reply().startswith(b"220")
+    sock.sendall(b"EHLO client.test\r\n")
+    assert reply().startswith(b"250")
+    sock.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<ptest1@localhost>\r\nDATA\r\n")
+    assert [reply()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+    sock.sendall(b"Subject: t\r\n\r\nx\r\n.\r\nRSET\r\nQUIT\r\n")
+    replies = [reply() for _ in range(3)]
+    assert replies[0].startswith(b"250 2.0.0 Ok: queued as "), replies
+    assert replies[1:] == [b"250 2.0.0 Ok\r\n", b"221 2.0.0 Bye\r\n"], replies
+    sock.close()
+    assert len(queue_ids(postern)) == 1

@@ -30,9 +30,11 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # (test_pipe.py); procmail is a mailbox_command (test_mailbox_command.py); haproxy sends the
 # PROXY protocol to smtpd (test_smtpd_proxy.py; skipped without it); pflogsumm summarises the
 # journal (tests/system/run); prometheus scrapes postern-metrics (test_metrics.py, run in the
-# foreground with a configuration of its own).
+# foreground with a configuration of its own); opendkim and rspamd are milters
+# (test_smtpd_milter_*.py), python3-dkim checks opendkim's signatures.
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq prometheus
-        python3-aiosmtpd strace maildrop procmail haproxy pflogsumm"
+        python3-aiosmtpd strace maildrop procmail haproxy pflogsumm opendkim opendkim-tools
+        python3-dkim rspamd"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
 # package replaces it in the container).

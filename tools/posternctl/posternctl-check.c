@@ -33,6 +33,7 @@
 #include "conf/master-inet.h"
 #include "conf/table.h"
 #include "mail/addr-class.h"
+#include "milter/milter.h"
 #include "posternctl.h"
 #include "posternctl-postfix.h"
 #include "smtp.h"
@@ -63,6 +64,22 @@ static int check_tables(Conf *c, const char *param, TableFlags flags, char **ski
                         fprintf(stderr, "posternctl: %s: %s\n", param, reason ? reason : strerror(-r));
                         ret = 1;
                 }
+        }
+        return ret;
+}
+
+/* Each milter entry of param, parsed as postern-smtpd parses it. */
+static int check_milters(Conf *c, const char *param) {
+        _cleanup_strv_free_ char **entries = conf_get_list(c, NULL, param);
+        int ret = 0;
+        for (char **e = entries; e && *e; e++) {
+                MilterSpec m = {};
+                _cleanup_free_ char *reason = NULL;
+                if (milter_spec_parse(*e, &m, &reason) < 0) {
+                        fprintf(stderr, "posternctl: %s: %s\n", param, reason ? reason : "out of memory");
+                        ret = 1;
+                }
+                milter_spec_done(&m);
         }
         return ret;
 }
@@ -339,6 +356,8 @@ int verb_check(int argc, char *argv[]) {
         for (size_t i = 0; i < ELEMENTSOF(address_maps); i++)
                 ret |= check_tables(c, address_maps[i], 0, NULL);
         ret |= check_classes(c);
+        ret |= check_milters(c, "smtpd_milters");
+        ret |= check_milters(c, "non_smtpd_milters");
         ret |= check_directory(c, "queue_directory");
         ret |= check_master_cf(c);
         return ret;
