@@ -40,7 +40,7 @@ submission inet  n       -       n       -       -       smtpd
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
   -o smtpd_sender_restrictions=$mua_sender_restrictions
-  -o milter_macro_daemon_name=ORIGINATING
+  -o cleanup_service_name=pre-cleanup
 smtps      inet  n       -       n       -       -       smtpd
   -o smtpd_tls_wrappermode=yes
   -o smtpd_sasl_auth_enable=yes
@@ -152,7 +152,7 @@ def test_posternctl_check_names_what_the_generator_skips(postern):
             "itself, with the -o options of the smtpd pass entry at line 2",
             f"posternctl: {path}:6: 10025: not supported: postscreen is not part of Postern; only a postscreen on "
             "port 25 is replaced, by postern-smtpd.socket",
-            f"posternctl: {path}:8: submission: not supported: -o milter_macro_daemon_name on submission (Postern "
+            f"posternctl: {path}:8: submission: not supported: -o cleanup_service_name on submission (Postern "
             "has no parameter of this name)",
             f"posternctl: {path}:32: mail.example.com:2525: not supported: host \"mail.example.com\": the generator "
             "does not resolve host names (no network at boot); use the address",

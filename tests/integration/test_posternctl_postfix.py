@@ -11,7 +11,7 @@ readme_directory = no
 myhostname = mx.example.org
 compatibility_level = 2
 smtp_tls_security_level = dane
-milter_protocol = 6
+plaintext_reject_code = 450
 virtual_alias_maps = proxy:pgsql:/etc/postfix/pgsql-aliases.cf
 mua_sender_restrictions = reject_unknown_sender_domain
 relayhost =
@@ -25,7 +25,7 @@ submission inet n       -       y       -       -       smtpd
   -o syslog_name=postfix/submission
   -o smtpd_tls_security_level=encrypt
   -o smtpd_sender_restrictions=$mua_sender_restrictions
-  -o smtpd_milters=inet:127.0.0.1:8891
+  -o cleanup_service_name=pre-cleanup
 127.0.0.1:10025 inet n  -       n       -       -       smtpd
   -o content_filter=
 qmgr      unix  n       -       n       300     1       qmgr
@@ -67,7 +67,7 @@ def test_each_parameter_and_entry_gets_a_verdict(postern):
     assert main["compatibility_level"][1] == "info"
     assert main["smtp_tls_security_level"][1:] == (
         "unsupported", 'invalid value "dane": must be one of: , none, may, encrypt, verify, secure')
-    assert main["milter_protocol"][1:] == ("unknown", "Postern has no parameter of this name")
+    assert main["plaintext_reject_code"][1:] == ("unknown", "Postern has no parameter of this name")
     line, verdict, detail = main["virtual_alias_maps"]
     assert (line, verdict) == (8, "unsupported")
     assert 'unsupported lookup table type "pgsql"' in detail
@@ -82,7 +82,7 @@ def test_each_parameter_and_entry_gets_a_verdict(postern):
     assert master["submission/inet -o smtpd_tls_security_level=encrypt"][1:] == (
         "mapped", "main.cf's submission/smtpd_tls_security_level")
     assert master["submission/inet -o syslog_name=postfix/submission"][1] == "info"
-    assert master["submission/inet -o smtpd_milters=inet:127.0.0.1:8891"][1] == "unknown"
+    assert master["submission/inet -o cleanup_service_name=pre-cleanup"][1] == "unknown"
     assert master["127.0.0.1:10025/inet smtpd"][1:] == (   # postern-generator's socket (tools/generator)
         "mapped", "postern-generator's postern-smtpd-127.0.0.1-10025.socket (fd name 127.0.0.1-10025); its -o "
         "options become listener settings")
@@ -110,7 +110,7 @@ def test_text_output_is_grouped_with_a_summary(postern):
     assert lines[0] == "main.cf: same meaning"
     assert "  main.cf:4: myhostname" in lines
     assert "main.cf: not supported" in lines
-    assert "  main.cf:7: milter_protocol: Postern has no parameter of this name" in lines
+    assert "  main.cf:7: plaintext_reject_code: Postern has no parameter of this name" in lines
     assert "master.cf: mapped" in lines
     assert lines[-1].startswith("summary: ")
     assert " not supported, " in lines[-1]
@@ -149,7 +149,7 @@ def test_import_comments_out_what_postern_cannot_use(postern):
     assert "\n#queue_directory = /var/spool/postfix\n" in main
     assert ('# posternctl import: not supported: smtp_tls_security_level: invalid value "dane"' in main)
     assert "\n#smtp_tls_security_level = dane\n" in main
-    assert "# posternctl import: unknown: milter_protocol: Postern has no parameter of this name\n#milter_protocol = 6\n" in main
+    assert "# posternctl import: unknown: plaintext_reject_code: Postern has no parameter of this name\n#plaintext_reject_code = 450\n" in main
     assert "\n#virtual_alias_maps = proxy:pgsql:" in main
     # what Postern uses stays as it was, continuation lines included
     assert "\nmyhostname = mx.example.org\n" in main
@@ -169,7 +169,7 @@ def test_import_comments_out_what_postern_cannot_use(postern):
     assert "\namavis    unix" in master
     assert "#policy    unix  -       n       n       -       0       spawn\n#  user=nobody argv=/usr/bin/policyd\n" in master
     # an unused -o option gets a note; its entry stays
-    assert ("# posternctl import: unknown: submission/inet -o smtpd_milters=inet:127.0.0.1:8891: "
+    assert ("# posternctl import: unknown: submission/inet -o cleanup_service_name=pre-cleanup: "
             "Postern has no parameter of this name\nsubmission inet") in master
     assert "\nrelay     unix  -       -       y       -       -       smtp\n" in master
 
@@ -209,7 +209,7 @@ def test_plain_check_reports_unusable_master_cf_listeners(postern):
         "answers on this port itself" in r.stderr
     assert "content_filter" not in r.stderr, r.stderr   # a listener setting like the others
     assert f"{path}:8: 127.0.0.1:10025: not supported: a listener" not in r.stderr
-    assert (f"posternctl: {path}:3: submission: not supported: -o smtpd_milters on submission (Postern has no "
+    assert (f"posternctl: {path}:3: submission: not supported: -o cleanup_service_name on submission (Postern has no "
             "parameter of this name)") in r.stderr
     assert (f"posternctl: {path}:14: local: not supported: maxproc 4 on local (set local_process_limit in "
             "main.cf)") in r.stderr
