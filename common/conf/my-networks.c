@@ -46,6 +46,7 @@ static int network_text(const NetIface *f, const char *style, StrBuf *out) {
 int mynetworks_format(const char *style, const NetIface *v, size_t n, char **ret) {
         if (!style || (!streq(style, "host") && !streq(style, "subnet") && !streq(style, "class")))
                 return -EINVAL;
+        _cleanup_strv_free_ char **seen = NULL;     /* the networks written so far */
         _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
         int r = strbuf_puts(&out, LOOPBACK_NETWORKS);
         for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -57,17 +58,14 @@ int mynetworks_format(const char *style, const NetIface *v, size_t n, char **ret
                         r = 0;
                         continue;
                 }
-                if (r < 0)
-                        break;
-                /* once: " net" must not already be there as a whole word */
-                _cleanup_strbuf_ StrBuf word = STRBUF_INIT;
-                if ((r = strbuf_printf(&word, " %s ", one.data)) < 0)
-                        break;
-                _cleanup_strbuf_ StrBuf have = STRBUF_INIT;
-                if ((r = strbuf_printf(&have, " %s ", out.data)) < 0)
-                        break;
-                if (!strstr(have.data, word.data))
-                        r = strbuf_printf(&out, " %s", one.data);
+                bool again = false;
+                for (char **k = seen; r >= 0 && k && *k && !again; k++)
+                        again = streq(*k, one.data);
+                if (r < 0 || again)
+                        continue;
+                r = strbuf_printf(&out, " %s", one.data);
+                if (r >= 0)
+                        r = strv_consume(&seen, strbuf_steal(&one));
         }
         if (r < 0)
                 return r;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "generator-access.h"
+#include "generator-units.h"
 #include "basic/strbuf.h"
 #include "conf/params.h"
 #include "daemon/credential.h"
@@ -91,48 +92,49 @@ static bool under(const char *path, const char *dir) {
         return strncmp(path, dir, l) == 0 && (path[l] == '\0' || path[l] == '/');
 }
 
-/* Appends text to the drop-in for unit (creating it with its header). */
-static int add(GeneratorDropins *d, const char *unit, const char *source, const char *text) {
-        for (size_t i = 0; i < d->n; i++)
-                if (streq(d->v[i].unit, unit)) {
-                        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
-                        int r = strbuf_printf(&b, "%s%s", d->v[i].text, text);
-                        if (r < 0)
-                                return r;
-                        free(d->v[i].text);
-                        d->v[i].text = strbuf_steal(&b);
-                        return d->v[i].text ? 0 : -ENOMEM;
-                }
-        GeneratorDropin *grown = realloc(d->v, (d->n + 1) * sizeof(GeneratorDropin));
-        if (!grown)
-                return -ENOMEM;
-        d->v = grown;
-        GeneratorDropin *n = &d->v[d->n];
-        *n = (GeneratorDropin) {};
-        if (!(n->unit = strdup(unit)) ||
-            asprintf(&n->text, "# Written by postern-generator from %s: access to the files and directories\n"
-                     "# it names. Do not edit; change main.cf and run systemctl daemon-reload.\n[Service]\n%s",
-                     source, text) < 0) {
-                free(n->unit);
-                return -ENOMEM;
-        }
-        d->n++;
-        return 0;
-}
-
-/* A path as a unit file value: systemd specifiers make "%" "%%". */
-static char *unit_path(const char *path) {
-        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+/* Appends "KEY=VALUE PATH" (PATH escaped for systemd's specifiers) to the drop-in for unit,
+ * creating it with its header. */
+static int add(GeneratorDropins *d, const char *unit, const char *source, const char *key, const char *value,
+               const char *path) {
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+        GeneratorDropin *found = NULL;
         int r = 0;
-        for (const char *s = path; *s && r >= 0; s++)
-                r = *s == '%' ? strbuf_puts(&out, "%%") : strbuf_putc(&out, *s);
-        return r < 0 ? NULL : strbuf_steal(&out);
-}
-
-/* "ReadWritePaths=-PATH\n" ("-": a directory that does not exist is no error). */
-static int read_write_line(const char *path, char **ret) {
-        _cleanup_free_ char *p = unit_path(path);
-        return p && asprintf(ret, "ReadWritePaths=-%s\n", p) >= 0 ? 0 : -ENOMEM;
+        for (size_t i = 0; i < d->n && !found; i++)
+                if (streq(d->v[i].unit, unit))
+                        found = &d->v[i];
+        if (found)
+                r = strbuf_puts(&b, found->text);
+        else {
+                r = strbuf_puts(&b, "# Written by postern-generator from ");
+                if (r >= 0)
+                        r = generator_put_escaped(&b, source);
+                if (r >= 0)
+                        r = strbuf_puts(&b, ": access to the files and directories\n"
+                                        "# it names. Do not edit; change main.cf and run systemctl daemon-reload.\n"
+                                        "[Service]\n");
+        }
+        if (r >= 0)
+                r = strbuf_printf(&b, "%s=%s", key, value);
+        if (r >= 0)
+                r = generator_put_escaped(&b, path);
+        if (r >= 0)
+                r = strbuf_putc(&b, '\n');
+        if (r < 0)
+                return r;
+        if (!found) {
+                GeneratorDropin *grown = realloc(d->v, (d->n + 1) * sizeof(GeneratorDropin));
+                if (!grown)
+                        return -ENOMEM;
+                d->v = grown;
+                found = &d->v[d->n];
+                *found = (GeneratorDropin) { .unit = strdup(unit) };
+                if (!found->unit)
+                        return -ENOMEM;
+                d->n++;
+        }
+        free(found->text);
+        found->text = strbuf_steal(&b);
+        return found->text ? 0 : -ENOMEM;
 }
 
 int generator_access_dropins(Conf *c, const char *source, bool (*readable)(const char *path, void *ud), void *ud,
@@ -144,26 +146,24 @@ int generator_access_dropins(Conf *c, const char *source, bool (*readable)(const
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 if (readable(paths[i], ud))
                         continue;
-                _cleanup_free_ char *name = NULL, *text = NULL;
+                _cleanup_free_ char *name = NULL, *value = NULL;
                 r = credential_name_for_path(paths[i], &name);
                 if (r == -EINVAL) {
                         r = 0;      /* a path too long for a credential name: smtpd says it cannot read it */
                         continue;
                 }
-                _cleanup_free_ char *p = unit_path(paths[i]);
-                if (r >= 0 && (!p || asprintf(&text, "LoadCredential=%s:%s\n", name, p) < 0))
+                if (r >= 0 && asprintf(&value, "%s:", name) < 0)
                         r = -ENOMEM;
                 if (r >= 0)
-                        r = add(&d, "postern-smtpd.service", source, text);
+                        r = add(&d, "postern-smtpd.service", source, "LoadCredential", value, paths[i]);
         }
 
         const char *queue = conf_get(c, "queue_directory");
         const ParamDef *qdef = param_lookup("queue_directory");
         if (r >= 0 && !isempty(queue) && queue[0] == '/' && qdef && !streq(queue, param_default(qdef))) {
-                _cleanup_free_ char *text = NULL;
-                r = read_write_line(queue, &text);
+                /* "-": a directory that does not exist is no error */
                 for (size_t i = 0; r >= 0 && i < ELEMENTSOF(queue_units); i++)
-                        r = add(&d, queue_units[i], source, text);
+                        r = add(&d, queue_units[i], source, "ReadWritePaths", "-", queue);
         }
         static const char *const local_dirs[] = { "virtual_mailbox_base", "mail_spool_directory" };
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(local_dirs); i++) {
@@ -175,10 +175,7 @@ int generator_access_dropins(Conf *c, const char *source, bool (*readable)(const
                         covered = covered || under(dir, local_writable[k]);
                 if (covered)
                         continue;
-                _cleanup_free_ char *text = NULL;
-                r = read_write_line(dir, &text);
-                if (r >= 0)
-                        r = add(&d, "postern-local.service", source, text);
+                r = add(&d, "postern-local.service", source, "ReadWritePaths", "-", dir);
         }
         if (r < 0) {
                 generator_dropins_done(&d);

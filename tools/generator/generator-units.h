@@ -4,11 +4,15 @@
  * from, and "%" in that path is escaped as systemd specifiers require. */
 #pragma once
 
+#include "basic/strbuf.h"
 #include "conf/master-inet.h"
 
 /* The drop-in file name, in <unit>.d/, for every drop-in the generator writes. It sorts before
  * an admin's override.conf (systemctl edit), so the admin's settings win. */
 #define GENERATOR_DROPIN "10-master-cf.conf"
+
+/* Appends text to b as a unit file value: "%" doubled so that systemd reads no specifier. */
+int generator_put_escaped(StrBuf *b, const char *text);
 
 /* A socket unit of its own (MASTER_INET_SOCKET) for l, read from source. */
 int generator_socket_unit(const MasterInet *l, const char *source, char **ret);
