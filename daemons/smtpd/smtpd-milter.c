@@ -211,9 +211,6 @@ int smtpd_milter_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         r = conf_get_table_list(c, listener, "smtpd_milter_maps", 0, &m->maps, &reason);
         if (r < 0)
                 return log_error_errno(r, "%s", reason ? reason : "smtpd_milter_maps: cannot open");
-        _cleanup_strv_free_ char **hc = conf_get_list(c, listener, "milter_header_checks");
-        if (hc && hc[0])
-                log_warning("not supported: milter_header_checks (headers added by milters are not checked)");
         return 0;
 }
 
@@ -297,7 +294,7 @@ static const char *macro_get(const char *name, void *userdata) {
         if (streq(n, "auth_authen"))
                 return c->sasl_username;
         if (streq(n, "auth_author"))
-                return NULL;
+                return s->tx.auth_author;
         if (streq(n, "mail_addr"))
                 return s->tx.sender;
         if (streq(n, "mail_host"))

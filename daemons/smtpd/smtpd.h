@@ -274,6 +274,7 @@ typedef struct SmtpdSettings {
         /* content checks (smtpd-cleanup.c) */
         HeaderChecks *header_checks;       /* NULL: none */
         HeaderChecks *body_checks;
+        HeaderChecks *milter_header_checks; /* for the headers milters add or change */
         uint64_t body_checks_size_limit;
         char **drop_headers;               /* message_drop_headers */
         unsigned hopcount_limit;
@@ -517,6 +518,7 @@ typedef struct SmtpdTransaction {
         bool smtputf8;           /* MAIL FROM ... SMTPUTF8 */
         int dsn_ret;             /* RET=: 0 none, 1 FULL, 2 HDRS */
         char *dsn_envid;         /* ENVID= (decoded), or NULL */
+        char *auth_author;       /* AUTH= (decoded; "<>" as given), or NULL: milters' {auth_author} */
         SmtpdRecipient *rcpts;   /* accepted recipients */
         size_t n_rcpts;
         size_t rcpt_attempts;    /* RCPT commands in this transaction */
@@ -967,6 +969,9 @@ void cleanup_header_end(Session *s);
 /* One complete body line: true when the caller stores it, false when it was stored (or
  * dropped) by body_checks. */
 bool cleanup_body_line(Session *s, const char *p, size_t n);
+/* milter_header_checks on one header a milter added or changed: its message-wide action goes to
+ * s->tx.actions. 0, or a negative errno when the message must not be accepted (lookup error). */
+int cleanup_milter_header(Session *s, const char *name, const char *value);
 /* Appends undisclosed_recipients_header when no To:/Cc:/Bcc: was seen. */
 int cleanup_missing_to(Session *s, StrBuf *add);
 /* At end of data: smtpd_hook_cleanup (above) answers the refusal of header/body checks or the
@@ -1130,5 +1135,8 @@ void smtpd_milter_session_free(Session *s);
 /* smtpd-milter-edit.c: applies the collected edits (and chgfrom, recipients, body) to the job
  * of s's message; 0 or -ENOMEM. Edits are forgotten with the transaction. */
 int smtpd_milter_apply(Session *s, CommitJob *j);
+/* milter_header_checks on the headers the milters added or changed (cleanup_milter_header()),
+ * before the job is made: 0, or a negative errno (the message is refused with a 451). */
+int smtpd_milter_header_checks(Session *s);
 /* The edits the session's milters sent for the current message (smtpd-milter.c), or NULL. */
 MilterEdits *smtpd_milter_edits(Session *s);
