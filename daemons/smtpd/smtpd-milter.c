@@ -318,7 +318,11 @@ static const char *macro_get(const char *name, void *userdata) {
                 snprintf(x->buf, sizeof x->buf, "%d", tls_conn_cipher_bits(c->tls));
                 return x->buf;
         }
-        /* no client certificates are requested: {cert_subject} and {cert_issuer} stay unset */
+        /* the client certificate (smtpd_tls_ask_ccert), when one was sent */
+        if (streq(n, "cert_subject"))
+                return tls && c->ccert ? c->ccert->subject : NULL;
+        if (streq(n, "cert_issuer"))
+                return tls && c->ccert ? c->ccert->issuer : NULL;
         return NULL;
 }
 

@@ -137,6 +137,9 @@ typedef enum Restriction {
         RESTRICT_CHECK_HELO_ACCESS,
         RESTRICT_CHECK_SENDER_ACCESS,
         RESTRICT_CHECK_RECIPIENT_ACCESS,
+        RESTRICT_CHECK_CCERT_ACCESS,        /* the client certificate's fingerprints */
+        RESTRICT_PERMIT_TLS_CLIENTCERTS,    /* fingerprint listed in relay_clientcerts */
+        RESTRICT_PERMIT_TLS_ALL_CLIENTCERTS, /* any trusted client certificate */
         RESTRICT_SENDER_LOGIN_MISMATCH,
         RESTRICT_AUTH_SENDER_LOGIN_MISMATCH,
         RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH,
@@ -310,6 +313,9 @@ typedef struct SmtpdSettings {
         int tls_loglevel;
         bool tls_received_header;
         bool tls_wrappermode;              /* implicit TLS like the submissions listener */
+        bool tls_ask_ccert, tls_req_ccert; /* client certificates (req: only at level encrypt) */
+        int tls_fingerprint_digest;        /* smtpd_tls_fingerprint_digest (tls_fingerprint_digest()) */
+        TableList *relay_clientcerts;      /* fingerprints permit_tls_clientcerts permits; NULL: none */
         usec_t starttls_timeout_usec;
         /* PROXY protocol from a load balancer (smtpd-proxy.c) */
         int upstream_proxy;                /* UPSTREAM_PROXY_* (smtpd_upstream_proxy_protocol) */
@@ -488,6 +494,7 @@ typedef struct SmtpdClient {
         bool tls_active;         /* the handshake completed: all I/O is inside TLS */
         bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
                                   * event is reported in tls_established() (smtpd-tls.c) */
+        TlsPeerCert *ccert;      /* the client's certificate when one was asked for and sent, else NULL */
 } SmtpdClient;
 
 /* One recipient of a transaction, as RCPT gave it. */
@@ -655,6 +662,10 @@ bool smtpd_tls_required(Session *s);
 bool smtpd_tls_starttls(Session *s, char *arg);
 /* Whether TLS starts with the first byte (the submissions listener, smtpd_tls_wrappermode). */
 bool smtpd_tls_implicit(const Session *s);
+/* permit_tls_clientcerts (all = false: the certificate's or its public key's fingerprint is in
+ * relay_clientcerts) and permit_tls_all_clientcerts (all: its chain verifies): 1, 0, or a
+ * negative errno when the table cannot be read. */
+int smtpd_tls_clientcert_permitted(Session *s, bool all);
 /* Starts the handshake (after the 220 to STARTTLS went out, or at connect on submissions);
  * false when the session was freed. */
 bool smtpd_tls_start(Session *s);
@@ -980,7 +991,8 @@ int cleanup_missing_to(Session *s, StrBuf *add);
 /* smtpd-rewrite.c: Postfix's cleanup address rewriting (canonical form, sender_/recipient_/
  * canonical_maps, masquerading); the pure parts are common/mail/addr-canonical.c and
  * header-address.c. */
-enum { REWRITE_CLIENTS_INET = 1 << 0, REWRITE_CLIENTS_MYNETWORKS = 1 << 1, REWRITE_CLIENTS_SASL = 1 << 2 };
+enum { REWRITE_CLIENTS_INET = 1 << 0, REWRITE_CLIENTS_MYNETWORKS = 1 << 1, REWRITE_CLIENTS_SASL = 1 << 2,
+       REWRITE_CLIENTS_TLS_CERTS = 1 << 3, REWRITE_CLIENTS_TLS_ALL_CERTS = 1 << 4 };
 enum { REWRITE_HEADERS_NONE, REWRITE_HEADERS_LOCAL, REWRITE_HEADERS_REMOTE };
 /* Classes, masquerading, local_header_rewrite_clients, inet_interfaces (the maps and plain
  * values are rows of smtpd-settings.c); logs its own errors. */
