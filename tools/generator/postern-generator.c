@@ -13,7 +13,9 @@
  * Then the same for each instance (postern@NAME.target) whose /etc/postern-NAME/main.cf exists,
  * with @NAME in every unit name: postern-smtpd-<fd name>@NAME.socket (also for the port 25, 587
  * and 465 entries, as an instance has no shipped port sockets), wanted by postern@NAME.target,
- * and drop-ins for postern-smtpd@NAME.service etc. Not when $POSTERN_CONFIG names the main.cf.
+ * and drop-ins for postern-smtpd@NAME.service etc. The instances are the directories beside the
+ * default one's configuration directory: /etc/postern-NAME beside /etc/postern (or beside the
+ * directory of $POSTERN_CONFIG, which only tests set: a generator's environment is empty).
  * What it cannot express is logged (stderr, which systemd sends to the kernel log and the journal)
  * and reported by `posternctl check`. The classification is common/conf/master-inet.c, the texts
  * generator-units.c. Generator rules: no network, no daemons,
@@ -196,13 +198,13 @@ static void generate_instance(const char *dir, const char *path, const char *ins
         master_cf_done(&m);
 }
 
-/* Every instance: each directory POSTERN_SYSCONFDIR-NAME (/etc/postern-NAME) with a main.cf. */
-static void generate_instances(const char *dir) {
-        _cleanup_free_ char *copy = strdup(POSTERN_SYSCONFDIR);
-        if (!copy)
+/* Every instance: each directory <config dir>-NAME with a main.cf next to the default instance's
+ * configuration directory (/etc/postern-NAME beside /etc/postern). */
+static void generate_instances(const char *dir, const char *config_dir) {
+        _cleanup_free_ char *copy = strdup(config_dir), *copy2 = strdup(config_dir);
+        if (!copy || !copy2)
                 return say("out of memory");
-        const char *parent = dirname(copy), *prefix = strrchr(POSTERN_SYSCONFDIR, '/');
-        prefix = prefix ? prefix + 1 : POSTERN_SYSCONFDIR;
+        const char *parent = dirname(copy), *prefix = basename(copy2);
         DIR *d = opendir(parent);
         if (!d)
                 return;
@@ -227,7 +229,9 @@ int main(int argc, char *argv[]) {
                 return 0;
         }
         generate_instance(argv[1], NULL, NULL);
-        if (!getenv("POSTERN_CONFIG"))
-                generate_instances(argv[1]);
+        /* the default instance's configuration directory: $POSTERN_CONFIG's (tests), else ours */
+        const char *e = getenv("POSTERN_CONFIG");
+        _cleanup_free_ char *copy = e ? strdup(e) : NULL;
+        generate_instances(argv[1], copy ? dirname(copy) : POSTERN_SYSCONFDIR);
         return 0;
 }
