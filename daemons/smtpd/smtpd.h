@@ -1103,6 +1103,9 @@ void smtpd_metrics_reject(const char *command, const char *reply);
 void smtpd_metrics_sasl_failure(void);
 void smtpd_metrics_tls(const char *protocol, const char *cipher);
 void smtpd_metrics_anvil_reject(const char *limit);
+/* One decision of a milter: accept (also "continue" at the end of the message), reject,
+ * tempfail, discard, quarantine, failed (it could not be asked; its default_action applied). */
+void smtpd_metrics_milter(const char *milter, const char *action);
 struct Queue;
 int smtpd_metrics_queued(struct Queue *q, uint64_t messages, uint64_t bytes);
 
