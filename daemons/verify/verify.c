@@ -64,6 +64,7 @@ typedef struct Verify {
         VerifyProber *prober, *retiring;
         sd_event_source *cleanup_timer, *cleanup_batch;
         int64_t cleanup_dropped;
+        bool cleanup_running;    /* a pass's batches are being run */
         uint64_t cleanup_started;
 } Verify;
 
@@ -282,6 +283,7 @@ static int on_cleanup_batch(sd_event_source *src, uint64_t usec, void *userdata)
         if (v->cache)
                 log_info("cache %s full cleanup: retained=%lld dropped=%lld entries", verify_cache_path(v->cache),
                          (long long) verify_cache_count(v->cache), (long long) v->cleanup_dropped);
+        v->cleanup_running = false;
         return 0;
 }
 
@@ -289,7 +291,10 @@ static int on_cleanup_timer(sd_event_source *src, uint64_t usec, void *userdata)
         Verify *v = userdata;
         if (v->cleanup_interval == 0)
                 return 0;
-        if (cache(v)) {
+        /* A pass still running (a big cache, a busy machine) is left to finish: starting over
+         * would lose its count. */
+        if (!v->cleanup_running && cache(v)) {
+                v->cleanup_running = true;
                 v->cleanup_dropped = 0;
                 (void) sd_event_source_set_time(v->cleanup_batch, 0);
                 (void) sd_event_source_set_enabled(v->cleanup_batch, SD_EVENT_ONESHOT);
