@@ -30,6 +30,8 @@ static const ParamIgnored ignored_table[] = {
         { "mailq_path", "mailq is postern-mailq, or posternctl queue" },
         { "manpage_directory", "Postern reads no manual page directory" },
         { "master_service_disable", "disable a service with systemctl disable --now postern-….socket" },
+        { "max_idle", "Postern's daemons are long-lived event loops that systemd starts once, not processes that master(8) retires when idle" },
+        { "max_use", "Postern's daemons are long-lived event loops that systemd starts once, not processes that master(8) retires after N requests" },
         { "meta_directory", "there are no meta files: the units, sysusers.d and tmpfiles.d files are the metadata" },
         { "newaliases_path", "newaliases is postern-newaliases; alias files are read directly, no database is built" },
         { "postlog_service_name", "log lines go to the journal" },

@@ -34,7 +34,7 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # (test_smtpd_milter_*.py), python3-dkim checks opendkim's signatures.
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq prometheus
         python3-aiosmtpd strace maildrop procmail haproxy pflogsumm opendkim opendkim-tools
-        python3-dkim rspamd"
+        python3-dkim rspamd amavisd-new"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
 # package replaces it in the container).
