@@ -388,6 +388,7 @@ typedef struct LdapResult {
         StrBuf out;
         long count;
         const char *key;
+        int rc;          /* the LDAP result code of a search that failed */
 } LdapResult;
 
 static int tldap_add_values(TableLdap *t, LdapResult *res, LDAPMessage *entry, const char *attr) {
@@ -478,7 +479,8 @@ static int tldap_search(TableLdap *t, const char *base, int scope, const char *f
         }
         if (rc != LDAP_SUCCESS) {
                 ldap_msgfree(msg);
-                return -rc - 1000;   /* an LDAP result code, told apart from -errno by the caller */
+                res->rc = rc;
+                return -EIO;
         }
         int r = 0;
         for (LDAPMessage *e = ldap_first_entry(t->ld, msg); e && r >= 0; e = ldap_next_entry(t->ld, e))
@@ -529,9 +531,9 @@ int table_ldap_lookup(TableLdap *t, const char *key, char **ret_value) {
                         return 1;
                 }
                 strbuf_done(&res.out);
-                if (r > -1000)
+                int rc = res.rc;
+                if (rc == LDAP_SUCCESS)   /* not the server's answer: out of memory, too many results */
                         return r;
-                int rc = -(r + 1000);
                 if (reused && attempt == 0 && (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR)) {
                         tldap_disconnect(t);    /* a dead kept connection: try once with a new one */
                         continue;
