@@ -7,7 +7,8 @@ and delivered into Maildirs; a change in the directory takes effect without a re
 * ( ) \\ finds only the entry that literally has it and never widens the search; the server
 stopped answers 451 4.3.0 at RCPT (not 550) and defers delivery with 4.3.0, a paused one too
 (after the table's timeout), and lookups work again when it is back; server_host fails over from
-a dead server to the next; a .cf with bind_pw that everyone may read is refused by name."""
+a dead server to the next; a .cf with bind_pw that everyone may read is refused by name (by the daemons and by
+posternctl check)."""
 
 import os
 import re
@@ -263,6 +264,8 @@ def test_world_readable_bind_pw_is_refused(postern, slapd):
     p = configure(postern, slapd)
     cf = p.etc_dir / "ldap-aliases.cf"
     os.chmod(cf, 0o644)
+    check = p.posternctl("check")
+    assert check.returncode != 0 and f"{cf} holds bind_pw and is readable by everyone" in check.stderr, check
     p.start("smtpd")
     p.wait_log("smtpd", rf"{re.escape(str(cf))} holds bind_pw and is readable by everyone")
     assert rcpt(p, f"team@{VDOM}") == f"451 4.3.0 <team@{VDOM}>: Temporary lookup failure"
