@@ -37,15 +37,6 @@ TableCf *table_cf_free(TableCf *cf) {
         return NULL;
 }
 
-static char *table_cf_trim(char *s) {
-        while (isspace((unsigned char) *s))
-                s++;
-        size_t l = strlen(s);
-        while (l > 0 && isspace((unsigned char) s[l - 1]))
-                s[--l] = '\0';
-        return s;
-}
-
 static int table_cf_set(TableCf *cf, char *logical, const char *path, unsigned line, char **ret_reason) {
         char *eq = strchr(logical, '=');
         if (!eq) {
@@ -53,7 +44,7 @@ static int table_cf_set(TableCf *cf, char *logical, const char *path, unsigned l
                 return -EINVAL;
         }
         *eq = '\0';
-        const char *name = table_cf_trim(logical), *value = table_cf_trim(eq + 1);
+        const char *name = conf_trim(logical), *value = conf_trim(eq + 1);
         if (*name == '\0') {
                 reason_printf(ret_reason, "%s:%u: a setting without a name", path, line);
                 return -EINVAL;
@@ -112,7 +103,7 @@ int table_cf_read(const char *path, TableCf **ret, char **ret_reason) {
                         if (*first == '\0' || *first == '#')
                                 continue;
                         if (isspace((unsigned char) buf[0]) && have) {
-                                if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, table_cf_trim(first)) < 0) {
+                                if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, conf_trim(first)) < 0) {
                                         reason_printf(ret_reason, "%s:%u: line too long", path, start);
                                         return -EINVAL;
                                 }
@@ -127,7 +118,7 @@ int table_cf_read(const char *path, TableCf **ret, char **ret_reason) {
                 if (n < 0)
                         break;
                 strbuf_reset(&logical);
-                if (strbuf_puts(&logical, table_cf_trim(buf)) < 0) {
+                if (strbuf_puts(&logical, conf_trim(buf)) < 0) {
                         reason_printf(ret_reason, "%s:%u: line too long", path, lineno);
                         return -EINVAL;
                 }
@@ -163,6 +154,19 @@ const char *table_cf_unknown(const TableCf *cf, unsigned *ret_line) {
         return NULL;
 }
 
+/* Whether key is in one of domains (any key when there are none); keys without '@' are not. */
+bool table_cf_domain_ok(char **domains, const char *key) {
+        if (!domains || !domains[0])
+                return true;
+        const char *at = strrchr(key, '@');
+        if (!at)
+                return false;
+        for (char **d = domains; *d; d++)
+                if (strcaseeq(*d, at + 1))
+                        return true;
+        return false;
+}
+
 bool table_cf_world_readable(const TableCf *cf) {
         return cf->world_readable;
 }
@@ -172,7 +176,9 @@ int table_cf_escape(StrBuf *out, const char *text, size_t len, TableEscape esc) 
         for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char) text[i];
                 int r;
-                if (esc == TABLE_ESCAPE_LDAP_FILTER && (c == '*' || c == '(' || c == ')' || c == '\\' || c == '\0'))
+                if (esc == TABLE_ESCAPE_SQL_QUOTE && c == '\'')
+                        r = strbuf_puts(out, "''");
+                else if (esc == TABLE_ESCAPE_LDAP_FILTER && (c == '*' || c == '(' || c == ')' || c == '\\' || c == '\0'))
                         r = strbuf_printf(out, "\\%02x", c);
                 else if (esc == TABLE_ESCAPE_LDAP_DN &&
                          (strchr(",+\"\\<>;=", c) || (i == 0 && (c == ' ' || c == '#')) || (i == len - 1 && c == ' ')))

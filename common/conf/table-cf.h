@@ -1,4 +1,4 @@
-/* table-cf.h — what the tables configured by a ".cf" file share (ldap:, later the SQL ones):
+/* table-cf.h — what the tables configured by a ".cf" file share (sqlite:, ldap:):
  * reading the file and expanding Postfix's %-escapes of query and result templates.
  * Internal to common/conf: callers use table.h.
  *
@@ -32,9 +32,13 @@ const char *table_cf_get(TableCf *cf, const char *name);
 const char *table_cf_unknown(const TableCf *cf, unsigned *ret_line);
 /* Whether the file was readable by everyone when it was read. */
 bool table_cf_world_readable(const TableCf *cf);
+/* The "domain" setting: whether key (user@domain, or @domain) is in one of domains; any key
+ * when domains is NULL or empty, none without '@'. */
+bool table_cf_domain_ok(char **domains, const char *key);
 
 typedef enum TableEscape {
         TABLE_ESCAPE_NONE,
+        TABLE_ESCAPE_SQL_QUOTE,     /* ' doubled: the contents of an SQL string literal */
         TABLE_ESCAPE_LDAP_FILTER,   /* RFC 4515: * ( ) \ NUL as \2a \28 \29 \5c \00 */
         TABLE_ESCAPE_LDAP_DN,       /* RFC 4514: , + " \ < > ; = with a backslash, and a leading
                                      * space or '#' and a trailing space */

@@ -194,17 +194,12 @@ static int tldap_configure(TableLdap *t, TableCf *cf, char **ret_reason) {
         if (!table_cf_get(cf, "result_format") && (v = table_cf_get(cf, "result_filter")) &&
             (r = tldap_dup(&t->result_format, v)) < 0)
                 return r;
-        if ((r = table_cf_check_format(t->query_filter, "query_filter", ret_reason)) < 0 ||
-            (r = table_cf_check_format(t->search_base, "search_base", ret_reason)) < 0 ||
-            (r = table_cf_check_format(t->result_format, "result_format", ret_reason)) < 0) {
-                if (ret_reason && *ret_reason) {
-                        char *p = NULL;
-                        if (asprintf(&p, "%s: %s", path, *ret_reason) < 0)
-                                return -ENOMEM;
-                        free(*ret_reason);
-                        *ret_reason = p;
-                }
-                return r;
+        _cleanup_free_ char *why = NULL;
+        if (table_cf_check_format(t->query_filter, "query_filter", &why) < 0 ||
+            table_cf_check_format(t->search_base, "search_base", &why) < 0 ||
+            table_cf_check_format(t->result_format, "result_format", &why) < 0) {
+                reason_printf(ret_reason, "%s: %s", path, strempty(why));
+                return -EINVAL;
         }
         if (t->bind_pw && table_cf_world_readable(cf)) {
                 reason_printf(ret_reason, "%s holds bind_pw and is readable by everyone: refusing to use it (chmod o-r %s)",
@@ -489,21 +484,9 @@ static int tldap_search(TableLdap *t, const char *base, int scope, const char *f
         return r;
 }
 
-static bool tldap_domain_ok(TableLdap *t, const char *key) {
-        if (!t->domains || !t->domains[0])
-                return true;
-        const char *at = strrchr(key, '@');
-        if (!at || at == key)
-                return false;
-        for (char **d = t->domains; *d; d++)
-                if (strcaseeq(*d, at + 1))
-                        return true;
-        return false;
-}
-
 /* Searches for key. */
 int table_ldap_lookup(TableLdap *t, const char *key, char **ret_value) {
-        if (!tldap_domain_ok(t, key))
+        if (!table_cf_domain_ok(t->domains, key))
                 return 0;
         _cleanup_strbuf_ StrBuf filter = STRBUF_INIT, base = STRBUF_INIT;
         filter.limit = base.limit = 64 * 1024;
