@@ -27,12 +27,13 @@
  * callers answer 4.3.0 or defer); the next lookup connects again. A kept connection that turns
  * out dead is retried once at once with a new one, so a restarted server costs no failure. The
  * server's reason is logged, at most once a minute per table. A search base that does not exist
- * means "not found". */
+ * means "not found". A forked child makes a connection of its own. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "table-ldap.h"
@@ -62,6 +63,7 @@ struct TableLdap {
         char *bind_dn, *bind_pw, *tls_ca_cert_file, *tls_ca_cert_dir;
         char **domains;
         LDAP *ld;
+        pid_t ld_pid;            /* the process that made ld */
         usec_t last_log;
 };
 
@@ -70,7 +72,7 @@ bool table_ldap_supported(void) {
 }
 
 static void tldap_disconnect(TableLdap *t) {
-        if (t->ld)
+        if (t->ld && t->ld_pid == getpid())
                 ldap_unbind_ext_s(t->ld, NULL, NULL);
         t->ld = NULL;
 }
@@ -335,6 +337,7 @@ static void tldap_log_failure(TableLdap *t, const char *what, int rc) {
 }
 
 static int tldap_connect(TableLdap *t) {
+        t->ld_pid = getpid();
         int rc = ldap_initialize(&t->ld, t->uris);
         if (rc != LDAP_SUCCESS) {
                 tldap_log_failure(t, "cannot set up the connection", rc);
@@ -496,6 +499,11 @@ int table_ldap_lookup(TableLdap *t, const char *key, char **ret_value) {
         if (r != 0)
                 return r > 0 ? 0 : r == -EMSGSIZE ? 0 : r;
 
+        /* A forked child never talks over its parent's connection (the replies would go to
+         * either process), nor closes it (an unbind or TLS close would reach the server on the
+         * parent's behalf): it leaves the handle alone and makes its own. */
+        if (t->ld && t->ld_pid != getpid())
+                t->ld = NULL;
         for (int attempt = 0;; attempt++) {
                 bool reused = t->ld != NULL;
                 if (!t->ld && (r = tldap_connect(t)) < 0)

@@ -59,14 +59,17 @@ def free_port():
 
 
 class Slapd:
-    def __init__(self, ldif):
+    def __init__(self, ldif, tls=False):
         for tool in (SLAPD, SLAPADD, "/usr/bin/ldapmodify"):
             if not os.path.exists(tool):
                 raise RuntimeError(f"{tool} is missing: install slapd and ldap-utils (tests/run-all does)")
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="postern-slapd-", dir="/var/tmp"))
         (self.dir / "db").mkdir()
         self.conf = self.dir / "slapd.conf"
-        self.conf.write_text(SLAPD_CONF.format(dir=self.dir, suffix=SUFFIX, rootdn=ROOTDN, rootpw=ROOTPW))
+        conf = SLAPD_CONF.format(dir=self.dir, suffix=SUFFIX, rootdn=ROOTDN, rootpw=ROOTPW)
+        if tls:
+            conf = self._make_certs() + conf
+        self.conf.write_text(conf)
         (self.dir / "data.ldif").write_text(ldif)
         subprocess.run([SLAPADD, "-f", str(self.conf), "-l", str(self.dir / "data.ldif")],
                        check=True, capture_output=True)
@@ -76,6 +79,26 @@ class Slapd:
         self.ldapi_url = "ldapi://" + urllib.parse.quote(str(self.ldapi), safe="")
         self.proc = None
         self.log_path = self.dir / "slapd.log"
+
+    def _make_certs(self):
+        """A CA and a localhost certificate it signs (openssl), and a second CA that signs nothing:
+        the slapd.conf lines that serve STARTTLS with them."""
+        d = self.dir
+
+        def openssl(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True)
+        for ca in ("ca", "other-ca"):
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=postern test {ca}",
+                    "-keyout", str(d / f"{ca}.key"), "-out", str(d / f"{ca}.pem"))
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+        (d / "ext.cnf").write_text("subjectAltName = DNS:localhost, IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+                "-CAcreateserial", "-days", "2", "-extfile", str(d / "ext.cnf"), "-out", str(d / "server.pem"))
+        self.ca_cert = d / "ca.pem"
+        self.other_ca_cert = d / "other-ca.pem"
+        return (f"TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\n"
+                f"TLSCertificateKeyFile {d}/server.key\n")
 
     def start(self, timeout=20):
         if self.proc and self.proc.poll() is None:

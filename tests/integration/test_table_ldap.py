@@ -8,7 +8,9 @@ and delivered into Maildirs; a change in the directory takes effect without a re
 stopped answers 451 4.3.0 at RCPT (not 550) and defers delivery with 4.3.0, a paused one too
 (after the table's timeout), and lookups work again when it is back; server_host fails over from
 a dead server to the next; a .cf with bind_pw that everyone may read is refused by name (by the daemons and by
-posternctl check)."""
+posternctl check); a wrong bind_pw is temporary; what result_, special_/leaf_ and
+terminal_result_attribute return and expansion_limit (seen with posternctl route); STARTTLS with
+the server's CA works and with another CA fails (451) rather than falling back to the clear."""
 
 import os
 import re
@@ -87,6 +89,14 @@ cn: staff
 mail: staff@{VDOM}
 member: uid=alice,ou=people,{SUFFIX}
 member: uid=star,ou=people,{SUFFIX}
+
+dn: cn=moved,ou=groups,{SUFFIX}
+objectClass: groupOfNames
+objectClass: extensibleObject
+cn: moved
+mail: moved@{VDOM}
+member: uid=alice,ou=people,{SUFFIX}
+mailRoutingAddress: moved@far.example
 """
 
 
@@ -95,6 +105,15 @@ def slapd():
     s = Slapd(LDIF)
     s.start()
     yield s
+    s.close(keep=bool(os.environ.get("POSTERN_KEEP_ROOT")))
+
+
+@pytest.fixture
+def tls_slapd():
+    """slapd with a certificate for localhost signed by a test CA; yields (slapd, ca, other_ca)."""
+    s = Slapd(LDIF, tls=True)
+    s.start()
+    yield s, s.ca_cert, s.other_ca_cert
     s.close(keep=bool(os.environ.get("POSTERN_KEEP_ROOT")))
 
 
@@ -272,3 +291,54 @@ def test_world_readable_bind_pw_is_refused(postern, slapd):
     os.chmod(cf, 0o640)
     p.reload("smtpd")
     assert wait_reply(p, f"team@{VDOM}", "250 2.1.5 Ok") == "250 2.1.5 Ok"
+
+
+def route_lookups(postern, addr):
+    """posternctl route's table lines for addr: {spec: value}."""
+    r = postern.posternctl("route", addr)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_result_attributes(postern, slapd):
+    """What each kind of attribute returns, seen through posternctl route: every value of a
+    multi-valued attribute, a group's members' leaf attribute (not the group's own),
+    terminal_result_attribute alone when the entry has it (no member recursion), and an
+    expansion_limit that is exceeded is an error, not a shortened list."""
+    p = configure(postern, slapd)
+    groups = p.etc_dir / "ldap-groups.cf"
+    groups.write_text(groups.read_text() + "terminal_result_attribute = mailRoutingAddress\n")
+    rc, out = route_lookups(p, f"team@{VDOM}")
+    assert rc == 0 and f'key "team@{VDOM}" -> "alice@{VDOM},bob@{VDOM}"' in out, out
+    rc, out = route_lookups(p, f"staff@{VDOM}")
+    assert rc == 0 and f'key "staff@{VDOM}" -> "alice@{VDOM},st*r@{VDOM}"' in out, out
+    rc, out = route_lookups(p, f"moved@{VDOM}")
+    assert rc == 0 and f'key "moved@{VDOM}" -> "moved@far.example"' in out, out
+    groups.write_text(groups.read_text() + "expansion_limit = 1\n")
+    rc, out = route_lookups(p, f"staff@{VDOM}")
+    assert rc != 0 and f"staff@{VDOM}" in out and "alice@" not in out, out
+
+
+def test_wrong_bind_password_is_temporary(postern, slapd):
+    """A bind the server refuses: 451 4.3.0 (the directory is not asked, so nobody is unknown)."""
+    p = configure(postern, slapd)
+    cf = p.etc_dir / "ldap-aliases.cf"
+    cf.write_text(cf.read_text().replace(f"bind_pw = {ROOTPW}", "bind_pw = wrong"))
+    p.start("smtpd")
+    assert rcpt(p, f"team@{VDOM}") == f"451 4.3.0 <team@{VDOM}>: Temporary lookup failure"
+    p.wait_log("smtpd", r"ldap-aliases\.cf: bind failed .*Invalid credentials")
+
+
+def test_start_tls(postern, tls_slapd):
+    """start_tls = yes with the server's CA: lookups work; with tls_require_cert and a CA that did
+    not sign the server's certificate: 451 4.3.0, never a lookup in the clear."""
+    s, ca, other_ca = tls_slapd
+    p = configure(postern, s)
+    cf = p.etc_dir / "ldap-mailboxes.cf"
+    text = re.sub(r"server_host = .*", f"server_host = {s.url}", cf.read_text())   # the certificate names 127.0.0.1
+    cf.write_text(text + f"start_tls = yes\ntls_require_cert = yes\ntls_ca_cert_file = {ca}\n")
+    p.start("smtpd")
+    assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"
+    cf.write_text(text + f"start_tls = yes\ntls_require_cert = yes\ntls_ca_cert_file = {other_ca}\n")
+    p.reload("smtpd")
+    assert wait_reply(p, f"alice@{VDOM}", f"451 4.3.0 <alice@{VDOM}>: Temporary lookup failure")
+    p.wait_log("smtpd", r"ldap-mailboxes\.cf: STARTTLS failed")
