@@ -21,6 +21,9 @@
  *   size_limit = expansion_limit;  expansion_limit = 0 (more values than this is an error)
  *   domain = example.org, example.net   (only user@domain keys of these domains are searched)
  *   recursion_limit = 1000 (depth of special_result_attribute recursion)
+ *   cache, cache_expiry, cache_size, debuglevel: accepted and ignored; bind = sasl, sasl_*,
+ *   tls_cert, tls_key, tls_random_file, tls_cipher_suite: refused as "not supported"; any other
+ *   name: refused as unknown (a typo must not silently change what is looked up).
  *
  * The connection is made at the first lookup and kept. A lookup that cannot reach the server,
  * times out or gets an error answer drops the connection and fails with -EIO (a temporary error:
@@ -297,10 +300,21 @@ static int tldap_configure(TableLdap *t, TableCf *cf, char **ret_reason) {
         static const char *const ignored[] = { "cache", "cache_expiry", "cache_size", "debuglevel", NULL };
         for (const char *const *i = ignored; *i; i++)
                 (void) table_cf_get(cf, *i);
+        /* Postfix settings Postern does not act on: refused by name rather than ignored. */
+        static const char *const unsupported[] = {
+                "tls_cert", "tls_key", "tls_random_file", "tls_cipher_suite", "sasl_mechs", "sasl_realm",
+                "sasl_authz_id", "sasl_minssf", NULL };
         unsigned line = 0;
         const char *unknown = table_cf_unknown(cf, &line);
         if (unknown) {
-                reason_printf(ret_reason, "%s:%u: %s: unknown or unsupported setting", path, line, unknown);
+                bool known = false;
+                for (const char *const *i = unsupported; *i; i++)
+                        known = known || streq(*i, unknown);
+                if (known)
+                        reason_printf(ret_reason, "%s:%u: not supported: %s (Postern binds with none or simple, and "
+                                      "uses no client certificate)", path, line, unknown);
+                else
+                        reason_printf(ret_reason, "%s:%u: %s: unknown or unsupported setting", path, line, unknown);
                 return -EINVAL;
         }
         return 0;

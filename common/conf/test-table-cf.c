@@ -167,6 +167,7 @@ static void test_ldap_open(void) {
                 { "start_tls = perhaps\n", 0644, "start_tls = perhaps" },
                 { "serverhost = ldap://x\n", 0644, "ldap.cf:1: serverhost: unknown or unsupported setting" },
                 { "result_attribute =\n", 0644, "no result_attribute" },
+                { "tls_cert = /etc/x.pem\n", 0644, "ldap.cf:1: not supported: tls_cert" },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 write_file(path, cases[i].text, cases[i].mode);
