@@ -3,10 +3,11 @@ temporary directory) through SMTP and delivery, set up as README "Tables in a da
 virtual_mailbox_domains, virtual_mailbox_maps (result_format builds the Maildir path) and
 virtual_alias_maps (a multi-valued nisMailAlias, and a groupOfNames expanded through
 special_result_attribute/leaf_result_attribute) are accepted and refused at RCPT as with texthash:
-and delivered into Maildirs; a change in the directory takes effect without a reload; a key holding
+and delivered into Maildirs, with the same RCPT answers as texthash: files holding the same data; a change in the directory takes effect without a reload; a key holding
 * ( ) \\ finds only the entry that literally has it and never widens the search; the server
 stopped answers 451 4.3.0 at RCPT (not 550) and defers delivery with 4.3.0, a paused one too
-(after the table's timeout), and lookups work again when it is back; server_host fails over from
+(after the table's timeout), and lookups work again when it is back (a server restarted between
+two lookups costs no failure at all); server_host fails over from
 a dead server to the next; a .cf with bind_pw that everyone may read is refused by name (by the daemons and by
 posternctl check); a wrong bind_pw is temporary; what result_, special_/leaf_ and
 terminal_result_attribute return and expansion_limit (seen with posternctl route); STARTTLS with
@@ -208,6 +209,36 @@ def test_virtual_domains_mailboxes_and_aliases_in_ldap(postern, slapd):
     # has its own original recipient, so they are not duplicates)
     assert len(maildir(p, "alice")) == 3
     assert "Subject: via ldap" in maildir(p, "bob")[0].read_text()
+
+
+def test_same_answers_as_texthash(postern, slapd):
+    """The same recipients against texthash: files holding what the directory holds: every RCPT
+    answer is the same."""
+    p = configure(postern, slapd)
+    p.start("smtpd")
+    ldap_answers = [rcpt(p, a) for a, _ in RCPTS]
+    p.stop()
+    etc = p.etc_dir
+    (etc / "vdomains").write_text(f"{VDOM} x\n")
+    (etc / "vmailbox").write_text("".join(f"{u}@{VDOM} {VDOM}/{u}/\n" for u in ("alice", "bob", "st*r")))
+    (etc / "valias").write_text(f"team@{VDOM} alice@{VDOM}, bob@{VDOM}\nstaff@{VDOM} alice@{VDOM}, st*r@{VDOM}\n"
+                                f"moved@{VDOM} moved@far.example\n")
+    p.configure(virtual_mailbox_domains=f"texthash:{etc}/vdomains", virtual_mailbox_maps=f"texthash:{etc}/vmailbox",
+                virtual_alias_maps=f"texthash:{etc}/valias")
+    p.start("smtpd")
+    assert [rcpt(p, a) for a, _ in RCPTS] == ldap_answers
+
+
+def test_restarted_server_costs_no_failure(postern, slapd):
+    """slapd restarted between two lookups: the kept connection is dead, the lookup tries once
+    more on a new one and answers at once (no 451 in between)."""
+    p = configure(postern, slapd)
+    p.start("smtpd")
+    assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"
+    slapd.stop()
+    slapd.start()
+    assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"
+    assert rcpt(p, f"nobody@{VDOM}") == UNKNOWN.format(code=550, addr=f"nobody@{VDOM}", table="virtual mailbox")
 
 
 def test_directory_changes_apply_without_reload(postern, slapd):
