@@ -1,19 +1,24 @@
 """ldap: lookup tables against a real OpenLDAP server (tests/integration/ldap_peer.py: slapd in a
-temporary directory) through SMTP and delivery, set up as README "Tables in a database" shows:
-virtual_mailbox_domains, virtual_mailbox_maps (result_format builds the Maildir path) and
-virtual_alias_maps (a multi-valued nisMailAlias, and a groupOfNames expanded through
-special_result_attribute/leaf_result_attribute) are accepted and refused at RCPT as with texthash:
-and delivered into Maildirs, with the same RCPT answers as texthash: files holding the same data; a change in the directory takes effect without a reload; a key holding
-* ( ) \\ finds only the entry that literally has it and never widens the search; the server
-stopped answers 451 4.3.0 at RCPT (not 550) and defers delivery with 4.3.0, a paused one too
-(after the table's timeout), and lookups work again when it is back (a server restarted between
-two lookups costs no failure at all); server_host fails over from
-a dead server to the next; a .cf with bind_pw that everyone may read is refused by name (by the daemons and by
-posternctl check); a wrong bind_pw is temporary; what result_, special_/leaf_ and
-terminal_result_attribute return and expansion_limit (seen with posternctl route); STARTTLS with
-the server's CA works and with another CA fails (451) rather than falling back to the clear."""
+temporary directory), set up as README "Tables in a database" shows, through SMTP and delivery:
+
+- virtual_mailbox_domains, virtual_mailbox_maps (result_format builds the Maildir path) and
+  virtual_alias_maps (a multi-valued nisMailAlias, and a groupOfNames expanded through
+  special_result_attribute/leaf_result_attribute) answer RCPT exactly as texthash: files holding
+  the same data, and mail is delivered into the Maildirs;
+- a change in the directory takes effect without a reload;
+- a key holding * ( ) \\ finds only the entry that literally has it, never widens the search;
+- slapd stopped: 451 4.3.0 at RCPT (not 550) and deferral with 4.3.0 at delivery; paused: 451
+  after the table's timeout; back: lookups work again (a restart between two lookups costs no
+  failure at all); server_host fails over from a dead server to the next;
+- a .cf with bind_pw that everyone may read is refused by name (daemons and posternctl check);
+  a wrong bind_pw is temporary;
+- what result_, special_/leaf_ and terminal_result_attribute return, and expansion_limit (seen
+  with posternctl route);
+- STARTTLS with the server's CA works, with another CA fails (451) rather than going on in the
+  clear."""
 
 import os
+import pwd
 import re
 
 import pytest
@@ -156,10 +161,10 @@ def configure(postern, s, **extra):
     base = postern.root / "vmail"
     base.mkdir(exist_ok=True)
     os.chmod(base, 0o1777)
-    uid = postern_uid = __import__("pwd").getpwnam("ptest1")
+    pw = pwd.getpwnam("ptest1")
     postern.vbase = base
     postern.configure(mynetworks="127.0.0.1/32", virtual_mailbox_base=str(base),
-                      virtual_uid_maps=f"static:{uid.pw_uid}", virtual_gid_maps=f"static:{postern_uid.pw_gid}",
+                      virtual_uid_maps=f"static:{pw.pw_uid}", virtual_gid_maps=f"static:{pw.pw_gid}",
                       **(ldap_tables(postern, s) | extra))
     return postern
 
