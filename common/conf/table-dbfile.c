@@ -1,7 +1,9 @@
-/* table-dbfile.c — reading postmap's binary lmdb: and cdb: files (see table-dbfile.h).
+/* table-dbfile.c — reading postmap's binary lmdb: and cdb: files, and hash:/btree: Berkeley DB
+ * .db files whose source text is gone (see table-dbfile.h).
  *
- * What postmap writes (Postfix 3.7, checked with Debian's postfix-lmdb and postfix-cdb): keys
- * folded to lower case; lmdb keys and values end in a NUL byte, cdb ones do not. Both forms are
+ * What postmap writes (Postfix 3.7, checked with Debian's postfix, postfix-lmdb and
+ * postfix-cdb): keys folded to lower case; lmdb and Berkeley DB keys and values end in a NUL
+ * byte, cdb ones do not. Both forms are
  * tried, so files written with other settings work too. lmdb files are opened read-only without
  * a lock file (MDB_NOLOCK, as Postfix does: it locks the file itself while postmap rewrites it);
  * a file that changed (inode, size or mtime) is opened again at the next lookup. */
@@ -24,8 +26,11 @@
 #if HAVE_CDB
 #include <cdb.h>
 #endif
+#if HAVE_BDB
+#include <db.h>
+#endif
 
-typedef enum DbfileKind { DBFILE_LMDB, DBFILE_CDB } DbfileKind;
+typedef enum DbfileKind { DBFILE_LMDB, DBFILE_CDB, DBFILE_BDB } DbfileKind;
 
 struct TableDbfile {
         DbfileKind kind;
@@ -41,6 +46,10 @@ struct TableDbfile {
         int fd;
         struct cdb cdb;
 #endif
+#if HAVE_BDB
+        DB *db;
+        DBTYPE dbtype;
+#endif
 };
 
 static void dbfile_close(TableDbfile *d) {
@@ -55,6 +64,10 @@ static void dbfile_close(TableDbfile *d) {
                 cdb_free(&d->cdb);
                 close(d->fd);
         }
+#endif
+#if HAVE_BDB
+        if (d->kind == DBFILE_BDB)
+                d->db->close(d->db, 0);
 #endif
         d->open = false;
 }
@@ -112,6 +125,21 @@ static int dbfile_open_file(TableDbfile *d, char **ret_reason) {
                 d->fd = fd;
         }
 #endif
+#if HAVE_BDB
+        if (d->kind == DBFILE_BDB) {
+                DB *db = NULL;
+                int rc = db_create(&db, NULL, 0);
+                if (rc == 0)
+                        rc = db->open(db, NULL, d->file, NULL, d->dbtype, DB_RDONLY, 0);
+                if (rc != 0) {
+                        if (db)
+                                db->close(db, 0);
+                        reason_printf(ret_reason, "cannot open %s: %s", d->file, db_strerror(rc));
+                        return -EIO;
+                }
+                d->db = db;
+        }
+#endif
         d->st = st;
         d->open = true;
         d->last_check = now_usec(CLOCK_MONOTONIC);
@@ -126,13 +154,18 @@ int table_dbfile_open(const char *type, const char *path, TableDbfile **ret, cha
                 kind = DBFILE_LMDB;
         else if (streq(type, "cdb") && HAVE_CDB)
                 kind = DBFILE_CDB;
+        else if ((streq(type, "hash") || streq(type, "btree")) && HAVE_BDB)
+                kind = DBFILE_BDB;
         else
                 return 0;
         _cleanup_(table_dbfile_freep) TableDbfile *d = calloc(1, sizeof(TableDbfile));
         if (!d)
                 return -ENOMEM;
         d->kind = kind;
-        if (asprintf(&d->file, "%s.%s", path, type) < 0) {
+#if HAVE_BDB
+        d->dbtype = streq(type, "hash") ? DB_HASH : DB_BTREE;
+#endif
+        if (asprintf(&d->file, "%s.%s", path, kind == DBFILE_BDB ? "db" : type) < 0) {
                 d->file = NULL;
                 return -ENOMEM;
         }
@@ -179,6 +212,22 @@ static int dbfile_get(TableDbfile *d, const char *key, size_t klen, char **ret_v
                 if (len > 0 && v[len - 1] == '\0')
                         len--;
                 if (ret_value && !(*ret_value = strndup(v, len)))
+                        return -ENOMEM;
+                return 1;
+        }
+#endif
+#if HAVE_BDB
+        if (d->kind == DBFILE_BDB) {
+                DBT k = { .data = (void *) key, .size = (u_int32_t) klen }, v = { .flags = 0 };
+                int rc = d->db->get(d->db, NULL, &k, &v, 0);
+                if (rc == DB_NOTFOUND)
+                        return 0;
+                if (rc != 0)
+                        return -EIO;
+                size_t len = v.size;
+                if (len > 0 && ((const char *) v.data)[len - 1] == '\0')
+                        len--;
+                if (ret_value && !(*ret_value = strndup(v.data, len)))
                         return -ENOMEM;
                 return 1;
         }

@@ -1,6 +1,6 @@
 /* table.c — Postfix-style lookup tables: inline:, static:, texthash: and hash: (and the other
  * indexed types btree:, dbm:, sdbm:, read from their source text; lmdb: and cdb: from postmap's
- * binary file when there is one, table-dbfile.c), regexp:, pcre: and cidr: (rule lists, see
+ * binary file when there is one, hash: and btree: when the text is gone, table-dbfile.c), regexp:, pcre: and cidr: (rule lists, see
  * table-pattern.c), sqlite: (table-sqlite.c), ldap: (table-ldap.c), unionmap:{a, b} (all results joined with commas),
  * pipemap:{a, b} (a's result is b's key), randmap:{v1, v2} (a random value), and
  * unix:passwd.byname / unix:group.byname. A "proxy:" prefix is accepted and ignored, so Postfix
@@ -336,9 +336,12 @@ static int table_open_composite(Table *t, const char *name, TableFlags flags, ch
         return 0;
 }
 
-/* lmdb:, cdb: read postmap's binary file when there is one; hash:, btree: only a source text
- * (refused with a reason when only the .db file is there). */
+/* lmdb:, cdb: read postmap's binary file when there is one; hash:, btree: the source text when
+ * it is there, else the .db file (with libdb; without it refused with a reason). */
 static int table_open_dbfile(Table *t, const char *type, char **ret_reason) {
+        bool bdb = streq(type, "hash") || streq(type, "btree");
+        if (bdb && access(t->path, F_OK) == 0)
+                return 0;   /* the source text is what Postern reads */
         _cleanup_free_ char *why = NULL;
         int r = table_dbfile_open(type, t->path, &t->dbfile, &why);
         if (r < 0) {
@@ -349,12 +352,12 @@ static int table_open_dbfile(Table *t, const char *type, char **ret_reason) {
                 t->kind = TABLE_KIND_DBFILE;
                 return 0;
         }
-        if ((streq(type, "hash") || streq(type, "btree")) && access(t->path, F_OK) < 0) {
+        if (bdb) {
                 _cleanup_free_ char *db = NULL;
                 if (asprintf(&db, "%s.db", t->path) < 0)
                         return -ENOMEM;
                 if (access(db, F_OK) == 0) {
-                        reason_printf(ret_reason, "%s: only %s exists, and Postern does not read Berkeley DB files: it reads the source text %s (keep the file postmap was run on; no postmap is needed)",
+                        reason_printf(ret_reason, "%s: only %s exists, and this Postern was built without libdb: it reads the source text %s (keep the file postmap was run on; no postmap is needed)",
                                       t->spec, db, t->path);
                         return -ENOENT;
                 }

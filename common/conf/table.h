@@ -17,7 +17,8 @@
  *   lmdb:/path and cdb:/path — postmap's binary file /path.lmdb (liblmdb) or /path.cdb (tinycdb)
  *     when it exists, else the source text /path like hash: (table-dbfile.c; re-opened when it
  *     changes). btree:, dbm:, sdbm: read their source text like hash:. hash:/btree: where only
- *     /path.db exists are refused at open with a reason saying to keep the source file.
+ *     /path.db exists read it with libdb (a build without libdb refuses them at open with a
+ *     reason saying to keep the source file).
  *   ldap:/path.cf — Postfix ldap_table(5) settings (server_host URLs with failover, search_base,
  *     query_filter with the key RFC 4515-escaped, result_attribute, special_/leaf_/terminal_
  *     result_attribute, result_format, scope, bind, start_tls, timeout, domain, expansion_limit

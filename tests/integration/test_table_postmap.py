@@ -3,7 +3,8 @@ postmap runs with a configuration directory of its own): with only the binary fi
 source text removed), virtual_mailbox_maps = lmdb:… and virtual_alias_maps = cdb:… answer RCPT as
 texthash: would (keys folded to lower case by postmap, values without the NUL lmdb stores), a
 message to an alias is delivered into the mailbox the lmdb file names, and a file postmap writes
-again is read again without a reload."""
+again is read again without a reload. hash: and btree: .db files whose source text is gone are
+read with libdb."""
 
 import os
 import pwd
@@ -20,8 +21,9 @@ SENDER = "sender@remote.example"
 POSTMAP = "/usr/sbin/postmap"
 
 
-def postmap(postern, type_, path, text):
-    """Writes text to path, runs postmap type_:path, removes the source text."""
+def postmap(postern, type_, path, text, suffix=None):
+    """Writes text to path, runs postmap type_:path, removes the source text (postmap's file is
+    path.<suffix>, by default path.<type_>)."""
     assert os.path.exists(POSTMAP), "postmap is missing: install postfix (tests/run-all does)"
     cfg = postern.root / "postmap-cf"
     cfg.mkdir(exist_ok=True)
@@ -30,7 +32,7 @@ def postmap(postern, type_, path, text):
     r = subprocess.run([POSTMAP, "-c", str(cfg), f"{type_}:{path}"], capture_output=True, text=True)
     assert r.returncode == 0, f"postmap {type_}: failed (install postfix-{type_}): {r.stderr}"
     path.unlink()
-    assert (path.parent / f"{path.name}.{type_}").exists()
+    assert (path.parent / f"{path.name}.{suffix or type_}").exists()
 
 
 def rcpt(postern, addr):
@@ -85,6 +87,19 @@ def test_postmap_again_is_read_without_reload(postern, tables, which):
     assert wait_reply(p, addr, "250 2.1.5 Ok") == "250 2.1.5 Ok"
     if which == "lmdb":   # bob is gone from the new file
         assert rcpt(p, f"bob@{VDOM}") == UNKNOWN.format(code=550, addr=f"bob@{VDOM}", table="virtual mailbox")
+
+
+@pytest.mark.parametrize("type_", ["hash", "btree"])
+def test_berkeley_db_file_without_its_source(postern, type_):
+    """hash:/x and btree:/x where postmap's x.db is all that is left (an /etc/postfix copied
+    without its source files): read with libdb, keys as postmap folded them."""
+    p = postern
+    src = p.etc_dir / "vmailbox"
+    postmap(p, type_, src, f"Dave@{VDOM} {VDOM}/dave/\n", suffix="db")
+    p.configure(virtual_mailbox_domains=VDOM, virtual_mailbox_maps=f"{type_}:{src}")
+    p.start("smtpd")
+    assert rcpt(p, f"dave@{VDOM}") == "250 2.1.5 Ok"
+    assert rcpt(p, f"erin@{VDOM}") == UNKNOWN.format(code=550, addr=f"erin@{VDOM}", table="virtual mailbox")
 
 
 def test_no_postmap_file_reads_the_source_text(postern):
