@@ -39,7 +39,23 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "conf.h"
+#include "table-cf.h"
 #include "table-ldap.h"
+
+bool table_ldap_uses_network(const char *path) {
+        _cleanup_(table_cf_freep) TableCf *cf = NULL;
+        if (table_cf_read(path, &cf, NULL) < 0)
+                return true;
+        const char *hosts = table_cf_get(cf, "server_host");
+        _cleanup_strv_free_ char **v = conf_split_list(hosts ? hosts : "localhost");
+        if (!v)
+                return true;
+        for (char **h = v; *h; h++)
+                if (!startswith(*h, "ldapi://"))
+                        return true;
+        return false;
+}
 
 #if HAVE_LDAP
 
@@ -47,8 +63,6 @@
 
 #include "../basic/strbuf.h"
 #include "../log/log.h"
-#include "conf.h"
-#include "table-cf.h"
 
 #define LDAP_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
 #define LDAP_MAX_RESULT (1024 * 1024)

@@ -6,6 +6,9 @@
 
 typedef struct TableLdap TableLdap;
 
+/* Whether the .cf at path names a server reached over the network (any server_host that is not
+ * ldapi://; the default localhost is); true when it cannot be read. Works without libldap. */
+bool table_ldap_uses_network(const char *path);
 /* Whether this build has libldap (without it ldap: tables are refused at open). */
 bool table_ldap_supported(void);
 /* Reads the .cf file at path; connects only at the first lookup. */

@@ -471,6 +471,30 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
         return 0;
 }
 
+bool table_spec_uses_network(const char *spec) {
+        const char *s = spec, *p;
+        while ((p = startswith(s, "proxy:")))
+                s = p;
+        if ((p = startswith(s, "ldap:")))
+                return table_ldap_uses_network(p);
+        static const char *const net[] = { "pgsql:", "mysql:", "tcp:", "memcache:", "socketmap:inet:" };
+        for (size_t i = 0; i < ELEMENTSOF(net); i++)
+                if (startswith(s, net[i]))
+                        return true;
+        const char *brace = strchr(s, '{');
+        size_t l = strlen(s);
+        if (!brace || l < 2 || s[l - 1] != '}' || !(startswith(s, "unionmap:") || startswith(s, "pipemap:")))
+                return false;
+        _cleanup_free_ char *inner = strndup(brace + 1, (size_t) (s + l - 1 - brace - 1));
+        _cleanup_strv_free_ char **v = inner ? conf_split_list(inner) : NULL;
+        if (!v)
+                return true;
+        for (char **i = v; *i; i++)
+                if (table_spec_uses_network(*i))
+                        return true;
+        return false;
+}
+
 /* Closes a table; accepts NULL. */
 Table *table_free(Table *t) {
         if (!t)

@@ -80,6 +80,11 @@ int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *n
 typedef void (*TableTraceFn)(const char *spec, const char *key, int r, const char *value, void *userdata);
 void table_trace_set(TableTraceFn fn, void *userdata);
 
+/* Whether a table of this spec talks to a server over the network (ldap: with a server_host other
+ * than ldapi://; pgsql:, mysql:, tcp:, memcache:, socketmap:inet:), also inside unionmap:/pipemap:
+ * and behind proxy:. For postern-generator: postern-local runs without a network otherwise. */
+bool table_spec_uses_network(const char *spec);
+
 /* A list of tables searched in order (e.g. alias_maps = hash:/etc/aliases, texthash:/x). */
 typedef struct TableList TableList;
 int table_list_open(const char *specs, TableFlags flags, TableList **ret, char **ret_reason);
