@@ -378,6 +378,7 @@ static int tldap_connect(TableLdap *t) {
             ldap_set_option(t->ld, LDAP_OPT_NETWORK_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
             ldap_set_option(t->ld, LDAP_OPT_TIMEOUT, &tv) != LDAP_OPT_SUCCESS ||
             ldap_set_option(t->ld, LDAP_OPT_DEREF, &deref) != LDAP_OPT_SUCCESS ||
+            ldap_set_option(t->ld, LDAP_OPT_RESTART, LDAP_OPT_ON) != LDAP_OPT_SUCCESS ||
             ldap_set_option(t->ld, LDAP_OPT_REFERRALS, t->chase_referrals ? LDAP_OPT_ON : LDAP_OPT_OFF) != LDAP_OPT_SUCCESS) {
                 tldap_log_failure(t, "cannot set connection options", LDAP_OTHER);
                 tldap_disconnect(t);
