@@ -72,7 +72,6 @@ typedef struct ConfExpand {
 } ConfExpand;
 
 static int conf_expand_text(ConfExpand *x, const char *text, size_t len, StrBuf *out);
-static char *conf_trim(char *s);
 
 /* A growing strv for diagnostics. */
 typedef struct ConfMessages {
@@ -963,7 +962,8 @@ static bool conf_is_referenced(Conf *c, const char *name) {
         return false;
 }
 
-static char *conf_trim(char *s) {
+/* Strips leading and trailing white space in place. */
+char *conf_trim(char *s) {
         while (isspace((unsigned char) *s))
                 s++;
         size_t l = strlen(s);
