@@ -488,6 +488,8 @@ const ParamDef param_table[] = {
                "Lookup tables mapping an address (user@domain, user for local domains, @domain) to its new location: mail for it is rejected or returned with 5.1.6 \"User has moved to <new location>\"."),
         P_STR("remote_header_rewrite_domain", "",
               "Headers of clients that are not in local_header_rewrite_clients get incomplete addresses completed with this domain; empty: their headers are not rewritten at all."),
+        P_BOOL("requiretls_enable", "yes",
+              "REQUIRETLS (RFC 8689): postern-smtpd offers it inside TLS and keeps it with the message; postern-smtp sends such a message only over TLS verified at level secure (or verify with a [host] next hop) to a server that offers REQUIRETLS, else returns it with 5.7.30. -o requiretls_enable=no on a client transport delivers without enforcing (Postfix 3.11)."),
         P_LIST("sender_canonical_classes", "envelope_sender, header_sender",
                "Which addresses sender_canonical_maps rewrites: envelope_sender, header_sender."),
         P_LIST("sender_canonical_maps", "",

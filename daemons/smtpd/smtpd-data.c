@@ -444,6 +444,7 @@ static CommitJob *make_job(Session *s) {
         m->protocol = strdup(local ? "LOCAL" : v.proto);
         m->body_type = s->tx.body_type ? strdup(s->tx.body_type) : NULL;
         m->smtputf8 = s->tx.smtputf8;
+        m->requiretls = s->tx.requiretls;
         m->ret = s->tx.dsn_ret;
         m->envid = s->tx.dsn_envid ? strdup(s->tx.dsn_envid) : NULL;
         m->sasl_user = s->client.sasl_username ? strdup(s->client.sasl_username) : NULL;

@@ -29,6 +29,7 @@ void smtpd_transaction_reset(SmtpdTransaction *t) {
         t->dsn_envid = NULL;
         t->dsn_ret = 0;
         t->smtputf8 = false;
+        t->requiretls = false;
         t->bdat_active = false;
         for (size_t i = 0; i < t->n_rcpts; i++)
                 smtpd_recipient_done(&t->rcpts[i]);

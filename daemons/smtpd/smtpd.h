@@ -109,6 +109,7 @@ enum {
         EHLO_SMTPUTF8 = 1 << 9,
         EHLO_CHUNKING = 1 << 10,
         EHLO_XFORWARD = 1 << 11,
+        EHLO_REQUIRETLS = 1 << 12,
         EHLO_SILENT_DISCARD = 1 << 30,   /* "silent-discard": do not log what was hidden */
 };
 
@@ -292,6 +293,7 @@ typedef struct SmtpdSettings {
         TableList *header_rewrite_maps;    /* its check_address_map tables (client address), or NULL */
         HostAddresses inet_addrs;          /* $inet_interfaces (permit_inet_interfaces clients) */
         bool smtputf8_enable;
+        bool requiretls_enable;            /* REQUIRETLS (RFC 8689) offered inside TLS */
         unsigned ehlo_discard;             /* EHLO_* bits from smtpd_discard_ehlo_keywords */
         TableList *ehlo_discard_maps;      /* smtpd_discard_ehlo_keyword_address_maps, or NULL */
         /* DNS checks and client names (smtpd-dnsbl.c, smtpd-peername.c) */
@@ -523,6 +525,7 @@ typedef struct SmtpdTransaction {
         char *sender;
         char *body_type;
         bool smtputf8;           /* MAIL FROM ... SMTPUTF8 */
+        bool requiretls;         /* MAIL FROM ... REQUIRETLS (RFC 8689) */
         int dsn_ret;             /* RET=: 0 none, 1 FULL, 2 HDRS */
         char *dsn_envid;         /* ENVID= (decoded), or NULL */
         char *auth_author;       /* AUTH= (decoded; "<>" as given), or NULL: milters' {auth_author} */

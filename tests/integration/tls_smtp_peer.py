@@ -14,7 +14,7 @@ from smtp_peers import ThreadedListener, read_data
 class TlsSmtpServer(ThreadedListener):
     def __init__(self, cert, key, starttls=True, wrapper=False, break_handshake=False,
                  inject=False, refuse=None, stall=False, name="tls-peer", host="127.0.0.1", port=0,
-                 client_ca=None):
+                 client_ca=None, requiretls=False):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
         if client_ca:
@@ -22,6 +22,7 @@ class TlsSmtpServer(ThreadedListener):
             self.ctx.verify_mode = ssl.CERT_OPTIONAL
             self.ctx.load_verify_locations(cafile=str(client_ca))
         self.client_certs = []       # per TLS handshake: the client's certificate (DER) or None
+        self.requiretls = requiretls  # offer REQUIRETLS (RFC 8689) inside TLS
         self.ctx.sni_callback = self._sni
         self.starttls, self.wrapper = starttls, wrapper
         self.break_handshake, self.inject, self.name = break_handshake, inject, name
@@ -71,6 +72,8 @@ class TlsSmtpServer(ThreadedListener):
                         kw.append("STARTTLS")
                     if tls:
                         kw.append("AUTH PLAIN")   # only inside TLS: the client must see it there
+                    if tls and self.requiretls:
+                        kw.append("REQUIRETLS")
                     lines = [self.name] + kw
                     conn.sendall("".join(f"250{'-' if i < len(lines) - 1 else ' '}{l}\r\n"
                                          for i, l in enumerate(lines)).encode())
