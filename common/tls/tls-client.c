@@ -39,7 +39,7 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
         if (!cl)
                 return -ENOMEM;
         cl->n_ref = 1;
-        r = tls_priority_new(cfg->protocols, cfg->grade, false, &cl->priority, ret_reason);
+        r = tls_priority_new(cfg->protocols, cfg->grade, false, cfg->cipher_removals, &cl->priority, ret_reason);
         if (r < 0)
                 return r;
         cl->no_tickets = cfg->options & TLS_OPT_NO_TICKET;
@@ -61,7 +61,7 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
         for (char **f = cfg->chain_files; f && *f; f++)
                 if ((r = tls_cred_load_key_pair(cl->cred, *f, *f, ret_reason)) < 0)
                         return r;
-        if (isempty(cfg->ca_file) && isempty(cfg->ca_path))
+        if ((isempty(cfg->ca_file) && isempty(cfg->ca_path)) || cfg->append_default_ca)
                 /* No trust store on the machine only means nothing verifies: not an error. */
                 (void) gnutls_certificate_set_x509_system_trust(cl->cred);
         *ret = TAKE_PTR(cl);

@@ -30,8 +30,8 @@ int tls_map_error(TlsConn *c, int r);
 void tls_client_conn_done(TlsConn *c);
 /* The compiled priority for Postfix-style protocols and a cipher grade (*ret_reason on error). */
 /* server_precedence: %SERVER_PRECEDENCE (meaningless for a client). */
-int tls_priority_new(const char *protocols, TlsGrade grade, bool server_precedence, gnutls_priority_t *ret,
-                     char **ret_reason);
+int tls_priority_new(const char *protocols, TlsGrade grade, bool server_precedence, const char *removals,
+                     gnutls_priority_t *ret, char **ret_reason);
 
 /* Adds the trust anchors of a PEM file and/or a directory of PEM files to cred (tls-peer-cert.c).
  * Either may be NULL or "". A file or directory with no certificate is -EINVAL with a reason. */

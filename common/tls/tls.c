@@ -32,6 +32,7 @@ struct TlsServer {
         bool no_tickets;        /* tls_ssl_options = NO_TICKET */
         bool ask_ccert;         /* request client certificates */
         char *ca_file, *ca_path; /* their trust anchors, also for the SNI credentials */
+        gnutls_dh_params_t dh;  /* smtpd_tls_dh1024_param_file's group, or NULL */
 };
 
 
@@ -94,7 +95,7 @@ int tls_protocols_parse(const char *text, unsigned *ret, char **ret_reason) {
         return 0;
 }
 
-int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, char **ret) {
+int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, const char *removals, char **ret) {
         char buf[256];
         size_t len = 0;
 
@@ -107,8 +108,8 @@ int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, ch
                         len += (size_t) snprintf(buf + len, sizeof(buf) - len, ":+%s", protocols[i].gnutls);
         if (len >= sizeof(buf))
                 return -ENAMETOOLONG;
-        char *s = strdup(buf);
-        if (!s)
+        char *s = NULL;
+        if (asprintf(&s, "%s%s", buf, strempty(removals)) < 0)
                 return -ENOMEM;
         *ret = s;
         return 0;
@@ -215,15 +216,15 @@ unsigned tls_ssl_options_conf(Conf *c, const char *listener, const char *who) {
         return set;
 }
 
-int tls_priority_new(const char *protos, TlsGrade grade, bool server_precedence, gnutls_priority_t *ret,
-                     char **ret_reason) {
+int tls_priority_new(const char *protos, TlsGrade grade, bool server_precedence, const char *removals,
+                     gnutls_priority_t *ret, char **ret_reason) {
         _cleanup_free_ char *prio = NULL;
         const char *err = NULL;
         unsigned set;
         int r = tls_protocols_parse(protos, &set, ret_reason);
         if (r < 0)
                 return r;
-        r = tls_priority_string(set, grade, server_precedence, &prio);
+        r = tls_priority_string(set, grade, server_precedence, removals, &prio);
         if (r < 0)
                 return r;
         r = gnutls_priority_init(ret, prio, &err);
@@ -243,7 +244,8 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
         if (!s)
                 return -ENOMEM;
         s->n_ref = 1;
-        r = tls_priority_new(cfg->protocols, cfg->grade, cfg->server_precedence, &s->priority, ret_reason);
+        r = tls_priority_new(cfg->protocols, cfg->grade, cfg->server_precedence, cfg->cipher_removals, &s->priority,
+                             ret_reason);
         if (r < 0)
                 return r;
         s->no_tickets = cfg->options & TLS_OPT_NO_TICKET;
@@ -270,6 +272,22 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
         if (!have) {
                 reason_printf(ret_reason, "no certificate configured (smtpd_tls_chain_files or smtpd_tls_cert_file)");
                 return -ENOKEY;
+        }
+        if (!isempty(cfg->dh_param_file)) {
+                gnutls_datum_t pem = {};
+                r = gnutls_load_file(cfg->dh_param_file, &pem);
+                if (r >= 0) {
+                        if (gnutls_dh_params_init(&s->dh) < 0)
+                                r = GNUTLS_E_MEMORY_ERROR;
+                        else
+                                r = gnutls_dh_params_import_pkcs3(s->dh, &pem, GNUTLS_X509_FMT_PEM);
+                }
+                gnutls_free(pem.data);
+                if (r >= 0)
+                        gnutls_certificate_set_dh_params(s->cred, s->dh);
+                else
+                        reason_printf(cfg->warning, "cannot load DH parameters from %s: %s; using the RFC 7919 groups",
+                                      cfg->dh_param_file, gnutls_strerror(r));
         }
         s->ask_ccert = cfg->ask_ccert;
         if ((!isempty(cfg->ca_file) && !(s->ca_file = strdup(cfg->ca_file))) ||
@@ -323,6 +341,8 @@ TlsServer *tls_server_unref(TlsServer *s) {
         table_list_free(s->sni_maps);
         free(s->ca_file);
         free(s->ca_path);
+        if (s->dh)
+                gnutls_dh_params_deinit(s->dh);
         free(s);
         return NULL;
 }

@@ -52,6 +52,11 @@ typedef struct TlsServerConfig {
         const char *sni_maps;        /* "type:name ..." tables: server name -> chain file list */
         bool server_precedence;      /* tls_preempt_cipherlist: our cipher order, not the client's */
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
+        const char *cipher_removals; /* from *_exclude_ciphers (tls_exclude_ciphers_conf()), or NULL */
+        const char *dh_param_file;   /* PEM "DH PARAMETERS" for the DHE suites (smtpd_tls_dh1024_param_file);
+                                      * NULL or "": the RFC 7919 groups, also when the file does not load
+                                      * (as Postfix; *warning then says why) */
+        char **warning;              /* where tls_server_new() puts a problem that does not stop TLS */
         const char *ca_file;         /* trust anchors for client certificates (smtpd_tls_CAfile) */
         const char *ca_path;         /* a directory of them (smtpd_tls_CApath) */
         bool ask_ccert;              /* request a client certificate (smtpd_tls_ask_ccert) */
@@ -72,8 +77,20 @@ unsigned tls_ssl_options_conf(Conf *c, const char *listener, const char *who);
 
 /* Parses Postfix protocol syntax into TLS_PROTO_* bits. Unknown names: -EINVAL with reason. */
 int tls_protocols_parse(const char *text, unsigned *ret, char **ret_reason);
-/* The GnuTLS priority string for a protocol set and grade (caller frees). */
-int tls_priority_string(unsigned protocols, TlsGrade grade, bool server_precedence, char **ret);
+/* The GnuTLS priority string for a protocol set and grade, with removals (":-PART..." from
+ * tls_exclude_ciphers_parse(), or NULL) at its end (caller frees). */
+int tls_priority_string(unsigned protocols, TlsGrade grade, bool server_precedence, const char *removals, char **ret);
+
+/* *_exclude_ciphers (tls-ciphers.c): OpenSSL cipher names as GnuTLS priority removals
+ * (":-ARCFOUR-128:-MD5", "" for none; caller frees). A name GnuTLS cannot express (one suite, a
+ * combination, an unknown word) is left out and returned in *ret_unsupported. Only -ENOMEM fails. */
+int tls_exclude_ciphers_parse(char *const *words, char **ret_removals, char ***ret_unsupported);
+/* The removals for the lists of the NULL-terminated params (e.g. smtpd_tls_exclude_ciphers and,
+ * for mandatory TLS, smtpd_tls_mandatory_exclude_ciphers), each name it cannot express logged as
+ * not supported; NULL only when out of memory. */
+char *tls_exclude_ciphers_conf(Conf *c, const char *listener, const char *const *params, const char *who);
+/* Logs each of tls_high/medium/low/export/null_cipherlist that is set as not supported. */
+void tls_cipherlists_conf(Conf *c, const char *listener, const char *who);
 
 /* Loads credentials and builds the shared server state; *ret_reason says what failed. */
 int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reason);
@@ -148,6 +165,8 @@ typedef struct TlsClientConfig {
         const char *protocols;       /* Postfix syntax, as for the server */
         TlsGrade grade;
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
+        const char *cipher_removals; /* from *_exclude_ciphers (tls_exclude_ciphers_conf()), or NULL */
+        bool append_default_ca;      /* tls_append_default_CA: the system store too, with ca_file/ca_path */
 } TlsClientConfig;
 
 /* What the peer's certificate proved, in Postfix's words. */

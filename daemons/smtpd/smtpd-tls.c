@@ -32,12 +32,28 @@ bool smtpd_tls_implicit(const Session *s) {
 /* The level, log level, Received: clause and timeout are rows of smtpd-settings.c. */
 int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         _cleanup_strv_free_ char **chains = conf_get_list(c, listener, "smtpd_tls_chain_files");
-        _cleanup_free_ char *why = NULL, *sni = NULL;
+        _cleanup_free_ char *why = NULL, *sni = NULL, *warning = NULL;
         unsigned set;
         int r;
 
         if (!chains || conf_get_joined(c, listener, "tls_server_sni_maps", &sni) < 0)
                 return log_oom();
+
+        /* Postfix's obsolete smtpd_enforce_tls (encrypt) and smtpd_use_tls (may) count only when
+         * smtpd_tls_security_level is set neither for the listener nor in main.cf. */
+        bool explicit_level = false;
+        if (listener) {
+                _cleanup_free_ char *name = NULL;
+                if (asprintf(&name, "%s/smtpd_tls_security_level", listener) < 0)
+                        return log_oom();
+                (void) conf_get_raw(c, name, &explicit_level);
+        }
+        if (!explicit_level)
+                (void) conf_get_raw(c, "smtpd_tls_security_level", &explicit_level);
+        if (!explicit_level && conf_get_bool(c, listener, "smtpd_enforce_tls"))
+                s->tls_level = TLS_LEVEL_ENCRYPT;
+        else if (!explicit_level && conf_get_bool(c, listener, "smtpd_use_tls"))
+                s->tls_level = TLS_LEVEL_MAY;
 
         /* Mandatory TLS (encrypt) uses the mandatory protocol and cipher lists, as in Postfix. */
         bool mandatory = s->tls_level == TLS_LEVEL_ENCRYPT;
@@ -49,6 +65,14 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if (r < 0)
                 return log_error_errno(r, "%s = %s: %s", pname, strempty(protocols), why ? why : "out of memory");
 
+        tls_cipherlists_conf(c, listener, s->listener);
+        /* *_exclude_ciphers: both lists at level encrypt, the first one otherwise (Postfix) */
+        static const char *const exclude[] = { "smtpd_tls_exclude_ciphers", NULL },
+                          *const exclude_mandatory[] = { "smtpd_tls_exclude_ciphers", "smtpd_tls_mandatory_exclude_ciphers", NULL };
+        _cleanup_free_ char *removals = tls_exclude_ciphers_conf(c, listener, mandatory ? exclude_mandatory : exclude,
+                                                                 s->listener);
+        if (!removals)
+                return log_oom();
         const char *cert = conf_get_listener(c, listener, "smtpd_tls_cert_file");
         bool configured = !isempty(cert) || chains[0];
         /* Credentials are loaded whenever some are configured, even at level none: the
@@ -85,6 +109,9 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
                 .sni_maps = sni,
                 .server_precedence = conf_get_bool(c, listener, "tls_preempt_cipherlist"),
+                .cipher_removals = removals,
+                .dh_param_file = conf_get_listener(c, listener, "smtpd_tls_dh1024_param_file"),
+                .warning = &warning,
                 .options = tls_ssl_options_conf(c, listener, s->listener),
         };
         r = tls_server_new(&cfg, &s->tls, &why);
@@ -93,6 +120,8 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                  * instead of stopping all mail. */
                 log_error_errno(r, "%s: cannot load TLS credentials: %s; TLS not available", s->listener,
                                 why ? why : "out of memory");
+        if (warning)
+                log_warning("%s: smtpd_tls_dh1024_param_file: %s", s->listener, warning);
         return 0;
 }
 
