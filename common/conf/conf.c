@@ -1224,6 +1224,28 @@ static void conf_validate_all(Conf *c, const MasterCf *master, ConfMessages *m, 
         }
 }
 
+/* Values that name Postfix's own installation, as Postfix's stock main.cf and Debian's set them:
+ * Postfix's queue directory (whose files Postern cannot read, and which is not the postern
+ * user's) and Postfix's user. They are dropped with a note, so an unchanged Postfix main.cf runs
+ * Postern with its own queue and user; posternctl import leaves them out for the same reason. */
+static void conf_drop_postfix_installation(Conf *c, ConfMessages *m) {
+        static const struct {
+                const char *name, *value, *why;
+        } install[] = {
+                { "queue_directory", "/var/spool/postfix", "Postfix's queue, not Postern's: the queue stays in " },
+                { "mail_owner", "postfix", "Postfix's user: Postern's daemons and queue belong to " },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(install); i++) {
+                ConfEntry *e = strmap_get(c->entries, install[i].name);
+                if (!e || !streq(e->raw, install[i].value))
+                        continue;
+                conf_messages_add(m, "%s:%u: %s = %s: ignored, %s%s", c->path, e->line, e->name, e->raw, install[i].why,
+                                  conf_computed_default(c, e->name) ? conf_computed_default(c, e->name) :
+                                  param_default(param_lookup(e->name)));
+                conf_remove_entry(c, e);
+        }
+}
+
 /* Reads and validates a main.cf; keep_invalid hands the Conf out also when a value is invalid. */
 static int conf_load_internal(const char *path, bool keep_invalid, Conf **ret, char ***ret_messages) {
         _cleanup_conf_free_ Conf *c = NULL;
@@ -1243,6 +1265,8 @@ static int conf_load_internal(const char *path, bool keep_invalid, Conf **ret, c
                 if (r == -ENOMEM)
                         goto finish;
         }
+        if (!keep_invalid)
+                conf_drop_postfix_installation(c, &m);
         MasterCf master = {};
         conf_master_load(c, &master);
         /* a report judges master.cf's -o options itself (posternctl-postfix.c), one by one */

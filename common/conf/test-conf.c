@@ -570,6 +570,28 @@ static void test_postfix_parameters_with_no_meaning(void) {
         }
 }
 
+/* Postfix's installation values in an unchanged main.cf are dropped with a note; other values
+ * of the same parameters are used. */
+static void test_postfix_installation_values(void) {
+        _cleanup_conf_free_ Conf *c = NULL;
+        _cleanup_strv_free_ char **msgs = NULL;
+        CHECK_INT(load("queue_directory = /var/spool/postfix\nmail_owner = postfix\n", &c, &msgs), 0);
+        CHECK(has_message(msgs, ":1: queue_directory = /var/spool/postfix: ignored, Postfix's queue, not Postern's: "
+                                "the queue stays in /var/spool/postern"));
+        CHECK(has_message(msgs, ":2: mail_owner = postfix: ignored, Postfix's user"));
+        CHECK_STR(conf_get(c, "queue_directory"), "/var/spool/postern");
+        CHECK_STR(conf_get(c, "mail_owner"), "postern");
+        bool explicit = true;
+        (void) conf_get_raw(c, "queue_directory", &explicit);
+        CHECK(!explicit);
+        conf_free(TAKE_PTR(c));
+        strv_free(TAKE_PTR(msgs));
+        CHECK_INT(load("queue_directory = /srv/queue\nmail_owner = mailer\n", &c, &msgs), 0);
+        CHECK_STR(conf_get(c, "queue_directory"), "/srv/queue");
+        CHECK_STR(conf_get(c, "mail_owner"), "mailer");
+        CHECK(!has_message(msgs, "ignored"));
+}
+
 /* compatibility_level below a change of default keeps the older default for unset parameters;
  * levels compare number by number. */
 static void test_compatibility_level(void) {
@@ -662,6 +684,7 @@ int main(void) {
         test_master_cf_transport_params();
         test_myorigin_from_file();
         test_postfix_parameters_with_no_meaning();
+        test_postfix_installation_values();
         test_compatibility_level();
         test_load_report();
 
