@@ -450,12 +450,16 @@ static int access_start(const SmtpdClient *c, const SmtpdTransaction *t, const S
         } else if (streq(el, "check_helo_access")) {
                 if (a->subject)
                         ok = keys_domain(st, &keys, &n, a->subject);
-        } else if (streq(el, "check_sender_access") || streq(el, "check_recipient_access")) {
+        } else if (streq(el, "check_sender_access") || streq(el, "check_recipient_access") ||
+                   streq(el, "check_sasl_access")) {
+                /* check_sasl_access: the login name, looked up as Postfix's check_mail_access does */
                 bool null_sender = streq(el, "check_sender_access") && isempty(a->subject);
                 if (a->subject && !null_sender)
                         (void) address_parse(a->subject, ADDRESS_SMTPUTF8, &addr, &why);
                 if (null_sender || addr)
                         ok = keys_address(st, addr, null_sender, &keys, &n);
+                else if (a->subject && streq(el, "check_sasl_access"))
+                        ok = key_add(&keys, &n, a->subject, "", "");   /* a login that is no address ("alice") */
         } else if (streq(el, "check_ccert_access")) {
                 /* the certificate's fingerprint, then its public key's (Postfix's order) */
                 if (c->ccert)

@@ -516,6 +516,8 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 return s->tx.sender ? check_access(e, el, s->tx.sender, "Sender address") : RES_DUNNO;
         case RESTRICT_CHECK_RECIPIENT_ACCESS:
                 return e->rcpt_addr ? check_access(e, el, e->rcpt, "Recipient address") : RES_DUNNO;
+        case RESTRICT_CHECK_SASL_ACCESS:
+                return s->client.sasl_username ? check_access(e, el, s->client.sasl_username, "SASL login name") : RES_DUNNO;
         case RESTRICT_CHECK_CCERT_ACCESS:
                 return s->client.ccert ? check_access(e, el, NULL, "Client certificate") : RES_DUNNO;
         case RESTRICT_PERMIT_TLS_CLIENTCERTS:

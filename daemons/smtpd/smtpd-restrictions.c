@@ -219,6 +219,7 @@ static const ElementDef elements[] = {
         { "check_sender_access", RESTRICT_CHECK_SENDER_ACCESS, ARG_TABLE },
         { "check_recipient_access", RESTRICT_CHECK_RECIPIENT_ACCESS, ARG_TABLE },
         { "check_ccert_access", RESTRICT_CHECK_CCERT_ACCESS, ARG_TABLE },
+        { "check_sasl_access", RESTRICT_CHECK_SASL_ACCESS, ARG_TABLE },
         { "permit_tls_clientcerts", RESTRICT_PERMIT_TLS_CLIENTCERTS, ARG_NONE },
         { "permit_tls_all_clientcerts", RESTRICT_PERMIT_TLS_ALL_CLIENTCERTS, ARG_NONE },
         { "reject_sender_login_mismatch", RESTRICT_SENDER_LOGIN_MISMATCH, ARG_NONE },

@@ -139,6 +139,7 @@ typedef enum Restriction {
         RESTRICT_CHECK_SENDER_ACCESS,
         RESTRICT_CHECK_RECIPIENT_ACCESS,
         RESTRICT_CHECK_CCERT_ACCESS,        /* the client certificate's fingerprints */
+        RESTRICT_CHECK_SASL_ACCESS,         /* the SASL login name, looked up as an address */
         RESTRICT_PERMIT_TLS_CLIENTCERTS,    /* fingerprint listed in relay_clientcerts */
         RESTRICT_PERMIT_TLS_ALL_CLIENTCERTS, /* any trusted client certificate */
         RESTRICT_SENDER_LOGIN_MISMATCH,

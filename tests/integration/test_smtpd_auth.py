@@ -338,3 +338,16 @@ def test_reload_keeps_auth_working(postern, dovecot):
     with raw(postern, source="127.0.0.2") as c:
         ehlo(c)
         assert c.cmd("AUTH PLAIN " + b64("\0bob\0hunter2")) == "235 2.7.0 Authentication successful"
+
+
+def test_check_sasl_access_looks_up_the_login_name(postern, dovecot):
+    start(postern, dovecot, smtpd_sender_restrictions="check_sasl_access inline:{ { alice = REJECT not today } }")
+    with raw(postern, source="127.0.0.2") as c:
+        ehlo(c)
+        assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"     # no login: nothing to look up
+        assert c.cmd("RCPT TO:<friend@remote.test>").startswith("554 5.7.1")   # relay: not authenticated
+        assert c.cmd("RSET") == "250 2.0.0 Ok"
+        assert c.cmd("AUTH PLAIN " + PLAIN_ALICE).startswith("235 ")
+        assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
+        assert c.cmd("RCPT TO:<friend@remote.test>") == \
+            "554 5.7.1 <alice>: SASL login name rejected: not today"
