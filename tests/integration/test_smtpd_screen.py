@@ -1,0 +1,271 @@
+"""The screening stage of postern-smtpd (Postfix's postscreen): smtp/postern_postscreen_enable.
+Clients come from their own loopback addresses (127.0.0.5, ...) so that mynetworks
+(127.0.0.1/32 here) does not allowlist them: a clean client waits out postscreen_greet_wait after
+the "220-" teaser, passes (PASS NEW) and is cached, so its next connection goes straight on (PASS
+OLD); a client that talks before the greeting is logged (PREGREET) and dropped, refused at RCPT
+(enforce) or let on (ignore), never cached; postscreen_access_list permits and rejects; the wait
+is a timer, so many waiting clients do not delay one that is allowlisted; behind the PROXY
+protocol the proxied address is the one screened."""
+
+import re
+import socket
+import sqlite3
+import time
+
+from test_smtpd_helpers import Raw, content_of
+
+WAIT = 1.0   # postscreen_greet_wait of these tests
+
+
+def start(postern, **conf):
+    settings = {"smtp/postern_postscreen_enable": "yes", "postscreen_greet_wait": f"{int(WAIT)}s",
+                "mynetworks": "127.0.0.1/32", "mydestination": "localhost, postern.test",
+                "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination"}
+    settings.update(conf)
+    postern.configure(**settings)
+    postern.start("smtpd")
+
+
+def connect(postern, source):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", postern.smtp_port))
+    s.settimeout(10)
+    return s
+
+
+def read_line(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(1)
+        if not d:
+            break
+        buf += d
+    return buf.decode()
+
+
+def read_all(s):
+    out = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            return out.decode()
+        out += d
+
+
+def send_local(c):
+    assert c.cmd("EHLO client.test").startswith("250")
+    assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
+    assert c.cmd("RCPT TO:<ptest1@localhost>") == "250 2.1.5 Ok"
+    assert c.cmd("DATA").startswith("354")
+    r = c.cmd("Subject: screened\r\n\r\nhello\r\n.")
+    assert r.startswith("250 2.0.0 Ok: queued as "), r
+    assert c.cmd("QUIT").startswith("221")
+    return r.split()[-1]
+
+
+def cached(postern, addr):
+    db = postern.queue_dir / "postscreen_cache.db"
+    if not db.exists():
+        return None   # never opened: nobody was tested yet
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT greet FROM screen_cache WHERE address = ?", (addr,)).fetchone()
+
+
+def test_clean_client_passes_new_then_old(postern):
+    start(postern, smtpd_banner="postern.test ESMTP")
+    t0 = time.monotonic()
+    with Raw(sock=connect(postern, "127.0.0.5")) as c:
+        took = time.monotonic() - t0
+        # the teaser, then the real greeting after the wait: one multi-line 220
+        assert c.greeting == (220, ["postern.test ESMTP", "postern.test ESMTP"])
+        assert took >= WAIT * 0.9, took
+        qid = send_local(c)
+    assert "hello" in content_of(postern, qid)
+    m = postern.wait_log("smtpd", r"CONNECT from \[127\.0\.0\.5\]:(\d+) to \[127\.0\.0\.1\]:%d" % postern.smtp_port)
+    port = m.group(1)
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.5\]:%s\b" % port)
+    postern.wait_log("smtpd", r"connect from unknown\[127\.0\.0\.5\]")
+    (greet,) = cached(postern, "127.0.0.5")
+    assert 86000 < greet - time.time() <= 86400   # postscreen_greet_ttl = 1d
+
+    # cached: no teaser, no wait
+    t0 = time.monotonic()
+    with Raw(sock=connect(postern, "127.0.0.5")) as c:
+        assert c.greeting == (220, ["postern.test ESMTP"])
+        assert time.monotonic() - t0 < WAIT * 0.9
+        send_local(c)
+    postern.wait_log("smtpd", r"PASS OLD \[127\.0\.0\.5\]:\d+")
+    assert "PREGREET" not in postern.log("smtpd")
+    assert "DISCONNECT" not in postern.log("smtpd")   # only the stage's own closes say that
+
+    # the cache survives a restart of smtpd
+    postern.restart("smtpd")
+    with Raw(sock=connect(postern, "127.0.0.5")) as c:
+        assert c.greeting == (220, ["postern.test ESMTP"])
+    postern.wait_log("smtpd", r"PASS OLD \[127\.0\.0\.5\]:\d+", count=2)
+
+
+def test_greet_ttl_expires(postern):
+    start(postern, postscreen_greet_ttl="1s", postscreen_cache_cleanup_interval="1s",
+          postscreen_cache_retention_time="0s")
+    with Raw(sock=connect(postern, "127.0.0.5")) as c:
+        assert len(c.greeting[1]) == 2
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.5\]")
+    # the cleanup removes the expired entry (it runs every second here) ...
+    postern.wait_for(lambda: cached(postern, "127.0.0.5") is None, timeout=10, what="cache cleanup")
+    postern.wait_log("smtpd", r"cache .*postscreen_cache\.db full cleanup: dropped=1 entries")
+    # ... and the client is tested again
+    with Raw(sock=connect(postern, "127.0.0.5")) as c:
+        assert len(c.greeting[1]) == 2
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.5\]", count=2)
+
+
+def test_pregreet_drop(postern):
+    start(postern, postscreen_greet_action="drop")
+    s = connect(postern, "127.0.0.6")
+    assert read_line(s).startswith("220-")
+    s.sendall(b"EHLO bot.example\r\n")   # before the greeting ends
+    assert read_all(s) == "521 5.5.1 Protocol error\r\n"
+    s.close()
+    postern.wait_log("smtpd", r"PREGREET 18 after \d\.\d+ from \[127\.0\.0\.6\]:\d+: EHLO bot\.example\\r\\n")
+    postern.wait_log("smtpd", r"DISCONNECT \[127\.0\.0\.6\]:\d+")
+    assert "connect from unknown[127.0.0.6]" not in postern.log("smtpd")   # no SMTP session
+    assert cached(postern, "127.0.0.6") is None
+    # not cached: tested again next time
+    with Raw(sock=connect(postern, "127.0.0.6")) as c:
+        assert len(c.greeting[1]) == 2
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.6\]")
+
+
+def test_pregreet_before_the_teaser_without_banner(postern):
+    # postscreen_greet_banner empty: nothing is sent; a bot that talks first is still caught
+    start(postern, postscreen_greet_action="drop", postscreen_greet_banner="")
+    s = connect(postern, "127.0.0.6")
+    s.sendall(b"HELO x\r\n")
+    assert read_all(s) == "521 5.5.1 Protocol error\r\n"
+    s.close()
+    postern.wait_log("smtpd", r"PREGREET 8 after 0\.\d+ from \[127\.0\.0\.6\]:\d+: HELO x\\r\\n")
+
+
+def test_pregreet_enforce_refuses_every_recipient(postern):
+    start(postern, postscreen_greet_action="enforce")
+    s = connect(postern, "127.0.0.7")
+    assert read_line(s).startswith("220-")
+    s.sendall(b"EHLO early\r\n")
+    c = Raw(sock=s)   # reads the rest of the greeting: the session starts after the wait
+    assert c.greeting[0] == 220
+    assert c.cmd("EHLO client.test").startswith("250")   # what came early was discarded
+    assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
+    assert c.cmd("RCPT TO:<ptest1@localhost>") == "550 5.5.1 Protocol error"
+    assert c.cmd("DATA").startswith("554")
+    assert c.cmd("QUIT").startswith("221")
+    c.close()
+    postern.wait_log("smtpd", r"PREGREET 12 after .* from \[127\.0\.0\.7\]")
+    postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.7\]: 550 5\.5\.1 Protocol error;"
+                     r" from=<a@example\.org> to=<ptest1@localhost> proto=ESMTP helo=<client\.test>")
+    assert "PASS NEW" not in postern.log("smtpd")
+    assert cached(postern, "127.0.0.7") is None
+
+
+def test_pregreet_ignore_lets_it_on_uncached(postern):
+    start(postern)   # postscreen_greet_action = ignore (the default)
+    s = connect(postern, "127.0.0.8")
+    assert read_line(s).startswith("220-")
+    s.sendall(b"EHLO early\r\n")
+    with Raw(sock=s) as c:
+        send_local(c)
+    postern.wait_log("smtpd", r"PREGREET 12 after .* from \[127\.0\.0\.8\]")
+    assert "PASS NEW" not in postern.log("smtpd")
+    assert cached(postern, "127.0.0.8") is None
+
+
+def test_hangup_during_the_wait(postern):
+    start(postern)
+    s = connect(postern, "127.0.0.9")
+    assert read_line(s).startswith("220-")
+    s.close()
+    postern.wait_log("smtpd", r"HANGUP after \d\.\d+ from \[127\.0\.0\.9\]:\d+ in tests before SMTP handshake")
+    postern.wait_log("smtpd", r"DISCONNECT \[127\.0\.0\.9\]:\d+")
+
+
+def test_access_list(postern, tmp_path):
+    acl = tmp_path / "postscreen_access.cidr"
+    acl.write_text("127.0.0.20 permit\n127.0.0.21 reject\n127.0.0.22 dunno\n127.0.0.0/24 reject\n")
+    start(postern, postscreen_access_list=f"permit_mynetworks, cidr:{acl}", postscreen_denylist_action="drop")
+    # permit_mynetworks and a permit entry: no tests, no teaser, no wait
+    for source in ("127.0.0.1", "127.0.0.20"):
+        t0 = time.monotonic()
+        with Raw(sock=connect(postern, source)) as c:
+            assert len(c.greeting[1]) == 1 and time.monotonic() - t0 < WAIT * 0.9
+            send_local(c)
+        postern.wait_log("smtpd", r"ALLOWLISTED \[%s\]:\d+" % re.escape(source))
+    # reject with drop: 521 at once
+    s = connect(postern, "127.0.0.21")
+    assert read_all(s) == "521 5.3.2 Service currently unavailable\r\n"
+    s.close()
+    postern.wait_log("smtpd", r"DENYLISTED \[127\.0\.0\.21\]:\d+")
+    postern.wait_log("smtpd", r"DISCONNECT \[127\.0\.0\.21\]:\d+")
+    # dunno: the rest of the list (the /24 reject) is skipped, the tests run
+    with Raw(sock=connect(postern, "127.0.0.22")) as c:
+        assert len(c.greeting[1]) == 2
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.22\]")
+    assert "127.0.0.22]:" not in "".join(re.findall(r"DENYLISTED .*", postern.log("smtpd")))
+
+
+def test_denylist_enforce_and_old_name(postern, tmp_path):
+    acl = tmp_path / "postscreen_access.cidr"
+    acl.write_text("127.0.0.23 REJECT\n")
+    # the old name sets the new one's default
+    start(postern, postscreen_access_list=f"cidr:{acl}", postscreen_blacklist_action="enforce")
+    with Raw(sock=connect(postern, "127.0.0.23")) as c:
+        assert c.cmd("HELO client.test").startswith("250")
+        assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == "550 5.3.2 Service currently unavailable"
+    postern.wait_log("smtpd", r"DENYLISTED \[127\.0\.0\.23\]")
+    postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.23\]: 550 5\.3\.2 Service "
+                     r"currently unavailable; from=<a@example\.org> to=<ptest1@localhost> proto=SMTP")
+    assert cached(postern, "127.0.0.23") is None   # a denylisted client is never cached
+
+
+def test_waiting_clients_do_not_delay_others(postern):
+    start(postern, postscreen_greet_wait="3s")
+    waiting = [connect(postern, "127.0.0.%d" % (30 + i)) for i in range(40)]
+    for s in waiting:
+        assert read_line(s).startswith("220-")
+    # all 40 are inside their wait now; an allowlisted client is served at once ...
+    t0 = time.monotonic()
+    with Raw(sock=connect(postern, "127.0.0.1")) as c:
+        send_local(c)
+    assert time.monotonic() - t0 < 1.5
+    # ... and the 40 waits end together, not one after the other
+    t0 = time.monotonic()
+    for s in waiting:
+        assert read_line(s).startswith("220 ")
+        s.close()
+    assert time.monotonic() - t0 < 6
+    postern.wait_log("smtpd", r"PASS NEW", count=40)
+
+
+def test_proxied_client_is_the_one_screened(postern):
+    start(postern, **{"smtp/smtpd_upstream_proxy_protocol": "haproxy"})
+    s = connect(postern, "127.0.0.1")   # in mynetworks, but the proxied client is not
+    s.sendall(b"PROXY TCP4 192.0.2.7 198.51.100.25 40123 25\r\n")
+    with Raw(sock=s) as c:
+        assert len(c.greeting[1]) == 2
+    postern.wait_log("smtpd", r"CONNECT from \[192\.0\.2\.7\]:40123 to \[198\.51\.100\.25\]:25")
+    postern.wait_log("smtpd", r"PASS NEW \[192\.0\.2\.7\]:40123")
+    assert cached(postern, "192.0.2.7") is not None
+
+
+def test_unsupported_parameters_are_named(postern):
+    start(postern, postscreen_dnsbl_sites="zen.example*3", postscreen_pipelining_enable="yes")
+    postern.wait_log("smtpd", r"not supported: postscreen_dnsbl_sites \(DNSBL scoring is not part of")
+    postern.wait_log("smtpd", r"not supported: postscreen_pipelining_enable \(the deep protocol tests")
+
+
+def test_other_listeners_are_not_screened(postern):
+    start(postern, postern_postscreen_enable="yes")   # for every listener: only smtp screens
+    with Raw(port=postern.submission_port, source="127.0.0.40") as c:
+        assert len(c.greeting[1]) == 1
+    assert "CONNECT from [127.0.0.40]" not in postern.log("smtpd")
