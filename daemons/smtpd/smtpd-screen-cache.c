@@ -1,9 +1,10 @@
 /* smtpd-screen-cache.c — the screening stage's cache of clients that passed its tests
  * (postscreen_cache_map), in SQLite.
  *
- * One table, screen_cache(address, greet, updated), keyed by the client address as text: greet
- * is the time (seconds since the epoch) until which the client's pass of the pregreet test holds
- * (postscreen_greet_ttl after it passed). A client whose every test still holds is "PASS OLD" and
+ * One table, screen_cache(address, greet, dnsbl, updated), keyed by the client address as text:
+ * greet and dnsbl are the times (seconds since the epoch) until which the client's pass of the
+ * pregreet test and of the DNS lists hold (postscreen_greet_ttl, and the lists' TTL between
+ * postscreen_dnsbl_min_ttl and _max_ttl, after it passed; 0: not passed). A client whose every test still holds is "PASS OLD" and
  * skips the tests (screen_cache_fresh(), which touches no database). The file is in WAL mode with
  * synchronous=NORMAL: a pass lost to a power failure only costs the client one more greet wait,
  * and the event loop never waits for an fsync. Connections set SQLITE_DBCONFIG_DEFENSIVE and
@@ -27,8 +28,8 @@ struct ScreenCache {
         sqlite3_stmt *get, *put, *cleanup;
 };
 
-bool screen_cache_fresh(const ScreenEntry *e, int64_t now) {
-        return e && e->greet > now;
+bool screen_cache_fresh(const ScreenEntry *e, bool dnsbl, int64_t now) {
+        return e && e->greet > now && (!dnsbl || e->dnsbl > now);
 }
 
 static int fail(ScreenCache *c, char **ret_reason, const char *what) {
@@ -59,16 +60,17 @@ int screen_cache_open(const char *path, ScreenCache **ret, char **ret_reason) {
                          "CREATE TABLE IF NOT EXISTS screen_cache ("
                          " address TEXT PRIMARY KEY NOT NULL,"
                          " greet INTEGER NOT NULL,"
+                         " dnsbl INTEGER NOT NULL DEFAULT 0,"
                          " updated INTEGER NOT NULL);"
                          "PRAGMA user_version = 1;",
                          NULL, NULL, NULL) != SQLITE_OK)
                 return fail(c, ret_reason, "cannot create the cache table");
-        if (sqlite3_prepare_v2(c->db, "SELECT greet, updated FROM screen_cache WHERE address = ?", -1, &c->get,
+        if (sqlite3_prepare_v2(c->db, "SELECT greet, dnsbl, updated FROM screen_cache WHERE address = ?", -1, &c->get,
                                NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO screen_cache (address, greet, updated) VALUES (?, ?, ?)",
+            sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO screen_cache (address, greet, dnsbl, updated) VALUES (?, ?, ?, ?)",
                                -1, &c->put, NULL) != SQLITE_OK ||
             sqlite3_prepare_v2(c->db, "DELETE FROM screen_cache WHERE address IN (SELECT address FROM screen_cache "
-                               "WHERE greet < ?1 LIMIT ?2)", -1, &c->cleanup, NULL) != SQLITE_OK)
+                               "WHERE MAX(greet, dnsbl) < ?1 LIMIT ?2)", -1, &c->cleanup, NULL) != SQLITE_OK)
                 return fail(c, ret_reason, "unexpected cache table");
         if (sqlite3_exec(c->db, "SELECT count(*) FROM screen_cache", NULL, NULL, NULL) != SQLITE_OK)
                 return fail(c, ret_reason, "cannot read the cache table");
@@ -108,7 +110,8 @@ int screen_cache_get(ScreenCache *c, const char *address, ScreenEntry *ret) {
                 sqlite3_reset(c->get);
                 return -EIO;
         }
-        *ret = (ScreenEntry) { .greet = sqlite3_column_int64(c->get, 0), .updated = sqlite3_column_int64(c->get, 1) };
+        *ret = (ScreenEntry) { .greet = sqlite3_column_int64(c->get, 0), .dnsbl = sqlite3_column_int64(c->get, 1),
+                               .updated = sqlite3_column_int64(c->get, 2) };
         sqlite3_reset(c->get);
         return 1;
 }
@@ -117,7 +120,8 @@ int screen_cache_put(ScreenCache *c, const char *address, const ScreenEntry *e) 
         sqlite3_reset(c->put);
         sqlite3_bind_text(c->put, 1, address, -1, SQLITE_STATIC);
         sqlite3_bind_int64(c->put, 2, e->greet);
-        sqlite3_bind_int64(c->put, 3, e->updated);
+        sqlite3_bind_int64(c->put, 3, e->dnsbl);
+        sqlite3_bind_int64(c->put, 4, e->updated);
         int rc = sqlite3_step(c->put);
         sqlite3_reset(c->put);
         return rc == SQLITE_DONE ? 0 : -EIO;

@@ -45,20 +45,34 @@
 #define CLEANUP_BATCH 1000
 #define PREGREET_KEEP 512   /* bytes of a pregreet kept for the log line; the rest is dropped */
 
-static const char *const refusal_denylist = "550 5.3.2 Service currently unavailable";
-static const char *const refusal_pregreet = "550 5.5.1 Protocol error";
 
 struct SmtpdScreen {
         usec_t started;                 /* CLOCK_MONOTONIC at connect */
         char peer[96];                  /* "[ADDR]:PORT" */
         bool pregreet;                  /* the client talked before the greeting */
         bool failed;                    /* a test failed (no PASS NEW, nothing cached) */
-        const char *refusal;            /* an "enforce" failure: every RCPT gets this */
+        char *refusal;                  /* an "enforce" failure: every RCPT gets this */
+        ScreenDnsbl *dnsbl;             /* the DNS list lookups (smtpd-screen-dnsbl.c), or NULL */
 };
 
 static void *mfree(void *p) {
         free(p);
         return NULL;
+}
+
+static SmtpdScreen *screen_free(SmtpdScreen *sc) {
+        if (!sc)
+                return NULL;
+        screen_dnsbl_free(sc->dnsbl);
+        free(sc->refusal);
+        free(sc);
+        return NULL;
+}
+
+/* Records the first "enforce" failure's reply. */
+static void screen_refuse(SmtpdScreen *sc, const char *reply) {
+        if (!sc->refusal && !(sc->refusal = strdup(reply)))
+                log_oom();   /* the client is then let on: a refusal lost, never mail */
 }
 
 /* ---- settings ------------------------------------------------------------------------------ */
@@ -77,6 +91,12 @@ static const ConfField screen_fields[] = {
         F("postscreen_greet_ttl", SECONDS, screen.greet_ttl),
         F("postscreen_cache_map", STRING, screen.cache_map),
         F("queue_directory", STRING, screen.queue_directory),
+        F("postscreen_dnsbl_threshold", UINT, screen.dnsbl_threshold),
+        F("postscreen_dnsbl_allowlist_threshold", INT, screen.dnsbl_allowlist_threshold),
+        F("postscreen_dnsbl_action", ENUM, screen.dnsbl_action, .values = action_values),
+        F("postscreen_dnsbl_min_ttl", SECONDS, screen.dnsbl_min_ttl),
+        F("postscreen_dnsbl_max_ttl", SECONDS, screen.dnsbl_max_ttl),
+        F("postscreen_dnsbl_timeout", USEC, screen.dnsbl_timeout_usec),
         F("postscreen_cache_retention_time", SECONDS, screen.cache_retention),
         F("postscreen_cache_cleanup_interval", SECONDS, screen.cache_cleanup_interval),
 };
@@ -171,7 +191,9 @@ int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r = conf_fields_load(c, listener, screen_fields, ELEMENTSOF(screen_fields), s);
         if (r < 0)
                 return r;
-        return access_list_parse(c, listener, &s->screen);
+        if ((r = access_list_parse(c, listener, &s->screen)) < 0)
+                return r;
+        return smtpd_screen_dnsbl_settings(c, listener, &s->screen);
 }
 
 void smtpd_screen_settings_done(SmtpdSettings *s) {
@@ -181,6 +203,7 @@ void smtpd_screen_settings_done(SmtpdSettings *s) {
         free(s->screen.access);
         s->screen.access = NULL;
         s->screen.n_access = 0;
+        smtpd_screen_dnsbl_settings_done(&s->screen);
 }
 
 /* ---- the cache of passed clients ------------------------------------------------------------ */
@@ -277,13 +300,8 @@ static void elapsed_text(const SmtpdScreen *sc, char *buf, size_t n) {
  * "enforce" refusal if a test failed that way. May free the session. */
 static void screen_pass(Session *s) {
         SmtpdScreen *sc = TAKE_PTR(s->screen);
-        if (sc->refusal && !(s->client.screen_refusal = strdup(sc->refusal))) {
-                log_oom();
-                free(sc);
-                session_free(s);
-                return;
-        }
-        free(sc);
+        s->client.screen_refusal = TAKE_PTR(sc->refusal);
+        screen_free(sc);
         session_screen_done(s);
 }
 
@@ -329,6 +347,8 @@ static ScreenVerdict access_check(Session *s) {
         return SCREEN_DUNNO;
 }
 
+static void on_dnsbl_done(Session *s);
+
 bool smtpd_screen_start(Session *s) {
         const SmtpdScreenSettings *st = &s->settings->screen;
         if (!st->enable || s->listener->kind != LISTENER_SMTP || !s->client.family)
@@ -346,7 +366,7 @@ bool smtpd_screen_start(Session *s) {
         switch (access_check(s)) {
         case SCREEN_PERMIT:
                 screen_log(s, "ALLOWLISTED %s", sc->peer);
-                s->screen = mfree(s->screen);
+                s->screen = screen_free(s->screen);
                 return false;
         case SCREEN_REJECT:
                 screen_log(s, "DENYLISTED %s", sc->peer);
@@ -356,7 +376,7 @@ bool smtpd_screen_start(Session *s) {
                         return true;
                 }
                 if (st->denylist_action == SCREEN_ACTION_ENFORCE)
-                        sc->refusal = refusal_denylist;
+                        screen_refuse(sc, "550 5.3.2 Service currently unavailable");
                 break;
         case SCREEN_DUNNO:
                 break;
@@ -369,13 +389,14 @@ bool smtpd_screen_start(Session *s) {
                 if (r < 0)
                         log_warning("cache %s lookup for %s failed: %s", screen_cache_path(cache), s->client.addr,
                                     screen_cache_errmsg(cache));
-                else if (r > 0 && screen_cache_fresh(&e, now_seconds())) {
+                else if (r > 0 && screen_cache_fresh(&e, st->n_sites > 0, now_seconds())) {
                         screen_log(s, "PASS OLD %s", sc->peer);
-                        s->screen = mfree(s->screen);
+                        s->screen = screen_free(s->screen);
                         return false;
                 }
         }
 
+        sc->dnsbl = screen_dnsbl_start(s, on_dnsbl_done);   /* in parallel with the wait */
         if (!isempty(st->greet_banner)) {
                 session_reply_raw(s, "220-");
                 session_reply_raw(s, st->greet_banner);
@@ -410,18 +431,38 @@ void smtpd_screen_on_io(Session *s) {
                 screen_drop(s, "521 5.5.1 Protocol error");
                 return;
         case SCREEN_ACTION_ENFORCE:
-                if (!sc->refusal)
-                        sc->refusal = refusal_pregreet;
+                screen_refuse(sc, "550 5.5.1 Protocol error");
                 break;
         }
 }
 
-void smtpd_screen_timeout(Session *s) {
+/* The verdict at the end of the wait (or when the DNS lists allowlisted the client): the DNSBL
+ * score, then PASS NEW and the cache for a client that failed nothing. May free the session. */
+static void screen_verdict(Session *s) {
         SmtpdScreen *sc = s->screen;
+        const SmtpdScreenSettings *st = &s->settings->screen;
+        ScreenDnsblResult d = screen_dnsbl_result(sc->dnsbl);
+        if (sc->dnsbl && d.site && d.score >= (int) st->dnsbl_threshold) {
+                screen_log(s, "DNSBL rank %d for %s", d.score, sc->peer);
+                sc->failed = true;
+                _cleanup_free_ char *name = screen_dnsbl_display_name(st, d.site);
+                char reply[512];
+                snprintf(reply, sizeof(reply), "%s 5.7.1 Service unavailable; client [%s] blocked using %s",
+                         st->dnsbl_action == SCREEN_ACTION_DROP ? "521" : "550", s->client.addr,
+                         name ? name : d.site);
+                if (st->dnsbl_action == SCREEN_ACTION_DROP) {
+                        screen_drop(s, reply);
+                        return;
+                }
+                if (st->dnsbl_action == SCREEN_ACTION_ENFORCE)
+                        screen_refuse(sc, reply);
+        }
         if (!sc->failed) {
                 ScreenCache *cache = cache_for(s);
                 int64_t now = now_seconds();
-                ScreenEntry e = { .greet = now + s->settings->screen.greet_ttl, .updated = now };
+                int64_t ttl = d.ttl < 0 ? st->dnsbl_max_ttl : MIN(MAX(d.ttl, st->dnsbl_min_ttl), st->dnsbl_max_ttl);
+                ScreenEntry e = { .greet = now + st->greet_ttl, .updated = now,
+                                  .dnsbl = st->n_sites > 0 && sc->dnsbl && d.complete ? now + ttl : 0 };
                 if (cache && screen_cache_put(cache, s->client.addr, &e) < 0)
                         log_warning("cache %s update for %s failed: %s", screen_cache_path(cache), s->client.addr,
                                     screen_cache_errmsg(cache));
@@ -430,7 +471,22 @@ void smtpd_screen_timeout(Session *s) {
         screen_pass(s);
 }
 
+/* The last DNS list answered: a client whose score reaches the allowlist threshold (negative,
+ * DNSWL weights) does not wait out the greeting. */
+static void on_dnsbl_done(Session *s) {
+        SmtpdScreen *sc = s->screen;
+        const SmtpdScreenSettings *st = &s->settings->screen;
+        ScreenDnsblResult d = screen_dnsbl_result(sc->dnsbl);
+        if (st->dnsbl_allowlist_threshold < 0 && !sc->failed && d.complete && d.score <= st->dnsbl_allowlist_threshold &&
+            session_phase(s) == PHASE_SCREEN)
+                screen_verdict(s);
+}
+
+void smtpd_screen_timeout(Session *s) {
+        screen_verdict(s);
+}
+
 void smtpd_screen_session_free(Session *s) {
         screen_log(s, "DISCONNECT %s", s->screen->peer);
-        s->screen = mfree(s->screen);
+        s->screen = screen_free(s->screen);
 }

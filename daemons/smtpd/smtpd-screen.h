@@ -28,6 +28,14 @@ typedef enum ScreenVerdict {
         SCREEN_REJECT,         /* denylisted: postscreen_denylist_action */
 } ScreenVerdict;
 
+/* One entry of postscreen_dnsbl_sites: domain[=filter][*weight]. */
+typedef struct ScreenSite {
+        char *domain;
+        char *filter;                   /* NULL: any answer */
+        int weight;
+        size_t domain_index;            /* into SmtpdScreenSettings.dnsbl_domains */
+} ScreenSite;
+
 typedef struct SmtpdScreenSettings {
         bool enable;                    /* postern_postscreen_enable */
         ScreenAccess *access;           /* postscreen_access_list */
@@ -41,11 +49,26 @@ typedef struct SmtpdScreenSettings {
         char *queue_directory;          /* where the cache goes for Postfix's map types */
         long long cache_retention;      /* seconds */
         long long cache_cleanup_interval;
+        ScreenSite *sites;              /* postscreen_dnsbl_sites */
+        size_t n_sites;
+        char **dnsbl_domains;           /* each site domain once (strv): one query each */
+        size_t n_dnsbl_domains;
+        unsigned dnsbl_threshold;
+        int dnsbl_allowlist_threshold;
+        int dnsbl_action;
+        long long dnsbl_min_ttl, dnsbl_max_ttl;   /* seconds */
+        unsigned long long dnsbl_timeout_usec;
+        TableList *dnsbl_reply_map;     /* NULL: none */
 } SmtpdScreenSettings;
 
 /* The value of an access list table ("permit", "reject", "dunno", any case, maybe followed by
  * text): the verdict, or -EINVAL for anything else. */
 int screen_access_value(const char *value, ScreenVerdict *ret);
+/* Parses one postscreen_dnsbl_sites entry into ret (domain and filter allocated; domain_index
+ * left 0): -EINVAL with *ret_why for an empty domain, a filter that is not four dotted octet
+ * patterns, or a weight that is not a whole number. */
+int screen_site_parse(const char *text, ScreenSite *ret, const char **ret_why);
+void screen_site_done(ScreenSite *s);
 /* "sqlite:/path" or "/path" is used, "" is memory; other types (Postfix's btree:, hash:, lmdb:,
  * also behind proxy:) become $queue_directory/postscreen_cache.db (*ret_replaced set). Allocated. */
 char *screen_cache_path_for(const char *map, const char *queue_directory, bool *ret_replaced);
@@ -56,12 +79,14 @@ void screen_pregreet_text(const char *data, size_t n, char *buf, size_t size);
 /* The cache: one row per client address. */
 typedef struct ScreenEntry {
         int64_t greet;                  /* the pregreet pass holds until then (0: never passed) */
+        int64_t dnsbl;                  /* the DNSBL pass holds until then (0: never passed) */
         int64_t updated;
 } ScreenEntry;
 typedef struct ScreenCache ScreenCache;
 
-/* Whether a cached client still skips the tests at now. */
-bool screen_cache_fresh(const ScreenEntry *e, int64_t now);
+/* Whether a cached client still skips the tests at now (dnsbl: DNS lists are configured, so
+ * their pass must hold too). */
+bool screen_cache_fresh(const ScreenEntry *e, bool dnsbl, int64_t now);
 /* Opens (creating) the cache at path ("" memory). -EIO with *ret_reason (allocated) when the file
  * is not a usable database, -ENOMEM. */
 int screen_cache_open(const char *path, ScreenCache **ret, char **ret_reason);

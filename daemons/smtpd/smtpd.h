@@ -742,6 +742,10 @@ void smtpd_proxy_on_io(Session *s);
 /* PHASE_PROXY's timer (smtpd_upstream_proxy_timeout) fired: logs, frees the session. */
 void smtpd_proxy_timeout(Session *s);
 
+/* smtpd-dnsbl.c: whether an IPv4 list answer a matches a reply filter ("127.0.0.2",
+ * "127.0.0.[2..11]", "127.0.[0..255].[2;4]"), for reject_rbl_client and the screening stage. */
+bool smtpd_dnsbl_filter_match(const char *filter, const uint8_t *a);
+
 /* smtpd-screen.c: the screening stage (postscreen), see its top comment. */
 int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s);
 void smtpd_screen_settings_done(SmtpdSettings *s);
@@ -756,6 +760,25 @@ void smtpd_screen_timeout(Session *s);
 void smtpd_screen_session_free(Session *s);
 /* Closes the cache and stops its cleanup (shutdown, or before opening another file). */
 void smtpd_screen_shutdown(Server *srv);
+
+/* smtpd-screen-dnsbl.c: the stage's DNS list scoring, see its top comment. */
+typedef struct ScreenDnsbl ScreenDnsbl;
+typedef struct ScreenDnsblResult {
+        int score;
+        bool complete;                  /* every list answered in time */
+        const char *site;               /* the listing domain with the largest weight, or NULL */
+        int64_t ttl;                    /* the smallest TTL of the answers; -1: none */
+} ScreenDnsblResult;
+int smtpd_screen_dnsbl_settings(Conf *c, const char *listener, SmtpdScreenSettings *st);
+void smtpd_screen_dnsbl_settings_done(SmtpdScreenSettings *st);
+/* Starts the lookups of s's client (NULL: no lists, or out of memory); done(s) runs in the event
+ * loop when the last answer is in. */
+ScreenDnsbl *screen_dnsbl_start(Session *s, void (*done)(Session *s));
+/* Cancels what is still pending; NULL. */
+ScreenDnsbl *screen_dnsbl_free(ScreenDnsbl *d);
+ScreenDnsblResult screen_dnsbl_result(const ScreenDnsbl *d);
+/* The name a refusal shows for site (postscreen_dnsbl_reply_map, else site). Allocated. */
+char *screen_dnsbl_display_name(const SmtpdScreenSettings *st, const char *site);
 
 /* smtpd-peername.c: looks the client's name up (PTR, then forward-confirmed) before the
  * greeting, when smtpd_peername_lookup is on. Returns 1 when a lookup runs (the session waits;

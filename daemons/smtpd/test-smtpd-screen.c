@@ -34,6 +34,48 @@ static void test_access_value(void) {
         }
 }
 
+static void test_site_parse(void) {
+        static const struct {
+                const char *text, *domain, *filter;
+                int weight;
+                const char *why;   /* NULL: valid */
+        } t[] = {
+                { "zen.example", "zen.example", NULL, 1, NULL },
+                { "zen.example*3", "zen.example", NULL, 3, NULL },
+                { "zen.example=127.0.0.[2..11]*3", "zen.example", "127.0.0.[2..11]", 3, NULL },
+                { "zen.example=127.0.0.[2;14;13]", "zen.example", "127.0.0.[2;14;13]", 1, NULL },
+                { "list.dnswl.example=127.0.[0..255].[1..3]*-2", "list.dnswl.example", "127.0.[0..255].[1..3]", -2, NULL },
+                { "=127.0.0.2", NULL, NULL, 0, "no domain" },
+                { "zen.example*", NULL, NULL, 0, "weight" },
+                { "zen.example*x", NULL, NULL, 0, "weight" },
+                { "zen.example=127.0.0", NULL, NULL, 0, "filter" },
+                { "zen.example=127.0.0.[2..", NULL, NULL, 0, "filter" },
+                { "zen.example=127.0.0.2.5", NULL, NULL, 0, "filter" },
+                { "zen.example=127.0.0.x", NULL, NULL, 0, "filter" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                ScreenSite s = {};
+                const char *why = NULL;
+                int r = screen_site_parse(t[i].text, &s, &why);
+                if (t[i].why) {
+                        CHECK_INT(r, -EINVAL);
+                        CHECK(why && strstr(why, t[i].why));
+                        continue;
+                }
+                CHECK_INT(r, 0);
+                CHECK_STR(s.domain, t[i].domain);
+                CHECK(!s.filter == !t[i].filter);
+                if (t[i].filter)
+                        CHECK_STR(s.filter, t[i].filter);
+                CHECK_INT(s.weight, t[i].weight);
+                screen_site_done(&s);
+        }
+        /* the filter syntax is reject_rbl_client's matcher's */
+        CHECK(smtpd_dnsbl_filter_match("127.0.0.[2..11]", (const uint8_t[]) { 127, 0, 0, 11 }));
+        CHECK(!smtpd_dnsbl_filter_match("127.0.0.[2..11]", (const uint8_t[]) { 127, 0, 0, 12 }));
+        CHECK(smtpd_dnsbl_filter_match("127.0.0.[2;14;13]", (const uint8_t[]) { 127, 0, 0, 14 }));
+}
+
 static void test_cache_path(void) {
         static const struct {
                 const char *map, *path;
@@ -80,14 +122,17 @@ static void test_cache(void) {
         CHECK_STR(screen_cache_path(c), path);
         ScreenEntry e = {};
         CHECK_INT(screen_cache_get(c, "192.0.2.1", &e), 0);
-        CHECK(!screen_cache_fresh(NULL, 1000));
+        CHECK(!screen_cache_fresh(NULL, false, 1000));
 
         CHECK_INT(screen_cache_put(c, "192.0.2.1", &(ScreenEntry) { .greet = 2000, .updated = 1000 }), 0);
-        CHECK_INT(screen_cache_put(c, "192.0.2.1", &(ScreenEntry) { .greet = 5000, .updated = 1500 }), 0);
+        CHECK_INT(screen_cache_put(c, "192.0.2.1", &(ScreenEntry) { .greet = 5000, .dnsbl = 3000, .updated = 1500 }), 0);
         CHECK_INT(screen_cache_get(c, "192.0.2.1", &e), 1);
-        CHECK(e.greet == 5000 && e.updated == 1500);   /* replaced */
-        CHECK(screen_cache_fresh(&e, 4999));
-        CHECK(!screen_cache_fresh(&e, 5000));
+        CHECK(e.greet == 5000 && e.dnsbl == 3000 && e.updated == 1500);   /* replaced */
+        CHECK(screen_cache_fresh(&e, false, 4999));
+        CHECK(!screen_cache_fresh(&e, false, 5000));
+        /* with DNS lists configured their pass must hold too */
+        CHECK(screen_cache_fresh(&e, true, 2999));
+        CHECK(!screen_cache_fresh(&e, true, 3000));
 
         /* retention: an entry that expired at 5000 stays until 5000 + retention */
         CHECK_INT(screen_cache_cleanup_batch(c, 5500, 1000, 100), 0);
@@ -136,6 +181,7 @@ static void test_cache(void) {
 
 int main(void) {
         test_access_value();
+        test_site_parse();
         test_cache_path();
         test_pregreet_text();
         test_cache();

@@ -259,8 +259,8 @@ def test_proxied_client_is_the_one_screened(postern):
 
 
 def test_unsupported_parameters_are_named(postern):
-    start(postern, postscreen_dnsbl_sites="zen.example*3", postscreen_pipelining_enable="yes")
-    postern.wait_log("smtpd", r"not supported: postscreen_dnsbl_sites \(DNSBL scoring is not part of")
+    start(postern, postscreen_pre_queue_limit="50", postscreen_pipelining_enable="yes")
+    postern.wait_log("smtpd", r"not supported: postscreen_pre_queue_limit \(the screening stage runs inside")
     postern.wait_log("smtpd", r"not supported: postscreen_pipelining_enable \(the deep protocol tests")
 
 
@@ -269,3 +269,97 @@ def test_other_listeners_are_not_screened(postern):
     with Raw(port=postern.submission_port, source="127.0.0.40") as c:
         assert len(c.greeting[1]) == 1
     assert "CONNECT from [127.0.0.40]" not in postern.log("smtpd")
+
+
+# ---- DNS lists (the dns_zone fixture: a real dnsmasq; names under slow.test time out) ----
+
+SITES = "zen.test=127.0.0.[2..11]*3, bl.test*2, wl.test=127.0.[0..255].[1..3]*-5"
+
+
+def listed(zone, ip, dnsbl, answer):
+    zone.host("%s.%s" % (".".join(reversed(ip.split("."))), dnsbl), answer)
+
+
+def cached_dnsbl(postern, addr):
+    db = postern.queue_dir / "postscreen_cache.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT dnsbl FROM screen_cache WHERE address = ?", (addr,)).fetchone()
+    return row[0] if row else None
+
+
+def test_dnsbl_score_drop_and_pass(postern, dns_zone):
+    listed(dns_zone, "127.0.0.50", "zen.test", "127.0.0.4")     # 3: at the threshold
+    listed(dns_zone, "127.0.0.51", "zen.test", "127.0.0.20")    # the filter does not match: 0
+    listed(dns_zone, "127.0.0.51", "bl.test", "127.0.0.2")      # 2
+    listed(dns_zone, "127.0.0.52", "zen.test", "127.0.0.2")     # 3
+    listed(dns_zone, "127.0.0.52", "wl.test", "127.0.5.1")      # -5: an allowlist
+    dns_zone.apply()
+    start(postern, postscreen_dnsbl_sites=SITES, postscreen_dnsbl_threshold="3", postscreen_dnsbl_action="drop")
+
+    s = connect(postern, "127.0.0.50")
+    assert read_line(s).startswith("220-")
+    assert read_all(s) == "521 5.7.1 Service unavailable; client [127.0.0.50] blocked using zen.test\r\n"
+    s.close()
+    postern.wait_log("smtpd", r"DNSBL rank 3 for \[127\.0\.0\.50\]:\d+")
+    postern.wait_log("smtpd", r"DISCONNECT \[127\.0\.0\.50\]:\d+")
+    assert cached(postern, "127.0.0.50") is None
+
+    for source in ("127.0.0.51", "127.0.0.52"):
+        with Raw(sock=connect(postern, source)) as c:
+            assert len(c.greeting[1]) == 2
+            send_local(c)
+        postern.wait_log("smtpd", r"PASS NEW \[%s\]" % re.escape(source))
+        # dnsmasq's answers carry TTL 0: the pass holds postscreen_dnsbl_min_ttl (60s)
+        assert 50 < cached_dnsbl(postern, source) - time.time() <= 60
+    assert "DNSBL rank" not in "".join(l for l in postern.log("smtpd").splitlines() if "127.0.0.5" in l
+                                       and "127.0.0.50" not in l)
+    # cached with both tests: straight on
+    with Raw(sock=connect(postern, "127.0.0.51")) as c:
+        assert len(c.greeting[1]) == 1
+    postern.wait_log("smtpd", r"PASS OLD \[127\.0\.0\.51\]")
+
+
+def test_dnsbl_enforce_with_reply_map(postern, dns_zone, tmp_path):
+    listed(dns_zone, "127.0.0.54", "zen.test", "127.0.0.10")
+    listed(dns_zone, "127.0.0.54", "bl.test", "127.0.0.2")
+    dns_zone.apply()
+    reply_map = tmp_path / "postscreen_dnsbl_reply"
+    reply_map.write_text("zen.test  Example-Zen\n")
+    start(postern, postscreen_dnsbl_sites=SITES, postscreen_dnsbl_threshold="4",
+          postscreen_dnsbl_action="enforce", postscreen_dnsbl_reply_map=f"texthash:{reply_map}")
+    with Raw(sock=connect(postern, "127.0.0.54")) as c:
+        assert c.cmd("EHLO client.test").startswith("250")
+        assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
+        # the reply names the largest weight's list, as the reply map shows it
+        assert c.cmd("RCPT TO:<ptest1@localhost>") == \
+            "550 5.7.1 Service unavailable; client [127.0.0.54] blocked using Example-Zen"
+    postern.wait_log("smtpd", r"DNSBL rank 5 for \[127\.0\.0\.54\]:\d+")
+    postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.54\]: 550 5\.7\.1 Service "
+                     r"unavailable; client \[127\.0\.0\.54\] blocked using Example-Zen;")
+    assert cached(postern, "127.0.0.54") is None
+
+
+def test_dnsbl_allowlist_threshold_ends_the_wait(postern, dns_zone):
+    listed(dns_zone, "127.0.0.55", "wl.test", "127.0.9.2")
+    dns_zone.apply()
+    start(postern, postscreen_dnsbl_sites=SITES, postscreen_greet_wait="6s",
+          postscreen_dnsbl_whitelist_threshold="-3")   # the old name gives the new one its default
+    t0 = time.monotonic()
+    with Raw(sock=connect(postern, "127.0.0.55")) as c:
+        assert len(c.greeting[1]) == 2
+        assert time.monotonic() - t0 < 4   # not the 6 s wait
+        send_local(c)
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.55\]")
+
+
+def test_dnsbl_that_fails_counts_as_not_listed_and_is_not_cached(postern, dns_zone):
+    dns_zone.apply()
+    start(postern, postscreen_dnsbl_sites="slow.test*5", postscreen_greet_wait="2s")
+    with Raw(sock=connect(postern, "127.0.0.56")) as c:
+        assert len(c.greeting[1]) == 2
+        send_local(c)
+    postern.wait_log("smtpd", r"DNSBL lookup error: .*counted as not listed")
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.56\]")
+    assert cached_dnsbl(postern, "127.0.0.56") == 0   # the pregreet pass is cached, the lists' is not
+    with Raw(sock=connect(postern, "127.0.0.56")) as c:
+        assert len(c.greeting[1]) == 2                 # so it is tested again
