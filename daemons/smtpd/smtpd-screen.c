@@ -11,11 +11,13 @@
  *
  * Order, as postscreen's: postscreen_access_list (permit: ALLOWLISTED, straight on; reject:
  * DENYLISTED and postscreen_denylist_action), then the cache (all tests still valid: PASS OLD,
- * straight on), then the pregreet test: the "220-" teaser of postscreen_greet_banner, and a
+ * straight on), then the DNS lists (smtpd-screen-dnsbl.c: asked in parallel, scored when the
+ * wait ends) and the pregreet test: the "220-" teaser of postscreen_greet_banner, and a
  * timer of postscreen_greet_wait on the event loop (no other session waits for it). A client that
  * sends anything before the wait ends is logged as PREGREET and met with
- * postscreen_greet_action. At the end of the wait a client that passed everything is cached
- * for postscreen_greet_ttl (PASS NEW) and becomes a session; one that failed an "enforce" test
+ * postscreen_greet_action. At the end of the wait a DNSBL score at the threshold is logged
+ * (DNSBL rank) and met with postscreen_dnsbl_action; a client that passed everything is cached
+ * (PASS NEW) and becomes a session; one that failed an "enforce" test
  * becomes a session whose every RCPT is refused with the test's 550 (Postfix's dummy SMTP
  * engine does the same: the client never delivers); "drop" answers 521 at once and closes.
  * What the client sent before the greeting is discarded, as postscreen does.
@@ -25,6 +27,7 @@
  *   ALLOWLISTED [ADDR]:PORT / DENYLISTED [ADDR]:PORT
  *   PASS OLD [ADDR]:PORT / PASS NEW [ADDR]:PORT
  *   PREGREET 11 after 0.12 from [ADDR]:PORT: EHLO x\r\n
+ *   DNSBL rank 3 for [ADDR]:PORT
  *   HANGUP after 1.2 from [ADDR]:PORT in tests before SMTP handshake
  *   DISCONNECT [ADDR]:PORT          (the stage closed the connection, or the client did)
  *   cache /var/spool/postern/postscreen_cache.db full cleanup: dropped=N entries */
