@@ -18,8 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sqlite3.h>
-
+#include "basic/sqlite-util.h"
 #include "smtpd-screen.h"
 
 struct ScreenCache {
@@ -42,19 +41,12 @@ int screen_cache_open(const char *path, ScreenCache **ret, char **ret_reason) {
         _cleanup_(screen_cache_freep) ScreenCache *c = calloc(1, sizeof(ScreenCache));
         if (!c)
                 return -ENOMEM;
-        bool memory = isempty(path);
-        c->path = strdup(memory ? "" : path);
+        c->path = strdup(isempty(path) ? "" : path);
         if (!c->path)
                 return -ENOMEM;
-        if (sqlite3_open_v2(memory ? ":memory:" : path, &c->db,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot open");
-        (void) sqlite3_busy_timeout(c->db, 100);   /* never hold the event loop for long */
-        if (sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *) NULL) != SQLITE_OK ||
-            sqlite3_exec(c->db, "PRAGMA trusted_schema = OFF", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot set defensive mode");
-        if (!memory && sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot use WAL mode");
+        int r = sqlite_open_defensive(path, 100, &c->db, ret_reason);   /* never hold the event loop for long */
+        if (r < 0)
+                return r;
         if (sqlite3_exec(c->db,
                          "PRAGMA synchronous = NORMAL;"
                          "CREATE TABLE IF NOT EXISTS screen_cache ("

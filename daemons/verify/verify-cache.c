@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic/sqlite-util.h"
 #include "verify.h"
 
 struct VerifyCache {
@@ -130,16 +131,9 @@ int verify_cache_open(const char *path, VerifyCache **ret, char **ret_reason) {
         c->path = strdup(memory ? "(memory)" : path);
         if (!c->path)
                 return -ENOMEM;
-        int rc = sqlite3_open_v2(memory ? ":memory:" : path, &c->db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL);
-        if (rc != SQLITE_OK)
-                return fail(c, ret_reason, "cannot open");
-        (void) sqlite3_busy_timeout(c->db, 5000);
-        if (sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *) NULL) != SQLITE_OK ||
-            sqlite3_exec(c->db, "PRAGMA trusted_schema = OFF", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot set defensive mode");
-        if (!memory && sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot use WAL mode");
+        int r = sqlite_open_defensive(path, 5000, &c->db, ret_reason);
+        if (r < 0)
+                return r;
         if (sqlite3_exec(c->db,
                          "PRAGMA synchronous = FULL;"
                          "CREATE TABLE IF NOT EXISTS verify_cache ("
