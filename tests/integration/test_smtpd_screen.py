@@ -363,3 +363,32 @@ def test_dnsbl_that_fails_counts_as_not_listed_and_is_not_cached(postern, dns_zo
     assert cached_dnsbl(postern, "127.0.0.56") == 0   # the pregreet pass is cached, the lists' is not
     with Raw(sock=connect(postern, "127.0.0.56")) as c:
         assert len(c.greeting[1]) == 2                 # so it is tested again
+
+
+def test_cache_that_is_not_a_database(postern):
+    (postern.queue_dir / "postscreen_cache.db").write_bytes(b"not an SQLite database at all, " * 40)
+    start(postern)
+    for _ in range(2):   # tested every time, and said once
+        with Raw(sock=connect(postern, "127.0.0.57")) as c:
+            assert len(c.greeting[1]) == 2
+            send_local(c)
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.57\]", count=2)
+    log = postern.log("smtpd")
+    assert len(re.findall(r"postscreen_cache_map: cannot use .*postscreen_cache\.db: .*every client is tested "
+                          r"at every connection", log)) == 1, log
+
+
+def test_dnsbl_answer_that_is_not_an_address(postern, dns_zone):
+    # the listed name has a TXT record but no A record: not listed
+    dns_zone.txt("58.0.0.127.zen.test", "listed, but only in text")
+    listed(dns_zone, "127.0.0.59", "zen.test", "127.0.0.2")
+    dns_zone.apply()
+    start(postern, postscreen_dnsbl_sites="zen.test", postscreen_dnsbl_action="drop")
+    with Raw(sock=connect(postern, "127.0.0.58")) as c:
+        assert len(c.greeting[1]) == 2
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.58\]")
+    s = connect(postern, "127.0.0.59")
+    assert read_line(s).startswith("220-")
+    assert read_all(s) == "521 5.7.1 Service unavailable; client [127.0.0.59] blocked using zen.test\r\n"
+    s.close()
+    postern.wait_log("smtpd", r"DNSBL rank 1 for \[127\.0\.0\.59\]")
