@@ -178,8 +178,8 @@ static int access_list_parse(Conf *c, const char *listener, SmtpdScreenSettings 
 
 #define UNSUPPORTED_PREFIX "Accepted and ignored: not supported yet: "
 
-/* A postscreen_* parameter that main.cf sets and the stage does not act on: said once per
- * snapshot, with the registry's reason. */
+/* A postscreen_* parameter that main.cf sets and the stage does not act on: said by every
+ * snapshot that screens, with the registry's reason. */
 static void note_unsupported(const char *name, const char *raw, void *userdata) {
         const char *slash = strchr(name, '/'), *base = slash ? slash + 1 : name;
         const ParamDef *p = startswith(base, "postscreen_") ? param_lookup(base) : NULL;
@@ -189,11 +189,11 @@ static void note_unsupported(const char *name, const char *raw, void *userdata) 
 }
 
 int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
-        if (!listener || streq(listener, "smtp"))   /* the snapshots screening may apply to */
-                conf_foreach_explicit(c, note_unsupported, NULL);
         int r = conf_fields_load(c, listener, screen_fields, ELEMENTSOF(screen_fields), s);
         if (r < 0)
                 return r;
+        if (s->screen.enable)   /* said by the snapshot that screens (once, as a rule) */
+                conf_foreach_explicit(c, note_unsupported, NULL);
         if ((r = access_list_parse(c, listener, &s->screen)) < 0)
                 return r;
         return smtpd_screen_dnsbl_settings(c, listener, &s->screen);
