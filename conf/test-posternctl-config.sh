@@ -54,9 +54,9 @@ printf 'postmaster: root\n' > "$dir/aliases"
 printf 'queue_directory = %s\nalias_maps = hash:%s\n' "$dir/queue" "$dir/aliases" > "$POSTERN_CONFIG"
 expect 0 '' check
 [ -s "$dir/stderr" ] && fail "check printed: $(cat "$dir/stderr")"
-printf 'queue_directory = %s/none\nalias_maps = hash:%s/none ldap:x\nfoo = 1\n' "$dir" "$dir" > "$POSTERN_CONFIG"
+printf 'queue_directory = %s/none\nalias_maps = hash:%s/none nis:x\nfoo = 1\n' "$dir" "$dir" > "$POSTERN_CONFIG"
 expect 1 '' check
-for want in "foo: unknown parameter" "cannot open $dir/none" "unsupported lookup table type \"ldap\"" "queue_directory: $dir/none"; do
+for want in "foo: unknown parameter" "cannot open $dir/none" "unsupported lookup table type \"nis\"" "queue_directory: $dir/none"; do
         grep -qF "$want" "$dir/stderr" || fail "check did not report [$want]: $(cat "$dir/stderr")"
 done
 printf 'smtpd_timeout = x\n' > "$POSTERN_CONFIG"

@@ -30,6 +30,8 @@ static const ParamIgnored ignored_table[] = {
         { "mailq_path", "mailq is postern-mailq, or posternctl queue" },
         { "manpage_directory", "Postern reads no manual page directory" },
         { "master_service_disable", "disable a service with systemctl disable --now postern-….socket" },
+        { "max_idle", "Postern's daemons are long-lived event loops that systemd starts once, not processes that master(8) retires when idle" },
+        { "max_use", "Postern's daemons are long-lived event loops that systemd starts once, not processes that master(8) retires after N requests" },
         { "meta_directory", "there are no meta files: the units, sysusers.d and tmpfiles.d files are the metadata" },
         { "newaliases_path", "newaliases is postern-newaliases; alias files are read directly, no database is built" },
         { "postlog_service_name", "log lines go to the journal" },
@@ -44,8 +46,15 @@ static const ParamIgnored ignored_table[] = {
         { "smtp_sasl_auth_cache_time", "Postern keeps no cache of rejected logins (see smtp_sasl_auth_cache_name)" },
         { "smtp_sasl_path", "Postern's SMTP client has its SASL mechanisms built in: there is no plug-in to configure" },
         { "smtp_tls_session_cache_database", "postern-smtp keeps TLS sessions for resumption in its own memory (64 per TLS configuration); there is no tlsmgr" },
+        { "smtpd_tls_dh512_param_file", "export-grade ciphers no longer exist (nor in Postfix 3.x); the DHE suites use smtpd_tls_dh1024_param_file or GnuTLS's RFC 7919 groups" },
+        { "smtpd_tls_eecdh_grade", "GnuTLS negotiates the ECDHE group (X25519, P-256, P-384, ...) with the client, as Postfix 3.6 and later do with this parameter obsolete" },
         { "smtpd_tls_session_cache_database", "postern-smtpd resumes sessions with session tickets (RFC 5077) whose key lives in its memory; there is no tlsmgr" },
         { "syslog_facility", "log lines go to the journal (SYSLOG_FACILITY=mail)" },
+        { "tls_eecdh_strong_curve", "GnuTLS negotiates the ECDHE group with the client (obsolete in Postfix 3.6 too)" },
+        { "tls_eecdh_ultra_curve", "GnuTLS negotiates the ECDHE group with the client (obsolete in Postfix 3.6 too)" },
+        { "tls_random_exchange_name", "GnuTLS seeds itself from the kernel (getrandom); there is no tlsmgr PRNG" },
+        { "tls_random_prng_update_period", "GnuTLS seeds itself from the kernel (getrandom); there is no tlsmgr PRNG" },
+        { "tls_random_source", "GnuTLS seeds itself from the kernel (getrandom); there is no tlsmgr PRNG" },
 };
 
 static int ignored_compare(const void *key, const void *elem) {

@@ -1,6 +1,7 @@
 /* table.c — Postfix-style lookup tables: inline:, static:, texthash: and hash: (and the other
- * indexed types btree:, lmdb:, cdb:, dbm:, sdbm:, all read from their source text), regexp:, pcre:
- * and cidr: (rule lists, see table-pattern.c), sqlite: (table-sqlite.c), unionmap:{a, b} (all results joined with commas),
+ * indexed types btree:, dbm:, sdbm:, read from their source text; lmdb: and cdb: from postmap's
+ * binary file when there is one, hash: and btree: when the text is gone, table-dbfile.c), regexp:, pcre: and cidr: (rule lists, see
+ * table-pattern.c), sqlite: (table-sqlite.c), ldap: (table-ldap.c), unionmap:{a, b} (all results joined with commas),
  * pipemap:{a, b} (a's result is b's key), randmap:{v1, v2} (a random value), and
  * unix:passwd.byname / unix:group.byname. A "proxy:" prefix is accepted and ignored, so Postfix
  * settings like proxy:unix:passwd.byname keep working.
@@ -32,6 +33,8 @@
 #include "conf.h"
 #include "../basic/strmap.h"
 #include "table-pattern.h"
+#include "table-dbfile.h"
+#include "table-ldap.h"
 #include "table-sqlite.h"
 #include "table.h"
 
@@ -51,6 +54,8 @@ typedef enum TableKind {
         TABLE_KIND_PIPE,
         TABLE_KIND_RAND,
         TABLE_KIND_SQLITE,
+        TABLE_KIND_LDAP,
+        TABLE_KIND_DBFILE,
 } TableKind;
 
 struct Table {
@@ -64,6 +69,8 @@ struct Table {
         TableList *members;     /* unionmap:, pipemap: */
         char **choices;         /* randmap: */
         TableSqlite *sqlite;    /* sqlite: */
+        TableLdap *ldap;        /* ldap: */
+        TableDbfile *dbfile;    /* lmdb:, cdb: with postmap's binary file */
         char *path;
         bool loaded;            /* file tables: read at least once */
         struct stat st;         /* of the file as last read */
@@ -329,6 +336,35 @@ static int table_open_composite(Table *t, const char *name, TableFlags flags, ch
         return 0;
 }
 
+/* lmdb:, cdb: read postmap's binary file when there is one; hash:, btree: the source text when
+ * it is there, else the .db file (with libdb; without it refused with a reason). */
+static int table_open_dbfile(Table *t, const char *type, char **ret_reason) {
+        bool bdb = streq(type, "hash") || streq(type, "btree");
+        if (bdb && access(t->path, F_OK) == 0)
+                return 0;   /* the source text is what Postern reads */
+        _cleanup_free_ char *why = NULL;
+        int r = table_dbfile_open(type, t->path, &t->dbfile, &why);
+        if (r < 0) {
+                reason_printf(ret_reason, "%s: %s", t->spec, why ? why : strerror(-r));
+                return r;
+        }
+        if (t->dbfile) {
+                t->kind = TABLE_KIND_DBFILE;
+                return 0;
+        }
+        if (bdb) {
+                _cleanup_free_ char *db = NULL;
+                if (asprintf(&db, "%s.db", t->path) < 0)
+                        return -ENOMEM;
+                if (access(db, F_OK) == 0) {
+                        reason_printf(ret_reason, "%s: only %s exists, and this Postern was built without libdb: it reads the source text %s (keep the file postmap was run on; no postmap is needed)",
+                                      t->spec, db, t->path);
+                        return -ENOENT;
+                }
+        }
+        return 0;
+}
+
 static bool table_name_is_aliases(const char *path) {
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
@@ -392,6 +428,16 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 r = table_sqlite_open(name, &t->sqlite, &why);
                 if (r < 0)
                         reason_printf(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
+        } else if (streq(type, "ldap")) {
+                if (!table_ldap_supported()) {
+                        reason_printf(ret_reason, "%s: ldap: tables are not supported: Postern was built without libldap", spec);
+                        return -EPROTONOSUPPORT;
+                }
+                t->kind = TABLE_KIND_LDAP;
+                _cleanup_free_ char *why = NULL;
+                r = table_ldap_open(name, &t->ldap, &why);
+                if (r < 0)
+                        reason_printf(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
         } else if (streq(type, "unionmap") || streq(type, "pipemap") || streq(type, "randmap")) {
                 t->kind = streq(type, "unionmap") ? TABLE_KIND_UNION :
                           streq(type, "pipemap") ? TABLE_KIND_PIPE : TABLE_KIND_RAND;
@@ -410,10 +456,12 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 if (!t->path)
                         return -ENOMEM;
                 t->aliases = (flags & TABLE_ALIASES) || table_name_is_aliases(name);
-                r = table_load_file(t, ret_reason);
+                r = table_open_dbfile(t, type, ret_reason);
+                if (r == 0 && !t->dbfile)
+                        r = table_load_file(t, ret_reason);
         } else {
                 reason_printf(ret_reason,
-                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, pcre, cidr, sqlite, unionmap, pipemap, randmap and unix)",
+                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, pcre, cidr, sqlite, ldap, unionmap, pipemap, randmap and unix)",
                              spec, type);
                 return -EPROTONOSUPPORT;
         }
@@ -421,6 +469,30 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 return r;
         *ret = TAKE_PTR(t);
         return 0;
+}
+
+bool table_spec_uses_network(const char *spec) {
+        const char *s = spec, *p;
+        while ((p = startswith(s, "proxy:")))
+                s = p;
+        if ((p = startswith(s, "ldap:")))
+                return table_ldap_uses_network(p);
+        static const char *const net[] = { "pgsql:", "mysql:", "tcp:", "memcache:", "socketmap:inet:" };
+        for (size_t i = 0; i < ELEMENTSOF(net); i++)
+                if (startswith(s, net[i]))
+                        return true;
+        const char *brace = strchr(s, '{');
+        size_t l = strlen(s);
+        if (!brace || l < 2 || s[l - 1] != '}' || !(startswith(s, "unionmap:") || startswith(s, "pipemap:")))
+                return false;
+        _cleanup_free_ char *inner = strndup(brace + 1, (size_t) (s + l - 1 - brace - 1));
+        _cleanup_strv_free_ char **v = inner ? conf_split_list(inner) : NULL;
+        if (!v)
+                return true;
+        for (char **i = v; *i; i++)
+                if (table_spec_uses_network(*i))
+                        return true;
+        return false;
 }
 
 /* Closes a table; accepts NULL. */
@@ -432,6 +504,8 @@ Table *table_free(Table *t) {
         table_list_free(t->members);
         strv_free(t->choices);
         table_sqlite_free(t->sqlite);
+        table_ldap_free(t->ldap);
+        table_dbfile_free(t->dbfile);
         free(t->spec);
         free(t->value);
         free(t->path);
@@ -617,6 +691,10 @@ static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNo
                 return table_patterns_lookup(t->patterns, key, t->flags, t->spec, ret_value, notes);
         case TABLE_KIND_SQLITE:
                 return table_sqlite_lookup(t->sqlite, k, ret_value);
+        case TABLE_KIND_LDAP:
+                return table_ldap_lookup(t->ldap, k, ret_value);
+        case TABLE_KIND_DBFILE:
+                return table_dbfile_lookup(t->dbfile, k, ret_value);
         case TABLE_KIND_UNION:
                 return table_lookup_union(t->members, key, ret_value, notes);
         case TABLE_KIND_PIPE:

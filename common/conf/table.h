@@ -14,7 +14,18 @@
  *   unionmap:{ t1, t2 } (every result, comma-joined), pipemap:{ t1, t2 } (t1's result is t2's
  *     key), randmap:{ v1, v2 } (one value at random).
  *   unix:passwd.byname — getpwnam(); the value is the passwd line (unix:group.byname likewise).
- *   btree:, lmdb:, cdb:, dbm:, sdbm: read their source text like hash:; "proxy:" is ignored.
+ *   lmdb:/path and cdb:/path — postmap's binary file /path.lmdb (liblmdb) or /path.cdb (tinycdb)
+ *     when it exists, else the source text /path like hash: (table-dbfile.c; re-opened when it
+ *     changes). btree:, dbm:, sdbm: read their source text like hash:. hash:/btree: where only
+ *     /path.db exists read it with libdb (a build without libdb refuses them at open with a
+ *     reason saying to keep the source file).
+ *   ldap:/path.cf — Postfix ldap_table(5) settings (server_host URLs with failover, search_base,
+ *     query_filter with the key RFC 4515-escaped, result_attribute, special_/leaf_/terminal_
+ *     result_attribute, result_format, scope, bind, start_tls, timeout, domain, expansion_limit
+ *     …: see table-ldap.c). A server that is down, slow or refusing is a temporary error; the
+ *     next lookup connects again. A .cf holding bind_pw that everyone may read is refused. A
+ *     build without libldap refuses ldap: tables at open (-EPROTONOSUPPORT).
+ *   "proxy:" in front of any type is ignored (no proxymap daemon is needed).
  * A lookup answers found (1), not found (0) or a temporary error (negative errno, e.g. a file
  * that cannot be read), so callers can answer 4xx rather than guess.
  *
@@ -68,6 +79,11 @@ int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *n
  * spec of the table that answered and the key as asked. NULL turns it off. */
 typedef void (*TableTraceFn)(const char *spec, const char *key, int r, const char *value, void *userdata);
 void table_trace_set(TableTraceFn fn, void *userdata);
+
+/* Whether a table of this spec talks to a server over the network (ldap: with a server_host other
+ * than ldapi://; pgsql:, mysql:, tcp:, memcache:, socketmap:inet:), also inside unionmap:/pipemap:
+ * and behind proxy:. For postern-generator: postern-local runs without a network otherwise. */
+bool table_spec_uses_network(const char *spec);
 
 /* A list of tables searched in order (e.g. alias_maps = hash:/etc/aliases, texthash:/x). */
 typedef struct TableList TableList;

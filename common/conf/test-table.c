@@ -97,7 +97,9 @@ static void test_bad_specs(void) {
                 int r;
                 const char *reason;
         } cases[] = {
-                { "ldap:/etc/postfix/ldap.cf", -EPROTONOSUPPORT, "unsupported lookup table type \"ldap\"" },
+                { "nis:mail.aliases", -EPROTONOSUPPORT, "unsupported lookup table type \"nis\"" },
+                { "ldap:/nonexistent/ldap.cf", HAVE_LDAP ? -ENOENT : -EPROTONOSUPPORT,
+                  HAVE_LDAP ? "cannot open /nonexistent/ldap.cf" : "built without libldap" },
                 { "nocolon", -EINVAL, "type:name" },
                 { ":x", -EINVAL, "type:name" },
                 { "", -EINVAL, "empty" },

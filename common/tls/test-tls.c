@@ -62,10 +62,10 @@ static void test_protocols(void) {
                 free(why);
         }
         char *p = NULL;
-        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_2 | TLS_PROTO_TLSv1_3, TLS_GRADE_MEDIUM, true, &p), 0);
+        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_2 | TLS_PROTO_TLSv1_3, TLS_GRADE_MEDIUM, true, NULL, &p), 0);
         CHECK_STR(p, "NORMAL:%SERVER_PRECEDENCE:-VERS-ALL:+VERS-TLS1.2:+VERS-TLS1.3");
         free(p);
-        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_3, TLS_GRADE_HIGH, false, &p), 0);
+        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_3, TLS_GRADE_HIGH, false, NULL, &p), 0);
         CHECK_STR(p, "NORMAL:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-256-CCM:+AES-256-CBC:-VERS-ALL:+VERS-TLS1.3");
         free(p);
 
@@ -199,6 +199,42 @@ static bool session_once(TlsServer *srv, const char *priority, const char *sni, 
         close(sv[0]);
         close(sv[1]);
         return resumed;
+}
+
+/* *_exclude_ciphers: class names become GnuTLS removals that GnuTLS accepts, each part once;
+ * single OpenSSL suites, combinations and unknown words come back as unsupported. */
+static void test_exclude_ciphers(void) {
+        char *words[] = { "aNULL", "RC4", "MD5", "PSK", "SRP", "3DES", "eNULL", "EXPORT", "LOW", "DES", "SEED",
+                          "CAMELLIA", "SHA1", "EDH-RSA-DES-CBC3-SHA", "ECDHE-RSA-RC4-SHA", "kRSA", "EDH",
+                          "AES256-SHA", "RSA+AES", "PSD", NULL };
+        char *removals = NULL, **unsupported = NULL;
+        CHECK_INT(tls_exclude_ciphers_parse(words, &removals, &unsupported), 0);
+        CHECK(strstr(removals, ":-ARCFOUR-128"));
+        CHECK(strstr(strstr(removals, ":-ARCFOUR-128") + 1, ":-ARCFOUR-128") == NULL);   /* once */
+        CHECK(strstr(removals, ":-3DES-CBC"));
+        CHECK(strstr(removals, ":-ANON-DH:-ANON-ECDH"));
+        CHECK(strstr(removals, ":-MD5") && strstr(removals, ":-SHA1") && strstr(removals, ":-RSA"));
+        CHECK(strstr(removals, ":-CAMELLIA-128-GCM"));
+        CHECK(unsupported && streq(unsupported[0], "AES256-SHA") && streq(unsupported[1], "RSA+AES") &&
+              streq(unsupported[2], "PSD") && !unsupported[3]);
+        char *prio = NULL;
+        CHECK_INT(tls_priority_string(TLS_PROTO_TLSv1_2 | TLS_PROTO_TLSv1_3, TLS_GRADE_MEDIUM, true, removals, &prio), 0);
+        gnutls_priority_t pc = NULL;
+        const char *err = NULL;
+        int r = gnutls_priority_init(&pc, prio, &err);
+        if (r < 0)
+                fprintf(stderr, "priority %s rejected at %s\n", prio, err);
+        CHECK(r >= 0);
+        if (pc)
+                gnutls_priority_deinit(pc);
+        free(prio);
+        free(removals);
+        strv_free(unsupported);
+        /* nothing to exclude: no removals */
+        char *none[] = { NULL };
+        CHECK_INT(tls_exclude_ciphers_parse(none, &removals, NULL), 0);
+        CHECK_STR(removals, "");
+        free(removals);
 }
 
 static void test_sessions(void) {
@@ -422,6 +458,7 @@ static void test_client(void) {
 
 int main(void) {
         test_protocols();
+        test_exclude_ciphers();
         if (system("certtool --version >/dev/null 2>&1") != 0) {
                 fprintf(stderr, "certtool not found, skipping the handshake tests\n");
                 return TEST_SKIP;

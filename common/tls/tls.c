@@ -30,6 +30,9 @@ struct TlsServer {
         SniCred *sni;
         size_t n_sni;
         bool no_tickets;        /* tls_ssl_options = NO_TICKET */
+        bool ask_ccert;         /* request client certificates */
+        char *ca_file, *ca_path; /* their trust anchors, also for the SNI credentials */
+        gnutls_dh_params_t dh;  /* smtpd_tls_dh1024_param_file's group, or NULL */
 };
 
 
@@ -92,7 +95,7 @@ int tls_protocols_parse(const char *text, unsigned *ret, char **ret_reason) {
         return 0;
 }
 
-int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, char **ret) {
+int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, const char *removals, char **ret) {
         char buf[256];
         size_t len = 0;
 
@@ -105,8 +108,8 @@ int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, ch
                         len += (size_t) snprintf(buf + len, sizeof(buf) - len, ":+%s", protocols[i].gnutls);
         if (len >= sizeof(buf))
                 return -ENAMETOOLONG;
-        char *s = strdup(buf);
-        if (!s)
+        char *s = NULL;
+        if (asprintf(&s, "%s%s", buf, strempty(removals)) < 0)
                 return -ENOMEM;
         *ret = s;
         return 0;
@@ -115,8 +118,8 @@ int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, ch
 /* Loads a certificate (chain) and its private key into cred — from the systemd credentials that
  * postern-generator passes for files the daemon's user may not read (common/daemon/credential.h),
  * else from the files themselves. Errors name the files as main.cf does. */
-static int load_key_pair(gnutls_certificate_credentials_t cred, const char *cert, const char *key,
-                         char **ret_reason) {
+int tls_cred_load_key_pair(gnutls_certificate_credentials_t cred, const char *cert, const char *key,
+                           char **ret_reason) {
         _cleanup_free_ char *cert_cred = NULL, *key_cred = NULL;
         if (credential_path_for(cert, &cert_cred) < 0 || credential_path_for(key, &key_cred) < 0)
                 return -ENOMEM;
@@ -136,7 +139,7 @@ static int load_key_pair(gnutls_certificate_credentials_t cred, const char *cert
 
 /* Loads one file holding a private key and its certificate chain into cred. */
 static int load_chain_file(gnutls_certificate_credentials_t cred, const char *path, char **ret_reason) {
-        return load_key_pair(cred, path, path, ret_reason);
+        return tls_cred_load_key_pair(cred, path, path, ret_reason);
 }
 
 static int cred_new(gnutls_certificate_credentials_t *ret) {
@@ -213,15 +216,15 @@ unsigned tls_ssl_options_conf(Conf *c, const char *listener, const char *who) {
         return set;
 }
 
-int tls_priority_new(const char *protos, TlsGrade grade, bool server_precedence, gnutls_priority_t *ret,
-                     char **ret_reason) {
+int tls_priority_new(const char *protos, TlsGrade grade, bool server_precedence, const char *removals,
+                     gnutls_priority_t *ret, char **ret_reason) {
         _cleanup_free_ char *prio = NULL;
         const char *err = NULL;
         unsigned set;
         int r = tls_protocols_parse(protos, &set, ret_reason);
         if (r < 0)
                 return r;
-        r = tls_priority_string(set, grade, server_precedence, &prio);
+        r = tls_priority_string(set, grade, server_precedence, removals, &prio);
         if (r < 0)
                 return r;
         r = gnutls_priority_init(ret, prio, &err);
@@ -241,7 +244,8 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
         if (!s)
                 return -ENOMEM;
         s->n_ref = 1;
-        r = tls_priority_new(cfg->protocols, cfg->grade, cfg->server_precedence, &s->priority, ret_reason);
+        r = tls_priority_new(cfg->protocols, cfg->grade, cfg->server_precedence, cfg->cipher_removals, &s->priority,
+                             ret_reason);
         if (r < 0)
                 return r;
         s->no_tickets = cfg->options & TLS_OPT_NO_TICKET;
@@ -254,7 +258,7 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
         bool have = false;
         if (!isempty(cfg->cert_file)) {
                 const char *key = isempty(cfg->key_file) ? cfg->cert_file : cfg->key_file;
-                r = load_key_pair(s->cred, cfg->cert_file, key, ret_reason);
+                r = tls_cred_load_key_pair(s->cred, cfg->cert_file, key, ret_reason);
                 if (r < 0)
                         return r;
                 have = true;
@@ -269,6 +273,29 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
                 reason_printf(ret_reason, "no certificate configured (smtpd_tls_chain_files or smtpd_tls_cert_file)");
                 return -ENOKEY;
         }
+        if (!isempty(cfg->dh_param_file)) {
+                gnutls_datum_t pem = {};
+                r = gnutls_load_file(cfg->dh_param_file, &pem);
+                if (r >= 0) {
+                        if (gnutls_dh_params_init(&s->dh) < 0)
+                                r = GNUTLS_E_MEMORY_ERROR;
+                        else
+                                r = gnutls_dh_params_import_pkcs3(s->dh, &pem, GNUTLS_X509_FMT_PEM);
+                }
+                gnutls_free(pem.data);
+                if (r >= 0)
+                        gnutls_certificate_set_dh_params(s->cred, s->dh);
+                else
+                        reason_printf(cfg->warning, "cannot load DH parameters from %s: %s; using the RFC 7919 groups",
+                                      cfg->dh_param_file, gnutls_strerror(r));
+        }
+        s->ask_ccert = cfg->ask_ccert;
+        if ((!isempty(cfg->ca_file) && !(s->ca_file = strdup(cfg->ca_file))) ||
+            (!isempty(cfg->ca_path) && !(s->ca_path = strdup(cfg->ca_path))))
+                return -ENOMEM;
+        r = tls_cred_set_trust(s->cred, s->ca_file, s->ca_path, ret_reason);
+        if (r < 0)
+                return r;
 
         if (!isempty(cfg->sni_maps)) {
                 _cleanup_free_ char *why = NULL;
@@ -312,6 +339,10 @@ TlsServer *tls_server_unref(TlsServer *s) {
         }
         free(s->sni);
         table_list_free(s->sni_maps);
+        free(s->ca_file);
+        free(s->ca_path);
+        if (s->dh)
+                gnutls_dh_params_deinit(s->dh);
         free(s);
         return NULL;
 }
@@ -326,6 +357,10 @@ static gnutls_certificate_credentials_t sni_cred(TlsServer *s, const char *files
         gnutls_certificate_credentials_t cred = NULL;
         if (cred_from_files(files, &cred, &why) < 0)
                 return NULL;
+        if (tls_cred_set_trust(cred, s->ca_file, s->ca_path, &why) < 0) {
+                gnutls_certificate_free_credentials(cred);
+                return NULL;
+        }
         SniCred *n = realloc(s->sni, (s->n_sni + 1) * sizeof(SniCred));
         char *key = strdup(files);
         if (!n || !key) {
@@ -384,7 +419,9 @@ int tls_conn_new_server(TlsServer *srv, int fd, TlsConn **ret) {
                 tls_conn_free(c);
                 return -EINVAL;
         }
-        gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
+        /* REQUEST, not REQUIRE, even for smtpd_tls_req_ccert: smtpd answers a client without a
+         * trusted certificate in SMTP (421), as Postfix does, rather than failing the handshake. */
+        gnutls_certificate_server_set_request(c->session, srv->ask_ccert ? GNUTLS_CERT_REQUEST : GNUTLS_CERT_IGNORE);
         gnutls_handshake_set_post_client_hello_function(c->session, on_client_hello);
         gnutls_handshake_set_timeout(c->session, 0);   /* the caller's event loop times it */
         gnutls_transport_set_int(c->session, fd);

@@ -52,6 +52,14 @@ typedef struct TlsServerConfig {
         const char *sni_maps;        /* "type:name ..." tables: server name -> chain file list */
         bool server_precedence;      /* tls_preempt_cipherlist: our cipher order, not the client's */
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
+        const char *cipher_removals; /* from *_exclude_ciphers (tls_exclude_ciphers_conf()), or NULL */
+        const char *dh_param_file;   /* PEM "DH PARAMETERS" for the DHE suites (smtpd_tls_dh1024_param_file);
+                                      * NULL or "": the RFC 7919 groups, also when the file does not load
+                                      * (as Postfix; *warning then says why) */
+        char **warning;              /* where tls_server_new() puts a problem that does not stop TLS */
+        const char *ca_file;         /* trust anchors for client certificates (smtpd_tls_CAfile) */
+        const char *ca_path;         /* a directory of them (smtpd_tls_CApath) */
+        bool ask_ccert;              /* request a client certificate (smtpd_tls_ask_ccert) */
 } TlsServerConfig;
 
 /* tls_ssl_options (Postfix's names, case-insensitive). GnuTLS never compresses, and Postern
@@ -69,8 +77,20 @@ unsigned tls_ssl_options_conf(Conf *c, const char *listener, const char *who);
 
 /* Parses Postfix protocol syntax into TLS_PROTO_* bits. Unknown names: -EINVAL with reason. */
 int tls_protocols_parse(const char *text, unsigned *ret, char **ret_reason);
-/* The GnuTLS priority string for a protocol set and grade (caller frees). */
-int tls_priority_string(unsigned protocols, TlsGrade grade, bool server_precedence, char **ret);
+/* The GnuTLS priority string for a protocol set and grade, with removals (":-PART..." from
+ * tls_exclude_ciphers_parse(), or NULL) at its end (caller frees). */
+int tls_priority_string(unsigned protocols, TlsGrade grade, bool server_precedence, const char *removals, char **ret);
+
+/* *_exclude_ciphers (tls-ciphers.c): OpenSSL cipher names as GnuTLS priority removals
+ * (":-ARCFOUR-128:-MD5", "" for none; caller frees). A name GnuTLS cannot express (one suite, a
+ * combination, an unknown word) is left out and returned in *ret_unsupported. Only -ENOMEM fails. */
+int tls_exclude_ciphers_parse(char *const *words, char **ret_removals, char ***ret_unsupported);
+/* The removals for the lists of the NULL-terminated params (e.g. smtpd_tls_exclude_ciphers and,
+ * for mandatory TLS, smtpd_tls_mandatory_exclude_ciphers), each name it cannot express logged as
+ * not supported; NULL only when out of memory. */
+char *tls_exclude_ciphers_conf(Conf *c, const char *listener, const char *const *params, const char *who);
+/* Logs each of tls_high/medium/low/export/null_cipherlist that is set as not supported. */
+void tls_cipherlists_conf(Conf *c, const char *listener, const char *who);
 
 /* Loads credentials and builds the shared server state; *ret_reason says what failed. */
 int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reason);
@@ -111,6 +131,23 @@ bool tls_conn_resumed(TlsConn *c);
 /* The server name the client asked for (SNI), or NULL. */
 const char *tls_conn_server_name(TlsConn *c);
 
+/* The certificate the peer presented (tls-peer-cert.c): a server asks for one with ask_ccert. */
+#define TLS_FINGERPRINT_MAX 192      /* a SHA-512 as "AB:CD:...", and its NUL */
+typedef struct TlsPeerCert {
+        bool present;                /* the peer sent a certificate */
+        bool trusted;                /* its chain verifies against the trust anchors */
+        char subject[256];           /* subject CN ("" when none); '"' and controls become '?' */
+        char issuer[256];            /* issuer CN */
+        char fingerprint[TLS_FINGERPRINT_MAX];       /* digest of the DER certificate */
+        char pkey_fingerprint[TLS_FINGERPRINT_MAX];  /* digest of its SubjectPublicKeyInfo */
+} TlsPeerCert;
+/* The digest named by *_tls_fingerprint_digest (md5, sha1, sha224, sha256, sha384, sha512), as
+ * the id tls_conn_peer_cert() takes; -EINVAL for another name. */
+int tls_fingerprint_digest(const char *name);
+/* After the handshake: fills *ret (all zero when the peer sent no certificate). 0, or a negative
+ * errno when the certificate cannot be parsed or hashed (*ret->present is then true). */
+int tls_conn_peer_cert(TlsConn *c, int digest, TlsPeerCert *ret);
+
 /* --- the client side ---
  *
  * A TlsClient holds what every client session shares: the trust anchors (a CA file, or the
@@ -120,11 +157,16 @@ const char *tls_conn_server_name(TlsConn *c);
  * handshake tls_conn_peer_trust() checks the certificate chain and names. */
 
 typedef struct TlsClientConfig {
+        const char *cert_file;       /* our client certificate (chain), PEM; NULL or "": none */
+        const char *key_file;        /* its key (NULL or "": cert_file) */
+        char **chain_files;          /* NULL-terminated; each: key + certificate chain in PEM */
         const char *ca_file;         /* PEM trust anchors; with ca_path NULL or "": the system trust store */
         const char *ca_path;         /* a directory of PEM trust anchors, in addition to ca_file */
         const char *protocols;       /* Postfix syntax, as for the server */
         TlsGrade grade;
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
+        const char *cipher_removals; /* from *_exclude_ciphers (tls_exclude_ciphers_conf()), or NULL */
+        bool append_default_ca;      /* tls_append_default_CA: the system store too, with ca_file/ca_path */
 } TlsClientConfig;
 
 /* What the peer's certificate proved, in Postfix's words. */

@@ -181,9 +181,11 @@ int qmgr_bounce_build(const QmgrBounceInput *in, StrBuf *out, bool *ret_8bit) {
                  in->myhostname);
 
         /* Failures return what RET asked for (default the full message); delay warnings the
-         * header section; success notices the full message only with RET=FULL. */
+         * header section; success notices the full message only with RET=FULL. A REQUIRETLS
+         * message's notices carry its header section only: a notice travels without REQUIRETLS
+         * (RFC 8689 5), so the body stays where TLS brought it. */
         size_t hdr_len = header_section_length(in->content, in->content_len);
-        bool full = in->content_len <= in->size_limit &&
+        bool full = in->content_len <= in->size_limit && !m->requiretls &&
                     (kind == QMGR_NOTICE_FAILURE || kind == QMGR_NOTICE_POSTMASTER ? m->ret != 2 :
                      kind == QMGR_NOTICE_SUCCESS ? m->ret == 1 : false);
         size_t attach_len = full ? in->content_len

@@ -154,6 +154,16 @@ static void test_bounce(void) {
         free(hdrs);
         m.ret = 0;
 
+        /* REQUIRETLS: the header section only, whatever RET says (the notice goes without it). */
+        m.requiretls = true;
+        m.ret = 1;
+        hdrs = build(&m, r, 1, 50000, CONTENT, NULL);
+        CHECK(strstr(hdrs, "Content-Type: text/rfc822-headers\n\nReceived: from client"));
+        CHECK(!strstr(hdrs, "Body line"));
+        free(hdrs);
+        m.requiretls = false;
+        m.ret = 0;
+
         /* 8-bit text in the original marks the report 8bit. */
         char *e = build(&m, r, 1, 50000, "Subject: caf\xc3\xa9\n\nna\xc3\xafve\n", &eight);
         CHECK(eight);

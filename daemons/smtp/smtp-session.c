@@ -50,6 +50,8 @@
 #include "log/log.h"
 #include "mail/mime-downgrade.h"
 #include "mail/xtext.h"
+#include "metrics/metrics-catalog.h"
+#include "metrics/metrics-store.h"
 #include "sasl/sasl-mech-client.h"
 #include "smtp.h"
 #include "tls/tls.h"
@@ -89,6 +91,7 @@ struct SmtpSession {
         StrBuf in, out;
         SmtpReply reply;
         bool pipelining, dsn, eightbitmime, smtputf8;
+        bool requiretls;             /* the server offers REQUIRETLS (RFC 8689) */
         bool xforward;               /* the server offers XFORWARD (Postfix's content filter extension) */
         uint64_t size_limit;         /* 0: none announced */
         unsigned uses;
@@ -437,6 +440,8 @@ static int build_mail(SmtpSession *s, StrBuf *b) {
                 r = strbuf_puts(b, d->msg.ret == 1 ? " RET=FULL" : " RET=HDRS");
         if (r >= 0 && s->dsn && !isempty(d->msg.envid))
                 r = append_xtext_param(b, "ENVID", d->msg.envid);
+        if (r >= 0 && d->msg.requiretls && cfg(s)->requiretls && s->requiretls)
+                r = strbuf_puts(b, " REQUIRETLS");
         return r >= 0 ? strbuf_puts(b, "\r\n") : r;
 }
 
@@ -521,8 +526,36 @@ static bool check_smtputf8(SmtpSession *s) {
         return left;
 }
 
+static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) _printf_(3, 4);
+
+/* RFC 8689 4.2: what keeps this session from carrying a REQUIRETLS message, or NULL. The server
+ * must be authenticated in a way DNS spoofing cannot subvert — level secure (the name matched is
+ * the next hop's), or verify towards a [host] next hop (no MX lookup) — and must offer
+ * REQUIRETLS; an LMTP server need not offer it, and a UNIX-domain socket stays on this host. */
+static const char *requiretls_unmet(SmtpSession *s) {
+        SmtpDelivery *d = s->d;
+        if (s->lmtp && s->target.sa.ss_family == AF_UNIX)
+                return NULL;
+        if (!s->tls_up)
+                return "no TLS";
+        bool bracketed = tls_nexthop(d)[0] == '[';
+        if (s->trust != TLS_TRUST_VERIFIED || !(s->level >= SMTP_TLS_SECURE || (s->level == SMTP_TLS_VERIFY && bracketed)))
+                return "the server certificate was not verified at TLS security level secure";
+        if (!s->lmtp && !s->requiretls)
+                return "the server does not offer REQUIRETLS";
+        return NULL;
+}
+
 static void transaction_start(SmtpSession *s) {
         SmtpDelivery *d = s->d;
+        if (d->msg.requiretls && cfg(s)->requiretls && !d->probe) {
+                const char *why = requiretls_unmet(s);
+                if (why) {
+                        /* another address may do; the last one's failure returns the message */
+                        tls_failed(s, "5.7.30", "REQUIRETLS support required: %s (host %s)", why, s->relay);
+                        return;
+                }
+        }
         _cleanup_(strbuf_donep) StrBuf line = STRBUF_INIT;
         int r = 0;
 
@@ -750,6 +783,7 @@ static void send_hello(SmtpSession *s, const char *verb) {
 
 static void parse_ehlo(SmtpSession *s) {
         s->pipelining = s->dsn = s->eightbitmime = s->smtputf8 = s->starttls = s->xforward = false;
+        s->requiretls = false;
         s->size_limit = UINT64_MAX;   /* no SIZE keyword */
         free(s->auth_mechs);
         s->auth_mechs = NULL;
@@ -771,6 +805,8 @@ static void parse_ehlo(SmtpSession *s) {
                         s->starttls = true;
                 else if (strcaseeq(k, "SMTPUTF8"))
                         s->smtputf8 = true;
+                else if (strcaseeq(k, "REQUIRETLS"))
+                        s->requiretls = true;
                 else if (strncasecmp(k, "XFORWARD", 8) == 0 && (k[8] == '\0' || k[8] == ' '))
                         s->xforward = true;
                 else if (strncasecmp(k, "SIZE", 4) == 0 && (k[4] == '\0' || k[4] == ' '))
@@ -913,7 +949,6 @@ static bool on_readable(SmtpSession *s);
 
 /* This address cannot be used (TLS missing, failed or not verified): the result when it was the
  * last one, else on to the next address. */
-static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) _printf_(3, 4);
 static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) {
         SmtpDelivery *d = s->d;
         char diag[700];
@@ -966,6 +1001,7 @@ static void tls_established(SmtpSession *s) {
         }
         if (smtp_tls_loglevel(t) >= 2 && !isempty(why))
                 log_info("certificate verification for %s: %s", s->relay, why);   /* why not Verified */
+        metrics_count(METRIC_SMTP_TLS, "protocol", tls_conn_protocol(s->tls), "cipher", tls_conn_cipher(s->tls), NULL);
         if (smtp_tls_loglevel(t) >= 1)
                 log_tls(s, "established");
         if (s->wrapper) {

@@ -138,6 +138,8 @@ static int settings_load(Conf *c, SmtpSettings *n) {
         n->reuse_count_limit = (unsigned) smtp_conf_int(c, n, "connection_reuse_count_limit");
         n->mx_session_limit = (unsigned) smtp_conf_int(c, n, "mx_session_limit");
         n->send_xforward = smtp_conf_bool(c, n, "send_xforward_command");
+        note_read(n, "requiretls_enable");
+        n->requiretls = conf_get_bool(c, n->transport, "requiretls_enable");
         const char *target = strempty(smtp_conf_get(c, n, "address_verify_target"));
         if (!streq(target, "rcpt") && !streq(target, "data")) {
                 log_error("%s%s%s_address_verify_target = %s: expected rcpt or data", strempty(n->transport),

@@ -70,20 +70,39 @@ SmtpTls *smtp_tls_free(SmtpTls *t) {
 static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_param, const char *ciphers_param) {
         const char *prefix = s->prefix;
         const char *grade = smtp_conf_get(c, s, ciphers_param);
+        _cleanup_strv_free_ char **chains = conf_split_list(strempty(smtp_conf_get(c, s, "tls_chain_files")));
+        /* *_exclude_ciphers: both lists for mandatory TLS, the first one otherwise (Postfix) */
+        char exclude_name[64], mandatory_name[64];
+        bool mandatory = strstr(protocols_param, "mandatory");
+        const char *exclude[] = { smtp_conf_name(exclude_name, sizeof exclude_name, s, "tls_exclude_ciphers"),
+                                  mandatory ? smtp_conf_name(mandatory_name, sizeof mandatory_name, s,
+                                                             "tls_mandatory_exclude_ciphers") : NULL, NULL };
+        _cleanup_free_ char *removals = tls_exclude_ciphers_conf(c, s->transport, exclude,
+                                                                 streq(prefix, "lmtp") ? "LMTP client" : "SMTP client");
+        if (!chains || !removals) {
+                log_oom();
+                return NULL;
+        }
         TlsClientConfig cfg = {
+                .cert_file = smtp_conf_get(c, s, "tls_cert_file"),
+                .key_file = smtp_conf_get(c, s, "tls_key_file"),
+                .chain_files = chains,
                 .ca_file = smtp_conf_get(c, s, "tls_CAfile"),
                 .ca_path = smtp_conf_get(c, s, "tls_CApath"),
                 .protocols = smtp_conf_get(c, s, protocols_param),
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
                 .options = tls_ssl_options_conf(c, NULL, streq(prefix, "lmtp") ? "LMTP client" : "SMTP client"),
+                .cipher_removals = removals,
+                .append_default_ca = conf_get_bool(c, s->transport, "tls_append_default_CA"),
         };
         _cleanup_free_ char *why = NULL;
         TlsClient *cl = NULL;
         int r = tls_client_new(&cfg, &cl, &why);
         if (r < 0) {
                 /* Like Postfix: a local TLS problem makes "may" plaintext and defers mandatory TLS. */
-                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath): %s; TLS not available",
-                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix,
+                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath, %s_tls_cert_file, %s_tls_chain_files): "
+                                "%s; TLS not available",
+                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix, prefix, prefix,
                                 why ? why : "out of memory");
                 return NULL;
         }
@@ -99,6 +118,15 @@ int smtp_tls_load(Conf *c, SmtpSettings *s, SmtpTls **ret) {
                 return log_oom();
         if (level_parse(level, &t->level) < 0)
                 log_warning("%s_tls_security_level = %s is not supported; using none", prefix, level);
+        else if (isempty(level)) {
+                /* Postfix's obsolete switches, which count only while the level is empty:
+                 * *_enforce_tls (verify, or encrypt without *_tls_enforce_peername), *_use_tls (may) */
+                if (smtp_conf_bool(c, s, "enforce_tls"))
+                        t->level = smtp_conf_bool(c, s, "tls_enforce_peername") ? SMTP_TLS_VERIFY : SMTP_TLS_ENCRYPT;
+                else if (smtp_conf_bool(c, s, "use_tls"))
+                        t->level = SMTP_TLS_MAY;
+        }
+        tls_cipherlists_conf(c, s->transport, streq(prefix, "lmtp") ? "LMTP client" : "SMTP client");
         t->wrappermode = smtp_conf_bool(c, s, "tls_wrappermode");
         t->note_starttls_offer = smtp_conf_bool(c, s, "tls_note_starttls_offer");
         t->loglevel = (int) smtp_conf_int(c, s, "tls_loglevel");

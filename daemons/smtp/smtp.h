@@ -65,6 +65,7 @@ typedef struct SmtpSettings {
         unsigned mx_session_limit;    /* smtp_mx_session_limit, 0 = no limit */
         bool verify_target_data;      /* smtp_address_verify_target = data (else rcpt) */
         bool send_xforward;           /* smtp_send_xforward_command */
+        bool requiretls;              /* requiretls_enable (global; -o on a transport): enforce RFC 8689 */
         bool dns_enabled;             /* smtp_dns_support_level != disabled */
         unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */

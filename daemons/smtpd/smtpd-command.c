@@ -116,6 +116,11 @@ static bool ehlo_smtputf8_offered(Session *s) {
         return s->settings->smtputf8_enable;
 }
 
+/* RFC 8689: REQUIRETLS only inside TLS (it is a promise about how the message travels on). */
+static bool ehlo_requiretls_offered(Session *s) {
+        return s->settings->requiretls_enable && s->client.tls_active;
+}
+
 static void ehlo_size_arg(Session *s, char *buf, size_t n) {
         if (s->settings->message_size_limit)
                 snprintf(buf, n, " %llu", (unsigned long long) s->settings->message_size_limit);
@@ -137,6 +142,7 @@ static const EhloKeyword ehlo_keywords[] = {
         { "8BITMIME", EHLO_8BITMIME, NULL, NULL },
         { "DSN", EHLO_DSN, NULL, NULL },
         { "SMTPUTF8", EHLO_SMTPUTF8, ehlo_smtputf8_offered, NULL },
+        { "REQUIRETLS", EHLO_REQUIRETLS, ehlo_requiretls_offered, NULL },
         { "CHUNKING", EHLO_CHUNKING, NULL, NULL },
         { "XFORWARD", EHLO_XFORWARD, smtpd_xforward_offered, ehlo_xforward_arg },
 };
@@ -430,7 +436,8 @@ static int dsn_decode(const char *v, char **ret) {
         return 0;
 }
 
-/* MAIL FROM parameters (RFC 1870 SIZE, 6152 BODY, 6531 SMTPUTF8, 3461 RET/ENVID). Returns
+/* MAIL FROM parameters (RFC 1870 SIZE, 6152 BODY, 6531 SMTPUTF8, 3461 RET/ENVID, 8689
+ * REQUIRETLS). Returns
  * false after replying. */
 static bool mail_params(Session *s, char *params, const char **ret_body) {
         char *save = NULL;
@@ -462,6 +469,11 @@ static bool mail_params(Session *s, char *params, const char **ret_body) {
                 } else if (strcaseeq(p, "SMTPUTF8") && s->settings->smtputf8_enable &&
                            !ehlo_hidden(s, EHLO_SMTPUTF8)) {
                         seen_utf8 = true;
+                } else if (strcaseeq(p, "REQUIRETLS") && ehlo_requiretls_offered(s) &&
+                           !ehlo_hidden(s, EHLO_REQUIRETLS)) {
+                        /* kept with the message: postern-smtp sends it on only over verified TLS
+                         * to servers that offer REQUIRETLS, or returns it (5.7.30) */
+                        s->tx.requiretls = true;
                 } else if ((v = startswith_no_case(p, "RET=")) || (v = startswith_no_case(p, "ENVID="))) {
                         bool ret = toupper((unsigned char) p[0]) == 'R';
                         if (ehlo_hidden(s, EHLO_DSN)) {

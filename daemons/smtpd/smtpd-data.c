@@ -444,6 +444,7 @@ static CommitJob *make_job(Session *s) {
         m->protocol = strdup(local ? "LOCAL" : v.proto);
         m->body_type = s->tx.body_type ? strdup(s->tx.body_type) : NULL;
         m->smtputf8 = s->tx.smtputf8;
+        m->requiretls = s->tx.requiretls;
         m->ret = s->tx.dsn_ret;
         m->envid = s->tx.dsn_envid ? strdup(s->tx.dsn_envid) : NULL;
         m->sasl_user = s->client.sasl_username ? strdup(s->client.sasl_username) : NULL;
@@ -605,6 +606,12 @@ static void data_end_milters(Session *s, const char *arg, const char *milter_ref
         }
         if (d->proxied) {
                 data_end_proxy(s);
+                return;
+        }
+        /* milter_header_checks' actions join the message's others before they are applied */
+        if (smtpd_milter_header_checks(s) < 0) {
+                session_reply(s, "451 4.3.0 Error: queue file write error");
+                smtpd_transaction_reset(&s->tx);
                 return;
         }
         CommitJob *j = make_job(s);

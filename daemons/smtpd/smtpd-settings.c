@@ -43,6 +43,7 @@ static const ConfField smtpd_fields[] = {
         F("smtpd_reject_unlisted_recipient", BOOL, reject_unlisted_recipient),
         F("smtpd_forbid_bare_newline", ENUM, bare_newline, .values = bare_newline_values),
         F("smtputf8_enable", BOOL, smtputf8_enable),
+        F("requiretls_enable", BOOL, requiretls_enable),
         F("smtpd_discard_ehlo_keyword_address_maps", TABLES, ehlo_discard_maps),
         F("smtpd_delay_reject", BOOL, delay_reject),
         F("smtpd_reject_unlisted_sender", BOOL, reject_unlisted_sender),
@@ -182,6 +183,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_cleanup_settings_done(s);
         smtpd_rewrite_settings_done(s);
         tls_server_unref(s->tls);
+        table_list_free(s->relay_clientcerts);
         smtpd_auth_settings_done(s);
         smtpd_virtual_settings_done(s);
         smtpd_milter_settings_done(s);

@@ -5,7 +5,12 @@
  *
  * After "220 2.0.0 Ready to start TLS" everything the client sent in plaintext behind STARTTLS
  * is discarded (CVE-2011-0411), and once the handshake completes the SMTP state is reset (HELO,
- * transaction, authentication) as RFC 3207 requires. The GnuTLS work is in common/tls. */
+ * transaction, authentication) as RFC 3207 requires. The GnuTLS work is in common/tls.
+ *
+ * Client certificates (smtpd_tls_ask_ccert, _req_ccert, _CAfile, _CApath): the certificate a
+ * client sent is kept with the session (SmtpdClient.ccert) for permit_tls_clientcerts,
+ * permit_tls_all_clientcerts and check_ccert_access, the policy service, the milters and the
+ * Received: header; the log line says Trusted, Untrusted or Anonymous as Postfix's does. */
 #include <errno.h>
 #include <stdio.h>
 #include <strings.h>
@@ -27,12 +32,28 @@ bool smtpd_tls_implicit(const Session *s) {
 /* The level, log level, Received: clause and timeout are rows of smtpd-settings.c. */
 int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         _cleanup_strv_free_ char **chains = conf_get_list(c, listener, "smtpd_tls_chain_files");
-        _cleanup_free_ char *why = NULL, *sni = NULL;
+        _cleanup_free_ char *why = NULL, *sni = NULL, *warning = NULL;
         unsigned set;
         int r;
 
         if (!chains || conf_get_joined(c, listener, "tls_server_sni_maps", &sni) < 0)
                 return log_oom();
+
+        /* Postfix's obsolete smtpd_enforce_tls (encrypt) and smtpd_use_tls (may) count only when
+         * smtpd_tls_security_level is set neither for the listener nor in main.cf. */
+        bool explicit_level = false;
+        if (listener) {
+                _cleanup_free_ char *name = NULL;
+                if (asprintf(&name, "%s/smtpd_tls_security_level", listener) < 0)
+                        return log_oom();
+                (void) conf_get_raw(c, name, &explicit_level);
+        }
+        if (!explicit_level)
+                (void) conf_get_raw(c, "smtpd_tls_security_level", &explicit_level);
+        if (!explicit_level && conf_get_bool(c, listener, "smtpd_enforce_tls"))
+                s->tls_level = TLS_LEVEL_ENCRYPT;
+        else if (!explicit_level && conf_get_bool(c, listener, "smtpd_use_tls"))
+                s->tls_level = TLS_LEVEL_MAY;
 
         /* Mandatory TLS (encrypt) uses the mandatory protocol and cipher lists, as in Postfix. */
         bool mandatory = s->tls_level == TLS_LEVEL_ENCRYPT;
@@ -44,6 +65,14 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if (r < 0)
                 return log_error_errno(r, "%s = %s: %s", pname, strempty(protocols), why ? why : "out of memory");
 
+        tls_cipherlists_conf(c, listener, s->listener);
+        /* *_exclude_ciphers: both lists at level encrypt, the first one otherwise (Postfix) */
+        static const char *const exclude[] = { "smtpd_tls_exclude_ciphers", NULL },
+                          *const exclude_mandatory[] = { "smtpd_tls_exclude_ciphers", "smtpd_tls_mandatory_exclude_ciphers", NULL };
+        _cleanup_free_ char *removals = tls_exclude_ciphers_conf(c, listener, mandatory ? exclude_mandatory : exclude,
+                                                                 s->listener);
+        if (!removals)
+                return log_oom();
         const char *cert = conf_get_listener(c, listener, "smtpd_tls_cert_file");
         bool configured = !isempty(cert) || chains[0];
         /* Credentials are loaded whenever some are configured, even at level none: the
@@ -55,7 +84,24 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                                     strempty(conf_get_listener(c, listener, "smtpd_tls_security_level")));
                 return 0;
         }
+        s->tls_req_ccert = conf_get_bool(c, listener, "smtpd_tls_req_ccert");
+        if (s->tls_req_ccert && s->tls_level != TLS_LEVEL_ENCRYPT) {
+                log_warning("%s: smtpd_tls_req_ccert = yes needs smtpd_tls_security_level = encrypt; ignored",
+                            s->listener);
+                s->tls_req_ccert = false;
+        }
+        s->tls_ask_ccert = s->tls_req_ccert || conf_get_bool(c, listener, "smtpd_tls_ask_ccert");
+        const char *digest = conf_get_listener(c, listener, "smtpd_tls_fingerprint_digest");
+        s->tls_fingerprint_digest = tls_fingerprint_digest(digest);
+        if (s->tls_fingerprint_digest < 0)
+                return log_error_errno(-EINVAL, "smtpd_tls_fingerprint_digest = %s: unknown digest", strempty(digest));
+        r = conf_get_table_list(c, listener, "relay_clientcerts", 0, &s->relay_clientcerts, &why);
+        if (r < 0)
+                return log_error_errno(r, "relay_clientcerts: %s", why ? why : "cannot open table");
         TlsServerConfig cfg = {
+                .ca_file = conf_get_listener(c, listener, "smtpd_tls_CAfile"),
+                .ca_path = conf_get_listener(c, listener, "smtpd_tls_CApath"),
+                .ask_ccert = s->tls_ask_ccert,
                 .cert_file = cert,
                 .key_file = conf_get_listener(c, listener, "smtpd_tls_key_file"),
                 .chain_files = chains,
@@ -63,6 +109,9 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                 .grade = grade && strcaseeq(grade, "high") ? TLS_GRADE_HIGH : TLS_GRADE_MEDIUM,
                 .sni_maps = sni,
                 .server_precedence = conf_get_bool(c, listener, "tls_preempt_cipherlist"),
+                .cipher_removals = removals,
+                .dh_param_file = conf_get_listener(c, listener, "smtpd_tls_dh1024_param_file"),
+                .warning = &warning,
                 .options = tls_ssl_options_conf(c, listener, s->listener),
         };
         r = tls_server_new(&cfg, &s->tls, &why);
@@ -71,6 +120,8 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                  * instead of stopping all mail. */
                 log_error_errno(r, "%s: cannot load TLS credentials: %s; TLS not available", s->listener,
                                 why ? why : "out of memory");
+        if (warning)
+                log_warning("%s: smtpd_tls_dh1024_param_file: %s", s->listener, warning);
         return 0;
 }
 
@@ -147,17 +198,52 @@ static void set_timer(Session *s, usec_t usec) {
 
 static void tls_after_anvil(Session *s, bool allowed, void *userdata);
 
+/* The certificate the client sent, if any, into s->client.ccert (logged at smtpd_tls_loglevel 2). */
+static void client_certificate(Session *s) {
+        TlsPeerCert *cc = calloc(1, sizeof(TlsPeerCert));
+        if (!cc) {
+                log_oom();
+                return;
+        }
+        int r = tls_conn_peer_cert(s->client.tls, s->settings->tls_fingerprint_digest, cc);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot read the client certificate: %m", s->client.id_text);
+        if (!cc->present) {
+                free(cc);
+                return;
+        }
+        free(s->client.ccert);
+        s->client.ccert = cc;
+        if (s->settings->tls_loglevel >= 2)
+                log_info("%s: client certificate subject CN=\"%s\", issuer CN=\"%s\", %s, fingerprint %s, "
+                         "pkey_fingerprint %s", s->client.id_text, cc->subject, cc->issuer,
+                         cc->trusted ? "verified" : "not verified", cc->fingerprint, cc->pkey_fingerprint);
+}
+
 static void tls_established(Session *s) {
         s->client.tls_active = true;
         s->client.tls_new_session = !tls_conn_resumed(s->client.tls);
         smtpd_metrics_tls(tls_conn_protocol(s->client.tls), tls_conn_cipher(s->client.tls));
         if (s->settings->tls_loglevel >= 2 && !s->client.tls_new_session)
                 log_info("%s: reusing TLS session (resumed from a ticket)", s->client.id_text);
+        if (s->settings->tls_ask_ccert)
+                client_certificate(s);
+        const TlsPeerCert *cc = s->client.ccert;
         if (s->settings->tls_loglevel >= 1) {
                 int bits = tls_conn_cipher_bits(s->client.tls);
                 log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
-                           "Anonymous TLS connection established from %s: %s with cipher %s (%d/%d bits)",
+                           "%s TLS connection established from %s: %s with cipher %s (%d/%d bits)",
+                           !cc ? "Anonymous" : cc->trusted ? "Trusted" : "Untrusted",
                            s->client.id_text, tls_conn_protocol(s->client.tls), tls_conn_cipher(s->client.tls), bits, bits);
+        }
+        if (s->settings->tls_req_ccert && !(cc && cc->trusted)) {
+                /* as Postfix: the handshake completes, the SMTP session does not */
+                const char *why = cc ? "Client certificate not trusted" : "No client certificate presented";
+                log_info("NOQUEUE: abort: TLS from %s: %s", s->client.id_text, why);
+                session_enter_command(s);
+                session_reply(s, "421 4.7.1 %s Error: %s", s->settings->myhostname, why);
+                session_close_after_flush(s);
+                return;
         }
 
         /* RFC 3207 4.2: forget everything learned from the client before TLS. */
@@ -259,6 +345,39 @@ int smtpd_tls_received_clause(Session *s, StrBuf *b) {
         if (!s->client.tls_active || !s->settings->tls_received_header)
                 return 0;
         int bits = tls_conn_cipher_bits(s->client.tls);
-        return strbuf_printf(b, "\n\t(using %s with cipher %s (%d/%d bits))", tls_conn_protocol(s->client.tls),
-                             tls_conn_cipher(s->client.tls), bits, bits);
+        const TlsPeerCert *cc = s->client.ccert;
+        int r = strbuf_printf(b, "\n\t(using %s with cipher %s (%d/%d bits))", tls_conn_protocol(s->client.tls),
+                              tls_conn_cipher(s->client.tls), bits, bits);
+        if (r < 0)
+                return r;
+        /* the client certificate clause Postfix writes */
+        if (!s->settings->tls_ask_ccert)
+                return strbuf_printf(b, "\n\t(No client certificate requested)");
+        if (!cc)
+                return strbuf_printf(b, "\n\t(Client did not present a certificate)");
+        return strbuf_printf(b, "\n\t(Client CN \"%s\", Issuer \"%s\" (%s))", cc->subject, cc->issuer,
+                             cc->trusted ? "verified OK" : "not verified");
+}
+
+int smtpd_tls_clientcert_permitted(Session *s, bool all) {
+        const TlsPeerCert *cc = s->client.ccert;
+        if (!cc)
+                return 0;
+        /* any certificate whose chain verifies; a listed fingerprint needs no trusted issuer */
+        if (all)
+                return cc->trusted;
+        if (!s->settings->relay_clientcerts)
+                return 0;
+        const char *keys[] = { cc->fingerprint, cc->pkey_fingerprint };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                _cleanup_free_ char *v = NULL;
+                int r = table_list_lookup(s->settings->relay_clientcerts, keys[i], &v);
+                if (r < 0) {
+                        log_warning_errno(r, "relay_clientcerts: lookup of %s failed: %m", keys[i]);
+                        return r;
+                }
+                if (r > 0)
+                        return 1;
+        }
+        return 0;
 }

@@ -41,6 +41,8 @@
 #include "daemon/daemon-role.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
+#include "metrics/metrics-catalog.h"
+#include "metrics/metrics-store.h"
 #include "verify-probe.h"
 #include "verify.h"
 
@@ -62,6 +64,7 @@ typedef struct Verify {
         VerifyProber *prober, *retiring;
         sd_event_source *cleanup_timer, *cleanup_batch;
         int64_t cleanup_dropped;
+        bool cleanup_running;    /* a pass's batches are being run */
         uint64_t cleanup_started;
 } Verify;
 
@@ -147,6 +150,7 @@ static void record_result(Verify *v, const char *address, VerifyStatus st, const
 
 static void on_probe_done(const char *address, VerifyStatus st, const char *reason, void *userdata) {
         Verify *v = userdata;
+        metrics_count(METRIC_VERIFY_PROBES, "result", verify_status_name(st), NULL);
         record_result(v, address, st, reason);
         v->limit_logged = false;
         if (v->retiring && verify_probes_pending(v->retiring) == 0)
@@ -208,6 +212,8 @@ static int on_query(Verify *v, IpcConn *c, const char *address, bool may_probe) 
                 _cleanup_free_ char *now_reason = NULL;
                 r = verify_probe_start(v->prober, address, on_probe_done, v, &st, &now_reason);
                 if (r > 0) {
+                        metrics_count(METRIC_VERIFY_PROBES, "result", verify_status_name(st), NULL);
+                        metrics_count(METRIC_VERIFY_QUERIES, "result", verify_status_name(st), "cache", "miss", NULL);
                         record_result(v, address, st, now_reason);
                         verify_entry_done(&e);
                         return reply(c, st, now_reason);
@@ -225,6 +231,10 @@ static int on_query(Verify *v, IpcConn *c, const char *address, bool may_probe) 
                         log_error_errno(r, "<%s>: cannot start a probe: %m", address);
         }
         verify_entry_done(&e);
+        /* a hit: the cache held the answer given (a stale one being refreshed included) */
+        if (may_probe)
+                metrics_count(METRIC_VERIFY_QUERIES, "result", verify_status_name(d.answer), "cache",
+                              known && d.answer != VERIFY_PENDING ? "hit" : "miss", NULL);
         return reply(c, d.answer, reason);
 }
 
@@ -273,6 +283,7 @@ static int on_cleanup_batch(sd_event_source *src, uint64_t usec, void *userdata)
         if (v->cache)
                 log_info("cache %s full cleanup: retained=%lld dropped=%lld entries", verify_cache_path(v->cache),
                          (long long) verify_cache_count(v->cache), (long long) v->cleanup_dropped);
+        v->cleanup_running = false;
         return 0;
 }
 
@@ -280,7 +291,10 @@ static int on_cleanup_timer(sd_event_source *src, uint64_t usec, void *userdata)
         Verify *v = userdata;
         if (v->cleanup_interval == 0)
                 return 0;
-        if (cache(v)) {
+        /* A pass still running (a big cache, a busy machine) is left to finish: starting over
+         * would lose its count. */
+        if (!v->cleanup_running && cache(v)) {
+                v->cleanup_running = true;
                 v->cleanup_dropped = 0;
                 (void) sd_event_source_set_time(v->cleanup_batch, 0);
                 (void) sd_event_source_set_enabled(v->cleanup_batch, SD_EVENT_ONESHOT);
@@ -333,6 +347,9 @@ static int start(void *userdata, Daemon *d) {
         if (r < 0)
                 return r;
         (void) cache(v);   /* logs what is wrong now rather than at the first query */
+        r = metrics_flusher_start(strempty(conf_get(c, "queue_directory")));   /* into queue.db */
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the metrics writer: %m");
 
         (void) ipc_server_set_idle_timeout(v->server, 0);   /* smtpd keeps one connection */
         (void) ipc_server_set_limits(v->server, &(IpcServerLimits) { IPC_SMALL_RECORD_LIMITS });
@@ -353,6 +370,7 @@ static int start(void *userdata, Daemon *d) {
 
 static void stop(void *userdata) {
         Verify *v = userdata;
+        metrics_flusher_stop();
         v->cleanup_timer = sd_event_source_disable_unref(v->cleanup_timer);
         v->cleanup_batch = sd_event_source_disable_unref(v->cleanup_batch);
         v->prober = verify_prober_free(v->prober);

@@ -10,7 +10,7 @@
  *             2 regexp:FILE (without stacked repetitions: fuzz_regexp_pathological())
  *             3 cidr:FILE
  *             4 the rest is a table list spec ("inline:{a=b} static:x unionmap:{...}"); inputs
- *               that name a file-backed type (texthash:, hash:, regexp:, sqlite:, ...) or
+ *               that name a file-backed type (texthash:, hash:, regexp:, sqlite:, ldap:, ...) or
  *               contain '/' are skipped: the target must not read arbitrary files
  *             5 inline:{ rest }
  *             6 sqlite:FILE (the rest is the table's configuration file)
@@ -337,7 +337,7 @@ static void sqlite_quoting(const char *key) {
 
 static bool names_file_type(const char *s) {
         static const char *const types[] = { "texthash:", "hash:", "btree:", "lmdb:", "cdb:", "dbm:", "sdbm:",
-                                             "regexp:", "cidr:", "sqlite:", "pcre:" };
+                                             "regexp:", "cidr:", "sqlite:", "pcre:", "ldap:" };
         if (strchr(s, '/'))
                 return true;
         for (size_t i = 0; i < ELEMENTSOF(types); i++)

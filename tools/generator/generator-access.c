@@ -9,6 +9,7 @@
 #include "generator-units.h"
 #include "basic/strbuf.h"
 #include "conf/params.h"
+#include "conf/table.h"
 #include "daemon/credential.h"
 
 /* The TLS files postern-smtpd opens (with their listener forms "<listener>/<name>"). */
@@ -109,8 +110,8 @@ static int add(GeneratorDropins *d, const char *unit, const char *source, const 
                 if (r >= 0)
                         r = generator_put_escaped(&b, source);
                 if (r >= 0)
-                        r = strbuf_puts(&b, ": access to the files and directories\n"
-                                        "# it names. Do not edit; change main.cf and run systemctl daemon-reload.\n"
+                        r = strbuf_puts(&b, ": access to the files, directories and\n"
+                                        "# table servers it names. Do not edit; change main.cf and run systemctl daemon-reload.\n"
                                         "[Service]\n");
         }
         if (r >= 0)
@@ -160,7 +161,9 @@ int generator_access_dropins(Conf *c, const char *source, bool (*readable)(const
 
         const char *queue = conf_get(c, "queue_directory");
         const ParamDef *qdef = param_lookup("queue_directory");
-        if (r >= 0 && !isempty(queue) && queue[0] == '/' && qdef && !streq(queue, param_default(qdef))) {
+        bool queue_set = false;   /* unset: the units' own (also an instance's /var/spool/postern-NAME) */
+        (void) conf_get_raw(c, "queue_directory", &queue_set);
+        if (r >= 0 && queue_set && !isempty(queue) && queue[0] == '/' && qdef && !streq(queue, param_default(qdef))) {
                 /* "-": a directory that does not exist is no error */
                 for (size_t i = 0; r >= 0 && i < ELEMENTSOF(queue_units); i++)
                         r = add(&d, queue_units[i], source, "ReadWritePaths", "-", queue);
@@ -177,6 +180,24 @@ int generator_access_dropins(Conf *c, const char *source, bool (*readable)(const
                         continue;
                 r = add(&d, "postern-local.service", source, "ReadWritePaths", "-", dir);
         }
+        /* postern-local has no network (PrivateNetwork=yes): open it when one of its tables is in a
+         * database server that is not on a local socket. */
+        static const char *const local_tables[] = { "alias_maps", "virtual_mailbox_maps", "virtual_uid_maps",
+                "virtual_gid_maps", "mailbox_command_maps", "mailbox_transport_maps", "fallback_transport_maps" };
+        bool network = false;
+        for (size_t i = 0; r >= 0 && !network && i < ELEMENTSOF(local_tables); i++) {
+                _cleanup_strv_free_ char **specs = conf_split_list(strempty(conf_get(c, local_tables[i])));
+                if (!specs)
+                        r = -ENOMEM;
+                for (char **s = specs; s && *s && !network; s++)
+                        network = table_spec_uses_network(*s);
+        }
+        if (r >= 0 && network)
+                r = add(&d, "postern-local.service", source, "PrivateNetwork", "no", "");
+        if (r >= 0 && network)
+                r = add(&d, "postern-local.service", source, "IPAddressDeny", "", "");
+        if (r >= 0 && network)
+                r = add(&d, "postern-local.service", source, "RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6", "");
         if (r < 0) {
                 generator_dropins_done(&d);
                 return r;

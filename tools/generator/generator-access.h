@@ -5,7 +5,10 @@
  *     /etc/ssl/private/ssl-cert-snakeoil.key (common/daemon/credential.h says how smtpd finds it);
  *   - ReadWritePaths= for a queue_directory other than the units' own (every role that writes
  *     the queue), and for virtual_mailbox_base and mail_spool_directory outside what
- *     postern-local.service already may write.
+ *     postern-local.service already may write;
+ *   - PrivateNetwork=no, an empty IPAddressDeny= and AF_INET/AF_INET6 on postern-local.service
+ *     when one of its tables (alias_maps, virtual_mailbox_maps, virtual_uid_maps, ...) is in a
+ *     server reached over the network (table_spec_uses_network(): ldap:// but not ldapi://).
  * Pure apart from the readability check, which the caller passes in (a unit test fakes it). */
 #pragma once
 

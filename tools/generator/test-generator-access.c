@@ -1,7 +1,8 @@
 /* test-generator-access.c — the access drop-ins: LoadCredential= for exactly the TLS files the
  * daemons' user cannot read (main.cf's and a master.cf listener's, each once, "%" escaped), none
  * when all are readable; ReadWritePaths= for a moved queue_directory on every queue-writing unit
- * and for virtual_mailbox_base outside postern-local's writable directories. */
+ * and for virtual_mailbox_base outside postern-local's writable directories; postern-local's
+ * network opened for its tables in a database server reached over the network (not ldapi://). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +89,40 @@ int main(void) {
         CHECK_INT(d.n, 0);
         conf_free(c);
 
+        /* a postern-local table in an LDAP server over the network: its network is opened; on
+         * slapd's local socket only (ldapi://), or in smtpd's tables only: not */
+        static const struct {
+                const char *cf, *param, *prefix, *file, *suffix;
+                bool network;
+        } nets[] = {
+                { "server_host = ldap://ldap.example.org\n", "virtual_mailbox_maps", "ldap:", "l.cf", "", true },
+                { "search_base = dc=x\n", "alias_maps", "proxy:ldap:", "l.cf", "", true },   /* default localhost */
+                { "server_host = ldapi://%%2Frun%%2Fslapd%%2Fldapi\n", "virtual_mailbox_maps", "ldap:", "l.cf", "", false },
+                { "server_host = ldap://ldap.example.org\n", "virtual_alias_maps", "ldap:", "l.cf", "", false },
+                { "server_host = ldap://ldap.example.org\n", "virtual_uid_maps",
+                  "unionmap:{static:1, ldap:", "l.cf", "}", true },
+                { "", "virtual_gid_maps", "pgsql:", "pg.cf", "", true },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(nets); i++) {
+                write_text("l.cf", nets[i].cf);
+                char spec[300];
+                snprintf(spec, sizeof spec, "%s%s/%s%s", nets[i].prefix, dir, nets[i].file, nets[i].suffix);
+                snprintf(text, sizeof text, "config_directory = %s/none\n%s = %s\n", dir, nets[i].param, spec);
+                c = load(text);
+                CHECK_INT(generator_access_dropins(c, "main.cf", fake_readable, &calls, &d), 0);
+                const char *l = find(&d, "postern-local.service");
+                if (nets[i].network) {
+                        CHECK(l && strstr(l, "PrivateNetwork=no\nIPAddressDeny=\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"));
+                        CHECK_INT(d.n, 1);
+                } else
+                        CHECK_INT(d.n, 0);
+                generator_dropins_done(&d);
+                conf_free(c);
+        }
+
         char path[256];
+        snprintf(path, sizeof path, "%s/l.cf", dir);
+        unlink(path);
         snprintf(path, sizeof path, "%s/main.cf", dir);
         unlink(path);
         snprintf(path, sizeof path, "%s/master.cf", dir);

@@ -1,0 +1,52 @@
+/* table-cf.h — what the tables configured by a ".cf" file share (sqlite:, ldap:):
+ * reading the file and expanding Postfix's %-escapes of query and result templates.
+ * Internal to common/conf: callers use table.h.
+ *
+ *   table_cf_read()     "name = value" lines, "#" comments, blank lines, continuation lines that
+ *                       start with whitespace; a name given twice keeps the last value.
+ *   table_cf_get()      a setting's value (NULL when absent); remembers that it was asked for,
+ *   table_cf_unknown()  so the first setting nobody asked for can be refused by name and line.
+ *   table_cf_expand()   %s %u %d %1..%9 %S %U %D %% (see below), escaping what it inserts.
+ *
+ * Expansion, as Postfix's *_table(5): in a query (value == key) %s is the key, %u its local part
+ * (the whole key when it has no '@'), %d its domain, %1..%9 the domain's labels counted from the
+ * right (%1 the top level); %S %U %D are the same as %s %u %d. In a result_format (value = one
+ * result, key = the looked-up key) %s %u %d take the result apart, %S %U %D and %1..%9 the key.
+ * A part that cannot be filled (no domain, an empty local part, too few labels) suppresses the
+ * query or the result: table_cf_expand() then answers 1. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../basic/macro.h"
+#include "../basic/strbuf.h"
+
+typedef struct TableCf TableCf;
+
+int table_cf_read(const char *path, TableCf **ret, char **ret_reason);
+TableCf *table_cf_free(TableCf *cf);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TableCf *, table_cf_free);
+const char *table_cf_get(TableCf *cf, const char *name);
+/* The first setting table_cf_get() was never asked for (NULL when none), with its line. */
+const char *table_cf_unknown(const TableCf *cf, unsigned *ret_line);
+/* Whether the file was readable by everyone when it was read. */
+bool table_cf_world_readable(const TableCf *cf);
+/* The "domain" setting: whether key (user@domain, or @domain) is in one of domains; any key
+ * when domains is NULL or empty, none without '@'. */
+bool table_cf_domain_ok(char **domains, const char *key);
+
+typedef enum TableEscape {
+        TABLE_ESCAPE_NONE,
+        TABLE_ESCAPE_SQL_QUOTE,     /* ' doubled: the contents of an SQL string literal */
+        TABLE_ESCAPE_LDAP_FILTER,   /* RFC 4515: * ( ) \ NUL as \2a \28 \29 \5c \00 */
+        TABLE_ESCAPE_LDAP_DN,       /* RFC 4514: , + " \ < > ; = with a backslash, and a leading
+                                     * space or '#' and a trailing space */
+} TableEscape;
+
+/* Appends text escaped as esc says. */
+int table_cf_escape(StrBuf *out, const char *text, size_t len, TableEscape esc);
+/* Checks that fmt holds only the escapes table_cf_expand() knows; -EINVAL with a reason. */
+int table_cf_check_format(const char *fmt, const char *what, char **ret_reason);
+/* Expands fmt into out: 0, 1 when a part could not be filled (suppressed), <0 on error. */
+int table_cf_expand(const char *fmt, const char *value, const char *key, TableEscape esc, StrBuf *out);
