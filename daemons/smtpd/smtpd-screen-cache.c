@@ -22,110 +22,94 @@
 #include "smtpd-screen.h"
 
 struct ScreenCache {
-        sqlite3 *db;
-        char *path;
-        sqlite3_stmt *get, *put, *cleanup;
+        SqliteCache s;
 };
 
 bool screen_cache_fresh(const ScreenEntry *e, bool dnsbl, int64_t now) {
         return e && e->greet > now && (!dnsbl || e->dnsbl > now);
 }
 
-static int fail(ScreenCache *c, char **ret_reason, const char *what) {
-        if (ret_reason && asprintf(ret_reason, "%s: %s", what, c->db ? sqlite3_errmsg(c->db) : "out of memory") < 0)
-                *ret_reason = NULL;
-        return -EIO;
-}
+static const SqliteCacheSql cache_sql = {
+        .schema = "PRAGMA synchronous = NORMAL;"
+                  "CREATE TABLE IF NOT EXISTS screen_cache ("
+                  " address TEXT PRIMARY KEY NOT NULL,"
+                  " greet INTEGER NOT NULL,"
+                  " dnsbl INTEGER NOT NULL DEFAULT 0,"
+                  " updated INTEGER NOT NULL);"
+                  "PRAGMA user_version = 1;",
+        .get = "SELECT greet, dnsbl, updated FROM screen_cache WHERE address = ?",
+        .put = "INSERT OR REPLACE INTO screen_cache (address, greet, dnsbl, updated) VALUES (?, ?, ?, ?)",
+        .cleanup = "DELETE FROM screen_cache WHERE address IN (SELECT address FROM screen_cache "
+                   "WHERE MAX(greet, dnsbl) < ?1 LIMIT ?2)",
+        .table = "screen_cache",
+};
 
 int screen_cache_open(const char *path, ScreenCache **ret, char **ret_reason) {
-        _cleanup_(screen_cache_freep) ScreenCache *c = calloc(1, sizeof(ScreenCache));
+        ScreenCache *c = calloc(1, sizeof(ScreenCache));
         if (!c)
                 return -ENOMEM;
-        c->path = strdup(isempty(path) ? "" : path);
-        if (!c->path)
-                return -ENOMEM;
-        int r = sqlite_open_defensive(path, 100, &c->db, ret_reason);   /* never hold the event loop for long */
-        if (r < 0)
+        /* a short busy timeout: never hold the event loop for long */
+        int r = sqlite_cache_open(&c->s, path, 100, &cache_sql, ret_reason);
+        if (r < 0) {
+                free(c);
                 return r;
-        if (sqlite3_exec(c->db,
-                         "PRAGMA synchronous = NORMAL;"
-                         "CREATE TABLE IF NOT EXISTS screen_cache ("
-                         " address TEXT PRIMARY KEY NOT NULL,"
-                         " greet INTEGER NOT NULL,"
-                         " dnsbl INTEGER NOT NULL DEFAULT 0,"
-                         " updated INTEGER NOT NULL);"
-                         "PRAGMA user_version = 1;",
-                         NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot create the cache table");
-        if (sqlite3_prepare_v2(c->db, "SELECT greet, dnsbl, updated FROM screen_cache WHERE address = ?", -1, &c->get,
-                               NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO screen_cache (address, greet, dnsbl, updated) VALUES (?, ?, ?, ?)",
-                               -1, &c->put, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(c->db, "DELETE FROM screen_cache WHERE address IN (SELECT address FROM screen_cache "
-                               "WHERE MAX(greet, dnsbl) < ?1 LIMIT ?2)", -1, &c->cleanup, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "unexpected cache table");
-        if (sqlite3_exec(c->db, "SELECT count(*) FROM screen_cache", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot read the cache table");
-        *ret = TAKE_PTR(c);
+        }
+        *ret = c;
         return 0;
 }
 
 ScreenCache *screen_cache_free(ScreenCache *c) {
         if (!c)
                 return NULL;
-        sqlite3_finalize(c->get);
-        sqlite3_finalize(c->put);
-        sqlite3_finalize(c->cleanup);
-        sqlite3_close_v2(c->db);
-        free(c->path);
+        sqlite_cache_close(&c->s);
         free(c);
         return NULL;
 }
 
 const char *screen_cache_path(const ScreenCache *c) {
-        return c->path;
+        return c->s.path;
 }
 
 const char *screen_cache_errmsg(ScreenCache *c) {
-        return c && c->db ? sqlite3_errmsg(c->db) : "out of memory";
+        return sqlite_cache_errmsg(c ? &c->s : NULL);
 }
 
 int screen_cache_get(ScreenCache *c, const char *address, ScreenEntry *ret) {
-        sqlite3_reset(c->get);
-        sqlite3_bind_text(c->get, 1, address, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(c->get);
+        sqlite3_reset(c->s.get);
+        sqlite3_bind_text(c->s.get, 1, address, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(c->s.get);
         if (rc == SQLITE_DONE) {
-                sqlite3_reset(c->get);
+                sqlite3_reset(c->s.get);
                 return 0;
         }
         if (rc != SQLITE_ROW) {
-                sqlite3_reset(c->get);
+                sqlite3_reset(c->s.get);
                 return -EIO;
         }
-        *ret = (ScreenEntry) { .greet = sqlite3_column_int64(c->get, 0), .dnsbl = sqlite3_column_int64(c->get, 1),
-                               .updated = sqlite3_column_int64(c->get, 2) };
-        sqlite3_reset(c->get);
+        *ret = (ScreenEntry) { .greet = sqlite3_column_int64(c->s.get, 0), .dnsbl = sqlite3_column_int64(c->s.get, 1),
+                               .updated = sqlite3_column_int64(c->s.get, 2) };
+        sqlite3_reset(c->s.get);
         return 1;
 }
 
 int screen_cache_put(ScreenCache *c, const char *address, const ScreenEntry *e) {
-        sqlite3_reset(c->put);
-        sqlite3_bind_text(c->put, 1, address, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(c->put, 2, e->greet);
-        sqlite3_bind_int64(c->put, 3, e->dnsbl);
-        sqlite3_bind_int64(c->put, 4, e->updated);
-        int rc = sqlite3_step(c->put);
-        sqlite3_reset(c->put);
+        sqlite3_reset(c->s.put);
+        sqlite3_bind_text(c->s.put, 1, address, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(c->s.put, 2, e->greet);
+        sqlite3_bind_int64(c->s.put, 3, e->dnsbl);
+        sqlite3_bind_int64(c->s.put, 4, e->updated);
+        int rc = sqlite3_step(c->s.put);
+        sqlite3_reset(c->s.put);
         return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 int screen_cache_cleanup_batch(ScreenCache *c, int64_t now, int64_t retention, unsigned batch) {
-        sqlite3_reset(c->cleanup);
-        sqlite3_bind_int64(c->cleanup, 1, now - retention);
-        sqlite3_bind_int64(c->cleanup, 2, batch);
-        int rc = sqlite3_step(c->cleanup);
-        sqlite3_reset(c->cleanup);
+        sqlite3_reset(c->s.cleanup);
+        sqlite3_bind_int64(c->s.cleanup, 1, now - retention);
+        sqlite3_bind_int64(c->s.cleanup, 2, batch);
+        int rc = sqlite3_step(c->s.cleanup);
+        sqlite3_reset(c->s.cleanup);
         if (rc != SQLITE_DONE)
                 return -EIO;
-        return sqlite3_changes(c->db);
+        return sqlite3_changes(c->s.db);
 }
