@@ -1071,10 +1071,44 @@ static void conf_master_load(Conf *c, MasterCf *ret) {
         strmap_clear(c->cache);
 }
 
-/* A port-25 postscreen that postern-smtpd replaces: the PROXY protocol its load balancer speaks
- * (postscreen's own -o, else main.cf's postscreen_upstream_proxy_*) becomes smtpd's on that
- * listener, unless main.cf sets "<fd name>/smtpd_upstream_proxy_*" itself. */
-static int conf_postscreen_proxy(Conf *c, const char *path, const MasterInet *l) {
+/* Stores "<fd name>/<name> = value" from master.cf unless main.cf sets it itself. */
+static int conf_store_listener(Conf *c, const char *path, const MasterInet *l, const char *name, const char *v) {
+        _cleanup_free_ char *key = NULL;
+        if (asprintf(&key, "%s/%s", l->fdname, name) < 0)
+                return -ENOMEM;
+        ConfEntry *e = strmap_get(c->entries, key);
+        if (e && !e->file)
+                return 0;   /* main.cf's own listener setting wins */
+        _cleanup_free_ char *value = strdup(v);
+        if (!value)
+                return -ENOMEM;
+        int r = conf_store(c, key, value, l->entry->line, NULL);
+        e = r >= 0 ? strmap_get(c->entries, key) : NULL;
+        if (e && !e->file && !(e->file = strdup(path)))
+                r = -ENOMEM;
+        return r;
+}
+
+/* A port-25 postscreen that postern-smtpd replaces: the listener runs the screening stage
+ * (postern_postscreen_enable), with postscreen's own -o postscreen_* options as its settings;
+ * the PROXY protocol its load balancer speaks (postscreen's own -o, else main.cf's
+ * postscreen_upstream_proxy_*) becomes smtpd's on that listener. main.cf's own
+ * "<fd name>/<name>" settings win. */
+static int conf_postscreen_proxy(Conf *c, const char *path, const MasterInet *l, ConfMessages *m) {
+        int r = conf_store_listener(c, path, l, "postern_postscreen_enable", "yes");
+        for (size_t i = 0; r >= 0 && i < l->entry->n_options; i++) {
+                const MasterOption *o = &l->entry->options[i];
+                if (!startswith(o->name, "postscreen_") || master_inet_postscreen_proxy_option(o->name))
+                        continue;
+                if (!param_lookup(o->name))
+                        conf_messages_add(m, "%s:%u: %s: not supported: -o %s on %s (Postern has no parameter of "
+                                          "this name)", path, l->entry->line, l->entry->service, o->name,
+                                          l->entry->service);
+                else
+                        r = conf_store_listener(c, path, l, o->name, o->value);
+        }
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < ELEMENTSOF(master_inet_postscreen_proxy); i++) {
                 const char *ps = master_inet_postscreen_proxy[i][0], *smtpd = master_inet_postscreen_proxy[i][1];
                 const char *v = master_entry_option(l->entry, ps);
@@ -1083,20 +1117,7 @@ static int conf_postscreen_proxy(Conf *c, const char *path, const MasterInet *l)
                         v = g->raw;
                 if (!v)
                         continue;
-                _cleanup_free_ char *key = NULL;
-                if (asprintf(&key, "%s/%s", l->fdname, smtpd) < 0)
-                        return -ENOMEM;
-                ConfEntry *e = strmap_get(c->entries, key);
-                if (e && !e->file)
-                        continue;   /* main.cf's own listener setting wins */
-                _cleanup_free_ char *value = strdup(v);
-                if (!value)
-                        return -ENOMEM;
-                int r = conf_store(c, key, value, l->entry->line, NULL);
-                e = r >= 0 ? strmap_get(c->entries, key) : NULL;
-                if (e && !e->file && !(e->file = strdup(path)))
-                        r = -ENOMEM;
-                if (r < 0)
+                if ((r = conf_store_listener(c, path, l, smtpd, v)) < 0)
                         return r;
         }
         return 0;
@@ -1117,7 +1138,7 @@ static void conf_postscreen_proxy_unused(Conf *c, const MasterCf *master, ConfMe
                 ConfEntry *g = strmap_get(c->entries, master_inet_postscreen_proxy[i][0]);
                 if (g && !g->file)
                         conf_messages_add(m, "%s:%u: %s: not supported: %s (master.cf has no port-25 postscreen entry "
-                                          "for it to apply to, and Postern has no postscreen; set %s on the listener "
+                                          "for it to apply to; set %s on the listener "
                                           "the load balancer talks to)", c->path, g->line, g->name, g->name,
                                           master_inet_postscreen_proxy[i][1]);
         }
@@ -1138,7 +1159,9 @@ static int conf_master_overrides(Conf *c, const MasterCf *master, ConfMessages *
         int r = master_inet_plan(master, NULL, NULL, &p);
         for (size_t i = 0; r >= 0 && i < p.n; i++) {
                 const MasterInet *l = &p.v[i];
-                if ((l->map != MASTER_INET_SHIPPED && l->map != MASTER_INET_SOCKET) || !l->options)
+                if (l->map == MASTER_INET_SHIPPED && streq(l->entry->command, "postscreen"))
+                        r = conf_postscreen_proxy(c, path, l, m);   /* with or without a pass entry */
+                if (r < 0 || (l->map != MASTER_INET_SHIPPED && l->map != MASTER_INET_SOCKET) || !l->options)
                         continue;
                 for (char **a = l->options->args; a && *a; a++)
                         conf_messages_add(m, "%s:%u: %s: not supported: \"%s\" on %s (an argument; smtpd entries take "
@@ -1178,8 +1201,6 @@ static int conf_master_overrides(Conf *c, const MasterCf *master, ConfMessages *
                         if (e && !e->file && !(e->file = strdup(path)))
                                 r = -ENOMEM;
                 }
-                if (r >= 0 && streq(l->entry->command, "postscreen"))
-                        r = conf_postscreen_proxy(c, path, l);
         }
         master_inet_plan_done(&p);
         return r;

@@ -198,7 +198,7 @@ const char *const master_inet_postscreen_proxy[2][2] = {
         { "postscreen_upstream_proxy_timeout", "smtpd_upstream_proxy_timeout" },
 };
 
-static bool postscreen_proxy_option(const char *name) {
+bool master_inet_postscreen_proxy_option(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(master_inet_postscreen_proxy); i++)
                 if (streq(name, master_inet_postscreen_proxy[i][0]))
                         return true;
@@ -210,8 +210,8 @@ static int plan_entry(const MasterCf *m, MasterInetPlan *p, MasterInet *l, StrBu
         const MasterEntry *e = l->entry;
         bool smtpd = streq(e->command, "smtpd"), postscreen = streq(e->command, "postscreen");
         if (streq(e->type, "pass"))
-                return strbuf_printf(why, "%s entries take connections from postscreen, which Postern does not have "
-                                     "(postern-smtpd answers on its ports itself)", e->type);
+                return strbuf_printf(why, "%s entries take connections from a postscreen process, which Postern does "
+                                     "not have (postern-smtpd screens and answers on its ports itself)", e->type);
         if (!streq(e->type, "inet"))
                 return strbuf_printf(why, "%s listeners (%s) are not supported; only inet entries become socket units",
                                      e->type, e->command);
@@ -242,23 +242,27 @@ static int plan_entry(const MasterCf *m, MasterInetPlan *p, MasterInet *l, StrBu
                 break;
         }
         if (postscreen && l->map != MASTER_INET_SHIPPED)
-                return strbuf_printf(why, "postscreen is not part of Postern; only a postscreen on port 25 is "
-                                     "replaced, by postern-smtpd.socket");
+                return strbuf_printf(why, "postscreen's screening runs only inside postern-smtpd's port-25 "
+                                     "listener (postern-smtpd.socket); a postscreen on another port is not replaced");
         if (postscreen) {
                 const MasterEntry *pass = pass_entry(m);
                 l->options = pass;
-                r = pass ? asprintf(&l->note, "postscreen is not part of Postern: postern-smtpd answers on this port "
-                                    "itself, with the -o options of the smtpd pass entry at line %u", pass->line)
-                         : asprintf(&l->note, "postscreen is not part of Postern: postern-smtpd answers on this port "
-                                    "itself");
+                r = pass ? asprintf(&l->note, "postscreen's screening runs inside postern-smtpd on this port "
+                                    "(smtp/postern_postscreen_enable = yes), with the -o options of the smtpd pass "
+                                    "entry at line %u", pass->line)
+                         : asprintf(&l->note, "postscreen's screening runs inside postern-smtpd on this port "
+                                    "(smtp/postern_postscreen_enable = yes)");
                 if (r < 0)
                         return -ENOMEM;
                 _cleanup_(strbuf_donep) StrBuf applied = {};
                 for (size_t i = 0; i < e->n_options; i++) {
                         const char *name = e->options[i].name;
-                        if (postscreen_proxy_option(name) ?
-                            strbuf_printf(&applied, "; -o %s applies as smtpd_%s", name, name + strlen("postscreen_")) < 0 :
-                            strbuf_printf(why, "%s-o %s (postscreen's own)", why->len ? ", " : "not applied: ", name) < 0)
+                        int k = master_inet_postscreen_proxy_option(name) ?
+                                strbuf_printf(&applied, "; -o %s applies as smtpd_%s", name, name + strlen("postscreen_")) :
+                                startswith(name, "postscreen_") ?
+                                strbuf_printf(&applied, "; -o %s applies to the smtp listener", name) :
+                                strbuf_printf(why, "%s-o %s (postscreen's own)", why->len ? ", " : "not applied: ", name);
+                        if (k < 0)
                                 return -ENOMEM;
                 }
                 if (applied.len) {

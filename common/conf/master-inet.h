@@ -16,8 +16,10 @@
  * "]" dropped and other characters outside [A-Za-z0-9_.-] as "_" ("127.0.0.1:10025" →
  * "127.0.0.1-10025"), with "-<line>" appended if that name is taken or reserved (submit). A
  * postscreen entry on port 25 maps onto the smtp socket with the options of the "smtpd pass"
- * entry (postern-smtpd answers there itself; the note says so), and the PROXY protocol postscreen
- * would have read there becomes smtpd's (master_inet_postscreen_proxy). Everything else that listens
+ * entry: postern-smtpd runs postscreen's screening there itself (conf.c sets
+ * smtp/postern_postscreen_enable, and the entry's own -o postscreen_* options become settings of
+ * that listener; the note says so), and the PROXY protocol postscreen would have read there
+ * becomes smtpd's (master_inet_postscreen_proxy). Everything else that listens
  * (other postscreen entries, pass entries nothing uses, unix-domain smtpd, qmqpd, host names that
  * would need DNS, unknown service names) is MASTER_INET_SKIP with the reason in note. Built-in
  * entries (pickup fifo, postlog, ...) and unknown commands are not part of the plan. */
@@ -58,6 +60,8 @@ typedef struct MasterInetPlan {
  * Returns 0 or -ENOMEM. */
 int master_inet_plan(const MasterCf *m, char *const *interfaces, const char *protocols, MasterInetPlan *ret);
 void master_inet_plan_done(MasterInetPlan *p);
+/* Whether name is one of master_inet_postscreen_proxy's postscreen names. */
+bool master_inet_postscreen_proxy_option(const char *name);
 /* The listener (SHIPPED or SOCKET) with FileDescriptorName= fdname, or NULL. */
 const MasterInet *master_inet_find(const MasterInetPlan *p, const char *fdname);
 /* Whether fdname is the name of a listener of its own (MASTER_INET_SOCKET) in

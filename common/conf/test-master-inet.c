@@ -48,11 +48,12 @@ static void test_classify(void) {
                 const char *fdname, *unit, *note;
         } expect[] = {
                 { MASTER_INET_SHIPPED, "smtp", "postern-smtpd.socket",
-                  "postscreen is not part of Postern: postern-smtpd answers on this port itself, with the -o options "
-                  "of the smtpd pass entry at line 2" },
+                  "postscreen's screening runs inside postern-smtpd on this port (smtp/postern_postscreen_enable = "
+                  "yes), with the -o options of the smtpd pass entry at line 2" },
                 { MASTER_INET_USED, NULL, NULL, NULL },
                 { MASTER_INET_SKIP, NULL, NULL,
-                  "postscreen is not part of Postern; only a postscreen on port 25 is replaced, by postern-smtpd.socket" },
+                  "postscreen's screening runs only inside postern-smtpd's port-25 listener (postern-smtpd.socket); "
+                  "a postscreen on another port is not replaced" },
                 { MASTER_INET_SHIPPED, "submission", "postern-submission.socket", NULL },
                 { MASTER_INET_SHIPPED, "submissions", "postern-submissions.socket", NULL },
                 { MASTER_INET_SOCKET, "10465", "postern-smtpd-10465.socket", NULL },
@@ -91,7 +92,7 @@ static void test_classify(void) {
         /* an unused pass entry is skipped with its reason; 465 without wrappermode is plain */
         plan("smtpd pass - - n - - smtpd\n465 inet n - n - - smtpd\n", NULL, &m, &p);
         CHECK_INT(p.v[0].map, MASTER_INET_SKIP);
-        CHECK(strstr(p.v[0].note, "take connections from postscreen"));
+        CHECK(strstr(p.v[0].note, "take connections from a postscreen process"));
         CHECK_INT(p.v[1].map, MASTER_INET_SOCKET);
         CHECK_STR(p.v[1].fdname, "465");
         master_inet_plan_done(&p);
@@ -175,6 +176,19 @@ static void test_postscreen_proxy(void) {
         CHECK_STR(conf_get_listener(c, "smtp", "smtpd_upstream_proxy_timeout"), "3s");
         CHECK_STR(conf_get_listener(c, "submission", "smtpd_upstream_proxy_protocol"), "");
         CHECK(!has_message(messages, "not supported: postscreen_upstream_proxy"));
+        /* the listener screens, with the postscreen entry's own postscreen_* options */
+        CHECK_STR(conf_get_listener(c, "smtp", "postern_postscreen_enable"), "yes");
+        CHECK_STR(conf_get_listener(c, "submission", "postern_postscreen_enable"), "no");
+        CHECK_STR(conf_get_listener(c, "smtp", "postscreen_greet_wait"), "2s");
+        CHECK_STR(conf_get(c, "postscreen_greet_wait"), "6s");
+        strv_free(messages);
+        conf_free(c);
+
+        /* main.cf can switch the screening off for the listener */
+        c = load_pair("smtp/postern_postscreen_enable = no\n",
+                      "smtp inet n - n - 1 postscreen -o postscreen_no_such_thing=1\n", &messages);
+        CHECK_STR(conf_get_listener(c, "smtp", "postern_postscreen_enable"), "no");
+        CHECK(has_message(messages, "not supported: -o postscreen_no_such_thing on smtp (Postern has no parameter"));
         strv_free(messages);
         conf_free(c);
 

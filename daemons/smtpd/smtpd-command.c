@@ -772,6 +772,12 @@ static void rcpt_added(Session *s, SmtpdRecipient *r, const char *proxy_reply) {
 
 /* The recipient restrictions (not for local submissions), then rcpt_finish(). */
 static void rcpt_check(Session *s, const char *rcpt) {
+        if (s->client.screen_refusal) {
+                /* the screening stage's "enforce": this client delivers nothing */
+                smtpd_reply_reject(s, STAGE_RCPT, rcpt, s->client.screen_refusal);
+                smtpd_recipient_done(&s->tx.rcpt_pending);
+                return;
+        }
         if (s->listener->kind == LISTENER_SUBMIT)
                 rcpt_finish(s, rcpt, true);
         else

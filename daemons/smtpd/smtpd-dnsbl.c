@@ -307,7 +307,7 @@ static bool octet_match(const char *pat, size_t len, unsigned v) {
         return false;
 }
 
-static bool filter_match(const char *filter, const uint8_t *a) {
+bool smtpd_dnsbl_filter_match(const char *filter, const uint8_t *a) {
         const char *p = filter;
         for (int i = 0; i < 4; i++) {
                 const char *end = p;
@@ -344,7 +344,7 @@ static void on_rbl_a(DnsQuery *q, const DnsResult *r, void *userdata) {
                 log_warning("%s: RBL lookup error: Host or domain name not found. Name service error "
                             "for name=%s type=A: Host not found, try again", c->zone, c->query_name);
         for (size_t i = 0; r->status == DNS_FOUND && i < r->n_records && !hit; i++)
-                hit = !c->filter || filter_match(c->filter, r->records[i].addr);
+                hit = !c->filter || smtpd_dnsbl_filter_match(c->filter, r->records[i].addr);
         if (!hit) {
                 check_finish(c);
                 return;

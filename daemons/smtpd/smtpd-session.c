@@ -40,6 +40,8 @@
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata);
 static int on_timer(sd_event_source *src, uint64_t usec, void *userdata);
 static void session_connect(Session *s);
+static void session_connect_client(Session *s);
+static void session_update_events(Session *s);
 
 /* Restarts the idle timer (a fired one-shot timer source must be re-enabled too). */
 static void session_touch(Session *s) {
@@ -220,9 +222,30 @@ int session_new(Listener *l, int fd) {
         return 0;
 }
 
-/* The client's address is final (from the socket or a PROXY header): its exclusions, its
- * name, then "connect from", anvil and the greeting. May free the session. */
+/* The client's address is final (from the socket or a PROXY header): the screening stage
+ * first (smtpd-screen.c; session_screen_done() comes back here), then its exclusions, its name,
+ * "connect from", anvil and the greeting. May free the session. */
 static void session_connect(Session *s) {
+        if (smtpd_screen_start(s))
+                return;
+        session_connect_client(s);
+}
+
+void session_enter_screen(Session *s, usec_t wait_usec) {
+        s->phase = PHASE_SCREEN;
+        (void) sd_event_source_set_time_relative(s->timer, wait_usec);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+        session_update_events(s);
+}
+
+void session_screen_done(Session *s) {
+        assert(s->phase == PHASE_SCREEN);
+        s->phase = PHASE_COMMAND;
+        session_touch(s);
+        session_connect_client(s);
+}
+
+static void session_connect_client(Session *s) {
         s->client.bare_newline = s->settings->bare_newline;
         if (s->client.bare_newline == BARE_NEWLINE_YES &&
             smtpd_netlist_match(&s->settings->bare_newline_exclusions, &s->client) > 0)
@@ -279,7 +302,9 @@ void session_free(Session *s) {
 
         /* a refused submit session logged its (rate-limited) line instead; a session that never
          * got past its PROXY header logged why, and no "connect from" */
-        if ((s->listener->kind != LISTENER_SUBMIT || s->client.uid_counted) && s->phase != PHASE_PROXY)
+        if (s->screen)
+                smtpd_screen_session_free(s);   /* "DISCONNECT [addr]:port" instead */
+        else if ((s->listener->kind != LISTENER_SUBMIT || s->client.uid_counted) && s->phase != PHASE_PROXY)
                 command_log_disconnect(s);
         if (s->prev)
                 s->prev->next = s->next;
@@ -311,6 +336,7 @@ void session_free(Session *s) {
         free(s->client.helo);
         free(s->client.sasl_username);
         free(s->client.sasl_method);
+        free(s->client.screen_refusal);
         smtpd_check_session_done(s);
         smtpd_settings_unref(s->settings);
         free(s);
@@ -362,7 +388,7 @@ static void session_update_events(Session *s) {
                 ev = EPOLLOUT;
         else if (s->phase == PHASE_COMMAND || s->phase == PHASE_DATA || s->phase == PHASE_BDAT)
                 ev = EPOLLIN;
-        else if (s->phase == PHASE_PROXY)
+        else if (s->phase == PHASE_PROXY || s->phase == PHASE_SCREEN)
                 ev = EPOLLIN;
         else if (s->phase == PHASE_TLS && s->client.tls)
                 ev = tls_conn_want_write(s->client.tls) ? EPOLLOUT : EPOLLIN;   /* handshake */
@@ -592,6 +618,10 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 smtpd_proxy_on_io(s);   /* may free the session, or greet */
                 return 0;
         }
+        if (s->phase == PHASE_SCREEN) {
+                smtpd_screen_on_io(s);   /* may free the session */
+                return 0;
+        }
         if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 return 0;
         if (s->phase != PHASE_COMMAND && s->phase != PHASE_DATA && s->phase != PHASE_BDAT) {
@@ -649,6 +679,10 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         }
         if (s->phase == PHASE_PROXY) {
                 smtpd_proxy_timeout(s);   /* smtpd_upstream_proxy_timeout */
+                return 0;
+        }
+        if (s->phase == PHASE_SCREEN) {
+                smtpd_screen_timeout(s);   /* postscreen_greet_wait: the verdict */
                 return 0;
         }
         if (s->phase == PHASE_COMMIT || s->phase == PHASE_WAIT || s->phase == PHASE_CLOSING) {

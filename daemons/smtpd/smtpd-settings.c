@@ -187,6 +187,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_auth_settings_done(s);
         smtpd_virtual_settings_done(s);
         smtpd_milter_settings_done(s);
+        smtpd_screen_settings_done(s);
         free(s);
         return NULL;
 }
@@ -287,7 +288,8 @@ static int settings_compile(Conf *c, const char *listener, SmtpdSettings *s) {
             (r = smtpd_rewrite_settings(c, listener, s)) < 0 ||
             (r = smtpd_etrn_settings(c, listener, s)) < 0 ||
             (r = smtpd_verify_settings(c, listener, s)) < 0 ||
-            (r = smtpd_milter_settings(c, listener, s)) < 0)
+            (r = smtpd_milter_settings(c, listener, s)) < 0 ||
+            (r = smtpd_screen_settings(c, listener, s)) < 0)
                 return r;
         return smtpd_auth_settings(c, listener, s);
 }

@@ -169,6 +169,7 @@ static void server_done(void *userdata) {
         smtpd_policy_shutdown();
         smtpd_verify_shutdown();
         srv->anvil = smtpd_anvil_free(srv->anvil);
+        smtpd_screen_shutdown(srv);
 }
 
 /* A passed socket becomes a Listener (its tag is the ListenerKind); watched from start(). */

@@ -19,6 +19,8 @@
  *                        smtpd_hook_anvil; smtpd_anvil_check() runs it for a session)
  *   smtpd-cleanup.c      header/body checks, dropped headers, hop count (the cleanup step);
  *                        its end-of-data decision is smtpd_hook_cleanup
+ *   smtpd-screen.c       the screening stage (postscreen): access list, cache, pregreet test,
+ *                        before the session starts; smtpd-screen-cache.c is its SQLite cache
  *   smtpd-proxy.c        the PROXY protocol header of a load balancer, before anything else:
  *                        the client and server addresses it names replace the connection's
  *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
@@ -67,6 +69,7 @@
 #include "milter/milter.h"
 #include "tls/tls.h"
 #include "sasl/sasl-client.h"
+#include "smtpd-screen.h"
 
 typedef enum ListenerKind {
         LISTENER_SMTP,        /* port 25: relay restrictions apply */
@@ -347,6 +350,7 @@ typedef struct SmtpdSettings {
         bool proxy_speed_adjust;           /* smtpd_proxy_options = speed_adjust */
         NetList xforward_hosts;            /* smtpd_authorized_xforward_hosts (smtpd-xforward.c) */
         SmtpdMilterSettings milter;        /* smtpd-milter.c */
+        SmtpdScreenSettings screen;        /* the screening stage (smtpd-screen.c) */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -367,6 +371,7 @@ typedef struct CommitJob CommitJob;
 typedef struct Committer Committer;
 typedef struct SmtpdAuth SmtpdAuth;
 typedef struct SmtpdAnvil SmtpdAnvil;
+typedef struct SmtpdScreen SmtpdScreen;
 
 typedef struct Listener {
         Server *server;
@@ -397,6 +402,12 @@ struct Server {
         uint64_t data_in_use;        /* bytes buffered now: DATA in progress + awaiting commit */
         bool stopping;               /* SIGTERM: answer commits, read no further input */
         SmtpdAnvil *anvil;           /* the connection to postern-anvil (smtpd-anvil.c) */
+        /* the screening stage's cache of passed clients (smtpd-screen.c) */
+        ScreenCache *screen_cache;   /* opened on first use; NULL: none (yet) */
+        SmtpdSettings *screen_settings;   /* the snapshot that opened it (cleanup times) */
+        char *screen_cache_failed;   /* the path that could not be opened (not retried) */
+        sd_event_source *screen_cleanup;
+        unsigned screen_dropped;     /* entries deleted by the cleanup pass in progress */
 };
 
 /* The fingerprint counters, in Postfix's logging order. */
@@ -415,6 +426,7 @@ typedef enum SessionPhase {
         PHASE_CLOSING,   /* flush output, then close */
         PHASE_TLS,       /* TLS handshake in progress (smtpd-tls.c); no SMTP input */
         PHASE_PROXY,     /* reading the load balancer's PROXY header (smtpd-proxy.c): no reply yet */
+        PHASE_SCREEN,    /* the screening stage (smtpd-screen.c): before "connect from" */
 } SessionPhase;
 
 /* What access(5) restrictions and header/body checks decided for the message of the current
@@ -488,6 +500,7 @@ typedef struct SmtpdClient {
         bool uid_trusted;        /* ... counted as root */
         int bare_newline;        /* smtpd_forbid_bare_newline after its exclusions */
         unsigned ehlo_discard;   /* EHLO_* bits hidden for this client */
+        char *screen_refusal;    /* the screening stage failed it ("enforce"): every RCPT gets this */
 
         char *helo;
         bool esmtp;
@@ -591,6 +604,7 @@ struct Session {
         const char *last_cmd;    /* for "timeout after X" */
         int last_code;
         struct SmtpdMilters *milters;   /* the session's milter connections (smtpd-milter.c), or NULL */
+        SmtpdScreen *screen;     /* while in the screening stage (smtpd-screen.c), else NULL */
 };
 
 /* How a client name lookup ended (Postfix: name_status / reverse_name_status). */
@@ -635,6 +649,11 @@ void session_enter_bdat(Session *s);
 /* The message went to the committer: input pauses until session_resume() (the session holds
  * job until then; session_free() tells the job the client went away). */
 void session_enter_commit(Session *s, CommitJob *job);
+/* The screening stage begins: no SMTP input; the session timer becomes the greet wait. */
+void session_enter_screen(Session *s, usec_t wait_usec);
+/* The screening stage let the client on: the SMTP session starts (name lookup, "connect
+ * from", anvil, greeting). May free the session. */
+void session_screen_done(Session *s);
 /* The 220 to STARTTLS is queued (or implicit TLS): the next session_flush() starts the handshake. */
 void session_enter_tls(Session *s);
 
@@ -739,6 +758,44 @@ bool smtpd_proxy_start(Session *s);
 void smtpd_proxy_on_io(Session *s);
 /* PHASE_PROXY's timer (smtpd_upstream_proxy_timeout) fired: logs, frees the session. */
 void smtpd_proxy_timeout(Session *s);
+
+/* smtpd-dnsbl.c: whether an IPv4 list answer a matches a reply filter ("127.0.0.2",
+ * "127.0.0.[2..11]", "127.0.[0..255].[2;4]"), for reject_rbl_client and the screening stage. */
+bool smtpd_dnsbl_filter_match(const char *filter, const uint8_t *a);
+
+/* smtpd-screen.c: the screening stage (postscreen), see its top comment. */
+int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s);
+void smtpd_screen_settings_done(SmtpdSettings *s);
+/* At connect (client address final): true when the stage took the session (it is in
+ * PHASE_SCREEN, or closing, or freed); false: go on to the SMTP session now. */
+bool smtpd_screen_start(Session *s);
+/* PHASE_SCREEN: input (a pregreet, or the client hung up); may free the session. */
+void smtpd_screen_on_io(Session *s);
+/* PHASE_SCREEN: the greet wait ended: the verdict, then session_screen_done(); may free it. */
+void smtpd_screen_timeout(Session *s);
+/* The session ends inside the stage: logs DISCONNECT, frees the stage's state. */
+void smtpd_screen_session_free(Session *s);
+/* Closes the cache and stops its cleanup (shutdown, or before opening another file). */
+void smtpd_screen_shutdown(Server *srv);
+
+/* smtpd-screen-dnsbl.c: the stage's DNS list scoring, see its top comment. */
+typedef struct ScreenDnsbl ScreenDnsbl;
+typedef struct ScreenDnsblResult {
+        int score;
+        bool complete;                  /* every list answered in time */
+        const char *site;               /* the listing domain with the largest weight, or NULL */
+        int64_t ttl;                    /* the smallest TTL of the answers; -1: none */
+} ScreenDnsblResult;
+int smtpd_screen_dnsbl_settings(Conf *c, const char *listener, SmtpdScreenSettings *st);
+void smtpd_screen_dnsbl_settings_done(SmtpdScreenSettings *st);
+/* Starts the lookups of s's client (NULL: no lists, or out of memory); done(s) runs in the event
+ * loop when the last answer is in. */
+ScreenDnsbl *screen_dnsbl_start(Session *s, void (*done)(Session *s));
+/* Cancels what is still pending; NULL. */
+ScreenDnsbl *screen_dnsbl_free(ScreenDnsbl *d);
+ScreenDnsblResult screen_dnsbl_result(const ScreenDnsbl *d);
+/* The name a refusal shows for site (postscreen_dnsbl_reply_map, else site). Allocated. */
+char *screen_dnsbl_display_name(const SmtpdScreenSettings *st, const char *site);
 
 /* smtpd-peername.c: looks the client's name up (PTR, then forward-confirmed) before the
  * greeting, when smtpd_peername_lookup is on. Returns 1 when a lookup runs (the session waits;

@@ -18,12 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic/sqlite-util.h"
 #include "verify.h"
 
 struct VerifyCache {
-        sqlite3 *db;
-        char *path;
-        sqlite3_stmt *get, *put, *cleanup;
+        SqliteCache s;
 };
 
 static const char *const status_names[_VERIFY_STATUS_MAX] = {
@@ -116,74 +115,50 @@ char *verify_probe_sender(const char *sender, const char *myorigin, int64_t ttl,
 
 /* ---- the database --------------------------------------------------------------------------- */
 
-static int fail(VerifyCache *c, char **ret_reason, const char *what) {
-        if (ret_reason && asprintf(ret_reason, "%s: %s", what, c->db ? sqlite3_errmsg(c->db) : "out of memory") < 0)
-                *ret_reason = NULL;
-        return -EIO;
-}
+static const SqliteCacheSql cache_sql = {
+        .schema = "PRAGMA synchronous = FULL;"
+                  "CREATE TABLE IF NOT EXISTS verify_cache ("
+                  " address TEXT PRIMARY KEY NOT NULL,"
+                  " status INTEGER NOT NULL,"
+                  " updated INTEGER NOT NULL,"
+                  " probed INTEGER NOT NULL,"
+                  " reason TEXT NOT NULL DEFAULT '');"
+                  "PRAGMA user_version = 1;",
+        .get = "SELECT status, updated, probed, reason FROM verify_cache WHERE address = ?",
+        .put = "INSERT OR REPLACE INTO verify_cache (address, status, updated, probed, reason) VALUES (?, ?, ?, ?, ?)",
+        .cleanup = "DELETE FROM verify_cache WHERE address IN (SELECT address FROM verify_cache "
+                   "WHERE (status = 0 AND updated < ?1) OR (status IN (1, 2) AND updated < ?2) "
+                   "OR (status = 3 AND probed < ?3) LIMIT ?4)",
+        .table = "verify_cache",   /* a damaged file may open and still fail the first read */
+};
 
 int verify_cache_open(const char *path, VerifyCache **ret, char **ret_reason) {
-        _cleanup_(verify_cache_freep) VerifyCache *c = calloc(1, sizeof(VerifyCache));
+        VerifyCache *c = calloc(1, sizeof(VerifyCache));
         if (!c)
                 return -ENOMEM;
-        bool memory = isempty(path);
-        c->path = strdup(memory ? "(memory)" : path);
-        if (!c->path)
-                return -ENOMEM;
-        int rc = sqlite3_open_v2(memory ? ":memory:" : path, &c->db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL);
-        if (rc != SQLITE_OK)
-                return fail(c, ret_reason, "cannot open");
-        (void) sqlite3_busy_timeout(c->db, 5000);
-        if (sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *) NULL) != SQLITE_OK ||
-            sqlite3_exec(c->db, "PRAGMA trusted_schema = OFF", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot set defensive mode");
-        if (!memory && sqlite3_exec(c->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot use WAL mode");
-        if (sqlite3_exec(c->db,
-                         "PRAGMA synchronous = FULL;"
-                         "CREATE TABLE IF NOT EXISTS verify_cache ("
-                         " address TEXT PRIMARY KEY NOT NULL,"
-                         " status INTEGER NOT NULL,"
-                         " updated INTEGER NOT NULL,"
-                         " probed INTEGER NOT NULL,"
-                         " reason TEXT NOT NULL DEFAULT '');"
-                         "PRAGMA user_version = 1;",
-                         NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot create the cache table");
-        if (sqlite3_prepare_v2(c->db, "SELECT status, updated, probed, reason FROM verify_cache WHERE address = ?",
-                               -1, &c->get, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO verify_cache (address, status, updated, probed, reason) "
-                               "VALUES (?, ?, ?, ?, ?)", -1, &c->put, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(c->db, "DELETE FROM verify_cache WHERE address IN (SELECT address FROM verify_cache "
-                               "WHERE (status = 0 AND updated < ?1) OR (status IN (1, 2) AND updated < ?2) "
-                               "OR (status = 3 AND probed < ?3) LIMIT ?4)", -1, &c->cleanup, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "unexpected cache table");
-        /* A damaged file may open and still fail the first read: find out now. */
-        if (sqlite3_exec(c->db, "SELECT count(*) FROM verify_cache", NULL, NULL, NULL) != SQLITE_OK)
-                return fail(c, ret_reason, "cannot read the cache table");
-        *ret = TAKE_PTR(c);
+        int r = sqlite_cache_open(&c->s, path, 5000, &cache_sql, ret_reason);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        *ret = c;
         return 0;
 }
 
 VerifyCache *verify_cache_free(VerifyCache *c) {
         if (!c)
                 return NULL;
-        sqlite3_finalize(c->get);
-        sqlite3_finalize(c->put);
-        sqlite3_finalize(c->cleanup);
-        sqlite3_close_v2(c->db);
-        free(c->path);
+        sqlite_cache_close(&c->s);
         free(c);
         return NULL;
 }
 
 const char *verify_cache_path(const VerifyCache *c) {
-        return c->path;
+        return isempty(c->s.path) ? "(memory)" : c->s.path;
 }
 
 const char *verify_cache_errmsg(VerifyCache *c) {
-        return c && c->db ? sqlite3_errmsg(c->db) : "out of memory";
+        return sqlite_cache_errmsg(c ? &c->s : NULL);
 }
 
 void verify_entry_done(VerifyEntry *e) {
@@ -192,26 +167,26 @@ void verify_entry_done(VerifyEntry *e) {
 }
 
 int verify_cache_get(VerifyCache *c, const char *address, VerifyEntry *ret) {
-        sqlite3_reset(c->get);
-        sqlite3_bind_text(c->get, 1, address, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(c->get);
+        sqlite3_reset(c->s.get);
+        sqlite3_bind_text(c->s.get, 1, address, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(c->s.get);
         if (rc == SQLITE_DONE) {
-                sqlite3_reset(c->get);
+                sqlite3_reset(c->s.get);
                 return 0;
         }
         if (rc != SQLITE_ROW) {
-                sqlite3_reset(c->get);
+                sqlite3_reset(c->s.get);
                 return -EIO;
         }
-        int st = sqlite3_column_int(c->get, 0);
-        const unsigned char *reason = sqlite3_column_text(c->get, 3);
+        int st = sqlite3_column_int(c->s.get, 0);
+        const unsigned char *reason = sqlite3_column_text(c->s.get, 3);
         VerifyEntry e = {
                 .status = st >= 0 && st < _VERIFY_STATUS_MAX ? (VerifyStatus) st : VERIFY_PENDING,
-                .updated = sqlite3_column_int64(c->get, 1),
-                .probed = sqlite3_column_int64(c->get, 2),
+                .updated = sqlite3_column_int64(c->s.get, 1),
+                .probed = sqlite3_column_int64(c->s.get, 2),
                 .reason = strdup(reason ? (const char *) reason : ""),
         };
-        sqlite3_reset(c->get);
+        sqlite3_reset(c->s.get);
         if (!e.reason)
                 return -ENOMEM;
         *ret = e;
@@ -219,30 +194,30 @@ int verify_cache_get(VerifyCache *c, const char *address, VerifyEntry *ret) {
 }
 
 int verify_cache_put(VerifyCache *c, const char *address, const VerifyEntry *e) {
-        sqlite3_reset(c->put);
-        sqlite3_bind_text(c->put, 1, address, -1, SQLITE_STATIC);
-        sqlite3_bind_int(c->put, 2, (int) e->status);
-        sqlite3_bind_int64(c->put, 3, e->updated);
-        sqlite3_bind_int64(c->put, 4, e->probed);
-        sqlite3_bind_text(c->put, 5, strempty(e->reason), -1, SQLITE_STATIC);
-        int rc = sqlite3_step(c->put);
-        sqlite3_reset(c->put);
-        sqlite3_clear_bindings(c->put);
+        sqlite3_reset(c->s.put);
+        sqlite3_bind_text(c->s.put, 1, address, -1, SQLITE_STATIC);
+        sqlite3_bind_int(c->s.put, 2, (int) e->status);
+        sqlite3_bind_int64(c->s.put, 3, e->updated);
+        sqlite3_bind_int64(c->s.put, 4, e->probed);
+        sqlite3_bind_text(c->s.put, 5, strempty(e->reason), -1, SQLITE_STATIC);
+        int rc = sqlite3_step(c->s.put);
+        sqlite3_reset(c->s.put);
+        sqlite3_clear_bindings(c->s.put);
         return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 int verify_cache_cleanup_batch(VerifyCache *c, const VerifyPolicy *p, int64_t now, unsigned batch,
                                bool *ret_more) {
-        sqlite3_reset(c->cleanup);
-        sqlite3_bind_int64(c->cleanup, 1, now - p->positive_expire);
-        sqlite3_bind_int64(c->cleanup, 2, now - p->negative_expire);
-        sqlite3_bind_int64(c->cleanup, 3, now - VERIFY_PROBE_TTL);
-        sqlite3_bind_int64(c->cleanup, 4, batch);
-        int rc = sqlite3_step(c->cleanup);
-        sqlite3_reset(c->cleanup);
+        sqlite3_reset(c->s.cleanup);
+        sqlite3_bind_int64(c->s.cleanup, 1, now - p->positive_expire);
+        sqlite3_bind_int64(c->s.cleanup, 2, now - p->negative_expire);
+        sqlite3_bind_int64(c->s.cleanup, 3, now - VERIFY_PROBE_TTL);
+        sqlite3_bind_int64(c->s.cleanup, 4, batch);
+        int rc = sqlite3_step(c->s.cleanup);
+        sqlite3_reset(c->s.cleanup);
         if (rc != SQLITE_DONE)
                 return -EIO;
-        int n = sqlite3_changes(c->db);
+        int n = sqlite3_changes(c->s.db);
         *ret_more = (unsigned) n >= batch;
         return n;
 }
@@ -250,7 +225,7 @@ int verify_cache_cleanup_batch(VerifyCache *c, const VerifyPolicy *p, int64_t no
 int64_t verify_cache_count(VerifyCache *c) {
         sqlite3_stmt *st = NULL;
         int64_t n = -EIO;
-        if (sqlite3_prepare_v2(c->db, "SELECT count(*) FROM verify_cache", -1, &st, NULL) == SQLITE_OK &&
+        if (sqlite3_prepare_v2(c->s.db, "SELECT count(*) FROM verify_cache", -1, &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
                 n = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);

@@ -123,9 +123,10 @@ def test_generator_writes_units_for_dms_and_mailcow_shapes(postern, tmp_path):
     assert "Sockets=postern-smtpd-10465.socket postern-smtpd-127.0.0.1-10025.socket\n" in service
     assert "Wants=postern-smtpd-10465.socket postern-smtpd-127.0.0.1-10025.socket\n" in service
     # what it cannot express, said (the kernel log / journal at boot)
-    assert f"{postern.etc_dir}/master.cf:6: 10025: skipped: postscreen is not part of Postern" in r.stderr
-    assert f"{postern.etc_dir}/master.cf:1: smtp: postscreen is not part of Postern: postern-smtpd answers " \
-           "on this port itself, with the -o options of the smtpd pass entry at line 2" in r.stderr
+    assert f"{postern.etc_dir}/master.cf:6: 10025: skipped: postscreen's screening runs only inside postern-smtpd's " \
+           "port-25 listener" in r.stderr
+    assert f"{postern.etc_dir}/master.cf:1: smtp: postscreen's screening runs inside postern-smtpd on this port " \
+           "(smtp/postern_postscreen_enable = yes), with the -o options of the smtpd pass entry at line 2" in r.stderr
 
     units = tmp_path / "units"
     units.mkdir()
@@ -148,10 +149,8 @@ def test_posternctl_check_names_what_the_generator_skips(postern):
     r = postern.posternctl("check")
     path = postern.etc_dir / "master.cf"
     wants = [
-            f"posternctl: {path}:1: smtp: not supported: postscreen is not part of Postern: postern-smtpd answers on this port "
-            "itself, with the -o options of the smtpd pass entry at line 2",
-            f"posternctl: {path}:6: 10025: not supported: postscreen is not part of Postern; only a postscreen on "
-            "port 25 is replaced, by postern-smtpd.socket",
+            f"posternctl: {path}:6: 10025: not supported: postscreen's screening runs only inside postern-smtpd's "
+            "port-25 listener (postern-smtpd.socket); a postscreen on another port is not replaced",
             f"posternctl: {path}:8: submission: not supported: -o cleanup_service_name on submission (Postern "
             "has no parameter of this name)",
             f"posternctl: {path}:32: mail.example.com:2525: not supported: host \"mail.example.com\": the generator "

@@ -75,7 +75,7 @@ def test_each_parameter_and_entry_gets_a_verdict(postern):
     assert main["mua_sender_restrictions"][1] == "info"
 
     master = {name: v for (f, name), v in got.items() if f == "master.cf"}
-    assert master["smtp/inet postscreen"][1] == "unsupported"
+    assert master["smtp/inet postscreen"][1] == "mapped"   # postern-smtpd screens on port 25 itself
     assert master["smtpd/pass smtpd"][1] == "mapped"
     assert master["submission/inet smtpd"][:2] == (3, "mapped")
     assert "postern-submission.socket (fd name submission)" in master["submission/inet smtpd"][2]
@@ -162,7 +162,8 @@ def test_import_comments_out_what_postern_cannot_use(postern):
                          "submission/smtpd_sender_restrictions = $mua_sender_restrictions\n"
                          "127.0.0.1-10025/content_filter =\n"), main
     master = (dest / "master.cf").read_text()
-    assert "#smtp      inet  n       -       y       -       1       postscreen\n" in master
+    # postscreen on 25 stays: postern-smtpd screens there itself
+    assert "\nsmtp      inet  n       -       y       -       1       postscreen\n" in master
     # a listener of its own stays (postern-generator makes its socket), -o content_filter= too
     assert "\n127.0.0.1:10025 inet n  -       n       -       -       smtpd\n  -o content_filter=\n" in master
     assert "content_filter=: Postern has no parameter" not in master
@@ -199,14 +200,13 @@ def test_import_never_overwrites_without_force(postern):
 
 
 def test_plain_check_reports_unusable_master_cf_listeners(postern):
-    """posternctl check (no --postfix) shares the master.cf verdicts: a postscreen entry says not
-    supported; a listener of its own is postern-generator's (its -o options reported by conf_load)."""
+    """posternctl check (no --postfix) shares the master.cf verdicts: a port-25 postscreen entry is
+    postern-smtpd's screening (nothing to report); a listener of its own is postern-generator's (its -o options reported by conf_load)."""
     (postern.etc_dir / "master.cf").write_text(MASTER_CF)
     postern.configure(mua_sender_restrictions="reject_unknown_sender_domain")
     r = postern.posternctl("check")
     path = postern.etc_dir / "master.cf"
-    assert f"posternctl: {path}:1: smtp: not supported: postscreen is not part of Postern: postern-smtpd " \
-        "answers on this port itself" in r.stderr
+    assert f"{path}:1: smtp: not supported" not in r.stderr
     assert "content_filter" not in r.stderr, r.stderr   # a listener setting like the others
     assert f"{path}:8: 127.0.0.1:10025: not supported: a listener" not in r.stderr
     assert (f"posternctl: {path}:3: submission: not supported: -o cleanup_service_name on submission (Postern has no "

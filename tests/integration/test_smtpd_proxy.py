@@ -270,10 +270,12 @@ def test_master_cf_listener_with_implicit_tls(postern, certs):
 
 
 def test_postscreen_entry_gives_its_proxy_protocol_to_smtpd(postern):
-    """A port-25 postscreen of master.cf is replaced by smtpd itself: the PROXY protocol postscreen
-    would have read (its own -o, else main.cf's postscreen_upstream_proxy_protocol) is smtpd's."""
+    """A port-25 postscreen of master.cf is smtpd itself, screening: the PROXY protocol postscreen
+    would have read (its own -o, else main.cf's postscreen_upstream_proxy_protocol) is smtpd's, its
+    own -o postscreen_* options apply, and the proxied client is the one screened."""
     (postern.etc_dir / "master.cf").write_text(
         "smtp inet n - n - 1 postscreen\n  -o postscreen_upstream_proxy_timeout=2s\n"
+        "  -o postscreen_greet_wait=1s\n"
         "smtpd pass - - n - - smtpd\n  -o smtpd_helo_required=yes\n")
     postern.configure(postscreen_upstream_proxy_protocol="haproxy", mydestination="localhost, postern.test")
     postern.start("smtpd")
@@ -281,6 +283,8 @@ def test_postscreen_entry_gives_its_proxy_protocol_to_smtpd(postern):
         assert c.cmd("MAIL FROM:<a@example.org>").startswith("503")   # the pass entry's -o applies
         qid = send_local(c)
     assert "Received: from client.test (unknown [192.0.2.80])" in content_of(postern, qid)
+    postern.wait_log("smtpd", r"CONNECT from \[192\.0\.2\.80\]:2000 to \[127\.0\.0\.1\]:25")
+    postern.wait_log("smtpd", r"PASS NEW \[192\.0\.2\.80\]:2000")
     with socket.create_connection(("127.0.0.1", postern.smtp_port), timeout=10) as s:
         assert s.recv(4096) == b""   # no header within postscreen_upstream_proxy_timeout
     postern.wait_log("smtpd", r"no complete header from \[127\.0\.0\.1\]:\d+ within 2s")

@@ -189,12 +189,15 @@ static PostfixVerdict judge_param(Conf *c, const char *listener, const char *bas
                                POSTFIX_MAPPED;
                 return *ret_detail = strdup("Postern has no parameter of this name"), POSTFIX_UNKNOWN;
         }
-        if (streq(base, "address_verify_map")) {
-                /* postern-verify's cache is SQLite: Postfix's btree:/hash:/lmdb: maps become the file */
+        if (streq(base, "address_verify_map") || streq(base, "postscreen_cache_map")) {
+                /* the caches are SQLite: Postfix's btree:/hash:/lmdb: maps become a file of the queue directory */
                 const char *val = strempty(conf_get_listener(c, listener, base));
+                bool verify = streq(base, "address_verify_map");
                 if (*val && val[0] != '/' && !startswith(val, "sqlite:"))
-                        return *ret_detail = strdup("postern-verify keeps its cache in SQLite, "
-                                                    "$queue_directory/verify.db"), POSTFIX_MAPPED;
+                        return *ret_detail = strdup(verify ? "postern-verify keeps its cache in SQLite, "
+                                                             "$queue_directory/verify.db" :
+                                                    "postern-smtpd keeps the screening cache in SQLite, "
+                                                    "$queue_directory/postscreen_cache.db"), POSTFIX_MAPPED;
         }
         PostfixVerdict v = POSTFIX_ERROR;
         char *why = NULL;
@@ -206,6 +209,9 @@ static PostfixVerdict judge_param(Conf *c, const char *listener, const char *bas
         if (streq(base, "compatibility_level"))
                 return *ret_detail = strdup("Postern's defaults are level 3.6's; a lower level keeps the older "
                                             "defaults of the parameters Postern has (a note below says which, when any)"), POSTFIX_INFO;
+        const char *not_yet = startswith(p->description, "Accepted and ignored: not supported yet: ");
+        if (not_yet)   /* a feature Postern lacks (postscreen's DNSBL, deep protocol tests, ...) */
+                return *ret_detail = fmt("not supported yet: %s", not_yet), POSTFIX_UNSUPPORTED;
         if (described_unused(p))
                 return *ret_detail = unused_detail(p), POSTFIX_INFO;
         if (!listener && left_out_reason(base))
@@ -434,7 +440,7 @@ int postfix_master_judge(const MasterEntry *e, Conf *c, const MasterCf *m, const
                 detail = fmt("postscreen's hand-off: its -o options apply to %s (fd name %s)", strempty(unit),
                              strempty(fdname));
         } else if (l && streq(e->command, "postscreen")) {
-                v = POSTFIX_UNSUPPORTED;   /* the port is served, postscreen's screening is not done */
+                v = POSTFIX_MAPPED;   /* postern-smtpd screens on the port itself */
                 detail = strdup(l->note);
         } else if (l) {
                 v = POSTFIX_MAPPED;
