@@ -32,6 +32,8 @@
 #include "conf.h"
 #include "../basic/strmap.h"
 #include "table-pattern.h"
+#include "table-socketmap.h"
+#include "table-sql.h"
 #include "table-sqlite.h"
 #include "table.h"
 
@@ -51,6 +53,8 @@ typedef enum TableKind {
         TABLE_KIND_PIPE,
         TABLE_KIND_RAND,
         TABLE_KIND_SQLITE,
+        TABLE_KIND_SQL,
+        TABLE_KIND_SOCKET,
 } TableKind;
 
 struct Table {
@@ -64,6 +68,8 @@ struct Table {
         TableList *members;     /* unionmap:, pipemap: */
         char **choices;         /* randmap: */
         TableSqlite *sqlite;    /* sqlite: */
+        TableSql *sql;          /* pgsql:, mysql: */
+        TableSocket *socket;    /* socketmap:, tcp: */
         char *path;
         bool loaded;            /* file tables: read at least once */
         struct stat st;         /* of the file as last read */
@@ -392,6 +398,21 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 r = table_sqlite_open(name, &t->sqlite, &why);
                 if (r < 0)
                         reason_printf(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
+        } else if (streq(type, "pgsql") || streq(type, "mysql")) {
+                t->kind = TABLE_KIND_SQL;
+                const TableSqlDriver *drv = streq(type, "pgsql") ? table_pgsql_driver() : table_mysql_driver();
+                if (!drv) {
+                        reason_printf(ret_reason, "%s: %s: tables are not supported: Postern was built without %s", spec, type,
+                                      streq(type, "pgsql") ? "libpq" : "libmariadb");
+                        return -EPROTONOSUPPORT;
+                }
+                _cleanup_free_ char *why = NULL;
+                r = table_sql_open(name, drv, &t->sql, &why);
+                if (r < 0)
+                        reason_printf(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
+        } else if (streq(type, "socketmap") || streq(type, "tcp")) {
+                t->kind = TABLE_KIND_SOCKET;
+                r = table_socket_open(type, name, &t->socket, ret_reason);
         } else if (streq(type, "unionmap") || streq(type, "pipemap") || streq(type, "randmap")) {
                 t->kind = streq(type, "unionmap") ? TABLE_KIND_UNION :
                           streq(type, "pipemap") ? TABLE_KIND_PIPE : TABLE_KIND_RAND;
@@ -413,7 +434,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 r = table_load_file(t, ret_reason);
         } else {
                 reason_printf(ret_reason,
-                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, pcre, cidr, sqlite, unionmap, pipemap, randmap and unix)",
+                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, pcre, cidr, sqlite, pgsql, mysql, socketmap, tcp, unionmap, pipemap, randmap and unix)",
                              spec, type);
                 return -EPROTONOSUPPORT;
         }
@@ -432,6 +453,8 @@ Table *table_free(Table *t) {
         table_list_free(t->members);
         strv_free(t->choices);
         table_sqlite_free(t->sqlite);
+        table_sql_free(t->sql);
+        table_socket_free(t->socket);
         free(t->spec);
         free(t->value);
         free(t->path);
@@ -617,6 +640,10 @@ static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNo
                 return table_patterns_lookup(t->patterns, key, t->flags, t->spec, ret_value, notes);
         case TABLE_KIND_SQLITE:
                 return table_sqlite_lookup(t->sqlite, k, ret_value);
+        case TABLE_KIND_SQL:
+                return table_sql_lookup(t->sql, k, ret_value);
+        case TABLE_KIND_SOCKET:
+                return table_socket_lookup(t->socket, k, ret_value);
         case TABLE_KIND_UNION:
                 return table_lookup_union(t->members, key, ret_value, notes);
         case TABLE_KIND_PIPE:
