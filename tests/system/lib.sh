@@ -23,7 +23,7 @@ CONTAINER_LOG=
 
 # Debian packages: to build Postern, and to run it under systemd-nspawn and talk to it.
 POSTERN_BUILD_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libgnutls28-dev
-        libsqlite3-dev libidn2-dev libpcre2-dev"
+        libsqlite3-dev libidn2-dev libpcre2-dev libpq-dev libmariadb-dev"
 POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # Real peers and clients the tests talk to (their system services are never started); strace
 # plays a hanging filesystem (test_local.py); maildrop runs behind a pipe(8) transport
@@ -31,10 +31,11 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # PROXY protocol to smtpd (test_smtpd_proxy.py; skipped without it); pflogsumm summarises the
 # journal (tests/system/run); prometheus scrapes postern-metrics (test_metrics.py, run in the
 # foreground with a configuration of its own); opendkim and rspamd are milters
-# (test_smtpd_milter_*.py), python3-dkim checks opendkim's signatures.
+# (test_smtpd_milter_*.py), python3-dkim checks opendkim's signatures; postgresql and
+# mariadb-server hold the pgsql: and mysql: tables (test_tables_sql.py runs its own servers).
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq prometheus
         python3-aiosmtpd strace maildrop procmail haproxy pflogsumm opendkim opendkim-tools
-        python3-dkim rspamd"
+        python3-dkim rspamd postgresql postgresql-client mariadb-server mariadb-client"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
 # package replaces it in the container).
