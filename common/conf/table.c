@@ -1,6 +1,8 @@
 /* table.c — Postfix-style lookup tables: inline:, static:, texthash: and hash: (and the other
  * indexed types btree:, lmdb:, cdb:, dbm:, sdbm:, all read from their source text), regexp:, pcre:
- * and cidr: (rule lists, see table-pattern.c), sqlite: (table-sqlite.c), unionmap:{a, b} (all results joined with commas),
+ * and cidr: (rule lists, see table-pattern.c), sqlite: (table-sqlite.c), pgsql: and mysql:
+ * (table-sql.c with table-pgsql.c / table-mysql.c), socketmap: and tcp: (table-socketmap.c),
+ * unionmap:{a, b} (all results joined with commas),
  * pipemap:{a, b} (a's result is b's key), randmap:{v1, v2} (a random value), and
  * unix:passwd.byname / unix:group.byname. A "proxy:" prefix is accepted and ignored, so Postfix
  * settings like proxy:unix:passwd.byname keep working.

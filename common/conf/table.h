@@ -11,10 +11,22 @@
  *     flags). A build without libpcre2 refuses pcre: tables at open (-EPROTONOSUPPORT).
  *   cidr:/path — "network/prefix result" rules (IPv4 and IPv6), !network, if/endif.
  *   sqlite:/path.cf — dbpath, query ('%s' etc.), result_format, domain, as Postfix sqlite_table.
+ *   pgsql:/path.cf (libpq) and mysql:/path.cf (libmariadb) — Postfix pgsql_table(5) and
+ *     mysql_table(5): hosts (failover; a failed host is skipped for retry_interval), user,
+ *     password, dbname, query with %s %u %d %S %U %D %1..%9 escaped by the server's own function,
+ *     result_format, domain, expansion_limit, idle_interval; connects at the first lookup. A
+ *     world-readable .cf holding a password is refused. A build without the library refuses the
+ *     type at open (-EPROTONOSUPPORT). The .cf parser and expansion are table-sql.c's.
+ *   socketmap:inet:host:port:name, socketmap:unix:/path:name (netstring protocol) and
+ *     tcp:host:port (tcp_table protocol, %XX encoding) — table-socketmap.c.
+ *   Database and server tables answer a server that is down, slow (10 s timeout by default) or
+ *   refusing with a negative errno, never "not found"; they run on the caller's thread and block
+ *   it for the time a lookup takes.
  *   unionmap:{ t1, t2 } (every result, comma-joined), pipemap:{ t1, t2 } (t1's result is t2's
  *     key), randmap:{ v1, v2 } (one value at random).
  *   unix:passwd.byname — getpwnam(); the value is the passwd line (unix:group.byname likewise).
- *   btree:, lmdb:, cdb:, dbm:, sdbm: read their source text like hash:; "proxy:" is ignored.
+ *   btree:, lmdb:, cdb:, dbm:, sdbm: read their source text like hash:; "proxy:" is ignored
+ *     (there is no proxymap daemon), in front of any type.
  * A lookup answers found (1), not found (0) or a temporary error (negative errno, e.g. a file
  * that cannot be read), so callers can answer 4xx rather than guess.
  *
