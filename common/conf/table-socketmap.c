@@ -129,7 +129,7 @@ const char *table_socket_last_error(const TableSocket *s) {
 
 static int socket_fail(TableSocket *s, int r, const char *fmt, const char *detail) {
         free(s->last_error);
-        if (asprintf(&s->last_error, "%s: %s%s%s", s->spec, fmt, detail ? ": " : "", strempty(detail)) < 0)
+        if (asprintf(&s->last_error, "%s%s%s", fmt, detail ? ": " : "", strempty(detail)) < 0)
                 s->last_error = NULL;
         return r;
 }

@@ -543,8 +543,8 @@ const char *table_sql_last_error(const TableSql *t) {
 
 static void sql_error(TableSql *t, const char *host, const char *what, const char *why) {
         free(t->last_error);
-        if (asprintf(&t->last_error, "%s:%s: %s%s%s: %s", t->drv->type, t->conf->path, what,
-                     host ? " " : "", strempty(host), strna(why)) < 0)
+        if (asprintf(&t->last_error, "%s%s%s%s%s", what, host ? " " : "", strempty(host),
+                     isempty(why) ? "" : ": ", strempty(why)) < 0)
                 t->last_error = NULL;
 }
 
@@ -591,7 +591,7 @@ static int sql_connect(TableSql *t, size_t *ret_host) {
         if (!tried) {
                 /* keep the server's last reason: it is what the admin needs to see */
                 if (!t->last_error)
-                        sql_error(t, NULL, "every host is waiting out retry_interval", "");
+                        sql_error(t, NULL, "every host is waiting out retry_interval", NULL);
                 return -EAGAIN;
         }
         return r < 0 ? r : -EIO;

@@ -72,6 +72,8 @@ struct Table {
         TableSqlite *sqlite;    /* sqlite: */
         TableSql *sql;          /* pgsql:, mysql: */
         TableSocket *socket;    /* socketmap:, tcp: */
+        char *reported;         /* server tables: the failure last given to the error reporter */
+        usec_t reported_at;
         char *path;
         bool loaded;            /* file tables: read at least once */
         struct stat st;         /* of the file as last read */
@@ -457,6 +459,7 @@ Table *table_free(Table *t) {
         table_sqlite_free(t->sqlite);
         table_sql_free(t->sql);
         table_socket_free(t->socket);
+        free(t->reported);
         free(t->spec);
         free(t->value);
         free(t->path);
@@ -601,6 +604,27 @@ int table_lookup(Table *t, const char *key, char **ret_value) {
         return table_lookup_full(t, key, ret_value, NULL);
 }
 
+static TableErrorFn error_fn;
+static void *error_userdata;
+
+void table_error_report_set(TableErrorFn fn, void *userdata) {
+        error_fn = fn;
+        error_userdata = userdata;
+}
+
+/* Hands a server table's failure to the reporter: once a minute, or when the reason changes. */
+static void table_report_error(Table *t, const char *reason) {
+        if (!error_fn || !reason)
+                return;
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        if (t->reported && streq(t->reported, reason) && now - t->reported_at < 60 * USEC_PER_SEC)
+                return;
+        free(t->reported);
+        t->reported = strdup(reason);
+        t->reported_at = now;
+        error_fn(t->spec, reason, error_userdata);
+}
+
 /* Looks key up; notes collects the rules skipped on the way and how the value was made. */
 static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNotes *notes) {
         if (!t || !key)
@@ -643,9 +667,15 @@ static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNo
         case TABLE_KIND_SQLITE:
                 return table_sqlite_lookup(t->sqlite, k, ret_value);
         case TABLE_KIND_SQL:
-                return table_sql_lookup(t->sql, k, ret_value);
+                r = table_sql_lookup(t->sql, k, ret_value);
+                if (r < 0)
+                        table_report_error(t, table_sql_last_error(t->sql));
+                return r;
         case TABLE_KIND_SOCKET:
-                return table_socket_lookup(t->socket, k, ret_value);
+                r = table_socket_lookup(t->socket, k, ret_value);
+                if (r < 0)
+                        table_report_error(t, table_socket_last_error(t->socket));
+                return r;
         case TABLE_KIND_UNION:
                 return table_lookup_union(t->members, key, ret_value, notes);
         case TABLE_KIND_PIPE:

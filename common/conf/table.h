@@ -81,6 +81,12 @@ int table_lookup_full(Table *t, const char *key, char **ret_value, TableNotes *n
 typedef void (*TableTraceFn)(const char *spec, const char *key, int r, const char *value, void *userdata);
 void table_trace_set(TableTraceFn fn, void *userdata);
 
+/* A process-wide reporter of failed lookups in server tables (pgsql:, mysql:, socketmap:, tcp:):
+ * called with the table's spec and the server's reason, at most once a minute per table unless
+ * the reason changes. common/daemon sets one that logs a warning; NULL turns it off. */
+typedef void (*TableErrorFn)(const char *spec, const char *reason, void *userdata);
+void table_error_report_set(TableErrorFn fn, void *userdata);
+
 /* A list of tables searched in order (e.g. alias_maps = hash:/etc/aliases, texthash:/x). */
 typedef struct TableList TableList;
 int table_list_open(const char *specs, TableFlags flags, TableList **ret, char **ret_reason);

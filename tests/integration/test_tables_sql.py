@@ -199,10 +199,31 @@ def test_server_down_is_temporary(postern, server_backend):
     for user in ("alice", "nobody"):
         r = rcpt(p, f"{user}@{VDOM}")
         assert r.startswith("451 4.3.0 "), r
+    # the server's reason is logged, once for all these lookups
+    what = "cannot connect to" if server_backend.kind in ("pgsql", "mysql") else "cannot connect"
+    m = p.wait_log("smtpd", rf"warning: (proxy:)?{server_backend.kind}:\S+: lookup failed: .*{what}")
+    assert len(re.findall(re.escape(m.group(0)), p.log("smtpd"))) == 1, p.log("smtpd")
     server_backend.start()
     p.wait_for(lambda: rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok", timeout=20, what="lookups after the restart")
     assert rcpt(p, f"nobody@{VDOM}").startswith("550 5.1.1 ")
     assert p.running("smtpd")
+
+
+def test_cf_reread_on_reload(postern):
+    """A changed .cf file takes effect when smtpd reloads (SIGHUP), as other table files do."""
+    p = postern
+    b = Backend("pgsql", p)
+    try:
+        configure(p, b)
+        p.start("smtpd")
+        assert rcpt(p, f"zed@{VDOM}").startswith("550 5.1.1 ")
+        cf = p.etc_dir / "pgsql-mailboxes.cf"
+        cf.write_text(cf.read_text().replace(QUERY["mailboxes"], "SELECT 'z/' WHERE '%u' = 'zed'"))
+        p.reload("smtpd")
+        p.wait_for(lambda: rcpt(p, f"zed@{VDOM}") == "250 2.1.5 Ok", timeout=20, what="the new query")
+        assert rcpt(p, f"alice@{VDOM}").startswith("550 5.1.1 ")
+    finally:
+        b.close()
 
 
 @pytest.mark.parametrize("kind", ["pgsql", "mysql"])
