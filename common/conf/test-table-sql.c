@@ -213,6 +213,123 @@ static void test_unreachable(void) {
         }
 }
 
+/* A client library stand-in: which hosts are up, what each connect and query did. */
+static struct {
+        bool up[4];
+        bool broken;            /* the next query finds the connection gone */
+        char log[400];
+} fake;
+
+static int fake_connect(const TableSqlConf *c, const TableSqlHost *h, void **ret_conn, char **ret_reason) {
+        size_t i = (size_t) (h - c->hosts);
+        snprintf(fake.log + strlen(fake.log), sizeof fake.log - strlen(fake.log), "c%zu ", i);
+        if (!fake.up[i]) {
+                reason_printf(ret_reason, "host %zu is down", i);
+                return -ECONNREFUSED;
+        }
+        *ret_conn = (void *) (h + 1);   /* any non-NULL pointer */
+        return 0;
+}
+
+static void fake_disconnect(void *conn) {
+        (void) conn;
+        strcat(fake.log, "d ");
+}
+
+static int fake_query(void *conn, const TableSqlConf *c, const char *q,
+                      int (*each)(void *ud, const char *value), void *ud, char **ret_reason) {
+        (void) conn;
+        (void) c;
+        strcat(fake.log, "q ");
+        if (fake.broken) {
+                fake.broken = false;
+                reason_printf(ret_reason, "server closed the connection");
+                return -EPIPE;
+        }
+        if (strstr(q, "'bad'"))
+                return -EIO;
+        return each(ud, strstr(q, "'k'") ? "v" : NULL);
+}
+
+static const TableSqlDriver fake_driver = {
+        .type = "pgsql", .connect = fake_connect, .disconnect = fake_disconnect,
+        .escape = table_sql_escape_quotes, .query = fake_query,
+};
+
+static void fake_reset(bool up0, bool up1) {
+        fake.log[0] = '\0';
+        fake.up[0] = up0;
+        fake.up[1] = up1;
+}
+
+/* Host order, failover, retry_interval, reconnecting after a broken connection, idle_interval. */
+static void test_failover(void) {
+        char cf[4200];
+        snprintf(cf, sizeof cf, "%s/fail.cf", tmpdir);
+        write_cf(cf, "hosts = h0 h1\nquery = SELECT '%s' -- %u\nretry_interval = 1\nidle_interval = 1\n", 0600);
+        TableSql *t = NULL;
+        CHECK_INT(table_sql_open(cf, &fake_driver, &t, NULL), 0);
+        char *v = NULL;
+
+        fake_reset(true, true);         /* in order: the first host */
+        CHECK_INT(table_sql_lookup(t, "k", &v), 1);
+        CHECK_STR(v, "v");
+        free(v);
+        CHECK_INT(table_sql_lookup(t, "x", &v), 0);
+        CHECK_STR(fake.log, "c0 q q ");
+
+        fake_reset(false, true);        /* broken, reconnect at once: h0 is down, h1 answers */
+        fake.broken = true;
+        CHECK_INT(table_sql_lookup(t, "k", &v), 1);
+        free(v);
+        CHECK_STR(fake.log, "q d c0 c1 q ");
+        CHECK(strstr(table_sql_last_error(t), "host 0 is down"));
+
+        fake_reset(false, false);       /* h1 breaks and is down: h0 still waits out its delay */
+        fake.broken = true;
+        CHECK(table_sql_lookup(t, "k", &v) < 0);
+        CHECK_STR(fake.log, "q d c1 ");
+        fake_reset(true, true);         /* within retry_interval: nothing is tried */
+        CHECK_INT(table_sql_lookup(t, "k", &v), -EAGAIN);
+        CHECK_STR(fake.log, "");
+        usleep(1100 * 1000);            /* after it: connected again, in order */
+        CHECK_INT(table_sql_lookup(t, "k", &v), 1);
+        free(v);
+        CHECK_STR(fake.log, "c0 q ");
+
+        fake_reset(true, true);         /* a failing query is an error, the connection stays */
+        CHECK_INT(table_sql_lookup(t, "bad", &v), -EIO);
+        CHECK_STR(fake.log, "q ");
+        CHECK_INT(table_sql_lookup(t, "@example.org", &v), 0);   /* no query needed */
+        CHECK_STR(fake.log, "q ");
+
+        usleep(1100 * 1000);            /* idle_interval: closed before the next lookup */
+        fake_reset(true, true);
+        CHECK_INT(table_sql_lookup(t, "k", &v), 1);
+        free(v);
+        CHECK_STR(fake.log, "d c0 q ");
+        table_sql_free(t);
+}
+
+/* The error reporter: the server's reason, once per table until it changes or a minute passes. */
+static char reported[600];
+static void record_error(const char *spec, const char *reason, void *userdata) {
+        (void) userdata;
+        snprintf(reported + strlen(reported), sizeof reported - strlen(reported), "%s|%s\n", spec, reason);
+}
+
+static void test_report(void) {
+        table_error_report_set(record_error, NULL);
+        Table *t = NULL;
+        CHECK_INT(table_open("tcp:127.0.0.1:1", 0, &t, NULL), 0);
+        char *v = NULL;
+        CHECK(table_lookup(t, "a", &v) < 0);
+        CHECK(table_lookup(t, "b", &v) < 0);
+        CHECK_STR(reported, "tcp:127.0.0.1:1|cannot connect: Connection refused\n");
+        table_free(t);
+        table_error_report_set(NULL, NULL);
+}
+
 /* A scripted socketmap/tcp server on a unix socket: one connection, answers from a list, then
  * closes; a second connection gets the rest. */
 static int listen_unix(const char *path) {
@@ -333,6 +450,8 @@ int main(void) {
         test_expand();
         test_results();
         test_unreachable();
+        test_failover();
+        test_report();
         test_socket();
         char cmd[200];
         snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
