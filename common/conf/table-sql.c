@@ -95,15 +95,6 @@ TableSqlConf *table_sql_conf_free(TableSqlConf *c) {
         return NULL;
 }
 
-static char *sql_trim(char *s) {
-        while (isspace((unsigned char) *s))
-                s++;
-        size_t l = strlen(s);
-        while (l > 0 && isspace((unsigned char) s[l - 1]))
-                s[--l] = '\0';
-        return s;
-}
-
 /* One hosts entry: unix:/path, inet:host[:port], host[:port], [v6addr]:port, postgresql://... */
 static int sql_host_parse(const char *spec, TableSqlDialect d, TableSqlHost *h, char **ret_reason) {
         *h = (TableSqlHost) {};
@@ -305,7 +296,7 @@ int table_sql_conf_read(const char *path, TableSqlDialect dialect, TableSqlConf 
                         if (*first == '\0' || *first == '#')
                                 continue;
                         if (isspace((unsigned char) buf[0]) && have) {
-                                if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, sql_trim(first)) < 0) {
+                                if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, strstrip(first)) < 0) {
                                         reason_printf(ret_reason, "%s:%u: line too long", path, start);
                                         r = -EINVAL;
                                         break;
@@ -321,14 +312,14 @@ int table_sql_conf_read(const char *path, TableSqlDialect dialect, TableSqlConf 
                                 break;
                         }
                         *eq = '\0';
-                        r = sql_set(c, dialect, sql_trim(logical.data), sql_trim(eq + 1), legacy, start, ret_reason);
+                        r = sql_set(c, dialect, strstrip(logical.data), strstrip(eq + 1), legacy, start, ret_reason);
                         if (r < 0)
                                 break;
                 }
                 if (n < 0)
                         break;
                 strbuf_reset(&logical);
-                if ((r = strbuf_puts(&logical, sql_trim(buf))) < 0) {
+                if ((r = strbuf_puts(&logical, strstrip(buf))) < 0) {
                         reason_printf(ret_reason, "%s:%u: line too long", path, lineno);
                         break;
                 }
@@ -533,7 +524,7 @@ void table_sql_reason(char **ret_reason, const char *message) {
                 if (*p == '\n' || *p == '\r' || *p == '\t')
                         *p = ' ';
         free(*ret_reason);
-        *ret_reason = strdup(sql_trim(m));
+        *ret_reason = strdup(strstrip(m));
         free(m);
 }
 

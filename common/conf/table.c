@@ -92,15 +92,6 @@ static void table_lower(char *s) {
                 *s = (char) tolower((unsigned char) *s);
 }
 
-static char *table_trim(char *s) {
-        while (isspace((unsigned char) *s))
-                s++;
-        size_t l = strlen(s);
-        while (l > 0 && isspace((unsigned char) s[l - 1]))
-                s[--l] = '\0';
-        return s;
-}
-
 /* Adds key -> value unless key is present; key is lower-cased in place. */
 static int table_add(StrMap *map, char *key, const char *value) {
         table_lower(key);
@@ -140,14 +131,14 @@ static bool table_split_entry(char *line, bool aliases, char **ret_key, char **r
                 if (*rest != ':')
                         return false;
                 *rest++ = '\0';
-                key = table_trim(key);
+                key = strstrip(key);
         } else {
                 if (*rest != '\0' && *rest != ' ' && *rest != '\t')
                         return false;
                 if (*rest)
                         *rest++ = '\0';
         }
-        char *value = table_trim(rest);
+        char *value = strstrip(rest);
         if (*key == '\0' || *value == '\0')
                 return false;
         *ret_key = key;
@@ -284,12 +275,12 @@ static int table_open_inline(Table *t, const char *name, char **ret_reason) {
                         return -EINVAL;
                 }
                 *eq = '\0';
-                char *key = table_trim(*i);
+                char *key = strstrip(*i);
                 if (*key == '\0') {
                         reason_printf(ret_reason, "%s: entry with an empty key", t->spec);
                         return -EINVAL;
                 }
-                int r = table_add(t->map, key, table_trim(eq + 1));
+                int r = table_add(t->map, key, strstrip(eq + 1));
                 if (r < 0)
                         return r;
         }
@@ -303,7 +294,7 @@ static int table_open_static(Table *t, const char *name) {
                 v = strndup(name + 1, l - 2);
                 if (!v)
                         return -ENOMEM;
-                t->value = strdup(table_trim(v));
+                t->value = strdup(strstrip(v));
         } else
                 t->value = strdup(name);
         return t->value ? 0 : -ENOMEM;
