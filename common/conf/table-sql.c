@@ -572,6 +572,7 @@ static int sql_connect(TableSql *t, size_t *ret_host) {
                 r = t->drv->connect(c, h, &t->conn, &why);
                 if (r >= 0) {
                         h->retry_after = 0;
+                        t->last_used = now;
                         *ret_host = order[k];
                         return 0;
                 }
@@ -621,6 +622,8 @@ int table_sql_lookup(TableSql *t, const char *key, char **ret_value) {
                 _cleanup_strbuf_ StrBuf q = STRBUF_INIT;
                 q.limit = SQL_QUERY_MAX;
                 r = table_sql_expand(c->query, key, NULL, t->drv->escape, t->conn, &q);
+                if (r == -EILSEQ)
+                        sql_error(t, NULL, "the key is not valid in the connection's character set", NULL);
                 if (r != 0)
                         return r > 0 ? 0 : r == -EMSGSIZE ? -EIO : r;
                 struct SqlRows rows = { .conf = c, .key = key, .out = { .limit = SQL_RESULT_MAX } };
