@@ -509,7 +509,11 @@ int table_sql_open(const char *path, const TableSqlDriver *drv, TableSql **ret, 
         int r = table_sql_conf_read(path, streq(drv->type, "pgsql") ? TABLE_SQL_PGSQL : TABLE_SQL_MYSQL, &t->conf, ret_reason);
         if (r < 0)
                 return r;
-        t->rng = (now_usec(CLOCK_REALTIME) ^ ((uint64_t) getpid() << 32) ^ (uint64_t) (uintptr_t) t) | 1;
+        /* splitmix64 of time, pid and address, so tables opened together start apart */
+        uint64_t z = now_usec(CLOCK_REALTIME) ^ ((uint64_t) getpid() << 32) ^ (uint64_t) (uintptr_t) t;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        t->rng = (z ^ (z >> 31)) | 1;
         *ret = TAKE_PTR(t);
         return 0;
 }

@@ -311,6 +311,27 @@ static void test_failover(void) {
         table_sql_free(t);
 }
 
+/* mysql: hosts at random: over many tables, each host comes first some of the time. */
+static void test_random_order(void) {
+        char cf[4200];
+        snprintf(cf, sizeof cf, "%s/random.cf", tmpdir);
+        write_cf(cf, "hosts = h0 h1\nquery = SELECT '%s'\n", 0600);
+        TableSqlDriver drv = fake_driver;
+        drv.random_order = true;
+        unsigned first[2] = {};
+        for (int i = 0; i < 64; i++) {
+                TableSql *t = NULL;
+                CHECK_INT(table_sql_open(cf, &drv, &t, NULL), 0);
+                fake_reset(true, true);
+                char *v = NULL;
+                CHECK_INT(table_sql_lookup(t, "k", &v), 1);
+                free(v);
+                first[fake.log[1] - '0']++;
+                table_sql_free(t);
+        }
+        CHECK(first[0] > 0 && first[1] > 0);
+}
+
 /* The error reporter: the server's reason, once per table until it changes or a minute passes. */
 static char reported[600];
 static void record_error(const char *spec, const char *reason, void *userdata) {
@@ -451,6 +472,7 @@ int main(void) {
         test_results();
         test_unreachable();
         test_failover();
+        test_random_order();
         test_report();
         test_socket();
         char cmd[200];
