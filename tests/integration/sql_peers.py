@@ -4,7 +4,7 @@ teardown (never as services of the machine):
 
     pg = Postgres()                 # initdb + pg_ctl as user postgres, unix socket only,
     pg.sql("INSERT ...")            # scram-sha-256 passwords; database "mail", user postern
-    pg.socket_dir, pg.stop(), pg.start()
+    pg.socket_dir, pg.stop(), pg.start(), pg.pause(), pg.resume()   # SIGSTOP/SIGCONT
     my = Mariadb()                  # mariadb-install-db + mariadbd as user mysql, socket only
     my.sql("INSERT ..."); my.socket; my.stop(); my.start()
     m = ScriptedMap(protocol)       # "socketmap" or "tcp": answers from the dict m.entries
@@ -19,6 +19,7 @@ import os
 import pathlib
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -86,6 +87,28 @@ class Postgres:
     def running(self):
         return (self.data / "postmaster.pid").exists()
 
+    def _pids(self):
+        """The postmaster and its children (backends, background workers)."""
+        master = int((self.data / "postmaster.pid").read_text().split()[0])
+        pids = [master]
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = open(stat).read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master:
+                pids.append(int(stat.split("/")[2]))
+        return pids
+
+    def pause(self):
+        """SIGSTOP to the whole server: connections stay open, nothing answers (a hung server)."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self):
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
     def sql(self, text, db="mail", user="postgres"):
         env = dict(os.environ, PGPASSWORD=PASSWORD)
         r = subprocess.run([self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-U", user,
@@ -96,6 +119,10 @@ class Postgres:
 
     def close(self):
         if self.running():
+            try:
+                self.resume()
+            except (OSError, ValueError):
+                pass
             try:
                 self.stop()
             except subprocess.CalledProcessError:

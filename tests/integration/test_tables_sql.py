@@ -4,7 +4,8 @@ texthash: files (sql_peers.py starts the servers). virtual_mailbox_domains, virt
 virtual_alias_maps and smtpd_sender_login_maps live in the backend:
 
 - the same RCPT and sender answers as with texthash:, and delivery into the virtual mailboxes;
-- a change in the database takes effect without a reload;
+- a change in the database takes effect without a reload, a changed .cf file on reload;
+- a server that hangs (SIGSTOP) costs the table's timeout, then 451 4.3.0;
 - the server stopped: 451 4.3.0 at RCPT (never 550) and deferral at delivery; started again,
   lookups work again without a restart (retry_interval = 1 s);
 - a key with quotes (and, for MariaDB, a backslash) cannot change the query;
@@ -13,6 +14,7 @@ virtual_alias_maps and smtpd_sender_login_maps live in the backend:
 
 import os
 import re
+import time
 
 import pytest
 
@@ -82,7 +84,7 @@ class Backend:
             return f"texthash:{self.p.etc_dir / name}.txt"
         if self.kind in ("socketmap", "tcp"):
             m = self.maps[name]
-            return f"socketmap:inet:127.0.0.1:{m.port}:virtual" if self.kind == "socketmap" else f"tcp:127.0.0.1:{m.port}"
+            return f"proxy:socketmap:inet:127.0.0.1:{m.port}:virtual" if self.kind == "socketmap" else f"tcp:127.0.0.1:{m.port}"
         cf = self.p.etc_dir / f"{self.kind}-{name}.cf"
         host = f"unix:{self.server.socket_dir}" if self.kind == "pgsql" else f"unix:{self.server.socket}"
         cf.write_text(f"# {name}\nhosts = {host}\nuser = postern\npassword = {PASSWORD}\ndbname = mail\n"
@@ -222,6 +224,32 @@ def test_cf_reread_on_reload(postern):
         p.reload("smtpd")
         p.wait_for(lambda: rcpt(p, f"zed@{VDOM}") == "250 2.1.5 Ok", timeout=20, what="the new query")
         assert rcpt(p, f"alice@{VDOM}").startswith("550 5.1.1 ")
+    finally:
+        b.close()
+
+
+def test_hung_server_times_out(postern):
+    """A server that stops answering (SIGSTOP): the query gives up after the table's timeout, the
+    client gets 451 4.3.0 within seconds, and lookups resume when the server does."""
+    p = postern
+    b = Backend("pgsql", p)
+    try:
+        spec = b.spec("mailboxes")
+        cf = p.etc_dir / "pgsql-mailboxes.cf"
+        cf.write_text(cf.read_text().replace("timeout = 5", "timeout = 1"))
+        p.configure(virtual_mailbox_domains=VDOM, virtual_mailbox_maps=spec)
+        p.start("smtpd")
+        assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"    # connected
+        b.server.pause()
+        start = time.monotonic()
+        with session(p, source="127.0.0.1", sender=SENDER) as c:
+            c.s.settimeout(30)
+            r = c.cmd(f"RCPT TO:<alice@{VDOM}>")
+        assert r.startswith("451 4.3.0 "), r
+        assert time.monotonic() - start < 10
+        p.wait_log("smtpd", r"lookup failed: .*(no answer within 1 s|timeout expired)")
+        b.server.resume()
+        p.wait_for(lambda: rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok", timeout=20, what="lookups after SIGCONT")
     finally:
         b.close()
 
