@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,9 @@ typedef struct ConfEntry {
 struct Conf {
         char *path;
         char *config_dir;
+        char *instance;         /* NAME when config_dir is <sysconfdir>/postern-NAME, else NULL */
+        char *instance_queue;   /* that instance's default queue_directory and ... */
+        char *instance_sockets; /* ... postern_socket_directory (NULL without an instance) */
         ConfEntry **order;      /* explicit settings in file order (owned) */
         size_t n_order, cap_order;
         StrMap *entries;        /* name -> ConfEntry* (borrowed from order) */
@@ -162,13 +166,65 @@ Conf *conf_free(Conf *c) {
         strmap_free(c->mynetworks);
         free(c->path);
         free(c->config_dir);
+        free(c->instance);
+        free(c->instance_queue);
+        free(c->instance_sockets);
         free(c);
         return NULL;
 }
 
+/* $POSTERN_CONFIG; else $POSTERN_INSTANCE's main.cf; else the default instance's. */
 static const char *conf_default_path(void) {
+        static char path[PATH_MAX];
         const char *e = getenv("POSTERN_CONFIG");
-        return !isempty(e) ? e : POSTERN_SYSCONFDIR "/main.cf";
+        if (!isempty(e))
+                return e;
+        e = getenv("POSTERN_INSTANCE");
+        if (conf_instance_name_valid(e) &&
+            snprintf(path, sizeof path, "%s-%s/main.cf", POSTERN_SYSCONFDIR, e) < (int) sizeof path)
+                return path;
+        return POSTERN_SYSCONFDIR "/main.cf";
+}
+
+bool conf_instance_name_valid(const char *name) {
+        if (isempty(name) || strlen(name) > 64 || name[0] == '.' || name[0] == '-')
+                return false;
+        for (const char *s = name; *s; s++)
+                if (!isalnum((unsigned char) *s) && !strchr("_.-", *s))
+                        return false;
+        return true;
+}
+
+/* Sets c->instance and its default directories when config_dir is <sysconfdir>/postern-NAME
+ * (the directory postern@NAME.target's units name in POSTERN_CONFIG). */
+static int conf_find_instance(Conf *c) {
+        static const char prefix[] = POSTERN_SYSCONFDIR "-";
+        if (!startswith(c->config_dir, prefix) || !conf_instance_name_valid(c->config_dir + strlen(prefix)))
+                return 0;
+        c->instance = strdup(c->config_dir + strlen(prefix));
+        if (!c->instance ||
+            asprintf(&c->instance_queue, "%s-%s", param_default(param_lookup("queue_directory")), c->instance) < 0 ||
+            asprintf(&c->instance_sockets, "%s-%s", param_default(param_lookup("postern_socket_directory")),
+                     c->instance) < 0) {
+                c->instance_queue = c->instance_sockets = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* config_directory, and an instance's queue and socket directories: defaults that are computed. */
+static const char *conf_computed_default(const Conf *c, const char *name) {
+        if (streq(name, "config_directory"))
+                return c->config_dir;
+        if (c->instance && streq(name, "queue_directory"))
+                return c->instance_queue;
+        if (c->instance && streq(name, "postern_socket_directory"))
+                return c->instance_sockets;
+        return NULL;
+}
+
+const char *conf_instance(const Conf *c) {
+        return c->instance;
 }
 
 static int conf_new_at(const char *path, Conf **ret) {
@@ -184,7 +240,7 @@ static int conf_new_at(const char *path, Conf **ret) {
         if (!copy)
                 return -ENOMEM;
         c->config_dir = strdup(dirname(copy));
-        if (!c->config_dir)
+        if (!c->config_dir || conf_find_instance(c) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
@@ -343,8 +399,9 @@ static const char *conf_raw_for(ConfExpand *x, const char *name, bool *ret_expli
         const ParamDef *p = param_lookup(name);
         if (!p)
                 return NULL;
-        if (streq(name, "config_directory"))
-                return c->config_dir;
+        const char *computed = conf_computed_default(c, name);
+        if (computed)
+                return computed;
         if (streq(name, "mynetworks"))
                 return conf_mynetworks_default(x);
         const char *old = param_compat_default(conf_compat_level(c), name);
@@ -777,8 +834,9 @@ const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit) {
                 return NULL;
         if (base != name)   /* "listener/name" without an override: the global text */
                 return conf_get_raw(c, base, NULL);
-        if (streq(name, "config_directory"))
-                return c->config_dir;
+        const char *computed = conf_computed_default(c, name);
+        if (computed)
+                return computed;
         if (streq(name, "mydomain") || streq(name, "mynetworks"))
                 return conf_get(c, name);      /* computed: what the daemons use */
         return param_default(p);

@@ -3,7 +3,11 @@
  * per-listener overrides "<listener>/<name> = value" (e.g. "submission/smtpd_tls_security_level =
  * encrypt"), which replace master.cf -o options.
  *
- * The file is found at $POSTERN_CONFIG if set, else POSTERN_SYSCONFDIR "/main.cf". A missing
+ * The file is found at $POSTERN_CONFIG if set, else at POSTERN_SYSCONFDIR "-$POSTERN_INSTANCE/main.cf"
+ * if POSTERN_INSTANCE is set, else POSTERN_SYSCONFDIR "/main.cf". A main.cf in
+ * POSTERN_SYSCONFDIR "-NAME" (/etc/postern-NAME) belongs to the instance NAME (postern@NAME.target):
+ * its queue_directory and postern_socket_directory default to the default instance's with "-NAME"
+ * appended (/var/spool/postern-NAME, /run/postern-NAME), the paths its units use. A missing
  * file is not an error (all defaults apply). Unknown parameters are warnings; invalid values are
  * errors. Every message reads "<file>:<line>: <parameter>: <what is wrong>".
  *
@@ -34,6 +38,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Conf *, conf_free);
 
 /* The path the configuration was read from (or would have been). */
 const char *conf_path(const Conf *c);
+/* The instance name (NAME of /etc/postern-NAME), or NULL for any other directory. */
+const char *conf_instance(const Conf *c);
+/* Whether name may name an instance: 1-64 of [A-Za-z0-9_.-], not starting with "." or "-". */
+bool conf_instance_name_valid(const char *name);
 
 /* Sets a value as if it appeared in main.cf (name may carry a "listener/" prefix). Returns
  * -EINVAL with *ret_reason on an invalid value, -ENOENT for an unknown parameter. */

@@ -314,6 +314,42 @@ static void test_missing_file_and_env(void) {
         conf_free(c);
 }
 
+/* /etc/postern-NAME/main.cf is instance NAME's: its queue and socket directories follow; an
+ * explicit setting wins; POSTERN_INSTANCE names the file; other directories are no instance. */
+static void test_instance(void) {
+        Conf *c = NULL;
+        CHECK_INT(conf_load(POSTERN_SYSCONFDIR "-unit_1.x/main.cf", &c, NULL), 0);
+        CHECK_STR(conf_instance(c), "unit_1.x");
+        CHECK_STR(conf_get(c, "config_directory"), POSTERN_SYSCONFDIR "-unit_1.x");
+        CHECK_STR(conf_get(c, "queue_directory"), "/var/spool/postern-unit_1.x");
+        CHECK_STR(conf_get(c, "postern_socket_directory"), "/run/postern-unit_1.x");
+        CHECK_STR(conf_get(c, "address_verify_map"), "sqlite:/var/spool/postern-unit_1.x/verify.db");
+        c = conf_free(c);
+
+        setenv("POSTERN_INSTANCE", "second", 1);
+        CHECK_INT(conf_load(NULL, &c, NULL), 0);
+        CHECK_STR(conf_path(c), POSTERN_SYSCONFDIR "-second/main.cf");
+        CHECK_STR(conf_get(c, "queue_directory"), "/var/spool/postern-second");
+        c = conf_free(c);
+        setenv("POSTERN_INSTANCE", "../x", 1);  /* not a name: the default instance */
+        CHECK_INT(conf_load(NULL, &c, NULL), 0);
+        CHECK_STR(conf_path(c), POSTERN_SYSCONFDIR "/main.cf");
+        CHECK(!conf_instance(c));
+        c = conf_free(c);
+        unsetenv("POSTERN_INSTANCE");
+
+        CHECK_INT(load("queue_directory = /srv/q\n", &c, NULL), 0);
+        CHECK(!conf_instance(c));
+        CHECK_STR(conf_get(c, "queue_directory"), "/srv/q");
+        CHECK_STR(conf_get(c, "postern_socket_directory"), "/run/postern");
+        c = conf_free(c);
+
+        static const char *const bad[] = { "", "-a", ".a", "a/b", "a b", "x%i" };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                CHECK(!conf_instance_name_valid(bad[i]));
+        CHECK(conf_instance_name_valid("mx-out.2"));
+}
+
 static void test_defaults_and_getters(void) {
         _cleanup_conf_free_ Conf *c = NULL;
         CHECK_INT(conf_new(&c), 0);
@@ -618,6 +654,7 @@ int main(void) {
         test_errors();
         test_hostile();
         test_missing_file_and_env();
+        test_instance();
         test_defaults_and_getters();
         test_split_list();
         test_edit();

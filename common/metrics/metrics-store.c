@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -100,6 +101,16 @@ static Entry *pending_entry(const char *name, const char *labels, const MetricsF
         key[nl] = KEY_SEP;
         memcpy(key + nl + 1, labels ? labels : "", ll + 1);
         return batch_entry(&pending, key, hist);
+}
+
+void metrics_count(const char *name, ...) {
+        char l[METRICS_LABELS_MAX];
+        va_list ap;
+        va_start(ap, name);
+        int r = metrics_labels_va(l, sizeof l, ap);
+        va_end(ap);
+        if (r >= 0)
+                metrics_add(name, l, 1);
 }
 
 void metrics_add(const char *name, const char *labels, double delta) {

@@ -15,6 +15,9 @@ typedef struct MetricsBatch MetricsBatch;
 
 /* Adds delta to the counter name{labels} (labels in exposition syntax, NULL or "" for none). */
 void metrics_add(const char *name, const char *labels, double delta);
+/* Adds 1 to the counter name{k1="v1",...} (NULL-terminated name/value pairs; nothing is counted
+ * when the labels do not fit). */
+void metrics_count(const char *name, ...) _sentinel_;
 /* Counts one observation of value in the histogram family name (buckets, _sum, _count). */
 void metrics_observe(const char *name, const char *labels, double value);
 

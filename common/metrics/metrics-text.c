@@ -58,23 +58,28 @@ static bool put_raw(char *buf, size_t size, size_t *at, const char *s) {
         return true;
 }
 
-int metrics_labels(char *buf, size_t size, ...) {
-        va_list ap;
+int metrics_labels_va(char *buf, size_t size, va_list ap) {
         size_t at = 0;
         bool ok = size > 0;
         const char *k;
 
-        va_start(ap, size);
         while (ok && (k = va_arg(ap, const char *))) {
                 const char *v = va_arg(ap, const char *);
                 ok = (at == 0 || put_raw(buf, size, &at, ",")) && put_raw(buf, size, &at, k) &&
                      put_raw(buf, size, &at, "=\"") && put_escaped(buf, size, &at, v ? v : "") &&
                      put_raw(buf, size, &at, "\"");
         }
-        va_end(ap);
         if (size > 0)
                 buf[ok ? at : 0] = '\0';
         return ok ? 0 : -ENOBUFS;
+}
+
+int metrics_labels(char *buf, size_t size, ...) {
+        va_list ap;
+        va_start(ap, size);
+        int r = metrics_labels_va(buf, size, ap);
+        va_end(ap);
+        return r;
 }
 
 int metrics_bucket_labels(char *buf, size_t size, const char *labels, double le) {

@@ -9,6 +9,8 @@
  * metrics_text_eof() the `# EOF` line OpenMetrics ends with (nothing for 0.0.4). */
 #pragma once
 
+#include <stdarg.h>
+
 #include <stddef.h>
 #include "basic/strbuf.h"
 #include "metrics-catalog.h"
@@ -30,6 +32,8 @@ void metrics_format_value(double v, char *buf, size_t size);
 /* Builds `k1="v1",k2="v2"` from NULL-terminated name/value pairs into buf, escaping the values.
  * -ENOBUFS when it does not fit (buf then holds ""). */
 int metrics_labels(char *buf, size_t size, ...);
+/* The same with the pairs in ap. */
+int metrics_labels_va(char *buf, size_t size, va_list ap);
 /* labels plus le="<bound>" (as metrics_format_value writes it), for a histogram bucket. */
 int metrics_bucket_labels(char *buf, size_t size, const char *labels, double le);
 

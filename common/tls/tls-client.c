@@ -47,22 +47,20 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
                 cl->cred = NULL;
                 return -ENOMEM;
         }
-        if (!isempty(cfg->ca_file)) {
-                r = gnutls_certificate_set_x509_trust_file(cl->cred, cfg->ca_file, GNUTLS_X509_FMT_PEM);
-                if (r <= 0) {
-                        reason_printf(ret_reason, "%s: %s", cfg->ca_file,
-                                      r < 0 ? gnutls_strerror(r) : "no certificate found");
-                        return -EINVAL;
-                }
+        r = tls_cred_set_trust(cl->cred, cfg->ca_file, cfg->ca_path, ret_reason);
+        if (r < 0)
+                return r;
+        /* a client certificate (smtp_tls_cert_file / _key_file / _chain_files), offered when the
+         * server asks for one */
+        if (!isempty(cfg->cert_file)) {
+                r = tls_cred_load_key_pair(cl->cred, cfg->cert_file, isempty(cfg->key_file) ? cfg->cert_file : cfg->key_file,
+                                           ret_reason);
+                if (r < 0)
+                        return r;
         }
-        if (!isempty(cfg->ca_path)) {
-                r = gnutls_certificate_set_x509_trust_dir(cl->cred, cfg->ca_path, GNUTLS_X509_FMT_PEM);
-                if (r <= 0) {
-                        reason_printf(ret_reason, "%s: %s", cfg->ca_path,
-                                      r < 0 ? gnutls_strerror(r) : "no certificate found in the directory");
-                        return -EINVAL;
-                }
-        }
+        for (char **f = cfg->chain_files; f && *f; f++)
+                if ((r = tls_cred_load_key_pair(cl->cred, *f, *f, ret_reason)) < 0)
+                        return r;
         if (isempty(cfg->ca_file) && isempty(cfg->ca_path))
                 /* No trust store on the machine only means nothing verifies: not an error. */
                 (void) gnutls_certificate_set_x509_system_trust(cl->cred);

@@ -32,3 +32,12 @@ void tls_client_conn_done(TlsConn *c);
 /* server_precedence: %SERVER_PRECEDENCE (meaningless for a client). */
 int tls_priority_new(const char *protocols, TlsGrade grade, bool server_precedence, gnutls_priority_t *ret,
                      char **ret_reason);
+
+/* Adds the trust anchors of a PEM file and/or a directory of PEM files to cred (tls-peer-cert.c).
+ * Either may be NULL or "". A file or directory with no certificate is -EINVAL with a reason. */
+int tls_cred_set_trust(gnutls_certificate_credentials_t cred, const char *ca_file, const char *ca_path,
+                       char **ret_reason);
+/* Loads a certificate (chain) and its private key into cred (tls.c); key may equal cert (a chain
+ * file holding both). Root-only files come through systemd credentials. */
+int tls_cred_load_key_pair(gnutls_certificate_credentials_t cred, const char *cert, const char *key,
+                           char **ret_reason);

@@ -30,6 +30,8 @@ struct TlsServer {
         SniCred *sni;
         size_t n_sni;
         bool no_tickets;        /* tls_ssl_options = NO_TICKET */
+        bool ask_ccert;         /* request client certificates */
+        char *ca_file, *ca_path; /* their trust anchors, also for the SNI credentials */
 };
 
 
@@ -115,8 +117,8 @@ int tls_priority_string(unsigned set, TlsGrade grade, bool server_precedence, ch
 /* Loads a certificate (chain) and its private key into cred — from the systemd credentials that
  * postern-generator passes for files the daemon's user may not read (common/daemon/credential.h),
  * else from the files themselves. Errors name the files as main.cf does. */
-static int load_key_pair(gnutls_certificate_credentials_t cred, const char *cert, const char *key,
-                         char **ret_reason) {
+int tls_cred_load_key_pair(gnutls_certificate_credentials_t cred, const char *cert, const char *key,
+                           char **ret_reason) {
         _cleanup_free_ char *cert_cred = NULL, *key_cred = NULL;
         if (credential_path_for(cert, &cert_cred) < 0 || credential_path_for(key, &key_cred) < 0)
                 return -ENOMEM;
@@ -136,7 +138,7 @@ static int load_key_pair(gnutls_certificate_credentials_t cred, const char *cert
 
 /* Loads one file holding a private key and its certificate chain into cred. */
 static int load_chain_file(gnutls_certificate_credentials_t cred, const char *path, char **ret_reason) {
-        return load_key_pair(cred, path, path, ret_reason);
+        return tls_cred_load_key_pair(cred, path, path, ret_reason);
 }
 
 static int cred_new(gnutls_certificate_credentials_t *ret) {
@@ -254,7 +256,7 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
         bool have = false;
         if (!isempty(cfg->cert_file)) {
                 const char *key = isempty(cfg->key_file) ? cfg->cert_file : cfg->key_file;
-                r = load_key_pair(s->cred, cfg->cert_file, key, ret_reason);
+                r = tls_cred_load_key_pair(s->cred, cfg->cert_file, key, ret_reason);
                 if (r < 0)
                         return r;
                 have = true;
@@ -269,6 +271,13 @@ int tls_server_new(const TlsServerConfig *cfg, TlsServer **ret, char **ret_reaso
                 reason_printf(ret_reason, "no certificate configured (smtpd_tls_chain_files or smtpd_tls_cert_file)");
                 return -ENOKEY;
         }
+        s->ask_ccert = cfg->ask_ccert;
+        if ((!isempty(cfg->ca_file) && !(s->ca_file = strdup(cfg->ca_file))) ||
+            (!isempty(cfg->ca_path) && !(s->ca_path = strdup(cfg->ca_path))))
+                return -ENOMEM;
+        r = tls_cred_set_trust(s->cred, s->ca_file, s->ca_path, ret_reason);
+        if (r < 0)
+                return r;
 
         if (!isempty(cfg->sni_maps)) {
                 _cleanup_free_ char *why = NULL;
@@ -312,6 +321,8 @@ TlsServer *tls_server_unref(TlsServer *s) {
         }
         free(s->sni);
         table_list_free(s->sni_maps);
+        free(s->ca_file);
+        free(s->ca_path);
         free(s);
         return NULL;
 }
@@ -326,6 +337,10 @@ static gnutls_certificate_credentials_t sni_cred(TlsServer *s, const char *files
         gnutls_certificate_credentials_t cred = NULL;
         if (cred_from_files(files, &cred, &why) < 0)
                 return NULL;
+        if (tls_cred_set_trust(cred, s->ca_file, s->ca_path, &why) < 0) {
+                gnutls_certificate_free_credentials(cred);
+                return NULL;
+        }
         SniCred *n = realloc(s->sni, (s->n_sni + 1) * sizeof(SniCred));
         char *key = strdup(files);
         if (!n || !key) {
@@ -384,7 +399,9 @@ int tls_conn_new_server(TlsServer *srv, int fd, TlsConn **ret) {
                 tls_conn_free(c);
                 return -EINVAL;
         }
-        gnutls_certificate_server_set_request(c->session, GNUTLS_CERT_IGNORE);
+        /* REQUEST, not REQUIRE, even for smtpd_tls_req_ccert: smtpd answers a client without a
+         * trusted certificate in SMTP (421), as Postfix does, rather than failing the handshake. */
+        gnutls_certificate_server_set_request(c->session, srv->ask_ccert ? GNUTLS_CERT_REQUEST : GNUTLS_CERT_IGNORE);
         gnutls_handshake_set_post_client_hello_function(c->session, on_client_hello);
         gnutls_handshake_set_timeout(c->session, 0);   /* the caller's event loop times it */
         gnutls_transport_set_int(c->session, fd);

@@ -52,6 +52,9 @@ typedef struct TlsServerConfig {
         const char *sni_maps;        /* "type:name ..." tables: server name -> chain file list */
         bool server_precedence;      /* tls_preempt_cipherlist: our cipher order, not the client's */
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
+        const char *ca_file;         /* trust anchors for client certificates (smtpd_tls_CAfile) */
+        const char *ca_path;         /* a directory of them (smtpd_tls_CApath) */
+        bool ask_ccert;              /* request a client certificate (smtpd_tls_ask_ccert) */
 } TlsServerConfig;
 
 /* tls_ssl_options (Postfix's names, case-insensitive). GnuTLS never compresses, and Postern
@@ -111,6 +114,23 @@ bool tls_conn_resumed(TlsConn *c);
 /* The server name the client asked for (SNI), or NULL. */
 const char *tls_conn_server_name(TlsConn *c);
 
+/* The certificate the peer presented (tls-peer-cert.c): a server asks for one with ask_ccert. */
+#define TLS_FINGERPRINT_MAX 192      /* a SHA-512 as "AB:CD:...", and its NUL */
+typedef struct TlsPeerCert {
+        bool present;                /* the peer sent a certificate */
+        bool trusted;                /* its chain verifies against the trust anchors */
+        char subject[256];           /* subject CN ("" when none); '"' and controls become '?' */
+        char issuer[256];            /* issuer CN */
+        char fingerprint[TLS_FINGERPRINT_MAX];       /* digest of the DER certificate */
+        char pkey_fingerprint[TLS_FINGERPRINT_MAX];  /* digest of its SubjectPublicKeyInfo */
+} TlsPeerCert;
+/* The digest named by *_tls_fingerprint_digest (md5, sha1, sha224, sha256, sha384, sha512), as
+ * the id tls_conn_peer_cert() takes; -EINVAL for another name. */
+int tls_fingerprint_digest(const char *name);
+/* After the handshake: fills *ret (all zero when the peer sent no certificate). 0, or a negative
+ * errno when the certificate cannot be parsed or hashed (*ret->present is then true). */
+int tls_conn_peer_cert(TlsConn *c, int digest, TlsPeerCert *ret);
+
 /* --- the client side ---
  *
  * A TlsClient holds what every client session shares: the trust anchors (a CA file, or the
@@ -120,6 +140,9 @@ const char *tls_conn_server_name(TlsConn *c);
  * handshake tls_conn_peer_trust() checks the certificate chain and names. */
 
 typedef struct TlsClientConfig {
+        const char *cert_file;       /* our client certificate (chain), PEM; NULL or "": none */
+        const char *key_file;        /* its key (NULL or "": cert_file) */
+        char **chain_files;          /* NULL-terminated; each: key + certificate chain in PEM */
         const char *ca_file;         /* PEM trust anchors; with ca_path NULL or "": the system trust store */
         const char *ca_path;         /* a directory of PEM trust anchors, in addition to ca_file */
         const char *protocols;       /* Postfix syntax, as for the server */

@@ -42,9 +42,10 @@
  * override. transport_maps still wins over both.
  *
  * A message with a content filter (messages.filter, from a FILTER action: "transport:nexthop")
- * goes there for every recipient, local or not; "transport:" without a next hop keeps the next
- * hop normal routing picks and only replaces the transport (Postfix 2.7's sender reputation
- * form, seed 003). */
+ * goes there for every recipient, local or not; "transport:" without a next hop goes to
+ * $default_filter_nexthop, or when that is empty keeps the next hop normal routing picks and only
+ * replaces the transport (Postfix 2.7's sender reputation form, seed 003; Postfix's qmgr does the
+ * same with the next hop trivial-rewrite resolved). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -69,6 +70,7 @@ static const ConfField route_fields[] = {
         F("default_transport", STRING, default_transport),
         F("virtual_transport", STRING, virtual_transport),
         F("relayhost", STRING, relayhost),
+        F("default_filter_nexthop", STRING, default_filter_nexthop),
         F("transport_maps", TABLES, transport_maps, .flags = TABLE_REGSUB_SAFE),
         F("relocated_maps", TABLES, relocated_maps),
         F("sender_dependent_relayhost_maps", TABLES, sender_relayhost_maps, .flags = TABLE_REGSUB_SAFE),
@@ -252,13 +254,20 @@ static int route_choose(const QmgrSettings *s, const QueueMessage *msg, const ch
                         char **ret_transport, char **ret_nexthop) {
         const char *sender = msg ? msg->sender : NULL;
         const char *filter = msg ? msg->filter : NULL;
-        if (!isempty(filter) && strchr(filter, ':') && strchr(filter, ':')[1] != '\0') {
-                /* "transport:nexthop" overrides every other routing decision. */
+        bool filter_hop = !isempty(filter) && strchr(filter, ':') && strchr(filter, ':')[1] != '\0';
+        if (!isempty(filter) && (filter_hop || !isempty(s->default_filter_nexthop))) {
+                /* "transport:nexthop" (or "transport:" with $default_filter_nexthop) overrides every
+                 * other routing decision. */
                 _cleanup_free_ char *ft = NULL, *fn = NULL;
                 int r = split_route(filter, &ft, &fn);
                 if (r < 0)
                         return r;
                 if (!isempty(ft)) {
+                        if (!filter_hop) {
+                                free(fn);
+                                if (!(fn = strdup(s->default_filter_nexthop)))
+                                        return -ENOMEM;
+                        }
                         *ret_transport = TAKE_PTR(ft);
                         *ret_nexthop = TAKE_PTR(fn);
                         return 0;

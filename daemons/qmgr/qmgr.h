@@ -135,6 +135,7 @@ typedef struct QmgrSettings {
         char *socket_directory;        /* postern_socket_directory: agent sockets by transport */
         char *local_transport, *relay_transport, *default_transport, *virtual_transport;
         char *relayhost;
+        char *default_filter_nexthop;  /* for a filter "transport:" without a next hop */
         char *recipient_delimiter;
         TableList *transport_maps;     /* NULL when empty */
         TableList *relocated_maps;     /* NULL when empty */

@@ -50,6 +50,8 @@
 #include "log/log.h"
 #include "mail/mime-downgrade.h"
 #include "mail/xtext.h"
+#include "metrics/metrics-catalog.h"
+#include "metrics/metrics-store.h"
 #include "sasl/sasl-mech-client.h"
 #include "smtp.h"
 #include "tls/tls.h"
@@ -966,6 +968,7 @@ static void tls_established(SmtpSession *s) {
         }
         if (smtp_tls_loglevel(t) >= 2 && !isempty(why))
                 log_info("certificate verification for %s: %s", s->relay, why);   /* why not Verified */
+        metrics_count(METRIC_SMTP_TLS, "protocol", tls_conn_protocol(s->tls), "cipher", tls_conn_cipher(s->tls), NULL);
         if (smtp_tls_loglevel(t) >= 1)
                 log_tls(s, "established");
         if (s->wrapper) {

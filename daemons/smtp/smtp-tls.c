@@ -70,7 +70,15 @@ SmtpTls *smtp_tls_free(SmtpTls *t) {
 static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_param, const char *ciphers_param) {
         const char *prefix = s->prefix;
         const char *grade = smtp_conf_get(c, s, ciphers_param);
+        _cleanup_strv_free_ char **chains = conf_split_list(strempty(smtp_conf_get(c, s, "tls_chain_files")));
+        if (!chains) {
+                log_oom();
+                return NULL;
+        }
         TlsClientConfig cfg = {
+                .cert_file = smtp_conf_get(c, s, "tls_cert_file"),
+                .key_file = smtp_conf_get(c, s, "tls_key_file"),
+                .chain_files = chains,
                 .ca_file = smtp_conf_get(c, s, "tls_CAfile"),
                 .ca_path = smtp_conf_get(c, s, "tls_CApath"),
                 .protocols = smtp_conf_get(c, s, protocols_param),
@@ -82,8 +90,9 @@ static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_par
         int r = tls_client_new(&cfg, &cl, &why);
         if (r < 0) {
                 /* Like Postfix: a local TLS problem makes "may" plaintext and defers mandatory TLS. */
-                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath): %s; TLS not available",
-                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix,
+                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath, %s_tls_cert_file, %s_tls_chain_files): "
+                                "%s; TLS not available",
+                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix, prefix, prefix,
                                 why ? why : "out of memory");
                 return NULL;
         }

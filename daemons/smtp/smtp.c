@@ -25,6 +25,7 @@
 #include "daemon/daemon-role.h"
 #include "log/log.h"
 #include "mail/delay.h"
+#include "metrics/metrics-store.h"
 #include "smtp.h"
 
 /* Smtp.cfg: both sides and the master.cf variants, as the role's settings (daemon-role.h). */
@@ -465,6 +466,10 @@ static int start(void *userdata, Daemon *dm) {
         smtp_memory_open(&smtp->memory, smtp->cfg.side[0].queue_directory);
         if (queue_open(smtp->cfg.side[0].queue_directory, 0, &smtp->queue) < 0)
                 smtp->queue = NULL;   /* qmgr creates it; reopened lazily */
+        /* the TLS handshake counts (the only queue.db write postern-smtp makes) */
+        r = metrics_flusher_start(smtp->cfg.side[0].queue_directory);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the metrics writer: %m");
         return 0;
 }
 
@@ -475,6 +480,7 @@ static void stop(void *userdata) {
         smtp_sessions_done(smtp);
         smtp_resolve_done();
         smtp_memory_done(&smtp->memory);
+        metrics_flusher_stop();
         smtp->queue = queue_close(smtp->queue);
 }
 

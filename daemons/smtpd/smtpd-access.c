@@ -456,6 +456,11 @@ static int access_start(const SmtpdClient *c, const SmtpdTransaction *t, const S
                         (void) address_parse(a->subject, ADDRESS_SMTPUTF8, &addr, &why);
                 if (null_sender || addr)
                         ok = keys_address(st, addr, null_sender, &keys, &n);
+        } else if (streq(el, "check_ccert_access")) {
+                /* the certificate's fingerprint, then its public key's (Postfix's order) */
+                if (c->ccert)
+                        ok = key_add(&keys, &n, c->ccert->fingerprint, "", "") &&
+                             key_add(&keys, &n, c->ccert->pkey_fingerprint, "", "");
         } else
                 return -EINVAL;
         if (!ok)

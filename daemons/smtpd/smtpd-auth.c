@@ -436,15 +436,24 @@ bool smtpd_auth_mail_param(Session *s, const char *value) {
                 session_reply(s, "503 5.7.4 Error: authentication disabled");
                 return false;
         }
-        /* RFC 4954 section 5: "<>" or an xtext-encoded mailbox. The value is checked, not
-         * trusted: Postern does not relay the AUTH= identity onwards. */
-        if (streq(value, "<>"))
-                return true;
+        if (s->tx.auth_author) {
+                session_reply(s, "503 5.5.4 Error: multiple AUTH= options");
+                return false;
+        }
+        /* RFC 4954 section 5: "<>" or an xtext-encoded mailbox. The value is checked and kept
+         * for the milters' {auth_author} (as Postfix does); it is not relayed onwards. */
         _cleanup_free_ char *decoded = NULL;
         size_t dlen = 0;
-        if (!*value || xtext_decode(value, strlen(value), &decoded, &dlen) < 0 || strlen(decoded) != dlen) {
+        if (streq(value, "<>"))
+                decoded = strdup(value);
+        else if (!*value || xtext_decode(value, strlen(value), &decoded, &dlen) < 0 || strlen(decoded) != dlen) {
                 session_reply(s, "501 5.5.4 Syntax error in AUTH parameter");
                 return false;
         }
+        if (!decoded) {
+                session_reply(s, "451 4.3.0 Error: out of memory");
+                return false;
+        }
+        s->tx.auth_author = TAKE_PTR(decoded);
         return true;
 }

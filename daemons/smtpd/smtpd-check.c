@@ -516,6 +516,16 @@ static Result eval_element(SmtpdEval *e, const RestrictionElem *el) {
                 return s->tx.sender ? check_access(e, el, s->tx.sender, "Sender address") : RES_DUNNO;
         case RESTRICT_CHECK_RECIPIENT_ACCESS:
                 return e->rcpt_addr ? check_access(e, el, e->rcpt, "Recipient address") : RES_DUNNO;
+        case RESTRICT_CHECK_CCERT_ACCESS:
+                return s->client.ccert ? check_access(e, el, NULL, "Client certificate") : RES_DUNNO;
+        case RESTRICT_PERMIT_TLS_CLIENTCERTS:
+        case RESTRICT_PERMIT_TLS_ALL_CLIENTCERTS:
+                r = smtpd_tls_clientcert_permitted(s, el->kind == RESTRICT_PERMIT_TLS_ALL_CLIENTCERTS);
+                if (r < 0) {
+                        lookup_failure(e, entity);
+                        return RES_REJECT;
+                }
+                return r > 0 ? RES_OK : RES_DUNNO;
         case RESTRICT_SENDER_LOGIN_MISMATCH:
         case RESTRICT_AUTH_SENDER_LOGIN_MISMATCH:
         case RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH:

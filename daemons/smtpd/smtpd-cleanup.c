@@ -45,7 +45,8 @@ int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if (s->no_header_body_checks)
                 return 0;
         if ((r = open_checks(c, listener, "header_checks", &s->header_checks)) < 0 ||
-            (r = open_checks(c, listener, "body_checks", &s->body_checks)) < 0)
+            (r = open_checks(c, listener, "body_checks", &s->body_checks)) < 0 ||
+            (r = open_checks(c, listener, "milter_header_checks", &s->milter_header_checks)) < 0)
                 return r;
         /* mime_header_checks and nested_header_checks default to $header_checks; without MIME
          * parsing only the top-level header section is checked, so a different value cannot
@@ -68,6 +69,7 @@ int smtpd_cleanup_settings(Conf *c, const char *listener, SmtpdSettings *s) {
 void smtpd_cleanup_settings_done(SmtpdSettings *s) {
         header_checks_free(s->header_checks);
         header_checks_free(s->body_checks);
+        header_checks_free(s->milter_header_checks);
 }
 
 /* Logs one action: "ID: hold: header Subject: x from NAME[ADDR]; from=<a> to=<b> proto=P
@@ -217,6 +219,66 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         }
         header_check_action_done(&a);
         return now;
+}
+
+/* milter_header_checks: one header a milter added or changed, as "Name: value". Postfix applies
+ * only message-wide actions here (DISCARD, FILTER, HOLD, REDIRECT, WARN; INFO too): they go to
+ * s->tx.actions like header_checks' own; any other action is logged and ignored. */
+int cleanup_milter_header(Session *s, const char *name, const char *value) {
+        HeaderChecks *checks = s->settings->milter_header_checks;
+        _cleanup_free_ char *line = NULL, *raw = NULL;
+        HeaderCheckAction a = {};
+        const char *why = NULL;
+        int r;
+
+        if (!checks)
+                return 0;
+        if (asprintf(&line, "%s: %s", name, strempty(value)) < 0)
+                return -ENOMEM;
+        r = header_checks_match(checks, line, true, &a, &raw, &why);
+        if (r == -EINVAL) {
+                log_warning("%s: milter_header_checks %s: \"%s\": %s; ignoring it", s->tx.queue_id,
+                            header_checks_spec(checks), strempty(raw), strna(why));
+                return 0;
+        }
+        if (r < 0) {
+                /* as for header_checks: a table that cannot be read refuses the message for now */
+                log_warning_errno(r, "%s: milter_header_checks lookup failed: %m", s->tx.queue_id);
+                return r;
+        }
+        if (r == 0 || a.type == HEADER_CHECK_DUNNO) {
+                header_check_action_done(&a);
+                return 0;
+        }
+        const char *action = header_check_type_name(a.type);
+        r = 0;
+        switch (a.type) {
+        case HEADER_CHECK_DISCARD:
+                r = set_text(&s->tx.actions.discard, a.text);
+                break;
+        case HEADER_CHECK_HOLD:
+                r = set_text(&s->tx.actions.hold, a.text);
+                break;
+        case HEADER_CHECK_REDIRECT:
+                r = set_text(&s->tx.actions.redirect, a.text);
+                break;
+        case HEADER_CHECK_FILTER:
+                r = set_text(&s->tx.actions.filter, a.text);
+                break;
+        case HEADER_CHECK_WARN:
+        case HEADER_CHECK_INFO:
+                break;
+        default:
+                log_warning("%s: milter_header_checks %s: action %s is not supported for headers from "
+                            "milters (only discard, filter, hold, redirect, warn); ignoring it",
+                            s->tx.queue_id, header_checks_spec(checks), action);
+                header_check_action_done(&a);
+                return 0;
+        }
+        if (r >= 0)
+                log_action(s, action, "header", line, strlen(line), a.text);
+        header_check_action_done(&a);
+        return r == -ENOMEM ? log_oom() : r;
 }
 
 /* Address rewriting of the header at content[start..] (smtpd-rewrite.c), after header_checks

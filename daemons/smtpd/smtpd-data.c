@@ -607,6 +607,12 @@ static void data_end_milters(Session *s, const char *arg, const char *milter_ref
                 data_end_proxy(s);
                 return;
         }
+        /* milter_header_checks' actions join the message's others before they are applied */
+        if (smtpd_milter_header_checks(s) < 0) {
+                session_reply(s, "451 4.3.0 Error: queue file write error");
+                smtpd_transaction_reset(&s->tx);
+                return;
+        }
         CommitJob *j = make_job(s);
         int ra = j ? commit_apply_actions(s, j) : -ENOMEM;
         /* The milters' edits (headers, body, recipients, sender) before the envelope is

@@ -1,7 +1,7 @@
 /* smtpd-metrics.c — what postern-smtpd counts for the metrics endpoint, one call per event so
  * the code that has the event stays as it was: connections, their ends, rejected commands (by
  * reply code and command), failed SASL logins, TLS handshakes (by protocol and cipher), anvil
- * refusals (by limit), and each queued message with its bytes. The last is written straight
+ * refusals (by limit), milter decisions (by milter and action), and each queued message with its bytes. The last is written straight
  * into the group commit's transaction (smtpd-commit.c), so it is counted exactly when the
  * message is; the others are kept in memory (common/metrics/metrics-store.h) and ride on the
  * next commit, or the once-a-second writer when no mail comes. Names: metrics-catalog.h. */
@@ -55,17 +55,15 @@ void smtpd_metrics_sasl_failure(void) {
 }
 
 void smtpd_metrics_tls(const char *protocol, const char *cipher) {
-        char l[METRICS_LABELS_MAX];
-
-        if (metrics_labels(l, sizeof l, "protocol", protocol, "cipher", cipher, NULL) >= 0)
-                metrics_add(METRIC_SMTPD_TLS, l, 1);
+        metrics_count(METRIC_SMTPD_TLS, "protocol", protocol, "cipher", cipher, NULL);
 }
 
 void smtpd_metrics_anvil_reject(const char *limit) {
-        char l[METRICS_LABELS_MAX];
+        metrics_count(METRIC_SMTPD_ANVIL_REJECTS, "limit", limit, NULL);
+}
 
-        if (metrics_labels(l, sizeof l, "limit", limit, NULL) >= 0)
-                metrics_add(METRIC_SMTPD_ANVIL_REJECTS, l, 1);
+void smtpd_metrics_milter(const char *milter, const char *action) {
+        metrics_count(METRIC_SMTPD_MILTER, "milter", milter, "action", action, NULL);
 }
 
 int smtpd_metrics_queued(Queue *q, uint64_t messages, uint64_t bytes) {

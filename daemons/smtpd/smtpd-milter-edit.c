@@ -78,6 +78,19 @@ static int rcpt_edit(CommitJob *j, const MilterEdit *x) {
         return x->cmd == MILTER_R_ADDRCPT_PAR ? rcpt_args(x->value, n) : 0;
 }
 
+int smtpd_milter_header_checks(Session *s) {
+        MilterEdits *e = smtpd_milter_edits(s);
+        for (size_t i = 0; e && i < e->n; i++) {
+                const MilterEdit *x = &e->v[i];
+                bool header = x->cmd == MILTER_R_ADDHEADER || x->cmd == MILTER_R_INSHEADER ||
+                              (x->cmd == MILTER_R_CHGHEADER && !isempty(x->value));   /* not a delete */
+                int r = header ? cleanup_milter_header(s, x->name, x->value) : 0;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int smtpd_milter_apply(Session *s, CommitJob *j) {
         MilterEdits *e = smtpd_milter_edits(s);
         QueueMessage *m = j->message;

@@ -211,9 +211,6 @@ int smtpd_milter_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         r = conf_get_table_list(c, listener, "smtpd_milter_maps", 0, &m->maps, &reason);
         if (r < 0)
                 return log_error_errno(r, "%s", reason ? reason : "smtpd_milter_maps: cannot open");
-        _cleanup_strv_free_ char **hc = conf_get_list(c, listener, "milter_header_checks");
-        if (hc && hc[0])
-                log_warning("not supported: milter_header_checks (headers added by milters are not checked)");
         return 0;
 }
 
@@ -297,7 +294,7 @@ static const char *macro_get(const char *name, void *userdata) {
         if (streq(n, "auth_authen"))
                 return c->sasl_username;
         if (streq(n, "auth_author"))
-                return NULL;
+                return s->tx.auth_author;
         if (streq(n, "mail_addr"))
                 return s->tx.sender;
         if (streq(n, "mail_host"))
@@ -321,7 +318,11 @@ static const char *macro_get(const char *name, void *userdata) {
                 snprintf(x->buf, sizeof x->buf, "%d", tls_conn_cipher_bits(c->tls));
                 return x->buf;
         }
-        /* no client certificates are requested: {cert_subject} and {cert_issuer} stay unset */
+        /* the client certificate (smtpd_tls_ask_ccert), when one was sent */
+        if (streq(n, "cert_subject"))
+                return tls && c->ccert ? c->ccert->subject : NULL;
+        if (streq(n, "cert_issuer"))
+                return tls && c->ccert ? c->ccert->issuer : NULL;
         return NULL;
 }
 
@@ -787,6 +788,7 @@ static void conn_fail(MilterConn *c, const char *fmt, ...) {
         va_end(ap);
 
         bool current = m->running && m->cur < m->n && &m->v[m->cur] == c;
+        smtpd_metrics_milter(c->spec->name, "failed");
         log_warning("milter %s: %s (%s stage of %s); default_action=%s", c->spec->name, why,
                     stage_names[m->stage], m->session->client.id_text, milter_default_action_name(c->default_action));
         conn_close(c);
@@ -904,8 +906,10 @@ static int handle_packet(MilterConn *c, char cmd, const uint8_t *d, size_t n) {
                         milter_reply_done(&r);
                         return -EBADMSG;
                 }
-                if (cmd == MILTER_R_QUARANTINE)
+                if (cmd == MILTER_R_QUARANTINE) {
+                        smtpd_metrics_milter(c->spec->name, "quarantine");
                         quarantine(m, r.text);
+                }
                 else
                         k = milter_edits_add(&m->edits, &r);
                 milter_reply_done(&r);
@@ -933,27 +937,34 @@ static int handle_packet(MilterConn *c, char cmd, const uint8_t *d, size_t n) {
                 conn_pump(c);
                 return 0;
         case MILTER_R_CONTINUE:
+                if (st->cmd == MILTER_CMD_EOB)
+                        smtpd_metrics_milter(c->spec->name, "accept");   /* the message, as it is now */
                 c->awaiting = false;
                 c->step++;
                 conn_pump(c);
                 return 0;
         case MILTER_R_ACCEPT:
+                smtpd_metrics_milter(c->spec->name, "accept");
                 if (m->stage == MILTER_STAGE_CONNECT || m->stage == MILTER_STAGE_HELO)
                         c->state = CONN_DONE;
                 else
                         c->skip_tx = m->stage != MILTER_STAGE_EOM;
                 break;
         case MILTER_R_DISCARD:
+                smtpd_metrics_milter(c->spec->name, "discard");
                 discard(m);
                 m->cur = m->n;
                 break;
         case MILTER_R_REJECT:
+                smtpd_metrics_milter(c->spec->name, "reject");
                 stage_refuse(m, "550 5.7.1 Command rejected");
                 break;
         case MILTER_R_TEMPFAIL:
+                smtpd_metrics_milter(c->spec->name, "tempfail");
                 stage_refuse(m, "451 4.7.1 Service unavailable - try again later");
                 break;
         case MILTER_R_REPLYCODE:
+                smtpd_metrics_milter(c->spec->name, r.text && r.text[0] == '4' ? "tempfail" : "reject");
                 stage_refuse(m, r.text);
                 break;
         default:

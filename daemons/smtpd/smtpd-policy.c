@@ -365,15 +365,18 @@ static char *build_request(const SmtpdClient *c, const SmtpdTransaction *t, cons
         attr(&b, "instance", instance);
         attr(&b, "sasl_method", c->sasl_method);
         attr(&b, "sasl_username", c->sasl_username);
-        attr(&b, "sasl_sender", "");
+        attr(&b, "sasl_sender", t->auth_author);
         attr_num(&b, "size", t->data ? t->data->bytes : 0);
-        attr(&b, "ccert_subject", "");
-        attr(&b, "ccert_issuer", "");
-        attr(&b, "ccert_fingerprint", "");
-        attr(&b, "ccert_pubkey_fingerprint", "");
-        attr(&b, "encryption_protocol", "");
-        attr(&b, "encryption_cipher", "");
-        attr(&b, "encryption_keysize", "0");
+        /* as Postfix: subject and issuer of a trusted certificate only, fingerprints of any */
+        bool tls = c->tls && c->tls_active;
+        const TlsPeerCert *cc = tls ? c->ccert : NULL;
+        attr(&b, "ccert_subject", cc && cc->trusted ? cc->subject : "");
+        attr(&b, "ccert_issuer", cc && cc->trusted ? cc->issuer : "");
+        attr(&b, "ccert_fingerprint", cc ? cc->fingerprint : "");
+        attr(&b, "ccert_pubkey_fingerprint", cc ? cc->pkey_fingerprint : "");
+        attr(&b, "encryption_protocol", tls ? tls_conn_protocol(c->tls) : "");
+        attr(&b, "encryption_cipher", tls ? tls_conn_cipher(c->tls) : "");
+        attr_num(&b, "encryption_keysize", tls ? (uint64_t) tls_conn_cipher_bits(c->tls) : 0);
         attr(&b, "etrn_domain", etrn ? recipient : "");
         attr(&b, "stress", "");
         attr(&b, "server_address", c->server_addr);

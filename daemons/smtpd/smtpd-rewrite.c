@@ -86,9 +86,10 @@ static int clients_param(Conf *c, const char *listener, SmtpdSettings *s) {
                         s->header_rewrite_clients |= REWRITE_CLIENTS_MYNETWORKS;
                 else if (strcaseeq(*i, "permit_sasl_authenticated"))
                         s->header_rewrite_clients |= REWRITE_CLIENTS_SASL;
-                else if (strcaseeq(*i, "permit_tls_clientcerts") || strcaseeq(*i, "permit_tls_all_clientcerts"))
-                        log_warning("not supported: local_header_rewrite_clients element %s (smtpd does not ask "
-                                    "for client certificates); it matches no client", *i);
+                else if (strcaseeq(*i, "permit_tls_clientcerts"))
+                        s->header_rewrite_clients |= REWRITE_CLIENTS_TLS_CERTS;
+                else if (strcaseeq(*i, "permit_tls_all_clientcerts"))
+                        s->header_rewrite_clients |= REWRITE_CLIENTS_TLS_ALL_CERTS;
                 else if (strcaseeq(*i, "check_address_map")) {
                         if (!i[1])
                                 return log_error_errno(-EINVAL, "local_header_rewrite_clients: check_address_map "
@@ -163,6 +164,13 @@ int smtpd_rewrite_header_mode(Session *s) {
                 return REWRITE_HEADERS_LOCAL;
         if ((w & REWRITE_CLIENTS_SASL) && s->client.sasl_username)
                 return REWRITE_HEADERS_LOCAL;
+        if (w & (REWRITE_CLIENTS_TLS_CERTS | REWRITE_CLIENTS_TLS_ALL_CERTS)) {
+                r = smtpd_tls_clientcert_permitted(s, w & REWRITE_CLIENTS_TLS_ALL_CERTS);
+                if (r == 0 && (w & REWRITE_CLIENTS_TLS_CERTS) && (w & REWRITE_CLIENTS_TLS_ALL_CERTS))
+                        r = smtpd_tls_clientcert_permitted(s, false);
+                if (r != 0)
+                        return r < 0 ? r : REWRITE_HEADERS_LOCAL;
+        }
         if (w & REWRITE_CLIENTS_MYNETWORKS) {
                 r = smtpd_netlist_match(&set->mynetworks, &s->client);   /* logs its failures */
                 if (r != 0)

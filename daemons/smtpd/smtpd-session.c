@@ -302,6 +302,7 @@ void session_free(Session *s) {
         if (s->client.tls && s->client.tls_active)
                 tls_conn_bye(s->client.tls);   /* close_notify if the socket takes it now */
         tls_conn_free(s->client.tls);
+        free(s->client.ccert);
         session_close_socket(s);
         strbuf_done(&s->in);
         strbuf_done(&s->out);

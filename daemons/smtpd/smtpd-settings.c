@@ -182,6 +182,7 @@ SmtpdSettings *smtpd_settings_unref(SmtpdSettings *s) {
         smtpd_cleanup_settings_done(s);
         smtpd_rewrite_settings_done(s);
         tls_server_unref(s->tls);
+        table_list_free(s->relay_clientcerts);
         smtpd_auth_settings_done(s);
         smtpd_virtual_settings_done(s);
         smtpd_milter_settings_done(s);

@@ -5,7 +5,12 @@
  *
  * After "220 2.0.0 Ready to start TLS" everything the client sent in plaintext behind STARTTLS
  * is discarded (CVE-2011-0411), and once the handshake completes the SMTP state is reset (HELO,
- * transaction, authentication) as RFC 3207 requires. The GnuTLS work is in common/tls. */
+ * transaction, authentication) as RFC 3207 requires. The GnuTLS work is in common/tls.
+ *
+ * Client certificates (smtpd_tls_ask_ccert, _req_ccert, _CAfile, _CApath): the certificate a
+ * client sent is kept with the session (SmtpdClient.ccert) for permit_tls_clientcerts,
+ * permit_tls_all_clientcerts and check_ccert_access, the policy service, the milters and the
+ * Received: header; the log line says Trusted, Untrusted or Anonymous as Postfix's does. */
 #include <errno.h>
 #include <stdio.h>
 #include <strings.h>
@@ -55,7 +60,24 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                                     strempty(conf_get_listener(c, listener, "smtpd_tls_security_level")));
                 return 0;
         }
+        s->tls_req_ccert = conf_get_bool(c, listener, "smtpd_tls_req_ccert");
+        if (s->tls_req_ccert && s->tls_level != TLS_LEVEL_ENCRYPT) {
+                log_warning("%s: smtpd_tls_req_ccert = yes needs smtpd_tls_security_level = encrypt; ignored",
+                            s->listener);
+                s->tls_req_ccert = false;
+        }
+        s->tls_ask_ccert = s->tls_req_ccert || conf_get_bool(c, listener, "smtpd_tls_ask_ccert");
+        const char *digest = conf_get_listener(c, listener, "smtpd_tls_fingerprint_digest");
+        s->tls_fingerprint_digest = tls_fingerprint_digest(digest);
+        if (s->tls_fingerprint_digest < 0)
+                return log_error_errno(-EINVAL, "smtpd_tls_fingerprint_digest = %s: unknown digest", strempty(digest));
+        r = conf_get_table_list(c, listener, "relay_clientcerts", 0, &s->relay_clientcerts, &why);
+        if (r < 0)
+                return log_error_errno(r, "relay_clientcerts: %s", why ? why : "cannot open table");
         TlsServerConfig cfg = {
+                .ca_file = conf_get_listener(c, listener, "smtpd_tls_CAfile"),
+                .ca_path = conf_get_listener(c, listener, "smtpd_tls_CApath"),
+                .ask_ccert = s->tls_ask_ccert,
                 .cert_file = cert,
                 .key_file = conf_get_listener(c, listener, "smtpd_tls_key_file"),
                 .chain_files = chains,
@@ -147,17 +169,52 @@ static void set_timer(Session *s, usec_t usec) {
 
 static void tls_after_anvil(Session *s, bool allowed, void *userdata);
 
+/* The certificate the client sent, if any, into s->client.ccert (logged at smtpd_tls_loglevel 2). */
+static void client_certificate(Session *s) {
+        TlsPeerCert *cc = calloc(1, sizeof(TlsPeerCert));
+        if (!cc) {
+                log_oom();
+                return;
+        }
+        int r = tls_conn_peer_cert(s->client.tls, s->settings->tls_fingerprint_digest, cc);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot read the client certificate: %m", s->client.id_text);
+        if (!cc->present) {
+                free(cc);
+                return;
+        }
+        free(s->client.ccert);
+        s->client.ccert = cc;
+        if (s->settings->tls_loglevel >= 2)
+                log_info("%s: client certificate subject CN=\"%s\", issuer CN=\"%s\", %s, fingerprint %s, "
+                         "pkey_fingerprint %s", s->client.id_text, cc->subject, cc->issuer,
+                         cc->trusted ? "verified" : "not verified", cc->fingerprint, cc->pkey_fingerprint);
+}
+
 static void tls_established(Session *s) {
         s->client.tls_active = true;
         s->client.tls_new_session = !tls_conn_resumed(s->client.tls);
         smtpd_metrics_tls(tls_conn_protocol(s->client.tls), tls_conn_cipher(s->client.tls));
         if (s->settings->tls_loglevel >= 2 && !s->client.tls_new_session)
                 log_info("%s: reusing TLS session (resumed from a ticket)", s->client.id_text);
+        if (s->settings->tls_ask_ccert)
+                client_certificate(s);
+        const TlsPeerCert *cc = s->client.ccert;
         if (s->settings->tls_loglevel >= 1) {
                 int bits = tls_conn_cipher_bits(s->client.tls);
                 log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr[0] ? s->client.addr : NULL },
-                           "Anonymous TLS connection established from %s: %s with cipher %s (%d/%d bits)",
+                           "%s TLS connection established from %s: %s with cipher %s (%d/%d bits)",
+                           !cc ? "Anonymous" : cc->trusted ? "Trusted" : "Untrusted",
                            s->client.id_text, tls_conn_protocol(s->client.tls), tls_conn_cipher(s->client.tls), bits, bits);
+        }
+        if (s->settings->tls_req_ccert && !(cc && cc->trusted)) {
+                /* as Postfix: the handshake completes, the SMTP session does not */
+                const char *why = cc ? "Client certificate not trusted" : "No client certificate presented";
+                log_info("NOQUEUE: abort: TLS from %s: %s", s->client.id_text, why);
+                session_enter_command(s);
+                session_reply(s, "421 4.7.1 %s Error: %s", s->settings->myhostname, why);
+                session_close_after_flush(s);
+                return;
         }
 
         /* RFC 3207 4.2: forget everything learned from the client before TLS. */
@@ -259,6 +316,39 @@ int smtpd_tls_received_clause(Session *s, StrBuf *b) {
         if (!s->client.tls_active || !s->settings->tls_received_header)
                 return 0;
         int bits = tls_conn_cipher_bits(s->client.tls);
-        return strbuf_printf(b, "\n\t(using %s with cipher %s (%d/%d bits))", tls_conn_protocol(s->client.tls),
-                             tls_conn_cipher(s->client.tls), bits, bits);
+        const TlsPeerCert *cc = s->client.ccert;
+        int r = strbuf_printf(b, "\n\t(using %s with cipher %s (%d/%d bits))", tls_conn_protocol(s->client.tls),
+                              tls_conn_cipher(s->client.tls), bits, bits);
+        if (r < 0)
+                return r;
+        /* the client certificate clause Postfix writes */
+        if (!s->settings->tls_ask_ccert)
+                return strbuf_printf(b, "\n\t(No client certificate requested)");
+        if (!cc)
+                return strbuf_printf(b, "\n\t(Client did not present a certificate)");
+        return strbuf_printf(b, "\n\t(Client CN \"%s\", Issuer \"%s\" (%s))", cc->subject, cc->issuer,
+                             cc->trusted ? "verified OK" : "not verified");
+}
+
+int smtpd_tls_clientcert_permitted(Session *s, bool all) {
+        const TlsPeerCert *cc = s->client.ccert;
+        if (!cc)
+                return 0;
+        /* any certificate whose chain verifies; a listed fingerprint needs no trusted issuer */
+        if (all)
+                return cc->trusted;
+        if (!s->settings->relay_clientcerts)
+                return 0;
+        const char *keys[] = { cc->fingerprint, cc->pkey_fingerprint };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                _cleanup_free_ char *v = NULL;
+                int r = table_list_lookup(s->settings->relay_clientcerts, keys[i], &v);
+                if (r < 0) {
+                        log_warning_errno(r, "relay_clientcerts: lookup of %s failed: %m", keys[i]);
+                        return r;
+                }
+                if (r > 0)
+                        return 1;
+        }
+        return 0;
 }

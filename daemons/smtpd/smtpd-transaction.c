@@ -24,6 +24,8 @@ void smtpd_transaction_reset(SmtpdTransaction *t) {
         free(t->body_type);
         t->body_type = NULL;
         free(t->dsn_envid);
+        free(t->auth_author);
+        t->auth_author = NULL;
         t->dsn_envid = NULL;
         t->dsn_ret = 0;
         t->smtputf8 = false;

@@ -137,6 +137,9 @@ typedef enum Restriction {
         RESTRICT_CHECK_HELO_ACCESS,
         RESTRICT_CHECK_SENDER_ACCESS,
         RESTRICT_CHECK_RECIPIENT_ACCESS,
+        RESTRICT_CHECK_CCERT_ACCESS,        /* the client certificate's fingerprints */
+        RESTRICT_PERMIT_TLS_CLIENTCERTS,    /* fingerprint listed in relay_clientcerts */
+        RESTRICT_PERMIT_TLS_ALL_CLIENTCERTS, /* any trusted client certificate */
         RESTRICT_SENDER_LOGIN_MISMATCH,
         RESTRICT_AUTH_SENDER_LOGIN_MISMATCH,
         RESTRICT_KNOWN_SENDER_LOGIN_MISMATCH,
@@ -274,6 +277,7 @@ typedef struct SmtpdSettings {
         /* content checks (smtpd-cleanup.c) */
         HeaderChecks *header_checks;       /* NULL: none */
         HeaderChecks *body_checks;
+        HeaderChecks *milter_header_checks; /* for the headers milters add or change */
         uint64_t body_checks_size_limit;
         char **drop_headers;               /* message_drop_headers */
         unsigned hopcount_limit;
@@ -309,6 +313,9 @@ typedef struct SmtpdSettings {
         int tls_loglevel;
         bool tls_received_header;
         bool tls_wrappermode;              /* implicit TLS like the submissions listener */
+        bool tls_ask_ccert, tls_req_ccert; /* client certificates (req: only at level encrypt) */
+        int tls_fingerprint_digest;        /* smtpd_tls_fingerprint_digest (tls_fingerprint_digest()) */
+        TableList *relay_clientcerts;      /* fingerprints permit_tls_clientcerts permits; NULL: none */
         usec_t starttls_timeout_usec;
         /* PROXY protocol from a load balancer (smtpd-proxy.c) */
         int upstream_proxy;                /* UPSTREAM_PROXY_* (smtpd_upstream_proxy_protocol) */
@@ -487,6 +494,7 @@ typedef struct SmtpdClient {
         bool tls_active;         /* the handshake completed: all I/O is inside TLS */
         bool tls_new_session;    /* full handshake (not resumed from a ticket); anvil's "newtls"
                                   * event is reported in tls_established() (smtpd-tls.c) */
+        TlsPeerCert *ccert;      /* the client's certificate when one was asked for and sent, else NULL */
 } SmtpdClient;
 
 /* One recipient of a transaction, as RCPT gave it. */
@@ -517,6 +525,7 @@ typedef struct SmtpdTransaction {
         bool smtputf8;           /* MAIL FROM ... SMTPUTF8 */
         int dsn_ret;             /* RET=: 0 none, 1 FULL, 2 HDRS */
         char *dsn_envid;         /* ENVID= (decoded), or NULL */
+        char *auth_author;       /* AUTH= (decoded; "<>" as given), or NULL: milters' {auth_author} */
         SmtpdRecipient *rcpts;   /* accepted recipients */
         size_t n_rcpts;
         size_t rcpt_attempts;    /* RCPT commands in this transaction */
@@ -653,6 +662,10 @@ bool smtpd_tls_required(Session *s);
 bool smtpd_tls_starttls(Session *s, char *arg);
 /* Whether TLS starts with the first byte (the submissions listener, smtpd_tls_wrappermode). */
 bool smtpd_tls_implicit(const Session *s);
+/* permit_tls_clientcerts (all = false: the certificate's or its public key's fingerprint is in
+ * relay_clientcerts) and permit_tls_all_clientcerts (all: its chain verifies): 1, 0, or a
+ * negative errno when the table cannot be read. */
+int smtpd_tls_clientcert_permitted(Session *s, bool all);
 /* Starts the handshake (after the 220 to STARTTLS went out, or at connect on submissions);
  * false when the session was freed. */
 bool smtpd_tls_start(Session *s);
@@ -967,6 +980,9 @@ void cleanup_header_end(Session *s);
 /* One complete body line: true when the caller stores it, false when it was stored (or
  * dropped) by body_checks. */
 bool cleanup_body_line(Session *s, const char *p, size_t n);
+/* milter_header_checks on one header a milter added or changed: its message-wide action goes to
+ * s->tx.actions. 0, or a negative errno when the message must not be accepted (lookup error). */
+int cleanup_milter_header(Session *s, const char *name, const char *value);
 /* Appends undisclosed_recipients_header when no To:/Cc:/Bcc: was seen. */
 int cleanup_missing_to(Session *s, StrBuf *add);
 /* At end of data: smtpd_hook_cleanup (above) answers the refusal of header/body checks or the
@@ -975,7 +991,8 @@ int cleanup_missing_to(Session *s, StrBuf *add);
 /* smtpd-rewrite.c: Postfix's cleanup address rewriting (canonical form, sender_/recipient_/
  * canonical_maps, masquerading); the pure parts are common/mail/addr-canonical.c and
  * header-address.c. */
-enum { REWRITE_CLIENTS_INET = 1 << 0, REWRITE_CLIENTS_MYNETWORKS = 1 << 1, REWRITE_CLIENTS_SASL = 1 << 2 };
+enum { REWRITE_CLIENTS_INET = 1 << 0, REWRITE_CLIENTS_MYNETWORKS = 1 << 1, REWRITE_CLIENTS_SASL = 1 << 2,
+       REWRITE_CLIENTS_TLS_CERTS = 1 << 3, REWRITE_CLIENTS_TLS_ALL_CERTS = 1 << 4 };
 enum { REWRITE_HEADERS_NONE, REWRITE_HEADERS_LOCAL, REWRITE_HEADERS_REMOTE };
 /* Classes, masquerading, local_header_rewrite_clients, inet_interfaces (the maps and plain
  * values are rows of smtpd-settings.c); logs its own errors. */
@@ -1086,6 +1103,9 @@ void smtpd_metrics_reject(const char *command, const char *reply);
 void smtpd_metrics_sasl_failure(void);
 void smtpd_metrics_tls(const char *protocol, const char *cipher);
 void smtpd_metrics_anvil_reject(const char *limit);
+/* One decision of a milter: accept (also "continue" at the end of the message), reject,
+ * tempfail, discard, quarantine, failed (it could not be asked; its default_action applied). */
+void smtpd_metrics_milter(const char *milter, const char *action);
 struct Queue;
 int smtpd_metrics_queued(struct Queue *q, uint64_t messages, uint64_t bytes);
 
@@ -1130,5 +1150,8 @@ void smtpd_milter_session_free(Session *s);
 /* smtpd-milter-edit.c: applies the collected edits (and chgfrom, recipients, body) to the job
  * of s's message; 0 or -ENOMEM. Edits are forgotten with the transaction. */
 int smtpd_milter_apply(Session *s, CommitJob *j);
+/* milter_header_checks on the headers the milters added or changed (cleanup_milter_header()),
+ * before the job is made: 0, or a negative errno (the message is refused with a 451). */
+int smtpd_milter_header_checks(Session *s);
 /* The edits the session's milters sent for the current message (smtpd-milter.c), or NULL. */
 MilterEdits *smtpd_milter_edits(Session *s);

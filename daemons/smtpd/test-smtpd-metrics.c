@@ -37,6 +37,9 @@ int main(void) {
         smtpd_metrics_reject("HELO", "501 4.5.1 mismatched class");    /* class differs from code */
         smtpd_metrics_tls("TLSv1.3", "TLS_AES_256_GCM_SHA384");
         smtpd_metrics_anvil_reject("connect");
+        smtpd_metrics_milter("inet:127.0.0.1:8891", "reject");
+        smtpd_metrics_milter("inet:127.0.0.1:8891", "reject");
+        smtpd_metrics_milter("unix:/run/a\"b", "failed");   /* label values are escaped */
         smtpd_metrics_connect();
         smtpd_metrics_sasl_failure();
 
@@ -54,6 +57,8 @@ int main(void) {
         CHECK(stored(q, "postfix_smtpd_tls_connections_total",
                      "protocol=\"TLSv1.3\",cipher=\"TLS_AES_256_GCM_SHA384\"") == 1);
         CHECK(stored(q, "postern_smtpd_anvil_rejects_total", "limit=\"connect\"") == 1);
+        CHECK(stored(q, "postern_smtpd_milter_actions_total", "milter=\"inet:127.0.0.1:8891\",action=\"reject\"") == 2);
+        CHECK(stored(q, "postern_smtpd_milter_actions_total", "milter=\"unix:/run/a\\\"b\",action=\"failed\"") == 1);
         CHECK(stored(q, "postfix_smtpd_connects_total", "") == 1);
         CHECK(stored(q, "postfix_smtpd_sasl_authentication_failures_total", "") == 1);
         CHECK(stored(q, "postfix_smtpd_messages_processed_total", "") == 3);

@@ -41,6 +41,8 @@
 #include "daemon/daemon-role.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
+#include "metrics/metrics-catalog.h"
+#include "metrics/metrics-store.h"
 #include "verify-probe.h"
 #include "verify.h"
 
@@ -147,6 +149,7 @@ static void record_result(Verify *v, const char *address, VerifyStatus st, const
 
 static void on_probe_done(const char *address, VerifyStatus st, const char *reason, void *userdata) {
         Verify *v = userdata;
+        metrics_count(METRIC_VERIFY_PROBES, "result", verify_status_name(st), NULL);
         record_result(v, address, st, reason);
         v->limit_logged = false;
         if (v->retiring && verify_probes_pending(v->retiring) == 0)
@@ -208,6 +211,8 @@ static int on_query(Verify *v, IpcConn *c, const char *address, bool may_probe) 
                 _cleanup_free_ char *now_reason = NULL;
                 r = verify_probe_start(v->prober, address, on_probe_done, v, &st, &now_reason);
                 if (r > 0) {
+                        metrics_count(METRIC_VERIFY_PROBES, "result", verify_status_name(st), NULL);
+                        metrics_count(METRIC_VERIFY_QUERIES, "result", verify_status_name(st), "cache", "miss", NULL);
                         record_result(v, address, st, now_reason);
                         verify_entry_done(&e);
                         return reply(c, st, now_reason);
@@ -225,6 +230,10 @@ static int on_query(Verify *v, IpcConn *c, const char *address, bool may_probe) 
                         log_error_errno(r, "<%s>: cannot start a probe: %m", address);
         }
         verify_entry_done(&e);
+        /* a hit: the cache held the answer given (a stale one being refreshed included) */
+        if (may_probe)
+                metrics_count(METRIC_VERIFY_QUERIES, "result", verify_status_name(d.answer), "cache",
+                              known && d.answer != VERIFY_PENDING ? "hit" : "miss", NULL);
         return reply(c, d.answer, reason);
 }
 
@@ -333,6 +342,9 @@ static int start(void *userdata, Daemon *d) {
         if (r < 0)
                 return r;
         (void) cache(v);   /* logs what is wrong now rather than at the first query */
+        r = metrics_flusher_start(strempty(conf_get(c, "queue_directory")));   /* into queue.db */
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the metrics writer: %m");
 
         (void) ipc_server_set_idle_timeout(v->server, 0);   /* smtpd keeps one connection */
         (void) ipc_server_set_limits(v->server, &(IpcServerLimits) { IPC_SMALL_RECORD_LIMITS });
@@ -353,6 +365,7 @@ static int start(void *userdata, Daemon *d) {
 
 static void stop(void *userdata) {
         Verify *v = userdata;
+        metrics_flusher_stop();
         v->cleanup_timer = sd_event_source_disable_unref(v->cleanup_timer);
         v->cleanup_batch = sd_event_source_disable_unref(v->cleanup_batch);
         v->prober = verify_prober_free(v->prober);

@@ -166,6 +166,43 @@ def test_posternctl_check_names_what_the_generator_skips(postern):
     assert r.returncode == 0
 
 
+def test_generator_writes_units_for_instances(postern, tmp_path):
+    """A directory beside the default configuration directory named <it>-NAME with a main.cf is
+    instance NAME (/etc/postern-NAME, README "Multiple instances"): its master.cf's listeners
+    become postern-smtpd-<fd name>@NAME.socket (port 25's too: an instance has no shipped port
+    sockets), wanted by postern@NAME.target and added to postern-smtpd@NAME.service; a directory
+    without main.cf or with a name that is no instance name is not one; the units verify."""
+    inst = pathlib.Path(str(postern.etc_dir) + "-second")
+    inst.mkdir()
+    (inst / "main.cf").write_text("inet_interfaces = 127.0.0.1\n")
+    (inst / "master.cf").write_text("smtp inet n - n - - smtpd\n"
+                                    "127.0.0.1:2526 inet n - n - - smtpd\n  -o content_filter=\n")
+    pathlib.Path(str(postern.etc_dir) + "-nomain").mkdir()
+    bad = pathlib.Path(str(postern.etc_dir) + "--dash")
+    bad.mkdir()
+    (bad / "main.cf").write_text("")
+    (bad / "master.cf").write_text("2527 inet n - n - - smtpd\n")
+    out = tmp_path / "generator"
+    r = run_generator(postern, out)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert tree(out) == [
+        "postern-smtpd-127.0.0.1-2526@second.socket",
+        "postern-smtpd-smtp@second.socket",
+        "postern-smtpd@second.service.d/10-master-cf.conf",
+        "postern@second.target.wants/postern-smtpd-127.0.0.1-2526@second.socket",
+        "postern@second.target.wants/postern-smtpd-smtp@second.socket",
+    ]
+    smtp = (out / "postern-smtpd-smtp@second.socket").read_text()
+    assert "\nListenStream=127.0.0.1:25\nFileDescriptorName=smtp\nService=postern-smtpd@second.service\n" in smtp
+    assert "\nPartOf=postern@second.target\n" in smtp
+    assert os.readlink(out / "postern@second.target.wants/postern-smtpd-smtp@second.socket") == \
+        "../postern-smtpd-smtp@second.socket"
+    assert "Sockets=postern-smtpd-smtp@second.socket postern-smtpd-127.0.0.1-2526@second.socket\n" in \
+        (out / "postern-smtpd@second.service.d/10-master-cf.conf").read_text()
+    code, text = verify(out, ["postern-smtpd-smtp@second.socket", "postern-smtpd-127.0.0.1-2526@second.socket"])
+    assert code == 0 and text == "", text
+
+
 def test_generator_without_master_cf_writes_nothing(postern, tmp_path):
     out = tmp_path / "generator"
     postern.configure(queue_directory="/var/spool/postern", mail_spool_directory="/var/mail")  # the units' own

@@ -258,3 +258,66 @@ def test_sasl_failures(postern, dovecot):
         assert c.cmd("AUTH PLAIN " + PLAIN_ALICE) == "235 2.7.0 Authentication successful"
     check_values(postern, {"postfix_smtpd_sasl_authentication_failures_total": 1,
                            "postfix_smtpd_connects_total": 1})
+
+
+def test_milter_actions(postern):
+    """postern_smtpd_milter_actions_total{milter,action}: a scripted milter that rejects one
+    recipient, then at the end of each message accepts, tempfails, discards, and quarantines
+    (and accepts); and a second milter that is down (default_action accept): "failed" once."""
+    from milter_peer import ScriptedMilter
+    ends = iter([[("c", b"")], [("t", b"")], [("d", b"")], [("q", b"held for review\0"), ("c", b"")]])
+    m = ScriptedMilter(script={"R": lambda _, data: [("r", b"")] if b"ptest2" in data else [("c", b"")],
+                               "E": lambda *_: next(ends)})
+    down = f"inet:127.0.0.1:{free_port()}"
+    postern.configure(smtpd_milters=f"{m.spec} {down}", milter_default_action="accept",
+                      milter_connect_timeout="5s", milter_command_timeout="5s", milter_content_timeout="5s")
+    postern.start("smtpd", "qmgr", "metrics")
+    try:
+        with postern.smtp() as s:
+            s.ehlo()
+            replies = []
+            for i in range(4):
+                assert s.mail("sender@example.org")[0] == 250
+                if i == 0:
+                    assert s.rcpt("ptest2@postern.test")[0] == 550   # a known user: the milter says no
+                assert s.rcpt("ptest1@postern.test")[0] == 250
+                replies.append(s.data(mailtest.msg(f"milter-{i}@test", to="ptest1@postern.test"))[0])
+        assert replies == [250, 451, 250, 250]
+    finally:
+        m.close()
+    check_values(postern, {
+        f'postern_smtpd_milter_actions_total{{milter="{m.spec}",action="reject"}}': 1,
+        f'postern_smtpd_milter_actions_total{{milter="{m.spec}",action="accept"}}': 2,
+        f'postern_smtpd_milter_actions_total{{milter="{m.spec}",action="tempfail"}}': 1,
+        f'postern_smtpd_milter_actions_total{{milter="{m.spec}",action="discard"}}': 1,
+        f'postern_smtpd_milter_actions_total{{milter="{m.spec}",action="quarantine"}}': 1,
+        f'postern_smtpd_milter_actions_total{{milter="{down}",action="failed"}}': 1,
+    })
+    family = {k for k in postern.metric_values() if k.startswith("postern_smtpd_milter_actions_total")}
+    assert len(family) == 6, family
+
+
+def test_verify_outcomes(postern, aiosmtpd_server):
+    """postern_verify_queries_total{result,cache} and postern_verify_probes_total{result}: three
+    unknown addresses (pending, cache misses, one probe each: deliverable, undeliverable,
+    undetermined by the next hop's answer), then each asked again (answered from the cache)."""
+    from test_verify import configure, rcpt
+    configure(postern, aiosmtpd_server)
+    postern.start("smtpd", "qmgr", "smtp", "verify", "metrics")
+    addresses = ("good@remote.example", "bad@remote.example", "soft@remote.example")
+    for a in addresses:
+        assert rcpt(postern, a)[0] == 450
+    for what in ("good@remote\\.example>: deliverable", "bad@remote\\.example>: undeliverable",
+                 "soft@remote\\.example>: undetermined"):
+        postern.wait_log("verify", "<" + what)
+    assert [rcpt(postern, a)[0] for a in addresses] == [250, 550, 450]
+    check_values(postern, {
+        'postern_verify_queries_total{result="pending",cache="miss"}': 3,
+        'postern_verify_queries_total{result="deliverable",cache="hit"}': 1,
+        'postern_verify_queries_total{result="undeliverable",cache="hit"}': 1,
+        'postern_verify_queries_total{result="undetermined",cache="hit"}': 1,
+        'postern_verify_probes_total{result="deliverable"}': 1,
+        'postern_verify_probes_total{result="undeliverable"}': 1,
+    })
+    # the undetermined one may be probed again when asked (it is no definite answer)
+    assert postern.metric_values()['postern_verify_probes_total{result="undetermined"}'] >= 1

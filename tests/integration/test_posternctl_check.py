@@ -194,6 +194,10 @@ def test_bash_completion_offers_verbs_parameters_and_flags(postern):
     assert complete("config", "smtpd_tls_cert") == ["smtpd_tls_cert_file"]
     assert "-X" in complete("config", "-") and "-j" in complete("config", "-")
     assert complete("qshape", "de") == ["deferred"]
+    # -c DIR / -i NAME before the verb (an instance): the verb and its arguments come after them
+    assert complete("-c", "/etc", "qs") == ["qshape"]
+    assert complete("-i", "out", "config", "myhost") == ["myhostname"]
+    assert "-i" in complete("-") and "-c" in complete("-")
 
 
 def test_mynetworks_computed_from_mynetworks_style(postern):

@@ -143,6 +143,19 @@ def test_filter_without_nexthop_keeps_the_routed_nexthop(postern, sinks):
     assert ids_at(c) == ["bulk"]
 
 
+def test_filter_without_nexthop_goes_to_default_filter_nexthop(postern, sinks):
+    # default_filter_nexthop replaces the routed next hop of a "transport:" filter, for local and
+    # remote recipients alike (content_filter here; a FILTER action the same).
+    c, f = sinks("c"), sinks("f")
+    postern.configure(content_filter="smtp:", default_filter_nexthop=hop(f), relayhost=hop(c))
+    postern.start()
+    send(postern, "s@example.org", ["x@remote.example", "ptest1@localhost"], msg("via-default-hop"))
+    dumps = f.wait_count(1)
+    assert b"X-Rcpt-Args: <x@remote.example>\nX-Rcpt-Args: <ptest1@localhost>" in dumps[0]
+    postern.wait_queue_empty()
+    assert c.messages() == []
+
+
 def test_relay_transport_has_its_own_limits(postern, sinks):
     # relay_domains mail goes through the "relay" transport (postern-smtp), scheduled with the
     # relay_* limits: 5 recipients at relay_destination_recipient_limit=2 are 3 transactions,

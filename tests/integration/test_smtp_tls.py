@@ -481,3 +481,26 @@ def test_postern_to_postern_verified(postern, pki, receiver, tls_host):
                              rf"{receiver.smtp_port}: TLSv1\.3 with cipher")
     receiver.wait_log("smtpd", r"Anonymous TLS connection established from .*: TLSv1\.3 with cipher")
     receiver.wait_log("qmgr", r": removed", timeout=20)
+
+
+def test_tls_handshakes_are_counted_for_metrics(postern, pki, peer):
+    """postfix_smtp_tls_connections_total{protocol,cipher}: one per handshake, with the protocol
+    and cipher the log line names (postfix_exporter's metric for smtp's "TLS connection
+    established to" lines)."""
+    p = peer()
+    start(postern, pki, f"[127.0.0.1]:{p.port}", smtp_tls_security_level="may")
+    for i in (1, 2):
+        sent(postern, send(postern, f"metrics-{i}@test"))
+    # a reused connection (smtp_connection_cache_time_limit) is no new handshake: count the lines
+    protocols = re.findall(r"TLS connection established to \S+: (TLSv1\.[23]) with cipher ([A-Z0-9_-]+) ",
+                           postern.log("smtp"))
+    assert len(protocols) >= 1 and len(set(protocols)) == 1, protocols
+    protocol, cipher = protocols[0]
+    n = len(protocols)
+    postern.start("metrics")
+    key = f'postfix_smtp_tls_connections_total{{protocol="{protocol}",cipher="{cipher}"}}'
+    postern.wait_for(lambda: postern.metric_values().get(key) == n, timeout=20, what=f"{key} == {n}")
+    tls = {k: v for k, v in postern.metric_values().items() if k.startswith("postfix_smtp_tls_connections_total")}
+    assert tls == {key: n}
+    # smtpd's own family (incoming) saw none of these
+    assert not any(k.startswith("postfix_smtpd_tls_connections_total{") for k in postern.metric_values())

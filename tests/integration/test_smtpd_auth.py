@@ -181,6 +181,7 @@ def test_mail_auth_parameter(postern, dovecot):
         assert c.cmd("MAIL FROM:<a@example.org> AUTH=alice+40example.org") == "250 2.1.0 Ok"
         assert c.cmd("RSET") == "250 2.0.0 Ok"
         assert c.cmd("MAIL FROM:<a@example.org> AUTH=bad+zz") == "501 5.5.4 Syntax error in AUTH parameter"
+        assert c.cmd("MAIL FROM:<a@example.org> AUTH=<> AUTH=<>") == "503 5.5.4 Error: multiple AUTH= options"
 
 
 def test_relay_permitted_only_after_auth(postern, dovecot):

@@ -4,6 +4,7 @@ steps not answered, the milter's own macro lists), every action and edit, defaul
 milter that is down, slow, hangs up or talks out of protocol, and that no message is lost or
 queued twice. Only smtpd runs: what was accepted stays in the queue to be looked at."""
 
+import base64
 import smtplib
 import socket
 import struct
@@ -11,7 +12,7 @@ import struct
 import pytest
 
 from milter_peer import ScriptedMilter, header, packet, replycode, strings, wait_for
-from test_smtpd_helpers import content_of, free_port, queue_ids
+from test_smtpd_helpers import content_of, free_port, queue_ids, raw
 
 
 def start(postern, milter_spec, **conf):
@@ -440,3 +441,58 @@ def test_pipelined_commands_after_the_message_wait_for_the_commit(postern):
     assert replies[1:] == [b"250 2.0.0 Ok\r\n", b"221 2.0.0 Bye\r\n"], replies
     sock.close()
     assert len(queue_ids(postern)) == 1
+
+
+def test_milter_header_checks_act_on_the_headers_milters_add_only(postern, tmp_path):
+    checks = tmp_path / "milter_header_checks"
+    checks.write_text("/^X-Spam-Flag: YES/ HOLD spam says the milter\n"
+                      "/^X-Redirect-Me:/ REDIRECT ptest9@localhost\n"
+                      "/^X-Drop:/ DISCARD dropped by milter_header_checks\n"
+                      "/^X-Reject:/ REJECT not an action for milter headers\n"
+                      "/^X-Warn:/ WARN seen it\n"
+                      "/^Subject: hello/ HOLD the message's own headers are not checked\n")
+    per_message = [[("h", header("X-Spam-Flag", "YES"))],
+                   [("h", header("X-Redirect-Me", "1"))],
+                   [("m", struct.pack(">I", 1) + header("X-Drop", "now"))],
+                   [("h", header("X-Reject", "1")), ("h", header("X-Warn", "1"))]]
+    m = ScriptedMilter(script={"E": lambda ml, d: per_message[len(ml.data_of("E")) - 1] + [("c", b"")]})
+    start(postern, m.spec, milter_header_checks=f"regexp:{checks}")
+
+    assert send(postern)[1][0] == 250
+    [(qid, _, hold)] = rows(postern)
+    assert hold == 1
+    postern.wait_log("smtpd", r"%s: hold: header X-Spam-Flag: YES from localhost\[127\.0\.0\.1\]; "
+                     r"from=<a@example\.org> to=<ptest1@localhost> proto=ESMTP helo=<client\.test>: spam says"
+                     % qid)
+
+    assert send(postern)[1][0] == 250
+    qid2 = [q for q, _, _ in rows(postern) if q != qid][0]
+    assert recipients(postern, qid2) == ["ptest9@localhost"]
+
+    assert send(postern)[1][0] == 250          # discarded: told it was queued, nothing stored
+    assert len(rows(postern)) == 2
+    postern.wait_log("smtpd", r"discard: header X-Drop: now from localhost")
+
+    assert send(postern)[1][0] == 250          # REJECT is not an action for milter headers
+    new = [r for r in rows(postern) if r[0] not in (qid, qid2)]
+    assert len(new) == 1 and new[0][2] == 0
+    postern.wait_log("smtpd", r"action reject is not supported for headers from milters")
+    postern.wait_log("smtpd", r"warning: header X-Warn: 1 from localhost.*: seen it")
+    assert "the message's own headers" not in postern.log("smtpd")
+
+
+def test_auth_macros_with_the_mail_auth_parameter(postern, dovecot):
+    m = ScriptedMilter()
+    start(postern, m.spec, smtpd_sasl_auth_enable="yes", smtpd_sasl_path=str(dovecot.auth_path),
+          smtpd_tls_auth_only="no")
+    postern.wait_log("smtpd", r"SASL: connected to ")
+    plain = base64.b64encode(b"\0alice\0secret").decode()
+    with raw(postern, source="127.0.0.2") as c:
+        c.send("EHLO client.test\r\n")
+        assert c.reply()[0] == 250
+        assert c.cmd("AUTH PLAIN " + plain).startswith("235 ")
+        assert c.cmd("MAIL FROM:<a@example.org> AUTH=boss+2Bx@example.org") == "250 2.1.0 Ok"
+    wait_for(lambda: "M" in m.macros)
+    assert m.macros["M"]["{auth_type}"] == "PLAIN"
+    assert m.macros["M"]["{auth_authen}"] == "alice"
+    assert m.macros["M"]["{auth_author}"] == "boss+x@example.org"

@@ -176,6 +176,7 @@ def test_encrypt_level_refuses_mail_without_tls(postern, certs):
     text = content_of(postern, qid)
     assert re.search(r"Received: from client\.test \(localhost \[127\.0\.0\.1\]\)\n"
                      r"\t\(using TLSv1\.3 with cipher TLS_\S+ \((\d+)/\1 bits\)\)\n"
+                     r"\t\(No client certificate requested\)\n"
                      r"\tby postern\.test \(Postern\) with ESMTPS id " + qid, text), text
 
 

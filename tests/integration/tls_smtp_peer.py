@@ -13,9 +13,15 @@ from smtp_peers import ThreadedListener, read_data
 
 class TlsSmtpServer(ThreadedListener):
     def __init__(self, cert, key, starttls=True, wrapper=False, break_handshake=False,
-                 inject=False, refuse=None, stall=False, name="tls-peer", host="127.0.0.1", port=0):
+                 inject=False, refuse=None, stall=False, name="tls-peer", host="127.0.0.1", port=0,
+                 client_ca=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
+        if client_ca:
+            # ask for a client certificate and verify it against client_ca (none is also fine)
+            self.ctx.verify_mode = ssl.CERT_OPTIONAL
+            self.ctx.load_verify_locations(cafile=str(client_ca))
+        self.client_certs = []       # per TLS handshake: the client's certificate (DER) or None
         self.ctx.sni_callback = self._sni
         self.starttls, self.wrapper = starttls, wrapper
         self.break_handshake, self.inject, self.name = break_handshake, inject, name
@@ -40,6 +46,7 @@ class TlsSmtpServer(ThreadedListener):
         t = self.ctx.wrap_socket(conn, server_side=True)
         self.tls_connections += 1
         self.resumed.append(t.session_reused)
+        self.client_certs.append(t.getpeercert(binary_form=True))
         return t
 
     def _session(self, conn):

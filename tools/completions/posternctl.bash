@@ -10,11 +10,24 @@ _posternctl() {
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
         local verbs="config check import route queue show log qshape status flush hold release delete requeue help"
-        if [ "$COMP_CWORD" -eq 1 ]; then
-                mapfile -t COMPREPLY < <(compgen -W "$verbs" -- "$cur")
+        # -c DIR / -i NAME before the verb choose the instance (README "Multiple instances")
+        local v=1
+        while [ "$v" -lt "$COMP_CWORD" ] && [[ ${COMP_WORDS[v]} == -[ci] ]]; do
+                v=$((v + 2))
+        done
+        if [ "$v" -gt "$COMP_CWORD" ]; then
+                if [ "$prev" = -c ]; then
+                        mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+                else
+                        mapfile -t COMPREPLY < <(compgen -W "$(cd /etc 2>/dev/null && ls -d postern-* 2>/dev/null | sed 's/^postern-//')" -- "$cur")
+                fi
                 return
         fi
-        verb=${COMP_WORDS[1]}
+        if [ "$COMP_CWORD" -eq "$v" ]; then
+                mapfile -t COMPREPLY < <(compgen -W "$verbs -c -i" -- "$cur")
+                return
+        fi
+        verb=${COMP_WORDS[v]}
         case $verb in
         config)
                 if [ "$prev" = -c ]; then

@@ -160,7 +160,9 @@ int generator_access_dropins(Conf *c, const char *source, bool (*readable)(const
 
         const char *queue = conf_get(c, "queue_directory");
         const ParamDef *qdef = param_lookup("queue_directory");
-        if (r >= 0 && !isempty(queue) && queue[0] == '/' && qdef && !streq(queue, param_default(qdef))) {
+        bool queue_set = false;   /* unset: the units' own (also an instance's /var/spool/postern-NAME) */
+        (void) conf_get_raw(c, "queue_directory", &queue_set);
+        if (r >= 0 && queue_set && !isempty(queue) && queue[0] == '/' && qdef && !streq(queue, param_default(qdef))) {
                 /* "-": a directory that does not exist is no error */
                 for (size_t i = 0; r >= 0 && i < ELEMENTSOF(queue_units); i++)
                         r = add(&d, queue_units[i], source, "ReadWritePaths", "-", queue);

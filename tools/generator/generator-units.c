@@ -1,5 +1,6 @@
 /* generator-units.c — unit texts for postern-generator. See generator-units.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,22 +48,45 @@ static int finish(StrBuf *b, int r, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-int generator_socket_unit(const MasterInet *l, const char *source, char **ret) {
+int generator_instance_unit(const char *unit, const char *instance, char **ret) {
+        const char *dot = strrchr(unit, '.');
+        if (!instance || !dot)
+                *ret = strdup(unit);
+        else if (asprintf(ret, "%.*s@%s%s", (int) (dot - unit), unit, instance, dot) < 0)
+                *ret = NULL;
+        return *ret ? 0 : -ENOMEM;
+}
+
+int generator_listener_unit(const MasterInet *l, const char *instance, char **ret) {
+        *ret = NULL;
+        if (l->map == MASTER_INET_SOCKET)
+                return generator_instance_unit(l->unit, instance, ret);
+        if (l->map != MASTER_INET_SHIPPED || !instance)
+                return 0;
+        return asprintf(ret, "postern-smtpd-%s@%s.socket", l->fdname, instance) < 0 ? (*ret = NULL, -ENOMEM) : 0;
+}
+
+int generator_socket_unit(const MasterInet *l, const char *source, const char *instance, char **ret) {
         _cleanup_(strbuf_donep) StrBuf b = {};
-        if (l->map != MASTER_INET_SOCKET || !l->listen || !l->listen[0])
+        _cleanup_free_ char *unit = NULL;
+        int r = generator_listener_unit(l, instance, &unit);
+        if (r < 0)
+                return r;
+        if (!unit || !l->listen || !l->listen[0])
                 return -EINVAL;
-        int r = header(&b, source, l);
+        r = header(&b, source, l);
         if (r >= 0)
-                r = strbuf_printf(&b, "\n[Unit]\nDescription=Postern SMTP listener %s (master.cf)\n", l->entry->service);
+                r = strbuf_printf(&b, "\n[Unit]\nDescription=Postern SMTP listener %s (master.cf%s%s)\n",
+                                  l->entry->service, instance ? ", instance " : "", strempty(instance));
         if (r >= 0)
                 r = source_path(&b, source);
         if (r >= 0)
-                r = strbuf_puts(&b, "PartOf=postern.target\n\n[Socket]\n");
+                r = strbuf_printf(&b, "PartOf=postern%s%s.target\n\n[Socket]\n", instance ? "@" : "", strempty(instance));
         if (r >= 0)
                 r = listen_lines(&b, l);
         if (r >= 0)
-                r = strbuf_printf(&b, "FileDescriptorName=%s\nService=postern-smtpd.service\nAccept=no\nNoDelay=yes\n",
-                                  l->fdname);
+                r = strbuf_printf(&b, "FileDescriptorName=%s\nService=postern-smtpd%s%s.service\nAccept=no\nNoDelay=yes\n",
+                                  l->fdname, instance ? "@" : "", strempty(instance));
         return finish(&b, r, ret);
 }
 
@@ -79,13 +103,16 @@ int generator_socket_dropin(const MasterInet *l, const char *source, char **ret)
         return finish(&b, r, ret);
 }
 
-int generator_service_dropin(const MasterInetPlan *p, const char *source, char **ret) {
+int generator_service_dropin(const MasterInetPlan *p, const char *source, const char *instance, char **ret) {
         _cleanup_(strbuf_donep) StrBuf units = {};
         *ret = NULL;
         int r = 0;
-        for (size_t i = 0; r >= 0 && i < p->n; i++)
-                if (p->v[i].map == MASTER_INET_SOCKET && p->v[i].listen && p->v[i].listen[0])
-                        r = strbuf_printf(&units, " %s", p->v[i].unit);
+        for (size_t i = 0; r >= 0 && i < p->n; i++) {
+                _cleanup_free_ char *unit = NULL;
+                r = generator_listener_unit(&p->v[i], instance, &unit);
+                if (r >= 0 && unit && p->v[i].listen && p->v[i].listen[0])
+                        r = strbuf_printf(&units, " %s", unit);
+        }
         if (r < 0 || units.len == 0)
                 return r;
         _cleanup_(strbuf_donep) StrBuf b = {};

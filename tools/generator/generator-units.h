@@ -14,11 +14,20 @@
 /* Appends text to b as a unit file value: "%" doubled so that systemd reads no specifier. */
 int generator_put_escaped(StrBuf *b, const char *text);
 
-/* A socket unit of its own (MASTER_INET_SOCKET) for l, read from source. */
-int generator_socket_unit(const MasterInet *l, const char *source, char **ret);
-/* A drop-in for a shipped socket (MASTER_INET_SHIPPED) whose addresses master.cf or
- * inet_interfaces narrowed; *ret = NULL when the shipped unit is right as it is. */
+/* unit with "@instance" before its suffix (postern-smtpd.service -> postern-smtpd@NAME.service);
+ * a copy of unit when instance is NULL (the default instance). */
+int generator_instance_unit(const char *unit, const char *instance, char **ret);
+/* The socket unit l gets: its own (MASTER_INET_SOCKET) or, for an instance, also a shipped one's
+ * (MASTER_INET_SHIPPED: an instance has no shipped port sockets, so postern-smtpd-<fd
+ * name>@NAME.socket); NULL (and 0) when l gets no unit of its own. */
+int generator_listener_unit(const MasterInet *l, const char *instance, char **ret);
+
+/* A socket unit of its own for l (generator_listener_unit() names it), read from source; instance
+ * NULL for the default instance, else NAME of postern@NAME.target. */
+int generator_socket_unit(const MasterInet *l, const char *source, const char *instance, char **ret);
+/* A drop-in for a shipped socket (MASTER_INET_SHIPPED) of the default instance whose addresses
+ * master.cf or inet_interfaces narrowed; *ret = NULL when the shipped unit is right as it is. */
 int generator_socket_dropin(const MasterInet *l, const char *source, char **ret);
-/* The drop-in for postern-smtpd.service that adds the sockets of their own to Sockets=, Wants=
- * and After=; *ret = NULL when there are none. */
-int generator_service_dropin(const MasterInetPlan *p, const char *source, char **ret);
+/* The drop-in for postern-smtpd.service (postern-smtpd@NAME.service) that adds the sockets of
+ * their own to Sockets=, Wants= and After=; *ret = NULL when there are none. */
+int generator_service_dropin(const MasterInetPlan *p, const char *source, const char *instance, char **ret);

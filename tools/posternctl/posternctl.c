@@ -1,5 +1,6 @@
 /* posternctl.c — Postern's administration command: dispatches to one verb per file. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -30,16 +31,49 @@ static const struct {
 };
 
 static int help(void) {
-        printf("Usage: posternctl VERB [ARGS...]\n\n");
+        printf("Usage: posternctl [-c DIR | -i NAME] VERB [ARGS...]\n\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 printf("  %s\n", verbs[i].help);
-        printf("\nposternctl %s. main.cf is read from $POSTERN_CONFIG or %s/main.cf.\n",
-               POSTERN_VERSION, POSTERN_SYSCONFDIR);
+        printf("\nposternctl %s. main.cf is read from DIR/main.cf (-c DIR), from %s-NAME/main.cf\n"
+               "(-i NAME: the instance postern@NAME.target), from $POSTERN_CONFIG, from\n"
+               "%s-$POSTERN_INSTANCE/main.cf, or from %s/main.cf.\n",
+               POSTERN_VERSION, POSTERN_SYSCONFDIR, POSTERN_SYSCONFDIR, POSTERN_SYSCONFDIR);
         return 0;
+}
+
+/* The options before the verb: -c DIR (postconf's and postqueue's) and -i NAME pick the main.cf
+ * every verb reads, through the environment that conf_load() and postern-sendmail read. Returns
+ * the number of arguments taken, or -1 after saying what is wrong. */
+static int global_options(int argc, char *argv[]) {
+        int i = 1;
+        while (i + 1 < argc && (streq(argv[i], "-c") || streq(argv[i], "-i"))) {
+                const char *v = argv[i + 1];
+                if (streq(argv[i], "-i")) {
+                        if (!conf_instance_name_valid(v)) {
+                                fprintf(stderr, "posternctl: -i %s: not an instance name ([A-Za-z0-9_.-], "
+                                        "at most 64, not starting with . or -)\n", v);
+                                return -1;
+                        }
+                        unsetenv("POSTERN_CONFIG");
+                        setenv("POSTERN_INSTANCE", v, 1);
+                } else {
+                        _cleanup_free_ char *path = NULL;
+                        if (asprintf(&path, "%s/main.cf", v) < 0)
+                                return fprintf(stderr, "posternctl: out of memory\n"), -1;
+                        setenv("POSTERN_CONFIG", path, 1);
+                }
+                i += 2;
+        }
+        return i - 1;
 }
 
 int main(int argc, char *argv[]) {
         log_open("posternctl");
+        int skip = global_options(argc, argv);
+        if (skip < 0)
+                return 2;
+        argc -= skip;
+        argv += skip;
         if (argc < 2)
                 return help(), 2;
         if (streq(argv[1], "help") || streq(argv[1], "--help") || streq(argv[1], "-h"))

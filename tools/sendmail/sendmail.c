@@ -2,7 +2,7 @@
  * postern-mailq and postern-newaliases, which act by argv[0]).
  *
  *   postern-sendmail [-t] [-i|-oi] [-f sender] [-F name] [-N dsn] [-R ret] [-V envid]
- *                    [-B type] [-C main.cf] [-o<x> ...] [recipient ...]   submit a message
+ *                    [-B type] [-C main.cf|dir] [-o<x> ...] [recipient ...]   submit a message
  *   postern-sendmail -bs        speak SMTP on stdin/stdout (relayed to the submit socket)
  *   postern-sendmail -bv addr   ask the server whether it accepts each address, mail the report
  *   postern-sendmail -bp        list the queue (= postern-mailq = posternctl queue)
@@ -15,12 +15,14 @@
  * from SO_PEERCRED. Nothing is ever dropped silently: when the server cannot take the message
  * this says so on stderr and exits with a sysexits(3) code (75 EX_TEMPFAIL for "try again"). */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -89,6 +91,17 @@ static void parse_flag(Options *o, char c) {
                 o->verbose = true;
 }
 
+/* -C names main.cf or, as with Postfix's sendmail, its directory (-C /etc/postern-NAME for an
+ * instance). */
+static const char *config_file(const char *v) {
+        static char path[PATH_MAX];
+        struct stat st;
+        if (stat(v, &st) < 0 || !S_ISDIR(st.st_mode) ||
+            snprintf(path, sizeof path, "%s/main.cf", v) >= (int) sizeof path)
+                return v;
+        return path;
+}
+
 static int parse_options(int argc, char *argv[], Options *o) {
         int i;
 
@@ -146,7 +159,7 @@ static int parse_options(int argc, char *argv[], Options *o) {
                 case 'C':
                         if (!(v = opt_value(argc, argv, &i, rest)))
                                 goto missing;
-                        o->config = v;
+                        o->config = config_file(v);
                         break;
                 case 'L': case 'X': case 'h': case 'O': case 'A':
                         /* Syslog label, traffic log, hop count, long options, -Ac/-Am (which
