@@ -1,5 +1,6 @@
 /* table-mysql.c — mysql:/path.cf lookup tables (MySQL and MariaDB): the libmariadb part of
- * table-sql.c (connect, escape, query). Hosts are tried at random, as Postfix does. unix:/path is
+ * table-sql.c (connect, escape, query). Hosts are tried as table-sql.c says (unix: first, at
+ * random), as Postfix does. unix:/path is
  * the server's socket file. Connecting, sending and reading are each bounded by the table's
  * timeout (MYSQL_OPT_CONNECT/READ/WRITE_TIMEOUT); option_file and option_group are read as the
  * client library's defaults files. Without libmariadb (meson -Dmysql=disabled) the table type is

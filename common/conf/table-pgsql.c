@@ -1,6 +1,6 @@
 /* table-pgsql.c — pgsql:/path.cf lookup tables: the libpq part of table-sql.c (connect, escape,
- * query). Hosts are tried in the order written. unix:/path names the server's socket directory
- * (or the socket file itself, .s.PGSQL.<port>); a postgresql:// URI is handed to libpq as it is
+ * query). Hosts are tried as table-sql.c says (unix: first, at random). unix:/path names the
+ * server's socket directory (or the socket file itself, .s.PGSQL.<port>); a postgresql:// URI is handed to libpq as it is
  * (that is also how to ask for TLS: ?sslmode=verify-full). Connecting and each query are bounded by
  * the table's timeout; a query runs with PQsendQuery and waits in poll(), so a server that stops
  * answering costs at most that long and then counts as gone. Without libpq (meson -Dpgsql=disabled)
@@ -151,7 +151,7 @@ timeout:
 
 static const TableSqlDriver pgsql_driver = {
         .type = "pgsql",
-        .random_order = false,
+        .random_order = true,
         .connect = pgsql_connect,
         .disconnect = pgsql_disconnect,
         .escape = pgsql_escape,

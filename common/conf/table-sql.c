@@ -2,7 +2,8 @@
  * pgsql_table(5), mysql_table(5) and sqlite_table(5) describe them, %-expansion, results, and the
  * lookup driver with host failover. No client library code lives here.
  *
- * Host failover: hosts are tried in order (pgsql) or at random (mysql); a host that fails to
+ * Host failover: as in Postfix, unix: sockets are tried before TCP hosts, each group in random
+ * order (PGSQL_README: "the rest of the hosts will be tried in random order"); a host that fails to
  * connect, or whose connection breaks during a query, is skipped for retry_interval. When every
  * host is skipped the lookup fails at once with a temporary error; the first lookup after the
  * interval connects again, so lookups resume without a restart. A connection that was idle for
@@ -549,21 +550,33 @@ static void sql_disconnect(TableSql *t) {
         t->conn = NULL;
 }
 
-/* Connects to the first host (in order, or at random) that is not waiting out its retry delay. */
+static void sql_shuffle(TableSql *t, size_t *v, size_t n) {
+        for (size_t i = n; i > 1; i--) {
+                t->rng ^= t->rng << 13;
+                t->rng ^= t->rng >> 7;
+                t->rng ^= t->rng << 17;
+                size_t j = (size_t) ((t->rng >> 11) % i), tmp = v[i - 1];
+                v[i - 1] = v[j];
+                v[j] = tmp;
+        }
+}
+
+/* Connects to the first host (unix: first, at random within each group when the driver says so)
+ * that is not waiting out its retry delay. */
 static int sql_connect(TableSql *t, size_t *ret_host) {
         TableSqlConf *c = t->conf;
-        size_t order[c->n_hosts];
+        /* unix: sockets first, then the others; each group shuffled when the driver says so */
+        size_t order[c->n_hosts], n_unix = 0;
         for (size_t i = 0; i < c->n_hosts; i++)
-                order[i] = i;
-        if (t->drv->random_order)
-                for (size_t i = c->n_hosts; i > 1; i--) {
-                        t->rng ^= t->rng << 13;
-                        t->rng ^= t->rng >> 7;
-                        t->rng ^= t->rng << 17;
-                        size_t j = (size_t) ((t->rng >> 11) % i), tmp = order[i - 1];
-                        order[i - 1] = order[j];
-                        order[j] = tmp;
-                }
+                if (c->hosts[i].unix_path)
+                        order[n_unix++] = i;
+        for (size_t i = 0, k = n_unix; i < c->n_hosts; i++)
+                if (!c->hosts[i].unix_path)
+                        order[k++] = i;
+        if (t->drv->random_order) {
+                sql_shuffle(t, order, n_unix);
+                sql_shuffle(t, order + n_unix, c->n_hosts - n_unix);
+        }
         usec_t now = now_usec(CLOCK_MONOTONIC);
         int r = -EAGAIN;
         bool tried = false;

@@ -71,7 +71,7 @@ int table_sql_result_add(const TableSqlConf *c, const char *key, const char *val
 /* A client library for table_sql_lookup(). Every function gets the connection it made. */
 typedef struct TableSqlDriver {
         const char *type;               /* "pgsql" */
-        bool random_order;              /* hosts tried at random (mysql) or in order (pgsql) */
+        bool random_order;              /* hosts at random (unix: ones first), else as written */
         /* Connects to h within c->timeout; <0 with *ret_reason (the server's words) on failure. */
         int (*connect)(const TableSqlConf *c, const TableSqlHost *h, void **ret_conn, char **ret_reason);
         void (*disconnect)(void *conn);

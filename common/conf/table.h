@@ -12,7 +12,7 @@
  *   cidr:/path — "network/prefix result" rules (IPv4 and IPv6), !network, if/endif.
  *   sqlite:/path.cf — dbpath, query ('%s' etc.), result_format, domain, as Postfix sqlite_table.
  *   pgsql:/path.cf (libpq) and mysql:/path.cf (libmariadb) — Postfix pgsql_table(5) and
- *     mysql_table(5): hosts (failover; a failed host is skipped for retry_interval), user,
+ *     mysql_table(5): hosts (unix: first, at random; a failed host is skipped for retry_interval), user,
  *     password, dbname, query with %s %u %d %S %U %D %1..%9 escaped by the server's own function,
  *     result_format, domain, expansion_limit, idle_interval; connects at the first lookup. A
  *     world-readable .cf holding a password is refused. A build without the library refuses the

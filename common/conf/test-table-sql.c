@@ -311,7 +311,7 @@ static void test_failover(void) {
         table_sql_free(t);
 }
 
-/* mysql: hosts at random: over many tables, each host comes first some of the time. */
+/* Hosts at random: over many tables, each host comes first some of the time. */
 static void test_random_order(void) {
         char cf[4200];
         snprintf(cf, sizeof cf, "%s/random.cf", tmpdir);
@@ -330,6 +330,19 @@ static void test_random_order(void) {
                 table_sql_free(t);
         }
         CHECK(first[0] > 0 && first[1] > 0);
+
+        /* a unix: socket comes before TCP hosts, however the dice fall */
+        write_cf(cf, "hosts = h0 unix:/run/db\nquery = SELECT '%s'\n", 0600);
+        for (int i = 0; i < 16; i++) {
+                TableSql *t = NULL;
+                CHECK_INT(table_sql_open(cf, &drv, &t, NULL), 0);
+                fake_reset(true, true);
+                char *v = NULL;
+                CHECK_INT(table_sql_lookup(t, "k", &v), 1);
+                free(v);
+                CHECK_STR(fake.log, "c1 q ");
+                table_sql_free(t);
+        }
 }
 
 /* The error reporter: the server's reason, once per table until it changes or a minute passes. */
