@@ -3,7 +3,8 @@
  * random), as Postfix does. unix:/path is
  * the server's socket file. Connecting, sending and reading are each bounded by the table's
  * timeout (MYSQL_OPT_CONNECT/READ/WRITE_TIMEOUT); option_file and option_group are read as the
- * client library's defaults files. Without libmariadb (meson -Dmysql=disabled) the table type is
+ * client library's defaults files. Any tls_* setting makes TLS required (MYSQL_OPT_SSL_ENFORCE),
+ * with the server's certificate checked against tls_CAfile/tls_CApath when tls_verify_cert = yes. Without libmariadb (meson -Dmysql=disabled) the table type is
  * refused at open. */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,6 +28,22 @@ static int mysql_connect_host(const TableSqlConf *c, const TableSqlHost *h, void
                 mysql_options(m, MYSQL_READ_DEFAULT_FILE, c->option_file);
         if (c->option_group)
                 mysql_options(m, MYSQL_READ_DEFAULT_GROUP, c->option_group);
+        if (c->tls_cert_file || c->tls_key_file || c->tls_CAfile || c->tls_CApath || c->tls_ciphers || c->tls_verify_cert) {
+                /* any TLS setting: TLS is required, never a silent fall-back to plain text */
+                my_bool yes = 1, verify = c->tls_verify_cert;
+                mysql_options(m, MYSQL_OPT_SSL_ENFORCE, &yes);
+                mysql_options(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+                if (c->tls_key_file)
+                        mysql_options(m, MYSQL_OPT_SSL_KEY, c->tls_key_file);
+                if (c->tls_cert_file)
+                        mysql_options(m, MYSQL_OPT_SSL_CERT, c->tls_cert_file);
+                if (c->tls_CAfile)
+                        mysql_options(m, MYSQL_OPT_SSL_CA, c->tls_CAfile);
+                if (c->tls_CApath)
+                        mysql_options(m, MYSQL_OPT_SSL_CAPATH, c->tls_CApath);
+                if (c->tls_ciphers)
+                        mysql_options(m, MYSQL_OPT_SSL_CIPHER, c->tls_ciphers);
+        }
         if (!mysql_real_connect(m, h->unix_path ? NULL : h->host, c->user, c->password, c->dbname,
                                 h->port, h->unix_path, CLIENT_MULTI_RESULTS)) {
                 table_sql_reason(ret_reason, mysql_error(m));

@@ -31,7 +31,7 @@
 #define M (1 << TABLE_SQL_MYSQL)
 #define S (1 << TABLE_SQL_SQLITE)
 
-typedef enum SqlKind { SQL_STR, SQL_LIST, SQL_HOSTS, SQL_LONG, SQL_SECONDS, SQL_LEGACY, SQL_YES, SQL_REFUSE } SqlKind;
+typedef enum SqlKind { SQL_STR, SQL_LIST, SQL_HOSTS, SQL_LONG, SQL_SECONDS, SQL_LEGACY, SQL_YES, SQL_BOOL } SqlKind;
 
 static const struct SqlSetting {
         const char *name;
@@ -57,12 +57,12 @@ static const struct SqlSetting {
         { "select_function",    P,         SQL_LEGACY,  4 },
         { "table",              P | M | S, SQL_LEGACY,  1 },
         { "timeout",            P | M,     SQL_SECONDS, offsetof(TableSqlConf, timeout) },
-        { "tls_CAfile",         M,         SQL_REFUSE,  0 },
-        { "tls_CApath",         M,         SQL_REFUSE,  0 },
-        { "tls_cert_file",      M,         SQL_REFUSE,  0 },
-        { "tls_ciphers",        M,         SQL_REFUSE,  0 },
-        { "tls_key_file",       M,         SQL_REFUSE,  0 },
-        { "tls_verify_cert",    M,         SQL_REFUSE,  0 },
+        { "tls_CAfile",         M,         SQL_STR,     offsetof(TableSqlConf, tls_CAfile) },
+        { "tls_CApath",         M,         SQL_STR,     offsetof(TableSqlConf, tls_CApath) },
+        { "tls_cert_file",      M,         SQL_STR,     offsetof(TableSqlConf, tls_cert_file) },
+        { "tls_ciphers",        M,         SQL_STR,     offsetof(TableSqlConf, tls_ciphers) },
+        { "tls_key_file",       M,         SQL_STR,     offsetof(TableSqlConf, tls_key_file) },
+        { "tls_verify_cert",    M,         SQL_BOOL,    offsetof(TableSqlConf, tls_verify_cert) },
         { "user",               P | M,     SQL_STR,     offsetof(TableSqlConf, user) },
         { "where_field",        P | M | S, SQL_LEGACY,  2 },
 };
@@ -92,6 +92,11 @@ TableSqlConf *table_sql_conf_free(TableSqlConf *c) {
         strv_free(c->domains);
         free(c->option_file);
         free(c->option_group);
+        free(c->tls_cert_file);
+        free(c->tls_key_file);
+        free(c->tls_CAfile);
+        free(c->tls_CApath);
+        free(c->tls_ciphers);
         free(c);
         return NULL;
 }
@@ -211,8 +216,12 @@ static int sql_set(TableSqlConf *c, TableSqlDialect d, const char *name, const c
                         return 0;
                 reason_printf(ret_reason, "%s:%u: %s = %s: not supported (an empty result set is always \"not found\")", c->path, line, name, value);
                 return -EINVAL;
-        case SQL_REFUSE:
-                reason_printf(ret_reason, "%s:%u: %s: not supported (no TLS to the database server yet; use a unix: socket or a local host)", c->path, line, name);
+        case SQL_BOOL:
+                if (strcaseeq(value, "yes") || strcaseeq(value, "no")) {
+                        *(bool *) field = strcaseeq(value, "yes");
+                        return 0;
+                }
+                reason_printf(ret_reason, "%s:%u: %s: \"%s\" is neither yes nor no", c->path, line, name, value);
                 return -EINVAL;
         case SQL_HOSTS: {
                 _cleanup_strv_free_ char **v = conf_split_list(value);

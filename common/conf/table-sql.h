@@ -39,6 +39,8 @@ typedef struct TableSqlConf {
         long expansion_limit;           /* 0 = none */
         usec_t idle_interval, retry_interval, timeout;
         char *option_file, *option_group;       /* mysql */
+        char *tls_cert_file, *tls_key_file, *tls_CAfile, *tls_CApath, *tls_ciphers;   /* mysql */
+        bool tls_verify_cert;
 } TableSqlConf;
 
 /* Reads a Postfix pgsql_table(5) / mysql_table(5) / sqlite_table(5) file. Refuses unknown or

@@ -14,7 +14,8 @@
  *   pgsql:/path.cf (libpq) and mysql:/path.cf (libmariadb) — Postfix pgsql_table(5) and
  *     mysql_table(5): hosts (unix: first, at random; a failed host is skipped for retry_interval), user,
  *     password, dbname, query with %s %u %d %S %U %D %1..%9 escaped by the server's own function,
- *     result_format, domain, expansion_limit, idle_interval; connects at the first lookup. A
+ *     result_format, domain, expansion_limit, idle_interval, mysql's tls_* (TLS then required);
+ *     connects at the first lookup. A
  *     world-readable .cf holding a password is refused. A build without the library refuses the
  *     type at open (-EPROTONOSUPPORT). The .cf parser and expansion are table-sql.c's.
  *   socketmap:inet:host:port:name, socketmap:unix:/path:name (netstring protocol) and

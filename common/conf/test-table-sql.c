@@ -84,6 +84,12 @@ static void test_conf(void) {
         CHECK_INT(c->idle_interval, 60 * USEC_PER_SEC);
         CHECK_INT(c->retry_interval, 60 * USEC_PER_SEC);
         table_sql_conf_free(c);
+        write_cf(cf, "query = x\ntls_CAfile = /etc/ssl/ca.pem\ntls_verify_cert = yes\ntls_ciphers = HIGH\n", 0644);
+        CHECK_INT(table_sql_conf_read(cf, TABLE_SQL_MYSQL, &c, NULL), 0);
+        CHECK_STR(c->tls_CAfile, "/etc/ssl/ca.pem");
+        CHECK_STR(c->tls_ciphers, "HIGH");
+        CHECK(c->tls_verify_cert);
+        table_sql_conf_free(c);
         write_cf(cf, "select_function = lookup_alias\n", 0644);
         CHECK_INT(table_sql_conf_read(cf, TABLE_SQL_PGSQL, &c, NULL), 0);
         CHECK_STR(c->query, "SELECT lookup_alias('%s')");
@@ -100,7 +106,8 @@ static void test_conf(void) {
                 { TABLE_SQL_PGSQL, "query = x\nbogus = 1\n", 0600, ":2: bogus: unknown setting for a pgsql table" },
                 { TABLE_SQL_PGSQL, "query = x\noption_file = /x\n", 0600, "option_file: unknown setting for a pgsql table" },
                 { TABLE_SQL_MYSQL, "query = x\nselect_function = f\n", 0600, "select_function: unknown setting for a mysql table" },
-                { TABLE_SQL_MYSQL, "query = x\ntls_CAfile = /ca\n", 0600, "tls_CAfile: not supported" },
+                { TABLE_SQL_MYSQL, "query = x\ntls_verify_cert = maybe\n", 0600, "tls_verify_cert: \"maybe\" is neither yes nor no" },
+                { TABLE_SQL_PGSQL, "query = x\ntls_CAfile = /ca\n", 0600, "tls_CAfile: unknown setting for a pgsql table" },
                 { TABLE_SQL_MYSQL, "query = x\nhosts = postgresql://h/db\n", 0600, "a PostgreSQL URI in a mysql table" },
                 { TABLE_SQL_PGSQL, "query = x\nhosts = unix:relative\n", 0600, "unix: needs an absolute path" },
                 { TABLE_SQL_PGSQL, "query = x\nhosts = h:99999\n", 0600, "bad port" },

@@ -7,6 +7,7 @@ teardown (never as services of the machine):
     pg.socket_dir, pg.stop(), pg.start(), pg.pause(), pg.resume()   # SIGSTOP/SIGCONT
     my = Mariadb()                  # mariadb-install-db + mariadbd as user mysql, socket only
     my.sql("INSERT ..."); my.socket; my.stop(); my.start()
+    Mariadb(tls=(ca, cert, key))    # also on 127.0.0.1:my.port with TLS; user postern_tls REQUIRE SSL
     m = ScriptedMap(protocol)       # "socketmap" or "tcp": answers from the dict m.entries
                                     # ("TEMP" as a value: a temporary error), on 127.0.0.1:m.port
 
@@ -131,7 +132,9 @@ class Postgres:
 
 
 class Mariadb:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (ca, cert, key) files: listen on 127.0.0.1:self.port too, with TLS, and add the user
+        postern_tls (same password) who may log in only with TLS (REQUIRE SSL)."""
         self.mariadbd = _require(shutil.which("mariadbd") or "/usr/sbin/mariadbd", "mariadb-server")
         install = _require(shutil.which("mariadb-install-db"), "mariadb-server")
         self.client = _require(shutil.which("mariadb"), "mariadb-client")
@@ -139,18 +142,33 @@ class Mariadb:
         self.data = self.dir / "data"
         self.socket = self.dir / "mysql.sock"
         self.proc = None
+        self.net = ["--skip-networking"]
+        if tls:
+            files = []
+            for f in tls:
+                shutil.copy(f, self.dir / pathlib.Path(f).name)
+                shutil.chown(self.dir / pathlib.Path(f).name, "mysql", "mysql")
+                files.append(self.dir / pathlib.Path(f).name)
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+            self.net = ["--bind-address=127.0.0.1", f"--port={self.port}", f"--ssl-ca={files[0]}",
+                        f"--ssl-cert={files[1]}", f"--ssl-key={files[2]}"]
         subprocess.run([install, "--no-defaults", "--user=mysql", f"--datadir={self.data}",
                         "--auth-root-authentication-method=normal", "--skip-test-db"],
                        check=True, capture_output=True, cwd=self.dir)
         self.start()
         self.sql("CREATE DATABASE mail; CREATE USER 'postern'@'localhost' IDENTIFIED BY '%s'; "
                  "GRANT SELECT ON mail.* TO 'postern'@'localhost'" % PASSWORD, db=None)
+        if tls:
+            self.sql("CREATE USER 'postern_tls'@'%%' IDENTIFIED BY '%s' REQUIRE SSL; "
+                     "GRANT SELECT ON mail.* TO 'postern_tls'@'%%'" % PASSWORD, db=None)
 
     def start(self):
         self.socket.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [self.mariadbd, "--no-defaults", "--user=mysql", f"--datadir={self.data}", f"--socket={self.socket}",
-             "--skip-networking", f"--pid-file={self.dir / 'mysqld.pid'}", f"--log-error={self.dir / 'error.log'}",
+             *self.net, f"--pid-file={self.dir / 'mysqld.pid'}", f"--log-error={self.dir / 'error.log'}",
              "--innodb-buffer-pool-size=16M", "--skip-log-bin"],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

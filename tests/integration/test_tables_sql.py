@@ -9,11 +9,13 @@ virtual_alias_maps and smtpd_sender_login_maps live in the backend:
 - the server stopped: 451 4.3.0 at RCPT (never 550) and deferral at delivery; started again,
   lookups work again without a restart (retry_interval = 1 s);
 - a key with quotes (and, for MariaDB, a backslash) cannot change the query;
+- mysql: over TLS with the server's certificate verified (tls_CAfile, tls_verify_cert);
 - a .cf file holding a password that anyone can read is refused, and posternctl check says so.
 """
 
 import os
 import re
+import shutil
 import time
 
 import pytest
@@ -21,6 +23,7 @@ import pytest
 import mailtest
 from sql_peers import PASSWORD, Mariadb, Postgres, ScriptedMap
 from test_smtpd_helpers import raw, session
+from test_smtpd_tls import CERTTOOL, _ca, _leaf
 
 VDOM = "vdomain.test"
 SENDER = "sender@example.org"
@@ -300,6 +303,51 @@ def test_injection_in_a_key(postern, kind):
             assert not r.startswith("4"), r
     finally:
         b.close()
+
+
+@pytest.fixture(scope="module")
+def db_pki():
+    d = _ca("postern-dbtls-", "Postern DB Test CA")
+    _leaf(d, "db", ["--key-type=rsa", "--bits=2048"], ["db.postern.test"])
+    other = _ca("postern-dbtls-other-", "Another CA")
+    yield d, other
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(other, ignore_errors=True)
+
+
+def test_mysql_over_tls(postern, db_pki):
+    """tls_CAfile + tls_verify_cert = yes: the lookup goes over TLS to a MariaDB whose user may
+    only log in with TLS; a server certificate from another CA is a temporary error."""
+    if not CERTTOOL:
+        pytest.fail("certtool is missing: install gnutls-bin (tests/run-all does)")
+    d, other = db_pki
+    p = postern
+    server = Mariadb(tls=(d / "ca.crt", d / "db.crt", d / "db.key"))
+    try:
+        server.sql("CREATE TABLE mailboxes (address VARCHAR(200), maildir VARCHAR(200)); "
+                   f"INSERT INTO mailboxes VALUES ('alice@{VDOM}', 'a/')")
+        cf = p.etc_dir / "mysql-tls.cf"
+
+        def write(ca):
+            cf.write_text(f"hosts = inet:127.0.0.1:{server.port}\nuser = postern_tls\npassword = {PASSWORD}\n"
+                          f"dbname = mail\nquery = {QUERY['mailboxes']}\nretry_interval = 1\n"
+                          f"tls_CAfile = {ca}\ntls_verify_cert = yes\n")
+            os.chmod(cf, 0o640)
+        write(d / "ca.crt")
+        p.configure(virtual_mailbox_domains=VDOM, virtual_mailbox_maps=f"mysql:{cf}")
+        p.start("smtpd")
+        assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"
+        assert rcpt(p, f"bob@{VDOM}").startswith("550 5.1.1 ")
+        # without the tls_* settings the same login is refused (REQUIRE SSL): TLS was in use above
+        cf.write_text("\n".join(line for line in cf.read_text().splitlines() if not line.startswith("tls_")) + "\n")
+        p.reload("smtpd")
+        p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20, what="a refused plain login")
+        write(other / "ca.crt")
+        p.reload("smtpd")
+        p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20, what="a refused certificate")
+        p.wait_log("smtpd", r"mysql:\S+: lookup failed: cannot connect to inet:127\.0\.0\.1:\d+: .*(certificate|SSL|TLS)")
+    finally:
+        server.close()
 
 
 def test_world_readable_password_refused(postern):
