@@ -5,6 +5,7 @@ teardown (never as services of the machine):
     pg = Postgres()                 # initdb + pg_ctl as user postgres, unix socket only,
     pg.sql("INSERT ...")            # scram-sha-256 passwords; database "mail", user postern
     pg.socket_dir, pg.stop(), pg.start(), pg.pause(), pg.resume()   # SIGSTOP/SIGCONT
+    Postgres(tls=(ca, cert, key))   # also on 127.0.0.1:pg.port with TLS (ssl = on)
     my = Mariadb()                  # mariadb-install-db + mariadbd as user mysql, socket only
     my.sql("INSERT ..."); my.socket; my.stop(); my.start()
     Mariadb(tls=(ca, cert, key))    # also on 127.0.0.1:my.port with TLS; user postern_tls REQUIRE SSL
@@ -55,7 +56,8 @@ def _wait(predicate, what, timeout=60):
 
 
 class Postgres:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (ca, cert, key) files: listen on 127.0.0.1:self.port too, with TLS (ssl = on)."""
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         initdb = _require(bins[-1] if bins else None, "postgresql")
         self.bin = pathlib.Path(initdb).parent
@@ -68,6 +70,20 @@ class Postgres:
         pwfile = self.dir / "pw"
         pwfile.write_text(PASSWORD + "\n")
         shutil.chown(pwfile, "postgres", "postgres")
+        self.options = f"-k {self.socket_dir} -c listen_addresses= -c fsync=off"
+        if tls:
+            files = []
+            for f in tls:
+                dest = self.dir / pathlib.Path(f).name
+                shutil.copy(f, dest)
+                shutil.chown(dest, "postgres", "postgres")
+                os.chmod(dest, 0o600)
+                files.append(dest)
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+            self.options = (f"-k {self.socket_dir} -c listen_addresses=127.0.0.1 -p {self.port} -c fsync=off "
+                            f"-c ssl=on -c ssl_ca_file={files[0]} -c ssl_cert_file={files[1]} -c ssl_key_file={files[2]}")
         self._as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "scram-sha-256",
                            f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-sync"])
         self.start()
@@ -80,7 +96,7 @@ class Postgres:
 
     def start(self):
         self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
-                           "-t", "60", "-o", f"-k {self.socket_dir} -c listen_addresses= -c fsync=off", "start"])
+                           "-t", "60", "-o", self.options, "start"])
 
     def stop(self, mode="immediate"):
         self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
@@ -113,6 +129,7 @@ class Postgres:
     def sql(self, text, db="mail", user="postgres"):
         env = dict(os.environ, PGPASSWORD=PASSWORD)
         r = subprocess.run([self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-U", user,
+                            "-p", str(getattr(self, "port", 5432)),
                             "-d", db, "-At", "-c", text], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             raise AssertionError(f"psql: {r.stderr}")

@@ -9,7 +9,8 @@ virtual_alias_maps and smtpd_sender_login_maps live in the backend:
 - the server stopped: 451 4.3.0 at RCPT (never 550) and deferral at delivery; started again,
   lookups work again without a restart (retry_interval = 1 s);
 - a key with quotes (and, for MariaDB, a backslash) cannot change the query;
-- mysql: over TLS with the server's certificate verified (tls_CAfile, tls_verify_cert);
+- mysql: and pgsql: over TLS with the server's certificate verified (mysql's tls_CAfile and
+  tls_verify_cert, a postgresql:// URI with sslmode=verify-full);
 - a .cf file holding a password that anyone can read is refused, and posternctl check says so.
 """
 
@@ -346,6 +347,37 @@ def test_mysql_over_tls(postern, db_pki):
         p.reload("smtpd")
         p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20, what="a refused certificate")
         p.wait_log("smtpd", r"mysql:\S+: lookup failed: cannot connect to inet:127\.0\.0\.1:\d+: .*(certificate|SSL|TLS)")
+    finally:
+        server.close()
+
+
+def test_pgsql_over_tls(postern, db_pki):
+    """A postgresql:// URI in hosts with sslmode=verify-full: the lookup goes over TLS with the
+    server's certificate checked; one from another CA is a temporary error."""
+    d, other = db_pki
+    p = postern
+    server = Postgres(tls=(d / "ca.crt", d / "db.crt", d / "db.key"))
+    try:
+        server.sql("CREATE TABLE mailboxes (address VARCHAR(200), maildir VARCHAR(200)); "
+                   f"INSERT INTO mailboxes VALUES ('alice@{VDOM}', 'a/'); "
+                   "GRANT SELECT ON mailboxes TO postern")
+        cf = p.etc_dir / "pgsql-tls.cf"
+
+        def write(ca):
+            cf.write_text(f"hosts = postgresql://db.postern.test:{server.port}/mail?sslmode=verify-full"
+                          f"&sslrootcert={ca}&hostaddr=127.0.0.1\nuser = postern\npassword = {PASSWORD}\n"
+                          f"query = {QUERY['mailboxes']}\nretry_interval = 1\n")
+            os.chmod(cf, 0o640)
+        write(d / "ca.crt")
+        p.configure(virtual_mailbox_domains=VDOM, virtual_mailbox_maps=f"pgsql:{cf}")
+        p.start("smtpd")
+        assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"
+        assert "t" in server.sql("SELECT bool_or(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                                 "WHERE usename = 'postern'")
+        write(other / "ca.crt")
+        p.reload("smtpd")
+        p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20, what="a refused certificate")
+        p.wait_log("smtpd", r"pgsql:\S+: lookup failed: cannot connect to postgresql://\S+: .*certificate")
     finally:
         server.close()
 
