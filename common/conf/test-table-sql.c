@@ -318,37 +318,36 @@ static void test_failover(void) {
         table_sql_free(t);
 }
 
-/* Hosts at random: over many tables, each host comes first some of the time. */
+/* The fake log of the first lookup of a newly opened table with drv. */
+static void first_lookup(const char *cf, const TableSqlDriver *drv, char *ret_log, size_t size) {
+        TableSql *t = NULL;
+        CHECK_INT(table_sql_open(cf, drv, &t, NULL), 0);
+        fake_reset(true, true);
+        char *v = NULL;
+        CHECK_INT(table_sql_lookup(t, "k", &v), 1);
+        free(v);
+        snprintf(ret_log, size, "%s", fake.log);
+        table_sql_free(t);
+}
+
+/* Hosts at random: over many tables, each host comes first some of the time; a unix: socket
+ * comes before TCP hosts, however the dice fall. */
 static void test_random_order(void) {
-        char cf[4200];
+        char cf[4200], log[sizeof fake.log];
         snprintf(cf, sizeof cf, "%s/random.cf", tmpdir);
-        write_cf(cf, "hosts = h0 h1\nquery = SELECT '%s'\n", 0600);
         TableSqlDriver drv = fake_driver;
         drv.random_order = true;
+        write_cf(cf, "hosts = h0 h1\nquery = SELECT '%s'\n", 0600);
         unsigned first[2] = {};
         for (int i = 0; i < 64; i++) {
-                TableSql *t = NULL;
-                CHECK_INT(table_sql_open(cf, &drv, &t, NULL), 0);
-                fake_reset(true, true);
-                char *v = NULL;
-                CHECK_INT(table_sql_lookup(t, "k", &v), 1);
-                free(v);
-                first[fake.log[1] - '0']++;
-                table_sql_free(t);
+                first_lookup(cf, &drv, log, sizeof log);
+                first[log[1] - '0']++;
         }
         CHECK(first[0] > 0 && first[1] > 0);
-
-        /* a unix: socket comes before TCP hosts, however the dice fall */
         write_cf(cf, "hosts = h0 unix:/run/db\nquery = SELECT '%s'\n", 0600);
         for (int i = 0; i < 16; i++) {
-                TableSql *t = NULL;
-                CHECK_INT(table_sql_open(cf, &drv, &t, NULL), 0);
-                fake_reset(true, true);
-                char *v = NULL;
-                CHECK_INT(table_sql_lookup(t, "k", &v), 1);
-                free(v);
-                CHECK_STR(fake.log, "c1 q ");
-                table_sql_free(t);
+                first_lookup(cf, &drv, log, sizeof log);
+                CHECK_STR(log, "c1 q ");
         }
 }
 

@@ -316,68 +316,55 @@ def db_pki():
     shutil.rmtree(other, ignore_errors=True)
 
 
-def test_mysql_over_tls(postern, db_pki):
-    """tls_CAfile + tls_verify_cert = yes: the lookup goes over TLS to a MariaDB whose user may
-    only log in with TLS; a server certificate from another CA is a temporary error."""
+def tls_cf(kind, server, ca, tls=True):
+    """mysql: tls_CAfile + tls_verify_cert = yes for postern_tls (who may log in only with TLS);
+    pgsql: a postgresql:// URI with sslmode=verify-full."""
+    if kind == "mysql":
+        return (f"hosts = inet:127.0.0.1:{server.port}\nuser = postern_tls\ndbname = mail\n"
+                + (f"tls_CAfile = {ca}\ntls_verify_cert = yes\n" if tls else ""))
+    return (f"hosts = postgresql://db.postern.test:{server.port}/mail?sslmode=verify-full"
+            f"&sslrootcert={ca}&hostaddr=127.0.0.1\nuser = postern\n")
+
+
+@pytest.mark.parametrize("kind", ["pgsql", "mysql"])
+def test_over_tls(postern, db_pki, kind):
+    """The lookup goes over TLS with the server's certificate checked (the server's own view of
+    the session, or a user who may log in only with TLS, says so); a certificate from another CA
+    is a temporary error naming the certificate problem."""
     if not CERTTOOL:
         pytest.fail("certtool is missing: install gnutls-bin (tests/run-all does)")
     d, other = db_pki
     p = postern
-    server = Mariadb(tls=(d / "ca.crt", d / "db.crt", d / "db.key"))
+    server = (Postgres if kind == "pgsql" else Mariadb)(tls=(d / "ca.crt", d / "db.crt", d / "db.key"))
     try:
         server.sql("CREATE TABLE mailboxes (address VARCHAR(200), maildir VARCHAR(200)); "
-                   f"INSERT INTO mailboxes VALUES ('alice@{VDOM}', 'a/')")
-        cf = p.etc_dir / "mysql-tls.cf"
+                   f"INSERT INTO mailboxes VALUES ('alice@{VDOM}', 'a/')"
+                   + ("; GRANT SELECT ON mailboxes TO postern" if kind == "pgsql" else ""))
+        cf = p.etc_dir / f"{kind}-tls.cf"
 
-        def write(ca):
-            cf.write_text(f"hosts = inet:127.0.0.1:{server.port}\nuser = postern_tls\npassword = {PASSWORD}\n"
-                          f"dbname = mail\nquery = {QUERY['mailboxes']}\nretry_interval = 1\n"
-                          f"tls_CAfile = {ca}\ntls_verify_cert = yes\n")
+        def write(ca, tls=True):
+            cf.write_text(tls_cf(kind, server, ca, tls) + f"password = {PASSWORD}\nquery = {QUERY['mailboxes']}\n"
+                          "retry_interval = 1\n")
             os.chmod(cf, 0o640)
+
         write(d / "ca.crt")
-        p.configure(virtual_mailbox_domains=VDOM, virtual_mailbox_maps=f"mysql:{cf}")
+        p.configure(virtual_mailbox_domains=VDOM, virtual_mailbox_maps=f"{kind}:{cf}")
         p.start("smtpd")
         assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"
         assert rcpt(p, f"bob@{VDOM}").startswith("550 5.1.1 ")
-        # without the tls_* settings the same login is refused (REQUIRE SSL): TLS was in use above
-        cf.write_text("\n".join(line for line in cf.read_text().splitlines() if not line.startswith("tls_")) + "\n")
-        p.reload("smtpd")
-        p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20, what="a refused plain login")
+        if kind == "pgsql":
+            assert "t" in server.sql("SELECT bool_or(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                                     "WHERE usename = 'postern'")
+        else:
+            # without the tls_* settings the same login is refused (REQUIRE SSL): TLS was in use
+            write(d / "ca.crt", tls=False)
+            p.reload("smtpd")
+            p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20,
+                       what="a refused plain login")
         write(other / "ca.crt")
         p.reload("smtpd")
         p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20, what="a refused certificate")
-        p.wait_log("smtpd", r"mysql:\S+: lookup failed: cannot connect to inet:127\.0\.0\.1:\d+: .*(certificate|SSL|TLS)")
-    finally:
-        server.close()
-
-
-def test_pgsql_over_tls(postern, db_pki):
-    """A postgresql:// URI in hosts with sslmode=verify-full: the lookup goes over TLS with the
-    server's certificate checked; one from another CA is a temporary error."""
-    d, other = db_pki
-    p = postern
-    server = Postgres(tls=(d / "ca.crt", d / "db.crt", d / "db.key"))
-    try:
-        server.sql("CREATE TABLE mailboxes (address VARCHAR(200), maildir VARCHAR(200)); "
-                   f"INSERT INTO mailboxes VALUES ('alice@{VDOM}', 'a/'); "
-                   "GRANT SELECT ON mailboxes TO postern")
-        cf = p.etc_dir / "pgsql-tls.cf"
-
-        def write(ca):
-            cf.write_text(f"hosts = postgresql://db.postern.test:{server.port}/mail?sslmode=verify-full"
-                          f"&sslrootcert={ca}&hostaddr=127.0.0.1\nuser = postern\npassword = {PASSWORD}\n"
-                          f"query = {QUERY['mailboxes']}\nretry_interval = 1\n")
-            os.chmod(cf, 0o640)
-        write(d / "ca.crt")
-        p.configure(virtual_mailbox_domains=VDOM, virtual_mailbox_maps=f"pgsql:{cf}")
-        p.start("smtpd")
-        assert rcpt(p, f"alice@{VDOM}") == "250 2.1.5 Ok"
-        assert "t" in server.sql("SELECT bool_or(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
-                                 "WHERE usename = 'postern'")
-        write(other / "ca.crt")
-        p.reload("smtpd")
-        p.wait_for(lambda: rcpt(p, f"alice@{VDOM}").startswith("451 4.3.0 "), timeout=20, what="a refused certificate")
-        p.wait_log("smtpd", r"pgsql:\S+: lookup failed: cannot connect to postgresql://\S+: .*certificate")
+        p.wait_log("smtpd", rf"{kind}:\S+: lookup failed: cannot connect to \S+: .*(certificate|SSL|TLS)")
     finally:
         server.close()
 
