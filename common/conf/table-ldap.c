@@ -429,17 +429,10 @@ static int tldap_add_values(TableLdap *t, LdapResult *res, LDAPMessage *entry, c
                         r = -ENOMEM;
                         break;
                 }
-                _cleanup_strbuf_ StrBuf one = STRBUF_INIT;
-                one.limit = LDAP_MAX_RESULT;
-                int e = table_cf_expand(t->result_format, v, res->key, TABLE_ESCAPE_NONE, &one);
-                if (e < 0)
-                        r = e;
-                else if (e == 0 && one.len > 0) {
-                        if (t->expansion_limit && ++res->count > t->expansion_limit) {
-                                tldap_log_failure(t, "more results than expansion_limit", LDAP_SIZELIMIT_EXCEEDED);
-                                r = -EIO;
-                        } else
-                                r = (res->out.len && strbuf_putc(&res->out, ',') < 0) ? -ENOMEM : strbuf_puts(&res->out, one.data);
+                r = table_cf_result_add(t->result_format, v, res->key, &res->out);
+                if (r > 0 && t->expansion_limit && ++res->count > t->expansion_limit) {
+                        tldap_log_failure(t, "more results than expansion_limit", LDAP_SIZELIMIT_EXCEEDED);
+                        r = -EIO;
                 }
         }
         ldap_value_free_len(vals);
