@@ -732,7 +732,10 @@ static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNo
         case TABLE_KIND_SQLITE:
                 return table_sqlite_lookup(t->sqlite, k, ret_value);
         case TABLE_KIND_LDAP:
-                return table_ldap_lookup(t->ldap, k, ret_value);
+                r = table_ldap_lookup(t->ldap, k, ret_value);
+                if (r < 0)
+                        table_report_error(t, table_ldap_last_error(t->ldap));
+                return r;
         case TABLE_KIND_DBFILE:
                 return table_dbfile_lookup(t->dbfile, k, ret_value);
         case TABLE_KIND_SQL:

@@ -96,8 +96,8 @@ void table_trace_set(TableTraceFn fn, void *userdata);
  * than ldapi://; pgsql:, mysql:, tcp:, memcache:, socketmap:inet:), also inside unionmap:/pipemap:
  * and behind proxy:. For postern-generator: postern-local runs without a network otherwise. */
 bool table_spec_uses_network(const char *spec);
-/* A process-wide reporter of failed lookups in server tables (pgsql:, mysql:, socketmap:, tcp:):
- * called with the table's spec and the server's reason, at most once a minute per table unless
+/* A process-wide reporter of failed lookups in server tables (pgsql:, mysql:, ldap:, socketmap:,
+ * tcp:): called with the table's spec and the server's reason, at most once a minute per table unless
  * the reason changes. common/daemon sets one that logs a warning; NULL turns it off. */
 typedef void (*TableErrorFn)(const char *spec, const char *reason, void *userdata);
 void table_error_report_set(TableErrorFn fn, void *userdata);

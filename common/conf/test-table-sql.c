@@ -1,7 +1,7 @@
 /* test-table-sql.c — unit tests for what the database tables share: the pgsql/mysql settings
  * (hosts, legacy select_field form, intervals, refused settings, a world-readable file with a
- * password), %-expansion (table-cf.c) of query and result_format with a server's escaping, the
- * domain filter, expansion_limit; a database that cannot be reached is a temporary error that is retried only
+ * password), the domain filter, expansion_limit (the %-expansion is table-cf.c's: its tests are in
+ * test-table-cf.c); a database that cannot be reached is a temporary error that is retried only
  * after retry_interval; socketmap: and tcp: against a scripted server in a child process
  * (OK/NOTFOUND/TEMP/PERM, 200/500/400, %XX encoding, a server that closes, one that is gone). */
 #include <errno.h>
@@ -25,18 +25,10 @@
 
 static char tmpdir[] = "/tmp/test-table-sql-XXXXXX";
 
-static void write_cf(const char *path, const char *text, mode_t mode) {
-        FILE *f = fopen(path, "we");
-        CHECK(f);
-        fputs(text, f);
-        CHECK(fclose(f) == 0);
-        CHECK(chmod(path, mode) == 0);
-}
-
 static void test_conf(void) {
         char cf[4200];
         snprintf(cf, sizeof cf, "%s/pg.cf", tmpdir);
-        write_cf(cf, "# comment\n"
+        test_write_file(cf, "# comment\n"
                      "hosts = unix:/run/postgresql, inet:db1.example:5433 db2.example [::1]:6000\n"
                      "  postgresql://u@h/db?sslmode=require\n"
                      "user = postern\npassword = s3cret\ndbname = mail\n"
@@ -75,7 +67,7 @@ static void test_conf(void) {
         table_sql_conf_free(c);
 
         /* defaults; the old-style form builds the query */
-        write_cf(cf, "select_field = goto\ntable = alias\nwhere_field = address\nadditional_conditions = AND active = 1\n", 0644);
+        test_write_file(cf, "select_field = goto\ntable = alias\nwhere_field = address\nadditional_conditions = AND active = 1\n", 0644);
         CHECK_INT(table_sql_conf_read(cf, TABLE_SQL_MYSQL, &c, NULL), 0);
         CHECK_STR(c->query, "SELECT goto FROM alias WHERE address = '%s' AND active = 1");
         CHECK_STR(c->result_format, "%s");
@@ -84,13 +76,13 @@ static void test_conf(void) {
         CHECK_INT(c->idle_interval, 60 * USEC_PER_SEC);
         CHECK_INT(c->retry_interval, 60 * USEC_PER_SEC);
         table_sql_conf_free(c);
-        write_cf(cf, "query = x\ntls_CAfile = /etc/ssl/ca.pem\ntls_verify_cert = yes\ntls_ciphers = HIGH\n", 0644);
+        test_write_file(cf, "query = x\ntls_CAfile = /etc/ssl/ca.pem\ntls_verify_cert = yes\ntls_ciphers = HIGH\n", 0644);
         CHECK_INT(table_sql_conf_read(cf, TABLE_SQL_MYSQL, &c, NULL), 0);
         CHECK_STR(c->tls_CAfile, "/etc/ssl/ca.pem");
         CHECK_STR(c->tls_ciphers, "HIGH");
         CHECK(c->tls_verify_cert);
         table_sql_conf_free(c);
-        write_cf(cf, "select_function = lookup_alias\n", 0644);
+        test_write_file(cf, "select_function = lookup_alias\n", 0644);
         CHECK_INT(table_sql_conf_read(cf, TABLE_SQL_PGSQL, &c, NULL), 0);
         CHECK_STR(c->query, "SELECT lookup_alias('%s')");
         table_sql_conf_free(c);
@@ -117,9 +109,11 @@ static void test_conf(void) {
                 { TABLE_SQL_PGSQL, "select_field = a\ntable = b\n", 0600, "go together" },
                 { TABLE_SQL_MYSQL, "query = x\nrequire_result_set = no\n", 0600, "require_result_set = no: not supported" },
                 { TABLE_SQL_PGSQL, "junk\n", 0600, ":1: expected \"name = value\"" },
+                { TABLE_SQL_PGSQL, "query = SELECT a WHERE b = '%x'\n", 0600, "query: invalid %-escape \"%x\"" },
+                { TABLE_SQL_MYSQL, "query = x\nresult_format = %q\n", 0600, "result_format: invalid %-escape" },
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                write_cf(cf, bad[i].text, bad[i].mode);
+                test_write_file(cf, bad[i].text, bad[i].mode);
                 reason = NULL;
                 CHECK(table_sql_conf_read(cf, bad[i].d, &c, &reason) < 0);
                 if (!reason || !strstr(reason, bad[i].reason)) {
@@ -129,63 +123,9 @@ static void test_conf(void) {
                 free(reason);
         }
         /* the same password in a file only its owner and group read is fine */
-        write_cf(cf, "query = x\npassword = p\n", 0640);
+        test_write_file(cf, "query = x\npassword = p\n", 0640);
         CHECK_INT(table_sql_conf_read(cf, TABLE_SQL_PGSQL, &c, NULL), 0);
         table_sql_conf_free(c);
-}
-
-/* The quote doubling of sqlite: (and of the query run before a connection is made). */
-static int quote_escape(void *userdata, StrBuf *out, const char *text, size_t len) {
-        (void) userdata;
-        return table_cf_escape(out, text, len, TABLE_ESCAPE_SQL_QUOTE);
-}
-
-/* A stand-in for a server's escaping that is visibly different from quote doubling. */
-static int backslash_escape(void *userdata, StrBuf *out, const char *text, size_t len) {
-        (void) userdata;
-        int r = 0;
-        for (size_t i = 0; i < len && r >= 0; i++)
-                r = (text[i] == '\'' || text[i] == '\\') ? strbuf_printf(out, "\\%c", text[i]) : strbuf_putc(out, text[i]);
-        return r;
-}
-
-static void test_expand(void) {
-        static const struct {
-                const char *fmt, *key, *result;
-                TableEscapeFn esc;
-                int r;
-                const char *out;
-        } cases[] = {
-                { "WHERE a = '%s'", "joe@mx.example.org", NULL, quote_escape, 0, "WHERE a = 'joe@mx.example.org'" },
-                { "%u|%d|%1|%2|%3|%%", "joe@mx.example.org", NULL, quote_escape, 0, "joe|mx.example.org|org|example|mx|%" },
-                { "%U|%D|%S", "joe@example.org", NULL, quote_escape, 0, "joe|example.org|joe@example.org" },
-                { "'%s'", "x' OR '1'='1", NULL, quote_escape, 0, "'x'' OR ''1''=''1'" },
-                { "'%s'", "x\\' OR 1=1 -- ", NULL, backslash_escape, 0, "'x\\\\\\' OR 1=1 -- '" },
-                { "'%u'", "o'neil@example.org", NULL, backslash_escape, 0, "'o\\'neil'" },
-                { "%u", "joe", NULL, quote_escape, 0, "joe" },
-                { "%d", "joe", NULL, quote_escape, 1, NULL },
-                { "%u", "@example.org", NULL, quote_escape, 1, NULL },
-                { "%4", "joe@mx.example.org", NULL, quote_escape, 1, NULL },
-                { "%1", "joe", NULL, quote_escape, 1, NULL },
-                { "%x", "joe", NULL, quote_escape, 0, "%x" },
-                /* result_format: lower case is the result, upper case and digits the key */
-                { "%u+%D@relay.%1", "joe@example.org", "alice@mail.example", NULL, 0, "alice+example.org@relay.org" },
-                { "%s", "joe@example.org", "o'neil", NULL, 0, "o'neil" },
-                { "%d", "joe@example.org", "alice", NULL, 1, NULL },
-                { "%u@%S", "joe@example.org", "alice", NULL, 0, "alice@joe@example.org" },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                StrBuf out = STRBUF_INIT;
-                /* a query expands the key; a result_format the result, with the key for %S %U %D %1..%9 */
-                int r = table_cf_expand_fn(cases[i].fmt, cases[i].result ? cases[i].result : cases[i].key,
-                                           cases[i].result ? cases[i].key : NULL, cases[i].esc, NULL, &out);
-                if (r != cases[i].r || (r == 0 && !streq(out.data ? out.data : "", cases[i].out))) {
-                        fprintf(stderr, "expand case %zu: r=%d \"%s\", expected %d \"%s\"\n",
-                                i, r, strna(out.data), cases[i].r, strna(cases[i].out));
-                        CHECK(false);
-                }
-                strbuf_done(&out);
-        }
 }
 
 static void test_results(void) {
@@ -208,7 +148,7 @@ static void test_unreachable(void) {
                 snprintf(cf, sizeof cf, "%s/down.cf", tmpdir);
                 snprintf(text, sizeof text, "hosts = unix:%s/no-such-socket\nquery = SELECT 1 WHERE '%%s' = ''\n"
                                             "dbname = x\nuser = x\nretry_interval = 3600\n", tmpdir);
-                write_cf(cf, text, 0600);
+                test_write_file(cf, text, 0600);
                 snprintf(spec, sizeof spec, "proxy:%s:%s", types[i], cf);
                 Table *t = NULL;
                 char *reason = NULL;
@@ -266,9 +206,14 @@ static int fake_query(void *conn, const TableSqlConf *c, const char *q,
         return each(ud, strstr(q, "'k'") ? "v" : NULL);
 }
 
+static int fake_escape(void *conn, StrBuf *out, const char *text, size_t len) {
+        (void) conn;
+        return table_cf_escape(out, text, len, TABLE_ESCAPE_SQL_QUOTE);
+}
+
 static const TableSqlDriver fake_driver = {
         .type = "pgsql", .connect = fake_connect, .disconnect = fake_disconnect,
-        .escape = quote_escape, .query = fake_query,
+        .escape = fake_escape, .query = fake_query,
 };
 
 static void fake_reset(bool up0, bool up1) {
@@ -281,7 +226,7 @@ static void fake_reset(bool up0, bool up1) {
 static void test_failover(void) {
         char cf[4200];
         snprintf(cf, sizeof cf, "%s/fail.cf", tmpdir);
-        write_cf(cf, "hosts = h0 h1\nquery = SELECT '%s' -- %u\nretry_interval = 1\nidle_interval = 1\n", 0600);
+        test_write_file(cf, "hosts = h0 h1\nquery = SELECT '%s' -- %u\nretry_interval = 1\nidle_interval = 1\n", 0600);
         TableSql *t = NULL;
         CHECK_INT(table_sql_open(cf, &fake_driver, &t, NULL), 0);
         char *v = NULL;
@@ -345,14 +290,14 @@ static void test_random_order(void) {
         snprintf(cf, sizeof cf, "%s/random.cf", tmpdir);
         TableSqlDriver drv = fake_driver;
         drv.random_order = true;
-        write_cf(cf, "hosts = h0 h1\nquery = SELECT '%s'\n", 0600);
+        test_write_file(cf, "hosts = h0 h1\nquery = SELECT '%s'\n", 0600);
         unsigned first[2] = {};
         for (int i = 0; i < 64; i++) {
                 first_lookup(cf, &drv, log, sizeof log);
                 first[log[1] - '0']++;
         }
         CHECK(first[0] > 0 && first[1] > 0);
-        write_cf(cf, "hosts = h0 unix:/run/db\nquery = SELECT '%s'\n", 0600);
+        test_write_file(cf, "hosts = h0 unix:/run/db\nquery = SELECT '%s'\n", 0600);
         for (int i = 0; i < 16; i++) {
                 first_lookup(cf, &drv, log, sizeof log);
                 CHECK_STR(log, "c1 q ");
@@ -495,7 +440,6 @@ int main(void) {
         CHECK(mkdtemp(tmpdir));
         signal(SIGPIPE, SIG_IGN);
         test_conf();
-        test_expand();
         test_results();
         test_unreachable();
         test_failover();

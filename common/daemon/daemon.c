@@ -22,7 +22,7 @@ struct Daemon {
         int exit_code;
 };
 
-/* Server tables (pgsql:, mysql:, socketmap:, tcp:) report why a lookup failed; table.c limits
+/* Server tables (pgsql:, mysql:, ldap:, socketmap:, tcp:) report why a lookup failed; table.c limits
  * how often. */
 static void log_table_error(const char *spec, const char *reason, void *userdata) {
         (void) userdata;
