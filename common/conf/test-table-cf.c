@@ -1,9 +1,10 @@
 /* test-table-cf.c — unit tests for the .cf tables' shared parts and the ldap: configuration:
  * %-expansion of queries and result formats (%s %u %d %1..%9 %S %U %D %%, suppression), RFC 4515
- * filter escaping (a key with * ( ) \ never changes a filter) and RFC 4514 DN escaping, the .cf
- * reader (comments, continuation lines, last value wins, unknown settings), ldap: settings that
- * are refused at open (bad values, bind_pw in a world-readable file, no libldap), and lmdb:/cdb:/
- * hash: open without a binary file. Lookups against a real slapd are in
+ * filter escaping (a key with * ( ) \ never changes a filter), RFC 4514 DN escaping, SQL quote
+ * doubling and a server's own escaping function (pgsql:, mysql:), result joining and the domain
+ * filter, the .cf reader (comments, continuation lines, last value wins, unknown settings), ldap:
+ * settings that are refused at open (bad values, bind_pw in a world-readable file, no libldap),
+ * and lmdb:/cdb:/hash: open without a binary file. Lookups against a real slapd are in
  * tests/integration/test_table_ldap.py. */
 #include <errno.h>
 #include <stdio.h>
