@@ -50,6 +50,9 @@ typedef struct TableSqlConf {
  * that holds a password and can be read by anyone (the reason names the file). */
 int table_sql_conf_read(const char *path, TableSqlDialect dialect, TableSqlConf **ret, char **ret_reason);
 TableSqlConf *table_sql_conf_free(TableSqlConf *c);
+/* Whether the pgsql:/mysql: .cf at path names a server reached over the network: any hosts
+ * entry that is not unix:/path (the default localhost is); true when it cannot be read. */
+bool table_sql_uses_network(const char *path);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TableSqlConf *, table_sql_conf_free);
 
 /* Adds one result value to out (comma-separated) through result_format; *count counts against

@@ -493,7 +493,9 @@ bool table_spec_uses_network(const char *spec) {
                 s = p;
         if ((p = startswith(s, "ldap:")))
                 return table_ldap_uses_network(p);
-        static const char *const net[] = { "pgsql:", "mysql:", "tcp:", "memcache:", "socketmap:inet:" };
+        if ((p = startswith(s, "pgsql:")) || (p = startswith(s, "mysql:")))
+                return table_sql_uses_network(p);
+        static const char *const net[] = { "tcp:", "memcache:", "socketmap:inet:" };
         for (size_t i = 0; i < ELEMENTSOF(net); i++)
                 if (startswith(s, net[i]))
                         return true;

@@ -93,8 +93,8 @@ typedef void (*TableTraceFn)(const char *spec, const char *key, int r, const cha
 void table_trace_set(TableTraceFn fn, void *userdata);
 
 /* Whether a table of this spec talks to a server over the network (ldap: with a server_host other
- * than ldapi://; pgsql:, mysql:, tcp:, memcache:, socketmap:inet:), also inside unionmap:/pipemap:
- * and behind proxy:. For postern-generator: postern-local runs without a network otherwise. */
+ * than ldapi://; pgsql:, mysql: with a host other than unix:/path; tcp:, memcache:,
+ * socketmap:inet:), also inside unionmap:/pipemap: and behind proxy:. For postern-generator: postern-local runs without a network otherwise. */
 bool table_spec_uses_network(const char *spec);
 /* A process-wide reporter of failed lookups in server tables (pgsql:, mysql:, ldap:, socketmap:,
  * tcp:): called with the table's spec and the server's reason, at most once a minute per table unless

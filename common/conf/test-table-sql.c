@@ -122,6 +122,20 @@ static void test_conf(void) {
                 }
                 free(reason);
         }
+        /* postern-generator gives postern-local the network only for hosts that need it */
+        char spec[4300];
+        test_write_file(cf, "hosts = unix:/run/postgresql unix:/run/pg2\nquery = x\n", 0600);
+        snprintf(spec, sizeof spec, "proxy:pgsql:%s", cf);
+        CHECK(!table_spec_uses_network(spec));
+        snprintf(spec, sizeof spec, "unionmap:{ texthash:/x, mysql:%s }", cf);
+        CHECK(!table_spec_uses_network(spec));
+        test_write_file(cf, "hosts = unix:/run/postgresql db.example\nquery = x\n", 0600);
+        CHECK(table_spec_uses_network(spec));
+        test_write_file(cf, "query = x\n", 0600);   /* localhost */
+        CHECK(table_spec_uses_network(spec));
+        CHECK(table_spec_uses_network("pgsql:/nonexistent/x.cf"));
+        CHECK(table_spec_uses_network("tcp:127.0.0.1:9000"));
+
         /* the same password in a file only its owner and group read is fine */
         test_write_file(cf, "query = x\npassword = p\n", 0640);
         CHECK_INT(table_sql_conf_read(cf, TABLE_SQL_PGSQL, &c, NULL), 0);
