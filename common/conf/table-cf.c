@@ -177,6 +177,21 @@ bool table_cf_domain_ok(char **domains, const char *key) {
         return false;
 }
 
+/* Whether every entry of path's setting (default: def) starts with local. */
+bool table_cf_servers_local(const char *path, const char *setting, const char *def, const char *local) {
+        _cleanup_(table_cf_freep) TableCf *cf = NULL;
+        if (table_cf_read(path, &cf, NULL) < 0)
+                return false;
+        const char *value = table_cf_get(cf, setting);
+        _cleanup_strv_free_ char **v = conf_split_list(value ? value : def);
+        if (!v || !v[0])
+                return false;
+        for (char **h = v; *h; h++)
+                if (!startswith(*h, local))
+                        return false;
+        return true;
+}
+
 bool table_cf_world_readable(const TableCf *cf) {
         return cf->world_readable;
 }

@@ -37,6 +37,10 @@ const char *table_cf_get(TableCf *cf, const char *name);
 const char *table_cf_get_line(TableCf *cf, const char *name, unsigned *ret_line);
 /* The first setting table_cf_get() was never asked for (NULL when none), with its line. */
 const char *table_cf_unknown(const TableCf *cf, unsigned *ret_line);
+/* Whether every server that path's setting lists (def when it is absent) is reached through a
+ * local socket, its name starting with local ("unix:", "ldapi://"); false when the file cannot
+ * be read. For postern-generator: postern-local needs no network for such a table. */
+bool table_cf_servers_local(const char *path, const char *setting, const char *def, const char *local);
 /* Whether the file was readable by everyone when it was read. */
 bool table_cf_world_readable(const TableCf *cf);
 /* The "domain" setting: whether key (user@domain) is in one of domains; any key when domains is

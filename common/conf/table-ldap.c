@@ -45,17 +45,7 @@
 #include "table-ldap.h"
 
 bool table_ldap_uses_network(const char *path) {
-        _cleanup_(table_cf_freep) TableCf *cf = NULL;
-        if (table_cf_read(path, &cf, NULL) < 0)
-                return true;
-        const char *hosts = table_cf_get(cf, "server_host");
-        _cleanup_strv_free_ char **v = conf_split_list(hosts ? hosts : "localhost");
-        if (!v)
-                return true;
-        for (char **h = v; *h; h++)
-                if (!startswith(*h, "ldapi://"))
-                        return true;
-        return false;
+        return !table_cf_servers_local(path, "server_host", "localhost", "ldapi://");
 }
 
 #if HAVE_LDAP

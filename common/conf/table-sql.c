@@ -330,17 +330,7 @@ int table_sql_conf_read(const char *path, TableSqlDialect dialect, TableSqlConf 
 }
 
 bool table_sql_uses_network(const char *path) {
-        _cleanup_(table_cf_freep) TableCf *cf = NULL;
-        if (table_cf_read(path, &cf, NULL) < 0)
-                return true;
-        const char *hosts = table_cf_get(cf, "hosts");
-        _cleanup_strv_free_ char **v = conf_split_list(hosts ? hosts : "localhost");
-        if (!v || !v[0])
-                return true;
-        for (char **h = v; *h; h++)
-                if (!startswith(*h, "unix:"))
-                        return true;
-        return false;
+        return !table_cf_servers_local(path, "hosts", "localhost", "unix:");
 }
 
 /* Counts value against expansion_limit, then adds it through result_format. */

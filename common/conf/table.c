@@ -733,22 +733,19 @@ static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNo
                 return table_patterns_lookup(t->patterns, key, t->flags, t->spec, ret_value, notes);
         case TABLE_KIND_SQLITE:
                 return table_sqlite_lookup(t->sqlite, k, ret_value);
-        case TABLE_KIND_LDAP:
-                r = table_ldap_lookup(t->ldap, k, ret_value);
-                if (r < 0)
-                        table_report_error(t, table_ldap_last_error(t->ldap));
-                return r;
         case TABLE_KIND_DBFILE:
                 return table_dbfile_lookup(t->dbfile, k, ret_value);
+        case TABLE_KIND_LDAP:
         case TABLE_KIND_SQL:
-                r = table_sql_lookup(t->sql, k, ret_value);
-                if (r < 0)
-                        table_report_error(t, table_sql_last_error(t->sql));
-                return r;
         case TABLE_KIND_SOCKET:
-                r = table_socket_lookup(t->socket, k, ret_value);
+                /* server tables: a failure is reported with the server's reason */
+                r = t->kind == TABLE_KIND_LDAP ? table_ldap_lookup(t->ldap, k, ret_value) :
+                    t->kind == TABLE_KIND_SQL ? table_sql_lookup(t->sql, k, ret_value) :
+                    table_socket_lookup(t->socket, k, ret_value);
                 if (r < 0)
-                        table_report_error(t, table_socket_last_error(t->socket));
+                        table_report_error(t, t->kind == TABLE_KIND_LDAP ? table_ldap_last_error(t->ldap) :
+                                              t->kind == TABLE_KIND_SQL ? table_sql_last_error(t->sql) :
+                                              table_socket_last_error(t->socket));
                 return r;
         case TABLE_KIND_UNION:
                 return table_lookup_union(t->members, key, ret_value, notes);
