@@ -10,13 +10,11 @@
  * interval connects again, so lookups resume without a restart. A connection that was idle for
  * idle_interval is closed before the next lookup. A connection that worked before and breaks
  * (a restarted server) is reconnected once at once before its host is marked down. */
-#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
