@@ -79,6 +79,9 @@ const char *startswith_no_case(const char *s, const char *prefix);
  * strndup(), it never looks past n bytes and keeps embedded NULs). NULL on ENOMEM. */
 char *memdup_suffix0(const void *p, size_t n);
 
+/* Removes leading and trailing white space in place; returns the first non-space byte of s. */
+char *strstrip(char *s);
+
 /* Sets *ret_reason (when ret_reason is non-NULL) to an allocated, formatted explanation of an
  * error, or NULL when memory runs out. For functions that report "why" beside an errno. */
 void reason_printf(char **ret_reason, const char *fmt, ...) _printf_(2, 3);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define CHECK(expr) do { \
                 if (!(expr)) { \
@@ -39,6 +40,15 @@ static inline bool strv_has_part(char **v, const char *part) {
                 if (strstr(*v, part))
                         return true;
         return false;
+}
+
+/* Writes text to path with the given mode (a test's input file). */
+static inline void test_write_file(const char *path, const char *text, mode_t mode) {
+        FILE *f = fopen(path, "we");
+        CHECK(f);
+        fputs(text, f);
+        CHECK(fclose(f) == 0);
+        CHECK(chmod(path, mode) == 0);
 }
 
 #define TEST_SKIP 77

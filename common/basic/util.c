@@ -1,4 +1,5 @@
 /* util.c — the few out-of-line helpers declared in macro.h. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,15 @@ usec_t now_usec(int clock_id) {
         struct timespec ts;
         clock_gettime(clock_id, &ts);
         return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / 1000;
+}
+
+char *strstrip(char *s) {
+        while (isspace((unsigned char) *s))
+                s++;
+        size_t l = strlen(s);
+        while (l > 0 && isspace((unsigned char) s[l - 1]))
+                s[--l] = '\0';
+        return s;
 }
 
 void reason_printf(char **ret_reason, const char *fmt, ...) {

@@ -419,7 +419,7 @@ static int conf_value_from_file(ConfExpand *x, const char *name, StrBuf *v) {
         }
         char line[1024];
         while (fgets(line, sizeof line, f)) {
-                char *s = conf_trim(line);
+                char *s = strstrip(line);
                 if (*s && *s != '#') {
                         strbuf_reset(v);
                         return strbuf_puts(v, s);
@@ -962,16 +962,6 @@ static bool conf_is_referenced(Conf *c, const char *name) {
         return false;
 }
 
-/* Strips leading and trailing white space in place. */
-char *conf_trim(char *s) {
-        while (isspace((unsigned char) *s))
-                s++;
-        size_t l = strlen(s);
-        while (l > 0 && isspace((unsigned char) s[l - 1]))
-                s[--l] = '\0';
-        return s;
-}
-
 /* Handles one logical line; returns -EINVAL on a syntax error (reported in m). */
 static int conf_parse_logical(Conf *c, const char *file, unsigned line, char *text, ConfMessages *m) {
         char *eq = strchr(text, '=');
@@ -981,8 +971,8 @@ static int conf_parse_logical(Conf *c, const char *file, unsigned line, char *te
                 return -EINVAL;
         }
         *eq = '\0';
-        char *name = conf_trim(text);
-        char *value = conf_trim(eq + 1);
+        char *name = strstrip(text);
+        char *value = strstrip(eq + 1);
         if (!conf_name_valid(name, NULL)) {
                 conf_messages_add(m, "%s:%u: \"%.60s\": invalid parameter name", file, line, name);
                 return -EINVAL;
@@ -1364,7 +1354,7 @@ int conf_edit_file_op(const char *path, const char *name, const char *value, Con
         _cleanup_free_ char *trimmed_value = strdup(value ? value : "");
         if (!trimmed_value)
                 return -ENOMEM;
-        const char *v = conf_trim(trimmed_value);
+        const char *v = strstrip(trimmed_value);
 
         /* Edit the file a symlink points to rather than replacing the link. */
         _cleanup_free_ char *real = realpath(path, NULL);

@@ -82,8 +82,6 @@ int conf_edit_file(const char *path, const char *name, const char *value);
 
 /* Splits a list value like conf_get_list does (exported for table and restriction parsing). */
 char **conf_split_list(const char *value);
-/* Strips leading and trailing white space in place; returns the first non-blank byte. */
-char *conf_trim(char *s);
 
 /* entries with every "/file/name" entry replaced by the words of that file (list-file.c); on
  * failure *ret_reason (caller frees) names the file and the problem. */

@@ -37,6 +37,8 @@ static const ParamIgnored ignored_table[] = {
         { "postlog_service_name", "log lines go to the journal" },
         { "postlogd_watchdog_timeout", "log lines go to the journal" },
         { "process_id_directory", "systemd tracks the processes; there are no pid files" },
+        { "proxy_read_maps", "there is no proxymap daemon: each role opens its tables itself, and \"proxy:\" in front of a table is accepted and ignored" },
+        { "proxy_write_maps", "there is no proxymap daemon: each role opens its tables itself, and \"proxy:\" in front of a table is accepted and ignored" },
         { "readme_directory", "Postern's documentation is its README.md and docs/, not a directory it reads" },
         { "sample_directory", "Postern reads no sample files; docs/parameters.md lists every parameter with its default" },
         { "sendmail_path", "the sendmail command is postern-sendmail (with postern-mailq and postern-newaliases)" },

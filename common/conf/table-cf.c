@@ -44,7 +44,7 @@ static int table_cf_set(TableCf *cf, char *logical, const char *path, unsigned l
                 return -EINVAL;
         }
         *eq = '\0';
-        const char *name = conf_trim(logical), *value = conf_trim(eq + 1);
+        const char *name = strstrip(logical), *value = strstrip(eq + 1);
         if (*name == '\0') {
                 reason_printf(ret_reason, "%s:%u: a setting without a name", path, line);
                 return -EINVAL;
@@ -103,7 +103,7 @@ int table_cf_read(const char *path, TableCf **ret, char **ret_reason) {
                         if (*first == '\0' || *first == '#')
                                 continue;
                         if (isspace((unsigned char) buf[0]) && have) {
-                                if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, conf_trim(first)) < 0) {
+                                if (strbuf_putc(&logical, ' ') < 0 || strbuf_puts(&logical, strstrip(first)) < 0) {
                                         reason_printf(ret_reason, "%s:%u: line too long", path, start);
                                         return -EINVAL;
                                 }
@@ -118,7 +118,7 @@ int table_cf_read(const char *path, TableCf **ret, char **ret_reason) {
                 if (n < 0)
                         break;
                 strbuf_reset(&logical);
-                if (strbuf_puts(&logical, conf_trim(buf)) < 0) {
+                if (strbuf_puts(&logical, strstrip(buf)) < 0) {
                         reason_printf(ret_reason, "%s:%u: line too long", path, lineno);
                         return -EINVAL;
                 }
@@ -133,14 +133,23 @@ int table_cf_read(const char *path, TableCf **ret, char **ret_reason) {
         return 0;
 }
 
-/* The value of name, or NULL. */
-const char *table_cf_get(TableCf *cf, const char *name) {
+/* The value of name and its line, or NULL. */
+const char *table_cf_get_line(TableCf *cf, const char *name, unsigned *ret_line) {
         for (size_t i = 0; i < cf->n; i++)
                 if (streq(cf->e[i].name, name)) {
                         cf->e[i].asked = true;
+                        if (ret_line)
+                                *ret_line = cf->e[i].line;
                         return cf->e[i].value;
                 }
+        if (ret_line)
+                *ret_line = 0;
         return NULL;
+}
+
+/* The value of name, or NULL. */
+const char *table_cf_get(TableCf *cf, const char *name) {
+        return table_cf_get_line(cf, name, NULL);
 }
 
 /* The first setting that no one asked for. */
@@ -154,17 +163,33 @@ const char *table_cf_unknown(const TableCf *cf, unsigned *ret_line) {
         return NULL;
 }
 
-/* Whether key is in one of domains (any key when there are none); keys without '@' are not. */
+/* Whether key is in one of domains (any key when there are none); keys without '@' or without a
+ * local part are not. */
 bool table_cf_domain_ok(char **domains, const char *key) {
         if (!domains || !domains[0])
                 return true;
         const char *at = strrchr(key, '@');
-        if (!at)
+        if (!at || at == key)
                 return false;
         for (char **d = domains; *d; d++)
                 if (strcaseeq(*d, at + 1))
                         return true;
         return false;
+}
+
+/* Whether every entry of path's setting (default: def) starts with local. */
+bool table_cf_servers_local(const char *path, const char *setting, const char *def, const char *local) {
+        _cleanup_(table_cf_freep) TableCf *cf = NULL;
+        if (table_cf_read(path, &cf, NULL) < 0)
+                return false;
+        const char *value = table_cf_get(cf, setting);
+        _cleanup_strv_free_ char **v = conf_split_list(value ? value : def);
+        if (!v || !v[0])
+                return false;
+        for (char **h = v; *h; h++)
+                if (!startswith(*h, local))
+                        return false;
+        return true;
 }
 
 bool table_cf_world_readable(const TableCf *cf) {
@@ -225,25 +250,31 @@ static bool table_cf_label(const char *dom, int n, const char **ret_start, size_
         return true;
 }
 
+/* Appends text through the escaping function (unescaped without one). */
+static int table_cf_put(StrBuf *out, const char *text, size_t len, TableEscapeFn esc, void *userdata) {
+        return esc ? esc(userdata, out, text, len) : strbuf_append(out, text, len);
+}
+
 /* Expands one of %s %u %d (of text); 1 when the part is missing. */
-static int table_cf_part(StrBuf *out, const char *text, char what, TableEscape esc) {
+static int table_cf_part(StrBuf *out, const char *text, char what, TableEscapeFn esc, void *userdata) {
         const char *at = strrchr(text, '@');
         switch (what) {
         case 's':
-                return table_cf_escape(out, text, strlen(text), esc);
+                return table_cf_put(out, text, strlen(text), esc, userdata);
         case 'u':
                 if (at && at == text)
                         return 1;
-                return table_cf_escape(out, text, at ? (size_t) (at - text) : strlen(text), esc);
+                return table_cf_put(out, text, at ? (size_t) (at - text) : strlen(text), esc, userdata);
         default:   /* 'd' */
                 if (!at || !at[1])
                         return 1;
-                return table_cf_escape(out, at + 1, strlen(at + 1), esc);
+                return table_cf_put(out, at + 1, strlen(at + 1), esc, userdata);
         }
 }
 
-/* Expands fmt for value (and key: see table-cf.h). */
-int table_cf_expand(const char *fmt, const char *value, const char *key, TableEscape esc, StrBuf *out) {
+/* Expands fmt for value (and key: see table-cf.h), escaping through esc. */
+int table_cf_expand_fn(const char *fmt, const char *value, const char *key, TableEscapeFn esc, void *userdata,
+                       StrBuf *out) {
         if (!key)
                 key = value;
         for (const char *p = fmt; *p; p++) {
@@ -255,15 +286,15 @@ int table_cf_expand(const char *fmt, const char *value, const char *key, TableEs
                         if (c == '%')
                                 r = strbuf_putc(out, '%');
                         else if (c == 's' || c == 'u' || c == 'd')
-                                r = table_cf_part(out, value, c, esc);
+                                r = table_cf_part(out, value, c, esc, userdata);
                         else if (c == 'S' || c == 'U' || c == 'D')
-                                r = table_cf_part(out, key, (char) tolower((unsigned char) c), esc);
+                                r = table_cf_part(out, key, (char) tolower((unsigned char) c), esc, userdata);
                         else if (c >= '1' && c <= '9') {
                                 const char *at = strrchr(key, '@'), *start;
                                 size_t len;
                                 if (!at || !table_cf_label(at + 1, c - '0', &start, &len))
                                         return 1;
-                                r = table_cf_escape(out, start, len, esc);
+                                r = table_cf_put(out, start, len, esc, userdata);
                         } else
                                 r = strbuf_putc(out, '%') < 0 ? -ENOMEM : strbuf_putc(out, c);
                 }
@@ -271,4 +302,28 @@ int table_cf_expand(const char *fmt, const char *value, const char *key, TableEs
                         return r;
         }
         return 0;
+}
+
+static int table_cf_escape_kind(void *userdata, StrBuf *out, const char *text, size_t len) {
+        return table_cf_escape(out, text, len, *(const TableEscape *) userdata);
+}
+
+/* Expands fmt, escaping as esc says. */
+int table_cf_expand(const char *fmt, const char *value, const char *key, TableEscape esc, StrBuf *out) {
+        return table_cf_expand_fn(fmt, value, key, esc == TABLE_ESCAPE_NONE ? NULL : table_cf_escape_kind, &esc, out);
+}
+
+/* Adds value, formatted, to the comma-separated out. */
+int table_cf_result_add(const char *fmt, const char *value, const char *key, StrBuf *out) {
+        if (isempty(value))
+                return 0;
+        _cleanup_strbuf_ StrBuf one = STRBUF_INIT;
+        one.limit = out->limit;
+        int r = table_cf_expand(fmt, value, key, TABLE_ESCAPE_NONE, &one);
+        if (r != 0 || one.len == 0)
+                return r < 0 ? r : 0;
+        if (out->len && (r = strbuf_putc(out, ',')) < 0)
+                return r;
+        r = strbuf_puts(out, one.data);
+        return r < 0 ? r : 1;
 }

@@ -29,7 +29,8 @@
  * times out or gets an error answer drops the connection and fails with -EIO (a temporary error:
  * callers answer 4.3.0 or defer); the next lookup connects again. A kept connection that turns
  * out dead is retried once at once with a new one, so a restarted server costs no failure. The
- * server's reason is logged, at most once a minute per table. A search base that does not exist
+ * server's reason is kept for table_ldap_last_error(): table.c reports it as it does for the SQL
+ * tables (every daemon logs it, at most once a minute per table unless it changes). A search base that does not exist
  * means "not found". A forked child makes a connection of its own. */
 #include <errno.h>
 #include <stdio.h>
@@ -44,17 +45,7 @@
 #include "table-ldap.h"
 
 bool table_ldap_uses_network(const char *path) {
-        _cleanup_(table_cf_freep) TableCf *cf = NULL;
-        if (table_cf_read(path, &cf, NULL) < 0)
-                return true;
-        const char *hosts = table_cf_get(cf, "server_host");
-        _cleanup_strv_free_ char **v = conf_split_list(hosts ? hosts : "localhost");
-        if (!v)
-                return true;
-        for (char **h = v; *h; h++)
-                if (!startswith(*h, "ldapi://"))
-                        return true;
-        return false;
+        return !table_cf_servers_local(path, "server_host", "localhost", "ldapi://");
 }
 
 #if HAVE_LDAP
@@ -62,9 +53,7 @@ bool table_ldap_uses_network(const char *path) {
 #include <ldap.h>
 
 #include "../basic/strbuf.h"
-#include "../log/log.h"
 
-#define LDAP_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
 #define LDAP_MAX_RESULT (1024 * 1024)
 
 struct TableLdap {
@@ -81,7 +70,7 @@ struct TableLdap {
         char **domains;
         LDAP *ld;
         pid_t ld_pid;            /* the process that made ld */
-        usec_t last_log;
+        char *last_error;       /* why the last lookup failed (table.c reports it) */
 };
 
 bool table_ldap_supported(void) {
@@ -116,6 +105,7 @@ TableLdap *table_ldap_free(TableLdap *t) {
         free(t->tls_ca_cert_file);
         free(t->tls_ca_cert_dir);
         strv_free(t->domains);
+        free(t->last_error);
         free(t);
         return NULL;
 }
@@ -351,24 +341,27 @@ int table_ldap_open(const char *path, TableLdap **ret, char **ret_reason) {
         return 0;
 }
 
-static void tldap_log_failure(TableLdap *t, const char *what, int rc) {
-        usec_t now = now_usec(CLOCK_MONOTONIC);
-        if (t->last_log && now - t->last_log < LDAP_LOG_INTERVAL_USEC)
-                return;
-        t->last_log = now;
+/* Notes why the lookup fails, with the server's words, for table.c's error reporter. */
+static void tldap_failure(TableLdap *t, const char *what, int rc) {
         char *diag = NULL;
         if (t->ld)
                 (void) ldap_get_option(t->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
-        log_warning("ldap:%s: %s (server %s): %s%s%s", t->path, what, t->uris, ldap_err2string(rc),
-                    !isempty(diag) ? ": " : "", strempty(diag));
+        free(t->last_error);
+        if (asprintf(&t->last_error, "%s (server %s): %s%s%s", what, t->uris, ldap_err2string(rc),
+                     !isempty(diag) ? ": " : "", strempty(diag)) < 0)
+                t->last_error = NULL;
         ldap_memfree(diag);
+}
+
+const char *table_ldap_last_error(const TableLdap *t) {
+        return t ? t->last_error : NULL;
 }
 
 static int tldap_connect(TableLdap *t) {
         t->ld_pid = getpid();
         int rc = ldap_initialize(&t->ld, t->uris);
         if (rc != LDAP_SUCCESS) {
-                tldap_log_failure(t, "cannot set up the connection", rc);
+                tldap_failure(t, "cannot set up the connection", rc);
                 t->ld = NULL;
                 return -EIO;
         }
@@ -380,7 +373,7 @@ static int tldap_connect(TableLdap *t) {
             ldap_set_option(t->ld, LDAP_OPT_DEREF, &deref) != LDAP_OPT_SUCCESS ||
             ldap_set_option(t->ld, LDAP_OPT_RESTART, LDAP_OPT_ON) != LDAP_OPT_SUCCESS ||
             ldap_set_option(t->ld, LDAP_OPT_REFERRALS, t->chase_referrals ? LDAP_OPT_ON : LDAP_OPT_OFF) != LDAP_OPT_SUCCESS) {
-                tldap_log_failure(t, "cannot set connection options", LDAP_OTHER);
+                tldap_failure(t, "cannot set connection options", LDAP_OTHER);
                 tldap_disconnect(t);
                 return -EIO;
         }
@@ -389,12 +382,12 @@ static int tldap_connect(TableLdap *t) {
             (t->tls_ca_cert_dir && ldap_set_option(t->ld, LDAP_OPT_X_TLS_CACERTDIR, t->tls_ca_cert_dir) != LDAP_OPT_SUCCESS) ||
             ldap_set_option(t->ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &require) != LDAP_OPT_SUCCESS ||
             ldap_set_option(t->ld, LDAP_OPT_X_TLS_NEWCTX, &zero) != LDAP_OPT_SUCCESS) {
-                tldap_log_failure(t, "cannot set up TLS", LDAP_OTHER);
+                tldap_failure(t, "cannot set up TLS", LDAP_OTHER);
                 tldap_disconnect(t);
                 return -EIO;
         }
         if (t->start_tls && (rc = ldap_start_tls_s(t->ld, NULL, NULL)) != LDAP_SUCCESS) {
-                tldap_log_failure(t, "STARTTLS failed", rc);
+                tldap_failure(t, "STARTTLS failed", rc);
                 tldap_disconnect(t);
                 return -EIO;
         }
@@ -403,7 +396,7 @@ static int tldap_connect(TableLdap *t) {
                                        .bv_len = t->bind_pw ? strlen(t->bind_pw) : 0 };
                 rc = ldap_sasl_bind_s(t->ld, t->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
                 if (rc != LDAP_SUCCESS) {
-                        tldap_log_failure(t, "bind failed", rc);
+                        tldap_failure(t, "bind failed", rc);
                         tldap_disconnect(t);
                         return -EIO;
                 }
@@ -429,17 +422,10 @@ static int tldap_add_values(TableLdap *t, LdapResult *res, LDAPMessage *entry, c
                         r = -ENOMEM;
                         break;
                 }
-                _cleanup_strbuf_ StrBuf one = STRBUF_INIT;
-                one.limit = LDAP_MAX_RESULT;
-                int e = table_cf_expand(t->result_format, v, res->key, TABLE_ESCAPE_NONE, &one);
-                if (e < 0)
-                        r = e;
-                else if (e == 0 && one.len > 0) {
-                        if (t->expansion_limit && ++res->count > t->expansion_limit) {
-                                tldap_log_failure(t, "more results than expansion_limit", LDAP_SIZELIMIT_EXCEEDED);
-                                r = -EIO;
-                        } else
-                                r = (res->out.len && strbuf_putc(&res->out, ',') < 0) ? -ENOMEM : strbuf_puts(&res->out, one.data);
+                r = table_cf_result_add(t->result_format, v, res->key, &res->out);
+                if (r > 0 && t->expansion_limit && ++res->count > t->expansion_limit) {
+                        tldap_failure(t, "more results than expansion_limit", LDAP_SIZELIMIT_EXCEEDED);
+                        r = -EIO;
                 }
         }
         ldap_value_free_len(vals);
@@ -471,7 +457,7 @@ static int tldap_entry(TableLdap *t, LDAPMessage *entry, unsigned depth, LdapRes
                 int r = 0;
                 for (size_t i = 0; dns && dns[i] && r >= 0; i++) {
                         if (depth + 1 >= t->recursion_limit) {
-                                tldap_log_failure(t, "special_result_attribute recursion deeper than recursion_limit", LDAP_LOOP_DETECT);
+                                tldap_failure(t, "special_result_attribute recursion deeper than recursion_limit", LDAP_LOOP_DETECT);
                                 r = -EIO;
                                 break;
                         }
@@ -533,6 +519,8 @@ int table_ldap_lookup(TableLdap *t, const char *key, char **ret_value) {
          * parent's behalf): it leaves the handle alone and makes its own. */
         if (t->ld && t->ld_pid != getpid())
                 t->ld = NULL;
+        free(t->last_error);
+        t->last_error = NULL;
         for (int attempt = 0;; attempt++) {
                 bool reused = t->ld != NULL;
                 if (!t->ld && (r = tldap_connect(t)) < 0)
@@ -558,7 +546,7 @@ int table_ldap_lookup(TableLdap *t, const char *key, char **ret_value) {
                         tldap_disconnect(t);    /* a dead kept connection: try once with a new one */
                         continue;
                 }
-                tldap_log_failure(t, "search failed", rc);
+                tldap_failure(t, "search failed", rc);
                 tldap_disconnect(t);
                 return -EIO;
         }
@@ -585,6 +573,10 @@ TableLdap *table_ldap_free(TableLdap *t) {
 
 int table_ldap_lookup(TableLdap *t, const char *key, char **ret_value) {
         return -EPROTONOSUPPORT;
+}
+
+const char *table_ldap_last_error(const TableLdap *t) {
+        return NULL;
 }
 
 #endif

@@ -17,3 +17,5 @@ TableLdap *table_ldap_free(TableLdap *t);
 /* Searches for key: 1 and *ret_value (results joined with ","), 0, or -EIO when the server is
  * down, slow or refusing (the connection is dropped and made again by a later lookup). */
 int table_ldap_lookup(TableLdap *t, const char *key, char **ret_value);
+/* Why the last lookup failed (the server's words), or NULL. */
+const char *table_ldap_last_error(const TableLdap *t);

@@ -7,28 +7,24 @@
  *     domain = example.org, example.net   (optional: only keys in these domains are looked up)
  *     expansion_limit = 0         (optional: more results than this is an error; 0 = no limit)
  *
- * The %-escapes of query and result_format (%s %u %d %1..%9 %S %U %D %%) are table-cf.h's; text
- * from the key has single quotes doubled in the query. A query whose parts cannot be filled is
- * not run (not found). Several rows (and several columns) give one comma-separated result. The database is
- * opened read-only; a failing query is a temporary error (-EIO). */
+ * The settings and the results are table-sql.c's (shared with pgsql: and mysql:, including the
+ * old select_field/table/where_field form), the file and the %-expansions table-cf.c's;
+ * substituted text has single quotes doubled. Several rows (and several columns) give one
+ * comma-separated result. The database is opened read-only; a failing query is a temporary
+ * error (-EIO). */
 #include <errno.h>
 #include <sqlite3.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../basic/macro.h"
 #include "../basic/strbuf.h"
-#include "conf.h"
-#include "table-cf.h"
+#include "table-sql.h"
 #include "table-sqlite.h"
 
 struct TableSqlite {
         sqlite3 *db;
-        char *query;
-        char *result_format;
-        char **domains;
-        long expansion_limit;
+        TableSqlConf *conf;
 };
 
 /* Closes the database; accepts NULL. */
@@ -36,9 +32,7 @@ TableSqlite *table_sqlite_free(TableSqlite *s) {
         if (!s)
                 return NULL;
         sqlite3_close_v2(s->db);
-        free(s->query);
-        free(s->result_format);
-        strv_free(s->domains);
+        table_sql_conf_free(s->conf);
         free(s);
         return NULL;
 }
@@ -49,41 +43,10 @@ int table_sqlite_open(const char *path, TableSqlite **ret, char **ret_reason) {
         _cleanup_(table_sqlite_freep) TableSqlite *s = calloc(1, sizeof(TableSqlite));
         if (!s)
                 return -ENOMEM;
-        _cleanup_(table_cf_freep) TableCf *cf = NULL;
-        int r = table_cf_read(path, &cf, ret_reason);
+        int r = table_sql_conf_read(path, TABLE_SQL_SQLITE, &s->conf, ret_reason);
         if (r < 0)
                 return r;
-        const char *dbpath = table_cf_get(cf, "dbpath"), *query = table_cf_get(cf, "query");
-        const char *format = table_cf_get(cf, "result_format");
-        const char *domain = table_cf_get(cf, "domain"), *limit = table_cf_get(cf, "expansion_limit");
-        unsigned line = 0;
-        const char *unknown = table_cf_unknown(cf, &line);
-        if (unknown) {
-                reason_printf(ret_reason, "%s:%u: %s: unknown or unsupported setting", path, line, unknown);
-                return -EINVAL;
-        }
-        if (!dbpath || !query) {
-                reason_printf(ret_reason, "%s: needs both dbpath and query", path);
-                return -EINVAL;
-        }
-        if (!(s->query = strdup(query)) || !(s->result_format = strdup(format ? format : "%s")))
-                return -ENOMEM;
-        _cleanup_free_ char *why = NULL;
-        if (table_cf_check_format(s->query, "query", &why) < 0 ||
-            table_cf_check_format(s->result_format, "result_format", &why) < 0) {
-                reason_printf(ret_reason, "%s: %s", path, strempty(why));
-                return -EINVAL;
-        }
-        if (domain && !(s->domains = conf_split_list(domain)))
-                return -ENOMEM;
-        if (limit) {
-                char *end;
-                s->expansion_limit = strtol(limit, &end, 10);
-                if (*end || end == limit || s->expansion_limit < 0) {
-                        reason_printf(ret_reason, "%s: expansion_limit = %s: not a number", path, limit);
-                        return -EINVAL;
-                }
-        }
+        const char *dbpath = s->conf->dbpath;
         if (sqlite3_open_v2(dbpath, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
                 reason_printf(ret_reason, "%s: cannot open database %s: %s", path, dbpath,
                               s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -103,11 +66,11 @@ int table_sqlite_open(const char *path, TableSqlite **ret, char **ret_reason) {
 
 /* Runs the query for key. */
 int table_sqlite_lookup(TableSqlite *s, const char *key, char **ret_value) {
-        if (!table_cf_domain_ok(s->domains, key))
+        if (!table_cf_domain_ok(s->conf->domains, key))
                 return 0;
         _cleanup_strbuf_ StrBuf q = STRBUF_INIT;
         q.limit = 64 * 1024;
-        int r = table_cf_expand(s->query, key, NULL, TABLE_ESCAPE_SQL_QUOTE, &q);
+        int r = table_cf_expand(s->conf->query, key, NULL, TABLE_ESCAPE_SQL_QUOTE, &q);
         if (r != 0)
                 return r > 0 ? 0 : r;
 
@@ -120,21 +83,8 @@ int table_sqlite_lookup(TableSqlite *s, const char *key, char **ret_value) {
         int rc = SQLITE_DONE;
         r = 0;
         while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                for (int col = 0; col < sqlite3_column_count(st) && r >= 0; col++) {
-                        const unsigned char *v = sqlite3_column_text(st, col);
-                        if (!v || !*v)
-                                continue;
-                        if (s->expansion_limit && ++count > s->expansion_limit) {
-                                r = -EIO;
-                                break;
-                        }
-                        _cleanup_strbuf_ StrBuf one = STRBUF_INIT;
-                        int e = table_cf_expand(s->result_format, (const char *) v, key, TABLE_ESCAPE_NONE, &one);
-                        if (e < 0)
-                                r = e;
-                        else if (e == 0 && one.len > 0)
-                                r = (out.len && strbuf_putc(&out, ',') < 0) ? -ENOMEM : strbuf_puts(&out, one.data);
-                }
+                for (int col = 0; col < sqlite3_column_count(st) && r >= 0; col++)
+                        r = table_sql_result_add(s->conf, key, (const char *) sqlite3_column_text(st, col), &count, &out);
         }
         if (r >= 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
                 r = -EIO;

@@ -1,7 +1,9 @@
 /* table.c — Postfix-style lookup tables: inline:, static:, texthash: and hash: (and the other
  * indexed types btree:, dbm:, sdbm:, read from their source text; lmdb: and cdb: from postmap's
  * binary file when there is one, hash: and btree: when the text is gone, table-dbfile.c), regexp:, pcre: and cidr: (rule lists, see
- * table-pattern.c), sqlite: (table-sqlite.c), ldap: (table-ldap.c), unionmap:{a, b} (all results joined with commas),
+ * table-pattern.c), sqlite: (table-sqlite.c), ldap: (table-ldap.c), pgsql: and mysql:
+ * (table-sql.c with table-pgsql.c / table-mysql.c), socketmap: and tcp: (table-socketmap.c),
+ * unionmap:{a, b} (all results joined with commas),
  * pipemap:{a, b} (a's result is b's key), randmap:{v1, v2} (a random value), and
  * unix:passwd.byname / unix:group.byname. A "proxy:" prefix is accepted and ignored, so Postfix
  * settings like proxy:unix:passwd.byname keep working.
@@ -35,6 +37,8 @@
 #include "table-pattern.h"
 #include "table-dbfile.h"
 #include "table-ldap.h"
+#include "table-socketmap.h"
+#include "table-sql.h"
 #include "table-sqlite.h"
 #include "table.h"
 
@@ -56,6 +60,8 @@ typedef enum TableKind {
         TABLE_KIND_SQLITE,
         TABLE_KIND_LDAP,
         TABLE_KIND_DBFILE,
+        TABLE_KIND_SQL,
+        TABLE_KIND_SOCKET,
 } TableKind;
 
 struct Table {
@@ -71,6 +77,10 @@ struct Table {
         TableSqlite *sqlite;    /* sqlite: */
         TableLdap *ldap;        /* ldap: */
         TableDbfile *dbfile;    /* lmdb:, cdb: with postmap's binary file */
+        TableSql *sql;          /* pgsql:, mysql: */
+        TableSocket *socket;    /* socketmap:, tcp: */
+        char *reported;         /* server tables: the failure last given to the error reporter */
+        usec_t reported_at;
         char *path;
         bool loaded;            /* file tables: read at least once */
         struct stat st;         /* of the file as last read */
@@ -87,15 +97,6 @@ static const char *const table_file_types[] = { "texthash", "hash", "btree", "lm
 static void table_lower(char *s) {
         for (; *s; s++)
                 *s = (char) tolower((unsigned char) *s);
-}
-
-static char *table_trim(char *s) {
-        while (isspace((unsigned char) *s))
-                s++;
-        size_t l = strlen(s);
-        while (l > 0 && isspace((unsigned char) s[l - 1]))
-                s[--l] = '\0';
-        return s;
 }
 
 /* Adds key -> value unless key is present; key is lower-cased in place. */
@@ -137,14 +138,14 @@ static bool table_split_entry(char *line, bool aliases, char **ret_key, char **r
                 if (*rest != ':')
                         return false;
                 *rest++ = '\0';
-                key = table_trim(key);
+                key = strstrip(key);
         } else {
                 if (*rest != '\0' && *rest != ' ' && *rest != '\t')
                         return false;
                 if (*rest)
                         *rest++ = '\0';
         }
-        char *value = table_trim(rest);
+        char *value = strstrip(rest);
         if (*key == '\0' || *value == '\0')
                 return false;
         *ret_key = key;
@@ -281,12 +282,12 @@ static int table_open_inline(Table *t, const char *name, char **ret_reason) {
                         return -EINVAL;
                 }
                 *eq = '\0';
-                char *key = table_trim(*i);
+                char *key = strstrip(*i);
                 if (*key == '\0') {
                         reason_printf(ret_reason, "%s: entry with an empty key", t->spec);
                         return -EINVAL;
                 }
-                int r = table_add(t->map, key, table_trim(eq + 1));
+                int r = table_add(t->map, key, strstrip(eq + 1));
                 if (r < 0)
                         return r;
         }
@@ -300,7 +301,7 @@ static int table_open_static(Table *t, const char *name) {
                 v = strndup(name + 1, l - 2);
                 if (!v)
                         return -ENOMEM;
-                t->value = strdup(table_trim(v));
+                t->value = strdup(strstrip(v));
         } else
                 t->value = strdup(name);
         return t->value ? 0 : -ENOMEM;
@@ -438,6 +439,21 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                 r = table_ldap_open(name, &t->ldap, &why);
                 if (r < 0)
                         reason_printf(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
+        } else if (streq(type, "pgsql") || streq(type, "mysql")) {
+                t->kind = TABLE_KIND_SQL;
+                const TableSqlDriver *drv = streq(type, "pgsql") ? table_pgsql_driver() : table_mysql_driver();
+                if (!drv) {
+                        reason_printf(ret_reason, "%s: %s: tables are not supported: Postern was built without %s", spec, type,
+                                      streq(type, "pgsql") ? "libpq" : "libmariadb");
+                        return -EPROTONOSUPPORT;
+                }
+                _cleanup_free_ char *why = NULL;
+                r = table_sql_open(name, drv, &t->sql, &why);
+                if (r < 0)
+                        reason_printf(ret_reason, "%s: %s", spec, why ? why : strerror(-r));
+        } else if (streq(type, "socketmap") || streq(type, "tcp")) {
+                t->kind = TABLE_KIND_SOCKET;
+                r = table_socket_open(type, name, &t->socket, ret_reason);
         } else if (streq(type, "unionmap") || streq(type, "pipemap") || streq(type, "randmap")) {
                 t->kind = streq(type, "unionmap") ? TABLE_KIND_UNION :
                           streq(type, "pipemap") ? TABLE_KIND_PIPE : TABLE_KIND_RAND;
@@ -461,7 +477,7 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
                         r = table_load_file(t, ret_reason);
         } else {
                 reason_printf(ret_reason,
-                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, pcre, cidr, sqlite, ldap, unionmap, pipemap, randmap and unix)",
+                             "%s: unsupported lookup table type \"%s\" (Postern supports inline, static, texthash, hash, btree, lmdb, cdb, regexp, pcre, cidr, sqlite, ldap, pgsql, mysql, socketmap, tcp, unionmap, pipemap, randmap and unix)",
                              spec, type);
                 return -EPROTONOSUPPORT;
         }
@@ -477,7 +493,9 @@ bool table_spec_uses_network(const char *spec) {
                 s = p;
         if ((p = startswith(s, "ldap:")))
                 return table_ldap_uses_network(p);
-        static const char *const net[] = { "pgsql:", "mysql:", "tcp:", "memcache:", "socketmap:inet:" };
+        if ((p = startswith(s, "pgsql:")) || (p = startswith(s, "mysql:")))
+                return table_sql_uses_network(p);
+        static const char *const net[] = { "tcp:", "memcache:", "socketmap:inet:" };
         for (size_t i = 0; i < ELEMENTSOF(net); i++)
                 if (startswith(s, net[i]))
                         return true;
@@ -506,6 +524,9 @@ Table *table_free(Table *t) {
         table_sqlite_free(t->sqlite);
         table_ldap_free(t->ldap);
         table_dbfile_free(t->dbfile);
+        table_sql_free(t->sql);
+        table_socket_free(t->socket);
+        free(t->reported);
         free(t->spec);
         free(t->value);
         free(t->path);
@@ -650,6 +671,27 @@ int table_lookup(Table *t, const char *key, char **ret_value) {
         return table_lookup_full(t, key, ret_value, NULL);
 }
 
+static TableErrorFn error_fn;
+static void *error_userdata;
+
+void table_error_report_set(TableErrorFn fn, void *userdata) {
+        error_fn = fn;
+        error_userdata = userdata;
+}
+
+/* Hands a server table's failure to the reporter: once a minute, or when the reason changes. */
+static void table_report_error(Table *t, const char *reason) {
+        if (!error_fn || !reason)
+                return;
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        if (t->reported && streq(t->reported, reason) && now - t->reported_at < 60 * USEC_PER_SEC)
+                return;
+        free(t->reported);
+        t->reported = strdup(reason);
+        t->reported_at = now;
+        error_fn(t->spec, reason, error_userdata);
+}
+
 /* Looks key up; notes collects the rules skipped on the way and how the value was made. */
 static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNotes *notes) {
         if (!t || !key)
@@ -691,10 +733,20 @@ static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNo
                 return table_patterns_lookup(t->patterns, key, t->flags, t->spec, ret_value, notes);
         case TABLE_KIND_SQLITE:
                 return table_sqlite_lookup(t->sqlite, k, ret_value);
-        case TABLE_KIND_LDAP:
-                return table_ldap_lookup(t->ldap, k, ret_value);
         case TABLE_KIND_DBFILE:
                 return table_dbfile_lookup(t->dbfile, k, ret_value);
+        case TABLE_KIND_LDAP:
+        case TABLE_KIND_SQL:
+        case TABLE_KIND_SOCKET:
+                /* server tables: a failure is reported with the server's reason */
+                r = t->kind == TABLE_KIND_LDAP ? table_ldap_lookup(t->ldap, k, ret_value) :
+                    t->kind == TABLE_KIND_SQL ? table_sql_lookup(t->sql, k, ret_value) :
+                    table_socket_lookup(t->socket, k, ret_value);
+                if (r < 0)
+                        table_report_error(t, t->kind == TABLE_KIND_LDAP ? table_ldap_last_error(t->ldap) :
+                                              t->kind == TABLE_KIND_SQL ? table_sql_last_error(t->sql) :
+                                              table_socket_last_error(t->socket));
+                return r;
         case TABLE_KIND_UNION:
                 return table_lookup_union(t->members, key, ret_value, notes);
         case TABLE_KIND_PIPE:

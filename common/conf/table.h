@@ -11,6 +11,18 @@
  *     flags). A build without libpcre2 refuses pcre: tables at open (-EPROTONOSUPPORT).
  *   cidr:/path — "network/prefix result" rules (IPv4 and IPv6), !network, if/endif.
  *   sqlite:/path.cf — dbpath, query ('%s' etc.), result_format, domain, as Postfix sqlite_table.
+ *   pgsql:/path.cf (libpq) and mysql:/path.cf (libmariadb) — Postfix pgsql_table(5) and
+ *     mysql_table(5): hosts (unix: first, at random; a failed host is skipped for retry_interval), user,
+ *     password, dbname, query with %s %u %d %S %U %D %1..%9 escaped by the server's own function,
+ *     result_format, domain, expansion_limit, idle_interval, mysql's tls_* (TLS then required);
+ *     connects at the first lookup. A
+ *     world-readable .cf holding a password is refused. A build without the library refuses the
+ *     type at open (-EPROTONOSUPPORT). The .cf reader and %-expansion are table-cf.c's.
+ *   socketmap:inet:host:port:name, socketmap:unix:/path:name (netstring protocol) and
+ *     tcp:host:port (tcp_table protocol, %XX encoding) — table-socketmap.c.
+ *   Database and server tables answer a server that is down, slow (10 s timeout by default) or
+ *   refusing with a negative errno, never "not found"; they run on the caller's thread and block
+ *   it for the time a lookup takes.
  *   unionmap:{ t1, t2 } (every result, comma-joined), pipemap:{ t1, t2 } (t1's result is t2's
  *     key), randmap:{ v1, v2 } (one value at random).
  *   unix:passwd.byname — getpwnam(); the value is the passwd line (unix:group.byname likewise).
@@ -81,9 +93,14 @@ typedef void (*TableTraceFn)(const char *spec, const char *key, int r, const cha
 void table_trace_set(TableTraceFn fn, void *userdata);
 
 /* Whether a table of this spec talks to a server over the network (ldap: with a server_host other
- * than ldapi://; pgsql:, mysql:, tcp:, memcache:, socketmap:inet:), also inside unionmap:/pipemap:
- * and behind proxy:. For postern-generator: postern-local runs without a network otherwise. */
+ * than ldapi://; pgsql:, mysql: with a host other than unix:/path; tcp:, memcache:,
+ * socketmap:inet:), also inside unionmap:/pipemap: and behind proxy:. For postern-generator: postern-local runs without a network otherwise. */
 bool table_spec_uses_network(const char *spec);
+/* A process-wide reporter of failed lookups in server tables (pgsql:, mysql:, ldap:, socketmap:,
+ * tcp:): called with the table's spec and the server's reason, at most once a minute per table unless
+ * the reason changes. common/daemon sets one that logs a warning; NULL turns it off. */
+typedef void (*TableErrorFn)(const char *spec, const char *reason, void *userdata);
+void table_error_report_set(TableErrorFn fn, void *userdata);
 
 /* A list of tables searched in order (e.g. alias_maps = hash:/etc/aliases, texthash:/x). */
 typedef struct TableList TableList;

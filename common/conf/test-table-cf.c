@@ -1,9 +1,10 @@
 /* test-table-cf.c — unit tests for the .cf tables' shared parts and the ldap: configuration:
  * %-expansion of queries and result formats (%s %u %d %1..%9 %S %U %D %%, suppression), RFC 4515
- * filter escaping (a key with * ( ) \ never changes a filter) and RFC 4514 DN escaping, the .cf
- * reader (comments, continuation lines, last value wins, unknown settings), ldap: settings that
- * are refused at open (bad values, bind_pw in a world-readable file, no libldap), and lmdb:/cdb:/
- * hash: open without a binary file. Lookups against a real slapd are in
+ * filter escaping (a key with * ( ) \ never changes a filter), RFC 4514 DN escaping, SQL quote
+ * doubling and a server's own escaping function (pgsql:, mysql:), result joining and the domain
+ * filter, the .cf reader (comments, continuation lines, last value wins, unknown settings), ldap:
+ * settings that are refused at open (bad values, bind_pw in a world-readable file, no libldap),
+ * and lmdb:/cdb:/hash: open without a binary file. Lookups against a real slapd are in
  * tests/integration/test_table_ldap.py. */
 #include <errno.h>
 #include <stdio.h>
@@ -18,14 +19,6 @@
 #include "basic/tests.h"
 
 static char tmpdir[] = "/tmp/test-table-cf-XXXXXX";
-
-static void write_file(const char *path, const char *text, mode_t mode) {
-        FILE *f = fopen(path, "we");
-        CHECK(f);
-        fputs(text, f);
-        CHECK(fclose(f) == 0);
-        CHECK(chmod(path, mode) == 0);
-}
 
 typedef struct Expand {
         const char *fmt, *value, *key;
@@ -60,6 +53,12 @@ static void test_expand(void) {
                 { "%s via %D (%1)", "v", "k@key.test", TABLE_ESCAPE_NONE, 0, "v via key.test (test)" },
                 { "%U+%s", "r@x", "who@key.test", TABLE_ESCAPE_NONE, 0, "who+r@x" },
                 { "%d", "novalue-domain", "k@key.test", TABLE_ESCAPE_NONE, 1, NULL },
+                { "%u+%D@relay.%1", "alice@mail.example", "joe@example.org", TABLE_ESCAPE_NONE, 0, "alice+example.org@relay.org" },
+                { "%s", "o'neil", "joe@example.org", TABLE_ESCAPE_NONE, 0, "o'neil" },    /* results are not escaped */
+                /* SQL (sqlite:, and pgsql:/mysql: before a connection): quotes doubled */
+                { "WHERE a = '%s'", "x' OR '1'='1", NULL, TABLE_ESCAPE_SQL_QUOTE, 0, "WHERE a = 'x'' OR ''1''=''1'" },
+                { "%u|%d|%1|%2|%3|%%", "o'n@mx.example.org", NULL, TABLE_ESCAPE_SQL_QUOTE, 0, "o''n|mx.example.org|org|example|mx|%" },
+                { "%x", "joe", NULL, TABLE_ESCAPE_SQL_QUOTE, 0, "%x" },   /* unknown: kept (refused at open) */
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 const Expand *c = &cases[i];
@@ -98,10 +97,50 @@ static void test_expand(void) {
         CHECK_INT(table_cf_check_format("trailing %", "x", NULL), -EINVAL);
 }
 
+/* A stand-in for a server's own escaping (libpq, libmariadb) that differs from quote doubling. */
+static int backslash_escape(void *userdata, StrBuf *out, const char *text, size_t len) {
+        (*(int *) userdata)++;
+        int r = 0;
+        for (size_t i = 0; i < len && r >= 0; i++)
+                r = (text[i] == '\'' || text[i] == '\\') ? strbuf_printf(out, "\\%c", text[i]) : strbuf_putc(out, text[i]);
+        return r;
+}
+
+/* table_cf_expand_fn(): every part of the key goes through the server's function, with its
+ * userdata (the connection); results are never escaped. */
+static void test_expand_fn(void) {
+        int calls = 0;
+        _cleanup_strbuf_ StrBuf a = STRBUF_INIT;
+        CHECK_INT(table_cf_expand_fn("'%s'", "x\\' OR 1=1 -- ", NULL, backslash_escape, &calls, &a), 0);
+        CHECK_STR(a.data, "'x\\\\\\' OR 1=1 -- '");
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+        CHECK_INT(table_cf_expand_fn("'%u' '%D' %%", "o'neil@example.org", NULL, backslash_escape, &calls, &b), 0);
+        CHECK_STR(b.data, "'o\\'neil' 'example.org' %");
+        CHECK_INT(calls, 3);
+        _cleanup_strbuf_ StrBuf c = STRBUF_INIT;
+        CHECK_INT(table_cf_expand_fn("'%d'", "joe", NULL, backslash_escape, &calls, &c), 1);
+        _cleanup_strbuf_ StrBuf d = STRBUF_INIT;
+        CHECK_INT(table_cf_expand_fn("%s", "o'neil", "k", NULL, NULL, &d), 0);
+        CHECK_STR(d.data, "o'neil");
+}
+
+/* table_cf_result_add(): formatted, comma-joined; empty and suppressed values left out. */
+static void test_result_add(void) {
+        _cleanup_strbuf_ StrBuf out = STRBUF_INIT;
+        CHECK_INT(table_cf_result_add("%u@%D", "a@x", "k@key.test", &out), 1);
+        CHECK_INT(table_cf_result_add("%u@%D", "", "k@key.test", &out), 0);
+        CHECK_INT(table_cf_result_add("%d", "nodomain", "k@key.test", &out), 0);
+        CHECK_INT(table_cf_result_add("%s", "b", "k@key.test", &out), 1);
+        CHECK_STR(out.data, "a@key.test,b");
+        CHECK(!table_cf_domain_ok((char *[]) { (char *) "key.test", NULL }, "@key.test"));
+        CHECK(table_cf_domain_ok((char *[]) { (char *) "key.test", NULL }, "k@KEY.test"));
+        CHECK(table_cf_domain_ok(NULL, "anything"));
+}
+
 static void test_cf_reader(void) {
         char path[256];
         snprintf(path, sizeof path, "%s/a.cf", tmpdir);
-        write_file(path,
+        test_write_file(path,
                    "# comment\n"
                    "\n"
                    "server_host = ldap://one\n"
@@ -120,7 +159,7 @@ static void test_cf_reader(void) {
         CHECK_INT(line, 7);
 
         snprintf(path, sizeof path, "%s/bad.cf", tmpdir);
-        write_file(path, "no equals sign here\n", 0600);
+        test_write_file(path, "no equals sign here\n", 0600);
         char *why = NULL;
         _cleanup_(table_cf_freep) TableCf *bad = NULL;
         CHECK_INT(table_cf_read(path, &bad, &why), -EINVAL);
@@ -139,7 +178,7 @@ static void test_ldap_open(void) {
         snprintf(path, sizeof path, "%s/ldap.cf", tmpdir);
         snprintf(spec, sizeof spec, "ldap:%s", path);
         if (!HAVE_LDAP) {
-                write_file(path, "search_base = dc=x\n", 0600);
+                test_write_file(path, "search_base = dc=x\n", 0600);
                 Table *t = NULL;
                 char *why = NULL;
                 CHECK_INT(table_open(spec, 0, &t, &why), -EPROTONOSUPPORT);
@@ -170,7 +209,7 @@ static void test_ldap_open(void) {
                 { "tls_cert = /etc/x.pem\n", 0644, "ldap.cf:1: not supported: tls_cert" },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                write_file(path, cases[i].text, cases[i].mode);
+                test_write_file(path, cases[i].text, cases[i].mode);
                 Table *t = NULL;
                 char *why = NULL;
                 int r = table_open(spec, 0, &t, &why);
@@ -185,7 +224,7 @@ static void test_ldap_open(void) {
                 table_free(t);
         }
         /* no server: a temporary error, never "not found"; and again on the next lookup */
-        write_file(path, "server_host = ldap://127.0.0.1:1\nsearch_base = dc=x\ntimeout = 2\nbind = no\n", 0644);
+        test_write_file(path, "server_host = ldap://127.0.0.1:1\nsearch_base = dc=x\ntimeout = 2\nbind = no\n", 0644);
         Table *t = NULL;
         CHECK_INT(table_open(spec, 0, &t, NULL), 0);
         char *v = NULL;
@@ -194,7 +233,7 @@ static void test_ldap_open(void) {
         CHECK(!v);
         table_free(t);
         /* a key outside domain is not searched: not found without asking the (absent) server */
-        write_file(path, "server_host = ldap://127.0.0.1:1\ndomain = example.org\n", 0644);
+        test_write_file(path, "server_host = ldap://127.0.0.1:1\ndomain = example.org\n", 0644);
         CHECK_INT(table_open(spec, 0, &t, NULL), 0);
         CHECK_INT(table_lookup(t, "alice@example.net", &v), 0);
         CHECK_INT(table_lookup(t, "alice", &v), 0);
@@ -205,7 +244,7 @@ static void test_ldap_open(void) {
 static void test_dbfile_fallback(void) {
         char path[256], spec[300];
         snprintf(path, sizeof path, "%s/virtual", tmpdir);
-        write_file(path, "Alice@Example.org alice/\n", 0644);
+        test_write_file(path, "Alice@Example.org alice/\n", 0644);
         static const char *const types[] = { "lmdb", "cdb", "hash", "btree" };
         for (size_t i = 0; i < ELEMENTSOF(types); i++) {
                 /* only the source text: read like hash: */
@@ -224,7 +263,7 @@ static void test_dbfile_fallback(void) {
                         continue;
                 char bin[300];
                 snprintf(bin, sizeof bin, "%s.%s", path, types[i]);
-                write_file(bin, "not a database", 0644);
+                test_write_file(bin, "not a database", 0644);
                 snprintf(spec, sizeof spec, "%s:%s", types[i], path);
                 Table *t = NULL;
                 char *why = NULL;
@@ -238,7 +277,7 @@ static void test_dbfile_fallback(void) {
         char db[300];
         snprintf(path, sizeof path, "%s/transport", tmpdir);
         snprintf(db, sizeof db, "%s.db", path);
-        write_file(db, "berkeley", 0644);
+        test_write_file(db, "berkeley", 0644);
         snprintf(spec, sizeof spec, "hash:%s", path);
         Table *t = NULL;
         char *why = NULL;
@@ -246,7 +285,7 @@ static void test_dbfile_fallback(void) {
         CHECK(why && strstr(why, db) && (HAVE_BDB || strstr(why, "source text")));
         free(why);
         /* with the source text next to it, the source text is read (the .db is not looked at) */
-        write_file(path, "example.org smtp:[relay.example]\n", 0644);
+        test_write_file(path, "example.org smtp:[relay.example]\n", 0644);
         char *v = NULL;
         CHECK_INT(table_open(spec, 0, &t, NULL), 0);
         CHECK_INT(table_lookup(t, "example.org", &v), 1);
@@ -258,6 +297,8 @@ static void test_dbfile_fallback(void) {
 int main(void) {
         CHECK(mkdtemp(tmpdir));
         test_expand();
+        test_expand_fn();
+        test_result_add();
         test_cf_reader();
         test_ldap_open();
         test_dbfile_fallback();

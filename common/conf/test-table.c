@@ -677,7 +677,7 @@ static void test_sqlite(void) {
         } bad[] = {
                 { "query = SELECT 1\n", "needs both dbpath and query" },
                 { "dbpath = /nonexistent/x.sqlite\nquery = SELECT 1\n", "cannot open database" },
-                { "hosts = x\n", ":1: hosts: unknown or unsupported setting" },
+                { "hosts = x\n", ":1: hosts: unknown setting for a sqlite table" },
                 { "junk\n", ":1: expected" },
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {

@@ -6,6 +6,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon.h"
+#include "../conf/table.h"
 #include "../log/log.h"
 
 struct Daemon {
@@ -20,6 +21,13 @@ struct Daemon {
         void *reload_userdata;
         int exit_code;
 };
+
+/* Server tables (pgsql:, mysql:, ldap:, socketmap:, tcp:) report why a lookup failed; table.c limits
+ * how often. */
+static void log_table_error(const char *spec, const char *reason, void *userdata) {
+        (void) userdata;
+        log_warning("%s: lookup failed: %s", spec, reason);
+}
 
 static void log_conf_messages(char **messages) {
         for (char **m = messages; m && *m; m++)
@@ -57,6 +65,7 @@ int daemon_new(const char *role, Daemon **ret) {
         int r;
 
         log_open(role);
+        table_error_report_set(log_table_error, NULL);
         Daemon *d = calloc(1, sizeof(Daemon));
         if (!d)
                 return log_oom();

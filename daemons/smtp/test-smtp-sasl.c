@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "basic/tests.h"
 #include "smtp.h"
 
@@ -124,12 +125,14 @@ int main(void) {
         strv_free(errors);
         conf_free(c);
 
-        /* mailcow's proxy:mysql: table: noted, and every lookup fails (the mail is deferred) */
+        /* mailcow's proxy:mysql: table whose .cf file is missing here: noted, and every lookup fails
+         * (the mail is deferred) */
         c = load(dir, "smtp_sasl_password_maps = proxy:mysql:/etc/postfix/sql/sasl.cf\n");
         CHECK(smtp_config_load(c, &cfg, &warnings, &errors) == 0);
         CHECK(strv_has_part(warnings, "smtp_sasl_password_maps = proxy:mysql:/etc/postfix/sql/sasl.cf: "));
         CHECK(smtp_sasl_lookup_server(cfg.side[0].sasl, "h", "[h]:587", &v, diag, sizeof(diag)) < 0 && !v);
-        CHECK(strstr(diag, "unsupported lookup table type"));
+        /* (a build without libmariadb refuses the type before it looks for the file) */
+        CHECK(strstr(diag, HAVE_LIBMARIADB ? "cannot open /etc/postfix/sql/sasl.cf" : "built without libmariadb"));
         smtp_config_done(&cfg);
         strv_free(warnings);
         strv_free(errors);

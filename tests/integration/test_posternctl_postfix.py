@@ -12,7 +12,7 @@ myhostname = mx.example.org
 compatibility_level = 2
 smtp_tls_security_level = dane
 plaintext_reject_code = 450
-virtual_alias_maps = proxy:pgsql:/etc/postfix/pgsql-aliases.cf
+virtual_alias_maps = proxy:mongodb:/etc/postfix/mongodb-aliases.cf
 mua_sender_restrictions = reject_unknown_sender_domain
 relayhost =
     [smtp.example.net]:587
@@ -70,7 +70,7 @@ def test_each_parameter_and_entry_gets_a_verdict(postern):
     assert main["plaintext_reject_code"][1:] == ("unknown", "Postern has no parameter of this name")
     line, verdict, detail = main["virtual_alias_maps"]
     assert (line, verdict) == (8, "unsupported")
-    assert 'unsupported lookup table type "pgsql"' in detail
+    assert 'unsupported lookup table type "mongodb"' in detail
     # used by a master.cf -o option of a parameter Postern has: the admin's own name
     assert main["mua_sender_restrictions"][1] == "info"
 
@@ -150,7 +150,7 @@ def test_import_comments_out_what_postern_cannot_use(postern):
     assert ('# posternctl import: not supported: smtp_tls_security_level: invalid value "dane"' in main)
     assert "\n#smtp_tls_security_level = dane\n" in main
     assert "# posternctl import: unknown: plaintext_reject_code: Postern has no parameter of this name\n#plaintext_reject_code = 450\n" in main
-    assert "\n#virtual_alias_maps = proxy:pgsql:" in main
+    assert "\n#virtual_alias_maps = proxy:mongodb:" in main
     # what Postern uses stays as it was, continuation lines included
     assert "\nmyhostname = mx.example.org\n" in main
     assert "\nrelayhost =\n    [smtp.example.net]:587\n" in main

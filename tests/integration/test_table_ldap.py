@@ -361,7 +361,7 @@ def test_wrong_bind_password_is_temporary(postern, slapd):
     cf.write_text(cf.read_text().replace(f"bind_pw = {ROOTPW}", "bind_pw = wrong"))
     p.start("smtpd")
     assert rcpt(p, f"team@{VDOM}") == f"451 4.3.0 <team@{VDOM}>: Temporary lookup failure"
-    p.wait_log("smtpd", r"ldap-aliases\.cf: bind failed .*Invalid credentials")
+    p.wait_log("smtpd", r"ldap-aliases\.cf: lookup failed: bind failed .*Invalid credentials")
 
 
 def test_start_tls(postern, tls_slapd):
@@ -377,4 +377,4 @@ def test_start_tls(postern, tls_slapd):
     cf.write_text(text + f"start_tls = yes\ntls_require_cert = yes\ntls_ca_cert_file = {other_ca}\n")
     p.reload("smtpd")
     assert wait_reply(p, f"alice@{VDOM}", f"451 4.3.0 <alice@{VDOM}>: Temporary lookup failure")
-    p.wait_log("smtpd", r"ldap-mailboxes\.cf: STARTTLS failed")
+    p.wait_log("smtpd", r"ldap-mailboxes\.cf: lookup failed: STARTTLS failed")

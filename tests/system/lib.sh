@@ -23,7 +23,8 @@ CONTAINER_LOG=
 
 # Debian packages: to build Postern, and to run it under systemd-nspawn and talk to it.
 POSTERN_BUILD_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libgnutls28-dev
-        libsqlite3-dev libidn2-dev libpcre2-dev libldap-dev liblmdb-dev libcdb-dev libdb-dev"
+        libsqlite3-dev libidn2-dev libpcre2-dev libldap-dev liblmdb-dev libcdb-dev libdb-dev
+        libpq-dev libmariadb-dev"
 POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # Real peers and clients the tests talk to (their system services are never started); strace
 # plays a hanging filesystem (test_local.py); maildrop runs behind a pipe(8) transport
@@ -34,11 +35,13 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # (test_smtpd_milter_*.py), python3-dkim checks opendkim's signatures. slapd and ldap-utils
 # serve ldap: tables (test_table_ldap.py, its own slapd in a temporary directory; the package's
 # service stays stopped); postfix-lmdb and postfix-cdb let postmap write the lmdb: and cdb: files
-# test_table_postmap.py reads. A missing one fails those tests (they do not skip).
+# test_table_postmap.py reads; postgresql and mariadb-server hold the pgsql: and mysql: tables
+# (test_tables_sql.py runs its own servers). A missing one fails those tests (they do not skip).
 # amavisd-new is the real after-queue filter of test_content_filter_amavis.py.
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq prometheus
         python3-aiosmtpd strace maildrop procmail haproxy pflogsumm opendkim opendkim-tools
-        python3-dkim rspamd amavisd-new slapd ldap-utils postfix-lmdb postfix-cdb"
+        python3-dkim rspamd amavisd-new slapd ldap-utils postfix-lmdb postfix-cdb postgresql
+        postgresql-client mariadb-server mariadb-client"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
 # package replaces it in the container).

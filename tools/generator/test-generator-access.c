@@ -89,8 +89,8 @@ int main(void) {
         CHECK_INT(d.n, 0);
         conf_free(c);
 
-        /* a postern-local table in an LDAP server over the network: its network is opened; on
-         * slapd's local socket only (ldapi://), or in smtpd's tables only: not */
+        /* a postern-local table in an LDAP or SQL server over the network: its network is opened;
+         * on the server's local socket only (ldapi://, unix:), or in smtpd's tables only: not */
         static const struct {
                 const char *cf, *param, *prefix, *file, *suffix;
                 bool network;
@@ -102,6 +102,9 @@ int main(void) {
                 { "server_host = ldap://ldap.example.org\n", "virtual_uid_maps",
                   "unionmap:{static:1, ldap:", "l.cf", "}", true },
                 { "", "virtual_gid_maps", "pgsql:", "pg.cf", "", true },
+                { "hosts = unix:/run/postgresql\nquery = x\n", "virtual_mailbox_maps", "pgsql:", "l.cf", "", false },
+                { "hosts = unix:/run/mysqld/mysqld.sock db.example\nquery = x\n", "virtual_mailbox_maps",
+                  "proxy:mysql:", "l.cf", "", true },
         };
         for (size_t i = 0; i < ELEMENTSOF(nets); i++) {
                 write_text("l.cf", nets[i].cf);

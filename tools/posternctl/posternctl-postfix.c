@@ -5,7 +5,7 @@
  * parameters, invalid values and compatibility_level notes; the registry (params.c) and the list
  * of parameters with no meaning here (params-postfix.c) say what each name is; every "type:name"
  * of a Postfix lookup table type in a value is opened with table_open(), and a type Postern lacks
- * (pgsql:, mysql:, nis:, ...) is "not supported" with the opener's reason; master.cf is read by
+ * (mongodb:, memcache:, ...) is "not supported" with the opener's reason; master.cf is read by
  * master_cf_load() and its entries judged by their classification (master-cf.c) and, for pipe(8)
  * entries, by master-pipe.c.
  *
