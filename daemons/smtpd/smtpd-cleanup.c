@@ -105,6 +105,23 @@ static int set_text(char **field, const char *text) {
         return 0;
 }
 
+/* The message-wide action a header or body check sets (DISCARD, HOLD, REDIRECT, FILTER): its
+ * field in s->tx.actions, or NULL for an action of another kind. */
+static char **message_action_field(Session *s, HeaderCheckType t) {
+        switch (t) {
+        case HEADER_CHECK_DISCARD:
+                return &s->tx.actions.discard;
+        case HEADER_CHECK_HOLD:
+                return &s->tx.actions.hold;
+        case HEADER_CHECK_REDIRECT:
+                return &s->tx.actions.redirect;
+        case HEADER_CHECK_FILTER:
+                return &s->tx.actions.filter;
+        default:
+                return NULL;
+        }
+}
+
 /* Cuts the content back to len (the header or line being replaced or dropped). */
 static void content_truncate(DataState *d, size_t len) {
         if (d->content.data && len <= d->content.len) {
@@ -166,12 +183,11 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
                 }
                 break;
         case HEADER_CHECK_DISCARD:
-                log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->tx.actions.discard, a.text);
-                break;
         case HEADER_CHECK_HOLD:
+        case HEADER_CHECK_REDIRECT:
+        case HEADER_CHECK_FILTER:
                 log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->tx.actions.hold, a.text);
+                r = set_text(message_action_field(s, a.type), a.text);
                 break;
         case HEADER_CHECK_WARN:
         case HEADER_CHECK_INFO:
@@ -200,14 +216,6 @@ static size_t check_line(Session *s, HeaderChecks *checks, size_t start, size_t 
         case HEADER_CHECK_BCC:
                 log_action(s, name, what, line, n, a.text);
                 r = message_actions_add_bcc(&s->tx.actions, a.text);
-                break;
-        case HEADER_CHECK_REDIRECT:
-                log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->tx.actions.redirect, a.text);
-                break;
-        case HEADER_CHECK_FILTER:
-                log_action(s, name, what, line, n, a.text);
-                r = set_text(&s->tx.actions.filter, a.text);
                 break;
         default:
                 break;
@@ -251,30 +259,15 @@ int cleanup_milter_header(Session *s, const char *name, const char *value) {
                 return 0;
         }
         const char *action = header_check_type_name(a.type);
-        r = 0;
-        switch (a.type) {
-        case HEADER_CHECK_DISCARD:
-                r = set_text(&s->tx.actions.discard, a.text);
-                break;
-        case HEADER_CHECK_HOLD:
-                r = set_text(&s->tx.actions.hold, a.text);
-                break;
-        case HEADER_CHECK_REDIRECT:
-                r = set_text(&s->tx.actions.redirect, a.text);
-                break;
-        case HEADER_CHECK_FILTER:
-                r = set_text(&s->tx.actions.filter, a.text);
-                break;
-        case HEADER_CHECK_WARN:
-        case HEADER_CHECK_INFO:
-                break;
-        default:
+        char **field = message_action_field(s, a.type);
+        if (!field && a.type != HEADER_CHECK_WARN && a.type != HEADER_CHECK_INFO) {
                 log_warning("%s: milter_header_checks %s: action %s is not supported for headers from "
                             "milters (only discard, filter, hold, redirect, warn); ignoring it",
                             s->tx.queue_id, header_checks_spec(checks), action);
                 header_check_action_done(&a);
                 return 0;
         }
+        r = field ? set_text(field, a.text) : 0;
         if (r >= 0)
                 log_action(s, action, "header", line, strlen(line), a.text);
         header_check_action_done(&a);
