@@ -1005,54 +1005,89 @@ const ParamDef *param_lookup(const char *name) {
         return bsearch(name, param_table, param_table_size, sizeof(ParamDef), param_compare);
 }
 
-/* The host name, made fully qualified. getaddrinfo_a() with a short deadline keeps a slow or
- * absent resolver from stalling a daemon's start. */
+/* The host name, made fully qualified. The lookup runs on a thread of our own with a short
+ * deadline, so a slow or absent resolver cannot stall a daemon's start; when it answers in time
+ * the thread is joined, and the daemon is single-threaded again. (getaddrinfo_a() leaves glibc's
+ * helper thread behind for seconds: a daemon that forks delivery children meanwhile — under
+ * ASan, whose allocator locks are not fork-safe — could fork while that thread held a lock, and
+ * the child then hung on its next allocation.) */
 static char param_hostname[256];
 static char param_domain[256];
 static pthread_once_t param_hostname_once = PTHREAD_ONCE_INIT;
 
+typedef struct CanonLookup {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned refs;          /* the caller and the thread; the last one frees */
+        bool done;
+        char host[256];
+        char result[256];       /* "" when there is no qualified canonical name */
+} CanonLookup;
+
+static void canon_lookup_unref(CanonLookup *c) {
+        pthread_mutex_lock(&c->lock);
+        bool last = --c->refs == 0;
+        pthread_mutex_unlock(&c->lock);
+        if (last) {
+                pthread_cond_destroy(&c->cond);
+                pthread_mutex_destroy(&c->lock);
+                free(c);
+        }
+}
+
+static void *canon_lookup_thread(void *userdata) {
+        CanonLookup *c = userdata;
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_flags = AI_CANONNAME }, *ai = NULL;
+        char found[256] = "";
+
+        if (getaddrinfo(c->host, NULL, &hints, &ai) == 0 && ai && ai->ai_canonname &&
+            strchr(ai->ai_canonname, '.') && strlen(ai->ai_canonname) < sizeof found)
+                snprintf(found, sizeof found, "%s", ai->ai_canonname);
+        if (ai)
+                freeaddrinfo(ai);
+        pthread_mutex_lock(&c->lock);
+        snprintf(c->result, sizeof c->result, "%s", found);
+        c->done = true;
+        pthread_cond_signal(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        canon_lookup_unref(c);
+        return NULL;
+}
+
 static bool param_canonical_name(const char *host, char *buf, size_t bufsz) {
-        /* Static: a lookup that outlives the deadline keeps using these after we return. */
-        static char name[256];
-        static struct addrinfo hints;
-        static struct gaicb req;
-        static struct gaicb *list[1];
-
-        snprintf(name, sizeof name, "%s", host);
-        hints = (struct addrinfo) { .ai_family = AF_UNSPEC, .ai_flags = AI_CANONNAME };
-        req = (struct gaicb) { .ar_name = name, .ar_request = &hints };
-        list[0] = &req;
-        if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0)
+        CanonLookup *c = calloc(1, sizeof(CanonLookup));
+        if (!c)
                 return false;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        c->refs = 2;
+        snprintf(c->host, sizeof c->host, "%s", host);
 
-        struct timespec deadline, now;
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, canon_lookup_thread, c) != 0) {
+                c->refs = 1;
+                canon_lookup_unref(c);
+                return false;
+        }
+        struct timespec deadline;
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         deadline.tv_sec += 1;
-        for (;;) {
-                int r = gai_error(&req);
-                if (r != EAI_INPROGRESS)
-                        break;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                long long left = (deadline.tv_sec - now.tv_sec) * 1000000000LL + (deadline.tv_nsec - now.tv_nsec);
-                if (left <= 0) {
-                        gai_cancel(&req);
-                        return false;
-                }
-                struct timespec ts = { left / 1000000000LL, left % 1000000000LL };
-                const struct gaicb *wait[1] = { &req };
-                (void) gai_suspend(wait, 1, &ts);
-        }
-        if (gai_error(&req) != 0)
-                return false;
-        bool ok = false;
-        struct addrinfo *ai = req.ar_result;
-        if (ai && ai->ai_canonname && strchr(ai->ai_canonname, '.') &&
-            strlen(ai->ai_canonname) < bufsz) {
-                snprintf(buf, bufsz, "%s", ai->ai_canonname);
-                ok = true;
-        }
-        freeaddrinfo(req.ar_result);
-        req.ar_result = NULL;
+        pthread_mutex_lock(&c->lock);
+        while (!c->done && pthread_cond_timedwait(&c->cond, &c->lock, &deadline) != ETIMEDOUT)
+                ;
+        bool done = c->done, ok = done && c->result[0] && strlen(c->result) < bufsz;
+        if (ok)
+                snprintf(buf, bufsz, "%s", c->result);
+        pthread_mutex_unlock(&c->lock);
+        if (done)
+                (void) pthread_join(thread, NULL);   /* gone before we return */
+        else
+                (void) pthread_detach(thread);       /* the resolver hangs: it ends when it answers */
+        canon_lookup_unref(c);
         return ok;
 }
 

@@ -550,6 +550,19 @@ def test_kill9_mid_shared_maildir_child_exactly_once(local):
         assert all(f.read_text().count("line 039999 ") == 1 for f in files)
 
 
+def test_local_forks_its_children_from_a_single_thread(local):
+    """postern-local forks delivery children, so no other thread may be running when it does: a
+    thread holding a lock at the fork (an allocator lock under ASan, which is not fork-safe)
+    leaves the child hanging at its next allocation. The host name lookup at start, which once
+    left glibc's getaddrinfo_a() helper thread behind for seconds, is over and joined before the
+    first delivery."""
+    p = start(local)
+    qid, (rid,) = queue_message(p, "sender@example.org", [f"ptest1@{HOST}"], message("one thread", "x\n"))
+    assert results(deliver(p, qid, [(f"ptest1@{HOST}", rid)]))[0][0] == "delivered"
+    tasks = sorted(os.listdir(f"/proc/{p.pid('local')}/task"))
+    assert tasks == [str(p.pid("local"))], f"postern-local runs {len(tasks)} threads"
+
+
 def children_in_state(pid, states):
     """PIDs of pid's children whose /proc state letter is in states."""
     found = []
