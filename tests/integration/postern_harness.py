@@ -9,6 +9,7 @@ run as the test users can reach the spool). See README.md in this directory for 
 """
 
 import fcntl
+import contextlib
 import os
 import pathlib
 import pwd
@@ -85,6 +86,20 @@ def ensure_test_users(users=TEST_USERS):
     their home directories (idempotent); returns their passwd entries."""
     TEST_HOME_BASE.mkdir(parents=True, exist_ok=True)
     os.chmod(TEST_HOME_BASE, 0o755)
+    with accounts_lock():
+        return _ensure_test_users_locked(users)
+
+
+@contextlib.contextmanager
+def accounts_lock():
+    """Held while a test creates users or groups: the suite's files run as parallel pytest
+    processes, and two useradd/groupadd at once fail on the passwd/group lock."""
+    with open("/run/lock/postern-test-accounts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _ensure_test_users_locked(users):
     entries = {}
     for user in users:
         try:

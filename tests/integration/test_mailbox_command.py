@@ -18,6 +18,8 @@ import subprocess
 
 import pytest
 
+import postern_harness
+
 from test_local import deliver, message, queue_message, results
 from test_virtual import failing_table
 
@@ -100,8 +102,9 @@ def test_environment_uid_and_directory(local):
     home directory, with Postfix's environment; ORIGINAL_RECIPIENT is the client's ORCPT, and
     characters outside command_expansion_filter become '_'."""
     p = local
-    subprocess.run(["groupadd", "-f", "postern-mboxcmd"], check=True)
-    subprocess.run(["gpasswd", "-a", "ptest1", "postern-mboxcmd"], check=True, capture_output=True)
+    with postern_harness.accounts_lock():
+        subprocess.run(["groupadd", "-f", "postern-mboxcmd"], check=True)
+        subprocess.run(["gpasswd", "-a", "ptest1", "postern-mboxcmd"], check=True, capture_output=True)
     try:
         envdump = script(p, "envdump", '{ env; echo "UID=$(id -u)"; echo "GID=$(id -g)"; '
                                        'echo "GROUPS=$(id -G)"; echo "CWD=$(pwd)"; echo "ARGS=$*"; '
@@ -115,7 +118,8 @@ def test_environment_uid_and_directory(local):
         p.wait_for(lambda: out.exists() and "Subject: env" in out.read_text(), 30, "the command's output")
         text = out.read_text()
     finally:
-        subprocess.run(["gpasswd", "-d", "ptest1", "postern-mboxcmd"], capture_output=True)
+        with postern_harness.accounts_lock():
+            subprocess.run(["gpasswd", "-d", "ptest1", "postern-mboxcmd"], capture_output=True)
     env, stdin = text.split("-- stdin\n", 1)
     vars = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
     pw = pwd.getpwnam("ptest1")
