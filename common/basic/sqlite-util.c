@@ -31,6 +31,37 @@ int sqlite_open_defensive(const char *path, int busy_timeout_ms, sqlite3 **ret, 
         return 0;
 }
 
+static int user_version(sqlite3 *db) {
+        sqlite3_stmt *st = NULL;
+        int v = -1;
+        if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+                v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        return v;
+}
+
+/* Brings an older file up to sql->version: the upgrade statements and the new user_version in
+ * one transaction (another process that upgraded first makes the second check see it done). */
+static int upgrade(sqlite3 *db, const SqliteCacheSql *sql) {
+        int v = user_version(db);
+        if (v < 0)
+                return -EIO;
+        if (v >= sql->version)
+                return 0;
+        _cleanup_free_ char *set = NULL;
+        if (asprintf(&set, "PRAGMA user_version = %d", sql->version) < 0)
+                return -ENOMEM;
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+                return -EIO;
+        v = user_version(db);
+        if (v >= 0 && v < sql->version && (sqlite3_exec(db, sql->upgrade, NULL, NULL, NULL) != SQLITE_OK ||
+                                            sqlite3_exec(db, set, NULL, NULL, NULL) != SQLITE_OK)) {
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                return -EIO;
+        }
+        return sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
 int sqlite_cache_open(SqliteCache *c, const char *path, int busy_timeout_ms, const SqliteCacheSql *sql,
                       char **ret_reason) {
         if (!(c->path = strdup(strempty(path))))
@@ -44,6 +75,8 @@ int sqlite_cache_open(SqliteCache *c, const char *path, int busy_timeout_ms, con
         _cleanup_free_ char *check = NULL;
         if (sqlite3_exec(c->db, sql->schema, NULL, NULL, NULL) != SQLITE_OK)
                 what = "cannot create the cache table";
+        else if (sql->upgrade && upgrade(c->db, sql) < 0)
+                what = "cannot upgrade the cache table";
         else if (sqlite3_prepare_v2(c->db, sql->get, -1, &c->get, NULL) != SQLITE_OK ||
                  sqlite3_prepare_v2(c->db, sql->put, -1, &c->put, NULL) != SQLITE_OK ||
                  sqlite3_prepare_v2(c->db, sql->cleanup, -1, &c->cleanup, NULL) != SQLITE_OK)

@@ -23,6 +23,10 @@ typedef struct SqliteCacheSql {
         const char *schema;             /* run once (CREATE TABLE IF NOT EXISTS ..., PRAGMAs) */
         const char *get, *put, *cleanup;
         const char *table;              /* its name, for the read check */
+        /* optional: run (in one transaction) on a file whose PRAGMA user_version is below
+         * version, which it then gets: columns added to the files of an older release */
+        const char *upgrade;
+        int version;
 } SqliteCacheSql;
 
 /* Opens path into c (zeroed by the caller) with sqlite_open_defensive(); on failure c holds

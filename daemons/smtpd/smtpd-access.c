@@ -160,10 +160,9 @@ static int append_line(StrBuf *out, int code, const char *dsn, bool last, const 
         return strbuf_append(out, buf, (size_t) MIN(n, (int) sizeof(buf) - 1));
 }
 
-/* Builds the reply text to send: reply plus footer, CRLF-terminated lines. */
-static int reply_with_footer(Session *s, const char *reply, StrBuf *out) {
+int smtpd_reply_with_footer(Session *s, const char *reply, const char *footer, TableList *footer_maps,
+                            const char *maps_name, StrBuf *out) {
         _cleanup_free_ char *mapped = NULL;
-        const char *footer = s->settings->reject_footer;
         int code = atoi(reply);
         char dsn[16] = "";
         const char *text = reply + MIN(strlen(reply), (size_t) 4);
@@ -176,10 +175,10 @@ static int reply_with_footer(Session *s, const char *reply, StrBuf *out) {
         }
         if (command_ehlo_discard(s) & EHLO_ENHANCEDSTATUSCODES)
                 dsn[0] = '\0';   /* ENHANCEDSTATUSCODES hidden: "550 text" */
-        if (s->settings->reject_footer_maps) {
-                int r = table_list_lookup(s->settings->reject_footer_maps, reply, &mapped);
+        if (footer_maps) {
+                int r = table_list_lookup(footer_maps, reply, &mapped);
                 if (r < 0)
-                        log_warning_errno(r, "smtpd_reject_footer_maps lookup of \"%s\" failed: %m", reply);
+                        log_warning_errno(r, "%s lookup of \"%s\" failed: %m", maps_name, reply);
                 if (r > 0)
                         footer = mapped;
         }
@@ -228,7 +227,8 @@ void smtpd_reply_reject(Session *s, CheckStage stage, const char *rcpt, const ch
 
         smtpd_log_action(s, stage, rcpt, "reject", reply);
         smtpd_metrics_reject(stage_command(s, stage), reply);
-        if (reply_with_footer(s, reply, &out) < 0 || strbuf_puts(&out, "") < 0) {
+        if (smtpd_reply_with_footer(s, reply, s->settings->reject_footer, s->settings->reject_footer_maps,
+                                    "smtpd_reject_footer_maps", &out) < 0 || strbuf_puts(&out, "") < 0) {
                 session_reply(s, "%s", reply);
                 return;
         }

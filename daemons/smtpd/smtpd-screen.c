@@ -21,6 +21,12 @@
  * becomes a session whose every RCPT is refused with the test's 550 (Postfix's dummy SMTP
  * engine does the same: the client never delivers); "drop" answers 521 at once and closes.
  * What the client sent before the greeting is discarded, as postscreen does.
+ * When a deep protocol test (pipelining, non-SMTP command, bare newline) is enabled and its
+ * cached pass has expired, the client goes to the stage's SMTP engine (smtpd-screen-engine.c)
+ * instead of the session: straight after the cache when only deep tests are due, else after the
+ * wait; the engine reports back through smtpd_screen_deep_done() (cache, PASS NEW) at RCPT.
+ * The limits (postscreen_client_connection_count_limit, _post_queue_limit before the access
+ * list, _pre_queue_limit after the cache, as postscreen) count Server.screen_stage/screen_post.
  *
  * Log lines (postscreen's words, the client as [ADDR]:PORT):
  *   CONNECT from [ADDR]:PORT to [SERVER]:PORT
@@ -56,6 +62,9 @@ struct SmtpdScreen {
         bool failed;                    /* a test failed (no PASS NEW, nothing cached) */
         char *refusal;                  /* an "enforce" failure: every RCPT gets this */
         ScreenDnsbl *dnsbl;             /* the DNS list lookups (smtpd-screen-dnsbl.c), or NULL */
+        ScreenEntry entry;              /* the client's cache entry (zero: none), updated as it passes */
+        unsigned deep_todo;             /* the deep tests it must take (SCREEN_TEST_*) */
+        ScreenEngine *engine;           /* while they run (smtpd-screen-engine.c), else NULL */
 };
 
 static void *mfree(void *p) {
@@ -63,13 +72,23 @@ static void *mfree(void *p) {
         return NULL;
 }
 
-static SmtpdScreen *screen_free(SmtpdScreen *sc) {
+/* The session leaves the stage (let on, or freed). */
+static void screen_end(Session *s) {
+        SmtpdScreen *sc = TAKE_PTR(s->screen);
         if (!sc)
-                return NULL;
+                return;
+        s->server->screen_stage--;
         screen_dnsbl_free(sc->dnsbl);
+        screen_engine_free(sc->engine);
         free(sc->refusal);
         free(sc);
-        return NULL;
+}
+
+/* The stage lets the session on to its SMTP session (postscreen_post_queue_limit counts it). */
+static void screen_let_on(Session *s) {
+        screen_end(s);
+        s->screen_post = true;
+        s->server->screen_post++;
 }
 
 /* Records the first "enforce" failure's reply. */
@@ -102,6 +121,26 @@ static const ConfField screen_fields[] = {
         F("postscreen_dnsbl_timeout", USEC, screen.dnsbl_timeout_usec),
         F("postscreen_cache_retention_time", SECONDS, screen.cache_retention),
         F("postscreen_cache_cleanup_interval", SECONDS, screen.cache_cleanup_interval),
+        F("postscreen_pipelining_enable", BOOL, screen.pipelining.enable),
+        F("postscreen_pipelining_action", ENUM, screen.pipelining.action, .values = action_values),
+        F("postscreen_pipelining_ttl", SECONDS, screen.pipelining.ttl),
+        F("postscreen_non_smtp_command_enable", BOOL, screen.non_smtp.enable),
+        F("postscreen_non_smtp_command_action", ENUM, screen.non_smtp.action, .values = action_values),
+        F("postscreen_non_smtp_command_ttl", SECONDS, screen.non_smtp.ttl),
+        F("postscreen_bare_newline_enable", BOOL, screen.bare_newline.enable),
+        F("postscreen_bare_newline_action", ENUM, screen.bare_newline.action, .values = action_values),
+        F("postscreen_bare_newline_ttl", SECONDS, screen.bare_newline.ttl),
+        F("postscreen_forbidden_commands", LIST, screen.forbidden_commands),
+        F("postscreen_command_count_limit", UINT, screen.command_count_limit),
+        F("postscreen_command_time_limit", USEC, screen.command_time_limit_usec),
+        F("postscreen_helo_required", BOOL, screen.helo_required),
+        F("postscreen_disable_vrfy_command", BOOL, screen.disable_vrfy),
+        F("postscreen_discard_ehlo_keywords", LIST, screen.discard_ehlo),
+        F("postscreen_reject_footer", RAW, screen.reject_footer),
+        F("postscreen_reject_footer_maps", TABLES, screen.reject_footer_maps),
+        F("postscreen_client_connection_count_limit", UINT, screen.client_connection_count_limit),
+        F("postscreen_pre_queue_limit", UINT, screen.pre_queue_limit),
+        F("postscreen_post_queue_limit", UINT, screen.post_queue_limit),
 };
 #undef F
 
@@ -196,6 +235,7 @@ int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
                 conf_foreach_explicit(c, note_unsupported, NULL);
         if ((r = access_list_parse(c, listener, &s->screen)) < 0)
                 return r;
+        s->screen.ehlo_discard = command_ehlo_mask(s->screen.discard_ehlo);
         return smtpd_screen_dnsbl_settings(c, listener, &s->screen);
 }
 
@@ -283,8 +323,7 @@ void smtpd_screen_shutdown(Server *srv) {
 
 /* ---- the stage ------------------------------------------------------------------------------ */
 
-static void screen_log(Session *s, const char *fmt, ...) _printf_(2, 3);
-static void screen_log(Session *s, const char *fmt, ...) {
+void smtpd_screen_log(Session *s, const char *fmt, ...) {
         char buf[512];
         va_list ap;
         va_start(ap, fmt);
@@ -292,27 +331,100 @@ static void screen_log(Session *s, const char *fmt, ...) {
         va_end(ap);
         log_fields(LOG_INFO, &(LogFields) { .client_address = s->client.addr }, "%s", buf);
 }
+#define screen_log smtpd_screen_log
+
+const char *smtpd_screen_peer(Session *s) {
+        return s->screen->peer;
+}
 
 /* Seconds since connect as postscreen writes them: "0.12", "1.2", "12". */
-static void elapsed_text(const SmtpdScreen *sc, char *buf, size_t n) {
-        double t = (double) (now_usec(CLOCK_MONOTONIC) - sc->started) / USEC_PER_SEC;
+void smtpd_screen_elapsed(Session *s, char *buf, size_t n) {
+        double t = (double) (now_usec(CLOCK_MONOTONIC) - s->screen->started) / USEC_PER_SEC;
         snprintf(buf, n, t < 1 ? "%.2f" : t < 10 ? "%.1f" : "%.0f", t);
 }
 
 /* Ends the stage: the session goes on to "connect from" and the greeting, carrying an
  * "enforce" refusal if a test failed that way. May free the session. */
 static void screen_pass(Session *s) {
-        SmtpdScreen *sc = TAKE_PTR(s->screen);
-        s->client.screen_refusal = TAKE_PTR(sc->refusal);
-        screen_free(sc);
+        s->client.screen_refusal = TAKE_PTR(s->screen->refusal);
+        screen_let_on(s);
         session_screen_done(s);
 }
 
 /* "drop": 521 now, then close (DISCONNECT is logged when the session is freed). */
-static void screen_drop(Session *s, const char *reply) {
+void smtpd_screen_drop(Session *s, const char *reply) {
         session_reply(s, "%s", reply);
         session_close_after_flush(s);
         (void) session_flush(s);
+}
+#define screen_drop smtpd_screen_drop
+
+/* A connect-time limit refuses the client: the log line and 421, then close. */
+static void screen_limit(Session *s, const char *why, const char *reply) {
+        screen_log(s, "NOQUEUE: reject: CONNECT from %s: %s", s->screen->peer, why);
+        screen_drop(s, reply);
+}
+
+/* How many connections of the client are in the stage (this one included). */
+static unsigned client_concurrency(Session *s) {
+        unsigned n = 0;
+        for (Session *i = s->server->sessions; i; i = i->next)
+                if (i->screen && streq(i->client.addr, s->client.addr))
+                        n++;
+        return n;
+}
+
+/* The shortest of the tests' TTLs: how long an "ignore" failure of a deep test is passed. */
+static int64_t min_ttl(const SmtpdScreenSettings *st) {
+        int64_t t = MIN(st->greet_ttl, st->dnsbl_max_ttl);
+        t = MIN(t, MIN(st->pipelining.ttl, st->non_smtp.ttl));
+        return MIN(t, st->bare_newline.ttl);
+}
+
+static void cache_store(Session *s) {
+        ScreenCache *cache = cache_for(s);
+        if (cache && screen_cache_put(cache, s->client.addr, &s->screen->entry) < 0)
+                log_warning("cache %s update for %s failed: %s", screen_cache_path(cache), s->client.addr,
+                            screen_cache_errmsg(cache));
+}
+
+void smtpd_screen_deep_done(Session *s, unsigned passed, unsigned ignored, bool failed) {
+        SmtpdScreen *sc = s->screen;
+        const SmtpdScreenSettings *st = &s->settings->screen;
+        if (sc->failed || failed)
+                return;   /* nothing is cached for a client that failed a test */
+        int64_t now = now_seconds(), brief = now + min_ttl(st);
+        ScreenEntry *e = &sc->entry;
+        if (passed & SCREEN_TEST_PIPELINING)
+                e->pipelining = ignored & SCREEN_TEST_PIPELINING ? brief : now + st->pipelining.ttl;
+        if (passed & SCREEN_TEST_NON_SMTP)
+                e->non_smtp = ignored & SCREEN_TEST_NON_SMTP ? brief : now + st->non_smtp.ttl;
+        if (passed & SCREEN_TEST_BARE_NEWLINE)
+                e->bare_newline = ignored & SCREEN_TEST_BARE_NEWLINE ? brief : now + st->bare_newline.ttl;
+        for (unsigned bit = 1; bit <= SCREEN_TEST_BARE_NEWLINE; bit <<= 1)   /* ignored, not "passed" */
+                if ((ignored & bit) && !(passed & bit)) {
+                        if (bit == SCREEN_TEST_PIPELINING)
+                                e->pipelining = brief;
+                        else if (bit == SCREEN_TEST_NON_SMTP)
+                                e->non_smtp = brief;
+                        else
+                                e->bare_newline = brief;
+                }
+        e->updated = now;
+        cache_store(s);
+        screen_log(s, "PASS NEW %s", sc->peer);
+}
+
+/* The deep tests begin: the engine answers from now on (the client never reaches the SMTP
+ * session in this connection). False when it could not start (out of memory). */
+static bool screen_deep_start(Session *s, bool greet) {
+        SmtpdScreen *sc = s->screen;
+        sc->dnsbl = screen_dnsbl_free(sc->dnsbl);
+        sc->engine = screen_engine_start(s, sc->deep_todo, sc->refusal, greet);
+        if (!sc->engine)
+                return false;
+        (void) session_flush(s);   /* the 220; may free the session */
+        return true;
 }
 
 /* What the access list says: the first element that decides. A table that fails is logged and
@@ -364,12 +476,24 @@ bool smtpd_screen_start(Session *s) {
         sc->started = now_usec(CLOCK_MONOTONIC);
         snprintf(sc->peer, sizeof(sc->peer), "[%s]:%u", s->client.addr, s->client.port);
         s->screen = sc;
+        s->server->screen_stage++;
         screen_log(s, "CONNECT from %s to [%s]:%u", sc->peer, s->client.server_addr, s->client.server_port);
+
+        if (st->client_connection_count_limit > 0 && client_concurrency(s) > st->client_connection_count_limit) {
+                char reply[128];
+                snprintf(reply, sizeof(reply), "421 4.7.0 Error: too many connections from %s", s->client.addr);
+                screen_limit(s, "too many connections", reply);
+                return true;
+        }
+        if (st->post_queue_limit > 0 && s->server->screen_post >= st->post_queue_limit) {
+                screen_limit(s, "all server ports busy", "421 4.3.2 All server ports are busy");
+                return true;
+        }
 
         switch (access_check(s)) {
         case SCREEN_PERMIT:
                 screen_log(s, "ALLOWLISTED %s", sc->peer);
-                s->screen = screen_free(s->screen);
+                screen_let_on(s);
                 return false;
         case SCREEN_REJECT:
                 screen_log(s, "DENYLISTED %s", sc->peer);
@@ -386,17 +510,35 @@ bool smtpd_screen_start(Session *s) {
         }
 
         ScreenCache *cache = sc->failed ? NULL : cache_for(s);
-        ScreenEntry e;
+        bool early_fresh = false;
+        int64_t now = now_seconds();
         if (cache) {
-                int r = screen_cache_get(cache, s->client.addr, &e);
+                int r = screen_cache_get(cache, s->client.addr, &sc->entry);
                 if (r < 0)
                         log_warning("cache %s lookup for %s failed: %s", screen_cache_path(cache), s->client.addr,
                                     screen_cache_errmsg(cache));
-                else if (r > 0 && screen_cache_fresh(&e, st->n_sites > 0, now_seconds())) {
-                        screen_log(s, "PASS OLD %s", sc->peer);
-                        s->screen = screen_free(s->screen);
+                if (r <= 0)
+                        sc->entry = (ScreenEntry) {};
+                early_fresh = r > 0 && screen_cache_fresh(&sc->entry, st->n_sites > 0, now);
+        }
+        sc->deep_todo = screen_cache_deep_todo(early_fresh || sc->entry.updated ? &sc->entry : NULL,
+                                               screen_deep_enabled(st), now);
+        if (early_fresh && !sc->deep_todo) {
+                screen_log(s, "PASS OLD %s", sc->peer);
+                screen_let_on(s);
+                return false;
+        }
+
+        if (st->pre_queue_limit > 0 && s->server->screen_stage > st->pre_queue_limit) {
+                screen_limit(s, "all screening ports busy", "421 4.3.2 All screening ports are busy");
+                return true;
+        }
+        if (early_fresh) {   /* only the deep tests are due: straight to the engine */
+                if (!screen_deep_start(s, true)) {
+                        screen_let_on(s);
                         return false;
                 }
+                return true;
         }
 
         sc->dnsbl = screen_dnsbl_start(s, on_dnsbl_done);   /* in parallel with the wait */
@@ -412,12 +554,16 @@ bool smtpd_screen_start(Session *s) {
 
 void smtpd_screen_on_io(Session *s) {
         SmtpdScreen *sc = s->screen;
+        if (sc->engine) {
+                screen_engine_on_io(s, sc->engine);   /* may free the session */
+                return;
+        }
         char buf[PREGREET_KEEP];
         ssize_t n = smtpd_io_read(s, buf, sizeof(buf));
         if (n == -EAGAIN || n == -EINTR)
                 return;
         char t[16];
-        elapsed_text(sc, t, sizeof(t));
+        smtpd_screen_elapsed(s, t, sizeof(t));
         if (n <= 0) {
                 screen_log(s, "HANGUP after %s from %s in tests before SMTP handshake", t, sc->peer);
                 session_free(s);
@@ -440,7 +586,8 @@ void smtpd_screen_on_io(Session *s) {
 }
 
 /* The verdict at the end of the wait (or when the DNS lists allowlisted the client): the DNSBL
- * score, then PASS NEW and the cache for a client that failed nothing. May free the session. */
+ * score, then PASS NEW and the cache for a client that failed nothing, or the deep tests. May
+ * free the session. */
 static void screen_verdict(Session *s) {
         SmtpdScreen *sc = s->screen;
         const SmtpdScreenSettings *st = &s->settings->screen;
@@ -461,16 +608,29 @@ static void screen_verdict(Session *s) {
                         screen_refuse(sc, reply);
         }
         if (!sc->failed) {
-                ScreenCache *cache = cache_for(s);
                 int64_t now = now_seconds();
                 int64_t ttl = d.ttl < 0 ? st->dnsbl_max_ttl : MIN(MAX(d.ttl, st->dnsbl_min_ttl), st->dnsbl_max_ttl);
-                ScreenEntry e = { .greet = now + st->greet_ttl, .updated = now,
-                                  .dnsbl = st->n_sites > 0 && sc->dnsbl && d.complete ? now + ttl : 0 };
-                if (cache && screen_cache_put(cache, s->client.addr, &e) < 0)
-                        log_warning("cache %s update for %s failed: %s", screen_cache_path(cache), s->client.addr,
-                                    screen_cache_errmsg(cache));
-                screen_log(s, "PASS NEW %s", sc->peer);
+                sc->entry.greet = now + st->greet_ttl;
+                sc->entry.dnsbl = st->n_sites > 0 && sc->dnsbl && d.complete ? now + ttl : 0;
+                sc->entry.updated = now;
+                if (st->dnsbl_allowlist_threshold < 0 && d.complete && d.score <= st->dnsbl_allowlist_threshold) {
+                        /* allowlisted by the DNS lists: the deep tests are skipped, and passed as
+                         * long as the lists' pass holds (as postscreen does) */
+                        int64_t until = sc->entry.dnsbl ? sc->entry.dnsbl : now + ttl;
+                        if (sc->deep_todo & SCREEN_TEST_PIPELINING)
+                                sc->entry.pipelining = until;
+                        if (sc->deep_todo & SCREEN_TEST_NON_SMTP)
+                                sc->entry.non_smtp = until;
+                        if (sc->deep_todo & SCREEN_TEST_BARE_NEWLINE)
+                                sc->entry.bare_newline = until;
+                        sc->deep_todo = 0;
+                }
+                cache_store(s);   /* the early passes hold even if the deep tests are not finished */
+                if (!sc->deep_todo)
+                        screen_log(s, "PASS NEW %s", sc->peer);
         }
+        if (sc->deep_todo && screen_deep_start(s, !sc->pregreet))
+                return;
         screen_pass(s);
 }
 
@@ -481,15 +641,18 @@ static void on_dnsbl_done(Session *s) {
         const SmtpdScreenSettings *st = &s->settings->screen;
         ScreenDnsblResult d = screen_dnsbl_result(sc->dnsbl);
         if (st->dnsbl_allowlist_threshold < 0 && !sc->failed && d.complete && d.score <= st->dnsbl_allowlist_threshold &&
-            session_phase(s) == PHASE_SCREEN)
+            session_phase(s) == PHASE_SCREEN && !sc->engine)
                 screen_verdict(s);
 }
 
 void smtpd_screen_timeout(Session *s) {
-        screen_verdict(s);
+        if (s->screen->engine)
+                screen_engine_timeout(s, s->screen->engine);   /* postscreen_command_time_limit */
+        else
+                screen_verdict(s);
 }
 
 void smtpd_screen_session_free(Session *s) {
         screen_log(s, "DISCONNECT %s", s->screen->peer);
-        s->screen = screen_free(s->screen);
+        screen_end(s);
 }

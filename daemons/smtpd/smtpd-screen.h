@@ -14,6 +14,20 @@
 /* postscreen_*_action */
 enum { SCREEN_ACTION_IGNORE, SCREEN_ACTION_ENFORCE, SCREEN_ACTION_DROP };
 
+/* The deep protocol tests after the greeting (smtpd-screen-engine.c), as bits. */
+enum {
+        SCREEN_TEST_PIPELINING = 1 << 0,
+        SCREEN_TEST_NON_SMTP = 1 << 1,
+        SCREEN_TEST_BARE_NEWLINE = 1 << 2,
+};
+
+/* One deep test's settings: postscreen_<test>_enable, _action, _ttl. */
+typedef struct ScreenDeepTest {
+        bool enable;
+        int action;                     /* SCREEN_ACTION_* */
+        long long ttl;                  /* seconds */
+} ScreenDeepTest;
+
 /* One element of postscreen_access_list: permit_mynetworks, or a table keyed by the client
  * address whose values are permit, reject or dunno. */
 typedef struct ScreenAccess {
@@ -59,7 +73,28 @@ typedef struct SmtpdScreenSettings {
         long long dnsbl_min_ttl, dnsbl_max_ttl;   /* seconds */
         unsigned long long dnsbl_timeout_usec;
         TableList *dnsbl_reply_map;     /* NULL: none */
+        /* the deep tests and their SMTP engine (smtpd-screen-engine.c) */
+        ScreenDeepTest pipelining, non_smtp, bare_newline;
+        char **forbidden_commands;      /* postscreen_forbidden_commands (strv) */
+        unsigned command_count_limit;
+        unsigned long long command_time_limit_usec;
+        bool helo_required;
+        bool disable_vrfy;
+        char **discard_ehlo;            /* postscreen_discard_ehlo_keywords (strv) */
+        unsigned ehlo_discard;          /* ... as EHLO_* bits */
+        char *reject_footer;            /* postscreen_reject_footer, unexpanded */
+        TableList *reject_footer_maps;  /* NULL: none */
+        /* the stage's limits */
+        unsigned client_connection_count_limit;   /* 0: none */
+        unsigned pre_queue_limit, post_queue_limit;
 } SmtpdScreenSettings;
+
+/* The deep tests that are enabled (SCREEN_TEST_* bits). */
+unsigned screen_deep_enabled(const SmtpdScreenSettings *st);
+/* Whether a command line fails the non-SMTP command test: its first word is one of forbidden
+ * (postscreen_forbidden_commands, no case; "Word:" entries too), or it has the form of a message
+ * header ("Label:", "Host: x", a label of printable characters but ':' and no space). */
+bool screen_forbidden_command(char *const *forbidden, const char *line);
 
 /* The value of an access list table ("permit", "reject", "dunno", any case, maybe followed by
  * text): the verdict, or -EINVAL for anything else. */
@@ -81,12 +116,15 @@ typedef struct ScreenEntry {
         int64_t greet;                  /* the pregreet pass holds until then (0: never passed) */
         int64_t dnsbl;                  /* the DNSBL pass holds until then (0: never passed) */
         int64_t updated;
+        int64_t pipelining, non_smtp, bare_newline;   /* the deep tests' passes, likewise */
 } ScreenEntry;
 typedef struct ScreenCache ScreenCache;
 
 /* Whether a cached client still skips the tests at now (dnsbl: DNS lists are configured, so
  * their pass must hold too). */
 bool screen_cache_fresh(const ScreenEntry *e, bool dnsbl, int64_t now);
+/* The enabled deep tests (SCREEN_TEST_* bits) whose pass does not hold at now (e NULL: all). */
+unsigned screen_cache_deep_todo(const ScreenEntry *e, unsigned enabled, int64_t now);
 /* Opens (creating) the cache at path ("" memory). -EIO with *ret_reason (allocated) when the file
  * is not a usable database, -ENOMEM. */
 int screen_cache_open(const char *path, ScreenCache **ret, char **ret_reason);

@@ -313,6 +313,8 @@ void session_free(Session *s) {
         if (s->next)
                 s->next->prev = s->prev;
         srv->n_sessions--;
+        if (s->screen_post)
+                srv->screen_post--;
 
         if (s->job)
                 s->job->session = NULL;   /* the committer finishes it and frees it */

@@ -21,6 +21,7 @@
  *                        its end-of-data decision is smtpd_hook_cleanup
  *   smtpd-screen.c       the screening stage (postscreen): access list, cache, pregreet test,
  *                        before the session starts; smtpd-screen-cache.c is its SQLite cache
+ *   smtpd-screen-engine.c  the stage's SMTP engine of the deep tests after the greeting
  *   smtpd-proxy.c        the PROXY protocol header of a load balancer, before anything else:
  *                        the client and server addresses it names replace the connection's
  *   smtpd-peername.c     the client's name: PTR, forward-confirmed, before the greeting
@@ -407,6 +408,8 @@ struct Server {
         SmtpdSettings *screen_settings;   /* the snapshot that opened it (cleanup times) */
         char *screen_cache_failed;   /* the path that could not be opened (not retried) */
         sd_event_source *screen_cleanup;
+        unsigned screen_stage;       /* sessions in the screening stage (postscreen_pre_queue_limit) */
+        unsigned screen_post;        /* sessions the stage let on (postscreen_post_queue_limit) */
         unsigned screen_dropped;     /* entries deleted by the cleanup pass in progress */
 };
 
@@ -605,6 +608,7 @@ struct Session {
         int last_code;
         struct SmtpdMilters *milters;   /* the session's milter connections (smtpd-milter.c), or NULL */
         SmtpdScreen *screen;     /* while in the screening stage (smtpd-screen.c), else NULL */
+        bool screen_post;        /* let on by the stage: counted in Server.screen_post */
 };
 
 /* How a client name lookup ended (Postfix: name_status / reverse_name_status). */
@@ -777,6 +781,25 @@ void smtpd_screen_timeout(Session *s);
 void smtpd_screen_session_free(Session *s);
 /* Closes the cache and stops its cleanup (shutdown, or before opening another file). */
 void smtpd_screen_shutdown(Server *srv);
+/* For the engine (smtpd-screen-engine.c): a log line in the stage's form; the client as
+ * "[ADDR]:PORT"; seconds since connect as postscreen writes them ("0.12"); "drop" (the reply,
+ * then close; may free the session); the client reached RCPT: passed and ignored (SCREEN_TEST_*)
+ * are cached when no test failed (failed: a deep test failed), and PASS NEW is logged. */
+void smtpd_screen_log(Session *s, const char *fmt, ...) _printf_(2, 3);
+const char *smtpd_screen_peer(Session *s);
+void smtpd_screen_elapsed(Session *s, char *buf, size_t n);
+void smtpd_screen_drop(Session *s, const char *reply);
+void smtpd_screen_deep_done(Session *s, unsigned passed, unsigned ignored, bool failed);
+
+/* smtpd-screen-engine.c: postscreen's small SMTP engine of the deep tests, see its top comment. */
+typedef struct ScreenEngine ScreenEngine;
+/* Sends the 220 (not to a client that pregreeted) and runs the tests of todo; refusal: the RCPT
+ * reply an earlier "enforce" failure left, or NULL. NULL when out of memory. May not free s. */
+ScreenEngine *screen_engine_start(Session *s, unsigned todo, const char *refusal, bool greet);
+ScreenEngine *screen_engine_free(ScreenEngine *e);
+/* Input, and postscreen_command_time_limit; both may free the session. */
+void screen_engine_on_io(Session *s, ScreenEngine *e);
+void screen_engine_timeout(Session *s, ScreenEngine *e);
 
 /* smtpd-screen-dnsbl.c: the stage's DNS list scoring, see its top comment. */
 typedef struct ScreenDnsbl ScreenDnsbl;
@@ -946,6 +969,10 @@ AccessVerdict smtpd_access_apply(Session *s, CheckStage stage, const char *rcpt,
 /* "554 5.7.1 text": builds a reply; the enhanced code from text if it starts with one
  * (its class forced to the code's), else dsn. NULL when out of memory. */
 char *smtpd_reply_build(int code, const char *dsn, const char *fmt, ...) _printf_(3, 4);
+/* Appends reply plus footer (or the footer footer_maps, named maps_name in warnings, finds for
+ * the reply text) to out as CRLF-terminated lines: smtpd_reject_footer, postscreen_reject_footer. */
+int smtpd_reply_with_footer(Session *s, const char *reply, const char *footer, TableList *footer_maps,
+                            const char *maps_name, StrBuf *out);
 /* Sends a 4xx/5xx reply with smtpd_reject_footer(_maps) and logs it as Postfix does
  * ("NOQUEUE: reject: RCPT from ...; from=<> to=<> proto=ESMTP helo=<>"). */
 void smtpd_reply_reject(Session *s, CheckStage stage, const char *rcpt, const char *reply);

@@ -2,7 +2,9 @@
  * values of postscreen_access_list tables, where postscreen_cache_map puts the cache, the client
  * text of a PREGREET line) and its cache (smtpd-screen-cache.c): entries found, replaced, fresh
  * until their pregreet pass expires, removed by the cleanup only after the retention time and in
- * batches, kept across a reopen, and a file that is not a database refused with the reason. */
+ * batches, kept across a reopen, and a file that is not a database refused with the reason; the
+ * deep tests' columns (due when expired or never passed) and the non-SMTP command test's matcher
+ * of postscreen_forbidden_commands (smtpd-screen-engine.c). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,7 +181,65 @@ static void test_cache(void) {
         CHECK_INT(system(cmd), 0);
 }
 
+static void test_forbidden_command(void) {
+        char *list[] = { "CONNECT", "GET", "post", "X-Probe:", NULL };
+        static const struct {
+                const char *line;
+                bool forbidden;
+        } t[] = {
+                { "CONNECT mail.example:443 HTTP/1.0", true },
+                { "connect mail.example:443 HTTP/1.0", true },   /* no case */
+                { "GET / HTTP/1.0", true },
+                { "GET", true },
+                { "POST /cgi-bin/x HTTP/1.1", true },
+                { "GETX /", false },                              /* the whole word */
+                { "X-Probe: 1", true },                          /* a "Word:" entry */
+                { "x-probe: 1", true },
+                { "Host: mail.example", true },                  /* any header form */
+                { "User-Agent:curl", true },
+                { "Subject : hi", true },                        /* blanks before the colon */
+                { "MAIL FROM:<a@example.org>", false },          /* a space before the colon */
+                { "RCPT TO:<b@example.org>", false },
+                { "EHLO client.test", false },
+                { ": no label", false },
+                { "", false },
+                { "XYZZY", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                if (screen_forbidden_command(list, t[i].line) != t[i].forbidden)
+                        fprintf(stderr, "line \"%s\"\n", t[i].line);
+                CHECK(screen_forbidden_command(list, t[i].line) == t[i].forbidden);
+        }
+        CHECK(!screen_forbidden_command(NULL, "GET /"));   /* an empty list: only headers */
+        CHECK(screen_forbidden_command(NULL, "Host: x"));
+}
+
+static void test_deep_todo(void) {
+        unsigned all = SCREEN_TEST_PIPELINING | SCREEN_TEST_NON_SMTP | SCREEN_TEST_BARE_NEWLINE;
+        ScreenEntry e = { .greet = 2000, .pipelining = 2000, .non_smtp = 500, .bare_newline = 0 };
+        CHECK_INT(screen_cache_deep_todo(NULL, all, 1000), all);
+        CHECK_INT(screen_cache_deep_todo(&e, all, 1000), SCREEN_TEST_NON_SMTP | SCREEN_TEST_BARE_NEWLINE);
+        CHECK_INT(screen_cache_deep_todo(&e, SCREEN_TEST_PIPELINING, 1000), 0);
+        CHECK_INT(screen_cache_deep_todo(&e, SCREEN_TEST_PIPELINING, 2000), SCREEN_TEST_PIPELINING);
+        CHECK_INT(screen_cache_deep_todo(&e, 0, 1000), 0);
+
+        /* the columns round-trip, and an entry whose deep pass still holds survives the cleanup */
+        _cleanup_(screen_cache_freep) ScreenCache *c = NULL;
+        _cleanup_free_ char *why = NULL;
+        CHECK_INT(screen_cache_open("", &c, &why), 0);
+        CHECK_INT(screen_cache_put(c, "192.0.2.50", &(ScreenEntry) { .greet = 10, .updated = 5, .pipelining = 90000,
+                                                                      .non_smtp = 80000, .bare_newline = 70000 }), 0);
+        CHECK_INT(screen_cache_put(c, "192.0.2.51", &(ScreenEntry) { .greet = 10, .updated = 5 }), 0);
+        CHECK_INT(screen_cache_cleanup_batch(c, 1000, 0, 100), 1);
+        ScreenEntry got = {};
+        CHECK_INT(screen_cache_get(c, "192.0.2.50", &got), 1);
+        CHECK(got.pipelining == 90000 && got.non_smtp == 80000 && got.bare_newline == 70000 && got.greet == 10);
+        CHECK_INT(screen_cache_get(c, "192.0.2.51", &got), 0);
+}
+
 int main(void) {
+        test_forbidden_command();
+        test_deep_todo();
         test_access_value();
         test_site_parse();
         test_cache_path();

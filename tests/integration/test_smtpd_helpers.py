@@ -84,6 +84,25 @@ class Raw:
             return True
 
 
+def connect_from(postern, source):
+    """A plain socket to the smtp port from the loopback address source (10 s timeout)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", postern.smtp_port))
+    s.settimeout(10)
+    return s
+
+
+def read_all(s):
+    """Everything socket s receives until the server closes it, as text."""
+    out = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            return out.decode()
+        out += d
+
+
 def raw(postern, source=None, **kw):
     return Raw(port=postern.smtp_port, source=source, **kw)
 

@@ -8,11 +8,11 @@ is a timer, so many waiting clients do not delay one that is allowlisted; behind
 protocol the proxied address is the one screened."""
 
 import re
-import socket
 import sqlite3
 import time
 
-from test_smtpd_helpers import Raw, content_of
+from test_smtpd_helpers import Raw, content_of, read_all
+from test_smtpd_helpers import connect_from as connect
 
 WAIT = 1.0   # postscreen_greet_wait of these tests
 
@@ -26,14 +26,6 @@ def start(postern, **conf):
     postern.start("smtpd")
 
 
-def connect(postern, source):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((source, 0))
-    s.connect(("127.0.0.1", postern.smtp_port))
-    s.settimeout(10)
-    return s
-
-
 def read_line(s):
     buf = b""
     while not buf.endswith(b"\n"):
@@ -42,15 +34,6 @@ def read_line(s):
             break
         buf += d
     return buf.decode()
-
-
-def read_all(s):
-    out = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            return out.decode()
-        out += d
 
 
 def send_local(c):
@@ -259,9 +242,16 @@ def test_proxied_client_is_the_one_screened(postern):
 
 
 def test_unsupported_parameters_are_named(postern):
-    start(postern, postscreen_pre_queue_limit="50", postscreen_pipelining_enable="yes")
-    postern.wait_log("smtpd", r"not supported: postscreen_pre_queue_limit \(the screening stage runs inside")
-    postern.wait_log("smtpd", r"not supported: postscreen_pipelining_enable \(the deep protocol tests")
+    built = {"postscreen_pre_queue_limit": "50", "postscreen_post_queue_limit": "50",
+             "postscreen_client_connection_count_limit": "5", "postscreen_pipelining_enable": "yes",
+             "postscreen_non_smtp_command_enable": "yes", "postscreen_bare_newline_enable": "yes",
+             "postscreen_helo_required": "yes", "postscreen_discard_ehlo_keywords": "etrn"}
+    start(postern, postscreen_command_filter="pcre:/etc/postfix/command_filter",
+          postscreen_discard_ehlo_keyword_address_maps="cidr:/etc/postfix/discard.cidr", **built)
+    postern.wait_log("smtpd", r"not supported: postscreen_command_filter \(the screening stage's SMTP engine")
+    postern.wait_log("smtpd", r"not supported: postscreen_discard_ehlo_keyword_address_maps \(")
+    for name in built:   # what is built is never said to be unsupported
+        assert f"not supported: {name}" not in postern.log("smtpd")
 
 
 def test_other_listeners_are_not_screened(postern):
