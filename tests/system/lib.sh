@@ -36,11 +36,12 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # serve ldap: tables (test_table_ldap.py, its own slapd in a temporary directory; the package's
 # service stays stopped); postfix-lmdb and postfix-cdb let postmap write the lmdb: and cdb: files
 # test_table_postmap.py reads; postgresql and mariadb-server hold the pgsql: and mysql: tables
-# (test_tables_sql.py runs its own servers). A missing one fails those tests (they do not skip).
+# (test_tables_sql.py runs its own servers); postfix-pgsql gives tests/bench/pgsql-tables' Postfix
+# the same pgsql: tables. A missing one fails those tests (they do not skip).
 # amavisd-new is the real after-queue filter of test_content_filter_amavis.py.
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq prometheus
         python3-aiosmtpd strace maildrop procmail haproxy pflogsumm opendkim opendkim-tools
-        python3-dkim rspamd amavisd-new slapd ldap-utils postfix-lmdb postfix-cdb postgresql
+        python3-dkim rspamd amavisd-new slapd ldap-utils postfix-lmdb postfix-cdb postfix-pgsql postgresql
         postgresql-client mariadb-server mariadb-client"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
