@@ -1,7 +1,8 @@
 """MTA-STS (RFC 8461) in postern-smtp: policy discovery through the _mta-sts TXT record, the HTTPS
 fetch of https://mta-sts.<domain>/.well-known/mta-sts.txt (a Python http.server with TLS on
 127.0.0.5:443, its certificate from a test CA given as smtp_mta_sts_CAfile), the policy cache
-in $queue_directory/mta-sts.db (used while the web server is down; a new TXT id fetches again),
+in $queue_directory/mta-sts.db (used while the web server is down, across a restart of
+postern-smtp; a new TXT id fetches again; refreshed after half its max_age),
 and enforcement per MX: enforce (MX in the patterns, certificate verified for the MX host name,
 never plaintext), testing (delivered, failures logged). Refused fetches (a redirect, a policy
 over the size limit, another Content-Type) and a domain without TXT record mean no policy.
@@ -10,8 +11,10 @@ Receiving servers: the Python/OpenSSL SMTP peer with STARTTLS (tls_smtp_peer.py)
 import http.server
 import re
 import shutil
+import sqlite3
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -196,9 +199,10 @@ def test_cached_policy_enforced_while_server_down_and_new_id_refetches(postern, 
     assert len(w.requests) == 1
     assert (postern.queue_dir / "mta-sts.db").exists()
 
-    # The web server is gone and the MX now names a host outside the policy: the cached policy
-    # (same TXT id) still rules it out.
+    # The web server is gone, postern-smtp restarted (the cache is its SQLite file) and the MX
+    # now names a host outside the policy: the cached policy (same TXT id) still rules it out.
     w.stop()
+    postern.restart("smtp")
     zone(dns_zone, txt_id="one", mx_host="evil.sts.test")
     qid = send(postern, "cache-2@test")
     m = deferred(postern, qid)
@@ -296,3 +300,22 @@ def test_enforce_sts_mx_patterns_no_matches_certificate_against_patterns(postern
     qid = send(postern, "pat-1@test")
     assert "queued as TLS1T" in sent(postern, qid).group(1)
     postern.wait_log("smtp", r"Verified TLS connection established to wrongmx\.sts\.test\[127\.0\.0\.1\]")
+
+
+def test_policy_refreshed_before_it_expires(postern, pki, peer, web, dns_zone):
+    """A cached policy past half its max_age (at most a day) is fetched again in the background
+    while the delivery goes on with it. The cache row is aged by hand (sqlite3) instead of waiting."""
+    p = peer()
+    w = web()
+    w.policy("enforce", mx=[MX], max_age=86400)
+    zone(dns_zone, txt_id="one")
+    start(postern, pki, p.port)
+    sent(postern, send(postern, "refresh-1@test"))
+    db = sqlite3.connect(postern.queue_dir / "mta-sts.db", timeout=10)
+    with db:
+        db.execute("UPDATE sts_policy SET fetched = ? WHERE domain = ?", (int(time.time()) - 50000, DOMAIN))
+    db.close()
+    w.policy("enforce", mx=[MX], max_age=604800)
+    sent(postern, send(postern, "refresh-2@test"))
+    postern.wait_log("smtp", rf"MTA-STS policy for {DOMAIN} \(refreshed\): mode=enforce, id=one, max_age=604800")
+    assert len(w.requests) == 2
