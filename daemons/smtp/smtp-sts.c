@@ -13,6 +13,7 @@
  *     not expired (3.3, 5.1); without one the domain has no policy;
  *   - a cached policy older than half its max_age (at most a day) is fetched again in the
  *     background while the delivery goes on with it, so that a policy in use does not expire.
+ *   - one fetch per domain and id at a time: a lookup that finds one under way waits for it.
  *
  * Enforcement (smtp_sts_target(), called from smtp_tls_target_level(), the one place where the
  * TLS level of one MX address is decided): mode enforce — the MX host must match one of the
@@ -44,6 +45,9 @@ typedef struct StsLookup {
         StsPolicy cached;
         bool have_cached;
         struct StsLookup *prev, *next;
+        /* One fetch per domain and id at a time: later lookups wait on the one fetching. */
+        struct StsLookup *owner;          /* the lookup whose fetch this one waits for */
+        struct StsLookup *waiters, *next_waiter;
 } StsLookup;
 
 static struct {
@@ -72,6 +76,14 @@ static void lookup_free(StsLookup *l) {
                 dns_query_cancel(l->query);
         if (l->fetch)
                 sts_fetch_cancel(l->fetch);
+        if (l->owner)
+                for (StsLookup **w = &l->owner->waiters; *w; w = &(*w)->next_waiter)
+                        if (*w == l) {
+                                *w = l->next_waiter;
+                                break;
+                        }
+        for (StsLookup *w = l->waiters; w; w = w->next_waiter)
+                w->owner = NULL;   /* (only at shutdown: a fetch ends by finishing its waiters) */
         if (l->prev)
                 l->prev->next = l->next;
         else
@@ -125,6 +137,22 @@ static StsFetchConfig fetch_config(const SmtpSettings *s) {
                                   .max_size = s->sts_max_size, .port = 443 };
 }
 
+/* The lookups waiting for l's fetch go on with its result (NULL: their own cached policy). */
+static void finish_waiters(StsLookup *l, const StsPolicy *p) {
+        while (l->waiters) {
+                StsLookup *w = l->waiters;
+                StsPolicy copy = {};
+                l->waiters = w->next_waiter;
+                w->owner = NULL;
+                if (p && sts_policy_copy(p, &copy) >= 0)
+                        lookup_finish(w, &copy);
+                else
+                        lookup_finish(w, w->have_cached ? &w->cached : NULL);
+                sts_policy_done(&copy);
+                lookup_free(w);
+        }
+}
+
 static void on_fetched(StsFetch *f, int r, const char *why, const char *body, size_t len, void *userdata) {
         StsLookup *l = userdata;
         StsPolicy p = {};
@@ -139,6 +167,7 @@ static void on_fetched(StsFetch *f, int r, const char *why, const char *body, si
                                     l->domain, why, l->cached.id);
                 else
                         log_warning("MTA-STS policy for %s: fetch failed: %s; no policy", l->domain, why);
+                finish_waiters(l, NULL);
                 lookup_finish(l, l->have_cached ? &l->cached : NULL);
                 lookup_free(l);
                 return;
@@ -148,6 +177,7 @@ static void on_fetched(StsFetch *f, int r, const char *why, const char *body, si
         log_policy(l->domain, &p, l->have_cached ? " (refreshed)" : "");
         if (sts.cache && sts_cache_put(sts.cache, l->domain, &p) < 0)
                 log_warning("MTA-STS policy for %s: cannot store it in the cache", l->domain);
+        finish_waiters(l, &p);
         lookup_finish(l, &p);
         sts_policy_done(&p);
         lookup_free(l);
@@ -162,6 +192,14 @@ static int fetch_start(StsLookup *l, const SmtpSettings *s) {
 static bool refresh_due(const StsPolicy *p) {
         uint64_t after = p->max_age / 2 < 86400 ? p->max_age / 2 : 86400;
         return p->fetched + after <= (uint64_t) time(NULL);
+}
+
+/* The lookup fetching domain's policy under id, if one is. */
+static StsLookup *fetching(const char *domain, const char *id) {
+        for (StsLookup *o = sts.lookups; o; o = o->next)
+                if (o->fetch && streq(o->domain, domain) && streq(o->id, id))
+                        return o;
+        return NULL;
 }
 
 static StsLookup *lookup_new(const char *domain) {
@@ -206,7 +244,7 @@ static void on_txt(DnsQuery *q, const DnsResult *res, void *userdata) {
         memcpy(l->id, id, sizeof l->id);
         const SmtpSettings *s = smtp_settings(d->smtp, d->lmtp, d->transport);
         if (l->have_cached && streq(l->cached.id, id)) {
-                if (refresh_due(&l->cached)) {
+                if (refresh_due(&l->cached) && !fetching(l->domain, id)) {
                         /* the delivery goes on with the cached policy; a lookup of its own refreshes it */
                         StsLookup *bg = lookup_new(l->domain);
                         if (bg) {
@@ -218,6 +256,13 @@ static void on_txt(DnsQuery *q, const DnsResult *res, void *userdata) {
                 }
                 lookup_finish(l, &l->cached);
                 lookup_free(l);
+                return;
+        }
+        StsLookup *o = fetching(l->domain, id);
+        if (o) {
+                l->owner = o;
+                l->next_waiter = o->waiters;
+                o->waiters = l;
                 return;
         }
         int r = fetch_start(l, s);
@@ -282,7 +327,7 @@ void smtp_sts_delivery_done(SmtpDelivery *d) {
                 StsLookup *l = d->sts_lookup;
                 l->d = NULL;   /* a fetch under way still fills the cache */
                 d->sts_lookup = NULL;
-                if (l->query)
+                if (l->query || l->owner)
                         lookup_free(l);
         }
         if (d->sts) {

@@ -46,11 +46,13 @@ class PolicyServer:
     def __init__(self, pki, cert="web"):
         self.requests = []
         self.reply = (200, {"Content-Type": "text/plain"}, b"")
+        self.delay = 0               # seconds before each reply (a slow server)
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Host")))
+                time.sleep(server.delay)   # the slow server itself, not a wait in the test
                 status, headers, body = server.reply
                 self.send_response(status)
                 for k, v in headers.items():
@@ -319,3 +321,18 @@ def test_policy_refreshed_before_it_expires(postern, pki, peer, web, dns_zone):
     sent(postern, send(postern, "refresh-2@test"))
     postern.wait_log("smtp", rf"MTA-STS policy for {DOMAIN} \(refreshed\): mode=enforce, id=one, max_age=604800")
     assert len(w.requests) == 2
+
+
+def test_one_fetch_for_concurrent_deliveries(postern, pki, peer, web, dns_zone):
+    """Deliveries that find the same new id while its policy is being fetched wait for that fetch."""
+    p = peer()
+    w = web()
+    w.policy("enforce", mx=[MX])
+    w.delay = 2
+    zone(dns_zone)
+    start(postern, pki, p.port)
+    qids = [send(postern, f"burst-{i}@test") for i in range(3)]
+    for qid in qids:
+        assert "queued as TLS" in sent(postern, qid).group(1)
+    assert len(w.requests) == 1 and len(p.messages) == 3
+    assert postern.log("smtp").count("MTA-STS policy for sts.test: mode=enforce") == 1
