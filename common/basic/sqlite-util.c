@@ -102,6 +102,28 @@ void sqlite_cache_close(SqliteCache *c) {
         *c = (SqliteCache) {};
 }
 
+int sqlite_cache_new(const char *path, int busy_timeout_ms, const SqliteCacheSql *sql, SqliteCache **ret,
+                     char **ret_reason) {
+        SqliteCache *c = calloc(1, sizeof(SqliteCache));
+        if (!c)
+                return -ENOMEM;
+        int r = sqlite_cache_open(c, path, busy_timeout_ms, sql, ret_reason);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+SqliteCache *sqlite_cache_free(SqliteCache *c) {
+        if (c) {
+                sqlite_cache_close(c);
+                free(c);
+        }
+        return NULL;
+}
+
 const char *sqlite_cache_errmsg(const SqliteCache *c) {
         return c && c->db ? sqlite3_errmsg(c->db) : "out of memory";
 }

@@ -34,5 +34,9 @@ typedef struct SqliteCacheSql {
 int sqlite_cache_open(SqliteCache *c, const char *path, int busy_timeout_ms, const SqliteCacheSql *sql,
                       char **ret_reason);
 void sqlite_cache_close(SqliteCache *c);
+/* The same with the SqliteCache allocated (*ret; freed with sqlite_cache_free()). */
+int sqlite_cache_new(const char *path, int busy_timeout_ms, const SqliteCacheSql *sql, SqliteCache **ret,
+                     char **ret_reason);
+SqliteCache *sqlite_cache_free(SqliteCache *c);
 /* SQLite's message for the last failure ("out of memory" without a connection). */
 const char *sqlite_cache_errmsg(const SqliteCache *c);

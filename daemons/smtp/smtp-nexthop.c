@@ -38,6 +38,12 @@ int smtp_resolve_init(sd_event *e) {
         return dns_resolver_new(e, 0, 0, &resolver);
 }
 
+int smtp_dns_query(const char *name, int type, DnsCallback cb, void *userdata, DnsQuery **ret) {
+        if (!resolver)
+                return -ENXIO;
+        return dns_query(resolver, name, type, cb, userdata, ret);
+}
+
 /* What a delivery resolves with: its settings' port, DNS use and MX address limit (a copy, so
  * that a reload during a lookup changes nothing under it). */
 typedef struct ResolveSide {

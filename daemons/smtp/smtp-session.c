@@ -53,6 +53,7 @@
 #include "metrics/metrics-catalog.h"
 #include "metrics/metrics-store.h"
 #include "sasl/sasl-mech-client.h"
+#include "smtp-sts.h"
 #include "smtp.h"
 #include "tls/tls.h"
 
@@ -113,6 +114,7 @@ struct SmtpSession {
         bool starttls;               /* the last EHLO reply offered STARTTLS */
         TlsConn *tls;
         bool tls_up;                 /* handshake completed */
+        int sts;                     /* MTA-STS mode applied to this address (STS_MODE_*) */
         TlsTrust trust;
         size_t target_index;         /* in d->targets, for the plaintext retry */
         /* SMTP AUTH */
@@ -975,6 +977,8 @@ static void log_tls(SmtpSession *s, const char *how) {
 static void tls_handshake_failed(SmtpSession *s, const char *why) {
         SmtpDelivery *d = s->d;
         log_info("SSL_connect error to %s: %s", s->relay, why);
+        if (d && s->sts != STS_MODE_NONE)
+                smtp_sts_log_failure(d, s->relay, "TLS handshake failed");
         if (d && s->level == SMTP_TLS_MAY && !s->wrapper && s->target_index < d->n_targets) {
                 log_info("%s: TLS handshake with %s failed; trying again without TLS", d->queue_id, s->relay);
                 d->targets[s->target_index].no_tls = true;
@@ -989,11 +993,16 @@ static void tls_handshake_failed(SmtpSession *s, const char *why) {
 static void tls_established(SmtpSession *s) {
         SmtpDelivery *d = s->d;
         SmtpTls *t = cfg(s)->tls;
-        _cleanup_strv_free_ char **match = smtp_tls_match_names(&d->tls, s->target.host, tls_nexthop(d));
+        _cleanup_strv_free_ char **match = smtp_tls_target_match(d, s->sts, s->target.host, tls_nexthop(d));
         const char *why = NULL;
 
         s->tls_up = true;
         s->trust = tls_conn_peer_trust(s->tls, match, &why);
+        if (s->sts != STS_MODE_NONE && s->trust != TLS_TRUST_VERIFIED) {
+                char reason[400];
+                snprintf(reason, sizeof reason, "certificate not verified: %s", strna(why));
+                smtp_sts_log_failure(d, s->relay, reason);
+        }
         if (s->level >= SMTP_TLS_VERIFY && s->trust != TLS_TRUST_VERIFIED) {
                 log_info("server certificate verification failed for %s: %s", s->relay, strna(why));
                 tls_failed(s, "4.7.5", "Server certificate not verified");
@@ -1071,6 +1080,8 @@ static bool tls_before_mail(SmtpSession *s) {
                 return true;
         }
         if (!s->starttls) {
+                if (s->sts != STS_MODE_NONE)
+                        smtp_sts_log_failure(s->d, s->relay, "STARTTLS not offered");
                 if (s->level == SMTP_TLS_MAY)
                         return false;
                 tls_failed(s, "4.7.4", "TLS is required, but was not offered by host %s", s->relay);
@@ -1320,15 +1331,17 @@ static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
 static int session_key(const SmtpDelivery *d, char **ret) {
         /* With sender-dependent logins, a connection is reused only for the same login name. */
         int login = d->sasl_sender ? (int) strcspn(d->sasl_sender, ":") : 0;
-        if (asprintf(ret, "%s:%s:%s:%s:%.*s", d->lmtp ? "lmtp" : "smtp", strempty(d->transport), d->nexthop,
-                     smtp_tls_level_name(d->tls.level), login, strempty(d->sasl_sender)) < 0) {
+        /* ... and MTA-STS: a connection made without (or under another mode) carries none of its mail */
+        if (asprintf(ret, "%s:%s:%s:%s:%s:%.*s", d->lmtp ? "lmtp" : "smtp", strempty(d->transport), d->nexthop,
+                     smtp_tls_level_name(d->tls.level), d->sts ? sts_mode_name(d->sts->mode) : "-", login,
+                     strempty(d->sasl_sender)) < 0) {
                 *ret = NULL;
                 return -ENOMEM;
         }
         return 0;
 }
 
-static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **ret) {
+static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel level, int sts, SmtpSession **ret) {
         Smtp *smtp = d->smtp;
         SmtpSession *s = calloc(1, sizeof(SmtpSession));
         int r;
@@ -1347,7 +1360,8 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpSession **r
         s->created = now_usec(CLOCK_MONOTONIC);
         s->state = ST_CONNECT;
         smtp_target_relay(t, s->relay, sizeof(s->relay));
-        s->level = t->no_tls ? SMTP_TLS_NONE : d->tls.level;
+        s->level = level;   /* smtp_tls_target_level() */
+        s->sts = sts;
         s->wrapper = smtp_tls_wrappermode(cfg(s)->tls);
         s->target_index = (size_t) (t - d->targets);
         if (session_key(d, &s->key) < 0) {
@@ -1418,6 +1432,9 @@ void smtp_session_start(SmtpDelivery *d) {
                         smtp_delivery_finish(d);
                         return;
                 }
+                /* The next hop's MTA-STS policy (smtp-sts.c): back here when it is known. */
+                if (smtp_sts_lookup(d, smtp_session_start) > 0)
+                        return;
         }
         if (!d->retried && d->next_target == 0 && session_key(d, &key) >= 0)
                 for (SmtpSession *s = smtp->idle; s; s = s->next) {
@@ -1436,10 +1453,15 @@ void smtp_session_start(SmtpDelivery *d) {
                         return;
                 }
 
+        char skipped[400] = "";
         while (d->next_target < d->n_targets) {
                 SmtpSession *s = NULL;
                 const SmtpTarget *t = &d->targets[d->next_target++];
-                int r = session_connect(d, t, &s);
+                SmtpTlsLevel level;
+                int sts;
+                if (!smtp_tls_target_level(d, t, &level, &sts, skipped, sizeof(skipped)))
+                        continue;   /* logged; the reason is the result when no address is left */
+                int r = session_connect(d, t, level, sts, &s);
                 if (r < 0) {
                         char relay[400];
                         smtp_target_relay(t, relay, sizeof(relay));
@@ -1456,7 +1478,10 @@ void smtp_session_start(SmtpDelivery *d) {
                 }
                 return;   /* either connecting, or session_failed() moved on already */
         }
-        smtp_all_result(d, false, "4.4.1", "no address to connect to for %s", d->nexthop);
+        if (skipped[0])
+                smtp_all_result(d, false, "4.7.5", "%s", skipped);
+        else
+                smtp_all_result(d, false, "4.4.1", "no address to connect to for %s", d->nexthop);
         smtp_delivery_finish(d);
 }
 

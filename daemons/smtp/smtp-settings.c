@@ -35,6 +35,7 @@ void smtp_settings_done(SmtpSettings *s) {
         free(s->bind_address);
         free(s->inet_interfaces);
         free(s->lmtp_socket_directory);
+        free(s->sts_ca_file);
         strv_free(s->read);
         smtp_tls_free(s->tls);
         smtp_sasl_free(s->sasl);
@@ -148,7 +149,7 @@ static int settings_load(Conf *c, SmtpSettings *n) {
                 return -EINVAL;
         }
         n->verify_target_data = streq(target, "data");
-        if (smtp_tls_load(c, n, &n->tls) < 0) {
+        if (smtp_sts_load(c, n) < 0 || smtp_tls_load(c, n, &n->tls) < 0) {
                 smtp_settings_done(n);
                 return -ENOMEM;
         }

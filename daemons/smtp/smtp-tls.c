@@ -15,6 +15,7 @@
 
 #include "conf/table.h"
 #include "log/log.h"
+#include "smtp-sts.h"
 #include "smtp.h"
 #include "tls/tls.h"
 
@@ -145,8 +146,8 @@ int smtp_tls_load(Conf *c, SmtpSettings *s, SmtpTls **ret) {
                 if (table_list_open(t->policy_maps_spec, 0, &t->policy_maps, &why) < 0)
                         log_error("%s_tls_policy_maps = %s: %s", prefix, t->policy_maps_spec, why ? why : "cannot open");
         }
-        /* Credentials only when some TLS can happen (a table may ask for it at any level). */
-        if (t->level != SMTP_TLS_NONE || t->policy_maps || t->wrappermode) {
+        /* Credentials only when some TLS can happen (a table or MTA-STS may ask for it at any level). */
+        if (t->level != SMTP_TLS_NONE || t->policy_maps || t->wrappermode || s->sts_enable) {
                 t->opportunistic = client_new(c, s, "tls_protocols", "tls_ciphers");
                 t->mandatory = client_new(c, s, "tls_mandatory_protocols", "tls_mandatory_ciphers");
         }
@@ -272,6 +273,7 @@ int smtp_tls_policy(SmtpTls *t, const char *nexthop, SmtpTlsPolicy *ret, const c
                         snprintf(diag, diag_size, "TLS policy lookup for %s: table lookup error", nexthop);
                         return r;
                 }
+                p.from_table = r > 0;
                 if (r > 0 && (r = policy_parse(value, &p, why, sizeof(why))) < 0) {
                         smtp_tls_policy_done(&p);
                         *ret_dsn = r == -ENOMEM ? "4.3.0" : "4.7.5";
@@ -342,4 +344,22 @@ char *smtp_tls_sni(SmtpTls *t, const SmtpTlsPolicy *p, const char *host, const c
         if (isempty(name) || inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1)
                 return NULL;
         return strdup(name);
+}
+
+bool smtp_tls_target_level(const SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel *ret_level, int *ret_sts,
+                           char *why, size_t size) {
+        SmtpTlsLevel level = t->no_tls ? SMTP_TLS_NONE : d->tls.level;
+        /* DANE, which takes precedence over MTA-STS, decides here first (and then skips MTA-STS). */
+        int sts = smtp_sts_target(d, t, &level, why, size);
+        if (sts < 0)
+                return false;
+        *ret_level = level;
+        *ret_sts = sts;
+        return true;
+}
+
+char **smtp_tls_target_match(const SmtpDelivery *d, int sts, const char *host, const char *nexthop) {
+        if (sts != STS_MODE_NONE)
+                return smtp_sts_match_names(d, host);
+        return smtp_tls_match_names(&d->tls, host, nexthop);
 }

@@ -56,6 +56,7 @@ static void delivery_free(SmtpDelivery *d) {
         free(d->rcpts);
         free(d->targets);
         smtp_tls_policy_done(&d->tls);
+        smtp_sts_delivery_done(d);
         if (d->sasl_sender)
                 explicit_bzero(d->sasl_sender, strlen(d->sasl_sender));
         free(d->sasl_sender);
@@ -464,6 +465,7 @@ static int start(void *userdata, Daemon *dm) {
                 return log_error_errno(r, "Cannot start the DNS resolver: %m");
         smtp_resolve_configure(&smtp->cfg.side[0], &smtp->cfg.side[1]);
         smtp_memory_open(&smtp->memory, smtp->cfg.side[0].queue_directory);
+        smtp_sts_init(smtp->event, smtp->cfg.side[0].queue_directory);
         if (queue_open(smtp->cfg.side[0].queue_directory, 0, &smtp->queue) < 0)
                 smtp->queue = NULL;   /* qmgr creates it; reopened lazily */
         /* the TLS handshake counts (the only queue.db write postern-smtp makes) */
@@ -478,6 +480,7 @@ static void stop(void *userdata) {
         while (smtp->deliveries)
                 delivery_free(smtp->deliveries);
         smtp_sessions_done(smtp);
+        smtp_sts_done();
         smtp_resolve_done();
         smtp_memory_done(&smtp->memory);
         metrics_flusher_stop();

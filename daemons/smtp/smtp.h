@@ -15,6 +15,8 @@
  *                   (its record of the result died with it) is not sent twice
  *   smtp-sasl.c     SMTP AUTH as a client: the smtp_sasl_* (lmtp_sasl_*) settings, which
  *                   username:password (smtp_sasl_password_maps) and which mechanism
+ *   smtp-sts*.c     MTA-STS (RFC 8461): policy discovery, fetch, cache and enforcement
+ *                   (smtp-sts.h)
  *
  * A delivery (one qmgr request) runs on one session at a time; many sessions share the event
  * loop, nothing blocks. */
@@ -29,6 +31,7 @@
 #include "basic/macro.h"
 #include "basic/strbuf.h"
 #include "conf/conf.h"
+#include "dns/dns.h"
 #include "ipc/ipc.h"
 #include "queue/queue.h"
 
@@ -70,6 +73,11 @@ typedef struct SmtpSettings {
         unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */
         struct SmtpSasl *sasl;        /* smtp_sasl_* settings (smtp-sasl.c); NULL: no AUTH */
+        bool sts_enable;              /* smtp_mta_sts_enable (smtp-sts.c; never on the LMTP side) */
+        bool sts_enforce_mx_patterns; /* smtp_tls_enforce_sts_mx_patterns */
+        char *sts_ca_file;            /* smtp_mta_sts_CAfile: "" the system trust store */
+        usec_t sts_fetch_timeout;     /* smtp_mta_sts_fetch_timeout */
+        size_t sts_max_size;          /* smtp_mta_sts_max_policy_size */
         char **notes;                 /* warnings of the load, for smtp_config_load()'s caller */
 } SmtpSettings;
 
@@ -95,6 +103,8 @@ int smtp_resolve(sd_event *e, const char *nexthop, const SmtpSettings *s, SmtpRe
 /* Reads <prefix>_dns_support_level (disable_dns_lookups) and <prefix>_mx_address_limit into s;
  * <0 (logged) on a bad value. */
 int smtp_resolve_load(Conf *c, SmtpSettings *s);
+/* A query on the process's DNS resolver (dns_query()). */
+int smtp_dns_query(const char *name, int type, DnsCallback cb, void *userdata, DnsQuery **ret);
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
 void smtp_resolve_done(void);
@@ -189,6 +199,7 @@ int smtp_sasl_lookup_server(SmtpSasl *a, const char *host, const char *nexthop, 
 const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool tls, char *why, size_t size);
 
 /* smtp-tls.c */
+struct SmtpDelivery;
 typedef enum SmtpTlsLevel {
         SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT, SMTP_TLS_VERIFY, SMTP_TLS_SECURE,
 } SmtpTlsLevel;
@@ -198,6 +209,7 @@ typedef struct SmtpTlsPolicy {
         SmtpTlsLevel level;
         char **match;                 /* verify/secure: strategies or names to match, else NULL */
         char *servername;             /* SNI setting: NULL/"" none, "hostname", "nexthop", a name */
+        bool from_table;              /* an smtp_tls_policy_maps entry (it overrides MTA-STS) */
 } SmtpTlsPolicy;
 
 typedef struct SmtpTls SmtpTls;
@@ -221,6 +233,15 @@ usec_t smtp_tls_timeout(SmtpTls *t);
 /* The names a certificate must match (NULL-terminated, caller frees) for host (the MX host),
  * next hop domain, or NULL when the level does not check names. */
 char **smtp_tls_match_names(const SmtpTlsPolicy *p, const char *host, const char *nexthop);
+/* The one place where the TLS level of one address of delivery d is decided: the next hop's
+ * policy (d->tls), a failed handshake at level may (t->no_tls), then MTA-STS (smtp_sts_target();
+ * DANE goes beside it). *ret_sts is the MTA-STS mode applied (STS_MODE_*). False when this
+ * address must not be used, with the reason in why. */
+bool smtp_tls_target_level(const struct SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel *ret_level,
+                           int *ret_sts, char *why, size_t size);
+/* The names the certificate of host must match in a session of d under MTA-STS mode sts (from
+ * smtp_tls_target_level()), nexthop as TLS sees it; NULL: no name check. */
+char **smtp_tls_target_match(const struct SmtpDelivery *d, int sts, const char *host, const char *nexthop);
 /* The SNI to send for host / nexthop (NULL: none; IP literals never). Caller frees. */
 char *smtp_tls_sni(SmtpTls *t, const SmtpTlsPolicy *p, const char *host, const char *nexthop);
 /* The domain part of a next hop: "[host]:port" → "host", "domain:port" → "domain". */
@@ -252,6 +273,9 @@ typedef struct SmtpDelivery {
         bool provisional;             /* 4xx results now are soft: another server follows */
         SmtpTlsPolicy tls;            /* loaded by smtp_session_start() */
         bool tls_loaded;
+        struct StsPolicy *sts;        /* the next hop's MTA-STS policy (mode testing or enforce), or NULL */
+        char sts_domain[256];         /* its policy domain */
+        struct StsLookup *sts_lookup; /* discovery under way (smtp-sts.c) */
         char *sasl_sender;            /* "username:password" for the sender
                                        * (smtp_sender_dependent_authentication), or NULL */
         SmtpSession *session;
@@ -284,6 +308,25 @@ struct Smtp {
 static inline SmtpSettings *smtp_settings(Smtp *smtp, bool lmtp, const char *transport) {
         return smtp_config_settings(&smtp->cfg, lmtp, transport);
 }
+
+/* smtp-sts.c (MTA-STS; the policy formats, fetch and cache are in smtp-sts.h) */
+/* Opens the policy cache ($queue_directory/mta-sts.db) and notes the event loop. */
+void smtp_sts_init(sd_event *e, const char *queue_directory);
+void smtp_sts_done(void);
+/* Reads smtp_mta_sts_* and smtp_tls_enforce_sts_mx_patterns into s (SMTP side only). */
+int smtp_sts_load(Conf *c, SmtpSettings *s);
+/* Finds d's MTA-STS policy: 0 when none applies (nothing to wait for), 1 when done(d) will be
+ * called from the event loop with d->sts set (or NULL). */
+int smtp_sts_lookup(SmtpDelivery *d, void (*done)(SmtpDelivery *d));
+/* Forgets d's lookup and policy (a fetch under way still fills the cache). */
+void smtp_sts_delivery_done(SmtpDelivery *d);
+/* What d's policy asks of address t: raises *level (enforce: verify; testing: may); the mode
+ * (STS_MODE_*), or <0 when an enforced policy rules the address out (why says so). */
+int smtp_sts_target(const SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel *level, char *why, size_t size);
+/* The names a certificate of MX host must match under d's policy. */
+char **smtp_sts_match_names(const SmtpDelivery *d, const char *host);
+/* Logs an MTA-STS failure at MX relay ("... MX mx1.example.com[192.0.2.1]:25: reason"). */
+void smtp_sts_log_failure(const SmtpDelivery *d, const char *relay, const char *reason);
 
 /* smtp.c */
 /* Records a result for recipient i unless it has one. */
