@@ -223,6 +223,12 @@ static int child_marker(const LocalSettings *s, const DeliveryInput *in, int mar
         return mfd;
 }
 
+/* The order in which a child locks its markers (see child_deliver()). */
+static bool marker_order_before(const DeliveryInput *a, const DeliveryInput *b) {
+        int c = strcmp(a->queue_id, b->queue_id);
+        return c < 0 || (c == 0 && a->rcpt_id < b->rcpt_id);
+}
+
 /* The groups the parent looked up for each target: one list per run of targets of one user
  * (name, uid and gid alike). */
 typedef struct ChildGroups {
@@ -253,10 +259,22 @@ static void child_deliver(const LocalSettings *s, const DeliveryInput *in, size_
         int r;
 
         assert(n >= 1 && n <= LOCAL_BATCH_MAX);
+        /* Markers are locked in one order, that of (queue id, recipient id), by every child: two
+         * children with overlapping batches (a request repeated after a crash while the first
+         * is still delivered) then never hold one marker each while retrying the other's. */
+        size_t order[LOCAL_BATCH_MAX];
+        bool done[LOCAL_BATCH_MAX];
         for (size_t i = 0; i < n; i++) {
-                bool done;
-                mfd[i] = child_marker(s, &in[i], marker_dirfd, t[i], &res[i], &done);
-                if (mfd[i] >= 0 && !done) {
+                size_t k = i;
+                for (; k > 0 && marker_order_before(&in[i], &in[order[k - 1]]); k--)
+                        order[k] = order[k - 1];
+                order[k] = i;
+        }
+        for (size_t k = 0; k < n; k++)
+                mfd[order[k]] = child_marker(s, &in[order[k]], marker_dirfd, t[order[k]], &res[order[k]],
+                                             &done[order[k]]);
+        for (size_t i = 0; i < n; i++) {
+                if (mfd[i] >= 0 && !done[i]) {
                         todo_in[n_todo] = in[i];
                         todo_res[n_todo] = (DeliveryResult) {};
                         todo[n_todo++] = i;

@@ -772,7 +772,9 @@ static bool group_has_rcpt(Target **g, size_t k, const Target *t) {
         const LocalRcpt *rt = &t->request->rcpts[t->rcpt_index];
         for (size_t i = 0; i < k; i++) {
                 const LocalRcpt *ri = &g[i]->request->rcpts[g[i]->rcpt_index];
-                if (ri->msg == rt->msg && ri->id == rt->id)
+                /* By queue id: two requests for one message (a request repeated after a crash)
+                 * each load it, and one child must not lock the same marker twice. */
+                if (ri->id == rt->id && (ri->msg == rt->msg || streq(ri->msg->queue_id, rt->msg->queue_id)))
                         return true;
         }
         return false;

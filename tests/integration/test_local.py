@@ -563,6 +563,34 @@ def test_local_forks_its_children_from_a_single_thread(local):
     assert tasks == [str(p.pid("local"))], f"postern-local runs {len(tasks)} threads"
 
 
+def test_overlapping_requests_in_opposite_orders_do_not_wait_on_each_other(local):
+    """The same recipients in two requests at once, in opposite orders (a dead qmgr's request
+    still queued on the socket while the new qmgr asks again): the two children lock the markers
+    in one order, so one waits for the other and finds the messages delivered, instead of each
+    holding one marker and retrying the other's until deliver_lock_attempts run out."""
+    local.configure(home_mailbox="Maildir/", deliver_lock_attempts=4, deliver_lock_delay="2s",
+                    message_size_limit=50000000)
+    p = start(local)
+    body = "".join(f"line {j:06d} " + "o" * 80 + "\n" for j in range(20000))
+    items = queue_for_users(p, ("ptest1", "ptest2"), 3, "opposite", body)
+    replies = [None, None]
+
+    def run(i, batch):
+        replies[i] = deliver_batch(p, batch)
+
+    threads = [threading.Thread(target=run, args=(0, items)),
+               threading.Thread(target=run, args=(1, items[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for r in replies:
+        assert [x[:2] for x in results(r)] == [("delivered", "2.0.0")] * len(items), r
+    qids = [q for q, _, _, _ in items]
+    for u in ("ptest1", "ptest2"):
+        assert len(maildir_files(u, qids)) == 3
+
+
 def children_in_state(pid, states):
     """PIDs of pid's children whose /proc state letter is in states."""
     found = []
