@@ -34,6 +34,7 @@ struct SmtpTls {
 static const char *const level_names[] = {
         [SMTP_TLS_NONE] = "none", [SMTP_TLS_MAY] = "may", [SMTP_TLS_ENCRYPT] = "encrypt",
         [SMTP_TLS_VERIFY] = "verify", [SMTP_TLS_SECURE] = "secure",
+        [SMTP_TLS_DANE] = "dane", [SMTP_TLS_DANE_ONLY] = "dane-only",
 };
 
 const char *smtp_tls_level_name(SmtpTlsLevel l) {
