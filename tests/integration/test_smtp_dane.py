@@ -292,8 +292,25 @@ def test_policy_maps_dane_per_destination(postern, pki, peer, unbound, tmp_path)
 
 
 def test_dane_without_dnssec_support_level_is_may(postern, pki, peer, unbound):
+    """Also: smtp_tls_trust_anchor_file is reported as not supported."""
     p = peer()
     unbound.serve(mx_zone(p.port, "3 1 1 " + "00" * 32))
-    start(postern, f"dane.test:{p.port}", smtp_dns_support_level="enabled")
+    start(postern, f"dane.test:{p.port}", smtp_dns_support_level="enabled",
+          smtp_tls_trust_anchor_file=str(pki["ca"]))
     sent(postern, send(postern, "nodnssec@test"))
-    assert "needs smtp_dns_support_level = dnssec" in postern.log("smtp")
+    log = postern.log("smtp")
+    assert "smtp_tls_security_level = dane needs smtp_dns_support_level = dnssec; using may" in log
+    assert f"not supported: smtp_tls_trust_anchor_file = {pki['ca']}" in log
+
+
+def test_resumed_session_still_verified(postern, pki, peer, unbound):
+    """A new connection resumes the TLS session (ticket): the certificate is checked again."""
+    p = peer()
+    unbound.serve(mx_zone(p.port, "3 1 1 " + sha256(spki(pki["crt"]))))
+    start(postern, f"dane.test:{p.port}", smtp_connection_cache_time_limit="0")
+    for i in range(2):
+        sent(postern, send(postern, f"resume-{i}@test"))
+    assert p.resumed == [False, True]
+    postern.wait_log("smtp", rf"Verified TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{p.port}",
+                     count=2)
+    assert len(p.messages) == 2
