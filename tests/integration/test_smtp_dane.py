@@ -7,7 +7,8 @@ the zone's DS as its only trust anchor); insecure.test is served unsigned from t
 (no trust anchor: answers without the AD bit). /etc/resolv.conf of the run's mount namespace is
 covered by one naming that unbound for the test's duration — without "options trust-ad", which
 postern-smtp does not need (it sets RES_TRUSTAD itself). The receiving
-server is the Python/OpenSSL SMTP server of the TLS tests (tls_smtp_peer.py) on 127.0.0.7; the
+server is the Python/OpenSSL SMTP server of the TLS tests (tls_smtp_peer.py) on 127.0.0.7, and
+gnutls-serv for a GnuTLS peer (SMTPS, since it does not speak SMTP); the
 TLSA association data are computed here with openssl and hashlib."""
 
 import hashlib
@@ -21,7 +22,7 @@ import tempfile
 import pytest
 
 import dnszone
-from smtp_peers import peer_factory
+from smtp_peers import free_port, peer_factory, wait_port
 from test_smtp_tls import deferred, send, sent
 from test_smtpd_tls import CERTTOOL, _ca, _leaf
 from tls_smtp_peer import TlsSmtpServer
@@ -314,3 +315,26 @@ def test_resumed_session_still_verified(postern, pki, peer, unbound):
     postern.wait_log("smtp", rf"Verified TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{p.port}",
                      count=2)
     assert len(p.messages) == 2
+
+
+@pytest.mark.parametrize("match", [True, False])
+def test_against_gnutls_serv(postern, pki, unbound, match):
+    """gnutls-serv (a raw TLS echo server, so SMTPS: smtp_tls_wrappermode) sends the chain: with
+    DANE-TA 2 0 1 of the CA the handshake verifies and the SMTP greeting then never comes; with a
+    wrong digest the certificate is refused."""
+    port = free_port(MX_ADDR)
+    srv = subprocess.Popen(["gnutls-serv", "--echo", "--port", str(port), "--x509certfile", str(pki["chain"]),
+                            "--x509keyfile", str(pki["key"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(MX_ADDR, port)
+        unbound.serve(mx_zone(port, "2 0 1 " + (sha256(der(pki["ca"])) if match else "11" * 32)))
+        start(postern, f"dane.test:{port}", smtp_tls_wrappermode="yes", smtp_helo_timeout="2s")
+        m = deferred(postern, send(postern, f"gnutls-serv-{match}@test"))
+        if match:
+            postern.wait_log("smtp", rf"Verified TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{port}")
+            assert "timed out while receiving the initial server greeting" in m.group(2)
+        else:
+            assert m.group(1) == "4.7.5" and "Server certificate not verified" in m.group(2)
+    finally:
+        srv.terminate()
+        srv.wait(timeout=5)
