@@ -638,7 +638,7 @@ static void test_compatibility_level(void) {
 
 /* conf_load_report keeps what it read when a value is invalid; conf_get_line says where. */
 static void test_load_report(void) {
-        write_file(cfpath, "# a Postfix main.cf\nmyhostname = mx.example.org\nsmtp_tls_security_level = dane\n"
+        write_file(cfpath, "# a Postfix main.cf\nmyhostname = mx.example.org\nsmtp_tls_security_level = fingerprint\n"
                            "mynetworks =\n    127.0.0.0/8\nsubmission/smtpd_tls_security_level = encrypt\n");
         Conf *none = NULL;
         _cleanup_strv_free_ char **msgs0 = NULL;
@@ -649,7 +649,7 @@ static void test_load_report(void) {
         _cleanup_strv_free_ char **msgs = NULL;
         CHECK_INT(conf_load_report(cfpath, &c, &msgs), -EINVAL);
         CHECK(c);
-        CHECK(has_message(msgs, ":3: smtp_tls_security_level: invalid value \"dane\""));
+        CHECK(has_message(msgs, ":3: smtp_tls_security_level: invalid value \"fingerprint\""));
         CHECK_STR(conf_get(c, "myhostname"), "mx.example.org");
         CHECK_INT(conf_get_line(c, "myhostname"), 2);
         CHECK_INT(conf_get_line(c, "smtp_tls_security_level"), 3);

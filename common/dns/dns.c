@@ -62,6 +62,7 @@ const char *dns_type_to_string(int type) {
         case DNS_TYPE_AAAA: return "AAAA";
         case DNS_TYPE_MX:   return "MX";
         case DNS_TYPE_TXT:  return "TXT";
+        case DNS_TYPE_TLSA: return "TLSA";
         case DNS_TYPE_PTR:  return "PTR";
         case DNS_TYPE_HOST: return "host";
         }
@@ -151,8 +152,10 @@ int dns_name_to_alabel(const char *name, char *buf, size_t size) {
 }
 
 void dns_result_done(DnsResult *res) {
-        for (size_t i = 0; i < res->n_records; i++)
+        for (size_t i = 0; i < res->n_records; i++) {
                 free(res->records[i].text);
+                free(res->records[i].data);
+        }
         free(res->records);
         res->records = NULL;
         res->n_records = 0;
@@ -227,6 +230,19 @@ static int parse_rr(ns_msg *msg, ns_rr *rr, int type, DnsRecord *rec) {
                 rec->text = t;
                 break;
         }
+        case DNS_TYPE_TLSA:
+                if (len < 3)
+                        return -EBADMSG;
+                rec->usage = rd[0];
+                rec->selector = rd[1];
+                rec->mtype = rd[2];
+                rec->data_len = len - 3;
+                if (!(rec->data = malloc(MAX(rec->data_len, 1))))
+                        return -ENOMEM;
+                memcpy(rec->data, rd + 3, rec->data_len);
+                if (asprintf(&rec->text, "%u %u %u", rec->usage, rec->selector, rec->mtype) < 0)
+                        rec->text = NULL;
+                break;
         default:
                 return -EINVAL;
         }
@@ -241,6 +257,7 @@ void dns_parse_answer(DnsResult *res, const unsigned char *answer, int len) {
                 res->status = DNS_TEMPFAIL;
                 return;
         }
+        res->secure = ns_msg_getflag(msg, ns_f_ad);
         int count = ns_msg_count(msg, ns_s_an);
         res->records = calloc((size_t) MAX(count, 1), sizeof(DnsRecord));
         if (!res->records) {
@@ -255,7 +272,9 @@ void dns_parse_answer(DnsResult *res, const unsigned char *answer, int len) {
                 int r = parse_rr(&msg, &rr, res->type, &res->records[res->n_records]);
                 if (r < 0) {
                         free(res->records[res->n_records].text);
+                        free(res->records[res->n_records].data);
                         res->records[res->n_records].text = NULL;
+                        res->records[res->n_records].data = NULL;
                         goto bad;
                 }
                 res->n_records++;
@@ -314,6 +333,7 @@ static void run_host_lookup(DnsResult *res) {
 static void run_query(struct __res_state *st, unsigned char *answer, DnsResult *res) {
         if (res->type == DNS_TYPE_HOST)
                 return run_host_lookup(res);
+        memset(answer, 0, NS_HFIXEDSZ);
         int len = res_nquery(st, res->name, ns_c_in, res->type, answer, DNS_ANSWER_MAX);
         if (len < 0) {
                 switch (st->res_h_errno) {
@@ -321,6 +341,13 @@ static void run_query(struct __res_state *st, unsigned char *answer, DnsResult *
                 case NO_DATA:        res->status = DNS_NODATA; break;
                 default:             res->status = DNS_TEMPFAIL; break;   /* TRY_AGAIN, NO_RECOVERY */
                 }
+                /* A negative answer is still in the buffer (glibc copies it before it looks at
+                 * the rcode): its AD bit says whether the denial was validated (DANE needs a
+                 * secure "no TLSA"). Only a response whose rcode agrees counts. */
+                const HEADER *h = (const HEADER *) answer;
+                if (h->qr && ((res->status == DNS_NXDOMAIN && h->rcode == ns_r_nxdomain) ||
+                              (res->status == DNS_NODATA && h->rcode == ns_r_noerror)))
+                        res->secure = h->ad;
                 return;
         }
         dns_parse_answer(res, answer, MIN(len, DNS_ANSWER_MAX));
@@ -331,6 +358,12 @@ static void *worker(void *arg) {
         struct __res_state st;
         unsigned char *answer = malloc(DNS_ANSWER_MAX);
         bool ok = answer && res_ninit(&st) == 0;
+#ifdef RES_TRUSTAD
+        /* Ask for the AD bit and keep it (glibc >= 2.31 clears it otherwise): DANE trusts TLSA
+         * answers only when the (local, validating) resolver vouches for them. */
+        if (ok)
+                st.options |= RES_TRUSTAD | RES_USE_EDNS0;
+#endif
 
         pthread_mutex_lock(&r->lock);
         for (;;) {

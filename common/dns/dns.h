@@ -26,6 +26,7 @@ enum {
         DNS_TYPE_MX = 15,
         DNS_TYPE_TXT = 16,
         DNS_TYPE_AAAA = 28,
+        DNS_TYPE_TLSA = 52,       /* RFC 6698 (DANE) */
         /* Not a DNS type: the system's own host lookup (getaddrinfo: /etc/hosts, then DNS, as
          * nsswitch.conf says), answered as A and AAAA records. */
         DNS_TYPE_HOST = 0x10000,
@@ -48,7 +49,11 @@ typedef struct DnsRecord {
         uint32_t ttl;
         unsigned preference;      /* MX */
         uint8_t addr[16];         /* A (4 bytes), AAAA (16 bytes) */
-        char *text;               /* A/AAAA: printable address; MX/PTR: the name; TXT: strings joined */
+        char *text;               /* A/AAAA: printable address; MX/PTR: the name; TXT: strings joined;
+                                   * TLSA: "usage selector mtype" */
+        uint8_t usage, selector, mtype;   /* TLSA */
+        uint8_t *data;            /* TLSA: the certificate association data */
+        size_t data_len;
 } DnsRecord;
 
 typedef struct DnsResult {
@@ -57,6 +62,10 @@ typedef struct DnsResult {
         char name[DNS_NAME_MAX];  /* the name as queried (A-label form) */
         DnsRecord *records;
         size_t n_records;
+        /* The resolver set the AD bit: it validated the answer with DNSSEC (also for NXDOMAIN
+         * and no data). Queries ask for it (RES_TRUSTAD: glibc keeps the bit only then), so this
+         * is as trustworthy as the path to the resolver in /etc/resolv.conf (a local one). */
+        bool secure;
 } DnsResult;
 
 typedef struct DnsResolver DnsResolver;

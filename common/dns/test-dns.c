@@ -74,12 +74,57 @@ static void test_helpers(void) {
         CHECK(!dns_valid_hostname("a b"));
 }
 
+/* A TLSA answer (built by hand): the AD bit, the record's fields and data, an RRSIG skipped. */
+static void test_parse_tlsa(void) {
+        static const unsigned char answer[] = {
+                0x12, 0x34, 0x81, 0xa0, 0, 1, 0, 2, 0, 0, 0, 0,            /* qr rd ra ad; 1 q, 2 an */
+                4, '_', '2', '5', 0, 4, '_', 't', 'c', 'p', 2, 'm', 'x', 4, 't', 'e', 's', 't', 0,
+                0, 52, 0, 1,                                              /* TLSA IN */
+                0xc0, 12, 0, 52, 0, 1, 0, 0, 1, 0x2c, 0, 7,               /* TLSA, ttl 300, 7 bytes */
+                3, 1, 1, 0xde, 0xad, 0xbe, 0xef,
+                0xc0, 12, 0, 46, 0, 1, 0, 0, 1, 0x2c, 0, 2, 0, 52,         /* an RRSIG (truncated) */
+        };
+        DnsResult res = { .type = DNS_TYPE_TLSA };
+        dns_parse_answer(&res, answer, sizeof(answer));
+        CHECK_INT(res.status, DNS_FOUND);
+        CHECK(res.secure);
+        CHECK_INT(res.n_records, 1);
+        CHECK_INT(res.records[0].usage, 3);
+        CHECK_INT(res.records[0].selector, 1);
+        CHECK_INT(res.records[0].mtype, 1);
+        CHECK_INT(res.records[0].data_len, 4);
+        CHECK(memcmp(res.records[0].data, "\xde\xad\xbe\xef", 4) == 0);
+        CHECK_STR(res.records[0].text, "3 1 1");
+        CHECK_STR(dns_type_to_string(DNS_TYPE_TLSA), "TLSA");
+        dns_result_done(&res);
+
+        unsigned char insecure[sizeof(answer)];
+        memcpy(insecure, answer, sizeof(answer));
+        insecure[3] = 0x80;   /* no AD */
+        DnsResult res2 = { .type = DNS_TYPE_TLSA };
+        dns_parse_answer(&res2, insecure, sizeof(insecure));
+        CHECK_INT(res2.status, DNS_FOUND);
+        CHECK(!res2.secure);
+        dns_result_done(&res2);
+
+        /* rdata too short for usage, selector and matching type: a 2-byte TLSA record alone */
+        unsigned char shortrr[35 + 12 + 2];
+        memcpy(shortrr, answer, sizeof(shortrr));
+        shortrr[7] = 1;                          /* one answer */
+        shortrr[35 + 11] = 2;                    /* its rdlength */
+        DnsResult res3 = { .type = DNS_TYPE_TLSA };
+        dns_parse_answer(&res3, shortrr, (int) sizeof(shortrr));
+        CHECK_INT(res3.status, DNS_TEMPFAIL);
+        dns_result_done(&res3);
+}
+
 int main(void) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         _cleanup_(dns_resolver_freep) DnsResolver *r = NULL;
         Outcome o;
 
         test_helpers();
+        test_parse_tlsa();
         CHECK(sd_event_new(&e) >= 0);
         CHECK_INT(dns_resolver_new(e, 2, 16, &r), 0);
 

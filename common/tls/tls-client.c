@@ -15,7 +15,6 @@
 #include "tls/tls-internal.h"
 
 #define TLS_CACHE_SIZE 64           /* sessions kept for resumption, per TlsClient */
-#define TLS_PEER_NAMES_MAX 64       /* certificate names looked at */
 
 typedef struct CachedSession {
         char *key;
@@ -186,16 +185,15 @@ bool tls_name_matches(const char *cert, const char *pattern) {
         return false;
 }
 
-/* The DNS names of the peer's certificate: subjectAltName dNSName entries, or the subject CN
- * when there are none (RFC 6125 fallback). Also fills c->peer_cn. */
-static size_t peer_names(TlsConn *c, gnutls_x509_crt_t crt, char names[][256], size_t max) {
+size_t tls_crt_names(gnutls_x509_crt_t crt, char names[][256], size_t max, char cn[256]) {
         size_t n = 0;
         char buf[256];
         size_t size = sizeof(buf) - 1;
 
+        cn[0] = '\0';
         if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &size) >= 0) {
                 buf[MIN(size, sizeof(buf) - 1)] = '\0';
-                snprintf(c->peer_cn, sizeof(c->peer_cn), "%s", buf);
+                snprintf(cn, 256, "%s", buf);
         }
         for (unsigned i = 0; n < max; i++) {
                 unsigned critical;
@@ -209,8 +207,8 @@ static size_t peer_names(TlsConn *c, gnutls_x509_crt_t crt, char names[][256], s
                 } else if (t < 0 && t != GNUTLS_E_SHORT_MEMORY_BUFFER)
                         break;
         }
-        if (n == 0 && c->peer_cn[0] && max > 0)
-                snprintf(names[n++], sizeof(names[0]), "%s", c->peer_cn);
+        if (n == 0 && cn[0] && max > 0)
+                snprintf(names[n++], sizeof(names[0]), "%s", cn);
         return n;
 }
 
@@ -233,7 +231,7 @@ TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_re
                 return TLS_TRUST_UNTRUSTED;
         }
         char names[TLS_PEER_NAMES_MAX][256];
-        size_t n_names = peer_names(c, crt, names, TLS_PEER_NAMES_MAX);
+        size_t n_names = tls_crt_names(crt, names, TLS_PEER_NAMES_MAX, c->peer_cn);
         gnutls_x509_crt_deinit(crt);
 
         int r = gnutls_certificate_verify_peers2(c->session, &status);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 
 #include "tls/tls.h"
 
@@ -41,3 +42,8 @@ int tls_cred_set_trust(gnutls_certificate_credentials_t cred, const char *ca_fil
  * file holding both). Root-only files come through systemd credentials. */
 int tls_cred_load_key_pair(gnutls_certificate_credentials_t cred, const char *cert, const char *key,
                            char **ret_reason);
+
+/* The DNS names of a certificate (tls-client.c): subjectAltName dNSName entries, or the subject
+ * CN when there are none (RFC 6125 fallback); the CN also into cn. */
+#define TLS_PEER_NAMES_MAX 64
+size_t tls_crt_names(gnutls_x509_crt_t crt, char names[][256], size_t max, char cn[256]);

@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "basic/macro.h"
@@ -197,3 +198,36 @@ bool tls_name_matches(const char *cert_name, const char *pattern);
 const char *tls_conn_peer_cn(TlsConn *c);
 /* Text of a TlsTrust: "Untrusted", "Trusted", "Verified". */
 const char *tls_trust_name(TlsTrust t);
+
+/* --- DANE (tls-dane.c) --- */
+
+/* TLSA certificate usages (RFC 6698 2.1.1); SMTP uses only DANE-TA and DANE-EE (RFC 7672 3.1.3). */
+enum { TLS_DANE_PKIX_TA = 0, TLS_DANE_PKIX_EE = 1, TLS_DANE_TA = 2, TLS_DANE_EE = 3 };
+
+typedef struct TlsBlob {
+        const unsigned char *data;
+        size_t len;
+} TlsBlob;
+
+/* One TLSA record: usage, selector (0 Cert, 1 SPKI), matching type (0 Full, 1 SHA2-256,
+ * 2 SHA2-512) and the association data. */
+typedef struct TlsDaneRecord {
+        uint8_t usage, selector, mtype;
+        const uint8_t *data;
+        size_t len;
+} TlsDaneRecord;
+
+/* Whether SMTP can use the record: DANE-TA or DANE-EE with a known selector and matching type. */
+bool tls_dane_usable(const TlsDaneRecord *r);
+/* Whether the DER certificate matches the record: 1 yes, 0 no (or an unusable record), <0 when
+ * the certificate cannot be parsed. */
+int tls_dane_match(const TlsBlob *der, const TlsDaneRecord *rec);
+/* Checks a DER chain as a server sent it (leaf first) against a TLSA set: VERIFIED when a
+ * DANE-EE record matches the leaf, or a DANE-TA record matches a certificate of the chain that
+ * the chain verifies up to and the leaf has a name that matches one of names (patterns as for
+ * tls_conn_peer_trust); UNTRUSTED otherwise, with the reason in reason. */
+TlsTrust tls_dane_verify_chain(const TlsBlob *chain, size_t n_chain, const TlsDaneRecord *recs, size_t n_recs,
+                               char *const *names, char *reason, size_t size);
+/* The same for the peer of a client session after its handshake (reason as tls_conn_peer_trust). */
+TlsTrust tls_conn_dane_trust(TlsConn *c, const TlsDaneRecord *recs, size_t n_recs, char *const *names,
+                             const char **ret_reason);

@@ -11,9 +11,10 @@
  *
  * smtp_dns_support_level: "enabled" (or empty, the default) as above; "disabled" makes no MX
  * lookups and resolves host names the system's way (getaddrinfo: /etc/hosts, then DNS per
- * nsswitch.conf), as Postfix's "native" lookups; "dnssec" is accepted and behaves as "enabled"
- * (Postern has no DANE, the only use Postfix makes of validated answers); an empty level with
- * disable_dns_lookups = yes means "disabled". smtp_mx_address_limit
+ * nsswitch.conf), as Postfix's "native" lookups; "dnssec" looks up as "enabled" and lets DANE
+ * (smtp-dane.c) use what the resolver validated: each target says whether its MX lookup and its
+ * address lookup came back with the AD bit; an empty level with disable_dns_lookups = yes means
+ * "disabled". smtp_mx_address_limit
  * caps the addresses an MX lookup yields (0: no limit). LMTP next hops follow
  * lmtp_dns_support_level. These come from the delivery's settings (a master.cf transport's may
  * differ); $myhostname, $inet_interfaces and the LMTP socket directory are process-wide. */
@@ -42,6 +43,10 @@ int smtp_dns_query(const char *name, int type, DnsCallback cb, void *userdata, D
         if (!resolver)
                 return -ENXIO;
         return dns_query(resolver, name, type, cb, userdata, ret);
+}
+
+DnsResolver *smtp_resolver(void) {
+        return resolver;
 }
 
 /* What a delivery resolves with: its settings' port, DNS use and MX address limit (a copy, so
@@ -193,6 +198,8 @@ typedef struct Lookup {
         bool tempfail;
         unsigned pending;
         bool mx;                     /* the hosts came from an MX lookup (or its A fallback) */
+        bool mx_insecure;            /* that MX lookup was not DNSSEC-validated */
+        bool addr_insecure[MX_HOSTS_MAX]; /* an address lookup of the host was not validated */
         ResolveSide side;
 } Lookup;
 
@@ -241,8 +248,11 @@ done_self:
         }
         n = 0;
         for (size_t i = 0; i < l->n_hosts; i++)
-                for (size_t k = 0; k < l->n_found[i]; k++)
-                        t[n++] = l->found[i][k];
+                for (size_t k = 0; k < l->n_found[i]; k++) {
+                        t[n] = l->found[i][k];
+                        t[n].mx_secure = !l->mx_insecure;
+                        t[n++].addr_secure = l->side.dns_enabled && !l->addr_insecure[i];
+                }
         if (l->mx && l->side.mx_address_limit > 0 && n > l->side.mx_address_limit)
                 n = l->side.mx_address_limit;
         SmtpResolveHandler h = l->handler;
@@ -257,6 +267,8 @@ static void on_addr(DnsQuery *q, const DnsResult *res, void *userdata) {
         size_t h = aq->host;
         (void) q;
         free(aq);
+        if (!res->secure)
+                l->addr_insecure[h] = true;
         if (res->status == DNS_TEMPFAIL)
                 l->tempfail = true;
         else if (res->status == DNS_FOUND) {
@@ -322,6 +334,7 @@ static void lookup_addresses(Lookup *l) {
 static void on_mx(DnsQuery *q, const DnsResult *res, void *userdata) {
         Lookup *l = userdata;
         (void) q;
+        l->mx_insecure = !res->secure;
         switch (res->status) {
         case DNS_FOUND:
                 if (res->n_records == 1 && res->records[0].preference == 0 &&

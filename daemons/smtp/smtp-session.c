@@ -997,13 +997,19 @@ static void tls_established(SmtpSession *s) {
         const char *why = NULL;
 
         s->tls_up = true;
-        s->trust = tls_conn_peer_trust(s->tls, match, &why);
-        if (s->sts != STS_MODE_NONE && s->trust != TLS_TRUST_VERIFIED) {
-                char reason[400];
-                snprintf(reason, sizeof reason, "certificate not verified: %s", strna(why));
-                smtp_sts_log_failure(d, s->relay, reason);
+        bool ok;
+        if (s->level == SMTP_TLS_DANE)
+                ok = smtp_dane_check(d, &s->target, s->tls, &s->trust, &why);
+        else {
+                s->trust = tls_conn_peer_trust(s->tls, match, &why);
+                if (s->sts != STS_MODE_NONE && s->trust != TLS_TRUST_VERIFIED) {
+                        char reason[400];
+                        snprintf(reason, sizeof reason, "certificate not verified: %s", strna(why));
+                        smtp_sts_log_failure(d, s->relay, reason);
+                }
+                ok = s->level < SMTP_TLS_VERIFY || s->trust == TLS_TRUST_VERIFIED;
         }
-        if (s->level >= SMTP_TLS_VERIFY && s->trust != TLS_TRUST_VERIFIED) {
+        if (!ok) {
                 log_info("server certificate verification failed for %s: %s", s->relay, strna(why));
                 tls_failed(s, "4.7.5", "Server certificate not verified");
                 return;
@@ -1013,6 +1019,9 @@ static void tls_established(SmtpSession *s) {
         metrics_count(METRIC_SMTP_TLS, "protocol", tls_conn_protocol(s->tls), "cipher", tls_conn_cipher(s->tls), NULL);
         if (smtp_tls_loglevel(t) >= 1)
                 log_tls(s, "established");
+        if (smtp_tls_loglevel(t) >= 1 && s->level == SMTP_TLS_DANE)
+                log_info("%s: server certificate matched the DANE TLSA records of _%u._tcp.%s", s->relay,
+                         s->target.port, s->target.host);
         if (s->wrapper) {
                 s->state = ST_GREETING;
                 set_timer(s, cfg(s)->helo_timeout, "receiving the initial server greeting");
@@ -1047,6 +1056,12 @@ static void tls_start(SmtpSession *s) {
         _cleanup_free_ char *sni = smtp_tls_sni(t, &d->tls, s->target.host, tls_nexthop(d));
         char cache_key[800];
         int r;
+
+        /* RFC 7672 8.1: with DANE, SNI names the TLSA base domain (the MX host). */
+        if (!sni && s->level == SMTP_TLS_DANE && !(sni = strdup(s->target.host))) {
+                tls_failed(s, "4.3.0", "Cannot start TLS: out of memory");
+                return;
+        }
 
         /* Sessions are resumed only toward the same address, name and protocol settings. */
         snprintf(cache_key, sizeof(cache_key), "%s %s %s", s->relay, strempty(sni),
@@ -1360,7 +1375,7 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel le
         s->created = now_usec(CLOCK_MONOTONIC);
         s->state = ST_CONNECT;
         smtp_target_relay(t, s->relay, sizeof(s->relay));
-        s->level = level;   /* smtp_tls_target_level() */
+        s->level = level;   /* smtp_tls_target_level(): DANE, else MTA-STS, else the policy */
         s->sts = sts;
         s->wrapper = smtp_tls_wrappermode(cfg(s)->tls);
         s->target_index = (size_t) (t - d->targets);
@@ -1456,12 +1471,25 @@ void smtp_session_start(SmtpDelivery *d) {
         char skipped[400] = "";
         while (d->next_target < d->n_targets) {
                 SmtpSession *s = NULL;
+                char why[600];
+                int r = smtp_dane_target(d, &d->targets[d->next_target], smtp_session_start, why, sizeof(why));
+                if (r == 0)
+                        return;   /* a TLSA lookup: called again when it answers */
                 const SmtpTarget *t = &d->targets[d->next_target++];
+                if (r < 0) {
+                        if (d->next_target >= d->n_targets) {
+                                smtp_all_result(d, false, "4.7.5", "%s", why);
+                                smtp_delivery_finish(d);
+                                return;
+                        }
+                        log_info("%s: %s; trying the next address", d->queue_id, why);
+                        continue;
+                }
                 SmtpTlsLevel level;
                 int sts;
                 if (!smtp_tls_target_level(d, t, &level, &sts, skipped, sizeof(skipped)))
                         continue;   /* logged; the reason is the result when no address is left */
-                int r = session_connect(d, t, level, sts, &s);
+                r = session_connect(d, t, level, sts, &s);
                 if (r < 0) {
                         char relay[400];
                         smtp_target_relay(t, relay, sizeof(relay));

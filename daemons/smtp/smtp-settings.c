@@ -163,6 +163,8 @@ static int settings_load(Conf *c, SmtpSettings *n) {
         }
         int r = smtp_resolve_load(c, n);
         if (r >= 0)
+                r = smtp_dane_load(c, n);
+        if (r >= 0)
                 r = smtp_sasl_load(c, n, &n->sasl, &n->notes);
         if (r < 0) {
                 smtp_settings_done(n);

@@ -35,6 +35,7 @@ struct SmtpTls {
 static const char *const level_names[] = {
         [SMTP_TLS_NONE] = "none", [SMTP_TLS_MAY] = "may", [SMTP_TLS_ENCRYPT] = "encrypt",
         [SMTP_TLS_VERIFY] = "verify", [SMTP_TLS_SECURE] = "secure",
+        [SMTP_TLS_DANE] = "dane", [SMTP_TLS_DANE_ONLY] = "dane-only",
 };
 
 const char *smtp_tls_level_name(SmtpTlsLevel l) {
@@ -348,10 +349,11 @@ char *smtp_tls_sni(SmtpTls *t, const SmtpTlsPolicy *p, const char *host, const c
 
 bool smtp_tls_target_level(const SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel *ret_level, int *ret_sts,
                            char *why, size_t size) {
-        SmtpTlsLevel level = t->no_tls ? SMTP_TLS_NONE : d->tls.level;
-        /* DANE, which takes precedence over MTA-STS, decides here first (and then skips MTA-STS). */
-        int sts = smtp_sts_target(d, t, &level, why, size);
-        if (sts < 0)
+        /* DANE decides first (smtp-dane.c: the host's TLSA records, looked up before); a host it
+         * checks against usable TLSA records is not subject to MTA-STS (RFC 8461 section 2). */
+        SmtpTlsLevel level = t->no_tls ? SMTP_TLS_NONE : smtp_dane_level(d, t);
+        int sts = STS_MODE_NONE;
+        if (level != SMTP_TLS_DANE && (sts = smtp_sts_target(d, t, &level, why, size)) < 0)
                 return false;
         *ret_level = level;
         *ret_sts = sts;

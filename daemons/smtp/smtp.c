@@ -57,6 +57,7 @@ static void delivery_free(SmtpDelivery *d) {
         free(d->targets);
         smtp_tls_policy_done(&d->tls);
         smtp_sts_delivery_done(d);
+        d->dane = smtp_dane_free(d->dane);
         if (d->sasl_sender)
                 explicit_bzero(d->sasl_sender, strlen(d->sasl_sender));
         free(d->sasl_sender);

@@ -13,6 +13,8 @@
  *                   certificate name matching lists, SNI, and the "TLS connection" log lines
  *   smtp-remember.c successes already reported, so that a recipient qmgr asks for again
  *                   (its record of the result died with it) is not sent twice
+ *   smtp-dane.c     DANE (levels dane, dane-only): TLSA lookups per MX host, the TLS level of
+ *                   each address, and the certificate check against the TLSA records
  *   smtp-sasl.c     SMTP AUTH as a client: the smtp_sasl_* (lmtp_sasl_*) settings, which
  *                   username:password (smtp_sasl_password_maps) and which mechanism
  *   smtp-sts*.c     MTA-STS (RFC 8461): policy discovery, fetch, cache and enforcement
@@ -34,6 +36,7 @@
 #include "dns/dns.h"
 #include "ipc/ipc.h"
 #include "queue/queue.h"
+#include "tls/tls.h"
 
 /* A reply longer than this (all lines) is cut; the session is dropped beyond SMTP_LINE_MAX. */
 #define SMTP_REPLY_TEXT_MAX 4096
@@ -71,6 +74,8 @@ typedef struct SmtpSettings {
         bool requiretls;              /* requiretls_enable (global; -o on a transport): enforce RFC 8689 */
         bool dns_enabled;             /* smtp_dns_support_level != disabled */
         unsigned mx_address_limit;    /* smtp_mx_address_limit, 0 = none */
+        bool dnssec;                  /* smtp_dns_support_level = dnssec (smtp-dane.c) */
+        int dane_insecure_mx;         /* smtp_tls_dane_insecure_mx_policy as an SmtpTlsLevel */
         struct SmtpTls *tls;          /* smtp_tls_* settings (smtp-tls.c) */
         struct SmtpSasl *sasl;        /* smtp_sasl_* settings (smtp-sasl.c); NULL: no AUTH */
         bool sts_enable;              /* smtp_mta_sts_enable (smtp-sts.c; never on the LMTP side) */
@@ -89,6 +94,9 @@ typedef struct SmtpTarget {
         char addr[128];               /* numeric address or socket path */
         unsigned port;                /* 0 for AF_UNIX */
         bool no_tls;                  /* TLS failed here at level may: plaintext (smtp-session.c) */
+        bool mx_secure;               /* the MX lookup was DNSSEC-validated (or none was made) */
+        bool addr_secure;             /* the address lookup of host was DNSSEC-validated */
+        int dane_level;               /* at level dane/dane-only: this address's SmtpTlsLevel */
 } SmtpTarget;
 
 /* smtp-nexthop.c */
@@ -107,6 +115,7 @@ int smtp_resolve_load(Conf *c, SmtpSettings *s);
 int smtp_dns_query(const char *name, int type, DnsCallback cb, void *userdata, DnsQuery **ret);
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
+struct DnsResolver *smtp_resolver(void);
 void smtp_resolve_done(void);
 /* $myhostname and $inet_interfaces (to find ourselves among MX hosts) and
  * postern_lmtp_socket_directory, from the plain sides. */
@@ -202,6 +211,9 @@ const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool t
 struct SmtpDelivery;
 typedef enum SmtpTlsLevel {
         SMTP_TLS_NONE, SMTP_TLS_MAY, SMTP_TLS_ENCRYPT, SMTP_TLS_VERIFY, SMTP_TLS_SECURE,
+        /* A delivery's policy dane / dane-only; a session at SMTP_TLS_DANE checks the server
+         * certificate against the host's TLSA records (smtp-dane.c). */
+        SMTP_TLS_DANE, SMTP_TLS_DANE_ONLY,
 } SmtpTlsLevel;
 
 /* The TLS policy of one delivery (its next hop). */
@@ -276,6 +288,7 @@ typedef struct SmtpDelivery {
         struct StsPolicy *sts;        /* the next hop's MTA-STS policy (mode testing or enforce), or NULL */
         char sts_domain[256];         /* its policy domain */
         struct StsLookup *sts_lookup; /* discovery under way (smtp-sts.c) */
+        struct SmtpDane *dane;        /* TLSA lookups of the delivery's hosts (smtp-dane.c) */
         char *sasl_sender;            /* "username:password" for the sender
                                        * (smtp_sender_dependent_authentication), or NULL */
         SmtpSession *session;
@@ -284,6 +297,22 @@ typedef struct SmtpDelivery {
          * (qmgr restarted meanwhile) waits for it as one of its followers. */
         struct SmtpDelivery *leader, *followers, *next_follower;
 } SmtpDelivery;
+
+/* smtp-dane.c */
+typedef struct SmtpDane SmtpDane;
+/* smtp_tls_dane_insecure_mx_policy, smtp_tls_trust_anchor_file (not supported, in s->notes) and
+ * whether DNSSEC is on; <0 (logged) on a bad value. */
+int smtp_dane_load(Conf *c, SmtpSettings *s);
+/* Before connecting to t at level dane/dane-only: 1 go (t->dane_level set), 0 a TLSA lookup
+ * runs (resume(d) is called from the loop when it answers), <0 this address must not be used,
+ * why says why. 1 at once for other levels. */
+int smtp_dane_target(SmtpDelivery *d, SmtpTarget *t, void (*resume)(SmtpDelivery *d), char *why, size_t size);
+/* The TLS level for a session to t. */
+SmtpTlsLevel smtp_dane_level(const SmtpDelivery *d, const SmtpTarget *t);
+/* After the handshake at SMTP_TLS_DANE: whether the certificate matches t's TLSA records;
+ * *ret_trust Verified (Trusted after an unvalidated MX lookup), *ret_why when not. */
+bool smtp_dane_check(SmtpDelivery *d, const SmtpTarget *t, TlsConn *tls, TlsTrust *ret_trust, const char **ret_why);
+SmtpDane *smtp_dane_free(SmtpDane *dane);
 
 /* smtp-remember.c: two generations of remembered successes. */
 typedef struct SmtpMemory {

@@ -21,7 +21,7 @@
 #include "fuzz.h"
 #include "dns/dns.h"
 
-static const int types[] = { DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_MX, DNS_TYPE_TXT, DNS_TYPE_PTR };
+static const int types[] = { DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_MX, DNS_TYPE_TXT, DNS_TYPE_PTR, DNS_TYPE_TLSA };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1 || size > DNS_ANSWER_MAX + 1)
@@ -77,6 +77,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         FUZZ_CHECK(tl <= len);
                         for (size_t k = 0; k < tl; k++)
                                 FUZZ_CHECK((unsigned char) rec->text[k] >= ' ' && rec->text[k] != 0x7f);
+                        break;
+                case DNS_TYPE_TLSA:
+                        FUZZ_CHECK(rec->data && rec->data_len + 3 <= len);
                         break;
                 }
         }

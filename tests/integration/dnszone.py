@@ -97,21 +97,7 @@ class DnsZone:
         self.stop()
         self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # Ready when it answers (a REFUSED or NXDOMAIN counts): send a bare query for "localhost".
-        query = bytes.fromhex("abcd01000001000000000000") + b"\x09localhost\x00\x00\x01\x00\x01"
-        deadline = time.monotonic() + 10
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.1)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("dnsmasq failed: " + self.proc.stderr.read().decode())
-                try:
-                    s.sendto(query, (self.address, 53))
-                    if s.recv(512)[:2] == query[:2]:
-                        return
-                except OSError:
-                    time.sleep(0.05)   # polling until dnsmasq answers, with a deadline
-        raise RuntimeError("dnsmasq did not answer on %s:53" % self.address)
+        wait_answering(self.proc, self.address, "dnsmasq")
 
     apply = start   # dnsmasq reads command-line records only at start
 
@@ -135,6 +121,26 @@ class DnsZone:
         self.stop()
         if not os.environ.get("POSTERN_KEEP_ROOT"):
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_answering(proc, address, what, name="localhost"):
+    """Waits until the DNS server proc on address:53 answers a query for name (any answer, a
+    REFUSED or NXDOMAIN too); RuntimeError when it exits or stays silent for 10 s."""
+    query = bytes.fromhex("abcd01000001000000000000") + \
+        b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\x00\x00\x01\x00\x01"
+    deadline = time.monotonic() + 10
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.1)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("%s failed: %s" % (what, proc.stderr.read().decode()))
+            try:
+                s.sendto(query, (address, 53))
+                if s.recv(4096)[:2] == query[:2]:
+                    return
+            except OSError:
+                time.sleep(0.05)   # polling until the server answers, with a deadline
+    raise RuntimeError("%s did not answer on %s:53" % (what, address))
 
 
 def unshare_mounts():

@@ -10,7 +10,7 @@ queue_directory = /var/spool/postfix
 readme_directory = no
 myhostname = mx.example.org
 compatibility_level = 2
-smtp_tls_security_level = dane
+smtp_tls_security_level = fingerprint
 plaintext_reject_code = 450
 virtual_alias_maps = proxy:mongodb:/etc/postfix/mongodb-aliases.cf
 mua_sender_restrictions = reject_unknown_sender_domain
@@ -66,7 +66,7 @@ def test_each_parameter_and_entry_gets_a_verdict(postern):
                                                     "and docs/, not a directory it reads")
     assert main["compatibility_level"][1] == "info"
     assert main["smtp_tls_security_level"][1:] == (
-        "unsupported", 'invalid value "dane": must be one of: , none, may, encrypt, verify, secure')
+        "unsupported", 'invalid value "fingerprint": must be one of: , none, may, encrypt, verify, secure, dane, dane-only')
     assert main["plaintext_reject_code"][1:] == ("unknown", "Postern has no parameter of this name")
     line, verdict, detail = main["virtual_alias_maps"]
     assert (line, verdict) == (8, "unsupported")
@@ -147,8 +147,8 @@ def test_import_comments_out_what_postern_cannot_use(postern):
     main = (dest / "main.cf").read_text()
     assert "# posternctl import: left out: queue_directory: " in main
     assert "\n#queue_directory = /var/spool/postfix\n" in main
-    assert ('# posternctl import: not supported: smtp_tls_security_level: invalid value "dane"' in main)
-    assert "\n#smtp_tls_security_level = dane\n" in main
+    assert ('# posternctl import: not supported: smtp_tls_security_level: invalid value "fingerprint"' in main)
+    assert "\n#smtp_tls_security_level = fingerprint\n" in main
     assert "# posternctl import: unknown: plaintext_reject_code: Postern has no parameter of this name\n#plaintext_reject_code = 450\n" in main
     assert "\n#virtual_alias_maps = proxy:mongodb:" in main
     # what Postern uses stays as it was, continuation lines included

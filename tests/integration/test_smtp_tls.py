@@ -326,7 +326,7 @@ def test_policy_maps_match_attribute_and_invalid_level(postern, pki, peer, tmp_p
     p = peer()
     table = tmp_path / "tls_policy"
     table.write_text(f"[{HOST}]:{p.port} secure match=nomatch.test:{HOST}\n"
-                     f"[wrong.tls.test]:{p.port} dane-only\n")
+                     f"[wrong.tls.test]:{p.port} fingerprint\n")
     start(postern, pki, f"[{HOST}]:{p.port}", smtp_tls_policy_maps=f"texthash:{table}",
           transport_maps=f"inline:{{ bad.example=smtp:[wrong.tls.test]:{p.port} }}")
     qid = send(postern, "pol-2@test")
@@ -336,7 +336,7 @@ def test_policy_maps_match_attribute_and_invalid_level(postern, pki, peer, tmp_p
     m = postern.wait_log("smtp", rf"{qid}: to=<carol@bad\.example>, relay=none, .*dsn=4\.7\.5, "
                                  r"status=deferred \((.*)\)$", timeout=20)
     assert m.group(1) == (f"TLS policy lookup for [wrong.tls.test]:{p.port}: "
-                          "invalid TLS security level \"dane-only\"")
+                          "invalid TLS security level \"fingerprint\"")
 
 
 # --- SNI ---------------------------------------------------------------------------------------

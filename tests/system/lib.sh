@@ -38,11 +38,13 @@ POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # test_table_postmap.py reads; postgresql and mariadb-server hold the pgsql: and mysql: tables
 # (test_tables_sql.py runs its own servers); postfix-pgsql gives tests/bench/pgsql-tables' Postfix
 # the same pgsql: tables. A missing one fails those tests (they do not skip).
-# amavisd-new is the real after-queue filter of test_content_filter_amavis.py.
+# amavisd-new is the real after-queue filter of test_content_filter_amavis.py. unbound (the
+# validating resolver) and ldnsutils (ldns-keygen, ldns-signzone) serve test_smtp_dane.py's
+# signed zone.
 POSTERN_TEST_PEERS="gnutls-bin testssl.sh dovecot-core dovecot-lmtpd postgrey dnsmasq prometheus
         python3-aiosmtpd strace maildrop procmail haproxy pflogsumm opendkim opendkim-tools
         python3-dkim rspamd amavisd-new slapd ldap-utils postfix-lmdb postfix-cdb postfix-pgsql postgresql
-        postgresql-client mariadb-server mariadb-client"
+        postgresql-client mariadb-server mariadb-client unbound ldnsutils"
 # To build the Debian package and test it (tests/package/run; man-db renders its manual pages).
 # Its mail(1), bsd-mailx, needs an MTA: tests/run-all installs it once postfix is there (the
 # package replaces it in the container).

@@ -1,0 +1,263 @@
+/* smtp-dane.c — DANE for postern-smtp (RFC 7672, Postfix's TLS levels dane and dane-only).
+ *
+ * For each address of a delivery at level dane or dane-only, before connecting: the TLS level
+ * that address gets, from the DNSSEC status of the MX and address lookups (SmtpTarget's
+ * mx_secure / addr_secure, set by smtp-nexthop.c from the resolver's AD bit) and the TLSA
+ * records at _port._tcp.host (looked up once per host and port of the delivery):
+ *
+ *   validated TLSA with a usable record (DANE-TA/DANE-EE) → SMTP_TLS_DANE: TLS required, the
+ *       certificate checked against the records (common/tls/tls-dane.c), never plaintext
+ *   validated TLSA, all unusable (PKIX-TA/PKIX-EE, unknown parameters) → encrypt (RFC 7672 3.1.3)
+ *   no TLSA (validated or not), or an address not validated → may (dane), deferred (dane-only)
+ *   TLSA lookup failure (SERVFAIL: also what a validating resolver answers for bogus data) →
+ *       this address is deferred ("TLSA lookup error"), the next one is tried
+ *   MX lookup not validated → smtp_tls_dane_insecure_mx_policy: may, encrypt, or dane (use the
+ *       host's TLSA records; success is then logged "Trusted", not "Verified": the MX host name
+ *       could have been forged). dane-only always behaves as "dane" here.
+ *
+ * smtp_dns_support_level must be dnssec: otherwise level dane acts as may, and dane-only defers
+ * (logged at load). smtp_tls_trust_anchor_file is accepted and reported as not supported. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns/dns.h"
+#include "log/log.h"
+#include "smtp.h"
+#include "tls/tls.h"
+
+typedef struct DaneHost {
+        struct SmtpDane *dane;
+        char host[256];
+        unsigned port;
+        bool done;
+        DnsQuery *query;              /* while the TLSA lookup runs */
+        DnsStatus status;
+        bool secure;                  /* the TLSA answer was validated */
+        TlsDaneRecord *recs;
+        size_t n_recs;
+        bool usable;                  /* at least one usable record */
+} DaneHost;
+
+struct SmtpDane {
+        SmtpDelivery *d;
+        void (*resume)(SmtpDelivery *d);  /* called when a TLSA lookup answers */
+        DaneHost **hosts;
+        size_t n_hosts;
+};
+
+int smtp_dane_load(Conf *c, SmtpSettings *s) {
+        const char *dns = strempty(smtp_conf_get(c, s, "dns_support_level"));
+        s->dnssec = streq(dns, "dnssec");
+        s->dane_insecure_mx = SMTP_TLS_DANE;
+        if (!streq(s->prefix, "smtp"))
+                return 0;
+        const char *p = strempty(smtp_conf_get(c, s, "tls_dane_insecure_mx_policy"));
+        if (streq(p, "may"))
+                s->dane_insecure_mx = SMTP_TLS_MAY;
+        else if (streq(p, "encrypt"))
+                s->dane_insecure_mx = SMTP_TLS_ENCRYPT;
+        else if (!streq(p, "dane") && !isempty(p)) {
+                log_error("%s%ssmtp_tls_dane_insecure_mx_policy = %s: expected may, encrypt or dane", strempty(s->transport),
+                          s->transport ? "/" : "", p);
+                return -EINVAL;
+        }
+        const char *ta = smtp_conf_get(c, s, "tls_trust_anchor_file");
+        if (!isempty(ta)) {
+                char *note = NULL;
+                if (asprintf(&note, "not supported: smtp_tls_trust_anchor_file = %s (ignored; DANE-TA "
+                             "trust anchors come only from TLSA records)", ta) < 0 || smtp_note_add(&s->notes, note) < 0)
+                        return log_oom();
+        }
+        const char *level = strempty(smtp_conf_get(c, s, "tls_security_level"));
+        if (!s->dnssec && (streq(level, "dane") || streq(level, "dane-only")))
+                log_warning("%s%ssmtp_tls_security_level = %s needs smtp_dns_support_level = dnssec; %s",
+                            strempty(s->transport), s->transport ? "/" : "", level,
+                            streq(level, "dane") ? "using may" : "deliveries will be deferred");
+        return 0;
+}
+
+static void host_free(DaneHost *h) {
+        if (!h)
+                return;
+        dns_query_cancel(h->query);
+        for (size_t i = 0; i < h->n_recs; i++)
+                free((void *) h->recs[i].data);
+        free(h->recs);
+        free(h);
+}
+
+SmtpDane *smtp_dane_free(SmtpDane *dane) {
+        if (!dane)
+                return NULL;
+        for (size_t i = 0; i < dane->n_hosts; i++)
+                host_free(dane->hosts[i]);
+        free(dane->hosts);
+        free(dane);
+        return NULL;
+}
+
+static DaneHost *host_find(SmtpDane *dane, const char *host, unsigned port) {
+        for (size_t i = 0; i < dane->n_hosts; i++)
+                if (dane->hosts[i]->port == port && strcaseeq(dane->hosts[i]->host, host))
+                        return dane->hosts[i];
+        return NULL;
+}
+
+static void on_tlsa(DnsQuery *q, const DnsResult *res, void *userdata) {
+        DaneHost *h = userdata;
+        (void) q;
+        h->query = NULL;
+        h->done = true;
+        h->status = res->status;
+        h->secure = res->secure;
+        if (res->status == DNS_FOUND) {
+                h->recs = calloc(res->n_records, sizeof(TlsDaneRecord));
+                if (!h->recs)
+                        h->status = DNS_TEMPFAIL;
+                for (size_t i = 0; h->recs && i < res->n_records; i++) {
+                        const DnsRecord *rr = &res->records[i];
+                        uint8_t *data = malloc(MAX(rr->data_len, 1));
+                        if (!data) {
+                                h->status = DNS_TEMPFAIL;
+                                break;
+                        }
+                        memcpy(data, rr->data, rr->data_len);
+                        h->recs[h->n_recs++] = (TlsDaneRecord) { rr->usage, rr->selector, rr->mtype, data, rr->data_len };
+                        if (tls_dane_usable(&h->recs[h->n_recs - 1]))
+                                h->usable = true;
+                }
+        }
+        h->dane->resume(h->dane->d);
+}
+
+/* The TLSA decision for target t of d at level dane or dane-only; see the top of the file.
+ * *ret_level is the level for t when it returns 1. */
+static int decide(SmtpDelivery *d, const SmtpTarget *t, void (*resume)(SmtpDelivery *d), SmtpTlsLevel *ret_level,
+                  char *why, size_t size) {
+        const SmtpSettings *s = smtp_settings(d->smtp, d->lmtp, d->transport);
+        bool only = d->tls.level == SMTP_TLS_DANE_ONLY;
+        SmtpTlsLevel mx_policy = only ? SMTP_TLS_DANE : s->dane_insecure_mx;
+
+        if (!s->dnssec) {
+                if (!only) {
+                        *ret_level = SMTP_TLS_MAY;
+                        return 1;
+                }
+                snprintf(why, size, "TLS security level dane-only needs smtp_dns_support_level = dnssec (host %s)", t->host);
+                return -EINVAL;
+        }
+        if (!t->addr_secure) {
+                if (!only) {
+                        *ret_level = SMTP_TLS_MAY;
+                        return 1;
+                }
+                snprintf(why, size, "no DNSSEC-validated address for host %s[%s] (TLS security level dane-only)",
+                         t->host, t->addr);
+                return -ENOENT;
+        }
+        if (!t->mx_secure && mx_policy != SMTP_TLS_DANE) {
+                *ret_level = mx_policy;
+                return 1;
+        }
+        SmtpDane *dane = d->dane;
+        if (!dane) {
+                if (!(dane = d->dane = calloc(1, sizeof(SmtpDane)))) {
+                        snprintf(why, size, "out of memory");
+                        return -ENOMEM;
+                }
+                dane->d = d;
+        }
+        dane->resume = resume;
+        DaneHost *h = host_find(dane, t->host, t->port);
+        if (!h) {
+                char name[300];
+                DaneHost **hosts = reallocarray(dane->hosts, dane->n_hosts + 1, sizeof(DaneHost *));
+                if (!hosts) {
+                        snprintf(why, size, "out of memory");
+                        return -ENOMEM;
+                }
+                dane->hosts = hosts;
+                if (!(h = calloc(1, sizeof(DaneHost)))) {
+                        snprintf(why, size, "out of memory");
+                        return -ENOMEM;
+                }
+                h->dane = dane;
+                h->port = t->port;
+                snprintf(h->host, sizeof(h->host), "%s", t->host);
+                dane->hosts[dane->n_hosts++] = h;
+                snprintf(name, sizeof(name), "_%u._tcp.%s", t->port, t->host);
+                int r = dns_query(smtp_resolver(), name, DNS_TYPE_TLSA, on_tlsa, h, &h->query);
+                if (r < 0) {
+                        h->query = NULL;
+                        h->done = true;
+                        h->status = DNS_TEMPFAIL;
+                }
+        }
+        if (!h->done)
+                return 0;
+        switch (h->status) {
+        case DNS_FOUND:
+                if (!h->secure)
+                        break;   /* not validated: as if there were none (RFC 7672 2.2) */
+                if (h->usable) {
+                        *ret_level = SMTP_TLS_DANE;
+                        return 1;
+                }
+                if (!only) {
+                        /* RFC 7672 3.1.3: TLS is a must, authentication is not possible */
+                        *ret_level = SMTP_TLS_ENCRYPT;
+                        return 1;
+                }
+                snprintf(why, size, "no usable TLSA records for _%u._tcp.%s (TLS security level dane-only)",
+                         h->port, h->host);
+                return -ENOENT;
+        case DNS_NXDOMAIN:
+        case DNS_NODATA:
+        case DNS_INVALID:
+                break;
+        case DNS_TEMPFAIL:
+        default:
+                snprintf(why, size, "TLSA lookup error for _%u._tcp.%s", h->port, h->host);
+                return -EIO;
+        }
+        if (!only) {
+                *ret_level = SMTP_TLS_MAY;
+                return 1;
+        }
+        snprintf(why, size, "no TLSA records for _%u._tcp.%s (TLS security level dane-only)", h->port, h->host);
+        return -ENOENT;
+}
+
+int smtp_dane_target(SmtpDelivery *d, SmtpTarget *t, void (*resume)(SmtpDelivery *d), char *why, size_t size) {
+        if (d->tls.level < SMTP_TLS_DANE || t->no_tls)
+                return 1;
+        SmtpTlsLevel level = SMTP_TLS_MAY;
+        int r = decide(d, t, resume, &level, why, size);
+        if (r > 0)
+                t->dane_level = level;
+        return r;
+}
+
+SmtpTlsLevel smtp_dane_level(const SmtpDelivery *d, const SmtpTarget *t) {
+        return d->tls.level >= SMTP_TLS_DANE ? (SmtpTlsLevel) t->dane_level : d->tls.level;
+}
+
+bool smtp_dane_check(SmtpDelivery *d, const SmtpTarget *t, TlsConn *tls, TlsTrust *ret_trust, const char **ret_why) {
+        DaneHost *h = d->dane ? host_find(d->dane, t->host, t->port) : NULL;
+        char *names[] = { (char *) t->host, NULL };
+        if (!h || !h->usable) {
+                *ret_trust = TLS_TRUST_UNTRUSTED;
+                *ret_why = "no usable TLSA records";
+                return false;
+        }
+        TlsTrust trust = tls_conn_dane_trust(tls, h->recs, h->n_recs, names, ret_why);
+        if (trust != TLS_TRUST_VERIFIED) {
+                *ret_trust = trust;
+                return false;
+        }
+        /* An MX host name from an unvalidated MX lookup may be forged: "Trusted" only. */
+        *ret_trust = t->mx_secure ? TLS_TRUST_VERIFIED : TLS_TRUST_TRUSTED;
+        return true;
+}
