@@ -532,8 +532,9 @@ static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) _p
 
 /* RFC 8689 4.2: what keeps this session from carrying a REQUIRETLS message, or NULL. The server
  * must be authenticated in a way DNS spoofing cannot subvert — level secure (the name matched is
- * the next hop's), or verify towards a [host] next hop (no MX lookup) — and must offer
- * REQUIRETLS; an LMTP server need not offer it, and a UNIX-domain socket stays on this host. */
+ * the next hop's), verify towards a [host] next hop (no MX lookup), or an MTA-STS policy in
+ * enforce mode (the MX names come from the HTTPS-authenticated policy, RFC 8689 4.2.1) — and must
+ * offer REQUIRETLS; an LMTP server need not offer it, and a UNIX-domain socket stays on this host. */
 static const char *requiretls_unmet(SmtpSession *s) {
         SmtpDelivery *d = s->d;
         if (s->lmtp && s->target.sa.ss_family == AF_UNIX)
@@ -541,8 +542,9 @@ static const char *requiretls_unmet(SmtpSession *s) {
         if (!s->tls_up)
                 return "no TLS";
         bool bracketed = tls_nexthop(d)[0] == '[';
-        if (s->trust != TLS_TRUST_VERIFIED || !(s->level >= SMTP_TLS_SECURE || (s->level == SMTP_TLS_VERIFY && bracketed)))
-                return "the server certificate was not verified at TLS security level secure";
+        if (s->trust != TLS_TRUST_VERIFIED ||
+            !(s->level >= SMTP_TLS_SECURE || (s->level == SMTP_TLS_VERIFY && bracketed) || s->sts == STS_MODE_ENFORCE))
+                return "the server certificate was not verified at TLS security level secure or by MTA-STS";
         if (!s->lmtp && !s->requiretls)
                 return "the server does not offer REQUIRETLS";
         return NULL;
