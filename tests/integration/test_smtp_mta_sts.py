@@ -357,3 +357,20 @@ def test_requiretls_counts_enforce_mode_as_verified(postern, pki, peer, web, dns
         postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, .*dsn=5\.7\.30, status=bounced \(REQUIRETLS "
                                  r"support required: the server certificate was not verified", timeout=20)
         assert p.messages == []
+
+
+def test_tls_required_no_header_ignores_the_policy(postern, pki, peer, web, dns_zone):
+    # RFC 8689 5: "TLS-Required: No" asks to deliver even where the recipient's policy would not.
+    import mailtest
+    p = peer()
+    web().policy("enforce", mx=["mail.elsewhere.test"])   # the MX is not in the policy
+    zone(dns_zone)
+    start(postern, pki, p.port)
+    held = send(postern, "trn-0@test")
+    assert deferred(postern, held).group(1) == "4.7.5"
+    qid = mailtest.send(postern, "ptest1@postern.test", ["bob@remote.example"],
+                        mailtest.msg("trn-1@test", extra="TLS-Required: No\r\n"))
+    sent(postern, qid)
+    assert f"{qid}: TLS-Required: No: the MTA-STS policy of {DOMAIN} is not applied" in postern.log("smtp")
+    [(tls, data)] = p.messages
+    assert b"TLS-Required: No" in (data if isinstance(data, bytes) else data.encode())
