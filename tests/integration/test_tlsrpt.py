@@ -110,3 +110,27 @@ def test_off_by_default_and_socket_name_not_supported(postern, pki, peer, web, d
     assert not (postern.queue_dir / "tlsrpt.db").exists()
     r = report_cmd(postern, "send")
     assert r.returncode == 0 and "No TLSRPT results" in r.stdout, (r.stdout, r.stderr)
+
+
+def show(postern, day):
+    r = report_cmd(postern, "show", "--day", day)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def test_fetch_error_and_no_policy_found(postern, pki, peer, web, dns_zone):
+    p = peer()
+    w = web()
+    w.reply = (404, {"Content-Type": "text/plain"}, b"not here\n")
+    zone(dns_zone, MX)
+    start(postern, pki, p.port, smtp_tlsrpt_enable="yes", smtp_tls_security_level="may")
+    sent(postern, send(postern, "rpt-fetch@test"))       # no policy: opportunistic TLS
+    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    [report] = show(postern, day)
+    by_type = {pol["policy"]["policy-type"]: pol for pol in report["policies"]}
+    assert set(by_type) == {"sts", "no-policy-found"}
+    assert by_type["sts"]["summary"] == {"total-successful-session-count": 0, "total-failure-session-count": 1}
+    assert [f["result-type"] for f in by_type["sts"]["failure-details"]] == ["sts-policy-fetch-error"]
+    assert by_type["no-policy-found"]["summary"] == {"total-successful-session-count": 1,
+                                                     "total-failure-session-count": 0}
+    assert "failure-details" not in by_type["no-policy-found"]
