@@ -127,3 +127,11 @@ SqliteCache *sqlite_cache_free(SqliteCache *c) {
 const char *sqlite_cache_errmsg(const SqliteCache *c) {
         return c && c->db ? sqlite3_errmsg(c->db) : "out of memory";
 }
+
+int sqlite_stmt_run_text(sqlite3_stmt *st, const char *text) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        sqlite3_reset(st);
+        return r == SQLITE_DONE ? 0 : -EIO;
+}

@@ -38,5 +38,7 @@ void sqlite_cache_close(SqliteCache *c);
 int sqlite_cache_new(const char *path, int busy_timeout_ms, const SqliteCacheSql *sql, SqliteCache **ret,
                      char **ret_reason);
 SqliteCache *sqlite_cache_free(SqliteCache *c);
+/* Runs st (a statement without result rows) once with text bound to its only parameter: 0, -EIO. */
+int sqlite_stmt_run_text(sqlite3_stmt *st, const char *text);
 /* SQLite's message for the last failure ("out of memory" without a connection). */
 const char *sqlite_cache_errmsg(const SqliteCache *c);

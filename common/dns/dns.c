@@ -353,6 +353,23 @@ static void run_query(struct __res_state *st, unsigned char *answer, DnsResult *
         dns_parse_answer(res, answer, MIN(len, DNS_ANSWER_MAX));
 }
 
+int dns_query_blocking(const char *name, int type, DnsResult *res) {
+        struct __res_state st = {};
+        *res = (DnsResult) { .status = DNS_TEMPFAIL, .type = type };
+        if (dns_name_to_alabel(name, res->name, sizeof res->name) < 0) {
+                res->status = DNS_INVALID;
+                return 0;
+        }
+        _cleanup_free_ unsigned char *answer = malloc(DNS_ANSWER_MAX);
+        if (!answer)
+                return -ENOMEM;
+        if (res_ninit(&st) != 0)
+                return 0;
+        run_query(&st, answer, res);
+        res_nclose(&st);
+        return 0;
+}
+
 static void *worker(void *arg) {
         DnsResolver *r = arg;
         struct __res_state st;

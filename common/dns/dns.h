@@ -100,5 +100,8 @@ bool dns_valid_hostname(const char *name);
 /* The workers' answer parser on its own (for tests/fuzz/fuzz-dns): fills res (its type set by the
  * caller) from a raw response of len bytes; status FOUND, NODATA or TEMPFAIL. */
 void dns_parse_answer(DnsResult *res, const unsigned char *answer, int len);
+/* One query answered on the calling thread (for commands without an event loop): res->status
+ * and records as a worker would give them; free with dns_result_done(). -ENOMEM. */
+int dns_query_blocking(const char *name, int type, DnsResult *res);
 /* Frees the records of a result that dns_parse_answer() filled. */
 void dns_result_done(DnsResult *res);

@@ -54,6 +54,7 @@
 #include "metrics/metrics-store.h"
 #include "sasl/sasl-mech-client.h"
 #include "smtp-sts.h"
+#include "tls/tlsrpt.h"
 #include "smtp.h"
 #include "tls/tls.h"
 
@@ -116,6 +117,7 @@ struct SmtpSession {
         bool tls_up;                 /* handshake completed */
         int sts;                     /* MTA-STS mode applied to this address (STS_MODE_*) */
         TlsTrust trust;
+        bool tlsrpt_done;            /* this session's TLSRPT result is counted (smtp-tlsrpt.c) */
         size_t target_index;         /* in d->targets, for the plaintext retry */
         /* SMTP AUTH */
         char *auth_mechs;            /* the mechanisms of the last EHLO's AUTH keyword, or NULL */
@@ -532,8 +534,9 @@ static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) _p
 
 /* RFC 8689 4.2: what keeps this session from carrying a REQUIRETLS message, or NULL. The server
  * must be authenticated in a way DNS spoofing cannot subvert — level secure (the name matched is
- * the next hop's), or verify towards a [host] next hop (no MX lookup) — and must offer
- * REQUIRETLS; an LMTP server need not offer it, and a UNIX-domain socket stays on this host. */
+ * the next hop's), verify towards a [host] next hop (no MX lookup), or an MTA-STS policy in
+ * enforce mode (the MX names come from the HTTPS-authenticated policy, RFC 8689 4.2.1) — and must
+ * offer REQUIRETLS; an LMTP server need not offer it, and a UNIX-domain socket stays on this host. */
 static const char *requiretls_unmet(SmtpSession *s) {
         SmtpDelivery *d = s->d;
         if (s->lmtp && s->target.sa.ss_family == AF_UNIX)
@@ -541,8 +544,9 @@ static const char *requiretls_unmet(SmtpSession *s) {
         if (!s->tls_up)
                 return "no TLS";
         bool bracketed = tls_nexthop(d)[0] == '[';
-        if (s->trust != TLS_TRUST_VERIFIED || !(s->level >= SMTP_TLS_SECURE || (s->level == SMTP_TLS_VERIFY && bracketed)))
-                return "the server certificate was not verified at TLS security level secure";
+        if (s->trust != TLS_TRUST_VERIFIED ||
+            !(s->level >= SMTP_TLS_SECURE || (s->level == SMTP_TLS_VERIFY && bracketed) || s->sts == STS_MODE_ENFORCE))
+                return "the server certificate was not verified at TLS security level secure or by MTA-STS";
         if (!s->lmtp && !s->requiretls)
                 return "the server does not offer REQUIRETLS";
         return NULL;
@@ -966,6 +970,15 @@ static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) {
         session_quit(s);
 }
 
+/* Counts this session's TLSRPT result, the first one only. */
+static void tlsrpt_result(SmtpSession *s, TlsrptResult result) {
+        /* DANE sessions (policy type "tlsa") are not counted yet: only MTA-STS and no policy. */
+        if (s->tlsrpt_done || !s->d || s->level == SMTP_TLS_DANE)
+                return;
+        s->tlsrpt_done = true;
+        smtp_tlsrpt_session(s->d, s->target.host, s->target.addr, result);
+}
+
 static void log_tls(SmtpSession *s, const char *how) {
         int bits = tls_conn_cipher_bits(s->tls);
         log_info("%s TLS connection %s to %s: %s with cipher %s (%d/%d bits)", tls_trust_name(s->trust), how,
@@ -979,6 +992,7 @@ static void tls_handshake_failed(SmtpSession *s, const char *why) {
         log_info("SSL_connect error to %s: %s", s->relay, why);
         if (d && s->sts != STS_MODE_NONE)
                 smtp_sts_log_failure(d, s->relay, "TLS handshake failed");
+        tlsrpt_result(s, TLSRPT_VALIDATION_FAILURE);
         if (d && s->level == SMTP_TLS_MAY && !s->wrapper && s->target_index < d->n_targets) {
                 log_info("%s: TLS handshake with %s failed; trying again without TLS", d->queue_id, s->relay);
                 d->targets[s->target_index].no_tls = true;
@@ -1006,7 +1020,11 @@ static void tls_established(SmtpSession *s) {
                         char reason[400];
                         snprintf(reason, sizeof reason, "certificate not verified: %s", strna(why));
                         smtp_sts_log_failure(d, s->relay, reason);
+                        tlsrpt_result(s, s->trust == TLS_TRUST_TRUSTED ? TLSRPT_CERTIFICATE_HOST_MISMATCH
+                                         : why && strstr(why, "expired")  ? TLSRPT_CERTIFICATE_EXPIRED
+                                                                          : TLSRPT_CERTIFICATE_NOT_TRUSTED);
                 }
+                tlsrpt_result(s, TLSRPT_SUCCESS);
                 ok = s->level < SMTP_TLS_VERIFY || s->trust == TLS_TRUST_VERIFIED;
         }
         if (!ok) {
@@ -1097,6 +1115,7 @@ static bool tls_before_mail(SmtpSession *s) {
         if (!s->starttls) {
                 if (s->sts != STS_MODE_NONE)
                         smtp_sts_log_failure(s->d, s->relay, "STARTTLS not offered");
+                tlsrpt_result(s, TLSRPT_STARTTLS_NOT_SUPPORTED);
                 if (s->level == SMTP_TLS_MAY)
                         return false;
                 tls_failed(s, "4.7.4", "TLS is required, but was not offered by host %s", s->relay);
@@ -1377,6 +1396,11 @@ static int session_connect(SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel le
         smtp_target_relay(t, s->relay, sizeof(s->relay));
         s->level = level;   /* smtp_tls_target_level(): DANE, else MTA-STS, else the policy */
         s->sts = sts;
+        if (sts == STS_MODE_TESTING && cfg(s)->sts_enforce_mx_patterns && !sts_policy_mx_allowed(d->sts, t->host)) {
+                /* (smtp_sts_target() logged it; s->d is not set yet) */
+                smtp_tlsrpt_session(d, t->host, t->addr, TLSRPT_VALIDATION_FAILURE);
+                s->tlsrpt_done = true;
+        }
         s->wrapper = smtp_tls_wrappermode(cfg(s)->tls);
         s->target_index = (size_t) (t - d->targets);
         if (session_key(d, &s->key) < 0) {

@@ -34,12 +34,7 @@ StsCache *sts_cache_free(StsCache *c) {
 }
 
 int sts_cache_delete(StsCache *c, const char *domain) {
-        sqlite3_stmt *st = c->cleanup;
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, domain, -1, SQLITE_STATIC);
-        int r = sqlite3_step(st);
-        sqlite3_reset(st);
-        return r == SQLITE_DONE ? 0 : -EIO;
+        return sqlite_stmt_run_text(c->cleanup, domain);
 }
 
 int sts_cache_get(StsCache *c, const char *domain, StsPolicy *ret) {

@@ -34,6 +34,7 @@
 #include "log/log.h"
 #include "smtp-sts.h"
 #include "smtp.h"
+#include "tls/tlsrpt.h"
 
 typedef struct StsLookup {
         SmtpDelivery *d;                  /* NULL: a background refresh, or the delivery is gone */
@@ -109,6 +110,13 @@ int smtp_sts_load(Conf *c, SmtpSettings *s) {
         s->sts_enforce_mx_patterns = smtp_conf_bool(c, s, "tls_enforce_sts_mx_patterns");
         s->sts_fetch_timeout = smtp_conf_usec(c, s, "mta_sts_fetch_timeout");
         s->sts_max_size = (size_t) smtp_conf_int(c, s, "mta_sts_max_policy_size");
+        s->tlsrpt_enable = smtp_conf_bool(c, s, "tlsrpt_enable");
+        if (!isempty(smtp_conf_get(c, s, "tlsrpt_socket_name"))) {
+                char *note = strdup("not supported: smtp_tlsrpt_socket_name (postern-smtp records TLSRPT results "
+                                    "itself in $queue_directory/tlsrpt.db; there is no outside tlsrpt daemon)");
+                if (note && smtp_note_add(&s->notes, note) < 0)
+                        free(note);
+        }
         s->sts_ca_file = strdup(strempty(smtp_conf_get(c, s, "mta_sts_CAfile")));
         return s->sts_ca_file ? 0 : log_oom();
 }
@@ -159,9 +167,21 @@ static void on_fetched(StsFetch *f, int r, const char *why, const char *body, si
         char perr[200];
 
         l->fetch = NULL;
-        if (r >= 0 && (r = sts_policy_parse(body, len, &p, perr, sizeof perr)) < 0)
+        TlsrptResult result = TLSRPT_STS_POLICY_FETCH_ERROR;
+        if (r >= 0 && (r = sts_policy_parse(body, len, &p, perr, sizeof perr)) < 0) {
                 why = r == -ENOMEM ? "out of memory" : perr;
+                result = TLSRPT_STS_POLICY_INVALID;
+        } else if (r < 0 && why && strstr(why, "certificate"))
+                result = TLSRPT_STS_WEBPKI_INVALID;
         if (r < 0) {
+                /* RFC 8460 4.3.2.2: counted for the deliveries that went on without a policy */
+                if (!l->have_cached) {
+                        if (l->d)
+                                smtp_tlsrpt_fetch_failed(l->d, l->domain, result);
+                        for (StsLookup *w = l->waiters; w; w = w->next_waiter)
+                                if (w->d && !w->have_cached)
+                                        smtp_tlsrpt_fetch_failed(w->d, l->domain, result);
+                }
                 if (l->have_cached)
                         log_warning("MTA-STS policy for %s: fetch failed: %s; using the cached policy (id=%s)",
                                     l->domain, why, l->cached.id);
@@ -290,6 +310,11 @@ int smtp_sts_lookup(SmtpDelivery *d, void (*done)(SmtpDelivery *d)) {
                         *c = (char) (*c - 'A' + 'a');
         if (n == 0 || !strchr(domain, '.') || inet_pton(AF_INET, domain, a) == 1 || inet_pton(AF_INET6, domain, a) == 1)
                 return 0;
+        if (smtp_tls_required_no(d)) {
+                log_info("%s: TLS-Required: No: the MTA-STS policy of %s is not applied (RFC 8689 5)", d->queue_id,
+                         domain);
+                return 0;
+        }
         snprintf(d->sts_domain, sizeof d->sts_domain, "%s", domain);
 
         StsLookup *l = lookup_new(domain);
@@ -347,6 +372,8 @@ int smtp_sts_target(const SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel *le
                 smtp_target_relay(t, relay, sizeof relay);
                 smtp_sts_log_failure(d, relay, "MX host does not match the policy's mx patterns");
                 if (p->mode == STS_MODE_ENFORCE) {
+                        /* no session is made: counted here (testing mode: by the session) */
+                        smtp_tlsrpt_session(d, t->host, t->addr, TLSRPT_VALIDATION_FAILURE);
                         snprintf(why, size, "MTA-STS policy for %s: MX host %s does not match the policy's mx patterns",
                                  d->sts_domain, t->host);
                         return -EPERM;

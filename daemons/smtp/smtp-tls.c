@@ -365,3 +365,25 @@ char **smtp_tls_target_match(const SmtpDelivery *d, int sts, const char *host, c
                 return smtp_sts_match_names(d, host);
         return smtp_tls_match_names(&d->tls, host, nexthop);
 }
+
+bool smtp_tls_required_no(const SmtpDelivery *d) {
+        if (d->msg.requiretls || !d->content)
+                return false;   /* RFC 8689 5: with REQUIRETLS too, the header is ignored */
+        const char *p = d->content, *end = d->content + d->content_len;
+        while (p < end && *p != '\n') {
+                const char *eol = memchr(p, '\n', (size_t) (end - p));
+                if (!eol)
+                        eol = end;
+                if ((size_t) (eol - p) > 13 && strncasecmp(p, "TLS-Required:", 13) == 0) {
+                        const char *v = p + 13, *e = eol;
+                        while (v < e && (*v == ' ' || *v == '\t'))
+                                v++;
+                        while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+                                e--;
+                        /* the first TLS-Required field decides */
+                        return e - v == 2 && strncasecmp(v, "no", 2) == 0;
+                }
+                p = eol + 1;
+        }
+        return false;
+}

@@ -467,6 +467,7 @@ static int start(void *userdata, Daemon *dm) {
         smtp_resolve_configure(&smtp->cfg.side[0], &smtp->cfg.side[1]);
         smtp_memory_open(&smtp->memory, smtp->cfg.side[0].queue_directory);
         smtp_sts_init(smtp->event, smtp->cfg.side[0].queue_directory);
+        smtp_tlsrpt_init(smtp->cfg.side[0].queue_directory);
         if (queue_open(smtp->cfg.side[0].queue_directory, 0, &smtp->queue) < 0)
                 smtp->queue = NULL;   /* qmgr creates it; reopened lazily */
         /* the TLS handshake counts (the only queue.db write postern-smtp makes) */
@@ -482,6 +483,7 @@ static void stop(void *userdata) {
                 delivery_free(smtp->deliveries);
         smtp_sessions_done(smtp);
         smtp_sts_done();
+        smtp_tlsrpt_done();
         smtp_resolve_done();
         smtp_memory_done(&smtp->memory);
         metrics_flusher_stop();

@@ -83,6 +83,7 @@ typedef struct SmtpSettings {
         char *sts_ca_file;            /* smtp_mta_sts_CAfile: "" the system trust store */
         usec_t sts_fetch_timeout;     /* smtp_mta_sts_fetch_timeout */
         size_t sts_max_size;          /* smtp_mta_sts_max_policy_size */
+        bool tlsrpt_enable;           /* smtp_tlsrpt_enable (smtp-tlsrpt.c; SMTP side only) */
         char **notes;                 /* warnings of the load, for smtp_config_load()'s caller */
 } SmtpSettings;
 
@@ -356,6 +357,22 @@ int smtp_sts_target(const SmtpDelivery *d, const SmtpTarget *t, SmtpTlsLevel *le
 char **smtp_sts_match_names(const SmtpDelivery *d, const char *host);
 /* Logs an MTA-STS failure at MX relay ("... MX mx1.example.com[192.0.2.1]:25: reason"). */
 void smtp_sts_log_failure(const SmtpDelivery *d, const char *relay, const char *reason);
+
+/* RFC 8689 5: the message's header section says "TLS-Required: No" (and the message did not ask
+ * for REQUIRETLS): recipient-side policies (MTA-STS, DANE) are not applied. (smtp-tls.c) */
+bool smtp_tls_required_no(const SmtpDelivery *d);
+
+/* smtp-tlsrpt.c (TLSRPT, RFC 8460; the store and report are common/tls/tlsrpt.h) */
+struct TlsrptRecord;
+void smtp_tlsrpt_init(const char *queue_directory);
+void smtp_tlsrpt_done(void);
+/* Counts one result in $queue_directory/tlsrpt.db (opened at the first one). For DANE's "tlsa". */
+void smtp_tlsrpt_record(const struct TlsrptRecord *rec);
+/* One session of d (with smtp_tlsrpt_enable, after policy discovery) under d's MTA-STS policy, or
+ * "no-policy-found"; result is a TlsrptResult. */
+void smtp_tlsrpt_session(const SmtpDelivery *d, const char *mx_host, const char *ip, int result);
+/* d's policy fetch for domain failed (sts-policy-fetch-error, -invalid, sts-webpki-invalid). */
+void smtp_tlsrpt_fetch_failed(const SmtpDelivery *d, const char *domain, int result);
 
 /* smtp.c */
 /* Records a result for recipient i unless it has one. */

@@ -336,3 +336,41 @@ def test_one_fetch_for_concurrent_deliveries(postern, pki, peer, web, dns_zone):
         assert "queued as TLS" in sent(postern, qid).group(1)
     assert len(w.requests) == 1 and len(p.messages) == 3
     assert postern.log("smtp").count("MTA-STS policy for sts.test: mode=enforce") == 1
+
+
+@pytest.mark.parametrize("mode", ["enforce", "testing"])
+def test_requiretls_counts_enforce_mode_as_verified(postern, pki, peer, web, dns_zone, mode):
+    # RFC 8689 4.2.1: an MTA-STS policy in enforce mode authenticates the MX (its names come from
+    # the HTTPS-fetched policy, not from DNS); testing mode does not.
+    from test_requiretls import send_requiretls
+    p = peer(requiretls=True)
+    web().policy(mode)
+    zone(dns_zone)
+    start(postern, pki, p.port, smtpd_tls_chain_files=str(pki["dir"] / "mx.pem"), smtpd_tls_security_level="may",
+          smtpd_forbid_unauth_pipelining="no", mynetworks="127.0.0.0/8")
+    qid = send_requiretls(postern)
+    if mode == "enforce":
+        postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, .*status=sent", timeout=20)
+        mails = [(tls, c) for tls, c in p.commands if c.startswith("MAIL")]
+        assert len(mails) == 1 and mails[0][0] and mails[0][1].endswith(" REQUIRETLS"), mails
+    else:
+        postern.wait_log("smtp", rf"{qid}: to=<bob@remote\.example>, .*dsn=5\.7\.30, status=bounced \(REQUIRETLS "
+                                 r"support required: the server certificate was not verified", timeout=20)
+        assert p.messages == []
+
+
+def test_tls_required_no_header_ignores_the_policy(postern, pki, peer, web, dns_zone):
+    # RFC 8689 5: "TLS-Required: No" asks to deliver even where the recipient's policy would not.
+    import mailtest
+    p = peer()
+    web().policy("enforce", mx=["mail.elsewhere.test"])   # the MX is not in the policy
+    zone(dns_zone)
+    start(postern, pki, p.port)
+    held = send(postern, "trn-0@test")
+    assert deferred(postern, held).group(1) == "4.7.5"
+    qid = mailtest.send(postern, "ptest1@postern.test", ["bob@remote.example"],
+                        mailtest.msg("trn-1@test", extra="TLS-Required: No\r\n"))
+    sent(postern, qid)
+    assert f"{qid}: TLS-Required: No: the MTA-STS policy of {DOMAIN} is not applied" in postern.log("smtp")
+    [(tls, data)] = p.messages
+    assert b"TLS-Required: No" in (data if isinstance(data, bytes) else data.encode())

@@ -23,7 +23,7 @@ CONTAINER_LOG=
 
 # Debian packages: to build Postern, and to run it under systemd-nspawn and talk to it.
 POSTERN_BUILD_DEPS="meson ninja-build pkg-config gcc libc6-dev libsystemd-dev libgnutls28-dev
-        libsqlite3-dev libidn2-dev libpcre2-dev libldap-dev liblmdb-dev libcdb-dev libdb-dev
+        libsqlite3-dev libidn2-dev zlib1g-dev libpcre2-dev libldap-dev liblmdb-dev libcdb-dev libdb-dev
         libpq-dev libmariadb-dev"
 POSTERN_RUN_DEPS="systemd systemd-container util-linux iproute2 swaks"
 # Real peers and clients the tests talk to (their system services are never started); strace

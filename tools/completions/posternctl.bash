@@ -9,7 +9,7 @@ _posternctl() {
         local cur prev verb
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
-        local verbs="config check import route queue show log qshape status flush hold release delete requeue help"
+        local verbs="config check import route queue show log qshape status flush hold release delete requeue tlsrpt help"
         # -c DIR / -i NAME before the verb choose the instance (README "Multiple instances")
         local v=1
         while [ "$v" -lt "$COMP_CWORD" ] && [[ ${COMP_WORDS[v]} == -[ci] ]]; do
@@ -56,6 +56,8 @@ _posternctl() {
                 mapfile -t COMPREPLY < <(compgen -W "ALL $(_posternctl_queue_ids)" -- "$cur") ;;
         qshape)
                 mapfile -t COMPREPLY < <(compgen -W "-s deferred active hold incoming" -- "$cur") ;;
+        tlsrpt)
+                mapfile -t COMPREPLY < <(compgen -W "send show --day" -- "$cur") ;;
         esac
 }
 complete -F _posternctl posternctl

@@ -18,6 +18,7 @@ static const struct {
         { "import", verb_import, "import DIR [--to DEST] [--force]         copy a Postfix main.cf/master.cf, commenting out the rest" },
         { "route",  verb_route,  "route ADDRESS [SENDER]                   show how an address is rewritten, expanded, routed" },
         { "verify", verb_verify, "verify [-p] ADDRESS...                   postern-verify's cached result (-p: probe if unknown)" },
+        { "tlsrpt", verb_tlsrpt, "tlsrpt send|show [--day YYYY-MM-DD]      mail (show) yesterday's TLSRPT reports (RFC 8460)" },
         { "queue",  verb_queue,  "queue                                    list queued messages (like mailq)" },
         { "show",   verb_show,   "show [-e] [-h] [-b] ID                   show a queued message (like postcat -q)" },
         { "log",    verb_log,    "log ID                                   the journal of one message, every role" },

@@ -66,4 +66,5 @@ int verb_log(int argc, char *argv[]);     /* posternctl-log.c */
 int verb_status(int argc, char *argv[]);  /* posternctl-status.c */
 int verb_route(int argc, char *argv[]);   /* posternctl-route.c */
 int verb_verify(int argc, char *argv[]);  /* posternctl-verify.c */
+int verb_tlsrpt(int argc, char *argv[]);  /* posternctl-tlsrpt.c */
 int verb_import(int argc, char *argv[]);  /* posternctl-import.c */
