@@ -535,7 +535,7 @@ const ParamDef param_table[] = {
         P_LIST("postscreen_reject_footer_maps", "$smtpd_reject_footer_maps",
                "Tables keyed by the reply text whose value replaces postscreen_reject_footer, as smtpd_reject_footer_maps."),
         P_STR("postscreen_tls_security_level", "$smtpd_tls_security_level",
-              "Accepted and ignored: not supported yet: the screening stage's SMTP engine offers no STARTTLS (clients that need TLS before their first delivery belong on postscreen_access_list); postern-smtpd logs not supported when it is set."),
+              "TLS in the screening stage's SMTP engine (the deep tests): none (or empty), may (its EHLO offers STARTTLS when smtpd has TLS credentials, unless postscreen_discard_ehlo_keywords hides it; the tests go on inside TLS), encrypt (MAIL before STARTTLS gets 530 5.7.0 Must issue a STARTTLS command first). Commands pipelined behind STARTTLS are discarded, never run inside TLS."),
         P_ENUM("postscreen_upstream_proxy_protocol", "", "|haproxy",
                "Used on a port-25 postscreen entry of master.cf (its own -o, else this), whose screening postern-smtpd runs itself: it becomes that listener's smtpd_upstream_proxy_protocol (the screening stage reads the header first). Without such an entry it does nothing (reported as not supported)."),
         P_TIME("postscreen_upstream_proxy_timeout", "5s", 's', 1, 0,

@@ -227,6 +227,26 @@ static void note_unsupported(const char *name, const char *raw, void *userdata) 
                 log_warning("not supported: %s (%.*s)", name, (int) strcspn(why, ";"), why);
 }
 
+/* postscreen_tls_security_level: left at its default, smtpd's level as smtpd-tls.c settled it
+ * (with the obsolete smtpd_use_tls and smtpd_enforce_tls); else none (or empty), may, encrypt. */
+static int tls_level_parse(Conf *c, const char *listener, SmtpdSettings *s) {
+        int explicit_level = conf_is_explicit(c, listener, "postscreen_tls_security_level");
+        if (explicit_level < 0)
+                return log_oom();
+        const char *v = conf_get_listener(c, listener, "postscreen_tls_security_level");
+        if (!explicit_level || streq(strempty(v), strempty(conf_get_listener(c, listener, "smtpd_tls_security_level"))))
+                s->screen.tls_level = s->tls_level;
+        else if (isempty(v) || streq(v, "none"))
+                s->screen.tls_level = TLS_LEVEL_NONE;
+        else if (streq(v, "may"))
+                s->screen.tls_level = TLS_LEVEL_MAY;
+        else if (streq(v, "encrypt"))
+                s->screen.tls_level = TLS_LEVEL_ENCRYPT;
+        else
+                return log_error_errno(-EINVAL, "postscreen_tls_security_level = %s: none, may or encrypt", v);
+        return 0;
+}
+
 int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r = conf_fields_load(c, listener, screen_fields, ELEMENTSOF(screen_fields), s);
         if (r < 0)
@@ -236,6 +256,8 @@ int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if ((r = access_list_parse(c, listener, &s->screen)) < 0)
                 return r;
         s->screen.ehlo_discard = command_ehlo_mask(s->screen.discard_ehlo);
+        if ((r = tls_level_parse(c, listener, s)) < 0)
+                return r;
         return smtpd_screen_dnsbl_settings(c, listener, &s->screen);
 }
 
@@ -643,6 +665,10 @@ static void on_dnsbl_done(Session *s) {
         if (st->dnsbl_allowlist_threshold < 0 && !sc->failed && d.complete && d.score <= st->dnsbl_allowlist_threshold &&
             session_phase(s) == PHASE_SCREEN && !sc->engine)
                 screen_verdict(s);
+}
+
+void smtpd_screen_tls_established(Session *s) {
+        screen_engine_tls_established(s, s->screen->engine);
 }
 
 void smtpd_screen_timeout(Session *s) {

@@ -245,7 +245,8 @@ def test_unsupported_parameters_are_named(postern):
     built = {"postscreen_pre_queue_limit": "50", "postscreen_post_queue_limit": "50",
              "postscreen_client_connection_count_limit": "5", "postscreen_pipelining_enable": "yes",
              "postscreen_non_smtp_command_enable": "yes", "postscreen_bare_newline_enable": "yes",
-             "postscreen_helo_required": "yes", "postscreen_discard_ehlo_keywords": "etrn"}
+             "postscreen_helo_required": "yes", "postscreen_discard_ehlo_keywords": "etrn",
+             "postscreen_tls_security_level": "may"}
     start(postern, postscreen_command_filter="pcre:/etc/postfix/command_filter",
           postscreen_discard_ehlo_keyword_address_maps="cidr:/etc/postfix/discard.cidr", **built)
     postern.wait_log("smtpd", r"not supported: postscreen_command_filter \(the screening stage's SMTP engine")
