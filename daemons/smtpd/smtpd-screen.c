@@ -37,6 +37,7 @@
  *   HANGUP after 1.2 from [ADDR]:PORT in tests before SMTP handshake
  *   DISCONNECT [ADDR]:PORT          (the stage closed the connection, or the client did)
  *   cache /var/spool/postern/postscreen_cache.db full cleanup: dropped=N entries */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <strings.h>
@@ -65,6 +66,7 @@ struct SmtpdScreen {
         ScreenEntry entry;              /* the client's cache entry (zero: none), updated as it passes */
         unsigned deep_todo;             /* the deep tests it must take (SCREEN_TEST_*) */
         ScreenEngine *engine;           /* while they run (smtpd-screen-engine.c), else NULL */
+        bool no_cache;                  /* connected to an address off postscreen_allowlist_interfaces */
 };
 
 static void *mfree(void *p) {
@@ -258,11 +260,17 @@ int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         s->screen.ehlo_discard = command_ehlo_mask(s->screen.discard_ehlo);
         if ((r = tls_level_parse(c, listener, s)) < 0)
                 return r;
+        _cleanup_strv_free_ char **ifs = conf_get_list(c, listener, "postscreen_allowlist_interfaces");
+        if (!ifs)
+                return log_oom();
+        if ((r = smtpd_netlist_parse("postscreen_allowlist_interfaces", ifs, &s->screen_allowlist_if)) < 0)
+                return r;
         return smtpd_screen_dnsbl_settings(c, listener, &s->screen);
 }
 
 void smtpd_screen_settings_done(SmtpdSettings *s) {
         conf_fields_done(screen_fields, ELEMENTSOF(screen_fields), s);
+        smtpd_netlist_done(&s->screen_allowlist_if);
         for (size_t i = 0; i < s->screen.n_access; i++)
                 table_free(s->screen.access[i].table);
         free(s->screen.access);
@@ -404,6 +412,8 @@ static int64_t min_ttl(const SmtpdScreenSettings *st) {
 }
 
 static void cache_store(Session *s) {
+        if (s->screen->no_cache)
+                return;   /* not on postscreen_allowlist_interfaces: tested again next time */
         ScreenCache *cache = cache_for(s);
         if (cache && screen_cache_put(cache, s->client.addr, &s->screen->entry) < 0)
                 log_warning("cache %s update for %s failed: %s", screen_cache_path(cache), s->client.addr,
@@ -486,6 +496,19 @@ static ScreenVerdict access_check(Session *s) {
 
 static void on_dnsbl_done(Session *s);
 
+/* Whether the client connected to an address of postscreen_allowlist_interfaces (smtpd's address
+ * list, matched against the server address; unknown: yes). */
+static bool on_allowlist_interface(Session *s) {
+        SmtpdClient server = { .family = AF_INET };
+        if (inet_pton(AF_INET, s->client.server_addr, server.addr_bytes) != 1) {
+                server.family = AF_INET6;
+                if (inet_pton(AF_INET6, s->client.server_addr, server.addr_bytes) != 1)
+                        return true;
+        }
+        snprintf(server.addr, sizeof(server.addr), "%s", s->client.server_addr);
+        return smtpd_netlist_match(&s->settings->screen_allowlist_if, &server) > 0;
+}
+
 bool smtpd_screen_start(Session *s) {
         const SmtpdScreenSettings *st = &s->settings->screen;
         if (!st->enable || s->listener->kind != LISTENER_SMTP || !s->client.family)
@@ -500,6 +523,7 @@ bool smtpd_screen_start(Session *s) {
         s->screen = sc;
         s->server->screen_stage++;
         screen_log(s, "CONNECT from %s to [%s]:%u", sc->peer, s->client.server_addr, s->client.server_port);
+        sc->no_cache = !on_allowlist_interface(s);
 
         if (st->client_connection_count_limit > 0 && client_concurrency(s) > st->client_connection_count_limit) {
                 char reply[128];

@@ -352,6 +352,7 @@ typedef struct SmtpdSettings {
         NetList xforward_hosts;            /* smtpd_authorized_xforward_hosts (smtpd-xforward.c) */
         SmtpdMilterSettings milter;        /* smtpd-milter.c */
         SmtpdScreenSettings screen;        /* the screening stage (smtpd-screen.c) */
+        NetList screen_allowlist_if;       /* postscreen_allowlist_interfaces (server addresses) */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
