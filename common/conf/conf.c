@@ -819,6 +819,19 @@ char **conf_split_list(const char *value) {
 }
 
 /* The raw text (explicit setting, else default) and whether it was set. */
+int conf_is_explicit(Conf *c, const char *listener, const char *name) {
+        bool explicit_set = false;
+        if (listener) {
+                _cleanup_free_ char *full = NULL;
+                if (asprintf(&full, "%s/%s", listener, name) < 0)
+                        return -ENOMEM;
+                (void) conf_get_raw(c, full, &explicit_set);
+        }
+        if (!explicit_set)
+                (void) conf_get_raw(c, name, &explicit_set);
+        return explicit_set;
+}
+
 const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit) {
         if (!name)
                 return NULL;

@@ -61,6 +61,8 @@ long long conf_get_time(Conf *c, const char *listener, const char *name);
 char **conf_get_list(Conf *c, const char *listener, const char *name);
 /* The raw (unexpanded) text and whether it was set explicitly (for posternctl config -n). */
 const char *conf_get_raw(Conf *c, const char *name, bool *ret_explicit);
+/* Whether name is set explicitly for listener ("listener/name") or in main.cf: 1 or 0, -ENOMEM. */
+int conf_is_explicit(Conf *c, const char *listener, const char *name);
 /* The main.cf line that set name (as written, "listener/name" included); 0 when not set there. */
 unsigned conf_get_line(Conf *c, const char *name);
 /* Calls fn for each explicitly set name (including listener/name forms, and master.cf's listener

@@ -19,8 +19,15 @@
  * The deep tests pass when the client gets to RCPT TO; a later failure still counts. Actions:
  * ignore (logged; passed for the shortest of the stage's TTLs), enforce (RCPT gets 550 5.5.1
  * Protocol error), drop (521 and close). postscreen_command_count_limit and
- * postscreen_command_time_limit (per command line) end the session with 421. No AUTH, STARTTLS,
- * XCLIENT, XFORWARD, BDAT: clients that need them are allowlisted, as with postscreen. */
+ * postscreen_command_time_limit (per command line) end the session with 421. No AUTH, XCLIENT,
+ * XFORWARD, BDAT: clients that need them are allowlisted, as with postscreen.
+ *
+ * STARTTLS (postscreen_tls_security_level, default smtpd's level): at may or encrypt, with
+ * smtpd's TLS credentials loaded, EHLO offers it (unless postscreen_discard_ehlo_keywords hides
+ * it) and the handshake is smtpd-tls.c's own; smtpd_screen_tls_established() brings the session
+ * back here, the tests go on inside TLS with HELO/EHLO forgotten (RFC 3207). Whatever arrived
+ * behind the STARTTLS line is discarded, never run inside TLS (STARTTLS injection,
+ * CVE-2011-0411). At encrypt MAIL before STARTTLS gets 530 5.7.0. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -43,6 +50,7 @@ struct ScreenEngine {
         bool done;               /* RCPT reached: the passes are recorded */
         char *refusal;           /* the RCPT reply of an earlier "enforce" failure */
         bool helo, mail;
+        bool starttls;           /* STARTTLS answered: the rest of the input is discarded */
         char *sender;
         unsigned commands;
         char last[16];           /* the last command word, for the log ("CONNECT" at first) */
@@ -96,6 +104,11 @@ static const char *footer_of(Session *s) {
         return f;
 }
 
+static char *mfree_str(char *p) {
+        free(p);
+        return NULL;
+}
+
 /* One reply; 4xx/5xx with postscreen_reject_footer(_maps). */
 static void reply(Session *s, const char *text) {
         const SmtpdScreenSettings *st = &s->settings->screen;
@@ -115,11 +128,6 @@ static void finish(Session *s, const char *text) {
         reply(s, text);
         session_close_after_flush(s);
         (void) session_flush(s);
-}
-
-static char *mfree_str(char *p) {
-        free(p);
-        return NULL;
 }
 
 ScreenEngine *screen_engine_start(Session *s, unsigned todo, const char *refusal, bool greet) {
@@ -157,6 +165,33 @@ static bool test_failed(Session *s, ScreenEngine *e, unsigned test, const Screen
         return true;
 }
 
+/* STARTTLS is possible: a TLS level, smtpd's credentials, not inside TLS already. */
+static bool tls_offered(Session *s) {
+        return s->settings->screen.tls_level != TLS_LEVEL_NONE && s->settings->tls && !s->client.tls;
+}
+
+static void starttls(Session *s, ScreenEngine *e, const char *args) {
+        if (*args)
+                reply(s, "501 5.5.4 Syntax: STARTTLS");
+        else if (s->client.tls)
+                reply(s, "554 5.5.1 Error: TLS already active");
+        else if (s->settings->screen.tls_level == TLS_LEVEL_NONE || (s->settings->screen.ehlo_discard & EHLO_STARTTLS))
+                reply(s, "502 5.5.1 Error: command not implemented");
+        else if (!s->settings->tls)
+                reply(s, "454 4.7.0 TLS not available due to local problem");
+        else {
+                session_reply(s, "220 2.0.0 Ready to start TLS");
+                e->starttls = true;
+        }
+}
+
+void screen_engine_tls_established(Session *s, ScreenEngine *e) {
+        e->helo = e->mail = e->starttls = false;
+        e->sender = mfree_str(e->sender);
+        e->len = 0;
+        session_enter_screen(s, s->settings->screen.command_time_limit_usec);
+}
+
 static void ehlo(Session *s, ScreenEngine *e) {
         const SmtpdScreenSettings *st = &s->settings->screen;
         char size[48];
@@ -167,7 +202,7 @@ static void ehlo(Session *s, ScreenEngine *e) {
         const struct { const char *text; unsigned bit; bool on; } kw[] = {   /* NOT PIPELINING */
                 { size, EHLO_SIZE, true }, { "VRFY", EHLO_VRFY, !st->disable_vrfy }, { "ETRN", EHLO_ETRN, true },
                 { "ENHANCEDSTATUSCODES", EHLO_ENHANCEDSTATUSCODES, true }, { "8BITMIME", EHLO_8BITMIME, true },
-                { "DSN", EHLO_DSN, true },
+                { "DSN", EHLO_DSN, true }, { "STARTTLS", EHLO_STARTTLS, tls_offered(s) },
         };
         const char *show[ELEMENTSOF(kw)];
         size_t n = 0;
@@ -317,6 +352,8 @@ static bool command(Session *s, ScreenEngine *e, char *line, bool pipelined, con
                 const char *colon = strchr(args, ':');
                 if (st->helo_required && !e->helo)
                         reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+                else if (st->tls_level == TLS_LEVEL_ENCRYPT && !s->client.tls_active)
+                        reply(s, "530 5.7.0 Must issue a STARTTLS command first");
                 else if (e->mail)
                         reply(s, "503 5.5.1 Error: nested MAIL command");
                 else if (!colon || strncasecmp(args, "FROM", 4) != 0)
@@ -329,7 +366,9 @@ static bool command(Session *s, ScreenEngine *e, char *line, bool pipelined, con
                         e->mail = true;
                         reply(s, "250 2.1.0 Ok");
                 }
-        } else if (strcaseeq(word, "RCPT"))
+        } else if (strcaseeq(word, "STARTTLS"))
+                starttls(s, e, args);
+        else if (strcaseeq(word, "RCPT"))
                 rcpt(s, e, args);
         else if (strcaseeq(word, "DATA"))
                 reply(s, *args ? "501 5.5.4 Syntax: DATA" : !e->mail ? "503 5.5.1 Error: need RCPT command"
@@ -360,43 +399,61 @@ static bool command(Session *s, ScreenEngine *e, char *line, bool pipelined, con
 void screen_engine_on_io(Session *s, ScreenEngine *e) {
         const SmtpdScreenSettings *st = &s->settings->screen;
         char buf[ENGINE_READ];
-        ssize_t n = smtpd_io_read(s, buf, sizeof(buf));
-        if (n == -EAGAIN || n == -EINTR)
-                return;
-        if (n <= 0) {
-                char t[16];
-                smtpd_screen_elapsed(s, t, sizeof(t));
-                smtpd_screen_log(s, "HANGUP after %s from %s in tests after SMTP handshake", t, smtpd_screen_peer(s));
-                session_free(s);
-                return;
-        }
         bool progress = false;
-        for (ssize_t i = 0; i < n; i++) {
-                char c = buf[i];
-                if (c != '\n') {
-                        if (e->len >= ENGINE_LINE_MAX) {
-                                smtpd_screen_log(s, "COMMAND LENGTH LIMIT from %s after %s", smtpd_screen_peer(s), e->last);
-                                char r[512];
-                                snprintf(r, sizeof(r), "421 4.7.0 %s Error: command too long", s->settings->myhostname);
-                                finish(s, r);
+        for (;;) {
+                ssize_t n = smtpd_io_read(s, buf, sizeof(buf));
+                if (n == -EAGAIN || n == -EINTR)
+                        break;
+                if (n <= 0) {
+                        char t[16];
+                        smtpd_screen_elapsed(s, t, sizeof(t));
+                        smtpd_screen_log(s, "HANGUP after %s from %s in tests after SMTP handshake", t,
+                                         smtpd_screen_peer(s));
+                        session_free(s);
+                        return;
+                }
+                /* GnuTLS may hold more decrypted input that the socket will not announce */
+                bool more = s->client.tls_active && tls_conn_pending(s->client.tls) > 0;
+                for (ssize_t i = 0; i < n; i++) {
+                        char c = buf[i];
+                        if (c != '\n') {
+                                if (e->len >= ENGINE_LINE_MAX) {
+                                        smtpd_screen_log(s, "COMMAND LENGTH LIMIT from %s after %s", smtpd_screen_peer(s),
+                                                         e->last);
+                                        char r[512];
+                                        snprintf(r, sizeof(r), "421 4.7.0 %s Error: command too long",
+                                                 s->settings->myhostname);
+                                        finish(s, r);
+                                        return;
+                                }
+                                e->line[e->len++] = c;
+                                continue;
+                        }
+                        bool bare = e->len == 0 || e->line[e->len - 1] != '\r';
+                        if (!bare)
+                                e->len--;
+                        e->line[e->len] = '\0';
+                        e->len = 0;
+                        progress = true;
+                        if (bare && (e->todo & SCREEN_TEST_BARE_NEWLINE)) {
+                                smtpd_screen_log(s, "BARE NEWLINE from %s after %s", smtpd_screen_peer(s), e->last);
+                                if (!test_failed(s, e, SCREEN_TEST_BARE_NEWLINE, &st->bare_newline,
+                                                 "521 5.5.1 Protocol error"))
+                                        return;
+                        }
+                        if (!command(s, e, e->line, i + 1 < n || more, buf + i + 1, (size_t) (n - i - 1)))
+                                return;
+                        if (e->starttls) {
+                                if (i + 1 < n || more)   /* sent in plaintext: never run inside TLS */
+                                        smtpd_screen_log(s, "improper command pipelining after STARTTLS from %s",
+                                                         smtpd_screen_peer(s));
+                                session_enter_tls(s);
+                                (void) session_flush(s);   /* the 220, then smtpd_tls_start(); may free */
                                 return;
                         }
-                        e->line[e->len++] = c;
-                        continue;
                 }
-                bool bare = e->len == 0 || e->line[e->len - 1] != '\r';
-                if (!bare)
-                        e->len--;
-                e->line[e->len] = '\0';
-                e->len = 0;
-                progress = true;
-                if (bare && (e->todo & SCREEN_TEST_BARE_NEWLINE)) {
-                        smtpd_screen_log(s, "BARE NEWLINE from %s after %s", smtpd_screen_peer(s), e->last);
-                        if (!test_failed(s, e, SCREEN_TEST_BARE_NEWLINE, &st->bare_newline, "521 5.5.1 Protocol error"))
-                                return;
-                }
-                if (!command(s, e, e->line, i + 1 < n, buf + i + 1, (size_t) (n - i - 1)))
-                        return;
+                if (!more)
+                        break;
         }
         if (progress) {
                 session_enter_screen(s, st->command_time_limit_usec);   /* a whole command line per limit */

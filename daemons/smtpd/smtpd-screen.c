@@ -37,6 +37,7 @@
  *   HANGUP after 1.2 from [ADDR]:PORT in tests before SMTP handshake
  *   DISCONNECT [ADDR]:PORT          (the stage closed the connection, or the client did)
  *   cache /var/spool/postern/postscreen_cache.db full cleanup: dropped=N entries */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <strings.h>
@@ -65,6 +66,7 @@ struct SmtpdScreen {
         ScreenEntry entry;              /* the client's cache entry (zero: none), updated as it passes */
         unsigned deep_todo;             /* the deep tests it must take (SCREEN_TEST_*) */
         ScreenEngine *engine;           /* while they run (smtpd-screen-engine.c), else NULL */
+        bool no_cache;                  /* connected to an address off postscreen_allowlist_interfaces */
 };
 
 static void *mfree(void *p) {
@@ -227,6 +229,26 @@ static void note_unsupported(const char *name, const char *raw, void *userdata) 
                 log_warning("not supported: %s (%.*s)", name, (int) strcspn(why, ";"), why);
 }
 
+/* postscreen_tls_security_level: left at its default, smtpd's level as smtpd-tls.c settled it
+ * (with the obsolete smtpd_use_tls and smtpd_enforce_tls); else none (or empty), may, encrypt. */
+static int tls_level_parse(Conf *c, const char *listener, SmtpdSettings *s) {
+        int explicit_level = conf_is_explicit(c, listener, "postscreen_tls_security_level");
+        if (explicit_level < 0)
+                return log_oom();
+        const char *v = conf_get_listener(c, listener, "postscreen_tls_security_level");
+        if (!explicit_level || streq(strempty(v), strempty(conf_get_listener(c, listener, "smtpd_tls_security_level"))))
+                s->screen.tls_level = s->tls_level;
+        else if (isempty(v) || streq(v, "none"))
+                s->screen.tls_level = TLS_LEVEL_NONE;
+        else if (streq(v, "may"))
+                s->screen.tls_level = TLS_LEVEL_MAY;
+        else if (streq(v, "encrypt"))
+                s->screen.tls_level = TLS_LEVEL_ENCRYPT;
+        else
+                return log_error_errno(-EINVAL, "postscreen_tls_security_level = %s: none, may or encrypt", v);
+        return 0;
+}
+
 int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         int r = conf_fields_load(c, listener, screen_fields, ELEMENTSOF(screen_fields), s);
         if (r < 0)
@@ -236,11 +258,19 @@ int smtpd_screen_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         if ((r = access_list_parse(c, listener, &s->screen)) < 0)
                 return r;
         s->screen.ehlo_discard = command_ehlo_mask(s->screen.discard_ehlo);
+        if ((r = tls_level_parse(c, listener, s)) < 0)
+                return r;
+        _cleanup_strv_free_ char **ifs = conf_get_list(c, listener, "postscreen_allowlist_interfaces");
+        if (!ifs)
+                return log_oom();
+        if ((r = smtpd_netlist_parse("postscreen_allowlist_interfaces", ifs, &s->screen_allowlist_if)) < 0)
+                return r;
         return smtpd_screen_dnsbl_settings(c, listener, &s->screen);
 }
 
 void smtpd_screen_settings_done(SmtpdSettings *s) {
         conf_fields_done(screen_fields, ELEMENTSOF(screen_fields), s);
+        smtpd_netlist_done(&s->screen_allowlist_if);
         for (size_t i = 0; i < s->screen.n_access; i++)
                 table_free(s->screen.access[i].table);
         free(s->screen.access);
@@ -382,6 +412,8 @@ static int64_t min_ttl(const SmtpdScreenSettings *st) {
 }
 
 static void cache_store(Session *s) {
+        if (s->screen->no_cache)
+                return;   /* not on postscreen_allowlist_interfaces: tested again next time */
         ScreenCache *cache = cache_for(s);
         if (cache && screen_cache_put(cache, s->client.addr, &s->screen->entry) < 0)
                 log_warning("cache %s update for %s failed: %s", screen_cache_path(cache), s->client.addr,
@@ -464,6 +496,19 @@ static ScreenVerdict access_check(Session *s) {
 
 static void on_dnsbl_done(Session *s);
 
+/* Whether the client connected to an address of postscreen_allowlist_interfaces (smtpd's address
+ * list, matched against the server address; unknown: yes). */
+static bool on_allowlist_interface(Session *s) {
+        SmtpdClient server = { .family = AF_INET };
+        if (inet_pton(AF_INET, s->client.server_addr, server.addr_bytes) != 1) {
+                server.family = AF_INET6;
+                if (inet_pton(AF_INET6, s->client.server_addr, server.addr_bytes) != 1)
+                        return true;
+        }
+        snprintf(server.addr, sizeof(server.addr), "%s", s->client.server_addr);
+        return smtpd_netlist_match(&s->settings->screen_allowlist_if, &server) > 0;
+}
+
 bool smtpd_screen_start(Session *s) {
         const SmtpdScreenSettings *st = &s->settings->screen;
         if (!st->enable || s->listener->kind != LISTENER_SMTP || !s->client.family)
@@ -478,6 +523,7 @@ bool smtpd_screen_start(Session *s) {
         s->screen = sc;
         s->server->screen_stage++;
         screen_log(s, "CONNECT from %s to [%s]:%u", sc->peer, s->client.server_addr, s->client.server_port);
+        sc->no_cache = !on_allowlist_interface(s);
 
         if (st->client_connection_count_limit > 0 && client_concurrency(s) > st->client_connection_count_limit) {
                 char reply[128];
@@ -643,6 +689,10 @@ static void on_dnsbl_done(Session *s) {
         if (st->dnsbl_allowlist_threshold < 0 && !sc->failed && d.complete && d.score <= st->dnsbl_allowlist_threshold &&
             session_phase(s) == PHASE_SCREEN && !sc->engine)
                 screen_verdict(s);
+}
+
+void smtpd_screen_tls_established(Session *s) {
+        screen_engine_tls_established(s, s->screen->engine);
 }
 
 void smtpd_screen_timeout(Session *s) {

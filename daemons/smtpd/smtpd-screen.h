@@ -84,6 +84,7 @@ typedef struct SmtpdScreenSettings {
         unsigned ehlo_discard;          /* ... as EHLO_* bits */
         char *reject_footer;            /* postscreen_reject_footer, unexpanded */
         TableList *reject_footer_maps;  /* NULL: none */
+        int tls_level;                  /* TLS_LEVEL_*: postscreen_tls_security_level */
         /* the stage's limits */
         unsigned client_connection_count_limit;   /* 0: none */
         unsigned pre_queue_limit, post_queue_limit;

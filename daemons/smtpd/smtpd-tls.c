@@ -41,15 +41,9 @@ int smtpd_tls_settings(Conf *c, const char *listener, SmtpdSettings *s) {
 
         /* Postfix's obsolete smtpd_enforce_tls (encrypt) and smtpd_use_tls (may) count only when
          * smtpd_tls_security_level is set neither for the listener nor in main.cf. */
-        bool explicit_level = false;
-        if (listener) {
-                _cleanup_free_ char *name = NULL;
-                if (asprintf(&name, "%s/smtpd_tls_security_level", listener) < 0)
-                        return log_oom();
-                (void) conf_get_raw(c, name, &explicit_level);
-        }
-        if (!explicit_level)
-                (void) conf_get_raw(c, "smtpd_tls_security_level", &explicit_level);
+        int explicit_level = conf_is_explicit(c, listener, "smtpd_tls_security_level");
+        if (explicit_level < 0)
+                return log_oom();
         if (!explicit_level && conf_get_bool(c, listener, "smtpd_enforce_tls"))
                 s->tls_level = TLS_LEVEL_ENCRYPT;
         else if (!explicit_level && conf_get_bool(c, listener, "smtpd_use_tls"))
@@ -256,6 +250,10 @@ static void tls_established(Session *s) {
         s->client.esmtp = false;
         smtpd_transaction_reset(&s->tx);
 
+        if (s->screen) {   /* STARTTLS in the screening stage's engine: its tests go on */
+                smtpd_screen_tls_established(s);
+                return;
+        }
         session_enter_command(s);
         set_timer(s, s->settings->timeout_usec);
         /* smtpd_client_new_tls_session_rate_limit counts full handshakes (not resumptions):

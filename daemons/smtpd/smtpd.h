@@ -352,6 +352,7 @@ typedef struct SmtpdSettings {
         NetList xforward_hosts;            /* smtpd_authorized_xforward_hosts (smtpd-xforward.c) */
         SmtpdMilterSettings milter;        /* smtpd-milter.c */
         SmtpdScreenSettings screen;        /* the screening stage (smtpd-screen.c) */
+        NetList screen_allowlist_if;       /* postscreen_allowlist_interfaces (server addresses) */
 } SmtpdSettings;
 
 enum { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
@@ -790,6 +791,8 @@ const char *smtpd_screen_peer(Session *s);
 void smtpd_screen_elapsed(Session *s, char *buf, size_t n);
 void smtpd_screen_drop(Session *s, const char *reply);
 void smtpd_screen_deep_done(Session *s, unsigned passed, unsigned ignored, bool failed);
+/* For smtpd-tls.c: a STARTTLS handshake the stage's engine began has completed. */
+void smtpd_screen_tls_established(Session *s);
 
 /* smtpd-screen-engine.c: postscreen's small SMTP engine of the deep tests, see its top comment. */
 typedef struct ScreenEngine ScreenEngine;
@@ -800,6 +803,8 @@ ScreenEngine *screen_engine_free(ScreenEngine *e);
 /* Input, and postscreen_command_time_limit; both may free the session. */
 void screen_engine_on_io(Session *s, ScreenEngine *e);
 void screen_engine_timeout(Session *s, ScreenEngine *e);
+/* The engine's STARTTLS handshake completed (smtpd-tls.c): back to the tests, HELO forgotten. */
+void screen_engine_tls_established(Session *s, ScreenEngine *e);
 
 /* smtpd-screen-dnsbl.c: the stage's DNS list scoring, see its top comment. */
 typedef struct ScreenDnsbl ScreenDnsbl;

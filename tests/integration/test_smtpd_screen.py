@@ -245,7 +245,8 @@ def test_unsupported_parameters_are_named(postern):
     built = {"postscreen_pre_queue_limit": "50", "postscreen_post_queue_limit": "50",
              "postscreen_client_connection_count_limit": "5", "postscreen_pipelining_enable": "yes",
              "postscreen_non_smtp_command_enable": "yes", "postscreen_bare_newline_enable": "yes",
-             "postscreen_helo_required": "yes", "postscreen_discard_ehlo_keywords": "etrn"}
+             "postscreen_helo_required": "yes", "postscreen_discard_ehlo_keywords": "etrn",
+             "postscreen_tls_security_level": "may"}
     start(postern, postscreen_command_filter="pcre:/etc/postfix/command_filter",
           postscreen_discard_ehlo_keyword_address_maps="cidr:/etc/postfix/discard.cidr", **built)
     postern.wait_log("smtpd", r"not supported: postscreen_command_filter \(the screening stage's SMTP engine")
@@ -382,3 +383,27 @@ def test_dnsbl_answer_that_is_not_an_address(postern, dns_zone):
     assert read_all(s) == "521 5.7.1 Service unavailable; client [127.0.0.59] blocked using zen.test\r\n"
     s.close()
     postern.wait_log("smtpd", r"DNSBL rank 1 for \[127\.0\.0\.59\]")
+
+
+def test_allowlist_interfaces_decide_who_is_cached(postern):
+    """postscreen_allowlist_interfaces: the listener is on 127.0.0.1; a list without it (or with
+    it negated) lets a clean client through but does not cache it, so it is tested again."""
+    start(postern, smtpd_banner="postern.test ESMTP", postscreen_allowlist_interfaces="!127.0.0.1, static:all")
+    for _ in range(2):
+        with Raw(sock=connect(postern, "127.0.0.71")) as c:
+            assert c.greeting == (220, ["postern.test ESMTP", "postern.test ESMTP"])   # the wait each time
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.71\]:\d+", count=2)
+    assert cached(postern, "127.0.0.71") is None
+    assert "PASS OLD [127.0.0.71]" not in postern.log("smtpd")
+    assert "not supported: postscreen_allowlist_interfaces" not in postern.log("smtpd")
+
+
+def test_allowlist_interfaces_on_the_list_caches(postern):
+    start(postern, smtpd_banner="postern.test ESMTP", postscreen_whitelist_interfaces="127.0.0.0/8")
+    with Raw(sock=connect(postern, "127.0.0.72")) as c:
+        assert len(c.greeting[1]) == 2
+    postern.wait_log("smtpd", r"PASS NEW \[127\.0\.0\.72\]:\d+")
+    assert cached(postern, "127.0.0.72") is not None
+    with Raw(sock=connect(postern, "127.0.0.72")) as c:
+        assert c.greeting == (220, ["postern.test ESMTP"])
+    postern.wait_log("smtpd", r"PASS OLD \[127\.0\.0\.72\]:\d+")
