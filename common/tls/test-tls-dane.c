@@ -129,6 +129,10 @@ int main(void) {
         CHECK_INT(tls_dane_verify_chain(chain_ok, 2, set, 2, mxname, reason, sizeof(reason)), TLS_TRUST_VERIFIED);
         CHECK_INT(tls_dane_verify_chain(chain_ok, 0, set, 2, mxname, reason, sizeof(reason)), TLS_TRUST_UNTRUSTED);
 
+        const TlsBlob *blobs[] = { &ca, &mx, &other, &mx_spki256, &ca_der256, &ca_spki512, &other_spki256 };
+        for (size_t i = 0; i < ELEMENTSOF(blobs); i++)
+                free((void *) blobs[i]->data);
+
         char cmd[600];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         CHECK(system(cmd) == 0);

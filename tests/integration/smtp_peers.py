@@ -71,8 +71,26 @@ class Sink:
         wait_port(host, self.port)
         self.probe_connections = 1
 
+    def _files_being_written(self):
+        """The dump files smtp-sink still holds open: it creates a message's file when the
+        transaction starts and closes it at the end of DATA, so an open one is incomplete."""
+        fd_dir = pathlib.Path(f"/proc/{self.proc.pid}/fd")
+        names = set()
+        try:
+            fds = list(fd_dir.iterdir())
+        except FileNotFoundError:
+            return names
+        for fd in fds:
+            try:
+                names.add(os.readlink(fd))
+            except OSError:
+                pass
+        return names
+
     def messages(self):
-        files = sorted(p for p in self.dump_dir.rglob("*") if p.is_file())
+        """The messages received completely (files smtp-sink has closed)."""
+        open_now = self._files_being_written()
+        files = sorted(p for p in self.dump_dir.rglob("*") if p.is_file() and str(p) not in open_now)
         return [f.read_bytes() for f in files]
 
     def wait_count(self, n, timeout=20):
