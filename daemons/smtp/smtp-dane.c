@@ -188,7 +188,7 @@ static int decide(SmtpDelivery *d, const SmtpTarget *t, void (*resume)(SmtpDeliv
                 snprintf(h->host, sizeof(h->host), "%s", t->host);
                 dane->hosts[dane->n_hosts++] = h;
                 snprintf(name, sizeof(name), "_%u._tcp.%s", t->port, t->host);
-                int r = dns_query(smtp_resolver(), name, DNS_TYPE_TLSA, on_tlsa, h, &h->query);
+                int r = smtp_dns_query(name, DNS_TYPE_TLSA, on_tlsa, h, &h->query);
                 if (r < 0) {
                         h->query = NULL;
                         h->done = true;

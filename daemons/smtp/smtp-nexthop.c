@@ -45,10 +45,6 @@ int smtp_dns_query(const char *name, int type, DnsCallback cb, void *userdata, D
         return dns_query(resolver, name, type, cb, userdata, ret);
 }
 
-DnsResolver *smtp_resolver(void) {
-        return resolver;
-}
-
 /* What a delivery resolves with: its settings' port, DNS use and MX address limit (a copy, so
  * that a reload during a lookup changes nothing under it). */
 typedef struct ResolveSide {

@@ -116,7 +116,6 @@ int smtp_resolve_load(Conf *c, SmtpSettings *s);
 int smtp_dns_query(const char *name, int type, DnsCallback cb, void *userdata, DnsQuery **ret);
 /* Creates / frees the process's DNS resolver. */
 int smtp_resolve_init(sd_event *e);
-struct DnsResolver *smtp_resolver(void);
 void smtp_resolve_done(void);
 /* $myhostname and $inet_interfaces (to find ourselves among MX hosts) and
  * postern_lmtp_socket_directory, from the plain sides. */
