@@ -169,25 +169,46 @@ unsigned command_ehlo_mask(char **words) {
 
 #define EHLO_DISCARD_KNOWN (1u << 31)   /* s->client.ehlo_discard has been computed */
 
+unsigned command_ehlo_discard_for(Session *s, unsigned mask, TableList *maps, const char *param) {
+        if (!maps || !s->client.addr[0])
+                return mask;
+        _cleanup_free_ char *v = NULL;
+        int r = table_list_lookup(maps, s->client.addr, &v);
+        if (r < 0)
+                log_warning("%s: lookup of %s failed; using the keyword list", param, s->client.addr);
+        else if (r > 0) {
+                /* the table's value replaces the global list for this client, as in Postfix */
+                _cleanup_strv_free_ char **w = conf_split_list(v);
+                if (w)
+                        mask = command_ehlo_mask(w);
+        }
+        return mask;
+}
+
 unsigned command_ehlo_discard(Session *s) {
         if (s->client.ehlo_discard & EHLO_DISCARD_KNOWN)
                 return s->client.ehlo_discard & ~EHLO_DISCARD_KNOWN;
-        unsigned mask = s->settings->ehlo_discard;
-        if (s->settings->ehlo_discard_maps && s->client.addr[0]) {
-                _cleanup_free_ char *v = NULL;
-                int r = table_list_lookup(s->settings->ehlo_discard_maps, s->client.addr, &v);
-                if (r < 0)
-                        log_warning("smtpd_discard_ehlo_keyword_address_maps: lookup of %s failed; "
-                                    "using smtpd_discard_ehlo_keywords", s->client.addr);
-                else if (r > 0) {
-                        /* the table's value replaces the global list for this client, as in Postfix */
-                        _cleanup_strv_free_ char **w = conf_split_list(v);
-                        if (w)
-                                mask = command_ehlo_mask(w);
-                }
-        }
+        unsigned mask = command_ehlo_discard_for(s, s->settings->ehlo_discard, s->settings->ehlo_discard_maps,
+                                                 "smtpd_discard_ehlo_keyword_address_maps");
         s->client.ehlo_discard = mask | EHLO_DISCARD_KNOWN;
         return mask;
+}
+
+char *command_filtered(Session *s, TableList *filter, const char *param, const char *line, const char *who) {
+        if (!filter)
+                return NULL;
+        line = skip_spaces((char *) line);
+        _cleanup_free_ char *v = NULL;
+        int r = table_list_lookup(filter, line, &v);
+        if (r < 0) {
+                log_warning("%s: lookup of \"%.100s\" from %s failed; the command is used as sent", param, line, who);
+                return NULL;
+        }
+        if (r == 0 || streq(v, line))
+                return NULL;
+        log_info("%s: replacing command \"%.100s\" with \"%.100s\"", who, line, v);
+        free(s->filtered_command);
+        return (s->filtered_command = TAKE_PTR(v));
 }
 
 static bool ehlo_hidden(Session *s, unsigned bit) {
@@ -1123,6 +1144,10 @@ void command_execute(Session *s, char *line, size_t len) {
                 session_reply(s, "500 5.5.2 Error: bad UTF-8 syntax");
                 return;
         }
+        char *filtered = command_filtered(s, s->settings->command_filter, "smtpd_command_filter", line,
+                                          s->client.id_text);
+        if (filtered)
+                line = filtered;
         char *verb = skip_spaces(line);
         size_t vlen = strcspn(verb, " \t");
         char *arg = verb[vlen] ? verb + vlen + 1 : verb + vlen;

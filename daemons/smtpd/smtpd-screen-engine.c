@@ -170,12 +170,20 @@ static bool tls_offered(Session *s) {
         return s->settings->screen.tls_level != TLS_LEVEL_NONE && s->settings->tls && !s->client.tls;
 }
 
+/* postscreen_discard_ehlo_keywords, or what postscreen_discard_ehlo_keyword_address_maps gives
+ * for this client. */
+static unsigned ehlo_discard(Session *s) {
+        const SmtpdScreenSettings *st = &s->settings->screen;
+        return command_ehlo_discard_for(s, st->ehlo_discard, st->ehlo_discard_maps,
+                                        "postscreen_discard_ehlo_keyword_address_maps");
+}
+
 static void starttls(Session *s, ScreenEngine *e, const char *args) {
         if (*args)
                 reply(s, "501 5.5.4 Syntax: STARTTLS");
         else if (s->client.tls)
                 reply(s, "554 5.5.1 Error: TLS already active");
-        else if (s->settings->screen.tls_level == TLS_LEVEL_NONE || (s->settings->screen.ehlo_discard & EHLO_STARTTLS))
+        else if (s->settings->screen.tls_level == TLS_LEVEL_NONE || (ehlo_discard(s) & EHLO_STARTTLS))
                 reply(s, "502 5.5.1 Error: command not implemented");
         else if (!s->settings->tls)
                 reply(s, "454 4.7.0 TLS not available due to local problem");
@@ -194,6 +202,7 @@ void screen_engine_tls_established(Session *s, ScreenEngine *e) {
 
 static void ehlo(Session *s, ScreenEngine *e) {
         const SmtpdScreenSettings *st = &s->settings->screen;
+        unsigned discard = ehlo_discard(s);
         char size[48];
         if (s->settings->message_size_limit)
                 snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long) s->settings->message_size_limit);
@@ -210,7 +219,7 @@ static void ehlo(Session *s, ScreenEngine *e) {
         for (size_t i = 0; i < ELEMENTSOF(kw); i++) {
                 if (!kw[i].on)
                         continue;
-                if (st->ehlo_discard & kw[i].bit) {
+                if (discard & kw[i].bit) {
                         size_t l = strlen(hidden);
                         snprintf(hidden + l, sizeof(hidden) - l, "%s%.*s", l ? " " : "", (int) strcspn(kw[i].text, " "),
                                  kw[i].text);
@@ -218,7 +227,7 @@ static void ehlo(Session *s, ScreenEngine *e) {
                 }
                 show[n++] = kw[i].text;
         }
-        if (hidden[0] && !(st->ehlo_discard & EHLO_SILENT_DISCARD))
+        if (hidden[0] && !(discard & EHLO_SILENT_DISCARD))
                 smtpd_screen_log(s, "discarding EHLO keywords: %s", hidden);
         char line[256];
         snprintf(line, sizeof(line), "250%c%s\r\n", n ? '-' : ' ', s->settings->myhostname);
@@ -291,6 +300,10 @@ static void rcpt(Session *s, ScreenEngine *e, const char *args) {
 /* Runs one command line (without its line end). False: the session is closing or freed. */
 static bool command(Session *s, ScreenEngine *e, char *line, bool pipelined, const char *rest, size_t nrest) {
         const SmtpdScreenSettings *st = &s->settings->screen;
+        char *filtered = command_filtered(s, st->command_filter, "postscreen_command_filter", line,
+                                          smtpd_screen_peer(s));
+        if (filtered)
+                line = filtered;
         char *args = line + strcspn(line, " ");
         char word[16];
         snprintf(word, sizeof(word), "%.*s", (int) MIN((size_t) (args - line), sizeof(word) - 1), line);

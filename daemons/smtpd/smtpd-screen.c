@@ -86,9 +86,13 @@ static void screen_end(Session *s) {
         free(sc);
 }
 
-/* The stage lets the session on to its SMTP session (postscreen_post_queue_limit counts it). */
+/* The stage lets the session on to its SMTP session. postscreen_post_queue_limit counts it unless
+ * it failed an "enforce" test: postscreen holds such a client in its own engine, not in an smtpd
+ * process, so a crowd of pregreeting bots never locks clean clients out. */
 static void screen_let_on(Session *s) {
         screen_end(s);
+        if (s->client.screen_refusal)
+                return;
         s->screen_post = true;
         s->server->screen_post++;
 }
@@ -138,6 +142,8 @@ static const ConfField screen_fields[] = {
         F("postscreen_helo_required", BOOL, screen.helo_required),
         F("postscreen_disable_vrfy_command", BOOL, screen.disable_vrfy),
         F("postscreen_discard_ehlo_keywords", LIST, screen.discard_ehlo),
+        F("postscreen_discard_ehlo_keyword_address_maps", TABLES, screen.ehlo_discard_maps),
+        F("postscreen_command_filter", TABLES, screen.command_filter),
         F("postscreen_reject_footer", RAW, screen.reject_footer),
         F("postscreen_reject_footer_maps", TABLES, screen.reject_footer_maps),
         F("postscreen_client_connection_count_limit", UINT, screen.client_connection_count_limit),

@@ -82,6 +82,8 @@ typedef struct SmtpdScreenSettings {
         bool disable_vrfy;
         char **discard_ehlo;            /* postscreen_discard_ehlo_keywords (strv) */
         unsigned ehlo_discard;          /* ... as EHLO_* bits */
+        TableList *ehlo_discard_maps;   /* postscreen_discard_ehlo_keyword_address_maps; NULL: none */
+        TableList *command_filter;      /* postscreen_command_filter; NULL: none */
         char *reject_footer;            /* postscreen_reject_footer, unexpanded */
         TableList *reject_footer_maps;  /* NULL: none */
         int tls_level;                  /* TLS_LEVEL_*: postscreen_tls_security_level */

@@ -339,6 +339,7 @@ void session_free(Session *s) {
         free(s->client.sasl_username);
         free(s->client.sasl_method);
         free(s->client.screen_refusal);
+        free(s->filtered_command);
         smtpd_check_session_done(s);
         smtpd_settings_unref(s->settings);
         free(s);

@@ -45,6 +45,7 @@ static const ConfField smtpd_fields[] = {
         F("smtputf8_enable", BOOL, smtputf8_enable),
         F("requiretls_enable", BOOL, requiretls_enable),
         F("smtpd_discard_ehlo_keyword_address_maps", TABLES, ehlo_discard_maps),
+        F("smtpd_command_filter", TABLES, command_filter),
         F("smtpd_delay_reject", BOOL, delay_reject),
         F("smtpd_reject_unlisted_sender", BOOL, reject_unlisted_sender),
         F("smtpd_forbid_unauth_pipelining", BOOL, forbid_unauth_pipelining),

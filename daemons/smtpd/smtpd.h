@@ -301,6 +301,7 @@ typedef struct SmtpdSettings {
         bool requiretls_enable;            /* REQUIRETLS (RFC 8689) offered inside TLS */
         unsigned ehlo_discard;             /* EHLO_* bits from smtpd_discard_ehlo_keywords */
         TableList *ehlo_discard_maps;      /* smtpd_discard_ehlo_keyword_address_maps, or NULL */
+        TableList *command_filter;         /* smtpd_command_filter, or NULL */
         /* DNS checks and client names (smtpd-dnsbl.c, smtpd-peername.c) */
         bool peername_lookup;
         int maps_rbl_reject_code, unknown_address_reject_code;
@@ -596,6 +597,7 @@ struct Session {
         struct SmtpdEval *eval;  /* a restriction evaluation in progress (smtpd-check.c) */
         char *deferred_permit;   /* smtpd_delay_reject = no: a DEFER_IF_PERMIT reply of the
                                   * client/HELO/sender stage, applied when a recipient passes */
+        char *filtered_command;  /* the last command line smtpd_command_filter replaced */
         char *access_denied;     /* client restrictions refused at connect: every command but
                                   * QUIT gets 503 */
         bool ill_pipelining;     /* the client sent commands ahead of time where not allowed */
@@ -710,6 +712,13 @@ void smtpd_tls_timeout(Session *s);
 /* smtpd-command.c */
 /* The EHLO_* bits hidden for this session (smtpd_discard_ehlo_keywords and the address maps). */
 unsigned command_ehlo_discard(Session *s);
+/* The EHLO_* bits to hide from this client: the value maps (named param) give for its address,
+ * else mask (also when the lookup fails: logged). */
+unsigned command_ehlo_discard_for(Session *s, unsigned mask, TableList *maps, const char *param);
+/* smtpd_command_filter and postscreen_command_filter (param names filter): the replacement
+ * filter gives for command line, kept in s->filtered_command until the next; NULL: none (or the
+ * lookup failed: logged, the line stands). who names the client in the log lines. */
+char *command_filtered(Session *s, TableList *filter, const char *param, const char *line, const char *who);
 /* EHLO_* bits for a list of keyword names (case-insensitive; unknown names are logged). */
 unsigned command_ehlo_mask(char **words);
 void command_execute(Session *s, char *line, size_t len);

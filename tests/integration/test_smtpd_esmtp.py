@@ -408,6 +408,21 @@ def test_discard_keyword_address_maps(postern):
         assert "DSN" in kws and "CHUNKING" not in kws and "PIPELINING" not in kws
 
 
+def test_command_filter_replaces_command_lines(postern):
+    rules = postern.etc_dir / "command_filter"
+    rules.write_text("/^(MAIL FROM:<[^>]*>) XYZZY=\\S+$/ $1\n"   # a broken client's MAIL parameter
+                     "/^NOOP please$/ NOOP\n")
+    start_smtpd(postern, smtpd_command_filter=f"regexp:{rules}")
+    with raw(postern) as c:
+        assert c.cmd("EHLO client.test").startswith("250")
+        assert c.cmd("NOOP please").startswith("250")
+        assert c.cmd("MAIL FROM:<a@example.org> XYZZY=1") == "250 2.1.0 Ok"
+        assert c.cmd("RSET").startswith("250")
+        assert c.cmd("MAIL FROM:<a@example.org> FROB=1").startswith("555")   # no rule: as sent
+    postern.wait_log("smtpd", r"localhost\[127\.0\.0\.1\]: replacing command \"MAIL FROM:<a@example\.org> XYZZY=1\" "
+                     r"with \"MAIL FROM:<a@example\.org>\"")
+
+
 def test_swaks_esmtp_with_discarded_chunking(postern):
     postern.start()
     postern.stop()

@@ -93,6 +93,17 @@ def connect_from(postern, source):
     return s
 
 
+def read_line(s):
+    """One line (to its newline) that socket s receives, as text; the rest stays unread."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(1)
+        if not d:
+            break
+        buf += d
+    return buf.decode()
+
+
 def read_all(s):
     """Everything socket s receives until the server closes it, as text."""
     out = b""

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import time
 
-from test_smtpd_helpers import Raw, read_all
+from test_smtpd_helpers import Raw, read_all, read_line
 from test_smtpd_helpers import connect_from as connect
 
 WAIT = 1   # postscreen_greet_wait of these tests, seconds
@@ -281,6 +281,48 @@ def test_pre_and_post_queue_limits(postern):
         postern.wait_log("smtpd", r"DISCONNECT \[127\.0\.0\.%s\]:\d+" % source)
     with Raw(sock=connect(postern, "127.0.0.1")) as c:   # the counts came down again
         assert c.greeting[0] == 220
+
+
+def test_command_filter_and_keyword_maps_in_the_engine(postern):
+    rules = postern.etc_dir / "screen_command_filter"
+    rules.write_text("/^HELO nobody$/ EHLO filtered.test\n")
+    start(postern, **all_deep(postscreen_command_filter=f"regexp:{rules}",
+                              postscreen_discard_ehlo_keywords="dsn",
+                              postscreen_discard_ehlo_keyword_address_maps="inline:{ {127.0.0.29 = etrn} }"))
+    with Raw(sock=connect(postern, "127.0.0.29")) as c:
+        code, lines = ehlo(c, "HELO nobody")   # replaced: a multi-line EHLO reply
+        assert code == 250 and "DSN" in lines and "ETRN" not in lines, lines
+        assert c.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
+        assert c.cmd("RCPT TO:<ptest1@localhost>").startswith("450")
+    postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from \[127\.0\.0\.29\]:\d+: 450 .*helo=<filtered\.test>")
+    postern.wait_log("smtpd", r"replacing command \"HELO nobody\" with \"EHLO filtered\.test\"")
+    with Raw(sock=connect(postern, "127.0.0.30")) as c:   # no map entry: postscreen_discard_ehlo_keywords
+        code, lines = ehlo(c)
+        assert code == 250 and "DSN" not in lines and "ETRN" in lines, lines
+
+
+def test_clients_failed_under_enforce_do_not_count_against_post_queue_limit(postern):
+    # postscreen holds a client that failed an "enforce" test in its own engine, not in an smtpd
+    # process: pregreeting bots let on to be refused must not lock clean clients out with 421
+    start(postern, postscreen_greet_action="enforce", postscreen_post_queue_limit="1")
+    bots = []
+    for source in ("127.0.0.27", "127.0.0.28"):
+        s = connect(postern, source)
+        assert read_line(s).startswith("220-")
+        s.sendall(b"EHLO early\r\n")
+        bot = Raw(sock=s)   # the rest of the greeting: let on, carrying the refusal
+        assert bot.greeting[0] == 220
+        bots.append(bot)
+    postern.wait_log("smtpd", r"connect from unknown\[127\.0\.0\.28\]")
+    with Raw(sock=connect(postern, "127.0.0.1")) as c:   # the one session the limit allows
+        assert c.greeting[0] == 220
+        assert c.cmd("QUIT").startswith("221")
+    assert "all server ports busy" not in postern.log("smtpd")
+    for bot in bots:
+        assert bot.cmd("EHLO client.test").startswith("250")
+        assert bot.cmd("MAIL FROM:<a@example.org>") == "250 2.1.0 Ok"
+        assert bot.cmd("RCPT TO:<ptest1@localhost>") == "550 5.5.1 Protocol error"
+        bot.close()
 
 
 def test_cache_of_the_release_before_is_read_and_upgraded(postern):
