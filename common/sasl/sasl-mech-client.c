@@ -245,7 +245,8 @@ static int scram_final(SaslMechClient *m, const char *server_first, char **ret) 
                 client_sig[SCRAM_HASH_LEN], server_key[SCRAM_HASH_LEN], proof[SCRAM_HASH_LEN];
         gnutls_datum_t key = { .data = (unsigned char *) m->password, .size = (unsigned) strlen(m->password) };
         gnutls_datum_t sd = { .data = (unsigned char *) salt, .size = (unsigned) n };
-        _cleanup_free_ char *without_proof = NULL, *auth_message = NULL, *proof64 = NULL;
+        /* every cleanup variable is declared before the first goto (no jump into its scope) */
+        _cleanup_free_ char *without_proof = NULL, *auth_message = NULL, *proof64 = NULL, *final = NULL;
         r = -EIO;
         if (gnutls_pbkdf2(GNUTLS_MAC_SHA256, &key, &sd, (unsigned) iterations, salted, sizeof(salted)) < 0)
                 goto out;
@@ -271,7 +272,6 @@ static int scram_final(SaslMechClient *m, const char *server_first, char **ret) 
                 proof[i] = client_key[i] ^ client_sig[i];
         if ((r = b64_encode(proof, sizeof(proof), &proof64)) < 0)
                 goto out;
-        _cleanup_free_ char *final = NULL;
         r = -ENOMEM;
         if (asprintf(&final, "%s,p=%s", without_proof, proof64) < 0) {
                 final = NULL;
