@@ -168,6 +168,10 @@ typedef struct TlsClientConfig {
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
         const char *cipher_removals; /* from *_exclude_ciphers (tls_exclude_ciphers_conf()), or NULL */
         bool append_default_ca;      /* tls_append_default_CA: the system store too, with ca_file/ca_path */
+        char **ta_files;             /* NULL-terminated PEM files of trust-anchor certificates
+                                      * (smtp_tls_trust_anchor_file): when not empty, the only anchors
+                                      * (ca_file, ca_path and the system store are not used); an anchor
+                                      * in the peer's chain, or its top certificate's issuer, suffices */
 } TlsClientConfig;
 
 /* What the peer's certificate proved, in Postfix's words. */

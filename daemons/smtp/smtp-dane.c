@@ -16,7 +16,8 @@
  *       could have been forged). dane-only always behaves as "dane" here.
  *
  * smtp_dns_support_level must be dnssec: otherwise level dane acts as may, and dane-only defers
- * (logged at load). smtp_tls_trust_anchor_file is accepted and reported as not supported. */
+ * (logged at load). smtp_tls_trust_anchor_file is not DANE's: it serves the verify and secure
+ * levels (smtp-tls.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,13 +63,6 @@ int smtp_dane_load(Conf *c, SmtpSettings *s) {
                 log_error("%s%ssmtp_tls_dane_insecure_mx_policy = %s: expected may, encrypt or dane", strempty(s->transport),
                           s->transport ? "/" : "", p);
                 return -EINVAL;
-        }
-        const char *ta = smtp_conf_get(c, s, "tls_trust_anchor_file");
-        if (!isempty(ta)) {
-                char *note = NULL;
-                if (asprintf(&note, "not supported: smtp_tls_trust_anchor_file = %s (ignored; DANE-TA "
-                             "trust anchors come only from TLSA records)", ta) < 0 || smtp_note_add(&s->notes, note) < 0)
-                        return log_oom();
         }
         const char *level = strempty(smtp_conf_get(c, s, "tls_security_level"));
         if (!s->dnssec && (streq(level, "dane") || streq(level, "dane-only")))

@@ -300,8 +300,7 @@ typedef struct SmtpDelivery {
 
 /* smtp-dane.c */
 typedef struct SmtpDane SmtpDane;
-/* smtp_tls_dane_insecure_mx_policy, smtp_tls_trust_anchor_file (not supported, in s->notes) and
- * whether DNSSEC is on; <0 (logged) on a bad value. */
+/* smtp_tls_dane_insecure_mx_policy and whether DNSSEC is on; <0 (logged) on a bad value. */
 int smtp_dane_load(Conf *c, SmtpSettings *s);
 /* Before connecting to t at level dane/dane-only: 1 go (t->dane_level set), 0 a TLSA lookup
  * runs (resume(d) is called from the loop when it answers), <0 this address must not be used,
