@@ -9,30 +9,23 @@ covered by one naming that unbound for the test's duration — without "options 
 postern-smtp does not need (it sets RES_TRUSTAD itself). The receiving
 server is the Python/OpenSSL SMTP server of the TLS tests (tls_smtp_peer.py) on 127.0.0.7, and
 gnutls-serv for a GnuTLS peer (SMTPS, since it does not speak SMTP); the
-TLSA association data are computed here with openssl and hashlib."""
+TLSA association data are computed with openssl and hashlib. The unbound and the digests are in
+transport_security.py (shared with test_smtp_dane_sts.py)."""
 
-import hashlib
 import os
-import pathlib
 import shutil
-import ssl
 import subprocess
-import tempfile
 
 import pytest
 
-import dnszone
 from smtp_peers import free_port, peer_factory, wait_port
 from test_smtp_tls import deferred, send, sent
 from test_smtpd_tls import CERTTOOL, _ca, _leaf
 from tls_smtp_peer import TlsSmtpServer
+from transport_security import HAVE_DNSSEC_TOOLS, MX_ADDR, der, sha256, spki, unbound  # noqa: F401 (fixture)
 
-UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
-pytestmark = pytest.mark.skipif(not (CERTTOOL and os.path.exists(UNBOUND) and shutil.which("ldns-signzone")
-                                     and shutil.which("ldns-keygen") and shutil.which("openssl")),
+pytestmark = pytest.mark.skipif(not (CERTTOOL and HAVE_DNSSEC_TOOLS),
                                 reason="needs unbound, ldnsutils, gnutls-bin (certtool) and openssl")
-
-MX_ADDR = "127.0.0.7"
 
 
 @pytest.fixture(scope="module")
@@ -43,97 +36,6 @@ def pki():
     (d / "chain.crt").write_text((d / "mx.crt").read_text() + (d / "ca.crt").read_text())
     yield {"dir": d, "chain": d / "chain.crt", "key": d / "mx.key", "crt": d / "mx.crt", "ca": d / "ca.crt"}
     shutil.rmtree(d, ignore_errors=True)
-
-
-def der(crt):
-    return ssl.PEM_cert_to_DER_cert(pathlib.Path(crt).read_text())
-
-
-def spki(crt):
-    pub = subprocess.run(["openssl", "x509", "-in", str(crt), "-noout", "-pubkey"], check=True,
-                         capture_output=True).stdout
-    return subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, check=True,
-                          capture_output=True).stdout
-
-
-def sha256(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-class Unbound:
-    """unbound on a free 127.53.x.y:53 serving dane.test (signed, validated) and insecure.test
-    (unsigned), and /etc/resolv.conf pointing at it while active."""
-
-    def __init__(self):
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="postern-unbound-"))
-        self.address = dnszone._free_address()
-        self.proc = None
-        self.mounted = False
-
-    def serve(self, signed, unsigned=(), corrupt=None):
-        """signed/unsigned: record lines relative to their zone's origin. corrupt: a string in
-        the signed zone file replaced after signing (its RRSIG then fails: a bogus answer)."""
-        soa = "@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 127.0.0.1\n"
-        zone = self.dir / "dane.test.zone"
-        zone.write_text("$ORIGIN dane.test.\n$TTL 300\n" + soa + "".join(r + "\n" for r in signed))
-        key = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "dane.test"], cwd=self.dir,
-                             check=True, capture_output=True, text=True).stdout.strip()
-        subprocess.run(["ldns-signzone", "-n", str(zone), key], cwd=self.dir, check=True, capture_output=True)
-        signed_file = self.dir / "dane.test.zone.signed"
-        if corrupt:
-            text = signed_file.read_text()
-            assert corrupt[0] in text
-            signed_file.write_text(text.replace(corrupt[0], corrupt[1]))
-        (self.dir / "insecure.test.zone").write_text("$ORIGIN insecure.test.\n$TTL 300\n" + soa +
-                                                     "".join(r + "\n" for r in unsigned))
-        (self.dir / "unbound.conf").write_text(f"""server:
-  interface: {self.address}
-  port: 53
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{self.dir}"
-  pidfile: ""
-  use-syslog: no
-  logfile: "{self.dir}/unbound.log"
-  module-config: "validator iterator"
-  trust-anchor-file: "{self.dir}/{key}.ds"
-  access-control: 127.0.0.0/8 allow
-  do-ip6: no
-  qname-minimisation: no
-  local-zone: "test." nodefault
-""" + "".join(f"""auth-zone:
-  name: "{name}"
-  zonefile: "{path}"
-  for-upstream: yes
-  for-downstream: no
-  fallback-enabled: no
-""" for name, path in (("dane.test", signed_file), ("insecure.test", self.dir / "insecure.test.zone"))))
-        self.proc = subprocess.Popen([UNBOUND, "-d", "-c", str(self.dir / "unbound.conf")],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        dnszone.wait_answering(self.proc, self.address, "unbound", "dane.test")
-        resolv = self.dir / "resolv.conf"
-        # no "options trust-ad": postern-smtp asks for the AD bit itself (RES_TRUSTAD)
-        resolv.write_text(f"nameserver {self.address}\noptions timeout:2 attempts:2\n")
-        subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)
-        self.mounted = True
-
-    def close(self):
-        if self.mounted:
-            subprocess.run(["umount", "/etc/resolv.conf"], check=True)
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc.stderr.close()
-        if not os.environ.get("POSTERN_KEEP_ROOT"):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def unbound():
-    u = Unbound()
-    yield u
-    u.close()
 
 
 @pytest.fixture
