@@ -15,6 +15,9 @@
  *       host's TLSA records; success is then logged "Trusted", not "Verified": the MX host name
  *       could have been forged). dane-only always behaves as "dane" here.
  *
+ * A message whose header says "TLS-Required: No" (RFC 8689 5, without REQUIRETLS) gets level may
+ * at every address instead: no TLSA lookup, no DANE check (logged once per delivery).
+ *
  * smtp_dns_support_level must be dnssec: otherwise level dane acts as may, and dane-only defers
  * (logged at load). smtp_tls_trust_anchor_file is not DANE's: it serves the verify and secure
  * levels (smtp-tls.c). */
@@ -46,6 +49,7 @@ struct SmtpDane {
         void (*resume)(SmtpDelivery *d);  /* called when a TLSA lookup answers */
         DaneHost **hosts;
         size_t n_hosts;
+        bool required_no_logged;          /* the TLS-Required: No line was logged */
 };
 
 int smtp_dane_load(Conf *c, SmtpSettings *s) {
@@ -90,6 +94,13 @@ SmtpDane *smtp_dane_free(SmtpDane *dane) {
         free(dane->hosts);
         free(dane);
         return NULL;
+}
+
+/* d's DANE state, created at first use; NULL when out of memory. */
+static SmtpDane *dane_get(SmtpDelivery *d) {
+        if (!d->dane && (d->dane = calloc(1, sizeof(SmtpDane))))
+                d->dane->d = d;
+        return d->dane;
 }
 
 static DaneHost *host_find(SmtpDane *dane, const char *host, unsigned port) {
@@ -155,13 +166,10 @@ static int decide(SmtpDelivery *d, const SmtpTarget *t, void (*resume)(SmtpDeliv
                 *ret_level = mx_policy;
                 return 1;
         }
-        SmtpDane *dane = d->dane;
+        SmtpDane *dane = dane_get(d);
         if (!dane) {
-                if (!(dane = d->dane = calloc(1, sizeof(SmtpDane)))) {
-                        snprintf(why, size, "out of memory");
-                        return -ENOMEM;
-                }
-                dane->d = d;
+                snprintf(why, size, "out of memory");
+                return -ENOMEM;
         }
         dane->resume = resume;
         DaneHost *h = host_find(dane, t->host, t->port);
@@ -228,6 +236,18 @@ int smtp_dane_target(SmtpDelivery *d, SmtpTarget *t, void (*resume)(SmtpDelivery
         if (d->tls.level < SMTP_TLS_DANE || t->no_tls)
                 return 1;
         SmtpTlsLevel level = SMTP_TLS_MAY;
+        if (smtp_tls_required_no(d)) {
+                /* RFC 8689 5: the sender asks that the recipient's DANE policy be ignored. */
+                SmtpDane *dane = dane_get(d);
+                if (dane && !dane->required_no_logged) {
+                        dane->required_no_logged = true;
+                        log_info("%s: TLS-Required: No: DANE (TLS security level %s) is not applied to %s; "
+                                 "TLS security level may (RFC 8689 5)", d->queue_id, smtp_tls_level_name(d->tls.level),
+                                 d->nexthop);
+                }
+                t->dane_level = SMTP_TLS_MAY;
+                return 1;
+        }
         int r = decide(d, t, resume, &level, why, size);
         if (r > 0)
                 t->dane_level = level;

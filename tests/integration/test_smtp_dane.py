@@ -237,3 +237,23 @@ def test_against_gnutls_serv(postern, pki, unbound, match):
     finally:
         srv.terminate()
         srv.wait(timeout=5)
+
+
+@pytest.mark.parametrize("level", ["dane", "dane-only"])
+def test_tls_required_no_header_ignores_dane(postern, pki, peer, unbound, level):
+    """RFC 8689 5: "TLS-Required: No" asks that the recipient's DANE policy be ignored: the
+    mismatching TLSA record that defers other mail (test_dane_mismatch_defers_and_sends_nothing)
+    does not count, the message goes with opportunistic TLS."""
+    import mailtest
+    p = peer()
+    unbound.serve(mx_zone(p.port, "3 1 1 " + "00" * 32))
+    start(postern, f"dane.test:{p.port}", level=level)
+    qid = mailtest.send(postern, "ptest1@postern.test", ["bob@remote.example"],
+                        mailtest.msg(f"trn-{level}@test", extra="TLS-Required: No\r\n"))
+    sent(postern, qid)
+    assert len(p.messages) == 1 and p.messages[0][0] is True   # still inside TLS when offered
+    log = postern.log("smtp")
+    assert f"{qid}: TLS-Required: No: DANE (TLS security level {level}) is not applied to dane.test:{p.port}; " \
+           "TLS security level may (RFC 8689 5)" in log
+    postern.wait_log("smtp", rf"Untrusted TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{p.port}")
+    assert "DANE TLSA" not in log
