@@ -229,7 +229,9 @@ int tls_dane_match(const TlsBlob *der, const TlsDaneRecord *rec);
 /* Checks a DER chain as a server sent it (leaf first) against a TLSA set: VERIFIED when a
  * DANE-EE record matches the leaf, or a DANE-TA record matches a certificate of the chain that
  * the chain verifies up to and the leaf has a name that matches one of names (patterns as for
- * tls_conn_peer_trust); UNTRUSTED otherwise, with the reason in reason. */
+ * tls_conn_peer_trust); UNTRUSTED otherwise, with the reason in reason (it begins "the certificate
+ * names do not match" when a DANE-TA record matched and only the name check failed: TLSRPT's
+ * certificate-host-mismatch). */
 TlsTrust tls_dane_verify_chain(const TlsBlob *chain, size_t n_chain, const TlsDaneRecord *recs, size_t n_recs,
                                char *const *names, char *reason, size_t size);
 /* The same for the peer of a client session after its handshake (reason as tls_conn_peer_trust). */

@@ -15,6 +15,10 @@
  *       host's TLSA records; success is then logged "Trusted", not "Verified": the MX host name
  *       could have been forged). dane-only always behaves as "dane" here.
  *
+ * With smtp_tlsrpt_enable, a TLSA lookup that fails counts as TLSRPT "dnssec-invalid" and a
+ * dane-only address without validated TLSA records as "dane-required" (policy type "tlsa"; the
+ * sessions' own results come from smtp-session.c through smtp_tlsrpt_dane()).
+ *
  * A message whose header says "TLS-Required: No" (RFC 8689 5, without REQUIRETLS) gets level may
  * at every address instead: no TLSA lookup, no DANE check (logged once per delivery).
  *
@@ -30,6 +34,7 @@
 #include "log/log.h"
 #include "smtp.h"
 #include "tls/tls.h"
+#include "tls/tlsrpt.h"
 
 typedef struct DaneHost {
         struct SmtpDane *dane;
@@ -251,7 +256,26 @@ int smtp_dane_target(SmtpDelivery *d, SmtpTarget *t, void (*resume)(SmtpDelivery
         int r = decide(d, t, resume, &level, why, size);
         if (r > 0)
                 t->dane_level = level;
+        else if (r == -EIO)
+                smtp_tlsrpt_dane(d, t, TLSRPT_DNSSEC_INVALID);   /* SERVFAIL: bogus, or no answer */
+        else if (r == -ENOENT)
+                smtp_tlsrpt_dane(d, t, TLSRPT_DANE_REQUIRED);    /* dane-only without validated TLSA */
         return r;
+}
+
+char *smtp_dane_policy_string(const SmtpDelivery *d, const SmtpTarget *t) {
+        DaneHost *h = d->dane ? host_find(d->dane, t->host, t->port) : NULL;
+        size_t n = 1;
+        for (size_t i = 0; h && i < h->n_recs; i++)
+                n += 16 + 2 * h->recs[i].len;
+        char *text = calloc(1, n), *p = text;
+        for (size_t i = 0; text && h && i < h->n_recs; i++) {
+                const TlsDaneRecord *rec = &h->recs[i];
+                p += sprintf(p, "%s%u %u %u ", i ? "\n" : "", rec->usage, rec->selector, rec->mtype);
+                for (size_t k = 0; k < rec->len; k++)
+                        p += sprintf(p, "%02x", rec->data[k]);
+        }
+        return text;
 }
 
 SmtpTlsLevel smtp_dane_level(const SmtpDelivery *d, const SmtpTarget *t) {

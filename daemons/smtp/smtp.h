@@ -312,6 +312,9 @@ SmtpTlsLevel smtp_dane_level(const SmtpDelivery *d, const SmtpTarget *t);
  * *ret_trust Verified (Trusted after an unvalidated MX lookup), *ret_why when not. */
 bool smtp_dane_check(SmtpDelivery *d, const SmtpTarget *t, TlsConn *tls, TlsTrust *ret_trust, const char **ret_why);
 SmtpDane *smtp_dane_free(SmtpDane *dane);
+/* t's TLSA records in presentation form ("3 1 1 ab12...", one per line; "" when none were
+ * found), for TLSRPT's policy-string; NULL when out of memory. Caller frees. */
+char *smtp_dane_policy_string(const SmtpDelivery *d, const SmtpTarget *t);
 
 /* smtp-remember.c: two generations of remembered successes. */
 typedef struct SmtpMemory {
@@ -369,6 +372,9 @@ void smtp_tlsrpt_record(const struct TlsrptRecord *rec);
 /* One session of d (with smtp_tlsrpt_enable, after policy discovery) under d's MTA-STS policy, or
  * "no-policy-found"; result is a TlsrptResult. */
 void smtp_tlsrpt_session(const SmtpDelivery *d, const char *mx_host, const char *ip, int result);
+/* One DANE result of d at address t (policy type "tlsa", with smtp_tlsrpt_enable): under d's
+ * next-hop domain, the host's TLSA records as policy-string, the host as mx-host. */
+void smtp_tlsrpt_dane(const SmtpDelivery *d, const SmtpTarget *t, int result);
 /* d's policy fetch for domain failed (sts-policy-fetch-error, -invalid, sts-webpki-invalid). */
 void smtp_tlsrpt_fetch_failed(const SmtpDelivery *d, const char *domain, int result);
 

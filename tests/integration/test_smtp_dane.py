@@ -257,3 +257,42 @@ def test_tls_required_no_header_ignores_dane(postern, pki, peer, unbound, level)
            "TLS security level may (RFC 8689 5)" in log
     postern.wait_log("smtp", rf"Untrusted TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{p.port}")
     assert "DANE TLSA" not in log
+
+
+@pytest.mark.parametrize("case", ["match", "mismatch", "name", "bogus", "dane-only"])
+def test_tlsrpt_counts_dane_sessions(postern, pki, peer, unbound, case):
+    """With smtp_tlsrpt_enable, DANE's results are policy type "tlsa" (RFC 8460 4.4) under the
+    next-hop domain, the host's TLSA records as policy-string: successes, and the failures
+    tlsa-invalid (no record matches), certificate-host-mismatch (DANE-TA matched, the name did
+    not), dnssec-invalid (the TLSA lookup failed: a bogus signature), dane-required (dane-only,
+    no TLSA records). MTA-STS is off: nothing else is counted."""
+    import datetime
+    from test_tlsrpt import show
+    p = peer()
+    good = sha256(spki(pki["crt"]))
+    tlsa = {"match": "3 1 1 " + good, "mismatch": "3 1 1 " + "00" * 32, "bogus": "3 1 1 " + good,
+            "name": "2 0 1 " + sha256(der(pki["ca"])), "dane-only": None}[case]
+    host = "other" if case == "name" else "mx"
+    unbound.serve(mx_zone(p.port, *([tlsa] if tlsa else []), host=host),
+                  corrupt=(good[:8], "deadbeef") if case == "bogus" else None)
+    start(postern, f"dane.test:{p.port}", level="dane-only" if case == "dane-only" else "dane",
+          smtp_tlsrpt_enable="yes", smtp_connection_cache_time_limit="0")   # a session per message
+    for i in range(2):
+        qid = send(postern, f"rpt-{case}-{i}@test")
+        sent(postern, qid) if case == "match" else deferred(postern, qid)
+    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    [report] = show(postern, day)
+    [pol] = report["policies"]
+    want_string = [] if case in ("bogus", "dane-only") else [tlsa]
+    assert pol["policy"] == dict({"policy-type": "tlsa", "policy-domain": "dane.test",
+                                  "mx-host": [f"{host}.dane.test"]},
+                                 **({"policy-string": want_string} if want_string else {}))
+    if case == "match":
+        assert pol["summary"] == {"total-successful-session-count": 2, "total-failure-session-count": 0}
+        assert "failure-details" not in pol
+    else:
+        result = {"mismatch": "tlsa-invalid", "name": "certificate-host-mismatch", "bogus": "dnssec-invalid",
+                  "dane-only": "dane-required"}[case]
+        assert pol["summary"] == {"total-successful-session-count": 0, "total-failure-session-count": 2}
+        assert pol["failure-details"] == [{"result-type": result, "receiving-ip": MX_ADDR,
+                                           "receiving-mx-hostname": f"{host}.dane.test", "failed-session-count": 2}]
