@@ -22,6 +22,10 @@
  * A message whose header says "TLS-Required: No" (RFC 8689 5, without REQUIRETLS) gets level may
  * at every address instead: no TLSA lookup, no DANE check (logged once per delivery).
  *
+ * LMTP (lmtp_tls_security_level = dane / dane-only, lmtp_dns_support_level = dnssec) takes the
+ * same path: an inet:host next hop has no MX lookup (mx_secure), its address lookup must validate
+ * and its TLSA records are at _port._tcp.host.
+ *
  * smtp_dns_support_level must be dnssec: otherwise level dane acts as may, and dane-only defers
  * (logged at load). smtp_tls_trust_anchor_file is not DANE's: it serves the verify and secure
  * levels (smtp-tls.c). */
@@ -61,8 +65,13 @@ int smtp_dane_load(Conf *c, SmtpSettings *s) {
         const char *dns = strempty(smtp_conf_get(c, s, "dns_support_level"));
         s->dnssec = streq(dns, "dnssec");
         s->dane_insecure_mx = SMTP_TLS_DANE;
+        const char *level = strempty(smtp_conf_get(c, s, "tls_security_level"));
+        if (!s->dnssec && (streq(level, "dane") || streq(level, "dane-only")))
+                log_warning("%s%s%s_tls_security_level = %s needs %s_dns_support_level = dnssec; %s",
+                            strempty(s->transport), s->transport ? "/" : "", s->prefix, level, s->prefix,
+                            streq(level, "dane") ? "using may" : "deliveries will be deferred");
         if (!streq(s->prefix, "smtp"))
-                return 0;
+                return 0;   /* LMTP looks up no MX: no insecure MX policy */
         const char *p = strempty(smtp_conf_get(c, s, "tls_dane_insecure_mx_policy"));
         if (streq(p, "may"))
                 s->dane_insecure_mx = SMTP_TLS_MAY;
@@ -73,11 +82,6 @@ int smtp_dane_load(Conf *c, SmtpSettings *s) {
                           s->transport ? "/" : "", p);
                 return -EINVAL;
         }
-        const char *level = strempty(smtp_conf_get(c, s, "tls_security_level"));
-        if (!s->dnssec && (streq(level, "dane") || streq(level, "dane-only")))
-                log_warning("%s%ssmtp_tls_security_level = %s needs smtp_dns_support_level = dnssec; %s",
-                            strempty(s->transport), s->transport ? "/" : "", level,
-                            streq(level, "dane") ? "using may" : "deliveries will be deferred");
         return 0;
 }
 
@@ -155,7 +159,8 @@ static int decide(SmtpDelivery *d, const SmtpTarget *t, void (*resume)(SmtpDeliv
                         *ret_level = SMTP_TLS_MAY;
                         return 1;
                 }
-                snprintf(why, size, "TLS security level dane-only needs smtp_dns_support_level = dnssec (host %s)", t->host);
+                snprintf(why, size, "TLS security level dane-only needs %s_dns_support_level = dnssec (host %s)",
+                         d->lmtp ? "lmtp" : "smtp", t->host);
                 return -EINVAL;
         }
         if (!t->addr_secure) {

@@ -296,3 +296,25 @@ def test_tlsrpt_counts_dane_sessions(postern, pki, peer, unbound, case):
         assert pol["summary"] == {"total-successful-session-count": 0, "total-failure-session-count": 2}
         assert pol["failure-details"] == [{"result-type": result, "receiving-ip": MX_ADDR,
                                            "receiving-mx-hostname": f"{host}.dane.test", "failed-session-count": 2}]
+
+
+@pytest.mark.parametrize("match", [True, False])
+def test_lmtp_dane(postern, pki, peer, unbound, match):
+    """lmtp_tls_security_level = dane with lmtp_dns_support_level = dnssec: an inet:host next hop
+    (no MX lookup; its validated address) is checked against _port._tcp.host like an SMTP MX host."""
+    p = peer()
+    unbound.serve(mx_zone(p.port, "3 1 1 " + (sha256(spki(pki["crt"])) if match else "00" * 32)))
+    postern.configure(transport_maps=f"inline:{{ remote.example=lmtp:inet:mx.dane.test:{p.port} }}",
+                      lmtp_dns_support_level="dnssec", lmtp_tls_security_level="dane", lmtp_tls_loglevel="1")
+    postern.start()
+    qid = send(postern, f"lmtp-dane-{match}@test")
+    if match:
+        sent(postern, qid)
+        assert [c.split(" ")[0] for _, c in p.commands][:2] == ["LHLO", "STARTTLS"]
+        assert len(p.messages) == 1 and p.messages[0][0] is True
+        postern.wait_log("smtp", rf"Verified TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{p.port}")
+        postern.wait_log("smtp", rf"matched the DANE TLSA records of _{p.port}\._tcp\.mx\.dane\.test")
+    else:
+        m = deferred(postern, qid)
+        assert m.group(1) == "4.7.5" and "Server certificate not verified" in m.group(2)
+        assert p.messages == []
