@@ -46,8 +46,14 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
                 cl->cred = NULL;
                 return -ENOMEM;
         }
-        r = tls_cred_set_trust(cl->cred, cfg->ca_file, cfg->ca_path, ret_reason);
-        if (r < 0)
+        if (cfg->ta_files && cfg->ta_files[0]) {
+                /* GnuTLS stops a chain at the first certificate it finds in the trust list, and
+                 * takes a listed certificate as issuer whether or not it is self-signed: an
+                 * intermediate works as a trust anchor as DANE-TA does. */
+                for (char **f = cfg->ta_files; *f; f++)
+                        if ((r = tls_cred_set_trust(cl->cred, *f, NULL, ret_reason)) < 0)
+                                return r;
+        } else if ((r = tls_cred_set_trust(cl->cred, cfg->ca_file, cfg->ca_path, ret_reason)) < 0)
                 return r;
         /* a client certificate (smtp_tls_cert_file / _key_file / _chain_files), offered when the
          * server asks for one */
@@ -60,7 +66,7 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
         for (char **f = cfg->chain_files; f && *f; f++)
                 if ((r = tls_cred_load_key_pair(cl->cred, *f, *f, ret_reason)) < 0)
                         return r;
-        if ((isempty(cfg->ca_file) && isempty(cfg->ca_path)) || cfg->append_default_ca)
+        if (!(cfg->ta_files && cfg->ta_files[0]) && ((isempty(cfg->ca_file) && isempty(cfg->ca_path)) || cfg->append_default_ca))
                 /* No trust store on the machine only means nothing verifies: not an error. */
                 (void) gnutls_certificate_set_x509_system_trust(cl->cred);
         *ret = TAKE_PTR(cl);

@@ -168,6 +168,10 @@ typedef struct TlsClientConfig {
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
         const char *cipher_removals; /* from *_exclude_ciphers (tls_exclude_ciphers_conf()), or NULL */
         bool append_default_ca;      /* tls_append_default_CA: the system store too, with ca_file/ca_path */
+        char **ta_files;             /* NULL-terminated PEM files of trust-anchor certificates
+                                      * (smtp_tls_trust_anchor_file): when not empty, the only anchors
+                                      * (ca_file, ca_path and the system store are not used); an anchor
+                                      * in the peer's chain, or its top certificate's issuer, suffices */
 } TlsClientConfig;
 
 /* What the peer's certificate proved, in Postfix's words. */
@@ -225,7 +229,9 @@ int tls_dane_match(const TlsBlob *der, const TlsDaneRecord *rec);
 /* Checks a DER chain as a server sent it (leaf first) against a TLSA set: VERIFIED when a
  * DANE-EE record matches the leaf, or a DANE-TA record matches a certificate of the chain that
  * the chain verifies up to and the leaf has a name that matches one of names (patterns as for
- * tls_conn_peer_trust); UNTRUSTED otherwise, with the reason in reason. */
+ * tls_conn_peer_trust); UNTRUSTED otherwise, with the reason in reason (it begins "the certificate
+ * names do not match" when a DANE-TA record matched and only the name check failed: TLSRPT's
+ * certificate-host-mismatch). */
 TlsTrust tls_dane_verify_chain(const TlsBlob *chain, size_t n_chain, const TlsDaneRecord *recs, size_t n_recs,
                                char *const *names, char *reason, size_t size);
 /* The same for the peer of a client session after its handshake (reason as tls_conn_peer_trust). */

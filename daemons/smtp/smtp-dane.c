@@ -15,8 +15,20 @@
  *       host's TLSA records; success is then logged "Trusted", not "Verified": the MX host name
  *       could have been forged). dane-only always behaves as "dane" here.
  *
+ * With smtp_tlsrpt_enable, a TLSA lookup that fails counts as TLSRPT "dnssec-invalid" and a
+ * dane-only address without validated TLSA records as "dane-required" (policy type "tlsa"; the
+ * sessions' own results come from smtp-session.c through smtp_tlsrpt_dane()).
+ *
+ * A message whose header says "TLS-Required: No" (RFC 8689 5, without REQUIRETLS) gets level may
+ * at every address instead: no TLSA lookup, no DANE check (logged once per delivery).
+ *
+ * LMTP (lmtp_tls_security_level = dane / dane-only, lmtp_dns_support_level = dnssec) takes the
+ * same path: an inet:host next hop has no MX lookup (mx_secure), its address lookup must validate
+ * and its TLSA records are at _port._tcp.host.
+ *
  * smtp_dns_support_level must be dnssec: otherwise level dane acts as may, and dane-only defers
- * (logged at load). smtp_tls_trust_anchor_file is accepted and reported as not supported. */
+ * (logged at load). smtp_tls_trust_anchor_file is not DANE's: it serves the verify and secure
+ * levels (smtp-tls.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +38,7 @@
 #include "log/log.h"
 #include "smtp.h"
 #include "tls/tls.h"
+#include "tls/tlsrpt.h"
 
 typedef struct DaneHost {
         struct SmtpDane *dane;
@@ -45,14 +58,20 @@ struct SmtpDane {
         void (*resume)(SmtpDelivery *d);  /* called when a TLSA lookup answers */
         DaneHost **hosts;
         size_t n_hosts;
+        bool required_no_logged;          /* the TLS-Required: No line was logged */
 };
 
 int smtp_dane_load(Conf *c, SmtpSettings *s) {
         const char *dns = strempty(smtp_conf_get(c, s, "dns_support_level"));
         s->dnssec = streq(dns, "dnssec");
         s->dane_insecure_mx = SMTP_TLS_DANE;
+        const char *level = strempty(smtp_conf_get(c, s, "tls_security_level"));
+        if (!s->dnssec && (streq(level, "dane") || streq(level, "dane-only")))
+                log_warning("%s%s%s_tls_security_level = %s needs %s_dns_support_level = dnssec; %s",
+                            strempty(s->transport), s->transport ? "/" : "", s->prefix, level, s->prefix,
+                            streq(level, "dane") ? "using may" : "deliveries will be deferred");
         if (!streq(s->prefix, "smtp"))
-                return 0;
+                return 0;   /* LMTP looks up no MX: no insecure MX policy */
         const char *p = strempty(smtp_conf_get(c, s, "tls_dane_insecure_mx_policy"));
         if (streq(p, "may"))
                 s->dane_insecure_mx = SMTP_TLS_MAY;
@@ -63,18 +82,6 @@ int smtp_dane_load(Conf *c, SmtpSettings *s) {
                           s->transport ? "/" : "", p);
                 return -EINVAL;
         }
-        const char *ta = smtp_conf_get(c, s, "tls_trust_anchor_file");
-        if (!isempty(ta)) {
-                char *note = NULL;
-                if (asprintf(&note, "not supported: smtp_tls_trust_anchor_file = %s (ignored; DANE-TA "
-                             "trust anchors come only from TLSA records)", ta) < 0 || smtp_note_add(&s->notes, note) < 0)
-                        return log_oom();
-        }
-        const char *level = strempty(smtp_conf_get(c, s, "tls_security_level"));
-        if (!s->dnssec && (streq(level, "dane") || streq(level, "dane-only")))
-                log_warning("%s%ssmtp_tls_security_level = %s needs smtp_dns_support_level = dnssec; %s",
-                            strempty(s->transport), s->transport ? "/" : "", level,
-                            streq(level, "dane") ? "using may" : "deliveries will be deferred");
         return 0;
 }
 
@@ -96,6 +103,13 @@ SmtpDane *smtp_dane_free(SmtpDane *dane) {
         free(dane->hosts);
         free(dane);
         return NULL;
+}
+
+/* d's DANE state, created at first use; NULL when out of memory. */
+static SmtpDane *dane_get(SmtpDelivery *d) {
+        if (!d->dane && (d->dane = calloc(1, sizeof(SmtpDane))))
+                d->dane->d = d;
+        return d->dane;
 }
 
 static DaneHost *host_find(SmtpDane *dane, const char *host, unsigned port) {
@@ -145,7 +159,8 @@ static int decide(SmtpDelivery *d, const SmtpTarget *t, void (*resume)(SmtpDeliv
                         *ret_level = SMTP_TLS_MAY;
                         return 1;
                 }
-                snprintf(why, size, "TLS security level dane-only needs smtp_dns_support_level = dnssec (host %s)", t->host);
+                snprintf(why, size, "TLS security level dane-only needs %s_dns_support_level = dnssec (host %s)",
+                         d->lmtp ? "lmtp" : "smtp", t->host);
                 return -EINVAL;
         }
         if (!t->addr_secure) {
@@ -161,13 +176,10 @@ static int decide(SmtpDelivery *d, const SmtpTarget *t, void (*resume)(SmtpDeliv
                 *ret_level = mx_policy;
                 return 1;
         }
-        SmtpDane *dane = d->dane;
+        SmtpDane *dane = dane_get(d);
         if (!dane) {
-                if (!(dane = d->dane = calloc(1, sizeof(SmtpDane)))) {
-                        snprintf(why, size, "out of memory");
-                        return -ENOMEM;
-                }
-                dane->d = d;
+                snprintf(why, size, "out of memory");
+                return -ENOMEM;
         }
         dane->resume = resume;
         DaneHost *h = host_find(dane, t->host, t->port);
@@ -234,10 +246,41 @@ int smtp_dane_target(SmtpDelivery *d, SmtpTarget *t, void (*resume)(SmtpDelivery
         if (d->tls.level < SMTP_TLS_DANE || t->no_tls)
                 return 1;
         SmtpTlsLevel level = SMTP_TLS_MAY;
+        if (smtp_tls_required_no(d)) {
+                /* RFC 8689 5: the sender asks that the recipient's DANE policy be ignored. */
+                SmtpDane *dane = dane_get(d);
+                if (dane && !dane->required_no_logged) {
+                        dane->required_no_logged = true;
+                        log_info("%s: TLS-Required: No: DANE (TLS security level %s) is not applied to %s; "
+                                 "TLS security level may (RFC 8689 5)", d->queue_id, smtp_tls_level_name(d->tls.level),
+                                 d->nexthop);
+                }
+                t->dane_level = SMTP_TLS_MAY;
+                return 1;
+        }
         int r = decide(d, t, resume, &level, why, size);
         if (r > 0)
                 t->dane_level = level;
+        else if (r == -EIO)
+                smtp_tlsrpt_dane(d, t, TLSRPT_DNSSEC_INVALID);   /* SERVFAIL: bogus, or no answer */
+        else if (r == -ENOENT)
+                smtp_tlsrpt_dane(d, t, TLSRPT_DANE_REQUIRED);    /* dane-only without validated TLSA */
         return r;
+}
+
+char *smtp_dane_policy_string(const SmtpDelivery *d, const SmtpTarget *t) {
+        DaneHost *h = d->dane ? host_find(d->dane, t->host, t->port) : NULL;
+        size_t n = 1;
+        for (size_t i = 0; h && i < h->n_recs; i++)
+                n += 16 + 2 * h->recs[i].len;
+        char *text = calloc(1, n), *p = text;
+        for (size_t i = 0; text && h && i < h->n_recs; i++) {
+                const TlsDaneRecord *rec = &h->recs[i];
+                p += sprintf(p, "%s%u %u %u ", i ? "\n" : "", rec->usage, rec->selector, rec->mtype);
+                for (size_t k = 0; k < rec->len; k++)
+                        p += sprintf(p, "%02x", rec->data[k]);
+        }
+        return text;
 }
 
 SmtpTlsLevel smtp_dane_level(const SmtpDelivery *d, const SmtpTarget *t) {

@@ -972,11 +972,13 @@ static void tls_failed(SmtpSession *s, const char *dsn, const char *fmt, ...) {
 
 /* Counts this session's TLSRPT result, the first one only. */
 static void tlsrpt_result(SmtpSession *s, TlsrptResult result) {
-        /* DANE sessions (policy type "tlsa") are not counted yet: only MTA-STS and no policy. */
-        if (s->tlsrpt_done || !s->d || s->level == SMTP_TLS_DANE)
+        if (s->tlsrpt_done || !s->d)
                 return;
         s->tlsrpt_done = true;
-        smtp_tlsrpt_session(s->d, s->target.host, s->target.addr, result);
+        if (s->level == SMTP_TLS_DANE)   /* checked against TLSA records: policy type "tlsa" */
+                smtp_tlsrpt_dane(s->d, &s->target, result);
+        else
+                smtp_tlsrpt_session(s->d, s->target.host, s->target.addr, result);
 }
 
 static void log_tls(SmtpSession *s, const char *how) {
@@ -1012,9 +1014,12 @@ static void tls_established(SmtpSession *s) {
 
         s->tls_up = true;
         bool ok;
-        if (s->level == SMTP_TLS_DANE)
+        if (s->level == SMTP_TLS_DANE) {
                 ok = smtp_dane_check(d, &s->target, s->tls, &s->trust, &why);
-        else {
+                tlsrpt_result(s, ok ? TLSRPT_SUCCESS
+                                 : why && startswith(why, "the certificate names do not match") ? TLSRPT_CERTIFICATE_HOST_MISMATCH
+                                                                                             : TLSRPT_TLSA_INVALID);
+        } else {
                 s->trust = tls_conn_peer_trust(s->tls, match, &why);
                 if (s->sts != STS_MODE_NONE && s->trust != TLS_TRUST_VERIFIED) {
                         char reason[400];

@@ -73,6 +73,7 @@ static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_par
         const char *prefix = s->prefix;
         const char *grade = smtp_conf_get(c, s, ciphers_param);
         _cleanup_strv_free_ char **chains = conf_split_list(strempty(smtp_conf_get(c, s, "tls_chain_files")));
+        _cleanup_strv_free_ char **anchors = conf_split_list(strempty(smtp_conf_get(c, s, "tls_trust_anchor_file")));
         /* *_exclude_ciphers: both lists for mandatory TLS, the first one otherwise (Postfix) */
         char exclude_name[64], mandatory_name[64];
         bool mandatory = strstr(protocols_param, "mandatory");
@@ -81,7 +82,7 @@ static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_par
                                                              "tls_mandatory_exclude_ciphers") : NULL, NULL };
         _cleanup_free_ char *removals = tls_exclude_ciphers_conf(c, s->transport, exclude,
                                                                  streq(prefix, "lmtp") ? "LMTP client" : "SMTP client");
-        if (!chains || !removals) {
+        if (!chains || !anchors || !removals) {
                 log_oom();
                 return NULL;
         }
@@ -96,15 +97,16 @@ static TlsClient *client_new(Conf *c, SmtpSettings *s, const char *protocols_par
                 .options = tls_ssl_options_conf(c, NULL, streq(prefix, "lmtp") ? "LMTP client" : "SMTP client"),
                 .cipher_removals = removals,
                 .append_default_ca = conf_get_bool(c, s->transport, "tls_append_default_CA"),
+                .ta_files = anchors,
         };
         _cleanup_free_ char *why = NULL;
         TlsClient *cl = NULL;
         int r = tls_client_new(&cfg, &cl, &why);
         if (r < 0) {
                 /* Like Postfix: a local TLS problem makes "may" plaintext and defers mandatory TLS. */
-                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath, %s_tls_cert_file, %s_tls_chain_files): "
-                                "%s; TLS not available",
-                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix, prefix, prefix,
+                log_error_errno(r, "%s client TLS (%s_%s, %s_tls_CAfile, %s_tls_CApath, %s_tls_trust_anchor_file, "
+                                "%s_tls_cert_file, %s_tls_chain_files): %s; TLS not available",
+                                streq(prefix, "lmtp") ? "LMTP" : "SMTP", prefix, protocols_param, prefix, prefix, prefix, prefix, prefix,
                                 why ? why : "out of memory");
                 return NULL;
         }

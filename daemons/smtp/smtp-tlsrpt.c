@@ -1,10 +1,13 @@
 /* smtp-tlsrpt.c — postern-smtp's side of TLS reporting (RFC 8460): with smtp_tlsrpt_enable, each
  * session of a delivery that went through policy discovery is counted in
  * $queue_directory/tlsrpt.db (common/tls/tlsrpt.c) under its policy domain: "sts" with the
- * MTA-STS policy's text and mx patterns, or "no-policy-found". One result per session: the first
- * failure, or success once TLS is up (and verified, under a policy). DANE records "tlsa" results
- * through smtp_tlsrpt_record() with a TlsrptRecord of its own. `posternctl tlsrpt send` makes and
- * mails the daily reports. */
+ * MTA-STS policy's text and mx patterns, or "no-policy-found". A session checked by DANE (level
+ * dane with usable TLSA records) is counted as "tlsa" instead (smtp_tlsrpt_dane()), under the
+ * next-hop domain, with the host's TLSA records and the host as mx-host; smtp-dane.c adds the
+ * addresses DANE rules out before connecting. One result per session: the first failure, or
+ * success once TLS is up (and verified, under a policy). `posternctl tlsrpt send` makes and mails
+ * the daily reports. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +74,32 @@ void smtp_tlsrpt_session(const SmtpDelivery *d, const char *mx_host, const char 
                 .result = (TlsrptResult) result,
                 .receiving_mx_hostname = mx_host,
                 .receiving_ip = ip,
+        };
+        smtp_tlsrpt_record(&rec);
+}
+
+void smtp_tlsrpt_dane(const SmtpDelivery *d, const SmtpTarget *t, int result) {
+        const SmtpSettings *s = smtp_settings(d->smtp, d->lmtp, d->transport);
+        char domain[256];
+        if (!s->tlsrpt_enable)
+                return;
+        smtp_nexthop_domain(d->nexthop, domain, sizeof domain);
+        size_t n = strlen(domain);
+        if (n > 0 && domain[n - 1] == '.')
+                domain[n - 1] = '\0';
+        for (char *c = domain; *c; c++)
+                *c = (char) tolower((unsigned char) *c);
+        _cleanup_free_ char *records = smtp_dane_policy_string(d, t);
+        if (!records)
+                return (void) log_oom();
+        TlsrptRecord rec = {
+                .policy_domain = domain,
+                .policy_type = "tlsa",
+                .policy_string = records,
+                .mx_host = t->host,
+                .result = (TlsrptResult) result,
+                .receiving_mx_hostname = t->host,
+                .receiving_ip = t->addr,
         };
         smtp_tlsrpt_record(&rec);
 }

@@ -300,8 +300,7 @@ typedef struct SmtpDelivery {
 
 /* smtp-dane.c */
 typedef struct SmtpDane SmtpDane;
-/* smtp_tls_dane_insecure_mx_policy, smtp_tls_trust_anchor_file (not supported, in s->notes) and
- * whether DNSSEC is on; <0 (logged) on a bad value. */
+/* smtp_tls_dane_insecure_mx_policy and whether DNSSEC is on; <0 (logged) on a bad value. */
 int smtp_dane_load(Conf *c, SmtpSettings *s);
 /* Before connecting to t at level dane/dane-only: 1 go (t->dane_level set), 0 a TLSA lookup
  * runs (resume(d) is called from the loop when it answers), <0 this address must not be used,
@@ -313,6 +312,9 @@ SmtpTlsLevel smtp_dane_level(const SmtpDelivery *d, const SmtpTarget *t);
  * *ret_trust Verified (Trusted after an unvalidated MX lookup), *ret_why when not. */
 bool smtp_dane_check(SmtpDelivery *d, const SmtpTarget *t, TlsConn *tls, TlsTrust *ret_trust, const char **ret_why);
 SmtpDane *smtp_dane_free(SmtpDane *dane);
+/* t's TLSA records in presentation form ("3 1 1 ab12...", one per line; "" when none were
+ * found), for TLSRPT's policy-string; NULL when out of memory. Caller frees. */
+char *smtp_dane_policy_string(const SmtpDelivery *d, const SmtpTarget *t);
 
 /* smtp-remember.c: two generations of remembered successes. */
 typedef struct SmtpMemory {
@@ -370,6 +372,9 @@ void smtp_tlsrpt_record(const struct TlsrptRecord *rec);
 /* One session of d (with smtp_tlsrpt_enable, after policy discovery) under d's MTA-STS policy, or
  * "no-policy-found"; result is a TlsrptResult. */
 void smtp_tlsrpt_session(const SmtpDelivery *d, const char *mx_host, const char *ip, int result);
+/* One DANE result of d at address t (policy type "tlsa", with smtp_tlsrpt_enable): under d's
+ * next-hop domain, the host's TLSA records as policy-string, the host as mx-host. */
+void smtp_tlsrpt_dane(const SmtpDelivery *d, const SmtpTarget *t, int result);
 /* d's policy fetch for domain failed (sts-policy-fetch-error, -invalid, sts-webpki-invalid). */
 void smtp_tlsrpt_fetch_failed(const SmtpDelivery *d, const char *domain, int result);
 

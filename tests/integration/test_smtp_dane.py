@@ -9,30 +9,23 @@ covered by one naming that unbound for the test's duration — without "options 
 postern-smtp does not need (it sets RES_TRUSTAD itself). The receiving
 server is the Python/OpenSSL SMTP server of the TLS tests (tls_smtp_peer.py) on 127.0.0.7, and
 gnutls-serv for a GnuTLS peer (SMTPS, since it does not speak SMTP); the
-TLSA association data are computed here with openssl and hashlib."""
+TLSA association data are computed with openssl and hashlib. The unbound and the digests are in
+transport_security.py (shared with test_smtp_dane_sts.py)."""
 
-import hashlib
 import os
-import pathlib
 import shutil
-import ssl
 import subprocess
-import tempfile
 
 import pytest
 
-import dnszone
 from smtp_peers import free_port, peer_factory, wait_port
 from test_smtp_tls import deferred, send, sent
 from test_smtpd_tls import CERTTOOL, _ca, _leaf
 from tls_smtp_peer import TlsSmtpServer
+from transport_security import HAVE_DNSSEC_TOOLS, MX_ADDR, der, sha256, spki, unbound  # noqa: F401 (fixture)
 
-UNBOUND = shutil.which("unbound") or "/usr/sbin/unbound"
-pytestmark = pytest.mark.skipif(not (CERTTOOL and os.path.exists(UNBOUND) and shutil.which("ldns-signzone")
-                                     and shutil.which("ldns-keygen") and shutil.which("openssl")),
+pytestmark = pytest.mark.skipif(not (CERTTOOL and HAVE_DNSSEC_TOOLS),
                                 reason="needs unbound, ldnsutils, gnutls-bin (certtool) and openssl")
-
-MX_ADDR = "127.0.0.7"
 
 
 @pytest.fixture(scope="module")
@@ -43,97 +36,6 @@ def pki():
     (d / "chain.crt").write_text((d / "mx.crt").read_text() + (d / "ca.crt").read_text())
     yield {"dir": d, "chain": d / "chain.crt", "key": d / "mx.key", "crt": d / "mx.crt", "ca": d / "ca.crt"}
     shutil.rmtree(d, ignore_errors=True)
-
-
-def der(crt):
-    return ssl.PEM_cert_to_DER_cert(pathlib.Path(crt).read_text())
-
-
-def spki(crt):
-    pub = subprocess.run(["openssl", "x509", "-in", str(crt), "-noout", "-pubkey"], check=True,
-                         capture_output=True).stdout
-    return subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, check=True,
-                          capture_output=True).stdout
-
-
-def sha256(b):
-    return hashlib.sha256(b).hexdigest()
-
-
-class Unbound:
-    """unbound on a free 127.53.x.y:53 serving dane.test (signed, validated) and insecure.test
-    (unsigned), and /etc/resolv.conf pointing at it while active."""
-
-    def __init__(self):
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="postern-unbound-"))
-        self.address = dnszone._free_address()
-        self.proc = None
-        self.mounted = False
-
-    def serve(self, signed, unsigned=(), corrupt=None):
-        """signed/unsigned: record lines relative to their zone's origin. corrupt: a string in
-        the signed zone file replaced after signing (its RRSIG then fails: a bogus answer)."""
-        soa = "@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 127.0.0.1\n"
-        zone = self.dir / "dane.test.zone"
-        zone.write_text("$ORIGIN dane.test.\n$TTL 300\n" + soa + "".join(r + "\n" for r in signed))
-        key = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "dane.test"], cwd=self.dir,
-                             check=True, capture_output=True, text=True).stdout.strip()
-        subprocess.run(["ldns-signzone", "-n", str(zone), key], cwd=self.dir, check=True, capture_output=True)
-        signed_file = self.dir / "dane.test.zone.signed"
-        if corrupt:
-            text = signed_file.read_text()
-            assert corrupt[0] in text
-            signed_file.write_text(text.replace(corrupt[0], corrupt[1]))
-        (self.dir / "insecure.test.zone").write_text("$ORIGIN insecure.test.\n$TTL 300\n" + soa +
-                                                     "".join(r + "\n" for r in unsigned))
-        (self.dir / "unbound.conf").write_text(f"""server:
-  interface: {self.address}
-  port: 53
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{self.dir}"
-  pidfile: ""
-  use-syslog: no
-  logfile: "{self.dir}/unbound.log"
-  module-config: "validator iterator"
-  trust-anchor-file: "{self.dir}/{key}.ds"
-  access-control: 127.0.0.0/8 allow
-  do-ip6: no
-  qname-minimisation: no
-  local-zone: "test." nodefault
-""" + "".join(f"""auth-zone:
-  name: "{name}"
-  zonefile: "{path}"
-  for-upstream: yes
-  for-downstream: no
-  fallback-enabled: no
-""" for name, path in (("dane.test", signed_file), ("insecure.test", self.dir / "insecure.test.zone"))))
-        self.proc = subprocess.Popen([UNBOUND, "-d", "-c", str(self.dir / "unbound.conf")],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        dnszone.wait_answering(self.proc, self.address, "unbound", "dane.test")
-        resolv = self.dir / "resolv.conf"
-        # no "options trust-ad": postern-smtp asks for the AD bit itself (RES_TRUSTAD)
-        resolv.write_text(f"nameserver {self.address}\noptions timeout:2 attempts:2\n")
-        subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)
-        self.mounted = True
-
-    def close(self):
-        if self.mounted:
-            subprocess.run(["umount", "/etc/resolv.conf"], check=True)
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc.stderr.close()
-        if not os.environ.get("POSTERN_KEEP_ROOT"):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def unbound():
-    u = Unbound()
-    yield u
-    u.close()
 
 
 @pytest.fixture
@@ -293,15 +195,12 @@ def test_policy_maps_dane_per_destination(postern, pki, peer, unbound, tmp_path)
 
 
 def test_dane_without_dnssec_support_level_is_may(postern, pki, peer, unbound):
-    """Also: smtp_tls_trust_anchor_file is reported as not supported."""
     p = peer()
     unbound.serve(mx_zone(p.port, "3 1 1 " + "00" * 32))
-    start(postern, f"dane.test:{p.port}", smtp_dns_support_level="enabled",
-          smtp_tls_trust_anchor_file=str(pki["ca"]))
+    start(postern, f"dane.test:{p.port}", smtp_dns_support_level="enabled")
     sent(postern, send(postern, "nodnssec@test"))
     log = postern.log("smtp")
     assert "smtp_tls_security_level = dane needs smtp_dns_support_level = dnssec; using may" in log
-    assert f"not supported: smtp_tls_trust_anchor_file = {pki['ca']}" in log
 
 
 def test_resumed_session_still_verified(postern, pki, peer, unbound):
@@ -338,3 +237,84 @@ def test_against_gnutls_serv(postern, pki, unbound, match):
     finally:
         srv.terminate()
         srv.wait(timeout=5)
+
+
+@pytest.mark.parametrize("level", ["dane", "dane-only"])
+def test_tls_required_no_header_ignores_dane(postern, pki, peer, unbound, level):
+    """RFC 8689 5: "TLS-Required: No" asks that the recipient's DANE policy be ignored: the
+    mismatching TLSA record that defers other mail (test_dane_mismatch_defers_and_sends_nothing)
+    does not count, the message goes with opportunistic TLS."""
+    import mailtest
+    p = peer()
+    unbound.serve(mx_zone(p.port, "3 1 1 " + "00" * 32))
+    start(postern, f"dane.test:{p.port}", level=level)
+    qid = mailtest.send(postern, "ptest1@postern.test", ["bob@remote.example"],
+                        mailtest.msg(f"trn-{level}@test", extra="TLS-Required: No\r\n"))
+    sent(postern, qid)
+    assert len(p.messages) == 1 and p.messages[0][0] is True   # still inside TLS when offered
+    log = postern.log("smtp")
+    assert f"{qid}: TLS-Required: No: DANE (TLS security level {level}) is not applied to dane.test:{p.port}; " \
+           "TLS security level may (RFC 8689 5)" in log
+    postern.wait_log("smtp", rf"Untrusted TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{p.port}")
+    assert "DANE TLSA" not in log
+
+
+@pytest.mark.parametrize("case", ["match", "mismatch", "name", "bogus", "dane-only"])
+def test_tlsrpt_counts_dane_sessions(postern, pki, peer, unbound, case):
+    """With smtp_tlsrpt_enable, DANE's results are policy type "tlsa" (RFC 8460 4.4) under the
+    next-hop domain, the host's TLSA records as policy-string: successes, and the failures
+    tlsa-invalid (no record matches), certificate-host-mismatch (DANE-TA matched, the name did
+    not), dnssec-invalid (the TLSA lookup failed: a bogus signature), dane-required (dane-only,
+    no TLSA records). MTA-STS is off: nothing else is counted."""
+    import datetime
+    from test_tlsrpt import show
+    p = peer()
+    good = sha256(spki(pki["crt"]))
+    tlsa = {"match": "3 1 1 " + good, "mismatch": "3 1 1 " + "00" * 32, "bogus": "3 1 1 " + good,
+            "name": "2 0 1 " + sha256(der(pki["ca"])), "dane-only": None}[case]
+    host = "other" if case == "name" else "mx"
+    unbound.serve(mx_zone(p.port, *([tlsa] if tlsa else []), host=host),
+                  corrupt=(good[:8], "deadbeef") if case == "bogus" else None)
+    start(postern, f"dane.test:{p.port}", level="dane-only" if case == "dane-only" else "dane",
+          smtp_tlsrpt_enable="yes", smtp_connection_cache_time_limit="0")   # a session per message
+    for i in range(2):
+        qid = send(postern, f"rpt-{case}-{i}@test")
+        sent(postern, qid) if case == "match" else deferred(postern, qid)
+    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    [report] = show(postern, day)
+    [pol] = report["policies"]
+    want_string = [] if case in ("bogus", "dane-only") else [tlsa]
+    assert pol["policy"] == dict({"policy-type": "tlsa", "policy-domain": "dane.test",
+                                  "mx-host": [f"{host}.dane.test"]},
+                                 **({"policy-string": want_string} if want_string else {}))
+    if case == "match":
+        assert pol["summary"] == {"total-successful-session-count": 2, "total-failure-session-count": 0}
+        assert "failure-details" not in pol
+    else:
+        result = {"mismatch": "tlsa-invalid", "name": "certificate-host-mismatch", "bogus": "dnssec-invalid",
+                  "dane-only": "dane-required"}[case]
+        assert pol["summary"] == {"total-successful-session-count": 0, "total-failure-session-count": 2}
+        assert pol["failure-details"] == [{"result-type": result, "receiving-ip": MX_ADDR,
+                                           "receiving-mx-hostname": f"{host}.dane.test", "failed-session-count": 2}]
+
+
+@pytest.mark.parametrize("match", [True, False])
+def test_lmtp_dane(postern, pki, peer, unbound, match):
+    """lmtp_tls_security_level = dane with lmtp_dns_support_level = dnssec: an inet:host next hop
+    (no MX lookup; its validated address) is checked against _port._tcp.host like an SMTP MX host."""
+    p = peer()
+    unbound.serve(mx_zone(p.port, "3 1 1 " + (sha256(spki(pki["crt"])) if match else "00" * 32)))
+    postern.configure(transport_maps=f"inline:{{ remote.example=lmtp:inet:mx.dane.test:{p.port} }}",
+                      lmtp_dns_support_level="dnssec", lmtp_tls_security_level="dane", lmtp_tls_loglevel="1")
+    postern.start()
+    qid = send(postern, f"lmtp-dane-{match}@test")
+    if match:
+        sent(postern, qid)
+        assert [c.split(" ")[0] for _, c in p.commands][:2] == ["LHLO", "STARTTLS"]
+        assert len(p.messages) == 1 and p.messages[0][0] is True
+        postern.wait_log("smtp", rf"Verified TLS connection established to mx\.dane\.test\[127\.0\.0\.7\]:{p.port}")
+        postern.wait_log("smtp", rf"matched the DANE TLSA records of _{p.port}\._tcp\.mx\.dane\.test")
+    else:
+        m = deferred(postern, qid)
+        assert m.group(1) == "4.7.5" and "Server certificate not verified" in m.group(2)
+        assert p.messages == []

@@ -6,93 +6,33 @@ postern-smtp; a new TXT id fetches again; refreshed after half its max_age),
 and enforcement per MX: enforce (MX in the patterns, certificate verified for the MX host name,
 never plaintext), testing (delivered, failures logged). Refused fetches (a redirect, a policy
 over the size limit, another Content-Type) and a domain without TXT record mean no policy.
-Receiving servers: the Python/OpenSSL SMTP peer with STARTTLS (tls_smtp_peer.py)."""
+Receiving servers: the Python/OpenSSL SMTP peer with STARTTLS (tls_smtp_peer.py); the policy
+server is transport_security.py's."""
 
-import http.server
 import re
 import shutil
 import sqlite3
-import ssl
-import threading
 import time
 
 import pytest
 
 from smtp_peers import peer_factory
 from test_smtp_tls import deferred, send, sent
-from test_smtpd_tls import CERTTOOL, _ca, _leaf
+from test_smtpd_tls import CERTTOOL
 from tls_smtp_peer import TlsSmtpServer
+from transport_security import STS_MX as MX, WEB_ADDR, ecdsa_pki, web  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(not CERTTOOL, reason="needs gnutls-bin (certtool)")
 
 DOMAIN = "sts.test"
-MX = "mx.sts.test"
-WEB_ADDR = "127.0.0.5"
 
 
 @pytest.fixture(scope="module")
 def pki():
-    d = _ca("postern-mta-sts-", "Postern MTA-STS Test CA")
-    _leaf(d, "mx", ["--key-type=ecdsa", "--curve=secp256r1"], [MX])
-    _leaf(d, "web", ["--key-type=ecdsa", "--curve=secp256r1"], [f"mta-sts.{DOMAIN}"])
-    _leaf(d, "otherweb", ["--key-type=ecdsa", "--curve=secp256r1"], ["www.other.test"])
+    d = ecdsa_pki("postern-mta-sts-", "Postern MTA-STS Test CA",
+                  {"mx": MX, "web": f"mta-sts.{DOMAIN}", "otherweb": "www.other.test"})
     yield {"dir": d, "ca": d / "ca.crt"}
     shutil.rmtree(d, ignore_errors=True)
-
-
-class PolicyServer:
-    """HTTPS on WEB_ADDR:443 answering every GET with self.reply = (status, headers, body)."""
-
-    def __init__(self, pki, cert="web"):
-        self.requests = []
-        self.reply = (200, {"Content-Type": "text/plain"}, b"")
-        self.delay = 0               # seconds before each reply (a slow server)
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append((self.path, self.headers.get("Host")))
-                time.sleep(server.delay)   # the slow server itself, not a wait in the test
-                status, headers, body = server.reply
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer((WEB_ADDR, 443), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(certfile=str(pki["dir"] / f"{cert}.crt"), keyfile=str(pki["dir"] / f"{cert}.key"))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def policy(self, mode="enforce", mx=(MX,), max_age=86400, extra=""):
-        text = f"version: STSv1\nmode: {mode}\n" + "".join(f"mx: {m}\n" for m in mx) + f"max_age: {max_age}\n" + extra
-        self.reply = (200, {"Content-Type": "text/plain; charset=utf-8"}, text.encode())
-
-    def stop(self):
-        if self.httpd:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.httpd = None
-
-
-@pytest.fixture
-def web(pki):
-    servers = []
-
-    def make(**kw):
-        s = PolicyServer(pki, **kw)
-        servers.append(s)
-        return s
-    yield make
-    for s in servers:
-        s.stop()
 
 
 @pytest.fixture
@@ -116,6 +56,18 @@ def start(postern, pki, port, **extra):
     conf.update(extra)
     postern.configure(**conf)
     postern.start()
+
+
+def delivered_under_policy(postern, pki, peer, web, dns_zone, mid):
+    """Starts with an enforce policy for MX (TXT id "one") and delivers mid under it over TLS, so
+    that the policy is in the cache; returns the receiving peer and the policy server."""
+    p = peer()
+    w = web()
+    w.policy("enforce", mx=[MX])
+    zone(dns_zone, txt_id="one")
+    start(postern, pki, p.port)
+    assert "queued as TLS1T" in sent(postern, send(postern, mid)).group(1)
+    return p, w
 
 
 def plaintext_commands(p):
@@ -191,13 +143,7 @@ def test_testing_delivers_and_logs_failure(postern, pki, peer, web, dns_zone):
 
 
 def test_cached_policy_enforced_while_server_down_and_new_id_refetches(postern, pki, peer, web, dns_zone):
-    p = peer()
-    w = web()
-    w.policy("enforce", mx=[MX])
-    zone(dns_zone, txt_id="one")
-    start(postern, pki, p.port)
-    qid = send(postern, "cache-1@test")
-    assert "queued as TLS1T" in sent(postern, qid).group(1)
+    p, w = delivered_under_policy(postern, pki, peer, web, dns_zone, "cache-1@test")
     assert len(w.requests) == 1
     assert (postern.queue_dir / "mta-sts.db").exists()
 
@@ -222,13 +168,7 @@ def test_cached_policy_enforced_while_server_down_and_new_id_refetches(postern, 
 
 
 def test_fetch_failure_keeps_cached_policy(postern, pki, peer, web, dns_zone):
-    p = peer()
-    w = web()
-    w.policy("enforce", mx=[MX])
-    zone(dns_zone, txt_id="one")
-    start(postern, pki, p.port)
-    qid = send(postern, "keep-1@test")
-    sent(postern, qid)
+    p, w = delivered_under_policy(postern, pki, peer, web, dns_zone, "keep-1@test")
     # a new id, but the server now answers 404: the cached policy (mx.sts.test only) stays
     w.reply = (404, {"Content-Type": "text/plain"}, b"gone\n")
     zone(dns_zone, txt_id="two", mx_host="evil.sts.test")
@@ -307,12 +247,7 @@ def test_enforce_sts_mx_patterns_no_matches_certificate_against_patterns(postern
 def test_policy_refreshed_before_it_expires(postern, pki, peer, web, dns_zone):
     """A cached policy past half its max_age (at most a day) is fetched again in the background
     while the delivery goes on with it. The cache row is aged by hand (sqlite3) instead of waiting."""
-    p = peer()
-    w = web()
-    w.policy("enforce", mx=[MX], max_age=86400)
-    zone(dns_zone, txt_id="one")
-    start(postern, pki, p.port)
-    sent(postern, send(postern, "refresh-1@test"))
+    p, w = delivered_under_policy(postern, pki, peer, web, dns_zone, "refresh-1@test")   # max_age=86400
     db = sqlite3.connect(postern.queue_dir / "mta-sts.db", timeout=10)
     with db:
         db.execute("UPDATE sts_policy SET fetched = ? WHERE domain = ?", (int(time.time()) - 50000, DOMAIN))

@@ -66,7 +66,7 @@ class TlsSmtpServer(ThreadedListener):
                 cmd = line.decode(errors="replace").rstrip("\r\n")
                 self.commands.append((tls, cmd))
                 verb = cmd.split(" ", 1)[0].split(":", 1)[0].upper()
-                if verb == "EHLO":
+                if verb in ("EHLO", "LHLO"):   # LHLO: LMTP, fine for one recipient (one reply after DATA)
                     kw = ["PIPELINING", "SIZE 10240000", "8BITMIME"]
                     if self.starttls and not tls:
                         kw.append("STARTTLS")
