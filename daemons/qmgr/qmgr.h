@@ -10,6 +10,8 @@
  *   qmgr-dsn.c      DSN settings; delivery status filters and soft_bounce applied to agent results
  *   qmgr-delay.c    the one delay warning per message (delay_warning_time)
  *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
+ *   qmgr-probe.c    address verification probes (postern-verify's is_probe messages): routing
+ *                   overrides, request=verify, results to postern-verify, no notices
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
  * routed, qmgr's own deferrals are recorded at once, local ones are handed to postern-local in

@@ -24,13 +24,15 @@
  * loop turn, so queries are answered between batches; its end is logged as Postfix does
  * ("cache /var/spool/postern/verify.db full cleanup: retained=12 dropped=3 entries").
  *
- * At most address_verify_pending_request_limit probes are in flight; a query that would start
- * another is answered with what the cache has (pending for a new address), logged once until a
- * probe finishes, and the next query of that address tries again: a flood of random recipients
- * cannot make postern-smtp open unbounded connections.
+ * A probe is a message queued for postern-qmgr (verify-probe.c); its result comes back as
+ * request=update with queue_id= (counted in postern_verify_probes_total). At most
+ * address_verify_pending_request_limit probes wait untried in the queue; a query that would
+ * queue another is answered with what the cache has (pending for a new address), logged once
+ * until a probe result arrives, and the next query of that address tries again: a flood of
+ * random recipients cannot flood the queue.
  *
- * Reload: the cache times and the routing (a new prober; probes in flight finish on the old
- * one). address_verify_map needs a restart. */
+ * Reload: the cache times and the probe sender (the probes' routing is postern-qmgr's).
+ * address_verify_map needs a restart. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
