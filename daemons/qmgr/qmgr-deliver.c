@@ -288,7 +288,8 @@ static void update_memory(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t
                         }
                 } else if (res[i].log_deferral)
                         log_deferral(q, m, rc, now);   /* error: and discard: routes */
-                qmgr_metrics_result(m, rc, res[i].transport, now);
+                if (!m->msg.is_probe)   /* probes count in postern_verify_probes_total */
+                        qmgr_metrics_result(m, rc, res[i].transport, now);
         }
 }
 
