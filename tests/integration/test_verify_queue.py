@@ -142,3 +142,30 @@ def test_result_verify_cannot_take_is_found_again(postern, aiosmtpd_server):
     postern.wait_log("verify", r"<slow@remote\.example>: deliverable", timeout=20)
     postern.wait_for(lambda: postern.queue_rows("SELECT queue_id FROM messages") == [], what="the probe removed")
     assert h.envelopes == []
+
+
+def test_probes_keep_the_destination_concurrency_limit(postern, scripted):
+    """Probes are scheduled like mail: with smtp_destination_concurrency_limit = 1 the next hop
+    never sees two probes at once (sent straight to postern-smtp, as before, all four ran
+    together)."""
+    import threading
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def on_rcpt(arg):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.5)   # keeps the probe in flight, so overlap would show
+        with lock:
+            state["now"] -= 1
+        return "250 2.1.5 Ok"
+    s = scripted(replies={"RCPT": on_rcpt})
+    postern.configure(relayhost=f"[127.0.0.1]:{s.port}", smtp_destination_concurrency_limit=1)
+    postern.start("qmgr", "smtp", "verify")
+    for i in range(4):
+        assert query(postern, f"c{i}@remote.example")["result"] == "pending"
+    for i in range(4):
+        postern.wait_log("verify", rf"<c{i}@remote\.example>: deliverable", timeout=20)
+    assert state["most"] == 1, state
+    assert s.messages == []
