@@ -143,6 +143,7 @@ static int insert_rows(Queue *q, const QueueMessage *m, QueueRecipient *rcpts, s
                 BIND(sqlite3_bind_int(st, 15, m->hold));
                 BIND(sqlite3_bind_int(st, 16, m->is_bounce));
                 BIND(queue_bind_text(st, 17, m->filter));
+                BIND(sqlite3_bind_int(st, 18, m->is_probe));
                 rc = sqlite3_step(st);
                 if (rc != SQLITE_DONE)
                         return queue_error(q, rc);
@@ -242,6 +243,7 @@ static int read_envelope(Queue *q, sqlite3_stmt *st, QueueMessage *m, int64_t *r
         m->hold = sqlite3_column_int(st, 15);
         m->is_bounce = sqlite3_column_int(st, 16);
         m->delay_warned = sqlite3_column_int(st, 18);
+        m->is_probe = sqlite3_column_int(st, 19);
 
         struct { int col; char **field; } strings[] = {
                 { 2, &m->sender },
@@ -715,6 +717,22 @@ int queue_count_unfinished(Queue *q, const char *queue_id, size_t *ret) {
         r = step_queue_id(q, QUEUE_STMT_COUNT_UNFINISHED, queue_id, "message", &st);
         if (r < 0)
                 return r;
+        *ret = (size_t) sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+/* Counts the probes whose recipient was never tried yet. */
+int queue_count_probes_untried(Queue *q, size_t *ret) {
+        _cleanup_stmt_reset_ sqlite3_stmt *st = NULL;
+
+        if (!q || !ret)
+                return -EINVAL;
+        int r = queue_stmt(q, QUEUE_STMT_COUNT_PROBES, &st);
+        if (r < 0)
+                return r;
+        int rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return queue_error(q, rc);
         *ret = (size_t) sqlite3_column_int64(st, 0);
         return 0;
 }

@@ -103,6 +103,12 @@ static const char *const migrations[] = {
         "  value REAL NOT NULL DEFAULT 0,"
         "  PRIMARY KEY (name, labels)"
         ") WITHOUT ROWID;",
+        /* 4 -> 5: address verification probes (postern-verify's messages, Postfix's verify(8)
+         * probes): routed with the address_verify_* overrides, delivered only up to RCPT (or
+         * DATA), never bounced; the partial index finds the few there are for
+         * address_verify_pending_request_limit however large the queue. */
+        "ALTER TABLE messages ADD COLUMN is_probe INTEGER NOT NULL DEFAULT 0;"
+        "CREATE INDEX messages_probe ON messages(id) WHERE is_probe = 1;",
 };
 
 _Static_assert(ELEMENTSOF(migrations) == QUEUE_SCHEMA_VERSION,
@@ -118,8 +124,8 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_INSERT_MESSAGE] =
                 "INSERT INTO messages (queue_id, sender, arrival_usec, size, client_address,"
                 " client_name, helo, protocol, sasl_user, body_type, envid, ret, smtputf8,"
-                " requiretls, hold, is_bounce, filter)"
-                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                " requiretls, hold, is_bounce, filter, is_probe)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         [QUEUE_STMT_INSERT_RECIPIENT] =
                 "INSERT INTO recipients (message_id, address, orcpt, notify, state, attempts,"
                 " next_attempt_usec, dsn_status, diag, flags)"
@@ -129,7 +135,7 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_LOAD_MESSAGE] =
                 "SELECT id, queue_id, sender, arrival_usec, size, client_address, client_name,"
                 " helo, protocol, sasl_user, body_type, envid, ret, smtputf8, requiretls, hold,"
-                " is_bounce, filter, delay_warned FROM messages WHERE queue_id = ?1",
+                " is_bounce, filter, delay_warned, is_probe FROM messages WHERE queue_id = ?1",
         [QUEUE_STMT_LOAD_RECIPIENTS] =
                 "SELECT id, address, orcpt, notify, state, attempts, next_attempt_usec,"
                 " dsn_status, diag, flags, remote_mta FROM recipients WHERE message_id = ?1 ORDER BY id",
@@ -203,7 +209,7 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
         [QUEUE_STMT_LIST_MESSAGES] =
                 "SELECT id, queue_id, sender, arrival_usec, size, client_address, client_name,"
                 " helo, protocol, sasl_user, body_type, envid, ret, smtputf8, requiretls, hold,"
-                " is_bounce, filter, delay_warned FROM messages"
+                " is_bounce, filter, delay_warned, is_probe FROM messages"
                 " WHERE (arrival_usec, id) > (?1, ?2)"
                 " ORDER BY arrival_usec, id LIMIT ?3",
         /* The sweep's window: the next ?2 messages after queue id ?1, each with whether it still
@@ -213,6 +219,10 @@ static const char *const statement_sql[_QUEUE_STMT_MAX] = {
                 "   WHERE r.message_id = m.id AND r.state IN (0, 1))"
                 " FROM messages m WHERE m.queue_id > ?1"
                 " ORDER BY m.queue_id LIMIT ?2",
+        /* Probes whose recipient was never tried yet (waiting or in flight). */
+        [QUEUE_STMT_COUNT_PROBES] =
+                "SELECT count(*) FROM messages m INDEXED BY messages_probe WHERE m.is_probe = 1"
+                "   AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 0)",
         [QUEUE_STMT_METRIC_ADD] =
                 "INSERT INTO metrics (name, labels, value) VALUES (?1, ?2, ?3)"
                 " ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",

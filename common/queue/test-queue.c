@@ -123,18 +123,67 @@ static void test_migration(void) {
 
 /* Schema 1 -> 2 adds messages.filter: a version-1 queue keeps its messages (filter NULL) and
  * takes filters afterwards. */
+/* Turns a current database back into one without the probe column (version 4). */
+#define DROP_PROBE "DROP INDEX messages_probe; ALTER TABLE messages DROP COLUMN is_probe;"
+
+/* A fresh queue holding one message (m, nrcpt recipients, r filled when given), then turned
+ * back into an older schema by sql, as an older Postern left it. */
+static void queue_downgraded(QueueMessage *m, size_t nrcpt, QueueRecipient *r, const char *sql) {
+        Queue *q = NULL;
+
+        dir_clean(dir);
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
+        insert_simple(q, m, 1000, nrcpt, r);
+        q = queue_close(q);
+        raw_exec(sql, SQLITE_OPEN_READWRITE);
+}
+
+/* Version 4 -> 5: is_probe appears (0 for the mail already queued), probes are stored, loaded,
+ * listed and counted while their recipient is untried. */
+static void test_migration_probe(void) {
+        Queue *q = NULL;
+        QueueMessage m, l, p;
+        QueueRecipient r[1], *lr = NULL;
+        size_t n = 0, count = 99;
+
+        queue_downgraded(&m, 1, NULL, DROP_PROBE "PRAGMA user_version = 4;");
+        CHECK_INT(raw_int("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'is_probe'"), 0);
+
+        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
+        CHECK_INT(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
+        CHECK_INT(queue_load_message(q, m.queue_id, &l, NULL, NULL), 0);
+        CHECK(!l.is_probe);
+        queue_message_done(&l);
+        CHECK_INT(queue_count_probes_untried(q, &count), 0);
+        CHECK_INT((int) count, 0);
+
+        make_message(&p, 2000);
+        p.is_probe = true;
+        r[0] = (QueueRecipient) { .address = (char *) "x@example.net", .notify = QUEUE_NOTIFY_NEVER };
+        CHECK_INT(queue_insert_message(q, &p, r, 1, NULL, 0), 0);
+        CHECK_INT(queue_count_probes_untried(q, &count), 0);
+        CHECK_INT((int) count, 1);
+        CHECK_INT(queue_load_message(q, p.queue_id, &l, &lr, &n), 0);
+        CHECK(l.is_probe);
+        queue_message_done(&l);
+        /* Tried once and deferred: no longer counted. */
+        lr[0].state = QUEUE_RCPT_DEFERRED;
+        CHECK_INT(queue_update_recipient(q, &lr[0]), 0);
+        CHECK_INT(queue_count_probes_untried(q, &count), 0);
+        CHECK_INT((int) count, 0);
+        queue_recipients_free(lr, n);
+        q = queue_close(q);
+        dir_clean(dir);
+}
+
 static void test_migration_filter(void) {
         Queue *q = NULL;
         QueueMessage m, l;
 
-        dir_clean(dir);
-        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
-        insert_simple(q, &m, 1000, 1, NULL);
-        q = queue_close(q);
-        /* Turn it back into a version-1 database, as an older Postern left it. */
-        raw_exec("ALTER TABLE messages DROP COLUMN filter; ALTER TABLE messages DROP COLUMN delay_warned;"
+        /* Turn it back into a version-1 database. */
+        queue_downgraded(&m, 1, NULL, DROP_PROBE "ALTER TABLE messages DROP COLUMN filter; ALTER TABLE messages DROP COLUMN delay_warned;"
                  "ALTER TABLE recipients DROP COLUMN flags; ALTER TABLE recipients DROP COLUMN remote_mta;"
-                 "DROP TABLE metrics; PRAGMA user_version = 1;", SQLITE_OPEN_READWRITE);
+                 "DROP TABLE metrics; PRAGMA user_version = 1;");
         CHECK_INT(raw_int("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'filter'"), 0);
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
@@ -184,11 +233,7 @@ static void test_migration_metrics(void) {
         double v[2] = {};
         unsigned n[4] = {};
 
-        dir_clean(dir);
-        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
-        insert_simple(q, &m, 1000, 2, NULL);
-        q = queue_close(q);
-        raw_exec("DROP TABLE metrics; PRAGMA user_version = 3;", SQLITE_OPEN_READWRITE);
+        queue_downgraded(&m, 2, NULL, DROP_PROBE "DROP TABLE metrics; PRAGMA user_version = 3;");
         CHECK_INT(raw_int("SELECT count(*) FROM sqlite_master WHERE name = 'metrics'"), 0);
         /* A reader cannot migrate: it says so. */
         CHECK_INT(queue_open(dir, QUEUE_OPEN_READONLY, &q), -EPROTONOSUPPORT);
@@ -229,13 +274,9 @@ static void test_migration_dsn(void) {
         QueueRecipient r[1], *lr = NULL;
         size_t n = 0;
 
-        dir_clean(dir);
-        CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
-        insert_simple(q, &m, 1000, 1, r);
-        q = queue_close(q);
-        raw_exec("ALTER TABLE messages DROP COLUMN delay_warned;"
+        queue_downgraded(&m, 1, r, DROP_PROBE "ALTER TABLE messages DROP COLUMN delay_warned;"
                  "ALTER TABLE recipients DROP COLUMN flags; ALTER TABLE recipients DROP COLUMN remote_mta;"
-                 "DROP TABLE metrics; PRAGMA user_version = 2;", SQLITE_OPEN_READWRITE);
+                 "DROP TABLE metrics; PRAGMA user_version = 2;");
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
         CHECK_INT(raw_int("PRAGMA user_version"), QUEUE_SCHEMA_VERSION);
@@ -296,6 +337,7 @@ static void test_round_trip(Queue *q) {
                                 .requiretls = true,
                                 .hold = true,
                                 .is_bounce = true,
+                                .is_probe = true,
                         },
                         .r = {
                                 { .address = (char *) "bob@example.net",
@@ -359,6 +401,7 @@ static void test_round_trip(Queue *q) {
                 CHECK_INT(l.requiretls, m.requiretls);
                 CHECK_INT(l.hold, m.hold);
                 CHECK_INT(l.is_bounce, m.is_bounce);
+                CHECK_INT(l.is_probe, m.is_probe);
                 CHECK_INT(l.nrcpt, table[t].n);
                 CHECK_INT(n, table[t].n);
                 CHECK(n == 0 || lr);
@@ -1029,6 +1072,7 @@ int main(void) {
         test_migration_filter();
         test_migration_dsn();
         test_migration_metrics();
+        test_migration_probe();
 
         CHECK_INT(queue_open(dir, QUEUE_OPEN_CREATE, &q), 0);
         CHECK_INT(raw_int("SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);

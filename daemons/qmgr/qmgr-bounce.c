@@ -472,7 +472,9 @@ int qmgr_complete_in_transaction(Qmgr *q, QmgrMessage *m, char ret_bounce_id[QUE
                         any_bounced = true;
 
         bool notification = m->msg.is_bounce || isempty(m->msg.sender);
-        if (any_bounced && !notification) {
+        if (m->msg.is_probe) {
+                /* An address probe: its result went to postern-verify; no notice of any kind. */
+        } else if (any_bounced && !notification) {
                 r = qmgr_notice_insert(q, m, QMGR_NOTICE_FAILURE, ret_bounce_id);
                 if (r < 0)
                         return r;
@@ -483,7 +485,7 @@ int qmgr_complete_in_transaction(Qmgr *q, QmgrMessage *m, char ret_bounce_id[QUE
                         return r;
                 m->postmaster_notice = ret_bounce_id[0] != '\0';
         }
-        if (!notification) {
+        if (!notification && !m->msg.is_probe) {
                 r = qmgr_notice_insert(q, m, QMGR_NOTICE_SUCCESS, m->success_id);
                 if (r < 0)
                         return r;

@@ -21,7 +21,7 @@ void qmgr_delay_warning(Qmgr *q, QmgrMessage *m) {
         char id[QUEUE_ID_MAX] = "";
         int r;
 
-        if (q->s.delay_warning_time == 0 || m->msg.delay_warned || m->msg.is_bounce ||
+        if (q->s.delay_warning_time == 0 || m->msg.delay_warned || m->msg.is_bounce || m->msg.is_probe ||
             isempty(m->msg.sender) || now < m->msg.arrival_usec ||
             now - m->msg.arrival_usec < q->s.delay_warning_time)
                 return;

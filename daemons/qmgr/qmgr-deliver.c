@@ -60,6 +60,8 @@ usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts) {
 bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t now) {
         usec_t lifetime = (m->is_bounce || isempty(m->sender)) ? s->bounce_queue_lifetime
                                                                 : s->maximal_queue_lifetime;
+        if (m->is_probe)
+                lifetime = MIN(lifetime, (usec_t) QUEUE_PROBE_LIFETIME_SEC * USEC_PER_SEC);
         return now >= m->arrival_usec && now - m->arrival_usec >= lifetime;
 }
 
@@ -286,7 +288,8 @@ static void update_memory(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t
                         }
                 } else if (res[i].log_deferral)
                         log_deferral(q, m, rc, now);   /* error: and discard: routes */
-                qmgr_metrics_result(m, rc, res[i].transport, now);
+                if (!m->msg.is_probe)   /* probes count in postern_verify_probes_total */
+                        qmgr_metrics_result(m, rc, res[i].transport, now);
         }
 }
 
@@ -355,6 +358,8 @@ static void batch_flush(Qmgr *q);
 
 /* Records results (one transaction); completes or releases the message when no job is left. */
 void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+        if (qmgr_probe_report(q, m, res, n, false))
+                return;   /* applied once postern-verify has them */
         /* Earlier results first: a pending one may be for m, which this call may release. */
         batch_flush(q);
         update_memory(q, m, res, n);
@@ -445,7 +450,9 @@ static int on_batch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* Like qmgr_apply_results(), with the database write joining the next group commit. */
-static void apply_results_batched(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+void qmgr_apply_results_batched(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n) {
+        if (qmgr_probe_report(q, m, res, n, true))
+                return;
         QmgrPending *p = calloc(1, sizeof(QmgrPending));
         QmgrResult *copy = calloc(n + 1, sizeof(QmgrResult));
         if (!p || !copy) {
@@ -502,9 +509,10 @@ static void defer_job(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag) {
 }
 
 static QueueRcptState parse_action(const char *action) {
-        if (action && (streq(action, "delivered") || streq(action, "relayed")))
+        /* deliverable and undeliverable: a probe's (request=verify) */
+        if (action && (streq(action, "delivered") || streq(action, "relayed") || streq(action, "deliverable")))
                 return QUEUE_RCPT_DELIVERED;
-        if (action && streq(action, "bounced"))
+        if (action && (streq(action, "bounced") || streq(action, "undeliverable")))
                 return QUEUE_RCPT_BOUNCED;
         return QUEUE_RCPT_DEFERRED;
 }
@@ -578,7 +586,7 @@ static void apply_reply(Qmgr *q, QmgrJob *j, const IpcRecord *reply) {
                                         "for this recipient",
                                 .log_deferral = true, .transport = j->transport };
         m->jobs--;
-        apply_results_batched(q, m, res, j->n);
+        qmgr_apply_results_batched(q, m, res, j->n);
         for (size_t i = 0; i < 2 * j->n; i++)
                 free(owned[i]);
 }
@@ -652,7 +660,8 @@ static int job_request(Qmgr *q, QmgrJob *j, IpcRecord *req) {
 
         for (QmgrJob *x = j; x; x = x->bundle)
                 total += x->n;
-        if ((r = ipc_record_add(req, "request", "deliver")) < 0 ||
+        /* A probe: postern-smtp stops at RCPT (or DATA's reply) and sends nothing. */
+        if ((r = ipc_record_add(req, "request", m->msg.is_probe ? "verify" : "deliver")) < 0 ||
             (r = ipc_record_add(req, "queue_id", m->queue_id)) < 0 ||
             (r = ipc_record_add(req, "sender", m->msg.sender)) < 0 ||
             (r = ipc_record_addf(req, "arrival", "%llu", m->msg.arrival_usec)) < 0 ||
@@ -856,6 +865,7 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
         _cleanup_free_ char (*dsn)[16] = calloc(nr, 16);
         _cleanup_free_ bool *taken = calloc(nr, sizeof(bool));
         size_t n_decided = 0, n_due = 0;
+        const QmgrSettings *rs = qmgr_probe_routing(q, m);
 
         if (!decided || !due || !idx || !transport || !nexthop || !dsn || !taken) {
                 log_oom();
@@ -868,7 +878,7 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                         continue;
                 if (rc->state == QUEUE_RCPT_DEFERRED && !force && rc->next_attempt_usec > now)
                         continue;
-                int r = qmgr_route_transport(&q->s, &m->msg, rc->address, &transport[i], &nexthop[i]);
+                int r = qmgr_route_transport(rs, &m->msg, rc->address, &transport[i], &nexthop[i]);
                 if (r < 0) {
                         decided[n_decided++] = (QmgrResult) {
                                 .idx = i, .state = QUEUE_RCPT_DEFERRED, .dsn = "4.3.0",
@@ -895,6 +905,16 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                         decided[n_decided++] = (QmgrResult) {
                                 .idx = i, .state = QUEUE_RCPT_DELIVERED, .dsn = dsn[i],
                                 .diag = isempty(text) ? "discarded" : text, .log_deferral = true };
+                } else if (m->msg.is_probe) {
+                        decided[n_decided] = (QmgrResult) { .idx = i };
+                        if (qmgr_probe_decide(rs, transport[i], &decided[n_decided]))
+                                n_decided++;
+                        else {
+                                LogFields pf = { .queue_id = m->queue_id, .recipient = rc->address };
+                                log_fields(LOG_INFO, &pf, "%s: probe of <%s>: transport %s, next hop %s, sender <%s>",
+                                           m->queue_id, rc->address, transport[i], nexthop[i], m->msg.sender);
+                                due[n_due++] = i;
+                        }
                 } else
                         due[n_due++] = i;
         }
@@ -991,6 +1011,7 @@ void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
 
 /* Cancels and frees every job (shutdown). */
 void qmgr_jobs_free(Qmgr *q) {
+        qmgr_probe_reports_free(q);
         batch_flush(q);   /* results already received are kept */
         q->batch_timer = sd_event_source_disable_unref(q->batch_timer);
         while (q->in_flight) {

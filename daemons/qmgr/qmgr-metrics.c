@@ -1,7 +1,7 @@
 /* qmgr-metrics.c — what postern-qmgr counts for the metrics endpoint: each recorded delivery
  * result per recipient (postern_deliveries_total by transport and status sent / deferred /
  * bounced, after soft_bounce and queue lifetime had their say; "none" for what qmgr decided
- * itself), the delay from arrival of each delivered recipient (postern_delivery_delay_seconds
+ * itself; address verification probes are not deliveries and are left out), the delay from arrival of each delivered recipient (postern_delivery_delay_seconds
  * by transport), each message taken for delivery (its size and recipients, as Postfix's
  * "(queue active)" line that postfix_exporter reads) and each removed message. Counted in memory and saved by the transaction that
  * records the results (qmgr-deliver.c), see common/metrics/metrics-store.h. */

@@ -59,34 +59,86 @@
 #include "qmgr.h"
 
 /* The parameters routing reads: qmgr.c loads them with the rest of its settings, `posternctl
- * route` alone (with the address classes). */
+ * route` alone (with the address classes). The ones address verification probes replace come
+ * in two tables with the same fields: the normal parameters, and Postfix's address_verify_*
+ * overrides (each defaults to the parameter it replaces). */
 #define F(...) CONF_FIELD(QmgrSettings, __VA_ARGS__)
 static const ConfField route_fields[] = {
         F("myhostname", STRING, myhostname),
         F("myorigin", STRING, myorigin),
         F("recipient_delimiter", STRING, recipient_delimiter),
+        F("default_filter_nexthop", STRING, default_filter_nexthop),
+        F("relocated_maps", TABLES, relocated_maps),
+        F("empty_address_relayhost_maps_lookup_key", STRING, empty_relayhost_key),
+        F("empty_address_default_transport_maps_lookup_key", STRING, empty_default_transport_key),
+};
+static const ConfField route_mail_fields[] = {
         F("local_transport", STRING, local_transport),
         F("relay_transport", STRING, relay_transport),
         F("default_transport", STRING, default_transport),
         F("virtual_transport", STRING, virtual_transport),
         F("relayhost", STRING, relayhost),
-        F("default_filter_nexthop", STRING, default_filter_nexthop),
         F("transport_maps", TABLES, transport_maps, .flags = TABLE_REGSUB_SAFE),
-        F("relocated_maps", TABLES, relocated_maps),
         F("sender_dependent_relayhost_maps", TABLES, sender_relayhost_maps, .flags = TABLE_REGSUB_SAFE),
         F("sender_dependent_default_transport_maps", TABLES, sender_default_transport_maps,
           .flags = TABLE_REGSUB_SAFE),
-        F("empty_address_relayhost_maps_lookup_key", STRING, empty_relayhost_key),
-        F("empty_address_default_transport_maps_lookup_key", STRING, empty_default_transport_key),
+};
+static const ConfField route_probe_fields[] = {
+        F("address_verify_local_transport", STRING, local_transport),
+        F("address_verify_relay_transport", STRING, relay_transport),
+        F("address_verify_default_transport", STRING, default_transport),
+        F("address_verify_virtual_transport", STRING, virtual_transport),
+        F("address_verify_relayhost", STRING, relayhost),
+        F("address_verify_transport_maps", TABLES, transport_maps, .flags = TABLE_REGSUB_SAFE),
+        F("address_verify_sender_dependent_relayhost_maps", TABLES, sender_relayhost_maps,
+          .flags = TABLE_REGSUB_SAFE),
+        F("address_verify_sender_dependent_default_transport_maps", TABLES, sender_default_transport_maps,
+          .flags = TABLE_REGSUB_SAFE),
 };
 #undef F
+_Static_assert(ELEMENTSOF(route_mail_fields) == ELEMENTSOF(route_probe_fields), "one override per parameter");
 
 int qmgr_route_fields_load(QmgrSettings *s, Conf *c) {
-        return conf_fields_load(c, NULL, route_fields, ELEMENTSOF(route_fields), s);
+        int r = conf_fields_load(c, NULL, route_fields, ELEMENTSOF(route_fields), s);
+        if (r >= 0)
+                r = conf_fields_load(c, NULL, route_mail_fields, ELEMENTSOF(route_mail_fields), s);
+        return r;
 }
 
 void qmgr_route_fields_done(QmgrSettings *s) {
+        qmgr_route_probe_done(s);
         conf_fields_done(route_fields, ELEMENTSOF(route_fields), s);
+        conf_fields_done(route_mail_fields, ELEMENTSOF(route_mail_fields), s);
+}
+
+/* The settings probes are routed with: a copy of s whose overridden fields are the
+ * address_verify_* values (the rest is s's own, borrowed: s->probe lives and dies with s). */
+int qmgr_route_probe_load(QmgrSettings *s, Conf *c) {
+        QmgrSettings *p = malloc(sizeof(QmgrSettings));
+        if (!p)
+                return log_oom();
+        *p = *s;
+        p->probe = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(route_probe_fields); i++)
+                *(void **) ((char *) p + route_probe_fields[i].offset) = NULL;
+        int r = conf_fields_load(c, NULL, route_probe_fields, ELEMENTSOF(route_probe_fields), p);
+        if (r < 0) {
+                conf_fields_done(route_probe_fields, ELEMENTSOF(route_probe_fields), p);
+                free(p);
+                return r;
+        }
+        qmgr_route_probe_done(s);
+        s->probe = p;
+        return 0;
+}
+
+/* Frees s->probe (what qmgr_route_probe_load() allocated). */
+void qmgr_route_probe_done(QmgrSettings *s) {
+        if (!s->probe)
+                return;
+        conf_fields_done(route_probe_fields, ELEMENTSOF(route_probe_fields), s->probe);
+        free(s->probe);
+        s->probe = NULL;
 }
 
 void qmgr_route_settings_done(QmgrSettings *s) {

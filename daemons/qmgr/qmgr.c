@@ -63,6 +63,7 @@ void qmgr_settings_done(QmgrSettings *s) {
         qmgr_route_fields_done(s);
         addr_classes_done(&s->classes);
         free(s->local_socket);
+        free(s->verify_socket);
         qmgr_sched_settings_done(&s->sched);
         qmgr_dsn_settings_done(s);
         *s = (QmgrSettings) {};
@@ -122,6 +123,12 @@ int qmgr_settings_load(QmgrSettings *s, Conf *c) {
                             n.minimal_backoff / USEC_PER_SEC);
                 n.maximal_backoff = n.minimal_backoff;
         }
+        /* Last: the probes' routing borrows everything above. */
+        const char *vname = conf_get(c, "address_verify_service_name");
+        if (!(n.verify_socket = daemon_socket_path(c, isempty(vname) ? "verify" : vname)))
+                return log_oom();
+        if ((r = qmgr_route_probe_load(&n, c)) < 0)
+                return r;
 
         qmgr_settings_done(s);
         *s = n;

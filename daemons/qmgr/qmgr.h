@@ -10,6 +10,8 @@
  *   qmgr-dsn.c      DSN settings; delivery status filters and soft_bounce applied to agent results
  *   qmgr-delay.c    the one delay warning per message (delay_warning_time)
  *   qmgr-control.c  hold, release, delete, requeue (for posternctl; root and mail_owner only)
+ *   qmgr-probe.c    address verification probes (postern-verify's is_probe messages): routing
+ *                   overrides, request=verify, results to postern-verify, no notices
  *
  * A message enters the in-memory active set when a scan finds it due; its due recipients are
  * routed, qmgr's own deferrals are recorded at once, local ones are handed to postern-local in
@@ -152,6 +154,9 @@ typedef struct QmgrSettings {
         TableList *sender_default_transport_maps;  /* sender_dependent_default_transport_maps */
         char *empty_relayhost_key;                 /* empty_address_relayhost_maps_lookup_key */
         char *empty_default_transport_key;         /* empty_address_default_transport_maps_lookup_key */
+        /* address verification probes (qmgr-probe.c) */
+        struct QmgrSettings *probe;    /* routing with the address_verify_* overrides, or NULL */
+        char *verify_socket;           /* postern-verify's socket: probe results go there */
 } QmgrSettings;
 
 typedef struct QmgrMessage {
@@ -169,6 +174,7 @@ typedef struct QmgrMessage {
 } QmgrMessage;
 
 typedef struct QmgrJob QmgrJob;
+typedef struct QmgrProbeReport QmgrProbeReport;
 struct QmgrJob {
         Qmgr *qmgr;
         QmgrMessage *m;
@@ -221,6 +227,7 @@ struct Qmgr {
         struct QmgrPending *pending_head, *pending_tail; /* agent results awaiting the group commit */
         size_t n_pending;
         sd_event_source *batch_timer;
+        QmgrProbeReport *probe_reports; /* probe results on their way to postern-verify */
 };
 
 /* A result for one recipient (by index into m->rcpts), as reported or decided. */
@@ -233,6 +240,7 @@ typedef struct QmgrResult {
         bool relayed;                  /* the agent said "relayed" (the server lacked DSN) */
         const char *remote_mta;        /* host name of the server that answered, or NULL */
         const char *transport;         /* the agent's transport, NULL when qmgr decided (metrics) */
+        bool reported;                 /* a probe's result postern-verify has seen (qmgr-probe.c) */
 } QmgrResult;
 
 typedef enum QmgrRoute {
@@ -260,6 +268,11 @@ const char *qmgr_address_domain(const char *address);
  * loaded into s (logged errors, as conf_fields_load()) and freed. */
 int qmgr_route_fields_load(QmgrSettings *s, Conf *c);
 void qmgr_route_fields_done(QmgrSettings *s);
+/* s->probe: the routing of address verification probes, s with the address_verify_* overrides
+ * (address_verify_relayhost for relayhost, ..._transport_maps, the class transports, the
+ * sender-dependent maps) in place of what they replace; the rest borrowed from s. */
+int qmgr_route_probe_load(QmgrSettings *s, Conf *c);
+void qmgr_route_probe_done(QmgrSettings *s);
 /* Only the settings qmgr_route_transport() uses (for `posternctl route`; a table that does not
  * open fails the load, logged by conf_fields_load()); free with qmgr_route_settings_done(). */
 int qmgr_route_settings_load(QmgrSettings *s, Conf *c, char **ret_reason);
@@ -300,6 +313,8 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force);
 void qmgr_dispatch(Qmgr *q);
 /* Records results (one transaction); completes or releases the message when no job is left. */
 void qmgr_apply_results(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n);
+/* The same, with the database write joining the next group commit. */
+void qmgr_apply_results_batched(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n);
 /* Retry delay after the given number of attempts: minimal_backoff doubling, capped. */
 usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts);
 /* Whether a message is past its queue lifetime (bounce_queue_lifetime for notifications). */
@@ -316,6 +331,19 @@ int qmgr_job_start(Qmgr *q, QmgrJob *j);
 void qmgr_job_defer(Qmgr *q, QmgrJob *j, const char *dsn, const char *diag);
 /* Frees a job (not its message). */
 void qmgr_job_free(QmgrJob *j);
+
+/* qmgr-probe.c: address verification probes (messages postern-verify queued, is_probe) */
+/* The routing settings for m: the address_verify_* overrides for a probe, else q->s. */
+const QmgrSettings *qmgr_probe_routing(Qmgr *q, const QmgrMessage *m);
+/* For a probe routed to transport: true with *ret's state, dsn and diag filled when the probe
+ * is decided without a delivery agent (not smtp or lmtp), false when postern-smtp probes it. */
+bool qmgr_probe_decide(const QmgrSettings *rs, const char *transport, QmgrResult *ret);
+/* Results of a probe go to postern-verify before they are recorded: true when this took them
+ * (they are applied, batched or not, once verify answered), false when the caller applies them
+ * now (not a probe, or already reported). */
+bool qmgr_probe_report(Qmgr *q, QmgrMessage *m, const QmgrResult *res, size_t n, bool batched);
+/* Drops the reports under way (shutdown): their probes stay unfinished in the queue. */
+void qmgr_probe_reports_free(Qmgr *q);
 
 /* qmgr-sched.c */
 /* Reads the per-transport scheduling parameters into s (replacing its contents). */

@@ -1,24 +1,22 @@
-/* verify-probe.h — how postern-verify probes one address (verify-probe.c). */
+/* verify-probe.h — how postern-verify sends a probe: a message queued for postern-qmgr
+ * (verify-probe.c). */
 #pragma once
 
-#include <systemd/sd-event.h>
+#include <stddef.h>
 
 #include "conf/conf.h"
 #include "verify.h"
 
 typedef struct VerifyProber VerifyProber;
-/* The probe's outcome; reason is borrowed for the call. */
-typedef void (*VerifyProbeDone)(const char *address, VerifyStatus status, const char *reason, void *userdata);
 
-/* Loads routing as postern-qmgr does, with the address_verify_* overrides applied to c (c is
- * changed: relayhost, transport_maps, ... take the override values). Logs its own errors. */
-int verify_prober_new(sd_event *e, Conf *c, VerifyProber **ret);
+/* Reads the probe sender (address_verify_sender, _sender_ttl, myorigin), the queue directory
+ * and qmgr's socket from c. Logs its own errors. */
+int verify_prober_new(Conf *c, VerifyProber **ret);
 VerifyProber *verify_prober_free(VerifyProber *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(VerifyProber *, verify_prober_free);
-/* Starts a probe of address. 1: decided at once by routing (*ret_status, *ret_reason allocated;
- * done is not called); 0: a probe is on its way, done(address, ...) follows once; <0: nothing
- * started. */
-int verify_probe_start(VerifyProber *p, const char *address, VerifyProbeDone done, void *userdata,
-                       VerifyStatus *ret_status, char **ret_reason);
-/* Probes in flight. */
-size_t verify_probes_pending(const VerifyProber *p);
+/* Queues a probe of address (one durable commit) and wakes postern-qmgr. 0 on success with
+ * the probe's queue id in ret_queue_id; <0 when nothing was queued (*ret_reason says why,
+ * allocated). The result comes back later as request=update with queue_id=. */
+int verify_probe_start(VerifyProber *p, const char *address, char ret_queue_id[QUEUE_ID_MAX], char **ret_reason);
+/* How many probes in the queue were not tried yet (address_verify_pending_request_limit). */
+int verify_probes_untried(VerifyProber *p, size_t *ret);

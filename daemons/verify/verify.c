@@ -24,13 +24,15 @@
  * loop turn, so queries are answered between batches; its end is logged as Postfix does
  * ("cache /var/spool/postern/verify.db full cleanup: retained=12 dropped=3 entries").
  *
- * At most address_verify_pending_request_limit probes are in flight; a query that would start
- * another is answered with what the cache has (pending for a new address), logged once until a
- * probe finishes, and the next query of that address tries again: a flood of random recipients
- * cannot make postern-smtp open unbounded connections.
+ * A probe is a message queued for postern-qmgr (verify-probe.c); its result comes back as
+ * request=update with queue_id= (counted in postern_verify_probes_total). At most
+ * address_verify_pending_request_limit probes wait untried in the queue; a query that would
+ * queue another is answered with what the cache has (pending for a new address), logged once
+ * until a probe result arrives, and the next query of that address tries again: a flood of
+ * random recipients cannot flood the queue.
  *
- * Reload: the cache times and the routing (a new prober; probes in flight finish on the old
- * one). address_verify_map needs a restart. */
+ * Reload: the cache times and the probe sender (the probes' routing is postern-qmgr's).
+ * address_verify_map needs a restart. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -61,7 +63,7 @@ typedef struct Verify {
         usec_t cleanup_interval;
         size_t pending_limit;              /* address_verify_pending_request_limit */
         bool limit_logged;                 /* ... its warning, once until probes drain */
-        VerifyProber *prober, *retiring;
+        VerifyProber *prober;
         sd_event_source *cleanup_timer, *cleanup_batch;
         int64_t cleanup_dropped;
         bool cleanup_running;    /* a pass's batches are being run */
@@ -148,15 +150,6 @@ static void record_result(Verify *v, const char *address, VerifyStatus st, const
         verify_entry_done(&old);
 }
 
-static void on_probe_done(const char *address, VerifyStatus st, const char *reason, void *userdata) {
-        Verify *v = userdata;
-        metrics_count(METRIC_VERIFY_PROBES, "result", verify_status_name(st), NULL);
-        record_result(v, address, st, reason);
-        v->limit_logged = false;
-        if (v->retiring && verify_probes_pending(v->retiring) == 0)
-                v->retiring = verify_prober_free(v->retiring);
-}
-
 static int reply(IpcConn *c, VerifyStatus st, const char *reason) {
         _cleanup_ipc_record_ IpcRecord rec = IPC_RECORD_INIT;
         if (ipc_record_add(&rec, "status", "ok") < 0 || ipc_record_add(&rec, "result", verify_status_name(st)) < 0 ||
@@ -200,25 +193,20 @@ static int on_query(Verify *v, IpcConn *c, const char *address, bool may_probe) 
         VerifyDecision d = verify_cache_decide(&v->policy, r > 0 ? &e : NULL, now);
         _cleanup_free_ char *reason = d.answer == VERIFY_PENDING ? strdup("address verification in progress") :
                                       TAKE_PTR(e.reason);
-        size_t in_flight = verify_probes_pending(v->prober) + verify_probes_pending(v->retiring);
-        if (d.probe && may_probe && in_flight >= v->pending_limit) {
+        size_t untried = 0;
+        if (d.probe && may_probe && (r = verify_probes_untried(v->prober, &untried)) < 0)
+                log_warning_errno(r, "Cannot count the probes in the queue: %m");
+        if (d.probe && may_probe && untried >= v->pending_limit) {
                 /* Nothing is marked: the next query of this address tries again. */
                 if (!v->limit_logged)
                         log_warning("address_verify_pending_request_limit (%zu) reached: <%s> and others not probed now",
                                     v->pending_limit, address);
                 v->limit_logged = true;
         } else if (d.probe && may_probe) {
-                VerifyStatus st;
-                _cleanup_free_ char *now_reason = NULL;
-                r = verify_probe_start(v->prober, address, on_probe_done, v, &st, &now_reason);
-                if (r > 0) {
-                        metrics_count(METRIC_VERIFY_PROBES, "result", verify_status_name(st), NULL);
-                        metrics_count(METRIC_VERIFY_QUERIES, "result", verify_status_name(st), "cache", "miss", NULL);
-                        record_result(v, address, st, now_reason);
-                        verify_entry_done(&e);
-                        return reply(c, st, now_reason);
-                }
-                if (r == 0) {
+                char queue_id[QUEUE_ID_MAX];
+                _cleanup_free_ char *why = NULL;
+                r = verify_probe_start(v->prober, address, queue_id, &why);
+                if (r >= 0) {
                         VerifyEntry upd = e;
                         if (!known || d.expired) {
                                 upd.status = VERIFY_PENDING;
@@ -228,7 +216,7 @@ static int on_query(Verify *v, IpcConn *c, const char *address, bool may_probe) 
                         upd.reason = reason;
                         store(v, address, &upd);
                 } else
-                        log_error_errno(r, "<%s>: cannot start a probe: %m", address);
+                        log_error("<%s>: cannot start a probe: %s", address, why ? why : strerror(-r));
         }
         verify_entry_done(&e);
         /* a hit: the cache held the answer given (a stale one being refreshed included) */
@@ -257,6 +245,11 @@ static int on_request(IpcConn *c, const IpcRecord *req, void *userdata) {
                 if (!cache(v))
                         return reply_error(c, "verify cache unavailable");
                 const char *reason = strempty(ipc_record_get(req, "reason"));
+                if (ipc_record_get(req, "queue_id")) {
+                        /* a probe's result, from postern-qmgr */
+                        metrics_count(METRIC_VERIFY_PROBES, "result", verify_status_name(st), NULL);
+                        v->limit_logged = false;
+                }
                 record_result(v, address, st, reason);
                 return reply(c, st, reason);
         }
@@ -319,12 +312,11 @@ static int apply(void *userdata, void *old) {
         Verify *v = userdata;
         Conf *c = daemon_conf(v->daemon);
         VerifyProber *p = NULL;
-        int r = verify_prober_new(v->event, c, &p);
+        int r = verify_prober_new(c, &p);
         if (r < 0)
                 return r;
         load_policy(v, c);
-        verify_prober_free(v->retiring);
-        v->retiring = verify_probes_pending(v->prober) ? v->prober : verify_prober_free(v->prober);
+        verify_prober_free(v->prober);
         v->prober = p;
         arm_cleanup(v);
         return 0;
@@ -343,7 +335,7 @@ static int start(void *userdata, Daemon *d) {
         load_policy(v, c);
         if (!(v->cache_path = cache_path(c)))
                 return log_oom();
-        int r = verify_prober_new(v->event, c, &v->prober);
+        int r = verify_prober_new(c, &v->prober);
         if (r < 0)
                 return r;
         (void) cache(v);   /* logs what is wrong now rather than at the first query */
@@ -374,7 +366,6 @@ static void stop(void *userdata) {
         v->cleanup_timer = sd_event_source_disable_unref(v->cleanup_timer);
         v->cleanup_batch = sd_event_source_disable_unref(v->cleanup_batch);
         v->prober = verify_prober_free(v->prober);
-        v->retiring = verify_prober_free(v->retiring);
         v->cache = verify_cache_free(v->cache);
         free(v->cache_path);
         v->cache_path = NULL;

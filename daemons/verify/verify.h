@@ -3,9 +3,9 @@
  *
  *   verify-cache.c  the cache (SQLite file verify.db, or memory only): rows, the freshness rules
  *                   (verify_cache_decide(), pure), batched expiry
- *   verify-probe.c  how an address is probed: routing as postern-qmgr routes (with the
- *                   address_verify_* overrides), routing tables for local and virtual
- *                   recipients, postern-smtp's request=verify for SMTP and LMTP destinations
+ *   verify-probe.c  how an address is probed: a probe message queued for postern-qmgr, which
+ *                   routes it (address_verify_* overrides), has postern-smtp probe the next
+ *                   hop and sends the result back (request=update ... queue_id=)
  *   verify.c        main(): the "verify" socket (attribute protocol), the cleanup timer
  *
  * Results are Postfix's: deliverable, undeliverable, undetermined (a temporary failure), and
@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "basic/macro.h"
+#include "queue/queue.h"
 
 typedef enum VerifyStatus {
         VERIFY_DELIVERABLE,
@@ -45,8 +46,9 @@ typedef struct VerifyPolicy {
         bool negative_cache;
 } VerifyPolicy;
 
-/* A probe that got no answer is sent again after this (Postfix's fixed probe lifetime). */
-#define VERIFY_PROBE_TTL 1000
+/* A probe that got no answer is sent again after this: the time it may stay queued (Postfix's
+ * fixed probe lifetime). */
+#define VERIFY_PROBE_TTL QUEUE_PROBE_LIFETIME_SEC
 
 /* What a query answers and whether it must send a probe. e is NULL for an unknown address. */
 typedef struct VerifyDecision {

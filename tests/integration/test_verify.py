@@ -43,7 +43,7 @@ def lookup(postern, address):
 
 def test_pending_then_result(postern, aiosmtpd_server):
     h = configure(postern, aiosmtpd_server)
-    postern.start("smtpd", "smtp", "verify")
+    postern.start("smtpd", "qmgr", "smtp", "verify")
     for a in ("good@remote.example", "bad@remote.example", "soft@remote.example"):
         code, text = rcpt(postern, a)
         assert code == 450, (a, code, text)
@@ -62,14 +62,14 @@ def test_pending_then_result(postern, aiosmtpd_server):
     assert h.envelopes == []   # probes deliver nothing
     postern.wait_log("smtpd", r"NOQUEUE: reject: RCPT from .*550 5\.1\.1 <bad@remote\.example>")
     # the probe sender is $double_bounce_sender@$myorigin
-    postern.wait_log("verify", r"probe sent for <good@remote\.example>: transport smtp, next hop "
-                               r"\[127\.0\.0\.1\]:\d+, sender <double-bounce@postern\.test>")
+    postern.wait_log("qmgr", r"probe of <good@remote\.example>: transport smtp, next hop "
+                             r"\[127\.0\.0\.1\]:\d+, sender <double-bounce@postern\.test>")
 
 
 def test_probe_answers_within_the_session(postern, aiosmtpd_server):
     configure(postern, aiosmtpd_server, address_verify_poll_count=5, address_verify_poll_delay="1s",
           unverified_recipient_reject_reason="Recipient unknown")
-    postern.start("smtpd", "smtp", "verify")
+    postern.start("smtpd", "qmgr", "smtp", "verify")
     assert rcpt(postern, "good2@remote.example")[0] == 250
     code, text = rcpt(postern, "bad2@remote.example")
     assert (code, text) == (550, "5.1.1 <bad2@remote.example>: Recipient address rejected: unverified address: "
@@ -80,7 +80,7 @@ def test_sender_verification(postern, aiosmtpd_server):
     configure(postern, aiosmtpd_server, smtpd_recipient_restrictions="",
           smtpd_sender_restrictions="reject_unverified_sender", unverified_sender_reject_code=550,
           address_verify_poll_count=5, address_verify_poll_delay="1s")
-    postern.start("smtpd", "smtp", "verify")
+    postern.start("smtpd", "qmgr", "smtp", "verify")
     code, text = rcpt(postern, "root@postern.test", sender="bad@remote.example")
     assert code == 550 and text.startswith("5.1.7 <bad@remote.example>: Sender address rejected: unverified address:")
     assert rcpt(postern, "root@postern.test", sender="good@remote.example")[0] == 250
@@ -89,7 +89,7 @@ def test_sender_verification(postern, aiosmtpd_server):
 
 def test_cache_survives_kill9(postern, aiosmtpd_server):
     configure(postern, aiosmtpd_server)
-    postern.start("smtpd", "smtp", "verify")
+    postern.start("smtpd", "qmgr", "smtp", "verify")
     rcpt(postern, "good@remote.example")
     rcpt(postern, "bad@remote.example")
     postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
@@ -133,7 +133,7 @@ def test_verify_down_is_a_tempfail(postern, aiosmtpd_server):
 def test_corrupt_cache(postern, aiosmtpd_server):
     configure(postern, aiosmtpd_server)
     (postern.queue_dir / "verify.db").write_bytes(b"this is not a database\n" * 200)
-    postern.start("smtpd", "smtp", "verify")
+    postern.start("smtpd", "qmgr", "smtp", "verify")
     postern.wait_log("verify", r"verify cache .*verify\.db is not usable \(.*not a database.*\)")
     rep = lookup(postern, "good@remote.example")
     assert rep["status"] == "error" and "verify cache unavailable" in rep["reason"]
@@ -204,17 +204,19 @@ def test_reload_applies_routing_overrides(postern, aiosmtpd_server):
     h1, port1 = aiosmtpd_server(rcpt=lambda a: "550 5.1.1 no" if a.startswith("x") else None)
     h2, port2 = aiosmtpd_server(rcpt=lambda a: None)
     configure(postern, aiosmtpd_server, address_verify_relayhost=f"[127.0.0.1]:{port1}")
-    postern.start("smtp", "verify")
+    postern.start("qmgr", "smtp", "verify")
     path = postern.socket_dir / "verify"
     assert ipc_call(path, [("request", "query"), ("address", "x1@remote.example")])["result"] == "pending"
     postern.wait_log("verify", r"<x1@remote\.example>: undeliverable")
-    assert f":{port1}, sender" in postern.wait_log("verify", r"probe sent for <x1@remote\.example>.*").group(0)
+    assert f":{port1}, sender" in postern.wait_log("qmgr", r"probe of <x1@remote\.example>.*").group(0)
     postern.configure(address_verify_relayhost=f"[127.0.0.1]:{port2}", address_verify_map="")
     postern.reload("verify")
+    postern.reload("qmgr")   # probes are routed by postern-qmgr
+    postern.wait_log("qmgr", r"reload -- configuration")
     postern.wait_log("verify", r"address_verify_map changed: restart postern-verify to apply")
     ipc_call(path, [("request", "query"), ("address", "x2@remote.example")])
     postern.wait_log("verify", r"<x2@remote\.example>: deliverable")
-    assert f":{port2}, sender" in postern.wait_log("verify", r"probe sent for <x2@remote\.example>.*").group(0)
+    assert f":{port2}, sender" in postern.wait_log("qmgr", r"probe of <x2@remote\.example>.*").group(0)
     assert h1.envelopes == [] and h2.envelopes == []
 
 
@@ -222,10 +224,10 @@ def test_posternctl_verify(postern, aiosmtpd_server):
     configure(postern, aiosmtpd_server)
     r = postern.posternctl("verify", "a@remote.example")
     assert r.returncode == 69 and "postern-verify is not available" in r.stderr   # EX_UNAVAILABLE
-    postern.start("smtp", "verify")
+    postern.start("qmgr", "smtp", "verify")
     r = postern.posternctl("verify", "good@remote.example")
     assert r.returncode == 0 and r.stdout == "good@remote.example: pending: address verification in progress\n"
-    assert "probe sent" not in postern.log("verify")   # lookup never probes
+    assert "probe queued" not in postern.log("verify")   # lookup never probes
     r = postern.posternctl("verify", "-p", "bad@remote.example")
     assert r.returncode == 0 and r.stdout.startswith("bad@remote.example: pending")
     postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
@@ -250,7 +252,7 @@ def test_scripted_peer_timeout_and_data_target(postern, scripted):
                       smtp_address_verify_target="data",
                       address_verify_transport_maps="inline:{ bad@remote.example=smtp:[127.0.0.1]:%d }"
                       % refuse_at_data.port)
-    postern.start("smtpd", "smtp", "verify")
+    postern.start("smtpd", "qmgr", "smtp", "verify")
     assert rcpt_code(postern, "slow@remote.example") == 450
     postern.wait_log("verify", r"<slow@remote\.example>: undetermined \(.*timed out", timeout=20)
     code, text = rcpt(postern, "slow@remote.example")
@@ -278,13 +280,13 @@ def test_pending_request_limit(postern, scripted):
     slow = scripted(replies={"RCPT": lambda a: None if a.startswith("slow") else "250 2.1.5 Ok"})
     postern.configure(relayhost=f"[127.0.0.1]:{slow.port}", address_verify_pending_request_limit=1,
                       smtp_rcpt_timeout="3s")
-    postern.start("smtp", "verify")
+    postern.start("qmgr", "smtp", "verify")
     path = postern.socket_dir / "verify"
     query = lambda a: ipc_call(path, [("request", "query"), ("address", a)])   # noqa: E731
     assert query("slow1@remote.example")["result"] == "pending"
     assert query("fast@remote.example")["result"] == "pending"
     postern.wait_log("verify", r"address_verify_pending_request_limit \(1\) reached: <fast@remote\.example>")
-    assert "probe sent for <fast@" not in postern.log("verify")
+    assert "probe queued for <fast@" not in postern.log("verify")
     postern.wait_log("verify", r"<slow1@remote\.example>: undetermined", timeout=20)
     assert query("fast@remote.example")["result"] == "pending"   # probed now
     postern.wait_log("verify", r"<fast@remote\.example>: deliverable")

@@ -8,7 +8,8 @@
  *
  *   -- 2 Kbytes in 1 Request.
  *
- * "!" after the id marks a message on hold. Only recipients still waiting (pending or
+ * "!" after the id marks a message on hold. An address verification probe (postern-verify's,
+ * never delivered) has the line "(address verification probe)" under its sender. Only recipients still waiting (pending or
  * deferred) are listed; a deferred one is preceded by its last diagnostic in parentheses.
  * `--json` prints one JSON object per message instead, for scripts. The queue is opened
  * read-only (QUEUE_OPEN_READONLY) from queue_directory, or from the directory given with
@@ -65,7 +66,8 @@ static void print_json(const QueueMessage *m, const QueueRecipient *rcpts, size_
         printf(",\"hold\":%s,\"size\":%" PRIu64 ",\"arrival_time\":%llu,\"sender\":",
                m->hold ? "true" : "false", m->size, m->arrival_usec / USEC_PER_SEC);
         posternctl_json_string(m->sender);
-        printf(",\"is_bounce\":%s,\"recipients\":[", m->is_bounce ? "true" : "false");
+        printf(",\"is_bounce\":%s,\"is_probe\":%s,\"recipients\":[", m->is_bounce ? "true" : "false",
+               m->is_probe ? "true" : "false");
         for (size_t i = 0; i < n; i++) {
                 const QueueRecipient *r = &rcpts[i];
                 printf("%s{\"address\":", i ? "," : "");
@@ -96,6 +98,8 @@ static void print_text(const QueueMessage *m, const QueueRecipient *rcpts, size_
         snprintf(id, sizeof id, "%s%s", m->queue_id, m->hold ? "!" : "");
         printf("%-17s %8" PRIu64 " %-19.19s  %s\n", id, m->size, when,
                isempty(m->sender) ? "MAILER-DAEMON" : m->sender);
+        if (m->is_probe)
+                printf("%*s(address verification probe)\n", 8, "");
         for (size_t i = 0; i < n; i++) {
                 const QueueRecipient *r = &rcpts[i];
                 if (r->state != QUEUE_RCPT_PENDING && r->state != QUEUE_RCPT_DEFERRED)
