@@ -238,10 +238,9 @@ def test_posternctl_check_reports(postern):
 @pytest.fixture
 def scram_peer(pem):
     """A TLS 1.2 SMTP server whose AUTH is SCRAM-SHA-256 (plus=False) or also -PLUS (tls-unique)."""
-    def make(plus):
+    def make(plus, tls_max=ssl.TLSVersion.TLSv1_2):
         auth = ScramServer("carol", "s3cret,pw", plus=plus)
-        p = TlsSmtpServer(pem.with_suffix(".crt"), pem.with_suffix(".key"), auth=auth,
-                          tls_max=ssl.TLSVersion.TLSv1_2)
+        p = TlsSmtpServer(pem.with_suffix(".crt"), pem.with_suffix(".key"), auth=auth, tls_max=tls_max)
         p.scram = auth
         return p
     yield from peer_factory(make)
@@ -266,3 +265,25 @@ def test_scram_sha_256_plus_channel_binding(postern, scram_peer, case):
     else:
         assert (mech, gs2, cbind) == ("SCRAM-SHA-256", "n,,", b"n,,")    # -PLUS offered but not allowed: no "y"
     postern.wait_log("smtp", rf"{qid}: SASL authentication to .* with {re.escape(mech)} succeeded")
+
+
+def test_scram_sha_256_plus_on_a_resumed_session(postern, scram_peer):
+    # tls-unique of an abbreviated handshake is the server's Finished, not the client's
+    p = scram_peer(plus=True)
+    hop = f"[127.0.0.1]:{p.port}"
+    start(postern, hop, {hop: "carol:s3cret,pw"}, smtp_connection_cache_time_limit="0")
+    for i in range(2):
+        sent(postern, send(postern, f"scram-resume-{i}@test"))
+    assert p.resumed == [False, True]
+    assert [(mech, gs2, ok) for mech, gs2, _, ok in p.scram.results] == [("SCRAM-SHA-256-PLUS", "p=tls-unique,,", True)] * 2
+
+
+def test_scram_y_flag_on_tls13(postern, scram_peer):
+    # on TLS 1.3 the client has tls-exporter data (Python's ssl cannot check -PLUS there, so the
+    # server offers plain SCRAM): "y,," shows the client could have bound the channel
+    p = scram_peer(plus=False, tls_max=None)
+    hop = f"[127.0.0.1]:{p.port}"
+    start(postern, hop, {hop: "carol:s3cret,pw"}, smtp_tls_loglevel="1")
+    sent(postern, send(postern, "scram-tls13@test"))
+    assert [(mech, gs2, ok) for mech, gs2, _, ok in p.scram.results] == [("SCRAM-SHA-256", "y,,", True)]
+    postern.wait_log("smtp", r"TLS connection established to .*: TLSv1\.3")
