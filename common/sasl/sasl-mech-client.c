@@ -1,4 +1,4 @@
-/* sasl-mech-client.c — PLAIN, LOGIN and SCRAM-SHA-256 computed for a SASL client (see
+/* sasl-mech-client.c — PLAIN, LOGIN, SCRAM-SHA-256 and -PLUS computed for a SASL client (see
  * sasl-mech-client.h). Hashes, HMAC, PBKDF2, base64 and the nonce come from GnuTLS. Secrets
  * (password, salted password) are wiped when the object is freed. User names are sent as given
  * (no SASLprep: an ASCII name is its own SASLprep form). */
@@ -22,19 +22,22 @@ typedef enum MechKind { MECH_PLAIN, MECH_LOGIN, MECH_SCRAM_SHA256 } MechKind;
 static const struct {
         const char *name;
         MechKind kind;
+        bool plus;                    /* SCRAM with channel binding */
         unsigned props;
 } mechs[] = {
         /* Cyrus's ratings: SCRAM resists active attacks (mutual authentication) but a recorded
          * exchange allows an offline dictionary attack. */
-        { "SCRAM-SHA-256", MECH_SCRAM_SHA256, SASL_PROP_DICTIONARY },
-        { "PLAIN", MECH_PLAIN, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY | SASL_PROP_ONE_WAY },
-        { "LOGIN", MECH_LOGIN, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY | SASL_PROP_ONE_WAY },
+        { "SCRAM-SHA-256-PLUS", MECH_SCRAM_SHA256, true, SASL_PROP_DICTIONARY },
+        { "SCRAM-SHA-256", MECH_SCRAM_SHA256, false, SASL_PROP_DICTIONARY },
+        { "PLAIN", MECH_PLAIN, false, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY | SASL_PROP_ONE_WAY },
+        { "LOGIN", MECH_LOGIN, false, SASL_PROP_PLAINTEXT | SASL_PROP_ACTIVE | SASL_PROP_DICTIONARY | SASL_PROP_ONE_WAY },
 };
 
-const char *const sasl_mech_client_names[] = { "SCRAM-SHA-256", "PLAIN", "LOGIN", NULL };
+const char *const sasl_mech_client_names[] = { "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN", NULL };
 
 struct SaslMechClient {
         MechKind kind;
+        bool plus;
         const char *name;
         char *user, *password;
         unsigned step;
@@ -42,6 +45,9 @@ struct SaslMechClient {
         /* SCRAM */
         char *nonce;                  /* ours */
         char *client_first_bare;
+        char *gs2_header;             /* "p=tls-unique,,", "y,,"; NULL: "n,," */
+        unsigned char *cb_data;       /* -PLUS: the channel binding data */
+        size_t cb_len;
         unsigned char server_sig[SCRAM_HASH_LEN];
 };
 
@@ -90,6 +96,8 @@ SaslMechClient *sasl_mech_client_free(SaslMechClient *m) {
         free(m->user);
         free(m->nonce);
         free(m->client_first_bare);
+        free(m->gs2_header);
+        free(m->cb_data);
         explicit_bzero(m, sizeof(*m));
         free(m);
         return NULL;
@@ -108,6 +116,7 @@ int sasl_mech_client_new(const char *mech, const char *user, const char *passwor
         if (!m)
                 return -ENOMEM;
         m->kind = mechs[i].kind;
+        m->plus = mechs[i].plus;
         m->name = mechs[i].name;
         m->user = strdup(user);
         m->password = strdup(password);
@@ -131,6 +140,30 @@ int sasl_mech_client_set_nonce(SaslMechClient *m, const char *nonce) {
                 return -ENOMEM;
         free(m->nonce);
         m->nonce = n;
+        return 0;
+}
+
+int sasl_mech_client_set_channel_binding(SaslMechClient *m, const char *type, const void *data, size_t len) {
+        if (m->kind != MECH_SCRAM_SHA256 || m->step != 0 || isempty(type) || strspn(type,
+            "abcdefghijklmnopqrstuvwxyz0123456789-.") != strlen(type) || (m->plus && (!data || len == 0)))
+                return -EINVAL;
+        char *h = NULL;
+        unsigned char *d = NULL;
+        if (m->plus ? asprintf(&h, "p=%s,,", type) < 0 : !(h = strdup("y,,"))) {
+                h = NULL;
+                return -ENOMEM;
+        }
+        if (m->plus && !(d = malloc(len))) {
+                free(h);
+                return -ENOMEM;
+        }
+        if (d)
+                memcpy(d, data, len);
+        free(m->gs2_header);
+        free(m->cb_data);
+        m->gs2_header = h;
+        m->cb_data = d;
+        m->cb_len = m->plus ? len : 0;
         return 0;
 }
 
@@ -178,6 +211,8 @@ static int b64_decode(const char *text, char **ret, size_t *ret_len) {
 static int scram_first(SaslMechClient *m, char **ret) {
         _cleanup_(strbuf_donep) StrBuf b = STRBUF_INIT;
         int r;
+        if (m->plus && !m->cb_data)
+                return -EINVAL;   /* -PLUS needs the session's channel binding first */
         if (!m->nonce) {
                 unsigned char raw[18];
                 if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) < 0)
@@ -195,7 +230,7 @@ static int scram_first(SaslMechClient *m, char **ret) {
                 return r;
         m->client_first_bare = strbuf_steal(&b);
         _cleanup_free_ char *first = NULL;
-        if (asprintf(&first, "n,,%s", m->client_first_bare) < 0)
+        if (asprintf(&first, "%s%s", m->gs2_header ? m->gs2_header : "n,,", m->client_first_bare) < 0)
                 return -ENOMEM;
         return b64_encode(first, strlen(first), ret);
 }
@@ -246,7 +281,10 @@ static int scram_final(SaslMechClient *m, const char *server_first, char **ret) 
         gnutls_datum_t key = { .data = (unsigned char *) m->password, .size = (unsigned) strlen(m->password) };
         gnutls_datum_t sd = { .data = (unsigned char *) salt, .size = (unsigned) n };
         /* every cleanup variable is declared before the first goto (no jump into its scope) */
-        _cleanup_free_ char *without_proof = NULL, *auth_message = NULL, *proof64 = NULL, *final = NULL;
+        _cleanup_free_ char *without_proof = NULL, *auth_message = NULL, *proof64 = NULL, *final = NULL,
+                *cbind = NULL, *cbind64 = NULL;
+        const char *gs2 = m->gs2_header ? m->gs2_header : "n,,";
+        size_t gs2_len = strlen(gs2);
         r = -EIO;
         if (gnutls_pbkdf2(GNUTLS_MAC_SHA256, &key, &sd, (unsigned) iterations, salted, sizeof(salted)) < 0)
                 goto out;
@@ -254,9 +292,17 @@ static int scram_final(SaslMechClient *m, const char *server_first, char **ret) 
             gnutls_hash_fast(GNUTLS_DIG_SHA256, client_key, sizeof(client_key), stored_key) < 0 ||
             hmac(salted, sizeof(salted), "Server Key", 10, server_key) < 0)
                 goto out;
-        /* c=biws is base64("n,,"): no channel binding. */
+        /* c= is base64 of the gs2 header and, with -PLUS, the channel binding data ("n,,": biws) */
         r = -ENOMEM;
-        if (asprintf(&without_proof, "c=biws,r=%.*s", (int) nlen, nonce) < 0) {
+        if (!(cbind = malloc(gs2_len + m->cb_len + 1)))
+                goto out;
+        memcpy(cbind, gs2, gs2_len);
+        if (m->cb_len)
+                memcpy(cbind + gs2_len, m->cb_data, m->cb_len);
+        if ((r = b64_encode(cbind, gs2_len + m->cb_len, &cbind64)) < 0)
+                goto out;
+        r = -ENOMEM;
+        if (asprintf(&without_proof, "c=%s,r=%.*s", cbind64, (int) nlen, nonce) < 0) {
                 without_proof = NULL;
                 goto out;
         }

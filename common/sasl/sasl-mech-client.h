@@ -1,6 +1,10 @@
 /* sasl-mech-client.h — the client side of SASL mechanisms, for logging in to another server
- * (postern-smtp's SMTP AUTH): PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login) and
- * SCRAM-SHA-256 (RFC 5802, RFC 7677; no channel binding, gs2 header "n,,"). Pure computation:
+ * (postern-smtp's SMTP AUTH): PLAIN (RFC 4616), LOGIN (draft-murchison-sasl-login),
+ * SCRAM-SHA-256 (RFC 5802, RFC 7677) and SCRAM-SHA-256-PLUS (channel binding: RFC 5929
+ * tls-unique, RFC 9266 tls-exporter; the caller gets the data from its TLS session). Without
+ * channel binding the gs2 header is "n,,"; with SCRAM-SHA-256 on a TLS session that could have
+ * bound it is "y,," (the server did not offer -PLUS: a server that did sees the downgrade);
+ * -PLUS sends "p=<type>,," and c= is base64(header + data). Pure computation:
  * challenges and responses are base64 text as they travel in "334 ..." replies and AUTH lines;
  * the caller does the I/O.
  *
@@ -48,6 +52,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(SaslMechClient *, sasl_mech_client_free);
 const char *sasl_mech_client_name(const SaslMechClient *m);
 /* For tests: the SCRAM client nonce to use instead of a random one (printable, no ','). */
 int sasl_mech_client_set_nonce(SaslMechClient *m, const char *nonce);
+/* SCRAM, before start: the TLS session's channel binding (type "tls-exporter" or "tls-unique",
+ * data, len). SCRAM-SHA-256-PLUS binds it (required: start fails with -EINVAL without it);
+ * SCRAM-SHA-256 only says "y" (call it only when the server did not offer -PLUS). -EINVAL for
+ * other mechanisms. */
+int sasl_mech_client_set_channel_binding(SaslMechClient *m, const char *type, const void *data, size_t len);
 /* The initial response (base64, caller frees; "=" stands for an empty one in SMTP) or NULL in
  * *ret when the mechanism starts with a server challenge. */
 int sasl_mech_client_start(SaslMechClient *m, char **ret);

@@ -1,7 +1,9 @@
 /* test-sasl-mech-client.c — the client mechanisms: SCRAM-SHA-256 against RFC 7677's example
  * exchange (user "user", password "pencil"), a wrong server signature, a nonce the server did not
- * extend, a server error; PLAIN's initial response; LOGIN's two answers; names that cannot be
- * carried; the property table. */
+ * extend, a server error; SCRAM-SHA-256-PLUS with tls-exporter and tls-unique data and the "y"
+ * flag over the same exchange (vectors computed independently with Python's hashlib/hmac, whose
+ * "n,," case gives RFC 7677's proof); PLAIN's initial response; LOGIN's two answers; names that
+ * cannot be carried; the property table. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,24 +43,80 @@ static SaslMechClient *scram_after_first(void) {
         return m;
 }
 
-static void test_scram_rfc7677(void) {
-        SaslMechClient *m = scram_after_first();
+/* One SCRAM exchange over RFC 7677's server-first message, with the channel binding set when
+ * type is not NULL. */
+static void scram_bound(const char *mech, const char *type, const void *cb, size_t cb_len, const char *first,
+                        const char *final, const char *v64) {
+        SaslMechClient *m = NULL;
+        char *ir = NULL, *resp = NULL;
         char *c = b64("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
-        char *resp = NULL;
+        CHECK(sasl_mech_client_new(mech, "user", "pencil", &m) == 0);
+        CHECK(sasl_mech_client_set_nonce(m, "rOprNGfwEbeRWgbNEkqO") == 0);
+        if (type)
+                CHECK(sasl_mech_client_set_channel_binding(m, type, cb, cb_len) == 0);
+        CHECK(sasl_mech_client_start(m, &ir) == 0);
+        CHECK_STR(ir, first);
         CHECK(sasl_mech_client_step(m, c, &resp) == 0);
-        /* base64("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,
-         *         p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=") — RFC 7677 section 3 */
-        CHECK_STR(resp, "Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSWxqKWhObEYkazAscD1kSHpi"
-                        "WmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6N0FuZFZRPQ==");
+        CHECK_STR(resp, final);
         free(resp);
-        free(c);
         CHECK(!sasl_mech_client_verified(m));
-        c = b64("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
-        CHECK(sasl_mech_client_step(m, c, &resp) == 0);
+        CHECK(sasl_mech_client_step(m, v64, &resp) == 0);
         CHECK_STR(resp, "");
         CHECK(sasl_mech_client_verified(m));
         free(resp);
+        free(ir);
         free(c);
+        sasl_mech_client_free(m);
+}
+
+static void test_scram_rfc7677(void) {
+        /* "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"; then
+         * "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,
+         *  p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=" — RFC 7677 section 3 */
+        char *v = b64("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        scram_bound("scram-sha-256", NULL, NULL, 0, "biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=",
+                    "Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSWxqKWhObEYkazAscD1kSHpi"
+                    "WmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6N0FuZFZRPQ==", v);
+        free(v);
+}
+
+static void test_scram_plus(void) {
+        unsigned char exporter[32], unique[12];
+        for (size_t i = 0; i < sizeof(exporter); i++)
+                exporter[i] = (unsigned char) i;
+        for (size_t i = 0; i < sizeof(unique); i++)
+                unique[i] = (unsigned char) (0x40 + i);
+        /* "p=tls-exporter,,n=user,r=…", then c=base64("p=tls-exporter,," + 00 01 … 1f) */
+        scram_bound("SCRAM-SHA-256-PLUS", "tls-exporter", exporter, sizeof(exporter),
+                    "cD10bHMtZXhwb3J0ZXIsLG49dXNlcixyPXJPcHJOR2Z3RWJlUldnYk5Fa3FP",
+                    "Yz1jRDEwYkhNdFpYaHdiM0owWlhJc0xBQUJBZ01FQlFZSENBa0tDd3dORGc4UUVSSVRGQlVXRnhnWkdoc2NIUjRmLHI9ck9w"
+                    "ck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSWxqKWhObEYkazAscD1RQzZDUzIwcXVBRFFSYjNtVDk5WVVI"
+                    "K24zVkp4VXZ6dUswSzBFMVZyczJNPQ==",
+                    "dj0yR2lBZ2FwRXBwTFZsVVhieFVEa3NMM1ZnWUh6dXFpSzV0UjRtaEpHZ3ZzPQ==");
+        /* tls-unique, 12 bytes (a TLS 1.2 Finished) */
+        scram_bound("scram-sha-256-plus", "tls-unique", unique, sizeof(unique),
+                    "cD10bHMtdW5pcXVlLCxuPXVzZXIscj1yT3ByTkdmd0ViZVJXZ2JORWtxTw==",
+                    "Yz1jRDEwYkhNdGRXNXBjWFZsTEN4QVFVSkRSRVZHUjBoSlNrcz0scj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJS"
+                    "YVRDQWZ1eEZJbGopaE5sRiRrMCxwPXU2VnpXNTVPMHQyT2ZJRHBZWWdJQlBoeEltUHJiY2Y4Nk5uV0tTSUZWS009",
+                    "dj0yOWUrZzZ4N3dBc05qRGpLaUI2RWs0aCtpVHpJR3ptRktrZWp4bjY1UnFFPQ==");
+        /* plain SCRAM on a session that could bind: "y,," and c=eSws; the data is not sent */
+        scram_bound("SCRAM-SHA-256", "tls-unique", unique, sizeof(unique),
+                    "eSwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8=",
+                    "Yz1lU3dzLHI9ck9wck5HZndFYmVSV2diTkVrcU8laHZZRHBXVWEyUmFUQ0FmdXhGSWxqKWhObEYkazAscD1Gb3FpSFR0UUVE"
+                    "RThsejFDZGFFZTN0SzRtUytpTURUbDc3U1B5RFM1M0RZPQ==",
+                    "dj1kSTRLcGlRSndCcjErVitLNlUxZEE2bDZJNEk5RFVOWFdORDRwY3BSVTNVPQ==");
+
+        /* -PLUS without the data cannot start; no binding for PLAIN; odd type names refused */
+        SaslMechClient *m = NULL;
+        char *ir = NULL;
+        CHECK(sasl_mech_client_new("SCRAM-SHA-256-PLUS", "user", "pencil", &m) == 0);
+        CHECK_STR(sasl_mech_client_name(m), "SCRAM-SHA-256-PLUS");
+        CHECK_INT(sasl_mech_client_start(m, &ir), -EINVAL);
+        CHECK_INT(sasl_mech_client_set_channel_binding(m, "tls-unique", NULL, 0), -EINVAL);
+        CHECK_INT(sasl_mech_client_set_channel_binding(m, "tls unique,", unique, sizeof(unique)), -EINVAL);
+        sasl_mech_client_free(m);
+        CHECK(sasl_mech_client_new("PLAIN", "user", "pencil", &m) == 0);
+        CHECK_INT(sasl_mech_client_set_channel_binding(m, "tls-unique", unique, sizeof(unique)), -EINVAL);
         sasl_mech_client_free(m);
 }
 
@@ -138,8 +196,10 @@ static void test_props(void) {
         CHECK(sasl_mech_client_known("LOGIN", &p) && (p & SASL_PROP_PLAINTEXT));
         CHECK(sasl_mech_client_known("SCRAM-SHA-256", &p) && !(p & SASL_PROP_PLAINTEXT) &&
               !(p & SASL_PROP_ACTIVE) && (p & SASL_PROP_DICTIONARY));
-        CHECK(!sasl_mech_client_known("SCRAM-SHA-256-PLUS", &p));
-        CHECK_STR(sasl_mech_client_names[0], "SCRAM-SHA-256");
+        CHECK(sasl_mech_client_known("SCRAM-SHA-256-PLUS", &p) && p == SASL_PROP_DICTIONARY);
+        CHECK(!sasl_mech_client_known("SCRAM-SHA-1-PLUS", &p));
+        CHECK_STR(sasl_mech_client_names[0], "SCRAM-SHA-256-PLUS");
+        CHECK_STR(sasl_mech_client_names[1], "SCRAM-SHA-256");
 
         char *def[] = { "noplaintext", "noanonymous", NULL }, *bad[] = { "noactive", "nosuch", NULL },
              *none[] = { NULL };
@@ -153,6 +213,7 @@ static void test_props(void) {
 
 int main(void) {
         test_scram_rfc7677();
+        test_scram_plus();
         test_scram_bad_server();
         test_scram_random_nonce();
         test_plain_login();

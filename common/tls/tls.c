@@ -513,6 +513,27 @@ const char *tls_conn_error(TlsConn *c) {
         return c->last_error ? gnutls_strerror(c->last_error) : "no error";
 }
 
+int tls_conn_channel_binding(TlsConn *c, const char **ret_type, unsigned char **ret_data, size_t *ret_len) {
+        bool tls13 = gnutls_protocol_get_version(c->session) == GNUTLS_TLS1_3;
+        gnutls_datum_t cb = {};
+        if (gnutls_session_channel_binding(c->session, tls13 ? GNUTLS_CB_TLS_EXPORTER : GNUTLS_CB_TLS_UNIQUE, &cb) < 0 ||
+            cb.size == 0) {
+                gnutls_free(cb.data);
+                return -EOPNOTSUPP;
+        }
+        unsigned char *d = malloc(cb.size);
+        if (!d) {
+                gnutls_free(cb.data);
+                return -ENOMEM;
+        }
+        memcpy(d, cb.data, cb.size);
+        *ret_len = cb.size;
+        gnutls_free(cb.data);
+        *ret_type = tls13 ? "tls-exporter" : "tls-unique";
+        *ret_data = d;
+        return 0;
+}
+
 const char *tls_conn_protocol(TlsConn *c) {
         const char *n = gnutls_protocol_get_name(gnutls_protocol_get_version(c->session));
         const char *v;

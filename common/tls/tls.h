@@ -131,6 +131,10 @@ int tls_conn_cipher_bits(TlsConn *c);
 bool tls_conn_resumed(TlsConn *c);
 /* The server name the client asked for (SNI), or NULL. */
 const char *tls_conn_server_name(TlsConn *c);
+/* The channel binding of the established session for SCRAM -PLUS: TLS 1.3 "tls-exporter"
+ * (RFC 9266), TLS 1.2 and older "tls-unique" (RFC 5929). *ret_type is static; *ret_data (caller
+ * frees) holds *ret_len bytes. -EOPNOTSUPP when GnuTLS has none for the session. */
+int tls_conn_channel_binding(TlsConn *c, const char **ret_type, unsigned char **ret_data, size_t *ret_len);
 
 /* The certificate the peer presented (tls-peer-cert.c): a server asks for one with ask_ccert. */
 #define TLS_FINGERPRINT_MAX 192      /* a SHA-512 as "AB:CD:...", and its NUL */

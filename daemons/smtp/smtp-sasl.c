@@ -3,7 +3,7 @@
  * sender with smtp_sender_dependent_authentication, then server host name, then next hop as
  * written), and which mechanism (the server's AUTH list ∩ smtp_sasl_mechanism_filter ∩ what
  * smtp_sasl_security_options — or smtp_sasl_tls_security_options inside TLS — allows,
- * strongest first). The exchange itself runs in smtp-session.c; the mechanisms are
+ * strongest first: SCRAM-SHA-256-PLUS only inside TLS with channel binding data). The exchange itself runs in smtp-session.c; the mechanisms are
  * common/sasl/sasl-mech-client.c. A password table that other users can read is a warning note
  * at load (it holds passwords). */
 #include <errno.h>
@@ -246,7 +246,13 @@ static bool filtered_out(const SmtpSasl *a, const char *mech) {
 
 /* The mechanism to use among those the server offers (its AUTH keyword's list), or NULL with
  * why explaining what excluded each. */
-const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool tls, char *why, size_t size) {
+bool smtp_sasl_wants_channel_binding(const char *server_mechs, const char *mech) {
+        return strcaseeq(mech, "SCRAM-SHA-256-PLUS") ||
+               (strcaseeq(mech, "SCRAM-SHA-256") && !offered(server_mechs, "SCRAM-SHA-256-PLUS"));
+}
+
+const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool tls, bool channel_binding, char *why,
+                             size_t size) {
         unsigned forbidden = tls ? a->forbidden_tls : a->forbidden;
         size_t len = 0;
 
@@ -254,7 +260,8 @@ const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool t
                 const char *m = sasl_mech_client_names[i];
                 unsigned props = 0;
                 (void) sasl_mech_client_known(m, &props);
-                if (!offered(server_mechs, m) || filtered_out(a, m))
+                if (!offered(server_mechs, m) || filtered_out(a, m) ||
+                    (strcaseeq(m, "SCRAM-SHA-256-PLUS") && !(tls && channel_binding)))
                         continue;
                 if (!(props & forbidden))
                         return m;
@@ -266,7 +273,7 @@ const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool t
                          a->prefix, tls ? "tls_" : "", tls ? a->tls_options : a->options, tls ? "" : " (no TLS)",
                          server_mechs);
         else if (len == 0)
-                snprintf(why, size, "server offers %s; Postern's client has SCRAM-SHA-256 PLAIN LOGIN%s", server_mechs,
+                snprintf(why, size, "server offers %s; Postern's client has SCRAM-SHA-256-PLUS (inside TLS) SCRAM-SHA-256 PLAIN LOGIN%s", server_mechs,
                          a->filter ? " (and " : "");
         if (len == 0 && a->filter) {
                 _cleanup_free_ char *f = join_words(a->filter);

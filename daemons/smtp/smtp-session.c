@@ -870,7 +870,11 @@ static bool auth_before_mail(SmtpSession *s) {
                 session_failed(s, "out of memory while performing SASL authentication");
                 return true;
         }
-        const char *mech = smtp_sasl_choose(a, s->auth_mechs, s->tls_up, why, sizeof(why));
+        const char *cb_type = NULL;
+        _cleanup_free_ unsigned char *cb = NULL;
+        size_t cb_len = 0;
+        bool have_cb = s->tls_up && tls_conn_channel_binding(s->tls, &cb_type, &cb, &cb_len) >= 0;
+        const char *mech = smtp_sasl_choose(a, s->auth_mechs, s->tls_up, have_cb, why, sizeof(why));
         if (!mech) {
                 explicit_bzero(value, strlen(value));
                 auth_failed(s, "4.7.0", "SASL authentication failed; cannot authenticate to server %s: no mechanism "
@@ -883,6 +887,8 @@ static bool auth_before_mail(SmtpSession *s) {
                 *colon = '\0';
         r = sasl_mech_client_new(mech, value, colon ? colon + 1 : "", &s->sasl);
         explicit_bzero(value, strlen(value) + (colon ? strlen(colon + 1) + 1 : 0));
+        if (r >= 0 && have_cb && smtp_sasl_wants_channel_binding(s->auth_mechs, mech))
+                r = sasl_mech_client_set_channel_binding(s->sasl, cb_type, cb, cb_len);
         if (r >= 0)
                 r = sasl_mech_client_start(s->sasl, &ir);
         if (r < 0) {

@@ -204,8 +204,13 @@ int smtp_sasl_keys(bool by_sender, const char *sender, const char *host, const c
 int smtp_sasl_lookup_sender(SmtpSasl *a, const char *sender, char **ret_value, char *diag, size_t size);
 int smtp_sasl_lookup_server(SmtpSasl *a, const char *host, const char *nexthop, char **ret_value, char *diag,
                             size_t size);
-/* The mechanism to use of the server's list, or NULL with the reason in why. */
-const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool tls, char *why, size_t size);
+/* The mechanism to use of the server's list, or NULL with the reason in why. SCRAM-SHA-256-PLUS
+ * only with channel_binding (a TLS session that has the data). */
+const char *smtp_sasl_choose(const SmtpSasl *a, const char *server_mechs, bool tls, bool channel_binding, char *why,
+                             size_t size);
+/* Whether mech gets the session's channel binding: -PLUS binds it; SCRAM-SHA-256 says "y" with it
+ * unless the server offered -PLUS (then the client just did not use it: "n"). */
+bool smtp_sasl_wants_channel_binding(const char *server_mechs, const char *mech);
 
 /* smtp-tls.c */
 struct SmtpDelivery;

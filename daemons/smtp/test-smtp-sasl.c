@@ -81,13 +81,25 @@ int main(void) {
         CHECK(smtp_sasl_lookup_server(a, "other.example.net", "[smtp.example.net]", &v, diag, sizeof(diag)) == 0);
 
         /* default options: noplaintext, noanonymous, with or without TLS (Postfix's default) */
-        CHECK_STR(smtp_sasl_choose(a, "PLAIN LOGIN SCRAM-SHA-256", false, why, sizeof(why)), "SCRAM-SHA-256");
-        CHECK(!smtp_sasl_choose(a, "PLAIN LOGIN", true, why, sizeof(why)));
+        CHECK_STR(smtp_sasl_choose(a, "PLAIN LOGIN SCRAM-SHA-256", false, false, why, sizeof(why)), "SCRAM-SHA-256");
+        CHECK(!smtp_sasl_choose(a, "PLAIN LOGIN", true, true, why, sizeof(why)));
         CHECK(strstr(why, "PLAIN LOGIN excluded by smtp_sasl_tls_security_options = noplaintext, noanonymous"));
-        CHECK(!smtp_sasl_choose(a, "PLAIN LOGIN", false, why, sizeof(why)));
+        CHECK(!smtp_sasl_choose(a, "PLAIN LOGIN", false, false, why, sizeof(why)));
         CHECK(strstr(why, "excluded by smtp_sasl_security_options = noplaintext, noanonymous (no TLS)"));
-        CHECK(!smtp_sasl_choose(a, "CRAM-MD5 GSSAPI", false, why, sizeof(why)));
+        CHECK(!smtp_sasl_choose(a, "CRAM-MD5 GSSAPI", false, false, why, sizeof(why)));
         CHECK(strstr(why, "server offers CRAM-MD5 GSSAPI"));
+        /* -PLUS first, but only inside TLS with channel binding data */
+        CHECK_STR(smtp_sasl_choose(a, "PLAIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS", true, true, why, sizeof(why)),
+                  "SCRAM-SHA-256-PLUS");
+        CHECK_STR(smtp_sasl_choose(a, "PLAIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS", true, false, why, sizeof(why)),
+                  "SCRAM-SHA-256");
+        CHECK_STR(smtp_sasl_choose(a, "PLAIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS", false, true, why, sizeof(why)),
+                  "SCRAM-SHA-256");
+        CHECK(!smtp_sasl_choose(a, "SCRAM-SHA-256-PLUS", false, false, why, sizeof(why)));
+        CHECK(smtp_sasl_wants_channel_binding("SCRAM-SHA-256 SCRAM-SHA-256-PLUS", "SCRAM-SHA-256-PLUS"));
+        CHECK(smtp_sasl_wants_channel_binding("PLAIN SCRAM-SHA-256", "SCRAM-SHA-256"));        /* "y" */
+        CHECK(!smtp_sasl_wants_channel_binding("SCRAM-SHA-256 SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")); /* "n" */
+        CHECK(!smtp_sasl_wants_channel_binding("PLAIN LOGIN", "PLAIN"));
         smtp_config_done(&cfg);
         strv_free(warnings);
         strv_free(errors);
@@ -99,10 +111,12 @@ int main(void) {
         CHECK(smtp_config_load(c, &cfg, &warnings, &errors) == 0);
         CHECK(!strv_has_part(warnings, "readable by every user"));
         a = cfg.side[0].sasl;
-        CHECK_STR(smtp_sasl_choose(a, "PLAIN LOGIN SCRAM-SHA-256", true, why, sizeof(why)), "LOGIN");
-        CHECK(!smtp_sasl_choose(a, "PLAIN SCRAM-SHA-256", true, why, sizeof(why)));
+        CHECK_STR(smtp_sasl_choose(a, "PLAIN LOGIN SCRAM-SHA-256", true, true, why, sizeof(why)), "LOGIN");
+        CHECK(!smtp_sasl_choose(a, "PLAIN SCRAM-SHA-256", true, true, why, sizeof(why)));
         CHECK(strstr(why, "smtp_sasl_mechanism_filter = login"));
-        CHECK(!smtp_sasl_choose(a, "PLAIN LOGIN", false, why, sizeof(why)));
+        /* a filter without SCRAM-SHA-256-PLUS leaves it out, even when offered with TLS */
+        CHECK(!smtp_sasl_choose(a, "SCRAM-SHA-256-PLUS", true, true, why, sizeof(why)));
+        CHECK(!smtp_sasl_choose(a, "PLAIN LOGIN", false, false, why, sizeof(why)));
         smtp_config_done(&cfg);
         strv_free(warnings);
         strv_free(errors);
@@ -118,8 +132,8 @@ int main(void) {
         CHECK(smtp_sasl_lookup_server(a, "lmtp.test", "inet:lmtp.test:24", &v, diag, sizeof(diag)) == 1);
         CHECK_STR(v, "u:p");
         free(v);
-        CHECK_STR(smtp_sasl_choose(a, "PLAIN", false, why, sizeof(why)), "PLAIN");
-        CHECK(!smtp_sasl_choose(cfg.side[0].sasl, "PLAIN SCRAM-SHA-256", true, why, sizeof(why)));
+        CHECK_STR(smtp_sasl_choose(a, "PLAIN", false, false, why, sizeof(why)), "PLAIN");
+        CHECK(!smtp_sasl_choose(cfg.side[0].sasl, "PLAIN SCRAM-SHA-256", true, true, why, sizeof(why)));
         smtp_config_done(&cfg);
         strv_free(warnings);
         strv_free(errors);

@@ -3,7 +3,8 @@
  * SCRAM parses them (nonce, salt, iteration count, server signature).
  *
  * Input:
- *   byte 0  bits 0-1 the mechanism (0 SCRAM-SHA-256, 1 PLAIN, 2 LOGIN, 3 SCRAM-SHA-256);
+ *   byte 0  bits 0-1 the mechanism (0 SCRAM-SHA-256, 1 PLAIN, 2 LOGIN, 3 SCRAM-SHA-256-PLUS with
+ *           tls-unique channel binding data);
  *           bit 7: the challenges are passed as written (base64 text), else base64-encoded first
  *   rest    challenges separated by LF (at most 4)
  *
@@ -28,13 +29,16 @@ static bool base64_text(const char *s) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1 || size > 4096)
                 return 0;
-        static const char *const names[] = { "SCRAM-SHA-256", "PLAIN", "LOGIN", "SCRAM-SHA-256" };
+        static const char *const names[] = { "SCRAM-SHA-256", "PLAIN", "LOGIN", "SCRAM-SHA-256-PLUS" };
+        static const char cb[] = "0123456789ab";   /* 12 bytes, as a TLS 1.2 Finished */
         const char *mech = names[data[0] & 3];
         bool raw = data[0] & 0x80;
         SaslMechClient *m = NULL;
         char *resp = NULL;
         FUZZ_CHECK(sasl_mech_client_new(mech, "user", "pencil", &m) == 0);
         FUZZ_CHECK(sasl_mech_client_set_nonce(m, "rOprNGfwEbeRWgbNEkqO") == 0);
+        if ((data[0] & 3) == 3)
+                FUZZ_CHECK(sasl_mech_client_set_channel_binding(m, "tls-unique", cb, sizeof(cb) - 1) == 0);
         FUZZ_CHECK(sasl_mech_client_start(m, &resp) == 0);
         FUZZ_CHECK(!resp || base64_text(resp));
         free(resp);
@@ -75,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(resp && base64_text(resp));
                 /* SCRAM: verified only by the step whose answer is empty (the last one) */
                 if (!before && sasl_mech_client_verified(m))
-                        FUZZ_CHECK(resp[0] == '\0' && !strcmp(sasl_mech_client_name(m), "SCRAM-SHA-256"));
+                        FUZZ_CHECK(resp[0] == '\0' && !strncmp(sasl_mech_client_name(m), "SCRAM-SHA-256", 13));
                 free(resp);
         }
         sasl_mech_client_free(m);

@@ -3,7 +3,9 @@ smtp_sasl_security_options / smtp_sasl_tls_security_options, smtp_sasl_mechanism
 smtp_sender_dependent_authentication). The server that requires AUTH is a second Postern whose
 smtpd authenticates through a private Dovecot (PLAIN, LOGIN and SCRAM-SHA-256) after STARTTLS and
 relays only for authenticated clients (discarding what it accepts); the relay host is
-[127.0.0.1]:<its port>. A scripted server stands in for a server that offers AUTH without TLS."""
+[127.0.0.1]:<its port>. A scripted server stands in for a server that offers AUTH without TLS.
+SCRAM-SHA-256-PLUS (channel binding) runs against tls_smtp_peer.py's server at TLS 1.2 with
+scram_server.py's SCRAM server (tls-unique), since Dovecot 2.3 has no -PLUS."""
 
 import re
 import shutil
@@ -13,6 +15,11 @@ import pytest
 import mailtest
 import peers
 import postern_harness
+import ssl
+
+from scram_server import ScramServer
+from smtp_peers import peer_factory
+from tls_smtp_peer import TlsSmtpServer
 
 from test_smtpd_tls import CERTTOOL, _ca, _leaf
 
@@ -226,3 +233,57 @@ def test_posternctl_check_reports(postern):
     out = postern.posternctl("check")
     assert out.returncode != 0
     assert 'smtp_sasl_security_options: unknown security option "sometimes"' in out.stdout + out.stderr
+
+
+@pytest.fixture
+def scram_peer(pem):
+    """A TLS 1.2 SMTP server whose AUTH is SCRAM-SHA-256 (plus=False) or also -PLUS (tls-unique)."""
+    def make(plus, tls_max=ssl.TLSVersion.TLSv1_2):
+        auth = ScramServer("carol", "s3cret,pw", plus=plus)
+        p = TlsSmtpServer(pem.with_suffix(".crt"), pem.with_suffix(".key"), auth=auth, tls_max=tls_max)
+        p.scram = auth
+        return p
+    yield from peer_factory(make)
+
+
+@pytest.mark.parametrize("case", ["plus", "no-plus-offered", "plus-filtered-out"])
+def test_scram_sha_256_plus_channel_binding(postern, scram_peer, case):
+    p = scram_peer(plus=case != "no-plus-offered")
+    hop = f"[127.0.0.1]:{p.port}"
+    extra = {"smtp_sasl_mechanism_filter": "scram-sha-256"} if case == "plus-filtered-out" else {}
+    start(postern, hop, {hop: "carol:s3cret,pw"}, **extra)
+    qid = send(postern, f"scram-{case}@test")
+    sent(postern, qid)
+    assert len(p.messages) == 1 and p.messages[0][0]             # delivered, inside TLS
+    [(mech, gs2, cbind, ok)] = p.scram.results
+    assert ok
+    if case == "plus":
+        # bound to the TLS 1.2 session: c= carried "p=tls-unique,," and the Finished the server saw
+        assert (mech, gs2) == ("SCRAM-SHA-256-PLUS", "p=tls-unique,,") and len(cbind) == 12 + len(gs2)
+    elif case == "no-plus-offered":
+        assert (mech, gs2, cbind) == ("SCRAM-SHA-256", "y,,", b"y,,")    # could bind, server did not offer it
+    else:
+        assert (mech, gs2, cbind) == ("SCRAM-SHA-256", "n,,", b"n,,")    # -PLUS offered but not allowed: no "y"
+    postern.wait_log("smtp", rf"{qid}: SASL authentication to .* with {re.escape(mech)} succeeded")
+
+
+def test_scram_sha_256_plus_on_a_resumed_session(postern, scram_peer):
+    # tls-unique of an abbreviated handshake is the server's Finished, not the client's
+    p = scram_peer(plus=True)
+    hop = f"[127.0.0.1]:{p.port}"
+    start(postern, hop, {hop: "carol:s3cret,pw"}, smtp_connection_cache_time_limit="0")
+    for i in range(2):
+        sent(postern, send(postern, f"scram-resume-{i}@test"))
+    assert p.resumed == [False, True]
+    assert [(mech, gs2, ok) for mech, gs2, _, ok in p.scram.results] == [("SCRAM-SHA-256-PLUS", "p=tls-unique,,", True)] * 2
+
+
+def test_scram_y_flag_on_tls13(postern, scram_peer):
+    # on TLS 1.3 the client has tls-exporter data (Python's ssl cannot check -PLUS there, so the
+    # server offers plain SCRAM): "y,," shows the client could have bound the channel
+    p = scram_peer(plus=False, tls_max=None)
+    hop = f"[127.0.0.1]:{p.port}"
+    start(postern, hop, {hop: "carol:s3cret,pw"}, smtp_tls_loglevel="1")
+    sent(postern, send(postern, "scram-tls13@test"))
+    assert [(mech, gs2, ok) for mech, gs2, _, ok in p.scram.results] == [("SCRAM-SHA-256", "y,,", True)]
+    postern.wait_log("smtp", r"TLS connection established to .*: TLSv1\.3")

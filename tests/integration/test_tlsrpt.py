@@ -2,7 +2,8 @@
 per policy domain in $queue_directory/tlsrpt.db; `posternctl tlsrpt send --day D` mails the JSON
 report, gzipped, to the mailto: rua of the domain's _smtp._tls TXT record as RFC 8460 5.3 says.
 The fixtures are test_smtp_mta_sts.py's (HTTPS policy server on 127.0.0.5:443, test CA, the
-Python/OpenSSL SMTP peer with STARTTLS); the report goes to a local mailbox (ptest1)."""
+Python/OpenSSL SMTP peer with STARTTLS); the report goes to a local mailbox (ptest1), or is POSTed
+to an https: rua on the same HTTPS server (RFC 8460 3)."""
 
 import datetime
 import email
@@ -27,6 +28,7 @@ def zone(dns_zone, mx_host, rua="mailto:ptest1@postern.test"):
     dns_zone.mx(DOMAIN, mx_host, 10)
     dns_zone.host(mx_host, "127.0.0.1")
     dns_zone.host(f"mta-sts.{DOMAIN}", WEB_ADDR)
+    dns_zone.host(f"reports.{DOMAIN}", WEB_ADDR)     # the web server's certificate does not name it
     dns_zone.txt(f"_mta-sts.{DOMAIN}", "v=STSv1; id=one;")
     if rua:
         dns_zone.txt(f"_smtp._tls.{DOMAIN}", f"v=TLSRPTv1; rua={rua}")
@@ -134,3 +136,60 @@ def test_fetch_error_and_no_policy_found(postern, pki, peer, web, dns_zone):
     assert by_type["no-policy-found"]["summary"] == {"total-successful-session-count": 1,
                                                      "total-failure-session-count": 0}
     assert "failure-details" not in by_type["no-policy-found"]
+
+
+def results_of(postern, day):
+    db = sqlite3.connect(postern.queue_dir / "tlsrpt.db")
+    try:
+        return db.execute("SELECT count(*) FROM tlsrpt_result WHERE day = ?", (day,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def one_day_of_results(postern, pki, peer, web, dns_zone, rua, **conf):
+    """One session under an enforce policy, counted; returns (policy/report server, day)."""
+    p = peer()
+    w = web()
+    w.policy("enforce", mx=[MX])
+    zone(dns_zone, MX, rua=rua)
+    start(postern, pki, p.port, smtp_tlsrpt_enable="yes", smtp_tlsrpt_CAfile=str(pki["ca"]), **conf)
+    sent(postern, send(postern, "rpt-https@test"))
+    return w, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
+def test_report_posted_to_https_rua(postern, pki, peer, web, dns_zone):
+    w, day = one_day_of_results(postern, pki, peer, web, dns_zone, f"https://mta-sts.{DOMAIN}/tlsrpt/v1?k=1")
+    [shown] = show(postern, day)
+    r = report_cmd(postern, "send", "--day", day)
+    assert r.returncode == 0, r.stderr
+    assert f"{DOMAIN}: report {day}T00:00:00Z_{DOMAIN}@" in r.stdout and f"sent to https://mta-sts.{DOMAIN}/" in r.stdout
+    [(path, host, ctype, body)] = w.posts
+    assert (path, host, ctype) == ("/tlsrpt/v1?k=1", f"mta-sts.{DOMAIN}", "application/tlsrpt+gzip")
+    report = json.loads(gzip.decompress(body))
+    assert report == shown
+    assert REQUIRED <= set(report)
+    assert report["date-range"] == {"start-datetime": f"{day}T00:00:00Z", "end-datetime": f"{day}T23:59:59Z"}
+    [pol] = report["policies"]
+    assert pol["policy"]["policy-type"] == "sts" and pol["policy"]["policy-domain"] == DOMAIN
+    assert pol["summary"] == {"total-successful-session-count": 1, "total-failure-session-count": 0}
+    assert results_of(postern, day) == 0          # sent: the day is forgotten
+
+
+@pytest.mark.parametrize("case", ["status-500", "redirect", "bad-certificate"])
+def test_https_rua_failure_keeps_the_day(postern, pki, peer, web, dns_zone, case):
+    host = f"reports.{DOMAIN}" if case == "bad-certificate" else f"mta-sts.{DOMAIN}"
+    w, day = one_day_of_results(postern, pki, peer, web, dns_zone, f"https://{host}/tlsrpt")
+    w.post_reply = {"status-500": (500, {}, b"boom"), "redirect": (302, {"Location": "https://elsewhere.test/"}, b""),
+                    "bad-certificate": (201, {}, b"")}[case]
+    r = report_cmd(postern, "send", "--day", day)
+    assert r.returncode == 75, (r.stdout, r.stderr)          # EX_TEMPFAIL, as a failed mailto: hand-off
+    reason = {"status-500": "HTTP status 500", "redirect": "HTTP status 302 (redirects are not followed)",
+              "bad-certificate": f"certificate of {host} not verified"}[case]
+    assert f"{DOMAIN}: report not sent to https://{host}/tlsrpt: {reason}" in r.stderr, r.stderr
+    assert len(w.posts) == (0 if case == "bad-certificate" else 1)
+    assert results_of(postern, day) == 1          # kept for the next run
+    if case == "status-500":                      # the next run succeeds and forgets the day
+        w.post_reply = (200, {}, b"")
+        r = report_cmd(postern, "send", "--day", day)
+        assert r.returncode == 0, r.stderr
+        assert len(w.posts) == 2 and results_of(postern, day) == 0

@@ -1,8 +1,9 @@
 """A real SMTP server with TLS for the postern-smtp TLS tests (Python's ssl, i.e. OpenSSL, as
 the peer of Postern's GnuTLS client): STARTTLS offered or not, implicit TLS (wrappermode, port
 465 style), a STARTTLS that breaks the handshake, and the plaintext-injection case where the
-220 to STARTTLS and a fake reply arrive in one write, or a refused STARTTLS. It records per connection whether TLS
-was on, the SNI the client sent, the commands and messages."""
+220 to STARTTLS and a fake reply arrive in one write, or a refused STARTTLS; optionally a SASL
+server inside TLS (auth=, e.g. scram_server.ScramServer) and a TLS version cap (tls_max=). It
+records per connection whether TLS was on, the SNI the client sent, the commands and messages."""
 
 import socket
 import ssl
@@ -14,9 +15,12 @@ from smtp_peers import ThreadedListener, read_data
 class TlsSmtpServer(ThreadedListener):
     def __init__(self, cert, key, starttls=True, wrapper=False, break_handshake=False,
                  inject=False, refuse=None, stall=False, name="tls-peer", host="127.0.0.1", port=0,
-                 client_ca=None, requiretls=False):
+                 client_ca=None, requiretls=False, auth=None, tls_max=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
+        if tls_max:
+            self.ctx.maximum_version = tls_max
+        self.auth = auth             # .mechanisms (the AUTH keyword's list), .exchange(conn, f, cmd)
         if client_ca:
             # ask for a client certificate and verify it against client_ca (none is also fine)
             self.ctx.verify_mode = ssl.CERT_OPTIONAL
@@ -71,7 +75,8 @@ class TlsSmtpServer(ThreadedListener):
                     if self.starttls and not tls:
                         kw.append("STARTTLS")
                     if tls:
-                        kw.append("AUTH PLAIN")   # only inside TLS: the client must see it there
+                        # only inside TLS: the client must see it there
+                        kw.append(f"AUTH {self.auth.mechanisms if self.auth else 'PLAIN'}")
                     if tls and self.requiretls:
                         kw.append("REQUIRETLS")
                     lines = [self.name] + kw
@@ -95,6 +100,8 @@ class TlsSmtpServer(ThreadedListener):
                     conn = self._wrap(conn)
                     tls = True
                     f = conn.makefile("rb")
+                elif verb == "AUTH" and tls and self.auth:
+                    self.auth.exchange(conn, f, cmd)
                 elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
                     conn.sendall(b"250 2.0.0 Ok\r\n")
                 elif verb == "DATA":

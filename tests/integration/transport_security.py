@@ -129,11 +129,15 @@ def unbound():
 
 
 class PolicyServer:
-    """HTTPS on WEB_ADDR:443 answering every GET with self.reply = (status, headers, body)."""
+    """HTTPS on WEB_ADDR:443 answering every GET with self.reply = (status, headers, body), and
+    every POST (a TLSRPT report) with self.post_reply, keeping (path, Host, Content-Type, body)
+    in self.posts."""
 
     def __init__(self, pki, cert="web"):
         self.requests = []
         self.reply = (200, {"Content-Type": "text/plain"}, b"")
+        self.posts = []
+        self.post_reply = (201, {}, b"")
         self.delay = 0               # seconds before each reply (a slow server)
         server = self
 
@@ -141,7 +145,14 @@ class PolicyServer:
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Host")))
                 time.sleep(server.delay)   # the slow server itself, not a wait in the test
-                status, headers, body = server.reply
+                self.answer(*server.reply)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                server.posts.append((self.path, self.headers.get("Host"), self.headers.get("Content-Type"), body))
+                self.answer(*server.post_reply)
+
+            def answer(self, status, headers, body):
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

@@ -3,9 +3,11 @@
  * postern-smtp counted with smtp_tlsrpt_enable). For each policy domain with results that day
  * (yesterday, UTC, by default): the TXT record _smtp._tls.<domain> ("v=TLSRPTv1; rua=…") names
  * where reports go; the JSON report is gzipped and mailed to its mailto: addresses as RFC 8460 5.3
- * says (multipart/report; report-type="tlsrpt"), handed to postern-sendmail (execv, no shell).
- * https: rua addresses are not supported (logged). A sent day is forgotten. postern-tlsrpt.timer
- * runs `send` daily. */
+ * says (multipart/report; report-type="tlsrpt"), handed to postern-sendmail (execv, no shell),
+ * and POSTed to its https: addresses as RFC 8460 3 says (application/tlsrpt+gzip; certificate
+ * verified against smtp_tlsrpt_CAfile or the system store; no redirects; a 2xx is success; the
+ * client is common/tls/https.c). A day is forgotten once every report went out; any failure keeps
+ * it for the next run. postern-tlsrpt.timer runs `send` daily. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "conf/conf.h"
 #include "dns/dns.h"
 #include "posternctl.h"
+#include "tls/https.h"
 #include "tls/tlsrpt.h"
 
 static size_t list_length(char **l) {
@@ -77,16 +80,23 @@ static bool plain_address(const char *a) {
         return true;
 }
 
-/* The mailto: addresses of domain's TLSRPT record, NULL-terminated, in *ret (none: empty list);
- * -ENOENT without a record, -EAGAIN on a DNS failure. */
-static int rua_addresses(const char *domain, char ***ret) {
+static int list_add(char ***l, const char *s) {
+        if (list_has(*l, s))
+                return 0;
+        char *a = strdup(s);
+        return a ? strv_consume(l, a) : -ENOMEM;
+}
+
+/* The mailto: addresses and https: URIs of domain's TLSRPT record, NULL-terminated, in *ret and
+ * *ret_https (none: empty lists); -ENOENT without a record, -EAGAIN on a DNS failure. */
+static int rua_addresses(const char *domain, char ***ret, char ***ret_https) {
         char name[300];
         DnsResult res;
         snprintf(name, sizeof name, "_smtp._tls.%s", domain);
         if (dns_query_blocking(name, DNS_TYPE_TXT, &res) < 0)
                 return -ENOMEM;
         int r = res.status == DNS_TEMPFAIL ? -EAGAIN : -ENOENT;
-        _cleanup_strv_free_ char **l = NULL;
+        _cleanup_strv_free_ char **l = NULL, **h = NULL;
         const char *rec = NULL;
         for (size_t i = 0; i < res.n_records; i++)
                 if (res.records[i].type == DNS_TYPE_TXT && res.records[i].text &&
@@ -113,15 +123,21 @@ static int rua_addresses(const char *domain, char ***ret) {
                                 u[strcspn(u, "?")] = '\0';
                                 if (!plain_address(u))
                                         fprintf(stderr, "posternctl tlsrpt: %s: rua address \"%s\" skipped\n", domain, u);
-                                else if (!list_has(l, u)) {
-                                        char *a = strdup(u);
-                                        if (!a || strv_consume(&l, a) < 0) {
-                                                r = -ENOMEM;
-                                                break;
-                                        }
+                                else if (list_add(&l, u) < 0) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                        } else if (strncasecmp(u, "https:", 6) == 0) {
+                                char host[256], path[512];
+                                unsigned port;
+                                if (https_url_parse(u, host, sizeof host, &port, path, sizeof path) < 0)
+                                        fprintf(stderr, "posternctl tlsrpt: %s: rua address \"%s\" skipped\n", domain, u);
+                                else if (list_add(&h, u) < 0) {
+                                        r = -ENOMEM;
+                                        break;
                                 }
                         } else if (*u)
-                                fprintf(stderr, "posternctl tlsrpt: %s: not supported: rua %s (only mailto: reports are sent)\n",
+                                fprintf(stderr, "posternctl tlsrpt: %s: not supported: rua %s (only mailto: and https: reports are sent)\n",
                                         domain, u);
                         p += n;
                         if (*p == ',')
@@ -129,10 +145,12 @@ static int rua_addresses(const char *domain, char ***ret) {
                 }
         }
         dns_result_done(&res);
-        if (r == 0 && !l && !(l = calloc(1, sizeof(char *))))
+        if (r == 0 && ((!l && !(l = calloc(1, sizeof(char *)))) || (!h && !(h = calloc(1, sizeof(char *))))))
                 r = -ENOMEM;
-        if (r == 0)
+        if (r == 0) {
                 *ret = TAKE_PTR(l);
+                *ret_https = TAKE_PTR(h);
+        }
         return r;
 }
 
@@ -178,14 +196,35 @@ static int inject(const char *sender, char **rcpts, const char *msg, size_t len)
         return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
-static int build_mail(const char *day, const char *domain, const char *submitter, const char *sender,
-                      char **rcpts, const char *report_id, const char *json, StrBuf *out) {
-        _cleanup_free_ unsigned char *gz = NULL;
-        size_t gz_len = 0;
-        int r = gzip_bytes(json, strlen(json), &gz, &gz_len);
+/* POSTs the gzipped report to url (RFC 8460 3): 0 on a 2xx reply, <0 with the reason in why. */
+static int post_report(const char *url, const void *gz, size_t gz_len, const char *ca_file, long long timeout,
+                       char *why, size_t why_size) {
+        char host[256], path[512];
+        HttpsRequest req = { .method = "POST", .content_type = "application/tlsrpt+gzip", .body = gz,
+                             .body_len = gz_len, .ca_file = ca_file, .host = host, .path = path,
+                             .timeout_usec = (uint64_t) (timeout > 0 ? timeout : 1) * 1000000ULL,
+                             .max_body = 65536 };
+        if (https_url_parse(url, host, sizeof host, &req.port, path, sizeof path) < 0) {
+                snprintf(why, why_size, "not an https URI");
+                return -EINVAL;
+        }
+        HttpsReply reply;
+        int r = https_request(&req, &reply, why, why_size);
         if (r < 0)
                 return r;
-        gnutls_datum_t in = { .data = gz, .size = (unsigned) gz_len }, b64 = {};
+        if (reply.status / 100 != 2) {
+                snprintf(why, why_size, "HTTP status %d%s", reply.status,
+                         reply.status / 100 == 3 ? " (redirects are not followed)" : "");
+                r = -EPROTO;
+        }
+        https_reply_done(&reply);
+        return r;
+}
+
+static int build_mail(const char *day, const char *domain, const char *submitter, const char *sender,
+                      char **rcpts, const char *report_id, const unsigned char *gz, size_t gz_len, StrBuf *out) {
+        int r;
+        gnutls_datum_t in = { .data = (unsigned char *) gz, .size = (unsigned) gz_len }, b64 = {};
         if (gnutls_base64_encode2(&in, &b64) < 0)
                 return -ENOMEM;
         struct tm tm = {};
@@ -284,10 +323,10 @@ int verb_tlsrpt(int argc, char *argv[]) {
                         printf("%s\n", json.data);
                         continue;
                 }
-                _cleanup_strv_free_ char **rua = NULL;
-                r = rua_addresses(*d, &rua);
-                if (r == -ENOENT || (r == 0 && !rua[0])) {
-                        printf("%s: no TLSRPT record with a mailto: rua at _smtp._tls.%s; no report\n", *d, *d);
+                _cleanup_strv_free_ char **rua = NULL, **https = NULL;
+                r = rua_addresses(*d, &rua, &https);
+                if (r == -ENOENT || (r == 0 && !rua[0] && !https[0])) {
+                        printf("%s: no TLSRPT record with a mailto: or https: rua at _smtp._tls.%s; no report\n", *d, *d);
                         continue;
                 }
                 if (r < 0) {
@@ -296,7 +335,27 @@ int verb_tlsrpt(int argc, char *argv[]) {
                         ret = EX_TEMPFAIL;
                         continue;
                 }
-                r = build_mail(day, *d, submitter, sender, rua, report_id, json.data, &mail);
+                _cleanup_free_ unsigned char *gz = NULL;
+                size_t gz_len = 0;
+                if (gzip_bytes(json.data, json.len, &gz, &gz_len) < 0) {
+                        fprintf(stderr, "posternctl tlsrpt: %s: cannot gzip the report of %s\n", *d, day);
+                        ret = EX_SOFTWARE;
+                        continue;
+                }
+                for (char **u = https; *u; u++) {
+                        char reason[400] = "";
+                        r = post_report(*u, gz, gz_len, conf_get(c, "smtp_tlsrpt_CAfile"),
+                                        conf_get_time(c, NULL, "smtp_tlsrpt_https_timeout"), reason, sizeof reason);
+                        if (r < 0) {
+                                fprintf(stderr, "posternctl tlsrpt: %s: report not sent to %s: %s\n", *d, *u,
+                                        reason[0] ? reason : strerror(-r));
+                                ret = EX_TEMPFAIL;
+                        } else
+                                printf("%s: report %s sent to %s\n", *d, report_id, *u);
+                }
+                if (!rua[0])
+                        continue;
+                r = build_mail(day, *d, submitter, sender, rua, report_id, gz, gz_len, &mail);
                 if (r >= 0)
                         r = inject(sender, rua, mail.data, mail.len);
                 if (r < 0) {
