@@ -17,7 +17,7 @@
  *
  * With smtp_tlsrpt_enable, a TLSA lookup that fails counts as TLSRPT "dnssec-invalid" and a
  * dane-only address without validated TLSA records as "dane-required" (policy type "tlsa"; the
- * sessions' own results come from smtp-session.c through smtp_tlsrpt_dane()).
+ * sessions' own results come from smtp-session-tls.c through smtp_tlsrpt_dane()).
  *
  * A message whose header says "TLS-Required: No" (RFC 8689 5, without REQUIRETLS) gets level may
  * at every address instead: no TLSA lookup, no DANE check (logged once per delivery).

@@ -3,7 +3,7 @@
  * sender with smtp_sender_dependent_authentication, then server host name, then next hop as
  * written), and which mechanism (the server's AUTH list ∩ smtp_sasl_mechanism_filter ∩ what
  * smtp_sasl_security_options — or smtp_sasl_tls_security_options inside TLS — allows,
- * strongest first: SCRAM-SHA-256-PLUS only inside TLS with channel binding data). The exchange itself runs in smtp-session.c; the mechanisms are
+ * strongest first: SCRAM-SHA-256-PLUS only inside TLS with channel binding data). The exchange itself runs in smtp-session-auth.c; the mechanisms are
  * common/sasl/sasl-mech-client.c. A password table that other users can read is a warning note
  * at load (it holds passwords). */
 #include <errno.h>

@@ -3,7 +3,7 @@
  * Serves request=deliver (docs/architecture.md "IPC verbs") on the "smtp-client" socket
  * (/run/postern/smtp) and, when passed, the "lmtp-client" socket (/run/postern/lmtp): loads the
  * envelope and content from the queue, resolves the next hop (smtp-nexthop.c), runs the
- * conversation on a new or cached connection (smtp-session.c) and answers with one result per
+ * conversation on a new or cached connection (smtp-session*.c) and answers with one result per
  * recipient, same indexes, as postern-local does. Logs Postfix's
  * "<id>: to=<...>, relay=host[addr]:port, delay=..., delays=a/b/c/d, dsn=..., status=..." line
  * for each recipient. Everything runs in one sd-event loop; many deliveries at once.

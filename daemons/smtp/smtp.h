@@ -6,8 +6,11 @@
  *                   transport with its -o overrides (also run by `posternctl check`)
  *   smtp-nexthop.c  a next hop ("[192.0.2.1]:25", "unix:/path", ...) to an ordered address list:
  *                   the plug where the DNS resolver (MX lookups) goes
- *   smtp-session.c  one outbound SMTP/LMTP connection: connect, EHLO/LHLO, MAIL/RCPT/DATA with
- *                   PIPELINING, end of data, RSET/QUIT; the cache of idle connections for reuse
+ *   smtp-session*.c one outbound SMTP/LMTP connection (smtp-session.h): connect and the cache
+ *                   of idle connections for reuse (smtp-session.c), I/O and timers (-io.c),
+ *                   greeting and EHLO/LHLO (-hello.c), STARTTLS, certificate/DANE/MTA-STS checks,
+ *                   TLSRPT results and REQUIRETLS (-tls.c), SMTP AUTH (-auth.c), and
+ *                   MAIL/RCPT/DATA with PIPELINING, end of data, RSET (-txn.c)
  *   smtp-reply.c    parsing server replies and turning them into DSN status and diagnostics
  *   smtp-tls.c      the smtp_tls_* (lmtp_tls_*) settings, per-destination TLS policy (*_tls_policy_maps),
  *                   certificate name matching lists, SNI, and the "TLS connection" log lines
@@ -94,7 +97,7 @@ typedef struct SmtpTarget {
         char host[256];               /* name for logs: the literal itself, or the socket path */
         char addr[128];               /* numeric address or socket path */
         unsigned port;                /* 0 for AF_UNIX */
-        bool no_tls;                  /* TLS failed here at level may: plaintext (smtp-session.c) */
+        bool no_tls;                  /* TLS failed here at level may: plaintext (smtp-session-tls.c) */
         bool mx_secure;               /* the MX lookup was DNSSEC-validated (or none was made) */
         bool addr_secure;             /* the address lookup of host was DNSSEC-validated */
         int dane_level;               /* at level dane/dane-only: this address's SmtpTlsLevel */
@@ -401,7 +404,7 @@ void smtp_remember(SmtpMemory *mem, const char *queue_id, const SmtpRcpt *rc, co
 bool smtp_recall(SmtpMemory *mem, const char *queue_id, SmtpRcpt *rc);
 void smtp_memory_done(SmtpMemory *mem);
 
-/* smtp-session.c */
+/* smtp-session.c (the session's inside: smtp-session.h) */
 /* Starts delivery d: reuses an idle connection to its next hop or connects to the next target. */
 void smtp_session_start(SmtpDelivery *d);
 /* Frees every cached connection and detaches sessions (shutdown). */
