@@ -4,7 +4,7 @@
  * servername= attributes), the list of names a server certificate must match
  * (smtp_tls_verify_cert_match / smtp_tls_secure_cert_match strategies: hostname, nexthop,
  * dot-nexthop, literal names) and the SNI to send. The conversation itself (STARTTLS, the
- * handshake, record I/O) is in smtp-session.c; the GnuTLS work in common/tls. The same code
+ * handshake, record I/O) is in smtp-session-tls.c; the GnuTLS work in common/tls. The same code
  * reads the lmtp_tls_* twins for the LMTP side (smtp_tls_load's prefix). */
 #include <errno.h>
 #include <stdio.h>

@@ -130,7 +130,14 @@ class ThreadedListener:
             threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def stop(self):
+        """Stops listening at once: close() alone leaves a thread blocked in accept() holding the
+        socket, still listening (and answering the next test's connections on that port)."""
         self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes accept() (EINVAL)
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
         self.sock.close()
 
 
