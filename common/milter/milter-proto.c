@@ -131,6 +131,61 @@ int milter_put_header(StrBuf *b, const char *name, const char *value) {
         return milter_put_strings(b, MILTER_CMD_HEADER, (const char *const[]) { name, value, NULL });
 }
 
+/* A packet written in place: its header first, the length filled in by packet_end(). */
+static int packet_begin(StrBuf *b, char cmd, size_t *ret_off) {
+        uint8_t h[5] = { 0, 0, 0, 0, (uint8_t) cmd };
+        *ret_off = b->len;
+        return strbuf_append(b, h, sizeof h);
+}
+
+static int packet_end(StrBuf *b, size_t off, int r) {
+        size_t n = b->len - off - 4;   /* the command byte and the data */
+        if (r >= 0 && n > MILTER_PACKET_MAX)
+                r = -EMSGSIZE;
+        if (r < 0) {
+                b->len = off;   /* nothing of the packet stays */
+                if (b->data)
+                        b->data[off] = '\0';
+                return r;
+        }
+        put32((uint8_t *) b->data + off, (uint32_t) n);
+        return 0;
+}
+
+int milter_put_header_n(StrBuf *b, const char *name, size_t name_len, const char *value, size_t value_len) {
+        size_t off;
+        int r = packet_begin(b, MILTER_CMD_HEADER, &off);
+        if (r < 0)
+                return r;
+        if ((r = strbuf_append(b, name, name_len)) >= 0 && (r = strbuf_putc(b, '\0')) >= 0 &&
+            (r = strbuf_append(b, value, value_len)) >= 0)
+                r = strbuf_putc(b, '\0');
+        return packet_end(b, off, r);
+}
+
+int milter_put_body_crlf(StrBuf *b, const char *p, size_t len, size_t *ret_used) {
+        size_t off, i = 0, n = 0;
+        int r = packet_begin(b, MILTER_CMD_BODY, &off);
+        /* a line at a time; a chunk ends once it holds MILTER_CHUNK_MAX - 1 bytes or more */
+        while (r >= 0 && i < len && n < MILTER_CHUNK_MAX - 1) {
+                size_t room = MILTER_CHUNK_MAX - 1 - n, take = MIN(len - i, room);
+                const char *nl = memchr(p + i, '\n', take);
+                size_t seg = nl ? (size_t) (nl - (p + i)) : take;
+                if ((r = strbuf_append(b, p + i, seg)) < 0)
+                        break;
+                n += seg;
+                i += seg;
+                if (nl) {
+                        if ((r = strbuf_append(b, "\r\n", 2)) < 0)
+                                break;
+                        n += 2;
+                        i++;
+                }
+        }
+        *ret_used = i;
+        return packet_end(b, off, r);
+}
+
 int milter_put_body(StrBuf *b, const void *p, size_t n) {
         const char *c = p;
         for (size_t off = 0; off < n; off += MILTER_CHUNK_MAX) {

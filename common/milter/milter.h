@@ -89,6 +89,11 @@ int milter_put_connect(StrBuf *b, const char *hostname, char family, uint16_t po
 /* A command whose data is NUL-terminated strings (HELO, MAIL, RCPT, UNKNOWN): args NULL-terminated. */
 int milter_put_strings(StrBuf *b, char cmd, const char *const *args);
 int milter_put_header(StrBuf *b, const char *name, const char *value);
+/* The same from a name and a value that are not NUL-terminated (slices of the message). */
+int milter_put_header_n(StrBuf *b, const char *name, size_t name_len, const char *value, size_t value_len);
+/* One 'B' packet of body content in LF form p[0..len) turned into CRLF, at most
+ * MILTER_CHUNK_MAX bytes of data; *ret_used is how much of p it took (len when all). */
+int milter_put_body_crlf(StrBuf *b, const char *p, size_t len, size_t *ret_used);
 /* Body content in 'B' packets of at most MILTER_CHUNK_MAX bytes (nothing for n == 0). */
 int milter_put_body(StrBuf *b, const void *p, size_t n);
 

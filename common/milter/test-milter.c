@@ -71,6 +71,48 @@ static void test_encode(void) {
         strbuf_reset(&b);
         CHECK(milter_put_body(&b, "", 0) == 0);
         CHECK_INT(b.len, 0);
+
+        /* slices: the same packet as from NUL-terminated strings */
+        CHECK(milter_put_header_n(&b, "Subject: hi", 7, "hi there", 2) == 0);
+        CHECK_BYTES(&b, "\0\0\0\x0c" "LSubject\0hi\0");
+        strbuf_reset(&b);
+}
+
+/* LF → CRLF body packets: a chunk ends once it holds 65534 bytes or more (a CRLF may make it
+ * 65535), so the chunks are those the MTA sent before. */
+static void test_body_crlf(void) {
+        _cleanup_strbuf_ StrBuf b = STRBUF_INIT;
+        size_t used;
+
+        CHECK(milter_put_body_crlf(&b, "a\nbc\n", 5, &used) == 0);
+        CHECK_INT(used, 5);
+        CHECK_BYTES(&b, "\0\0\0\x08" "Ba\r\nbc\r\n");
+        strbuf_reset(&b);
+        CHECK(milter_put_body_crlf(&b, "no newline", 10, &used) == 0);
+        CHECK_INT(used, 10);
+        CHECK_BYTES(&b, "\0\0\0\x0b" "Bno newline");
+        strbuf_reset(&b);
+
+        /* 65533 bytes, then a newline: 65535 bytes of data */
+        char *big = malloc(70000);
+        CHECK(big);
+        memset(big, 'x', 70000);
+        big[65533] = '\n';
+        CHECK(milter_put_body_crlf(&b, big, 70000, &used) == 0);
+        CHECK_INT(used, 65534);
+        CHECK_INT(b.len, 5 + 65535);
+        CHECK(memcmp(b.data, "\0\x01\0\0" "B", 5) == 0);
+        CHECK(memcmp(b.data + 5 + 65533, "\r\n", 2) == 0);
+        strbuf_reset(&b);
+        /* without newlines: 65534 bytes a chunk */
+        memset(big, 'x', 70000);
+        CHECK(milter_put_body_crlf(&b, big, 70000, &used) == 0);
+        CHECK_INT(used, 65534);
+        CHECK_INT(b.len, 5 + 65534);
+        CHECK(milter_put_body_crlf(&b, big + used, 70000 - used, &used) == 0);
+        CHECK_INT(used, 70000 - 65534);
+        CHECK_INT(b.len, 5 + 65534 + 5 + (70000 - 65534));
+        free(big);
 }
 
 static void test_frame(void) {
@@ -337,6 +379,7 @@ static void test_edits(void) {
 
 int main(void) {
         test_encode();
+        test_body_crlf();
         test_frame();
         test_replies();
         test_neg();
