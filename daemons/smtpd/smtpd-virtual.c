@@ -237,7 +237,7 @@ int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret
                 VirtualAliasError e = VIRTUAL_ALIAS_OK;
 
                 r = virtual_alias_expand(&va, rcpts[i].address, &list, &e, &reason);
-                if (r == -ENOMEM)
+                if (r == -ENOMEM || r == -EINPROGRESS)   /* the caller waits and runs it again */
                         break;
                 if (r < 0) {
                         f.recipient = rcpts[i].address;
