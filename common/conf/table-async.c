@@ -6,10 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../basic/strmap.h"
 #include "../basic/workpool.h"
 #include "table-async.h"
+
+typedef struct LookupJob LookupJob;
+static void job_free(LookupJob *j);
+static void memo_send(TableMemo *m);
 
 typedef struct MemoEntry {
         bool answered;
@@ -21,21 +26,32 @@ struct TableMemo {
         unsigned refs;
         unsigned generation;
         StrMap *answers;        /* "spec\nkey" -> MemoEntry */
-        size_t pending;         /* lookups of this generation on their way */
+        size_t pending;         /* jobs of this generation on their way */
         bool may_wait, sent;    /* of the current bracket */
+        LookupJob *batch;       /* the current bracket's keys, sent at table_memo_end() */
         void (*ready)(void *userdata);
         void *userdata;
 };
 
-typedef struct LookupJob {
-        WorkItem w;
-        TableMemo *memo;
-        unsigned generation;
+/* One key of a job; the answer comes back in r, value and reason. */
+typedef struct LookupKey {
         char *spec, *key, *memo_key;
         TableFlags flags;
         int r;
         char *value, *reason;
-} LookupJob;
+} LookupKey;
+
+/* The keys one run of the caller's code asked for, looked up one after the other by one worker. */
+struct LookupJob {
+        WorkItem w;
+        TableMemo *memo;
+        unsigned generation;
+        LookupKey *keys;
+        size_t n;
+};
+
+/* Keys one run may send at once; more make the lookup answer -EINPROGRESS (the run stops). */
+#define BATCH_MAX 16
 
 static WorkPool *pool;
 static _Thread_local TableMemo *current;
@@ -86,6 +102,7 @@ TableMemo *table_memo_unref(TableMemo *m) {
                 return NULL;
         if (current == m)
                 current = NULL;
+        job_free(m->batch);
         strmap_free(m->answers);
         free(m);
         return NULL;
@@ -113,6 +130,7 @@ bool table_memo_end(TableMemo *m) {
         current = NULL;
         if (!m)
                 return false;
+        memo_send(m);
         bool sent = m->sent;
         m->sent = m->may_wait = false;
         return sent && m->pending > 0;
@@ -134,54 +152,73 @@ void table_memo_unwait(TableMemo *m) {
 }
 
 static void job_free(LookupJob *j) {
+        if (!j)
+                return;
         table_memo_unref(j->memo);
-        free(j->spec);
-        free(j->key);
-        free(j->memo_key);
-        free(j->value);
-        free(j->reason);
+        for (size_t i = 0; i < j->n; i++) {
+                free(j->keys[i].spec);
+                free(j->keys[i].key);
+                free(j->keys[i].memo_key);
+                free(j->keys[i].value);
+                free(j->keys[i].reason);
+        }
+        free(j->keys);
         free(j);
 }
 
-/* On a worker: its own instance of the table answers. */
-static void job_run(WorkItem *w, void **state) {
-        LookupJob *j = (LookupJob *) w;
-        if (!*state && !(*state = strmap_new(worker_table_free))) {
-                j->r = -ENOMEM;
-                return;
-        }
-        Table *t = strmap_get(*state, j->spec);
+/* On a worker: its own instance of each table answers. */
+static void key_run(LookupKey *k, StrMap *tables) {
+        Table *t = strmap_get(tables, k->spec);
         if (!t) {
-                j->r = table_open(j->spec, j->flags, &t, &j->reason);
-                if (j->r < 0)
+                k->r = table_open(k->spec, k->flags, &t, &k->reason);
+                if (k->r < 0)
                         return;
-                if (strmap_put(*state, j->spec, t) < 0) {
+                if (strmap_put(tables, k->spec, t) < 0) {
                         table_free(t);
-                        j->r = -ENOMEM;
+                        k->r = -ENOMEM;
                         return;
                 }
         }
-        j->r = table_lookup_server(t, j->key, &j->value, &j->reason);
+        k->r = table_lookup_server(t, k->key, &k->value, &k->reason);
 }
 
-/* On the loop: the answer goes into the memo, unless the memo moved on (a new transaction). */
+static void job_run(WorkItem *w, void **state) {
+        LookupJob *j = (LookupJob *) w;
+        if (!*state)
+                *state = strmap_new(worker_table_free);
+        for (size_t i = 0; i < j->n; i++)
+                if (*state)
+                        key_run(&j->keys[i], *state);
+                else
+                        j->keys[i].r = -ENOMEM;
+}
+
+/* Stores one answer in the memo (whose entry the send made). */
+static void key_answer(TableMemo *m, LookupKey *k) {
+        if (k->r < 0)
+                table_report_failure(k->spec, k->reason);
+        MemoEntry *e = strmap_get(m->answers, k->memo_key);
+        if (!e || e->answered)
+                return;
+        e->answered = true;
+        e->r = k->r == -EINPROGRESS ? -EIO : k->r;
+        e->value = k->r > 0 ? TAKE_PTR(k->value) : NULL;
+        if (k->r > 0 && !e->value)
+                e->r = -ENOMEM;
+}
+
+/* On the loop: the answers go into the memo, unless the memo moved on (a new transaction). */
 static void job_done(WorkItem *w, bool cancelled) {
         LookupJob *j = (LookupJob *) w;
         TableMemo *m = j->memo;
         if (!cancelled && m->generation == j->generation) {
-                if (j->r < 0)
-                        table_report_failure(j->spec, j->reason);
-                MemoEntry *e = strmap_get(m->answers, j->memo_key);
-                if (e) {
-                        e->answered = true;
-                        e->r = j->r == -EINPROGRESS ? -EIO : j->r;
-                        e->value = j->r > 0 ? TAKE_PTR(j->value) : NULL;
-                }
+                for (size_t i = 0; i < j->n; i++)
+                        key_answer(m, &j->keys[i]);
                 if (m->pending > 0 && --m->pending == 0 && m->ready) {
                         void (*ready)(void *) = m->ready;
                         void *userdata = m->userdata;
                         table_memo_unwait(m);
-                        job_free(j);   /* ready() may free the memo's last other reference */
+                        job_free(j);   /* ready() may drop the memo's last other reference */
                         ready(userdata);
                         return;
                 }
@@ -194,34 +231,63 @@ static char *memo_key(const char *spec, const char *key) {
         return asprintf(&k, "%s\n%s", spec, key) < 0 ? NULL : k;
 }
 
-static int memo_send(TableMemo *m, const char *spec, TableFlags flags, const char *key, char *mk) {
-        MemoEntry *e = calloc(1, sizeof *e);
-        LookupJob *j = calloc(1, sizeof *j);
-        if (!e || !j || !(j->spec = strdup(spec)) || !(j->key = strdup(key)) || !(j->memo_key = strdup(mk)))
-                goto oom;
-        if (strmap_put(m->answers, mk, e) < 0)
-                goto oom;
-        j->w = (WorkItem) { .run = job_run, .done = job_done };
-        j->memo = table_memo_ref(m);
-        j->generation = m->generation;
-        j->flags = flags;
-        int r = workpool_submit(pool, &j->w);
-        if (r < 0) {
-                e->answered = true;   /* no thread: the lookup fails as a temporary error */
-                e->r = r;
-                job_free(j);
-                return r;
+/* Adds key to the bracket's batch, with an unanswered memo entry. */
+static int memo_add(TableMemo *m, const char *spec, TableFlags flags, const char *key, const char *mk) {
+        if (!m->batch) {
+                LookupJob *j = calloc(1, sizeof(LookupJob));
+                if (!j || !(j->keys = calloc(BATCH_MAX, sizeof(LookupKey)))) {
+                        free(j);
+                        return -ENOMEM;
+                }
+                m->batch = j;
+                m->batch->w = (WorkItem) { .run = job_run, .done = job_done };
         }
-        m->pending++;
-        m->sent = true;
-        return -EINPROGRESS;
-oom:
-        free(e);
-        if (j)
-                job_free(j);
-        return -ENOMEM;
+        LookupJob *j = m->batch;
+        if (j->n >= BATCH_MAX)
+                return -EINPROGRESS;
+        MemoEntry *e = calloc(1, sizeof *e);
+        LookupKey *k = &j->keys[j->n];
+        *k = (LookupKey) { .flags = flags };
+        if (!e || !(k->spec = strdup(spec)) || !(k->key = strdup(key)) || !(k->memo_key = strdup(mk)) ||
+            strmap_put(m->answers, mk, e) < 0) {
+                free(e);
+                free(k->spec);
+                free(k->key);
+                free(k->memo_key);
+                *k = (LookupKey) {};
+                return -ENOMEM;
+        }
+        j->n++;
+        return 0;
 }
 
+/* Sends the bracket's batch; a pool that cannot start a thread fails its keys at once. */
+static void memo_send(TableMemo *m) {
+        LookupJob *j = TAKE_PTR(m->batch);
+        if (!j)
+                return;
+        if (j->n == 0) {
+                job_free(j);
+                return;
+        }
+        j->memo = table_memo_ref(m);
+        j->generation = m->generation;
+        int r = workpool_submit(pool, &j->w);
+        if (r < 0) {
+                for (size_t i = 0; i < j->n; i++) {
+                        j->keys[i].r = r;
+                        key_answer(m, &j->keys[i]);
+                }
+                job_free(j);
+                return;
+        }
+        m->pending++;
+}
+
+/* With may_wait, a key the memo does not have yet is sent and answers "not found" for now: the
+ * run goes on as if, to find the other keys it needs (the next key of an address lookup, the
+ * next table), and they all go to one worker at once; the caller throws the run's decisions
+ * away and runs again with the answers. A wrong guess costs a query, not a round trip. */
 bool table_memo_lookup(const char *spec, TableFlags flags, const char *key, int *ret_r, char **ret_value) {
         TableMemo *m = current;
         if (!m)
@@ -232,20 +298,25 @@ bool table_memo_lookup(const char *spec, TableFlags flags, const char *key, int 
                 return true;
         }
         MemoEntry *e = strmap_get(m->answers, mk);
-        if (e && !e->answered) {
-                m->sent = true;   /* asked by an earlier run and still on its way */
-                *ret_r = -EINPROGRESS;
-                return true;
-        }
-        if (e) {
+        if (e && e->answered) {
                 *ret_r = e->r;
                 if (e->r > 0 && ret_value && !(*ret_value = strdup(e->value)))
                         *ret_r = -ENOMEM;
                 return true;
         }
-        if (!m->may_wait || !pool)
+        if (!e && (!m->may_wait || !pool))
                 return false;
-        *ret_r = memo_send(m, spec, flags, key, mk);
+        if (!e) {
+                int r = memo_add(m, spec, flags, key, mk);
+                if (r < 0) {
+                        m->sent = true;
+                        *ret_r = r;
+                        return true;
+                }
+        }
+        /* sent now, or earlier in this run (a run waits until every answer is there) */
+        m->sent = true;
+        *ret_r = 0;
         return true;
 }
 

@@ -605,7 +605,9 @@ static Mark mark(SmtpdEval *e) {
 }
 
 static void undo(SmtpdEval *e, const Mark *m) {
-        free(e->reply);
+        /* handle_result() may have moved defer_if_reject into the reply */
+        if (e->reply != m->defer_if_reject && e->reply != m->defer_if_permit)
+                free(e->reply);
         e->reply = NULL;
         while (e->depth > m->depth)
                 smtpd_restrictions_done(&e->stack[--e->depth].owned);
