@@ -46,6 +46,7 @@ struct LookupJob {
         WorkItem w;
         TableMemo *memo;
         unsigned generation;
+        unsigned opened;        /* opened_generation when it was sent */
         LookupKey *keys;
         size_t n;
 };
@@ -53,8 +54,21 @@ struct LookupJob {
 /* Keys one run may send at once; more make the lookup answer -EINPROGRESS (the run stops). */
 #define BATCH_MAX 16
 
+/* A worker's own instances of the tables it served, of one opened_generation. */
+typedef struct WorkerTables {
+        StrMap *tables;
+        unsigned opened;
+} WorkerTables;
+
 static WorkPool *pool;
 static _Thread_local TableMemo *current;
+static _Thread_local bool on_worker;
+static unsigned opened_generation;      /* atomic: server tables opened outside the workers */
+
+void table_async_opened(void) {
+        if (!on_worker)
+                __atomic_add_fetch(&opened_generation, 1, __ATOMIC_RELAXED);
+}
 
 static void entry_free(void *v) {
         MemoEntry *e = v;
@@ -64,7 +78,9 @@ static void entry_free(void *v) {
 }
 
 static void worker_tables_free(void *state) {
-        strmap_free(state);
+        WorkerTables *w = state;
+        strmap_free(w->tables);
+        free(w);
 }
 
 static void worker_table_free(void *t) {
@@ -184,11 +200,20 @@ static void key_run(LookupKey *k, StrMap *tables) {
 
 static void job_run(WorkItem *w, void **state) {
         LookupJob *j = (LookupJob *) w;
-        if (!*state)
-                *state = strmap_new(worker_table_free);
+        WorkerTables *wt = *state;
+        on_worker = true;
+        if (!wt && (wt = calloc(1, sizeof *wt)) && !(wt->tables = strmap_new(worker_table_free))) {
+                free(wt);
+                wt = NULL;
+        }
+        *state = wt;
+        if (wt && wt->opened != j->opened) {
+                strmap_clear(wt->tables);   /* the settings were read again: so are the tables */
+                wt->opened = j->opened;
+        }
         for (size_t i = 0; i < j->n; i++)
-                if (*state)
-                        key_run(&j->keys[i], *state);
+                if (wt)
+                        key_run(&j->keys[i], wt->tables);
                 else
                         j->keys[i].r = -ENOMEM;
 }
@@ -272,6 +297,7 @@ static void memo_send(TableMemo *m) {
         }
         j->memo = table_memo_ref(m);
         j->generation = m->generation;
+        j->opened = __atomic_load_n(&opened_generation, __ATOMIC_RELAXED);
         int r = workpool_submit(pool, &j->w);
         if (r < 0) {
                 for (size_t i = 0; i < j->n; i++) {

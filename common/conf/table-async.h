@@ -60,3 +60,6 @@ void table_memo_note(const char *spec, const char *key, int r, const char *value
  * and the reporter of failures. */
 int table_lookup_server(Table *t, const char *key, char **ret_value, char **ret_reason);
 void table_report_failure(const char *spec, const char *reason);
+/* For table.c: a server table was opened (outside the workers), e.g. a reload: the workers close
+ * their instances and open them again from the (maybe changed) settings before the next lookup. */
+void table_async_opened(void);

@@ -483,6 +483,8 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
         }
         if (r < 0)
                 return r;
+        if (t->kind == TABLE_KIND_LDAP || t->kind == TABLE_KIND_SQL || t->kind == TABLE_KIND_SOCKET)
+                table_async_opened();   /* workers re-open theirs: the settings may have changed */
         *ret = TAKE_PTR(t);
         return 0;
 }
