@@ -52,6 +52,27 @@ static void free_state(void *state) {
         free(state);
 }
 
+static void set_gate(int open) {
+        pthread_mutex_lock(&gate_mutex);
+        gate_open = open;
+        pthread_cond_broadcast(&gate_cond);
+        pthread_mutex_unlock(&gate_mutex);
+}
+
+/* Submits n items behind a closed gate and waits until the pool's three workers hold one each. */
+static void submit_blocked(WorkPool *p, Item *v, int n) {
+        set_gate(0);
+        for (int i = 0; i < n; i++) {
+                v[i] = (Item) { .w = { .run = run, .done = done }, .n = i };
+                CHECK_INT(workpool_submit(p, &v[i].w), 0);
+        }
+        pthread_mutex_lock(&gate_mutex);
+        while (inside < 3)
+                pthread_cond_wait(&gate_cond, &gate_mutex);
+        CHECK_INT(inside, 3);
+        pthread_mutex_unlock(&gate_mutex);
+}
+
 static void run_until(sd_event *e, int count) {
         for (int i = 0; i < 10000 && done_count < count; i++)
                 CHECK(sd_event_run(e, 100 * 1000) >= 0);
@@ -80,26 +101,12 @@ int main(void) {
         CHECK_INT(b.state_seen, 1);
 
         /* Blocked items: three run at once (the limit), the rest wait for a free worker. */
-        pthread_mutex_lock(&gate_mutex);
-        gate_open = 0;
-        pthread_mutex_unlock(&gate_mutex);
         Item v[6];
-        for (int i = 0; i < 6; i++) {
-                v[i] = (Item) { .w = { .run = run, .done = done }, .n = i };
-                CHECK_INT(workpool_submit(p, &v[i].w), 0);
-        }
-        pthread_mutex_lock(&gate_mutex);
-        while (inside < 3)
-                pthread_cond_wait(&gate_cond, &gate_mutex);
-        CHECK_INT(inside, 3);
-        pthread_mutex_unlock(&gate_mutex);
+        submit_blocked(p, v, 6);
         CHECK_INT(workpool_threads(p), 3);
         CHECK_INT(workpool_busy(p), 6);
         CHECK_INT(done_count, 2);   /* nothing delivered while the workers are blocked */
-        pthread_mutex_lock(&gate_mutex);
-        gate_open = 1;
-        pthread_cond_broadcast(&gate_cond);
-        pthread_mutex_unlock(&gate_mutex);
+        set_gate(1);
         run_until(e, 8);
         CHECK_INT(max_inside, 3);
         for (int i = 0; i < 6; i++)
@@ -108,20 +115,9 @@ int main(void) {
 
         /* Freeing the pool: a running item finishes, queued ones are cancelled; done() runs once
          * for each, and every worker's state is freed. */
-        pthread_mutex_lock(&gate_mutex);
-        gate_open = 0;
-        pthread_mutex_unlock(&gate_mutex);
         Item w[5];
-        for (int i = 0; i < 5; i++) {
-                w[i] = (Item) { .w = { .run = run, .done = done }, .n = i };
-                CHECK_INT(workpool_submit(p, &w[i].w), 0);
-        }
-        pthread_mutex_lock(&gate_mutex);
-        while (inside < 3)
-                pthread_cond_wait(&gate_cond, &gate_mutex);
-        gate_open = 1;   /* the three running ones may finish; workpool_free() waits for them */
-        pthread_cond_broadcast(&gate_cond);
-        pthread_mutex_unlock(&gate_mutex);
+        submit_blocked(p, w, 5);
+        set_gate(1);   /* the three running ones may finish; workpool_free() waits for them */
         p = workpool_free(p);
         CHECK_INT(done_count, 13);
         int cancelled = 0;

@@ -18,6 +18,7 @@ static void memo_send(TableMemo *m);
 
 typedef struct MemoEntry {
         bool answered;
+        bool pending;           /* sent, not answered yet; neither: asked under a wrong guess */
         int r;
         char *value;
 } MemoEntry;
@@ -38,6 +39,7 @@ typedef struct LookupKey {
         char *spec, *key, *memo_key;
         TableFlags flags;
         int r;
+        bool skipped;           /* not looked up: an earlier key of the job was found or failed */
         char *value, *reason;
 } LookupKey;
 
@@ -211,20 +213,31 @@ static void job_run(WorkItem *w, void **state) {
                 strmap_clear(wt->tables);   /* the settings were read again: so are the tables */
                 wt->opened = j->opened;
         }
-        for (size_t i = 0; i < j->n; i++)
-                if (wt)
-                        key_run(&j->keys[i], wt->tables);
+        /* The run asked for key i + 1 taking key i for "not found" (table_memo_lookup()): once
+         * a key is found or fails, the keys after it were guesses the run will not need. */
+        bool guessed_wrong = false;
+        for (size_t i = 0; i < j->n; i++) {
+                LookupKey *k = &j->keys[i];
+                if (guessed_wrong)
+                        k->skipped = true;
+                else if (wt)
+                        key_run(k, wt->tables);
                 else
-                        j->keys[i].r = -ENOMEM;
+                        k->r = -ENOMEM;
+                guessed_wrong = guessed_wrong || k->r != 0;
+        }
 }
 
 /* Stores one answer in the memo (whose entry the send made). */
 static void key_answer(TableMemo *m, LookupKey *k) {
-        if (k->r < 0)
-                table_report_failure(k->spec, k->reason);
         MemoEntry *e = strmap_get(m->answers, k->memo_key);
         if (!e || e->answered)
                 return;
+        e->pending = false;
+        if (k->skipped)
+                return;   /* asked again if a run needs it */
+        if (k->r < 0)
+                table_report_failure(k->spec, k->reason);
         e->answered = true;
         e->r = k->r == -EINPROGRESS ? -EIO : k->r;
         e->value = k->r > 0 ? TAKE_PTR(k->value) : NULL;
@@ -270,18 +283,20 @@ static int memo_add(TableMemo *m, const char *spec, TableFlags flags, const char
         LookupJob *j = m->batch;
         if (j->n >= BATCH_MAX)
                 return -EINPROGRESS;
-        MemoEntry *e = calloc(1, sizeof *e);
+        MemoEntry *old = strmap_get(m->answers, mk), *e = old ? old : calloc(1, sizeof *e);
         LookupKey *k = &j->keys[j->n];
         *k = (LookupKey) { .flags = flags };
         if (!e || !(k->spec = strdup(spec)) || !(k->key = strdup(key)) || !(k->memo_key = strdup(mk)) ||
-            strmap_put(m->answers, mk, e) < 0) {
-                free(e);
+            (!old && strmap_put(m->answers, mk, e) < 0)) {
+                if (!old)
+                        free(e);
                 free(k->spec);
                 free(k->key);
                 free(k->memo_key);
                 *k = (LookupKey) {};
                 return -ENOMEM;
         }
+        e->pending = true;
         j->n++;
         return 0;
 }
@@ -312,8 +327,11 @@ static void memo_send(TableMemo *m) {
 
 /* With may_wait, a key the memo does not have yet is sent and answers "not found" for now: the
  * run goes on as if, to find the other keys it needs (the next key of an address lookup, the
- * next table), and they all go to one worker at once; the caller throws the run's decisions
- * away and runs again with the answers. A wrong guess costs a query, not a round trip. */
+ * next table), and they all go to one worker at once, which looks them up in order and stops at
+ * the first one found (or failing): the keys after it were asked under a wrong guess. The caller
+ * throws the run's decisions away and runs again with the answers; a key it still needs is sent
+ * again. So an RCPT usually costs one round trip to the workers and no query that the same
+ * lookups one at a time would not have made. */
 bool table_memo_lookup(const char *spec, TableFlags flags, const char *key, int *ret_r, char **ret_value) {
         TableMemo *m = current;
         if (!m)
@@ -330,9 +348,9 @@ bool table_memo_lookup(const char *spec, TableFlags flags, const char *key, int 
                         *ret_r = -ENOMEM;
                 return true;
         }
-        if (!e && (!m->may_wait || !pool))
-                return false;
-        if (!e) {
+        if (!m->may_wait || !pool)
+                return false;   /* looked up on the caller's thread, then noted */
+        if (!(e && e->pending)) {
                 int r = memo_add(m, spec, flags, key, mk);
                 if (r < 0) {
                         m->sent = true;
