@@ -65,6 +65,7 @@ typedef struct SmtpdEval {
         SmtpdHookOp *op;
         const RestrictionElem *op_elem;
         bool lookup_wait;            /* waiting for server table answers (table_memo_wait) */
+        bool prefetched;             /* prefetch() ran */
 } SmtpdEval;
 
 static const char *const class_labels[] = {
@@ -641,6 +642,23 @@ static bool wait_lookups(SmtpdEval *e) {
         return false;
 }
 
+/* RCPT: the recipient check's keys (the domain's class, the address in each class table), asked
+ * all at once before the evaluation starts: the element that classifies the domain
+ * (reject_unauth_destination) and the unlisted-recipient check then find their answers, and an
+ * RCPT takes one round trip to the workers rather than one per element. The check itself only
+ * looks up and words a reply, which is dropped. */
+static bool prefetch(SmtpdEval *e, TableMemo *memo) {
+        const SmtpdSettings *st = e->s->settings;
+        e->prefetched = true;
+        if (e->sync || e->stage != STAGE_RCPT || !e->rcpt_addr || !st->reject_unlisted_recipient ||
+            st->no_unknown_recipient_checks)
+                return false;
+        _cleanup_free_ char *reply = NULL;
+        table_memo_begin(memo, true);
+        (void) smtpd_unlisted_check(st, e->rcpt_addr, false, &reply);
+        return table_memo_end(memo);
+}
+
 /* ---- the evaluation loop ------------------------------------------------------------------- */
 
 /* Runs until the evaluation ends (true) or waits for an asynchronous element or a lookup in a
@@ -648,6 +666,8 @@ static bool wait_lookups(SmtpdEval *e) {
  * answer not yet there is undone and runs again when it arrives. */
 static bool eval_loop(SmtpdEval *e) {
         TableMemo *memo = smtpd_lookups(e->s);
+        if (!e->prefetched && prefetch(e, memo))
+                return wait_lookups(e);
         for (;;) {
                 if (e->reply)
                         return true;
