@@ -11,6 +11,7 @@
 #include "../basic/strmap.h"
 #include "../basic/workpool.h"
 #include "table-async.h"
+#include "table-sql.h"
 
 typedef struct LookupJob LookupJob;
 static void job_free(LookupJob *j);
@@ -92,6 +93,7 @@ static void worker_table_free(void *t) {
 int table_async_start(sd_event *event, unsigned max_threads) {
         if (pool)
                 return 0;
+        table_mysql_threads_init();
         return workpool_new(event, max_threads, worker_tables_free, &pool);
 }
 

@@ -639,6 +639,7 @@ static bool wait_lookups(SmtpdEval *e) {
                 s->eval = e;
                 session_wait(s, on_wait_cancel, e);
         }
+        s->hold_replies = true;
         return false;
 }
 

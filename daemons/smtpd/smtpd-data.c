@@ -671,6 +671,7 @@ static void data_end_expand(Session *s, CommitJob *j, int ra) {
                         d->expanding = j;
                         d->expanding_actions = ra;
                         session_wait(s, expand_cancel, s);
+                        s->hold_replies = true;
                         return;
                 }
                 if (r < 0) {

@@ -598,6 +598,8 @@ struct Session {
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
         void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
         void *wait_userdata;
+        bool hold_replies;       /* waiting for a server table (table-async.h): the replies so far go
+                                  * out with the next ones, in one segment (no Nagle/delayed-ACK stall) */
 
         struct SmtpdEval *eval;  /* a restriction evaluation in progress (smtpd-check.c) */
         char *deferred_permit;   /* smtpd_delay_reject = no: a DEFER_IF_PERMIT reply of the
