@@ -153,7 +153,11 @@ bool table_memo_end(TableMemo *m) {
         memo_send(m);
         bool sent = m->sent;
         m->sent = m->may_wait = false;
-        return sent && m->pending > 0;
+        return sent;   /* pending == 0: answered already (failed), run again at once */
+}
+
+bool table_memo_guessing(void) {
+        return current && current->sent;
 }
 
 bool table_memo_wait(TableMemo *m, void (*ready)(void *userdata), void *userdata) {
@@ -355,7 +359,7 @@ bool table_memo_lookup(const char *spec, TableFlags flags, const char *key, int 
         if (!(e && e->pending)) {
                 int r = memo_add(m, spec, flags, key, mk);
                 if (r < 0) {
-                        m->sent = true;
+                        m->sent = m->sent || r == -EINPROGRESS;   /* a full batch: the run stops */
                         *ret_r = r;
                         return true;
                 }

@@ -44,8 +44,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(TableMemo *, table_memo_unref);
 void table_memo_clear(TableMemo *m);
 /* Makes m the current memo of this thread (NULL: none) until table_memo_end(). */
 void table_memo_begin(TableMemo *m, bool may_wait);
-/* Ends the bracket; true when a lookup went to the workers (the caller waits and runs again). */
+/* Ends the bracket; true when the run guessed (a lookup went to the workers): the caller throws
+ * the run's result away, then waits (table_memo_wait) and runs again, or runs again at once when
+ * table_memo_wait() says the answers are there already. */
 bool table_memo_end(TableMemo *m);
+/* Whether this thread's current run has taken a key for "not found" while it is on its way:
+ * code that would change something with the run's result (not only decide) checks it first. */
+bool table_memo_guessing(void);
 /* Calls ready(userdata) once, from the event loop, when every lookup sent for m has answered.
  * Returns false (and never calls) when nothing is on its way. */
 bool table_memo_wait(TableMemo *m, void (*ready)(void *userdata), void *userdata);

@@ -630,10 +630,14 @@ static void on_lookups_ready(void *userdata) {
         eval_resume(e);
 }
 
-/* A lookup went to the workers: the session waits (no thread does) until it answers. */
+/* A lookup went to the workers: the session waits (no thread does) until it answers, and this
+ * returns false. True when the answers are there already (the workers could not take the keys:
+ * they failed at once), and the caller runs again at once. */
 static bool wait_lookups(SmtpdEval *e) {
         Session *s = e->s;
         e->lookup_wait = table_memo_wait(s->tx.lookups, on_lookups_ready, e);
+        if (!e->lookup_wait)
+                return true;
         if (!e->waiting) {
                 e->waiting = true;
                 s->eval = e;
@@ -667,8 +671,8 @@ static bool prefetch(SmtpdEval *e, TableMemo *memo) {
  * answer not yet there is undone and runs again when it arrives. */
 static bool eval_loop(SmtpdEval *e) {
         TableMemo *memo = smtpd_lookups(e->s);
-        if (!e->prefetched && prefetch(e, memo))
-                return wait_lookups(e);
+        if (!e->prefetched && prefetch(e, memo) && !wait_lookups(e))
+                return false;
         for (;;) {
                 if (e->reply)
                         return true;
@@ -679,7 +683,9 @@ static bool eval_loop(SmtpdEval *e) {
                                 class_end(e);
                                 if (table_memo_end(memo)) {
                                         undo(e, &m);
-                                        return wait_lookups(e);
+                                        if (wait_lookups(e))
+                                                continue;   /* answered already: again */
+                                        return false;
                                 }
                                 e->in_class = false;
                                 continue;
@@ -707,7 +713,9 @@ static bool eval_loop(SmtpdEval *e) {
                         undo(e, &m);
                         f->i--;
                         e->warn_next = warn;
-                        return wait_lookups(e);
+                        if (wait_lookups(e))
+                                continue;   /* answered already: again */
+                        return false;
                 }
                 if (r == RES_ASYNC) {
                         e->warn_async = warn;

@@ -665,14 +665,20 @@ static void data_end_expand(Session *s, CommitJob *j, int ra) {
         const char *refusal = NULL;
         if (ra == 0) {
                 TableMemo *memo = smtpd_lookups(s);
-                table_memo_begin(memo, true);
-                int r = smtpd_virtual_expand(s->settings, j, &refusal);
-                if (table_memo_end(memo) && table_memo_wait(memo, expand_ready, s)) {
-                        d->expanding = j;
-                        d->expanding_actions = ra;
-                        session_wait(s, expand_cancel, s);
-                        s->hold_replies = true;
-                        return;
+                int r;
+                for (;;) {
+                        table_memo_begin(memo, true);
+                        r = smtpd_virtual_expand(s->settings, j, &refusal);
+                        if (!table_memo_end(memo))
+                                break;
+                        if (table_memo_wait(memo, expand_ready, s)) {
+                                d->expanding = j;
+                                d->expanding_actions = ra;
+                                session_wait(s, expand_cancel, s);
+                                s->hold_replies = true;
+                                return;
+                        }
+                        /* answered already (the workers could not take the keys): run again */
                 }
                 if (r < 0) {
                         commit_job_free(j);

@@ -256,6 +256,8 @@ int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret
                         r = add_expansion(&vec, &rcpts[i], list);
                 list_free_rest(list, n);
         }
+        if (r >= 0 && table_memo_guessing())
+                r = -EINPROGRESS;   /* built on guesses: the caller runs it again with the answers */
         if (r < 0) {
                 queue_recipients_free(vec.v, vec.n);
                 if (r == -ENOMEM) {

@@ -69,11 +69,15 @@ def test_slow_expansion_does_not_stall_other_sessions(postern):
         _start(p, virtual_alias_maps=f"socketmap:inet:127.0.0.1:{aliases.port}:virtual",
                virtual_mailbox_maps=f"inline:{{ alice@{VDOM}={VDOM}/alice/ }}")
         with session(p, source="127.0.0.1", sender=SENDER) as a:
-            assert a.cmd(f"RCPT TO:<info@{VDOM}>") == "250 2.1.5 Ok"
+            assert a.cmd(f"RCPT TO:<info@{VDOM}> NOTIFY=SUCCESS") == "250 2.1.5 Ok"
             assert a.cmd("DATA").startswith("354")
             a.send("Subject: held\r\n\r\nbody\r\n.\r\n")
             _other_session_goes_on(p, a, gate, lambda: f"held@{VDOM}" in aliases.requests,
                                    "250 2.0.0 Ok: queued as ")
+        # the expansion ran once, on the recipients as given: info@ -> held@ -> alice@ (orig_to
+        # info@); info@ asked for NOTIFY=SUCCESS: it is queued as expanded, alice@ without SUCCESS
+        rows = p.queue_rows("SELECT address, orcpt, notify FROM recipients ORDER BY id")
+        assert rows == [(f"info@{VDOM}", None, 2), (f"alice@{VDOM}", f"rfc822;info@{VDOM}", 1)], rows
     finally:
         gate.set()
         aliases.stop()
