@@ -154,6 +154,8 @@ static bool push(SmtpdEval *e, const RestrictionList *l, RestrictionList owned) 
 
 static Result apply_value(SmtpdEval *e, const char *value, const char *entity, const char *label) {
         _cleanup_free_ char *text = NULL;
+        if (table_memo_guessing())
+                return RES_DUNNO;   /* a value found after a guess: not acted on, the element runs again */
         switch (smtpd_access_apply(e->s, e->stage, e->rcpt, value, entity, label, &text)) {
         case ACCESS_OK:
                 return RES_OK;
