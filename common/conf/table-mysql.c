@@ -117,7 +117,15 @@ static const TableSqlDriver mysql_driver = {
 const TableSqlDriver *table_mysql_driver(void) {
         return &mysql_driver;
 }
+
+/* mysql_init() initialises the library on first use, which is not thread-safe: done once here. */
+void table_mysql_threads_init(void) {
+        (void) mysql_library_init(0, NULL, NULL);
+}
 #else
+void table_mysql_threads_init(void) {
+}
+
 const TableSqlDriver *table_mysql_driver(void) {
         return NULL;
 }

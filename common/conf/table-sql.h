@@ -89,3 +89,5 @@ void table_sql_reason(char **ret_reason, const char *message);
 /* The client libraries' drivers: NULL when Postern was built without the library. */
 const TableSqlDriver *table_pgsql_driver(void);
 const TableSqlDriver *table_mysql_driver(void);
+/* Before mysql: lookups may run on several threads (table-async.c starts its workers). */
+void table_mysql_threads_init(void);

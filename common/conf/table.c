@@ -40,6 +40,8 @@
 #include "table-socketmap.h"
 #include "table-sql.h"
 #include "table-sqlite.h"
+#include "table-async.h"
+#include <pthread.h>
 #include "table.h"
 
 #define TABLE_RECHECK_USEC USEC_PER_SEC
@@ -79,8 +81,6 @@ struct Table {
         TableDbfile *dbfile;    /* lmdb:, cdb: with postmap's binary file */
         TableSql *sql;          /* pgsql:, mysql: */
         TableSocket *socket;    /* socketmap:, tcp: */
-        char *reported;         /* server tables: the failure last given to the error reporter */
-        usec_t reported_at;
         char *path;
         bool loaded;            /* file tables: read at least once */
         struct stat st;         /* of the file as last read */
@@ -483,6 +483,8 @@ int table_open(const char *spec, TableFlags flags, Table **ret, char **ret_reaso
         }
         if (r < 0)
                 return r;
+        if (t->kind == TABLE_KIND_LDAP || t->kind == TABLE_KIND_SQL || t->kind == TABLE_KIND_SOCKET)
+                table_async_opened();   /* workers re-open theirs: the settings may have changed */
         *ret = TAKE_PTR(t);
         return 0;
 }
@@ -526,7 +528,6 @@ Table *table_free(Table *t) {
         table_dbfile_free(t->dbfile);
         table_sql_free(t->sql);
         table_socket_free(t->socket);
-        free(t->reported);
         free(t->spec);
         free(t->value);
         free(t->path);
@@ -679,17 +680,58 @@ void table_error_report_set(TableErrorFn fn, void *userdata) {
         error_userdata = userdata;
 }
 
+/* What was last handed to the reporter per table spec (lookups may answer on worker threads of
+ * their own Table, and are reported from the loop thread). */
+typedef struct Reported {
+        char *reason;
+        usec_t at;
+} Reported;
+static StrMap *reported;
+static pthread_mutex_t reported_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void reported_free(void *v) {
+        Reported *p = v;
+        if (p)
+                free(p->reason);
+        free(p);
+}
+
 /* Hands a server table's failure to the reporter: once a minute, or when the reason changes. */
-static void table_report_error(Table *t, const char *reason) {
+void table_report_failure(const char *spec, const char *reason) {
         if (!error_fn || !reason)
                 return;
         usec_t now = now_usec(CLOCK_MONOTONIC);
-        if (t->reported && streq(t->reported, reason) && now - t->reported_at < 60 * USEC_PER_SEC)
-                return;
-        free(t->reported);
-        t->reported = strdup(reason);
-        t->reported_at = now;
-        error_fn(t->spec, reason, error_userdata);
+        pthread_mutex_lock(&reported_lock);
+        Reported *p = reported ? strmap_get(reported, spec) : NULL;
+        bool report = !p || !p->reason || !streq(p->reason, reason) || now - p->at >= 60 * USEC_PER_SEC;
+        if (report && !p && (reported || (reported = strmap_new(reported_free))) &&
+            (p = calloc(1, sizeof *p)) && strmap_put(reported, spec, p) < 0) {
+                free(p);
+                p = NULL;
+        }
+        if (report && p) {
+                free(p->reason);
+                p->reason = strdup(reason);
+                p->at = now;
+        }
+        pthread_mutex_unlock(&reported_lock);
+        if (report)
+                error_fn(spec, reason, error_userdata);
+}
+
+/* A server table's own lookup; *ret_reason (may be NULL) gets the server's reason of a failure. */
+int table_lookup_server(Table *t, const char *key, char **ret_value, char **ret_reason) {
+        int r = t->kind == TABLE_KIND_LDAP ? table_ldap_lookup(t->ldap, key, ret_value) :
+                t->kind == TABLE_KIND_SQL ? table_sql_lookup(t->sql, key, ret_value) :
+                t->kind == TABLE_KIND_SOCKET ? table_socket_lookup(t->socket, key, ret_value) : -EINVAL;
+        if (r < 0 && ret_reason) {
+                const char *why = t->kind == TABLE_KIND_LDAP ? table_ldap_last_error(t->ldap) :
+                                  t->kind == TABLE_KIND_SQL ? table_sql_last_error(t->sql) :
+                                  t->kind == TABLE_KIND_SOCKET ? table_socket_last_error(t->socket) : NULL;
+                free(*ret_reason);
+                *ret_reason = why ? strdup(why) : NULL;
+        }
+        return r;
 }
 
 /* Looks key up; notes collects the rules skipped on the way and how the value was made. */
@@ -737,16 +779,20 @@ static int table_lookup_one(Table *t, const char *key, char **ret_value, TableNo
                 return table_dbfile_lookup(t->dbfile, k, ret_value);
         case TABLE_KIND_LDAP:
         case TABLE_KIND_SQL:
-        case TABLE_KIND_SOCKET:
-                /* server tables: a failure is reported with the server's reason */
-                r = t->kind == TABLE_KIND_LDAP ? table_ldap_lookup(t->ldap, k, ret_value) :
-                    t->kind == TABLE_KIND_SQL ? table_sql_lookup(t->sql, k, ret_value) :
-                    table_socket_lookup(t->socket, k, ret_value);
+        case TABLE_KIND_SOCKET: {
+                /* server tables: the current memo may answer or send the key to the workers
+                 * (table-async.h); a failure is reported with the server's reason */
+                if (table_memo_lookup(t->spec, t->flags, k, &r, ret_value))
+                        return r;
+                _cleanup_free_ char *reason = NULL, *value = NULL;
+                r = table_lookup_server(t, k, &value, &reason);
                 if (r < 0)
-                        table_report_error(t, t->kind == TABLE_KIND_LDAP ? table_ldap_last_error(t->ldap) :
-                                              t->kind == TABLE_KIND_SQL ? table_sql_last_error(t->sql) :
-                                              table_socket_last_error(t->socket));
+                        table_report_failure(t->spec, reason);
+                table_memo_note(t->spec, k, r, value);
+                if (r > 0 && ret_value)
+                        *ret_value = TAKE_PTR(value);
                 return r;
+        }
         case TABLE_KIND_UNION:
                 return table_lookup_union(t->members, key, ret_value, notes);
         case TABLE_KIND_PIPE:

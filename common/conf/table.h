@@ -22,7 +22,8 @@
  *     tcp:host:port (tcp_table protocol, %XX encoding) — table-socketmap.c.
  *   Database and server tables answer a server that is down, slow (10 s timeout by default) or
  *   refusing with a negative errno, never "not found"; they run on the caller's thread and block
- *   it for the time a lookup takes.
+ *   it for the time a lookup takes, unless a TableMemo is current (table-async.h: the lookup goes
+ *   to worker threads and the caller runs again when it has answered).
  *   unionmap:{ t1, t2 } (every result, comma-joined), pipemap:{ t1, t2 } (t1's result is t2's
  *     key), randmap:{ v1, v2 } (one value at random).
  *   unix:passwd.byname — getpwnam(); the value is the passwd line (unix:group.byname likewise).

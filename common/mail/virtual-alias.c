@@ -286,7 +286,7 @@ int virtual_alias_expand(const VirtualAlias *va, const char *address, char ***re
 
                         _cleanup_free_ char *value = NULL, *ext = NULL, *key = NULL;
                         r = find(va, cur, &value, &ext, &key);
-                        if (r == -ENOMEM)
+                        if (r == -ENOMEM || r == -EINPROGRESS)   /* -EINPROGRESS: table-async.h */
                                 return r;
                         if (r < 0) {
                                 reason_printf(ret_reason, "virtual_alias_maps map lookup problem for %s (key %s): %s",

@@ -473,6 +473,8 @@ static int access_start(const SmtpdClient *c, const SmtpdTransaction *t, const S
         for (char **k = keys; k && *k; k++) {
                 _cleanup_free_ char *v = NULL;
                 int r = table_lookup(a->table, *k, &v);
+                if (r == -EINPROGRESS)
+                        return r;   /* the evaluation runs again with the answer (table-async.h) */
                 if (r < 0) {
                         log_warning_errno(r, "%s: lookup of \"%s\" failed: %m", table_spec(a->table), *k);
                         return -EIO;

@@ -64,6 +64,8 @@ typedef struct SmtpdEval {
         const SmtpdHook *op_hook;    /* the hook running op for op_elem */
         SmtpdHookOp *op;
         const RestrictionElem *op_elem;
+        bool lookup_wait;            /* waiting for server table answers (table_memo_wait) */
+        bool prefetched;             /* prefetch() ran */
 } SmtpdEval;
 
 static const char *const class_labels[] = {
@@ -106,6 +108,8 @@ static void eval_free(SmtpdEval *e) {
                 return;
         if (e->op)
                 e->op_hook->cancel(e->op);
+        if (e->lookup_wait && e->s)
+                table_memo_unwait(e->s->tx.lookups);
         while (e->depth > 0)
                 smtpd_restrictions_done(&e->stack[--e->depth].owned);
         if (e->s && e->s->eval == e)
@@ -150,6 +154,8 @@ static bool push(SmtpdEval *e, const RestrictionList *l, RestrictionList owned) 
 
 static Result apply_value(SmtpdEval *e, const char *value, const char *entity, const char *label) {
         _cleanup_free_ char *text = NULL;
+        if (table_memo_guessing())
+                return RES_DUNNO;   /* a value found after a guess: not acted on, the element runs again */
         switch (smtpd_access_apply(e->s, e->stage, e->rcpt, value, entity, label, &text)) {
         case ACCESS_OK:
                 return RES_OK;
@@ -200,7 +206,7 @@ static Result check_unlisted(SmtpdEval *e, const Address *a, bool sender) {
         if (!sender && e->s->settings->no_unknown_recipient_checks)
                 return RES_DUNNO;
         int r = smtpd_unlisted_check(e->s->settings, a, sender, &reply);
-        if (r == 0)
+        if (r == 0 || r == -EINPROGRESS)   /* -EINPROGRESS: eval_loop() runs it again */
                 return RES_DUNNO;
         set_reply(e, r < 0 ? NULL : reply);
         return RES_REJECT;
@@ -334,6 +340,9 @@ static void on_check_done(const char *action, void *userdata) {
 
 static void on_wait_cancel(void *userdata) {
         SmtpdEval *e = userdata;
+        if (e->lookup_wait)
+                table_memo_unwait(e->s->tx.lookups);
+        e->lookup_wait = false;
         e->s = NULL;   /* the session is going away */
         eval_free(e);
 }
@@ -582,15 +591,105 @@ static void class_end(SmtpdEval *e) {
         }
 }
 
-/* Runs until the evaluation ends (true) or waits for an asynchronous element (false). */
+/* ---- lookups in server tables (common/conf/table-async.h) ---------------------------------- */
+
+/* What an element may change before a lookup turns out to be on its way: undone, so that the
+ * element runs again as if for the first time when the answer is there. */
+typedef struct Mark {
+        size_t depth;
+        char *defer_if_permit, *defer_if_reject;
+        bool checked_local, checked_sender;
+} Mark;
+
+static Mark mark(SmtpdEval *e) {
+        return (Mark) { .depth = e->depth, .defer_if_permit = e->defer_if_permit,
+                        .defer_if_reject = e->defer_if_reject, .checked_local = e->checked_local,
+                        .checked_sender = e->checked_sender };
+}
+
+static void undo(SmtpdEval *e, const Mark *m) {
+        /* handle_result() may have moved defer_if_reject into the reply */
+        if (e->reply != m->defer_if_reject && e->reply != m->defer_if_permit)
+                free(e->reply);
+        e->reply = NULL;
+        while (e->depth > m->depth)
+                smtpd_restrictions_done(&e->stack[--e->depth].owned);
+        if (e->defer_if_permit != m->defer_if_permit) {
+                free(e->defer_if_permit);
+                e->defer_if_permit = m->defer_if_permit;
+        }
+        if (e->defer_if_reject != m->defer_if_reject) {
+                free(e->defer_if_reject);
+                e->defer_if_reject = m->defer_if_reject;
+        }
+        e->checked_local = m->checked_local;
+        e->checked_sender = m->checked_sender;
+}
+
+static void on_lookups_ready(void *userdata) {
+        SmtpdEval *e = userdata;
+        e->lookup_wait = false;
+        eval_resume(e);
+}
+
+/* A lookup went to the workers: the session waits (no thread does) until it answers, and this
+ * returns false. True when the answers are there already (the workers could not take the keys:
+ * they failed at once), and the caller runs again at once. */
+static bool wait_lookups(SmtpdEval *e) {
+        Session *s = e->s;
+        e->lookup_wait = table_memo_wait(s->tx.lookups, on_lookups_ready, e);
+        if (!e->lookup_wait)
+                return true;
+        if (!e->waiting) {
+                e->waiting = true;
+                s->eval = e;
+                session_wait(s, on_wait_cancel, e);
+        }
+        s->hold_replies = true;
+        return false;
+}
+
+/* RCPT: the recipient check's keys (the domain's class, the address in each class table), asked
+ * all at once before the evaluation starts: the element that classifies the domain
+ * (reject_unauth_destination) and the unlisted-recipient check then find their answers, and an
+ * RCPT takes one round trip to the workers rather than one per element. The check itself only
+ * looks up and words a reply, which is dropped. */
+static bool prefetch(SmtpdEval *e, TableMemo *memo) {
+        const SmtpdSettings *st = e->s->settings;
+        e->prefetched = true;
+        if (e->sync || e->stage != STAGE_RCPT || !e->rcpt_addr || !st->reject_unlisted_recipient ||
+            st->no_unknown_recipient_checks)
+                return false;
+        _cleanup_free_ char *reply = NULL;
+        table_memo_begin(memo, true);
+        (void) smtpd_unlisted_check(st, e->rcpt_addr, false, &reply);
+        return table_memo_end(memo);
+}
+
+/* ---- the evaluation loop ------------------------------------------------------------------- */
+
+/* Runs until the evaluation ends (true) or waits for an asynchronous element or a lookup in a
+ * server table (false). Elements run with the transaction's memo of lookups: one that needs an
+ * answer not yet there is undone and runs again when it arrives. */
 static bool eval_loop(SmtpdEval *e) {
+        TableMemo *memo = smtpd_lookups(e->s);
+        if (!e->prefetched && prefetch(e, memo) && !wait_lookups(e))
+                return false;
         for (;;) {
                 if (e->reply)
                         return true;
                 if (e->depth == 0) {
                         if (e->in_class) {
-                                e->in_class = false;
+                                Mark m = mark(e);
+                                table_memo_begin(memo, !e->sync);
                                 class_end(e);
+                                if (table_memo_end(memo)) {
+                                        undo(e, &m);
+                                        if (wait_lookups(e))
+                                                continue;   /* answered already: again */
+                                        return false;
+                                }
+                                e->in_class = false;
                                 continue;
                         }
                         if (e->ci == e->n_classes)
@@ -609,7 +708,17 @@ static bool eval_loop(SmtpdEval *e) {
                 const RestrictionElem *el = &f->list->v[f->i++];
                 bool warn = e->warn_next;
                 e->warn_next = false;
+                Mark m = mark(e);
+                table_memo_begin(memo, !e->sync);
                 Result r = eval_element(e, el);
+                if (table_memo_end(memo) && r != RES_ASYNC) {
+                        undo(e, &m);
+                        f->i--;
+                        e->warn_next = warn;
+                        if (wait_lookups(e))
+                                continue;   /* answered already: again */
+                        return false;
+                }
                 if (r == RES_ASYNC) {
                         e->warn_async = warn;
                         return false;
@@ -763,7 +872,16 @@ int smtpd_check_recipient(Session *s, const char *local, const char *domain, con
         return *ret_reply ? 1 : 0;
 }
 
+/* The transaction's memo of server table answers, made when first needed (NULL without memory:
+ * lookups then run on the loop thread). */
+TableMemo *smtpd_lookups(Session *s) {
+        if (!s->tx.lookups)
+                s->tx.lookups = table_memo_new();
+        return s->tx.lookups;
+}
+
 void smtpd_check_session_done(Session *s) {
+        s->tx.lookups = table_memo_unref(s->tx.lookups);
         free(s->deferred_permit);
         s->deferred_permit = NULL;
         free(s->access_denied);

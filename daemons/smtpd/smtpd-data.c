@@ -584,6 +584,7 @@ static void data_end_proxy(Session *s) {
 }
 
 static void data_end_milters(Session *s, const char *arg, const char *refusal);
+static void data_end_expand(Session *s, CommitJob *j, int ra);
 
 /* After smtpd_end_of_data_restrictions: the milters' end of message (headers, body, EOB). */
 static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
@@ -596,8 +597,6 @@ static void data_end_checked(Session *s, const char *rcpt, bool accepted) {
 
 static void data_end_milters(Session *s, const char *arg, const char *milter_refusal) {
         DataState *d = s->tx.data;
-        LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
-                        .sender = s->tx.sender };
 
         if (milter_refusal) {
                 smtpd_milter_reply(s, milter_refusal);
@@ -622,7 +621,9 @@ static void data_end_milters(Session *s, const char *arg, const char *milter_ref
                 ra = -ENOMEM;
         /* The envelope as it becomes queue records: canonical form, canonical maps and
          * masquerading (smtpd-rewrite.c); virtual alias expansion comes right after it. */
+        table_memo_begin(smtpd_lookups(s), false);   /* the answers RCPT got, if any */
         int rw = ra >= 0 && ra != 1 ? smtpd_rewrite_envelope(s, j) : 0;
+        (void) table_memo_end(smtpd_lookups(s));
         if (ra < 0 || rw < 0) {
                 commit_job_free(j);
                 j = NULL;
@@ -634,14 +635,57 @@ static void data_end_milters(Session *s, const char *arg, const char *milter_ref
                 smtpd_transaction_reset(&s->tx);
                 return;
         }
-        /* Virtual alias expansion: after canonical rewriting and masquerading (Postfix's
-         * cleanup order) and the access actions, on the recipients as they will be queued. */
+        data_end_expand(s, j, ra);
+}
+
+static void expand_ready(void *userdata) {
+        Session *s = userdata;
+        DataState *d = s->tx.data;
+        CommitJob *j = TAKE_PTR(d->expanding);
+        session_resume(s, SESSION_RESUME_ONLY);
+        data_end_expand(s, j, d->expanding_actions);
+        if (!session_waiting(s) && session_phase(s) != PHASE_COMMIT)
+                session_resume(s, SESSION_RESUME_INPUT);
+}
+
+static void expand_cancel(void *userdata) {
+        Session *s = userdata;
+        table_memo_unwait(s->tx.lookups);
+        commit_job_free(TAKE_PTR(s->tx.data->expanding));
+}
+
+/* Virtual alias expansion: after canonical rewriting and masquerading (Postfix's cleanup order)
+ * and the access actions, on the recipients as they will be queued; then the commit. A lookup in
+ * a server table that has not answered yet (not one RCPT already asked for) parks the session
+ * with the job, without a thread, and the expansion runs again when the answer is there. */
+static void data_end_expand(Session *s, CommitJob *j, int ra) {
+        DataState *d = s->tx.data;
+        LogFields f = { .queue_id = s->tx.queue_id, .client_address = s->client.addr[0] ? s->client.addr : NULL,
+                        .sender = s->tx.sender };
         const char *refusal = NULL;
-        if (ra == 0 && smtpd_virtual_expand(s->settings, j, &refusal) < 0) {
-                commit_job_free(j);
-                session_reply(s, "%s", refusal);
-                smtpd_transaction_reset(&s->tx);
-                return;
+        if (ra == 0) {
+                TableMemo *memo = smtpd_lookups(s);
+                int r;
+                for (;;) {
+                        table_memo_begin(memo, true);
+                        r = smtpd_virtual_expand(s->settings, j, &refusal);
+                        if (!table_memo_end(memo))
+                                break;
+                        if (table_memo_wait(memo, expand_ready, s)) {
+                                d->expanding = j;
+                                d->expanding_actions = ra;
+                                session_wait(s, expand_cancel, s);
+                                s->hold_replies = true;
+                                return;
+                        }
+                        /* answered already (the workers could not take the keys): run again */
+                }
+                if (r < 0) {
+                        commit_job_free(j);
+                        session_reply(s, "%s", refusal ? refusal : "451 4.3.0 Error: queue file write error");
+                        smtpd_transaction_reset(&s->tx);
+                        return;
+                }
         }
         if (d->message_id)
                 log_fields(LOG_INFO, &f, "%s: message-id=%s", s->tx.queue_id, d->message_id);

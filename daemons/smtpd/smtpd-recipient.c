@@ -32,7 +32,7 @@ int smtpd_address_class(const SmtpdSettings *st, const char *domain, AddressClas
         int r = addr_classes_classify((AddrClasses *) &st->addr_classes, domain, ret, &warning);
         if (warning)
                 log_warning("%s", warning);
-        if (r < 0 && r != -ENOMEM)
+        if (r < 0 && r != -ENOMEM && r != -EINPROGRESS)
                 log_warning_errno(r, "address class lookup of domain %s failed: %m", strempty(domain));
         return r;
 }
@@ -94,7 +94,7 @@ static int unknown(const SmtpdSettings *st, int code, const Address *a, bool sen
 
 /* 451 4.3.0 for a table that failed; what names it in the log (NULL: already logged). */
 static int lookup_failed(const Address *a, const char *what, int error, char **ret_reply) {
-        if (error == -ENOMEM)
+        if (error == -ENOMEM || error == -EINPROGRESS)   /* -EINPROGRESS: asked again (table-async.h) */
                 return error;
         if (what)
                 log_warning_errno(error, "%s lookup of <%s> failed: %m", what, a->external);

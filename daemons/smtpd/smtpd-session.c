@@ -528,6 +528,8 @@ static void session_run(Session *s) {
         for (;;) {
                 s->output_full = false;
                 session_process_input(s);
+                if (s->phase == PHASE_WAIT && s->hold_replies && !s->output_full)
+                        return;   /* flushed with the answer's reply: a lookup takes milliseconds */
                 bool full = s->output_full;
                 if (!session_flush(s))
                         return;
@@ -581,6 +583,7 @@ void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
 }
 
 void session_resume(Session *s, SessionResume how) {
+        s->hold_replies = false;
         if (s->phase == PHASE_WAIT) {
                 s->phase = s->wait_prev;
                 s->wait_cancel = NULL;

@@ -43,6 +43,7 @@ void smtpd_transaction_reset(SmtpdTransaction *t) {
         t->data = NULL;
         message_actions_reset(&t->actions);
         smtpd_recipient_done(&t->rcpt_pending);
+        table_memo_clear(t->lookups);   /* no answer is reused by the next transaction */
 }
 
 int smtpd_transaction_add_rcpt(SmtpdTransaction *t, SmtpdRecipient *r) {

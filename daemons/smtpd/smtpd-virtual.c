@@ -231,13 +231,18 @@ int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret
                 return -ENOMEM;
         }
         vec.seen = seen;
+        /* Every recipient's expansion first, then the new list: a run that guessed a lookup
+         * (table-async.h: a server table's answer on its way) leaves the job as it was. */
+        char ***lists = calloc(j->n_rcpts + 1, sizeof(char **));
+        int *found = calloc(j->n_rcpts + 1, sizeof(int));
+        if (!lists || !found)
+                r = -ENOMEM;
         for (size_t i = 0; i < j->n_rcpts && r >= 0; i++) {
-                char **list = NULL;
                 _cleanup_free_ char *reason = NULL;
                 VirtualAliasError e = VIRTUAL_ALIAS_OK;
 
-                r = virtual_alias_expand(&va, rcpts[i].address, &list, &e, &reason);
-                if (r == -ENOMEM)
+                r = found[i] = virtual_alias_expand(&va, rcpts[i].address, &lists[i], &e, &reason);
+                if (r == -ENOMEM || r == -EINPROGRESS)   /* the caller waits and runs it again */
                         break;
                 if (r < 0) {
                         f.recipient = rcpts[i].address;
@@ -245,17 +250,20 @@ int smtpd_virtual_expand(SmtpdSettings *settings, CommitJob *j, const char **ret
                                    strna(reason));
                         *ret_reply = e == VIRTUAL_ALIAS_TABLE ? "451 4.3.0 Error: queue file write error"
                                                               : "451 4.6.0 Alias expansion error";
-                        break;
                 }
-                size_t n = 0;
-                while (list[n])
-                        n++;
-                if (r == 0)
-                        r = rcpt_vec_take(&vec, &rcpts[i]);
-                else
-                        r = add_expansion(&vec, &rcpts[i], list);
-                list_free_rest(list, n);
         }
+        if (r >= 0 && table_memo_guessing())
+                r = -EINPROGRESS;   /* built on guesses: the caller runs it again with the answers */
+        for (size_t i = 0; i < j->n_rcpts && lists; i++) {
+                size_t n = 0;
+                while (lists[i] && lists[i][n])
+                        n++;
+                if (r >= 0 && lists[i])
+                        r = found[i] == 0 ? rcpt_vec_take(&vec, &rcpts[i]) : add_expansion(&vec, &rcpts[i], lists[i]);
+                list_free_rest(lists[i], n);
+        }
+        free(lists);
+        free(found);
         if (r < 0) {
                 queue_recipients_free(vec.v, vec.n);
                 if (r == -ENOMEM) {

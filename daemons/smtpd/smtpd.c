@@ -94,6 +94,9 @@ static int apply(void *userdata, void *old) {
         return 0;
 }
 
+/* Worker threads for lookups in server tables (table-async.h): each opens its own connection to
+ * each server table it serves, so this is also the size of every table's connection pool. */
+#define SMTPD_LOOKUP_THREADS 8
 #define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
 
 /* Keeps `systemctl status` informative without a notify message per connection. */
@@ -166,6 +169,7 @@ static void server_done(void *userdata) {
         committer_free(srv->committer);
         metrics_flusher_stop();   /* after the last commit: what it counted is written */
         srv->resolver = dns_resolver_free(srv->resolver);
+        table_async_stop();
         smtpd_policy_shutdown();
         smtpd_verify_shutdown();
         srv->anvil = smtpd_anvil_free(srv->anvil);
@@ -240,6 +244,9 @@ static int start(void *userdata, Daemon *d) {
         r = dns_resolver_new(srv->event, 0, 0, &srv->resolver);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the DNS resolver: %m");
+        r = table_async_start(srv->event, SMTPD_LOOKUP_THREADS);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the lookup workers: %m");
         _cleanup_free_ char *anvil_path = daemon_socket_path(daemon_conf(d), "anvil");
         r = smtpd_anvil_new(srv, anvil_path, &srv->anvil);
         if (r < 0)

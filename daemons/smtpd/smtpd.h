@@ -56,6 +56,7 @@
 #include "basic/strbuf.h"
 #include "conf/conf.h"
 #include "conf/table.h"
+#include "conf/table-async.h"
 #include "ipc/ipc.h"
 #include "mail/addr-canonical.h"
 #include "mail/addr-class.h"
@@ -452,6 +453,9 @@ int message_actions_add_bcc(MessageActions *a, const char *addr);
 /* The DATA phase state (allocated at DATA, freed at its end). */
 typedef struct DataState {
         Server *server;          /* whose data budget the content is charged to */
+        struct CommitJob *expanding;   /* the message, while its virtual alias expansion waits for
+                                        * a server table (smtpd-data.c) */
+        int expanding_actions;   /* commit_apply_actions()'s answer for it */
         StrBuf content;          /* LF form, starting with our Received: header */
         size_t charged;          /* bytes of the budget this content holds (its allocation) */
         uint64_t bytes;          /* message bytes received (without our headers) */
@@ -562,6 +566,8 @@ typedef struct SmtpdTransaction {
         MessageActions actions;  /* this transaction's access/content-check decisions */
         SmtpdProxy *proxy;       /* the smtpd_proxy_filter connection, or NULL (smtpd-proxy-filter.c) */
         SmtpdXforward xforward;  /* the original client a content filter names (XFORWARD) */
+        TableMemo *lookups;      /* server table answers of this transaction (smtpd_lookups());
+                                  * a reset forgets them, the memo itself stays */
 } SmtpdTransaction;
 /* Forgets the transaction (frees what it holds; the struct is reusable). */
 void smtpd_transaction_reset(SmtpdTransaction *t);
@@ -593,6 +599,8 @@ struct Session {
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
         void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
         void *wait_userdata;
+        bool hold_replies;       /* waiting for a server table (table-async.h): the replies so far go
+                                  * out with the next ones, in one segment (no Nagle/delayed-ACK stall) */
 
         struct SmtpdEval *eval;  /* a restriction evaluation in progress (smtpd-check.c) */
         char *deferred_permit;   /* smtpd_delay_reject = no: a DEFER_IF_PERMIT reply of the
@@ -969,6 +977,9 @@ typedef void (*SmtpdCheckFinish)(Session *s, const char *rcpt, bool accepted);
 /* Evaluates the restrictions of stage (rcpt: the recipient at STAGE_RCPT, else NULL). */
 void smtpd_check_run(Session *s, CheckStage stage, const char *rcpt, SmtpdCheckFinish finish);
 void smtpd_check_session_done(Session *s);
+/* The transaction's memo of server table answers (common/conf/table-async.h), made when first
+ * needed; NULL without memory (lookups then block the loop, as without workers). */
+TableMemo *smtpd_lookups(Session *s);
 
 /* smtpd-access.c: access(5) actions, reply building and reject footers. */
 typedef enum AccessVerdict {

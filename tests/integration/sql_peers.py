@@ -224,6 +224,7 @@ class ScriptedMap:
     def __init__(self, protocol, entries=None):
         self.protocol, self.entries = protocol, dict(entries or {})
         self.requests = []
+        self.hold = {}   # key -> threading.Event: its answer waits until the event is set (30 s at most)
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -265,6 +266,8 @@ class ScriptedMap:
 
     def _answer(self, key):
         self.requests.append(key)
+        if key in self.hold:
+            self.hold[key].wait(30)
         v = self.entries.get(key)
         if self.protocol == "tcp":
             if v is None:

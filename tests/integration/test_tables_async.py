@@ -1,0 +1,83 @@
+"""Lookups in server tables never block postern-smtpd's event loop (common/conf/table-async.h):
+while one session's RCPT waits for a lookup server that holds its answer, another session's
+whole dialogue (greeting, EHLO, MAIL, RCPT with a lookup in the same table, RSET) is answered at
+once; the first session gets its answer when the server gives it. Also at queue time: a message
+whose virtual alias expansion waits for the server does not keep another session from queueing
+its own. The lookup server is sql_peers.ScriptedMap (socketmap protocol) with a held key."""
+
+import threading
+import time
+
+from sql_peers import ScriptedMap
+from test_smtpd_helpers import session, wait_until
+
+VDOM = "vdomain.test"
+SENDER = "s@example.org"
+
+
+def _start(p, **maps):
+    params = {"virtual_mailbox_domains": VDOM}
+    params.update(maps)
+    p.configure(**params)
+    p.start("smtpd")
+
+
+def _quick_dialogue(p, rcpt):
+    """A second session's dialogue; returns how long it took (every answer within 5 s)."""
+    t0 = time.monotonic()
+    with session(p, source="127.0.0.1", sender=SENDER) as b:   # greeting, EHLO, MAIL
+        b.s.settimeout(5)
+        assert b.cmd(f"RCPT TO:<{rcpt}>") == "250 2.1.5 Ok"
+        assert b.cmd("RSET").startswith("250 ")
+    return time.monotonic() - t0
+
+
+def _other_session_goes_on(p, a, gate, key_seen, expect):
+    """With session a's lookup held (key_seen() true), another session's dialogue is answered at
+    once; then the server answers and a gets expect (a prefix)."""
+    assert wait_until(key_seen, timeout=10)
+    took = _quick_dialogue(p, f"alice@{VDOM}")
+    assert not gate.is_set()
+    assert took < 3, f"the other session waited {took:.1f} s for a lookup it did not need"
+    gate.set()
+    a.s.settimeout(10)
+    reply = a.text()
+    assert reply.startswith(expect), reply
+
+
+def test_slow_rcpt_lookup_does_not_stall_other_sessions(postern):
+    p = postern
+    m = ScriptedMap("socketmap", {f"alice@{VDOM}": f"{VDOM}/alice/", f"slow@{VDOM}": f"{VDOM}/slow/"})
+    gate = m.hold[f"slow@{VDOM}"] = threading.Event()
+    try:
+        _start(p, virtual_mailbox_maps=f"socketmap:inet:127.0.0.1:{m.port}:virtual")
+        with session(p, source="127.0.0.1", sender=SENDER) as a:
+            a.send(f"RCPT TO:<slow@{VDOM}>\r\n")
+            _other_session_goes_on(p, a, gate, lambda: f"slow@{VDOM}" in m.requests, "250 2.1.5 Ok")
+            assert a.cmd("QUIT").startswith("221")
+    finally:
+        gate.set()
+        m.stop()
+
+
+def test_slow_expansion_does_not_stall_other_sessions(postern):
+    p = postern
+    # info@ is known at RCPT time; its target, held, is looked up when the message is queued
+    aliases = ScriptedMap("socketmap", {f"info@{VDOM}": f"held@{VDOM}", f"held@{VDOM}": f"alice@{VDOM}"})
+    gate = aliases.hold[f"held@{VDOM}"] = threading.Event()
+    try:
+        _start(p, virtual_alias_maps=f"socketmap:inet:127.0.0.1:{aliases.port}:virtual",
+               virtual_mailbox_maps=f"inline:{{ alice@{VDOM}={VDOM}/alice/ }}")
+        with session(p, source="127.0.0.1", sender=SENDER) as a:
+            assert a.cmd(f"RCPT TO:<info@{VDOM}> NOTIFY=SUCCESS") == "250 2.1.5 Ok"
+            assert a.cmd("DATA").startswith("354")
+            a.send("Subject: held\r\n\r\nbody\r\n.\r\n")
+            _other_session_goes_on(p, a, gate, lambda: f"held@{VDOM}" in aliases.requests,
+                                   "250 2.0.0 Ok: queued as ")
+        # the expansion ran once, on the recipients as given: info@ -> held@ -> alice@ (orig_to
+        # info@); info@ asked for NOTIFY=SUCCESS: it is queued as expanded, alice@ without SUCCESS
+        rows = p.queue_rows("SELECT address, orcpt, notify FROM recipients ORDER BY id")
+        assert rows == [(f"info@{VDOM}", None, 2), (f"alice@{VDOM}", f"rfc822;info@{VDOM}", 1)], rows
+    finally:
+        gate.set()
+        aliases.stop()
