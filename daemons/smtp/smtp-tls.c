@@ -2,8 +2,8 @@
  * snapshot (two TlsClients: opportunistic and mandatory protocols/ciphers), the per-destination
  * policy from smtp_tls_policy_maps (Postfix's tls_policy(5) keys and the level plus match=,
  * servername= and tafile= attributes; a tafile= set gets its own TlsClients over the same
- * credentials, made at first use and kept with the snapshot), the list of names a server certificate must match
- * (smtp_tls_verify_cert_match / smtp_tls_secure_cert_match strategies: hostname, nexthop,
+ * credentials, made at first use and kept with the snapshot), the list of names a server
+ * certificate must match (smtp_tls_verify_cert_match / smtp_tls_secure_cert_match strategies: hostname, nexthop,
  * dot-nexthop, literal names) and the SNI to send. The conversation itself (STARTTLS, the
  * handshake, record I/O) is in smtp-session-tls.c; the GnuTLS work in common/tls. The same code
  * reads the lmtp_tls_* twins for the LMTP side (smtp_tls_load's prefix). */
