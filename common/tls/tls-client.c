@@ -1,7 +1,10 @@
 /* tls-client.c — the client side of common/tls: shared trust anchors and priorities
  * (TlsClient), client sessions with SNI and resumption from a small bounded cache, and the
  * check of the peer's certificate (chain, then names) that gives Postfix's
- * Untrusted/Trusted/Verified. See tls.h. Library code: nothing here logs. */
+ * Untrusted/Trusted/Verified. A client with trust-anchor files checks chains against them
+ * (tls-anchors.c) instead of the CA file/path; tls_client_with_anchors() makes such a client
+ * over another one's credentials (a per-destination tafile=). See tls.h. Library code: nothing
+ * here logs. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +27,10 @@ typedef struct CachedSession {
 
 struct TlsClient {
         unsigned n_ref;
+        TlsClient *base;        /* tls_client_with_anchors(): cred and priority are the base's */
         gnutls_certificate_credentials_t cred;
         gnutls_priority_t priority;
+        TlsAnchors *anchors;    /* trust-anchor files: they decide, not cred's trust */
         CachedSession cache[TLS_CACHE_SIZE];
         unsigned long long clock;
         bool no_tickets;        /* tls_ssl_options = NO_TICKET */
@@ -47,12 +52,8 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
                 return -ENOMEM;
         }
         if (cfg->ta_files && cfg->ta_files[0]) {
-                /* GnuTLS stops a chain at the first certificate it finds in the trust list, and
-                 * takes a listed certificate as issuer whether or not it is self-signed: an
-                 * intermediate works as a trust anchor as DANE-TA does. */
-                for (char **f = cfg->ta_files; *f; f++)
-                        if ((r = tls_cred_set_trust(cl->cred, *f, NULL, ret_reason)) < 0)
-                                return r;
+                if ((r = tls_anchors_load(cfg->ta_files, &cl->anchors, ret_reason)) < 0)
+                        return r;
         } else if ((r = tls_cred_set_trust(cl->cred, cfg->ca_file, cfg->ca_path, ret_reason)) < 0)
                 return r;
         /* a client certificate (smtp_tls_cert_file / _key_file / _chain_files), offered when the
@@ -73,6 +74,22 @@ int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reaso
         return 0;
 }
 
+int tls_client_with_anchors(TlsClient *base, char *const *ta_files, TlsClient **ret, char **ret_reason) {
+        _cleanup_(tls_client_unrefp) TlsClient *cl = calloc(1, sizeof(TlsClient));
+        if (!cl)
+                return -ENOMEM;
+        cl->n_ref = 1;
+        int r = tls_anchors_load(ta_files, &cl->anchors, ret_reason);
+        if (r < 0)
+                return r;
+        while (base->base)
+                base = base->base;
+        cl->base = tls_client_ref(base);
+        cl->no_tickets = base->no_tickets;
+        *ret = TAKE_PTR(cl);
+        return 0;
+}
+
 TlsClient *tls_client_ref(TlsClient *cl) {
         if (cl)
                 cl->n_ref++;
@@ -86,6 +103,8 @@ TlsClient *tls_client_unref(TlsClient *cl) {
                 gnutls_certificate_free_credentials(cl->cred);
         if (cl->priority)
                 gnutls_priority_deinit(cl->priority);
+        tls_anchors_free(cl->anchors);
+        tls_client_unref(cl->base);
         for (size_t i = 0; i < TLS_CACHE_SIZE; i++) {
                 free(cl->cache[i].key);
                 gnutls_free(cl->cache[i].data.data);
@@ -143,8 +162,9 @@ int tls_conn_new_client(TlsClient *cl, int fd, const char *servername, const cha
         }
         c->client = tls_client_ref(cl);
         gnutls_session_set_ptr(c->session, c);
-        if ((r = gnutls_priority_set(c->session, cl->priority)) < 0 ||
-            (r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, cl->cred)) < 0) {
+        TlsClient *own = cl->base ? cl->base : cl;   /* the credentials and priority */
+        if ((r = gnutls_priority_set(c->session, own->priority)) < 0 ||
+            (r = gnutls_credentials_set(c->session, GNUTLS_CRD_CERTIFICATE, own->cred)) < 0) {
                 tls_conn_free(c);
                 return -EINVAL;
         }
@@ -218,6 +238,19 @@ size_t tls_crt_names(gnutls_x509_crt_t crt, char names[][256], size_t max, char 
         return n;
 }
 
+void tls_status_reason(int r, unsigned status, char *reason, size_t size) {
+        gnutls_datum_t out = {};
+        if (r < 0)
+                snprintf(reason, size, "%s", gnutls_strerror(r));
+        else if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >= 0) {
+                snprintf(reason, size, "%s", (const char *) out.data);
+                gnutls_free(out.data);
+        } else
+                snprintf(reason, size, "certificate verification failed");
+        for (size_t l = strlen(reason); l > 0 && reason[l - 1] == ' '; l--)
+                reason[l - 1] = '\0';   /* GnuTLS ends its sentences with a space */
+}
+
 TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_reason) {
         const gnutls_datum_t *chain;
         unsigned n_chain = 0, status = 0;
@@ -240,19 +273,15 @@ TlsTrust tls_conn_peer_trust(TlsConn *c, char *const *match, const char **ret_re
         size_t n_names = tls_crt_names(crt, names, TLS_PEER_NAMES_MAX, c->peer_cn);
         gnutls_x509_crt_deinit(crt);
 
-        int r = gnutls_certificate_verify_peers2(c->session, &status);
-        if (r < 0 || status != 0) {
-                gnutls_datum_t out = {};
-                if (r < 0)
-                        snprintf(c->reason, sizeof(c->reason), "%s", gnutls_strerror(r));
-                else if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >= 0) {
-                        snprintf(c->reason, sizeof(c->reason), "%s", (const char *) out.data);
-                        gnutls_free(out.data);
-                } else
-                        snprintf(c->reason, sizeof(c->reason), "certificate verification failed");
-                for (size_t l = strlen(c->reason); l > 0 && c->reason[l - 1] == ' '; l--)
-                        c->reason[l - 1] = '\0';   /* GnuTLS ends its sentences with a space */
-                return TLS_TRUST_UNTRUSTED;
+        if (c->client && c->client->anchors) {
+                if (!tls_anchors_verify(c->client->anchors, chain, n_chain, c->reason, sizeof(c->reason)))
+                        return TLS_TRUST_UNTRUSTED;
+        } else {
+                int r = gnutls_certificate_verify_peers2(c->session, &status);
+                if (r < 0 || status != 0) {
+                        tls_status_reason(r, status, c->reason, sizeof(c->reason));
+                        return TLS_TRUST_UNTRUSTED;
+                }
         }
         if (!match || !match[0])
                 return TLS_TRUST_TRUSTED;

@@ -36,15 +36,7 @@ static int selected_bytes(gnutls_x509_crt_t crt, const TlsBlob *der, uint8_t sel
                 ret->size = (unsigned) der->len;
                 return 0;
         }
-        gnutls_pubkey_t pub = NULL;
-        int r = gnutls_pubkey_init(&pub);
-        if (r < 0)
-                return -ENOMEM;
-        r = gnutls_pubkey_import_x509(pub, crt, 0);
-        if (r >= 0)
-                r = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, ret);
-        gnutls_pubkey_deinit(pub);
-        return r < 0 ? -EBADMSG : 0;
+        return tls_crt_spki(crt, ret);
 }
 
 static int match_crt(gnutls_x509_crt_t crt, const TlsBlob *der, const TlsDaneRecord *rec) {
@@ -78,8 +70,7 @@ int tls_dane_match(const TlsBlob *der, const TlsDaneRecord *rec) {
         return r;
 }
 
-/* Chain [0, ta] verifies with certificate ta as the only trust anchor. */
-static bool chain_verifies(gnutls_x509_crt_t *crts, size_t ta, char *reason, size_t size) {
+bool tls_chain_verifies_to(gnutls_x509_crt_t *crts, size_t ta, const char *what, char *reason, size_t size) {
         gnutls_x509_trust_list_t list = NULL;
         unsigned status = 0;
         if (gnutls_x509_trust_list_init(&list, 0) < 0)
@@ -97,13 +88,9 @@ static bool chain_verifies(gnutls_x509_crt_t *crts, size_t ta, char *reason, siz
                                                           GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS, &status, NULL);
                 ok = r >= 0 && status == 0;
                 if (!ok) {
-                        gnutls_datum_t out = {};
-                        if (r >= 0 && gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) >= 0) {
-                                snprintf(reason, size, "chain does not verify up to the DANE-TA certificate: %s",
-                                         (const char *) out.data);
-                                gnutls_free(out.data);
-                        } else
-                                snprintf(reason, size, "chain does not verify up to the DANE-TA certificate");
+                        char why[300];
+                        tls_status_reason(r, status, why, sizeof(why));
+                        snprintf(reason, size, "chain does not verify up to %s: %s", what, why);
                 }
         }
         if (anchor)
@@ -160,7 +147,7 @@ TlsTrust tls_dane_verify_chain(const TlsBlob *chain, size_t n_chain, const TlsDa
                         if (recs[k].usage != TLS_DANE_TA || !tls_dane_usable(&recs[k]) ||
                             match_crt(crts[i], &chain[i], &recs[k]) <= 0)
                                 continue;
-                        if (!chain_verifies(crts, i, reason, size))
+                        if (!tls_chain_verifies_to(crts, i, "the DANE-TA certificate", reason, size))
                                 continue;
                         if (!leaf_name_matches(crts[0], names)) {
                                 snprintf(reason, size, "the certificate names do not match %s%s",

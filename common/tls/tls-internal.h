@@ -47,3 +47,21 @@ int tls_cred_load_key_pair(gnutls_certificate_credentials_t cred, const char *ce
  * CN when there are none (RFC 6125 fallback); the CN also into cn. */
 #define TLS_PEER_NAMES_MAX 64
 size_t tls_crt_names(gnutls_x509_crt_t crt, char names[][256], size_t max, char cn[256]);
+
+/* Chain crts[0..ta] verifies with crts[ta] as the only trust anchor, whose own dates do not
+ * count (tls-dane.c; RFC 7671 5.2.2). Otherwise reason says why, naming the anchor as what. */
+bool tls_chain_verifies_to(gnutls_x509_crt_t *crts, size_t ta, const char *what, char *reason, size_t size);
+/* GnuTLS's words for a failed verification: r <0 an error, else the status bits (tls-client.c). */
+void tls_status_reason(int r, unsigned status, char *reason, size_t size);
+
+/* The SubjectPublicKeyInfo of crt as DER (tls-anchors.c; caller frees with gnutls_free). */
+int tls_crt_spki(gnutls_x509_crt_t crt, gnutls_datum_t *ret);
+/* Trust-anchor files (tls-anchors.c): certificates and bare public keys. */
+typedef struct TlsAnchors TlsAnchors;
+/* Loads the PEM files (NULL-terminated); a file with neither a certificate nor a public key is
+ * -EINVAL with a reason. */
+int tls_anchors_load(char *const *files, TlsAnchors **ret, char **ret_reason);
+TlsAnchors *tls_anchors_free(TlsAnchors *a);
+/* Whether a DER chain as the server sent it (leaf first) is anchored (see tls-anchors.c); if not,
+ * reason says why. */
+bool tls_anchors_verify(const TlsAnchors *a, const gnutls_datum_t *chain, size_t n_chain, char *reason, size_t size);

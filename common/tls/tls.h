@@ -172,10 +172,10 @@ typedef struct TlsClientConfig {
         unsigned options;            /* TLS_OPT_* from tls_ssl_options */
         const char *cipher_removals; /* from *_exclude_ciphers (tls_exclude_ciphers_conf()), or NULL */
         bool append_default_ca;      /* tls_append_default_CA: the system store too, with ca_file/ca_path */
-        char **ta_files;             /* NULL-terminated PEM files of trust-anchor certificates
-                                      * (smtp_tls_trust_anchor_file): when not empty, the only anchors
-                                      * (ca_file, ca_path and the system store are not used); an anchor
-                                      * in the peer's chain, or its top certificate's issuer, suffices */
+        char **ta_files;             /* NULL-terminated PEM files of trust-anchor certificates and
+                                      * public keys (smtp_tls_trust_anchor_file): when not empty, the
+                                      * only anchors (ca_file, ca_path and the system store are not
+                                      * used); see tls-anchors.c for what an anchor proves */
 } TlsClientConfig;
 
 /* What the peer's certificate proved, in Postfix's words. */
@@ -186,6 +186,10 @@ typedef enum TlsTrust {
 } TlsTrust;
 
 int tls_client_new(const TlsClientConfig *cfg, TlsClient **ret, char **ret_reason);
+/* A client whose chains are checked against the trust-anchor files ta_files (NULL-terminated,
+ * not empty) instead of base's anchors, with base's credentials, protocols and ciphers (base is
+ * kept referenced) and its own resumption cache. A file without anchors: -EINVAL, *ret_reason. */
+int tls_client_with_anchors(TlsClient *base, char *const *ta_files, TlsClient **ret, char **ret_reason);
 TlsClient *tls_client_ref(TlsClient *c);
 TlsClient *tls_client_unref(TlsClient *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(TlsClient *, tls_client_unref);

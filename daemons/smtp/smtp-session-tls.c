@@ -178,7 +178,12 @@ void smtp_session_tls_start(SmtpSession *s) {
         /* Sessions are resumed only toward the same address, name and protocol settings. */
         snprintf(cache_key, sizeof(cache_key), "%s %s %s", s->relay, strempty(sni),
                  s->level >= SMTP_TLS_ENCRYPT ? "mandatory" : "opportunistic");
-        r = tls_conn_new_client(smtp_tls_client(t, s->level), s->fd, sni, cache_key, &s->tls);
+        TlsClient *cl = smtp_tls_client(t, &d->tls, s->level);
+        if (!cl) {   /* reached in wrappermode (STARTTLS checks before it asks) */
+                smtp_session_tls_failed(s, "4.7.5", "TLS is required, but our TLS engine is unavailable");
+                return;
+        }
+        r = tls_conn_new_client(cl, s->fd, sni, cache_key, &s->tls);
         if (r < 0) {
                 s->tls = NULL;
                 smtp_session_tls_failed(s, "4.3.0", "Cannot start TLS: %s", strerror(-r));
@@ -200,7 +205,7 @@ bool smtp_session_tls_before_mail(SmtpSession *s) {
                         log_info("Host offered STARTTLS: [%s]", s->target.host);
                 return false;
         }
-        if (!smtp_tls_client(cfg(s)->tls, s->level)) {
+        if (!smtp_tls_client(cfg(s)->tls, &s->d->tls, s->level)) {
                 if (s->level == SMTP_TLS_MAY)
                         return false;
                 smtp_session_tls_failed(s, "4.7.5", "TLS is required, but our TLS engine is unavailable");

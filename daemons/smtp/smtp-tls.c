@@ -1,8 +1,9 @@
 /* smtp-tls.c — TLS policy for postern-smtp: the smtp_tls_* settings of a configuration
  * snapshot (two TlsClients: opportunistic and mandatory protocols/ciphers), the per-destination
- * policy from smtp_tls_policy_maps (Postfix's tls_policy(5) keys and the level plus match= and
- * servername= attributes), the list of names a server certificate must match
- * (smtp_tls_verify_cert_match / smtp_tls_secure_cert_match strategies: hostname, nexthop,
+ * policy from smtp_tls_policy_maps (Postfix's tls_policy(5) keys and the level plus match=,
+ * servername= and tafile= attributes; a tafile= set gets its own TlsClients over the same
+ * credentials, made at first use and kept with the snapshot), the list of names a server
+ * certificate must match (smtp_tls_verify_cert_match / smtp_tls_secure_cert_match strategies: hostname, nexthop,
  * dot-nexthop, literal names) and the SNI to send. The conversation itself (STARTTLS, the
  * handshake, record I/O) is in smtp-session-tls.c; the GnuTLS work in common/tls. The same code
  * reads the lmtp_tls_* twins for the LMTP side (smtp_tls_load's prefix). */
@@ -19,8 +20,17 @@
 #include "smtp.h"
 #include "tls/tls.h"
 
+/* The clients of one tafile= set (key: the files, space-separated); NULLs when it did not load. */
+typedef struct AnchoredClients {
+        char *key;
+        TlsClient *opportunistic, *mandatory;
+        struct AnchoredClients *next;
+} AnchoredClients;
+
 struct SmtpTls {
         SmtpTlsLevel level;                 /* smtp_tls_security_level */
+        const char *prefix;                 /* "smtp" or "lmtp" (static) */
+        AnchoredClients *anchored;
         TableList *policy_maps;
         char *policy_maps_spec;
         TlsClient *opportunistic, *mandatory;
@@ -62,6 +72,14 @@ SmtpTls *smtp_tls_free(SmtpTls *t) {
         free(t->policy_maps_spec);
         tls_client_unref(t->opportunistic);
         tls_client_unref(t->mandatory);
+        while (t->anchored) {
+                AnchoredClients *a = t->anchored;
+                t->anchored = a->next;
+                tls_client_unref(a->opportunistic);
+                tls_client_unref(a->mandatory);
+                free(a->key);
+                free(a);
+        }
         free(t->servername);
         strv_free(t->verify_match);
         strv_free(t->secure_match);
@@ -120,6 +138,7 @@ int smtp_tls_load(Conf *c, SmtpSettings *s, SmtpTls **ret) {
 
         if (!t)
                 return log_oom();
+        t->prefix = prefix;
         if (level_parse(level, &t->level) < 0)
                 log_warning("%s_tls_security_level = %s is not supported; using none", prefix, level);
         else if (isempty(level)) {
@@ -158,7 +177,49 @@ int smtp_tls_load(Conf *c, SmtpSettings *s, SmtpTls **ret) {
         return 0;
 }
 
-TlsClient *smtp_tls_client(SmtpTls *t, SmtpTlsLevel level) {
+/* The clients for a tafile= set, made on first use over the snapshot's two clients. */
+static AnchoredClients *anchored_clients(SmtpTls *t, char **files) {
+        size_t len = 1;
+        for (char **f = files; *f; f++)
+                len += strlen(*f) + 1;
+        _cleanup_free_ char *key = malloc(len);
+        if (!key) {
+                log_oom();
+                return NULL;
+        }
+        key[0] = '\0';
+        for (char **f = files; *f; f++)
+                strcat(strcat(key, f == files ? "" : " "), *f);
+        for (AnchoredClients *a = t->anchored; a; a = a->next)
+                if (streq(a->key, key))
+                        return a;
+        AnchoredClients *a = calloc(1, sizeof(AnchoredClients));
+        if (!a) {
+                log_oom();
+                return NULL;
+        }
+        a->key = TAKE_PTR(key);
+        TlsClient *base[2] = { t->opportunistic, t->mandatory }, **out[2] = { &a->opportunistic, &a->mandatory };
+        for (size_t i = 0; i < 2; i++) {
+                _cleanup_free_ char *why = NULL;
+                if (base[i] && tls_client_with_anchors(base[i], files, out[i], &why) < 0) {
+                        *out[i] = NULL;
+                        /* once per file set and snapshot; mail for it defers ("TLS engine unavailable") */
+                        log_error("%s_tls_policy_maps: tafile=%s: %s; TLS not available for that destination",
+                                  t->prefix, a->key, why ? why : "out of memory");
+                        break;
+                }
+        }
+        a->next = t->anchored;
+        t->anchored = a;
+        return a;
+}
+
+TlsClient *smtp_tls_client(SmtpTls *t, const SmtpTlsPolicy *p, SmtpTlsLevel level) {
+        if (p && p->tafiles && (level == SMTP_TLS_VERIFY || level == SMTP_TLS_SECURE)) {
+                AnchoredClients *a = anchored_clients(t, p->tafiles);
+                return !a ? NULL : level >= SMTP_TLS_ENCRYPT ? a->mandatory : a->opportunistic;
+        }
         return level >= SMTP_TLS_ENCRYPT ? t->mandatory : t->opportunistic;
 }
 
@@ -191,6 +252,7 @@ void smtp_nexthop_domain(const char *nexthop, char *buf, size_t size) {
 
 void smtp_tls_policy_done(SmtpTlsPolicy *p) {
         p->match = strv_free(p->match);
+        p->tafiles = strv_free(p->tafiles);
         free(p->servername);
         p->servername = NULL;
 }
@@ -206,7 +268,7 @@ static char **strv_copy(char **v) {
         return c;
 }
 
-/* "level [match=a:b] [servername=x]" from a policy table. */
+/* "level [match=a:b] [servername=x] [tafile=f ...]" from a policy table. */
 static int policy_parse(const char *value, SmtpTlsPolicy *p, char *diag, size_t diag_size) {
         _cleanup_strv_free_ char **w = conf_split_list(value);
         if (!w)
@@ -233,6 +295,15 @@ static int policy_parse(const char *value, SmtpTlsPolicy *p, char *diag, size_t 
                                         return -ENOMEM;
                                 s += l + (s[l] == ':');
                         }
+                } else if ((v = startswith(*a, "tafile="))) {
+                        /* one file each, several allowed (the value was split at commas and spaces) */
+                        if (isempty(v)) {
+                                snprintf(diag, diag_size, "empty \"tafile\" attribute");
+                                return -EINVAL;
+                        }
+                        char *f = strdup(v);
+                        if (!f || strv_consume(&p->tafiles, f) < 0)
+                                return -ENOMEM;
                 } else if ((v = startswith(*a, "servername="))) {
                         free(p->servername);
                         if (!(p->servername = strdup(v)))

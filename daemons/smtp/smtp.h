@@ -229,6 +229,7 @@ typedef struct SmtpTlsPolicy {
         SmtpTlsLevel level;
         char **match;                 /* verify/secure: strategies or names to match, else NULL */
         char *servername;             /* SNI setting: NULL/"" none, "hostname", "nexthop", a name */
+        char **tafiles;               /* tafile= trust-anchor files (verify/secure), else NULL */
         bool from_table;              /* an smtp_tls_policy_maps entry (it overrides MTA-STS) */
 } SmtpTlsPolicy;
 
@@ -243,9 +244,9 @@ int smtp_tls_policy(SmtpTls *t, const char *nexthop, SmtpTlsPolicy *ret, const c
                     char *diag, size_t diag_size);
 void smtp_tls_policy_done(SmtpTlsPolicy *p);
 const char *smtp_tls_level_name(SmtpTlsLevel l);
-/* The TlsClient for a level (mandatory or opportunistic protocols/ciphers); NULL when TLS
- * credentials could not be set up. */
-struct TlsClient *smtp_tls_client(SmtpTls *t, SmtpTlsLevel level);
+/* The TlsClient for a level (mandatory or opportunistic protocols/ciphers) under policy p (its
+ * tafile= anchors at verify/secure; p may be NULL); NULL when TLS credentials could not be set up. */
+struct TlsClient *smtp_tls_client(SmtpTls *t, const SmtpTlsPolicy *p, SmtpTlsLevel level);
 bool smtp_tls_wrappermode(SmtpTls *t);
 bool smtp_tls_note_starttls_offer(SmtpTls *t);
 int smtp_tls_loglevel(SmtpTls *t);

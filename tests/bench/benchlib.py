@@ -155,7 +155,9 @@ def postfix_master_cf(port, smtpd_options=()):
 class PrivatePostfix:
     """Debian's Postfix with a private configuration; use as a context manager."""
 
-    def __init__(self, extra_main_cf="", smtpd_options=()):
+    def __init__(self, extra_main_cf="", smtpd_options=(), extra_master_cf=""):
+        """extra_master_cf: lines appended to master.cf (e.g. a tlsproxy service, which Debian's
+        master.cf leaves commented out)."""
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-postfix-", dir="/var/tmp"))
         os.chmod(self.root, 0o755)
         self.etc, self.queue = self.root / "etc", self.root / "queue"
@@ -163,6 +165,7 @@ class PrivatePostfix:
         self.port = free_port()
         self.extra_main_cf = extra_main_cf
         self.smtpd_options = smtpd_options
+        self.extra_master_cf = extra_master_cf
         self.env = dict(os.environ, MAIL_CONFIG=str(self.etc))
         self.pf = ["postfix", "-c", str(self.etc)]
 
@@ -190,7 +193,7 @@ biff = no
 maillog_file = {self.root}/maillog
 {self.extra_main_cf}
 """)
-        (self.etc / "master.cf").write_text(postfix_master_cf(self.port, self.smtpd_options))
+        (self.etc / "master.cf").write_text(postfix_master_cf(self.port, self.smtpd_options) + self.extra_master_cf)
         r = subprocess.run(self.pf + ["start"], capture_output=True, text=True, env=self.env)
         if r.returncode != 0:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -1,6 +1,7 @@
 """postern-smtp smtp_tls_trust_anchor_file (Postfix's meaning): at levels verify and secure the
 anchors replace smtp_tls_CAfile / smtp_tls_CApath, and an anchor need not be a root: one that is
-in the server's chain, or issued its top certificate, is enough.
+in the server's chain, or issued its top certificate, is enough. The same per destination with
+tafile= in smtp_tls_policy_maps, and bare public keys ("PUBLIC KEY" blocks) as anchors.
 
 The PKI is root -> intermediate -> leaf (mail.ta.test); the anchor is the intermediate. The
 server is gnutls-serv (a TLS echo server, so SMTPS: smtp_tls_wrappermode): a verified handshake
@@ -12,6 +13,7 @@ import subprocess
 
 import pytest
 
+import mailtest
 from smtp_peers import free_port, wait_port
 from test_smtp_tls import deferred, send
 from test_smtpd_tls import CERTTOOL, _ca, _certtool
@@ -41,6 +43,9 @@ def pki():
     (d / "other.tmpl").write_text("cn = Unrelated CA\nca\ncert_signing_key\nexpiration_days = 365\n")
     _certtool("--generate-self-signed", "--load-privkey", "other.key", "--template", "other.tmpl",
               "--outfile", "other.crt", cwd=d)
+    for name in ("inter", "leaf", "other"):      # bare public keys (certtool adds text before the PEM)
+        _certtool("--load-privkey", f"{name}.key", "--pubkey-info", "--outfile", f"{name}.pub", cwd=d)
+    (d / "mixed.pem").write_text((d / "other.crt").read_text() + (d / "inter.pub").read_text())
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -84,12 +89,14 @@ def test_intermediate_anchor_verifies(postern, pki, gnutls_serv, chain, level):
     assert "timed out while receiving the initial server greeting" in m.group(2)
 
 
-def test_anchors_replace_the_ca_file(postern, pki, gnutls_serv):
-    """smtp_tls_CAfile holds the root (it would verify), the anchor file an unrelated CA: refused."""
+@pytest.mark.parametrize("anchor", ["other.crt", "other.pub"])
+def test_anchors_replace_the_ca_file(postern, pki, gnutls_serv, anchor):
+    """smtp_tls_CAfile holds the root (it would verify), the anchor file an unrelated CA or an
+    unrelated public key: refused."""
     port = gnutls_serv("full.crt")
-    start(postern, port, "secure", smtp_tls_trust_anchor_file=str(pki / "other.crt"),
+    start(postern, port, "secure", smtp_tls_trust_anchor_file=str(pki / anchor),
           smtp_tls_CAfile=str(pki / "ca.crt"))
-    m = deferred(postern, send(postern, "ta-replaced@test"))
+    m = deferred(postern, send(postern, f"ta-replaced-{anchor}@test"))
     assert m.group(1) == "4.7.5" and "Server certificate not verified" in m.group(2)
     assert "Verified TLS connection" not in postern.log("smtp")
 
@@ -101,5 +108,68 @@ def test_several_anchor_files_and_the_name_still_counts(postern, pki, gnutls_ser
     start(postern, port, "secure", smtp_tls_secure_cert_match="other.ta.test",
           smtp_tls_trust_anchor_file=f"{pki / 'other.crt'}, {pki / 'inter.crt'}")
     m = deferred(postern, send(postern, "ta-name@test"))
+    assert "Server certificate not verified" in m.group(2)
+    postern.wait_log("smtp", r"do not match other\.ta\.test")
+
+
+# --- tafile= in smtp_tls_policy_maps -----------------------------------------------------------
+
+def _outcome(postern, rcpt):
+    return postern.wait_log("smtp", rf"to=<{rcpt}>, relay=[^ ]+, .*dsn=(4\.[0-9.]+), status=deferred \((.*)\)",
+                            timeout=20)
+
+
+def test_policy_tafile_for_one_destination(postern, pki, gnutls_serv, tmp_path):
+    """Two next hops at level verify, the global anchor an unrelated CA: the one whose policy
+    entry names tafile= (twice: the unrelated CA, then the intermediate) verifies, the other
+    is refused."""
+    pa, pb = gnutls_serv("leaf-only.crt"), gnutls_serv("leaf-only.crt")
+    table = tmp_path / "tls_policy"
+    table.write_text(f"[127.0.0.1]:{pa} verify tafile={pki / 'other.crt'} tafile={pki / 'inter.crt'}\n"
+                     f"[127.0.0.1]:{pb} verify\n")
+    start(postern, pa, "may", relayhost="", smtp_tls_trust_anchor_file=str(pki / "other.crt"),
+          smtp_tls_policy_maps=f"texthash:{table}",
+          transport_maps=f"inline:{{ a.example=smtp:[127.0.0.1]:{pa}, b.example=smtp:[127.0.0.1]:{pb} }}")
+    mailtest.send(postern, "ptest1@postern.test", ["bob@a.example"], b"Subject: a\r\n\r\nbody\r\n")
+    mailtest.send(postern, "ptest1@postern.test", ["bob@b.example"], b"Subject: b\r\n\r\nbody\r\n")
+    assert "initial server greeting" in _outcome(postern, "bob@a.example").group(2)
+    postern.wait_log("smtp", rf"Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:{pa}")
+    m = _outcome(postern, "bob@b.example")
+    assert m.group(1) == "4.7.5" and "Server certificate not verified" in m.group(2)
+    assert f"Verified TLS connection established to 127.0.0.1[127.0.0.1]:{pb}" not in postern.log("smtp")
+
+
+def test_policy_tafile_missing_file_defers(postern, pki, gnutls_serv, tmp_path):
+    """A tafile= that does not load: logged, and mail for that destination defers."""
+    port = gnutls_serv("leaf-only.crt")
+    table = tmp_path / "tls_policy"
+    table.write_text(f"[127.0.0.1]:{port} secure tafile={tmp_path / 'nonexistent.pem'}\n")
+    start(postern, port, "may", smtp_tls_policy_maps=f"texthash:{table}")
+    m = deferred(postern, send(postern, "ta-missing@test"))
+    assert m.group(1) == "4.7.5" and "TLS engine is unavailable" in m.group(2)
+    postern.wait_log("smtp", r"smtp_tls_policy_maps: tafile=.*nonexistent\.pem: .*TLS not available")
+
+
+# --- public keys as anchors --------------------------------------------------------------------
+
+@pytest.mark.parametrize("chain, key", [("full.crt", "inter.pub"), ("leaf-only.crt", "leaf.pub"),
+                                        ("leaf-only.crt", "inter.pub"), ("full.crt", "mixed.pem")])
+def test_public_key_anchor_verifies(postern, pki, gnutls_serv, chain, key):
+    """The intermediate's key with the intermediate in the chain, the leaf's own key, the
+    intermediate's key that signed the leaf the server sends alone, and a file holding an
+    unrelated CA and the key."""
+    port = gnutls_serv(chain)
+    start(postern, port, "secure", smtp_tls_trust_anchor_file=str(pki / key), smtp_tls_CAfile=str(pki / "ca.crt"))
+    m = deferred(postern, send(postern, f"ta-key-{chain}-{key}@test"))
+    postern.wait_log("smtp", rf"Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:{port}")
+    assert "timed out while receiving the initial server greeting" in m.group(2)
+
+
+def test_public_key_anchor_name_still_counts(postern, pki, gnutls_serv):
+    """The leaf's own key anchors it, but the match list names another host."""
+    port = gnutls_serv("full.crt")
+    start(postern, port, "secure", smtp_tls_secure_cert_match="other.ta.test",
+          smtp_tls_trust_anchor_file=str(pki / "leaf.pub"))
+    m = deferred(postern, send(postern, "ta-key-name@test"))
     assert "Server certificate not verified" in m.group(2)
     postern.wait_log("smtp", r"do not match other\.ta\.test")
