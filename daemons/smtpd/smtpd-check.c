@@ -645,7 +645,6 @@ static bool wait_lookups(SmtpdEval *e) {
                 s->eval = e;
                 session_wait(s, on_wait_cancel, e);
         }
-        s->hold_replies = true;
         return false;
 }
 

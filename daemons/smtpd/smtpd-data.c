@@ -675,7 +675,6 @@ static void data_end_expand(Session *s, CommitJob *j, int ra) {
                                 d->expanding = j;
                                 d->expanding_actions = ra;
                                 session_wait(s, expand_cancel, s);
-                                s->hold_replies = true;
                                 return;
                         }
                         /* answered already (the workers could not take the keys): run again */

@@ -2,8 +2,10 @@
  *
  * A session reads whatever the socket has into its input buffer, runs every complete command
  * (or DATA line) it finds, collects all replies in its output buffer and writes them in one
- * write() — so a pipelined batch is answered in one segment. While output is pending (the
- * client does not read) or while its message is being committed, input is paused. Buffers are
+ * write() — so a pipelined batch is answered in one segment, also when a command of it waits
+ * (session_wait(), a commit): the replies so far are held until the answer's (see smtpd.h).
+ * While output is pending (the client does not read) or while its message is being committed,
+ * input is paused. Buffers are
  * allocated on demand and released when empty, so an idle session costs a few hundred bytes.
  *
  * This file owns the session's phase: the only code that writes it. Other files read it with
@@ -528,8 +530,8 @@ static void session_run(Session *s) {
         for (;;) {
                 s->output_full = false;
                 session_process_input(s);
-                if (s->phase == PHASE_WAIT && s->hold_replies && !s->output_full)
-                        return;   /* flushed with the answer's reply: a lookup takes milliseconds */
+                if ((s->phase == PHASE_WAIT || s->phase == PHASE_COMMIT) && !s->output_full)
+                        return;   /* replies held: they go out with the answer's (see session_wait()) */
                 bool full = s->output_full;
                 if (!session_flush(s))
                         return;
@@ -583,7 +585,6 @@ void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata) {
 }
 
 void session_resume(Session *s, SessionResume how) {
-        s->hold_replies = false;
         if (s->phase == PHASE_WAIT) {
                 s->phase = s->wait_prev;
                 s->wait_cancel = NULL;

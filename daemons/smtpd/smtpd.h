@@ -599,8 +599,6 @@ struct Session {
         SessionPhase wait_prev;  /* while PHASE_WAIT: the phase to return to */
         void (*wait_cancel)(void *userdata);   /* while PHASE_WAIT: called if the session ends */
         void *wait_userdata;
-        bool hold_replies;       /* waiting for a server table (table-async.h): the replies so far go
-                                  * out with the next ones, in one segment (no Nagle/delayed-ACK stall) */
 
         struct SmtpdEval *eval;  /* a restriction evaluation in progress (smtpd-check.c) */
         char *deferred_permit;   /* smtpd_delay_reject = no: a DEFER_IF_PERMIT reply of the
@@ -682,7 +680,14 @@ void session_enter_tls(Session *s);
  * previous phase and goes on with buffered input (or, shutting down, closes after the output);
  * SESSION_RESUME_ONLY just returns to the previous phase, so that the caller can reply and
  * maybe start another wait; unless it did, it then calls session_resume(SESSION_RESUME_INPUT).
- * A commit (session_enter_commit) ends the same way, back in PHASE_COMMAND. */
+ * A commit (session_enter_commit) ends the same way, back in PHASE_COMMAND.
+ * While a session waits or commits, the replies it queued before (earlier commands of a
+ * pipelined batch) are held and go out with the answer's, in one write: written alone, the
+ * answer's later small segment met Nagle and the client's delayed ACK (40 ms per batch). The
+ * client waits for the answer's reply anyway (a wait never depends on its input), so nothing
+ * it needs is held longer than the command it waits for; a non-pipelined client has nothing
+ * queued when a wait starts. Postfix's smtpd, which blocks with its replies buffered, does the
+ * same. Output that fills the buffer still goes out at once. */
 typedef enum SessionResume { SESSION_RESUME_INPUT, SESSION_RESUME_ONLY } SessionResume;
 void session_wait(Session *s, void (*cancel)(void *userdata), void *userdata);
 void session_resume(Session *s, SessionResume how);
