@@ -3,11 +3,19 @@ while one session's RCPT waits for a lookup server that holds its answer, anothe
 whole dialogue (greeting, EHLO, MAIL, RCPT with a lookup in the same table, RSET) is answered at
 once; the first session gets its answer when the server gives it. Also at queue time: a message
 whose virtual alias expansion waits for the server does not keep another session from queueing
-its own. The lookup server is sql_peers.ScriptedMap (socketmap protocol) with a held key."""
+its own. The lookup server is sql_peers.ScriptedMap (socketmap protocol) with a held key.
 
+postern-qmgr too (daemons/qmgr/qmgr-lookup.c): while one message's routing waits for its
+transport_maps answer, another message (a different key of the same table) is routed and
+delivered at once; the first goes out when the server answers."""
+
+import re
 import threading
 import time
 
+import mailtest
+from mailtest import send
+from smtp_peers import Sink
 from sql_peers import ScriptedMap
 from test_smtpd_helpers import session, wait_until
 
@@ -81,3 +89,53 @@ def test_slow_expansion_does_not_stall_other_sessions(postern):
     finally:
         gate.set()
         aliases.stop()
+
+
+def test_slow_routing_lookup_does_not_stall_the_queue(postern):
+    p = postern
+    sink = Sink(p.root / "sink")
+    hop = f"smtp:[127.0.0.1]:{sink.port}"
+    routes = ScriptedMap("socketmap", {"x@slow.example": hop, "fast.example": hop})
+    gate = routes.hold["x@slow.example"] = threading.Event()
+    try:
+        p.configure(transport_maps=f"socketmap:inet:127.0.0.1:{routes.port}:virtual")
+        p.start()
+        send(p, SENDER, ["x@slow.example"], mailtest.msg("q-slow", sender=SENDER))
+        assert wait_until(lambda: "x@slow.example" in routes.requests, timeout=10)
+        t0 = time.monotonic()
+        send(p, SENDER, ["y@fast.example"], mailtest.msg("q-fast", sender=SENDER))
+        # (a qmgr that waits on its loop answers nothing until the lookup times out, 10 s)
+        got = sink.wait_count(1, timeout=5)
+        took = time.monotonic() - t0
+        assert not gate.is_set()
+        assert [re.search(rb"Message-ID: <([^>]+)>", d).group(1) for d in got] == [b"q-fast"]
+        assert took < 3, f"the other message waited {took:.1f} s for a lookup it did not need"
+        gate.set()
+        sink.wait_count(2, timeout=10)
+        p.wait_queue_empty()
+    finally:
+        gate.set()
+        routes.stop()
+        sink.stop()
+
+
+def test_message_deleted_while_its_routing_waits(postern):
+    p = postern
+    routes = ScriptedMap("socketmap", {"x@slow.example": "discard:", "fast.example": "discard:"})
+    gate = routes.hold["x@slow.example"] = threading.Event()
+    try:
+        p.configure(transport_maps=f"socketmap:inet:127.0.0.1:{routes.port}:virtual")
+        p.start("smtpd", "qmgr")
+        qid = send(p, SENDER, ["x@slow.example"], mailtest.msg("d-slow", sender=SENDER))
+        assert wait_until(lambda: "x@slow.example" in routes.requests, timeout=10)
+        r = p.posternctl("delete", qid)
+        assert r.returncode == 0, r.stderr
+        p.wait_log("qmgr", rf"{qid}: removed", timeout=3)
+        gate.set()   # the answer comes for a message that is gone
+        other = send(p, SENDER, ["y@fast.example"], mailtest.msg("d-fast", sender=SENDER))
+        p.wait_log("qmgr", rf"{other}: to=<y@fast\.example>, relay=none, .*status=sent")
+        p.wait_queue_empty()
+        assert "to=<x@slow.example>" not in p.log("qmgr")
+    finally:
+        gate.set()
+        routes.stop()
