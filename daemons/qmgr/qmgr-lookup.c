@@ -83,8 +83,7 @@ void qmgr_lookup_done(QmgrMessage *m) {
         QmgrLookup *l = m->lookup;
         if (!l)
                 return;
-        table_memo_unwait(l->memo);
-        table_memo_unref(l->memo);   /* answers still on their way hold their own reference */
+        table_memo_drop(l->memo);
         free(l);
         m->lookup = NULL;
 }
