@@ -175,6 +175,11 @@ void table_memo_unwait(TableMemo *m) {
         m->userdata = NULL;
 }
 
+TableMemo *table_memo_drop(TableMemo *m) {
+        table_memo_unwait(m);
+        return table_memo_unref(m);
+}
+
 static void job_free(LookupJob *j) {
         if (!j)
                 return;

@@ -55,6 +55,9 @@ bool table_memo_guessing(void);
  * Returns false (and never calls) when nothing is on its way. */
 bool table_memo_wait(TableMemo *m, void (*ready)(void *userdata), void *userdata);
 void table_memo_unwait(TableMemo *m);
+/* Unwaits and unrefs: for an owner that goes away while lookups may be on their way (they keep
+ * the memo until they answer, and call nothing). Returns NULL. */
+TableMemo *table_memo_drop(TableMemo *m);
 
 /* For table.c: whether the current memo answers key in the server table spec (*ret_r, and
  * *ret_value when found), having sent it to the workers if need be (*ret_r = -EINPROGRESS). */

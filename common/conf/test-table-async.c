@@ -2,7 +2,8 @@
  * against a socketmap server on a unix socket (a thread per connection, answering from a fixed
  * list and logging the keys asked): a run that needs keys the memo lacks gets "not found" for
  * now and sends them as one job; the next run reads the answers; a job stops at the first key
- * found (later ones were guesses); a cleared memo drops answers still on their way; without
+ * found (later ones were guesses); a cleared memo drops answers still on their way, a dropped
+ * one is freed by its last job without a call; without
  * may_wait lookups run on the caller's thread and are noted; a server's TEMP is an error. */
 #include <errno.h>
 #include <pthread.h>
@@ -217,6 +218,19 @@ int main(void) {
         CHECK_INT(run(m, t, true, "g", NULL, &wait), 0);
         CHECK(!wait);
         CHECK_INT(asked_count("g"), 1);
+
+        /* Dropped by its owner while a job is on its way (a message or delivery that goes
+         * away): the job keeps the memo until it answers, and calls nothing. */
+        TableMemo *gone = table_memo_new();
+        CHECK(gone);
+        CHECK_INT(run(gone, t, true, "h", NULL, &wait), 0);
+        CHECK(wait);
+        CHECK(table_memo_wait(gone, ready, &ready_called));
+        CHECK(!table_memo_drop(gone));
+        for (int i = 0; i < 1000 && asked_count("h") == 0; i++)
+                CHECK(sd_event_run(e, 10 * 1000) >= 0);
+        CHECK(sd_event_run(e, 100 * 1000) >= 0);
+        CHECK(!ready_called);
 
         /* No current memo: as without this module. */
         CHECK_INT(table_lookup(t, "a", &v), 1);

@@ -853,7 +853,9 @@ static const char *route_text_dsn(const char *text, char dsn[16], const char *df
         return dsn;
 }
 
-/* Routes the due recipients of a freshly activated message and queues its delivery jobs. */
+/* Routes the due recipients of a freshly activated message and queues its delivery jobs. A
+ * routing that waits for a server table's answer sets m aside (qmgr-lookup.c) and this runs
+ * again when the answers are there. */
 void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
         usec_t now = m->active_usec;
         size_t nr = m->n_rcpts + 1;
@@ -872,13 +874,19 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                 qmgr_message_release(q, m);
                 return;
         }
+        bool waiting = false;
         for (size_t i = 0; i < m->n_rcpts; i++) {
                 QueueRecipient *rc = &m->rcpts[i];
                 if (rc->state == QUEUE_RCPT_DELIVERED || rc->state == QUEUE_RCPT_BOUNCED)
                         continue;
                 if (rc->state == QUEUE_RCPT_DEFERRED && !force && rc->next_attempt_usec > now)
                         continue;
-                int r = qmgr_route_transport(rs, &m->msg, rc->address, &transport[i], &nexthop[i]);
+                int r = qmgr_lookup_route(m, rs, rc->address, &transport[i], &nexthop[i]);
+                if (r == -EINPROGRESS || waiting) {
+                        /* the other recipients are routed only to send their keys too */
+                        waiting = true;
+                        continue;
+                }
                 if (r < 0) {
                         decided[n_decided++] = (QmgrResult) {
                                 .idx = i, .state = QUEUE_RCPT_DEFERRED, .dsn = "4.3.0",
@@ -918,6 +926,18 @@ void qmgr_deliver_message(Qmgr *q, QmgrMessage *m, bool force) {
                 } else
                         due[n_due++] = i;
         }
+
+        if (waiting) {
+                for (size_t i = 0; i < m->n_rcpts; i++) {
+                        free(transport[i]);
+                        free(nexthop[i]);
+                }
+                if (qmgr_lookup_park(q, m, force))
+                        return;   /* routed again when the answers are there */
+                qmgr_deliver_message(q, m, force);   /* they are: route again now */
+                return;
+        }
+        qmgr_lookup_done(m);
 
         LogFields f = { .queue_id = m->queue_id, .sender = m->msg.sender };
         if (n_due + n_decided > 0) {
@@ -998,8 +1018,15 @@ size_t qmgr_jobs_drop_message(QmgrJob **head, QmgrJob **tail, QmgrMessage *m) {
         return dropped;
 }
 
-/* Drops the jobs of m that have not started yet (finalizing m when none is left). */
+/* Drops the jobs of m that have not started yet (finalizing m when none is left); a message set
+ * aside while routing is finalized at once. */
 void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m) {
+        if (qmgr_lookup_parked(m)) {
+                /* set aside while routing: no job yet, nothing to finish */
+                qmgr_lookup_done(m);
+                qmgr_apply_results(q, m, NULL, 0);
+                return;
+        }
         size_t dropped = qmgr_jobs_drop_message(&q->wait_head, &q->wait_tail, m);
         dropped += qmgr_sched_cancel_message(q, m);
         if (dropped == 0)

@@ -181,7 +181,7 @@ static int route_class(const QmgrSettings *s, const char *domain, AddressClass *
         int r = addr_classes_classify((AddrClasses *) &s->classes, domain, ret, &warning);
         if (warning)
                 log_warning("%s", warning);
-        if (r < 0 && r != -ENOMEM)
+        if (r < 0 && r != -ENOMEM && r != -EINPROGRESS)
                 log_warning_errno(r, "address class lookup of domain %s failed: %m", strempty(domain));
         return r;
 }
@@ -206,7 +206,7 @@ static int relocated_lookup(const QmgrSettings *s, const char *address, const ch
         AddrFindFlags f = c == ADDR_CLASS_LOCAL || (domain && strcaseeq(domain, strempty(s->myorigin))) ?
                           ADDR_FIND_LOCALPART : 0;
         int r = addr_find(s->relocated_maps, local, domain, s->recipient_delimiter, f, &where);
-        if (r < 0 && r != -ENOMEM)
+        if (r < 0 && r != -ENOMEM && r != -EINPROGRESS)
                 log_warning_errno(r, "relocated_maps lookup of <%s> failed: %m", address);
         if (r <= 0)
                 return r;

@@ -39,6 +39,7 @@ static void message_free(void *p) {
         QmgrMessage *m = p;
         if (!m)
                 return;
+        qmgr_lookup_done(m);   /* set aside while routing: the answers are not waited for */
         queue_message_done(&m->msg);
         queue_recipients_free(m->rcpts, m->n_rcpts);
         free(m);

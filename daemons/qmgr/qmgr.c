@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "conf/conf-fields.h"
+#include "conf/table-async.h"
 #include "daemon/daemon-role.h"
 #include "log/log.h"
 #include "metrics/metrics-store.h"
@@ -208,6 +209,10 @@ static int start(void *userdata, Daemon *d) {
                 ipc_server_set_limit_handler(q->server, on_socket_limit);
         } else
                 log_info("no \"qmgr\" socket passed; working from the timer alone");
+        /* Server-table lookups while routing run on these (threads start on the first one). */
+        r = table_async_start(q->event, QMGR_LOOKUP_THREADS);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the lookup workers: %m");
         r = qmgr_scan_setup(q);
         if (r < 0)
                 return r;
@@ -219,7 +224,8 @@ static int start(void *userdata, Daemon *d) {
 static void stop(void *userdata) {
         Qmgr *q = userdata;
         qmgr_control_done(q);
-        qmgr_scan_done(q);
+        qmgr_scan_done(q);   /* messages set aside for lookups stop waiting */
+        table_async_stop();
         metrics_flusher_stop();
         q->queue = queue_close(q->queue);
 }

@@ -65,6 +65,9 @@
 /* Agent results are committed in groups: at most this long after the first, or this many. */
 #define QMGR_BATCH_DELAY_USEC (2 * USEC_PER_MSEC)
 #define QMGR_BATCH_MAX 256
+/* Worker threads for lookups in server tables while routing (qmgr-lookup.c): each opens its own
+ * connection to each table it serves, so this is also the size of each table's pool. */
+#define QMGR_LOOKUP_THREADS 8
 
 typedef struct Qmgr Qmgr;
 typedef struct QmgrDest QmgrDest;
@@ -171,6 +174,8 @@ typedef struct QmgrMessage {
         bool delete_requested;         /* an administrator deleted it during delivery */
         char success_id[QUEUE_ID_MAX]; /* the success notice queued at completion, or "" */
         bool postmaster_notice;        /* the failure notice went to the postmaster */
+        struct QmgrLookup *lookup;     /* while routing: server-table answers, and whether m is
+                                        * set aside until they arrive (qmgr-lookup.c) */
 } QmgrMessage;
 
 typedef struct QmgrJob QmgrJob;
@@ -285,6 +290,21 @@ QmgrRoute qmgr_route(const QmgrSettings *s, const char *address);
 int qmgr_route_transport(const QmgrSettings *s, const QueueMessage *msg, const char *address,
                          char **ret_transport, char **ret_nexthop);
 
+/* qmgr-lookup.c: routing that never waits on the event loop for a server table (pgsql:, mysql:,
+ * ldap:, socketmap:, tcp:; common/conf/table-async.h) */
+/* Routes one recipient of m as qmgr_route_transport() does, the server tables' answers coming
+ * from m's memo; -EINPROGRESS when an answer is on its way (nothing is returned then). */
+int qmgr_lookup_route(QmgrMessage *m, const QmgrSettings *rs, const char *address, char **ret_transport,
+                      char **ret_nexthop);
+/* After a routing pass that got -EINPROGRESS: sets m aside (no thread waits) until the answers
+ * are there, then calls qmgr_deliver_message(q, m, force) again. False when they are there
+ * already (route again now). */
+bool qmgr_lookup_park(Qmgr *q, QmgrMessage *m, bool force);
+/* Whether m is set aside waiting for answers. */
+bool qmgr_lookup_parked(const QmgrMessage *m);
+/* Routing is over (or m is going away): forgets m's answers and any wait. */
+void qmgr_lookup_done(QmgrMessage *m);
+
 /* qmgr-scan.c */
 /* Asks for a scan after delay_usec (coalesced with any earlier request). */
 void qmgr_schedule_scan(Qmgr *q, usec_t delay_usec);
@@ -321,7 +341,8 @@ usec_t qmgr_backoff(const QmgrSettings *s, uint32_t attempts);
 bool qmgr_message_expired(const QmgrSettings *s, const QueueMessage *m, usec_t now);
 /* Frees the jobs of m in the wait queue head..tail; returns how many. */
 size_t qmgr_jobs_drop_message(QmgrJob **head, QmgrJob **tail, QmgrMessage *m);
-/* Drops the jobs of m that have not started yet (finalizing m when none is left). */
+/* Drops the jobs of m that have not started yet (finalizing m when none is left); a message set
+ * aside while routing (qmgr-lookup.c) is finalized at once. */
 void qmgr_cancel_waiting_jobs(Qmgr *q, QmgrMessage *m);
 /* Cancels and frees every job (shutdown). */
 void qmgr_jobs_free(Qmgr *q);

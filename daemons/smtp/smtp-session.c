@@ -252,8 +252,12 @@ void smtp_session_start(SmtpDelivery *d) {
         if (!d->tls_loaded) {
                 const char *dsn = "4.3.0";
                 char diag[700];
+                /* the TLS policy and the sender's SASL password (smtp-lookup.c) */
+                int r = smtp_lookup_start(d, tls_nexthop(d), smtp_session_start, &dsn, diag, sizeof(diag));
+                if (r > 0)
+                        return;   /* a server table's answer: back here when it is there */
                 d->tls_loaded = true;
-                if (smtp_tls_policy(tls, tls_nexthop(d), &d->tls, &dsn, diag, sizeof(diag)) < 0) {
+                if (r < 0) {
                         smtp_all_result(d, false, dsn, "%s", diag);
                         smtp_delivery_finish(d);
                         return;
@@ -261,12 +265,6 @@ void smtp_session_start(SmtpDelivery *d) {
                 /* SMTPS has no plaintext to fall back to. */
                 if (smtp_tls_wrappermode(tls) && d->tls.level < SMTP_TLS_ENCRYPT)
                         d->tls.level = SMTP_TLS_ENCRYPT;
-                if (smtp_sasl_lookup_sender(smtp_settings(smtp, d->lmtp, d->transport)->sasl, d->msg.sender,
-                                            &d->sasl_sender, diag, sizeof(diag)) < 0) {
-                        smtp_all_result(d, false, "4.3.0", "%s", diag);
-                        smtp_delivery_finish(d);
-                        return;
-                }
                 /* The next hop's MTA-STS policy (smtp-sts.c): back here when it is known. */
                 if (smtp_sts_lookup(d, smtp_session_start) > 0)
                         return;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
+#include "conf/table-async.h"
 #include "daemon/daemon-role.h"
 #include "log/log.h"
 #include "mail/delay.h"
@@ -57,6 +58,7 @@ static void delivery_free(SmtpDelivery *d) {
         free(d->targets);
         smtp_tls_policy_done(&d->tls);
         smtp_sts_delivery_done(d);
+        smtp_lookup_delivery_done(d);
         d->dane = smtp_dane_free(d->dane);
         if (d->sasl_sender)
                 explicit_bzero(d->sasl_sender, strlen(d->sasl_sender));
@@ -467,6 +469,9 @@ static int start(void *userdata, Daemon *dm) {
         smtp_resolve_configure(&smtp->cfg.side[0], &smtp->cfg.side[1]);
         smtp_memory_open(&smtp->memory, smtp->cfg.side[0].queue_directory);
         smtp_sts_init(smtp->event, smtp->cfg.side[0].queue_directory);
+        r = table_async_start(smtp->event, SMTP_LOOKUP_THREADS);   /* threads start on the first lookup */
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the lookup workers: %m");
         smtp_tlsrpt_init(smtp->cfg.side[0].queue_directory);
         if (queue_open(smtp->cfg.side[0].queue_directory, 0, &smtp->queue) < 0)
                 smtp->queue = NULL;   /* qmgr creates it; reopened lazily */
@@ -482,6 +487,7 @@ static void stop(void *userdata) {
         while (smtp->deliveries)
                 delivery_free(smtp->deliveries);
         smtp_sessions_done(smtp);
+        table_async_stop();   /* after the deliveries: none waits any more */
         smtp_sts_done();
         smtp_tlsrpt_done();
         smtp_resolve_done();

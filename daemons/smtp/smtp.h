@@ -298,6 +298,7 @@ typedef struct SmtpDelivery {
         char sts_domain[256];         /* its policy domain */
         struct StsLookup *sts_lookup; /* discovery under way (smtp-sts.c) */
         struct SmtpDane *dane;        /* TLSA lookups of the delivery's hosts (smtp-dane.c) */
+        struct SmtpLookup *lookup;    /* server-table answers while the first lookups wait (smtp-lookup.c) */
         char *sasl_sender;            /* "username:password" for the sender
                                        * (smtp_sender_dependent_authentication), or NULL */
         SmtpSession *session;
@@ -404,6 +405,18 @@ void smtp_remember(SmtpMemory *mem, const char *queue_id, const SmtpRcpt *rc, co
 /* Fills rc (done, recalled) with the result remembered for it; false when there is none. */
 bool smtp_recall(SmtpMemory *mem, const char *queue_id, SmtpRcpt *rc);
 void smtp_memory_done(SmtpMemory *mem);
+
+/* smtp-lookup.c */
+/* The lookups before d connects (the TLS policy for tls_nexthop into d->tls, the sender's SASL
+ * password into d->sasl_sender), server tables answered on the lookup workers: 0 when done, 1
+ * when an answer is on its way (done(d) is called when they are all there; call again then),
+ * <0 with *ret_dsn and diag when a lookup failed. */
+int smtp_lookup_start(SmtpDelivery *d, const char *tls_nexthop, void (*done)(SmtpDelivery *d),
+                      const char **ret_dsn, char *diag, size_t size);
+/* Forgets d's answers and any wait (the delivery ends). */
+void smtp_lookup_delivery_done(SmtpDelivery *d);
+/* Worker threads for those lookups (each with its own connection to each table it serves). */
+#define SMTP_LOOKUP_THREADS 8
 
 /* smtp-session.c (the session's inside: smtp-session.h) */
 /* Starts delivery d: reuses an idle connection to its next hop or connects to the next target. */

@@ -19,6 +19,7 @@ import ssl
 
 from scram_server import ScramServer
 from smtp_peers import peer_factory
+from sql_peers import ScriptedMap
 from tls_smtp_peer import TlsSmtpServer
 
 from test_smtpd_tls import CERTTOOL, _ca, _leaf
@@ -202,6 +203,31 @@ def test_sender_dependent_authentication(postern, relay):
     qid = send(postern, "sda-3@test", sender="dave@postern.test")   # falls back to the relay host's
     dsn, diag = result(postern, qid)
     assert "said: 535 5.7.8" in diag
+
+
+def test_sender_password_from_a_server_table(postern, scripted):
+    # a socketmap table: looked up on postern-smtp's lookup workers (smtp-lookup.c)
+    s = scripted(ehlo="250-scripted\r\n250-AUTH PLAIN\r\n250 8BITMIME",
+                 replies={"AUTH": "235 2.7.0 Authentication successful"})
+    hop = f"[127.0.0.1]:{s.port}"
+    m = ScriptedMap("socketmap", {"alice@postern.test": "alice:secret"})
+    running = True
+    try:
+        start(postern, hop, {}, smtp_tls_security_level="none", smtp_sasl_security_options="noanonymous",
+              smtp_sender_dependent_authentication="yes",
+              smtp_sasl_password_maps=f"socketmap:inet:127.0.0.1:{m.port}:virtual")
+        sent(postern, send(postern, "sda-map@test", sender="alice@postern.test"))
+        assert "AUTH PLAIN AGFsaWNlAHNlY3JldA==" in s.commands
+        assert m.requests[0] == "alice@postern.test"
+        m.stop()   # the server is gone: the next delivery is deferred, never sent without the login
+        running = False
+        n = len(s.commands)
+        dsn, diag = result(postern, send(postern, "sda-down@test", sender="alice@postern.test"))
+        assert dsn == "4.3.0" and 'smtp_sasl_password_maps lookup error for "alice@postern.test"' in diag, diag
+        assert not any(c.upper().startswith("MAIL") for c in s.commands[n:]), s.commands
+    finally:
+        if running:
+            m.stop()
 
 
 def test_table_failure_defers(postern, relay):

@@ -3,11 +3,21 @@ while one session's RCPT waits for a lookup server that holds its answer, anothe
 whole dialogue (greeting, EHLO, MAIL, RCPT with a lookup in the same table, RSET) is answered at
 once; the first session gets its answer when the server gives it. Also at queue time: a message
 whose virtual alias expansion waits for the server does not keep another session from queueing
-its own. The lookup server is sql_peers.ScriptedMap (socketmap protocol) with a held key."""
+its own. The lookup server is sql_peers.ScriptedMap (socketmap protocol) with a held key.
 
+postern-qmgr too (daemons/qmgr/qmgr-lookup.c): while one message's routing waits for its
+transport_maps answer, another message (a different key of the same table) is routed and
+delivered at once; the first goes out when the server answers. And postern-smtp
+(daemons/smtp/smtp-lookup.c): a delivery whose smtp_tls_policy_maps answer is held does not keep
+another delivery from going out."""
+
+import re
 import threading
 import time
 
+import mailtest
+from mailtest import send
+from smtp_peers import Sink
 from sql_peers import ScriptedMap
 from test_smtpd_helpers import session, wait_until
 
@@ -81,3 +91,83 @@ def test_slow_expansion_does_not_stall_other_sessions(postern):
     finally:
         gate.set()
         aliases.stop()
+
+
+def _fast_goes_first(p, gate, key_seen, sink, held=lambda: True):
+    """Sends x@slow.example's message; once its lookup is held (key_seen()), y@fast.example's
+    reaches sink within 3 s (what it got is returned), still before the held answer; then the
+    answer is let go."""
+    send(p, SENDER, ["x@slow.example"], mailtest.msg("slow", sender=SENDER))
+    assert wait_until(key_seen, timeout=10)
+    t0 = time.monotonic()
+    send(p, SENDER, ["y@fast.example"], mailtest.msg("fast", sender=SENDER))
+    got = sink.wait_count(1, timeout=5)
+    took = time.monotonic() - t0
+    assert not gate.is_set() and held()
+    assert took < 3, f"the other message waited {took:.1f} s for a lookup it did not need"
+    gate.set()
+    return got
+
+
+def test_slow_routing_lookup_does_not_stall_the_queue(postern):
+    p = postern
+    sink = Sink(p.root / "sink")
+    hop = f"smtp:[127.0.0.1]:{sink.port}"
+    routes = ScriptedMap("socketmap", {"x@slow.example": hop, "fast.example": hop})
+    gate = routes.hold["x@slow.example"] = threading.Event()
+    try:
+        p.configure(transport_maps=f"socketmap:inet:127.0.0.1:{routes.port}:virtual")
+        p.start()
+        # (a qmgr that waits on its loop answers nothing until the lookup times out, 10 s)
+        got = _fast_goes_first(p, gate, lambda: "x@slow.example" in routes.requests, sink)
+        assert [re.search(rb"Message-ID: <([^>]+)>", d).group(1) for d in got] == [b"fast"]
+        sink.wait_count(2, timeout=10)
+        p.wait_queue_empty()
+    finally:
+        gate.set()
+        routes.stop()
+        sink.stop()
+
+
+def test_message_deleted_while_its_routing_waits(postern):
+    p = postern
+    routes = ScriptedMap("socketmap", {"x@slow.example": "discard:", "fast.example": "discard:"})
+    gate = routes.hold["x@slow.example"] = threading.Event()
+    try:
+        p.configure(transport_maps=f"socketmap:inet:127.0.0.1:{routes.port}:virtual")
+        p.start("smtpd", "qmgr")
+        qid = send(p, SENDER, ["x@slow.example"], mailtest.msg("d-slow", sender=SENDER))
+        assert wait_until(lambda: "x@slow.example" in routes.requests, timeout=10)
+        r = p.posternctl("delete", qid)
+        assert r.returncode == 0, r.stderr
+        p.wait_log("qmgr", rf"{qid}: removed", timeout=3)
+        gate.set()   # the answer comes for a message that is gone
+        other = send(p, SENDER, ["y@fast.example"], mailtest.msg("d-fast", sender=SENDER))
+        p.wait_log("qmgr", rf"{other}: to=<y@fast\.example>, relay=none, .*status=sent")
+        p.wait_queue_empty()
+        assert "to=<x@slow.example>" not in p.log("qmgr")
+    finally:
+        gate.set()
+        routes.stop()
+
+
+def test_slow_tls_policy_lookup_does_not_stall_other_deliveries(postern):
+    p = postern
+    a, b = Sink(p.root / "sink-a"), Sink(p.root / "sink-b")
+    policy = ScriptedMap("socketmap", {f"[127.0.0.1]:{a.port}": "none"})
+    gate = policy.hold[f"[127.0.0.1]:{a.port}"] = threading.Event()
+    try:
+        p.configure(transport_maps=(f"inline:{{ {{slow.example=smtp:[127.0.0.1]:{a.port}}}, "
+                                    f"{{fast.example=smtp:[127.0.0.1]:{b.port}}} }}"),
+                    smtp_tls_policy_maps=f"socketmap:inet:127.0.0.1:{policy.port}:virtual")
+        p.start()
+        # (postern-smtp waiting on its loop would send nothing until the lookup times out, 10 s)
+        _fast_goes_first(p, gate, lambda: f"[127.0.0.1]:{a.port}" in policy.requests, b,
+                         held=lambda: a.messages() == [])
+        a.wait_count(1, timeout=10)
+        p.wait_queue_empty()
+    finally:
+        gate.set()
+        policy.stop()
+        a.stop()
+        b.stop()
