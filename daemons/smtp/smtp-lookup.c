@@ -10,7 +10,7 @@
  * there, then smtp_session_start() runs again and the memo answers. Other deliveries go on
  * meanwhile. A failed lookup ends the delivery as it did on the loop (4.3.0). The answers are
  * dropped once the lookups are done (nothing is cached between deliveries). The server's
- * password lookup when it offers AUTH (smtp-session-auth.c) still runs on the loop. */
+ * password lookup when it offers AUTH runs the same way in smtp-session-auth.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -8,13 +8,20 @@
  * (SCRAM-SHA-256-PLUS with the TLS session's channel binding); a failure defers (or bounces,
  * with smtp_sasl_auth_soft_bounce = no) every recipient with "SASL authentication failed; ..."
  * and closes the connection. A cached connection stays logged in; with
- * smtp_sender_dependent_authentication the cache key carries the sender's login name. */
+ * smtp_sender_dependent_authentication the cache key carries the sender's login name.
+ *
+ * The password lookup for the server (its host name, then the next hop) runs inside the session's
+ * TableMemo (common/conf/table-async.h): a key in a server table (pgsql:, mysql:, ldap:,
+ * socketmap:, tcp:) that the memo does not have goes to the lookup workers, the session sets
+ * itself aside (no thread waits; its timer still runs) and smtp_session_after_hello() runs again
+ * when the answers are there. Other deliveries go on meanwhile. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/table-async.h"
 #include "log/log.h"
 #include "smtp-session.h"
 
@@ -44,6 +51,35 @@ static void auth_send(SmtpSession *s, const char *line) {
                 smtp_session_failed(s, "lost connection with %s while %s", s->relay, s->phase);
 }
 
+static bool auth_before_mail(SmtpSession *s);
+
+static void on_auth_answers(void *userdata) {
+        smtp_session_after_hello(userdata);
+}
+
+/* The password for this server into *ret_value (r as smtp_sasl_lookup_server()), or -EINPROGRESS
+ * when the session was set aside for a server table's answer. */
+static int auth_lookup(SmtpSession *s, char **ret_value, char *diag, size_t size) {
+        SmtpSasl *a = cfg(s)->sasl;
+        if (!s->auth_memo && !(s->auth_memo = table_memo_new()))   /* no memory: on the loop */
+                return smtp_sasl_lookup_server(a, s->target.host, s->d->nexthop, ret_value, diag, size);
+        for (;;) {
+                table_memo_begin(s->auth_memo, true);
+                int r = smtp_sasl_lookup_server(a, s->target.host, s->d->nexthop, ret_value, diag, size);
+                if (!table_memo_end(s->auth_memo)) {
+                        table_memo_clear(s->auth_memo);   /* nothing kept for a later delivery */
+                        return r;
+                }
+                /* a guess: wait for the answers, or they came at once (failed): run again */
+                if (*ret_value)
+                        explicit_bzero(*ret_value, strlen(*ret_value));
+                free(*ret_value);
+                *ret_value = NULL;
+                if (table_memo_wait(s->auth_memo, on_auth_answers, s))
+                        return -EINPROGRESS;
+        }
+}
+
 /* After the EHLO that counts: AUTH when configured, offered and a password is known. True when
  * it took the session over. */
 static bool auth_before_mail(SmtpSession *s) {
@@ -57,7 +93,9 @@ static bool auth_before_mail(SmtpSession *s) {
                 return false;
         if (d->sasl_sender)
                 value = strdup(d->sasl_sender);
-        else if ((r = smtp_sasl_lookup_server(a, s->target.host, d->nexthop, &value, diag, sizeof(diag))) < 0) {
+        else if ((r = auth_lookup(s, &value, diag, sizeof(diag))) == -EINPROGRESS)
+                return true;
+        else if (r < 0) {
                 auth_failed(s, "4.3.0", "%s", diag);
                 return true;
         } else if (r == 0)

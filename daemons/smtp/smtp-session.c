@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf/table-async.h"
 #include "log/log.h"
 #include "smtp-session.h"
 #include "smtp-sts.h"
@@ -57,6 +58,7 @@ void smtp_session_free(SmtpSession *s) {
         smtp_reply_reset(&s->reply);
         free(s->cmds);
         free(s->accepted);
+        table_memo_drop(s->auth_memo);
         free(s->key);
         free(s->transport);
         free(s->auth_mechs);

@@ -47,6 +47,7 @@ struct SmtpSession {
         SmtpTarget target;
         char relay[400];
         char *key;                   /* "smtp:<nexthop>" / "lmtp:<nexthop>" */
+        struct TableMemo *auth_memo;  /* the AUTH-time password answers (smtp-session-auth.c) */
         bool lmtp;
         char *transport;             /* the deliveries' master.cf transport, or NULL */
         SessionState state;

@@ -9,7 +9,8 @@ postern-qmgr too (daemons/qmgr/qmgr-lookup.c): while one message's routing waits
 transport_maps answer, another message (a different key of the same table) is routed and
 delivered at once; the first goes out when the server answers. And postern-smtp
 (daemons/smtp/smtp-lookup.c): a delivery whose smtp_tls_policy_maps answer is held does not keep
-another delivery from going out."""
+another delivery from going out, nor does one whose server's smtp_sasl_password_maps answer (the
+AUTH-time lookup, daemons/smtp/smtp-session-auth.c) is held."""
 
 import re
 import threading
@@ -17,7 +18,7 @@ import time
 
 import mailtest
 from mailtest import send
-from smtp_peers import Sink
+from smtp_peers import Scripted, Sink
 from sql_peers import ScriptedMap
 from test_smtpd_helpers import session, wait_until
 
@@ -169,5 +170,40 @@ def test_slow_tls_policy_lookup_does_not_stall_other_deliveries(postern):
     finally:
         gate.set()
         policy.stop()
+        a.stop()
+        b.stop()
+
+
+def test_slow_auth_password_lookup_does_not_stall_other_deliveries(postern):
+    p = postern
+    ehlo = "250-scripted\r\n250-AUTH PLAIN\r\n250 8BITMIME"
+    ok = {"AUTH": "235 2.7.0 Authentication successful"}
+    a, b = Scripted(ok, ehlo=ehlo), Scripted(ok, ehlo=ehlo)
+    hop_a, hop_b = f"[127.0.0.1]:{a.port}", f"[127.0.0.1]:{b.port}"
+    passwd = ScriptedMap("socketmap", {hop_a: "alice:secret", hop_b: "bob:secret"})
+    gate = passwd.hold[hop_a] = threading.Event()
+    try:
+        p.configure(transport_maps=f"inline:{{ {{slow.example=smtp:{hop_a}}}, {{fast.example=smtp:{hop_b}}} }}",
+                    smtp_sasl_auth_enable="yes", smtp_sasl_security_options="noanonymous",
+                    smtp_tls_security_level="none",
+                    smtp_sasl_password_maps=f"socketmap:inet:127.0.0.1:{passwd.port}:virtual")
+        p.start()
+        send(p, SENDER, ["x@slow.example"], mailtest.msg("slow", sender=SENDER))
+        assert wait_until(lambda: hop_a in passwd.requests, timeout=10)
+        t0 = time.monotonic()
+        send(p, SENDER, ["y@fast.example"], mailtest.msg("fast", sender=SENDER))
+        # (postern-smtp waiting on its loop would send nothing until the lookup times out, 10 s)
+        assert wait_until(lambda: len(b.messages) == 1, timeout=5)
+        took = time.monotonic() - t0
+        assert not gate.is_set() and a.messages == [] and not any(c.startswith("AUTH") for c in a.commands)
+        assert took < 3, f"the other message waited {took:.1f} s for a lookup it did not need"
+        assert "AUTH PLAIN AGJvYgBzZWNyZXQ=" in b.commands
+        gate.set()
+        assert wait_until(lambda: len(a.messages) == 1, timeout=10)
+        assert "AUTH PLAIN AGFsaWNlAHNlY3JldA==" in a.commands
+        p.wait_queue_empty()
+    finally:
+        gate.set()
+        passwd.stop()
         a.stop()
         b.stop()
