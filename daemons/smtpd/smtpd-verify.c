@@ -13,7 +13,10 @@
  * address: Address verification in progress" (or the temporary reply) with
  * unverified_*_tempfail_action. postern-verify missing, failing or not answering within
  * VERIFY_TIMEOUT_USEC: "450 4.1.1 <a>: Recipient address rejected: address verification problem"
- * with the tempfail action (logged "verify service failure"), never a 5xx. The sender's replies
+ * with the tempfail action (logged "verify service failure"), never a 5xx. A "deliverable" answer
+ * is remembered for VERIFY_MEMO_USEC (per service socket and address, at most VERIFY_MEMO_MAX
+ * addresses): the mail of a busy recipient costs one round trip per 10 s, not one per message; no
+ * other answer is remembered, so a refusal or a probe on its way is always asked again. The sender's replies
  * use x.1.7 instead of x.1.1; the null sender is never verified. Answers use the DNS checks' final
  * wording (smtpd.h): a complete reply, or "DEFER_IF_PERMIT " and one. */
 #include <errno.h>
@@ -22,11 +25,14 @@
 #include <string.h>
 
 #include "smtpd.h"
+#include "basic/strmap.h"
 #include "daemon/daemon.h"
 #include "ipc/ipc.h"
 #include "log/log.h"
 
 #define VERIFY_TIMEOUT_USEC (5 * USEC_PER_SEC)
+#define VERIFY_MEMO_USEC (10 * USEC_PER_SEC)
+#define VERIFY_MEMO_MAX 4096
 
 typedef struct VerifyOp {
         SmtpdHookDone done;
@@ -41,6 +47,37 @@ typedef struct VerifyOp {
 } VerifyOp;
 
 static IpcMux *verify_mux;
+static StrMap *deliverable_memo;   /* "<socket>\n<address>" → the monotonic time it expires */
+
+static char *memo_key(const SmtpdSettings *st, const char *address) {
+        char *k = NULL;
+        return asprintf(&k, "%s\n%s", st->verify.socket, address) < 0 ? NULL : k;
+}
+
+/* true when postern-verify said "deliverable" for address less than VERIFY_MEMO_USEC ago */
+static bool memo_deliverable(const SmtpdSettings *st, const char *address) {
+        if (!deliverable_memo)
+                return false;
+        _cleanup_free_ char *k = memo_key(st, address);
+        const uint64_t *until = k ? strmap_get(deliverable_memo, k) : NULL;
+        return until && now_usec(CLOCK_MONOTONIC) < *until;
+}
+
+static void memo_remember(const SmtpdSettings *st, const char *address) {
+        if (!deliverable_memo && !(deliverable_memo = strmap_new(free)))
+                return;   /* no memo: every answer is asked for */
+        if (strmap_size(deliverable_memo) >= VERIFY_MEMO_MAX)
+                strmap_clear(deliverable_memo);
+        _cleanup_free_ char *k = memo_key(st, address);
+        uint64_t *until = malloc(sizeof(*until));
+        if (!k || !until) {
+                free(until);
+                return;
+        }
+        *until = now_usec(CLOCK_MONOTONIC) + VERIFY_MEMO_USEC;
+        if (strmap_put(deliverable_memo, k, until) < 0)
+                free(until);
+}
 
 int smtpd_verify_settings(Conf *c, const char *listener, SmtpdSettings *s) {
         const char *name = conf_get_listener(c, listener, "address_verify_service_name");
@@ -58,6 +95,7 @@ void smtpd_verify_settings_done(SmtpdSettings *s) {
 
 void smtpd_verify_shutdown(void) {
         verify_mux = ipc_mux_free(verify_mux);
+        deliverable_memo = strmap_free(deliverable_memo);
 }
 
 static const char *const labels[2] = { "Recipient address", "Sender address" };
@@ -136,6 +174,7 @@ static void on_reply(int error, const IpcRecord *reply, void *userdata) {
         const char *result = strempty(ipc_record_get(reply, "result"));
         const char *reason = strempty(ipc_record_get(reply, "reason"));
         if (streq(result, "deliverable")) {
+                memo_remember(st, op->address);
                 finish(op, NULL);
                 return;
         }
@@ -220,6 +259,10 @@ static int verify_start(const SmtpdClient *c, const SmtpdTransaction *t, const S
         int r = decide_by_tables(st, who, a->subject, ret_action);
         if (r != 0)
                 return r;
+        if (memo_deliverable(st, a->subject)) {
+                *ret_action = NULL;
+                return 1;
+        }
 
         VerifyOp *op = calloc(1, sizeof(VerifyOp));
         if (!op || !(op->address = strdup(a->subject))) {

@@ -104,6 +104,24 @@ def test_cache_survives_kill9(postern, aiosmtpd_server):
     assert rcpt(postern, "bad@remote.example")[0] == 550
 
 
+def test_smtpd_remembers_deliverable_for_a_few_seconds(postern, aiosmtpd_server):
+    # a busy recipient costs one question to postern-verify per 10 s, not one per message; only
+    # "deliverable" is remembered: other answers are always asked again
+    configure(postern, aiosmtpd_server)
+    postern.start("smtpd", "qmgr", "smtp", "verify")
+    rcpt(postern, "good@remote.example")
+    rcpt(postern, "bad@remote.example")
+    postern.wait_log("verify", r"<good@remote\.example>: deliverable")
+    postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
+    assert rcpt(postern, "good@remote.example")[0] == 250   # asked, and remembered
+    assert rcpt(postern, "bad@remote.example")[0] == 550
+    postern.kill("verify", signal.SIGKILL)
+    (postern.socket_dir / "verify").unlink()   # nobody answers now
+    assert rcpt(postern, "good@remote.example")[0] == 250   # from smtpd's memory
+    code, text = rcpt(postern, "bad@remote.example")   # not remembered: asked, and verify is gone
+    assert code == 450 and text.endswith("address verification problem"), text
+
+
 def test_local_recipients_by_tables(postern):
     # no postern-verify at all: local addresses never need it
     postern.configure(smtpd_recipient_restrictions="reject_unverified_recipient",
