@@ -87,13 +87,18 @@ def test_sender_verification(postern, aiosmtpd_server):
     assert rcpt(postern, "root@postern.test", sender="")[0] == 250   # <> is never verified
 
 
-def test_cache_survives_kill9(postern, aiosmtpd_server):
+def probe_good_and_bad(postern, aiosmtpd_server):
+    """Starts the roles and has good@ (deliverable) and bad@remote.example (undeliverable) probed."""
     configure(postern, aiosmtpd_server)
     postern.start("smtpd", "qmgr", "smtp", "verify")
     rcpt(postern, "good@remote.example")
     rcpt(postern, "bad@remote.example")
     postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
     postern.wait_log("verify", r"<good@remote\.example>: deliverable")
+
+
+def test_cache_survives_kill9(postern, aiosmtpd_server):
+    probe_good_and_bad(postern, aiosmtpd_server)
     postern.kill("verify", signal.SIGKILL)
     postern.kill("smtp", signal.SIGKILL)   # no new probe could answer
     postern.start("verify")
@@ -107,12 +112,7 @@ def test_cache_survives_kill9(postern, aiosmtpd_server):
 def test_smtpd_remembers_deliverable_for_a_few_seconds(postern, aiosmtpd_server):
     # a busy recipient costs one question to postern-verify per 10 s, not one per message; only
     # "deliverable" is remembered: other answers are always asked again
-    configure(postern, aiosmtpd_server)
-    postern.start("smtpd", "qmgr", "smtp", "verify")
-    rcpt(postern, "good@remote.example")
-    rcpt(postern, "bad@remote.example")
-    postern.wait_log("verify", r"<good@remote\.example>: deliverable")
-    postern.wait_log("verify", r"<bad@remote\.example>: undeliverable")
+    probe_good_and_bad(postern, aiosmtpd_server)
     assert rcpt(postern, "good@remote.example")[0] == 250   # asked, and remembered
     assert rcpt(postern, "bad@remote.example")[0] == 550
     postern.kill("verify", signal.SIGKILL)
